@@ -1,0 +1,72 @@
+// ESLint flat config. Layering (imports point downwards only):
+//   cli -> backends -> scenario -> trace -> core
+// src/core is pure: no node:* modules, no clocks, no unseeded randomness.
+import tseslint from 'typescript-eslint';
+
+const nodeBuiltins = ['node:*', 'fs', 'path', 'os', 'child_process', 'process', 'crypto', 'util'];
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'scripts/**', 'conformance/**'] },
+  ...tseslint.configs.recommended,
+  {
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-non-null-assertion': 'off',
+    },
+  },
+  {
+    files: ['src/core/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: nodeBuiltins, message: 'src/core is pure: no Node APIs.' },
+            { group: ['**/trace/**', '**/backends/**', '**/cli/**', '**/scenario/**'], message: 'core imports only core.' },
+          ],
+        },
+      ],
+      'no-restricted-globals': [
+        'error',
+        { name: 'Date', message: 'core has no clocks' },
+        { name: 'performance', message: 'core has no clocks' },
+        { name: 'process', message: 'core has no Node APIs' },
+      ],
+      'no-restricted-properties': ['error', { object: 'Math', property: 'random', message: 'use a seeded PRNG' }],
+    },
+  },
+  {
+    files: ['src/trace/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: nodeBuiltins, message: 'src/trace is pure.' },
+            { group: ['**/backends/**', '**/cli/**', '**/scenario/**'], message: 'trace imports only core.' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['src/scenario/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: nodeBuiltins, message: 'src/scenario is pure.' },
+            { group: ['**/backends/**', '**/cli/**'], message: 'scenario imports core and trace.' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['src/backends/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ group: ['**/cli/**'], message: 'backends do not import cli.' }] }],
+    },
+  },
+);

@@ -1,0 +1,67 @@
+/**
+ * Minimal argument parser for the gmemlab CLI: `--flag`, `--opt value`, `--opt=value`, positionals.
+ * Unknown options are usage errors (exit code 2).
+ */
+
+export class UsageError extends Error {}
+
+export type OptSpec = { readonly [name: string]: 'bool' | 'string' };
+
+export type ParsedArgs = {
+  readonly opts: Map<string, string | true>;
+  readonly positionals: string[];
+};
+
+export function parseArgs(argv: readonly string[], spec: OptSpec): ParsedArgs {
+  const opts = new Map<string, string | true>();
+  const positionals: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') {
+      positionals.push(...argv.slice(i + 1));
+      break;
+    }
+    if (a.startsWith('--')) {
+      const eq = a.indexOf('=');
+      const name = eq >= 0 ? a.slice(2, eq) : a.slice(2);
+      const kind = spec[name];
+      if (kind === undefined) throw new UsageError(`unknown option --${name}`);
+      if (kind === 'bool') {
+        if (eq >= 0) throw new UsageError(`--${name} takes no value`);
+        opts.set(name, true);
+      } else {
+        let v: string | undefined;
+        if (eq >= 0) v = a.slice(eq + 1);
+        else v = argv[++i];
+        if (v === undefined) throw new UsageError(`--${name} needs a value`);
+        opts.set(name, v);
+      }
+    } else if (a === '-h') {
+      opts.set('help', true);
+    } else positionals.push(a);
+  }
+  return { opts, positionals };
+}
+
+export function optString(p: ParsedArgs, name: string): string | undefined {
+  const v = p.opts.get(name);
+  return typeof v === 'string' ? v : undefined;
+}
+
+export function optInt(p: ParsedArgs, name: string): number | undefined {
+  const v = optString(p, name);
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new UsageError(`--${name} expects a non-negative integer, got "${v}"`);
+  return Number(v);
+}
+
+/** Durations like 30, 30s, 5m, 1h (seconds by default). */
+export function optDuration(p: ParsedArgs, name: string): number | undefined {
+  const v = optString(p, name);
+  if (v === undefined) return undefined;
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(v);
+  if (!m) throw new UsageError(`--${name} expects a duration such as 30s, 5m or 1h, got "${v}"`);
+  const n = Number(m[1]);
+  const unit = m[2] ?? 's';
+  return unit === 'ms' ? n : unit === 's' ? n * 1000 : unit === 'm' ? n * 60_000 : n * 3_600_000;
+}

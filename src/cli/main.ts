@@ -1,0 +1,71 @@
+#!/usr/bin/env node
+/**
+ * gmemlab command-line interface: a thin shell over the pure core and the backends.
+ * Exit codes: 0 ok, 1 a check failed (diff disagreement, scenario expectation, invariant
+ * violation), 2 usage or input error.
+ */
+import { UsageError } from './args.js';
+import { EXIT_CHECK_FAILED, EXIT_USAGE, InputError } from './io.js';
+import { replayMain } from './replay.js';
+
+type Command = { readonly summary: string; readonly run: (argv: readonly string[], out: (s: string) => void) => Promise<number> };
+
+const COMMANDS: Record<string, Command> = {
+  replay: { summary: 'run a trace on the model (or --backend kvm) and print result lines', run: replayMain },
+};
+
+export function mainHelp(): string {
+  const lines = Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(9)} ${c.summary}`);
+  return `usage: gmemlab COMMAND [options]   (gmemlab COMMAND --help for details)
+
+gmemlab is an executable model of Linux KVM guest private memory (guest_memfd).
+
+commands:
+${lines.join('\n')}
+
+Exit codes: 0 ok, 1 a check failed, 2 usage or input error.`;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const out = (s: string): void => {
+    process.stdout.write(s + '\n');
+  };
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    out(mainHelp());
+    return cmd === undefined ? EXIT_USAGE : 0;
+  }
+  if (cmd === '--version') {
+    out('gmemlab 0.1.0');
+    return 0;
+  }
+  const c = COMMANDS[cmd];
+  if (c === undefined) {
+    process.stderr.write(`gmemlab: unknown command "${cmd}"\n\n${mainHelp()}\n`);
+    return EXIT_USAGE;
+  }
+  try {
+    return await c.run(rest, out);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`gmemlab ${cmd}: ${e.message}\n(see gmemlab ${cmd} --help)\n`);
+      return EXIT_USAGE;
+    }
+    if (e instanceof InputError) {
+      process.stderr.write(`gmemlab ${cmd}: ${e.message}\n`);
+      return EXIT_USAGE;
+    }
+    throw e;
+  }
+}
+
+void EXIT_CHECK_FAILED;
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    process.stderr.write(`gmemlab: internal error: ${(e as Error).stack ?? String(e)}\n`);
+    process.exitCode = 70;
+  },
+);

@@ -1,0 +1,55 @@
+/**
+ * `gmemlab replay [--kernel PROFILE] [--backend model|kvm] TRACE.jsonl`: run a trace and print one
+ * result line per op, exactly as the trace contract says.
+ */
+import { ModelBackend } from '../backends/model.js';
+import { formatResult } from '../trace/format.js';
+import { runTrace } from '../trace/runner.js';
+import { BackendRefusal, type Backend } from '../trace/types.js';
+import { parseArgs, optString, UsageError } from './args.js';
+import { EXIT_OK, EXIT_USAGE, InputError, loadTrace, profileOrUsage } from './io.js';
+
+export const REPLAY_HELP = `usage: gmemlab replay [--kernel PROFILE] [--backend model|kvm] TRACE.jsonl...
+
+Run each trace and print one JSON result line per op (trace-format.md).
+
+  --kernel PROFILE   model profile (default linux-6.18); ignored by --backend kvm
+  --backend B        model (default) or kvm (the real /dev/kvm of this machine)
+  --json             (accepted for symmetry: the output is always JSON Lines)
+
+Exit codes: 0 ok, 2 usage error, malformed trace (file:line: field: message) or unavailable backend.`;
+
+/** Open the requested backend, or throw a UsageError-style message. */
+export async function openBackend(kind: string, kernel: string | undefined): Promise<Backend> {
+  if (kind === 'model') return new ModelBackend(profileOrUsage(kernel));
+  if (kind === 'kvm') {
+    const { openKvmBackend } = await import('../backends/kvm/index.js');
+    const b = openKvmBackend();
+    if ('unavailable' in b) throw new InputError(`kvm backend unavailable: ${b.unavailable}`);
+    return b;
+  }
+  throw new UsageError(`unknown backend "${kind}" (model or kvm)`);
+}
+
+export async function replayMain(argv: readonly string[], out: (s: string) => void): Promise<number> {
+  const p = parseArgs(argv, { kernel: 'string', backend: 'string', json: 'bool', help: 'bool' });
+  if (p.opts.has('help')) {
+    out(REPLAY_HELP);
+    return EXIT_OK;
+  }
+  if (p.positionals.length === 0) throw new UsageError('replay needs a trace file');
+  const backend = await openBackend(optString(p, 'backend') ?? 'model', optString(p, 'kernel'));
+  for (const file of p.positionals) {
+    const t = loadTrace(file);
+    if (t.errors.length > 0) throw new InputError(t.errors.map((e) => e.message).join('\n'));
+    try {
+      runTrace(t.ops, backend, (_op, r) => out(formatResult(r)));
+    } catch (e) {
+      if (e instanceof BackendRefusal) throw new InputError(`${file}: ${e.message}`);
+      throw e;
+    }
+  }
+  return EXIT_OK;
+}
+
+export { EXIT_USAGE };

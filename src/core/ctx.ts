@@ -1,0 +1,32 @@
+/**
+ * The narrow interface the model's mechanism files use to reach each other (the kernel's
+ * cross-subsystem calls: mmu notifiers, fput, vfs_fallocate, ...). `Host` implements it; keeping
+ * it here avoids import cycles between the mechanism files.
+ */
+import type { EventLog } from './events.js';
+import type { FrameStore } from './frames.js';
+import type { KernelProfile } from './profiles/profile.js';
+import type { KFile, Vm } from './objects.js';
+import type { Result } from './result.js';
+import type { MutantSet } from './mutants.js';
+import type { HostMm } from './host_mm.js';
+
+export interface KernelCtx {
+  readonly profile: KernelProfile;
+  readonly frames: FrameStore;
+  readonly events: EventLog;
+  /** Injected bugs (issue #4 seeded-bug benchmark); empty in the faithful model. */
+  readonly mutants: MutantSet;
+  /** The VMM process's address space. */
+  readonly mm: HostMm;
+  /** Every live VM (for mmu-notifier fan-out). */
+  readonly vms: ReadonlySet<Vm>;
+  /** Drop one mapping reference (pages) of a file; releases it when the last reference goes. */
+  putFileMapping(file: KFile, pages: number): void;
+  /** Take mapping references on a file. */
+  getFileMapping(file: KFile, pages: number): void;
+  /** `mmu_notifier_invalidate_range_start/end` for host virtual pages [start, end). */
+  mmuNotifierInvalidate(startHvpn: number, endHvpn: number): void;
+  /** `vfs_fallocate()` on a file (used by MADV_REMOVE). */
+  vfsFallocate(file: KFile, mode: number, offset: bigint, len: bigint, via: 'fallocate' | 'madv_remove'): Result<undefined>;
+}

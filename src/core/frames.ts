@@ -1,0 +1,117 @@
+/**
+ * Physical memory of the simulated host: 4 KiB frames with identities (`Pfn`) and contents.
+ *
+ * Frames are handed out by a deterministic allocator that reuses freed frames lowest-first (as a
+ * buddy allocator reuses recently freed memory), so a model bug that forgets to zero a page on
+ * first use, or keeps a freed page mapped, shows *someone else's data*: the invariant checker and
+ * the mutant benchmark rely on that. Contents are stored only for frames that hold non-zero data
+ * (a Map from pfn to a 4 KiB buffer); a frame without an entry reads as zeros.
+ *
+ * Allocation never zeroes: callers zero explicitly (`zero`) when the kernel does
+ * (clear_highpage on first use of a guest_memfd folio, anonymous page faults), which is exactly
+ * the behaviour the "every page is first seen as zeros" invariant checks.
+ */
+import { RangeMap } from './ranges/range_map.js';
+import { PAGE_SIZE, type Pfn } from './units.js';
+
+export type FrameRun = { readonly base: Pfn; readonly count: number };
+
+export class FrameStore {
+  private nextFresh = 1;
+  private readonly free = new RangeMap<true>();
+  private readonly data = new Map<number, Uint8Array>();
+  /** Frames currently allocated (for accounting invariants). */
+  allocated = 0;
+
+  /** Allocate `n` frames; returns one or more runs of consecutive pfns, in order. */
+  alloc(n: number): FrameRun[] {
+    const runs: FrameRun[] = [];
+    let left = n;
+    while (left > 0) {
+      const f = this.free.first();
+      if (f === undefined) break;
+      const take = Math.min(left, f.end - f.start);
+      runs.push({ base: f.start as Pfn, count: take });
+      this.free.delete(f.start, f.start + take);
+      left -= take;
+    }
+    if (left > 0) {
+      runs.push({ base: this.nextFresh as Pfn, count: left });
+      this.nextFresh += left;
+    }
+    this.allocated += n;
+    return runs;
+  }
+
+  /** Allocate one frame (the fault path's common case). */
+  allocOne(): Pfn {
+    const f = this.free.first();
+    this.allocated++;
+    if (f === undefined) return this.nextFresh++ as Pfn;
+    this.free.delete(f.start, f.start + 1);
+    return f.start as Pfn;
+  }
+
+  /** Return frames to the allocator. Contents stay (physical memory is not cleared on free). */
+  release(base: Pfn, count: number): void {
+    if (count <= 0) return;
+    this.free.set(base, base + count, true);
+    this.allocated -= count;
+  }
+
+  /** clear_highpage() on `count` frames starting at `base`. */
+  zero(base: Pfn, count: number): void {
+    if (this.data.size === 0) return;
+    if (count === 1) {
+      this.data.delete(base);
+      return;
+    }
+    if (count > this.data.size * 4) {
+      for (const k of this.data.keys()) if (k >= base && k < base + count) this.data.delete(k);
+      return;
+    }
+    for (let i = 0; i < count; i++) this.data.delete(base + i);
+  }
+
+  /** Copy `out.length` bytes of frame `pfn` starting at byte `off` into `out`. */
+  read(pfn: Pfn, off: number, out: Uint8Array, outOff = 0, len = out.length - outOff): void {
+    const d = this.data.get(pfn);
+    if (d === undefined) out.fill(0, outOff, outOff + len);
+    else out.set(d.subarray(off, off + len), outOff);
+  }
+
+  /** Write bytes into frame `pfn` at byte `off`. */
+  write(pfn: Pfn, off: number, src: Uint8Array, srcOff = 0, len = src.length - srcOff): void {
+    let d = this.data.get(pfn);
+    if (d === undefined) {
+      let allZero = true;
+      for (let i = 0; i < len; i++) {
+        if (src[srcOff + i] !== 0) {
+          allZero = false;
+          break;
+        }
+      }
+      if (allZero) return;
+      d = new Uint8Array(PAGE_SIZE);
+      this.data.set(pfn, d);
+    }
+    d.set(src.subarray(srcOff, srcOff + len), off);
+  }
+
+  /** Copy a whole frame's contents to another frame. */
+  copy(from: Pfn, to: Pfn): void {
+    const d = this.data.get(from);
+    if (d === undefined) this.data.delete(to);
+    else this.data.set(to, d.slice());
+  }
+
+  /** Whether frame `pfn` holds any non-zero byte. */
+  hasData(pfn: Pfn): boolean {
+    return this.data.has(pfn);
+  }
+
+  /** Number of frames ever handed out (the high-water mark of physical memory). */
+  get highWater(): number {
+    return this.nextFresh - 1;
+  }
+}

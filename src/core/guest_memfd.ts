@@ -1,0 +1,221 @@
+/**
+ * guest_memfd (virt/kvm/guest_memfd.c, Linux 6.18): creation, fallocate (allocate and punch
+ * hole), host mmap faults, memslot binding, the fault-path lookup `kvm_gmem_get_pfn()` and
+ * release of the last file reference.
+ *
+ * Contract of the page states (kernel-uapi.md §1.3): fallocate creates `allocated` folios and
+ * never zeroes; the first guest fault or host fault zeroes a non-up-to-date folio and marks it
+ * `prepared` (up-to-date); punch hole and release return indices to absent. So every page is
+ * first seen as zeros, and content persists until a hole is punched.
+ */
+import type { KernelCtx } from './ctx.js';
+import { GmemFile, type Memslot, type Vm } from './objects.js';
+import { err, ok, OK_VOID, type Result } from './result.js';
+import { kvmMmuInvalidateGfnRange } from './mmu.js';
+import type { PgOff, Pfn } from './units.js';
+
+/**
+ * KVM_CREATE_GUEST_MEMFD after copy_from_user: `kvm_gmem_create()` checks in kernel order, then
+ * `__kvm_gmem_create()`. `reserved[]` is not checked in 6.18.
+ */
+export function kvmGmemCreate(k: KernelCtx, vm: Vm, size: bigint, flags: bigint, ino: number): Result<GmemFile> {
+  // flags & ~kvm_gmem_get_supported_flags(kvm) → EINVAL
+  if ((flags & ~vm.spec.gmemFlags) !== 0n) return err('EINVAL', 'kvm_gmem_create: unsupported flags');
+  // size <= 0 as loff_t, or not page aligned → EINVAL
+  const ssize = BigInt.asIntN(64, size);
+  if (ssize <= 0n || (ssize & 4095n) !== 0n) return err('EINVAL', 'kvm_gmem_create: size <= 0 or unaligned');
+  const f = new GmemFile(ino, vm, ssize, Number(ssize >> 12n), flags);
+  // kvm_get_kvm(): the file pins the VM.
+  vm.refs++;
+  vm.gmemFiles.add(f);
+  void k;
+  return ok(f);
+}
+
+/** `kvm_gmem_fallocate()` — called after the generic vfs_fallocate() checks. */
+export function kvmGmemFallocate(
+  k: KernelCtx,
+  f: GmemFile,
+  mode: number,
+  offset: bigint,
+  len: bigint,
+  via: 'fallocate' | 'madv_remove',
+): Result<undefined> {
+  if ((mode & 1) === 0) return err('EOPNOTSUPP', 'kvm_gmem_fallocate: FALLOC_FL_KEEP_SIZE required');
+  if ((mode & ~3) !== 0) return err('EOPNOTSUPP', 'kvm_gmem_fallocate: mode other than KEEP_SIZE|PUNCH_HOLE');
+  if ((offset & 4095n) !== 0n || (len & 4095n) !== 0n) return err('EINVAL', 'kvm_gmem_fallocate: offset or len not page aligned');
+  const r = (mode & 2) !== 0 ? kvmGmemPunchHole(k, f, offset, len, via) : kvmGmemAllocate(k, f, offset, len);
+  if (r.ok) f.modifications++;
+  return r;
+}
+
+/**
+ * `kvm_gmem_punch_hole()`: for every memslot bound to an index in the range, invalidate and zap
+ * the corresponding gfns, flush; then truncate the folios (which also removes them from every
+ * host mapping). No bound check: ranges past i_size are no-ops.
+ */
+export function kvmGmemPunchHole(k: KernelCtx, f: GmemFile, offset: bigint, len: bigint, via: 'fallocate' | 'madv_remove'): Result<undefined> {
+  const start = Number(offset >> 12n);
+  const end = Number((offset + len) >> 12n);
+  if (end <= start) return OK_VOID;
+  if (!k.mutants.has('punch_no_zap')) kvmGmemInvalidate(k, f, start, end, via === 'fallocate' ? 'punch_hole' : 'madv_remove');
+  truncatePages(k, f, start, end, via === 'fallocate' ? 'punch_hole' : 'madv_remove');
+  return OK_VOID;
+}
+
+/** Free the folios of [start, end) (truncate_inode_pages_range). */
+function truncatePages(k: KernelCtx, f: GmemFile, start: number, end: number, via: 'punch_hole' | 'madv_remove' | 'inode_evict'): void {
+  const pieces = f.pages.piecesIn(start, end);
+  if (pieces.length === 0) return;
+  f.pages.delete(start, end);
+  for (const p of pieces) {
+    if (!k.mutants.has('punch_keeps_frames')) k.frames.release(p.value.base, p.end - p.start);
+    k.events.push({ kind: 'gmem_free', ino: f.ino, start: p.start, end: p.end, via });
+  }
+}
+
+/**
+ * `kvm_gmem_invalidate_begin()/end()` over the bindings of [start, end): zap the gfns of every
+ * bound memslot and flush TLBs if anything was zapped. On x86 without mirror page tables the
+ * attribute filter does not restrict the zap.
+ */
+export function kvmGmemInvalidate(
+  k: KernelCtx,
+  f: GmemFile,
+  start: number,
+  end: number,
+  source: 'punch_hole' | 'madv_remove' | 'gmem_release' | 'memory_failure',
+): void {
+  for (const b of f.bindings.piecesIn(start, end)) {
+    const slot = b.value;
+    if (slot.gmem === null) continue;
+    const pgoff = slot.gmem.pgoff;
+    const gStart = slot.baseGfn + (b.start - pgoff);
+    const gEnd = slot.baseGfn + (b.end - pgoff);
+    kvmMmuInvalidateGfnRange(k, f.vm, slot.asId, gStart, gEnd, source);
+  }
+}
+
+/** `kvm_gmem_allocate()`: allocate absent folios in range, no zeroing, no guest mapping. */
+function kvmGmemAllocate(k: KernelCtx, f: GmemFile, offset: bigint, len: bigint): Result<undefined> {
+  if (offset + len > f.size) return err('EINVAL', 'kvm_gmem_allocate: offset + len > i_size');
+  const start = Number(offset >> 12n);
+  const end = Number((offset + len) >> 12n);
+  for (const gap of f.pages.gapsIn(start, end)) {
+    let idx = gap.start;
+    for (const run of k.frames.alloc(gap.end - gap.start)) {
+      f.pages.set(idx, idx + run.count, { base: run.base, state: 'allocated' });
+      idx += run.count;
+    }
+    k.events.push({ kind: 'gmem_alloc', ino: f.ino, start: gap.start, end: gap.end, via: 'fallocate' });
+  }
+  return OK_VOID;
+}
+
+/** Get the folio at `index`, allocating it (not zeroed) when absent (`filemap_grab_folio`). */
+function getFolio(k: KernelCtx, f: GmemFile, index: number, via: 'guest_fault' | 'host_fault'): { pfn: Pfn; state: 'allocated' | 'prepared' | 'poisoned' } {
+  const ex = f.pages.get(index);
+  if (ex !== undefined) return { pfn: ex.base, state: ex.state };
+  const pfn = k.frames.allocOne();
+  f.pages.set(index, index + 1, { base: pfn, state: 'allocated' });
+  k.events.push({ kind: 'gmem_alloc', ino: f.ino, start: index, end: index + 1, via });
+  return { pfn, state: 'allocated' };
+}
+
+/** Zero a folio and mark it up-to-date (`clear_highpage` + `kvm_gmem_mark_prepared`). */
+function prepareFolio(k: KernelCtx, f: GmemFile, index: number, pfn: Pfn, via: 'guest_fault' | 'host_fault'): void {
+  if (!k.mutants.has('gmem_no_zero_on_prepare')) k.frames.zero(pfn, 1);
+  f.pages.set(index, index + 1, { base: pfn, state: 'prepared' });
+  k.events.push({ kind: 'gmem_zero', ino: f.ino, start: index, end: index + 1, via });
+}
+
+/**
+ * `kvm_gmem_fault_user_mapping()`: a host page fault on a guest_memfd mapping at page `pgoff`.
+ */
+export function kvmGmemFaultUserMapping(k: KernelCtx, f: GmemFile, pgoff: number): { pfn: Pfn } | { signal: 'SIGBUS' } {
+  if (pgoff >= f.npages) return { signal: 'SIGBUS' };
+  if (!f.initShared && !k.mutants.has('gmem_host_fault_ignores_shared')) return { signal: 'SIGBUS' };
+  const folio = getFolio(k, f, pgoff, 'host_fault');
+  if (folio.state === 'poisoned') return { signal: 'SIGBUS' };
+  if (folio.state !== 'prepared') prepareFolio(k, f, pgoff, folio.pfn, 'host_fault');
+  return { pfn: folio.pfn };
+}
+
+/**
+ * `kvm_gmem_bind()` (virt/kvm/guest_memfd.c): bind [offset, offset + slot size) of the file to
+ * the new memslot. `file` is what fget(fd) found: undefined when the fd is not open.
+ */
+export function kvmGmemBind(k: KernelCtx, vm: Vm, slot: Memslot, file: GmemFile | 'other' | undefined, offset: bigint): Result<undefined> {
+  if (file === undefined) return err('EBADF', 'kvm_gmem_bind: fd not open');
+  if (file === 'other') return err('EINVAL', 'kvm_gmem_bind: not a guest_memfd');
+  if (file.vm !== vm) return err('EINVAL', 'kvm_gmem_bind: guest_memfd belongs to another VM');
+  const soff = BigInt.asIntN(64, offset);
+  const size = BigInt(slot.npages) << 12n;
+  if (soff < 0n || (soff & 4095n) !== 0n || soff + size > file.size) return err('EINVAL', 'kvm_gmem_bind: offset out of range');
+  const start = Number(soff >> 12n);
+  const end = start + slot.npages;
+  if (file.bindings.anyIn(start, end) && !k.mutants.has('gmem_bind_overlap_allowed'))
+    return err(k.profile.gmemBindOverlapErrno, 'kvm_gmem_bind: range already bound');
+  slot.gmem = { file, pgoff: start as PgOff };
+  slot.gmemOnly = file.mmapAllowed;
+  file.bindings.set(start, end, slot);
+  k.events.push({ kind: 'gmem_bind', ino: file.ino, vm: vm.index, slot: slot.id, start, end });
+  return OK_VOID;
+}
+
+/** `kvm_gmem_unbind()`: nothing to do when the file was already released. */
+export function kvmGmemUnbind(k: KernelCtx, slot: Memslot): void {
+  const g = slot.gmem;
+  if (g === null || g.file === null || g.file.released) return;
+  const start = g.pgoff;
+  const end = start + slot.npages;
+  g.file.bindings.delete(start, end);
+  k.events.push({ kind: 'gmem_unbind', ino: g.file.ino, vm: g.file.vm.index, slot: slot.id, start, end });
+  g.file = null;
+}
+
+/**
+ * `kvm_gmem_release()` then inode eviction: clear `gmem.file` in every bound slot, zap all bound
+ * ranges, drop the VM reference. The inode (and its memory) goes with the file in 6.18.
+ * Returns the VM whose reference was dropped.
+ */
+export function kvmGmemRelease(k: KernelCtx, f: GmemFile): Vm {
+  f.released = true;
+  const slots = new Set<Memslot>();
+  for (const b of f.bindings.entries()) slots.add(b.value);
+  if (!k.mutants.has('release_keeps_slot_file')) {
+    for (const s of slots) if (s.gmem !== null) s.gmem.file = null;
+  }
+  // kvm_gmem_invalidate_begin(gmem, 0, -1ul): zap every bound range.
+  for (const b of f.bindings.entries()) {
+    const slot = b.value;
+    const pgoff = slot.gmem?.pgoff ?? b.start;
+    kvmMmuInvalidateGfnRange(k, f.vm, slot.asId, slot.baseGfn + (b.start - pgoff), slot.baseGfn + (b.end - pgoff), 'gmem_release');
+  }
+  f.bindings.clear();
+  f.vm.gmemFiles.delete(f);
+  k.events.push({ kind: 'gmem_release', ino: f.ino, vm: f.vm.index });
+  // The inode is evicted with its only file: truncate_inode_pages_final().
+  const last = f.pages.last();
+  if (last !== undefined) truncatePages(k, f, 0, last.end, 'inode_evict');
+  return f.vm;
+}
+
+export type GmemPfn = { readonly ok: true; readonly pfn: Pfn } | { readonly ok: false; readonly errno: 'EFAULT' | 'EIO' | 'EHWPOISON' | 'ENOMEM' };
+
+/**
+ * `kvm_gmem_get_pfn()`: the guest_memfd side of a guest fault at `gfn` in `slot`.
+ * EFAULT: file released (or not the slot's); EIO: binding mismatch; EHWPOISON: poisoned folio.
+ * A folio that is not up-to-date is zeroed and prepared (arch hook) before it is returned.
+ */
+export function kvmGmemGetPfn(k: KernelCtx, slot: Memslot, gfn: number): GmemPfn {
+  const g = slot.gmem;
+  if (g === null || g.file === null || g.file.released) return { ok: false, errno: 'EFAULT' };
+  const f = g.file;
+  const index = gfn - slot.baseGfn + g.pgoff;
+  if (f.bindings.get(index) !== slot) return { ok: false, errno: 'EIO' };
+  const folio = getFolio(k, f, index, 'guest_fault');
+  if (folio.state === 'poisoned') return { ok: false, errno: 'EHWPOISON' };
+  if (folio.state !== 'prepared') prepareFolio(k, f, index, folio.pfn, 'guest_fault');
+  return { ok: true, pfn: folio.pfn };
+}

@@ -1,0 +1,479 @@
+/**
+ * `Host`: one simulated machine — the kernel (with its profile) and the single VMM process that
+ * drives it through file descriptors. This is the model's public, KVM-shaped API: one method per
+ * syscall or ioctl, named after the uAPI (`kvmSetUserMemoryRegion2`, `fallocate`, ...), each taking
+ * fd numbers and raw values and returning a `Result` with a Linux errno name. Nothing here throws
+ * on bad input.
+ *
+ * ioctl dispatch follows the kernel: an fd that is not open is EBADF; /dev/kvm, VM and vCPU fds
+ * have their own ioctl tables (`kvm_dev_ioctl`, `kvm_vm_ioctl`, `kvm_vcpu_ioctl`) with their own
+ * defaults for unknown requests (EINVAL, ENOTTY, EINVAL); guest_memfd and other files have no
+ * ioctls (ENOTTY).
+ */
+import type { KernelCtx } from './ctx.js';
+import { EventLog } from './events.js';
+import { FrameStore } from './frames.js';
+import { kvmGmemCreate, kvmGmemFallocate, kvmGmemRelease } from './guest_memfd.js';
+import { HostMm, type UserAccess } from './host_mm.js';
+import { kvmVmIoctlSetMemAttributes } from './mem_attributes.js';
+import { kvmVmIoctlSetMemoryRegion, type GmemFdLookup, type MemoryRegionChange } from './memslots.js';
+import { kvmMmuNotifierInvalidate } from './mmu.js';
+import { MutantSet } from './mutants.js';
+import { GmemFile, KFile, KvmDevFile, StdFile, Vcpu, VcpuFile, Vm, VmFile } from './objects.js';
+import { kvmVcpuPreFaultMemory, type PreFaultResult } from './pre_fault.js';
+import { vmTypeSpec, vmTypesMask, type KernelProfile } from './profiles/profile.js';
+import { err, ok, OK_VOID, type Result } from './result.js';
+import { kvmRunProgram, type GuestProgramStep, type RunResult } from './kvm_run.js';
+import { KVM_CAP, TRACE_CODE_GPA, TRACE_CODE_SLOT, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from './uapi.js';
+import { PAGE_SIZE } from './units.js';
+
+/** Where the model keeps each VM's trace code page: outside the trace arena, below TASK_SIZE. */
+const CODE_PAGE_BASE = 0x7f00_0000_0000n;
+
+export type HostOptions = {
+  /** Injected bugs (seeded-bug benchmark). */
+  readonly mutants?: Iterable<string>;
+  /** Record model events (default true). */
+  readonly events?: boolean;
+};
+
+export type FileStat = { readonly size: bigint; readonly blocks: bigint; readonly mode: number; readonly ino: number };
+
+type Fd = number;
+
+export class Host implements KernelCtx {
+  readonly frames = new FrameStore();
+  readonly events = new EventLog();
+  readonly mutants: MutantSet;
+  readonly mm: HostMm;
+  readonly vms = new Set<Vm>();
+  private readonly fds = new Map<Fd, KFile>();
+  private nextIno = 100;
+  private nextVmIndex = 0;
+
+  constructor(
+    readonly profile: KernelProfile,
+    opts: HostOptions = {},
+  ) {
+    this.mutants = new MutantSet(opts.mutants ?? []);
+    this.events.enabled = opts.events ?? true;
+    this.mm = new HostMm(this);
+    // stdin, stdout, stderr: open, but not KVM objects.
+    for (let i = 0; i < 3; i++) this.install(i, new StdFile(this.nextIno++));
+  }
+
+  // -----------------------------------------------------------------------------------------------
+  // fd table and file lifetime
+
+  private install(fd: Fd, f: KFile): Fd {
+    this.fds.set(fd, f);
+    f.fdRefs++;
+    return fd;
+  }
+
+  /** get_unused_fd_flags(): the lowest free fd number. */
+  private allocFd(f: KFile): Fd {
+    let fd = 0;
+    while (this.fds.has(fd)) fd++;
+    return this.install(fd, f);
+  }
+
+  /** The open file behind an fd, or undefined (EBADF). */
+  file(fd: Fd): KFile | undefined {
+    return this.fds.get(fd);
+  }
+
+  /** Every open fd and its file (for explanations and invariants). */
+  openFds(): ReadonlyMap<Fd, KFile> {
+    return this.fds;
+  }
+
+  getFileMapping(file: KFile, pages: number): void {
+    file.mappedPages += pages;
+  }
+
+  putFileMapping(file: KFile, pages: number): void {
+    file.mappedPages -= pages;
+    this.maybeRelease(file);
+  }
+
+  /** fput() reaching zero: the file's ->release(). */
+  private maybeRelease(f: KFile): void {
+    if (f.released || f.fdRefs > 0 || f.mappedPages > 0) return;
+    if (f instanceof GmemFile) {
+      this.putVm(kvmGmemRelease(this, f));
+      return;
+    }
+    f.released = true;
+    if (f instanceof VmFile) this.putVm(f.vm);
+    else if (f instanceof VcpuFile) this.putVm(f.vcpu.vm);
+  }
+
+  /** kvm_put_kvm(): the last reference destroys the VM. */
+  private putVm(vm: Vm): void {
+    vm.refs--;
+    if (vm.refs > 0 || vm.dead) return;
+    // kvm_destroy_vm(): memslots are freed (guest_memfd unbind is a no-op: every file is gone),
+    // the MMU is torn down.
+    vm.dead = true;
+    for (const s2 of vm.stage2) s2.clear();
+    for (const sbg of vm.slotsByGfn) sbg.clear();
+    vm.slots.clear();
+    for (const vcpu of vm.vcpus.values()) for (const p of vcpu.pages) this.frames.release(p, 1);
+    for (const p of vm.sharedPages) this.frames.release(p, 1);
+    this.vms.delete(vm);
+    this.events.push({ kind: 'vm_destroy', vm: vm.index });
+  }
+
+  mmuNotifierInvalidate(s: number, e: number): void {
+    for (const vm of this.vms) kvmMmuNotifierInvalidate(this, vm, s, e);
+  }
+
+  // -----------------------------------------------------------------------------------------------
+  // /dev/kvm
+
+  /** open("/dev/kvm", O_RDWR). */
+  openDevKvm(): Fd {
+    return this.allocFd(new KvmDevFile(this.nextIno++));
+  }
+
+  /** Common VM-ioctl preamble: `kvm_vm_ioctl()` on a VM fd. */
+  private vmOf(fd: Fd): Result<Vm> | 'not-vm' {
+    const f = this.fds.get(fd);
+    if (f === undefined) return err('EBADF', 'fd not open');
+    if (!(f instanceof VmFile)) return 'not-vm';
+    return ok(f.vm);
+  }
+
+  /** The errno an ioctl not handled by this kind of file gets. */
+  private static unknownIoctl(f: KFile): Result<never> {
+    switch (f.kind) {
+      case 'kvm':
+        return err('EINVAL', 'kvm_dev_ioctl: unknown ioctl (kvm_arch_dev_ioctl default)');
+      case 'vm':
+        return err('ENOTTY', 'kvm_vm_ioctl: unknown ioctl (kvm_arch_vm_ioctl default)');
+      case 'vcpu':
+        return err('EINVAL', 'kvm_vcpu_ioctl: unknown ioctl (kvm_arch_vcpu_ioctl default)');
+      default:
+        return err('ENOTTY', 'file has no ioctl for this request');
+    }
+  }
+
+  /** Look up an fd for an ioctl and require `kind`; otherwise the kernel's answer for that fd. */
+  private ioctlTarget<K extends KFile['kind']>(fd: Fd, kind: K): Result<Extract<KFile, { kind: K }>> {
+    const f = this.fds.get(fd);
+    if (f === undefined) return err('EBADF', 'fd not open');
+    if (f.kind !== kind) return Host.unknownIoctl(f);
+    return ok(f as Extract<KFile, { kind: K }>);
+  }
+
+  /** KVM_CREATE_VM(type) on /dev/kvm. */
+  kvmCreateVm(fd: Fd, type: bigint): Result<Fd> {
+    const t = this.ioctlTarget(fd, 'kvm');
+    if (!t.ok) return t;
+    const spec = vmTypeSpec(this.profile, type);
+    if (spec === undefined) return err('EINVAL', 'kvm_arch_init_vm: unsupported VM type');
+    const vm = new Vm(this.nextVmIndex++, type, spec);
+    vm.refs = 1;
+    this.vms.add(vm);
+    return ok(this.allocFd(new VmFile(this.nextIno++, vm)));
+  }
+
+  /** KVM_CHECK_EXTENSION on /dev/kvm or a VM fd (`kvm_vm_ioctl_check_extension_generic`). */
+  kvmCheckExtension(fd: Fd, cap: bigint): Result<bigint> {
+    const f = this.fds.get(fd);
+    if (f === undefined) return err('EBADF', 'fd not open');
+    if (f.kind === 'kvm') return ok(this.capValue(undefined, cap));
+    if (f instanceof VmFile) return ok(this.capValue(f.vm, cap));
+    return Host.unknownIoctl(f);
+  }
+
+  /** Capability value on the system fd (vm undefined) or a VM. */
+  capValue(vm: Vm | undefined, cap: bigint): bigint {
+    const p = this.profile;
+    const c = Number(BigInt.asIntN(64, cap));
+    if (!Number.isSafeInteger(c) || c < 0) return 0n;
+    if (vm === undefined) {
+      if (c === KVM_CAP.KVM_CAP_VM_TYPES) return vmTypesMask(p);
+      return p.systemCaps.get(c) ?? 0n;
+    }
+    const o = vm.spec.capOverrides?.get(c);
+    if (o !== undefined) return o;
+    switch (c) {
+      case KVM_CAP.KVM_CAP_VM_TYPES:
+        return vmTypesMask(p);
+      case KVM_CAP.KVM_CAP_GUEST_MEMFD_FLAGS:
+        return p.guestMemfdConfig ? vm.spec.gmemFlags : 0n;
+      case KVM_CAP.KVM_CAP_MEMORY_ATTRIBUTES:
+        return p.memoryAttributesConfig ? vm.spec.memAttributes : 0n;
+      case KVM_CAP.KVM_CAP_MULTI_ADDRESS_SPACE:
+        return (p.vmCaps.get(c) ?? 0n) === 0n ? 0n : BigInt(vm.spec.nrAddressSpaces);
+      default:
+        return p.vmCaps.get(c) ?? 0n;
+    }
+  }
+
+  // -----------------------------------------------------------------------------------------------
+  // VM ioctls
+
+  /** KVM_CREATE_GUEST_MEMFD on a VM fd. */
+  kvmCreateGuestMemfd(fd: Fd, size: bigint, flags: bigint): Result<Fd> {
+    const f = this.fds.get(fd);
+    if (f === undefined) return err('EBADF', 'fd not open');
+    if (!(f instanceof VmFile)) return Host.unknownIoctl(f);
+    if (!this.profile.guestMemfdConfig) return Host.unknownIoctl(f);
+    const r = kvmGmemCreate(this, f.vm, size, flags, this.nextIno++);
+    if (!r.ok) return r;
+    return ok(this.allocFd(r.value));
+  }
+
+  /**
+   * KVM_SET_USER_MEMORY_REGION (`v1` true) or KVM_SET_USER_MEMORY_REGION2 on a VM fd.
+   * `guestMemfd` is the struct's u32 fd field (only looked up for GUEST_MEMFD creates).
+   */
+  kvmSetUserMemoryRegion(
+    fd: Fd,
+    region: { slot: bigint; flags: bigint; guest_phys_addr: bigint; memory_size: bigint; userspace_addr: bigint; guest_memfd_offset: bigint },
+    guestMemfd: number,
+    v1: boolean,
+  ): Result<MemoryRegionChange> {
+    const t = this.vmOf(fd);
+    if (t === 'not-vm') return Host.unknownIoctl(this.fds.get(fd)!);
+    if (!t.ok) return t;
+    const lookup = (): GmemFdLookup => {
+      const g = this.fds.get(guestMemfd);
+      if (g === undefined) return undefined;
+      return g instanceof GmemFile ? g : 'other';
+    };
+    const mem = v1 ? { ...region, guest_memfd_offset: 0n } : region;
+    return kvmVmIoctlSetMemoryRegion(this, t.value, mem, lookup, v1);
+  }
+
+  /** KVM_SET_MEMORY_ATTRIBUTES on a VM fd (ENOTTY when the kernel lacks the config). */
+  kvmSetMemoryAttributes(fd: Fd, a: { address: bigint; size: bigint; attributes: bigint; flags: bigint }): Result<undefined> {
+    const t = this.vmOf(fd);
+    if (t === 'not-vm') return Host.unknownIoctl(this.fds.get(fd)!);
+    if (!t.ok) return t;
+    if (!this.profile.memoryAttributesConfig) return err('ENOTTY', 'KVM_SET_MEMORY_ATTRIBUTES: CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES off');
+    return kvmVmIoctlSetMemAttributes(this, t.value, a);
+  }
+
+  /** KVM_CREATE_VCPU on a VM fd (`kvm_vm_ioctl_create_vcpu`); creates the trace code page. */
+  kvmCreateVcpu(fd: Fd, id: bigint): Result<Fd> {
+    const t = this.vmOf(fd);
+    if (t === 'not-vm') return Host.unknownIoctl(this.fds.get(fd)!);
+    if (!t.ok) return t;
+    const vm = t.value;
+    if (id >= this.profile.maxVcpuIds) return err('EINVAL', 'create_vcpu: id >= KVM_MAX_VCPU_IDS');
+    if (vm.createdVcpus >= this.profile.maxVcpus) return err('EINVAL', 'create_vcpu: too many vCPUs');
+    if (vm.vcpus.has(id)) return err('EEXIST', 'create_vcpu: id already exists');
+    vm.createdVcpus++;
+    const vcpu = new Vcpu(vm, id, vm.vcpus.size);
+    vm.vcpus.set(id, vcpu);
+    vm.refs++;
+    const vfd = this.allocFd(new VcpuFile(this.nextIno++, vcpu));
+    if (vm.codeSlot === 'none') this.ensureCodeSlot(vm);
+    return ok(vfd);
+  }
+
+  /**
+   * The trace contract's code page: 4 KiB of anonymous memory registered as slot 32763 at GPA
+   * 0xFFFFF000 with KVM_SET_USER_MEMORY_REGION, as the real backend does.
+   */
+  private ensureCodeSlot(vm: Vm): boolean {
+    if (vm.codeSlot === 'present') return true;
+    if (vm.codePageHva === 0n) {
+      const at = CODE_PAGE_BASE + BigInt(vm.index) * 0x20_0000n;
+      const m = this.mm.mmap(undefined, BigInt(PAGE_SIZE), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, 0n, at);
+      if (!m.ok) return false;
+      vm.codePageHva = m.value;
+    }
+    const r = kvmVmIoctlSetMemoryRegion(
+      this,
+      vm,
+      { slot: BigInt(TRACE_CODE_SLOT), flags: 0n, guest_phys_addr: TRACE_CODE_GPA, memory_size: 4096n, userspace_addr: vm.codePageHva, guest_memfd_offset: 0n },
+      () => undefined,
+      true,
+    );
+    vm.codeSlot = r.ok ? 'present' : 'failed';
+    return r.ok;
+  }
+
+  /** KVM_ENABLE_CAP on a VM fd (x86 `kvm_vm_ioctl_enable_cap`): only EXIT_HYPERCALL is modelled. */
+  kvmEnableCap(fd: Fd, cap: bigint, flags: bigint, args: readonly bigint[]): Result<undefined> {
+    const f = this.fds.get(fd);
+    if (f === undefined) return err('EBADF', 'fd not open');
+    if (f instanceof VcpuFile) return err('EINVAL', 'KVM_ENABLE_CAP on a vCPU: capability not supported');
+    if (!(f instanceof VmFile)) return Host.unknownIoctl(f);
+    if (flags !== 0n) return err('EINVAL', 'kvm_vm_ioctl_enable_cap: flags != 0');
+    if (cap === BigInt(KVM_CAP.KVM_CAP_EXIT_HYPERCALL)) {
+      const mask = this.profile.systemCaps.get(KVM_CAP.KVM_CAP_EXIT_HYPERCALL) ?? 0n;
+      const a0 = args[0] ?? 0n;
+      if ((a0 & ~mask) !== 0n) return err('EINVAL', 'KVM_CAP_EXIT_HYPERCALL: bits outside the valid mask');
+      f.vm.hypercallExitEnabled = a0;
+      return OK_VOID;
+    }
+    return err('EINVAL', 'kvm_vm_ioctl_enable_cap: capability not modelled');
+  }
+
+  // -----------------------------------------------------------------------------------------------
+  // vCPU ioctls
+
+  private vcpuOf(fd: Fd): Result<Vcpu> {
+    const t = this.ioctlTarget(fd, 'vcpu');
+    if (!t.ok) return t;
+    return ok((t.value as VcpuFile).vcpu);
+  }
+
+  /** KVM_PRE_FAULT_MEMORY on a vCPU fd. The range is always copied back. */
+  kvmPreFaultMemory(fd: Fd, gpa: bigint, size: bigint, flags: bigint): PreFaultResult {
+    const t = this.vcpuOf(fd);
+    if (!t.ok) return { errno: t.errno, remaining: { gpa, size } };
+    return kvmVcpuPreFaultMemory(this, t.value, gpa, size, flags);
+  }
+
+  /** KVM_RUN with a trace guest program. ENOEXEC when the code page cannot be put in place. */
+  kvmRun(fd: Fd, steps: readonly GuestProgramStep[]): RunResult {
+    const t = this.vcpuOf(fd);
+    if (!t.ok) return { errno: t.errno, exits: [] };
+    const vm = t.value.vm;
+    if (!vm.slots.has(TRACE_CODE_SLOT) && !this.ensureCodeSlotAgain(vm)) return { errno: 'ENOEXEC', exits: [] };
+    return kvmRunProgram(this, t.value, steps);
+  }
+
+  private ensureCodeSlotAgain(vm: Vm): boolean {
+    vm.codeSlot = 'failed';
+    return this.ensureCodeSlot(vm);
+  }
+
+  // -----------------------------------------------------------------------------------------------
+  // file syscalls
+
+  /** fallocate(2): ksys_fallocate → vfs_fallocate checks → ->fallocate. */
+  fallocate(fd: Fd, mode: number, offset: bigint, len: bigint): Result<undefined> {
+    const f = this.fds.get(fd);
+    if (f === undefined) return err('EBADF', 'fd not open');
+    if (f.kind === 'std') return err('EBADF', 'fallocate on a std stream');
+    return this.vfsFallocate(f, mode, offset, len, 'fallocate');
+  }
+
+  /** `vfs_fallocate()`: generic checks in kernel order, then the file's ->fallocate. */
+  vfsFallocate(f: KFile, mode: number, offset: bigint, len: bigint, via: 'fallocate' | 'madv_remove'): Result<undefined> {
+    const off = BigInt.asIntN(64, offset);
+    const ln = BigInt.asIntN(64, len);
+    if (off < 0n || ln <= 0n) return err('EINVAL', 'vfs_fallocate: offset < 0 or len <= 0');
+    const MODE_MASK = 0x02 | 0x08 | 0x10 | 0x20 | 0x40 | 0x80;
+    if ((mode & ~(MODE_MASK | 0x01)) !== 0) return err('EOPNOTSUPP', 'vfs_fallocate: unknown mode bits');
+    switch (mode & MODE_MASK) {
+      case 0:
+      case 0x40:
+      case 0x10:
+        break;
+      case 0x02:
+        if ((mode & 0x01) === 0) return err('EOPNOTSUPP', 'vfs_fallocate: PUNCH_HOLE without KEEP_SIZE');
+        break;
+      case 0x08:
+      case 0x20:
+      case 0x80:
+        if ((mode & 0x01) !== 0) return err('EOPNOTSUPP', 'vfs_fallocate: KEEP_SIZE with COLLAPSE/INSERT/WRITE_ZEROES');
+        break;
+      default:
+        return err('EOPNOTSUPP', 'vfs_fallocate: invalid mode combination');
+    }
+    // Only guest_memfd is a regular file among KVM's files (/dev/kvm is a char device, VM and
+    // vCPU fds are anonymous inodes without a file type).
+    if (!(f instanceof GmemFile)) return err('ENODEV', 'vfs_fallocate: not a regular file');
+    if (off + ln > (1n << 63n) - 1n) return err('EFBIG', 'vfs_fallocate: offset + len beyond s_maxbytes');
+    return kvmGmemFallocate(this, f, mode, off, ln, via);
+  }
+
+  /** ftruncate(2): guest_memfd's setattr refuses everything; other files are not regular. */
+  ftruncate(fd: Fd, length: bigint): Result<undefined> {
+    if (BigInt.asIntN(64, length) < 0n) return err('EINVAL', 'do_sys_ftruncate: length < 0');
+    const f = this.fds.get(fd);
+    if (f === undefined) return err('EBADF', 'fd not open');
+    if (f.kind === 'std') return err('EBADF', 'ftruncate on a std stream');
+    if (f instanceof GmemFile) return err('EINVAL', 'kvm_gmem_setattr: -EINVAL');
+    return err('EINVAL', 'do_ftruncate: not a regular file');
+  }
+
+  /** pread(2): negative offset is EINVAL before the fd is looked up. */
+  pread(fd: Fd, len: bigint, offset: bigint): Result<Uint8Array> {
+    if (BigInt.asIntN(64, offset) < 0n) return err('EINVAL', 'ksys_pread64: pos < 0');
+    const f = this.fds.get(fd);
+    if (f === undefined) return err('EBADF', 'fd not open');
+    if (f.kind === 'std') return err('EBADF', 'pread on a std stream');
+    if (f.kind === 'kvm') return err('EINVAL', 'vfs_read: /dev/kvm has no read');
+    void len;
+    return err('ESPIPE', 'ksys_pread64: no FMODE_PREAD (anon inode)');
+  }
+
+  /** pwrite(2). */
+  pwrite(fd: Fd, bytes: Uint8Array, offset: bigint): Result<bigint> {
+    if (BigInt.asIntN(64, offset) < 0n) return err('EINVAL', 'ksys_pwrite64: pos < 0');
+    const f = this.fds.get(fd);
+    if (f === undefined) return err('EBADF', 'fd not open');
+    if (f.kind === 'std') return err('EBADF', 'pwrite on a std stream');
+    if (f.kind === 'kvm') return err('EINVAL', 'vfs_write: /dev/kvm has no write');
+    void bytes;
+    return err('ESPIPE', 'ksys_pwrite64: no FMODE_PWRITE (anon inode)');
+  }
+
+  /** fstat(2). guest_memfd: st_size = i_size, st_blocks = 0 always. */
+  fstat(fd: Fd): Result<FileStat> {
+    const f = this.fds.get(fd);
+    if (f === undefined) return err('EBADF', 'fd not open');
+    if (f.kind === 'std') return err('EBADF', 'fstat on a std stream');
+    if (f instanceof GmemFile) return ok({ size: f.size, blocks: 0n, mode: 0o100600, ino: f.ino });
+    if (f.kind === 'kvm') return ok({ size: 0n, blocks: 0n, mode: 0o020600, ino: f.ino });
+    return ok({ size: 0n, blocks: 0n, mode: 0o600, ino: f.ino });
+  }
+
+  /** close(2). */
+  close(fd: Fd): Result<undefined> {
+    const f = this.fds.get(fd);
+    if (f === undefined) return err('EBADF', 'fd not open');
+    if (f.kind === 'std') return err('EBADF', 'close of a std stream');
+    this.fds.delete(fd);
+    f.fdRefs--;
+    this.maybeRelease(f);
+    return OK_VOID;
+  }
+
+  // -----------------------------------------------------------------------------------------------
+  // memory syscalls and VMM accesses
+
+  /** mmap(2) of an fd (null: MAP_ANONYMOUS requested by the caller) at the arena cursor. */
+  mmap(fd: Fd | null, length: bigint, prot: number, flags: number, offset: bigint): Result<bigint> {
+    let file: KFile | null | undefined;
+    if (fd === null) file = undefined;
+    else {
+      const f = this.fds.get(fd);
+      file = f === undefined || f.kind === 'std' ? null : f;
+    }
+    const fl = fd === null ? flags | MAP_ANONYMOUS : flags;
+    return this.mm.mmap(file, length, prot, fl, offset);
+  }
+
+  munmap(addr: bigint, length: bigint): Result<undefined> {
+    return this.mm.munmap(addr, length);
+  }
+
+  mprotect(addr: bigint, length: bigint, prot: number): Result<undefined> {
+    return this.mm.mprotect(addr, length, prot);
+  }
+
+  madvise(addr: bigint, length: bigint, advice: number): Result<undefined> {
+    return this.mm.madvise(addr, length, advice);
+  }
+
+  /** A VMM read of `len` bytes at `addr`. */
+  peek(addr: bigint, len: number): UserAccess {
+    return this.mm.access(addr, len, null);
+  }
+
+  /** A VMM write of `bytes` at `addr`. */
+  poke(addr: bigint, bytes: Uint8Array): UserAccess {
+    return this.mm.access(addr, bytes.length, bytes);
+  }
+}

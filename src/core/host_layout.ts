@@ -1,0 +1,33 @@
+/**
+ * Where trace mappings live in the VMM's address space. Both backends place every successful
+ * mmap at the same deterministic address (trace contract: addresses grow upwards, each mapping
+ * 2 MiB aligned with at least one unmapped page after it, never reused after munmap), so raw
+ * addresses and stale handles behave identically on the model and on a real /dev/kvm.
+ *
+ * The arena [MMAP_ARENA_BASE, MMAP_ARENA_END) is reserved for the trace: a mapping that would not
+ * fit below MMAP_ARENA_END fails with ENOMEM on every backend.
+ */
+
+/**
+ * 64 TiB: above every address V8 picks for its heap pages (random hints below 2^46), far below
+ * the kernel's top-down mmap area (just under 128 TiB), far above the executable and brk heap.
+ */
+export const MMAP_ARENA_BASE = 0x4000_0000_0000n;
+/** 112 TiB. */
+export const MMAP_ARENA_END = 0x7000_0000_0000n;
+export const MMAP_ALIGN = 0x20_0000n;
+
+/** x86-64 4-level paging: highest user address + 1 (TASK_SIZE_MAX). */
+export const TASK_SIZE_MAX = 0x7fff_ffff_f000n;
+
+/** Page-rounded length of a mapping request (size_t arithmetic; undefined when it overflows). */
+export function mmapRoundLength(length: bigint): bigint | undefined {
+  const r = (length + 4095n) & ~4095n;
+  return r > 0xffff_ffff_ffff_ffffn ? undefined : r;
+}
+
+/** The address after a mapping `[addr, addr+len)`: one unmapped guard page, then 2 MiB alignment. */
+export function nextArenaCursor(addr: bigint, roundedLen: bigint): bigint {
+  const afterGuard = addr + roundedLen + 4096n;
+  return (afterGuard + MMAP_ALIGN - 1n) & ~(MMAP_ALIGN - 1n);
+}

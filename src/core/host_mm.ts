@@ -1,0 +1,615 @@
+/**
+ * The VMM process's address space (mm/mmap.c, mm/mprotect.c, mm/madvise.c and the page-fault
+ * paths the model needs): VMAs, private anonymous pages, shmem objects behind MAP_SHARED
+ * anonymous mappings, file mappings of guest_memfd and vCPU fds, and the two ways memory is
+ * touched: a CPU access by the VMM (peek/poke: SIGSEGV/SIGBUS) and get_user_pages() by KVM.
+ *
+ * Host PTEs of file mappings are not tracked: whether a PTE is present is never observable — a
+ * later access refaults against the page cache, which is the state that matters. Private
+ * anonymous memory *is* its page table, so `anon` is keyed by host virtual page.
+ */
+import type { KernelCtx } from './ctx.js';
+import { RangeMap, extentOps } from './ranges/range_map.js';
+import { GmemFile, KFile, VcpuFile, pageExtentOps, type PageExtent } from './objects.js';
+import { err, ok, OK_VOID, type Result } from './result.js';
+import {
+  MADV_COLD,
+  MADV_COLLAPSE,
+  MADV_DODUMP,
+  MADV_DOFORK,
+  MADV_DONTDUMP,
+  MADV_DONTFORK,
+  MADV_DONTNEED,
+  MADV_DONTNEED_LOCKED,
+  MADV_FREE,
+  MADV_HUGEPAGE,
+  MADV_KEEPONFORK,
+  MADV_MERGEABLE,
+  MADV_NOHUGEPAGE,
+  MADV_NORMAL,
+  MADV_PAGEOUT,
+  MADV_POPULATE_READ,
+  MADV_POPULATE_WRITE,
+  MADV_RANDOM,
+  MADV_REMOVE,
+  MADV_SEQUENTIAL,
+  MADV_UNMERGEABLE,
+  MADV_WILLNEED,
+  MADV_WIPEONFORK,
+  MAP_ANONYMOUS,
+  MAP_DROPPABLE,
+  MAP_FIXED_NOREPLACE,
+  MAP_GROWSDOWN,
+  MAP_HUGETLB,
+  MAP_LOCKED,
+  MAP_NORESERVE,
+  MAP_POPULATE,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  MAP_SHARED_VALIDATE,
+  MAP_TYPE,
+  PROT_EXEC,
+  PROT_GROWSDOWN,
+  PROT_GROWSUP,
+  PROT_READ,
+  PROT_SEM,
+  PROT_WRITE,
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  LEGACY_MAP_MASK,
+} from './uapi.js';
+import { MMAP_ARENA_END, mmapRoundLength, nextArenaCursor, MMAP_ARENA_BASE } from './host_layout.js';
+import { PAGE_SIZE, type Pfn } from './units.js';
+import { kvmGmemFaultUserMapping } from './guest_memfd.js';
+
+/** The shared zero page: what a read of untouched private anonymous memory maps. */
+export const ZERO_PFN = 0 as Pfn;
+
+/** Object behind a MAP_SHARED|MAP_ANONYMOUS mapping (a shmem file of the mapping's size). */
+export class ShmemObject {
+  readonly pages = new RangeMap<PageExtent>(pageExtentOps);
+  mappedPages = 0;
+  constructor(
+    readonly id: number,
+    readonly npages: number,
+  ) {}
+}
+
+export type VmaKind = 'anon' | 'shmem' | 'gmem' | 'vcpu';
+
+/** madvise-set VMA flags that matter for merging and behaviour. */
+export const VMA_HUGEPAGE = 1;
+export const VMA_NOHUGEPAGE = 2;
+export const VMA_DONTFORK = 4;
+export const VMA_DONTDUMP = 8;
+export const VMA_WIPEONFORK = 16;
+export const VMA_MERGEABLE = 32;
+
+/**
+ * A VMA extent. `base` is the file page offset (vm_pgoff) of the extent's first page; for
+ * private anonymous memory it is the virtual page number, as in Linux.
+ */
+export type Vma = {
+  readonly base: number;
+  readonly kind: VmaKind;
+  readonly obj: ShmemObject | GmemFile | VcpuFile | null;
+  /** PROT_READ | PROT_WRITE | PROT_EXEC currently granted. */
+  readonly prot: number;
+  /** VM_SHARED. */
+  readonly shared: boolean;
+  /** VM_MAYEXEC (cleared for files on noexec mounts: guest_memfd). */
+  readonly mayExec: boolean;
+  readonly locked: boolean;
+  readonly growsdown: boolean;
+  readonly flags: number;
+};
+
+export const vmaOps = extentOps<Vma>(
+  (a, b) =>
+    a.kind === b.kind &&
+    a.obj === b.obj &&
+    a.prot === b.prot &&
+    a.shared === b.shared &&
+    a.mayExec === b.mayExec &&
+    a.locked === b.locked &&
+    a.growsdown === b.growsdown &&
+    a.flags === b.flags,
+);
+
+export type UserAccess = { readonly ok: true; readonly data?: Uint8Array } | { readonly ok: false; readonly fault: 'SIGSEGV' | 'SIGBUS' };
+
+export class HostMm {
+  /** VMAs by host virtual page number. */
+  readonly vmas = new RangeMap<Vma>(vmaOps);
+  /** Private anonymous pages by host virtual page number (the page table of anonymous memory). */
+  readonly anon = new RangeMap<PageExtent>(pageExtentOps);
+  /** Next address the trace arena hands out. */
+  cursor = MMAP_ARENA_BASE;
+  private nextShmemId = 1;
+
+  constructor(private readonly k: KernelCtx) {}
+
+  // ---------------------------------------------------------------------------------------------
+  // mmap / munmap / mprotect / madvise
+
+  /**
+   * mmap(2) at the arena cursor, as both backends place it (the real backend passes
+   * MAP_FIXED_NOREPLACE). Reproduces ksys_mmap_pgoff() and do_mmap() checks in order; `file` is
+   * undefined for MAP_ANONYMOUS, null when the fd is not open.
+   */
+  mmap(file: KFile | null | undefined, length: bigint, prot: number, flags: number, offset: bigint, at?: bigint): Result<bigint> {
+    // sys_mmap (x86): the byte offset must be page aligned.
+    if ((offset & 4095n) !== 0n) return err('EINVAL', 'mmap: offset not page aligned');
+    const pgoffBig = BigInt.asUintN(64, offset) >> 12n;
+    const anonymous = (flags & MAP_ANONYMOUS) !== 0;
+    // ksys_mmap_pgoff(): resolve the fd unless MAP_ANONYMOUS.
+    if (!anonymous && file === null) return err('EBADF', 'mmap: fd not open');
+    if (!anonymous && file === undefined) return err('EBADF', 'mmap: fd not open');
+    const f = anonymous ? null : (file as KFile);
+    if (anonymous && (flags & MAP_HUGETLB) !== 0 && (flags & MAP_NORESERVE) === 0) {
+      // hugetlb_file_setup(): no huge pages are reserved on the modelled hosts.
+      return err('ENOMEM', 'mmap: MAP_HUGETLB without reserved huge pages');
+    }
+    // do_mmap()
+    if (length === 0n) return err('EINVAL', 'do_mmap: len == 0');
+    const rounded = mmapRoundLength(length);
+    if (rounded === undefined || rounded === 0n) return err('ENOMEM', 'do_mmap: PAGE_ALIGN(len) overflows');
+    const npagesBig = rounded >> 12n;
+    if (pgoffBig + npagesBig > 0xffff_ffff_ffff_ffffn) return err('EOVERFLOW', 'do_mmap: pgoff + pages wraps');
+    // `at`: a backend-internal mapping outside the trace arena (the trace code page).
+    const addr = at ?? this.cursor;
+    // __get_unmapped_area() with a fixed address: the mapping must fit in the arena/TASK_SIZE.
+    if ((at === undefined && addr + rounded > MMAP_ARENA_END) || addr + rounded > this.k.profile.taskSizeMax)
+      return err('ENOMEM', 'get_unmapped_area: no room');
+    const npages = Number(npagesBig);
+    const pgoff = Number(pgoffBig);
+    let shared: boolean;
+    let mayExec = true;
+    const growsdown = (flags & MAP_GROWSDOWN) !== 0;
+    if (f !== null) {
+      // file_mmap_ok(): the page offset range must fit loff_t.
+      if (pgoffBig + npagesBig > (1n << 51n)) return err('EOVERFLOW', 'file_mmap_ok: offset range too large');
+      switch (flags & MAP_TYPE) {
+        case MAP_SHARED:
+        case MAP_SHARED_VALIDATE:
+          // MAP_SHARED drops unknown bits; MAP_SHARED_VALIDATE rejects them (MAP_FIXED_NOREPLACE,
+          // which the backends add for placement, is accepted: observed).
+          if ((flags & MAP_TYPE) === MAP_SHARED_VALIDATE && (flags & ~(LEGACY_MAP_MASK | MAP_FIXED_NOREPLACE)) !== 0)
+            return err('EOPNOTSUPP', 'do_mmap: MAP_SHARED_VALIDATE with flags outside LEGACY_MAP_MASK');
+          shared = true;
+          break;
+        case MAP_PRIVATE:
+          shared = false;
+          break;
+        default:
+          return err('EINVAL', 'do_mmap: bad MAP_TYPE');
+      }
+      // noexec mount (anon inodes, guest_memfd): PROT_EXEC is refused, VM_MAYEXEC dropped.
+      if (f.kind !== 'kvm' && f.kind !== 'std') {
+        if ((prot & PROT_EXEC) !== 0) return err('EPERM', 'do_mmap: PROT_EXEC on a noexec mount');
+        mayExec = false;
+      }
+      if (f.kind !== 'gmem' && f.kind !== 'vcpu') return err('ENODEV', 'do_mmap: file has no mmap');
+      if (growsdown) return err('EINVAL', 'do_mmap: VM_GROWSDOWN on a file mapping');
+    } else {
+      switch (flags & MAP_TYPE) {
+        case MAP_SHARED:
+          if (growsdown) return err('EINVAL', 'do_mmap: VM_GROWSDOWN on a shared mapping');
+          shared = true;
+          break;
+        case MAP_PRIVATE:
+          shared = false;
+          break;
+        case MAP_DROPPABLE:
+          return err('EINVAL', 'do_mmap: MAP_DROPPABLE not modelled');
+        default:
+          return err('EINVAL', 'do_mmap: bad MAP_TYPE for an anonymous mapping');
+      }
+    }
+    // Overcommit heuristic (vm.overcommit_memory = 0): a single accountable mapping larger than
+    // RAM fails. Accountable: private writable, or shared anonymous, without MAP_NORESERVE.
+    const accountable = (f === null && shared) || (!shared && (prot & PROT_WRITE) !== 0 && (f === null || f.kind !== 'vcpu'));
+    if (accountable && (flags & MAP_NORESERVE) === 0 && npages > this.k.profile.hostRamPages)
+      return err('ENOMEM', '__vm_enough_memory: mapping larger than RAM');
+    // ->mmap() of the file.
+    if (f !== null && f.kind === 'gmem') {
+      const g = f as GmemFile;
+      // kvm_gmem_mmap()
+      if (!g.mmapAllowed) return err('ENODEV', 'kvm_gmem_mmap: no GUEST_MEMFD_FLAG_MMAP');
+      if (!shared) return err('EINVAL', 'kvm_gmem_mmap: needs VM_SHARED|VM_MAYSHARE');
+    }
+    if (f !== null && f.kind === 'vcpu') {
+      // kvm_vcpu_mmap(): accepted (dirty-ring pages are not modelled).
+    }
+    const startHvpn = Number(addr >> 12n);
+    let obj: ShmemObject | GmemFile | VcpuFile | null = null;
+    let kind: VmaKind;
+    let base: number;
+    if (f === null) {
+      if (shared) {
+        obj = new ShmemObject(this.nextShmemId++, npages);
+        kind = 'shmem';
+        base = 0;
+      } else {
+        kind = 'anon';
+        base = startHvpn;
+      }
+    } else {
+      obj = f as GmemFile | VcpuFile;
+      kind = f.kind === 'gmem' ? 'gmem' : 'vcpu';
+      base = pgoff;
+    }
+    const vma: Vma = {
+      base,
+      kind,
+      obj,
+      prot: prot & (PROT_READ | PROT_WRITE | PROT_EXEC),
+      shared,
+      mayExec,
+      locked: (flags & MAP_LOCKED) !== 0,
+      growsdown,
+      flags: 0,
+    };
+    this.vmas.set(startHvpn, startHvpn + npages, vma);
+    if (obj instanceof ShmemObject) obj.mappedPages += npages;
+    else if (obj !== null) this.k.getFileMapping(obj, npages);
+    if (at === undefined) this.cursor = nextArenaCursor(addr, rounded);
+    if ((flags & MAP_POPULATE) !== 0 || (flags & MAP_LOCKED) !== 0) {
+      // populate_vma_page_range(): fault every page in; errors are ignored.
+      for (let p = startHvpn; p < startHvpn + npages; p++) this.fault(p, shared && (prot & PROT_WRITE) !== 0, false);
+    }
+    return ok(addr);
+  }
+
+  /** munmap(2): `__vm_munmap()` checks, then unmap (mmu notifier first, then drop pages/refs). */
+  munmap(addr: bigint, length: bigint): Result<undefined> {
+    if ((addr & 4095n) !== 0n) return err('EINVAL', 'munmap: address not page aligned');
+    const task = this.k.profile.taskSizeMax;
+    if (addr > task || length > task - addr) return err('EINVAL', 'munmap: range beyond TASK_SIZE');
+    const rounded = (length + 4095n) & ~4095n;
+    if (rounded === 0n) return err('EINVAL', 'munmap: length 0');
+    const s = Number(addr >> 12n);
+    const e = s + Number(rounded >> 12n);
+    this.unmapRange(s, e);
+    return OK_VOID;
+  }
+
+  /** Remove every VMA page in [s, e), with the effects of unmap_region(). */
+  private unmapRange(s: number, e: number): void {
+    if (!this.vmas.anyIn(s, e)) return;
+    this.k.mmuNotifierInvalidate(s, e);
+    const pieces = this.vmas.piecesIn(s, e);
+    this.vmas.delete(s, e);
+    for (const p of pieces) {
+      const n = p.end - p.start;
+      const v = p.value;
+      if (v.kind === 'anon') this.freeAnon(p.start, p.end);
+      else if (v.obj instanceof ShmemObject) this.putShmem(v.obj, n);
+      else if (v.obj !== null) this.k.putFileMapping(v.obj, n);
+    }
+  }
+
+  private freeAnon(s: number, e: number): void {
+    const pages = this.anon.piecesIn(s, e);
+    if (pages.length === 0) return;
+    this.anon.delete(s, e);
+    for (const p of pages) {
+      this.k.frames.release(p.value.base, p.end - p.start);
+      this.k.events.push({ kind: 'anon_free', hvpn: p.start, pages: p.end - p.start });
+    }
+  }
+
+  private putShmem(obj: ShmemObject, pages: number): void {
+    obj.mappedPages -= pages;
+    if (obj.mappedPages > 0) return;
+    for (const p of obj.pages.entries()) {
+      this.k.frames.release(p.value.base, p.end - p.start);
+      this.k.events.push({ kind: 'shmem_free', obj: obj.id, start: p.start, end: p.end });
+    }
+    obj.pages.clear();
+  }
+
+  /**
+   * mprotect(2) (do_mprotect_pkey): validate, then change VMAs from `start` while they are
+   * contiguous; a hole gives ENOMEM after the VMAs before it were changed.
+   */
+  mprotect(addr: bigint, length: bigint, prot: number): Result<undefined> {
+    const grows = prot & (PROT_GROWSDOWN | PROT_GROWSUP);
+    if (grows === (PROT_GROWSDOWN | PROT_GROWSUP)) return err('EINVAL', 'mprotect: both GROWSDOWN and GROWSUP');
+    if ((addr & 4095n) !== 0n) return err('EINVAL', 'mprotect: address not page aligned');
+    if (length === 0n) return OK_VOID;
+    const rounded = (length + 4095n) & ~4095n;
+    const end = addr + rounded;
+    if (rounded === 0n || end <= addr || end > 0xffff_ffff_ffff_ffffn) return err('ENOMEM', 'mprotect: range wraps');
+    if ((prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM | PROT_GROWSDOWN | PROT_GROWSUP)) !== 0)
+      return err('EINVAL', 'mprotect: unknown prot bits');
+    const newProt = prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
+    if (addr >= this.k.profile.taskSizeMax) return err('ENOMEM', 'mprotect: no VMA');
+    const s = Number(addr >> 12n);
+    const e = Math.min(Number(end >> 12n), Number(this.k.profile.taskSizeMax >> 12n) + 1);
+    const first = this.vmas.entryAt(s);
+    if (first === undefined) return err('ENOMEM', 'mprotect: no VMA at start');
+    if (grows !== 0) {
+      // PROT_GROWSDOWN extends the range to the VMA start; only valid on a growsdown VMA.
+      if ((grows & PROT_GROWSDOWN) !== 0 && !first.value.growsdown) return err('EINVAL', 'mprotect: PROT_GROWSDOWN on a non-growsdown VMA');
+      if ((grows & PROT_GROWSUP) !== 0) return err('EINVAL', 'mprotect: PROT_GROWSUP on a non-growsup VMA');
+    }
+    let cur = s;
+    const changes: Array<{ s: number; e: number; v: Vma }> = [];
+    let result: Result<undefined> = OK_VOID;
+    while (cur < e) {
+      const ent = this.vmas.entryAt(cur);
+      if (ent === undefined) {
+        result = err('ENOMEM', 'mprotect: hole in range');
+        break;
+      }
+      const v = this.vmas.get(cur)!;
+      // VM_MAY* checks: exec on a noexec file mapping → EACCES.
+      if ((newProt & PROT_EXEC) !== 0 && !v.mayExec) {
+        result = err('EACCES', 'mprotect: PROT_EXEC without VM_MAYEXEC');
+        break;
+      }
+      const pe = Math.min(ent.end, e);
+      changes.push({ s: cur, e: pe, v: { ...v, prot: newProt } });
+      cur = pe;
+    }
+    for (const c of changes) {
+      const old = this.vmas.get(c.s)!;
+      if (old.prot === c.v.prot) continue;
+      // change_protection() notifies secondary MMUs when permissions are reduced.
+      if ((old.prot & ~c.v.prot) !== 0) this.k.mmuNotifierInvalidate(c.s, c.e);
+      this.vmas.set(c.s, c.e, c.v);
+    }
+    return result;
+  }
+
+  /** madvise(2): the behaviours in MADV_KNOWN; per-VMA checks as in mm/madvise.c. */
+  madvise(addr: bigint, length: bigint, advice: number): Result<undefined> {
+    if (!MADV_KNOWN.has(advice)) return err('EINVAL', 'madvise: unknown advice');
+    if ((addr & 4095n) !== 0n) return err('EINVAL', 'madvise: start not page aligned');
+    const rounded = (length + 4095n) & ~4095n;
+    if (length !== 0n && rounded === 0n) return err('EINVAL', 'madvise: length overflows');
+    if (rounded > 0xffff_ffff_ffff_ffffn) return err('EINVAL', 'madvise: length overflows');
+    const end = addr + rounded;
+    if (end > 0xffff_ffff_ffff_ffffn) return err('EINVAL', 'madvise: end wraps');
+    if (end === addr) return OK_VOID;
+    if (addr >= this.k.profile.taskSizeMax) return err('ENOMEM', 'madvise: no VMA');
+    const s = Number(addr >> 12n);
+    const e = Math.min(Number(end >> 12n), Number(this.k.profile.taskSizeMax >> 12n));
+    // madvise_walk_vmas(): act on each VMA piece; remember an unmapped gap as ENOMEM.
+    let unmappedError = false;
+    let cur = s;
+    while (cur < e) {
+      const ent = this.vmas.entryAt(cur);
+      if (ent === undefined) {
+        unmappedError = true;
+        const next = this.vmas.ceilEntry(cur);
+        if (next === undefined || next.start >= e) break;
+        cur = next.start;
+        continue;
+      }
+      const pe = Math.min(ent.end, e);
+      const v = this.vmas.get(cur)!;
+      const r = this.madviseVma(cur, pe, v, advice);
+      if (!r.ok) return r;
+      cur = pe;
+    }
+    return unmappedError ? err('ENOMEM', 'madvise: range has unmapped pages') : OK_VOID;
+  }
+
+  private setVmaFlags(s: number, e: number, v: Vma, set: number, clear: number): void {
+    const flags = (v.flags | set) & ~clear;
+    if (flags !== v.flags) this.vmas.set(s, e, { ...v, flags });
+  }
+
+  private madviseVma(s: number, e: number, v: Vma, advice: number): Result<undefined> {
+    switch (advice) {
+      case MADV_NORMAL:
+      case MADV_RANDOM:
+      case MADV_SEQUENTIAL:
+      case MADV_WILLNEED:
+      case MADV_COLD:
+      case MADV_PAGEOUT:
+        if ((advice === MADV_COLD || advice === MADV_PAGEOUT) && v.locked) return err('EINVAL', 'madvise: COLD/PAGEOUT on VM_LOCKED');
+        return OK_VOID;
+      case MADV_DONTNEED:
+      case MADV_DONTNEED_LOCKED:
+        if (advice === MADV_DONTNEED && v.locked) return err('EINVAL', 'madvise_dontneed_free_valid_vma: VM_LOCKED');
+        // zap_page_range_single(): notify KVM, then drop PTEs. Private anonymous pages are freed
+        // (the next access sees zeros); shared and file pages stay in their page cache.
+        this.k.mmuNotifierInvalidate(s, e);
+        if (v.kind === 'anon') this.freeAnon(s, e);
+        return OK_VOID;
+      case MADV_FREE:
+        if (v.kind !== 'anon') return err('EINVAL', 'madvise_free: not anonymous');
+        if (v.locked) return err('EINVAL', 'madvise_free: VM_LOCKED');
+        // Lazy free: without memory pressure the pages (and their contents) stay.
+        return OK_VOID;
+      case MADV_REMOVE: {
+        if (v.locked) return err('EINVAL', 'madvise_remove: VM_LOCKED');
+        if (v.kind === 'anon') return err('EINVAL', 'madvise_remove: no file');
+        // vma_is_shared_maywrite(): VM_SHARED and VM_MAYWRITE (every file here is open O_RDWR).
+        if (!v.shared) return err('EACCES', 'madvise_remove: not a shared mapping');
+        const offset = BigInt(v.base) << 12n;
+        const len = BigInt(e - s) << 12n;
+        if (v.obj instanceof ShmemObject) {
+          this.k.mmuNotifierInvalidate(s, e);
+          this.shmemPunch(v.obj, v.base, v.base + (e - s));
+          return OK_VOID;
+        }
+        return this.k.vfsFallocate(v.obj!, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, len, 'madv_remove');
+      }
+      case MADV_DONTFORK:
+        this.setVmaFlags(s, e, v, VMA_DONTFORK, 0);
+        return OK_VOID;
+      case MADV_DOFORK:
+        this.setVmaFlags(s, e, v, 0, VMA_DONTFORK);
+        return OK_VOID;
+      case MADV_DONTDUMP:
+        this.setVmaFlags(s, e, v, VMA_DONTDUMP, 0);
+        return OK_VOID;
+      case MADV_DODUMP:
+        this.setVmaFlags(s, e, v, 0, VMA_DONTDUMP);
+        return OK_VOID;
+      case MADV_WIPEONFORK:
+        if (v.kind !== 'anon') return err('EINVAL', 'madvise: WIPEONFORK on a file or shared mapping');
+        this.setVmaFlags(s, e, v, VMA_WIPEONFORK, 0);
+        return OK_VOID;
+      case MADV_KEEPONFORK:
+        this.setVmaFlags(s, e, v, 0, VMA_WIPEONFORK);
+        return OK_VOID;
+      case MADV_HUGEPAGE:
+        this.setVmaFlags(s, e, v, VMA_HUGEPAGE, VMA_NOHUGEPAGE);
+        return OK_VOID;
+      case MADV_NOHUGEPAGE:
+        this.setVmaFlags(s, e, v, VMA_NOHUGEPAGE, VMA_HUGEPAGE);
+        return OK_VOID;
+      case MADV_MERGEABLE:
+        if (!this.k.profile.ksm) return err('EINVAL', 'madvise: KSM not configured');
+        if (v.kind === 'anon') this.setVmaFlags(s, e, v, VMA_MERGEABLE, 0);
+        return OK_VOID;
+      case MADV_UNMERGEABLE:
+        if (!this.k.profile.ksm) return err('EINVAL', 'madvise: KSM not configured');
+        this.setVmaFlags(s, e, v, 0, VMA_MERGEABLE);
+        return OK_VOID;
+      case MADV_COLLAPSE:
+        // hugepage_vma_check(): file mappings of guest_memfd/vCPU and shmem here are refused.
+        if (v.kind !== 'anon') return err('EINVAL', 'madvise_collapse: VMA not eligible');
+        return this.k.profile.collapseAnon === 'ok' ? OK_VOID : err(this.k.profile.collapseAnon, 'madvise_collapse on anonymous memory');
+      case MADV_POPULATE_READ:
+      case MADV_POPULATE_WRITE: {
+        const write = advice === MADV_POPULATE_WRITE;
+        // madvise_populate(): permission mismatches are EINVAL, fault failures EFAULT.
+        if (write ? (v.prot & PROT_WRITE) === 0 : (v.prot & PROT_READ) === 0) return err('EINVAL', 'madvise_populate: permission');
+        for (let p = s; p < e; p++) {
+          const r = this.fault(p, write, true);
+          if ('signal' in r) return err('EFAULT', 'madvise_populate: fault failed');
+        }
+        return OK_VOID;
+      }
+      default:
+        return err('EINVAL', 'madvise: advice not modelled');
+    }
+  }
+
+  /** Punch [start, end) page offsets out of a shmem object. */
+  private shmemPunch(obj: ShmemObject, start: number, end: number): void {
+    const pieces = obj.pages.piecesIn(start, end);
+    if (pieces.length === 0) return;
+    obj.pages.delete(start, end);
+    for (const p of pieces) {
+      this.k.frames.release(p.value.base, p.end - p.start);
+      this.k.events.push({ kind: 'shmem_free', obj: obj.id, start: p.start, end: p.end });
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // page faults
+
+  /**
+   * Resolve one host virtual page for an access. `cpu` selects the CPU page-fault rules (a read
+   * is allowed on any of R/W/X, as x86 access_error() does) versus get_user_pages() rules (a read
+   * needs VM_READ). Returns the frame (ZERO_PFN for an untouched anonymous page read) or the
+   * signal/errno the access gets.
+   */
+  fault(hvpn: number, write: boolean, cpu: boolean): { pfn: Pfn; writable: boolean } | { signal: 'SIGSEGV' | 'SIGBUS' } {
+    const v = this.vmas.get(hvpn);
+    if (v === undefined) return { signal: 'SIGSEGV' };
+    if (write) {
+      if ((v.prot & PROT_WRITE) === 0) return { signal: 'SIGSEGV' };
+    } else if (cpu) {
+      if ((v.prot & (PROT_READ | PROT_WRITE | PROT_EXEC)) === 0) return { signal: 'SIGSEGV' };
+      // An execute-only mapping carries the execute-only protection key: data reads fault.
+      if (v.prot === PROT_EXEC && this.k.profile.execOnlyPkey) return { signal: 'SIGSEGV' };
+    } else if ((v.prot & PROT_READ) === 0) return { signal: 'SIGSEGV' };
+    const writable = (v.prot & PROT_WRITE) !== 0;
+    switch (v.kind) {
+      case 'anon': {
+        const ex = this.anon.get(hvpn);
+        if (ex !== undefined) return { pfn: ex.base, writable };
+        if (!write) return { pfn: ZERO_PFN, writable: false };
+        // Replacing the zero page (or nothing) with a new page notifies secondary MMUs.
+        this.k.mmuNotifierInvalidate(hvpn, hvpn + 1);
+        const pfn = this.k.frames.allocOne();
+        this.k.frames.zero(pfn, 1);
+        this.anon.set(hvpn, hvpn + 1, { base: pfn });
+        this.k.events.push({ kind: 'anon_alloc', hvpn, pages: 1 });
+        return { pfn, writable };
+      }
+      case 'shmem': {
+        const obj = v.obj as ShmemObject;
+        const idx = v.base;
+        if (idx >= obj.npages) return { signal: 'SIGBUS' };
+        const ex = obj.pages.get(idx);
+        if (ex !== undefined) return { pfn: ex.base, writable };
+        const pfn = this.k.frames.allocOne();
+        this.k.frames.zero(pfn, 1);
+        obj.pages.set(idx, idx + 1, { base: pfn });
+        this.k.events.push({ kind: 'shmem_alloc', obj: obj.id, start: idx, end: idx + 1 });
+        return { pfn, writable };
+      }
+      case 'gmem': {
+        const r = kvmGmemFaultUserMapping(this.k, v.obj as GmemFile, v.base);
+        return 'signal' in r ? r : { pfn: r.pfn, writable };
+      }
+      case 'vcpu': {
+        const r = (v.obj as VcpuFile).pageAt(v.base, this.k);
+        return r === undefined ? { signal: 'SIGBUS' } : { pfn: r, writable };
+      }
+    }
+  }
+
+  /**
+   * A CPU access by the VMM to [addr, addr+len): bytes move in address order and the access
+   * stops at the first page that faults, so a poke across into a bad page writes its first part.
+   */
+  access(addr: bigint, len: number, write: Uint8Array | null): UserAccess {
+    const out = write === null ? new Uint8Array(len) : undefined;
+    let done = 0;
+    while (done < len) {
+      const a = addr + BigInt(done);
+      if (a >= this.k.profile.taskSizeMax) return { ok: false, fault: 'SIGSEGV' };
+      const hvpn = Number(a >> 12n);
+      const off = Number(a & 4095n);
+      const n = Math.min(len - done, PAGE_SIZE - off);
+      const r = this.fault(hvpn, write !== null, true);
+      if ('signal' in r) return { ok: false, fault: r.signal };
+      if (write !== null) this.k.frames.write(r.pfn, off, write, done, n);
+      else this.k.frames.read(r.pfn, off, out!, done, n);
+      done += n;
+    }
+    return out === undefined ? { ok: true } : { ok: true, data: out };
+  }
+
+  /** VMA at a host virtual page (value shifted to that page), for KVM's hva lookups. */
+  vmaAt(hvpn: number): Vma | undefined {
+    return this.vmas.get(hvpn);
+  }
+}
+
+/** Advice values madvise_behavior_valid() accepts on the modelled kernels. */
+export const MADV_KNOWN = new Set<number>([
+  MADV_NORMAL,
+  MADV_RANDOM,
+  MADV_SEQUENTIAL,
+  MADV_WILLNEED,
+  MADV_DONTNEED,
+  MADV_FREE,
+  MADV_REMOVE,
+  MADV_DONTFORK,
+  MADV_DOFORK,
+  MADV_MERGEABLE,
+  MADV_UNMERGEABLE,
+  MADV_HUGEPAGE,
+  MADV_NOHUGEPAGE,
+  MADV_DONTDUMP,
+  MADV_DODUMP,
+  MADV_WIPEONFORK,
+  MADV_KEEPONFORK,
+  MADV_COLD,
+  MADV_PAGEOUT,
+  MADV_POPULATE_READ,
+  MADV_POPULATE_WRITE,
+  MADV_DONTNEED_LOCKED,
+  MADV_COLLAPSE,
+]);

@@ -1,0 +1,155 @@
+/**
+ * KVM_SET_USER_MEMORY_REGION(2) (virt/kvm/kvm_main.c `kvm_vm_ioctl_set_memory_region()`,
+ * `kvm_set_memory_region()`, `kvm_set_memslot()`; x86 `kvm_arch_prepare_memory_region()`), in the
+ * kernel's check order (kernel-uapi.md §2.5). For errno parity this order *is* the spec.
+ */
+import type { KernelCtx } from './ctx.js';
+import { kvmGmemBind, kvmGmemUnbind } from './guest_memfd.js';
+import { kvmMmuInitMemslotMemoryAttributes } from './mem_attributes.js';
+import { kvmZapForSlotChange } from './mmu.js';
+import { GmemFile, Memslot, type Vm } from './objects.js';
+import { err, type Result } from './result.js';
+import { KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, KVM_SET_USER_MEMORY_REGION_V1_FLAGS } from './uapi.js';
+import type { Gfn } from './units.js';
+
+/** struct kvm_userspace_memory_region2, fields already truncated to their C widths. */
+export type KvmUserspaceMemoryRegion2 = {
+  readonly slot: bigint; // u32
+  readonly flags: bigint; // u32
+  readonly guest_phys_addr: bigint; // u64
+  readonly memory_size: bigint; // u64
+  readonly userspace_addr: bigint; // u64
+  readonly guest_memfd_offset: bigint; // u64
+};
+
+export type MemoryRegionChange = 'CREATE' | 'DELETE' | 'MOVE' | 'FLAGS_ONLY' | 'NONE';
+
+/** What fget(guest_memfd) would find: undefined when the fd is not open. */
+export type GmemFdLookup = GmemFile | 'other' | undefined;
+
+/**
+ * The ioctl entry: `v1` rejects flags outside LOG_DIRTY|READONLY, then the (u16)slot check
+ * against KVM_USER_MEM_SLOTS happens before slots_lock is taken, then kvm_set_memory_region().
+ */
+export function kvmVmIoctlSetMemoryRegion(
+  k: KernelCtx,
+  vm: Vm,
+  mem: KvmUserspaceMemoryRegion2,
+  gmemFd: () => GmemFdLookup,
+  v1: boolean,
+): Result<MemoryRegionChange> {
+  if (v1 && (mem.flags & ~KVM_SET_USER_MEMORY_REGION_V1_FLAGS) !== 0n) return err('EINVAL', 'KVM_SET_USER_MEMORY_REGION: v2-only flags');
+  if (Number(mem.slot & 0xffffn) >= k.profile.userMemSlots) return err('EINVAL', 'kvm_vm_ioctl_set_memory_region: (u16)slot >= KVM_USER_MEM_SLOTS');
+  return kvmSetMemoryRegion(k, vm, mem, gmemFd);
+}
+
+/** `check_memory_region_flags()`. */
+function checkMemoryRegionFlags(k: KernelCtx, vm: Vm, flags: bigint): boolean {
+  let valid = KVM_MEM_LOG_DIRTY_PAGES;
+  if (k.profile.guestMemfdConfig) valid |= KVM_MEM_GUEST_MEMFD;
+  // Dirty logging private memory is not supported.
+  if ((flags & KVM_MEM_GUEST_MEMFD) !== 0n) valid &= ~KVM_MEM_LOG_DIRTY_PAGES;
+  // READONLY: only if the arch allows it for this VM and the slot is not guest_memfd.
+  if (k.profile.readonlyMem && !vm.spec.hasProtectedState && (flags & KVM_MEM_GUEST_MEMFD) === 0n) valid |= KVM_MEM_READONLY;
+  return (flags & ~valid) === 0n;
+}
+
+/** x86 `access_ok()`: ua + size must not wrap and must stay below USER_PTR_MAX (TASK_SIZE_MAX - 1). */
+function accessOk(k: KernelCtx, ua: bigint, size: bigint): boolean {
+  const sum = ua + size;
+  if (sum > 0xffff_ffff_ffff_ffffn) return false;
+  return sum <= k.profile.taskSizeMax - 1n;
+}
+
+/** `kvm_set_memory_region()`. */
+export function kvmSetMemoryRegion(k: KernelCtx, vm: Vm, mem: KvmUserspaceMemoryRegion2, gmemFd: () => GmemFdLookup): Result<MemoryRegionChange> {
+  if (!checkMemoryRegionFlags(k, vm, mem.flags)) return err('EINVAL', 'check_memory_region_flags');
+  const asId = Number(mem.slot >> 16n);
+  const id = Number(mem.slot & 0xffffn);
+  const isGmem = (mem.flags & KVM_MEM_GUEST_MEMFD) !== 0n;
+  // General sanity checks.
+  if ((mem.memory_size & 4095n) !== 0n) return err('EINVAL', 'memory_size not page aligned');
+  if ((mem.guest_phys_addr & 4095n) !== 0n) return err('EINVAL', 'guest_phys_addr not page aligned');
+  if ((mem.userspace_addr & 4095n) !== 0n || !accessOk(k, mem.userspace_addr, mem.memory_size))
+    return err('EINVAL', 'userspace_addr unaligned or not a user range');
+  if (isGmem && ((mem.guest_memfd_offset & 4095n) !== 0n || mem.guest_memfd_offset + mem.memory_size > 0xffff_ffff_ffff_ffffn))
+    return err('EINVAL', 'guest_memfd_offset unaligned or offset + size wraps');
+  if (asId >= vm.spec.nrAddressSpaces || id >= k.profile.memSlotsNum) return err('EINVAL', 'as_id or slot id out of range');
+  if (mem.guest_phys_addr + mem.memory_size > 0xffff_ffff_ffff_ffffn) return err('EINVAL', 'guest_phys_addr + memory_size wraps');
+  if (mem.memory_size >> 12n > 2n ** 31n - 1n) return err('EINVAL', 'npages > KVM_MEM_MAX_NR_PAGES');
+  const key = (asId << 16) | id;
+  const old = vm.slots.get(key);
+  if (mem.memory_size === 0n) {
+    if (old === undefined) return err('EINVAL', 'delete of a slot that does not exist');
+    kvmDeleteMemslot(k, vm, old, 'memslot_delete');
+    return { ok: true, value: 'DELETE' };
+  }
+  const baseGfn = Number(mem.guest_phys_addr >> 12n);
+  const npages = Number(mem.memory_size >> 12n);
+  let change: MemoryRegionChange;
+  if (old === undefined) {
+    change = 'CREATE';
+    // nr_memslot_pages + npages must fit an unsigned long: always true for the model's sizes.
+  } else {
+    // Private memslots are immutable; GUEST_MEMFD cannot be added to an existing slot either.
+    if (isGmem || old.isGuestMemfd) return err('EINVAL', 'guest_memfd memslots are immutable');
+    if (mem.userspace_addr !== old.userspaceAddr || npages !== old.npages || ((mem.flags ^ old.flags) & KVM_MEM_READONLY) !== 0n)
+      return err('EINVAL', 'modify: userspace_addr, size or READONLY changed');
+    if (baseGfn !== old.baseGfn) change = 'MOVE';
+    else if (mem.flags !== old.flags) change = 'FLAGS_ONLY';
+    else return { ok: true, value: 'NONE' };
+  }
+  if (change === 'CREATE' || change === 'MOVE') {
+    // kvm_check_memslot_overlap(): EEXIST, before the guest_memfd fd is even looked up.
+    for (const p of vm.slotsByGfn[asId]!.piecesIn(baseGfn, baseGfn + npages)) {
+      if (p.value.id !== id) return err('EEXIST', 'memslot overlaps another slot');
+    }
+  }
+  if (change === 'FLAGS_ONLY') {
+    old!.flags = mem.flags;
+    k.events.push({ kind: 'slot', vm: vm.index, as: asId, id, change });
+    return { ok: true, value: change };
+  }
+  if (change === 'MOVE') {
+    const o = old!;
+    // kvm_invalidate_memslot(): zap first, then kvm_arch_prepare_memory_region().
+    kvmZapForSlotChange(k, vm, o, 'memslot_move');
+    if (baseGfn + npages - 1 > k.profile.maxGfnExclusive - 1) return err('EINVAL', 'kvm_arch_prepare_memory_region: beyond max gfn');
+    vm.slotsByGfn[asId]!.delete(o.baseGfn, o.endGfn);
+    o.baseGfn = baseGfn as Gfn;
+    vm.slotsByGfn[asId]!.set(o.baseGfn, o.endGfn, o);
+    kvmMmuInitMemslotMemoryAttributes(vm, o);
+    k.events.push({ kind: 'slot', vm: vm.index, as: asId, id, change });
+    return { ok: true, value: change };
+  }
+  // CREATE
+  const slot = new Memslot(asId, id, baseGfn as Gfn, npages, mem.flags, mem.userspace_addr);
+  if (isGmem) {
+    const r = kvmGmemBind(k, vm, slot, gmemFd(), mem.guest_memfd_offset);
+    if (!r.ok) return r;
+  }
+  // kvm_arch_prepare_memory_region(): the last gfn must be addressable by the MMU.
+  if (baseGfn + npages - 1 > k.profile.maxGfnExclusive - 1) {
+    if (isGmem) kvmGmemUnbind(k, slot);
+    return err('EINVAL', 'kvm_arch_prepare_memory_region: beyond max gfn');
+  }
+  kvmMmuInitMemslotMemoryAttributes(vm, slot);
+  vm.slots.set(key, slot);
+  vm.slotsByGfn[asId]!.set(slot.baseGfn, slot.endGfn, slot);
+  vm.nrMemslotPages += npages;
+  vm.mmuPagesSized = true;
+  k.events.push({ kind: 'slot', vm: vm.index, as: asId, id, change });
+  return { ok: true, value: 'CREATE' };
+}
+
+/** KVM_MR_DELETE: invalidate (zap), remove, then unbind guest_memfd (contents untouched). */
+export function kvmDeleteMemslot(k: KernelCtx, vm: Vm, old: Memslot, source: 'memslot_delete'): void {
+  kvmZapForSlotChange(k, vm, old, source);
+  vm.slots.delete(old.key);
+  vm.slotsByGfn[old.asId]!.delete(old.baseGfn, old.endGfn);
+  vm.nrMemslotPages -= old.npages;
+  vm.mmuPagesSized = true;
+  if (old.isGuestMemfd) kvmGmemUnbind(k, old);
+  k.events.push({ kind: 'slot', vm: vm.index, as: old.asId, id: old.id, change: 'DELETE' });
+}
+

@@ -1,0 +1,247 @@
+/**
+ * Stage-2 mappings and the vCPU fault path (arch/x86/kvm/mmu/mmu.c, tdp_mmu.c; kernel-uapi.md
+ * §3): which page backs a guest access, at which level it is mapped, and every invalidation
+ * source that zaps mappings (§3.5) with its TLB flush.
+ *
+ * Guest accesses go through the stage-2 map first, as hardware does: an existing mapping is used
+ * without consulting memslots, attributes or guest_memfd. In the faithful model every state
+ * change zaps what it must, so this is equivalent to re-deriving the backing; a model bug that
+ * forgets a zap becomes visible as a stale mapping — which is what the invariants check.
+ */
+import type { KernelCtx } from './ctx.js';
+import type { ZapSource } from './events.js';
+import { kvmGmemGetPfn } from './guest_memfd.js';
+import type { Memslot, Spte, Vm } from './objects.js';
+import { LEVEL_PAGES, type MappingLevel, type Pfn } from './units.js';
+import { KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEMORY_EXIT_FLAG_PRIVATE } from './uapi.js';
+import { VMA_HUGEPAGE, VMA_NOHUGEPAGE, ZERO_PFN } from './host_mm.js';
+
+const PRIVATE_ATTR = Number(KVM_MEMORY_ATTRIBUTE_PRIVATE);
+
+/**
+ * Zap stage-2 mappings of gfns [start, end) in address space `as` (`kvm_unmap_gfn_range`). A
+ * huge mapping that overlaps the range is zapped whole. Returns the number of pages unmapped.
+ */
+export function kvmUnmapGfnRange(k: KernelCtx, vm: Vm, as: number, start: number, end: number, source: ZapSource): number {
+  const s2 = vm.stage2[as];
+  if (s2 === undefined || end <= start || s2.size === 0) return 0;
+  let zs = start;
+  let ze = end;
+  const first = s2.entryAt(start);
+  if (first !== undefined && first.value.level !== '4K') {
+    const L = LEVEL_PAGES[first.value.level];
+    zs = Math.floor(start / L) * L;
+  }
+  const last = s2.entryAt(end - 1);
+  if (last !== undefined && last.value.level !== '4K') {
+    const L = LEVEL_PAGES[last.value.level];
+    ze = Math.ceil(end / L) * L;
+  }
+  const n = s2.countIn(zs, ze);
+  if (n === 0) return 0;
+  s2.delete(zs, ze);
+  k.events.push({ kind: 'zap', vm: vm.index, as, start: zs, end: ze, pages: n, source });
+  return n;
+}
+
+/** Count one remote TLB flush (`kvm_flush_remote_tlbs`). */
+export function kvmFlushRemoteTlbs(k: KernelCtx, vm: Vm, source: ZapSource): void {
+  vm.tlbFlushes.set(source, (vm.tlbFlushes.get(source) ?? 0) + 1);
+  k.events.push({ kind: 'tlb_flush', vm: vm.index, source });
+}
+
+/**
+ * One MMU invalidation of gfns [start, end): `kvm_mmu_invalidate_begin`, unmap, flush if
+ * anything was zapped, `kvm_mmu_invalidate_end` (which bumps `mmu_invalidate_seq`, making
+ * in-flight faults retry).
+ */
+export function kvmMmuInvalidateGfnRange(k: KernelCtx, vm: Vm, as: number, start: number, end: number, source: ZapSource): void {
+  if (end <= start) return;
+  k.events.push({ kind: 'invalidate', vm: vm.index, start, end, source });
+  const n = kvmUnmapGfnRange(k, vm, as, start, end, source);
+  if (n > 0) kvmFlushRemoteTlbs(k, vm, source);
+  vm.mmuInvalidateSeq++;
+}
+
+/**
+ * `kvm_mmu_notifier_invalidate_range_start()` for host virtual pages [s, e): every memslot whose
+ * userspace range overlaps loses the stage-2 mappings of the overlapping gfns.
+ */
+export function kvmMmuNotifierInvalidate(k: KernelCtx, vm: Vm, s: number, e: number): void {
+  if (vm.dead) return;
+  let any = false;
+  for (const slot of vm.slots.values()) {
+    const ua = Number(slot.userspaceAddr >> 12n);
+    const lo = Math.max(s, ua);
+    const hi = Math.min(e, ua + slot.npages);
+    if (lo >= hi) continue;
+    const g0 = slot.baseGfn + (lo - ua);
+    const n = kvmUnmapGfnRange(k, vm, slot.asId, g0, g0 + (hi - lo), 'mmu_notifier');
+    if (n > 0) any = true;
+  }
+  if (any) kvmFlushRemoteTlbs(k, vm, 'mmu_notifier');
+  vm.mmuInvalidateSeq++;
+}
+
+/**
+ * Zap for a memslot DELETE or MOVE. With the default KVM_X86_QUIRK_SLOT_ZAP_ALL, x86 zaps every
+ * root (`kvm_mmu_zap_all_fast`), i.e. all mappings of the VM, not only the slot's.
+ */
+export function kvmZapForSlotChange(k: KernelCtx, vm: Vm, slot: Memslot, source: 'memslot_delete' | 'memslot_move'): void {
+  if (k.mutants.has('delete_leaves_sptes')) return;
+  let n = 0;
+  for (let as = 0; as < vm.stage2.length; as++) {
+    const s2 = vm.stage2[as]!;
+    const f = s2.first();
+    const l = s2.last();
+    if (f !== undefined && l !== undefined) n += kvmUnmapGfnRange(k, vm, as, f.start, l.end, source);
+  }
+  if (n > 0) kvmFlushRemoteTlbs(k, vm, source);
+  vm.mmuInvalidateSeq++;
+  void slot;
+}
+
+/** The outcome of resolving one guest page for an access. */
+export type FaultOutcome =
+  | { readonly kind: 'ram'; readonly pfn: Pfn }
+  | { readonly kind: 'mmio' }
+  | { readonly kind: 'memfault'; readonly errno: 'EFAULT' | 'EIO' | 'EHWPOISON' | 'ENOMEM'; readonly flags: bigint };
+
+/** `kvm_mem_is_private()`: the PRIVATE attribute of gfn (0 when attributes are not compiled). */
+export function kvmMemIsPrivate(vm: Vm, gfn: number): boolean {
+  const a = vm.attrs.get(gfn);
+  return a !== undefined && (a & PRIVATE_ATTR) !== 0;
+}
+
+/**
+ * A guest access to `gfn` (address space 0): use the stage-2 mapping when present and
+ * sufficient, otherwise take the fault (`kvm_mmu_page_fault` → `kvm_mmu_faultin_pfn` →
+ * `__kvm_mmu_faultin_pfn`), install the mapping and return the frame.
+ */
+export function guestTranslate(k: KernelCtx, vm: Vm, gfn: number, write: boolean): FaultOutcome {
+  const s2 = vm.stage2[0]!;
+  const m = s2.get(gfn);
+  if (m !== undefined && (!write || m.writable)) return { kind: 'ram', pfn: m.base };
+  return kvmMmuPageFault(k, vm, gfn, write);
+}
+
+/** The fault path proper (kernel-uapi.md §3.1), for a fault in address space 0. */
+export function kvmMmuPageFault(k: KernelCtx, vm: Vm, gfn: number, write: boolean): FaultOutcome {
+  // SW_PROTECTED: fault.is_private iff the attribute says PRIVATE. DEFAULT: never.
+  const isPrivate = vm.spec.privateFaultSource === 'attributes' && kvmMemIsPrivate(vm, gfn);
+  const flags = isPrivate ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0n;
+  const slot = vm.slotsByGfn[0]!.get(gfn);
+  if (slot === undefined) {
+    // No memslot: private → memory fault exit; shared → emulated MMIO.
+    if (isPrivate) return { kind: 'memfault', errno: 'EFAULT', flags };
+    return { kind: 'mmio' };
+  }
+  if (isPrivate || (slot.gmemOnly && k.profile.gmemOnlySource === 'gmem')) {
+    // kvm_mmu_faultin_pfn_gmem()
+    if (!slot.isGuestMemfd) return { kind: 'memfault', errno: 'EFAULT', flags };
+    const r = kvmGmemGetPfn(k, slot, gfn);
+    if (!r.ok) return { kind: 'memfault', errno: r.errno, flags };
+    // guest_memfd memory is always writable (READONLY is refused for gmem slots); order-0 folios.
+    installSpte(k, vm, slot, gfn, r.pfn, '4K', isPrivate, 'gmem', true);
+    return { kind: 'ram', pfn: r.pfn };
+  }
+  // Shared fault on an hva-backed slot.
+  if (write && slot.isReadonly) return { kind: 'mmio' };
+  const hvpn = Number(slot.userspaceAddr >> 12n) + (gfn - slot.baseGfn);
+  // Host THP: a write fault into an empty, eligible 2 MiB frame gets a huge page.
+  const thp = write ? tryHostThp(k, vm, slot, gfn, hvpn) : undefined;
+  const r = thp ?? k.mm.fault(hvpn, write, false);
+  if ('signal' in r) {
+    // hva_to_pfn() failed: upstream, KVM_PFN_ERR_FAULT → kvm_handle_error_pfn() → -EFAULT with a
+    // memory fault exit (flags 0); the PVM kernel emulates the access instead → MMIO exit.
+    if (k.profile.hvaFaultResult === 'mmio') return { kind: 'mmio' };
+    return { kind: 'memfault', errno: 'EFAULT', flags };
+  }
+  const writable = r.writable && !slot.isReadonly && r.pfn !== ZERO_PFN;
+  const level = thp !== undefined ? mappingLevel(vm, slot, gfn, '2M') : '4K';
+  if (level === '2M') {
+    const L = LEVEL_PAGES['2M'];
+    const g0 = Math.floor(gfn / L) * L;
+    const basePfn = (r.pfn - (gfn - g0)) as Pfn;
+    installSpte(k, vm, slot, g0, basePfn, '2M', false, 'hva', writable);
+  } else installSpte(k, vm, slot, gfn, r.pfn, '4K', false, 'hva', writable);
+  return { kind: 'ram', pfn: r.pfn };
+}
+
+/**
+ * If the host would back this write fault with a transparent huge page (anonymous private VMA,
+ * THP enabled for it, the 2 MiB host frame inside the VMA and completely empty), allocate the
+ * huge page and return the frame of `hvpn` in it.
+ */
+function tryHostThp(k: KernelCtx, vm: Vm, slot: Memslot, gfn: number, hvpn: number): { pfn: Pfn; writable: boolean } | undefined {
+  const thp = k.profile.thp;
+  if (thp === 'never') return undefined;
+  const v = k.mm.vmaAt(hvpn);
+  if (v === undefined || v.kind !== 'anon' || (v.prot & 2) === 0) return undefined;
+  if ((v.flags & VMA_NOHUGEPAGE) !== 0) return undefined;
+  if (thp === 'madvise' && (v.flags & VMA_HUGEPAGE) === 0) return undefined;
+  const L = 512;
+  const h0 = Math.floor(hvpn / L) * L;
+  const vEnt = k.mm.vmas.entryAt(hvpn)!;
+  if (vEnt.start > h0 || vEnt.end < h0 + L) return undefined;
+  if (k.mm.anon.anyIn(h0, h0 + L)) return undefined;
+  // Only worth it if the guest could map it huge too: same alignment of gfn and hva.
+  if ((gfn - slot.baseGfn + Number(slot.userspaceAddr >> 12n)) % L !== hvpn % L) return undefined;
+  void vm;
+  const runs = k.frames.alloc(L);
+  if (runs.length !== 1) {
+    for (const run of runs) k.frames.release(run.base, run.count);
+    return undefined;
+  }
+  const base = runs[0]!.base;
+  k.frames.zero(base, L);
+  k.mm.anon.set(h0, h0 + L, { base });
+  k.events.push({ kind: 'anon_alloc', hvpn: h0, pages: L });
+  return { pfn: (base + (hvpn - h0)) as Pfn, writable: true };
+}
+
+/**
+ * `kvm_mmu_max_mapping_level()` capped by the backing level: the largest level whose frame lies
+ * inside the memslot, whose gfn/hva alignment agree, and whose attributes are not mixed.
+ */
+export function mappingLevel(vm: Vm, slot: Memslot, gfn: number, backing: MappingLevel): MappingLevel {
+  if (backing === '4K') return '4K';
+  for (const level of ['1G', '2M'] as const) {
+    if (LEVEL_PAGES[level] > LEVEL_PAGES[backing]) continue;
+    if (lpageAllowed(vm, slot, gfn, level)) return level;
+  }
+  return '4K';
+}
+
+/** lpage_info: is a `level` mapping of the frame containing gfn allowed in this slot? */
+export function lpageAllowed(vm: Vm, slot: Memslot, gfn: number, level: '2M' | '1G'): boolean {
+  const L = LEVEL_PAGES[level];
+  const f0 = Math.floor(gfn / L) * L;
+  // Head/tail frames that stick out of the slot are disallowed.
+  if (f0 < slot.baseGfn || f0 + L > slot.endGfn) return false;
+  // base_gfn and userspace_addr misaligned at this level: every frame disallowed.
+  if ((slot.baseGfn - Number(slot.userspaceAddr >> 12n)) % L !== 0) return false;
+  // KVM_LPAGE_MIXED_FLAG (only tracked for VMs with private memory).
+  if (vm.spec.hasPrivateMem) {
+    const info = slot.lpage.find((x) => x.pages === L);
+    if (info !== undefined && info.mixed.get(f0 / L) !== undefined) return false;
+  }
+  return true;
+}
+
+function installSpte(
+  k: KernelCtx,
+  vm: Vm,
+  slot: Memslot,
+  gfn: number,
+  pfn: Pfn,
+  level: MappingLevel,
+  priv: boolean,
+  source: 'gmem' | 'hva',
+  writable: boolean,
+): void {
+  const n = LEVEL_PAGES[level];
+  const spte: Spte = { base: pfn, level, private: priv, source, writable };
+  vm.stage2[slot.asId]!.set(gfn, gfn + n, spte);
+  k.events.push({ kind: 'spte_install', vm: vm.index, as: slot.asId, gfn, pages: n, level, private: priv, source });
+}

@@ -1,0 +1,236 @@
+/**
+ * The model's kernel objects and their state (kernel-uapi.md §1, §3.8). Behaviour lives in the
+ * files named after the kernel source it reproduces (guest_memfd.ts, memslots.ts, mmu.ts, ...);
+ * this file only holds data and reference counting.
+ *
+ * Lifetime rules reproduced here:
+ * - a file is released when its last reference goes: fds and host mappings (VMAs) each hold one;
+ * - the VM is referenced by its VM fd's file, every vCPU file and every guest_memfd file (the
+ *   file pins KVM, not the other way round); it is destroyed when the last reference goes.
+ */
+import { RangeMap, extentOps } from './ranges/range_map.js';
+import type { VmTypeSpec } from './profiles/profile.js';
+import type { Gfn, PgOff, Pfn } from './units.js';
+
+/** State of one guest_memfd page (a folio; always order 0 in 6.18). */
+export type GmemPageState = 'allocated' | 'prepared' | 'poisoned';
+
+/**
+ * An extent of guest_memfd pages: consecutive indices backed by consecutive frames, all in one
+ * state. `base` is the pfn of the extent's first index (RangeMap extent value).
+ */
+export type GmemExtent = { readonly base: Pfn; readonly state: GmemPageState };
+
+/** An extent of anonymous or shmem pages backed by consecutive frames. */
+export type PageExtent = { readonly base: Pfn };
+
+/** Base of everything an fd can refer to. */
+export abstract class KFile {
+  abstract readonly kind: 'kvm' | 'vm' | 'vcpu' | 'gmem' | 'std';
+  /** fds referring to this open file. */
+  fdRefs = 0;
+  /** host mappings (pages of VMAs) referring to this file. */
+  mappedPages = 0;
+  released = false;
+  constructor(readonly ino: number) {}
+  get refs(): number {
+    return this.fdRefs + (this.mappedPages > 0 ? 1 : 0);
+  }
+}
+
+/** The open /dev/kvm character device. */
+export class KvmDevFile extends KFile {
+  readonly kind = 'kvm' as const;
+}
+
+/** stdin/stdout/stderr: open, but not KVM objects (raw fds 0..2 in traces). */
+export class StdFile extends KFile {
+  readonly kind = 'std' as const;
+}
+
+export class VmFile extends KFile {
+  readonly kind = 'vm' as const;
+  constructor(
+    ino: number,
+    readonly vm: Vm,
+  ) {
+    super(ino);
+  }
+}
+
+export class VcpuFile extends KFile {
+  readonly kind = 'vcpu' as const;
+  constructor(
+    ino: number,
+    readonly vcpu: Vcpu,
+  ) {
+    super(ino);
+  }
+  /**
+   * `kvm_vcpu_fault()`: page 0 is struct kvm_run, page 1 the PIO data page, page 2 the VM's
+   * coalesced-MMIO ring; any other offset SIGBUSes. Frames are allocated on first use.
+   */
+  pageAt(pgoff: number, k: { frames: { allocOne(): Pfn; zero(p: Pfn, n: number): void } }): Pfn | undefined {
+    if (pgoff < 0 || pgoff > 2) return undefined;
+    const pages = pgoff === 2 ? this.vcpu.vm.sharedPages : this.vcpu.pages;
+    const slot = pgoff === 2 ? 0 : pgoff;
+    let p = pages[slot];
+    if (p === undefined) {
+      p = k.frames.allocOne();
+      k.frames.zero(p, 1);
+      pages[slot] = p;
+    }
+    return p;
+  }
+}
+
+/**
+ * One guest_memfd: in 6.18 one inode and one file, 1:1 (`struct kvm_gmem` + its anon inode).
+ * Memory lives with the inode: `pages` survives the file's release until the inode goes, which in
+ * 6.18 is when the file goes (there is no second file per inode).
+ */
+export class GmemFile extends KFile {
+  readonly kind = 'gmem' as const;
+  /** Pages by index: absent (no entry) | allocated | prepared | poisoned. */
+  readonly pages: RangeMap<GmemExtent> = new RangeMap<GmemExtent>(gmemExtentOps);
+  /** Bindings by index: which memslot each index is bound to (`gmem->bindings`). */
+  readonly bindings: RangeMap<Memslot> = new RangeMap<Memslot>();
+  /** mtime/ctime bumps (file_modified on successful fallocate). */
+  modifications = 0;
+  constructor(
+    ino: number,
+    readonly vm: Vm,
+    /** i_size in bytes. */
+    readonly size: bigint,
+    /** Number of pages below i_size. */
+    readonly npages: number,
+    readonly flags: bigint,
+  ) {
+    super(ino);
+  }
+  get mmapAllowed(): boolean {
+    return (this.flags & 1n) !== 0n;
+  }
+  get initShared(): boolean {
+    return (this.flags & 2n) !== 0n;
+  }
+}
+
+/** x86 lpage_info for one memslot at one level: frames whose hugepage mapping is disallowed. */
+export interface LpageInfo {
+  /** Pages per frame at this level (512 for 2M, 262144 for 1G). */
+  readonly pages: number;
+  /** KVM_LPAGE_MIXED_FLAG per frame index (frame = gfn / pages): 1 when attributes are mixed. */
+  readonly mixed: RangeMap<number>;
+}
+
+/** A memslot (struct kvm_memory_slot) — only the fields the model needs. */
+export class Memslot {
+  /** guest_memfd binding; `file` is the weak pointer cleared by release/unbind. */
+  gmem: { file: GmemFile | null; pgoff: PgOff } | null = null;
+  /** KVM_MEMSLOT_GMEM_ONLY: bound file has MMAP, so every fault is served by guest_memfd. */
+  gmemOnly = false;
+  /** Hugepage tracking, per level (2M, 1G). Empty for VMs without private memory. */
+  lpage: LpageInfo[] = [];
+  constructor(
+    readonly asId: number,
+    readonly id: number,
+    public baseGfn: Gfn,
+    readonly npages: number,
+    /** uAPI flags (LOG_DIRTY_PAGES, READONLY, GUEST_MEMFD). */
+    public flags: bigint,
+    readonly userspaceAddr: bigint,
+  ) {}
+  get endGfn(): number {
+    return this.baseGfn + this.npages;
+  }
+  get isGuestMemfd(): boolean {
+    return (this.flags & 4n) !== 0n;
+  }
+  get isReadonly(): boolean {
+    return (this.flags & 2n) !== 0n;
+  }
+  get key(): number {
+    return (this.asId << 16) | this.id;
+  }
+}
+
+/** One stage-2 (EPT/NPT or shadow) mapping extent: consecutive gfns → consecutive frames. */
+export type Spte = {
+  /** pfn of the extent's first gfn. */
+  readonly base: Pfn;
+  readonly level: '4K' | '2M' | '1G';
+  readonly private: boolean;
+  readonly source: 'gmem' | 'hva';
+  readonly writable: boolean;
+};
+
+/** Stage-2 extents coalesce when frames are consecutive and every other property matches. */
+export const spteOps = extentOps<Spte>(
+  (a, b) => a.level === b.level && a.private === b.private && a.source === b.source && a.writable === b.writable,
+);
+export const gmemExtentOps = extentOps<GmemExtent>((a, b) => a.state === b.state);
+export const pageExtentOps = extentOps<PageExtent>(() => true);
+
+export class Vcpu {
+  constructor(
+    readonly vm: Vm,
+    readonly id: bigint,
+    readonly index: number,
+  ) {}
+  /** Number of KVM_RUN calls (for explanations). */
+  runs = 0;
+  /** Frames behind the vCPU mmap area: [kvm_run, pio page]. */
+  readonly pages: Pfn[] = [];
+}
+
+/** The trace contract's code page: slot 32763 at GPA 0xFFFFF000, created with the first vCPU. */
+export type CodeSlotState = 'none' | 'present' | 'failed';
+
+export class Vm {
+  refs = 0;
+  dead = false;
+  /** Memslots by (as_id << 16 | id). */
+  readonly slots = new Map<number, Memslot>();
+  /** Per address space: gfn → memslot (for lookup and overlap checks). */
+  readonly slotsByGfn: RangeMap<Memslot>[];
+  /** Memory attributes by gfn (absent = 0 = shared). */
+  readonly attrs: RangeMap<number>;
+  /** Stage-2 mappings, per address space. */
+  readonly stage2: RangeMap<Spte>[];
+  readonly vcpus = new Map<bigint, Vcpu>();
+  /** guest_memfd files created for this VM and not yet released (`kvm_gmem` list). */
+  readonly gmemFiles = new Set<GmemFile>();
+  /** KVM_CAP_EXIT_HYPERCALL mask (`kvm->arch.hypercall_exit_enabled`). */
+  hypercallExitEnabled = 0n;
+  /** `kvm->mmu_invalidate_seq`: bumped by every invalidation. */
+  mmuInvalidateSeq = 0;
+  preFaultAllowed: boolean;
+  codeSlot: CodeSlotState = 'none';
+  /** Backing of the trace code page (a host address outside the trace arena). */
+  codePageHva = 0n;
+  /** Total pages across slots (`kvm->nr_memslot_pages`). */
+  nrMemslotPages = 0;
+  /** `kvm->arch.n_max_mmu_pages != 0`: set by the first memslot CREATE/DELETE commit. */
+  mmuPagesSized = false;
+  /** Frames shared by all vCPUs' mmap areas: [coalesced MMIO ring]. */
+  readonly sharedPages: Pfn[] = [];
+  /** Number of vCPUs ever created (`kvm->created_vcpus`). */
+  createdVcpus = 0;
+  /** TLB flushes by source, for explanations and benchmarks. */
+  readonly tlbFlushes = new Map<string, number>();
+  constructor(
+    readonly index: number,
+    readonly type: bigint,
+    readonly spec: VmTypeSpec,
+  ) {
+    this.preFaultAllowed = spec.preFaultAllowedAtCreate;
+    this.slotsByGfn = [];
+    this.stage2 = [];
+    for (let i = 0; i < spec.nrAddressSpaces; i++) {
+      this.slotsByGfn.push(new RangeMap<Memslot>());
+      this.stage2.push(new RangeMap<Spte>(spteOps));
+    }
+    this.attrs = new RangeMap<number>();
+  }
+}

@@ -1,0 +1,404 @@
+/**
+ * Random trace generator: a grammar of plausible VMM behaviour over the trace contract's ops.
+ * Mostly valid calls on live handles, edge values often, invalid handles and raw values
+ * sometimes. Deterministic for a seed. Used by the differential fuzzer (model vs /dev/kvm) and by
+ * model-only fuzzing.
+ *
+ * Respects the contract and the real backend's safety limits: never uses slot 32763 or the code
+ * page GPA 0xFFFFF000, keeps guest_memfd allocations and populated mappings small.
+ */
+import type { AddrArg, FdArg, GuestStep, TraceOp, TraceOpInput } from '../trace/types.js';
+import { Prng } from './prng.js';
+
+const MiB = 1n << 20n;
+const PAGE = 4096n;
+const CODE_GFN = 0xfffffn;
+
+type GmemH = { name: string; vm: string; size: bigint; flags: bigint };
+type MapH = { name: string; len: bigint; kind: 'anon' | 'gmem' | 'other'; gmem?: GmemH };
+type SlotH = { vm: string; slot: bigint; gpa: bigint; size: bigint; gmem?: GmemH; map?: MapH };
+
+export type GenOptions = {
+  /** Allow VM types and attribute values that only a private-memory profile accepts. */
+  readonly privateMemory?: boolean;
+  /** Number of ops (default 40). */
+  readonly ops?: number;
+};
+
+export class TraceGenerator {
+  private readonly r: Prng;
+  private n = 0;
+  private vms: string[] = [];
+  private gmems: GmemH[] = [];
+  private maps: MapH[] = [];
+  private vcpus: Array<{ name: string; vm: string }> = [];
+  private slots: SlotH[] = [];
+  private fdNames: string[] = ['kvm'];
+  private closed = new Set<string>();
+  private out: TraceOp[] = [];
+
+  constructor(
+    seed: number,
+    private readonly opts: GenOptions = {},
+  ) {
+    this.r = new Prng(seed);
+  }
+
+  private name(prefix: string): string {
+    return `${prefix}${this.n++}`;
+  }
+
+  private push(op: TraceOpInput): void {
+    this.out.push({ ...op, line: this.out.length + 1 } as TraceOp);
+  }
+
+  /** Generate a whole trace. */
+  generate(): TraceOp[] {
+    const count = this.opts.ops ?? 40;
+    // A plausible prologue most of the time: VM, guest_memfd, mapping.
+    if (this.r.chance(0.9)) this.createVm();
+    if (this.r.chance(0.7)) this.createGmem();
+    while (this.out.length < count) this.step();
+    return this.out;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // value pools
+
+  private page(maxPages: number): bigint {
+    return BigInt(this.r.int(maxPages)) * PAGE;
+  }
+
+  private edgeU64(): bigint {
+    return this.r.pick([0n, 1n, 4095n, 4096n, 4097n, 1n << 31n, 1n << 32n, 1n << 62n, 1n << 63n, (1n << 64n) - 4096n, (1n << 64n) - 1n, -1n]);
+  }
+
+  private gmemSize(): bigint {
+    return this.r.weighted<bigint>([
+      [6, BigInt(1 + this.r.int(8)) * PAGE],
+      [3, BigInt(1 + this.r.int(4)) * 2n * MiB],
+      [1, this.r.pick([0n, 1n, 4095n, 4097n, 1n << 62n, 1n << 63n, -4096n, 1n << 40n])],
+    ]);
+  }
+
+  private vmFd(): FdArg {
+    return this.r.weighted<FdArg>([
+      [20, this.vms.length > 0 ? { kind: 'handle', name: this.r.pick(this.vms) } : { kind: 'handle', name: 'vm_none' }],
+      [1, { kind: 'handle', name: 'kvm' }],
+      [1, this.gmems.length > 0 ? { kind: 'handle', name: this.r.pick(this.gmems).name } : { kind: 'raw', value: -1n }],
+      [1, this.vcpus.length > 0 ? { kind: 'handle', name: this.r.pick(this.vcpus).name } : { kind: 'raw', value: 0n }],
+      [1, { kind: 'raw', value: this.r.pick([-1n, 0n, 1n, 999n]) }],
+    ]);
+  }
+
+  private anyFd(): FdArg {
+    return this.r.weighted<FdArg>([
+      [10, { kind: 'handle', name: this.r.pick(this.fdNames) }],
+      [1, { kind: 'raw', value: this.r.pick([-1n, 0n, 2n, 1000n]) }],
+    ]);
+  }
+
+  private gmemFd(): FdArg {
+    return this.r.weighted<FdArg>([
+      [12, this.gmems.length > 0 ? { kind: 'handle', name: this.r.pick(this.gmems).name } : { kind: 'raw', value: -1n }],
+      [2, this.anyFd()],
+    ]);
+  }
+
+  private mapAddr(extra = 8192n): { addr: AddrArg; map?: MapH } {
+    // Raw addresses stay where nothing of the backend process lives (below 4 MiB: the node
+    // binary is mapped at 0x400000), or beyond the user address space.
+    if (this.maps.length === 0 || this.r.chance(0.05))
+      return { addr: { kind: 'raw', value: this.r.pick([0n, 4096n, 0x10000n, 0x20_0000n, (1n << 47n) - 4096n, 1n << 47n, 0xffff_ffff_ffff_f000n]) } };
+    const m = this.r.pick(this.maps);
+    const off = this.r.weighted<bigint>([
+      [6, this.page(Number((m.len + extra) / PAGE) + 1)],
+      [3, BigInt(this.r.int(Number(m.len < 65536n ? m.len : 65536n) + 64))],
+      [1, m.len],
+    ]);
+    return { addr: { kind: 'handle', name: m.name, offset: off }, map: m };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // ops
+
+  private createVm(): void {
+    const name = this.name('vm');
+    const type = this.r.weighted<bigint>([
+      [12, 0n],
+      [this.opts.privateMemory === true ? 8 : 1, 1n],
+      [1, this.r.pick([2n, 3n, 4n, 5n, 6n, 255n, -1n])],
+    ]);
+    this.push({ op: 'KVM_CREATE_VM', fd: { kind: 'handle', name: 'kvm' }, type, as: name });
+    this.vms.push(name);
+    this.fdNames.push(name);
+  }
+
+  private createGmem(): void {
+    const name = this.name('g');
+    const vm = this.vms.length > 0 ? this.r.pick(this.vms) : 'vm_none';
+    const size = this.gmemSize();
+    const flags = this.r.weighted<bigint>([
+      [4, 3n],
+      [3, 1n],
+      [2, 0n],
+      [1, 2n],
+      [1, this.r.pick([4n, 8n, 7n, 1n << 63n, 1n << 32n])],
+    ]);
+    this.push({ op: 'KVM_CREATE_GUEST_MEMFD', vm: this.r.chance(0.95) ? { kind: 'handle', name: vm } : this.vmFd(), size, flags, as: name });
+    this.gmems.push({ name, vm, size, flags });
+    this.fdNames.push(name);
+  }
+
+  private mmap(): void {
+    const name = this.name('m');
+    let fd: FdArg | null;
+    let kind: MapH['kind'];
+    let gm: GmemH | undefined;
+    let len: bigint;
+    if (this.gmems.length > 0 && this.r.chance(0.6)) {
+      gm = this.r.pick(this.gmems);
+      fd = { kind: 'handle', name: gm.name };
+      kind = 'gmem';
+      const s = gm.size > 0n && gm.size <= 64n * MiB ? gm.size : 8192n;
+      len = this.r.weighted<bigint>([
+        [6, s],
+        [2, s * 2n],
+        [2, BigInt(1 + this.r.int(4)) * PAGE],
+        [1, this.r.pick([0n, 1n, 4097n])],
+      ]);
+    } else if (this.r.chance(0.85)) {
+      fd = null;
+      kind = 'anon';
+      len = this.r.weighted<bigint>([
+        [6, BigInt(1 + this.r.int(8)) * PAGE],
+        [3, 2n * MiB * BigInt(1 + this.r.int(2))],
+        [1, this.r.pick([0n, 1n, 1n << 40n, 1n << 46n, 1n << 47n])],
+      ]);
+    } else {
+      fd = this.anyFd();
+      kind = 'other';
+      len = BigInt(1 + this.r.int(3)) * PAGE;
+    }
+    const prot = BigInt(this.r.weighted<number>([[10, 3], [2, 1], [1, 0], [1, 7], [1, 4], [1, 2]]));
+    let flags = BigInt(this.r.weighted<number>([[12, 1], [4, 2], [1, 3], [1, 0]]));
+    if (this.r.chance(0.1)) flags |= this.r.pick([0x4000n, 0x8000n, 0x20n, 0x10n, 0x100n]);
+    // Keep populated mappings small: MAP_POPULATE on big lengths would allocate real memory.
+    if ((flags & 0x8000n) !== 0n && len > 4n * MiB) flags &= ~0x8000n;
+    if (kind === 'anon' && len >= 1n << 40n && (flags & 0x8000n) !== 0n) flags &= ~0x8000n;
+    const offset = this.r.weighted<bigint>([[12, 0n], [2, this.page(4)], [1, 123n], [1, -4096n]]);
+    this.push({ op: 'mmap', fd, length: len, prot, flags, offset, as: name });
+    this.maps.push({ name, len: len === 0n ? 4096n : len, kind, ...(gm ? { gmem: gm } : {}) });
+  }
+
+  private slotId(): bigint {
+    return this.r.weighted<bigint>([
+      [12, BigInt(this.r.int(6))],
+      [2, 10n],
+      [1, this.r.pick([32762n, 32764n, 32767n, 65536n, 65537n, 0xffffn, 0xffff_ffffn, 1n << 32n])],
+    ]);
+  }
+
+  private gpa(): bigint {
+    return this.r.weighted<bigint>([
+      [10, BigInt(this.r.int(64)) * 0x10000n],
+      [3, this.r.pick([0x10_0000n, 0xc000_0000n, 0x1_0000_0000n, 0x8000_0000n])],
+      [1, this.r.pick([1n << 40n, (1n << 51n), 1n << 52n, (1n << 52n) - 4096n, 123n, (1n << 64n) - 4096n, 0xffff_e000n])],
+    ]);
+  }
+
+  private region(v2: boolean): void {
+    const vm = this.vms.length > 0 ? this.r.pick(this.vms) : 'vm_none';
+    const slot = this.slotId();
+    const existing = this.slots.filter((s) => s.vm === vm);
+    // Often act on an existing slot: delete, move, re-set, flags-only.
+    if (existing.length > 0 && this.r.chance(0.35)) {
+      const s = this.r.pick(existing);
+      const mode = this.r.pick(['delete', 'delete', 'move', 'same', 'flags'] as const);
+      const size = mode === 'delete' ? 0n : s.size;
+      const gpa = mode === 'move' ? s.gpa + 0x100_0000n : s.gpa;
+      let flags = s.gmem ? 4n : 0n;
+      if (mode === 'flags') flags ^= 1n;
+      const ua: AddrArg = s.map ? { kind: 'handle', name: s.map.name, offset: 0n } : { kind: 'raw', value: 0n };
+      this.emitRegion(v2 || s.gmem !== undefined, vm, s.slot, flags, gpa, size, ua, s.gmem ? { kind: 'handle', name: s.gmem.name } : { kind: 'raw', value: -1n }, 0n);
+      if (mode === 'delete') this.slots = this.slots.filter((x) => x !== s);
+      return;
+    }
+    const useGmem = v2 && this.gmems.length > 0 && this.r.chance(0.7);
+    const gm = useGmem ? this.r.pick(this.gmems.filter((g) => g.vm === vm).concat(this.gmems)) : undefined;
+    let flags = useGmem ? 4n : 0n;
+    if (this.r.chance(0.12)) flags |= this.r.pick([1n, 2n, 8n, 1n << 16n, 1n << 31n]);
+    const size = this.r.weighted<bigint>([
+      [10, gm && gm.size > 0n && gm.size < 64n * MiB ? gm.size : BigInt(1 + this.r.int(8)) * PAGE],
+      [3, BigInt(1 + this.r.int(4)) * PAGE],
+      [1, this.r.pick([0n, 4097n, 1n << 43n, (1n << 64n) - 4096n])],
+    ]);
+    let gpa = this.gpa();
+    // Never cover the contract's code page.
+    if (gpa <= CODE_GFN * PAGE && gpa + size > CODE_GFN * PAGE) gpa = 0x1_0000_0000n;
+    const m = this.maps.length > 0 && this.r.chance(0.85) ? this.r.pick(this.maps) : undefined;
+    // A raw userspace_addr of 0 only for slots that end below 4 MiB (the node binary starts there).
+    const lowOk = size > 0n && size <= 0x40_0000n;
+    const ua: AddrArg = this.r.weighted<AddrArg>([
+      [10, m ? { kind: 'handle', name: m.name, offset: 0n } : { kind: 'raw', value: lowOk ? 0n : 1n << 47n }],
+      [2, { kind: 'raw', value: lowOk ? 0n : 0x7fff_ffff_f000n }],
+      [1, m ? { kind: 'handle', name: m.name, offset: this.r.pick([4096n, 123n, 2n * MiB]) } : { kind: 'raw', value: 4096n }],
+      [1, { kind: 'raw', value: this.r.pick([0x7fff_ffff_f000n, 1n << 47n, (1n << 64n) - 4096n, 0x7fff_ffff_e000n]) }],
+    ]);
+    const gfd: FdArg = gm ? (this.r.chance(0.9) ? { kind: 'handle', name: gm.name } : this.anyFd()) : this.anyFd();
+    const off = this.r.weighted<bigint>([[10, 0n], [3, this.page(4)], [1, this.r.pick([123n, -4096n, 1n << 62n])]]);
+    this.emitRegion(v2, vm, slot, flags, gpa, size, ua, gfd, off);
+    if (slot !== 32763n && size > 0n) this.slots.push({ vm, slot, gpa, size, ...(gm ? { gmem: gm } : {}), ...(m ? { map: m } : {}) });
+  }
+
+  private emitRegion(v2: boolean, vm: string, slot: bigint, flags: bigint, gpa: bigint, size: bigint, ua: AddrArg, gfd: FdArg, off: bigint): void {
+    if (slot === 32763n) slot = 32762n;
+    const base = { vm: { kind: 'handle' as const, name: vm }, slot, flags, guest_phys_addr: gpa, memory_size: size, userspace_addr: ua };
+    if (v2) this.push({ op: 'KVM_SET_USER_MEMORY_REGION2', ...base, guest_memfd: gfd, guest_memfd_offset: off });
+    else this.push({ op: 'KVM_SET_USER_MEMORY_REGION', ...base });
+  }
+
+  private guestGpa(): bigint {
+    if (this.slots.length > 0 && this.r.chance(0.8)) {
+      const s = this.r.pick(this.slots);
+      const span = s.size > 0n && s.size < 64n * MiB ? s.size : 8192n;
+      const off = this.r.weighted<bigint>([
+        [8, BigInt(this.r.int(Number(span)))],
+        [2, span - BigInt(this.r.int(4))],
+        [1, span + BigInt(this.r.int(8192))],
+      ]);
+      const g = s.gpa + off;
+      if (g < 1n << 32n && g >> 12n !== CODE_GFN) return g;
+    }
+    const g = BigInt(this.r.int(0x4000_0000));
+    return g >> 12n === CODE_GFN ? 0n : g;
+  }
+
+  private run(): void {
+    if (this.vcpus.length === 0) return this.createVcpu();
+    const v = this.r.pick(this.vcpus);
+    const steps: GuestStep[] = [];
+    const n = 1 + this.r.int(5);
+    for (let i = 0; i < n; i++) {
+      const gpa = this.guestGpa();
+      const size = this.r.pick([1, 2, 4, 4, 4] as const);
+      if (this.r.chance(0.5)) steps.push({ kind: 'load', gpa, size });
+      else steps.push({ kind: 'store', gpa, bytes: this.r.bytes(size) });
+    }
+    this.push({ op: 'KVM_RUN', vcpu: this.r.chance(0.95) ? { kind: 'handle', name: v.name } : this.anyFd(), guest: steps });
+  }
+
+  private createVcpu(): void {
+    const vm = this.vms.length > 0 ? this.r.pick(this.vms) : 'vm_none';
+    const name = this.name('cpu');
+    const id = this.r.weighted<bigint>([[10, BigInt(this.vcpus.length)], [2, 0n], [1, this.r.pick([4095n, 4096n, 1n << 32n, -1n])]]);
+    this.push({ op: 'KVM_CREATE_VCPU', vm: this.r.chance(0.95) ? { kind: 'handle', name: vm } : this.vmFd(), id, as: name });
+    this.vcpus.push({ name, vm });
+    this.fdNames.push(name);
+  }
+
+  private fallocate(): void {
+    const g = this.gmems.length > 0 ? this.r.pick(this.gmems) : undefined;
+    const size = g && g.size > 0n && g.size <= 64n * MiB ? g.size : 65536n;
+    const mode = BigInt(this.r.weighted<number>([[8, 3], [5, 1], [1, 0], [1, 2], [1, this.r.pick([0x10, 0x11, 0x8, 0x20, 0x40, 0x41, 0x80, 7, 0x13, 0x100])]]));
+    let offset = this.r.weighted<bigint>([[8, this.page(Number(size / PAGE) + 1)], [1, this.r.pick([1n, 4095n, -4096n, size, size + 4096n])]]);
+    let len = this.r.weighted<bigint>([[8, BigInt(1 + this.r.int(Math.max(1, Number(size / PAGE)))) * PAGE], [1, this.r.pick([0n, 1n, 4095n, -4096n, 1n << 62n, (1n << 63n) - 1n])]]);
+    // Safety: never ask the real kernel to allocate more than 64 MiB in one call.
+    if ((mode & 2n) === 0n && len > 64n * MiB) len = 4096n;
+    if ((mode & 2n) === 0n && offset > 1n << 40n) offset = 0n;
+    this.push({ op: 'fallocate', fd: g && this.r.chance(0.9) ? { kind: 'handle', name: g.name } : this.anyFd(), mode, offset, len });
+  }
+
+  private peekPoke(): void {
+    const { addr } = this.mapAddr();
+    const n = this.r.pick([1, 2, 4, 8, 16]);
+    if (this.r.chance(0.5)) this.push({ op: 'peek', addr, len: BigInt(n) });
+    else this.push({ op: 'poke', addr, bytes: this.r.bytes(n) });
+  }
+
+  private memOp(): void {
+    const { addr, map } = this.mapAddr(0n);
+    const len = this.r.weighted<bigint>([
+      [6, map ? map.len : 4096n],
+      [4, BigInt(1 + this.r.int(4)) * PAGE],
+      [1, map ? this.r.pick([0n, 1n, 4097n, (1n << 64n) - 4096n]) : this.r.pick([0n, 1n, 4097n])],
+    ]);
+    const which = this.r.weighted<string>([[4, 'madvise'], [2, 'munmap'], [2, 'mprotect']]);
+    if (which === 'munmap') {
+      this.push({ op: 'munmap', addr, length: len });
+    } else if (which === 'mprotect') {
+      this.push({ op: 'mprotect', addr, length: len, prot: BigInt(this.r.pick([0, 1, 3, 7, 4, 8, 0x10])) });
+    } else {
+      const advice = BigInt(this.r.weighted<number>([[5, 4], [5, 9], [1, this.r.pick([0, 1, 2, 3, 8, 10, 11, 12, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 25, 999])]]));
+      this.push({ op: 'madvise', addr, length: len, advice });
+    }
+  }
+
+  private fileOp(): void {
+    const fd = this.r.chance(0.6) ? this.gmemFd() : this.anyFd();
+    const which = this.r.pick(['fstat', 'fstat', 'pread', 'pwrite', 'ftruncate', 'close'] as const);
+    switch (which) {
+      case 'fstat':
+        this.push({ op: 'fstat', fd });
+        break;
+      case 'pread':
+        this.push({ op: 'pread', fd, len: BigInt(this.r.pick([0, 8, 64])), offset: this.r.pick([0n, 4096n, -1n]) });
+        break;
+      case 'pwrite':
+        this.push({ op: 'pwrite', fd, bytes: this.r.bytes(this.r.pick([1, 8])), offset: this.r.pick([0n, 4096n, -1n]) });
+        break;
+      case 'ftruncate':
+        this.push({ op: 'ftruncate', fd, length: this.r.pick([0n, 4096n, 8192n, -1n]) });
+        break;
+      case 'close': {
+        this.push({ op: 'close', fd });
+        if (fd.kind === 'handle') this.closed.add(fd.name);
+        break;
+      }
+    }
+  }
+
+  private checkExtension(): void {
+    const cap = this.r.weighted<bigint>([[6, BigInt(this.r.pick([3, 10, 118, 201, 231, 232, 233, 234, 235, 236, 244]))], [3, BigInt(this.r.int(262))], [1, this.r.pick([-1n, 1n << 32n, 100000n])]]);
+    this.push({ op: 'KVM_CHECK_EXTENSION', fd: this.r.chance(0.5) ? { kind: 'handle', name: 'kvm' } : this.anyFd(), cap });
+  }
+
+  private setAttributes(): void {
+    const attributes = this.r.weighted<bigint>([[5, 8n], [4, 0n], [1, this.r.pick([1n, 16n, 9n, 1n << 63n])]]);
+    const address = this.r.weighted<bigint>([[8, this.slots.length > 0 ? this.r.pick(this.slots).gpa : 0n], [2, this.gpa()]]);
+    const size = this.r.weighted<bigint>([[8, BigInt(1 + this.r.int(16)) * PAGE], [1, this.r.pick([0n, 4095n, 1n << 40n, (1n << 64n) - 4096n])]]);
+    this.push({ op: 'KVM_SET_MEMORY_ATTRIBUTES', vm: this.vmFd(), address, size, attributes, flags: this.r.chance(0.95) ? 0n : 1n });
+  }
+
+  private preFault(): void {
+    if (this.vcpus.length === 0) return this.createVcpu();
+    const gpa = this.r.chance(0.8) ? this.guestGpa() & ~4095n : this.edgeU64();
+    const size = this.r.weighted<bigint>([[8, BigInt(1 + this.r.int(4)) * PAGE], [1, this.edgeU64()]]);
+    this.push({ op: 'KVM_PRE_FAULT_MEMORY', vcpu: { kind: 'handle', name: this.r.pick(this.vcpus).name }, gpa, size, flags: this.r.chance(0.95) ? 0n : 1n });
+  }
+
+  private step(): void {
+    const pick = this.r.weighted<() => void>([
+      [2, () => this.createVm()],
+      [4, () => this.createGmem()],
+      [6, () => this.mmap()],
+      [3, () => this.region(false)],
+      [9, () => this.region(true)],
+      [2, () => this.createVcpu()],
+      [8, () => this.run()],
+      [6, () => this.fallocate()],
+      [8, () => this.peekPoke()],
+      [5, () => this.memOp()],
+      [4, () => this.fileOp()],
+      [2, () => this.checkExtension()],
+      [2, () => this.setAttributes()],
+      [1, () => this.preFault()],
+    ]);
+    pick();
+  }
+}
+
+/** Generate one trace for a seed. */
+export function generateTrace(seed: number, opts: GenOptions = {}): TraceOp[] {
+  return new TraceGenerator(seed, opts).generate();
+}

@@ -1,0 +1,95 @@
+/**
+ * Result-line and trace-line serialisation. Integers at or below 2^53 are JSON numbers, larger
+ * ones "0x..." strings, as the contract writes them.
+ */
+import type { AddrArg, Exit, FdArg, GuestStep, ResultLine, TraceOp } from './types.js';
+
+const SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+export function jsonInt(v: bigint): number | string {
+  if (v >= -SAFE && v <= SAFE) return Number(v);
+  if (v < 0n) return v.toString();
+  return '0x' + v.toString(16);
+}
+
+function exitToJson(e: Exit): Record<string, unknown> {
+  switch (e.reason) {
+    case 'LOAD':
+      return { reason: e.reason, gpa: jsonInt(e.gpa), hex: e.hex };
+    case 'MMIO':
+      return e.is_write
+        ? { reason: e.reason, gpa: jsonInt(e.gpa), len: e.len, is_write: true, hex: e.hex }
+        : { reason: e.reason, gpa: jsonInt(e.gpa), len: e.len, is_write: false };
+    case 'MEMORY_FAULT':
+      return { reason: e.reason, gpa: jsonInt(e.gpa), size: jsonInt(e.size), flags: jsonInt(e.flags) };
+    case 'HYPERCALL':
+      return { reason: e.reason, nr: jsonInt(e.nr), args: e.args.map(jsonInt) };
+    default:
+      return { ...e };
+  }
+}
+
+/** The JSON object of a result line (bigints converted). */
+export function resultToJson(r: ResultLine): Record<string, unknown> {
+  const o: Record<string, unknown> = { ok: r.ok };
+  if ('fault' in r) {
+    o['fault'] = r.fault;
+    return o;
+  }
+  if (!r.ok) o['errno'] = r.errno;
+  if (r.ok && r.value !== undefined) o['value'] = typeof r.value === 'bigint' ? jsonInt(r.value) : r.value;
+  if (r.ok && r.stat !== undefined) o['stat'] = { size: jsonInt(r.stat.size), blocks: jsonInt(r.stat.blocks) };
+  if (r.remaining !== undefined) o['remaining'] = { gpa: jsonInt(r.remaining.gpa), size: jsonInt(r.remaining.size) };
+  if (r.exits !== undefined) o['exits'] = r.exits.map(exitToJson);
+  return o;
+}
+
+export function formatResult(r: ResultLine): string {
+  return JSON.stringify(resultToJson(r));
+}
+
+export function bytesToHex(b: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < b.length; i++) s += (b[i]! < 16 ? '0' : '') + b[i]!.toString(16);
+  return s;
+}
+
+function fdToJson(f: FdArg): string | number {
+  return f.kind === 'handle' ? f.name : jsonInt(f.value);
+}
+function addrToJson(a: AddrArg): string | number {
+  if (a.kind === 'raw') return jsonInt(a.value);
+  return a.offset === 0n ? a.name : `${a.name}+0x${a.offset.toString(16)}`;
+}
+function stepToJson(s: GuestStep): Record<string, unknown> {
+  switch (s.kind) {
+    case 'store':
+      return { store: { gpa: jsonInt(s.gpa), hex: bytesToHex(s.bytes) } };
+    case 'load':
+      return { load: { gpa: jsonInt(s.gpa), size: s.size } };
+    case 'hypercall':
+      return { hypercall: { nr: jsonInt(s.nr), args: s.args.map(jsonInt) } };
+  }
+}
+
+/** Serialise a parsed op back to a trace line (round-trips through parseOpObject). */
+export function opToJson(op: TraceOp): Record<string, unknown> {
+  const o: Record<string, unknown> = { op: op.op };
+  for (const [k, v] of Object.entries(op)) {
+    if (k === 'op' || k === 'line' || k === 'as') continue;
+    if (v === null) o[k] = null;
+    else if (typeof v === 'bigint') o[k] = jsonInt(v);
+    else if (v instanceof Uint8Array) o['hex'] = bytesToHex(v);
+    else if (k === 'guest') o[k] = (v as GuestStep[]).map(stepToJson);
+    else if (k === 'args') o[k] = (v as bigint[]).map(jsonInt);
+    else if (typeof v === 'object' && 'kind' in v && (v.kind === 'handle' || v.kind === 'raw')) {
+      o[k] = 'offset' in v || k === 'addr' || k === 'userspace_addr' ? addrToJson(v as AddrArg) : fdToJson(v as FdArg);
+    } else o[k] = v;
+  }
+  if (op.as !== undefined) o['as'] = op.as;
+  return o;
+}
+
+export function formatOp(op: TraceOp): string {
+  return JSON.stringify(opToJson(op));
+}

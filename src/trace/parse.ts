@@ -1,0 +1,298 @@
+/**
+ * JSON Lines trace parser. Every problem is reported as `file:line: field: message`; nothing
+ * throws past `parseTrace`, which returns either the ops or the list of errors.
+ */
+import type { AddrArg, FdArg, GuestStep, TraceOp } from './types.js';
+
+export class TraceInputError extends Error {
+  constructor(
+    readonly file: string,
+    readonly line: number,
+    readonly field: string,
+    message: string,
+  ) {
+    super(`${file}:${line}: ${field}: ${message}`);
+  }
+}
+
+type Obj = Record<string, unknown>;
+
+class FieldReader {
+  constructor(
+    readonly file: string,
+    readonly line: number,
+    readonly obj: Obj,
+    readonly prefix = '',
+  ) {}
+
+  fail(field: string, message: string): never {
+    throw new TraceInputError(this.file, this.line, this.prefix + field, message);
+  }
+
+  has(field: string): boolean {
+    return Object.prototype.hasOwnProperty.call(this.obj, field) && this.obj[field] !== undefined;
+  }
+
+  /** An integer field: JSON integer (safe range) or "0x..." string. */
+  int(field: string, dflt?: bigint): bigint {
+    if (!this.has(field)) {
+      if (dflt !== undefined) return dflt;
+      this.fail(field, 'missing required integer field');
+    }
+    return parseInteger(this.obj[field], (m) => this.fail(field, m));
+  }
+
+  str(field: string): string {
+    const v = this.obj[field];
+    if (typeof v !== 'string') this.fail(field, 'expected a string');
+    return v;
+  }
+
+  optStr(field: string): string | undefined {
+    if (!this.has(field)) return undefined;
+    const v = this.obj[field];
+    if (typeof v !== 'string' || v.length === 0) this.fail(field, 'expected a non-empty string');
+    return v;
+  }
+
+  fd(field: string, dflt?: FdArg): FdArg {
+    if (!this.has(field)) {
+      if (dflt !== undefined) return dflt;
+      this.fail(field, 'missing fd field (a handle name or an integer)');
+    }
+    const v = this.obj[field];
+    if (typeof v === 'string' && !v.startsWith('0x') && !/^-?\d+$/.test(v)) {
+      if (v.includes('+')) this.fail(field, `"${v}": an fd field takes a handle name, not handle+offset`);
+      return { kind: 'handle', name: v };
+    }
+    return { kind: 'raw', value: parseInteger(v, (m) => this.fail(field, m)) };
+  }
+
+  addr(field: string): AddrArg {
+    if (!this.has(field)) this.fail(field, 'missing address field (a mapping handle, "name+OFFSET" or an integer)');
+    const v = this.obj[field];
+    if (typeof v === 'string' && !v.startsWith('0x') && !/^-?\d+$/.test(v)) {
+      const plus = v.lastIndexOf('+');
+      if (plus < 0) return { kind: 'handle', name: v, offset: 0n };
+      const name = v.slice(0, plus);
+      const off = v.slice(plus + 1);
+      if (name.length === 0) this.fail(field, `"${v}": empty handle name`);
+      let offset: bigint;
+      if (/^0x[0-9a-fA-F]+$/.test(off)) offset = BigInt(off);
+      else if (/^\d+$/.test(off)) offset = BigInt(off);
+      else this.fail(field, `"${v}": offset must be decimal or 0x-hex`);
+      return { kind: 'handle', name, offset };
+    }
+    return { kind: 'raw', value: parseInteger(v, (m) => this.fail(field, m)) };
+  }
+
+  hexBytes(field: string): Uint8Array {
+    const v = this.obj[field];
+    if (typeof v !== 'string') this.fail(field, 'expected a hex string of bytes');
+    return parseHexBytes(v, (m) => this.fail(field, m));
+  }
+}
+
+/** Parse a contract integer: a safe JSON integer, or a "0x..." string (any width). */
+export function parseInteger(v: unknown, fail: (m: string) => never): bigint {
+  if (typeof v === 'number') {
+    if (!Number.isInteger(v)) return fail(`${v} is not an integer`);
+    if (!Number.isSafeInteger(v)) return fail(`${v} is above 2^53; write it as a "0x..." string`);
+    return BigInt(v);
+  }
+  if (typeof v === 'string') {
+    if (/^0x[0-9a-fA-F]+$/.test(v)) return BigInt(v);
+    if (/^-?\d+$/.test(v)) return BigInt(v);
+    return fail(`"${v}" is not an integer (use a JSON integer or a "0x..." string)`);
+  }
+  if (typeof v === 'bigint') return v;
+  return fail(`expected an integer, got ${v === null ? 'null' : typeof v}`);
+}
+
+export function parseHexBytes(v: string, fail: (m: string) => never): Uint8Array {
+  const s = v.startsWith('0x') ? v.slice(2) : v;
+  if (s.length % 2 !== 0) return fail('hex string has an odd number of digits');
+  if (!/^[0-9a-fA-F]*$/.test(s)) return fail('not a hex string');
+  const out = new Uint8Array(s.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(s.slice(i * 2, i * 2 + 2), 16);
+  return out;
+}
+
+function parseGuest(r: FieldReader): GuestStep[] {
+  const v = r.obj['guest'];
+  if (!Array.isArray(v)) r.fail('guest', 'expected a list of guest steps');
+  const steps: GuestStep[] = [];
+  v.forEach((raw: unknown, i: number) => {
+    const at = `guest[${i}]`;
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) r.fail(at, 'expected an object');
+    const step = raw as Obj;
+    const keys = Object.keys(step);
+    if (keys.length !== 1) r.fail(at, 'a step has exactly one key: store, load or hypercall');
+    const kind = keys[0]!;
+    const body = step[kind];
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) r.fail(`${at}.${kind}`, 'expected an object');
+    const sr = new FieldReader(r.file, r.line, body as Obj, `${at}.${kind}.`);
+    if (kind === 'store') {
+      const gpa = sr.int('gpa');
+      const bytes = sr.hexBytes('hex');
+      if (bytes.length !== 1 && bytes.length !== 2 && bytes.length !== 4)
+        sr.fail('hex', `a store writes 1, 2 or 4 bytes, not ${bytes.length}`);
+      if (gpa < 0n || gpa >= 1n << 32n) sr.fail('gpa', 'guest programs use GPAs below 4 GiB');
+      steps.push({ kind: 'store', gpa, bytes });
+    } else if (kind === 'load') {
+      const gpa = sr.int('gpa');
+      const size = sr.int('size', 4n);
+      if (size !== 1n && size !== 2n && size !== 4n) sr.fail('size', 'a load reads 1, 2 or 4 bytes');
+      if (gpa < 0n || gpa >= 1n << 32n) sr.fail('gpa', 'guest programs use GPAs below 4 GiB');
+      steps.push({ kind: 'load', gpa, size: Number(size) as 1 | 2 | 4 });
+    } else if (kind === 'hypercall') {
+      const nr = sr.int('nr');
+      const a: unknown = (body as Obj)['args'];
+      if (!Array.isArray(a) || a.length > 3) return sr.fail('args', 'expected a list of at most 3 integers');
+      const args = [0n, 0n, 0n] as [bigint, bigint, bigint];
+      a.forEach((x: unknown, j: number) => {
+        args[j] = parseInteger(x, (m) => sr.fail(`args[${j}]`, m));
+      });
+      steps.push({ kind: 'hypercall', nr, args });
+    } else {
+      r.fail(at, `unknown step kind "${kind}" (store, load or hypercall)`);
+    }
+  });
+  return steps;
+}
+
+/** Parse one non-comment line (already JSON-decoded). Throws TraceInputError. */
+export function parseOpObject(file: string, line: number, obj: unknown): TraceOp {
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj))
+    throw new TraceInputError(file, line, 'op', 'each line must be a JSON object');
+  const r = new FieldReader(file, line, obj as Obj);
+  if (!r.has('op')) r.fail('op', 'missing "op"');
+  const op = r.str('op');
+  const as = r.optStr('as');
+  const common = as === undefined ? { line } : { line, as };
+  const kvm: FdArg = { kind: 'handle', name: 'kvm' };
+  switch (op) {
+    case 'KVM_CREATE_VM':
+      return { ...common, op, fd: r.fd('fd', kvm), type: r.int('type', 0n) };
+    case 'KVM_CHECK_EXTENSION':
+      return { ...common, op, fd: r.fd('fd', kvm), cap: r.int('cap') };
+    case 'KVM_CREATE_GUEST_MEMFD':
+      return { ...common, op, vm: r.fd('vm'), size: r.int('size'), flags: r.int('flags', 0n) };
+    case 'KVM_SET_USER_MEMORY_REGION':
+      return {
+        ...common,
+        op,
+        vm: r.fd('vm'),
+        slot: r.int('slot'),
+        flags: r.int('flags', 0n),
+        guest_phys_addr: r.int('guest_phys_addr'),
+        memory_size: r.int('memory_size'),
+        userspace_addr: r.addr('userspace_addr'),
+      };
+    case 'KVM_SET_USER_MEMORY_REGION2':
+      return {
+        ...common,
+        op,
+        vm: r.fd('vm'),
+        slot: r.int('slot'),
+        flags: r.int('flags', 0n),
+        guest_phys_addr: r.int('guest_phys_addr'),
+        memory_size: r.int('memory_size'),
+        userspace_addr: r.addr('userspace_addr'),
+        guest_memfd: r.fd('guest_memfd', { kind: 'raw', value: 0n }),
+        guest_memfd_offset: r.int('guest_memfd_offset', 0n),
+      };
+    case 'KVM_SET_MEMORY_ATTRIBUTES':
+      return {
+        ...common,
+        op,
+        vm: r.fd('vm'),
+        address: r.int('address'),
+        size: r.int('size'),
+        attributes: r.int('attributes'),
+        flags: r.int('flags', 0n),
+      };
+    case 'KVM_CREATE_VCPU':
+      return { ...common, op, vm: r.fd('vm'), id: r.int('id') };
+    case 'KVM_PRE_FAULT_MEMORY':
+      return { ...common, op, vcpu: r.fd('vcpu'), gpa: r.int('gpa'), size: r.int('size'), flags: r.int('flags', 0n) };
+    case 'KVM_RUN':
+      return { ...common, op, vcpu: r.fd('vcpu'), guest: r.has('guest') ? parseGuest(r) : [] };
+    case 'KVM_ENABLE_CAP': {
+      const a: unknown = r.has('args') ? (obj as Obj)['args'] : [];
+      if (!Array.isArray(a) || a.length > 4) return r.fail('args', 'expected a list of at most 4 integers');
+      const args = a.map((x: unknown, j: number) => parseInteger(x, (m) => r.fail(`args[${j}]`, m)));
+      return { ...common, op, fd: r.fd('fd'), cap: r.int('cap'), flags: r.int('flags', 0n), args };
+    }
+    case 'mmap': {
+      if (!Object.prototype.hasOwnProperty.call(obj, 'fd')) r.fail('fd', 'missing fd (a handle, an integer, or null for anonymous)');
+      const fdv = (obj as Obj)['fd'];
+      return {
+        ...common,
+        op,
+        fd: fdv === null ? null : r.fd('fd'),
+        length: r.int('length'),
+        prot: r.int('prot'),
+        flags: r.int('flags'),
+        offset: r.int('offset', 0n),
+      };
+    }
+    case 'munmap':
+      return { ...common, op, addr: r.addr('addr'), length: r.int('length') };
+    case 'mprotect':
+      return { ...common, op, addr: r.addr('addr'), length: r.int('length'), prot: r.int('prot') };
+    case 'madvise':
+      return { ...common, op, addr: r.addr('addr'), length: r.int('length'), advice: r.int('advice') };
+    case 'fallocate':
+      return { ...common, op, fd: r.fd('fd'), mode: r.int('mode'), offset: r.int('offset'), len: r.int('len') };
+    case 'ftruncate':
+      return { ...common, op, fd: r.fd('fd'), length: r.int('length') };
+    case 'pread':
+      return { ...common, op, fd: r.fd('fd'), len: r.int('len'), offset: r.int('offset', 0n) };
+    case 'pwrite':
+      return { ...common, op, fd: r.fd('fd'), bytes: r.hexBytes('hex'), offset: r.int('offset', 0n) };
+    case 'fstat':
+      return { ...common, op, fd: r.fd('fd') };
+    case 'close':
+      return { ...common, op, fd: r.fd('fd') };
+    case 'peek':
+      return { ...common, op, addr: r.addr('addr'), len: r.int('len') };
+    case 'poke':
+      return { ...common, op, addr: r.addr('addr'), bytes: r.hexBytes('hex') };
+    default:
+      return r.fail('op', `unknown op "${op}"`);
+  }
+}
+
+/** True for lines that produce no op and no result: empty, `#...` or `//...`. */
+export function isSkippedLine(text: string): boolean {
+  const t = text.trim();
+  return t.length === 0 || t.startsWith('#') || t.startsWith('//');
+}
+
+export type ParsedTrace = { readonly ops: TraceOp[]; readonly errors: TraceInputError[] };
+
+/** Parse a whole trace; collects every malformed line instead of stopping at the first. */
+export function parseTrace(text: string, file = '<trace>'): ParsedTrace {
+  const ops: TraceOp[] = [];
+  const errors: TraceInputError[] = [];
+  const lines = text.split(/\r?\n/);
+  lines.forEach((t, i) => {
+    const line = i + 1;
+    if (isSkippedLine(t)) return;
+    let obj: unknown;
+    try {
+      obj = JSON.parse(t);
+    } catch (e) {
+      errors.push(new TraceInputError(file, line, 'json', (e as Error).message));
+      return;
+    }
+    try {
+      ops.push(parseOpObject(file, line, obj));
+    } catch (e) {
+      if (e instanceof TraceInputError) errors.push(e);
+      else errors.push(new TraceInputError(file, line, 'op', String(e)));
+    }
+  });
+  return { ops, errors };
+}

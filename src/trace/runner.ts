@@ -1,0 +1,96 @@
+/**
+ * Runs parsed trace ops on a backend, keeping the contract's handle table: `"kvm"` is the open
+ * /dev/kvm; `as` binds the created fd or mapping; a failed creating op leaves its handle unbound
+ * (fd -1, address 0); `close` unbinds an fd handle (-1); `munmap` leaves a mapping handle's
+ * address in place.
+ */
+import type { AddrArg, Backend, FdArg, OpOutcome, ResolvedFd, ResolvedOp, ResultLine, TraceOp } from './types.js';
+import { toU64 } from '../core/units.js';
+
+type Handle = { readonly kind: 'fd'; fd: number } | { readonly kind: 'map'; readonly addr: bigint };
+
+export class HandleTable {
+  private readonly handles = new Map<string, Handle>();
+
+  constructor(kvmFd: number) {
+    this.handles.set('kvm', { kind: 'fd', fd: kvmFd });
+  }
+
+  fd(arg: FdArg): ResolvedFd {
+    if (arg.kind === 'raw') return arg;
+    const h = this.handles.get(arg.name);
+    return { kind: 'obj', fd: h !== undefined && h.kind === 'fd' ? h.fd : -1 };
+  }
+
+  addr(arg: AddrArg): bigint {
+    if (arg.kind === 'raw') return toU64(arg.value);
+    const h = this.handles.get(arg.name);
+    const base = h !== undefined && h.kind === 'map' ? h.addr : 0n;
+    return toU64(base + arg.offset);
+  }
+
+  bindFd(name: string, fd: number): void {
+    this.handles.set(name, { kind: 'fd', fd });
+  }
+  bindMap(name: string, addr: bigint): void {
+    this.handles.set(name, { kind: 'map', addr });
+  }
+  /** After a successful close: every handle naming that fd now passes -1. */
+  closed(fd: number): void {
+    for (const h of this.handles.values()) if (h.kind === 'fd' && h.fd === fd) h.fd = -1;
+  }
+  /** A handle whose creating op failed is unbound. */
+  unbind(name: string, kind: 'fd' | 'map'): void {
+    if (kind === 'fd') this.handles.set(name, { kind: 'fd', fd: -1 });
+    else this.handles.set(name, { kind: 'map', addr: 0n });
+  }
+}
+
+/** Resolve every handle reference of an op against the table. */
+export function resolveOp(op: TraceOp, t: HandleTable): ResolvedOp {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(op)) {
+    if (v !== null && typeof v === 'object' && 'kind' in v && (v.kind === 'handle' || v.kind === 'raw') && !(v instanceof Uint8Array)) {
+      const isAddr = k === 'addr' || k === 'userspace_addr';
+      out[k] = isAddr ? t.addr(v as AddrArg) : t.fd(v as FdArg);
+    } else out[k] = v;
+  }
+  return out as ResolvedOp;
+}
+
+const CREATES_FD = new Set(['KVM_CREATE_VM', 'KVM_CREATE_GUEST_MEMFD', 'KVM_CREATE_VCPU']);
+
+/** Run a single op: resolve, execute, update the handle table. */
+export function stepTrace(op: TraceOp, backend: Backend, t: HandleTable): ResultLine {
+  const resolved = resolveOp(op, t);
+  const outcome: OpOutcome = backend.exec(resolved);
+  const r = outcome.result;
+  if (op.as !== undefined) {
+    if (CREATES_FD.has(op.op)) {
+      if (r.ok && outcome.createdFd !== undefined) t.bindFd(op.as, outcome.createdFd);
+      else t.unbind(op.as, 'fd');
+    } else if (op.op === 'mmap') {
+      if (r.ok && outcome.createdAddr !== undefined) t.bindMap(op.as, outcome.createdAddr);
+      else t.unbind(op.as, 'map');
+    }
+  }
+  if (op.op === 'close' && r.ok && resolved.op === 'close' && resolved.fd.kind === 'obj') t.closed(resolved.fd.fd);
+  return r;
+}
+
+/** Run a whole trace on a fresh backend context; always releases the context. */
+export function runTrace(ops: readonly TraceOp[], backend: Backend, onResult?: (op: TraceOp, r: ResultLine) => void): ResultLine[] {
+  const kvmFd = backend.begin();
+  const t = new HandleTable(kvmFd);
+  const results: ResultLine[] = [];
+  try {
+    for (const op of ops) {
+      const r = stepTrace(op, backend, t);
+      results.push(r);
+      onResult?.(op, r);
+    }
+  } finally {
+    backend.end();
+  }
+  return results;
+}
