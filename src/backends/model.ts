@@ -11,7 +11,14 @@ import type { KernelProfile } from '../core/profiles/profile.js';
 import type { Result } from '../core/result.js';
 import { toS32, toU32, toU64 } from '../core/units.js';
 import { bytesToHex } from '../trace/format.js';
-import type { Backend, Exit, OpOutcome, ResolvedFd, ResolvedOp, ResultLine } from '../trace/types.js';
+import type {
+  Backend,
+  Exit,
+  OpOutcome,
+  ResolvedFd,
+  ResolvedOp,
+  ResultLine,
+} from '../trace/types.js';
 import type { RunExit } from '../core/kvm_run.js';
 
 /** fd number the model uses for "a number that is not open". */
@@ -49,6 +56,8 @@ export function exitToTrace(e: RunExit): Exit {
       return { reason: 'HYPERCALL_RET', hex: bytesToHex(e.bytes) };
     case 'HLT':
       return { reason: 'HLT' };
+    case 'INTERNAL_ERROR':
+      return { reason: 'INTERNAL_ERROR', suberror: e.suberror };
   }
 }
 
@@ -124,22 +133,46 @@ export class ModelBackend implements Backend {
         return r.ok ? { result: { ok: true }, createdFd: r.value } : { result: fail(r) };
       }
       case 'KVM_ENABLE_CAP': {
-        const r = h.kvmEnableCap(ioctlFd(op.fd), toU32(op.cap), toU32(op.flags), op.args.map(toU64));
+        const r = h.kvmEnableCap(
+          ioctlFd(op.fd),
+          toU32(op.cap),
+          toU32(op.flags),
+          op.args.map(toU64),
+        );
         return { result: r.ok ? { ok: true } : fail(r) };
       }
       case 'KVM_PRE_FAULT_MEMORY': {
-        const r = h.kvmPreFaultMemory(ioctlFd(op.vcpu), toU64(op.gpa), toU64(op.size), toU64(op.flags));
+        const r = h.kvmPreFaultMemory(
+          ioctlFd(op.vcpu),
+          toU64(op.gpa),
+          toU64(op.size),
+          toU64(op.flags),
+        );
         const remaining = { gpa: r.remaining.gpa, size: r.remaining.size };
-        return { result: r.errno === undefined ? { ok: true, remaining } : { ok: false, errno: r.errno, remaining } };
+        return {
+          result:
+            r.errno === undefined
+              ? { ok: true, remaining }
+              : { ok: false, errno: r.errno, remaining },
+        };
       }
       case 'KVM_RUN': {
         const r = h.kvmRun(ioctlFd(op.vcpu), op.guest);
         const exits = r.exits.map(exitToTrace);
-        return { result: r.errno === undefined ? { ok: true, exits } : { ok: false, errno: r.errno, exits } };
+        return {
+          result:
+            r.errno === undefined ? { ok: true, exits } : { ok: false, errno: r.errno, exits },
+        };
       }
       case 'mmap': {
         const fd = op.fd === null ? null : fileFd(op.fd);
-        const r = h.mmap(fd, toU64(op.length), Number(toS32(op.prot)), Number(toS32(op.flags)), BigInt.asIntN(64, op.offset));
+        const r = h.mmap(
+          fd,
+          toU64(op.length),
+          Number(toS32(op.prot)),
+          Number(toS32(op.flags)),
+          BigInt.asIntN(64, op.offset),
+        );
         return r.ok ? { result: { ok: true }, createdAddr: r.value } : { result: fail(r) };
       }
       case 'munmap': {
@@ -155,7 +188,12 @@ export class ModelBackend implements Backend {
         return { result: r.ok ? { ok: true } : fail(r) };
       }
       case 'fallocate': {
-        const r = h.fallocate(fileFd(op.fd), Number(toS32(op.mode)), BigInt.asIntN(64, op.offset), BigInt.asIntN(64, op.len));
+        const r = h.fallocate(
+          fileFd(op.fd),
+          Number(toS32(op.mode)),
+          BigInt.asIntN(64, op.offset),
+          BigInt.asIntN(64, op.len),
+        );
         return { result: r.ok ? { ok: true } : fail(r) };
       }
       case 'ftruncate': {
@@ -172,7 +210,11 @@ export class ModelBackend implements Backend {
       }
       case 'fstat': {
         const r = h.fstat(fileFd(op.fd));
-        return { result: r.ok ? { ok: true, stat: { size: r.value.size, blocks: r.value.blocks } } : fail(r) };
+        return {
+          result: r.ok
+            ? { ok: true, stat: { size: r.value.size, blocks: r.value.blocks } }
+            : fail(r),
+        };
       }
       case 'close': {
         const r = h.close(fileFd(op.fd));
@@ -180,7 +222,9 @@ export class ModelBackend implements Backend {
       }
       case 'peek': {
         const r = h.peek(op.addr, Number(op.len));
-        return { result: r.ok ? { ok: true, value: bytesToHex(r.data!) } : { ok: false, fault: r.fault } };
+        return {
+          result: r.ok ? { ok: true, value: bytesToHex(r.data!) } : { ok: false, fault: r.fault },
+        };
       }
       case 'poke': {
         const r = h.poke(op.addr, op.bytes);

@@ -51,7 +51,8 @@ export function optString(p: ParsedArgs, name: string): string | undefined {
 export function optInt(p: ParsedArgs, name: string): number | undefined {
   const v = optString(p, name);
   if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v)) throw new UsageError(`--${name} expects a non-negative integer, got "${v}"`);
+  if (!/^\d+$/.test(v))
+    throw new UsageError(`--${name} expects a non-negative integer, got "${v}"`);
   return Number(v);
 }
 

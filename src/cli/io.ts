@@ -1,6 +1,11 @@
 /** Small Node helpers shared by the CLI commands. */
 import { readFileSync } from 'node:fs';
-import { getProfile, profileNames, DEFAULT_PROFILE, type KernelProfile } from '../core/profiles/index.js';
+import {
+  getProfile,
+  profileNames,
+  DEFAULT_PROFILE,
+  type KernelProfile,
+} from '../core/profiles/index.js';
 import { UsageError } from './args.js';
 import { parseTrace, type ParsedTrace } from '../trace/parse.js';
 
@@ -8,7 +13,9 @@ export function readText(path: string): string {
   try {
     return readFileSync(path, 'utf8');
   } catch (e) {
-    throw new InputError(`${path}: cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new InputError(
+      `${path}: cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
 }
 
@@ -18,7 +25,8 @@ export class InputError extends Error {}
 export function profileOrUsage(name: string | undefined): KernelProfile {
   const n = name ?? DEFAULT_PROFILE;
   const p = getProfile(n);
-  if (p === undefined) throw new UsageError(`unknown kernel profile "${n}" (known: ${profileNames().join(', ')})`);
+  if (p === undefined)
+    throw new UsageError(`unknown kernel profile "${n}" (known: ${profileNames().join(', ')})`);
   return p;
 }
 

@@ -7,11 +7,19 @@
 import { UsageError } from './args.js';
 import { EXIT_CHECK_FAILED, EXIT_USAGE, InputError } from './io.js';
 import { replayMain } from './replay.js';
+import { runMain } from './run.js';
 
-type Command = { readonly summary: string; readonly run: (argv: readonly string[], out: (s: string) => void) => Promise<number> };
+type Command = {
+  readonly summary: string;
+  readonly run: (argv: readonly string[], out: (s: string) => void) => Promise<number>;
+};
 
 const COMMANDS: Record<string, Command> = {
-  replay: { summary: 'run a trace on the model (or --backend kvm) and print result lines', run: replayMain },
+  run: { summary: 'run a scenario (YAML) and print a readable timeline with checks', run: runMain },
+  replay: {
+    summary: 'run a trace on the model (or --backend kvm) and print result lines',
+    run: replayMain,
+  },
 };
 
 export function mainHelp(): string {

@@ -31,7 +31,10 @@ export async function openBackend(kind: string, kernel: string | undefined): Pro
   throw new UsageError(`unknown backend "${kind}" (model or kvm)`);
 }
 
-export async function replayMain(argv: readonly string[], out: (s: string) => void): Promise<number> {
+export async function replayMain(
+  argv: readonly string[],
+  out: (s: string) => void,
+): Promise<number> {
   const p = parseArgs(argv, { kernel: 'string', backend: 'string', json: 'bool', help: 'bool' });
   if (p.opts.has('help')) {
     out(REPLAY_HELP);

@@ -28,5 +28,11 @@ export interface KernelCtx {
   /** `mmu_notifier_invalidate_range_start/end` for host virtual pages [start, end). */
   mmuNotifierInvalidate(startHvpn: number, endHvpn: number): void;
   /** `vfs_fallocate()` on a file (used by MADV_REMOVE). */
-  vfsFallocate(file: KFile, mode: number, offset: bigint, len: bigint, via: 'fallocate' | 'madv_remove'): Result<undefined>;
+  vfsFallocate(
+    file: KFile,
+    mode: number,
+    offset: bigint,
+    len: bigint,
+    via: 'fallocate' | 'madv_remove',
+  ): Result<undefined>;
 }

@@ -18,22 +18,99 @@ export type ZapSource =
   | 'vm_destroy';
 
 export type ModelEvent =
-  | { readonly kind: 'zap'; readonly vm: number; readonly as: number; readonly start: number; readonly end: number; readonly pages: number; readonly source: ZapSource }
+  | {
+      readonly kind: 'zap';
+      readonly vm: number;
+      readonly as: number;
+      readonly start: number;
+      readonly end: number;
+      readonly pages: number;
+      readonly source: ZapSource;
+    }
   | { readonly kind: 'tlb_flush'; readonly vm: number; readonly source: ZapSource }
-  | { readonly kind: 'invalidate'; readonly vm: number; readonly start: number; readonly end: number; readonly source: ZapSource }
-  | { readonly kind: 'gmem_alloc'; readonly ino: number; readonly start: number; readonly end: number; readonly via: 'fallocate' | 'guest_fault' | 'host_fault' }
-  | { readonly kind: 'gmem_zero'; readonly ino: number; readonly start: number; readonly end: number; readonly via: 'guest_fault' | 'host_fault' }
-  | { readonly kind: 'gmem_free'; readonly ino: number; readonly start: number; readonly end: number; readonly via: 'punch_hole' | 'madv_remove' | 'inode_evict' }
+  | {
+      readonly kind: 'invalidate';
+      readonly vm: number;
+      readonly start: number;
+      readonly end: number;
+      readonly source: ZapSource;
+    }
+  | {
+      readonly kind: 'gmem_alloc';
+      readonly ino: number;
+      readonly start: number;
+      readonly end: number;
+      readonly via: 'fallocate' | 'guest_fault' | 'host_fault';
+    }
+  | {
+      readonly kind: 'gmem_zero';
+      readonly ino: number;
+      readonly start: number;
+      readonly end: number;
+      readonly via: 'guest_fault' | 'host_fault';
+    }
+  | {
+      readonly kind: 'gmem_free';
+      readonly ino: number;
+      readonly start: number;
+      readonly end: number;
+      readonly via: 'punch_hole' | 'madv_remove' | 'inode_evict';
+    }
   | { readonly kind: 'anon_alloc'; readonly hvpn: number; readonly pages: number }
   | { readonly kind: 'anon_free'; readonly hvpn: number; readonly pages: number }
-  | { readonly kind: 'shmem_alloc'; readonly obj: number; readonly start: number; readonly end: number }
-  | { readonly kind: 'shmem_free'; readonly obj: number; readonly start: number; readonly end: number }
-  | { readonly kind: 'spte_install'; readonly vm: number; readonly as: number; readonly gfn: number; readonly pages: number; readonly level: '4K' | '2M' | '1G'; readonly private: boolean; readonly source: 'gmem' | 'hva' }
-  | { readonly kind: 'slot'; readonly vm: number; readonly as: number; readonly id: number; readonly change: 'CREATE' | 'DELETE' | 'MOVE' | 'FLAGS_ONLY' }
-  | { readonly kind: 'gmem_bind'; readonly ino: number; readonly vm: number; readonly slot: number; readonly start: number; readonly end: number }
-  | { readonly kind: 'gmem_unbind'; readonly ino: number; readonly vm: number; readonly slot: number; readonly start: number; readonly end: number }
+  | {
+      readonly kind: 'shmem_alloc';
+      readonly obj: number;
+      readonly start: number;
+      readonly end: number;
+    }
+  | {
+      readonly kind: 'shmem_free';
+      readonly obj: number;
+      readonly start: number;
+      readonly end: number;
+    }
+  | {
+      readonly kind: 'spte_install';
+      readonly vm: number;
+      readonly as: number;
+      readonly gfn: number;
+      readonly pages: number;
+      readonly level: '4K' | '2M' | '1G';
+      readonly private: boolean;
+      readonly source: 'gmem' | 'hva';
+    }
+  | {
+      readonly kind: 'slot';
+      readonly vm: number;
+      readonly as: number;
+      readonly id: number;
+      readonly change: 'CREATE' | 'DELETE' | 'MOVE' | 'FLAGS_ONLY';
+    }
+  | {
+      readonly kind: 'gmem_bind';
+      readonly ino: number;
+      readonly vm: number;
+      readonly slot: number;
+      readonly start: number;
+      readonly end: number;
+    }
+  | {
+      readonly kind: 'gmem_unbind';
+      readonly ino: number;
+      readonly vm: number;
+      readonly slot: number;
+      readonly start: number;
+      readonly end: number;
+    }
   | { readonly kind: 'gmem_release'; readonly ino: number; readonly vm: number }
-  | { readonly kind: 'attributes'; readonly vm: number; readonly start: number; readonly end: number; readonly attributes: bigint }
+  | {
+      readonly kind: 'attributes';
+      readonly vm: number;
+      readonly start: number;
+      readonly end: number;
+      readonly attributes: bigint;
+    }
   | { readonly kind: 'vm_destroy'; readonly vm: number }
   | { readonly kind: 'exit'; readonly vm: number; readonly vcpu: number; readonly reason: string };
 

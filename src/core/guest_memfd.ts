@@ -18,12 +18,20 @@ import type { PgOff, Pfn } from './units.js';
  * KVM_CREATE_GUEST_MEMFD after copy_from_user: `kvm_gmem_create()` checks in kernel order, then
  * `__kvm_gmem_create()`. `reserved[]` is not checked in 6.18.
  */
-export function kvmGmemCreate(k: KernelCtx, vm: Vm, size: bigint, flags: bigint, ino: number): Result<GmemFile> {
+export function kvmGmemCreate(
+  k: KernelCtx,
+  vm: Vm,
+  size: bigint,
+  flags: bigint,
+  ino: number,
+): Result<GmemFile> {
   // flags & ~kvm_gmem_get_supported_flags(kvm) → EINVAL
-  if ((flags & ~vm.spec.gmemFlags) !== 0n) return err('EINVAL', 'kvm_gmem_create: unsupported flags');
+  if ((flags & ~vm.spec.gmemFlags) !== 0n)
+    return err('EINVAL', 'kvm_gmem_create: unsupported flags');
   // size <= 0 as loff_t, or not page aligned → EINVAL
   const ssize = BigInt.asIntN(64, size);
-  if (ssize <= 0n || (ssize & 4095n) !== 0n) return err('EINVAL', 'kvm_gmem_create: size <= 0 or unaligned');
+  if (ssize <= 0n || (ssize & 4095n) !== 0n)
+    return err('EINVAL', 'kvm_gmem_create: size <= 0 or unaligned');
   const f = new GmemFile(ino, vm, ssize, Number(ssize >> 12n), flags);
   // kvm_get_kvm(): the file pins the VM.
   vm.refs++;
@@ -41,10 +49,16 @@ export function kvmGmemFallocate(
   len: bigint,
   via: 'fallocate' | 'madv_remove',
 ): Result<undefined> {
-  if ((mode & 1) === 0) return err('EOPNOTSUPP', 'kvm_gmem_fallocate: FALLOC_FL_KEEP_SIZE required');
-  if ((mode & ~3) !== 0) return err('EOPNOTSUPP', 'kvm_gmem_fallocate: mode other than KEEP_SIZE|PUNCH_HOLE');
-  if ((offset & 4095n) !== 0n || (len & 4095n) !== 0n) return err('EINVAL', 'kvm_gmem_fallocate: offset or len not page aligned');
-  const r = (mode & 2) !== 0 ? kvmGmemPunchHole(k, f, offset, len, via) : kvmGmemAllocate(k, f, offset, len);
+  if ((mode & 1) === 0)
+    return err('EOPNOTSUPP', 'kvm_gmem_fallocate: FALLOC_FL_KEEP_SIZE required');
+  if ((mode & ~3) !== 0)
+    return err('EOPNOTSUPP', 'kvm_gmem_fallocate: mode other than KEEP_SIZE|PUNCH_HOLE');
+  if ((offset & 4095n) !== 0n || (len & 4095n) !== 0n)
+    return err('EINVAL', 'kvm_gmem_fallocate: offset or len not page aligned');
+  const r =
+    (mode & 2) !== 0
+      ? kvmGmemPunchHole(k, f, offset, len, via)
+      : kvmGmemAllocate(k, f, offset, len);
   if (r.ok) f.modifications++;
   return r;
 }
@@ -54,17 +68,30 @@ export function kvmGmemFallocate(
  * the corresponding gfns, flush; then truncate the folios (which also removes them from every
  * host mapping). No bound check: ranges past i_size are no-ops.
  */
-export function kvmGmemPunchHole(k: KernelCtx, f: GmemFile, offset: bigint, len: bigint, via: 'fallocate' | 'madv_remove'): Result<undefined> {
+export function kvmGmemPunchHole(
+  k: KernelCtx,
+  f: GmemFile,
+  offset: bigint,
+  len: bigint,
+  via: 'fallocate' | 'madv_remove',
+): Result<undefined> {
   const start = Number(offset >> 12n);
   const end = Number((offset + len) >> 12n);
   if (end <= start) return OK_VOID;
-  if (!k.mutants.has('punch_no_zap')) kvmGmemInvalidate(k, f, start, end, via === 'fallocate' ? 'punch_hole' : 'madv_remove');
+  if (!k.mutants.has('punch_no_zap'))
+    kvmGmemInvalidate(k, f, start, end, via === 'fallocate' ? 'punch_hole' : 'madv_remove');
   truncatePages(k, f, start, end, via === 'fallocate' ? 'punch_hole' : 'madv_remove');
   return OK_VOID;
 }
 
 /** Free the folios of [start, end) (truncate_inode_pages_range). */
-function truncatePages(k: KernelCtx, f: GmemFile, start: number, end: number, via: 'punch_hole' | 'madv_remove' | 'inode_evict'): void {
+function truncatePages(
+  k: KernelCtx,
+  f: GmemFile,
+  start: number,
+  end: number,
+  via: 'punch_hole' | 'madv_remove' | 'inode_evict',
+): void {
   const pieces = f.pages.piecesIn(start, end);
   if (pieces.length === 0) return;
   f.pages.delete(start, end);
@@ -97,7 +124,12 @@ export function kvmGmemInvalidate(
 }
 
 /** `kvm_gmem_allocate()`: allocate absent folios in range, no zeroing, no guest mapping. */
-function kvmGmemAllocate(k: KernelCtx, f: GmemFile, offset: bigint, len: bigint): Result<undefined> {
+function kvmGmemAllocate(
+  k: KernelCtx,
+  f: GmemFile,
+  offset: bigint,
+  len: bigint,
+): Result<undefined> {
   if (offset + len > f.size) return err('EINVAL', 'kvm_gmem_allocate: offset + len > i_size');
   const start = Number(offset >> 12n);
   const end = Number((offset + len) >> 12n);
@@ -107,13 +139,24 @@ function kvmGmemAllocate(k: KernelCtx, f: GmemFile, offset: bigint, len: bigint)
       f.pages.set(idx, idx + run.count, { base: run.base, state: 'allocated' });
       idx += run.count;
     }
-    k.events.push({ kind: 'gmem_alloc', ino: f.ino, start: gap.start, end: gap.end, via: 'fallocate' });
+    k.events.push({
+      kind: 'gmem_alloc',
+      ino: f.ino,
+      start: gap.start,
+      end: gap.end,
+      via: 'fallocate',
+    });
   }
   return OK_VOID;
 }
 
 /** Get the folio at `index`, allocating it (not zeroed) when absent (`filemap_grab_folio`). */
-function getFolio(k: KernelCtx, f: GmemFile, index: number, via: 'guest_fault' | 'host_fault'): { pfn: Pfn; state: 'allocated' | 'prepared' | 'poisoned' } {
+function getFolio(
+  k: KernelCtx,
+  f: GmemFile,
+  index: number,
+  via: 'guest_fault' | 'host_fault',
+): { pfn: Pfn; state: 'allocated' | 'prepared' | 'poisoned' } {
   const ex = f.pages.get(index);
   if (ex !== undefined) return { pfn: ex.base, state: ex.state };
   const pfn = k.frames.allocOne();
@@ -123,7 +166,13 @@ function getFolio(k: KernelCtx, f: GmemFile, index: number, via: 'guest_fault' |
 }
 
 /** Zero a folio and mark it up-to-date (`clear_highpage` + `kvm_gmem_mark_prepared`). */
-function prepareFolio(k: KernelCtx, f: GmemFile, index: number, pfn: Pfn, via: 'guest_fault' | 'host_fault'): void {
+function prepareFolio(
+  k: KernelCtx,
+  f: GmemFile,
+  index: number,
+  pfn: Pfn,
+  via: 'guest_fault' | 'host_fault',
+): void {
   if (!k.mutants.has('gmem_no_zero_on_prepare')) k.frames.zero(pfn, 1);
   f.pages.set(index, index + 1, { base: pfn, state: 'prepared' });
   k.events.push({ kind: 'gmem_zero', ino: f.ino, start: index, end: index + 1, via });
@@ -132,9 +181,14 @@ function prepareFolio(k: KernelCtx, f: GmemFile, index: number, pfn: Pfn, via: '
 /**
  * `kvm_gmem_fault_user_mapping()`: a host page fault on a guest_memfd mapping at page `pgoff`.
  */
-export function kvmGmemFaultUserMapping(k: KernelCtx, f: GmemFile, pgoff: number): { pfn: Pfn } | { signal: 'SIGBUS' } {
+export function kvmGmemFaultUserMapping(
+  k: KernelCtx,
+  f: GmemFile,
+  pgoff: number,
+): { pfn: Pfn } | { signal: 'SIGBUS' } {
   if (pgoff >= f.npages) return { signal: 'SIGBUS' };
-  if (!f.initShared && !k.mutants.has('gmem_host_fault_ignores_shared')) return { signal: 'SIGBUS' };
+  if (!f.initShared && !k.mutants.has('gmem_host_fault_ignores_shared'))
+    return { signal: 'SIGBUS' };
   const folio = getFolio(k, f, pgoff, 'host_fault');
   if (folio.state === 'poisoned') return { signal: 'SIGBUS' };
   if (folio.state !== 'prepared') prepareFolio(k, f, pgoff, folio.pfn, 'host_fault');
@@ -145,13 +199,20 @@ export function kvmGmemFaultUserMapping(k: KernelCtx, f: GmemFile, pgoff: number
  * `kvm_gmem_bind()` (virt/kvm/guest_memfd.c): bind [offset, offset + slot size) of the file to
  * the new memslot. `file` is what fget(fd) found: undefined when the fd is not open.
  */
-export function kvmGmemBind(k: KernelCtx, vm: Vm, slot: Memslot, file: GmemFile | 'other' | undefined, offset: bigint): Result<undefined> {
+export function kvmGmemBind(
+  k: KernelCtx,
+  vm: Vm,
+  slot: Memslot,
+  file: GmemFile | 'other' | undefined,
+  offset: bigint,
+): Result<undefined> {
   if (file === undefined) return err('EBADF', 'kvm_gmem_bind: fd not open');
   if (file === 'other') return err('EINVAL', 'kvm_gmem_bind: not a guest_memfd');
   if (file.vm !== vm) return err('EINVAL', 'kvm_gmem_bind: guest_memfd belongs to another VM');
   const soff = BigInt.asIntN(64, offset);
   const size = BigInt(slot.npages) << 12n;
-  if (soff < 0n || (soff & 4095n) !== 0n || soff + size > file.size) return err('EINVAL', 'kvm_gmem_bind: offset out of range');
+  if (soff < 0n || (soff & 4095n) !== 0n || soff + size > file.size)
+    return err('EINVAL', 'kvm_gmem_bind: offset out of range');
   const start = Number(soff >> 12n);
   const end = start + slot.npages;
   if (file.bindings.anyIn(start, end) && !k.mutants.has('gmem_bind_overlap_allowed'))
@@ -170,7 +231,14 @@ export function kvmGmemUnbind(k: KernelCtx, slot: Memslot): void {
   const start = g.pgoff;
   const end = start + slot.npages;
   g.file.bindings.delete(start, end);
-  k.events.push({ kind: 'gmem_unbind', ino: g.file.ino, vm: g.file.vm.index, slot: slot.id, start, end });
+  k.events.push({
+    kind: 'gmem_unbind',
+    ino: g.file.ino,
+    vm: g.file.vm.index,
+    slot: slot.id,
+    start,
+    end,
+  });
   g.file = null;
 }
 
@@ -190,7 +258,14 @@ export function kvmGmemRelease(k: KernelCtx, f: GmemFile): Vm {
   for (const b of f.bindings.entries()) {
     const slot = b.value;
     const pgoff = slot.gmem?.pgoff ?? b.start;
-    kvmMmuInvalidateGfnRange(k, f.vm, slot.asId, slot.baseGfn + (b.start - pgoff), slot.baseGfn + (b.end - pgoff), 'gmem_release');
+    kvmMmuInvalidateGfnRange(
+      k,
+      f.vm,
+      slot.asId,
+      slot.baseGfn + (b.start - pgoff),
+      slot.baseGfn + (b.end - pgoff),
+      'gmem_release',
+    );
   }
   f.bindings.clear();
   f.vm.gmemFiles.delete(f);
@@ -201,7 +276,9 @@ export function kvmGmemRelease(k: KernelCtx, f: GmemFile): Vm {
   return f.vm;
 }
 
-export type GmemPfn = { readonly ok: true; readonly pfn: Pfn } | { readonly ok: false; readonly errno: 'EFAULT' | 'EIO' | 'EHWPOISON' | 'ENOMEM' };
+export type GmemPfn =
+  | { readonly ok: true; readonly pfn: Pfn }
+  | { readonly ok: false; readonly errno: 'EFAULT' | 'EIO' | 'EHWPOISON' | 'ENOMEM' };
 
 /**
  * `kvm_gmem_get_pfn()`: the guest_memfd side of a guest fault at `gfn` in `slot`.

@@ -16,7 +16,11 @@ import { FrameStore } from './frames.js';
 import { kvmGmemCreate, kvmGmemFallocate, kvmGmemRelease } from './guest_memfd.js';
 import { HostMm, type UserAccess } from './host_mm.js';
 import { kvmVmIoctlSetMemAttributes } from './mem_attributes.js';
-import { kvmVmIoctlSetMemoryRegion, type GmemFdLookup, type MemoryRegionChange } from './memslots.js';
+import {
+  kvmVmIoctlSetMemoryRegion,
+  type GmemFdLookup,
+  type MemoryRegionChange,
+} from './memslots.js';
 import { kvmMmuNotifierInvalidate } from './mmu.js';
 import { MutantSet } from './mutants.js';
 import { GmemFile, KFile, KvmDevFile, StdFile, Vcpu, VcpuFile, Vm, VmFile } from './objects.js';
@@ -24,7 +28,15 @@ import { kvmVcpuPreFaultMemory, type PreFaultResult } from './pre_fault.js';
 import { vmTypeSpec, vmTypesMask, type KernelProfile } from './profiles/profile.js';
 import { err, ok, OK_VOID, type Result } from './result.js';
 import { kvmRunProgram, type GuestProgramStep, type RunResult } from './kvm_run.js';
-import { KVM_CAP, TRACE_CODE_GPA, TRACE_CODE_SLOT, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from './uapi.js';
+import {
+  KVM_CAP,
+  TRACE_CODE_GPA,
+  TRACE_CODE_SLOT,
+  MAP_ANONYMOUS,
+  MAP_PRIVATE,
+  PROT_READ,
+  PROT_WRITE,
+} from './uapi.js';
 import { PAGE_SIZE } from './units.js';
 
 /** Where the model keeps each VM's trace code page: outside the trace arena, below TASK_SIZE. */
@@ -37,7 +49,12 @@ export type HostOptions = {
   readonly events?: boolean;
 };
 
-export type FileStat = { readonly size: bigint; readonly blocks: bigint; readonly mode: number; readonly ino: number };
+export type FileStat = {
+  readonly size: bigint;
+  readonly blocks: bigint;
+  readonly mode: number;
+  readonly ino: number;
+};
 
 type Fd = number;
 
@@ -160,7 +177,10 @@ export class Host implements KernelCtx {
   }
 
   /** Look up an fd for an ioctl and require `kind`; otherwise the kernel's answer for that fd. */
-  private ioctlTarget<K extends KFile['kind']>(fd: Fd, kind: K): Result<Extract<KFile, { kind: K }>> {
+  private ioctlTarget<K extends KFile['kind']>(
+    fd: Fd,
+    kind: K,
+  ): Result<Extract<KFile, { kind: K }>> {
     const f = this.fds.get(fd);
     if (f === undefined) return err('EBADF', 'fd not open');
     if (f.kind !== kind) return Host.unknownIoctl(f);
@@ -175,6 +195,10 @@ export class Host implements KernelCtx {
     if (spec === undefined) return err('EINVAL', 'kvm_arch_init_vm: unsupported VM type');
     const vm = new Vm(this.nextVmIndex++, type, spec);
     vm.refs = 1;
+    // kvm_coalesced_mmio_init(): the ring page every vCPU maps at page 2.
+    const ring = this.frames.allocOne();
+    this.frames.zero(ring, 1);
+    vm.sharedPages.push(ring);
     this.vms.add(vm);
     return ok(this.allocFd(new VmFile(this.nextIno++, vm)));
   }
@@ -233,7 +257,14 @@ export class Host implements KernelCtx {
    */
   kvmSetUserMemoryRegion(
     fd: Fd,
-    region: { slot: bigint; flags: bigint; guest_phys_addr: bigint; memory_size: bigint; userspace_addr: bigint; guest_memfd_offset: bigint },
+    region: {
+      slot: bigint;
+      flags: bigint;
+      guest_phys_addr: bigint;
+      memory_size: bigint;
+      userspace_addr: bigint;
+      guest_memfd_offset: bigint;
+    },
     guestMemfd: number,
     v1: boolean,
   ): Result<MemoryRegionChange> {
@@ -250,11 +281,15 @@ export class Host implements KernelCtx {
   }
 
   /** KVM_SET_MEMORY_ATTRIBUTES on a VM fd (ENOTTY when the kernel lacks the config). */
-  kvmSetMemoryAttributes(fd: Fd, a: { address: bigint; size: bigint; attributes: bigint; flags: bigint }): Result<undefined> {
+  kvmSetMemoryAttributes(
+    fd: Fd,
+    a: { address: bigint; size: bigint; attributes: bigint; flags: bigint },
+  ): Result<undefined> {
     const t = this.vmOf(fd);
     if (t === 'not-vm') return Host.unknownIoctl(this.fds.get(fd)!);
     if (!t.ok) return t;
-    if (!this.profile.memoryAttributesConfig) return err('ENOTTY', 'KVM_SET_MEMORY_ATTRIBUTES: CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES off');
+    if (!this.profile.memoryAttributesConfig)
+      return err('ENOTTY', 'KVM_SET_MEMORY_ATTRIBUTES: CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES off');
     return kvmVmIoctlSetMemAttributes(this, t.value, a);
   }
 
@@ -265,10 +300,17 @@ export class Host implements KernelCtx {
     if (!t.ok) return t;
     const vm = t.value;
     if (id >= this.profile.maxVcpuIds) return err('EINVAL', 'create_vcpu: id >= KVM_MAX_VCPU_IDS');
-    if (vm.createdVcpus >= this.profile.maxVcpus) return err('EINVAL', 'create_vcpu: too many vCPUs');
+    if (vm.createdVcpus >= this.profile.maxVcpus)
+      return err('EINVAL', 'create_vcpu: too many vCPUs');
     if (vm.vcpus.has(id)) return err('EEXIST', 'create_vcpu: id already exists');
     vm.createdVcpus++;
     const vcpu = new Vcpu(vm, id, vm.vcpus.size);
+    // kvm_vcpu_init(): the kvm_run page; x86: the PIO data page. Zeroed.
+    for (let i = 0; i < 2; i++) {
+      const p = this.frames.allocOne();
+      this.frames.zero(p, 1);
+      vcpu.pages.push(p);
+    }
     vm.vcpus.set(id, vcpu);
     vm.refs++;
     const vfd = this.allocFd(new VcpuFile(this.nextIno++, vcpu));
@@ -284,14 +326,28 @@ export class Host implements KernelCtx {
     if (vm.codeSlot === 'present') return true;
     if (vm.codePageHva === 0n) {
       const at = CODE_PAGE_BASE + BigInt(vm.index) * 0x20_0000n;
-      const m = this.mm.mmap(undefined, BigInt(PAGE_SIZE), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, 0n, at);
+      const m = this.mm.mmap(
+        undefined,
+        BigInt(PAGE_SIZE),
+        PROT_READ | PROT_WRITE,
+        MAP_PRIVATE | MAP_ANONYMOUS,
+        0n,
+        at,
+      );
       if (!m.ok) return false;
       vm.codePageHva = m.value;
     }
     const r = kvmVmIoctlSetMemoryRegion(
       this,
       vm,
-      { slot: BigInt(TRACE_CODE_SLOT), flags: 0n, guest_phys_addr: TRACE_CODE_GPA, memory_size: 4096n, userspace_addr: vm.codePageHva, guest_memfd_offset: 0n },
+      {
+        slot: BigInt(TRACE_CODE_SLOT),
+        flags: 0n,
+        guest_phys_addr: TRACE_CODE_GPA,
+        memory_size: 4096n,
+        userspace_addr: vm.codePageHva,
+        guest_memfd_offset: 0n,
+      },
       () => undefined,
       true,
     );
@@ -303,13 +359,15 @@ export class Host implements KernelCtx {
   kvmEnableCap(fd: Fd, cap: bigint, flags: bigint, args: readonly bigint[]): Result<undefined> {
     const f = this.fds.get(fd);
     if (f === undefined) return err('EBADF', 'fd not open');
-    if (f instanceof VcpuFile) return err('EINVAL', 'KVM_ENABLE_CAP on a vCPU: capability not supported');
+    if (f instanceof VcpuFile)
+      return err('EINVAL', 'KVM_ENABLE_CAP on a vCPU: capability not supported');
     if (!(f instanceof VmFile)) return Host.unknownIoctl(f);
     if (flags !== 0n) return err('EINVAL', 'kvm_vm_ioctl_enable_cap: flags != 0');
     if (cap === BigInt(KVM_CAP.KVM_CAP_EXIT_HYPERCALL)) {
       const mask = this.profile.systemCaps.get(KVM_CAP.KVM_CAP_EXIT_HYPERCALL) ?? 0n;
       const a0 = args[0] ?? 0n;
-      if ((a0 & ~mask) !== 0n) return err('EINVAL', 'KVM_CAP_EXIT_HYPERCALL: bits outside the valid mask');
+      if ((a0 & ~mask) !== 0n)
+        return err('EINVAL', 'KVM_CAP_EXIT_HYPERCALL: bits outside the valid mask');
       f.vm.hypercallExitEnabled = a0;
       return OK_VOID;
     }
@@ -337,13 +395,13 @@ export class Host implements KernelCtx {
     const t = this.vcpuOf(fd);
     if (!t.ok) return { errno: t.errno, exits: [] };
     const vm = t.value.vm;
-    if (!vm.slots.has(TRACE_CODE_SLOT) && !this.ensureCodeSlotAgain(vm)) return { errno: 'ENOEXEC', exits: [] };
-    return kvmRunProgram(this, t.value, steps);
-  }
-
-  private ensureCodeSlotAgain(vm: Vm): boolean {
-    vm.codeSlot = 'failed';
-    return this.ensureCodeSlot(vm);
+    // The backend retries a code slot it could not create; if it still cannot, it does not run.
+    if (vm.codeSlot !== 'present' && !this.ensureCodeSlot(vm))
+      return { errno: 'ENOEXEC', exits: [] };
+    // A trace that deleted the code slot itself: instruction fetch hits MMIO, emulation fails.
+    const code = vm.slots.get(TRACE_CODE_SLOT);
+    const inPlace = code !== undefined && code.baseGfn === Number(TRACE_CODE_GPA >> 12n);
+    return kvmRunProgram(this, t.value, steps, inPlace);
   }
 
   // -----------------------------------------------------------------------------------------------
@@ -358,24 +416,33 @@ export class Host implements KernelCtx {
   }
 
   /** `vfs_fallocate()`: generic checks in kernel order, then the file's ->fallocate. */
-  vfsFallocate(f: KFile, mode: number, offset: bigint, len: bigint, via: 'fallocate' | 'madv_remove'): Result<undefined> {
+  vfsFallocate(
+    f: KFile,
+    mode: number,
+    offset: bigint,
+    len: bigint,
+    via: 'fallocate' | 'madv_remove',
+  ): Result<undefined> {
     const off = BigInt.asIntN(64, offset);
     const ln = BigInt.asIntN(64, len);
     if (off < 0n || ln <= 0n) return err('EINVAL', 'vfs_fallocate: offset < 0 or len <= 0');
     const MODE_MASK = 0x02 | 0x08 | 0x10 | 0x20 | 0x40 | 0x80;
-    if ((mode & ~(MODE_MASK | 0x01)) !== 0) return err('EOPNOTSUPP', 'vfs_fallocate: unknown mode bits');
+    if ((mode & ~(MODE_MASK | 0x01)) !== 0)
+      return err('EOPNOTSUPP', 'vfs_fallocate: unknown mode bits');
     switch (mode & MODE_MASK) {
       case 0:
       case 0x40:
       case 0x10:
         break;
       case 0x02:
-        if ((mode & 0x01) === 0) return err('EOPNOTSUPP', 'vfs_fallocate: PUNCH_HOLE without KEEP_SIZE');
+        if ((mode & 0x01) === 0)
+          return err('EOPNOTSUPP', 'vfs_fallocate: PUNCH_HOLE without KEEP_SIZE');
         break;
       case 0x08:
       case 0x20:
       case 0x80:
-        if ((mode & 0x01) !== 0) return err('EOPNOTSUPP', 'vfs_fallocate: KEEP_SIZE with COLLAPSE/INSERT/WRITE_ZEROES');
+        if ((mode & 0x01) !== 0)
+          return err('EOPNOTSUPP', 'vfs_fallocate: KEEP_SIZE with COLLAPSE/INSERT/WRITE_ZEROES');
         break;
       default:
         return err('EOPNOTSUPP', 'vfs_fallocate: invalid mode combination');
@@ -383,7 +450,8 @@ export class Host implements KernelCtx {
     // Only guest_memfd is a regular file among KVM's files (/dev/kvm is a char device, VM and
     // vCPU fds are anonymous inodes without a file type).
     if (!(f instanceof GmemFile)) return err('ENODEV', 'vfs_fallocate: not a regular file');
-    if (off + ln > (1n << 63n) - 1n) return err('EFBIG', 'vfs_fallocate: offset + len beyond s_maxbytes');
+    if (off + ln > (1n << 63n) - 1n)
+      return err('EFBIG', 'vfs_fallocate: offset + len beyond s_maxbytes');
     return kvmGmemFallocate(this, f, mode, off, ln, via);
   }
 

@@ -38,7 +38,6 @@ import {
   MADV_WIPEONFORK,
   MAP_ANONYMOUS,
   MAP_DROPPABLE,
-  MAP_FIXED_NOREPLACE,
   MAP_GROWSDOWN,
   MAP_HUGETLB,
   MAP_LOCKED,
@@ -58,7 +57,12 @@ import {
   FALLOC_FL_PUNCH_HOLE,
   LEGACY_MAP_MASK,
 } from './uapi.js';
-import { MMAP_ARENA_END, mmapRoundLength, nextArenaCursor, MMAP_ARENA_BASE } from './host_layout.js';
+import {
+  MMAP_ARENA_END,
+  mmapRoundLength,
+  nextArenaCursor,
+  MMAP_ARENA_BASE,
+} from './host_layout.js';
 import { PAGE_SIZE, type Pfn } from './units.js';
 import { kvmGmemFaultUserMapping } from './guest_memfd.js';
 
@@ -116,7 +120,9 @@ export const vmaOps = extentOps<Vma>(
     a.flags === b.flags,
 );
 
-export type UserAccess = { readonly ok: true; readonly data?: Uint8Array } | { readonly ok: false; readonly fault: 'SIGSEGV' | 'SIGBUS' };
+export type UserAccess =
+  | { readonly ok: true; readonly data?: Uint8Array }
+  | { readonly ok: false; readonly fault: 'SIGSEGV' | 'SIGBUS' };
 
 export class HostMm {
   /** VMAs by host virtual page number. */
@@ -137,7 +143,21 @@ export class HostMm {
    * MAP_FIXED_NOREPLACE). Reproduces ksys_mmap_pgoff() and do_mmap() checks in order; `file` is
    * undefined for MAP_ANONYMOUS, null when the fd is not open.
    */
-  mmap(file: KFile | null | undefined, length: bigint, prot: number, flags: number, offset: bigint, at?: bigint): Result<bigint> {
+  mmap(
+    file: KFile | null | undefined,
+    length: bigint,
+    prot: number,
+    flags: number,
+    offset: bigint,
+    at?: bigint,
+  ): Result<bigint> {
+    // Placement first, as the backends do before calling mmap: the page-rounded mapping must fit
+    // in what is left of the arena.
+    if (at === undefined) {
+      const r = mmapRoundLength(length);
+      if (r === undefined || this.cursor + r > MMAP_ARENA_END)
+        return err('ENOMEM', 'trace arena: no room for the mapping');
+    }
     // sys_mmap (x86): the byte offset must be page aligned.
     if ((offset & 4095n) !== 0n) return err('EINVAL', 'mmap: offset not page aligned');
     const pgoffBig = BigInt.asUintN(64, offset) >> 12n;
@@ -153,13 +173,18 @@ export class HostMm {
     // do_mmap()
     if (length === 0n) return err('EINVAL', 'do_mmap: len == 0');
     const rounded = mmapRoundLength(length);
-    if (rounded === undefined || rounded === 0n) return err('ENOMEM', 'do_mmap: PAGE_ALIGN(len) overflows');
+    if (rounded === undefined || rounded === 0n)
+      return err('ENOMEM', 'do_mmap: PAGE_ALIGN(len) overflows');
     const npagesBig = rounded >> 12n;
-    if (pgoffBig + npagesBig > 0xffff_ffff_ffff_ffffn) return err('EOVERFLOW', 'do_mmap: pgoff + pages wraps');
+    if (pgoffBig + npagesBig > 0xffff_ffff_ffff_ffffn)
+      return err('EOVERFLOW', 'do_mmap: pgoff + pages wraps');
     // `at`: a backend-internal mapping outside the trace arena (the trace code page).
     const addr = at ?? this.cursor;
     // __get_unmapped_area() with a fixed address: the mapping must fit in the arena/TASK_SIZE.
-    if ((at === undefined && addr + rounded > MMAP_ARENA_END) || addr + rounded > this.k.profile.taskSizeMax)
+    if (
+      (at === undefined && addr + rounded > MMAP_ARENA_END) ||
+      addr + rounded > this.k.profile.taskSizeMax
+    )
       return err('ENOMEM', 'get_unmapped_area: no room');
     const npages = Number(npagesBig);
     const pgoff = Number(pgoffBig);
@@ -168,14 +193,18 @@ export class HostMm {
     const growsdown = (flags & MAP_GROWSDOWN) !== 0;
     if (f !== null) {
       // file_mmap_ok(): the page offset range must fit loff_t.
-      if (pgoffBig + npagesBig > (1n << 51n)) return err('EOVERFLOW', 'file_mmap_ok: offset range too large');
+      if (pgoffBig + npagesBig > 1n << 51n)
+        return err('EOVERFLOW', 'file_mmap_ok: offset range too large');
       switch (flags & MAP_TYPE) {
         case MAP_SHARED:
         case MAP_SHARED_VALIDATE:
-          // MAP_SHARED drops unknown bits; MAP_SHARED_VALIDATE rejects them (MAP_FIXED_NOREPLACE,
-          // which the backends add for placement, is accepted: observed).
-          if ((flags & MAP_TYPE) === MAP_SHARED_VALIDATE && (flags & ~(LEGACY_MAP_MASK | MAP_FIXED_NOREPLACE)) !== 0)
-            return err('EOPNOTSUPP', 'do_mmap: MAP_SHARED_VALIDATE with flags outside LEGACY_MAP_MASK');
+          // MAP_SHARED drops unknown bits; MAP_SHARED_VALIDATE rejects them (the backends place
+          // MAP_SHARED_VALIDATE mappings with MAP_FIXED, the others with MAP_FIXED_NOREPLACE).
+          if ((flags & MAP_TYPE) === MAP_SHARED_VALIDATE && (flags & ~LEGACY_MAP_MASK) !== 0)
+            return err(
+              'EOPNOTSUPP',
+              'do_mmap: MAP_SHARED_VALIDATE with flags outside LEGACY_MAP_MASK',
+            );
           shared = true;
           break;
         case MAP_PRIVATE:
@@ -208,7 +237,9 @@ export class HostMm {
     }
     // Overcommit heuristic (vm.overcommit_memory = 0): a single accountable mapping larger than
     // RAM fails. Accountable: private writable, or shared anonymous, without MAP_NORESERVE.
-    const accountable = (f === null && shared) || (!shared && (prot & PROT_WRITE) !== 0 && (f === null || f.kind !== 'vcpu'));
+    const accountable =
+      (f === null && shared) ||
+      (!shared && (prot & PROT_WRITE) !== 0 && (f === null || f.kind !== 'vcpu'));
     if (accountable && (flags & MAP_NORESERVE) === 0 && npages > this.k.profile.hostRamPages)
       return err('ENOMEM', '__vm_enough_memory: mapping larger than RAM');
     // ->mmap() of the file.
@@ -256,7 +287,8 @@ export class HostMm {
     if (at === undefined) this.cursor = nextArenaCursor(addr, rounded);
     if ((flags & MAP_POPULATE) !== 0 || (flags & MAP_LOCKED) !== 0) {
       // populate_vma_page_range(): fault every page in; errors are ignored.
-      for (let p = startHvpn; p < startHvpn + npages; p++) this.fault(p, shared && (prot & PROT_WRITE) !== 0, false);
+      for (let p = startHvpn; p < startHvpn + npages; p++)
+        this.fault(p, shared && (prot & PROT_WRITE) !== 0, false);
     }
     return ok(addr);
   }
@@ -315,13 +347,18 @@ export class HostMm {
    */
   mprotect(addr: bigint, length: bigint, prot: number): Result<undefined> {
     const grows = prot & (PROT_GROWSDOWN | PROT_GROWSUP);
-    if (grows === (PROT_GROWSDOWN | PROT_GROWSUP)) return err('EINVAL', 'mprotect: both GROWSDOWN and GROWSUP');
+    if (grows === (PROT_GROWSDOWN | PROT_GROWSUP))
+      return err('EINVAL', 'mprotect: both GROWSDOWN and GROWSUP');
     if ((addr & 4095n) !== 0n) return err('EINVAL', 'mprotect: address not page aligned');
     if (length === 0n) return OK_VOID;
     const rounded = (length + 4095n) & ~4095n;
     const end = addr + rounded;
-    if (rounded === 0n || end <= addr || end > 0xffff_ffff_ffff_ffffn) return err('ENOMEM', 'mprotect: range wraps');
-    if ((prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM | PROT_GROWSDOWN | PROT_GROWSUP)) !== 0)
+    if (rounded === 0n || end <= addr || end > 0xffff_ffff_ffff_ffffn)
+      return err('ENOMEM', 'mprotect: range wraps');
+    if (
+      (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM | PROT_GROWSDOWN | PROT_GROWSUP)) !==
+      0
+    )
       return err('EINVAL', 'mprotect: unknown prot bits');
     const newProt = prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
     if (addr >= this.k.profile.taskSizeMax) return err('ENOMEM', 'mprotect: no VMA');
@@ -331,8 +368,10 @@ export class HostMm {
     if (first === undefined) return err('ENOMEM', 'mprotect: no VMA at start');
     if (grows !== 0) {
       // PROT_GROWSDOWN extends the range to the VMA start; only valid on a growsdown VMA.
-      if ((grows & PROT_GROWSDOWN) !== 0 && !first.value.growsdown) return err('EINVAL', 'mprotect: PROT_GROWSDOWN on a non-growsdown VMA');
-      if ((grows & PROT_GROWSUP) !== 0) return err('EINVAL', 'mprotect: PROT_GROWSUP on a non-growsup VMA');
+      if ((grows & PROT_GROWSDOWN) !== 0 && !first.value.growsdown)
+        return err('EINVAL', 'mprotect: PROT_GROWSDOWN on a non-growsdown VMA');
+      if ((grows & PROT_GROWSUP) !== 0)
+        return err('EINVAL', 'mprotect: PROT_GROWSUP on a non-growsup VMA');
     }
     let cur = s;
     const changes: Array<{ s: number; e: number; v: Vma }> = [];
@@ -410,11 +449,13 @@ export class HostMm {
       case MADV_WILLNEED:
       case MADV_COLD:
       case MADV_PAGEOUT:
-        if ((advice === MADV_COLD || advice === MADV_PAGEOUT) && v.locked) return err('EINVAL', 'madvise: COLD/PAGEOUT on VM_LOCKED');
+        if ((advice === MADV_COLD || advice === MADV_PAGEOUT) && v.locked)
+          return err('EINVAL', 'madvise: COLD/PAGEOUT on VM_LOCKED');
         return OK_VOID;
       case MADV_DONTNEED:
       case MADV_DONTNEED_LOCKED:
-        if (advice === MADV_DONTNEED && v.locked) return err('EINVAL', 'madvise_dontneed_free_valid_vma: VM_LOCKED');
+        if (advice === MADV_DONTNEED && v.locked)
+          return err('EINVAL', 'madvise_dontneed_free_valid_vma: VM_LOCKED');
         // zap_page_range_single(): notify KVM, then drop PTEs. Private anonymous pages are freed
         // (the next access sees zeros); shared and file pages stay in their page cache.
         this.k.mmuNotifierInvalidate(s, e);
@@ -437,7 +478,13 @@ export class HostMm {
           this.shmemPunch(v.obj, v.base, v.base + (e - s));
           return OK_VOID;
         }
-        return this.k.vfsFallocate(v.obj!, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, len, 'madv_remove');
+        return this.k.vfsFallocate(
+          v.obj!,
+          FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+          offset,
+          len,
+          'madv_remove',
+        );
       }
       case MADV_DONTFORK:
         this.setVmaFlags(s, e, v, VMA_DONTFORK, 0);
@@ -452,7 +499,8 @@ export class HostMm {
         this.setVmaFlags(s, e, v, 0, VMA_DONTDUMP);
         return OK_VOID;
       case MADV_WIPEONFORK:
-        if (v.kind !== 'anon') return err('EINVAL', 'madvise: WIPEONFORK on a file or shared mapping');
+        if (v.kind !== 'anon')
+          return err('EINVAL', 'madvise: WIPEONFORK on a file or shared mapping');
         this.setVmaFlags(s, e, v, VMA_WIPEONFORK, 0);
         return OK_VOID;
       case MADV_KEEPONFORK:
@@ -475,12 +523,15 @@ export class HostMm {
       case MADV_COLLAPSE:
         // hugepage_vma_check(): file mappings of guest_memfd/vCPU and shmem here are refused.
         if (v.kind !== 'anon') return err('EINVAL', 'madvise_collapse: VMA not eligible');
-        return this.k.profile.collapseAnon === 'ok' ? OK_VOID : err(this.k.profile.collapseAnon, 'madvise_collapse on anonymous memory');
+        return this.k.profile.collapseAnon === 'ok'
+          ? OK_VOID
+          : err(this.k.profile.collapseAnon, 'madvise_collapse on anonymous memory');
       case MADV_POPULATE_READ:
       case MADV_POPULATE_WRITE: {
         const write = advice === MADV_POPULATE_WRITE;
         // madvise_populate(): permission mismatches are EINVAL, fault failures EFAULT.
-        if (write ? (v.prot & PROT_WRITE) === 0 : (v.prot & PROT_READ) === 0) return err('EINVAL', 'madvise_populate: permission');
+        if (write ? (v.prot & PROT_WRITE) === 0 : (v.prot & PROT_READ) === 0)
+          return err('EINVAL', 'madvise_populate: permission');
         for (let p = s; p < e; p++) {
           const r = this.fault(p, write, true);
           if ('signal' in r) return err('EFAULT', 'madvise_populate: fault failed');
@@ -512,7 +563,11 @@ export class HostMm {
    * needs VM_READ). Returns the frame (ZERO_PFN for an untouched anonymous page read) or the
    * signal/errno the access gets.
    */
-  fault(hvpn: number, write: boolean, cpu: boolean): { pfn: Pfn; writable: boolean } | { signal: 'SIGSEGV' | 'SIGBUS' } {
+  fault(
+    hvpn: number,
+    write: boolean,
+    cpu: boolean,
+  ): { pfn: Pfn; writable: boolean } | { signal: 'SIGSEGV' | 'SIGBUS' } {
     const v = this.vmas.get(hvpn);
     if (v === undefined) return { signal: 'SIGSEGV' };
     if (write) {
@@ -553,7 +608,7 @@ export class HostMm {
         return 'signal' in r ? r : { pfn: r.pfn, writable };
       }
       case 'vcpu': {
-        const r = (v.obj as VcpuFile).pageAt(v.base, this.k);
+        const r = (v.obj as VcpuFile).pageAt(v.base);
         return r === undefined ? { signal: 'SIGBUS' } : { pfn: r, writable };
       }
     }

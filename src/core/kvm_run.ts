@@ -11,30 +11,62 @@
  * are accessed and MMIO pieces become separate exits.
  */
 import type { KernelCtx } from './ctx.js';
-import { guestTranslate, type FaultOutcome } from './mmu.js';
+import { emulatedTranslate, guestTranslate, type FaultOutcome } from './mmu.js';
 import type { Vcpu, Vm } from './objects.js';
-import { KVM_HC_MAP_GPA_RANGE } from './uapi.js';
+import {
+  KVM_EXIT_HLT,
+  KVM_EXIT_HYPERCALL,
+  KVM_EXIT_INTERNAL_ERROR,
+  KVM_EXIT_IO,
+  KVM_EXIT_MEMORY_FAULT,
+  KVM_EXIT_MMIO,
+  KVM_HC_MAP_GPA_RANGE,
+} from './uapi.js';
+import { FrameView, KVM_SYNC_X86_VALID_FIELDS, RUN } from './kvm_run_page.js';
 import type { Errno } from './errno.js';
 
 export type GuestProgramStep =
   | { readonly kind: 'store'; readonly gpa: bigint; readonly bytes: Uint8Array }
   | { readonly kind: 'load'; readonly gpa: bigint; readonly size: 1 | 2 | 4 }
-  | { readonly kind: 'hypercall'; readonly nr: bigint; readonly args: readonly [bigint, bigint, bigint] };
+  | {
+      readonly kind: 'hypercall';
+      readonly nr: bigint;
+      readonly args: readonly [bigint, bigint, bigint];
+    };
 
 export type RunExit =
   | { readonly reason: 'LOAD'; readonly gpa: bigint; readonly bytes: Uint8Array }
-  | { readonly reason: 'MMIO'; readonly gpa: bigint; readonly len: number; readonly isWrite: boolean; readonly bytes?: Uint8Array }
-  | { readonly reason: 'MEMORY_FAULT'; readonly gpa: bigint; readonly size: bigint; readonly flags: bigint }
+  | {
+      readonly reason: 'MMIO';
+      readonly gpa: bigint;
+      readonly len: number;
+      readonly isWrite: boolean;
+      readonly bytes?: Uint8Array;
+    }
+  | {
+      readonly reason: 'MEMORY_FAULT';
+      readonly gpa: bigint;
+      readonly size: bigint;
+      readonly flags: bigint;
+    }
   | { readonly reason: 'HYPERCALL'; readonly nr: bigint; readonly args: readonly bigint[] }
   | { readonly reason: 'HYPERCALL_RET'; readonly bytes: Uint8Array }
-  | { readonly reason: 'HLT' };
+  | { readonly reason: 'HLT' }
+  /** Emulation failure (KVM_INTERNAL_ERROR_EMULATION = 1), e.g. fetching code from MMIO. */
+  | { readonly reason: 'INTERNAL_ERROR'; readonly suberror: number };
 
 export type RunResult = { readonly errno?: Errno; readonly exits: RunExit[] };
 
 const KVM_ENOSYS = 1000n;
 const KVM_EINVAL = 22n;
 
-type Piece = { readonly gpa: bigint; readonly off: number; readonly len: number; readonly gfn: number; out: FaultOutcome | undefined };
+type Piece = {
+  readonly gpa: bigint;
+  readonly off: number;
+  readonly len: number;
+  readonly gfn: number;
+  out: FaultOutcome | undefined;
+};
 
 function splitPages(gpa: bigint, len: number): Piece[] {
   const pieces: Piece[] = [];
@@ -53,12 +85,25 @@ function splitPages(gpa: bigint, len: number): Piece[] {
  * One guest data access. Returns the exits it produced and, for a memory fault, the errno that
  * ends the run. `buf` is filled for loads.
  */
-function guestAccess(k: KernelCtx, vm: Vm, gpa: bigint, buf: Uint8Array, write: boolean, exits: RunExit[]): Errno | undefined {
+function guestAccess(
+  k: KernelCtx,
+  vm: Vm,
+  gpa: bigint,
+  buf: Uint8Array,
+  write: boolean,
+  exits: RunExit[],
+): Errno | undefined {
   const pieces = splitPages(gpa, buf.length);
+  const translate = k.profile.guestAccess === 'emulated' ? emulatedTranslate : guestTranslate;
   for (const p of pieces) {
-    p.out = guestTranslate(k, vm, p.gfn, write);
+    p.out = translate(k, vm, p.gfn, write);
     if (p.out.kind === 'memfault') {
-      exits.push({ reason: 'MEMORY_FAULT', gpa: BigInt(p.gfn) << 12n, size: 4096n, flags: p.out.flags });
+      exits.push({
+        reason: 'MEMORY_FAULT',
+        gpa: BigInt(p.gfn) << 12n,
+        size: 4096n,
+        flags: p.out.flags,
+      });
       return p.out.errno;
     }
   }
@@ -69,7 +114,13 @@ function guestAccess(k: KernelCtx, vm: Vm, gpa: bigint, buf: Uint8Array, write: 
       if (write) k.frames.write(o.pfn, off, buf, p.off, p.len);
       else k.frames.read(o.pfn, off, buf, p.off, p.len);
     } else if (write) {
-      exits.push({ reason: 'MMIO', gpa: p.gpa, len: p.len, isWrite: true, bytes: buf.slice(p.off, p.off + p.len) });
+      exits.push({
+        reason: 'MMIO',
+        gpa: p.gpa,
+        len: p.len,
+        isWrite: true,
+        bytes: buf.slice(p.off, p.off + p.len),
+      });
     } else {
       exits.push({ reason: 'MMIO', gpa: p.gpa, len: p.len, isWrite: false });
       buf.fill(0, p.off, p.off + p.len);
@@ -79,14 +130,20 @@ function guestAccess(k: KernelCtx, vm: Vm, gpa: bigint, buf: Uint8Array, write: 
 }
 
 /** `kvm_emulate_hypercall()` in 32-bit protected mode at CPL 0: the value left in EAX. */
-function emulateHypercall(vm: Vm, nr: bigint, a: readonly [bigint, bigint, bigint], exits: RunExit[]): bigint {
+function emulateHypercall(
+  vm: Vm,
+  nr: bigint,
+  a: readonly [bigint, bigint, bigint],
+  exits: RunExit[],
+): bigint {
   // Not in 64-bit mode: arguments are truncated to 32 bits.
   const n = nr & 0xffff_ffffn;
   const a0 = a[0] & 0xffff_ffffn;
   const a1 = a[1] & 0xffff_ffffn;
   const a2 = a[2] & 0xffff_ffffn;
   let ret = -KVM_ENOSYS;
-  if (n === 1n) ret = 0n; // KVM_HC_VAPIC_POLL_IRQ
+  if (n === 1n)
+    ret = 0n; // KVM_HC_VAPIC_POLL_IRQ
   else if (n === BigInt(KVM_HC_MAP_GPA_RANGE)) {
     if ((vm.hypercallExitEnabled & (1n << 12n)) !== 0n) {
       const gfn = a0 >> 12n;
@@ -100,27 +157,149 @@ function emulateHypercall(vm: Vm, nr: bigint, a: readonly [bigint, bigint, bigin
   return ret & 0xffff_ffffn;
 }
 
-/** Run a guest program on a vCPU whose code page is in place. */
-export function kvmRunProgram(k: KernelCtx, vcpu: Vcpu, steps: readonly GuestProgramStep[]): RunResult {
+/** PVM's exit information in an emulation-failure KVM_EXIT_INTERNAL_ERROR (observed: ndata 6). */
+const EMULATION_FAILURE_DATA = [0n, 0x1000n, 0n, 0n, 0n, 0n];
+
+/**
+ * One KVM_RUN of the trace backend: a sequence of KVM_RUN ioctls, one per userspace exit, with
+ * the kvm_run page updated the way the kernel and the backend update it (kvm_run_page.ts).
+ * `codeInPlace` is false when the trace deleted the code slot: instruction fetch from MMIO
+ * fails emulation.
+ */
+export function kvmRunProgram(
+  k: KernelCtx,
+  vcpu: Vcpu,
+  steps: readonly GuestProgramStep[],
+  codeInPlace = true,
+): RunResult {
   const vm = vcpu.vm;
   vcpu.runs++;
+  const run = new FrameView(k.frames, vcpu.pages[0]!);
+  const pio = new FrameView(k.frames, vcpu.pages[1]!);
   const exits: RunExit[] = [];
+
+  // post_kvm_run_save(): what every KVM_RUN ioctl leaves in kvm_run on its way out.
+  const leave = (): void => {
+    run.writeUint(RUN.if_flag, 1, 0n);
+    run.writeUint(RUN.cr8, 8, vcpu.cr8);
+    run.writeUint(RUN.apic_base, 8, vcpu.id === 0n ? 0xfee0_0900n : 0xfee0_0800n);
+    run.writeUint(RUN.ready_for_interrupt_injection, 1, 0n);
+  };
+  // The start of one KVM_RUN ioctl: the backend clears exit_reason, then
+  // kvm_arch_vcpu_ioctl_run() checks kvm_run in this order.
+  const enter = (): Errno | undefined => {
+    run.writeUint(RUN.exit_reason, 4, 0n);
+    run.writeUint(RUN.flags, 2, 0n);
+    const valid = run.readUint(RUN.kvm_valid_regs, 8);
+    const dirty = run.readUint(RUN.kvm_dirty_regs, 8);
+    let e: Errno | undefined;
+    if ((valid & ~KVM_SYNC_X86_VALID_FIELDS) !== 0n || (dirty & ~KVM_SYNC_X86_VALID_FIELDS) !== 0n)
+      e = 'EINVAL';
+    else {
+      // Without an in-kernel LAPIC, kvm_run->cr8 is written to the guest's TPR (4 bits).
+      const cr8 = run.readUint(RUN.cr8, 8);
+      if ((cr8 & ~0xfn) !== 0n) e = 'EINVAL';
+      else {
+        vcpu.cr8 = cr8;
+        if (run.readUint(RUN.immediate_exit, 1) !== 0n) e = 'EINTR';
+      }
+    }
+    if (e !== undefined) leave();
+    return e;
+  };
+  const exitMmio = (
+    gpa: bigint,
+    len: number,
+    isWrite: boolean,
+    data?: Uint8Array,
+  ): Errno | undefined => {
+    run.writeUint(RUN.exit_reason, 4, BigInt(KVM_EXIT_MMIO));
+    run.writeUint(RUN.mmio_phys_addr, 8, gpa);
+    if (data !== undefined) run.write(RUN.mmio_data, data.subarray(0, Math.min(8, data.length)));
+    run.writeUint(RUN.mmio_len, 4, BigInt(len));
+    run.writeUint(RUN.mmio_is_write, 1, isWrite ? 1n : 0n);
+    leave();
+    // The backend completes MMIO reads with zeros.
+    if (!isWrite) run.write(RUN.mmio_data, new Uint8Array(8));
+    return enter();
+  };
+  const exitOut = (port: number, data: Uint8Array): Errno | undefined => {
+    run.writeUint(RUN.exit_reason, 4, BigInt(KVM_EXIT_IO));
+    run.writeUint(RUN.io_direction, 1, 1n);
+    run.writeUint(RUN.io_size, 1, BigInt(data.length));
+    run.writeUint(RUN.io_port, 2, BigInt(port));
+    run.writeUint(RUN.io_count, 4, 1n);
+    run.writeUint(RUN.io_data_offset, 8, 4096n);
+    pio.write(0, data);
+    leave();
+    return enter();
+  };
+
+  let e = enter();
+  if (e !== undefined) return { errno: e, exits };
+  if (!codeInPlace) {
+    run.writeUint(RUN.exit_reason, 4, BigInt(KVM_EXIT_INTERNAL_ERROR));
+    run.writeUint(RUN.internal_suberror, 4, 1n);
+    run.writeUint(RUN.internal_ndata, 4, BigInt(EMULATION_FAILURE_DATA.length));
+    EMULATION_FAILURE_DATA.forEach((d, i) => run.writeUint(RUN.internal_data + 8 * i, 8, d));
+    leave();
+    exits.push({ reason: 'INTERNAL_ERROR', suberror: 1 });
+    return { exits };
+  }
   for (const s of steps) {
-    if (s.kind === 'store') {
-      const e = guestAccess(k, vm, s.gpa, s.bytes.slice(), true, exits);
-      if (e !== undefined) return { errno: e, exits };
-    } else if (s.kind === 'load') {
-      const buf = new Uint8Array(s.size);
-      const e = guestAccess(k, vm, s.gpa, buf, false, exits);
-      if (e !== undefined) return { errno: e, exits };
-      exits.push({ reason: 'LOAD', gpa: s.gpa, bytes: buf });
+    if (s.kind === 'store' || s.kind === 'load') {
+      const write = s.kind === 'store';
+      const buf = write ? s.bytes.slice() : new Uint8Array(s.size);
+      const pieces: RunExit[] = [];
+      const fault = guestAccess(k, vm, s.gpa, buf, write, pieces);
+      for (const x of pieces) {
+        if (x.reason === 'MMIO') {
+          exits.push(x);
+          e = exitMmio(x.gpa, x.len, x.isWrite, x.bytes);
+          if (e !== undefined) return { errno: e, exits };
+        } else if (x.reason === 'MEMORY_FAULT') {
+          exits.push(x);
+          run.writeUint(RUN.exit_reason, 4, BigInt(KVM_EXIT_MEMORY_FAULT));
+          run.writeUint(RUN.memory_fault_flags, 8, x.flags);
+          run.writeUint(RUN.memory_fault_gpa, 8, x.gpa);
+          run.writeUint(RUN.memory_fault_size, 8, x.size);
+          leave();
+        }
+      }
+      if (fault !== undefined) return { errno: fault, exits };
+      if (!write) {
+        exits.push({ reason: 'LOAD', gpa: s.gpa, bytes: buf });
+        e = exitOut(0x10, buf);
+        if (e !== undefined) return { errno: e, exits };
+      }
     } else {
+      // PVM never completes a vmcall: the vCPU spins until the backend's watchdog signal.
+      if (k.profile.hypercalls === 'spin') {
+        leave();
+        return { errno: 'EINTR', exits };
+      }
+      const before = exits.length;
       const eax = emulateHypercall(vm, s.nr, s.args, exits);
+      if (exits.length > before) {
+        const h = exits[exits.length - 1] as Extract<RunExit, { reason: 'HYPERCALL' }>;
+        run.writeUint(RUN.exit_reason, 4, BigInt(KVM_EXIT_HYPERCALL));
+        run.writeUint(RUN.hypercall_nr, 8, h.nr);
+        h.args.forEach((a, i) => run.writeUint(RUN.hypercall_args + 8 * i, 8, a));
+        run.writeUint(RUN.hypercall_flags, 8, 0n);
+        leave();
+        run.writeUint(RUN.hypercall_ret, 8, 0n);
+        e = enter();
+        if (e !== undefined) return { errno: e, exits };
+      }
       const b = new Uint8Array(4);
       for (let i = 0; i < 4; i++) b[i] = Number((eax >> BigInt(8 * i)) & 0xffn);
       exits.push({ reason: 'HYPERCALL_RET', bytes: b });
+      e = exitOut(0x11, b);
+      if (e !== undefined) return { errno: e, exits };
     }
   }
+  run.writeUint(RUN.exit_reason, 4, BigInt(KVM_EXIT_HLT));
+  leave();
   exits.push({ reason: 'HLT' });
   return { exits };
 }

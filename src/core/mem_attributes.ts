@@ -15,7 +15,12 @@ import { err, OK_VOID, type Result } from './result.js';
 import { kvmFlushRemoteTlbs, kvmUnmapGfnRange } from './mmu.js';
 import { LEVEL_PAGES } from './units.js';
 
-export type KvmMemoryAttributes = { readonly address: bigint; readonly size: bigint; readonly attributes: bigint; readonly flags: bigint };
+export type KvmMemoryAttributes = {
+  readonly address: bigint;
+  readonly size: bigint;
+  readonly attributes: bigint;
+  readonly flags: bigint;
+};
 
 /** Does every gfn of [start, end) have exactly `attrs`? (`kvm_range_has_memory_attributes`) */
 export function rangeHasAttributes(vm: Vm, start: number, end: number, attrs: number): boolean {
@@ -36,15 +41,22 @@ export function rangeHasAttributes(vm: Vm, start: number, end: number, attrs: nu
  * `kvm_vm_ioctl_set_mem_attributes()` after copy_from_user, then `kvm_vm_set_mem_attributes()`.
  * The caller has already established that the ioctl exists (profile config).
  */
-export function kvmVmIoctlSetMemAttributes(k: KernelCtx, vm: Vm, a: KvmMemoryAttributes): Result<undefined> {
+export function kvmVmIoctlSetMemAttributes(
+  k: KernelCtx,
+  vm: Vm,
+  a: KvmMemoryAttributes,
+): Result<undefined> {
   // flags ≠ 0 → EINVAL
   if (a.flags !== 0n) return err('EINVAL', 'set_mem_attributes: flags != 0');
   // attributes outside kvm_supported_mem_attributes(kvm) → EINVAL
-  if ((a.attributes & ~vm.spec.memAttributes) !== 0n) return err('EINVAL', 'set_mem_attributes: unsupported attributes');
+  if ((a.attributes & ~vm.spec.memAttributes) !== 0n)
+    return err('EINVAL', 'set_mem_attributes: unsupported attributes');
   // size == 0 or address + size wraps → EINVAL
-  if (a.size === 0n || a.address + a.size > 0xffff_ffff_ffff_ffffn) return err('EINVAL', 'set_mem_attributes: size 0 or range wraps');
+  if (a.size === 0n || a.address + a.size > 0xffff_ffff_ffff_ffffn)
+    return err('EINVAL', 'set_mem_attributes: size 0 or range wraps');
   // address or size not page aligned → EINVAL
-  if ((a.address & 4095n) !== 0n || (a.size & 4095n) !== 0n) return err('EINVAL', 'set_mem_attributes: unaligned');
+  if ((a.address & 4095n) !== 0n || (a.size & 4095n) !== 0n)
+    return err('EINVAL', 'set_mem_attributes: unaligned');
   const start = Number(a.address >> 12n);
   const end = Number((a.address + a.size) >> 12n);
   return kvmVmSetMemAttributes(k, vm, start, end, Number(a.attributes));
@@ -55,13 +67,20 @@ export function kvmVmIoctlSetMemAttributes(k: KernelCtx, vm: Vm, a: KvmMemoryAtt
  * memslot overlapping the range, zap the old kind (x86 without mirror roots zaps everything in the
  * range, huge mappings whole), flush; store; recompute hugepage mixed flags.
  */
-export function kvmVmSetMemAttributes(k: KernelCtx, vm: Vm, start: number, end: number, attrs: number): Result<undefined> {
+export function kvmVmSetMemAttributes(
+  k: KernelCtx,
+  vm: Vm,
+  start: number,
+  end: number,
+  attrs: number,
+): Result<undefined> {
   if (rangeHasAttributes(vm, start, end, attrs)) return OK_VOID;
   // Pre-set handler: kvm_arch_pre_set_memory_attributes() → kvm_unmap_gfn_range() per slot.
   let zapped = 0;
   if (!k.mutants.has('attr_change_no_zap')) {
     for (let as = 0; as < vm.slotsByGfn.length; as++) {
-      for (const p of vm.slotsByGfn[as]!.piecesIn(start, end)) zapped += kvmUnmapGfnRange(k, vm, as, p.start, p.end, 'set_memory_attributes');
+      for (const p of vm.slotsByGfn[as]!.piecesIn(start, end))
+        zapped += kvmUnmapGfnRange(k, vm, as, p.start, p.end, 'set_memory_attributes');
     }
   }
   if (zapped > 0) kvmFlushRemoteTlbs(k, vm, 'set_memory_attributes');
@@ -72,7 +91,8 @@ export function kvmVmSetMemAttributes(k: KernelCtx, vm: Vm, start: number, end: 
   // Post-set handler: hugepage mixed tracking.
   if (vm.spec.hasPrivateMem && !k.mutants.has('hugepage_mixed_not_tracked')) {
     for (let as = 0; as < vm.slotsByGfn.length; as++) {
-      for (const p of vm.slotsByGfn[as]!.piecesIn(start, end)) kvmArchPostSetMemoryAttributes(vm, p.value, start, end);
+      for (const p of vm.slotsByGfn[as]!.piecesIn(start, end))
+        kvmArchPostSetMemoryAttributes(vm, p.value, start, end);
     }
   }
   return OK_VOID;
@@ -102,7 +122,12 @@ function frameIsMixed(vm: Vm, slot: Memslot, f0: number, L: number): boolean {
  * tail frames straddling [start, end) are re-evaluated, frames fully inside the range are cleared
  * (they now have the new, uniform value), and frames not wholly inside the memslot are skipped.
  */
-export function kvmArchPostSetMemoryAttributes(vm: Vm, slot: Memslot, start: number, end: number): void {
+export function kvmArchPostSetMemoryAttributes(
+  vm: Vm,
+  slot: Memslot,
+  start: number,
+  end: number,
+): void {
   for (const info of slot.lpage) {
     const L = info.pages;
     const s = Math.max(start, slot.baseGfn);

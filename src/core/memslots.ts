@@ -9,7 +9,12 @@ import { kvmMmuInitMemslotMemoryAttributes } from './mem_attributes.js';
 import { kvmZapForSlotChange } from './mmu.js';
 import { GmemFile, Memslot, type Vm } from './objects.js';
 import { err, type Result } from './result.js';
-import { KVM_MEM_GUEST_MEMFD, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, KVM_SET_USER_MEMORY_REGION_V1_FLAGS } from './uapi.js';
+import {
+  KVM_MEM_GUEST_MEMFD,
+  KVM_MEM_LOG_DIRTY_PAGES,
+  KVM_MEM_READONLY,
+  KVM_SET_USER_MEMORY_REGION_V1_FLAGS,
+} from './uapi.js';
 import type { Gfn } from './units.js';
 
 /** struct kvm_userspace_memory_region2, fields already truncated to their C widths. */
@@ -38,8 +43,10 @@ export function kvmVmIoctlSetMemoryRegion(
   gmemFd: () => GmemFdLookup,
   v1: boolean,
 ): Result<MemoryRegionChange> {
-  if (v1 && (mem.flags & ~KVM_SET_USER_MEMORY_REGION_V1_FLAGS) !== 0n) return err('EINVAL', 'KVM_SET_USER_MEMORY_REGION: v2-only flags');
-  if (Number(mem.slot & 0xffffn) >= k.profile.userMemSlots) return err('EINVAL', 'kvm_vm_ioctl_set_memory_region: (u16)slot >= KVM_USER_MEM_SLOTS');
+  if (v1 && (mem.flags & ~KVM_SET_USER_MEMORY_REGION_V1_FLAGS) !== 0n)
+    return err('EINVAL', 'KVM_SET_USER_MEMORY_REGION: v2-only flags');
+  if (Number(mem.slot & 0xffffn) >= k.profile.userMemSlots)
+    return err('EINVAL', 'kvm_vm_ioctl_set_memory_region: (u16)slot >= KVM_USER_MEM_SLOTS');
   return kvmSetMemoryRegion(k, vm, mem, gmemFd);
 }
 
@@ -50,33 +57,50 @@ function checkMemoryRegionFlags(k: KernelCtx, vm: Vm, flags: bigint): boolean {
   // Dirty logging private memory is not supported.
   if ((flags & KVM_MEM_GUEST_MEMFD) !== 0n) valid &= ~KVM_MEM_LOG_DIRTY_PAGES;
   // READONLY: only if the arch allows it for this VM and the slot is not guest_memfd.
-  if (k.profile.readonlyMem && !vm.spec.hasProtectedState && (flags & KVM_MEM_GUEST_MEMFD) === 0n) valid |= KVM_MEM_READONLY;
+  if (k.profile.readonlyMem && !vm.spec.hasProtectedState && (flags & KVM_MEM_GUEST_MEMFD) === 0n)
+    valid |= KVM_MEM_READONLY;
   return (flags & ~valid) === 0n;
 }
 
-/** x86 `access_ok()`: ua + size must not wrap and must stay below USER_PTR_MAX (TASK_SIZE_MAX - 1). */
+/**
+ * x86 `access_ok()`: ua + size must not wrap and must not pass USER_PTR_MAX. Observed: a range
+ * ending exactly at TASK_SIZE_MAX (0x7ffffffff000) is accepted, one page more is not.
+ */
 function accessOk(k: KernelCtx, ua: bigint, size: bigint): boolean {
   const sum = ua + size;
   if (sum > 0xffff_ffff_ffff_ffffn) return false;
-  return sum <= k.profile.taskSizeMax - 1n;
+  return sum <= k.profile.taskSizeMax;
 }
 
 /** `kvm_set_memory_region()`. */
-export function kvmSetMemoryRegion(k: KernelCtx, vm: Vm, mem: KvmUserspaceMemoryRegion2, gmemFd: () => GmemFdLookup): Result<MemoryRegionChange> {
+export function kvmSetMemoryRegion(
+  k: KernelCtx,
+  vm: Vm,
+  mem: KvmUserspaceMemoryRegion2,
+  gmemFd: () => GmemFdLookup,
+): Result<MemoryRegionChange> {
   if (!checkMemoryRegionFlags(k, vm, mem.flags)) return err('EINVAL', 'check_memory_region_flags');
   const asId = Number(mem.slot >> 16n);
   const id = Number(mem.slot & 0xffffn);
   const isGmem = (mem.flags & KVM_MEM_GUEST_MEMFD) !== 0n;
   // General sanity checks.
   if ((mem.memory_size & 4095n) !== 0n) return err('EINVAL', 'memory_size not page aligned');
-  if ((mem.guest_phys_addr & 4095n) !== 0n) return err('EINVAL', 'guest_phys_addr not page aligned');
+  if ((mem.guest_phys_addr & 4095n) !== 0n)
+    return err('EINVAL', 'guest_phys_addr not page aligned');
   if ((mem.userspace_addr & 4095n) !== 0n || !accessOk(k, mem.userspace_addr, mem.memory_size))
     return err('EINVAL', 'userspace_addr unaligned or not a user range');
-  if (isGmem && ((mem.guest_memfd_offset & 4095n) !== 0n || mem.guest_memfd_offset + mem.memory_size > 0xffff_ffff_ffff_ffffn))
+  if (
+    isGmem &&
+    ((mem.guest_memfd_offset & 4095n) !== 0n ||
+      mem.guest_memfd_offset + mem.memory_size > 0xffff_ffff_ffff_ffffn)
+  )
     return err('EINVAL', 'guest_memfd_offset unaligned or offset + size wraps');
-  if (asId >= vm.spec.nrAddressSpaces || id >= k.profile.memSlotsNum) return err('EINVAL', 'as_id or slot id out of range');
-  if (mem.guest_phys_addr + mem.memory_size > 0xffff_ffff_ffff_ffffn) return err('EINVAL', 'guest_phys_addr + memory_size wraps');
-  if (mem.memory_size >> 12n > 2n ** 31n - 1n) return err('EINVAL', 'npages > KVM_MEM_MAX_NR_PAGES');
+  if (asId >= vm.spec.nrAddressSpaces || id >= k.profile.memSlotsNum)
+    return err('EINVAL', 'as_id or slot id out of range');
+  if (mem.guest_phys_addr + mem.memory_size > 0xffff_ffff_ffff_ffffn)
+    return err('EINVAL', 'guest_phys_addr + memory_size wraps');
+  if (mem.memory_size >> 12n > 2n ** 31n - 1n)
+    return err('EINVAL', 'npages > KVM_MEM_MAX_NR_PAGES');
   const key = (asId << 16) | id;
   const old = vm.slots.get(key);
   if (mem.memory_size === 0n) {
@@ -93,7 +117,11 @@ export function kvmSetMemoryRegion(k: KernelCtx, vm: Vm, mem: KvmUserspaceMemory
   } else {
     // Private memslots are immutable; GUEST_MEMFD cannot be added to an existing slot either.
     if (isGmem || old.isGuestMemfd) return err('EINVAL', 'guest_memfd memslots are immutable');
-    if (mem.userspace_addr !== old.userspaceAddr || npages !== old.npages || ((mem.flags ^ old.flags) & KVM_MEM_READONLY) !== 0n)
+    if (
+      mem.userspace_addr !== old.userspaceAddr ||
+      npages !== old.npages ||
+      ((mem.flags ^ old.flags) & KVM_MEM_READONLY) !== 0n
+    )
       return err('EINVAL', 'modify: userspace_addr, size or READONLY changed');
     if (baseGfn !== old.baseGfn) change = 'MOVE';
     else if (mem.flags !== old.flags) change = 'FLAGS_ONLY';
@@ -114,7 +142,8 @@ export function kvmSetMemoryRegion(k: KernelCtx, vm: Vm, mem: KvmUserspaceMemory
     const o = old!;
     // kvm_invalidate_memslot(): zap first, then kvm_arch_prepare_memory_region().
     kvmZapForSlotChange(k, vm, o, 'memslot_move');
-    if (baseGfn + npages - 1 > k.profile.maxGfnExclusive - 1) return err('EINVAL', 'kvm_arch_prepare_memory_region: beyond max gfn');
+    if (baseGfn + npages - 1 > k.profile.maxGfnExclusive - 1)
+      return err('EINVAL', 'kvm_arch_prepare_memory_region: beyond max gfn');
     vm.slotsByGfn[asId]!.delete(o.baseGfn, o.endGfn);
     o.baseGfn = baseGfn as Gfn;
     vm.slotsByGfn[asId]!.set(o.baseGfn, o.endGfn, o);
@@ -143,7 +172,12 @@ export function kvmSetMemoryRegion(k: KernelCtx, vm: Vm, mem: KvmUserspaceMemory
 }
 
 /** KVM_MR_DELETE: invalidate (zap), remove, then unbind guest_memfd (contents untouched). */
-export function kvmDeleteMemslot(k: KernelCtx, vm: Vm, old: Memslot, source: 'memslot_delete'): void {
+export function kvmDeleteMemslot(
+  k: KernelCtx,
+  vm: Vm,
+  old: Memslot,
+  source: 'memslot_delete',
+): void {
   kvmZapForSlotChange(k, vm, old, source);
   vm.slots.delete(old.key);
   vm.slotsByGfn[old.asId]!.delete(old.baseGfn, old.endGfn);
@@ -152,4 +186,3 @@ export function kvmDeleteMemslot(k: KernelCtx, vm: Vm, old: Memslot, source: 'me
   if (old.isGuestMemfd) kvmGmemUnbind(k, old);
   k.events.push({ kind: 'slot', vm: vm.index, as: old.asId, id: old.id, change: 'DELETE' });
 }
-

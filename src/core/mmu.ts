@@ -22,7 +22,14 @@ const PRIVATE_ATTR = Number(KVM_MEMORY_ATTRIBUTE_PRIVATE);
  * Zap stage-2 mappings of gfns [start, end) in address space `as` (`kvm_unmap_gfn_range`). A
  * huge mapping that overlaps the range is zapped whole. Returns the number of pages unmapped.
  */
-export function kvmUnmapGfnRange(k: KernelCtx, vm: Vm, as: number, start: number, end: number, source: ZapSource): number {
+export function kvmUnmapGfnRange(
+  k: KernelCtx,
+  vm: Vm,
+  as: number,
+  start: number,
+  end: number,
+  source: ZapSource,
+): number {
   const s2 = vm.stage2[as];
   if (s2 === undefined || end <= start || s2.size === 0) return 0;
   let zs = start;
@@ -55,7 +62,14 @@ export function kvmFlushRemoteTlbs(k: KernelCtx, vm: Vm, source: ZapSource): voi
  * anything was zapped, `kvm_mmu_invalidate_end` (which bumps `mmu_invalidate_seq`, making
  * in-flight faults retry).
  */
-export function kvmMmuInvalidateGfnRange(k: KernelCtx, vm: Vm, as: number, start: number, end: number, source: ZapSource): void {
+export function kvmMmuInvalidateGfnRange(
+  k: KernelCtx,
+  vm: Vm,
+  as: number,
+  start: number,
+  end: number,
+  source: ZapSource,
+): void {
   if (end <= start) return;
   k.events.push({ kind: 'invalidate', vm: vm.index, start, end, source });
   const n = kvmUnmapGfnRange(k, vm, as, start, end, source);
@@ -87,25 +101,51 @@ export function kvmMmuNotifierInvalidate(k: KernelCtx, vm: Vm, s: number, e: num
  * Zap for a memslot DELETE or MOVE. With the default KVM_X86_QUIRK_SLOT_ZAP_ALL, x86 zaps every
  * root (`kvm_mmu_zap_all_fast`), i.e. all mappings of the VM, not only the slot's.
  */
-export function kvmZapForSlotChange(k: KernelCtx, vm: Vm, slot: Memslot, source: 'memslot_delete' | 'memslot_move'): void {
+export function kvmZapForSlotChange(
+  k: KernelCtx,
+  vm: Vm,
+  slot: Memslot,
+  source: 'memslot_delete' | 'memslot_move',
+): void {
   if (k.mutants.has('delete_leaves_sptes')) return;
   let n = 0;
   for (let as = 0; as < vm.stage2.length; as++) {
     const s2 = vm.stage2[as]!;
     const f = s2.first();
     const l = s2.last();
-    if (f !== undefined && l !== undefined) n += kvmUnmapGfnRange(k, vm, as, f.start, l.end, source);
+    if (f !== undefined && l !== undefined)
+      n += kvmUnmapGfnRange(k, vm, as, f.start, l.end, source);
   }
   if (n > 0) kvmFlushRemoteTlbs(k, vm, source);
   vm.mmuInvalidateSeq++;
   void slot;
 }
 
+/**
+ * The emulated path (profile guestAccess 'emulated'): the instruction emulator reaches guest
+ * memory through the memslot's userspace_addr with uaccess (`kvm_vcpu_read_guest` /
+ * `kvm_vcpu_write_guest`), CPU permission rules included; no slot, a write to a READONLY slot, or
+ * a faulting uaccess all become MMIO. No stage-2 mapping is involved.
+ */
+export function emulatedTranslate(k: KernelCtx, vm: Vm, gfn: number, write: boolean): FaultOutcome {
+  const slot = vm.slotsByGfn[0]!.get(gfn);
+  if (slot === undefined) return { kind: 'mmio' };
+  if (write && slot.isReadonly) return { kind: 'mmio' };
+  const hvpn = Number(slot.userspaceAddr >> 12n) + (gfn - slot.baseGfn);
+  const r = k.mm.fault(hvpn, write, true);
+  if ('signal' in r) return { kind: 'mmio' };
+  return { kind: 'ram', pfn: r.pfn };
+}
+
 /** The outcome of resolving one guest page for an access. */
 export type FaultOutcome =
   | { readonly kind: 'ram'; readonly pfn: Pfn }
   | { readonly kind: 'mmio' }
-  | { readonly kind: 'memfault'; readonly errno: 'EFAULT' | 'EIO' | 'EHWPOISON' | 'ENOMEM'; readonly flags: bigint };
+  | {
+      readonly kind: 'memfault';
+      readonly errno: 'EFAULT' | 'EIO' | 'EHWPOISON' | 'ENOMEM';
+      readonly flags: bigint;
+    };
 
 /** `kvm_mem_is_private()`: the PRIVATE attribute of gfn (0 when attributes are not compiled). */
 export function kvmMemIsPrivate(vm: Vm, gfn: number): boolean {
@@ -136,7 +176,7 @@ export function kvmMmuPageFault(k: KernelCtx, vm: Vm, gfn: number, write: boolea
     if (isPrivate) return { kind: 'memfault', errno: 'EFAULT', flags };
     return { kind: 'mmio' };
   }
-  if (isPrivate || (slot.gmemOnly && k.profile.gmemOnlySource === 'gmem')) {
+  if (isPrivate || slot.gmemOnly) {
     // kvm_mmu_faultin_pfn_gmem()
     if (!slot.isGuestMemfd) return { kind: 'memfault', errno: 'EFAULT', flags };
     const r = kvmGmemGetPfn(k, slot, gfn);
@@ -152,9 +192,8 @@ export function kvmMmuPageFault(k: KernelCtx, vm: Vm, gfn: number, write: boolea
   const thp = write ? tryHostThp(k, vm, slot, gfn, hvpn) : undefined;
   const r = thp ?? k.mm.fault(hvpn, write, false);
   if ('signal' in r) {
-    // hva_to_pfn() failed: upstream, KVM_PFN_ERR_FAULT → kvm_handle_error_pfn() → -EFAULT with a
-    // memory fault exit (flags 0); the PVM kernel emulates the access instead → MMIO exit.
-    if (k.profile.hvaFaultResult === 'mmio') return { kind: 'mmio' };
+    // hva_to_pfn() failed: KVM_PFN_ERR_FAULT → kvm_handle_error_pfn() → -EFAULT with a memory
+    // fault exit (flags 0).
     return { kind: 'memfault', errno: 'EFAULT', flags };
   }
   const writable = r.writable && !slot.isReadonly && r.pfn !== ZERO_PFN;
@@ -173,7 +212,13 @@ export function kvmMmuPageFault(k: KernelCtx, vm: Vm, gfn: number, write: boolea
  * THP enabled for it, the 2 MiB host frame inside the VMA and completely empty), allocate the
  * huge page and return the frame of `hvpn` in it.
  */
-function tryHostThp(k: KernelCtx, vm: Vm, slot: Memslot, gfn: number, hvpn: number): { pfn: Pfn; writable: boolean } | undefined {
+function tryHostThp(
+  k: KernelCtx,
+  vm: Vm,
+  slot: Memslot,
+  gfn: number,
+  hvpn: number,
+): { pfn: Pfn; writable: boolean } | undefined {
   const thp = k.profile.thp;
   if (thp === 'never') return undefined;
   const v = k.mm.vmaAt(hvpn);
@@ -204,7 +249,12 @@ function tryHostThp(k: KernelCtx, vm: Vm, slot: Memslot, gfn: number, hvpn: numb
  * `kvm_mmu_max_mapping_level()` capped by the backing level: the largest level whose frame lies
  * inside the memslot, whose gfn/hva alignment agree, and whose attributes are not mixed.
  */
-export function mappingLevel(vm: Vm, slot: Memslot, gfn: number, backing: MappingLevel): MappingLevel {
+export function mappingLevel(
+  vm: Vm,
+  slot: Memslot,
+  gfn: number,
+  backing: MappingLevel,
+): MappingLevel {
   if (backing === '4K') return '4K';
   for (const level of ['1G', '2M'] as const) {
     if (LEVEL_PAGES[level] > LEVEL_PAGES[backing]) continue;
@@ -243,5 +293,14 @@ function installSpte(
   const n = LEVEL_PAGES[level];
   const spte: Spte = { base: pfn, level, private: priv, source, writable };
   vm.stage2[slot.asId]!.set(gfn, gfn + n, spte);
-  k.events.push({ kind: 'spte_install', vm: vm.index, as: slot.asId, gfn, pages: n, level, private: priv, source });
+  k.events.push({
+    kind: 'spte_install',
+    vm: vm.index,
+    as: slot.asId,
+    gfn,
+    pages: n,
+    level,
+    private: priv,
+    source,
+  });
 }

@@ -68,19 +68,12 @@ export class VcpuFile extends KFile {
   }
   /**
    * `kvm_vcpu_fault()`: page 0 is struct kvm_run, page 1 the PIO data page, page 2 the VM's
-   * coalesced-MMIO ring; any other offset SIGBUSes. Frames are allocated on first use.
+   * coalesced-MMIO ring; any other offset SIGBUSes.
    */
-  pageAt(pgoff: number, k: { frames: { allocOne(): Pfn; zero(p: Pfn, n: number): void } }): Pfn | undefined {
-    if (pgoff < 0 || pgoff > 2) return undefined;
-    const pages = pgoff === 2 ? this.vcpu.vm.sharedPages : this.vcpu.pages;
-    const slot = pgoff === 2 ? 0 : pgoff;
-    let p = pages[slot];
-    if (p === undefined) {
-      p = k.frames.allocOne();
-      k.frames.zero(p, 1);
-      pages[slot] = p;
-    }
-    return p;
+  pageAt(pgoff: number): Pfn | undefined {
+    if (pgoff === 0 || pgoff === 1) return this.vcpu.pages[pgoff];
+    if (pgoff === 2) return this.vcpu.vm.sharedPages[0];
+    return undefined;
   }
 }
 
@@ -167,7 +160,11 @@ export type Spte = {
 
 /** Stage-2 extents coalesce when frames are consecutive and every other property matches. */
 export const spteOps = extentOps<Spte>(
-  (a, b) => a.level === b.level && a.private === b.private && a.source === b.source && a.writable === b.writable,
+  (a, b) =>
+    a.level === b.level &&
+    a.private === b.private &&
+    a.source === b.source &&
+    a.writable === b.writable,
 );
 export const gmemExtentOps = extentOps<GmemExtent>((a, b) => a.state === b.state);
 export const pageExtentOps = extentOps<PageExtent>(() => true);
@@ -180,8 +177,10 @@ export class Vcpu {
   ) {}
   /** Number of KVM_RUN calls (for explanations). */
   runs = 0;
-  /** Frames behind the vCPU mmap area: [kvm_run, pio page]. */
+  /** Frames behind the vCPU mmap area: [kvm_run, pio page] (allocated with the vCPU). */
   readonly pages: Pfn[] = [];
+  /** Guest CR8 (TPR) as KVM keeps it without an in-kernel LAPIC. */
+  cr8 = 0n;
 }
 
 /** The trace contract's code page: slot 32763 at GPA 0xFFFFF000, created with the first vCPU. */

@@ -37,10 +37,21 @@ function archStep(k: KernelCtx, vcpu: Vcpu, r: PreFaultRange): bigint | Errno {
 }
 
 /** `kvm_vcpu_pre_fault_memory()` on an in/out range. */
-export function kvmVcpuPreFaultMemory(k: KernelCtx, vcpu: Vcpu, gpa: bigint, size: bigint, flags: bigint): PreFaultResult {
+export function kvmVcpuPreFaultMemory(
+  k: KernelCtx,
+  vcpu: Vcpu,
+  gpa: bigint,
+  size: bigint,
+  flags: bigint,
+): PreFaultResult {
   const range: PreFaultRange = { gpa, size };
   if (flags !== 0n) return { errno: 'EINVAL', remaining: range };
-  if ((gpa & 4095n) !== 0n || (size & 4095n) !== 0n || gpa + size > 0xffff_ffff_ffff_ffffn || size === 0n)
+  if (
+    (gpa & 4095n) !== 0n ||
+    (size & 4095n) !== 0n ||
+    gpa + size > 0xffff_ffff_ffff_ffffn ||
+    size === 0n
+  )
     return { errno: 'EINVAL', remaining: range };
   const full = size;
   let last: Errno | undefined;

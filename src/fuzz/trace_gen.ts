@@ -7,7 +7,19 @@
  * Respects the contract and the real backend's safety limits: never uses slot 32763 or the code
  * page GPA 0xFFFFF000, keeps guest_memfd allocations and populated mappings small.
  */
-import type { AddrArg, FdArg, GuestStep, TraceOp, TraceOpInput } from '../trace/types.js';
+import type {
+  AddrArg,
+  FdArg,
+  GuestStep,
+  ResolvedOp,
+  ResultLine,
+  TraceOp,
+  TraceOpInput,
+} from '../trace/types.js';
+import { HandleTable, resolveOp, stepTrace } from '../trace/runner.js';
+import { ModelBackend } from '../backends/model.js';
+import type { KernelProfile } from '../core/profiles/profile.js';
+import { MMAP_ARENA_BASE, MMAP_ARENA_END, TASK_SIZE_MAX } from '../core/host_layout.js';
 import { Prng } from './prng.js';
 
 const MiB = 1n << 20n;
@@ -23,7 +35,47 @@ export type GenOptions = {
   readonly privateMemory?: boolean;
   /** Number of ops (default 40). */
   readonly ops?: number;
+  /**
+   * Profile of the lockstep model that tells the generator which ops succeeded (so later ops
+   * use live handles) — default: no feedback.
+   */
+  readonly feedback?: KernelProfile;
+  /** Only emit ops the real backend runs (no raw address ranges over the process's memory). */
+  readonly realSafe?: boolean;
 };
+
+/** Host address ranges of an op that the real backend checks before running it. */
+export function hostRanges(op: ResolvedOp): Array<{ start: bigint; end: bigint }> {
+  const r = (a: bigint, len: bigint): { start: bigint; end: bigint } => ({
+    start: a,
+    end: a + ((len + 4095n) & ~4095n),
+  });
+  switch (op.op) {
+    case 'munmap':
+    case 'mprotect':
+    case 'madvise':
+      return [r(op.addr, BigInt.asUintN(64, op.length))];
+    case 'peek':
+      return [{ start: op.addr, end: op.addr + BigInt.asUintN(64, op.len) }];
+    case 'poke':
+      return [{ start: op.addr, end: op.addr + BigInt(op.bytes.length) }];
+    case 'KVM_SET_USER_MEMORY_REGION':
+    case 'KVM_SET_USER_MEMORY_REGION2':
+      return [
+        { start: op.userspace_addr, end: op.userspace_addr + BigInt.asUintN(64, op.memory_size) },
+      ];
+    default:
+      return [];
+  }
+}
+
+/** Would the real backend run this range without checking the process's own memory? */
+export function rangeIsSafe(x: { start: bigint; end: bigint }): boolean {
+  if (x.end <= x.start) return true;
+  if (x.start >= MMAP_ARENA_BASE && x.end <= MMAP_ARENA_END) return true;
+  if (x.end <= 0x10000n) return true;
+  return x.start >= TASK_SIZE_MAX;
+}
 
 export class TraceGenerator {
   private readonly r: Prng;
@@ -36,20 +88,41 @@ export class TraceGenerator {
   private fdNames: string[] = ['kvm'];
   private closed = new Set<string>();
   private out: TraceOp[] = [];
+  private readonly model?: ModelBackend;
+  private readonly table?: HandleTable;
 
   constructor(
     seed: number,
     private readonly opts: GenOptions = {},
   ) {
     this.r = new Prng(seed);
+    if (opts.feedback !== undefined) {
+      this.model = new ModelBackend(opts.feedback, { events: false });
+      this.table = new HandleTable(this.model.begin());
+    }
   }
 
   private name(prefix: string): string {
     return `${prefix}${this.n++}`;
   }
 
-  private push(op: TraceOpInput): void {
-    this.out.push({ ...op, line: this.out.length + 1 } as TraceOp);
+  /**
+   * Emit an op. With feedback, run it on the lockstep model and return its result; ops the real
+   * backend would refuse are dropped (undefined).
+   */
+  private push(op: TraceOpInput): ResultLine | undefined {
+    const full = { ...op, line: this.out.length + 1 } as TraceOp;
+    if (this.model !== undefined && this.table !== undefined) {
+      if (
+        this.opts.realSafe === true &&
+        !hostRanges(resolveOp(full, this.table)).every(rangeIsSafe)
+      )
+        return undefined;
+      this.out.push(full);
+      return stepTrace(full, this.model, this.table);
+    }
+    this.out.push(full);
+    return { ok: true };
   }
 
   /** Generate a whole trace. */
@@ -58,7 +131,9 @@ export class TraceGenerator {
     // A plausible prologue most of the time: VM, guest_memfd, mapping.
     if (this.r.chance(0.9)) this.createVm();
     if (this.r.chance(0.7)) this.createGmem();
-    while (this.out.length < count) this.step();
+    let attempts = 0;
+    while (this.out.length < count && attempts++ < count * 20) this.step();
+    this.model?.end();
     return this.out;
   }
 
@@ -70,7 +145,20 @@ export class TraceGenerator {
   }
 
   private edgeU64(): bigint {
-    return this.r.pick([0n, 1n, 4095n, 4096n, 4097n, 1n << 31n, 1n << 32n, 1n << 62n, 1n << 63n, (1n << 64n) - 4096n, (1n << 64n) - 1n, -1n]);
+    return this.r.pick([
+      0n,
+      1n,
+      4095n,
+      4096n,
+      4097n,
+      1n << 31n,
+      1n << 32n,
+      1n << 62n,
+      1n << 63n,
+      (1n << 64n) - 4096n,
+      (1n << 64n) - 1n,
+      -1n,
+    ]);
   }
 
   private gmemSize(): bigint {
@@ -83,10 +171,25 @@ export class TraceGenerator {
 
   private vmFd(): FdArg {
     return this.r.weighted<FdArg>([
-      [20, this.vms.length > 0 ? { kind: 'handle', name: this.r.pick(this.vms) } : { kind: 'handle', name: 'vm_none' }],
+      [
+        20,
+        this.vms.length > 0
+          ? { kind: 'handle', name: this.r.pick(this.vms) }
+          : { kind: 'handle', name: 'vm_none' },
+      ],
       [1, { kind: 'handle', name: 'kvm' }],
-      [1, this.gmems.length > 0 ? { kind: 'handle', name: this.r.pick(this.gmems).name } : { kind: 'raw', value: -1n }],
-      [1, this.vcpus.length > 0 ? { kind: 'handle', name: this.r.pick(this.vcpus).name } : { kind: 'raw', value: 0n }],
+      [
+        1,
+        this.gmems.length > 0
+          ? { kind: 'handle', name: this.r.pick(this.gmems).name }
+          : { kind: 'raw', value: -1n },
+      ],
+      [
+        1,
+        this.vcpus.length > 0
+          ? { kind: 'handle', name: this.r.pick(this.vcpus).name }
+          : { kind: 'raw', value: 0n },
+      ],
       [1, { kind: 'raw', value: this.r.pick([-1n, 0n, 1n, 999n]) }],
     ]);
   }
@@ -100,7 +203,12 @@ export class TraceGenerator {
 
   private gmemFd(): FdArg {
     return this.r.weighted<FdArg>([
-      [12, this.gmems.length > 0 ? { kind: 'handle', name: this.r.pick(this.gmems).name } : { kind: 'raw', value: -1n }],
+      [
+        12,
+        this.gmems.length > 0
+          ? { kind: 'handle', name: this.r.pick(this.gmems).name }
+          : { kind: 'raw', value: -1n },
+      ],
       [2, this.anyFd()],
     ]);
   }
@@ -109,7 +217,20 @@ export class TraceGenerator {
     // Raw addresses stay where nothing of the backend process lives (below 4 MiB: the node
     // binary is mapped at 0x400000), or beyond the user address space.
     if (this.maps.length === 0 || this.r.chance(0.05))
-      return { addr: { kind: 'raw', value: this.r.pick([0n, 4096n, 0x10000n, 0x20_0000n, (1n << 47n) - 4096n, 1n << 47n, 0xffff_ffff_ffff_f000n]) } };
+      return {
+        addr: {
+          kind: 'raw',
+          value: this.r.pick([
+            0n,
+            4096n,
+            0x10000n,
+            0x20_0000n,
+            (1n << 47n) - 4096n,
+            1n << 47n,
+            0xffff_ffff_ffff_f000n,
+          ]),
+        },
+      };
     const m = this.r.pick(this.maps);
     const off = this.r.weighted<bigint>([
       [6, this.page(Number((m.len + extra) / PAGE) + 1)],
@@ -129,7 +250,13 @@ export class TraceGenerator {
       [this.opts.privateMemory === true ? 8 : 1, 1n],
       [1, this.r.pick([2n, 3n, 4n, 5n, 6n, 255n, -1n])],
     ]);
-    this.push({ op: 'KVM_CREATE_VM', fd: { kind: 'handle', name: 'kvm' }, type, as: name });
+    const res = this.push({
+      op: 'KVM_CREATE_VM',
+      fd: { kind: 'handle', name: 'kvm' },
+      type,
+      as: name,
+    });
+    if (res === undefined || (!res.ok && this.r.chance(0.9))) return;
     this.vms.push(name);
     this.fdNames.push(name);
   }
@@ -145,7 +272,14 @@ export class TraceGenerator {
       [1, 2n],
       [1, this.r.pick([4n, 8n, 7n, 1n << 63n, 1n << 32n])],
     ]);
-    this.push({ op: 'KVM_CREATE_GUEST_MEMFD', vm: this.r.chance(0.95) ? { kind: 'handle', name: vm } : this.vmFd(), size, flags, as: name });
+    const res = this.push({
+      op: 'KVM_CREATE_GUEST_MEMFD',
+      vm: this.r.chance(0.95) ? { kind: 'handle', name: vm } : this.vmFd(),
+      size,
+      flags,
+      as: name,
+    });
+    if (res === undefined || (!res.ok && this.r.chance(0.9))) return;
     this.gmems.push({ name, vm, size, flags });
     this.fdNames.push(name);
   }
@@ -180,15 +314,43 @@ export class TraceGenerator {
       kind = 'other';
       len = BigInt(1 + this.r.int(3)) * PAGE;
     }
-    const prot = BigInt(this.r.weighted<number>([[10, 3], [2, 1], [1, 0], [1, 7], [1, 4], [1, 2]]));
-    let flags = BigInt(this.r.weighted<number>([[12, 1], [4, 2], [1, 3], [1, 0]]));
+    const prot = BigInt(
+      this.r.weighted<number>([
+        [10, 3],
+        [2, 1],
+        [1, 0],
+        [1, 7],
+        [1, 4],
+        [1, 2],
+      ]),
+    );
+    let flags = BigInt(
+      this.r.weighted<number>([
+        [12, 1],
+        [4, 2],
+        [1, 3],
+        [1, 0],
+      ]),
+    );
     if (this.r.chance(0.1)) flags |= this.r.pick([0x4000n, 0x8000n, 0x20n, 0x10n, 0x100n]);
     // Keep populated mappings small: MAP_POPULATE on big lengths would allocate real memory.
     if ((flags & 0x8000n) !== 0n && len > 4n * MiB) flags &= ~0x8000n;
     if (kind === 'anon' && len >= 1n << 40n && (flags & 0x8000n) !== 0n) flags &= ~0x8000n;
-    const offset = this.r.weighted<bigint>([[12, 0n], [2, this.page(4)], [1, 123n], [1, -4096n]]);
-    this.push({ op: 'mmap', fd, length: len, prot, flags, offset, as: name });
-    this.maps.push({ name, len: len === 0n ? 4096n : len, kind, ...(gm ? { gmem: gm } : {}) });
+    const offset = this.r.weighted<bigint>([
+      [12, 0n],
+      [2, this.page(4)],
+      [1, 123n],
+      [1, -4096n],
+    ]);
+    const res = this.push({ op: 'mmap', fd, length: len, prot, flags, offset, as: name });
+    // A failed mmap leaves its handle at address 0: keep it only rarely (with small offsets).
+    if (res === undefined || (!res.ok && this.r.chance(0.95))) return;
+    this.maps.push({
+      name,
+      len: res.ok ? (len === 0n ? 4096n : len) : 4096n,
+      kind,
+      ...(gm ? { gmem: gm } : {}),
+    });
   }
 
   private slotId(): bigint {
@@ -203,7 +365,18 @@ export class TraceGenerator {
     return this.r.weighted<bigint>([
       [10, BigInt(this.r.int(64)) * 0x10000n],
       [3, this.r.pick([0x10_0000n, 0xc000_0000n, 0x1_0000_0000n, 0x8000_0000n])],
-      [1, this.r.pick([1n << 40n, (1n << 51n), 1n << 52n, (1n << 52n) - 4096n, 123n, (1n << 64n) - 4096n, 0xffff_e000n])],
+      [
+        1,
+        this.r.pick([
+          1n << 40n,
+          1n << 51n,
+          1n << 52n,
+          (1n << 52n) - 4096n,
+          123n,
+          (1n << 64n) - 4096n,
+          0xffff_e000n,
+        ]),
+      ],
     ]);
   }
 
@@ -219,13 +392,27 @@ export class TraceGenerator {
       const gpa = mode === 'move' ? s.gpa + 0x100_0000n : s.gpa;
       let flags = s.gmem ? 4n : 0n;
       if (mode === 'flags') flags ^= 1n;
-      const ua: AddrArg = s.map ? { kind: 'handle', name: s.map.name, offset: 0n } : { kind: 'raw', value: 0n };
-      this.emitRegion(v2 || s.gmem !== undefined, vm, s.slot, flags, gpa, size, ua, s.gmem ? { kind: 'handle', name: s.gmem.name } : { kind: 'raw', value: -1n }, 0n);
+      const ua: AddrArg = s.map
+        ? { kind: 'handle', name: s.map.name, offset: 0n }
+        : { kind: 'raw', value: 0n };
+      this.emitRegion(
+        v2 || s.gmem !== undefined,
+        vm,
+        s.slot,
+        flags,
+        gpa,
+        size,
+        ua,
+        s.gmem ? { kind: 'handle', name: s.gmem.name } : { kind: 'raw', value: -1n },
+        0n,
+      );
       if (mode === 'delete') this.slots = this.slots.filter((x) => x !== s);
       return;
     }
     const useGmem = v2 && this.gmems.length > 0 && this.r.chance(0.7);
-    const gm = useGmem ? this.r.pick(this.gmems.filter((g) => g.vm === vm).concat(this.gmems)) : undefined;
+    const gm = useGmem
+      ? this.r.pick(this.gmems.filter((g) => g.vm === vm).concat(this.gmems))
+      : undefined;
     let flags = useGmem ? 4n : 0n;
     if (this.r.chance(0.12)) flags |= this.r.pick([1n, 2n, 8n, 1n << 16n, 1n << 31n]);
     const size = this.r.weighted<bigint>([
@@ -237,25 +424,86 @@ export class TraceGenerator {
     // Never cover the contract's code page.
     if (gpa <= CODE_GFN * PAGE && gpa + size > CODE_GFN * PAGE) gpa = 0x1_0000_0000n;
     const m = this.maps.length > 0 && this.r.chance(0.85) ? this.r.pick(this.maps) : undefined;
-    // A raw userspace_addr of 0 only for slots that end below 4 MiB (the node binary starts there).
-    const lowOk = size > 0n && size <= 0x40_0000n;
+    // A raw userspace_addr of 0 only for slots within the first 64 KiB (never mapped:
+    // mmap_min_addr); the real backend refuses larger ones, which would reach node's memory.
+    const lowOk = size > 0n && size <= 0x1_0000n;
     const ua: AddrArg = this.r.weighted<AddrArg>([
-      [10, m ? { kind: 'handle', name: m.name, offset: 0n } : { kind: 'raw', value: lowOk ? 0n : 1n << 47n }],
+      [
+        10,
+        m
+          ? { kind: 'handle', name: m.name, offset: 0n }
+          : { kind: 'raw', value: lowOk ? 0n : 1n << 47n },
+      ],
       [2, { kind: 'raw', value: lowOk ? 0n : 0x7fff_ffff_f000n }],
-      [1, m ? { kind: 'handle', name: m.name, offset: this.r.pick([4096n, 123n, 2n * MiB]) } : { kind: 'raw', value: 4096n }],
-      [1, { kind: 'raw', value: this.r.pick([0x7fff_ffff_f000n, 1n << 47n, (1n << 64n) - 4096n, 0x7fff_ffff_e000n]) }],
+      [
+        1,
+        m
+          ? { kind: 'handle', name: m.name, offset: this.r.pick([4096n, 123n, 2n * MiB]) }
+          : { kind: 'raw', value: 4096n },
+      ],
+      [
+        1,
+        {
+          kind: 'raw',
+          value: this.r.pick([
+            0x7fff_ffff_f000n,
+            1n << 47n,
+            (1n << 64n) - 4096n,
+            0x7fff_ffff_e000n,
+          ]),
+        },
+      ],
     ]);
-    const gfd: FdArg = gm ? (this.r.chance(0.9) ? { kind: 'handle', name: gm.name } : this.anyFd()) : this.anyFd();
-    const off = this.r.weighted<bigint>([[10, 0n], [3, this.page(4)], [1, this.r.pick([123n, -4096n, 1n << 62n])]]);
-    this.emitRegion(v2, vm, slot, flags, gpa, size, ua, gfd, off);
-    if (slot !== 32763n && size > 0n) this.slots.push({ vm, slot, gpa, size, ...(gm ? { gmem: gm } : {}), ...(m ? { map: m } : {}) });
+    const gfd: FdArg = gm
+      ? this.r.chance(0.9)
+        ? { kind: 'handle', name: gm.name }
+        : this.anyFd()
+      : this.anyFd();
+    const off = this.r.weighted<bigint>([
+      [10, 0n],
+      [3, this.page(4)],
+      [1, this.r.pick([123n, -4096n, 1n << 62n])],
+    ]);
+    const res = this.emitRegion(v2, vm, slot, flags, gpa, size, ua, gfd, off);
+    if (res !== undefined && res.ok && slot !== 32763n && size > 0n)
+      this.slots.push({
+        vm,
+        slot,
+        gpa,
+        size,
+        ...(gm ? { gmem: gm } : {}),
+        ...(m ? { map: m } : {}),
+      });
   }
 
-  private emitRegion(v2: boolean, vm: string, slot: bigint, flags: bigint, gpa: bigint, size: bigint, ua: AddrArg, gfd: FdArg, off: bigint): void {
+  private emitRegion(
+    v2: boolean,
+    vm: string,
+    slot: bigint,
+    flags: bigint,
+    gpa: bigint,
+    size: bigint,
+    ua: AddrArg,
+    gfd: FdArg,
+    off: bigint,
+  ): ResultLine | undefined {
     if (slot === 32763n) slot = 32762n;
-    const base = { vm: { kind: 'handle' as const, name: vm }, slot, flags, guest_phys_addr: gpa, memory_size: size, userspace_addr: ua };
-    if (v2) this.push({ op: 'KVM_SET_USER_MEMORY_REGION2', ...base, guest_memfd: gfd, guest_memfd_offset: off });
-    else this.push({ op: 'KVM_SET_USER_MEMORY_REGION', ...base });
+    const base = {
+      vm: { kind: 'handle' as const, name: vm },
+      slot,
+      flags,
+      guest_phys_addr: gpa,
+      memory_size: size,
+      userspace_addr: ua,
+    };
+    if (v2)
+      return this.push({
+        op: 'KVM_SET_USER_MEMORY_REGION2',
+        ...base,
+        guest_memfd: gfd,
+        guest_memfd_offset: off,
+      });
+    return this.push({ op: 'KVM_SET_USER_MEMORY_REGION', ...base });
   }
 
   private guestGpa(): bigint {
@@ -285,14 +533,28 @@ export class TraceGenerator {
       if (this.r.chance(0.5)) steps.push({ kind: 'load', gpa, size });
       else steps.push({ kind: 'store', gpa, bytes: this.r.bytes(size) });
     }
-    this.push({ op: 'KVM_RUN', vcpu: this.r.chance(0.95) ? { kind: 'handle', name: v.name } : this.anyFd(), guest: steps });
+    this.push({
+      op: 'KVM_RUN',
+      vcpu: this.r.chance(0.95) ? { kind: 'handle', name: v.name } : this.anyFd(),
+      guest: steps,
+    });
   }
 
   private createVcpu(): void {
     const vm = this.vms.length > 0 ? this.r.pick(this.vms) : 'vm_none';
     const name = this.name('cpu');
-    const id = this.r.weighted<bigint>([[10, BigInt(this.vcpus.length)], [2, 0n], [1, this.r.pick([4095n, 4096n, 1n << 32n, -1n])]]);
-    this.push({ op: 'KVM_CREATE_VCPU', vm: this.r.chance(0.95) ? { kind: 'handle', name: vm } : this.vmFd(), id, as: name });
+    const id = this.r.weighted<bigint>([
+      [10, BigInt(this.vcpus.length)],
+      [2, 0n],
+      [1, this.r.pick([4095n, 4096n, 1n << 32n, -1n])],
+    ]);
+    const res = this.push({
+      op: 'KVM_CREATE_VCPU',
+      vm: this.r.chance(0.95) ? { kind: 'handle', name: vm } : this.vmFd(),
+      id,
+      as: name,
+    });
+    if (res === undefined || (!res.ok && this.r.chance(0.9))) return;
     this.vcpus.push({ name, vm });
     this.fdNames.push(name);
   }
@@ -300,13 +562,33 @@ export class TraceGenerator {
   private fallocate(): void {
     const g = this.gmems.length > 0 ? this.r.pick(this.gmems) : undefined;
     const size = g && g.size > 0n && g.size <= 64n * MiB ? g.size : 65536n;
-    const mode = BigInt(this.r.weighted<number>([[8, 3], [5, 1], [1, 0], [1, 2], [1, this.r.pick([0x10, 0x11, 0x8, 0x20, 0x40, 0x41, 0x80, 7, 0x13, 0x100])]]));
-    let offset = this.r.weighted<bigint>([[8, this.page(Number(size / PAGE) + 1)], [1, this.r.pick([1n, 4095n, -4096n, size, size + 4096n])]]);
-    let len = this.r.weighted<bigint>([[8, BigInt(1 + this.r.int(Math.max(1, Number(size / PAGE)))) * PAGE], [1, this.r.pick([0n, 1n, 4095n, -4096n, 1n << 62n, (1n << 63n) - 1n])]]);
+    const mode = BigInt(
+      this.r.weighted<number>([
+        [8, 3],
+        [5, 1],
+        [1, 0],
+        [1, 2],
+        [1, this.r.pick([0x10, 0x11, 0x8, 0x20, 0x40, 0x41, 0x80, 7, 0x13, 0x100])],
+      ]),
+    );
+    let offset = this.r.weighted<bigint>([
+      [8, this.page(Number(size / PAGE) + 1)],
+      [1, this.r.pick([1n, 4095n, -4096n, size, size + 4096n])],
+    ]);
+    let len = this.r.weighted<bigint>([
+      [8, BigInt(1 + this.r.int(Math.max(1, Number(size / PAGE)))) * PAGE],
+      [1, this.r.pick([0n, 1n, 4095n, -4096n, 1n << 62n, (1n << 63n) - 1n])],
+    ]);
     // Safety: never ask the real kernel to allocate more than 64 MiB in one call.
     if ((mode & 2n) === 0n && len > 64n * MiB) len = 4096n;
     if ((mode & 2n) === 0n && offset > 1n << 40n) offset = 0n;
-    this.push({ op: 'fallocate', fd: g && this.r.chance(0.9) ? { kind: 'handle', name: g.name } : this.anyFd(), mode, offset, len });
+    this.push({
+      op: 'fallocate',
+      fd: g && this.r.chance(0.9) ? { kind: 'handle', name: g.name } : this.anyFd(),
+      mode,
+      offset,
+      len,
+    });
   }
 
   private peekPoke(): void {
@@ -323,13 +605,33 @@ export class TraceGenerator {
       [4, BigInt(1 + this.r.int(4)) * PAGE],
       [1, map ? this.r.pick([0n, 1n, 4097n, (1n << 64n) - 4096n]) : this.r.pick([0n, 1n, 4097n])],
     ]);
-    const which = this.r.weighted<string>([[4, 'madvise'], [2, 'munmap'], [2, 'mprotect']]);
+    const which = this.r.weighted<string>([
+      [4, 'madvise'],
+      [2, 'munmap'],
+      [2, 'mprotect'],
+    ]);
     if (which === 'munmap') {
       this.push({ op: 'munmap', addr, length: len });
     } else if (which === 'mprotect') {
-      this.push({ op: 'mprotect', addr, length: len, prot: BigInt(this.r.pick([0, 1, 3, 7, 4, 8, 0x10])) });
+      this.push({
+        op: 'mprotect',
+        addr,
+        length: len,
+        prot: BigInt(this.r.pick([0, 1, 3, 7, 4, 8, 0x10])),
+      });
     } else {
-      const advice = BigInt(this.r.weighted<number>([[5, 4], [5, 9], [1, this.r.pick([0, 1, 2, 3, 8, 10, 11, 12, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 25, 999])]]));
+      const advice = BigInt(
+        this.r.weighted<number>([
+          [5, 4],
+          [5, 9],
+          [
+            1,
+            this.r.pick([
+              0, 1, 2, 3, 8, 10, 11, 12, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 25, 999,
+            ]),
+          ],
+        ]),
+      );
       this.push({ op: 'madvise', addr, length: len, advice });
     }
   }
@@ -342,10 +644,20 @@ export class TraceGenerator {
         this.push({ op: 'fstat', fd });
         break;
       case 'pread':
-        this.push({ op: 'pread', fd, len: BigInt(this.r.pick([0, 8, 64])), offset: this.r.pick([0n, 4096n, -1n]) });
+        this.push({
+          op: 'pread',
+          fd,
+          len: BigInt(this.r.pick([0, 8, 64])),
+          offset: this.r.pick([0n, 4096n, -1n]),
+        });
         break;
       case 'pwrite':
-        this.push({ op: 'pwrite', fd, bytes: this.r.bytes(this.r.pick([1, 8])), offset: this.r.pick([0n, 4096n, -1n]) });
+        this.push({
+          op: 'pwrite',
+          fd,
+          bytes: this.r.bytes(this.r.pick([1, 8])),
+          offset: this.r.pick([0n, 4096n, -1n]),
+        });
         break;
       case 'ftruncate':
         this.push({ op: 'ftruncate', fd, length: this.r.pick([0n, 4096n, 8192n, -1n]) });
@@ -359,22 +671,56 @@ export class TraceGenerator {
   }
 
   private checkExtension(): void {
-    const cap = this.r.weighted<bigint>([[6, BigInt(this.r.pick([3, 10, 118, 201, 231, 232, 233, 234, 235, 236, 244]))], [3, BigInt(this.r.int(262))], [1, this.r.pick([-1n, 1n << 32n, 100000n])]]);
-    this.push({ op: 'KVM_CHECK_EXTENSION', fd: this.r.chance(0.5) ? { kind: 'handle', name: 'kvm' } : this.anyFd(), cap });
+    const cap = this.r.weighted<bigint>([
+      [6, BigInt(this.r.pick([3, 10, 118, 201, 231, 232, 233, 234, 235, 236, 244]))],
+      [3, BigInt(this.r.int(262))],
+      [1, this.r.pick([-1n, 1n << 32n, 100000n])],
+    ]);
+    this.push({
+      op: 'KVM_CHECK_EXTENSION',
+      fd: this.r.chance(0.5) ? { kind: 'handle', name: 'kvm' } : this.anyFd(),
+      cap,
+    });
   }
 
   private setAttributes(): void {
-    const attributes = this.r.weighted<bigint>([[5, 8n], [4, 0n], [1, this.r.pick([1n, 16n, 9n, 1n << 63n])]]);
-    const address = this.r.weighted<bigint>([[8, this.slots.length > 0 ? this.r.pick(this.slots).gpa : 0n], [2, this.gpa()]]);
-    const size = this.r.weighted<bigint>([[8, BigInt(1 + this.r.int(16)) * PAGE], [1, this.r.pick([0n, 4095n, 1n << 40n, (1n << 64n) - 4096n])]]);
-    this.push({ op: 'KVM_SET_MEMORY_ATTRIBUTES', vm: this.vmFd(), address, size, attributes, flags: this.r.chance(0.95) ? 0n : 1n });
+    const attributes = this.r.weighted<bigint>([
+      [5, 8n],
+      [4, 0n],
+      [1, this.r.pick([1n, 16n, 9n, 1n << 63n])],
+    ]);
+    const address = this.r.weighted<bigint>([
+      [8, this.slots.length > 0 ? this.r.pick(this.slots).gpa : 0n],
+      [2, this.gpa()],
+    ]);
+    const size = this.r.weighted<bigint>([
+      [8, BigInt(1 + this.r.int(16)) * PAGE],
+      [1, this.r.pick([0n, 4095n, 1n << 40n, (1n << 64n) - 4096n])],
+    ]);
+    this.push({
+      op: 'KVM_SET_MEMORY_ATTRIBUTES',
+      vm: this.vmFd(),
+      address,
+      size,
+      attributes,
+      flags: this.r.chance(0.95) ? 0n : 1n,
+    });
   }
 
   private preFault(): void {
     if (this.vcpus.length === 0) return this.createVcpu();
     const gpa = this.r.chance(0.8) ? this.guestGpa() & ~4095n : this.edgeU64();
-    const size = this.r.weighted<bigint>([[8, BigInt(1 + this.r.int(4)) * PAGE], [1, this.edgeU64()]]);
-    this.push({ op: 'KVM_PRE_FAULT_MEMORY', vcpu: { kind: 'handle', name: this.r.pick(this.vcpus).name }, gpa, size, flags: this.r.chance(0.95) ? 0n : 1n });
+    const size = this.r.weighted<bigint>([
+      [8, BigInt(1 + this.r.int(4)) * PAGE],
+      [1, this.edgeU64()],
+    ]);
+    this.push({
+      op: 'KVM_PRE_FAULT_MEMORY',
+      vcpu: { kind: 'handle', name: this.r.pick(this.vcpus).name },
+      gpa,
+      size,
+      flags: this.r.chance(0.95) ? 0n : 1n,
+    });
   }
 
   private step(): void {

@@ -21,7 +21,12 @@ function exitToJson(e: Exit): Record<string, unknown> {
         ? { reason: e.reason, gpa: jsonInt(e.gpa), len: e.len, is_write: true, hex: e.hex }
         : { reason: e.reason, gpa: jsonInt(e.gpa), len: e.len, is_write: false };
     case 'MEMORY_FAULT':
-      return { reason: e.reason, gpa: jsonInt(e.gpa), size: jsonInt(e.size), flags: jsonInt(e.flags) };
+      return {
+        reason: e.reason,
+        gpa: jsonInt(e.gpa),
+        size: jsonInt(e.size),
+        flags: jsonInt(e.flags),
+      };
     case 'HYPERCALL':
       return { reason: e.reason, nr: jsonInt(e.nr), args: e.args.map(jsonInt) };
     default:
@@ -37,9 +42,12 @@ export function resultToJson(r: ResultLine): Record<string, unknown> {
     return o;
   }
   if (!r.ok) o['errno'] = r.errno;
-  if (r.ok && r.value !== undefined) o['value'] = typeof r.value === 'bigint' ? jsonInt(r.value) : r.value;
-  if (r.ok && r.stat !== undefined) o['stat'] = { size: jsonInt(r.stat.size), blocks: jsonInt(r.stat.blocks) };
-  if (r.remaining !== undefined) o['remaining'] = { gpa: jsonInt(r.remaining.gpa), size: jsonInt(r.remaining.size) };
+  if (r.ok && r.value !== undefined)
+    o['value'] = typeof r.value === 'bigint' ? jsonInt(r.value) : r.value;
+  if (r.ok && r.stat !== undefined)
+    o['stat'] = { size: jsonInt(r.stat.size), blocks: jsonInt(r.stat.blocks) };
+  if (r.remaining !== undefined)
+    o['remaining'] = { gpa: jsonInt(r.remaining.gpa), size: jsonInt(r.remaining.size) };
   if (r.exits !== undefined) o['exits'] = r.exits.map(exitToJson);
   return o;
 }
@@ -83,7 +91,10 @@ export function opToJson(op: TraceOp): Record<string, unknown> {
     else if (k === 'guest') o[k] = (v as GuestStep[]).map(stepToJson);
     else if (k === 'args') o[k] = (v as bigint[]).map(jsonInt);
     else if (typeof v === 'object' && 'kind' in v && (v.kind === 'handle' || v.kind === 'raw')) {
-      o[k] = 'offset' in v || k === 'addr' || k === 'userspace_addr' ? addrToJson(v as AddrArg) : fdToJson(v as FdArg);
+      o[k] =
+        'offset' in v || k === 'addr' || k === 'userspace_addr'
+          ? addrToJson(v as AddrArg)
+          : fdToJson(v as FdArg);
     } else o[k] = v;
   }
   if (op.as !== undefined) o['as'] = op.as;

@@ -62,14 +62,16 @@ class FieldReader {
     }
     const v = this.obj[field];
     if (typeof v === 'string' && !v.startsWith('0x') && !/^-?\d+$/.test(v)) {
-      if (v.includes('+')) this.fail(field, `"${v}": an fd field takes a handle name, not handle+offset`);
+      if (v.includes('+'))
+        this.fail(field, `"${v}": an fd field takes a handle name, not handle+offset`);
       return { kind: 'handle', name: v };
     }
     return { kind: 'raw', value: parseInteger(v, (m) => this.fail(field, m)) };
   }
 
   addr(field: string): AddrArg {
-    if (!this.has(field)) this.fail(field, 'missing address field (a mapping handle, "name+OFFSET" or an integer)');
+    if (!this.has(field))
+      this.fail(field, 'missing address field (a mapping handle, "name+OFFSET" or an integer)');
     const v = this.obj[field];
     if (typeof v === 'string' && !v.startsWith('0x') && !/^-?\d+$/.test(v)) {
       const plus = v.lastIndexOf('+');
@@ -124,13 +126,15 @@ function parseGuest(r: FieldReader): GuestStep[] {
   const steps: GuestStep[] = [];
   v.forEach((raw: unknown, i: number) => {
     const at = `guest[${i}]`;
-    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) r.fail(at, 'expected an object');
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+      r.fail(at, 'expected an object');
     const step = raw as Obj;
     const keys = Object.keys(step);
     if (keys.length !== 1) r.fail(at, 'a step has exactly one key: store, load or hypercall');
     const kind = keys[0]!;
     const body = step[kind];
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) r.fail(`${at}.${kind}`, 'expected an object');
+    if (typeof body !== 'object' || body === null || Array.isArray(body))
+      r.fail(`${at}.${kind}`, 'expected an object');
     const sr = new FieldReader(r.file, r.line, body as Obj, `${at}.${kind}.`);
     if (kind === 'store') {
       const gpa = sr.int('gpa');
@@ -142,13 +146,15 @@ function parseGuest(r: FieldReader): GuestStep[] {
     } else if (kind === 'load') {
       const gpa = sr.int('gpa');
       const size = sr.int('size', 4n);
-      if (size !== 1n && size !== 2n && size !== 4n) sr.fail('size', 'a load reads 1, 2 or 4 bytes');
+      if (size !== 1n && size !== 2n && size !== 4n)
+        sr.fail('size', 'a load reads 1, 2 or 4 bytes');
       if (gpa < 0n || gpa >= 1n << 32n) sr.fail('gpa', 'guest programs use GPAs below 4 GiB');
       steps.push({ kind: 'load', gpa, size: Number(size) as 1 | 2 | 4 });
     } else if (kind === 'hypercall') {
       const nr = sr.int('nr');
       const a: unknown = (body as Obj)['args'];
-      if (!Array.isArray(a) || a.length > 3) return sr.fail('args', 'expected a list of at most 3 integers');
+      if (!Array.isArray(a) || a.length > 3)
+        return sr.fail('args', 'expected a list of at most 3 integers');
       const args = [0n, 0n, 0n] as [bigint, bigint, bigint];
       a.forEach((x: unknown, j: number) => {
         args[j] = parseInteger(x, (m) => sr.fail(`args[${j}]`, m));
@@ -215,17 +221,28 @@ export function parseOpObject(file: string, line: number, obj: unknown): TraceOp
     case 'KVM_CREATE_VCPU':
       return { ...common, op, vm: r.fd('vm'), id: r.int('id') };
     case 'KVM_PRE_FAULT_MEMORY':
-      return { ...common, op, vcpu: r.fd('vcpu'), gpa: r.int('gpa'), size: r.int('size'), flags: r.int('flags', 0n) };
+      return {
+        ...common,
+        op,
+        vcpu: r.fd('vcpu'),
+        gpa: r.int('gpa'),
+        size: r.int('size'),
+        flags: r.int('flags', 0n),
+      };
     case 'KVM_RUN':
       return { ...common, op, vcpu: r.fd('vcpu'), guest: r.has('guest') ? parseGuest(r) : [] };
     case 'KVM_ENABLE_CAP': {
       const a: unknown = r.has('args') ? (obj as Obj)['args'] : [];
-      if (!Array.isArray(a) || a.length > 4) return r.fail('args', 'expected a list of at most 4 integers');
-      const args = a.map((x: unknown, j: number) => parseInteger(x, (m) => r.fail(`args[${j}]`, m)));
+      if (!Array.isArray(a) || a.length > 4)
+        return r.fail('args', 'expected a list of at most 4 integers');
+      const args = a.map((x: unknown, j: number) =>
+        parseInteger(x, (m) => r.fail(`args[${j}]`, m)),
+      );
       return { ...common, op, fd: r.fd('fd'), cap: r.int('cap'), flags: r.int('flags', 0n), args };
     }
     case 'mmap': {
-      if (!Object.prototype.hasOwnProperty.call(obj, 'fd')) r.fail('fd', 'missing fd (a handle, an integer, or null for anonymous)');
+      if (!Object.prototype.hasOwnProperty.call(obj, 'fd'))
+        r.fail('fd', 'missing fd (a handle, an integer, or null for anonymous)');
       const fdv = (obj as Obj)['fd'];
       return {
         ...common,
@@ -242,15 +259,34 @@ export function parseOpObject(file: string, line: number, obj: unknown): TraceOp
     case 'mprotect':
       return { ...common, op, addr: r.addr('addr'), length: r.int('length'), prot: r.int('prot') };
     case 'madvise':
-      return { ...common, op, addr: r.addr('addr'), length: r.int('length'), advice: r.int('advice') };
+      return {
+        ...common,
+        op,
+        addr: r.addr('addr'),
+        length: r.int('length'),
+        advice: r.int('advice'),
+      };
     case 'fallocate':
-      return { ...common, op, fd: r.fd('fd'), mode: r.int('mode'), offset: r.int('offset'), len: r.int('len') };
+      return {
+        ...common,
+        op,
+        fd: r.fd('fd'),
+        mode: r.int('mode'),
+        offset: r.int('offset'),
+        len: r.int('len'),
+      };
     case 'ftruncate':
       return { ...common, op, fd: r.fd('fd'), length: r.int('length') };
     case 'pread':
       return { ...common, op, fd: r.fd('fd'), len: r.int('len'), offset: r.int('offset', 0n) };
     case 'pwrite':
-      return { ...common, op, fd: r.fd('fd'), bytes: r.hexBytes('hex'), offset: r.int('offset', 0n) };
+      return {
+        ...common,
+        op,
+        fd: r.fd('fd'),
+        bytes: r.hexBytes('hex'),
+        offset: r.int('offset', 0n),
+      };
     case 'fstat':
       return { ...common, op, fd: r.fd('fd') };
     case 'close':

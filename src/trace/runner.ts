@@ -4,7 +4,16 @@
  * (fd -1, address 0); `close` unbinds an fd handle (-1); `munmap` leaves a mapping handle's
  * address in place.
  */
-import type { AddrArg, Backend, FdArg, OpOutcome, ResolvedFd, ResolvedOp, ResultLine, TraceOp } from './types.js';
+import type {
+  AddrArg,
+  Backend,
+  FdArg,
+  OpOutcome,
+  ResolvedFd,
+  ResolvedOp,
+  ResultLine,
+  TraceOp,
+} from './types.js';
 import { toU64 } from '../core/units.js';
 
 type Handle = { readonly kind: 'fd'; fd: number } | { readonly kind: 'map'; readonly addr: bigint };
@@ -50,7 +59,13 @@ export class HandleTable {
 export function resolveOp(op: TraceOp, t: HandleTable): ResolvedOp {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(op)) {
-    if (v !== null && typeof v === 'object' && 'kind' in v && (v.kind === 'handle' || v.kind === 'raw') && !(v instanceof Uint8Array)) {
+    if (
+      v !== null &&
+      typeof v === 'object' &&
+      'kind' in v &&
+      (v.kind === 'handle' || v.kind === 'raw') &&
+      !(v instanceof Uint8Array)
+    ) {
       const isAddr = k === 'addr' || k === 'userspace_addr';
       out[k] = isAddr ? t.addr(v as AddrArg) : t.fd(v as FdArg);
     } else out[k] = v;
@@ -74,12 +89,17 @@ export function stepTrace(op: TraceOp, backend: Backend, t: HandleTable): Result
       else t.unbind(op.as, 'map');
     }
   }
-  if (op.op === 'close' && r.ok && resolved.op === 'close' && resolved.fd.kind === 'obj') t.closed(resolved.fd.fd);
+  if (op.op === 'close' && r.ok && resolved.op === 'close' && resolved.fd.kind === 'obj')
+    t.closed(resolved.fd.fd);
   return r;
 }
 
 /** Run a whole trace on a fresh backend context; always releases the context. */
-export function runTrace(ops: readonly TraceOp[], backend: Backend, onResult?: (op: TraceOp, r: ResultLine) => void): ResultLine[] {
+export function runTrace(
+  ops: readonly TraceOp[],
+  backend: Backend,
+  onResult?: (op: TraceOp, r: ResultLine) => void,
+): ResultLine[] {
   const kvmFd = backend.begin();
   const t = new HandleTable(kvmFd);
   const results: ResultLine[] = [];

@@ -8,7 +8,9 @@
  */
 
 /** An fd field: a handle name, or a raw integer fd number. */
-export type FdArg = { readonly kind: 'handle'; readonly name: string } | { readonly kind: 'raw'; readonly value: bigint };
+export type FdArg =
+  | { readonly kind: 'handle'; readonly name: string }
+  | { readonly kind: 'raw'; readonly value: bigint };
 
 /** An address field: `handle`, `handle+OFFSET`, or a raw integer address. */
 export type AddrArg =
@@ -20,16 +22,25 @@ export type GuestStep =
   | { readonly kind: 'store'; readonly gpa: bigint; readonly bytes: Uint8Array }
   | { readonly kind: 'load'; readonly gpa: bigint; readonly size: 1 | 2 | 4 }
   /** Addition to the contract: `{"hypercall":{"nr":12,"args":[gpa,npages,attrs]}}` issues vmcall. */
-  | { readonly kind: 'hypercall'; readonly nr: bigint; readonly args: readonly [bigint, bigint, bigint] };
+  | {
+      readonly kind: 'hypercall';
+      readonly nr: bigint;
+      readonly args: readonly [bigint, bigint, bigint];
+    };
 
 type Common = { readonly line: number; readonly as?: string };
 
 export type TraceOp = Common &
+  /** `fd` (an addition; default the "kvm" handle) is the /dev/kvm fd the ioctl goes to. */
   (
-    /** `fd` (an addition; default the "kvm" handle) is the /dev/kvm fd the ioctl goes to. */
     | { readonly op: 'KVM_CREATE_VM'; readonly fd: FdArg; readonly type: bigint }
     | { readonly op: 'KVM_CHECK_EXTENSION'; readonly fd: FdArg; readonly cap: bigint }
-    | { readonly op: 'KVM_CREATE_GUEST_MEMFD'; readonly vm: FdArg; readonly size: bigint; readonly flags: bigint }
+    | {
+        readonly op: 'KVM_CREATE_GUEST_MEMFD';
+        readonly vm: FdArg;
+        readonly size: bigint;
+        readonly flags: bigint;
+      }
     | {
         readonly op: 'KVM_SET_USER_MEMORY_REGION';
         readonly vm: FdArg;
@@ -59,10 +70,22 @@ export type TraceOp = Common &
         readonly flags: bigint;
       }
     | { readonly op: 'KVM_CREATE_VCPU'; readonly vm: FdArg; readonly id: bigint }
-    | { readonly op: 'KVM_PRE_FAULT_MEMORY'; readonly vcpu: FdArg; readonly gpa: bigint; readonly size: bigint; readonly flags: bigint }
+    | {
+        readonly op: 'KVM_PRE_FAULT_MEMORY';
+        readonly vcpu: FdArg;
+        readonly gpa: bigint;
+        readonly size: bigint;
+        readonly flags: bigint;
+      }
     | { readonly op: 'KVM_RUN'; readonly vcpu: FdArg; readonly guest: readonly GuestStep[] }
     /** Addition: KVM_ENABLE_CAP on a VM (or vCPU) fd, `args` up to 4 values. */
-    | { readonly op: 'KVM_ENABLE_CAP'; readonly fd: FdArg; readonly cap: bigint; readonly flags: bigint; readonly args: readonly bigint[] }
+    | {
+        readonly op: 'KVM_ENABLE_CAP';
+        readonly fd: FdArg;
+        readonly cap: bigint;
+        readonly flags: bigint;
+        readonly args: readonly bigint[];
+      }
     | {
         readonly op: 'mmap';
         /** null = anonymous */
@@ -73,12 +96,33 @@ export type TraceOp = Common &
         readonly offset: bigint;
       }
     | { readonly op: 'munmap'; readonly addr: AddrArg; readonly length: bigint }
-    | { readonly op: 'mprotect'; readonly addr: AddrArg; readonly length: bigint; readonly prot: bigint }
-    | { readonly op: 'madvise'; readonly addr: AddrArg; readonly length: bigint; readonly advice: bigint }
-    | { readonly op: 'fallocate'; readonly fd: FdArg; readonly mode: bigint; readonly offset: bigint; readonly len: bigint }
+    | {
+        readonly op: 'mprotect';
+        readonly addr: AddrArg;
+        readonly length: bigint;
+        readonly prot: bigint;
+      }
+    | {
+        readonly op: 'madvise';
+        readonly addr: AddrArg;
+        readonly length: bigint;
+        readonly advice: bigint;
+      }
+    | {
+        readonly op: 'fallocate';
+        readonly fd: FdArg;
+        readonly mode: bigint;
+        readonly offset: bigint;
+        readonly len: bigint;
+      }
     | { readonly op: 'ftruncate'; readonly fd: FdArg; readonly length: bigint }
     | { readonly op: 'pread'; readonly fd: FdArg; readonly len: bigint; readonly offset: bigint }
-    | { readonly op: 'pwrite'; readonly fd: FdArg; readonly bytes: Uint8Array; readonly offset: bigint }
+    | {
+        readonly op: 'pwrite';
+        readonly fd: FdArg;
+        readonly bytes: Uint8Array;
+        readonly offset: bigint;
+      }
     | { readonly op: 'fstat'; readonly fd: FdArg }
     | { readonly op: 'close'; readonly fd: FdArg }
     | { readonly op: 'peek'; readonly addr: AddrArg; readonly len: bigint }
@@ -90,9 +134,25 @@ export type OpName = TraceOp['op'];
 /** One entry of a KVM_RUN result's `exits` list. */
 export type Exit =
   | { readonly reason: 'LOAD'; readonly gpa: bigint; readonly hex: string }
-  | { readonly reason: 'MMIO'; readonly gpa: bigint; readonly len: number; readonly is_write: true; readonly hex: string }
-  | { readonly reason: 'MMIO'; readonly gpa: bigint; readonly len: number; readonly is_write: false }
-  | { readonly reason: 'MEMORY_FAULT'; readonly gpa: bigint; readonly size: bigint; readonly flags: bigint }
+  | {
+      readonly reason: 'MMIO';
+      readonly gpa: bigint;
+      readonly len: number;
+      readonly is_write: true;
+      readonly hex: string;
+    }
+  | {
+      readonly reason: 'MMIO';
+      readonly gpa: bigint;
+      readonly len: number;
+      readonly is_write: false;
+    }
+  | {
+      readonly reason: 'MEMORY_FAULT';
+      readonly gpa: bigint;
+      readonly size: bigint;
+      readonly flags: bigint;
+    }
   | { readonly reason: 'HYPERCALL'; readonly nr: bigint; readonly args: readonly bigint[] }
   /** Addition: the value a hypercall step left in RAX when no exit happened or after it. */
   | { readonly reason: 'HYPERCALL_RET'; readonly hex: string }
@@ -124,7 +184,8 @@ export type ResultLine =
  * (or -1 when the handle is unbound or closed); `raw` is an integer written in the trace, which
  * by contract never names one of the trace's objects.
  */
-export type ResolvedFd = { readonly kind: 'obj'; readonly fd: number } | { readonly kind: 'raw'; readonly value: bigint };
+export type ResolvedFd =
+  { readonly kind: 'obj'; readonly fd: number } | { readonly kind: 'raw'; readonly value: bigint };
 
 /** What a backend returns for one op: the result line and, for creating ops, the new object. */
 export type OpOutcome = {
@@ -166,4 +227,8 @@ export interface Backend {
 export class BackendRefusal extends Error {}
 
 /** A trace op without its source line number (for generators and builders). */
-export type TraceOpInput = TraceOp extends infer O ? (O extends unknown ? Omit<O, 'line'> : never) : never;
+export type TraceOpInput = TraceOp extends infer O
+  ? O extends unknown
+    ? Omit<O, 'line'>
+    : never
+  : never;

@@ -13,7 +13,10 @@ import { KVM_CAP } from '../uapi.js';
 import type { KernelProfile, VmTypeSpec } from './profile.js';
 import { PVM_SYSTEM_CAPS, PVM_VM_CAPS } from './pvm_caps.js';
 
-function capMap(values: readonly number[], overrides: ReadonlyArray<readonly [number, bigint]> = []): Map<number, bigint> {
+function capMap(
+  values: readonly number[],
+  overrides: ReadonlyArray<readonly [number, bigint]> = [],
+): Map<number, bigint> {
   const m = new Map<number, bigint>();
   values.forEach((v, i) => {
     if (v !== 0) m.set(i, BigInt(v));
@@ -61,7 +64,8 @@ const DEV_MACHINE_RAM_PAGES = 6170914;
 
 export const LINUX_6_18_PVM: KernelProfile = {
   name: 'linux-6.18-pvm',
-  description: 'Linux 6.18 on the development machines: PVM /dev/kvm, shadow paging, DEFAULT VMs only, no memory attributes',
+  description:
+    'Linux 6.18 on the development machines: PVM /dev/kvm, shadow paging, DEFAULT VMs only, no memory attributes',
   checkedAgainst: '6.18.44-fc (kvm_pvm)',
   vmTypes: new Map([[0n, DEFAULT_VM_PVM]]),
   tdpEnabled: false,
@@ -83,15 +87,16 @@ export const LINUX_6_18_PVM: KernelProfile = {
   maxMapCount: 65530,
   ksm: true,
   collapseAnon: 'ok',
-  gmemOnlySource: 'hva',
-  hvaFaultResult: 'mmio',
+  guestAccess: 'emulated',
+  hypercalls: 'spin',
   execOnlyPkey: true,
 };
 
 export const LINUX_6_18: KernelProfile = {
   ...LINUX_6_18_PVM,
   name: 'linux-6.18',
-  description: 'Linux 6.18 on x86 with the TDP MMU: DEFAULT and SW_PROTECTED VMs, memory attributes, pre-fault, SMM',
+  description:
+    'Linux 6.18 on x86 with the TDP MMU: DEFAULT and SW_PROTECTED VMs, memory attributes, pre-fault, SMM',
   checkedAgainst: undefined,
   vmTypes: new Map([
     [0n, DEFAULT_VM],
@@ -110,6 +115,6 @@ export const LINUX_6_18: KernelProfile = {
   ]),
   // TDP: kvm_host.maxphyaddr of a 52-bit host.
   maxGfnExclusive: 2 ** 40,
-  gmemOnlySource: 'gmem',
-  hvaFaultResult: 'memory_fault',
+  guestAccess: 'stage2',
+  hypercalls: 'kvm',
 };

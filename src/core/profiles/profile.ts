@@ -72,17 +72,22 @@ export interface KernelProfile {
   /** CONFIG_KSM: MADV_MERGEABLE/UNMERGEABLE are EINVAL without it. */
   readonly ksm: boolean;
   /**
-   * Which page backs a guest fault on a gmem-only memslot (a GUEST_MEMFD slot whose file has
-   * MMAP): 'gmem' upstream (kvm_memslot_is_gmem_only), 'hva' on the PVM kernel, whose shadow MMU
-   * serves every non-private fault from userspace_addr (observed on the development machines).
+   * How trace guest programs reach memory.
+   * - 'stage2' (upstream x86): hardware accesses through stage-2 mappings; faults take the KVM
+   *   fault path (guest_memfd for private and gmem-only slots, get_user_pages otherwise; a failed
+   *   hva lookup is -EFAULT with KVM_EXIT_MEMORY_FAULT).
+   * - 'emulated' (the PVM kernel): with guest paging off every guest instruction goes through
+   *   KVM's instruction emulator, which reads and writes guest memory with uaccess on the memslot's
+   *   userspace_addr — also for gmem-only slots — and turns every access it cannot complete into
+   *   KVM_EXIT_MMIO. Observed on the development machines (vCPU stats: one emulated instruction
+   *   per guest instruction).
    */
-  readonly gmemOnlySource: 'gmem' | 'hva';
+  readonly guestAccess: 'stage2' | 'emulated';
   /**
-   * What a guest access gets when userspace_addr cannot be resolved (unmapped, or missing
-   * permission): upstream kvm_handle_error_pfn() gives -EFAULT with KVM_EXIT_MEMORY_FAULT; the PVM
-   * kernel emulates the access, which ends in KVM_EXIT_MMIO (observed).
+   * What a vmcall does: 'kvm' = kvm_emulate_hypercall(); 'spin' = the PVM kernel never completes
+   * it (the vCPU re-executes it until a signal: the backend's watchdog ends KVM_RUN with EINTR).
    */
-  readonly hvaFaultResult: 'memory_fault' | 'mmio';
+  readonly hypercalls: 'kvm' | 'spin';
   /** Execute-only mappings get a protection key (PKU): reading them faults (SIGSEGV). */
   readonly execOnlyPkey: boolean;
   /** What MADV_COLLAPSE returns on private anonymous memory ('ok' or an errno). */

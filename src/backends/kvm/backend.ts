@@ -1,0 +1,860 @@
+/**
+ * The real-KVM backend: runs each trace op as the real syscall / ioctl on /dev/kvm and reports
+ * what the kernel returned. It simulates nothing except where the contract says so (mmap
+ * placement, the guest-program runner, fault reporting for peek/poke) and refuses ops that could
+ * touch the Node process's own memory or files.
+ */
+import { errnoName } from '../../core/errno.js';
+import {
+  MMAP_ARENA_BASE,
+  MMAP_ARENA_END,
+  TASK_SIZE_MAX,
+  mmapRoundLength,
+  nextArenaCursor,
+} from '../../core/host_layout.js';
+import { KVM_IOCTL, TRACE_CODE_GPA, TRACE_CODE_SLOT } from '../../core/uapi.js';
+import { bytesToHex } from '../../trace/format.js';
+import type {
+  Backend,
+  Exit,
+  OpOutcome,
+  ResolvedFd,
+  ResolvedOp,
+  ResultLine,
+} from '../../trace/types.js';
+import { BackendRefusal } from '../../trace/types.js';
+import { arena, type Interval } from './arena.js';
+import {
+  CODE_PAGE_SIZE,
+  PORT_CONTINUE,
+  PORT_HYPERCALL_RET,
+  PORT_LOAD,
+  compileGuest,
+  type CompiledProgram,
+} from './guest_code.js';
+import {
+  EAGAIN,
+  EFAULT,
+  EHWPOISON,
+  EINTR,
+  O_CLOEXEC,
+  O_NONBLOCK,
+  O_RDWR,
+  cInt,
+  cS64,
+  cU64,
+  libc,
+  MAP_FAILED,
+} from './libc.js';
+import { isGuardPage, mappingAt, readMaps } from './maps.js';
+import {
+  KVM_EXIT_IO_OUT,
+  KVM_SREGS_SIZE,
+  RUN,
+  RUN_HEADER_BYTES,
+  STAT_SIZE,
+  decodeRun,
+  packCreateGuestMemfd,
+  packEnableCap,
+  packMemoryAttributes,
+  packMemoryRegion,
+  packMemoryRegion2,
+  packPreFaultMemory,
+  packRegs,
+  unpackPreFaultMemory,
+  unpackStat,
+  writeDtable,
+  writeSegment,
+  writeSreg,
+  type Segment,
+} from './structs.js';
+
+/** A descriptor number that is never open (above any RLIMIT_NOFILE): gives EBADF. */
+export const CLOSED_FD = 0x7fff_ffff;
+
+/** Lowest address the kernel ever maps (vm.mmap_min_addr on this machine is 4096; 64 KiB is safe). */
+const MIN_MAPPABLE = 0x10000n;
+const PAGE = 4096n;
+
+const PROT_READ = 1;
+const PROT_WRITE = 2;
+const MAP_SHARED = 0x01;
+const MAP_PRIVATE = 0x02;
+const MAP_ANONYMOUS = 0x20;
+const MAP_NORESERVE = 0x4000;
+const MAP_FIXED_NOREPLACE = 0x100000;
+const MAP_FIXED = 0x10;
+const MAP_TYPE = 0x0f;
+const MAP_SHARED_VALIDATE = 0x03;
+
+const MADV_HWPOISON = 100n;
+const MADV_SOFT_OFFLINE = 101n;
+
+/** Largest peek / pread result the backend turns into hex. */
+const MAX_READ_BYTES = 16n << 20n;
+/** pread counts up to this use a Node buffer; larger ones a NORESERVE anonymous mapping. */
+const PREAD_BUFFER_MAX = 1n << 20n;
+
+/** KVM_RUN loop bounds. */
+const RUN_TIMEOUT_MS = 2000;
+const RUN_MAX_RETRIES = 10_000;
+const RUN_MAX_EXITS_FLOOR = 100_000;
+const SIGURG = 23;
+
+const ok = (extra: Record<string, unknown> = {}): ResultLine =>
+  ({ ok: true, ...extra }) as ResultLine;
+const fail = (errno: number, extra: Record<string, unknown> = {}): ResultLine =>
+  ({ ok: false, errno: errnoName(errno), ...extra }) as ResultLine;
+const out = (
+  result: ResultLine,
+  more: { createdFd?: number; createdAddr?: bigint } = {},
+): OpOutcome => ({ result, ...more });
+
+/**
+ * An address field of a resolved op. The runner resolves every address to a u64 bigint; the
+ * static type of ResolvedOp's address fields may say otherwise, so check at run time.
+ */
+function addrOf(v: unknown): bigint {
+  if (typeof v === 'bigint') return v;
+  throw new TypeError(`KvmBackend: expected a resolved address (bigint), got ${typeof v}`);
+}
+
+const ceilPage = (v: bigint): bigint => (v + PAGE - 1n) & ~(PAGE - 1n);
+const floorPage = (v: bigint): bigint => v & ~(PAGE - 1n);
+
+type VmInfo = {
+  /** The VM fd while the trace holds it open, else -1. */
+  fd: number;
+  hadVcpu: boolean;
+  codeSlot: boolean;
+  codePage: bigint | undefined;
+};
+
+type VcpuInfo = {
+  readonly fd: number;
+  readonly vm: VmInfo;
+  readonly run: bigint;
+  readonly runSize: number;
+};
+
+type Mapping = { readonly addr: bigint; readonly len: bigint };
+
+type TraceState = {
+  kvmFd: number;
+  readonly owned: Set<number>;
+  readonly vms: Map<number, VmInfo>;
+  readonly vcpus: Map<number, VcpuInfo>;
+  /** Backend-owned mappings (kvm_run areas, code pages, scratch buffers), kernel-chosen addresses. */
+  readonly internal: Mapping[];
+  cursor: bigint;
+  pipe: [number, number] | undefined;
+};
+
+const FLAT_CODE: Segment = {
+  base: 0n,
+  limit: 0xffff_ffff,
+  selector: 8,
+  type: 11,
+  present: 1,
+  dpl: 0,
+  db: 1,
+  s: 1,
+  l: 0,
+  g: 1,
+  avl: 0,
+  unusable: 0,
+};
+const FLAT_DATA: Segment = { ...FLAT_CODE, selector: 16, type: 3 };
+const TSS: Segment = {
+  base: 0n,
+  limit: 0xffff,
+  selector: 0x18,
+  type: 11,
+  present: 1,
+  dpl: 0,
+  db: 0,
+  s: 0,
+  l: 0,
+  g: 0,
+  avl: 0,
+  unusable: 0,
+};
+const LDT: Segment = {
+  base: 0n,
+  limit: 0xffff,
+  selector: 0,
+  type: 2,
+  present: 1,
+  dpl: 0,
+  db: 0,
+  s: 0,
+  l: 0,
+  g: 0,
+  avl: 0,
+  unusable: 0,
+};
+
+const noop = (): void => {};
+
+export class KvmBackend implements Backend {
+  readonly name = 'kvm';
+  private readonly c = libc();
+  private t: TraceState | undefined;
+  private disposed = false;
+  private timer: bigint | undefined;
+
+  /** @param vcpuMmapSize KVM_GET_VCPU_MMAP_SIZE, measured when the backend was opened. */
+  constructor(readonly vcpuMmapSize: number) {
+    arena.acquire();
+    // A handler makes SIGURG interrupt KVM_RUN (EINTR); the run watchdog timer sends it.
+    process.on('SIGURG', noop);
+  }
+
+  /** Release everything, including a trace that was not ended. The backend is unusable after. */
+  dispose(): void {
+    if (this.disposed) return;
+    if (this.t !== undefined) this.end();
+    if (this.timer !== undefined) this.c.timerDelete(this.timer);
+    this.timer = undefined;
+    process.off('SIGURG', noop);
+    arena.release();
+    this.disposed = true;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Trace lifetime
+
+  begin(): number {
+    if (this.disposed) throw new Error('KvmBackend: begin() after dispose()');
+    if (this.t !== undefined) this.end();
+    if (arena.owner !== undefined && arena.owner !== this)
+      throw new Error(
+        'KvmBackend: another KvmBackend in this process has a trace in progress (the arena is per process)',
+      );
+    arena.owner = this;
+    const r = this.c.open('/dev/kvm', O_RDWR | O_CLOEXEC);
+    const kvmFd = r.ret;
+    this.t = {
+      kvmFd,
+      owned: new Set(),
+      vms: new Map(),
+      vcpus: new Map(),
+      internal: [],
+      cursor: MMAP_ARENA_BASE,
+      pipe: undefined,
+    };
+    if (kvmFd >= 0) this.t.owned.add(kvmFd);
+    return kvmFd;
+  }
+
+  end(): void {
+    const t = this.t;
+    if (t === undefined) return;
+    for (const m of t.internal) this.c.munmap(m.addr, m.len);
+    const traceMaps = [...arena.traceMapped.list];
+    for (const m of traceMaps) this.c.munmap(m.s, m.e - m.s);
+    arena.traceMapped.clear();
+    arena.restore(traceMaps);
+    for (const fd of t.owned) this.c.close(fd);
+    if (t.pipe !== undefined) {
+      this.c.close(t.pipe[0]);
+      this.c.close(t.pipe[1]);
+    }
+    this.t = undefined;
+    if (arena.owner === this) arena.owner = undefined;
+  }
+
+  private get st(): TraceState {
+    if (this.t === undefined) throw new Error('KvmBackend: exec() outside begin()/end()');
+    return this.t;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Argument policy
+
+  /** A trace-owned fd as is; anything else that is not -1 becomes CLOSED_FD (never our files). */
+  private objFd(fd: number): number {
+    if (fd < 0) return fd;
+    return this.st.owned.has(fd) ? fd : CLOSED_FD;
+  }
+
+  /** fd of an ioctl-type op: raw 0..2 and negative values pass, other raw values are closed. */
+  private ioctlFd(f: ResolvedFd): number {
+    if (f.kind === 'obj') return this.objFd(f.fd);
+    const v = cInt(f.value);
+    return v <= 2 ? v : CLOSED_FD;
+  }
+
+  /** fd of a file op: raw values never reach the kernel as a real descriptor (negative ones pass). */
+  private fileFd(f: ResolvedFd): number {
+    if (f.kind === 'obj') return this.objFd(f.fd);
+    const v = cInt(f.value);
+    return v < 0 ? v : CLOSED_FD;
+  }
+
+  /** The u32 guest_memfd field of KVM_SET_USER_MEMORY_REGION2. */
+  private gmemField(f: ResolvedFd): bigint {
+    if (f.kind === 'obj')
+      return f.fd >= 0 && this.st.owned.has(f.fd) ? BigInt(f.fd) : BigInt(CLOSED_FD);
+    const v = BigInt.asUintN(32, f.value);
+    return v <= 2n ? v : BigInt(CLOSED_FD);
+  }
+
+  /**
+   * Safety check for an address range [start, end) the op would hand to the kernel. Throws
+   * BackendRefusal when it could touch this process's own memory. Returns nothing; ranges inside
+   * the arena are the trace's (foreign parts of the arena are refused).
+   */
+  private checkRange(start: bigint, end: bigint, what: string): void {
+    if (end <= start) return;
+    if (end <= MIN_MAPPABLE || start >= TASK_SIZE_MAX) return;
+    const hex = (v: bigint): string => '0x' + v.toString(16);
+    const refuse = (why: string): never => {
+      throw new BackendRefusal(
+        `${what}: range [${hex(start)}, ${hex(end)}) ${why}; refusing to run it`,
+      );
+    };
+    if (arena.foreign.intersects(start, end))
+      refuse('overlaps memory of the backend process inside the trace arena');
+    if (arena.contains(start, end)) return;
+    for (const m of readMaps()) {
+      // The arena part of an entry is the trace's own (its mappings or our reservation); only
+      // what lies outside the arena can be memory of the Node process.
+      const pieces: [bigint, bigint][] = [
+        [m.start, m.end < MMAP_ARENA_BASE ? m.end : MMAP_ARENA_BASE],
+        [m.start > MMAP_ARENA_END ? m.start : MMAP_ARENA_END, m.end],
+      ];
+      for (const [s, e] of pieces)
+        if (s < e && s < end && start < e)
+          refuse(
+            `overlaps a mapping of the backend process (${hex(m.start)}-${hex(m.end)} ${m.perms} ${m.path})`,
+          );
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Dispatch
+
+  exec(op: ResolvedOp): OpOutcome {
+    const t = this.st;
+    const c = this.c;
+    switch (op.op) {
+      case 'KVM_CREATE_VM': {
+        const r = c.ioctlInt(t.kvmFd, KVM_IOCTL.KVM_CREATE_VM, op.type);
+        if (r.ret < 0) return out(fail(r.errno));
+        t.owned.add(r.ret);
+        t.vms.set(r.ret, { fd: r.ret, hadVcpu: false, codeSlot: false, codePage: undefined });
+        return out(ok(), { createdFd: r.ret });
+      }
+      case 'KVM_CHECK_EXTENSION': {
+        const r = c.ioctlInt(this.ioctlFd(op.fd), KVM_IOCTL.KVM_CHECK_EXTENSION, op.cap);
+        return out(r.ret < 0 ? fail(r.errno) : ok({ value: BigInt(r.ret) }));
+      }
+      case 'KVM_CREATE_GUEST_MEMFD': {
+        const r = c.ioctlBuf(
+          this.ioctlFd(op.vm),
+          KVM_IOCTL.KVM_CREATE_GUEST_MEMFD,
+          packCreateGuestMemfd(op.size, op.flags),
+        );
+        if (r.ret < 0) return out(fail(r.errno));
+        t.owned.add(r.ret);
+        return out(ok(), { createdFd: r.ret });
+      }
+      case 'KVM_SET_USER_MEMORY_REGION': {
+        const ua = addrOf(op.userspace_addr);
+        this.checkRange(ua, ua + cU64(op.memory_size), 'KVM_SET_USER_MEMORY_REGION userspace_addr');
+        const buf = packMemoryRegion({ ...op, userspace_addr: ua });
+        const r = c.ioctlBuf(this.ioctlFd(op.vm), KVM_IOCTL.KVM_SET_USER_MEMORY_REGION, buf);
+        return out(r.ret < 0 ? fail(r.errno) : ok());
+      }
+      case 'KVM_SET_USER_MEMORY_REGION2': {
+        const ua = addrOf(op.userspace_addr);
+        this.checkRange(
+          ua,
+          ua + cU64(op.memory_size),
+          'KVM_SET_USER_MEMORY_REGION2 userspace_addr',
+        );
+        const buf = packMemoryRegion2({
+          ...op,
+          userspace_addr: ua,
+          guest_memfd: this.gmemField(op.guest_memfd),
+        });
+        const r = c.ioctlBuf(this.ioctlFd(op.vm), KVM_IOCTL.KVM_SET_USER_MEMORY_REGION2, buf);
+        return out(r.ret < 0 ? fail(r.errno) : ok());
+      }
+      case 'KVM_SET_MEMORY_ATTRIBUTES': {
+        const buf = packMemoryAttributes(op.address, op.size, op.attributes, op.flags);
+        const r = c.ioctlBuf(this.ioctlFd(op.vm), KVM_IOCTL.KVM_SET_MEMORY_ATTRIBUTES, buf);
+        return out(r.ret < 0 ? fail(r.errno) : ok());
+      }
+      case 'KVM_CREATE_VCPU':
+        return this.createVcpu(this.ioctlFd(op.vm), op.id);
+      case 'KVM_PRE_FAULT_MEMORY': {
+        const buf = packPreFaultMemory(op.gpa, op.size, op.flags);
+        const r = c.ioctlBuf(this.ioctlFd(op.vcpu), KVM_IOCTL.KVM_PRE_FAULT_MEMORY, buf);
+        const remaining = unpackPreFaultMemory(buf);
+        return out(r.ret < 0 ? fail(r.errno, { remaining }) : ok({ remaining }));
+      }
+      case 'KVM_ENABLE_CAP': {
+        const r = c.ioctlBuf(
+          this.ioctlFd(op.fd),
+          KVM_IOCTL.KVM_ENABLE_CAP,
+          packEnableCap(op.cap, op.flags, op.args),
+        );
+        return out(r.ret < 0 ? fail(r.errno) : ok());
+      }
+      case 'KVM_RUN':
+        return out(this.run(op.vcpu, compileGuest(op.guest)));
+      case 'mmap':
+        return this.mmap(op.fd, op.length, op.prot, op.flags, op.offset);
+      case 'munmap':
+      case 'mprotect':
+      case 'madvise':
+        return out(this.vmaOp(op));
+      case 'fallocate': {
+        const r = c.fallocate(this.fileFd(op.fd), cInt(op.mode), op.offset, op.len);
+        return out(r.ret < 0 ? fail(r.errno) : ok());
+      }
+      case 'ftruncate': {
+        const r = c.ftruncate(this.fileFd(op.fd), op.length);
+        return out(r.ret < 0 ? fail(r.errno) : ok());
+      }
+      case 'pread':
+        return out(this.pread(this.fileFd(op.fd), cU64(op.len), cS64(op.offset)));
+      case 'pwrite': {
+        const b = Buffer.from(op.bytes);
+        const r = c.pwrite(this.fileFd(op.fd), b, BigInt(b.length), op.offset);
+        return out(r.ret < 0n ? fail(r.errno) : ok({ value: r.ret }));
+      }
+      case 'fstat': {
+        const b = Buffer.alloc(STAT_SIZE);
+        const r = c.fstat(this.fileFd(op.fd), b);
+        return out(r.ret < 0 ? fail(r.errno) : ok({ stat: unpackStat(b) }));
+      }
+      case 'close':
+        return out(this.close(this.fileFd(op.fd)));
+      case 'peek':
+        return out(this.peek(addrOf(op.addr), cU64(op.len)));
+      case 'poke':
+        return out(this.poke(addrOf(op.addr), op.bytes));
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // vCPUs and the code slot
+
+  private createVcpu(vmFd: number, id: bigint): OpOutcome {
+    const t = this.st;
+    const r = this.c.ioctlInt(vmFd, KVM_IOCTL.KVM_CREATE_VCPU, id);
+    if (r.ret < 0) return out(fail(r.errno));
+    const fd = r.ret;
+    t.owned.add(fd);
+    const vm = t.vms.get(vmFd) ?? { fd: -1, hadVcpu: false, codeSlot: false, codePage: undefined };
+    const len = BigInt(this.vcpuMmapSize);
+    const m = this.c.mmap(0n, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0n);
+    if (m.ret === MAP_FAILED)
+      throw new Error(
+        `KvmBackend: cannot mmap the kvm_run area of vCPU fd ${fd}: errno ${errnoName(m.errno)}`,
+      );
+    t.internal.push({ addr: m.ret, len });
+    t.vcpus.set(fd, { fd, vm, run: m.ret, runSize: this.vcpuMmapSize });
+    if (!vm.hadVcpu) {
+      vm.hadVcpu = true;
+      this.ensureCodeSlot(vm);
+    }
+    return out(ok(), { createdFd: fd });
+  }
+
+  /** Create memslot 32763 (GPA 0xFFFFF000, one anonymous page) if the VM lacks it. */
+  private ensureCodeSlot(vm: VmInfo): boolean {
+    if (vm.codeSlot) return true;
+    if (vm.fd < 0) return false;
+    if (vm.codePage === undefined) {
+      const m = this.c.mmap(0n, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0n);
+      if (m.ret === MAP_FAILED)
+        throw new Error(`KvmBackend: cannot allocate a code page: errno ${errnoName(m.errno)}`);
+      this.st.internal.push({ addr: m.ret, len: PAGE });
+      vm.codePage = m.ret;
+    }
+    const region = packMemoryRegion({
+      slot: BigInt(TRACE_CODE_SLOT),
+      flags: 0n,
+      guest_phys_addr: TRACE_CODE_GPA,
+      memory_size: PAGE,
+      userspace_addr: vm.codePage,
+    });
+    vm.codeSlot = this.c.ioctlBuf(vm.fd, KVM_IOCTL.KVM_SET_USER_MEMORY_REGION, region).ret === 0;
+    return vm.codeSlot;
+  }
+
+  private writeCode(page: bigint, code: Uint8Array): void {
+    const b = Buffer.alloc(CODE_PAGE_SIZE, 0xf4); // hlt everywhere after the batch
+    b.set(code, 0);
+    this.c.copyIn(page, b);
+  }
+
+  private setupVcpu(fd: number): number {
+    const c = this.c;
+    const sregs = Buffer.alloc(KVM_SREGS_SIZE);
+    let r = c.ioctlBuf(fd, KVM_IOCTL.KVM_GET_SREGS, sregs);
+    if (r.ret < 0) return r.errno;
+    writeSegment(sregs, 'cs', FLAT_CODE);
+    for (const s of ['ds', 'es', 'fs', 'gs', 'ss'] as const) writeSegment(sregs, s, FLAT_DATA);
+    writeSegment(sregs, 'tr', TSS);
+    writeSegment(sregs, 'ldt', LDT);
+    writeDtable(sregs, 'gdt', 0n, 0);
+    writeDtable(sregs, 'idt', 0n, 0);
+    writeSreg(sregs, 'cr0', 1n);
+    writeSreg(sregs, 'cr3', 0n);
+    writeSreg(sregs, 'cr4', 0n);
+    writeSreg(sregs, 'efer', 0n);
+    r = c.ioctlBuf(fd, KVM_IOCTL.KVM_SET_SREGS, sregs);
+    if (r.ret < 0) return r.errno;
+    return this.resetRip(fd);
+  }
+
+  private resetRip(fd: number): number {
+    const r = this.c.ioctlBuf(
+      fd,
+      KVM_IOCTL.KVM_SET_REGS,
+      packRegs({ rip: TRACE_CODE_GPA, rflags: 2n }),
+    );
+    return r.ret < 0 ? r.errno : 0;
+  }
+
+  /**
+   * Arm (ms > 0) or disarm (0) the KVM_RUN watchdog: a POSIX timer that sends SIGURG to this
+   * thread after `ms`, then every 50 ms, so a guest that never exits makes KVM_RUN return EINTR.
+   */
+  private armWatchdog(ms: number): void {
+    if (this.timer === undefined) {
+      if (ms === 0) return;
+      const r = this.c.timerCreateThread(this.c.gettid(), SIGURG);
+      if (r.errno !== 0) return; // no watchdog: the exit bound still applies
+      this.timer = r.ret;
+    }
+    if (ms > 0) this.c.timerSettime(this.timer, BigInt(ms) * 1_000_000n, 50_000_000n);
+    else this.c.timerSettime(this.timer, 0n, 0n);
+  }
+
+  private run(vcpuArg: ResolvedFd, prog: CompiledProgram): ResultLine {
+    const c = this.c;
+    const fd = this.ioctlFd(vcpuArg);
+    const vcpu = this.st.vcpus.get(fd);
+    if (vcpu === undefined) {
+      // Not one of the trace's vCPUs: the ioctl fails (EBADF, ENOTTY); report it as is.
+      const r = c.ioctlInt(fd, KVM_IOCTL.KVM_RUN, 0n);
+      return r.ret < 0 ? fail(r.errno, { exits: [] }) : ok({ exits: [] });
+    }
+    if (!this.ensureCodeSlot(vcpu.vm)) return { ok: false, errno: 'ENOEXEC', exits: [] };
+    const page = vcpu.vm.codePage!;
+    const exits: Exit[] = [];
+    let batch = 0;
+    this.writeCode(page, prog.batches[0]!);
+    const e = this.setupVcpu(fd);
+    if (e !== 0) return fail(e, { exits });
+
+    const header = Buffer.alloc(RUN_HEADER_BYTES);
+    const zero4 = Buffer.alloc(4);
+    const zero8 = Buffer.alloc(8);
+    let loadIdx = 0;
+    let nExits = 0;
+    let retries = 0;
+    const maxExits = RUN_MAX_EXITS_FLOOR + 4 * prog.loads.length + 4 * prog.batches.length;
+    // Emulated steps cost microseconds each: allow 0.1 ms per step on top of the base budget.
+    const budgetMs = RUN_TIMEOUT_MS + Math.ceil(prog.steps / 10);
+    const deadline = Date.now() + budgetMs;
+    this.armWatchdog(budgetMs);
+    try {
+      for (;;) {
+        c.copyIn(vcpu.run + BigInt(RUN.exit_reason), zero4); // so a stale reason is never read
+        const r = c.ioctlInt(fd, KVM_IOCTL.KVM_RUN, 0n);
+        if (r.ret < 0) {
+          if (
+            (r.errno === EINTR || r.errno === EAGAIN) &&
+            ++retries <= RUN_MAX_RETRIES &&
+            Date.now() < deadline
+          )
+            continue;
+          if (r.errno === EFAULT || r.errno === EHWPOISON) {
+            c.copyOut(header, vcpu.run);
+            const x = decodeRun(header);
+            if (x.kind === 'memory_fault')
+              exits.push({ reason: 'MEMORY_FAULT', gpa: x.gpa, size: x.size, flags: x.flags });
+          }
+          return fail(r.errno, { exits });
+        }
+        if (++nExits > maxExits) return { ok: false, errno: 'ELOOP', exits };
+        c.copyOut(header, vcpu.run);
+        const x = decodeRun(header);
+        switch (x.kind) {
+          case 'io': {
+            if (x.direction !== KVM_EXIT_IO_OUT || x.count !== 1) break;
+            if (x.port === PORT_LOAD && loadIdx < prog.loads.length) {
+              const ld = prog.loads[loadIdx++]!;
+              const data = Buffer.alloc(x.size);
+              c.copyOut(data, vcpu.run + x.dataOffset, x.size);
+              exits.push({ reason: 'LOAD', gpa: ld.gpa, hex: bytesToHex(data) });
+              continue;
+            }
+            if (x.port === PORT_HYPERCALL_RET) {
+              const data = Buffer.alloc(x.size);
+              c.copyOut(data, vcpu.run + x.dataOffset, x.size);
+              exits.push({ reason: 'HYPERCALL_RET', hex: bytesToHex(data) });
+              continue;
+            }
+            if (x.port === PORT_CONTINUE && batch + 1 < prog.batches.length) {
+              this.writeCode(page, prog.batches[++batch]!);
+              const e2 = this.resetRip(fd);
+              if (e2 !== 0) return fail(e2, { exits });
+              continue;
+            }
+            break;
+          }
+          case 'mmio':
+            if (x.isWrite) {
+              exits.push({
+                reason: 'MMIO',
+                gpa: x.physAddr,
+                len: x.len,
+                is_write: true,
+                hex: bytesToHex(x.data.subarray(0, Math.min(x.len, 8))),
+              });
+            } else {
+              exits.push({ reason: 'MMIO', gpa: x.physAddr, len: x.len, is_write: false });
+              c.copyIn(vcpu.run + BigInt(RUN.mmio_data), zero8);
+            }
+            continue;
+          case 'hypercall':
+            exits.push({ reason: 'HYPERCALL', nr: x.nr, args: x.args.slice(0, 3) });
+            c.copyIn(vcpu.run + BigInt(RUN.hypercall_ret), zero8);
+            continue;
+          case 'internal':
+            exits.push({ reason: 'INTERNAL_ERROR', suberror: x.suberror });
+            return ok({ exits });
+          default:
+            break;
+        }
+        if (x.reason === 5) exits.push({ reason: 'HLT' });
+        else if (x.reason === 8) exits.push({ reason: 'SHUTDOWN' });
+        else exits.push({ reason: 'UNKNOWN', exit_reason: x.reason });
+        return ok({ exits });
+      }
+    } finally {
+      this.armWatchdog(0);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Memory ops
+
+  private mmap(
+    fdArg: ResolvedFd | null,
+    length: bigint,
+    prot: bigint,
+    flags: bigint,
+    offset: bigint,
+  ): OpOutcome {
+    const t = this.st;
+    const len = cU64(length);
+    const rounded = mmapRoundLength(len);
+    const addr = t.cursor;
+    if (rounded === undefined || addr + rounded > MMAP_ARENA_END) return out(fail(12 /* ENOMEM */));
+    if (arena.foreign.intersects(addr, addr + rounded))
+      throw new BackendRefusal(
+        `mmap: the arena slot at 0x${addr.toString(16)} is occupied by the backend process's own memory`,
+      );
+    const fd = fdArg === null ? -1 : this.fileFd(fdArg);
+    // MAP_FIXED_NOREPLACE is not in the kernel's LEGACY_MAP_MASK, so adding it to a
+    // MAP_SHARED_VALIDATE request would turn every such file mapping into EOPNOTSUPP. For those
+    // use MAP_FIXED: the range has just been lifted from our reservation, so nothing is replaced.
+    const traceFlags = cInt(flags);
+    const validate =
+      (traceFlags & MAP_TYPE) === MAP_SHARED_VALIDATE && (traceFlags & MAP_FIXED_NOREPLACE) === 0;
+    const f =
+      traceFlags |
+      (validate ? MAP_FIXED : MAP_FIXED_NOREPLACE) |
+      (fdArg === null ? MAP_ANONYMOUS : 0);
+    const lifted = arena.lift(addr, addr + rounded);
+    const r = this.c.mmap(addr, len, cInt(prot), f, fd, offset);
+    if (r.ret === MAP_FAILED) {
+      arena.restore(lifted);
+      return out(fail(r.errno));
+    }
+    if (r.ret !== addr) {
+      this.c.munmap(r.ret, len);
+      arena.restore(lifted);
+      throw new Error(`KvmBackend: mmap ignored MAP_FIXED_NOREPLACE (got 0x${r.ret.toString(16)})`);
+    }
+    arena.traceMapped.add(addr, addr + rounded);
+    t.cursor = nextArenaCursor(addr, rounded);
+    return out(ok(), { createdAddr: addr });
+  }
+
+  private vmaOp(op: Extract<ResolvedOp, { op: 'munmap' | 'mprotect' | 'madvise' }>): ResultLine {
+    const addr = addrOf(op.addr);
+    const len = cU64(op.length);
+    if (op.op === 'madvise' && (op.advice === MADV_HWPOISON || op.advice === MADV_SOFT_OFFLINE))
+      throw new BackendRefusal(
+        `madvise advice ${op.advice} would poison or offline host physical memory; refusing to run it`,
+      );
+    // The kernel acts on whole pages: check and lift the page-rounded range.
+    const lo = floorPage(addr);
+    const hi = ceilPage(addr + len);
+    this.checkRange(lo, hi, op.op);
+    const lifted: Interval[] = arena.lift(lo, hi);
+    let r;
+    if (op.op === 'munmap') r = this.c.munmap(addr, len);
+    else if (op.op === 'mprotect') r = this.c.mprotect(addr, len, cInt(op.prot));
+    else r = this.c.madvise(addr, len, cInt(op.advice));
+    if (op.op === 'munmap' && r.ret === 0) {
+      arena.traceMapped.remove(addr, ceilPage(addr + len));
+      arena.restore(arena.reservedWithin(lo, hi));
+    } else arena.restore(lifted);
+    return r.ret < 0 ? fail(r.errno) : ok();
+  }
+
+  private pread(fd: number, len: bigint, off: bigint): ResultLine {
+    const c = this.c;
+    if (len <= PREAD_BUFFER_MAX) {
+      const b = Buffer.alloc(Number(len));
+      const r = c.pread(fd, b, len, off);
+      return r.ret < 0n ? fail(r.errno) : ok({ value: bytesToHex(b.subarray(0, Number(r.ret))) });
+    }
+    // A huge count: give the kernel a real buffer of that size (lazily allocated, never charged).
+    const m = c.mmap(
+      0n,
+      len,
+      PROT_READ | PROT_WRITE,
+      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+      -1,
+      0n,
+    );
+    const base = m.ret === MAP_FAILED ? 0n : m.ret;
+    try {
+      const r = c.preadAt(fd, base, len, off);
+      if (r.ret < 0n) return fail(r.errno);
+      if (r.ret > MAX_READ_BYTES)
+        throw new BackendRefusal(`pread returned ${r.ret} bytes; too large to report`);
+      const b = Buffer.alloc(Number(r.ret));
+      if (b.length > 0) c.copyOut(b, base);
+      return ok({ value: bytesToHex(b) });
+    } finally {
+      if (m.ret !== MAP_FAILED) c.munmap(m.ret, len);
+    }
+  }
+
+  private close(fd: number): ResultLine {
+    const t = this.st;
+    const r = this.c.close(fd);
+    if (r.ret < 0) return fail(r.errno);
+    t.owned.delete(fd);
+    if (fd === t.kvmFd) t.kvmFd = -1;
+    const vm = t.vms.get(fd);
+    if (vm !== undefined) {
+      vm.fd = -1;
+      t.vms.delete(fd);
+    }
+    t.vcpus.delete(fd);
+    return ok();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // peek / poke through the kernel's user-copy path (faults become EFAULT, never signals)
+
+  private pipe(): [number, number] {
+    const t = this.st;
+    if (t.pipe === undefined) {
+      const r = this.c.pipe2(O_NONBLOCK | O_CLOEXEC);
+      if (r.errno !== 0) throw new Error(`KvmBackend: pipe2 failed: ${errnoName(r.errno)}`);
+      t.pipe = r.ret;
+    }
+    return t.pipe;
+  }
+
+  private drain(rfd: number): void {
+    const b = Buffer.alloc(65536);
+    while (this.c.read(rfd, b, b.length).ret > 0n);
+  }
+
+  /** Which signal a CPU access to the faulting page would raise, from the kernel's own view. */
+  private classifyFault(page: bigint, need: 'r' | 'w'): 'SIGSEGV' | 'SIGBUS' {
+    const m = mappingAt(page);
+    if (m === undefined) return 'SIGSEGV';
+    // x86 access_error(): a write needs VM_WRITE; a read is allowed on any accessible VMA (read,
+    // write or exec permission), except an execute-only one, which carries the execute-only
+    // protection key on PKU machines like these (the read faults with SEGV_PKUERR).
+    const p = m.perms;
+    const readable = p.includes('r') || p.includes('w');
+    if (need === 'w' ? !p.includes('w') : !readable) return 'SIGSEGV';
+    if (isGuardPage(page)) return 'SIGSEGV';
+    return 'SIGBUS';
+  }
+
+  private peek(addr: bigint, len: bigint): ResultLine {
+    if (len === 0n) return ok({ value: '' });
+    this.checkRange(addr, addr + len, 'peek');
+    const [rfd, wfd] = this.pipe();
+    const parts: Buffer[] = [];
+    let done = 0n;
+    try {
+      while (done < len) {
+        const a = addr + done;
+        if (a > 0xffff_ffff_ffff_ffffn) return { ok: false, fault: 'SIGSEGV' };
+        const n = Number(minBig(len - done, ceilPage(a + 1n) - a));
+        const w = this.c.writeFrom(wfd, a, n);
+        if (w.ret < 0n) {
+          if (w.errno !== EFAULT)
+            throw new Error(`KvmBackend: peek pipe write failed: ${errnoName(w.errno)}`);
+          return { ok: false, fault: this.classifyFault(floorPage(a), 'r') };
+        }
+        const got = Number(w.ret);
+        const b = Buffer.alloc(got);
+        const rr = this.c.read(rfd, b, got);
+        if (rr.ret !== BigInt(got)) throw new Error('KvmBackend: peek pipe read came up short');
+        parts.push(b);
+        done += BigInt(got);
+        if (done > MAX_READ_BYTES)
+          throw new BackendRefusal(`peek of ${len} bytes: too large to report`);
+        if (got < n) return { ok: false, fault: this.classifyFault(floorPage(addr + done), 'r') };
+      }
+      return ok({ value: bytesToHex(Buffer.concat(parts)) });
+    } finally {
+      this.drain(rfd);
+    }
+  }
+
+  private poke(addr: bigint, bytes: Uint8Array): ResultLine {
+    const len = BigInt(bytes.length);
+    if (len === 0n) return ok();
+    this.checkRange(addr, addr + len, 'poke');
+    const [rfd, wfd] = this.pipe();
+    const src = Buffer.from(bytes);
+    let done = 0;
+    try {
+      while (done < bytes.length) {
+        const a = addr + BigInt(done);
+        if (a > 0xffff_ffff_ffff_ffffn) return { ok: false, fault: 'SIGSEGV' };
+        const n = Number(minBig(BigInt(bytes.length - done), ceilPage(a + 1n) - a));
+        const w = this.c.write(wfd, src.subarray(done, done + n), n);
+        if (w.ret !== BigInt(n)) throw new Error('KvmBackend: poke pipe write came up short');
+        const r = this.c.readTo(rfd, a, n);
+        if (r.ret < 0n) {
+          if (r.errno !== EFAULT)
+            throw new Error(`KvmBackend: poke pipe read failed: ${errnoName(r.errno)}`);
+          return { ok: false, fault: this.classifyFault(floorPage(a), 'w') };
+        }
+        done += Number(r.ret);
+        if (Number(r.ret) < n)
+          return { ok: false, fault: this.classifyFault(floorPage(addr + BigInt(done)), 'w') };
+      }
+      return ok();
+    } finally {
+      this.drain(rfd);
+    }
+  }
+}
+
+function minBig(a: bigint, b: bigint): bigint {
+  return a < b ? a : b;
+}

@@ -1,0 +1,253 @@
+/** Compact, readable renderings of ops, results and exits for timelines. */
+import { jsonInt, resultToJson } from '../trace/format.js';
+import type { AddrArg, FdArg, GuestStep, ResultLine, TraceOp } from '../trace/types.js';
+import { bytesToHex } from '../trace/format.js';
+import { KVM_CAP } from '../core/uapi.js';
+
+const SIZE_FIELDS = new Set([
+  'size',
+  'memory_size',
+  'length',
+  'len',
+  'guest_memfd_offset',
+  'offset',
+]);
+const DECIMAL_FIELDS = new Set(['slot', 'id', 'nr']);
+
+const VM_TYPES = ['DEFAULT', 'SW_PROTECTED', 'SEV', 'SEV_ES', 'SNP', 'TDX'];
+
+function bitNames(
+  v: bigint,
+  names: ReadonlyArray<readonly [bigint, string]>,
+  zero: string,
+): string {
+  if (v === 0n) return zero;
+  const parts: string[] = [];
+  let rest = v;
+  for (const [bit, n] of names) {
+    if ((rest & bit) === bit && bit !== 0n) {
+      parts.push(n);
+      rest &= ~bit;
+    }
+  }
+  if (rest !== 0n) parts.push('0x' + rest.toString(16));
+  return parts.join('|');
+}
+
+const CAP_NAMES = new Map<bigint, string>(Object.entries(KVM_CAP).map(([k, v]) => [BigInt(v), k]));
+const MADV_NAMES = new Map<bigint, string>([
+  [0n, 'MADV_NORMAL'],
+  [1n, 'MADV_RANDOM'],
+  [2n, 'MADV_SEQUENTIAL'],
+  [3n, 'MADV_WILLNEED'],
+  [4n, 'MADV_DONTNEED'],
+  [8n, 'MADV_FREE'],
+  [9n, 'MADV_REMOVE'],
+  [10n, 'MADV_DONTFORK'],
+  [11n, 'MADV_DOFORK'],
+  [12n, 'MADV_MERGEABLE'],
+  [13n, 'MADV_UNMERGEABLE'],
+  [14n, 'MADV_HUGEPAGE'],
+  [15n, 'MADV_NOHUGEPAGE'],
+  [16n, 'MADV_DONTDUMP'],
+  [17n, 'MADV_DODUMP'],
+  [18n, 'MADV_WIPEONFORK'],
+  [19n, 'MADV_KEEPONFORK'],
+  [20n, 'MADV_COLD'],
+  [21n, 'MADV_PAGEOUT'],
+  [22n, 'MADV_POPULATE_READ'],
+  [23n, 'MADV_POPULATE_WRITE'],
+  [25n, 'MADV_COLLAPSE'],
+  [102n, 'MADV_GUARD_INSTALL'],
+  [103n, 'MADV_GUARD_REMOVE'],
+]);
+
+/** A symbolic rendering of a field value, where the field has well-known constants. */
+function symbolic(op: TraceOp, k: string, v: bigint): string | undefined {
+  switch (`${op.op}.${k}`) {
+    case 'KVM_CREATE_VM.type':
+      return VM_TYPES[Number(v)] ?? undefined;
+    case 'KVM_CHECK_EXTENSION.cap':
+    case 'KVM_ENABLE_CAP.cap':
+      return CAP_NAMES.get(v);
+    case 'KVM_CREATE_GUEST_MEMFD.flags':
+      return bitNames(
+        v,
+        [
+          [1n, 'MMAP'],
+          [2n, 'INIT_SHARED'],
+        ],
+        '0',
+      );
+    case 'KVM_SET_USER_MEMORY_REGION.flags':
+    case 'KVM_SET_USER_MEMORY_REGION2.flags':
+      return bitNames(
+        v,
+        [
+          [1n, 'LOG_DIRTY_PAGES'],
+          [2n, 'READONLY'],
+          [4n, 'GUEST_MEMFD'],
+        ],
+        '0',
+      );
+    case 'KVM_SET_MEMORY_ATTRIBUTES.attributes':
+      return bitNames(v, [[8n, 'PRIVATE']], 'SHARED');
+    case 'mmap.prot':
+    case 'mprotect.prot':
+      return bitNames(
+        v,
+        [
+          [1n, 'READ'],
+          [2n, 'WRITE'],
+          [4n, 'EXEC'],
+        ],
+        'NONE',
+      );
+    case 'mmap.flags':
+      return bitNames(
+        v,
+        [
+          [3n, 'SHARED_VALIDATE'],
+          [1n, 'SHARED'],
+          [2n, 'PRIVATE'],
+          [0x10n, 'FIXED'],
+          [0x20n, 'ANONYMOUS'],
+          [0x4000n, 'NORESERVE'],
+          [0x8000n, 'POPULATE'],
+        ],
+        '0',
+      );
+    case 'fallocate.mode':
+      return bitNames(
+        v,
+        [
+          [1n, 'KEEP_SIZE'],
+          [2n, 'PUNCH_HOLE'],
+          [0x10n, 'ZERO_RANGE'],
+        ],
+        '0 (allocate)',
+      );
+    case 'madvise.advice':
+      return MADV_NAMES.get(v);
+    default:
+      return undefined;
+  }
+}
+
+export function humanSize(v: bigint): string {
+  if (v < 0n) return v.toString();
+  const units: Array<[bigint, string]> = [
+    [1n << 40n, 'TiB'],
+    [1n << 30n, 'GiB'],
+    [1n << 20n, 'MiB'],
+    [1n << 10n, 'KiB'],
+  ];
+  for (const [u, n] of units) if (v >= u && v % u === 0n) return `${v / u}${n}`;
+  return v >= 4096n ? '0x' + v.toString(16) : v.toString();
+}
+
+function fd(f: FdArg): string {
+  return f.kind === 'handle' ? f.name : `fd ${f.value}`;
+}
+function addr(a: AddrArg): string {
+  if (a.kind === 'raw') return '0x' + a.value.toString(16);
+  return a.offset === 0n ? a.name : `${a.name}+0x${a.offset.toString(16)}`;
+}
+function step(s: GuestStep): string {
+  switch (s.kind) {
+    case 'store':
+      return `store ${bytesToHex(s.bytes)}→0x${s.gpa.toString(16)}`;
+    case 'load':
+      return `load${s.size}@0x${s.gpa.toString(16)}`;
+    case 'hypercall':
+      return `hypercall ${s.nr}(${s.args.map((a) => '0x' + a.toString(16)).join(', ')})`;
+  }
+}
+
+/** `KVM_SET_USER_MEMORY_REGION2 vm slot=0 gpa=0x0 size=2MiB …` */
+export function describeOp(op: TraceOp): string {
+  const parts: string[] = [op.op];
+  for (const [k, v] of Object.entries(op)) {
+    if (k === 'op' || k === 'line' || k === 'as') continue;
+    if (op.op === 'KVM_CREATE_VM' && k === 'fd') continue;
+    if (op.op === 'KVM_CHECK_EXTENSION' && k === 'fd') {
+      const f = v as FdArg;
+      if (f.kind === 'handle' && f.name === 'kvm') continue;
+    }
+    if (v === null) parts.push(`${k}=anon`);
+    else if (typeof v === 'bigint') {
+      const name = k === 'guest_phys_addr' ? 'gpa' : k;
+      const sym = symbolic(op, k, v);
+      const val =
+        sym ??
+        (SIZE_FIELDS.has(k)
+          ? humanSize(v)
+          : DECIMAL_FIELDS.has(k)
+            ? v.toString()
+            : '0x' + v.toString(16));
+      parts.push(`${name}=${val}`);
+    } else if (v instanceof Uint8Array)
+      parts.push(`hex=${bytesToHex(v).slice(0, 24)}${v.length > 12 ? '…' : ''}`);
+    else if (k === 'guest') parts.push(`[${(v as GuestStep[]).map(step).join('; ')}]`);
+    else if (k === 'args')
+      parts.push(`args=[${(v as bigint[]).map((x) => '0x' + x.toString(16)).join(',')}]`);
+    else if (typeof v === 'object' && v !== null && 'kind' in v) {
+      const a = v as FdArg | AddrArg;
+      parts.push(
+        `${k === 'userspace_addr' ? 'ua' : k}=${'offset' in a || k === 'addr' || k === 'userspace_addr' ? addr(a as AddrArg) : fd(a as FdArg)}`,
+      );
+    }
+  }
+  if (op.as !== undefined) parts.push(`→ ${op.as}`);
+  return parts.join(' ');
+}
+
+/** `ok`, `ok value=…`, `EINVAL`, `SIGBUS`. */
+export function describeResult(r: ResultLine): string {
+  if ('fault' in r) return r.fault;
+  const j = resultToJson(r);
+  const extra: string[] = [];
+  if (j['value'] !== undefined) {
+    const v = j['value'];
+    extra.push(
+      `value=${typeof v === 'string' && v.length > 32 ? v.slice(0, 32) + '…' : String(v)}`,
+    );
+  }
+  if (j['remaining'] !== undefined) {
+    const rem = j['remaining'] as { gpa: number | string; size: number | string };
+    extra.push(`remaining={gpa ${rem.gpa}, size ${rem.size}}`);
+  }
+  if (j['stat'] !== undefined) {
+    const st = j['stat'] as { size: number | string; blocks: number | string };
+    extra.push(`size=${st.size} blocks=${st.blocks}`);
+  }
+  const head = r.ok ? 'ok' : r.errno;
+  return [head, ...extra].join(' ');
+}
+
+/** One line per exit of a KVM_RUN result. */
+export function describeExits(r: ResultLine): string[] {
+  if ('fault' in r || r.exits === undefined) return [];
+  return r.exits.map((e) => {
+    switch (e.reason) {
+      case 'LOAD':
+        return `exit LOAD gpa=0x${e.gpa.toString(16)} → ${e.hex}`;
+      case 'MMIO':
+        return e.is_write
+          ? `exit MMIO write gpa=0x${e.gpa.toString(16)} len=${e.len} data=${e.hex}`
+          : `exit MMIO read gpa=0x${e.gpa.toString(16)} len=${e.len} (VMM answers zeros)`;
+      case 'MEMORY_FAULT':
+        return `exit MEMORY_FAULT gpa=0x${e.gpa.toString(16)} size=${jsonInt(e.size)} flags=${e.flags === 8n ? 'PRIVATE' : jsonInt(e.flags)}`;
+      case 'HYPERCALL':
+        return `exit HYPERCALL nr=${e.nr} args=[${e.args.map((a) => '0x' + a.toString(16)).join(', ')}]`;
+      case 'HYPERCALL_RET':
+        return `hypercall returned eax=${e.hex}`;
+      case 'INTERNAL_ERROR':
+        return `exit INTERNAL_ERROR suberror=${e.suberror}`;
+      case 'UNKNOWN':
+        return `exit reason ${e.exit_reason}`;
+      default:
+        return `exit ${e.reason}`;
+    }
+  });
+}

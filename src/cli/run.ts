@@ -1,0 +1,152 @@
+/**
+ * `gmemlab run [--kernel P] [--backend model|kvm] [--json] SCENARIO.yaml...`: run scenarios and
+ * print a readable timeline — each step, its result, what changed — and check expectations.
+ */
+import { ModelBackend } from '../backends/model.js';
+import { parseScenario, type Scenario } from '../scenario/scenario.js';
+import { runScenario, type ScenarioRun } from '../scenario/run.js';
+import { resultToJson } from '../trace/format.js';
+import { BackendRefusal, type Backend } from '../trace/types.js';
+import { optString, parseArgs, UsageError } from './args.js';
+import { describeExits, describeOp, describeResult } from './describe.js';
+import { EXIT_CHECK_FAILED, EXIT_OK, InputError, readText } from './io.js';
+import { openBackend } from './replay.js';
+
+export const RUN_HELP = `usage: gmemlab run [--kernel PROFILE] [--backend model|kvm] [--json] [--quiet] SCENARIO.yaml...
+
+Run scenario files (YAML walkthroughs, see README "Scenarios") and print a timeline: each step,
+its result, what changed in the model (mappings zapped, pages allocated/zeroed/freed, exits), and
+whether it met its expectation.
+
+  --kernel PROFILE   model profile (default: the scenario's "kernel", else linux-6.18)
+  --backend B        model (default) or kvm (real /dev/kvm; "what changed" needs the model)
+  --json             print the results as JSON (one object per scenario)
+  --quiet            print only failures and the summary line
+
+Exit codes: 0 all expectations met, 1 an expectation failed, 2 usage or input error.`;
+
+export function loadScenario(path: string): Scenario {
+  const p = parseScenario(readText(path), path);
+  if (p.scenario === undefined) throw new InputError(p.errors.map((e) => e.message).join('\n'));
+  return p.scenario;
+}
+
+export async function backendForScenario(
+  s: Scenario,
+  kind: string,
+  kernel: string | undefined,
+): Promise<Backend> {
+  return openBackend(kind, kernel ?? s.kernel);
+}
+
+export function runWith(s: Scenario, b: Backend): ScenarioRun {
+  const drain =
+    b instanceof ModelBackend
+      ? (): ReturnType<typeof b.host.events.drain> => (b.host ? b.host.events.drain() : [])
+      : undefined;
+  return runScenario(s, b, drain ? { drainEvents: drain } : {});
+}
+
+export function formatTimeline(run: ScenarioRun, quiet: boolean): string[] {
+  const lines: string[] = [];
+  const s = run.scenario;
+  if (!quiet) {
+    lines.push(`Scenario: ${s.name}`);
+    lines.push(`  ${s.file} — backend ${run.backend}`);
+    if (s.description !== undefined)
+      for (const d of s.description.trim().split('\n')) lines.push(`  ${d}`);
+  }
+  for (const o of run.outcomes) {
+    if (o.kind === 'section') {
+      if (!quiet) lines.push('', `── ${o.title} ──`);
+      continue;
+    }
+    const failed = o.failures.length > 0;
+    if (quiet && !failed) continue;
+    const mark = o.step.expect === undefined ? ' ' : failed ? '✗' : '✓';
+    lines.push(`${mark} ${String(o.index).padStart(2)}  ${describeOp(o.step.op)}`);
+    lines.push(`       → ${describeResult(o.result)}`);
+    if (o.step.say !== undefined) lines.push(`       ${o.step.say}`);
+    for (const x of describeExits(o.result)) lines.push(`         ${x}`);
+    for (const c of o.changes) lines.push(`         • ${c}`);
+    for (const f of o.failures) lines.push(`       ✗ ${s.file}:${o.step.line}: ${f}`);
+  }
+  const verdict =
+    run.failedSteps === 0 ? 'all expectations met' : `${run.failedSteps} step(s) failed`;
+  lines.push(
+    '',
+    `${s.name}: ${run.outcomes.filter((o) => o.kind === 'op').length} steps, ${run.checkedSteps} checked — ${verdict}`,
+  );
+  return lines;
+}
+
+export function runToJson(run: ScenarioRun): Record<string, unknown> {
+  return {
+    scenario: run.scenario.name,
+    file: run.scenario.file,
+    backend: run.backend,
+    failed: run.failedSteps,
+    checked: run.checkedSteps,
+    steps: run.outcomes
+      .filter((o) => o.kind === 'op')
+      .map((o) =>
+        o.kind === 'op'
+          ? {
+              index: o.index,
+              line: o.step.line,
+              op: o.step.op.op,
+              result: resultToJson(o.result),
+              effects: o.effects,
+              changes: o.changes,
+              failures: o.failures,
+            }
+          : {},
+      ),
+  };
+}
+
+export async function runMain(argv: readonly string[], out: (s: string) => void): Promise<number> {
+  const p = parseArgs(argv, {
+    kernel: 'string',
+    backend: 'string',
+    json: 'bool',
+    quiet: 'bool',
+    help: 'bool',
+  });
+  if (p.opts.has('help')) {
+    out(RUN_HELP);
+    return EXIT_OK;
+  }
+  if (p.positionals.length === 0) throw new UsageError('run needs a scenario file');
+  const json = p.opts.has('json');
+  let failed = 0;
+  for (const file of p.positionals) {
+    const s = loadScenario(file);
+    const b = await backendForScenario(
+      s,
+      optString(p, 'backend') ?? 'model',
+      optString(p, 'kernel'),
+    );
+    let r: ScenarioRun;
+    try {
+      r = runWith(s, b);
+    } catch (e) {
+      if (e instanceof BackendRefusal) throw new InputError(`${file}: ${e.message}`);
+      throw e;
+    }
+    if (json)
+      out(
+        JSON.stringify(runToJson(r), (_k, v: unknown) =>
+          typeof v === 'bigint'
+            ? v <= BigInt(Number.MAX_SAFE_INTEGER)
+              ? Number(v)
+              : '0x' + v.toString(16)
+            : v,
+        ),
+      );
+    else for (const l of formatTimeline(r, p.opts.has('quiet'))) out(l);
+    if (r.failedSteps > 0) failed++;
+    if (!json && p.positionals.length > 1) out('');
+  }
+  return failed > 0 ? EXIT_CHECK_FAILED : EXIT_OK;
+}

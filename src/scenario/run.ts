@@ -1,0 +1,337 @@
+/**
+ * Running a scenario: each op step goes through the same runner as a trace; its result is checked
+ * against the step's expectation, and the model's events for the step are summarised as "what
+ * changed". Pure: the CLI prints.
+ */
+import type { ModelEvent } from '../core/events.js';
+import { resultToJson } from '../trace/format.js';
+import { HandleTable, stepTrace } from '../trace/runner.js';
+import type { Backend, ResultLine } from '../trace/types.js';
+import {
+  EFFECT_KEYS,
+  type EffectKey,
+  type Expectation,
+  type Scenario,
+  type ScenarioStep,
+} from './scenario.js';
+
+export type OpStep = Extract<ScenarioStep, { kind: 'op' }>;
+
+export type StepOutcome = {
+  readonly kind: 'op';
+  readonly index: number;
+  readonly step: OpStep;
+  readonly result: ResultLine;
+  readonly effects: Readonly<Record<EffectKey, number>>;
+  /** One line per change the model recorded (empty without events). */
+  readonly changes: readonly string[];
+  /** Expectation mismatches; empty when the step passed or had no expectation. */
+  readonly failures: readonly string[];
+};
+
+export type SectionOutcome = { readonly kind: 'section'; readonly title: string };
+
+export type ScenarioRun = {
+  readonly scenario: Scenario;
+  readonly backend: string;
+  readonly outcomes: ReadonlyArray<StepOutcome | SectionOutcome>;
+  readonly failedSteps: number;
+  readonly checkedSteps: number;
+};
+
+export type RunOptions = {
+  /** Model events recorded since the last call (the model backend's event log). */
+  readonly drainEvents?: () => ModelEvent[];
+};
+
+function zeroEffects(): Record<EffectKey, number> {
+  const e = {} as Record<EffectKey, number>;
+  for (const k of EFFECT_KEYS) e[k] = 0;
+  return e;
+}
+
+const hexIdx = (n: number): string => '0x' + n.toString(16);
+
+/** Count and describe model events. */
+export function summarizeEvents(events: readonly ModelEvent[]): {
+  effects: Record<EffectKey, number>;
+  changes: string[];
+} {
+  const effects = zeroEffects();
+  const groups = new Map<
+    string,
+    { text: (n: number, ranges: string) => string; n: number; ranges: string[] }
+  >();
+  const add = (
+    key: string,
+    n: number,
+    range: string | undefined,
+    text: (n: number, ranges: string) => string,
+  ): void => {
+    let g = groups.get(key);
+    if (g === undefined) {
+      g = { text, n: 0, ranges: [] };
+      groups.set(key, g);
+    }
+    g.n += n;
+    if (range !== undefined && g.ranges.length < 4) g.ranges.push(range);
+    else if (range !== undefined && g.ranges.length === 4) g.ranges.push('…');
+  };
+  const pages = (n: number): string => `${n} page${n === 1 ? '' : 's'}`;
+  const rng = (s: number, e: number): string =>
+    e - s === 1 ? hexIdx(s) : `[${hexIdx(s)}, ${hexIdx(e)})`;
+  for (const ev of events) {
+    switch (ev.kind) {
+      case 'zap':
+        effects.zapped += ev.pages;
+        add(
+          `zap:${ev.vm}:${ev.source}`,
+          ev.pages,
+          rng(ev.start, ev.end),
+          (n, r) => `vm${ev.vm}: zapped ${pages(n)} of stage-2 mappings (${ev.source}) at gfn ${r}`,
+        );
+        break;
+      case 'tlb_flush':
+        effects.tlb_flushes++;
+        add(
+          `tlb:${ev.vm}:${ev.source}`,
+          1,
+          undefined,
+          (n) => `vm${ev.vm}: ${n} remote TLB flush${n === 1 ? '' : 'es'} (${ev.source})`,
+        );
+        break;
+      case 'gmem_alloc':
+        effects.gmem_allocated += ev.end - ev.start;
+        add(
+          `galloc:${ev.ino}:${ev.via}`,
+          ev.end - ev.start,
+          rng(ev.start, ev.end),
+          (n, r) =>
+            `guest_memfd #${ev.ino}: allocated ${pages(n)} at index ${r} (${ev.via.replace('_', ' ')}, not yet zeroed)`,
+        );
+        break;
+      case 'gmem_zero':
+        effects.gmem_zeroed += ev.end - ev.start;
+        add(
+          `gzero:${ev.ino}:${ev.via}`,
+          ev.end - ev.start,
+          rng(ev.start, ev.end),
+          (n, r) =>
+            `guest_memfd #${ev.ino}: zeroed ${pages(n)} on first use (${ev.via.replace('_', ' ')}) at index ${r}`,
+        );
+        break;
+      case 'gmem_free':
+        effects.gmem_freed += ev.end - ev.start;
+        add(
+          `gfree:${ev.ino}:${ev.via}`,
+          ev.end - ev.start,
+          rng(ev.start, ev.end),
+          (n, r) =>
+            `guest_memfd #${ev.ino}: freed ${pages(n)} at index ${r} (${ev.via.replace('_', ' ')})`,
+        );
+        break;
+      case 'spte_install':
+        effects.mapped += ev.pages;
+        add(
+          `map:${ev.vm}:${ev.level}:${ev.private}:${ev.source}`,
+          ev.pages,
+          rng(ev.gfn, ev.gfn + ev.pages),
+          (n, r) =>
+            `vm${ev.vm}: mapped ${pages(n)} at ${ev.level} (${ev.private ? 'private' : 'shared'}, from ${ev.source === 'gmem' ? 'guest_memfd' : 'userspace_addr'}) at gfn ${r}`,
+        );
+        break;
+      case 'anon_alloc':
+        add(
+          `anon`,
+          ev.pages,
+          undefined,
+          (n) => `VMM: ${pages(n)} of anonymous memory allocated (zeroed)`,
+        );
+        break;
+      case 'anon_free':
+        add(`anonfree`, ev.pages, undefined, (n) => `VMM: ${pages(n)} of anonymous memory freed`);
+        break;
+      case 'shmem_alloc':
+        add(
+          `shmem:${ev.obj}`,
+          ev.end - ev.start,
+          undefined,
+          (n) => `VMM: ${pages(n)} of shared anonymous memory allocated (zeroed)`,
+        );
+        break;
+      case 'shmem_free':
+        add(
+          `shmemfree:${ev.obj}`,
+          ev.end - ev.start,
+          undefined,
+          (n) => `VMM: ${pages(n)} of shared anonymous memory freed`,
+        );
+        break;
+      case 'slot':
+        add(
+          `slot:${ev.vm}:${ev.as}:${ev.id}:${ev.change}`,
+          1,
+          undefined,
+          () => `vm${ev.vm}: memslot ${ev.as > 0 ? `${ev.as}:` : ''}${ev.id} ${ev.change}`,
+        );
+        break;
+      case 'gmem_bind':
+        add(
+          `bind:${ev.ino}:${ev.slot}`,
+          1,
+          undefined,
+          () =>
+            `guest_memfd #${ev.ino}: index ${rng(ev.start, ev.end)} bound to memslot ${ev.slot}`,
+        );
+        break;
+      case 'gmem_unbind':
+        add(
+          `unbind:${ev.ino}:${ev.slot}`,
+          1,
+          undefined,
+          () =>
+            `guest_memfd #${ev.ino}: index ${rng(ev.start, ev.end)} unbound from memslot ${ev.slot}`,
+        );
+        break;
+      case 'gmem_release':
+        add(
+          `rel:${ev.ino}`,
+          1,
+          undefined,
+          () =>
+            `guest_memfd #${ev.ino}: last reference gone — released (bound memslots lose their file; its memory goes with it)`,
+        );
+        break;
+      case 'attributes':
+        add(
+          `attr:${ev.vm}:${ev.attributes}`,
+          ev.end - ev.start,
+          rng(ev.start, ev.end),
+          (n, r) =>
+            `vm${ev.vm}: ${pages(n)} at gfn ${r} now ${ev.attributes === 0n ? 'shared' : ev.attributes === 8n ? 'PRIVATE' : `attributes ${ev.attributes}`}`,
+        );
+        break;
+      case 'vm_destroy':
+        add(`vmd:${ev.vm}`, 1, undefined, () => `vm${ev.vm}: last reference gone — VM destroyed`);
+        break;
+      case 'invalidate':
+      case 'exit':
+        break;
+    }
+  }
+  const changes = [...groups.values()].map((g) => g.text(g.n, g.ranges.join(', ')));
+  return { effects, changes };
+}
+
+function big(v: unknown): bigint | undefined {
+  if (typeof v === 'bigint') return v;
+  if (typeof v === 'number') return BigInt(v);
+  if (typeof v === 'string' && /^(0x[0-9a-fA-F]+|-?\d+)$/.test(v)) return BigInt(v);
+  return undefined;
+}
+
+/** Compare a result (and effects) with an expectation; returns mismatch descriptions. */
+export function checkExpectation(
+  e: Expectation,
+  r: ResultLine,
+  effects: Record<EffectKey, number> | undefined,
+): string[] {
+  const f: string[] = [];
+  const j = resultToJson(r);
+  const show = (): string => JSON.stringify(j);
+  if (e.ok !== undefined && r.ok !== e.ok)
+    f.push(`expected ${e.ok ? 'success' : 'failure'}, got ${show()}`);
+  if (e.errno !== undefined && ('fault' in r || r.ok || r.errno !== e.errno))
+    f.push(`expected errno ${e.errno}, got ${show()}`);
+  if (e.fault !== undefined && (!('fault' in r) || r.fault !== e.fault))
+    f.push(`expected ${e.fault}, got ${show()}`);
+  if (e.value !== undefined) {
+    const got = 'fault' in r || !r.ok ? undefined : r.value;
+    if (typeof e.value === 'string') {
+      if (got !== e.value)
+        f.push(
+          `expected value ${e.value.length > 40 ? e.value.slice(0, 40) + '…' : e.value}, got ${typeof got === 'string' && got.length > 40 ? got.slice(0, 40) + '…' : String(got)}`,
+        );
+    } else if (big(got) !== e.value) f.push(`expected value ${e.value}, got ${String(got)}`);
+  }
+  if (e.exits !== undefined) {
+    const got = (j['exits'] as Array<Record<string, unknown>> | undefined) ?? [];
+    if (got.length !== e.exits.length)
+      f.push(`expected ${e.exits.length} exits, got ${got.length}: ${JSON.stringify(got)}`);
+    else
+      e.exits.forEach((want, i) => {
+        for (const [k, v] of Object.entries(want)) {
+          const g = got[i]![k];
+          const same =
+            typeof v === 'bigint'
+              ? big(g) === v
+              : Array.isArray(v)
+                ? Array.isArray(g) && v.length === g.length && v.every((x, n) => big(g[n]) === x)
+                : g === v;
+          if (!same) f.push(`exit ${i}: expected ${k} ${String(v)}, got ${JSON.stringify(g)}`);
+        }
+      });
+  }
+  for (const k of ['remaining', 'stat'] as const) {
+    const want = e[k];
+    if (want === undefined) continue;
+    const got = j[k] as Record<string, unknown> | undefined;
+    for (const [sk, sv] of Object.entries(want))
+      if (got === undefined || big(got[sk]) !== sv)
+        f.push(`expected ${k}.${sk} ${String(sv)}, got ${JSON.stringify(got?.[sk])}`);
+  }
+  if (e.effects !== undefined) {
+    if (effects === undefined)
+      f.push('effects cannot be checked on this backend (no model events)');
+    else
+      for (const [k, v] of Object.entries(e.effects))
+        if (effects[k as EffectKey] !== v)
+          f.push(`expected effect ${k} = ${v}, got ${effects[k as EffectKey]}`);
+  }
+  return f;
+}
+
+/** Run every step on a fresh trace context of `backend`. */
+export function runScenario(s: Scenario, backend: Backend, opts: RunOptions = {}): ScenarioRun {
+  const outcomes: Array<StepOutcome | SectionOutcome> = [];
+  let failed = 0;
+  let checked = 0;
+  const kvmFd = backend.begin();
+  const t = new HandleTable(kvmFd);
+  opts.drainEvents?.();
+  try {
+    let index = 0;
+    for (const step of s.steps) {
+      if (step.kind === 'section') {
+        outcomes.push({ kind: 'section', title: step.title });
+        continue;
+      }
+      index++;
+      const result = stepTrace(step.op, backend, t);
+      const ev = opts.drainEvents?.();
+      const sum = ev === undefined ? undefined : summarizeEvents(ev);
+      const failures =
+        step.expect === undefined ? [] : checkExpectation(step.expect, result, sum?.effects);
+      if (step.expect !== undefined) checked++;
+      if (failures.length > 0) failed++;
+      outcomes.push({
+        kind: 'op',
+        index,
+        step,
+        result,
+        effects: sum?.effects ?? zeroEffects(),
+        changes: sum?.changes ?? [],
+        failures,
+      });
+    }
+  } finally {
+    backend.end();
+  }
+  return {
+    scenario: s,
+    backend: backend.name,
+    outcomes,
+    failedSteps: failed,
+    checkedSteps: checked,
+  };
+}

@@ -1,0 +1,49 @@
+/**
+ * Shared helpers for the real-KVM backend tests: open the backend once per test file (skipping
+ * every test with the reason when /dev/kvm is unavailable) and run traces written as JSON lines,
+ * returning the result lines as plain JSON objects (bigints converted as the contract writes
+ * them), so they can be compared with `deepEqual` against expected lines.
+ */
+import { after, type TestContext } from 'node:test';
+import { openKvmBackend, type KvmBackend } from '../../src/backends/kvm/index.js';
+import { parseTrace } from '../../src/trace/parse.js';
+import { runTrace } from '../../src/trace/runner.js';
+import { resultToJson } from '../../src/trace/format.js';
+
+export type Json = Record<string, unknown>;
+
+let opened: KvmBackend | { unavailable: string } | undefined;
+
+// Registered at import time (top level), so it runs after all tests of the file.
+after(() => {
+  if (opened !== undefined && !('unavailable' in opened)) opened.dispose();
+});
+
+/** The file's backend (opened on first use, disposed after all tests), or the skip reason. */
+export function kvm(): KvmBackend | { unavailable: string } {
+  if (opened === undefined) {
+    opened = openKvmBackend();
+    if ('unavailable' in opened) console.log(`# real-KVM tests skipped: ${opened.unavailable}`);
+  }
+  return opened;
+}
+
+/** The backend, or undefined after marking the test skipped with the reason. */
+export function backendOrSkip(t: TestContext): KvmBackend | undefined {
+  const b = kvm();
+  if ('unavailable' in b) {
+    t.skip(`real /dev/kvm unavailable: ${b.unavailable}`);
+    return undefined;
+  }
+  return b;
+}
+
+/** Parse and run a trace; returns one JSON object per op. Throws on trace syntax errors. */
+export function runLines(b: KvmBackend, lines: readonly string[]): Json[] {
+  const { ops, errors } = parseTrace(lines.join('\n'), '<test>');
+  if (errors.length > 0) throw new Error(errors.map((e) => e.message).join('\n'));
+  return runTrace(ops, b).map((r) => JSON.parse(JSON.stringify(resultToJson(r))) as Json);
+}
+
+/** Build a trace line from an object (numbers above 2^53 must already be "0x..." strings). */
+export const L = (o: Json): string => JSON.stringify(o);
