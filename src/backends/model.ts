@@ -58,6 +58,8 @@ export function exitToTrace(e: RunExit): Exit {
       return { reason: 'HLT' };
     case 'INTERNAL_ERROR':
       return { reason: 'INTERNAL_ERROR', suberror: e.suberror };
+    case 'SHUTDOWN':
+      return { reason: 'SHUTDOWN' };
   }
 }
 

@@ -196,6 +196,34 @@ export function kvmGmemFaultUserMapping(
 }
 
 /**
+ * Host faults on `count` consecutive pages from `pgoff` (populate / MADV_POPULATE_*), as a range:
+ * the same rules as `kvmGmemFaultUserMapping`, stopping at the first page that would SIGBUS.
+ * Returns the number of pages faulted in.
+ */
+export function kvmGmemPopulateUserRange(k: KernelCtx, f: GmemFile, pgoff: number, count: number): number {
+  if (!f.initShared && !k.mutants.has('gmem_host_fault_ignores_shared')) return 0;
+  const end = Math.min(pgoff + count, f.npages);
+  if (end <= pgoff) return 0;
+  for (const gap of f.pages.gapsIn(pgoff, end)) {
+    let idx = gap.start;
+    for (const run of k.frames.alloc(gap.end - gap.start)) {
+      f.pages.set(idx, idx + run.count, { base: run.base, state: 'allocated' });
+      idx += run.count;
+    }
+    k.events.push({ kind: 'gmem_alloc', ino: f.ino, start: gap.start, end: gap.end, via: 'host_fault' });
+  }
+  for (const p of f.pages.piecesIn(pgoff, end)) {
+    if (p.value.state === 'poisoned') return p.start - pgoff;
+    if (p.value.state === 'allocated') {
+      if (!k.mutants.has('gmem_no_zero_on_prepare')) k.frames.zero(p.value.base, p.end - p.start);
+      f.pages.set(p.start, p.end, { base: p.value.base, state: 'prepared' });
+      k.events.push({ kind: 'gmem_zero', ino: f.ino, start: p.start, end: p.end, via: 'host_fault' });
+    }
+  }
+  return end - pgoff;
+}
+
+/**
  * `kvm_gmem_bind()` (virt/kvm/guest_memfd.c): bind [offset, offset + slot size) of the file to
  * the new memslot. `file` is what fget(fd) found: undefined when the fd is not open.
  */

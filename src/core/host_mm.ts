@@ -16,6 +16,8 @@ import {
   MADV_COLD,
   MADV_COLLAPSE,
   MADV_DODUMP,
+  MADV_GUARD_INSTALL,
+  MADV_GUARD_REMOVE,
   MADV_DOFORK,
   MADV_DONTDUMP,
   MADV_DONTFORK,
@@ -64,7 +66,7 @@ import {
   MMAP_ARENA_BASE,
 } from './host_layout.js';
 import { PAGE_SIZE, type Pfn } from './units.js';
-import { kvmGmemFaultUserMapping } from './guest_memfd.js';
+import { kvmGmemFaultUserMapping, kvmGmemPopulateUserRange } from './guest_memfd.js';
 
 /** The shared zero page: what a read of untouched private anonymous memory maps. */
 export const ZERO_PFN = 0 as Pfn;
@@ -106,6 +108,8 @@ export type Vma = {
   readonly locked: boolean;
   readonly growsdown: boolean;
   readonly flags: number;
+  /** `vma->anon_vma` exists: set by the first anonymous page (write fault or CoW) in the VMA. */
+  readonly anonVma: boolean;
 };
 
 export const vmaOps = extentOps<Vma>(
@@ -117,7 +121,8 @@ export const vmaOps = extentOps<Vma>(
     a.mayExec === b.mayExec &&
     a.locked === b.locked &&
     a.growsdown === b.growsdown &&
-    a.flags === b.flags,
+    a.flags === b.flags &&
+    a.anonVma === b.anonVma,
 );
 
 export type UserAccess =
@@ -129,6 +134,8 @@ export class HostMm {
   readonly vmas = new RangeMap<Vma>(vmaOps);
   /** Private anonymous pages by host virtual page number (the page table of anonymous memory). */
   readonly anon = new RangeMap<PageExtent>(pageExtentOps);
+  /** MADV_GUARD_INSTALL markers by host virtual page: any access to them faults (SIGSEGV). */
+  readonly guards = new RangeMap<true>();
   /** Next address the trace arena hands out. */
   cursor = MMAP_ARENA_BASE;
   private nextShmemId = 1;
@@ -280,15 +287,17 @@ export class HostMm {
       locked: (flags & MAP_LOCKED) !== 0,
       growsdown,
       flags: 0,
+      anonVma: false,
     };
     this.vmas.set(startHvpn, startHvpn + npages, vma);
     if (obj instanceof ShmemObject) obj.mappedPages += npages;
     else if (obj !== null) this.k.getFileMapping(obj, npages);
     if (at === undefined) this.cursor = nextArenaCursor(addr, rounded);
     if ((flags & MAP_POPULATE) !== 0 || (flags & MAP_LOCKED) !== 0) {
-      // populate_vma_page_range(): fault every page in; errors are ignored.
-      for (let p = startHvpn; p < startHvpn + npages; p++)
-        this.fault(p, shared && (prot & PROT_WRITE) !== 0, false);
+      // populate_vma_page_range(): fault every page in (FOLL_WRITE for private writable
+      // mappings, which breaks copy-on-write now); errors are ignored.
+      const write = !shared && (prot & PROT_WRITE) !== 0;
+      this.populate(startHvpn, startHvpn + npages, write);
     }
     return ok(addr);
   }
@@ -312,11 +321,14 @@ export class HostMm {
     this.k.mmuNotifierInvalidate(s, e);
     const pieces = this.vmas.piecesIn(s, e);
     this.vmas.delete(s, e);
+    // Unmapping is the only thing that removes guard markers.
+    this.guards.delete(s, e);
     for (const p of pieces) {
       const n = p.end - p.start;
       const v = p.value;
-      if (v.kind === 'anon') this.freeAnon(p.start, p.end);
-      else if (v.obj instanceof ShmemObject) this.putShmem(v.obj, n);
+      // Private anonymous pages, and copy-on-write copies in private file mappings, are freed.
+      if (!v.shared) this.freeAnon(p.start, p.end);
+      if (v.obj instanceof ShmemObject) this.putShmem(v.obj, n);
       else if (v.obj !== null) this.k.putFileMapping(v.obj, n);
     }
   }
@@ -459,7 +471,7 @@ export class HostMm {
         // zap_page_range_single(): notify KVM, then drop PTEs. Private anonymous pages are freed
         // (the next access sees zeros); shared and file pages stay in their page cache.
         this.k.mmuNotifierInvalidate(s, e);
-        if (v.kind === 'anon') this.freeAnon(s, e);
+        if (!v.shared) this.freeAnon(s, e);
         return OK_VOID;
       case MADV_FREE:
         if (v.kind !== 'anon') return err('EINVAL', 'madvise_free: not anonymous');
@@ -520,22 +532,47 @@ export class HostMm {
         if (!this.k.profile.ksm) return err('EINVAL', 'madvise: KSM not configured');
         this.setVmaFlags(s, e, v, 0, VMA_MERGEABLE);
         return OK_VOID;
-      case MADV_COLLAPSE:
-        // hugepage_vma_check(): file mappings of guest_memfd/vCPU and shmem here are refused.
-        if (v.kind !== 'anon') return err('EINVAL', 'madvise_collapse: VMA not eligible');
-        return this.k.profile.collapseAnon === 'ok'
-          ? OK_VOID
-          : err(this.k.profile.collapseAnon, 'madvise_collapse on anonymous memory');
+      case MADV_GUARD_INSTALL:
+        // madvise_guard_install(): not on VM_LOCKED (or special) VMAs. Existing pages are zapped
+        // (private anonymous memory is freed; file pages stay in their page cache).
+        if (v.locked) return err('EINVAL', 'madvise_guard_install: VM_LOCKED');
+        this.k.mmuNotifierInvalidate(s, e);
+        if (v.kind === 'anon') this.freeAnon(s, e);
+        this.guards.set(s, e, true);
+        return OK_VOID;
+      case MADV_GUARD_REMOVE:
+        this.guards.delete(s, e);
+        return OK_VOID;
+      case MADV_COLLAPSE: {
+        // thp_vma_allowable_order(TVA_FORCED_COLLAPSE): guest_memfd and vCPU mappings are
+        // refused, so are locked VMAs, and so is an anonymous VMA without an anon_vma (no page
+        // was ever written in it); shmem is accepted.
+        if (v.kind === 'gmem' || v.kind === 'vcpu' || v.locked) return err('EINVAL', 'madvise_collapse: VMA not eligible');
+        if (v.kind === 'anon' && !v.anonVma) return err('EINVAL', 'madvise_collapse: anonymous VMA without anon_vma');
+        // thp_vma_suitable_order(): the VMA must be able to hold a PMD-aligned huge page.
+        const whole = this.vmas.entryAt(s)!;
+        if (Math.ceil(whole.start / 512) * 512 + 512 > whole.end) return err('EINVAL', 'madvise_collapse: VMA cannot hold a huge page');
+        // The PMD-aligned chunks inside the range: hstart rounds up, hend rounds down, and the
+        // call succeeds only if every chunk collapses (thps == (hend - hstart) / PMD, unsigned, so
+        // a range inside one PMD that contains no boundary fails). An empty chunk (SCAN_PMD_NULL)
+        // fails with EINVAL.
+        const hs = Math.ceil(s / 512) * 512;
+        const he = Math.floor(e / 512) * 512;
+        if (he < hs) return err('EINVAL', 'madvise_collapse: range inside one PMD');
+        for (let c = hs; c < he; c += 512) {
+          const populated =
+            v.kind === 'anon' ? this.anon.anyIn(c, c + 512) : (v.obj as ShmemObject).pages.anyIn(v.base + (c - s), v.base + (c - s) + 512);
+          if (!populated) return err('EINVAL', 'madvise_collapse: empty PMD');
+        }
+        return OK_VOID;
+      }
       case MADV_POPULATE_READ:
       case MADV_POPULATE_WRITE: {
         const write = advice === MADV_POPULATE_WRITE;
         // madvise_populate(): permission mismatches are EINVAL, fault failures EFAULT.
         if (write ? (v.prot & PROT_WRITE) === 0 : (v.prot & PROT_READ) === 0)
           return err('EINVAL', 'madvise_populate: permission');
-        for (let p = s; p < e; p++) {
-          const r = this.fault(p, write, true);
-          if ('signal' in r) return err('EFAULT', 'madvise_populate: fault failed');
-        }
+        if (this.populate(s, e, write) < e) return err('EFAULT', 'madvise_populate: fault failed');
         return OK_VOID;
       }
       default:
@@ -570,6 +607,7 @@ export class HostMm {
   ): { pfn: Pfn; writable: boolean } | { signal: 'SIGSEGV' | 'SIGBUS' } {
     const v = this.vmas.get(hvpn);
     if (v === undefined) return { signal: 'SIGSEGV' };
+    if (this.guards.size !== 0 && this.guards.get(hvpn) !== undefined) return { signal: 'SIGSEGV' };
     if (write) {
       if ((v.prot & PROT_WRITE) === 0) return { signal: 'SIGSEGV' };
     } else if (cpu) {
@@ -588,6 +626,7 @@ export class HostMm {
         const pfn = this.k.frames.allocOne();
         this.k.frames.zero(pfn, 1);
         this.anon.set(hvpn, hvpn + 1, { base: pfn });
+        this.markAnonVma(hvpn, v);
         this.k.events.push({ kind: 'anon_alloc', hvpn, pages: 1 });
         return { pfn, writable };
       }
@@ -608,8 +647,21 @@ export class HostMm {
         return 'signal' in r ? r : { pfn: r.pfn, writable };
       }
       case 'vcpu': {
+        // A MAP_PRIVATE mapping reads the file page until the first write copies it (CoW).
+        if (!v.shared) {
+          const copy = this.anon.get(hvpn);
+          if (copy !== undefined) return { pfn: copy.base, writable };
+        }
         const r = (v.obj as VcpuFile).pageAt(v.base);
-        return r === undefined ? { signal: 'SIGBUS' } : { pfn: r, writable };
+        if (r === undefined) return { signal: 'SIGBUS' };
+        if (v.shared || !write) return { pfn: r, writable: writable && v.shared };
+        this.k.mmuNotifierInvalidate(hvpn, hvpn + 1);
+        const pfn = this.k.frames.allocOne();
+        this.k.frames.copy(r, pfn);
+        this.anon.set(hvpn, hvpn + 1, { base: pfn });
+        this.markAnonVma(hvpn, v);
+        this.k.events.push({ kind: 'anon_alloc', hvpn, pages: 1 });
+        return { pfn, writable };
       }
     }
   }
@@ -634,6 +686,67 @@ export class HostMm {
       done += n;
     }
     return out === undefined ? { ok: true } : { ok: true, data: out };
+  }
+
+  /**
+   * Fault in [s, e) of one VMA in page order, as get_user_pages() does, without a per-page loop
+   * for ranges (so a populated terabyte costs what its extents cost). Returns the first page that
+   * could not be faulted in (e when all were).
+   */
+  populate(s: number, e: number, write: boolean): number {
+    const v = this.vmas.get(s);
+    if (v === undefined) return s;
+    if (write ? (v.prot & PROT_WRITE) === 0 : (v.prot & PROT_READ) === 0) return s;
+    const g = this.guards.size === 0 ? undefined : this.guards.piecesIn(s, e)[0];
+    const end = g === undefined ? e : g.start;
+    switch (v.kind) {
+      case 'anon': {
+        if (write) {
+          const gaps = this.anon.gapsIn(s, end);
+          if (gaps.length > 0) {
+            this.k.mmuNotifierInvalidate(s, end);
+            for (const gap of gaps) {
+              let p = gap.start;
+              for (const run of this.k.frames.alloc(gap.end - gap.start)) {
+                this.k.frames.zero(run.base, run.count);
+                this.anon.set(p, p + run.count, { base: run.base });
+                p += run.count;
+              }
+              this.k.events.push({ kind: 'anon_alloc', hvpn: gap.start, pages: gap.end - gap.start });
+            }
+            this.markAnonVma(s, v);
+          }
+        }
+        return end;
+      }
+      case 'shmem': {
+        const obj = v.obj as ShmemObject;
+        const last = Math.min(end, s + Math.max(0, obj.npages - v.base));
+        for (const gap of obj.pages.gapsIn(v.base, v.base + (last - s))) {
+          let p = gap.start;
+          for (const run of this.k.frames.alloc(gap.end - gap.start)) {
+            this.k.frames.zero(run.base, run.count);
+            obj.pages.set(p, p + run.count, { base: run.base });
+            p += run.count;
+          }
+          this.k.events.push({ kind: 'shmem_alloc', obj: obj.id, start: gap.start, end: gap.end });
+        }
+        return last;
+      }
+      case 'gmem':
+        return s + kvmGmemPopulateUserRange(this.k, v.obj as GmemFile, v.base, end - s);
+      case 'vcpu': {
+        for (let p = s; p < end; p++) if ('signal' in this.fault(p, write, false)) return p;
+        return end;
+      }
+    }
+  }
+
+  /** `anon_vma_prepare()`: the VMA containing hvpn now has an anon_vma. */
+  markAnonVma(hvpn: number, v: Vma): void {
+    if (v.anonVma) return;
+    const ent = this.vmas.entryAt(hvpn)!;
+    this.vmas.set(ent.start, ent.end, { ...this.vmas.get(ent.start)!, anonVma: true });
   }
 
   /** VMA at a host virtual page (value shifted to that page), for KVM's hva lookups. */
@@ -667,4 +780,6 @@ export const MADV_KNOWN = new Set<number>([
   MADV_POPULATE_WRITE,
   MADV_DONTNEED_LOCKED,
   MADV_COLLAPSE,
+  MADV_GUARD_INSTALL,
+  MADV_GUARD_REMOVE,
 ]);

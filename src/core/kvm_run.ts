@@ -20,9 +20,10 @@ import {
   KVM_EXIT_IO,
   KVM_EXIT_MEMORY_FAULT,
   KVM_EXIT_MMIO,
+  KVM_EXIT_SHUTDOWN,
   KVM_HC_MAP_GPA_RANGE,
 } from './uapi.js';
-import { FrameView, KVM_SYNC_X86_VALID_FIELDS, RUN } from './kvm_run_page.js';
+import { FrameView, KVM_SYNC_X86_REGS, KVM_SYNC_X86_SREGS, KVM_SYNC_X86_VALID_FIELDS, RUN } from './kvm_run_page.js';
 import type { Errno } from './errno.js';
 
 export type GuestProgramStep =
@@ -53,7 +54,9 @@ export type RunExit =
   | { readonly reason: 'HYPERCALL_RET'; readonly bytes: Uint8Array }
   | { readonly reason: 'HLT' }
   /** Emulation failure (KVM_INTERNAL_ERROR_EMULATION = 1), e.g. fetching code from MMIO. */
-  | { readonly reason: 'INTERNAL_ERROR'; readonly suberror: number };
+  | { readonly reason: 'INTERNAL_ERROR'; readonly suberror: number }
+  /** Triple fault. */
+  | { readonly reason: 'SHUTDOWN' };
 
 export type RunResult = { readonly errno?: Errno; readonly exits: RunExit[] };
 
@@ -182,7 +185,7 @@ export function kvmRunProgram(
   const leave = (): void => {
     run.writeUint(RUN.if_flag, 1, 0n);
     run.writeUint(RUN.cr8, 8, vcpu.cr8);
-    run.writeUint(RUN.apic_base, 8, vcpu.id === 0n ? 0xfee0_0900n : 0xfee0_0800n);
+    run.writeUint(RUN.apic_base, 8, vcpu.apicBase);
     run.writeUint(RUN.ready_for_interrupt_injection, 1, 0n);
   };
   // The start of one KVM_RUN ioctl: the backend clears exit_reason, then
@@ -237,6 +240,26 @@ export function kvmRunProgram(
 
   let e = enter();
   if (e !== undefined) return { errno: e, exits };
+  // sync_regs(): KVM_CAP_SYNC_REGS state the trace wrote into kvm_run replaces what the backend
+  // set with KVM_SET_REGS/SREGS; each applied bit is cleared. Modelled for the sync area as the
+  // kernel leaves it (zeros): zero SREGS put the vCPU in real mode with a zero CS limit, which
+  // triple-faults (SHUTDOWN); zero REGS start at RIP 0, where instruction fetch fails emulation.
+  const dirty = run.readUint(RUN.kvm_dirty_regs, 8);
+  let shutdown = false;
+  let badRip = false;
+  if ((dirty & KVM_SYNC_X86_REGS) !== 0n) badRip = true;
+  if ((dirty & KVM_SYNC_X86_SREGS) !== 0n) {
+    vcpu.apicBase = run.readUint(RUN.sync_sregs_apic_base, 8);
+    shutdown = true;
+  }
+  if (dirty !== 0n) run.writeUint(RUN.kvm_dirty_regs, 8, 0n);
+  if (shutdown) {
+    run.writeUint(RUN.exit_reason, 4, BigInt(KVM_EXIT_SHUTDOWN));
+    leave();
+    exits.push({ reason: 'SHUTDOWN' });
+    return { exits };
+  }
+  if (badRip) codeInPlace = false;
   if (!codeInPlace) {
     run.writeUint(RUN.exit_reason, 4, BigInt(KVM_EXIT_INTERNAL_ERROR));
     run.writeUint(RUN.internal_suberror, 4, 1n);

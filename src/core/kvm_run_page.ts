@@ -39,7 +39,16 @@ export const RUN = {
   internal_data: 40,
   kvm_valid_regs: 288,
   kvm_dirty_regs: 296,
+  /** struct kvm_sync_regs: regs (144 bytes), sregs (312), events (64). */
+  sync_regs: 304,
+  sync_sregs: 448,
+  /** kvm_sregs.apic_base inside the sync area. */
+  sync_sregs_apic_base: 448 + 272,
 } as const;
+
+export const KVM_SYNC_X86_REGS = 1n;
+export const KVM_SYNC_X86_SREGS = 2n;
+export const KVM_SYNC_X86_EVENTS = 4n;
 
 /** KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS. */
 export const KVM_SYNC_X86_VALID_FIELDS = 7n;

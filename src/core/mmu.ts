@@ -241,6 +241,7 @@ function tryHostThp(
   const base = runs[0]!.base;
   k.frames.zero(base, L);
   k.mm.anon.set(h0, h0 + L, { base });
+  k.mm.markAnonVma(hvpn, v);
   k.events.push({ kind: 'anon_alloc', hvpn: h0, pages: L });
   return { pfn: (base + (hvpn - h0)) as Pfn, writable: true };
 }

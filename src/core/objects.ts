@@ -174,13 +174,17 @@ export class Vcpu {
     readonly vm: Vm,
     readonly id: bigint,
     readonly index: number,
-  ) {}
+  ) {
+    this.apicBase = id === 0n ? 0xfee0_0900n : 0xfee0_0800n;
+  }
   /** Number of KVM_RUN calls (for explanations). */
   runs = 0;
   /** Frames behind the vCPU mmap area: [kvm_run, pio page] (allocated with the vCPU). */
   readonly pages: Pfn[] = [];
   /** Guest CR8 (TPR) as KVM keeps it without an in-kernel LAPIC. */
   cr8 = 0n;
+  /** MSR_IA32_APICBASE: 0xfee00000 | enable | BSP for vCPU 0 (until KVM_SET_SREGS changes it). */
+  apicBase: bigint;
 }
 
 /** The trace contract's code page: slot 32763 at GPA 0xFFFFF000, created with the first vCPU. */

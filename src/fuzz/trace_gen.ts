@@ -301,6 +301,11 @@ export class TraceGenerator {
         [2, BigInt(1 + this.r.int(4)) * PAGE],
         [1, this.r.pick([0n, 1n, 4097n])],
       ]);
+    } else if (this.vcpus.length > 0 && this.r.chance(0.15)) {
+      // The vCPU's kvm_run area (3 pages: run, PIO data, coalesced MMIO ring).
+      fd = { kind: 'handle', name: this.r.pick(this.vcpus).name };
+      kind = 'other';
+      len = this.r.pick([4096n, 8192n, 12288n, 16384n]);
     } else if (this.r.chance(0.85)) {
       fd = null;
       kind = 'anon';
@@ -332,7 +337,7 @@ export class TraceGenerator {
         [1, 0],
       ]),
     );
-    if (this.r.chance(0.1)) flags |= this.r.pick([0x4000n, 0x8000n, 0x20n, 0x10n, 0x100n]);
+    if (this.r.chance(0.1)) flags |= this.r.pick([0x4000n, 0x8000n, 0x20n, 0x10n, 0x100n, 0x2000n]);
     // Keep populated mappings small: MAP_POPULATE on big lengths would allocate real memory.
     if ((flags & 0x8000n) !== 0n && len > 4n * MiB) flags &= ~0x8000n;
     if (kind === 'anon' && len >= 1n << 40n && (flags & 0x8000n) !== 0n) flags &= ~0x8000n;
@@ -516,10 +521,10 @@ export class TraceGenerator {
         [1, span + BigInt(this.r.int(8192))],
       ]);
       const g = s.gpa + off;
-      if (g < 1n << 32n && g >> 12n !== CODE_GFN) return g;
+      // Stay off the contract's code page, including accesses that would straddle into it.
+      if (g + 4n <= CODE_GFN * PAGE) return g;
     }
-    const g = BigInt(this.r.int(0x4000_0000));
-    return g >> 12n === CODE_GFN ? 0n : g;
+    return BigInt(this.r.int(0x4000_0000));
   }
 
   private run(): void {
@@ -589,6 +594,24 @@ export class TraceGenerator {
       offset,
       len,
     });
+  }
+
+  /** Read or write struct kvm_run fields through a vCPU mapping. */
+  private runPage(): void {
+    const m = this.maps.filter((x) => x.kind === 'other');
+    if (m.length === 0) return this.peekPoke();
+    const map = this.r.pick(m);
+    const field = this.r.pick([
+      { off: 0n, bytes: [0, 1] },
+      { off: 1n, bytes: [0, 1] },
+      { off: 8n, bytes: [0, 5] },
+      { off: 16n, bytes: [0, 7, 15, 16] },
+      { off: 288n, bytes: [0, 8] },
+      { off: 296n, bytes: [0, 2, 4, 16] },
+      { off: 40n, bytes: [0xaa] },
+    ]);
+    if (this.r.chance(0.5)) this.push({ op: 'peek', addr: { kind: 'handle', name: map.name, offset: this.r.pick([0n, 8n, 32n, 288n, 4096n, 8192n]) }, len: BigInt(this.r.pick([1, 8, 16, 64])) });
+    else this.push({ op: 'poke', addr: { kind: 'handle', name: map.name, offset: field.off }, bytes: Uint8Array.of(this.r.pick(field.bytes)) });
   }
 
   private peekPoke(): void {
@@ -734,6 +757,7 @@ export class TraceGenerator {
       [8, () => this.run()],
       [6, () => this.fallocate()],
       [8, () => this.peekPoke()],
+      [2, () => this.runPage()],
       [5, () => this.memOp()],
       [4, () => this.fileOp()],
       [2, () => this.checkExtension()],

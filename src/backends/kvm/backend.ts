@@ -89,6 +89,16 @@ const MAP_SHARED_VALIDATE = 0x03;
 
 const MADV_HWPOISON = 100n;
 const MADV_SOFT_OFFLINE = 101n;
+const MADV_POPULATE_READ = 22n;
+const MADV_POPULATE_WRITE = 23n;
+const MAP_POPULATE = 0x8000;
+const MAP_LOCKED = 0x2000;
+/**
+ * Most real memory one op may make the kernel allocate: fallocate allocation, MAP_POPULATE or
+ * MAP_LOCKED, MADV_POPULATE_*. Larger requests are refused (the model runs them as ranges; the
+ * real machine would swap or invoke the OOM killer).
+ */
+export const MAX_POPULATE_BYTES = 1n << 30n;
 
 /** Largest peek / pread result the backend turns into hex. */
 const MAX_READ_BYTES = 16n << 20n;
@@ -412,6 +422,8 @@ export class KvmBackend implements Backend {
       case 'madvise':
         return out(this.vmaOp(op));
       case 'fallocate': {
+        if ((cInt(op.mode) & 2) === 0 && cS64(op.len) > MAX_POPULATE_BYTES)
+          throw new BackendRefusal(`fallocate: allocating ${cS64(op.len)} bytes of real memory exceeds the backend's 1 GiB limit`);
         const r = c.fallocate(this.fileFd(op.fd), cInt(op.mode), op.offset, op.len);
         return out(r.ret < 0 ? fail(r.errno) : ok());
       }
@@ -664,6 +676,8 @@ export class KvmBackend implements Backend {
       throw new BackendRefusal(
         `mmap: the arena slot at 0x${addr.toString(16)} is occupied by the backend process's own memory`,
       );
+    if ((cInt(flags) & (MAP_POPULATE | MAP_LOCKED)) !== 0 && rounded > MAX_POPULATE_BYTES)
+      throw new BackendRefusal(`mmap: populating ${rounded} bytes of real memory exceeds the backend's 1 GiB limit`);
     const fd = fdArg === null ? -1 : this.fileFd(fdArg);
     // MAP_FIXED_NOREPLACE is not in the kernel's LEGACY_MAP_MASK, so adding it to a
     // MAP_SHARED_VALIDATE request would turn every such file mapping into EOPNOTSUPP. For those
@@ -698,6 +712,8 @@ export class KvmBackend implements Backend {
       throw new BackendRefusal(
         `madvise advice ${op.advice} would poison or offline host physical memory; refusing to run it`,
       );
+    if (op.op === 'madvise' && (op.advice === MADV_POPULATE_READ || op.advice === MADV_POPULATE_WRITE) && len > MAX_POPULATE_BYTES)
+      throw new BackendRefusal(`madvise: populating ${len} bytes of real memory exceeds the backend's 1 GiB limit`);
     // The kernel acts on whole pages: check and lift the page-rounded range.
     const lo = floorPage(addr);
     const hi = ceilPage(addr + len);

@@ -86,7 +86,6 @@ export const LINUX_6_18_PVM: KernelProfile = {
   gmemBindOverlapErrno: 'EINVAL',
   maxMapCount: 65530,
   ksm: true,
-  collapseAnon: 'ok',
   guestAccess: 'emulated',
   hypercalls: 'spin',
   execOnlyPkey: true,

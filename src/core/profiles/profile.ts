@@ -90,8 +90,6 @@ export interface KernelProfile {
   readonly hypercalls: 'kvm' | 'spin';
   /** Execute-only mappings get a protection key (PKU): reading them faults (SIGSEGV). */
   readonly execOnlyPkey: boolean;
-  /** What MADV_COLLAPSE returns on private anonymous memory ('ok' or an errno). */
-  readonly collapseAnon: 'ok' | 'EINVAL' | 'EAGAIN' | 'ENOMEM';
 }
 
 /** The spec of VM type `type` on `p`, or undefined when the profile does not offer it. */
