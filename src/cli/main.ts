@@ -8,6 +8,7 @@ import { UsageError } from './args.js';
 import { EXIT_CHECK_FAILED, EXIT_USAGE, InputError } from './io.js';
 import { replayMain } from './replay.js';
 import { runMain } from './run.js';
+import { conformanceMain } from './conformance.js';
 
 type Command = {
   readonly summary: string;
@@ -19,6 +20,10 @@ const COMMANDS: Record<string, Command> = {
   replay: {
     summary: 'run a trace on the model (or --backend kvm) and print result lines',
     run: replayMain,
+  },
+  conformance: {
+    summary: 'check the model (or this kernel) against results recorded on /dev/kvm',
+    run: conformanceMain,
   },
 };
 

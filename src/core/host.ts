@@ -200,7 +200,9 @@ export class Host implements KernelCtx {
     this.frames.zero(ring, 1);
     vm.sharedPages.push(ring);
     this.vms.add(vm);
-    return ok(this.allocFd(new VmFile(this.nextIno++, vm)));
+    const f = new VmFile(this.nextIno++, vm);
+    vm.file = f;
+    return ok(this.allocFd(f));
   }
 
   /** KVM_CHECK_EXTENSION on /dev/kvm or a VM fd (`kvm_vm_ioctl_check_extension_generic`). */
@@ -324,6 +326,8 @@ export class Host implements KernelCtx {
    */
   private ensureCodeSlot(vm: Vm): boolean {
     if (vm.codeSlot === 'present') return true;
+    // The backend issues the memslot ioctl on the VM fd: once that is closed it cannot.
+    if (vm.file === undefined || vm.file.fdRefs === 0) return false;
     if (vm.codePageHva === 0n) {
       const at = CODE_PAGE_BASE + BigInt(vm.index) * 0x20_0000n;
       const m = this.mm.mmap(

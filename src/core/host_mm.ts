@@ -199,8 +199,10 @@ export class HostMm {
     let mayExec = true;
     const growsdown = (flags & MAP_GROWSDOWN) !== 0;
     if (f !== null) {
-      // file_mmap_ok(): the page offset range must fit loff_t.
-      if (pgoffBig + npagesBig > 1n << 51n)
+      // file_mmap_ok(): guest_memfd is a regular file (max size MAX_LFS_FILESIZE); the vCPU's
+      // anonymous inode allows any unsigned long.
+      const maxsize = f.kind === 'gmem' ? (1n << 63n) - 1n : (1n << 64n) - 1n;
+      if (rounded > maxsize || pgoffBig > (maxsize - rounded) >> 12n)
         return err('EOVERFLOW', 'file_mmap_ok: offset range too large');
       switch (flags & MAP_TYPE) {
         case MAP_SHARED:

@@ -220,6 +220,8 @@ export class Vm {
   readonly sharedPages: Pfn[] = [];
   /** Number of vCPUs ever created (`kvm->created_vcpus`). */
   createdVcpus = 0;
+  /** The VM fd's file (the trace backend needs it open to create the code slot). */
+  file: KFile | undefined;
   /** TLB flushes by source, for explanations and benchmarks. */
   readonly tlbFlushes = new Map<string, number>();
   constructor(

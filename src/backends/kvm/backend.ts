@@ -350,7 +350,7 @@ export class KvmBackend implements Backend {
     const c = this.c;
     switch (op.op) {
       case 'KVM_CREATE_VM': {
-        const r = c.ioctlInt(t.kvmFd, KVM_IOCTL.KVM_CREATE_VM, op.type);
+        const r = c.ioctlInt(this.ioctlFd(op.fd), KVM_IOCTL.KVM_CREATE_VM, op.type);
         if (r.ret < 0) return out(fail(r.errno));
         t.owned.add(r.ret);
         t.vms.set(r.ret, { fd: r.ret, hadVcpu: false, codeSlot: false, codePage: undefined });
@@ -714,6 +714,13 @@ export class KvmBackend implements Backend {
       );
     if (op.op === 'madvise' && (op.advice === MADV_POPULATE_READ || op.advice === MADV_POPULATE_WRITE) && len > MAX_POPULATE_BYTES)
       throw new BackendRefusal(`madvise: populating ${len} bytes of real memory exceeds the backend's 1 GiB limit`);
+    // A range that wraps past 2^64 is rejected by the kernel's argument checks before any VMA is
+    // touched (munmap EINVAL, mprotect ENOMEM, madvise EINVAL): run it as is.
+    if (addr + ((len + PAGE - 1n) & ~(PAGE - 1n)) > 0xffff_ffff_ffff_ffffn) {
+      const w =
+        op.op === 'munmap' ? this.c.munmap(addr, len) : op.op === 'mprotect' ? this.c.mprotect(addr, len, cInt(op.prot)) : this.c.madvise(addr, len, cInt(op.advice));
+      return w.ret < 0 ? fail(w.errno) : ok();
+    }
     // The kernel acts on whole pages: check and lift the page-rounded range.
     const lo = floorPage(addr);
     const hi = ceilPage(addr + len);
