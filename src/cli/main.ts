@@ -9,6 +9,9 @@ import { EXIT_CHECK_FAILED, EXIT_USAGE, InputError } from './io.js';
 import { replayMain } from './replay.js';
 import { runMain } from './run.js';
 import { conformanceMain } from './conformance.js';
+import { probeMain } from './probe.js';
+import { diffMain } from './diff.js';
+import { fuzzMain } from './fuzz.js';
 
 type Command = {
   readonly summary: string;
@@ -21,6 +24,9 @@ const COMMANDS: Record<string, Command> = {
     summary: 'run a trace on the model (or --backend kvm) and print result lines',
     run: replayMain,
   },
+  diff: { summary: 'run traces on the model and on /dev/kvm and print every disagreement', run: diffMain },
+  fuzz: { summary: 'fuzz: --differential compares the model with /dev/kvm on random traces', run: fuzzMain },
+  probe: { summary: "read this machine's /dev/kvm capabilities and name the matching profile", run: probeMain },
   conformance: {
     summary: 'check the model (or this kernel) against results recorded on /dev/kvm',
     run: conformanceMain,

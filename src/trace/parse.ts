@@ -17,6 +17,11 @@ export class TraceInputError extends Error {
 
 type Obj = Record<string, unknown>;
 
+/** Largest peek/pread a trace may ask for (both backends copy the data into the result line). */
+export const MAX_READ_BYTES = 16n << 20n;
+/** Largest guest program (steps per KVM_RUN). */
+export const MAX_GUEST_STEPS = 100_000;
+
 class FieldReader {
   constructor(
     readonly file: string,
@@ -40,6 +45,13 @@ class FieldReader {
       this.fail(field, 'missing required integer field');
     }
     return parseInteger(this.obj[field], (m) => this.fail(field, m));
+  }
+
+  /** A byte count for a read that returns data (peek, pread): 0 .. MAX_READ_BYTES. */
+  byteCount(field: string): bigint {
+    const v = this.int(field);
+    if (v < 0n || v > MAX_READ_BYTES) this.fail(field, `reads return at most ${MAX_READ_BYTES} bytes (16 MiB) per op`);
+    return v;
   }
 
   str(field: string): string {
@@ -124,6 +136,7 @@ function parseGuest(r: FieldReader): GuestStep[] {
   const v = r.obj['guest'];
   if (!Array.isArray(v)) r.fail('guest', 'expected a list of guest steps');
   const steps: GuestStep[] = [];
+  if (v.length > MAX_GUEST_STEPS) r.fail('guest', `at most ${MAX_GUEST_STEPS} steps per KVM_RUN`);
   v.forEach((raw: unknown, i: number) => {
     const at = `guest[${i}]`;
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
@@ -141,14 +154,14 @@ function parseGuest(r: FieldReader): GuestStep[] {
       const bytes = sr.hexBytes('hex');
       if (bytes.length !== 1 && bytes.length !== 2 && bytes.length !== 4)
         sr.fail('hex', `a store writes 1, 2 or 4 bytes, not ${bytes.length}`);
-      if (gpa < 0n || gpa >= 1n << 32n) sr.fail('gpa', 'guest programs use GPAs below 4 GiB');
+      if (gpa < 0n || gpa + BigInt(bytes.length) > 1n << 32n) sr.fail('gpa', 'guest programs access GPAs below 4 GiB');
       steps.push({ kind: 'store', gpa, bytes });
     } else if (kind === 'load') {
       const gpa = sr.int('gpa');
       const size = sr.int('size', 4n);
       if (size !== 1n && size !== 2n && size !== 4n)
         sr.fail('size', 'a load reads 1, 2 or 4 bytes');
-      if (gpa < 0n || gpa >= 1n << 32n) sr.fail('gpa', 'guest programs use GPAs below 4 GiB');
+      if (gpa < 0n || gpa + size > 1n << 32n) sr.fail('gpa', 'guest programs access GPAs below 4 GiB');
       steps.push({ kind: 'load', gpa, size: Number(size) as 1 | 2 | 4 });
     } else if (kind === 'hypercall') {
       const nr = sr.int('nr');
@@ -278,7 +291,7 @@ export function parseOpObject(file: string, line: number, obj: unknown): TraceOp
     case 'ftruncate':
       return { ...common, op, fd: r.fd('fd'), length: r.int('length') };
     case 'pread':
-      return { ...common, op, fd: r.fd('fd'), len: r.int('len'), offset: r.int('offset', 0n) };
+      return { ...common, op, fd: r.fd('fd'), len: r.byteCount('len'), offset: r.int('offset', 0n) };
     case 'pwrite':
       return {
         ...common,
@@ -292,7 +305,7 @@ export function parseOpObject(file: string, line: number, obj: unknown): TraceOp
     case 'close':
       return { ...common, op, fd: r.fd('fd') };
     case 'peek':
-      return { ...common, op, addr: r.addr('addr'), len: r.int('len') };
+      return { ...common, op, addr: r.addr('addr'), len: r.byteCount('len') };
     case 'poke':
       return { ...common, op, addr: r.addr('addr'), bytes: r.hexBytes('hex') };
     default:

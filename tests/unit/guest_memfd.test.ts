@@ -579,3 +579,57 @@ describe('release of the last file reference (§2.6)', () => {
   });
 
 });
+
+describe('capabilities and VM types (§2.1, §1.1)', () => {
+  const caps = (c: ReturnType<typeof newHost>, fd: number, ids: number[]) =>
+    ids.map((id) => ok(c.h.kvmCheckExtension(fd, BigInt(id))));
+  test('linux-6.18-pvm: the values measured on the development machines [verified]', () => {
+    const c = newHost('linux-6.18-pvm');
+    const vm = createVm(c);
+    // GUEST_MEMFD, GUEST_MEMFD_FLAGS, VM_TYPES, USER_MEMORY2, MEMORY_FAULT_INFO, EXIT_HYPERCALL,
+    // MEMORY_ATTRIBUTES, PRE_FAULT_MEMORY
+    const ids = [234, 244, 235, 231, 232, 201, 233, 236];
+    assert.deepEqual(caps(c, c.kvm, ids), [1n, 3n, 1n, 1n, 1n, 4096n, 0n, 0n]);
+    assert.deepEqual(caps(c, vm, ids), [1n, 3n, 1n, 1n, 1n, 4096n, 0n, 0n]);
+    for (let t = 1n; t <= 5n; t++) fails(c.h.kvmCreateVm(c.kvm, t), 'EINVAL', `type ${t}`);
+  });
+
+  test('linux-6.18: DEFAULT and SW_PROTECTED; per-VM GUEST_MEMFD_FLAGS and MEMORY_ATTRIBUTES', () => {
+    const c = newHost();
+    const d = createVm(c);
+    const sw = createVm(c, SW_PROTECTED_VM);
+    const ids = [234, 244, 235, 233, 236];
+    assert.deepEqual(caps(c, c.kvm, ids), [1n, 3n, 3n, 8n, 1n]);
+    assert.deepEqual(caps(c, d, ids), [1n, 3n, 3n, 0n, 1n]);
+    assert.deepEqual(caps(c, sw, ids), [1n, 1n, 3n, 8n, 1n]);
+    for (let t = 2n; t <= 5n; t++) fails(c.h.kvmCreateVm(c.kvm, t), 'EINVAL', `type ${t}`);
+  });
+
+  test('KVM_CHECK_EXTENSION on a guest_memfd → ENOTTY, on a vCPU → EINVAL', () => {
+    const c = newHost();
+    const vm = createVm(c);
+    fails(c.h.kvmCheckExtension(createGmem(c, vm, PAGE), 234n), 'ENOTTY');
+    fails(c.h.kvmCheckExtension(createVcpu(c, vm), 234n), 'EINVAL');
+  });
+});
+
+describe('what does not invalidate guest mappings (§3.5)', () => {
+  test('fallocate allocate, mmap and host writes leave stage-2 mappings alone', () => {
+    const c = newHost();
+    const vm = createVm(c);
+    const g = createGmem(c, vm, 4n * PAGE, GMEM_SHARED);
+    ok(setRegion(c, vm, { slot: 1n, flags: MEM_GUEST_MEMFD, gpa: MiB, size: 4n * PAGE, gmem: g }));
+    const vcpu = createVcpu(c, vm);
+    guestStore(c, vcpu, MiB, '01');
+    const v = vmOf(c, vm);
+    const seq = v.mmuInvalidateSeq;
+    ok(c.h.fallocate(g, KEEP_SIZE, 0n, 4n * PAGE));
+    const m = mmapFd(c, g, 4n * PAGE);
+    poke(c, m, '02');
+    poke(c, m + PAGE, '03');
+    assert.equal(v.mmuInvalidateSeq, seq);
+    const gfn = Number(MiB >> 12n);
+    assert.equal(mappedPages(v, gfn, gfn + 4), 1);
+    assert.equal(guestLoad(c, vcpu, MiB, 1), '02', 'same page: the host write is visible');
+  });
+});

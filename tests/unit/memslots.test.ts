@@ -190,6 +190,16 @@ describe('steps 3–9: sanity checks', () => {
 });
 
 describe('step 10: delete', () => {
+  test('the sanity checks of steps 2–9 apply to deletes too (uaddr, gpa alignment, access_ok)', () => {
+    const { c, vm } = pvm();
+    ok(setRegion(c, vm, plain(0n, MiB)));
+    fails(setRegion(c, vm, { slot: 0n, uaddr: 0x1001n }), 'EINVAL', 'unaligned uaddr');
+    fails(setRegion(c, vm, { slot: 0n, gpa: 0x800n }), 'EINVAL', 'unaligned gpa');
+    fails(setRegion(c, vm, { slot: 0n, uaddr: TASK_SIZE_MAX + PAGE }), 'EINVAL', 'uaddr beyond TASK_SIZE');
+    fails(setRegion(c, vm, { slot: 1n << 16n }), 'EINVAL', 'address space 1 without SMM');
+    assert.equal(ok(setRegion(c, vm, { slot: 0n, uaddr: TASK_SIZE_MAX })), 'DELETE', 'access_ok(TASK_SIZE_MAX, 0)');
+  });
+
   test('deleting an absent slot → EINVAL; fd, offset, uaddr and gpa are ignored', () => {
     const { c, vm } = pvm();
     fails(setRegion(c, vm, { slot: 3n }), 'EINVAL');
@@ -379,6 +389,19 @@ describe('step 14: the MMU max gfn (arch prepare)', () => {
     assert.equal(s.baseGfn, Number(MiB >> 12n));
     ok(setRegion(c, vm, plain(1n, 1n << 51n)), 'nothing is left at the target');
     fails(setRegion(c, vm, plain(2n, MiB)), 'EEXIST', 'the old range is still occupied');
+  });
+});
+
+describe('capabilities', () => {
+  test('KVM_CAP_NR_MEMSLOTS = 32764; KVM_CAP_MULTI_ADDRESS_SPACE: pvm 0, linux-6.18 2 (DEFAULT) / 1 (SW_PROTECTED)', () => {
+    const { c, vm } = pvm();
+    assert.equal(ok(c.h.kvmCheckExtension(c.kvm, 10n)), 32764n);
+    assert.equal(ok(c.h.kvmCheckExtension(vm, 10n)), 32764n);
+    assert.equal(ok(c.h.kvmCheckExtension(vm, 118n)), 0n);
+    const c2 = newHost();
+    assert.equal(ok(c2.h.kvmCheckExtension(c2.kvm, 118n)), 2n);
+    assert.equal(ok(c2.h.kvmCheckExtension(createVm(c2), 118n)), 2n);
+    assert.equal(ok(c2.h.kvmCheckExtension(createVm(c2, SW_PROTECTED_VM), 118n)), 1n);
   });
 });
 

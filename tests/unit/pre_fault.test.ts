@@ -184,6 +184,15 @@ describe('linux-6.18 (TDP): progress semantics', () => {
     assert.equal(m.source, 'gmem');
   });
 
+  test('SW_PROTECTED: a private gfn with no memslot → EFAULT (a private fault never becomes MMIO)', () => {
+    const c = newHost();
+    const vm = createVm(c, SW_PROTECTED_VM);
+    const vcpu = createVcpu(c, vm);
+    ok(c.h.kvmSetMemoryAttributes(vm, { address: 64n * MiB, size: PAGE, attributes: ATTR_PRIVATE, flags: 0n }));
+    assert.deepEqual(pf(c, vcpu, 64n * MiB, PAGE), { errno: 'EFAULT', gpa: 64n * MiB, size: PAGE });
+    assert.deepEqual(pf(c, vcpu, 64n * MiB + PAGE, PAGE), { errno: 'ENOENT', gpa: 64n * MiB + PAGE, size: PAGE });
+  });
+
   test('a gmem-only slot whose file was released → EFAULT from the gmem lookup', () => {
     const c = newHost();
     const vm = createVm(c);

@@ -9,6 +9,9 @@ import assert from 'node:assert/strict';
 import { parseOpObject, parseTrace, TraceInputError } from '../../src/trace/parse.js';
 import { formatOp, formatResult, jsonInt, opToJson, resultToJson } from '../../src/trace/format.js';
 import type { OpName, TraceOp } from '../../src/trace/types.js';
+import { runTrace } from '../../src/trace/runner.js';
+import { ModelBackend } from '../../src/backends/model.js';
+import { getProfile } from '../../src/core/profiles/index.js';
 
 /** One line per op of the contract (plus the model's additions KVM_ENABLE_CAP and hypercall). */
 const LINES: Record<OpName, string> = {
@@ -281,5 +284,38 @@ describe('result formatting', () => {
         ],
       },
     );
+  });
+});
+
+describe("the contract's example (trace-format.md)", () => {
+  test('gives the documented result lines on linux-6.18-pvm', () => {
+    const trace = [
+      '{"op":"KVM_CREATE_VM","type":0,"as":"vm"}',
+      '{"op":"KVM_CREATE_GUEST_MEMFD","vm":"vm","size":8192,"flags":3,"as":"g"}',
+      '{"op":"mmap","fd":"g","length":8192,"prot":3,"flags":1,"offset":0,"as":"m"}',
+      '{"op":"poke","addr":"m+16","hex":"deadbeef"}',
+      '{"op":"KVM_SET_USER_MEMORY_REGION2","vm":"vm","slot":0,"flags":4,"guest_phys_addr":0,"memory_size":8192,"userspace_addr":"m","guest_memfd":"g","guest_memfd_offset":0}',
+      '{"op":"KVM_CREATE_VCPU","vm":"vm","id":0,"as":"cpu"}',
+      '{"op":"KVM_RUN","vcpu":"cpu","guest":[{"load":{"gpa":16}},{"store":{"gpa":1048576,"hex":"aabbccdd"}}]}',
+      '{"op":"fallocate","fd":"g","mode":3,"offset":0,"len":4096}',
+      '{"op":"peek","addr":"m+16","len":4}',
+    ].join('\n');
+    const expected = [
+      '{"ok":true}',
+      '{"ok":true}',
+      '{"ok":true}',
+      '{"ok":true}',
+      '{"ok":true}',
+      '{"ok":true}',
+      '{"ok":true,"exits":[{"reason":"LOAD","gpa":16,"hex":"deadbeef"},{"reason":"MMIO","gpa":1048576,"len":4,"is_write":true,"hex":"aabbccdd"},{"reason":"HLT"}]}',
+      '{"ok":true}',
+      '{"ok":true,"value":"00000000"}',
+    ].map((l) => JSON.parse(l) as unknown);
+    for (const profile of ['linux-6.18-pvm', 'linux-6.18']) {
+      const { ops, errors } = parseTrace(trace, 'example.jsonl');
+      assert.deepEqual(errors, []);
+      const got = runTrace(ops, new ModelBackend(getProfile(profile)!)).map((r) => JSON.parse(formatResult(r)) as unknown);
+      assert.deepEqual(got, expected, profile);
+    }
   });
 });

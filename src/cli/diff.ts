@@ -1,0 +1,68 @@
+/**
+ * `gmemlab diff [--kernel P] [--json] TRACE...`: run each trace on the model and on this
+ * machine's /dev/kvm and print every disagreement (op, both results, trace line).
+ */
+import { deepEqual } from '../trace/compare.js';
+import { formatOp, resultToJson } from '../trace/format.js';
+import { runTrace } from '../trace/runner.js';
+import { BackendRefusal } from '../trace/types.js';
+import { optString, parseArgs, UsageError } from './args.js';
+import { EXIT_CHECK_FAILED, EXIT_OK, InputError, loadTrace } from './io.js';
+import { matchProfile, probe } from './probe.js';
+import { openBackend } from './replay.js';
+
+export const DIFF_HELP = `usage: gmemlab diff [--kernel PROFILE] [--json] TRACE.jsonl...
+
+Run each trace on the model and on this machine's /dev/kvm and print, for each op where the
+results differ, the op, both results and the trace line.
+
+  --kernel PROFILE   model profile (default: the profile \`gmemlab probe\` matches to this kernel)
+  --json             one JSON object per disagreement: {file, line, op, model, kernel}
+
+Exit codes: 0 no disagreement, 1 a disagreement, 2 usage/input error or no /dev/kvm.`;
+
+export async function diffMain(argv: readonly string[], out: (s: string) => void): Promise<number> {
+  const p = parseArgs(argv, { kernel: 'string', json: 'bool', help: 'bool' });
+  if (p.opts.has('help')) {
+    out(DIFF_HELP);
+    return EXIT_OK;
+  }
+  if (p.positionals.length === 0) throw new UsageError('diff needs at least one trace file');
+  const kvm = await openBackend('kvm', undefined);
+  let kernel = optString(p, 'kernel');
+  if (kernel === undefined) {
+    const m = matchProfile(probe(kvm));
+    if (m.profile === undefined) throw new InputError('no model profile matches this kernel (see gmemlab probe); pass --kernel');
+    kernel = m.profile.name;
+  }
+  const model = await openBackend('model', kernel);
+  const json = p.opts.has('json');
+  let disagreements = 0;
+  for (const file of p.positionals) {
+    const t = loadTrace(file);
+    if (t.errors.length > 0) throw new InputError(t.errors.map((e) => e.message).join('\n'));
+    let k;
+    try {
+      k = runTrace(t.ops, kvm);
+    } catch (e) {
+      if (e instanceof BackendRefusal) throw new InputError(`${file}: ${e.message}`);
+      throw e;
+    }
+    const m = runTrace(t.ops, model);
+    t.ops.forEach((op, i) => {
+      const a = resultToJson(m[i]!);
+      const b = resultToJson(k[i]!);
+      if (deepEqual(a, b)) return;
+      disagreements++;
+      if (json) out(JSON.stringify({ file, line: op.line, op: op.op, model: a, kernel: b }));
+      else {
+        out(`${file}:${op.line}: ${op.op}`);
+        out(`  trace:  ${formatOp(op)}`);
+        out(`  model:  ${JSON.stringify(a)}   (${model.name})`);
+        out(`  kernel: ${JSON.stringify(b)}`);
+      }
+    });
+  }
+  if (!json) out(`${disagreements === 0 ? 'no disagreement' : `${disagreements} disagreement(s)`} (${p.positionals.length} trace(s), model ${kernel} vs /dev/kvm)`);
+  return disagreements > 0 ? EXIT_CHECK_FAILED : EXIT_OK;
+}
