@@ -134,6 +134,8 @@ export class HostMm {
   readonly vmas = new RangeMap<Vma>(vmaOps);
   /** Private anonymous pages by host virtual page number (the page table of anonymous memory). */
   readonly anon = new RangeMap<PageExtent>(pageExtentOps);
+  /** 2 MiB frames (by host virtual page) backed by a transparent huge page, PMD-mapped. */
+  readonly thp = new RangeMap<true>();
   /** MADV_GUARD_INSTALL markers by host virtual page: any access to them faults (SIGSEGV). */
   readonly guards = new RangeMap<true>();
   /** Next address the trace arena hands out. */
@@ -336,6 +338,7 @@ export class HostMm {
   }
 
   private freeAnon(s: number, e: number): void {
+    this.splitThp(s, e);
     const pages = this.anon.piecesIn(s, e);
     if (pages.length === 0) return;
     this.anon.delete(s, e);
@@ -411,6 +414,9 @@ export class HostMm {
       if (old.prot === c.v.prot) continue;
       // change_protection() notifies secondary MMUs when permissions are reduced.
       if ((old.prot & ~c.v.prot) !== 0) this.k.mmuNotifierInvalidate(c.s, c.e);
+      // A VMA split inside a THP splits its PMD mapping.
+      if (c.s % 512 !== 0) this.splitThp(c.s, c.s + 1);
+      if (c.e % 512 !== 0) this.splitThp(c.e - 1, c.e);
       this.vmas.set(c.s, c.e, c.v);
     }
     return result;
@@ -623,6 +629,9 @@ export class HostMm {
         const ex = this.anon.get(hvpn);
         if (ex !== undefined) return { pfn: ex.base, writable };
         if (!write) return { pfn: ZERO_PFN, writable: false };
+        // do_huge_pmd_anonymous_page(): an eligible, completely empty 2 MiB frame gets a THP.
+        const huge = this.tryThp(hvpn, v);
+        if (huge !== undefined) return { pfn: huge, writable };
         // Replacing the zero page (or nothing) with a new page notifies secondary MMUs.
         this.k.mmuNotifierInvalidate(hvpn, hvpn + 1);
         const pfn = this.k.frames.allocOne();
@@ -742,6 +751,46 @@ export class HostMm {
         return end;
       }
     }
+  }
+
+  /**
+   * A write fault on an empty private anonymous frame: allocate a THP when THP is enabled for
+   * the VMA (profile thp mode and MADV_HUGEPAGE/NOHUGEPAGE) and the VMA covers the whole 2 MiB
+   * frame. Returns the pfn for hvpn, or undefined (no THP).
+   */
+  private tryThp(hvpn: number, v: Vma): Pfn | undefined {
+    const mode = this.k.profile.thp;
+    if (mode === 'never' || (v.prot & PROT_WRITE) === 0 || v.locked) return undefined;
+    if ((v.flags & VMA_NOHUGEPAGE) !== 0) return undefined;
+    if (mode === 'madvise' && (v.flags & VMA_HUGEPAGE) === 0) return undefined;
+    const h0 = Math.floor(hvpn / 512) * 512;
+    const ent = this.vmas.entryAt(hvpn)!;
+    if (ent.start > h0 || ent.end < h0 + 512) return undefined;
+    if (this.anon.anyIn(h0, h0 + 512) || (this.guards.size !== 0 && this.guards.anyIn(h0, h0 + 512))) return undefined;
+    const runs = this.k.frames.alloc(512);
+    if (runs.length !== 1) {
+      for (const r of runs) this.k.frames.release(r.base, r.count);
+      return undefined;
+    }
+    const base = runs[0]!.base;
+    this.k.mmuNotifierInvalidate(h0, h0 + 512);
+    this.k.frames.zero(base, 512);
+    this.anon.set(h0, h0 + 512, { base });
+    this.thp.set(h0, h0 + 512, true);
+    this.markAnonVma(hvpn, v);
+    this.k.events.push({ kind: 'anon_alloc', hvpn: h0, pages: 512 });
+    return (base + (hvpn - h0)) as Pfn;
+  }
+
+  /** Split the PMD mapping of every THP overlapping [s, e): the pages stay, mapped by PTEs. */
+  private splitThp(s: number, e: number): void {
+    if (this.thp.size === 0 || !this.thp.anyIn(s, e)) return;
+    this.thp.delete(Math.floor(s / 512) * 512, Math.ceil(e / 512) * 512);
+  }
+
+  /** The host page-table level of a private anonymous page ('2M' when a THP maps it). */
+  hostLevel(hvpn: number): '4K' | '2M' {
+    return this.thp.size !== 0 && this.thp.get(hvpn) !== undefined ? '2M' : '4K';
   }
 
   /** `anon_vma_prepare()`: the VMA containing hvpn now has an anon_vma. */

@@ -134,6 +134,7 @@ export function kvmSetMemoryRegion(
     }
   }
   if (change === 'FLAGS_ONLY') {
+    vm.memslotGen++;
     old!.flags = mem.flags;
     k.events.push({ kind: 'slot', vm: vm.index, as: asId, id, change });
     return { ok: true, value: change };
@@ -144,6 +145,7 @@ export function kvmSetMemoryRegion(
     kvmZapForSlotChange(k, vm, o, 'memslot_move');
     if (baseGfn + npages - 1 > k.profile.maxGfnExclusive - 1)
       return err('EINVAL', 'kvm_arch_prepare_memory_region: beyond max gfn');
+    vm.memslotGen++;
     vm.slotsByGfn[asId]!.delete(o.baseGfn, o.endGfn);
     o.baseGfn = baseGfn as Gfn;
     vm.slotsByGfn[asId]!.set(o.baseGfn, o.endGfn, o);
@@ -167,6 +169,7 @@ export function kvmSetMemoryRegion(
   vm.slotsByGfn[asId]!.set(slot.baseGfn, slot.endGfn, slot);
   vm.nrMemslotPages += npages;
   vm.mmuPagesSized = true;
+  vm.memslotGen++;
   k.events.push({ kind: 'slot', vm: vm.index, as: asId, id, change });
   return { ok: true, value: 'CREATE' };
 }
@@ -183,6 +186,7 @@ export function kvmDeleteMemslot(
   vm.slotsByGfn[old.asId]!.delete(old.baseGfn, old.endGfn);
   vm.nrMemslotPages -= old.npages;
   vm.mmuPagesSized = true;
+  vm.memslotGen++;
   if (old.isGuestMemfd) kvmGmemUnbind(k, old);
   k.events.push({ kind: 'slot', vm: vm.index, as: old.asId, id: old.id, change: 'DELETE' });
 }

@@ -14,7 +14,7 @@ import { kvmGmemGetPfn } from './guest_memfd.js';
 import type { Memslot, Spte, Vm } from './objects.js';
 import { LEVEL_PAGES, type MappingLevel, type Pfn } from './units.js';
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEMORY_EXIT_FLAG_PRIVATE } from './uapi.js';
-import { VMA_HUGEPAGE, VMA_NOHUGEPAGE, ZERO_PFN } from './host_mm.js';
+import { ZERO_PFN } from './host_mm.js';
 
 const PRIVATE_ATTR = Number(KVM_MEMORY_ATTRIBUTE_PRIVATE);
 
@@ -31,6 +31,7 @@ export function kvmUnmapGfnRange(
   source: ZapSource,
 ): number {
   const s2 = vm.stage2[as];
+  if (as === 0 && vm.mmioSptes.size !== 0) vm.mmioSptes.delete(start, end);
   if (s2 === undefined || end <= start || s2.size === 0) return 0;
   let zs = start;
   let ze = end;
@@ -162,6 +163,15 @@ export function guestTranslate(k: KernelCtx, vm: Vm, gfn: number, write: boolean
   const s2 = vm.stage2[0]!;
   const m = s2.get(gfn);
   if (m !== undefined && (!write || m.writable)) return { kind: 'ram', pfn: m.base };
+  // A cached MMIO SPTE: a reserved-bit fault, handled as MMIO (never private) while the memslot
+  // generation it was created in is current; a stale one is dropped and the fault taken anew.
+  if (vm.mmioSptes.size !== 0) {
+    const gen = vm.mmioSptes.get(gfn);
+    if (gen !== undefined) {
+      if (gen === vm.memslotGen) return { kind: 'mmio' };
+      vm.mmioSptes.delete(gfn, gfn + 1);
+    }
+  }
   return kvmMmuPageFault(k, vm, gfn, write);
 }
 
@@ -172,8 +182,10 @@ export function kvmMmuPageFault(k: KernelCtx, vm: Vm, gfn: number, write: boolea
   const flags = isPrivate ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0n;
   const slot = vm.slotsByGfn[0]!.get(gfn);
   if (slot === undefined) {
-    // No memslot: private → memory fault exit; shared → emulated MMIO.
+    // No memslot: private → memory fault exit; shared → emulated MMIO, and the MMU caches an
+    // MMIO SPTE for the gfn (enable_mmio_caching).
     if (isPrivate) return { kind: 'memfault', errno: 'EFAULT', flags };
+    if (k.profile.mmioCaching) vm.mmioSptes.set(gfn, gfn + 1, vm.memslotGen);
     return { kind: 'mmio' };
   }
   if (isPrivate || slot.gmemOnly) {
@@ -188,16 +200,15 @@ export function kvmMmuPageFault(k: KernelCtx, vm: Vm, gfn: number, write: boolea
   // Shared fault on an hva-backed slot.
   if (write && slot.isReadonly) return { kind: 'mmio' };
   const hvpn = Number(slot.userspaceAddr >> 12n) + (gfn - slot.baseGfn);
-  // Host THP: a write fault into an empty, eligible 2 MiB frame gets a huge page.
-  const thp = write ? tryHostThp(k, vm, slot, gfn, hvpn) : undefined;
-  const r = thp ?? k.mm.fault(hvpn, write, false);
+  const r = k.mm.fault(hvpn, write, false);
   if ('signal' in r) {
     // hva_to_pfn() failed: KVM_PFN_ERR_FAULT → kvm_handle_error_pfn() → -EFAULT with a memory
     // fault exit (flags 0).
     return { kind: 'memfault', errno: 'EFAULT', flags };
   }
   const writable = r.writable && !slot.isReadonly && r.pfn !== ZERO_PFN;
-  const level = thp !== undefined ? mappingLevel(vm, slot, gfn, '2M') : '4K';
+  // The backing level is the host page-table level of the page (a THP maps 2M).
+  const level = r.pfn === ZERO_PFN ? '4K' : mappingLevel(vm, slot, gfn, k.mm.hostLevel(hvpn));
   if (level === '2M') {
     const L = LEVEL_PAGES['2M'];
     const g0 = Math.floor(gfn / L) * L;
@@ -205,45 +216,6 @@ export function kvmMmuPageFault(k: KernelCtx, vm: Vm, gfn: number, write: boolea
     installSpte(k, vm, slot, g0, basePfn, '2M', false, 'hva', writable);
   } else installSpte(k, vm, slot, gfn, r.pfn, '4K', false, 'hva', writable);
   return { kind: 'ram', pfn: r.pfn };
-}
-
-/**
- * If the host would back this write fault with a transparent huge page (anonymous private VMA,
- * THP enabled for it, the 2 MiB host frame inside the VMA and completely empty), allocate the
- * huge page and return the frame of `hvpn` in it.
- */
-function tryHostThp(
-  k: KernelCtx,
-  vm: Vm,
-  slot: Memslot,
-  gfn: number,
-  hvpn: number,
-): { pfn: Pfn; writable: boolean } | undefined {
-  const thp = k.profile.thp;
-  if (thp === 'never') return undefined;
-  const v = k.mm.vmaAt(hvpn);
-  if (v === undefined || v.kind !== 'anon' || (v.prot & 2) === 0) return undefined;
-  if ((v.flags & VMA_NOHUGEPAGE) !== 0) return undefined;
-  if (thp === 'madvise' && (v.flags & VMA_HUGEPAGE) === 0) return undefined;
-  const L = 512;
-  const h0 = Math.floor(hvpn / L) * L;
-  const vEnt = k.mm.vmas.entryAt(hvpn)!;
-  if (vEnt.start > h0 || vEnt.end < h0 + L) return undefined;
-  if (k.mm.anon.anyIn(h0, h0 + L)) return undefined;
-  // Only worth it if the guest could map it huge too: same alignment of gfn and hva.
-  if ((gfn - slot.baseGfn + Number(slot.userspaceAddr >> 12n)) % L !== hvpn % L) return undefined;
-  void vm;
-  const runs = k.frames.alloc(L);
-  if (runs.length !== 1) {
-    for (const run of runs) k.frames.release(run.base, run.count);
-    return undefined;
-  }
-  const base = runs[0]!.base;
-  k.frames.zero(base, L);
-  k.mm.anon.set(h0, h0 + L, { base });
-  k.mm.markAnonVma(hvpn, v);
-  k.events.push({ kind: 'anon_alloc', hvpn: h0, pages: L });
-  return { pfn: (base + (hvpn - h0)) as Pfn, writable: true };
 }
 
 /**

@@ -218,6 +218,10 @@ export class Vm {
   mmuPagesSized = false;
   /** Frames shared by all vCPUs' mmap areas: [coalesced MMIO ring]. */
   readonly sharedPages: Pfn[] = [];
+  /** Cached MMIO SPTEs by gfn, tagged with the memslot generation they were created in. */
+  readonly mmioSptes = new RangeMap<number>();
+  /** The memslot generation: bumped by every memslot change, which makes MMIO SPTEs stale. */
+  memslotGen = 0;
   /** Number of vCPUs ever created (`kvm->created_vcpus`). */
   createdVcpus = 0;
   /** The VM fd's file (the trace backend needs it open to create the code slot). */

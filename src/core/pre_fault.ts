@@ -25,9 +25,12 @@ function archStep(k: KernelCtx, vcpu: Vcpu, r: PreFaultRange): bigint | Errno {
   if (!k.profile.tdpEnabled) return 'EOPNOTSUPP';
   const gfn = Number(r.gpa >> 12n);
   // A read fault ("guest final"); private iff the VM has private memory and the gfn is private.
-  const out = kvmMmuPageFault(k, vm, gfn, false);
-  if (out.kind === 'mmio') return 'ENOENT';
-  if (out.kind === 'memfault') return out.errno;
+  // A gfn that is already mapped is a spurious fault: the existing mapping's level counts.
+  if (vm.stage2[0]!.entryAt(gfn) === undefined) {
+    const out = kvmMmuPageFault(k, vm, gfn, false);
+    if (out.kind === 'mmio') return 'ENOENT';
+    if (out.kind === 'memfault') return out.errno;
+  }
   const m = vm.stage2[0]!.entryAt(gfn);
   const level = m?.value.level ?? '4K';
   const L = BigInt(LEVEL_PAGES[level]) << 12n;

@@ -44,8 +44,16 @@ const E = (r: { ok: boolean; errno?: string }): string => (r.ok ? 'ok' : r.errno
 const pf = (r: { errno?: string }): string => r.errno ?? 'ok';
 
 const ENTRIES: Entry[] = [
-  { name: 'KVM_CREATE_VM', valid: (c, fd) => E(c.h.kvmCreateVm(fd, 0n)), invalid: (c, fd) => E(c.h.kvmCreateVm(fd, 99n)) },
-  { name: 'KVM_CHECK_EXTENSION', valid: (c, fd) => E(c.h.kvmCheckExtension(fd, 234n)), invalid: (c, fd) => E(c.h.kvmCheckExtension(fd, -1n)) },
+  {
+    name: 'KVM_CREATE_VM',
+    valid: (c, fd) => E(c.h.kvmCreateVm(fd, 0n)),
+    invalid: (c, fd) => E(c.h.kvmCreateVm(fd, 99n)),
+  },
+  {
+    name: 'KVM_CHECK_EXTENSION',
+    valid: (c, fd) => E(c.h.kvmCheckExtension(fd, 234n)),
+    invalid: (c, fd) => E(c.h.kvmCheckExtension(fd, -1n)),
+  },
   {
     name: 'KVM_CREATE_GUEST_MEMFD',
     valid: (c, fd) => E(c.h.kvmCreateGuestMemfd(fd, PAGE, 0n)),
@@ -54,7 +62,8 @@ const ENTRIES: Entry[] = [
   {
     name: 'KVM_SET_USER_MEMORY_REGION2',
     valid: (c, fd) => E(setRegion(c, fd, { slot: 0n, gpa: 0n, size: PAGE })),
-    invalid: (c, fd) => E(setRegion(c, fd, { slot: 40000n, flags: 0xf0n, gpa: 1n, size: 3n, uaddr: 5n })),
+    invalid: (c, fd) =>
+      E(setRegion(c, fd, { slot: 40000n, flags: 0xf0n, gpa: 1n, size: 3n, uaddr: 5n })),
   },
   {
     name: 'KVM_SET_USER_MEMORY_REGION',
@@ -63,10 +72,16 @@ const ENTRIES: Entry[] = [
   },
   {
     name: 'KVM_SET_MEMORY_ATTRIBUTES',
-    valid: (c, fd) => E(c.h.kvmSetMemoryAttributes(fd, { address: 0n, size: PAGE, attributes: 0n, flags: 0n })),
-    invalid: (c, fd) => E(c.h.kvmSetMemoryAttributes(fd, { address: 1n, size: 0n, attributes: 1n, flags: 1n })),
+    valid: (c, fd) =>
+      E(c.h.kvmSetMemoryAttributes(fd, { address: 0n, size: PAGE, attributes: 0n, flags: 0n })),
+    invalid: (c, fd) =>
+      E(c.h.kvmSetMemoryAttributes(fd, { address: 1n, size: 0n, attributes: 1n, flags: 1n })),
   },
-  { name: 'KVM_CREATE_VCPU', valid: (c, fd) => E(c.h.kvmCreateVcpu(fd, 3n)), invalid: (c, fd) => E(c.h.kvmCreateVcpu(fd, 1n << 40n)) },
+  {
+    name: 'KVM_CREATE_VCPU',
+    valid: (c, fd) => E(c.h.kvmCreateVcpu(fd, 3n)),
+    invalid: (c, fd) => E(c.h.kvmCreateVcpu(fd, 1n << 40n)),
+  },
   {
     name: 'KVM_ENABLE_CAP',
     valid: (c, fd) => E(c.h.kvmEnableCap(fd, 201n, 0n, [4096n])),
@@ -149,7 +164,8 @@ for (const profile of ['linux-6.18', 'linux-6.18-pvm']) {
         for (const { what, c, fd } of badFds(profile)) {
           assert.equal(c.h.file(fd), undefined, `${what} is not open`);
           assert.equal(e.valid(c, fd), 'EBADF', `${e.name} with ${what}`);
-          if (e.invalid) assert.equal(e.invalid(c, fd), 'EBADF', `${e.name} with ${what} and invalid arguments`);
+          if (e.invalid)
+            assert.equal(e.invalid(c, fd), 'EBADF', `${e.name} with ${what} and invalid arguments`);
         }
       });
     }
@@ -199,8 +215,36 @@ describe('arguments the kernel checks before the fd lookup', () => {
     const c = newHost();
     const vm = createVm(c);
     fails(setRegion(c, vm, { slot: 0n, flags: MEM_GUEST_MEMFD, size: PAGE, gmem: -1 }), 'EBADF');
-    fails(setRegion(c, vm, { slot: 0n, flags: MEM_GUEST_MEMFD, size: PAGE, gmem: -1, offset: 1n }), 'EINVAL');
-    fails(setRegion(c, vm, { slot: 40000n, flags: MEM_GUEST_MEMFD, size: PAGE, gmem: -1 }), 'EINVAL');
+    fails(
+      setRegion(c, vm, { slot: 0n, flags: MEM_GUEST_MEMFD, size: PAGE, gmem: -1, offset: 1n }),
+      'EINVAL',
+    );
+    fails(
+      setRegion(c, vm, { slot: 40000n, flags: MEM_GUEST_MEMFD, size: PAGE, gmem: -1 }),
+      'EINVAL',
+    );
+  });
+});
+
+describe('read/write-style calls on each kind of open fd', () => {
+  test('pread/pwrite: /dev/kvm → EINVAL (no read/write op), VM/vCPU/guest_memfd → ESPIPE (no FMODE_PREAD)', () => {
+    const c = newHost();
+    const vm = createVm(c);
+    const vcpu = createVcpu(c, vm);
+    const g = createGmem(c, vm, PAGE);
+    fails(c.h.pread(c.kvm, 8n, 0n), 'EINVAL');
+    fails(c.h.pwrite(c.kvm, new Uint8Array(8), 0n), 'EINVAL');
+    for (const fd of [vm, vcpu, g]) {
+      fails(c.h.pread(fd, 8n, 0n), 'ESPIPE');
+      fails(c.h.pwrite(fd, new Uint8Array(8), 0n), 'ESPIPE');
+    }
+  });
+
+  test('ftruncate: EINVAL on every KVM fd (not regular, or guest_memfd setattr)', () => {
+    const c = newHost();
+    const vm = createVm(c);
+    for (const fd of [c.kvm, vm, createVcpu(c, vm), createGmem(c, vm, PAGE)])
+      fails(c.h.ftruncate(fd, PAGE), 'EINVAL');
   });
 });
 
@@ -222,7 +266,9 @@ describe('trace level: closed and unbound handles pass -1', () => {
   const run = (lines: string[]) => {
     const { ops, errors } = parseTrace(lines.join('\n'));
     assert.deepEqual(errors, []);
-    return runTrace(ops, new ModelBackend(getProfile('linux-6.18-pvm')!)).map((r) => resultToJson(r));
+    return runTrace(ops, new ModelBackend(getProfile('linux-6.18-pvm')!)).map((r) =>
+      resultToJson(r),
+    );
   };
 
   test('after close, every use of the handle is EBADF; a second close too', () => {
@@ -275,7 +321,7 @@ describe('trace level: closed and unbound handles pass -1', () => {
     ]);
   });
 
-  test('raw integer fds are never the trace\'s objects: file syscalls see them as not open', () => {
+  test("raw integer fds are never the trace's objects: file syscalls see them as not open", () => {
     const out = run([
       '{"op":"KVM_CREATE_VM","as":"vm"}',
       '{"op":"KVM_CREATE_GUEST_MEMFD","vm":"vm","size":4096,"as":"g"}',

@@ -63,7 +63,7 @@ describe('KVM_CREATE_GUEST_MEMFD: checks in kernel order (§2.2)', () => {
     ok(c.h.kvmCreateGuestMemfd(vm, PAGE, 0n));
   });
 
-  test('flags: every single bit succeeds iff it is in the VM\'s KVM_CAP_GUEST_MEMFD_FLAGS (selftest test_guest_memfd_flags)', () => {
+  test("flags: every single bit succeeds iff it is in the VM's KVM_CAP_GUEST_MEMFD_FLAGS (selftest test_guest_memfd_flags)", () => {
     for (const [profile, type, expected] of [
       ['linux-6.18', 0n, 3n],
       ['linux-6.18', SW_PROTECTED_VM, 1n],
@@ -376,7 +376,11 @@ describe('host faults on a guest_memfd mapping (§2.3)', () => {
     assert.deepEqual(c.h.peek(m, 1), { ok: false, fault: 'SIGBUS' });
     assert.deepEqual(c.h.poke(m + PAGE, new Uint8Array([1])), { ok: false, fault: 'SIGBUS' });
     ok(c.h.fallocate(g, KEEP_SIZE, 0n, 2n * PAGE));
-    assert.deepEqual(c.h.peek(m, 1), { ok: false, fault: 'SIGBUS' }, 'allocated folio: still SIGBUS');
+    assert.deepEqual(
+      c.h.peek(m, 1),
+      { ok: false, fault: 'SIGBUS' },
+      'allocated folio: still SIGBUS',
+    );
     assert.equal(gmemOf(c, g).pages.get(0)!.state, 'allocated');
   });
 
@@ -503,7 +507,16 @@ describe('release of the last file reference (§2.6)', () => {
     const vm = createVm(c);
     const g = createGmem(c, vm, 4n * PAGE, GMEM_SHARED);
     ok(setRegion(c, vm, { slot: 1n, flags: MEM_GUEST_MEMFD, gpa: MiB, size: 2n * PAGE, gmem: g }));
-    ok(setRegion(c, vm, { slot: 2n, flags: MEM_GUEST_MEMFD, gpa: 2n * MiB, size: 2n * PAGE, gmem: g, offset: 2n * PAGE }));
+    ok(
+      setRegion(c, vm, {
+        slot: 2n,
+        flags: MEM_GUEST_MEMFD,
+        gpa: 2n * MiB,
+        size: 2n * PAGE,
+        gmem: g,
+        offset: 2n * PAGE,
+      }),
+    );
     const vcpu = createVcpu(c, vm);
     guestStore(c, vcpu, MiB, '01020304');
     guestStore(c, vcpu, 2n * MiB + PAGE, '05060708');
@@ -577,7 +590,6 @@ describe('release of the last file reference (§2.6)', () => {
     assert.equal(guestLoad(c, vcpu, MiB + PAGE, 1), '00');
     assert.equal(guestLoad(c, vcpu, MiB, 1), '09');
   });
-
 });
 
 describe('capabilities and VM types (§2.1, §1.1)', () => {

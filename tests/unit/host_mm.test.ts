@@ -112,7 +112,11 @@ describe('mmap errnos', () => {
     fails(c.h.mmap(g, PAGE, PROT_READ, MAP_PRIVATE, 0n), 'EINVAL', 'read-only private');
     ok(c.h.mmap(g, PAGE, RW, MAP_SHARED, 0n));
     ok(c.h.mmap(g, PAGE, RW, MAP_SHARED_VALIDATE, 0n));
-    fails(c.h.mmap(g, PAGE, RW, MAP_SHARED_VALIDATE | 0x80000, 0n), 'EOPNOTSUPP', 'VALIDATE + MAP_SYNC');
+    fails(
+      c.h.mmap(g, PAGE, RW, MAP_SHARED_VALIDATE | 0x80000, 0n),
+      'EOPNOTSUPP',
+      'VALIDATE + MAP_SYNC',
+    );
   });
 
   test('guest_memfd: PROT_EXEC → EPERM, also for a file without MMAP (noexec precedes ENODEV) [§7]', () => {
@@ -128,7 +132,11 @@ describe('mmap errnos', () => {
       const { c, g } = gmemHost(flags);
       fails(c.h.mmap(g, PAGE, RW, MAP_SHARED, 0n), 'ENODEV', `flags ${flags}`);
       fails(c.h.mmap(g, 4n * PAGE, RW, MAP_SHARED, 0n), 'ENODEV', `flags ${flags}, whole file`);
-      fails(c.h.mmap(g, PAGE, RW, MAP_PRIVATE, 0n), 'ENODEV', 'the file check comes before MAP_PRIVATE');
+      fails(
+        c.h.mmap(g, PAGE, RW, MAP_PRIVATE, 0n),
+        'ENODEV',
+        'the file check comes before MAP_PRIVATE',
+      );
     }
   });
 

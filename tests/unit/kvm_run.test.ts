@@ -41,12 +41,16 @@ const KVM_CAP_EXIT_HYPERCALL = 201n;
 
 function le(hex: string): bigint {
   let v = 0n;
-  for (let i = hex.length - 2; i >= 0; i -= 2) v = (v << 8n) | BigInt(parseInt(hex.slice(i, i + 2), 16));
+  for (let i = hex.length - 2; i >= 0; i -= 2)
+    v = (v << 8n) | BigInt(parseInt(hex.slice(i, i + 2), 16));
   return v;
 }
 function leHex(v: bigint, n: number): string {
   let s = '';
-  for (let i = 0; i < n; i++) s += Number((v >> BigInt(8 * i)) & 0xffn).toString(16).padStart(2, '0');
+  for (let i = 0; i < n; i++)
+    s += Number((v >> BigInt(8 * i)) & 0xffn)
+      .toString(16)
+      .padStart(2, '0');
   return s;
 }
 
@@ -69,7 +73,12 @@ describe('exits of a guest program', () => {
   test('RAM loads and stores: LOAD entries with the data, then HLT', () => {
     const r = setup();
     poke(r.c, r.ram + 0x10n, '0102030405');
-    const x = runGuest(r.c, r.vcpu, [load(MiB + 0x10n, 1), load(MiB + 0x10n, 2), load(MiB + 0x11n), store(MiB + PAGE, 'beef')]);
+    const x = runGuest(r.c, r.vcpu, [
+      load(MiB + 0x10n, 1),
+      load(MiB + 0x10n, 2),
+      load(MiB + 0x11n),
+      store(MiB + PAGE, 'beef'),
+    ]);
     assert.equal(x.errno, undefined);
     assert.deepEqual(x.exits, [
       { reason: 'LOAD', gpa: MiB + 0x10n, hex: '01' },
@@ -168,7 +177,11 @@ describe('the kvm_run page', () => {
 
   test('an MMIO read is completed with zeros: the following `out` carries zeros in the PIO page', () => {
     const r = setup();
-    runGuest(r.c, r.vcpu, [store(0x3000_0000n, 'ffffffff'), load(0x3000_0008n, 1), store(MiB, '01')]);
+    runGuest(r.c, r.vcpu, [
+      store(0x3000_0000n, 'ffffffff'),
+      load(0x3000_0008n, 1),
+      store(MiB, '01'),
+    ]);
     // The load's `out` overwrote the union; look at the PIO data instead.
     assert.equal(peekHex(r.c, r.run + PAGE, 1), '00');
   });
@@ -234,12 +247,19 @@ describe('KVM_RUN entry checks, in kernel order', () => {
 });
 
 describe('KVM_HC_MAP_GPA_RANGE (§3.3, linux-6.18)', () => {
-  const hc = (args: [bigint, bigint, bigint], nr = 12n): GuestProgramStep => ({ kind: 'hypercall', nr, args });
+  const hc = (args: [bigint, bigint, bigint], nr = 12n): GuestProgramStep => ({
+    kind: 'hypercall',
+    nr,
+    args,
+  });
 
   test('not enabled → -KVM_ENOSYS (-1000) in EAX, no exit', () => {
     const r = setup();
     const x = runGuest(r.c, r.vcpu, [hc([MiB, 1n, 0x10n])]);
-    assert.deepEqual(x.exits, [{ reason: 'HYPERCALL_RET', hex: leHex(BigInt.asUintN(32, -1000n), 4) }, { reason: 'HLT' }]);
+    assert.deepEqual(x.exits, [
+      { reason: 'HYPERCALL_RET', hex: leHex(BigInt.asUintN(32, -1000n), 4) },
+      { reason: 'HLT' },
+    ]);
   });
 
   test('enabled: KVM_EXIT_HYPERCALL with gpa, npages, attrs; the VMM returns 0', () => {
@@ -258,7 +278,10 @@ describe('KVM_HC_MAP_GPA_RANGE (§3.3, linux-6.18)', () => {
     const r = setup();
     ok(r.c.h.kvmEnableCap(r.vm, KVM_CAP_EXIT_HYPERCALL, 0n, [1n << 12n]));
     const einval = { reason: 'HYPERCALL_RET', hex: leHex(BigInt.asUintN(32, -22n), 4) };
-    assert.deepEqual(runGuest(r.c, r.vcpu, [hc([MiB + 1n, 1n, 0n])]).exits, [einval, { reason: 'HLT' }]);
+    assert.deepEqual(runGuest(r.c, r.vcpu, [hc([MiB + 1n, 1n, 0n])]).exits, [
+      einval,
+      { reason: 'HLT' },
+    ]);
     assert.deepEqual(runGuest(r.c, r.vcpu, [hc([MiB, 0n, 0n])]).exits, [einval, { reason: 'HLT' }]);
   });
 
@@ -296,7 +319,16 @@ describe('linux-6.18-pvm: guest accesses are emulated through userspace_addr', (
     const g = createGmem(c, vm, 2n * PAGE, GMEM_SHARED);
     const m = mmapFd(c, g, 2n * PAGE);
     poke(c, m + 16n, 'deadbeef');
-    ok(setRegion(c, vm, { slot: 0n, flags: MEM_GUEST_MEMFD, gpa: 0n, size: 2n * PAGE, uaddr: m, gmem: g }));
+    ok(
+      setRegion(c, vm, {
+        slot: 0n,
+        flags: MEM_GUEST_MEMFD,
+        gpa: 0n,
+        size: 2n * PAGE,
+        uaddr: m,
+        gmem: g,
+      }),
+    );
     const vcpu = createVcpu(c, vm);
     const x = runGuest(c, vcpu, [load(16n), store(0x10_0000n, 'aabbccdd')]);
     // trace-format.md's example, result line 7.

@@ -32,7 +32,14 @@ import {
 
 const U64 = 1n << 64n;
 
-function setAttr(c: Ctx, vm: number, address: bigint, size: bigint, attributes = ATTR_PRIVATE, flags = 0n) {
+function setAttr(
+  c: Ctx,
+  vm: number,
+  address: bigint,
+  size: bigint,
+  attributes = ATTR_PRIVATE,
+  flags = 0n,
+) {
   return c.h.kvmSetMemoryAttributes(vm, { address, size, attributes, flags });
 }
 
@@ -136,7 +143,16 @@ describe('effects: uniform no-op and zaps on conversion (§2.7 steps 6–10)', (
     const vm = createVm(c, SW_PROTECTED_VM);
     const g = createGmem(c, vm, 4n * PAGE, 0n);
     const shared = mmapAnon(c, 4n * PAGE);
-    ok(setRegion(c, vm, { slot: 1n, flags: MEM_GUEST_MEMFD, gpa: MiB, size: 4n * PAGE, uaddr: shared, gmem: g }));
+    ok(
+      setRegion(c, vm, {
+        slot: 1n,
+        flags: MEM_GUEST_MEMFD,
+        gpa: MiB,
+        size: 4n * PAGE,
+        uaddr: shared,
+        gmem: g,
+      }),
+    );
     const vcpu = createVcpu(c, vm);
     return { c, vm, v: vmOf(c, vm), g, shared, vcpu, gfn: Number(MiB >> 12n) };
   }
@@ -192,7 +208,11 @@ describe('effects: uniform no-op and zaps on conversion (§2.7 steps 6–10)', (
     guestLoad(c, vcpu, MiB + 3n * PAGE);
     const flushes = v.tlbFlushes.get('set_memory_attributes') ?? 0;
     ok(setAttr(c, vm, MiB + PAGE, 2n * PAGE));
-    assert.equal(v.tlbFlushes.get('set_memory_attributes') ?? 0, flushes, 'nothing zapped, no flush');
+    assert.equal(
+      v.tlbFlushes.get('set_memory_attributes') ?? 0,
+      flushes,
+      'nothing zapped, no flush',
+    );
     assert.equal(mappedPages(v, gfn, gfn + 4), 2);
     ok(setAttr(c, vm, MiB, 4n * PAGE));
     assert.equal(mappedPages(v, gfn, gfn + 4), 0);
@@ -317,7 +337,15 @@ describe('hugepage mixed tracking (§3.4), seen through lpageAllowed', () => {
     const c = newHost();
     const vm = createVm(c, SW_PROTECTED_VM);
     const g = createGmem(c, vm, 4n * MiB, GMEM_MMAP);
-    ok(setRegion(c, vm, { slot: 1n, flags: MEM_GUEST_MEMFD, gpa: 4n * MiB, size: 4n * MiB, gmem: g }));
+    ok(
+      setRegion(c, vm, {
+        slot: 1n,
+        flags: MEM_GUEST_MEMFD,
+        gpa: 4n * MiB,
+        size: 4n * MiB,
+        gmem: g,
+      }),
+    );
     const v = vmOf(c, vm);
     const s = v.slots.get(1)!;
     const f0 = Number((4n * MiB) >> 12n);

@@ -97,8 +97,14 @@ describe('step 2: flags (checked even for deletes)', () => {
   test('GUEST_MEMFD excludes LOG_DIRTY and READONLY', () => {
     const { c, vm } = pvm();
     const g = createGmem(c, vm, PAGE);
-    fails(setRegion(c, vm, plain(0n, 0n, PAGE, { flags: MEM_GUEST_MEMFD | MEM_LOG_DIRTY, gmem: g })), 'EINVAL');
-    fails(setRegion(c, vm, plain(0n, 0n, PAGE, { flags: MEM_GUEST_MEMFD | MEM_READONLY, gmem: g })), 'EINVAL');
+    fails(
+      setRegion(c, vm, plain(0n, 0n, PAGE, { flags: MEM_GUEST_MEMFD | MEM_LOG_DIRTY, gmem: g })),
+      'EINVAL',
+    );
+    fails(
+      setRegion(c, vm, plain(0n, 0n, PAGE, { flags: MEM_GUEST_MEMFD | MEM_READONLY, gmem: g })),
+      'EINVAL',
+    );
     ok(setRegion(c, vm, plain(0n, 0n, PAGE, { flags: MEM_GUEST_MEMFD, gmem: g })));
   });
 
@@ -110,13 +116,19 @@ describe('step 2: flags (checked even for deletes)', () => {
     fails(setRegion(c, vm, { slot: 0n, flags: 1n << 7n }), 'EINVAL', 'unknown bit on delete');
     assert.equal(vmOf(c, vm).slots.has(0), true, 'failed deletes leave the slot');
     assert.equal(ok(setRegion(c, vm, { slot: 0n, flags: MEM_GUEST_MEMFD, gmem: -1 })), 'DELETE');
-    assert.equal(ok(setRegion(c, vm, { slot: 1n, flags: MEM_READONLY, gmem: 99, uaddr: 0x1000n })), 'DELETE');
+    assert.equal(
+      ok(setRegion(c, vm, { slot: 1n, flags: MEM_READONLY, gmem: 99, uaddr: 0x1000n })),
+      'DELETE',
+    );
   });
 
   test('legacy KVM_SET_USER_MEMORY_REGION rejects GUEST_MEMFD and unknown bits, accepts LOG_DIRTY|READONLY', () => {
     const { c, vm } = pvm();
     const g = createGmem(c, vm, PAGE);
-    fails(setRegion(c, vm, plain(0n, 0n, PAGE, { flags: MEM_GUEST_MEMFD, gmem: g, v1: true })), 'EINVAL');
+    fails(
+      setRegion(c, vm, plain(0n, 0n, PAGE, { flags: MEM_GUEST_MEMFD, gmem: g, v1: true })),
+      'EINVAL',
+    );
     fails(setRegion(c, vm, plain(0n, 0n, PAGE, { flags: 8n, v1: true })), 'EINVAL');
     ok(setRegion(c, vm, plain(0n, 0n, PAGE, { flags: MEM_LOG_DIRTY | MEM_READONLY, v1: true })));
     // A delete through v1 of a slot created by v2 with the v2-only flag still fails on the flag.
@@ -149,17 +161,37 @@ describe('steps 3–9: sanity checks', () => {
     ok(setRegion(c, vm, plain(0n, 0n, PAGE, { uaddr: TASK_SIZE_MAX - PAGE })));
     ok(setRegion(c, vm, plain(1n, MiB, 2n * MiB, { uaddr: TASK_SIZE_MAX - 2n * MiB })));
     fails(setRegion(c, vm, plain(2n, 8n * MiB, PAGE, { uaddr: TASK_SIZE_MAX })), 'EINVAL');
-    fails(setRegion(c, vm, plain(2n, 8n * MiB, 2n * PAGE, { uaddr: TASK_SIZE_MAX - PAGE })), 'EINVAL');
+    fails(
+      setRegion(c, vm, plain(2n, 8n * MiB, 2n * PAGE, { uaddr: TASK_SIZE_MAX - PAGE })),
+      'EINVAL',
+    );
     fails(setRegion(c, vm, plain(2n, 8n * MiB, PAGE, { uaddr: 1n << 47n })), 'EINVAL', '2^47');
-    fails(setRegion(c, vm, plain(2n, 8n * MiB, 2n * PAGE, { uaddr: U64 - PAGE })), 'EINVAL', 'wraps');
-    fails(setRegion(c, vm, plain(2n, 8n * MiB, PAGE, { uaddr: 0xffff_8000_0000_0000n })), 'EINVAL', 'kernel half');
+    fails(
+      setRegion(c, vm, plain(2n, 8n * MiB, 2n * PAGE, { uaddr: U64 - PAGE })),
+      'EINVAL',
+      'wraps',
+    );
+    fails(
+      setRegion(c, vm, plain(2n, 8n * MiB, PAGE, { uaddr: 0xffff_8000_0000_0000n })),
+      'EINVAL',
+      'kernel half',
+    );
   });
 
   test('access_ok applies to guest_memfd slots too', () => {
     const { c, vm } = pvm();
     const g = createGmem(c, vm, 2n * PAGE);
     const r = (uaddr: bigint, slot: bigint) =>
-      setRegion(c, vm, plain(slot, slot * MiB, PAGE, { flags: MEM_GUEST_MEMFD, gmem: g, uaddr, offset: slot * PAGE }));
+      setRegion(
+        c,
+        vm,
+        plain(slot, slot * MiB, PAGE, {
+          flags: MEM_GUEST_MEMFD,
+          gmem: g,
+          uaddr,
+          offset: slot * PAGE,
+        }),
+      );
     fails(r(TASK_SIZE_MAX, 0n), 'EINVAL');
     ok(r(TASK_SIZE_MAX - PAGE, 0n));
   });
@@ -167,12 +199,27 @@ describe('steps 3–9: sanity checks', () => {
   test('GUEST_MEMFD: offset unaligned or offset + size wrapping u64 → EINVAL (even for a delete)', () => {
     const { c, vm } = pvm();
     const g = createGmem(c, vm, 4n * PAGE);
-    const gm = (offset: bigint, size = PAGE): Region => ({ slot: 0n, flags: MEM_GUEST_MEMFD, gpa: 0n, size, gmem: g, offset });
-    for (const off of [1n, 2048n, 4095n, 4097n]) fails(setRegion(c, vm, gm(off)), 'EINVAL', `offset ${off}`);
+    const gm = (offset: bigint, size = PAGE): Region => ({
+      slot: 0n,
+      flags: MEM_GUEST_MEMFD,
+      gpa: 0n,
+      size,
+      gmem: g,
+      offset,
+    });
+    for (const off of [1n, 2048n, 4095n, 4097n])
+      fails(setRegion(c, vm, gm(off)), 'EINVAL', `offset ${off}`);
     fails(setRegion(c, vm, gm(U64 - PAGE, 2n * PAGE)), 'EINVAL', 'offset + size wraps');
     ok(setRegion(c, vm, gm(PAGE)));
-    fails(setRegion(c, vm, { slot: 0n, flags: MEM_GUEST_MEMFD, offset: 1n }), 'EINVAL', 'delete, unaligned offset');
-    assert.equal(ok(setRegion(c, vm, { slot: 0n, flags: MEM_GUEST_MEMFD, offset: PAGE })), 'DELETE');
+    fails(
+      setRegion(c, vm, { slot: 0n, flags: MEM_GUEST_MEMFD, offset: 1n }),
+      'EINVAL',
+      'delete, unaligned offset',
+    );
+    assert.equal(
+      ok(setRegion(c, vm, { slot: 0n, flags: MEM_GUEST_MEMFD, offset: PAGE })),
+      'DELETE',
+    );
     // Without GUEST_MEMFD the offset is not looked at.
     ok(setRegion(c, vm, plain(1n, MiB, PAGE, { offset: 1n })));
   });
@@ -195,16 +242,27 @@ describe('step 10: delete', () => {
     ok(setRegion(c, vm, plain(0n, MiB)));
     fails(setRegion(c, vm, { slot: 0n, uaddr: 0x1001n }), 'EINVAL', 'unaligned uaddr');
     fails(setRegion(c, vm, { slot: 0n, gpa: 0x800n }), 'EINVAL', 'unaligned gpa');
-    fails(setRegion(c, vm, { slot: 0n, uaddr: TASK_SIZE_MAX + PAGE }), 'EINVAL', 'uaddr beyond TASK_SIZE');
+    fails(
+      setRegion(c, vm, { slot: 0n, uaddr: TASK_SIZE_MAX + PAGE }),
+      'EINVAL',
+      'uaddr beyond TASK_SIZE',
+    );
     fails(setRegion(c, vm, { slot: 1n << 16n }), 'EINVAL', 'address space 1 without SMM');
-    assert.equal(ok(setRegion(c, vm, { slot: 0n, uaddr: TASK_SIZE_MAX })), 'DELETE', 'access_ok(TASK_SIZE_MAX, 0)');
+    assert.equal(
+      ok(setRegion(c, vm, { slot: 0n, uaddr: TASK_SIZE_MAX })),
+      'DELETE',
+      'access_ok(TASK_SIZE_MAX, 0)',
+    );
   });
 
   test('deleting an absent slot → EINVAL; fd, offset, uaddr and gpa are ignored', () => {
     const { c, vm } = pvm();
     fails(setRegion(c, vm, { slot: 3n }), 'EINVAL');
     ok(setRegion(c, vm, plain(3n, MiB, 4n * PAGE, { uaddr: 0x10000n })));
-    assert.equal(ok(setRegion(c, vm, { slot: 3n, gpa: 7n * MiB, uaddr: 0x20000n, gmem: 42 })), 'DELETE');
+    assert.equal(
+      ok(setRegion(c, vm, { slot: 3n, gpa: 7n * MiB, uaddr: 0x20000n, gmem: 42 })),
+      'DELETE',
+    );
     assert.equal(vmOf(c, vm).slots.has(3), false);
     fails(setRegion(c, vm, { slot: 3n }), 'EINVAL', 'twice');
     ok(setRegion(c, vm, plain(4n, MiB, 4n * PAGE)), 'its GPA range is free again');
@@ -225,7 +283,11 @@ describe('step 10: delete', () => {
     ok(setRegion(c, vm, { slot: 1n }));
     assert.equal(mappedPages(v, 0, 2 ** 20), 0, 'slot 2 zapped too (KVM_X86_QUIRK_SLOT_ZAP_ALL)');
     const r = runGuest(c, vcpu, [load(MiB)]);
-    assert.deepEqual(r.exits[0], { reason: 'MMIO', gpa: MiB, len: 4, write: false }, 'deleted range is MMIO');
+    assert.deepEqual(
+      r.exits[0],
+      { reason: 'MMIO', gpa: MiB, len: 4, write: false },
+      'deleted range is MMIO',
+    );
   });
 });
 
@@ -241,7 +303,11 @@ describe('step 11: create vs modify', () => {
     ok(setRegion(c, vm, plain(0n, MiB, 2n * PAGE, { uaddr: 0x5000n })));
     fails(setRegion(c, vm, plain(0n, MiB, 2n * PAGE, { uaddr: 0x6000n })), 'EINVAL', 'uaddr');
     fails(setRegion(c, vm, plain(0n, MiB, PAGE, { uaddr: 0x5000n })), 'EINVAL', 'npages');
-    fails(setRegion(c, vm, plain(0n, MiB, 2n * PAGE, { uaddr: 0x5000n, flags: MEM_READONLY })), 'EINVAL', 'READONLY on');
+    fails(
+      setRegion(c, vm, plain(0n, MiB, 2n * PAGE, { uaddr: 0x5000n, flags: MEM_READONLY })),
+      'EINVAL',
+      'READONLY on',
+    );
     ok(setRegion(c, vm, plain(1n, 2n * MiB, PAGE, { flags: MEM_READONLY })));
     fails(setRegion(c, vm, plain(1n, 2n * MiB, PAGE)), 'EINVAL', 'READONLY off');
   });
@@ -249,7 +315,10 @@ describe('step 11: create vs modify', () => {
   test('FLAGS_ONLY: toggling LOG_DIRTY', () => {
     const { c, vm } = pvm();
     ok(setRegion(c, vm, plain(0n, MiB, PAGE)));
-    assert.equal(ok(setRegion(c, vm, plain(0n, MiB, PAGE, { flags: MEM_LOG_DIRTY }))), 'FLAGS_ONLY');
+    assert.equal(
+      ok(setRegion(c, vm, plain(0n, MiB, PAGE, { flags: MEM_LOG_DIRTY }))),
+      'FLAGS_ONLY',
+    );
     assert.equal(vmOf(c, vm).slots.get(0)!.flags, MEM_LOG_DIRTY);
     assert.equal(ok(setRegion(c, vm, plain(0n, MiB, PAGE))), 'FLAGS_ONLY');
     assert.equal(vmOf(c, vm).slots.get(0)!.flags, 0n);
@@ -266,7 +335,11 @@ describe('step 11: create vs modify', () => {
     assert.equal(ok(setRegion(c, vm, plain(1n, 3n * MiB, PAGE, { uaddr: a }))), 'MOVE');
     const v = vmOf(c, vm);
     assert.equal(v.slots.get(1)!.baseGfn, Number((3n * MiB) >> 12n));
-    assert.equal(mappedPages(v, Number(MiB >> 12n), Number(MiB >> 12n) + 1), 0, 'old mapping zapped');
+    assert.equal(
+      mappedPages(v, Number(MiB >> 12n), Number(MiB >> 12n) + 1),
+      0,
+      'old mapping zapped',
+    );
     assert.equal(guestLoad(c, vcpu, 3n * MiB), 'c0ffee00');
     const r = runGuest(c, vcpu, [load(MiB)]);
     assert.equal(r.exits[0]!['reason'], 'MMIO');
@@ -305,7 +378,10 @@ describe('step 11: create vs modify', () => {
     const g = createGmem(c, vm, 4n * PAGE);
     ok(setRegion(c, vm, plain(0n, MiB, PAGE, { flags: MEM_GUEST_MEMFD, gmem: g })));
     ok(setRegion(c, vm, plain(1n, 2n * MiB)));
-    fails(setRegion(c, vm, plain(0n, 2n * MiB, PAGE, { flags: MEM_GUEST_MEMFD, gmem: g })), 'EINVAL');
+    fails(
+      setRegion(c, vm, plain(0n, 2n * MiB, PAGE, { flags: MEM_GUEST_MEMFD, gmem: g })),
+      'EINVAL',
+    );
   });
 });
 
@@ -354,13 +430,34 @@ describe('step 12: GPA overlap → EEXIST, and which errno wins', () => {
   test('gmem-offset-only overlap (disjoint GPAs) is the bind check: EINVAL in 6.18, not EEXIST', () => {
     const { c, vm } = pvm();
     const g = createGmem(c, vm, 10n * MiB);
-    ok(setRegion(c, vm, { slot: 10n, flags: MEM_GUEST_MEMFD, gpa: 0xc000_0000n, size: 4n * MiB, gmem: g }));
-    ok(setRegion(c, vm, { slot: 11n, flags: MEM_GUEST_MEMFD, gpa: 0x1_8000_0000n, size: 4n * MiB, gmem: g, offset: 4n * MiB }));
+    ok(
+      setRegion(c, vm, {
+        slot: 10n,
+        flags: MEM_GUEST_MEMFD,
+        gpa: 0xc000_0000n,
+        size: 4n * MiB,
+        gmem: g,
+      }),
+    );
+    ok(
+      setRegion(c, vm, {
+        slot: 11n,
+        flags: MEM_GUEST_MEMFD,
+        gpa: 0x1_8000_0000n,
+        size: 4n * MiB,
+        gmem: g,
+        offset: 4n * MiB,
+      }),
+    );
     ok(setRegion(c, vm, { slot: 10n }));
     const a: Region = { slot: 10n, flags: MEM_GUEST_MEMFD, size: 4n * MiB, gmem: g };
     fails(setRegion(c, vm, { ...a, gpa: 0x1_8000_0000n - 2n * MiB }), 'EEXIST', 'GPA front half');
     fails(setRegion(c, vm, { ...a, gpa: 0x1_8000_0000n + 2n * MiB }), 'EEXIST', 'GPA back half');
-    fails(setRegion(c, vm, { ...a, gpa: 0xc000_0000n, offset: 2n * MiB }), 'EINVAL', 'offset front');
+    fails(
+      setRegion(c, vm, { ...a, gpa: 0xc000_0000n, offset: 2n * MiB }),
+      'EINVAL',
+      'offset front',
+    );
     fails(setRegion(c, vm, { ...a, gpa: 0xc000_0000n, offset: 6n * MiB }), 'EINVAL', 'offset back');
     ok(setRegion(c, vm, { ...a, gpa: 0xc000_0000n, offset: 0n }));
   });
@@ -373,7 +470,11 @@ describe('step 14: the MMU max gfn (arch prepare)', () => {
       const vm = createVm(c);
       ok(setRegion(c, vm, plain(0n, (1n << 52n) - PAGE)), 'last page below 2^52');
       fails(setRegion(c, vm, plain(1n, 1n << 52n)), 'EINVAL', 'at 2^52');
-      fails(setRegion(c, vm, plain(1n, (1n << 52n) - 2n * PAGE, 2n * PAGE)), 'EEXIST', 'overlaps slot 0');
+      fails(
+        setRegion(c, vm, plain(1n, (1n << 52n) - 2n * PAGE, 2n * PAGE)),
+        'EEXIST',
+        'overlaps slot 0',
+      );
       fails(setRegion(c, vm, plain(2n, (1n << 52n) - 2n * MiB, 4n * MiB)), 'EEXIST');
       fails(setRegion(c, vm, plain(2n, 1n << 53n, PAGE)), 'EINVAL', '2^53');
       ok(setRegion(c, vm, plain(3n, 1n << 51n)), '2^51 [verified]');

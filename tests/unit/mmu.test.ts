@@ -47,7 +47,8 @@ const MADV_HUGEPAGE = 14;
 
 function le(hex: string): bigint {
   let v = 0n;
-  for (let i = hex.length - 2; i >= 0; i -= 2) v = (v << 8n) | BigInt(parseInt(hex.slice(i, i + 2), 16));
+  for (let i = hex.length - 2; i >= 0; i -= 2)
+    v = (v << 8n) | BigInt(parseInt(hex.slice(i, i + 2), 16));
   return v;
 }
 
@@ -74,7 +75,16 @@ function setup(type: bigint, gmem: bigint | 'none', opts: { uaddr0?: boolean } =
   if (gmem === 'none') ok(setRegion(c, vm, { slot: 1n, gpa: GPA, size: 4n * PAGE, uaddr: shared }));
   else {
     g = createGmem(c, vm, 4n * PAGE, gmem);
-    ok(setRegion(c, vm, { slot: 1n, flags: MEM_GUEST_MEMFD, gpa: GPA, size: 4n * PAGE, uaddr: shared, gmem: g }));
+    ok(
+      setRegion(c, vm, {
+        slot: 1n,
+        flags: MEM_GUEST_MEMFD,
+        gpa: GPA,
+        size: 4n * PAGE,
+        uaddr: shared,
+        gmem: g,
+      }),
+    );
   }
   return { c, vm, vcpu: createVcpu(c, vm), shared, g };
 }
@@ -90,7 +100,10 @@ describe('§3.6 behaviour matrix: which page backs a guest access', () => {
     assert.equal(guestLoad(s.c, s.vcpu, GPA + 8n), '11223344');
     guestStore(s.c, s.vcpu, GPA + PAGE, 'a0a1a2a3');
     assert.equal(peekHex(s.c, s.shared + PAGE, 4), 'a0a1a2a3');
-    assert.deepEqual({ ...spte(s, GFN + 1)!, base: 0 }, { base: 0, level: '4K', private: false, source: 'hva', writable: true });
+    assert.deepEqual(
+      { ...spte(s, GFN + 1)!, base: 0 },
+      { base: 0, level: '4K', private: false, source: 'hva', writable: true },
+    );
   });
 
   for (const gflags of [0n, GMEM_INIT_SHARED]) {
@@ -103,7 +116,8 @@ describe('§3.6 behaviour matrix: which page backs a guest access', () => {
       assert.equal(peekHex(s.c, s.shared + PAGE, 4), '12345678');
       assert.equal(spte(s)!.source, 'hva');
       const gf = s.c.h.file(s.g) as import('../../src/core/objects.js').GmemFile;
-      for (let i = 0; i < 4; i++) assert.equal(gf.pages.get(i)!.state, 'allocated', 'never prepared');
+      for (let i = 0; i < 4; i++)
+        assert.equal(gf.pages.get(i)!.state, 'allocated', 'never prepared');
     });
   }
 
@@ -124,7 +138,10 @@ describe('§3.6 behaviour matrix: which page backs a guest access', () => {
     assert.equal(guestLoad(s.c, s.vcpu, GPA + 4n), 'feedface');
     guestStore(s.c, s.vcpu, GPA + 3n * PAGE, '01020304');
     assert.equal(peekHex(s.c, m + 3n * PAGE, 4), '01020304');
-    assert.deepEqual({ ...spte(s)!, base: 0 }, { base: 0, level: '4K', private: false, source: 'gmem', writable: true });
+    assert.deepEqual(
+      { ...spte(s)!, base: 0 },
+      { base: 0, level: '4K', private: false, source: 'gmem', writable: true },
+    );
   });
 
   test('DEFAULT, gmem MMAP only: the guest uses the gmem pages while the host mapping SIGBUSes', () => {
@@ -157,7 +174,10 @@ describe('§3.6 behaviour matrix: which page backs a guest access', () => {
     assert.equal(guestLoad(s.c, s.vcpu, GPA), '5e5e5e5e');
     setAttr(s.c, s.vm, GPA, PAGE);
     assert.equal(guestLoad(s.c, s.vcpu, GPA), '00000000');
-    assert.deepEqual({ ...spte(s)!, base: 0 }, { base: 0, level: '4K', private: true, source: 'gmem', writable: true });
+    assert.deepEqual(
+      { ...spte(s)!, base: 0 },
+      { base: 0, level: '4K', private: true, source: 'gmem', writable: true },
+    );
     guestStore(s.c, s.vcpu, GPA, '70707070');
     assert.equal(peekHex(s.c, s.shared, 4), '5e5e5e5e', 'data independent of the shared page');
   });
@@ -190,7 +210,7 @@ describe('§3.1 / §3.2: no memslot, released gmem, KVM_EXIT_MEMORY_FAULT', () =
       { reason: 'MMIO', gpa: 0x4000_0010n, len: 2, write: true, hex: 'aabb' },
       { reason: 'HLT' },
     ]);
-    // A gfn never accessed before (no cached MMIO SPTE, see the todo below).
+    // A gfn never accessed before (no cached MMIO SPTE yet).
     setAttr(c, vm, 0x5000_0000n, PAGE);
     r = runGuest(c, vcpu, [store(0x5000_0ffcn, '01')]);
     assert.equal(r.errno, 'EFAULT');
@@ -202,7 +222,6 @@ describe('§3.1 / §3.2: no memslot, released gmem, KVM_EXIT_MEMORY_FAULT', () =
   test(
     'a cached MMIO SPTE survives an attribute change on a gfn without memslot: the reserved-bit fault is handled as MMIO (§3.1 step 1)',
     {
-      todo: 'suspected model bug: the model caches no MMIO SPTEs, so a private attribute on a no-slot gfn that was already accessed as MMIO gives MEMORY_FAULT instead of KVM_EXIT_MMIO',
     },
     () => {
       const c = newHost();
@@ -223,7 +242,15 @@ describe('§3.1 / §3.2: no memslot, released gmem, KVM_EXIT_MEMORY_FAULT', () =
     const c = newHost();
     const vm = createVm(c, SW_PROTECTED_VM);
     const g = createGmem(c, vm, PAGE);
-    ok(setRegion(c, vm, { slot: 10n, flags: MEM_GUEST_MEMFD, gpa: 0xc000_0000n, size: PAGE, gmem: g }));
+    ok(
+      setRegion(c, vm, {
+        slot: 10n,
+        flags: MEM_GUEST_MEMFD,
+        gpa: 0xc000_0000n,
+        size: PAGE,
+        gmem: g,
+      }),
+    );
     setAttr(c, vm, 0xc000_0000n, PAGE);
     const vcpu = createVcpu(c, vm);
     assert.equal(guestLoad(c, vcpu, 0xc000_0000n), '00000000');
@@ -243,7 +270,9 @@ describe('§3.1 / §3.2: no memslot, released gmem, KVM_EXIT_MEMORY_FAULT', () =
     assert.equal(spte(p), undefined, 'release zapped');
     let r = runGuest(p.c, p.vcpu, [load(GPA)]);
     assert.equal(r.errno, 'EFAULT');
-    assert.deepEqual(r.exits, [{ reason: 'MEMORY_FAULT', gpa: GPA, size: 4096n, flags: EXIT_FLAG_PRIVATE }]);
+    assert.deepEqual(r.exits, [
+      { reason: 'MEMORY_FAULT', gpa: GPA, size: 4096n, flags: EXIT_FLAG_PRIVATE },
+    ]);
     // The shared part of the hybrid slot still works through userspace_addr.
     assert.equal(guestLoad(p.c, p.vcpu, GPA + PAGE), '00000000');
 
@@ -252,7 +281,9 @@ describe('§3.1 / §3.2: no memslot, released gmem, KVM_EXIT_MEMORY_FAULT', () =
     ok(s.c.h.close(s.g));
     r = runGuest(s.c, s.vcpu, [store(GPA + PAGE, '01')]);
     assert.equal(r.errno, 'EFAULT');
-    assert.deepEqual(r.exits, [{ reason: 'MEMORY_FAULT', gpa: GPA + PAGE, size: 4096n, flags: 0n }]);
+    assert.deepEqual(r.exits, [
+      { reason: 'MEMORY_FAULT', gpa: GPA + PAGE, size: 4096n, flags: 0n },
+    ]);
   });
 
   test('the MEMORY_FAULT payload in the kvm_run page: exit_reason 39 @8, flags @32, gpa @40, size @48', () => {
@@ -321,7 +352,8 @@ describe('hva-backed faults', () => {
     assert.equal(r.errno, 'EFAULT');
     // Whether kvm_handle_error_pfn() fills a memory-fault exit for a failed hva lookup is not in
     // the spec; if an exit is reported it must be a shared (flags 0) one for this page.
-    for (const e of r.exits) assert.deepEqual(e, { reason: 'MEMORY_FAULT', gpa: GPA, size: 4096n, flags: 0n });
+    for (const e of r.exits)
+      assert.deepEqual(e, { reason: 'MEMORY_FAULT', gpa: GPA, size: 4096n, flags: 0n });
   });
 });
 
@@ -365,7 +397,8 @@ describe('§3.4 mapping level', () => {
 
   test(
     'a refault over an existing host THP maps 2M again (backing level = host page-table level)',
-    { todo: 'suspected model bug: only the write fault that allocates the THP maps 2M; after any zap the same THP is remapped 4K' },
+    {
+    },
     () => {
       const { c, vm, vcpu, v, g0 } = thpSetup(0n);
       guestStore(c, vcpu, 4n * MiB, '01');

@@ -47,8 +47,16 @@ describe('generic checks (every profile)', () => {
       assert.deepEqual(pf(c, vcpu, 0x800n, PAGE), { errno: 'EINVAL', gpa: 0x800n, size: PAGE });
       assert.deepEqual(pf(c, vcpu, 0n, PAGE + 1n), { errno: 'EINVAL', gpa: 0n, size: PAGE + 1n });
       assert.deepEqual(pf(c, vcpu, MiB, 0n), { errno: 'EINVAL', gpa: MiB, size: 0n });
-      assert.deepEqual(pf(c, vcpu, U64 - PAGE, PAGE), { errno: 'EINVAL', gpa: U64 - PAGE, size: PAGE }, 'ends at 2^64');
-      assert.deepEqual(pf(c, vcpu, U64 - PAGE, 2n * PAGE), { errno: 'EINVAL', gpa: U64 - PAGE, size: 2n * PAGE });
+      assert.deepEqual(
+        pf(c, vcpu, U64 - PAGE, PAGE),
+        { errno: 'EINVAL', gpa: U64 - PAGE, size: PAGE },
+        'ends at 2^64',
+      );
+      assert.deepEqual(pf(c, vcpu, U64 - PAGE, 2n * PAGE), {
+        errno: 'EINVAL',
+        gpa: U64 - PAGE,
+        size: 2n * PAGE,
+      });
     });
   }
 
@@ -68,8 +76,16 @@ describe('linux-6.18-pvm (shadow paging) [verified §7]', () => {
     const a = mmapAnon(c, 4n * PAGE);
     ok(setRegion(c, vm, { slot: 1n, gpa: MiB, size: 4n * PAGE, uaddr: a }));
     const vcpu = createVcpu(c, vm);
-    assert.deepEqual(pf(c, vcpu, MiB, 4n * PAGE), { errno: 'EOPNOTSUPP', gpa: MiB, size: 4n * PAGE });
-    assert.deepEqual(pf(c, vcpu, 8n * MiB, PAGE), { errno: 'EOPNOTSUPP', gpa: 8n * MiB, size: PAGE }, 'outside any slot too');
+    assert.deepEqual(pf(c, vcpu, MiB, 4n * PAGE), {
+      errno: 'EOPNOTSUPP',
+      gpa: MiB,
+      size: 4n * PAGE,
+    });
+    assert.deepEqual(
+      pf(c, vcpu, 8n * MiB, PAGE),
+      { errno: 'EOPNOTSUPP', gpa: 8n * MiB, size: PAGE },
+      'outside any slot too',
+    );
     assert.equal(mappedPages(vmOf(c, vm), 0, 2 ** 30), 0);
   });
 
@@ -108,23 +124,39 @@ describe('linux-6.18 (TDP): progress semantics', () => {
 
   test('a range inside a slot is mapped completely: success, size 0, gpa advanced', () => {
     const { c, vcpu, v } = plainSlot();
-    assert.deepEqual(pf(c, vcpu, MiB, 3n * PAGE), { errno: undefined, gpa: MiB + 3n * PAGE, size: 0n });
+    assert.deepEqual(pf(c, vcpu, MiB, 3n * PAGE), {
+      errno: undefined,
+      gpa: MiB + 3n * PAGE,
+      size: 0n,
+    });
     const g = Number(MiB >> 12n);
     assert.equal(mappedPages(v, g, g + 3), 3);
   });
 
   test('no memslot at gpa → ENOENT, nothing processed, range unchanged', () => {
     const { c, vcpu } = plainSlot();
-    assert.deepEqual(pf(c, vcpu, 64n * MiB, 2n * PAGE), { errno: 'ENOENT', gpa: 64n * MiB, size: 2n * PAGE });
+    assert.deepEqual(pf(c, vcpu, 64n * MiB, 2n * PAGE), {
+      errno: 'ENOENT',
+      gpa: 64n * MiB,
+      size: 2n * PAGE,
+    });
   });
 
   test('partial progress is success; the error comes from the next call, which makes none', () => {
     const { c, vcpu } = plainSlot();
     const first = pf(c, vcpu, MiB, 5n * PAGE);
     assert.deepEqual(first, { errno: undefined, gpa: MiB + 3n * PAGE, size: 2n * PAGE });
-    assert.deepEqual(pf(c, vcpu, first.gpa, first.size), { errno: 'ENOENT', gpa: MiB + 3n * PAGE, size: 2n * PAGE });
+    assert.deepEqual(pf(c, vcpu, first.gpa, first.size), {
+      errno: 'ENOENT',
+      gpa: MiB + 3n * PAGE,
+      size: 2n * PAGE,
+    });
     // Starting before the slot: the first page already fails, so the call fails.
-    assert.deepEqual(pf(c, vcpu, MiB - PAGE, 2n * PAGE), { errno: 'ENOENT', gpa: MiB - PAGE, size: 2n * PAGE });
+    assert.deepEqual(pf(c, vcpu, MiB - PAGE, 2n * PAGE), {
+      errno: 'ENOENT',
+      gpa: MiB - PAGE,
+      size: 2n * PAGE,
+    });
   });
 
   test('pre_fault_memory_test shape: slot of 2 MiB + 4 KiB at a 2 MiB-aligned GPA', () => {
@@ -134,12 +166,24 @@ describe('linux-6.18 (TDP): progress semantics', () => {
     const a = mmapAnon(c, 2n * MiB + PAGE);
     ok(setRegion(c, vm, { slot: 10n, gpa: base, size: 2n * MiB + PAGE, uaddr: a }));
     const vcpu = createVcpu(c, vm);
-    assert.deepEqual(pf(c, vcpu, base, 2n * MiB), { errno: undefined, gpa: base + 2n * MiB, size: 0n });
+    assert.deepEqual(pf(c, vcpu, base, 2n * MiB), {
+      errno: undefined,
+      gpa: base + 2n * MiB,
+      size: 0n,
+    });
     let r = pf(c, vcpu, base + 2n * MiB, 2n * PAGE);
-    assert.deepEqual(r, { errno: undefined, gpa: base + 2n * MiB + PAGE, size: PAGE }, '4 KiB left');
+    assert.deepEqual(
+      r,
+      { errno: undefined, gpa: base + 2n * MiB + PAGE, size: PAGE },
+      '4 KiB left',
+    );
     r = pf(c, vcpu, r.gpa, r.size);
     assert.deepEqual(r, { errno: 'ENOENT', gpa: base + 2n * MiB + PAGE, size: PAGE });
-    assert.deepEqual(pf(c, vcpu, base + 2n * MiB + PAGE, PAGE), { errno: 'ENOENT', gpa: base + 2n * MiB + PAGE, size: PAGE });
+    assert.deepEqual(pf(c, vcpu, base + 2n * MiB + PAGE, PAGE), {
+      errno: 'ENOENT',
+      gpa: base + 2n * MiB + PAGE,
+      size: PAGE,
+    });
   });
 
   test('a read fault: the zero page is mapped read-only and no anonymous page is allocated (CoW not broken)', () => {
@@ -159,7 +203,11 @@ describe('linux-6.18 (TDP): progress semantics', () => {
     ok(setRegion(c, vm, { slot: 1n, flags: MEM_GUEST_MEMFD, gpa: MiB, size: 4n * PAGE, gmem: g }));
     const vcpu = createVcpu(c, vm);
     c.h.events.drain();
-    assert.deepEqual(pf(c, vcpu, MiB + PAGE, 2n * PAGE), { errno: undefined, gpa: MiB + 3n * PAGE, size: 0n });
+    assert.deepEqual(pf(c, vcpu, MiB + PAGE, 2n * PAGE), {
+      errno: undefined,
+      gpa: MiB + 3n * PAGE,
+      size: 0n,
+    });
     const gf = gmemOf(c, g);
     assert.equal(gf.pages.get(0), undefined);
     assert.equal(gf.pages.get(1)!.state, 'prepared');
@@ -170,15 +218,50 @@ describe('linux-6.18 (TDP): progress semantics', () => {
 
   test('SW_PROTECTED: a private gfn in a slot without gmem → EFAULT (no progress); in a hybrid slot → private gmem mapping', () => {
     const { c, vm, vcpu, v } = plainSlot(SW_PROTECTED_VM);
-    ok(c.h.kvmSetMemoryAttributes(vm, { address: MiB + PAGE, size: PAGE, attributes: ATTR_PRIVATE, flags: 0n }));
-    assert.deepEqual(pf(c, vcpu, MiB + PAGE, PAGE), { errno: 'EFAULT', gpa: MiB + PAGE, size: PAGE });
-    assert.deepEqual(pf(c, vcpu, MiB, 3n * PAGE), { errno: undefined, gpa: MiB + PAGE, size: 2n * PAGE }, 'stops at the private page');
+    ok(
+      c.h.kvmSetMemoryAttributes(vm, {
+        address: MiB + PAGE,
+        size: PAGE,
+        attributes: ATTR_PRIVATE,
+        flags: 0n,
+      }),
+    );
+    assert.deepEqual(pf(c, vcpu, MiB + PAGE, PAGE), {
+      errno: 'EFAULT',
+      gpa: MiB + PAGE,
+      size: PAGE,
+    });
+    assert.deepEqual(
+      pf(c, vcpu, MiB, 3n * PAGE),
+      { errno: undefined, gpa: MiB + PAGE, size: 2n * PAGE },
+      'stops at the private page',
+    );
 
     const g = createGmem(c, vm, PAGE, 0n);
     const a2 = mmapAnon(c, PAGE);
-    ok(setRegion(c, vm, { slot: 2n, flags: MEM_GUEST_MEMFD, gpa: 8n * MiB, size: PAGE, uaddr: a2, gmem: g }));
-    ok(c.h.kvmSetMemoryAttributes(vm, { address: 8n * MiB, size: PAGE, attributes: ATTR_PRIVATE, flags: 0n }));
-    assert.deepEqual(pf(c, vcpu, 8n * MiB, PAGE), { errno: undefined, gpa: 8n * MiB + PAGE, size: 0n });
+    ok(
+      setRegion(c, vm, {
+        slot: 2n,
+        flags: MEM_GUEST_MEMFD,
+        gpa: 8n * MiB,
+        size: PAGE,
+        uaddr: a2,
+        gmem: g,
+      }),
+    );
+    ok(
+      c.h.kvmSetMemoryAttributes(vm, {
+        address: 8n * MiB,
+        size: PAGE,
+        attributes: ATTR_PRIVATE,
+        flags: 0n,
+      }),
+    );
+    assert.deepEqual(pf(c, vcpu, 8n * MiB, PAGE), {
+      errno: undefined,
+      gpa: 8n * MiB + PAGE,
+      size: 0n,
+    });
     const m = v.stage2[0]!.get(Number((8n * MiB) >> 12n))!;
     assert.equal(m.private, true);
     assert.equal(m.source, 'gmem');
@@ -188,9 +271,20 @@ describe('linux-6.18 (TDP): progress semantics', () => {
     const c = newHost();
     const vm = createVm(c, SW_PROTECTED_VM);
     const vcpu = createVcpu(c, vm);
-    ok(c.h.kvmSetMemoryAttributes(vm, { address: 64n * MiB, size: PAGE, attributes: ATTR_PRIVATE, flags: 0n }));
+    ok(
+      c.h.kvmSetMemoryAttributes(vm, {
+        address: 64n * MiB,
+        size: PAGE,
+        attributes: ATTR_PRIVATE,
+        flags: 0n,
+      }),
+    );
     assert.deepEqual(pf(c, vcpu, 64n * MiB, PAGE), { errno: 'EFAULT', gpa: 64n * MiB, size: PAGE });
-    assert.deepEqual(pf(c, vcpu, 64n * MiB + PAGE, PAGE), { errno: 'ENOENT', gpa: 64n * MiB + PAGE, size: PAGE });
+    assert.deepEqual(pf(c, vcpu, 64n * MiB + PAGE, PAGE), {
+      errno: 'ENOENT',
+      gpa: 64n * MiB + PAGE,
+      size: PAGE,
+    });
   });
 
   test('a gmem-only slot whose file was released → EFAULT from the gmem lookup', () => {
@@ -205,7 +299,8 @@ describe('linux-6.18 (TDP): progress semantics', () => {
 
   test(
     'a step over an existing 2M mapping completes the whole huge page and keeps the mapping 2M (§2.8 "bytes processed", §3.4 host level)',
-    { todo: 'suspected model bug: hva faults only map 2M when they allocate the THP; a (pre-)fault over an existing host THP maps 4K and splits the 2M SPTE' },
+    {
+    },
     () => {
       const c = newHost();
       const vm = createVm(c);
@@ -218,10 +313,17 @@ describe('linux-6.18 (TDP): progress semantics', () => {
       const g0 = Number((2n * MiB) >> 12n);
       assert.equal(v.stage2[0]!.entryAt(g0)!.value.level, '2M');
       c.h.events.drain();
-      assert.deepEqual(pf(c, vcpu, 2n * MiB + 5n * PAGE, 2n * MiB - 5n * PAGE), { errno: undefined, gpa: 4n * MiB, size: 0n });
+      assert.deepEqual(pf(c, vcpu, 2n * MiB + 5n * PAGE, 2n * MiB - 5n * PAGE), {
+        errno: undefined,
+        gpa: 4n * MiB,
+        size: 0n,
+      });
       const e = v.stage2[0]!.entryAt(g0 + 5)!;
       assert.deepEqual([e.start, e.end, e.value.level], [g0, g0 + 512, '2M']);
-      assert.ok(c.h.events.drain().filter((x) => x.kind === 'spte_install').length <= 1, 'one step');
+      assert.ok(
+        c.h.events.drain().filter((x) => x.kind === 'spte_install').length <= 1,
+        'one step',
+      );
     },
   );
 });

@@ -17,7 +17,8 @@ import { getProfile } from '../../src/core/profiles/index.js';
 const LINES: Record<OpName, string> = {
   KVM_CREATE_VM: '{"op":"KVM_CREATE_VM","type":0,"as":"vm"}',
   KVM_CHECK_EXTENSION: '{"op":"KVM_CHECK_EXTENSION","fd":"vm","cap":244}',
-  KVM_CREATE_GUEST_MEMFD: '{"op":"KVM_CREATE_GUEST_MEMFD","vm":"vm","size":8192,"flags":3,"as":"g"}',
+  KVM_CREATE_GUEST_MEMFD:
+    '{"op":"KVM_CREATE_GUEST_MEMFD","vm":"vm","size":8192,"flags":3,"as":"g"}',
   KVM_SET_USER_MEMORY_REGION:
     '{"op":"KVM_SET_USER_MEMORY_REGION","vm":"vm","slot":1,"flags":2,"guest_phys_addr":1048576,"memory_size":4096,"userspace_addr":"m+0x1000"}',
   KVM_SET_USER_MEMORY_REGION2:
@@ -25,7 +26,8 @@ const LINES: Record<OpName, string> = {
   KVM_SET_MEMORY_ATTRIBUTES:
     '{"op":"KVM_SET_MEMORY_ATTRIBUTES","vm":"vm","address":"0xfffffffffffff000","size":4096,"attributes":8,"flags":0}',
   KVM_CREATE_VCPU: '{"op":"KVM_CREATE_VCPU","vm":"vm","id":0,"as":"cpu"}',
-  KVM_PRE_FAULT_MEMORY: '{"op":"KVM_PRE_FAULT_MEMORY","vcpu":"cpu","gpa":1048576,"size":8192,"flags":0}',
+  KVM_PRE_FAULT_MEMORY:
+    '{"op":"KVM_PRE_FAULT_MEMORY","vcpu":"cpu","gpa":1048576,"size":8192,"flags":0}',
   KVM_RUN:
     '{"op":"KVM_RUN","vcpu":"cpu","guest":[{"load":{"gpa":16}},{"load":{"gpa":17,"size":1}},{"store":{"gpa":1048576,"hex":"aabbccdd"}},{"hypercall":{"nr":12,"args":[4096,1,16]}}]}',
   KVM_ENABLE_CAP: '{"op":"KVM_ENABLE_CAP","fd":"vm","cap":201,"flags":0,"args":[4096]}',
@@ -83,7 +85,10 @@ describe('every op parses and round-trips through formatOp', () => {
 
 describe('field values and defaults', () => {
   test('handles, raw fds and address forms', () => {
-    const r2 = parse(LINES.KVM_SET_USER_MEMORY_REGION2) as Extract<TraceOp, { op: 'KVM_SET_USER_MEMORY_REGION2' }>;
+    const r2 = parse(LINES.KVM_SET_USER_MEMORY_REGION2) as Extract<
+      TraceOp,
+      { op: 'KVM_SET_USER_MEMORY_REGION2' }
+    >;
     assert.deepEqual(r2.vm, { kind: 'handle', name: 'vm' });
     assert.deepEqual(r2.guest_memfd, { kind: 'handle', name: 'g' });
     assert.deepEqual(r2.userspace_addr, { kind: 'handle', name: 'm', offset: 0n });
@@ -101,7 +106,10 @@ describe('field values and defaults', () => {
   });
 
   test('u64 values as "0x..." strings keep their full width', () => {
-    const a = parse(LINES.KVM_SET_MEMORY_ATTRIBUTES) as Extract<TraceOp, { op: 'KVM_SET_MEMORY_ATTRIBUTES' }>;
+    const a = parse(LINES.KVM_SET_MEMORY_ATTRIBUTES) as Extract<
+      TraceOp,
+      { op: 'KVM_SET_MEMORY_ATTRIBUTES' }
+    >;
     assert.equal(a.address, 0xffff_ffff_ffff_f000n);
     const o = JSON.parse(formatOp(a)) as Record<string, unknown>;
     assert.equal(o['address'], '0xfffffffffffff000');
@@ -112,7 +120,10 @@ describe('field values and defaults', () => {
     const vm = parse('{"op":"KVM_CREATE_VM"}') as Extract<TraceOp, { op: 'KVM_CREATE_VM' }>;
     assert.deepEqual(vm.fd, { kind: 'handle', name: 'kvm' });
     assert.equal(vm.type, 0n);
-    const ce = parse('{"op":"KVM_CHECK_EXTENSION","cap":1}') as Extract<TraceOp, { op: 'KVM_CHECK_EXTENSION' }>;
+    const ce = parse('{"op":"KVM_CHECK_EXTENSION","cap":1}') as Extract<
+      TraceOp,
+      { op: 'KVM_CHECK_EXTENSION' }
+    >;
     assert.deepEqual(ce.fd, { kind: 'handle', name: 'kvm' });
     const r2 = parse(
       '{"op":"KVM_SET_USER_MEMORY_REGION2","vm":"vm","slot":0,"guest_phys_addr":0,"memory_size":0,"userspace_addr":0}',
@@ -120,15 +131,24 @@ describe('field values and defaults', () => {
     assert.deepEqual(r2.guest_memfd, { kind: 'raw', value: 0n });
     assert.equal(r2.guest_memfd_offset, 0n);
     assert.equal(r2.flags, 0n);
-    const g = parse('{"op":"KVM_CREATE_GUEST_MEMFD","vm":"vm","size":4096}') as Extract<TraceOp, { op: 'KVM_CREATE_GUEST_MEMFD' }>;
+    const g = parse('{"op":"KVM_CREATE_GUEST_MEMFD","vm":"vm","size":4096}') as Extract<
+      TraceOp,
+      { op: 'KVM_CREATE_GUEST_MEMFD' }
+    >;
     assert.equal(g.flags, 0n);
     const pr = parse('{"op":"pread","fd":"g","len":1}') as Extract<TraceOp, { op: 'pread' }>;
     assert.equal(pr.offset, 0n);
-    const run = parse('{"op":"KVM_RUN","vcpu":"cpu","guest":[{"load":{"gpa":0}}]}') as Extract<TraceOp, { op: 'KVM_RUN' }>;
+    const run = parse('{"op":"KVM_RUN","vcpu":"cpu","guest":[{"load":{"gpa":0}}]}') as Extract<
+      TraceOp,
+      { op: 'KVM_RUN' }
+    >;
     assert.deepEqual(run.guest, [{ kind: 'load', gpa: 0n, size: 4 }]);
     const norun = parse('{"op":"KVM_RUN","vcpu":"cpu"}') as Extract<TraceOp, { op: 'KVM_RUN' }>;
     assert.deepEqual(norun.guest, []);
-    const mm = parse('{"op":"mmap","fd":null,"length":4096,"prot":3,"flags":2}') as Extract<TraceOp, { op: 'mmap' }>;
+    const mm = parse('{"op":"mmap","fd":null,"length":4096,"prot":3,"flags":2}') as Extract<
+      TraceOp,
+      { op: 'mmap' }
+    >;
     assert.equal(mm.fd, null);
     assert.equal(mm.offset, 0n);
     assert.equal(opToJson(mm)['fd'], null, 'anonymous stays null when formatted');
@@ -143,7 +163,15 @@ describe('field values and defaults', () => {
   });
 
   test('skipped lines (empty, #, //, blanks) produce no op and keep physical line numbers', () => {
-    const text = ['# comment', '', '   ', '// another', LINES.fstat, '  # indented comment', LINES.close].join('\n');
+    const text = [
+      '# comment',
+      '',
+      '   ',
+      '// another',
+      LINES.fstat,
+      '  # indented comment',
+      LINES.close,
+    ].join('\n');
     const { ops, errors } = parseTrace(text, 'x');
     assert.deepEqual(errors, []);
     assert.deepEqual(
@@ -175,7 +203,11 @@ describe('errors carry file:line and the field', () => {
     ['{"op":"KVM_CREATE_GUEST_MEMFD","vm":"vm","size":true}', 'size'],
     ['{"op":"KVM_CREATE_GUEST_MEMFD","vm":"vm","size":null}', 'size'],
     ['{"op":"KVM_CREATE_GUEST_MEMFD","vm":"vm","size":9007199254740994}', 'size', /2\^53/],
-    ['{"op":"KVM_SET_MEMORY_ATTRIBUTES","vm":"vm","address":18446744073709547520,"size":4096,"attributes":8}', 'address', /0x/],
+    [
+      '{"op":"KVM_SET_MEMORY_ATTRIBUTES","vm":"vm","address":18446744073709547520,"size":4096,"attributes":8}',
+      'address',
+      /0x/,
+    ],
     ['{"op":"KVM_CREATE_GUEST_MEMFD","size":4096}', 'vm', /missing/],
     ['{"op":"fstat","fd":"g+4"}', 'fd', /handle/],
     ['{"op":"peek","addr":"+16","len":4}', 'addr', /empty handle/],
@@ -187,14 +219,36 @@ describe('errors carry file:line and the field', () => {
     ['{"op":"KVM_CREATE_VM","as":""}', 'as'],
     ['{"op":"KVM_RUN","vcpu":"c","guest":{}}', 'guest'],
     ['{"op":"KVM_RUN","vcpu":"c","guest":[1]}', 'guest[0]'],
-    ['{"op":"KVM_RUN","vcpu":"c","guest":[{"load":{"gpa":0}},{"jump":{}}]}', 'guest[1]', /unknown step/],
-    ['{"op":"KVM_RUN","vcpu":"c","guest":[{"load":{"gpa":0},"store":{}}]}', 'guest[0]', /exactly one key/],
-    ['{"op":"KVM_RUN","vcpu":"c","guest":[{"store":{"gpa":0,"hex":"aabbcc"}}]}', 'guest[0].store.hex', /1, 2 or 4/],
+    [
+      '{"op":"KVM_RUN","vcpu":"c","guest":[{"load":{"gpa":0}},{"jump":{}}]}',
+      'guest[1]',
+      /unknown step/,
+    ],
+    [
+      '{"op":"KVM_RUN","vcpu":"c","guest":[{"load":{"gpa":0},"store":{}}]}',
+      'guest[0]',
+      /exactly one key/,
+    ],
+    [
+      '{"op":"KVM_RUN","vcpu":"c","guest":[{"store":{"gpa":0,"hex":"aabbcc"}}]}',
+      'guest[0].store.hex',
+      /1, 2 or 4/,
+    ],
     ['{"op":"KVM_RUN","vcpu":"c","guest":[{"store":{"gpa":0}}]}', 'guest[0].store.hex'],
-    ['{"op":"KVM_RUN","vcpu":"c","guest":[{"load":{"gpa":4294967296}}]}', 'guest[0].load.gpa', /4 GiB/],
+    [
+      '{"op":"KVM_RUN","vcpu":"c","guest":[{"load":{"gpa":4294967296}}]}',
+      'guest[0].load.gpa',
+      /4 GiB/,
+    ],
     ['{"op":"KVM_RUN","vcpu":"c","guest":[{"load":{"gpa":0,"size":3}}]}', 'guest[0].load.size'],
-    ['{"op":"KVM_RUN","vcpu":"c","guest":[{"hypercall":{"nr":12,"args":[1,2,3,4]}}]}', 'guest[0].hypercall.args'],
-    ['{"op":"KVM_RUN","vcpu":"c","guest":[{"hypercall":{"nr":12,"args":[1.5]}}]}', 'guest[0].hypercall.args[0]'],
+    [
+      '{"op":"KVM_RUN","vcpu":"c","guest":[{"hypercall":{"nr":12,"args":[1,2,3,4]}}]}',
+      'guest[0].hypercall.args',
+    ],
+    [
+      '{"op":"KVM_RUN","vcpu":"c","guest":[{"hypercall":{"nr":12,"args":[1.5]}}]}',
+      'guest[0].hypercall.args[0]',
+    ],
     ['{"op":"KVM_ENABLE_CAP","fd":"vm","cap":201,"args":[1,2,3,4,5]}', 'args'],
     ['{"op":"KVM_ENABLE_CAP","fd":"vm","cap":201,"args":["x"]}', 'args[0]'],
     ['{"op":"fstat",', 'json'],
@@ -214,7 +268,10 @@ describe('errors carry file:line and the field', () => {
   test('every malformed line is reported (not only the first), valid lines still parse', () => {
     const text = [LINES.fstat, '{"op":"nope"}', '# c', '{"op":"close"}', LINES.close].join('\n');
     const { ops, errors } = parseTrace(text, 'multi.jsonl');
-    assert.deepEqual(ops.map((o) => o.line), [1, 5]);
+    assert.deepEqual(
+      ops.map((o) => o.line),
+      [1, 5],
+    );
     assert.deepEqual(
       errors.map((e) => [e.line, e.field]),
       [
@@ -226,11 +283,17 @@ describe('errors carry file:line and the field', () => {
   });
 
   test('2^53 - 1 is the largest JSON number accepted; larger values parse as hex strings', () => {
-    const ok1 = parse('{"op":"KVM_CREATE_GUEST_MEMFD","vm":"vm","size":9007199254740991}') as Extract<TraceOp, { op: 'KVM_CREATE_GUEST_MEMFD' }>;
+    const ok1 = parse(
+      '{"op":"KVM_CREATE_GUEST_MEMFD","vm":"vm","size":9007199254740991}',
+    ) as Extract<TraceOp, { op: 'KVM_CREATE_GUEST_MEMFD' }>;
     assert.equal(ok1.size, 2n ** 53n - 1n);
-    const ok2 = parse('{"op":"KVM_CREATE_GUEST_MEMFD","vm":"vm","size":"0x20000000000001"}') as Extract<TraceOp, { op: 'KVM_CREATE_GUEST_MEMFD' }>;
+    const ok2 = parse(
+      '{"op":"KVM_CREATE_GUEST_MEMFD","vm":"vm","size":"0x20000000000001"}',
+    ) as Extract<TraceOp, { op: 'KVM_CREATE_GUEST_MEMFD' }>;
     assert.equal(ok2.size, 2n ** 53n + 1n);
-    const big = parse('{"op":"KVM_CREATE_GUEST_MEMFD","vm":"vm","size":"0xffffffffffffffff"}') as Extract<TraceOp, { op: 'KVM_CREATE_GUEST_MEMFD' }>;
+    const big = parse(
+      '{"op":"KVM_CREATE_GUEST_MEMFD","vm":"vm","size":"0xffffffffffffffff"}',
+    ) as Extract<TraceOp, { op: 'KVM_CREATE_GUEST_MEMFD' }>;
     assert.equal(big.size, 2n ** 64n - 1n);
   });
 });
@@ -246,9 +309,18 @@ describe('result formatting', () => {
 
   test('result lines: ok/errno, value, stat, remaining, exits, fault', () => {
     assert.equal(formatResult({ ok: true }), '{"ok":true}');
-    assert.equal(formatResult({ ok: false, errno: 'EOPNOTSUPP' }), '{"ok":false,"errno":"EOPNOTSUPP"}');
-    assert.deepEqual(resultToJson({ ok: true, value: 2n ** 63n }), { ok: true, value: '0x8000000000000000' });
-    assert.deepEqual(resultToJson({ ok: true, value: 'deadbeef' }), { ok: true, value: 'deadbeef' });
+    assert.equal(
+      formatResult({ ok: false, errno: 'EOPNOTSUPP' }),
+      '{"ok":false,"errno":"EOPNOTSUPP"}',
+    );
+    assert.deepEqual(resultToJson({ ok: true, value: 2n ** 63n }), {
+      ok: true,
+      value: '0x8000000000000000',
+    });
+    assert.deepEqual(resultToJson({ ok: true, value: 'deadbeef' }), {
+      ok: true,
+      value: 'deadbeef',
+    });
     assert.deepEqual(resultToJson({ ok: true, stat: { size: 1n << 62n, blocks: 0n } }), {
       ok: true,
       stat: { size: '0x4000000000000000', blocks: 0 },
@@ -314,7 +386,9 @@ describe("the contract's example (trace-format.md)", () => {
     for (const profile of ['linux-6.18-pvm', 'linux-6.18']) {
       const { ops, errors } = parseTrace(trace, 'example.jsonl');
       assert.deepEqual(errors, []);
-      const got = runTrace(ops, new ModelBackend(getProfile(profile)!)).map((r) => JSON.parse(formatResult(r)) as unknown);
+      const got = runTrace(ops, new ModelBackend(getProfile(profile)!)).map(
+        (r) => JSON.parse(formatResult(r)) as unknown,
+      );
       assert.deepEqual(got, expected, profile);
     }
   });

@@ -87,6 +87,7 @@ export const LINUX_6_18_PVM: KernelProfile = {
   maxMapCount: 65530,
   ksm: true,
   guestAccess: 'emulated',
+  mmioCaching: false,
   hypercalls: 'spin',
   execOnlyPkey: true,
 };
@@ -115,5 +116,6 @@ export const LINUX_6_18: KernelProfile = {
   // TDP: kvm_host.maxphyaddr of a 52-bit host.
   maxGfnExclusive: 2 ** 40,
   guestAccess: 'stage2',
+  mmioCaching: true,
   hypercalls: 'kvm',
 };

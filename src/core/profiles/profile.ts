@@ -88,6 +88,8 @@ export interface KernelProfile {
    * it (the vCPU re-executes it until a signal: the backend's watchdog ends KVM_RUN with EINTR).
    */
   readonly hypercalls: 'kvm' | 'spin';
+  /** enable_mmio_caching: MMIO faults leave an MMIO SPTE that later accesses hit directly. */
+  readonly mmioCaching: boolean;
   /** Execute-only mappings get a protection key (PKU): reading them faults (SIGSEGV). */
   readonly execOnlyPkey: boolean;
 }
