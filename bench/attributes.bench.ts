@@ -13,7 +13,7 @@
  * - 1/1024 of the range, memslot: R is first split into 1,024 alternating PRIVATE/shared chunks;
  *   call 2m converts chunk c_m (pseudo-random) and call 2m+1 converts it back, so the map keeps
  *   ~1,024 ranges inside R and every call converts R/1024 (1 MiB vs 1 GiB).
- * Reported: µs per call (best of 5 batches of 20,000 calls) for each size, and the ratio
+ * Reported: µs per call (best of 5 batches of 100,000 calls) for each size, and the ratio
  * max/min of the two sizes.
  */
 import { Host } from '../src/core/host.js';
@@ -30,7 +30,7 @@ const TiB = 1n << 40n;
 const BASE = TiB;
 const BACKGROUND = 1000;
 const CHUNKS = 1024;
-const CALLS = 20_000;
+const CALLS = 100_000;
 const REPS = 5;
 
 type Variant = 'whole' | 'whole+slot' | 'chunk+slot';

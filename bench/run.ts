@@ -4,7 +4,8 @@
  *
  *   npm run bench                      all groups (about 1.5 minutes)
  *   npm run bench -- fault replay      only groups whose id contains one of the arguments
- *   npm run bench -- --json            JSON array of rows instead of the table
+ *   npm run bench -- --json            JSON array of rows (with notes) instead of the table
+ *   npm run bench -- --notes           add a column saying what exactly each row measured
  *   npm run bench -- --strict          exit code 1 when a target is missed
  *   npm run bench -- --list            the group ids
  *   npm run bench -- --profile NAME    CPU-profile a hot path (bench/profile.ts) and print the top
@@ -58,15 +59,20 @@ function fmtValue(v: number): string {
   return v.toPrecision(3);
 }
 
-function table(rows: readonly BenchRow[]): string {
+function table(rows: readonly BenchRow[], notes: boolean): string {
   const head = ['benchmark', 'value', 'unit', 'target', 'result'];
-  const body = rows.map((r) => [
-    `[${r.group}] ${r.name}`,
-    fmtValue(r.value),
-    r.unit,
-    r.target ?? '',
-    r.pass === undefined ? '' : r.pass ? 'PASS' : 'FAIL',
-  ]);
+  if (notes) head.push('note');
+  const body = rows.map((r) => {
+    const cells = [
+      `[${r.group}] ${r.name}`,
+      fmtValue(r.value),
+      r.unit,
+      r.target ?? '',
+      r.pass === undefined ? '' : r.pass ? 'PASS' : 'FAIL',
+    ];
+    if (notes) cells.push(r.note ?? '');
+    return cells;
+  });
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]): string =>
     cells
@@ -140,7 +146,7 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   if (json) console.log(JSON.stringify(rows, null, 2));
   else {
-    console.log(table(rows));
+    console.log(table(rows, argv.includes('--notes')));
     const withTarget = rows.filter((r) => r.pass !== undefined);
     console.log(
       `\n${withTarget.filter((r) => r.pass).length}/${withTarget.length} targets met, ` +

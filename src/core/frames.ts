@@ -98,6 +98,16 @@ export class FrameStore {
     d.set(src.subarray(srcOff, srcOff + len), off);
   }
 
+  /** The frame's 4 KiB buffer for in-place updates (created, zero-filled, when absent). */
+  pageForWrite(pfn: Pfn): Uint8Array {
+    let d = this.data.get(pfn);
+    if (d === undefined) {
+      d = new Uint8Array(PAGE_SIZE);
+      this.data.set(pfn, d);
+    }
+    return d;
+  }
+
   /** Copy a whole frame's contents to another frame. */
   copy(from: Pfn, to: Pfn): void {
     const d = this.data.get(from);

@@ -150,32 +150,30 @@ function kvmGmemAllocate(
   return OK_VOID;
 }
 
-/** Get the folio at `index`, allocating it (not zeroed) when absent (`filemap_grab_folio`). */
-function getFolio(
-  k: KernelCtx,
-  f: GmemFile,
-  index: number,
-  via: 'guest_fault' | 'host_fault',
-): { pfn: Pfn; state: 'allocated' | 'prepared' | 'poisoned' } {
+/**
+ * `filemap_grab_folio()` then, for a folio that is not up-to-date, `clear_highpage()` and
+ * `kvm_gmem_mark_prepared()`: the folio at `index`, allocated if absent and zeroed on first use.
+ * An absent folio is inserted directly as prepared (one map update on the fault hot path).
+ */
+function getPreparedFolio(k: KernelCtx, f: GmemFile, index: number, via: 'guest_fault' | 'host_fault'): Pfn | 'poisoned' {
   const ex = f.pages.get(index);
-  if (ex !== undefined) return { pfn: ex.base, state: ex.state };
+  const zero = !k.mutants.has('gmem_no_zero_on_prepare');
+  if (ex !== undefined) {
+    if (ex.state === 'prepared') return ex.base;
+    if (ex.state === 'poisoned') return 'poisoned';
+    if (zero) k.frames.zero(ex.base, 1);
+    f.pages.set(index, index + 1, { base: ex.base, state: 'prepared' });
+    k.events.push({ kind: 'gmem_zero', ino: f.ino, start: index, end: index + 1, via });
+    return ex.base;
+  }
   const pfn = k.frames.allocOne();
-  f.pages.set(index, index + 1, { base: pfn, state: 'allocated' });
-  k.events.push({ kind: 'gmem_alloc', ino: f.ino, start: index, end: index + 1, via });
-  return { pfn, state: 'allocated' };
-}
-
-/** Zero a folio and mark it up-to-date (`clear_highpage` + `kvm_gmem_mark_prepared`). */
-function prepareFolio(
-  k: KernelCtx,
-  f: GmemFile,
-  index: number,
-  pfn: Pfn,
-  via: 'guest_fault' | 'host_fault',
-): void {
-  if (!k.mutants.has('gmem_no_zero_on_prepare')) k.frames.zero(pfn, 1);
+  if (zero) k.frames.zero(pfn, 1);
   f.pages.set(index, index + 1, { base: pfn, state: 'prepared' });
-  k.events.push({ kind: 'gmem_zero', ino: f.ino, start: index, end: index + 1, via });
+  if (k.events.enabled) {
+    k.events.push({ kind: 'gmem_alloc', ino: f.ino, start: index, end: index + 1, via });
+    k.events.push({ kind: 'gmem_zero', ino: f.ino, start: index, end: index + 1, via });
+  }
+  return pfn;
 }
 
 /**
@@ -189,10 +187,8 @@ export function kvmGmemFaultUserMapping(
   if (pgoff >= f.npages) return { signal: 'SIGBUS' };
   if (!f.initShared && !k.mutants.has('gmem_host_fault_ignores_shared'))
     return { signal: 'SIGBUS' };
-  const folio = getFolio(k, f, pgoff, 'host_fault');
-  if (folio.state === 'poisoned') return { signal: 'SIGBUS' };
-  if (folio.state !== 'prepared') prepareFolio(k, f, pgoff, folio.pfn, 'host_fault');
-  return { pfn: folio.pfn };
+  const pfn = getPreparedFolio(k, f, pgoff, 'host_fault');
+  return pfn === 'poisoned' ? { signal: 'SIGBUS' } : { pfn };
 }
 
 /**
@@ -319,8 +315,6 @@ export function kvmGmemGetPfn(k: KernelCtx, slot: Memslot, gfn: number): GmemPfn
   const f = g.file;
   const index = gfn - slot.baseGfn + g.pgoff;
   if (f.bindings.get(index) !== slot) return { ok: false, errno: 'EIO' };
-  const folio = getFolio(k, f, index, 'guest_fault');
-  if (folio.state === 'poisoned') return { ok: false, errno: 'EHWPOISON' };
-  if (folio.state !== 'prepared') prepareFolio(k, f, index, folio.pfn, 'guest_fault');
-  return { ok: true, pfn: folio.pfn };
+  const pfn = getPreparedFolio(k, f, index, 'guest_fault');
+  return pfn === 'poisoned' ? { ok: false, errno: 'EHWPOISON' } : { ok: true, pfn };
 }

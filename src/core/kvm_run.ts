@@ -96,8 +96,29 @@ function guestAccess(
   write: boolean,
   exits: RunExit[],
 ): Errno | undefined {
-  const pieces = splitPages(gpa, buf.length);
   const translate = k.profile.guestAccess === 'emulated' ? emulatedTranslate : guestTranslate;
+  // Fast path: an access inside one page (the common case) needs no piece list.
+  const off = Number(gpa & 4095n);
+  if (off + buf.length <= 4096) {
+    const gfn = Number(gpa >> 12n);
+    const o = translate(k, vm, gfn, write);
+    if (o.kind === 'ram') {
+      if (write) k.frames.write(o.pfn, off, buf, 0, buf.length);
+      else k.frames.read(o.pfn, off, buf, 0, buf.length);
+      return undefined;
+    }
+    if (o.kind === 'memfault') {
+      exits.push({ reason: 'MEMORY_FAULT', gpa: BigInt(gfn) << 12n, size: 4096n, flags: o.flags });
+      return o.errno;
+    }
+    if (write) exits.push({ reason: 'MMIO', gpa, len: buf.length, isWrite: true, bytes: buf.slice() });
+    else {
+      exits.push({ reason: 'MMIO', gpa, len: buf.length, isWrite: false });
+      buf.fill(0);
+    }
+    return undefined;
+  }
+  const pieces = splitPages(gpa, buf.length);
   for (const p of pieces) {
     p.out = translate(k, vm, p.gfn, write);
     if (p.out.kind === 'memfault') {
@@ -272,7 +293,8 @@ export function kvmRunProgram(
   for (const s of steps) {
     if (s.kind === 'store' || s.kind === 'load') {
       const write = s.kind === 'store';
-      const buf = write ? s.bytes.slice() : new Uint8Array(s.size);
+      // Stores only read their bytes (MMIO exits copy them).
+      const buf = write ? s.bytes : new Uint8Array(s.size);
       const pieces: RunExit[] = [];
       const fault = guestAccess(k, vm, s.gpa, buf, write, pieces);
       for (const x of pieces) {

@@ -78,12 +78,20 @@ export class FrameView {
   }
 
   writeUint(off: number, len: number, v: bigint): void {
-    const b = new Uint8Array(len);
-    let x = BigInt.asUintN(len * 8, v);
-    for (let i = 0; i < len; i++) {
-      b[i] = Number(x & 0xffn);
-      x >>= 8n;
+    const d = this.frames.pageForWrite(this.pfn);
+    const x = BigInt.asUintN(len * 8, v);
+    // Low 32 bits as a number, then the high half: no per-byte BigInt arithmetic.
+    let lo = Number(x & 0xffff_ffffn);
+    for (let i = 0; i < Math.min(len, 4); i++) {
+      d[off + i] = lo & 0xff;
+      lo >>>= 8;
     }
-    this.write(off, b);
+    if (len > 4) {
+      let hi = Number(x >> 32n);
+      for (let i = 4; i < len; i++) {
+        d[off + i] = hi & 0xff;
+        hi >>>= 8;
+      }
+    }
   }
 }

@@ -180,6 +180,12 @@ function parseGuest(r: FieldReader): GuestStep[] {
   return steps;
 }
 
+/** Attach the optional `as` without an object spread (keeps parsed ops monomorphic and fast). */
+function withAs<T extends object>(o: T, as: string | undefined): T {
+  if (as !== undefined) (o as { as?: string }).as = as;
+  return o;
+}
+
 /** Parse one non-comment line (already JSON-decoded). Throws TraceInputError. */
 export function parseOpObject(file: string, line: number, obj: unknown): TraceOp {
   if (typeof obj !== 'object' || obj === null || Array.isArray(obj))
@@ -188,18 +194,17 @@ export function parseOpObject(file: string, line: number, obj: unknown): TraceOp
   if (!r.has('op')) r.fail('op', 'missing "op"');
   const op = r.str('op');
   const as = r.optStr('as');
-  const common = as === undefined ? { line } : { line, as };
   const kvm: FdArg = { kind: 'handle', name: 'kvm' };
   switch (op) {
     case 'KVM_CREATE_VM':
-      return { ...common, op, fd: r.fd('fd', kvm), type: r.int('type', 0n) };
+      return withAs({ line, op, fd: r.fd('fd', kvm), type: r.int('type', 0n) }, as);
     case 'KVM_CHECK_EXTENSION':
-      return { ...common, op, fd: r.fd('fd', kvm), cap: r.int('cap') };
+      return withAs({ line, op, fd: r.fd('fd', kvm), cap: r.int('cap') }, as);
     case 'KVM_CREATE_GUEST_MEMFD':
-      return { ...common, op, vm: r.fd('vm'), size: r.int('size'), flags: r.int('flags', 0n) };
+      return withAs({ line, op, vm: r.fd('vm'), size: r.int('size'), flags: r.int('flags', 0n) }, as);
     case 'KVM_SET_USER_MEMORY_REGION':
-      return {
-        ...common,
+      return withAs({
+        line,
         op,
         vm: r.fd('vm'),
         slot: r.int('slot'),
@@ -207,10 +212,10 @@ export function parseOpObject(file: string, line: number, obj: unknown): TraceOp
         guest_phys_addr: r.int('guest_phys_addr'),
         memory_size: r.int('memory_size'),
         userspace_addr: r.addr('userspace_addr'),
-      };
+      }, as);
     case 'KVM_SET_USER_MEMORY_REGION2':
-      return {
-        ...common,
+      return withAs({
+        line,
         op,
         vm: r.fd('vm'),
         slot: r.int('slot'),
@@ -220,30 +225,30 @@ export function parseOpObject(file: string, line: number, obj: unknown): TraceOp
         userspace_addr: r.addr('userspace_addr'),
         guest_memfd: r.fd('guest_memfd', { kind: 'raw', value: 0n }),
         guest_memfd_offset: r.int('guest_memfd_offset', 0n),
-      };
+      }, as);
     case 'KVM_SET_MEMORY_ATTRIBUTES':
-      return {
-        ...common,
+      return withAs({
+        line,
         op,
         vm: r.fd('vm'),
         address: r.int('address'),
         size: r.int('size'),
         attributes: r.int('attributes'),
         flags: r.int('flags', 0n),
-      };
+      }, as);
     case 'KVM_CREATE_VCPU':
-      return { ...common, op, vm: r.fd('vm'), id: r.int('id') };
+      return withAs({ line, op, vm: r.fd('vm'), id: r.int('id') }, as);
     case 'KVM_PRE_FAULT_MEMORY':
-      return {
-        ...common,
+      return withAs({
+        line,
         op,
         vcpu: r.fd('vcpu'),
         gpa: r.int('gpa'),
         size: r.int('size'),
         flags: r.int('flags', 0n),
-      };
+      }, as);
     case 'KVM_RUN':
-      return { ...common, op, vcpu: r.fd('vcpu'), guest: r.has('guest') ? parseGuest(r) : [] };
+      return withAs({ line, op, vcpu: r.fd('vcpu'), guest: r.has('guest') ? parseGuest(r) : [] }, as);
     case 'KVM_ENABLE_CAP': {
       const a: unknown = r.has('args') ? (obj as Obj)['args'] : [];
       if (!Array.isArray(a) || a.length > 4)
@@ -251,63 +256,63 @@ export function parseOpObject(file: string, line: number, obj: unknown): TraceOp
       const args = a.map((x: unknown, j: number) =>
         parseInteger(x, (m) => r.fail(`args[${j}]`, m)),
       );
-      return { ...common, op, fd: r.fd('fd'), cap: r.int('cap'), flags: r.int('flags', 0n), args };
+      return withAs({ line, op, fd: r.fd('fd'), cap: r.int('cap'), flags: r.int('flags', 0n), args }, as);
     }
     case 'mmap': {
       if (!Object.prototype.hasOwnProperty.call(obj, 'fd'))
         r.fail('fd', 'missing fd (a handle, an integer, or null for anonymous)');
       const fdv = (obj as Obj)['fd'];
-      return {
-        ...common,
+      return withAs({
+        line,
         op,
         fd: fdv === null ? null : r.fd('fd'),
         length: r.int('length'),
         prot: r.int('prot'),
         flags: r.int('flags'),
         offset: r.int('offset', 0n),
-      };
+      }, as);
     }
     case 'munmap':
-      return { ...common, op, addr: r.addr('addr'), length: r.int('length') };
+      return withAs({ line, op, addr: r.addr('addr'), length: r.int('length') }, as);
     case 'mprotect':
-      return { ...common, op, addr: r.addr('addr'), length: r.int('length'), prot: r.int('prot') };
+      return withAs({ line, op, addr: r.addr('addr'), length: r.int('length'), prot: r.int('prot') }, as);
     case 'madvise':
-      return {
-        ...common,
+      return withAs({
+        line,
         op,
         addr: r.addr('addr'),
         length: r.int('length'),
         advice: r.int('advice'),
-      };
+      }, as);
     case 'fallocate':
-      return {
-        ...common,
+      return withAs({
+        line,
         op,
         fd: r.fd('fd'),
         mode: r.int('mode'),
         offset: r.int('offset'),
         len: r.int('len'),
-      };
+      }, as);
     case 'ftruncate':
-      return { ...common, op, fd: r.fd('fd'), length: r.int('length') };
+      return withAs({ line, op, fd: r.fd('fd'), length: r.int('length') }, as);
     case 'pread':
-      return { ...common, op, fd: r.fd('fd'), len: r.byteCount('len'), offset: r.int('offset', 0n) };
+      return withAs({ line, op, fd: r.fd('fd'), len: r.byteCount('len'), offset: r.int('offset', 0n) }, as);
     case 'pwrite':
-      return {
-        ...common,
+      return withAs({
+        line,
         op,
         fd: r.fd('fd'),
         bytes: r.hexBytes('hex'),
         offset: r.int('offset', 0n),
-      };
+      }, as);
     case 'fstat':
-      return { ...common, op, fd: r.fd('fd') };
+      return withAs({ line, op, fd: r.fd('fd') }, as);
     case 'close':
-      return { ...common, op, fd: r.fd('fd') };
+      return withAs({ line, op, fd: r.fd('fd') }, as);
     case 'peek':
-      return { ...common, op, addr: r.addr('addr'), len: r.byteCount('len') };
+      return withAs({ line, op, addr: r.addr('addr'), len: r.byteCount('len') }, as);
     case 'poke':
-      return { ...common, op, addr: r.addr('addr'), bytes: r.hexBytes('hex') };
+      return withAs({ line, op, addr: r.addr('addr'), bytes: r.hexBytes('hex') }, as);
     default:
       return r.fail('op', `unknown op "${op}"`);
   }

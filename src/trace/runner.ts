@@ -57,21 +57,22 @@ export class HandleTable {
 
 /** Resolve every handle reference of an op against the table. */
 export function resolveOp(op: TraceOp, t: HandleTable): ResolvedOp {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(op)) {
-    if (
-      v !== null &&
-      typeof v === 'object' &&
-      'kind' in v &&
-      (v.kind === 'handle' || v.kind === 'raw') &&
-      !(v instanceof Uint8Array)
-    ) {
-      const isAddr = k === 'addr' || k === 'userspace_addr';
-      out[k] = isAddr ? t.addr(v as AddrArg) : t.fd(v as FdArg);
-    } else out[k] = v;
+  // The handle-bearing fields of the contract: fds, and addresses (userspace_addr, addr).
+  const o = { ...op } as Record<string, unknown>;
+  const src = op as unknown as Record<string, FdArg | AddrArg | null | undefined>;
+  for (const k of FD_FIELDS) {
+    const v = src[k];
+    if (v !== undefined && v !== null) o[k] = t.fd(v as FdArg);
   }
-  return out as ResolvedOp;
+  for (const k of ADDR_FIELDS) {
+    const v = src[k];
+    if (v !== undefined && v !== null) o[k] = t.addr(v as AddrArg);
+  }
+  return o as ResolvedOp;
 }
+
+const FD_FIELDS = ['fd', 'vm', 'vcpu', 'guest_memfd'] as const;
+const ADDR_FIELDS = ['addr', 'userspace_addr'] as const;
 
 const CREATES_FD = new Set(['KVM_CREATE_VM', 'KVM_CREATE_GUEST_MEMFD', 'KVM_CREATE_VCPU']);
 

@@ -63,6 +63,9 @@
  */
 
 /** How a map's values behave when entries are cut and when neighbours may coalesce. */
+const EMPTY_F64 = new Float64Array(0);
+const EMPTY_I32 = new Int32Array(0);
+
 export interface RangeValueOps<V> {
   /** Value for the sub-range that begins `delta` keys after an entry's start (extents: base + delta). */
   shift(v: V, delta: number): V;
@@ -201,9 +204,11 @@ export class RangeMap<V> {
     this.lcap = 1;
     this.lused = 0;
     this.lfree = [];
-    this.ik = new Float64Array(0);
-    this.ic = new Int32Array(0);
-    this.imeta = new Int32Array(0);
+    // Internal pools start empty and shared (most maps never grow past one leaf); growth
+    // allocates fresh arrays.
+    this.ik = EMPTY_F64;
+    this.ic = EMPTY_I32;
+    this.imeta = EMPTY_I32;
     this.icap = 0;
     this.iused = 0;
     this.ifree = [];
