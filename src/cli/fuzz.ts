@@ -12,6 +12,9 @@ import { bar, clock, ProgressLine } from './progress.js';
 import { matchProfile, probe } from './probe.js';
 import { openBackend } from './replay.js';
 import { getProfile } from '../core/profiles/index.js';
+import { newCoverage, runModelFuzz, type FoundViolation } from '../fuzz/model_fuzz.js';
+import { parseMutants } from './check.js';
+import { profileOrUsage } from './io.js';
 
 export const FUZZ_HELP = `usage: gmemlab fuzz --differential [--seed S] [--time T | --traces N] [--ops N] [--kernel P]
                     [--out DIR] [--keep-going] [--quiet]
@@ -108,7 +111,120 @@ export async function fuzzDifferentialMain(argv: readonly string[], out: (s: str
   return r.disagreements.length > 0 ? EXIT_CHECK_FAILED : EXIT_OK;
 }
 
+export const MODEL_FUZZ_HELP = `usage: gmemlab fuzz [--seed S] [--time T | --ops N] [--kernel P] [--mutant NAME] [--trace-ops N]
+                    [--out DIR] [--keep-going] [--quiet] [--json]
+       gmemlab fuzz --differential ...   (gmemlab fuzz --differential --help)
+
+Model-based fuzzing: random operation sequences (mostly valid VMM behaviour, edge values often,
+private-memory walks on profiles that have them) run on the model with every security invariant
+checked after every op. A violation is shrunk to a minimal trace that still breaks the same
+invariant and written to DIR. Deterministic for a seed.
+
+  --seed S        first seed (default 1); trace i uses seed S+i
+  --time T        stop after T (30s, 5m, 1h; default 60s unless --ops is given)
+  --ops N         stop after N ops
+  --trace-ops N   ops per generated trace (default 60)
+  --kernel P      profile (default linux-6.18)
+  --mutant NAMES  fuzz a model with injected bugs (gmemlab check --list)
+  --out DIR       where minimized violations go (default fuzz-out/)
+  --keep-going    keep fuzzing after a violation
+  --json          print the summary (and coverage) as JSON
+
+Exit codes: 0 no violation, 1 violation(s) found, 2 usage error.`;
+
+export function writeViolation(dir: string, f: FoundViolation, kernel: string, mutants: readonly string[]): string {
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `violation-${f.invariant}-seed${f.seed}.jsonl`);
+  const lines = [
+    `# gmemlab model-based fuzzing: seed ${f.seed}, profile ${kernel}${mutants.length > 0 ? `, mutants ${mutants.join(',')}` : ''}`,
+    `# invariant ${f.invariant} breaks after the last op: ${f.violation.object}: ${f.violation.message}`,
+    `# minimized from ${f.originalOps} ops to ${f.ops.length} (${f.shrinkTries} shrink runs); reproduce: gmemlab check --kernel ${kernel}${mutants.length > 0 ? ` --mutant ${mutants.join(',')}` : ''} ${file}`,
+    ...f.ops.map(formatOp),
+  ];
+  writeFileSync(file, lines.join('\n') + '\n');
+  return file;
+}
+
+function topKeys(m: Map<string, number>): string {
+  return [...m.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, v]) => `${k}:${v}`)
+    .join(' ');
+}
+
+export async function fuzzModelMain(argv: readonly string[], out: (s: string) => void): Promise<number> {
+  const p = parseArgs(argv, { seed: 'string', time: 'string', ops: 'string', 'trace-ops': 'string', kernel: 'string', mutant: 'string', out: 'string', 'keep-going': 'bool', quiet: 'bool', json: 'bool', help: 'bool' });
+  if (p.opts.has('help')) {
+    out(MODEL_FUZZ_HELP);
+    return EXIT_OK;
+  }
+  const seed = optInt(p, 'seed') ?? 1;
+  const maxOps = optInt(p, 'ops');
+  const timeMs = optDuration(p, 'time') ?? (maxOps === undefined ? 60_000 : undefined);
+  const perTrace = optInt(p, 'trace-ops') ?? 60;
+  if (perTrace < 1) throw new UsageError('--trace-ops must be at least 1');
+  const profile = profileOrUsage(optString(p, 'kernel'));
+  const mutants = parseMutants(optString(p, 'mutant'));
+  const dir = optString(p, 'out') ?? 'fuzz-out';
+  const coverage = newCoverage();
+  const progress = new ProgressLine(!p.opts.has('quiet') && !p.opts.has('json'));
+  const start = Date.now();
+  const r = runModelFuzz({
+    seed,
+    profile,
+    mutants,
+    opsPerTrace: perTrace,
+    keepGoing: p.opts.has('keep-going'),
+    coverage,
+    shouldContinue: (pr) => {
+      const el = Date.now() - start;
+      const frac = timeMs !== undefined ? el / timeMs : pr.ops / (maxOps ?? 1);
+      progress.update(
+        `${bar(frac)} ${clock(el)} traces ${pr.traces} ops ${pr.ops} (${el > 0 ? Math.round((pr.ops * 1000) / el) : 0}/s) violations ${pr.violations} | errnos ${coverage.errnos.size} exits ${coverage.exits.size} faults ${coverage.faults.size}`,
+      );
+      if (maxOps !== undefined && pr.ops >= maxOps) return false;
+      if (timeMs !== undefined && el >= timeMs) return false;
+      return true;
+    },
+    onViolation: (f) => {
+      const file = writeViolation(dir, f, profile.name, mutants);
+      progress.update('', true);
+      if (!p.opts.has('json')) {
+        out(`VIOLATION ${f.invariant} at seed ${f.seed} after ${f.opsToDetection} ops: ${f.violation.object}: ${f.violation.message}`);
+        out(`  minimized to ${f.ops.length} ops → ${file}`);
+      }
+    },
+  });
+  const el = Date.now() - start;
+  progress.done(`done in ${clock(el)}`);
+  const summary = {
+    seed,
+    profile: profile.name,
+    mutants,
+    traces: r.progress.traces,
+    ops: r.progress.ops,
+    opsPerSecond: el > 0 ? Math.round((r.progress.ops * 1000) / el) : 0,
+    seconds: el / 1000,
+    violations: r.found.map((f) => ({ invariant: f.invariant, seed: f.seed, opsToDetection: f.opsToDetection, minimizedOps: f.ops.length, object: f.violation.object, message: f.violation.message })),
+    coverage: {
+      errnos: Object.fromEntries(coverage.errnos),
+      exits: Object.fromEntries(coverage.exits),
+      faults: Object.fromEntries(coverage.faults),
+      pageStates: Object.fromEntries(coverage.pageStates),
+      ops: Object.fromEntries(coverage.ops),
+    },
+  };
+  if (p.opts.has('json')) out(JSON.stringify(summary));
+  else {
+    out(`model-based fuzzing (seed ${seed}, ${profile.name}${mutants.length > 0 ? `, mutants ${mutants.join(',')}` : ''}): ${r.progress.traces} traces, ${r.progress.ops} ops in ${clock(el)} (${summary.opsPerSecond} ops/s), ${r.found.length} violation(s)`);
+    out(`  coverage: errnos ${topKeys(coverage.errnos)}`);
+    out(`            exits ${topKeys(coverage.exits)}; host faults ${topKeys(coverage.faults)}`);
+    out(`            page states (traces ending with them) ${topKeys(coverage.pageStates)}`);
+  }
+  return r.found.length > 0 ? EXIT_CHECK_FAILED : EXIT_OK;
+}
+
 export async function fuzzMain(argv: readonly string[], out: (s: string) => void): Promise<number> {
-  if (argv.includes('--differential') || argv.includes('--help') || argv.includes('-h')) return fuzzDifferentialMain(argv, out);
-  throw new UsageError('model-based fuzzing is not available yet in this build; use --differential');
+  if (argv.includes('--differential')) return fuzzDifferentialMain(argv, out);
+  return fuzzModelMain(argv, out);
 }

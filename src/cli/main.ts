@@ -12,6 +12,7 @@ import { conformanceMain } from './conformance.js';
 import { probeMain } from './probe.js';
 import { diffMain } from './diff.js';
 import { fuzzMain } from './fuzz.js';
+import { checkMain } from './check.js';
 
 type Command = {
   readonly summary: string;
@@ -24,6 +25,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'run a trace on the model (or --backend kvm) and print result lines',
     run: replayMain,
   },
+  check: { summary: 'run a trace/scenario with every security invariant checked after every op', run: checkMain },
   diff: { summary: 'run traces on the model and on /dev/kvm and print every disagreement', run: diffMain },
   fuzz: { summary: 'fuzz: --differential compares the model with /dev/kvm on random traces', run: fuzzMain },
   probe: { summary: "read this machine's /dev/kvm capabilities and name the matching profile", run: probeMain },

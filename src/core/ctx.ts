@@ -10,6 +10,7 @@ import type { KFile, Vm } from './objects.js';
 import type { Result } from './result.js';
 import type { MutantSet } from './mutants.js';
 import type { HostMm } from './host_mm.js';
+import type { Pfn } from './units.js';
 
 export interface KernelCtx {
   readonly profile: KernelProfile;
@@ -19,6 +20,11 @@ export interface KernelCtx {
   readonly mutants: MutantSet;
   /** The VMM process's address space. */
   readonly mm: HostMm;
+  /**
+   * Observer of page accesses on behalf of the host (the invariant checker sets it): the VMM's own
+   * loads/stores, get_user_pages() by KVM, and KVM's uaccess through userspace_addr.
+   */
+  observe?: (pfn: Pfn, write: boolean, path: 'vmm' | 'gup' | 'kvm-uaccess') => void;
   /** Every live VM (for mmu-notifier fan-out). */
   readonly vms: ReadonlySet<Vm>;
   /** Drop one mapping reference (pages) of a file; releases it when the last reference goes. */

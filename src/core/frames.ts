@@ -57,10 +57,41 @@ export class FrameStore {
     if (count <= 0) return;
     this.free.set(base, base + count, true);
     this.allocated -= count;
+    // Frames that still hold data are "stale" until their next owner zeroes (or overwrites) them.
+    if (this.data.size !== 0) {
+      if (count <= this.data.size) {
+        for (let i = 0; i < count; i++) if (this.data.has(base + i)) this.stale.set(base + i, base + i + 1, true);
+      } else for (const k of this.data.keys()) if (k >= base && k < base + count) this.stale.set(k, k + 1, true);
+    }
+  }
+
+  /**
+   * Frames holding a previous owner's data (released with data, not yet zeroed or overwritten).
+   * A read of one means someone observed another owner's old contents.
+   */
+  private readonly stale = new RangeMap<true>();
+  private staleReads: Pfn[] = [];
+
+  /** The stale frames read since the last call (for the zero-before-use invariant). */
+  takeStaleReads(): Pfn[] {
+    const r = this.staleReads;
+    this.staleReads = [];
+    return r;
+  }
+
+  /** Whether `pfn` is free (for the freed-page invariants). */
+  isFree(pfn: number): boolean {
+    return this.free.get(pfn) !== undefined;
+  }
+
+  /** Whether any frame in [base, base + count) is free. */
+  anyFree(base: number, count: number): boolean {
+    return this.free.anyIn(base, base + count);
   }
 
   /** clear_highpage() on `count` frames starting at `base`. */
   zero(base: Pfn, count: number): void {
+    if (this.stale.size !== 0) this.stale.delete(base, base + count);
     if (this.data.size === 0) return;
     if (count === 1) {
       this.data.delete(base);
@@ -75,6 +106,7 @@ export class FrameStore {
 
   /** Copy `out.length` bytes of frame `pfn` starting at byte `off` into `out`. */
   read(pfn: Pfn, off: number, out: Uint8Array, outOff = 0, len = out.length - outOff): void {
+    if (this.stale.size !== 0 && this.stale.get(pfn) !== undefined) this.staleReads.push(pfn);
     const d = this.data.get(pfn);
     if (d === undefined) out.fill(0, outOff, outOff + len);
     else out.set(d.subarray(off, off + len), outOff);
@@ -82,6 +114,7 @@ export class FrameStore {
 
   /** Write bytes into frame `pfn` at byte `off`. */
   write(pfn: Pfn, off: number, src: Uint8Array, srcOff = 0, len = src.length - srcOff): void {
+    if (len === PAGE_SIZE && this.stale.size !== 0) this.stale.delete(pfn, pfn + 1);
     let d = this.data.get(pfn);
     if (d === undefined) {
       let allZero = true;
@@ -110,6 +143,10 @@ export class FrameStore {
 
   /** Copy a whole frame's contents to another frame. */
   copy(from: Pfn, to: Pfn): void {
+    if (this.stale.size !== 0) {
+      if (this.stale.get(from) !== undefined) this.stale.set(to, to + 1, true);
+      else this.stale.delete(to, to + 1);
+    }
     const d = this.data.get(from);
     if (d === undefined) this.data.delete(to);
     else this.data.set(to, d.slice());

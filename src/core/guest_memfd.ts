@@ -279,17 +279,19 @@ export function kvmGmemRelease(k: KernelCtx, f: GmemFile): Vm {
     for (const s of slots) if (s.gmem !== null) s.gmem.file = null;
   }
   // kvm_gmem_invalidate_begin(gmem, 0, -1ul): zap every bound range.
-  for (const b of f.bindings.entries()) {
-    const slot = b.value;
-    const pgoff = slot.gmem?.pgoff ?? b.start;
-    kvmMmuInvalidateGfnRange(
-      k,
-      f.vm,
-      slot.asId,
-      slot.baseGfn + (b.start - pgoff),
-      slot.baseGfn + (b.end - pgoff),
-      'gmem_release',
-    );
+  if (!k.mutants.has('gmem_release_no_zap')) {
+    for (const b of f.bindings.entries()) {
+      const slot = b.value;
+      const pgoff = slot.gmem?.pgoff ?? b.start;
+      kvmMmuInvalidateGfnRange(
+        k,
+        f.vm,
+        slot.asId,
+        slot.baseGfn + (b.start - pgoff),
+        slot.baseGfn + (b.end - pgoff),
+        'gmem_release',
+      );
+    }
   }
   f.bindings.clear();
   f.vm.gmemFiles.delete(f);

@@ -37,7 +37,7 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from './uapi.js';
-import { PAGE_SIZE } from './units.js';
+import { PAGE_SIZE, type Pfn } from './units.js';
 
 /** Where the model keeps each VM's trace code page: outside the trace arena, below TASK_SIZE. */
 const CODE_PAGE_BASE = 0x7f00_0000_0000n;
@@ -64,6 +64,9 @@ export class Host implements KernelCtx {
   readonly mutants: MutantSet;
   readonly mm: HostMm;
   readonly vms = new Set<Vm>();
+  /** Every VM ever created, destroyed ones included (for the reference-count invariant). */
+  readonly allVms: Vm[] = [];
+  observe?: (pfn: Pfn, write: boolean, path: 'vmm' | 'gup' | 'kvm-uaccess') => void;
   private readonly fds = new Map<Fd, KFile>();
   private nextIno = 100;
   private nextVmIndex = 0;
@@ -122,6 +125,12 @@ export class Host implements KernelCtx {
       return;
     }
     f.released = true;
+    if (f instanceof VmFile && this.mutants.has('vm_put_early')) {
+      // Injected bug: closing the VM fd destroys the VM whatever else still references it.
+      f.vm.refs = 1;
+      this.putVm(f.vm);
+      return;
+    }
     if (f instanceof VmFile) this.putVm(f.vm);
     else if (f instanceof VcpuFile) this.putVm(f.vcpu.vm);
   }
@@ -143,6 +152,7 @@ export class Host implements KernelCtx {
   }
 
   mmuNotifierInvalidate(s: number, e: number): void {
+    if (this.mutants.has('mmu_notifier_missing')) return;
     for (const vm of this.vms) kvmMmuNotifierInvalidate(this, vm, s, e);
   }
 
@@ -200,6 +210,7 @@ export class Host implements KernelCtx {
     this.frames.zero(ring, 1);
     vm.sharedPages.push(ring);
     this.vms.add(vm);
+    this.allVms.push(vm);
     const f = new VmFile(this.nextIno++, vm);
     vm.file = f;
     return ok(this.allocFd(f));
@@ -315,7 +326,9 @@ export class Host implements KernelCtx {
     }
     vm.vcpus.set(id, vcpu);
     vm.refs++;
-    const vfd = this.allocFd(new VcpuFile(this.nextIno++, vcpu));
+    const vf = new VcpuFile(this.nextIno++, vcpu);
+    vcpu.file = vf;
+    const vfd = this.allocFd(vf);
     if (vm.codeSlot === 'none') this.ensureCodeSlot(vm);
     return ok(vfd);
   }

@@ -635,7 +635,7 @@ export class HostMm {
         // Replacing the zero page (or nothing) with a new page notifies secondary MMUs.
         this.k.mmuNotifierInvalidate(hvpn, hvpn + 1);
         const pfn = this.k.frames.allocOne();
-        this.k.frames.zero(pfn, 1);
+        if (!this.k.mutants.has('anon_fault_no_zero')) this.k.frames.zero(pfn, 1);
         this.anon.set(hvpn, hvpn + 1, { base: pfn });
         this.markAnonVma(hvpn, v);
         this.k.events.push({ kind: 'anon_alloc', hvpn, pages: 1 });
@@ -692,6 +692,7 @@ export class HostMm {
       const n = Math.min(len - done, PAGE_SIZE - off);
       const r = this.fault(hvpn, write !== null, true);
       if ('signal' in r) return { ok: false, fault: r.signal };
+      this.k.observe?.(r.pfn, write !== null, 'vmm');
       if (write !== null) this.k.frames.write(r.pfn, off, write, done, n);
       else this.k.frames.read(r.pfn, off, out!, done, n);
       done += n;
@@ -774,7 +775,7 @@ export class HostMm {
     }
     const base = runs[0]!.base;
     this.k.mmuNotifierInvalidate(h0, h0 + 512);
-    this.k.frames.zero(base, 512);
+    if (!this.k.mutants.has('anon_fault_no_zero')) this.k.frames.zero(base, 512);
     this.anon.set(h0, h0 + 512, { base });
     this.thp.set(h0, h0 + 512, true);
     this.markAnonVma(hvpn, v);

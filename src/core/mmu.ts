@@ -108,7 +108,7 @@ export function kvmZapForSlotChange(
   slot: Memslot,
   source: 'memslot_delete' | 'memslot_move',
 ): void {
-  if (k.mutants.has('delete_leaves_sptes')) return;
+  if (k.mutants.has(source === 'memslot_delete' ? 'delete_leaves_sptes' : 'move_no_zap')) return;
   let n = 0;
   for (let as = 0; as < vm.stage2.length; as++) {
     const s2 = vm.stage2[as]!;
@@ -135,6 +135,7 @@ export function emulatedTranslate(k: KernelCtx, vm: Vm, gfn: number, write: bool
   const hvpn = Number(slot.userspaceAddr >> 12n) + (gfn - slot.baseGfn);
   const r = k.mm.fault(hvpn, write, true);
   if ('signal' in r) return { kind: 'mmio' };
+  k.observe?.(r.pfn, write, 'kvm-uaccess');
   return { kind: 'ram', pfn: r.pfn };
 }
 
@@ -176,9 +177,9 @@ export function guestTranslate(k: KernelCtx, vm: Vm, gfn: number, write: boolean
 }
 
 /** The fault path proper (kernel-uapi.md §3.1), for a fault in address space 0. */
-export function kvmMmuPageFault(k: KernelCtx, vm: Vm, gfn: number, write: boolean): FaultOutcome {
+export function kvmMmuPageFault(k: KernelCtx, vm: Vm, gfn: number, write: boolean, ignoreAttributes = false): FaultOutcome {
   // SW_PROTECTED: fault.is_private iff the attribute says PRIVATE. DEFAULT: never.
-  const isPrivate = vm.spec.privateFaultSource === 'attributes' && kvmMemIsPrivate(vm, gfn);
+  const isPrivate = !ignoreAttributes && vm.spec.privateFaultSource === 'attributes' && kvmMemIsPrivate(vm, gfn);
   const flags = isPrivate ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0n;
   const slot = vm.slotsByGfn[0]!.get(gfn);
   if (slot === undefined) {
@@ -188,7 +189,7 @@ export function kvmMmuPageFault(k: KernelCtx, vm: Vm, gfn: number, write: boolea
     if (k.profile.mmioCaching) vm.mmioSptes.set(gfn, gfn + 1, vm.memslotGen);
     return { kind: 'mmio' };
   }
-  if (isPrivate || slot.gmemOnly) {
+  if ((isPrivate && !(k.mutants.has('private_fault_uses_hva') && !slot.gmemOnly)) || slot.gmemOnly) {
     // kvm_mmu_faultin_pfn_gmem()
     if (!slot.isGuestMemfd) return { kind: 'memfault', errno: 'EFAULT', flags };
     const r = kvmGmemGetPfn(k, slot, gfn);
@@ -201,6 +202,7 @@ export function kvmMmuPageFault(k: KernelCtx, vm: Vm, gfn: number, write: boolea
   if (write && slot.isReadonly) return { kind: 'mmio' };
   const hvpn = Number(slot.userspaceAddr >> 12n) + (gfn - slot.baseGfn);
   const r = k.mm.fault(hvpn, write, false);
+  if (!('signal' in r)) k.observe?.(r.pfn, write, 'gup');
   if ('signal' in r) {
     // hva_to_pfn() failed: KVM_PFN_ERR_FAULT → kvm_handle_error_pfn() → -EFAULT with a memory
     // fault exit (flags 0).
@@ -213,8 +215,8 @@ export function kvmMmuPageFault(k: KernelCtx, vm: Vm, gfn: number, write: boolea
     const L = LEVEL_PAGES['2M'];
     const g0 = Math.floor(gfn / L) * L;
     const basePfn = (r.pfn - (gfn - g0)) as Pfn;
-    installSpte(k, vm, slot, g0, basePfn, '2M', false, 'hva', writable);
-  } else installSpte(k, vm, slot, gfn, r.pfn, '4K', false, 'hva', writable);
+    installSpte(k, vm, slot, g0, basePfn, '2M', isPrivate, 'hva', writable);
+  } else installSpte(k, vm, slot, gfn, r.pfn, '4K', isPrivate, 'hva', writable);
   return { kind: 'ram', pfn: r.pfn };
 }
 

@@ -1,12 +1,106 @@
 /**
- * Named injected bugs for the seeded-bug benchmark. The faithful model runs with an empty set;
- * every check of a mutant in the model is a single `has()` on this set, placed where the real
- * kernel bug (or plausible slip) would be.
+ * Named injected bugs for the seeded-bug benchmark (`--mutant NAME`). The faithful model runs
+ * with an empty set; each mutant is a single `has()` check placed where the real kernel bug (or a
+ * plausible slip) would be. A mutant the fuzzer cannot find means a missing invariant or a weak
+ * generator: fix that, do not drop the mutant.
  */
 
-export const MUTANT_NAMES = [] as const;
+export type MutantInfo = {
+  readonly name: string;
+  /** What is broken. */
+  readonly bug: string;
+  /** The kernel function it lives in and the real bug or slip it is modelled on. */
+  readonly modelledOn: string;
+};
+
+export const MUTANTS: readonly MutantInfo[] = [
+  {
+    name: 'punch_no_zap',
+    bug: 'fallocate(PUNCH_HOLE) truncates guest_memfd pages without zapping the stage-2 mappings of the bound gfns',
+    modelledOn: 'kvm_gmem_punch_hole() without kvm_gmem_invalidate_begin(): the guest keeps a mapping to a freed page',
+  },
+  {
+    name: 'punch_keeps_frames',
+    bug: 'the punched pages leave the file but are never freed',
+    modelledOn: 'a truncate that drops folios from the mapping without folio_put() (memory leak)',
+  },
+  {
+    name: 'attr_change_no_zap',
+    bug: 'KVM_SET_MEMORY_ATTRIBUTES changes attributes without zapping the old kind of mapping',
+    modelledOn: 'kvm_vm_set_mem_attributes() skipping kvm_arch_pre_set_memory_attributes()',
+  },
+  {
+    name: 'hugepage_mixed_not_tracked',
+    bug: 'KVM_LPAGE_MIXED_FLAG is not updated after attribute changes, so a hugepage can span shared and private gfns',
+    modelledOn: 'kvm_arch_post_set_memory_attributes() missing (the 2023 review found head/tail frames mishandled)',
+  },
+  {
+    name: 'release_keeps_slot_file',
+    bug: 'releasing the last guest_memfd reference does not clear slot->gmem.file',
+    modelledOn: 'kvm_gmem_release() without WRITE_ONCE(slot->gmem.file, NULL) (use-after-free of the file)',
+  },
+  {
+    name: 'gmem_release_no_zap',
+    bug: 'guest_memfd release frees the memory without zapping the bound gfns',
+    modelledOn: 'kvm_gmem_release() without kvm_gmem_invalidate_begin(gmem, 0, -1ul)',
+  },
+  {
+    name: 'gmem_no_zero_on_prepare',
+    bug: 'a fallocate\'d (or freshly allocated) guest_memfd page is not zeroed before first use',
+    modelledOn: 'kvm_gmem_prepare_folio() without clear_highpage() (host data leak to the guest)',
+  },
+  {
+    name: 'gmem_host_fault_ignores_shared',
+    bug: 'the host may fault in pages of a guest_memfd without GUEST_MEMFD_FLAG_INIT_SHARED',
+    modelledOn: 'kvm_gmem_fault_user_mapping() missing its INIT_SHARED check (host reads private memory)',
+  },
+  {
+    name: 'gmem_bind_overlap_allowed',
+    bug: 'binding a guest_memfd range that is already bound to another memslot is accepted',
+    modelledOn: 'kvm_gmem_bind() without the xa_find() overlap check (two gfns share a private page)',
+  },
+  {
+    name: 'delete_leaves_sptes',
+    bug: 'deleting a memslot does not zap its mappings',
+    modelledOn: 'kvm_arch_flush_shadow_memslot() skipped on KVM_MR_DELETE (the KVM_X86_QUIRK_SLOT_ZAP_ALL era regressions)',
+  },
+  {
+    name: 'move_no_zap',
+    bug: 'moving a memslot does not zap the mappings at its old base',
+    modelledOn: 'kvm_invalidate_memslot() skipped on KVM_MR_MOVE',
+  },
+  {
+    name: 'prefault_ignores_attributes',
+    bug: 'KVM_PRE_FAULT_MEMORY maps a private gfn as shared (from userspace_addr)',
+    modelledOn: 'kvm_arch_vcpu_pre_fault_memory() without the PFERR_PRIVATE_ACCESS bit (cf. the 2025 TDX pre-fault KVM_BUG_ON)',
+  },
+  {
+    name: 'private_fault_uses_hva',
+    bug: 'a private fault in a hybrid memslot is served from userspace_addr instead of guest_memfd',
+    modelledOn: '__kvm_mmu_faultin_pfn() taking the GUP path for fault->is_private',
+  },
+  {
+    name: 'mmu_notifier_missing',
+    bug: 'host unmaps (munmap, MADV_DONTNEED, mprotect) do not notify KVM',
+    modelledOn: 'kvm_mmu_notifier_invalidate_range_start() not registered (stale mapping to a freed anonymous page)',
+  },
+  {
+    name: 'anon_fault_no_zero',
+    bug: 'a new anonymous page is handed to the VMM (and, through GUP, the guest) without being zeroed',
+    modelledOn: 'an allocation without __GFP_ZERO in do_anonymous_page()',
+  },
+  {
+    name: 'vm_put_early',
+    bug: 'closing the VM fd destroys the VM while guest_memfd files still reference it',
+    modelledOn: 'kvm_gmem_create() without kvm_get_kvm() (the file must pin the VM)',
+  },
+];
 
 export type MutantName = string;
+
+export function mutantInfo(name: string): MutantInfo | undefined {
+  return MUTANTS.find((m) => m.name === name);
+}
 
 export class MutantSet {
   private readonly set: ReadonlySet<string>;

@@ -181,6 +181,8 @@ export class Vcpu {
   runs = 0;
   /** Frames behind the vCPU mmap area: [kvm_run, pio page] (allocated with the vCPU). */
   readonly pages: Pfn[] = [];
+  /** The vCPU fd's file. */
+  file: KFile | undefined;
   /** Guest CR8 (TPR) as KVM keeps it without an in-kernel LAPIC. */
   cr8 = 0n;
   /** MSR_IA32_APICBASE: 0xfee00000 | enable | BSP for vCPU 0 (until KVM_SET_SREGS changes it). */

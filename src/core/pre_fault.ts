@@ -27,7 +27,7 @@ function archStep(k: KernelCtx, vcpu: Vcpu, r: PreFaultRange): bigint | Errno {
   // A read fault ("guest final"); private iff the VM has private memory and the gfn is private.
   // A gfn that is already mapped is a spurious fault: the existing mapping's level counts.
   if (vm.stage2[0]!.entryAt(gfn) === undefined) {
-    const out = kvmMmuPageFault(k, vm, gfn, false);
+    const out = kvmMmuPageFault(k, vm, gfn, false, k.mutants.has('prefault_ignores_attributes'));
     if (out.kind === 'mmio') return 'ENOENT';
     if (out.kind === 'memfault') return out.errno;
   }

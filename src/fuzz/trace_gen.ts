@@ -746,7 +746,119 @@ export class TraceGenerator {
     });
   }
 
+  /**
+   * A private-memory walk (SW_PROTECTED VM): a hybrid slot pairing guest_memfd with shared
+   * memory, attribute conversions, guest accesses on both sides, punches and pre-faults — the
+   * sequences where stage-2 invalidation matters.
+   */
+  private privateScenario(): void {
+    const vm = this.name('pvm');
+    if (this.push({ op: 'KVM_CREATE_VM', fd: { kind: 'handle', name: 'kvm' }, type: 1n, as: vm })?.ok !== true) return;
+    this.vms.push(vm);
+    this.fdNames.push(vm);
+    const pages = BigInt(2 + this.r.int(6));
+    const size = pages * PAGE;
+    const g = this.name('pg');
+    const gflags = this.r.chance(0.7) ? 0n : 1n;
+    this.push({ op: 'KVM_CREATE_GUEST_MEMFD', vm: { kind: 'handle', name: vm }, size, flags: gflags, as: g });
+    const gm: GmemH = { name: g, vm, size, flags: gflags };
+    this.gmems.push(gm);
+    this.fdNames.push(g);
+    const m = this.name('pm');
+    this.push({ op: 'mmap', fd: null, length: size, prot: 3n, flags: this.r.chance(0.5) ? 1n : 2n, offset: 0n, as: m });
+    const map: MapH = { name: m, len: size, kind: 'anon' };
+    this.maps.push(map);
+    const gpa = 0x4000_0000n + BigInt(this.r.int(8)) * 0x20_0000n;
+    const slotId = BigInt(this.r.int(4));
+    this.push({
+      op: 'KVM_SET_USER_MEMORY_REGION2',
+      vm: { kind: 'handle', name: vm },
+      slot: slotId,
+      flags: 4n,
+      guest_phys_addr: gpa,
+      memory_size: size,
+      userspace_addr: { kind: 'handle', name: m, offset: 0n },
+      guest_memfd: { kind: 'handle', name: g },
+      guest_memfd_offset: 0n,
+    });
+    this.slots.push({ vm, slot: slotId, gpa, size, gmem: gm, map });
+    const cpu = this.name('pcpu');
+    this.push({ op: 'KVM_CREATE_VCPU', vm: { kind: 'handle', name: vm }, id: 0n, as: cpu });
+    this.vcpus.push({ name: cpu, vm });
+    this.fdNames.push(cpu);
+    const n = 3 + this.r.int(8);
+    for (let i = 0; i < n; i++) {
+      const page = BigInt(this.r.int(Number(pages)));
+      const choice = this.r.int(7);
+      if (choice <= 1) {
+        this.push({
+          op: 'KVM_SET_MEMORY_ATTRIBUTES',
+          vm: { kind: 'handle', name: vm },
+          address: gpa + page * PAGE,
+          size: BigInt(1 + this.r.int(Number(pages - page))) * PAGE,
+          attributes: this.r.chance(0.6) ? 8n : 0n,
+          flags: 0n,
+        });
+      } else if (choice <= 3) {
+        const steps: GuestStep[] = [];
+        for (let j = 0; j < 1 + this.r.int(3); j++) {
+          const a = gpa + BigInt(this.r.int(Number(size) - 4));
+          steps.push(this.r.chance(0.5) ? { kind: 'store', gpa: a, bytes: this.r.bytes(4) } : { kind: 'load', gpa: a, size: 4 });
+        }
+        this.push({ op: 'KVM_RUN', vcpu: { kind: 'handle', name: cpu }, guest: steps });
+      } else if (choice === 4) {
+        this.push({ op: 'fallocate', fd: { kind: 'handle', name: g }, mode: this.r.chance(0.7) ? 3n : 1n, offset: page * PAGE, len: PAGE });
+      } else if (choice === 5) {
+        this.push({ op: 'KVM_PRE_FAULT_MEMORY', vcpu: { kind: 'handle', name: cpu }, gpa: gpa + page * PAGE, size: PAGE, flags: 0n });
+      } else {
+        this.push({ op: 'poke', addr: { kind: 'handle', name: m, offset: page * PAGE }, bytes: this.r.bytes(4) });
+      }
+    }
+  }
+
+  /**
+   * A hugepage walk: a THP-backed (MADV_HUGEPAGE) 2 MiB-aligned hybrid slot where part of a 2 MiB
+   * frame is made private before the guest touches its shared part.
+   */
+  private hugepageScenario(): void {
+    const vm = this.name('hvm');
+    if (this.push({ op: 'KVM_CREATE_VM', fd: { kind: 'handle', name: 'kvm' }, type: 1n, as: vm })?.ok !== true) return;
+    this.vms.push(vm);
+    const size = 4n * MiB;
+    const m = this.name('hm');
+    this.push({ op: 'mmap', fd: null, length: size, prot: 3n, flags: 2n, offset: 0n, as: m });
+    this.push({ op: 'madvise', addr: { kind: 'handle', name: m, offset: 0n }, length: size, advice: 14n });
+    const g = this.name('hg');
+    this.push({ op: 'KVM_CREATE_GUEST_MEMFD', vm: { kind: 'handle', name: vm }, size, flags: 0n, as: g });
+    const gpa = 0x8000_0000n;
+    this.push({
+      op: 'KVM_SET_USER_MEMORY_REGION2',
+      vm: { kind: 'handle', name: vm },
+      slot: 1n,
+      flags: 4n,
+      guest_phys_addr: gpa,
+      memory_size: size,
+      userspace_addr: { kind: 'handle', name: m, offset: 0n },
+      guest_memfd: { kind: 'handle', name: g },
+      guest_memfd_offset: 0n,
+    });
+    const priv = BigInt(this.r.int(1024)) * PAGE;
+    this.push({ op: 'KVM_SET_MEMORY_ATTRIBUTES', vm: { kind: 'handle', name: vm }, address: gpa + priv, size: PAGE, attributes: 8n, flags: 0n });
+    const cpu = this.name('hcpu');
+    this.push({ op: 'KVM_CREATE_VCPU', vm: { kind: 'handle', name: vm }, id: 0n, as: cpu });
+    const frame = priv & ~(2n * MiB - 1n);
+    let other = frame + BigInt(this.r.int(512)) * PAGE;
+    if (other === priv) other = frame + ((priv - frame + PAGE) % (2n * MiB));
+    this.push({ op: 'KVM_RUN', vcpu: { kind: 'handle', name: cpu }, guest: [{ kind: 'store', gpa: gpa + other, bytes: this.r.bytes(4) }] });
+    if (this.r.chance(0.5)) this.push({ op: 'KVM_RUN', vcpu: { kind: 'handle', name: cpu }, guest: [{ kind: 'load', gpa: gpa + priv, size: 4 }] });
+  }
+
   private step(): void {
+    if (this.opts.privateMemory === true && this.r.chance(0.08)) {
+      if (this.r.chance(0.25)) this.hugepageScenario();
+      else this.privateScenario();
+      return;
+    }
     const pick = this.r.weighted<() => void>([
       [2, () => this.createVm()],
       [4, () => this.createGmem()],
