@@ -3,7 +3,7 @@
  * result line per op, exactly as the trace contract says.
  */
 import { ModelBackend } from '../backends/model.js';
-import { formatResult } from '../trace/format.js';
+import { formatOp, formatResult } from '../trace/format.js';
 import { runTrace } from '../trace/runner.js';
 import { BackendRefusal, type Backend } from '../trace/types.js';
 import { parseArgs, optString, UsageError } from './args.js';
@@ -16,6 +16,7 @@ Run each trace and print one JSON result line per op (trace-format.md).
   --kernel PROFILE   model profile (default linux-6.18); ignored by --backend kvm
   --backend B        model (default) or kvm (the real /dev/kvm of this machine)
   --json             (accepted for symmetry: the output is always JSON Lines)
+  --verbose          print each op (as a # comment line) before its result
 
 Exit codes: 0 ok, 2 usage error, malformed trace (file:line: field: message) or unavailable backend.`;
 
@@ -35,7 +36,7 @@ export async function replayMain(
   argv: readonly string[],
   out: (s: string) => void,
 ): Promise<number> {
-  const p = parseArgs(argv, { kernel: 'string', backend: 'string', json: 'bool', help: 'bool' });
+  const p = parseArgs(argv, { kernel: 'string', backend: 'string', json: 'bool', verbose: 'bool', help: 'bool' });
   if (p.opts.has('help')) {
     out(REPLAY_HELP);
     return EXIT_OK;
@@ -46,7 +47,11 @@ export async function replayMain(
     const t = loadTrace(file);
     if (t.errors.length > 0) throw new InputError(t.errors.map((e) => e.message).join('\n'));
     try {
-      runTrace(t.ops, backend, (_op, r) => out(formatResult(r)));
+      const verbose = p.opts.has('verbose');
+      runTrace(t.ops, backend, (op, r) => {
+        if (verbose) out(`# ${file}:${op.line} ${formatOp(op)}`);
+        out(formatResult(r));
+      });
     } catch (e) {
       if (e instanceof BackendRefusal) throw new InputError(`${file}: ${e.message}`);
       throw e;
