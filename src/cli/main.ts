@@ -81,6 +81,12 @@ export async function main(argv: readonly string[]): Promise<number> {
 }
 
 void EXIT_CHECK_FAILED;
+// A closed pipe (gmemlab ... | head) ends the program quietly instead of crashing it.
+for (const stream of [process.stdout, process.stderr])
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
