@@ -94,6 +94,9 @@ function truncatePages(
 ): void {
   const pieces = f.pages.piecesIn(start, end);
   if (pieces.length === 0) return;
+  // truncate_cleanup_folio(): a folio still mapped by the VMM is unmapped first, and the PTE
+  // zap notifies KVM (stage-2 mappings made through userspace_addr go with it).
+  for (const p of pieces) k.mm.unmapMappingRange(f, p.start, p.end);
   f.pages.delete(start, end);
   for (const p of pieces) {
     if (!k.mutants.has('punch_keeps_frames')) k.frames.release(p.value.base, p.end - p.start);
@@ -235,7 +238,9 @@ export function kvmGmemBind(
   if (file.vm !== vm) return err('EINVAL', 'kvm_gmem_bind: guest_memfd belongs to another VM');
   const soff = BigInt.asIntN(64, offset);
   const size = BigInt(slot.npages) << 12n;
-  if (soff < 0n || (soff & 4095n) !== 0n || soff + size > file.size)
+  // `offset + size > i_size_read(inode)` is computed in loff_t: the kernel builds with
+  // -fno-strict-overflow, so a sum past 2^63 wraps negative and passes the check.
+  if (soff < 0n || (soff & 4095n) !== 0n || BigInt.asIntN(64, soff + size) > file.size)
     return err('EINVAL', 'kvm_gmem_bind: offset out of range');
   const start = Number(soff >> 12n);
   const end = start + slot.npages;

@@ -319,6 +319,21 @@ export class HostMm {
     return OK_VOID;
   }
 
+  /**
+   * `unmap_mapping_range()` as truncation reaches it (truncate_cleanup_folio() on a mapped
+   * folio): remove the PTEs of file pages [startPgoff, endPgoff) from every VMA that maps them,
+   * each removal notifying KVM for the host pages concerned. The VMAs stay.
+   */
+  unmapMappingRange(obj: GmemFile, startPgoff: number, endPgoff: number): void {
+    if (obj.mappedPages === 0) return;
+    for (const v of this.vmas.entries()) {
+      if (v.value.obj !== obj) continue;
+      const lo = Math.max(startPgoff, v.value.base);
+      const hi = Math.min(endPgoff, v.value.base + (v.end - v.start));
+      if (lo < hi) this.k.mmuNotifierInvalidate(v.start + (lo - v.value.base), v.start + (hi - v.value.base));
+    }
+  }
+
   /** Remove every VMA page in [s, e), with the effects of unmap_region(). */
   private unmapRange(s: number, e: number): void {
     if (!this.vmas.anyIn(s, e)) return;

@@ -590,6 +590,33 @@ describe('release of the last file reference (§2.6)', () => {
     assert.equal(guestLoad(c, vcpu, MiB + PAGE, 1), '00');
     assert.equal(guestLoad(c, vcpu, MiB, 1), '09');
   });
+
+  test('punch hole unmaps the folios from every host mapping: stage-2 made via a plain slot goes', () => {
+    // Found by the model fuzzer (seed 1000956): truncate_cleanup_folio() -> unmap_mapping_folio()
+    // -> mmu notifier; without it the plain slot kept a stage-2 mapping of the freed page.
+    const c = newHost();
+    const vm = createVm(c);
+    const g = createGmem(c, vm, 4n * PAGE, GMEM_SHARED);
+    const m = mmapFd(c, g, 4n * PAGE);
+    const m2 = mmapFd(c, g, PAGE, RW, 2n * PAGE);
+    ok(setRegion(c, vm, { slot: 1n, flags: 0n, gpa: MiB, size: 4n * PAGE, uaddr: m }));
+    ok(setRegion(c, vm, { slot: 2n, flags: 0n, gpa: 2n * MiB, size: PAGE, uaddr: m2 }));
+    const vcpu = createVcpu(c, vm);
+    for (let i = 0n; i < 4n; i++) guestStore(c, vcpu, MiB + i * PAGE, '09');
+    assert.equal(guestLoad(c, vcpu, 2n * MiB, 1), '09');
+    const v = vmOf(c, vm);
+    const gfn = Number(MiB >> 12n);
+    const gfn2 = Number((2n * MiB) >> 12n);
+    assert.equal(mappedPages(v, gfn, gfn + 4), 4);
+    assert.equal(mappedPages(v, gfn2, gfn2 + 1), 1);
+    ok(c.h.fallocate(g, PUNCH, 2n * PAGE, 8n * PAGE));
+    assert.equal(mappedPages(v, gfn, gfn + 4), 2);
+    assert.equal(mappedPages(v, gfn2, gfn2 + 1), 0, 'the second mapping of the file is zapped too');
+    assert.equal(guestLoad(c, vcpu, MiB + 3n * PAGE, 1), '00');
+    assert.equal(guestLoad(c, vcpu, 2n * MiB, 1), '00');
+    assert.equal(peekHex(c, m + 2n * PAGE, 1), '00');
+    assert.equal(guestLoad(c, vcpu, MiB, 1), '09');
+  });
 });
 
 describe('capabilities and VM types (§2.1, §1.1)', () => {
