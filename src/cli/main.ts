@@ -36,7 +36,7 @@ const COMMANDS: Record<string, Command> = {
 };
 
 export function mainHelp(): string {
-  const lines = Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(9)} ${c.summary}`);
+  const lines = Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(12)} ${c.summary}`);
   return `usage: gmemlab COMMAND [options]   (gmemlab COMMAND --help for details)
 
 gmemlab is an executable model of Linux KVM guest private memory (guest_memfd).
