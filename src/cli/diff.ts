@@ -8,13 +8,16 @@ import { runTrace } from '../trace/runner.js';
 import { BackendRefusal } from '../trace/types.js';
 import { optString, parseArgs, UsageError } from './args.js';
 import { EXIT_CHECK_FAILED, EXIT_OK, InputError, loadTrace } from './io.js';
-import { matchProfile, probe } from './probe.js';
-import { openBackend } from './replay.js';
+import { openKvmAndModel } from './probe.js';
+import { findCases } from './conformance.js';
+import { existsSync, statSync } from 'node:fs';
 
-export const DIFF_HELP = `usage: gmemlab diff [--kernel PROFILE] [--json] TRACE.jsonl...
+export const DIFF_HELP = `usage: gmemlab diff [--kernel PROFILE] [--json] TRACE.jsonl|DIR...
 
 Run each trace on the model and on this machine's /dev/kvm and print, for each op where the
-results differ, the op, both results and the trace line.
+results differ, the op, both results and the trace line. A directory stands for every trace
+below it (*.expected.jsonl recordings are skipped), so \`gmemlab diff conformance\` checks the
+whole conformance suite against the running kernel.
 
   --kernel PROFILE   model profile (default: the profile \`gmemlab probe\` matches to this kernel)
   --json             one JSON object per disagreement: {file, line, op, model, kernel}
@@ -28,17 +31,13 @@ export async function diffMain(argv: readonly string[], out: (s: string) => void
     return EXIT_OK;
   }
   if (p.positionals.length === 0) throw new UsageError('diff needs at least one trace file');
-  const kvm = await openBackend('kvm', undefined);
-  let kernel = optString(p, 'kernel');
-  if (kernel === undefined) {
-    const m = matchProfile(probe(kvm));
-    if (m.profile === undefined) throw new InputError('no model profile matches this kernel (see gmemlab probe); pass --kernel');
-    kernel = m.profile.name;
-  }
-  const model = await openBackend('model', kernel);
+  const { kvm, model, profile } = await openKvmAndModel(optString(p, 'kernel'));
+  const kernel = profile.name;
   const json = p.opts.has('json');
   let disagreements = 0;
-  for (const file of p.positionals) {
+  // A directory stands for the traces below it (conformance layout: *.expected.jsonl skipped).
+  const files = p.positionals.flatMap((f) => (existsSync(f) && statSync(f).isDirectory() ? findCases([f]) : [f]));
+  for (const file of files) {
     const t = loadTrace(file);
     if (t.errors.length > 0) throw new InputError(t.errors.map((e) => e.message).join('\n'));
     let k;
@@ -63,6 +62,6 @@ export async function diffMain(argv: readonly string[], out: (s: string) => void
       }
     });
   }
-  if (!json) out(`${disagreements === 0 ? 'no disagreement' : `${disagreements} disagreement(s)`} (${p.positionals.length} trace(s), model ${kernel} vs /dev/kvm)`);
+  if (!json) out(`${disagreements === 0 ? 'no disagreement' : `${disagreements} disagreement(s)`} (${files.length} trace(s), model ${kernel} vs /dev/kvm)`);
   return disagreements > 0 ? EXIT_CHECK_FAILED : EXIT_OK;
 }

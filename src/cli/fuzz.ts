@@ -7,17 +7,15 @@ import { join } from 'node:path';
 import { runDifferential, type Disagreement } from '../fuzz/differential.js';
 import { formatOp, formatResult } from '../trace/format.js';
 import { optDuration, optInt, optString, parseArgs, UsageError } from './args.js';
-import { EXIT_CHECK_FAILED, EXIT_OK, InputError } from './io.js';
+import { EXIT_CHECK_FAILED, EXIT_OK } from './io.js';
 import { bar, clock, ProgressLine } from './progress.js';
-import { matchProfile, probe } from './probe.js';
-import { openBackend } from './replay.js';
-import { getProfile } from '../core/profiles/index.js';
+import { openKvmAndModel } from './probe.js';
 import { newCoverage, runModelFuzz, type FoundViolation } from '../fuzz/model_fuzz.js';
 import { parseMutants } from './check.js';
 import { profileOrUsage } from './io.js';
 
 export const FUZZ_HELP = `usage: gmemlab fuzz --differential [--seed S] [--time T | --traces N] [--ops N] [--kernel P]
-                    [--out DIR] [--keep-going] [--quiet]
+                    [--out DIR] [--keep-going] [--quiet] [--json]
        gmemlab fuzz [model-based options]   (see "gmemlab fuzz --help" under invariants)
 
 --differential: generate random traces from a grammar of plausible VMM behaviour (mostly valid
@@ -32,6 +30,7 @@ disagreement shrink the trace to a minimal one that still disagrees and write it
   --out DIR       where minimized disagreements go (default fuzz-out/)
   --keep-going    collect every disagreement instead of stopping at the first
   --quiet         no progress line
+  --json          print the summary (and every disagreement) as one JSON object
 
 Exit codes: 0 no disagreement, 1 disagreement(s) found, 2 usage error or no /dev/kvm.`;
 
@@ -51,7 +50,7 @@ export function writeDisagreement(dir: string, d: Disagreement, kernel: string):
 }
 
 export async function fuzzDifferentialMain(argv: readonly string[], out: (s: string) => void): Promise<number> {
-  const p = parseArgs(argv, { differential: 'bool', seed: 'string', time: 'string', traces: 'string', ops: 'string', kernel: 'string', out: 'string', 'keep-going': 'bool', quiet: 'bool', help: 'bool' });
+  const p = parseArgs(argv, { differential: 'bool', seed: 'string', time: 'string', traces: 'string', ops: 'string', kernel: 'string', out: 'string', 'keep-going': 'bool', quiet: 'bool', json: 'bool', help: 'bool' });
   if (p.opts.has('help')) {
     out(FUZZ_HELP);
     return EXIT_OK;
@@ -62,17 +61,10 @@ export async function fuzzDifferentialMain(argv: readonly string[], out: (s: str
   const opsPerTrace = optInt(p, 'ops') ?? 40;
   if (opsPerTrace < 1) throw new UsageError('--ops must be at least 1');
   const dir = optString(p, 'out') ?? 'fuzz-out';
-  const kvm = await openBackend('kvm', undefined);
-  let kernel = optString(p, 'kernel');
-  if (kernel === undefined) {
-    const m = matchProfile(probe(kvm));
-    if (m.profile === undefined) throw new InputError('no model profile matches this kernel (see gmemlab probe); pass --kernel');
-    kernel = m.profile.name;
-  }
-  const profile = getProfile(kernel);
-  if (profile === undefined) throw new UsageError(`unknown kernel profile "${kernel}"`);
-  const model = await openBackend('model', kernel);
-  const progress = new ProgressLine(!p.opts.has('quiet'));
+  const { kvm, model, profile } = await openKvmAndModel(optString(p, 'kernel'));
+  const kernel = profile.name;
+  const json = p.opts.has('json');
+  const progress = new ProgressLine(!p.opts.has('quiet') && !json);
   const start = Date.now();
   const files: string[] = [];
   const r = runDifferential({
@@ -96,6 +88,7 @@ export async function fuzzDifferentialMain(argv: readonly string[], out: (s: str
     onDisagreement: (d) => {
       const f = writeDisagreement(dir, d, kernel!);
       files.push(f);
+      if (json) return;
       progress.update('', true);
       out(`disagreement at seed ${d.seed}: minimized to ${d.ops.length} ops → ${f}`);
       out(`  op ${d.index + 1}: ${formatOp(d.ops[d.index]!)}`);
@@ -104,6 +97,28 @@ export async function fuzzDifferentialMain(argv: readonly string[], out: (s: str
     },
   });
   const el = Date.now() - start;
+  if (json) {
+    out(
+      JSON.stringify({
+        seed,
+        kernel,
+        seconds: Math.round(el / 100) / 10,
+        traces: r.progress.traces,
+        ops: r.progress.ops,
+        opsPerSecond: el > 0 ? Math.round((r.progress.ops * 1000) / el) : 0,
+        refused: r.progress.refused,
+        disagreements: r.disagreements.map((d, i) => ({
+          seed: d.seed,
+          file: files[i],
+          minimizedOps: d.ops.length,
+          op: formatOp(d.ops[d.index]!),
+          model: formatResult(d.model),
+          kernel: formatResult(d.reference),
+        })),
+      }),
+    );
+    return r.disagreements.length > 0 ? EXIT_CHECK_FAILED : EXIT_OK;
+  }
   progress.done(
     `done in ${clock(el)}: ${r.progress.traces} traces, ${r.progress.ops} ops (${el > 0 ? Math.round((r.progress.ops * 1000) / el) : 0} ops/s compared), ${r.progress.refused} refused by the backend, ${r.progress.disagreements} disagreement(s)`,
   );

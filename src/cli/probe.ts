@@ -11,7 +11,7 @@ import { vmTypesMask } from '../core/profiles/profile.js';
 import { runTrace } from '../trace/runner.js';
 import type { Backend, ResultLine, TraceOpInput, TraceOp } from '../trace/types.js';
 import { parseArgs } from './args.js';
-import { EXIT_CHECK_FAILED, EXIT_OK } from './io.js';
+import { EXIT_CHECK_FAILED, EXIT_OK, InputError, profileOrUsage } from './io.js';
 import { openBackend } from './replay.js';
 
 export const PROBE_HELP = `usage: gmemlab probe [--json] [--profile]
@@ -168,4 +168,22 @@ export async function probeMain(argv: readonly string[], out: (s: string) => voi
     for (const [name, rs] of m.reasons) for (const r of rs) out(`  ${name}: ${r}`);
   }
   return EXIT_OK;
+}
+
+/**
+ * The two backends of a model-vs-kernel comparison (diff, differential fuzzing): /dev/kvm and a
+ * model of profile `kernel`, or of the profile `probe` matches to this kernel when it is undefined.
+ */
+export async function openKvmAndModel(
+  kernel: string | undefined,
+): Promise<{ kvm: Backend; model: Backend; profile: KernelProfile }> {
+  const kvm = await openBackend('kvm', undefined);
+  let profile: KernelProfile;
+  if (kernel === undefined) {
+    const m = matchProfile(probe(kvm));
+    if (m.profile === undefined)
+      throw new InputError('no model profile matches this kernel (see gmemlab probe); pass --kernel');
+    profile = m.profile;
+  } else profile = profileOrUsage(kernel);
+  return { kvm, model: await openBackend('model', profile.name), profile };
 }

@@ -5,6 +5,7 @@
  * assignment would (u32 fields keep the low 32 bits, u64 fields the low 64). Reserved and padding
  * bytes are always zero and never visible to callers.
  */
+import { RUN } from '../../core/kvm_run_page.js';
 
 const u32 = (v: bigint): number => Number(BigInt.asUintN(32, v));
 const u64 = (v: bigint): bigint => BigInt.asUintN(64, v);
@@ -213,31 +214,9 @@ export function readSreg(b: Buffer, name: keyof typeof SREG_OFF): bigint {
 }
 
 // ---------------------------------------------------------------------------------------------
-// struct kvm_run: the fields the backend reads and writes.
+// struct kvm_run: the offsets are the model's (src/core/kvm_run_page.ts), one table for both.
 
-export const RUN = {
-  /** u8: set by userspace to make the next KVM_RUN return at once. */
-  immediate_exit: 1,
-  exit_reason: 8,
-  // union @32
-  io_direction: 32,
-  io_size: 33,
-  io_port: 34,
-  io_count: 36,
-  io_data_offset: 40,
-  mmio_phys_addr: 32,
-  mmio_data: 40,
-  mmio_len: 48,
-  mmio_is_write: 52,
-  hypercall_nr: 32,
-  hypercall_args: 40,
-  hypercall_ret: 88,
-  hypercall_flags: 96,
-  internal_suberror: 32,
-  memory_fault_flags: 32,
-  memory_fault_gpa: 40,
-  memory_fault_size: 48,
-} as const;
+export { RUN };
 
 /** How many leading bytes of kvm_run the backend snapshots after each exit. */
 export const RUN_HEADER_BYTES = 256;
