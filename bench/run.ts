@@ -24,6 +24,8 @@ import { benchAttributes } from './attributes.bench.js';
 import { benchBigGuest } from './big_guest.bench.js';
 import { formatTop, topLines, topSelfTime } from './cpuprof.js';
 import { benchFaults } from './faults.bench.js';
+import { benchFfi } from './ffi.bench.js';
+import { benchDifferential } from './differential.bench.js';
 import { PROFILE_TARGETS } from './profile.js';
 import { benchRangeMap } from './range_map.bench.js';
 import { benchReplay } from './replay.bench.js';
@@ -47,13 +49,21 @@ const GROUPS: Record<string, { what: string; run: () => BenchRow[] | Promise<Ben
     what: 'RangeMap micro-benchmarks (bench/range_map.bench.ts)',
     run: async () => (await benchRangeMap()).map((r) => row('rangemap', r.name, r.value, r.unit)),
   },
+  ffi: {
+    what: 'koffi FFI cost per ioctl/fallocate vs a C program (target within 2x; needs /dev/kvm, cc)',
+    run: () => benchFfi(),
+  },
+  differential: {
+    what: 'differential fuzzing ops compared per second, model vs /dev/kvm (target >= 2,000/s)',
+    run: () => benchDifferential(),
+  },
 };
 
 const SELF = fileURLToPath(import.meta.url);
 const CHILD_TIMEOUT_MS = 180_000;
 
 function fmtValue(v: number): string {
-  if (Number.isInteger(v) && Math.abs(v) >= 1000) return v.toLocaleString('en-US');
+  if (Number.isInteger(v)) return v.toLocaleString('en-US');
   if (Math.abs(v) >= 100) return v.toFixed(0);
   if (Math.abs(v) >= 10) return v.toFixed(1);
   return v.toPrecision(3);
