@@ -48,7 +48,14 @@ export function expectedPath(caseFile: string): string {
 
 export function readCase(file: string, root = 'conformance'): ConformanceCase {
   const exp = expectedPath(file);
-  const c = loadCase(relative(root, file).replace(/\.jsonl$/, ''), file, readFileSync(file, 'utf8'), existsSync(exp) ? readFileSync(exp, 'utf8') : undefined);
+  const read = (f: string): string => {
+    try {
+      return readFileSync(f, 'utf8');
+    } catch (e) {
+      throw new InputError(`${f}: ${(e as Error).message}`);
+    }
+  };
+  const c = loadCase(relative(root, file).replace(/\.jsonl$/, ''), file, read(file), existsSync(exp) ? read(exp) : undefined);
   if ('error' in c) throw new InputError(c.error);
   return c;
 }

@@ -20,7 +20,8 @@ below it (*.expected.jsonl recordings are skipped), so \`gmemlab diff conformanc
 whole conformance suite against the running kernel.
 
   --kernel PROFILE   model profile (default: the profile \`gmemlab probe\` matches to this kernel)
-  --json             one JSON object per disagreement: {file, line, op, model, kernel}
+  --json             one JSON object per disagreement: {file, line, op, model, kernel}, then a
+                     last line {summary: {traces, disagreements, kernel}}
 
 Exit codes: 0 no disagreement, 1 a disagreement, 2 usage/input error or no /dev/kvm.`;
 
@@ -62,6 +63,7 @@ export async function diffMain(argv: readonly string[], out: (s: string) => void
       }
     });
   }
-  if (!json) out(`${disagreements === 0 ? 'no disagreement' : `${disagreements} disagreement(s)`} (${files.length} trace(s), model ${kernel} vs /dev/kvm)`);
+  if (json) out(JSON.stringify({ summary: { traces: files.length, disagreements, kernel } }));
+  else out(`${disagreements === 0 ? 'no disagreement' : `${disagreements} disagreement(s)`} (${files.length} trace(s), model ${kernel} vs /dev/kvm)`);
   return disagreements > 0 ? EXIT_CHECK_FAILED : EXIT_OK;
 }

@@ -1,5 +1,5 @@
 /**
- * `gmemlab fuzz --differential [--seed S] [--time T | --traces N] [--ops N] [--out DIR]`:
+ * `gmemlab fuzz --differential [--seed S] [--time T | --traces N] [--trace-ops N] [--out DIR]`:
  * random traces on the model and on /dev/kvm; the first disagreement is shrunk and written out.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -14,9 +14,9 @@ import { newCoverage, runModelFuzz, type FoundViolation } from '../fuzz/model_fu
 import { parseMutants } from './check.js';
 import { profileOrUsage } from './io.js';
 
-export const FUZZ_HELP = `usage: gmemlab fuzz --differential [--seed S] [--time T | --traces N] [--ops N] [--kernel P]
+export const FUZZ_HELP = `usage: gmemlab fuzz --differential [--seed S] [--time T | --traces N] [--trace-ops N] [--kernel P]
                     [--out DIR] [--keep-going] [--quiet] [--json]
-       gmemlab fuzz [model-based options]   (see "gmemlab fuzz --help" under invariants)
+       gmemlab fuzz [--seed S] [--time T | --ops N] ...   (model-based fuzzing: gmemlab fuzz --help)
 
 --differential: generate random traces from a grammar of plausible VMM behaviour (mostly valid
 calls, edge values often), run each on the model and on this machine's /dev/kvm, and on the first
@@ -25,7 +25,7 @@ disagreement shrink the trace to a minimal one that still disagrees and write it
   --seed S        first seed (default 1); trace i uses seed S+i, so runs replay exactly
   --time T        stop after T (e.g. 30s, 5m, 1h); default 60s unless --traces is given
   --traces N      stop after N traces
-  --ops N         ops per trace (default 40)
+  --trace-ops N   ops per trace (default 40)
   --kernel P      model profile (default: the one \`gmemlab probe\` matches)
   --out DIR       where minimized disagreements go (default fuzz-out/)
   --keep-going    collect every disagreement instead of stopping at the first
@@ -50,7 +50,7 @@ export function writeDisagreement(dir: string, d: Disagreement, kernel: string):
 }
 
 export async function fuzzDifferentialMain(argv: readonly string[], out: (s: string) => void): Promise<number> {
-  const p = parseArgs(argv, { differential: 'bool', seed: 'string', time: 'string', traces: 'string', ops: 'string', kernel: 'string', out: 'string', 'keep-going': 'bool', quiet: 'bool', json: 'bool', help: 'bool' });
+  const p = parseArgs(argv, { differential: 'bool', seed: 'string', time: 'string', traces: 'string', 'trace-ops': 'string', kernel: 'string', out: 'string', 'keep-going': 'bool', quiet: 'bool', json: 'bool', help: 'bool' });
   if (p.opts.has('help')) {
     out(FUZZ_HELP);
     return EXIT_OK;
@@ -58,8 +58,8 @@ export async function fuzzDifferentialMain(argv: readonly string[], out: (s: str
   const seed = optInt(p, 'seed') ?? 1;
   const traces = optInt(p, 'traces');
   const timeMs = optDuration(p, 'time') ?? (traces === undefined ? 60_000 : undefined);
-  const opsPerTrace = optInt(p, 'ops') ?? 40;
-  if (opsPerTrace < 1) throw new UsageError('--ops must be at least 1');
+  const opsPerTrace = optInt(p, 'trace-ops') ?? 40;
+  if (opsPerTrace < 1) throw new UsageError('--trace-ops must be at least 1');
   const dir = optString(p, 'out') ?? 'fuzz-out';
   const { kvm, model, profile } = await openKvmAndModel(optString(p, 'kernel'));
   const kernel = profile.name;

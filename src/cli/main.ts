@@ -52,9 +52,13 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(s + '\n');
   };
   const [cmd, ...rest] = argv;
-  if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+  if (cmd === undefined) {
+    process.stderr.write(`${mainHelp()}\n`);
+    return EXIT_USAGE;
+  }
+  if (cmd === '--help' || cmd === '-h' || cmd === 'help') {
     out(mainHelp());
-    return cmd === undefined ? EXIT_USAGE : 0;
+    return 0;
   }
   if (cmd === '--version') {
     out('gmemlab 0.1.0');

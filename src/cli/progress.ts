@@ -11,7 +11,7 @@ export class ProgressLine {
     if (!force && now - this.last < 200) return;
     this.last = now;
     if (this.tty) process.stderr.write(`\r\x1b[K${text}`);
-    else if (force) process.stderr.write(`${text}\n`);
+    else if (force && text !== '') process.stderr.write(`${text}\n`);
   }
 
   done(text: string): void {

@@ -5,7 +5,7 @@
  */
 import { resultToJson } from '../trace/format.js';
 import { deepEqual } from '../trace/compare.js';
-import { parseTrace } from '../trace/parse.js';
+import { parseTrace, TraceInputError } from '../trace/parse.js';
 import { runTrace } from '../trace/runner.js';
 import type { Backend, ResultLine, TraceOp } from '../trace/types.js';
 
@@ -27,19 +27,30 @@ export type CaseResult = {
   readonly error?: string;
 };
 
-/** Parse the expected file: comment lines start with '#', other lines are result objects. */
-export function parseExpected(text: string): { lines: Array<Record<string, unknown>>; header?: string } {
+/**
+ * Parse the expected file: comment lines start with '#', other lines are result objects. A line
+ * that is not a JSON object throws a TraceInputError naming `file:line`.
+ */
+export function parseExpected(text: string, file = '<expected>'): { lines: Array<Record<string, unknown>>; header?: string } {
   const lines: Array<Record<string, unknown>> = [];
   let header: string | undefined;
-  for (const l of text.split(/\r?\n/)) {
+  text.split(/\r?\n/).forEach((l, i) => {
     const t = l.trim();
-    if (t.length === 0) continue;
+    if (t.length === 0) return;
     if (t.startsWith('#')) {
       header ??= t.slice(1).trim();
-      continue;
+      return;
     }
-    lines.push(JSON.parse(t) as Record<string, unknown>);
-  }
+    let v: unknown;
+    try {
+      v = JSON.parse(t);
+    } catch (e) {
+      throw new TraceInputError(file, i + 1, 'json', (e as Error).message);
+    }
+    if (typeof v !== 'object' || v === null || Array.isArray(v))
+      throw new TraceInputError(file, i + 1, 'result', 'each line must be a JSON result object');
+    lines.push(v as Record<string, unknown>);
+  });
   return header === undefined ? { lines } : { lines, header };
 }
 
@@ -47,7 +58,13 @@ export function loadCase(name: string, file: string, traceText: string, expected
   const t = parseTrace(traceText, file);
   if (t.errors.length > 0) return { error: t.errors.map((e) => e.message).join('\n') };
   if (expectedText === undefined) return { name, file, ops: t.ops };
-  const e = parseExpected(expectedText);
+  let e: ReturnType<typeof parseExpected>;
+  try {
+    e = parseExpected(expectedText, file.replace(/\.jsonl$/, '.expected.jsonl'));
+  } catch (err) {
+    if (err instanceof TraceInputError) return { error: err.message };
+    throw err;
+  }
   return { name, file, ops: t.ops, expected: e.lines, ...(e.header !== undefined ? { recordedOn: e.header } : {}) };
 }
 

@@ -40,7 +40,10 @@ export type GenOptions = {
    * use live handles) — default: no feedback.
    */
   readonly feedback?: KernelProfile;
-  /** Only emit ops the real backend runs (no raw address ranges over the process's memory). */
+  /**
+   * Only emit ops the real backend runs (no raw address ranges over the process's memory).
+   * Needs `feedback`: the ranges are checked on the resolved op.
+   */
   readonly realSafe?: boolean;
 };
 
@@ -338,9 +341,9 @@ export class TraceGenerator {
       ]),
     );
     if (this.r.chance(0.1)) flags |= this.r.pick([0x4000n, 0x8000n, 0x20n, 0x10n, 0x100n, 0x2000n]);
-    // Keep populated mappings small: MAP_POPULATE on big lengths would allocate real memory.
-    if ((flags & 0x8000n) !== 0n && len > 4n * MiB) flags &= ~0x8000n;
-    if (kind === 'anon' && len >= 1n << 40n && (flags & 0x8000n) !== 0n) flags &= ~0x8000n;
+    // Keep populated mappings small: MAP_POPULATE or MAP_LOCKED on big lengths would allocate
+    // real memory (and the real backend refuses either above 1 GiB).
+    if ((flags & 0xa000n) !== 0n && len > 4n * MiB) flags &= ~0xa000n;
     const offset = this.r.weighted<bigint>([
       [12, 0n],
       [2, this.page(4)],
