@@ -83,13 +83,17 @@ export class ShmemObject {
 
 export type VmaKind = 'anon' | 'shmem' | 'gmem' | 'vcpu';
 
-/** madvise-set VMA flags that matter for merging and behaviour. */
+/** VMA flags that matter for merging and behaviour (madvise-set, and commit accounting). */
 export const VMA_HUGEPAGE = 1;
 export const VMA_NOHUGEPAGE = 2;
 export const VMA_DONTFORK = 4;
 export const VMA_DONTDUMP = 8;
 export const VMA_WIPEONFORK = 16;
 export const VMA_MERGEABLE = 32;
+/** VM_ACCOUNT: the mapping's pages are charged to the commit limit (private writable). */
+export const VMA_ACCOUNT = 64;
+/** VM_NORESERVE: MAP_NORESERVE (never charged). */
+export const VMA_NORESERVE = 128;
 
 /**
  * A VMA extent. `base` is the file page offset (vm_pgoff) of the extent's first page; for
@@ -290,7 +294,13 @@ export class HostMm {
       mayExec,
       locked: (flags & MAP_LOCKED) !== 0,
       growsdown,
-      flags: 0,
+      // mmap_region(): accountable_mapping() (private writable, not NORESERVE) → VM_ACCOUNT.
+      flags:
+        (flags & MAP_NORESERVE) !== 0
+          ? VMA_NORESERVE
+          : !shared && (prot & PROT_WRITE) !== 0
+            ? VMA_ACCOUNT
+            : 0,
       anonVma: false,
     };
     this.vmas.set(startHvpn, startHvpn + npages, vma);
@@ -421,12 +431,26 @@ export class HostMm {
         break;
       }
       const pe = Math.min(ent.end, e);
-      changes.push({ s: cur, e: pe, v: { ...v, prot: newProt } });
+      // mprotect_fixup(): making a private mapping writable charges its pages to the commit
+      // limit (security_vm_enough_memory_mm, the overcommit heuristic: more than RAM fails, and
+      // this VMA and those after it stay unchanged); a write-less anonymous VMA that never got
+      // an anon_vma gives its charge back.
+      let flags = v.flags;
+      if ((newProt & PROT_WRITE) !== 0) {
+        if ((v.prot & PROT_WRITE) === 0 && !v.shared && (v.flags & (VMA_ACCOUNT | VMA_NORESERVE)) === 0) {
+          if (pe - cur > this.k.profile.hostRamPages) {
+            result = err('ENOMEM', 'mprotect_fixup: __vm_enough_memory refuses the charge');
+            break;
+          }
+          flags |= VMA_ACCOUNT;
+        }
+      } else if ((flags & VMA_ACCOUNT) !== 0 && v.kind === 'anon' && !v.anonVma) flags &= ~VMA_ACCOUNT;
+      changes.push({ s: cur, e: pe, v: { ...v, prot: newProt, flags } });
       cur = pe;
     }
     for (const c of changes) {
       const old = this.vmas.get(c.s)!;
-      if (old.prot === c.v.prot) continue;
+      if (old.prot === c.v.prot && old.flags === c.v.flags) continue;
       // change_protection() notifies secondary MMUs when permissions are reduced.
       if ((old.prot & ~c.v.prot) !== 0) this.k.mmuNotifierInvalidate(c.s, c.e);
       // A VMA split inside a THP splits its PMD mapping.
@@ -451,11 +475,15 @@ export class HostMm {
     const s = Number(addr >> 12n);
     const e = Math.min(Number(end >> 12n), Number(this.k.profile.taskSizeMax >> 12n));
     // madvise_walk_vmas(): act on each VMA piece; remember an unmapped gap as ENOMEM.
+    // madvise_populate() instead faults from the start and stops at the first gap
+    // (__get_user_pages() with FOLL_MADV_POPULATE: no VMA → ENOMEM).
+    const populate = advice === MADV_POPULATE_READ || advice === MADV_POPULATE_WRITE;
     let unmappedError = false;
     let cur = s;
     while (cur < e) {
       const ent = this.vmas.entryAt(cur);
       if (ent === undefined) {
+        if (populate) return err('ENOMEM', 'madvise_populate: no VMA');
         unmappedError = true;
         const next = this.vmas.ceilEntry(cur);
         if (next === undefined || next.start >= e) break;
@@ -568,9 +596,9 @@ export class HostMm {
         return OK_VOID;
       case MADV_COLLAPSE: {
         // thp_vma_allowable_order(TVA_FORCED_COLLAPSE): guest_memfd and vCPU mappings are
-        // refused, so are locked VMAs, and so is an anonymous VMA without an anon_vma (no page
-        // was ever written in it); shmem is accepted.
-        if (v.kind === 'gmem' || v.kind === 'vcpu' || v.locked) return err('EINVAL', 'madvise_collapse: VMA not eligible');
+        // refused, and so is an anonymous VMA without an anon_vma (no page was ever written in
+        // it); shmem is accepted, and so are VM_LOCKED VMAs [verified].
+        if (v.kind === 'gmem' || v.kind === 'vcpu') return err('EINVAL', 'madvise_collapse: VMA not eligible');
         if (v.kind === 'anon' && !v.anonVma) return err('EINVAL', 'madvise_collapse: anonymous VMA without anon_vma');
         // thp_vma_suitable_order(): the VMA must be able to hold a PMD-aligned huge page.
         const whole = this.vmas.entryAt(s)!;
@@ -723,7 +751,15 @@ export class HostMm {
   populate(s: number, e: number, write: boolean): number {
     const v = this.vmas.get(s);
     if (v === undefined) return s;
-    if (write ? (v.prot & PROT_WRITE) === 0 : (v.prot & PROT_READ) === 0) return s;
+    // populate_vma_page_range() reads with FOLL_FORCE, so write-only mappings populate too;
+    // PROT_NONE does not, nor does an execute-only mapping whose protection key forbids reads
+    // [verified with MADV_COLLAPSE]. madvise(POPULATE_*) checked the permissions before.
+    if (
+      write
+        ? (v.prot & PROT_WRITE) === 0
+        : v.prot === 0 || (v.prot === PROT_EXEC && this.k.profile.execOnlyPkey)
+    )
+      return s;
     const g = this.guards.size === 0 ? undefined : this.guards.piecesIn(s, e)[0];
     const end = g === undefined ? e : g.start;
     switch (v.kind) {

@@ -368,3 +368,69 @@ describe('VMM accesses: peek / poke', () => {
     assert.equal(peekHex(c, s + PAGE, 2), '0077');
   });
 });
+
+describe('differential-fuzzing findings (conformance/mmap/*: recorded on the PVM kernel)', () => {
+  const MADV_POPULATE_READ = 22;
+  const MADV_POPULATE_WRITE = 23;
+  const MAP_POPULATE = 0x8000;
+  const MAP_LOCKED = 0x2000;
+  const MAP_NORESERVE = 0x4000;
+  const TiB = 1n << 40n;
+  const GiB = 1n << 30n;
+
+  test('MADV_POPULATE_*: the first gap ends the walk with ENOMEM, before a later VMA can fail', () => {
+    const c = newHost('linux-6.18-pvm');
+    const a = mmapAnon(c, 4n * MiB);
+    mmapAnon(c, 2n * PAGE, PROT_WRITE, MAP_SHARED); // after the gap; POPULATE_READ would be EINVAL
+    fails(c.h.madvise(a + 4n * MiB, 4n * MiB, MADV_POPULATE_READ), 'ENOMEM');
+    // The pages before the gap are populated: the range now collapses.
+    fails(c.h.madvise(a, 8n * MiB, MADV_POPULATE_WRITE), 'ENOMEM');
+    ok(c.h.madvise(a, 4n * MiB, MADV_COLLAPSE));
+    // Other advice walks every VMA and reports the gap last (madvise_walk_vmas).
+    fails(c.h.madvise(a + 2n * MiB, 4n * MiB, MADV_COLLAPSE), 'ENOMEM');
+  });
+
+  test('MADV_COLLAPSE accepts VM_LOCKED VMAs', () => {
+    const c = newHost('linux-6.18-pvm');
+    const shared = mmapAnon(c, 4n * MiB, PROT_WRITE, MAP_SHARED | MAP_LOCKED);
+    const priv = mmapAnon(c, 4n * MiB, RW, MAP_PRIVATE | MAP_LOCKED);
+    ok(c.h.madvise(shared, 4n * MiB, MADV_COLLAPSE));
+    ok(c.h.madvise(priv, 4n * MiB, MADV_COLLAPSE));
+    fails(c.h.madvise(priv + 0x8000n, 2n * PAGE, MADV_COLLAPSE), 'EINVAL', 'inside one PMD');
+  });
+
+  test('MAP_POPULATE reads with FOLL_FORCE: write-only shared memory is populated, exec-only and PROT_NONE are not', () => {
+    const c = newHost('linux-6.18-pvm');
+    const populated = (prot: number): boolean => {
+      const m = mmapAnon(c, 4n * MiB, prot, MAP_SHARED | MAP_POPULATE);
+      return c.h.madvise(m, 4n * MiB, MADV_COLLAPSE).ok;
+    };
+    assert.deepEqual([PROT_READ, PROT_WRITE, PROT_EXEC, RW, PROT_NONE].map(populated), [true, true, false, true, false]);
+  });
+
+  test('mprotect making private memory writable charges it: more than RAM is ENOMEM, nothing changes', () => {
+    const c = newHost('linux-6.18-pvm');
+    const m = mmapAnon(c, TiB, PROT_EXEC);
+    ok(c.h.mprotect(m, 16n * PAGE, RW));
+    poke(c, m, 'aa');
+    fails(c.h.mprotect(m + MiB, 32n * GiB, RW), 'ENOMEM');
+    assert.deepEqual(c.h.poke(m + MiB, bytes1()), SEGV, 'the range kept PROT_EXEC');
+    ok(c.h.mprotect(m + MiB, 16n * GiB, RW));
+    poke(c, m + MiB, 'aa');
+    // Already-charged (VM_ACCOUNT) VMAs are not charged again; the uncharged half is below RAM.
+    ok(c.h.mprotect(m + MiB, 32n * GiB, PROT_READ));
+    ok(c.h.mprotect(m + MiB, 32n * GiB, RW));
+    // MAP_NORESERVE mappings are never charged.
+    const n = mmapAnon(c, TiB, PROT_READ, MAP_PRIVATE | MAP_NORESERVE);
+    ok(c.h.mprotect(n, TiB, RW));
+    // A failing charge stops the walk: the VMAs before it changed, this one did not.
+    const q = mmapAnon(c, TiB, PROT_READ);
+    ok(c.h.mprotect(q, PAGE, RW));
+    fails(c.h.mprotect(q + 3n * PAGE, TiB, RW), 'ENOMEM');
+    assert.deepEqual(c.h.poke(q + 3n * PAGE, bytes1()), SEGV);
+  });
+});
+
+function bytes1(): Uint8Array {
+  return Uint8Array.of(0xaa);
+}
