@@ -10,7 +10,10 @@ export default tseslint.config(
   ...tseslint.configs.recommended,
   {
     rules: {
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_' },
+      ],
       '@typescript-eslint/no-non-null-assertion': 'off',
     },
   },
@@ -22,7 +25,10 @@ export default tseslint.config(
         {
           patterns: [
             { group: nodeBuiltins, message: 'src/core is pure: no Node APIs.' },
-            { group: ['**/trace/**', '**/backends/**', '**/cli/**', '**/scenario/**'], message: 'core imports only core.' },
+            {
+              group: ['**/trace/**', '**/backends/**', '**/cli/**', '**/scenario/**'],
+              message: 'core imports only core.',
+            },
           ],
         },
       ],
@@ -32,7 +38,10 @@ export default tseslint.config(
         { name: 'performance', message: 'core has no clocks' },
         { name: 'process', message: 'core has no Node APIs' },
       ],
-      'no-restricted-properties': ['error', { object: 'Math', property: 'random', message: 'use a seeded PRNG' }],
+      'no-restricted-properties': [
+        'error',
+        { object: 'Math', property: 'random', message: 'use a seeded PRNG' },
+      ],
     },
   },
   {
@@ -43,7 +52,10 @@ export default tseslint.config(
         {
           patterns: [
             { group: nodeBuiltins, message: 'src/trace is pure.' },
-            { group: ['**/backends/**', '**/cli/**', '**/scenario/**'], message: 'trace imports only core.' },
+            {
+              group: ['**/backends/**', '**/cli/**', '**/scenario/**'],
+              message: 'trace imports only core.',
+            },
           ],
         },
       ],
@@ -66,7 +78,10 @@ export default tseslint.config(
   {
     files: ['src/backends/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: [{ group: ['**/cli/**'], message: 'backends do not import cli.' }] }],
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['**/cli/**'], message: 'backends do not import cli.' }] },
+      ],
     },
   },
 );

@@ -24,13 +24,21 @@ export function benchDifferential(seconds = DIFF_SECONDS): BenchRow[] {
   }
   const m = matchProfile(probe(kvm));
   if (m.profile === undefined) {
-    process.stderr.write('differential: skipped, no model profile matches this kernel (gmemlab probe)\n');
+    process.stderr.write(
+      'differential: skipped, no model profile matches this kernel (gmemlab probe)\n',
+    );
     return [];
   }
   const profile = m.profile;
   const model = new ModelBackend(profile);
   // Warm-up (JIT, first mappings), untimed.
-  runDifferential({ seed: 900_000, profile, model, reference: kvm, shouldContinue: (p) => p.traces < 20 });
+  runDifferential({
+    seed: 900_000,
+    profile,
+    model,
+    reference: kvm,
+    shouldContinue: (p) => p.traces < 20,
+  });
   const t0 = now();
   const r = runDifferential({
     seed: 1,
@@ -43,8 +51,22 @@ export function benchDifferential(seconds = DIFF_SECONDS): BenchRow[] {
   const el = now() - t0;
   const note = `${r.progress.traces} traces of 40 ops from seed 1 in ${el.toFixed(1)} s, model ${profile.name} vs /dev/kvm, ${r.progress.refused} refused, ${r.progress.disagreements} disagreement(s)`;
   return [
-    row('differential', 'ops compared per second', r.progress.ops / el, 'ops/s', atLeast(2000), note),
+    row(
+      'differential',
+      'ops compared per second',
+      r.progress.ops / el,
+      'ops/s',
+      atLeast(2000),
+      note,
+    ),
     row('differential', 'traces per second', r.progress.traces / el, 'traces/s', undefined, note),
-    row('differential', 'disagreements', r.progress.disagreements, 'count', { text: '0', ok: (v) => v === 0 }, note),
+    row(
+      'differential',
+      'disagreements',
+      r.progress.disagreements,
+      'count',
+      { text: '0', ok: (v) => v === 0 },
+      note,
+    ),
   ];
 }

@@ -54,7 +54,9 @@ stream.on('end', () => {
       console.log('\nFailed tests:');
       for (const f of failures) console.log(`  - ${f}`);
     }
-    console.log(`${skipped} skipped (each skip prints its reason above), ${todo} todo (known gaps, listed above)`);
+    console.log(
+      `${skipped} skipped (each skip prints its reason above), ${todo} todo (known gaps, listed above)`,
+    );
     console.log(`${passed} passed, ${failed} failed`);
     process.exitCode = failed > 0 ? 1 : 0;
   });

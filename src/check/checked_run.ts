@@ -7,7 +7,11 @@ import type { KernelProfile } from '../core/profiles/profile.js';
 import { HandleTable, stepTrace } from '../trace/runner.js';
 import type { ResultLine, TraceOp } from '../trace/types.js';
 
-export type StepViolations = { readonly index: number; readonly op: TraceOp; readonly violations: readonly Violation[] };
+export type StepViolations = {
+  readonly index: number;
+  readonly op: TraceOp;
+  readonly violations: readonly Violation[];
+};
 
 export type CheckedRun = {
   readonly results: ResultLine[];
@@ -26,7 +30,11 @@ export type CheckOptions = {
   readonly limit?: number;
 };
 
-export function runChecked(ops: readonly TraceOp[], profile: KernelProfile, o: CheckOptions = {}): CheckedRun {
+export function runChecked(
+  ops: readonly TraceOp[],
+  profile: KernelProfile,
+  o: CheckOptions = {},
+): CheckedRun {
   const backend = new ModelBackend(profile, { mutants: o.mutants ?? [], events: false });
   const t = new HandleTable(backend.begin());
   const checker = new InvariantChecker(backend.host, o.only);

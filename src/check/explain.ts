@@ -13,34 +13,46 @@ export function describeFocus(h: Host, f: Focus): string[] {
   const out: string[] = [];
   const vm = f.vm === undefined ? undefined : h.allVms.find((v) => v.index === f.vm);
   if (vm !== undefined) {
-    out.push(`vm${vm.index}: ${vm.spec.name}${vm.dead ? ' (destroyed)' : ''}, ${vm.refs} reference(s), ${vm.slots.size} memslot(s), ${vm.gmemFiles.size} live guest_memfd file(s)`);
+    out.push(
+      `vm${vm.index}: ${vm.spec.name}${vm.dead ? ' (destroyed)' : ''}, ${vm.refs} reference(s), ${vm.slots.size} memslot(s), ${vm.gmemFiles.size} live guest_memfd file(s)`,
+    );
     if (f.gfn !== undefined) {
       const g = f.gfn;
       const slot = vm.slotsByGfn[0]?.get(g);
       const attr = vm.attrs.get(g);
-      out.push(`  gfn ${hx(g)}: attribute ${attr === undefined ? 'shared' : attr === 8 ? 'PRIVATE' : attr}`);
+      out.push(
+        `  gfn ${hx(g)}: attribute ${attr === undefined ? 'shared' : attr === 8 ? 'PRIVATE' : attr}`,
+      );
       if (slot === undefined) out.push(`  gfn ${hx(g)}: no memslot`);
       else {
         const gm = slot.gmem;
         out.push(
           `  memslot ${slot.id}: gfn [${hx(slot.baseGfn)}, ${hx(slot.endGfn)}) flags ${slot.flags}, userspace_addr ${hx(slot.userspaceAddr)}` +
-            (gm === null ? '' : `, guest_memfd ${gm.file === null ? '(released)' : `#${gm.file.ino}${gm.file.released ? ' (released!)' : ''}`} from index ${hx(gm.pgoff)}${slot.gmemOnly ? ', gmem-only' : ''}`),
+            (gm === null
+              ? ''
+              : `, guest_memfd ${gm.file === null ? '(released)' : `#${gm.file.ino}${gm.file.released ? ' (released!)' : ''}`} from index ${hx(gm.pgoff)}${slot.gmemOnly ? ', gmem-only' : ''}`),
         );
         if (gm !== null && gm.file !== null) {
           const idx = g - slot.baseGfn + gm.pgoff;
           const p = gm.file.pages.get(idx);
-          out.push(`  guest_memfd #${gm.file.ino} index ${hx(idx)}: ${p === undefined ? 'absent' : `${p.state}, pfn ${hx(p.base)}`}`);
+          out.push(
+            `  guest_memfd #${gm.file.ino} index ${hx(idx)}: ${p === undefined ? 'absent' : `${p.state}, pfn ${hx(p.base)}`}`,
+          );
         } else if (gm === null) {
           const hv = Number(slot.userspaceAddr >> 12n) + (g - slot.baseGfn);
           const b = hostBacking(h, hv, hv + 1)[0];
-          out.push(`  host page ${hx(hv)}: ${b?.pfn === undefined ? 'no page' : `pfn ${hx(b.pfn)}`}`);
+          out.push(
+            `  host page ${hx(hv)}: ${b?.pfn === undefined ? 'no page' : `pfn ${hx(b.pfn)}`}`,
+          );
         }
       }
       const m = vm.stage2[0]?.entryAt(g);
       if (m === undefined) out.push(`  stage-2 at gfn ${hx(g)}: not mapped`);
       else {
         const v = vm.stage2[0]!.get(g)!;
-        out.push(`  stage-2 at gfn ${hx(g)}: ${v.level} ${v.private ? 'private' : 'shared'} ${v.writable ? 'rw' : 'ro'} from ${v.source}, pfn ${v.base === ZERO_PFN ? 'zero page' : hx(v.base)}${h.frames.isFree(v.base) && v.base !== ZERO_PFN ? ' (FREE)' : ''}`);
+        out.push(
+          `  stage-2 at gfn ${hx(g)}: ${v.level} ${v.private ? 'private' : 'shared'} ${v.writable ? 'rw' : 'ro'} from ${v.source}, pfn ${v.base === ZERO_PFN ? 'zero page' : hx(v.base)}${h.frames.isFree(v.base) && v.base !== ZERO_PFN ? ' (FREE)' : ''}`,
+        );
       }
     }
   }
@@ -48,17 +60,23 @@ export function describeFocus(h: Host, f: Focus): string[] {
     const file = h.allVms.flatMap((v) => [...v.gmemFiles]).find((x) => x.ino === f.ino);
     if (file === undefined) out.push(`guest_memfd #${f.ino}: released`);
     else {
-      out.push(`guest_memfd #${file.ino}: size ${hx(file.size)}, flags ${file.flags}${file.initShared ? ' (INIT_SHARED)' : ' (private memory)'}, ${file.pages.totalCovered()} page(s), fd refs ${file.fdRefs}, mapped pages ${file.mappedPages}`);
+      out.push(
+        `guest_memfd #${file.ino}: size ${hx(file.size)}, flags ${file.flags}${file.initShared ? ' (INIT_SHARED)' : ' (private memory)'}, ${file.pages.totalCovered()} page(s), fd refs ${file.fdRefs}, mapped pages ${file.mappedPages}`,
+      );
       if (f.index !== undefined) {
         const p = file.pages.get(f.index);
         const b = file.bindings.get(f.index);
-        out.push(`  index ${hx(f.index)}: ${p === undefined ? 'absent' : `${p.state}, pfn ${hx(p.base)}`}; bound to ${b === undefined ? 'no memslot' : `memslot ${b.id}`}`);
+        out.push(
+          `  index ${hx(f.index)}: ${p === undefined ? 'absent' : `${p.state}, pfn ${hx(p.base)}`}; bound to ${b === undefined ? 'no memslot' : `memslot ${b.id}`}`,
+        );
       }
     }
   }
   if (f.pfn !== undefined && f.pfn !== 0) {
     const own = buildOwnership(h).owners.get(f.pfn);
-    out.push(`pfn ${hx(f.pfn)}: ${h.frames.isFree(f.pfn) ? 'free' : 'allocated'}, owner ${own === undefined ? 'none' : describeOwner(own)}${h.frames.hasData(f.pfn as never) ? ', holds data' : ', all zeros'}`);
+    out.push(
+      `pfn ${hx(f.pfn)}: ${h.frames.isFree(f.pfn) ? 'free' : 'allocated'}, owner ${own === undefined ? 'none' : describeOwner(own)}${h.frames.hasData(f.pfn as never) ? ', holds data' : ', all zeros'}`,
+    );
   }
   return out;
 }

@@ -42,8 +42,13 @@ export function loadOps(file: string): { ops: TraceOp[]; kernel?: string } {
 
 export function parseMutants(v: string | undefined): string[] {
   if (v === undefined) return [];
-  const names = v.split(',').map((x) => x.trim()).filter((x) => x.length > 0);
-  for (const n of names) if (!MUTANTS.some((m) => m.name === n)) throw new UsageError(`unknown mutant "${n}" (gmemlab check --list)`);
+  const names = v
+    .split(',')
+    .map((x) => x.trim())
+    .filter((x) => x.length > 0);
+  for (const n of names)
+    if (!MUTANTS.some((m) => m.name === n))
+      throw new UsageError(`unknown mutant "${n}" (gmemlab check --list)`);
   return names;
 }
 
@@ -59,8 +64,17 @@ export function listCatalogue(out: (s: string) => void): void {
   for (const m of MUTANTS) out(`  ${m.name.padEnd(32)} ${m.bug}`);
 }
 
-export async function checkMain(argv: readonly string[], out: (s: string) => void): Promise<number> {
-  const p = parseArgs(argv, { kernel: 'string', mutant: 'string', json: 'bool', list: 'bool', help: 'bool' });
+export async function checkMain(
+  argv: readonly string[],
+  out: (s: string) => void,
+): Promise<number> {
+  const p = parseArgs(argv, {
+    kernel: 'string',
+    mutant: 'string',
+    json: 'bool',
+    list: 'bool',
+    help: 'bool',
+  });
   if (p.opts.has('help')) {
     out(CHECK_HELP);
     return EXIT_OK;
@@ -77,9 +91,21 @@ export async function checkMain(argv: readonly string[], out: (s: string) => voi
     const profile = profileOrUsage(optString(p, 'kernel') ?? kernel);
     const r = runChecked(ops, profile, { mutants });
     if (p.opts.has('json')) {
-      out(JSON.stringify({ file, profile: profile.name, mutants, ops: ops.length, violations: r.failures.flatMap((f) => f.violations.map((v) => ({ op: f.index + 1, line: f.op.line, ...v }))) }));
+      out(
+        JSON.stringify({
+          file,
+          profile: profile.name,
+          mutants,
+          ops: ops.length,
+          violations: r.failures.flatMap((f) =>
+            f.violations.map((v) => ({ op: f.index + 1, line: f.op.line, ...v })),
+          ),
+        }),
+      );
     } else if (r.failures.length === 0) {
-      out(`${file}: ${ops.length} ops, ${INVARIANTS.length} invariants checked after each — no violation (${profile.name}${mutants.length > 0 ? `, mutants ${mutants.join(',')}` : ''})`);
+      out(
+        `${file}: ${ops.length} ops, ${INVARIANTS.length} invariants checked after each — no violation (${profile.name}${mutants.length > 0 ? `, mutants ${mutants.join(',')}` : ''})`,
+      );
     } else {
       const first = r.failures[0]!;
       const before = runChecked(ops, profile, { mutants, limit: first.index });
@@ -97,7 +123,8 @@ export async function checkMain(argv: readonly string[], out: (s: string) => voi
           }
         }
       }
-      if (r.failures.length > 5) out(`  ... and ${r.failures.length - 5} more step(s) with violations`);
+      if (r.failures.length > 5)
+        out(`  ... and ${r.failures.length - 5} more step(s) with violations`);
     }
     if (r.failures.length > 0) bad++;
   }

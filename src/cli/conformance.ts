@@ -6,7 +6,12 @@
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { release } from 'node:os';
-import { checkCase, loadCase, type CaseResult, type ConformanceCase } from '../conformance/suite.js';
+import {
+  checkCase,
+  loadCase,
+  type CaseResult,
+  type ConformanceCase,
+} from '../conformance/suite.js';
 import { formatResult } from '../trace/format.js';
 import { runTrace } from '../trace/runner.js';
 import { BackendRefusal } from '../trace/types.js';
@@ -55,13 +60,28 @@ export function readCase(file: string, root = 'conformance'): ConformanceCase {
       throw new InputError(`${f}: ${(e as Error).message}`);
     }
   };
-  const c = loadCase(relative(root, file).replace(/\.jsonl$/, ''), file, read(file), existsSync(exp) ? read(exp) : undefined);
+  const c = loadCase(
+    relative(root, file).replace(/\.jsonl$/, ''),
+    file,
+    read(file),
+    existsSync(exp) ? read(exp) : undefined,
+  );
   if ('error' in c) throw new InputError(c.error);
   return c;
 }
 
-export async function conformanceMain(argv: readonly string[], out: (s: string) => void): Promise<number> {
-  const p = parseArgs(argv, { backend: 'string', kernel: 'string', record: 'bool', json: 'bool', help: 'bool', verbose: 'bool' });
+export async function conformanceMain(
+  argv: readonly string[],
+  out: (s: string) => void,
+): Promise<number> {
+  const p = parseArgs(argv, {
+    backend: 'string',
+    kernel: 'string',
+    record: 'bool',
+    json: 'bool',
+    help: 'bool',
+    verbose: 'bool',
+  });
   if (p.opts.has('help')) {
     out(CONFORMANCE_HELP);
     return EXIT_OK;
@@ -79,12 +99,18 @@ export async function conformanceMain(argv: readonly string[], out: (s: string) 
         if (e instanceof BackendRefusal) throw new InputError(`${f}: ${e.message}`);
         throw e;
       }
-      writeFileSync(expectedPath(f), `# recorded on Linux ${release()} /dev/kvm by gmemlab conformance --record; do not edit\n${lines.join('\n')}\n`);
+      writeFileSync(
+        expectedPath(f),
+        `# recorded on Linux ${release()} /dev/kvm by gmemlab conformance --record; do not edit\n${lines.join('\n')}\n`,
+      );
       out(`recorded ${c.name} (${lines.length} results)`);
     }
     return EXIT_OK;
   }
-  const backend = await openBackend(optString(p, 'backend') ?? 'model', optString(p, 'kernel') ?? 'linux-6.18-pvm');
+  const backend = await openBackend(
+    optString(p, 'backend') ?? 'model',
+    optString(p, 'kernel') ?? 'linux-6.18-pvm',
+  );
   const json = p.opts.has('json');
   let failed = 0;
   const results: CaseResult[] = [];
@@ -107,6 +133,9 @@ export async function conformanceMain(argv: readonly string[], out: (s: string) 
       out(`        ${backend.name}: ${JSON.stringify(m.actual)}`);
     }
   }
-  if (!json) out(`${results.length} cases on ${backend.name}: ${results.length - failed} agree, ${failed} disagree`);
+  if (!json)
+    out(
+      `${results.length} cases on ${backend.name}: ${results.length - failed} agree, ${failed} disagree`,
+    );
   return failed > 0 ? EXIT_CHECK_FAILED : EXIT_OK;
 }

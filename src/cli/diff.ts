@@ -37,7 +37,9 @@ export async function diffMain(argv: readonly string[], out: (s: string) => void
   const json = p.opts.has('json');
   let disagreements = 0;
   // A directory stands for the traces below it (conformance layout: *.expected.jsonl skipped).
-  const files = p.positionals.flatMap((f) => (existsSync(f) && statSync(f).isDirectory() ? findCases([f]) : [f]));
+  const files = p.positionals.flatMap((f) =>
+    existsSync(f) && statSync(f).isDirectory() ? findCases([f]) : [f],
+  );
   for (const file of files) {
     const t = loadTrace(file);
     if (t.errors.length > 0) throw new InputError(t.errors.map((e) => e.message).join('\n'));
@@ -64,6 +66,9 @@ export async function diffMain(argv: readonly string[], out: (s: string) => void
     });
   }
   if (json) out(JSON.stringify({ summary: { traces: files.length, disagreements, kernel } }));
-  else out(`${disagreements === 0 ? 'no disagreement' : `${disagreements} disagreement(s)`} (${files.length} trace(s), model ${kernel} vs /dev/kvm)`);
+  else
+    out(
+      `${disagreements === 0 ? 'no disagreement' : `${disagreements} disagreement(s)`} (${files.length} trace(s), model ${kernel} vs /dev/kvm)`,
+    );
   return disagreements > 0 ? EXIT_CHECK_FAILED : EXIT_OK;
 }

@@ -49,8 +49,23 @@ export function writeDisagreement(dir: string, d: Disagreement, kernel: string):
   return file;
 }
 
-export async function fuzzDifferentialMain(argv: readonly string[], out: (s: string) => void): Promise<number> {
-  const p = parseArgs(argv, { differential: 'bool', seed: 'string', time: 'string', traces: 'string', 'trace-ops': 'string', kernel: 'string', out: 'string', 'keep-going': 'bool', quiet: 'bool', json: 'bool', help: 'bool' });
+export async function fuzzDifferentialMain(
+  argv: readonly string[],
+  out: (s: string) => void,
+): Promise<number> {
+  const p = parseArgs(argv, {
+    differential: 'bool',
+    seed: 'string',
+    time: 'string',
+    traces: 'string',
+    'trace-ops': 'string',
+    kernel: 'string',
+    out: 'string',
+    'keep-going': 'bool',
+    quiet: 'bool',
+    json: 'bool',
+    help: 'bool',
+  });
   if (p.opts.has('help')) {
     out(FUZZ_HELP);
     return EXIT_OK;
@@ -122,7 +137,9 @@ export async function fuzzDifferentialMain(argv: readonly string[], out: (s: str
   progress.done(
     `done in ${clock(el)}: ${r.progress.traces} traces, ${r.progress.ops} ops (${el > 0 ? Math.round((r.progress.ops * 1000) / el) : 0} ops/s compared), ${r.progress.refused} refused by the backend, ${r.progress.disagreements} disagreement(s)`,
   );
-  out(`differential fuzzing (seed ${seed}, model ${kernel} vs /dev/kvm): ${r.progress.traces} traces, ${r.progress.ops} ops, ${r.progress.disagreements} disagreement(s)`);
+  out(
+    `differential fuzzing (seed ${seed}, model ${kernel} vs /dev/kvm): ${r.progress.traces} traces, ${r.progress.ops} ops, ${r.progress.disagreements} disagreement(s)`,
+  );
   return r.disagreements.length > 0 ? EXIT_CHECK_FAILED : EXIT_OK;
 }
 
@@ -147,7 +164,12 @@ invariant and written to DIR. Deterministic for a seed.
 
 Exit codes: 0 no violation, 1 violation(s) found, 2 usage error.`;
 
-export function writeViolation(dir: string, f: FoundViolation, kernel: string, mutants: readonly string[]): string {
+export function writeViolation(
+  dir: string,
+  f: FoundViolation,
+  kernel: string,
+  mutants: readonly string[],
+): string {
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `violation-${f.invariant}-seed${f.seed}.jsonl`);
   const lines = [
@@ -167,8 +189,23 @@ function topKeys(m: Map<string, number>): string {
     .join(' ');
 }
 
-export async function fuzzModelMain(argv: readonly string[], out: (s: string) => void): Promise<number> {
-  const p = parseArgs(argv, { seed: 'string', time: 'string', ops: 'string', 'trace-ops': 'string', kernel: 'string', mutant: 'string', out: 'string', 'keep-going': 'bool', quiet: 'bool', json: 'bool', help: 'bool' });
+export async function fuzzModelMain(
+  argv: readonly string[],
+  out: (s: string) => void,
+): Promise<number> {
+  const p = parseArgs(argv, {
+    seed: 'string',
+    time: 'string',
+    ops: 'string',
+    'trace-ops': 'string',
+    kernel: 'string',
+    mutant: 'string',
+    out: 'string',
+    'keep-going': 'bool',
+    quiet: 'bool',
+    json: 'bool',
+    help: 'bool',
+  });
   if (p.opts.has('help')) {
     out(MODEL_FUZZ_HELP);
     return EXIT_OK;
@@ -205,7 +242,9 @@ export async function fuzzModelMain(argv: readonly string[], out: (s: string) =>
       const file = writeViolation(dir, f, profile.name, mutants);
       progress.update('', true);
       if (!p.opts.has('json')) {
-        out(`VIOLATION ${f.invariant} at seed ${f.seed} after ${f.opsToDetection} ops: ${f.violation.object}: ${f.violation.message}`);
+        out(
+          `VIOLATION ${f.invariant} at seed ${f.seed} after ${f.opsToDetection} ops: ${f.violation.object}: ${f.violation.message}`,
+        );
         out(`  minimized to ${f.ops.length} ops → ${file}`);
       }
     },
@@ -220,7 +259,14 @@ export async function fuzzModelMain(argv: readonly string[], out: (s: string) =>
     ops: r.progress.ops,
     opsPerSecond: el > 0 ? Math.round((r.progress.ops * 1000) / el) : 0,
     seconds: el / 1000,
-    violations: r.found.map((f) => ({ invariant: f.invariant, seed: f.seed, opsToDetection: f.opsToDetection, minimizedOps: f.ops.length, object: f.violation.object, message: f.violation.message })),
+    violations: r.found.map((f) => ({
+      invariant: f.invariant,
+      seed: f.seed,
+      opsToDetection: f.opsToDetection,
+      minimizedOps: f.ops.length,
+      object: f.violation.object,
+      message: f.violation.message,
+    })),
     coverage: {
       errnos: Object.fromEntries(coverage.errnos),
       exits: Object.fromEntries(coverage.exits),
@@ -231,7 +277,9 @@ export async function fuzzModelMain(argv: readonly string[], out: (s: string) =>
   };
   if (p.opts.has('json')) out(JSON.stringify(summary));
   else {
-    out(`model-based fuzzing (seed ${seed}, ${profile.name}${mutants.length > 0 ? `, mutants ${mutants.join(',')}` : ''}): ${r.progress.traces} traces, ${r.progress.ops} ops in ${clock(el)} (${summary.opsPerSecond} ops/s), ${r.found.length} violation(s)`);
+    out(
+      `model-based fuzzing (seed ${seed}, ${profile.name}${mutants.length > 0 ? `, mutants ${mutants.join(',')}` : ''}): ${r.progress.traces} traces, ${r.progress.ops} ops in ${clock(el)} (${summary.opsPerSecond} ops/s), ${r.found.length} violation(s)`,
+    );
     out(`  coverage: errnos ${topKeys(coverage.errnos)}`);
     out(`            exits ${topKeys(coverage.exits)}; host faults ${topKeys(coverage.faults)}`);
     out(`            page states (traces ending with them) ${topKeys(coverage.pageStates)}`);

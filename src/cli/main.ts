@@ -25,10 +25,22 @@ const COMMANDS: Record<string, Command> = {
     summary: 'run a trace on the model (or --backend kvm) and print result lines',
     run: replayMain,
   },
-  check: { summary: 'run a trace/scenario with every security invariant checked after every op', run: checkMain },
-  diff: { summary: 'run traces on the model and on /dev/kvm and print every disagreement', run: diffMain },
-  fuzz: { summary: 'fuzz: --differential compares the model with /dev/kvm on random traces', run: fuzzMain },
-  probe: { summary: "read this machine's /dev/kvm capabilities and name the matching profile", run: probeMain },
+  check: {
+    summary: 'run a trace/scenario with every security invariant checked after every op',
+    run: checkMain,
+  },
+  diff: {
+    summary: 'run traces on the model and on /dev/kvm and print every disagreement',
+    run: diffMain,
+  },
+  fuzz: {
+    summary: 'fuzz: --differential compares the model with /dev/kvm on random traces',
+    run: fuzzMain,
+  },
+  probe: {
+    summary: "read this machine's /dev/kvm capabilities and name the matching profile",
+    run: probeMain,
+  },
   conformance: {
     summary: 'check the model (or this kernel) against results recorded on /dev/kvm',
     run: conformanceMain,

@@ -52,15 +52,31 @@ function brief(r: ResultLine): string {
 /** Run the probe trace on a backend and collect the facts. */
 export function probe(b: Backend): ProbeFacts {
   const ops: TraceOpInput[] = [];
-  for (let c = 0; c <= MAX_CAP; c++) ops.push({ op: 'KVM_CHECK_EXTENSION', fd: H('kvm'), cap: BigInt(c) });
+  for (let c = 0; c <= MAX_CAP; c++)
+    ops.push({ op: 'KVM_CHECK_EXTENSION', fd: H('kvm'), cap: BigInt(c) });
   ops.push({ op: 'KVM_CREATE_VM', fd: H('kvm'), type: 0n, as: 'vm' });
-  for (let c = 0; c <= MAX_CAP; c++) ops.push({ op: 'KVM_CHECK_EXTENSION', fd: H('vm'), cap: BigInt(c) });
+  for (let c = 0; c <= MAX_CAP; c++)
+    ops.push({ op: 'KVM_CHECK_EXTENSION', fd: H('vm'), cap: BigInt(c) });
   for (let t = 0; t <= 5; t++) ops.push({ op: 'KVM_CREATE_VM', fd: H('kvm'), type: BigInt(t) });
-  for (const f of [0n, 1n, 2n, 3n, 4n]) ops.push({ op: 'KVM_CREATE_GUEST_MEMFD', vm: H('vm'), size: 4096n, flags: f });
+  for (const f of [0n, 1n, 2n, 3n, 4n])
+    ops.push({ op: 'KVM_CREATE_GUEST_MEMFD', vm: H('vm'), size: 4096n, flags: f });
   ops.push({ op: 'KVM_CREATE_VCPU', vm: H('vm'), id: 0n, as: 'cpu' });
   ops.push({ op: 'KVM_RUN', vcpu: H('cpu'), guest: [] });
-  ops.push({ op: 'KVM_SET_MEMORY_ATTRIBUTES', vm: H('vm'), address: 0n, size: 4096n, attributes: 0n, flags: 0n });
-  ops.push({ op: 'KVM_PRE_FAULT_MEMORY', vcpu: H('cpu'), gpa: 0xfffff000n, size: 4096n, flags: 0n });
+  ops.push({
+    op: 'KVM_SET_MEMORY_ATTRIBUTES',
+    vm: H('vm'),
+    address: 0n,
+    size: 4096n,
+    attributes: 0n,
+    flags: 0n,
+  });
+  ops.push({
+    op: 'KVM_PRE_FAULT_MEMORY',
+    vcpu: H('cpu'),
+    gpa: 0xfffff000n,
+    size: 4096n,
+    flags: 0n,
+  });
   const full = ops.map((o, i) => ({ ...o, line: i + 1 }) as TraceOp);
   const r = runTrace(full, b);
   let i = 0;
@@ -76,7 +92,16 @@ export function probe(b: Backend): ProbeFacts {
   const vcpuRuns = brief(r[i++]!);
   const memoryAttributes = brief(r[i++]!);
   const preFault = brief(r[i++]!);
-  return { kernel: release(), systemCaps, vmCaps, vmTypes, gmemFlags, vcpuRuns, memoryAttributes, preFault };
+  return {
+    kernel: release(),
+    systemCaps,
+    vmCaps,
+    vmTypes,
+    gmemFlags,
+    vcpuRuns,
+    memoryAttributes,
+    preFault,
+  };
 }
 
 /** Capabilities that decide which profile describes a kernel. */
@@ -100,24 +125,37 @@ export function profileMismatches(p: KernelProfile, f: ProbeFacts): string[] {
   const out: string[] = [];
   for (const [name, id] of KEY_CAPS) {
     const sys = id === KVM_CAP.KVM_CAP_VM_TYPES ? vmTypesMask(p) : (p.systemCaps.get(id) ?? 0n);
-    if (BigInt(f.systemCaps[id] ?? -1) !== sys) out.push(`${name} on /dev/kvm is ${f.systemCaps[id]}, profile ${p.name} says ${sys}`);
+    if (BigInt(f.systemCaps[id] ?? -1) !== sys)
+      out.push(`${name} on /dev/kvm is ${f.systemCaps[id]}, profile ${p.name} says ${sys}`);
   }
   const def = p.vmTypes.get(0n);
   if (def !== undefined) {
     const gm = f.vmCaps[KVM_CAP.KVM_CAP_GUEST_MEMFD_FLAGS];
-    if (BigInt(gm ?? -1) !== def.gmemFlags) out.push(`KVM_CAP_GUEST_MEMFD_FLAGS on a DEFAULT VM is ${gm}, profile ${p.name} says ${def.gmemFlags}`);
+    if (BigInt(gm ?? -1) !== def.gmemFlags)
+      out.push(
+        `KVM_CAP_GUEST_MEMFD_FLAGS on a DEFAULT VM is ${gm}, profile ${p.name} says ${def.gmemFlags}`,
+      );
   }
   for (let t = 0; t <= 5; t++) {
     const offered = p.vmTypes.has(BigInt(t));
     const got = f.vmTypes[String(t)] === 'ok';
-    if (offered !== got) out.push(`KVM_CREATE_VM(${t}) ${got ? 'succeeds' : 'fails'}, profile ${p.name} says it ${offered ? 'succeeds' : 'fails'}`);
+    if (offered !== got)
+      out.push(
+        `KVM_CREATE_VM(${t}) ${got ? 'succeeds' : 'fails'}, profile ${p.name} says it ${offered ? 'succeeds' : 'fails'}`,
+      );
   }
   const attrs = f.memoryAttributes === 'ENOTTY' ? false : true;
-  if (attrs !== p.memoryAttributesConfig) out.push(`KVM_SET_MEMORY_ATTRIBUTES is ${f.memoryAttributes}, profile ${p.name} ${p.memoryAttributesConfig ? 'has' : 'lacks'} it`);
+  if (attrs !== p.memoryAttributesConfig)
+    out.push(
+      `KVM_SET_MEMORY_ATTRIBUTES is ${f.memoryAttributes}, profile ${p.name} ${p.memoryAttributesConfig ? 'has' : 'lacks'} it`,
+    );
   return out;
 }
 
-export function matchProfile(f: ProbeFacts): { profile?: KernelProfile; reasons: Map<string, string[]> } {
+export function matchProfile(f: ProbeFacts): {
+  profile?: KernelProfile;
+  reasons: Map<string, string[]>;
+} {
   const reasons = new Map<string, string[]>();
   for (const p of PROFILES) {
     const m = profileMismatches(p, f);
@@ -127,7 +165,10 @@ export function matchProfile(f: ProbeFacts): { profile?: KernelProfile; reasons:
   return { reasons };
 }
 
-export async function probeMain(argv: readonly string[], out: (s: string) => void): Promise<number> {
+export async function probeMain(
+  argv: readonly string[],
+  out: (s: string) => void,
+): Promise<number> {
   const p = parseArgs(argv, { json: 'bool', profile: 'bool', help: 'bool' });
   if (p.opts.has('help')) {
     out(PROBE_HELP);
@@ -146,22 +187,43 @@ export async function probeMain(argv: readonly string[], out: (s: string) => voi
     return EXIT_CHECK_FAILED;
   }
   if (p.opts.has('json')) {
-    out(JSON.stringify({ ...f, profile: m.profile?.name ?? null, mismatches: Object.fromEntries(m.reasons) }));
+    out(
+      JSON.stringify({
+        ...f,
+        profile: m.profile?.name ?? null,
+        mismatches: Object.fromEntries(m.reasons),
+      }),
+    );
     return EXIT_OK;
   }
   out(`kernel            ${f.kernel}`);
   out(`matching profile  ${m.profile?.name ?? 'none'}`);
-  out(`VM types          ${Object.entries(f.vmTypes).map(([t, v]) => `${t}:${v}`).join(' ')}`);
-  out(`guest_memfd flags ${Object.entries(f.gmemFlags).map(([t, v]) => `${t}:${v}`).join(' ')}`);
+  out(
+    `VM types          ${Object.entries(f.vmTypes)
+      .map(([t, v]) => `${t}:${v}`)
+      .join(' ')}`,
+  );
+  out(
+    `guest_memfd flags ${Object.entries(f.gmemFlags)
+      .map(([t, v]) => `${t}:${v}`)
+      .join(' ')}`,
+  );
   out(`vCPU runs         ${f.vcpuRuns}`);
   out(`set attributes    ${f.memoryAttributes}`);
   out(`pre-fault         ${f.preFault}`);
   out('');
   out('capability                         /dev/kvm    VM fd');
-  for (const [name, id] of Object.entries(KVM_CAP)) out(`${name.padEnd(34)} ${String(f.systemCaps[id]).padStart(8)} ${String(f.vmCaps[id]).padStart(8)}`);
-  const nonzero = f.systemCaps.map((v, i) => [i, v, f.vmCaps[i]] as const).filter(([, s, v]) => s !== 0 || v !== 0);
+  for (const [name, id] of Object.entries(KVM_CAP))
+    out(
+      `${name.padEnd(34)} ${String(f.systemCaps[id]).padStart(8)} ${String(f.vmCaps[id]).padStart(8)}`,
+    );
+  const nonzero = f.systemCaps
+    .map((v, i) => [i, v, f.vmCaps[i]] as const)
+    .filter(([, s, v]) => s !== 0 || v !== 0);
   out('');
-  out(`all non-zero caps (id:system/vm): ${nonzero.map(([i, s, v]) => (s === v ? `${i}:${s}` : `${i}:${s}/${v}`)).join(' ')}`);
+  out(
+    `all non-zero caps (id:system/vm): ${nonzero.map(([i, s, v]) => (s === v ? `${i}:${s}` : `${i}:${s}/${v}`)).join(' ')}`,
+  );
   if (m.profile === undefined) {
     out('');
     out('no profile matches:');
@@ -182,7 +244,9 @@ export async function openKvmAndModel(
   if (kernel === undefined) {
     const m = matchProfile(probe(kvm));
     if (m.profile === undefined)
-      throw new InputError('no model profile matches this kernel (see gmemlab probe); pass --kernel');
+      throw new InputError(
+        'no model profile matches this kernel (see gmemlab probe); pass --kernel',
+      );
     profile = m.profile;
   } else profile = profileOrUsage(kernel);
   return { kvm, model: await openBackend('model', profile.name), profile };

@@ -36,7 +36,13 @@ export async function replayMain(
   argv: readonly string[],
   out: (s: string) => void,
 ): Promise<number> {
-  const p = parseArgs(argv, { kernel: 'string', backend: 'string', json: 'bool', verbose: 'bool', help: 'bool' });
+  const p = parseArgs(argv, {
+    kernel: 'string',
+    backend: 'string',
+    json: 'bool',
+    verbose: 'bool',
+    help: 'bool',
+  });
   if (p.opts.has('help')) {
     out(REPLAY_HELP);
     return EXIT_OK;

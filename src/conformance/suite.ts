@@ -23,7 +23,13 @@ export type CaseResult = {
   readonly name: string;
   readonly ok: boolean;
   /** One entry per disagreeing op: 1-based op index, trace line, expected and actual. */
-  readonly mismatches: ReadonlyArray<{ index: number; line: number; op: string; expected: unknown; actual: unknown }>;
+  readonly mismatches: ReadonlyArray<{
+    index: number;
+    line: number;
+    op: string;
+    expected: unknown;
+    actual: unknown;
+  }>;
   readonly error?: string;
 };
 
@@ -31,7 +37,10 @@ export type CaseResult = {
  * Parse the expected file: comment lines start with '#', other lines are result objects. A line
  * that is not a JSON object throws a TraceInputError naming `file:line`.
  */
-export function parseExpected(text: string, file = '<expected>'): { lines: Array<Record<string, unknown>>; header?: string } {
+export function parseExpected(
+  text: string,
+  file = '<expected>',
+): { lines: Array<Record<string, unknown>>; header?: string } {
   const lines: Array<Record<string, unknown>> = [];
   let header: string | undefined;
   text.split(/\r?\n/).forEach((l, i) => {
@@ -54,7 +63,12 @@ export function parseExpected(text: string, file = '<expected>'): { lines: Array
   return header === undefined ? { lines } : { lines, header };
 }
 
-export function loadCase(name: string, file: string, traceText: string, expectedText: string | undefined): ConformanceCase | { error: string } {
+export function loadCase(
+  name: string,
+  file: string,
+  traceText: string,
+  expectedText: string | undefined,
+): ConformanceCase | { error: string } {
   const t = parseTrace(traceText, file);
   if (t.errors.length > 0) return { error: t.errors.map((e) => e.message).join('\n') };
   if (expectedText === undefined) return { name, file, ops: t.ops };
@@ -65,24 +79,54 @@ export function loadCase(name: string, file: string, traceText: string, expected
     if (err instanceof TraceInputError) return { error: err.message };
     throw err;
   }
-  return { name, file, ops: t.ops, expected: e.lines, ...(e.header !== undefined ? { recordedOn: e.header } : {}) };
+  return {
+    name,
+    file,
+    ops: t.ops,
+    expected: e.lines,
+    ...(e.header !== undefined ? { recordedOn: e.header } : {}),
+  };
 }
 
 /** Run one case on a backend and compare with the recorded results. */
 export function checkCase(c: ConformanceCase, backend: Backend): CaseResult {
-  if (c.expected === undefined) return { name: c.name, ok: false, mismatches: [], error: 'no recorded results (run gmemlab conformance --record on a machine with /dev/kvm)' };
+  if (c.expected === undefined)
+    return {
+      name: c.name,
+      ok: false,
+      mismatches: [],
+      error: 'no recorded results (run gmemlab conformance --record on a machine with /dev/kvm)',
+    };
   let results: ResultLine[];
   try {
     results = runTrace(c.ops, backend);
   } catch (e) {
     return { name: c.name, ok: false, mismatches: [], error: (e as Error).message };
   }
-  const mismatches: Array<{ index: number; line: number; op: string; expected: unknown; actual: unknown }> = [];
+  const mismatches: Array<{
+    index: number;
+    line: number;
+    op: string;
+    expected: unknown;
+    actual: unknown;
+  }> = [];
   if (c.expected.length !== results.length)
-    return { name: c.name, ok: false, mismatches, error: `recorded ${c.expected.length} results for ${results.length} ops (re-record)` };
+    return {
+      name: c.name,
+      ok: false,
+      mismatches,
+      error: `recorded ${c.expected.length} results for ${results.length} ops (re-record)`,
+    };
   results.forEach((r, i) => {
     const actual = resultToJson(r);
-    if (!deepEqual(actual, c.expected![i])) mismatches.push({ index: i + 1, line: c.ops[i]!.line, op: c.ops[i]!.op, expected: c.expected![i], actual });
+    if (!deepEqual(actual, c.expected![i]))
+      mismatches.push({
+        index: i + 1,
+        line: c.ops[i]!.line,
+        op: c.ops[i]!.op,
+        expected: c.expected![i],
+        actual,
+      });
   });
   return { name: c.name, ok: mismatches.length === 0, mismatches };
 }

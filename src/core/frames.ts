@@ -60,8 +60,11 @@ export class FrameStore {
     // Frames that still hold data are "stale" until their next owner zeroes (or overwrites) them.
     if (this.data.size !== 0) {
       if (count <= this.data.size) {
-        for (let i = 0; i < count; i++) if (this.data.has(base + i)) this.stale.set(base + i, base + i + 1, true);
-      } else for (const k of this.data.keys()) if (k >= base && k < base + count) this.stale.set(k, k + 1, true);
+        for (let i = 0; i < count; i++)
+          if (this.data.has(base + i)) this.stale.set(base + i, base + i + 1, true);
+      } else
+        for (const k of this.data.keys())
+          if (k >= base && k < base + count) this.stale.set(k, k + 1, true);
     }
   }
 

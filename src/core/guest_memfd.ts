@@ -158,7 +158,12 @@ function kvmGmemAllocate(
  * `kvm_gmem_mark_prepared()`: the folio at `index`, allocated if absent and zeroed on first use.
  * An absent folio is inserted directly as prepared (one map update on the fault hot path).
  */
-function getPreparedFolio(k: KernelCtx, f: GmemFile, index: number, via: 'guest_fault' | 'host_fault'): Pfn | 'poisoned' {
+function getPreparedFolio(
+  k: KernelCtx,
+  f: GmemFile,
+  index: number,
+  via: 'guest_fault' | 'host_fault',
+): Pfn | 'poisoned' {
   const ex = f.pages.get(index);
   const zero = !k.mutants.has('gmem_no_zero_on_prepare');
   if (ex !== undefined) {
@@ -199,7 +204,12 @@ export function kvmGmemFaultUserMapping(
  * the same rules as `kvmGmemFaultUserMapping`, stopping at the first page that would SIGBUS.
  * Returns the number of pages faulted in.
  */
-export function kvmGmemPopulateUserRange(k: KernelCtx, f: GmemFile, pgoff: number, count: number): number {
+export function kvmGmemPopulateUserRange(
+  k: KernelCtx,
+  f: GmemFile,
+  pgoff: number,
+  count: number,
+): number {
   if (!f.initShared && !k.mutants.has('gmem_host_fault_ignores_shared')) return 0;
   const end = Math.min(pgoff + count, f.npages);
   if (end <= pgoff) return 0;
@@ -209,14 +219,26 @@ export function kvmGmemPopulateUserRange(k: KernelCtx, f: GmemFile, pgoff: numbe
       f.pages.set(idx, idx + run.count, { base: run.base, state: 'allocated' });
       idx += run.count;
     }
-    k.events.push({ kind: 'gmem_alloc', ino: f.ino, start: gap.start, end: gap.end, via: 'host_fault' });
+    k.events.push({
+      kind: 'gmem_alloc',
+      ino: f.ino,
+      start: gap.start,
+      end: gap.end,
+      via: 'host_fault',
+    });
   }
   for (const p of f.pages.piecesIn(pgoff, end)) {
     if (p.value.state === 'poisoned') return p.start - pgoff;
     if (p.value.state === 'allocated') {
       if (!k.mutants.has('gmem_no_zero_on_prepare')) k.frames.zero(p.value.base, p.end - p.start);
       f.pages.set(p.start, p.end, { base: p.value.base, state: 'prepared' });
-      k.events.push({ kind: 'gmem_zero', ino: f.ino, start: p.start, end: p.end, via: 'host_fault' });
+      k.events.push({
+        kind: 'gmem_zero',
+        ino: f.ino,
+        start: p.start,
+        end: p.end,
+        via: 'host_fault',
+      });
     }
   }
   return end - pgoff;

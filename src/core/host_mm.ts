@@ -340,7 +340,8 @@ export class HostMm {
       if (v.value.obj !== obj) continue;
       const lo = Math.max(startPgoff, v.value.base);
       const hi = Math.min(endPgoff, v.value.base + (v.end - v.start));
-      if (lo < hi) this.k.mmuNotifierInvalidate(v.start + (lo - v.value.base), v.start + (hi - v.value.base));
+      if (lo < hi)
+        this.k.mmuNotifierInvalidate(v.start + (lo - v.value.base), v.start + (hi - v.value.base));
     }
   }
 
@@ -437,14 +438,19 @@ export class HostMm {
       // an anon_vma gives its charge back.
       let flags = v.flags;
       if ((newProt & PROT_WRITE) !== 0) {
-        if ((v.prot & PROT_WRITE) === 0 && !v.shared && (v.flags & (VMA_ACCOUNT | VMA_NORESERVE)) === 0) {
+        if (
+          (v.prot & PROT_WRITE) === 0 &&
+          !v.shared &&
+          (v.flags & (VMA_ACCOUNT | VMA_NORESERVE)) === 0
+        ) {
           if (pe - cur > this.k.profile.hostRamPages) {
             result = err('ENOMEM', 'mprotect_fixup: __vm_enough_memory refuses the charge');
             break;
           }
           flags |= VMA_ACCOUNT;
         }
-      } else if ((flags & VMA_ACCOUNT) !== 0 && v.kind === 'anon' && !v.anonVma) flags &= ~VMA_ACCOUNT;
+      } else if ((flags & VMA_ACCOUNT) !== 0 && v.kind === 'anon' && !v.anonVma)
+        flags &= ~VMA_ACCOUNT;
       changes.push({ s: cur, e: pe, v: { ...v, prot: newProt, flags } });
       cur = pe;
     }
@@ -598,11 +604,14 @@ export class HostMm {
         // thp_vma_allowable_order(TVA_FORCED_COLLAPSE): guest_memfd and vCPU mappings are
         // refused, and so is an anonymous VMA without an anon_vma (no page was ever written in
         // it); shmem is accepted, and so are VM_LOCKED VMAs [verified].
-        if (v.kind === 'gmem' || v.kind === 'vcpu') return err('EINVAL', 'madvise_collapse: VMA not eligible');
-        if (v.kind === 'anon' && !v.anonVma) return err('EINVAL', 'madvise_collapse: anonymous VMA without anon_vma');
+        if (v.kind === 'gmem' || v.kind === 'vcpu')
+          return err('EINVAL', 'madvise_collapse: VMA not eligible');
+        if (v.kind === 'anon' && !v.anonVma)
+          return err('EINVAL', 'madvise_collapse: anonymous VMA without anon_vma');
         // thp_vma_suitable_order(): the VMA must be able to hold a PMD-aligned huge page.
         const whole = this.vmas.entryAt(s)!;
-        if (Math.ceil(whole.start / 512) * 512 + 512 > whole.end) return err('EINVAL', 'madvise_collapse: VMA cannot hold a huge page');
+        if (Math.ceil(whole.start / 512) * 512 + 512 > whole.end)
+          return err('EINVAL', 'madvise_collapse: VMA cannot hold a huge page');
         // The PMD-aligned chunks inside the range: hstart rounds up, hend rounds down, and the
         // call succeeds only if every chunk collapses (thps == (hend - hstart) / PMD, unsigned, so
         // a range inside one PMD that contains no boundary fails). An empty chunk (SCAN_PMD_NULL)
@@ -612,7 +621,9 @@ export class HostMm {
         if (he < hs) return err('EINVAL', 'madvise_collapse: range inside one PMD');
         for (let c = hs; c < he; c += 512) {
           const populated =
-            v.kind === 'anon' ? this.anon.anyIn(c, c + 512) : (v.obj as ShmemObject).pages.anyIn(v.base + (c - s), v.base + (c - s) + 512);
+            v.kind === 'anon'
+              ? this.anon.anyIn(c, c + 512)
+              : (v.obj as ShmemObject).pages.anyIn(v.base + (c - s), v.base + (c - s) + 512);
           if (!populated) return err('EINVAL', 'madvise_collapse: empty PMD');
         }
         return OK_VOID;
@@ -775,7 +786,11 @@ export class HostMm {
                 this.anon.set(p, p + run.count, { base: run.base });
                 p += run.count;
               }
-              this.k.events.push({ kind: 'anon_alloc', hvpn: gap.start, pages: gap.end - gap.start });
+              this.k.events.push({
+                kind: 'anon_alloc',
+                hvpn: gap.start,
+                pages: gap.end - gap.start,
+              });
             }
             this.markAnonVma(s, v);
           }
@@ -818,7 +833,11 @@ export class HostMm {
     const h0 = Math.floor(hvpn / 512) * 512;
     const ent = this.vmas.entryAt(hvpn)!;
     if (ent.start > h0 || ent.end < h0 + 512) return undefined;
-    if (this.anon.anyIn(h0, h0 + 512) || (this.guards.size !== 0 && this.guards.anyIn(h0, h0 + 512))) return undefined;
+    if (
+      this.anon.anyIn(h0, h0 + 512) ||
+      (this.guards.size !== 0 && this.guards.anyIn(h0, h0 + 512))
+    )
+      return undefined;
     const runs = this.k.frames.alloc(512);
     if (runs.length !== 1) {
       for (const r of runs) this.k.frames.release(r.base, r.count);

@@ -23,7 +23,13 @@ import {
   KVM_EXIT_SHUTDOWN,
   KVM_HC_MAP_GPA_RANGE,
 } from './uapi.js';
-import { FrameView, KVM_SYNC_X86_REGS, KVM_SYNC_X86_SREGS, KVM_SYNC_X86_VALID_FIELDS, RUN } from './kvm_run_page.js';
+import {
+  FrameView,
+  KVM_SYNC_X86_REGS,
+  KVM_SYNC_X86_SREGS,
+  KVM_SYNC_X86_VALID_FIELDS,
+  RUN,
+} from './kvm_run_page.js';
 import type { Errno } from './errno.js';
 
 export type GuestProgramStep =
@@ -111,7 +117,8 @@ function guestAccess(
       exits.push({ reason: 'MEMORY_FAULT', gpa: BigInt(gfn) << 12n, size: 4096n, flags: o.flags });
       return o.errno;
     }
-    if (write) exits.push({ reason: 'MMIO', gpa, len: buf.length, isWrite: true, bytes: buf.slice() });
+    if (write)
+      exits.push({ reason: 'MMIO', gpa, len: buf.length, isWrite: true, bytes: buf.slice() });
     else {
       exits.push({ reason: 'MMIO', gpa, len: buf.length, isWrite: false });
       buf.fill(0);

@@ -177,9 +177,16 @@ export function guestTranslate(k: KernelCtx, vm: Vm, gfn: number, write: boolean
 }
 
 /** The fault path proper (kernel-uapi.md §3.1), for a fault in address space 0. */
-export function kvmMmuPageFault(k: KernelCtx, vm: Vm, gfn: number, write: boolean, ignoreAttributes = false): FaultOutcome {
+export function kvmMmuPageFault(
+  k: KernelCtx,
+  vm: Vm,
+  gfn: number,
+  write: boolean,
+  ignoreAttributes = false,
+): FaultOutcome {
   // SW_PROTECTED: fault.is_private iff the attribute says PRIVATE. DEFAULT: never.
-  const isPrivate = !ignoreAttributes && vm.spec.privateFaultSource === 'attributes' && kvmMemIsPrivate(vm, gfn);
+  const isPrivate =
+    !ignoreAttributes && vm.spec.privateFaultSource === 'attributes' && kvmMemIsPrivate(vm, gfn);
   const flags = isPrivate ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0n;
   const slot = vm.slotsByGfn[0]!.get(gfn);
   if (slot === undefined) {
@@ -189,7 +196,10 @@ export function kvmMmuPageFault(k: KernelCtx, vm: Vm, gfn: number, write: boolea
     if (k.profile.mmioCaching) vm.mmioSptes.set(gfn, gfn + 1, vm.memslotGen);
     return { kind: 'mmio' };
   }
-  if ((isPrivate && !(k.mutants.has('private_fault_uses_hva') && !slot.gmemOnly)) || slot.gmemOnly) {
+  if (
+    (isPrivate && !(k.mutants.has('private_fault_uses_hva') && !slot.gmemOnly)) ||
+    slot.gmemOnly
+  ) {
     // kvm_mmu_faultin_pfn_gmem()
     if (!slot.isGuestMemfd) return { kind: 'memfault', errno: 'EFAULT', flags };
     const r = kvmGmemGetPfn(k, slot, gfn);

@@ -17,7 +17,8 @@ export const MUTANTS: readonly MutantInfo[] = [
   {
     name: 'punch_no_zap',
     bug: 'fallocate(PUNCH_HOLE) truncates guest_memfd pages without zapping the stage-2 mappings of the bound gfns',
-    modelledOn: 'kvm_gmem_punch_hole() without kvm_gmem_invalidate_begin(): the guest keeps a mapping to a freed page',
+    modelledOn:
+      'kvm_gmem_punch_hole() without kvm_gmem_invalidate_begin(): the guest keeps a mapping to a freed page',
   },
   {
     name: 'punch_keeps_frames',
@@ -32,12 +33,14 @@ export const MUTANTS: readonly MutantInfo[] = [
   {
     name: 'hugepage_mixed_not_tracked',
     bug: 'KVM_LPAGE_MIXED_FLAG is not updated after attribute changes, so a hugepage can span shared and private gfns',
-    modelledOn: 'kvm_arch_post_set_memory_attributes() missing (the 2023 review found head/tail frames mishandled)',
+    modelledOn:
+      'kvm_arch_post_set_memory_attributes() missing (the 2023 review found head/tail frames mishandled)',
   },
   {
     name: 'release_keeps_slot_file',
     bug: 'releasing the last guest_memfd reference does not clear slot->gmem.file',
-    modelledOn: 'kvm_gmem_release() without WRITE_ONCE(slot->gmem.file, NULL) (use-after-free of the file)',
+    modelledOn:
+      'kvm_gmem_release() without WRITE_ONCE(slot->gmem.file, NULL) (use-after-free of the file)',
   },
   {
     name: 'gmem_release_no_zap',
@@ -46,23 +49,26 @@ export const MUTANTS: readonly MutantInfo[] = [
   },
   {
     name: 'gmem_no_zero_on_prepare',
-    bug: 'a fallocate\'d (or freshly allocated) guest_memfd page is not zeroed before first use',
+    bug: "a fallocate'd (or freshly allocated) guest_memfd page is not zeroed before first use",
     modelledOn: 'kvm_gmem_prepare_folio() without clear_highpage() (host data leak to the guest)',
   },
   {
     name: 'gmem_host_fault_ignores_shared',
     bug: 'the host may fault in pages of a guest_memfd without GUEST_MEMFD_FLAG_INIT_SHARED',
-    modelledOn: 'kvm_gmem_fault_user_mapping() missing its INIT_SHARED check (host reads private memory)',
+    modelledOn:
+      'kvm_gmem_fault_user_mapping() missing its INIT_SHARED check (host reads private memory)',
   },
   {
     name: 'gmem_bind_overlap_allowed',
     bug: 'binding a guest_memfd range that is already bound to another memslot is accepted',
-    modelledOn: 'kvm_gmem_bind() without the xa_find() overlap check (two gfns share a private page)',
+    modelledOn:
+      'kvm_gmem_bind() without the xa_find() overlap check (two gfns share a private page)',
   },
   {
     name: 'delete_leaves_sptes',
     bug: 'deleting a memslot does not zap its mappings',
-    modelledOn: 'kvm_arch_flush_shadow_memslot() skipped on KVM_MR_DELETE (the KVM_X86_QUIRK_SLOT_ZAP_ALL era regressions)',
+    modelledOn:
+      'kvm_arch_flush_shadow_memslot() skipped on KVM_MR_DELETE (the KVM_X86_QUIRK_SLOT_ZAP_ALL era regressions)',
   },
   {
     name: 'move_no_zap',
@@ -72,7 +78,8 @@ export const MUTANTS: readonly MutantInfo[] = [
   {
     name: 'prefault_ignores_attributes',
     bug: 'KVM_PRE_FAULT_MEMORY maps a private gfn as shared (from userspace_addr)',
-    modelledOn: 'kvm_arch_vcpu_pre_fault_memory() without the PFERR_PRIVATE_ACCESS bit (cf. the 2025 TDX pre-fault KVM_BUG_ON)',
+    modelledOn:
+      'kvm_arch_vcpu_pre_fault_memory() without the PFERR_PRIVATE_ACCESS bit (cf. the 2025 TDX pre-fault KVM_BUG_ON)',
   },
   {
     name: 'private_fault_uses_hva',
@@ -82,7 +89,8 @@ export const MUTANTS: readonly MutantInfo[] = [
   {
     name: 'mmu_notifier_missing',
     bug: 'host unmaps (munmap, MADV_DONTNEED, mprotect) do not notify KVM',
-    modelledOn: 'kvm_mmu_notifier_invalidate_range_start() not registered (stale mapping to a freed anonymous page)',
+    modelledOn:
+      'kvm_mmu_notifier_invalidate_range_start() not registered (stale mapping to a freed anonymous page)',
   },
   {
     name: 'anon_fault_no_zero',

@@ -22,7 +22,12 @@ export type Disagreement = {
   readonly shrinkTries: number;
 };
 
-export type DifferentialProgress = { traces: number; ops: number; refused: number; disagreements: number };
+export type DifferentialProgress = {
+  traces: number;
+  ops: number;
+  refused: number;
+  disagreements: number;
+};
 
 export type DifferentialOptions = {
   readonly seed: number;
@@ -39,7 +44,11 @@ export type DifferentialOptions = {
 };
 
 /** Run both backends; undefined when the reference refuses the trace. */
-export function compareOnce(ops: readonly TraceOp[], model: Backend, reference: Backend): { index: number; a: ResultLine[]; b: ResultLine[] } | undefined {
+export function compareOnce(
+  ops: readonly TraceOp[],
+  model: Backend,
+  reference: Backend,
+): { index: number; a: ResultLine[]; b: ResultLine[] } | undefined {
   let b: ResultLine[];
   try {
     b = runTrace(ops, reference);
@@ -51,12 +60,20 @@ export function compareOnce(ops: readonly TraceOp[], model: Backend, reference: 
   return { index: firstDifference(a, b), a, b };
 }
 
-export function runDifferential(o: DifferentialOptions): { progress: DifferentialProgress; disagreements: Disagreement[] } {
+export function runDifferential(o: DifferentialOptions): {
+  progress: DifferentialProgress;
+  disagreements: Disagreement[];
+} {
   const progress: DifferentialProgress = { traces: 0, ops: 0, refused: 0, disagreements: 0 };
   const found: Disagreement[] = [];
   let seed = o.seed;
   while (o.shouldContinue(progress)) {
-    const ops = generateTrace(seed, { ops: o.opsPerTrace ?? 40, feedback: o.profile, realSafe: true, privateMemory: o.profile.memoryAttributesConfig });
+    const ops = generateTrace(seed, {
+      ops: o.opsPerTrace ?? 40,
+      feedback: o.profile,
+      realSafe: true,
+      privateMemory: o.profile.memoryAttributesConfig,
+    });
     const r = compareOnce(ops, o.model, o.reference);
     progress.traces++;
     if (r === undefined) progress.refused++;
@@ -70,7 +87,15 @@ export function runDifferential(o: DifferentialOptions): { progress: Differentia
         };
         const s = shrinkTrace(ops, fails);
         const fin = compareOnce(s.ops, o.model, o.reference)!;
-        const d: Disagreement = { seed, ops: s.ops, index: fin.index, model: fin.a[fin.index]!, reference: fin.b[fin.index]!, originalOps: ops.length, shrinkTries: s.tries };
+        const d: Disagreement = {
+          seed,
+          ops: s.ops,
+          index: fin.index,
+          model: fin.a[fin.index]!,
+          reference: fin.b[fin.index]!,
+          originalOps: ops.length,
+          shrinkTries: s.tries,
+        };
         found.push(d);
         o.onDisagreement?.(d);
         if (o.keepGoing !== true) break;

@@ -20,14 +20,24 @@ export type Coverage = {
 };
 
 export function newCoverage(): Coverage {
-  return { ops: new Map(), errnos: new Map(), exits: new Map(), faults: new Map(), pageStates: new Map() };
+  return {
+    ops: new Map(),
+    errnos: new Map(),
+    exits: new Map(),
+    faults: new Map(),
+    pageStates: new Map(),
+  };
 }
 
 const bump = (m: Map<string, number>, k: string): void => {
   m.set(k, (m.get(k) ?? 0) + 1);
 };
 
-export function recordCoverage(c: Coverage, ops: readonly TraceOp[], results: readonly ResultLine[]): void {
+export function recordCoverage(
+  c: Coverage,
+  ops: readonly TraceOp[],
+  results: readonly ResultLine[],
+): void {
   results.forEach((r, i) => {
     bump(c.ops, ops[i]!.op);
     if ('fault' in r) bump(c.faults, r.fault);
@@ -64,23 +74,37 @@ export type ModelFuzzOptions = {
 };
 
 /** Does `ops` break invariant `name` at some step? (The shrink predicate.) */
-export function breaks(ops: readonly TraceOp[], profile: KernelProfile, mutants: readonly string[], name: string): boolean {
+export function breaks(
+  ops: readonly TraceOp[],
+  profile: KernelProfile,
+  mutants: readonly string[],
+  name: string,
+): boolean {
   const r = runChecked(ops, profile, { mutants, stopAtFirst: true, only: [name] });
   return r.failures.length > 0;
 }
 
-export function runModelFuzz(o: ModelFuzzOptions): { progress: ModelFuzzProgress; found: FoundViolation[] } {
+export function runModelFuzz(o: ModelFuzzOptions): {
+  progress: ModelFuzzProgress;
+  found: FoundViolation[];
+} {
   const progress: ModelFuzzProgress = { traces: 0, ops: 0, violations: 0 };
   const found: FoundViolation[] = [];
   const mutants = o.mutants ?? [];
   let seed = o.seed;
   while (o.shouldContinue(progress)) {
-    const ops = generateTrace(seed, { ops: o.opsPerTrace ?? 60, feedback: o.profile, privateMemory: o.profile.memoryAttributesConfig });
+    const ops = generateTrace(seed, {
+      ops: o.opsPerTrace ?? 60,
+      feedback: o.profile,
+      privateMemory: o.profile.memoryAttributesConfig,
+    });
     const r = runChecked(ops, o.profile, { mutants, stopAtFirst: true });
     progress.traces++;
     if (o.coverage !== undefined) {
       recordCoverage(o.coverage, ops, r.results);
-      for (const vm of r.backend.host.allVms) for (const f of vm.gmemFiles) for (const e of f.pages.entries()) bump(o.coverage.pageStates, `gmem:${e.value.state}`);
+      for (const vm of r.backend.host.allVms)
+        for (const f of vm.gmemFiles)
+          for (const e of f.pages.entries()) bump(o.coverage.pageStates, `gmem:${e.value.state}`);
       if (r.backend.host.mm.anon.size > 0) bump(o.coverage.pageStates, 'anon');
       if (r.backend.host.mm.thp.size > 0) bump(o.coverage.pageStates, 'anon-thp');
     }
@@ -95,7 +119,15 @@ export function runModelFuzz(o: ModelFuzzOptions): { progress: ModelFuzzProgress
       const s = shrinkTrace(prefix, (t) => breaks(t, o.profile, mutants, v.invariant), 1500);
       const fin = runChecked(s.ops, o.profile, { mutants, stopAtFirst: true, only: [v.invariant] });
       const fv = fin.failures[0]?.violations[0] ?? v;
-      const fvFound: FoundViolation = { seed, invariant: v.invariant, violation: fv, ops: s.ops, originalOps: f.index + 1, opsToDetection: progress.ops, shrinkTries: s.tries };
+      const fvFound: FoundViolation = {
+        seed,
+        invariant: v.invariant,
+        violation: fv,
+        ops: s.ops,
+        originalOps: f.index + 1,
+        opsToDetection: progress.ops,
+        shrinkTries: s.tries,
+      };
       found.push(fvFound);
       o.onViolation?.(fvFound);
       if (o.keepGoing !== true) break;

@@ -12,7 +12,12 @@ function renumber(ops: readonly TraceOp[]): TraceOp[] {
 }
 
 /** Remove chunks of ops (ddmin) while `fails` still holds. */
-export function shrinkOps(ops: readonly TraceOp[], fails: (t: TraceOp[]) => boolean, stats: ShrinkStats = { tries: 0 }, budget = 2000): TraceOp[] {
+export function shrinkOps(
+  ops: readonly TraceOp[],
+  fails: (t: TraceOp[]) => boolean,
+  stats: ShrinkStats = { tries: 0 },
+  budget = 2000,
+): TraceOp[] {
   let cur = renumber(ops);
   let n = 2;
   while (cur.length >= 2 && stats.tries < budget) {
@@ -43,7 +48,12 @@ export function shrinkOps(ops: readonly TraceOp[], fails: (t: TraceOp[]) => bool
 }
 
 /** Remove guest program steps one at a time while `fails` still holds. */
-export function shrinkGuestSteps(ops: readonly TraceOp[], fails: (t: TraceOp[]) => boolean, stats: ShrinkStats = { tries: 0 }, budget = 2000): TraceOp[] {
+export function shrinkGuestSteps(
+  ops: readonly TraceOp[],
+  fails: (t: TraceOp[]) => boolean,
+  stats: ShrinkStats = { tries: 0 },
+  budget = 2000,
+): TraceOp[] {
   let cur = [...ops];
   for (let i = 0; i < cur.length && stats.tries < budget; i++) {
     const op = cur[i]!;
@@ -60,14 +70,20 @@ export function shrinkGuestSteps(ops: readonly TraceOp[], fails: (t: TraceOp[]) 
 }
 
 /** Both reductions, repeated until nothing more goes. */
-export function shrinkTrace(ops: readonly TraceOp[], fails: (t: TraceOp[]) => boolean, budget = 3000): { ops: TraceOp[]; tries: number } {
+export function shrinkTrace(
+  ops: readonly TraceOp[],
+  fails: (t: TraceOp[]) => boolean,
+  budget = 3000,
+): { ops: TraceOp[]; tries: number } {
   const stats: ShrinkStats = { tries: 0 };
   let cur = renumber(ops);
   for (;;) {
-    const before = cur.length + cur.reduce((s, o) => s + (o.op === 'KVM_RUN' ? o.guest.length : 0), 0);
+    const before =
+      cur.length + cur.reduce((s, o) => s + (o.op === 'KVM_RUN' ? o.guest.length : 0), 0);
     cur = shrinkOps(cur, fails, stats, budget);
     cur = shrinkGuestSteps(cur, fails, stats, budget);
-    const after = cur.length + cur.reduce((s, o) => s + (o.op === 'KVM_RUN' ? o.guest.length : 0), 0);
+    const after =
+      cur.length + cur.reduce((s, o) => s + (o.op === 'KVM_RUN' ? o.guest.length : 0), 0);
     if (after >= before || stats.tries >= budget) break;
   }
   return { ops: cur, tries: stats.tries };

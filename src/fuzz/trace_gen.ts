@@ -613,8 +613,22 @@ export class TraceGenerator {
       { off: 296n, bytes: [0, 2, 4, 16] },
       { off: 40n, bytes: [0xaa] },
     ]);
-    if (this.r.chance(0.5)) this.push({ op: 'peek', addr: { kind: 'handle', name: map.name, offset: this.r.pick([0n, 8n, 32n, 288n, 4096n, 8192n]) }, len: BigInt(this.r.pick([1, 8, 16, 64])) });
-    else this.push({ op: 'poke', addr: { kind: 'handle', name: map.name, offset: field.off }, bytes: Uint8Array.of(this.r.pick(field.bytes)) });
+    if (this.r.chance(0.5))
+      this.push({
+        op: 'peek',
+        addr: {
+          kind: 'handle',
+          name: map.name,
+          offset: this.r.pick([0n, 8n, 32n, 288n, 4096n, 8192n]),
+        },
+        len: BigInt(this.r.pick([1, 8, 16, 64])),
+      });
+    else
+      this.push({
+        op: 'poke',
+        addr: { kind: 'handle', name: map.name, offset: field.off },
+        bytes: Uint8Array.of(this.r.pick(field.bytes)),
+      });
   }
 
   private peekPoke(): void {
@@ -756,19 +770,37 @@ export class TraceGenerator {
    */
   private privateScenario(): void {
     const vm = this.name('pvm');
-    if (this.push({ op: 'KVM_CREATE_VM', fd: { kind: 'handle', name: 'kvm' }, type: 1n, as: vm })?.ok !== true) return;
+    if (
+      this.push({ op: 'KVM_CREATE_VM', fd: { kind: 'handle', name: 'kvm' }, type: 1n, as: vm })
+        ?.ok !== true
+    )
+      return;
     this.vms.push(vm);
     this.fdNames.push(vm);
     const pages = BigInt(2 + this.r.int(6));
     const size = pages * PAGE;
     const g = this.name('pg');
     const gflags = this.r.chance(0.7) ? 0n : 1n;
-    this.push({ op: 'KVM_CREATE_GUEST_MEMFD', vm: { kind: 'handle', name: vm }, size, flags: gflags, as: g });
+    this.push({
+      op: 'KVM_CREATE_GUEST_MEMFD',
+      vm: { kind: 'handle', name: vm },
+      size,
+      flags: gflags,
+      as: g,
+    });
     const gm: GmemH = { name: g, vm, size, flags: gflags };
     this.gmems.push(gm);
     this.fdNames.push(g);
     const m = this.name('pm');
-    this.push({ op: 'mmap', fd: null, length: size, prot: 3n, flags: this.r.chance(0.5) ? 1n : 2n, offset: 0n, as: m });
+    this.push({
+      op: 'mmap',
+      fd: null,
+      length: size,
+      prot: 3n,
+      flags: this.r.chance(0.5) ? 1n : 2n,
+      offset: 0n,
+      as: m,
+    });
     const map: MapH = { name: m, len: size, kind: 'anon' };
     this.maps.push(map);
     const gpa = 0x4000_0000n + BigInt(this.r.int(8)) * 0x20_0000n;
@@ -806,15 +838,35 @@ export class TraceGenerator {
         const steps: GuestStep[] = [];
         for (let j = 0; j < 1 + this.r.int(3); j++) {
           const a = gpa + BigInt(this.r.int(Number(size) - 4));
-          steps.push(this.r.chance(0.5) ? { kind: 'store', gpa: a, bytes: this.r.bytes(4) } : { kind: 'load', gpa: a, size: 4 });
+          steps.push(
+            this.r.chance(0.5)
+              ? { kind: 'store', gpa: a, bytes: this.r.bytes(4) }
+              : { kind: 'load', gpa: a, size: 4 },
+          );
         }
         this.push({ op: 'KVM_RUN', vcpu: { kind: 'handle', name: cpu }, guest: steps });
       } else if (choice === 4) {
-        this.push({ op: 'fallocate', fd: { kind: 'handle', name: g }, mode: this.r.chance(0.7) ? 3n : 1n, offset: page * PAGE, len: PAGE });
+        this.push({
+          op: 'fallocate',
+          fd: { kind: 'handle', name: g },
+          mode: this.r.chance(0.7) ? 3n : 1n,
+          offset: page * PAGE,
+          len: PAGE,
+        });
       } else if (choice === 5) {
-        this.push({ op: 'KVM_PRE_FAULT_MEMORY', vcpu: { kind: 'handle', name: cpu }, gpa: gpa + page * PAGE, size: PAGE, flags: 0n });
+        this.push({
+          op: 'KVM_PRE_FAULT_MEMORY',
+          vcpu: { kind: 'handle', name: cpu },
+          gpa: gpa + page * PAGE,
+          size: PAGE,
+          flags: 0n,
+        });
       } else {
-        this.push({ op: 'poke', addr: { kind: 'handle', name: m, offset: page * PAGE }, bytes: this.r.bytes(4) });
+        this.push({
+          op: 'poke',
+          addr: { kind: 'handle', name: m, offset: page * PAGE },
+          bytes: this.r.bytes(4),
+        });
       }
     }
   }
@@ -825,14 +877,29 @@ export class TraceGenerator {
    */
   private hugepageScenario(): void {
     const vm = this.name('hvm');
-    if (this.push({ op: 'KVM_CREATE_VM', fd: { kind: 'handle', name: 'kvm' }, type: 1n, as: vm })?.ok !== true) return;
+    if (
+      this.push({ op: 'KVM_CREATE_VM', fd: { kind: 'handle', name: 'kvm' }, type: 1n, as: vm })
+        ?.ok !== true
+    )
+      return;
     this.vms.push(vm);
     const size = 4n * MiB;
     const m = this.name('hm');
     this.push({ op: 'mmap', fd: null, length: size, prot: 3n, flags: 2n, offset: 0n, as: m });
-    this.push({ op: 'madvise', addr: { kind: 'handle', name: m, offset: 0n }, length: size, advice: 14n });
+    this.push({
+      op: 'madvise',
+      addr: { kind: 'handle', name: m, offset: 0n },
+      length: size,
+      advice: 14n,
+    });
     const g = this.name('hg');
-    this.push({ op: 'KVM_CREATE_GUEST_MEMFD', vm: { kind: 'handle', name: vm }, size, flags: 0n, as: g });
+    this.push({
+      op: 'KVM_CREATE_GUEST_MEMFD',
+      vm: { kind: 'handle', name: vm },
+      size,
+      flags: 0n,
+      as: g,
+    });
     const gpa = 0x8000_0000n;
     this.push({
       op: 'KVM_SET_USER_MEMORY_REGION2',
@@ -846,14 +913,30 @@ export class TraceGenerator {
       guest_memfd_offset: 0n,
     });
     const priv = BigInt(this.r.int(1024)) * PAGE;
-    this.push({ op: 'KVM_SET_MEMORY_ATTRIBUTES', vm: { kind: 'handle', name: vm }, address: gpa + priv, size: PAGE, attributes: 8n, flags: 0n });
+    this.push({
+      op: 'KVM_SET_MEMORY_ATTRIBUTES',
+      vm: { kind: 'handle', name: vm },
+      address: gpa + priv,
+      size: PAGE,
+      attributes: 8n,
+      flags: 0n,
+    });
     const cpu = this.name('hcpu');
     this.push({ op: 'KVM_CREATE_VCPU', vm: { kind: 'handle', name: vm }, id: 0n, as: cpu });
     const frame = priv & ~(2n * MiB - 1n);
     let other = frame + BigInt(this.r.int(512)) * PAGE;
     if (other === priv) other = frame + ((priv - frame + PAGE) % (2n * MiB));
-    this.push({ op: 'KVM_RUN', vcpu: { kind: 'handle', name: cpu }, guest: [{ kind: 'store', gpa: gpa + other, bytes: this.r.bytes(4) }] });
-    if (this.r.chance(0.5)) this.push({ op: 'KVM_RUN', vcpu: { kind: 'handle', name: cpu }, guest: [{ kind: 'load', gpa: gpa + priv, size: 4 }] });
+    this.push({
+      op: 'KVM_RUN',
+      vcpu: { kind: 'handle', name: cpu },
+      guest: [{ kind: 'store', gpa: gpa + other, bytes: this.r.bytes(4) }],
+    });
+    if (this.r.chance(0.5))
+      this.push({
+        op: 'KVM_RUN',
+        vcpu: { kind: 'handle', name: cpu },
+        guest: [{ kind: 'load', gpa: gpa + priv, size: 4 }],
+      });
   }
 
   private step(): void {

@@ -50,7 +50,8 @@ class FieldReader {
   /** A byte count for a read that returns data (peek, pread): 0 .. MAX_READ_BYTES. */
   byteCount(field: string): bigint {
     const v = this.int(field);
-    if (v < 0n || v > MAX_READ_BYTES) this.fail(field, `reads return at most ${MAX_READ_BYTES} bytes (16 MiB) per op`);
+    if (v < 0n || v > MAX_READ_BYTES)
+      this.fail(field, `reads return at most ${MAX_READ_BYTES} bytes (16 MiB) per op`);
     return v;
   }
 
@@ -154,14 +155,16 @@ function parseGuest(r: FieldReader): GuestStep[] {
       const bytes = sr.hexBytes('hex');
       if (bytes.length !== 1 && bytes.length !== 2 && bytes.length !== 4)
         sr.fail('hex', `a store writes 1, 2 or 4 bytes, not ${bytes.length}`);
-      if (gpa < 0n || gpa + BigInt(bytes.length) > 1n << 32n) sr.fail('gpa', 'guest programs access GPAs below 4 GiB');
+      if (gpa < 0n || gpa + BigInt(bytes.length) > 1n << 32n)
+        sr.fail('gpa', 'guest programs access GPAs below 4 GiB');
       steps.push({ kind: 'store', gpa, bytes });
     } else if (kind === 'load') {
       const gpa = sr.int('gpa');
       const size = sr.int('size', 4n);
       if (size !== 1n && size !== 2n && size !== 4n)
         sr.fail('size', 'a load reads 1, 2 or 4 bytes');
-      if (gpa < 0n || gpa + size > 1n << 32n) sr.fail('gpa', 'guest programs access GPAs below 4 GiB');
+      if (gpa < 0n || gpa + size > 1n << 32n)
+        sr.fail('gpa', 'guest programs access GPAs below 4 GiB');
       steps.push({ kind: 'load', gpa, size: Number(size) as 1 | 2 | 4 });
     } else if (kind === 'hypercall') {
       const nr = sr.int('nr');
@@ -201,54 +204,72 @@ export function parseOpObject(file: string, line: number, obj: unknown): TraceOp
     case 'KVM_CHECK_EXTENSION':
       return withAs({ line, op, fd: r.fd('fd', kvm), cap: r.int('cap') }, as);
     case 'KVM_CREATE_GUEST_MEMFD':
-      return withAs({ line, op, vm: r.fd('vm'), size: r.int('size'), flags: r.int('flags', 0n) }, as);
+      return withAs(
+        { line, op, vm: r.fd('vm'), size: r.int('size'), flags: r.int('flags', 0n) },
+        as,
+      );
     case 'KVM_SET_USER_MEMORY_REGION':
-      return withAs({
-        line,
-        op,
-        vm: r.fd('vm'),
-        slot: r.int('slot'),
-        flags: r.int('flags', 0n),
-        guest_phys_addr: r.int('guest_phys_addr'),
-        memory_size: r.int('memory_size'),
-        userspace_addr: r.addr('userspace_addr'),
-      }, as);
+      return withAs(
+        {
+          line,
+          op,
+          vm: r.fd('vm'),
+          slot: r.int('slot'),
+          flags: r.int('flags', 0n),
+          guest_phys_addr: r.int('guest_phys_addr'),
+          memory_size: r.int('memory_size'),
+          userspace_addr: r.addr('userspace_addr'),
+        },
+        as,
+      );
     case 'KVM_SET_USER_MEMORY_REGION2':
-      return withAs({
-        line,
-        op,
-        vm: r.fd('vm'),
-        slot: r.int('slot'),
-        flags: r.int('flags', 0n),
-        guest_phys_addr: r.int('guest_phys_addr'),
-        memory_size: r.int('memory_size'),
-        userspace_addr: r.addr('userspace_addr'),
-        guest_memfd: r.fd('guest_memfd', { kind: 'raw', value: 0n }),
-        guest_memfd_offset: r.int('guest_memfd_offset', 0n),
-      }, as);
+      return withAs(
+        {
+          line,
+          op,
+          vm: r.fd('vm'),
+          slot: r.int('slot'),
+          flags: r.int('flags', 0n),
+          guest_phys_addr: r.int('guest_phys_addr'),
+          memory_size: r.int('memory_size'),
+          userspace_addr: r.addr('userspace_addr'),
+          guest_memfd: r.fd('guest_memfd', { kind: 'raw', value: 0n }),
+          guest_memfd_offset: r.int('guest_memfd_offset', 0n),
+        },
+        as,
+      );
     case 'KVM_SET_MEMORY_ATTRIBUTES':
-      return withAs({
-        line,
-        op,
-        vm: r.fd('vm'),
-        address: r.int('address'),
-        size: r.int('size'),
-        attributes: r.int('attributes'),
-        flags: r.int('flags', 0n),
-      }, as);
+      return withAs(
+        {
+          line,
+          op,
+          vm: r.fd('vm'),
+          address: r.int('address'),
+          size: r.int('size'),
+          attributes: r.int('attributes'),
+          flags: r.int('flags', 0n),
+        },
+        as,
+      );
     case 'KVM_CREATE_VCPU':
       return withAs({ line, op, vm: r.fd('vm'), id: r.int('id') }, as);
     case 'KVM_PRE_FAULT_MEMORY':
-      return withAs({
-        line,
-        op,
-        vcpu: r.fd('vcpu'),
-        gpa: r.int('gpa'),
-        size: r.int('size'),
-        flags: r.int('flags', 0n),
-      }, as);
+      return withAs(
+        {
+          line,
+          op,
+          vcpu: r.fd('vcpu'),
+          gpa: r.int('gpa'),
+          size: r.int('size'),
+          flags: r.int('flags', 0n),
+        },
+        as,
+      );
     case 'KVM_RUN':
-      return withAs({ line, op, vcpu: r.fd('vcpu'), guest: r.has('guest') ? parseGuest(r) : [] }, as);
+      return withAs(
+        { line, op, vcpu: r.fd('vcpu'), guest: r.has('guest') ? parseGuest(r) : [] },
+        as,
+      );
     case 'KVM_ENABLE_CAP': {
       const a: unknown = r.has('args') ? (obj as Obj)['args'] : [];
       if (!Array.isArray(a) || a.length > 4)
@@ -256,55 +277,76 @@ export function parseOpObject(file: string, line: number, obj: unknown): TraceOp
       const args = a.map((x: unknown, j: number) =>
         parseInteger(x, (m) => r.fail(`args[${j}]`, m)),
       );
-      return withAs({ line, op, fd: r.fd('fd'), cap: r.int('cap'), flags: r.int('flags', 0n), args }, as);
+      return withAs(
+        { line, op, fd: r.fd('fd'), cap: r.int('cap'), flags: r.int('flags', 0n), args },
+        as,
+      );
     }
     case 'mmap': {
       if (!Object.prototype.hasOwnProperty.call(obj, 'fd'))
         r.fail('fd', 'missing fd (a handle, an integer, or null for anonymous)');
       const fdv = (obj as Obj)['fd'];
-      return withAs({
-        line,
-        op,
-        fd: fdv === null ? null : r.fd('fd'),
-        length: r.int('length'),
-        prot: r.int('prot'),
-        flags: r.int('flags'),
-        offset: r.int('offset', 0n),
-      }, as);
+      return withAs(
+        {
+          line,
+          op,
+          fd: fdv === null ? null : r.fd('fd'),
+          length: r.int('length'),
+          prot: r.int('prot'),
+          flags: r.int('flags'),
+          offset: r.int('offset', 0n),
+        },
+        as,
+      );
     }
     case 'munmap':
       return withAs({ line, op, addr: r.addr('addr'), length: r.int('length') }, as);
     case 'mprotect':
-      return withAs({ line, op, addr: r.addr('addr'), length: r.int('length'), prot: r.int('prot') }, as);
+      return withAs(
+        { line, op, addr: r.addr('addr'), length: r.int('length'), prot: r.int('prot') },
+        as,
+      );
     case 'madvise':
-      return withAs({
-        line,
-        op,
-        addr: r.addr('addr'),
-        length: r.int('length'),
-        advice: r.int('advice'),
-      }, as);
+      return withAs(
+        {
+          line,
+          op,
+          addr: r.addr('addr'),
+          length: r.int('length'),
+          advice: r.int('advice'),
+        },
+        as,
+      );
     case 'fallocate':
-      return withAs({
-        line,
-        op,
-        fd: r.fd('fd'),
-        mode: r.int('mode'),
-        offset: r.int('offset'),
-        len: r.int('len'),
-      }, as);
+      return withAs(
+        {
+          line,
+          op,
+          fd: r.fd('fd'),
+          mode: r.int('mode'),
+          offset: r.int('offset'),
+          len: r.int('len'),
+        },
+        as,
+      );
     case 'ftruncate':
       return withAs({ line, op, fd: r.fd('fd'), length: r.int('length') }, as);
     case 'pread':
-      return withAs({ line, op, fd: r.fd('fd'), len: r.byteCount('len'), offset: r.int('offset', 0n) }, as);
+      return withAs(
+        { line, op, fd: r.fd('fd'), len: r.byteCount('len'), offset: r.int('offset', 0n) },
+        as,
+      );
     case 'pwrite':
-      return withAs({
-        line,
-        op,
-        fd: r.fd('fd'),
-        bytes: r.hexBytes('hex'),
-        offset: r.int('offset', 0n),
-      }, as);
+      return withAs(
+        {
+          line,
+          op,
+          fd: r.fd('fd'),
+          bytes: r.hexBytes('hex'),
+          offset: r.int('offset', 0n),
+        },
+        as,
+      );
     case 'fstat':
       return withAs({ line, op, fd: r.fd('fd') }, as);
     case 'close':

@@ -797,7 +797,17 @@ describe('gmemlab fuzz --differential', () => {
       ),
     );
     // --trace-ops sets the length of each generated trace.
-    const short = gmemlab(['fuzz', '--differential', '--traces', '4', '--trace-ops', '5', '--json', '--out', dir]);
+    const short = gmemlab([
+      'fuzz',
+      '--differential',
+      '--traces',
+      '4',
+      '--trace-ops',
+      '5',
+      '--json',
+      '--out',
+      dir,
+    ]);
     expectStatus(short, 0, 'fuzz --differential --trace-ops 5');
     const ss = JSON.parse(short.stdout) as { traces: number; ops: number };
     assert.equal(ss.traces, 4);

@@ -18,7 +18,12 @@ const files = findCases([root]);
 
 function explain(r: CaseResult): string {
   if (r.error !== undefined) return r.error;
-  return r.mismatches.map((m) => `op ${m.index} (line ${m.line}) ${m.op}: kernel ${JSON.stringify(m.expected)} vs ${JSON.stringify(m.actual)}`).join('\n');
+  return r.mismatches
+    .map(
+      (m) =>
+        `op ${m.index} (line ${m.line}) ${m.op}: kernel ${JSON.stringify(m.expected)} vs ${JSON.stringify(m.actual)}`,
+    )
+    .join('\n');
 }
 
 describe('conformance suite on the model (linux-6.18-pvm)', () => {
@@ -35,7 +40,7 @@ describe('conformance suite on the model (linux-6.18-pvm)', () => {
   }
 });
 
-describe('conformance suite on this machine\'s /dev/kvm', () => {
+describe("conformance suite on this machine's /dev/kvm", () => {
   const kvm = openKvmBackend();
   if ('unavailable' in kvm) {
     test('real kernel', (t) => {

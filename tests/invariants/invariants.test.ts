@@ -31,12 +31,21 @@ function walk(dir: string, ext: string, out: string[] = []): string[] {
 describe(`every mutant is caught by model-based fuzzing (seed ${SEED}, at most 40,000 ops each)`, () => {
   for (const m of MUTANTS) {
     test(m.name, () => {
-      const r = runModelFuzz({ seed: SEED, profile, mutants: [m.name], shouldContinue: (p) => p.ops < 40_000 });
+      const r = runModelFuzz({
+        seed: SEED,
+        profile,
+        mutants: [m.name],
+        shouldContinue: (p) => p.ops < 40_000,
+      });
       assert.equal(r.found.length, 1, `${m.name} not caught in ${r.progress.ops} ops`);
       const f = r.found[0]!;
       // The minimized trace still breaks the invariant on the mutant, and not on the faithful model.
       assert.ok(runChecked(f.ops, profile, { mutants: [m.name] }).failures.length > 0);
-      assert.equal(runChecked(f.ops, profile).failures.length, 0, `the minimized trace breaks the faithful model too`);
+      assert.equal(
+        runChecked(f.ops, profile).failures.length,
+        0,
+        `the minimized trace breaks the faithful model too`,
+      );
     });
   }
 });
@@ -44,14 +53,25 @@ describe(`every mutant is caught by model-based fuzzing (seed ${SEED}, at most 4
 describe('no false alarm on the faithful model', () => {
   for (const name of ['linux-6.18', 'linux-6.18-pvm']) {
     test(`model-based fuzzing, 60,000 ops on ${name} (seed ${SEED})`, () => {
-      const r = runModelFuzz({ seed: SEED, profile: getProfile(name)!, shouldContinue: (p) => p.ops < 60_000 });
-      assert.equal(r.found.length, 0, r.found.map((f) => `${f.invariant}: ${f.violation.message} (seed ${f.seed})`).join('\n'));
+      const r = runModelFuzz({
+        seed: SEED,
+        profile: getProfile(name)!,
+        shouldContinue: (p) => p.ops < 60_000,
+      });
+      assert.equal(
+        r.found.length,
+        0,
+        r.found.map((f) => `${f.invariant}: ${f.violation.message} (seed ${f.seed})`).join('\n'),
+      );
     });
   }
   test('every example scenario', () => {
     for (const f of walk(join(process.cwd(), 'examples'), '.yaml')) {
       const s = parseScenario(readFileSync(f, 'utf8'), f).scenario!;
-      const r = runChecked(s.steps.flatMap((x) => (x.kind === 'op' ? [x.op] : [])), getProfile(s.kernel ?? 'linux-6.18')!);
+      const r = runChecked(
+        s.steps.flatMap((x) => (x.kind === 'op' ? [x.op] : [])),
+        getProfile(s.kernel ?? 'linux-6.18')!,
+      );
       assert.equal(r.failures.length, 0, `${f}: ${JSON.stringify(r.failures[0]?.violations)}`);
     }
   });
@@ -60,7 +80,11 @@ describe('no false alarm on the faithful model', () => {
       const t = parseTrace(readFileSync(f, 'utf8'), f);
       for (const p of ['linux-6.18-pvm', 'linux-6.18']) {
         const r = runChecked(t.ops, getProfile(p)!);
-        assert.equal(r.failures.length, 0, `${f} on ${p}: ${JSON.stringify(r.failures[0]?.violations)}`);
+        assert.equal(
+          r.failures.length,
+          0,
+          `${f} on ${p}: ${JSON.stringify(r.failures[0]?.violations)}`,
+        );
       }
     }
   });
@@ -70,7 +94,8 @@ test('the catalogue documents every invariant', () => {
   assert.ok(INVARIANTS.length >= 8);
   for (const i of INVARIANTS) {
     assert.match(i.name, /^[a-z0-9-]+$/);
-    for (const field of [i.title, i.statement, i.mechanism, i.origin]) assert.ok(field.length > 10, `${i.name} lacks documentation`);
+    for (const field of [i.title, i.statement, i.mechanism, i.origin])
+      assert.ok(field.length > 10, `${i.name} lacks documentation`);
   }
   assert.ok(MUTANTS.length >= 12);
 });
@@ -86,7 +111,10 @@ test('shrinking keeps the failure and removes the rest', () => {
       '{"op":"close","fd":"vm"}',
     ].join('\n'),
   );
-  const r = shrinkTrace(t.ops, (ops) => ops.some((o) => o.op === 'mmap') && ops.some((o) => o.op === 'KVM_CREATE_GUEST_MEMFD'));
+  const r = shrinkTrace(
+    t.ops,
+    (ops) => ops.some((o) => o.op === 'mmap') && ops.some((o) => o.op === 'KVM_CREATE_GUEST_MEMFD'),
+  );
   assert.deepEqual(
     r.ops.map((o) => o.op),
     ['KVM_CREATE_GUEST_MEMFD', 'mmap'],

@@ -405,7 +405,13 @@ describe('differential-fuzzing findings (conformance/mmap/*: recorded on the PVM
       const m = mmapAnon(c, 4n * MiB, prot, MAP_SHARED | MAP_POPULATE);
       return c.h.madvise(m, 4n * MiB, MADV_COLLAPSE).ok;
     };
-    assert.deepEqual([PROT_READ, PROT_WRITE, PROT_EXEC, RW, PROT_NONE].map(populated), [true, true, false, true, false]);
+    assert.deepEqual([PROT_READ, PROT_WRITE, PROT_EXEC, RW, PROT_NONE].map(populated), [
+      true,
+      true,
+      false,
+      true,
+      false,
+    ]);
   });
 
   test('mprotect making private memory writable charges it: more than RAM is ENOMEM, nothing changes', () => {

@@ -221,8 +221,7 @@ describe('§3.1 / §3.2: no memslot, released gmem, KVM_EXIT_MEMORY_FAULT', () =
 
   test(
     'a cached MMIO SPTE survives an attribute change on a gfn without memslot: the reserved-bit fault is handled as MMIO (§3.1 step 1)',
-    {
-    },
+    {},
     () => {
       const c = newHost();
       const vm = createVm(c, SW_PROTECTED_VM);
@@ -397,8 +396,7 @@ describe('§3.4 mapping level', () => {
 
   test(
     'a refault over an existing host THP maps 2M again (backing level = host page-table level)',
-    {
-    },
+    {},
     () => {
       const { c, vm, vcpu, v, g0 } = thpSetup(0n);
       guestStore(c, vcpu, 4n * MiB, '01');

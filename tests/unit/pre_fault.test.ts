@@ -299,8 +299,7 @@ describe('linux-6.18 (TDP): progress semantics', () => {
 
   test(
     'a step over an existing 2M mapping completes the whole huge page and keeps the mapping 2M (§2.8 "bytes processed", §3.4 host level)',
-    {
-    },
+    {},
     () => {
       const c = newHost();
       const vm = createVm(c);

@@ -423,7 +423,9 @@ export class KvmBackend implements Backend {
         return out(this.vmaOp(op));
       case 'fallocate': {
         if ((cInt(op.mode) & 2) === 0 && cS64(op.len) > MAX_POPULATE_BYTES)
-          throw new BackendRefusal(`fallocate: allocating ${cS64(op.len)} bytes of real memory exceeds the backend's 1 GiB limit`);
+          throw new BackendRefusal(
+            `fallocate: allocating ${cS64(op.len)} bytes of real memory exceeds the backend's 1 GiB limit`,
+          );
         const r = c.fallocate(this.fileFd(op.fd), cInt(op.mode), op.offset, op.len);
         return out(r.ret < 0 ? fail(r.errno) : ok());
       }
@@ -677,7 +679,9 @@ export class KvmBackend implements Backend {
         `mmap: the arena slot at 0x${addr.toString(16)} is occupied by the backend process's own memory`,
       );
     if ((cInt(flags) & (MAP_POPULATE | MAP_LOCKED)) !== 0 && rounded > MAX_POPULATE_BYTES)
-      throw new BackendRefusal(`mmap: populating ${rounded} bytes of real memory exceeds the backend's 1 GiB limit`);
+      throw new BackendRefusal(
+        `mmap: populating ${rounded} bytes of real memory exceeds the backend's 1 GiB limit`,
+      );
     const fd = fdArg === null ? -1 : this.fileFd(fdArg);
     // MAP_FIXED_NOREPLACE is not in the kernel's LEGACY_MAP_MASK, so adding it to a
     // MAP_SHARED_VALIDATE request would turn every such file mapping into EOPNOTSUPP. For those
@@ -712,13 +716,23 @@ export class KvmBackend implements Backend {
       throw new BackendRefusal(
         `madvise advice ${op.advice} would poison or offline host physical memory; refusing to run it`,
       );
-    if (op.op === 'madvise' && (op.advice === MADV_POPULATE_READ || op.advice === MADV_POPULATE_WRITE) && len > MAX_POPULATE_BYTES)
-      throw new BackendRefusal(`madvise: populating ${len} bytes of real memory exceeds the backend's 1 GiB limit`);
+    if (
+      op.op === 'madvise' &&
+      (op.advice === MADV_POPULATE_READ || op.advice === MADV_POPULATE_WRITE) &&
+      len > MAX_POPULATE_BYTES
+    )
+      throw new BackendRefusal(
+        `madvise: populating ${len} bytes of real memory exceeds the backend's 1 GiB limit`,
+      );
     // A range that wraps past 2^64 is rejected by the kernel's argument checks before any VMA is
     // touched (munmap EINVAL, mprotect ENOMEM, madvise EINVAL): run it as is.
     if (addr + ((len + PAGE - 1n) & ~(PAGE - 1n)) > 0xffff_ffff_ffff_ffffn) {
       const w =
-        op.op === 'munmap' ? this.c.munmap(addr, len) : op.op === 'mprotect' ? this.c.mprotect(addr, len, cInt(op.prot)) : this.c.madvise(addr, len, cInt(op.advice));
+        op.op === 'munmap'
+          ? this.c.munmap(addr, len)
+          : op.op === 'mprotect'
+            ? this.c.mprotect(addr, len, cInt(op.prot))
+            : this.c.madvise(addr, len, cInt(op.advice));
       return w.ret < 0 ? fail(w.errno) : ok();
     }
     // The kernel acts on whole pages: check and lift the page-rounded range.

@@ -11,7 +11,8 @@ export const gmemSingleBinding: Invariant = {
     'Every index of a guest_memfd file is bound to at most one memslot, each live GUEST_MEMFD memslot owns exactly the indexes [guest_memfd_offset, +npages) of its file, and every binding names a memslot that exists and points back at the file. Two gfns can therefore never share a private page.',
   mechanism:
     'kvm_gmem_bind() refuses a range that already has a binding (xa_find over gmem->bindings → EINVAL in 6.18, EEXIST later) and stores the slot for every index; kvm_gmem_unbind() and kvm_gmem_release() clear them.',
-  origin: 'kernel-uapi.md §1.3 ("a given index is bound to at most one memslot"), §2.5 step 13e; test_add_overlapping_private_memory_regions.',
+  origin:
+    'kernel-uapi.md §1.3 ("a given index is bound to at most one memslot"), §2.5 step 13e; test_add_overlapping_private_memory_regions.',
   check(s) {
     const out: Violation[] = [];
     for (const vm of s.host.vms) {
@@ -20,14 +21,23 @@ export const gmemSingleBinding: Invariant = {
           const slot = b.value;
           const live = vm.slots.get(slot.key) === slot;
           if (!live || slot.gmem === null || slot.gmem.file !== f)
-            out.push({ invariant: this.name, object: `guest_memfd #${f.ino} index ${hx(b.start)}`, message: `index bound to memslot ${slot.id}, which ${live ? 'no longer points at this file' : 'no longer exists'}`, focus: { ino: f.ino, index: b.start, vm: vm.index } });
+            out.push({
+              invariant: this.name,
+              object: `guest_memfd #${f.ino} index ${hx(b.start)}`,
+              message: `index bound to memslot ${slot.id}, which ${live ? 'no longer points at this file' : 'no longer exists'}`,
+              focus: { ino: f.ino, index: b.start, vm: vm.index },
+            });
         }
       }
       for (const slot of vm.slots.values()) {
         const g = slot.gmem;
         if (g === null || g.file === null || g.file.released) continue;
         const pieces = g.file.bindings.piecesIn(g.pgoff, g.pgoff + slot.npages);
-        const whole = pieces.length === 1 && pieces[0]!.start === g.pgoff && pieces[0]!.end === g.pgoff + slot.npages && pieces[0]!.value === slot;
+        const whole =
+          pieces.length === 1 &&
+          pieces[0]!.start === g.pgoff &&
+          pieces[0]!.end === g.pgoff + slot.npages &&
+          pieces[0]!.value === slot;
         if (!whole) {
           const other = pieces.find((p) => p.value !== slot);
           out.push({

@@ -8,10 +8,11 @@ export const hostNoPrivateAccess: Invariant = {
   name: 'host-no-private-access',
   title: 'The host never touches private memory',
   statement:
-    'No page of a guest_memfd file that holds private memory (a file created without GUEST_MEMFD_FLAG_INIT_SHARED) is ever read or written on behalf of the host: not by a VMM load or store through a mapping, not by read()/pread(), not by get_user_pages() for a shared stage-2 fault or KVM\'s own uaccess.',
+    "No page of a guest_memfd file that holds private memory (a file created without GUEST_MEMFD_FLAG_INIT_SHARED) is ever read or written on behalf of the host: not by a VMM load or store through a mapping, not by read()/pread(), not by get_user_pages() for a shared stage-2 fault or KVM's own uaccess.",
   mechanism:
     'guest_memfd has no read/write file operations (pread → ESPIPE), refuses mmap without GUEST_MEMFD_FLAG_MMAP (ENODEV), and its fault handler kvm_gmem_fault_user_mapping() returns VM_FAULT_SIGBUS for files without INIT_SHARED; KVM never GUPs guest_memfd for private faults (kvm_mmu_faultin_pfn_gmem).',
-  origin: 'kernel-uapi.md §1.3, §2.3; the 2022 "fd-based private memory" design goal; vmm-ecosystem.md §6 I1.',
+  origin:
+    'kernel-uapi.md §1.3, §2.3; the 2022 "fd-based private memory" design goal; vmm-ecosystem.md §6 I1.',
   check(s) {
     if (s.hostAccesses.length === 0) return [];
     const o = s.ownership();

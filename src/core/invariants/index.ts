@@ -46,7 +46,9 @@ export class InvariantChecker {
     readonly host: Host,
     only?: readonly string[],
   ) {
-    this.invariants = INVARIANTS.filter((i) => (i.appliesTo?.(host.profile) ?? true) && (only === undefined || only.includes(i.name)));
+    this.invariants = INVARIANTS.filter(
+      (i) => (i.appliesTo?.(host.profile) ?? true) && (only === undefined || only.includes(i.name)),
+    );
     host.observe = (pfn: Pfn, write: boolean, path: HostAccess['path']): void => {
       this.accesses.push({ pfn, write, path });
     };

@@ -17,10 +17,20 @@ export const memoryAccounting: Invariant = {
     const o = s.ownership();
     const out: Violation[] = [];
     for (const d of o.doubles)
-      out.push({ invariant: this.name, object: `pfn 0x${d.pfn.toString(16)}`, message: `page owned twice: by ${d.a} and by ${d.b}`, focus: { pfn: d.pfn } });
+      out.push({
+        invariant: this.name,
+        object: `pfn 0x${d.pfn.toString(16)}`,
+        message: `page owned twice: by ${d.a} and by ${d.b}`,
+        focus: { pfn: d.pfn },
+      });
     for (const e of o.owners.entries()) {
       if (s.host.frames.anyFree(e.start, e.end - e.start)) {
-        out.push({ invariant: this.name, object: `pfn 0x${e.start.toString(16)}`, message: `an owned page is on the free list (owner still uses a freed page)`, focus: { pfn: e.start } });
+        out.push({
+          invariant: this.name,
+          object: `pfn 0x${e.start.toString(16)}`,
+          message: `an owned page is on the free list (owner still uses a freed page)`,
+          focus: { pfn: e.start },
+        });
         break;
       }
     }

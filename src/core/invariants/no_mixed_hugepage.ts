@@ -12,7 +12,8 @@ export const noMixedHugepage: Invariant = {
     'A 2 MiB or 1 GiB stage-2 mapping only covers gfns that all have the same memory attributes, lie in one memslot, and (for guest_memfd) are all bound: a shared hugepage never maps over a private gfn and vice versa.',
   mechanism:
     'lpage_info: KVM_LPAGE_MIXED_FLAG, maintained by kvm_arch_post_set_memory_attributes() and kvm_mmu_init_memslot_memory_attributes(), plus disallow_lpage for head/tail frames of a memslot; kvm_mmu_max_mapping_level() consults them.',
-  origin: 'kernel-uapi.md §3.4; issue #4 ("no huge mapping spans mixed attributes or a partially bound range").',
+  origin:
+    'kernel-uapi.md §3.4; issue #4 ("no huge mapping spans mixed attributes or a partially bound range").',
   check(s) {
     const out: Violation[] = [];
     for (const vm of s.host.vms) {
@@ -29,7 +30,12 @@ export const noMixedHugepage: Invariant = {
                   ? 'spans different attributes'
                   : undefined;
           if (bad !== undefined) {
-            out.push({ invariant: this.name, object: `vm${vm.index} ${spte.level} frame at gfn ${hx(f)}`, message: `huge mapping ${bad}`, focus: { vm: vm.index, gfn: f } });
+            out.push({
+              invariant: this.name,
+              object: `vm${vm.index} ${spte.level} frame at gfn ${hx(f)}`,
+              message: `huge mapping ${bad}`,
+              focus: { vm: vm.index, gfn: f },
+            });
             return;
           }
         }

@@ -9,7 +9,12 @@ import { ShmemObject } from '../host_mm.js';
 import type { GmemFile, Vm } from '../objects.js';
 
 export type Owner =
-  | { readonly kind: 'gmem'; readonly file: GmemFile; readonly base: number; readonly state: string }
+  | {
+      readonly kind: 'gmem';
+      readonly file: GmemFile;
+      readonly base: number;
+      readonly state: string;
+    }
   | { readonly kind: 'anon'; readonly base: number }
   | { readonly kind: 'shmem'; readonly obj: ShmemObject; readonly base: number }
   | { readonly kind: 'vcpu'; readonly vm: Vm; readonly base: number; readonly what: string };
@@ -65,15 +70,36 @@ export function buildOwnership(h: Host): Ownership {
     owners.set(pfn, pfn + n, o);
     ownedFrames += n;
   };
-  for (const e of h.mm.anon.entries()) claim(e.value.base, e.end - e.start, { kind: 'anon', base: e.start });
+  for (const e of h.mm.anon.entries())
+    claim(e.value.base, e.end - e.start, { kind: 'anon', base: e.start });
   const shmems = new Set<ShmemObject>();
-  for (const v of h.mm.vmas.entries()) if (v.value.obj instanceof ShmemObject) shmems.add(v.value.obj);
-  for (const o of shmems) for (const e of o.pages.entries()) claim(e.value.base, e.end - e.start, { kind: 'shmem', obj: o, base: e.start });
+  for (const v of h.mm.vmas.entries())
+    if (v.value.obj instanceof ShmemObject) shmems.add(v.value.obj);
+  for (const o of shmems)
+    for (const e of o.pages.entries())
+      claim(e.value.base, e.end - e.start, { kind: 'shmem', obj: o, base: e.start });
   for (const vm of h.allVms) {
     if (vm.dead) continue;
-    for (const f of vm.gmemFiles) for (const e of f.pages.entries()) claim(e.value.base, e.end - e.start, { kind: 'gmem', file: f, base: e.start, state: e.value.state });
-    vm.sharedPages.forEach((p) => claim(p, 1, { kind: 'vcpu', vm, base: 0, what: 'coalesced MMIO ring' }));
-    for (const vc of vm.vcpus.values()) vc.pages.forEach((p, i) => claim(p, 1, { kind: 'vcpu', vm, base: 0, what: `vcpu ${vc.id} ${i === 0 ? 'kvm_run' : 'PIO'} page` }));
+    for (const f of vm.gmemFiles)
+      for (const e of f.pages.entries())
+        claim(e.value.base, e.end - e.start, {
+          kind: 'gmem',
+          file: f,
+          base: e.start,
+          state: e.value.state,
+        });
+    vm.sharedPages.forEach((p) =>
+      claim(p, 1, { kind: 'vcpu', vm, base: 0, what: 'coalesced MMIO ring' }),
+    );
+    for (const vc of vm.vcpus.values())
+      vc.pages.forEach((p, i) =>
+        claim(p, 1, {
+          kind: 'vcpu',
+          vm,
+          base: 0,
+          what: `vcpu ${vc.id} ${i === 0 ? 'kvm_run' : 'PIO'} page`,
+        }),
+      );
   }
   return { owners, doubles, ownedFrames, shmems };
 }

@@ -8,7 +8,8 @@ export const slotFileLive: Invariant = {
   title: 'Memslots never keep a released guest_memfd',
   statement:
     'When the last reference to a guest_memfd file goes, every memslot bound to it forgets the file (slot->gmem.file = NULL), so no later fault can reach the file or its freed memory; the memslot itself stays and faults needing guest_memfd fail with EFAULT and KVM_EXIT_MEMORY_FAULT.',
-  mechanism: 'kvm_gmem_release() clears slot->gmem.file for every binding under slots_lock; kvm_gmem_get_file() uses get_file_active() so a dying file is never returned.',
+  mechanism:
+    'kvm_gmem_release() clears slot->gmem.file for every binding under slots_lock; kvm_gmem_get_file() uses get_file_active() so a dying file is never returned.',
   origin: 'kernel-uapi.md §2.6; issue #4 mutant "release does not clear the slot\'s file pointer".',
   check(s) {
     const out: Violation[] = [];
@@ -16,7 +17,12 @@ export const slotFileLive: Invariant = {
       for (const slot of vm.slots.values()) {
         const f = slot.gmem?.file;
         if (f !== undefined && f !== null && f.released)
-          out.push({ invariant: this.name, object: `vm${vm.index} memslot ${slot.id}`, message: `memslot still points at guest_memfd #${f.ino}, which was released`, focus: { vm: vm.index, slot: slot.id, ino: f.ino } });
+          out.push({
+            invariant: this.name,
+            object: `vm${vm.index} memslot ${slot.id}`,
+            message: `memslot still points at guest_memfd #${f.ino}, which was released`,
+            focus: { vm: vm.index, slot: slot.id, ino: f.ino },
+          });
       }
     return out;
   },

@@ -29,7 +29,11 @@ export type Violation = {
 };
 
 /** Page accesses by the host during one step (VMM loads/stores, GUP, KVM uaccess). */
-export type HostAccess = { readonly pfn: Pfn; readonly write: boolean; readonly path: 'vmm' | 'gup' | 'kvm-uaccess' };
+export type HostAccess = {
+  readonly pfn: Pfn;
+  readonly write: boolean;
+  readonly path: 'vmm' | 'gup' | 'kvm-uaccess';
+};
 
 /** Everything an invariant may look at after a step. */
 export type CheckState = {

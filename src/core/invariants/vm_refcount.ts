@@ -8,18 +8,31 @@ export const vmRefcount: Invariant = {
   title: 'References keep the VM alive',
   statement:
     'A VM is alive while its VM fd, any vCPU fd, or any guest_memfd file (fd or mapping) references it, and is destroyed when the last one goes: the VM reference count always equals the number of those references, and a live guest_memfd never belongs to a destroyed VM.',
-  mechanism: 'kvm_get_kvm()/kvm_put_kvm(): __kvm_gmem_create() and create_vcpu_fd() take references, kvm_gmem_release() and kvm_vcpu_release() drop them; "the file pins KVM, not the other way round" (kvm_gmem_bind).',
-  origin: 'kernel-uapi.md §1.1, §2.6; private_mem_conversions_test ("after the VM is freed, PUNCH_HOLE and re-allocate both succeed").',
+  mechanism:
+    'kvm_get_kvm()/kvm_put_kvm(): __kvm_gmem_create() and create_vcpu_fd() take references, kvm_gmem_release() and kvm_vcpu_release() drop them; "the file pins KVM, not the other way round" (kvm_gmem_bind).',
+  origin:
+    'kernel-uapi.md §1.1, §2.6; private_mem_conversions_test ("after the VM is freed, PUNCH_HOLE and re-allocate both succeed").',
   check(s) {
     const out: Violation[] = [];
     for (const vm of s.host.allVms) {
       let expected = vm.file !== undefined && !vm.file.released ? 1 : 0;
-      for (const vc of vm.vcpus.values()) if (vc.file !== undefined && !vc.file.released) expected++;
+      for (const vc of vm.vcpus.values())
+        if (vc.file !== undefined && !vc.file.released) expected++;
       expected += vm.gmemFiles.size;
       if (vm.dead && expected > 0)
-        out.push({ invariant: this.name, object: `vm${vm.index}`, message: `VM destroyed while ${expected} reference(s) remain (VM fd, vCPU fds or guest_memfd files)`, focus: { vm: vm.index } });
+        out.push({
+          invariant: this.name,
+          object: `vm${vm.index}`,
+          message: `VM destroyed while ${expected} reference(s) remain (VM fd, vCPU fds or guest_memfd files)`,
+          focus: { vm: vm.index },
+        });
       else if (!vm.dead && vm.refs !== expected)
-        out.push({ invariant: this.name, object: `vm${vm.index}`, message: `reference count ${vm.refs}, but ${expected} references exist`, focus: { vm: vm.index } });
+        out.push({
+          invariant: this.name,
+          object: `vm${vm.index}`,
+          message: `reference count ${vm.refs}, but ${expected} references exist`,
+          focus: { vm: vm.index },
+        });
     }
     return out;
   },

@@ -8,10 +8,11 @@ export const zeroBeforeUse: Invariant = {
   name: 'zero-before-use',
   title: 'Every page is first seen as zeros',
   statement:
-    'A page that is freed and handed out again is never read by its new user (guest load, VMM load, KVM copy) before it has been zeroed or completely overwritten: no one ever observes the previous owner\'s data. Every guest_memfd page becomes visible as zeros first, and keeps its content until a hole is punched.',
+    "A page that is freed and handed out again is never read by its new user (guest load, VMM load, KVM copy) before it has been zeroed or completely overwritten: no one ever observes the previous owner's data. Every guest_memfd page becomes visible as zeros first, and keeps its content until a hole is punched.",
   mechanism:
     'kvm_gmem_prepare_folio() / kvm_gmem_fault_user_mapping() clear_highpage() a folio that is not up-to-date before it is mapped; fallocate allocates without zeroing and leaves the folio !uptodate; anonymous faults map zeroed pages (alloc_zeroed_user_highpage).',
-  origin: 'kernel-uapi.md §1.3 ("every page first becomes visible as all-zero"); COCONUT-SVSM page-scrubbing discussions (vmm-ecosystem.md §3.3).',
+  origin:
+    'kernel-uapi.md §1.3 ("every page first becomes visible as all-zero"); COCONUT-SVSM page-scrubbing discussions (vmm-ecosystem.md §3.3).',
   check(s) {
     if (s.staleReads.length === 0) return [];
     const o = s.ownership();
