@@ -94,6 +94,9 @@ export const VMA_MERGEABLE = 32;
 export const VMA_ACCOUNT = 64;
 /** VM_NORESERVE: MAP_NORESERVE (never charged). */
 export const VMA_NORESERVE = 128;
+/** VM_RAND_READ / VM_SEQ_READ: MADV_RANDOM / MADV_SEQUENTIAL (they split VMAs like any flag). */
+export const VMA_RAND_READ = 256;
+export const VMA_SEQ_READ = 512;
 
 /**
  * A VMA extent. `base` is the file page offset (vm_pgoff) of the extent's first page; for
@@ -507,14 +510,24 @@ export class HostMm {
 
   private setVmaFlags(s: number, e: number, v: Vma, set: number, clear: number): void {
     const flags = (v.flags | set) & ~clear;
-    if (flags !== v.flags) this.vmas.set(s, e, { ...v, flags });
+    if (flags === v.flags) return;
+    // A VMA split inside a THP splits its PMD mapping (vma_adjust_trans_huge()).
+    if (s % 512 !== 0) this.splitThp(s, s + 1);
+    if (e % 512 !== 0) this.splitThp(e - 1, e);
+    this.vmas.set(s, e, { ...v, flags });
   }
 
   private madviseVma(s: number, e: number, v: Vma, advice: number): Result<undefined> {
     switch (advice) {
       case MADV_NORMAL:
+        this.setVmaFlags(s, e, v, 0, VMA_RAND_READ | VMA_SEQ_READ);
+        return OK_VOID;
       case MADV_RANDOM:
+        this.setVmaFlags(s, e, v, VMA_RAND_READ, VMA_SEQ_READ);
+        return OK_VOID;
       case MADV_SEQUENTIAL:
+        this.setVmaFlags(s, e, v, VMA_SEQ_READ, VMA_RAND_READ);
+        return OK_VOID;
       case MADV_WILLNEED:
       case MADV_COLD:
       case MADV_PAGEOUT:
@@ -856,7 +869,12 @@ export class HostMm {
   /** Split the PMD mapping of every THP overlapping [s, e): the pages stay, mapped by PTEs. */
   private splitThp(s: number, e: number): void {
     if (this.thp.size === 0 || !this.thp.anyIn(s, e)) return;
-    this.thp.delete(Math.floor(s / 512) * 512, Math.ceil(e / 512) * 512);
+    const h0 = Math.floor(s / 512) * 512;
+    const h1 = Math.ceil(e / 512) * 512;
+    // __split_huge_pmd() notifies secondary MMUs over each huge page it splits, so KVM drops a
+    // 2M stage-2 mapping built on it.
+    for (const p of this.thp.piecesIn(h0, h1)) this.k.mmuNotifierInvalidate(p.start, p.end);
+    this.thp.delete(h0, h1);
   }
 
   /** The host page-table level of a private anonymous page ('2M' when a THP maps it). */

@@ -390,6 +390,20 @@ describe('differential-fuzzing findings (conformance/mmap/*: recorded on the PVM
     fails(c.h.madvise(a + 2n * MiB, 4n * MiB, MADV_COLLAPSE), 'ENOMEM');
   });
 
+  test('MADV_SEQUENTIAL / MADV_RANDOM split the VMA; MADV_NORMAL merges it back', () => {
+    const c = newHost('linux-6.18-pvm');
+    const m = mmapAnon(c, 4n * MiB, RW, MAP_SHARED);
+    poke(c, m + 0x2f1000n, '44');
+    const mid = m + 0x296000n;
+    ok(c.h.madvise(mid, 2n * PAGE, 2));
+    // The walk meets the 2-page VMA (too small for a huge page) before the unmapped tail.
+    fails(c.h.madvise(m + 0x167000n, 4n * MiB, MADV_COLLAPSE), 'EINVAL');
+    ok(c.h.madvise(mid, 2n * PAGE, 0));
+    fails(c.h.madvise(m + 0x167000n, 4n * MiB, MADV_COLLAPSE), 'ENOMEM');
+    ok(c.h.madvise(mid, 2n * PAGE, 1));
+    fails(c.h.madvise(m + 0x167000n, 4n * MiB, MADV_COLLAPSE), 'EINVAL');
+  });
+
   test('MADV_COLLAPSE accepts VM_LOCKED VMAs', () => {
     const c = newHost('linux-6.18-pvm');
     const shared = mmapAnon(c, 4n * MiB, PROT_WRITE, MAP_SHARED | MAP_LOCKED);

@@ -413,6 +413,18 @@ describe('§3.4 mapping level', () => {
     },
   );
 
+  test('a madvise that splits the VMA inside a host THP splits it and zaps the 2M mapping', () => {
+    const { c, vcpu, v, g0, a } = thpSetup(0n);
+    guestStore(c, vcpu, 4n * MiB, '01');
+    assert.equal(v.stage2[0]!.entryAt(g0)!.value.level, '2M');
+    // MADV_SEQUENTIAL sets VM_SEQ_READ on 2 pages: __split_vma() -> __split_huge_pmd(), whose
+    // mmu notifier removes the huge stage-2 mapping.
+    ok(c.h.madvise(a + 16n * PAGE, 2n * PAGE, 2));
+    assert.equal(mappedPages(v, g0, g0 + 512), 0);
+    assert.equal(guestLoad(c, vcpu, 4n * MiB, 1), '01');
+    assert.equal(v.stage2[0]!.entryAt(g0)!.value.level, '4K', 'the host page is 4K now');
+  });
+
   test('gmem-sourced mappings are always 4K in 6.18 (order-0 folios)', () => {
     const s = setup(0n, GMEM_SHARED);
     guestStore(s.c, s.vcpu, GPA, '01');
