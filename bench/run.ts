@@ -26,6 +26,7 @@ import { formatTop, topLines, topSelfTime } from './cpuprof.js';
 import { benchFaults } from './faults.bench.js';
 import { benchFfi } from './ffi.bench.js';
 import { benchDifferential } from './differential.bench.js';
+import { benchCheck } from './check.bench.js';
 import { PROFILE_TARGETS } from './profile.js';
 import { benchRangeMap } from './range_map.bench.js';
 import { benchReplay } from './replay.bench.js';
@@ -44,6 +45,10 @@ const GROUPS: Record<string, { what: string; run: () => BenchRow[] | Promise<Ben
   replay: {
     what: 'trace replay ops/s without KVM_RUN (target >= 100k/s)',
     run: () => benchReplay(),
+  },
+  check: {
+    what: 'replay with every invariant checked vs unchecked (target within 3x)',
+    run: () => benchCheck(),
   },
   rangemap: {
     what: 'RangeMap micro-benchmarks (bench/range_map.bench.ts)',
