@@ -126,6 +126,27 @@ export function kvmGmemInvalidate(
   }
 }
 
+/**
+ * `filemap_grab_folio()` over [start, end): a new, not up-to-date folio for every absent index
+ * (contents not zeroed: that happens when the folio is prepared).
+ */
+function allocateAbsent(
+  k: KernelCtx,
+  f: GmemFile,
+  start: number,
+  end: number,
+  via: 'fallocate' | 'host_fault',
+): void {
+  for (const gap of f.pages.gapsIn(start, end)) {
+    let idx = gap.start;
+    for (const run of k.frames.alloc(gap.end - gap.start)) {
+      f.pages.set(idx, idx + run.count, { base: run.base, state: 'allocated' });
+      idx += run.count;
+    }
+    k.events.push({ kind: 'gmem_alloc', ino: f.ino, start: gap.start, end: gap.end, via });
+  }
+}
+
 /** `kvm_gmem_allocate()`: allocate absent folios in range, no zeroing, no guest mapping. */
 function kvmGmemAllocate(
   k: KernelCtx,
@@ -136,20 +157,7 @@ function kvmGmemAllocate(
   if (offset + len > f.size) return err('EINVAL', 'kvm_gmem_allocate: offset + len > i_size');
   const start = Number(offset >> 12n);
   const end = Number((offset + len) >> 12n);
-  for (const gap of f.pages.gapsIn(start, end)) {
-    let idx = gap.start;
-    for (const run of k.frames.alloc(gap.end - gap.start)) {
-      f.pages.set(idx, idx + run.count, { base: run.base, state: 'allocated' });
-      idx += run.count;
-    }
-    k.events.push({
-      kind: 'gmem_alloc',
-      ino: f.ino,
-      start: gap.start,
-      end: gap.end,
-      via: 'fallocate',
-    });
-  }
+  allocateAbsent(k, f, start, end, 'fallocate');
   return OK_VOID;
 }
 
@@ -213,20 +221,7 @@ export function kvmGmemPopulateUserRange(
   if (!f.initShared && !k.mutants.has('gmem_host_fault_ignores_shared')) return 0;
   const end = Math.min(pgoff + count, f.npages);
   if (end <= pgoff) return 0;
-  for (const gap of f.pages.gapsIn(pgoff, end)) {
-    let idx = gap.start;
-    for (const run of k.frames.alloc(gap.end - gap.start)) {
-      f.pages.set(idx, idx + run.count, { base: run.base, state: 'allocated' });
-      idx += run.count;
-    }
-    k.events.push({
-      kind: 'gmem_alloc',
-      ino: f.ino,
-      start: gap.start,
-      end: gap.end,
-      via: 'host_fault',
-    });
-  }
+  allocateAbsent(k, f, pgoff, end, 'host_fault');
   for (const p of f.pages.piecesIn(pgoff, end)) {
     if (p.value.state === 'poisoned') return p.start - pgoff;
     if (p.value.state === 'allocated') {

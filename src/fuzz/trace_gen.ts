@@ -763,19 +763,28 @@ export class TraceGenerator {
     });
   }
 
+  /** KVM_CREATE_VM of a SW_PROTECTED VM; its handle, or undefined when the profile refuses it. */
+  private createProtectedVm(prefix: string): string | undefined {
+    const vm = this.name(prefix);
+    const r = this.push({
+      op: 'KVM_CREATE_VM',
+      fd: { kind: 'handle', name: 'kvm' },
+      type: 1n,
+      as: vm,
+    });
+    if (r?.ok !== true) return undefined;
+    this.vms.push(vm);
+    return vm;
+  }
+
   /**
    * A private-memory walk (SW_PROTECTED VM): a hybrid slot pairing guest_memfd with shared
    * memory, attribute conversions, guest accesses on both sides, punches and pre-faults — the
    * sequences where stage-2 invalidation matters.
    */
   private privateScenario(): void {
-    const vm = this.name('pvm');
-    if (
-      this.push({ op: 'KVM_CREATE_VM', fd: { kind: 'handle', name: 'kvm' }, type: 1n, as: vm })
-        ?.ok !== true
-    )
-      return;
-    this.vms.push(vm);
+    const vm = this.createProtectedVm('pvm');
+    if (vm === undefined) return;
     this.fdNames.push(vm);
     const pages = BigInt(2 + this.r.int(6));
     const size = pages * PAGE;
@@ -876,13 +885,8 @@ export class TraceGenerator {
    * frame is made private before the guest touches its shared part.
    */
   private hugepageScenario(): void {
-    const vm = this.name('hvm');
-    if (
-      this.push({ op: 'KVM_CREATE_VM', fd: { kind: 'handle', name: 'kvm' }, type: 1n, as: vm })
-        ?.ok !== true
-    )
-      return;
-    this.vms.push(vm);
+    const vm = this.createProtectedVm('hvm');
+    if (vm === undefined) return;
     const size = 4n * MiB;
     const m = this.name('hm');
     this.push({ op: 'mmap', fd: null, length: size, prot: 3n, flags: 2n, offset: 0n, as: m });
