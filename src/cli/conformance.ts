@@ -4,7 +4,7 @@
  * disagreement. `--record` re-records the expected results from /dev/kvm.
  */
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join, relative, resolve, sep } from 'node:path';
 import { release } from 'node:os';
 import {
   checkCase,
@@ -51,7 +51,21 @@ export function expectedPath(caseFile: string): string {
   return caseFile.replace(/\.jsonl$/, '.expected.jsonl');
 }
 
-export function readCase(file: string, root = 'conformance'): ConformanceCase {
+/**
+ * A case's name: its path below the nearest enclosing `conformance/` directory (`run/basic_exits`),
+ * else its path relative to `root` (default: the working directory), without `.jsonl`.
+ */
+export function caseName(file: string, root?: string): string {
+  const parts = resolve(file).split(sep);
+  const i = parts.lastIndexOf('conformance');
+  const rel =
+    root === undefined && i >= 0 && i < parts.length - 1
+      ? parts.slice(i + 1).join('/')
+      : relative(root ?? '.', file);
+  return rel.replace(/\.jsonl$/, '');
+}
+
+export function readCase(file: string, root?: string): ConformanceCase {
   const exp = expectedPath(file);
   const read = (f: string): string => {
     try {
@@ -61,7 +75,7 @@ export function readCase(file: string, root = 'conformance'): ConformanceCase {
     }
   };
   const c = loadCase(
-    relative(root, file).replace(/\.jsonl$/, ''),
+    caseName(file, root),
     file,
     read(file),
     existsSync(exp) ? read(exp) : undefined,

@@ -960,6 +960,21 @@ describe('gmemlab conformance', () => {
     );
   });
 
+  test('case names are paths below the enclosing conformance/ directory, from any working directory', () => {
+    const root = suite('conf-names');
+    const r = gmemlab(['conformance', '--verbose', join(root, 'conformance', 'fallocate')], tmp);
+    expectStatus(r, 0, 'conformance from elsewhere');
+    assert.match(r.stdout, /^ok {4}fallocate\/punch_zeroes_mapping\n/);
+    // Outside any conformance/ directory the name is the path from the working directory.
+    const loose = join(tmp, 'loose');
+    mkdirSync(loose, { recursive: true });
+    for (const ext of ['.jsonl', '.expected.jsonl'])
+      copyFileSync(join(ROOT, CASE + ext), join(loose, 'case' + ext));
+    const l = gmemlab(['conformance', '--verbose', 'loose'], tmp);
+    expectStatus(l, 0, 'conformance on a loose directory');
+    assert.match(l.stdout, /^ok {4}loose\/case\n/);
+  });
+
   test('a tampered recording: exit 1 naming the case, the op and both results', () => {
     const expected = outLines(readFileSync(join(ROOT, `${CASE}.expected.jsonl`), 'utf8'));
     // Change the first result line that carries a value.
