@@ -490,6 +490,7 @@ describe('gmemlab run', () => {
       r.stdout,
       /^ {7}✗ run\/failing\.yaml:8: expected errno EINVAL, got \{"ok":true\}$/m,
     );
+    assert.equal((r.stdout.match(/✗ run\/failing\.yaml:8:/g) ?? []).length, 1, 'one mismatch line');
     assert.match(r.stdout, /^✓ {2}3 {2}fstat fd=g\n {7}→ ok size=8192 blocks=0$/m);
     assert.match(r.stdout, /One failing expectation: 3 steps, 3 checked — 1 step\(s\) failed\n$/);
     // --quiet keeps the failure and the summary.
