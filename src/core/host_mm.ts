@@ -143,6 +143,12 @@ export class HostMm {
   readonly anon = new RangeMap<PageExtent>(pageExtentOps);
   /** 2 MiB frames (by host virtual page) backed by a transparent huge page, PMD-mapped. */
   readonly thp = new RangeMap<true>();
+  /**
+   * 2 MiB frames of private anonymous memory that have a page table (any fault in the frame made
+   * one, zero-page reads included). MADV_COLLAPSE collapses such a frame even when every PTE is
+   * none or the zero page, and refuses a frame without one (SCAN_PMD_NULL) [verified].
+   */
+  readonly pteTables = new RangeMap<true>();
   /** MADV_GUARD_INSTALL markers by host virtual page: any access to them faults (SIGSEGV). */
   readonly guards = new RangeMap<true>();
   /** Next address the trace arena hands out. */
@@ -364,6 +370,22 @@ export class HostMm {
       if (v.obj instanceof ShmemObject) this.putShmem(v.obj, n);
       else if (v.obj !== null) this.k.putFileMapping(v.obj, n);
     }
+    // free_pgtables() (floor/ceiling = the neighbouring VMAs): a 2 MiB frame that no VMA
+    // intersects any more loses its page table.
+    if (this.pteTables.size !== 0) {
+      const inner0 = Math.ceil(s / 512) * 512;
+      const inner1 = Math.floor(e / 512) * 512;
+      if (inner0 < inner1) this.pteTables.delete(inner0, inner1);
+      for (const f of [Math.floor(s / 512) * 512, Math.floor((e - 1) / 512) * 512])
+        if (!this.vmas.anyIn(f, f + 512)) this.pteTables.delete(f, f + 512);
+    }
+  }
+
+  /** The 2 MiB frames over host pages [s, e) get a page table (a fault, or a THP split). */
+  private notePteTable(s: number, e: number): void {
+    const f0 = Math.floor(s / 512) * 512;
+    const f1 = Math.ceil(e / 512) * 512;
+    if (!this.pteTables.covers(f0, f1)) this.pteTables.set(f0, f1, true);
   }
 
   private freeAnon(s: number, e: number): void {
@@ -542,6 +564,13 @@ export class HostMm {
         // (the next access sees zeros); shared and file pages stay in their page cache.
         this.k.mmuNotifierInvalidate(s, e);
         if (!v.shared) this.freeAnon(s, e);
+        // zap_pte_range() with reclaim_pt (CONFIG_PT_RECLAIM): a page table whose whole 2 MiB the
+        // zap covers, now all none, is freed.
+        if (v.kind === 'anon' && this.pteTables.size !== 0) {
+          const f0 = Math.ceil(s / 512) * 512;
+          const f1 = Math.floor(e / 512) * 512;
+          if (f0 < f1) this.pteTables.delete(f0, f1);
+        }
         return OK_VOID;
       case MADV_FREE:
         if (v.kind !== 'anon') return err('EINVAL', 'madvise_free: not anonymous');
@@ -635,7 +664,7 @@ export class HostMm {
         for (let c = hs; c < he; c += 512) {
           const populated =
             v.kind === 'anon'
-              ? this.anon.anyIn(c, c + 512)
+              ? this.anon.anyIn(c, c + 512) || this.pteTables.get(c) !== undefined
               : (v.obj as ShmemObject).pages.anyIn(v.base + (c - s), v.base + (c - s) + 512);
           if (!populated) return err('EINVAL', 'madvise_collapse: empty PMD');
         }
@@ -695,6 +724,7 @@ export class HostMm {
       case 'anon': {
         const ex = this.anon.get(hvpn);
         if (ex !== undefined) return { pfn: ex.base, writable };
+        this.notePteTable(hvpn, hvpn + 1);
         if (!write) return { pfn: ZERO_PFN, writable: false };
         // do_huge_pmd_anonymous_page(): an eligible, completely empty 2 MiB frame gets a THP.
         const huge = this.tryThp(hvpn, v);
@@ -788,6 +818,7 @@ export class HostMm {
     const end = g === undefined ? e : g.start;
     switch (v.kind) {
       case 'anon': {
+        this.notePteTable(s, end);
         if (write) {
           const gaps = this.anon.gapsIn(s, end);
           if (gaps.length > 0) {
@@ -873,7 +904,11 @@ export class HostMm {
     const h1 = Math.ceil(e / 512) * 512;
     // __split_huge_pmd() notifies secondary MMUs over each huge page it splits, so KVM drops a
     // 2M stage-2 mapping built on it.
-    for (const p of this.thp.piecesIn(h0, h1)) this.k.mmuNotifierInvalidate(p.start, p.end);
+    for (const p of this.thp.piecesIn(h0, h1)) {
+      this.k.mmuNotifierInvalidate(p.start, p.end);
+      // The split installs the page table deposited when the THP was mapped.
+      this.notePteTable(p.start, p.end);
+    }
     this.thp.delete(h0, h1);
   }
 

@@ -404,6 +404,28 @@ describe('differential-fuzzing findings (conformance/mmap/*: recorded on the PVM
     fails(c.h.madvise(m + 0x167000n, 4n * MiB, MADV_COLLAPSE), 'EINVAL');
   });
 
+  test('MADV_COLLAPSE of private anonymous memory needs a page table in the frame, not a page', () => {
+    const c = newHost('linux-6.18-pvm');
+    const frame = (m: bigint, i: bigint) => c.h.madvise(m + i * TWO_MIB, TWO_MIB, MADV_COLLAPSE);
+    // A zero-page read makes the page table; a write elsewhere gives the VMA its anon_vma.
+    const a = mmapAnon(c, 2n * TWO_MIB);
+    assert.equal(peekHex(c, a + TWO_MIB + 0x8c000n, 1), '00');
+    poke(c, a + 0x1000n, '9f');
+    ok(frame(a, 1n));
+    // Never faulted: no page table (SCAN_PMD_NULL).
+    const b = mmapAnon(c, 2n * TWO_MIB);
+    poke(c, b + 0x1000n, '9f');
+    fails(frame(b, 1n), 'EINVAL');
+    // A 4 KiB zap keeps the table; zapping the whole 2 MiB reclaims it.
+    const d = mmapAnon(c, 2n * TWO_MIB);
+    poke(c, d + 0x1000n, '9f');
+    poke(c, d + TWO_MIB + 0x1000n, '9f');
+    ok(c.h.madvise(d + TWO_MIB + 0x1000n, PAGE, MADV_DONTNEED));
+    ok(frame(d, 1n));
+    ok(c.h.madvise(d + TWO_MIB, TWO_MIB, MADV_DONTNEED));
+    fails(frame(d, 1n), 'EINVAL');
+  });
+
   test('MADV_COLLAPSE accepts VM_LOCKED VMAs', () => {
     const c = newHost('linux-6.18-pvm');
     const shared = mmapAnon(c, 4n * MiB, PROT_WRITE, MAP_SHARED | MAP_LOCKED);
