@@ -8,8 +8,9 @@ import { Host } from '../../src/core/host.js';
 import { getProfile } from '../../src/core/profiles/index.js';
 import type { Result } from '../../src/core/result.js';
 import { GmemFile, VcpuFile, VmFile, type Vm, type Vcpu } from '../../src/core/objects.js';
-import type { GuestProgramStep, RunResult } from '../../src/core/kvm_run.js';
+import type { GuestProgramStep } from '../../src/core/kvm_run.js';
 import type { MemoryRegionChange } from '../../src/core/memslots.js';
+import { exitToTrace } from '../../src/backends/model.js';
 
 export const PAGE = 4096n;
 export const MiB = 1n << 20n;
@@ -170,26 +171,6 @@ export const store = (gpa: bigint, hex: string): GuestProgramStep => ({
   bytes: bytes(hex),
 });
 
-/** Exits of a run in a compact comparable form. */
-export function exitsOf(r: RunResult): Array<Record<string, unknown>> {
-  return r.exits.map((e) => {
-    switch (e.reason) {
-      case 'LOAD':
-        return { reason: 'LOAD', gpa: e.gpa, hex: toHex(e.bytes) };
-      case 'MMIO':
-        return e.isWrite
-          ? { reason: 'MMIO', gpa: e.gpa, len: e.len, write: true, hex: toHex(e.bytes!) }
-          : { reason: 'MMIO', gpa: e.gpa, len: e.len, write: false };
-      case 'MEMORY_FAULT':
-        return { reason: 'MEMORY_FAULT', gpa: e.gpa, size: e.size, flags: e.flags };
-      case 'HYPERCALL_RET':
-        return { reason: 'HYPERCALL_RET', hex: toHex(e.bytes) };
-      default:
-        return { ...e };
-    }
-  });
-}
-
 /** Run a guest program and return [errno, compact exits]. */
 export function runGuest(
   c: Ctx,
@@ -197,7 +178,7 @@ export function runGuest(
   steps: readonly GuestProgramStep[],
 ): { errno: string | undefined; exits: Array<Record<string, unknown>> } {
   const r = c.h.kvmRun(vcpu, steps);
-  return { errno: r.errno, exits: exitsOf(r) };
+  return { errno: r.errno, exits: r.exits.map(exitToTrace) as Array<Record<string, unknown>> };
 }
 
 /** The value a single load at `gpa` produced (asserting the run ended with HLT). */

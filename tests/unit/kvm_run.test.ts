@@ -98,8 +98,8 @@ describe('exits of a guest program', () => {
     const r = setup();
     const x = runGuest(r.c, r.vcpu, [store(0x10_0000_0n, 'a1b2c3d4'), load(0x2000_0000n, 2)]);
     assert.deepEqual(x.exits, [
-      { reason: 'MMIO', gpa: 0x10_0000_0n, len: 4, write: true, hex: 'a1b2c3d4' },
-      { reason: 'MMIO', gpa: 0x2000_0000n, len: 2, write: false },
+      { reason: 'MMIO', gpa: 0x10_0000_0n, len: 4, is_write: true, hex: 'a1b2c3d4' },
+      { reason: 'MMIO', gpa: 0x2000_0000n, len: 2, is_write: false },
       { reason: 'LOAD', gpa: 0x2000_0000n, hex: '0000' },
       { reason: 'HLT' },
     ]);
@@ -336,7 +336,7 @@ describe('linux-6.18-pvm: guest accesses are emulated through userspace_addr', (
       errno: undefined,
       exits: [
         { reason: 'LOAD', gpa: 16n, hex: 'deadbeef' },
-        { reason: 'MMIO', gpa: 0x10_0000n, len: 4, write: true, hex: 'aabbccdd' },
+        { reason: 'MMIO', gpa: 0x10_0000n, len: 4, is_write: true, hex: 'aabbccdd' },
         { reason: 'HLT' },
       ],
     });

@@ -285,7 +285,7 @@ describe('step 10: delete', () => {
     const r = runGuest(c, vcpu, [load(MiB)]);
     assert.deepEqual(
       r.exits[0],
-      { reason: 'MMIO', gpa: MiB, len: 4, write: false },
+      { reason: 'MMIO', gpa: MiB, len: 4, is_write: false },
       'deleted range is MMIO',
     );
   });

@@ -205,9 +205,9 @@ describe('§3.1 / §3.2: no memslot, released gmem, KVM_EXIT_MEMORY_FAULT', () =
     let r = runGuest(c, vcpu, [load(0x4000_0000n), store(0x4000_0010n, 'aabb')]);
     assert.equal(r.errno, undefined);
     assert.deepEqual(r.exits, [
-      { reason: 'MMIO', gpa: 0x4000_0000n, len: 4, write: false },
+      { reason: 'MMIO', gpa: 0x4000_0000n, len: 4, is_write: false },
       { reason: 'LOAD', gpa: 0x4000_0000n, hex: '00000000' },
-      { reason: 'MMIO', gpa: 0x4000_0010n, len: 2, write: true, hex: 'aabb' },
+      { reason: 'MMIO', gpa: 0x4000_0010n, len: 2, is_write: true, hex: 'aabb' },
       { reason: 'HLT' },
     ]);
     // A gfn never accessed before (no cached MMIO SPTE yet).
@@ -233,7 +233,7 @@ describe('§3.1 / §3.2: no memslot, released gmem, KVM_EXIT_MEMORY_FAULT', () =
       setAttr(c, vm, 0x4000_0000n, PAGE);
       const r = runGuest(c, vcpu, [load(0x4000_0000n)]);
       assert.equal(r.errno, undefined);
-      assert.deepEqual(r.exits[0], { reason: 'MMIO', gpa: 0x4000_0000n, len: 4, write: false });
+      assert.deepEqual(r.exits[0], { reason: 'MMIO', gpa: 0x4000_0000n, len: 4, is_write: false });
     },
   );
 
@@ -318,7 +318,7 @@ describe('hva-backed faults', () => {
     assert.equal(r.errno, undefined);
     assert.deepEqual(r.exits, [
       { reason: 'LOAD', gpa: GPA, hex: '7f7f7f7f' },
-      { reason: 'MMIO', gpa: GPA, len: 4, write: true, hex: '01020304' },
+      { reason: 'MMIO', gpa: GPA, len: 4, is_write: true, hex: '01020304' },
       { reason: 'LOAD', gpa: GPA, hex: '7f7f7f7f' },
       { reason: 'HLT' },
     ]);
