@@ -189,20 +189,7 @@ const TSS: Segment = {
   avl: 0,
   unusable: 0,
 };
-const LDT: Segment = {
-  base: 0n,
-  limit: 0xffff,
-  selector: 0,
-  type: 2,
-  present: 1,
-  dpl: 0,
-  db: 0,
-  s: 0,
-  l: 0,
-  g: 0,
-  avl: 0,
-  unusable: 0,
-};
+const LDT: Segment = { ...TSS, selector: 0, type: 2 };
 
 const noop = (): void => {};
 
