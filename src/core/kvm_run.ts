@@ -216,6 +216,12 @@ export function kvmRunProgram(
     run.writeUint(RUN.apic_base, 8, vcpu.apicBase);
     run.writeUint(RUN.ready_for_interrupt_injection, 1, 0n);
   };
+  // sync_regs(): KVM_CAP_SYNC_REGS state the trace wrote into kvm_run replaces what the backend
+  // set with KVM_SET_REGS/SREGS; each applied bit is cleared. Modelled for the sync area as the
+  // kernel leaves it (zeros): zero SREGS put the vCPU in real mode with a zero CS limit, which
+  // triple-faults (SHUTDOWN); zero REGS start at RIP 0, where instruction fetch fails emulation.
+  let shutdown = false;
+  let badRip = false;
   // The start of one KVM_RUN ioctl: the backend clears exit_reason, then
   // kvm_arch_vcpu_ioctl_run() checks kvm_run in this order.
   const enter = (): Errno | undefined => {
@@ -227,6 +233,14 @@ export function kvmRunProgram(
     if ((valid & ~KVM_SYNC_X86_VALID_FIELDS) !== 0n || (dirty & ~KVM_SYNC_X86_VALID_FIELDS) !== 0n)
       e = 'EINVAL';
     else {
+      // sync_regs() runs before the TPR and immediate_exit checks, so its effects (and the
+      // cleared dirty bits) stay even when this KVM_RUN then fails.
+      if ((dirty & KVM_SYNC_X86_REGS) !== 0n) badRip = true;
+      if ((dirty & KVM_SYNC_X86_SREGS) !== 0n) {
+        vcpu.apicBase = run.readUint(RUN.sync_sregs_apic_base, 8);
+        shutdown = true;
+      }
+      if (dirty !== 0n) run.writeUint(RUN.kvm_dirty_regs, 8, 0n);
       // Without an in-kernel LAPIC, kvm_run->cr8 is written to the guest's TPR (4 bits).
       const cr8 = run.readUint(RUN.cr8, 8);
       if ((cr8 & ~0xfn) !== 0n) e = 'EINVAL';
@@ -268,20 +282,9 @@ export function kvmRunProgram(
 
   let e = enter();
   if (e !== undefined) return { errno: e, exits };
-  // sync_regs(): KVM_CAP_SYNC_REGS state the trace wrote into kvm_run replaces what the backend
-  // set with KVM_SET_REGS/SREGS; each applied bit is cleared. Modelled for the sync area as the
-  // kernel leaves it (zeros): zero SREGS put the vCPU in real mode with a zero CS limit, which
-  // triple-faults (SHUTDOWN); zero REGS start at RIP 0, where instruction fetch fails emulation.
-  const dirty = run.readUint(RUN.kvm_dirty_regs, 8);
-  let shutdown = false;
-  let badRip = false;
-  if ((dirty & KVM_SYNC_X86_REGS) !== 0n) badRip = true;
-  if ((dirty & KVM_SYNC_X86_SREGS) !== 0n) {
-    vcpu.apicBase = run.readUint(RUN.sync_sregs_apic_base, 8);
-    shutdown = true;
-  }
-  if (dirty !== 0n) run.writeUint(RUN.kvm_dirty_regs, 8, 0n);
-  if (shutdown) {
+  // Zero REGS start the fetch at RIP 0 (in either mode), so an unbacked GPA 0 fails emulation
+  // before a zero CS limit could fault; only SREGS alone leave RIP beyond that limit.
+  if (shutdown && !badRip) {
     run.writeUint(RUN.exit_reason, 4, BigInt(KVM_EXIT_SHUTDOWN));
     leave();
     exits.push({ reason: 'SHUTDOWN' });

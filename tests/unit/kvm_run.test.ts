@@ -236,6 +236,35 @@ describe('KVM_RUN entry checks, in kernel order', () => {
     assert.equal(runGuest(r.c, r.vcpu, []).errno, 'EINTR');
   });
 
+  test('sync_regs() applies and clears kvm_dirty_regs before the cr8 and immediate_exit checks', () => {
+    const r = setup();
+    put(r, 296n, 2n, 8); // KVM_SYNC_X86_SREGS
+    put(r, 16n, 16n, 8);
+    assert.deepEqual(runGuest(r.c, r.vcpu, []), { errno: 'EINVAL', exits: [] });
+    assert.equal(u(r, 296n, 8), 0n, 'the failed run consumed the dirty bits');
+    assert.deepEqual(runGuest(r.c, r.vcpu, []), { errno: undefined, exits: [{ reason: 'HLT' }] });
+    put(r, 296n, 2n, 8);
+    put(r, 1n, 1n, 1);
+    assert.deepEqual(runGuest(r.c, r.vcpu, []), { errno: 'EINTR', exits: [] });
+    assert.equal(u(r, 296n, 8), 0n);
+    put(r, 1n, 0n, 1);
+    assert.deepEqual(runGuest(r.c, r.vcpu, []), { errno: undefined, exits: [{ reason: 'HLT' }] });
+  });
+
+  test('zero sync REGS fetch at RIP 0 (emulation failure) even with zero SREGS; SREGS alone shut down', () => {
+    const r = setup();
+    const internal = [{ reason: 'INTERNAL_ERROR', suberror: 1 }];
+    put(r, 296n, 3n, 8);
+    assert.deepEqual(runGuest(r.c, r.vcpu, [load(MiB)]), { errno: undefined, exits: internal });
+    put(r, 296n, 1n, 8);
+    assert.deepEqual(runGuest(r.c, r.vcpu, [load(MiB)]), { errno: undefined, exits: internal });
+    put(r, 296n, 2n, 8);
+    assert.deepEqual(runGuest(r.c, r.vcpu, [load(MiB)]), {
+      errno: undefined,
+      exits: [{ reason: 'SHUTDOWN' }],
+    });
+  });
+
   test('a valid cr8 is kept across the exits of one run and written back', () => {
     const r = setup();
     put(r, 16n, 3n, 8);
