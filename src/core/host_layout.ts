@@ -26,6 +26,36 @@ export function mmapRoundLength(length: bigint): bigint | undefined {
   return r > 0xffff_ffff_ffff_ffffn ? undefined : r;
 }
 
+/** MAP_HUGETLB and the MAP_HUGE_* size field (bits 26-31, log2 of the huge page size). */
+export const MAP_HUGETLB_FLAG = 0x40000;
+
+/**
+ * ksys_mmap_pgoff(): the huge page size an anonymous MAP_HUGETLB request selects (hstate_sizelog():
+ * 0 is the default 2 MiB; x86-64 registers 2 MiB and, with gbpages, 1 GiB), or undefined for a
+ * size with no hstate (EINVAL).
+ */
+export function hugetlbPageSize(flags: number): bigint | undefined {
+  const log = (flags >>> 26) & 0x3f;
+  if (log === 0 || log === 21) return 1n << 21n;
+  if (log === 30) return 1n << 30n;
+  return undefined;
+}
+
+/**
+ * The length a mapping request occupies: page-rounded, or rounded to the huge page size for an
+ * anonymous MAP_HUGETLB request (ksys_mmap_pgoff() aligns len before do_mmap() places it).
+ */
+export function mmapPlacedLength(
+  length: bigint,
+  flags: number,
+  anonymous: boolean,
+): bigint | undefined {
+  const huge = anonymous && (flags & MAP_HUGETLB_FLAG) !== 0 ? hugetlbPageSize(flags) : undefined;
+  if (huge === undefined) return mmapRoundLength(length);
+  const r = (length + huge - 1n) & ~(huge - 1n);
+  return r > 0xffff_ffff_ffff_ffffn ? undefined : r;
+}
+
 /** The address after a mapping `[addr, addr+len)`: one unmapped guard page, then 2 MiB alignment. */
 export function nextArenaCursor(addr: bigint, roundedLen: bigint): bigint {
   const afterGuard = addr + roundedLen + 4096n;

@@ -48,6 +48,7 @@ import {
   MAP_PRIVATE,
   MAP_SHARED,
   MAP_SHARED_VALIDATE,
+  MAP_STACK,
   MAP_TYPE,
   PROT_EXEC,
   PROT_GROWSDOWN,
@@ -61,7 +62,8 @@ import {
 } from './uapi.js';
 import {
   MMAP_ARENA_END,
-  mmapRoundLength,
+  hugetlbPageSize,
+  mmapPlacedLength,
   nextArenaCursor,
   MMAP_ARENA_BASE,
 } from './host_layout.js';
@@ -97,6 +99,30 @@ export const VMA_NORESERVE = 128;
 /** VM_RAND_READ / VM_SEQ_READ: MADV_RANDOM / MADV_SEQUENTIAL (they split VMAs like any flag). */
 export const VMA_RAND_READ = 256;
 export const VMA_SEQ_READ = 512;
+/**
+ * VM_HUGETLB: an anonymous MAP_HUGETLB mapping (a hugetlbfs file), 2 MiB pages, or 1 GiB ones
+ * with VMA_HUGETLB_1G. The modelled hosts have no huge pages in the pool, so such a mapping exists
+ * only with MAP_NORESERVE and every access to it gets SIGBUS.
+ */
+export const VMA_HUGETLB = 1024;
+export const VMA_HUGETLB_1G = 2048;
+
+/** Base pages per huge page of a hugetlb VMA (0 for any other VMA). */
+function hugetlbPages(v: Vma): number {
+  if ((v.flags & VMA_HUGETLB) === 0) return 0;
+  return (v.flags & VMA_HUGETLB_1G) !== 0 ? 1 << 18 : 512;
+}
+
+/** __split_vma() → hugetlb_vm_op_split(): a hugetlb VMA splits only at huge page boundaries. */
+function hugetlbSplitRefused(
+  v: Vma,
+  ent: { start: number; end: number },
+  s: number,
+  e: number,
+): boolean {
+  const hp = hugetlbPages(v);
+  return hp !== 0 && ((s > ent.start && s % hp !== 0) || (e < ent.end && e % hp !== 0));
+}
 
 /**
  * A VMA extent. `base` is the file page offset (vm_pgoff) of the extent's first page; for
@@ -149,6 +175,13 @@ export class HostMm {
    * none or the zero page, and refuses a frame without one (SCAN_PMD_NULL) [verified].
    */
   readonly pteTables = new RangeMap<true>();
+  /**
+   * 2 MiB frames where a read fault mapped the huge zero page (a PMD, no page table):
+   * do_huge_pmd_anonymous_page() on a THP-enabled frame with use_zero_page. MADV_COLLAPSE takes
+   * such a frame as already PMD-mapped; a write replaces it with a THP; a split turns it into a
+   * page table of zero-page PTEs [verified with MADV_COLLAPSE].
+   */
+  readonly hugeZero = new RangeMap<true>();
   /** MADV_GUARD_INSTALL markers by host virtual page: any access to them faults (SIGSEGV). */
   readonly guards = new RangeMap<true>();
   /** Next address the trace arena hands out. */
@@ -176,7 +209,7 @@ export class HostMm {
     // Placement first, as the backends do before calling mmap: the page-rounded mapping must fit
     // in what is left of the arena.
     if (at === undefined) {
-      const r = mmapRoundLength(length);
+      const r = mmapPlacedLength(length, flags, (flags & MAP_ANONYMOUS) !== 0);
       if (r === undefined || this.cursor + r > MMAP_ARENA_END)
         return err('ENOMEM', 'trace arena: no room for the mapping');
     }
@@ -188,13 +221,17 @@ export class HostMm {
     if (!anonymous && file === null) return err('EBADF', 'mmap: fd not open');
     if (!anonymous && file === undefined) return err('EBADF', 'mmap: fd not open');
     const f = anonymous ? null : (file as KFile);
-    if (anonymous && (flags & MAP_HUGETLB) !== 0 && (flags & MAP_NORESERVE) === 0) {
-      // hugetlb_file_setup(): no huge pages are reserved on the modelled hosts.
-      return err('ENOMEM', 'mmap: MAP_HUGETLB without reserved huge pages');
-    }
+    // ksys_mmap_pgoff(): MAP_HUGETLB on a file that is not hugetlbfs is refused; an anonymous
+    // MAP_HUGETLB becomes a hugetlbfs file of the selected huge page size, len aligned to it.
+    const hugetlb = anonymous && (flags & MAP_HUGETLB) !== 0;
+    const hugeSize = hugetlb ? hugetlbPageSize(flags) : undefined;
+    if (f !== null && (flags & MAP_HUGETLB) !== 0)
+      return err('EINVAL', 'ksys_mmap_pgoff: MAP_HUGETLB on a file that is not hugetlbfs');
+    if (hugetlb && hugeSize === undefined)
+      return err('EINVAL', 'ksys_mmap_pgoff: no hstate for the MAP_HUGE_* size');
     // do_mmap()
     if (length === 0n) return err('EINVAL', 'do_mmap: len == 0');
-    const rounded = mmapRoundLength(length);
+    const rounded = mmapPlacedLength(length, flags, anonymous);
     if (rounded === undefined || rounded === 0n)
       return err('ENOMEM', 'do_mmap: PAGE_ALIGN(len) overflows');
     const npagesBig = rounded >> 12n;
@@ -208,6 +245,9 @@ export class HostMm {
       addr + rounded > this.k.profile.taskSizeMax
     )
       return err('ENOMEM', 'get_unmapped_area: no room');
+    // hugetlb_get_unmapped_area() with MAP_FIXED: the address must be huge page aligned.
+    if (hugeSize !== undefined && addr % hugeSize !== 0n)
+      return err('EINVAL', 'hugetlb_get_unmapped_area: address not huge page aligned');
     const npages = Number(npagesBig);
     const pgoff = Number(pgoffBig);
     let shared: boolean;
@@ -244,29 +284,58 @@ export class HostMm {
       }
       if (f.kind !== 'gmem' && f.kind !== 'vcpu') return err('ENODEV', 'do_mmap: file has no mmap');
       if (growsdown) return err('EINVAL', 'do_mmap: VM_GROWSDOWN on a file mapping');
+    } else if (hugetlb) {
+      // do_mmap() takes the file branch for the hugetlbfs file.
+      switch (flags & MAP_TYPE) {
+        case MAP_SHARED:
+        case MAP_SHARED_VALIDATE:
+          shared = true;
+          break;
+        case MAP_PRIVATE:
+          shared = false;
+          break;
+        default:
+          return err('EINVAL', 'do_mmap: bad MAP_TYPE');
+      }
+      if (growsdown) return err('EINVAL', 'do_mmap: VM_GROWSDOWN on a file mapping');
     } else {
       switch (flags & MAP_TYPE) {
         case MAP_SHARED:
           if (growsdown) return err('EINVAL', 'do_mmap: VM_GROWSDOWN on a shared mapping');
           shared = true;
           break;
+        case MAP_DROPPABLE:
+          // A droppable mapping is private anonymous memory that is never charged (VM_NORESERVE)
+          // and that the kernel may drop under memory pressure (never, on the modelled hosts).
+          if ((flags & MAP_LOCKED) !== 0) return err('EINVAL', 'do_mmap: MAP_DROPPABLE|MAP_LOCKED');
+          if (growsdown) return err('EINVAL', 'do_mmap: MAP_DROPPABLE|MAP_GROWSDOWN');
+          shared = false;
+          break;
         case MAP_PRIVATE:
           shared = false;
           break;
-        case MAP_DROPPABLE:
-          return err('EINVAL', 'do_mmap: MAP_DROPPABLE not modelled');
         default:
           return err('EINVAL', 'do_mmap: bad MAP_TYPE for an anonymous mapping');
       }
     }
     // Overcommit heuristic (vm.overcommit_memory = 0): a single accountable mapping larger than
     // RAM fails. Accountable: private writable, or shared anonymous, without MAP_NORESERVE.
+    const droppable = f === null && !hugetlb && (flags & MAP_TYPE) === MAP_DROPPABLE;
     const accountable =
-      (f === null && shared) ||
-      (!shared && (prot & PROT_WRITE) !== 0 && (f === null || f.kind !== 'vcpu'));
+      !hugetlb &&
+      !droppable &&
+      ((f === null && shared) ||
+        (!shared && (prot & PROT_WRITE) !== 0 && (f === null || f.kind !== 'vcpu')));
     if (accountable && (flags & MAP_NORESERVE) === 0 && npages > this.k.profile.hostRamPages)
       return err('ENOMEM', '__vm_enough_memory: mapping larger than RAM');
     // ->mmap() of the file.
+    if (hugeSize !== undefined) {
+      // hugetlbfs_file_mmap(): the offset must be huge page aligned, and without MAP_NORESERVE
+      // the pages are reserved now, which fails: the modelled hosts have no huge pages.
+      if (offset % hugeSize !== 0n) return err('EINVAL', 'hugetlbfs_file_mmap: offset not aligned');
+      if ((flags & MAP_NORESERVE) === 0)
+        return err('ENOMEM', 'hugetlb_reserve_pages: no huge pages in the pool');
+    }
     if (f !== null && f.kind === 'gmem') {
       const g = f as GmemFile;
       // kvm_gmem_mmap()
@@ -281,7 +350,7 @@ export class HostMm {
     let kind: VmaKind;
     let base: number;
     if (f === null) {
-      if (shared) {
+      if (shared && !hugetlb) {
         obj = new ShmemObject(this.nextShmemId++, npages);
         kind = 'shmem';
         base = 0;
@@ -305,11 +374,14 @@ export class HostMm {
       growsdown,
       // mmap_region(): accountable_mapping() (private writable, not NORESERVE) → VM_ACCOUNT.
       flags:
-        (flags & MAP_NORESERVE) !== 0
+        ((flags & MAP_NORESERVE) !== 0 || droppable
           ? VMA_NORESERVE
-          : !shared && (prot & PROT_WRITE) !== 0
+          : !shared && (prot & PROT_WRITE) !== 0 && !hugetlb
             ? VMA_ACCOUNT
-            : 0,
+            : 0) |
+        // calc_vm_flag_bits(): MAP_STACK implies VM_NOHUGEPAGE.
+        ((flags & MAP_STACK) !== 0 ? VMA_NOHUGEPAGE : 0) |
+        (hugeSize === undefined ? 0 : VMA_HUGETLB | (hugeSize === 1n << 30n ? VMA_HUGETLB_1G : 0)),
       anonVma: false,
     };
     this.vmas.set(startHvpn, startHvpn + npages, vma);
@@ -334,6 +406,10 @@ export class HostMm {
     if (rounded === 0n) return err('EINVAL', 'munmap: length 0');
     const s = Number(addr >> 12n);
     const e = s + Number(rounded >> 12n);
+    // vms_gather_munmap_vmas(): the VMAs at both ends are split before anything is unmapped.
+    for (const x of [this.vmas.entryAt(s), this.vmas.entryAt(e - 1)])
+      if (x !== undefined && hugetlbSplitRefused(x.value, x, s, e))
+        return err('EINVAL', 'hugetlb_vm_op_split: not at a huge page boundary');
     this.unmapRange(s, e);
     return OK_VOID;
   }
@@ -430,14 +506,24 @@ export class HostMm {
       return err('EINVAL', 'mprotect: unknown prot bits');
     const newProt = prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
     if (addr >= this.k.profile.taskSizeMax) return err('ENOMEM', 'mprotect: no VMA');
-    const s = Number(addr >> 12n);
+    let s = Number(addr >> 12n);
     const e = Math.min(Number(end >> 12n), Number(this.k.profile.taskSizeMax >> 12n) + 1);
-    const first = this.vmas.entryAt(s);
-    if (first === undefined) return err('ENOMEM', 'mprotect: no VMA at start');
-    if (grows !== 0) {
-      // PROT_GROWSDOWN extends the range to the VMA start; only valid on a growsdown VMA.
-      if ((grows & PROT_GROWSDOWN) !== 0 && !first.value.growsdown)
+    // do_mprotect_pkey(): vma_find() takes the first VMA that intersects [start, end).
+    let first = this.vmas.entryAt(s);
+    if (first === undefined) {
+      const next = this.vmas.ceilEntry(s);
+      if (next !== undefined && next.start < e) first = next;
+    }
+    if (first === undefined) return err('ENOMEM', 'mprotect: no VMA in range');
+    if ((grows & PROT_GROWSDOWN) !== 0) {
+      // PROT_GROWSDOWN moves the start to that VMA's start (down into it, or up over a hole
+      // before it); only a growsdown VMA accepts it.
+      if (!first.value.growsdown)
         return err('EINVAL', 'mprotect: PROT_GROWSDOWN on a non-growsdown VMA');
+      s = first.start;
+    } else {
+      if (first.start > s) return err('ENOMEM', 'mprotect: no VMA at start');
+      // x86 has no VM_GROWSUP.
       if ((grows & PROT_GROWSUP) !== 0)
         return err('EINVAL', 'mprotect: PROT_GROWSUP on a non-growsup VMA');
     }
@@ -457,6 +543,10 @@ export class HostMm {
         break;
       }
       const pe = Math.min(ent.end, e);
+      if (newProt !== v.prot && hugetlbSplitRefused(v, ent, cur, pe)) {
+        result = err('EINVAL', 'hugetlb_vm_op_split: not at a huge page boundary');
+        break;
+      }
       // mprotect_fixup(): making a private mapping writable charges its pages to the commit
       // limit (security_vm_enough_memory_mm, the overcommit heuristic: more than RAM fails, and
       // this VMA and those after it stay unchanged); a write-less anonymous VMA that never got
@@ -530,26 +620,55 @@ export class HostMm {
     return unmappedError ? err('ENOMEM', 'madvise: range has unmapped pages') : OK_VOID;
   }
 
-  private setVmaFlags(s: number, e: number, v: Vma, set: number, clear: number): void {
+  private setVmaFlags(s: number, e: number, v: Vma, set: number, clear: number): Result<undefined> {
     const flags = (v.flags | set) & ~clear;
-    if (flags === v.flags) return;
+    if (flags === v.flags) return OK_VOID;
+    if (hugetlbSplitRefused(v, this.vmas.entryAt(s)!, s, e))
+      return err('EINVAL', 'hugetlb_vm_op_split: not at a huge page boundary');
     // A VMA split inside a THP splits its PMD mapping (vma_adjust_trans_huge()).
     if (s % 512 !== 0) this.splitThp(s, s + 1);
     if (e % 512 !== 0) this.splitThp(e - 1, e);
     this.vmas.set(s, e, { ...v, flags });
+    return OK_VOID;
   }
 
   private madviseVma(s: number, e: number, v: Vma, advice: number): Result<undefined> {
+    if ((v.flags & VMA_HUGETLB) !== 0) {
+      // hugetlb VMAs [each verified on both a private and a shared mapping]: there is nothing to
+      // free, drop, collapse or guard; the flag-setting advice splits only at huge page
+      // boundaries (setVmaFlags).
+      switch (advice) {
+        case MADV_FREE:
+        case MADV_WIPEONFORK:
+        case MADV_COLD:
+        case MADV_PAGEOUT:
+        case MADV_COLLAPSE:
+        case MADV_GUARD_INSTALL:
+        case MADV_GUARD_REMOVE:
+          return err('EINVAL', 'madvise: not for a hugetlb VMA');
+        case MADV_DONTNEED:
+        case MADV_DONTNEED_LOCKED:
+          // madvise_dontneed_free_valid_vma(): the start must be huge page aligned (the end is
+          // rounded down); VM_LOCKED does not matter here.
+          if (s % hugetlbPages(v) !== 0)
+            return err('EINVAL', 'madvise_dontneed_free_valid_vma: hugetlb start not aligned');
+          return OK_VOID;
+        case MADV_REMOVE:
+          if (v.locked) return err('EINVAL', 'madvise_remove: VM_LOCKED');
+          if (!v.shared) return err('EACCES', 'madvise_remove: not a shared mapping');
+          return OK_VOID;
+        case MADV_MERGEABLE:
+          // ksm_madvise() leaves VM_HUGETLB VMAs alone.
+          return this.k.profile.ksm ? OK_VOID : err('EINVAL', 'madvise: KSM not configured');
+      }
+    }
     switch (advice) {
       case MADV_NORMAL:
-        this.setVmaFlags(s, e, v, 0, VMA_RAND_READ | VMA_SEQ_READ);
-        return OK_VOID;
+        return this.setVmaFlags(s, e, v, 0, VMA_RAND_READ | VMA_SEQ_READ);
       case MADV_RANDOM:
-        this.setVmaFlags(s, e, v, VMA_RAND_READ, VMA_SEQ_READ);
-        return OK_VOID;
+        return this.setVmaFlags(s, e, v, VMA_RAND_READ, VMA_SEQ_READ);
       case MADV_SEQUENTIAL:
-        this.setVmaFlags(s, e, v, VMA_SEQ_READ, VMA_RAND_READ);
-        return OK_VOID;
+        return this.setVmaFlags(s, e, v, VMA_SEQ_READ, VMA_RAND_READ);
       case MADV_WILLNEED:
       case MADV_COLD:
       case MADV_PAGEOUT:
@@ -598,39 +717,30 @@ export class HostMm {
         );
       }
       case MADV_DONTFORK:
-        this.setVmaFlags(s, e, v, VMA_DONTFORK, 0);
-        return OK_VOID;
+        return this.setVmaFlags(s, e, v, VMA_DONTFORK, 0);
       case MADV_DOFORK:
-        this.setVmaFlags(s, e, v, 0, VMA_DONTFORK);
-        return OK_VOID;
+        return this.setVmaFlags(s, e, v, 0, VMA_DONTFORK);
       case MADV_DONTDUMP:
-        this.setVmaFlags(s, e, v, VMA_DONTDUMP, 0);
-        return OK_VOID;
+        return this.setVmaFlags(s, e, v, VMA_DONTDUMP, 0);
       case MADV_DODUMP:
-        this.setVmaFlags(s, e, v, 0, VMA_DONTDUMP);
-        return OK_VOID;
+        return this.setVmaFlags(s, e, v, 0, VMA_DONTDUMP);
       case MADV_WIPEONFORK:
         if (v.kind !== 'anon')
           return err('EINVAL', 'madvise: WIPEONFORK on a file or shared mapping');
-        this.setVmaFlags(s, e, v, VMA_WIPEONFORK, 0);
-        return OK_VOID;
+        return this.setVmaFlags(s, e, v, VMA_WIPEONFORK, 0);
       case MADV_KEEPONFORK:
-        this.setVmaFlags(s, e, v, 0, VMA_WIPEONFORK);
-        return OK_VOID;
+        return this.setVmaFlags(s, e, v, 0, VMA_WIPEONFORK);
       case MADV_HUGEPAGE:
-        this.setVmaFlags(s, e, v, VMA_HUGEPAGE, VMA_NOHUGEPAGE);
-        return OK_VOID;
+        return this.setVmaFlags(s, e, v, VMA_HUGEPAGE, VMA_NOHUGEPAGE);
       case MADV_NOHUGEPAGE:
-        this.setVmaFlags(s, e, v, VMA_NOHUGEPAGE, VMA_HUGEPAGE);
-        return OK_VOID;
+        return this.setVmaFlags(s, e, v, VMA_NOHUGEPAGE, VMA_HUGEPAGE);
       case MADV_MERGEABLE:
         if (!this.k.profile.ksm) return err('EINVAL', 'madvise: KSM not configured');
         if (v.kind === 'anon') this.setVmaFlags(s, e, v, VMA_MERGEABLE, 0);
         return OK_VOID;
       case MADV_UNMERGEABLE:
         if (!this.k.profile.ksm) return err('EINVAL', 'madvise: KSM not configured');
-        this.setVmaFlags(s, e, v, 0, VMA_MERGEABLE);
-        return OK_VOID;
+        return this.setVmaFlags(s, e, v, 0, VMA_MERGEABLE);
       case MADV_GUARD_INSTALL:
         // madvise_guard_install(): not on VM_LOCKED (or special) VMAs. Existing pages are zapped
         // (private anonymous memory is freed; file pages stay in their page cache).
@@ -648,6 +758,10 @@ export class HostMm {
         // it); shmem is accepted, and so are VM_LOCKED VMAs [verified].
         if (v.kind === 'gmem' || v.kind === 'vcpu')
           return err('EINVAL', 'madvise_collapse: VMA not eligible');
+        // vma_thp_disabled(): VM_NOHUGEPAGE (MADV_NOHUGEPAGE, MAP_STACK) refuses even a forced
+        // collapse.
+        if ((v.flags & VMA_NOHUGEPAGE) !== 0)
+          return err('EINVAL', 'madvise_collapse: VM_NOHUGEPAGE');
         if (v.kind === 'anon' && !v.anonVma)
           return err('EINVAL', 'madvise_collapse: anonymous VMA without anon_vma');
         // thp_vma_suitable_order(): the VMA must be able to hold a PMD-aligned huge page.
@@ -662,9 +776,14 @@ export class HostMm {
         const he = Math.floor(e / 512) * 512;
         if (he < hs) return err('EINVAL', 'madvise_collapse: range inside one PMD');
         for (let c = hs; c < he; c += 512) {
+          // A guard marker in the chunk fails its scan (anonymous and shmem alike) [verified].
+          if (this.guards.size !== 0 && this.guards.anyIn(c, c + 512))
+            return err('EINVAL', 'madvise_collapse: guard marker in the PMD range');
           const populated =
             v.kind === 'anon'
-              ? this.anon.anyIn(c, c + 512) || this.pteTables.get(c) !== undefined
+              ? this.anon.anyIn(c, c + 512) ||
+                this.pteTables.get(c) !== undefined ||
+                this.hugeZero.get(c) !== undefined
               : (v.obj as ShmemObject).pages.anyIn(v.base + (c - s), v.base + (c - s) + 512);
           if (!populated) return err('EINVAL', 'madvise_collapse: empty PMD');
         }
@@ -720,15 +839,35 @@ export class HostMm {
       if (v.prot === PROT_EXEC && this.k.profile.execOnlyPkey) return { signal: 'SIGSEGV' };
     } else if ((v.prot & PROT_READ) === 0) return { signal: 'SIGSEGV' };
     const writable = (v.prot & PROT_WRITE) !== 0;
+    // hugetlb_no_page(): no huge page can be allocated (empty pool, MAP_NORESERVE).
+    if ((v.flags & VMA_HUGETLB) !== 0) return { signal: 'SIGBUS' };
     switch (v.kind) {
       case 'anon': {
         const ex = this.anon.get(hvpn);
         if (ex !== undefined) return { pfn: ex.base, writable };
+        // __handle_mm_fault(): a huge PMD is tried only while the frame has none (no page table).
+        const pmdNone = this.pteTables.size === 0 || this.pteTables.get(hvpn) === undefined;
+        const hugeZero = this.hugeZero.size !== 0 && this.hugeZero.get(hvpn) !== undefined;
+        const h0 = Math.floor(hvpn / 512) * 512;
+        if (!write) {
+          if (!hugeZero && pmdNone && this.thpAllowed(hvpn, v)) {
+            // do_huge_pmd_anonymous_page() prepares the anon_vma before it maps the zero page.
+            this.markAnonVma(hvpn, v);
+            this.hugeZero.set(h0, h0 + 512, true);
+          } else if (!hugeZero) this.notePteTable(hvpn, hvpn + 1);
+          return { pfn: ZERO_PFN, writable: false };
+        }
+        // do_huge_pmd_anonymous_page() / do_huge_zero_wp_pmd(): an eligible, completely empty
+        // 2 MiB frame (or one mapping the huge zero page) gets a THP.
+        if (pmdNone) {
+          const huge = this.tryThp(hvpn, v);
+          if (huge !== undefined) {
+            if (hugeZero) this.hugeZero.delete(h0, h0 + 512);
+            return { pfn: huge, writable };
+          }
+        }
+        if (hugeZero) this.splitThp(hvpn, hvpn + 1);
         this.notePteTable(hvpn, hvpn + 1);
-        if (!write) return { pfn: ZERO_PFN, writable: false };
-        // do_huge_pmd_anonymous_page(): an eligible, completely empty 2 MiB frame gets a THP.
-        const huge = this.tryThp(hvpn, v);
-        if (huge !== undefined) return { pfn: huge, writable };
         // Replacing the zero page (or nothing) with a new page notifies secondary MMUs.
         this.k.mmuNotifierInvalidate(hvpn, hvpn + 1);
         const pfn = this.k.frames.allocOne();
@@ -814,6 +953,8 @@ export class HostMm {
         : v.prot === 0 || (v.prot === PROT_EXEC && this.k.profile.execOnlyPkey)
     )
       return s;
+    // hugetlb: the first fault gets SIGBUS (empty pool).
+    if ((v.flags & VMA_HUGETLB) !== 0) return s;
     const g = this.guards.size === 0 ? undefined : this.guards.piecesIn(s, e)[0];
     const end = g === undefined ? e : g.start;
     switch (v.kind) {
@@ -870,18 +1011,9 @@ export class HostMm {
    * frame. Returns the pfn for hvpn, or undefined (no THP).
    */
   private tryThp(hvpn: number, v: Vma): Pfn | undefined {
-    const mode = this.k.profile.thp;
-    if (mode === 'never' || (v.prot & PROT_WRITE) === 0 || v.locked) return undefined;
-    if ((v.flags & VMA_NOHUGEPAGE) !== 0) return undefined;
-    if (mode === 'madvise' && (v.flags & VMA_HUGEPAGE) === 0) return undefined;
+    if ((v.prot & PROT_WRITE) === 0 || !this.thpAllowed(hvpn, v)) return undefined;
     const h0 = Math.floor(hvpn / 512) * 512;
-    const ent = this.vmas.entryAt(hvpn)!;
-    if (ent.start > h0 || ent.end < h0 + 512) return undefined;
-    if (
-      this.anon.anyIn(h0, h0 + 512) ||
-      (this.guards.size !== 0 && this.guards.anyIn(h0, h0 + 512))
-    )
-      return undefined;
+    if (this.anon.anyIn(h0, h0 + 512)) return undefined;
     const runs = this.k.frames.alloc(512);
     if (runs.length !== 1) {
       for (const r of runs) this.k.frames.release(r.base, r.count);
@@ -897,8 +1029,35 @@ export class HostMm {
     return (base + (hvpn - h0)) as Pfn;
   }
 
-  /** Split the PMD mapping of every THP overlapping [s, e): the pages stay, mapped by PTEs. */
+  /**
+   * THP enabled for the 2 MiB frame of hvpn: the profile's thp mode with MADV_HUGEPAGE /
+   * NOHUGEPAGE (MAP_STACK), a VMA covering the whole frame, and no guard marker in it.
+   */
+  private thpAllowed(hvpn: number, v: Vma): boolean {
+    const mode = this.k.profile.thp;
+    if (mode === 'never' || v.locked || (v.flags & (VMA_NOHUGEPAGE | VMA_HUGETLB)) !== 0)
+      return false;
+    if (mode === 'madvise' && (v.flags & VMA_HUGEPAGE) === 0) return false;
+    const h0 = Math.floor(hvpn / 512) * 512;
+    const ent = this.vmas.entryAt(hvpn)!;
+    if (ent.start > h0 || ent.end < h0 + 512) return false;
+    return this.guards.size === 0 || !this.guards.anyIn(h0, h0 + 512);
+  }
+
+  /**
+   * Split the PMD mapping of every THP (and huge zero page) overlapping [s, e): the pages stay,
+   * mapped by PTEs.
+   */
   private splitThp(s: number, e: number): void {
+    if (this.hugeZero.size !== 0 && this.hugeZero.anyIn(s, e)) {
+      const h0 = Math.floor(s / 512) * 512;
+      const h1 = Math.ceil(e / 512) * 512;
+      for (const p of this.hugeZero.piecesIn(h0, h1)) {
+        this.k.mmuNotifierInvalidate(p.start, p.end);
+        this.notePteTable(p.start, p.end);
+      }
+      this.hugeZero.delete(h0, h1);
+    }
     if (this.thp.size === 0 || !this.thp.anyIn(s, e)) return;
     const h0 = Math.floor(s / 512) * 512;
     const h1 = Math.ceil(e / 512) * 512;

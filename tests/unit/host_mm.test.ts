@@ -476,3 +476,128 @@ describe('differential-fuzzing findings (conformance/mmap/*: recorded on the PVM
 function bytes1(): Uint8Array {
   return Uint8Array.of(0xaa);
 }
+
+describe('independent-trace findings (conformance/mmap/*: recorded on the PVM kernel)', () => {
+  const MADV_HUGEPAGE = 14;
+  const MADV_NOHUGEPAGE = 15;
+  const MADV_GUARD_INSTALL = 102;
+  const MADV_GUARD_REMOVE = 103;
+  const MADV_FREE = 8;
+  const MADV_POPULATE_READ = 22;
+  const MAP_NORESERVE = 0x4000;
+  const MAP_LOCKED = 0x2000;
+  const MAP_GROWSDOWN = 0x100;
+  const MAP_STACK = 0x20000;
+  const MAP_HUGETLB = 0x40000;
+  const MAP_DROPPABLE = 0x08;
+  const PROT_GROWSDOWN = 0x0100_0000;
+  const PROT_GROWSUP = 0x0200_0000;
+  const collapse = (c: Ctx, m: bigint) => c.h.madvise(m, TWO_MIB, MADV_COLLAPSE);
+
+  test('a read fault in a THP-enabled empty frame maps the huge zero page (collapsible, no table)', () => {
+    const c = newHost('linux-6.18-pvm');
+    const m = mmapAnon(c, 4n * TWO_MIB);
+    ok(c.h.madvise(m, 4n * TWO_MIB, MADV_HUGEPAGE));
+    assert.equal(peekHex(c, m, 1), '00');
+    ok(collapse(c, m), 'the huge zero PMD counts as PMD-mapped');
+    // DONTNEED of the whole frame removes the PMD: nothing left to collapse.
+    assert.equal(peekHex(c, m + TWO_MIB, 1), '00');
+    ok(c.h.madvise(m + TWO_MIB, TWO_MIB, MADV_DONTNEED));
+    fails(collapse(c, m + TWO_MIB), 'EINVAL');
+    // A partial DONTNEED splits it into a page table of zero-page PTEs, which stays.
+    assert.equal(peekHex(c, m + 2n * TWO_MIB, 1), '00');
+    ok(c.h.madvise(m + 2n * TWO_MIB, PAGE, MADV_DONTNEED));
+    ok(collapse(c, m + 2n * TWO_MIB));
+    // A write replaces the zero page with a THP.
+    assert.equal(peekHex(c, m + 3n * TWO_MIB, 1), '00');
+    poke(c, m + 3n * TWO_MIB + 16n, '5a');
+    assert.equal(c.h.mm.hostLevel(Number((m + 3n * TWO_MIB) >> 12n)), '2M');
+    assert.equal(peekHex(c, m + 3n * TWO_MIB + 16n, 1), '5a');
+    // Without MADV_HUGEPAGE a read makes a page table, and a later write gets no THP.
+    const n = mmapAnon(c, TWO_MIB);
+    assert.equal(peekHex(c, n, 1), '00');
+    ok(c.h.madvise(n, TWO_MIB, MADV_HUGEPAGE));
+    poke(c, n + PAGE, '01');
+    assert.equal(c.h.mm.hostLevel(Number((n + PAGE) >> 12n)), '4K');
+  });
+
+  test('MADV_COLLAPSE: VM_NOHUGEPAGE (MADV_NOHUGEPAGE, MAP_STACK) and guard markers refuse it', () => {
+    const c = newHost('linux-6.18-pvm');
+    const a = mmapAnon(c, TWO_MIB);
+    poke(c, a, '01');
+    ok(c.h.madvise(a, TWO_MIB, MADV_NOHUGEPAGE));
+    fails(collapse(c, a), 'EINVAL');
+    ok(c.h.madvise(a, TWO_MIB, MADV_HUGEPAGE));
+    ok(collapse(c, a));
+    const st = mmapAnon(c, TWO_MIB, RW, MAP_PRIVATE | MAP_STACK);
+    poke(c, st, '01');
+    fails(collapse(c, st), 'EINVAL');
+    for (const flags of [MAP_PRIVATE, MAP_SHARED]) {
+      const g = mmapAnon(c, TWO_MIB, RW, flags);
+      poke(c, g, '01');
+      ok(c.h.madvise(g + 0x88000n, PAGE, MADV_GUARD_INSTALL));
+      fails(collapse(c, g), 'EINVAL', `guard, flags ${flags}`);
+      ok(c.h.madvise(g + 0x88000n, PAGE, MADV_GUARD_REMOVE));
+      ok(collapse(c, g), `guard removed, flags ${flags}`);
+    }
+  });
+
+  test('mprotect PROT_GROWSDOWN: from the first VMA in range, down to its start; growsdown VMAs only', () => {
+    const c = newHost('linux-6.18-pvm');
+    const gd = mmapAnon(c, 4n * PAGE, RW, MAP_PRIVATE | MAP_GROWSDOWN);
+    ok(c.h.mprotect(gd + PAGE, PAGE, PROT_GROWSDOWN));
+    assert.deepEqual(c.h.peek(gd, 1), SEGV, 'the start moved down to the VMA start');
+    assert.equal(peekHex(c, gd + 2n * PAGE, 1), '00');
+    const h = mmapAnon(c, 4n * PAGE, RW, MAP_PRIVATE | MAP_GROWSDOWN);
+    ok(c.h.munmap(h, PAGE));
+    ok(c.h.mprotect(h, 3n * PAGE, PROT_GROWSDOWN | PROT_READ), 'the hole at the start is skipped');
+    assert.deepEqual(c.h.poke(h + PAGE, bytes1()), SEGV);
+    fails(c.h.mprotect(h, PAGE, PROT_GROWSDOWN | PROT_READ), 'ENOMEM', 'no VMA in range');
+    fails(c.h.mprotect(h + PAGE, PAGE, PROT_GROWSUP | PROT_READ), 'EINVAL');
+    const p = mmapAnon(c, 2n * PAGE);
+    ok(c.h.munmap(p, PAGE));
+    fails(c.h.mprotect(p, 2n * PAGE, PROT_GROWSDOWN | RW), 'EINVAL', 'not a growsdown VMA');
+    fails(c.h.mprotect(p, 2n * PAGE, RW), 'ENOMEM', 'without GROWSDOWN the hole counts');
+  });
+
+  test('MAP_DROPPABLE: private, uncharged anonymous memory; not with MAP_LOCKED, MAP_GROWSDOWN or a file', () => {
+    const c = newHost('linux-6.18-pvm');
+    const d = mmapAnon(c, 2n * PAGE, RW, MAP_DROPPABLE);
+    poke(c, d, '01');
+    assert.equal(peekHex(c, d, 1), '01');
+    ok(c.h.madvise(d, PAGE, MADV_DONTNEED));
+    assert.equal(peekHex(c, d, 1), '00');
+    ok(c.h.mmap(null, 1n << 44n, RW, MAP_DROPPABLE, 0n), 'never charged');
+    fails(c.h.mmap(null, PAGE, RW, MAP_DROPPABLE | MAP_LOCKED, 0n), 'EINVAL');
+    fails(c.h.mmap(null, PAGE, RW, MAP_DROPPABLE | MAP_GROWSDOWN, 0n), 'EINVAL');
+    const { c: c2, g } = gmemHost(GMEM_MMAP | GMEM_SHARED);
+    fails(c2.h.mmap(g, PAGE, RW, MAP_DROPPABLE, 0n), 'EINVAL');
+    fails(c2.h.mmap(g, PAGE, RW, MAP_SHARED | MAP_HUGETLB, 0n), 'EINVAL', 'HUGETLB on gmem');
+  });
+
+  test('anonymous MAP_HUGETLB with an empty pool: hstate, reservation, SIGBUS, huge page splits', () => {
+    const c = newHost('linux-6.18-pvm');
+    const huge = MAP_HUGETLB | MAP_NORESERVE;
+    fails(c.h.mmap(null, 2n * PAGE, RW, MAP_PRIVATE | MAP_HUGETLB, 0n), 'ENOMEM', 'reservation');
+    fails(c.h.mmap(null, 2n * PAGE, RW, MAP_PRIVATE | huge | (20 << 26), 0n), 'EINVAL', '1 MiB');
+    fails(c.h.mmap(null, 2n * PAGE, RW, MAP_PRIVATE | huge | MAP_GROWSDOWN, 0n), 'EINVAL');
+    fails(c.h.mmap(null, 2n * PAGE, RW, MAP_PRIVATE | huge, PAGE), 'EINVAL', 'offset');
+    const m = mmapAnon(c, 2n * PAGE, RW, MAP_PRIVATE | huge);
+    assert.deepEqual(c.h.peek(m, 1), BUS);
+    assert.deepEqual(c.h.peek(m + TWO_MIB - PAGE, 1), BUS, 'len rounded to 2 MiB');
+    assert.deepEqual(c.h.peek(m + TWO_MIB, 1), SEGV);
+    fails(c.h.munmap(m, PAGE), 'EINVAL');
+    fails(c.h.mprotect(m + PAGE, PAGE, PROT_READ), 'EINVAL');
+    fails(c.h.madvise(m + PAGE, PAGE, 1), 'EINVAL', 'MADV_RANDOM splits');
+    ok(c.h.madvise(m + PAGE, PAGE, 0), 'MADV_NORMAL changes nothing');
+    ok(c.h.madvise(m, PAGE, MADV_DONTNEED));
+    fails(c.h.madvise(m + PAGE, PAGE, MADV_DONTNEED), 'EINVAL');
+    fails(c.h.madvise(m, TWO_MIB, MADV_FREE), 'EINVAL');
+    fails(c.h.madvise(m, TWO_MIB, MADV_REMOVE), 'EACCES');
+    fails(c.h.madvise(m, TWO_MIB, MADV_POPULATE_READ), 'EFAULT');
+    ok(c.h.mprotect(m, TWO_MIB, PROT_READ));
+    const s = mmapAnon(c, PAGE, RW | PROT_EXEC, MAP_SHARED | huge);
+    ok(c.h.madvise(s, TWO_MIB, MADV_REMOVE));
+    ok(c.h.munmap(m, TWO_MIB));
+  });
+});

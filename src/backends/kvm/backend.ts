@@ -9,7 +9,7 @@ import {
   MMAP_ARENA_BASE,
   MMAP_ARENA_END,
   TASK_SIZE_MAX,
-  mmapRoundLength,
+  mmapPlacedLength,
   nextArenaCursor,
 } from '../../core/host_layout.js';
 import { KVM_IOCTL, TRACE_CODE_GPA, TRACE_CODE_SLOT } from '../../core/uapi.js';
@@ -658,7 +658,7 @@ export class KvmBackend implements Backend {
   ): OpOutcome {
     const t = this.st;
     const len = cU64(length);
-    const rounded = mmapRoundLength(len);
+    const rounded = mmapPlacedLength(len, cInt(flags), fdArg === null);
     const addr = t.cursor;
     if (rounded === undefined || addr + rounded > MMAP_ARENA_END) return out(fail(12 /* ENOMEM */));
     if (arena.foreign.intersects(addr, addr + rounded))
