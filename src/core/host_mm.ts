@@ -106,6 +106,8 @@ export const VMA_SEQ_READ = 512;
  */
 export const VMA_HUGETLB = 1024;
 export const VMA_HUGETLB_1G = 2048;
+/** VM_DROPPABLE (MAP_DROPPABLE): comes with VM_WIPEONFORK and VM_DONTDUMP, which stay. */
+export const VMA_DROPPABLE = 4096;
 
 /** Base pages per huge page of a hugetlb VMA (0 for any other VMA). */
 function hugetlbPages(v: Vma): number {
@@ -285,7 +287,11 @@ export class HostMm {
       if (f.kind !== 'gmem' && f.kind !== 'vcpu') return err('ENODEV', 'do_mmap: file has no mmap');
       if (growsdown) return err('EINVAL', 'do_mmap: VM_GROWSDOWN on a file mapping');
     } else if (hugetlb) {
-      // do_mmap() takes the file branch for the hugetlbfs file.
+      // do_mmap() takes the file branch for the hugetlbfs file: file_mmap_ok() (a regular file,
+      // MAX_LFS_FILESIZE), then the mapping type.
+      const maxsize = (1n << 63n) - 1n;
+      if (rounded > maxsize || pgoffBig > (maxsize - rounded) >> 12n)
+        return err('EOVERFLOW', 'file_mmap_ok: offset range too large');
       switch (flags & MAP_TYPE) {
         case MAP_SHARED:
         case MAP_SHARED_VALIDATE:
@@ -379,6 +385,7 @@ export class HostMm {
           : !shared && (prot & PROT_WRITE) !== 0 && !hugetlb
             ? VMA_ACCOUNT
             : 0) |
+        (droppable ? VMA_DROPPABLE | VMA_WIPEONFORK | VMA_DONTDUMP : 0) |
         // calc_vm_flag_bits(): MAP_STACK implies VM_NOHUGEPAGE.
         ((flags & MAP_STACK) !== 0 ? VMA_NOHUGEPAGE : 0) |
         (hugeSize === undefined ? 0 : VMA_HUGETLB | (hugeSize === 1n << 30n ? VMA_HUGETLB_1G : 0)),
@@ -723,12 +730,16 @@ export class HostMm {
       case MADV_DONTDUMP:
         return this.setVmaFlags(s, e, v, VMA_DONTDUMP, 0);
       case MADV_DODUMP:
+        if ((v.flags & VMA_DROPPABLE) !== 0)
+          return err('EINVAL', 'madvise: DODUMP on VM_DROPPABLE');
         return this.setVmaFlags(s, e, v, 0, VMA_DONTDUMP);
       case MADV_WIPEONFORK:
         if (v.kind !== 'anon')
           return err('EINVAL', 'madvise: WIPEONFORK on a file or shared mapping');
         return this.setVmaFlags(s, e, v, VMA_WIPEONFORK, 0);
       case MADV_KEEPONFORK:
+        if ((v.flags & VMA_DROPPABLE) !== 0)
+          return err('EINVAL', 'madvise: KEEPONFORK on VM_DROPPABLE');
         return this.setVmaFlags(s, e, v, 0, VMA_WIPEONFORK);
       case MADV_HUGEPAGE:
         return this.setVmaFlags(s, e, v, VMA_HUGEPAGE, VMA_NOHUGEPAGE);

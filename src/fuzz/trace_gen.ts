@@ -338,9 +338,22 @@ export class TraceGenerator {
         [4, 2],
         [1, 3],
         [1, 0],
+        [1, 8],
       ]),
     );
-    if (this.r.chance(0.1)) flags |= this.r.pick([0x4000n, 0x8000n, 0x20n, 0x10n, 0x100n, 0x2000n]);
+    // NORESERVE, POPULATE, ANONYMOUS, FIXED, GROWSDOWN, LOCKED, STACK, HUGETLB (with NORESERVE).
+    if (this.r.chance(0.1))
+      flags |= this.r.pick([
+        0x4000n,
+        0x8000n,
+        0x20n,
+        0x10n,
+        0x100n,
+        0x2000n,
+        0x20000n,
+        0x40000n,
+        0x44000n,
+      ]);
     // Keep populated mappings small: MAP_POPULATE or MAP_LOCKED on big lengths would allocate
     // real memory (and the real backend refuses either above 1 GiB).
     if ((flags & 0xa000n) !== 0n && len > 4n * MiB) flags &= ~0xa000n;
@@ -657,7 +670,7 @@ export class TraceGenerator {
         op: 'mprotect',
         addr,
         length: len,
-        prot: BigInt(this.r.pick([0, 1, 3, 7, 4, 8, 0x10])),
+        prot: BigInt(this.r.pick([0, 1, 3, 7, 4, 8, 0x10, 0x100_0001, 0x100_0003, 0x200_0001])),
       });
     } else {
       const advice = BigInt(
@@ -667,7 +680,8 @@ export class TraceGenerator {
           [
             1,
             this.r.pick([
-              0, 1, 2, 3, 8, 10, 11, 12, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 25, 999,
+              0, 1, 2, 3, 8, 10, 11, 12, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 102, 103,
+              999,
             ]),
           ],
         ]),

@@ -568,6 +568,10 @@ describe('independent-trace findings (conformance/mmap/*: recorded on the PVM ke
     ok(c.h.madvise(d, PAGE, MADV_DONTNEED));
     assert.equal(peekHex(c, d, 1), '00');
     ok(c.h.mmap(null, 1n << 44n, RW, MAP_DROPPABLE, 0n), 'never charged');
+    // VM_WIPEONFORK and VM_DONTDUMP come with it and stay.
+    fails(c.h.madvise(d, 2n * PAGE, 19), 'EINVAL', 'MADV_KEEPONFORK');
+    fails(c.h.madvise(d, 2n * PAGE, 17), 'EINVAL', 'MADV_DODUMP');
+    ok(c.h.madvise(d, 2n * PAGE, 18), 'MADV_WIPEONFORK');
     fails(c.h.mmap(null, PAGE, RW, MAP_DROPPABLE | MAP_LOCKED, 0n), 'EINVAL');
     fails(c.h.mmap(null, PAGE, RW, MAP_DROPPABLE | MAP_GROWSDOWN, 0n), 'EINVAL');
     const { c: c2, g } = gmemHost(GMEM_MMAP | GMEM_SHARED);
@@ -582,6 +586,9 @@ describe('independent-trace findings (conformance/mmap/*: recorded on the PVM ke
     fails(c.h.mmap(null, 2n * PAGE, RW, MAP_PRIVATE | huge | (20 << 26), 0n), 'EINVAL', '1 MiB');
     fails(c.h.mmap(null, 2n * PAGE, RW, MAP_PRIVATE | huge | MAP_GROWSDOWN, 0n), 'EINVAL');
     fails(c.h.mmap(null, 2n * PAGE, RW, MAP_PRIVATE | huge, PAGE), 'EINVAL', 'offset');
+    // file_mmap_ok() of the hugetlbfs file (MAX_LFS_FILESIZE) comes first.
+    fails(c.h.mmap(null, 2n * PAGE, RW, MAP_PRIVATE | huge, (1n << 64n) - PAGE), 'EOVERFLOW');
+    fails(c.h.mmap(null, 2n * PAGE, RW, MAP_SHARED | huge, (1n << 63n) - TWO_MIB), 'EOVERFLOW');
     const m = mmapAnon(c, 2n * PAGE, RW, MAP_PRIVATE | huge);
     assert.deepEqual(c.h.peek(m, 1), BUS);
     assert.deepEqual(c.h.peek(m + TWO_MIB - PAGE, 1), BUS, 'len rounded to 2 MiB');
