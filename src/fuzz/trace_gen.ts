@@ -408,7 +408,7 @@ export class TraceGenerator {
     // Often act on an existing slot: delete, move, re-set, flags-only.
     if (existing.length > 0 && this.r.chance(0.35)) {
       const s = this.r.pick(existing);
-      const mode = this.r.pick(['delete', 'delete', 'move', 'same', 'flags'] as const);
+      const mode = this.r.pick(['delete', 'delete', 'move', 'move', 'same', 'flags'] as const);
       const size = mode === 'delete' ? 0n : s.size;
       const gpa = mode === 'move' ? s.gpa + 0x100_0000n : s.gpa;
       let flags = s.gmem ? 4n : 0n;
