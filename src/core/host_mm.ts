@@ -681,6 +681,11 @@ export class HostMm {
       case MADV_PAGEOUT:
         if ((advice === MADV_COLD || advice === MADV_PAGEOUT) && v.locked)
           return err('EINVAL', 'madvise: COLD/PAGEOUT on VM_LOCKED');
+        // Reclaim discards droppable pages instead of swapping them: the data is gone.
+        if (advice === MADV_PAGEOUT && (v.flags & VMA_DROPPABLE) !== 0) {
+          this.k.mmuNotifierInvalidate(s, e);
+          this.freeAnon(s, e);
+        }
         return OK_VOID;
       case MADV_DONTNEED:
       case MADV_DONTNEED_LOCKED:
@@ -757,7 +762,12 @@ export class HostMm {
         // (private anonymous memory is freed; file pages stay in their page cache).
         if (v.locked) return err('EINVAL', 'madvise_guard_install: VM_LOCKED');
         this.k.mmuNotifierInvalidate(s, e);
-        if (v.kind === 'anon') this.freeAnon(s, e);
+        if (v.kind === 'anon') {
+          this.freeAnon(s, e);
+          // anon_vma_prepare(), and page tables to hold the markers.
+          this.markAnonVma(s, v);
+          this.notePteTable(s, e);
+        }
         this.guards.set(s, e, true);
         return OK_VOID;
       case MADV_GUARD_REMOVE:

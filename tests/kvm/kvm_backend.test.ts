@@ -287,6 +287,66 @@ test('raw addresses that overlap the backend process memory are refused', (t) =>
   ]);
 });
 
+test('memory limits refuse only calls that could allocate; early kernel rejections run', (t) => {
+  const b = backendOrSkip(t);
+  if (!b) return;
+  const gib2 = '0x80000000';
+  const vmGmem = [
+    '{"op":"KVM_CREATE_VM","type":0,"as":"vm"}',
+    L({ op: 'KVM_CREATE_GUEST_MEMFD', vm: 'vm', size: '0x100000000', flags: 3, as: 'g' }),
+  ];
+  // 2 GiB inside i_size with KEEP_SIZE would allocate: refused before anything runs.
+  assert.throws(
+    () => runLines(b, [...vmGmem, L({ op: 'fallocate', fd: 'g', mode: 1, offset: 0, len: gib2 })]),
+    BackendRefusal,
+  );
+  // Past EOF, without KEEP_SIZE, unaligned: the kernel refuses before allocating.
+  assert.deepEqual(
+    runLines(b, [
+      ...vmGmem,
+      L({ op: 'fallocate', fd: 'g', mode: 1, offset: 0, len: '0x200000000' }),
+      L({ op: 'fallocate', fd: 'g', mode: 0, offset: 0, len: gib2 }),
+      L({ op: 'fallocate', fd: 'g', mode: 1, offset: 1, len: gib2 }),
+    ]).slice(2),
+    [
+      { ok: false, errno: 'EINVAL' },
+      { ok: false, errno: 'EOPNOTSUPP' },
+      { ok: false, errno: 'EINVAL' },
+    ],
+  );
+  // MADV_POPULATE counts only the trace's mapped bytes; a wrapping length is EINVAL at once.
+  assert.deepEqual(
+    runLines(b, [
+      L({ op: 'mmap', fd: null, length: 8192, prot: 3, flags: 2, offset: 0, as: 'm' }),
+      L({ op: 'madvise', addr: 'm', length: '0x100000000', advice: 22 }),
+      L({ op: 'madvise', addr: 'm', length: '0xfffffffffffff000', advice: 23 }),
+    ]),
+    [{ ok: true }, { ok: false, errno: 'ENOMEM' }, { ok: false, errno: 'EINVAL' }],
+  );
+  // Memslots the kernel rejects before creating them run even over the process's memory.
+  const own = readMaps().find((m) => m.start >= 0x10000n && m.end <= MMAP_ARENA_BASE)!;
+  const slot = (size: string, ua: string, slotId = 0): string =>
+    L({
+      op: 'KVM_SET_USER_MEMORY_REGION',
+      vm: 'vm',
+      slot: slotId,
+      flags: 0,
+      guest_phys_addr: 0,
+      memory_size: size,
+      userspace_addr: ua,
+    });
+  assert.deepEqual(
+    runLines(b, [
+      '{"op":"KVM_CREATE_VM","type":0,"as":"vm"}',
+      slot('0x80000000000', '0'),
+      slot('0xfffffffffffff000', hex(own.start)),
+      slot('0x1000', hex(own.start + 1n)),
+      slot('0x1000', hex(own.start), 32764),
+    ]).slice(1),
+    Array(4).fill({ ok: false, errno: 'EINVAL' }),
+  );
+});
+
 test('madvise(MADV_HWPOISON / MADV_SOFT_OFFLINE) is refused', (t) => {
   const b = backendOrSkip(t);
   if (!b) return;

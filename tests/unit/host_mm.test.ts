@@ -540,6 +540,16 @@ describe('independent-trace findings (conformance/mmap/*: recorded on the PVM ke
       ok(c.h.madvise(g + 0x88000n, PAGE, MADV_GUARD_REMOVE));
       ok(collapse(c, g), `guard removed, flags ${flags}`);
     }
+    // A guard install alone prepares the anon_vma and a page table: the frame collapses later.
+    const q = mmapAnon(c, TWO_MIB);
+    ok(c.h.madvise(q, PAGE, MADV_GUARD_INSTALL));
+    fails(
+      c.h.madvise(q + TWO_MIB - PAGE, 2n * PAGE, MADV_COLLAPSE),
+      'ENOMEM',
+      'no chunk, then the gap',
+    );
+    ok(c.h.madvise(q, PAGE, MADV_GUARD_REMOVE));
+    ok(collapse(c, q));
   });
 
   test('mprotect PROT_GROWSDOWN: from the first VMA in range, down to its start; growsdown VMAs only', () => {
@@ -572,6 +582,14 @@ describe('independent-trace findings (conformance/mmap/*: recorded on the PVM ke
     fails(c.h.madvise(d, 2n * PAGE, 19), 'EINVAL', 'MADV_KEEPONFORK');
     fails(c.h.madvise(d, 2n * PAGE, 17), 'EINVAL', 'MADV_DODUMP');
     ok(c.h.madvise(d, 2n * PAGE, 18), 'MADV_WIPEONFORK');
+    // Reclaim discards droppable pages; ordinary anonymous pages keep their data.
+    poke(c, d + PAGE, '02');
+    ok(c.h.madvise(d + PAGE, PAGE, 21));
+    assert.equal(peekHex(c, d + PAGE, 1), '00');
+    const a = mmapAnon(c, PAGE);
+    poke(c, a, '03');
+    ok(c.h.madvise(a, PAGE, 21));
+    assert.equal(peekHex(c, a, 1), '03');
     fails(c.h.mmap(null, PAGE, RW, MAP_DROPPABLE | MAP_LOCKED, 0n), 'EINVAL');
     fails(c.h.mmap(null, PAGE, RW, MAP_DROPPABLE | MAP_GROWSDOWN, 0n), 'EINVAL');
     const { c: c2, g } = gmemHost(GMEM_MMAP | GMEM_SHARED);

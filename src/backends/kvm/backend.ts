@@ -193,6 +193,30 @@ const LDT: Segment = { ...TSS, selector: 0, type: 2 };
 
 const noop = (): void => {};
 
+/**
+ * A memslot request that kvm_set_memory_region() rejects (EINVAL) before any slot exists, so its
+ * userspace_addr range can never be reached by a guest and needs no safety check: a slot id or
+ * address space out of range, an unaligned size, GPA or userspace_addr, a userspace range that
+ * fails access_ok(), a GPA range that wraps, or more than KVM_MEM_MAX_NR_PAGES pages.
+ */
+function slotRejectedEarly(
+  op: { slot: bigint; guest_phys_addr: bigint; memory_size: bigint },
+  ua: bigint,
+): boolean {
+  const size = cU64(op.memory_size);
+  const gpa = cU64(op.guest_phys_addr);
+  const slot = cU64(op.slot) & 0xffff_ffffn;
+  return (
+    slot >> 16n !== 0n ||
+    (slot & 0xffffn) >= 32764n ||
+    (size | gpa | ua) % PAGE !== 0n ||
+    size > TASK_SIZE_MAX ||
+    ua > TASK_SIZE_MAX - size ||
+    gpa + size > 0xffff_ffff_ffff_ffffn ||
+    size >> 12n > 0x7fff_ffffn
+  );
+}
+
 export class KvmBackend implements Backend {
   readonly name = 'kvm';
   private readonly c = libc();
@@ -289,6 +313,20 @@ export class KvmBackend implements Backend {
     return v < 0 ? v : CLOSED_FD;
   }
 
+  /**
+   * How many bytes a fallocate could allocate. Only guest_memfd files of the trace allocate, and
+   * only with exactly FALLOC_FL_KEEP_SIZE, page-aligned offset and length, inside i_size
+   * (kvm_gmem_fallocate(); every other call fails before allocating): those bytes, else 0.
+   */
+  private fallocateAllocates(fd: number, mode: number, offset: bigint, len: bigint): bigint {
+    if (mode !== 1 || fd < 0 || offset < 0n || len <= 0n) return 0n;
+    if ((offset | len) % PAGE !== 0n) return 0n;
+    const b = Buffer.alloc(STAT_SIZE);
+    if (this.c.fstat(fd, b).ret < 0) return 0n;
+    const size = unpackStat(b).size;
+    return offset + len <= size ? len : 0n;
+  }
+
   /** The u32 guest_memfd field of KVM_SET_USER_MEMORY_REGION2. */
   private gmemField(f: ResolvedFd): bigint {
     if (f.kind === 'obj')
@@ -359,18 +397,24 @@ export class KvmBackend implements Backend {
       }
       case 'KVM_SET_USER_MEMORY_REGION': {
         const ua = addrOf(op.userspace_addr);
-        this.checkRange(ua, ua + cU64(op.memory_size), 'KVM_SET_USER_MEMORY_REGION userspace_addr');
+        if (!slotRejectedEarly(op, ua))
+          this.checkRange(
+            ua,
+            ua + cU64(op.memory_size),
+            'KVM_SET_USER_MEMORY_REGION userspace_addr',
+          );
         const buf = packMemoryRegion({ ...op, userspace_addr: ua });
         const r = c.ioctlBuf(this.ioctlFd(op.vm), KVM_IOCTL.KVM_SET_USER_MEMORY_REGION, buf);
         return out(r.ret < 0 ? fail(r.errno) : ok());
       }
       case 'KVM_SET_USER_MEMORY_REGION2': {
         const ua = addrOf(op.userspace_addr);
-        this.checkRange(
-          ua,
-          ua + cU64(op.memory_size),
-          'KVM_SET_USER_MEMORY_REGION2 userspace_addr',
-        );
+        if (!slotRejectedEarly(op, ua))
+          this.checkRange(
+            ua,
+            ua + cU64(op.memory_size),
+            'KVM_SET_USER_MEMORY_REGION2 userspace_addr',
+          );
         const buf = packMemoryRegion2({
           ...op,
           userspace_addr: ua,
@@ -409,11 +453,13 @@ export class KvmBackend implements Backend {
       case 'madvise':
         return out(this.vmaOp(op));
       case 'fallocate': {
-        if ((cInt(op.mode) & 2) === 0 && cS64(op.len) > MAX_POPULATE_BYTES)
+        const fd = this.fileFd(op.fd);
+        const bytes = this.fallocateAllocates(fd, cInt(op.mode), cS64(op.offset), cS64(op.len));
+        if (bytes > MAX_POPULATE_BYTES)
           throw new BackendRefusal(
-            `fallocate: allocating ${cS64(op.len)} bytes of real memory exceeds the backend's 1 GiB limit`,
+            `fallocate: allocating ${bytes} bytes of real memory exceeds the backend's 1 GiB limit`,
           );
-        const r = c.fallocate(this.fileFd(op.fd), cInt(op.mode), op.offset, op.len);
+        const r = c.fallocate(fd, cInt(op.mode), op.offset, op.len);
         return out(r.ret < 0 ? fail(r.errno) : ok());
       }
       case 'ftruncate': {
@@ -703,17 +749,26 @@ export class KvmBackend implements Backend {
       throw new BackendRefusal(
         `madvise advice ${op.advice} would poison or offline host physical memory; refusing to run it`,
       );
-    if (
-      op.op === 'madvise' &&
-      (op.advice === MADV_POPULATE_READ || op.advice === MADV_POPULATE_WRITE) &&
-      len > MAX_POPULATE_BYTES
-    )
-      throw new BackendRefusal(
-        `madvise: populating ${len} bytes of real memory exceeds the backend's 1 GiB limit`,
-      );
     // A range that wraps past 2^64 is rejected by the kernel's argument checks before any VMA is
     // touched (munmap EINVAL, mprotect ENOMEM, madvise EINVAL): run it as is.
-    if (addr + ((len + PAGE - 1n) & ~(PAGE - 1n)) > 0xffff_ffff_ffff_ffffn) {
+    const wraps = addr + ((len + PAGE - 1n) & ~(PAGE - 1n)) > 0xffff_ffff_ffff_ffffn;
+    if (
+      !wraps &&
+      op.op === 'madvise' &&
+      (op.advice === MADV_POPULATE_READ || op.advice === MADV_POPULATE_WRITE)
+    ) {
+      // Only the trace's own mappings inside the range can be populated.
+      const end = addr + len;
+      let bytes = 0n;
+      for (const it of arena.traceMapped.list)
+        if (it.s < end && addr < it.e)
+          bytes += (it.e < end ? it.e : end) - (it.s > addr ? it.s : addr);
+      if (bytes > MAX_POPULATE_BYTES)
+        throw new BackendRefusal(
+          `madvise: populating ${bytes} bytes of real memory exceeds the backend's 1 GiB limit`,
+        );
+    }
+    if (wraps) {
       const w =
         op.op === 'munmap'
           ? this.c.munmap(addr, len)
