@@ -7,7 +7,7 @@ import { formatOp, resultToJson } from '../trace/format.js';
 import { runTrace } from '../trace/runner.js';
 import { BackendRefusal } from '../trace/types.js';
 import { optString, parseArgs, UsageError } from './args.js';
-import { EXIT_CHECK_FAILED, EXIT_OK, InputError, loadTrace } from './io.js';
+import { EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, InputError, loadTrace } from './io.js';
 import { openKvmAndModel } from './probe.js';
 import { findCases } from './conformance.js';
 import { existsSync, statSync } from 'node:fs';
@@ -20,10 +20,15 @@ below it (*.expected.jsonl recordings are skipped), so \`gmemlab diff conformanc
 whole conformance suite against the running kernel.
 
   --kernel PROFILE   model profile (default: the profile \`gmemlab probe\` matches to this kernel)
-  --json             one JSON object per disagreement: {file, line, op, model, kernel}, then a
-                     last line {summary: {traces, disagreements, kernel}}
+  --json             one JSON object per disagreement: {file, line, op, model, kernel}, one
+                     {file, error} per trace that could not run, then a last line
+                     {summary: {traces, disagreements, skipped, kernel}}
 
-Exit codes: 0 no disagreement, 1 a disagreement, 2 usage/input error or no /dev/kvm.`;
+A trace that cannot run (malformed, or refused by the real backend) is reported with its
+file:line and skipped; the other traces still run.
+
+Exit codes: 0 no disagreement, 1 a disagreement, 2 usage error, no /dev/kvm, or a trace that
+could not run.`;
 
 export async function diffMain(argv: readonly string[], out: (s: string) => void): Promise<number> {
   const p = parseArgs(argv, { kernel: 'string', json: 'bool', help: 'bool' });
@@ -36,18 +41,39 @@ export async function diffMain(argv: readonly string[], out: (s: string) => void
   const kernel = profile.name;
   const json = p.opts.has('json');
   let disagreements = 0;
+  let skipped = 0;
+  const skip = (file: string, error: string): void => {
+    skipped++;
+    if (json) out(JSON.stringify({ file, error }));
+    else process.stderr.write(`gmemlab diff: skipped ${error}\n`);
+  };
   // A directory stands for the traces below it (conformance layout: *.expected.jsonl skipped).
   const files = p.positionals.flatMap((f) =>
     existsSync(f) && statSync(f).isDirectory() ? findCases([f]) : [f],
   );
   for (const file of files) {
-    const t = loadTrace(file);
-    if (t.errors.length > 0) throw new InputError(t.errors.map((e) => e.message).join('\n'));
+    let t;
+    try {
+      t = loadTrace(file);
+    } catch (e) {
+      if (e instanceof InputError) {
+        skip(file, e.message);
+        continue;
+      }
+      throw e;
+    }
+    if (t.errors.length > 0) {
+      skip(file, t.errors.map((e) => e.message).join('\n'));
+      continue;
+    }
     let k;
     try {
       k = runTrace(t.ops, kvm);
     } catch (e) {
-      if (e instanceof BackendRefusal) throw new InputError(`${file}: ${e.message}`);
+      if (e instanceof BackendRefusal) {
+        skip(file, `${file}: ${e.message}`);
+        continue;
+      }
       throw e;
     }
     const m = runTrace(t.ops, model);
@@ -65,10 +91,12 @@ export async function diffMain(argv: readonly string[], out: (s: string) => void
       }
     });
   }
-  if (json) out(JSON.stringify({ summary: { traces: files.length, disagreements, kernel } }));
+  if (json)
+    out(JSON.stringify({ summary: { traces: files.length, disagreements, skipped, kernel } }));
   else
     out(
-      `${disagreements === 0 ? 'no disagreement' : `${disagreements} disagreement(s)`} (${files.length} trace(s), model ${kernel} vs /dev/kvm)`,
+      `${disagreements === 0 ? 'no disagreement' : `${disagreements} disagreement(s)`} (${files.length} trace(s)${skipped > 0 ? `, ${skipped} skipped` : ''}, model ${kernel} vs /dev/kvm)`,
     );
+  if (skipped > 0) return EXIT_USAGE;
   return disagreements > 0 ? EXIT_CHECK_FAILED : EXIT_OK;
 }

@@ -890,8 +890,34 @@ describe('gmemlab probe and diff (real /dev/kvm)', () => {
     const j = gmemlab(['diff', '--json', ...cases]);
     expectStatus(j, 0, 'diff --json');
     assert.deepEqual(JSON.parse(j.stdout), {
-      summary: { traces: cases.length, disagreements: 0, kernel: 'linux-6.18-pvm' },
+      summary: { traces: cases.length, disagreements: 0, skipped: 0, kernel: 'linux-6.18-pvm' },
     });
+  });
+
+  test('diff skips a trace that cannot run, runs the others, and exits 2', (t) => {
+    const reason = kvmUnavailable();
+    if (reason !== undefined) {
+      t.skip(`real /dev/kvm unavailable: ${reason}`);
+      return;
+    }
+    const bad = put(
+      'diffskip/a_bad.jsonl',
+      '{"op":"KVM_CHECK_EXTENSION","cap":1}\n{"op":"nope"}\n',
+    );
+    put('diffskip/b_good.jsonl', '{"op":"KVM_CHECK_EXTENSION","cap":1}\n');
+    const j = gmemlab(['diff', '--json', 'diffskip'], tmp);
+    expectStatus(j, 2, 'diff --json with a malformed trace');
+    assert.deepEqual(jsonLines(j.stdout), [
+      { file: bad, error: `${bad}:2: op: unknown op "nope"` },
+      { summary: { traces: 2, disagreements: 0, skipped: 1, kernel: 'linux-6.18-pvm' } },
+    ]);
+    const r = gmemlab(['diff', 'diffskip'], tmp);
+    expectStatus(r, 2, 'diff with a malformed trace');
+    assert.match(r.stderr, /skipped diffskip\/a_bad\.jsonl:2: op: unknown op "nope"/);
+    assert.match(
+      r.stdout,
+      /^no disagreement \(2 trace\(s\), 1 skipped, model \S+ vs \/dev\/kvm\)$/m,
+    );
   });
 
   test('diff against the wrong profile reports each disagreement', (t) => {
@@ -917,7 +943,7 @@ describe('gmemlab probe and diff (real /dev/kvm)', () => {
         model: { ok: true },
         kernel: { ok: false, errno: 'EINVAL' },
       },
-      { summary: { traces: 1, disagreements: 1, kernel: 'linux-6.18' } },
+      { summary: { traces: 1, disagreements: 1, skipped: 0, kernel: 'linux-6.18' } },
     ]);
     const r = gmemlab(['diff', '--kernel', 'linux-6.18', f], tmp);
     expectStatus(r, 1, 'diff --kernel linux-6.18');
