@@ -143,8 +143,6 @@ export type Vma = {
   readonly locked: boolean;
   readonly growsdown: boolean;
   readonly flags: number;
-  /** `vma->anon_vma` exists: set by the first anonymous page (write fault or CoW) in the VMA. */
-  readonly anonVma: boolean;
 };
 
 export const vmaOps = extentOps<Vma>(
@@ -156,8 +154,7 @@ export const vmaOps = extentOps<Vma>(
     a.mayExec === b.mayExec &&
     a.locked === b.locked &&
     a.growsdown === b.growsdown &&
-    a.flags === b.flags &&
-    a.anonVma === b.anonVma,
+    a.flags === b.flags,
 );
 
 export type UserAccess =
@@ -186,6 +183,12 @@ export class HostMm {
   readonly hugeZero = new RangeMap<true>();
   /** MADV_GUARD_INSTALL markers by host virtual page: any access to them faults (SIGSEGV). */
   readonly guards = new RangeMap<true>();
+  /**
+   * Host pages whose VMA has an anon_vma (`anon_vma_prepare()` marks the whole VMA). Kept apart
+   * from the VMA value: the halves of a split share the anon_vma, and VMAs that differ only in
+   * having one merge (is_mergeable_anon_vma()), the merged VMA having it.
+   */
+  readonly anonVmas = new RangeMap<true>();
   /** Next address the trace arena hands out. */
   cursor = MMAP_ARENA_BASE;
   private nextShmemId = 1;
@@ -389,7 +392,6 @@ export class HostMm {
         // calc_vm_flag_bits(): MAP_STACK implies VM_NOHUGEPAGE.
         ((flags & MAP_STACK) !== 0 ? VMA_NOHUGEPAGE : 0) |
         (hugeSize === undefined ? 0 : VMA_HUGETLB | (hugeSize === 1n << 30n ? VMA_HUGETLB_1G : 0)),
-      anonVma: false,
     };
     this.vmas.set(startHvpn, startHvpn + npages, vma);
     if (obj instanceof ShmemObject) obj.mappedPages += npages;
@@ -445,6 +447,7 @@ export class HostMm {
     this.vmas.delete(s, e);
     // Unmapping is the only thing that removes guard markers.
     this.guards.delete(s, e);
+    this.anonVmas.delete(s, e);
     for (const p of pieces) {
       const n = p.end - p.start;
       const v = p.value;
@@ -571,7 +574,7 @@ export class HostMm {
           }
           flags |= VMA_ACCOUNT;
         }
-      } else if ((flags & VMA_ACCOUNT) !== 0 && v.kind === 'anon' && !v.anonVma)
+      } else if ((flags & VMA_ACCOUNT) !== 0 && v.kind === 'anon' && !this.hasAnonVma(cur))
         flags &= ~VMA_ACCOUNT;
       changes.push({ s: cur, e: pe, v: { ...v, prot: newProt, flags } });
       cur = pe;
@@ -765,7 +768,7 @@ export class HostMm {
         if (v.kind === 'anon') {
           this.freeAnon(s, e);
           // anon_vma_prepare(), and page tables to hold the markers.
-          this.markAnonVma(s, v);
+          this.markAnonVma(s);
           this.notePteTable(s, e);
         }
         this.guards.set(s, e, true);
@@ -783,7 +786,7 @@ export class HostMm {
         // collapse.
         if ((v.flags & VMA_NOHUGEPAGE) !== 0)
           return err('EINVAL', 'madvise_collapse: VM_NOHUGEPAGE');
-        if (v.kind === 'anon' && !v.anonVma)
+        if (v.kind === 'anon' && !this.hasAnonVma(s))
           return err('EINVAL', 'madvise_collapse: anonymous VMA without anon_vma');
         // thp_vma_suitable_order(): the VMA must be able to hold a PMD-aligned huge page.
         const whole = this.vmas.entryAt(s)!;
@@ -873,7 +876,7 @@ export class HostMm {
         if (!write) {
           if (!hugeZero && pmdNone && this.thpAllowed(hvpn, v)) {
             // do_huge_pmd_anonymous_page() prepares the anon_vma before it maps the zero page.
-            this.markAnonVma(hvpn, v);
+            this.markAnonVma(hvpn);
             this.hugeZero.set(h0, h0 + 512, true);
           } else if (!hugeZero) this.notePteTable(hvpn, hvpn + 1);
           return { pfn: ZERO_PFN, writable: false };
@@ -894,7 +897,7 @@ export class HostMm {
         const pfn = this.k.frames.allocOne();
         if (!this.k.mutants.has('anon_fault_no_zero')) this.k.frames.zero(pfn, 1);
         this.anon.set(hvpn, hvpn + 1, { base: pfn });
-        this.markAnonVma(hvpn, v);
+        this.markAnonVma(hvpn);
         this.k.events.push({ kind: 'anon_alloc', hvpn, pages: 1 });
         return { pfn, writable };
       }
@@ -927,7 +930,7 @@ export class HostMm {
         const pfn = this.k.frames.allocOne();
         this.k.frames.copy(r, pfn);
         this.anon.set(hvpn, hvpn + 1, { base: pfn });
-        this.markAnonVma(hvpn, v);
+        this.markAnonVma(hvpn);
         this.k.events.push({ kind: 'anon_alloc', hvpn, pages: 1 });
         return { pfn, writable };
       }
@@ -998,7 +1001,7 @@ export class HostMm {
                 pages: gap.end - gap.start,
               });
             }
-            this.markAnonVma(s, v);
+            this.markAnonVma(s);
           }
         }
         return end;
@@ -1045,7 +1048,7 @@ export class HostMm {
     if (!this.k.mutants.has('anon_fault_no_zero')) this.k.frames.zero(base, 512);
     this.anon.set(h0, h0 + 512, { base });
     this.thp.set(h0, h0 + 512, true);
-    this.markAnonVma(hvpn, v);
+    this.markAnonVma(hvpn);
     this.k.events.push({ kind: 'anon_alloc', hvpn: h0, pages: 512 });
     return (base + (hvpn - h0)) as Pfn;
   }
@@ -1098,10 +1101,15 @@ export class HostMm {
   }
 
   /** `anon_vma_prepare()`: the VMA containing hvpn now has an anon_vma. */
-  markAnonVma(hvpn: number, v: Vma): void {
-    if (v.anonVma) return;
+  markAnonVma(hvpn: number): void {
     const ent = this.vmas.entryAt(hvpn)!;
-    this.vmas.set(ent.start, ent.end, { ...this.vmas.get(ent.start)!, anonVma: true });
+    if (!this.anonVmas.covers(ent.start, ent.end)) this.anonVmas.set(ent.start, ent.end, true);
+  }
+
+  /** `vma->anon_vma` of the VMA containing hvpn. */
+  private hasAnonVma(hvpn: number): boolean {
+    const ent = this.vmas.entryAt(hvpn);
+    return ent !== undefined && this.anonVmas.anyIn(ent.start, ent.end);
   }
 
   /** VMA at a host virtual page (value shifted to that page), for KVM's hva lookups. */

@@ -552,6 +552,17 @@ describe('independent-trace findings (conformance/mmap/*: recorded on the PVM ke
     ok(collapse(c, q));
   });
 
+  test('split VMAs merge back when only one part has an anon_vma; the merged VMA has it', () => {
+    const c = newHost('linux-6.18-pvm');
+    const m = mmapAnon(c, 2n * TWO_MIB, PROT_WRITE);
+    ok(c.h.mprotect(m + PAGE, 2n * PAGE, RW));
+    poke(c, m + 0x52n, '38');
+    fails(c.h.madvise(m, PAGE, MADV_COLLAPSE), 'EINVAL', 'a one-page VMA');
+    ok(c.h.mprotect(m, 2n * TWO_MIB, RW));
+    ok(c.h.madvise(m, PAGE, MADV_COLLAPSE), 'one 4 MiB VMA, no PMD chunk in range');
+    ok(c.h.madvise(m, TWO_MIB, MADV_COLLAPSE), 'the merged VMA has the anon_vma');
+  });
+
   test('mprotect PROT_GROWSDOWN: from the first VMA in range, down to its start; growsdown VMAs only', () => {
     const c = newHost('linux-6.18-pvm');
     const gd = mmapAnon(c, 4n * PAGE, RW, MAP_PRIVATE | MAP_GROWSDOWN);
