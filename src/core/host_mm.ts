@@ -189,6 +189,8 @@ export class HostMm {
    * having one merge (is_mergeable_anon_vma()), the merged VMA having it.
    */
   readonly anonVmas = new RangeMap<true>();
+  /** Pages of guest_memfd mappings whose PTE is present (a fault or populate mapped the folio). */
+  readonly gmemPtes = new RangeMap<true>();
   /** Next address the trace arena hands out. */
   cursor = MMAP_ARENA_BASE;
   private nextShmemId = 1;
@@ -430,12 +432,27 @@ export class HostMm {
    */
   unmapMappingRange(obj: GmemFile, startPgoff: number, endPgoff: number): void {
     if (obj.mappedPages === 0) return;
+    const views: Array<{ s: number; e: number; lo: number }> = [];
+    // unmap_mapping_folio() runs only for folios mapped somewhere, and it drops guard markers
+    // (ZAP_FLAG_DROP_MARKER) over the folio in every mapping of the file [verified].
+    const mapped = new RangeMap<true>();
     for (const v of this.vmas.entries()) {
       if (v.value.obj !== obj) continue;
       const lo = Math.max(startPgoff, v.value.base);
       const hi = Math.min(endPgoff, v.value.base + (v.end - v.start));
-      if (lo < hi)
-        this.k.mmuNotifierInvalidate(v.start + (lo - v.value.base), v.start + (hi - v.value.base));
+      if (lo >= hi) continue;
+      const view = { s: v.start + (lo - v.value.base), e: v.start + (hi - v.value.base), lo };
+      views.push(view);
+      if (this.gmemPtes.size !== 0)
+        for (const p of this.gmemPtes.piecesIn(view.s, view.e))
+          mapped.set(lo + (p.start - view.s), lo + (p.end - view.s), true);
+    }
+    for (const view of views) {
+      this.k.mmuNotifierInvalidate(view.s, view.e);
+      if (this.gmemPtes.size !== 0) this.gmemPtes.delete(view.s, view.e);
+      if (this.guards.size === 0 || mapped.size === 0) continue;
+      for (const m of mapped.piecesIn(view.lo, view.lo + (view.e - view.s)))
+        this.guards.delete(view.s + (m.start - view.lo), view.s + (m.end - view.lo));
     }
   }
 
@@ -448,6 +465,7 @@ export class HostMm {
     // Unmapping is the only thing that removes guard markers.
     this.guards.delete(s, e);
     this.anonVmas.delete(s, e);
+    this.gmemPtes.delete(s, e);
     for (const p of pieces) {
       const n = p.end - p.start;
       const v = p.value;
@@ -698,6 +716,7 @@ export class HostMm {
         // (the next access sees zeros); shared and file pages stay in their page cache.
         this.k.mmuNotifierInvalidate(s, e);
         if (!v.shared) this.freeAnon(s, e);
+        if (v.kind === 'gmem' && this.gmemPtes.size !== 0) this.gmemPtes.delete(s, e);
         // zap_pte_range() with reclaim_pt (CONFIG_PT_RECLAIM): a page table whose whole 2 MiB the
         // zap covers, now all none, is freed.
         if (v.kind === 'anon' && this.pteTables.size !== 0) {
@@ -765,6 +784,7 @@ export class HostMm {
         // (private anonymous memory is freed; file pages stay in their page cache).
         if (v.locked) return err('EINVAL', 'madvise_guard_install: VM_LOCKED');
         this.k.mmuNotifierInvalidate(s, e);
+        if (v.kind === 'gmem' && this.gmemPtes.size !== 0) this.gmemPtes.delete(s, e);
         if (v.kind === 'anon') {
           this.freeAnon(s, e);
           // anon_vma_prepare(), and page tables to hold the markers.
@@ -915,7 +935,9 @@ export class HostMm {
       }
       case 'gmem': {
         const r = kvmGmemFaultUserMapping(this.k, v.obj as GmemFile, v.base);
-        return 'signal' in r ? r : { pfn: r.pfn, writable };
+        if ('signal' in r) return r;
+        this.gmemPtes.set(hvpn, hvpn + 1, true);
+        return { pfn: r.pfn, writable };
       }
       case 'vcpu': {
         // A MAP_PRIVATE mapping reads the file page until the first write copies it (CoW).
@@ -1020,8 +1042,11 @@ export class HostMm {
         }
         return last;
       }
-      case 'gmem':
-        return s + kvmGmemPopulateUserRange(this.k, v.obj as GmemFile, v.base, end - s);
+      case 'gmem': {
+        const n = kvmGmemPopulateUserRange(this.k, v.obj as GmemFile, v.base, end - s);
+        if (n > 0) this.gmemPtes.set(s, s + n, true);
+        return s + n;
+      }
       case 'vcpu': {
         for (let p = s; p < end; p++) if ('signal' in this.fault(p, write, false)) return p;
         return end;

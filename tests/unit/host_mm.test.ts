@@ -552,6 +552,25 @@ describe('independent-trace findings (conformance/mmap/*: recorded on the PVM ke
     ok(collapse(c, q));
   });
 
+  test('truncating a mapped guest_memfd folio drops guard markers over it in every mapping', () => {
+    const { c, g } = gmemHost(GMEM_MMAP | GMEM_SHARED, 4n * PAGE);
+    const a = mmapFd(c, g, 4n * PAGE);
+    const b = mmapFd(c, g, 4n * PAGE);
+    poke(c, a + PAGE, '02'); // mapped folio at index 1
+    ok(c.h.fallocate(g, 1, 2n * PAGE, PAGE)); // allocated, never mapped: index 2
+    ok(c.h.madvise(b, 4n * PAGE, MADV_GUARD_INSTALL));
+    ok(c.h.fallocate(g, 3, 0n, 4n * PAGE));
+    assert.deepEqual(c.h.peek(b, 1), SEGV, 'no folio');
+    assert.equal(peekHex(c, b + PAGE, 1), '00', 'the mapped folio took the guard with it');
+    assert.deepEqual(c.h.peek(b + 2n * PAGE, 1), SEGV, 'an unmapped folio leaves the guard');
+    // Shared anonymous memory (shmem) keeps its guards: the range is unmapped before truncation.
+    const s = mmapAnon(c, 2n * PAGE, RW, MAP_SHARED);
+    poke(c, s, '01');
+    ok(c.h.madvise(s, PAGE, MADV_GUARD_INSTALL));
+    ok(c.h.madvise(s, PAGE, MADV_REMOVE));
+    assert.deepEqual(c.h.peek(s, 1), SEGV);
+  });
+
   test('split VMAs merge back when only one part has an anon_vma; the merged VMA has it', () => {
     const c = newHost('linux-6.18-pvm');
     const m = mmapAnon(c, 2n * TWO_MIB, PROT_WRITE);
