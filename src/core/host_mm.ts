@@ -260,10 +260,11 @@ export class HostMm {
     let shared: boolean;
     let mayExec = true;
     const growsdown = (flags & MAP_GROWSDOWN) !== 0;
-    if (f !== null) {
-      // file_mmap_ok(): guest_memfd is a regular file (max size MAX_LFS_FILESIZE); the vCPU's
-      // anonymous inode allows any unsigned long.
-      const maxsize = f.kind === 'gmem' ? (1n << 63n) - 1n : (1n << 64n) - 1n;
+    if (f !== null || hugetlb) {
+      // The file branch of do_mmap(), also taken for the hugetlbfs file behind an anonymous
+      // MAP_HUGETLB. file_mmap_ok(): guest_memfd and hugetlbfs files are regular files (max size
+      // MAX_LFS_FILESIZE); the vCPU's anonymous inode allows any unsigned long.
+      const maxsize = f === null || f.kind === 'gmem' ? (1n << 63n) - 1n : (1n << 64n) - 1n;
       if (rounded > maxsize || pgoffBig > (maxsize - rounded) >> 12n)
         return err('EOVERFLOW', 'file_mmap_ok: offset range too large');
       switch (flags & MAP_TYPE) {
@@ -284,30 +285,14 @@ export class HostMm {
         default:
           return err('EINVAL', 'do_mmap: bad MAP_TYPE');
       }
-      // noexec mount (anon inodes, guest_memfd): PROT_EXEC is refused, VM_MAYEXEC dropped.
-      if (f.kind !== 'kvm' && f.kind !== 'std') {
+      // noexec mount (anon inodes, guest_memfd; not hugetlbfs): PROT_EXEC is refused, VM_MAYEXEC
+      // dropped.
+      if (f !== null && f.kind !== 'kvm' && f.kind !== 'std') {
         if ((prot & PROT_EXEC) !== 0) return err('EPERM', 'do_mmap: PROT_EXEC on a noexec mount');
         mayExec = false;
       }
-      if (f.kind !== 'gmem' && f.kind !== 'vcpu') return err('ENODEV', 'do_mmap: file has no mmap');
-      if (growsdown) return err('EINVAL', 'do_mmap: VM_GROWSDOWN on a file mapping');
-    } else if (hugetlb) {
-      // do_mmap() takes the file branch for the hugetlbfs file: file_mmap_ok() (a regular file,
-      // MAX_LFS_FILESIZE), then the mapping type.
-      const maxsize = (1n << 63n) - 1n;
-      if (rounded > maxsize || pgoffBig > (maxsize - rounded) >> 12n)
-        return err('EOVERFLOW', 'file_mmap_ok: offset range too large');
-      switch (flags & MAP_TYPE) {
-        case MAP_SHARED:
-        case MAP_SHARED_VALIDATE:
-          shared = true;
-          break;
-        case MAP_PRIVATE:
-          shared = false;
-          break;
-        default:
-          return err('EINVAL', 'do_mmap: bad MAP_TYPE');
-      }
+      if (f !== null && f.kind !== 'gmem' && f.kind !== 'vcpu')
+        return err('ENODEV', 'do_mmap: file has no mmap');
       if (growsdown) return err('EINVAL', 'do_mmap: VM_GROWSDOWN on a file mapping');
     } else {
       switch (flags & MAP_TYPE) {
