@@ -8,6 +8,8 @@
  * fit below MMAP_ARENA_END fails with ENOMEM on every backend.
  */
 
+import { MAP_HUGETLB } from './uapi.js';
+
 /**
  * 64 TiB: above every address V8 picks for its heap pages (random hints below 2^46), far below
  * the kernel's top-down mmap area (just under 128 TiB), far above the executable and brk heap.
@@ -26,13 +28,10 @@ export function mmapRoundLength(length: bigint): bigint | undefined {
   return r > 0xffff_ffff_ffff_ffffn ? undefined : r;
 }
 
-/** MAP_HUGETLB and the MAP_HUGE_* size field (bits 26-31, log2 of the huge page size). */
-export const MAP_HUGETLB_FLAG = 0x40000;
-
 /**
- * ksys_mmap_pgoff(): the huge page size an anonymous MAP_HUGETLB request selects (hstate_sizelog():
- * 0 is the default 2 MiB; x86-64 registers 2 MiB and, with gbpages, 1 GiB), or undefined for a
- * size with no hstate (EINVAL).
+ * ksys_mmap_pgoff(): the huge page size an anonymous MAP_HUGETLB request selects with its
+ * MAP_HUGE_* field (bits 26-31, log2 of the size; hstate_sizelog(): 0 is the default 2 MiB; x86-64
+ * registers 2 MiB and, with gbpages, 1 GiB), or undefined for a size with no hstate (EINVAL).
  */
 export function hugetlbPageSize(flags: number): bigint | undefined {
   const log = (flags >>> 26) & 0x3f;
@@ -50,7 +49,7 @@ export function mmapPlacedLength(
   flags: number,
   anonymous: boolean,
 ): bigint | undefined {
-  const huge = anonymous && (flags & MAP_HUGETLB_FLAG) !== 0 ? hugetlbPageSize(flags) : undefined;
+  const huge = anonymous && (flags & MAP_HUGETLB) !== 0 ? hugetlbPageSize(flags) : undefined;
   if (huge === undefined) return mmapRoundLength(length);
   const r = (length + huge - 1n) & ~(huge - 1n);
   return r > 0xffff_ffff_ffff_ffffn ? undefined : r;
