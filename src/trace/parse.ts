@@ -184,6 +184,25 @@ function parseGuest(r: FieldReader): GuestStep[] {
 }
 
 /** Attach the optional `as` without an object spread (keeps parsed ops monomorphic and fast). */
+/** The fields KVM_SET_USER_MEMORY_REGION and REGION2 share, read in struct order. */
+function memoryRegionFields(r: FieldReader): {
+  vm: FdArg;
+  slot: bigint;
+  flags: bigint;
+  guest_phys_addr: bigint;
+  memory_size: bigint;
+  userspace_addr: AddrArg;
+} {
+  return {
+    vm: r.fd('vm'),
+    slot: r.int('slot'),
+    flags: r.int('flags', 0n),
+    guest_phys_addr: r.int('guest_phys_addr'),
+    memory_size: r.int('memory_size'),
+    userspace_addr: r.addr('userspace_addr'),
+  };
+}
+
 function withAs<T extends object>(o: T, as: string | undefined): T {
   if (as !== undefined) (o as { as?: string }).as = as;
   return o;
@@ -209,30 +228,13 @@ export function parseOpObject(file: string, line: number, obj: unknown): TraceOp
         as,
       );
     case 'KVM_SET_USER_MEMORY_REGION':
-      return withAs(
-        {
-          line,
-          op,
-          vm: r.fd('vm'),
-          slot: r.int('slot'),
-          flags: r.int('flags', 0n),
-          guest_phys_addr: r.int('guest_phys_addr'),
-          memory_size: r.int('memory_size'),
-          userspace_addr: r.addr('userspace_addr'),
-        },
-        as,
-      );
+      return withAs({ line, op, ...memoryRegionFields(r) }, as);
     case 'KVM_SET_USER_MEMORY_REGION2':
       return withAs(
         {
           line,
           op,
-          vm: r.fd('vm'),
-          slot: r.int('slot'),
-          flags: r.int('flags', 0n),
-          guest_phys_addr: r.int('guest_phys_addr'),
-          memory_size: r.int('memory_size'),
-          userspace_addr: r.addr('userspace_addr'),
+          ...memoryRegionFields(r),
           guest_memfd: r.fd('guest_memfd', { kind: 'raw', value: 0n }),
           guest_memfd_offset: r.int('guest_memfd_offset', 0n),
         },
