@@ -67,11 +67,10 @@ import {
   nextArenaCursor,
   MMAP_ARENA_BASE,
 } from './host_layout.js';
-import { PAGE_SIZE, type Pfn } from './units.js';
+import { PAGE_SIZE, ZERO_PFN, type Pfn } from './units.js';
 import { kvmGmemFaultUserMapping, kvmGmemPopulateUserRange } from './guest_memfd.js';
 
-/** The shared zero page: what a read of untouched private anonymous memory maps. */
-export const ZERO_PFN = 0 as Pfn;
+export { ZERO_PFN };
 
 /** Object behind a MAP_SHARED|MAP_ANONYMOUS mapping (a shmem file of the mapping's size). */
 export class ShmemObject {

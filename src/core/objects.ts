@@ -10,7 +10,7 @@
  */
 import { RangeMap, extentOps } from './ranges/range_map.js';
 import type { VmTypeSpec } from './profiles/profile.js';
-import type { Gfn, PgOff, Pfn } from './units.js';
+import { ZERO_PFN, type Gfn, type PgOff, type Pfn } from './units.js';
 
 /** State of one guest_memfd page (a folio; always order 0 in 6.18). */
 export type GmemPageState = 'allocated' | 'prepared' | 'poisoned';
@@ -158,9 +158,14 @@ export type Spte = {
   readonly writable: boolean;
 };
 
-/** Stage-2 extents coalesce when frames are consecutive and every other property matches. */
+/**
+ * Stage-2 extents coalesce when frames are consecutive and every other property matches. A
+ * mapping of the shared zero page never does: each gfn maps the same frame, and the frame after
+ * it belongs to someone else.
+ */
 export const spteOps = extentOps<Spte>(
   (a, b) =>
+    a.base !== ZERO_PFN &&
     a.level === b.level &&
     a.private === b.private &&
     a.source === b.source &&

@@ -26,6 +26,9 @@ export type Pfn = Brand<number, 'Pfn'>;
 /** Host virtual page number: hva >> 12. */
 export type Hvpn = Brand<number, 'Hvpn'>;
 
+/** The shared zero page: what a read of untouched private anonymous memory maps. */
+export const ZERO_PFN = 0 as Pfn;
+
 export const PAGE_SHIFT = 12;
 export const PAGE_SIZE = 4096;
 export const PAGE_SIZE_N = 4096n;

@@ -90,6 +90,25 @@ describe('no false alarm on the faithful model', () => {
   });
 });
 
+test('a zero-page stage-2 mapping never coalesces with the frame after it (fuzz seed 23111163)', () => {
+  // The first frame the model allocates is pfn 1, right after the zero page (pfn 0): a read-only
+  // pre-fault of gfn 0x310 (zero page) and 0x311 (pfn 1) once made one extent, which read as two
+  // zero-page gfns.
+  const t = parseTrace(
+    [
+      '{"op":"mmap","fd":null,"length":32768,"prot":3,"flags":2,"offset":0,"as":"m2"}',
+      '{"op":"poke","addr":"m2+0x1000","hex":"23e0bae988db6371"}',
+      '{"op":"KVM_CREATE_VM","fd":"kvm","type":0,"as":"vm5"}',
+      '{"op":"KVM_CREATE_VCPU","vm":"vm5","id":1,"as":"cpu7"}',
+      '{"op":"KVM_SET_USER_MEMORY_REGION","vm":"vm5","slot":3,"flags":2,"guest_phys_addr":3211264,"memory_size":12288,"userspace_addr":"m2"}',
+      '{"op":"KVM_PRE_FAULT_MEMORY","vcpu":"cpu7","gpa":3211264,"size":12288,"flags":0}',
+    ].join('\n'),
+    'seed23111163.jsonl',
+  );
+  const r = runChecked(t.ops, getProfile('linux-6.18')!);
+  assert.equal(r.failures.length, 0, JSON.stringify(r.failures[0]?.violations));
+});
+
 test('the catalogue documents every invariant', () => {
   assert.ok(INVARIANTS.length >= 8);
   for (const i of INVARIANTS) {
