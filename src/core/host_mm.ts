@@ -1082,26 +1082,19 @@ export class HostMm {
    * mapped by PTEs.
    */
   private splitThp(s: number, e: number): void {
-    if (this.hugeZero.size !== 0 && this.hugeZero.anyIn(s, e)) {
+    for (const pmds of [this.hugeZero, this.thp]) {
+      if (pmds.size === 0 || !pmds.anyIn(s, e)) continue;
       const h0 = Math.floor(s / 512) * 512;
       const h1 = Math.ceil(e / 512) * 512;
-      for (const p of this.hugeZero.piecesIn(h0, h1)) {
+      // __split_huge_pmd() notifies secondary MMUs over each huge page it splits, so KVM drops a
+      // 2M stage-2 mapping built on it.
+      for (const p of pmds.piecesIn(h0, h1)) {
         this.k.mmuNotifierInvalidate(p.start, p.end);
+        // The split installs the page table deposited when the huge PMD was mapped.
         this.notePteTable(p.start, p.end);
       }
-      this.hugeZero.delete(h0, h1);
+      pmds.delete(h0, h1);
     }
-    if (this.thp.size === 0 || !this.thp.anyIn(s, e)) return;
-    const h0 = Math.floor(s / 512) * 512;
-    const h1 = Math.ceil(e / 512) * 512;
-    // __split_huge_pmd() notifies secondary MMUs over each huge page it splits, so KVM drops a
-    // 2M stage-2 mapping built on it.
-    for (const p of this.thp.piecesIn(h0, h1)) {
-      this.k.mmuNotifierInvalidate(p.start, p.end);
-      // The split installs the page table deposited when the THP was mapped.
-      this.notePteTable(p.start, p.end);
-    }
-    this.thp.delete(h0, h1);
   }
 
   /** The host page-table level of a private anonymous page ('2M' when a THP maps it). */
