@@ -41,7 +41,10 @@ const TASK_SIZE_MAX = 0x7fff_ffff_f000n;
 const SEGV = { ok: false, fault: 'SIGSEGV' };
 const BUS = { ok: false, fault: 'SIGBUS' };
 const MAP_ANONYMOUS = 0x20;
+const MAP_LOCKED = 0x2000;
+const MAP_NORESERVE = 0x4000;
 const MADV_COLLAPSE = 25;
+const MADV_POPULATE_READ = 22;
 
 function gmemHost(flags = GMEM_SHARED, size = 4n * PAGE): { c: Ctx; g: number } {
   const c = newHost('linux-6.18-pvm');
@@ -370,11 +373,8 @@ describe('VMM accesses: peek / poke', () => {
 });
 
 describe('differential-fuzzing findings (conformance/mmap/*: recorded on the PVM kernel)', () => {
-  const MADV_POPULATE_READ = 22;
   const MADV_POPULATE_WRITE = 23;
   const MAP_POPULATE = 0x8000;
-  const MAP_LOCKED = 0x2000;
-  const MAP_NORESERVE = 0x4000;
   const TiB = 1n << 40n;
   const GiB = 1n << 30n;
 
@@ -483,9 +483,6 @@ describe('independent-trace findings (conformance/mmap/*: recorded on the PVM ke
   const MADV_GUARD_INSTALL = 102;
   const MADV_GUARD_REMOVE = 103;
   const MADV_FREE = 8;
-  const MADV_POPULATE_READ = 22;
-  const MAP_NORESERVE = 0x4000;
-  const MAP_LOCKED = 0x2000;
   const MAP_GROWSDOWN = 0x100;
   const MAP_STACK = 0x20000;
   const MAP_HUGETLB = 0x40000;
