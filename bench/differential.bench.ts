@@ -10,7 +10,7 @@
  */
 import { openKvmBackend } from '../src/backends/kvm/index.js';
 import { ModelBackend } from '../src/backends/model.js';
-import { matchProfile, probe } from '../src/cli/probe.js';
+import { describeKernel, matchedProfile } from '../src/cli/backends.js';
 import { runDifferential } from '../src/fuzz/differential.js';
 import { atLeast, now, row, type BenchRow } from './util.js';
 
@@ -22,14 +22,14 @@ export function benchDifferential(seconds = DIFF_SECONDS): BenchRow[] {
     process.stderr.write(`differential: skipped, /dev/kvm is not usable: ${kvm.unavailable}\n`);
     return [];
   }
-  const m = matchProfile(probe(kvm));
-  if (m.profile === undefined) {
+  const k = describeKernel(kvm);
+  if (k.match.profile === undefined) {
     process.stderr.write(
       'differential: skipped, no model profile matches this kernel (gmemlab probe)\n',
     );
     return [];
   }
-  const profile = m.profile;
+  const profile = matchedProfile(k, k.match.profile);
   const model = new ModelBackend(profile);
   // Warm-up (JIT, first mappings), untimed.
   runDifferential({

@@ -11,7 +11,8 @@ import { formatOp, formatResult } from '../trace/format.js';
 import { parseTrace } from '../trace/parse.js';
 import type { TraceOp } from '../trace/types.js';
 import { optString, parseArgs, UsageError } from './args.js';
-import { EXIT_CHECK_FAILED, EXIT_OK, InputError, profileOrUsage, readText } from './io.js';
+import { EXIT_CHECK_FAILED, EXIT_OK, InputError, readText } from './io.js';
+import { resolveProfile } from './backends.js';
 
 export const CHECK_HELP = `usage: gmemlab check [--kernel PROFILE] [--mutant NAME[,NAME]] [--json] FILE...
        gmemlab check --list
@@ -88,7 +89,7 @@ export async function checkMain(
   let bad = 0;
   for (const file of p.positionals) {
     const { ops, kernel } = loadOps(file);
-    const profile = profileOrUsage(optString(p, 'kernel') ?? kernel);
+    const profile = await resolveProfile(optString(p, 'kernel') ?? kernel);
     const r = runChecked(ops, profile, { mutants });
     if (p.opts.has('json')) {
       out(

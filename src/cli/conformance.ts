@@ -17,7 +17,7 @@ import { runTrace } from '../trace/runner.js';
 import { BackendRefusal } from '../trace/types.js';
 import { optString, parseArgs, UsageError } from './args.js';
 import { EXIT_CHECK_FAILED, EXIT_OK, InputError } from './io.js';
-import { openBackend } from './replay.js';
+import { openBackend } from './backends.js';
 
 export const CONFORMANCE_HELP = `usage: gmemlab conformance [--backend model|kvm] [--kernel PROFILE] [--record] [--json] [PATH...]
 

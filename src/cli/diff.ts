@@ -8,7 +8,7 @@ import { runTrace } from '../trace/runner.js';
 import { BackendRefusal } from '../trace/types.js';
 import { optString, parseArgs, UsageError } from './args.js';
 import { EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, InputError, loadTrace } from './io.js';
-import { openKvmAndModel } from './probe.js';
+import { openKvmAndModel } from './backends.js';
 import { findCases } from './conformance.js';
 import { existsSync, statSync } from 'node:fs';
 

@@ -9,10 +9,10 @@ import { formatOp, formatResult } from '../trace/format.js';
 import { optDuration, optInt, optString, parseArgs, UsageError } from './args.js';
 import { EXIT_CHECK_FAILED, EXIT_OK } from './io.js';
 import { bar, clock, ProgressLine } from './progress.js';
-import { openKvmAndModel } from './probe.js';
+import { openKvmAndModel } from './backends.js';
 import { newCoverage, runModelFuzz, type FoundViolation } from '../fuzz/model_fuzz.js';
 import { parseMutants } from './check.js';
-import { profileOrUsage } from './io.js';
+import { resolveProfile } from './backends.js';
 
 export const FUZZ_HELP = `usage: gmemlab fuzz --differential [--seed S] [--time T | --traces N] [--trace-ops N] [--kernel P]
                     [--out DIR] [--keep-going] [--quiet] [--json]
@@ -215,7 +215,7 @@ export async function fuzzModelMain(
   const timeMs = optDuration(p, 'time') ?? (maxOps === undefined ? 60_000 : undefined);
   const perTrace = optInt(p, 'trace-ops') ?? 60;
   if (perTrace < 1) throw new UsageError('--trace-ops must be at least 1');
-  const profile = profileOrUsage(optString(p, 'kernel'));
+  const profile = await resolveProfile(optString(p, 'kernel'));
   const mutants = parseMutants(optString(p, 'mutant'));
   const dir = optString(p, 'out') ?? 'fuzz-out';
   const coverage = newCoverage();

@@ -2,12 +2,12 @@
  * `gmemlab replay [--kernel PROFILE] [--backend model|kvm] TRACE.jsonl`: run a trace and print one
  * result line per op, exactly as the trace contract says.
  */
-import { ModelBackend } from '../backends/model.js';
 import { formatOp, formatResult } from '../trace/format.js';
 import { runTrace } from '../trace/runner.js';
-import { BackendRefusal, type Backend } from '../trace/types.js';
+import { BackendRefusal } from '../trace/types.js';
 import { parseArgs, optString, UsageError } from './args.js';
-import { EXIT_OK, EXIT_USAGE, InputError, loadTrace, profileOrUsage } from './io.js';
+import { EXIT_OK, EXIT_USAGE, InputError, loadTrace } from './io.js';
+import { openBackend } from './backends.js';
 
 export const REPLAY_HELP = `usage: gmemlab replay [--kernel PROFILE] [--backend model|kvm] TRACE.jsonl...
 
@@ -19,18 +19,6 @@ Run each trace and print one JSON result line per op (trace-format.md).
   --verbose          print each op (as a # comment line) before its result
 
 Exit codes: 0 ok, 2 usage error, malformed trace (file:line: field: message) or unavailable backend.`;
-
-/** Open the requested backend, or throw a UsageError-style message. */
-export async function openBackend(kind: string, kernel: string | undefined): Promise<Backend> {
-  if (kind === 'model') return new ModelBackend(profileOrUsage(kernel));
-  if (kind === 'kvm') {
-    const { openKvmBackend } = await import('../backends/kvm/index.js');
-    const b = openKvmBackend();
-    if ('unavailable' in b) throw new InputError(`kvm backend unavailable: ${b.unavailable}`);
-    return b;
-  }
-  throw new UsageError(`unknown backend "${kind}" (model or kvm)`);
-}
 
 export async function replayMain(
   argv: readonly string[],

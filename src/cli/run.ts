@@ -10,7 +10,7 @@ import { BackendRefusal, type Backend } from '../trace/types.js';
 import { optString, parseArgs, UsageError } from './args.js';
 import { describeExits, describeOp, describeResult } from './describe.js';
 import { EXIT_CHECK_FAILED, EXIT_OK, InputError, readText } from './io.js';
-import { openBackend } from './replay.js';
+import { openBackend } from './backends.js';
 
 export const RUN_HELP = `usage: gmemlab run [--kernel PROFILE] [--backend model|kvm] [--json] [--quiet] SCENARIO.yaml...
 

@@ -1,13 +1,25 @@
 /**
- * The profile registry. Adding a kernel (a new version, a platform VM type, an in-flight design)
- * is adding a `KernelProfile` value here; callers only ever ask for a profile by name.
+ * The profile registry. Adding a kernel (a new build, a platform VM type, an in-flight design) is
+ * adding its facts and a `composeProfile` call here; callers ask for a profile by name, or load a
+ * profile file (`profile_file.ts`) that `gmemlab probe --save` wrote.
  */
-import { LINUX_6_18, LINUX_6_18_PVM } from './linux_6_18.js';
+import { LINUX_6_18, LINUX_6_18_PVM, LINUX_6_18_PVM_NOGMEM } from './linux_6_18.js';
 import type { KernelProfile } from './profile.js';
 
-export const PROFILES: readonly KernelProfile[] = [LINUX_6_18, LINUX_6_18_PVM];
+export const PROFILES: readonly KernelProfile[] = [
+  LINUX_6_18,
+  LINUX_6_18_PVM,
+  LINUX_6_18_PVM_NOGMEM,
+];
 
+/**
+ * The profile a command uses when it is given none and there is no usable /dev/kvm (or the live
+ * kernel matches no profile): upstream x86 with the TDP MMU.
+ */
 export const DEFAULT_PROFILE = 'linux-6.18';
+
+/** The profile the conformance suite's `NAME.expected.jsonl` files were recorded on. */
+export const REFERENCE_PROFILE = 'linux-6.18-pvm';
 
 export function getProfile(name: string): KernelProfile | undefined {
   return PROFILES.find((p) => p.name === name);
@@ -18,3 +30,4 @@ export function profileNames(): string[] {
 }
 
 export type { KernelProfile, VmTypeSpec } from './profile.js';
+export type { KernelFacts, HostFacts, KernelConfig, NeedableFact } from './facts.js';

@@ -26,14 +26,17 @@ export interface VmTypeSpec {
   readonly capOverrides?: ReadonlyMap<number, bigint>;
 }
 
-/** Transparent hugepage policy of the host (/sys/kernel/mm/transparent_hugepage/enabled). */
-export type ThpMode = 'always' | 'madvise' | 'never';
+import type { KernelFacts, ThpMode } from './facts.js';
+
+export type { ThpMode } from './facts.js';
 
 export interface KernelProfile {
   readonly name: string;
   readonly description: string;
   /** `uname -r` of the kernel this profile was checked against, when it was. */
   readonly checkedAgainst?: string;
+  /** The kernel and host facts this profile was composed from (`composeProfile`). */
+  readonly facts: KernelFacts;
   /** Supported VM types by number. */
   readonly vmTypes: ReadonlyMap<bigint, VmTypeSpec>;
   /** TDP MMU (EPT/NPT) vs shadow paging: decides KVM_PRE_FAULT_MEMORY and mapping levels. */

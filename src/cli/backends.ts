@@ -1,0 +1,185 @@
+/**
+ * Opening backends and choosing profiles for every command: `--kernel` takes a profile name or a
+ * profile file (`gmemlab probe --save`); without it every command uses the same default, the
+ * profile that matches this machine's kernel, else `DEFAULT_PROFILE` (README "Kernel profiles").
+ */
+import { existsSync } from 'node:fs';
+import { ModelBackend } from '../backends/model.js';
+import { composeProfile } from '../core/profiles/compose.js';
+import {
+  DEFAULT_PROFILE,
+  getProfile,
+  profileNames,
+  type KernelProfile,
+} from '../core/profiles/index.js';
+import { profileFromJson, ProfileFileError } from '../core/profiles/profile_file.js';
+import type { Backend } from '../trace/types.js';
+import { UsageError } from './args.js';
+import { InputError, readText } from './io.js';
+import {
+  factsFromAnswers,
+  matchProfile,
+  probe,
+  type ProbeAnswers,
+  type ProfileMatch,
+} from './kernel_facts.js';
+import type { KernelFacts } from '../core/profiles/facts.js';
+
+export type LiveKernel = {
+  readonly kvm: Backend;
+  readonly answers: ProbeAnswers;
+  readonly facts: KernelFacts;
+  readonly match: ProfileMatch;
+};
+
+let live: LiveKernel | undefined;
+
+/** Probe this machine once per process (throws UsageError when /dev/kvm is unusable). */
+export async function liveKernel(): Promise<LiveKernel> {
+  if (live !== undefined) return live;
+  live = describeKernel(await openKvm());
+  return live;
+}
+
+/** Probe the kernel behind a kvm backend and match its facts with the named profiles. */
+export function describeKernel(kvm: Backend): LiveKernel {
+  const answers = probe(kvm);
+  const facts = factsFromAnswers(answers);
+  return { kvm, answers, facts, match: matchProfile(facts) };
+}
+
+/**
+ * The profile of this machine: the matching named profile, or — when this host's facts (THP, RAM,
+ * PKU, ...) differ from that profile's — its kernel facts with this host's, named `NAME+host`.
+ */
+export function matchedProfile(k: LiveKernel, p: KernelProfile): KernelProfile {
+  if (k.match.hostDifferences.length === 0) return p;
+  return composeProfile(
+    {
+      name: `${p.name}+host`,
+      description: `${p.description}; with this host's facts (${k.match.hostDifferences.join('; ')})`,
+      ...(p.checkedAgainst !== undefined ? { checkedAgainst: p.checkedAgainst } : {}),
+    },
+    { ...p.facts, host: k.facts.host },
+  );
+}
+
+/** This machine's facts as a profile (what `probe --save` writes). */
+export function liveProfile(k: LiveKernel, name?: string): KernelProfile {
+  return composeProfile(
+    {
+      name: name ?? `local-${k.facts.release}`,
+      description: `probed from Linux ${k.facts.release} by gmemlab probe --save`,
+      checkedAgainst: k.facts.release,
+    },
+    k.facts,
+  );
+}
+
+/**
+ * The two backends of a model-vs-kernel comparison (diff, differential fuzzing): /dev/kvm and a
+ * model of profile `kernel` (a name or a profile file), or of the profile `probe` matches to this
+ * kernel when it is undefined.
+ */
+export async function openKvmAndModel(
+  kernel: string | undefined,
+): Promise<{ kvm: Backend; model: Backend; profile: KernelProfile }> {
+  const k = await liveKernel();
+  let profile: KernelProfile;
+  if (kernel === undefined) {
+    if (k.match.profile === undefined)
+      throw new InputError(
+        'no model profile matches this kernel (see gmemlab probe); pass --kernel NAME or a file from gmemlab probe --save',
+      );
+    profile = matchedProfile(k, k.match.profile);
+  } else profile = loadProfile(kernel);
+  return { kvm: k.kvm, model: openModel(profile), profile };
+}
+
+let kvmBackend: Backend | undefined;
+
+/** This machine's /dev/kvm backend, opened once per process (InputError when unusable). */
+export async function openKvm(): Promise<Backend> {
+  if (kvmBackend !== undefined) return kvmBackend;
+  const { openKvmBackend } = await import('../backends/kvm/index.js');
+  const b = openKvmBackend();
+  if ('unavailable' in b) throw new InputError(`kvm backend unavailable: ${b.unavailable}`);
+  kvmBackend = b;
+  return b;
+}
+
+export function openModel(p: KernelProfile): Backend {
+  return new ModelBackend(p);
+}
+
+/** Whether `s` names a profile file rather than a profile (a path, or a `.json` name). */
+function isProfileFile(s: string): boolean {
+  return s.includes('/') || s.endsWith('.json') || (getProfile(s) === undefined && existsSync(s));
+}
+
+/** A profile by name, or from a profile file; UsageError / InputError otherwise. */
+export function loadProfile(nameOrFile: string): KernelProfile {
+  if (!isProfileFile(nameOrFile)) {
+    const p = getProfile(nameOrFile);
+    if (p === undefined)
+      throw new UsageError(
+        `unknown kernel profile "${nameOrFile}" (known: ${profileNames().join(', ')}; or a profile file from gmemlab probe --save)`,
+      );
+    return p;
+  }
+  try {
+    return profileFromJson(readText(nameOrFile), nameOrFile);
+  } catch (e) {
+    if (e instanceof ProfileFileError) throw new InputError(e.message);
+    throw e;
+  }
+}
+
+export type DefaultChoice = { readonly profile: KernelProfile; readonly why: string };
+
+let defaultChoice: DefaultChoice | undefined;
+
+/**
+ * The profile every command uses without --kernel: the one that matches this machine's kernel,
+ * else DEFAULT_PROFILE (no usable /dev/kvm, or a kernel no profile matches). `GMEMLAB_KERNEL`, when
+ * set, overrides the probe (a name or a profile file), so a user can pin the default.
+ */
+export async function defaultProfile(): Promise<DefaultChoice> {
+  if (defaultChoice !== undefined) return defaultChoice;
+  const env = process.env['GMEMLAB_KERNEL'];
+  if (env !== undefined && env !== '')
+    defaultChoice = { profile: loadProfile(env), why: 'GMEMLAB_KERNEL' };
+  else {
+    let k: LiveKernel | undefined;
+    try {
+      k = await liveKernel();
+    } catch (e) {
+      if (!(e instanceof InputError)) throw e;
+      defaultChoice = { profile: getProfile(DEFAULT_PROFILE)!, why: e.message };
+    }
+    if (k !== undefined)
+      defaultChoice =
+        k.match.profile !== undefined
+          ? {
+              profile: matchedProfile(k, k.match.profile),
+              why: `matches this kernel (${k.facts.release})`,
+            }
+          : {
+              profile: getProfile(DEFAULT_PROFILE)!,
+              why: `no profile matches this kernel (${k.facts.release}; see gmemlab probe)`,
+            };
+  }
+  return defaultChoice!;
+}
+
+/** The profile of a `--kernel` option: the named or filed one, else the default. */
+export async function resolveProfile(kernel: string | undefined): Promise<KernelProfile> {
+  return kernel !== undefined ? loadProfile(kernel) : (await defaultProfile()).profile;
+}
+
+/** Open the requested backend; the kernel profile only matters for the model. */
+export async function openBackend(kind: string, kernel: string | undefined): Promise<Backend> {
+  if (kind === 'model') return openModel(await resolveProfile(kernel));
+  if (kind === 'kvm') return openKvm();
+  throw new UsageError(`unknown backend "${kind}" (model or kvm)`);
+}

@@ -1,0 +1,51 @@
+/**
+ * The host facts of this machine (`HostFacts`), read from /proc and /sys, and which KVM vendor
+ * module backs /dev/kvm. Node-only: the pure core receives them through a profile.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import type { HostFacts, KvmModule, ThpMode } from '../core/profiles/facts.js';
+
+function read(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** `always [madvise] never` -> madvise; undefined when THP is not built in. */
+function thpMode(): ThpMode {
+  const t = read('/sys/kernel/mm/transparent_hugepage/enabled');
+  const m = t === undefined ? null : /\[(always|madvise|never)\]/.exec(t);
+  return m === null ? 'never' : (m[1] as ThpMode);
+}
+
+function intFrom(path: string, fallback: number): number {
+  const v = Number.parseInt(read(path) ?? '', 10);
+  return Number.isSafeInteger(v) && v >= 0 ? v : fallback;
+}
+
+function cpuFlags(): Set<string> {
+  const m = /^flags\s*:(.*)$/m.exec(read('/proc/cpuinfo') ?? '');
+  return new Set(m === null ? [] : m[1]!.trim().split(/\s+/));
+}
+
+export function readHostFacts(): HostFacts {
+  const mem = /^MemTotal:\s+(\d+) kB$/m.exec(read('/proc/meminfo') ?? '');
+  return {
+    thp: thpMode(),
+    ramPages: mem === null ? 0 : Math.floor(Number(mem[1]) / 4),
+    maxMapCount: intFrom('/proc/sys/vm/max_map_count', 65530),
+    hugePages: intFrom('/proc/sys/vm/nr_hugepages', 0),
+    // Execute-only protection keys need the OS to have enabled PKU (CR4.PKE): cpuinfo `ospke`.
+    pku: cpuFlags().has('ospke'),
+    ksm: existsSync('/sys/kernel/mm/ksm'),
+  };
+}
+
+/** The vendor module of /dev/kvm: /sys/module/kvm_pvm, else kvm_intel / kvm_amd by CPU vendor. */
+export function kvmModule(): KvmModule {
+  for (const m of ['kvm_pvm', 'kvm_intel', 'kvm_amd'] as const)
+    if (existsSync(`/sys/module/${m}`)) return m;
+  return /AuthenticAMD/.test(read('/proc/cpuinfo') ?? '') ? 'kvm_amd' : 'kvm_intel';
+}

@@ -1,0 +1,186 @@
+/**
+ * Kernel facts of the live machine: the probe trace (only trace ops: KVM_CHECK_EXTENSION on
+ * /dev/kvm and a VM, KVM_CREATE_VM per type, KVM_CREATE_GUEST_MEMFD per flag, a vCPU running an
+ * empty guest program, KVM_SET_MEMORY_ATTRIBUTES, KVM_PRE_FAULT_MEMORY), the facts its answers show,
+ * and how they compare with the named profiles.
+ */
+import { release } from 'node:os';
+import { capName } from '../core/cap_names.js';
+import { CAP_TABLE_MAX, type KernelFacts } from '../core/profiles/facts.js';
+import { PROFILES, type KernelProfile } from '../core/profiles/index.js';
+import { KVM_CAP } from '../core/uapi.js';
+import { runTrace } from '../trace/runner.js';
+import type { Backend, ResultLine, TraceOpInput, TraceOp } from '../trace/types.js';
+import { kvmModule, readHostFacts } from './host_facts.js';
+
+/** What the live kernel answered to the probe trace. */
+export type ProbeAnswers = {
+  readonly kernel: string;
+  readonly systemCaps: number[];
+  readonly vmCaps: number[];
+  readonly vmTypes: Record<string, string>;
+  readonly gmemFlags: Record<string, string>;
+  readonly vcpuRuns: string;
+  readonly memoryAttributes: string;
+  readonly preFault: string;
+};
+
+const H = (name: string) => ({ kind: 'handle' as const, name });
+
+function valueOf(r: ResultLine): number {
+  return !('fault' in r) && r.ok && typeof r.value === 'bigint' ? Number(r.value) : -1;
+}
+function brief(r: ResultLine): string {
+  if ('fault' in r) return r.fault;
+  if (!r.ok) return r.errno;
+  if (r.exits !== undefined) return r.exits.map((e) => e.reason).join(',');
+  return 'ok';
+}
+
+/** Run the probe trace on a backend and collect its answers. */
+export function probe(b: Backend): ProbeAnswers {
+  const ops: TraceOpInput[] = [];
+  for (let c = 0; c <= CAP_TABLE_MAX; c++)
+    ops.push({ op: 'KVM_CHECK_EXTENSION', fd: H('kvm'), cap: BigInt(c) });
+  ops.push({ op: 'KVM_CREATE_VM', fd: H('kvm'), type: 0n, as: 'vm' });
+  for (let c = 0; c <= CAP_TABLE_MAX; c++)
+    ops.push({ op: 'KVM_CHECK_EXTENSION', fd: H('vm'), cap: BigInt(c) });
+  for (let t = 0; t <= 5; t++) ops.push({ op: 'KVM_CREATE_VM', fd: H('kvm'), type: BigInt(t) });
+  for (const f of [0n, 1n, 2n, 3n, 4n])
+    ops.push({ op: 'KVM_CREATE_GUEST_MEMFD', vm: H('vm'), size: 4096n, flags: f });
+  ops.push({ op: 'KVM_CREATE_VCPU', vm: H('vm'), id: 0n, as: 'cpu' });
+  ops.push({ op: 'KVM_RUN', vcpu: H('cpu'), guest: [] });
+  ops.push({
+    op: 'KVM_SET_MEMORY_ATTRIBUTES',
+    vm: H('vm'),
+    address: 0n,
+    size: 4096n,
+    attributes: 0n,
+    flags: 0n,
+  });
+  ops.push({
+    op: 'KVM_PRE_FAULT_MEMORY',
+    vcpu: H('cpu'),
+    gpa: 0xfffff000n,
+    size: 4096n,
+    flags: 0n,
+  });
+  const full = ops.map((o, i) => ({ ...o, line: i + 1 }) as TraceOp);
+  const r = runTrace(full, b);
+  let i = 0;
+  const systemCaps = r.slice(0, CAP_TABLE_MAX + 1).map(valueOf);
+  i = CAP_TABLE_MAX + 2;
+  const vmCaps = r.slice(i, i + CAP_TABLE_MAX + 1).map(valueOf);
+  i += CAP_TABLE_MAX + 1;
+  const vmTypes: Record<string, string> = {};
+  for (let t = 0; t <= 5; t++) vmTypes[String(t)] = brief(r[i++]!);
+  const gmemFlags: Record<string, string> = {};
+  for (const f of [0, 1, 2, 3, 4]) gmemFlags[String(f)] = brief(r[i++]!);
+  i++; // vCPU
+  const vcpuRuns = brief(r[i++]!);
+  const memoryAttributes = brief(r[i++]!);
+  const preFault = brief(r[i++]!);
+  return {
+    kernel: release(),
+    systemCaps,
+    vmCaps,
+    vmTypes,
+    gmemFlags,
+    vcpuRuns,
+    memoryAttributes,
+    preFault,
+  };
+}
+
+/**
+ * The kernel facts the answers show. Each Kconfig switch is read off the ioctl it adds: ENOTTY
+ * means the ioctl is not compiled in.
+ */
+export function factsFromAnswers(a: ProbeAnswers): KernelFacts {
+  const caps = (t: readonly number[]): number[] => t.map((v) => (v < 0 ? 0 : v));
+  return {
+    release: a.kernel,
+    arch: 'x86_64',
+    kvmModule: kvmModule(),
+    // KVM_CAP_PRE_FAULT_MEMORY is `tdp_enabled` (kvm_vm_ioctl_check_extension()).
+    mmu: (a.systemCaps[KVM_CAP.KVM_CAP_PRE_FAULT_MEMORY] ?? 0) > 0 ? 'tdp' : 'shadow',
+    kconfig: {
+      guestMemfd: a.gmemFlags['0'] !== 'ENOTTY',
+      genericMemoryAttributes: a.memoryAttributes !== 'ENOTTY',
+      swProtectedVm: a.vmTypes['1'] === 'ok',
+      smm: (a.vmCaps[KVM_CAP.KVM_CAP_MULTI_ADDRESS_SPACE] ?? 0) > 1,
+    },
+    caps: { system: caps(a.systemCaps), vm: caps(a.vmCaps) },
+    host: readHostFacts(),
+  };
+}
+
+/** Caps whose value is a property of the machine, not of the kernel build. */
+const HOST_CAPS: ReadonlySet<number> = new Set([KVM_CAP.KVM_CAP_NR_VCPUS]);
+
+export type FactDifferences = { readonly kernel: string[]; readonly host: string[] };
+
+/** How live facts differ from a profile's: kernel differences decide the match; host ones warn. */
+export function compareFacts(p: KernelProfile, f: KernelFacts): FactDifferences {
+  const kernel: string[] = [];
+  const host: string[] = [];
+  const pf = p.facts;
+  const say = (out: string[], what: string, live: unknown, prof: unknown): void => {
+    if (live !== prof)
+      out.push(`${what} is ${String(live)}, profile ${p.name} says ${String(prof)}`);
+  };
+  say(kernel, 'KVM module', f.kvmModule, pf.kvmModule);
+  say(kernel, 'MMU', f.mmu, pf.mmu);
+  say(kernel, 'guest_memfd (CONFIG_KVM_GUEST_MEMFD)', f.kconfig.guestMemfd, pf.kconfig.guestMemfd);
+  say(
+    kernel,
+    'memory attributes (CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES)',
+    f.kconfig.genericMemoryAttributes,
+    pf.kconfig.genericMemoryAttributes,
+  );
+  say(
+    kernel,
+    'SW_PROTECTED VMs (CONFIG_KVM_SW_PROTECTED_VM)',
+    f.kconfig.swProtectedVm,
+    pf.kconfig.swProtectedVm,
+  );
+  say(kernel, 'SMM (CONFIG_KVM_SMM)', f.kconfig.smm, pf.kconfig.smm);
+  for (const [where, live, prof] of [
+    ['/dev/kvm', f.caps.system, pf.caps.system],
+    ['a DEFAULT VM', f.caps.vm, pf.caps.vm],
+  ] as const)
+    for (let id = 0; id <= CAP_TABLE_MAX; id++) {
+      const a = live[id] ?? 0;
+      const b = prof[id] ?? 0;
+      if (a !== b)
+        (HOST_CAPS.has(id) ? host : kernel).push(
+          `${capName(id)} on ${where} is ${a}, profile ${p.name} says ${b}`,
+        );
+    }
+  say(host, 'THP mode', f.host.thp, pf.host.thp);
+  say(host, 'RAM pages', f.host.ramPages, pf.host.ramPages);
+  say(host, 'vm.max_map_count', f.host.maxMapCount, pf.host.maxMapCount);
+  say(host, 'huge pages in the pool', f.host.hugePages, pf.host.hugePages);
+  say(host, 'PKU (execute-only mappings unreadable)', f.host.pku, pf.host.pku);
+  say(host, 'KSM', f.host.ksm, pf.host.ksm);
+  return { kernel, host };
+}
+
+export type ProfileMatch = {
+  /** The first named profile whose kernel facts equal the live ones. */
+  readonly profile?: KernelProfile;
+  /** Host facts of this machine that differ from the matching profile's. */
+  readonly hostDifferences: string[];
+  /** Per non-matching profile: its kernel differences. */
+  readonly reasons: Map<string, string[]>;
+};
+
+export function matchProfile(f: KernelFacts, profiles = PROFILES): ProfileMatch {
+  const reasons = new Map<string, string[]>();
+  for (const p of profiles) {
+    const d = compareFacts(p, f);
+    if (d.kernel.length === 0) return { profile: p, hostDifferences: d.host, reasons };
+    reasons.set(p.name, d.kernel);
+  }
+  return { reasons, hostDifferences: [] };
+}

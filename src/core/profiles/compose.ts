@@ -1,0 +1,104 @@
+/**
+ * `composeProfile`: a kernel profile from kernel facts. Every behaviour switch of the model is
+ * derived here from a fact a live kernel shows (`gmemlab probe`), so a named profile and a profile
+ * file saved by `gmemlab probe --save` are built the same way.
+ */
+import { KVM_CAP } from '../uapi.js';
+import { CAP_TABLE_MAX, kernelVersion, type KernelFacts } from './facts.js';
+import type { KernelProfile, VmTypeSpec } from './profile.js';
+
+/** KVM_INTERNAL_MEM_SLOTS on x86 (TSS, identity map, APIC access): KVM_MEM_SLOTS_NUM - user slots. */
+const X86_INTERNAL_MEM_SLOTS = 3;
+/** TASK_SIZE_MAX of x86-64 with 4-level paging. */
+const X86_64_TASK_SIZE_MAX = 0x7fff_ffff_f000n;
+/** `kvm_mmu_max_gfn() + 1` for 52-bit guest physical addresses (TDP and shadow paging alike). */
+const X86_MAX_GFN_EXCLUSIVE = 2 ** 40;
+const GMEM_FLAG_MMAP = 1n;
+const KVM_MEMORY_ATTRIBUTE_PRIVATE = 8n;
+
+function capMap(values: readonly number[]): Map<number, bigint> {
+  const m = new Map<number, bigint>();
+  values.forEach((v, i) => {
+    if (v !== 0 && i <= CAP_TABLE_MAX) m.set(i, BigInt(v));
+  });
+  return m;
+}
+
+/**
+ * The VM types a kernel offers (`kvm_is_vm_type_supported()`): DEFAULT always; SW_PROTECTED with
+ * CONFIG_KVM_SW_PROTECTED_VM and the TDP MMU.
+ */
+function vmTypes(f: KernelFacts): Map<bigint, VmTypeSpec> {
+  const gmemFlags = f.kconfig.guestMemfd
+    ? BigInt(f.caps.vm[KVM_CAP.KVM_CAP_GUEST_MEMFD_FLAGS] ?? 0)
+    : 0n;
+  const types = new Map<bigint, VmTypeSpec>();
+  types.set(0n, {
+    name: 'DEFAULT',
+    hasPrivateMem: false,
+    hasProtectedState: false,
+    preFaultAllowedAtCreate: true,
+    privateFaultSource: 'never',
+    gmemFlags,
+    memAttributes: 0n,
+    // kvm_arch_nr_memslot_as_ids(): SMM gives VMs without private memory a second address space.
+    nrAddressSpaces: f.kconfig.smm ? 2 : 1,
+  });
+  if (f.kconfig.swProtectedVm && f.mmu === 'tdp')
+    types.set(1n, {
+      name: 'SW_PROTECTED',
+      hasPrivateMem: true,
+      hasProtectedState: false,
+      preFaultAllowedAtCreate: true,
+      privateFaultSource: 'attributes',
+      // kvm_gmem_get_supported_flags(): INIT_SHARED only for VMs without private memory.
+      gmemFlags: gmemFlags & GMEM_FLAG_MMAP,
+      memAttributes: f.kconfig.genericMemoryAttributes ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0n,
+      nrAddressSpaces: 1,
+    });
+  return types;
+}
+
+export type ProfileIdentity = {
+  readonly name: string;
+  readonly description: string;
+  /** `uname -r` of the kernel the profile was checked against, when it was. */
+  readonly checkedAgainst?: string;
+};
+
+export function composeProfile(id: ProfileIdentity, f: KernelFacts): KernelProfile {
+  const sys = f.caps.system;
+  const pvm = f.kvmModule === 'kvm_pvm';
+  const v = kernelVersion(f.release);
+  const userMemSlots = sys[KVM_CAP.KVM_CAP_NR_MEMSLOTS] ?? 0;
+  return {
+    name: id.name,
+    description: id.description,
+    ...(id.checkedAgainst !== undefined ? { checkedAgainst: id.checkedAgainst } : {}),
+    facts: f,
+    vmTypes: vmTypes(f),
+    tdpEnabled: f.mmu === 'tdp',
+    memoryAttributesConfig: f.kconfig.genericMemoryAttributes,
+    guestMemfdConfig: f.kconfig.guestMemfd,
+    systemCaps: capMap(sys),
+    vmCaps: capMap(f.caps.vm),
+    userMemSlots,
+    memSlotsNum: userMemSlots + X86_INTERNAL_MEM_SLOTS,
+    maxGfnExclusive: X86_MAX_GFN_EXCLUSIVE,
+    maxVcpuIds: BigInt(sys[KVM_CAP.KVM_CAP_MAX_VCPU_ID] ?? 0),
+    maxVcpus: sys[KVM_CAP.KVM_CAP_MAX_VCPUS] ?? 0,
+    taskSizeMax: X86_64_TASK_SIZE_MAX,
+    hostRamPages: f.host.ramPages,
+    thp: f.host.thp,
+    readonlyMem: (sys[KVM_CAP.KVM_CAP_READONLY_MEM] ?? 0) !== 0,
+    // kvm_gmem_bind(): an already bound range is EINVAL up to 6.18, EEXIST after.
+    gmemBindOverlapErrno:
+      v !== undefined && (v[0] > 6 || (v[0] === 6 && v[1] > 18)) ? 'EEXIST' : 'EINVAL',
+    maxMapCount: f.host.maxMapCount,
+    ksm: f.host.ksm,
+    guestAccess: pvm ? 'emulated' : 'stage2',
+    mmioCaching: !pvm,
+    hypercalls: pvm ? 'spin' : 'kvm',
+    execOnlyPkey: f.host.pku,
+  };
+}

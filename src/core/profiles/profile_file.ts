@@ -1,0 +1,213 @@
+/**
+ * Profile files: a kernel profile as JSON, written by `gmemlab probe --save FILE` and read by
+ * every `--kernel FILE` option. Pure: the caller reads and writes the text.
+ *
+ *   {
+ *     "gmemlab_profile": 1,
+ *     "name": "my-host", "description": "...", "checked_against": "6.18.44-...",
+ *     "facts": {
+ *       "release": "6.18.44-...", "arch": "x86_64", "kvm_module": "kvm_pvm", "mmu": "shadow",
+ *       "kconfig": { "guest_memfd": true, "generic_memory_attributes": false,
+ *                    "sw_protected_vm": false, "smm": false },
+ *       "caps": { "system": { "KVM_CAP_USER_MEMORY": 1, ... }, "vm": { ... } },
+ *       "host": { "thp": "madvise", "ram_pages": 6170914, "max_map_count": 65530,
+ *                 "huge_pages": 0, "pku": true, "ksm": true }
+ *     }
+ *   }
+ *
+ * Capabilities are keyed by name (`KVM_CAP_*`, or `cap N` for an id without a name); absent caps
+ * read 0. Every malformed field is reported as `FILE: facts.FIELD: message`.
+ */
+import { capId, capName } from '../cap_names.js';
+import { composeProfile } from './compose.js';
+import { CAP_TABLE_MAX, type KernelFacts, type KvmModule, type ThpMode } from './facts.js';
+import type { KernelProfile } from './profile.js';
+
+export const PROFILE_FILE_VERSION = 1;
+
+export class ProfileFileError extends Error {}
+
+function capsToJson(values: readonly number[]): Record<string, number> {
+  const o: Record<string, number> = {};
+  values.forEach((v, i) => {
+    if (v !== 0) o[capName(i)] = v;
+  });
+  return o;
+}
+
+/** The profile file text for a profile (facts and identity). */
+export function profileToJson(p: KernelProfile): string {
+  const f = p.facts;
+  const doc = {
+    gmemlab_profile: PROFILE_FILE_VERSION,
+    name: p.name,
+    description: p.description,
+    ...(p.checkedAgainst !== undefined ? { checked_against: p.checkedAgainst } : {}),
+    facts: {
+      release: f.release,
+      arch: f.arch,
+      kvm_module: f.kvmModule,
+      mmu: f.mmu,
+      kconfig: {
+        guest_memfd: f.kconfig.guestMemfd,
+        generic_memory_attributes: f.kconfig.genericMemoryAttributes,
+        sw_protected_vm: f.kconfig.swProtectedVm,
+        smm: f.kconfig.smm,
+      },
+      caps: { system: capsToJson(f.caps.system), vm: capsToJson(f.caps.vm) },
+      host: {
+        thp: f.host.thp,
+        ram_pages: f.host.ramPages,
+        max_map_count: f.host.maxMapCount,
+        huge_pages: f.host.hugePages,
+        pku: f.host.pku,
+        ksm: f.host.ksm,
+      },
+    },
+  };
+  return JSON.stringify(doc, null, 2) + '\n';
+}
+
+type Obj = Record<string, unknown>;
+
+class Reader {
+  constructor(private readonly file: string) {}
+
+  fail(field: string, msg: string): never {
+    throw new ProfileFileError(`${this.file}: ${field}: ${msg}`);
+  }
+  obj(v: unknown, field: string, keys: readonly string[], optional: readonly string[] = []): Obj {
+    if (typeof v !== 'object' || v === null || Array.isArray(v))
+      this.fail(field, 'expected an object');
+    const o = v as Obj;
+    for (const k of Object.keys(o))
+      if (!keys.includes(k) && !optional.includes(k))
+        this.fail(
+          field === '' ? k : `${field}.${k}`,
+          `unknown field (known: ${[...keys, ...optional].join(', ')})`,
+        );
+    for (const k of keys)
+      if (!(k in o)) this.fail(field === '' ? k : `${field}.${k}`, 'missing field');
+    return o;
+  }
+  str(v: unknown, field: string): string {
+    if (typeof v !== 'string' || v.length === 0) this.fail(field, 'expected a non-empty string');
+    return v;
+  }
+  bool(v: unknown, field: string): boolean {
+    if (typeof v !== 'boolean') this.fail(field, 'expected true or false');
+    return v;
+  }
+  uint(v: unknown, field: string): number {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+      this.fail(field, 'expected a non-negative integer');
+    return v;
+  }
+  oneOf<T extends string>(v: unknown, field: string, values: readonly T[]): T {
+    if (typeof v !== 'string' || !(values as readonly string[]).includes(v))
+      this.fail(field, `expected one of ${values.join(', ')}`);
+    return v as T;
+  }
+  caps(v: unknown, field: string): number[] {
+    if (typeof v !== 'object' || v === null || Array.isArray(v))
+      this.fail(field, 'expected an object of capability values by name');
+    const o = v as Obj;
+    const t = new Array<number>(CAP_TABLE_MAX + 1).fill(0);
+    for (const [k, val] of Object.entries(o)) {
+      const m = /^cap (\d+)$/.exec(k);
+      const id = m !== null ? Number(m[1]) : capId(k);
+      if (id === undefined || id > CAP_TABLE_MAX)
+        this.fail(
+          `${field}.${k}`,
+          `not a capability name (KVM_CAP_*) or "cap N" with N ≤ ${CAP_TABLE_MAX}`,
+        );
+      // KVM_CHECK_EXTENSION returns an int: a negative value is an errno and never a cap value.
+      t[id] = this.uint(val, `${field}.${k}`);
+    }
+    return t;
+  }
+}
+
+/** Parse a profile file; throws ProfileFileError naming the file and the field. */
+export function profileFromJson(text: string, file: string): KernelProfile {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (e) {
+    throw new ProfileFileError(`${file}: not JSON: ${(e as Error).message}`);
+  }
+  const r = new Reader(file);
+  const top = r.obj(
+    doc,
+    '',
+    ['gmemlab_profile', 'name', 'description', 'facts'],
+    ['checked_against'],
+  );
+  if (top['gmemlab_profile'] !== PROFILE_FILE_VERSION)
+    r.fail('gmemlab_profile', `expected ${PROFILE_FILE_VERSION} (the profile file version)`);
+  const name = r.str(top['name'], 'name');
+  const description = r.str(top['description'], 'description');
+  const checked =
+    top['checked_against'] === undefined
+      ? undefined
+      : r.str(top['checked_against'], 'checked_against');
+  const f = r.obj(top['facts'], 'facts', [
+    'release',
+    'arch',
+    'kvm_module',
+    'mmu',
+    'kconfig',
+    'caps',
+    'host',
+  ]);
+  const k = r.obj(f['kconfig'], 'facts.kconfig', [
+    'guest_memfd',
+    'generic_memory_attributes',
+    'sw_protected_vm',
+    'smm',
+  ]);
+  const c = r.obj(f['caps'], 'facts.caps', ['system', 'vm']);
+  const h = r.obj(f['host'], 'facts.host', [
+    'thp',
+    'ram_pages',
+    'max_map_count',
+    'huge_pages',
+    'pku',
+    'ksm',
+  ]);
+  const facts: KernelFacts = {
+    release: r.str(f['release'], 'facts.release'),
+    arch: r.oneOf(f['arch'], 'facts.arch', ['x86_64'] as const),
+    kvmModule: r.oneOf<KvmModule>(f['kvm_module'], 'facts.kvm_module', [
+      'kvm_intel',
+      'kvm_amd',
+      'kvm_pvm',
+    ]),
+    mmu: r.oneOf(f['mmu'], 'facts.mmu', ['tdp', 'shadow'] as const),
+    kconfig: {
+      guestMemfd: r.bool(k['guest_memfd'], 'facts.kconfig.guest_memfd'),
+      genericMemoryAttributes: r.bool(
+        k['generic_memory_attributes'],
+        'facts.kconfig.generic_memory_attributes',
+      ),
+      swProtectedVm: r.bool(k['sw_protected_vm'], 'facts.kconfig.sw_protected_vm'),
+      smm: r.bool(k['smm'], 'facts.kconfig.smm'),
+    },
+    caps: {
+      system: r.caps(c['system'], 'facts.caps.system'),
+      vm: r.caps(c['vm'], 'facts.caps.vm'),
+    },
+    host: {
+      thp: r.oneOf<ThpMode>(h['thp'], 'facts.host.thp', ['always', 'madvise', 'never']),
+      ramPages: r.uint(h['ram_pages'], 'facts.host.ram_pages'),
+      maxMapCount: r.uint(h['max_map_count'], 'facts.host.max_map_count'),
+      hugePages: r.uint(h['huge_pages'], 'facts.host.huge_pages'),
+      pku: r.bool(h['pku'], 'facts.host.pku'),
+      ksm: r.bool(h['ksm'], 'facts.host.ksm'),
+    },
+  };
+  return composeProfile(
+    { name, description, ...(checked !== undefined ? { checkedAgainst: checked } : {}) },
+    facts,
+  );
+}
