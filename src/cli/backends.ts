@@ -16,13 +16,8 @@ import { profileFromJson, ProfileFileError } from '../core/profiles/profile_file
 import type { Backend } from '../trace/types.js';
 import { UsageError } from './args.js';
 import { InputError, readText } from './io.js';
-import {
-  factsFromAnswers,
-  matchProfile,
-  probe,
-  type ProbeAnswers,
-  type ProfileMatch,
-} from './kernel_facts.js';
+import { factsFromAnswers, probe, type ProbeAnswers } from './kernel_facts.js';
+import { matchProfile, type ProfileMatch } from '../core/profiles/match.js';
 import type { KernelFacts } from '../core/profiles/facts.js';
 
 export type LiveKernel = {

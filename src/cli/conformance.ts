@@ -1,36 +1,62 @@
 /**
- * `gmemlab conformance [--backend model|kvm] [--kernel P] [--record] [--json] [PATH...]`: run the
- * conformance suite (trace cases with results recorded on the real kernel) and report every
- * disagreement. `--record` re-records the expected results from /dev/kvm.
+ * `gmemlab conformance [--backend model|kvm] [--kernel P] [--record [--force]] [--json] [PATH...]`:
+ * run the conformance suite (trace cases with results recorded on real kernels, one recording per
+ * kernel profile) and report every disagreement. `--record` records this kernel's results.
  */
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join, relative, resolve, sep } from 'node:path';
-import { release } from 'node:os';
+import {
+  existsSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { dirname, join, relative, resolve, sep, basename } from 'node:path';
 import {
   checkCase,
+  chooseRecording,
+  headerProfile,
   loadCase,
+  recordingFileFor,
+  recordingHeader,
+  missingNeeds,
+  unmetDepends,
   type CaseResult,
   type ConformanceCase,
+  type Recording,
 } from '../conformance/suite.js';
+import { getProfile, REFERENCE_PROFILE, type KernelProfile } from '../core/profiles/index.js';
+import type { KernelFacts } from '../core/profiles/facts.js';
 import { formatResult } from '../trace/format.js';
 import { runTrace } from '../trace/runner.js';
-import { BackendRefusal } from '../trace/types.js';
+import { BackendRefusal, type Backend } from '../trace/types.js';
 import { optString, parseArgs, UsageError } from './args.js';
+import { liveKernel, loadProfile, openModel } from './backends.js';
 import { EXIT_CHECK_FAILED, EXIT_OK, InputError } from './io.js';
-import { openBackend } from './backends.js';
 
-export const CONFORMANCE_HELP = `usage: gmemlab conformance [--backend model|kvm] [--kernel PROFILE] [--record] [--json] [PATH...]
+export const CONFORMANCE_HELP = `usage: gmemlab conformance [--backend model|kvm] [--kernel PROFILE] [--json] [--verbose] [PATH...]
+       gmemlab conformance --record [--force] [PATH...]
 
 Run the conformance suite: every conformance/**/NAME.jsonl trace is replayed and its result
-lines compared with NAME.expected.jsonl, which holds what the real kernel returned. PATH may be
-case files or directories (default: conformance/).
+lines compared with a recording of what a real kernel returned: NAME.expected.jsonl (recorded on
+the reference profile, ${REFERENCE_PROFILE}) or NAME.PROFILE.expected.jsonl (recorded on another
+profile's kernel). PATH may be case files or directories (default: conformance/).
 
-  --backend B       model (default) or kvm (checks that this machine's kernel still agrees)
-  --kernel PROFILE  model profile (default linux-6.18-pvm, the kernel the results came from)
-  --record          run every case on /dev/kvm and (re)write its .expected.jsonl
-  --json            one JSON object per case
+  --backend model   (default) each recording is replayed on the model of its own profile
+  --backend kvm     this machine's kernel is compared with the recordings of the profile it
+                    matches (else the reference ones); cases whose '# needs:' facts differ from
+                    where they were recorded are skipped, with the reason printed once per cause
+  --kernel PROFILE  model only: one profile (a name or a file from gmemlab probe --save), compared
+                    with the recordings that apply to it, as --backend kvm does for the kernel
+  --record          run the cases on /dev/kvm and write this kernel's recordings: all files of
+                    the run or, if any case cannot run, none. Runs only on the real kernel of a
+                    named profile, and refuses to overwrite a recording whose header names another
+                    profile unless --force is given
+  --json            one JSON object per case (and per skip)
+  --verbose         also list the cases that agree
 
-Exit codes: 0 all cases agree, 1 a case disagrees (or has no recorded results), 2 usage/input error.`;
+Exit codes: 0 all compared cases agree, 1 a case disagrees, 2 usage/input error or refusal.`;
 
 /** All case files under the given paths. */
 export function findCases(paths: readonly string[]): string[] {
@@ -47,8 +73,27 @@ export function findCases(paths: readonly string[]): string[] {
   return out;
 }
 
-export function expectedPath(caseFile: string): string {
-  return caseFile.replace(/\.jsonl$/, '.expected.jsonl');
+/**
+ * The expected files of a case: `NAME.expected.jsonl` and every `NAME.PROFILE.expected.jsonl`
+ * (but not those of another case `NAME.X.jsonl` in the same directory).
+ */
+export function expectedFiles(caseFile: string): string[] {
+  const dir = dirname(caseFile);
+  const stem = basename(caseFile).replace(/\.jsonl$/, '');
+  const suffix = '.expected.jsonl';
+  const names = readdirSync(dir);
+  return names
+    .filter((n) => {
+      if (n === `${stem}${suffix}`) return true;
+      if (!n.startsWith(`${stem}.`) || !n.endsWith(suffix)) return false;
+      // Another case NAME.X.jsonl owns NAME.X.expected.jsonl and NAME.X.P.expected.jsonl.
+      const longer = names
+        .filter((m) => m.endsWith('.jsonl') && !m.endsWith(suffix) && m !== `${stem}.jsonl`)
+        .map((m) => m.replace(/\.jsonl$/, '.'));
+      return !longer.some((o) => o.startsWith(`${stem}.`) && n.startsWith(o));
+    })
+    .sort()
+    .map((n) => join(dir, n));
 }
 
 /**
@@ -65,23 +110,106 @@ export function caseName(file: string, root?: string): string {
   return rel.replace(/\.jsonl$/, '');
 }
 
+function read(f: string): string {
+  try {
+    return readFileSync(f, 'utf8');
+  } catch (e) {
+    throw new InputError(`${f}: ${(e as Error).message}`);
+  }
+}
+
 export function readCase(file: string, root?: string): ConformanceCase {
-  const exp = expectedPath(file);
-  const read = (f: string): string => {
-    try {
-      return readFileSync(f, 'utf8');
-    } catch (e) {
-      throw new InputError(`${f}: ${(e as Error).message}`);
-    }
-  };
   const c = loadCase(
     caseName(file, root),
     file,
     read(file),
-    existsSync(exp) ? read(exp) : undefined,
+    expectedFiles(file).map((f) => ({ file: f, text: read(f) })),
   );
   if ('error' in c) throw new InputError(c.error);
   return c;
+}
+
+/** One comparison the run will make: a case, the recording, the backend to replay it on. */
+type Planned = { c: ConformanceCase; rec: Recording; backend: Backend; file: string };
+
+/**
+ * Record this kernel's results for every case. All cases run first; only when every one ran are
+ * the files written (each to a temporary file, then all renamed), so a run writes all or none.
+ */
+async function record(
+  files: readonly string[],
+  force: boolean,
+  out: (s: string) => void,
+): Promise<number> {
+  const k = await liveKernel();
+  const profile = k.match.profile;
+  if (profile === undefined)
+    throw new InputError(
+      `this kernel (${k.facts.release}) matches no named profile (see gmemlab probe): add a profile for it before recording`,
+    );
+  const pending: Array<{ file: string; text: string; name: string; n: number }> = [];
+  const skipped = new Map<string, string[]>();
+  for (const f of files) {
+    const c = readCase(f);
+    // A case that cannot run here, or whose results depend on a host fact that differs here from
+    // the profile's, would record something else than the profile's kernel.
+    const missing = missingNeeds(c, k.facts);
+    const unmet = unmetDepends(c, profile, k.facts);
+    if (missing.length > 0 || unmet.length > 0) {
+      const why =
+        missing.length > 0
+          ? `needs ${missing[0]!}, which this kernel lacks`
+          : `depends on ${unmet[0]!.fact}, which differs on this host from profile ${profile.name}`;
+      skipped.set(why, [...(skipped.get(why) ?? []), c.name]);
+      continue;
+    }
+    const target = recordingFileFor(f, profile.name);
+    if (existsSync(target)) {
+      const said = headerProfile(read(target).split('\n', 1)[0]);
+      const owner =
+        said ??
+        (target.endsWith(`.${profile.name}.expected.jsonl`) ? profile.name : REFERENCE_PROFILE);
+      if (owner !== profile.name && !force)
+        throw new InputError(
+          `${target}: recorded on profile ${owner}, this kernel is ${profile.name}; not overwriting it (--force to overwrite)`,
+        );
+    }
+    let lines: string[];
+    try {
+      lines = runTrace(c.ops, k.kvm).map(formatResult);
+    } catch (e) {
+      if (e instanceof BackendRefusal)
+        throw new InputError(`${f}: ${e.message}; nothing was recorded`);
+      throw e;
+    }
+    pending.push({
+      file: target,
+      text: `# ${recordingHeader(k.facts.release, profile.name)}\n${lines.join('\n')}\n`,
+      name: c.name,
+      n: lines.length,
+    });
+  }
+  const tmp = (f: string): string => `${f}.tmp-${process.pid}`;
+  const written: string[] = [];
+  try {
+    for (const p of pending) {
+      writeFileSync(tmp(p.file), p.text);
+      written.push(tmp(p.file));
+    }
+  } catch (e) {
+    for (const t of written) unlinkSync(t);
+    throw new InputError(
+      `cannot write a recording: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; nothing was recorded`,
+    );
+  }
+  for (const p of pending) {
+    renameSync(tmp(p.file), p.file);
+    out(`recorded ${p.name} on ${profile.name} (${p.n} results)`);
+  }
+  for (const [why, names] of skipped)
+    out(`skipped ${names.length} case(s): ${why}: ${names.join(', ')}`);
+  out(`${pending.length} recording(s) written for ${profile.name} (Linux ${k.facts.release})`);
+  return EXIT_OK;
 }
 
 export async function conformanceMain(
@@ -92,6 +220,7 @@ export async function conformanceMain(
     backend: 'string',
     kernel: 'string',
     record: 'bool',
+    force: 'bool',
     json: 'bool',
     help: 'bool',
     verbose: 'bool',
@@ -102,54 +231,95 @@ export async function conformanceMain(
   }
   const files = findCases(p.positionals.length > 0 ? p.positionals : ['conformance']);
   if (files.length === 0) throw new UsageError('no conformance cases found');
+  const backendKind = optString(p, 'backend');
   if (p.opts.has('record')) {
-    const kvm = await openBackend('kvm', undefined);
-    for (const f of files) {
-      const c = readCase(f);
-      let lines: string[];
-      try {
-        lines = runTrace(c.ops, kvm).map(formatResult);
-      } catch (e) {
-        if (e instanceof BackendRefusal) throw new InputError(`${f}: ${e.message}`);
-        throw e;
-      }
-      writeFileSync(
-        expectedPath(f),
-        `# recorded on Linux ${release()} /dev/kvm by gmemlab conformance --record; do not edit\n${lines.join('\n')}\n`,
+    if (backendKind !== undefined && backendKind !== 'kvm')
+      throw new UsageError('--record records the real kernel: it takes no --backend model');
+    if (p.opts.has('kernel'))
+      throw new UsageError(
+        '--record records the real kernel as the profile it matches: no --kernel',
       );
-      out(`recorded ${c.name} (${lines.length} results)`);
-    }
-    return EXIT_OK;
+    return record(files, p.opts.has('force'), out);
   }
-  const backend = await openBackend(
-    optString(p, 'backend') ?? 'model',
-    optString(p, 'kernel') ?? 'linux-6.18-pvm',
-  );
+  if (p.opts.has('force')) throw new UsageError('--force goes with --record');
+  const kind = backendKind ?? 'model';
+  if (kind !== 'model' && kind !== 'kvm')
+    throw new UsageError(`unknown backend "${kind}" (model or kvm)`);
+  if (kind === 'kvm' && p.opts.has('kernel'))
+    throw new UsageError('--kernel chooses a model profile; --backend kvm uses this kernel');
+  const cases = files.map((f) => readCase(f));
+
+  // What to compare: per case, the recording(s) and the backend.
+  const plan: Planned[] = [];
+  const skipped = new Map<string, string[]>();
+  const skip = (why: string, name: string): void => {
+    skipped.set(why, [...(skipped.get(why) ?? []), name]);
+  };
+  const models = new Map<string, Backend>();
+  const modelOf = (prof: KernelProfile): Backend => {
+    let b = models.get(prof.name);
+    if (b === undefined) models.set(prof.name, (b = openModel(prof)));
+    return b;
+  };
+  const against = (facts: KernelFacts, backend: Backend): void => {
+    for (const c of cases) {
+      const ch = chooseRecording(c, facts);
+      if ('skip' in ch) skip(ch.skip, c.name);
+      else plan.push({ c, rec: ch.recording, backend, file: c.file });
+    }
+  };
+  let label: string;
+  if (kind === 'kvm') {
+    const k = await liveKernel();
+    against(k.facts, k.kvm);
+    label = `/dev/kvm (Linux ${k.facts.release}, ${k.match.profile?.name ?? 'no matching profile'})`;
+  } else if (p.opts.has('kernel')) {
+    const prof = loadProfile(optString(p, 'kernel')!);
+    against(prof.facts, modelOf(prof));
+    label = `model:${prof.name}`;
+  } else {
+    for (const c of cases) {
+      if (c.recordings.length === 0) skip('not recorded on any kernel yet', c.name);
+      for (const rec of c.recordings)
+        plan.push({ c, rec, backend: modelOf(getProfile(rec.profile)!), file: c.file });
+    }
+    label = "the model of each recording's profile";
+  }
+
   const json = p.opts.has('json');
   let failed = 0;
-  const results: CaseResult[] = [];
-  for (const f of files) {
-    const r = checkCase(readCase(f), backend);
-    results.push(r);
+  for (const { c, rec, backend, file } of plan) {
+    const r: CaseResult = checkCase(c, backend, rec);
     if (!r.ok) failed++;
     if (json) {
       out(JSON.stringify(r));
       continue;
     }
     if (r.ok) {
-      if (p.opts.has('verbose')) out(`ok    ${r.name}`);
+      if (p.opts.has('verbose')) out(`ok    ${r.name} (${rec.profile})`);
       continue;
     }
-    out(`FAIL  ${r.name}${r.error !== undefined ? `: ${r.error}` : ''}`);
+    out(
+      `FAIL  ${r.name} (recorded on ${rec.profile})${r.error !== undefined ? `: ${r.error}` : ''}`,
+    );
     for (const m of r.mismatches) {
-      out(`      op ${m.index} (${f}:${m.line}) ${m.op}`);
+      out(`      op ${m.index} (${file}:${m.line}) ${m.op}`);
       out(`        kernel: ${JSON.stringify(m.expected)}`);
       out(`        ${backend.name}: ${JSON.stringify(m.actual)}`);
     }
   }
+  let nSkipped = 0;
+  for (const [why, names] of skipped) {
+    nSkipped += names.length;
+    if (json) out(JSON.stringify({ skipped: names, reason: why }));
+    else
+      out(
+        `skipped ${names.length} case(s): ${why}${p.opts.has('verbose') ? `: ${names.join(', ')}` : ''}`,
+      );
+  }
   if (!json)
     out(
-      `${results.length} cases on ${backend.name}: ${results.length - failed} agree, ${failed} disagree`,
+      `${plan.length} comparisons on ${label}: ${plan.length - failed} agree, ${failed} disagree${nSkipped > 0 ? `, ${nSkipped} case(s) skipped` : ''}`,
     );
   return failed > 0 ? EXIT_CHECK_FAILED : EXIT_OK;
 }

@@ -1,26 +1,60 @@
 /**
- * The conformance suite: trace cases (`conformance/<area>/<name>.jsonl`) with the result lines the
- * real kernel returned for them (`<name>.expected.jsonl`, recorded from /dev/kvm by
- * `gmemlab conformance --record`, never by the model). Pure: file access is injected.
+ * The conformance suite: trace cases (`conformance/<area>/<name>.jsonl`) with the result lines real
+ * kernels returned for them, one recording per kernel profile:
+ *
+ *   <name>.expected.jsonl            recorded on the reference profile (REFERENCE_PROFILE)
+ *   <name>.<profile>.expected.jsonl  recorded on another profile's kernel
+ *
+ * Recordings are made from /dev/kvm by `gmemlab conformance --record`, never by the model. A case
+ * declares two kinds of kernel and host facts in comment lines:
+ *   # needs: guest_memfd      the case runs only where these facts hold (it is meaningless or
+ *                             unsafe without them); elsewhere it is skipped with the reason
+ *   # depends: guest_memfd, pku  its results differ with these facts: a recording applies to a
+ *                             kernel only where they are the same as where it was recorded
+ * Pure: file access is injected.
  */
 import { resultToJson } from '../trace/format.js';
 import { deepEqual } from '../trace/compare.js';
 import { parseTrace, TraceInputError } from '../trace/parse.js';
 import { runTrace } from '../trace/runner.js';
 import type { Backend, ResultLine, TraceOp } from '../trace/types.js';
+import {
+  NEEDABLE_FACTS,
+  factValue,
+  isNeedableFact,
+  type KernelFacts,
+  type NeedableFact,
+} from '../core/profiles/facts.js';
+import { getProfile, REFERENCE_PROFILE, type KernelProfile } from '../core/profiles/index.js';
+import { matchProfile } from '../core/profiles/match.js';
+
+/** One recording of a case: what the kernel of `profile` returned, op by op. */
+export type Recording = {
+  readonly profile: string;
+  /** The expected file it was read from. */
+  readonly file: string;
+  /** Result objects, one per op. */
+  readonly lines: ReadonlyArray<Record<string, unknown>>;
+  /** The `# recorded on ...` header. */
+  readonly header?: string;
+};
 
 export type ConformanceCase = {
   readonly name: string;
   readonly file: string;
   readonly ops: readonly TraceOp[];
-  /** Recorded result objects, one per op (undefined when not recorded yet). */
-  readonly expected?: ReadonlyArray<Record<string, unknown>>;
-  /** The `# recorded on ...` header of the expected file. */
-  readonly recordedOn?: string;
+  /** Facts that must hold for the case to run (`# needs:` lines). */
+  readonly needs: readonly NeedableFact[];
+  /** Facts its results depend on (`# depends:` lines). */
+  readonly depends: readonly NeedableFact[];
+  /** Its recordings, the reference profile's first. */
+  readonly recordings: readonly Recording[];
 };
 
 export type CaseResult = {
   readonly name: string;
+  /** The profile of the recording compared with. */
+  readonly profile: string;
   readonly ok: boolean;
   /** One entry per disagreeing op: 1-based op index, trace line, expected and actual. */
   readonly mismatches: ReadonlyArray<{
@@ -63,45 +97,174 @@ export function parseExpected(
   return header === undefined ? { lines } : { lines, header };
 }
 
+/** The `# needs: a, b` (or `# depends: ...`) lines of a trace: each name must be a NeedableFact. */
+export function parseFactLines(
+  traceText: string,
+  file: string,
+  key: 'needs' | 'depends',
+): NeedableFact[] | { error: string } {
+  const needs: NeedableFact[] = [];
+  const lines = traceText.split(/\r?\n/);
+  const re = new RegExp(`^\\s*#\\s*${key}:(.*)$`);
+  for (let i = 0; i < lines.length; i++) {
+    const m = re.exec(lines[i]!);
+    if (m === null) continue;
+    for (const raw of m[1]!.split(',')) {
+      const f = raw.trim();
+      if (f === '') continue;
+      if (!isNeedableFact(f))
+        return {
+          error: `${file}:${i + 1}: ${key}: unknown fact "${f}" (known: ${Object.keys(NEEDABLE_FACTS).join(', ')})`,
+        };
+      if (!needs.includes(f)) needs.push(f);
+    }
+  }
+  return needs;
+}
+
+/**
+ * The profile of a case's expected file: `NAME.expected.jsonl` is the reference profile,
+ * `NAME.PROFILE.expected.jsonl` is PROFILE (profile names may contain dots).
+ */
+export function recordingProfileOf(caseFile: string, expectedFile: string): string {
+  const base = caseFile.replace(/\.jsonl$/, '');
+  const suffix = '.expected.jsonl';
+  if (expectedFile === `${base}${suffix}`) return REFERENCE_PROFILE;
+  return expectedFile.slice(base.length + 1, -suffix.length);
+}
+
+/** The expected file of a case for a profile. */
+export function recordingFileFor(caseFile: string, profile: string): string {
+  const base = caseFile.replace(/\.jsonl$/, '');
+  return profile === REFERENCE_PROFILE
+    ? `${base}.expected.jsonl`
+    : `${base}.${profile}.expected.jsonl`;
+}
+
+/** The header line every recording starts with. */
+export function recordingHeader(release: string, profile: string): string {
+  return `recorded on Linux ${release} /dev/kvm (profile ${profile}) by gmemlab conformance --record; do not edit`;
+}
+
+/** The profile a header names (`(profile NAME)`), if it names one. */
+export function headerProfile(header: string | undefined): string | undefined {
+  const m = header === undefined ? null : /\(profile ([^)\s]+)\)/.exec(header);
+  return m === null ? undefined : m[1];
+}
+
 export function loadCase(
   name: string,
   file: string,
   traceText: string,
-  expectedText: string | undefined,
+  expected: ReadonlyArray<{ file: string; text: string }>,
 ): ConformanceCase | { error: string } {
   const t = parseTrace(traceText, file);
   if (t.errors.length > 0) return { error: t.errors.map((e) => e.message).join('\n') };
-  if (expectedText === undefined) return { name, file, ops: t.ops };
-  let e: ReturnType<typeof parseExpected>;
-  try {
-    e = parseExpected(expectedText, file.replace(/\.jsonl$/, '.expected.jsonl'));
-  } catch (err) {
-    if (err instanceof TraceInputError) return { error: err.message };
-    throw err;
+  const needs = parseFactLines(traceText, file, 'needs');
+  if ('error' in needs) return needs;
+  const depends = parseFactLines(traceText, file, 'depends');
+  if ('error' in depends) return depends;
+  const recordings: Recording[] = [];
+  for (const x of expected) {
+    let e: ReturnType<typeof parseExpected>;
+    try {
+      e = parseExpected(x.text, x.file);
+    } catch (err) {
+      if (err instanceof TraceInputError) return { error: err.message };
+      throw err;
+    }
+    const profile = recordingProfileOf(file, x.file);
+    if (getProfile(profile) === undefined)
+      return { error: `${x.file}: recorded on profile "${profile}", which gmemlab does not have` };
+    const said = headerProfile(e.header);
+    if (said !== undefined && said !== profile)
+      return { error: `${x.file}:1: header says profile ${said}, the file name says ${profile}` };
+    recordings.push({
+      profile,
+      file: x.file,
+      lines: e.lines,
+      ...(e.header !== undefined ? { header: e.header } : {}),
+    });
   }
+  recordings.sort((a, b) =>
+    a.profile === REFERENCE_PROFILE
+      ? -1
+      : b.profile === REFERENCE_PROFILE
+        ? 1
+        : a.profile < b.profile
+          ? -1
+          : 1,
+  );
+  return { name, file, ops: t.ops, needs, depends, recordings };
+}
+
+/** The facts a case needs that `facts` lack: the case cannot run there. */
+export function missingNeeds(c: ConformanceCase, facts: KernelFacts): NeedableFact[] {
+  return c.needs.filter((f) => !factValue(facts, f));
+}
+
+/** Why a recording does not apply: the facts it depends on that differ from its profile's. */
+export function unmetDepends(
+  c: ConformanceCase,
+  recordedOn: KernelProfile,
+  facts: KernelFacts,
+): Array<{ fact: NeedableFact; has: boolean }> {
+  return c.depends
+    .filter((f) => factValue(facts, f) !== factValue(recordedOn.facts, f))
+    .map((f) => ({ fact: f, has: factValue(facts, f) }));
+}
+
+export type RecordingChoice = { readonly recording: Recording } | { readonly skip: string };
+
+/**
+ * The recording to compare a kernel (or model) with these facts against: the recording of the
+ * named profile whose kernel facts equal them, else the reference recording; either only when the
+ * facts the case needs hold, and every fact it depends on is the same as where it was recorded. The skip reason is one line per root
+ * cause, shared by all cases it skips.
+ */
+export function chooseRecording(c: ConformanceCase, facts: KernelFacts): RecordingChoice {
+  const missing = missingNeeds(c, facts);
+  if (missing.length > 0)
+    return {
+      skip: `needs ${missing[0]!} (${NEEDABLE_FACTS[missing[0]!]}), which this kernel lacks`,
+    };
+  const withRec = c.recordings
+    .map((r) => getProfile(r.profile))
+    .filter((p): p is KernelProfile => p !== undefined);
+  const m = matchProfile(facts, withRec);
+  const rec =
+    (m.profile !== undefined
+      ? c.recordings.find((r) => r.profile === m.profile!.name)
+      : undefined) ?? c.recordings.find((r) => r.profile === REFERENCE_PROFILE);
+  if (rec === undefined)
+    return {
+      skip:
+        c.recordings.length === 0
+          ? 'not recorded on any kernel yet'
+          : `recorded only on ${c.recordings.map((r) => r.profile).join(', ')}, whose kernel facts differ from this kernel's`,
+    };
+  const unmet = unmetDepends(c, getProfile(rec.profile)!, facts);
+  if (unmet.length === 0) return { recording: rec };
+  const u = unmet[0]!;
   return {
-    name,
-    file,
-    ops: t.ops,
-    expected: e.lines,
-    ...(e.header !== undefined ? { recordedOn: e.header } : {}),
+    skip: `depends on ${u.fact} (${NEEDABLE_FACTS[u.fact]}): ${u.has ? 'present here' : 'absent here'}, ${u.has ? 'absent' : 'present'} where ${rec.profile} was recorded`,
   };
 }
 
 /** Run one case on a backend and compare with the recorded results. */
-export function checkCase(c: ConformanceCase, backend: Backend): CaseResult {
-  if (c.expected === undefined)
-    return {
-      name: c.name,
-      ok: false,
-      mismatches: [],
-      error: 'no recorded results (run gmemlab conformance --record on a machine with /dev/kvm)',
-    };
+export function checkCase(c: ConformanceCase, backend: Backend, rec: Recording): CaseResult {
+  const expected = rec.lines;
   let results: ResultLine[];
   try {
     results = runTrace(c.ops, backend);
   } catch (e) {
-    return { name: c.name, ok: false, mismatches: [], error: (e as Error).message };
+    return {
+      name: c.name,
+      profile: rec.profile,
+      ok: false,
+      mismatches: [],
+      error: (e as Error).message,
+    };
   }
   const mismatches: Array<{
     index: number;
@@ -110,23 +273,24 @@ export function checkCase(c: ConformanceCase, backend: Backend): CaseResult {
     expected: unknown;
     actual: unknown;
   }> = [];
-  if (c.expected.length !== results.length)
+  if (expected.length !== results.length)
     return {
       name: c.name,
+      profile: rec.profile,
       ok: false,
       mismatches,
-      error: `recorded ${c.expected.length} results for ${results.length} ops (re-record)`,
+      error: `recorded ${expected.length} results for ${results.length} ops (re-record)`,
     };
   results.forEach((r, i) => {
     const actual = resultToJson(r);
-    if (!deepEqual(actual, c.expected![i]))
+    if (!deepEqual(actual, expected[i]))
       mismatches.push({
         index: i + 1,
         line: c.ops[i]!.line,
         op: c.ops[i]!.op,
-        expected: c.expected![i],
+        expected: expected[i],
         actual,
       });
   });
-  return { name: c.name, ok: mismatches.length === 0, mismatches };
+  return { name: c.name, profile: rec.profile, ok: mismatches.length === 0, mismatches };
 }
