@@ -8,7 +8,7 @@ import { runTrace } from '../trace/runner.js';
 import { BackendRefusal } from '../trace/types.js';
 import { optString, parseArgs, UsageError } from './args.js';
 import { EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, InputError, loadTrace } from './io.js';
-import { openKvmAndModel } from './backends.js';
+import { kvmRefusal, openKvmAndModel } from './backends.js';
 import { findCases } from './conformance.js';
 import { existsSync, statSync } from 'node:fs';
 
@@ -64,6 +64,11 @@ export async function diffMain(argv: readonly string[], out: (s: string) => void
     }
     if (t.errors.length > 0) {
       skip(file, t.errors.map((e) => e.message).join('\n'));
+      continue;
+    }
+    const refusal = await kvmRefusal(t.ops, file);
+    if (refusal !== undefined) {
+      skip(file, refusal);
       continue;
     }
     let k;

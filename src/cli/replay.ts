@@ -7,7 +7,7 @@ import { runTrace } from '../trace/runner.js';
 import { BackendRefusal } from '../trace/types.js';
 import { parseArgs, optString, UsageError } from './args.js';
 import { EXIT_OK, EXIT_USAGE, InputError, loadTrace } from './io.js';
-import { openBackend } from './backends.js';
+import { isKvm, openBackend, precheckOnKvm } from './backends.js';
 
 export const REPLAY_HELP = `usage: gmemlab replay [--kernel PROFILE] [--backend model|kvm] TRACE.jsonl...
 
@@ -37,19 +37,32 @@ export async function replayMain(
   }
   if (p.positionals.length === 0) throw new UsageError('replay needs a trace file');
   const backend = await openBackend(optString(p, 'backend') ?? 'model', optString(p, 'kernel'));
-  for (const file of p.positionals) {
+  // Every trace is read, and on /dev/kvm checked for refusals, before any result is printed.
+  const traces = p.positionals.map((file) => {
     const t = loadTrace(file);
     if (t.errors.length > 0) throw new InputError(t.errors.map((e) => e.message).join('\n'));
+    return { file, ops: t.ops };
+  });
+  const kvm = isKvm(backend);
+  if (kvm) for (const t of traces) await precheckOnKvm(t.ops, t.file);
+  for (const { file, ops } of traces) {
+    // On /dev/kvm a trace's lines are printed once it has run to its end.
+    const lines: string[] = [];
+    const emit = kvm ? (s: string): number => lines.push(s) : out;
     try {
       const verbose = p.opts.has('verbose');
-      runTrace(t.ops, backend, (op, r) => {
-        if (verbose) out(`# ${file}:${op.line} ${formatOp(op)}`);
-        out(formatResult(r));
+      runTrace(ops, backend, (op, r) => {
+        if (verbose) emit(`# ${file}:${op.line} ${formatOp(op)}`);
+        emit(formatResult(r));
       });
     } catch (e) {
-      if (e instanceof BackendRefusal) throw new InputError(`${file}: ${e.message}`);
+      if (e instanceof BackendRefusal)
+        throw new InputError(
+          `${file}: ${e.message} (at run time; no result of this trace was printed)`,
+        );
       throw e;
     }
+    for (const l of lines) out(l);
   }
   return EXIT_OK;
 }

@@ -10,7 +10,7 @@ import { BackendRefusal, type Backend } from '../trace/types.js';
 import { optString, parseArgs, UsageError } from './args.js';
 import { describeExits, describeOp, describeResult } from './describe.js';
 import { EXIT_CHECK_FAILED, EXIT_OK, InputError, readText } from './io.js';
-import { openBackend } from './backends.js';
+import { isKvm, openBackend, precheckOnKvm } from './backends.js';
 
 export const RUN_HELP = `usage: gmemlab run [--kernel PROFILE] [--backend model|kvm] [--json] [--quiet] SCENARIO.yaml...
 
@@ -127,6 +127,11 @@ export async function runMain(argv: readonly string[], out: (s: string) => void)
       optString(p, 'backend') ?? 'model',
       optString(p, 'kernel'),
     );
+    if (isKvm(b))
+      await precheckOnKvm(
+        s.steps.flatMap((x) => (x.kind === 'op' ? [x.op] : [])),
+        file,
+      );
     let r: ScenarioRun;
     try {
       r = runWith(s, b);

@@ -99,6 +99,11 @@ class Arena {
   /** The backend whose trace currently owns the arena, if any. */
   owner: object | undefined;
 
+  /** True while some KvmBackend holds the reservation (then `foreign` is meaningful). */
+  get reserved(): boolean {
+    return this.refs > 0;
+  }
+
   acquire(): void {
     if (this.refs++ === 0) this.reserveAll();
   }

@@ -5,13 +5,7 @@
  * touch the Node process's own memory or files.
  */
 import { errnoName } from '../../core/errno.js';
-import {
-  MMAP_ARENA_BASE,
-  MMAP_ARENA_END,
-  TASK_SIZE_MAX,
-  mmapPlacedLength,
-  nextArenaCursor,
-} from '../../core/host_layout.js';
+import { MMAP_ARENA_BASE, nextArenaCursor } from '../../core/host_layout.js';
 import { KVM_IOCTL, TRACE_CODE_GPA, TRACE_CODE_SLOT } from '../../core/uapi.js';
 import { bytesToHex } from '../../trace/format.js';
 import type {
@@ -48,6 +42,16 @@ import {
 } from './libc.js';
 import { isGuardPage, mappingAt, readMaps } from './maps.js';
 import {
+  PAGE,
+  addrOf,
+  ceilPage,
+  floorPage,
+  planMmap,
+  refusalOf,
+  vmaRangeWraps,
+  type RefusalEnv,
+} from './rules.js';
+import {
   KVM_EXIT_IO_OUT,
   KVM_SREGS_SIZE,
   RUN,
@@ -72,9 +76,7 @@ import {
 /** A descriptor number that is never open (above any RLIMIT_NOFILE): gives EBADF. */
 export const CLOSED_FD = 0x7fff_ffff;
 
-/** Lowest address the kernel ever maps (vm.mmap_min_addr on this machine is 4096; 64 KiB is safe). */
-const MIN_MAPPABLE = 0x10000n;
-const PAGE = 4096n;
+export { MAX_POPULATE_BYTES } from './rules.js';
 
 const PROT_READ = 1;
 const PROT_WRITE = 2;
@@ -86,19 +88,6 @@ const MAP_FIXED_NOREPLACE = 0x100000;
 const MAP_FIXED = 0x10;
 const MAP_TYPE = 0x0f;
 const MAP_SHARED_VALIDATE = 0x03;
-
-const MADV_HWPOISON = 100n;
-const MADV_SOFT_OFFLINE = 101n;
-const MADV_POPULATE_READ = 22n;
-const MADV_POPULATE_WRITE = 23n;
-const MAP_POPULATE = 0x8000;
-const MAP_LOCKED = 0x2000;
-/**
- * Most real memory one op may make the kernel allocate: fallocate allocation, MAP_POPULATE or
- * MAP_LOCKED, MADV_POPULATE_*. Larger requests are refused (the model runs them as ranges; the
- * real machine would swap or invoke the OOM killer).
- */
-export const MAX_POPULATE_BYTES = 1n << 30n;
 
 /** Largest peek / pread result the backend turns into hex. */
 const MAX_READ_BYTES = 16n << 20n;
@@ -119,18 +108,6 @@ const out = (
   result: ResultLine,
   more: { createdFd?: number; createdAddr?: bigint } = {},
 ): OpOutcome => ({ result, ...more });
-
-/**
- * An address field of a resolved op. The runner resolves every address to a u64 bigint; the
- * static type of ResolvedOp's address fields may say otherwise, so check at run time.
- */
-function addrOf(v: unknown): bigint {
-  if (typeof v === 'bigint') return v;
-  throw new TypeError(`KvmBackend: expected a resolved address (bigint), got ${typeof v}`);
-}
-
-const ceilPage = (v: bigint): bigint => (v + PAGE - 1n) & ~(PAGE - 1n);
-const floorPage = (v: bigint): bigint => v & ~(PAGE - 1n);
 
 type VmInfo = {
   /** The VM fd while the trace holds it open, else -1. */
@@ -192,30 +169,6 @@ const TSS: Segment = {
 const LDT: Segment = { ...TSS, selector: 0, type: 2 };
 
 const noop = (): void => {};
-
-/**
- * A memslot request that kvm_set_memory_region() rejects (EINVAL) before any slot exists, so its
- * userspace_addr range can never be reached by a guest and needs no safety check: a slot id or
- * address space out of range, an unaligned size, GPA or userspace_addr, a userspace range that
- * fails access_ok(), a GPA range that wraps, or more than KVM_MEM_MAX_NR_PAGES pages.
- */
-function slotRejectedEarly(
-  op: { slot: bigint; guest_phys_addr: bigint; memory_size: bigint },
-  ua: bigint,
-): boolean {
-  const size = cU64(op.memory_size);
-  const gpa = cU64(op.guest_phys_addr);
-  const slot = cU64(op.slot) & 0xffff_ffffn;
-  return (
-    slot >> 16n !== 0n ||
-    (slot & 0xffffn) >= 32764n ||
-    (size | gpa | ua) % PAGE !== 0n ||
-    size > TASK_SIZE_MAX ||
-    ua > TASK_SIZE_MAX - size ||
-    gpa + size > 0xffff_ffff_ffff_ffffn ||
-    size >> 12n > 0x7fff_ffffn
-  );
-}
 
 export class KvmBackend implements Backend {
   readonly name = 'kvm';
@@ -313,20 +266,6 @@ export class KvmBackend implements Backend {
     return v < 0 ? v : CLOSED_FD;
   }
 
-  /**
-   * How many bytes a fallocate could allocate. Only guest_memfd files of the trace allocate, and
-   * only with exactly FALLOC_FL_KEEP_SIZE, page-aligned offset and length, inside i_size
-   * (kvm_gmem_fallocate(); every other call fails before allocating): those bytes, else 0.
-   */
-  private fallocateAllocates(fd: number, mode: number, offset: bigint, len: bigint): bigint {
-    if (mode !== 1 || fd < 0 || offset < 0n || len <= 0n) return 0n;
-    if ((offset | len) % PAGE !== 0n) return 0n;
-    const b = Buffer.alloc(STAT_SIZE);
-    if (this.c.fstat(fd, b).ret < 0) return 0n;
-    const size = unpackStat(b).size;
-    return offset + len <= size ? len : 0n;
-  }
-
   /** The u32 guest_memfd field of KVM_SET_USER_MEMORY_REGION2. */
   private gmemField(f: ResolvedFd): bigint {
     if (f.kind === 'obj')
@@ -336,35 +275,23 @@ export class KvmBackend implements Backend {
   }
 
   /**
-   * Safety check for an address range [start, end) the op would hand to the kernel. Throws
-   * BackendRefusal when it could touch this process's own memory. Returns nothing; ranges inside
-   * the arena are the trace's (foreign parts of the arena are refused).
+   * The live state the refusal rules (rules.ts) look at: the arena bookkeeping, this process's
+   * maps (read fresh when a rule needs them) and fstat of the real fd.
    */
-  private checkRange(start: bigint, end: bigint, what: string): void {
-    if (end <= start) return;
-    if (end <= MIN_MAPPABLE || start >= TASK_SIZE_MAX) return;
-    const hex = (v: bigint): string => '0x' + v.toString(16);
-    const refuse = (why: string): never => {
-      throw new BackendRefusal(
-        `${what}: range [${hex(start)}, ${hex(end)}) ${why}; refusing to run it`,
-      );
+  private refusalEnv(): RefusalEnv {
+    const t = this.st;
+    return {
+      cursor: t.cursor,
+      foreign: arena.foreign,
+      traceMapped: arena.traceMapped.list,
+      maps: readMaps,
+      fileSize: (f) => {
+        const fd = this.fileFd(f);
+        if (fd < 0) return undefined;
+        const b = Buffer.alloc(STAT_SIZE);
+        return this.c.fstat(fd, b).ret < 0 ? undefined : unpackStat(b).size;
+      },
     };
-    if (arena.foreign.intersects(start, end))
-      refuse('overlaps memory of the backend process inside the trace arena');
-    if (arena.contains(start, end)) return;
-    for (const m of readMaps()) {
-      // The arena part of an entry is the trace's own (its mappings or our reservation); only
-      // what lies outside the arena can be memory of the Node process.
-      const pieces: [bigint, bigint][] = [
-        [m.start, m.end < MMAP_ARENA_BASE ? m.end : MMAP_ARENA_BASE],
-        [m.start > MMAP_ARENA_END ? m.start : MMAP_ARENA_END, m.end],
-      ];
-      for (const [s, e] of pieces)
-        if (s < e && s < end && start < e)
-          refuse(
-            `overlaps a mapping of the backend process (${hex(m.start)}-${hex(m.end)} ${m.perms} ${m.path})`,
-          );
-    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -373,6 +300,10 @@ export class KvmBackend implements Backend {
   exec(op: ResolvedOp): OpOutcome {
     const t = this.st;
     const c = this.c;
+    // Every refusal is decided here, before the op touches anything (precheckTrace() applies the
+    // same rules to a model replay of the whole trace before it starts).
+    const refusal = refusalOf(op, this.refusalEnv());
+    if (refusal !== undefined) throw new BackendRefusal(refusal);
     switch (op.op) {
       case 'KVM_CREATE_VM': {
         const r = c.ioctlInt(this.ioctlFd(op.fd), KVM_IOCTL.KVM_CREATE_VM, op.type);
@@ -397,24 +328,12 @@ export class KvmBackend implements Backend {
       }
       case 'KVM_SET_USER_MEMORY_REGION': {
         const ua = addrOf(op.userspace_addr);
-        if (!slotRejectedEarly(op, ua))
-          this.checkRange(
-            ua,
-            ua + cU64(op.memory_size),
-            'KVM_SET_USER_MEMORY_REGION userspace_addr',
-          );
         const buf = packMemoryRegion({ ...op, userspace_addr: ua });
         const r = c.ioctlBuf(this.ioctlFd(op.vm), KVM_IOCTL.KVM_SET_USER_MEMORY_REGION, buf);
         return out(r.ret < 0 ? fail(r.errno) : ok());
       }
       case 'KVM_SET_USER_MEMORY_REGION2': {
         const ua = addrOf(op.userspace_addr);
-        if (!slotRejectedEarly(op, ua))
-          this.checkRange(
-            ua,
-            ua + cU64(op.memory_size),
-            'KVM_SET_USER_MEMORY_REGION2 userspace_addr',
-          );
         const buf = packMemoryRegion2({
           ...op,
           userspace_addr: ua,
@@ -453,13 +372,7 @@ export class KvmBackend implements Backend {
       case 'madvise':
         return out(this.vmaOp(op));
       case 'fallocate': {
-        const fd = this.fileFd(op.fd);
-        const bytes = this.fallocateAllocates(fd, cInt(op.mode), cS64(op.offset), cS64(op.len));
-        if (bytes > MAX_POPULATE_BYTES)
-          throw new BackendRefusal(
-            `fallocate: allocating ${bytes} bytes of real memory exceeds the backend's 1 GiB limit`,
-          );
-        const r = c.fallocate(fd, cInt(op.mode), op.offset, op.len);
+        const r = c.fallocate(this.fileFd(op.fd), cInt(op.mode), op.offset, op.len);
         return out(r.ret < 0 ? fail(r.errno) : ok());
       }
       case 'ftruncate': {
@@ -704,17 +617,10 @@ export class KvmBackend implements Backend {
   ): OpOutcome {
     const t = this.st;
     const len = cU64(length);
-    const rounded = mmapPlacedLength(len, cInt(flags), fdArg === null);
-    const addr = t.cursor;
-    if (rounded === undefined || addr + rounded > MMAP_ARENA_END) return out(fail(12 /* ENOMEM */));
-    if (arena.foreign.intersects(addr, addr + rounded))
-      throw new BackendRefusal(
-        `mmap: the arena slot at 0x${addr.toString(16)} is occupied by the backend process's own memory`,
-      );
-    if ((cInt(flags) & (MAP_POPULATE | MAP_LOCKED)) !== 0 && rounded > MAX_POPULATE_BYTES)
-      throw new BackendRefusal(
-        `mmap: populating ${rounded} bytes of real memory exceeds the backend's 1 GiB limit`,
-      );
+    // exec() has refused the slot-occupied and over-limit cases already (same plan).
+    const plan = planMmap(t.cursor, length, flags, fdArg === null, arena.foreign);
+    if (plan.enomem) return out(fail(12 /* ENOMEM */));
+    const { addr, rounded } = plan;
     const fd = fdArg === null ? -1 : this.fileFd(fdArg);
     // MAP_FIXED_NOREPLACE is not in the kernel's LEGACY_MAP_MASK, so adding it to a
     // MAP_SHARED_VALIDATE request would turn every such file mapping into EOPNOTSUPP. For those
@@ -745,30 +651,9 @@ export class KvmBackend implements Backend {
   private vmaOp(op: Extract<ResolvedOp, { op: 'munmap' | 'mprotect' | 'madvise' }>): ResultLine {
     const addr = addrOf(op.addr);
     const len = cU64(op.length);
-    if (op.op === 'madvise' && (op.advice === MADV_HWPOISON || op.advice === MADV_SOFT_OFFLINE))
-      throw new BackendRefusal(
-        `madvise advice ${op.advice} would poison or offline host physical memory; refusing to run it`,
-      );
     // A range that wraps past 2^64 is rejected by the kernel's argument checks before any VMA is
     // touched (munmap EINVAL, mprotect ENOMEM, madvise EINVAL): run it as is.
-    const wraps = addr + ((len + PAGE - 1n) & ~(PAGE - 1n)) > 0xffff_ffff_ffff_ffffn;
-    if (
-      !wraps &&
-      op.op === 'madvise' &&
-      (op.advice === MADV_POPULATE_READ || op.advice === MADV_POPULATE_WRITE)
-    ) {
-      // Only the trace's own mappings inside the range can be populated.
-      const end = addr + len;
-      let bytes = 0n;
-      for (const it of arena.traceMapped.list)
-        if (it.s < end && addr < it.e)
-          bytes += (it.e < end ? it.e : end) - (it.s > addr ? it.s : addr);
-      if (bytes > MAX_POPULATE_BYTES)
-        throw new BackendRefusal(
-          `madvise: populating ${bytes} bytes of real memory exceeds the backend's 1 GiB limit`,
-        );
-    }
-    if (wraps) {
+    if (vmaRangeWraps(addr, len)) {
       const w =
         op.op === 'munmap'
           ? this.c.munmap(addr, len)
@@ -777,10 +662,9 @@ export class KvmBackend implements Backend {
             : this.c.madvise(addr, len, cInt(op.advice));
       return w.ret < 0 ? fail(w.errno) : ok();
     }
-    // The kernel acts on whole pages: check and lift the page-rounded range.
+    // The kernel acts on whole pages: lift the page-rounded range (exec() has checked it).
     const lo = floorPage(addr);
     const hi = ceilPage(addr + len);
-    this.checkRange(lo, hi, op.op);
     const lifted: Interval[] = arena.lift(lo, hi);
     let r;
     if (op.op === 'munmap') r = this.c.munmap(addr, len);
@@ -872,7 +756,6 @@ export class KvmBackend implements Backend {
 
   private peek(addr: bigint, len: bigint): ResultLine {
     if (len === 0n) return ok({ value: '' });
-    this.checkRange(addr, addr + len, 'peek');
     const [rfd, wfd] = this.pipe();
     const parts: Buffer[] = [];
     let done = 0n;
@@ -906,7 +789,6 @@ export class KvmBackend implements Backend {
   private poke(addr: bigint, bytes: Uint8Array): ResultLine {
     const len = BigInt(bytes.length);
     if (len === 0n) return ok();
-    this.checkRange(addr, addr + len, 'poke');
     const [rfd, wfd] = this.pipe();
     const src = Buffer.from(bytes);
     let done = 0;

@@ -1,0 +1,256 @@
+/**
+ * The real-KVM backend's refusal rules, as pure functions of a resolved op and an environment
+ * (`RefusalEnv`) that says what the rules need to know about the trace and the process.
+ *
+ * Both layers use exactly this code: `KvmBackend.exec()` asks `refusalOf()` before running each op
+ * with the live state (arena bookkeeping, /proc/self/maps, fstat of the real fd), and
+ * `precheckTrace()` (precheck.ts) asks it before the op runs on a model replay of the trace, with
+ * the model's view of the same state. The reason strings are the BackendRefusal messages.
+ */
+import {
+  MMAP_ARENA_BASE,
+  MMAP_ARENA_END,
+  TASK_SIZE_MAX,
+  mmapPlacedLength,
+} from '../../core/host_layout.js';
+import type { ResolvedFd, ResolvedOp } from '../../trace/types.js';
+import type { Interval } from './arena.js';
+import { cInt, cS64, cU64 } from './libc.js';
+import type { MapsEntry } from './maps.js';
+
+/** Lowest address the kernel ever maps (vm.mmap_min_addr on this machine is 4096; 64 KiB is safe). */
+export const MIN_MAPPABLE = 0x10000n;
+export const PAGE = 4096n;
+
+const MADV_HWPOISON = 100n;
+const MADV_SOFT_OFFLINE = 101n;
+const MADV_POPULATE_READ = 22n;
+const MADV_POPULATE_WRITE = 23n;
+const MAP_POPULATE = 0x8000;
+const MAP_LOCKED = 0x2000;
+const FALLOC_FL_KEEP_SIZE = 1;
+
+/**
+ * Most real memory one op may make the kernel allocate: fallocate allocation, MAP_POPULATE or
+ * MAP_LOCKED, MADV_POPULATE_*. Larger requests are refused (the model runs them as ranges; the
+ * real machine would swap or invoke the OOM killer).
+ */
+export const MAX_POPULATE_BYTES = 1n << 30n;
+
+export const ceilPage = (v: bigint): bigint => (v + PAGE - 1n) & ~(PAGE - 1n);
+export const floorPage = (v: bigint): bigint => v & ~(PAGE - 1n);
+const hex = (v: bigint): string => '0x' + v.toString(16);
+
+/**
+ * An address field of a resolved op. The runner resolves every address to a u64 bigint; the
+ * static type of ResolvedOp's address fields may say otherwise, so check at run time.
+ */
+export function addrOf(v: unknown): bigint {
+  if (typeof v === 'bigint') return v;
+  throw new TypeError(`KvmBackend: expected a resolved address (bigint), got ${typeof v}`);
+}
+
+/** What the rules need to know, at the moment the op is about to run. */
+export interface RefusalEnv {
+  /** The arena address the next successful mmap gets. */
+  readonly cursor: bigint;
+  /** Parts of the arena held by memory of the backend process (no trace op may touch them). */
+  readonly foreign: { intersects(s: bigint, e: bigint): boolean };
+  /** The trace's own mappings (mmapped and not munmapped): sorted, disjoint. */
+  readonly traceMapped: readonly Interval[];
+  /** The process's mappings (/proc/self/maps); only entries outside the arena matter. */
+  maps(): readonly MapsEntry[];
+  /** st_size of the file a file op's fd argument names, undefined when that fd is not open. */
+  fileSize(fd: ResolvedFd): bigint | undefined;
+}
+
+/**
+ * A memslot request that kvm_set_memory_region() rejects (EINVAL) before any slot exists, so its
+ * userspace_addr range can never be reached by a guest and needs no safety check: a slot id or
+ * address space out of range, an unaligned size, GPA or userspace_addr, a userspace range that
+ * fails access_ok(), a GPA range that wraps, or more than KVM_MEM_MAX_NR_PAGES pages.
+ */
+export function slotRejectedEarly(
+  op: { slot: bigint; guest_phys_addr: bigint; memory_size: bigint },
+  ua: bigint,
+): boolean {
+  const size = cU64(op.memory_size);
+  const gpa = cU64(op.guest_phys_addr);
+  const slot = cU64(op.slot) & 0xffff_ffffn;
+  return (
+    slot >> 16n !== 0n ||
+    (slot & 0xffffn) >= 32764n ||
+    (size | gpa | ua) % PAGE !== 0n ||
+    size > TASK_SIZE_MAX ||
+    ua > TASK_SIZE_MAX - size ||
+    gpa + size > 0xffff_ffff_ffff_ffffn ||
+    size >> 12n > 0x7fff_ffffn
+  );
+}
+
+/**
+ * The safety rule for an address range [start, end) an op would hand to the kernel: the reason
+ * to refuse it when it could touch the backend process's own memory, else undefined. Ranges inside
+ * the arena are the trace's, except its foreign parts; outside the arena every mapping is the
+ * process's own (Node, V8, libc, and the backend's kvm_run areas and code pages).
+ */
+export function rangeRefusal(
+  start: bigint,
+  end: bigint,
+  what: string,
+  env: Pick<RefusalEnv, 'foreign' | 'maps'>,
+): string | undefined {
+  if (end <= start) return undefined;
+  if (end <= MIN_MAPPABLE || start >= TASK_SIZE_MAX) return undefined;
+  const refuse = (why: string): string =>
+    `${what}: range [${hex(start)}, ${hex(end)}) ${why}; refusing to run it`;
+  if (env.foreign.intersects(start, end))
+    return refuse('overlaps memory of the backend process inside the trace arena');
+  if (start >= MMAP_ARENA_BASE && end <= MMAP_ARENA_END) return undefined;
+  for (const m of env.maps()) {
+    // The arena part of an entry is the trace's own (its mappings or our reservation); only
+    // what lies outside the arena can be memory of the Node process.
+    const pieces: [bigint, bigint][] = [
+      [m.start, m.end < MMAP_ARENA_BASE ? m.end : MMAP_ARENA_BASE],
+      [m.start > MMAP_ARENA_END ? m.start : MMAP_ARENA_END, m.end],
+    ];
+    for (const [s, e] of pieces)
+      if (s < e && s < end && start < e)
+        return refuse(
+          `overlaps a mapping of the backend process (${hex(m.start)}-${hex(m.end)} ${m.perms} ${m.path})`,
+        );
+  }
+  return undefined;
+}
+
+/**
+ * Where an mmap goes: ENOMEM when the placed length overflows or does not fit below the arena end
+ * (no refusal: the backend returns the error without calling the kernel), else the arena slot at
+ * the cursor and the reason to refuse the call, if any.
+ */
+export type MmapPlan =
+  | { readonly enomem: true }
+  | {
+      readonly enomem: false;
+      readonly addr: bigint;
+      readonly rounded: bigint;
+      readonly refusal: string | undefined;
+    };
+
+/**
+ * The backend's mmap placement and its two refusals. `anonymous` is "the trace passed fd null"
+ * (the backend's notion; the model instead looks at MAP_ANONYMOUS, see precheck.ts).
+ */
+export function planMmap(
+  cursor: bigint,
+  length: bigint,
+  flags: bigint,
+  anonymous: boolean,
+  foreign: RefusalEnv['foreign'],
+): MmapPlan {
+  const fl = cInt(flags);
+  const rounded = mmapPlacedLength(cU64(length), fl, anonymous);
+  const addr = cursor;
+  if (rounded === undefined || addr + rounded > MMAP_ARENA_END) return { enomem: true };
+  let refusal: string | undefined;
+  if (foreign.intersects(addr, addr + rounded))
+    refusal = `mmap: the arena slot at ${hex(addr)} is occupied by the backend process's own memory`;
+  else if ((fl & (MAP_POPULATE | MAP_LOCKED)) !== 0 && rounded > MAX_POPULATE_BYTES)
+    refusal = `mmap: populating ${rounded} bytes of real memory exceeds the backend's 1 GiB limit`;
+  return { enomem: false, addr, rounded, refusal };
+}
+
+/**
+ * A range of munmap / mprotect / madvise that wraps past 2^64: the kernel's argument checks reject
+ * it before any VMA is touched (munmap EINVAL, mprotect ENOMEM, madvise EINVAL).
+ */
+export function vmaRangeWraps(addr: bigint, length: bigint): boolean {
+  return addr + ceilPage(cU64(length)) > 0xffff_ffff_ffff_ffffn;
+}
+
+function vmaRefusal(
+  op: Extract<ResolvedOp, { op: 'munmap' | 'mprotect' | 'madvise' }>,
+  env: RefusalEnv,
+): string | undefined {
+  const addr = addrOf(op.addr);
+  const len = cU64(op.length);
+  if (op.op === 'madvise' && (op.advice === MADV_HWPOISON || op.advice === MADV_SOFT_OFFLINE))
+    return `madvise advice ${op.advice} would poison or offline host physical memory; refusing to run it`;
+  if (vmaRangeWraps(addr, len)) return undefined;
+  if (
+    op.op === 'madvise' &&
+    (op.advice === MADV_POPULATE_READ || op.advice === MADV_POPULATE_WRITE)
+  ) {
+    // Only the trace's own mappings inside the range can be populated. This counts all of them,
+    // whatever the kernel would stop at (a gap, a PROT_NONE VMA): an upper bound.
+    const end = addr + len;
+    let bytes = 0n;
+    for (const it of env.traceMapped)
+      if (it.s < end && addr < it.e)
+        bytes += (it.e < end ? it.e : end) - (it.s > addr ? it.s : addr);
+    if (bytes > MAX_POPULATE_BYTES)
+      return `madvise: populating ${bytes} bytes of real memory exceeds the backend's 1 GiB limit`;
+  }
+  // The kernel acts on whole pages: check the page-rounded range.
+  return rangeRefusal(floorPage(addr), ceilPage(addr + len), op.op, env);
+}
+
+/**
+ * How many bytes a fallocate could allocate. Only guest_memfd files of the trace allocate, and
+ * only with exactly FALLOC_FL_KEEP_SIZE, page-aligned offset and length, inside i_size
+ * (kvm_gmem_fallocate(); every other call fails before allocating): those bytes, else 0. Pages
+ * already allocated are counted too (an upper bound). `size` is asked last, only when needed.
+ */
+export function fallocateAllocates(
+  mode: number,
+  offset: bigint,
+  len: bigint,
+  size: () => bigint | undefined,
+): bigint {
+  if (mode !== FALLOC_FL_KEEP_SIZE || offset < 0n || len <= 0n) return 0n;
+  if ((offset | len) % PAGE !== 0n) return 0n;
+  const s = size();
+  return s !== undefined && offset + len <= s ? len : 0n;
+}
+
+/** The reason the backend refuses to run `op` in `env`, or undefined when it runs it. */
+export function refusalOf(op: ResolvedOp, env: RefusalEnv): string | undefined {
+  switch (op.op) {
+    case 'KVM_SET_USER_MEMORY_REGION':
+    case 'KVM_SET_USER_MEMORY_REGION2': {
+      const ua = addrOf(op.userspace_addr);
+      if (slotRejectedEarly(op, ua)) return undefined;
+      return rangeRefusal(ua, ua + cU64(op.memory_size), `${op.op} userspace_addr`, env);
+    }
+    case 'mmap': {
+      const plan = planMmap(env.cursor, op.length, op.flags, op.fd === null, env.foreign);
+      return plan.enomem ? undefined : plan.refusal;
+    }
+    case 'munmap':
+    case 'mprotect':
+    case 'madvise':
+      return vmaRefusal(op, env);
+    case 'fallocate': {
+      const bytes = fallocateAllocates(cInt(op.mode), cS64(op.offset), cS64(op.len), () =>
+        env.fileSize(op.fd),
+      );
+      return bytes > MAX_POPULATE_BYTES
+        ? `fallocate: allocating ${bytes} bytes of real memory exceeds the backend's 1 GiB limit`
+        : undefined;
+    }
+    case 'peek': {
+      const len = cU64(op.len);
+      if (len === 0n) return undefined;
+      const addr = addrOf(op.addr);
+      return rangeRefusal(addr, addr + len, 'peek', env);
+    }
+    case 'poke': {
+      const len = BigInt(op.bytes.length);
+      if (len === 0n) return undefined;
+      const addr = addrOf(op.addr);
+      return rangeRefusal(addr, addr + len, 'poke', env);
+    }
+    default:
+      return undefined;
+  }
+}
