@@ -13,7 +13,7 @@ import {
   type KernelProfile,
 } from '../core/profiles/index.js';
 import { profileFromJson, ProfileFileError } from '../core/profiles/profile_file.js';
-import type { Backend } from '../trace/types.js';
+import type { Backend, TraceOp } from '../trace/types.js';
 import { UsageError } from './args.js';
 import { InputError, readText } from './io.js';
 import { factsFromAnswers, probe, type ProbeAnswers } from './kernel_facts.js';
@@ -49,10 +49,15 @@ export function describeKernel(kvm: Backend): LiveKernel {
  */
 export function matchedProfile(k: LiveKernel, p: KernelProfile): KernelProfile {
   if (k.match.hostDifferences.length === 0) return p;
+  return withHostFacts(p, k, `with this host's facts (${k.match.hostDifferences.join('; ')})`);
+}
+
+/** Profile `p`'s kernel facts with this machine's host facts, named `NAME+host`. */
+function withHostFacts(p: KernelProfile, k: LiveKernel, why: string): KernelProfile {
   return composeProfile(
     {
       name: `${p.name}+host`,
-      description: `${p.description}; with this host's facts (${k.match.hostDifferences.join('; ')})`,
+      description: `${p.description}; ${why}`,
       ...(p.checkedAgainst !== undefined ? { checkedAgainst: p.checkedAgainst } : {}),
     },
     { ...p.facts, host: k.facts.host },
@@ -82,12 +87,13 @@ export async function openKvmAndModel(
   const k = await liveKernel();
   let profile: KernelProfile;
   if (kernel === undefined) {
-    if (k.match.profile === undefined)
+    const d = await defaultProfile();
+    if (d.source === 'fallback')
       throw new InputError(
         'no model profile matches this kernel (see gmemlab probe); pass --kernel NAME or a file from gmemlab probe --save',
       );
-    profile = matchedProfile(k, k.match.profile);
-  } else profile = loadProfile(kernel);
+    profile = d.profile;
+  } else profile = await loadProfile(kernel);
   return { kvm: k.kvm, model: openModel(profile), profile };
 }
 
@@ -112,8 +118,15 @@ function isProfileFile(s: string): boolean {
   return s.includes('/') || s.endsWith('.json') || (getProfile(s) === undefined && existsSync(s));
 }
 
-/** A profile by name, or from a profile file; UsageError / InputError otherwise. */
-export function loadProfile(nameOrFile: string): KernelProfile {
+/**
+ * A profile by name, or from a profile file; `NAME+host` is profile NAME with this machine's host
+ * facts (read by probing). UsageError / InputError otherwise.
+ */
+export async function loadProfile(nameOrFile: string): Promise<KernelProfile> {
+  if (nameOrFile.endsWith('+host')) {
+    const base = await loadProfile(nameOrFile.slice(0, -'+host'.length));
+    return withHostFacts(base, await liveKernel(), "with this host's facts");
+  }
   if (!isProfileFile(nameOrFile)) {
     const p = getProfile(nameOrFile);
     if (p === undefined)
@@ -130,7 +143,12 @@ export function loadProfile(nameOrFile: string): KernelProfile {
   }
 }
 
-export type DefaultChoice = { readonly profile: KernelProfile; readonly why: string };
+export type DefaultChoice = {
+  readonly profile: KernelProfile;
+  readonly why: string;
+  /** Where it came from: GMEMLAB_KERNEL, the probed kernel, or DEFAULT_PROFILE as a fallback. */
+  readonly source: 'env' | 'probe' | 'fallback';
+};
 
 let defaultChoice: DefaultChoice | undefined;
 
@@ -143,25 +161,30 @@ export async function defaultProfile(): Promise<DefaultChoice> {
   if (defaultChoice !== undefined) return defaultChoice;
   const env = process.env['GMEMLAB_KERNEL'];
   if (env !== undefined && env !== '')
-    defaultChoice = { profile: loadProfile(env), why: 'GMEMLAB_KERNEL' };
+    defaultChoice = { profile: await loadProfile(env), why: 'GMEMLAB_KERNEL', source: 'env' };
   else {
     let k: LiveKernel | undefined;
     try {
       k = await liveKernel();
     } catch (e) {
       if (!(e instanceof InputError)) throw e;
-      defaultChoice = { profile: getProfile(DEFAULT_PROFILE)!, why: e.message };
+      defaultChoice = { profile: getProfile(DEFAULT_PROFILE)!, why: e.message, source: 'fallback' };
     }
     if (k !== undefined)
       defaultChoice =
         k.match.profile !== undefined
           ? {
               profile: matchedProfile(k, k.match.profile),
-              why: `matches this kernel (${k.facts.release})`,
+              why:
+                k.match.hostDifferences.length === 0
+                  ? `matches this kernel (${k.facts.release})`
+                  : `${k.match.profile.name} matches this kernel (${k.facts.release}); +host: with this host's facts`,
+              source: 'probe',
             }
           : {
               profile: getProfile(DEFAULT_PROFILE)!,
               why: `no profile matches this kernel (${k.facts.release}; see gmemlab probe)`,
+              source: 'fallback',
             };
   }
   return defaultChoice!;
@@ -177,4 +200,35 @@ export async function openBackend(kind: string, kernel: string | undefined): Pro
   if (kind === 'model') return openModel(await resolveProfile(kernel));
   if (kind === 'kvm') return openKvm();
   throw new UsageError(`unknown backend "${kind}" (model or kvm)`);
+}
+
+/**
+ * Refusals up front: before a trace runs on /dev/kvm, decide (on a model of this kernel) whether
+ * the real backend would refuse one of its ops; the message names `file:line`. Undefined: it runs.
+ */
+export async function kvmRefusal(
+  ops: readonly TraceOp[],
+  file: string,
+): Promise<string | undefined> {
+  const k = await liveKernel();
+  const profile =
+    k.match.profile !== undefined
+      ? matchedProfile(k, k.match.profile)
+      : getProfile(DEFAULT_PROFILE)!;
+  const { precheckTrace } = await import('../backends/kvm/precheck.js');
+  const r = precheckTrace(ops, profile);
+  return r === undefined
+    ? undefined
+    : `${file}:${r.line}: ${r.op}: the real backend refuses this op (${r.reason}); the trace was not run`;
+}
+
+/** `kvmRefusal` as an InputError (exit 2). */
+export async function precheckOnKvm(ops: readonly TraceOp[], file: string): Promise<void> {
+  const why = await kvmRefusal(ops, file);
+  if (why !== undefined) throw new InputError(why);
+}
+
+/** Whether `b` is the real backend (so traces need `precheckOnKvm` and buffered output). */
+export function isKvm(b: Backend): boolean {
+  return b === kvmBackend;
 }

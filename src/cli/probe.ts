@@ -8,7 +8,7 @@ import { capName } from '../core/cap_names.js';
 import { CAP_TABLE_MAX } from '../core/profiles/facts.js';
 import { profileToJson } from '../core/profiles/profile_file.js';
 import { optString, parseArgs, UsageError } from './args.js';
-import { liveKernel, liveProfile } from './backends.js';
+import { defaultProfile, liveKernel, liveProfile } from './backends.js';
 import { EXIT_CHECK_FAILED, EXIT_OK, InputError } from './io.js';
 
 export const PROBE_HELP = `usage: gmemlab probe [--json] [--profile] [--save FILE [--name NAME]]
@@ -51,6 +51,7 @@ export async function probeMain(
   if (p.opts.has('name') && !p.opts.has('save')) throw new UsageError('--name needs --save FILE');
   const k = await liveKernel();
   const { answers: f, match: m } = k;
+  const def = await defaultProfile();
   const save = optString(p, 'save');
   if (save !== undefined) {
     const prof = liveProfile(k, optString(p, 'name'));
@@ -80,6 +81,7 @@ export async function probeMain(
         caps: { system: capsByName(k.facts.caps.system), vm: capsByName(k.facts.caps.vm) },
         facts: JSON.parse(profileToJson(liveProfile(k))).facts,
         profile: m.profile?.name ?? null,
+        default: def.profile.name,
         hostDifferences: m.hostDifferences,
         mismatches: Object.fromEntries(m.reasons),
       }),
@@ -89,6 +91,7 @@ export async function probeMain(
   const h = k.facts.host;
   out(`kernel            ${f.kernel}`);
   out(`matching profile  ${m.profile?.name ?? 'none'}`);
+  out(`default profile   ${def.profile.name} (${def.why})`);
   out(
     `KVM module        ${k.facts.kvmModule} (${k.facts.mmu === 'tdp' ? 'TDP MMU' : 'shadow paging'})`,
   );

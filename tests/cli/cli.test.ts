@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
 import {
   copyFileSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -32,10 +33,21 @@ const COMMANDS = ['run', 'replay', 'check', 'diff', 'fuzz', 'probe', 'conformanc
 
 type Run = { readonly status: number | null; readonly stdout: string; readonly stderr: string };
 
-/** Run gmemlab with `args` (cwd: the repository root unless given). */
-function gmemlab(args: readonly string[], cwd = ROOT, timeout = 60_000): Run {
+/**
+ * Run gmemlab with `args` (cwd: the repository root unless given). The default profile of model
+ * commands is pinned to linux-6.18 (GMEMLAB_KERNEL) so their outputs do not depend on this
+ * machine's kernel; the commands that compare with the kernel (probe, diff, fuzz --differential),
+ * or any command when `probed` is set, choose their default as a user's would.
+ */
+function gmemlab(args: readonly string[], cwd = ROOT, timeout = 60_000, probed = false): Run {
   const env = { ...process.env };
   delete env['NODE_TEST_CONTEXT'];
+  const compares =
+    args[0] === 'probe' ||
+    args[0] === 'diff' ||
+    (args[0] === 'fuzz' && args.includes('--differential'));
+  if (probed || compares) delete env['GMEMLAB_KERNEL'];
+  else env['GMEMLAB_KERNEL'] = 'linux-6.18';
   const r = spawnSync(process.execPath, [MAIN, ...args], { cwd, env, encoding: 'utf8', timeout });
   if (r.error !== undefined) throw r.error;
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
@@ -64,6 +76,40 @@ function expectedResults(file: string): unknown[] {
 function kvmUnavailable(): string | undefined {
   const b = kvm();
   return 'unavailable' in b ? b.unavailable : undefined;
+}
+
+type ProbeJson = {
+  kernel: string;
+  systemCaps: number[];
+  vmCaps: number[];
+  caps: { system: Record<string, number>; vm: Record<string, number> };
+  vmTypes: Record<string, string>;
+  gmemFlags: Record<string, string>;
+  memoryAttributes: string;
+  vcpuRuns: string;
+  profile: string | null;
+  default: string;
+  hostDifferences: string[];
+};
+
+let probed: ProbeJson | undefined;
+/** `gmemlab probe --json` of this machine (run once); needs a usable /dev/kvm. */
+function probeJson(): ProbeJson {
+  if (probed === undefined) {
+    const j = gmemlab(['probe', '--json'], ROOT, 60_000, true);
+    expectStatus(j, 0, 'probe --json');
+    probed = JSON.parse(j.stdout) as ProbeJson;
+  }
+  return probed;
+}
+
+/** The recording of `caseFile` made on this machine's profile, if the suite has one. */
+function liveRecording(caseFile: string): string | undefined {
+  const p = probeJson().profile;
+  if (p === null) return undefined;
+  const base = join(ROOT, caseFile.replace(/\.jsonl$/, ''));
+  const f = p === 'linux-6.18-pvm' ? `${base}.expected.jsonl` : `${base}.${p}.expected.jsonl`;
+  return existsSync(f) ? f : undefined;
 }
 
 let tmp = '';
@@ -370,7 +416,9 @@ describe('gmemlab replay', () => {
     expectStatus(p, 2, 'unknown profile');
     assert.match(
       p.stderr,
-      new RegExp(`unknown kernel profile "linux-2.4" \\(known: ${profileNames().join(', ')}\\)`),
+      new RegExp(
+        `unknown kernel profile "linux-2.4" \\(known: ${profileNames().join(', ')}; or a profile file from gmemlab probe --save\\)`,
+      ),
     );
     assert.equal(p.stdout, '');
     const m = gmemlab(['replay', 'replay/does-not-exist.jsonl'], tmp);
@@ -388,12 +436,19 @@ describe('gmemlab replay', () => {
       t.skip(`real /dev/kvm unavailable: ${reason}`);
       return;
     }
-    const want = expectedResults(join(ROOT, c.replace(/\.jsonl$/, '.expected.jsonl')));
+    const rec = liveRecording(c);
+    if (rec === undefined) {
+      t.skip(
+        `the suite has no recording of ${c} for this kernel (${probeJson().profile ?? 'no profile'})`,
+      );
+      return;
+    }
+    const want = expectedResults(rec);
     const k = gmemlab(['replay', '--backend', 'kvm', c]);
     expectStatus(k, 0, 'replay --backend kvm');
     assert.deepEqual(jsonLines(k.stdout), want);
     // The model of the kernel the recordings come from prints the same lines.
-    const m = gmemlab(['replay', '--kernel', 'linux-6.18-pvm', c]);
+    const m = gmemlab(['replay', '--kernel', probeJson().profile!, c]);
     expectStatus(m, 0, 'replay model');
     assert.equal(m.stdout, k.stdout);
   });
@@ -576,7 +631,15 @@ describe('gmemlab run', () => {
     const r = gmemlab(['run', '--backend', 'kvm', f], tmp);
     expectStatus(r, 1, 'run --backend kvm');
     assert.match(r.stdout, /^ {2}run\/failing\.yaml — backend kvm$/m);
-    assert.match(r.stdout, /run\/failing\.yaml:8: expected errno EINVAL, got \{"ok":true\}/);
+    // Step 8 fails on every kernel (EINVAL expected); what the kernel gave is what the model of
+    // this machine's profile gives (ok with guest_memfd, ENOTTY without it).
+    const m = gmemlab(['run', '--kernel', probeJson().default, f], tmp, 60_000);
+    expectStatus(m, 1, 'run on the model of this machine');
+    const failure = (out: string): string =>
+      out.split('\n').find((l) => l.includes('run/failing.yaml:8: expected errno EINVAL, got')) ??
+      '';
+    assert.notEqual(failure(r.stdout), '');
+    assert.equal(failure(r.stdout), failure(m.stdout));
   });
 });
 
@@ -781,7 +844,7 @@ describe('gmemlab fuzz --differential', () => {
       disagreements: unknown[];
     };
     assert.equal(s.seed, 7);
-    assert.ok(profileNames().includes(s.kernel), s.kernel);
+    assert.equal(s.kernel, probeJson().default);
     // Traces are counted whether or not the backend refused them.
     assert.equal(s.traces, 20);
     assert.ok(s.refused >= 0 && s.refused <= 20);
@@ -794,7 +857,7 @@ describe('gmemlab fuzz --differential', () => {
     assert.match(
       q.stdout,
       new RegExp(
-        `^differential fuzzing \\(seed 1, model ${s.kernel} vs /dev/kvm\\): 3 traces, \\d+ ops, 0 disagreement\\(s\\)\\n$`,
+        `^differential fuzzing \\(seed 1, model ${s.kernel.replace(/[.+]/g, '\\$&')} vs /dev/kvm\\): 3 traces, \\d+ ops, 0 disagreement\\(s\\)\\n$`,
       ),
     );
     // --trace-ops sets the length of each generated trace.
@@ -838,19 +901,11 @@ describe('gmemlab probe and diff (real /dev/kvm)', () => {
       t.skip(`real /dev/kvm unavailable: ${reason}`);
       return;
     }
-    const j = gmemlab(['probe', '--json']);
-    expectStatus(j, 0, 'probe --json');
-    const f = JSON.parse(j.stdout) as {
-      kernel: string;
-      systemCaps: number[];
-      vmCaps: number[];
-      vmTypes: Record<string, string>;
-      gmemFlags: Record<string, string>;
-      memoryAttributes: string;
-      vcpuRuns: string;
-      profile: string | null;
-    };
+    const f = probeJson();
     assert.equal(f.kernel, release());
+    // Capabilities carry their names.
+    assert.equal(f.caps.system['KVM_CAP_USER_MEMORY'], f.systemCaps[3]);
+    assert.equal(f.caps.vm['KVM_CAP_NR_MEMSLOTS'], f.vmCaps[10]);
     assert.equal(f.systemCaps.length, 261);
     assert.equal(f.vmCaps.length, 261);
     assert.equal(f.vmTypes['0'], 'ok');
@@ -858,10 +913,18 @@ describe('gmemlab probe and diff (real /dev/kvm)', () => {
     const p = gmemlab(['probe', '--profile']);
     expectStatus(p, 0, 'probe --profile');
     assert.equal(p.stdout, `${f.profile}\n`);
-    // A PVM kernel (only the DEFAULT VM type, no memory attributes) is linux-6.18-pvm.
+    // A PVM kernel (only the DEFAULT VM type, no memory attributes) is linux-6.18-pvm, or
+    // linux-6.18-pvm-nogmem when built without guest_memfd.
     if (f.vmTypes['1'] !== 'ok' && f.memoryAttributes === 'ENOTTY')
-      assert.equal(f.profile, 'linux-6.18-pvm');
+      assert.equal(
+        f.profile,
+        f.gmemFlags['0'] === 'ENOTTY' ? 'linux-6.18-pvm-nogmem' : 'linux-6.18-pvm',
+      );
     else assert.ok(f.profile === null || profileNames().includes(f.profile));
+    // The default profile of every command is the matching one, with this host's facts when
+    // they differ from the profile's.
+    if (f.profile !== null)
+      assert.equal(f.default, f.hostDifferences.length === 0 ? f.profile : `${f.profile}+host`);
     const text = gmemlab(['probe']);
     expectStatus(text, 0, 'probe');
     assert.match(
@@ -870,6 +933,46 @@ describe('gmemlab probe and diff (real /dev/kvm)', () => {
         `^kernel {12}${release().replace(/\./g, '\\.')}\\nmatching profile  ${f.profile ?? 'none'}\\n`,
       ),
     );
+  });
+
+  test('probe --save FILE writes this kernel as a profile file that every --kernel takes', (t) => {
+    const reason = kvmUnavailable();
+    const file = join(tmp, 'probe', 'here.json');
+    mkdirSync(dirname(file), { recursive: true });
+    if (reason !== undefined) {
+      expectStatus(gmemlab(['probe', '--save', file]), 2, 'probe --save without kvm');
+      t.skip(`real /dev/kvm unavailable: ${reason}`);
+      return;
+    }
+    const w = gmemlab(['probe', '--save', file, '--name', 'here']);
+    expectStatus(w, 0, 'probe --save');
+    assert.match(w.stdout, /^wrote profile here \(Linux \S+\) to /);
+    const doc = JSON.parse(readFileSync(file, 'utf8')) as {
+      name: string;
+      facts: { release: string; caps: { system: Record<string, number> } };
+    };
+    assert.equal(doc.name, 'here');
+    assert.equal(doc.facts.release, release());
+    assert.equal(doc.facts.caps.system['KVM_CAP_USER_MEMORY'], 1);
+    // The saved profile replays a conformance case exactly as this kernel does.
+    const c = 'conformance/fallocate/modes.jsonl';
+    const m = gmemlab(['replay', '--kernel', file, c]);
+    expectStatus(m, 0, 'replay --kernel FILE');
+    const k = gmemlab(['replay', '--backend', 'kvm', c]);
+    expectStatus(k, 0, 'replay --backend kvm');
+    assert.equal(m.stdout, k.stdout);
+    const d = gmemlab(['diff', '--kernel', file, '--json', c]);
+    expectStatus(d, 0, 'diff --kernel FILE');
+    assert.deepEqual(JSON.parse(d.stdout), {
+      summary: { traces: 1, disagreements: 0, skipped: 0, kernel: 'here' },
+    });
+    // A damaged profile file is an input error naming the file and the field.
+    const bad = join(tmp, 'probe', 'bad.json');
+    writeFileSync(bad, JSON.stringify({ ...doc, facts: { ...doc.facts, mmu: 'ept' } }, null, 2));
+    const e = gmemlab(['replay', '--kernel', bad, c]);
+    expectStatus(e, 2, 'replay --kernel bad.json');
+    assert.equal(e.stderr, `gmemlab replay: ${bad}: facts.mmu: expected one of tdp, shadow\n`);
+    assert.equal(e.stdout, '');
   });
 
   test('diff on conformance cases: no disagreement; --json prints only disagreements', (t) => {
@@ -890,7 +993,7 @@ describe('gmemlab probe and diff (real /dev/kvm)', () => {
     const j = gmemlab(['diff', '--json', ...cases]);
     expectStatus(j, 0, 'diff --json');
     assert.deepEqual(JSON.parse(j.stdout), {
-      summary: { traces: cases.length, disagreements: 0, skipped: 0, kernel: 'linux-6.18-pvm' },
+      summary: { traces: cases.length, disagreements: 0, skipped: 0, kernel: probeJson().default },
     });
   });
 
@@ -909,7 +1012,7 @@ describe('gmemlab probe and diff (real /dev/kvm)', () => {
     expectStatus(j, 2, 'diff --json with a malformed trace');
     assert.deepEqual(jsonLines(j.stdout), [
       { file: bad, error: `${bad}:2: op: unknown op "nope"` },
-      { summary: { traces: 2, disagreements: 0, skipped: 1, kernel: 'linux-6.18-pvm' } },
+      { summary: { traces: 2, disagreements: 0, skipped: 1, kernel: probeJson().default } },
     ]);
     const r = gmemlab(['diff', 'diffskip'], tmp);
     expectStatus(r, 2, 'diff with a malformed trace');
@@ -963,12 +1066,14 @@ describe('gmemlab probe and diff (real /dev/kvm)', () => {
 describe('gmemlab conformance', () => {
   const CASE = 'conformance/fallocate/punch_zeroes_mapping';
   const caseOps = (): string[] => outLines(readFileSync(join(ROOT, `${CASE}.jsonl`), 'utf8'));
+  /** The case's recordings: the reference profile's and linux-6.18-pvm-nogmem's. */
+  const RECORDINGS = ['.expected.jsonl', '.linux-6.18-pvm-nogmem.expected.jsonl'];
 
   /** A suite under dir/conformance: the case as is, plus `extra` files. */
   function suite(dir: string, extra: Record<string, string> = {}): string {
     const root = join(tmp, dir);
     mkdirSync(join(root, 'conformance', 'fallocate'), { recursive: true });
-    for (const ext of ['.jsonl', '.expected.jsonl'])
+    for (const ext of ['.jsonl', ...RECORDINGS])
       copyFileSync(join(ROOT, CASE + ext), join(root, CASE + ext));
     for (const [rel, text] of Object.entries(extra)) {
       mkdirSync(dirname(join(root, rel)), { recursive: true });
@@ -983,15 +1088,24 @@ describe('gmemlab conformance', () => {
     expectStatus(r, 0, 'conformance');
     assert.equal(
       r.stdout,
-      'ok    fallocate/punch_zeroes_mapping\n1 cases on model:linux-6.18-pvm: 1 agree, 0 disagree\n',
+      [
+        'ok    fallocate/punch_zeroes_mapping (linux-6.18-pvm)',
+        'ok    fallocate/punch_zeroes_mapping (linux-6.18-pvm-nogmem)',
+        "2 comparison(s) on the model of each recording's profile: 2 agree, 0 disagree",
+        '',
+      ].join('\n'),
     );
+    // --kernel compares one profile with the recordings that apply to it.
+    const k = gmemlab(['conformance', '--kernel', 'linux-6.18-pvm-nogmem'], root);
+    expectStatus(k, 0, 'conformance --kernel');
+    assert.equal(k.stdout, '1 comparison(s) on model:linux-6.18-pvm-nogmem: 1 agree, 0 disagree\n');
   });
 
   test('case names are paths below the enclosing conformance/ directory, from any working directory', () => {
     const root = suite('conf-names');
     const r = gmemlab(['conformance', '--verbose', join(root, 'conformance', 'fallocate')], tmp);
     expectStatus(r, 0, 'conformance from elsewhere');
-    assert.match(r.stdout, /^ok {4}fallocate\/punch_zeroes_mapping\n/);
+    assert.match(r.stdout, /^ok {4}fallocate\/punch_zeroes_mapping \(linux-6\.18-pvm\)\n/);
     // Outside any conformance/ directory the name is the path from the working directory.
     const loose = join(tmp, 'loose');
     mkdirSync(loose, { recursive: true });
@@ -999,7 +1113,7 @@ describe('gmemlab conformance', () => {
       copyFileSync(join(ROOT, CASE + ext), join(loose, 'case' + ext));
     const l = gmemlab(['conformance', '--verbose', 'loose'], tmp);
     expectStatus(l, 0, 'conformance on a loose directory');
-    assert.match(l.stdout, /^ok {4}loose\/case\n/);
+    assert.match(l.stdout, /^ok {4}loose\/case \(linux-6\.18-pvm\)\n/);
   });
 
   test('a tampered recording: exit 1 naming the case, the op and both results', () => {
@@ -1030,11 +1144,11 @@ describe('gmemlab conformance', () => {
     assert.equal(
       r.stdout,
       [
-        'FAIL  tampered/case',
+        'FAIL  tampered/case (recorded on linux-6.18-pvm)',
         `      op ${opIndex + 1} (conformance/tampered/case.jsonl:${opLine}) ${opName}`,
         `        kernel: ${JSON.stringify(fake)}`,
         `        model:linux-6.18-pvm: ${JSON.stringify(real)}`,
-        '2 cases on model:linux-6.18-pvm: 1 agree, 1 disagree',
+        "3 comparison(s) on the model of each recording's profile: 2 agree, 1 disagree",
         '',
       ].join('\n'),
     );
@@ -1042,9 +1156,21 @@ describe('gmemlab conformance', () => {
     expectStatus(j, 1, 'conformance --json');
     const objs = jsonLines(j.stdout);
     assert.deepEqual(objs, [
-      { name: 'fallocate/punch_zeroes_mapping', ok: true, mismatches: [] },
+      {
+        name: 'fallocate/punch_zeroes_mapping',
+        profile: 'linux-6.18-pvm',
+        ok: true,
+        mismatches: [],
+      },
+      {
+        name: 'fallocate/punch_zeroes_mapping',
+        profile: 'linux-6.18-pvm-nogmem',
+        ok: true,
+        mismatches: [],
+      },
       {
         name: 'tampered/case',
+        profile: 'linux-6.18-pvm',
         ok: false,
         mismatches: [
           { index: opIndex + 1, line: opLine, op: opName, expected: fake, actual: real },
@@ -1068,12 +1194,18 @@ describe('gmemlab conformance', () => {
     });
     const r = gmemlab(['conformance', 'conformance/new'], root);
     expectStatus(r, 1, 'conformance missing');
-    assert.match(r.stdout, /^FAIL {2}new\/short: recorded \d+ results for \d+ ops \(re-record\)$/m);
     assert.match(
       r.stdout,
-      /^FAIL {2}new\/unrecorded: no recorded results \(run gmemlab conformance --record/m,
+      /^FAIL {2}new\/short \(recorded on linux-6\.18-pvm\): recorded \d+ results for \d+ ops \(re-record\)$/m,
     );
-    assert.match(r.stdout, /^2 cases on model:linux-6\.18-pvm: 0 agree, 2 disagree$/m);
+    assert.match(
+      r.stdout,
+      /^FAIL {2}new\/unrecorded: not recorded on any kernel \(run gmemlab conformance --record/m,
+    );
+    assert.match(
+      r.stdout,
+      /^1 comparison\(s\) on the model of each recording's profile: 0 agree, 1 disagree, 1 case\(s\) unrecorded$/m,
+    );
   });
 
   test('input errors: a malformed case or recording, a missing path, no cases: exit 2', () => {
@@ -1110,6 +1242,14 @@ describe('gmemlab conformance', () => {
     const root = suite('conf-kvm');
     const r = gmemlab(['conformance', '--backend', 'kvm'], root);
     expectStatus(r, 0, 'conformance --backend kvm');
-    assert.equal(r.stdout, '1 cases on kvm: 1 agree, 0 disagree\n');
+    const p = probeJson().profile;
+    if (p === 'linux-6.18-pvm' || p === 'linux-6.18-pvm-nogmem')
+      assert.match(
+        r.stdout,
+        new RegExp(
+          `^1 comparison\\(s\\) on /dev/kvm \\(Linux \\S+, ${p.replace(/\./g, '\\.')}\\): 1 agree, 0 disagree\n$`,
+        ),
+      );
+    else assert.match(r.stdout, /skipped 1 case\(s\): /);
   });
 });

@@ -9,6 +9,8 @@ import { openKvmBackend, type KvmBackend } from '../../src/backends/kvm/index.js
 import { parseTrace } from '../../src/trace/parse.js';
 import { runTrace } from '../../src/trace/runner.js';
 import { resultToJson } from '../../src/trace/format.js';
+import { describeKernel, type LiveKernel } from '../../src/cli/backends.js';
+import { factValue, NEEDABLE_FACTS, type NeedableFact } from '../../src/core/profiles/facts.js';
 
 export type Json = Record<string, unknown>;
 
@@ -33,6 +35,30 @@ export function backendOrSkip(t: TestContext): KvmBackend | undefined {
   const b = kvm();
   if ('unavailable' in b) {
     t.skip(`real /dev/kvm unavailable: ${b.unavailable}`);
+    return undefined;
+  }
+  return b;
+}
+
+let described: LiveKernel | undefined;
+
+/** The live kernel's facts and matching profile (probed once per test file). */
+export function liveKernelOf(b: KvmBackend): LiveKernel {
+  described ??= describeKernel(b);
+  return described;
+}
+
+/**
+ * The backend, or undefined after marking the test skipped: when /dev/kvm is unusable, or when
+ * the live kernel lacks a fact the test needs (the reason names the fact).
+ */
+export function backendWith(t: TestContext, ...needs: NeedableFact[]): KvmBackend | undefined {
+  const b = backendOrSkip(t);
+  if (b === undefined) return undefined;
+  const facts = liveKernelOf(b).facts;
+  const missing = needs.find((f) => !factValue(facts, f));
+  if (missing !== undefined) {
+    t.skip(`needs ${missing} (${NEEDABLE_FACTS[missing]}), which this kernel lacks`);
     return undefined;
   }
   return b;
