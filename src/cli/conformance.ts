@@ -118,15 +118,20 @@ function read(f: string): string {
   }
 }
 
-export function readCase(file: string, root?: string): ConformanceCase {
-  const c = loadCase(
-    caseName(file, root),
-    file,
-    read(file),
-    expectedFiles(file).map((f) => ({ file: f, text: read(f) })),
-  );
+function loaded(c: ConformanceCase | { error: string }): ConformanceCase {
   if ('error' in c) throw new InputError(c.error);
   return c;
+}
+
+export function readCase(file: string, root?: string): ConformanceCase {
+  return loaded(
+    loadCase(
+      caseName(file, root),
+      file,
+      read(file),
+      expectedFiles(file).map((f) => ({ file: f, text: read(f) })),
+    ),
+  );
 }
 
 /** One comparison the run will make: a case, the recording, the backend to replay it on. */
@@ -150,7 +155,9 @@ async function record(
   const pending: Array<{ file: string; text: string; name: string; n: number }> = [];
   const skipped = new Map<string, string[]>();
   for (const f of files) {
-    const c = readCase(f);
+    // The case without its recordings: they are about to be replaced, and a damaged one (say,
+    // a header naming another profile) is what --force is for.
+    const c = loaded(loadCase(caseName(f), f, read(f), []));
     // A case that cannot run here, or whose results depend on a host fact that differs here from
     // the profile's, would record something else than the profile's kernel.
     const missing = missingNeeds(c, k.facts);

@@ -217,9 +217,11 @@ export function unmetDepends(
 export type RecordingChoice = { readonly recording: Recording } | { readonly skip: string };
 
 /**
- * The recording to compare a kernel (or model) with these facts against: the recording of the
- * named profile whose kernel facts equal them, else the reference recording; either only when the
- * facts the case needs hold, and every fact it depends on is the same as where it was recorded. The skip reason is one line per root
+ * The recording to compare a kernel (or model) with these facts against, when the facts the case
+ * needs hold: the first recording, of this kernel's own profile first, then the reference
+ * profile's, then the others, on whose kernel every fact the case depends on is the same as here.
+ * A recording of another kernel is valid here because `# depends:` lists every fact (of those the
+ * kernels met differ in) that changes the case's results. The skip reason is one line per root
  * cause, shared by all cases it skips.
  */
 export function chooseRecording(c: ConformanceCase, facts: KernelFacts): RecordingChoice {
@@ -228,26 +230,25 @@ export function chooseRecording(c: ConformanceCase, facts: KernelFacts): Recordi
     return {
       skip: `needs ${missing[0]!} (${NEEDABLE_FACTS[missing[0]!]}), which this kernel lacks`,
     };
+  if (c.recordings.length === 0) return { skip: 'not recorded on any kernel yet' };
   const withRec = c.recordings
     .map((r) => getProfile(r.profile))
     .filter((p): p is KernelProfile => p !== undefined);
+  // This kernel's own profile's recording first, then the reference one, then the others.
   const m = matchProfile(facts, withRec);
-  const rec =
-    (m.profile !== undefined
-      ? c.recordings.find((r) => r.profile === m.profile!.name)
-      : undefined) ?? c.recordings.find((r) => r.profile === REFERENCE_PROFILE);
-  if (rec === undefined)
-    return {
-      skip:
-        c.recordings.length === 0
-          ? 'not recorded on any kernel yet'
-          : `recorded only on ${c.recordings.map((r) => r.profile).join(', ')}, whose kernel facts differ from this kernel's`,
-    };
-  const unmet = unmetDepends(c, getProfile(rec.profile)!, facts);
-  if (unmet.length === 0) return { recording: rec };
-  const u = unmet[0]!;
+  const order = [
+    ...c.recordings.filter((r) => r.profile === m.profile?.name),
+    ...c.recordings.filter((r) => r.profile !== m.profile?.name),
+  ];
+  let firstUnmet: { rec: Recording; fact: NeedableFact; has: boolean } | undefined;
+  for (const rec of order) {
+    const unmet = unmetDepends(c, getProfile(rec.profile)!, facts);
+    if (unmet.length === 0) return { recording: rec };
+    firstUnmet ??= { rec, ...unmet[0]! };
+  }
+  const u = firstUnmet!;
   return {
-    skip: `depends on ${u.fact} (${NEEDABLE_FACTS[u.fact]}): ${u.has ? 'present here' : 'absent here'}, ${u.has ? 'absent' : 'present'} where ${rec.profile} was recorded`,
+    skip: `depends on ${u.fact} (${NEEDABLE_FACTS[u.fact]}): ${u.has ? 'present here' : 'absent here'}, ${u.has ? 'absent' : 'present'} where ${u.rec.profile} was recorded`,
   };
 }
 

@@ -1233,6 +1233,77 @@ describe('gmemlab conformance', () => {
     assert.match(t4.stderr, /no conformance cases found/);
   });
 
+  test('--record runs only on the real kernel', () => {
+    const root = suite('conf-rec-model');
+    const r = gmemlab(['conformance', '--record', '--backend', 'model'], root);
+    expectStatus(r, 2, 'record on the model');
+    assert.match(r.stderr, /--record records the real kernel: it takes no --backend model/);
+    const k = gmemlab(['conformance', '--record', '--kernel', 'linux-6.18'], root);
+    expectStatus(k, 2, 'record with --kernel');
+  });
+
+  test("--record writes all of a run or none, and keeps other profiles' recordings", (t) => {
+    const reason = kvmUnavailable();
+    if (reason !== undefined) {
+      t.skip(`real /dev/kvm unavailable: ${reason}`);
+      return;
+    }
+    const p = probeJson().profile;
+    if (p === null) {
+      t.skip('this kernel matches no profile: --record refuses it (checked by the next lines)');
+      const r = gmemlab(['conformance', '--record'], suite('conf-rec-none'));
+      expectStatus(r, 2, 'record without a profile');
+      return;
+    }
+    const ops = '{"op":"KVM_CHECK_EXTENSION","cap":3}\n';
+    // A case the backend refuses (a munmap over the whole lower address space) after a good one.
+    const root = suite('conf-rec', {
+      'conformance/rec/a_good.jsonl': ops,
+      'conformance/rec/b_refused.jsonl': `${ops}{"op":"munmap","addr":"0x10000","length":"0x7ffe00000000"}\n`,
+    });
+    const before = readdirSync(join(root, 'conformance', 'rec')).sort();
+    const r = gmemlab(['conformance', '--record', 'conformance/rec'], root);
+    expectStatus(r, 2, 'record with a refused case');
+    assert.match(
+      r.stderr,
+      /conformance\/rec\/b_refused\.jsonl:2: munmap: the real backend refuses this op .*; nothing was recorded/,
+    );
+    assert.deepEqual(readdirSync(join(root, 'conformance', 'rec')).sort(), before);
+    // Without the refused case both files of the run are written.
+    rmSync(join(root, 'conformance', 'rec', 'b_refused.jsonl'));
+    const ok = gmemlab(['conformance', '--record', 'conformance/rec'], root);
+    expectStatus(ok, 0, 'record');
+    const target = join(
+      root,
+      'conformance',
+      'rec',
+      p === 'linux-6.18-pvm' ? 'a_good.expected.jsonl' : `a_good.${p}.expected.jsonl`,
+    );
+    assert.match(
+      readFileSync(target, 'utf8'),
+      new RegExp(
+        `^# recorded on Linux ${release().replace(/\./g, '\\.')} /dev/kvm \\(profile ${p.replace(/\./g, '\\.')}\\) `,
+      ),
+    );
+    // A file of this profile's name whose header names another profile is not overwritten
+    // unless --force says so.
+    const other = p === 'linux-6.18-pvm' ? 'linux-6.18-pvm-nogmem' : 'linux-6.18-pvm';
+    const foreign = `# recorded on Linux x /dev/kvm (profile ${other}) by gmemlab conformance --record; do not edit\n{"ok":true,"value":1}\n`;
+    writeFileSync(target, foreign);
+    const no = gmemlab(['conformance', '--record', 'conformance/rec'], root);
+    expectStatus(no, 2, 'record over another profile');
+    assert.match(
+      no.stderr,
+      new RegExp(
+        `recorded on profile ${other.replace(/\./g, '\\.')}, this kernel is ${p.replace(/\./g, '\\.')}; not overwriting it \\(--force to overwrite\\)`,
+      ),
+    );
+    assert.equal(readFileSync(target, 'utf8'), foreign);
+    const yes = gmemlab(['conformance', '--record', '--force', 'conformance/rec'], root);
+    expectStatus(yes, 0, 'record --force');
+    assert.notEqual(readFileSync(target, 'utf8'), foreign);
+  });
+
   test('--backend kvm: this kernel still agrees with the recording', (t) => {
     const reason = kvmUnavailable();
     if (reason !== undefined) {
