@@ -9,7 +9,7 @@ import { CAP_TABLE_MAX, type KernelFacts } from '../core/profiles/facts.js';
 import { KVM_CAP } from '../core/uapi.js';
 import { runTrace } from '../trace/runner.js';
 import type { Backend, ResultLine, TraceOpInput, TraceOp } from '../trace/types.js';
-import { kvmModule, readHostFacts } from './host_facts.js';
+import { kvmModule, readHostFacts } from '../backends/kvm/host_facts.js';
 
 /** What the live kernel answered to the probe trace. */
 export type ProbeAnswers = {

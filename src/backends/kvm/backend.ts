@@ -18,6 +18,7 @@ import type {
 } from '../../trace/types.js';
 import { BackendRefusal } from '../../trace/types.js';
 import { arena, type Interval } from './arena.js';
+import { hostHasPku } from './host_facts.js';
 import {
   CODE_PAGE_SIZE,
   PORT_CONTINUE,
@@ -745,10 +746,10 @@ export class KvmBackend implements Backend {
     const m = mappingAt(page);
     if (m === undefined) return 'SIGSEGV';
     // x86 access_error(): a write needs VM_WRITE; a read is allowed on any accessible VMA (read,
-    // write or exec permission), except an execute-only one, which carries the execute-only
-    // protection key on PKU machines like these (the read faults with SEGV_PKUERR).
+    // write or exec permission), except an execute-only one on a host with protection keys, where
+    // it carries the execute-only key (the read faults with SEGV_PKUERR).
     const p = m.perms;
-    const readable = p.includes('r') || p.includes('w');
+    const readable = p.includes('r') || p.includes('w') || (p.includes('x') && !hostHasPku());
     if (need === 'w' ? !p.includes('w') : !readable) return 'SIGSEGV';
     if (isGuardPage(page)) return 'SIGSEGV';
     return 'SIGBUS';

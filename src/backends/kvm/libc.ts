@@ -65,6 +65,7 @@ function bindLibc(k: Koffi) {
     madvise: d('madvise', 'int', ['uint64_t', 'uint64_t', 'int']),
     fallocate: d('fallocate', 'int', ['int', 'int', 'int64_t', 'int64_t']),
     ftruncate: d('ftruncate', 'int', ['int', 'int64_t']),
+    memfdCreate: d('memfd_create', 'int', ['str', 'unsigned int']),
     preadAt: d('pread', 'int64_t', ['int', 'uint64_t', 'uint64_t', 'int64_t']),
     pread: d('pread', 'int64_t', ['int', 'void *', 'uint64_t', 'int64_t']),
     pwrite: d('pwrite', 'int64_t', ['int', 'void *', 'uint64_t', 'int64_t']),
@@ -137,6 +138,10 @@ class Libc {
   }
   ftruncate(fd: number, len: bigint): SysResult<number> {
     return this.r(this.f.ftruncate(fd, cS64(len)));
+  }
+  /** memfd_create(2): an anonymous shmem file (the benchmarks' stand-in for a guest_memfd). */
+  memfdCreate(name: string, flags: number): SysResult<number> {
+    return this.r(this.f.memfdCreate(name, flags));
   }
   pread(fd: number, buf: Buffer, count: bigint, off: bigint): SysResult<bigint> {
     return this.r64(this.f.pread(fd, buf, cU64(count), cS64(off)));

@@ -3,7 +3,7 @@
  * module backs /dev/kvm. Node-only: the pure core receives them through a profile.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import type { HostFacts, KvmModule, ThpMode } from '../core/profiles/facts.js';
+import type { HostFacts, KvmModule, ThpMode } from '../../core/profiles/facts.js';
 
 function read(path: string): string | undefined {
   try {
@@ -30,6 +30,14 @@ function cpuFlags(): Set<string> {
   return new Set(m === null ? [] : m[1]!.trim().split(/\s+/));
 }
 
+let pkuCache: boolean | undefined;
+
+/** Whether execute-only mappings carry a protection key here (cpuinfo `ospke`), read once. */
+export function hostHasPku(): boolean {
+  pkuCache ??= cpuFlags().has('ospke');
+  return pkuCache;
+}
+
 export function readHostFacts(): HostFacts {
   const mem = /^MemTotal:\s+(\d+) kB$/m.exec(read('/proc/meminfo') ?? '');
   return {
@@ -38,7 +46,7 @@ export function readHostFacts(): HostFacts {
     maxMapCount: intFrom('/proc/sys/vm/max_map_count', 65530),
     hugePages: intFrom('/proc/sys/vm/nr_hugepages', 0),
     // Execute-only protection keys need the OS to have enabled PKU (CR4.PKE): cpuinfo `ospke`.
-    pku: cpuFlags().has('ospke'),
+    pku: hostHasPku(),
     ksm: existsSync('/sys/kernel/mm/ksm'),
   };
 }
