@@ -38,7 +38,8 @@ const COMMANDS: Record<string, Command> = {
     run: fuzzMain,
   },
   probe: {
-    summary: "read this machine's /dev/kvm capabilities and name the matching profile",
+    summary:
+      "read this machine's kernel and host facts, name the matching profile, or save them as one",
     run: probeMain,
   },
   conformance: {

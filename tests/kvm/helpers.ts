@@ -71,5 +71,18 @@ export function runLines(b: KvmBackend, lines: readonly string[]): Json[] {
   return runTrace(ops, b).map((r) => JSON.parse(JSON.stringify(resultToJson(r))) as Json);
 }
 
+/** A KVM_SET_USER_MEMORY_REGION op on VM "vm" at GPA 0 (sizes and addresses as trace values). */
+export function memslotOp(userspaceAddr: string, size: string, slot = 0): Json {
+  return {
+    op: 'KVM_SET_USER_MEMORY_REGION',
+    vm: 'vm',
+    slot,
+    flags: 0,
+    guest_phys_addr: 0,
+    memory_size: size,
+    userspace_addr: userspaceAddr,
+  };
+}
+
 /** Build a trace line from an object (numbers above 2^53 must already be "0x..." strings). */
 export const L = (o: Json): string => JSON.stringify(o);

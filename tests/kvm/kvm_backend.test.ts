@@ -10,7 +10,7 @@ import { BackendRefusal } from '../../src/trace/types.js';
 import { arena } from '../../src/backends/kvm/arena.js';
 import { compileGuest } from '../../src/backends/kvm/guest_code.js';
 import { readMaps } from '../../src/backends/kvm/maps.js';
-import { backendOrSkip, backendWith, L, runLines, type Json } from './helpers.js';
+import { backendOrSkip, backendWith, L, memslotOp, runLines, type Json } from './helpers.js';
 
 const hex = (v: bigint): string => '0x' + v.toString(16);
 
@@ -328,16 +328,7 @@ test('memory limits refuse only calls that could allocate; early kernel rejectio
   );
   // Memslots the kernel rejects before creating them run even over the process's memory.
   const own = readMaps().find((m) => m.start >= 0x10000n && m.end <= MMAP_ARENA_BASE)!;
-  const slot = (size: string, ua: string, slotId = 0): string =>
-    L({
-      op: 'KVM_SET_USER_MEMORY_REGION',
-      vm: 'vm',
-      slot: slotId,
-      flags: 0,
-      guest_phys_addr: 0,
-      memory_size: size,
-      userspace_addr: ua,
-    });
+  const slot = (size: string, ua: string, slotId = 0): string => L(memslotOp(ua, size, slotId));
   assert.deepEqual(
     runLines(b, [
       '{"op":"KVM_CREATE_VM","type":0,"as":"vm"}',

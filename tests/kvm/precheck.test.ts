@@ -15,7 +15,7 @@ import type { KernelProfile } from '../../src/core/profiles/profile.js';
 import { parseTrace } from '../../src/trace/parse.js';
 import { runTrace } from '../../src/trace/runner.js';
 import { BackendRefusal, type TraceOp } from '../../src/trace/types.js';
-import { backendOrSkip, L, type Json } from './helpers.js';
+import { backendOrSkip, L, memslotOp, type Json } from './helpers.js';
 
 const hex = (v: bigint): string => '0x' + v.toString(16);
 const GiB = 1n << 30n;
@@ -99,15 +99,7 @@ test('an unbound mapping handle after a failed mmap resolves to its offset and i
     precheck([...failedMmap, { op: 'munmap', addr: 'c+0x147000', length: '0x800000' }]),
     { line: 3, op: 'munmap', reason: overlapReason('munmap', s, e, m) },
   );
-  const slot = (ua: string, size: string, slotId = 0): Json => ({
-    op: 'KVM_SET_USER_MEMORY_REGION',
-    vm: 'vm',
-    slot: slotId,
-    flags: 0,
-    guest_phys_addr: 0,
-    memory_size: size,
-    userspace_addr: ua,
-  });
+  const slot = memslotOp;
   assert.deepEqual(precheck([...failedMmap, slot('c+0x147000', '0x800000')]), {
     line: 3,
     op: 'KVM_SET_USER_MEMORY_REGION',
