@@ -13,7 +13,11 @@ import type { ZapSource } from './events.js';
 import { kvmGmemGetPfn } from './guest_memfd.js';
 import type { Memslot, Spte, Vm } from './objects.js';
 import { LEVEL_PAGES, type MappingLevel, type Pfn } from './units.js';
-import { KVM_MEMORY_ATTRIBUTE_PRIVATE, KVM_MEMORY_EXIT_FLAG_PRIVATE } from './uapi.js';
+import {
+  APIC_DEFAULT_PHYS_BASE,
+  KVM_MEMORY_ATTRIBUTE_PRIVATE,
+  KVM_MEMORY_EXIT_FLAG_PRIVATE,
+} from './uapi.js';
 import { ZERO_PFN } from './host_mm.js';
 
 const PRIVATE_ATTR = Number(KVM_MEMORY_ATTRIBUTE_PRIVATE);
@@ -122,6 +126,8 @@ export function kvmZapForSlotChange(
   void slot;
 }
 
+const APIC_DEFAULT_GFN = Number(APIC_DEFAULT_PHYS_BASE >> 12n);
+
 /**
  * The emulated path (profile guestAccess 'emulated'): the instruction emulator reaches guest
  * memory through the memslot's userspace_addr with uaccess (`kvm_vcpu_read_guest` /
@@ -129,6 +135,9 @@ export function kvmZapForSlotChange(
  * a faulting uaccess all become MMIO. No stage-2 mapping is involved.
  */
 export function emulatedTranslate(k: KernelCtx, vm: Vm, gfn: number, write: boolean): FaultOutcome {
+  // vcpu_is_mmio_gpa(): the default APIC page is MMIO to the emulator ("for APIC access vmexit"),
+  // whatever memslot covers it; without an in-kernel LAPIC the access exits to userspace.
+  if (gfn === APIC_DEFAULT_GFN) return { kind: 'mmio' };
   const slot = vm.slotsByGfn[0]!.get(gfn);
   if (slot === undefined) return { kind: 'mmio' };
   if (write && slot.isReadonly) return { kind: 'mmio' };

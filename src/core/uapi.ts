@@ -45,6 +45,9 @@ export const KVM_CAP = {
 
 export const KVM_API_VERSION = 12;
 
+/** APIC_DEFAULT_PHYS_BASE (arch/x86/include/asm/apicdef.h): the local APIC's default MMIO page. */
+export const APIC_DEFAULT_PHYS_BASE = 0xfee00000n;
+
 /** VM types (x86). */
 export const KVM_X86_DEFAULT_VM = 0n;
 export const KVM_X86_SW_PROTECTED_VM = 1n;
