@@ -13,6 +13,7 @@ import {
   TASK_SIZE_MAX,
   mmapPlacedLength,
 } from '../../core/host_layout.js';
+import { MAP_ANONYMOUS } from '../../core/uapi.js';
 import type { ResolvedFd, ResolvedOp } from '../../trace/types.js';
 import type { Interval } from './arena.js';
 import { cInt, cS64, cU64 } from './libc.js';
@@ -138,17 +139,20 @@ export type MmapPlan =
     };
 
 /**
- * The backend's mmap placement and its two refusals. `anonymous` is "the trace passed fd null"
- * (the backend's notion; the model instead looks at MAP_ANONYMOUS, see precheck.ts).
+ * The backend's mmap placement and its two refusals. The mapping is anonymous when the trace
+ * passed fd null (the backend adds MAP_ANONYMOUS) or set MAP_ANONYMOUS itself, whatever its fd:
+ * ksys_mmap_pgoff() then ignores the fd, and an anonymous MAP_HUGETLB length is rounded to the
+ * huge page size, as the model does.
  */
 export function planMmap(
   cursor: bigint,
   length: bigint,
   flags: bigint,
-  anonymous: boolean,
+  fdIsNull: boolean,
   foreign: RefusalEnv['foreign'],
 ): MmapPlan {
   const fl = cInt(flags);
+  const anonymous = fdIsNull || (fl & MAP_ANONYMOUS) !== 0;
   const rounded = mmapPlacedLength(cU64(length), fl, anonymous);
   const addr = cursor;
   if (rounded === undefined || addr + rounded > MMAP_ARENA_END) return { enomem: true };
