@@ -17,8 +17,15 @@ import type { Backend, TraceOp } from '../trace/types.js';
 import { UsageError } from './args.js';
 import { InputError, readText } from './io.js';
 import { factsFromAnswers, probe, type ProbeAnswers } from './kernel_facts.js';
-import { matchProfile, type ProfileMatch } from '../core/profiles/match.js';
-import type { KernelFacts } from '../core/profiles/facts.js';
+import { HOST_CAPS, matchProfile, type ProfileMatch } from '../core/profiles/match.js';
+import {
+  factValue,
+  NEEDABLE_FACTS,
+  type HostFacts,
+  type KernelFacts,
+  type NeedableFact,
+} from '../core/profiles/facts.js';
+import { readHostFacts } from '../backends/kvm/host_facts.js';
 
 export type LiveKernel = {
   readonly kvm: Backend;
@@ -29,7 +36,7 @@ export type LiveKernel = {
 
 let live: LiveKernel | undefined;
 
-/** Probe this machine once per process (throws UsageError when /dev/kvm is unusable). */
+/** Probe this machine once per process (throws InputError when /dev/kvm is unusable). */
 export async function liveKernel(): Promise<LiveKernel> {
   if (live !== undefined) return live;
   live = describeKernel(await openKvm());
@@ -49,18 +56,37 @@ export function describeKernel(kvm: Backend): LiveKernel {
  */
 export function matchedProfile(k: LiveKernel, p: KernelProfile): KernelProfile {
   if (k.match.hostDifferences.length === 0) return p;
-  return withHostFacts(p, k, `with this host's facts (${k.match.hostDifferences.join('; ')})`);
+  return withHostFacts(
+    p,
+    k.facts.host,
+    k.facts.caps,
+    `with this host's facts (${k.match.hostDifferences.join('; ')})`,
+  );
 }
 
-/** Profile `p`'s kernel facts with this machine's host facts, named `NAME+host`. */
-function withHostFacts(p: KernelProfile, k: LiveKernel, why: string): KernelProfile {
+/**
+ * Profile `p`'s kernel facts with this machine's host facts (and, when the kernel is probed, the
+ * values of the caps that depend on its CPU), named `NAME+host`.
+ */
+function withHostFacts(
+  p: KernelProfile,
+  host: HostFacts,
+  caps: KernelFacts['caps'] | undefined,
+  why: string,
+): KernelProfile {
+  const mix = (prof: readonly number[], live: readonly number[] | undefined): number[] =>
+    prof.map((v, id) => (live !== undefined && HOST_CAPS.has(id) ? (live[id] ?? v) : v));
   return composeProfile(
     {
       name: `${p.name}+host`,
       description: `${p.description}; ${why}`,
       ...(p.checkedAgainst !== undefined ? { checkedAgainst: p.checkedAgainst } : {}),
     },
-    { ...p.facts, host: k.facts.host },
+    {
+      ...p.facts,
+      host,
+      caps: { system: mix(p.facts.caps.system, caps?.system), vm: mix(p.facts.caps.vm, caps?.vm) },
+    },
   );
 }
 
@@ -113,9 +139,14 @@ export function openModel(p: KernelProfile): Backend {
   return new ModelBackend(p);
 }
 
-/** Whether `s` names a profile file rather than a profile (a path, or a `.json` name). */
+/** Whether `s` is written as a path (has a `/` or ends in `.json`) rather than a profile name. */
+export function isProfilePath(s: string): boolean {
+  return s.includes('/') || s.endsWith('.json');
+}
+
+/** Whether `s` names a profile file rather than a profile. */
 function isProfileFile(s: string): boolean {
-  return s.includes('/') || s.endsWith('.json') || (getProfile(s) === undefined && existsSync(s));
+  return isProfilePath(s) || (getProfile(s) === undefined && existsSync(s));
 }
 
 /**
@@ -125,7 +156,8 @@ function isProfileFile(s: string): boolean {
 export async function loadProfile(nameOrFile: string): Promise<KernelProfile> {
   if (nameOrFile.endsWith('+host')) {
     const base = await loadProfile(nameOrFile.slice(0, -'+host'.length));
-    return withHostFacts(base, await liveKernel(), "with this host's facts");
+    // Host facts come from /proc and /sys: no /dev/kvm needed.
+    return withHostFacts(base, readHostFacts(), undefined, "with this host's facts");
   }
   if (!isProfileFile(nameOrFile)) {
     const p = getProfile(nameOrFile);
@@ -222,9 +254,29 @@ export async function kvmRefusal(
     : `${file}:${r.line}: ${r.op}: the real backend refuses this op (${r.reason}); the trace was not run`;
 }
 
-/** `kvmRefusal` as an InputError (exit 2). */
-export async function precheckOnKvm(ops: readonly TraceOp[], file: string): Promise<void> {
-  const why = await kvmRefusal(ops, file);
+/**
+ * The first fact among `needs` (a trace's `# needs:` lines) that this machine's kernel or host
+ * lacks, said as a reason; undefined when it has them all.
+ */
+export async function unmetNeeds(
+  needs: readonly NeedableFact[],
+  file: string,
+): Promise<string | undefined> {
+  if (needs.length === 0) return undefined;
+  const k = await liveKernel();
+  const f = needs.find((n) => !factValue(k.facts, n));
+  return f === undefined
+    ? undefined
+    : `${file}: needs ${f} (${NEEDABLE_FACTS[f]}), which this kernel lacks; the trace was not run`;
+}
+
+/** `unmetNeeds` and `kvmRefusal` as an InputError (exit 2). */
+export async function precheckOnKvm(
+  ops: readonly TraceOp[],
+  file: string,
+  needs: readonly NeedableFact[] = [],
+): Promise<void> {
+  const why = (await unmetNeeds(needs, file)) ?? (await kvmRefusal(ops, file));
   if (why !== undefined) throw new InputError(why);
 }
 

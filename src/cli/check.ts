@@ -12,7 +12,8 @@ import { parseTrace } from '../trace/parse.js';
 import type { TraceOp } from '../trace/types.js';
 import { optString, parseArgs, UsageError } from './args.js';
 import { EXIT_CHECK_FAILED, EXIT_OK, InputError, readText } from './io.js';
-import { resolveProfile } from './backends.js';
+import { isProfilePath, resolveProfile } from './backends.js';
+import { dirname, isAbsolute, join } from 'node:path';
 
 export const CHECK_HELP = `usage: gmemlab check [--kernel PROFILE] [--mutant NAME[,NAME]] [--json] FILE...
        gmemlab check --list
@@ -21,7 +22,8 @@ Run traces (.jsonl) or scenarios (.yaml) on the model with every security invari
 every op. For each violation: which invariant, which object, the op that broke it, and the state
 of the objects involved before and after that op.
 
-  --kernel PROFILE   profile (default: the scenario's kernel, else linux-6.18)
+  --kernel PROFILE   profile: a name, NAME+host or a file from probe --save (default: the
+                     scenario's kernel, else this machine's profile, else linux-6.18)
   --mutant NAMES     run a model with injected bugs (see --list) — the checker should catch them
   --json             one JSON object per file
   --list             print the invariant catalogue and the mutants
@@ -34,7 +36,10 @@ export function loadOps(file: string): { ops: TraceOp[]; kernel?: string } {
     const p = parseScenario(text, file);
     if (p.scenario === undefined) throw new InputError(p.errors.map((e) => e.message).join('\n'));
     const ops = p.scenario.steps.flatMap((s) => (s.kind === 'op' ? [s.op] : []));
-    return p.scenario.kernel === undefined ? { ops } : { ops, kernel: p.scenario.kernel };
+    const k = p.scenario.kernel;
+    if (k === undefined) return { ops };
+    // A profile file named by the scenario is found beside it.
+    return { ops, kernel: isProfilePath(k) && !isAbsolute(k) ? join(dirname(file), k) : k };
   }
   const t = parseTrace(text, file);
   if (t.errors.length > 0) throw new InputError(t.errors.map((e) => e.message).join('\n'));

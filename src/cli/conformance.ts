@@ -58,13 +58,17 @@ profile's kernel). PATH may be case files or directories (default: conformance/)
 
 Exit codes: 0 all compared cases agree, 1 a case disagrees, 2 usage/input error or refusal.`;
 
-/** All case files under the given paths. */
+/** All case files under the given paths, each once (paths may overlap or repeat). */
 export function findCases(paths: readonly string[]): string[] {
   const out: string[] = [];
+  const seen = new Set<string>();
   const walk = (p: string): void => {
     if (statSync(p).isDirectory()) {
       for (const n of readdirSync(p).sort()) walk(join(p, n));
-    } else if (p.endsWith('.jsonl') && !p.endsWith('.expected.jsonl')) out.push(p);
+    } else if (p.endsWith('.jsonl') && !p.endsWith('.expected.jsonl') && !seen.has(resolve(p))) {
+      seen.add(resolve(p));
+      out.push(p);
+    }
   };
   for (const p of paths) {
     if (!existsSync(p)) throw new InputError(`${p}: no such file or directory`);
@@ -200,16 +204,16 @@ async function record(
   }
   const tmp = (f: string): string => `${f}.tmp-${process.pid}`;
   const written: string[] = [];
-  try {
-    for (const p of pending) {
+  for (const p of pending) {
+    try {
       writeFileSync(tmp(p.file), p.text);
       written.push(tmp(p.file));
+    } catch (e) {
+      for (const t of written) unlinkSync(t);
+      throw new InputError(
+        `${tmp(p.file)}: cannot write: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; nothing was recorded`,
+      );
     }
-  } catch (e) {
-    for (const t of written) unlinkSync(t);
-    throw new InputError(
-      `cannot write a recording: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; nothing was recorded`,
-    );
   }
   for (const p of pending) {
     renameSync(tmp(p.file), p.file);
@@ -295,6 +299,16 @@ export async function conformanceMain(
     label = "the model of each recording's profile";
   }
 
+  // On /dev/kvm every case is checked for refusals before the first runs; a refused case stops
+  // the run before any result (exit 2).
+  if (kind === 'kvm') {
+    const refusals: string[] = [];
+    for (const { c, file } of plan) {
+      const r = await kvmRefusal(c.ops, file);
+      if (r !== undefined) refusals.push(r);
+    }
+    if (refusals.length > 0) throw new InputError(refusals.join('\n'));
+  }
   const json = p.opts.has('json');
   let failed = 0;
   // A case no kernel has answered yet is a gap in the suite, in every mode.
@@ -308,11 +322,7 @@ export async function conformanceMain(
       else out(`FAIL  ${c.name}: ${error}`);
     }
   for (const { c, rec, backend, file } of plan) {
-    const refusal = kind === 'kvm' ? await kvmRefusal(c.ops, file) : undefined;
-    const r: CaseResult =
-      refusal !== undefined
-        ? { name: c.name, profile: rec.profile, ok: false, mismatches: [], error: refusal }
-        : checkCase(c, backend, rec);
+    const r: CaseResult = checkCase(c, backend, rec);
     if (!r.ok) failed++;
     if (json) {
       out(JSON.stringify(r));

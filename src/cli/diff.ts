@@ -5,10 +5,10 @@
 import { deepEqual } from '../trace/compare.js';
 import { formatOp, resultToJson } from '../trace/format.js';
 import { runTrace } from '../trace/runner.js';
-import { BackendRefusal } from '../trace/types.js';
+import { BackendRefusal, type TraceOp } from '../trace/types.js';
 import { optString, parseArgs, UsageError } from './args.js';
 import { EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, InputError, loadTrace } from './io.js';
-import { kvmRefusal, openKvmAndModel } from './backends.js';
+import { kvmRefusal, openKvmAndModel, unmetNeeds } from './backends.js';
 import { findCases } from './conformance.js';
 import { existsSync, statSync } from 'node:fs';
 
@@ -24,11 +24,13 @@ whole conformance suite against the running kernel.
                      {file, error} per trace that could not run, then a last line
                      {summary: {traces, disagreements, skipped, kernel}}
 
-A trace that cannot run (malformed, or refused by the real backend) is reported with its
-file:line and skipped; the other traces still run.
+Every trace is read and checked before the first runs. A trace that cannot run (malformed, or
+refused by the real backend) is reported with its file:line and skipped; a trace whose '# needs:'
+facts this kernel lacks is reported as not applicable ({file, inapplicable} in --json); the other
+traces run.
 
 Exit codes: 0 no disagreement, 1 a disagreement, 2 usage error, no /dev/kvm, or a trace that
-could not run.`;
+could not run (one that does not apply here is not an error).`;
 
 export async function diffMain(argv: readonly string[], out: (s: string) => void): Promise<number> {
   const p = parseArgs(argv, { kernel: 'string', json: 'bool', help: 'bool' });
@@ -51,6 +53,11 @@ export async function diffMain(argv: readonly string[], out: (s: string) => void
   const files = p.positionals.flatMap((f) =>
     existsSync(f) && statSync(f).isDirectory() ? findCases([f]) : [f],
   );
+  // First every trace is read and checked (syntax, the facts it needs, the real backend's
+  // refusals), so what cannot run is reported before any result; then the others run.
+  type Ready = { file: string; ops: TraceOp[] };
+  const ready: Ready[] = [];
+  let inapplicable = 0;
   for (const file of files) {
     let t;
     try {
@@ -66,11 +73,23 @@ export async function diffMain(argv: readonly string[], out: (s: string) => void
       skip(file, t.errors.map((e) => e.message).join('\n'));
       continue;
     }
+    // A trace that needs what this kernel lacks is not an error: it does not apply here.
+    const unmet = await unmetNeeds(t.needs, file);
+    if (unmet !== undefined) {
+      inapplicable++;
+      if (json) out(JSON.stringify({ file, inapplicable: unmet }));
+      else process.stderr.write(`gmemlab diff: ${unmet}\n`);
+      continue;
+    }
     const refusal = await kvmRefusal(t.ops, file);
     if (refusal !== undefined) {
       skip(file, refusal);
       continue;
     }
+    ready.push({ file, ops: t.ops });
+  }
+  for (const t of ready) {
+    const file = t.file;
     let k;
     try {
       k = runTrace(t.ops, kvm);
@@ -97,10 +116,20 @@ export async function diffMain(argv: readonly string[], out: (s: string) => void
     });
   }
   if (json)
-    out(JSON.stringify({ summary: { traces: files.length, disagreements, skipped, kernel } }));
+    out(
+      JSON.stringify({
+        summary: {
+          traces: files.length,
+          disagreements,
+          skipped,
+          ...(inapplicable > 0 ? { inapplicable } : {}),
+          kernel,
+        },
+      }),
+    );
   else
     out(
-      `${disagreements === 0 ? 'no disagreement' : `${disagreements} disagreement(s)`} (${files.length} trace(s)${skipped > 0 ? `, ${skipped} skipped` : ''}, model ${kernel} vs /dev/kvm)`,
+      `${disagreements === 0 ? 'no disagreement' : `${disagreements} disagreement(s)`} (${files.length} trace(s)${skipped > 0 ? `, ${skipped} skipped` : ''}${inapplicable > 0 ? `, ${inapplicable} needing what this kernel lacks` : ''}, model ${kernel} vs /dev/kvm)`,
     );
   if (skipped > 0) return EXIT_USAGE;
   return disagreements > 0 ? EXIT_CHECK_FAILED : EXIT_OK;

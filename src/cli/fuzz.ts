@@ -156,7 +156,8 @@ invariant and written to DIR. Deterministic for a seed.
   --time T        stop after T (30s, 5m, 1h; default 60s unless --ops is given)
   --ops N         stop after N ops
   --trace-ops N   ops per generated trace (default 60)
-  --kernel P      profile (default linux-6.18)
+  --kernel P      profile: a name, NAME+host or a file from probe --save (default: this
+                  machine's profile, else linux-6.18)
   --mutant NAMES  fuzz a model with injected bugs (gmemlab check --list)
   --out DIR       where minimized violations go (default fuzz-out/)
   --keep-going    keep fuzzing after a violation

@@ -9,6 +9,8 @@ import { CAP_TABLE_MAX } from '../core/profiles/facts.js';
 import { profileToJson } from '../core/profiles/profile_file.js';
 import { optString, parseArgs, UsageError } from './args.js';
 import { defaultProfile, liveKernel, liveProfile } from './backends.js';
+import { getProfile } from '../core/profiles/index.js';
+import { KVM_CAP } from '../core/uapi.js';
 import { EXIT_CHECK_FAILED, EXIT_OK, InputError } from './io.js';
 
 export const PROBE_HELP = `usage: gmemlab probe [--json] [--profile] [--save FILE [--name NAME]]
@@ -49,12 +51,30 @@ export async function probeMain(
     return EXIT_OK;
   }
   if (p.opts.has('name') && !p.opts.has('save')) throw new UsageError('--name needs --save FILE');
+  const save = optString(p, 'save');
+  const name = optString(p, 'name');
+  if (save !== undefined && (p.opts.has('json') || p.opts.has('profile')))
+    throw new UsageError('--save writes a file: it goes without --json and --profile');
+  if (save === '') throw new UsageError('--save needs a file name');
+  if (name !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name))
+    throw new UsageError(
+      `--name "${name}": a profile name is letters, digits, '.', '_' and '-' (not starting with a symbol)`,
+    );
+  if (name !== undefined && getProfile(name) !== undefined)
+    throw new UsageError(`--name ${name}: that is a built-in profile; choose another name`);
   const k = await liveKernel();
   const { answers: f, match: m } = k;
-  const def = await defaultProfile();
-  const save = optString(p, 'save');
+  // The default profile is informative here: a broken GMEMLAB_KERNEL must not stop the probe.
+  let def: { name: string; why: string };
+  try {
+    const d = await defaultProfile();
+    def = { name: d.profile.name, why: d.why };
+  } catch (e) {
+    if (!(e instanceof InputError) && !(e instanceof UsageError)) throw e;
+    def = { name: 'none', why: `GMEMLAB_KERNEL: ${e.message}` };
+  }
   if (save !== undefined) {
-    const prof = liveProfile(k, optString(p, 'name'));
+    const prof = liveProfile(k, name);
     try {
       writeFileSync(save, profileToJson(prof));
     } catch (e) {
@@ -81,7 +101,7 @@ export async function probeMain(
         caps: { system: capsByName(k.facts.caps.system), vm: capsByName(k.facts.caps.vm) },
         facts: JSON.parse(profileToJson(liveProfile(k))).facts,
         profile: m.profile?.name ?? null,
-        default: def.profile.name,
+        default: def.name,
         hostDifferences: m.hostDifferences,
         mismatches: Object.fromEntries(m.reasons),
       }),
@@ -91,7 +111,7 @@ export async function probeMain(
   const h = k.facts.host;
   out(`kernel            ${f.kernel}`);
   out(`matching profile  ${m.profile?.name ?? 'none'}`);
-  out(`default profile   ${def.profile.name} (${def.why})`);
+  out(`default profile   ${def.name} (${def.why})`);
   out(
     `KVM module        ${k.facts.kvmModule} (${k.facts.mmu === 'tdp' ? 'TDP MMU' : 'shadow paging'})`,
   );
@@ -109,22 +129,25 @@ export async function probeMain(
   out(`set attributes    ${f.memoryAttributes}`);
   out(`pre-fault         ${f.preFault}`);
   out(
-    `host              THP ${h.thp}, ${h.ramPages} RAM pages, max_map_count ${h.maxMapCount}, ${h.hugePages} huge pages, PKU ${h.pku ? 'yes' : 'no'}, KSM ${h.ksm ? 'yes' : 'no'}`,
+    `host              THP ${h.thp}, ${h.ramPages} RAM + ${h.swapPages} swap pages, max_map_count ${h.maxMapCount}, ${h.hugePages} huge pages, PKU ${h.pku ? 'yes' : 'no'}, KSM ${h.ksm ? 'yes' : 'no'}, ASLR ${h.aslr ? 'on' : 'off'}`,
   );
   out('');
-  out('capability (every non-zero one)         id   /dev/kvm    VM fd');
+  out(
+    `${'capability (non-zero, and those that tell profiles apart)'.padEnd(61)}    id   /dev/kvm    VM fd`,
+  );
+  const key = new Set<number>(Object.values(KVM_CAP));
   for (let id = 0; id <= CAP_TABLE_MAX; id++) {
     const s = f.systemCaps[id] ?? 0;
     const v = f.vmCaps[id] ?? 0;
-    if (s === 0 && v === 0) continue;
+    if (s === 0 && v === 0 && !key.has(id)) continue;
     out(
-      `${capName(id).padEnd(36)} ${String(id).padStart(5)} ${String(s).padStart(10)} ${String(v).padStart(8)}`,
+      `${capName(id).padEnd(61)} ${String(id).padStart(5)} ${String(s).padStart(10)} ${String(v).padStart(8)}`,
     );
   }
   if (m.profile !== undefined && m.hostDifferences.length > 0) {
     out('');
     out(
-      `host facts that differ from ${m.profile.name} (the model follows the profile; use gmemlab probe --save for this host's own):`,
+      `host facts that differ from ${m.profile.name} (the default profile, ${m.profile.name}+host, takes this host's):`,
     );
     for (const d of m.hostDifferences) out(`  ${d}`);
   }

@@ -13,7 +13,9 @@ export const REPLAY_HELP = `usage: gmemlab replay [--kernel PROFILE] [--backend 
 
 Run each trace and print one JSON result line per op (trace-format.md).
 
-  --kernel PROFILE   model profile (default linux-6.18); ignored by --backend kvm
+  --kernel PROFILE   model profile: a name, NAME+host or a file from probe --save (default:
+                     this machine's profile, else linux-6.18; GMEMLAB_KERNEL pins it);
+                     ignored by --backend kvm
   --backend B        model (default) or kvm (the real /dev/kvm of this machine)
   --json             (accepted for symmetry: the output is always JSON Lines)
   --verbose          print each op (as a # comment line) before its result
@@ -41,10 +43,10 @@ export async function replayMain(
   const traces = p.positionals.map((file) => {
     const t = loadTrace(file);
     if (t.errors.length > 0) throw new InputError(t.errors.map((e) => e.message).join('\n'));
-    return { file, ops: t.ops };
+    return { file, ops: t.ops, needs: t.needs };
   });
   const kvm = isKvm(backend);
-  if (kvm) for (const t of traces) await precheckOnKvm(t.ops, t.file);
+  if (kvm) for (const t of traces) await precheckOnKvm(t.ops, t.file, t.needs);
   for (const { file, ops } of traces) {
     // On /dev/kvm a trace's lines are printed once it has run to its end.
     const lines: string[] = [];

@@ -10,7 +10,8 @@ import { BackendRefusal, type Backend } from '../trace/types.js';
 import { optString, parseArgs, UsageError } from './args.js';
 import { describeExits, describeOp, describeResult } from './describe.js';
 import { EXIT_CHECK_FAILED, EXIT_OK, InputError, readText } from './io.js';
-import { isKvm, openBackend, precheckOnKvm } from './backends.js';
+import { isKvm, isProfilePath, openBackend, precheckOnKvm } from './backends.js';
+import { dirname, isAbsolute, join } from 'node:path';
 
 export const RUN_HELP = `usage: gmemlab run [--kernel PROFILE] [--backend model|kvm] [--json] [--quiet] SCENARIO.yaml...
 
@@ -18,7 +19,8 @@ Run scenario files (YAML walkthroughs, see README "Scenarios") and print a timel
 its result, what changed in the model (mappings zapped, pages allocated/zeroed/freed, exits), and
 whether it met its expectation.
 
-  --kernel PROFILE   model profile (default: the scenario's "kernel", else linux-6.18)
+  --kernel PROFILE   model profile: a name, NAME+host or a file from probe --save (default:
+                     the scenario's "kernel", else this machine's profile, else linux-6.18)
   --backend B        model (default) or kvm (real /dev/kvm; "what changed" needs the model)
   --json             print the results as JSON (one object per scenario)
   --quiet            print only failures and the summary line
@@ -36,7 +38,18 @@ export async function backendForScenario(
   kind: string,
   kernel: string | undefined,
 ): Promise<Backend> {
-  return openBackend(kind, kernel ?? s.kernel);
+  if (kernel !== undefined || s.kernel === undefined) return openBackend(kind, kernel);
+  // The scenario's own `kernel:`: a profile file is found beside the scenario, and a bad value is
+  // an input error at its line.
+  const k =
+    isProfilePath(s.kernel) && !isAbsolute(s.kernel) ? join(dirname(s.file), s.kernel) : s.kernel;
+  try {
+    return await openBackend(kind, k);
+  } catch (e) {
+    if (e instanceof UsageError || e instanceof InputError)
+      throw new InputError(`${s.file}:${s.kernelLine ?? 1}: kernel: ${e.message}`);
+    throw e;
+  }
 }
 
 export function runWith(s: Scenario, b: Backend): ScenarioRun {
@@ -120,6 +133,8 @@ export async function runMain(argv: readonly string[], out: (s: string) => void)
   if (p.positionals.length === 0) throw new UsageError('run needs a scenario file');
   const json = p.opts.has('json');
   let failed = 0;
+  // Every scenario is read, and on /dev/kvm checked for refusals, before the first runs.
+  const runs: Array<{ file: string; s: Scenario; b: Backend }> = [];
   for (const file of p.positionals) {
     const s = loadScenario(file);
     const b = await backendForScenario(
@@ -127,11 +142,15 @@ export async function runMain(argv: readonly string[], out: (s: string) => void)
       optString(p, 'backend') ?? 'model',
       optString(p, 'kernel'),
     );
+    runs.push({ file, s, b });
+  }
+  for (const { file, s, b } of runs)
     if (isKvm(b))
       await precheckOnKvm(
         s.steps.flatMap((x) => (x.kind === 'op' ? [x.op] : [])),
         file,
       );
+  for (const { file, s, b } of runs) {
     let r: ScenarioRun;
     try {
       r = runWith(s, b);

@@ -7,10 +7,18 @@
 import { ModelBackend } from '../backends/model.js';
 import { composeProfile } from '../core/profiles/compose.js';
 import type { KernelFacts, NeedableFact } from '../core/profiles/facts.js';
-import { getProfile, REFERENCE_PROFILE, type KernelProfile } from '../core/profiles/index.js';
+import {
+  getProfile,
+  PROFILE_FLIPS,
+  REFERENCE_PROFILE,
+  type KernelProfile,
+} from '../core/profiles/index.js';
+import { MAP_HUGETLB } from '../core/uapi.js';
 import { formatResult } from '../trace/format.js';
 import { runTrace } from '../trace/runner.js';
 import type { TraceOp } from '../trace/types.js';
+
+const MAP_HUGETLB_BIT = BigInt(MAP_HUGETLB);
 
 /** One fact and the profiles on either side of it (same other facts). */
 export type FactFlip = {
@@ -22,34 +30,46 @@ function variant(base: KernelProfile, name: string, f: KernelFacts): KernelProfi
   return composeProfile({ name: `${base.name}/${name}`, description: name }, f);
 }
 
-/** The flips the kernels met so far can differ in (guest_memfd), and the host facts. */
+/**
+ * The flips: the kernel facts named profiles differ in (PROFILE_FLIPS: guest_memfd), and the host
+ * facts the model uses, each changed alone on the reference profile.
+ */
 export function factFlips(): FactFlip[] {
   const ref = getProfile(REFERENCE_PROFILE)!;
   const f = ref.facts;
+  const host = (name: string, h: Partial<KernelFacts['host']>): KernelProfile =>
+    variant(ref, name, { ...f, host: { ...f.host, ...h } });
   return [
-    { fact: 'guest_memfd', profiles: [ref, getProfile('linux-6.18-pvm-nogmem')!] },
+    ...PROFILE_FLIPS.map((fl) => ({
+      fact: fl.fact,
+      profiles: fl.between.map((n) => getProfile(n)!),
+    })),
     {
-      fact: 'pku',
-      profiles: [ref, variant(ref, 'no-pku', { ...f, host: { ...f.host, pku: !f.host.pku } })],
-    },
-    {
-      fact: 'thp_madvise',
+      fact: 'ram',
       profiles: [
         ref,
-        variant(ref, 'thp-always', { ...f, host: { ...f.host, thp: 'always' } }),
-        variant(ref, 'thp-never', { ...f, host: { ...f.host, thp: 'never' } }),
+        host('half-ram', { ramPages: Math.floor(f.host.ramPages / 2) }),
+        host('double-ram', { ramPages: f.host.ramPages * 2 }),
       ],
     },
+    { fact: 'pku', profiles: [ref, host('no-pku', { pku: !f.host.pku })] },
     {
-      fact: 'ksm',
-      profiles: [ref, variant(ref, 'no-ksm', { ...f, host: { ...f.host, ksm: !f.host.ksm } })],
+      fact: 'thp_madvise',
+      profiles: [ref, host('thp-always', { thp: 'always' }), host('thp-never', { thp: 'never' })],
     },
+    { fact: 'ksm', profiles: [ref, host('no-ksm', { ksm: !f.host.ksm })] },
   ];
 }
 
-/** The facts among `flips` whose flip changes at least one result of the trace on the model. */
+/**
+ * The facts among `flips` whose flip changes at least one result of the trace on the model, and
+ * `no_huge_pages` for a trace that maps hugetlb memory (the model knows only an empty pool, so it
+ * cannot flip that fact: a recording with MAP_HUGETLB holds only where the pool is empty).
+ */
 export function computeDepends(ops: readonly TraceOp[], flips = factFlips()): NeedableFact[] {
   const out: NeedableFact[] = [];
+  if (ops.some((o) => o.op === 'mmap' && (BigInt.asUintN(64, o.flags) & MAP_HUGETLB_BIT) !== 0n))
+    out.push('no_huge_pages');
   const run = (p: KernelProfile): string =>
     runTrace(ops, new ModelBackend(p, { events: false }))
       .map(formatResult)

@@ -21,11 +21,15 @@ import type { Backend, ResultLine, TraceOp } from '../trace/types.js';
 import {
   NEEDABLE_FACTS,
   factValue,
-  isNeedableFact,
   type KernelFacts,
   type NeedableFact,
 } from '../core/profiles/facts.js';
-import { getProfile, REFERENCE_PROFILE, type KernelProfile } from '../core/profiles/index.js';
+import {
+  getProfile,
+  PROFILE_FLIPS,
+  REFERENCE_PROFILE,
+  type KernelProfile,
+} from '../core/profiles/index.js';
 import { matchProfile } from '../core/profiles/match.js';
 
 /** One recording of a case: what the kernel of `profile` returned, op by op. */
@@ -97,31 +101,6 @@ export function parseExpected(
   return header === undefined ? { lines } : { lines, header };
 }
 
-/** The `# needs: a, b` (or `# depends: ...`) lines of a trace: each name must be a NeedableFact. */
-export function parseFactLines(
-  traceText: string,
-  file: string,
-  key: 'needs' | 'depends',
-): NeedableFact[] | { error: string } {
-  const needs: NeedableFact[] = [];
-  const lines = traceText.split(/\r?\n/);
-  const re = new RegExp(`^\\s*#\\s*${key}:(.*)$`);
-  for (let i = 0; i < lines.length; i++) {
-    const m = re.exec(lines[i]!);
-    if (m === null) continue;
-    for (const raw of m[1]!.split(',')) {
-      const f = raw.trim();
-      if (f === '') continue;
-      if (!isNeedableFact(f))
-        return {
-          error: `${file}:${i + 1}: ${key}: unknown fact "${f}" (known: ${Object.keys(NEEDABLE_FACTS).join(', ')})`,
-        };
-      if (!needs.includes(f)) needs.push(f);
-    }
-  }
-  return needs;
-}
-
 /**
  * The profile of a case's expected file: `NAME.expected.jsonl` is the reference profile,
  * `NAME.PROFILE.expected.jsonl` is PROFILE (profile names may contain dots).
@@ -160,10 +139,6 @@ export function loadCase(
 ): ConformanceCase | { error: string } {
   const t = parseTrace(traceText, file);
   if (t.errors.length > 0) return { error: t.errors.map((e) => e.message).join('\n') };
-  const needs = parseFactLines(traceText, file, 'needs');
-  if ('error' in needs) return needs;
-  const depends = parseFactLines(traceText, file, 'depends');
-  if ('error' in depends) return depends;
   const recordings: Recording[] = [];
   for (const x of expected) {
     let e: ReturnType<typeof parseExpected>;
@@ -195,7 +170,7 @@ export function loadCase(
           ? -1
           : 1,
   );
-  return { name, file, ops: t.ops, needs, depends, recordings };
+  return { name, file, ops: t.ops, needs: t.needs, depends: t.depends, recordings };
 }
 
 /** The facts a case needs that `facts` lack: the case cannot run there. */
@@ -203,15 +178,15 @@ export function missingNeeds(c: ConformanceCase, facts: KernelFacts): NeedableFa
   return c.needs.filter((f) => !factValue(facts, f));
 }
 
-/** Why a recording does not apply: the facts it depends on that differ from its profile's. */
+/** Why a recording does not apply: the facts it depends on whose value differs from its profile's. */
 export function unmetDepends(
   c: ConformanceCase,
   recordedOn: KernelProfile,
   facts: KernelFacts,
-): Array<{ fact: NeedableFact; has: boolean }> {
+): Array<{ fact: NeedableFact; here: boolean | number; there: boolean | number }> {
   return c.depends
-    .filter((f) => factValue(facts, f) !== factValue(recordedOn.facts, f))
-    .map((f) => ({ fact: f, has: factValue(facts, f) }));
+    .map((f) => ({ fact: f, here: factValue(facts, f), there: factValue(recordedOn.facts, f) }))
+    .filter((d) => d.here !== d.there);
 }
 
 export type RecordingChoice = { readonly recording: Recording } | { readonly skip: string };
@@ -231,24 +206,38 @@ export function chooseRecording(c: ConformanceCase, facts: KernelFacts): Recordi
       skip: `needs ${missing[0]!} (${NEEDABLE_FACTS[missing[0]!]}), which this kernel lacks`,
     };
   if (c.recordings.length === 0) return { skip: 'not recorded on any kernel yet' };
-  const withRec = c.recordings
-    .map((r) => getProfile(r.profile))
-    .filter((p): p is KernelProfile => p !== undefined);
-  // This kernel's own profile's recording first, then the reference one, then the others.
-  const m = matchProfile(facts, withRec);
-  const order = [
-    ...c.recordings.filter((r) => r.profile === m.profile?.name),
-    ...c.recordings.filter((r) => r.profile !== m.profile?.name),
+  const live = matchProfile(facts).profile;
+  if (live === undefined)
+    return {
+      skip: 'this kernel matches no named profile, so no recording applies (gmemlab probe)',
+    };
+  // This kernel's own profile's recording, then those of a profile that differs from it in one
+  // fact the case does not depend on.
+  const flipped = (p: string): boolean =>
+    PROFILE_FLIPS.some(
+      (f) => f.between.includes(p) && f.between.includes(live.name) && !c.depends.includes(f.fact),
+    );
+  const candidates = [
+    ...c.recordings.filter((r) => r.profile === live.name),
+    ...c.recordings.filter((r) => r.profile !== live.name && flipped(r.profile)),
   ];
-  let firstUnmet: { rec: Recording; fact: NeedableFact; has: boolean } | undefined;
-  for (const rec of order) {
+  if (candidates.length === 0)
+    return {
+      skip: `no recording of ${live.name}, nor of a profile that differs from it only in a fact the case does not depend on`,
+    };
+  let first:
+    | { rec: Recording; fact: NeedableFact; here: boolean | number; there: boolean | number }
+    | undefined;
+  for (const rec of candidates) {
     const unmet = unmetDepends(c, getProfile(rec.profile)!, facts);
     if (unmet.length === 0) return { recording: rec };
-    firstUnmet ??= { rec, ...unmet[0]! };
+    first ??= { rec, ...unmet[0]! };
   }
-  const u = firstUnmet!;
+  const u = first!;
+  const say = (v: boolean | number): string =>
+    typeof v === 'boolean' ? (v ? 'present' : 'absent') : String(v);
   return {
-    skip: `depends on ${u.fact} (${NEEDABLE_FACTS[u.fact]}): ${u.has ? 'present here' : 'absent here'}, ${u.has ? 'absent' : 'present'} where ${u.rec.profile} was recorded`,
+    skip: `depends on ${u.fact} (${NEEDABLE_FACTS[u.fact]}): ${say(u.here)} here, ${say(u.there)} where ${u.rec.profile} was recorded`,
   };
 }
 

@@ -68,6 +68,8 @@ export type Scenario = {
   readonly name: string;
   readonly description?: string;
   readonly kernel?: string;
+  /** The line of the `kernel:` key. */
+  readonly kernelLine?: number;
   readonly steps: readonly ScenarioStep[];
 };
 
@@ -258,8 +260,9 @@ export function parseScenario(text: string, file = '<scenario>'): ParsedScenario
   const name = typeof top['name'] === 'string' ? top['name'] : '';
   if (name === '') errors.push(new TraceInputError(file, 1, 'name', 'missing scenario name'));
   const kernel = top['kernel'];
+  const kernelLine = lineOf(root.get('kernel', true) as YamlNode | undefined);
   if (kernel !== undefined && typeof kernel !== 'string')
-    errors.push(new TraceInputError(file, 1, 'kernel', 'expected a profile name'));
+    errors.push(new TraceInputError(file, kernelLine, 'kernel', 'expected a profile name'));
   const stepsNode = root.get('steps', true);
   if (!isSeq(stepsNode)) {
     errors.push(
@@ -332,7 +335,7 @@ export function parseScenario(text: string, file = '<scenario>'): ParsedScenario
     file,
     name,
     ...(typeof top['description'] === 'string' ? { description: top['description'] } : {}),
-    ...(typeof kernel === 'string' ? { kernel } : {}),
+    ...(typeof kernel === 'string' ? { kernel, kernelLine } : {}),
     steps,
   };
   return { scenario, errors };

@@ -3,6 +3,7 @@
  * throws past `parseTrace`, which returns either the ops or the list of errors.
  */
 import type { AddrArg, FdArg, GuestStep, TraceOp } from './types.js';
+import { isNeedableFact, NEEDABLE_FACTS, type NeedableFact } from '../core/profiles/facts.js';
 
 export class TraceInputError extends Error {
   constructor(
@@ -368,15 +369,48 @@ export function isSkippedLine(text: string): boolean {
   return t.length === 0 || t.startsWith('#') || t.startsWith('//');
 }
 
-export type ParsedTrace = { readonly ops: TraceOp[]; readonly errors: TraceInputError[] };
+export type ParsedTrace = {
+  readonly ops: TraceOp[];
+  readonly errors: TraceInputError[];
+  /** Facts the trace needs to run at all (`# needs:` comment lines). */
+  readonly needs: NeedableFact[];
+  /** Facts its results depend on (`# depends:` comment lines). */
+  readonly depends: NeedableFact[];
+};
 
-/** Parse a whole trace; collects every malformed line instead of stopping at the first. */
+/** A `# needs: a, b` or `# depends: a, b` comment line (any case, any spacing). */
+const FACT_LINE = /^\s*#\s*(needs|depends)\s*:(.*)$/i;
+
+/**
+ * Parse a whole trace; collects every malformed line instead of stopping at the first. Comment
+ * lines are skipped, except that `# needs:` / `# depends:` lines must name known facts.
+ */
 export function parseTrace(text: string, file = '<trace>'): ParsedTrace {
   const ops: TraceOp[] = [];
   const errors: TraceInputError[] = [];
+  const facts = { needs: [] as NeedableFact[], depends: [] as NeedableFact[] };
   const lines = text.split(/\r?\n/);
   lines.forEach((t, i) => {
     const line = i + 1;
+    const fl = FACT_LINE.exec(t);
+    if (fl !== null) {
+      const key = fl[1]!.toLowerCase() as 'needs' | 'depends';
+      for (const raw of fl[2]!.split(',')) {
+        const f = raw.trim();
+        if (f === '') continue;
+        if (!isNeedableFact(f))
+          errors.push(
+            new TraceInputError(
+              file,
+              line,
+              key,
+              `unknown fact "${f}" (known: ${Object.keys(NEEDABLE_FACTS).join(', ')})`,
+            ),
+          );
+        else if (!facts[key].includes(f)) facts[key].push(f);
+      }
+      return;
+    }
     if (isSkippedLine(t)) return;
     let obj: unknown;
     try {
@@ -392,5 +426,5 @@ export function parseTrace(text: string, file = '<trace>'): ParsedTrace {
       else errors.push(new TraceInputError(file, line, 'op', String(e)));
     }
   });
-  return { ops, errors };
+  return { ops, errors, ...facts };
 }

@@ -7,14 +7,20 @@ import assert from 'node:assert/strict';
 import { capId, capName } from '../../src/core/cap_names.js';
 import { KVM_CAP } from '../../src/core/uapi.js';
 import { composeProfile } from '../../src/core/profiles/compose.js';
-import { getProfile, PROFILES, REFERENCE_PROFILE } from '../../src/core/profiles/index.js';
+import {
+  getProfile,
+  PROFILE_FLIPS,
+  PROFILES,
+  REFERENCE_PROFILE,
+} from '../../src/core/profiles/index.js';
 import { matchProfile } from '../../src/core/profiles/match.js';
 import {
   profileFromJson,
   profileToJson,
   ProfileFileError,
 } from '../../src/core/profiles/profile_file.js';
-import { factValue, type KernelFacts } from '../../src/core/profiles/facts.js';
+import { factValue, NEEDABLE_FACTS, type KernelFacts } from '../../src/core/profiles/facts.js';
+import { compareFacts } from '../../src/core/profiles/match.js';
 import {
   chooseRecording,
   loadCase,
@@ -138,6 +144,21 @@ describe('profile files', () => {
       'p.json: gmemlab_profile: expected 1 (the profile file version)',
     );
     assert.throws(() => profileFromJson('{', 'p.json'), { message: /^p\.json: not JSON: / });
+    assert.throws(() => profileFromJson('[]', 'p.json'), {
+      message: 'p.json: (top level): expected an object',
+    });
+    assert.equal(
+      bad((d) => (d.facts.caps.system['cap 0'] = 1)),
+      'p.json: facts.caps.system.cap 0: capability 0 is given twice (also as KVM_CAP_IRQCHIP)',
+    );
+    assert.equal(
+      bad((d) => (d.facts.caps.system['KVM_CAP_GUEST_MEMFD'] = 0)),
+      'p.json: facts.kconfig.guest_memfd: is true, but KVM_CAP_GUEST_MEMFD on /dev/kvm is 0 (non-zero exactly with guest_memfd)',
+    );
+    assert.match(
+      bad((d) => (d.facts['mmu'] = 'tdp')),
+      /^p\.json: facts\.mmu: is tdp, but KVM_CAP_PRE_FAULT_MEMORY on \/dev\/kvm is 0 \(non-zero exactly with tdp\)$/,
+    );
   });
 });
 
@@ -148,6 +169,29 @@ function pad(t: readonly number[]): number[] {
 }
 
 describe('matching facts with profiles', () => {
+  test('the profile flips are true: each pair differs in its fact only', () => {
+    for (const fl of PROFILE_FLIPS) {
+      const [a, b] = fl.between.map((n) => getProfile(n)!);
+      const d = compareFacts(a!, b!.facts);
+      assert.deepEqual(d.host, []);
+      assert.ok(d.kernel.length > 0);
+      for (const line of d.kernel) assert.match(line, /GUEST_MEMFD|guest_memfd/, line);
+      assert.notEqual(factValue(a!.facts, fl.fact), factValue(b!.facts, fl.fact));
+    }
+  });
+  test('valued facts: RAM plus swap in GiB, the huge page pool, ASLR', () => {
+    assert.equal(factValue(PVM.facts, 'ram'), 24);
+    const h = { ...PVM.facts.host, swapPages: 262144 * 8, hugePages: 4, aslr: false };
+    const f = { ...PVM.facts, host: h };
+    assert.equal(factValue(f, 'ram'), 32);
+    assert.equal(factValue(f, 'no_huge_pages'), false);
+    assert.equal(factValue(f, 'aslr'), false);
+    // The overcommit heuristic counts swap too.
+    assert.equal(
+      composeProfile({ name: 'x', description: 'x' }, f).hostRamPages,
+      PVM.hostRamPages + 262144 * 8,
+    );
+  });
   const withHost = (f: KernelFacts, host: Partial<KernelFacts['host']>): KernelFacts => ({
     ...f,
     host: { ...f.host, ...host },
@@ -212,14 +256,31 @@ describe('conformance recordings per profile', () => {
       pick({ ...NOGMEM.facts, host: { ...NOGMEM.facts.host, pku: false } }),
       /^skip: depends on pku .*absent here, present where linux-6\.18-pvm-nogmem was recorded$/,
     );
-    // A kernel with no recording of its own falls back on the reference recording, where the
-    // facts the case depends on agree; TDP is not PVM, which the case needs.
+    // TDP is not PVM, which the case needs.
     assert.match(pick(TDP.facts), /^skip: needs pvm /);
+    // A case that needs nothing: a kernel of another profile gets a recording only through a flip
+    // of a fact the case does not depend on.
+    const free = loadCase('f', 'conformance/f.jsonl', '# depends: pku\n{"op":"KVM_CREATE_VM"}\n', [
+      { file: 'conformance/f.expected.jsonl', text: rec(REFERENCE_PROFILE) },
+    ]);
+    assert.ok(!('error' in free));
+    if ('error' in free) return;
+    const pickFree = (f: KernelFacts): string => {
+      const ch = chooseRecording(free, f);
+      return 'skip' in ch ? `skip: ${ch.skip}` : ch.recording.profile;
+    };
+    assert.equal(pickFree(NOGMEM.facts), 'linux-6.18-pvm');
+    assert.match(pickFree(TDP.facts), /^skip: no recording of linux-6\.18, nor of a profile/);
+    const unknown = { ...PVM.facts, kconfig: { ...PVM.facts.kconfig, smm: true } };
+    assert.match(pickFree(unknown), /^skip: this kernel matches no named profile/);
+    assert.match(
+      pickFree({ ...PVM.facts, host: { ...PVM.facts.host, pku: false } }),
+      /^skip: depends on pku .*: absent here, present where linux-6\.18-pvm was recorded$/,
+    );
   });
   test('unknown facts and mismatched headers are input errors with file:line', () => {
     assert.deepEqual(loadCase('x', 'f.jsonl', '{"op":"KVM_CREATE_VM"}\n# needs: gmem\n', []), {
-      error:
-        'f.jsonl:2: needs: unknown fact "gmem" (known: guest_memfd, guest_memfd_mmap, guest_memfd_init_shared, memory_attributes, pre_fault, sw_protected_vm, pvm, pku, thp_madvise, ksm)',
+      error: `f.jsonl:2: needs: unknown fact "gmem" (known: ${Object.keys(NEEDABLE_FACTS).join(', ')})`,
     });
     assert.deepEqual(
       loadCase('x', 'f.jsonl', '{"op":"KVM_CREATE_VM"}\n', [

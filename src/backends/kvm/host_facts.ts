@@ -38,16 +38,31 @@ export function hostHasPku(): boolean {
   return pkuCache;
 }
 
+/** ADDR_NO_RANDOMIZE in the process personality (setarch -R). */
+const ADDR_NO_RANDOMIZE = 0x0040000;
+
+function aslrOn(): boolean {
+  const personality = Number.parseInt(read('/proc/self/personality') ?? '0', 16);
+  const mode = intFrom('/proc/sys/kernel/randomize_va_space', 2);
+  return mode !== 0 && (personality & ADDR_NO_RANDOMIZE) === 0;
+}
+
 export function readHostFacts(): HostFacts {
-  const mem = /^MemTotal:\s+(\d+) kB$/m.exec(read('/proc/meminfo') ?? '');
+  const meminfo = read('/proc/meminfo') ?? '';
+  const kb = (field: string): number => {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(meminfo);
+    return m === null ? 0 : Math.floor(Number(m[1]) / 4);
+  };
   return {
     thp: thpMode(),
-    ramPages: mem === null ? 0 : Math.floor(Number(mem[1]) / 4),
+    ramPages: kb('MemTotal'),
+    swapPages: kb('SwapTotal'),
     maxMapCount: intFrom('/proc/sys/vm/max_map_count', 65530),
     hugePages: intFrom('/proc/sys/vm/nr_hugepages', 0),
     // Execute-only protection keys need the OS to have enabled PKU (CR4.PKE): cpuinfo `ospke`.
     pku: hostHasPku(),
     ksm: existsSync('/sys/kernel/mm/ksm'),
+    aslr: aslrOn(),
   };
 }
 

@@ -88,7 +88,8 @@ export function composeProfile(id: ProfileIdentity, f: KernelFacts): KernelProfi
     maxVcpuIds: BigInt(sys[KVM_CAP.KVM_CAP_MAX_VCPU_ID] ?? 0),
     maxVcpus: sys[KVM_CAP.KVM_CAP_MAX_VCPUS] ?? 0,
     taskSizeMax: X86_64_TASK_SIZE_MAX,
-    hostRamPages: f.host.ramPages,
+    // __vm_enough_memory() (OVERCOMMIT_GUESS): RAM plus swap.
+    hostRamPages: f.host.ramPages + f.host.swapPages,
     thp: f.host.thp,
     readonlyMem: (sys[KVM_CAP.KVM_CAP_READONLY_MEM] ?? 0) !== 0,
     // kvm_gmem_bind(): an already bound range is EINVAL up to 6.18, EEXIST after.

@@ -34,6 +34,8 @@ export interface HostFacts {
   readonly thp: ThpMode;
   /** MemTotal in 4 KiB pages (the mmap overcommit heuristic, vm.overcommit_memory = 0). */
   readonly ramPages: number;
+  /** SwapTotal in 4 KiB pages: the overcommit heuristic counts RAM plus swap. */
+  readonly swapPages: number;
   /** /proc/sys/vm/max_map_count. */
   readonly maxMapCount: number;
   /** /proc/sys/vm/nr_hugepages: persistent huge pages of the default size in the pool. */
@@ -42,6 +44,11 @@ export interface HostFacts {
   readonly pku: boolean;
   /** CONFIG_KSM (/sys/kernel/mm/ksm): MADV_MERGEABLE/UNMERGEABLE are EINVAL without it. */
   readonly ksm: boolean;
+  /**
+   * Address space layout randomisation is on for gmemlab's process (randomize_va_space != 0 and no
+   * ADDR_NO_RANDOMIZE personality): without it the stack sits at the top of the address space.
+   */
+  readonly aslr: boolean;
 }
 
 export interface KernelFacts {
@@ -64,8 +71,9 @@ export function kernelVersion(release: string): readonly [number, number] | unde
 }
 
 /**
- * The facts that a conformance case or a real-kernel test may need (`# needs: ...` in a trace).
- * Each is a boolean of the kernel or host; `factValue` reads it from facts.
+ * The facts that a conformance case or a real-kernel test may need (`# needs: ...` in a trace) or
+ * depend on (`# depends: ...`). Each is a boolean of the kernel or host, except `ram` (a number);
+ * `factValue` reads it from facts.
  */
 export const NEEDABLE_FACTS = {
   guest_memfd: 'KVM_CREATE_GUEST_MEMFD exists (CONFIG_KVM_GUEST_MEMFD)',
@@ -78,6 +86,9 @@ export const NEEDABLE_FACTS = {
   pku: 'the host CPU has protection keys (ospke): execute-only mappings are unreadable',
   thp_madvise: 'transparent hugepages are in madvise mode',
   ksm: 'the host kernel has KSM (CONFIG_KSM)',
+  ram: "the host's RAM plus swap in GiB, as the mmap overcommit heuristic counts it",
+  no_huge_pages: "the host's huge page pool is empty (the model's assumption)",
+  aslr: 'address space layout randomisation is on, so the stack is not at the top of the address space',
 } as const;
 
 export type NeedableFact = keyof typeof NEEDABLE_FACTS;
@@ -90,7 +101,10 @@ const GUEST_MEMFD_FLAGS_CAP = 244;
 const PRE_FAULT_CAP = 236;
 const VM_TYPES_CAP = 235;
 
-export function factValue(f: KernelFacts, fact: NeedableFact): boolean {
+/** GiB in 4 KiB pages. */
+const GIB_PAGES = 262144;
+
+export function factValue(f: KernelFacts, fact: NeedableFact): boolean | number {
   switch (fact) {
     case 'guest_memfd':
       return f.kconfig.guestMemfd;
@@ -112,5 +126,11 @@ export function factValue(f: KernelFacts, fact: NeedableFact): boolean {
       return f.host.thp === 'madvise';
     case 'ksm':
       return f.host.ksm;
+    case 'ram':
+      return Math.round((f.host.ramPages + f.host.swapPages) / GIB_PAGES);
+    case 'no_huge_pages':
+      return f.host.hugePages === 0;
+    case 'aslr':
+      return f.host.aslr;
   }
 }

@@ -4,6 +4,7 @@
  * profile file (`profile_file.ts`) that `gmemlab probe --save` wrote.
  */
 import { LINUX_6_18, LINUX_6_18_PVM, LINUX_6_18_PVM_NOGMEM } from './linux_6_18.js';
+import type { NeedableFact } from './facts.js';
 import type { KernelProfile } from './profile.js';
 
 export const PROFILES: readonly KernelProfile[] = [
@@ -17,6 +18,15 @@ export const PROFILES: readonly KernelProfile[] = [
  * kernel matches no profile): upstream x86 with the TDP MMU.
  */
 export const DEFAULT_PROFILE = 'linux-6.18';
+
+/**
+ * Named profiles whose kernels differ in one fact only: a conformance recording made on one side
+ * applies to the other when the case does not depend on that fact.
+ */
+export const PROFILE_FLIPS: ReadonlyArray<{
+  readonly fact: NeedableFact;
+  readonly between: readonly [string, string];
+}> = [{ fact: 'guest_memfd', between: ['linux-6.18-pvm', 'linux-6.18-pvm-nogmem'] }];
 
 /** The profile the conformance suite's `NAME.expected.jsonl` files were recorded on. */
 export const REFERENCE_PROFILE = 'linux-6.18-pvm';

@@ -28,14 +28,19 @@ function withCaps(
   return t;
 }
 
-/** The development machines: 24 GiB (MemTotal 24683656 kB), THP madvise, PKU, KSM, no huge pages. */
+/**
+ * The development machines: 24 GiB (MemTotal 24683656 kB), no swap, THP madvise, PKU, KSM, no huge
+ * pages, ASLR.
+ */
 const DEV_MACHINE_HOST: HostFacts = {
   thp: 'madvise',
   ramPages: 6170914,
+  swapPages: 0,
   maxMapCount: 65530,
   hugePages: 0,
   pku: true,
   ksm: true,
+  aslr: true,
 };
 
 export const LINUX_6_18_PVM_FACTS: KernelFacts = {

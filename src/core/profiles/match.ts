@@ -8,8 +8,17 @@ import { CAP_TABLE_MAX, type KernelFacts } from './facts.js';
 import { PROFILES } from './index.js';
 import type { KernelProfile } from './profile.js';
 
-/** Caps whose value is a property of the machine, not of the kernel build. */
-const HOST_CAPS: ReadonlySet<number> = new Set([KVM_CAP.KVM_CAP_NR_VCPUS]);
+/**
+ * Caps whose value is a property of the machine (its CPU), not of the kernel build: the number of
+ * CPUs, the TSC deadline timer, the exits the CPU lets a guest disable (MWAIT), the XSAVE area
+ * size. A difference in them is a host difference.
+ */
+export const HOST_CAPS: ReadonlySet<number> = new Set([
+  KVM_CAP.KVM_CAP_NR_VCPUS,
+  KVM_CAP.KVM_CAP_TSC_DEADLINE_TIMER,
+  KVM_CAP.KVM_CAP_X86_DISABLE_EXITS,
+  KVM_CAP.KVM_CAP_XSAVE2,
+]);
 
 export type FactDifferences = { readonly kernel: string[]; readonly host: string[] };
 
@@ -52,10 +61,12 @@ export function compareFacts(p: KernelProfile, f: KernelFacts): FactDifferences 
     }
   say(host, 'THP mode', f.host.thp, pf.host.thp);
   say(host, 'RAM pages', f.host.ramPages, pf.host.ramPages);
+  say(host, 'swap pages', f.host.swapPages, pf.host.swapPages);
   say(host, 'vm.max_map_count', f.host.maxMapCount, pf.host.maxMapCount);
   say(host, 'huge pages in the pool', f.host.hugePages, pf.host.hugePages);
   say(host, 'PKU (execute-only mappings unreadable)', f.host.pku, pf.host.pku);
   say(host, 'KSM', f.host.ksm, pf.host.ksm);
+  say(host, 'ASLR', f.host.aslr, pf.host.aslr);
   return { kernel, host };
 }
 

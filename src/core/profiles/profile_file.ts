@@ -19,6 +19,7 @@
  * read 0. Every malformed field is reported as `FILE: facts.FIELD: message`.
  */
 import { capId, capName } from '../cap_names.js';
+import { KVM_CAP } from '../uapi.js';
 import { composeProfile } from './compose.js';
 import { CAP_TABLE_MAX, type KernelFacts, type KvmModule, type ThpMode } from './facts.js';
 import type { KernelProfile } from './profile.js';
@@ -58,10 +59,12 @@ export function profileToJson(p: KernelProfile): string {
       host: {
         thp: f.host.thp,
         ram_pages: f.host.ramPages,
+        swap_pages: f.host.swapPages,
         max_map_count: f.host.maxMapCount,
         huge_pages: f.host.hugePages,
         pku: f.host.pku,
         ksm: f.host.ksm,
+        aslr: f.host.aslr,
       },
     },
   };
@@ -74,7 +77,7 @@ class Reader {
   constructor(private readonly file: string) {}
 
   fail(field: string, msg: string): never {
-    throw new ProfileFileError(`${this.file}: ${field}: ${msg}`);
+    throw new ProfileFileError(`${this.file}: ${field === '' ? '(top level)' : field}: ${msg}`);
   }
   obj(v: unknown, field: string, keys: readonly string[], optional: readonly string[] = []): Obj {
     if (typeof v !== 'object' || v === null || Array.isArray(v))
@@ -113,6 +116,7 @@ class Reader {
       this.fail(field, 'expected an object of capability values by name');
     const o = v as Obj;
     const t = new Array<number>(CAP_TABLE_MAX + 1).fill(0);
+    const seen = new Map<number, string>();
     for (const [k, val] of Object.entries(o)) {
       const m = /^cap (\d+)$/.exec(k);
       const id = m !== null ? Number(m[1]) : capId(k);
@@ -121,6 +125,10 @@ class Reader {
           `${field}.${k}`,
           `not a capability name (KVM_CAP_*) or "cap N" with N ≤ ${CAP_TABLE_MAX}`,
         );
+      const dup = seen.get(id);
+      if (dup !== undefined)
+        this.fail(`${field}.${k}`, `capability ${id} is given twice (also as ${dup})`);
+      seen.set(id, k);
       // KVM_CHECK_EXTENSION returns an int: a negative value is an errno and never a cap value.
       t[id] = this.uint(val, `${field}.${k}`);
     }
@@ -170,10 +178,12 @@ export function profileFromJson(text: string, file: string): KernelProfile {
   const h = r.obj(f['host'], 'facts.host', [
     'thp',
     'ram_pages',
+    'swap_pages',
     'max_map_count',
     'huge_pages',
     'pku',
     'ksm',
+    'aslr',
   ]);
   const facts: KernelFacts = {
     release: r.str(f['release'], 'facts.release'),
@@ -200,12 +210,39 @@ export function profileFromJson(text: string, file: string): KernelProfile {
     host: {
       thp: r.oneOf<ThpMode>(h['thp'], 'facts.host.thp', ['always', 'madvise', 'never']),
       ramPages: r.uint(h['ram_pages'], 'facts.host.ram_pages'),
+      swapPages: r.uint(h['swap_pages'], 'facts.host.swap_pages'),
       maxMapCount: r.uint(h['max_map_count'], 'facts.host.max_map_count'),
       hugePages: r.uint(h['huge_pages'], 'facts.host.huge_pages'),
       pku: r.bool(h['pku'], 'facts.host.pku'),
       ksm: r.bool(h['ksm'], 'facts.host.ksm'),
+      aslr: r.bool(h['aslr'], 'facts.host.aslr'),
     },
   };
+  // Facts that contradict each other: each Kconfig switch and the MMU kind show in a capability.
+  const sys = facts.caps.system;
+  const agree = (field: string, shown: string, holds: boolean, cap: number, why: string): void => {
+    if (holds !== (sys[cap]! !== 0))
+      r.fail(field, `is ${shown}, but ${capName(cap)} on /dev/kvm is ${sys[cap]} (${why})`);
+  };
+  agree(
+    'facts.kconfig.guest_memfd',
+    String(facts.kconfig.guestMemfd),
+    facts.kconfig.guestMemfd,
+    KVM_CAP.KVM_CAP_GUEST_MEMFD,
+    'non-zero exactly with guest_memfd',
+  );
+  agree(
+    'facts.mmu',
+    facts.mmu,
+    facts.mmu === 'tdp',
+    KVM_CAP.KVM_CAP_PRE_FAULT_MEMORY,
+    'non-zero exactly with tdp',
+  );
+  if (!facts.kconfig.genericMemoryAttributes && sys[KVM_CAP.KVM_CAP_MEMORY_ATTRIBUTES]! !== 0)
+    r.fail(
+      'facts.kconfig.generic_memory_attributes',
+      `is false, but KVM_CAP_MEMORY_ATTRIBUTES on /dev/kvm is ${sys[KVM_CAP.KVM_CAP_MEMORY_ATTRIBUTES]}`,
+    );
   return composeProfile(
     { name, description, ...(checked !== undefined ? { checkedAgainst: checked } : {}) },
     facts,
