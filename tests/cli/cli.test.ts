@@ -997,6 +997,62 @@ describe('gmemlab probe and diff (real /dev/kvm)', () => {
     });
   });
 
+  test('diff: a trace whose # needs: this kernel lacks does not apply (exit 0); the others run', (t) => {
+    const reason = kvmUnavailable();
+    if (reason !== undefined) {
+      t.skip(`real /dev/kvm unavailable: ${reason}`);
+      return;
+    }
+    put('diffneeds/a.jsonl', '# needs: guest_memfd\n{"op":"KVM_CHECK_EXTENSION","cap":1}\n');
+    put('diffneeds/b.jsonl', '{"op":"KVM_CHECK_EXTENSION","cap":1}\n');
+    const j = gmemlab(['diff', '--json', 'diffneeds'], tmp);
+    expectStatus(j, 0, 'diff with a trace that needs guest_memfd');
+    const has = probeJson().gmemFlags['0'] !== 'ENOTTY';
+    assert.deepEqual(
+      jsonLines(j.stdout),
+      has
+        ? [{ summary: { traces: 2, disagreements: 0, skipped: 0, kernel: probeJson().default } }]
+        : [
+            {
+              file: 'diffneeds/a.jsonl',
+              inapplicable:
+                'diffneeds/a.jsonl: needs guest_memfd (KVM_CREATE_GUEST_MEMFD exists (CONFIG_KVM_GUEST_MEMFD)), which this kernel lacks; the trace was not run',
+            },
+            {
+              summary: {
+                traces: 2,
+                disagreements: 0,
+                skipped: 0,
+                inapplicable: 1,
+                kernel: probeJson().default,
+              },
+            },
+          ],
+    );
+    // An unknown fact is a malformed trace, for every command.
+    put('diffneeds2/c.jsonl', '# Needs : gmem\n{"op":"KVM_CHECK_EXTENSION","cap":1}\n');
+    const r = gmemlab(['replay', 'diffneeds2/c.jsonl'], tmp);
+    expectStatus(r, 2, 'replay with an unknown fact');
+    assert.match(r.stderr, /diffneeds2\/c\.jsonl:1: needs: unknown fact "gmem"/);
+  });
+
+  test('run --backend kvm checks every scenario before the first runs', (t) => {
+    const reason = kvmUnavailable();
+    if (reason !== undefined) {
+      t.skip(`real /dev/kvm unavailable: ${reason}`);
+      return;
+    }
+    const a = put('runpre/a.yaml', 'name: a\nsteps:\n  - do: KVM_CREATE_VM\n    as: vm\n');
+    const b = put(
+      'runpre/b.yaml',
+      'name: b\nsteps:\n  - do: munmap\n    addr: 0x10000\n    length: 0x7ffe00000000\n',
+    );
+    const r = gmemlab(['run', '--backend', 'kvm', a, b], tmp);
+    expectStatus(r, 2, 'run with a refused second scenario');
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /runpre\/b\.yaml:3: munmap: the real backend refuses this op/);
+  });
+
   test('diff skips a trace that cannot run, runs the others, and exits 2', (t) => {
     const reason = kvmUnavailable();
     if (reason !== undefined) {
@@ -1302,6 +1358,54 @@ describe('gmemlab conformance', () => {
     const yes = gmemlab(['conformance', '--record', '--force', 'conformance/rec'], root);
     expectStatus(yes, 0, 'record --force');
     assert.notEqual(readFileSync(target, 'utf8'), foreign);
+  });
+
+  test('--record takes each case once however the paths overlap', (t) => {
+    const reason = kvmUnavailable();
+    if (reason !== undefined || probeJson().profile === null) {
+      t.skip(reason !== undefined ? `real /dev/kvm unavailable: ${reason}` : 'no profile matches');
+      return;
+    }
+    const root = suite('conf-rec-dup', {
+      'conformance/dup/a.jsonl': '{"op":"KVM_CHECK_EXTENSION","cap":3}\n',
+    });
+    const r = gmemlab(
+      [
+        'conformance',
+        '--record',
+        'conformance/dup/a.jsonl',
+        'conformance/dup/a.jsonl',
+        'conformance',
+      ],
+      root,
+    );
+    expectStatus(r, 0, 'record with overlapping paths');
+    assert.match(r.stdout, /^2 recording\(s\) written for /m);
+    assert.deepEqual(
+      readdirSync(join(root, 'conformance', 'dup')).filter((n) => n.includes('.tmp-')),
+      [],
+    );
+  });
+
+  test('--backend kvm: a refused case stops the run before any result (exit 2)', (t) => {
+    const reason = kvmUnavailable();
+    if (reason !== undefined) {
+      t.skip(`real /dev/kvm unavailable: ${reason}`);
+      return;
+    }
+    const ok = '{"op":"KVM_CHECK_EXTENSION","cap":3}\n';
+    const rec = (p: string): string =>
+      `# recorded on Linux x /dev/kvm (profile ${p}) by gmemlab conformance --record; do not edit\n{"ok":true,"value":1}\n`;
+    const root = suite('conf-kvm-refused', {
+      'conformance/x/a.jsonl': ok,
+      'conformance/x/a.expected.jsonl': rec('linux-6.18-pvm'),
+      'conformance/x/b.jsonl': `${ok}{"op":"munmap","addr":"0x10000","length":"0x7ffe00000000"}\n`,
+      'conformance/x/b.expected.jsonl': rec('linux-6.18-pvm') + '{"ok":true}\n',
+    });
+    const r = gmemlab(['conformance', '--backend', 'kvm', '--verbose', 'conformance/x'], root);
+    expectStatus(r, 2, 'conformance --backend kvm with a refused case');
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /conformance\/x\/b\.jsonl:2: munmap: the real backend refuses this op/);
   });
 
   test('--backend kvm: this kernel still agrees with the recording', (t) => {
