@@ -24,7 +24,7 @@ import { release, tmpdir } from 'node:os';
 import { INVARIANTS } from '../../src/core/invariants/index.js';
 import { MUTANTS } from '../../src/core/mutants.js';
 import { profileNames } from '../../src/core/profiles/index.js';
-import { kvm } from '../kvm/helpers.js';
+import { kvm, skipFor } from '../kvm/helpers.js';
 
 /** dist/tests/cli/ → the repository root. */
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -433,7 +433,7 @@ describe('gmemlab replay', () => {
       const r = gmemlab(['replay', '--backend', 'kvm', c]);
       expectStatus(r, 2, 'replay --backend kvm without /dev/kvm');
       assert.match(r.stderr, /kvm backend unavailable/);
-      t.skip(`real /dev/kvm unavailable: ${reason}`);
+      skipFor(t, 'a usable /dev/kvm', reason);
       return;
     }
     const rec = liveRecording(c);
@@ -625,7 +625,7 @@ describe('gmemlab run', () => {
         2,
         'run --backend kvm without /dev/kvm',
       );
-      t.skip(`real /dev/kvm unavailable: ${reason}`);
+      skipFor(t, 'a usable /dev/kvm', reason);
       return;
     }
     const r = gmemlab(['run', '--backend', 'kvm', f], tmp);
@@ -818,7 +818,7 @@ describe('gmemlab fuzz --differential', () => {
   test('--traces 20 --seed 7 --json: no disagreement between the model and /dev/kvm', (t) => {
     const reason = kvmUnavailable();
     if (reason !== undefined) {
-      t.skip(`real /dev/kvm unavailable: ${reason}`);
+      skipFor(t, 'a usable /dev/kvm', reason);
       return;
     }
     const dir = join(tmp, 'diff-out');
@@ -898,7 +898,7 @@ describe('gmemlab probe and diff (real /dev/kvm)', () => {
     if (reason !== undefined) {
       const r = gmemlab(['probe']);
       expectStatus(r, 2, 'probe without kvm');
-      t.skip(`real /dev/kvm unavailable: ${reason}`);
+      skipFor(t, 'a usable /dev/kvm', reason);
       return;
     }
     const f = probeJson();
@@ -941,7 +941,7 @@ describe('gmemlab probe and diff (real /dev/kvm)', () => {
     mkdirSync(dirname(file), { recursive: true });
     if (reason !== undefined) {
       expectStatus(gmemlab(['probe', '--save', file]), 2, 'probe --save without kvm');
-      t.skip(`real /dev/kvm unavailable: ${reason}`);
+      skipFor(t, 'a usable /dev/kvm', reason);
       return;
     }
     const w = gmemlab(['probe', '--save', file, '--name', 'here']);
@@ -984,7 +984,7 @@ describe('gmemlab probe and diff (real /dev/kvm)', () => {
     ];
     if (reason !== undefined) {
       expectStatus(gmemlab(['diff', ...cases]), 2, 'diff without kvm');
-      t.skip(`real /dev/kvm unavailable: ${reason}`);
+      skipFor(t, 'a usable /dev/kvm', reason);
       return;
     }
     const r = gmemlab(['diff', ...cases]);
@@ -1000,7 +1000,7 @@ describe('gmemlab probe and diff (real /dev/kvm)', () => {
   test('diff: a trace whose # needs: this kernel lacks does not apply (exit 0); the others run', (t) => {
     const reason = kvmUnavailable();
     if (reason !== undefined) {
-      t.skip(`real /dev/kvm unavailable: ${reason}`);
+      skipFor(t, 'a usable /dev/kvm', reason);
       return;
     }
     put('diffneeds/a.jsonl', '# needs: guest_memfd\n{"op":"KVM_CHECK_EXTENSION","cap":1}\n');
@@ -1039,7 +1039,7 @@ describe('gmemlab probe and diff (real /dev/kvm)', () => {
   test('run --backend kvm checks every scenario before the first runs', (t) => {
     const reason = kvmUnavailable();
     if (reason !== undefined) {
-      t.skip(`real /dev/kvm unavailable: ${reason}`);
+      skipFor(t, 'a usable /dev/kvm', reason);
       return;
     }
     const a = put('runpre/a.yaml', 'name: a\nsteps:\n  - do: KVM_CREATE_VM\n    as: vm\n');
@@ -1056,7 +1056,7 @@ describe('gmemlab probe and diff (real /dev/kvm)', () => {
   test('diff skips a trace that cannot run, runs the others, and exits 2', (t) => {
     const reason = kvmUnavailable();
     if (reason !== undefined) {
-      t.skip(`real /dev/kvm unavailable: ${reason}`);
+      skipFor(t, 'a usable /dev/kvm', reason);
       return;
     }
     const bad = put(
@@ -1082,7 +1082,7 @@ describe('gmemlab probe and diff (real /dev/kvm)', () => {
   test('diff against the wrong profile reports each disagreement', (t) => {
     const reason = kvmUnavailable();
     if (reason !== undefined) {
-      t.skip(`real /dev/kvm unavailable: ${reason}`);
+      skipFor(t, 'a usable /dev/kvm', reason);
       return;
     }
     const p = gmemlab(['probe', '--profile']);
@@ -1301,7 +1301,7 @@ describe('gmemlab conformance', () => {
   test("--record writes all of a run or none, and keeps other profiles' recordings", (t) => {
     const reason = kvmUnavailable();
     if (reason !== undefined) {
-      t.skip(`real /dev/kvm unavailable: ${reason}`);
+      skipFor(t, 'a usable /dev/kvm', reason);
       return;
     }
     const p = probeJson().profile;
@@ -1390,7 +1390,7 @@ describe('gmemlab conformance', () => {
   test('--backend kvm: a refused case stops the run before any result (exit 2)', (t) => {
     const reason = kvmUnavailable();
     if (reason !== undefined) {
-      t.skip(`real /dev/kvm unavailable: ${reason}`);
+      skipFor(t, 'a usable /dev/kvm', reason);
       return;
     }
     const ok = '{"op":"KVM_CHECK_EXTENSION","cap":3}\n';
@@ -1411,7 +1411,7 @@ describe('gmemlab conformance', () => {
   test('--backend kvm: this kernel still agrees with the recording', (t) => {
     const reason = kvmUnavailable();
     if (reason !== undefined) {
-      t.skip(`real /dev/kvm unavailable: ${reason}`);
+      skipFor(t, 'a usable /dev/kvm', reason);
       return;
     }
     const root = suite('conf-kvm');

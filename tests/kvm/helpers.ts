@@ -23,18 +23,29 @@ after(() => {
 
 /** The file's backend (opened on first use, disposed after all tests), or the skip reason. */
 export function kvm(): KvmBackend | { unavailable: string } {
-  if (opened === undefined) {
-    opened = openKvmBackend();
-    if ('unavailable' in opened) console.log(`# real-KVM tests skipped: ${opened.unavailable}`);
-  }
+  opened ??= openKvmBackend();
   return opened;
+}
+
+const printed = new Set<string>();
+
+/**
+ * Mark a test skipped for a root cause: the full reason is printed once per cause (per test
+ * process), each test then names the cause only.
+ */
+export function skipFor(t: TestContext, cause: string, reason: string): void {
+  if (!printed.has(cause)) {
+    printed.add(cause);
+    console.log(`# skipping tests that need ${cause}: ${reason}`);
+  }
+  t.skip(`needs ${cause} (reason printed once above)`);
 }
 
 /** The backend, or undefined after marking the test skipped with the reason. */
 export function backendOrSkip(t: TestContext): KvmBackend | undefined {
   const b = kvm();
   if ('unavailable' in b) {
-    t.skip(`real /dev/kvm unavailable: ${b.unavailable}`);
+    skipFor(t, 'a usable /dev/kvm', b.unavailable);
     return undefined;
   }
   return b;
@@ -58,7 +69,7 @@ export function backendWith(t: TestContext, ...needs: NeedableFact[]): KvmBacken
   const facts = liveKernelOf(b).facts;
   const missing = needs.find((f) => !factValue(facts, f));
   if (missing !== undefined) {
-    t.skip(`needs ${missing} (${NEEDABLE_FACTS[missing]}), which this kernel lacks`);
+    skipFor(t, missing, `${NEEDABLE_FACTS[missing]}: this kernel lacks it`);
     return undefined;
   }
   return b;
