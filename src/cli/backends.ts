@@ -155,7 +155,10 @@ function isProfileFile(s: string): boolean {
  */
 export async function loadProfile(nameOrFile: string): Promise<KernelProfile> {
   if (nameOrFile.endsWith('+host')) {
-    const base = await loadProfile(nameOrFile.slice(0, -'+host'.length));
+    const baseName = nameOrFile.slice(0, -'+host'.length);
+    if (baseName.endsWith('+host') || isProfilePath(baseName))
+      throw new UsageError(`"${nameOrFile}": +host follows the name of a built-in profile`);
+    const base = await loadProfile(baseName);
     // Host facts come from /proc and /sys: no /dev/kvm needed.
     return withHostFacts(base, readHostFacts(), undefined, "with this host's facts");
   }
@@ -261,13 +264,14 @@ export async function kvmRefusal(
 export async function unmetNeeds(
   needs: readonly NeedableFact[],
   file: string,
+  line?: number,
 ): Promise<string | undefined> {
   if (needs.length === 0) return undefined;
   const k = await liveKernel();
   const f = needs.find((n) => !factValue(k.facts, n));
   return f === undefined
     ? undefined
-    : `${file}: needs ${f} (${NEEDABLE_FACTS[f]}), which this kernel lacks; the trace was not run`;
+    : `${file}${line !== undefined ? `:${line}` : ''}: needs ${f} (${NEEDABLE_FACTS[f]}), which this machine lacks; the trace was not run`;
 }
 
 /** `unmetNeeds` and `kvmRefusal` as an InputError (exit 2). */
@@ -275,8 +279,9 @@ export async function precheckOnKvm(
   ops: readonly TraceOp[],
   file: string,
   needs: readonly NeedableFact[] = [],
+  needsLine?: number,
 ): Promise<void> {
-  const why = (await unmetNeeds(needs, file)) ?? (await kvmRefusal(ops, file));
+  const why = (await unmetNeeds(needs, file, needsLine)) ?? (await kvmRefusal(ops, file));
   if (why !== undefined) throw new InputError(why);
 }
 

@@ -7,6 +7,7 @@ import {
   existsSync,
   readdirSync,
   readFileSync,
+  realpathSync,
   renameSync,
   statSync,
   unlinkSync,
@@ -45,10 +46,12 @@ profile's kernel). PATH may be case files or directories (default: conformance/)
 
   --backend model   (default) each recording is replayed on the model of its own profile
   --backend kvm     this machine's kernel is compared with the recordings of the profile it
-                    matches (else the reference ones); cases whose '# needs:' facts differ from
-                    where they were recorded are skipped, with the reason printed once per cause
-  --kernel PROFILE  model only: one profile (a name or a file from gmemlab probe --save), compared
-                    with the recordings that apply to it, as --backend kvm does for the kernel
+                    matches, or of a profile that differs from it only in a fact the case does not
+                    '# depends:' on; cases it lacks a '# needs:' fact for, or whose depended-on
+                    host facts differ here, are skipped with the reason printed once per cause (a
+                    kernel that matches no profile gets no comparison)
+  --kernel PROFILE  model only: one profile (a name, NAME+host, or a file from gmemlab probe
+                    --save), compared with the recordings that apply to it, as for --backend kvm
   --record          run the cases on /dev/kvm and write this kernel's recordings: all files of
                     the run or, if any case cannot run, none. Runs only on the real kernel of a
                     named profile, and refuses to overwrite a recording whose header names another
@@ -65,8 +68,11 @@ export function findCases(paths: readonly string[]): string[] {
   const walk = (p: string): void => {
     if (statSync(p).isDirectory()) {
       for (const n of readdirSync(p).sort()) walk(join(p, n));
-    } else if (p.endsWith('.jsonl') && !p.endsWith('.expected.jsonl') && !seen.has(resolve(p))) {
-      seen.add(resolve(p));
+    } else if (p.endsWith('.jsonl') && !p.endsWith('.expected.jsonl')) {
+      // The same file reached twice (repeated or overlapping paths, symbolic links) counts once.
+      const real = realpathSync(p);
+      if (seen.has(real)) return;
+      seen.add(real);
       out.push(p);
     }
   };
@@ -169,7 +175,7 @@ async function record(
     if (missing.length > 0 || unmet.length > 0) {
       const why =
         missing.length > 0
-          ? `needs ${missing[0]!}, which this kernel lacks`
+          ? `needs ${missing[0]!}, which this machine lacks`
           : `depends on ${unmet[0]!.fact}, which differs on this host from profile ${profile.name}`;
       skipped.set(why, [...(skipped.get(why) ?? []), c.name]);
       continue;

@@ -19,7 +19,8 @@ results differ, the op, both results and the trace line. A directory stands for 
 below it (*.expected.jsonl recordings are skipped), so \`gmemlab diff conformance\` checks the
 whole conformance suite against the running kernel.
 
-  --kernel PROFILE   model profile (default: the profile \`gmemlab probe\` matches to this kernel)
+  --kernel PROFILE   model profile: a name, NAME+host or a file from probe --save (default: the
+                     profile \`gmemlab probe\` matches to this kernel, or GMEMLAB_KERNEL)
   --json             one JSON object per disagreement: {file, line, op, model, kernel}, one
                      {file, error} per trace that could not run, then a last line
                      {summary: {traces, disagreements, skipped, kernel}}
@@ -74,7 +75,7 @@ export async function diffMain(argv: readonly string[], out: (s: string) => void
       continue;
     }
     // A trace that needs what this kernel lacks is not an error: it does not apply here.
-    const unmet = await unmetNeeds(t.needs, file);
+    const unmet = await unmetNeeds(t.needs, file, t.needsLine);
     if (unmet !== undefined) {
       inapplicable++;
       if (json) out(JSON.stringify({ file, inapplicable: unmet }));

@@ -26,7 +26,8 @@ disagreement shrink the trace to a minimal one that still disagrees and write it
   --time T        stop after T (e.g. 30s, 5m, 1h); default 60s unless --traces is given
   --traces N      stop after N traces
   --trace-ops N   ops per trace (default 40)
-  --kernel P      model profile (default: the one \`gmemlab probe\` matches)
+  --kernel P      model profile: a name, NAME+host or a file from probe --save (default: the
+                  one \`gmemlab probe\` matches, or GMEMLAB_KERNEL)
   --out DIR       where minimized disagreements go (default fuzz-out/)
   --keep-going    collect every disagreement instead of stopping at the first
   --quiet         no progress line

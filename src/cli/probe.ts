@@ -147,7 +147,7 @@ export async function probeMain(
   if (m.profile !== undefined && m.hostDifferences.length > 0) {
     out('');
     out(
-      `host facts that differ from ${m.profile.name} (the default profile, ${m.profile.name}+host, takes this host's):`,
+      `host facts that differ from ${m.profile.name} (${m.profile.name}+host is that profile with this host's):`,
     );
     for (const d of m.hostDifferences) out(`  ${d}`);
   }

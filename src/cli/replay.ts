@@ -43,10 +43,10 @@ export async function replayMain(
   const traces = p.positionals.map((file) => {
     const t = loadTrace(file);
     if (t.errors.length > 0) throw new InputError(t.errors.map((e) => e.message).join('\n'));
-    return { file, ops: t.ops, needs: t.needs };
+    return { file, ops: t.ops, needs: t.needs, needsLine: t.needsLine };
   });
   const kvm = isKvm(backend);
-  if (kvm) for (const t of traces) await precheckOnKvm(t.ops, t.file, t.needs);
+  if (kvm) for (const t of traces) await precheckOnKvm(t.ops, t.file, t.needs, t.needsLine);
   for (const { file, ops } of traces) {
     // On /dev/kvm a trace's lines are printed once it has run to its end.
     const lines: string[] = [];

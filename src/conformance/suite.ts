@@ -203,7 +203,7 @@ export function chooseRecording(c: ConformanceCase, facts: KernelFacts): Recordi
   const missing = missingNeeds(c, facts);
   if (missing.length > 0)
     return {
-      skip: `needs ${missing[0]!} (${NEEDABLE_FACTS[missing[0]!]}), which this kernel lacks`,
+      skip: `needs ${missing[0]!} (${NEEDABLE_FACTS[missing[0]!]}), which this machine lacks`,
     };
   if (c.recordings.length === 0) return { skip: 'not recorded on any kernel yet' };
   const live = matchProfile(facts).profile;

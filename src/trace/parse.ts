@@ -376,10 +376,16 @@ export type ParsedTrace = {
   readonly needs: NeedableFact[];
   /** Facts its results depend on (`# depends:` comment lines). */
   readonly depends: NeedableFact[];
+  /** The line of the first `# needs:` comment, for messages. */
+  readonly needsLine?: number;
 };
 
-/** A `# needs: a, b` or `# depends: a, b` comment line (any case, any spacing). */
-const FACT_LINE = /^\s*#\s*(needs|depends)\s*:(.*)$/i;
+/**
+ * A comment line that starts like a fact declaration: `# needs: a, b` or `# depends: a, b` (any
+ * case, any spacing). Near misses (`# need: x`, `# needs x`) match too, so that they are reported
+ * instead of silently dropping the guard they were meant to be.
+ */
+const FACT_LINE = /^\s*#+\s*(needs?|depends?)\b\s*(:?)(.*)$/i;
 
 /**
  * Parse a whole trace; collects every malformed line instead of stopping at the first. Comment
@@ -389,16 +395,39 @@ export function parseTrace(text: string, file = '<trace>'): ParsedTrace {
   const ops: TraceOp[] = [];
   const errors: TraceInputError[] = [];
   const facts = { needs: [] as NeedableFact[], depends: [] as NeedableFact[] };
+  let needsLine: number | undefined;
   const lines = text.split(/\r?\n/);
   lines.forEach((t, i) => {
     const line = i + 1;
     const fl = FACT_LINE.exec(t);
     if (fl !== null) {
-      const key = fl[1]!.toLowerCase() as 'needs' | 'depends';
-      for (const raw of fl[2]!.split(',')) {
-        const f = raw.trim();
-        if (f === '') continue;
-        if (!isNeedableFact(f))
+      const word = fl[1]!.toLowerCase();
+      const key = word.startsWith('need') ? 'needs' : 'depends';
+      if (word !== key || fl[2] !== ':') {
+        errors.push(
+          new TraceInputError(file, line, key, `write the declaration as "# ${key}: FACT, ..."`),
+        );
+        return;
+      }
+      const names = fl[3]!.split(',').map((x) => x.trim());
+      if (names.some((x) => x === '')) {
+        errors.push(
+          new TraceInputError(file, line, key, 'a comma-separated list of facts, none empty'),
+        );
+        return;
+      }
+      if (key === 'needs') needsLine ??= line;
+      for (const f of names) {
+        if (key === 'needs' && f === 'ram')
+          errors.push(
+            new TraceInputError(
+              file,
+              line,
+              key,
+              '"ram" is a number: a case can depend on it (# depends:), not need it',
+            ),
+          );
+        else if (!isNeedableFact(f))
           errors.push(
             new TraceInputError(
               file,
@@ -426,5 +455,5 @@ export function parseTrace(text: string, file = '<trace>'): ParsedTrace {
       else errors.push(new TraceInputError(file, line, 'op', String(e)));
     }
   });
-  return { ops, errors, ...facts };
+  return { ops, errors, ...facts, ...(needsLine !== undefined ? { needsLine } : {}) };
 }

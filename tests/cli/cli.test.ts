@@ -1016,7 +1016,7 @@ describe('gmemlab probe and diff (real /dev/kvm)', () => {
             {
               file: 'diffneeds/a.jsonl',
               inapplicable:
-                'diffneeds/a.jsonl: needs guest_memfd (KVM_CREATE_GUEST_MEMFD exists (CONFIG_KVM_GUEST_MEMFD)), which this kernel lacks; the trace was not run',
+                'diffneeds/a.jsonl:1: needs guest_memfd (KVM_CREATE_GUEST_MEMFD exists (CONFIG_KVM_GUEST_MEMFD)), which this machine lacks; the trace was not run',
             },
             {
               summary: {

@@ -20,6 +20,7 @@
  */
 import { capId, capName } from '../cap_names.js';
 import { KVM_CAP } from '../uapi.js';
+import { getProfile } from './index.js';
 import { composeProfile } from './compose.js';
 import { CAP_TABLE_MAX, type KernelFacts, type KvmModule, type ThpMode } from './facts.js';
 import type { KernelProfile } from './profile.js';
@@ -154,6 +155,8 @@ export function profileFromJson(text: string, file: string): KernelProfile {
   if (top['gmemlab_profile'] !== PROFILE_FILE_VERSION)
     r.fail('gmemlab_profile', `expected ${PROFILE_FILE_VERSION} (the profile file version)`);
   const name = r.str(top['name'], 'name');
+  if (getProfile(name) !== undefined || name.endsWith('+host'))
+    r.fail('name', `"${name}" is the name of a built-in profile; a profile file needs its own`);
   const description = r.str(top['description'], 'description');
   const checked =
     top['checked_against'] === undefined
