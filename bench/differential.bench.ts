@@ -10,7 +10,7 @@
  */
 import { openKvmBackend } from '../src/backends/kvm/index.js';
 import { ModelBackend } from '../src/backends/model.js';
-import { describeKernel, matchedProfile } from '../src/cli/backends.js';
+import { describeKernel } from '../src/cli/backends.js';
 import { runDifferential } from '../src/fuzz/differential.js';
 import { atLeast, now, row, type BenchRow } from './util.js';
 
@@ -23,13 +23,13 @@ export function benchDifferential(seconds = DIFF_SECONDS): BenchRow[] {
     return [];
   }
   const k = describeKernel(kvm);
-  if (k.match.profile === undefined) {
+  const profile = k.profile;
+  if (profile === undefined) {
     process.stderr.write(
       'differential: skipped, no model profile matches this kernel (gmemlab probe)\n',
     );
     return [];
   }
-  const profile = matchedProfile(k, k.match.profile);
   const model = new ModelBackend(profile);
   // Warm-up (JIT, first mappings), untimed.
   runDifferential({

@@ -4,6 +4,7 @@
  * profile that matches this machine's kernel, else `DEFAULT_PROFILE` (README "Kernel profiles").
  */
 import { existsSync } from 'node:fs';
+import { dirname, isAbsolute, join } from 'node:path';
 import { ModelBackend } from '../backends/model.js';
 import { composeProfile } from '../core/profiles/compose.js';
 import {
@@ -32,6 +33,8 @@ export type LiveKernel = {
   readonly answers: ProbeAnswers;
   readonly facts: KernelFacts;
   readonly match: ProfileMatch;
+  /** The model of this machine: the matching profile, with this host's facts (`NAME+host`). */
+  readonly profile?: KernelProfile;
 };
 
 let live: LiveKernel | undefined;
@@ -47,21 +50,20 @@ export async function liveKernel(): Promise<LiveKernel> {
 export function describeKernel(kvm: Backend): LiveKernel {
   const answers = probe(kvm);
   const facts = factsFromAnswers(answers);
-  return { kvm, answers, facts, match: matchProfile(facts) };
-}
-
-/**
- * The profile of this machine: the matching named profile, or — when this host's facts (THP, RAM,
- * PKU, ...) differ from that profile's — its kernel facts with this host's, named `NAME+host`.
- */
-export function matchedProfile(k: LiveKernel, p: KernelProfile): KernelProfile {
-  if (k.match.hostDifferences.length === 0) return p;
-  return withHostFacts(
-    p,
-    k.facts.host,
-    k.facts.caps,
-    `with this host's facts (${k.match.hostDifferences.join('; ')})`,
-  );
+  const match = matchProfile(facts);
+  // The matching named profile, or — when this host's facts (THP, RAM, PKU, ...) differ from that
+  // profile's — its kernel facts with this host's, named `NAME+host`.
+  const p = match.profile;
+  const profile =
+    p === undefined || match.hostDifferences.length === 0
+      ? p
+      : withHostFacts(
+          p,
+          facts.host,
+          facts.caps,
+          `with this host's facts (${match.hostDifferences.join('; ')})`,
+        );
+  return { kvm, answers, facts, match, ...(profile !== undefined ? { profile } : {}) };
 }
 
 /**
@@ -144,6 +146,13 @@ export function isProfilePath(s: string): boolean {
   return s.includes('/') || s.endsWith('.json');
 }
 
+/** A scenario's `kernel:` value as a `--kernel` value: a relative profile file is beside the scenario. */
+export function scenarioKernel(scenarioFile: string, kernel: string): string {
+  return isProfilePath(kernel) && !isAbsolute(kernel)
+    ? join(dirname(scenarioFile), kernel)
+    : kernel;
+}
+
 /** Whether `s` names a profile file rather than a profile. */
 function isProfileFile(s: string): boolean {
   return isProfilePath(s) || (getProfile(s) === undefined && existsSync(s));
@@ -207,9 +216,9 @@ export async function defaultProfile(): Promise<DefaultChoice> {
     }
     if (k !== undefined)
       defaultChoice =
-        k.match.profile !== undefined
+        k.match.profile !== undefined && k.profile !== undefined
           ? {
-              profile: matchedProfile(k, k.match.profile),
+              profile: k.profile,
               why:
                 k.match.hostDifferences.length === 0
                   ? `matches this kernel (${k.facts.release})`
@@ -246,10 +255,7 @@ export async function kvmRefusal(
   file: string,
 ): Promise<string | undefined> {
   const k = await liveKernel();
-  const profile =
-    k.match.profile !== undefined
-      ? matchedProfile(k, k.match.profile)
-      : getProfile(DEFAULT_PROFILE)!;
+  const profile = k.profile ?? getProfile(DEFAULT_PROFILE)!;
   const { precheckTrace } = await import('../backends/kvm/precheck.js');
   const r = precheckTrace(ops, profile);
   return r === undefined

@@ -12,8 +12,7 @@ import { parseTrace } from '../trace/parse.js';
 import type { TraceOp } from '../trace/types.js';
 import { optString, parseArgs, UsageError } from './args.js';
 import { EXIT_CHECK_FAILED, EXIT_OK, InputError, readText } from './io.js';
-import { isProfilePath, resolveProfile } from './backends.js';
-import { dirname, isAbsolute, join } from 'node:path';
+import { resolveProfile, scenarioKernel } from './backends.js';
 
 export const CHECK_HELP = `usage: gmemlab check [--kernel PROFILE] [--mutant NAME[,NAME]] [--json] FILE...
        gmemlab check --list
@@ -39,7 +38,7 @@ export function loadOps(file: string): { ops: TraceOp[]; kernel?: string } {
     const k = p.scenario.kernel;
     if (k === undefined) return { ops };
     // A profile file named by the scenario is found beside it.
-    return { ops, kernel: isProfilePath(k) && !isAbsolute(k) ? join(dirname(file), k) : k };
+    return { ops, kernel: scenarioKernel(file, k) };
   }
   const t = parseTrace(text, file);
   if (t.errors.length > 0) throw new InputError(t.errors.map((e) => e.message).join('\n'));

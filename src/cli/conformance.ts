@@ -162,7 +162,9 @@ async function record(
     throw new InputError(
       `this kernel (${k.facts.release}) matches no named profile (see gmemlab probe): add a profile for it before recording`,
     );
-  const pending: Array<{ file: string; text: string; name: string; n: number }> = [];
+  // First every case is read and checked (what this machine lacks, another profile's file, the
+  // real backend's refusals), so nothing runs unless all can; then they run.
+  const toRun: Array<{ c: ConformanceCase; target: string }> = [];
   const skipped = new Map<string, string[]>();
   for (const f of files) {
     // The case without its recordings: they are about to be replaced, and a damaged one (say,
@@ -180,25 +182,25 @@ async function record(
       skipped.set(why, [...(skipped.get(why) ?? []), c.name]);
       continue;
     }
+    // The target is this profile's file; only its header can say it holds another profile's.
     const target = recordingFileFor(f, profile.name);
-    if (existsSync(target)) {
-      const said = headerProfile(read(target).split('\n', 1)[0]);
-      const owner =
-        said ??
-        (target.endsWith(`.${profile.name}.expected.jsonl`) ? profile.name : REFERENCE_PROFILE);
-      if (owner !== profile.name && !force)
-        throw new InputError(
-          `${target}: recorded on profile ${owner}, this kernel is ${profile.name}; not overwriting it (--force to overwrite)`,
-        );
-    }
+    const owner = existsSync(target) ? headerProfile(read(target).split('\n', 1)[0]) : undefined;
+    if (owner !== undefined && owner !== profile.name && !force)
+      throw new InputError(
+        `${target}: recorded on profile ${owner}, this kernel is ${profile.name}; not overwriting it (--force to overwrite)`,
+      );
     const refusal = await kvmRefusal(c.ops, f);
     if (refusal !== undefined) throw new InputError(`${refusal}; nothing was recorded`);
+    toRun.push({ c, target });
+  }
+  const pending: Array<{ file: string; text: string; name: string; n: number }> = [];
+  for (const { c, target } of toRun) {
     let lines: string[];
     try {
       lines = runTrace(c.ops, k.kvm).map(formatResult);
     } catch (e) {
       if (e instanceof BackendRefusal)
-        throw new InputError(`${f}: ${e.message}; nothing was recorded`);
+        throw new InputError(`${c.file}: ${e.message}; nothing was recorded`);
       throw e;
     }
     pending.push({

@@ -1,8 +1,8 @@
 /**
  * Kernel facts of the live machine: the probe trace (only trace ops: KVM_CHECK_EXTENSION on
  * /dev/kvm and a VM, KVM_CREATE_VM per type, KVM_CREATE_GUEST_MEMFD per flag, a vCPU running an
- * empty guest program, KVM_SET_MEMORY_ATTRIBUTES, KVM_PRE_FAULT_MEMORY), the facts its answers show,
- * and how they compare with the named profiles.
+ * empty guest program, KVM_SET_MEMORY_ATTRIBUTES, KVM_PRE_FAULT_MEMORY) and the facts its answers
+ * show. Matching them with profiles is core/profiles/match.ts.
  */
 import { release } from 'node:os';
 import { CAP_TABLE_MAX, type KernelFacts } from '../core/profiles/facts.js';

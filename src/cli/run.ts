@@ -10,8 +10,7 @@ import { BackendRefusal, type Backend } from '../trace/types.js';
 import { optString, parseArgs, UsageError } from './args.js';
 import { describeExits, describeOp, describeResult } from './describe.js';
 import { EXIT_CHECK_FAILED, EXIT_OK, InputError, readText } from './io.js';
-import { isKvm, isProfilePath, openBackend, precheckOnKvm } from './backends.js';
-import { dirname, isAbsolute, join } from 'node:path';
+import { isKvm, openBackend, precheckOnKvm, scenarioKernel } from './backends.js';
 
 export const RUN_HELP = `usage: gmemlab run [--kernel PROFILE] [--backend model|kvm] [--json] [--quiet] SCENARIO.yaml...
 
@@ -41,8 +40,7 @@ export async function backendForScenario(
   if (kernel !== undefined || s.kernel === undefined) return openBackend(kind, kernel);
   // The scenario's own `kernel:`: a profile file is found beside the scenario, and a bad value is
   // an input error at its line.
-  const k =
-    isProfilePath(s.kernel) && !isAbsolute(s.kernel) ? join(dirname(s.file), s.kernel) : s.kernel;
+  const k = scenarioKernel(s.file, s.kernel);
   try {
     return await openBackend(kind, k);
   } catch (e) {
