@@ -4,6 +4,7 @@
  */
 import { deepEqual } from '../trace/compare.js';
 import { formatOp, resultToJson } from '../trace/format.js';
+import { errorReport } from '../trace/parse.js';
 import { runTrace } from '../trace/runner.js';
 import { BackendRefusal, type TraceOp } from '../trace/types.js';
 import { optString, parseArgs, UsageError } from './args.js';
@@ -71,7 +72,7 @@ export async function diffMain(argv: readonly string[], out: (s: string) => void
       throw e;
     }
     if (t.errors.length > 0) {
-      skip(file, t.errors.map((e) => e.message).join('\n'));
+      skip(file, errorReport(t));
       continue;
     }
     // A trace that needs what this kernel lacks is not an error: it does not apply here.
