@@ -13,17 +13,23 @@ import {
   OutputFailed,
   StdoutWriter,
 } from './io.js';
-import { replayMain } from './replay.js';
-import { runMain } from './run.js';
-import { conformanceMain } from './conformance.js';
-import { probeMain } from './probe.js';
-import { diffMain } from './diff.js';
-import { fuzzMain } from './fuzz.js';
-import { checkMain } from './check.js';
+
+type Main = (argv: readonly string[], out: (s: string) => void) => Promise<number>;
+
+// Each command's module is loaded when it runs: a command starts without loading the others
+// (the YAML parser, the fuzzers, the kvm backend), so a replay's first result comes sooner.
+const runMain: Main = async (a, o) => (await import('./run.js')).runMain(a, o);
+const replayMain: Main = async (a, o) => (await import('./replay.js')).replayMain(a, o);
+const checkMain: Main = async (a, o) => (await import('./check.js')).checkMain(a, o);
+const diffMain: Main = async (a, o) => (await import('./diff.js')).diffMain(a, o);
+const fuzzMain: Main = async (a, o) => (await import('./fuzz.js')).fuzzMain(a, o);
+const probeMain: Main = async (a, o) => (await import('./probe.js')).probeMain(a, o);
+const conformanceMain: Main = async (a, o) =>
+  (await import('./conformance.js')).conformanceMain(a, o);
 
 type Command = {
   readonly summary: string;
-  readonly run: (argv: readonly string[], out: (s: string) => void) => Promise<number>;
+  readonly run: Main;
 };
 
 const COMMANDS: Record<string, Command> = {

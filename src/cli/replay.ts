@@ -61,7 +61,8 @@ export async function replayMain(
     out(REPLAY_HELP);
     return EXIT_OK;
   }
-  if (p.positionals.length === 0) throw new UsageError('replay needs a trace file (or - for standard input)');
+  if (p.positionals.length === 0)
+    throw new UsageError('replay needs a trace file (or - for standard input)');
   if (p.positionals.filter((f) => f === STDIN).length > 1)
     throw new UsageError('standard input (-) can be read only once');
   const backend = await openBackend(optString(p, 'backend') ?? 'model', optString(p, 'kernel'), {

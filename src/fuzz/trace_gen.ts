@@ -384,7 +384,10 @@ export class TraceGenerator {
     return this.r.weighted<bigint>([
       [12, BigInt(this.r.int(6))],
       [2, 10n],
-      [1, this.r.pick([32762n, 32764n, 32767n, 65536n, 65537n, 0xffffn, 0xffff_ffffn, 0x8000_0000n])],
+      [
+        1,
+        this.r.pick([32762n, 32764n, 32767n, 65536n, 65537n, 0xffffn, 0xffff_ffffn, 0x8000_0000n]),
+      ],
     ]);
   }
 

@@ -21,13 +21,7 @@ export class JsonNumber {
 }
 
 export type JsonValue =
-  | null
-  | boolean
-  | string
-  | bigint
-  | JsonNumber
-  | JsonValue[]
-  | { [key: string]: JsonValue };
+  null | boolean | string | bigint | JsonNumber | JsonValue[] | { [key: string]: JsonValue };
 
 const MAX_DEPTH = 32;
 
@@ -106,7 +100,10 @@ class Parser {
       const at = this.i;
       const k = this.string();
       if (Object.prototype.hasOwnProperty.call(o, k))
-        this.fail(`duplicate key ${k.length > 40 ? JSON.stringify(k.slice(0, 40)) + '…' : JSON.stringify(k)}`, at);
+        this.fail(
+          `duplicate key ${k.length > 40 ? JSON.stringify(k.slice(0, 40)) + '…' : JSON.stringify(k)}`,
+          at,
+        );
       this.ws();
       if (this.s[this.i] !== ':') this.fail('expected ":" after the key');
       this.i++;

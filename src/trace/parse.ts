@@ -183,7 +183,8 @@ function parseDigits(s: string, fail: (m: string) => never): bigint {
 export function parseInteger(v: unknown, fail: (m: string) => never, symbols = true): bigint {
   if (typeof v === 'bigint') {
     // A JSON integer, kept exact by the line parser; the contract writes wider ones as strings.
-    if (v > SAFE || v < -SAFE) return fail(`${cut(v.toString(), 24)} is above 2^53; write it as a "0x..." string`);
+    if (v > SAFE || v < -SAFE)
+      return fail(`${cut(v.toString(), 24)} is above 2^53; write it as a "0x..." string`);
     return v;
   }
   if (typeof v === 'number') {
@@ -191,7 +192,8 @@ export function parseInteger(v: unknown, fail: (m: string) => never, symbols = t
     if (!Number.isSafeInteger(v)) return fail(`${v} is above 2^53; write it as a "0x..." string`);
     return BigInt(v);
   }
-  if (v instanceof JsonNumber) return fail(`${quote(v.text, 24)} is not an integer (no fraction or exponent)`);
+  if (v instanceof JsonNumber)
+    return fail(`${quote(v.text, 24)} is not an integer (no fraction or exponent)`);
   if (typeof v === 'string') {
     if (isNumeric(v)) return parseDigits(v, fail);
     if (symbols && v.length <= 200) {
@@ -212,7 +214,9 @@ export function parseInteger(v: unknown, fail: (m: string) => never, symbols = t
       `${quote(v)} is not an integer (a JSON integer, a "0x..." or decimal string, or constant names as in docs/constants.md)`,
     );
   }
-  return fail(`expected an integer, got ${v === null ? 'null' : Array.isArray(v) ? 'a list' : typeof v}`);
+  return fail(
+    `expected an integer, got ${v === null ? 'null' : Array.isArray(v) ? 'a list' : typeof v}`,
+  );
 }
 
 const HEX_VALUE = (() => {
@@ -267,7 +271,12 @@ function parseGuest(r: FieldReader): GuestStep[] {
         `unknown step kind ${quote(kind)} (store, load or hypercall)${didYouMean(kind, Object.keys(STEP_FIELDS))}`,
       );
     const body = step[kind];
-    if (typeof body !== 'object' || body === null || Array.isArray(body) || body instanceof JsonNumber)
+    if (
+      typeof body !== 'object' ||
+      body === null ||
+      Array.isArray(body) ||
+      body instanceof JsonNumber
+    )
       r.fail(`${at}.${kind}`, 'expected an object');
     const sr = new FieldReader(r.file, r.line, body as Obj, `${at}.${kind}.`);
     sr.only(known, `a ${kind} step`);
@@ -347,15 +356,20 @@ export function parseOpObject(file: string, line: number, obj: unknown): TraceOp
   const r = new FieldReader(file, line, obj as Obj);
   if (!r.has('op')) {
     const typo = Object.keys(obj).find((k) => closest(k, ['op']) !== undefined);
-    r.fail('op', `missing "op"${typo !== undefined ? ` (is ${quote(typo)} a misspelt "op"?)` : ''}`);
+    r.fail(
+      'op',
+      `missing "op"${typo !== undefined ? ` (is ${quote(typo)} a misspelt "op"?)` : ''}`,
+    );
   }
   const op = r.str('op');
-  if (!isOpName(op))
-    return r.fail('op', `unknown op ${quote(op)}${didYouMean(op, OP_NAMES)}`);
+  if (!isOpName(op)) return r.fail('op', `unknown op ${quote(op)}${didYouMean(op, OP_NAMES)}`);
   r.only(['op', 'as', ...OP_FIELDS[op]], op);
   const as = r.optStr('as');
   if (as !== undefined && !CREATES_FD.has(op) && op !== 'mmap')
-    r.fail('as', `${op} creates nothing to name (only KVM_CREATE_VM, KVM_CREATE_GUEST_MEMFD, KVM_CREATE_VCPU and mmap take "as")`);
+    r.fail(
+      'as',
+      `${op} creates nothing to name (only KVM_CREATE_VM, KVM_CREATE_GUEST_MEMFD, KVM_CREATE_VCPU and mmap take "as")`,
+    );
   const kvm: FdArg = { kind: 'handle', name: 'kvm' };
   switch (op) {
     case 'KVM_CREATE_VM':

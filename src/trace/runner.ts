@@ -75,7 +75,6 @@ export function resolveOp(op: TraceOp, t: HandleTable): ResolvedOp {
 const FD_FIELDS = ['fd', 'vm', 'vcpu', 'guest_memfd'] as const;
 const ADDR_FIELDS = ['addr', 'userspace_addr'] as const;
 
-
 /** Run a single op: resolve, execute, update the handle table. */
 export function stepTrace(op: TraceOp, backend: Backend, t: HandleTable): ResultLine {
   const resolved = resolveOp(op, t);

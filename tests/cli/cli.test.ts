@@ -311,7 +311,10 @@ describe('gmemlab replay', () => {
     expectStatus(r, 2, 'replay a b');
     // a ran; in b, "g" names nothing: no op of b creates it.
     assert.deepEqual(jsonLines(r.stdout), [{ ok: true }, { ok: true }, { ok: true }]);
-    assert.match(r.stderr, /^gmemlab replay: replay\/b\.jsonl:2: fd: no earlier op creates a handle named "g"/);
+    assert.match(
+      r.stderr,
+      /^gmemlab replay: replay\/b\.jsonl:2: fd: no earlier op creates a handle named "g"/,
+    );
   });
 
   test('a handle name no earlier op creates is an input error; one whose creating op failed is unbound', () => {
@@ -399,7 +402,11 @@ describe('gmemlab replay', () => {
       assert.match(r.stderr, msg, what);
       // The trace streams: the op before the malformed line ran, nothing after it.
       assert.deepEqual(jsonLines(r.stdout), [{ ok: true }], what);
-      assert.match(r.stderr, /the results of the 1 op\(s\) before line 3 were printed; nothing after it ran/, what);
+      assert.match(
+        r.stderr,
+        /the results of the 1 op\(s\) before line 3 were printed; nothing after it ran/,
+        what,
+      );
     }
   });
 

@@ -81,7 +81,12 @@ describe('every op parses and round-trips through formatOp', () => {
 
   test('a whole trace parses with one op per non-skipped line', () => {
     // Ops that create handles come first: a reference must name a handle an earlier op creates.
-    const creates: OpName[] = ['KVM_CREATE_VM', 'KVM_CREATE_GUEST_MEMFD', 'mmap', 'KVM_CREATE_VCPU'];
+    const creates: OpName[] = [
+      'KVM_CREATE_VM',
+      'KVM_CREATE_GUEST_MEMFD',
+      'mmap',
+      'KVM_CREATE_VCPU',
+    ];
     const order = [
       ...creates,
       ...(Object.keys(LINES) as OpName[]).filter((n) => !creates.includes(n)),
