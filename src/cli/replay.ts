@@ -2,23 +2,27 @@
  * `gmemlab replay [--kernel PROFILE] [--backend model|kvm] TRACE.jsonl`: run a trace and print one
  * result line per op, exactly as the trace contract says.
  */
-import { formatOp, formatResult } from '../trace/format.js';
 import { runTrace } from '../trace/runner.js';
 import { BackendRefusal } from '../trace/types.js';
 import { parseArgs, optString, UsageError } from './args.js';
 import { EXIT_OK, EXIT_USAGE, InputError, loadTrace } from './io.js';
 import { isKvm, openBackend, precheckOnKvm } from './backends.js';
+import { chooseFormat, defaultFormat, makeResultPrinter, styleFor } from './output.js';
 
-export const REPLAY_HELP = `usage: gmemlab replay [--kernel PROFILE] [--backend model|kvm] TRACE.jsonl...
+export const REPLAY_HELP = `usage: gmemlab replay [--kernel PROFILE] [--backend model|kvm] [--format text|json] [-v] TRACE.jsonl...
 
-Run each trace and print one JSON result line per op (trace-format.md).
+Run each trace and print one result line per op: the contract's JSON result lines
+(trace-format.md), or one readable strace-style line per op and result.
 
   --kernel PROFILE   model profile: a name, NAME+host or a file from probe --save (default:
                      this machine's profile, else linux-6.18; GMEMLAB_KERNEL pins it);
                      ignored by --backend kvm
   --backend B        model (default) or kvm (the real /dev/kvm of this machine)
-  --json             (accepted for symmetry: the output is always JSON Lines)
-  --verbose          print each op (as a # comment line) before its result
+  --format F         text or json (default: text on a terminal, json when piped)
+  --json, -j         the same as --format json
+  --verbose, -v      print each op (as a # comment line) before its result
+
+Text is coloured on a terminal (not with NO_COLOR) and ASCII-only when the locale is not UTF-8.
 
 Exit codes: 0 ok, 2 usage error, malformed trace (file:line: field: message) or unavailable backend.`;
 
@@ -29,6 +33,7 @@ export async function replayMain(
   const p = parseArgs(argv, {
     kernel: 'string',
     backend: 'string',
+    format: 'string',
     json: 'bool',
     verbose: 'bool',
     help: 'bool',
@@ -37,6 +42,7 @@ export async function replayMain(
     out(REPLAY_HELP);
     return EXIT_OK;
   }
+  const format = chooseFormat(p, defaultFormat());
   if (p.positionals.length === 0) throw new UsageError('replay needs a trace file');
   const backend = await openBackend(optString(p, 'backend') ?? 'model', optString(p, 'kernel'));
   // Every trace is read, and on /dev/kvm checked for refusals, before any result is printed.
@@ -52,10 +58,9 @@ export async function replayMain(
     const lines: string[] = [];
     const emit = kvm ? (s: string): number => lines.push(s) : out;
     try {
-      const verbose = p.opts.has('verbose');
+      const print = makeResultPrinter(format, styleFor(), { verbose: p.opts.has('verbose') });
       runTrace(ops, backend, (op, r) => {
-        if (verbose) emit(`# ${file}:${op.line} ${formatOp(op)}`);
-        emit(formatResult(r));
+        for (const l of print(file, op, r)) emit(l);
       });
     } catch (e) {
       if (e instanceof BackendRefusal)
