@@ -7,7 +7,6 @@
  * bounded memory and its first result appears at once. On /dev/kvm every trace is read whole and
  * checked for refusals before the first runs.
  */
-import { formatOp, formatResult } from '../trace/format.js';
 import { errorReport, MAX_ERRORS, TraceParser } from '../trace/parse.js';
 import { runTrace, TraceSession } from '../trace/runner.js';
 import { BackendRefusal, type Backend, type ResultLine, type TraceOp } from '../trace/types.js';
@@ -23,18 +22,23 @@ import {
   traceErrors,
 } from './io.js';
 import { isKvm, openBackend, precheckOnKvm } from './backends.js';
+import { chooseFormat, defaultFormat, makeResultPrinter, styleFor } from './output.js';
 
-export const REPLAY_HELP = `usage: gmemlab replay [--kernel PROFILE] [--backend model|kvm] TRACE.jsonl...
+export const REPLAY_HELP = `usage: gmemlab replay [--kernel PROFILE] [--backend model|kvm] [--format text|json] [-v] TRACE.jsonl...
 
-Run each trace and print one JSON result line per op (trace-format.md). A TRACE of - is
+Run each trace and print one result line per op: the contract's JSON result lines
+(trace-format.md), or one readable strace-style line per op and result. A TRACE of - is
 standard input.
 
   --kernel PROFILE   model profile: a name, NAME+host or a file from probe --save (default:
                      this machine's profile, else linux-6.18; GMEMLAB_KERNEL pins it);
                      ignored by --backend kvm
   --backend B        model (default) or kvm (the real /dev/kvm of this machine)
-  --json             (accepted for symmetry: the output is always JSON Lines)
-  --verbose          print each op (as a # comment line) before its result
+  --format F         text or json (default: text on a terminal, json when piped)
+  --json, -j         the same as --format json
+  --verbose, -v      print each op (as a # comment line) before its result
+
+Text is coloured on a terminal (not with NO_COLOR) and ASCII-only when the locale is not UTF-8.
 
 On the model a trace streams: each op's result is printed as soon as it has run, and a malformed
 line stops the trace there (the results before it stand, nothing after it runs; the rest of a
@@ -53,6 +57,7 @@ export async function replayMain(
   const p = parseArgs(argv, {
     kernel: 'string',
     backend: 'string',
+    format: 'string',
     json: 'bool',
     verbose: 'bool',
     help: 'bool',
@@ -61,6 +66,7 @@ export async function replayMain(
     out(REPLAY_HELP);
     return EXIT_OK;
   }
+  const format = chooseFormat(p, defaultFormat());
   if (p.positionals.length === 0)
     throw new UsageError('replay needs a trace file (or - for standard input)');
   if (p.positionals.filter((f) => f === STDIN).length > 1)
@@ -69,9 +75,11 @@ export async function replayMain(
     events: false,
   });
   const verbose = p.opts.has('verbose');
-  const printer: MakePrinter = (emit) => (file, op, r) => {
-    if (verbose) emit(`# ${file}:${op.line} ${formatOp(op)}`);
-    emit(formatResult(r));
+  const printer: MakePrinter = (emit) => {
+    const print = makeResultPrinter(format, styleFor(), { verbose });
+    return (file, op, r) => {
+      for (const l of print(file, op, r)) emit(l);
+    };
   };
   if (isKvm(backend)) return replayOnKvm(p.positionals, backend, printer, out);
   for (const file of p.positionals) streamTrace(file, backend, printer(out));

@@ -48,6 +48,9 @@ function gmemlab(args: readonly string[], cwd = ROOT, timeout = 60_000, probed =
     (args[0] === 'fuzz' && args.includes('--differential'));
   if (probed || compares) delete env['GMEMLAB_KERNEL'];
   else env['GMEMLAB_KERNEL'] = 'linux-6.18';
+  // Text output is pinned to a UTF-8 locale without colour (src/cli/output.ts decides both).
+  env['LC_ALL'] = 'C.UTF-8';
+  delete env['FORCE_COLOR'];
   const r = spawnSync(process.execPath, [MAIN, ...args], { cwd, env, encoding: 'utf8', timeout });
   if (r.error !== undefined) throw r.error;
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
@@ -534,8 +537,9 @@ describe('gmemlab run', () => {
     // Exits of KVM_RUN and "what changed" bullets.
     assert.match(out, /^ {9}exit LOAD gpa=0x80001000 → 5ec2e7ed$/m);
     assert.match(out, /^ {9}exit HLT$/m);
-    assert.match(out, /^ {9}• guest_memfd #\d+: zeroed 1 page on first use/m);
-    assert.match(out, /^ {9}• vm0: zapped \d+ pages? of stage-2 mappings/m);
+    // Objects by the scenario's handle names, the model's ids in parentheses.
+    assert.match(out, /^ {9}• gmem \(guest_memfd #\d+\): zeroed 1 page on first use/m);
+    assert.match(out, /^ {9}• vm \(vm0\): zapped \d+ pages? of stage-2 mappings/m);
     assert.ok(!out.includes('✗'), 'no failed expectation');
     const last = outLines(out).at(-1)!;
     const m =
@@ -675,11 +679,12 @@ describe('gmemlab check', () => {
     expectStatus(r, 0, 'check clean');
     assert.equal(
       r.stdout,
-      `check/short.jsonl: ${SHORT_LINUX.length} ops, ${INVARIANTS.length} invariants checked after each — no violation (linux-6.18)\n`,
+      `check/short.jsonl: ${SHORT_LINUX.length} ops, ${INVARIANTS.length} invariants checked after each — no violation (linux-6.18)\n` +
+        `1 file, ${SHORT_LINUX.length} ops, 0 violations (no file with violations)\n`,
     );
     const p = gmemlab(['check', '--kernel', 'linux-6.18-pvm', f], tmp);
     expectStatus(p, 0, 'check clean pvm');
-    assert.match(p.stdout, /no violation \(linux-6\.18-pvm\)\n$/);
+    assert.match(p.stdout, /no violation \(linux-6\.18-pvm\)\n1 file, /);
   });
 
   test('--mutant punch_no_zap on the demo: exit 1 naming the invariant, the op and the state', () => {
@@ -687,7 +692,7 @@ describe('gmemlab check', () => {
     expectStatus(r, 1, 'check mutant');
     assert.match(
       r.stdout,
-      /^examples\/demo\.yaml:\d+: VIOLATION stage2-coherent: vm0 gfn 0x[0-9a-f]+: .*stale after a hole punch/m,
+      /^examples\/demo\.yaml:\d+: VIOLATION stage2-coherent: vm \(vm0\) gfn 0x[0-9a-f]+: .*stale after a hole punch/m,
     );
     assert.match(r.stdout, /^ {2}broken by op \d+: \{"op":"fallocate","fd":"gmem","mode":3,/m);
     assert.match(r.stdout, /^ {2}result: \{"ok":true\}$/m);
