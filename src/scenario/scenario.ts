@@ -154,9 +154,10 @@ function kindOf(key: string): Kind {
   return key === 'hex' ? 'hex' : NAME_FIELDS.has(key) ? 'name' : 'int';
 }
 
-/** The expression error for `s`, naming `s` once. */
-function expressionError(s: string, error: string): string {
-  return error.startsWith(quote(s)) ? error : `${quote(s)}: ${error}`;
+/** Why `s` is not an integer (the expression error, without repeating `s`). */
+function expressionError(s: string, error: string, what = 'not an integer'): string {
+  const q = quote(s);
+  return `${q} is ${what}: ${error.startsWith(`${q}: `) ? error.slice(q.length + 2) : error}`;
 }
 
 function checkDigits(v: bigint, field: string, fail: Fail): bigint {
@@ -311,7 +312,7 @@ function parseExpect(v: unknown, fail: Fail): Expectation {
         else if (typeof x === 'string') {
           const r = evaluate(x);
           if ('error' in r)
-            fail(f, `${quote(x)}: neither hex bytes such as '00ff' nor an integer (${r.error})`);
+            fail(f, expressionError(x, r.error, "neither hex bytes such as '00ff' nor an integer"));
           e.value = checkDigits(r.value, f, fail);
         } else e.value = toBig(x, f, fail);
         break;
