@@ -513,14 +513,11 @@ function parseScenarioText(text: string, file: string): ParsedScenario {
   stepsNode.items.forEach((item, i) => {
     const line = lineOf(item);
     const node = resolve(item);
-    const failAt: Fail = (field, msg) => {
-      throw new TraceInputError(file, lineAt(node, field, line), field, msg);
-    };
     try {
       const m: unknown = stepsJs[i];
       if (!isMap(node) || !isPlainObject(m))
         throw new TraceInputError(file, line, `steps[${i}]`, 'expected a map (a step)');
-      steps.push(parseStep(m, file, line, failAt));
+      steps.push(parseStep(m, file, line, (field) => lineAt(node, field, line)));
     } catch (e) {
       if (!(e instanceof TraceInputError)) throw e;
       errors.push(e);
@@ -541,8 +538,11 @@ function parseStep(
   m: Record<string, unknown>,
   file: string,
   line: number,
-  failAt: Fail,
+  lineAt: (field: string) => number,
 ): ScenarioStep {
+  const failAt: Fail = (field, msg) => {
+    throw new TraceInputError(file, lineAt(field), field, msg);
+  };
   if (hasOwn(m, 'section')) {
     if (typeof m['section'] !== 'string') failAt('section', 'expected a heading text');
     for (const k of Object.keys(m))
@@ -553,8 +553,14 @@ function parseStep(
   const opName = m['do'];
   if (opName === undefined) failAt('do', 'missing "do" (the op to run, e.g. KVM_CREATE_VM)');
   if (typeof opName !== 'string') return failAt('do', 'expected an op name such as KVM_CREATE_VM');
+  // Named `op` as in a trace (and the parser's error), at the line of `do`.
   if (!isOpName(opName))
-    return failAt('do', `unknown op ${quote(opName)}${didYouMean(opName, OP_NAMES)}`);
+    throw new TraceInputError(
+      file,
+      lineAt('do'),
+      'op',
+      `unknown op ${quote(opName)}${didYouMean(opName, OP_NAMES)}`,
+    );
   const fields = OP_FIELDS[opName];
   for (const k of Object.keys(m))
     if (!STEP_KEYS.includes(k) && !fields.includes(k))
