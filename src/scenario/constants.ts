@@ -143,9 +143,9 @@ function number(text: string, unit: string | undefined): Evaluated {
  * Evaluate a scenario value expression: terms joined by `|` (bitwise or) or by `+` / `-`, where a
  * term is a constant name or a decimal / 0x number with an optional unit and a leading `-`.
  * Returns the value, or why the string is not an expression (the caller decides whether a string
- * that is not one may be a handle name).
+ * that is not one may be a handle name). `explain: false` skips the did-you-mean search.
  */
-export function evaluate(s: string): Evaluated {
+export function evaluate(s: string, explain = true): Evaluated {
   const terms: bigint[] = [];
   const ops: string[] = [];
   let negate = false;
@@ -156,7 +156,7 @@ export function evaluate(s: string): Evaluated {
     const m = TOKEN.exec(s);
     if (m === null) break; // only trailing whitespace is left
     const [, num, unit, name, op, other] = m;
-    if (other !== undefined) return { error: `unexpected ${quote(other)} at character ${at + 1}` };
+    if (other !== undefined) return { error: `unexpected ${quote(other)} (character ${at + 1})` };
     if (op !== undefined) {
       if (expectTerm) {
         if (op === '-' && !negate && terms.length === 0) {
@@ -180,7 +180,9 @@ export function evaluate(s: string): Evaluated {
     if (num !== undefined) v = number(num, unit);
     else if (Object.prototype.hasOwnProperty.call(SYMBOLS, name!)) v = { value: SYMBOLS[name!]! };
     else
-      v = { error: `unknown constant ${quote(name!)}${didYouMean(name!, Object.keys(SYMBOLS))}` };
+      v = {
+        error: `unknown constant ${quote(name!)}${explain ? didYouMean(name!, Object.keys(SYMBOLS)) : ''}`,
+      };
     if ('error' in v) return v;
     terms.push(negate ? -v.value : v.value);
     negate = false;
@@ -201,6 +203,6 @@ export function evaluate(s: string): Evaluated {
 
 /** The value of an expression, or undefined when `s` is not one. */
 export function evalExpression(s: string): bigint | undefined {
-  const r = evaluate(s);
+  const r = evaluate(s, false);
   return 'value' in r ? r.value : undefined;
 }

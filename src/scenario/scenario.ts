@@ -194,7 +194,8 @@ function convertValue(v: unknown, field: string, kind: Kind, fail: Fail): unknow
   if (typeof v === 'bigint') return traceInt(v, field, fail);
   if (typeof v === 'string') {
     if (kind === 'hex') return v;
-    const r = evaluate(v);
+    // A handle name is not an expression: no need to explain why.
+    const r = evaluate(v, kind !== 'name');
     if ('value' in r) return traceInt(r.value, field, fail);
     return kind === 'name' ? v : fail(field, expressionError(v, r.error));
   }
@@ -441,20 +442,18 @@ function parseScenarioText(text: string, file: string): ParsedScenario {
     const r = isNode(n) ? n.range : undefined;
     return r ? lc.linePos(r[0]).line : 1;
   };
+  const seen = new Set<string>();
   for (const e of doc.errors) {
-    const m = e.message.split('\n')[0]!;
-    errors.push(
-      new TraceInputError(
-        file,
-        lc.linePos(e.pos[0]).line,
-        'yaml',
-        /call stack/i.test(m)
-          ? 'nested too deeply'
-          : /multiple documents/.test(m)
-            ? 'a scenario is one YAML document (remove the second "---")'
-            : m,
-      ),
-    );
+    const m0 = e.message.split('\n')[0]!;
+    const m = /call stack/i.test(m0)
+      ? 'nested too deeply'
+      : /multiple documents/.test(m0)
+        ? 'a scenario is one YAML document (remove the second "---")'
+        : m0;
+    // One syntax problem can make yaml repeat an error many times: report each message once.
+    if (seen.has(m)) continue;
+    seen.add(m);
+    errors.push(new TraceInputError(file, lc.linePos(e.pos[0]).line, 'yaml', m));
   }
   if (errors.length > 0) return { errors };
   const problem = checkStructure(doc.contents);
