@@ -14,7 +14,7 @@ import { renderOp, renderResult, paint } from '../trace/strace.js';
 import { optString, parseArgs, UsageError } from './args.js';
 import { chooseFormat, FORMAT_OPTIONS, styled, styleFor } from './output.js';
 import { EXIT_CHECK_FAILED, EXIT_OK, InputError, readText } from './io.js';
-import { resolveProfile, scenarioKernel } from './backends.js';
+import { loadProfile, resolveProfile, scenarioKernel } from './backends.js';
 
 export const CHECK_HELP = `usage: gmemlab check [--kernel PROFILE] [--mutant NAME[,NAME]] [--format text|json] FILE...
        gmemlab check --list
@@ -35,7 +35,7 @@ and violations.
 
 Exit codes: 0 no violation, 1 a violation, 2 usage or input error.`;
 
-export function loadOps(file: string): { ops: TraceOp[]; kernel?: string } {
+export async function loadOps(file: string): Promise<{ ops: TraceOp[]; kernel?: string }> {
   const text = readText(file);
   if (file.endsWith('.yaml') || file.endsWith('.yml')) {
     const p = parseScenario(text, file);
@@ -43,8 +43,17 @@ export function loadOps(file: string): { ops: TraceOp[]; kernel?: string } {
     const ops = p.scenario.steps.flatMap((s) => (s.kind === 'op' ? [s.op] : []));
     const k = p.scenario.kernel;
     if (k === undefined) return { ops };
-    // A profile file named by the scenario is found beside it.
-    return { ops, kernel: scenarioKernel(file, k) };
+    // A profile file named by the scenario is found beside it; a bad one is an error at its line
+    // (as in gmemlab run), even when --kernel overrides it.
+    const kernel = scenarioKernel(file, k);
+    try {
+      await loadProfile(kernel);
+    } catch (e) {
+      if (e instanceof UsageError || e instanceof InputError)
+        throw new InputError(`${file}:${p.scenario.kernelLine ?? 1}: kernel: ${e.message}`);
+      throw e;
+    }
+    return { ops, kernel };
   }
   const t = parseTrace(text, file);
   if (t.errors.length > 0) throw new InputError(t.errors.map((e) => e.message).join('\n'));
@@ -115,7 +124,7 @@ export async function checkMain(
   let totalOps = 0;
   let totalViolations = 0;
   for (const file of p.positionals) {
-    const { ops, kernel } = loadOps(file);
+    const { ops, kernel } = await loadOps(file);
     const profile = await resolveProfile(optString(p, 'kernel') ?? kernel);
     const r = runChecked(ops, profile, { mutants });
     const { names } = r;

@@ -32,6 +32,7 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from '../core/uapi.js';
+import { didYouMean, quote } from '../trace/suggest.js';
 
 const C: Record<string, bigint> = {
   DEFAULT: 0n,
@@ -84,67 +85,124 @@ for (const [k, v] of Object.entries(KVM_CAP)) C[k] = BigInt(v);
 
 export const SYMBOLS: Readonly<Record<string, bigint>> = C;
 
-const UNITS: Record<string, bigint> = {
-  '': 1n,
+/** Size units, as the docs spell them; matched without regard to case. All are powers of 1024. */
+const UNITS: Readonly<Record<string, bigint>> = {
   B: 1n,
-  K: 1024n,
-  KB: 1024n,
-  KIB: 1024n,
+  K: 1n << 10n,
+  KB: 1n << 10n,
+  KiB: 1n << 10n,
   M: 1n << 20n,
   MB: 1n << 20n,
-  MIB: 1n << 20n,
+  MiB: 1n << 20n,
   G: 1n << 30n,
   GB: 1n << 30n,
-  GIB: 1n << 30n,
+  GiB: 1n << 30n,
   T: 1n << 40n,
   TB: 1n << 40n,
-  TIB: 1n << 40n,
+  TiB: 1n << 40n,
   P: 1n << 50n,
-  PIB: 1n << 50n,
+  PiB: 1n << 50n,
 };
+const UNIT_BY_UPPER = new Map(Object.entries(UNITS).map(([k, v]) => [k.toUpperCase(), v]));
 
-/** One term: a number (decimal or 0x), optionally with a size unit, or a symbol. */
-function term(t: string): bigint | undefined {
-  const s = t.trim();
-  if (s.length === 0) return undefined;
-  if (Object.prototype.hasOwnProperty.call(C, s)) return C[s];
-  const m = /^(-?)(0x[0-9a-fA-F_]+|\d[\d_]*)\s*([A-Za-z]*)$/.exec(s);
-  if (!m) return undefined;
-  const unit = UNITS[m[3]!.toUpperCase()];
-  if (unit === undefined) return undefined;
-  const n = BigInt(m[2]!.replace(/_/g, ''));
-  return (m[1] === '-' ? -n : n) * unit;
+/** Longest number a term may have, in digits (2^128 has 39): longer ones are rejected unread. */
+export const MAX_LITERAL_DIGITS = 40;
+
+export type Evaluated = { readonly value: bigint } | { readonly error: string };
+
+/** A token: a number with an optional unit, a name, or an operator. */
+const TOKEN =
+  /\s*(?:(0x[0-9a-fA-F_]*|\d[\d_]*)(?:\s*([A-Za-z][A-Za-z0-9_]*))?|([A-Za-z_][A-Za-z0-9_]*)|([|+-])|(\S))/y;
+
+function number(text: string, unit: string | undefined): Evaluated {
+  const hex = text.startsWith('0x');
+  const digits = hex ? text.slice(2) : text;
+  if (!(hex ? /^[0-9a-fA-F]+(_[0-9a-fA-F]+)*$/ : /^\d+(_\d+)*$/).test(digits))
+    return {
+      error: !/[0-9a-fA-F]/.test(digits)
+        ? `${quote(text)}: no digits`
+        : /_(_|$)|^_/.test(digits)
+          ? `${quote(text)}: "_" goes between two digits`
+          : `${quote(text)} is not a ${hex ? 'hex' : 'decimal'} number`,
+    };
+  if (digits.replace(/_/g, '').length > MAX_LITERAL_DIGITS)
+    return { error: `number too long (at most ${MAX_LITERAL_DIGITS} digits)` };
+  let mult = 1n;
+  if (unit !== undefined) {
+    const u = UNIT_BY_UPPER.get(unit.toUpperCase());
+    if (u === undefined)
+      return {
+        error: `unknown unit ${quote(unit)}${didYouMean(unit, Object.keys(UNITS)) || ` (units: ${Object.keys(UNITS).join(', ')})`}`,
+      };
+    mult = u;
+  }
+  return { value: BigInt((hex ? '0x' : '') + digits.replace(/_/g, '')) * mult };
 }
 
 /**
- * Evaluate a scenario value expression: terms joined by `|` (bitwise or) or `+` / `-` (between
- * sizes). Returns undefined when the string is not an expression (it is then a handle name).
+ * Evaluate a scenario value expression: terms joined by `|` (bitwise or) or by `+` / `-`, where a
+ * term is a constant name or a decimal / 0x number with an optional unit and a leading `-`.
+ * Returns the value, or why the string is not an expression (the caller decides whether a string
+ * that is not one may be a handle name). `explain: false` skips the did-you-mean search.
  */
+export function evaluate(s: string, explain = true): Evaluated {
+  const terms: bigint[] = [];
+  const ops: string[] = [];
+  let negate = false;
+  let expectTerm = true;
+  TOKEN.lastIndex = 0;
+  while (TOKEN.lastIndex < s.length) {
+    const at = TOKEN.lastIndex;
+    const m = TOKEN.exec(s);
+    if (m === null) break; // only trailing whitespace is left
+    const [, num, unit, name, op, other] = m;
+    if (other !== undefined) return { error: `unexpected ${quote(other)} (character ${at + 1})` };
+    if (op !== undefined) {
+      if (expectTerm) {
+        if (op === '-' && !negate && terms.length === 0) {
+          negate = true;
+          continue;
+        }
+        return {
+          error:
+            terms.length === 0
+              ? `expected a term before ${quote(op)}`
+              : `expected a term between ${quote(ops[ops.length - 1]!)} and ${quote(op)}`,
+        };
+      }
+      ops.push(op);
+      expectTerm = true;
+      continue;
+    }
+    if (!expectTerm)
+      return { error: `expected an operator (|, + or -) before ${quote((num ?? name)!)}` };
+    let v: Evaluated;
+    if (num !== undefined) v = number(num, unit);
+    else if (Object.prototype.hasOwnProperty.call(SYMBOLS, name!)) v = { value: SYMBOLS[name!]! };
+    else
+      v = {
+        error: `unknown constant ${quote(name!)}${explain ? didYouMean(name!, Object.keys(SYMBOLS)) : ''}`,
+      };
+    if ('error' in v) return v;
+    terms.push(negate ? -v.value : v.value);
+    negate = false;
+    expectTerm = false;
+  }
+  if (terms.length === 0 && !negate) return { error: 'empty expression' };
+  if (expectTerm) return { error: `expected a term after ${quote(ops[ops.length - 1] ?? '-')}` };
+  const or = ops.includes('|');
+  if (or && ops.some((o) => o !== '|'))
+    return { error: 'an expression uses either | or + and -, not both' };
+  let v = terms[0]!;
+  ops.forEach((o, i) => {
+    const t = terms[i + 1]!;
+    v = o === '|' ? v | t : o === '+' ? v + t : v - t;
+  });
+  return { value: v };
+}
+
+/** The value of an expression, or undefined when `s` is not one. */
 export function evalExpression(s: string): bigint | undefined {
-  if (s.includes('|')) {
-    let v = 0n;
-    for (const part of s.split('|')) {
-      const t = term(part);
-      if (t === undefined) return undefined;
-      v |= t;
-    }
-    return v;
-  }
-  // a + b - c (sizes and offsets)
-  const parts = s
-    .split(/(?=[+-])|(?<=[+-])/)
-    .map((x) => x.trim())
-    .filter((x) => x.length > 0);
-  if (
-    parts.length > 1 &&
-    parts.every((p, i) => (i % 2 === 1 ? p === '+' || p === '-' : term(p) !== undefined))
-  ) {
-    let v = term(parts[0]!)!;
-    for (let i = 1; i < parts.length; i += 2) {
-      const t = term(parts[i + 1]!)!;
-      v = parts[i] === '+' ? v + t : v - t;
-    }
-    return v;
-  }
-  return term(s);
+  const r = evaluate(s, false);
+  return 'value' in r ? r.value : undefined;
 }
