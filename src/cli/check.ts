@@ -8,12 +8,20 @@ import { INVARIANTS } from '../core/invariants/index.js';
 import { MUTANTS } from '../core/mutants.js';
 import { parseScenario } from '../scenario/scenario.js';
 import { formatOp, formatResult } from '../trace/format.js';
-import { parseTrace } from '../trace/parse.js';
 import type { TraceOp } from '../trace/types.js';
 import { renderOp, renderResult, paint } from '../trace/strace.js';
 import { optString, parseArgs, UsageError } from './args.js';
 import { chooseFormat, FORMAT_OPTIONS, styled, styleFor } from './output.js';
-import { EXIT_CHECK_FAILED, EXIT_OK, InputError, readText } from './io.js';
+import {
+  EXIT_CHECK_FAILED,
+  EXIT_OK,
+  InputError,
+  inputErrors,
+  loadTrace,
+  MAX_SMALL_FILE_BYTES,
+  readText,
+  traceErrors,
+} from './io.js';
 import { loadProfile, resolveProfile, scenarioKernel } from './backends.js';
 
 export const CHECK_HELP = `usage: gmemlab check [--kernel PROFILE] [--mutant NAME[,NAME]] [--format text|json] FILE...
@@ -36,10 +44,9 @@ and violations.
 Exit codes: 0 no violation, 1 a violation, 2 usage or input error.`;
 
 export async function loadOps(file: string): Promise<{ ops: TraceOp[]; kernel?: string }> {
-  const text = readText(file);
   if (file.endsWith('.yaml') || file.endsWith('.yml')) {
-    const p = parseScenario(text, file);
-    if (p.scenario === undefined) throw new InputError(p.errors.map((e) => e.message).join('\n'));
+    const p = parseScenario(readText(file, MAX_SMALL_FILE_BYTES), file);
+    if (p.scenario === undefined) throw inputErrors(p.errors);
     const ops = p.scenario.steps.flatMap((s) => (s.kind === 'op' ? [s.op] : []));
     const k = p.scenario.kernel;
     if (k === undefined) return { ops };
@@ -55,8 +62,8 @@ export async function loadOps(file: string): Promise<{ ops: TraceOp[]; kernel?: 
     }
     return { ops, kernel };
   }
-  const t = parseTrace(text, file);
-  if (t.errors.length > 0) throw new InputError(t.errors.map((e) => e.message).join('\n'));
+  const t = loadTrace(file);
+  if (t.errorCount > 0) throw traceErrors(t);
   return { ops: t.ops };
 }
 

@@ -8,7 +8,14 @@
 import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
 import { isatty } from 'node:tty';
-import { errorReport, MAX_LINE_CHARS, parseTrace, type ParsedTrace } from '../trace/parse.js';
+import {
+  errorReport,
+  MAX_ERRORS,
+  MAX_LINE_CHARS,
+  parseTrace,
+  TraceInputError,
+  type ParsedTrace,
+} from '../trace/parse.js';
 
 /** Bad input files (exit code 2), reported without a stack trace. */
 export class InputError extends Error {}
@@ -173,6 +180,13 @@ export function readText(path: string, maxBytes = MAX_TRACE_FILE_BYTES): string 
 /** Read and parse a trace (whole); every malformed line becomes one error message. */
 export function loadTrace(path: string): ParsedTrace {
   return parseTrace(readText(path), inputName(path));
+}
+
+/** Located errors as one InputError: the first MAX_ERRORS, then a count of the others. */
+export function inputErrors(errors: readonly TraceInputError[]): InputError {
+  return new InputError(
+    errorReport({ errors: errors.slice(0, MAX_ERRORS), errorCount: errors.length }),
+  );
 }
 
 /** A parsed trace's errors as an InputError (the first few, then a count). */

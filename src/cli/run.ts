@@ -9,7 +9,14 @@ import { resultToJson } from '../trace/format.js';
 import { BackendRefusal, type Backend } from '../trace/types.js';
 import { optString, parseArgs, UsageError } from './args.js';
 import { describeExits, describeOp, describeResult } from './describe.js';
-import { EXIT_CHECK_FAILED, EXIT_OK, InputError, readText } from './io.js';
+import {
+  EXIT_CHECK_FAILED,
+  EXIT_OK,
+  InputError,
+  inputErrors,
+  MAX_SMALL_FILE_BYTES,
+  readText,
+} from './io.js';
 import { chooseFormat, FORMAT_OPTIONS, styled, styleFor } from './output.js';
 import { paint, PLAIN, type Style } from '../trace/strace.js';
 import { isKvm, openBackend, precheckOnKvm, scenarioKernel } from './backends.js';
@@ -34,8 +41,8 @@ UTF-8. Objects are called by the scenario's handle names: "vm (vm0)", "gmem (gue
 Exit codes: 0 all expectations met, 1 an expectation failed, 2 usage or input error.`;
 
 export function loadScenario(path: string): Scenario {
-  const p = parseScenario(readText(path), path);
-  if (p.scenario === undefined) throw new InputError(p.errors.map((e) => e.message).join('\n'));
+  const p = parseScenario(readText(path, MAX_SMALL_FILE_BYTES), path);
+  if (p.scenario === undefined) throw inputErrors(p.errors);
   return p.scenario;
 }
 

@@ -39,10 +39,10 @@ import {
 } from 'yaml';
 import { ERRNO_NUMBERS, isErrnoName } from '../core/errno.js';
 import { isOpName, OP_FIELDS, OP_NAMES } from '../trace/fields.js';
-import { parseOpObject, TraceInputError } from '../trace/parse.js';
+import { HandleScope, parseOpObject, TraceInputError } from '../trace/parse.js';
 import { didYouMean, quote } from '../trace/suggest.js';
 import type { TraceOp } from '../trace/types.js';
-import { evaluate, MAX_LITERAL_DIGITS } from './constants.js';
+import { evaluate, MAX_LITERAL_DIGITS } from '../trace/constants.js';
 
 export type EffectKey =
   'zapped' | 'tlb_flushes' | 'gmem_allocated' | 'gmem_zeroed' | 'gmem_freed' | 'mapped';
@@ -509,6 +509,7 @@ function parseScenarioText(text: string, file: string): ParsedScenario {
     return { errors };
   }
   const steps: ScenarioStep[] = [];
+  const scope = new HandleScope();
   stepsNode.items.forEach((item, i) => {
     const line = lineOf(item);
     const node = resolve(item);
@@ -516,7 +517,7 @@ function parseScenarioText(text: string, file: string): ParsedScenario {
       const m: unknown = stepsJs[i];
       if (!isMap(node) || !isPlainObject(m))
         throw new TraceInputError(file, line, `steps[${i}]`, 'expected a map (a step)');
-      steps.push(parseStep(m, file, line, (field) => lineAt(node, field, line)));
+      steps.push(parseStep(m, file, line, (field) => lineAt(node, field, line), scope));
     } catch (e) {
       if (!(e instanceof TraceInputError)) throw e;
       errors.push(e);
@@ -538,6 +539,7 @@ function parseStep(
   file: string,
   line: number,
   lineAt: (field: string) => number,
+  scope: HandleScope,
 ): ScenarioStep {
   const failAt: Fail = (field, msg) => {
     throw new TraceInputError(file, lineAt(field), field, msg);
@@ -572,6 +574,8 @@ function parseStep(
   let op: TraceOp;
   try {
     op = parseOpObject(file, line, obj);
+    // Handle names as in traces: created (with `as`) by an earlier step, of the right kind.
+    scope.visit(file, op);
   } catch (e) {
     if (!(e instanceof TraceInputError)) throw e;
     // Re-locate the parser's error at the line of its field.

@@ -7,7 +7,7 @@ import { isNeedableFact, NEEDABLE_FACTS, type NeedableFact } from '../core/profi
 import { isOpName, OP_FIELDS, OP_NAMES } from './fields.js';
 import { JsonNumber, JsonSyntaxError, parseJsonLine } from './json.js';
 import { closest, didYouMean, quote } from './suggest.js';
-import { evalExpression, SYMBOLS } from '../scenario/constants.js';
+import { evaluate } from './constants.js';
 
 export class TraceInputError extends Error {
   constructor(
@@ -197,18 +197,9 @@ export function parseInteger(v: unknown, fail: (m: string) => never, symbols = t
   if (typeof v === 'string') {
     if (isNumeric(v)) return parseDigits(v, fail);
     if (symbols && v.length <= 200) {
-      let e: bigint | undefined;
-      try {
-        e = evalExpression(v);
-      } catch {
-        e = undefined;
-      }
-      if (e !== undefined) return e;
-      const word = /^[A-Za-z_][A-Za-z0-9_]*$/.test(v.trim()) ? v.trim() : undefined;
-      if (word !== undefined)
-        return fail(
-          `${quote(v)} is not an integer or a known constant${didYouMean(word, Object.keys(SYMBOLS))}`,
-        );
+      const e = evaluate(v);
+      if ('value' in e) return e.value;
+      return fail(`${quote(v)} is not an integer: ${e.error}`);
     }
     return fail(
       `${quote(v)} is not an integer (a JSON integer, a "0x..." or decimal string, or constant names as in docs/constants.md)`,

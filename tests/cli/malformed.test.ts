@@ -125,7 +125,7 @@ const TRACE_CASES: ReadonlyArray<readonly [string, string, RegExp]> = [
   [
     'unknown constant',
     '{"op":"KVM_CREATE_GUEST_MEMFD","vm":"vm","size":4096,"flags":"MAAP"}',
-    /:2: flags: "MAAP" is not an integer or a known constant \(did you mean "MMAP"\?\)/,
+    /:2: flags: "MAAP" is not an integer: unknown constant "MAAP" \(did you mean "MMAP"\?\)/,
   ],
   [
     'handle never created',

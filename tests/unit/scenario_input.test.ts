@@ -9,7 +9,7 @@ import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseScenario, type Scenario } from '../../src/scenario/scenario.js';
-import { evaluate } from '../../src/scenario/constants.js';
+import { evaluate } from '../../src/trace/constants.js';
 import { loadOps } from '../../src/cli/check.js';
 import { InputError } from '../../src/cli/io.js';
 
@@ -101,56 +101,56 @@ const CASES: ReadonlyArray<readonly [string, string, number, string, string]> = 
   ],
   [
     'unknown exit reason',
-    '  - do: KVM_RUN\n    vcpu: c\n    expect:\n      exits:\n        - { reason: LOAD }\n        - { reason: HLTT }\n',
+    '  - do: KVM_RUN\n    vcpu: -1\n    expect:\n      exits:\n        - { reason: LOAD }\n        - { reason: HLTT }\n',
     8,
     'expect.exits[1].reason',
     'unknown exit reason "HLTT" (did you mean "HLT"?)',
   ],
   [
     'misspelt exit key',
-    '  - do: KVM_RUN\n    vcpu: c\n    expect:\n      exits:\n        - reason: LOAD\n          gap: 0x1000\n',
+    '  - do: KVM_RUN\n    vcpu: -1\n    expect:\n      exits:\n        - reason: LOAD\n          gap: 0x1000\n',
     8,
     'expect.exits[0].gap',
     'unknown key (did you mean "gpa"?)',
   ],
   [
     'exit key of another reason',
-    '  - do: KVM_RUN\n    vcpu: c\n    expect:\n      exits: [{ reason: HLT, gpa: 1 }]\n',
+    '  - do: KVM_RUN\n    vcpu: -1\n    expect:\n      exits: [{ reason: HLT, gpa: 1 }]\n',
     6,
     'expect.exits[0].gpa',
     'a HLT exit has no gpa',
   ],
   [
     'misspelt remaining key',
-    '  - do: KVM_PRE_FAULT_MEMORY\n    vcpu: c\n    gpa: 0\n    size: 4096\n    expect:\n      remaining:\n        gap: 0\n',
+    '  - do: KVM_PRE_FAULT_MEMORY\n    vcpu: -1\n    gpa: 0\n    size: 4096\n    expect:\n      remaining:\n        gap: 0\n',
     9,
     'expect.remaining.gap',
     'unknown key (did you mean "gpa"?)',
   ],
   [
     'misspelt stat key',
-    '  - do: fstat\n    fd: g\n    expect:\n      stat: { size: 0, blokcs: 0 }\n',
+    '  - do: fstat\n    fd: -1\n    expect:\n      stat: { size: 0, blokcs: 0 }\n',
     6,
     'expect.stat.blokcs',
     'unknown key (did you mean "blocks"?)',
   ],
   [
     'negative effect',
-    '  - do: fstat\n    fd: g\n    expect:\n      effects:\n        zapped: -1\n',
+    '  - do: fstat\n    fd: -1\n    expect:\n      effects:\n        zapped: -1\n',
     7,
     'expect.effects.zapped',
     'expected a count (a non-negative integer up to 2^53)',
   ],
   [
     'effect above 2^53',
-    '  - do: fstat\n    fd: g\n    expect:\n      effects: { mapped: 0x20000000000000 }\n',
+    '  - do: fstat\n    fd: -1\n    expect:\n      effects: { mapped: 0x20000000000000 }\n',
     6,
     'expect.effects.mapped',
     'expected a count (a non-negative integer up to 2^53)',
   ],
   [
     'misspelt effect',
-    '  - do: fstat\n    fd: g\n    expect:\n      effects: { zaped: 1 }\n',
+    '  - do: fstat\n    fd: -1\n    expect:\n      effects: { zaped: 1 }\n',
     6,
     'expect.effects.zaped',
     'unknown key (did you mean "zapped"?)',
@@ -248,7 +248,7 @@ const CASES: ReadonlyArray<readonly [string, string, number, string, string]> = 
   ],
   [
     'an expression in a guest program',
-    '  - do: KVM_RUN\n    vcpu: c\n    guest:\n      - store: { gpa: 0x1000, hex: "00" }\n      - load: { gpa: 1 GiB + }\n',
+    '  - do: KVM_RUN\n    vcpu: -1\n    guest:\n      - store: { gpa: 0x1000, hex: "00" }\n      - load: { gpa: 1 GiB + }\n',
     7,
     'guest[1].load.gpa',
     '"1 GiB +" is not an integer: expected a term after "+"',
@@ -276,7 +276,7 @@ const CASES: ReadonlyArray<readonly [string, string, number, string, string]> = 
   ],
   [
     'a value neither hex nor integer',
-    '  - do: peek\n    addr: m\n    len: 1\n    expect: { value: zz }\n',
+    '  - do: peek\n    addr: 0x1000\n    len: 1\n    expect: { value: zz }\n',
     6,
     'expect.value',
     '"zz" is neither hex bytes such as \'00ff\' nor an integer: unknown constant "zz"',
@@ -426,25 +426,27 @@ describe('well-formed scenarios still read', () => {
 
   test('handle names and address expressions pass to the trace parser', () => {
     const s = ok(
-      '  - do: KVM_CREATE_GUEST_MEMFD\n    vm: myvm\n    size: 2 MiB + 0x1000\n    flags: MMAP|INIT_SHARED\n' +
+      '  - do: KVM_CREATE_VM\n    as: myvm\n  - do: KVM_CREATE_VM\n    as: vm\n' +
+        '  - do: mmap\n    fd: null\n    length: 4096\n    prot: 3\n    flags: 34\n    as: shared\n' +
+        '  - do: KVM_CREATE_GUEST_MEMFD\n    vm: myvm\n    size: 2 MiB + 0x1000\n    flags: MMAP|INIT_SHARED\n' +
         '  - do: peek\n    addr: shared+0x1000\n    len: 1_0\n' +
         '  - do: KVM_SET_USER_MEMORY_REGION\n    vm: vm\n    slot: 0\n    guest_phys_addr: 1 GiB - 4 KiB\n    memory_size: 0x1000\n    userspace_addr: 0x7f00_0000_0000\n',
     );
-    const g = opStep(s, 0);
+    const g = opStep(s, 3);
     assert.deepEqual(g['vm'], { kind: 'handle', name: 'myvm' });
     assert.equal(g['size'], 0x201000n);
     assert.equal(g['flags'], 3n);
-    assert.deepEqual(opStep(s, 1)['addr'], { kind: 'handle', name: 'shared', offset: 0x1000n });
-    assert.equal(opStep(s, 1)['len'], 10n);
-    assert.equal(opStep(s, 2)['guest_phys_addr'], (1n << 30n) - 4096n);
-    assert.deepEqual(opStep(s, 2)['userspace_addr'], { kind: 'raw', value: 0x7f0000000000n });
+    assert.deepEqual(opStep(s, 4)['addr'], { kind: 'handle', name: 'shared', offset: 0x1000n });
+    assert.equal(opStep(s, 4)['len'], 10n);
+    assert.equal(opStep(s, 5)['guest_phys_addr'], (1n << 30n) - 4096n);
+    assert.deepEqual(opStep(s, 5)['userspace_addr'], { kind: 'raw', value: 0x7f0000000000n });
   });
 
   test('expectations: shorthands and maps', () => {
     const s = ok(
       '  - do: KVM_CREATE_VM\n    expect: EINVAL\n' +
-        '  - do: KVM_RUN\n    vcpu: c\n    expect:\n      exits:\n        - { reason: MEMORY_FAULT, gpa: 2 GiB, size: 4 KiB, flags: KVM_MEMORY_EXIT_FLAG_PRIVATE }\n        - { reason: HYPERCALL, nr: KVM_HC_MAP_GPA_RANGE, args: [1, 2] }\n' +
-        '  - do: peek\n    addr: m\n    len: 2\n    expect: { value: { repeat: AB, count: 2 }, effects: { zapped: 0 } }\n',
+        '  - do: KVM_RUN\n    vcpu: -1\n    expect:\n      exits:\n        - { reason: MEMORY_FAULT, gpa: 2 GiB, size: 4 KiB, flags: KVM_MEMORY_EXIT_FLAG_PRIVATE }\n        - { reason: HYPERCALL, nr: KVM_HC_MAP_GPA_RANGE, args: [1, 2] }\n' +
+        '  - do: peek\n    addr: 0x1000\n    len: 2\n    expect: { value: { repeat: AB, count: 2 }, effects: { zapped: 0 } }\n',
     );
     const e = s.steps.map((x) => (x.kind === 'op' ? x.expect : undefined));
     assert.deepEqual(e[0], { ok: false, errno: 'EINVAL' });
@@ -508,12 +510,21 @@ function corpus(): string[] {
     const s = lines.findIndex((l) => l.startsWith('steps:'));
     const starts = lines.flatMap((l, i) => (i > s && l.startsWith('  - ') ? [i] : []));
     starts.push(lines.length);
+    // A piece keeps the earlier steps that create handles (`as:`), so that every handle name it
+    // uses is still created by an earlier step.
+    const creating: string[] = [];
     let from = starts[0]!;
-    for (const at of starts.slice(1))
+    starts.slice(1).forEach((at, k) => {
       if (at - from >= 25 || at === lines.length) {
-        out.push([...lines.slice(0, s + 1), ...lines.slice(from, at)].join('\n'));
+        out.push([...lines.slice(0, s + 1), ...creating, ...lines.slice(from, at)].join('\n'));
+        for (let i = starts.indexOf(from); starts[i]! < at; i++) {
+          const step = lines.slice(starts[i], starts[i + 1]);
+          if (step.some((l) => /^\s+as: /.test(l))) creating.push(...step);
+        }
         from = at;
       }
+      void k;
+    });
   }
   return out;
 }

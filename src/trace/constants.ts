@@ -32,7 +32,7 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from '../core/uapi.js';
-import { didYouMean, quote } from '../trace/suggest.js';
+import { didYouMean, quote } from './suggest.js';
 
 const C: Record<string, bigint> = {
   DEFAULT: 0n,
