@@ -31,6 +31,7 @@ import { benchCheck } from './check.bench.js';
 import { PROFILE_TARGETS } from './profile.js';
 import { benchRangeMap } from './range_map.bench.js';
 import { benchReplay } from './replay.bench.js';
+import { benchStream } from './stream.bench.js';
 import { row, type BenchRow } from './util.js';
 
 const GROUPS: Record<string, { what: string; run: () => BenchRow[] | Promise<BenchRow[]> }> = {
@@ -46,6 +47,10 @@ const GROUPS: Record<string, { what: string; run: () => BenchRow[] | Promise<Ben
   replay: {
     what: 'trace replay ops/s without KVM_RUN (target >= 100k/s)',
     run: () => benchReplay(),
+  },
+  stream: {
+    what: 'gmemlab replay of a 1M-op trace: first result (target < 0.1 s), bounded memory, | head -1',
+    run: () => benchStream(),
   },
   check: {
     what: 'replay with every invariant checked vs unchecked (target within 3x)',

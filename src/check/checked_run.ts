@@ -6,18 +6,28 @@ import { InvariantChecker, type Violation } from '../core/invariants/index.js';
 import type { KernelProfile } from '../core/profiles/profile.js';
 import { HandleTable, stepTrace } from '../trace/runner.js';
 import type { ResultLine, TraceOp } from '../trace/types.js';
+import { ObjectNames } from './names.js';
 
 export type StepViolations = {
   readonly index: number;
   readonly op: TraceOp;
+  /** The violations this op caused: broken after it, not after the op before. */
   readonly violations: readonly Violation[];
 };
 
+/** A violation is the same one as after the previous op when invariant and object match. */
+const violationKey = (v: Violation): string => `${v.invariant}\0${v.object}`;
+
 export type CheckedRun = {
   readonly results: ResultLine[];
-  /** Steps with violations, in order. */
+  /**
+   * Steps that broke an invariant, in order. A violation that persists from one op to the next
+   * belongs to the op that caused it only (the ops after it did not break anything).
+   */
   readonly failures: StepViolations[];
   readonly backend: ModelBackend;
+  /** The file's handle names for the model's objects, as bound while it ran. */
+  readonly names: ObjectNames;
 };
 
 export type CheckOptions = {
@@ -40,15 +50,20 @@ export function runChecked(
   const checker = new InvariantChecker(backend.host, o.only);
   const results: ResultLine[] = [];
   const failures: StepViolations[] = [];
+  const names = new ObjectNames();
   const n = Math.min(ops.length, o.limit ?? ops.length);
+  let standing = new Set<string>();
   for (let i = 0; i < n; i++) {
     const op = ops[i]!;
     results.push(stepTrace(op, backend, t));
-    const v = checker.check();
+    names.note(op, t, backend.host);
+    const all = checker.check();
+    const v = all.filter((x) => !standing.has(violationKey(x)));
+    standing = new Set(all.map(violationKey));
     if (v.length > 0) {
       failures.push({ index: i, op, violations: v });
       if (o.stopAtFirst === true) break;
     }
   }
-  return { results, failures, backend };
+  return { results, failures, backend, names };
 }

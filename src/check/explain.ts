@@ -6,10 +6,20 @@ import type { Focus } from '../core/invariants/index.js';
 import { buildOwnership, describeOwner } from '../core/invariants/ownership.js';
 import { hostBacking } from '../core/invariants/stage2_coherent.js';
 import { ZERO_PFN } from '../core/host_mm.js';
+import type { ObjectNames } from './names.js';
 
 const hx = (n: number | bigint): string => '0x' + n.toString(16);
 
-export function describeFocus(h: Host, f: Focus): string[] {
+/**
+ * The state of the objects a violation focuses on, one line each. With `names`, objects the
+ * trace file named are called by their handle names (`gmem (guest_memfd #105)`).
+ */
+export function describeFocus(h: Host, f: Focus, names?: ObjectNames): string[] {
+  const out = focusLines(h, f);
+  return names === undefined ? out : out.map((l) => names.rename(l));
+}
+
+function focusLines(h: Host, f: Focus): string[] {
   const out: string[] = [];
   const vm = f.vm === undefined ? undefined : h.allVms.find((v) => v.index === f.vm);
   if (vm !== undefined) {

@@ -1,6 +1,8 @@
 /**
  * Minimal argument parser for the gmemlab CLI: `--flag`, `--opt value`, `--opt=value`, positionals.
- * Unknown options are usage errors (exit code 2).
+ * Short options (`-q`, `-v`, `-j`, `-h`, bundled as `-qv`) stand for their long form where the
+ * command defines it. Unknown options, long or short, are usage errors (exit code 2); a lone `-`
+ * is a positional (standard input).
  */
 
 export class UsageError extends Error {}
@@ -10,6 +12,14 @@ export type OptSpec = { readonly [name: string]: 'bool' | 'string' };
 export type ParsedArgs = {
   readonly opts: Map<string, string | true>;
   readonly positionals: string[];
+};
+
+/** Short options and the long option each stands for (only where a command defines it). */
+export const SHORT_OPTIONS: Readonly<Record<string, string>> = {
+  q: 'quiet',
+  v: 'verbose',
+  j: 'json',
+  h: 'help',
 };
 
 export function parseArgs(argv: readonly string[], spec: OptSpec): ParsedArgs {
@@ -38,6 +48,14 @@ export function parseArgs(argv: readonly string[], spec: OptSpec): ParsedArgs {
       }
     } else if (a === '-h') {
       opts.set('help', true);
+    } else if (a.length > 1 && a.startsWith('-')) {
+      // One or more bundled short flags: -q, -v, -qv.
+      for (const c of a.slice(1)) {
+        const name = SHORT_OPTIONS[c];
+        if (name === undefined || spec[name] !== 'bool')
+          throw new UsageError(`unknown option -${c}${a.length > 2 ? ` (in ${a})` : ''}`);
+        opts.set(name, true);
+      }
     } else positionals.push(a);
   }
   return { opts, positionals };

@@ -6,6 +6,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { ModelBackend } from '../backends/model.js';
+import type { HostOptions } from '../core/host.js';
 import { composeProfile } from '../core/profiles/compose.js';
 import {
   DEFAULT_PROFILE,
@@ -16,7 +17,7 @@ import {
 import { profileFromJson, ProfileFileError } from '../core/profiles/profile_file.js';
 import type { Backend, TraceOp } from '../trace/types.js';
 import { UsageError } from './args.js';
-import { InputError, readText } from './io.js';
+import { InputError, MAX_SMALL_FILE_BYTES, readText } from './io.js';
 import { factsFromAnswers, probe, type ProbeAnswers } from './kernel_facts.js';
 import { HOST_CAPS, matchProfile, type ProfileMatch } from '../core/profiles/match.js';
 import {
@@ -137,8 +138,8 @@ export async function openKvm(): Promise<Backend> {
   return b;
 }
 
-export function openModel(p: KernelProfile): Backend {
-  return new ModelBackend(p);
+export function openModel(p: KernelProfile, opts: HostOptions = {}): Backend {
+  return new ModelBackend(p, opts);
 }
 
 /** Whether `s` is written as a path (has a `/` or ends in `.json`) rather than a profile name. */
@@ -180,7 +181,7 @@ export async function loadProfile(nameOrFile: string): Promise<KernelProfile> {
     return p;
   }
   try {
-    return profileFromJson(readText(nameOrFile), nameOrFile);
+    return profileFromJson(readText(nameOrFile, MAX_SMALL_FILE_BYTES), nameOrFile);
   } catch (e) {
     if (e instanceof ProfileFileError) throw new InputError(e.message);
     throw e;
@@ -240,8 +241,12 @@ export async function resolveProfile(kernel: string | undefined): Promise<Kernel
 }
 
 /** Open the requested backend; the kernel profile only matters for the model. */
-export async function openBackend(kind: string, kernel: string | undefined): Promise<Backend> {
-  if (kind === 'model') return openModel(await resolveProfile(kernel));
+export async function openBackend(
+  kind: string,
+  kernel: string | undefined,
+  modelOptions: HostOptions = {},
+): Promise<Backend> {
+  if (kind === 'model') return openModel(await resolveProfile(kernel), modelOptions);
   if (kind === 'kvm') return openKvm();
   throw new UsageError(`unknown backend "${kind}" (model or kvm)`);
 }

@@ -10,21 +10,27 @@ import { parseScenario } from '../scenario/scenario.js';
 import { formatOp, formatResult } from '../trace/format.js';
 import { parseTrace } from '../trace/parse.js';
 import type { TraceOp } from '../trace/types.js';
+import { renderOp, renderResult, paint } from '../trace/strace.js';
 import { optString, parseArgs, UsageError } from './args.js';
+import { chooseFormat, FORMAT_OPTIONS, styled, styleFor } from './output.js';
 import { EXIT_CHECK_FAILED, EXIT_OK, InputError, readText } from './io.js';
 import { resolveProfile, scenarioKernel } from './backends.js';
 
-export const CHECK_HELP = `usage: gmemlab check [--kernel PROFILE] [--mutant NAME[,NAME]] [--json] FILE...
+export const CHECK_HELP = `usage: gmemlab check [--kernel PROFILE] [--mutant NAME[,NAME]] [--format text|json] FILE...
        gmemlab check --list
 
 Run traces (.jsonl) or scenarios (.yaml) on the model with every security invariant checked after
-every op. For each violation: which invariant, which object, the op that broke it, and the state
-of the objects involved before and after that op.
+every op. For each violation: which invariant, which object (by the file's handle names), the op
+that broke it (file:line; a violation that persists is reported once, at the op that caused it),
+and the state of the objects involved before and after that op. The last line counts files, ops
+and violations.
 
   --kernel PROFILE   profile: a name, NAME+host or a file from probe --save (default: the
                      scenario's kernel, else this machine's profile, else linux-6.18)
   --mutant NAMES     run a model with injected bugs (see --list) — the checker should catch them
-  --json             one JSON object per file
+  --format F         text (default) or json: one JSON object per file, then
+                     {summary: {files, ops, violations, files_with_violations}}
+  --json, -j         the same as --format json
   --list             print the invariant catalogue and the mutants
 
 Exit codes: 0 no violation, 1 a violation, 2 usage or input error.`;
@@ -69,6 +75,18 @@ export function listCatalogue(out: (s: string) => void): void {
   for (const m of MUTANTS) out(`  ${m.name.padEnd(32)} ${m.bug}`);
 }
 
+const plural = (n: number, what: string): string => `${n} ${what}${n === 1 ? '' : 's'}`;
+
+/** `3 files, 120 ops, 2 violations (1 file with violations)` */
+export function checkCountLine(
+  files: number,
+  ops: number,
+  violations: number,
+  bad: number,
+): string {
+  return `${plural(files, 'file')}, ${plural(ops, 'op')}, ${plural(violations, 'violation')} (${bad === 0 ? 'no file' : plural(bad, 'file')} with violations)`;
+}
+
 export async function checkMain(
   argv: readonly string[],
   out: (s: string) => void,
@@ -76,7 +94,7 @@ export async function checkMain(
   const p = parseArgs(argv, {
     kernel: 'string',
     mutant: 'string',
-    json: 'bool',
+    ...FORMAT_OPTIONS,
     list: 'bool',
     help: 'bool',
   });
@@ -84,18 +102,27 @@ export async function checkMain(
     out(CHECK_HELP);
     return EXIT_OK;
   }
+  const style = styleFor();
+  const say = (s: string): void => out(styled(s, style));
   if (p.opts.has('list')) {
-    listCatalogue(out);
+    listCatalogue(say);
     return EXIT_OK;
   }
+  const json = chooseFormat(p, 'text') === 'json';
   if (p.positionals.length === 0) throw new UsageError('check needs a trace or scenario file');
   const mutants = parseMutants(optString(p, 'mutant'));
   let bad = 0;
+  let totalOps = 0;
+  let totalViolations = 0;
   for (const file of p.positionals) {
     const { ops, kernel } = loadOps(file);
     const profile = await resolveProfile(optString(p, 'kernel') ?? kernel);
     const r = runChecked(ops, profile, { mutants });
-    if (p.opts.has('json')) {
+    const { names } = r;
+    const count = r.failures.reduce((n, f) => n + f.violations.length, 0);
+    totalOps += ops.length;
+    totalViolations += count;
+    if (json) {
       out(
         JSON.stringify({
           file,
@@ -103,35 +130,57 @@ export async function checkMain(
           mutants,
           ops: ops.length,
           violations: r.failures.flatMap((f) =>
-            f.violations.map((v) => ({ op: f.index + 1, line: f.op.line, ...v })),
+            f.violations.map((v) => ({
+              op: f.index + 1,
+              line: f.op.line,
+              ...v,
+              described: names.rename(`${v.object}: ${v.message}`),
+            })),
           ),
         }),
       );
     } else if (r.failures.length === 0) {
-      out(
-        `${file}: ${ops.length} ops, ${INVARIANTS.length} invariants checked after each — no violation (${profile.name}${mutants.length > 0 ? `, mutants ${mutants.join(',')}` : ''})`,
+      say(
+        `${file}: ${ops.length} ops, ${INVARIANTS.length} invariants checked after each — ${paint('no violation', 'green', style)} (${profile.name}${mutants.length > 0 ? `, mutants ${mutants.join(',')}` : ''})`,
       );
     } else {
       const first = r.failures[0]!;
       const before = runChecked(ops, profile, { mutants, limit: first.index });
       for (const f of r.failures.slice(0, 5)) {
+        const result = r.results[f.index]!;
         for (const v of f.violations) {
-          out(`${file}:${f.op.line}: VIOLATION ${v.invariant}: ${v.object}: ${v.message}`);
-          out(`  broken by op ${f.index + 1}: ${formatOp(f.op)}`);
-          out(`  result: ${formatResult(r.results[f.index]!)}`);
+          say(
+            `${file}:${f.op.line}: ${paint('VIOLATION', 'red', style)} ${v.invariant}: ${names.rename(v.object)}: ${names.rename(v.message)}`,
+          );
+          say(`  broken by op ${f.index + 1}: ${formatOp(f.op)}`);
+          say(`  call:   ${renderOp(f.op, style)} ${renderResult(f.op, result, style)}`);
+          say(`  result: ${formatResult(result)}`);
           if (f === first) {
-            out('  state before:');
-            for (const l of describeFocus(before.backend.host, v.focus)) out(`    ${l}`);
+            say('  state before:');
+            for (const l of describeFocus(before.backend.host, v.focus, names)) say(`    ${l}`);
             const after = runChecked(ops, profile, { mutants, limit: f.index + 1 });
-            out('  state after:');
-            for (const l of describeFocus(after.backend.host, v.focus)) out(`    ${l}`);
+            say('  state after:');
+            for (const l of describeFocus(after.backend.host, v.focus, names)) say(`    ${l}`);
           }
         }
       }
       if (r.failures.length > 5)
-        out(`  ... and ${r.failures.length - 5} more step(s) with violations`);
+        say(`  ... and ${r.failures.length - 5} more op(s) that broke an invariant`);
     }
     if (r.failures.length > 0) bad++;
   }
+  const files = p.positionals.length;
+  if (json)
+    out(
+      JSON.stringify({
+        summary: {
+          files,
+          ops: totalOps,
+          violations: totalViolations,
+          files_with_violations: bad,
+        },
+      }),
+    );
+  else say(checkCountLine(files, totalOps, totalViolations, bad));
   return bad > 0 ? EXIT_CHECK_FAILED : EXIT_OK;
 }

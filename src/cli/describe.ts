@@ -2,7 +2,19 @@
 import { jsonInt, resultToJson } from '../trace/format.js';
 import type { AddrArg, FdArg, GuestStep, ResultLine, TraceOp } from '../trace/types.js';
 import { bytesToHex } from '../trace/format.js';
-import { KVM_CAP } from '../core/uapi.js';
+import {
+  ATTRIBUTE_BITS,
+  bitNames,
+  CAP_NAMES,
+  FALLOC_BITS,
+  GMEM_FLAGS,
+  humanSize,
+  MADV_NAMES,
+  MAP_BITS,
+  MEM_FLAGS,
+  PROT_BITS,
+  VM_TYPES,
+} from '../trace/strace.js';
 
 const SIZE_FIELDS = new Set([
   'size',
@@ -14,54 +26,6 @@ const SIZE_FIELDS = new Set([
 ]);
 const DECIMAL_FIELDS = new Set(['slot', 'id', 'nr']);
 
-const VM_TYPES = ['DEFAULT', 'SW_PROTECTED', 'SEV', 'SEV_ES', 'SNP', 'TDX'];
-
-function bitNames(
-  v: bigint,
-  names: ReadonlyArray<readonly [bigint, string]>,
-  zero: string,
-): string {
-  if (v === 0n) return zero;
-  const parts: string[] = [];
-  let rest = v;
-  for (const [bit, n] of names) {
-    if ((rest & bit) === bit && bit !== 0n) {
-      parts.push(n);
-      rest &= ~bit;
-    }
-  }
-  if (rest !== 0n) parts.push('0x' + rest.toString(16));
-  return parts.join('|');
-}
-
-const CAP_NAMES = new Map<bigint, string>(Object.entries(KVM_CAP).map(([k, v]) => [BigInt(v), k]));
-const MADV_NAMES = new Map<bigint, string>([
-  [0n, 'MADV_NORMAL'],
-  [1n, 'MADV_RANDOM'],
-  [2n, 'MADV_SEQUENTIAL'],
-  [3n, 'MADV_WILLNEED'],
-  [4n, 'MADV_DONTNEED'],
-  [8n, 'MADV_FREE'],
-  [9n, 'MADV_REMOVE'],
-  [10n, 'MADV_DONTFORK'],
-  [11n, 'MADV_DOFORK'],
-  [12n, 'MADV_MERGEABLE'],
-  [13n, 'MADV_UNMERGEABLE'],
-  [14n, 'MADV_HUGEPAGE'],
-  [15n, 'MADV_NOHUGEPAGE'],
-  [16n, 'MADV_DONTDUMP'],
-  [17n, 'MADV_DODUMP'],
-  [18n, 'MADV_WIPEONFORK'],
-  [19n, 'MADV_KEEPONFORK'],
-  [20n, 'MADV_COLD'],
-  [21n, 'MADV_PAGEOUT'],
-  [22n, 'MADV_POPULATE_READ'],
-  [23n, 'MADV_POPULATE_WRITE'],
-  [25n, 'MADV_COLLAPSE'],
-  [102n, 'MADV_GUARD_INSTALL'],
-  [103n, 'MADV_GUARD_REMOVE'],
-]);
-
 /** A symbolic rendering of a field value, where the field has well-known constants. */
 function symbolic(op: TraceOp, k: string, v: bigint): string | undefined {
   switch (`${op.op}.${k}`) {
@@ -71,79 +35,24 @@ function symbolic(op: TraceOp, k: string, v: bigint): string | undefined {
     case 'KVM_ENABLE_CAP.cap':
       return CAP_NAMES.get(v);
     case 'KVM_CREATE_GUEST_MEMFD.flags':
-      return bitNames(
-        v,
-        [
-          [1n, 'MMAP'],
-          [2n, 'INIT_SHARED'],
-        ],
-        '0',
-      );
+      return bitNames(v, GMEM_FLAGS, '0');
     case 'KVM_SET_USER_MEMORY_REGION.flags':
     case 'KVM_SET_USER_MEMORY_REGION2.flags':
-      return bitNames(
-        v,
-        [
-          [1n, 'LOG_DIRTY_PAGES'],
-          [2n, 'READONLY'],
-          [4n, 'GUEST_MEMFD'],
-        ],
-        '0',
-      );
+      return bitNames(v, MEM_FLAGS, '0');
     case 'KVM_SET_MEMORY_ATTRIBUTES.attributes':
-      return bitNames(v, [[8n, 'PRIVATE']], 'SHARED');
+      return bitNames(v, ATTRIBUTE_BITS, 'SHARED');
     case 'mmap.prot':
     case 'mprotect.prot':
-      return bitNames(
-        v,
-        [
-          [1n, 'READ'],
-          [2n, 'WRITE'],
-          [4n, 'EXEC'],
-        ],
-        'NONE',
-      );
+      return bitNames(v, PROT_BITS, 'NONE');
     case 'mmap.flags':
-      return bitNames(
-        v,
-        [
-          [3n, 'SHARED_VALIDATE'],
-          [1n, 'SHARED'],
-          [2n, 'PRIVATE'],
-          [0x10n, 'FIXED'],
-          [0x20n, 'ANONYMOUS'],
-          [0x4000n, 'NORESERVE'],
-          [0x8000n, 'POPULATE'],
-        ],
-        '0',
-      );
+      return bitNames(v, MAP_BITS, '0');
     case 'fallocate.mode':
-      return bitNames(
-        v,
-        [
-          [1n, 'KEEP_SIZE'],
-          [2n, 'PUNCH_HOLE'],
-          [0x10n, 'ZERO_RANGE'],
-        ],
-        '0 (allocate)',
-      );
+      return bitNames(v, FALLOC_BITS, '0 (allocate)');
     case 'madvise.advice':
       return MADV_NAMES.get(v);
     default:
       return undefined;
   }
-}
-
-export function humanSize(v: bigint): string {
-  if (v < 0n) return v.toString();
-  const units: Array<[bigint, string]> = [
-    [1n << 40n, 'TiB'],
-    [1n << 30n, 'GiB'],
-    [1n << 20n, 'MiB'],
-    [1n << 10n, 'KiB'],
-  ];
-  for (const [u, n] of units) if (v >= u && v % u === 0n) return `${v / u}${n}`;
-  return v >= 4096n ? '0x' + v.toString(16) : v.toString();
 }
 
 function fd(f: FdArg): string {

@@ -4,15 +4,18 @@
  */
 import { deepEqual } from '../trace/compare.js';
 import { formatOp, resultToJson } from '../trace/format.js';
+import { errorReport } from '../trace/parse.js';
 import { runTrace } from '../trace/runner.js';
 import { BackendRefusal, type TraceOp } from '../trace/types.js';
+import { renderOp, renderResult } from '../trace/strace.js';
 import { optString, parseArgs, UsageError } from './args.js';
+import { chooseFormat, FORMAT_OPTIONS, styled, styleFor } from './output.js';
 import { EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, InputError, loadTrace } from './io.js';
 import { kvmRefusal, openKvmAndModel, unmetNeeds } from './backends.js';
 import { findCases } from './conformance.js';
 import { existsSync, statSync } from 'node:fs';
 
-export const DIFF_HELP = `usage: gmemlab diff [--kernel PROFILE] [--json] TRACE.jsonl|DIR...
+export const DIFF_HELP = `usage: gmemlab diff [--kernel PROFILE] [--format text|json] TRACE.jsonl|DIR...
 
 Run each trace on the model and on this machine's /dev/kvm and print, for each op where the
 results differ, the op, both results and the trace line. A directory stands for every trace
@@ -21,7 +24,9 @@ whole conformance suite against the running kernel.
 
   --kernel PROFILE   model profile: a name, NAME+host or a file from probe --save (default: the
                      profile \`gmemlab probe\` matches to this kernel, or GMEMLAB_KERNEL)
-  --json             one JSON object per disagreement: {file, line, op, model, kernel}, one
+  --format F         text (default): each disagreement as file:line, the call and both results
+                     rendered readably (strace style); json: see --json
+  --json, -j         one JSON object per disagreement: {file, line, op, model, kernel}, one
                      {file, error} per trace that could not run, then a last line
                      {summary: {traces, disagreements, skipped, kernel}}
 
@@ -34,7 +39,7 @@ Exit codes: 0 no disagreement, 1 a disagreement, 2 usage error, no /dev/kvm, or 
 could not run (one that does not apply here is not an error).`;
 
 export async function diffMain(argv: readonly string[], out: (s: string) => void): Promise<number> {
-  const p = parseArgs(argv, { kernel: 'string', json: 'bool', help: 'bool' });
+  const p = parseArgs(argv, { kernel: 'string', ...FORMAT_OPTIONS, help: 'bool' });
   if (p.opts.has('help')) {
     out(DIFF_HELP);
     return EXIT_OK;
@@ -42,7 +47,8 @@ export async function diffMain(argv: readonly string[], out: (s: string) => void
   if (p.positionals.length === 0) throw new UsageError('diff needs at least one trace file');
   const { kvm, model, profile } = await openKvmAndModel(optString(p, 'kernel'));
   const kernel = profile.name;
-  const json = p.opts.has('json');
+  const json = chooseFormat(p, 'text') === 'json';
+  const style = styleFor();
   let disagreements = 0;
   let skipped = 0;
   const skip = (file: string, error: string): void => {
@@ -71,7 +77,7 @@ export async function diffMain(argv: readonly string[], out: (s: string) => void
       throw e;
     }
     if (t.errors.length > 0) {
-      skip(file, t.errors.map((e) => e.message).join('\n'));
+      skip(file, errorReport(t));
       continue;
     }
     // A trace that needs what this kernel lacks is not an error: it does not apply here.
@@ -109,10 +115,11 @@ export async function diffMain(argv: readonly string[], out: (s: string) => void
       disagreements++;
       if (json) out(JSON.stringify({ file, line: op.line, op: op.op, model: a, kernel: b }));
       else {
-        out(`${file}:${op.line}: ${op.op}`);
+        out(styled(`${file}:${op.line}: ${op.op}`, style));
+        out(styled(`  call:   ${renderOp(op, style)}`, style));
+        out(styled(`  model:  ${renderResult(op, m[i]!, style)}   (${model.name})`, style));
+        out(styled(`  kernel: ${renderResult(op, k[i]!, style)}`, style));
         out(`  trace:  ${formatOp(op)}`);
-        out(`  model:  ${JSON.stringify(a)}   (${model.name})`);
-        out(`  kernel: ${JSON.stringify(b)}`);
       }
     });
   }

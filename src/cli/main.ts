@@ -5,18 +5,31 @@
  * violation), 2 usage or input error.
  */
 import { UsageError } from './args.js';
-import { EXIT_CHECK_FAILED, EXIT_USAGE, InputError } from './io.js';
-import { replayMain } from './replay.js';
-import { runMain } from './run.js';
-import { conformanceMain } from './conformance.js';
-import { probeMain } from './probe.js';
-import { diffMain } from './diff.js';
-import { fuzzMain } from './fuzz.js';
-import { checkMain } from './check.js';
+import {
+  EXIT_CHECK_FAILED,
+  EXIT_USAGE,
+  InputError,
+  OutputClosed,
+  OutputFailed,
+  StdoutWriter,
+} from './io.js';
+
+type Main = (argv: readonly string[], out: (s: string) => void) => Promise<number>;
+
+// Each command's module is loaded when it runs: a command starts without loading the others
+// (the YAML parser, the fuzzers, the kvm backend), so a replay's first result comes sooner.
+const runMain: Main = async (a, o) => (await import('./run.js')).runMain(a, o);
+const replayMain: Main = async (a, o) => (await import('./replay.js')).replayMain(a, o);
+const checkMain: Main = async (a, o) => (await import('./check.js')).checkMain(a, o);
+const diffMain: Main = async (a, o) => (await import('./diff.js')).diffMain(a, o);
+const fuzzMain: Main = async (a, o) => (await import('./fuzz.js')).fuzzMain(a, o);
+const probeMain: Main = async (a, o) => (await import('./probe.js')).probeMain(a, o);
+const conformanceMain: Main = async (a, o) =>
+  (await import('./conformance.js')).conformanceMain(a, o);
 
 type Command = {
   readonly summary: string;
-  readonly run: (argv: readonly string[], out: (s: string) => void) => Promise<number>;
+  readonly run: Main;
 };
 
 const COMMANDS: Record<string, Command> = {
@@ -60,10 +73,26 @@ ${lines.join('\n')}
 Exit codes: 0 ok, 1 a check failed, 2 usage or input error.`;
 }
 
+const stdout = new StdoutWriter();
+
 export async function main(argv: readonly string[]): Promise<number> {
-  const out = (s: string): void => {
-    process.stdout.write(s + '\n');
-  };
+  const out = (s: string): void => stdout.write(s);
+  try {
+    const code = await dispatch(argv, out);
+    stdout.flush();
+    return code;
+  } catch (e) {
+    // A closed pipe (gmemlab ... | head) ends the command quietly; other write errors are named.
+    if (e instanceof OutputClosed) return 0;
+    if (e instanceof OutputFailed) {
+      process.stderr.write(`gmemlab: ${e.message}\n`);
+      return EXIT_USAGE;
+    }
+    throw e;
+  }
+}
+
+async function dispatch(argv: readonly string[], out: (s: string) => void): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd === undefined) {
     process.stderr.write(`${mainHelp()}\n`);
@@ -90,6 +119,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       return EXIT_USAGE;
     }
     if (e instanceof InputError) {
+      stdout.flush();
       process.stderr.write(`gmemlab ${cmd}: ${e.message}\n`);
       return EXIT_USAGE;
     }
@@ -98,12 +128,18 @@ export async function main(argv: readonly string[]): Promise<number> {
 }
 
 void EXIT_CHECK_FAILED;
-// A closed pipe (gmemlab ... | head) ends the program quietly instead of crashing it.
-for (const stream of [process.stdout, process.stderr])
-  stream.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-    throw e;
-  });
+// Standard error is written with process.stderr (progress lines): a closed or failing stderr
+// is ignored, there is nowhere left to report it.
+process.stderr.on('error', () => undefined);
+process.stdout.on('error', () => undefined);
+// Whatever a command printed reaches standard output even if it ends the process itself.
+process.on('exit', () => {
+  try {
+    stdout.flush();
+  } catch {
+    // reported (or quiet, for EPIPE) where the flush failed first
+  }
+});
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

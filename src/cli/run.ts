@@ -10,9 +10,11 @@ import { BackendRefusal, type Backend } from '../trace/types.js';
 import { optString, parseArgs, UsageError } from './args.js';
 import { describeExits, describeOp, describeResult } from './describe.js';
 import { EXIT_CHECK_FAILED, EXIT_OK, InputError, readText } from './io.js';
+import { chooseFormat, FORMAT_OPTIONS, styled, styleFor } from './output.js';
+import { paint, PLAIN, type Style } from '../trace/strace.js';
 import { isKvm, openBackend, precheckOnKvm, scenarioKernel } from './backends.js';
 
-export const RUN_HELP = `usage: gmemlab run [--kernel PROFILE] [--backend model|kvm] [--json] [--quiet] SCENARIO.yaml...
+export const RUN_HELP = `usage: gmemlab run [--kernel PROFILE] [--backend model|kvm] [--format text|json] [-q] SCENARIO.yaml...
 
 Run scenario files (YAML walkthroughs, see README "Scenarios") and print a timeline: each step,
 its result, what changed in the model (mappings zapped, pages allocated/zeroed/freed, exits), and
@@ -21,8 +23,13 @@ whether it met its expectation.
   --kernel PROFILE   model profile: a name, NAME+host or a file from probe --save (default:
                      the scenario's "kernel", else this machine's profile, else linux-6.18)
   --backend B        model (default) or kvm (real /dev/kvm; "what changed" needs the model)
-  --json             print the results as JSON (one object per scenario)
-  --quiet            print only failures and the summary line
+  --format F         text (default: the timeline) or json: one object per scenario, "what
+                     changed" as records ({kind, vm, gmem, count, ranges, ...})
+  --json, -j         the same as --format json
+  --quiet, -q        print only failures and the summary line
+
+The timeline is coloured on a terminal (not with NO_COLOR) and ASCII-only when the locale is not
+UTF-8. Objects are called by the scenario's handle names: "vm (vm0)", "gmem (guest_memfd #105)".
 
 Exit codes: 0 all expectations met, 1 an expectation failed, 2 usage or input error.`;
 
@@ -51,14 +58,16 @@ export async function backendForScenario(
 }
 
 export function runWith(s: Scenario, b: Backend): ScenarioRun {
-  const drain =
-    b instanceof ModelBackend
-      ? (): ReturnType<typeof b.host.events.drain> => (b.host ? b.host.events.drain() : [])
-      : undefined;
-  return runScenario(s, b, drain ? { drainEvents: drain } : {});
+  if (!(b instanceof ModelBackend)) return runScenario(s, b, {});
+  const m = b;
+  return runScenario(s, b, {
+    drainEvents: () => (m.host ? m.host.events.drain() : []),
+    // "What changed" names the objects by the scenario's handles.
+    host: () => m.host,
+  });
 }
 
-export function formatTimeline(run: ScenarioRun, quiet: boolean): string[] {
+export function formatTimeline(run: ScenarioRun, quiet: boolean, style: Style = PLAIN): string[] {
   const lines: string[] = [];
   const s = run.scenario;
   if (!quiet) {
@@ -74,7 +83,12 @@ export function formatTimeline(run: ScenarioRun, quiet: boolean): string[] {
     }
     const failed = o.failures.length > 0;
     if (quiet && !failed) continue;
-    const mark = o.step.expect === undefined ? ' ' : failed ? '✗' : '✓';
+    const mark =
+      o.step.expect === undefined
+        ? ' '
+        : failed
+          ? paint('✗', 'red', style)
+          : paint('✓', 'green', style);
     lines.push(`${mark} ${String(o.index).padStart(2)}  ${describeOp(o.step.op)}`);
     lines.push(`       → ${describeResult(o.result)}`);
     if (o.step.say !== undefined) lines.push(`       ${o.step.say}`);
@@ -88,7 +102,7 @@ export function formatTimeline(run: ScenarioRun, quiet: boolean): string[] {
     '',
     `${s.name}: ${run.outcomes.filter((o) => o.kind === 'op').length} steps, ${run.checkedSteps} checked — ${verdict}`,
   );
-  return lines;
+  return lines.map((l) => styled(l, style));
 }
 
 export function runToJson(run: ScenarioRun): Record<string, unknown> {
@@ -108,7 +122,7 @@ export function runToJson(run: ScenarioRun): Record<string, unknown> {
               op: o.step.op.op,
               result: resultToJson(o.result),
               effects: o.effects,
-              changes: o.changes,
+              changes: o.changeRecords,
               failures: o.failures,
             }
           : {},
@@ -120,7 +134,7 @@ export async function runMain(argv: readonly string[], out: (s: string) => void)
   const p = parseArgs(argv, {
     kernel: 'string',
     backend: 'string',
-    json: 'bool',
+    ...FORMAT_OPTIONS,
     quiet: 'bool',
     help: 'bool',
   });
@@ -129,7 +143,8 @@ export async function runMain(argv: readonly string[], out: (s: string) => void)
     return EXIT_OK;
   }
   if (p.positionals.length === 0) throw new UsageError('run needs a scenario file');
-  const json = p.opts.has('json');
+  const json = chooseFormat(p, 'text') === 'json';
+  const style = styleFor();
   let failed = 0;
   // Every scenario is read, and on /dev/kvm checked for refusals, before the first runs.
   const runs: Array<{ file: string; s: Scenario; b: Backend }> = [];
@@ -166,7 +181,7 @@ export async function runMain(argv: readonly string[], out: (s: string) => void)
             : v,
         ),
       );
-    else for (const l of formatTimeline(r, p.opts.has('quiet'))) out(l);
+    else for (const l of formatTimeline(r, p.opts.has('quiet'), style)) out(l);
     if (r.failedSteps > 0) failed++;
     if (!json && p.positionals.length > 1) out('');
   }

@@ -15,7 +15,7 @@
  */
 import { resultToJson } from '../trace/format.js';
 import { deepEqual } from '../trace/compare.js';
-import { parseTrace, TraceInputError } from '../trace/parse.js';
+import { errorReport, parseTrace, TraceInputError } from '../trace/parse.js';
 import { runTrace } from '../trace/runner.js';
 import type { Backend, ResultLine, TraceOp } from '../trace/types.js';
 import {
@@ -138,7 +138,7 @@ export function loadCase(
   expected: ReadonlyArray<{ file: string; text: string }>,
 ): ConformanceCase | { error: string } {
   const t = parseTrace(traceText, file);
-  if (t.errors.length > 0) return { error: t.errors.map((e) => e.message).join('\n') };
+  if (t.errorCount > 0) return { error: errorReport(t) };
   const recordings: Recording[] = [];
   for (const x of expected) {
     let e: ReturnType<typeof parseExpected>;

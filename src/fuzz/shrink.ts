@@ -4,6 +4,7 @@
  * Line numbers are renumbered after every reduction.
  */
 import type { TraceOp } from '../trace/types.js';
+import { rawForUnboundHandles } from '../trace/unbound.js';
 
 export type ShrinkStats = { tries: number };
 
@@ -86,5 +87,6 @@ export function shrinkTrace(
       cur.length + cur.reduce((s, o) => s + (o.op === 'KVM_RUN' ? o.guest.length : 0), 0);
     if (after >= before || stats.tries >= budget) break;
   }
-  return { ops: cur, tries: stats.tries };
+  // Dropped creating ops leave unbound names: written as the raw values they stand for.
+  return { ops: rawForUnboundHandles(cur), tries: stats.tries };
 }

@@ -26,6 +26,12 @@ const MiB = 1n << 20n;
 const PAGE = 4096n;
 const CODE_GFN = 0xfffffn;
 
+/** Before any VM exists the generator still issues VM ioctls: on fd -1 (a closed fd). */
+const NO_VM = 'vm_none';
+function vmArg(vm: string): FdArg {
+  return vm === NO_VM ? { kind: 'raw', value: -1n } : { kind: 'handle', name: vm };
+}
+
 type GmemH = { name: string; vm: string; size: bigint; flags: bigint };
 type MapH = { name: string; len: bigint; kind: 'anon' | 'gmem' | 'other'; gmem?: GmemH };
 type SlotH = { vm: string; slot: bigint; gpa: bigint; size: bigint; gmem?: GmemH; map?: MapH };
@@ -178,7 +184,7 @@ export class TraceGenerator {
         20,
         this.vms.length > 0
           ? { kind: 'handle', name: this.r.pick(this.vms) }
-          : { kind: 'handle', name: 'vm_none' },
+          : { kind: 'raw', value: -1n },
       ],
       [1, { kind: 'handle', name: 'kvm' }],
       [
@@ -266,7 +272,7 @@ export class TraceGenerator {
 
   private createGmem(): void {
     const name = this.name('g');
-    const vm = this.vms.length > 0 ? this.r.pick(this.vms) : 'vm_none';
+    const vm = this.vms.length > 0 ? this.r.pick(this.vms) : NO_VM;
     const size = this.gmemSize();
     const flags = this.r.weighted<bigint>([
       [4, 3n],
@@ -277,7 +283,7 @@ export class TraceGenerator {
     ]);
     const res = this.push({
       op: 'KVM_CREATE_GUEST_MEMFD',
-      vm: this.r.chance(0.95) ? { kind: 'handle', name: vm } : this.vmFd(),
+      vm: this.r.chance(0.95) ? vmArg(vm) : this.vmFd(),
       size,
       flags,
       as: name,
@@ -378,7 +384,10 @@ export class TraceGenerator {
     return this.r.weighted<bigint>([
       [12, BigInt(this.r.int(6))],
       [2, 10n],
-      [1, this.r.pick([32762n, 32764n, 32767n, 65536n, 65537n, 0xffffn, 0xffff_ffffn, 1n << 32n])],
+      [
+        1,
+        this.r.pick([32762n, 32764n, 32767n, 65536n, 65537n, 0xffffn, 0xffff_ffffn, 0x8000_0000n]),
+      ],
     ]);
   }
 
@@ -402,7 +411,7 @@ export class TraceGenerator {
   }
 
   private region(v2: boolean): void {
-    const vm = this.vms.length > 0 ? this.r.pick(this.vms) : 'vm_none';
+    const vm = this.vms.length > 0 ? this.r.pick(this.vms) : NO_VM;
     const slot = this.slotId();
     const existing = this.slots.filter((s) => s.vm === vm);
     // Often act on an existing slot: delete, move, re-set, flags-only.
@@ -410,7 +419,8 @@ export class TraceGenerator {
       const s = this.r.pick(existing);
       const mode = this.r.pick(['delete', 'delete', 'move', 'move', 'same', 'flags'] as const);
       const size = mode === 'delete' ? 0n : s.size;
-      const gpa = mode === 'move' ? s.gpa + 0x100_0000n : s.gpa;
+      // A move wraps like the u64 field it fills.
+      const gpa = mode === 'move' ? BigInt.asUintN(64, s.gpa + 0x100_0000n) : s.gpa;
       let flags = s.gmem ? 4n : 0n;
       if (mode === 'flags') flags ^= 1n;
       const ua: AddrArg = s.map
@@ -510,7 +520,7 @@ export class TraceGenerator {
   ): ResultLine | undefined {
     if (slot === 32763n) slot = 32762n;
     const base = {
-      vm: { kind: 'handle' as const, name: vm },
+      vm: vmArg(vm),
       slot,
       flags,
       guest_phys_addr: gpa,
@@ -562,7 +572,7 @@ export class TraceGenerator {
   }
 
   private createVcpu(): void {
-    const vm = this.vms.length > 0 ? this.r.pick(this.vms) : 'vm_none';
+    const vm = this.vms.length > 0 ? this.r.pick(this.vms) : NO_VM;
     const name = this.name('cpu');
     const id = this.r.weighted<bigint>([
       [10, BigInt(this.vcpus.length)],
@@ -571,7 +581,7 @@ export class TraceGenerator {
     ]);
     const res = this.push({
       op: 'KVM_CREATE_VCPU',
-      vm: this.r.chance(0.95) ? { kind: 'handle', name: vm } : this.vmFd(),
+      vm: this.r.chance(0.95) ? vmArg(vm) : this.vmFd(),
       id,
       as: name,
     });

@@ -4,6 +4,8 @@
  * changed". Pure: the CLI prints.
  */
 import type { ModelEvent } from '../core/events.js';
+import type { Host } from '../core/host.js';
+import { ObjectNames } from '../check/names.js';
 import { resultToJson } from '../trace/format.js';
 import { HandleTable, stepTrace } from '../trace/runner.js';
 import type { Backend, ResultLine } from '../trace/types.js';
@@ -25,6 +27,8 @@ export type StepOutcome = {
   readonly effects: Readonly<Record<EffectKey, number>>;
   /** One line per change the model recorded (empty without events). */
   readonly changes: readonly string[];
+  /** The same changes as records (`run --json`). */
+  readonly changeRecords: readonly ChangeRecord[];
   /** Expectation mismatches; empty when the step passed or had no expectation. */
   readonly failures: readonly string[];
 };
@@ -42,7 +46,21 @@ export type ScenarioRun = {
 export type RunOptions = {
   /** Model events recorded since the last call (the model backend's event log). */
   readonly drainEvents?: () => ModelEvent[];
+  /** The model's state: "what changed" then calls objects by the scenario's handle names. */
+  readonly host?: () => Host;
 };
+
+/** An index range `[start, end)` (gfns, guest_memfd indexes). */
+export type Span = { readonly start: number; readonly end: number };
+
+/**
+ * One kind of change an op made, built from the model's events like the text line: `vm` and
+ * `gmem` are the scenario's handle names (else the model's `vm0`, `guest_memfd #105`), ranges are
+ * `[start, end)` (all of them; the text shows four), `count` pages or occurrences.
+ */
+export type ChangeRecord = { readonly kind: string; readonly count: number } & Readonly<
+  Record<string, unknown>
+>;
 
 function zeroEffects(): Record<EffectKey, number> {
   const e = {} as Record<EffectKey, number>;
@@ -53,27 +71,42 @@ function zeroEffects(): Record<EffectKey, number> {
 const hexIdx = (n: number): string => '0x' + n.toString(16);
 
 /** Count and describe model events. */
-export function summarizeEvents(events: readonly ModelEvent[]): {
+export function summarizeEvents(
+  events: readonly ModelEvent[],
+  names: ObjectNames = new ObjectNames(),
+): {
   effects: Record<EffectKey, number>;
   changes: string[];
+  records: ChangeRecord[];
 } {
   const effects = zeroEffects();
   const groups = new Map<
     string,
-    { text: (n: number, ranges: string) => string; n: number; ranges: string[] }
+    {
+      text: (n: number, ranges: string) => string;
+      n: number;
+      ranges: string[];
+      rec: Record<string, unknown>;
+      spans: Span[];
+    }
   >();
+  const vmOf = (i: number): string => names.vmName(i) ?? `vm${i}`;
+  const fileOf = (ino: number): string => names.gmemName(ino) ?? `guest_memfd #${ino}`;
   const add = (
     key: string,
     n: number,
     range: string | undefined,
     text: (n: number, ranges: string) => string,
+    rec: Record<string, unknown> = {},
+    span?: Span,
   ): void => {
     let g = groups.get(key);
     if (g === undefined) {
-      g = { text, n: 0, ranges: [] };
+      g = { text, n: 0, ranges: [], rec: { kind: key.split(':')[0], ...rec }, spans: [] };
       groups.set(key, g);
     }
     g.n += n;
+    if (span !== undefined) g.spans.push(span);
     if (range !== undefined && g.ranges.length < 4) g.ranges.push(range);
     else if (range !== undefined && g.ranges.length === 4) g.ranges.push('…');
   };
@@ -89,6 +122,8 @@ export function summarizeEvents(events: readonly ModelEvent[]): {
           ev.pages,
           rng(ev.start, ev.end),
           (n, r) => `vm${ev.vm}: zapped ${pages(n)} of stage-2 mappings (${ev.source}) at gfn ${r}`,
+          { kind: 'zap', vm: vmOf(ev.vm), source: ev.source },
+          { start: ev.start, end: ev.end },
         );
         break;
       case 'tlb_flush':
@@ -98,6 +133,7 @@ export function summarizeEvents(events: readonly ModelEvent[]): {
           1,
           undefined,
           (n) => `vm${ev.vm}: ${n} remote TLB flush${n === 1 ? '' : 'es'} (${ev.source})`,
+          { kind: 'tlb_flush', vm: vmOf(ev.vm), source: ev.source },
         );
         break;
       case 'gmem_alloc':
@@ -108,6 +144,8 @@ export function summarizeEvents(events: readonly ModelEvent[]): {
           rng(ev.start, ev.end),
           (n, r) =>
             `guest_memfd #${ev.ino}: allocated ${pages(n)} at index ${r} (${ev.via.replace('_', ' ')}, not yet zeroed)`,
+          { kind: 'gmem_alloc', gmem: fileOf(ev.ino), via: ev.via },
+          { start: ev.start, end: ev.end },
         );
         break;
       case 'gmem_zero':
@@ -118,6 +156,8 @@ export function summarizeEvents(events: readonly ModelEvent[]): {
           rng(ev.start, ev.end),
           (n, r) =>
             `guest_memfd #${ev.ino}: zeroed ${pages(n)} on first use (${ev.via.replace('_', ' ')}) at index ${r}`,
+          { kind: 'gmem_zero', gmem: fileOf(ev.ino), via: ev.via },
+          { start: ev.start, end: ev.end },
         );
         break;
       case 'gmem_free':
@@ -128,6 +168,8 @@ export function summarizeEvents(events: readonly ModelEvent[]): {
           rng(ev.start, ev.end),
           (n, r) =>
             `guest_memfd #${ev.ino}: freed ${pages(n)} at index ${r} (${ev.via.replace('_', ' ')})`,
+          { kind: 'gmem_free', gmem: fileOf(ev.ino), via: ev.via },
+          { start: ev.start, end: ev.end },
         );
         break;
       case 'spte_install':
@@ -138,6 +180,14 @@ export function summarizeEvents(events: readonly ModelEvent[]): {
           rng(ev.gfn, ev.gfn + ev.pages),
           (n, r) =>
             `vm${ev.vm}: mapped ${pages(n)} at ${ev.level} (${ev.private ? 'private' : 'shared'}, from ${ev.source === 'gmem' ? 'guest_memfd' : 'userspace_addr'}) at gfn ${r}`,
+          {
+            kind: 'map',
+            vm: vmOf(ev.vm),
+            level: ev.level,
+            private: ev.private,
+            source: ev.source === 'gmem' ? 'guest_memfd' : 'userspace_addr',
+          },
+          { start: ev.gfn, end: ev.gfn + ev.pages },
         );
         break;
       case 'anon_alloc':
@@ -146,10 +196,13 @@ export function summarizeEvents(events: readonly ModelEvent[]): {
           ev.pages,
           undefined,
           (n) => `VMM: ${pages(n)} of anonymous memory allocated (zeroed)`,
+          { kind: 'anon_alloc' },
         );
         break;
       case 'anon_free':
-        add(`anonfree`, ev.pages, undefined, (n) => `VMM: ${pages(n)} of anonymous memory freed`);
+        add(`anonfree`, ev.pages, undefined, (n) => `VMM: ${pages(n)} of anonymous memory freed`, {
+          kind: 'anon_free',
+        });
         break;
       case 'shmem_alloc':
         add(
@@ -157,6 +210,7 @@ export function summarizeEvents(events: readonly ModelEvent[]): {
           ev.end - ev.start,
           undefined,
           (n) => `VMM: ${pages(n)} of shared anonymous memory allocated (zeroed)`,
+          { kind: 'shmem_alloc' },
         );
         break;
       case 'shmem_free':
@@ -165,6 +219,7 @@ export function summarizeEvents(events: readonly ModelEvent[]): {
           ev.end - ev.start,
           undefined,
           (n) => `VMM: ${pages(n)} of shared anonymous memory freed`,
+          { kind: 'shmem_free' },
         );
         break;
       case 'slot':
@@ -173,6 +228,7 @@ export function summarizeEvents(events: readonly ModelEvent[]): {
           1,
           undefined,
           () => `vm${ev.vm}: memslot ${ev.as > 0 ? `${ev.as}:` : ''}${ev.id} ${ev.change}`,
+          { kind: 'memslot', vm: vmOf(ev.vm), as_id: ev.as, slot: ev.id, change: ev.change },
         );
         break;
       case 'gmem_bind':
@@ -182,6 +238,8 @@ export function summarizeEvents(events: readonly ModelEvent[]): {
           undefined,
           () =>
             `guest_memfd #${ev.ino}: index ${rng(ev.start, ev.end)} bound to memslot ${ev.slot}`,
+          { kind: 'gmem_bind', gmem: fileOf(ev.ino), vm: vmOf(ev.vm), slot: ev.slot },
+          { start: ev.start, end: ev.end },
         );
         break;
       case 'gmem_unbind':
@@ -191,6 +249,8 @@ export function summarizeEvents(events: readonly ModelEvent[]): {
           undefined,
           () =>
             `guest_memfd #${ev.ino}: index ${rng(ev.start, ev.end)} unbound from memslot ${ev.slot}`,
+          { kind: 'gmem_unbind', gmem: fileOf(ev.ino), vm: vmOf(ev.vm), slot: ev.slot },
+          { start: ev.start, end: ev.end },
         );
         break;
       case 'gmem_release':
@@ -200,6 +260,7 @@ export function summarizeEvents(events: readonly ModelEvent[]): {
           undefined,
           () =>
             `guest_memfd #${ev.ino}: last reference gone — released (bound memslots lose their file; its memory goes with it)`,
+          { kind: 'gmem_release', gmem: fileOf(ev.ino) },
         );
         break;
       case 'attributes':
@@ -209,18 +270,31 @@ export function summarizeEvents(events: readonly ModelEvent[]): {
           rng(ev.start, ev.end),
           (n, r) =>
             `vm${ev.vm}: ${pages(n)} at gfn ${r} now ${ev.attributes === 0n ? 'shared' : ev.attributes === 8n ? 'PRIVATE' : `attributes ${ev.attributes}`}`,
+          { kind: 'attributes', vm: vmOf(ev.vm), attributes: ev.attributes },
+          { start: ev.start, end: ev.end },
         );
         break;
       case 'vm_destroy':
-        add(`vmd:${ev.vm}`, 1, undefined, () => `vm${ev.vm}: last reference gone — VM destroyed`);
+        add(`vmd:${ev.vm}`, 1, undefined, () => `vm${ev.vm}: last reference gone — VM destroyed`, {
+          kind: 'vm_destroy',
+          vm: vmOf(ev.vm),
+        });
         break;
       case 'invalidate':
       case 'exit':
         break;
     }
   }
-  const changes = [...groups.values()].map((g) => g.text(g.n, g.ranges.join(', ')));
-  return { effects, changes };
+  const changes = [...groups.values()].map((g) => names.rename(g.text(g.n, g.ranges.join(', '))));
+  const records = [...groups.values()].map(
+    (g) =>
+      ({
+        ...g.rec,
+        count: g.n,
+        ...(g.spans.length > 0 ? { ranges: g.spans } : {}),
+      }) as ChangeRecord,
+  );
+  return { effects, changes, records };
 }
 
 function big(v: unknown): bigint | undefined {
@@ -299,6 +373,7 @@ export function runScenario(s: Scenario, backend: Backend, opts: RunOptions = {}
   let checked = 0;
   const kvmFd = backend.begin();
   const t = new HandleTable(kvmFd);
+  const names = new ObjectNames();
   opts.drainEvents?.();
   try {
     let index = 0;
@@ -309,8 +384,9 @@ export function runScenario(s: Scenario, backend: Backend, opts: RunOptions = {}
       }
       index++;
       const result = stepTrace(step.op, backend, t);
+      if (opts.host !== undefined) names.note(step.op, t, opts.host());
       const ev = opts.drainEvents?.();
-      const sum = ev === undefined ? undefined : summarizeEvents(ev);
+      const sum = ev === undefined ? undefined : summarizeEvents(ev, names);
       const failures =
         step.expect === undefined ? [] : checkExpectation(step.expect, result, sum?.effects);
       if (step.expect !== undefined) checked++;
@@ -322,6 +398,7 @@ export function runScenario(s: Scenario, backend: Backend, opts: RunOptions = {}
         result,
         effects: sum?.effects ?? zeroEffects(),
         changes: sum?.changes ?? [],
+        changeRecords: sum?.records ?? [],
         failures,
       });
     }

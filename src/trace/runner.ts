@@ -15,6 +15,7 @@ import type {
   TraceOp,
 } from './types.js';
 import { toU64 } from '../core/units.js';
+import { CREATES_FD } from './parse.js';
 
 type Handle = { readonly kind: 'fd'; fd: number } | { readonly kind: 'map'; readonly addr: bigint };
 
@@ -74,8 +75,6 @@ export function resolveOp(op: TraceOp, t: HandleTable): ResolvedOp {
 const FD_FIELDS = ['fd', 'vm', 'vcpu', 'guest_memfd'] as const;
 const ADDR_FIELDS = ['addr', 'userspace_addr'] as const;
 
-const CREATES_FD = new Set(['KVM_CREATE_VM', 'KVM_CREATE_GUEST_MEMFD', 'KVM_CREATE_VCPU']);
-
 /** Run a single op: resolve, execute, update the handle table. */
 export function stepTrace(op: TraceOp, backend: Backend, t: HandleTable): ResultLine {
   const resolved = resolveOp(op, t);
@@ -93,6 +92,29 @@ export function stepTrace(op: TraceOp, backend: Backend, t: HandleTable): Result
   if (op.op === 'close' && r.ok && resolved.op === 'close' && resolved.fd.kind === 'obj')
     t.closed(resolved.fd.fd);
   return r;
+}
+
+/**
+ * One trace's run, op by op, keeping nothing but the handle table: for streaming replays, where
+ * results are printed as they come and never retained. `end()` releases the backend's context.
+ */
+export class TraceSession {
+  private readonly table: HandleTable;
+  private open = true;
+
+  constructor(private readonly backend: Backend) {
+    this.table = new HandleTable(backend.begin());
+  }
+
+  step(op: TraceOp): ResultLine {
+    return stepTrace(op, this.backend, this.table);
+  }
+
+  end(): void {
+    if (!this.open) return;
+    this.open = false;
+    this.backend.end();
+  }
 }
 
 /** Run a whole trace on a fresh backend context; always releases the context. */

@@ -30,7 +30,7 @@ function distance(a: string, b: string): number {
 export function closest(word: string, known: Iterable<string>): string | undefined {
   if (word.length > 64) return undefined;
   const w = word.toLowerCase();
-  const limit = w.length <= 3 ? 1 : w.length <= 6 ? 2 : 3;
+  const limit = w.length <= 4 ? 1 : w.length <= 8 ? 2 : 3;
   let best: string | undefined;
   let bestD = Infinity;
   for (const k of known) {

@@ -48,6 +48,9 @@ function gmemlab(args: readonly string[], cwd = ROOT, timeout = 60_000, probed =
     (args[0] === 'fuzz' && args.includes('--differential'));
   if (probed || compares) delete env['GMEMLAB_KERNEL'];
   else env['GMEMLAB_KERNEL'] = 'linux-6.18';
+  // Text output is pinned to a UTF-8 locale without colour (src/cli/output.ts decides both).
+  env['LC_ALL'] = 'C.UTF-8';
+  delete env['FORCE_COLOR'];
   const r = spawnSync(process.execPath, [MAIN, ...args], { cwd, env, encoding: 'utf8', timeout });
   if (r.error !== undefined) throw r.error;
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
@@ -306,23 +309,36 @@ describe('gmemlab replay', () => {
       'replay/a.jsonl',
       '{"op":"KVM_CREATE_VM","as":"vm"}\n{"op":"KVM_CREATE_GUEST_MEMFD","vm":"vm","size":4096,"as":"g"}\n',
     );
-    const b = put('replay/b.jsonl', '{"op":"fstat","fd":"g"}\n');
+    const b = put('replay/b.jsonl', '{"op":"KVM_CREATE_VM","as":"vm2"}\n{"op":"fstat","fd":"g"}\n');
     const r = gmemlab(['replay', a, b], tmp);
-    expectStatus(r, 0, 'replay a b');
-    assert.deepEqual(jsonLines(r.stdout), [
-      { ok: true },
-      { ok: true },
-      { ok: false, errno: 'EBADF' },
-    ]);
+    expectStatus(r, 2, 'replay a b');
+    // a ran; in b, "g" names nothing: no op of b creates it.
+    assert.deepEqual(jsonLines(r.stdout), [{ ok: true }, { ok: true }, { ok: true }]);
+    assert.match(
+      r.stderr,
+      /^gmemlab replay: replay\/b\.jsonl:2: fd: no earlier op creates a handle named "g"/,
+    );
   });
 
-  test('a handle that was never created is unbound (fd -1, address 0), not an input error', () => {
-    // trace-format.md: "A handle whose creating op failed, or that was never created, is unbound".
+  test('a handle name no earlier op creates is an input error; one whose creating op failed is unbound', () => {
+    const bad = put(
+      'replay/never.jsonl',
+      ['{"op":"KVM_CREATE_VM","as":"vm"}', '{"op":"fstat","fd":"vn"}'].join('\n'),
+    );
+    const r1 = gmemlab(['replay', bad], tmp);
+    expectStatus(r1, 2, 'replay never-created');
+    assert.match(
+      r1.stderr,
+      /replay\/never\.jsonl:2: fd: no earlier op creates a handle named "vn" \(did you mean "vm"\?\)/,
+    );
+    // trace-format.md: a handle whose creating op failed is unbound (fd -1, address 0).
     const f = put(
       'replay/unbound.jsonl',
       [
+        '{"op":"mmap","fd":null,"length":0,"prot":3,"flags":34,"as":"nosuch"}',
         '{"op":"peek","addr":"nosuch+8","len":4}',
-        '{"op":"fstat","fd":"nosuch"}',
+        '{"op":"KVM_CREATE_VM","type":99,"as":"novm"}',
+        '{"op":"fstat","fd":"novm"}',
         '{"op":"KVM_CREATE_GUEST_MEMFD","vm":"novm","size":4096,"as":"g"}',
         '{"op":"close","fd":"g"}',
       ].join('\n'),
@@ -330,14 +346,16 @@ describe('gmemlab replay', () => {
     const r = gmemlab(['replay', f], tmp);
     expectStatus(r, 0, 'replay unbound');
     assert.deepEqual(jsonLines(r.stdout), [
+      { ok: false, errno: 'EINVAL' },
       { ok: false, fault: 'SIGSEGV' },
+      { ok: false, errno: 'EINVAL' },
       { ok: false, errno: 'EBADF' },
       { ok: false, errno: 'EBADF' },
       { ok: false, errno: 'EBADF' },
     ]);
   });
 
-  test('malformed traces: exit 2, file:LINE: field: message on stderr, nothing run', () => {
+  test('malformed traces: exit 2, file:LINE: field: message on stderr, nothing after it runs', () => {
     const good = '{"op":"KVM_CREATE_VM","type":0,"as":"vm"}';
     const cases: Array<[string, string, RegExp]> = [
       ['bad JSON', '{"op": "KVM_CREATE_VM", ', /^gmemlab replay: bad\/bad-json\.jsonl:3: json: /],
@@ -385,7 +403,13 @@ describe('gmemlab replay', () => {
       const r = gmemlab(['replay', f], tmp);
       expectStatus(r, 2, what);
       assert.match(r.stderr, msg, what);
-      assert.equal(r.stdout, '', `${what}: no result line is printed for a malformed trace`);
+      // The trace streams: the op before the malformed line ran, nothing after it.
+      assert.deepEqual(jsonLines(r.stdout), [{ ok: true }], what);
+      assert.match(
+        r.stderr,
+        /the results of the 1 op\(s\) before line 3 were printed; nothing after it ran/,
+        what,
+      );
     }
   });
 
@@ -403,7 +427,9 @@ describe('gmemlab replay', () => {
     const r = gmemlab(['replay', f], tmp);
     expectStatus(r, 2, 'many errors');
     const errs = outLines(r.stderr);
-    assert.equal(errs.length, 4, r.stderr);
+    // Four errors, then the note that the op before the first one ran.
+    assert.equal(errs.length, 5, r.stderr);
+    assert.match(errs[4]!, /the results of the 1 op\(s\) before line 2 were printed/);
     assert.match(errs[0]!, /^gmemlab replay: bad\/many\.jsonl:2: json: /);
     assert.match(errs[1]!, /^bad\/many\.jsonl:3: op: unknown op "NOPE"$/);
     assert.match(errs[2]!, /^bad\/many\.jsonl:4: op: each line must be a JSON object$/);
@@ -511,8 +537,9 @@ describe('gmemlab run', () => {
     // Exits of KVM_RUN and "what changed" bullets.
     assert.match(out, /^ {9}exit LOAD gpa=0x80001000 → 5ec2e7ed$/m);
     assert.match(out, /^ {9}exit HLT$/m);
-    assert.match(out, /^ {9}• guest_memfd #\d+: zeroed 1 page on first use/m);
-    assert.match(out, /^ {9}• vm0: zapped \d+ pages? of stage-2 mappings/m);
+    // Objects by the scenario's handle names, the model's ids in parentheses.
+    assert.match(out, /^ {9}• gmem \(guest_memfd #\d+\): zeroed 1 page on first use/m);
+    assert.match(out, /^ {9}• vm \(vm0\): zapped \d+ pages? of stage-2 mappings/m);
     assert.ok(!out.includes('✗'), 'no failed expectation');
     const last = outLines(out).at(-1)!;
     const m =
@@ -652,11 +679,12 @@ describe('gmemlab check', () => {
     expectStatus(r, 0, 'check clean');
     assert.equal(
       r.stdout,
-      `check/short.jsonl: ${SHORT_LINUX.length} ops, ${INVARIANTS.length} invariants checked after each — no violation (linux-6.18)\n`,
+      `check/short.jsonl: ${SHORT_LINUX.length} ops, ${INVARIANTS.length} invariants checked after each — no violation (linux-6.18)\n` +
+        `1 file, ${SHORT_LINUX.length} ops, 0 violations (no file with violations)\n`,
     );
     const p = gmemlab(['check', '--kernel', 'linux-6.18-pvm', f], tmp);
     expectStatus(p, 0, 'check clean pvm');
-    assert.match(p.stdout, /no violation \(linux-6\.18-pvm\)\n$/);
+    assert.match(p.stdout, /no violation \(linux-6\.18-pvm\)\n1 file, /);
   });
 
   test('--mutant punch_no_zap on the demo: exit 1 naming the invariant, the op and the state', () => {
@@ -664,7 +692,7 @@ describe('gmemlab check', () => {
     expectStatus(r, 1, 'check mutant');
     assert.match(
       r.stdout,
-      /^examples\/demo\.yaml:\d+: VIOLATION stage2-coherent: vm0 gfn 0x[0-9a-f]+: .*stale after a hole punch/m,
+      /^examples\/demo\.yaml:\d+: VIOLATION stage2-coherent: vm \(vm0\) gfn 0x[0-9a-f]+: .*stale after a hole punch/m,
     );
     assert.match(r.stdout, /^ {2}broken by op \d+: \{"op":"fallocate","fd":"gmem","mode":3,/m);
     assert.match(r.stdout, /^ {2}result: \{"ok":true\}$/m);

@@ -45,6 +45,10 @@ const LINES: Record<OpName, string> = {
   poke: '{"op":"poke","addr":"m+0x10","hex":"deadbeef"}',
 };
 
+/** Lines that name no handle (raw fds), for tests of whole traces. */
+const RAW_FSTAT = '{"op":"fstat","fd":-1}';
+const RAW_CLOSE = '{"op":"close","fd":-1}';
+
 function parse(line: string, n = 1): TraceOp {
   return parseOpObject('t.jsonl', n, JSON.parse(line));
 }
@@ -76,7 +80,18 @@ describe('every op parses and round-trips through formatOp', () => {
   }
 
   test('a whole trace parses with one op per non-skipped line', () => {
-    const text = Object.values(LINES).join('\n');
+    // Ops that create handles come first: a reference must name a handle an earlier op creates.
+    const creates: OpName[] = [
+      'KVM_CREATE_VM',
+      'KVM_CREATE_GUEST_MEMFD',
+      'mmap',
+      'KVM_CREATE_VCPU',
+    ];
+    const order = [
+      ...creates,
+      ...(Object.keys(LINES) as OpName[]).filter((n) => !creates.includes(n)),
+    ];
+    const text = order.map((n) => LINES[n]).join('\n');
     const { ops, errors } = parseTrace(text);
     assert.deepEqual(errors, []);
     assert.equal(ops.length, Object.keys(LINES).length);
@@ -168,9 +183,9 @@ describe('field values and defaults', () => {
       '',
       '   ',
       '// another',
-      LINES.fstat,
+      RAW_FSTAT,
       '  # indented comment',
-      LINES.close,
+      RAW_CLOSE,
     ].join('\n');
     const { ops, errors } = parseTrace(text, 'x');
     assert.deepEqual(errors, []);
@@ -184,7 +199,7 @@ describe('field values and defaults', () => {
   });
 
   test('CRLF line endings are accepted', () => {
-    const { ops, errors } = parseTrace(`${LINES.fstat}\r\n${LINES.close}\r\n`);
+    const { ops, errors } = parseTrace(`${RAW_FSTAT}\r\n${RAW_CLOSE}\r\n`);
     assert.deepEqual(errors, []);
     assert.equal(ops.length, 2);
   });
@@ -198,7 +213,7 @@ describe('errors carry file:line and the field', () => {
     ['"text"', 'op'],
     ['{"op":"KVM_CREATE_GUEST_MEMFD","vm":"vm"}', 'size', /missing/],
     ['{"op":"KVM_CREATE_GUEST_MEMFD","vm":"vm","size":1.5}', 'size', /not an integer/],
-    ['{"op":"KVM_CREATE_GUEST_MEMFD","vm":"vm","size":"12k"}', 'size'],
+    ['{"op":"KVM_CREATE_GUEST_MEMFD","vm":"vm","size":"12q"}', 'size'],
     ['{"op":"KVM_CREATE_GUEST_MEMFD","vm":"vm","size":"0xZZ"}', 'size'],
     ['{"op":"KVM_CREATE_GUEST_MEMFD","vm":"vm","size":true}', 'size'],
     ['{"op":"KVM_CREATE_GUEST_MEMFD","vm":"vm","size":null}', 'size'],
@@ -266,7 +281,7 @@ describe('errors carry file:line and the field', () => {
   }
 
   test('every malformed line is reported (not only the first), valid lines still parse', () => {
-    const text = [LINES.fstat, '{"op":"nope"}', '# c', '{"op":"close"}', LINES.close].join('\n');
+    const text = [RAW_FSTAT, '{"op":"nope"}', '# c', '{"op":"close"}', RAW_CLOSE].join('\n');
     const { ops, errors } = parseTrace(text, 'multi.jsonl');
     assert.deepEqual(
       ops.map((o) => o.line),

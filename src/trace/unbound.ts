@@ -1,0 +1,36 @@
+/**
+ * A trace may only name handles that an earlier op creates. A shrinker that drops a creating op
+ * leaves references to a name nothing binds; by the handle rules such a name is unbound (an fd
+ * handle passes -1, a mapping handle address 0), so writing the raw value instead keeps every
+ * result the same and makes the trace valid input again.
+ */
+import { CREATES_FD } from './parse.js';
+import type { AddrArg, FdArg, TraceOp } from './types.js';
+
+const FD_FIELDS = ['fd', 'vm', 'vcpu', 'guest_memfd'] as const;
+const ADDR_FIELDS = ['addr', 'userspace_addr'] as const;
+
+export function rawForUnboundHandles(ops: readonly TraceOp[]): TraceOp[] {
+  const bound = new Map<string, 'fd' | 'map'>([['kvm', 'fd']]);
+  return ops.map((op) => {
+    let out: Record<string, unknown> | undefined;
+    const o = op as unknown as Record<string, FdArg | AddrArg | null | undefined>;
+    for (const k of FD_FIELDS) {
+      const v = o[k];
+      if (v?.kind === 'handle' && bound.get(v.name) !== 'fd') {
+        out ??= { ...op };
+        out[k] = { kind: 'raw', value: -1n } satisfies FdArg;
+      }
+    }
+    for (const k of ADDR_FIELDS) {
+      const v = o[k];
+      if (v?.kind === 'handle' && bound.get(v.name) !== 'map') {
+        out ??= { ...op };
+        out[k] = { kind: 'raw', value: (v as { offset: bigint }).offset } satisfies AddrArg;
+      }
+    }
+    if (op.as !== undefined && (CREATES_FD.has(op.op) || op.op === 'mmap'))
+      bound.set(op.as, op.op === 'mmap' ? 'map' : 'fd');
+    return (out ?? op) as TraceOp;
+  });
+}
