@@ -54,10 +54,13 @@ function subjects(): { list: Subject[]; skipped?: string } {
   return { list };
 }
 
+const MMAP = { op: 'mmap', fd: null, length: BIG + 8192, prot: 3, flags: 0x22, as: 'm' };
+
+/** One op, parsed after the mmap that creates `m` (the parser checks handle names). */
 function op(o: object): TraceOp {
-  const { ops, errors } = parseTrace(JSON.stringify(o), 'bench');
+  const { ops, errors } = parseTrace([MMAP, o].map((x) => JSON.stringify(x)).join('\n'), 'bench');
   if (errors.length > 0) throw new Error(`bench setup: ${errors[0]!.message}`);
-  return ops[0]!;
+  return ops[1]!;
 }
 const peekOp = (off: number, len: number): TraceOp => op({ op: 'peek', addr: `m+${off}`, len });
 function pokeOp(off: number, bytes: Uint8Array): TraceOp {
@@ -73,10 +76,7 @@ function pattern(n: number): Uint8Array {
 /** Begin a trace on `b` with the 16 MiB mapping `m` filled; returns the handle table. */
 function setup(b: Backend): HandleTable {
   const t = new HandleTable(b.begin());
-  const steps = [
-    op({ op: 'mmap', fd: null, length: BIG + 8192, prot: 3, flags: 0x22, as: 'm' }),
-    pokeOp(0, pattern(BIG)),
-  ];
+  const steps = [parseTrace(JSON.stringify(MMAP), 'bench').ops[0]!, pokeOp(0, pattern(BIG))];
   for (const s of steps) {
     const r = stepTrace(s, b, t);
     if (!r.ok) throw new Error(`bench setup: ${formatResult(r)}`);
