@@ -22,6 +22,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchAttributes } from './attributes.bench.js';
 import { benchBigGuest } from './big_guest.bench.js';
+import { benchBigIo } from './big_io.bench.js';
 import { formatTop, topLines, topSelfTime } from './cpuprof.js';
 import { benchFaults } from './faults.bench.js';
 import { benchFfi } from './ffi.bench.js';
@@ -62,6 +63,10 @@ const GROUPS: Record<string, { what: string; run: () => BenchRow[] | Promise<Ben
   ffi: {
     what: 'koffi FFI cost per ioctl/fallocate vs a C program (target within 2x; needs /dev/kvm, cc)',
     run: () => benchFfi(),
+  },
+  bigio: {
+    what: '16 MiB peek/poke vs smaller ones (target within 1.5x per byte) and peak memory (< 8x)',
+    run: () => benchBigIo(),
   },
   differential: {
     what: 'differential fuzzing ops compared per second, model vs /dev/kvm (target >= 2,000/s)',

@@ -56,10 +56,39 @@ export function formatResult(r: ResultLine): string {
   return JSON.stringify(resultToJson(r));
 }
 
+const HEX_DIGITS = '0123456789abcdef';
+/** The two lowercase hex digits of each byte value, as strings (short inputs) ... */
+const HEX_PAIRS: readonly string[] = Array.from(
+  { length: 256 },
+  (_, v) => HEX_DIGITS[v >> 4]! + HEX_DIGITS[v & 15]!,
+);
+/** ... and as ASCII codes (long inputs), high digit first. */
+const HEX_HI = Uint8Array.from({ length: 256 }, (_, v) => HEX_DIGITS.charCodeAt(v >> 4));
+const HEX_LO = Uint8Array.from({ length: 256 }, (_, v) => HEX_DIGITS.charCodeAt(v & 15));
+/** Below this many bytes concatenating pairs is cheaper than a TextDecoder call. */
+const HEX_SHORT = 64;
+/** The WHATWG decoder (a JavaScript global, not a Node API); hex digits are ASCII. */
+const asciiDecoder = new TextDecoder();
+
+/**
+ * Lowercase hex of `b` in memory order. Long inputs are written as ASCII codes into one
+ * Uint8Array and decoded once, so a 16 MiB read costs one 32 MiB buffer and one flat string
+ * (per-byte string concatenation built a rope of 16 M nodes: seconds and a gigabyte).
+ */
 export function bytesToHex(b: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < b.length; i++) s += (b[i]! < 16 ? '0' : '') + b[i]!.toString(16);
-  return s;
+  const n = b.length;
+  if (n < HEX_SHORT) {
+    let s = '';
+    for (let i = 0; i < n; i++) s += HEX_PAIRS[b[i]!]!;
+    return s;
+  }
+  const ascii = new Uint8Array(2 * n);
+  for (let i = 0, j = 0; i < n; i++, j += 2) {
+    const v = b[i]!;
+    ascii[j] = HEX_HI[v]!;
+    ascii[j + 1] = HEX_LO[v]!;
+  }
+  return asciiDecoder.decode(ascii);
 }
 
 function fdToJson(f: FdArg): string | number {

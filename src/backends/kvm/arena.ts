@@ -105,7 +105,8 @@ class Arena {
   }
 
   acquire(): void {
-    if (this.refs++ === 0) this.reserveAll();
+    if (this.refs === 0) this.reserveAll();
+    this.refs++;
   }
 
   release(): void {
@@ -136,6 +137,8 @@ class Arena {
           raced = true;
           break;
         }
+        // Undo the pieces reserved so far (openKvmBackend() reports the backend unavailable).
+        for (const piece of ours.list) c.munmap(piece.s, piece.e - piece.s);
         throw new Error(
           `cannot reserve the trace arena at 0x${gap.s.toString(16)}: errno ${r.errno}`,
         );

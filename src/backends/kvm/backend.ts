@@ -40,8 +40,9 @@ import {
   cU64,
   libc,
   MAP_FAILED,
+  type SysResult,
 } from './libc.js';
-import { isGuardPage, mappingAt, readMaps } from './maps.js';
+import { ProcFiles, mappingAt } from './maps.js';
 import {
   PAGE,
   addrOf,
@@ -90,10 +91,14 @@ const MAP_FIXED = 0x10;
 const MAP_TYPE = 0x0f;
 const MAP_SHARED_VALIDATE = 0x03;
 
-/** Largest peek / pread result the backend turns into hex. */
+/** Largest peek / pread result the backend turns into hex (the parser's limit). */
 const MAX_READ_BYTES = 16n << 20n;
-/** pread counts up to this use a Node buffer; larger ones a NORESERVE anonymous mapping. */
-const PREAD_BUFFER_MAX = 1n << 20n;
+/**
+ * Bytes a peek / poke moves through the pipe per write/read pair: the default pipe capacity
+ * (PIPE_DEF_BUFFERS pages), so one pair moves up to 16 pages.
+ */
+const PIPE_CHUNK = 16 * 4096;
+const U64_MAX = 0xffff_ffff_ffff_ffffn;
 
 /** KVM_RUN loop bounds. */
 const RUN_TIMEOUT_MS = 2000;
@@ -115,7 +120,6 @@ type VmInfo = {
   fd: number;
   hadVcpu: boolean;
   codeSlot: boolean;
-  codePage: bigint | undefined;
 };
 
 type VcpuInfo = {
@@ -127,15 +131,30 @@ type VcpuInfo = {
 
 type Mapping = { readonly addr: bigint; readonly len: bigint };
 
+/**
+ * What the backend itself needs to run any op, acquired in begin() before the first op, so a
+ * trace that uses up the process's descriptors or address space cannot starve the backend.
+ */
+type Machinery = {
+  /** The pipe peek / poke copy through (O_NONBLOCK): read end, write end. */
+  readonly pipe: readonly [number, number];
+  /** /proc/self/maps and /proc/self/pagemap, held open. */
+  readonly proc: ProcFiles;
+  /** The guest code page (one anonymous page): every VM's slot 32763 maps it. */
+  readonly codePage: bigint;
+  /** MAX_READ_BYTES of NORESERVE anonymous memory that pread reads into. */
+  readonly scratch: bigint;
+};
+
 type TraceState = {
   kvmFd: number;
   readonly owned: Set<number>;
   readonly vms: Map<number, VmInfo>;
   readonly vcpus: Map<number, VcpuInfo>;
-  /** Backend-owned mappings (kvm_run areas, code pages, scratch buffers), kernel-chosen addresses. */
+  /** Backend-owned mappings (kvm_run areas, code page, pread scratch), kernel-chosen addresses. */
   readonly internal: Mapping[];
   cursor: bigint;
-  pipe: [number, number] | undefined;
+  readonly m: Machinery;
 };
 
 const FLAT_CODE: Segment = {
@@ -206,20 +225,60 @@ export class KvmBackend implements Backend {
       throw new Error(
         'KvmBackend: another KvmBackend in this process has a trace in progress (the arena is per process)',
       );
+    // Read once now (it opens /proc/cpuinfo); fault classification needs it mid-trace.
+    hostHasPku();
+    const internal: Mapping[] = [];
+    const kvm = this.c.open('/dev/kvm', O_RDWR | O_CLOEXEC);
+    if (kvm.ret < 0) this.setupFailed('open /dev/kvm', kvm.errno, internal);
+    const m = this.acquireMachinery(internal, kvm.ret);
     arena.owner = this;
-    const r = this.c.open('/dev/kvm', O_RDWR | O_CLOEXEC);
-    const kvmFd = r.ret;
     this.t = {
-      kvmFd,
-      owned: new Set(),
+      kvmFd: kvm.ret,
+      owned: new Set([kvm.ret]),
       vms: new Map(),
       vcpus: new Map(),
-      internal: [],
+      internal,
       cursor: MMAP_ARENA_BASE,
-      pipe: undefined,
+      m,
     };
-    if (kvmFd >= 0) this.t.owned.add(kvmFd);
-    return kvmFd;
+    return kvm.ret;
+  }
+
+  /** The pipe, the /proc files, the code page and the pread scratch; a failure is a refusal. */
+  private acquireMachinery(internal: Mapping[], kvmFd: number): Machinery {
+    const c = this.c;
+    const fds = [kvmFd];
+    const p = c.pipe2(O_NONBLOCK | O_CLOEXEC);
+    if (p.errno !== 0) this.setupFailed('pipe2', p.errno, internal, fds);
+    fds.push(...p.ret);
+    const proc = ProcFiles.open();
+    if (!(proc instanceof ProcFiles))
+      this.setupFailed(`open ${proc.path}`, proc.errno, internal, fds);
+    const anon = (len: bigint, extra: number): SysResult<bigint> =>
+      c.mmap(0n, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | extra, -1, 0n);
+    const code = anon(PAGE, 0);
+    if (code.ret === MAP_FAILED) {
+      proc.close();
+      this.setupFailed('mmap of the code page', code.errno, internal, fds);
+    }
+    internal.push({ addr: code.ret, len: PAGE });
+    // NORESERVE: no commit charge; only the pages a pread fills are ever allocated.
+    const scratch = anon(MAX_READ_BYTES, MAP_NORESERVE);
+    if (scratch.ret === MAP_FAILED) {
+      proc.close();
+      this.setupFailed('mmap of the pread buffer', scratch.errno, internal, fds);
+    }
+    internal.push({ addr: scratch.ret, len: MAX_READ_BYTES });
+    return { pipe: [p.ret[0], p.ret[1]], proc, codePage: code.ret, scratch: scratch.ret };
+  }
+
+  /** Release what begin() acquired so far and refuse the trace (EMFILE, ENFILE, ENOMEM, ...). */
+  private setupFailed(what: string, errno: number, internal: Mapping[], fds: number[] = []): never {
+    for (const m of internal) this.c.munmap(m.addr, m.len);
+    for (const fd of fds) this.c.close(fd);
+    throw new BackendRefusal(
+      `the real backend cannot start the trace: ${what} failed with ${errnoName(errno)}`,
+    );
   }
 
   end(): void {
@@ -231,10 +290,9 @@ export class KvmBackend implements Backend {
     arena.traceMapped.clear();
     arena.restore(traceMaps);
     for (const fd of t.owned) this.c.close(fd);
-    if (t.pipe !== undefined) {
-      this.c.close(t.pipe[0]);
-      this.c.close(t.pipe[1]);
-    }
+    this.c.close(t.m.pipe[0]);
+    this.c.close(t.m.pipe[1]);
+    t.m.proc.close();
     this.t = undefined;
     if (arena.owner === this) arena.owner = undefined;
   }
@@ -285,7 +343,7 @@ export class KvmBackend implements Backend {
       cursor: t.cursor,
       foreign: arena.foreign,
       traceMapped: arena.traceMapped.list,
-      maps: readMaps,
+      maps: () => t.m.proc.maps(),
       fileSize: (f) => {
         const fd = this.fileFd(f);
         if (fd < 0) return undefined;
@@ -310,7 +368,7 @@ export class KvmBackend implements Backend {
         const r = c.ioctlInt(this.ioctlFd(op.fd), KVM_IOCTL.KVM_CREATE_VM, op.type);
         if (r.ret < 0) return out(fail(r.errno));
         t.owned.add(r.ret);
-        t.vms.set(r.ret, { fd: r.ret, hadVcpu: false, codeSlot: false, codePage: undefined });
+        t.vms.set(r.ret, { fd: r.ret, hadVcpu: false, codeSlot: false });
         return out(ok(), { createdFd: r.ret });
       }
       case 'KVM_CHECK_EXTENSION': {
@@ -410,12 +468,14 @@ export class KvmBackend implements Backend {
     if (r.ret < 0) return out(fail(r.errno));
     const fd = r.ret;
     t.owned.add(fd);
-    const vm = t.vms.get(vmFd) ?? { fd: -1, hadVcpu: false, codeSlot: false, codePage: undefined };
+    const vm = t.vms.get(vmFd) ?? { fd: -1, hadVcpu: false, codeSlot: false };
     const len = BigInt(this.vcpuMmapSize);
     const m = this.c.mmap(0n, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0n);
+    // The vCPU exists (its fd is owned and closed at end()); without its kvm_run page the backend
+    // cannot run it, which no result line can say (ENOMEM at vm.max_map_count, say).
     if (m.ret === MAP_FAILED)
-      throw new Error(
-        `KvmBackend: cannot mmap the kvm_run area of vCPU fd ${fd}: errno ${errnoName(m.errno)}`,
+      throw new BackendRefusal(
+        `KVM_CREATE_VCPU: the real backend cannot map the new vCPU's kvm_run area (mmap failed with ${errnoName(m.errno)})`,
       );
     t.internal.push({ addr: m.ret, len });
     t.vcpus.set(fd, { fd, vm, run: m.ret, runSize: this.vcpuMmapSize });
@@ -426,23 +486,20 @@ export class KvmBackend implements Backend {
     return out(ok(), { createdFd: fd });
   }
 
-  /** Create memslot 32763 (GPA 0xFFFFF000, one anonymous page) if the VM lacks it. */
+  /**
+   * Create memslot 32763 (GPA 0xFFFFF000) on the trace's code page if the VM lacks it. All VMs
+   * share the page: each run writes its program there before its first KVM_RUN, and runs do not
+   * overlap.
+   */
   private ensureCodeSlot(vm: VmInfo): boolean {
     if (vm.codeSlot) return true;
     if (vm.fd < 0) return false;
-    if (vm.codePage === undefined) {
-      const m = this.c.mmap(0n, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0n);
-      if (m.ret === MAP_FAILED)
-        throw new Error(`KvmBackend: cannot allocate a code page: errno ${errnoName(m.errno)}`);
-      this.st.internal.push({ addr: m.ret, len: PAGE });
-      vm.codePage = m.ret;
-    }
     const region = packMemoryRegion({
       slot: BigInt(TRACE_CODE_SLOT),
       flags: 0n,
       guest_phys_addr: TRACE_CODE_GPA,
       memory_size: PAGE,
-      userspace_addr: vm.codePage,
+      userspace_addr: this.st.m.codePage,
     });
     vm.codeSlot = this.c.ioctlBuf(vm.fd, KVM_IOCTL.KVM_SET_USER_MEMORY_REGION, region).ret === 0;
     return vm.codeSlot;
@@ -508,7 +565,7 @@ export class KvmBackend implements Backend {
       return r.ret < 0 ? fail(r.errno, { exits: [] }) : ok({ exits: [] });
     }
     if (!this.ensureCodeSlot(vcpu.vm)) return { ok: false, errno: 'ENOEXEC', exits: [] };
-    const page = vcpu.vm.codePage!;
+    const page = this.st.m.codePage;
     const exits: Exit[] = [];
     let batch = 0;
     this.writeCode(page, prog.batches[0]!);
@@ -640,9 +697,12 @@ export class KvmBackend implements Backend {
       return out(fail(r.errno));
     }
     if (r.ret !== addr) {
+      // A kernel without MAP_FIXED_NOREPLACE (before 4.17) takes the address as a hint.
       this.c.munmap(r.ret, len);
       arena.restore(lifted);
-      throw new Error(`KvmBackend: mmap ignored MAP_FIXED_NOREPLACE (got 0x${r.ret.toString(16)})`);
+      throw new BackendRefusal(
+        `mmap: the kernel placed the mapping at 0x${r.ret.toString(16)}, not at the arena address 0x${addr.toString(16)} (no MAP_FIXED_NOREPLACE)`,
+      );
     }
     arena.traceMapped.add(addr, addr + rounded);
     t.cursor = nextArenaCursor(addr, rounded);
@@ -678,34 +738,16 @@ export class KvmBackend implements Backend {
     return r.ret < 0 ? fail(r.errno) : ok();
   }
 
+  /** pread(2) into the trace's scratch buffer (never the Node heap: the kernel writes there). */
   private pread(fd: number, len: bigint, off: bigint): ResultLine {
-    const c = this.c;
-    if (len <= PREAD_BUFFER_MAX) {
-      const b = Buffer.alloc(Number(len));
-      const r = c.pread(fd, b, len, off);
-      return r.ret < 0n ? fail(r.errno) : ok({ value: bytesToHex(b.subarray(0, Number(r.ret))) });
-    }
-    // A huge count: give the kernel a real buffer of that size (lazily allocated, never charged).
-    const m = c.mmap(
-      0n,
-      len,
-      PROT_READ | PROT_WRITE,
-      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-      -1,
-      0n,
-    );
-    const base = m.ret === MAP_FAILED ? 0n : m.ret;
-    try {
-      const r = c.preadAt(fd, base, len, off);
-      if (r.ret < 0n) return fail(r.errno);
-      if (r.ret > MAX_READ_BYTES)
-        throw new BackendRefusal(`pread returned ${r.ret} bytes; too large to report`);
-      const b = Buffer.alloc(Number(r.ret));
-      if (b.length > 0) c.copyOut(b, base);
-      return ok({ value: bytesToHex(b) });
-    } finally {
-      if (m.ret !== MAP_FAILED) c.munmap(m.ret, len);
-    }
+    if (len > MAX_READ_BYTES)
+      throw new BackendRefusal(`pread of ${len} bytes: too large to report`);
+    const scratch = this.st.m.scratch;
+    const r = this.c.preadAt(fd, scratch, len, off);
+    if (r.ret < 0n) return fail(r.errno);
+    const b = Buffer.allocUnsafe(Number(r.ret));
+    if (b.length > 0) this.c.copyOut(b, scratch);
+    return ok({ value: bytesToHex(b) });
   }
 
   private close(fd: number): ResultLine {
@@ -726,24 +768,23 @@ export class KvmBackend implements Backend {
   // -------------------------------------------------------------------------------------------
   // peek / poke through the kernel's user-copy path (faults become EFAULT, never signals)
 
-  private pipe(): [number, number] {
-    const t = this.st;
-    if (t.pipe === undefined) {
-      const r = this.c.pipe2(O_NONBLOCK | O_CLOEXEC);
-      if (r.errno !== 0) throw new Error(`KvmBackend: pipe2 failed: ${errnoName(r.errno)}`);
-      t.pipe = r.ret;
-    }
-    return t.pipe;
+  private readonly drainBuf = Buffer.alloc(PIPE_CHUNK);
+
+  /** Empty the pipe (after an op, or after a transfer that left bytes in it). */
+  private drain(rfd: number): void {
+    while (this.c.read(rfd, this.drainBuf, this.drainBuf.length).ret > 0n);
   }
 
-  private drain(rfd: number): void {
-    const b = Buffer.alloc(65536);
-    while (this.c.read(rfd, b, b.length).ret > 0n);
+  /** A pipe error other than a fault: the backend's own copy failed, which no result can say. */
+  private pipeFailed(op: 'peek' | 'poke', call: string, errno: number): never {
+    throw new BackendRefusal(
+      `${op}: the real backend's pipe ${call} failed with ${errnoName(errno)}; the access could not be made`,
+    );
   }
 
   /** Which signal a CPU access to the faulting page would raise, from the kernel's own view. */
   private classifyFault(page: bigint, need: 'r' | 'w'): 'SIGSEGV' | 'SIGBUS' {
-    const m = mappingAt(page);
+    const m = mappingAt(page, this.st.m.proc.maps());
     if (m === undefined) return 'SIGSEGV';
     // x86 access_error(): a write needs VM_WRITE; a read is allowed on any accessible VMA (read,
     // write or exec permission), except an execute-only one on a host with protection keys, where
@@ -751,72 +792,100 @@ export class KvmBackend implements Backend {
     const p = m.perms;
     const readable = p.includes('r') || p.includes('w') || (p.includes('x') && !hostHasPku());
     if (need === 'w' ? !p.includes('w') : !readable) return 'SIGSEGV';
-    if (isGuardPage(page)) return 'SIGSEGV';
+    if (this.st.m.proc.isGuardPage(page)) return 'SIGSEGV';
     return 'SIGBUS';
   }
 
+  /**
+   * Bytes of the next pipe transfer at `a`. A transfer starting inside a page stops at its end,
+   * so after it every transfer starts on a page boundary and each pipe buffer (one page, filled
+   * from the start by pipe_write() / drained by pipe_read()) covers exactly one page of the
+   * trace's memory: a fault then ends the transfer exactly at the faulting page. `careful`
+   * transfers stay within one page, so an EFAULT names that page; they follow any transfer that
+   * came up short or failed as a whole (import_ubuf() rejects a range crossing TASK_SIZE before
+   * copying anything).
+   */
+  private static step(a: bigint, left: number, careful: boolean): number {
+    const off = Number(a & (PAGE - 1n));
+    return Math.min(left, careful || off !== 0 ? Number(PAGE) - off : PIPE_CHUNK);
+  }
+
+  /**
+   * A CPU load of [addr, addr+len) made by the kernel instead: write(2) from that memory into
+   * the pipe (copy_from_user() in pipe_write(): a fault is EFAULT or a short count, never a
+   * signal), then read(2) the bytes back into the result.
+   */
   private peek(addr: bigint, len: bigint): ResultLine {
     if (len === 0n) return ok({ value: '' });
-    const [rfd, wfd] = this.pipe();
-    const parts: Buffer[] = [];
-    let done = 0n;
+    if (len > MAX_READ_BYTES) throw new BackendRefusal(`peek of ${len} bytes: too large to report`);
+    const [rfd, wfd] = this.st.m.pipe;
+    const n = Number(len);
+    // Every byte is written before the result is built; a faulting peek returns no data.
+    const data = Buffer.allocUnsafe(n);
+    let done = 0;
+    let careful = false;
     try {
-      while (done < len) {
-        const a = addr + done;
-        if (a > 0xffff_ffff_ffff_ffffn) return { ok: false, fault: 'SIGSEGV' };
-        const n = Number(minBig(len - done, ceilPage(a + 1n) - a));
-        const w = this.c.writeFrom(wfd, a, n);
+      while (done < n) {
+        const a = addr + BigInt(done);
+        if (a > U64_MAX) return { ok: false, fault: 'SIGSEGV' };
+        const want = KvmBackend.step(a, n - done, careful);
+        const w = this.c.writeFrom(wfd, a, want);
         if (w.ret < 0n) {
-          if (w.errno !== EFAULT)
-            throw new Error(`KvmBackend: peek pipe write failed: ${errnoName(w.errno)}`);
-          return { ok: false, fault: this.classifyFault(floorPage(a), 'r') };
+          if (w.errno !== EFAULT) this.pipeFailed('peek', 'write', w.errno);
+          if (careful) return { ok: false, fault: this.classifyFault(floorPage(a), 'r') };
+          careful = true;
+          continue;
         }
         const got = Number(w.ret);
-        const b = Buffer.alloc(got);
-        const rr = this.c.read(rfd, b, got);
-        if (rr.ret !== BigInt(got)) throw new Error('KvmBackend: peek pipe read came up short');
-        parts.push(b);
-        done += BigInt(got);
-        if (done > MAX_READ_BYTES)
-          throw new BackendRefusal(`peek of ${len} bytes: too large to report`);
-        if (got < n) return { ok: false, fault: this.classifyFault(floorPage(addr + done), 'r') };
+        if (got === 0) this.pipeFailed('peek', 'write', 0);
+        const rr = this.c.read(rfd, data.subarray(done, done + got), got);
+        if (rr.ret !== BigInt(got)) this.pipeFailed('peek', 'read', rr.errno);
+        done += got;
+        careful = got < want;
       }
-      return ok({ value: bytesToHex(Buffer.concat(parts)) });
+      return ok({ value: bytesToHex(data) });
     } finally {
       this.drain(rfd);
     }
   }
 
+  /**
+   * A CPU store made by the kernel instead: write(2) the bytes into the pipe, then read(2) them
+   * into [addr, addr+len) (copy_to_user() in pipe_read()). pipe_read() counts only whole pipe
+   * buffers it copied, and leaves the rest in the pipe: a transfer that stops early is followed
+   * by draining the pipe, so the next one starts from the trace's bytes at the right offset.
+   */
   private poke(addr: bigint, bytes: Uint8Array): ResultLine {
-    const len = BigInt(bytes.length);
-    if (len === 0n) return ok();
-    const [rfd, wfd] = this.pipe();
-    const src = Buffer.from(bytes);
+    const n = bytes.length;
+    if (n === 0) return ok();
+    const [rfd, wfd] = this.st.m.pipe;
+    const src = Buffer.from(bytes.buffer, bytes.byteOffset, n);
     let done = 0;
+    let careful = false;
     try {
-      while (done < bytes.length) {
+      while (done < n) {
         const a = addr + BigInt(done);
-        if (a > 0xffff_ffff_ffff_ffffn) return { ok: false, fault: 'SIGSEGV' };
-        const n = Number(minBig(BigInt(bytes.length - done), ceilPage(a + 1n) - a));
-        const w = this.c.write(wfd, src.subarray(done, done + n), n);
-        if (w.ret !== BigInt(n)) throw new Error('KvmBackend: poke pipe write came up short');
-        const r = this.c.readTo(rfd, a, n);
-        if (r.ret < 0n) {
-          if (r.errno !== EFAULT)
-            throw new Error(`KvmBackend: poke pipe read failed: ${errnoName(r.errno)}`);
-          return { ok: false, fault: this.classifyFault(floorPage(a), 'w') };
+        if (a > U64_MAX) return { ok: false, fault: 'SIGSEGV' };
+        const want = KvmBackend.step(a, n - done, careful);
+        const w = this.c.write(wfd, src.subarray(done, done + want), want);
+        if (w.ret <= 0n) this.pipeFailed('poke', 'write', w.errno);
+        const put = Number(w.ret);
+        const r = this.c.readTo(rfd, a, put);
+        if (r.ret < 0n && r.errno !== EFAULT) this.pipeFailed('poke', 'read', r.errno);
+        const got = r.ret < 0n ? 0 : Number(r.ret);
+        done += got;
+        if (got === put) {
+          careful = false;
+          continue;
         }
-        done += Number(r.ret);
-        if (Number(r.ret) < n)
-          return { ok: false, fault: this.classifyFault(floorPage(addr + BigInt(done)), 'w') };
+        this.drain(rfd);
+        if (got === 0 && careful)
+          return { ok: false, fault: this.classifyFault(floorPage(a), 'w') };
+        careful = true;
       }
       return ok();
     } finally {
       this.drain(rfd);
     }
   }
-}
-
-function minBig(a: bigint, b: bigint): bigint {
-  return a < b ? a : b;
 }

@@ -25,17 +25,25 @@ function intFrom(path: string, fallback: number): number {
   return Number.isSafeInteger(v) && v >= 0 ? v : fallback;
 }
 
-function cpuFlags(): Set<string> {
-  const m = /^flags\s*:(.*)$/m.exec(read('/proc/cpuinfo') ?? '');
+/** The CPU flags of /proc/cpuinfo, or undefined when it cannot be read (EMFILE, say). */
+function cpuFlags(): Set<string> | undefined {
+  const text = read('/proc/cpuinfo');
+  if (text === undefined) return undefined;
+  const m = /^flags\s*:(.*)$/m.exec(text);
   return new Set(m === null ? [] : m[1]!.trim().split(/\s+/));
 }
 
 let pkuCache: boolean | undefined;
 
-/** Whether execute-only mappings carry a protection key here (cpuinfo `ospke`), read once. */
+/**
+ * Whether execute-only mappings carry a protection key here (cpuinfo `ospke`), read once; a
+ * failed read answers false without being remembered, so the next call reads again.
+ */
 export function hostHasPku(): boolean {
-  pkuCache ??= cpuFlags().has('ospke');
-  return pkuCache;
+  if (pkuCache !== undefined) return pkuCache;
+  const flags = cpuFlags();
+  if (flags !== undefined) pkuCache = flags.has('ospke');
+  return flags?.has('ospke') ?? false;
 }
 
 /** ADDR_NO_RANDOMIZE in the process personality (setarch -R). */

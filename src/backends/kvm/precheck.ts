@@ -26,8 +26,8 @@
  * allocated or not); precheck applies them unchanged, so it refuses exactly what the backend does.
  *
  * Not decidable up front, left to the run-time checks (which stay in KvmBackend.exec()): mappings
- * the process makes after the precheck (V8 growth, the backend's own kvm_run areas and code pages
- * at kernel-chosen addresses outside the arena) and arena pieces that become foreign while the
+ * the process makes after the precheck (V8 growth, the backend's own kvm_run areas, code page and
+ * pread buffer at kernel-chosen addresses outside the arena) and arena pieces that become foreign while the
  * trace runs. No trace can name such addresses deliberately, but a wide raw range may hit one.
  */
 import { nextArenaCursor, MMAP_ARENA_BASE, MMAP_ARENA_END } from '../../core/host_layout.js';

@@ -93,7 +93,7 @@ export function slotRejectedEarly(
  * The safety rule for an address range [start, end) an op would hand to the kernel: the reason
  * to refuse it when it could touch the backend process's own memory, else undefined. Ranges inside
  * the arena are the trace's, except its foreign parts; outside the arena every mapping is the
- * process's own (Node, V8, libc, and the backend's kvm_run areas and code pages).
+ * process's own (Node, V8, libc, and the backend's kvm_run areas, code page and pread buffer).
  */
 export function rangeRefusal(
   start: bigint,
