@@ -306,8 +306,8 @@ describe('trace level: closed and unbound handles pass -1', () => {
       '{"op":"KVM_CREATE_VM","as":"vm2"}',
       '{"op":"mmap","fd":null,"length":0,"prot":3,"flags":2,"as":"m"}',
       '{"op":"peek","addr":"m","len":1}',
-      '{"op":"fstat","fd":"never"}',
-      '{"op":"KVM_PRE_FAULT_MEMORY","vcpu":"nope","gpa":4096,"size":4096}',
+      '{"op":"fstat","fd":"vm"}',
+      '{"op":"KVM_PRE_FAULT_MEMORY","vcpu":"vm","gpa":4096,"size":4096}',
     ]);
     assert.deepEqual(out, [
       { ok: false, errno: 'EINVAL' },
