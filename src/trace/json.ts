@@ -151,17 +151,17 @@ class Parser {
   string(): string {
     const s = this.s;
     const start = ++this.i;
-    // Fast path: no escapes.
-    let i = start;
-    for (;;) {
-      const c = s.charCodeAt(i);
-      if (c === 0x22) {
-        this.i = i + 1;
-        return s.slice(start, i);
+    // Fast path: up to the next quote, when there is no escape or control character before it
+    // (one native scan, even for a 32 MiB hex string).
+    const q = s.indexOf('"', start);
+    if (q >= 0) {
+      const chunk = s.slice(start, q);
+      if (!SPECIAL.test(chunk)) {
+        this.i = q + 1;
+        return chunk;
       }
-      if (c === 0x5c || c < 0x20 || Number.isNaN(c)) break;
-      i++;
     }
+    let i = start;
     let out = s.slice(start, i);
     for (;;) {
       if (i >= s.length) this.fail('unterminated string', start - 1);
@@ -224,6 +224,9 @@ class Parser {
     return BigInt(t);
   }
 }
+
+/** Characters that a JSON string must escape, or that start an escape. */
+const SPECIAL = /[\\\u0000-\u001f]/;
 
 /** A JSON number: groups are the fraction and the exponent. */
 const NUMBER = /^-?\d+(\.\d+)?([eE][+-]?\d+)?/;
