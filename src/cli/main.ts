@@ -1,151 +1,23 @@
 #!/usr/bin/env node
 /**
- * gmemlab command-line interface: a thin shell over the pure core and the backends.
- * Exit codes: 0 ok, 1 a check failed (diff disagreement, scenario expectation, invariant
- * violation), 2 usage or input error.
+ * gmemlab's entry point. It imports nothing statically, so that a failure to load the CLI itself
+ * (no file descriptors left while Node reads the modules) is reported in one line, not as an
+ * uncaught exception; then it runs the CLI (cli.ts).
  */
-import { UsageError } from './args.js';
-import {
-  EXIT_CHECK_FAILED,
-  EXIT_USAGE,
-  InputError,
-  OutputClosed,
-  OutputFailed,
-  StdoutWriter,
-} from './io.js';
-
-type Main = (argv: readonly string[], out: (s: string) => void) => Promise<number>;
-
-// Each command's module is loaded when it runs: a command starts without loading the others
-// (the YAML parser, the fuzzers, the kvm backend), so a replay's first result comes sooner.
-const runMain: Main = async (a, o) => (await import('./run.js')).runMain(a, o);
-const replayMain: Main = async (a, o) => (await import('./replay.js')).replayMain(a, o);
-const checkMain: Main = async (a, o) => (await import('./check.js')).checkMain(a, o);
-const diffMain: Main = async (a, o) => (await import('./diff.js')).diffMain(a, o);
-const fuzzMain: Main = async (a, o) => (await import('./fuzz.js')).fuzzMain(a, o);
-const probeMain: Main = async (a, o) => (await import('./probe.js')).probeMain(a, o);
-const conformanceMain: Main = async (a, o) =>
-  (await import('./conformance.js')).conformanceMain(a, o);
-
-type Command = {
-  readonly summary: string;
-  readonly run: Main;
-};
-
-const COMMANDS: Record<string, Command> = {
-  run: { summary: 'run a scenario (YAML) and print a readable timeline with checks', run: runMain },
-  replay: {
-    summary: 'run a trace on the model (or --backend kvm) and print result lines',
-    run: replayMain,
-  },
-  check: {
-    summary: 'run a trace/scenario with every security invariant checked after every op',
-    run: checkMain,
-  },
-  diff: {
-    summary: 'run traces on the model and on /dev/kvm and print every disagreement',
-    run: diffMain,
-  },
-  fuzz: {
-    summary: 'fuzz: --differential compares the model with /dev/kvm on random traces',
-    run: fuzzMain,
-  },
-  probe: {
-    summary:
-      "read this machine's kernel and host facts, name the matching profile, or save them as one",
-    run: probeMain,
-  },
-  conformance: {
-    summary: 'check the model (or this kernel) against results recorded on /dev/kvm',
-    run: conformanceMain,
-  },
-};
-
-export function mainHelp(): string {
-  const lines = Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(12)} ${c.summary}`);
-  return `usage: gmemlab COMMAND [options]   (gmemlab COMMAND --help for details)
-
-gmemlab is an executable model of Linux KVM guest private memory (guest_memfd).
-
-commands:
-${lines.join('\n')}
-
-Exit codes: 0 ok, 1 a check failed, 2 usage or input error.`;
-}
-
-const stdout = new StdoutWriter();
-
-export async function main(argv: readonly string[]): Promise<number> {
-  const out = (s: string): void => stdout.write(s);
-  try {
-    const code = await dispatch(argv, out);
-    stdout.flush();
-    return code;
-  } catch (e) {
-    // A closed pipe (gmemlab ... | head) ends the command quietly; other write errors are named.
-    if (e instanceof OutputClosed) return 0;
-    if (e instanceof OutputFailed) {
-      process.stderr.write(`gmemlab: ${e.message}\n`);
-      return EXIT_USAGE;
+import('./resources.js')
+  .then(async (r) => {
+    try {
+      (await import('./cli.js')).start();
+    } catch (e) {
+      if (!r.reportResourceError(e)) throw e;
     }
-    throw e;
-  }
-}
-
-async function dispatch(argv: readonly string[], out: (s: string) => void): Promise<number> {
-  const [cmd, ...rest] = argv;
-  if (cmd === undefined) {
-    process.stderr.write(`${mainHelp()}\n`);
-    return EXIT_USAGE;
-  }
-  if (cmd === '--help' || cmd === '-h' || cmd === 'help') {
-    out(mainHelp());
-    return 0;
-  }
-  if (cmd === '--version') {
-    out('gmemlab 0.1.0');
-    return 0;
-  }
-  const c = COMMANDS[cmd];
-  if (c === undefined) {
-    process.stderr.write(`gmemlab: unknown command "${cmd}"\n\n${mainHelp()}\n`);
-    return EXIT_USAGE;
-  }
-  try {
-    return await c.run(rest, out);
-  } catch (e) {
-    if (e instanceof UsageError) {
-      process.stderr.write(`gmemlab ${cmd}: ${e.message}\n(see gmemlab ${cmd} --help)\n`);
-      return EXIT_USAGE;
-    }
-    if (e instanceof InputError) {
-      stdout.flush();
-      process.stderr.write(`gmemlab ${cmd}: ${e.message}\n`);
-      return EXIT_USAGE;
-    }
-    throw e;
-  }
-}
-
-void EXIT_CHECK_FAILED;
-// Standard error is written with process.stderr (progress lines): a closed or failing stderr
-// is ignored, there is nowhere left to report it.
-process.stderr.on('error', () => undefined);
-process.stdout.on('error', () => undefined);
-// Whatever a command printed reaches standard output even if it ends the process itself.
-process.on('exit', () => {
-  try {
-    stdout.flush();
-  } catch {
-    // reported (or quiet, for EPIPE) where the flush failed first
-  }
-});
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (e: unknown) => {
-    process.stderr.write(`gmemlab: internal error: ${(e as Error).stack ?? String(e)}\n`);
-    process.exitCode = 70;
-  },
-);
+  })
+  .catch((e: unknown) => {
+    const code = (e as { code?: unknown } | undefined)?.code;
+    process.stderr.write(
+      typeof code === 'string'
+        ? `gmemlab: cannot run: ${code}\n`
+        : `gmemlab: internal error: ${(e as Error).stack ?? String(e)}\n`,
+    );
+    process.exitCode = typeof code === 'string' ? 2 : 70;
+  });

@@ -369,3 +369,39 @@ describe('standard output', () => {
     assert.equal(r.stderr, '');
   });
 });
+
+describe('environment', () => {
+  test('too few file descriptors to load gmemlab: one line naming EMFILE, exit 2', () => {
+    const f = file('env.jsonl', `${VM}\n`);
+    const r = spawnSync(
+      'bash',
+      ['-c', `ulimit -n 24 && exec "${process.execPath}" "${CLI}" replay ${f}`],
+      {
+        cwd: dir,
+        encoding: 'utf8',
+        env: { ...process.env, GMEMLAB_KERNEL: 'linux-6.18' },
+      },
+    );
+    // Either gmemlab loads within 24 descriptors (then it runs) or it says why it cannot.
+    if (r.status === 0) assert.equal(r.stdout, '{"ok":true}\n');
+    else {
+      assert.equal(r.status, 2, r.stderr);
+      assert.match(
+        r.stderr,
+        /^gmemlab: cannot run: EMFILE \(too many open files: raise ulimit -n\)\n$/,
+      );
+    }
+  });
+
+  test('an unknown GMEMLAB_KERNEL is a usage error naming it', () => {
+    const f = file('env2.jsonl', `${VM}\n`);
+    const r = spawnSync(process.execPath, [CLI, 'replay', f], {
+      cwd: dir,
+      encoding: 'utf8',
+      env: { ...process.env, GMEMLAB_KERNEL: 'linux-9.99' },
+    });
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /linux-9\.99/);
+    noLeak({ status: r.status, stdout: r.stdout, stderr: r.stderr }, 'GMEMLAB_KERNEL');
+  });
+});
