@@ -50,3 +50,7 @@ export const OP_NAMES = Object.keys(OP_FIELDS) as OpName[];
 export function isOpName(s: string): s is OpName {
   return Object.prototype.hasOwnProperty.call(OP_FIELDS, s);
 }
+
+/** The fields that name an fd (a handle or a raw number), and those that name an address. */
+export const FD_FIELDS = ['fd', 'vm', 'vcpu', 'guest_memfd'] as const;
+export const ADDR_FIELDS = ['addr', 'userspace_addr'] as const;

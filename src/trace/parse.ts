@@ -4,7 +4,7 @@
  */
 import type { AddrArg, FdArg, GuestStep, TraceOp } from './types.js';
 import { isNeedableFact, NEEDABLE_FACTS, type NeedableFact } from '../core/profiles/facts.js';
-import { isOpName, OP_FIELDS, OP_NAMES } from './fields.js';
+import { ADDR_FIELDS, FD_FIELDS, isOpName, OP_FIELDS, OP_NAMES } from './fields.js';
 import { JsonNumber, JsonSyntaxError, parseJsonLine } from './json.js';
 import { closest, didYouMean, quote } from './suggest.js';
 import { evaluate } from './constants.js';
@@ -521,10 +521,6 @@ export function isSkippedLine(text: string): boolean {
   const t = text.trim();
   return t.length === 0 || t.startsWith('#') || t.startsWith('//');
 }
-
-/** The fields of an op that name an fd handle, and those that name a mapping handle. */
-const FD_FIELDS = ['fd', 'vm', 'vcpu', 'guest_memfd'] as const;
-const ADDR_FIELDS = ['addr', 'userspace_addr'] as const;
 
 /**
  * The handle names a trace has bound so far, with their kind: a reference must name a handle an

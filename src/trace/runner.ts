@@ -15,6 +15,7 @@ import type {
   TraceOp,
 } from './types.js';
 import { toU64 } from '../core/units.js';
+import { ADDR_FIELDS, FD_FIELDS } from './fields.js';
 import { CREATES_FD } from './parse.js';
 
 type Handle = { readonly kind: 'fd'; fd: number } | { readonly kind: 'map'; readonly addr: bigint };
@@ -71,9 +72,6 @@ export function resolveOp(op: TraceOp, t: HandleTable): ResolvedOp {
   }
   return o as ResolvedOp;
 }
-
-const FD_FIELDS = ['fd', 'vm', 'vcpu', 'guest_memfd'] as const;
-const ADDR_FIELDS = ['addr', 'userspace_addr'] as const;
 
 /** Run a single op: resolve, execute, update the handle table. */
 export function stepTrace(op: TraceOp, backend: Backend, t: HandleTable): ResultLine {

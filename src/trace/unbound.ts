@@ -4,11 +4,9 @@
  * handle passes -1, a mapping handle address 0), so writing the raw value instead keeps every
  * result the same and makes the trace valid input again.
  */
+import { ADDR_FIELDS, FD_FIELDS } from './fields.js';
 import { CREATES_FD } from './parse.js';
 import type { AddrArg, FdArg, TraceOp } from './types.js';
-
-const FD_FIELDS = ['fd', 'vm', 'vcpu', 'guest_memfd'] as const;
-const ADDR_FIELDS = ['addr', 'userspace_addr'] as const;
 
 export function rawForUnboundHandles(ops: readonly TraceOp[]): TraceOp[] {
   const bound = new Map<string, 'fd' | 'map'>([['kvm', 'fd']]);
