@@ -9,6 +9,7 @@ import {
   EXIT_CHECK_FAILED,
   EXIT_USAGE,
   InputError,
+  inputErrorJson,
   OutputClosed,
   OutputFailed,
   StdoutWriter,
@@ -75,6 +76,18 @@ Exit codes: 0 ok, 1 a check failed, 2 usage or input error.`;
 
 const stdout = new StdoutWriter();
 
+/** `--json` or `--format json` on the command line: errors are JSON too. */
+function wantsJson(argv: readonly string[]): boolean {
+  const end = argv.indexOf('--');
+  const a = end >= 0 ? argv.slice(0, end) : argv;
+  return (
+    a.includes('--json') ||
+    a.includes('-j') ||
+    a.includes('--format=json') ||
+    a.some((x, i) => x === '--format' && a[i + 1] === 'json')
+  );
+}
+
 export async function main(argv: readonly string[]): Promise<number> {
   const out = (s: string): void => stdout.write(s);
   try {
@@ -114,13 +127,12 @@ async function dispatch(argv: readonly string[], out: (s: string) => void): Prom
   try {
     return await c.run(rest, out);
   } catch (e) {
-    if (e instanceof UsageError) {
-      process.stderr.write(`gmemlab ${cmd}: ${e.message}\n(see gmemlab ${cmd} --help)\n`);
-      return EXIT_USAGE;
-    }
-    if (e instanceof InputError) {
+    if (e instanceof UsageError || e instanceof InputError) {
       stdout.flush();
-      process.stderr.write(`gmemlab ${cmd}: ${e.message}\n`);
+      if (wantsJson(rest)) for (const l of inputErrorJson(e, cmd)) process.stderr.write(`${l}\n`);
+      else if (e instanceof UsageError)
+        process.stderr.write(`gmemlab ${cmd}: ${e.message}\n(see gmemlab ${cmd} --help)\n`);
+      else process.stderr.write(`gmemlab ${cmd}: ${e.message}\n`);
       return EXIT_USAGE;
     }
     throw e;

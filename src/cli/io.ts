@@ -17,8 +17,19 @@ import {
   type ParsedTrace,
 } from '../trace/parse.js';
 
-/** Bad input files (exit code 2), reported without a stack trace. */
-export class InputError extends Error {}
+/**
+ * Bad input files (exit code 2), reported without a stack trace. `located` holds the errors with
+ * a file, line and field (for JSON output), `omitted` how many more there were.
+ */
+export class InputError extends Error {
+  constructor(
+    message: string,
+    readonly located: readonly TraceInputError[] = [],
+    readonly omitted = 0,
+  ) {
+    super(message);
+  }
+}
 
 /** Exit codes (documented in the README). */
 export const EXIT_OK = 0;
@@ -184,14 +195,52 @@ export function loadTrace(path: string): ParsedTrace {
 
 /** Located errors as one InputError: the first MAX_ERRORS, then a count of the others. */
 export function inputErrors(errors: readonly TraceInputError[]): InputError {
+  const kept = errors.slice(0, MAX_ERRORS);
   return new InputError(
-    errorReport({ errors: errors.slice(0, MAX_ERRORS), errorCount: errors.length }),
+    errorReport({ errors: kept, errorCount: errors.length }),
+    kept,
+    errors.length - kept.length,
   );
 }
 
 /** A parsed trace's errors as an InputError (the first few, then a count). */
 export function traceErrors(t: ParsedTrace): InputError {
-  return new InputError(errorReport(t));
+  return new InputError(errorReport(t), t.errors, t.errorCount - t.errors.length);
+}
+
+/**
+ * An input error as JSON lines (for `--json` / `--format json`): one `{"error": {...}}` object
+ * per located error (file, line, field, message), or one with the message alone.
+ */
+export function inputErrorJson(e: Error, command: string): string[] {
+  const located = e instanceof InputError ? e.located : [];
+  if (located.length === 0) return [JSON.stringify({ error: { command, message: e.message } })];
+  const lines = located.map((x) =>
+    JSON.stringify({
+      error: {
+        command,
+        file: x.file,
+        line: x.line,
+        field: x.field,
+        message: x.message.slice(`${x.file}:${x.line}: ${x.field}: `.length),
+      },
+    }),
+  );
+  const rest = e.message
+    .split('\n')
+    .slice(located.length)
+    .filter((l) => l.length > 0);
+  if (rest.length > 0 || (e instanceof InputError && e.omitted > 0))
+    lines.push(
+      JSON.stringify({
+        error: {
+          command,
+          ...(e instanceof InputError && e.omitted > 0 ? { omitted: e.omitted } : {}),
+          message: rest.join('\n'),
+        },
+      }),
+    );
+  return lines;
 }
 
 // -------------------------------------------------------------------------------------------------

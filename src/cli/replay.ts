@@ -124,6 +124,8 @@ function streamTrace(path: string, backend: Backend, print: Printer): void {
     const first = parser.errors[0]!;
     throw new InputError(
       `${errorReport(parser)}${stoppedAt !== undefined ? `\n(${file}: stopped reading at line ${stoppedAt}, after the first ${MAX_ERRORS} errors)` : ''}${ran > 0 ? `\n(${file}: the results of the ${ran} op(s) before line ${first.line} were printed; nothing after it ran)` : ''}`,
+      parser.errors,
+      parser.errorCount - parser.errors.length,
     );
   }
 }

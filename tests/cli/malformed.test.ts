@@ -405,3 +405,55 @@ describe('environment', () => {
     noLeak({ status: r.status, stdout: r.stdout, stderr: r.stderr }, 'GMEMLAB_KERNEL');
   });
 });
+
+describe('input errors under --json', () => {
+  test('one {"error": {...}} line per located error on stderr, for traces, scenarios and usage', () => {
+    const f = file(
+      'json-errors.jsonl',
+      `${VM}\n{"op":"KVM_CREATE_VM","tpye":1}\n{"op":"fstat","fd":"g"}\n`,
+    );
+    const r = cli(['check', '--json', f]);
+    assert.equal(r.status, 2);
+    const errs = r.stderr
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { error: Record<string, unknown> });
+    assert.deepEqual(errs, [
+      {
+        error: {
+          command: 'check',
+          file: f,
+          line: 2,
+          field: 'tpye',
+          message: 'unknown field "tpye" for KVM_CREATE_VM (did you mean "type"?)',
+        },
+      },
+      {
+        error: {
+          command: 'check',
+          file: f,
+          line: 3,
+          field: 'fd',
+          message: 'no earlier op creates a handle named "g"',
+        },
+      },
+    ]);
+    const y = file('json-errors.yaml', 'name: x\nsteps:\n  - do: KVM_CREATE_VM\n    expcet: ok\n');
+    const s = cli(['run', '--format', 'json', y]);
+    assert.equal(s.status, 2);
+    assert.deepEqual(JSON.parse(s.stderr), {
+      error: {
+        command: 'run',
+        file: y,
+        line: 4,
+        field: 'expcet',
+        message: 'unknown key (did you mean "expect"?)',
+      },
+    });
+    const u = cli(['replay', '--json', '--nope']);
+    assert.equal(u.status, 2);
+    assert.deepEqual(JSON.parse(u.stderr), {
+      error: { command: 'replay', message: 'unknown option --nope' },
+    });
+  });
+});
