@@ -130,7 +130,6 @@ export function* shrinkSteps<D>(
 
 /** A boolean predicate as a stepped one (it never pauses). */
 function stepped(fails: (t: TraceOp[]) => boolean): FailsSteps<true> {
-  // eslint-disable-next-line require-yield
   return function* (t) {
     return fails(t) ? true : undefined;
   };
