@@ -13,6 +13,7 @@
 import {
   accessSync,
   constants,
+  existsSync,
   mkdirSync,
   readdirSync,
   rmdirSync,
@@ -134,6 +135,20 @@ function parseBudget(p: ParsedArgs, count: 'ops' | 'traces', defaultPerTrace: nu
 const errCode = (e: unknown): string =>
   (e as NodeJS.ErrnoException).code ?? (e as Error).message ?? String(e);
 
+/**
+ * mkdir -p, one level at a time (Node's recursive mkdirSync spins forever on a path under /proc,
+ * whose mkdir fails with ENOENT); returns the first folder it created, if any.
+ */
+function mkdirs(abs: string): string | undefined {
+  const missing: string[] = [];
+  for (let d = abs; !existsSync(d); d = dirname(d)) {
+    missing.push(d);
+    if (dirname(d) === d) break;
+  }
+  for (const d of missing.reverse()) mkdirSync(d);
+  return missing[0];
+}
+
 /** The --out folder: checked (and created) before the run, removed if it stayed unused. */
 export class OutDir {
   private written = 0;
@@ -165,7 +180,7 @@ export class OutDir {
     let created: string | undefined;
     if (!exists) {
       try {
-        created = mkdirSync(abs, { recursive: true });
+        created = mkdirs(abs);
       } catch (e) {
         throw new InputError(`--out ${path}: cannot create the folder (${errCode(e)})`);
       }
@@ -181,7 +196,7 @@ export class OutDir {
   /** Write a file into the folder; throws the file system's error. */
   write(name: string, text: string): string {
     const file = join(this.path, name);
-    mkdirSync(this.path, { recursive: true });
+    mkdirs(resolve(this.path));
     writeFileSync(file, text);
     this.written++;
     return file;
