@@ -66,15 +66,35 @@ export function optString(p: ParsedArgs, name: string): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
-export function optInt(p: ParsedArgs, name: string): number | undefined {
+/**
+ * A non-negative integer option, exactly as written: values outside `min..max` (by default
+ * 0..Number.MAX_SAFE_INTEGER, the integers a number holds exactly) are usage errors, never
+ * rounded.
+ */
+export function optInt(
+  p: ParsedArgs,
+  name: string,
+  range: { readonly min?: number; readonly max?: number } = {},
+): number | undefined {
   const v = optString(p, name);
   if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v))
-    throw new UsageError(`--${name} expects a non-negative integer, got "${v}"`);
-  return Number(v);
+  const min = range.min ?? 0;
+  const max = range.max ?? Number.MAX_SAFE_INTEGER;
+  const span = max === Number.MAX_SAFE_INTEGER ? `${min}..2^53-1` : `${min}..${max}`;
+  if (!/^\d+$/.test(v)) {
+    const what = min === 0 ? 'a non-negative integer' : `an integer ${span}`;
+    throw new UsageError(`--${name} expects ${what}, got "${v}"`);
+  }
+  const n = BigInt(v);
+  if (n < BigInt(min) || n > BigInt(max))
+    throw new UsageError(`--${name} expects an integer ${span}, got ${v}`);
+  return Number(n);
 }
 
-/** Durations like 30, 30s, 5m, 1h (seconds by default). */
+/**
+ * Durations like 30, 30s, 5m, 1h (seconds by default), in milliseconds; at most 2^53-1 ms
+ * (about 285,000 years), so the value is exact.
+ */
 export function optDuration(p: ParsedArgs, name: string): number | undefined {
   const v = optString(p, name);
   if (v === undefined) return undefined;
@@ -82,5 +102,9 @@ export function optDuration(p: ParsedArgs, name: string): number | undefined {
   if (!m) throw new UsageError(`--${name} expects a duration such as 30s, 5m or 1h, got "${v}"`);
   const n = Number(m[1]);
   const unit = m[2] ?? 's';
-  return unit === 'ms' ? n : unit === 's' ? n * 1000 : unit === 'm' ? n * 60_000 : n * 3_600_000;
+  const ms =
+    unit === 'ms' ? n : unit === 's' ? n * 1000 : unit === 'm' ? n * 60_000 : n * 3_600_000;
+  if (!(ms <= Number.MAX_SAFE_INTEGER))
+    throw new UsageError(`--${name}: ${v} is too long (at most 2^53-1 ms)`);
+  return ms;
 }

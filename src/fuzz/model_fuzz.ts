@@ -2,13 +2,19 @@
  * Model-based fuzzing: random operation sequences (trace_gen.ts) on the model with every
  * invariant checked after every op; a violation is shrunk to a minimal trace that still breaks
  * the same invariant. Deterministic for a seed. Pure.
+ *
+ * `modelFuzzSteps` is the fuzzer as a stepped computation (steps.ts): it pauses after every op,
+ * so its driver can stop it at any op boundary (an op or time budget, a signal) and give an event
+ * loop a turn; `runModelFuzz` runs it without stopping.
  */
 import { runChecked } from '../check/checked_run.js';
 import type { Violation } from '../core/invariants/index.js';
 import type { KernelProfile } from '../core/profiles/profile.js';
 import type { ResultLine, TraceOp } from '../trace/types.js';
-import { shrinkTrace } from './shrink.js';
-import { generateTrace } from './trace_gen.js';
+import { nextSeed } from './prng.js';
+import { shrinkSteps } from './shrink.js';
+import { checkedSteps, finish, STOPPED, type Phase, type Steps } from './steps.js';
+import { TraceGenerator } from './trace_gen.js';
 
 export type Coverage = {
   readonly ops: Map<string, number>;
@@ -52,12 +58,14 @@ export type FoundViolation = {
   readonly seed: number;
   readonly invariant: string;
   readonly violation: Violation;
-  /** The minimized trace; the violation appears after its last op. */
+  /** The minimized trace (as far as the shrink got); the violation appears after its last op. */
   readonly ops: TraceOp[];
   readonly originalOps: number;
   /** Ops run before the violation was found (this trace included). */
   readonly opsToDetection: number;
   readonly shrinkTries: number;
+  /** True when a stop request ended the shrink early: `ops` may not be minimal. */
+  readonly shrinkStopped: boolean;
 };
 
 export type ModelFuzzProgress = { traces: number; ops: number; violations: number };
@@ -68,9 +76,17 @@ export type ModelFuzzOptions = {
   readonly mutants?: readonly string[];
   readonly opsPerTrace?: number;
   readonly keepGoing?: boolean;
+  /** Called before each trace; return false to stop. */
   readonly shouldContinue: (p: ModelFuzzProgress) => boolean;
   readonly onViolation?: (f: FoundViolation) => void;
   readonly coverage?: Coverage;
+};
+
+export type ModelFuzzResult = {
+  progress: ModelFuzzProgress;
+  found: FoundViolation[];
+  /** True when a stop request ended the run (the last trace may have been cut short). */
+  stopped: boolean;
 };
 
 /** Does `ops` break invariant `name` at some step? (The shrink predicate.) */
@@ -84,55 +100,88 @@ export function breaks(
   return r.failures.length > 0;
 }
 
-export function runModelFuzz(o: ModelFuzzOptions): {
-  progress: ModelFuzzProgress;
-  found: FoundViolation[];
-} {
+/** `breaks`, stepped: the first violation of invariant `name`, if any. */
+function* breaksSteps(
+  ops: readonly TraceOp[],
+  profile: KernelProfile,
+  mutants: readonly string[],
+  name: string,
+  phase: Phase,
+): Steps<{ violation: Violation | undefined; stopped: boolean }> {
+  const r = yield* checkedSteps(ops, profile, { mutants, stopAtFirst: true, only: [name] }, phase);
+  return { violation: r.failures[0]?.violations[0], stopped: r.stopped };
+}
+
+export function* modelFuzzSteps(o: ModelFuzzOptions): Steps<ModelFuzzResult> {
   const progress: ModelFuzzProgress = { traces: 0, ops: 0, violations: 0 };
   const found: FoundViolation[] = [];
   const mutants = o.mutants ?? [];
   let seed = o.seed;
-  while (o.shouldContinue(progress)) {
-    const ops = generateTrace(seed, {
+  let stopped = false;
+  while (!stopped && o.shouldContinue(progress)) {
+    const gen = new TraceGenerator(seed, {
       ops: o.opsPerTrace ?? 60,
       feedback: o.profile,
       privateMemory: o.profile.memoryAttributesConfig,
     });
-    const r = runChecked(ops, o.profile, { mutants, stopAtFirst: true });
+    const r = yield* checkedSteps(
+      gen.stream(),
+      o.profile,
+      { mutants, stopAtFirst: true },
+      'fuzz',
+      () => {
+        progress.ops++;
+      },
+    );
+    stopped = r.stopped;
     progress.traces++;
     if (o.coverage !== undefined) {
-      recordCoverage(o.coverage, ops, r.results);
+      recordCoverage(o.coverage, r.ops, r.results);
       for (const vm of r.backend.host.allVms)
         for (const f of vm.gmemFiles)
           for (const e of f.pages.entries()) bump(o.coverage.pageStates, `gmem:${e.value.state}`);
       if (r.backend.host.mm.anon.size > 0) bump(o.coverage.pageStates, 'anon');
       if (r.backend.host.mm.thp.size > 0) bump(o.coverage.pageStates, 'anon-thp');
     }
-    if (r.failures.length === 0) {
-      progress.ops += ops.length;
-    } else {
+    if (r.failures.length > 0) {
       const f = r.failures[0]!;
-      progress.ops += f.index + 1;
       progress.violations++;
       const v = f.violations[0]!;
-      const prefix = ops.slice(0, f.index + 1);
-      const s = shrinkTrace(prefix, (t) => breaks(t, o.profile, mutants, v.invariant), 1500);
-      const fin = runChecked(s.ops, o.profile, { mutants, stopAtFirst: true, only: [v.invariant] });
-      const fv = fin.failures[0]?.violations[0] ?? v;
+      const prefix = r.ops.slice(0, f.index + 1);
+      const s = yield* shrinkSteps<Violation>(
+        prefix,
+        function* (t) {
+          const x = yield* breaksSteps(t, o.profile, mutants, v.invariant, 'shrink');
+          return x.stopped ? STOPPED : x.violation;
+        },
+        1500,
+      );
+      let fv = s.detail;
+      if (fv === undefined && !s.stopped) {
+        // No smaller trace broke it: the invariant's own first violation on the prefix.
+        const fin = yield* breaksSteps(s.ops, o.profile, mutants, v.invariant, 'shrink');
+        fv = fin.violation;
+      }
       const fvFound: FoundViolation = {
         seed,
         invariant: v.invariant,
-        violation: fv,
+        violation: fv ?? v,
         ops: s.ops,
         originalOps: f.index + 1,
         opsToDetection: progress.ops,
         shrinkTries: s.tries,
+        shrinkStopped: s.stopped,
       };
+      stopped ||= s.stopped;
       found.push(fvFound);
       o.onViolation?.(fvFound);
       if (o.keepGoing !== true) break;
     }
-    seed++;
+    seed = nextSeed(seed);
   }
-  return { progress, found };
+  return { progress, found, stopped };
+}
+
+export function runModelFuzz(o: ModelFuzzOptions): ModelFuzzResult {
+  return finish(modelFuzzSteps(o));
 }

@@ -77,6 +77,12 @@ export class Prng {
   }
 }
 
+/** Seeds are 32-bit: the PRNG reads a seed modulo 2^32. */
+export const MAX_SEED = 0xffff_ffff;
+
+/** The seed after `seed`, wrapping to 0 after MAX_SEED (fuzzers use seed S, S+1, ...). */
+export const nextSeed = (seed: number): number => (seed + 1) >>> 0;
+
 function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }

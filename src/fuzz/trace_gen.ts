@@ -136,14 +136,32 @@ export class TraceGenerator {
 
   /** Generate a whole trace. */
   generate(): TraceOp[] {
-    const count = this.opts.ops ?? 40;
-    // A plausible prologue most of the time: VM, guest_memfd, mapping.
-    if (this.r.chance(0.9)) this.createVm();
-    if (this.r.chance(0.7)) this.createGmem();
-    let attempts = 0;
-    while (this.out.length < count && attempts++ < count * 20) this.step();
-    this.model?.end();
+    for (const _ of this.stream());
     return this.out;
+  }
+
+  /**
+   * Generate the trace lazily, handing out each op as soon as it is made (a fuzzer runs it
+   * before the next one is generated, so a long trace can be cut short at any op). The ops are
+   * those `generate()` returns, in order. Closing the iterator early releases the lockstep model.
+   */
+  *stream(): Generator<TraceOp, void, undefined> {
+    const count = this.opts.ops ?? 40;
+    let sent = 0;
+    try {
+      // A plausible prologue most of the time: VM, guest_memfd, mapping.
+      if (this.r.chance(0.9)) this.createVm();
+      while (sent < this.out.length) yield this.out[sent++]!;
+      if (this.r.chance(0.7)) this.createGmem();
+      while (sent < this.out.length) yield this.out[sent++]!;
+      let attempts = 0;
+      while (this.out.length < count && attempts++ < count * 20) {
+        this.step();
+        while (sent < this.out.length) yield this.out[sent++]!;
+      }
+    } finally {
+      this.model?.end();
+    }
   }
 
   // -------------------------------------------------------------------------------------------

@@ -7,14 +7,24 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { Prng } from '../../src/fuzz/prng.js';
-import { generateTrace, type GenOptions } from '../../src/fuzz/trace_gen.js';
-import { shrinkGuestSteps, shrinkOps, shrinkTrace } from '../../src/fuzz/shrink.js';
+import { generateTrace, TraceGenerator, type GenOptions } from '../../src/fuzz/trace_gen.js';
+import { shrinkGuestSteps, shrinkOps, shrinkSteps, shrinkTrace } from '../../src/fuzz/shrink.js';
+import { finish, STOPPED, type Phase, type Steps } from '../../src/fuzz/steps.js';
+import { MAX_SEED, nextSeed } from '../../src/fuzz/prng.js';
 import {
   compareOnce,
+  differentialSteps,
   runDifferential,
   type DifferentialProgress,
 } from '../../src/fuzz/differential.js';
-import { breaks, newCoverage, recordCoverage, runModelFuzz } from '../../src/fuzz/model_fuzz.js';
+import {
+  breaks,
+  modelFuzzSteps,
+  newCoverage,
+  recordCoverage,
+  runModelFuzz,
+  type ModelFuzzProgress,
+} from '../../src/fuzz/model_fuzz.js';
 import { ModelBackend } from '../../src/backends/model.js';
 import { getProfile } from '../../src/core/profiles/index.js';
 import { MMAP_ARENA_BASE, MMAP_ARENA_END, TASK_SIZE_MAX } from '../../src/core/host_layout.js';
@@ -704,5 +714,206 @@ describe('runModelFuzz', () => {
     assert.equal(c.exits.get('MMIO'), 1);
     assert.equal(c.exits.get('LOAD'), 1);
     assert.equal(c.exits.get('HLT'), 1);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Drive a stepped computation, answering "stop" from the first pause at which `stopAt` (given
+ * the phase and how many pauses of that phase came before) says so; the answer then stays "stop"
+ * as a real driver's would (budgets and signals do not go away).
+ */
+function driveUntil<T>(g: Steps<T>, stopAt: (phase: Phase, nth: number) => boolean): T {
+  const seen = { fuzz: 0, shrink: 0 };
+  let stop = false;
+  for (;;) {
+    const r = g.next(stop);
+    if (r.done === true) return r.value;
+    stop ||= stopAt(r.value, seen[r.value]++);
+  }
+}
+
+describe('stepped fuzzing (stop at an op boundary)', () => {
+  test('TraceGenerator.stream hands out exactly the ops generateTrace returns', () => {
+    for (const opts of [MODEL_OPTS, DIFFERENTIAL_OPTS, { ops: 25 }]) {
+      for (let seed = 1; seed <= 40; seed++) {
+        const streamed = [...new TraceGenerator(seed, opts).stream()];
+        assert.deepEqual(lines(streamed), lines(generateTrace(seed, opts)), `seed ${seed}`);
+      }
+    }
+  });
+
+  test('seeds are 32-bit and wrap', () => {
+    assert.equal(MAX_SEED, 2 ** 32 - 1);
+    assert.equal(nextSeed(5), 6);
+    assert.equal(nextSeed(MAX_SEED), 0);
+    const seeds: number[] = [];
+    runModelFuzz({
+      seed: MAX_SEED,
+      profile: LINUX,
+      mutants: ['punch_no_zap'],
+      keepGoing: true,
+      shouldContinue: (p) => p.traces < 3,
+      onViolation: (f) => seeds.push(f.seed),
+    });
+    assert.ok(
+      seeds.every((x) => x === MAX_SEED || x === 0 || x === 1),
+      `${seeds.join(',')}`,
+    );
+  });
+
+  test('model-based: a stop after op N leaves exactly N ops, the same ones an unstopped run makes', () => {
+    for (const n of [1, 59, 60, 61, 250]) {
+      const coverage = newCoverage();
+      let live: ModelFuzzProgress | undefined;
+      const r = driveUntil(
+        modelFuzzSteps({
+          seed: 5,
+          profile: LINUX,
+          coverage,
+          shouldContinue: (p) => {
+            live = p;
+            return true;
+          },
+        }),
+        (phase) => phase === 'fuzz' && live!.ops >= n,
+      );
+      assert.equal(r.stopped, true);
+      assert.equal(r.progress.ops, n, `stop after ${n}`);
+      assert.equal(
+        Object.values(Object.fromEntries(coverage.ops)).reduce((a, b) => a + b, 0),
+        n,
+        'coverage counts the ops that ran',
+      );
+      // The run is the unstopped run's prefix: same traces, same ops.
+      const whole = runModelFuzz({
+        seed: 5,
+        profile: LINUX,
+        shouldContinue: (p) => p.ops < n,
+      });
+      assert.equal(r.progress.traces, whole.progress.traces);
+    }
+  });
+
+  test('model-based: a stop while shrinking writes the smallest trace reached, still failing', () => {
+    const full = runModelFuzz({
+      seed: 1,
+      profile: LINUX,
+      mutants: ['punch_no_zap'],
+      shouldContinue: (p) => p.ops < 20_000,
+    });
+    const whole = full.found[0]!;
+    assert.equal(whole.shrinkStopped, false);
+    for (const after of [0, 1, 25, 200]) {
+      const r = driveUntil(
+        modelFuzzSteps({
+          seed: 1,
+          profile: LINUX,
+          mutants: ['punch_no_zap'],
+          shouldContinue: (p) => p.ops < 20_000,
+        }),
+        (phase, nth) => phase === 'shrink' && nth >= after,
+      );
+      assert.equal(r.stopped, true);
+      assert.equal(r.found.length, 1);
+      const f = r.found[0]!;
+      assert.equal(f.shrinkStopped, true, `stopped after ${after} shrink ops`);
+      assert.equal(f.seed, whole.seed);
+      assert.equal(f.invariant, whole.invariant);
+      assert.equal(f.originalOps, whole.originalOps);
+      assert.ok(f.shrinkTries <= whole.shrinkTries);
+      assert.ok(f.ops.length >= whole.ops.length && f.ops.length <= f.originalOps);
+      if (after === 0) assert.equal(f.ops.length, f.originalOps, 'stopped at once: unshrunk');
+      // What is written still breaks the invariant with the mutant, and the reported violation
+      // is that trace's.
+      assert.ok(breaks(f.ops, LINUX, ['punch_no_zap'], f.invariant));
+      f.ops.forEach((o, i) => assert.equal(o.line, i + 1));
+    }
+  });
+
+  test('shrinkSteps keeps the detail of the trace it returns', () => {
+    const caps = Array.from({ length: 30 }, (_, i) => i);
+    const ops: TraceOp[] = caps.map((c, i) => ({
+      op: 'KVM_CHECK_EXTENSION',
+      fd: { kind: 'handle', name: 'kvm' },
+      cap: BigInt(c),
+      line: i + 1,
+    }));
+    // Fails while cap 7 is present; the detail is the trace's length. One pause per op.
+    const fails = function* (t: TraceOp[]): Steps<number | undefined | typeof STOPPED> {
+      for (let i = 0; i < t.length; i++) if ((yield 'shrink') === true) return STOPPED;
+      return t.some((o) => o.op === 'KVM_CHECK_EXTENSION' && o.cap === 7n) ? t.length : undefined;
+    };
+    const done = finish(shrinkSteps(ops, fails));
+    assert.equal(done.ops.length, 1);
+    assert.equal(done.detail, 1);
+    assert.equal(done.stopped, false);
+    const cut = driveUntil(shrinkSteps(ops, fails), (_, nth) => nth >= 40);
+    assert.equal(cut.stopped, true);
+    assert.ok(cut.ops.length > 1 && cut.ops.length < 30, `${cut.ops.length} ops`);
+    assert.equal(cut.detail, cut.ops.length);
+  });
+
+  /** A faithful model backend that counts its contexts (begin/end), as the kvm backend's. */
+  class Counting extends ModelBackend {
+    begun = 0;
+    ended = 0;
+    override begin(): number {
+      this.begun++;
+      return super.begin();
+    }
+    override end(): void {
+      this.ended++;
+      super.end();
+    }
+  }
+
+  test('differential: a stop mid-trace or mid-shrink ends both backends and keeps the prefix', () => {
+    for (const [phase, after] of [
+      ['fuzz', 0],
+      ['fuzz', 17],
+      ['fuzz', 39],
+      ['shrink', 0],
+      ['shrink', 30],
+    ] as const) {
+      const model = new Counting(PVM, {
+        mutants: ['gmem_host_fault_ignores_shared'],
+        events: false,
+      });
+      const reference = new Counting(PVM, { events: false });
+      let live: DifferentialProgress | undefined;
+      const r = driveUntil(
+        differentialSteps({
+          seed: 1,
+          profile: PVM,
+          model,
+          reference,
+          shouldContinue: (p) => {
+            live = p;
+            return p.traces < 200;
+          },
+        }),
+        (ph, nth) => ph === phase && nth >= after,
+      );
+      const what = `stop in ${phase} after ${after}`;
+      assert.equal(r.stopped, true, what);
+      assert.equal(model.begun, model.ended, `${what}: model contexts`);
+      assert.equal(reference.begun, reference.ended, `${what}: reference contexts`);
+      assert.equal(live, r.progress);
+      if (phase === 'fuzz') assert.equal(r.progress.ops, after + 1, what);
+      else {
+        assert.equal(r.disagreements.length, 1, what);
+        const d = r.disagreements[0]!;
+        assert.equal(d.shrinkStopped, true);
+        const again = compareOnce(
+          d.ops,
+          mutated(PVM, 'gmem_host_fault_ignores_shared'),
+          clean(PVM),
+        )!;
+        assert.equal(again.index, d.index, `${what}: the written trace still disagrees there`);
+        assert.equal(formatResult(again.a[d.index]!), formatResult(d.model));
+      }
+    }
   });
 });
