@@ -30,7 +30,7 @@ function pass(traces: readonly TraceOp[][], checked: boolean): number {
     if (checked) {
       const r = runChecked(ops, profile);
       if (r.failures.length > 0) throw new Error('bench: the faithful model violated an invariant');
-      sink += r.results.length;
+      sink += r.ran;
     } else sink += runTrace(ops, new ModelBackend(profile)).length;
   }
   const dt = now() - t0;

@@ -11,6 +11,8 @@ import { ObjectNames } from './names.js';
 export type StepViolations = {
   readonly index: number;
   readonly op: TraceOp;
+  /** The op's result (results of the other ops are not kept: a trace's data can be large). */
+  readonly result: ResultLine;
   /** The violations this op caused: broken after it, not after the op before. */
   readonly violations: readonly Violation[];
 };
@@ -19,7 +21,8 @@ export type StepViolations = {
 const violationKey = (v: Violation): string => `${v.invariant}\0${v.object}`;
 
 export type CheckedRun = {
-  readonly results: ResultLine[];
+  /** How many ops ran. */
+  readonly ran: number;
   /**
    * Steps that broke an invariant, in order. A violation that persists from one op to the next
    * belongs to the op that caused it only (the ops after it did not break anything).
@@ -48,22 +51,23 @@ export function runChecked(
   const backend = new ModelBackend(profile, { mutants: o.mutants ?? [], events: false });
   const t = new HandleTable(backend.begin());
   const checker = new InvariantChecker(backend.host, o.only);
-  const results: ResultLine[] = [];
+  let ran = 0;
   const failures: StepViolations[] = [];
   const names = new ObjectNames();
   const n = Math.min(ops.length, o.limit ?? ops.length);
   let standing = new Set<string>();
   for (let i = 0; i < n; i++) {
     const op = ops[i]!;
-    results.push(stepTrace(op, backend, t));
+    const result = stepTrace(op, backend, t);
+    ran++;
     names.note(op, t, backend.host);
     const all = checker.check();
     const v = all.filter((x) => !standing.has(violationKey(x)));
     standing = new Set(all.map(violationKey));
     if (v.length > 0) {
-      failures.push({ index: i, op, violations: v });
+      failures.push({ index: i, op, result, violations: v });
       if (o.stopAtFirst === true) break;
     }
   }
-  return { results, failures, backend, names };
+  return { ran, failures, backend, names };
 }

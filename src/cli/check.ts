@@ -163,7 +163,7 @@ export async function checkMain(
       const first = r.failures[0]!;
       const before = runChecked(ops, profile, { mutants, limit: first.index });
       for (const f of r.failures.slice(0, 5)) {
-        const result = r.results[f.index]!;
+        const result = f.result;
         for (const v of f.violations) {
           say(
             `${file}:${f.op.line}: ${paint('VIOLATION', 'red', style)} ${v.invariant}: ${names.rename(v.object)}: ${names.rename(v.message)}`,

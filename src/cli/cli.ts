@@ -7,12 +7,13 @@ import { UsageError } from './args.js';
 import { reportResourceError } from './resources.js';
 import {
   EXIT_CHECK_FAILED,
+  EXIT_PIPE_CLOSED,
   EXIT_USAGE,
   InputError,
   inputErrorJson,
   OutputClosed,
   OutputFailed,
-  StdoutWriter,
+  stdout,
 } from './io.js';
 
 type Main = (argv: readonly string[], out: (s: string) => void) => Promise<number>;
@@ -74,7 +75,6 @@ ${lines.join('\n')}
 Exit codes: 0 ok, 1 a check failed, 2 usage or input error.`;
 }
 
-const stdout = new StdoutWriter();
 
 /** `--json` or `--format json` on the command line: errors are JSON too. */
 function wantsJson(argv: readonly string[]): boolean {
@@ -95,8 +95,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     stdout.flush();
     return code;
   } catch (e) {
-    // A closed pipe (gmemlab ... | head) ends the command quietly; other write errors are named.
-    if (e instanceof OutputClosed) return 0;
+    // A closed pipe (gmemlab ... | head) ends the command quietly, with the status a process
+    // killed by SIGPIPE has (the command did not finish); other write errors are named.
+    if (e instanceof OutputClosed) return EXIT_PIPE_CLOSED;
     if (e instanceof OutputFailed) {
       process.stderr.write(`gmemlab: ${e.message}\n`);
       return EXIT_USAGE;

@@ -68,7 +68,7 @@ export async function diffMain(argv: readonly string[], out: (s: string) => void
   for (const file of files) {
     let t;
     try {
-      t = loadTrace(file);
+      t = loadTrace(file, true);
     } catch (e) {
       if (e instanceof InputError) {
         skip(file, e.message);

@@ -35,6 +35,8 @@ export class InputError extends Error {
 export const EXIT_OK = 0;
 export const EXIT_CHECK_FAILED = 1;
 export const EXIT_USAGE = 2;
+/** Standard output closed by its reader: 128 + SIGPIPE, what a shell reports for `yes | head`. */
+export const EXIT_PIPE_CLOSED = 141;
 
 /** The path that names standard input. */
 export const STDIN = '-';
@@ -120,7 +122,11 @@ export type LineSource = { readonly regular: boolean; readonly lines: Iterable<s
  * to `maxLine + 1` characters (so the parser reports it) and the rest of it is skipped unread
  * into memory.
  */
-export function readLines(path: string, maxLine = MAX_LINE_CHARS): LineSource {
+export function readLines(
+  path: string,
+  maxLine = MAX_LINE_CHARS,
+  beforeWait?: () => void,
+): LineSource {
   const input = openInput(path);
   const name = inputName(path);
   function* lines(): Generator<string> {
@@ -130,6 +136,9 @@ export function readLines(path: string, maxLine = MAX_LINE_CHARS): LineSource {
     let skipping = false;
     try {
       for (;;) {
+        // A pipe may make us wait: whatever is due on standard output goes out first, so a
+        // program that writes one op and waits for its result gets it.
+        if (!input.regular) beforeWait?.();
         const n = readChunk(input.fd, buf, name);
         const text = n === 0 ? dec.end() : dec.write(buf.subarray(0, n));
         let at = 0;
@@ -188,9 +197,32 @@ export function readText(path: string, maxBytes = MAX_TRACE_FILE_BYTES): string 
   }
 }
 
-/** Read and parse a trace (whole); every malformed line becomes one error message. */
-export function loadTrace(path: string): ParsedTrace {
-  return parseTrace(readText(path), inputName(path));
+/** Most data a trace may read (peek, pread) in all when a command keeps its results. */
+export const MAX_KEPT_READ_BYTES = 256n << 20n;
+
+/**
+ * Read and parse a trace (whole); every malformed line becomes one error message. A command that
+ * keeps a trace's results until it ends (`keepsResults`: diff, replay on /dev/kvm) refuses a
+ * trace that reads more than MAX_KEPT_READ_BYTES in all, at the op that crosses it.
+ */
+export function loadTrace(path: string, keepsResults = false): ParsedTrace {
+  const t = parseTrace(readText(path), inputName(path));
+  if (!keepsResults || t.errorCount > 0) return t;
+  let total = 0n;
+  for (const op of t.ops) {
+    if (op.op !== 'peek' && op.op !== 'pread') continue;
+    total += op.len;
+    if (total > MAX_KEPT_READ_BYTES) {
+      const e = new TraceInputError(
+        inputName(path),
+        op.line,
+        'len',
+        `the trace reads more than ${MAX_KEPT_READ_BYTES >> 20n} MiB in all (peek, pread): the limit for a command that keeps a trace's results until it ends (replay on the model streams without it)`,
+      );
+      return { ...t, errors: [e], errorCount: 1 };
+    }
+  }
+  return t;
 }
 
 /** Located errors as one InputError: the first MAX_ERRORS, then a count of the others. */
@@ -299,3 +331,6 @@ export class StdoutWriter {
     }
   }
 }
+
+/** The process's standard output (the CLI writes every result line through it). */
+export const stdout = new StdoutWriter();

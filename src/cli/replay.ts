@@ -7,7 +7,7 @@
  * bounded memory and its first result appears at once. On /dev/kvm every trace is read whole and
  * checked for refusals before the first runs.
  */
-import { errorReport, MAX_ERRORS, TraceParser } from '../trace/parse.js';
+import { errorReport, MAX_ERRORS, MAX_LINE_CHARS, TraceParser } from '../trace/parse.js';
 import { runTrace, TraceSession } from '../trace/runner.js';
 import { BackendRefusal, type Backend, type ResultLine, type TraceOp } from '../trace/types.js';
 import { parseArgs, optString, UsageError } from './args.js';
@@ -19,6 +19,7 @@ import {
   loadTrace,
   readLines,
   STDIN,
+  stdout,
   traceErrors,
 } from './io.js';
 import { isKvm, openBackend, precheckOnKvm } from './backends.js';
@@ -90,7 +91,7 @@ export async function replayMain(
 function streamTrace(path: string, backend: Backend, print: Printer): void {
   const file = inputName(path);
   const parser = new TraceParser(file);
-  const source = readLines(path);
+  const source = readLines(path, MAX_LINE_CHARS, () => stdout.flush());
   let session: TraceSession | undefined;
   let ran = 0;
   let line = 0;
@@ -138,7 +139,7 @@ async function replayOnKvm(
   out: (s: string) => void,
 ): Promise<number> {
   const traces = files.map((path) => {
-    const t = loadTrace(path);
+    const t = loadTrace(path, true);
     if (t.errorCount > 0) throw traceErrors(t);
     return { file: inputName(path), ops: t.ops, needs: t.needs, needsLine: t.needsLine };
   });

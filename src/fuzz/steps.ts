@@ -69,10 +69,11 @@ export function* checkedSteps(
   let stopped = false;
   for (const op of ops) {
     ran.push(op);
-    results.push(stepTrace(op, backend, t));
+    const result = stepTrace(op, backend, t);
+    results.push(result);
     const v = checker.check();
     onOp?.();
-    if (v.length > 0) failures.push({ index: ran.length - 1, op, violations: v });
+    if (v.length > 0) failures.push({ index: ran.length - 1, op, result, violations: v });
     if ((yield phase) === true) {
       stopped = true;
       break;

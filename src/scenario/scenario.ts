@@ -217,6 +217,11 @@ function convertValue(v: unknown, field: string, kind: Kind, fail: Fail): unknow
   return v;
 }
 
+/** Most bytes all the `{repeat, count}` values of one scenario may expand to. */
+export const MAX_SCENARIO_REPEAT_BYTES = 64n << 20n;
+/** Bytes expanded so far by the scenario being parsed (parsing is synchronous). */
+let repeated = 0n;
+
 /** `{repeat: "aa", count: 4096}` → a hex string. */
 function repeatHex(o: Record<string, unknown>, field: string, fail: Fail): string {
   for (const k of Object.keys(o))
@@ -229,6 +234,12 @@ function repeatHex(o: Record<string, unknown>, field: string, fail: Fail): strin
   const c = toBig(o['count'], `${field}.count`, fail);
   if (c < 0n || c > MAX_REPEAT_BYTES)
     return fail(`${field}.count`, 'expected a byte count up to 16 MiB');
+  repeated += c;
+  if (repeated > MAX_SCENARIO_REPEAT_BYTES)
+    return fail(
+      `${field}.count`,
+      `the scenario's {repeat, count} values expand to more than ${MAX_SCENARIO_REPEAT_BYTES >> 20n} MiB in all`,
+    );
   const n = Number(c);
   return pat.repeat(Math.ceil(n / (pat.length / 2))).slice(0, n * 2);
 }
@@ -429,6 +440,7 @@ export function parseScenario(text: string, file = '<scenario>'): ParsedScenario
 }
 
 function parseScenarioText(text: string, file: string): ParsedScenario {
+  repeated = 0n;
   const lc = new LineCounter();
   // Pretty errors quote the source around the error, which costs memory with deep nesting.
   const doc = parseDocument(text, {
