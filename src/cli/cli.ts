@@ -75,17 +75,21 @@ ${lines.join('\n')}
 Exit codes: 0 ok, 1 a check failed, 2 usage or input error.`;
 }
 
-
-/** `--json` or `--format json` on the command line: errors are JSON too. */
+/**
+ * Whether the command line asks for JSON (`--json`, `-j` alone or bundled, or a last `--format`
+ * of json), read the way the commands' option parser reads it: errors are JSON too.
+ */
 function wantsJson(argv: readonly string[]): boolean {
   const end = argv.indexOf('--');
   const a = end >= 0 ? argv.slice(0, end) : argv;
-  return (
-    a.includes('--json') ||
-    a.includes('-j') ||
-    a.includes('--format=json') ||
-    a.some((x, i) => x === '--format' && a[i + 1] === 'json')
-  );
+  let json = false;
+  let format: string | undefined;
+  a.forEach((x, i) => {
+    if (x === '--json' || /^-[A-Za-z]*j[A-Za-z]*$/.test(x)) json = true;
+    else if (x.startsWith('--format=')) format = x.slice('--format='.length);
+    else if (x === '--format') format = a[i + 1];
+  });
+  return format !== undefined ? format === 'json' : json;
 }
 
 export async function main(argv: readonly string[]): Promise<number> {

@@ -274,10 +274,11 @@ class Control {
  * Catch SIGINT and SIGTERM for the run: the first one asks the fuzzer to stop at the next op, a
  * second one exits at once. Returns the function that restores the default handling.
  */
-function catchSignals(control: Control, quiet: boolean): () => void {
+function catchSignals(control: Control, quiet: boolean, dir: OutDir): () => void {
   const handler = (sig: NodeJS.Signals): void => {
     if (control.signal !== undefined) {
       process.stderr.write(`\ngmemlab fuzz: ${sig} again: quitting at once\n`);
+      dir.cleanup();
       process.exit(sig === 'SIGINT' ? EXIT_SIGINT : EXIT_SIGTERM);
     }
     control.signal = sig;
@@ -369,9 +370,10 @@ export async function fuzzDifferentialMain(
   const json = p.opts.has('json');
   const quiet = p.opts.has('quiet');
   const keepGoing = p.opts.has('keep-going');
+  // The backends first: a signal while they open (before the handlers below) leaves no folder.
+  const { kvm, model, profile } = await openKvmAndModel(optString(p, 'kernel'));
   const dir = OutDir.prepare(optString(p, 'out') ?? 'fuzz-out');
   try {
-    const { kvm, model, profile } = await openKvmAndModel(optString(p, 'kernel'));
     const kernel = profile.name;
     const progress = new ProgressLine(!quiet && !json);
     const control = new Control(b.timeMs);
@@ -386,7 +388,7 @@ export async function fuzzDifferentialMain(
         `${bar(frac)} ${clock(el)} traces ${live.traces} (${el > 0 ? Math.round((live.traces * 1000) / el) : 0}/s) ops ${live.ops} (${rate}/s) refused ${live.refused} disagreements ${live.disagreements}`,
       );
     };
-    const restore = catchSignals(control, quiet);
+    const restore = catchSignals(control, quiet, dir);
     let r;
     try {
       r = await drive(
@@ -557,7 +559,7 @@ export async function fuzzModelMain(
         `${bar(frac)} ${clock(el)} traces ${live.traces} ops ${live.ops} (${el > 0 ? Math.round((live.ops * 1000) / el) : 0}/s) violations ${live.violations} | errnos ${coverage.errnos.size} exits ${coverage.exits.size} faults ${coverage.faults.size}`,
       );
     };
-    const restore = catchSignals(control, quiet);
+    const restore = catchSignals(control, quiet, dir);
     let r;
     try {
       r = await drive(

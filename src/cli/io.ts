@@ -254,7 +254,7 @@ export function inputErrorJson(e: Error, command: string): string[] {
         file: x.file,
         line: x.line,
         field: x.field,
-        message: x.message.slice(`${x.file}:${x.line}: ${x.field}: `.length),
+        message: x.detail,
       },
     }),
   );

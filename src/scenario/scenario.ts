@@ -591,11 +591,8 @@ function parseStep(
   } catch (e) {
     if (!(e instanceof TraceInputError)) throw e;
     // Re-locate the parser's error at the line of its field.
-    const prefix = `${e.file}:${e.line}: ${e.field}: `;
-    return failAt(
-      e.field,
-      e.message.startsWith(prefix) ? e.message.slice(prefix.length) : e.message,
-    );
+
+    return failAt(e.field, e.detail);
   }
   const expect = m['expect'] === undefined ? undefined : parseExpect(m['expect'], failAt);
   return {

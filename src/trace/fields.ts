@@ -54,3 +54,17 @@ export function isOpName(s: string): s is OpName {
 /** The fields that name an fd (a handle or a raw number), and those that name an address. */
 export const FD_FIELDS = ['fd', 'vm', 'vcpu', 'guest_memfd'] as const;
 export const ADDR_FIELDS = ['addr', 'userspace_addr'] as const;
+
+/** What an op's `as` binds: an fd handle, a mapping handle, or nothing (the op creates nothing). */
+export function bindsKind(op: OpName): 'fd' | 'map' | undefined {
+  switch (op) {
+    case 'KVM_CREATE_VM':
+    case 'KVM_CREATE_GUEST_MEMFD':
+    case 'KVM_CREATE_VCPU':
+      return 'fd';
+    case 'mmap':
+      return 'map';
+    default:
+      return undefined;
+  }
+}

@@ -4,7 +4,7 @@
  */
 import type { AddrArg, FdArg, GuestStep, TraceOp } from './types.js';
 import { isNeedableFact, NEEDABLE_FACTS, type NeedableFact } from '../core/profiles/facts.js';
-import { ADDR_FIELDS, FD_FIELDS, isOpName, OP_FIELDS, OP_NAMES } from './fields.js';
+import { ADDR_FIELDS, bindsKind, FD_FIELDS, isOpName, OP_FIELDS, OP_NAMES } from './fields.js';
 import { JsonNumber, JsonSyntaxError, parseJsonLine } from './json.js';
 import { closest, didYouMean, quote } from './suggest.js';
 import { evaluate } from './constants.js';
@@ -14,11 +14,15 @@ export class TraceInputError extends Error {
     readonly file: string,
     readonly line: number,
     readonly field: string,
-    message: string,
+    /** The message without its `file:line: field: ` prefix. */
+    readonly detail: string,
   ) {
-    super(`${file}:${line}: ${field}: ${message}`);
+    // A field path is printed as is when it is plain, else quoted (input keys can hold anything).
+    super(`${file}:${line}: ${PLAIN_FIELD.test(field) ? field : quote(field, 40)}: ${detail}`);
   }
 }
+
+const PLAIN_FIELD = /^[A-Za-z0-9_.[\]-]{1,80}$/;
 
 type Obj = Record<string, unknown>;
 
@@ -122,6 +126,7 @@ class FieldReader {
     }
     const v = this.obj[field];
     const f = (m: string): never => this.fail(field, m);
+    if (typeof v === 'string' && /^-0x/i.test(v)) this.fail(field, NEGATIVE_HEX);
     if (typeof v === 'string' && !isNumeric(v)) {
       if (v.includes('+'))
         this.fail(field, `${quote(v)}: an fd field takes a handle name, not handle+offset`);
@@ -135,6 +140,7 @@ class FieldReader {
       this.fail(field, 'missing address field (a mapping handle, "name+OFFSET" or an integer)');
     const v = this.obj[field];
     const f = (m: string): never => this.fail(field, m);
+    if (typeof v === 'string' && /^-0x/i.test(v)) this.fail(field, NEGATIVE_HEX);
     if (typeof v === 'string' && !isNumeric(v)) {
       const plus = v.lastIndexOf('+');
       if (plus < 0) return { kind: 'handle', name: v, offset: 0n };
@@ -158,6 +164,8 @@ class FieldReader {
     return parseHexBytes(v, (m) => this.fail(field, m));
   }
 }
+
+const NEGATIVE_HEX = 'a hex number has no sign: write a negative value in decimal ("-1")';
 
 /** A string written as a number ("0x10", "-5"), as opposed to a handle name or an expression. */
 function isNumeric(v: string): boolean {
@@ -330,13 +338,6 @@ function withAs<T extends object>(o: T, as: string | undefined): T {
   return o;
 }
 
-/** Ops whose `as` binds an fd handle, and the op whose `as` binds a mapping handle. */
-export const CREATES_FD: ReadonlySet<string> = new Set([
-  'KVM_CREATE_VM',
-  'KVM_CREATE_GUEST_MEMFD',
-  'KVM_CREATE_VCPU',
-]);
-
 /**
  * Parse one non-comment line (already JSON-decoded). Throws TraceInputError. The C width of
  * every integer field follows the uAPI struct or syscall argument it fills (cited per op).
@@ -356,7 +357,14 @@ export function parseOpObject(file: string, line: number, obj: unknown): TraceOp
   if (!isOpName(op)) return r.fail('op', `unknown op ${quote(op)}${didYouMean(op, OP_NAMES)}`);
   r.only(['op', 'as', ...OP_FIELDS[op]], op);
   const as = r.optStr('as');
-  if (as !== undefined && !CREATES_FD.has(op) && op !== 'mmap')
+  if (as !== undefined && (isNumeric(as) || /^-?0x/i.test(as) || as.includes('+') || as === 'kvm'))
+    r.fail(
+      'as',
+      as === 'kvm'
+        ? '"kvm" is the predefined handle of the open /dev/kvm; choose another name'
+        : `${quote(as)} could never be named: fd and address fields read it as a number or NAME+OFFSET`,
+    );
+  if (as !== undefined && bindsKind(op) === undefined)
     r.fail(
       'as',
       `${op} creates nothing to name (only KVM_CREATE_VM, KVM_CREATE_GUEST_MEMFD, KVM_CREATE_VCPU and mmap take "as")`,
@@ -538,7 +546,7 @@ export class HandleScope {
     for (const k of FD_FIELDS) this.check(file, op, k, o[k], 'fd');
     for (const k of ADDR_FIELDS) this.check(file, op, k, o[k], 'map');
     if (op.as !== undefined)
-      this.names.set(op.as, { kind: op.op === 'mmap' ? 'map' : 'fd', line: op.line });
+      this.names.set(op.as, { kind: bindsKind(op.op) ?? 'fd', line: op.line });
   }
 
   private check(
@@ -617,11 +625,11 @@ export class TraceParser {
     const file = this.file;
     let t = raw;
     if (line === 1 && t.charCodeAt(0) === 0xfeff) t = t.slice(1);
+    if (t.length > 0 && t.charCodeAt(t.length - 1) === 13) t = t.slice(0, -1);
     if (t.length > MAX_LINE_CHARS)
       return this.error(
         new TraceInputError(file, line, 'line', `longer than ${MAX_LINE_CHARS} characters`),
       );
-    if (t.length > 0 && t.charCodeAt(t.length - 1) === 13) t = t.slice(0, -1);
     const fl = t.length < 4096 ? FACT_LINE.exec(t) : null;
     if (fl !== null) return this.factLine(fl, line);
     if (isSkippedLine(t)) return undefined;

@@ -15,8 +15,7 @@ import type {
   TraceOp,
 } from './types.js';
 import { toU64 } from '../core/units.js';
-import { ADDR_FIELDS, FD_FIELDS } from './fields.js';
-import { CREATES_FD } from './parse.js';
+import { ADDR_FIELDS, bindsKind, FD_FIELDS } from './fields.js';
 
 type Handle = { readonly kind: 'fd'; fd: number } | { readonly kind: 'map'; readonly addr: bigint };
 
@@ -78,11 +77,12 @@ export function stepTrace(op: TraceOp, backend: Backend, t: HandleTable): Result
   const resolved = resolveOp(op, t);
   const outcome: OpOutcome = backend.exec(resolved);
   const r = outcome.result;
+  const binds = op.as !== undefined ? bindsKind(op.op) : undefined;
   if (op.as !== undefined) {
-    if (CREATES_FD.has(op.op)) {
+    if (binds === 'fd') {
       if (r.ok && outcome.createdFd !== undefined) t.bindFd(op.as, outcome.createdFd);
       else t.unbind(op.as, 'fd');
-    } else if (op.op === 'mmap') {
+    } else if (binds === 'map') {
       if (r.ok && outcome.createdAddr !== undefined) t.bindMap(op.as, outcome.createdAddr);
       else t.unbind(op.as, 'map');
     }

@@ -12,6 +12,7 @@
 import { KVM_CAP } from '../core/uapi.js';
 import { MMAP_ARENA_BASE, mmapPlacedLength, nextArenaCursor } from '../core/host_layout.js';
 import type { AddrArg, Exit, FdArg, GuestStep, ResultLine, TraceOp } from './types.js';
+import { bindsKind } from './fields.js';
 
 // ---------------------------------------------------------------------------------------------
 // Symbolic tables
@@ -412,8 +413,6 @@ function resultExtras(r: ResultLine, style: Style): string {
   return s;
 }
 
-const CREATING = new Set(['KVM_CREATE_VM', 'KVM_CREATE_GUEST_MEMFD', 'KVM_CREATE_VCPU', 'mmap']);
-
 /**
  * `= 0`, `= gmem`, `= shared @ 0x400000000000`, `= 1`, `= "deadbeef"`, `= -1 EINVAL`, `= SIGBUS`,
  * with the op's extra result fields after two spaces. `addr` is the address an `mmap` got.
@@ -431,7 +430,7 @@ export function renderResult(
     let v: string;
     if (typeof r.value === 'string') v = dataText(r.value, style);
     else if (typeof r.value === 'bigint') v = r.value.toString();
-    else if (CREATING.has(op.op) && op.as !== undefined) v = handleName(op.as);
+    else if (bindsKind(op.op) !== undefined && op.as !== undefined) v = handleName(op.as);
     else v = '0';
     if (op.op === 'mmap' && addr !== undefined)
       v = op.as === undefined ? hex(addr) : `${v} @ ${hex(addr)}`;

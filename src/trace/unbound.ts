@@ -4,8 +4,7 @@
  * handle passes -1, a mapping handle address 0), so writing the raw value instead keeps every
  * result the same and makes the trace valid input again.
  */
-import { ADDR_FIELDS, FD_FIELDS } from './fields.js';
-import { CREATES_FD } from './parse.js';
+import { ADDR_FIELDS, bindsKind, FD_FIELDS } from './fields.js';
 import type { AddrArg, FdArg, TraceOp } from './types.js';
 
 export function rawForUnboundHandles(ops: readonly TraceOp[]): TraceOp[] {
@@ -27,8 +26,8 @@ export function rawForUnboundHandles(ops: readonly TraceOp[]): TraceOp[] {
         out[k] = { kind: 'raw', value: (v as { offset: bigint }).offset } satisfies AddrArg;
       }
     }
-    if (op.as !== undefined && (CREATES_FD.has(op.op) || op.op === 'mmap'))
-      bound.set(op.as, op.op === 'mmap' ? 'map' : 'fd');
+    const kind = bindsKind(op.op);
+    if (op.as !== undefined && kind !== undefined) bound.set(op.as, kind);
     return (out ?? op) as TraceOp;
   });
 }

@@ -138,6 +138,18 @@ const TRACE_CASES: ReadonlyArray<readonly [string, string, RegExp]> = [
     /:2: addr: "vm" names an fd \(created at line 1\), not a mapping/,
   ],
   [
+    'as that could never be named',
+    '{"op":"KVM_CREATE_VM","as":"a+1"}',
+    /:2: as: "a\+1" could never be named/,
+  ],
+  ['as kvm', '{"op":"KVM_CREATE_VM","as":"kvm"}', /:2: as: "kvm" is the predefined handle/],
+  ['negative hex fd', '{"op":"fstat","fd":"-0x1"}', /:2: fd: a hex number has no sign/],
+  [
+    'a key with control characters',
+    '{"op":"KVM_CREATE_VM","f\\nd\\u001b[2J":1}',
+    /:2: "f\\nd\\u001b\[2J": unknown field/,
+  ],
+  [
     'as on an op that creates nothing',
     '{"op":"fstat","fd":"vm","as":"st"}',
     /:2: as: fstat creates nothing to name/,
