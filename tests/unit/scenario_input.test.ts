@@ -352,7 +352,8 @@ describe('malformed scenarios: one error at the offending field', () => {
       assert.deepEqual(errorOf(text), {
         line,
         field,
-        message: `s.yaml:${line}: ${field}: ${message}`,
+        // A field path that is not plain (a YAML merge key, say) is quoted in the message.
+        message: `s.yaml:${line}: ${/^[A-Za-z0-9_.[\]-]+$/.test(field) ? field : JSON.stringify(field)}: ${message}`,
       });
     });
 
