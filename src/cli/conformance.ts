@@ -6,7 +6,6 @@
 import {
   existsSync,
   readdirSync,
-  readFileSync,
   realpathSync,
   renameSync,
   statSync,
@@ -34,7 +33,7 @@ import { runTrace } from '../trace/runner.js';
 import { BackendRefusal, type Backend } from '../trace/types.js';
 import { optString, parseArgs, UsageError } from './args.js';
 import { kvmRefusal, liveKernel, loadProfile, openModel } from './backends.js';
-import { EXIT_CHECK_FAILED, EXIT_OK, InputError } from './io.js';
+import { EXIT_CHECK_FAILED, EXIT_OK, InputError, readText } from './io.js';
 
 export const CONFORMANCE_HELP = `usage: gmemlab conformance [--backend model|kvm] [--kernel PROFILE] [--json] [--verbose] [PATH...]
        gmemlab conformance --record [--force] [PATH...]
@@ -120,12 +119,9 @@ export function caseName(file: string, root?: string): string {
   return rel.replace(/\.jsonl$/, '');
 }
 
+/** A case or recording, with the limits and messages of every file read whole. */
 function read(f: string): string {
-  try {
-    return readFileSync(f, 'utf8');
-  } catch (e) {
-    throw new InputError(`${f}: ${(e as Error).message}`);
-  }
+  return readText(f);
 }
 
 function loaded(c: ConformanceCase | { error: string }): ConformanceCase {
