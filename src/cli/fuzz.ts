@@ -370,10 +370,23 @@ export async function fuzzDifferentialMain(
   const json = p.opts.has('json');
   const quiet = p.opts.has('quiet');
   const keepGoing = p.opts.has('keep-going');
-  // The backends first: a signal while they open (before the handlers below) leaves no folder.
-  const { kvm, model, profile } = await openKvmAndModel(optString(p, 'kernel'));
   const dir = OutDir.prepare(optString(p, 'out') ?? 'fuzz-out');
   try {
+    // A signal while the backends open (before the run's own handlers) removes the empty folder.
+    const early = (sig: NodeJS.Signals): void => {
+      dir.cleanup();
+      process.exit(sig === 'SIGINT' ? EXIT_SIGINT : EXIT_SIGTERM);
+    };
+    process.on('SIGINT', early);
+    process.on('SIGTERM', early);
+    let opened;
+    try {
+      opened = await openKvmAndModel(optString(p, 'kernel'));
+    } finally {
+      process.off('SIGINT', early);
+      process.off('SIGTERM', early);
+    }
+    const { kvm, model, profile } = opened;
     const kernel = profile.name;
     const progress = new ProgressLine(!quiet && !json);
     const control = new Control(b.timeMs);
