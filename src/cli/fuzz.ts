@@ -299,6 +299,29 @@ function catchSignals(control: Control, quiet: boolean, dir: OutDir): () => void
  * Run a stepped fuzzer, asking `control` after every op whether to stop and giving the event loop
  * a turn (signals, `tick` for the progress line) every SLICE_MS.
  */
+/**
+ * Drive a fuzzer with the run's signal handlers installed, then settle why it stopped: a finding
+ * ends a run that does not keep going. Returns the result, the elapsed time and whether a signal
+ * stopped it.
+ */
+async function driveRun<T>(
+  g: Steps<T>,
+  control: Control,
+  tick: () => void,
+  opts: { quiet: boolean; dir: OutDir; keepGoing: boolean; found: (r: T) => number },
+): Promise<{ r: T; el: number; interrupted: boolean }> {
+  const restore = catchSignals(control, opts.quiet, opts.dir);
+  let r: T;
+  try {
+    r = await drive(g, control, tick);
+  } finally {
+    restore();
+  }
+  if (control.reason === undefined && opts.found(r) > 0 && !opts.keepGoing)
+    control.reason = 'finding';
+  return { r, el: control.elapsed(), interrupted: control.signal !== undefined };
+}
+
 async function drive<T>(g: Steps<T>, control: Control, tick: () => void): Promise<T> {
   let slice = performance.now();
   let stop = false;
@@ -401,60 +424,51 @@ export async function fuzzDifferentialMain(
         `${bar(frac)} ${clock(el)} traces ${live.traces} (${el > 0 ? Math.round((live.traces * 1000) / el) : 0}/s) ops ${live.ops} (${rate}/s) refused ${live.refused} disagreements ${live.disagreements}`,
       );
     };
-    const restore = catchSignals(control, quiet, dir);
-    let r;
-    try {
-      r = await drive(
-        differentialSteps({
-          seed: b.seed,
-          profile,
-          model,
-          reference: kvm,
-          opsPerTrace: b.perTrace,
-          keepGoing,
-          shouldContinue: (pr) => {
-            live = pr;
-            if (control.stop('fuzz')) return false;
-            if (b.count !== undefined && pr.traces >= b.count) {
-              control.reason ??= 'traces';
-              return false;
-            }
-            return true;
-          },
-          onDisagreement: (d) => {
-            const name = disagreementFile(d);
-            const note = d.shrinkStopped ? control.shrinkNote() : undefined;
-            const text = disagreementText(d, kernel, note);
-            let file: string | undefined;
-            try {
-              file = dir.write(name, text);
-              files.push({ file });
-            } catch (e) {
-              control.writeFailed = true;
-              files.push({ writeError: reportWriteError(dir.path, name, e, text.split('\n')) });
-            }
-            if (json) return;
-            progress.update('', true);
-            out(
-              d.shrinkStopped
-                ? `disagreement at seed ${d.seed}: shrinking ${note}, reduced to ${d.ops.length} ops (not necessarily minimal) → ${file ?? '(not written)'}`
-                : `disagreement at seed ${d.seed}: minimized to ${d.ops.length} ops → ${file ?? '(not written)'}`,
-            );
-            out(`  op ${d.index + 1}: ${formatOp(d.ops[d.index]!)}`);
-            out(`  model:  ${formatResult(d.model)}`);
-            out(`  kernel: ${formatResult(d.reference)}`);
-          },
-        }),
-        control,
-        tick,
-      );
-    } finally {
-      restore();
-    }
-    if (control.reason === undefined && r.disagreements.length > 0 && !keepGoing)
-      control.reason = 'finding';
-    const el = control.elapsed();
-    const interrupted = control.signal !== undefined;
+    const { r, el, interrupted } = await driveRun(
+      differentialSteps({
+        seed: b.seed,
+        profile,
+        model,
+        reference: kvm,
+        opsPerTrace: b.perTrace,
+        keepGoing,
+        shouldContinue: (pr) => {
+          live = pr;
+          if (control.stop('fuzz')) return false;
+          if (b.count !== undefined && pr.traces >= b.count) {
+            control.reason ??= 'traces';
+            return false;
+          }
+          return true;
+        },
+        onDisagreement: (d) => {
+          const name = disagreementFile(d);
+          const note = d.shrinkStopped ? control.shrinkNote() : undefined;
+          const text = disagreementText(d, kernel, note);
+          let file: string | undefined;
+          try {
+            file = dir.write(name, text);
+            files.push({ file });
+          } catch (e) {
+            control.writeFailed = true;
+            files.push({ writeError: reportWriteError(dir.path, name, e, text.split('\n')) });
+          }
+          if (json) return;
+          progress.update('', true);
+          out(
+            d.shrinkStopped
+              ? `disagreement at seed ${d.seed}: shrinking ${note}, reduced to ${d.ops.length} ops (not necessarily minimal) → ${file ?? '(not written)'}`
+              : `disagreement at seed ${d.seed}: minimized to ${d.ops.length} ops → ${file ?? '(not written)'}`,
+          );
+          out(`  op ${d.index + 1}: ${formatOp(d.ops[d.index]!)}`);
+          out(`  model:  ${formatResult(d.model)}`);
+          out(`  kernel: ${formatResult(d.reference)}`);
+        },
+      }),
+      control,
+      tick,
+      { quiet, dir, keepGoing, found: (x) => x.disagreements.length },
+    );
     if (json) {
       out(
         JSON.stringify({
@@ -572,57 +586,48 @@ export async function fuzzModelMain(
         `${bar(frac)} ${clock(el)} traces ${live.traces} ops ${live.ops} (${el > 0 ? Math.round((live.ops * 1000) / el) : 0}/s) violations ${live.violations} | errnos ${coverage.errnos.size} exits ${coverage.exits.size} faults ${coverage.faults.size}`,
       );
     };
-    const restore = catchSignals(control, quiet, dir);
-    let r;
-    try {
-      r = await drive(
-        modelFuzzSteps({
-          seed: b.seed,
-          profile,
-          mutants,
-          opsPerTrace: b.perTrace,
-          keepGoing,
-          coverage,
-          // The fuzzer passes the same progress object each time; the driver reads it per op.
-          shouldContinue: (pr) => {
-            live = pr;
-            return !control.stop('fuzz');
-          },
-          onViolation: (f) => {
-            const name = violationFile(f);
-            const note = f.shrinkStopped ? control.shrinkNote() : undefined;
-            const text = violationText(f, join(dir.path, name), profile.name, mutants, note);
-            let file: string | undefined;
-            try {
-              file = dir.write(name, text);
-              files.push({ file });
-            } catch (e) {
-              control.writeFailed = true;
-              files.push({ writeError: reportWriteError(dir.path, name, e, text.split('\n')) });
-            }
-            progress.update('', true);
-            if (!json) {
-              out(
-                `VIOLATION ${f.invariant} at seed ${f.seed} after ${f.opsToDetection} ops: ${f.violation.object}: ${f.violation.message}`,
-              );
-              out(
-                f.shrinkStopped
-                  ? `  shrinking ${note}: reduced to ${f.ops.length} ops (not necessarily minimal) → ${file ?? '(not written)'}`
-                  : `  minimized to ${f.ops.length} ops → ${file ?? '(not written)'}`,
-              );
-            }
-          },
-        }),
-        control,
-        tick,
-      );
-    } finally {
-      restore();
-    }
-    if (control.reason === undefined && r.found.length > 0 && !keepGoing)
-      control.reason = 'finding';
-    const el = control.elapsed();
-    const interrupted = control.signal !== undefined;
+    const { r, el, interrupted } = await driveRun(
+      modelFuzzSteps({
+        seed: b.seed,
+        profile,
+        mutants,
+        opsPerTrace: b.perTrace,
+        keepGoing,
+        coverage,
+        // The fuzzer passes the same progress object each time; the driver reads it per op.
+        shouldContinue: (pr) => {
+          live = pr;
+          return !control.stop('fuzz');
+        },
+        onViolation: (f) => {
+          const name = violationFile(f);
+          const note = f.shrinkStopped ? control.shrinkNote() : undefined;
+          const text = violationText(f, join(dir.path, name), profile.name, mutants, note);
+          let file: string | undefined;
+          try {
+            file = dir.write(name, text);
+            files.push({ file });
+          } catch (e) {
+            control.writeFailed = true;
+            files.push({ writeError: reportWriteError(dir.path, name, e, text.split('\n')) });
+          }
+          progress.update('', true);
+          if (!json) {
+            out(
+              `VIOLATION ${f.invariant} at seed ${f.seed} after ${f.opsToDetection} ops: ${f.violation.object}: ${f.violation.message}`,
+            );
+            out(
+              f.shrinkStopped
+                ? `  shrinking ${note}: reduced to ${f.ops.length} ops (not necessarily minimal) → ${file ?? '(not written)'}`
+                : `  minimized to ${f.ops.length} ops → ${file ?? '(not written)'}`,
+            );
+          }
+        },
+      }),
+      control,
+      tick,
+      { quiet, dir, keepGoing, found: (x) => x.found.length },
+    );
     progress.done(`done in ${clock(el)}`);
     const summary = {
       seed: b.seed,
