@@ -1,6 +1,7 @@
 // ESLint flat config. Layering (imports point downwards only):
 //   cli -> backends -> scenario -> trace -> core
-// src/core is pure: no node:* modules, no clocks, no unseeded randomness.
+// src/core is pure: no node:* modules, no clocks, no unseeded randomness; inside it, base/
+// imports nothing else of core.
 import tseslint from 'typescript-eslint';
 
 const nodeBuiltins = ['node:*', 'fs', 'path', 'os', 'child_process', 'process', 'crypto', 'util'];
@@ -41,6 +42,35 @@ export default tseslint.config(
       'no-restricted-properties': [
         'error',
         { object: 'Math', property: 'random', message: 'use a seeded PRNG' },
+      ],
+    },
+  },
+  // Inside core, base/ is the ground floor: it imports nothing else of core.
+  {
+    files: ['src/core/base/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: nodeBuiltins, message: 'src/core is pure: no Node APIs.' },
+            { group: ['../*', '../**'], message: 'core/base imports only core/base.' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['src/core/base/*/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: nodeBuiltins, message: 'src/core is pure: no Node APIs.' },
+            { group: ['../../*', '../../**'], message: 'core/base imports only core/base.' },
+          ],
+        },
       ],
     },
   },

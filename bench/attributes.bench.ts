@@ -22,7 +22,7 @@ import {
   KVM_MEM_GUEST_MEMFD,
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
   KVM_X86_SW_PROTECTED_VM,
-} from '../src/core/uapi.js';
+} from '../src/core/base/uapi.js';
 import { must, now, prng, row, type BenchRow } from './util.js';
 
 const GiB = 1n << 30n;

@@ -22,7 +22,7 @@ import {
   KVM_MEM_GUEST_MEMFD,
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
   KVM_X86_SW_PROTECTED_VM,
-} from '../src/core/uapi.js';
+} from '../src/core/base/uapi.js';
 import { atMost, gc, hasGc, heapBytes, must, now, row, type BenchRow } from './util.js';
 
 const TOTAL_PAGES = 2 ** 34; // 64 TiB

@@ -83,7 +83,7 @@ function loadMap(jsPath: string): Decoded | null {
   return d;
 }
 
-/** "src/core/mmu.ts:131" for a call frame, or the generated location when unmapped. */
+/** "src/core/arch/x86/mmu.ts:131" for a call frame, or the generated location when unmapped. */
 export function locate(cf: CallFrame, root = process.cwd()): string {
   if (!cf.url.startsWith('file://')) return cf.url === '' ? '(native)' : cf.url;
   const js = fileURLToPath(cf.url);

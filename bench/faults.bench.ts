@@ -13,7 +13,7 @@
  *   store per page; the stored byte is 0, so no 4 KiB content buffer is allocated per frame; the
  *   step arrays are built before timing). This includes KVM_RUN's per-call kvm_run page updates
  *   and the per-step cost (step dispatch, page splitting, frame write).
- * - fault path: `guestTranslate(host, vm, gfn, write=true)` from src/core/mmu.ts in a tight loop,
+ * - fault path: `guestTranslate(host, vm, gfn, write=true)` from src/core/arch/x86/mmu.ts in a tight loop,
  *   which is what KVM_RUN calls per access: stage-2 lookup, then `kvmMmuPageFault` (attributes,
  *   memslot, guest_memfd `kvmGmemGetPfn`, SPTE install).
  *
@@ -25,16 +25,16 @@
  * Each figure: best of 3 (sequential) or 2 (random) fresh VMs after a warm-up on a small VM.
  */
 import { Host } from '../src/core/host.js';
-import { guestTranslate } from '../src/core/mmu.js';
-import type { Vm } from '../src/core/objects.js';
+import { guestTranslate } from '../src/core/arch/x86/mmu.js';
+import type { Vm } from '../src/core/kvm/objects.js';
 import { getProfile } from '../src/core/profiles/index.js';
-import type { GuestProgramStep } from '../src/core/kvm_run.js';
+import type { GuestProgramStep } from '../src/core/arch/x86/kvm_run.js';
 import {
   GUEST_MEMFD_FLAG_MMAP,
   KVM_MEM_GUEST_MEMFD,
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
   KVM_X86_SW_PROTECTED_VM,
-} from '../src/core/uapi.js';
+} from '../src/core/base/uapi.js';
 import { atLeast, must, now, permutation, row, type BenchRow } from './util.js';
 
 export type SlotKind = 'gmem-only' | 'private';

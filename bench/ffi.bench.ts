@@ -30,10 +30,15 @@ import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { libc, O_CLOEXEC, O_RDWR, type Libc } from '../src/backends/kvm/libc.js';
 import { packCreateGuestMemfd } from '../src/backends/kvm/structs.js';
-import { errnoName } from '../src/core/errno.js';
+import { errnoName } from '../src/core/base/errno.js';
 
 const ENOTTY = 25;
-import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, KVM_CAP, KVM_IOCTL } from '../src/core/uapi.js';
+import {
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  KVM_CAP,
+  KVM_IOCTL,
+} from '../src/core/base/uapi.js';
 import { row, type BenchRow } from './util.js';
 
 const GROUP = 'ffi';

@@ -4,7 +4,7 @@
  * found, time and ops to detection, length of the minimized trace, invariant.
  * Target: every mutant found within 60 s, median under 5 s.
  */
-import { MUTANTS } from '../src/core/mutants.js';
+import { MUTANTS } from '../src/core/base/mutants.js';
 import { getProfile } from '../src/core/profiles/index.js';
 import { runModelFuzz } from '../src/fuzz/model_fuzz.js';
 

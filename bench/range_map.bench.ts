@@ -1,5 +1,5 @@
 /**
- * Micro-benchmarks for src/core/ranges/range_map.ts.
+ * Micro-benchmarks for src/core/base/ranges/range_map.ts.
  *
  * Figures (all with 1,000,000 stored entries unless noted):
  * - `get` at random keys and at sequential keys (ns/op)
@@ -17,7 +17,7 @@
  * Not a test: no assertions. Run e.g. `node --expose-gc -e "import('./dist/bench/range_map.bench.js')
  * .then(m => m.benchRangeMap()).then(r => console.table(r))"`.
  */
-import { RangeMap, extentOps } from '../src/core/ranges/range_map.js';
+import { RangeMap, extentOps } from '../src/core/base/ranges/range_map.js';
 
 type Ext = { readonly base: number; readonly tag: number };
 const extOps = extentOps<Ext>((a, b) => a.tag === b.tag);

@@ -8,8 +8,8 @@
  */
 import { Host, type HostOptions } from '../core/host.js';
 import type { KernelProfile } from '../core/profiles/profile.js';
-import type { Result } from '../core/result.js';
-import { toS32, toU32, toU64 } from '../core/units.js';
+import type { Result } from '../core/base/result.js';
+import { toS32, toU32, toU64 } from '../core/base/units.js';
 import { bytesToHex } from '../trace/format.js';
 import type {
   Backend,
@@ -19,7 +19,7 @@ import type {
   ResolvedOp,
   ResultLine,
 } from '../trace/types.js';
-import type { RunExit } from '../core/kvm_run.js';
+import type { RunExit } from '../core/arch/x86/kvm_run.js';
 
 /** fd number the model uses for "a number that is not open". */
 const CLOSED_FD = -1;

@@ -5,7 +5,7 @@ import type { Host } from '../core/host.js';
 import type { Focus } from '../core/invariants/index.js';
 import { buildOwnership, describeOwner } from '../core/invariants/ownership.js';
 import { hostBacking } from '../core/invariants/stage2_coherent.js';
-import { ZERO_PFN } from '../core/host_mm.js';
+import { ZERO_PFN } from '../core/mm/host_mm.js';
 import type { ObjectNames } from './names.js';
 
 const hx = (n: number | bigint): string => '0x' + n.toString(16);

@@ -7,7 +7,7 @@
  * after a close (the name is how the reader knows it). Pure.
  */
 import type { Host } from '../core/host.js';
-import { GmemFile, VmFile } from '../core/objects.js';
+import { GmemFile, VmFile } from '../core/kvm/objects.js';
 import type { HandleTable } from '../trace/runner.js';
 import type { TraceOp } from '../trace/types.js';
 

@@ -5,7 +5,7 @@
 import { runChecked } from '../check/checked_run.js';
 import { describeFocus } from '../check/explain.js';
 import { INVARIANTS } from '../core/invariants/index.js';
-import { MUTANTS } from '../core/mutants.js';
+import { MUTANTS } from '../core/base/mutants.js';
 import { parseScenario } from '../scenario/scenario.js';
 import { formatOp, formatResult } from '../trace/format.js';
 import type { TraceOp } from '../trace/types.js';

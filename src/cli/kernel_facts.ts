@@ -6,7 +6,7 @@
  */
 import { release } from 'node:os';
 import { CAP_TABLE_MAX, type KernelFacts } from '../core/profiles/facts.js';
-import { KVM_CAP } from '../core/uapi.js';
+import { KVM_CAP } from '../core/base/uapi.js';
 import { runTrace } from '../trace/runner.js';
 import type { Backend, ResultLine, TraceOpInput, TraceOp } from '../trace/types.js';
 import { kvmModule, readHostFacts } from '../backends/kvm/host_facts.js';

@@ -4,13 +4,13 @@
  * kernel profiles.
  */
 import { writeFileSync } from 'node:fs';
-import { capName } from '../core/cap_names.js';
+import { capName } from '../core/base/cap_names.js';
 import { CAP_TABLE_MAX } from '../core/profiles/facts.js';
 import { profileToJson } from '../core/profiles/profile_file.js';
 import { optString, parseArgs, UsageError } from './args.js';
 import { defaultProfile, liveKernel, liveProfile } from './backends.js';
 import { getProfile } from '../core/profiles/index.js';
-import { KVM_CAP } from '../core/uapi.js';
+import { KVM_CAP } from '../core/base/uapi.js';
 import { EXIT_CHECK_FAILED, EXIT_OK, InputError } from './io.js';
 
 export const PROBE_HELP = `usage: gmemlab probe [--json] [--profile] [--save FILE [--name NAME]]

@@ -13,7 +13,7 @@ import {
   REFERENCE_PROFILE,
   type KernelProfile,
 } from '../core/profiles/index.js';
-import { MAP_HUGETLB } from '../core/uapi.js';
+import { MAP_HUGETLB } from '../core/base/uapi.js';
 import { formatResult } from '../trace/format.js';
 import { runTrace } from '../trace/runner.js';
 import type { TraceOp } from '../trace/types.js';

@@ -3,14 +3,14 @@
  * cross-subsystem calls: mmu notifiers, fput, vfs_fallocate, ...). `Host` implements it; keeping
  * it here avoids import cycles between the mechanism files.
  */
-import type { EventLog } from './events.js';
-import type { FrameStore } from './frames.js';
+import type { EventLog } from './base/events.js';
+import type { FrameStore } from './base/frames.js';
 import type { KernelProfile } from './profiles/profile.js';
-import type { KFile, Vm } from './objects.js';
-import type { Result } from './result.js';
-import type { MutantSet } from './mutants.js';
-import type { HostMm } from './host_mm.js';
-import type { Pfn } from './units.js';
+import type { KFile, Vm } from './kvm/objects.js';
+import type { Result } from './base/result.js';
+import type { MutantSet } from './base/mutants.js';
+import type { HostMm } from './mm/host_mm.js';
+import type { Pfn } from './base/units.js';
 
 export interface KernelCtx {
   readonly profile: KernelProfile;

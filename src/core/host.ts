@@ -11,23 +11,23 @@
  * ioctls (ENOTTY).
  */
 import type { KernelCtx } from './ctx.js';
-import { EventLog } from './events.js';
-import { FrameStore } from './frames.js';
-import { kvmGmemCreate, kvmGmemFallocate, kvmGmemRelease } from './guest_memfd.js';
-import { HostMm, type UserAccess } from './host_mm.js';
-import { kvmVmIoctlSetMemAttributes } from './mem_attributes.js';
+import { EventLog } from './base/events.js';
+import { FrameStore } from './base/frames.js';
+import { kvmGmemCreate, kvmGmemFallocate, kvmGmemRelease } from './kvm/guest_memfd/guest_memfd.js';
+import { HostMm, type UserAccess } from './mm/host_mm.js';
+import { kvmVmIoctlSetMemAttributes } from './kvm/mem_attributes.js';
 import {
   kvmVmIoctlSetMemoryRegion,
   type GmemFdLookup,
   type MemoryRegionChange,
-} from './memslots.js';
-import { kvmMmuNotifierInvalidate } from './mmu.js';
-import { MutantSet } from './mutants.js';
-import { GmemFile, KFile, KvmDevFile, StdFile, Vcpu, VcpuFile, Vm, VmFile } from './objects.js';
-import { kvmVcpuPreFaultMemory, type PreFaultResult } from './pre_fault.js';
+} from './kvm/memslots.js';
+import { kvmMmuNotifierInvalidate } from './arch/x86/mmu.js';
+import { MutantSet } from './base/mutants.js';
+import { GmemFile, KFile, KvmDevFile, StdFile, Vcpu, VcpuFile, Vm, VmFile } from './kvm/objects.js';
+import { kvmVcpuPreFaultMemory, type PreFaultResult } from './kvm/pre_fault.js';
 import { vmTypeSpec, vmTypesMask, type KernelProfile } from './profiles/profile.js';
-import { err, ok, OK_VOID, type Result } from './result.js';
-import { kvmRunProgram, type GuestProgramStep, type RunResult } from './kvm_run.js';
+import { err, ok, OK_VOID, type Result } from './base/result.js';
+import { kvmRunProgram, type GuestProgramStep, type RunResult } from './arch/x86/kvm_run.js';
 import {
   KVM_CAP,
   TRACE_CODE_GPA,
@@ -36,8 +36,8 @@ import {
   MAP_PRIVATE,
   PROT_READ,
   PROT_WRITE,
-} from './uapi.js';
-import { PAGE_SIZE, type Pfn } from './units.js';
+} from './base/uapi.js';
+import { PAGE_SIZE, type Pfn } from './base/units.js';
 
 /** Where the model keeps each VM's trace code page: outside the trace arena, below TASK_SIZE. */
 const CODE_PAGE_BASE = 0x7f00_0000_0000n;

@@ -19,7 +19,7 @@ import type {
 import { HandleTable, resolveOp, stepTrace } from '../trace/runner.js';
 import { ModelBackend } from '../backends/model.js';
 import type { KernelProfile } from '../core/profiles/profile.js';
-import { MMAP_ARENA_BASE, MMAP_ARENA_END, TASK_SIZE_MAX } from '../core/host_layout.js';
+import { MMAP_ARENA_BASE, MMAP_ARENA_END, TASK_SIZE_MAX } from '../core/mm/host_layout.js';
 import { Prng } from './prng.js';
 
 const MiB = 1n << 20n;

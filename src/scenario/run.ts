@@ -3,7 +3,7 @@
  * against the step's expectation, and the model's events for the step are summarised as "what
  * changed". Pure: the CLI prints.
  */
-import type { ModelEvent } from '../core/events.js';
+import type { ModelEvent } from '../core/base/events.js';
 import type { Host } from '../core/host.js';
 import { ObjectNames } from '../check/names.js';
 import { resultToJson } from '../trace/format.js';

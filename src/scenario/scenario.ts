@@ -37,7 +37,7 @@ import {
   parseDocument,
   type Node as YamlNode,
 } from 'yaml';
-import { ERRNO_NUMBERS, isErrnoName } from '../core/errno.js';
+import { ERRNO_NUMBERS, isErrnoName } from '../core/base/errno.js';
 import { isOpName, OP_FIELDS, OP_NAMES } from '../trace/fields.js';
 import { HandleScope, parseOpObject, TraceInputError } from '../trace/parse.js';
 import { didYouMean, quote } from '../trace/suggest.js';

@@ -31,7 +31,7 @@ import {
   PROT_NONE,
   PROT_READ,
   PROT_WRITE,
-} from '../core/uapi.js';
+} from '../core/base/uapi.js';
 import { didYouMean, quote } from './suggest.js';
 
 const C: Record<string, bigint> = {

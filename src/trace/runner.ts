@@ -14,7 +14,7 @@ import type {
   ResultLine,
   TraceOp,
 } from './types.js';
-import { toU64 } from '../core/units.js';
+import { toU64 } from '../core/base/units.js';
 import { ADDR_FIELDS, bindsKind, FD_FIELDS } from './fields.js';
 
 type Handle = { readonly kind: 'fd'; fd: number } | { readonly kind: 'map'; readonly addr: bigint };

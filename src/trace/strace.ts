@@ -9,8 +9,8 @@
  * sizes with units. Pure (no Node APIs): the CLI decides colour and ASCII (src/cli/output.ts).
  * The symbolic tables here are shared with the scenario timeline (src/cli/describe.ts).
  */
-import { KVM_CAP } from '../core/uapi.js';
-import { MMAP_ARENA_BASE, mmapPlacedLength, nextArenaCursor } from '../core/host_layout.js';
+import { KVM_CAP } from '../core/base/uapi.js';
+import { MMAP_ARENA_BASE, mmapPlacedLength, nextArenaCursor } from '../core/mm/host_layout.js';
 import type { AddrArg, Exit, FdArg, GuestStep, ResultLine, TraceOp } from './types.js';
 import { bindsKind } from './fields.js';
 

@@ -22,7 +22,7 @@ import {
 } from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import { INVARIANTS } from '../../src/core/invariants/index.js';
-import { MUTANTS } from '../../src/core/mutants.js';
+import { MUTANTS } from '../../src/core/base/mutants.js';
 import { profileNames } from '../../src/core/profiles/index.js';
 import { kvm, skipFor } from '../kvm/helpers.js';
 

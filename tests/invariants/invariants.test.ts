@@ -7,7 +7,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { MUTANTS } from '../../src/core/mutants.js';
+import { MUTANTS } from '../../src/core/base/mutants.js';
 import { INVARIANTS } from '../../src/core/invariants/index.js';
 import { getProfile } from '../../src/core/profiles/index.js';
 import { runModelFuzz } from '../../src/fuzz/model_fuzz.js';

@@ -12,7 +12,7 @@ import { closeSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync } 
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MMAP_ARENA_BASE, MMAP_ARENA_END } from '../../src/core/host_layout.js';
+import { MMAP_ARENA_BASE, MMAP_ARENA_END } from '../../src/core/mm/host_layout.js';
 import { readMaps } from '../../src/backends/kvm/maps.js';
 import { parseTrace } from '../../src/trace/parse.js';
 import { runTrace } from '../../src/trace/runner.js';

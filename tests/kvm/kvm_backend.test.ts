@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
-import { MMAP_ARENA_BASE, MMAP_ARENA_END, nextArenaCursor } from '../../src/core/host_layout.js';
+import { MMAP_ARENA_BASE, MMAP_ARENA_END, nextArenaCursor } from '../../src/core/mm/host_layout.js';
 import { BackendRefusal } from '../../src/trace/types.js';
 import { arena } from '../../src/backends/kvm/arena.js';
 import { compileGuest } from '../../src/backends/kvm/guest_code.js';

@@ -9,7 +9,7 @@ import { precheckTrace, type Refusal } from '../../src/backends/kvm/precheck.js'
 import { arena } from '../../src/backends/kvm/arena.js';
 import { readMaps, type MapsEntry } from '../../src/backends/kvm/maps.js';
 import { libc } from '../../src/backends/kvm/libc.js';
-import { MMAP_ARENA_BASE, MMAP_ARENA_END, nextArenaCursor } from '../../src/core/host_layout.js';
+import { MMAP_ARENA_BASE, MMAP_ARENA_END, nextArenaCursor } from '../../src/core/mm/host_layout.js';
 import { getProfile } from '../../src/core/profiles/index.js';
 import type { KernelProfile } from '../../src/core/profiles/profile.js';
 import { parseTrace } from '../../src/trace/parse.js';

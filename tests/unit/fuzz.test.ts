@@ -27,7 +27,7 @@ import {
 } from '../../src/fuzz/model_fuzz.js';
 import { ModelBackend } from '../../src/backends/model.js';
 import { getProfile } from '../../src/core/profiles/index.js';
-import { MMAP_ARENA_BASE, MMAP_ARENA_END, TASK_SIZE_MAX } from '../../src/core/host_layout.js';
+import { MMAP_ARENA_BASE, MMAP_ARENA_END, TASK_SIZE_MAX } from '../../src/core/mm/host_layout.js';
 import { formatOp, formatResult } from '../../src/trace/format.js';
 import { parseTrace } from '../../src/trace/parse.js';
 import { HandleTable, resolveOp, runTrace, stepTrace } from '../../src/trace/runner.js';

@@ -1,5 +1,5 @@
 /**
- * Unit tests for src/core/guest_memfd.ts (kernel-uapi.md §1.3, §2.2–§2.6, §7): creation checks in
+ * Unit tests for src/core/kvm/guest_memfd/guest_memfd.ts (kernel-uapi.md §1.3, §2.2–§2.6, §7): creation checks in
  * kernel order, fallocate (VFS checks, then guest_memfd's), page states and zero-on-first-use for
  * guest and host faults, host-fault SIGBUS rules, binding errors and release.
  */

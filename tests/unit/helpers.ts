@@ -6,10 +6,10 @@
 import assert from 'node:assert/strict';
 import { Host } from '../../src/core/host.js';
 import { getProfile } from '../../src/core/profiles/index.js';
-import type { Result } from '../../src/core/result.js';
-import { GmemFile, VcpuFile, VmFile, type Vm, type Vcpu } from '../../src/core/objects.js';
-import type { GuestProgramStep } from '../../src/core/kvm_run.js';
-import type { MemoryRegionChange } from '../../src/core/memslots.js';
+import type { Result } from '../../src/core/base/result.js';
+import { GmemFile, VcpuFile, VmFile, type Vm, type Vcpu } from '../../src/core/kvm/objects.js';
+import type { GuestProgramStep } from '../../src/core/arch/x86/kvm_run.js';
+import type { MemoryRegionChange } from '../../src/core/kvm/memslots.js';
 import { exitToTrace } from '../../src/backends/model.js';
 
 export const PAGE = 4096n;

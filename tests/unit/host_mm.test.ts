@@ -1,5 +1,5 @@
 /**
- * Unit tests for src/core/host_mm.ts (and the placement rule of host_layout.ts): mmap placement,
+ * Unit tests for src/core/mm/host_mm.ts (and the placement rule of host_layout.ts): mmap placement,
  * every mmap errno the trace contract relies on, munmap / mprotect / madvise errnos and effects,
  * and VMM accesses (peek/poke) with their SIGSEGV/SIGBUS outcomes (kernel-uapi.md §2.3,
  * trace-format.md).

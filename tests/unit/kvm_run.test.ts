@@ -1,5 +1,5 @@
 /**
- * Unit tests for src/core/kvm_run.ts and kvm_run_page.ts: KVM_RUN with trace guest programs, the
+ * Unit tests for src/core/arch/x86/kvm_run.ts and kvm_run_page.ts: KVM_RUN with trace guest programs, the
  * exits it reports, and the bytes it leaves in the vCPU's mmap'ed `struct kvm_run` (exit_reason
  * at +8, cr8 at +16, apic_base at +24, the exit union at +32) and PIO page; the entry checks
  * (kvm_valid_regs/kvm_dirty_regs, cr8, immediate_exit) in kernel order; KVM_HC_MAP_GPA_RANGE
@@ -7,7 +7,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { GuestProgramStep } from '../../src/core/kvm_run.js';
+import type { GuestProgramStep } from '../../src/core/arch/x86/kvm_run.js';
 import {
   GMEM_SHARED,
   MAP_SHARED,
@@ -320,7 +320,7 @@ describe('KVM_HC_MAP_GPA_RANGE (§3.3, linux-6.18)', () => {
     const vcpu = createVcpu(c, vm);
     ok(c.h.kvmEnableCap(vm, KVM_CAP_EXIT_HYPERCALL, 0n, [1n << 12n]));
     runGuest(c, vcpu, [hc([MiB, 4n, 0x10n])]);
-    const f = c.h.file(vm) as import('../../src/core/objects.js').VmFile;
+    const f = c.h.file(vm) as import('../../src/core/kvm/objects.js').VmFile;
     assert.equal(f.vm.attrs.size, 0);
   });
 

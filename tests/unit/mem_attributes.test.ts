@@ -1,10 +1,10 @@
 /**
- * Unit tests for src/core/mem_attributes.ts: KVM_SET_MEMORY_ATTRIBUTES (kernel-uapi.md §2.7) and
+ * Unit tests for src/core/kvm/mem_attributes.ts: KVM_SET_MEMORY_ATTRIBUTES (kernel-uapi.md §2.7) and
  * x86 hugepage "mixed" tracking (§3.4), observed through `lpageAllowed` from mmu.ts.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { lpageAllowed } from '../../src/core/mmu.js';
+import { lpageAllowed } from '../../src/core/arch/x86/mmu.js';
 import {
   ATTR_PRIVATE,
   GMEM_MMAP,

@@ -1,5 +1,5 @@
 /**
- * Unit tests for src/core/memslots.ts: KVM_SET_USER_MEMORY_REGION(2) (kernel-uapi.md §2.5, §7).
+ * Unit tests for src/core/kvm/memslots.ts: KVM_SET_USER_MEMORY_REGION(2) (kernel-uapi.md §2.5, §7).
  * Every check of the kernel order, with both sides of each boundary, and which errno wins when
  * several checks would fail; then CREATE / DELETE / MOVE / FLAGS_ONLY effects.
  * Most cases run on `linux-6.18-pvm`, the profile checked against the live kernel.

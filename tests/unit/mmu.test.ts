@@ -1,5 +1,5 @@
 /**
- * Unit tests for src/core/mmu.ts on the `linux-6.18` profile (TDP, stage-2 guest accesses):
+ * Unit tests for src/core/arch/x86/mmu.ts on the `linux-6.18` profile (TDP, stage-2 guest accesses):
  * the backing decision matrix of kernel-uapi.md §3.6, the fault procedure of §3.1,
  * KVM_EXIT_MEMORY_FAULT (§3.2) including its kvm_run payload, mapping levels (§3.4) and the
  * invalidation sources of §3.5.
@@ -115,7 +115,7 @@ describe('§3.6 behaviour matrix: which page backs a guest access', () => {
       guestStore(s.c, s.vcpu, GPA + PAGE, '12345678');
       assert.equal(peekHex(s.c, s.shared + PAGE, 4), '12345678');
       assert.equal(spte(s)!.source, 'hva');
-      const gf = s.c.h.file(s.g) as import('../../src/core/objects.js').GmemFile;
+      const gf = s.c.h.file(s.g) as import('../../src/core/kvm/objects.js').GmemFile;
       for (let i = 0; i < 4; i++)
         assert.equal(gf.pages.get(i)!.state, 'allocated', 'never prepared');
     });

@@ -1,12 +1,12 @@
 /**
- * Unit tests for src/core/pre_fault.ts: KVM_PRE_FAULT_MEMORY (kernel-uapi.md §2.8, §5.5, §7).
+ * Unit tests for src/core/kvm/pre_fault.ts: KVM_PRE_FAULT_MEMORY (kernel-uapi.md §2.8, §5.5, §7).
  * The generic checks, the progress rule (an error only from a call that made no progress, the
  * range always copied back), and the x86 step on a shadow-paging (PVM) and a TDP kernel.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { kvmVcpuPreFaultMemory } from '../../src/core/pre_fault.js';
-import { Vcpu, Vm } from '../../src/core/objects.js';
+import { kvmVcpuPreFaultMemory } from '../../src/core/kvm/pre_fault.js';
+import { Vcpu, Vm } from '../../src/core/kvm/objects.js';
 import { LINUX_6_18_PVM } from '../../src/core/profiles/linux_6_18.js';
 import {
   ATTR_PRIVATE,

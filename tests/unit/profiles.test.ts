@@ -4,8 +4,8 @@
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { capId, capName } from '../../src/core/cap_names.js';
-import { KVM_CAP } from '../../src/core/uapi.js';
+import { capId, capName } from '../../src/core/base/cap_names.js';
+import { KVM_CAP } from '../../src/core/base/uapi.js';
 import { composeProfile } from '../../src/core/profiles/compose.js';
 import {
   getProfile,

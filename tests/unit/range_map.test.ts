@@ -1,5 +1,5 @@
 /**
- * Tests for src/core/ranges/range_map.ts: examples for every method, then property tests that
+ * Tests for src/core/base/ranges/range_map.ts: examples for every method, then property tests that
  * compare random operation sequences against a naive per-key reference model.
  *
  * Because the map coalesces maximally, its entries are a function of the per-key contents alone:
@@ -17,7 +17,7 @@ import {
   MAX_KEY,
   type RangeEntry,
   type RangeValueOps,
-} from '../../src/core/ranges/range_map.js';
+} from '../../src/core/base/ranges/range_map.js';
 
 // -------------------------------------------------------------------------------------------------
 // Helpers

@@ -16,7 +16,7 @@
  *   reservation over the op's range first and puts it back afterwards, so the kernel sees exactly
  *   the trace's own mappings.
  */
-import { MMAP_ARENA_BASE, MMAP_ARENA_END } from '../../core/host_layout.js';
+import { MMAP_ARENA_BASE, MMAP_ARENA_END } from '../../core/mm/host_layout.js';
 import { EEXIST, libc } from './libc.js';
 import { readMaps } from './maps.js';
 

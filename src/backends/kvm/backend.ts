@@ -4,9 +4,9 @@
  * placement, the guest-program runner, fault reporting for peek/poke) and refuses ops that could
  * touch the Node process's own memory or files.
  */
-import { errnoName } from '../../core/errno.js';
-import { MMAP_ARENA_BASE, nextArenaCursor } from '../../core/host_layout.js';
-import { KVM_IOCTL, TRACE_CODE_GPA, TRACE_CODE_SLOT } from '../../core/uapi.js';
+import { errnoName } from '../../core/base/errno.js';
+import { MMAP_ARENA_BASE, nextArenaCursor } from '../../core/mm/host_layout.js';
+import { KVM_IOCTL, TRACE_CODE_GPA, TRACE_CODE_SLOT } from '../../core/base/uapi.js';
 import { bytesToHex } from '../../trace/format.js';
 import type {
   Backend,

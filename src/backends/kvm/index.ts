@@ -2,8 +2,8 @@
  * The real-KVM backend. `openKvmBackend()` returns a backend bound to this machine's /dev/kvm, or
  * `{ unavailable: reason }` when there is none (no device, no permission, no libc/FFI).
  */
-import { errnoName } from '../../core/errno.js';
-import { KVM_IOCTL } from '../../core/uapi.js';
+import { errnoName } from '../../core/base/errno.js';
+import { KVM_IOCTL } from '../../core/base/uapi.js';
 import { KvmBackend } from './backend.js';
 import { O_CLOEXEC, O_RDWR, libc } from './libc.js';
 

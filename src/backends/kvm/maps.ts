@@ -8,7 +8,7 @@
  * backend from classifying a fault or checking a range.
  */
 import { readFileSync } from 'node:fs';
-import { errnoName } from '../../core/errno.js';
+import { errnoName } from '../../core/base/errno.js';
 import { BackendRefusal } from '../../trace/types.js';
 import { O_CLOEXEC, libc } from './libc.js';
 

@@ -30,7 +30,7 @@
  * pread buffer at kernel-chosen addresses outside the arena) and arena pieces that become foreign while the
  * trace runs. No trace can name such addresses deliberately, but a wide raw range may hit one.
  */
-import { nextArenaCursor, MMAP_ARENA_BASE, MMAP_ARENA_END } from '../../core/host_layout.js';
+import { nextArenaCursor, MMAP_ARENA_BASE, MMAP_ARENA_END } from '../../core/mm/host_layout.js';
 import type { KernelProfile } from '../../core/profiles/profile.js';
 import { HandleTable, resolveOp, stepTrace } from '../../trace/runner.js';
 import type { TraceOp } from '../../trace/types.js';

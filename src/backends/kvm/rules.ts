@@ -12,8 +12,8 @@ import {
   MMAP_ARENA_END,
   TASK_SIZE_MAX,
   mmapPlacedLength,
-} from '../../core/host_layout.js';
-import { MAP_ANONYMOUS } from '../../core/uapi.js';
+} from '../../core/mm/host_layout.js';
+import { MAP_ANONYMOUS } from '../../core/base/uapi.js';
 import type { ResolvedFd, ResolvedOp } from '../../trace/types.js';
 import type { Interval } from './arena.js';
 import { cInt, cS64, cU64 } from './libc.js';

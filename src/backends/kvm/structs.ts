@@ -5,7 +5,7 @@
  * assignment would (u32 fields keep the low 32 bits, u64 fields the low 64). Reserved and padding
  * bytes are always zero and never visible to callers.
  */
-import { RUN } from '../../core/kvm_run_page.js';
+import { RUN } from '../../core/arch/x86/kvm_run_page.js';
 
 const u32 = (v: bigint): number => Number(BigInt.asUintN(32, v));
 const u64 = (v: bigint): bigint => BigInt.asUintN(64, v);
@@ -214,7 +214,7 @@ export function readSreg(b: Buffer, name: keyof typeof SREG_OFF): bigint {
 }
 
 // ---------------------------------------------------------------------------------------------
-// struct kvm_run: the offsets are the model's (src/core/kvm_run_page.ts), one table for both.
+// struct kvm_run: the offsets are the model's (src/core/arch/x86/kvm_run_page.ts), one table for both.
 
 export { RUN };
 

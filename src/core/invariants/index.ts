@@ -3,7 +3,7 @@
  * the only place that lists them (platform issues append theirs with an `appliesTo` predicate).
  */
 import type { Host } from '../host.js';
-import type { Pfn } from '../units.js';
+import type { Pfn } from '../base/units.js';
 import { freedPageUnmapped } from './freed_page_unmapped.js';
 import { gmemSingleBinding } from './gmem_single_binding.js';
 import { hostNoPrivateAccess } from './host_no_private_access.js';

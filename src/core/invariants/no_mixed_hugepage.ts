@@ -1,7 +1,7 @@
 /**
  * no-mixed-hugepage: no huge stage-2 mapping spans mixed attributes or memslot edges.
  */
-import { LEVEL_PAGES } from '../units.js';
+import { LEVEL_PAGES } from '../base/units.js';
 import { forEachMapping } from './stage2_coherent.js';
 import { hx, type Invariant, type Violation } from './types.js';
 

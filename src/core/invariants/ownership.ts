@@ -3,10 +3,10 @@
  * and shmem files, private anonymous memory, vCPU pages). Built from the model's state in
  * O(extents); double ownership is recorded as it is found.
  */
-import { RangeMap, extentOps } from '../ranges/range_map.js';
+import { RangeMap, extentOps } from '../base/ranges/range_map.js';
 import type { Host } from '../host.js';
-import { ShmemObject } from '../host_mm.js';
-import type { GmemFile, Vm } from '../objects.js';
+import { ShmemObject } from '../mm/host_mm.js';
+import type { GmemFile, Vm } from '../kvm/objects.js';
 
 export type Owner =
   | {

@@ -1,10 +1,10 @@
 /**
  * stage2-coherent: every stage-2 mapping points at the page the current state selects.
  */
-import type { Memslot, Spte, Vm } from '../objects.js';
-import { ShmemObject, ZERO_PFN } from '../host_mm.js';
+import type { Memslot, Spte, Vm } from '../kvm/objects.js';
+import { ShmemObject, ZERO_PFN } from '../mm/host_mm.js';
 import type { Host } from '../host.js';
-import { GmemFile, VcpuFile } from '../objects.js';
+import { GmemFile, VcpuFile } from '../kvm/objects.js';
 import { hx, type Invariant, type Violation } from './types.js';
 
 /** The frames backing host virtual pages [s, e) right now, without faulting anything in. */

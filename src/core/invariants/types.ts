@@ -6,7 +6,7 @@
  */
 import type { Host } from '../host.js';
 import type { KernelProfile } from '../profiles/profile.js';
-import type { Pfn } from '../units.js';
+import type { Pfn } from '../base/units.js';
 import type { Ownership } from './ownership.js';
 
 /** What a violation points at, so that explanations can describe the state around it. */

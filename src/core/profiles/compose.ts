@@ -3,7 +3,7 @@
  * derived here from a fact a live kernel shows (`gmemlab probe`), so a named profile and a profile
  * file saved by `gmemlab probe --save` are built the same way.
  */
-import { KVM_CAP } from '../uapi.js';
+import { KVM_CAP } from '../base/uapi.js';
 import { CAP_TABLE_MAX, kernelVersion, type KernelFacts } from './facts.js';
 import type { KernelProfile, VmTypeSpec } from './profile.js';
 

@@ -12,7 +12,7 @@
  *   compiled in, pre-fault available, SMM. Derived from the PVM facts plus the spec's per-config
  *   values; not checked against a live kernel (the development machines cannot run it).
  */
-import { KVM_CAP } from '../uapi.js';
+import { KVM_CAP } from '../base/uapi.js';
 import { composeProfile } from './compose.js';
 import type { HostFacts, KernelFacts } from './facts.js';
 import type { KernelProfile } from './profile.js';

@@ -2,8 +2,8 @@
  * Matching kernel facts with profiles: which named profile describes a kernel (equal kernel facts),
  * and which host facts differ. Pure; `gmemlab probe` and the conformance suite use it.
  */
-import { capName } from '../cap_names.js';
-import { KVM_CAP } from '../uapi.js';
+import { capName } from '../base/cap_names.js';
+import { KVM_CAP } from '../base/uapi.js';
 import { CAP_TABLE_MAX, type KernelFacts } from './facts.js';
 import { PROFILES } from './index.js';
 import type { KernelProfile } from './profile.js';

@@ -18,8 +18,8 @@
  * Capabilities are keyed by name (`KVM_CAP_*`, or `cap N` for an id without a name); absent caps
  * read 0. Every malformed field is reported as `FILE: facts.FIELD: message`.
  */
-import { capId, capName } from '../cap_names.js';
-import { KVM_CAP } from '../uapi.js';
+import { capId, capName } from '../base/cap_names.js';
+import { KVM_CAP } from '../base/uapi.js';
 import { getProfile } from './index.js';
 import { composeProfile } from './compose.js';
 import { CAP_TABLE_MAX, type KernelFacts, type KvmModule, type ThpMode } from './facts.js';

@@ -8,11 +8,11 @@
  * `prepared` (up-to-date); punch hole and release return indices to absent. So every page is
  * first seen as zeros, and content persists until a hole is punched.
  */
-import type { KernelCtx } from './ctx.js';
-import { GmemFile, type Memslot, type Vm } from './objects.js';
-import { err, ok, OK_VOID, type Result } from './result.js';
-import { kvmMmuInvalidateGfnRange } from './mmu.js';
-import type { PgOff, Pfn } from './units.js';
+import type { KernelCtx } from '../../ctx.js';
+import { GmemFile, type Memslot, type Vm } from '../objects.js';
+import { err, ok, OK_VOID, type Result } from '../../base/result.js';
+import { kvmMmuInvalidateGfnRange } from '../../arch/x86/mmu.js';
+import type { PgOff, Pfn } from '../../base/units.js';
 
 /**
  * KVM_CREATE_GUEST_MEMFD after copy_from_user: `kvm_gmem_create()` checks in kernel order, then

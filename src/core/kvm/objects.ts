@@ -8,9 +8,9 @@
  * - the VM is referenced by its VM fd's file, every vCPU file and every guest_memfd file (the
  *   file pins KVM, not the other way round); it is destroyed when the last reference goes.
  */
-import { RangeMap, extentOps } from './ranges/range_map.js';
-import type { VmTypeSpec } from './profiles/profile.js';
-import { ZERO_PFN, type Gfn, type PgOff, type Pfn } from './units.js';
+import { RangeMap, extentOps } from '../base/ranges/range_map.js';
+import type { VmTypeSpec } from '../profiles/profile.js';
+import { ZERO_PFN, type Gfn, type PgOff, type Pfn } from '../base/units.js';
 
 /** State of one guest_memfd page (a folio; always order 0 in 6.18). */
 export type GmemPageState = 'allocated' | 'prepared' | 'poisoned';

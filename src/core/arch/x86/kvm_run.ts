@@ -10,9 +10,9 @@
  * like the instruction emulator does: a fault on either page ends the run; otherwise RAM pieces
  * are accessed and MMIO pieces become separate exits.
  */
-import type { KernelCtx } from './ctx.js';
+import type { KernelCtx } from '../../ctx.js';
 import { emulatedTranslate, guestTranslate, type FaultOutcome } from './mmu.js';
-import type { Vcpu, Vm } from './objects.js';
+import type { Vcpu, Vm } from '../../kvm/objects.js';
 import {
   KVM_EXIT_HLT,
   KVM_EXIT_HYPERCALL,
@@ -22,7 +22,7 @@ import {
   KVM_EXIT_MMIO,
   KVM_EXIT_SHUTDOWN,
   KVM_HC_MAP_GPA_RANGE,
-} from './uapi.js';
+} from '../../base/uapi.js';
 import {
   FrameView,
   KVM_SYNC_X86_REGS,
@@ -30,7 +30,7 @@ import {
   KVM_SYNC_X86_VALID_FIELDS,
   RUN,
 } from './kvm_run_page.js';
-import type { Errno } from './errno.js';
+import type { Errno } from '../../base/errno.js';
 
 export type GuestProgramStep =
   | { readonly kind: 'store'; readonly gpa: bigint; readonly bytes: Uint8Array }

@@ -3,19 +3,19 @@
  * `kvm_set_memory_region()`, `kvm_set_memslot()`; x86 `kvm_arch_prepare_memory_region()`), in the
  * kernel's check order (kernel-uapi.md §2.5). For errno parity this order *is* the spec.
  */
-import type { KernelCtx } from './ctx.js';
-import { kvmGmemBind, kvmGmemUnbind } from './guest_memfd.js';
+import type { KernelCtx } from '../ctx.js';
+import { kvmGmemBind, kvmGmemUnbind } from './guest_memfd/guest_memfd.js';
 import { kvmMmuInitMemslotMemoryAttributes } from './mem_attributes.js';
-import { kvmZapForSlotChange } from './mmu.js';
+import { kvmZapForSlotChange } from '../arch/x86/mmu.js';
 import { GmemFile, Memslot, type Vm } from './objects.js';
-import { err, type Result } from './result.js';
+import { err, type Result } from '../base/result.js';
 import {
   KVM_MEM_GUEST_MEMFD,
   KVM_MEM_LOG_DIRTY_PAGES,
   KVM_MEM_READONLY,
   KVM_SET_USER_MEMORY_REGION_V1_FLAGS,
-} from './uapi.js';
-import type { Gfn } from './units.js';
+} from '../base/uapi.js';
+import type { Gfn } from '../base/units.js';
 
 /** struct kvm_userspace_memory_region2, fields already truncated to their C widths. */
 export type KvmUserspaceMemoryRegion2 = {

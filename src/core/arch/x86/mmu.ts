@@ -8,17 +8,17 @@
  * change zaps what it must, so this is equivalent to re-deriving the backing; a model bug that
  * forgets a zap becomes visible as a stale mapping — which is what the invariants check.
  */
-import type { KernelCtx } from './ctx.js';
-import type { ZapSource } from './events.js';
-import { kvmGmemGetPfn } from './guest_memfd.js';
-import type { Memslot, Spte, Vm } from './objects.js';
-import { LEVEL_PAGES, type MappingLevel, type Pfn } from './units.js';
+import type { KernelCtx } from '../../ctx.js';
+import type { ZapSource } from '../../base/events.js';
+import { kvmGmemGetPfn } from '../../kvm/guest_memfd/guest_memfd.js';
+import type { Memslot, Spte, Vm } from '../../kvm/objects.js';
+import { LEVEL_PAGES, type MappingLevel, type Pfn } from '../../base/units.js';
 import {
   APIC_DEFAULT_PHYS_BASE,
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
   KVM_MEMORY_EXIT_FLAG_PRIVATE,
-} from './uapi.js';
-import { ZERO_PFN } from './host_mm.js';
+} from '../../base/uapi.js';
+import { ZERO_PFN } from '../../mm/host_mm.js';
 
 const PRIVATE_ATTR = Number(KVM_MEMORY_ATTRIBUTE_PRIVATE);
 

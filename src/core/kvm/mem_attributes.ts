@@ -8,12 +8,12 @@
  * entry per gfn; the model costs one entry per distinct range, so converting 1 TiB costs what
  * converting 1 GiB costs.
  */
-import type { KernelCtx } from './ctx.js';
-import { RangeMap } from './ranges/range_map.js';
+import type { KernelCtx } from '../ctx.js';
+import { RangeMap } from '../base/ranges/range_map.js';
 import type { Memslot, Vm } from './objects.js';
-import { err, OK_VOID, type Result } from './result.js';
-import { kvmFlushRemoteTlbs, kvmUnmapGfnRange } from './mmu.js';
-import { LEVEL_PAGES } from './units.js';
+import { err, OK_VOID, type Result } from '../base/result.js';
+import { kvmFlushRemoteTlbs, kvmUnmapGfnRange } from '../arch/x86/mmu.js';
+import { LEVEL_PAGES } from '../base/units.js';
 
 export type KvmMemoryAttributes = {
   readonly address: bigint;

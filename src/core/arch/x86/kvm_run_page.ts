@@ -4,8 +4,8 @@
  * trace that writes to it (immediate_exit, cr8, kvm_valid_regs) changes KVM_RUN the way the
  * kernel does. Offsets: include/uapi/linux/kvm.h, x86-64.
  */
-import type { FrameStore } from './frames.js';
-import type { Pfn } from './units.js';
+import type { FrameStore } from '../../base/frames.js';
+import type { Pfn } from '../../base/units.js';
 
 export const RUN = {
   request_interrupt_window: 0,

@@ -8,10 +8,10 @@
  * later access refaults against the page cache, which is the state that matters. Private
  * anonymous memory *is* its page table, so `anon` is keyed by host virtual page.
  */
-import type { KernelCtx } from './ctx.js';
-import { RangeMap, extentOps } from './ranges/range_map.js';
-import { GmemFile, KFile, VcpuFile, pageExtentOps, type PageExtent } from './objects.js';
-import { err, ok, OK_VOID, type Result } from './result.js';
+import type { KernelCtx } from '../ctx.js';
+import { RangeMap, extentOps } from '../base/ranges/range_map.js';
+import { GmemFile, KFile, VcpuFile, pageExtentOps, type PageExtent } from '../kvm/objects.js';
+import { err, ok, OK_VOID, type Result } from '../base/result.js';
 import {
   MADV_COLD,
   MADV_COLLAPSE,
@@ -59,7 +59,7 @@ import {
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
   LEGACY_MAP_MASK,
-} from './uapi.js';
+} from '../base/uapi.js';
 import {
   MMAP_ARENA_END,
   hugetlbPageSize,
@@ -67,8 +67,11 @@ import {
   nextArenaCursor,
   MMAP_ARENA_BASE,
 } from './host_layout.js';
-import { PAGE_SIZE, ZERO_PFN, type Pfn } from './units.js';
-import { kvmGmemFaultUserMapping, kvmGmemPopulateUserRange } from './guest_memfd.js';
+import { PAGE_SIZE, ZERO_PFN, type Pfn } from '../base/units.js';
+import {
+  kvmGmemFaultUserMapping,
+  kvmGmemPopulateUserRange,
+} from '../kvm/guest_memfd/guest_memfd.js';
 
 export { ZERO_PFN };
 

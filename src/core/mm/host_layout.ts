@@ -8,7 +8,7 @@
  * fit below MMAP_ARENA_END fails with ENOMEM on every backend.
  */
 
-import { MAP_HUGETLB } from './uapi.js';
+import { MAP_HUGETLB } from '../base/uapi.js';
 
 /**
  * 64 TiB: above every address V8 picks for its heap pages (random hints below 2^46), far below

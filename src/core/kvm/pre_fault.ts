@@ -5,11 +5,11 @@
  * Partial progress is a result: the range is advanced by each successful step and always copied
  * back; an error is returned only by a call that made no progress.
  */
-import type { KernelCtx } from './ctx.js';
-import type { Errno } from './errno.js';
-import { kvmMmuPageFault } from './mmu.js';
+import type { KernelCtx } from '../ctx.js';
+import type { Errno } from '../base/errno.js';
+import { kvmMmuPageFault } from '../arch/x86/mmu.js';
 import type { Vcpu } from './objects.js';
-import { LEVEL_PAGES } from './units.js';
+import { LEVEL_PAGES } from '../base/units.js';
 
 export type PreFaultRange = { gpa: bigint; size: bigint };
 
