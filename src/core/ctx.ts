@@ -25,14 +25,12 @@ export interface KernelCtx {
    * loads/stores, get_user_pages() by KVM, and KVM's uaccess through userspace_addr.
    */
   observe?: (pfn: Pfn, write: boolean, path: 'vmm' | 'gup' | 'kvm-uaccess') => void;
-  /** Every live VM (for mmu-notifier fan-out). */
+  /** Every live VM. */
   readonly vms: ReadonlySet<Vm>;
   /** Drop one mapping reference (pages) of a file; releases it when the last reference goes. */
   putFileMapping(file: KFile, pages: number): void;
   /** Take mapping references on a file. */
   getFileMapping(file: KFile, pages: number): void;
-  /** `mmu_notifier_invalidate_range_start/end` for host virtual pages [start, end). */
-  mmuNotifierInvalidate(startHvpn: number, endHvpn: number): void;
   /** `vfs_fallocate()` on a file (used by MADV_REMOVE). */
   vfsFallocate(
     file: KFile,

@@ -148,12 +148,9 @@ export class Host implements KernelCtx {
     for (const vcpu of vm.vcpus.values()) for (const p of vcpu.pages) this.frames.release(p, 1);
     for (const p of vm.sharedPages) this.frames.release(p, 1);
     this.vms.delete(vm);
+    // kvm_destroy_vm() → mmu_notifier_unregister()
+    if (vm.mmuNotifier !== undefined) this.mm.notifiers.unregister(vm.mmuNotifier);
     this.events.push({ kind: 'vm_destroy', vm: vm.index });
-  }
-
-  mmuNotifierInvalidate(s: number, e: number): void {
-    if (this.mutants.has('mmu_notifier_missing')) return;
-    for (const vm of this.vms) kvmMmuNotifierInvalidate(this, vm, s, e);
   }
 
   // -----------------------------------------------------------------------------------------------
@@ -211,6 +208,14 @@ export class Host implements KernelCtx {
     vm.sharedPages.push(ring);
     this.vms.add(vm);
     this.allVms.push(vm);
+    // kvm_create_vm() → kvm_init_mmu_notifier(): this VM's stage-2 hears about the VMM's mm.
+    vm.mmuNotifier = {
+      invalidateRangeStart: (s: number, e: number): void => {
+        if (this.mutants.has('mmu_notifier_missing')) return;
+        kvmMmuNotifierInvalidate(this, vm, s, e);
+      },
+    };
+    this.mm.notifiers.register(vm.mmuNotifier);
     const f = new VmFile(this.nextIno++, vm);
     vm.file = f;
     return ok(this.allocFd(f));

@@ -10,6 +10,7 @@
  */
 import { RangeMap, extentOps } from '../base/ranges/range_map.js';
 import type { VmTypeSpec } from '../profiles/profile.js';
+import type { MmuNotifier } from '../mm/mmu_notifier.js';
 import { ZERO_PFN, type Gfn, type PgOff, type Pfn } from '../base/units.js';
 
 /** State of one guest_memfd page (a folio; always order 0 in 6.18). */
@@ -215,6 +216,8 @@ export class Vm {
   hypercallExitEnabled = 0n;
   /** `kvm->mmu_invalidate_seq`: bumped by every invalidation. */
   mmuInvalidateSeq = 0;
+  /** `kvm->mmu_notifier`: registered on the VMM's mm while the VM lives. */
+  mmuNotifier: MmuNotifier | undefined;
   preFaultAllowed: boolean;
   codeSlot: CodeSlotState = 'none';
   /** Backing of the trace code page (a host address outside the trace arena). */

@@ -68,6 +68,7 @@ import {
   MMAP_ARENA_BASE,
 } from './host_layout.js';
 import { PAGE_SIZE, ZERO_PFN, type Pfn } from '../base/units.js';
+import { MmuNotifierList } from './mmu_notifier.js';
 import {
   kvmGmemFaultUserMapping,
   kvmGmemPopulateUserRange,
@@ -164,6 +165,8 @@ export type UserAccess =
   | { readonly ok: false; readonly fault: 'SIGSEGV' | 'SIGBUS' };
 
 export class HostMm {
+  /** The secondary MMUs (each VM's stage-2) that hear about changes to this mm. */
+  readonly notifiers = new MmuNotifierList();
   /** VMAs by host virtual page number. */
   readonly vmas = new RangeMap<Vma>(vmaOps);
   /** Private anonymous pages by host virtual page number (the page table of anonymous memory). */
@@ -435,7 +438,7 @@ export class HostMm {
           mapped.set(lo + (p.start - view.s), lo + (p.end - view.s), true);
     }
     for (const view of views) {
-      this.k.mmuNotifierInvalidate(view.s, view.e);
+      this.notifiers.invalidateRangeStart(view.s, view.e);
       if (this.gmemPtes.size !== 0) this.gmemPtes.delete(view.s, view.e);
       if (this.guards.size === 0 || mapped.size === 0) continue;
       for (const m of mapped.piecesIn(view.lo, view.lo + (view.e - view.s)))
@@ -446,7 +449,7 @@ export class HostMm {
   /** Remove every VMA page in [s, e), with the effects of unmap_region(). */
   private unmapRange(s: number, e: number): void {
     if (!this.vmas.anyIn(s, e)) return;
-    this.k.mmuNotifierInvalidate(s, e);
+    this.notifiers.invalidateRangeStart(s, e);
     const pieces = this.vmas.piecesIn(s, e);
     this.vmas.delete(s, e);
     // Unmapping is the only thing that removes guard markers.
@@ -588,7 +591,7 @@ export class HostMm {
       const old = this.vmas.get(c.s)!;
       if (old.prot === c.v.prot && old.flags === c.v.flags) continue;
       // change_protection() notifies secondary MMUs when permissions are reduced.
-      if ((old.prot & ~c.v.prot) !== 0) this.k.mmuNotifierInvalidate(c.s, c.e);
+      if ((old.prot & ~c.v.prot) !== 0) this.notifiers.invalidateRangeStart(c.s, c.e);
       // A VMA split inside a THP splits its PMD mapping.
       if (c.s % 512 !== 0) this.splitThp(c.s, c.s + 1);
       if (c.e % 512 !== 0) this.splitThp(c.e - 1, c.e);
@@ -691,7 +694,7 @@ export class HostMm {
           return err('EINVAL', 'madvise: COLD/PAGEOUT on VM_LOCKED');
         // Reclaim discards droppable pages instead of swapping them: the data is gone.
         if (advice === MADV_PAGEOUT && (v.flags & VMA_DROPPABLE) !== 0) {
-          this.k.mmuNotifierInvalidate(s, e);
+          this.notifiers.invalidateRangeStart(s, e);
           this.freeAnon(s, e);
         }
         return OK_VOID;
@@ -701,7 +704,7 @@ export class HostMm {
           return err('EINVAL', 'madvise_dontneed_free_valid_vma: VM_LOCKED');
         // zap_page_range_single(): notify KVM, then drop PTEs. Private anonymous pages are freed
         // (the next access sees zeros); shared and file pages stay in their page cache.
-        this.k.mmuNotifierInvalidate(s, e);
+        this.notifiers.invalidateRangeStart(s, e);
         if (!v.shared) this.freeAnon(s, e);
         if (v.kind === 'gmem' && this.gmemPtes.size !== 0) this.gmemPtes.delete(s, e);
         // zap_pte_range() with reclaim_pt (CONFIG_PT_RECLAIM): a page table whose whole 2 MiB the
@@ -725,7 +728,7 @@ export class HostMm {
         const offset = BigInt(v.base) << 12n;
         const len = BigInt(e - s) << 12n;
         if (v.obj instanceof ShmemObject) {
-          this.k.mmuNotifierInvalidate(s, e);
+          this.notifiers.invalidateRangeStart(s, e);
           this.shmemPunch(v.obj, v.base, v.base + (e - s));
           return OK_VOID;
         }
@@ -770,7 +773,7 @@ export class HostMm {
         // madvise_guard_install(): not on VM_LOCKED (or special) VMAs. Existing pages are zapped
         // (private anonymous memory is freed; file pages stay in their page cache).
         if (v.locked) return err('EINVAL', 'madvise_guard_install: VM_LOCKED');
-        this.k.mmuNotifierInvalidate(s, e);
+        this.notifiers.invalidateRangeStart(s, e);
         if (v.kind === 'gmem' && this.gmemPtes.size !== 0) this.gmemPtes.delete(s, e);
         if (v.kind === 'anon') {
           this.freeAnon(s, e);
@@ -900,7 +903,7 @@ export class HostMm {
         if (hugeZero) this.splitThp(hvpn, hvpn + 1);
         this.notePteTable(hvpn, hvpn + 1);
         // Replacing the zero page (or nothing) with a new page notifies secondary MMUs.
-        this.k.mmuNotifierInvalidate(hvpn, hvpn + 1);
+        this.notifiers.invalidateRangeStart(hvpn, hvpn + 1);
         const pfn = this.k.frames.allocOne();
         if (!this.k.mutants.has('anon_fault_no_zero')) this.k.frames.zero(pfn, 1);
         this.anon.set(hvpn, hvpn + 1, { base: pfn });
@@ -935,7 +938,7 @@ export class HostMm {
         const r = (v.obj as VcpuFile).pageAt(v.base);
         if (r === undefined) return { signal: 'SIGBUS' };
         if (v.shared || !write) return { pfn: r, writable: writable && v.shared };
-        this.k.mmuNotifierInvalidate(hvpn, hvpn + 1);
+        this.notifiers.invalidateRangeStart(hvpn, hvpn + 1);
         const pfn = this.k.frames.allocOne();
         this.k.frames.copy(r, pfn);
         this.anon.set(hvpn, hvpn + 1, { base: pfn });
@@ -996,7 +999,7 @@ export class HostMm {
         if (write) {
           const gaps = this.anon.gapsIn(s, end);
           if (gaps.length > 0) {
-            this.k.mmuNotifierInvalidate(s, end);
+            this.notifiers.invalidateRangeStart(s, end);
             for (const gap of gaps) {
               let p = gap.start;
               for (const run of this.k.frames.alloc(gap.end - gap.start)) {
@@ -1056,7 +1059,7 @@ export class HostMm {
       return undefined;
     }
     const base = runs[0]!.base;
-    this.k.mmuNotifierInvalidate(h0, h0 + 512);
+    this.notifiers.invalidateRangeStart(h0, h0 + 512);
     if (!this.k.mutants.has('anon_fault_no_zero')) this.k.frames.zero(base, 512);
     this.anon.set(h0, h0 + 512, { base });
     this.thp.set(h0, h0 + 512, true);
@@ -1092,7 +1095,7 @@ export class HostMm {
       // __split_huge_pmd() notifies secondary MMUs over each huge page it splits, so KVM drops a
       // 2M stage-2 mapping built on it.
       for (const p of pmds.piecesIn(h0, h1)) {
-        this.k.mmuNotifierInvalidate(p.start, p.end);
+        this.notifiers.invalidateRangeStart(p.start, p.end);
         // The split installs the page table deposited when the huge PMD was mapped.
         this.notePteTable(p.start, p.end);
       }
