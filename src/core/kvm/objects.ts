@@ -11,6 +11,7 @@
 import { RangeMap, extentOps } from '../base/ranges/range_map.js';
 import type { VmTypeSpec } from '../profiles/profile.js';
 import type { MmuNotifier } from '../mm/mmu_notifier.js';
+import type { VmOperations } from '../mm/vm_ops.js';
 import { ZERO_PFN, type Gfn, type PgOff, type Pfn } from '../base/units.js';
 
 /** State of one guest_memfd page (a folio; always order 0 in 6.18). */
@@ -33,6 +34,8 @@ export abstract class KFile {
   /** host mappings (pages of VMAs) referring to this file. */
   mappedPages = 0;
   released = false;
+  /** The `vm_operations` its ->mmap() installs (files that can be mapped page by page). */
+  vmOps: VmOperations | undefined;
   constructor(readonly ino: number) {}
   get refs(): number {
     return this.fdRefs + (this.mappedPages > 0 ? 1 : 0);

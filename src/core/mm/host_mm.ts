@@ -69,10 +69,6 @@ import {
 } from './host_layout.js';
 import { PAGE_SIZE, ZERO_PFN, type Pfn } from '../base/units.js';
 import { MmuNotifierList } from './mmu_notifier.js';
-import {
-  kvmGmemFaultUserMapping,
-  kvmGmemPopulateUserRange,
-} from '../kvm/guest_memfd/guest_memfd.js';
 
 export { ZERO_PFN };
 
@@ -924,7 +920,8 @@ export class HostMm {
         return { pfn, writable };
       }
       case 'gmem': {
-        const r = kvmGmemFaultUserMapping(this.k, v.obj as GmemFile, v.base);
+        // handle_mm_fault() → vma->vm_ops->fault()
+        const r = (v.obj as GmemFile).vmOps!.fault(v.base);
         if ('signal' in r) return r;
         this.gmemPtes.set(hvpn, hvpn + 1, true);
         return { pfn: r.pfn, writable };
@@ -1033,7 +1030,7 @@ export class HostMm {
         return last;
       }
       case 'gmem': {
-        const n = kvmGmemPopulateUserRange(this.k, v.obj as GmemFile, v.base, end - s);
+        const n = (v.obj as GmemFile).vmOps!.populate(v.base, end - s);
         if (n > 0) this.gmemPtes.set(s, s + n, true);
         return s + n;
       }

@@ -33,10 +33,14 @@ export function kvmGmemCreate(
   if (ssize <= 0n || (ssize & 4095n) !== 0n)
     return err('EINVAL', 'kvm_gmem_create: size <= 0 or unaligned');
   const f = new GmemFile(ino, vm, ssize, Number(ssize >> 12n), flags);
+  // kvm_gmem_mmap() installs kvm_gmem_vm_ops: host faults on a mapping come back here.
+  f.vmOps = {
+    fault: (pgoff) => kvmGmemFaultUserMapping(k, f, pgoff),
+    populate: (pgoff, count) => kvmGmemPopulateUserRange(k, f, pgoff, count),
+  };
   // kvm_get_kvm(): the file pins the VM.
   vm.refs++;
   vm.gmemFiles.add(f);
-  void k;
   return ok(f);
 }
 
