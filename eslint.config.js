@@ -74,6 +74,25 @@ export default tseslint.config(
       ],
     },
   },
+  // mm and vfs never import KVM: KVM reaches them through their seams (vm_operations installed
+  // by a file's ->mmap(), mmu notifiers registered on the mm).
+  {
+    files: ['src/core/mm/**/*.ts', 'src/core/vfs/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: nodeBuiltins, message: 'src/core is pure: no Node APIs.' },
+            {
+              group: ['../kvm/*', '../kvm/**', '../arch/*', '../arch/**', '../host.js'],
+              message: 'mm and vfs do not import KVM or arch code.',
+            },
+          ],
+        },
+      ],
+    },
+  },
   {
     files: ['src/trace/**/*.ts'],
     rules: {

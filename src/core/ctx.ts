@@ -6,7 +6,8 @@
 import type { EventLog } from './base/events.js';
 import type { FrameStore } from './base/frames.js';
 import type { KernelProfile } from './profiles/profile.js';
-import type { KFile, Vm } from './kvm/objects.js';
+import type { KFile } from './vfs/file.js';
+import type { Vm } from './kvm/objects.js';
 import type { Result } from './base/result.js';
 import type { MutantSet } from './base/mutants.js';
 import type { HostMm } from './mm/host_mm.js';

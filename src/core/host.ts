@@ -23,7 +23,8 @@ import {
 } from './kvm/memslots.js';
 import { kvmMmuNotifierInvalidate } from './arch/x86/mmu.js';
 import { MutantSet } from './base/mutants.js';
-import { GmemFile, KFile, KvmDevFile, StdFile, Vcpu, VcpuFile, Vm, VmFile } from './kvm/objects.js';
+import type { KFile } from './vfs/file.js';
+import { GmemFile, KvmDevFile, StdFile, Vcpu, VcpuFile, Vm, VmFile } from './kvm/objects.js';
 import { kvmVcpuPreFaultMemory, type PreFaultResult } from './kvm/pre_fault.js';
 import { vmTypeSpec, vmTypesMask, type KernelProfile } from './profiles/profile.js';
 import { err, ok, OK_VOID, type Result } from './base/result.js';

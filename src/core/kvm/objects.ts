@@ -11,7 +11,8 @@
 import { RangeMap, extentOps } from '../base/ranges/range_map.js';
 import type { VmTypeSpec } from '../profiles/profile.js';
 import type { MmuNotifier } from '../mm/mmu_notifier.js';
-import type { VmOperations } from '../mm/vm_ops.js';
+import { KFile } from '../vfs/file.js';
+import { err, ok } from '../base/result.js';
 import { ZERO_PFN, type Gfn, type PgOff, type Pfn } from '../base/units.js';
 
 /** State of one guest_memfd page (a folio; always order 0 in 6.18). */
@@ -22,25 +23,6 @@ export type GmemPageState = 'allocated' | 'prepared' | 'poisoned';
  * state. `base` is the pfn of the extent's first index (RangeMap extent value).
  */
 export type GmemExtent = { readonly base: Pfn; readonly state: GmemPageState };
-
-/** An extent of anonymous or shmem pages backed by consecutive frames. */
-export type PageExtent = { readonly base: Pfn };
-
-/** Base of everything an fd can refer to. */
-export abstract class KFile {
-  abstract readonly kind: 'kvm' | 'vm' | 'vcpu' | 'gmem' | 'std';
-  /** fds referring to this open file. */
-  fdRefs = 0;
-  /** host mappings (pages of VMAs) referring to this file. */
-  mappedPages = 0;
-  released = false;
-  /** The `vm_operations` its ->mmap() installs (files that can be mapped page by page). */
-  vmOps: VmOperations | undefined;
-  constructor(readonly ino: number) {}
-  get refs(): number {
-    return this.fdRefs + (this.mappedPages > 0 ? 1 : 0);
-  }
-}
 
 /** The open /dev/kvm character device. */
 export class KvmDevFile extends KFile {
@@ -54,6 +36,10 @@ export class StdFile extends KFile {
 
 export class VmFile extends KFile {
   readonly kind = 'vm' as const;
+  /** An anonymous inode (anon_inode_getfd()): noexec, and no ->mmap(). */
+  override get noexec(): boolean {
+    return true;
+  }
   constructor(
     ino: number,
     readonly vm: Vm,
@@ -69,6 +55,23 @@ export class VcpuFile extends KFile {
     readonly vcpu: Vcpu,
   ) {
     super(ino);
+    // kvm_vcpu_mmap() accepts any mapping (dirty-ring pages are not modelled) and installs
+    // kvm_vcpu_vm_ops, whose fault is kvm_vcpu_fault().
+    this.mmap = () => ok('vcpu');
+    this.vmOps = {
+      fault: (pgoff) => {
+        const pfn = this.pageAt(pgoff);
+        return pfn === undefined ? { signal: 'SIGBUS' } : { pfn };
+      },
+    };
+  }
+  /** An anonymous inode: noexec. */
+  override get noexec(): boolean {
+    return true;
+  }
+  /** Its pages are the vCPU's own: a private writable mapping is not charged. */
+  override get chargesPrivateWrites(): boolean {
+    return false;
   }
   /**
    * `kvm_vcpu_fault()`: page 0 is struct kvm_run, page 1 the PIO data page, page 2 the VM's
@@ -104,6 +107,20 @@ export class GmemFile extends KFile {
     readonly flags: bigint,
   ) {
     super(ino);
+    // kvm_gmem_mmap(): only with GUEST_MEMFD_FLAG_MMAP, and only shared mappings.
+    this.mmap = (shared) => {
+      if (!this.mmapAllowed) return err('ENODEV', 'kvm_gmem_mmap: no GUEST_MEMFD_FLAG_MMAP');
+      if (!shared) return err('EINVAL', 'kvm_gmem_mmap: needs VM_SHARED|VM_MAYSHARE');
+      return ok('gmem');
+    };
+  }
+  /** A regular file on the guest_memfd mount: MAX_LFS_FILESIZE. */
+  override get mmapMaxBytes(): bigint {
+    return (1n << 63n) - 1n;
+  }
+  /** The guest_memfd mount is noexec. */
+  override get noexec(): boolean {
+    return true;
   }
   get mmapAllowed(): boolean {
     return (this.flags & 1n) !== 0n;
@@ -176,7 +193,6 @@ export const spteOps = extentOps<Spte>(
     a.writable === b.writable,
 );
 export const gmemExtentOps = extentOps<GmemExtent>((a, b) => a.state === b.state);
-export const pageExtentOps = extentOps<PageExtent>(() => true);
 
 export class Vcpu {
   constructor(

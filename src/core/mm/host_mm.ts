@@ -10,7 +10,7 @@
  */
 import type { KernelCtx } from '../ctx.js';
 import { RangeMap, extentOps } from '../base/ranges/range_map.js';
-import { GmemFile, KFile, VcpuFile, pageExtentOps, type PageExtent } from '../kvm/objects.js';
+import { KFile, pageExtentOps, type FileVmaKind, type PageExtent } from '../vfs/file.js';
 import { err, ok, OK_VOID, type Result } from '../base/result.js';
 import {
   MADV_COLD,
@@ -82,7 +82,7 @@ export class ShmemObject {
   ) {}
 }
 
-export type VmaKind = 'anon' | 'shmem' | 'gmem' | 'vcpu';
+export type VmaKind = 'anon' | 'shmem' | FileVmaKind;
 
 /** VMA flags that matter for merging and behaviour (madvise-set, and commit accounting). */
 export const VMA_HUGEPAGE = 1;
@@ -132,7 +132,7 @@ function hugetlbSplitRefused(
 export type Vma = {
   readonly base: number;
   readonly kind: VmaKind;
-  readonly obj: ShmemObject | GmemFile | VcpuFile | null;
+  readonly obj: ShmemObject | KFile | null;
   /** PROT_READ | PROT_WRITE | PROT_EXEC currently granted. */
   readonly prot: number;
   /** VM_SHARED. */
@@ -265,7 +265,7 @@ export class HostMm {
       // The file branch of do_mmap(), also taken for the hugetlbfs file behind an anonymous
       // MAP_HUGETLB. file_mmap_ok(): guest_memfd and hugetlbfs files are regular files (max size
       // MAX_LFS_FILESIZE); the vCPU's anonymous inode allows any unsigned long.
-      const maxsize = f === null || f.kind === 'gmem' ? (1n << 63n) - 1n : (1n << 64n) - 1n;
+      const maxsize = f === null ? (1n << 63n) - 1n : f.mmapMaxBytes;
       if (rounded > maxsize || pgoffBig > (maxsize - rounded) >> 12n)
         return err('EOVERFLOW', 'file_mmap_ok: offset range too large');
       switch (flags & MAP_TYPE) {
@@ -288,12 +288,11 @@ export class HostMm {
       }
       // noexec mount (anon inodes, guest_memfd; not hugetlbfs): PROT_EXEC is refused, VM_MAYEXEC
       // dropped.
-      if (f !== null && f.kind !== 'kvm' && f.kind !== 'std') {
+      if (f !== null && f.noexec) {
         if ((prot & PROT_EXEC) !== 0) return err('EPERM', 'do_mmap: PROT_EXEC on a noexec mount');
         mayExec = false;
       }
-      if (f !== null && f.kind !== 'gmem' && f.kind !== 'vcpu')
-        return err('ENODEV', 'do_mmap: file has no mmap');
+      if (f !== null && f.mmap === undefined) return err('ENODEV', 'do_mmap: file has no mmap');
       if (growsdown) return err('EINVAL', 'do_mmap: VM_GROWSDOWN on a file mapping');
     } else {
       switch (flags & MAP_TYPE) {
@@ -322,7 +321,7 @@ export class HostMm {
       !hugetlb &&
       !droppable &&
       ((f === null && shared) ||
-        (!shared && (prot & PROT_WRITE) !== 0 && (f === null || f.kind !== 'vcpu')));
+        (!shared && (prot & PROT_WRITE) !== 0 && (f === null || f.chargesPrivateWrites)));
     if (accountable && (flags & MAP_NORESERVE) === 0 && npages > this.k.profile.hostRamPages)
       return err('ENOMEM', '__vm_enough_memory: mapping larger than RAM');
     // ->mmap() of the file.
@@ -333,17 +332,15 @@ export class HostMm {
       if ((flags & MAP_NORESERVE) === 0)
         return err('ENOMEM', 'hugetlb_reserve_pages: no huge pages in the pool');
     }
-    if (f !== null && f.kind === 'gmem') {
-      const g = f as GmemFile;
-      // kvm_gmem_mmap()
-      if (!g.mmapAllowed) return err('ENODEV', 'kvm_gmem_mmap: no GUEST_MEMFD_FLAG_MMAP');
-      if (!shared) return err('EINVAL', 'kvm_gmem_mmap: needs VM_SHARED|VM_MAYSHARE');
-    }
-    if (f !== null && f.kind === 'vcpu') {
-      // kvm_vcpu_mmap(): accepted (dirty-ring pages are not modelled).
+    // mmap_region() → call_mmap(): the file's own ->mmap() (kvm_gmem_mmap(), kvm_vcpu_mmap()).
+    let fileKind: FileVmaKind | undefined;
+    if (f !== null) {
+      const r = f.mmap!(shared);
+      if (!r.ok) return r;
+      fileKind = r.value;
     }
     const startHvpn = Number(addr >> 12n);
-    let obj: ShmemObject | GmemFile | VcpuFile | null = null;
+    let obj: ShmemObject | KFile | null = null;
     let kind: VmaKind;
     let base: number;
     if (f === null) {
@@ -356,8 +353,8 @@ export class HostMm {
         base = startHvpn;
       }
     } else {
-      obj = f as GmemFile | VcpuFile;
-      kind = f.kind === 'gmem' ? 'gmem' : 'vcpu';
+      obj = f;
+      kind = fileKind!;
       base = pgoff;
     }
     const vma: Vma = {
@@ -416,7 +413,7 @@ export class HostMm {
    * folio): remove the PTEs of file pages [startPgoff, endPgoff) from every VMA that maps them,
    * each removal notifying KVM for the host pages concerned. The VMAs stay.
    */
-  unmapMappingRange(obj: GmemFile, startPgoff: number, endPgoff: number): void {
+  unmapMappingRange(obj: KFile, startPgoff: number, endPgoff: number): void {
     if (obj.mappedPages === 0) return;
     const views: Array<{ s: number; e: number; lo: number }> = [];
     // unmap_mapping_folio() runs only for folios mapped somewhere, and it drops guard markers
@@ -921,7 +918,7 @@ export class HostMm {
       }
       case 'gmem': {
         // handle_mm_fault() → vma->vm_ops->fault()
-        const r = (v.obj as GmemFile).vmOps!.fault(v.base);
+        const r = (v.obj as KFile).vmOps!.fault(v.base);
         if ('signal' in r) return r;
         this.gmemPtes.set(hvpn, hvpn + 1, true);
         return { pfn: r.pfn, writable };
@@ -932,8 +929,10 @@ export class HostMm {
           const copy = this.anon.get(hvpn);
           if (copy !== undefined) return { pfn: copy.base, writable };
         }
-        const r = (v.obj as VcpuFile).pageAt(v.base);
-        if (r === undefined) return { signal: 'SIGBUS' };
+        // kvm_vcpu_fault() through the file's vm_ops; mm does the copy-on-write.
+        const f = (v.obj as KFile).vmOps!.fault(v.base);
+        if ('signal' in f) return f;
+        const r = f.pfn;
         if (v.shared || !write) return { pfn: r, writable: writable && v.shared };
         this.notifiers.invalidateRangeStart(hvpn, hvpn + 1);
         const pfn = this.k.frames.allocOne();
@@ -1030,7 +1029,7 @@ export class HostMm {
         return last;
       }
       case 'gmem': {
-        const n = (v.obj as GmemFile).vmOps!.populate(v.base, end - s);
+        const n = (v.obj as KFile).vmOps!.populate!(v.base, end - s);
         if (n > 0) this.gmemPtes.set(s, s + n, true);
         return s + n;
       }

@@ -10,7 +10,8 @@ export interface VmOperations {
   fault(pgoff: number): { readonly pfn: Pfn } | { readonly signal: 'SIGBUS' | 'SIGSEGV' };
   /**
    * `->fault()` on `count` consecutive pages from `pgoff` (MADV_POPULATE_*, MAP_POPULATE), as a
-   * range: how many pages were faulted in before the first that would get a signal.
+   * range: how many pages were faulted in before the first that would get a signal. Without it,
+   * mm faults the pages one by one.
    */
-  populate(pgoff: number, count: number): number;
+  populate?(pgoff: number, count: number): number;
 }

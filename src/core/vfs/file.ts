@@ -1,0 +1,56 @@
+/**
+ * `struct file` and the file operations mm needs (include/linux/fs.h; the folder is vfs/, not fs/,
+ * so that no import path looks like Node's fs module): what do_mmap() asks of a
+ * file (file_mmap_ok()'s size limit, the mount's noexec, ->mmap() itself) and the vm_operations
+ * its ->mmap() installs. The files KVM creates (VM, vCPU, guest_memfd) subclass it in
+ * kvm/objects.ts; mm sees only this.
+ */
+import { extentOps } from '../base/ranges/range_map.js';
+import type { Result } from '../base/result.js';
+import type { Pfn } from '../base/units.js';
+import type { VmOperations } from '../mm/vm_ops.js';
+
+export type FileKind = 'kvm' | 'vm' | 'vcpu' | 'gmem' | 'std';
+
+/** The kind of VMA a file's ->mmap() makes (mm keeps per-kind page-table state). */
+export type FileVmaKind = 'gmem' | 'vcpu';
+
+/** An extent of anonymous, shmem or file pages backed by consecutive frames. */
+export type PageExtent = { readonly base: Pfn };
+export const pageExtentOps = extentOps<PageExtent>(() => true);
+
+/** Base of everything an fd can refer to. */
+export abstract class KFile {
+  abstract readonly kind: FileKind;
+  /** fds referring to this open file. */
+  fdRefs = 0;
+  /** host mappings (pages of VMAs) referring to this file. */
+  mappedPages = 0;
+  released = false;
+  /** The `vm_operations` its ->mmap() installs (files that can be mapped page by page). */
+  vmOps: VmOperations | undefined;
+  constructor(readonly ino: number) {}
+  get refs(): number {
+    return this.fdRefs + (this.mappedPages > 0 ? 1 : 0);
+  }
+  /**
+   * file_mmap_ok(): the largest file offset + length a mapping may reach. Regular files stop at
+   * MAX_LFS_FILESIZE; an anonymous inode allows any unsigned long.
+   */
+  get mmapMaxBytes(): bigint {
+    return (1n << 64n) - 1n;
+  }
+  /** The file's mount is noexec (anon inodes, guest_memfd): PROT_EXEC is refused. */
+  get noexec(): boolean {
+    return false;
+  }
+  /** A private writable mapping of the file is charged to the commit limit (VM_ACCOUNT). */
+  get chargesPrivateWrites(): boolean {
+    return true;
+  }
+  /**
+   * `f_op->mmap()`: undefined when the file has none (do_mmap() then fails with ENODEV);
+   * otherwise its own checks, and the kind of VMA it makes.
+   */
+  mmap: ((shared: boolean) => Result<FileVmaKind>) | undefined = undefined;
+}
