@@ -2,10 +2,12 @@
  * Describing the model state around a violation (its `focus`), for "state before and after".
  */
 import type { Host } from '../core/host.js';
+import { snapshot, type Snapshot } from '../core/inspect.js';
 import type { Focus } from '../core/invariants/index.js';
 import { buildOwnership, describeOwner } from '../core/invariants/ownership.js';
 import { hostBacking } from '../core/invariants/stage2_coherent.js';
 import { ZERO_PFN } from '../core/mm/host_mm.js';
+import { GUEST_MEMFD_FLAG_INIT_SHARED } from '../core/base/uapi.js';
 import type { ObjectNames } from './names.js';
 
 const hx = (n: number | bigint): string => '0x' + n.toString(16);
@@ -21,10 +23,18 @@ export function describeFocus(h: Host, f: Focus, names?: ObjectNames): string[] 
 
 function focusLines(h: Host, f: Focus): string[] {
   const out: string[] = [];
+  // The objects' summaries come from the inspection snapshot; per-gfn details (pfns, which the
+  // snapshot leaves out) still read the model.
+  let snap: Snapshot | undefined;
+  const snapped = (): Snapshot => (snap ??= snapshot(h));
   const vm = f.vm === undefined ? undefined : h.allVms.find((v) => v.index === f.vm);
   if (vm !== undefined) {
+    // struct kvm: users_count, its memslots (every address space), its live kvm_gmem files.
+    const sv = snapped().vms.find((v) => v.index === vm.index)!;
+    const slots = sv.addressSpaces.reduce((n, as) => n + as.memslots.length, 0);
+    const files = snapped().gmemFiles.filter((g) => g.vm === vm.index).length;
     out.push(
-      `vm${vm.index}: ${vm.spec.name}${vm.dead ? ' (destroyed)' : ''}, ${vm.refs} reference(s), ${vm.slots.size} memslot(s), ${vm.gmemFiles.size} live guest_memfd file(s)`,
+      `vm${sv.index}: ${sv.typeName}${sv.dead ? ' (destroyed)' : ''}, ${sv.refs} reference(s), ${slots} memslot(s), ${files} live guest_memfd file(s)`,
     );
     if (f.gfn !== undefined) {
       const g = f.gfn;
@@ -70,8 +80,11 @@ function focusLines(h: Host, f: Focus): string[] {
     const file = h.allVms.flatMap((v) => [...v.gmemFiles]).find((x) => x.ino === f.ino);
     if (file === undefined) out.push(`guest_memfd #${f.ino}: released`);
     else {
+      // struct kvm_gmem and its inode: i_size, flags, page cache, references.
+      const g = snapped().gmemFiles.find((x) => x.ino === file.ino)!;
+      const initShared = (g.flags & Number(GUEST_MEMFD_FLAG_INIT_SHARED)) !== 0;
       out.push(
-        `guest_memfd #${file.ino}: size ${hx(file.size)}, flags ${file.flags}${file.initShared ? ' (INIT_SHARED)' : ' (private memory)'}, ${file.pages.totalCovered()} page(s), fd refs ${file.fdRefs}, mapped pages ${file.mappedPages}`,
+        `guest_memfd #${g.ino}: size ${g.size}, flags ${g.flags}${initShared ? ' (INIT_SHARED)' : ' (private memory)'}, ${g.counts.present} page(s), fd refs ${g.fdRefs}, mapped pages ${g.mappedPages}`,
       );
       if (f.index !== undefined) {
         const p = file.pages.get(f.index);

@@ -26,6 +26,7 @@ const checkMain: Main = async (a, o) => (await import('./check.js')).checkMain(a
 const diffMain: Main = async (a, o) => (await import('./diff.js')).diffMain(a, o);
 const fuzzMain: Main = async (a, o) => (await import('./fuzz.js')).fuzzMain(a, o);
 const probeMain: Main = async (a, o) => (await import('./probe.js')).probeMain(a, o);
+const inspectMain: Main = async (a, o) => (await import('./inspect.js')).inspectMain(a, o);
 const conformanceMain: Main = async (a, o) =>
   (await import('./conformance.js')).conformanceMain(a, o);
 
@@ -51,6 +52,10 @@ const COMMANDS: Record<string, Command> = {
   fuzz: {
     summary: 'fuzz: --differential compares the model with /dev/kvm on random traces',
     run: fuzzMain,
+  },
+  inspect: {
+    summary: 'run a trace/scenario on the model and show its guest-physical memory map at a step',
+    run: inspectMain,
   },
   probe: {
     summary:
