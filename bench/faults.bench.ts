@@ -1,11 +1,17 @@
 /**
- * First-touch guest faults on a SW_PROTECTED VM (profile linux-6.18, TDP MMU), target
- * >= 2,000,000 simulated 4 KiB first-touch faults per second on one core.
+ * First-touch guest faults on a SW_PROTECTED VM (profile linux-6.18, TDP MMU). Targets, for
+ * KVM_RUN stores into a gmem-only slot holding private memory (the headline rows): >= 5,000,000
+ * simulated 4 KiB first-touch faults per second in sequential order and >= 2,000,000 in random
+ * order (what guests do) on one core, so a random-to-sequential ratio >= 0.4; the ratio row
+ * divides the two rates measured in the same run (the orders alternate rep by rep, so noise from
+ * the other core hits both alike).
  *
  * Setup (untimed, fresh Host per run): one guest_memfd of N pages bound to memslot 0 at GPA 0
- * (2 GiB for N = 2^19, below the trace code page at 0xFFFFF000), one vCPU. Two slot kinds:
- * - gmem-only: guest_memfd created with GUEST_MEMFD_FLAG_MMAP, so every fault (shared) is served
- *   by guest_memfd (KVM_MEMSLOT_GMEM_ONLY);
+ * (2 GiB for N = 2^19, below the trace code page at 0xFFFFF000), one vCPU. Three slot kinds:
+ * - gmem-private (the headline): guest_memfd created with GUEST_MEMFD_FLAG_MMAP (a gmem-only
+ *   slot, KVM_MEMSLOT_GMEM_ONLY) and the whole slot set PRIVATE with KVM_SET_MEMORY_ATTRIBUTES,
+ *   so every fault is a private fault served by guest_memfd;
+ * - gmem-only: the same without the attributes, so every fault (shared) is served by guest_memfd;
  * - private: guest_memfd without MMAP, the whole slot set PRIVATE with KVM_SET_MEMORY_ATTRIBUTES.
  *
  * Two ways in (both through the public model API, each page touched exactly once):
@@ -37,7 +43,7 @@ import {
 } from '../src/core/base/uapi.js';
 import { atLeast, must, now, permutation, row, type BenchRow } from './util.js';
 
-export type SlotKind = 'gmem-only' | 'private';
+export type SlotKind = 'gmem-private' | 'gmem-only' | 'private';
 export type Order = 'seq' | 'random';
 
 export type FaultVm = { host: Host; vcpuFd: number; vm: Vm };
@@ -52,7 +58,7 @@ export function setupFaultVm(pages: number, kind: SlotKind, events: boolean): Fa
   const kvm = host.openDevKvm();
   const vmFd = must(host.kvmCreateVm(kvm, KVM_X86_SW_PROTECTED_VM), 'KVM_CREATE_VM');
   const size = BigInt(pages) * 4096n;
-  const gmemFlags = kind === 'gmem-only' ? GUEST_MEMFD_FLAG_MMAP : 0n;
+  const gmemFlags = kind === 'private' ? 0n : GUEST_MEMFD_FLAG_MMAP;
   const gmem = must(host.kvmCreateGuestMemfd(vmFd, size, gmemFlags), 'KVM_CREATE_GUEST_MEMFD');
   must(
     host.kvmSetUserMemoryRegion(
@@ -70,7 +76,7 @@ export function setupFaultVm(pages: number, kind: SlotKind, events: boolean): Fa
     ),
     'KVM_SET_USER_MEMORY_REGION2',
   );
-  if (kind === 'private') {
+  if (kind !== 'gmem-only') {
     must(
       host.kvmSetMemoryAttributes(vmFd, {
         address: 0n,
@@ -152,6 +158,49 @@ type Variant = {
 
 export type FaultBenchOptions = { readonly pages?: number; readonly reps?: number };
 
+/**
+ * The headline rows: KVM_RUN stores into a gmem-only slot of private memory, sequential and
+ * random order, events off, with targets; then the random-to-sequential ratio. Both orders run in
+ * the same loop (seq, random, seq, random, ...: best of `reps` each) so they share the machine's
+ * load.
+ */
+export function benchFaultHeadline(opts: FaultBenchOptions = {}): BenchRow[] {
+  const pages = opts.pages ?? 1 << 19;
+  const warmPages = 1 << 15;
+  const reps = opts.reps ?? 3;
+  const orders = ['seq', 'random'] as const;
+  const programs = {
+    seq: storePrograms(gfnOrder(pages, 'seq')),
+    random: storePrograms(gfnOrder(pages, 'random')),
+  };
+  for (const o of orders)
+    touchViaKvmRun(setupFaultVm(warmPages, 'gmem-private', false), programs[o].slice(0, 8));
+  const best = { seq: Infinity, random: Infinity };
+  for (let r = 0; r < reps; r++)
+    for (const o of orders) {
+      const f = setupFaultVm(pages, 'gmem-private', false);
+      const dt = touchViaKvmRun(f, programs[o]);
+      check(f, pages);
+      if (dt < best[o]) best[o] = dt;
+    }
+  const rate = { seq: pages / best.seq, random: pages / best.random };
+  const note = `${pages} distinct 4 KiB pages (${(pages * 4) / 1024 ** 2} GiB slot), best of ${reps}, orders alternating`;
+  const name = (o: string): string =>
+    `first-touch faults, KVM_RUN stores, gmem-only slot of private memory (linux-6.18 TDP, SW_PROTECTED), ${o} order, events off`;
+  return [
+    row('fault', name('sequential'), Math.round(rate.seq), 'faults/s', atLeast(5_000_000), note),
+    row('fault', name('random'), Math.round(rate.random), 'faults/s', atLeast(2_000_000), note),
+    row(
+      'fault',
+      'first-touch faults, KVM_RUN stores, gmem-only private slot: random / sequential rate (same run)',
+      Math.round((rate.random / rate.seq) * 1000) / 1000,
+      'ratio',
+      atLeast(0.4),
+      note,
+    ),
+  ];
+}
+
 export function benchFaults(opts: FaultBenchOptions = {}): BenchRow[] {
   const pages = opts.pages ?? 1 << 19;
   const warmPages = 1 << 15;
@@ -184,7 +233,7 @@ export function benchFaults(opts: FaultBenchOptions = {}): BenchRow[] {
     seq: storePrograms(warmOrders.seq),
     random: storePrograms(warmOrders.random),
   };
-  const out: BenchRow[] = [];
+  const out: BenchRow[] = benchFaultHeadline(opts);
   for (const v of variants) {
     const n = v.pages ?? pages;
     const touch = (f: FaultVm, warm: boolean): number =>
@@ -214,9 +263,8 @@ export function benchFaults(opts: FaultBenchOptions = {}): BenchRow[] {
         name,
         Math.round(n / best),
         'faults/s',
-        // The target is a guest touching its memory in order (boot, a large memset). Random order
-        // is reported for information: it is bound by memory latency (one tree entry per page
-        // until neighbours coalesce), see README "Benchmarks".
+        // Sequential rows keep the original >= 2M/s target; the random-order targets are on the
+        // headline rows (benchFaultHeadline), these are for information.
         v.order === 'seq' ? atLeast(2_000_000) : undefined,
         `${n} distinct 4 KiB pages (${(n * 4) / 1024 ** 2} GiB slot), best of ${reps}`,
       ),

@@ -9,6 +9,7 @@
  *
  * NAME:
  *   fault-run      KVM_RUN stores, gmem-only slot, sequential, events off
+ *   fault-run-random  KVM_RUN stores, gmem-only slot of private memory, random order, events off
  *   fault-events   fault path alone, gmem-only slot, sequential, events on
  *   fault-random   fault path alone, gmem-only slot, random order, events off
  *   fault-private  fault path alone, private slot, sequential, events off
@@ -34,6 +35,7 @@ import { makeCorpus } from './replay.bench.js';
 
 export const PROFILE_TARGETS = [
   'fault-run',
+  'fault-run-random',
   'fault-events',
   'fault-random',
   'fault-private',
@@ -80,6 +82,13 @@ export async function profileDriver(
       const programs = storePrograms(gfnOrder(PAGES, 'seq'));
       await start();
       for (let i = 0; i < 6; i++) touchViaKvmRun(setupFaultVm(PAGES, 'gmem-only', false), programs);
+      return;
+    }
+    case 'fault-run-random': {
+      const programs = storePrograms(gfnOrder(PAGES, 'random'));
+      await start();
+      for (let i = 0; i < 2; i++)
+        touchViaKvmRun(setupFaultVm(PAGES, 'gmem-private', false), programs);
       return;
     }
     case 'fault-events':
