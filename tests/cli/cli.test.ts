@@ -29,7 +29,16 @@ import { kvm, skipFor } from '../kvm/helpers.js';
 /** dist/tests/cli/ → the repository root. */
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const MAIN = join(ROOT, 'dist/src/cli/main.js');
-const COMMANDS = ['run', 'replay', 'check', 'diff', 'fuzz', 'probe', 'conformance'] as const;
+const COMMANDS = [
+  'run',
+  'replay',
+  'check',
+  'inspect',
+  'diff',
+  'fuzz',
+  'probe',
+  'conformance',
+] as const;
 
 type Run = { readonly status: number | null; readonly stdout: string; readonly stderr: string };
 
