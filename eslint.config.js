@@ -93,6 +93,24 @@ export default tseslint.config(
       ],
     },
   },
+  // Generic KVM code reaches arch code only through its ops (kvm/arch_ops.ts, KernelCtx.arch).
+  {
+    files: ['src/core/kvm/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: nodeBuiltins, message: 'src/core is pure: no Node APIs.' },
+            {
+              group: ['../arch/*', '../arch/**', '../../arch/*', '../../arch/**'],
+              message: 'generic KVM code calls arch code only through KernelCtx.arch.',
+            },
+          ],
+        },
+      ],
+    },
+  },
   {
     files: ['src/trace/**/*.ts'],
     rules: {

@@ -22,6 +22,8 @@ import {
   type MemoryRegionChange,
 } from './kvm/memslots.js';
 import { kvmMmuNotifierInvalidate } from './arch/x86/mmu.js';
+import { X86_OPS } from './arch/x86/ops.js';
+import type { KvmArchOps } from './kvm/arch_ops.js';
 import { MutantSet } from './base/mutants.js';
 import type { KFile } from './vfs/file.js';
 import { GmemFile, KvmDevFile, StdFile, Vcpu, VcpuFile, Vm, VmFile } from './kvm/objects.js';
@@ -65,6 +67,8 @@ export class Host implements KernelCtx {
   readonly mutants: MutantSet;
   readonly mm: HostMm;
   readonly vms = new Set<Vm>();
+  /** The arch operations generic KVM code calls: x86 (the only arch modelled so far). */
+  readonly arch: KvmArchOps<KernelCtx> = X86_OPS;
   /** Every VM ever created, destroyed ones included (for the reference-count invariant). */
   readonly allVms: Vm[] = [];
   observe?: (pfn: Pfn, write: boolean, path: 'vmm' | 'gup' | 'kvm-uaccess') => void;

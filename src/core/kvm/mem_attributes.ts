@@ -12,7 +12,6 @@ import type { KernelCtx } from '../ctx.js';
 import { RangeMap } from '../base/ranges/range_map.js';
 import type { Memslot, Vm } from './objects.js';
 import { err, OK_VOID, type Result } from '../base/result.js';
-import { kvmFlushRemoteTlbs, kvmUnmapGfnRange } from '../arch/x86/mmu.js';
 import { LEVEL_PAGES } from '../base/units.js';
 
 export type KvmMemoryAttributes = {
@@ -80,10 +79,10 @@ export function kvmVmSetMemAttributes(
   if (!k.mutants.has('attr_change_no_zap')) {
     for (let as = 0; as < vm.slotsByGfn.length; as++) {
       for (const p of vm.slotsByGfn[as]!.piecesIn(start, end))
-        zapped += kvmUnmapGfnRange(k, vm, as, p.start, p.end, 'set_memory_attributes');
+        zapped += k.arch.unmapGfnRange(k, vm, as, p.start, p.end, 'set_memory_attributes');
     }
   }
-  if (zapped > 0) kvmFlushRemoteTlbs(k, vm, 'set_memory_attributes');
+  if (zapped > 0) k.arch.flushRemoteTlbs(k, vm, 'set_memory_attributes');
   vm.mmuInvalidateSeq++;
   if (attrs === 0) vm.attrs.delete(start, end);
   else vm.attrs.set(start, end, attrs);

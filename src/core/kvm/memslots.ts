@@ -6,7 +6,6 @@
 import type { KernelCtx } from '../ctx.js';
 import { kvmGmemBind, kvmGmemUnbind } from './guest_memfd/guest_memfd.js';
 import { kvmMmuInitMemslotMemoryAttributes } from './mem_attributes.js';
-import { kvmZapForSlotChange } from '../arch/x86/mmu.js';
 import { GmemFile, Memslot, type Vm } from './objects.js';
 import { err, type Result } from '../base/result.js';
 import {
@@ -142,7 +141,7 @@ export function kvmSetMemoryRegion(
   if (change === 'MOVE') {
     const o = old!;
     // kvm_invalidate_memslot(): zap first, then kvm_arch_prepare_memory_region().
-    kvmZapForSlotChange(k, vm, o, 'memslot_move');
+    k.arch.flushShadowMemslot(k, vm, o, 'memslot_move');
     if (baseGfn + npages - 1 > k.profile.maxGfnExclusive - 1)
       return err('EINVAL', 'kvm_arch_prepare_memory_region: beyond max gfn');
     vm.memslotGen++;
@@ -181,7 +180,7 @@ export function kvmDeleteMemslot(
   old: Memslot,
   source: 'memslot_delete',
 ): void {
-  kvmZapForSlotChange(k, vm, old, source);
+  k.arch.flushShadowMemslot(k, vm, old, source);
   vm.slots.delete(old.key);
   vm.slotsByGfn[old.asId]!.delete(old.baseGfn, old.endGfn);
   vm.nrMemslotPages -= old.npages;

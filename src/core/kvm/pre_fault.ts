@@ -7,7 +7,6 @@
  */
 import type { KernelCtx } from '../ctx.js';
 import type { Errno } from '../base/errno.js';
-import { kvmMmuPageFault } from '../arch/x86/mmu.js';
 import type { Vcpu } from './objects.js';
 import { LEVEL_PAGES } from '../base/units.js';
 
@@ -27,7 +26,7 @@ function archStep(k: KernelCtx, vcpu: Vcpu, r: PreFaultRange): bigint | Errno {
   // A read fault ("guest final"); private iff the VM has private memory and the gfn is private.
   // A gfn that is already mapped is a spurious fault: the existing mapping's level counts.
   if (vm.stage2[0]!.entryAt(gfn) === undefined) {
-    const out = kvmMmuPageFault(k, vm, gfn, false, k.mutants.has('prefault_ignores_attributes'));
+    const out = k.arch.pageFault(k, vm, gfn, false, k.mutants.has('prefault_ignores_attributes'));
     if (out.kind === 'mmio') return 'ENOENT';
     if (out.kind === 'memfault') return out.errno;
   }

@@ -8,7 +8,7 @@
  * later access refaults against the page cache, which is the state that matters. Private
  * anonymous memory *is* its page table, so `anon` is keyed by host virtual page.
  */
-import type { KernelCtx } from '../ctx.js';
+import type { MmCtx } from './mm_ctx.js';
 import { RangeMap, extentOps } from '../base/ranges/range_map.js';
 import { KFile, pageExtentOps, type FileVmaKind, type PageExtent } from '../vfs/file.js';
 import { err, ok, OK_VOID, type Result } from '../base/result.js';
@@ -196,7 +196,7 @@ export class HostMm {
   cursor = MMAP_ARENA_BASE;
   private nextShmemId = 1;
 
-  constructor(private readonly k: KernelCtx) {}
+  constructor(private readonly k: MmCtx) {}
 
   // ---------------------------------------------------------------------------------------------
   // mmap / munmap / mprotect / madvise

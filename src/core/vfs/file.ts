@@ -8,7 +8,6 @@
 import { extentOps } from '../base/ranges/range_map.js';
 import type { Result } from '../base/result.js';
 import type { Pfn } from '../base/units.js';
-import type { VmOperations } from '../mm/vm_ops.js';
 
 export type FileKind = 'kvm' | 'vm' | 'vcpu' | 'gmem' | 'std';
 
@@ -18,6 +17,22 @@ export type FileVmaKind = 'gmem' | 'vcpu';
 /** An extent of anonymous, shmem or file pages backed by consecutive frames. */
 export type PageExtent = { readonly base: Pfn };
 export const pageExtentOps = extentOps<PageExtent>(() => true);
+
+/**
+ * `struct vm_operations_struct` (include/linux/mm.h), the part this model needs: a file's ->mmap()
+ * installs its operations on the VMA, and mm reaches the file's pages only through them
+ * (handle_mm_fault() → vma->vm_ops->fault()). mm does not know which subsystem is behind a file.
+ */
+export interface VmOperations {
+  /** `->fault()` for the file page `pgoff`: its pfn, or the signal the access gets. */
+  fault(pgoff: number): { readonly pfn: Pfn } | { readonly signal: 'SIGBUS' | 'SIGSEGV' };
+  /**
+   * `->fault()` on `count` consecutive pages from `pgoff` (MADV_POPULATE_*, MAP_POPULATE), as a
+   * range: how many pages were faulted in before the first that would get a signal. Without it,
+   * mm faults the pages one by one.
+   */
+  populate?(pgoff: number, count: number): number;
+}
 
 /** Base of everything an fd can refer to. */
 export abstract class KFile {

@@ -9,6 +9,7 @@
  * forgets a zap becomes visible as a stale mapping — which is what the invariants check.
  */
 import type { KernelCtx } from '../../ctx.js';
+import type { FaultOutcome } from '../../kvm/arch_ops.js';
 import type { ZapSource } from '../../base/events.js';
 import { kvmGmemGetPfn } from '../../kvm/guest_memfd/guest_memfd.js';
 import type { Memslot, Spte, Vm } from '../../kvm/objects.js';
@@ -149,14 +150,7 @@ export function emulatedTranslate(k: KernelCtx, vm: Vm, gfn: number, write: bool
 }
 
 /** The outcome of resolving one guest page for an access. */
-export type FaultOutcome =
-  | { readonly kind: 'ram'; readonly pfn: Pfn }
-  | { readonly kind: 'mmio' }
-  | {
-      readonly kind: 'memfault';
-      readonly errno: 'EFAULT' | 'EIO' | 'EHWPOISON' | 'ENOMEM';
-      readonly flags: bigint;
-    };
+export type { FaultOutcome } from '../../kvm/arch_ops.js';
 
 /** `kvm_mem_is_private()`: the PRIVATE attribute of gfn (0 when attributes are not compiled). */
 export function kvmMemIsPrivate(vm: Vm, gfn: number): boolean {

@@ -11,7 +11,6 @@
 import type { KernelCtx } from '../../ctx.js';
 import { GmemFile, type Memslot, type Vm } from '../objects.js';
 import { err, ok, OK_VOID, type Result } from '../../base/result.js';
-import { kvmMmuInvalidateGfnRange } from '../../arch/x86/mmu.js';
 import type { PgOff, Pfn } from '../../base/units.js';
 
 /**
@@ -126,7 +125,7 @@ export function kvmGmemInvalidate(
     const pgoff = slot.gmem.pgoff;
     const gStart = slot.baseGfn + (b.start - pgoff);
     const gEnd = slot.baseGfn + (b.end - pgoff);
-    kvmMmuInvalidateGfnRange(k, f.vm, slot.asId, gStart, gEnd, source);
+    k.arch.invalidateGfnRange(k, f.vm, slot.asId, gStart, gEnd, source);
   }
 }
 
@@ -309,7 +308,7 @@ export function kvmGmemRelease(k: KernelCtx, f: GmemFile): Vm {
     for (const b of f.bindings.entries()) {
       const slot = b.value;
       const pgoff = slot.gmem?.pgoff ?? b.start;
-      kvmMmuInvalidateGfnRange(
+      k.arch.invalidateGfnRange(
         k,
         f.vm,
         slot.asId,

@@ -1,0 +1,36 @@
+/**
+ * The architecture's operations that generic KVM code calls, in the spirit of `kvm_x86_ops` and
+ * the `kvm_arch_*()` hooks: generic code (memslots, memory attributes, guest_memfd, pre-fault)
+ * never imports arch code; it calls these through the context (`KernelCtx.arch`). x86 implements
+ * them in arch/x86/ops.ts; TDX, SEV-SNP and pKVM plug in here.
+ */
+import type { ZapSource } from '../base/events.js';
+import type { Pfn } from '../base/units.js';
+import type { Memslot, Vm } from './objects.js';
+
+/** What a stage-2 page fault resolved to (`kvm_mmu_do_page_fault()` → RET_PF_*). */
+export type FaultOutcome =
+  | { readonly kind: 'ram'; readonly pfn: Pfn }
+  | { readonly kind: 'mmio' }
+  | {
+      readonly kind: 'memfault';
+      readonly errno: 'EFAULT' | 'EIO' | 'EHWPOISON' | 'ENOMEM';
+      readonly flags: bigint;
+    };
+
+/** `K` is the kernel context the ops receive (KernelCtx; generic so that this file needs no import of it). */
+export interface KvmArchOps<K> {
+  /** `kvm_unmap_gfn_range()`: zap stage-2 mappings of gfns [start, end); how many were zapped. */
+  unmapGfnRange(k: K, vm: Vm, as: number, start: number, end: number, source: ZapSource): number;
+  /** `kvm_flush_remote_tlbs()`. */
+  flushRemoteTlbs(k: K, vm: Vm, source: ZapSource): void;
+  /**
+   * One MMU invalidation of gfns [start, end) (`kvm_mmu_invalidate_begin()`, unmap, flush,
+   * `kvm_mmu_invalidate_end()`), as guest_memfd's invalidation runs it.
+   */
+  invalidateGfnRange(k: K, vm: Vm, as: number, start: number, end: number, source: ZapSource): void;
+  /** `kvm_arch_flush_shadow_memslot()`: the zap for a memslot DELETE or MOVE. */
+  flushShadowMemslot(k: K, vm: Vm, slot: Memslot, source: 'memslot_delete' | 'memslot_move'): void;
+  /** The stage-2 fault a pre-fault takes (`kvm_arch_vcpu_pre_fault_memory()` → map one page). */
+  pageFault(k: K, vm: Vm, gfn: number, write: boolean, ignoreAttributes: boolean): FaultOutcome;
+}
