@@ -19,6 +19,17 @@ export type FaultOutcome =
     };
 
 /** `K` is the kernel context the ops receive (KernelCtx; generic so that this file needs no import of it). */
+/**
+ * `struct kvm_page_fault`, the fields this model uses: built once where a fault enters KVM (a guest
+ * access, a pre-fault) and passed through every stage of the fault path.
+ */
+export type KvmPageFault = {
+  readonly gfn: number;
+  readonly write: boolean;
+  /** `fault->is_private`: served by guest_memfd. */
+  readonly isPrivate: boolean;
+};
+
 export interface KvmArchOps<K> {
   /** `kvm_unmap_gfn_range()`: zap stage-2 mappings of gfns [start, end); how many were zapped. */
   unmapGfnRange(k: K, vm: Vm, as: number, start: number, end: number, source: ZapSource): number;
@@ -32,5 +43,5 @@ export interface KvmArchOps<K> {
   /** `kvm_arch_flush_shadow_memslot()`: the zap for a memslot DELETE or MOVE. */
   flushShadowMemslot(k: K, vm: Vm, slot: Memslot, source: 'memslot_delete' | 'memslot_move'): void;
   /** The stage-2 fault a pre-fault takes (`kvm_arch_vcpu_pre_fault_memory()` → map one page). */
-  pageFault(k: K, vm: Vm, gfn: number, write: boolean, ignoreAttributes: boolean): FaultOutcome;
+  pageFault(k: K, vm: Vm, fault: KvmPageFault): FaultOutcome;
 }

@@ -13,6 +13,23 @@ import { RangeMap } from '../base/ranges/range_map.js';
 import type { Memslot, Vm } from './objects.js';
 import { err, OK_VOID, type Result } from '../base/result.js';
 import { LEVEL_PAGES } from '../base/units.js';
+import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../base/uapi.js';
+
+const PRIVATE_ATTR = Number(KVM_MEMORY_ATTRIBUTE_PRIVATE);
+
+/** `kvm_mem_is_private()`: the PRIVATE attribute of gfn (0 when attributes are not compiled). */
+export function kvmMemIsPrivate(vm: Vm, gfn: number): boolean {
+  const a = vm.attrs.get(gfn);
+  return a !== undefined && (a & PRIVATE_ATTR) !== 0;
+}
+
+/**
+ * Whether a fault on gfn is private (`fault->is_private`): for VMs whose private memory is
+ * tracked by attributes (SW_PROTECTED), iff the attribute says PRIVATE; never for DEFAULT VMs.
+ */
+export function kvmFaultIsPrivate(vm: Vm, gfn: number): boolean {
+  return vm.spec.privateFaultSource === 'attributes' && kvmMemIsPrivate(vm, gfn);
+}
 
 export type KvmMemoryAttributes = {
   readonly address: bigint;

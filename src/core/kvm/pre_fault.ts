@@ -6,6 +6,7 @@
  * back; an error is returned only by a call that made no progress.
  */
 import type { KernelCtx } from '../ctx.js';
+import { kvmFaultIsPrivate } from './mem_attributes.js';
 import type { Errno } from '../base/errno.js';
 import type { Vcpu } from './objects.js';
 import { LEVEL_PAGES } from '../base/units.js';
@@ -26,7 +27,9 @@ function archStep(k: KernelCtx, vcpu: Vcpu, r: PreFaultRange): bigint | Errno {
   // A read fault ("guest final"); private iff the VM has private memory and the gfn is private.
   // A gfn that is already mapped is a spurious fault: the existing mapping's level counts.
   if (vm.stage2[0]!.entryAt(gfn) === undefined) {
-    const out = k.arch.pageFault(k, vm, gfn, false, k.mutants.has('prefault_ignores_attributes'));
+    // kvm_arch_vcpu_pre_fault_memory(): PFERR_PRIVATE_ACCESS when the gfn is private.
+    const isPrivate = !k.mutants.has('prefault_ignores_attributes') && kvmFaultIsPrivate(vm, gfn);
+    const out = k.arch.pageFault(k, vm, { gfn, write: false, isPrivate });
     if (out.kind === 'mmio') return 'ENOENT';
     if (out.kind === 'memfault') return out.errno;
   }

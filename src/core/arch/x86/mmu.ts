@@ -9,19 +9,14 @@
  * forgets a zap becomes visible as a stale mapping — which is what the invariants check.
  */
 import type { KernelCtx } from '../../ctx.js';
-import type { FaultOutcome } from '../../kvm/arch_ops.js';
+import type { FaultOutcome, KvmPageFault } from '../../kvm/arch_ops.js';
+import { kvmFaultIsPrivate } from '../../kvm/mem_attributes.js';
 import type { ZapSource } from '../../base/events.js';
 import { kvmGmemGetPfn } from '../../kvm/guest_memfd/guest_memfd.js';
 import type { Memslot, Spte, Vm } from '../../kvm/objects.js';
 import { LEVEL_PAGES, type MappingLevel, type Pfn } from '../../base/units.js';
-import {
-  APIC_DEFAULT_PHYS_BASE,
-  KVM_MEMORY_ATTRIBUTE_PRIVATE,
-  KVM_MEMORY_EXIT_FLAG_PRIVATE,
-} from '../../base/uapi.js';
+import { APIC_DEFAULT_PHYS_BASE, KVM_MEMORY_EXIT_FLAG_PRIVATE } from '../../base/uapi.js';
 import { ZERO_PFN } from '../../mm/host_mm.js';
-
-const PRIVATE_ATTR = Number(KVM_MEMORY_ATTRIBUTE_PRIVATE);
 
 /**
  * Zap stage-2 mappings of gfns [start, end) in address space `as` (`kvm_unmap_gfn_range`). A
@@ -152,12 +147,6 @@ export function emulatedTranslate(k: KernelCtx, vm: Vm, gfn: number, write: bool
 /** The outcome of resolving one guest page for an access. */
 export type { FaultOutcome } from '../../kvm/arch_ops.js';
 
-/** `kvm_mem_is_private()`: the PRIVATE attribute of gfn (0 when attributes are not compiled). */
-export function kvmMemIsPrivate(vm: Vm, gfn: number): boolean {
-  const a = vm.attrs.get(gfn);
-  return a !== undefined && (a & PRIVATE_ATTR) !== 0;
-}
-
 /**
  * A guest access to `gfn` (address space 0): use the stage-2 mapping when present and
  * sufficient, otherwise take the fault (`kvm_mmu_page_fault` → `kvm_mmu_faultin_pfn` →
@@ -176,20 +165,12 @@ export function guestTranslate(k: KernelCtx, vm: Vm, gfn: number, write: boolean
       vm.mmioSptes.delete(gfn, gfn + 1);
     }
   }
-  return kvmMmuPageFault(k, vm, gfn, write);
+  return kvmMmuPageFault(k, vm, { gfn, write, isPrivate: kvmFaultIsPrivate(vm, gfn) });
 }
 
 /** The fault path proper (kernel-uapi.md §3.1), for a fault in address space 0. */
-export function kvmMmuPageFault(
-  k: KernelCtx,
-  vm: Vm,
-  gfn: number,
-  write: boolean,
-  ignoreAttributes = false,
-): FaultOutcome {
-  // SW_PROTECTED: fault.is_private iff the attribute says PRIVATE. DEFAULT: never.
-  const isPrivate =
-    !ignoreAttributes && vm.spec.privateFaultSource === 'attributes' && kvmMemIsPrivate(vm, gfn);
+export function kvmMmuPageFault(k: KernelCtx, vm: Vm, fault: KvmPageFault): FaultOutcome {
+  const { gfn, write, isPrivate } = fault;
   const flags = isPrivate ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0n;
   const slot = vm.slotsByGfn[0]!.get(gfn);
   if (slot === undefined) {
