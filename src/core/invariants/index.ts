@@ -47,10 +47,12 @@ const NOTHING: { changed: readonly Vm[]; used: readonly Vm[] } = { changed: [], 
 
 export type CheckerOptions = {
   /**
-   * Re-check only what the last step could have changed (default true); false evaluates every
-   * invariant over the whole state after every step (`fullCheck`).
+   * Re-check only what the last step could have changed: from the first step (true), never
+   * (false: every invariant over the whole state after every step, `fullCheck`), or from step
+   * N (default 64: for a short trace a full check of its small state costs less than setting up
+   * the change tracking).
    */
-  readonly incremental?: boolean;
+  readonly incremental?: boolean | number;
 };
 
 /**
@@ -65,7 +67,9 @@ export type CheckerOptions = {
 export class InvariantChecker {
   private accesses: HostAccess[] = [];
   readonly invariants: readonly Invariant[];
-  private readonly tracker: ChangeTracker | undefined;
+  private tracker: ChangeTracker | undefined;
+  /** Steps still checked in full before change tracking starts (-1: never). */
+  private fullSteps: number;
   /** Per-VM violations of the last check (VMs without any left out), by invariant. */
   private readonly perVm = new Map<Invariant, Map<Vm, Violation[]>>();
 
@@ -81,10 +85,8 @@ export class InvariantChecker {
       this.accesses.push({ pfn, write, path });
     };
     host.frames.takeStaleReads();
-    if (o.incremental ?? true) {
-      this.tracker = new ChangeTracker(host);
-      for (const i of this.invariants) if (i.perVm !== undefined) this.perVm.set(i, new Map());
-    }
+    const inc = o.incremental ?? 64;
+    this.fullSteps = inc === false ? -1 : inc === true ? 0 : inc;
   }
 
   /** The step's observations (cleared). */
@@ -96,7 +98,15 @@ export class InvariantChecker {
 
   /** Check after a step; clears the step's observations. */
   check(): Violation[] {
-    return this.tracker === undefined ? this.fullCheck() : this.changed(this.tracker);
+    if (this.tracker !== undefined) return this.changed(this.tracker);
+    if (this.fullSteps !== 0) {
+      if (this.fullSteps > 0) this.fullSteps--;
+      return this.fullCheck();
+    }
+    // The tracker starts from the state as it is: every VM is re-checked at its first update.
+    this.tracker = new ChangeTracker(this.host);
+    for (const i of this.invariants) if (i.perVm !== undefined) this.perVm.set(i, new Map());
+    return this.changed(this.tracker);
   }
 
   /** Every invariant over the whole state (what `check` computes, without shortcuts). */
