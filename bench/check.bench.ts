@@ -12,6 +12,15 @@
  *   every op (the checker is incremental: it looks at what the op touched, and builds the
  *   frame-ownership map only when a step needs it).
  * Reported: ops/s of both, and the slowdown checked/unchecked (target <= 3).
+ *
+ * Long traces (checking must grow linearly with trace length, issue 10): one generated trace
+ * per length, `generateTrace(1, { ops: N, feedback: linux-6.18, privateMemory: true })` for N =
+ * 2,500, 5,000, 10,000 and 20,000 (untimed, not parsed again: the ops are run as generated).
+ * Timed, interleaved, best of 3 after a warm-up on the shortest trace: unchecked as
+ * `gmemlab replay` runs it (events on) and checked as `gmemlab check` runs it. Reported per
+ * length: the slowdown checked/unchecked (target <= 1.3), and once: checked time per op at
+ * 20,000 ops / time per op at 2,500 ops (linear checking: near 1; the unchecked model's own
+ * growth is reported next to it for comparison).
  */
 import { ModelBackend } from '../src/backends/model.js';
 import { runChecked } from '../src/check/checked_run.js';
@@ -20,6 +29,7 @@ import { parseTrace } from '../src/trace/parse.js';
 import { runTrace } from '../src/trace/runner.js';
 import type { TraceOp } from '../src/trace/types.js';
 import { makeCorpus } from './replay.bench.js';
+import { generateTrace } from '../src/fuzz/trace_gen.js';
 import { now, row, type BenchRow } from './util.js';
 
 function pass(traces: readonly TraceOp[][], checked: boolean): number {
@@ -77,4 +87,61 @@ export function benchCheck(): BenchRow[] {
       note,
     ),
   ];
+}
+
+export const LONG_TRACE_OPS = [2_500, 5_000, 10_000, 20_000] as const;
+
+function once(ops: readonly TraceOp[], checked: boolean): number {
+  const profile = getProfile('linux-6.18')!;
+  const t0 = now();
+  const n = checked
+    ? runChecked(ops, profile).ran
+    : runTrace(ops, new ModelBackend(profile)).length;
+  const dt = now() - t0;
+  if (n !== ops.length) throw new Error('bench: a long trace stopped early');
+  return dt;
+}
+
+export function benchCheckLong(): BenchRow[] {
+  const profile = getProfile('linux-6.18')!;
+  const traces = LONG_TRACE_OPS.map((n) =>
+    generateTrace(1, { ops: n, feedback: profile, privateMemory: true }),
+  );
+  once(traces[0]!, false);
+  once(traces[0]!, true);
+  const plain: number[] = [];
+  const checked: number[] = [];
+  for (const ops of traces) {
+    let p = Infinity;
+    let c = Infinity;
+    for (let r = 0; r < 3; r++) {
+      p = Math.min(p, once(ops, false));
+      c = Math.min(c, once(ops, true));
+    }
+    plain.push(p);
+    checked.push(c);
+  }
+  const rows: BenchRow[] = traces.map((ops, i) =>
+    row(
+      'check',
+      `slowdown of checked replay, one ${LONG_TRACE_OPS[i]!.toLocaleString('en-US')}-op trace`,
+      checked[i]! / plain[i]!,
+      'x',
+      { text: '<= 1.3', ok: (v) => v <= 1.3 },
+      `generateTrace(1, { ops: ${LONG_TRACE_OPS[i]}, feedback, privateMemory }): ${ops.length} ops; unchecked ${plain[i]!.toFixed(3)} s, checked ${checked[i]!.toFixed(3)} s (best of 3)`,
+    ),
+  );
+  const last = traces.length - 1;
+  const perOp = (t: readonly number[], i: number): number => t[i]! / traces[i]!.length;
+  rows.push(
+    row(
+      'check',
+      'checked replay: time per op at 20,000 ops / at 2,500 ops',
+      perOp(checked, last) / perOp(checked, 0),
+      'x',
+      undefined,
+      `unchecked replay grows ${(perOp(plain, last) / perOp(plain, 0)).toFixed(2)}x over the same traces (the model's own cost)`,
+    ),
+  );
+  return rows;
 }

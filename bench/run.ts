@@ -27,7 +27,7 @@ import { formatTop, topLines, topSelfTime } from './cpuprof.js';
 import { benchFaults } from './faults.bench.js';
 import { benchFfi } from './ffi.bench.js';
 import { benchDifferential } from './differential.bench.js';
-import { benchCheck } from './check.bench.js';
+import { benchCheck, benchCheckLong } from './check.bench.js';
 import { PROFILE_TARGETS } from './profile.js';
 import { benchRangeMap } from './range_map.bench.js';
 import { benchReplay } from './replay.bench.js';
@@ -53,8 +53,8 @@ const GROUPS: Record<string, { what: string; run: () => BenchRow[] | Promise<Ben
     run: () => benchStream(),
   },
   check: {
-    what: 'replay with every invariant checked vs unchecked (target within 3x)',
-    run: () => benchCheck(),
+    what: 'replay with every invariant checked vs unchecked (target within 3x; long traces 1.3x)',
+    run: () => [...benchCheck(), ...benchCheckLong()],
   },
   rangemap: {
     what: 'RangeMap micro-benchmarks (bench/range_map.bench.ts)',

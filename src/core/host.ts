@@ -61,6 +61,19 @@ export type FileStat = {
 
 type Fd = number;
 
+/**
+ * The fd table. Every lookup, and every file release, is reported to `touched`: the
+ * change-driven invariant checker re-checks the VMs behind the files an op used.
+ */
+class FdTable extends Map<Fd, KFile> {
+  touched: ((f: KFile, release: boolean) => void) | undefined = undefined;
+  override get(fd: Fd): KFile | undefined {
+    const f = super.get(fd);
+    if (f !== undefined) this.touched?.(f, false);
+    return f;
+  }
+}
+
 export class Host implements KernelCtx {
   readonly frames = new FrameStore();
   readonly events = new EventLog();
@@ -72,7 +85,7 @@ export class Host implements KernelCtx {
   /** Every VM ever created, destroyed ones included (for the reference-count invariant). */
   readonly allVms: Vm[] = [];
   observe?: (pfn: Pfn, write: boolean, path: 'vmm' | 'gup' | 'kvm-uaccess') => void;
-  private readonly fds = new Map<Fd, KFile>();
+  private readonly fds = new FdTable();
   private nextIno = 100;
   private nextVmIndex = 0;
 
@@ -108,6 +121,11 @@ export class Host implements KernelCtx {
     return this.fds.get(fd);
   }
 
+  /** Be told every file an op looks up by fd or releases (the invariant checker). */
+  watchFiles(cb: ((f: KFile, release: boolean) => void) | undefined): void {
+    this.fds.touched = cb;
+  }
+
   /** Every open fd and its file (for explanations and invariants). */
   openFds(): ReadonlyMap<Fd, KFile> {
     return this.fds;
@@ -124,6 +142,7 @@ export class Host implements KernelCtx {
 
   /** fput() reaching zero: the file's ->release(). */
   private maybeRelease(f: KFile): void {
+    this.fds.touched?.(f, true);
     if (f.released || f.fdRefs > 0 || f.mappedPages > 0) return;
     if (f instanceof GmemFile) {
       this.putVm(kvmGmemRelease(this, f));

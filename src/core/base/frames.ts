@@ -52,6 +52,11 @@ export class FrameStore {
     return f.start as Pfn;
   }
 
+  /** Be told every pfn range whose free/allocated state changes (the invariant checker). */
+  watchFree(cb: ((start: number, end: number) => void) | undefined): void {
+    this.free.onChange = cb;
+  }
+
   /** Return frames to the allocator. Contents stay (physical memory is not cleared on free). */
   release(base: Pfn, count: number): void {
     if (count <= 0) return;
@@ -90,6 +95,11 @@ export class FrameStore {
   /** Whether any frame in [base, base + count) is free. */
   anyFree(base: number, count: number): boolean {
     return this.free.anyIn(base, base + count);
+  }
+
+  /** The free runs within pfns [start, end), clipped. */
+  freeIn(start: number, end: number): Array<{ start: number; end: number }> {
+    return this.free.piecesIn(start, end);
   }
 
   /** clear_highpage() on `count` frames starting at `base`. */

@@ -2,7 +2,59 @@
  * gmem-single-binding: a guest_memfd index is bound to at most one memslot, and bindings and
  * memslots agree.
  */
-import { hx, type Invariant, type Violation } from './types.js';
+import type { Vm } from '../kvm/objects.js';
+import {
+  checkEveryVm,
+  hx,
+  type CheckState,
+  type Invariant,
+  type PerVm,
+  type Violation,
+} from './types.js';
+
+const perVm: PerVm = {
+  vms: 'live',
+  mappings: false,
+  vm(vm: Vm, _s: CheckState): Violation[] {
+    const out: Violation[] = [];
+    for (const f of vm.gmemFiles) {
+      for (const b of f.bindings.entries()) {
+        const slot = b.value;
+        const live = vm.slots.get(slot.key) === slot;
+        if (!live || slot.gmem === null || slot.gmem.file !== f)
+          out.push({
+            invariant: 'gmem-single-binding',
+            object: `guest_memfd #${f.ino} index ${hx(b.start)}`,
+            message: `index bound to memslot ${slot.id}, which ${live ? 'no longer points at this file' : 'no longer exists'}`,
+            focus: { ino: f.ino, index: b.start, vm: vm.index },
+          });
+      }
+    }
+    for (const slot of vm.slots.values()) {
+      const g = slot.gmem;
+      if (g === null || g.file === null || g.file.released) continue;
+      const pieces = g.file.bindings.piecesIn(g.pgoff, g.pgoff + slot.npages);
+      const whole =
+        pieces.length === 1 &&
+        pieces[0]!.start === g.pgoff &&
+        pieces[0]!.end === g.pgoff + slot.npages &&
+        pieces[0]!.value === slot;
+      if (!whole) {
+        const other = pieces.find((p) => p.value !== slot);
+        out.push({
+          invariant: 'gmem-single-binding',
+          object: `vm${vm.index} memslot ${slot.id}`,
+          message:
+            other !== undefined
+              ? `guest_memfd #${g.file.ino} index ${hx(other.start)} of memslot ${slot.id} is bound to memslot ${other.value.id} too (overlapping bindings)`
+              : `memslot ${slot.id} has guest_memfd indexes without a binding`,
+          focus: { vm: vm.index, slot: slot.id, ino: g.file.ino, index: other?.start ?? g.pgoff },
+        });
+      }
+    }
+    return out;
+  },
+};
 
 export const gmemSingleBinding: Invariant = {
   name: 'gmem-single-binding',
@@ -13,45 +65,8 @@ export const gmemSingleBinding: Invariant = {
     'kvm_gmem_bind() refuses a range that already has a binding (xa_find over gmem->bindings → EINVAL in 6.18, EEXIST later) and stores the slot for every index; kvm_gmem_unbind() and kvm_gmem_release() clear them.',
   origin:
     'kernel-uapi.md §1.3 ("a given index is bound to at most one memslot"), §2.5 step 13e; test_add_overlapping_private_memory_regions.',
+  perVm,
   check(s) {
-    const out: Violation[] = [];
-    for (const vm of s.host.vms) {
-      for (const f of vm.gmemFiles) {
-        for (const b of f.bindings.entries()) {
-          const slot = b.value;
-          const live = vm.slots.get(slot.key) === slot;
-          if (!live || slot.gmem === null || slot.gmem.file !== f)
-            out.push({
-              invariant: this.name,
-              object: `guest_memfd #${f.ino} index ${hx(b.start)}`,
-              message: `index bound to memslot ${slot.id}, which ${live ? 'no longer points at this file' : 'no longer exists'}`,
-              focus: { ino: f.ino, index: b.start, vm: vm.index },
-            });
-        }
-      }
-      for (const slot of vm.slots.values()) {
-        const g = slot.gmem;
-        if (g === null || g.file === null || g.file.released) continue;
-        const pieces = g.file.bindings.piecesIn(g.pgoff, g.pgoff + slot.npages);
-        const whole =
-          pieces.length === 1 &&
-          pieces[0]!.start === g.pgoff &&
-          pieces[0]!.end === g.pgoff + slot.npages &&
-          pieces[0]!.value === slot;
-        if (!whole) {
-          const other = pieces.find((p) => p.value !== slot);
-          out.push({
-            invariant: this.name,
-            object: `vm${vm.index} memslot ${slot.id}`,
-            message:
-              other !== undefined
-                ? `guest_memfd #${g.file.ino} index ${hx(other.start)} of memslot ${slot.id} is bound to memslot ${other.value.id} too (overlapping bindings)`
-                : `memslot ${slot.id} has guest_memfd indexes without a binding`,
-            focus: { vm: vm.index, slot: slot.id, ino: g.file.ino, index: other?.start ?? g.pgoff },
-          });
-        }
-      }
-    }
-    return out;
+    return checkEveryVm(perVm, s);
   },
 };

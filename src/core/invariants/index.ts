@@ -9,6 +9,8 @@ import { gmemSingleBinding } from './gmem_single_binding.js';
 import { hostNoPrivateAccess } from './host_no_private_access.js';
 import { memoryAccounting } from './memory_accounting.js';
 import { noMixedHugepage } from './no_mixed_hugepage.js';
+import { ChangeTracker } from './incremental.js';
+import type { Vm } from '../kvm/objects.js';
 import { buildOwnership, type Ownership } from './ownership.js';
 import { slotFileLive } from './slot_file_live.js';
 import { stage2Coherent } from './stage2_coherent.js';
@@ -34,17 +36,47 @@ export function invariantByName(name: string): Invariant | undefined {
   return INVARIANTS.find((i) => i.name === name);
 }
 
+/** Start of the first owner extent with a free frame: the full scan. */
+function scanOwnedOnFree(h: Host, o: Ownership): number | undefined {
+  for (const e of o.owners.entries())
+    if (h.frames.anyFree(e.start, e.end - e.start)) return e.start;
+  return undefined;
+}
+
+const NOTHING: { changed: readonly Vm[]; used: readonly Vm[] } = { changed: [], used: [] };
+
+export type CheckerOptions = {
+  /**
+   * Re-check only what the last step could have changed: from the first step (true), never
+   * (false: every invariant over the whole state after every step, `fullCheck`), or from step
+   * N (default 64: for a short trace a full check of its small state costs less than setting up
+   * the change tracking).
+   */
+  readonly incremental?: boolean | number;
+};
+
 /**
  * Attaches to a Host and checks every applicable invariant after each step. Host accesses and
  * stale reads are collected while the step runs (the Host's observer hook and the frame store).
+ *
+ * Checking is change-driven (incremental.ts): per-VM invariants keep each VM's last violations
+ * and re-run only for the VMs the step could have changed; the frame-ownership map is kept up to
+ * date from the changes instead of being rebuilt. The result is the same list, in the same
+ * order, as `fullCheck()` evaluating every invariant over the whole state.
  */
 export class InvariantChecker {
   private accesses: HostAccess[] = [];
   readonly invariants: readonly Invariant[];
+  private tracker: ChangeTracker | undefined;
+  /** Steps still checked in full before change tracking starts (-1: never). */
+  private fullSteps: number;
+  /** Per-VM violations of the last check (VMs without any left out), by invariant. */
+  private readonly perVm = new Map<Invariant, Map<Vm, Violation[]>>();
 
   constructor(
     readonly host: Host,
     only?: readonly string[],
+    o: CheckerOptions = {},
   ) {
     this.invariants = INVARIANTS.filter(
       (i) => (i.appliesTo?.(host.profile) ?? true) && (only === undefined || only.includes(i.name)),
@@ -53,22 +85,88 @@ export class InvariantChecker {
       this.accesses.push({ pfn, write, path });
     };
     host.frames.takeStaleReads();
+    const inc = o.incremental ?? 64;
+    this.fullSteps = inc === false ? -1 : inc === true ? 0 : inc;
+  }
+
+  /** The step's observations (cleared). */
+  private observed(): { accesses: HostAccess[]; staleReads: Pfn[] } {
+    const accesses = this.accesses;
+    this.accesses = [];
+    return { accesses, staleReads: this.host.frames.takeStaleReads() };
   }
 
   /** Check after a step; clears the step's observations. */
   check(): Violation[] {
-    const accesses = this.accesses;
-    this.accesses = [];
-    const staleReads = this.host.frames.takeStaleReads();
+    if (this.tracker !== undefined) return this.changed(this.tracker);
+    if (this.fullSteps !== 0) {
+      if (this.fullSteps > 0) this.fullSteps--;
+      return this.fullCheck();
+    }
+    // The tracker starts from the state as it is: every VM is re-checked at its first update.
+    this.tracker = new ChangeTracker(this.host);
+    for (const i of this.invariants) if (i.perVm !== undefined) this.perVm.set(i, new Map());
+    return this.changed(this.tracker);
+  }
+
+  /** Every invariant over the whole state (what `check` computes, without shortcuts). */
+  fullCheck(): Violation[] {
+    const { accesses, staleReads } = this.observed();
     let own: Ownership | undefined;
     const state: CheckState = {
       host: this.host,
       hostAccesses: accesses,
       staleReads,
       ownership: () => (own ??= buildOwnership(this.host)),
+      ownedOnFree: () => scanOwnedOnFree(this.host, state.ownership()),
     };
     const out: Violation[] = [];
     for (const inv of this.invariants) for (const v of inv.check(state)) out.push(v);
+    return out;
+  }
+
+  private changed(t: ChangeTracker): Violation[] {
+    const { accesses, staleReads } = this.observed();
+    const { changed, used } = t.update() ?? NOTHING;
+    let own: Ownership | undefined;
+    const state: CheckState = {
+      host: this.host,
+      hostAccesses: accesses,
+      staleReads,
+      ownership: () => (own ??= t.ownership() ?? buildOwnership(this.host)),
+      ownedOnFree: () =>
+        t.isExact ? t.ownedOnFree() : scanOwnedOnFree(this.host, state.ownership()),
+    };
+    const recheck = (vm: Vm, all: boolean): void => {
+      for (const [inv, byVm] of this.perVm) {
+        const p = inv.perVm!;
+        if (!all && p.mappings) continue;
+        const v = p.vms === 'live' && vm.dead ? [] : p.vm(vm, state);
+        if (v.length > 0) byVm.set(vm, v);
+        else byVm.delete(vm);
+      }
+    };
+    for (const vm of changed) {
+      recheck(vm, true);
+      t.depend(vm);
+    }
+    for (const vm of used) recheck(vm, false);
+    const out: Violation[] = [];
+    for (const inv of this.invariants) {
+      const byVm = this.perVm.get(inv);
+      if (byVm === undefined) {
+        for (const v of inv.check(state)) out.push(v);
+        continue;
+      }
+      // VMs are created in index order; the host lists them that way.
+      if (byVm.size > 0) {
+        const vms = [...byVm.keys()].sort((a, b) => a.index - b.index);
+        for (const vm of vms) for (const v of byVm.get(vm)!) out.push(v);
+      }
+      // The host part (the VMM's page tables) can only fail when an owned frame is free.
+      const host = inv.perVm!.host;
+      if (host !== undefined && !t.noOwnedFree()) for (const v of host(state)) out.push(v);
+    }
     return out;
   }
 }

@@ -23,17 +23,14 @@ export const memoryAccounting: Invariant = {
         message: `page owned twice: by ${d.a} and by ${d.b}`,
         focus: { pfn: d.pfn },
       });
-    for (const e of o.owners.entries()) {
-      if (s.host.frames.anyFree(e.start, e.end - e.start)) {
-        out.push({
-          invariant: this.name,
-          object: `pfn 0x${e.start.toString(16)}`,
-          message: `an owned page is on the free list (owner still uses a freed page)`,
-          focus: { pfn: e.start },
-        });
-        break;
-      }
-    }
+    const onFree = s.ownedOnFree();
+    if (onFree !== undefined)
+      out.push({
+        invariant: this.name,
+        object: `pfn 0x${onFree.toString(16)}`,
+        message: `an owned page is on the free list (owner still uses a freed page)`,
+        focus: { pfn: onFree },
+      });
     const alloc = s.host.frames.allocated;
     if (alloc !== o.ownedFrames)
       out.push({

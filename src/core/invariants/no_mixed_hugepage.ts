@@ -3,7 +3,47 @@
  */
 import { LEVEL_PAGES } from '../base/units.js';
 import { forEachMapping } from './stage2_coherent.js';
-import { hx, type Invariant, type Violation } from './types.js';
+import type { Vm } from '../kvm/objects.js';
+import {
+  checkEveryVm,
+  hx,
+  type CheckState,
+  type Invariant,
+  type PerVm,
+  type Violation,
+} from './types.js';
+
+const perVm: PerVm = {
+  vms: 'live',
+  mappings: true,
+  vm(vm: Vm, _s: CheckState): Violation[] {
+    const out: Violation[] = [];
+    forEachMapping(vm, (_as, g0, g1, spte, slot) => {
+      if (spte.level === '4K') return;
+      const L = LEVEL_PAGES[spte.level];
+      for (let f = Math.floor(g0 / L) * L; f < g1; f += L) {
+        const bad =
+          slot === undefined || f < slot.baseGfn || f + L > slot.endGfn
+            ? 'crosses a memslot edge'
+            : vm.attrs.anyIn(f, f + L) && !vm.attrs.covers(f, f + L)
+              ? 'spans shared and private gfns'
+              : vm.attrs.piecesIn(f, f + L).some((p, _i, a) => p.value !== a[0]!.value)
+                ? 'spans different attributes'
+                : undefined;
+        if (bad !== undefined) {
+          out.push({
+            invariant: 'no-mixed-hugepage',
+            object: `vm${vm.index} ${spte.level} frame at gfn ${hx(f)}`,
+            message: `huge mapping ${bad}`,
+            focus: { vm: vm.index, gfn: f },
+          });
+          return;
+        }
+      }
+    });
+    return out;
+  },
+};
 
 export const noMixedHugepage: Invariant = {
   name: 'no-mixed-hugepage',
@@ -14,33 +54,8 @@ export const noMixedHugepage: Invariant = {
     'lpage_info: KVM_LPAGE_MIXED_FLAG, maintained by kvm_arch_post_set_memory_attributes() and kvm_mmu_init_memslot_memory_attributes(), plus disallow_lpage for head/tail frames of a memslot; kvm_mmu_max_mapping_level() consults them.',
   origin:
     'kernel-uapi.md §3.4; issue #4 ("no huge mapping spans mixed attributes or a partially bound range").',
+  perVm,
   check(s) {
-    const out: Violation[] = [];
-    for (const vm of s.host.vms) {
-      forEachMapping(vm, (_as, g0, g1, spte, slot) => {
-        if (spte.level === '4K') return;
-        const L = LEVEL_PAGES[spte.level];
-        for (let f = Math.floor(g0 / L) * L; f < g1; f += L) {
-          const bad =
-            slot === undefined || f < slot.baseGfn || f + L > slot.endGfn
-              ? 'crosses a memslot edge'
-              : vm.attrs.anyIn(f, f + L) && !vm.attrs.covers(f, f + L)
-                ? 'spans shared and private gfns'
-                : vm.attrs.piecesIn(f, f + L).some((p, _i, a) => p.value !== a[0]!.value)
-                  ? 'spans different attributes'
-                  : undefined;
-          if (bad !== undefined) {
-            out.push({
-              invariant: this.name,
-              object: `vm${vm.index} ${spte.level} frame at gfn ${hx(f)}`,
-              message: `huge mapping ${bad}`,
-              focus: { vm: vm.index, gfn: f },
-            });
-            return;
-          }
-        }
-      });
-    }
-    return out;
+    return checkEveryVm(perVm, s);
   },
 };

@@ -20,7 +20,7 @@ export type Owner =
   | { readonly kind: 'vcpu'; readonly vm: Vm; readonly base: number; readonly what: string };
 
 /** Owner extents over pfns: `base` is the owner-side index (file index, host virtual page) of the extent's first frame. */
-const ownerOps = extentOps<Owner>((a, b) => {
+export const ownerOps = extentOps<Owner>((a, b) => {
   if (a.kind !== b.kind) return false;
   switch (a.kind) {
     case 'gmem':

@@ -1,7 +1,33 @@
 /**
  * slot-file-live: a memslot never refers to a released guest_memfd.
  */
-import type { Invariant, Violation } from './types.js';
+import type { Vm } from '../kvm/objects.js';
+import {
+  checkEveryVm,
+  type CheckState,
+  type Invariant,
+  type PerVm,
+  type Violation,
+} from './types.js';
+
+const perVm: PerVm = {
+  vms: 'live',
+  mappings: false,
+  vm(vm: Vm, _s: CheckState): Violation[] {
+    const out: Violation[] = [];
+    for (const slot of vm.slots.values()) {
+      const f = slot.gmem?.file;
+      if (f !== undefined && f !== null && f.released)
+        out.push({
+          invariant: 'slot-file-live',
+          object: `vm${vm.index} memslot ${slot.id}`,
+          message: `memslot still points at guest_memfd #${f.ino}, which was released`,
+          focus: { vm: vm.index, slot: slot.id, ino: f.ino },
+        });
+    }
+    return out;
+  },
+};
 
 export const slotFileLive: Invariant = {
   name: 'slot-file-live',
@@ -11,19 +37,8 @@ export const slotFileLive: Invariant = {
   mechanism:
     'kvm_gmem_release() clears slot->gmem.file for every binding under slots_lock; kvm_gmem_get_file() uses get_file_active() so a dying file is never returned.',
   origin: 'kernel-uapi.md §2.6; issue #4 mutant "release does not clear the slot\'s file pointer".',
+  perVm,
   check(s) {
-    const out: Violation[] = [];
-    for (const vm of s.host.vms)
-      for (const slot of vm.slots.values()) {
-        const f = slot.gmem?.file;
-        if (f !== undefined && f !== null && f.released)
-          out.push({
-            invariant: this.name,
-            object: `vm${vm.index} memslot ${slot.id}`,
-            message: `memslot still points at guest_memfd #${f.ino}, which was released`,
-            focus: { vm: vm.index, slot: slot.id, ino: f.ino },
-          });
-      }
-    return out;
+    return checkEveryVm(perVm, s);
   },
 };

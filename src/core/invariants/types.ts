@@ -8,6 +8,7 @@ import type { Host } from '../host.js';
 import type { KernelProfile } from '../profiles/profile.js';
 import type { Pfn } from '../base/units.js';
 import type { Ownership } from './ownership.js';
+import type { Vm } from '../kvm/objects.js';
 
 /** What a violation points at, so that explanations can describe the state around it. */
 export type Focus = {
@@ -42,7 +43,36 @@ export type CheckState = {
   readonly staleReads: readonly Pfn[];
   /** Frame ownership, built on first use during a check. */
   ownership(): Ownership;
+  /** Start of the first owner extent (in pfn order) with a frame on the free list, if any. */
+  ownedOnFree(): number | undefined;
 };
+
+/**
+ * The per-VM form of an invariant, for the change-driven checker (index.ts): `check()` equals
+ * `vm()` over every VM in creation order (`vms: 'live'`: the host's live VMs, `'all'`: destroyed
+ * ones too), followed by `host()`. The checker re-runs `vm()` only for the VMs an op could
+ * have changed.
+ */
+export type PerVm = {
+  readonly vms: 'live' | 'all';
+  /**
+   * Reads the VM's stage-2 mappings (and what they point at): re-run only when one of the VM's
+   * maps, or a range they read, changed. Otherwise it is also re-run whenever an op used one of
+   * the VM's files (reference counts, the memslot list, bindings).
+   */
+  readonly mappings: boolean;
+  vm(vm: Vm, s: CheckState): Violation[];
+  host?(s: CheckState): Violation[];
+};
+
+/** `check()` of an invariant with a per-VM form. */
+export function checkEveryVm(p: PerVm, s: CheckState): Violation[] {
+  const out: Violation[] = [];
+  for (const vm of p.vms === 'live' ? s.host.vms : s.host.allVms)
+    for (const v of p.vm(vm, s)) out.push(v);
+  if (p.host !== undefined) for (const v of p.host(s)) out.push(v);
+  return out;
+}
 
 export interface Invariant {
   /** Short rule name; reads as the failure message ("stage2-coherent"). */
@@ -57,6 +87,8 @@ export interface Invariant {
   /** Profiles it applies to (default: all). */
   appliesTo?(p: KernelProfile): boolean;
   check(s: CheckState): Violation[];
+  /** Per-VM form (same violations, same order), when the invariant has one. */
+  readonly perVm?: PerVm;
 }
 
 export const hx = (n: number | bigint): string => '0x' + n.toString(16);

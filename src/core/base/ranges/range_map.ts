@@ -177,6 +177,11 @@ export class RangeMap<V> {
   private fingerHi = Infinity;
   /** Bumped by every mutation; iteration uses it to detect forbidden mutation. */
   private version = 0;
+  /**
+   * Told the key range of every mutation (`clear`: the whole key space) before it happens; the
+   * change-driven invariant checker uses it to know what an op touched. Unset by default.
+   */
+  onChange: ((start: number, end: number) => void) | undefined = undefined;
 
   /** @param ops how values shift and coalesce; default {@link plainOps}. */
   constructor(private readonly ops: RangeValueOps<V> = plainOps) {
@@ -534,6 +539,7 @@ export class RangeMap<V> {
     checkRange(start, end);
     if (!(start < end)) return;
     this.version++;
+    this.onChange?.(start, end);
     let leaf = this.findLeaf(start);
     let i = this.leafFloor(leaf, start);
     // Fast path: [start, end) is currently empty (the fault handler's case).
@@ -607,6 +613,7 @@ export class RangeMap<V> {
     checkRange(start, end);
     if (!(start < end)) return;
     this.version++;
+    this.onChange?.(start, end);
     this.deleteRange(start, end);
   }
 
@@ -687,7 +694,13 @@ export class RangeMap<V> {
   /** Remove all entries (and shrink the pools). */
   clear(): void {
     this.version++;
+    this.onChange?.(0, MAX_KEY);
     this.reset();
+  }
+
+  /** A new empty map with the same value operations. */
+  emptyLike(): RangeMap<V> {
+    return new RangeMap<V>(this.ops);
   }
 
   /** An independent copy (values shared by reference; they are immutable). O(pool size). */
