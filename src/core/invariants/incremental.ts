@@ -17,7 +17,8 @@
  */
 import { MAX_KEY, RangeMap, type RangeEntry } from '../base/ranges/range_map.js';
 import type { Host } from '../host.js';
-import { GmemFile, VcpuFile, VmFile, type KFile, type Vm } from '../kvm/objects.js';
+import { GmemFile, VcpuFile, VmFile, type Vm } from '../kvm/objects.js';
+import type { KFile } from '../vfs/file.js';
 import { ShmemObject } from '../mm/host_mm.js';
 import { forEachMapping } from './stage2_coherent.js';
 import { buildOwnership, ownerOps, type Owner, type Ownership } from './ownership.js';
