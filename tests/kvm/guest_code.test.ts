@@ -4,7 +4,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compileGuest, encodeStep, PORT_CONTINUE } from '../../src/backends/kvm/guest_code.js';
+import {
+  compileGuest,
+  encodeStep,
+  FLAT_CODE,
+  PORT_CONTINUE,
+} from '../../src/backends/kvm/guest_code.js';
 import {
   decodeRun,
   packCreateGuestMemfd,
@@ -103,20 +108,7 @@ test('uAPI structs have the documented layout and truncate like C', () => {
   assert.equal(regs.readBigUInt64LE(128), 0xfffff000n);
   assert.equal(regs.readBigUInt64LE(136), 2n);
   const sregs = Buffer.alloc(KVM_SREGS_SIZE);
-  const seg = {
-    base: 0n,
-    limit: 0xffffffff,
-    selector: 8,
-    type: 11,
-    present: 1,
-    dpl: 0,
-    db: 1,
-    s: 1,
-    l: 0,
-    g: 1,
-    avl: 0,
-    unusable: 0,
-  };
+  const seg = FLAT_CODE;
   writeSegment(sregs, 'ss', seg);
   assert.deepEqual(readSegment(sregs, 'ss'), seg);
   assert.equal(sregs.readUInt16LE(5 * 24 + 12), 8);

@@ -11,43 +11,63 @@ import { GmemFile, VcpuFile, VmFile, type Vm, type Vcpu } from '../../src/core/k
 import type { GuestProgramStep } from '../../src/core/arch/x86/kvm_run.js';
 import type { MemoryRegionChange } from '../../src/core/kvm/memslots.js';
 import { exitToTrace } from '../../src/backends/model.js';
+import {
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  GUEST_MEMFD_FLAG_INIT_SHARED,
+  GUEST_MEMFD_FLAG_MMAP,
+  KVM_MEM_GUEST_MEMFD,
+  KVM_MEM_LOG_DIRTY_PAGES,
+  KVM_MEM_READONLY,
+  KVM_MEMORY_ATTRIBUTE_PRIVATE,
+  KVM_MEMORY_EXIT_FLAG_PRIVATE,
+  KVM_X86_DEFAULT_VM,
+  KVM_X86_SW_PROTECTED_VM,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  PROT_READ,
+  PROT_WRITE,
+} from '../../src/core/base/uapi.js';
+import { MMAP_ARENA_BASE } from '../../src/core/mm/host_layout.js';
 
 export const PAGE = 4096n;
 export const MiB = 1n << 20n;
 export const GiB = 1n << 30n;
 
-export const PROT_NONE = 0;
-export const PROT_READ = 1;
-export const PROT_WRITE = 2;
-export const PROT_EXEC = 4;
+// The uAPI values, from the model's own table (one definition), under the short names the tests use.
+export {
+  PROT_NONE,
+  PROT_READ,
+  PROT_WRITE,
+  PROT_EXEC,
+  MAP_SHARED,
+  MAP_PRIVATE,
+  MAP_SHARED_VALIDATE,
+  MADV_DONTNEED,
+  MADV_REMOVE,
+} from '../../src/core/base/uapi.js';
 export const RW = PROT_READ | PROT_WRITE;
-export const MAP_SHARED = 1;
-export const MAP_PRIVATE = 2;
-export const MAP_SHARED_VALIDATE = 3;
 
-export const KEEP_SIZE = 1;
-export const PUNCH_HOLE = 2;
+export const KEEP_SIZE = FALLOC_FL_KEEP_SIZE;
+export const PUNCH_HOLE = FALLOC_FL_PUNCH_HOLE;
 export const PUNCH = KEEP_SIZE | PUNCH_HOLE;
 
-export const MADV_DONTNEED = 4;
-export const MADV_REMOVE = 9;
-
-export const GMEM_MMAP = 1n;
-export const GMEM_INIT_SHARED = 2n;
+export const GMEM_MMAP = GUEST_MEMFD_FLAG_MMAP;
+export const GMEM_INIT_SHARED = GUEST_MEMFD_FLAG_INIT_SHARED;
 export const GMEM_SHARED = GMEM_MMAP | GMEM_INIT_SHARED;
 
-export const MEM_LOG_DIRTY = 1n;
-export const MEM_READONLY = 2n;
-export const MEM_GUEST_MEMFD = 4n;
+export const MEM_LOG_DIRTY = KVM_MEM_LOG_DIRTY_PAGES;
+export const MEM_READONLY = KVM_MEM_READONLY;
+export const MEM_GUEST_MEMFD = KVM_MEM_GUEST_MEMFD;
 
-export const ATTR_PRIVATE = 8n;
-export const EXIT_FLAG_PRIVATE = 8n;
+export const ATTR_PRIVATE = KVM_MEMORY_ATTRIBUTE_PRIVATE;
+export const EXIT_FLAG_PRIVATE = KVM_MEMORY_EXIT_FLAG_PRIVATE;
 
-export const DEFAULT_VM = 0n;
-export const SW_PROTECTED_VM = 1n;
+export const DEFAULT_VM = KVM_X86_DEFAULT_VM;
+export const SW_PROTECTED_VM = KVM_X86_SW_PROTECTED_VM;
 
-/** The first trace-arena address (host_layout.ts MMAP_ARENA_BASE). */
-export const ARENA_BASE = 0x4000_0000_0000n;
+/** The first trace-arena address. */
+export const ARENA_BASE = MMAP_ARENA_BASE;
 
 export type Ctx = { readonly h: Host; readonly kvm: number };
 

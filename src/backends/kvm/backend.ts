@@ -21,6 +21,10 @@ import { arena, type Interval } from './arena.js';
 import { hostHasPku } from './host_facts.js';
 import {
   CODE_PAGE_SIZE,
+  FLAT_CODE,
+  FLAT_DATA,
+  LDT,
+  TSS,
   PORT_CONTINUE,
   PORT_HYPERCALL_RET,
   PORT_LOAD,
@@ -72,7 +76,6 @@ import {
   writeDtable,
   writeSegment,
   writeSreg,
-  type Segment,
 } from './structs.js';
 
 /** A descriptor number that is never open (above any RLIMIT_NOFILE): gives EBADF. */
@@ -156,37 +159,6 @@ type TraceState = {
   cursor: bigint;
   readonly m: Machinery;
 };
-
-const FLAT_CODE: Segment = {
-  base: 0n,
-  limit: 0xffff_ffff,
-  selector: 8,
-  type: 11,
-  present: 1,
-  dpl: 0,
-  db: 1,
-  s: 1,
-  l: 0,
-  g: 1,
-  avl: 0,
-  unusable: 0,
-};
-const FLAT_DATA: Segment = { ...FLAT_CODE, selector: 16, type: 3 };
-const TSS: Segment = {
-  base: 0n,
-  limit: 0xffff,
-  selector: 0x18,
-  type: 11,
-  present: 1,
-  dpl: 0,
-  db: 0,
-  s: 0,
-  l: 0,
-  g: 0,
-  avl: 0,
-  unusable: 0,
-};
-const LDT: Segment = { ...TSS, selector: 0, type: 2 };
 
 const noop = (): void => {};
 

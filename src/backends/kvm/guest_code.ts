@@ -15,6 +15,7 @@
  * the top of the page).
  */
 import type { GuestStep } from '../../trace/types.js';
+import type { Segment } from './structs.js';
 
 export const PORT_LOAD = 0x10;
 export const PORT_HYPERCALL_RET = 0x11;
@@ -98,3 +99,36 @@ export function compileGuest(
   batches.push(Uint8Array.from([...cur, ...HLT]));
   return { batches, loads, steps: steps.length };
 }
+
+/** The flat 32-bit protected-mode segments the guest code runs in (one code, one data). */
+export const FLAT_CODE: Segment = {
+  base: 0n,
+  limit: 0xffff_ffff,
+  selector: 8,
+  type: 11,
+  present: 1,
+  dpl: 0,
+  db: 1,
+  s: 1,
+  l: 0,
+  g: 1,
+  avl: 0,
+  unusable: 0,
+};
+export const FLAT_DATA: Segment = { ...FLAT_CODE, selector: 16, type: 3 };
+/** A minimal TSS and LDT, as VMX requires usable TR and LDTR. */
+export const TSS: Segment = {
+  base: 0n,
+  limit: 0xffff,
+  selector: 0x18,
+  type: 11,
+  present: 1,
+  dpl: 0,
+  db: 0,
+  s: 0,
+  l: 0,
+  g: 0,
+  avl: 0,
+  unusable: 0,
+};
+export const LDT: Segment = { ...TSS, selector: 0, type: 2 };
