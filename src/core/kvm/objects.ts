@@ -11,8 +11,8 @@
 import { RangeMap, extentOps } from '../base/ranges/range_map.js';
 import type { VmTypeSpec } from '../profiles/profile.js';
 import type { MmuNotifier } from '../mm/mmu_notifier.js';
-import { KFile } from '../vfs/file.js';
-import { err, ok } from '../base/result.js';
+import { KFile, type FileVmaKind } from '../vfs/file.js';
+import { err, ok, type Result } from '../base/result.js';
 import { ZERO_PFN, type Gfn, type PgOff, type Pfn } from '../base/units.js';
 
 /** State of one guest_memfd page (a folio; always order 0 in 6.18). */
@@ -55,15 +55,20 @@ export class VcpuFile extends KFile {
     readonly vcpu: Vcpu,
   ) {
     super(ino);
-    // kvm_vcpu_mmap() accepts any mapping (dirty-ring pages are not modelled) and installs
-    // kvm_vcpu_vm_ops, whose fault is kvm_vcpu_fault().
-    this.mmap = () => ok('vcpu');
+    // kvm_vcpu_mmap() installs kvm_vcpu_vm_ops, whose fault is kvm_vcpu_fault().
     this.vmOps = {
       fault: (pgoff) => {
         const pfn = this.pageAt(pgoff);
         return pfn === undefined ? { signal: 'SIGBUS' } : { pfn };
       },
     };
+  }
+  /** `kvm_vcpu_mmap()` accepts any mapping (dirty-ring pages are not modelled). */
+  override get hasMmap(): boolean {
+    return true;
+  }
+  override mmap(): Result<FileVmaKind> {
+    return ok('vcpu');
   }
   /** An anonymous inode: noexec. */
   override get noexec(): boolean {
@@ -107,12 +112,15 @@ export class GmemFile extends KFile {
     readonly flags: bigint,
   ) {
     super(ino);
-    // kvm_gmem_mmap(): only with GUEST_MEMFD_FLAG_MMAP, and only shared mappings.
-    this.mmap = (shared) => {
-      if (!this.mmapAllowed) return err('ENODEV', 'kvm_gmem_mmap: no GUEST_MEMFD_FLAG_MMAP');
-      if (!shared) return err('EINVAL', 'kvm_gmem_mmap: needs VM_SHARED|VM_MAYSHARE');
-      return ok('gmem');
-    };
+  }
+  override get hasMmap(): boolean {
+    return true;
+  }
+  /** `kvm_gmem_mmap()`: only with GUEST_MEMFD_FLAG_MMAP, and only shared mappings. */
+  override mmap(shared: boolean): Result<FileVmaKind> {
+    if (!this.mmapAllowed) return err('ENODEV', 'kvm_gmem_mmap: no GUEST_MEMFD_FLAG_MMAP');
+    if (!shared) return err('EINVAL', 'kvm_gmem_mmap: needs VM_SHARED|VM_MAYSHARE');
+    return ok('gmem');
   }
   /** A regular file on the guest_memfd mount: MAX_LFS_FILESIZE. */
   override get mmapMaxBytes(): bigint {

@@ -292,7 +292,7 @@ export class HostMm {
         if ((prot & PROT_EXEC) !== 0) return err('EPERM', 'do_mmap: PROT_EXEC on a noexec mount');
         mayExec = false;
       }
-      if (f !== null && f.mmap === undefined) return err('ENODEV', 'do_mmap: file has no mmap');
+      if (f !== null && !f.hasMmap) return err('ENODEV', 'do_mmap: file has no mmap');
       if (growsdown) return err('EINVAL', 'do_mmap: VM_GROWSDOWN on a file mapping');
     } else {
       switch (flags & MAP_TYPE) {
@@ -335,7 +335,7 @@ export class HostMm {
     // mmap_region() → call_mmap(): the file's own ->mmap() (kvm_gmem_mmap(), kvm_vcpu_mmap()).
     let fileKind: FileVmaKind | undefined;
     if (f !== null) {
-      const r = f.mmap!(shared);
+      const r = f.mmap(shared);
       if (!r.ok) return r;
       fileKind = r.value;
     }

@@ -6,7 +6,7 @@
  * kvm/objects.ts; mm sees only this.
  */
 import { extentOps } from '../base/ranges/range_map.js';
-import type { Result } from '../base/result.js';
+import { err, type Result } from '../base/result.js';
 import type { Pfn } from '../base/units.js';
 
 export type FileKind = 'kvm' | 'vm' | 'vcpu' | 'gmem' | 'std';
@@ -63,9 +63,15 @@ export abstract class KFile {
   get chargesPrivateWrites(): boolean {
     return true;
   }
+  /** Whether the file has an `f_op->mmap()`: without one, do_mmap() fails with ENODEV. */
+  get hasMmap(): boolean {
+    return false;
+  }
   /**
-   * `f_op->mmap()`: undefined when the file has none (do_mmap() then fails with ENODEV);
-   * otherwise its own checks, and the kind of VMA it makes.
+   * `f_op->mmap()`, called only when `hasMmap`: the file's own checks, and the kind of VMA it
+   * makes. (A prototype method, not a per-file closure: KVM creates files on hot paths.)
    */
-  mmap: ((shared: boolean) => Result<FileVmaKind>) | undefined = undefined;
+  mmap(_shared: boolean): Result<FileVmaKind> {
+    return err('ENODEV', 'do_mmap: file has no mmap');
+  }
 }
