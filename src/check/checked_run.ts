@@ -43,32 +43,75 @@ export type CheckOptions = {
   readonly limit?: number;
 };
 
+export type CheckedSteps = CheckedRun & {
+  /** The ops that ran (a prefix of the input when stopped or at a violation). */
+  readonly ops: TraceOp[];
+  /** Every op's result, when asked for (`keepResults`; fuzzing records coverage from them). */
+  readonly results: ResultLine[];
+  /** True when a stop request cut the run short. */
+  readonly stopped: boolean;
+};
+
+/**
+ * The checked run, stepped: run `ops` (any iterable, so a trace can be generated while it runs)
+ * on a fresh model with the invariants checked after every op. With `pause`, it yields
+ * `pause.phase` after each op (after calling `pause.onOp`), and a `true` sent back stops it at
+ * that op boundary; without, it never yields. The one loop behind `runChecked` and the fuzzers.
+ */
+export function* checkedRunSteps<P>(
+  ops: Iterable<TraceOp>,
+  profile: KernelProfile,
+  o: CheckOptions & { readonly keepResults?: boolean } = {},
+  pause?: { readonly phase: P; readonly onOp?: () => void },
+): Generator<P, CheckedSteps, boolean | undefined> {
+  const backend = new ModelBackend(profile, { mutants: o.mutants ?? [], events: false });
+  const t = new HandleTable(backend.begin());
+  const checker = new InvariantChecker(backend.host, o.only);
+  const ran: TraceOp[] = [];
+  const results: ResultLine[] = [];
+  const failures: StepViolations[] = [];
+  const names = new ObjectNames();
+  const limit = o.limit ?? Infinity;
+  let standing = new Set<string>();
+  let stopped = false;
+  for (const op of ops) {
+    if (ran.length >= limit) break;
+    const i = ran.length;
+    ran.push(op);
+    const result = stepTrace(op, backend, t);
+    if (o.keepResults === true) results.push(result);
+    names.note(op, t, backend.host);
+    const all = checker.check();
+    let broke = false;
+    if (all.length > 0 || standing.size > 0) {
+      const v = all.filter((x) => !standing.has(violationKey(x)));
+      standing = new Set(all.map(violationKey));
+      if (v.length > 0) {
+        failures.push({ index: i, op, result, violations: v });
+        broke = true;
+      }
+    }
+    if (pause !== undefined) {
+      pause.onOp?.();
+      if ((yield pause.phase) === true) {
+        stopped = true;
+        break;
+      }
+    }
+    if (broke && o.stopAtFirst === true) break;
+  }
+  return { ran: ran.length, ops: ran, results, failures, backend, names, stopped };
+}
+
+/** Run a whole checked run (see checkedRunSteps). */
 export function runChecked(
   ops: readonly TraceOp[],
   profile: KernelProfile,
   o: CheckOptions = {},
 ): CheckedRun {
-  const backend = new ModelBackend(profile, { mutants: o.mutants ?? [], events: false });
-  const t = new HandleTable(backend.begin());
-  const checker = new InvariantChecker(backend.host, o.only);
-  let ran = 0;
-  const failures: StepViolations[] = [];
-  const names = new ObjectNames();
-  const n = Math.min(ops.length, o.limit ?? ops.length);
-  let standing = new Set<string>();
-  for (let i = 0; i < n; i++) {
-    const op = ops[i]!;
-    const result = stepTrace(op, backend, t);
-    ran++;
-    names.note(op, t, backend.host);
-    const all = checker.check();
-    if (all.length === 0 && standing.size === 0) continue;
-    const v = all.filter((x) => !standing.has(violationKey(x)));
-    standing = new Set(all.map(violationKey));
-    if (v.length > 0) {
-      failures.push({ index: i, op, result, violations: v });
-      if (o.stopAtFirst === true) break;
-    }
+  const g = checkedRunSteps<never>(ops, profile, o);
+  for (;;) {
+    const r = g.next(false);
+    if (r.done === true) return r.value;
   }
-  return { ran, failures, backend, names };
 }

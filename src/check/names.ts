@@ -8,10 +8,9 @@
  */
 import type { Host } from '../core/host.js';
 import { GmemFile, VmFile } from '../core/kvm/objects.js';
+import { bindsKind } from '../trace/fields.js';
 import type { HandleTable } from '../trace/runner.js';
 import type { TraceOp } from '../trace/types.js';
-
-const CREATES_FD = new Set(['KVM_CREATE_VM', 'KVM_CREATE_GUEST_MEMFD']);
 
 export class ObjectNames {
   private readonly vms = new Map<number, string>();
@@ -19,7 +18,7 @@ export class ObjectNames {
 
   /** After `op` ran: record the object its `as` name is now bound to (if it created one). */
   note(op: TraceOp, table: HandleTable, host: Host): void {
-    if (op.as === undefined || !CREATES_FD.has(op.op)) return;
+    if (op.as === undefined || bindsKind(op.op) !== 'fd') return;
     const r = table.fd({ kind: 'handle', name: op.as });
     if (r.kind !== 'obj' || r.fd < 0) return;
     const f = host.file(r.fd);

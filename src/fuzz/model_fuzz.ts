@@ -7,13 +7,13 @@
  * so its driver can stop it at any op boundary (an op or time budget, a signal) and give an event
  * loop a turn; `runModelFuzz` runs it without stopping.
  */
-import { runChecked } from '../check/checked_run.js';
+import { checkedRunSteps, runChecked } from '../check/checked_run.js';
 import type { Violation } from '../core/invariants/index.js';
 import type { KernelProfile } from '../core/profiles/profile.js';
 import type { ResultLine, TraceOp } from '../trace/types.js';
 import { nextSeed } from './prng.js';
 import { shrinkSteps } from './shrink.js';
-import { checkedSteps, finish, STOPPED, type Phase, type Steps } from './steps.js';
+import { finish, STOPPED, type Phase, type Steps } from './steps.js';
 import { TraceGenerator } from './trace_gen.js';
 
 export type Coverage = {
@@ -108,7 +108,14 @@ function* breaksSteps(
   name: string,
   phase: Phase,
 ): Steps<{ violation: Violation | undefined; stopped: boolean }> {
-  const r = yield* checkedSteps(ops, profile, { mutants, stopAtFirst: true, only: [name] }, phase);
+  const r = yield* checkedRunSteps(
+    ops,
+    profile,
+    { mutants, stopAtFirst: true, only: [name] },
+    {
+      phase,
+    },
+  );
   return { violation: r.failures[0]?.violations[0], stopped: r.stopped };
 }
 
@@ -124,13 +131,15 @@ export function* modelFuzzSteps(o: ModelFuzzOptions): Steps<ModelFuzzResult> {
       feedback: o.profile,
       privateMemory: o.profile.memoryAttributesConfig,
     });
-    const r = yield* checkedSteps(
+    const r = yield* checkedRunSteps(
       gen.stream(),
       o.profile,
-      { mutants, stopAtFirst: true },
-      'fuzz',
-      () => {
-        progress.ops++;
+      { mutants, stopAtFirst: true, keepResults: true },
+      {
+        phase: 'fuzz' as const,
+        onOp: () => {
+          progress.ops++;
+        },
       },
     );
     stopped = r.stopped;

@@ -8,10 +8,6 @@
  * A stop request ends the work at that op boundary: the current trace is cut short, a shrink
  * keeps the smallest trace it has reached, and the fuzzer returns what it has found so far.
  */
-import { ModelBackend } from '../backends/model.js';
-import { InvariantChecker } from '../core/invariants/index.js';
-import type { KernelProfile } from '../core/profiles/profile.js';
-import type { StepViolations } from '../check/checked_run.js';
 import { firstDifference } from '../trace/compare.js';
 import { HandleTable, stepTrace } from '../trace/runner.js';
 import { BackendRefusal, type Backend, type ResultLine, type TraceOp } from '../trace/types.js';
@@ -33,55 +29,6 @@ export function finish<T>(g: Steps<T>): T {
 /** A shrink predicate's answer when it was asked to stop before it could decide. */
 export const STOPPED: unique symbol = Symbol('stopped');
 export type Stopped = typeof STOPPED;
-
-export type CheckedSteps = {
-  /** The ops that ran (a prefix of the input when stopped or at a violation). */
-  readonly ops: TraceOp[];
-  readonly results: ResultLine[];
-  readonly failures: StepViolations[];
-  readonly backend: ModelBackend;
-  /** True when a stop request cut the run short. */
-  readonly stopped: boolean;
-};
-
-/**
- * `runChecked` (src/check/checked_run.ts), stepped: run `ops` (any iterable, so a trace can be
- * generated while it runs) on a fresh model with the invariants checked after every op, pausing
- * after each. `onOp` is called after each op, before the pause.
- */
-export function* checkedSteps(
-  ops: Iterable<TraceOp>,
-  profile: KernelProfile,
-  o: {
-    readonly mutants?: readonly string[];
-    readonly stopAtFirst?: boolean;
-    readonly only?: readonly string[];
-  },
-  phase: Phase,
-  onOp?: () => void,
-): Steps<CheckedSteps> {
-  const backend = new ModelBackend(profile, { mutants: o.mutants ?? [], events: false });
-  const t = new HandleTable(backend.begin());
-  const checker = new InvariantChecker(backend.host, o.only);
-  const ran: TraceOp[] = [];
-  const results: ResultLine[] = [];
-  const failures: StepViolations[] = [];
-  let stopped = false;
-  for (const op of ops) {
-    ran.push(op);
-    const result = stepTrace(op, backend, t);
-    results.push(result);
-    const v = checker.check();
-    onOp?.();
-    if (v.length > 0) failures.push({ index: ran.length - 1, op, result, violations: v });
-    if ((yield phase) === true) {
-      stopped = true;
-      break;
-    }
-    if (v.length > 0 && o.stopAtFirst === true) break;
-  }
-  return { ops: ran, results, failures, backend, stopped };
-}
 
 export type Compared = {
   /** The ops that ran on both backends (a prefix of the input when stopped). */
