@@ -12,6 +12,7 @@ import {
   errorReport,
   MAX_ERRORS,
   MAX_LINE_CHARS,
+  moreErrorsLine,
   parseTrace,
   TraceInputError,
   type ParsedTrace,
@@ -19,15 +20,27 @@ import {
 
 /**
  * Bad input files (exit code 2), reported without a stack trace. `located` holds the errors with
- * a file, line and field (for JSON output), `omitted` how many more there were.
+ * a file, line and field (for JSON output), `omitted` how many more there were, `notes` what
+ * follows them (what ran, where reading stopped).
  */
 export class InputError extends Error {
   constructor(
     message: string,
     readonly located: readonly TraceInputError[] = [],
     readonly omitted = 0,
+    readonly notes: readonly string[] = [],
   ) {
     super(message);
+  }
+
+  /** The first `errors` of `count` located errors, then `notes`, as one error. */
+  static of(
+    errors: readonly TraceInputError[],
+    count: number,
+    notes: readonly string[] = [],
+  ): InputError {
+    const text = [errorReport({ errors, errorCount: count }), ...notes].join('\n');
+    return new InputError(text, errors, count - errors.length, notes);
   }
 }
 
@@ -227,17 +240,12 @@ export function loadTrace(path: string, keepsResults = false): ParsedTrace {
 
 /** Located errors as one InputError: the first MAX_ERRORS, then a count of the others. */
 export function inputErrors(errors: readonly TraceInputError[]): InputError {
-  const kept = errors.slice(0, MAX_ERRORS);
-  return new InputError(
-    errorReport({ errors: kept, errorCount: errors.length }),
-    kept,
-    errors.length - kept.length,
-  );
+  return InputError.of(errors.slice(0, MAX_ERRORS), errors.length);
 }
 
 /** A parsed trace's errors as an InputError (the first few, then a count). */
 export function traceErrors(t: ParsedTrace): InputError {
-  return new InputError(errorReport(t), t.errors, t.errorCount - t.errors.length);
+  return InputError.of(t.errors, t.errorCount);
 }
 
 /**
@@ -258,18 +266,12 @@ export function inputErrorJson(e: Error, command: string): string[] {
       },
     }),
   );
-  const rest = e.message
-    .split('\n')
-    .slice(located.length)
-    .filter((l) => l.length > 0);
-  if (rest.length > 0 || (e instanceof InputError && e.omitted > 0))
+  const { omitted, notes } = e as InputError;
+  const rest = [...(omitted > 0 ? [moreErrorsLine(omitted)] : []), ...notes];
+  if (rest.length > 0)
     lines.push(
       JSON.stringify({
-        error: {
-          command,
-          ...(e instanceof InputError && e.omitted > 0 ? { omitted: e.omitted } : {}),
-          message: rest.join('\n'),
-        },
+        error: { command, ...(omitted > 0 ? { omitted } : {}), message: rest.join('\n') },
       }),
     );
   return lines;

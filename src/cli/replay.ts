@@ -7,7 +7,7 @@
  * bounded memory and its first result appears at once. On /dev/kvm every trace is read whole and
  * checked for refusals before the first runs.
  */
-import { errorReport, MAX_ERRORS, MAX_LINE_CHARS, TraceParser } from '../trace/parse.js';
+import { MAX_ERRORS, MAX_LINE_CHARS, TraceParser } from '../trace/parse.js';
 import { runTrace, TraceSession } from '../trace/runner.js';
 import { BackendRefusal, type Backend, type ResultLine, type TraceOp } from '../trace/types.js';
 import { parseArgs, optString, UsageError } from './args.js';
@@ -123,11 +123,16 @@ function streamTrace(path: string, backend: Backend, print: Printer): void {
   }
   if (parser.errorCount > 0) {
     const first = parser.errors[0]!;
-    throw new InputError(
-      `${errorReport(parser)}${stoppedAt !== undefined ? `\n(${file}: stopped reading at line ${stoppedAt}, after the first ${MAX_ERRORS} errors)` : ''}${ran > 0 ? `\n(${file}: the results of the ${ran} op(s) before line ${first.line} were printed; nothing after it ran)` : ''}`,
-      parser.errors,
-      parser.errorCount - parser.errors.length,
-    );
+    const notes: string[] = [];
+    if (stoppedAt !== undefined)
+      notes.push(
+        `(${file}: stopped reading at line ${stoppedAt}, after the first ${MAX_ERRORS} errors)`,
+      );
+    if (ran > 0)
+      notes.push(
+        `(${file}: the results of the ${ran} op(s) before line ${first.line} were printed; nothing after it ran)`,
+      );
+    throw InputError.of(parser.errors, parser.errorCount, notes);
   }
 }
 

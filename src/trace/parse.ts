@@ -721,9 +721,13 @@ export function parseTrace(text: string, file = '<trace>'): ParsedTrace {
 }
 
 /** The messages of a parse's errors, with a count of those not kept. */
+/** The line that stands for `n` errors not listed. */
+export function moreErrorsLine(n: number): string {
+  return `... and ${n} more malformed line(s) not shown`;
+}
+
 export function errorReport(p: { errors: readonly TraceInputError[]; errorCount: number }): string {
   const lines = p.errors.map((e) => e.message);
-  if (p.errorCount > p.errors.length)
-    lines.push(`... and ${p.errorCount - p.errors.length} more malformed line(s) not shown`);
+  if (p.errorCount > p.errors.length) lines.push(moreErrorsLine(p.errorCount - p.errors.length));
   return lines.join('\n');
 }
