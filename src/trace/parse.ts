@@ -545,6 +545,16 @@ export class HandleScope {
     const o = op as unknown as Record<string, FdArg | AddrArg | null | undefined>;
     for (const k of FD_FIELDS) this.check(file, op, k, o[k], 'fd');
     for (const k of ADDR_FIELDS) this.check(file, op, k, o[k], 'map');
+    this.record(op);
+  }
+
+  /** What `name` names so far: an fd, a mapping, or nothing. */
+  kindOf(name: string): 'fd' | 'map' | undefined {
+    return this.names.get(name)?.kind;
+  }
+
+  /** Record the handle the op binds (its `as`), whether or not the op then succeeds. */
+  record(op: TraceOp): void {
     if (op.as !== undefined)
       this.names.set(op.as, { kind: bindsKind(op.op) ?? 'fd', line: op.line });
   }

@@ -4,30 +4,30 @@
  * handle passes -1, a mapping handle address 0), so writing the raw value instead keeps every
  * result the same and makes the trace valid input again.
  */
-import { ADDR_FIELDS, bindsKind, FD_FIELDS } from './fields.js';
+import { ADDR_FIELDS, FD_FIELDS } from './fields.js';
+import { HandleScope } from './parse.js';
 import type { AddrArg, FdArg, TraceOp } from './types.js';
 
 export function rawForUnboundHandles(ops: readonly TraceOp[]): TraceOp[] {
-  const bound = new Map<string, 'fd' | 'map'>([['kvm', 'fd']]);
+  const scope = new HandleScope();
   return ops.map((op) => {
     let out: Record<string, unknown> | undefined;
     const o = op as unknown as Record<string, FdArg | AddrArg | null | undefined>;
     for (const k of FD_FIELDS) {
       const v = o[k];
-      if (v?.kind === 'handle' && bound.get(v.name) !== 'fd') {
+      if (v?.kind === 'handle' && scope.kindOf(v.name) !== 'fd') {
         out ??= { ...op };
         out[k] = { kind: 'raw', value: -1n } satisfies FdArg;
       }
     }
     for (const k of ADDR_FIELDS) {
       const v = o[k];
-      if (v?.kind === 'handle' && bound.get(v.name) !== 'map') {
+      if (v?.kind === 'handle' && scope.kindOf(v.name) !== 'map') {
         out ??= { ...op };
         out[k] = { kind: 'raw', value: (v as { offset: bigint }).offset } satisfies AddrArg;
       }
     }
-    const kind = bindsKind(op.op);
-    if (op.as !== undefined && kind !== undefined) bound.set(op.as, kind);
+    scope.record(op);
     return (out ?? op) as TraceOp;
   });
 }
