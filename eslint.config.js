@@ -111,6 +111,50 @@ export default tseslint.config(
       ],
     },
   },
+  // A platform is per-frame state below the kernel: it imports only core/base.
+  {
+    files: ['src/core/platform/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: nodeBuiltins, message: 'src/core is pure: no Node APIs.' },
+            {
+              group: [
+                '../*.js',
+                '../kvm/**',
+                '../mm/**',
+                '../vfs/**',
+                '../arch/**',
+                '../profiles/**',
+                '../invariants/**',
+              ],
+              message: 'a platform imports only core/base.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  // x86 code reaches the vendor modules (vmx/, svm/, pvm/) only through kvm_x86_ops (x86Ops()).
+  {
+    files: ['src/core/arch/x86/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: nodeBuiltins, message: 'src/core is pure: no Node APIs.' },
+            {
+              group: ['./vmx/*', './svm/*', './pvm/*', './tdx/*', './sev/*'],
+              message: 'x86 code calls the vendor module only through x86Ops(k) (kvm_x86_ops).',
+            },
+          ],
+        },
+      ],
+    },
+  },
   {
     files: ['src/trace/**/*.ts'],
     rules: {

@@ -4,6 +4,7 @@
  * import cycles between the mechanism files. mm sees only its part of it (mm/mm_ctx.ts).
  */
 import type { KvmArchOps } from './kvm/arch_ops.js';
+import type { GmemBacking } from './kvm/guest_memfd/backing.js';
 import type { Vm } from './kvm/objects.js';
 import type { HostMm } from './mm/host_mm.js';
 import type { MmCtx } from './mm/mm_ctx.js';
@@ -15,4 +16,6 @@ export interface KernelCtx extends MmCtx {
   readonly vms: ReadonlySet<Vm>;
   /** The architecture's operations (`kvm_x86_ops`, `kvm_arch_*()`) generic KVM code calls. */
   readonly arch: KvmArchOps<KernelCtx>;
+  /** The guest_memfd backing design (shareability of a file's folios). */
+  readonly gmemBacking: GmemBacking;
 }

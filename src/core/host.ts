@@ -22,8 +22,11 @@ import {
   type MemoryRegionChange,
 } from './kvm/memslots.js';
 import { kvmMmuNotifierInvalidate } from './arch/x86/mmu.js';
-import { X86_OPS } from './arch/x86/ops.js';
+import { assembleKernel } from './assemble.js';
 import type { KvmArchOps } from './kvm/arch_ops.js';
+import type { KvmX86Ops } from './arch/x86/x86_ops.js';
+import type { GmemBacking } from './kvm/guest_memfd/backing.js';
+import type { HostAccessPath, Platform } from './platform/platform.js';
 import { MutantSet } from './base/mutants.js';
 import type { KFile } from './vfs/file.js';
 import { GmemFile, KvmDevFile, StdFile, Vcpu, VcpuFile, Vm, VmFile } from './kvm/objects.js';
@@ -50,6 +53,12 @@ export type HostOptions = {
   readonly mutants?: Iterable<string>;
   /** Record model events (default true). */
   readonly events?: boolean;
+  /** Replace the vendor module's `kvm_x86_ops` (instrumented or experimental vendors). */
+  readonly vendorOps?: KvmX86Ops;
+  /** Replace the platform (experimental platforms, tests of the host-access check). */
+  readonly platform?: Platform;
+  /** Replace the guest_memfd backing design (experimental designs, tests of the seam). */
+  readonly gmemBacking?: GmemBacking;
 };
 
 export type FileStat = {
@@ -81,10 +90,14 @@ export class Host implements KernelCtx {
   readonly mm: HostMm;
   readonly vms = new Set<Vm>();
   /** The arch operations generic KVM code calls: x86 (the only arch modelled so far). */
-  readonly arch: KvmArchOps<KernelCtx> = X86_OPS;
+  readonly arch: KvmArchOps<KernelCtx>;
+  /** The confidential-computing platform (per-frame state, host-access check). */
+  readonly platform: Platform;
+  /** The guest_memfd backing design. */
+  readonly gmemBacking: GmemBacking;
   /** Every VM ever created, destroyed ones included (for the reference-count invariant). */
   readonly allVms: Vm[] = [];
-  observe?: (pfn: Pfn, write: boolean, path: 'vmm' | 'gup' | 'kvm-uaccess') => void;
+  observe?: (pfn: Pfn, write: boolean, path: HostAccessPath) => void;
   private readonly fds = new FdTable();
   private nextIno = 100;
   private nextVmIndex = 0;
@@ -94,6 +107,10 @@ export class Host implements KernelCtx {
     opts: HostOptions = {},
   ) {
     this.mutants = new MutantSet(opts.mutants ?? []);
+    const parts = assembleKernel(profile.parts, opts.vendorOps);
+    this.arch = parts.arch;
+    this.platform = opts.platform ?? parts.platform;
+    this.gmemBacking = opts.gmemBacking ?? parts.gmemBacking;
     this.events.enabled = opts.events ?? true;
     this.mm = new HostMm(this);
     // stdin, stdout, stderr: open, but not KVM objects.

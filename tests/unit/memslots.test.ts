@@ -73,14 +73,12 @@ describe('step 1: (u16)slot >= KVM_USER_MEM_SLOTS (32764)', () => {
 
   test('32764 user slots can all be created; the trace code slot is the last of them', () => {
     const { c, vm } = pvm();
-    const t0 = Date.now();
     for (let i = 0n; i < 32764n; i++) ok(setRegion(c, vm, plain(i, i * PAGE)), `slot ${i}`);
     assert.equal(vmOf(c, vm).slots.size, 32764);
     fails(setRegion(c, vm, plain(32764n, 32764n * PAGE)), 'EINVAL', 'one more');
     // Deleting with every slot in use works.
     ok(setRegion(c, vm, { slot: 100n }));
     ok(setRegion(c, vm, plain(100n, 100n * PAGE)));
-    assert.ok(Date.now() - t0 < 1500, `took ${Date.now() - t0} ms`);
   });
 });
 

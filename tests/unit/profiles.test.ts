@@ -60,17 +60,18 @@ describe('profiles composed from facts', () => {
     assert.equal(NOGMEM.systemCaps.get(KVM_CAP.KVM_CAP_GUEST_MEMFD), undefined);
     assert.equal(PVM.systemCaps.get(KVM_CAP.KVM_CAP_GUEST_MEMFD), 1n);
     // Everything else of the two PVM builds is the same kernel.
-    for (const k of [
-      'tdpEnabled',
-      'guestAccess',
-      'hypercalls',
-      'userMemSlots',
-      'memSlotsNum',
-    ] as const)
+    for (const k of ['tdpEnabled', 'userMemSlots', 'memSlotsNum'] as const)
       assert.equal(NOGMEM[k], PVM[k], k);
+    assert.deepEqual(NOGMEM.parts, PVM.parts);
     assert.equal(PVM.memSlotsNum, 32767);
-    assert.equal(PVM.guestAccess, 'emulated');
-    assert.equal(TDP.guestAccess, 'stage2');
+    assert.equal(PVM.parts.vendor, 'kvm_pvm');
+    assert.equal(TDP.parts.vendor, 'kvm_intel');
+    assert.deepEqual(TDP.parts, {
+      arch: 'x86',
+      vendor: 'kvm_intel',
+      platform: 'none',
+      gmem: 'linux-6.18',
+    });
     assert.deepEqual([...TDP.vmTypes.keys()], [0n, 1n]);
     assert.equal(TDP.vmTypes.get(1n)!.gmemFlags, 1n, 'SW_PROTECTED: MMAP without INIT_SHARED');
     assert.equal(TDP.vmTypes.get(0n)!.nrAddressSpaces, 2, 'SMM');

@@ -133,7 +133,7 @@ function stage2Vm(vm: Vm, s: CheckState): Violation[] {
       return;
     }
     // userspace_addr-backed mapping.
-    if (slot.gmemOnly && h.profile.guestAccess === 'stage2')
+    if (slot.gmemOnly && h.arch.guestMemoryAccess === 'stage2')
       return fail(`mapping of a gmem-only slot backed by userspace_addr`);
     if (spte.writable && slot.isReadonly) return fail(`writable mapping of a READONLY memslot`);
     const hv0 = Number(slot.userspaceAddr >> 12n) + (g0 - slot.baseGfn);

@@ -4,6 +4,7 @@
  * never imports arch code; it calls these through the context (`KernelCtx.arch`). x86 implements
  * them in arch/x86/ops.ts; TDX, SEV-SNP and pKVM plug in here.
  */
+import type { Errno } from '../base/errno.js';
 import type { ZapSource } from '../base/events.js';
 import type { Pfn } from '../base/units.js';
 import type { Memslot, Vm } from './objects.js';
@@ -14,7 +15,7 @@ export type FaultOutcome =
   | { readonly kind: 'mmio' }
   | {
       readonly kind: 'memfault';
-      readonly errno: 'EFAULT' | 'EIO' | 'EHWPOISON' | 'ENOMEM';
+      readonly errno: Errno;
       readonly flags: bigint;
     };
 
@@ -31,6 +32,12 @@ export type KvmPageFault = {
 };
 
 export interface KvmArchOps<K> {
+  /**
+   * How a running vCPU reaches guest memory: through stage-2 mappings (the hardware walks them;
+   * faults take the MMU's fault path) or through an instruction emulator using uaccess on
+   * userspace_addr (x86's PVM module). Invariants and explanations read it.
+   */
+  readonly guestMemoryAccess: 'stage2' | 'emulated';
   /** `kvm_unmap_gfn_range()`: zap stage-2 mappings of gfns [start, end); how many were zapped. */
   unmapGfnRange(k: K, vm: Vm, as: number, start: number, end: number, source: ZapSource): number;
   /** `kvm_flush_remote_tlbs()`. */
@@ -44,4 +51,15 @@ export interface KvmArchOps<K> {
   flushShadowMemslot(k: K, vm: Vm, slot: Memslot, source: 'memslot_delete' | 'memslot_move'): void;
   /** The stage-2 fault a pre-fault takes (`kvm_arch_vcpu_pre_fault_memory()` → map one page). */
   pageFault(k: K, vm: Vm, fault: KvmPageFault): FaultOutcome;
+  /**
+   * `kvm_arch_gmem_prepare()`: called by guest_memfd when a folio is first used for a guest fault
+   * (`__kvm_gmem_prepare_folio()`, after zeroing, before it is marked up-to-date), with the gfn
+   * it is about to be mapped at. An errno fails the fault with it; undefined is success.
+   */
+  gmemPrepare(k: K, vm: Vm, pfn: Pfn, gfn: number, order: number): Errno | undefined;
+  /**
+   * `kvm_arch_gmem_invalidate()`: frames [start, end) leave guest_memfd
+   * (`kvm_gmem_free_folio()`), before the page allocator gets them back.
+   */
+  gmemInvalidate(k: K, start: Pfn, end: Pfn): void;
 }

@@ -69,6 +69,7 @@ import {
 } from './host_layout.js';
 import { PAGE_SIZE, ZERO_PFN, type Pfn } from '../base/units.js';
 import { MmuNotifierList } from './mmu_notifier.js';
+import { hostAccessFrame } from './host_access.js';
 
 export { ZERO_PFN };
 
@@ -960,7 +961,8 @@ export class HostMm {
       const n = Math.min(len - done, PAGE_SIZE - off);
       const r = this.fault(hvpn, write !== null, true);
       if ('signal' in r) return { ok: false, fault: r.signal };
-      this.k.observe?.(r.pfn, write !== null, 'vmm');
+      const denied = hostAccessFrame(this.k, r.pfn, write !== null, 'vmm');
+      if (denied !== undefined) return { ok: false, fault: denied };
       if (write !== null) this.k.frames.write(r.pfn, off, write, done, n);
       else this.k.frames.read(r.pfn, off, out!, done, n);
       done += n;

@@ -97,9 +97,10 @@ export function composeProfile(id: ProfileIdentity, f: KernelFacts): KernelProfi
       v !== undefined && (v[0] > 6 || (v[0] === 6 && v[1] > 18)) ? 'EEXIST' : 'EINVAL',
     maxMapCount: f.host.maxMapCount,
     ksm: f.host.ksm,
-    guestAccess: pvm ? 'emulated' : 'stage2',
     mmioCaching: !pvm,
-    hypercalls: pvm ? 'spin' : 'kvm',
     execOnlyPkey: f.host.pku,
+    // What Host assembles the kernel from (core/assemble.ts): the vendor module is a fact; no
+    // confidential-computing platform and the 6.18 guest_memfd are what every kernel met has.
+    parts: { arch: 'x86', vendor: f.kvmModule, platform: 'none', gmem: 'linux-6.18' },
   };
 }

@@ -26,7 +26,7 @@ export interface VmTypeSpec {
   readonly capOverrides?: ReadonlyMap<number, bigint>;
 }
 
-import type { KernelFacts, ThpMode } from './facts.js';
+import type { KernelFacts, KvmModule, ThpMode } from './facts.js';
 
 export type { ThpMode } from './facts.js';
 
@@ -74,27 +74,30 @@ export interface KernelProfile {
   readonly maxMapCount: number;
   /** CONFIG_KSM: MADV_MERGEABLE/UNMERGEABLE are EINVAL without it. */
   readonly ksm: boolean;
-  /**
-   * How trace guest programs reach memory.
-   * - 'stage2' (upstream x86): hardware accesses through stage-2 mappings; faults take the KVM
-   *   fault path (guest_memfd for private and gmem-only slots, get_user_pages otherwise; a failed
-   *   hva lookup is -EFAULT with KVM_EXIT_MEMORY_FAULT).
-   * - 'emulated' (the PVM kernel): with guest paging off every guest instruction goes through
-   *   KVM's instruction emulator, which reads and writes guest memory with uaccess on the memslot's
-   *   userspace_addr — also for gmem-only slots — and turns every access it cannot complete into
-   *   KVM_EXIT_MMIO. Observed on the development machines (vCPU stats: one emulated instruction
-   *   per guest instruction).
-   */
-  readonly guestAccess: 'stage2' | 'emulated';
-  /**
-   * What a vmcall does: 'kvm' = kvm_emulate_hypercall(); 'spin' = the PVM kernel never completes
-   * it (the vCPU re-executes it until a signal: the backend's watchdog ends KVM_RUN with EINTR).
-   */
-  readonly hypercalls: 'kvm' | 'spin';
   /** enable_mmio_caching: MMIO faults leave an MMIO SPTE that later accesses hit directly. */
   readonly mmioCaching: boolean;
   /** Execute-only mappings get a protection key (PKU): reading them faults (SIGSEGV). */
   readonly execOnlyPkey: boolean;
+  /** The implementations the model is assembled from for this kernel (core/assemble.ts). */
+  readonly parts: ProfileParts;
+}
+
+/**
+ * A kernel is assembled from parts, each an implementation behind one of the kernel's seams:
+ * - `arch` and `vendor`: the arch ops generic KVM calls and, on x86, the vendor module behind
+ *   /dev/kvm (`kvm_x86_ops`: kvm_intel, kvm_amd, or the PVM module, whose guest accesses are
+ *   emulated through userspace_addr and whose VMCALL never completes);
+ * - `platform`: the confidential-computing platform's per-frame state and its host-access check
+ *   ('none': the host may touch every frame; SEV-SNP's RMP, TDX's PAMT and pKVM's ownership plug
+ *   in here);
+ * - `gmem`: the guest_memfd backing design (folio shareability for host faults; in-place
+ *   conversion and HugeTLB folios plug in here).
+ */
+export interface ProfileParts {
+  readonly arch: 'x86';
+  readonly vendor: KvmModule;
+  readonly platform: 'none';
+  readonly gmem: 'linux-6.18';
 }
 
 /** The spec of VM type `type` on `p`, or undefined when the profile does not offer it. */

@@ -11,7 +11,8 @@
  * are accessed and MMIO pieces become separate exits.
  */
 import type { KernelCtx } from '../../ctx.js';
-import { emulatedTranslate, guestTranslate, type FaultOutcome } from './mmu.js';
+import type { FaultOutcome } from './mmu.js';
+import { x86Ops } from './x86_ops.js';
 import type { Vcpu, Vm } from '../../kvm/objects.js';
 import {
   KVM_EXIT_HLT,
@@ -102,7 +103,7 @@ function guestAccess(
   write: boolean,
   exits: RunExit[],
 ): Errno | undefined {
-  const translate = k.profile.guestAccess === 'emulated' ? emulatedTranslate : guestTranslate;
+  const translate = x86Ops(k).translate;
   // Fast path: an access inside one page (the common case) needs no piece list.
   const off = Number(gpa & 4095n);
   if (off + buf.length <= 4096) {
@@ -329,7 +330,7 @@ export function kvmRunProgram(
       }
     } else {
       // PVM never completes a vmcall: the vCPU spins until the backend's watchdog signal.
-      if (k.profile.hypercalls === 'spin') {
+      if (x86Ops(k).vmcall === 'spin') {
         leave();
         return { errno: 'EINTR', exits };
       }

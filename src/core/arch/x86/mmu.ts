@@ -14,9 +14,9 @@ import { kvmFaultIsPrivate } from '../../kvm/mem_attributes.js';
 import type { ZapSource } from '../../base/events.js';
 import { kvmGmemGetPfn } from '../../kvm/guest_memfd/guest_memfd.js';
 import type { Memslot, Spte, Vm } from '../../kvm/objects.js';
-import { LEVEL_PAGES, type MappingLevel, type Pfn } from '../../base/units.js';
+import { LEVEL_PAGES, ZERO_PFN, type MappingLevel, type Pfn } from '../../base/units.js';
 import { APIC_DEFAULT_PHYS_BASE, KVM_MEMORY_EXIT_FLAG_PRIVATE } from '../../base/uapi.js';
-import { ZERO_PFN } from '../../mm/host_mm.js';
+import { hostAccessFrame } from '../../mm/host_access.js';
 
 /**
  * Zap stage-2 mappings of gfns [start, end) in address space `as` (`kvm_unmap_gfn_range`). A
@@ -140,7 +140,7 @@ export function emulatedTranslate(k: KernelCtx, vm: Vm, gfn: number, write: bool
   const hvpn = Number(slot.userspaceAddr >> 12n) + (gfn - slot.baseGfn);
   const r = k.mm.fault(hvpn, write, true);
   if ('signal' in r) return { kind: 'mmio' };
-  k.observe?.(r.pfn, write, 'kvm-uaccess');
+  if (hostAccessFrame(k, r.pfn, write, 'kvm-uaccess') !== undefined) return { kind: 'mmio' };
   return { kind: 'ram', pfn: r.pfn };
 }
 
@@ -196,8 +196,7 @@ export function kvmMmuPageFault(k: KernelCtx, vm: Vm, fault: KvmPageFault): Faul
   if (write && slot.isReadonly) return { kind: 'mmio' };
   const hvpn = Number(slot.userspaceAddr >> 12n) + (gfn - slot.baseGfn);
   const r = k.mm.fault(hvpn, write, false);
-  if (!('signal' in r)) k.observe?.(r.pfn, write, 'gup');
-  if ('signal' in r) {
+  if ('signal' in r || hostAccessFrame(k, r.pfn, write, 'gup') !== undefined) {
     // hva_to_pfn() failed: KVM_PFN_ERR_FAULT → kvm_handle_error_pfn() → -EFAULT with a memory
     // fault exit (flags 0).
     return { kind: 'memfault', errno: 'EFAULT', flags };

@@ -11,7 +11,8 @@
 import type { KernelCtx } from '../../ctx.js';
 import { GmemFile, type Memslot, type Vm } from '../objects.js';
 import { err, ok, OK_VOID, type Result } from '../../base/result.js';
-import type { PgOff, Pfn } from '../../base/units.js';
+import type { Errno } from '../../base/errno.js';
+import { asPfn, type PgOff, type Pfn } from '../../base/units.js';
 
 /**
  * KVM_CREATE_GUEST_MEMFD after copy_from_user: `kvm_gmem_create()` checks in kernel order, then
@@ -102,7 +103,12 @@ function truncatePages(
   for (const p of pieces) k.mm.unmapMappingRange(f, p.start, p.end);
   f.pages.delete(start, end);
   for (const p of pieces) {
-    if (!k.mutants.has('punch_keeps_frames')) k.frames.release(p.value.base, p.end - p.start);
+    if (!k.mutants.has('punch_keeps_frames')) {
+      // kvm_gmem_free_folio() → kvm_arch_gmem_invalidate(), then the page allocator.
+      const base = p.value.base;
+      k.arch.gmemInvalidate(k, base, asPfn(base + (p.end - p.start)));
+      k.frames.release(base, p.end - p.start);
+    }
     k.events.push({ kind: 'gmem_free', ino: f.ino, start: p.start, end: p.end, via });
   }
 }
@@ -167,6 +173,10 @@ function kvmGmemAllocate(
 /**
  * `filemap_grab_folio()` then, for a folio that is not up-to-date, `clear_highpage()` and
  * `kvm_gmem_mark_prepared()`: the folio at `index`, allocated if absent and zeroed on first use.
+ * A guest fault (`gfn` given) also runs the arch prepare hook between zeroing and marking the folio
+ * up-to-date (`kvm_gmem_prepare_folio()` → `kvm_arch_gmem_prepare()`); when it fails the folio
+ * stays not up-to-date (zeroed again on the next try) and the fault fails with its errno. Host
+ * faults only zero (`kvm_gmem_fault_user_mapping()`).
  * An absent folio is inserted directly as prepared (one map update on the fault hot path).
  */
 function getPreparedFolio(
@@ -174,24 +184,36 @@ function getPreparedFolio(
   f: GmemFile,
   index: number,
   via: 'guest_fault' | 'host_fault',
-): Pfn | 'poisoned' {
+  gfn?: number,
+): Pfn | 'poisoned' | { readonly prepareFailed: Errno } {
   const ex = f.pages.get(index);
   const zero = !k.mutants.has('gmem_no_zero_on_prepare');
   if (ex !== undefined) {
     if (ex.state === 'prepared') return ex.base;
     if (ex.state === 'poisoned') return 'poisoned';
     if (zero) k.frames.zero(ex.base, 1);
-    f.pages.set(index, index + 1, { base: ex.base, state: 'prepared' });
     k.events.push({ kind: 'gmem_zero', ino: f.ino, start: index, end: index + 1, via });
+    if (gfn !== undefined) {
+      const e = k.arch.gmemPrepare(k, f.vm, ex.base, gfn, 0);
+      if (e !== undefined) return { prepareFailed: e };
+    }
+    f.pages.set(index, index + 1, { base: ex.base, state: 'prepared' });
     return ex.base;
   }
   const pfn = k.frames.allocOne();
   if (zero) k.frames.zero(pfn, 1);
-  f.pages.set(index, index + 1, { base: pfn, state: 'prepared' });
   if (k.events.enabled) {
     k.events.push({ kind: 'gmem_alloc', ino: f.ino, start: index, end: index + 1, via });
     k.events.push({ kind: 'gmem_zero', ino: f.ino, start: index, end: index + 1, via });
   }
+  if (gfn !== undefined) {
+    const e = k.arch.gmemPrepare(k, f.vm, pfn, gfn, 0);
+    if (e !== undefined) {
+      f.pages.set(index, index + 1, { base: pfn, state: 'allocated' });
+      return { prepareFailed: e };
+    }
+  }
+  f.pages.set(index, index + 1, { base: pfn, state: 'prepared' });
   return pfn;
 }
 
@@ -204,10 +226,10 @@ export function kvmGmemFaultUserMapping(
   pgoff: number,
 ): { pfn: Pfn } | { signal: 'SIGBUS' } {
   if (pgoff >= f.npages) return { signal: 'SIGBUS' };
-  if (!f.initShared && !k.mutants.has('gmem_host_fault_ignores_shared'))
+  if (!k.gmemBacking.hostFaultAllowed(f, pgoff) && !k.mutants.has('gmem_host_fault_ignores_shared'))
     return { signal: 'SIGBUS' };
   const pfn = getPreparedFolio(k, f, pgoff, 'host_fault');
-  return pfn === 'poisoned' ? { signal: 'SIGBUS' } : { pfn };
+  return typeof pfn === 'number' ? { pfn } : { signal: 'SIGBUS' };
 }
 
 /**
@@ -221,8 +243,10 @@ export function kvmGmemPopulateUserRange(
   pgoff: number,
   count: number,
 ): number {
-  if (!f.initShared && !k.mutants.has('gmem_host_fault_ignores_shared')) return 0;
-  const end = Math.min(pgoff + count, f.npages);
+  const allowed = k.mutants.has('gmem_host_fault_ignores_shared')
+    ? count
+    : k.gmemBacking.hostFaultAllowedRun(f, pgoff, count);
+  const end = Math.min(pgoff + allowed, f.npages);
   if (end <= pgoff) return 0;
   allocateAbsent(k, f, pgoff, end, 'host_fault');
   for (const p of f.pages.piecesIn(pgoff, end)) {
@@ -328,12 +352,12 @@ export function kvmGmemRelease(k: KernelCtx, f: GmemFile): Vm {
 }
 
 export type GmemPfn =
-  | { readonly ok: true; readonly pfn: Pfn }
-  | { readonly ok: false; readonly errno: 'EFAULT' | 'EIO' | 'EHWPOISON' | 'ENOMEM' };
+  { readonly ok: true; readonly pfn: Pfn } | { readonly ok: false; readonly errno: Errno };
 
 /**
  * `kvm_gmem_get_pfn()`: the guest_memfd side of a guest fault at `gfn` in `slot`.
- * EFAULT: file released (or not the slot's); EIO: binding mismatch; EHWPOISON: poisoned folio.
+ * EFAULT: file released (or not the slot's); EIO: binding mismatch; EHWPOISON: poisoned folio;
+ * an arch prepare failure: its errno.
  * A folio that is not up-to-date is zeroed and prepared (arch hook) before it is returned.
  */
 export function kvmGmemGetPfn(k: KernelCtx, slot: Memslot, gfn: number): GmemPfn {
@@ -342,6 +366,7 @@ export function kvmGmemGetPfn(k: KernelCtx, slot: Memslot, gfn: number): GmemPfn
   const f = g.file;
   const index = gfn - slot.baseGfn + g.pgoff;
   if (f.bindings.get(index) !== slot) return { ok: false, errno: 'EIO' };
-  const pfn = getPreparedFolio(k, f, index, 'guest_fault');
-  return pfn === 'poisoned' ? { ok: false, errno: 'EHWPOISON' } : { ok: true, pfn };
+  const pfn = getPreparedFolio(k, f, index, 'guest_fault', gfn);
+  if (typeof pfn === 'number') return { ok: true, pfn };
+  return { ok: false, errno: pfn === 'poisoned' ? 'EHWPOISON' : pfn.prepareFailed };
 }

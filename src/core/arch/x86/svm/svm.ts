@@ -1,0 +1,14 @@
+/**
+ * kvm_amd (arch/x86/kvm/svm/svm.c `svm_x86_ops`): SVM with NPT. Guest accesses go through stage-2
+ * (NPT) mappings and take the KVM MMU's fault path. SEV-SNP (svm/sev.c) plugs in here: its
+ * `gmem_prepare` / `gmem_invalidate` are RMP updates.
+ */
+import type { KvmX86Ops } from '../x86_ops.js';
+import { guestTranslate } from '../mmu.js';
+
+export const SVM_OPS: KvmX86Ops = {
+  name: 'kvm_amd',
+  guestMemoryAccess: 'stage2',
+  translate: guestTranslate,
+  vmcall: 'emulate',
+};

@@ -1,0 +1,57 @@
+/**
+ * `struct kvm_x86_ops` (arch/x86/include/asm/kvm_host.h): the operations of the vendor module that
+ * backs /dev/kvm on an x86 host (kvm_intel's `vt_x86_ops`, kvm_amd's `svm_x86_ops`, kvm_pvm's
+ * `pvm_x86_ops`), as far as the model needs them. x86 code calls them through `x86Ops(k)`, the
+ * way the kernel calls `kvm_x86_call(op)`; an op that a vendor leaves out is the kernel's NULL
+ * static call (`KVM_X86_OP_OPTIONAL`), and its caller's default applies.
+ *
+ * Intel TDX (vmx/tdx.c) and AMD SEV-SNP (svm/sev.c) plug in here: they are VM types of the VMX and
+ * SVM modules, which dispatch on the VM's type inside their ops (`vt_gmem_*` → `tdx_*` for a TD).
+ */
+import type { KernelCtx } from '../../ctx.js';
+import type { Errno } from '../../base/errno.js';
+import type { KvmModule } from '../../profiles/facts.js';
+import type { Pfn } from '../../base/units.js';
+import type { FaultOutcome, KvmArchOps } from '../../kvm/arch_ops.js';
+import type { Vm } from '../../kvm/objects.js';
+
+export interface KvmX86Ops {
+  /** The vendor module (`/sys/module/<name>`). */
+  readonly name: KvmModule;
+  /**
+   * How the vCPU reaches guest memory: through stage-2 page tables that the hardware walks
+   * ('stage2'; faults take the KVM MMU's fault path), or through KVM's instruction emulator, which
+   * reads and writes guest memory with uaccess on the memslot's userspace_addr ('emulated': the PVM
+   * module with guest paging off).
+   */
+  readonly guestMemoryAccess: 'stage2' | 'emulated';
+  /** Resolve one guest page access of a running vCPU (address space 0). */
+  translate(k: KernelCtx, vm: Vm, gfn: number, write: boolean): FaultOutcome;
+  /**
+   * What VMCALL does: 'emulate' = the exit handler runs `kvm_emulate_hypercall()`; 'spin' = the
+   * instruction never completes (the PVM module), so the vCPU re-executes it until a signal ends
+   * KVM_RUN with EINTR.
+   */
+  readonly vmcall: 'emulate' | 'spin';
+  /**
+   * `kvm_x86_ops.gmem_prepare` (`sev_gmem_prepare` on SEV-SNP): make a guest_memfd folio of
+   * 2^order pages at `pfn` usable as private memory of `vm` at `gfn` (RMPUPDATE), before its
+   * first guest mapping. Optional (NULL on VMX and non-SNP SVM): nothing to prepare.
+   */
+  gmemPrepare?(k: KernelCtx, vm: Vm, pfn: Pfn, gfn: number, order: number): Errno | undefined;
+  /**
+   * `kvm_x86_ops.gmem_invalidate` (`sev_gmem_invalidate`): frames [start, end) leave guest_memfd
+   * (`kvm_gmem_free_folio()`), so the platform must make them host-owned again. Optional.
+   */
+  gmemInvalidate?(k: KernelCtx, start: Pfn, end: Pfn): void;
+}
+
+/** The x86 implementation of the generic arch ops, with the vendor module it was built for. */
+export interface X86ArchOps extends KvmArchOps<KernelCtx> {
+  readonly vendor: KvmX86Ops;
+}
+
+/** `kvm_x86_ops` of this host: the x86 arch ops are the only ones a KernelCtx has on x86. */
+export function x86Ops(k: KernelCtx): KvmX86Ops {
+  return (k.arch as X86ArchOps).vendor;
+}

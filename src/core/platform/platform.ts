@@ -1,0 +1,43 @@
+/**
+ * The confidential-computing platform under the kernel: what the hardware or firmware tracks per
+ * physical frame, beside the kernel's own view — AMD SEV-SNP's RMP entry (assigned, ASID, GPA,
+ * validated), Intel TDX's PAMT owner, arm64 pKVM's page ownership — and the one check every host
+ * access to a frame passes through.
+ *
+ * The host reaches a frame in three ways, each reported here (mm/host_access.ts calls it): the
+ * VMM's own loads and stores through its page tables ('vmm'), `get_user_pages()` by KVM for a
+ * shared stage-2 fault ('gup'), and KVM's instruction emulator copying through userspace_addr
+ * ('kvm-uaccess'). A platform that forbids the access names the fault the host takes (on SNP a
+ * host write to an assigned frame is an RMP #PF, delivered to a user access as SIGBUS).
+ *
+ * The platform keeps its per-frame state itself, as ranges of frames.
+ */
+import type { Pfn } from '../base/units.js';
+
+/** Who touches a frame on the host's behalf. */
+export type HostAccessPath = 'vmm' | 'gup' | 'kvm-uaccess';
+
+export interface Platform {
+  /** The platform's name ('none', later 'sev-snp', 'tdx', 'pkvm'). */
+  readonly name: string;
+  /**
+   * Whether any frame can refuse host access. False lets the host-access path skip the call (the
+   * model's hot paths stay as fast as without a platform).
+   */
+  readonly guardsHostAccess: boolean;
+  /**
+   * The host-access check for one frame: undefined when the access may proceed, else the signal
+   * the accessing host context gets. Must not change state.
+   */
+  hostAccess(pfn: Pfn, write: boolean, path: HostAccessPath): 'SIGBUS' | 'SIGSEGV' | undefined;
+}
+
+/**
+ * No platform: a plain (non-confidential) host, and the software-protected VMs of upstream x86
+ * (`KVM_X86_SW_PROTECTED_VM`), whose private memory is protected by the kernel alone.
+ */
+export const NO_PLATFORM: Platform = {
+  name: 'none',
+  guardsHostAccess: false,
+  hostAccess: () => undefined,
+};

@@ -1,0 +1,244 @@
+/**
+ * The kernel's seams as the model exposes them: the vendor module's kvm_x86_ops (gmem_prepare,
+ * gmem_invalidate, how guest accesses reach memory), the platform's host-access check and the
+ * guest_memfd backing design. Each test plugs an instrumented implementation into a Host and
+ * checks when and with what the generic code calls it.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Host, type HostOptions } from '../../src/core/host.js';
+import { getProfile } from '../../src/core/profiles/index.js';
+import type { Errno } from '../../src/core/base/errno.js';
+import type { Pfn } from '../../src/core/base/units.js';
+import type { KvmX86Ops } from '../../src/core/arch/x86/x86_ops.js';
+import { VMX_OPS } from '../../src/core/arch/x86/vmx/main.js';
+import { PVM_OPS } from '../../src/core/arch/x86/pvm/pvm.js';
+import { GMEM_LINUX_6_18, type GmemBacking } from '../../src/core/kvm/guest_memfd/backing.js';
+import type { Platform } from '../../src/core/platform/platform.js';
+import {
+  ATTR_PRIVATE,
+  GMEM_MMAP,
+  GMEM_SHARED,
+  MEM_GUEST_MEMFD,
+  PUNCH,
+  SW_PROTECTED_VM,
+  DEFAULT_VM,
+  createGmem,
+  createVcpu,
+  createVm,
+  gmemOf,
+  mmapAnon,
+  mmapFd,
+  ok,
+  setRegion,
+  store,
+  type Ctx,
+} from './helpers.js';
+
+const PAGES = 8n;
+const SIZE = PAGES * 4096n;
+
+function host(opts: HostOptions, profile = 'linux-6.18'): Ctx {
+  const h = new Host(getProfile(profile)!, opts);
+  return { h, kvm: h.openDevKvm() };
+}
+
+/** A SW_PROTECTED VM with an 8-page private guest_memfd slot at GPA 0 and one vCPU. */
+function privateGuest(c: Ctx): { vcpu: number; gmem: number } {
+  const vm = createVm(c, SW_PROTECTED_VM);
+  const gmem = createGmem(c, vm, SIZE);
+  ok(setRegion(c, vm, { flags: MEM_GUEST_MEMFD, size: SIZE, uaddr: mmapAnon(c, SIZE), gmem }));
+  ok(
+    c.h.kvmSetMemoryAttributes(vm, {
+      address: 0n,
+      size: SIZE,
+      attributes: ATTR_PRIVATE,
+      flags: 0n,
+    }),
+    'KVM_SET_MEMORY_ATTRIBUTES',
+  );
+  return { vcpu: createVcpu(c, vm), gmem };
+}
+
+type PrepareCall = { pfn: Pfn; gfn: number; order: number };
+
+function vendorWith(extra: Partial<KvmX86Ops>): KvmX86Ops {
+  return { ...VMX_OPS, ...extra };
+}
+
+describe('kvm_x86_ops: gmem_prepare and gmem_invalidate', () => {
+  test('gmem_prepare runs once per folio, on its first guest fault, with its gfn and pfn', () => {
+    const calls: PrepareCall[] = [];
+    const c = host({
+      vendorOps: vendorWith({
+        gmemPrepare: (_k, _vm, pfn, gfn, order) => {
+          calls.push({ pfn, gfn, order });
+          return undefined;
+        },
+      }),
+    });
+    const { vcpu } = privateGuest(c);
+    const r = c.h.kvmRun(vcpu, [store(0x3000n, 'aa'), store(0x1000n, 'bb'), store(0x3008n, 'cc')]);
+    assert.equal(r.errno, undefined);
+    assert.deepEqual(
+      calls.map((x) => [x.gfn, x.order]),
+      [
+        [3, 0],
+        [1, 0],
+      ],
+    );
+    // The pfn handed to the hook is the one the stage-2 mapping points at.
+    const vm = [...c.h.vms][0]!;
+    assert.equal(vm.stage2[0]!.get(3)!.base, calls[0]!.pfn);
+  });
+
+  test('a failing gmem_prepare fails the fault with its errno and leaves the folio unprepared', () => {
+    let fail: Errno | undefined = 'EIO';
+    let n = 0;
+    const c = host({
+      vendorOps: vendorWith({
+        gmemPrepare: () => {
+          n++;
+          return fail;
+        },
+      }),
+    });
+    const { vcpu, gmem } = privateGuest(c);
+    const r1 = c.h.kvmRun(vcpu, [store(0x2000n, 'aa')]);
+    assert.equal(r1.errno, 'EIO');
+    const f = gmemOf(c, gmem);
+    assert.equal(f.pages.get(2)?.state, 'allocated', 'allocated, not prepared');
+    fail = undefined;
+    const r2 = c.h.kvmRun(vcpu, [store(0x2000n, 'aa')]);
+    assert.equal(r2.errno, undefined);
+    assert.equal(n, 2, 'prepared on the retry');
+    assert.equal(f.pages.get(2)?.state, 'prepared');
+  });
+
+  test('host (mmap) faults zero a folio without gmem_prepare', () => {
+    let n = 0;
+    const c = host({ vendorOps: vendorWith({ gmemPrepare: () => (n++, undefined) }) });
+    const vm = createVm(c, DEFAULT_VM);
+    const gmem = createGmem(c, vm, SIZE, GMEM_SHARED);
+    const ua = mmapFd(c, gmem, SIZE);
+    assert.ok(c.h.poke(ua, new Uint8Array([1])).ok);
+    assert.equal(n, 0);
+  });
+
+  test('gmem_invalidate gets exactly the frames that leave the file, before they are freed', () => {
+    const ranges: Array<[number, number]> = [];
+    const c: Ctx = host({
+      vendorOps: vendorWith({
+        gmemInvalidate: (_k, start, end) => {
+          ranges.push([start, end]);
+          // Not yet back in the allocator.
+          for (let p = start; p < end; p++) assert.ok(!c.h.frames.isFree(p));
+        },
+      }),
+    });
+    const { vcpu, gmem } = privateGuest(c);
+    assert.equal(c.h.kvmRun(vcpu, [store(0x0n, '01'), store(0x5000n, '02')]).errno, undefined);
+    const vm = [...c.h.vms][0]!;
+    const pfn0 = vm.stage2[0]!.get(0)!.base;
+    const pfn5 = vm.stage2[0]!.get(5)!.base;
+    ok(c.h.fallocate(gmem, Number(PUNCH), 0n, SIZE), 'punch');
+    const freed = ranges.flatMap(([s, e]) => Array.from({ length: e - s }, (_, i) => s + i));
+    assert.deepEqual(freed.sort(), [pfn0, pfn5].sort());
+  });
+});
+
+describe('kvm_x86_ops: how guest accesses reach memory', () => {
+  test('each profile is assembled with its vendor module', () => {
+    assert.equal(host({}, 'linux-6.18').h.arch.guestMemoryAccess, 'stage2');
+    assert.equal(host({}, 'linux-6.18-pvm').h.arch.guestMemoryAccess, 'emulated');
+  });
+
+  test('the PVM vendor on a TDP profile: a gmem-only slot is reached through userspace_addr', () => {
+    for (const [vendorOps, expectMmio] of [
+      [VMX_OPS, false],
+      [PVM_OPS, true],
+    ] as const) {
+      const c = host({ vendorOps });
+      const vm = createVm(c, DEFAULT_VM);
+      const gmem = createGmem(c, vm, SIZE, GMEM_MMAP);
+      // userspace_addr points at nothing mapped: stage-2 does not care, the emulator does.
+      ok(setRegion(c, vm, { flags: MEM_GUEST_MEMFD, size: SIZE, uaddr: 0x1000_0000n, gmem }));
+      const r = c.h.kvmRun(createVcpu(c, vm), [store(0x1000n, 'aa')]);
+      assert.equal(
+        r.exits.some((x) => x.reason === 'MMIO'),
+        expectMmio,
+        vendorOps.name,
+      );
+    }
+  });
+});
+
+describe('the platform: one host-access check per frame', () => {
+  /** A platform that refuses host writes (SNP-like: an assigned frame) to the frames in `owned`. */
+  function ownedFrames(owned: Set<number>, log: string[]): Platform {
+    return {
+      name: 'test',
+      guardsHostAccess: true,
+      hostAccess: (pfn, write, path) => {
+        log.push(`${path}:${write ? 'w' : 'r'}`);
+        return write && owned.has(pfn) ? 'SIGBUS' : undefined;
+      },
+    };
+  }
+
+  test('VMM stores to a refused frame fault with the platform signal; loads pass', () => {
+    const owned = new Set<number>();
+    const log: string[] = [];
+    const c = host({ platform: ownedFrames(owned, log) });
+    const ua = mmapAnon(c, SIZE);
+    assert.ok(c.h.poke(ua, new Uint8Array([7])).ok);
+    const pfn = c.h.mm.fault(Number(ua >> 12n), false, true);
+    assert.ok(!('signal' in pfn));
+    owned.add(pfn.pfn);
+    const w = c.h.poke(ua, new Uint8Array([8]));
+    assert.deepEqual(w, { ok: false, fault: 'SIGBUS' });
+    const r = c.h.peek(ua, 1);
+    assert.ok(r.ok);
+    assert.equal(r.data![0], 7, 'the refused store did not happen');
+    assert.ok(log.includes('vmm:w') && log.includes('vmm:r'));
+  });
+
+  test("KVM's get_user_pages for a shared fault is checked too: a refused frame is EFAULT", () => {
+    const owned = new Set<number>();
+    const log: string[] = [];
+    const c = host({ platform: ownedFrames(owned, log) });
+    const vm = createVm(c, DEFAULT_VM);
+    const ua = mmapAnon(c, SIZE);
+    ok(setRegion(c, vm, { size: SIZE, uaddr: ua }));
+    assert.ok(c.h.poke(ua + 0x2000n, new Uint8Array([1])).ok);
+    const f = c.h.mm.fault(Number(ua >> 12n) + 2, false, true);
+    assert.ok(!('signal' in f));
+    owned.add(f.pfn);
+    const r = c.h.kvmRun(createVcpu(c, vm), [store(0x2000n, 'aa')]);
+    assert.equal(r.errno, 'EFAULT');
+    assert.ok(log.includes('gup:w'));
+  });
+});
+
+describe('the guest_memfd backing design', () => {
+  test('host faults ask the backing whether an index is shareable', () => {
+    const evenOnly: GmemBacking = {
+      name: 'even-only',
+      hostFaultAllowed: (_f, i) => i % 2 === 0,
+      hostFaultAllowedRun: (_f, i, count) => (i % 2 === 0 ? Math.min(count, 1) : 0),
+    };
+    const c = host({ gmemBacking: evenOnly });
+    const vm = createVm(c, DEFAULT_VM);
+    const gmem = createGmem(c, vm, SIZE, GMEM_MMAP);
+    const ua = mmapFd(c, gmem, SIZE);
+    assert.ok(c.h.peek(ua, 1).ok);
+    assert.deepEqual(c.h.peek(ua + 0x1000n, 1), { ok: false, fault: 'SIGBUS' });
+    assert.ok(c.h.peek(ua + 0x2000n, 1).ok);
+    // 6.18's design: the file's INIT_SHARED flag decides for every index.
+    const d = host({});
+    const vm2 = createVm(d, DEFAULT_VM);
+    const ua2 = mmapFd(d, createGmem(d, vm2, SIZE, GMEM_MMAP), SIZE);
+    assert.deepEqual(d.h.peek(ua2, 1), { ok: false, fault: 'SIGBUS' });
+    assert.equal(d.h.gmemBacking, GMEM_LINUX_6_18);
+  });
+});
