@@ -6,7 +6,7 @@ import { snapshot, type Snapshot } from '../core/inspect.js';
 import type { Focus } from '../core/invariants/index.js';
 import { buildOwnership, describeOwner } from '../core/invariants/ownership.js';
 import { hostBacking } from '../core/invariants/stage2_coherent.js';
-import { ZERO_PFN } from '../core/mm/host_mm.js';
+import { ZERO_PFN } from '../core/base/units.js';
 import { GUEST_MEMFD_FLAG_INIT_SHARED } from '../core/base/uapi.js';
 import type { ObjectNames } from './names.js';
 

@@ -14,7 +14,8 @@ import type { KernelCtx } from './ctx.js';
 import { EventLog } from './base/events.js';
 import { FrameStore } from './base/frames.js';
 import { kvmGmemCreate, kvmGmemFallocate, kvmGmemRelease } from './kvm/guest_memfd/guest_memfd.js';
-import { HostMm, type UserAccess } from './mm/host_mm.js';
+import { HostMm } from './mm/host_mm.js';
+import type { UserAccess } from './mm/memory.js';
 import { kvmVmIoctlSetMemAttributes } from './kvm/mem_attributes.js';
 import {
   kvmVmIoctlSetMemoryRegion,

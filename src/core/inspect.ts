@@ -19,8 +19,8 @@
 import type { Host } from './host.js';
 import type { RangeMap } from './base/ranges/range_map.js';
 import { GmemFile, VcpuFile, type Memslot, type Vm } from './kvm/objects.js';
+import { ShmemObject } from './mm/shmem.js';
 import {
-  ShmemObject,
   VMA_ACCOUNT,
   VMA_DONTDUMP,
   VMA_DONTFORK,
@@ -36,7 +36,7 @@ import {
   VMA_WIPEONFORK,
   type Vma,
   type VmaKind,
-} from './mm/host_mm.js';
+} from './mm/mm_types.js';
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE, TRACE_CODE_SLOT } from './base/uapi.js';
 
 /** A range of pages `[start, end)`. */

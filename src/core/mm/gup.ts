@@ -1,0 +1,84 @@
+/**
+ * mm/gup.c: faulting a range of one VMA in, as populate_vma_page_range() (MAP_POPULATE,
+ * MAP_LOCKED) and madvise(MADV_POPULATE_*) do. KVM's own get_user_pages() of one page (hva_to_pfn()
+ * in the x86 fault path) is handleMmFault() with `cpu` false (memory.ts), through HostMm.fault().
+ */
+import { type KFile } from '../vfs/file.js';
+import { VMA_HUGETLB, type MmStruct } from './mm_types.js';
+import { PROT_EXEC, PROT_WRITE } from '../base/uapi.js';
+import { ShmemObject } from './shmem.js';
+import { handleMmFault } from './memory.js';
+import { markAnonVma } from './rmap.js';
+import { notePteTable } from './pgtable.js';
+
+/**
+ * Fault in [s, e) of one VMA in page order, as get_user_pages() does, without a per-page loop
+ * for ranges (so a populated terabyte costs what its extents cost). Returns the first page that
+ * could not be faulted in (e when all were).
+ */
+export function populate(mm: MmStruct, s: number, e: number, write: boolean): number {
+  const v = mm.vmas.get(s);
+  if (v === undefined) return s;
+  // populate_vma_page_range() reads with FOLL_FORCE, so write-only mappings populate too;
+  // PROT_NONE does not, nor does an execute-only mapping whose protection key forbids reads
+  // [verified with MADV_COLLAPSE]. madvise(POPULATE_*) checked the permissions before.
+  if (
+    write
+      ? (v.prot & PROT_WRITE) === 0
+      : v.prot === 0 || (v.prot === PROT_EXEC && mm.k.profile.execOnlyPkey)
+  )
+    return s;
+  // hugetlb: the first fault gets SIGBUS (empty pool).
+  if ((v.flags & VMA_HUGETLB) !== 0) return s;
+  const g = mm.guards.size === 0 ? undefined : mm.guards.piecesIn(s, e)[0];
+  const end = g === undefined ? e : g.start;
+  switch (v.kind) {
+    case 'anon': {
+      notePteTable(mm, s, end);
+      if (write) {
+        const gaps = mm.anon.gapsIn(s, end);
+        if (gaps.length > 0) {
+          mm.notifiers.invalidateRangeStart(s, end);
+          for (const gap of gaps) {
+            let p = gap.start;
+            for (const run of mm.k.frames.alloc(gap.end - gap.start)) {
+              mm.k.frames.zero(run.base, run.count);
+              mm.anon.set(p, p + run.count, { base: run.base });
+              p += run.count;
+            }
+            mm.k.events.push({
+              kind: 'anon_alloc',
+              hvpn: gap.start,
+              pages: gap.end - gap.start,
+            });
+          }
+          markAnonVma(mm, s);
+        }
+      }
+      return end;
+    }
+    case 'shmem': {
+      const obj = v.obj as ShmemObject;
+      const last = Math.min(end, s + Math.max(0, obj.npages - v.base));
+      for (const gap of obj.pages.gapsIn(v.base, v.base + (last - s))) {
+        let p = gap.start;
+        for (const run of mm.k.frames.alloc(gap.end - gap.start)) {
+          mm.k.frames.zero(run.base, run.count);
+          obj.pages.set(p, p + run.count, { base: run.base });
+          p += run.count;
+        }
+        mm.k.events.push({ kind: 'shmem_alloc', obj: obj.id, start: gap.start, end: gap.end });
+      }
+      return last;
+    }
+    case 'gmem': {
+      const n = (v.obj as KFile).vmOps!.populate!(v.base, end - s);
+      if (n > 0) mm.gmemPtes.set(s, s + n, true);
+      return s + n;
+    }
+    case 'vcpu': {
+      for (let p = s; p < end; p++) if ('signal' in handleMmFault(mm, p, write, false)) return p;
+      return end;
+    }
+  }
+}

@@ -1,0 +1,40 @@
+/**
+ * mm/shmem.c: the shmem object behind a MAP_SHARED|MAP_ANONYMOUS mapping (shmem_zero_setup()
+ * gives such a mapping a shmem file of its size), its pages (the page cache of that file), hole
+ * punching (shmem_fallocate(FALLOC_FL_PUNCH_HOLE), as MADV_REMOVE reaches it) and the release of
+ * its pages when the last mapping goes.
+ */
+import type { MmCtx } from './mm_ctx.js';
+import { RangeMap } from '../base/ranges/range_map.js';
+import { pageExtentOps, type PageExtent } from '../vfs/file.js';
+
+/** Object behind a MAP_SHARED|MAP_ANONYMOUS mapping (a shmem file of the mapping's size). */
+export class ShmemObject {
+  readonly pages = new RangeMap<PageExtent>(pageExtentOps);
+  mappedPages = 0;
+  constructor(
+    readonly id: number,
+    readonly npages: number,
+  ) {}
+}
+
+/** Punch [start, end) page offsets out of a shmem object. */
+export function shmemPunch(k: MmCtx, obj: ShmemObject, start: number, end: number): void {
+  const pieces = obj.pages.piecesIn(start, end);
+  if (pieces.length === 0) return;
+  obj.pages.delete(start, end);
+  for (const p of pieces) {
+    k.frames.release(p.value.base, p.end - p.start);
+    k.events.push({ kind: 'shmem_free', obj: obj.id, start: p.start, end: p.end });
+  }
+}
+
+export function putShmem(k: MmCtx, obj: ShmemObject, pages: number): void {
+  obj.mappedPages -= pages;
+  if (obj.mappedPages > 0) return;
+  for (const p of obj.pages.entries()) {
+    k.frames.release(p.value.base, p.end - p.start);
+    k.events.push({ kind: 'shmem_free', obj: obj.id, start: p.start, end: p.end });
+  }
+  obj.pages.clear();
+}
