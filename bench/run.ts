@@ -28,6 +28,7 @@ import { benchFaults } from './faults.bench.js';
 import { benchFfi } from './ffi.bench.js';
 import { benchDifferential } from './differential.bench.js';
 import { benchCheck, benchCheckLong } from './check.bench.js';
+import { benchMemslots } from './memslots.bench.js';
 import { PROFILE_TARGETS } from './profile.js';
 import { benchRangeMap } from './range_map.bench.js';
 import { benchReplay } from './replay.bench.js';
@@ -43,6 +44,10 @@ const GROUPS: Record<string, { what: string; run: () => BenchRow[] | Promise<Ben
   bigguest: {
     what: '64 TiB guest with 1M attribute ranges: heap (target < 1 GiB) and build time',
     run: () => benchBigGuest(),
+  },
+  memslots: {
+    what: 'creating 32,764 memslots: per-slot time vs 4,096 slots (target ratio < 3)',
+    run: () => benchMemslots(),
   },
   replay: {
     what: 'trace replay ops/s without KVM_RUN (target >= 100k/s)',
