@@ -16,6 +16,7 @@ import type {
 } from './types.js';
 import { toU64 } from '../core/base/units.js';
 import { ADDR_FIELDS, bindsKind, FD_FIELDS } from './fields.js';
+import { OPS } from '../ops/registry.js';
 
 type Handle = { readonly kind: 'fd'; fd: number } | { readonly kind: 'map'; readonly addr: bigint };
 
@@ -87,8 +88,11 @@ export function stepTrace(op: TraceOp, backend: Backend, t: HandleTable): Result
       else t.unbind(op.as, 'map');
     }
   }
-  if (op.op === 'close' && r.ok && resolved.op === 'close' && resolved.fd.kind === 'obj')
-    t.closed(resolved.fd.fd);
+  if (r.ok) {
+    const spec = OPS.get(op.op)!;
+    const closed = spec.closedFd === undefined ? undefined : spec.closedFd(resolved);
+    if (closed !== undefined) t.closed(closed);
+  }
   return r;
 }
 

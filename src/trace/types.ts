@@ -28,106 +28,12 @@ export type GuestStep =
       readonly args: readonly [bigint, bigint, bigint];
     };
 
-type Common = { readonly line: number; readonly as?: string };
-
-export type TraceOp = Common &
-  /** `fd` (an addition; default the "kvm" handle) is the /dev/kvm fd the ioctl goes to. */
-  (
-    | { readonly op: 'KVM_CREATE_VM'; readonly fd: FdArg; readonly type: bigint }
-    | { readonly op: 'KVM_CHECK_EXTENSION'; readonly fd: FdArg; readonly cap: bigint }
-    | {
-        readonly op: 'KVM_CREATE_GUEST_MEMFD';
-        readonly vm: FdArg;
-        readonly size: bigint;
-        readonly flags: bigint;
-      }
-    | {
-        readonly op: 'KVM_SET_USER_MEMORY_REGION';
-        readonly vm: FdArg;
-        readonly slot: bigint;
-        readonly flags: bigint;
-        readonly guest_phys_addr: bigint;
-        readonly memory_size: bigint;
-        readonly userspace_addr: AddrArg;
-      }
-    | {
-        readonly op: 'KVM_SET_USER_MEMORY_REGION2';
-        readonly vm: FdArg;
-        readonly slot: bigint;
-        readonly flags: bigint;
-        readonly guest_phys_addr: bigint;
-        readonly memory_size: bigint;
-        readonly userspace_addr: AddrArg;
-        readonly guest_memfd: FdArg;
-        readonly guest_memfd_offset: bigint;
-      }
-    | {
-        readonly op: 'KVM_SET_MEMORY_ATTRIBUTES';
-        readonly vm: FdArg;
-        readonly address: bigint;
-        readonly size: bigint;
-        readonly attributes: bigint;
-        readonly flags: bigint;
-      }
-    | { readonly op: 'KVM_CREATE_VCPU'; readonly vm: FdArg; readonly id: bigint }
-    | {
-        readonly op: 'KVM_PRE_FAULT_MEMORY';
-        readonly vcpu: FdArg;
-        readonly gpa: bigint;
-        readonly size: bigint;
-        readonly flags: bigint;
-      }
-    | { readonly op: 'KVM_RUN'; readonly vcpu: FdArg; readonly guest: readonly GuestStep[] }
-    /** Addition: KVM_ENABLE_CAP on a VM (or vCPU) fd, `args` up to 4 values. */
-    | {
-        readonly op: 'KVM_ENABLE_CAP';
-        readonly fd: FdArg;
-        readonly cap: bigint;
-        readonly flags: bigint;
-        readonly args: readonly bigint[];
-      }
-    | {
-        readonly op: 'mmap';
-        /** null = anonymous */
-        readonly fd: FdArg | null;
-        readonly length: bigint;
-        readonly prot: bigint;
-        readonly flags: bigint;
-        readonly offset: bigint;
-      }
-    | { readonly op: 'munmap'; readonly addr: AddrArg; readonly length: bigint }
-    | {
-        readonly op: 'mprotect';
-        readonly addr: AddrArg;
-        readonly length: bigint;
-        readonly prot: bigint;
-      }
-    | {
-        readonly op: 'madvise';
-        readonly addr: AddrArg;
-        readonly length: bigint;
-        readonly advice: bigint;
-      }
-    | {
-        readonly op: 'fallocate';
-        readonly fd: FdArg;
-        readonly mode: bigint;
-        readonly offset: bigint;
-        readonly len: bigint;
-      }
-    | { readonly op: 'ftruncate'; readonly fd: FdArg; readonly length: bigint }
-    | { readonly op: 'pread'; readonly fd: FdArg; readonly len: bigint; readonly offset: bigint }
-    | {
-        readonly op: 'pwrite';
-        readonly fd: FdArg;
-        readonly bytes: Uint8Array;
-        readonly offset: bigint;
-      }
-    | { readonly op: 'fstat'; readonly fd: FdArg }
-    | { readonly op: 'close'; readonly fd: FdArg }
-    | { readonly op: 'peek'; readonly addr: AddrArg; readonly len: bigint }
-    | { readonly op: 'poke'; readonly addr: AddrArg; readonly bytes: Uint8Array }
-  );
+/**
+ * A parsed trace op: the union of the op families' op types, composed in src/ops/registry.ts
+ * (each family module in src/ops declares its ops' fields).
+ */
+export type { TraceOp } from '../ops/registry.js';
+import type { TraceOp } from '../ops/registry.js';
 
 export type OpName = TraceOp['op'];
 
@@ -202,7 +108,9 @@ type ResolveField<V> = [V] extends [AddrArg]
     : [V] extends [FdArg | null]
       ? ResolvedFd | null
       : V;
-type ResolveOp<O> = O extends unknown ? { readonly [K in keyof O]: ResolveField<O[K]> } : never;
+export type ResolveOp<O> = O extends unknown
+  ? { readonly [K in keyof O]: ResolveField<O[K]> }
+  : never;
 
 /** A trace op after handle resolution: fds are `ResolvedFd`, addresses are u64 bigints. */
 export type ResolvedOp = ResolveOp<TraceOp>;

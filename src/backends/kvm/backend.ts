@@ -18,6 +18,8 @@ import type {
 } from '../../trace/types.js';
 import { BackendRefusal } from '../../trace/types.js';
 import { arena, type Interval } from './arena.js';
+import { fail, ok, out } from './outcome.js';
+import { kvmRefusalOf, OPS } from '../../ops/registry.js';
 import { hostHasPku } from './host_facts.js';
 import {
   CODE_PAGE_SIZE,
@@ -28,7 +30,6 @@ import {
   PORT_CONTINUE,
   PORT_HYPERCALL_RET,
   PORT_LOAD,
-  compileGuest,
   type CompiledProgram,
 } from './guest_code.js';
 import {
@@ -40,7 +41,6 @@ import {
   O_NONBLOCK,
   O_RDWR,
   cInt,
-  cS64,
   cU64,
   libc,
   MAP_FAILED,
@@ -53,7 +53,6 @@ import {
   ceilPage,
   floorPage,
   planMmap,
-  refusalOf,
   vmaRangeWraps,
   type RefusalEnv,
 } from './rules.js';
@@ -64,14 +63,8 @@ import {
   RUN_HEADER_BYTES,
   STAT_SIZE,
   decodeRun,
-  packCreateGuestMemfd,
-  packEnableCap,
-  packMemoryAttributes,
   packMemoryRegion,
-  packMemoryRegion2,
-  packPreFaultMemory,
   packRegs,
-  unpackPreFaultMemory,
   unpackStat,
   writeDtable,
   writeSegment,
@@ -109,16 +102,7 @@ const RUN_MAX_RETRIES = 10_000;
 const RUN_MAX_EXITS_FLOOR = 100_000;
 const SIGURG = 23;
 
-const ok = (extra: Record<string, unknown> = {}): ResultLine =>
-  ({ ok: true, ...extra }) as ResultLine;
-const fail = (errno: number, extra: Record<string, unknown> = {}): ResultLine =>
-  ({ ok: false, errno: errnoName(errno), ...extra }) as ResultLine;
-const out = (
-  result: ResultLine,
-  more: { createdFd?: number; createdAddr?: bigint } = {},
-): OpOutcome => ({ result, ...more });
-
-type VmInfo = {
+export type VmInfo = {
   /** The VM fd while the trace holds it open, else -1. */
   fd: number;
   hadVcpu: boolean;
@@ -149,7 +133,7 @@ type Machinery = {
   readonly scratch: bigint;
 };
 
-type TraceState = {
+export type TraceState = {
   kvmFd: number;
   readonly owned: Set<number>;
   readonly vms: Map<number, VmInfo>;
@@ -164,7 +148,7 @@ const noop = (): void => {};
 
 export class KvmBackend implements Backend {
   readonly name = 'kvm';
-  private readonly c = libc();
+  readonly c = libc();
   private t: TraceState | undefined;
   private disposed = false;
   private timer: bigint | undefined;
@@ -269,7 +253,7 @@ export class KvmBackend implements Backend {
     if (arena.owner === this) arena.owner = undefined;
   }
 
-  private get st(): TraceState {
+  get st(): TraceState {
     if (this.t === undefined) throw new Error('KvmBackend: exec() outside begin()/end()');
     return this.t;
   }
@@ -284,21 +268,21 @@ export class KvmBackend implements Backend {
   }
 
   /** fd of an ioctl-type op: raw 0..2 and negative values pass, other raw values are closed. */
-  private ioctlFd(f: ResolvedFd): number {
+  ioctlFd(f: ResolvedFd): number {
     if (f.kind === 'obj') return this.objFd(f.fd);
     const v = cInt(f.value);
     return v <= 2 ? v : CLOSED_FD;
   }
 
   /** fd of a file op: raw values never reach the kernel as a real descriptor (negative ones pass). */
-  private fileFd(f: ResolvedFd): number {
+  fileFd(f: ResolvedFd): number {
     if (f.kind === 'obj') return this.objFd(f.fd);
     const v = cInt(f.value);
     return v < 0 ? v : CLOSED_FD;
   }
 
   /** The u32 guest_memfd field of KVM_SET_USER_MEMORY_REGION2. */
-  private gmemField(f: ResolvedFd): bigint {
+  gmemField(f: ResolvedFd): bigint {
     if (f.kind === 'obj')
       return f.fd >= 0 && this.st.owned.has(f.fd) ? BigInt(f.fd) : BigInt(CLOSED_FD);
     const v = BigInt.asUintN(32, f.value);
@@ -329,112 +313,17 @@ export class KvmBackend implements Backend {
   // Dispatch
 
   exec(op: ResolvedOp): OpOutcome {
-    const t = this.st;
-    const c = this.c;
     // Every refusal is decided here, before the op touches anything (precheckTrace() applies the
     // same rules to a model replay of the whole trace before it starts).
-    const refusal = refusalOf(op, this.refusalEnv());
+    const refusal = kvmRefusalOf(op, this.refusalEnv());
     if (refusal !== undefined) throw new BackendRefusal(refusal);
-    switch (op.op) {
-      case 'KVM_CREATE_VM': {
-        const r = c.ioctlInt(this.ioctlFd(op.fd), KVM_IOCTL.KVM_CREATE_VM, op.type);
-        if (r.ret < 0) return out(fail(r.errno));
-        t.owned.add(r.ret);
-        t.vms.set(r.ret, { fd: r.ret, hadVcpu: false, codeSlot: false });
-        return out(ok(), { createdFd: r.ret });
-      }
-      case 'KVM_CHECK_EXTENSION': {
-        const r = c.ioctlInt(this.ioctlFd(op.fd), KVM_IOCTL.KVM_CHECK_EXTENSION, op.cap);
-        return out(r.ret < 0 ? fail(r.errno) : ok({ value: BigInt(r.ret) }));
-      }
-      case 'KVM_CREATE_GUEST_MEMFD': {
-        const r = c.ioctlBuf(
-          this.ioctlFd(op.vm),
-          KVM_IOCTL.KVM_CREATE_GUEST_MEMFD,
-          packCreateGuestMemfd(op.size, op.flags),
-        );
-        if (r.ret < 0) return out(fail(r.errno));
-        t.owned.add(r.ret);
-        return out(ok(), { createdFd: r.ret });
-      }
-      case 'KVM_SET_USER_MEMORY_REGION': {
-        const ua = addrOf(op.userspace_addr);
-        const buf = packMemoryRegion({ ...op, userspace_addr: ua });
-        const r = c.ioctlBuf(this.ioctlFd(op.vm), KVM_IOCTL.KVM_SET_USER_MEMORY_REGION, buf);
-        return out(r.ret < 0 ? fail(r.errno) : ok());
-      }
-      case 'KVM_SET_USER_MEMORY_REGION2': {
-        const ua = addrOf(op.userspace_addr);
-        const buf = packMemoryRegion2({
-          ...op,
-          userspace_addr: ua,
-          guest_memfd: this.gmemField(op.guest_memfd),
-        });
-        const r = c.ioctlBuf(this.ioctlFd(op.vm), KVM_IOCTL.KVM_SET_USER_MEMORY_REGION2, buf);
-        return out(r.ret < 0 ? fail(r.errno) : ok());
-      }
-      case 'KVM_SET_MEMORY_ATTRIBUTES': {
-        const buf = packMemoryAttributes(op.address, op.size, op.attributes, op.flags);
-        const r = c.ioctlBuf(this.ioctlFd(op.vm), KVM_IOCTL.KVM_SET_MEMORY_ATTRIBUTES, buf);
-        return out(r.ret < 0 ? fail(r.errno) : ok());
-      }
-      case 'KVM_CREATE_VCPU':
-        return this.createVcpu(this.ioctlFd(op.vm), op.id);
-      case 'KVM_PRE_FAULT_MEMORY': {
-        const buf = packPreFaultMemory(op.gpa, op.size, op.flags);
-        const r = c.ioctlBuf(this.ioctlFd(op.vcpu), KVM_IOCTL.KVM_PRE_FAULT_MEMORY, buf);
-        const remaining = unpackPreFaultMemory(buf);
-        return out(r.ret < 0 ? fail(r.errno, { remaining }) : ok({ remaining }));
-      }
-      case 'KVM_ENABLE_CAP': {
-        const r = c.ioctlBuf(
-          this.ioctlFd(op.fd),
-          KVM_IOCTL.KVM_ENABLE_CAP,
-          packEnableCap(op.cap, op.flags, op.args),
-        );
-        return out(r.ret < 0 ? fail(r.errno) : ok());
-      }
-      case 'KVM_RUN':
-        return out(this.run(op.vcpu, compileGuest(op.guest)));
-      case 'mmap':
-        return this.mmap(op.fd, op.length, op.prot, op.flags, op.offset);
-      case 'munmap':
-      case 'mprotect':
-      case 'madvise':
-        return out(this.vmaOp(op));
-      case 'fallocate': {
-        const r = c.fallocate(this.fileFd(op.fd), cInt(op.mode), op.offset, op.len);
-        return out(r.ret < 0 ? fail(r.errno) : ok());
-      }
-      case 'ftruncate': {
-        const r = c.ftruncate(this.fileFd(op.fd), op.length);
-        return out(r.ret < 0 ? fail(r.errno) : ok());
-      }
-      case 'pread':
-        return out(this.pread(this.fileFd(op.fd), cU64(op.len), cS64(op.offset)));
-      case 'pwrite': {
-        const b = Buffer.from(op.bytes);
-        const r = c.pwrite(this.fileFd(op.fd), b, BigInt(b.length), op.offset);
-        return out(r.ret < 0n ? fail(r.errno) : ok({ value: r.ret }));
-      }
-      case 'fstat': {
-        const b = Buffer.alloc(STAT_SIZE);
-        const r = c.fstat(this.fileFd(op.fd), b);
-        return out(r.ret < 0 ? fail(r.errno) : ok({ stat: unpackStat(b) }));
-      }
-      case 'close':
-        return out(this.close(this.fileFd(op.fd)));
-      case 'peek':
-        return out(this.peek(addrOf(op.addr), cU64(op.len)));
-      case 'poke':
-        return out(this.poke(addrOf(op.addr), op.bytes));
-    }
+    return OPS.get(op.op)!.runKvm(this, op);
   }
 
   // -------------------------------------------------------------------------------------------
   // vCPUs and the code slot
 
-  private createVcpu(vmFd: number, id: bigint): OpOutcome {
+  createVcpu(vmFd: number, id: bigint): OpOutcome {
     const t = this.st;
     const r = this.c.ioctlInt(vmFd, KVM_IOCTL.KVM_CREATE_VCPU, id);
     if (r.ret < 0) return out(fail(r.errno));
@@ -527,7 +416,7 @@ export class KvmBackend implements Backend {
     else this.c.timerSettime(this.timer, 0n, 0n);
   }
 
-  private run(vcpuArg: ResolvedFd, prog: CompiledProgram): ResultLine {
+  run(vcpuArg: ResolvedFd, prog: CompiledProgram): ResultLine {
     const c = this.c;
     const fd = this.ioctlFd(vcpuArg);
     const vcpu = this.st.vcpus.get(fd);
@@ -638,7 +527,7 @@ export class KvmBackend implements Backend {
   // -------------------------------------------------------------------------------------------
   // Memory ops
 
-  private mmap(
+  mmap(
     fdArg: ResolvedFd | null,
     length: bigint,
     prot: bigint,
@@ -681,7 +570,7 @@ export class KvmBackend implements Backend {
     return out(ok(), { createdAddr: addr });
   }
 
-  private vmaOp(op: Extract<ResolvedOp, { op: 'munmap' | 'mprotect' | 'madvise' }>): ResultLine {
+  vmaOp(op: Extract<ResolvedOp, { op: 'munmap' | 'mprotect' | 'madvise' }>): ResultLine {
     const addr = addrOf(op.addr);
     const len = cU64(op.length);
     // A range that wraps past 2^64 is rejected by the kernel's argument checks before any VMA is
@@ -711,7 +600,7 @@ export class KvmBackend implements Backend {
   }
 
   /** pread(2) into the trace's scratch buffer (never the Node heap: the kernel writes there). */
-  private pread(fd: number, len: bigint, off: bigint): ResultLine {
+  pread(fd: number, len: bigint, off: bigint): ResultLine {
     if (len > MAX_READ_BYTES)
       throw new BackendRefusal(`pread of ${len} bytes: too large to report`);
     const scratch = this.st.m.scratch;
@@ -722,7 +611,7 @@ export class KvmBackend implements Backend {
     return ok({ value: bytesToHex(b) });
   }
 
-  private close(fd: number): ResultLine {
+  close(fd: number): ResultLine {
     const t = this.st;
     const r = this.c.close(fd);
     if (r.ret < 0) return fail(r.errno);
@@ -787,7 +676,7 @@ export class KvmBackend implements Backend {
    * the pipe (copy_from_user() in pipe_write(): a fault is EFAULT or a short count, never a
    * signal), then read(2) the bytes back into the result.
    */
-  private peek(addr: bigint, len: bigint): ResultLine {
+  peek(addr: bigint, len: bigint): ResultLine {
     if (len === 0n) return ok({ value: '' });
     if (len > MAX_READ_BYTES) throw new BackendRefusal(`peek of ${len} bytes: too large to report`);
     const [rfd, wfd] = this.st.m.pipe;
@@ -827,7 +716,7 @@ export class KvmBackend implements Backend {
    * buffers it copied, and leaves the rest in the pipe: a transfer that stops early is followed
    * by draining the pipe, so the next one starts from the trace's bytes at the right offset.
    */
-  private poke(addr: bigint, bytes: Uint8Array): ResultLine {
+  poke(addr: bigint, bytes: Uint8Array): ResultLine {
     const n = bytes.length;
     if (n === 0) return ok();
     const [rfd, wfd] = this.st.m.pipe;

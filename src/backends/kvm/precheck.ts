@@ -37,12 +37,12 @@ import type { TraceOp } from '../../trace/types.js';
 import { ModelBackend, fileFd } from '../model.js';
 import { IntervalSet, arena } from './arena.js';
 import { cU64 } from './libc.js';
+import { kvmRefusalOf } from '../../ops/registry.js';
 import { readMaps, type MapsEntry } from './maps.js';
 import {
   addrOf,
   ceilPage,
   planMmap,
-  refusalOf,
   vmaRangeWraps,
   type MmapPlan,
   type RefusalEnv,
@@ -96,7 +96,7 @@ export function precheckTrace(
   try {
     for (const op of ops) {
       const resolved = resolveOp(op, table);
-      const reason = refusalOf(resolved, env);
+      const reason = kvmRefusalOf(resolved, env);
       if (reason !== undefined) return { line: op.line, op: op.op, reason };
       const plan: MmapPlan | undefined =
         resolved.op === 'mmap'

@@ -2,7 +2,8 @@
  * The real-KVM backend's refusal rules, as pure functions of a resolved op and an environment
  * (`RefusalEnv`) that says what the rules need to know about the trace and the process.
  *
- * Both layers use exactly this code: `KvmBackend.exec()` asks `refusalOf()` before running each op
+ * Both layers use exactly this code: `KvmBackend.exec()` asks `kvmRefusalOf()` (src/ops/registry.ts:
+ * each op family declares its rule with these functions) before running each op
  * with the live state (arena bookkeeping, /proc/self/maps, fstat of the real fd), and
  * `precheckTrace()` (precheck.ts) asks it before the op runs on a model replay of the trace, with
  * the model's view of the same state. The reason strings are the BackendRefusal messages.
@@ -14,19 +15,15 @@ import {
   mmapPlacedLength,
 } from '../../core/mm/host_layout.js';
 import { MAP_ANONYMOUS } from '../../core/base/uapi.js';
-import type { ResolvedFd, ResolvedOp } from '../../trace/types.js';
+import type { ResolvedFd } from '../../trace/types.js';
 import type { Interval } from './arena.js';
-import { cInt, cS64, cU64 } from './libc.js';
+import { cInt, cU64 } from './libc.js';
 import type { MapsEntry } from './maps.js';
 
 /** Lowest address the kernel ever maps (vm.mmap_min_addr on this machine is 4096; 64 KiB is safe). */
 export const MIN_MAPPABLE = 0x10000n;
 export const PAGE = 4096n;
 
-const MADV_HWPOISON = 100n;
-const MADV_SOFT_OFFLINE = 101n;
-const MADV_POPULATE_READ = 22n;
-const MADV_POPULATE_WRITE = 23n;
 const MAP_POPULATE = 0x8000;
 const MAP_LOCKED = 0x2000;
 const FALLOC_FL_KEEP_SIZE = 1;
@@ -172,33 +169,6 @@ export function vmaRangeWraps(addr: bigint, length: bigint): boolean {
   return addr + ceilPage(cU64(length)) > 0xffff_ffff_ffff_ffffn;
 }
 
-function vmaRefusal(
-  op: Extract<ResolvedOp, { op: 'munmap' | 'mprotect' | 'madvise' }>,
-  env: RefusalEnv,
-): string | undefined {
-  const addr = addrOf(op.addr);
-  const len = cU64(op.length);
-  if (op.op === 'madvise' && (op.advice === MADV_HWPOISON || op.advice === MADV_SOFT_OFFLINE))
-    return `madvise advice ${op.advice} would poison or offline host physical memory; refusing to run it`;
-  if (vmaRangeWraps(addr, len)) return undefined;
-  if (
-    op.op === 'madvise' &&
-    (op.advice === MADV_POPULATE_READ || op.advice === MADV_POPULATE_WRITE)
-  ) {
-    // Only the trace's own mappings inside the range can be populated. This counts all of them,
-    // whatever the kernel would stop at (a gap, a PROT_NONE VMA): an upper bound.
-    const end = addr + len;
-    let bytes = 0n;
-    for (const it of env.traceMapped)
-      if (it.s < end && addr < it.e)
-        bytes += (it.e < end ? it.e : end) - (it.s > addr ? it.s : addr);
-    if (bytes > MAX_POPULATE_BYTES)
-      return `madvise: populating ${bytes} bytes of real memory exceeds the backend's 1 GiB limit`;
-  }
-  // The kernel acts on whole pages: check the page-rounded range.
-  return rangeRefusal(floorPage(addr), ceilPage(addr + len), op.op, env);
-}
-
 /**
  * How many bytes a fallocate could allocate. Only guest_memfd files of the trace allocate, and
  * only with exactly FALLOC_FL_KEEP_SIZE, page-aligned offset and length, inside i_size
@@ -215,46 +185,4 @@ export function fallocateAllocates(
   if ((offset | len) % PAGE !== 0n) return 0n;
   const s = size();
   return s !== undefined && offset + len <= s ? len : 0n;
-}
-
-/** The reason the backend refuses to run `op` in `env`, or undefined when it runs it. */
-export function refusalOf(op: ResolvedOp, env: RefusalEnv): string | undefined {
-  switch (op.op) {
-    case 'KVM_SET_USER_MEMORY_REGION':
-    case 'KVM_SET_USER_MEMORY_REGION2': {
-      const ua = addrOf(op.userspace_addr);
-      if (slotRejectedEarly(op, ua)) return undefined;
-      return rangeRefusal(ua, ua + cU64(op.memory_size), `${op.op} userspace_addr`, env);
-    }
-    case 'mmap': {
-      const plan = planMmap(env.cursor, op.length, op.flags, op.fd === null, env.foreign);
-      return plan.enomem ? undefined : plan.refusal;
-    }
-    case 'munmap':
-    case 'mprotect':
-    case 'madvise':
-      return vmaRefusal(op, env);
-    case 'fallocate': {
-      const bytes = fallocateAllocates(cInt(op.mode), cS64(op.offset), cS64(op.len), () =>
-        env.fileSize(op.fd),
-      );
-      return bytes > MAX_POPULATE_BYTES
-        ? `fallocate: allocating ${bytes} bytes of real memory exceeds the backend's 1 GiB limit`
-        : undefined;
-    }
-    case 'peek': {
-      const len = cU64(op.len);
-      if (len === 0n) return undefined;
-      const addr = addrOf(op.addr);
-      return rangeRefusal(addr, addr + len, 'peek', env);
-    }
-    case 'poke': {
-      const len = BigInt(op.bytes.length);
-      if (len === 0n) return undefined;
-      const addr = addrOf(op.addr);
-      return rangeRefusal(addr, addr + len, 'poke', env);
-    }
-    default:
-      return undefined;
-  }
 }

@@ -1,0 +1,45 @@
+/**
+ * Op family: fd lifetime — close.
+ */
+import { withAs } from '../trace/field_reader.js';
+import { fdText } from '../trace/text.js';
+import type { FdArg } from '../trace/types.js';
+import { fail, fileFd } from '../backends/model_args.js';
+import { out } from '../backends/kvm/outcome.js';
+import type { GenState } from '../fuzz/gen_state.js';
+import type { OpSpec } from './spec.js';
+
+export type CloseOp = { readonly op: 'close'; readonly fd: FdArg };
+export type FdFamilyOp = CloseOp;
+
+export const close: OpSpec<CloseOp> = {
+  name: 'close',
+  fields: ['fd'],
+  parse(r, line, as) {
+    return withAs({ line, op: 'close', fd: r.fd('fd') }, as);
+  },
+  renderArgs(op, a) {
+    a.push(fdText(op.fd));
+  },
+  runModel(h, op) {
+    const r = h.close(fileFd(op.fd));
+    return { result: r.ok ? { ok: true } : fail(r) };
+  },
+  runKvm(k, op) {
+    return out(k.close(k.fileFd(op.fd)));
+  },
+  closedFd(op) {
+    return op.fd.kind === 'obj' ? op.fd.fd : undefined;
+  },
+};
+
+export const FD_OPS = [close] as const;
+
+// ---------------------------------------------------------------------------------------------
+// Fuzz generators
+
+/** close(fd); a closed handle is remembered (later ops may still use it: EBADF cases). */
+export function genClose(g: GenState, fd: FdArg): void {
+  g.push({ op: 'close', fd });
+  if (fd.kind === 'handle') g.closed.add(fd.name);
+}

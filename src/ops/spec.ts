@@ -1,0 +1,60 @@
+/**
+ * What an op family module declares for each trace op it owns (src/ops/<family>.ts): the op's
+ * trace type, its fields, its parser, its strace-style text, its execution on the model and on
+ * /dev/kvm, and optionally the real backend's refusal rule and the host ranges the fuzzer checks.
+ * The generic code (src/trace/parse.ts, src/trace/strace.ts, src/backends/model.ts,
+ * src/backends/kvm/backend.ts, src/fuzz/trace_gen.ts) keeps the shared machinery and dispatches
+ * through the registry (src/ops/registry.ts) with one Map lookup per op.
+ *
+ * Every member is a method of one descriptor object per op (no closures per op).
+ */
+import type { Host } from '../core/host.js';
+import type { FieldReader } from '../trace/field_reader.js';
+import type { Style } from '../trace/text.js';
+import type { OpOutcome, ResolveOp } from '../trace/types.js';
+import type { KvmBackend } from '../backends/kvm/backend.js';
+import type { RefusalEnv } from '../backends/kvm/rules.js';
+
+/** The fields every trace op has besides its own: its source line and the optional handle name. */
+export type OpCommon = { readonly line: number; readonly as?: string };
+
+/** A host address range [start, end) an op touches (the real backend checks it). */
+export type HostRange = { start: bigint; end: bigint };
+
+/**
+ * The descriptor of one trace op. `O` is the op's own fields with its `op` name (the trace type
+ * is `OpCommon & O`). Methods take the op typed as their own, so they are declared with method
+ * syntax (bivariant): the registry holds them as `OpSpec<AnyOpBody>`.
+ */
+export interface OpSpec<O extends { readonly op: string }> {
+  readonly name: O['op'];
+  /** The fields the op takes (besides `op` and `as`), in struct order. */
+  readonly fields: readonly string[];
+  /** What the op's `as` binds: an fd handle or a mapping handle; absent: it creates nothing. */
+  readonly binds?: 'fd' | 'map';
+  /**
+   * Read the op's fields (unknown fields and `as` have been checked); the C width of every
+   * integer field follows the uAPI struct or syscall argument it fills (cited per op).
+   */
+  parse(r: FieldReader, line: number, as: string | undefined): OpCommon & O;
+  /** Push the strace-style arguments of `NAME(args)`. */
+  renderArgs(op: OpCommon & O, a: string[], style: Style): void;
+  /** Run the resolved op on the model host. */
+  runModel(h: Host, op: ResolveOp<OpCommon & O>): OpOutcome;
+  /** Run the resolved op on /dev/kvm (the backend has checked refusals already). */
+  runKvm(k: KvmBackend, op: ResolveOp<OpCommon & O>): OpOutcome;
+  /**
+   * The length a successful op places at the mmap arena cursor (trace-format.md, Addresses), or
+   * undefined when it places nothing; absent for ops that never map.
+   */
+  arenaLength?(op: OpCommon & O): bigint | undefined;
+  /**
+   * The backend fd a successful op closes, for the handle table (a handle naming it is then
+   * closed, not unbound); absent for ops that close nothing.
+   */
+  closedFd?(op: ResolveOp<OpCommon & O>): number | undefined;
+  /** The real backend's reason to refuse the op in `env` (absent: never refused). */
+  kvmRefusal?(op: ResolveOp<OpCommon & O>, env: RefusalEnv): string | undefined;
+  /** Host address ranges the real backend checks before running the op (fuzzer's realSafe). */
+  hostRanges?(op: ResolveOp<OpCommon & O>): HostRange[];
+}
