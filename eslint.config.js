@@ -1,5 +1,9 @@
 // ESLint flat config. Layering (imports point downwards only):
 //   cli -> backends -> scenario -> trace -> core
+// The op families (src/ops) stand beside this stack: each holds one op family's parser, text,
+// model and /dev/kvm execution and fuzz generators, and the generic code of trace, backends and
+// fuzz dispatches through src/ops/registry.ts. A family imports core, trace's building blocks
+// and the kvm backend's helpers, never cli.
 // src/core is pure: no node:* modules, no clocks, no unseeded randomness; inside it, base/
 // imports nothing else of core.
 import tseslint from 'typescript-eslint';
@@ -183,6 +187,15 @@ export default tseslint.config(
             { group: ['**/backends/**', '**/cli/**'], message: 'scenario imports core and trace.' },
           ],
         },
+      ],
+    },
+  },
+  {
+    files: ['src/ops/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['**/cli/**'], message: 'op families do not import cli.' }] },
       ],
     },
   },

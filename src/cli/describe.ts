@@ -2,19 +2,8 @@
 import { jsonInt, resultToJson } from '../trace/format.js';
 import type { AddrArg, FdArg, GuestStep, ResultLine, TraceOp } from '../trace/types.js';
 import { bytesToHex } from '../trace/format.js';
-import {
-  ATTRIBUTE_BITS,
-  bitNames,
-  CAP_NAMES,
-  FALLOC_BITS,
-  GMEM_FLAGS,
-  humanSize,
-  MADV_NAMES,
-  MAP_BITS,
-  MEM_FLAGS,
-  PROT_BITS,
-  VM_TYPES,
-} from '../trace/strace.js';
+import { humanSize } from '../trace/strace.js';
+import { OPS } from '../ops/registry.js';
 
 const SIZE_FIELDS = new Set([
   'size',
@@ -25,35 +14,6 @@ const SIZE_FIELDS = new Set([
   'offset',
 ]);
 const DECIMAL_FIELDS = new Set(['slot', 'id', 'nr']);
-
-/** A symbolic rendering of a field value, where the field has well-known constants. */
-function symbolic(op: TraceOp, k: string, v: bigint): string | undefined {
-  switch (`${op.op}.${k}`) {
-    case 'KVM_CREATE_VM.type':
-      return VM_TYPES[Number(v)] ?? undefined;
-    case 'KVM_CHECK_EXTENSION.cap':
-    case 'KVM_ENABLE_CAP.cap':
-      return CAP_NAMES.get(v);
-    case 'KVM_CREATE_GUEST_MEMFD.flags':
-      return bitNames(v, GMEM_FLAGS, '0');
-    case 'KVM_SET_USER_MEMORY_REGION.flags':
-    case 'KVM_SET_USER_MEMORY_REGION2.flags':
-      return bitNames(v, MEM_FLAGS, '0');
-    case 'KVM_SET_MEMORY_ATTRIBUTES.attributes':
-      return bitNames(v, ATTRIBUTE_BITS, 'SHARED');
-    case 'mmap.prot':
-    case 'mprotect.prot':
-      return bitNames(v, PROT_BITS, 'NONE');
-    case 'mmap.flags':
-      return bitNames(v, MAP_BITS, '0');
-    case 'fallocate.mode':
-      return bitNames(v, FALLOC_BITS, '0 (allocate)');
-    case 'madvise.advice':
-      return MADV_NAMES.get(v);
-    default:
-      return undefined;
-  }
-}
 
 function fd(f: FdArg): string {
   return f.kind === 'handle' ? f.name : `fd ${f.value}`;
@@ -76,17 +36,14 @@ function step(s: GuestStep): string {
 /** `KVM_SET_USER_MEMORY_REGION2 vm slot=0 gpa=0x0 size=2MiB …` */
 export function describeOp(op: TraceOp): string {
   const parts: string[] = [op.op];
+  const spec = OPS.get(op.op)!;
   for (const [k, v] of Object.entries(op)) {
     if (k === 'op' || k === 'line' || k === 'as') continue;
-    if (op.op === 'KVM_CREATE_VM' && k === 'fd') continue;
-    if (op.op === 'KVM_CHECK_EXTENSION' && k === 'fd') {
-      const f = v as FdArg;
-      if (f.kind === 'handle' && f.name === 'kvm') continue;
-    }
+    if (spec.timelineHides?.(k, v) === true) continue;
     if (v === null) parts.push(`${k}=anon`);
     else if (typeof v === 'bigint') {
       const name = k === 'guest_phys_addr' ? 'gpa' : k;
-      const sym = symbolic(op, k, v);
+      const sym = spec.timelineValue?.(k, v);
       const val =
         sym ??
         (SIZE_FIELDS.has(k)

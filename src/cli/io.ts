@@ -17,6 +17,7 @@ import {
   TraceInputError,
   type ParsedTrace,
 } from '../trace/parse.js';
+import { OPS } from '../ops/registry.js';
 
 /**
  * Bad input files (exit code 2), reported without a stack trace. `located` holds the errors with
@@ -223,8 +224,9 @@ export function loadTrace(path: string, keepsResults = false): ParsedTrace {
   if (!keepsResults || t.errorCount > 0) return t;
   let total = 0n;
   for (const op of t.ops) {
-    if (op.op !== 'peek' && op.op !== 'pread') continue;
-    total += op.len;
+    const spec = OPS.get(op.op)!;
+    if (spec.readBytes === undefined) continue;
+    total += spec.readBytes(op);
     if (total > MAX_KEPT_READ_BYTES) {
       const e = new TraceInputError(
         inputName(path),

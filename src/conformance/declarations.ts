@@ -13,12 +13,10 @@ import {
   REFERENCE_PROFILE,
   type KernelProfile,
 } from '../core/profiles/index.js';
-import { MAP_HUGETLB } from '../core/base/uapi.js';
+import { OPS } from '../ops/registry.js';
 import { formatResult } from '../trace/format.js';
 import { runTrace } from '../trace/runner.js';
 import type { TraceOp } from '../trace/types.js';
-
-const MAP_HUGETLB_BIT = BigInt(MAP_HUGETLB);
 
 /** One fact and the profiles on either side of it (same other facts). */
 export type FactFlip = {
@@ -68,8 +66,7 @@ export function factFlips(): FactFlip[] {
  */
 export function computeDepends(ops: readonly TraceOp[], flips = factFlips()): NeedableFact[] {
   const out: NeedableFact[] = [];
-  if (ops.some((o) => o.op === 'mmap' && (BigInt.asUintN(64, o.flags) & MAP_HUGETLB_BIT) !== 0n))
-    out.push('no_huge_pages');
+  if (ops.some((o) => OPS.get(o.op)!.usesHugetlb?.(o) === true)) out.push('no_huge_pages');
   const run = (p: KernelProfile): string =>
     runTrace(ops, new ModelBackend(p, { events: false }))
       .map(formatResult)

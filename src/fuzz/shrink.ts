@@ -10,6 +10,7 @@
  */
 import type { TraceOp } from '../trace/types.js';
 import { rawForUnboundHandles } from '../trace/unbound.js';
+import { OPS } from '../ops/registry.js';
 import { finish, STOPPED, type Steps, type Stopped } from './steps.js';
 
 export type ShrinkStats = { tries: number };
@@ -85,18 +86,21 @@ function* opsSteps<D>(s: State<D>, fails: FailsSteps<D>, budget: number): Steps<
 function* guestSteps<D>(s: State<D>, fails: FailsSteps<D>, budget: number): Steps<void> {
   for (let i = 0; i < s.cur.length && s.stats.tries < budget && !s.stopped; i++) {
     const op = s.cur[i]!;
-    if (op.op !== 'KVM_RUN') continue;
-    for (let j = op.guest.length - 1; j >= 0 && s.stats.tries < budget && !s.stopped; j--) {
-      const o = s.cur[i] as Extract<TraceOp, { op: 'KVM_RUN' }>;
-      const guest = [...o.guest.slice(0, j), ...o.guest.slice(j + 1)];
-      const cand = [...s.cur.slice(0, i), { ...o, guest }, ...s.cur.slice(i + 1)] as TraceOp[];
+    const spec = OPS.get(op.op)!;
+    if (spec.subSteps === undefined || spec.withoutSubStep === undefined) continue;
+    for (let j = spec.subSteps(op) - 1; j >= 0 && s.stats.tries < budget && !s.stopped; j--) {
+      const cand = [...s.cur.slice(0, i), spec.withoutSubStep(s.cur[i]!, j), ...s.cur.slice(i + 1)];
       yield* attempt(s, cand, fails);
     }
   }
 }
 
+const subSteps = (o: TraceOp): number => {
+  const spec = OPS.get(o.op)!;
+  return spec.subSteps === undefined ? 0 : spec.subSteps(o);
+};
 const size = (ops: readonly TraceOp[]): number =>
-  ops.length + ops.reduce((n, o) => n + (o.op === 'KVM_RUN' ? o.guest.length : 0), 0);
+  ops.length + ops.reduce((n, o) => n + subSteps(o), 0);
 
 export type Shrunk<D> = {
   /** The smallest failing trace reached (the input, renumbered, when nothing smaller failed). */

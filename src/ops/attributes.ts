@@ -49,6 +49,9 @@ export const setMemoryAttributes: OpSpec<SetMemoryAttributesOp> = {
     );
     if (op.flags !== 0n) a.push(`flags=${hex(op.flags)}`);
   },
+  timelineValue(field, v) {
+    return field === 'attributes' ? bitNames(v, ATTRIBUTE_BITS, 'SHARED') : undefined;
+  },
   runModel(h, op) {
     const r = h.kvmSetMemoryAttributes(ioctlFd(op.vm), {
       address: toU64(op.address),

@@ -3,9 +3,10 @@
  */
 import { withAs } from '../trace/field_reader.js';
 import { fdText } from '../trace/text.js';
-import type { FdArg } from '../trace/types.js';
+import type { FdArg, ResultLine } from '../trace/types.js';
 import { fail, fileFd } from '../backends/model_args.js';
-import { out } from '../backends/kvm/outcome.js';
+import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
+import type { KvmBackend } from '../backends/kvm/backend.js';
 import type { GenState } from '../fuzz/gen_state.js';
 import type { OpSpec } from './spec.js';
 
@@ -26,7 +27,7 @@ export const close: OpSpec<CloseOp> = {
     return { result: r.ok ? { ok: true } : fail(r) };
   },
   runKvm(k, op) {
-    return out(k.close(k.fileFd(op.fd)));
+    return out(kvmClose(k, k.fileFd(op.fd)));
   },
   closedFd(op) {
     return op.fd.kind === 'obj' ? op.fd.fd : undefined;
@@ -34,6 +35,24 @@ export const close: OpSpec<CloseOp> = {
 };
 
 export const FD_OPS = [close] as const;
+
+// ---------------------------------------------------------------------------------------------
+// /dev/kvm execution (KvmBackend's machinery: its libc, trace state and fd policy)
+
+function kvmClose(k: KvmBackend, fd: number): ResultLine {
+  const t = k.st;
+  const r = k.c.close(fd);
+  if (r.ret < 0) return kvmFail(r.errno);
+  t.owned.delete(fd);
+  if (fd === t.kvmFd) t.kvmFd = -1;
+  const vm = t.vms.get(fd);
+  if (vm !== undefined) {
+    vm.fd = -1;
+    t.vms.delete(fd);
+  }
+  t.vcpus.delete(fd);
+  return ok();
+}
 
 // ---------------------------------------------------------------------------------------------
 // Fuzz generators

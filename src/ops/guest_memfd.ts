@@ -5,7 +5,7 @@
 import { KVM_IOCTL } from '../core/base/uapi.js';
 import { toS32, toU64 } from '../core/base/units.js';
 import { bytesToHex } from '../trace/format.js';
-import { withAs } from '../trace/field_reader.js';
+import { MAX_READ_BYTES, withAs } from '../trace/field_reader.js';
 import {
   bitNames,
   bytesHex,
@@ -17,10 +17,11 @@ import {
   offsetText,
   sizeText,
 } from '../trace/text.js';
-import type { FdArg } from '../trace/types.js';
+import { BackendRefusal, type FdArg, type ResultLine } from '../trace/types.js';
 import { fail, fileFd, ioctlFd } from '../backends/model_args.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
 import { cInt, cS64, cU64 } from '../backends/kvm/libc.js';
+import type { KvmBackend } from '../backends/kvm/backend.js';
 import { fallocateAllocates, MAX_POPULATE_BYTES } from '../backends/kvm/rules.js';
 import { packCreateGuestMemfd, STAT_SIZE, unpackStat } from '../backends/kvm/structs.js';
 import { MiB, NO_VM, PAGE, vmArg, type GenState } from '../fuzz/gen_state.js';
@@ -81,6 +82,9 @@ export const createGuestMemfd: OpSpec<CreateGuestMemfdOp> = {
       `flags=${bitNames(op.flags, GMEM_FLAGS, '0')}`,
     );
   },
+  timelineValue(field, v) {
+    return field === 'flags' ? bitNames(v, GMEM_FLAGS, '0') : undefined;
+  },
   runModel(h, op) {
     const r = h.kvmCreateGuestMemfd(ioctlFd(op.vm), toU64(op.size), toU64(op.flags));
     return r.ok ? { result: { ok: true }, createdFd: r.value } : { result: fail(r) };
@@ -121,6 +125,9 @@ export const fallocate: OpSpec<FallocateOp> = {
       offsetText(op.offset),
       lengthText(op.len),
     );
+  },
+  timelineValue(field, v) {
+    return field === 'mode' ? bitNames(v, FALLOC_BITS, '0 (allocate)') : undefined;
   },
   runModel(h, op) {
     const r = h.fallocate(
@@ -186,8 +193,11 @@ export const pread: OpSpec<PreadOp> = {
     const r = h.pread(fileFd(op.fd), toU64(op.len), BigInt.asIntN(64, op.offset));
     return { result: r.ok ? { ok: true, value: bytesToHex(r.value) } : fail(r) };
   },
+  readBytes(op) {
+    return op.len;
+  },
   runKvm(k, op) {
-    return out(k.pread(k.fileFd(op.fd), cU64(op.len), cS64(op.offset)));
+    return out(kvmPread(k, k.fileFd(op.fd), cU64(op.len), cS64(op.offset)));
   },
 };
 
@@ -241,6 +251,29 @@ export const fstat: OpSpec<FstatOp> = {
     return out(r.ret < 0 ? kvmFail(r.errno) : ok({ stat: unpackStat(b) }));
   },
 };
+
+export const GUEST_MEMFD_OPS = [
+  createGuestMemfd,
+  fallocate,
+  ftruncate,
+  pread,
+  pwrite,
+  fstat,
+] as const;
+
+// ---------------------------------------------------------------------------------------------
+// /dev/kvm execution (KvmBackend's machinery: its libc, trace state and fd policy)
+
+/** pread(2) into the trace's scratch buffer (never the Node heap: the kernel writes there). */
+function kvmPread(k: KvmBackend, fd: number, len: bigint, off: bigint): ResultLine {
+  if (len > MAX_READ_BYTES) throw new BackendRefusal(`pread of ${len} bytes: too large to report`);
+  const scratch = k.st.m.scratch;
+  const r = k.c.preadAt(fd, scratch, len, off);
+  if (r.ret < 0n) return kvmFail(r.errno);
+  const b = Buffer.allocUnsafe(Number(r.ret));
+  if (b.length > 0) k.c.copyOut(b, scratch);
+  return ok({ value: bytesToHex(b) });
+}
 
 // ---------------------------------------------------------------------------------------------
 // Fuzz generators

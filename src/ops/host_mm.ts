@@ -2,10 +2,12 @@
  * Op family: the host process's memory — mmap, munmap, mprotect, madvise, and peek / poke (a CPU
  * load or store of the process at an address).
  */
-import { mmapPlacedLength } from '../core/mm/host_layout.js';
+import { mmapPlacedLength, nextArenaCursor } from '../core/mm/host_layout.js';
+import { errnoName } from '../core/base/errno.js';
+import { MAP_HUGETLB } from '../core/base/uapi.js';
 import { toS32, toU64 } from '../core/base/units.js';
 import { bytesToHex } from '../trace/format.js';
-import { withAs } from '../trace/field_reader.js';
+import { MAX_READ_BYTES, withAs } from '../trace/field_reader.js';
 import {
   addrText,
   bitNames,
@@ -18,10 +20,22 @@ import {
   offsetText,
   PROT_BITS,
 } from '../trace/text.js';
-import type { AddrArg, FdArg, ResolvedOp } from '../trace/types.js';
+import {
+  BackendRefusal,
+  type AddrArg,
+  type FdArg,
+  type OpOutcome,
+  type ResolvedFd,
+  type ResolvedOp,
+  type ResultLine,
+} from '../trace/types.js';
 import { fail, fileFd } from '../backends/model_args.js';
-import { out } from '../backends/kvm/outcome.js';
-import { cU64 } from '../backends/kvm/libc.js';
+import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
+import type { KvmBackend } from '../backends/kvm/backend.js';
+import { arena, type Interval } from '../backends/kvm/arena.js';
+import { hostHasPku } from '../backends/kvm/host_facts.js';
+import { mappingAt } from '../backends/kvm/maps.js';
+import { EFAULT, MAP_FAILED, cInt, cU64 } from '../backends/kvm/libc.js';
 import {
   addrOf,
   ceilPage,
@@ -64,6 +78,7 @@ export type HostMmFamilyOp = MmapOp | MunmapOp | MprotectOp | MadviseOp | PeekOp
 /** A resolved munmap, mprotect or madvise. */
 export type VmaOp = Extract<ResolvedOp, { op: 'munmap' | 'mprotect' | 'madvise' }>;
 
+const MAP_HUGETLB_BIT = BigInt(MAP_HUGETLB);
 const MADV_HWPOISON = 100n;
 const MADV_SOFT_OFFLINE = 101n;
 const MADV_POPULATE_READ = 22n;
@@ -133,6 +148,14 @@ export const mmap: OpSpec<MmapOp> = {
       offsetText(op.offset),
     );
   },
+  timelineValue(field, v) {
+    if (field === 'prot') return bitNames(v, PROT_BITS, 'NONE');
+    if (field === 'flags') return bitNames(v, MAP_BITS, '0');
+    return undefined;
+  },
+  usesHugetlb(op) {
+    return (BigInt.asUintN(64, op.flags) & MAP_HUGETLB_BIT) !== 0n;
+  },
   arenaLength(op) {
     return mmapPlacedLength(op.length, Number(op.flags & 0xffffffffn), op.fd === null);
   },
@@ -148,11 +171,17 @@ export const mmap: OpSpec<MmapOp> = {
     return r.ok ? { result: { ok: true }, createdAddr: r.value } : { result: fail(r) };
   },
   runKvm(k, op) {
-    return k.mmap(op.fd, op.length, op.prot, op.flags, op.offset);
+    return kvmMmap(k, op.fd, op.length, op.prot, op.flags, op.offset);
   },
   kvmRefusal(op, env) {
     const plan = planMmap(env.cursor, op.length, op.flags, op.fd === null, env.foreign);
     return plan.enomem ? undefined : plan.refusal;
+  },
+  kvmArena(op, book) {
+    const plan = planMmap(book.cursor, op.length, op.flags, op.fd === null, book.foreign);
+    if (plan.enomem) return;
+    book.traceMapped.add(plan.addr, plan.addr + plan.rounded);
+    book.cursor = nextArenaCursor(plan.addr, plan.rounded);
   },
 };
 
@@ -170,9 +199,14 @@ export const munmap: OpSpec<MunmapOp> = {
     return { result: r.ok ? { ok: true } : fail(r) };
   },
   runKvm(k, op) {
-    return out(k.vmaOp(op));
+    return out(kvmVmaOp(k, op));
   },
   kvmRefusal: vmaRefusal,
+  kvmArena(op, book) {
+    const addr = addrOf(op.addr);
+    const len = cU64(op.length);
+    if (!vmaRangeWraps(addr, len)) book.traceMapped.remove(addr, ceilPage(addr + len));
+  },
   hostRanges: vmaRanges,
 };
 
@@ -198,12 +232,15 @@ export const mprotect: OpSpec<MprotectOp> = {
       bitNames(op.prot, PROT_BITS, 'PROT_NONE', 'PROT_'),
     );
   },
+  timelineValue(field, v) {
+    return field === 'prot' ? bitNames(v, PROT_BITS, 'NONE') : undefined;
+  },
   runModel(h, op) {
     const r = h.mprotect(op.addr, toU64(op.length), Number(toS32(op.prot)));
     return { result: r.ok ? { ok: true } : fail(r) };
   },
   runKvm(k, op) {
-    return out(k.vmaOp(op));
+    return out(kvmVmaOp(k, op));
   },
   kvmRefusal: vmaRefusal,
   hostRanges: vmaRanges,
@@ -231,12 +268,15 @@ export const madvise: OpSpec<MadviseOp> = {
       MADV_NAMES.get(op.advice) ?? op.advice.toString(),
     );
   },
+  timelineValue(field, v) {
+    return field === 'advice' ? MADV_NAMES.get(v) : undefined;
+  },
   runModel(h, op) {
     const r = h.madvise(op.addr, toU64(op.length), Number(toS32(op.advice)));
     return { result: r.ok ? { ok: true } : fail(r) };
   },
   runKvm(k, op) {
-    return out(k.vmaOp(op));
+    return out(kvmVmaOp(k, op));
   },
   kvmRefusal: vmaRefusal,
   hostRanges: vmaRanges,
@@ -257,8 +297,11 @@ export const peek: OpSpec<PeekOp> = {
       result: r.ok ? { ok: true, value: bytesToHex(r.data!) } : { ok: false, fault: r.fault },
     };
   },
+  readBytes(op) {
+    return op.len;
+  },
   runKvm(k, op) {
-    return out(k.peek(addrOf(op.addr), cU64(op.len)));
+    return out(kvmPeek(k, addrOf(op.addr), cU64(op.len)));
   },
   kvmRefusal(op, env) {
     const len = cU64(op.len);
@@ -285,7 +328,7 @@ export const poke: OpSpec<PokeOp> = {
     return { result: r.ok ? { ok: true } : { ok: false, fault: r.fault } };
   },
   runKvm(k, op) {
-    return out(k.poke(addrOf(op.addr), op.bytes));
+    return out(kvmPoke(k, addrOf(op.addr), op.bytes));
   },
   kvmRefusal(op, env) {
     const len = BigInt(op.bytes.length);
@@ -299,6 +342,219 @@ export const poke: OpSpec<PokeOp> = {
 };
 
 export const HOST_MM_OPS = [mmap, munmap, mprotect, madvise, peek, poke] as const;
+
+// ---------------------------------------------------------------------------------------------
+// /dev/kvm execution (KvmBackend's machinery: its libc, trace state and fd policy)
+
+const MAP_ANONYMOUS = 0x20;
+const MAP_FIXED_NOREPLACE = 0x100000;
+const MAP_FIXED = 0x10;
+const MAP_TYPE = 0x0f;
+const MAP_SHARED_VALIDATE = 0x03;
+
+/**
+ * Bytes a peek / poke moves through the pipe per write/read pair: the default pipe capacity
+ * (PIPE_DEF_BUFFERS pages), so one pair moves up to 16 pages.
+ */
+const PIPE_CHUNK = 16 * 4096;
+const U64_MAX = 0xffff_ffff_ffff_ffffn;
+
+function kvmMmap(
+  k: KvmBackend,
+  fdArg: ResolvedFd | null,
+  length: bigint,
+  prot: bigint,
+  flags: bigint,
+  offset: bigint,
+): OpOutcome {
+  const t = k.st;
+  const len = cU64(length);
+  // exec() has refused the slot-occupied and over-limit cases already (same plan).
+  const plan = planMmap(t.cursor, length, flags, fdArg === null, arena.foreign);
+  if (plan.enomem) return out(kvmFail(12 /* ENOMEM */));
+  const { addr, rounded } = plan;
+  const fd = fdArg === null ? -1 : k.fileFd(fdArg);
+  // MAP_FIXED_NOREPLACE is not in the kernel's LEGACY_MAP_MASK, so adding it to a
+  // MAP_SHARED_VALIDATE request would turn every such file mapping into EOPNOTSUPP. For those
+  // use MAP_FIXED: the range has just been lifted from our reservation, so nothing is replaced.
+  const traceFlags = cInt(flags);
+  const validate =
+    (traceFlags & MAP_TYPE) === MAP_SHARED_VALIDATE && (traceFlags & MAP_FIXED_NOREPLACE) === 0;
+  const f =
+    traceFlags |
+    (validate ? MAP_FIXED : MAP_FIXED_NOREPLACE) |
+    (fdArg === null ? MAP_ANONYMOUS : 0);
+  const lifted = arena.lift(addr, addr + rounded);
+  const r = k.c.mmap(addr, len, cInt(prot), f, fd, offset);
+  if (r.ret === MAP_FAILED) {
+    arena.restore(lifted);
+    return out(kvmFail(r.errno));
+  }
+  if (r.ret !== addr) {
+    // A kernel without MAP_FIXED_NOREPLACE (before 4.17) takes the address as a hint.
+    k.c.munmap(r.ret, len);
+    arena.restore(lifted);
+    throw new BackendRefusal(
+      `mmap: the kernel placed the mapping at 0x${r.ret.toString(16)}, not at the arena address 0x${addr.toString(16)} (no MAP_FIXED_NOREPLACE)`,
+    );
+  }
+  arena.traceMapped.add(addr, addr + rounded);
+  t.cursor = nextArenaCursor(addr, rounded);
+  return out(ok(), { createdAddr: addr });
+}
+
+function kvmVmaOp(k: KvmBackend, op: VmaOp): ResultLine {
+  const addr = addrOf(op.addr);
+  const len = cU64(op.length);
+  // A range that wraps past 2^64 is rejected by the kernel's argument checks before any VMA is
+  // touched (munmap EINVAL, mprotect ENOMEM, madvise EINVAL): run it as is.
+  if (vmaRangeWraps(addr, len)) {
+    const w =
+      op.op === 'munmap'
+        ? k.c.munmap(addr, len)
+        : op.op === 'mprotect'
+          ? k.c.mprotect(addr, len, cInt(op.prot))
+          : k.c.madvise(addr, len, cInt(op.advice));
+    return w.ret < 0 ? kvmFail(w.errno) : ok();
+  }
+  // The kernel acts on whole pages: lift the page-rounded range (exec() has checked it).
+  const lo = floorPage(addr);
+  const hi = ceilPage(addr + len);
+  const lifted: Interval[] = arena.lift(lo, hi);
+  let r;
+  if (op.op === 'munmap') r = k.c.munmap(addr, len);
+  else if (op.op === 'mprotect') r = k.c.mprotect(addr, len, cInt(op.prot));
+  else r = k.c.madvise(addr, len, cInt(op.advice));
+  if (op.op === 'munmap' && r.ret === 0) {
+    arena.traceMapped.remove(addr, ceilPage(addr + len));
+    arena.restore(arena.reservedWithin(lo, hi));
+  } else arena.restore(lifted);
+  return r.ret < 0 ? kvmFail(r.errno) : ok();
+}
+
+// -------------------------------------------------------------------------------------------
+// peek / poke through the kernel's user-copy path (faults become EFAULT, never signals)
+
+let drainBuf: Buffer | undefined;
+
+/** Empty the pipe (after an op, or after a transfer that left bytes in it). */
+function drain(k: KvmBackend, rfd: number): void {
+  const b = (drainBuf ??= Buffer.alloc(PIPE_CHUNK));
+  while (k.c.read(rfd, b, b.length).ret > 0n);
+}
+
+/** A pipe error other than a fault: the backend's own copy failed, which no result can say. */
+function pipeFailed(op: 'peek' | 'poke', call: string, errno: number): never {
+  throw new BackendRefusal(
+    `${op}: the real backend's pipe ${call} failed with ${errnoName(errno)}; the access could not be made`,
+  );
+}
+
+/** Which signal a CPU access to the faulting page would raise, from the kernel's own view. */
+function classifyFault(k: KvmBackend, page: bigint, need: 'r' | 'w'): 'SIGSEGV' | 'SIGBUS' {
+  const m = mappingAt(page, k.st.m.proc.maps());
+  if (m === undefined) return 'SIGSEGV';
+  // x86 access_error(): a write needs VM_WRITE; a read is allowed on any accessible VMA (read,
+  // write or exec permission), except an execute-only one on a host with protection keys, where
+  // it carries the execute-only key (the read faults with SEGV_PKUERR).
+  const p = m.perms;
+  const readable = p.includes('r') || p.includes('w') || (p.includes('x') && !hostHasPku());
+  if (need === 'w' ? !p.includes('w') : !readable) return 'SIGSEGV';
+  if (k.st.m.proc.isGuardPage(page)) return 'SIGSEGV';
+  return 'SIGBUS';
+}
+
+/**
+ * Bytes of the next pipe transfer at `a`. A transfer starting inside a page stops at its end,
+ * so after it every transfer starts on a page boundary and each pipe buffer (one page, filled
+ * from the start by pipe_write() / drained by pipe_read()) covers exactly one page of the
+ * trace's memory: a fault then ends the transfer exactly at the faulting page. `careful`
+ * transfers stay within one page, so an EFAULT names that page; they follow any transfer that
+ * came up short or failed as a whole (import_ubuf() rejects a range crossing TASK_SIZE before
+ * copying anything).
+ */
+function step(a: bigint, left: number, careful: boolean): number {
+  const off = Number(a & (PAGE - 1n));
+  return Math.min(left, careful || off !== 0 ? Number(PAGE) - off : PIPE_CHUNK);
+}
+
+/**
+ * A CPU load of [addr, addr+len) made by the kernel instead: write(2) from that memory into
+ * the pipe (copy_from_user() in pipe_write(): a fault is EFAULT or a short count, never a
+ * signal), then read(2) the bytes back into the result.
+ */
+function kvmPeek(k: KvmBackend, addr: bigint, len: bigint): ResultLine {
+  if (len === 0n) return ok({ value: '' });
+  if (len > MAX_READ_BYTES) throw new BackendRefusal(`peek of ${len} bytes: too large to report`);
+  const [rfd, wfd] = k.st.m.pipe;
+  const n = Number(len);
+  // Every byte is written before the result is built; a faulting peek returns no data.
+  const data = Buffer.allocUnsafe(n);
+  let done = 0;
+  let careful = false;
+  try {
+    while (done < n) {
+      const a = addr + BigInt(done);
+      if (a > U64_MAX) return { ok: false, fault: 'SIGSEGV' };
+      const want = step(a, n - done, careful);
+      const w = k.c.writeFrom(wfd, a, want);
+      if (w.ret < 0n) {
+        if (w.errno !== EFAULT) pipeFailed('peek', 'write', w.errno);
+        if (careful) return { ok: false, fault: classifyFault(k, floorPage(a), 'r') };
+        careful = true;
+        continue;
+      }
+      const got = Number(w.ret);
+      if (got === 0) pipeFailed('peek', 'write', 0);
+      const rr = k.c.read(rfd, data.subarray(done, done + got), got);
+      if (rr.ret !== BigInt(got)) pipeFailed('peek', 'read', rr.errno);
+      done += got;
+      careful = got < want;
+    }
+    return ok({ value: bytesToHex(data) });
+  } finally {
+    drain(k, rfd);
+  }
+}
+
+/**
+ * A CPU store made by the kernel instead: write(2) the bytes into the pipe, then read(2) them
+ * into [addr, addr+len) (copy_to_user() in pipe_read()). pipe_read() counts only whole pipe
+ * buffers it copied, and leaves the rest in the pipe: a transfer that stops early is followed
+ * by draining the pipe, so the next one starts from the trace's bytes at the right offset.
+ */
+function kvmPoke(k: KvmBackend, addr: bigint, bytes: Uint8Array): ResultLine {
+  const n = bytes.length;
+  if (n === 0) return ok();
+  const [rfd, wfd] = k.st.m.pipe;
+  const src = Buffer.from(bytes.buffer, bytes.byteOffset, n);
+  let done = 0;
+  let careful = false;
+  try {
+    while (done < n) {
+      const a = addr + BigInt(done);
+      if (a > U64_MAX) return { ok: false, fault: 'SIGSEGV' };
+      const want = step(a, n - done, careful);
+      const w = k.c.write(wfd, src.subarray(done, done + want), want);
+      if (w.ret <= 0n) pipeFailed('poke', 'write', w.errno);
+      const put = Number(w.ret);
+      const r = k.c.readTo(rfd, a, put);
+      if (r.ret < 0n && r.errno !== EFAULT) pipeFailed('poke', 'read', r.errno);
+      const got = r.ret < 0n ? 0 : Number(r.ret);
+      done += got;
+      if (got === put) {
+        careful = false;
+        continue;
+      }
+      drain(k, rfd);
+      if (got === 0 && careful) return { ok: false, fault: classifyFault(k, floorPage(a), 'w') };
+      careful = true;
+    }
+    return ok();
+  } finally {
+    drain(k, rfd);
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Fuzz generators

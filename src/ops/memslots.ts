@@ -73,6 +73,10 @@ type ResolvedRegion = {
   readonly userspace_addr: bigint;
 };
 
+function regionTimelineValue(field: string, v: bigint): string | undefined {
+  return field === 'flags' ? bitNames(v, MEM_FLAGS, '0') : undefined;
+}
+
 function regionRefusal(op: ResolvedRegion, env: RefusalEnv): string | undefined {
   const ua = addrOf(op.userspace_addr);
   if (slotRejectedEarly(op, ua)) return undefined;
@@ -94,6 +98,7 @@ export const setUserMemoryRegion: OpSpec<SetUserMemoryRegionOp> = {
   renderArgs(op, a) {
     renderRegion(op, a);
   },
+  timelineValue: regionTimelineValue,
   runModel(h, op) {
     const region = {
       slot: toU32(op.slot),
@@ -137,6 +142,7 @@ export const setUserMemoryRegion2: OpSpec<SetUserMemoryRegion2Op> = {
     if ((op.flags & 4n) !== 0n)
       a.push(`gmem=${fdText(op.guest_memfd)}`, `offset=${offsetText(op.guest_memfd_offset)}`);
   },
+  timelineValue: regionTimelineValue,
   runModel(h, op) {
     const region = {
       slot: toU32(op.slot),

@@ -14,9 +14,20 @@ import type { Style } from '../trace/text.js';
 import type { OpOutcome, ResolveOp } from '../trace/types.js';
 import type { KvmBackend } from '../backends/kvm/backend.js';
 import type { RefusalEnv } from '../backends/kvm/rules.js';
+import type { IntervalSet } from '../backends/kvm/arena.js';
 
 /** The fields every trace op has besides its own: its source line and the optional handle name. */
 export type OpCommon = { readonly line: number; readonly as?: string };
+
+/** The real backend's arena bookkeeping as precheck.ts keeps it. */
+export type ArenaBook = {
+  /** The arena address the next successful mmap gets. */
+  cursor: bigint;
+  /** The trace's own mappings. */
+  readonly traceMapped: IntervalSet;
+  /** Parts of the arena held by memory of the backend process. */
+  readonly foreign: { intersects(s: bigint, e: bigint): boolean };
+};
 
 /** A host address range [start, end) an op touches (the real backend checks it). */
 export type HostRange = { start: bigint; end: bigint };
@@ -53,6 +64,28 @@ export interface OpSpec<O extends { readonly op: string }> {
    * closed, not unbound); absent for ops that close nothing.
    */
   closedFd?(op: ResolveOp<OpCommon & O>): number | undefined;
+  /**
+   * Parts of the op a shrinker may drop one at a time (KVM_RUN's guest steps): how many there
+   * are, and the op without part `j`.
+   */
+  subSteps?(op: OpCommon & O): number;
+  withoutSubStep?(op: OpCommon & O, j: number): OpCommon & O;
+  /** Bytes a successful op copies into its result line (reads that return data). */
+  readBytes?(op: OpCommon & O): bigint;
+  /** The op maps hugetlb memory (the model knows only an empty hugetlb pool). */
+  usesHugetlb?(op: OpCommon & O): boolean;
+  /**
+   * The scenario timeline (cli/describe.ts): a symbolic value for an integer field with
+   * well-known constants, and whether a field is left out (a default not worth showing).
+   */
+  timelineValue?(field: string, v: bigint): string | undefined;
+  timelineHides?(field: string, v: unknown): boolean;
+  /**
+   * The arena bookkeeping the real backend does when the op succeeds (placing a mapping at the
+   * cursor, dropping an unmapped range), applied to `book`: precheck.ts mirrors the backend
+   * with it on a model replay.
+   */
+  kvmArena?(op: ResolveOp<OpCommon & O>, book: ArenaBook): void;
   /** The real backend's reason to refuse the op in `env` (absent: never refused). */
   kvmRefusal?(op: ResolveOp<OpCommon & O>, env: RefusalEnv): string | undefined;
   /** Host address ranges the real backend checks before running the op (fuzzer's realSafe). */

@@ -1,22 +1,52 @@
 /**
  * Op family: vCPUs and guest runs — KVM_CREATE_VCPU, KVM_RUN (with its guest program steps).
  */
-import {
-  checkWidth,
-  FieldReader,
-  MAX_GUEST_STEPS,
-  parseInteger,
-  withAs,
-  type Obj,
-} from '../trace/field_reader.js';
+import { checkWidth, FieldReader, parseInteger, withAs, type Obj } from '../trace/field_reader.js';
 import { JsonNumber } from '../trace/json.js';
 import { didYouMean, quote } from '../trace/suggest.js';
 import { bytesHex, ellipsis, fdText, hex, type Style } from '../trace/text.js';
-import type { FdArg, GuestStep } from '../trace/types.js';
+import {
+  BackendRefusal,
+  type Exit,
+  type FdArg,
+  type GuestStep,
+  type OpOutcome,
+  type ResolvedFd,
+  type ResultLine,
+} from '../trace/types.js';
+import { bytesToHex } from '../trace/format.js';
+import { errnoName } from '../core/base/errno.js';
+import { KVM_IOCTL, TRACE_CODE_GPA, TRACE_CODE_SLOT } from '../core/base/uapi.js';
 import { toU64 } from '../core/base/units.js';
 import { exitToTrace, fail, ioctlFd } from '../backends/model_args.js';
-import { out } from '../backends/kvm/outcome.js';
-import { compileGuest } from '../backends/kvm/guest_code.js';
+import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
+import type { KvmBackend, VmInfo } from '../backends/kvm/backend.js';
+import { EAGAIN, EFAULT, EHWPOISON, EINTR, MAP_FAILED } from '../backends/kvm/libc.js';
+import { PAGE } from '../backends/kvm/rules.js';
+import {
+  KVM_EXIT_IO_OUT,
+  KVM_SREGS_SIZE,
+  RUN,
+  RUN_HEADER_BYTES,
+  decodeRun,
+  packMemoryRegion,
+  packRegs,
+  writeDtable,
+  writeSegment,
+  writeSreg,
+} from '../backends/kvm/structs.js';
+import {
+  CODE_PAGE_SIZE,
+  FLAT_CODE,
+  FLAT_DATA,
+  LDT,
+  TSS,
+  PORT_CONTINUE,
+  PORT_HYPERCALL_RET,
+  PORT_LOAD,
+  compileGuest,
+  type CompiledProgram,
+} from '../backends/kvm/guest_code.js';
 import { NO_VM, vmArg, type GenState } from '../fuzz/gen_state.js';
 import type { OpSpec } from './spec.js';
 
@@ -31,6 +61,9 @@ export type RunOp = {
   readonly guest: readonly GuestStep[];
 };
 export type VcpuFamilyOp = CreateVcpuOp | RunOp;
+
+/** Largest guest program (steps per KVM_RUN). */
+export const MAX_GUEST_STEPS = 100_000;
 
 const STEP_FIELDS: Readonly<Record<string, readonly string[]>> = {
   store: ['gpa', 'hex'],
@@ -129,7 +162,7 @@ export const createVcpu: OpSpec<CreateVcpuOp> = {
     return r.ok ? { result: { ok: true }, createdFd: r.value } : { result: fail(r) };
   },
   runKvm(k, op) {
-    return k.createVcpu(k.ioctlFd(op.vm), op.id);
+    return kvmCreateVcpu(k, k.ioctlFd(op.vm), op.id);
   },
 };
 
@@ -158,12 +191,229 @@ export const run: OpSpec<RunOp> = {
       result: r.errno === undefined ? { ok: true, exits } : { ok: false, errno: r.errno, exits },
     };
   },
+  subSteps(op) {
+    return op.guest.length;
+  },
+  withoutSubStep(o, j) {
+    const guest = [...o.guest.slice(0, j), ...o.guest.slice(j + 1)];
+    return { ...o, guest };
+  },
   runKvm(k, op) {
-    return out(k.run(op.vcpu, compileGuest(op.guest)));
+    return out(kvmRun(k, op.vcpu, compileGuest(op.guest)));
   },
 };
 
 export const VCPU_OPS = [createVcpu, run] as const;
+
+// ---------------------------------------------------------------------------------------------
+// /dev/kvm execution (KvmBackend's machinery: its libc, trace state and fd policy)
+
+const PROT_READ = 1;
+const PROT_WRITE = 2;
+const MAP_SHARED = 0x01;
+
+/** KVM_RUN loop bounds. */
+const RUN_TIMEOUT_MS = 2000;
+const RUN_MAX_RETRIES = 10_000;
+const RUN_MAX_EXITS_FLOOR = 100_000;
+const SIGURG = 23;
+
+function kvmCreateVcpu(k: KvmBackend, vmFd: number, id: bigint): OpOutcome {
+  const t = k.st;
+  const r = k.c.ioctlInt(vmFd, KVM_IOCTL.KVM_CREATE_VCPU, id);
+  if (r.ret < 0) return out(kvmFail(r.errno));
+  const fd = r.ret;
+  t.owned.add(fd);
+  const vm = t.vms.get(vmFd) ?? { fd: -1, hadVcpu: false, codeSlot: false };
+  const len = BigInt(k.vcpuMmapSize);
+  const m = k.c.mmap(0n, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0n);
+  // The vCPU exists (its fd is owned and closed at end()); without its kvm_run page the backend
+  // cannot run it, which no result line can say (ENOMEM at vm.max_map_count, say).
+  if (m.ret === MAP_FAILED)
+    throw new BackendRefusal(
+      `KVM_CREATE_VCPU: the real backend cannot map the new vCPU's kvm_run area (mmap failed with ${errnoName(m.errno)})`,
+    );
+  t.internal.push({ addr: m.ret, len });
+  t.vcpus.set(fd, { fd, vm, run: m.ret, runSize: k.vcpuMmapSize });
+  if (!vm.hadVcpu) {
+    vm.hadVcpu = true;
+    ensureCodeSlot(k, vm);
+  }
+  return out(ok(), { createdFd: fd });
+}
+
+/**
+ * Create memslot 32763 (GPA 0xFFFFF000) on the trace's code page if the VM lacks it. All VMs
+ * share the page: each run writes its program there before its first KVM_RUN, and runs do not
+ * overlap.
+ */
+function ensureCodeSlot(k: KvmBackend, vm: VmInfo): boolean {
+  if (vm.codeSlot) return true;
+  if (vm.fd < 0) return false;
+  const region = packMemoryRegion({
+    slot: BigInt(TRACE_CODE_SLOT),
+    flags: 0n,
+    guest_phys_addr: TRACE_CODE_GPA,
+    memory_size: PAGE,
+    userspace_addr: k.st.m.codePage,
+  });
+  vm.codeSlot = k.c.ioctlBuf(vm.fd, KVM_IOCTL.KVM_SET_USER_MEMORY_REGION, region).ret === 0;
+  return vm.codeSlot;
+}
+
+function writeCode(k: KvmBackend, page: bigint, code: Uint8Array): void {
+  const b = Buffer.alloc(CODE_PAGE_SIZE, 0xf4); // hlt everywhere after the batch
+  b.set(code, 0);
+  k.c.copyIn(page, b);
+}
+
+function setupVcpu(k: KvmBackend, fd: number): number {
+  const c = k.c;
+  const sregs = Buffer.alloc(KVM_SREGS_SIZE);
+  let r = c.ioctlBuf(fd, KVM_IOCTL.KVM_GET_SREGS, sregs);
+  if (r.ret < 0) return r.errno;
+  writeSegment(sregs, 'cs', FLAT_CODE);
+  for (const s of ['ds', 'es', 'fs', 'gs', 'ss'] as const) writeSegment(sregs, s, FLAT_DATA);
+  writeSegment(sregs, 'tr', TSS);
+  writeSegment(sregs, 'ldt', LDT);
+  writeDtable(sregs, 'gdt', 0n, 0);
+  writeDtable(sregs, 'idt', 0n, 0);
+  writeSreg(sregs, 'cr0', 1n);
+  writeSreg(sregs, 'cr3', 0n);
+  writeSreg(sregs, 'cr4', 0n);
+  writeSreg(sregs, 'efer', 0n);
+  r = c.ioctlBuf(fd, KVM_IOCTL.KVM_SET_SREGS, sregs);
+  if (r.ret < 0) return r.errno;
+  return resetRip(k, fd);
+}
+
+function resetRip(k: KvmBackend, fd: number): number {
+  const r = k.c.ioctlBuf(fd, KVM_IOCTL.KVM_SET_REGS, packRegs({ rip: TRACE_CODE_GPA, rflags: 2n }));
+  return r.ret < 0 ? r.errno : 0;
+}
+
+/**
+ * Arm (ms > 0) or disarm (0) the KVM_RUN watchdog: a POSIX timer that sends SIGURG to this
+ * thread after `ms`, then every 50 ms, so a guest that never exits makes KVM_RUN return EINTR.
+ */
+function armWatchdog(k: KvmBackend, ms: number): void {
+  if (k.timer === undefined) {
+    if (ms === 0) return;
+    const r = k.c.timerCreateThread(k.c.gettid(), SIGURG);
+    if (r.errno !== 0) return; // no watchdog: the exit bound still applies
+    k.timer = r.ret;
+  }
+  if (ms > 0) k.c.timerSettime(k.timer, BigInt(ms) * 1_000_000n, 50_000_000n);
+  else k.c.timerSettime(k.timer, 0n, 0n);
+}
+
+function kvmRun(k: KvmBackend, vcpuArg: ResolvedFd, prog: CompiledProgram): ResultLine {
+  const c = k.c;
+  const fd = k.ioctlFd(vcpuArg);
+  const vcpu = k.st.vcpus.get(fd);
+  if (vcpu === undefined) {
+    // Not one of the trace's vCPUs: the ioctl fails (EBADF, ENOTTY); report it as is.
+    const r = c.ioctlInt(fd, KVM_IOCTL.KVM_RUN, 0n);
+    return r.ret < 0 ? kvmFail(r.errno, { exits: [] }) : ok({ exits: [] });
+  }
+  if (!ensureCodeSlot(k, vcpu.vm)) return { ok: false, errno: 'ENOEXEC', exits: [] };
+  const page = k.st.m.codePage;
+  const exits: Exit[] = [];
+  let batch = 0;
+  writeCode(k, page, prog.batches[0]!);
+  const e = setupVcpu(k, fd);
+  if (e !== 0) return kvmFail(e, { exits });
+
+  const header = Buffer.alloc(RUN_HEADER_BYTES);
+  const zero4 = Buffer.alloc(4);
+  const zero8 = Buffer.alloc(8);
+  let loadIdx = 0;
+  let nExits = 0;
+  let retries = 0;
+  const maxExits = RUN_MAX_EXITS_FLOOR + 4 * prog.loads.length + 4 * prog.batches.length;
+  // Emulated steps cost microseconds each: allow 0.1 ms per step on top of the base budget.
+  const budgetMs = RUN_TIMEOUT_MS + Math.ceil(prog.steps / 10);
+  const deadline = Date.now() + budgetMs;
+  armWatchdog(k, budgetMs);
+  try {
+    for (;;) {
+      c.copyIn(vcpu.run + BigInt(RUN.exit_reason), zero4); // so a stale reason is never read
+      const r = c.ioctlInt(fd, KVM_IOCTL.KVM_RUN, 0n);
+      if (r.ret < 0) {
+        if (
+          (r.errno === EINTR || r.errno === EAGAIN) &&
+          ++retries <= RUN_MAX_RETRIES &&
+          Date.now() < deadline
+        )
+          continue;
+        if (r.errno === EFAULT || r.errno === EHWPOISON) {
+          c.copyOut(header, vcpu.run);
+          const x = decodeRun(header);
+          if (x.kind === 'memory_fault')
+            exits.push({ reason: 'MEMORY_FAULT', gpa: x.gpa, size: x.size, flags: x.flags });
+        }
+        return kvmFail(r.errno, { exits });
+      }
+      if (++nExits > maxExits) return { ok: false, errno: 'ELOOP', exits };
+      c.copyOut(header, vcpu.run);
+      const x = decodeRun(header);
+      switch (x.kind) {
+        case 'io': {
+          if (x.direction !== KVM_EXIT_IO_OUT || x.count !== 1) break;
+          if (x.port === PORT_LOAD && loadIdx < prog.loads.length) {
+            const ld = prog.loads[loadIdx++]!;
+            const data = Buffer.alloc(x.size);
+            c.copyOut(data, vcpu.run + x.dataOffset, x.size);
+            exits.push({ reason: 'LOAD', gpa: ld.gpa, hex: bytesToHex(data) });
+            continue;
+          }
+          if (x.port === PORT_HYPERCALL_RET) {
+            const data = Buffer.alloc(x.size);
+            c.copyOut(data, vcpu.run + x.dataOffset, x.size);
+            exits.push({ reason: 'HYPERCALL_RET', hex: bytesToHex(data) });
+            continue;
+          }
+          if (x.port === PORT_CONTINUE && batch + 1 < prog.batches.length) {
+            writeCode(k, page, prog.batches[++batch]!);
+            const e2 = resetRip(k, fd);
+            if (e2 !== 0) return kvmFail(e2, { exits });
+            continue;
+          }
+          break;
+        }
+        case 'mmio':
+          if (x.isWrite) {
+            exits.push({
+              reason: 'MMIO',
+              gpa: x.physAddr,
+              len: x.len,
+              is_write: true,
+              hex: bytesToHex(x.data.subarray(0, Math.min(x.len, 8))),
+            });
+          } else {
+            exits.push({ reason: 'MMIO', gpa: x.physAddr, len: x.len, is_write: false });
+            c.copyIn(vcpu.run + BigInt(RUN.mmio_data), zero8);
+          }
+          continue;
+        case 'hypercall':
+          exits.push({ reason: 'HYPERCALL', nr: x.nr, args: x.args.slice(0, 3) });
+          c.copyIn(vcpu.run + BigInt(RUN.hypercall_ret), zero8);
+          continue;
+        case 'internal':
+          exits.push({ reason: 'INTERNAL_ERROR', suberror: x.suberror });
+          return ok({ exits });
+        default:
+          break;
+      }
+      if (x.reason === 5) exits.push({ reason: 'HLT' });
+      else if (x.reason === 8) exits.push({ reason: 'SHUTDOWN' });
+      else exits.push({ reason: 'UNKNOWN', exit_reason: x.reason });
+      return ok({ exits });
+    }
+  } finally {
+    armWatchdog(k, 0);
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Fuzz generators

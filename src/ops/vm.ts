@@ -52,6 +52,12 @@ export const createVm: OpSpec<CreateVmOp> = {
   renderArgs(op, a) {
     a.push(fdText(op.fd), `type=${VM_TYPES[Number(op.type)] ?? op.type.toString()}`);
   },
+  timelineValue(field, v) {
+    return field === 'type' ? (VM_TYPES[Number(v)] ?? undefined) : undefined;
+  },
+  timelineHides(field) {
+    return field === 'fd';
+  },
   runModel(h, op) {
     const r = h.kvmCreateVm(ioctlFd(op.fd), toU64(op.type));
     return r.ok ? { result: { ok: true }, createdFd: r.value } : { result: fail(r) };
@@ -83,6 +89,13 @@ export const checkExtension: OpSpec<CheckExtensionOp> = {
   },
   renderArgs(op, a) {
     a.push(fdText(op.fd), CAP_NAMES.get(op.cap) ?? op.cap.toString());
+  },
+  timelineValue(field, v) {
+    return field === 'cap' ? CAP_NAMES.get(v) : undefined;
+  },
+  timelineHides(field, v) {
+    const f = v as FdArg;
+    return field === 'fd' && f.kind === 'handle' && f.name === 'kvm';
   },
   runModel(h, op) {
     const r = h.kvmCheckExtension(ioctlFd(op.fd), toU64(op.cap));
@@ -122,6 +135,9 @@ export const enableCap: OpSpec<EnableCapOp> = {
     a.push(fdText(op.fd), CAP_NAMES.get(op.cap) ?? op.cap.toString());
     if (op.flags !== 0n) a.push(`flags=${hex(op.flags)}`);
     if (op.args.length > 0) a.push(`args=[${op.args.map(hex).join(', ')}]`);
+  },
+  timelineValue(field, v) {
+    return field === 'cap' ? CAP_NAMES.get(v) : undefined;
   },
   runModel(h, op) {
     const r = h.kvmEnableCap(ioctlFd(op.fd), toU32(op.cap), toU32(op.flags), op.args.map(toU64));

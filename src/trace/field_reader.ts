@@ -27,8 +27,6 @@ export type Obj = Record<string, unknown>;
 
 /** Largest peek/pread a trace may ask for (both backends copy the data into the result line). */
 export const MAX_READ_BYTES = 16n << 20n;
-/** Largest guest program (steps per KVM_RUN). */
-export const MAX_GUEST_STEPS = 100_000;
 
 /** Largest poke/pwrite (the data is on the trace line as hex). */
 export const MAX_WRITE_BYTES = 16n << 20n;

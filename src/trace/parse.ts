@@ -22,7 +22,6 @@ import { OP_LIST, OPS } from '../ops/registry.js';
 export {
   checkWidth,
   MAX_ERRORS,
-  MAX_GUEST_STEPS,
   MAX_LINE_CHARS,
   MAX_READ_BYTES,
   MAX_WRITE_BYTES,
@@ -31,6 +30,7 @@ export {
   TraceInputError,
   type Width,
 } from './field_reader.js';
+export { MAX_GUEST_STEPS } from '../ops/vcpu.js';
 
 /** The ops that take `as`, for messages: "A, B, C and D". */
 const BINDING_OPS = ((names: string[]) =>

@@ -30,23 +30,16 @@
  * pread buffer at kernel-chosen addresses outside the arena) and arena pieces that become foreign while the
  * trace runs. No trace can name such addresses deliberately, but a wide raw range may hit one.
  */
-import { nextArenaCursor, MMAP_ARENA_BASE, MMAP_ARENA_END } from '../../core/mm/host_layout.js';
+import { MMAP_ARENA_BASE, MMAP_ARENA_END } from '../../core/mm/host_layout.js';
 import type { KernelProfile } from '../../core/profiles/profile.js';
 import { HandleTable, resolveOp, stepTrace } from '../../trace/runner.js';
 import type { TraceOp } from '../../trace/types.js';
 import { ModelBackend, fileFd } from '../model.js';
 import { IntervalSet, arena } from './arena.js';
-import { cU64 } from './libc.js';
-import { kvmRefusalOf } from '../../ops/registry.js';
+import { kvmRefusalOf, OPS } from '../../ops/registry.js';
+import type { ArenaBook } from '../../ops/spec.js';
 import { readMaps, type MapsEntry } from './maps.js';
-import {
-  addrOf,
-  ceilPage,
-  planMmap,
-  vmaRangeWraps,
-  type MmapPlan,
-  type RefusalEnv,
-} from './rules.js';
+import type { RefusalEnv } from './rules.js';
 
 export type Refusal = { readonly line: number; readonly op: string; readonly reason: string };
 
@@ -75,13 +68,13 @@ export function precheckTrace(
   const procMaps = (): readonly MapsEntry[] => (maps ??= readMaps());
   const foreign = arena.reserved ? arena.foreign : arenaOccupants(procMaps());
   const traceMapped = new IntervalSet();
-  let cursor = MMAP_ARENA_BASE;
+  const book: ArenaBook = { cursor: MMAP_ARENA_BASE, traceMapped, foreign };
 
   const model = new ModelBackend(profile, { events: false });
   const table = new HandleTable(model.begin());
   const env: RefusalEnv = {
     get cursor() {
-      return cursor;
+      return book.cursor;
     },
     foreign,
     get traceMapped() {
@@ -98,21 +91,11 @@ export function precheckTrace(
       const resolved = resolveOp(op, table);
       const reason = kvmRefusalOf(resolved, env);
       if (reason !== undefined) return { line: op.line, op: op.op, reason };
-      const plan: MmapPlan | undefined =
-        resolved.op === 'mmap'
-          ? planMmap(cursor, resolved.length, resolved.flags, resolved.fd === null, foreign)
-          : undefined;
       const result = stepTrace(op, model, table);
       if (!result.ok) continue;
-      // The backend's bookkeeping after a successful op (KvmBackend.mmap and vmaOp).
-      if (plan !== undefined && !plan.enomem) {
-        traceMapped.add(plan.addr, plan.addr + plan.rounded);
-        cursor = nextArenaCursor(plan.addr, plan.rounded);
-      } else if (resolved.op === 'munmap') {
-        const addr = addrOf(resolved.addr);
-        const len = cU64(resolved.length);
-        if (!vmaRangeWraps(addr, len)) traceMapped.remove(addr, ceilPage(addr + len));
-      }
+      // The backend's bookkeeping after a successful op (the op family's mmap and munmap).
+      const spec = OPS.get(resolved.op)!;
+      if (spec.kvmArena !== undefined) spec.kvmArena(resolved, book);
     }
   } finally {
     model.end();

@@ -1,0 +1,180 @@
+/**
+ * The op registry (src/ops/registry.ts) is complete and consistent: every family's ops are
+ * registered once, each op has every part (fields, parser, text, model and /dev/kvm execution),
+ * the field list is exactly what the parser reads, `as` is taken by the binding ops only, each op
+ * runs on the model, and no generic module names an op (its name string is in its family only).
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { OP_LIST, OPS } from '../../src/ops/registry.js';
+import { VM_OPS } from '../../src/ops/vm.js';
+import { GUEST_MEMFD_OPS } from '../../src/ops/guest_memfd.js';
+import { MEMSLOT_OPS } from '../../src/ops/memslots.js';
+import { ATTRIBUTES_OPS } from '../../src/ops/attributes.js';
+import { VCPU_OPS } from '../../src/ops/vcpu.js';
+import { PRE_FAULT_OPS } from '../../src/ops/pre_fault.js';
+import { HOST_MM_OPS } from '../../src/ops/host_mm.js';
+import { FD_OPS } from '../../src/ops/fd.js';
+import { OP_FIELDS, OP_NAMES, bindsKind } from '../../src/trace/fields.js';
+import { parseOpObject, TraceInputError } from '../../src/trace/parse.js';
+import { renderOp } from '../../src/trace/strace.js';
+import { ModelBackend } from '../../src/backends/model.js';
+import { getProfile } from '../../src/core/profiles/index.js';
+import { runTrace } from '../../src/trace/runner.js';
+
+/** Each family module's ops, by the family's file name. */
+const FAMILIES: Record<string, readonly { readonly name: string }[]> = {
+  'vm.ts': VM_OPS,
+  'guest_memfd.ts': GUEST_MEMFD_OPS,
+  'memslots.ts': MEMSLOT_OPS,
+  'attributes.ts': ATTRIBUTES_OPS,
+  'vcpu.ts': VCPU_OPS,
+  'pre_fault.ts': PRE_FAULT_OPS,
+  'host_mm.ts': HOST_MM_OPS,
+  'fd.ts': FD_OPS,
+};
+
+/** A value for each field name (raw fds and addresses: they parse and run without handles). */
+const SAMPLE: Record<string, unknown> = {
+  fd: -1,
+  vm: -1,
+  vcpu: -1,
+  guest_memfd: -1,
+  addr: 4096,
+  userspace_addr: 4096,
+  hex: 'deadbeef',
+  guest: [{ load: { gpa: 4096 } }],
+  args: [1],
+  len: 8,
+};
+const sample = (field: string): unknown => SAMPLE[field] ?? 4096;
+
+/** An op object with every field of `name` set. */
+function fullObject(name: string): Record<string, unknown> {
+  const o: Record<string, unknown> = { op: name };
+  for (const f of OPS.get(name)!.fields) o[f] = sample(f);
+  return o;
+}
+
+/** The trace field a parsed op key comes from (hex data is kept as bytes). */
+const fieldOf = (key: string): string => (key === 'bytes' ? 'hex' : key);
+
+describe('op registry', () => {
+  test('every family op is registered exactly once, and only those', () => {
+    const fromFamilies = Object.values(FAMILIES).flatMap((ops) => ops.map((o) => o.name));
+    assert.equal(new Set(fromFamilies).size, fromFamilies.length, 'an op in two families');
+    assert.deepEqual([...fromFamilies].sort(), OP_LIST.map((s) => s.name).sort());
+    assert.equal(OPS.size, OP_LIST.length, 'duplicate names in the registry');
+    for (const s of OP_LIST) assert.equal(OPS.get(s.name), s);
+    assert.deepEqual(
+      OP_NAMES,
+      OP_LIST.map((s) => s.name),
+    );
+  });
+
+  test('every op has every part', () => {
+    for (const s of OP_LIST) {
+      assert.ok(s.fields.length > 0, `${s.name}: fields`);
+      assert.equal(new Set(s.fields).size, s.fields.length, `${s.name}: duplicate fields`);
+      for (const m of ['parse', 'renderArgs', 'runModel', 'runKvm'] as const)
+        assert.equal(typeof s[m], 'function', `${s.name}: ${m}`);
+      assert.ok(s.binds === undefined || s.binds === 'fd' || s.binds === 'map');
+      assert.equal(s.subSteps === undefined, s.withoutSubStep === undefined, s.name);
+      assert.deepEqual(OP_FIELDS[s.name as keyof typeof OP_FIELDS], s.fields);
+      assert.equal(bindsKind(s.name as keyof typeof OP_FIELDS), s.binds);
+    }
+  });
+
+  test('the field list is exactly what the parser reads', () => {
+    for (const s of OP_LIST) {
+      const op = parseOpObject('t.jsonl', 1, fullObject(s.name));
+      assert.equal(op.op, s.name);
+      const keys = Object.keys(op)
+        .filter((k) => k !== 'line' && k !== 'op' && k !== 'as')
+        .map(fieldOf);
+      assert.deepEqual(keys, s.fields, `${s.name}: parsed keys in field order`);
+      // Each field is read: without it the op either fails on that field or takes a default.
+      for (const f of s.fields) {
+        const o = fullObject(s.name);
+        delete o[f];
+        try {
+          const p = parseOpObject('t.jsonl', 1, o) as unknown as Record<string, unknown>;
+          assert.ok(f in p, `${s.name}.${f}: parsed without it, but not defaulted`);
+        } catch (e) {
+          assert.ok(e instanceof TraceInputError, `${s.name}.${f}: ${String(e)}`);
+          assert.equal(e.field, f, `${s.name} without ${f}: ${e.message}`);
+        }
+      }
+      assert.throws(
+        () => parseOpObject('t.jsonl', 1, { ...fullObject(s.name), bogus: 1 }),
+        (e: unknown) => e instanceof TraceInputError && e.field === 'bogus',
+      );
+    }
+  });
+
+  test('"as" is taken by the binding ops only', () => {
+    const binding = OP_LIST.filter((s) => s.binds !== undefined).map((s) => s.name);
+    assert.deepEqual(binding, [
+      'KVM_CREATE_VM',
+      'KVM_CREATE_GUEST_MEMFD',
+      'KVM_CREATE_VCPU',
+      'mmap',
+    ]);
+    for (const s of OP_LIST) {
+      const o = { ...fullObject(s.name), as: 'x' };
+      if (s.binds !== undefined) assert.equal(parseOpObject('t.jsonl', 1, o).as, 'x');
+      else
+        assert.throws(
+          () => parseOpObject('t.jsonl', 1, o),
+          (e: unknown) =>
+            e instanceof TraceInputError &&
+            e.detail ===
+              `${s.name} creates nothing to name (only KVM_CREATE_VM, KVM_CREATE_GUEST_MEMFD, KVM_CREATE_VCPU and mmap take "as")`,
+        );
+    }
+  });
+
+  test('every op renders and runs on the model', () => {
+    const profile = getProfile('linux-6.18')!;
+    for (const s of OP_LIST) {
+      const op = parseOpObject('t.jsonl', 1, fullObject(s.name));
+      assert.ok(renderOp(op).startsWith(`${s.name}(`), renderOp(op));
+      const results = runTrace([op], new ModelBackend(profile, { events: false }));
+      assert.equal(results.length, 1);
+      assert.equal(typeof results[0]!.ok, 'boolean', s.name);
+    }
+  });
+
+  test('no module outside src/ops names an op (but users of ops, src/core and libc bindings)', () => {
+    const root = join(dirname(fileURLToPath(import.meta.url)), '../../..');
+    const src = join(root, 'src');
+    // Modules that use ops as data (they build traces), and the FFI symbol table.
+    const users = new Set(['src/cli/kernel_facts.ts', 'src/backends/kvm/libc.ts']);
+    const files: string[] = [];
+    const walk = (d: string): void => {
+      for (const n of readdirSync(d)) {
+        const p = join(d, n);
+        if (statSync(p).isDirectory()) walk(p);
+        else if (n.endsWith('.ts')) files.push(p);
+      }
+    };
+    walk(src);
+    const owner = new Map<string, string>();
+    for (const [file, ops] of Object.entries(FAMILIES))
+      for (const o of ops) owner.set(o.name, `src/ops/${file}`);
+    const bad: string[] = [];
+    for (const p of files) {
+      const rel = relative(root, p).split('\\').join('/');
+      if (rel.startsWith('src/core/') || users.has(rel)) continue;
+      const text = readFileSync(p, 'utf8');
+      for (const [name, home] of owner) {
+        if (rel === home) continue;
+        if (text.includes(`'${name}'`) || text.includes(`"${name}"`)) bad.push(`${rel}: ${name}`);
+      }
+    }
+    assert.deepEqual(bad, []);
+  });
+});
