@@ -29,7 +29,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { libc, O_CLOEXEC, O_RDWR, type Libc } from '../src/backends/kvm/libc.js';
-import { packCreateGuestMemfd } from '../src/backends/kvm/structs.js';
+import { packCreateGuestMemfd } from '../src/ops/guest_memfd.js';
 import { errnoName } from '../src/core/base/errno.js';
 
 const ENOTTY = 25;

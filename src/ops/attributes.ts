@@ -8,7 +8,6 @@ import { ATTRIBUTE_BITS, bitNames, fdText, hex, offsetText, sizeText } from '../
 import type { FdArg } from '../trace/types.js';
 import { fail, ioctlFd } from '../backends/model_args.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
-import { packMemoryAttributes } from '../backends/kvm/structs.js';
 import { PAGE, type GenState } from '../fuzz/gen_state.js';
 import type { OpSpec } from './spec.js';
 
@@ -21,6 +20,25 @@ export type SetMemoryAttributesOp = {
   readonly flags: bigint;
 };
 export type AttributesFamilyOp = SetMemoryAttributesOp;
+
+// The op's uAPI struct (x86-64, little-endian, as in include/uapi/linux/kvm.h; fields truncated
+// like a C assignment, reserved bytes zero).
+const u64 = (v: bigint): bigint => BigInt.asUintN(64, v);
+
+/** struct kvm_memory_attributes (32 bytes). */
+export function packMemoryAttributes(
+  address: bigint,
+  size: bigint,
+  attributes: bigint,
+  flags: bigint,
+): Buffer {
+  const b = Buffer.alloc(32);
+  b.writeBigUInt64LE(u64(address), 0);
+  b.writeBigUInt64LE(u64(size), 8);
+  b.writeBigUInt64LE(u64(attributes), 16);
+  b.writeBigUInt64LE(u64(flags), 24);
+  return b;
+}
 
 export const setMemoryAttributes: OpSpec<SetMemoryAttributesOp> = {
   name: 'KVM_SET_MEMORY_ATTRIBUTES',

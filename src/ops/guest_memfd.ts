@@ -23,7 +23,7 @@ import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
 import { cInt, cS64, cU64 } from '../backends/kvm/libc.js';
 import type { KvmBackend } from '../backends/kvm/backend.js';
 import { fallocateAllocates, MAX_POPULATE_BYTES } from '../backends/kvm/rules.js';
-import { packCreateGuestMemfd, STAT_SIZE, unpackStat } from '../backends/kvm/structs.js';
+import { STAT_SIZE, unpackStat } from '../backends/kvm/structs.js';
 import { MiB, NO_VM, PAGE, vmArg, type GenState } from '../fuzz/gen_state.js';
 import { genClose } from './fd.js';
 import type { OpSpec } from './spec.js';
@@ -57,6 +57,18 @@ export type PwriteOp = {
 export type FstatOp = { readonly op: 'fstat'; readonly fd: FdArg };
 export type GuestMemfdFamilyOp =
   CreateGuestMemfdOp | FallocateOp | FtruncateOp | PreadOp | PwriteOp | FstatOp;
+
+// The op's uAPI struct (x86-64, little-endian, as in include/uapi/linux/kvm.h; fields truncated
+// like a C assignment, reserved bytes zero).
+const u64 = (v: bigint): bigint => BigInt.asUintN(64, v);
+
+/** struct kvm_create_guest_memfd (64 bytes): size, flags, reserved[6]. */
+export function packCreateGuestMemfd(size: bigint, flags: bigint): Buffer {
+  const b = Buffer.alloc(64);
+  b.writeBigUInt64LE(u64(size), 0);
+  b.writeBigUInt64LE(u64(flags), 8);
+  return b;
+}
 
 export const createGuestMemfd: OpSpec<CreateGuestMemfdOp> = {
   name: 'KVM_CREATE_GUEST_MEMFD',

@@ -8,7 +8,6 @@ import { fdText, hex, offsetText, sizeText } from '../trace/text.js';
 import type { FdArg } from '../trace/types.js';
 import { ioctlFd } from '../backends/model_args.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
-import { packPreFaultMemory, unpackPreFaultMemory } from '../backends/kvm/structs.js';
 import { PAGE, type GenState } from '../fuzz/gen_state.js';
 import { genCreateVcpu } from './vcpu.js';
 import type { OpSpec } from './spec.js';
@@ -21,6 +20,23 @@ export type PreFaultMemoryOp = {
   readonly flags: bigint;
 };
 export type PreFaultFamilyOp = PreFaultMemoryOp;
+
+// The op's uAPI struct (x86-64, little-endian, as in include/uapi/linux/kvm.h; fields truncated
+// like a C assignment, reserved bytes zero).
+const u64 = (v: bigint): bigint => BigInt.asUintN(64, v);
+
+/** struct kvm_pre_fault_memory (64 bytes): gpa, size, flags, padding[5]. In/out. */
+export function packPreFaultMemory(gpa: bigint, size: bigint, flags: bigint): Buffer {
+  const b = Buffer.alloc(64);
+  b.writeBigUInt64LE(u64(gpa), 0);
+  b.writeBigUInt64LE(u64(size), 8);
+  b.writeBigUInt64LE(u64(flags), 16);
+  return b;
+}
+
+export function unpackPreFaultMemory(b: Buffer): { gpa: bigint; size: bigint } {
+  return { gpa: b.readBigUInt64LE(0), size: b.readBigUInt64LE(8) };
+}
 
 export const preFaultMemory: OpSpec<PreFaultMemoryOp> = {
   name: 'KVM_PRE_FAULT_MEMORY',

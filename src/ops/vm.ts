@@ -8,7 +8,6 @@ import { CAP_NAMES, fdText, hex, VM_TYPES } from '../trace/text.js';
 import type { FdArg } from '../trace/types.js';
 import { fail, ioctlFd } from '../backends/model_args.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
-import { packEnableCap } from '../backends/kvm/structs.js';
 import type { GenState } from '../fuzz/gen_state.js';
 import type { OpSpec } from './spec.js';
 
@@ -32,6 +31,20 @@ export type EnableCapOp = {
   readonly args: readonly bigint[];
 };
 export type VmFamilyOp = CreateVmOp | CheckExtensionOp | EnableCapOp;
+
+// The op's uAPI struct (x86-64, little-endian, as in include/uapi/linux/kvm.h; fields truncated
+// like a C assignment, reserved bytes zero).
+const u32 = (v: bigint): number => Number(BigInt.asUintN(32, v));
+const u64 = (v: bigint): bigint => BigInt.asUintN(64, v);
+
+/** struct kvm_enable_cap (104 bytes): cap u32, flags u32, args[4] u64, pad[64]. */
+export function packEnableCap(cap: bigint, flags: bigint, args: readonly bigint[]): Buffer {
+  const b = Buffer.alloc(104);
+  b.writeUInt32LE(u32(cap), 0);
+  b.writeUInt32LE(u32(flags), 4);
+  for (let i = 0; i < 4; i++) b.writeBigUInt64LE(u64(args[i] ?? 0n), 8 + 8 * i);
+  return b;
+}
 
 export const createVm: OpSpec<CreateVmOp> = {
   name: 'KVM_CREATE_VM',

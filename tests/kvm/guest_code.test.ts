@@ -12,17 +12,16 @@ import {
 } from '../../src/backends/kvm/guest_code.js';
 import {
   decodeRun,
-  packCreateGuestMemfd,
-  packEnableCap,
   packMemoryRegion,
   packMemoryRegion2,
-  packPreFaultMemory,
   packRegs,
   readSegment,
-  unpackPreFaultMemory,
   writeSegment,
   KVM_SREGS_SIZE,
 } from '../../src/backends/kvm/structs.js';
+import { packCreateGuestMemfd } from '../../src/ops/guest_memfd.js';
+import { packEnableCap } from '../../src/ops/vm.js';
+import { packPreFaultMemory, unpackPreFaultMemory } from '../../src/ops/pre_fault.js';
 import { IntervalSet } from '../../src/backends/kvm/arena.js';
 
 const hex = (b: Uint8Array | number[]): string => Buffer.from(b).toString('hex');

@@ -3,7 +3,10 @@
  * little-endian, offsets as in include/uapi/linux/kvm.h and asm/kvm.h). Each function takes the
  * fields as bigints already meant for the C type of the slot and truncates them exactly like a C
  * assignment would (u32 fields keep the low 32 bits, u64 fields the low 64). Reserved and padding
- * bytes are always zero and never visible to callers.
+ * bytes are always zero and never visible to callers. A struct that only one trace op passes
+ * (kvm_create_guest_memfd, kvm_memory_attributes, kvm_pre_fault_memory, kvm_enable_cap) is packed
+ * in that op's family module (src/ops); here are the shared ones (memory regions, which the code
+ * slot uses too, registers, kvm_run, stat).
  */
 import { RUN } from '../../core/arch/x86/kvm_run_page.js';
 
@@ -41,51 +44,6 @@ export function packMemoryRegion2(r: MemoryRegion2): Buffer {
   b.writeBigUInt64LE(u64(r.guest_memfd_offset), 32);
   b.writeUInt32LE(u32(r.guest_memfd), 40);
   // pad1 @44 (u32) and pad2[14] @48 stay zero.
-  return b;
-}
-
-/** struct kvm_create_guest_memfd (64 bytes): size, flags, reserved[6]. */
-export function packCreateGuestMemfd(size: bigint, flags: bigint): Buffer {
-  const b = Buffer.alloc(64);
-  b.writeBigUInt64LE(u64(size), 0);
-  b.writeBigUInt64LE(u64(flags), 8);
-  return b;
-}
-
-/** struct kvm_memory_attributes (32 bytes). */
-export function packMemoryAttributes(
-  address: bigint,
-  size: bigint,
-  attributes: bigint,
-  flags: bigint,
-): Buffer {
-  const b = Buffer.alloc(32);
-  b.writeBigUInt64LE(u64(address), 0);
-  b.writeBigUInt64LE(u64(size), 8);
-  b.writeBigUInt64LE(u64(attributes), 16);
-  b.writeBigUInt64LE(u64(flags), 24);
-  return b;
-}
-
-/** struct kvm_pre_fault_memory (64 bytes): gpa, size, flags, padding[5]. In/out. */
-export function packPreFaultMemory(gpa: bigint, size: bigint, flags: bigint): Buffer {
-  const b = Buffer.alloc(64);
-  b.writeBigUInt64LE(u64(gpa), 0);
-  b.writeBigUInt64LE(u64(size), 8);
-  b.writeBigUInt64LE(u64(flags), 16);
-  return b;
-}
-
-export function unpackPreFaultMemory(b: Buffer): { gpa: bigint; size: bigint } {
-  return { gpa: b.readBigUInt64LE(0), size: b.readBigUInt64LE(8) };
-}
-
-/** struct kvm_enable_cap (104 bytes): cap u32, flags u32, args[4] u64, pad[64]. */
-export function packEnableCap(cap: bigint, flags: bigint, args: readonly bigint[]): Buffer {
-  const b = Buffer.alloc(104);
-  b.writeUInt32LE(u32(cap), 0);
-  b.writeUInt32LE(u32(flags), 4);
-  for (let i = 0; i < 4; i++) b.writeBigUInt64LE(u64(args[i] ?? 0n), 8 + 8 * i);
   return b;
 }
 
