@@ -20,29 +20,15 @@ import { HandleTable, resolveOp, stepTrace } from '../trace/runner.js';
 import { ModelBackend } from '../backends/model.js';
 import type { KernelProfile } from '../core/profiles/profile.js';
 import { MMAP_ARENA_BASE, MMAP_ARENA_END, TASK_SIZE_MAX } from '../core/mm/host_layout.js';
-import { OPS } from '../ops/registry.js';
+import { OP_GENERATORS, OPS } from '../ops/registry.js';
 import type { HostRange } from '../ops/spec.js';
-import { genCheckExtension, genCreateProtectedVm, genCreateVm } from '../ops/vm.js';
-import {
-  genCreateGmem,
-  genFallocate,
-  genFallocatePage,
-  genFileOp,
-  genGmemOf,
-} from '../ops/guest_memfd.js';
-import { genGmemSlot, genRegion } from '../ops/memslots.js';
-import { genAttributesOf, genSetAttributes } from '../ops/attributes.js';
-import { genCreateVcpu, genRun, genRunOn, genVcpuOf } from '../ops/vcpu.js';
-import { genPreFault, genPreFaultPage } from '../ops/pre_fault.js';
-import {
-  genAnonMap,
-  genMadviseMap,
-  genMemOp,
-  genMmap,
-  genPeekPoke,
-  genPokeAt,
-  genRunPage,
-} from '../ops/host_mm.js';
+import { genCreateProtectedVm, genCreateVm } from '../ops/vm.js';
+import { genCreateGmem, genFallocatePage, genGmemOf } from '../ops/guest_memfd.js';
+import { genGmemSlot } from '../ops/memslots.js';
+import { genAttributesOf } from '../ops/attributes.js';
+import { genRunOn, genVcpuOf } from '../ops/vcpu.js';
+import { genPreFaultPage } from '../ops/pre_fault.js';
+import { genAnonMap, genMadviseMap, genPokeAt } from '../ops/host_mm.js';
 import {
   CODE_GFN,
   MiB,
@@ -384,31 +370,14 @@ export class TraceGenerator implements GenState {
     if (this.r.chance(0.5)) genRunOn(this, cpu, [{ kind: 'load', gpa: gpa + priv, size: 4 }]);
   }
 
-  /** One step: a walk, or one op of a family picked by weight. */
+  /** One step: a walk, or a generator of some op family picked by weight. */
   private step(): void {
     if (this.opts.privateMemory === true && this.r.chance(0.08)) {
       if (this.r.chance(0.25)) this.hugepageScenario();
       else this.privateScenario();
       return;
     }
-    const pick = this.r.weighted<() => void>([
-      [2, () => genCreateVm(this)],
-      [4, () => genCreateGmem(this)],
-      [6, () => genMmap(this)],
-      [3, () => genRegion(this, false)],
-      [9, () => genRegion(this, true)],
-      [2, () => genCreateVcpu(this)],
-      [8, () => genRun(this)],
-      [6, () => genFallocate(this)],
-      [8, () => genPeekPoke(this)],
-      [2, () => genRunPage(this)],
-      [5, () => genMemOp(this)],
-      [4, () => genFileOp(this)],
-      [2, () => genCheckExtension(this)],
-      [2, () => genSetAttributes(this)],
-      [1, () => genPreFault(this)],
-    ]);
-    pick();
+    this.r.weighted(OP_GENERATORS)(this);
   }
 }
 

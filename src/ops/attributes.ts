@@ -9,7 +9,7 @@ import type { FdArg } from '../trace/types.js';
 import { fail, ioctlFd } from '../backends/model_args.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
 import { PAGE, type GenState } from '../fuzz/gen_state.js';
-import type { OpSpec } from './spec.js';
+import type { OpFamily, OpSpec } from './spec.js';
 
 export type SetMemoryAttributesOp = {
   readonly op: 'KVM_SET_MEMORY_ATTRIBUTES';
@@ -86,8 +86,6 @@ export const setMemoryAttributes: OpSpec<SetMemoryAttributesOp> = {
   },
 };
 
-export const ATTRIBUTES_OPS = [setMemoryAttributes] as const;
-
 // ---------------------------------------------------------------------------------------------
 // Fuzz generators
 
@@ -132,3 +130,10 @@ export function genAttributesOf(
     flags: 0n,
   });
 }
+
+/** The attributes family: its ops and fuzz generators (weights among every family's generators). */
+export const ATTRIBUTES_FAMILY: OpFamily<AttributesFamilyOp> = {
+  name: 'attributes',
+  ops: [setMemoryAttributes],
+  generators: [[2, genSetAttributes]],
+};

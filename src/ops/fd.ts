@@ -8,7 +8,7 @@ import { fail, fileFd } from '../backends/model_args.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
 import type { KvmBackend } from '../backends/kvm/backend.js';
 import type { GenState } from '../fuzz/gen_state.js';
-import type { OpSpec } from './spec.js';
+import type { OpFamily, OpSpec } from './spec.js';
 
 export type CloseOp = { readonly op: 'close'; readonly fd: FdArg };
 export type FdFamilyOp = CloseOp;
@@ -33,8 +33,6 @@ export const close: OpSpec<CloseOp> = {
     return op.fd.kind === 'obj' ? op.fd.fd : undefined;
   },
 };
-
-export const FD_OPS = [close] as const;
 
 // ---------------------------------------------------------------------------------------------
 // /dev/kvm execution (KvmBackend's machinery: its libc, trace state and fd policy)
@@ -62,3 +60,10 @@ export function genClose(g: GenState, fd: FdArg): void {
   g.push({ op: 'close', fd });
   if (fd.kind === 'handle') g.closed.add(fd.name);
 }
+
+/** The fd family: its ops and fuzz generators (weights among every family's generators). */
+export const FD_FAMILY: OpFamily<FdFamilyOp> = {
+  name: 'fd',
+  ops: [close],
+  generators: [],
+};

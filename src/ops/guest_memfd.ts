@@ -26,7 +26,7 @@ import { fallocateAllocates, MAX_POPULATE_BYTES } from '../backends/kvm/rules.js
 import { STAT_SIZE, unpackStat } from '../backends/kvm/structs.js';
 import { MiB, NO_VM, PAGE, vmArg, type GenState } from '../fuzz/gen_state.js';
 import { genClose } from './fd.js';
-import type { OpSpec } from './spec.js';
+import type { OpFamily, OpSpec } from './spec.js';
 
 export type CreateGuestMemfdOp = {
   readonly op: 'KVM_CREATE_GUEST_MEMFD';
@@ -264,15 +264,6 @@ export const fstat: OpSpec<FstatOp> = {
   },
 };
 
-export const GUEST_MEMFD_OPS = [
-  createGuestMemfd,
-  fallocate,
-  ftruncate,
-  pread,
-  pwrite,
-  fstat,
-] as const;
-
 // ---------------------------------------------------------------------------------------------
 // /dev/kvm execution (KvmBackend's machinery: its libc, trace state and fd policy)
 
@@ -412,3 +403,14 @@ export function genFileOp(g: GenState): void {
   const fd = g.r.chance(0.6) ? g.gmemFd() : g.anyFd();
   g.r.pick(FILE_OPS)(g, fd);
 }
+
+/** The guest_memfd family: its ops and fuzz generators (weights among every family's generators). */
+export const GUEST_MEMFD_FAMILY: OpFamily<GuestMemfdFamilyOp> = {
+  name: 'guest_memfd',
+  ops: [createGuestMemfd, fallocate, ftruncate, pread, pwrite, fstat],
+  generators: [
+    [4, genCreateGmem],
+    [6, genFallocate],
+    [4, genFileOp],
+  ],
+};

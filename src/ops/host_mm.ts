@@ -47,7 +47,7 @@ import {
   type RefusalEnv,
 } from '../backends/kvm/rules.js';
 import { MiB, PAGE, type GenState, type MapH } from '../fuzz/gen_state.js';
-import type { HostRange, OpSpec } from './spec.js';
+import type { HostRange, OpFamily, OpSpec } from './spec.js';
 
 export type MmapOp = {
   readonly op: 'mmap';
@@ -340,8 +340,6 @@ export const poke: OpSpec<PokeOp> = {
     return [{ start: op.addr, end: op.addr + BigInt(op.bytes.length) }];
   },
 };
-
-export const HOST_MM_OPS = [mmap, munmap, mprotect, madvise, peek, poke] as const;
 
 // ---------------------------------------------------------------------------------------------
 // /dev/kvm execution (KvmBackend's machinery: its libc, trace state and fd policy)
@@ -738,3 +736,15 @@ export function genMemOp(g: GenState): void {
     g.push({ op: 'madvise', addr, length: len, advice });
   }
 }
+
+/** The host_mm family: its ops and fuzz generators (weights among every family's generators). */
+export const HOST_MM_FAMILY: OpFamily<HostMmFamilyOp> = {
+  name: 'host_mm',
+  ops: [mmap, munmap, mprotect, madvise, peek, poke],
+  generators: [
+    [6, genMmap],
+    [8, genPeekPoke],
+    [2, genRunPage],
+    [5, genMemOp],
+  ],
+};

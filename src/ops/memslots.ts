@@ -12,7 +12,7 @@ import { cU64 } from '../backends/kvm/libc.js';
 import { addrOf, rangeRefusal, slotRejectedEarly, type RefusalEnv } from '../backends/kvm/rules.js';
 import { packMemoryRegion, packMemoryRegion2 } from '../backends/kvm/structs.js';
 import { CODE_GFN, MiB, NO_VM, PAGE, vmArg, type GenState } from '../fuzz/gen_state.js';
-import type { HostRange, OpSpec } from './spec.js';
+import type { HostRange, OpFamily, OpSpec } from './spec.js';
 
 type RegionFields = {
   readonly vm: FdArg;
@@ -176,8 +176,6 @@ export const setUserMemoryRegion2: OpSpec<SetUserMemoryRegion2Op> = {
   hostRanges: regionRanges,
 };
 
-export const MEMSLOT_OPS = [setUserMemoryRegion, setUserMemoryRegion2] as const;
-
 // ---------------------------------------------------------------------------------------------
 // Fuzz generators
 
@@ -333,3 +331,13 @@ export function genGmemSlot(
     guest_memfd_offset: 0n,
   });
 }
+
+/** The memslots family: its ops and fuzz generators (weights among every family's generators). */
+export const MEMSLOT_FAMILY: OpFamily<MemslotFamilyOp> = {
+  name: 'memslots',
+  ops: [setUserMemoryRegion, setUserMemoryRegion2],
+  generators: [
+    [3, (g) => genRegion(g, false)],
+    [9, (g) => genRegion(g, true)],
+  ],
+};

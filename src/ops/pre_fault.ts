@@ -10,7 +10,7 @@ import { ioctlFd } from '../backends/model_args.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
 import { PAGE, type GenState } from '../fuzz/gen_state.js';
 import { genCreateVcpu } from './vcpu.js';
-import type { OpSpec } from './spec.js';
+import type { OpFamily, OpSpec } from './spec.js';
 
 export type PreFaultMemoryOp = {
   readonly op: 'KVM_PRE_FAULT_MEMORY';
@@ -75,8 +75,6 @@ export const preFaultMemory: OpSpec<PreFaultMemoryOp> = {
   },
 };
 
-export const PRE_FAULT_OPS = [preFaultMemory] as const;
-
 // ---------------------------------------------------------------------------------------------
 // Fuzz generators
 
@@ -106,3 +104,10 @@ export function genPreFaultPage(g: GenState, cpu: string, gpa: bigint): void {
     flags: 0n,
   });
 }
+
+/** The pre_fault family: its ops and fuzz generators (weights among every family's generators). */
+export const PRE_FAULT_FAMILY: OpFamily<PreFaultFamilyOp> = {
+  name: 'pre_fault',
+  ops: [preFaultMemory],
+  generators: [[1, genPreFault]],
+};

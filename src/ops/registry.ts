@@ -1,30 +1,22 @@
 /**
- * The registry of trace ops: every op family module (src/ops/<family>.ts) registers its op
- * descriptors here, and the generic code dispatches through `OPS` (one Map lookup per op).
+ * The registry of trace ops: the list of op families (src/ops/<family>.ts), each of which brings
+ * its op descriptors and fuzz generators; the generic code dispatches through `OPS` (one Map
+ * lookup per op). An op added to a family needs no change here; a new family is one line in
+ * `FAMILIES` and one in `AnyOpBody`.
  *
- * `TraceOp` is the union of the families' op types. `OP_LIST` is in the order of the trace
- * contract's op table (docs/trace-format.md): "did you mean" picks the first of equally close
- * names in this order, so it stays as it was.
+ * `TraceOp` is the union of the families' op types.
  */
 import type { ResolvedOp } from '../trace/types.js';
 import type { RefusalEnv } from '../backends/kvm/rules.js';
-import type { OpCommon, OpSpec } from './spec.js';
-import { checkExtension, createVm, enableCap, type VmFamilyOp } from './vm.js';
-import {
-  createGuestMemfd,
-  fallocate,
-  fstat,
-  ftruncate,
-  pread,
-  pwrite,
-  type GuestMemfdFamilyOp,
-} from './guest_memfd.js';
-import { setUserMemoryRegion, setUserMemoryRegion2, type MemslotFamilyOp } from './memslots.js';
-import { setMemoryAttributes, type AttributesFamilyOp } from './attributes.js';
-import { createVcpu, run, type VcpuFamilyOp } from './vcpu.js';
-import { preFaultMemory, type PreFaultFamilyOp } from './pre_fault.js';
-import { madvise, mmap, mprotect, munmap, peek, poke, type HostMmFamilyOp } from './host_mm.js';
-import { close, type FdFamilyOp } from './fd.js';
+import type { OpCommon, OpGenerator, OpSpec } from './spec.js';
+import { VM_FAMILY, type VmFamilyOp } from './vm.js';
+import { GUEST_MEMFD_FAMILY, type GuestMemfdFamilyOp } from './guest_memfd.js';
+import { MEMSLOT_FAMILY, type MemslotFamilyOp } from './memslots.js';
+import { ATTRIBUTES_FAMILY, type AttributesFamilyOp } from './attributes.js';
+import { VCPU_FAMILY, type VcpuFamilyOp } from './vcpu.js';
+import { PRE_FAULT_FAMILY, type PreFaultFamilyOp } from './pre_fault.js';
+import { HOST_MM_FAMILY, type HostMmFamilyOp } from './host_mm.js';
+import { FD_FAMILY, type FdFamilyOp } from './fd.js';
 
 /** The ops of every family (each op's own fields and its name). */
 export type AnyOpBody =
@@ -43,31 +35,23 @@ export type TraceOp = OpCommon & AnyOpBody;
 /** Any op's descriptor, as the generic code calls it. */
 export type AnyOpSpec = OpSpec<AnyOpBody>;
 
-/** Every op, in the contract's order. */
-export const OP_LIST: readonly AnyOpSpec[] = [
-  createVm,
-  checkExtension,
-  createGuestMemfd,
-  setUserMemoryRegion,
-  setUserMemoryRegion2,
-  setMemoryAttributes,
-  createVcpu,
-  preFaultMemory,
-  run,
-  enableCap,
-  mmap,
-  munmap,
-  mprotect,
-  madvise,
-  fallocate,
-  ftruncate,
-  pread,
-  pwrite,
-  fstat,
-  close,
-  peek,
-  poke,
-];
+/** Every op family, in the order of the trace contract's op table. */
+export const FAMILIES = [
+  VM_FAMILY,
+  GUEST_MEMFD_FAMILY,
+  MEMSLOT_FAMILY,
+  ATTRIBUTES_FAMILY,
+  VCPU_FAMILY,
+  PRE_FAULT_FAMILY,
+  HOST_MM_FAMILY,
+  FD_FAMILY,
+] as const;
+
+/** Every op, family by family ("did you mean" picks the first of equally close names). */
+export const OP_LIST: readonly AnyOpSpec[] = FAMILIES.flatMap((f): readonly AnyOpSpec[] => f.ops);
+
+/** Every family's fuzz generators, family by family (src/fuzz/trace_gen.ts picks by weight). */
+export const OP_GENERATORS: readonly OpGenerator[] = FAMILIES.flatMap((f) => f.generators);
 
 /** The descriptor of each op by name. */
 export const OPS: ReadonlyMap<string, AnyOpSpec> = new Map(OP_LIST.map((s) => [s.name, s]));

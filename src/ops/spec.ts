@@ -15,6 +15,7 @@ import type { OpOutcome, ResolveOp } from '../trace/types.js';
 import type { KvmBackend } from '../backends/kvm/backend.js';
 import type { RefusalEnv } from '../backends/kvm/rules.js';
 import type { IntervalSet } from '../backends/kvm/arena.js';
+import type { GenState } from '../fuzz/gen_state.js';
 
 /** The fields every trace op has besides its own: its source line and the optional handle name. */
 export type OpCommon = { readonly line: number; readonly as?: string };
@@ -90,4 +91,21 @@ export interface OpSpec<O extends { readonly op: string }> {
   kvmRefusal?(op: ResolveOp<OpCommon & O>, env: RefusalEnv): string | undefined;
   /** Host address ranges the real backend checks before running the op (fuzzer's realSafe). */
   hostRanges?(op: ResolveOp<OpCommon & O>): HostRange[];
+}
+
+/**
+ * A fuzz generator of a family: its weight among the generators of every family, and the function
+ * that emits one or more ops with the generator's state.
+ */
+export type OpGenerator = readonly [weight: number, generate: (g: GenState) => void];
+
+/**
+ * An op family (src/ops/<family>.ts): its ops and its fuzz generators. The registry lists the
+ * families; an op added to a family is registered by being in `ops`, and fuzzed by a generator in
+ * `generators`.
+ */
+export interface OpFamily<O extends { readonly op: string }> {
+  readonly name: string;
+  readonly ops: readonly OpSpec<O>[];
+  readonly generators: readonly OpGenerator[];
 }

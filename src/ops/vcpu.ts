@@ -48,7 +48,7 @@ import {
   type CompiledProgram,
 } from '../backends/kvm/guest_code.js';
 import { NO_VM, vmArg, type GenState } from '../fuzz/gen_state.js';
-import type { OpSpec } from './spec.js';
+import type { OpFamily, OpSpec } from './spec.js';
 
 export type CreateVcpuOp = {
   readonly op: 'KVM_CREATE_VCPU';
@@ -202,8 +202,6 @@ export const run: OpSpec<RunOp> = {
     return out(kvmRun(k, op.vcpu, compileGuest(op.guest)));
   },
 };
-
-export const VCPU_OPS = [createVcpu, run] as const;
 
 // ---------------------------------------------------------------------------------------------
 // /dev/kvm execution (KvmBackend's machinery: its libc, trace state and fd policy)
@@ -464,3 +462,13 @@ export function genVcpuOf(g: GenState, vm: string, as: string): void {
 export function genRunOn(g: GenState, cpu: string, steps: GuestStep[]): void {
   g.push({ op: 'KVM_RUN', vcpu: { kind: 'handle', name: cpu }, guest: steps });
 }
+
+/** The vcpu family: its ops and fuzz generators (weights among every family's generators). */
+export const VCPU_FAMILY: OpFamily<VcpuFamilyOp> = {
+  name: 'vcpu',
+  ops: [createVcpu, run],
+  generators: [
+    [2, genCreateVcpu],
+    [8, genRun],
+  ],
+};

@@ -9,7 +9,7 @@ import type { FdArg } from '../trace/types.js';
 import { fail, ioctlFd } from '../backends/model_args.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
 import type { GenState } from '../fuzz/gen_state.js';
-import type { OpSpec } from './spec.js';
+import type { OpFamily, OpSpec } from './spec.js';
 
 /** `fd` (an addition; default the "kvm" handle) is the /dev/kvm fd the ioctl goes to. */
 export type CreateVmOp = {
@@ -166,8 +166,6 @@ export const enableCap: OpSpec<EnableCapOp> = {
   },
 };
 
-export const VM_OPS = [createVm, checkExtension, enableCap] as const;
-
 // ---------------------------------------------------------------------------------------------
 // Fuzz generators (src/fuzz/trace_gen.ts calls them with its state; PRNG calls in fixed order)
 
@@ -215,3 +213,13 @@ export function genCheckExtension(g: GenState): void {
     cap,
   });
 }
+
+/** The vm family: its ops and fuzz generators (weights among every family's generators). */
+export const VM_FAMILY: OpFamily<VmFamilyOp> = {
+  name: 'vm',
+  ops: [createVm, checkExtension, enableCap],
+  generators: [
+    [2, genCreateVm],
+    [2, genCheckExtension],
+  ],
+};

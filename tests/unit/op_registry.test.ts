@@ -9,15 +9,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { OP_LIST, OPS } from '../../src/ops/registry.js';
-import { VM_OPS } from '../../src/ops/vm.js';
-import { GUEST_MEMFD_OPS } from '../../src/ops/guest_memfd.js';
-import { MEMSLOT_OPS } from '../../src/ops/memslots.js';
-import { ATTRIBUTES_OPS } from '../../src/ops/attributes.js';
-import { VCPU_OPS } from '../../src/ops/vcpu.js';
-import { PRE_FAULT_OPS } from '../../src/ops/pre_fault.js';
-import { HOST_MM_OPS } from '../../src/ops/host_mm.js';
-import { FD_OPS } from '../../src/ops/fd.js';
+import { FAMILIES as REGISTERED, OP_GENERATORS, OP_LIST, OPS } from '../../src/ops/registry.js';
 import { OP_FIELDS, OP_NAMES, bindsKind } from '../../src/trace/fields.js';
 import { parseOpObject, TraceInputError } from '../../src/trace/parse.js';
 import { renderOp } from '../../src/trace/strace.js';
@@ -26,16 +18,9 @@ import { getProfile } from '../../src/core/profiles/index.js';
 import { runTrace } from '../../src/trace/runner.js';
 
 /** Each family module's ops, by the family's file name. */
-const FAMILIES: Record<string, readonly { readonly name: string }[]> = {
-  'vm.ts': VM_OPS,
-  'guest_memfd.ts': GUEST_MEMFD_OPS,
-  'memslots.ts': MEMSLOT_OPS,
-  'attributes.ts': ATTRIBUTES_OPS,
-  'vcpu.ts': VCPU_OPS,
-  'pre_fault.ts': PRE_FAULT_OPS,
-  'host_mm.ts': HOST_MM_OPS,
-  'fd.ts': FD_OPS,
-};
+const FAMILIES: Record<string, readonly { readonly name: string }[]> = Object.fromEntries(
+  REGISTERED.map((f) => [`${f.name}.ts`, f.ops]),
+);
 
 /** A value for each field name (raw fds and addresses: they parse and run without handles). */
 const SAMPLE: Record<string, unknown> = {
@@ -73,6 +58,17 @@ describe('op registry', () => {
       OP_NAMES,
       OP_LIST.map((s) => s.name),
     );
+  });
+
+  test("the fuzz generators are the families' own, with positive weights", () => {
+    assert.deepEqual(
+      OP_GENERATORS,
+      REGISTERED.flatMap((f) => f.generators),
+    );
+    for (const [w, gen] of OP_GENERATORS) {
+      assert.ok(Number.isFinite(w) && w > 0, `weight ${w}`);
+      assert.equal(typeof gen, 'function');
+    }
   });
 
   test('every op has every part', () => {
