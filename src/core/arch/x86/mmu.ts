@@ -261,6 +261,7 @@ function installSpte(
   const n = LEVEL_PAGES[level];
   const spte: Spte = { base: pfn, level, private: priv, source, writable };
   vm.stage2[slot.asId]!.set(gfn, gfn + n, spte);
+  if (!k.events.enabled) return; // no event object per fault when nobody records them
   k.events.push({
     kind: 'spte_install',
     vm: vm.index,
