@@ -826,6 +826,57 @@ describe('RangeMap multi-level trees', () => {
     }
   });
 
+  it('random-order single-key fills and deletes (leaf hints: stale, split and reused leaves)', () => {
+    const rnd = prng(2024);
+    const KEYS = 1 << 15;
+    const m = new RangeMap<Ext>(extOps);
+    const ref = new RefModel<Ext>(extKind);
+    // A permutation of the keys: single-key entries inserted in random order, as guest faults
+    // in random order fill the stage-2 and guest_memfd page maps (bases in touch order).
+    const perm = range(0, KEYS);
+    for (let i = KEYS - 1; i > 0; i--) {
+      const j = rnd(i + 1);
+      [perm[i], perm[j]] = [perm[j]!, perm[i]!];
+    }
+    for (let round = 0; round < 2; round++) {
+      for (const [i, k] of perm.entries()) {
+        assert.deepEqual(m.get(k), ref.keys.get(k));
+        const v = ext(round * KEYS + i, round);
+        m.set(k, k + 1, v);
+        ref.set(k, k + 1, v);
+        if (i % 4096 === 0) m.checkInvariants();
+      }
+      assert.ok(m.treeStats().height >= 2);
+      // Probe every key and some odd ones (negatives, past the end, NaN, infinities).
+      for (let k = -3; k < KEYS + 3; k++) assert.deepEqual(m.get(k), ref.keys.get(k), `get ${k}`);
+      for (const k of [-0.5, KEYS + 0.5, NaN, Infinity, -Infinity, 2 ** 40, 2 ** 53])
+        assert.equal(m.get(k), undefined, `get ${k}`);
+      // Random deletes free leaves (their ids are reused by the next round's splits).
+      for (let i = 0; i < 400; i++) {
+        const s = rnd(KEYS);
+        const e = s + 1 + rnd(i % 10 === 0 ? 2000 : 30);
+        m.delete(s, e);
+        ref.delete(s, e);
+        const q = rnd(KEYS);
+        assert.deepEqual(m.get(q), ref.keys.get(q));
+      }
+      m.checkInvariants();
+      // floorEntry against the entries (entries() walks the leaf links, never the hints).
+      const starts = [...m.entries()].map((e) => e.start);
+      for (let i = 0; i < 2000; i++) {
+        const q = rnd(KEYS) + 0.5;
+        let lo = -1;
+        for (let hi = starts.length; hi - lo > 1;) {
+          const mid = (lo + hi) >> 1;
+          if (starts[mid]! <= q) lo = mid;
+          else hi = mid;
+        }
+        assert.equal(m.floorEntry(q)?.start, lo < 0 ? undefined : starts[lo], `floor ${q}`);
+      }
+    }
+    assertMatches(m, ref, range(0, 2000), [[0, KEYS + 10]]);
+  });
+
   it('interleaved inserts in the middle of a dense region (half splits, finger moves)', () => {
     const m = new RangeMap<number>();
     const ref = new RefModel<number>(plainKind);

@@ -110,6 +110,9 @@ const LEAF_UNDERFULL = 16;
 /** ...if the two together have at most this many entries (slack avoids split/merge ping-pong). */
 const LEAF_MERGE_MAX = 48;
 
+/** Trees with at least this many internal levels use the leaf hints (see RangeMap.hint). */
+const HINT_MIN_HEIGHT = 2;
+
 /** "No node". */
 const NIL = -1;
 
@@ -175,6 +178,17 @@ export class RangeMap<V> {
   private finger = 0;
   private fingerLo = -Infinity;
   private fingerHi = Infinity;
+  /**
+   * Leaf hints for random access on tall trees: `hint[(k * hintScale) & (length - 1)]` is the
+   * leaf that a lookup of some key of that key block last reached (or NIL). A hint is only a
+   * guess: it is used when the leaf is live and k lies in its exact span or its neighbour's (see
+   * findLeaf), so stale, freed or reused ids are harmless and no mutation has to maintain the
+   * table. Empty until the tree has HINT_MIN_HEIGHT levels of internal nodes; then twice the
+   * leaf pool's capacity (8 bytes per leaf slot), so memory stays proportional to the entries.
+   * Blocks (`hintScale` = 2^-shift) are about half a leaf's mean key span when the table is sized.
+   */
+  private hint: Int32Array = EMPTY_I32;
+  private hintScale = 1;
   /** Bumped by every mutation; iteration uses it to detect forbidden mutation. */
   private version = 0;
   /**
@@ -224,6 +238,7 @@ export class RangeMap<V> {
     this.finger = this.root;
     this.fingerLo = -Infinity;
     this.fingerHi = Infinity;
+    this.hint = EMPTY_I32;
   }
 
   /** A new empty, unlinked leaf. May reallocate the leaf slabs: re-read them afterwards. */
@@ -302,6 +317,72 @@ export class RangeMap<V> {
   /** The leaf holding the floor entry of k (or the leftmost leaf if k precedes every entry). */
   private findLeaf(k: number): number {
     if (k >= this.fingerLo && k < this.fingerHi) return this.finger;
+    if (this.height < HINT_MIN_HEIGHT) return this.descend(k);
+    // A descent reaches leaf L iff firstKey(L) <= k (or L is the leftmost leaf) and k <
+    // firstKey(next(L)) (or L is the rightmost leaf): check the hinted leaf against exactly that,
+    // which costs its first key and its successor's instead of one search per internal level.
+    let hint = this.hint;
+    if (hint.length < 2 * this.lcap) hint = this.resizeHints();
+    const h = (k * this.hintScale) & (hint.length - 1);
+    const leaf = hint[h];
+    if (leaf !== NIL) {
+      const lmeta = this.lmeta;
+      const mb = leaf * L_META;
+      // Freed leaves have count 0; a live leaf of a tree with internal nodes never has.
+      if (lmeta[mb + L_COUNT] !== 0) {
+        const lk = this.lk;
+        const prev = lmeta[mb + L_PREV];
+        const next = lmeta[mb + L_NEXT];
+        const lo = prev === NIL ? -Infinity : lk[2 * leaf * LEAF_MAX];
+        const hi = next === NIL ? Infinity : lk[2 * next * LEAF_MAX];
+        if (k >= lo && k < hi) {
+          this.finger = leaf;
+          this.fingerLo = lo;
+          this.fingerHi = hi;
+          return leaf;
+        }
+        // The hinted leaf was split (or a neighbour merged away) since: try the adjacent leaf.
+        if (k >= hi) {
+          const nn = lmeta[next * L_META + L_NEXT];
+          const hi2 = nn === NIL ? Infinity : lk[2 * nn * LEAF_MAX];
+          if (k < hi2) {
+            hint[h] = next;
+            this.finger = next;
+            this.fingerLo = hi;
+            this.fingerHi = hi2;
+            return next;
+          }
+        } else if (k < lo) {
+          const pp = lmeta[prev * L_META + L_PREV];
+          const lo2 = pp === NIL ? -Infinity : lk[2 * prev * LEAF_MAX];
+          if (k >= lo2) {
+            hint[h] = prev;
+            this.finger = prev;
+            this.fingerLo = lo2;
+            this.fingerHi = lo;
+            return prev;
+          }
+        }
+      }
+    }
+    const found = this.descend(k);
+    hint[h] = found;
+    return found;
+  }
+
+  /** A fresh hint table for the current leaf pool, its blocks half a leaf's mean key span. */
+  private resizeHints(): Int32Array {
+    const leaves = this.lused - this.lfree.length;
+    const lo = this.lk[2 * this.firstLeaf() * LEAF_MAX];
+    const span = ((this.last()?.end ?? lo) - lo) / leaves / 2;
+    let scale = 1;
+    while (scale > 2 ** -52 && span * scale >= 2) scale /= 2;
+    this.hintScale = scale;
+    return (this.hint = new Int32Array(2 * this.lcap).fill(NIL));
+  }
+
+  /** findLeaf by descending from the root; sets the finger. */
+  private descend(k: number): number {
     const ik = this.ik;
     const ic = this.ic;
     const imeta = this.imeta;
