@@ -44,7 +44,7 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from './base/uapi.js';
-import { PAGE_SIZE, type Pfn } from './base/units.js';
+import { PAGE_SIZE, asGpa, asHva, asHvpn, gpaToGfn, type Pfn } from './base/units.js';
 
 /** Where the model keeps each VM's trace code page: outside the trace arena, below TASK_SIZE. */
 const CODE_PAGE_BASE = 0x7f00_0000_0000n;
@@ -254,7 +254,7 @@ export class Host implements KernelCtx {
     vm.mmuNotifier = {
       invalidateRangeStart: (s: number, e: number): void => {
         if (this.mutants.has('mmu_notifier_missing')) return;
-        kvmMmuNotifierInvalidate(this, vm, s, e);
+        kvmMmuNotifierInvalidate(this, vm, asHvpn(s), asHvpn(e));
       },
     };
     this.mm.notifiers.register(vm.mmuNotifier);
@@ -399,7 +399,7 @@ export class Host implements KernelCtx {
         at,
       );
       if (!m.ok) return false;
-      vm.codePageHva = m.value;
+      vm.codePageHva = asHva(m.value);
     }
     const r = kvmVmIoctlSetMemoryRegion(
       this,
@@ -464,7 +464,7 @@ export class Host implements KernelCtx {
       return { errno: 'ENOEXEC', exits: [] };
     // A trace that deleted the code slot itself: instruction fetch hits MMIO, emulation fails.
     const code = vm.slots.get(TRACE_CODE_SLOT);
-    const inPlace = code !== undefined && code.baseGfn === Number(TRACE_CODE_GPA >> 12n);
+    const inPlace = code !== undefined && code.baseGfn === gpaToGfn(asGpa(TRACE_CODE_GPA));
     return kvmRunProgram(this, t.value, steps, inPlace);
   }
 

@@ -9,10 +9,10 @@
  * first seen as zeros, and content persists until a hole is punched.
  */
 import type { KernelCtx } from '../../ctx.js';
-import { GmemFile, type Memslot, type Vm } from '../objects.js';
+import { GmemFile, gfnToGmemIndex, gmemIndexToGfn, type Memslot, type Vm } from '../objects.js';
 import { err, ok, OK_VOID, type Result } from '../../base/result.js';
 import type { Errno } from '../../base/errno.js';
-import { asPfn, type PgOff, type Pfn } from '../../base/units.js';
+import { asPfn, asPgOff, type Gfn, type PgOff, type Pfn } from '../../base/units.js';
 
 /**
  * KVM_CREATE_GUEST_MEMFD after copy_from_user: `kvm_gmem_create()` checks in kernel order, then
@@ -129,8 +129,8 @@ export function kvmGmemInvalidate(
     const slot = b.value;
     if (slot.gmem === null) continue;
     const pgoff = slot.gmem.pgoff;
-    const gStart = slot.baseGfn + (b.start - pgoff);
-    const gEnd = slot.baseGfn + (b.end - pgoff);
+    const gStart = gmemIndexToGfn(slot, pgoff, asPgOff(b.start));
+    const gEnd = gmemIndexToGfn(slot, pgoff, asPgOff(b.end));
     k.arch.invalidateGfnRange(k, f.vm, slot.asId, gStart, gEnd, source);
   }
 }
@@ -331,13 +331,13 @@ export function kvmGmemRelease(k: KernelCtx, f: GmemFile): Vm {
   if (!k.mutants.has('gmem_release_no_zap')) {
     for (const b of f.bindings.entries()) {
       const slot = b.value;
-      const pgoff = slot.gmem?.pgoff ?? b.start;
+      const pgoff = slot.gmem?.pgoff ?? asPgOff(b.start);
       k.arch.invalidateGfnRange(
         k,
         f.vm,
         slot.asId,
-        slot.baseGfn + (b.start - pgoff),
-        slot.baseGfn + (b.end - pgoff),
+        gmemIndexToGfn(slot, pgoff, asPgOff(b.start)),
+        gmemIndexToGfn(slot, pgoff, asPgOff(b.end)),
         'gmem_release',
       );
     }
@@ -360,11 +360,11 @@ export type GmemPfn =
  * an arch prepare failure: its errno.
  * A folio that is not up-to-date is zeroed and prepared (arch hook) before it is returned.
  */
-export function kvmGmemGetPfn(k: KernelCtx, slot: Memslot, gfn: number): GmemPfn {
+export function kvmGmemGetPfn(k: KernelCtx, slot: Memslot, gfn: Gfn): GmemPfn {
   const g = slot.gmem;
   if (g === null || g.file === null || g.file.released) return { ok: false, errno: 'EFAULT' };
   const f = g.file;
-  const index = gfn - slot.baseGfn + g.pgoff;
+  const index = gfnToGmemIndex(slot, g.pgoff, gfn);
   if (f.bindings.get(index) !== slot) return { ok: false, errno: 'EIO' };
   const pfn = getPreparedFolio(k, f, index, 'guest_fault', gfn);
   if (typeof pfn === 'number') return { ok: true, pfn };
