@@ -35,9 +35,11 @@ import type { Errno } from '../../base/errno.js';
 import {
   PAGE_SIZE,
   asGpa,
+  bytesToPagesN,
   gfnToGpa,
   gpaAdd,
   gpaToGfn,
+  isPageAligned,
   offsetInPage,
   type Gfn,
   type Gpa,
@@ -188,8 +190,8 @@ function emulateHypercall(
     ret = 0n; // KVM_HC_VAPIC_POLL_IRQ
   else if (n === BigInt(KVM_HC_MAP_GPA_RANGE)) {
     if ((vm.hypercallExitEnabled & (1n << 12n)) !== 0n) {
-      const gfn = a0 >> 12n;
-      if ((a0 & 4095n) !== 0n || a1 === 0n || gfn + a1 <= gfn) ret = -KVM_EINVAL;
+      const gfn = bytesToPagesN(a0);
+      if (!isPageAligned(a0) || a1 === 0n || gfn + a1 <= gfn) ret = -KVM_EINVAL;
       else {
         exits.push({ reason: 'HYPERCALL', nr: n, args: [a0, a1, a2] });
         ret = 0n; // the VMM completes the exit with hypercall.ret = 0
