@@ -56,7 +56,7 @@ export interface KvmArchOps<K> {
    * (`__kvm_gmem_prepare_folio()`, after zeroing, before it is marked up-to-date), with the gfn
    * it is about to be mapped at. An errno fails the fault with it; undefined is success.
    */
-  gmemPrepare(k: K, vm: Vm, pfn: Pfn, gfn: number, order: number): Errno | undefined;
+  gmemPrepare(k: K, vm: Vm, pfn: Pfn, gfn: Gfn, order: number): Errno | undefined;
   /**
    * `kvm_arch_gmem_invalidate()`: frames [start, end) leave guest_memfd
    * (`kvm_gmem_free_folio()`), before the page allocator gets them back.
