@@ -32,6 +32,7 @@
  */
 import { Host } from '../src/core/host.js';
 import { guestTranslate } from '../src/core/arch/x86/mmu.js';
+import { asGfn } from '../src/core/base/units.js';
 import type { Vm } from '../src/core/kvm/objects.js';
 import { getProfile } from '../src/core/profiles/index.js';
 import type { GuestProgramStep } from '../src/core/arch/x86/kvm_run.js';
@@ -134,7 +135,7 @@ export function touchViaFaultPath(f: FaultVm, gfns: Uint32Array): number {
   const n = gfns.length;
   const t0 = now();
   for (let i = 0; i < n; i++) {
-    const o = guestTranslate(host, vm, gfns[i]!, true);
+    const o = guestTranslate(host, vm, asGfn(gfns[i]!), true);
     if (o.kind !== 'ram') throw new Error(`bench: fault at gfn ${gfns[i]} gave ${o.kind}`);
     if ((i & (STEPS_PER_RUN - 1)) === STEPS_PER_RUN - 1) host.events.drain();
   }

@@ -44,7 +44,7 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from './base/uapi.js';
-import { PAGE_SIZE, type Pfn } from './base/units.js';
+import { PAGE_SIZE, asGpa, asHva, gpaToGfn, type Hvpn, type Pfn } from './base/units.js';
 
 /** Where the model keeps each VM's trace code page: outside the trace arena, below TASK_SIZE. */
 const CODE_PAGE_BASE = 0x7f00_0000_0000n;
@@ -252,7 +252,7 @@ export class Host implements KernelCtx {
     this.allVms.push(vm);
     // kvm_create_vm() → kvm_init_mmu_notifier(): this VM's stage-2 hears about the VMM's mm.
     vm.mmuNotifier = {
-      invalidateRangeStart: (s: number, e: number): void => {
+      invalidateRangeStart: (s: Hvpn, e: Hvpn): void => {
         if (this.mutants.has('mmu_notifier_missing')) return;
         kvmMmuNotifierInvalidate(this, vm, s, e);
       },
@@ -389,7 +389,7 @@ export class Host implements KernelCtx {
     // The backend issues the memslot ioctl on the VM fd: once that is closed it cannot.
     if (vm.file === undefined || vm.file.fdRefs === 0) return false;
     if (vm.codePageHva === 0n) {
-      const at = CODE_PAGE_BASE + BigInt(vm.index) * 0x20_0000n;
+      const at = asHva(CODE_PAGE_BASE + BigInt(vm.index) * 0x20_0000n);
       const m = this.mm.mmap(
         undefined,
         BigInt(PAGE_SIZE),
@@ -464,7 +464,7 @@ export class Host implements KernelCtx {
       return { errno: 'ENOEXEC', exits: [] };
     // A trace that deleted the code slot itself: instruction fetch hits MMIO, emulation fails.
     const code = vm.slots.get(TRACE_CODE_SLOT);
-    const inPlace = code !== undefined && code.baseGfn === Number(TRACE_CODE_GPA >> 12n);
+    const inPlace = code !== undefined && code.baseGfn === gpaToGfn(asGpa(TRACE_CODE_GPA));
     return kvmRunProgram(this, t.value, steps, inPlace);
   }
 
@@ -588,24 +588,24 @@ export class Host implements KernelCtx {
   }
 
   munmap(addr: bigint, length: bigint): Result<undefined> {
-    return this.mm.munmap(addr, length);
+    return this.mm.munmap(asHva(addr), length);
   }
 
   mprotect(addr: bigint, length: bigint, prot: number): Result<undefined> {
-    return this.mm.mprotect(addr, length, prot);
+    return this.mm.mprotect(asHva(addr), length, prot);
   }
 
   madvise(addr: bigint, length: bigint, advice: number): Result<undefined> {
-    return this.mm.madvise(addr, length, advice);
+    return this.mm.madvise(asHva(addr), length, advice);
   }
 
   /** A VMM read of `len` bytes at `addr`. */
   peek(addr: bigint, len: number): UserAccess {
-    return this.mm.access(addr, len, null);
+    return this.mm.access(asHva(addr), len, null);
   }
 
   /** A VMM write of `bytes` at `addr`. */
   poke(addr: bigint, bytes: Uint8Array): UserAccess {
-    return this.mm.access(addr, bytes.length, bytes);
+    return this.mm.access(asHva(addr), bytes.length, bytes);
   }
 }

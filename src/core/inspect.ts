@@ -18,7 +18,7 @@
  */
 import type { Host } from './host.js';
 import type { RangeMap } from './base/ranges/range_map.js';
-import { GmemFile, VcpuFile, type Memslot, type Vm } from './kvm/objects.js';
+import { GmemFile, VcpuFile, gfnToHvpnMemslot, type Memslot, type Vm } from './kvm/objects.js';
 import { ShmemObject } from './mm/shmem.js';
 import {
   VMA_ACCOUNT,
@@ -38,6 +38,7 @@ import {
   type VmaKind,
 } from './mm/mm_types.js';
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE, TRACE_CODE_SLOT } from './base/uapi.js';
+import { asGfn, hvpnAdd, type Gfn, type Hvpn, type PgOff } from './base/units.js';
 
 /** A range of pages `[start, end)`. */
 export type PageRange = { readonly start: number; readonly end: number };
@@ -77,7 +78,7 @@ export type SlotRun = PageRange & {
 export type MemslotSnapshot = {
   readonly as: number;
   readonly id: number;
-  readonly baseGfn: number;
+  readonly baseGfn: Gfn;
   readonly npages: number;
   /** `userspace_addr`, "0x...". */
   readonly userspaceAddr: string;
@@ -89,7 +90,7 @@ export type MemslotSnapshot = {
    * `slot->gmem`: the bound file's inode (null once the file was released) and the first bound
    * index (`slot->gmem.pgoff`, in pages); null for a slot without KVM_MEM_GUEST_MEMFD.
    */
-  readonly guestMemfd: { readonly ino: number | null; readonly offset: number } | null;
+  readonly guestMemfd: { readonly ino: number | null; readonly offset: PgOff } | null;
   /** KVM_MEMSLOT_GMEM_ONLY: every fault is served by guest_memfd. */
   readonly gmemOnly: boolean;
   readonly runs: readonly SlotRun[];
@@ -151,7 +152,7 @@ export type VmaSnapshot = PageRange & {
   readonly flags: number;
   readonly flagNames: readonly string[];
   /** vm_pgoff of the first page (the virtual page number for private anonymous memory). */
-  readonly pgoff: number;
+  readonly pgoff: PgOff;
   /** The mapped file's inode (guest_memfd, vCPU), or the shmem object's id. */
   readonly ino?: number;
   readonly shmem?: number;
@@ -256,7 +257,7 @@ function gmemCounts(
  * find without faulting (private anon pages and COW copies, shmem and guest_memfd page cache,
  * the vCPU's kvm_run/pio/ring pages: `kvm_vcpu_fault()`).
  */
-function hostPages(h: Host, s: number, e: number): number {
+function hostPages(h: Host, s: Hvpn, e: Hvpn): number {
   let n = 0;
   for (const p of h.mm.vmas.piecesIn(s, e)) {
     const v: Vma = p.value;
@@ -304,8 +305,8 @@ function slotRuns(h: Host, vm: Vm, slot: Memslot): SlotRun[] {
       const c = gmemCounts(file, i0, i0 + (r.end - r.start));
       return { ...r, backing: 'gmem', allocated: c.present, prepared: c.prepared, mapped };
     }
-    const hv = Number(slot.userspaceAddr >> 12n) + (r.start - start);
-    const allocated = hostPages(h, hv, hv + (r.end - r.start));
+    const hv = gfnToHvpnMemslot(slot, asGfn(r.start));
+    const allocated = hostPages(h, hv, hvpnAdd(hv, r.end - r.start));
     return { ...r, backing: 'host', allocated, prepared: 0, mapped };
   });
 }

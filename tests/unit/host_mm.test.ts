@@ -6,6 +6,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { asHva, hvaToHvpn } from '../../src/core/base/units.js';
 import {
   ARENA_BASE,
   GMEM_MMAP,
@@ -508,14 +509,14 @@ describe('independent-trace findings (conformance/mmap/*: recorded on the PVM ke
     // A write replaces the zero page with a THP.
     assert.equal(peekHex(c, m + 3n * TWO_MIB, 1), '00');
     poke(c, m + 3n * TWO_MIB + 16n, '5a');
-    assert.equal(c.h.mm.hostLevel(Number((m + 3n * TWO_MIB) >> 12n)), '2M');
+    assert.equal(c.h.mm.hostLevel(hvaToHvpn(asHva(m + 3n * TWO_MIB))), '2M');
     assert.equal(peekHex(c, m + 3n * TWO_MIB + 16n, 1), '5a');
     // Without MADV_HUGEPAGE a read makes a page table, and a later write gets no THP.
     const n = mmapAnon(c, TWO_MIB);
     assert.equal(peekHex(c, n, 1), '00');
     ok(c.h.madvise(n, TWO_MIB, MADV_HUGEPAGE));
     poke(c, n + PAGE, '01');
-    assert.equal(c.h.mm.hostLevel(Number((n + PAGE) >> 12n)), '4K');
+    assert.equal(c.h.mm.hostLevel(hvaToHvpn(asHva(n + PAGE))), '4K');
   });
 
   test('MADV_COLLAPSE: VM_NOHUGEPAGE (MADV_NOHUGEPAGE, MAP_STACK) and guard markers refuse it', () => {

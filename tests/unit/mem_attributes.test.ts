@@ -5,6 +5,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { lpageAllowed } from '../../src/core/arch/x86/mmu.js';
+import { asGpa, gfnAdd, gpaToGfn } from '../../src/core/base/units.js';
 import {
   ATTR_PRIVATE,
   GMEM_MMAP,
@@ -233,8 +234,8 @@ describe('hugepage mixed tracking (§3.4), seen through lpageAllowed', () => {
     ok(setRegion(c, vm, { slot: 1n, gpa: GiB, size: GiB, uaddr: ua }));
     const v = vmOf(c, vm);
     const slot = v.slots.get(1)!;
-    const g0 = Number(GiB >> 12n);
-    const a2 = (frame: number) => lpageAllowed(v, slot, g0 + frame * L2, '2M');
+    const g0 = gpaToGfn(asGpa(GiB));
+    const a2 = (frame: number) => lpageAllowed(v, slot, gfnAdd(g0, frame * L2), '2M');
     const a1 = () => lpageAllowed(v, slot, g0, '1G');
     const set = (fromPage: number, pages: number, attr = ATTR_PRIVATE) =>
       ok(setAttr(c, vm, GiB + BigInt(fromPage) * PAGE, BigInt(pages) * PAGE, attr));
@@ -317,7 +318,7 @@ describe('hugepage mixed tracking (§3.4), seen through lpageAllowed', () => {
     const v = vmOf(c, vm);
     const s1 = v.slots.get(1)!;
     const s2 = v.slots.get(2)!;
-    const g = (gpa: bigint) => Number(gpa >> 12n);
+    const g = (gpa: bigint) => gpaToGfn(asGpa(gpa));
     assert.equal(lpageAllowed(v, s1, g(2n * MiB + PAGE), '2M'), false, 'head frame partial');
     assert.equal(lpageAllowed(v, s1, g(4n * MiB), '2M'), true, 'whole frame inside');
     assert.equal(lpageAllowed(v, s1, g(6n * MiB), '2M'), false, 'tail frame partial');
@@ -330,7 +331,7 @@ describe('hugepage mixed tracking (§3.4), seen through lpageAllowed', () => {
     const ua = mmapAnon(c, 4n * MiB);
     ok(setRegion(c, vm, { slot: 1n, gpa: 4n * MiB, size: 4n * MiB, uaddr: ua }));
     const v = vmOf(c, vm);
-    assert.equal(lpageAllowed(v, v.slots.get(1)!, Number((4n * MiB) >> 12n), '2M'), true);
+    assert.equal(lpageAllowed(v, v.slots.get(1)!, gpaToGfn(asGpa(4n * MiB)), '2M'), true);
   });
 
   test('a gmem-only slot in a SW_PROTECTED VM (MMAP file) is tracked like any other', () => {
@@ -348,10 +349,10 @@ describe('hugepage mixed tracking (§3.4), seen through lpageAllowed', () => {
     );
     const v = vmOf(c, vm);
     const s = v.slots.get(1)!;
-    const f0 = Number((4n * MiB) >> 12n);
+    const f0 = gpaToGfn(asGpa(4n * MiB));
     assert.equal(lpageAllowed(v, s, f0, '2M'), true);
     ok(setAttr(c, vm, 4n * MiB + PAGE, PAGE));
     assert.equal(lpageAllowed(v, s, f0, '2M'), false);
-    assert.equal(lpageAllowed(v, s, f0 + L2, '2M'), true);
+    assert.equal(lpageAllowed(v, s, gfnAdd(f0, L2), '2M'), true);
   });
 });

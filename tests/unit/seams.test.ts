@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { Host, type HostOptions } from '../../src/core/host.js';
 import { getProfile } from '../../src/core/profiles/index.js';
 import type { Errno } from '../../src/core/base/errno.js';
-import type { Pfn } from '../../src/core/base/units.js';
+import { asHva, hvaToHvpn, hvpnAdd, type Pfn } from '../../src/core/base/units.js';
 import type { KvmX86Ops } from '../../src/core/arch/x86/x86_ops.js';
 import { VMX_OPS } from '../../src/core/arch/x86/vmx/main.js';
 import { PVM_OPS } from '../../src/core/arch/x86/pvm/pvm.js';
@@ -192,7 +192,7 @@ describe('the platform: one host-access check per frame', () => {
     const c = host({ platform: ownedFrames(owned, log) });
     const ua = mmapAnon(c, SIZE);
     assert.ok(c.h.poke(ua, new Uint8Array([7])).ok);
-    const pfn = c.h.mm.fault(Number(ua >> 12n), false, true);
+    const pfn = c.h.mm.fault(hvaToHvpn(asHva(ua)), false, true);
     assert.ok(!('signal' in pfn));
     owned.add(pfn.pfn);
     const w = c.h.poke(ua, new Uint8Array([8]));
@@ -211,7 +211,7 @@ describe('the platform: one host-access check per frame', () => {
     const ua = mmapAnon(c, SIZE);
     ok(setRegion(c, vm, { size: SIZE, uaddr: ua }));
     assert.ok(c.h.poke(ua + 0x2000n, new Uint8Array([1])).ok);
-    const f = c.h.mm.fault(Number(ua >> 12n) + 2, false, true);
+    const f = c.h.mm.fault(hvpnAdd(hvaToHvpn(asHva(ua)), 2), false, true);
     assert.ok(!('signal' in f));
     owned.add(f.pfn);
     const r = c.h.kvmRun(createVcpu(c, vm), [store(0x2000n, 'aa')]);

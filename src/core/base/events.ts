@@ -4,6 +4,7 @@
  * cycle). The scenario timeline and the invariant checker read them; nothing in the model
  * depends on them.
  */
+import type { Gfn, Hvpn, PgOff } from './units.js';
 
 /** Why guest mappings were zapped (kernel-uapi.md §3.5). */
 export type ZapSource =
@@ -22,8 +23,8 @@ export type ModelEvent =
       readonly kind: 'zap';
       readonly vm: number;
       readonly as: number;
-      readonly start: number;
-      readonly end: number;
+      readonly start: Gfn;
+      readonly end: Gfn;
       readonly pages: number;
       readonly source: ZapSource;
     }
@@ -31,50 +32,50 @@ export type ModelEvent =
   | {
       readonly kind: 'invalidate';
       readonly vm: number;
-      readonly start: number;
-      readonly end: number;
+      readonly start: Gfn;
+      readonly end: Gfn;
       readonly source: ZapSource;
     }
   | {
       readonly kind: 'gmem_alloc';
       readonly ino: number;
-      readonly start: number;
-      readonly end: number;
+      readonly start: PgOff;
+      readonly end: PgOff;
       readonly via: 'fallocate' | 'guest_fault' | 'host_fault';
     }
   | {
       readonly kind: 'gmem_zero';
       readonly ino: number;
-      readonly start: number;
-      readonly end: number;
+      readonly start: PgOff;
+      readonly end: PgOff;
       readonly via: 'guest_fault' | 'host_fault';
     }
   | {
       readonly kind: 'gmem_free';
       readonly ino: number;
-      readonly start: number;
-      readonly end: number;
+      readonly start: PgOff;
+      readonly end: PgOff;
       readonly via: 'punch_hole' | 'madv_remove' | 'inode_evict';
     }
-  | { readonly kind: 'anon_alloc'; readonly hvpn: number; readonly pages: number }
-  | { readonly kind: 'anon_free'; readonly hvpn: number; readonly pages: number }
+  | { readonly kind: 'anon_alloc'; readonly hvpn: Hvpn; readonly pages: number }
+  | { readonly kind: 'anon_free'; readonly hvpn: Hvpn; readonly pages: number }
   | {
       readonly kind: 'shmem_alloc';
       readonly obj: number;
-      readonly start: number;
-      readonly end: number;
+      readonly start: PgOff;
+      readonly end: PgOff;
     }
   | {
       readonly kind: 'shmem_free';
       readonly obj: number;
-      readonly start: number;
-      readonly end: number;
+      readonly start: PgOff;
+      readonly end: PgOff;
     }
   | {
       readonly kind: 'spte_install';
       readonly vm: number;
       readonly as: number;
-      readonly gfn: number;
+      readonly gfn: Gfn;
       readonly pages: number;
       readonly level: '4K' | '2M' | '1G';
       readonly private: boolean;
@@ -92,23 +93,23 @@ export type ModelEvent =
       readonly ino: number;
       readonly vm: number;
       readonly slot: number;
-      readonly start: number;
-      readonly end: number;
+      readonly start: PgOff;
+      readonly end: PgOff;
     }
   | {
       readonly kind: 'gmem_unbind';
       readonly ino: number;
       readonly vm: number;
       readonly slot: number;
-      readonly start: number;
-      readonly end: number;
+      readonly start: PgOff;
+      readonly end: PgOff;
     }
   | { readonly kind: 'gmem_release'; readonly ino: number; readonly vm: number }
   | {
       readonly kind: 'attributes';
       readonly vm: number;
-      readonly start: number;
-      readonly end: number;
+      readonly start: Gfn;
+      readonly end: Gfn;
       readonly attributes: bigint;
     }
   | { readonly kind: 'vm_destroy'; readonly vm: number }

@@ -12,7 +12,7 @@
  * the behaviour the "every page is first seen as zeros" invariant checks.
  */
 import { RangeMap } from './ranges/range_map.js';
-import { PAGE_SIZE, type Pfn } from './units.js';
+import { PAGE_SIZE, asPfn, type Pfn } from './units.js';
 
 export type FrameRun = { readonly base: Pfn; readonly count: number };
 
@@ -31,12 +31,12 @@ export class FrameStore {
       const f = this.free.first();
       if (f === undefined) break;
       const take = Math.min(left, f.end - f.start);
-      runs.push({ base: f.start as Pfn, count: take });
+      runs.push({ base: asPfn(f.start), count: take });
       this.free.delete(f.start, f.start + take);
       left -= take;
     }
     if (left > 0) {
-      runs.push({ base: this.nextFresh as Pfn, count: left });
+      runs.push({ base: asPfn(this.nextFresh), count: left });
       this.nextFresh += left;
     }
     this.allocated += n;
@@ -47,9 +47,9 @@ export class FrameStore {
   allocOne(): Pfn {
     const f = this.free.first();
     this.allocated++;
-    if (f === undefined) return this.nextFresh++ as Pfn;
+    if (f === undefined) return asPfn(this.nextFresh++);
     this.free.delete(f.start, f.start + 1);
-    return f.start as Pfn;
+    return asPfn(f.start);
   }
 
   /** Be told every pfn range whose free/allocated state changes (the invariant checker). */

@@ -70,6 +70,14 @@ export function u64CheckedAdd(a: bigint, b: bigint): bigint | undefined {
 export function isPageAligned(v: bigint): boolean {
   return (v & PAGE_MASK_N) === 0n;
 }
+/** The byte offset of an address inside its page (`offset_in_page()`). */
+export function offsetInPage(v: bigint): number {
+  return Number(v & PAGE_MASK_N);
+}
+/** `PAGE_ALIGN()` of a length or address on unbounded integers (callers check for u64 overflow). */
+export function pageAlignUp(v: bigint): bigint {
+  return (v + PAGE_MASK_N) & ~PAGE_MASK_N;
+}
 
 /** Page number of a byte address (floor). Exact for any u64. */
 export function pageOf(v: bigint): number {
@@ -79,18 +87,96 @@ export function pageOf(v: bigint): number {
 export function pagesCeil(len: bigint): number {
   return Number((len + PAGE_MASK_N) >> 12n);
 }
+/** Number of whole pages in `len` bytes (`len >> PAGE_SHIFT`), as a bigint (no precision loss). */
+export function bytesToPagesN(len: bigint): bigint {
+  return len >> 12n;
+}
+/** Byte length of `n` pages. */
+export function pagesToBytes(n: number): bigint {
+  return BigInt(n) << 12n;
+}
 
+// Guest-physical: gpa_to_gfn(), gfn_to_gpa().
 export function gpaToGfn(gpa: Gpa): Gfn {
   return Number(gpa >> 12n) as Gfn;
 }
 export function gfnToGpa(gfn: Gfn): Gpa {
   return (BigInt(gfn) << 12n) as Gpa;
 }
+// Host-virtual.
 export function hvaToHvpn(hva: Hva): Hvpn {
   return Number(hva >> 12n) as Hvpn;
 }
 export function hvpnToHva(p: Hvpn): Hva {
   return (BigInt(p) << 12n) as Hva;
+}
+// File offsets: a byte offset (loff_t) and its page index (pgoff_t).
+export function bytesToPgOff(offset: bigint): PgOff {
+  return Number(offset >> 12n) as PgOff;
+}
+export function pgoffToBytes(p: PgOff): bigint {
+  return BigInt(p) << 12n;
+}
+/**
+ * The vm_pgoff of a private anonymous VMA: its virtual page number, as in Linux
+ * (`vma->vm_pgoff = addr >> PAGE_SHIFT`), and back (`linear_page_index()` of such a VMA).
+ */
+export function hvpnToPgOff(p: Hvpn): PgOff {
+  return p as number as PgOff;
+}
+export function pgoffToHvpn(p: PgOff): Hvpn {
+  return p as number as Hvpn;
+}
+
+// Page-number arithmetic: a page count added to (or the distance between) page numbers of one
+// kind. Mixing kinds (a Gfn plus a Pfn) does not type-check.
+export function gfnAdd(g: Gfn, n: number): Gfn {
+  return (g + n) as Gfn;
+}
+export function gfnDiff(a: Gfn, b: Gfn): number {
+  return a - b;
+}
+export function hvpnAdd(h: Hvpn, n: number): Hvpn {
+  return (h + n) as Hvpn;
+}
+export function hvpnDiff(a: Hvpn, b: Hvpn): number {
+  return a - b;
+}
+export function pfnAdd(p: Pfn, n: number): Pfn {
+  return (p + n) as Pfn;
+}
+export function pgoffAdd(p: PgOff, n: number): PgOff {
+  return (p + n) as PgOff;
+}
+export function pgoffDiff(a: PgOff, b: PgOff): number {
+  return a - b;
+}
+/** The first page of the `pages`-page frame (2M: 512, 1G: 262144) holding `g` (`gfn_round_for_level()`). */
+export function gfnAlignDown(g: Gfn, pages: number): Gfn {
+  return (Math.floor(g / pages) * pages) as Gfn;
+}
+export function gfnAlignUp(g: Gfn, pages: number): Gfn {
+  return (Math.ceil(g / pages) * pages) as Gfn;
+}
+export function hvpnAlignDown(h: Hvpn, pages: number): Hvpn {
+  return (Math.floor(h / pages) * pages) as Hvpn;
+}
+export function hvpnAlignUp(h: Hvpn, pages: number): Hvpn {
+  return (Math.ceil(h / pages) * pages) as Hvpn;
+}
+/** A byte address rounded down to a page boundary. */
+export function gpaAlignDown(gpa: Gpa): Gpa {
+  return (gpa & ~PAGE_MASK_N) as Gpa;
+}
+export function hvaAlignDown(hva: Hva): Hva {
+  return (hva & ~PAGE_MASK_N) as Hva;
+}
+/** A byte address plus a byte count (no wrap check: callers check u64 overflow where the kernel does). */
+export function gpaAdd(gpa: Gpa, bytes: bigint): Gpa {
+  return (gpa + bytes) as Gpa;
+}
+export function hvaAdd(hva: Hva, bytes: bigint): Hva {
+  return (hva + bytes) as Hva;
 }
 
 /** Format a bigint or number as 0x-hex. */

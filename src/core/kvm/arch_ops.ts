@@ -6,7 +6,7 @@
  */
 import type { Errno } from '../base/errno.js';
 import type { ZapSource } from '../base/events.js';
-import type { Pfn } from '../base/units.js';
+import type { Gfn, Pfn } from '../base/units.js';
 import type { Memslot, Vm } from './objects.js';
 
 /** What a stage-2 page fault resolved to (`kvm_mmu_do_page_fault()` → RET_PF_*). */
@@ -25,7 +25,7 @@ export type FaultOutcome =
  * access, a pre-fault) and passed through every stage of the fault path.
  */
 export type KvmPageFault = {
-  readonly gfn: number;
+  readonly gfn: Gfn;
   readonly write: boolean;
   /** `fault->is_private`: served by guest_memfd. */
   readonly isPrivate: boolean;
@@ -39,14 +39,14 @@ export interface KvmArchOps<K> {
    */
   readonly guestMemoryAccess: 'stage2' | 'emulated';
   /** `kvm_unmap_gfn_range()`: zap stage-2 mappings of gfns [start, end); how many were zapped. */
-  unmapGfnRange(k: K, vm: Vm, as: number, start: number, end: number, source: ZapSource): number;
+  unmapGfnRange(k: K, vm: Vm, as: number, start: Gfn, end: Gfn, source: ZapSource): number;
   /** `kvm_flush_remote_tlbs()`. */
   flushRemoteTlbs(k: K, vm: Vm, source: ZapSource): void;
   /**
    * One MMU invalidation of gfns [start, end) (`kvm_mmu_invalidate_begin()`, unmap, flush,
    * `kvm_mmu_invalidate_end()`), as guest_memfd's invalidation runs it.
    */
-  invalidateGfnRange(k: K, vm: Vm, as: number, start: number, end: number, source: ZapSource): void;
+  invalidateGfnRange(k: K, vm: Vm, as: number, start: Gfn, end: Gfn, source: ZapSource): void;
   /** `kvm_arch_flush_shadow_memslot()`: the zap for a memslot DELETE or MOVE. */
   flushShadowMemslot(k: K, vm: Vm, slot: Memslot, source: 'memslot_delete' | 'memslot_move'): void;
   /** The stage-2 fault a pre-fault takes (`kvm_arch_vcpu_pre_fault_memory()` → map one page). */
@@ -56,7 +56,7 @@ export interface KvmArchOps<K> {
    * (`__kvm_gmem_prepare_folio()`, after zeroing, before it is marked up-to-date), with the gfn
    * it is about to be mapped at. An errno fails the fault with it; undefined is success.
    */
-  gmemPrepare(k: K, vm: Vm, pfn: Pfn, gfn: number, order: number): Errno | undefined;
+  gmemPrepare(k: K, vm: Vm, pfn: Pfn, gfn: Gfn, order: number): Errno | undefined;
   /**
    * `kvm_arch_gmem_invalidate()`: frames [start, end) leave guest_memfd
    * (`kvm_gmem_free_folio()`), before the page allocator gets them back.

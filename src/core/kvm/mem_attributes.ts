@@ -12,13 +12,23 @@ import type { KernelCtx } from '../ctx.js';
 import { RangeMap } from '../base/ranges/range_map.js';
 import type { Memslot, Vm } from './objects.js';
 import { err, OK_VOID, type Result } from '../base/result.js';
-import { LEVEL_PAGES } from '../base/units.js';
+import {
+  LEVEL_PAGES,
+  asGfn,
+  asGpa,
+  gfnAdd,
+  gfnAlignDown,
+  gpaAdd,
+  gpaToGfn,
+  isPageAligned,
+  type Gfn,
+} from '../base/units.js';
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../base/uapi.js';
 
 const PRIVATE_ATTR = Number(KVM_MEMORY_ATTRIBUTE_PRIVATE);
 
 /** `kvm_mem_is_private()`: the PRIVATE attribute of gfn (0 when attributes are not compiled). */
-export function kvmMemIsPrivate(vm: Vm, gfn: number): boolean {
+export function kvmMemIsPrivate(vm: Vm, gfn: Gfn): boolean {
   const a = vm.attrs.get(gfn);
   return a !== undefined && (a & PRIVATE_ATTR) !== 0;
 }
@@ -27,7 +37,7 @@ export function kvmMemIsPrivate(vm: Vm, gfn: number): boolean {
  * Whether a fault on gfn is private (`fault->is_private`): for VMs whose private memory is
  * tracked by attributes (SW_PROTECTED), iff the attribute says PRIVATE; never for DEFAULT VMs.
  */
-export function kvmFaultIsPrivate(vm: Vm, gfn: number): boolean {
+export function kvmFaultIsPrivate(vm: Vm, gfn: Gfn): boolean {
   return vm.spec.privateFaultSource === 'attributes' && kvmMemIsPrivate(vm, gfn);
 }
 
@@ -39,7 +49,7 @@ export type KvmMemoryAttributes = {
 };
 
 /** Does every gfn of [start, end) have exactly `attrs`? (`kvm_range_has_memory_attributes`) */
-export function rangeHasAttributes(vm: Vm, start: number, end: number, attrs: number): boolean {
+export function rangeHasAttributes(vm: Vm, start: Gfn, end: Gfn, attrs: number): boolean {
   if (attrs === 0) return !vm.attrs.anyIn(start, end);
   if (!vm.attrs.covers(start, end)) return false;
   let uniform = true;
@@ -71,10 +81,11 @@ export function kvmVmIoctlSetMemAttributes(
   if (a.size === 0n || a.address + a.size > 0xffff_ffff_ffff_ffffn)
     return err('EINVAL', 'set_mem_attributes: size 0 or range wraps');
   // address or size not page aligned → EINVAL
-  if ((a.address & 4095n) !== 0n || (a.size & 4095n) !== 0n)
+  const gpa = asGpa(a.address);
+  if (!isPageAligned(gpa) || !isPageAligned(a.size))
     return err('EINVAL', 'set_mem_attributes: unaligned');
-  const start = Number(a.address >> 12n);
-  const end = Number((a.address + a.size) >> 12n);
+  const start = gpaToGfn(gpa);
+  const end = gpaToGfn(gpaAdd(gpa, a.size));
   return kvmVmSetMemAttributes(k, vm, start, end, Number(a.attributes));
 }
 
@@ -86,8 +97,8 @@ export function kvmVmIoctlSetMemAttributes(
 export function kvmVmSetMemAttributes(
   k: KernelCtx,
   vm: Vm,
-  start: number,
-  end: number,
+  start: Gfn,
+  end: Gfn,
   attrs: number,
 ): Result<undefined> {
   if (rangeHasAttributes(vm, start, end, attrs)) return OK_VOID;
@@ -96,7 +107,14 @@ export function kvmVmSetMemAttributes(
   if (!k.mutants.has('attr_change_no_zap')) {
     for (let as = 0; as < vm.slotsByGfn.length; as++) {
       for (const p of vm.slotsByGfn[as]!.piecesIn(start, end))
-        zapped += k.arch.unmapGfnRange(k, vm, as, p.start, p.end, 'set_memory_attributes');
+        zapped += k.arch.unmapGfnRange(
+          k,
+          vm,
+          as,
+          asGfn(p.start),
+          asGfn(p.end),
+          'set_memory_attributes',
+        );
     }
   }
   if (zapped > 0) k.arch.flushRemoteTlbs(k, vm, 'set_memory_attributes');
@@ -115,7 +133,7 @@ export function kvmVmSetMemAttributes(
 }
 
 /** Is gfn range [s, e) uniform in attributes? */
-function attrsUniform(vm: Vm, s: number, e: number): boolean {
+function attrsUniform(vm: Vm, s: Gfn, e: Gfn): boolean {
   const first = vm.attrs.get(s) ?? 0;
   return rangeHasAttributes(vm, s, e, first);
 }
@@ -124,8 +142,8 @@ function attrsUniform(vm: Vm, s: number, e: number): boolean {
  * Re-evaluate the mixed flag of one frame at `level`: mixed unless attributes are uniform and,
  * for 1G, no 2M sub-frame is mixed (`hugepage_has_attrs`).
  */
-function frameIsMixed(vm: Vm, slot: Memslot, f0: number, L: number): boolean {
-  if (!attrsUniform(vm, f0, f0 + L)) return true;
+function frameIsMixed(vm: Vm, slot: Memslot, f0: Gfn, L: number): boolean {
+  if (!attrsUniform(vm, f0, gfnAdd(f0, L))) return true;
   if (L === LEVEL_PAGES['1G']) {
     const m2 = slot.lpage.find((x) => x.pages === LEVEL_PAGES['2M']);
     if (m2 !== undefined && m2.mixed.anyIn(f0 / 512, (f0 + L) / 512)) return true;
@@ -138,16 +156,11 @@ function frameIsMixed(vm: Vm, slot: Memslot, f0: number, L: number): boolean {
  * tail frames straddling [start, end) are re-evaluated, frames fully inside the range are cleared
  * (they now have the new, uniform value), and frames not wholly inside the memslot are skipped.
  */
-export function kvmArchPostSetMemoryAttributes(
-  vm: Vm,
-  slot: Memslot,
-  start: number,
-  end: number,
-): void {
+export function kvmArchPostSetMemoryAttributes(vm: Vm, slot: Memslot, start: Gfn, end: Gfn): void {
   for (const info of slot.lpage) {
     const L = info.pages;
-    const s = Math.max(start, slot.baseGfn);
-    const e = Math.min(end, slot.endGfn);
+    const s = start > slot.baseGfn ? start : slot.baseGfn;
+    const e = end < slot.endGfn ? end : slot.endGfn;
     if (s >= e) continue;
     // Frames wholly inside the updated range now have one uniform value, and (for 1G) so do all
     // of their 2M sub-frames, which the 2M pass cleared: clear them as one range, O(log n).
@@ -155,8 +168,8 @@ export function kvmArchPostSetMemoryAttributes(
     const b = Math.min(Math.floor(e / L) * L, Math.floor(slot.endGfn / L) * L);
     if (a < b) info.mixed.delete(a / L, b / L);
     // Head and tail frames that straddle the range edges are re-evaluated.
-    const head = Math.floor(s / L) * L;
-    const tail = Math.floor((e - 1) / L) * L;
+    const head = gfnAlignDown(s, L);
+    const tail = gfnAlignDown(gfnAdd(e, -1), L);
     for (const g of head === tail ? [head] : [head, tail]) {
       if (g < slot.baseGfn || g + L > slot.endGfn) continue;
       setMixed(info.mixed, g / L, frameIsMixed(vm, slot, g, L));
@@ -195,7 +208,7 @@ export function kvmMmuInitMemslotMemoryAttributes(vm: Vm, slot: Memslot): void {
     });
     // Gaps also create boundaries where an attribute range starts/ends.
     const ordered = [...frames].sort((x, y) => x - y);
-    for (const fr of ordered) setMixed(info.mixed, fr, frameIsMixed(vm, slot, fr * L, L));
+    for (const fr of ordered) setMixed(info.mixed, fr, frameIsMixed(vm, slot, asGfn(fr * L), L));
     if (L === LEVEL_PAGES['1G']) {
       const m2 = slot.lpage[0]!;
       for (const e of m2.mixed.entries()) {

@@ -14,7 +14,15 @@ import {
   KVM_MEM_READONLY,
   KVM_SET_USER_MEMORY_REGION_V1_FLAGS,
 } from '../base/uapi.js';
-import type { Gfn } from '../base/units.js';
+import {
+  asGpa,
+  asHva,
+  bytesToPagesN,
+  gfnAdd,
+  gpaToGfn,
+  isPageAligned,
+  type Hva,
+} from '../base/units.js';
 
 /** struct kvm_userspace_memory_region2, fields already truncated to their C widths. */
 export type KvmUserspaceMemoryRegion2 = {
@@ -65,7 +73,7 @@ function checkMemoryRegionFlags(k: KernelCtx, vm: Vm, flags: bigint): boolean {
  * x86 `access_ok()`: ua + size must not wrap and must not pass USER_PTR_MAX. Observed: a range
  * ending exactly at TASK_SIZE_MAX (0x7ffffffff000) is accepted, one page more is not.
  */
-function accessOk(k: KernelCtx, ua: bigint, size: bigint): boolean {
+function accessOk(k: KernelCtx, ua: Hva, size: bigint): boolean {
   const sum = ua + size;
   if (sum > 0xffff_ffff_ffff_ffffn) return false;
   return sum <= k.profile.taskSizeMax;
@@ -79,26 +87,28 @@ export function kvmSetMemoryRegion(
   gmemFd: () => GmemFdLookup,
 ): Result<MemoryRegionChange> {
   if (!checkMemoryRegionFlags(k, vm, mem.flags)) return err('EINVAL', 'check_memory_region_flags');
+  // The uAPI struct's addresses, typed (gpa_t, the user pointer).
+  const gpa = asGpa(mem.guest_phys_addr);
+  const ua = asHva(mem.userspace_addr);
   const asId = Number(mem.slot >> 16n);
   const id = Number(mem.slot & 0xffffn);
   const isGmem = (mem.flags & KVM_MEM_GUEST_MEMFD) !== 0n;
   // General sanity checks.
-  if ((mem.memory_size & 4095n) !== 0n) return err('EINVAL', 'memory_size not page aligned');
-  if ((mem.guest_phys_addr & 4095n) !== 0n)
-    return err('EINVAL', 'guest_phys_addr not page aligned');
-  if ((mem.userspace_addr & 4095n) !== 0n || !accessOk(k, mem.userspace_addr, mem.memory_size))
+  if (!isPageAligned(mem.memory_size)) return err('EINVAL', 'memory_size not page aligned');
+  if (!isPageAligned(gpa)) return err('EINVAL', 'guest_phys_addr not page aligned');
+  if (!isPageAligned(ua) || !accessOk(k, ua, mem.memory_size))
     return err('EINVAL', 'userspace_addr unaligned or not a user range');
   if (
     isGmem &&
-    ((mem.guest_memfd_offset & 4095n) !== 0n ||
+    (!isPageAligned(mem.guest_memfd_offset) ||
       mem.guest_memfd_offset + mem.memory_size > 0xffff_ffff_ffff_ffffn)
   )
     return err('EINVAL', 'guest_memfd_offset unaligned or offset + size wraps');
   if (asId >= vm.spec.nrAddressSpaces || id >= k.profile.memSlotsNum)
     return err('EINVAL', 'as_id or slot id out of range');
-  if (mem.guest_phys_addr + mem.memory_size > 0xffff_ffff_ffff_ffffn)
+  if (gpa + mem.memory_size > 0xffff_ffff_ffff_ffffn)
     return err('EINVAL', 'guest_phys_addr + memory_size wraps');
-  if (mem.memory_size >> 12n > 2n ** 31n - 1n)
+  if (bytesToPagesN(mem.memory_size) > 2n ** 31n - 1n)
     return err('EINVAL', 'npages > KVM_MEM_MAX_NR_PAGES');
   const key = (asId << 16) | id;
   const old = vm.slots.get(key);
@@ -107,8 +117,8 @@ export function kvmSetMemoryRegion(
     kvmDeleteMemslot(k, vm, old, 'memslot_delete');
     return { ok: true, value: 'DELETE' };
   }
-  const baseGfn = Number(mem.guest_phys_addr >> 12n);
-  const npages = Number(mem.memory_size >> 12n);
+  const baseGfn = gpaToGfn(gpa);
+  const npages = Number(bytesToPagesN(mem.memory_size));
   let change: MemoryRegionChange;
   if (old === undefined) {
     change = 'CREATE';
@@ -117,7 +127,7 @@ export function kvmSetMemoryRegion(
     // Private memslots are immutable; GUEST_MEMFD cannot be added to an existing slot either.
     if (isGmem || old.isGuestMemfd) return err('EINVAL', 'guest_memfd memslots are immutable');
     if (
-      mem.userspace_addr !== old.userspaceAddr ||
+      ua !== old.userspaceAddr ||
       npages !== old.npages ||
       ((mem.flags ^ old.flags) & KVM_MEM_READONLY) !== 0n
     )
@@ -128,7 +138,7 @@ export function kvmSetMemoryRegion(
   }
   if (change === 'CREATE' || change === 'MOVE') {
     // kvm_check_memslot_overlap(): EEXIST, before the guest_memfd fd is even looked up.
-    for (const p of vm.slotsByGfn[asId]!.piecesIn(baseGfn, baseGfn + npages)) {
+    for (const p of vm.slotsByGfn[asId]!.piecesIn(baseGfn, gfnAdd(baseGfn, npages))) {
       if (p.value.id !== id) return err('EEXIST', 'memslot overlaps another slot');
     }
   }
@@ -146,14 +156,14 @@ export function kvmSetMemoryRegion(
       return err('EINVAL', 'kvm_arch_prepare_memory_region: beyond max gfn');
     vm.memslotGen++;
     vm.slotsByGfn[asId]!.delete(o.baseGfn, o.endGfn);
-    o.baseGfn = baseGfn as Gfn;
+    o.baseGfn = baseGfn;
     vm.slotsByGfn[asId]!.set(o.baseGfn, o.endGfn, o);
     kvmMmuInitMemslotMemoryAttributes(vm, o);
     k.events.push({ kind: 'slot', vm: vm.index, as: asId, id, change });
     return { ok: true, value: change };
   }
   // CREATE
-  const slot = new Memslot(asId, id, baseGfn as Gfn, npages, mem.flags, mem.userspace_addr);
+  const slot = new Memslot(asId, id, baseGfn, npages, mem.flags, ua);
   if (isGmem) {
     const r = kvmGmemBind(k, vm, slot, gmemFd(), mem.guest_memfd_offset);
     if (!r.ok) return r;

@@ -13,7 +13,22 @@ import type { VmTypeSpec } from '../profiles/profile.js';
 import type { MmuNotifier } from '../mm/mmu_notifier.js';
 import { KFile, type FileVmaKind } from '../vfs/file.js';
 import { err, ok, type Result } from '../base/result.js';
-import { ZERO_PFN, type Gfn, type PgOff, type Pfn } from '../base/units.js';
+import {
+  ZERO_PFN,
+  asHva,
+  gfnAdd,
+  gfnDiff,
+  hvaToHvpn,
+  hvpnAdd,
+  hvpnDiff,
+  pgoffAdd,
+  pgoffDiff,
+  type Gfn,
+  type Hva,
+  type Hvpn,
+  type PgOff,
+  type Pfn,
+} from '../base/units.js';
 
 /** State of one guest_memfd page (a folio; always order 0 in 6.18). */
 export type GmemPageState = 'allocated' | 'prepared' | 'poisoned';
@@ -161,10 +176,10 @@ export class Memslot {
     readonly npages: number,
     /** uAPI flags (LOG_DIRTY_PAGES, READONLY, GUEST_MEMFD). */
     public flags: bigint,
-    readonly userspaceAddr: bigint,
+    readonly userspaceAddr: Hva,
   ) {}
-  get endGfn(): number {
-    return this.baseGfn + this.npages;
+  get endGfn(): Gfn {
+    return gfnAdd(this.baseGfn, this.npages);
   }
   get isGuestMemfd(): boolean {
     return (this.flags & 4n) !== 0n;
@@ -175,6 +190,23 @@ export class Memslot {
   get key(): number {
     return (this.asId << 16) | this.id;
   }
+}
+
+/** `__gfn_to_hva_memslot()`: the host virtual page behind gfn in a memslot's userspace range. */
+export function gfnToHvpnMemslot(slot: Memslot, gfn: Gfn): Hvpn {
+  return hvpnAdd(hvaToHvpn(slot.userspaceAddr), gfnDiff(gfn, slot.baseGfn));
+}
+/** `hva_to_gfn_memslot()`: the gfn a host virtual page of a memslot's userspace range maps. */
+export function hvpnToGfnMemslot(slot: Memslot, hvpn: Hvpn): Gfn {
+  return gfnAdd(slot.baseGfn, hvpnDiff(hvpn, hvaToHvpn(slot.userspaceAddr)));
+}
+/** `kvm_gmem_get_index()`: the guest_memfd index behind gfn in a bound memslot. */
+export function gfnToGmemIndex(slot: Memslot, pgoff: PgOff, gfn: Gfn): PgOff {
+  return pgoffAdd(pgoff, gfnDiff(gfn, slot.baseGfn));
+}
+/** The gfn a guest_memfd index maps in a memslot bound at `pgoff` (the inverse). */
+export function gmemIndexToGfn(slot: Memslot, pgoff: PgOff, index: PgOff): Gfn {
+  return gfnAdd(slot.baseGfn, pgoffDiff(index, pgoff));
 }
 
 /** One stage-2 (EPT/NPT or shadow) mapping extent: consecutive gfns → consecutive frames. */
@@ -248,7 +280,7 @@ export class Vm {
   preFaultAllowed: boolean;
   codeSlot: CodeSlotState = 'none';
   /** Backing of the trace code page (a host address outside the trace arena). */
-  codePageHva = 0n;
+  codePageHva: Hva = asHva(0n);
   /** Total pages across slots (`kvm->nr_memslot_pages`). */
   nrMemslotPages = 0;
   /** `kvm->arch.n_max_mmu_pages != 0`: set by the first memslot CREATE/DELETE commit. */

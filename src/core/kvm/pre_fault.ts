@@ -9,7 +9,7 @@ import type { KernelCtx } from '../ctx.js';
 import { kvmFaultIsPrivate } from './mem_attributes.js';
 import type { Errno } from '../base/errno.js';
 import type { Vcpu } from './objects.js';
-import { LEVEL_PAGES } from '../base/units.js';
+import { LEVEL_PAGES, asGpa, gpaToGfn, isPageAligned, pagesToBytes } from '../base/units.js';
 
 export type PreFaultRange = { gpa: bigint; size: bigint };
 
@@ -23,7 +23,7 @@ function archStep(k: KernelCtx, vcpu: Vcpu, r: PreFaultRange): bigint | Errno {
   if (!k.profile.tdpEnabled && !vm.mmuPagesSized) return 'ENOSPC';
   // kvm_tdp_map_page(): only the TDP MMU is indexed by GPA.
   if (!k.profile.tdpEnabled) return 'EOPNOTSUPP';
-  const gfn = Number(r.gpa >> 12n);
+  const gfn = gpaToGfn(asGpa(r.gpa));
   // A read fault ("guest final"); private iff the VM has private memory and the gfn is private.
   // A gfn that is already mapped is a spurious fault: the existing mapping's level counts.
   if (vm.stage2[0]!.entryAt(gfn) === undefined) {
@@ -35,7 +35,7 @@ function archStep(k: KernelCtx, vcpu: Vcpu, r: PreFaultRange): bigint | Errno {
   }
   const m = vm.stage2[0]!.entryAt(gfn);
   const level = m?.value.level ?? '4K';
-  const L = BigInt(LEVEL_PAGES[level]) << 12n;
+  const L = pagesToBytes(LEVEL_PAGES[level]);
   const end = (r.gpa & ~(L - 1n)) + L;
   const n = end - r.gpa;
   return n < r.size ? n : r.size;
@@ -52,8 +52,8 @@ export function kvmVcpuPreFaultMemory(
   const range: PreFaultRange = { gpa, size };
   if (flags !== 0n) return { errno: 'EINVAL', remaining: range };
   if (
-    (gpa & 4095n) !== 0n ||
-    (size & 4095n) !== 0n ||
+    !isPageAligned(gpa) ||
+    !isPageAligned(size) ||
     gpa + size > 0xffff_ffff_ffff_ffffn ||
     size === 0n
   )

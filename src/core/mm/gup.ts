@@ -3,6 +3,7 @@
  * MAP_LOCKED) and madvise(MADV_POPULATE_*) do. KVM's own get_user_pages() of one page (hva_to_pfn()
  * in the x86 fault path) is handleMmFault() with `cpu` false (memory.ts), through HostMm.fault().
  */
+import { asHvpn, asPgOff, hvpnAdd, type Hvpn } from '../base/units.js';
 import { type KFile } from '../vfs/file.js';
 import { VMA_HUGETLB, type MmStruct } from './mm_types.js';
 import { PROT_EXEC, PROT_WRITE } from '../base/uapi.js';
@@ -16,7 +17,7 @@ import { notePteTable } from './pgtable.js';
  * for ranges (so a populated terabyte costs what its extents cost). Returns the first page that
  * could not be faulted in (e when all were).
  */
-export function populate(mm: MmStruct, s: number, e: number, write: boolean): number {
+export function populate(mm: MmStruct, s: Hvpn, e: Hvpn, write: boolean): Hvpn {
   const v = mm.vmas.get(s);
   if (v === undefined) return s;
   // populate_vma_page_range() reads with FOLL_FORCE, so write-only mappings populate too;
@@ -31,7 +32,7 @@ export function populate(mm: MmStruct, s: number, e: number, write: boolean): nu
   // hugetlb: the first fault gets SIGBUS (empty pool).
   if ((v.flags & VMA_HUGETLB) !== 0) return s;
   const g = mm.guards.size === 0 ? undefined : mm.guards.piecesIn(s, e)[0];
-  const end = g === undefined ? e : g.start;
+  const end = g === undefined ? e : asHvpn(g.start);
   switch (v.kind) {
     case 'anon': {
       notePteTable(mm, s, end);
@@ -48,7 +49,7 @@ export function populate(mm: MmStruct, s: number, e: number, write: boolean): nu
             }
             mm.k.events.push({
               kind: 'anon_alloc',
-              hvpn: gap.start,
+              hvpn: asHvpn(gap.start),
               pages: gap.end - gap.start,
             });
           }
@@ -59,7 +60,7 @@ export function populate(mm: MmStruct, s: number, e: number, write: boolean): nu
     }
     case 'shmem': {
       const obj = v.obj as ShmemObject;
-      const last = Math.min(end, s + Math.max(0, obj.npages - v.base));
+      const last = hvpnAdd(s, Math.min(end - s, Math.max(0, obj.npages - v.base)));
       for (const gap of obj.pages.gapsIn(v.base, v.base + (last - s))) {
         let p = gap.start;
         for (const run of mm.k.frames.alloc(gap.end - gap.start)) {
@@ -67,17 +68,23 @@ export function populate(mm: MmStruct, s: number, e: number, write: boolean): nu
           obj.pages.set(p, p + run.count, { base: run.base });
           p += run.count;
         }
-        mm.k.events.push({ kind: 'shmem_alloc', obj: obj.id, start: gap.start, end: gap.end });
+        mm.k.events.push({
+          kind: 'shmem_alloc',
+          obj: obj.id,
+          start: asPgOff(gap.start),
+          end: asPgOff(gap.end),
+        });
       }
       return last;
     }
     case 'gmem': {
       const n = (v.obj as KFile).vmOps!.populate!(v.base, end - s);
       if (n > 0) mm.gmemPtes.set(s, s + n, true);
-      return s + n;
+      return hvpnAdd(s, n);
     }
     case 'vcpu': {
-      for (let p = s; p < end; p++) if ('signal' in handleMmFault(mm, p, write, false)) return p;
+      for (let p = s; p < end; p = hvpnAdd(p, 1))
+        if ('signal' in handleMmFault(mm, p, write, false)) return p;
       return end;
     }
   }

@@ -9,6 +9,7 @@
  */
 
 import { MAP_HUGETLB } from '../base/uapi.js';
+import { pageAlignUp } from '../base/units.js';
 
 /**
  * 64 TiB: above every address V8 picks for its heap pages (random hints below 2^46), far below
@@ -24,7 +25,7 @@ export const TASK_SIZE_MAX = 0x7fff_ffff_f000n;
 
 /** Page-rounded length of a mapping request (size_t arithmetic; undefined when it overflows). */
 export function mmapRoundLength(length: bigint): bigint | undefined {
-  const r = (length + 4095n) & ~4095n;
+  const r = pageAlignUp(length);
   return r > 0xffff_ffff_ffff_ffffn ? undefined : r;
 }
 

@@ -20,7 +20,7 @@
  */
 import type { KFile } from '../vfs/file.js';
 import type { Result } from '../base/result.js';
-import type { Pfn } from '../base/units.js';
+import type { Hva, Hvpn, PgOff, Pfn } from '../base/units.js';
 import { MmStruct, type Vma } from './mm_types.js';
 import { doMmap, vmMunmap } from './mmap.js';
 import { doMprotect } from './mprotect.js';
@@ -45,28 +45,28 @@ export class HostMm extends MmStruct {
     prot: number,
     flags: number,
     offset: bigint,
-    at?: bigint,
-  ): Result<bigint> {
+    at?: Hva,
+  ): Result<Hva> {
     return doMmap(this, file, length, prot, flags, offset, at);
   }
 
   /** munmap(2). */
-  munmap(addr: bigint, length: bigint): Result<undefined> {
+  munmap(addr: Hva, length: bigint): Result<undefined> {
     return vmMunmap(this, addr, length);
   }
 
   /** mprotect(2). */
-  mprotect(addr: bigint, length: bigint, prot: number): Result<undefined> {
+  mprotect(addr: Hva, length: bigint, prot: number): Result<undefined> {
     return doMprotect(this, addr, length, prot);
   }
 
   /** madvise(2). */
-  madvise(addr: bigint, length: bigint, advice: number): Result<undefined> {
+  madvise(addr: Hva, length: bigint, advice: number): Result<undefined> {
     return doMadvise(this, addr, length, advice);
   }
 
   /** `unmap_mapping_range()` of file pages [startPgoff, endPgoff) (guest_memfd truncation). */
-  unmapMappingRange(obj: KFile, startPgoff: number, endPgoff: number): void {
+  unmapMappingRange(obj: KFile, startPgoff: PgOff, endPgoff: PgOff): void {
     unmapMappingRange(this, obj, startPgoff, endPgoff);
   }
 
@@ -75,7 +75,7 @@ export class HostMm extends MmStruct {
    * (KVM's hva_to_pfn()) otherwise.
    */
   fault(
-    hvpn: number,
+    hvpn: Hvpn,
     write: boolean,
     cpu: boolean,
   ): { pfn: Pfn; writable: boolean } | { signal: 'SIGSEGV' | 'SIGBUS' } {
@@ -83,27 +83,27 @@ export class HostMm extends MmStruct {
   }
 
   /** A CPU access by the VMM to [addr, addr+len) (peek when `write` is null, else poke). */
-  access(addr: bigint, len: number, write: Uint8Array | null): UserAccess {
+  access(addr: Hva, len: number, write: Uint8Array | null): UserAccess {
     return cpuAccess(this, addr, len, write);
   }
 
   /** Fault in [s, e) of one VMA (get_user_pages()); the first page not faulted in. */
-  populate(s: number, e: number, write: boolean): number {
+  populate(s: Hvpn, e: Hvpn, write: boolean): Hvpn {
     return populate(this, s, e, write);
   }
 
   /** The host page-table level of a private anonymous page ('2M' when a THP maps it). */
-  hostLevel(hvpn: number): '4K' | '2M' {
+  hostLevel(hvpn: Hvpn): '4K' | '2M' {
     return hostLevel(this, hvpn);
   }
 
   /** `anon_vma_prepare()`: the VMA containing hvpn now has an anon_vma. */
-  markAnonVma(hvpn: number): void {
+  markAnonVma(hvpn: Hvpn): void {
     markAnonVma(this, hvpn);
   }
 
   /** VMA at a host virtual page (value shifted to that page), for KVM's hva lookups. */
-  vmaAt(hvpn: number): Vma | undefined {
+  vmaAt(hvpn: Hvpn): Vma | undefined {
     return this.vmas.get(hvpn);
   }
 }

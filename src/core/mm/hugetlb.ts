@@ -5,6 +5,7 @@
  * a VMA get SIGBUS (memory.ts: hugetlb_no_page() with an empty pool).
  */
 import { VMA_HUGETLB, VMA_HUGETLB_1G, type Vma } from './mm_types.js';
+import type { Hvpn } from '../base/units.js';
 
 /** Base pages per huge page of a hugetlb VMA (0 for any other VMA). */
 export function hugetlbPages(v: Vma): number {
@@ -16,8 +17,8 @@ export function hugetlbPages(v: Vma): number {
 export function hugetlbSplitRefused(
   v: Vma,
   ent: { start: number; end: number },
-  s: number,
-  e: number,
+  s: Hvpn,
+  e: Hvpn,
 ): boolean {
   const hp = hugetlbPages(v);
   return hp !== 0 && ((s > ent.start && s % hp !== 0) || (e < ent.end && e % hp !== 0));

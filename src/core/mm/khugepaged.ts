@@ -2,13 +2,14 @@
  * mm/khugepaged.c: madvise(MADV_COLLAPSE) (madvise_collapse()), collapsing the PMD-aligned chunks
  * of a range into huge pages, or refusing.
  */
+import type { Hvpn } from '../base/units.js';
 import { VMA_NOHUGEPAGE, type MmStruct, type Vma } from './mm_types.js';
 import { OK_VOID, err, type Result } from '../base/result.js';
 import { ShmemObject } from './shmem.js';
 import { hasAnonVma } from './rmap.js';
 
 /** madvise_collapse() on [s, e) of one VMA. */
-export function madviseCollapse(mm: MmStruct, s: number, e: number, v: Vma): Result<undefined> {
+export function madviseCollapse(mm: MmStruct, s: Hvpn, e: Hvpn, v: Vma): Result<undefined> {
   // thp_vma_allowable_order(TVA_FORCED_COLLAPSE): guest_memfd and vCPU mappings are
   // refused, and so is an anonymous VMA without an anon_vma (no page was ever written in
   // it); shmem is accepted, and so are VM_LOCKED VMAs [verified].

@@ -3,6 +3,21 @@
  * updates that split VMAs). MADV_COLLAPSE is khugepaged.ts, MADV_POPULATE_* faults through gup.ts.
  */
 import {
+  asHvpn,
+  hvaAdd,
+  hvaToHvpn,
+  hvpnAdd,
+  hvpnDiff,
+  isPageAligned,
+  pageAlignUp,
+  pageOf,
+  pagesToBytes,
+  pgoffAdd,
+  pgoffToBytes,
+  type Hva,
+  type Hvpn,
+} from '../base/units.js';
+import {
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
   MADV_COLD,
@@ -60,21 +75,21 @@ import { splitThp } from './huge_memory.js';
 /** madvise(2): the behaviours in MADV_KNOWN; per-VMA checks as in mm/madvise.c. */
 export function doMadvise(
   mm: MmStruct,
-  addr: bigint,
+  addr: Hva,
   length: bigint,
   advice: number,
 ): Result<undefined> {
   if (!MADV_KNOWN.has(advice)) return err('EINVAL', 'madvise: unknown advice');
-  if ((addr & 4095n) !== 0n) return err('EINVAL', 'madvise: start not page aligned');
-  const rounded = (length + 4095n) & ~4095n;
+  if (!isPageAligned(addr)) return err('EINVAL', 'madvise: start not page aligned');
+  const rounded = pageAlignUp(length);
   if (length !== 0n && rounded === 0n) return err('EINVAL', 'madvise: length overflows');
   if (rounded > 0xffff_ffff_ffff_ffffn) return err('EINVAL', 'madvise: length overflows');
-  const end = addr + rounded;
+  const end = hvaAdd(addr, rounded);
   if (end > 0xffff_ffff_ffff_ffffn) return err('EINVAL', 'madvise: end wraps');
   if (end === addr) return OK_VOID;
   if (addr >= mm.k.profile.taskSizeMax) return err('ENOMEM', 'madvise: no VMA');
-  const s = Number(addr >> 12n);
-  const e = Math.min(Number(end >> 12n), Number(mm.k.profile.taskSizeMax >> 12n));
+  const s = hvaToHvpn(addr);
+  const e = asHvpn(Math.min(hvaToHvpn(end), pageOf(mm.k.profile.taskSizeMax)));
   // madvise_walk_vmas(): act on each VMA piece; remember an unmapped gap as ENOMEM.
   // madvise_populate() instead faults from the start and stops at the first gap
   // (__get_user_pages() with FOLL_MADV_POPULATE: no VMA → ENOMEM).
@@ -88,10 +103,10 @@ export function doMadvise(
       unmappedError = true;
       const next = mm.vmas.ceilEntry(cur);
       if (next === undefined || next.start >= e) break;
-      cur = next.start;
+      cur = asHvpn(next.start);
       continue;
     }
-    const pe = Math.min(ent.end, e);
+    const pe = asHvpn(Math.min(ent.end, e));
     const v = mm.vmas.get(cur)!;
     const r = madviseVma(mm, cur, pe, v, advice);
     if (!r.ok) return r;
@@ -102,8 +117,8 @@ export function doMadvise(
 
 export function setVmaFlags(
   mm: MmStruct,
-  s: number,
-  e: number,
+  s: Hvpn,
+  e: Hvpn,
   v: Vma,
   set: number,
   clear: number,
@@ -113,16 +128,16 @@ export function setVmaFlags(
   if (hugetlbSplitRefused(v, mm.vmas.entryAt(s)!, s, e))
     return err('EINVAL', 'hugetlb_vm_op_split: not at a huge page boundary');
   // A VMA split inside a THP splits its PMD mapping (vma_adjust_trans_huge()).
-  if (s % 512 !== 0) splitThp(mm, s, s + 1);
-  if (e % 512 !== 0) splitThp(mm, e - 1, e);
+  if (s % 512 !== 0) splitThp(mm, s, hvpnAdd(s, 1));
+  if (e % 512 !== 0) splitThp(mm, hvpnAdd(e, -1), e);
   mm.vmas.set(s, e, { ...v, flags });
   return OK_VOID;
 }
 
 export function madviseVma(
   mm: MmStruct,
-  s: number,
-  e: number,
+  s: Hvpn,
+  e: Hvpn,
   v: Vma,
   advice: number,
 ): Result<undefined> {
@@ -200,11 +215,11 @@ export function madviseVma(
       if (v.kind === 'anon') return err('EINVAL', 'madvise_remove: no file');
       // vma_is_shared_maywrite(): VM_SHARED and VM_MAYWRITE (every file here is open O_RDWR).
       if (!v.shared) return err('EACCES', 'madvise_remove: not a shared mapping');
-      const offset = BigInt(v.base) << 12n;
-      const len = BigInt(e - s) << 12n;
+      const offset = pgoffToBytes(v.base);
+      const len = pagesToBytes(hvpnDiff(e, s));
       if (v.obj instanceof ShmemObject) {
         mm.notifiers.invalidateRangeStart(s, e);
-        shmemPunch(mm.k, v.obj, v.base, v.base + (e - s));
+        shmemPunch(mm.k, v.obj, v.base, pgoffAdd(v.base, hvpnDiff(e, s)));
         return OK_VOID;
       }
       return mm.k.vfsFallocate(

@@ -6,7 +6,22 @@
  */
 import { type KFile } from '../vfs/file.js';
 import { VMA_HUGETLB, type MmStruct } from './mm_types.js';
-import { PAGE_SIZE, ZERO_PFN, type Pfn } from '../base/units.js';
+import {
+  PAGE_SIZE,
+  ZERO_PFN,
+  asHvpn,
+  hvaAdd,
+  hvaToHvpn,
+  hvpnAdd,
+  hvpnAlignDown,
+  offsetInPage,
+  pgoffAdd,
+  pgoffDiff,
+  type Hva,
+  type Hvpn,
+  type PgOff,
+  type Pfn,
+} from '../base/units.js';
 import { PROT_EXEC, PROT_READ, PROT_WRITE } from '../base/uapi.js';
 import { RangeMap } from '../base/ranges/range_map.js';
 import { ShmemObject } from './shmem.js';
@@ -27,7 +42,7 @@ export type UserAccess =
  */
 export function handleMmFault(
   mm: MmStruct,
-  hvpn: number,
+  hvpn: Hvpn,
   write: boolean,
   cpu: boolean,
 ): { pfn: Pfn; writable: boolean } | { signal: 'SIGSEGV' | 'SIGBUS' } {
@@ -51,13 +66,13 @@ export function handleMmFault(
       // __handle_mm_fault(): a huge PMD is tried only while the frame has none (no page table).
       const pmdNone = mm.pteTables.size === 0 || mm.pteTables.get(hvpn) === undefined;
       const hugeZero = mm.hugeZero.size !== 0 && mm.hugeZero.get(hvpn) !== undefined;
-      const h0 = Math.floor(hvpn / 512) * 512;
+      const h0 = hvpnAlignDown(hvpn, 512);
       if (!write) {
         if (!hugeZero && pmdNone && thpAllowed(mm, hvpn, v)) {
           // do_huge_pmd_anonymous_page() prepares the anon_vma before it maps the zero page.
           markAnonVma(mm, hvpn);
           mm.hugeZero.set(h0, h0 + 512, true);
-        } else if (!hugeZero) notePteTable(mm, hvpn, hvpn + 1);
+        } else if (!hugeZero) notePteTable(mm, hvpn, hvpnAdd(hvpn, 1));
         return { pfn: ZERO_PFN, writable: false };
       }
       // do_huge_pmd_anonymous_page() / do_huge_zero_wp_pmd(): an eligible, completely empty
@@ -69,10 +84,10 @@ export function handleMmFault(
           return { pfn: huge, writable };
         }
       }
-      if (hugeZero) splitThp(mm, hvpn, hvpn + 1);
-      notePteTable(mm, hvpn, hvpn + 1);
+      if (hugeZero) splitThp(mm, hvpn, hvpnAdd(hvpn, 1));
+      notePteTable(mm, hvpn, hvpnAdd(hvpn, 1));
       // Replacing the zero page (or nothing) with a new page notifies secondary MMUs.
-      mm.notifiers.invalidateRangeStart(hvpn, hvpn + 1);
+      mm.notifiers.invalidateRangeStart(hvpn, hvpnAdd(hvpn, 1));
       const pfn = mm.k.frames.allocOne();
       if (!mm.k.mutants.has('anon_fault_no_zero')) mm.k.frames.zero(pfn, 1);
       mm.anon.set(hvpn, hvpn + 1, { base: pfn });
@@ -89,7 +104,7 @@ export function handleMmFault(
       const pfn = mm.k.frames.allocOne();
       mm.k.frames.zero(pfn, 1);
       obj.pages.set(idx, idx + 1, { base: pfn });
-      mm.k.events.push({ kind: 'shmem_alloc', obj: obj.id, start: idx, end: idx + 1 });
+      mm.k.events.push({ kind: 'shmem_alloc', obj: obj.id, start: idx, end: pgoffAdd(idx, 1) });
       return { pfn, writable };
     }
     case 'gmem': {
@@ -110,7 +125,7 @@ export function handleMmFault(
       if ('signal' in f) return f;
       const r = f.pfn;
       if (v.shared || !write) return { pfn: r, writable: writable && v.shared };
-      mm.notifiers.invalidateRangeStart(hvpn, hvpn + 1);
+      mm.notifiers.invalidateRangeStart(hvpn, hvpnAdd(hvpn, 1));
       const pfn = mm.k.frames.allocOne();
       mm.k.frames.copy(r, pfn);
       mm.anon.set(hvpn, hvpn + 1, { base: pfn });
@@ -127,17 +142,17 @@ export function handleMmFault(
  */
 export function cpuAccess(
   mm: MmStruct,
-  addr: bigint,
+  addr: Hva,
   len: number,
   write: Uint8Array | null,
 ): UserAccess {
   const out = write === null ? new Uint8Array(len) : undefined;
   let done = 0;
   while (done < len) {
-    const a = addr + BigInt(done);
+    const a = hvaAdd(addr, BigInt(done));
     if (a >= mm.k.profile.taskSizeMax) return { ok: false, fault: 'SIGSEGV' };
-    const hvpn = Number(a >> 12n);
-    const off = Number(a & 4095n);
+    const hvpn = hvaToHvpn(a);
+    const off = offsetInPage(a);
     const n = Math.min(len - done, PAGE_SIZE - off);
     const r = handleMmFault(mm, hvpn, write !== null, true);
     if ('signal' in r) return { ok: false, fault: r.signal };
@@ -158,20 +173,25 @@ export function cpuAccess(
 export function unmapMappingRange(
   mm: MmStruct,
   obj: KFile,
-  startPgoff: number,
-  endPgoff: number,
+  startPgoff: PgOff,
+  endPgoff: PgOff,
 ): void {
   if (obj.mappedPages === 0) return;
-  const views: Array<{ s: number; e: number; lo: number }> = [];
+  const views: Array<{ s: Hvpn; e: Hvpn; lo: PgOff }> = [];
   // unmap_mapping_folio() runs only for folios mapped somewhere, and it drops guard markers
   // (ZAP_FLAG_DROP_MARKER) over the folio in every mapping of the file [verified].
   const mapped = new RangeMap<true>();
   for (const v of mm.vmas.entries()) {
     if (v.value.obj !== obj) continue;
-    const lo = Math.max(startPgoff, v.value.base);
+    const lo = startPgoff > v.value.base ? startPgoff : v.value.base;
     const hi = Math.min(endPgoff, v.value.base + (v.end - v.start));
     if (lo >= hi) continue;
-    const view = { s: v.start + (lo - v.value.base), e: v.start + (hi - v.value.base), lo };
+    const start = asHvpn(v.start);
+    const view = {
+      s: hvpnAdd(start, pgoffDiff(lo, v.value.base)),
+      e: hvpnAdd(start, hi - v.value.base),
+      lo,
+    };
     views.push(view);
     if (mm.gmemPtes.size !== 0)
       for (const p of mm.gmemPtes.piecesIn(view.s, view.e))
@@ -186,13 +206,13 @@ export function unmapMappingRange(
   }
 }
 
-export function freeAnon(mm: MmStruct, s: number, e: number): void {
+export function freeAnon(mm: MmStruct, s: Hvpn, e: Hvpn): void {
   splitThp(mm, s, e);
   const pages = mm.anon.piecesIn(s, e);
   if (pages.length === 0) return;
   mm.anon.delete(s, e);
   for (const p of pages) {
     mm.k.frames.release(p.value.base, p.end - p.start);
-    mm.k.events.push({ kind: 'anon_free', hvpn: p.start, pages: p.end - p.start });
+    mm.k.events.push({ kind: 'anon_free', hvpn: asHvpn(p.start), pages: p.end - p.start });
   }
 }

@@ -12,6 +12,7 @@ import type { MmCtx } from './mm_ctx.js';
 import { RangeMap, extentOps } from '../base/ranges/range_map.js';
 import { pageExtentOps, type FileVmaKind, type KFile, type PageExtent } from '../vfs/file.js';
 import { MMAP_ARENA_BASE } from './host_layout.js';
+import { asHva, type Hva, type PgOff } from '../base/units.js';
 import { MmuNotifierList } from './mmu_notifier.js';
 import type { ShmemObject } from './shmem.js';
 
@@ -46,7 +47,7 @@ export const VMA_DROPPABLE = 4096;
  * private anonymous memory it is the virtual page number, as in Linux.
  */
 export type Vma = {
-  readonly base: number;
+  readonly base: PgOff;
   readonly kind: VmaKind;
   readonly obj: ShmemObject | KFile | null;
   /** PROT_READ | PROT_WRITE | PROT_EXEC currently granted. */
@@ -106,7 +107,7 @@ export class MmStruct {
   /** Pages of guest_memfd mappings whose PTE is present (a fault or populate mapped the folio). */
   readonly gmemPtes = new RangeMap<true>();
   /** Next address the trace arena hands out. */
-  cursor = MMAP_ARENA_BASE;
+  cursor: Hva = asHva(MMAP_ARENA_BASE);
   nextShmemId = 1;
 
   constructor(readonly k: MmCtx) {}

@@ -4,6 +4,20 @@
  * unmap_region(), free_pgtables()). The VMA tree merges equal neighbours itself (vmaOps,
  * mm_types.ts), as vma_merge() would.
  */
+import {
+  asHva,
+  asHvpn,
+  asPgOff,
+  bytesToPagesN,
+  hvaToHvpn,
+  hvpnAdd,
+  hvpnToPgOff,
+  isPageAligned,
+  pageAlignUp,
+  type Hva,
+  type PgOff,
+} from '../base/units.js';
+import type { Hvpn } from '../base/units.js';
 import { type FileVmaKind, type KFile } from '../vfs/file.js';
 import {
   LEGACY_MAP_MASK,
@@ -60,8 +74,8 @@ export function doMmap(
   prot: number,
   flags: number,
   offset: bigint,
-  at?: bigint,
-): Result<bigint> {
+  at?: Hva,
+): Result<Hva> {
   // Placement first, as the backends do before calling mmap: the page-rounded mapping must fit
   // in what is left of the arena.
   if (at === undefined) {
@@ -70,8 +84,8 @@ export function doMmap(
       return err('ENOMEM', 'trace arena: no room for the mapping');
   }
   // sys_mmap (x86): the byte offset must be page aligned.
-  if ((offset & 4095n) !== 0n) return err('EINVAL', 'mmap: offset not page aligned');
-  const pgoffBig = BigInt.asUintN(64, offset) >> 12n;
+  if (!isPageAligned(offset)) return err('EINVAL', 'mmap: offset not page aligned');
+  const pgoffBig = bytesToPagesN(BigInt.asUintN(64, offset));
   const anonymous = (flags & MAP_ANONYMOUS) !== 0;
   // ksys_mmap_pgoff(): resolve the fd unless MAP_ANONYMOUS.
   if (!anonymous && file === null) return err('EBADF', 'mmap: fd not open');
@@ -90,7 +104,7 @@ export function doMmap(
   const rounded = mmapPlacedLength(length, flags, anonymous);
   if (rounded === undefined || rounded === 0n)
     return err('ENOMEM', 'do_mmap: PAGE_ALIGN(len) overflows');
-  const npagesBig = rounded >> 12n;
+  const npagesBig = bytesToPagesN(rounded);
   if (pgoffBig + npagesBig > 0xffff_ffff_ffff_ffffn)
     return err('EOVERFLOW', 'do_mmap: pgoff + pages wraps');
   // `at`: a backend-internal mapping outside the trace arena (the trace code page).
@@ -105,7 +119,7 @@ export function doMmap(
   if (hugeSize !== undefined && addr % hugeSize !== 0n)
     return err('EINVAL', 'hugetlb_get_unmapped_area: address not huge page aligned');
   const npages = Number(npagesBig);
-  const pgoff = Number(pgoffBig);
+  const pgoff = asPgOff(Number(pgoffBig));
   let shared: boolean;
   let mayExec = true;
   const growsdown = (flags & MAP_GROWSDOWN) !== 0;
@@ -114,7 +128,7 @@ export function doMmap(
     // MAP_HUGETLB. file_mmap_ok(): guest_memfd and hugetlbfs files are regular files (max size
     // MAX_LFS_FILESIZE); the vCPU's anonymous inode allows any unsigned long.
     const maxsize = f === null ? (1n << 63n) - 1n : f.mmapMaxBytes;
-    if (rounded > maxsize || pgoffBig > (maxsize - rounded) >> 12n)
+    if (rounded > maxsize || pgoffBig > bytesToPagesN(maxsize - rounded))
       return err('EOVERFLOW', 'file_mmap_ok: offset range too large');
     switch (flags & MAP_TYPE) {
       case MAP_SHARED:
@@ -187,18 +201,18 @@ export function doMmap(
     if (!r.ok) return r;
     fileKind = r.value;
   }
-  const startHvpn = Number(addr >> 12n);
+  const startHvpn = hvaToHvpn(addr);
   let obj: ShmemObject | KFile | null = null;
   let kind: VmaKind;
-  let base: number;
+  let base: PgOff;
   if (f === null) {
     if (shared && !hugetlb) {
       obj = new ShmemObject(mm.nextShmemId++, npages);
       kind = 'shmem';
-      base = 0;
+      base = asPgOff(0);
     } else {
       kind = 'anon';
-      base = startHvpn;
+      base = hvpnToPgOff(startHvpn);
     }
   } else {
     obj = f;
@@ -229,25 +243,25 @@ export function doMmap(
   mm.vmas.set(startHvpn, startHvpn + npages, vma);
   if (obj instanceof ShmemObject) obj.mappedPages += npages;
   else if (obj !== null) mm.k.getFileMapping(obj, npages);
-  if (at === undefined) mm.cursor = nextArenaCursor(addr, rounded);
+  if (at === undefined) mm.cursor = asHva(nextArenaCursor(addr, rounded));
   if ((flags & MAP_POPULATE) !== 0 || (flags & MAP_LOCKED) !== 0) {
     // populate_vma_page_range(): fault every page in (FOLL_WRITE for private writable
     // mappings, which breaks copy-on-write now); errors are ignored.
     const write = !shared && (prot & PROT_WRITE) !== 0;
-    populate(mm, startHvpn, startHvpn + npages, write);
+    populate(mm, startHvpn, hvpnAdd(startHvpn, npages), write);
   }
   return ok(addr);
 }
 
 /** munmap(2): `__vm_munmap()` checks, then unmap (mmu notifier first, then drop pages/refs). */
-export function vmMunmap(mm: MmStruct, addr: bigint, length: bigint): Result<undefined> {
-  if ((addr & 4095n) !== 0n) return err('EINVAL', 'munmap: address not page aligned');
+export function vmMunmap(mm: MmStruct, addr: Hva, length: bigint): Result<undefined> {
+  if (!isPageAligned(addr)) return err('EINVAL', 'munmap: address not page aligned');
   const task = mm.k.profile.taskSizeMax;
   if (addr > task || length > task - addr) return err('EINVAL', 'munmap: range beyond TASK_SIZE');
-  const rounded = (length + 4095n) & ~4095n;
+  const rounded = pageAlignUp(length);
   if (rounded === 0n) return err('EINVAL', 'munmap: length 0');
-  const s = Number(addr >> 12n);
-  const e = s + Number(rounded >> 12n);
+  const s = hvaToHvpn(addr);
+  const e = hvpnAdd(s, Number(bytesToPagesN(rounded)));
   // vms_gather_munmap_vmas(): the VMAs at both ends are split before anything is unmapped.
   for (const x of [mm.vmas.entryAt(s), mm.vmas.entryAt(e - 1)])
     if (x !== undefined && hugetlbSplitRefused(x.value, x, s, e))
@@ -257,7 +271,7 @@ export function vmMunmap(mm: MmStruct, addr: bigint, length: bigint): Result<und
 }
 
 /** Remove every VMA page in [s, e), with the effects of unmap_region(). */
-export function unmapRange(mm: MmStruct, s: number, e: number): void {
+export function unmapRange(mm: MmStruct, s: Hvpn, e: Hvpn): void {
   if (!mm.vmas.anyIn(s, e)) return;
   mm.notifiers.invalidateRangeStart(s, e);
   const pieces = mm.vmas.piecesIn(s, e);
@@ -270,7 +284,7 @@ export function unmapRange(mm: MmStruct, s: number, e: number): void {
     const n = p.end - p.start;
     const v = p.value;
     // Private anonymous pages, and copy-on-write copies in private file mappings, are freed.
-    if (!v.shared) freeAnon(mm, p.start, p.end);
+    if (!v.shared) freeAnon(mm, asHvpn(p.start), asHvpn(p.end));
     if (v.obj instanceof ShmemObject) putShmem(mm.k, v.obj, n);
     else if (v.obj !== null) mm.k.putFileMapping(v.obj, n);
   }

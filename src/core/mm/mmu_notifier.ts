@@ -4,11 +4,12 @@
  * listens: a VM registers its notifier when it is created (`kvm_init_mmu_notifier()`) and
  * unregisters it when it is destroyed.
  */
+import type { Hvpn } from '../base/units.js';
 
 /** `struct mmu_notifier_ops`, the part this model needs. */
 export interface MmuNotifier {
   /** `invalidate_range_start` for host virtual pages [startHvpn, endHvpn). */
-  invalidateRangeStart(startHvpn: number, endHvpn: number): void;
+  invalidateRangeStart(startHvpn: Hvpn, endHvpn: Hvpn): void;
 }
 
 /** The notifiers registered on one mm, called in registration order. */
@@ -26,7 +27,7 @@ export class MmuNotifierList {
   }
 
   /** `mmu_notifier_invalidate_range_start()`: every registered notifier, in order. */
-  invalidateRangeStart(startHvpn: number, endHvpn: number): void {
+  invalidateRangeStart(startHvpn: Hvpn, endHvpn: Hvpn): void {
     for (const n of this.subscribers) n.invalidateRangeStart(startHvpn, endHvpn);
   }
 }

@@ -2,6 +2,17 @@
  * mm/mprotect.c: mprotect(2) (do_mprotect_pkey(), mprotect_fixup() with its commit charging,
  * change_protection() notifying secondary MMUs).
  */
+import {
+  asHvpn,
+  hvaAdd,
+  hvaToHvpn,
+  hvpnAdd,
+  isPageAligned,
+  pageAlignUp,
+  pageOf,
+  type Hva,
+  type Hvpn,
+} from '../base/units.js';
 import { VMA_ACCOUNT, VMA_NORESERVE, type MmStruct, type Vma } from './mm_types.js';
 import { OK_VOID, err, type Result } from '../base/result.js';
 import {
@@ -22,17 +33,17 @@ import { splitThp } from './huge_memory.js';
  */
 export function doMprotect(
   mm: MmStruct,
-  addr: bigint,
+  addr: Hva,
   length: bigint,
   prot: number,
 ): Result<undefined> {
   const grows = prot & (PROT_GROWSDOWN | PROT_GROWSUP);
   if (grows === (PROT_GROWSDOWN | PROT_GROWSUP))
     return err('EINVAL', 'mprotect: both GROWSDOWN and GROWSUP');
-  if ((addr & 4095n) !== 0n) return err('EINVAL', 'mprotect: address not page aligned');
+  if (!isPageAligned(addr)) return err('EINVAL', 'mprotect: address not page aligned');
   if (length === 0n) return OK_VOID;
-  const rounded = (length + 4095n) & ~4095n;
-  const end = addr + rounded;
+  const rounded = pageAlignUp(length);
+  const end = hvaAdd(addr, rounded);
   if (rounded === 0n || end <= addr || end > 0xffff_ffff_ffff_ffffn)
     return err('ENOMEM', 'mprotect: range wraps');
   if (
@@ -42,8 +53,8 @@ export function doMprotect(
     return err('EINVAL', 'mprotect: unknown prot bits');
   const newProt = prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
   if (addr >= mm.k.profile.taskSizeMax) return err('ENOMEM', 'mprotect: no VMA');
-  let s = Number(addr >> 12n);
-  const e = Math.min(Number(end >> 12n), Number(mm.k.profile.taskSizeMax >> 12n) + 1);
+  let s = hvaToHvpn(addr);
+  const e = asHvpn(Math.min(hvaToHvpn(end), pageOf(mm.k.profile.taskSizeMax) + 1));
   // do_mprotect_pkey(): vma_find() takes the first VMA that intersects [start, end).
   let first = mm.vmas.entryAt(s);
   if (first === undefined) {
@@ -56,7 +67,7 @@ export function doMprotect(
     // before it); only a growsdown VMA accepts it.
     if (!first.value.growsdown)
       return err('EINVAL', 'mprotect: PROT_GROWSDOWN on a non-growsdown VMA');
-    s = first.start;
+    s = asHvpn(first.start);
   } else {
     if (first.start > s) return err('ENOMEM', 'mprotect: no VMA at start');
     // x86 has no VM_GROWSUP.
@@ -64,7 +75,7 @@ export function doMprotect(
       return err('EINVAL', 'mprotect: PROT_GROWSUP on a non-growsup VMA');
   }
   let cur = s;
-  const changes: Array<{ s: number; e: number; v: Vma }> = [];
+  const changes: Array<{ s: Hvpn; e: Hvpn; v: Vma }> = [];
   let result: Result<undefined> = OK_VOID;
   while (cur < e) {
     const ent = mm.vmas.entryAt(cur);
@@ -78,7 +89,7 @@ export function doMprotect(
       result = err('EACCES', 'mprotect: PROT_EXEC without VM_MAYEXEC');
       break;
     }
-    const pe = Math.min(ent.end, e);
+    const pe = asHvpn(Math.min(ent.end, e));
     if (newProt !== v.prot && hugetlbSplitRefused(v, ent, cur, pe)) {
       result = err('EINVAL', 'hugetlb_vm_op_split: not at a huge page boundary');
       break;
@@ -111,8 +122,8 @@ export function doMprotect(
     // change_protection() notifies secondary MMUs when permissions are reduced.
     if ((old.prot & ~c.v.prot) !== 0) mm.notifiers.invalidateRangeStart(c.s, c.e);
     // A VMA split inside a THP splits its PMD mapping.
-    if (c.s % 512 !== 0) splitThp(mm, c.s, c.s + 1);
-    if (c.e % 512 !== 0) splitThp(mm, c.e - 1, c.e);
+    if (c.s % 512 !== 0) splitThp(mm, c.s, hvpnAdd(c.s, 1));
+    if (c.e % 512 !== 0) splitThp(mm, hvpnAdd(c.e, -1), c.e);
     mm.vmas.set(c.s, c.e, c.v);
   }
   return result;

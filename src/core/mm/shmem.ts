@@ -6,6 +6,7 @@
  */
 import type { MmCtx } from './mm_ctx.js';
 import { RangeMap } from '../base/ranges/range_map.js';
+import { asPgOff, type PgOff } from '../base/units.js';
 import { pageExtentOps, type PageExtent } from '../vfs/file.js';
 
 /** Object behind a MAP_SHARED|MAP_ANONYMOUS mapping (a shmem file of the mapping's size). */
@@ -19,13 +20,18 @@ export class ShmemObject {
 }
 
 /** Punch [start, end) page offsets out of a shmem object. */
-export function shmemPunch(k: MmCtx, obj: ShmemObject, start: number, end: number): void {
+export function shmemPunch(k: MmCtx, obj: ShmemObject, start: PgOff, end: PgOff): void {
   const pieces = obj.pages.piecesIn(start, end);
   if (pieces.length === 0) return;
   obj.pages.delete(start, end);
   for (const p of pieces) {
     k.frames.release(p.value.base, p.end - p.start);
-    k.events.push({ kind: 'shmem_free', obj: obj.id, start: p.start, end: p.end });
+    k.events.push({
+      kind: 'shmem_free',
+      obj: obj.id,
+      start: asPgOff(p.start),
+      end: asPgOff(p.end),
+    });
   }
 }
 
@@ -34,7 +40,12 @@ export function putShmem(k: MmCtx, obj: ShmemObject, pages: number): void {
   if (obj.mappedPages > 0) return;
   for (const p of obj.pages.entries()) {
     k.frames.release(p.value.base, p.end - p.start);
-    k.events.push({ kind: 'shmem_free', obj: obj.id, start: p.start, end: p.end });
+    k.events.push({
+      kind: 'shmem_free',
+      obj: obj.id,
+      start: asPgOff(p.start),
+      end: asPgOff(p.end),
+    });
   }
   obj.pages.clear();
 }

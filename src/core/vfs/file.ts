@@ -7,7 +7,7 @@
  */
 import { extentOps } from '../base/ranges/range_map.js';
 import { err, type Result } from '../base/result.js';
-import type { Pfn } from '../base/units.js';
+import type { PgOff, Pfn } from '../base/units.js';
 
 export type FileKind = 'kvm' | 'vm' | 'vcpu' | 'gmem' | 'std';
 
@@ -25,13 +25,13 @@ export const pageExtentOps = extentOps<PageExtent>(() => true);
  */
 export interface VmOperations {
   /** `->fault()` for the file page `pgoff`: its pfn, or the signal the access gets. */
-  fault(pgoff: number): { readonly pfn: Pfn } | { readonly signal: 'SIGBUS' | 'SIGSEGV' };
+  fault(pgoff: PgOff): { readonly pfn: Pfn } | { readonly signal: 'SIGBUS' | 'SIGSEGV' };
   /**
    * `->fault()` on `count` consecutive pages from `pgoff` (MADV_POPULATE_*, MAP_POPULATE), as a
    * range: how many pages were faulted in before the first that would get a signal. Without it,
    * mm faults the pages one by one.
    */
-  populate?(pgoff: number, count: number): number;
+  populate?(pgoff: PgOff, count: number): number;
 }
 
 /** Base of everything an fd can refer to. */

@@ -32,6 +32,18 @@ import {
   RUN,
 } from './kvm_run_page.js';
 import type { Errno } from '../../base/errno.js';
+import {
+  PAGE_SIZE,
+  asGpa,
+  bytesToPagesN,
+  gfnToGpa,
+  gpaAdd,
+  gpaToGfn,
+  isPageAligned,
+  offsetInPage,
+  type Gfn,
+  type Gpa,
+} from '../../base/units.js';
 
 export type GuestProgramStep =
   | { readonly kind: 'store'; readonly gpa: bigint; readonly bytes: Uint8Array }
@@ -70,25 +82,23 @@ export type RunResult = { readonly errno?: Errno; readonly exits: RunExit[] };
 const KVM_ENOSYS = 1000n;
 const KVM_EINVAL = 22n;
 
-/** GPAs below this are exact as numbers. */
-const GPA_NUMBER_LIMIT = 2n ** 53n;
 
 type Piece = {
-  readonly gpa: bigint;
+  readonly gpa: Gpa;
   readonly off: number;
   readonly len: number;
-  readonly gfn: number;
+  readonly gfn: Gfn;
   out: FaultOutcome | undefined;
 };
 
-function splitPages(gpa: bigint, len: number): Piece[] {
+function splitPages(gpa: Gpa, len: number): Piece[] {
   const pieces: Piece[] = [];
   let done = 0;
   while (done < len) {
-    const a = gpa + BigInt(done);
-    const inPage = 4096 - Number(a & 4095n);
+    const a = gpaAdd(gpa, BigInt(done));
+    const inPage = PAGE_SIZE - offsetInPage(a);
     const n = Math.min(len - done, inPage);
-    pieces.push({ gpa: a, off: done, len: n, gfn: Number(a >> 12n), out: undefined });
+    pieces.push({ gpa: a, off: done, len: n, gfn: gpaToGfn(a), out: undefined });
     done += n;
   }
   return pieces;
@@ -101,25 +111,16 @@ function splitPages(gpa: bigint, len: number): Piece[] {
 function guestAccess(
   k: KernelCtx,
   vm: Vm,
-  gpa: bigint,
+  gpa: Gpa,
   buf: Uint8Array,
   write: boolean,
   exits: RunExit[],
 ): Errno | undefined {
   const translate = x86Ops(k).translate;
-  // Fast path: an access inside one page (the common case) needs no piece list. A gpa below
-  // 2^53 is split with number arithmetic (exact there), avoiding two BigInt operations per access.
-  let off: number;
-  let gfn: number;
-  if (gpa >= 0n && gpa < GPA_NUMBER_LIMIT) {
-    const g = Number(gpa);
-    off = g % 4096;
-    gfn = (g - off) / 4096;
-  } else {
-    off = Number(gpa & 4095n);
-    gfn = Number(gpa >> 12n);
-  }
+  // Fast path: an access inside one page (the common case) needs no piece list.
+  const off = offsetInPage(gpa);
   if (off + buf.length <= 4096) {
+    const gfn = gpaToGfn(gpa);
     const o = translate(k, vm, gfn, write);
     if (o.kind === 'ram') {
       if (write) k.frames.write(o.pfn, off, buf, 0, buf.length);
@@ -127,7 +128,7 @@ function guestAccess(
       return undefined;
     }
     if (o.kind === 'memfault') {
-      exits.push({ reason: 'MEMORY_FAULT', gpa: BigInt(gfn) << 12n, size: 4096n, flags: o.flags });
+      exits.push({ reason: 'MEMORY_FAULT', gpa: gfnToGpa(gfn), size: 4096n, flags: o.flags });
       return o.errno;
     }
     if (write)
@@ -144,7 +145,7 @@ function guestAccess(
     if (p.out.kind === 'memfault') {
       exits.push({
         reason: 'MEMORY_FAULT',
-        gpa: BigInt(p.gfn) << 12n,
+        gpa: gfnToGpa(p.gfn),
         size: 4096n,
         flags: p.out.flags,
       });
@@ -153,7 +154,7 @@ function guestAccess(
   }
   for (const p of pieces) {
     const o = p.out!;
-    const off = Number(p.gpa & 4095n);
+    const off = offsetInPage(p.gpa);
     if (o.kind === 'ram') {
       if (write) k.frames.write(o.pfn, off, buf, p.off, p.len);
       else k.frames.read(o.pfn, off, buf, p.off, p.len);
@@ -190,8 +191,8 @@ function emulateHypercall(
     ret = 0n; // KVM_HC_VAPIC_POLL_IRQ
   else if (n === BigInt(KVM_HC_MAP_GPA_RANGE)) {
     if ((vm.hypercallExitEnabled & (1n << 12n)) !== 0n) {
-      const gfn = a0 >> 12n;
-      if ((a0 & 4095n) !== 0n || a1 === 0n || gfn + a1 <= gfn) ret = -KVM_EINVAL;
+      const gfn = bytesToPagesN(a0);
+      if (!isPageAligned(a0) || a1 === 0n || gfn + a1 <= gfn) ret = -KVM_EINVAL;
       else {
         exits.push({ reason: 'HYPERCALL', nr: n, args: [a0, a1, a2] });
         ret = 0n; // the VMM completes the exit with hypercall.ret = 0
@@ -319,7 +320,7 @@ export function kvmRunProgram(
       // Stores only read their bytes (MMIO exits copy them).
       const buf = write ? s.bytes : new Uint8Array(s.size);
       const pieces: RunExit[] = [];
-      const fault = guestAccess(k, vm, s.gpa, buf, write, pieces);
+      const fault = guestAccess(k, vm, asGpa(s.gpa), buf, write, pieces);
       for (const x of pieces) {
         if (x.reason === 'MMIO') {
           exits.push(x);

@@ -13,8 +13,30 @@ import type { FaultOutcome, KvmPageFault } from '../../kvm/arch_ops.js';
 import { kvmFaultIsPrivate } from '../../kvm/mem_attributes.js';
 import type { ZapSource } from '../../base/events.js';
 import { kvmGmemGetPfn } from '../../kvm/guest_memfd/guest_memfd.js';
-import type { Memslot, Spte, Vm } from '../../kvm/objects.js';
-import { LEVEL_PAGES, ZERO_PFN, type MappingLevel, type Pfn } from '../../base/units.js';
+import {
+  gfnToHvpnMemslot,
+  hvpnToGfnMemslot,
+  type Memslot,
+  type Spte,
+  type Vm,
+} from '../../kvm/objects.js';
+import {
+  LEVEL_PAGES,
+  ZERO_PFN,
+  asGfn,
+  asGpa,
+  gfnAdd,
+  gfnAlignDown,
+  gfnAlignUp,
+  gfnDiff,
+  gpaToGfn,
+  hvaToHvpn,
+  pfnAdd,
+  type Gfn,
+  type Hvpn,
+  type MappingLevel,
+  type Pfn,
+} from '../../base/units.js';
 import { APIC_DEFAULT_PHYS_BASE, KVM_MEMORY_EXIT_FLAG_PRIVATE } from '../../base/uapi.js';
 import { hostAccessFrame } from '../../mm/host_access.js';
 
@@ -26,8 +48,8 @@ export function kvmUnmapGfnRange(
   k: KernelCtx,
   vm: Vm,
   as: number,
-  start: number,
-  end: number,
+  start: Gfn,
+  end: Gfn,
   source: ZapSource,
 ): number {
   const s2 = vm.stage2[as];
@@ -38,12 +60,12 @@ export function kvmUnmapGfnRange(
   const first = s2.entryAt(start);
   if (first !== undefined && first.value.level !== '4K') {
     const L = LEVEL_PAGES[first.value.level];
-    zs = Math.floor(start / L) * L;
+    zs = gfnAlignDown(start, L);
   }
   const last = s2.entryAt(end - 1);
   if (last !== undefined && last.value.level !== '4K') {
     const L = LEVEL_PAGES[last.value.level];
-    ze = Math.ceil(end / L) * L;
+    ze = gfnAlignUp(end, L);
   }
   const n = s2.countIn(zs, ze);
   if (n === 0) return 0;
@@ -67,8 +89,8 @@ export function kvmMmuInvalidateGfnRange(
   k: KernelCtx,
   vm: Vm,
   as: number,
-  start: number,
-  end: number,
+  start: Gfn,
+  end: Gfn,
   source: ZapSource,
 ): void {
   if (end <= start) return;
@@ -82,16 +104,16 @@ export function kvmMmuInvalidateGfnRange(
  * `kvm_mmu_notifier_invalidate_range_start()` for host virtual pages [s, e): every memslot whose
  * userspace range overlaps loses the stage-2 mappings of the overlapping gfns.
  */
-export function kvmMmuNotifierInvalidate(k: KernelCtx, vm: Vm, s: number, e: number): void {
+export function kvmMmuNotifierInvalidate(k: KernelCtx, vm: Vm, s: Hvpn, e: Hvpn): void {
   if (vm.dead) return;
   let any = false;
   for (const slot of vm.slots.values()) {
-    const ua = Number(slot.userspaceAddr >> 12n);
-    const lo = Math.max(s, ua);
+    const ua = hvaToHvpn(slot.userspaceAddr);
+    const lo = s > ua ? s : ua;
     const hi = Math.min(e, ua + slot.npages);
     if (lo >= hi) continue;
-    const g0 = slot.baseGfn + (lo - ua);
-    const n = kvmUnmapGfnRange(k, vm, slot.asId, g0, g0 + (hi - lo), 'mmu_notifier');
+    const g0 = hvpnToGfnMemslot(slot, lo);
+    const n = kvmUnmapGfnRange(k, vm, slot.asId, g0, gfnAdd(g0, hi - lo), 'mmu_notifier');
     if (n > 0) any = true;
   }
   if (any) kvmFlushRemoteTlbs(k, vm, 'mmu_notifier');
@@ -115,14 +137,14 @@ export function kvmZapForSlotChange(
     const f = s2.first();
     const l = s2.last();
     if (f !== undefined && l !== undefined)
-      n += kvmUnmapGfnRange(k, vm, as, f.start, l.end, source);
+      n += kvmUnmapGfnRange(k, vm, as, asGfn(f.start), asGfn(l.end), source);
   }
   if (n > 0) kvmFlushRemoteTlbs(k, vm, source);
   vm.mmuInvalidateSeq++;
   void slot;
 }
 
-const APIC_DEFAULT_GFN = Number(APIC_DEFAULT_PHYS_BASE >> 12n);
+const APIC_DEFAULT_GFN = gpaToGfn(asGpa(APIC_DEFAULT_PHYS_BASE));
 
 /**
  * The emulated path (profile guestAccess 'emulated'): the instruction emulator reaches guest
@@ -130,14 +152,14 @@ const APIC_DEFAULT_GFN = Number(APIC_DEFAULT_PHYS_BASE >> 12n);
  * `kvm_vcpu_write_guest`), CPU permission rules included; no slot, a write to a READONLY slot, or
  * a faulting uaccess all become MMIO. No stage-2 mapping is involved.
  */
-export function emulatedTranslate(k: KernelCtx, vm: Vm, gfn: number, write: boolean): FaultOutcome {
+export function emulatedTranslate(k: KernelCtx, vm: Vm, gfn: Gfn, write: boolean): FaultOutcome {
   // vcpu_is_mmio_gpa(): the default APIC page is MMIO to the emulator ("for APIC access vmexit"),
   // whatever memslot covers it; without an in-kernel LAPIC the access exits to userspace.
   if (gfn === APIC_DEFAULT_GFN) return { kind: 'mmio' };
   const slot = vm.slotsByGfn[0]!.get(gfn);
   if (slot === undefined) return { kind: 'mmio' };
   if (write && slot.isReadonly) return { kind: 'mmio' };
-  const hvpn = Number(slot.userspaceAddr >> 12n) + (gfn - slot.baseGfn);
+  const hvpn = gfnToHvpnMemslot(slot, gfn);
   const r = k.mm.fault(hvpn, write, true);
   if ('signal' in r) return { kind: 'mmio' };
   if (hostAccessFrame(k, r.pfn, write, 'kvm-uaccess') !== undefined) return { kind: 'mmio' };
@@ -152,7 +174,7 @@ export type { FaultOutcome } from '../../kvm/arch_ops.js';
  * sufficient, otherwise take the fault (`kvm_mmu_page_fault` → `kvm_mmu_faultin_pfn` →
  * `__kvm_mmu_faultin_pfn`), install the mapping and return the frame.
  */
-export function guestTranslate(k: KernelCtx, vm: Vm, gfn: number, write: boolean): FaultOutcome {
+export function guestTranslate(k: KernelCtx, vm: Vm, gfn: Gfn, write: boolean): FaultOutcome {
   const s2 = vm.stage2[0]!;
   const m = s2.get(gfn);
   if (m !== undefined && (!write || m.writable)) return { kind: 'ram', pfn: m.base };
@@ -194,7 +216,7 @@ export function kvmMmuPageFault(k: KernelCtx, vm: Vm, fault: KvmPageFault): Faul
   }
   // Shared fault on an hva-backed slot.
   if (write && slot.isReadonly) return { kind: 'mmio' };
-  const hvpn = Number(slot.userspaceAddr >> 12n) + (gfn - slot.baseGfn);
+  const hvpn = gfnToHvpnMemslot(slot, gfn);
   const r = k.mm.fault(hvpn, write, false);
   if ('signal' in r || hostAccessFrame(k, r.pfn, write, 'gup') !== undefined) {
     // hva_to_pfn() failed: KVM_PFN_ERR_FAULT → kvm_handle_error_pfn() → -EFAULT with a memory
@@ -206,8 +228,8 @@ export function kvmMmuPageFault(k: KernelCtx, vm: Vm, fault: KvmPageFault): Faul
   const level = r.pfn === ZERO_PFN ? '4K' : mappingLevel(vm, slot, gfn, k.mm.hostLevel(hvpn));
   if (level === '2M') {
     const L = LEVEL_PAGES['2M'];
-    const g0 = Math.floor(gfn / L) * L;
-    const basePfn = (r.pfn - (gfn - g0)) as Pfn;
+    const g0 = gfnAlignDown(gfn, L);
+    const basePfn = pfnAdd(r.pfn, -gfnDiff(gfn, g0));
     installSpte(k, vm, slot, g0, basePfn, '2M', isPrivate, 'hva', writable);
   } else installSpte(k, vm, slot, gfn, r.pfn, '4K', isPrivate, 'hva', writable);
   return { kind: 'ram', pfn: r.pfn };
@@ -217,12 +239,7 @@ export function kvmMmuPageFault(k: KernelCtx, vm: Vm, fault: KvmPageFault): Faul
  * `kvm_mmu_max_mapping_level()` capped by the backing level: the largest level whose frame lies
  * inside the memslot, whose gfn/hva alignment agree, and whose attributes are not mixed.
  */
-export function mappingLevel(
-  vm: Vm,
-  slot: Memslot,
-  gfn: number,
-  backing: MappingLevel,
-): MappingLevel {
+export function mappingLevel(vm: Vm, slot: Memslot, gfn: Gfn, backing: MappingLevel): MappingLevel {
   if (backing === '4K') return '4K';
   for (const level of ['1G', '2M'] as const) {
     if (LEVEL_PAGES[level] > LEVEL_PAGES[backing]) continue;
@@ -232,13 +249,13 @@ export function mappingLevel(
 }
 
 /** lpage_info: is a `level` mapping of the frame containing gfn allowed in this slot? */
-export function lpageAllowed(vm: Vm, slot: Memslot, gfn: number, level: '2M' | '1G'): boolean {
+export function lpageAllowed(vm: Vm, slot: Memslot, gfn: Gfn, level: '2M' | '1G'): boolean {
   const L = LEVEL_PAGES[level];
-  const f0 = Math.floor(gfn / L) * L;
+  const f0 = gfnAlignDown(gfn, L);
   // Head/tail frames that stick out of the slot are disallowed.
   if (f0 < slot.baseGfn || f0 + L > slot.endGfn) return false;
   // base_gfn and userspace_addr misaligned at this level: every frame disallowed.
-  if ((slot.baseGfn - Number(slot.userspaceAddr >> 12n)) % L !== 0) return false;
+  if ((slot.baseGfn - hvaToHvpn(slot.userspaceAddr)) % L !== 0) return false;
   // KVM_LPAGE_MIXED_FLAG (only tracked for VMs with private memory).
   if (vm.spec.hasPrivateMem) {
     const info = slot.lpage.find((x) => x.pages === L);
@@ -251,7 +268,7 @@ function installSpte(
   k: KernelCtx,
   vm: Vm,
   slot: Memslot,
-  gfn: number,
+  gfn: Gfn,
   pfn: Pfn,
   level: MappingLevel,
   priv: boolean,

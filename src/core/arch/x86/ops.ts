@@ -5,7 +5,7 @@
  */
 import type { KernelCtx } from '../../ctx.js';
 import type { Errno } from '../../base/errno.js';
-import type { Pfn } from '../../base/units.js';
+import type { Gfn, Pfn } from '../../base/units.js';
 import type { Vm } from '../../kvm/objects.js';
 import {
   kvmFlushRemoteTlbs,
@@ -36,7 +36,7 @@ function kvmArchGmemPrepare(
   k: KernelCtx,
   vm: Vm,
   pfn: Pfn,
-  gfn: number,
+  gfn: Gfn,
   order: number,
 ): Errno | undefined {
   const vendor = x86Ops(k);

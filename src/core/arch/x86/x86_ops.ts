@@ -11,7 +11,7 @@
 import type { KernelCtx } from '../../ctx.js';
 import type { Errno } from '../../base/errno.js';
 import type { KvmModule } from '../../profiles/facts.js';
-import type { Pfn } from '../../base/units.js';
+import type { Gfn, Pfn } from '../../base/units.js';
 import type { FaultOutcome, KvmArchOps } from '../../kvm/arch_ops.js';
 import type { Vm } from '../../kvm/objects.js';
 
@@ -26,7 +26,7 @@ export interface KvmX86Ops {
    */
   readonly guestMemoryAccess: 'stage2' | 'emulated';
   /** Resolve one guest page access of a running vCPU (address space 0). */
-  translate(k: KernelCtx, vm: Vm, gfn: number, write: boolean): FaultOutcome;
+  translate(k: KernelCtx, vm: Vm, gfn: Gfn, write: boolean): FaultOutcome;
   /**
    * What VMCALL does: 'emulate' = the exit handler runs `kvm_emulate_hypercall()`; 'spin' = the
    * instruction never completes (the PVM module), so the vCPU re-executes it until a signal ends
@@ -38,7 +38,7 @@ export interface KvmX86Ops {
    * 2^order pages at `pfn` usable as private memory of `vm` at `gfn` (RMPUPDATE), before its
    * first guest mapping. Optional (NULL on VMX and non-SNP SVM): nothing to prepare.
    */
-  gmemPrepare?(k: KernelCtx, vm: Vm, pfn: Pfn, gfn: number, order: number): Errno | undefined;
+  gmemPrepare?(k: KernelCtx, vm: Vm, pfn: Pfn, gfn: Gfn, order: number): Errno | undefined;
   /**
    * `kvm_x86_ops.gmem_invalidate` (`sev_gmem_invalidate`): frames [start, end) leave guest_memfd
    * (`kvm_gmem_free_folio()`), so the platform must make them host-owned again. Optional.

@@ -9,6 +9,7 @@
  * folio orders and splitting.
  */
 import type { GmemFile } from '../objects.js';
+import type { PgOff } from '../../base/units.js';
 
 export interface GmemBacking {
   /** The design's name (profile part `gmem`). */
@@ -17,12 +18,12 @@ export interface GmemBacking {
    * `kvm_gmem_fault_user_mapping()`'s shareability check: whether the host may map the folio at
    * `index` through an mmap of the file. `index` is below the file's size.
    */
-  hostFaultAllowed(f: GmemFile, index: number): boolean;
+  hostFaultAllowed(f: GmemFile, index: PgOff): boolean;
   /**
    * How many indexes from `index` (at most `count`) the host may map, for populate
    * (MADV_POPULATE_*): a range form of `hostFaultAllowed`.
    */
-  hostFaultAllowedRun(f: GmemFile, index: number, count: number): number;
+  hostFaultAllowedRun(f: GmemFile, index: PgOff, count: number): number;
 }
 
 /** Linux 6.18: INIT_SHARED makes the whole file host-faultable; anything else never is. */

@@ -9,10 +9,21 @@
  * first seen as zeros, and content persists until a hole is punched.
  */
 import type { KernelCtx } from '../../ctx.js';
-import { GmemFile, type Memslot, type Vm } from '../objects.js';
+import { GmemFile, gfnToGmemIndex, gmemIndexToGfn, type Memslot, type Vm } from '../objects.js';
 import { err, ok, OK_VOID, type Result } from '../../base/result.js';
 import type { Errno } from '../../base/errno.js';
-import { asPfn, type PgOff, type Pfn } from '../../base/units.js';
+import {
+  asPgOff,
+  bytesToPagesN,
+  bytesToPgOff,
+  isPageAligned,
+  pagesToBytes,
+  pfnAdd,
+  pgoffAdd,
+  type Gfn,
+  type PgOff,
+  type Pfn,
+} from '../../base/units.js';
 
 /**
  * KVM_CREATE_GUEST_MEMFD after copy_from_user: `kvm_gmem_create()` checks in kernel order, then
@@ -30,9 +41,9 @@ export function kvmGmemCreate(
     return err('EINVAL', 'kvm_gmem_create: unsupported flags');
   // size <= 0 as loff_t, or not page aligned → EINVAL
   const ssize = BigInt.asIntN(64, size);
-  if (ssize <= 0n || (ssize & 4095n) !== 0n)
+  if (ssize <= 0n || !isPageAligned(ssize))
     return err('EINVAL', 'kvm_gmem_create: size <= 0 or unaligned');
-  const f = new GmemFile(ino, vm, ssize, Number(ssize >> 12n), flags);
+  const f = new GmemFile(ino, vm, ssize, Number(bytesToPagesN(ssize)), flags);
   // kvm_gmem_mmap() installs kvm_gmem_vm_ops: host faults on a mapping come back here.
   f.vmOps = {
     fault: (pgoff) => kvmGmemFaultUserMapping(k, f, pgoff),
@@ -57,7 +68,7 @@ export function kvmGmemFallocate(
     return err('EOPNOTSUPP', 'kvm_gmem_fallocate: FALLOC_FL_KEEP_SIZE required');
   if ((mode & ~3) !== 0)
     return err('EOPNOTSUPP', 'kvm_gmem_fallocate: mode other than KEEP_SIZE|PUNCH_HOLE');
-  if ((offset & 4095n) !== 0n || (len & 4095n) !== 0n)
+  if (!isPageAligned(offset) || !isPageAligned(len))
     return err('EINVAL', 'kvm_gmem_fallocate: offset or len not page aligned');
   const r =
     (mode & 2) !== 0
@@ -79,8 +90,8 @@ export function kvmGmemPunchHole(
   len: bigint,
   via: 'fallocate' | 'madv_remove',
 ): Result<undefined> {
-  const start = Number(offset >> 12n);
-  const end = Number((offset + len) >> 12n);
+  const start = bytesToPgOff(offset);
+  const end = bytesToPgOff(offset + len);
   if (end <= start) return OK_VOID;
   if (!k.mutants.has('punch_no_zap'))
     kvmGmemInvalidate(k, f, start, end, via === 'fallocate' ? 'punch_hole' : 'madv_remove');
@@ -92,24 +103,30 @@ export function kvmGmemPunchHole(
 function truncatePages(
   k: KernelCtx,
   f: GmemFile,
-  start: number,
-  end: number,
+  start: PgOff,
+  end: PgOff,
   via: 'punch_hole' | 'madv_remove' | 'inode_evict',
 ): void {
   const pieces = f.pages.piecesIn(start, end);
   if (pieces.length === 0) return;
   // truncate_cleanup_folio(): a folio still mapped by the VMM is unmapped first, and the PTE
   // zap notifies KVM (stage-2 mappings made through userspace_addr go with it).
-  for (const p of pieces) k.mm.unmapMappingRange(f, p.start, p.end);
+  for (const p of pieces) k.mm.unmapMappingRange(f, asPgOff(p.start), asPgOff(p.end));
   f.pages.delete(start, end);
   for (const p of pieces) {
     if (!k.mutants.has('punch_keeps_frames')) {
       // kvm_gmem_free_folio() → kvm_arch_gmem_invalidate(), then the page allocator.
       const base = p.value.base;
-      k.arch.gmemInvalidate(k, base, asPfn(base + (p.end - p.start)));
+      k.arch.gmemInvalidate(k, base, pfnAdd(base, p.end - p.start));
       k.frames.release(base, p.end - p.start);
     }
-    k.events.push({ kind: 'gmem_free', ino: f.ino, start: p.start, end: p.end, via });
+    k.events.push({
+      kind: 'gmem_free',
+      ino: f.ino,
+      start: asPgOff(p.start),
+      end: asPgOff(p.end),
+      via,
+    });
   }
 }
 
@@ -121,16 +138,16 @@ function truncatePages(
 export function kvmGmemInvalidate(
   k: KernelCtx,
   f: GmemFile,
-  start: number,
-  end: number,
+  start: PgOff,
+  end: PgOff,
   source: 'punch_hole' | 'madv_remove' | 'gmem_release' | 'memory_failure',
 ): void {
   for (const b of f.bindings.piecesIn(start, end)) {
     const slot = b.value;
     if (slot.gmem === null) continue;
     const pgoff = slot.gmem.pgoff;
-    const gStart = slot.baseGfn + (b.start - pgoff);
-    const gEnd = slot.baseGfn + (b.end - pgoff);
+    const gStart = gmemIndexToGfn(slot, pgoff, asPgOff(b.start));
+    const gEnd = gmemIndexToGfn(slot, pgoff, asPgOff(b.end));
     k.arch.invalidateGfnRange(k, f.vm, slot.asId, gStart, gEnd, source);
   }
 }
@@ -142,8 +159,8 @@ export function kvmGmemInvalidate(
 function allocateAbsent(
   k: KernelCtx,
   f: GmemFile,
-  start: number,
-  end: number,
+  start: PgOff,
+  end: PgOff,
   via: 'fallocate' | 'host_fault',
 ): void {
   for (const gap of f.pages.gapsIn(start, end)) {
@@ -152,7 +169,13 @@ function allocateAbsent(
       f.pages.set(idx, idx + run.count, { base: run.base, state: 'allocated' });
       idx += run.count;
     }
-    k.events.push({ kind: 'gmem_alloc', ino: f.ino, start: gap.start, end: gap.end, via });
+    k.events.push({
+      kind: 'gmem_alloc',
+      ino: f.ino,
+      start: asPgOff(gap.start),
+      end: asPgOff(gap.end),
+      via,
+    });
   }
 }
 
@@ -164,8 +187,8 @@ function kvmGmemAllocate(
   len: bigint,
 ): Result<undefined> {
   if (offset + len > f.size) return err('EINVAL', 'kvm_gmem_allocate: offset + len > i_size');
-  const start = Number(offset >> 12n);
-  const end = Number((offset + len) >> 12n);
+  const start = bytesToPgOff(offset);
+  const end = bytesToPgOff(offset + len);
   allocateAbsent(k, f, start, end, 'fallocate');
   return OK_VOID;
 }
@@ -182,9 +205,9 @@ function kvmGmemAllocate(
 function getPreparedFolio(
   k: KernelCtx,
   f: GmemFile,
-  index: number,
+  index: PgOff,
   via: 'guest_fault' | 'host_fault',
-  gfn?: number,
+  gfn?: Gfn,
 ): Pfn | 'poisoned' | { readonly prepareFailed: Errno } {
   const ex = f.pages.get(index);
   const zero = !k.mutants.has('gmem_no_zero_on_prepare');
@@ -192,7 +215,7 @@ function getPreparedFolio(
     if (ex.state === 'prepared') return ex.base;
     if (ex.state === 'poisoned') return 'poisoned';
     if (zero) k.frames.zero(ex.base, 1);
-    k.events.push({ kind: 'gmem_zero', ino: f.ino, start: index, end: index + 1, via });
+    k.events.push({ kind: 'gmem_zero', ino: f.ino, start: index, end: pgoffAdd(index, 1), via });
     if (gfn !== undefined) {
       const e = k.arch.gmemPrepare(k, f.vm, ex.base, gfn, 0);
       if (e !== undefined) return { prepareFailed: e };
@@ -203,8 +226,8 @@ function getPreparedFolio(
   const pfn = k.frames.allocOne();
   if (zero) k.frames.zero(pfn, 1);
   if (k.events.enabled) {
-    k.events.push({ kind: 'gmem_alloc', ino: f.ino, start: index, end: index + 1, via });
-    k.events.push({ kind: 'gmem_zero', ino: f.ino, start: index, end: index + 1, via });
+    k.events.push({ kind: 'gmem_alloc', ino: f.ino, start: index, end: pgoffAdd(index, 1), via });
+    k.events.push({ kind: 'gmem_zero', ino: f.ino, start: index, end: pgoffAdd(index, 1), via });
   }
   if (gfn !== undefined) {
     const e = k.arch.gmemPrepare(k, f.vm, pfn, gfn, 0);
@@ -223,7 +246,7 @@ function getPreparedFolio(
 export function kvmGmemFaultUserMapping(
   k: KernelCtx,
   f: GmemFile,
-  pgoff: number,
+  pgoff: PgOff,
 ): { pfn: Pfn } | { signal: 'SIGBUS' } {
   if (pgoff >= f.npages) return { signal: 'SIGBUS' };
   if (!k.gmemBacking.hostFaultAllowed(f, pgoff) && !k.mutants.has('gmem_host_fault_ignores_shared'))
@@ -240,13 +263,13 @@ export function kvmGmemFaultUserMapping(
 export function kvmGmemPopulateUserRange(
   k: KernelCtx,
   f: GmemFile,
-  pgoff: number,
+  pgoff: PgOff,
   count: number,
 ): number {
   const allowed = k.mutants.has('gmem_host_fault_ignores_shared')
     ? count
     : k.gmemBacking.hostFaultAllowedRun(f, pgoff, count);
-  const end = Math.min(pgoff + allowed, f.npages);
+  const end = asPgOff(Math.min(pgoff + allowed, f.npages));
   if (end <= pgoff) return 0;
   allocateAbsent(k, f, pgoff, end, 'host_fault');
   for (const p of f.pages.piecesIn(pgoff, end)) {
@@ -257,8 +280,8 @@ export function kvmGmemPopulateUserRange(
       k.events.push({
         kind: 'gmem_zero',
         ino: f.ino,
-        start: p.start,
-        end: p.end,
+        start: asPgOff(p.start),
+        end: asPgOff(p.end),
         via: 'host_fault',
       });
     }
@@ -281,16 +304,16 @@ export function kvmGmemBind(
   if (file === 'other') return err('EINVAL', 'kvm_gmem_bind: not a guest_memfd');
   if (file.vm !== vm) return err('EINVAL', 'kvm_gmem_bind: guest_memfd belongs to another VM');
   const soff = BigInt.asIntN(64, offset);
-  const size = BigInt(slot.npages) << 12n;
+  const size = pagesToBytes(slot.npages);
   // `offset + size > i_size_read(inode)` is computed in loff_t: the kernel builds with
   // -fno-strict-overflow, so a sum past 2^63 wraps negative and passes the check.
-  if (soff < 0n || (soff & 4095n) !== 0n || BigInt.asIntN(64, soff + size) > file.size)
+  if (soff < 0n || !isPageAligned(soff) || BigInt.asIntN(64, soff + size) > file.size)
     return err('EINVAL', 'kvm_gmem_bind: offset out of range');
-  const start = Number(soff >> 12n);
-  const end = start + slot.npages;
+  const start = bytesToPgOff(soff);
+  const end = pgoffAdd(start, slot.npages);
   if (file.bindings.anyIn(start, end) && !k.mutants.has('gmem_bind_overlap_allowed'))
     return err(k.profile.gmemBindOverlapErrno, 'kvm_gmem_bind: range already bound');
-  slot.gmem = { file, pgoff: start as PgOff };
+  slot.gmem = { file, pgoff: start };
   slot.gmemOnly = file.mmapAllowed;
   file.bindings.set(start, end, slot);
   k.events.push({ kind: 'gmem_bind', ino: file.ino, vm: vm.index, slot: slot.id, start, end });
@@ -302,7 +325,7 @@ export function kvmGmemUnbind(k: KernelCtx, slot: Memslot): void {
   const g = slot.gmem;
   if (g === null || g.file === null || g.file.released) return;
   const start = g.pgoff;
-  const end = start + slot.npages;
+  const end = pgoffAdd(start, slot.npages);
   g.file.bindings.delete(start, end);
   k.events.push({
     kind: 'gmem_unbind',
@@ -331,13 +354,13 @@ export function kvmGmemRelease(k: KernelCtx, f: GmemFile): Vm {
   if (!k.mutants.has('gmem_release_no_zap')) {
     for (const b of f.bindings.entries()) {
       const slot = b.value;
-      const pgoff = slot.gmem?.pgoff ?? b.start;
+      const pgoff = slot.gmem?.pgoff ?? asPgOff(b.start);
       k.arch.invalidateGfnRange(
         k,
         f.vm,
         slot.asId,
-        slot.baseGfn + (b.start - pgoff),
-        slot.baseGfn + (b.end - pgoff),
+        gmemIndexToGfn(slot, pgoff, asPgOff(b.start)),
+        gmemIndexToGfn(slot, pgoff, asPgOff(b.end)),
         'gmem_release',
       );
     }
@@ -347,7 +370,7 @@ export function kvmGmemRelease(k: KernelCtx, f: GmemFile): Vm {
   k.events.push({ kind: 'gmem_release', ino: f.ino, vm: f.vm.index });
   // The inode is evicted with its only file: truncate_inode_pages_final().
   const last = f.pages.last();
-  if (last !== undefined) truncatePages(k, f, 0, last.end, 'inode_evict');
+  if (last !== undefined) truncatePages(k, f, asPgOff(0), asPgOff(last.end), 'inode_evict');
   return f.vm;
 }
 
@@ -360,11 +383,11 @@ export type GmemPfn =
  * an arch prepare failure: its errno.
  * A folio that is not up-to-date is zeroed and prepared (arch hook) before it is returned.
  */
-export function kvmGmemGetPfn(k: KernelCtx, slot: Memslot, gfn: number): GmemPfn {
+export function kvmGmemGetPfn(k: KernelCtx, slot: Memslot, gfn: Gfn): GmemPfn {
   const g = slot.gmem;
   if (g === null || g.file === null || g.file.released) return { ok: false, errno: 'EFAULT' };
   const f = g.file;
-  const index = gfn - slot.baseGfn + g.pgoff;
+  const index = gfnToGmemIndex(slot, g.pgoff, gfn);
   if (f.bindings.get(index) !== slot) return { ok: false, errno: 'EIO' };
   const pfn = getPreparedFolio(k, f, index, 'guest_fault', gfn);
   if (typeof pfn === 'number') return { ok: true, pfn };
