@@ -82,7 +82,6 @@ export type RunResult = { readonly errno?: Errno; readonly exits: RunExit[] };
 const KVM_ENOSYS = 1000n;
 const KVM_EINVAL = 22n;
 
-
 type Piece = {
   readonly gpa: Gpa;
   readonly off: number;
