@@ -7,7 +7,10 @@
 import type { Errno } from '../base/errno.js';
 import type { ZapSource } from '../base/events.js';
 import type { Gfn, Pfn } from '../base/units.js';
-import type { Memslot, Vm } from './objects.js';
+import type { Memslot, Vcpu, Vm } from './objects.js';
+
+/** KVM_PRE_FAULT_MEMORY's in/out range (`struct kvm_pre_fault_memory`). */
+export type PreFaultRange = { gpa: bigint; size: bigint };
 
 /** What a stage-2 page fault resolved to (`kvm_mmu_do_page_fault()` → RET_PF_*). */
 export type FaultOutcome =
@@ -49,8 +52,24 @@ export interface KvmArchOps<K> {
   invalidateGfnRange(k: K, vm: Vm, as: number, start: Gfn, end: Gfn, source: ZapSource): void;
   /** `kvm_arch_flush_shadow_memslot()`: the zap for a memslot DELETE or MOVE. */
   flushShadowMemslot(k: K, vm: Vm, slot: Memslot, source: 'memslot_delete' | 'memslot_move'): void;
-  /** The stage-2 fault a pre-fault takes (`kvm_arch_vcpu_pre_fault_memory()` → map one page). */
-  pageFault(k: K, vm: Vm, fault: KvmPageFault): FaultOutcome;
+  /**
+   * `kvm_arch_vcpu_pre_fault_memory()`: one step of KVM_PRE_FAULT_MEMORY, mapping the first page
+   * of `range`: how many bytes of the range are now mapped (> 0), or an errno.
+   */
+  vcpuPreFaultMemory(k: K, vcpu: Vcpu, range: PreFaultRange): bigint | Errno;
+  /**
+   * `kvm_arch_pre_set_memory_attributes()` for one memslot range of a KVM_SET_MEMORY_ATTRIBUTES:
+   * drop the mappings the change invalidates. Returns how many pages were zapped (the caller
+   * flushes TLBs when any were).
+   */
+  preSetMemoryAttributes(k: K, vm: Vm, as: number, start: Gfn, end: Gfn): number;
+  /** `kvm_arch_post_set_memory_attributes()` for one memslot after the attributes changed. */
+  postSetMemoryAttributes(k: K, vm: Vm, slot: Memslot, start: Gfn, end: Gfn): void;
+  /**
+   * `kvm_alloc_memslot_metadata()` (from `kvm_arch_prepare_memory_region()`) for a memslot
+   * being created or moved: the arch's per-slot state (x86: lpage_info and its mixed flags).
+   */
+  allocMemslotMetadata(k: K, vm: Vm, slot: Memslot): void;
   /**
    * `kvm_arch_gmem_prepare()`: called by guest_memfd when a folio is first used for a guest fault
    * (`__kvm_gmem_prepare_folio()`, after zeroing, before it is marked up-to-date), with the gfn

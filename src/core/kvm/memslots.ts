@@ -5,7 +5,6 @@
  */
 import type { KernelCtx } from '../ctx.js';
 import { kvmGmemBind, kvmGmemUnbind } from './guest_memfd/guest_memfd.js';
-import { kvmMmuInitMemslotMemoryAttributes } from './mem_attributes.js';
 import { GmemFile, Memslot, type Vm } from './objects.js';
 import { err, type Result } from '../base/result.js';
 import {
@@ -158,7 +157,7 @@ export function kvmSetMemoryRegion(
     vm.slotsByGfn[asId]!.delete(o.baseGfn, o.endGfn);
     o.baseGfn = baseGfn;
     vm.slotsByGfn[asId]!.set(o.baseGfn, o.endGfn, o);
-    kvmMmuInitMemslotMemoryAttributes(vm, o);
+    k.arch.allocMemslotMetadata(k, vm, o);
     k.events.push({ kind: 'slot', vm: vm.index, as: asId, id, change });
     return { ok: true, value: change };
   }
@@ -173,7 +172,7 @@ export function kvmSetMemoryRegion(
     if (isGmem) kvmGmemUnbind(k, slot);
     return err('EINVAL', 'kvm_arch_prepare_memory_region: beyond max gfn');
   }
-  kvmMmuInitMemslotMemoryAttributes(vm, slot);
+  k.arch.allocMemslotMetadata(k, vm, slot);
   vm.slots.set(key, slot);
   vm.slotsByGfn[asId]!.set(slot.baseGfn, slot.endGfn, slot);
   vm.nrMemslotPages += npages;

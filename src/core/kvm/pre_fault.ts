@@ -1,45 +1,20 @@
 /**
- * KVM_PRE_FAULT_MEMORY (virt/kvm/kvm_main.c `kvm_vcpu_pre_fault_memory()`, x86
- * `kvm_arch_vcpu_pre_fault_memory()` and `kvm_tdp_map_page()`), kernel-uapi.md §2.8.
+ * KVM_PRE_FAULT_MEMORY (virt/kvm/kvm_main.c `kvm_vcpu_pre_fault_memory()`), kernel-uapi.md §2.8:
+ * the generic loop; each step is the arch's `kvm_arch_vcpu_pre_fault_memory()` (KernelCtx.arch).
  *
  * Partial progress is a result: the range is advanced by each successful step and always copied
  * back; an error is returned only by a call that made no progress.
  */
 import type { KernelCtx } from '../ctx.js';
-import { kvmFaultIsPrivate } from './mem_attributes.js';
 import type { Errno } from '../base/errno.js';
 import type { Vcpu } from './objects.js';
-import { LEVEL_PAGES, asGpa, gpaToGfn, isPageAligned, pagesToBytes } from '../base/units.js';
+import { isPageAligned } from '../base/units.js';
 
-export type PreFaultRange = { gpa: bigint; size: bigint };
+import type { PreFaultRange } from './arch_ops.js';
+
+export type { PreFaultRange } from './arch_ops.js';
 
 export type PreFaultResult = { readonly errno?: Errno; readonly remaining: PreFaultRange };
-
-/** One arch step: bytes mapped (> 0) or an errno. */
-function archStep(k: KernelCtx, vcpu: Vcpu, r: PreFaultRange): bigint | Errno {
-  const vm = vcpu.vm;
-  if (!vm.preFaultAllowed) return 'EOPNOTSUPP';
-  // kvm_mmu_reload(): with shadow paging, the MMU has no pages until the first memslot commit.
-  if (!k.profile.tdpEnabled && !vm.mmuPagesSized) return 'ENOSPC';
-  // kvm_tdp_map_page(): only the TDP MMU is indexed by GPA.
-  if (!k.profile.tdpEnabled) return 'EOPNOTSUPP';
-  const gfn = gpaToGfn(asGpa(r.gpa));
-  // A read fault ("guest final"); private iff the VM has private memory and the gfn is private.
-  // A gfn that is already mapped is a spurious fault: the existing mapping's level counts.
-  if (vm.stage2[0]!.entryAt(gfn) === undefined) {
-    // kvm_arch_vcpu_pre_fault_memory(): PFERR_PRIVATE_ACCESS when the gfn is private.
-    const isPrivate = !k.mutants.has('prefault_ignores_attributes') && kvmFaultIsPrivate(vm, gfn);
-    const out = k.arch.pageFault(k, vm, { gfn, write: false, isPrivate });
-    if (out.kind === 'mmio') return 'ENOENT';
-    if (out.kind === 'memfault') return out.errno;
-  }
-  const m = vm.stage2[0]!.entryAt(gfn);
-  const level = m?.value.level ?? '4K';
-  const L = pagesToBytes(LEVEL_PAGES[level]);
-  const end = (r.gpa & ~(L - 1n)) + L;
-  const n = end - r.gpa;
-  return n < r.size ? n : r.size;
-}
 
 /** `kvm_vcpu_pre_fault_memory()` on an in/out range. */
 export function kvmVcpuPreFaultMemory(
@@ -61,7 +36,7 @@ export function kvmVcpuPreFaultMemory(
   const full = size;
   let last: Errno | undefined;
   do {
-    const r = archStep(k, vcpu, range);
+    const r = k.arch.vcpuPreFaultMemory(k, vcpu, range);
     if (typeof r === 'string') {
       last = r;
       break;

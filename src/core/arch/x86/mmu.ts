@@ -10,7 +10,7 @@
  */
 import type { KernelCtx } from '../../ctx.js';
 import type { FaultOutcome, KvmPageFault } from '../../kvm/arch_ops.js';
-import { kvmFaultIsPrivate } from '../../kvm/mem_attributes.js';
+import { kvmMemIsPrivate } from '../../kvm/mem_attributes.js';
 import type { ZapSource } from '../../base/events.js';
 import { kvmGmemGetPfn } from '../../kvm/guest_memfd/guest_memfd.js';
 import {
@@ -170,6 +170,15 @@ export function emulatedTranslate(k: KernelCtx, vm: Vm, gfn: Gfn, write: boolean
 export type { FaultOutcome } from '../../kvm/arch_ops.js';
 
 /**
+ * Whether a fault on gfn is private (`fault->is_private`). `kvm_mmu_page_fault()` sets
+ * PFERR_PRIVATE_ACCESS for a software-protected VM when the gfn's attributes say PRIVATE (they are
+ * the source of truth there); DEFAULT VMs never fault privately.
+ */
+export function kvmMmuFaultIsPrivate(vm: Vm, gfn: Gfn): boolean {
+  return vm.spec.privateFaultSource === 'attributes' && kvmMemIsPrivate(vm, gfn);
+}
+
+/**
  * A guest access to `gfn` (address space 0): use the stage-2 mapping when present and
  * sufficient, otherwise take the fault (`kvm_mmu_page_fault` → `kvm_mmu_faultin_pfn` →
  * `__kvm_mmu_faultin_pfn`), install the mapping and return the frame.
@@ -187,7 +196,7 @@ export function guestTranslate(k: KernelCtx, vm: Vm, gfn: Gfn, write: boolean): 
       vm.mmioSptes.delete(gfn, gfn + 1);
     }
   }
-  return kvmMmuPageFault(k, vm, { gfn, write, isPrivate: kvmFaultIsPrivate(vm, gfn) });
+  return kvmMmuPageFault(k, vm, { gfn, write, isPrivate: kvmMmuFaultIsPrivate(vm, gfn) });
 }
 
 /** The fault path proper (kernel-uapi.md §3.1), for a fault in address space 0. */

@@ -10,10 +10,15 @@ import type { Vm } from '../../kvm/objects.js';
 import {
   kvmFlushRemoteTlbs,
   kvmMmuInvalidateGfnRange,
-  kvmMmuPageFault,
   kvmUnmapGfnRange,
   kvmZapForSlotChange,
 } from './mmu.js';
+import {
+  kvmArchPostSetMemoryAttributes,
+  kvmArchPreSetMemoryAttributes,
+  kvmMmuInitMemslotMemoryAttributes,
+} from './mmu_attributes.js';
+import { kvmArchVcpuPreFaultMemory } from './pre_fault.js';
 import { x86Ops, type KvmX86Ops, type X86ArchOps } from './x86_ops.js';
 
 /** The arch ops of an x86 host whose /dev/kvm is backed by `vendor`. */
@@ -25,7 +30,10 @@ export function x86ArchOps(vendor: KvmX86Ops): X86ArchOps {
     flushRemoteTlbs: kvmFlushRemoteTlbs,
     invalidateGfnRange: kvmMmuInvalidateGfnRange,
     flushShadowMemslot: kvmZapForSlotChange,
-    pageFault: kvmMmuPageFault,
+    vcpuPreFaultMemory: kvmArchVcpuPreFaultMemory,
+    preSetMemoryAttributes: kvmArchPreSetMemoryAttributes,
+    postSetMemoryAttributes: kvmArchPostSetMemoryAttributes,
+    allocMemslotMetadata: kvmMmuInitMemslotMemoryAttributes,
     gmemPrepare: kvmArchGmemPrepare,
     gmemInvalidate: kvmArchGmemInvalidate,
   };

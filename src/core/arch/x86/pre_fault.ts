@@ -1,0 +1,42 @@
+/**
+ * `kvm_arch_vcpu_pre_fault_memory()` (arch/x86/kvm/mmu/mmu.c): one step of KVM_PRE_FAULT_MEMORY
+ * on x86, `kvm_tdp_map_page()` of the first gfn of the range as a read fault ("guest final"),
+ * private when the fault path would see the gfn as private (PFERR_PRIVATE_ACCESS). The generic
+ * loop around it is kvm/pre_fault.ts.
+ */
+import type { KernelCtx } from '../../ctx.js';
+import type { Errno } from '../../base/errno.js';
+import type { PreFaultRange } from '../../kvm/arch_ops.js';
+import type { Vcpu } from '../../kvm/objects.js';
+import { LEVEL_PAGES, asGpa, gpaToGfn, pagesToBytes } from '../../base/units.js';
+import { kvmMmuFaultIsPrivate, kvmMmuPageFault } from './mmu.js';
+
+/** One step: the bytes of the range now mapped (> 0), or an errno. */
+export function kvmArchVcpuPreFaultMemory(
+  k: KernelCtx,
+  vcpu: Vcpu,
+  r: PreFaultRange,
+): bigint | Errno {
+  const vm = vcpu.vm;
+  if (!vm.preFaultAllowed) return 'EOPNOTSUPP';
+  // kvm_mmu_reload(): with shadow paging, the MMU has no pages until the first memslot commit.
+  if (!k.profile.tdpEnabled && !vm.mmuPagesSized) return 'ENOSPC';
+  // kvm_tdp_map_page(): only the TDP MMU is indexed by GPA.
+  if (!k.profile.tdpEnabled) return 'EOPNOTSUPP';
+  const gfn = gpaToGfn(asGpa(r.gpa));
+  // A read fault ("guest final"); private iff the VM has private memory and the gfn is private.
+  // A gfn that is already mapped is a spurious fault: the existing mapping's level counts.
+  if (vm.stage2[0]!.entryAt(gfn) === undefined) {
+    const isPrivate =
+      !k.mutants.has('prefault_ignores_attributes') && kvmMmuFaultIsPrivate(vm, gfn);
+    const out = kvmMmuPageFault(k, vm, { gfn, write: false, isPrivate });
+    if (out.kind === 'mmio') return 'ENOENT';
+    if (out.kind === 'memfault') return out.errno;
+  }
+  const m = vm.stage2[0]!.entryAt(gfn);
+  const level = m?.value.level ?? '4K';
+  const L = pagesToBytes(LEVEL_PAGES[level]);
+  const end = (r.gpa & ~(L - 1n)) + L;
+  const n = end - r.gpa;
+  return n < r.size ? n : r.size;
+}
