@@ -23,17 +23,6 @@ export type FaultOutcome =
     };
 
 /** `K` is the kernel context the ops receive (KernelCtx; generic so that this file needs no import of it). */
-/**
- * `struct kvm_page_fault`, the fields this model uses: built once where a fault enters KVM (a guest
- * access, a pre-fault) and passed through every stage of the fault path.
- */
-export type KvmPageFault = {
-  readonly gfn: Gfn;
-  readonly write: boolean;
-  /** `fault->is_private`: served by guest_memfd. */
-  readonly isPrivate: boolean;
-};
-
 export interface KvmArchOps<K> {
   /**
    * How a running vCPU reaches guest memory: through stage-2 mappings (the hardware walks them;

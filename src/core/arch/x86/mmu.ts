@@ -9,7 +9,7 @@
  * forgets a zap becomes visible as a stale mapping — which is what the invariants check.
  */
 import type { KernelCtx } from '../../ctx.js';
-import type { FaultOutcome, KvmPageFault } from '../../kvm/arch_ops.js';
+import type { FaultOutcome } from '../../kvm/arch_ops.js';
 import { kvmMemIsPrivate } from '../../kvm/mem_attributes.js';
 import type { ZapSource } from '../../base/events.js';
 import { kvmGmemGetPfn } from '../../kvm/guest_memfd/guest_memfd.js';
@@ -196,23 +196,82 @@ export function guestTranslate(k: KernelCtx, vm: Vm, gfn: Gfn, write: boolean): 
       vm.mmioSptes.delete(gfn, gfn + 1);
     }
   }
-  return kvmMmuPageFault(k, vm, { gfn, write, isPrivate: kvmMmuFaultIsPrivate(vm, gfn) });
+  return kvmMmuPageFault(k, vm, newPageFault(gfn, write, kvmMmuFaultIsPrivate(vm, gfn)));
 }
 
-/** The fault path proper (kernel-uapi.md §3.1), for a fault in address space 0. */
+/**
+ * `struct kvm_page_fault` (arch/x86/kvm/mmu/mmu_internal.h), the fields this model uses: built
+ * once where a fault enters the MMU (`newPageFault()`: a guest access, a pre-fault) and passed
+ * through every stage; the inputs are fixed, the stages fill in the rest as the kernel's do.
+ */
+export type KvmPageFault = {
+  readonly gfn: Gfn;
+  readonly write: boolean;
+  /** `fault->is_private`: served by guest_memfd. */
+  readonly isPrivate: boolean;
+  /** `fault->slot`: the memslot of gfn (set by `kvm_mmu_do_page_fault()`). */
+  slot: Memslot | undefined;
+  /** `fault->pfn`, `fault->map_writable`: what faultin found. */
+  pfn: Pfn;
+  mapWritable: boolean;
+  /** `fault->goal_level`: the level the mapping is installed at. */
+  goalLevel: MappingLevel;
+  /** Where the pfn came from: guest_memfd or the host mapping at userspace_addr. */
+  source: 'gmem' | 'hva';
+};
+
+/** A fault record with its inputs set and every output field present (one object shape). */
+export function newPageFault(gfn: Gfn, write: boolean, isPrivate: boolean): KvmPageFault {
+  return {
+    gfn,
+    write,
+    isPrivate,
+    slot: undefined,
+    pfn: ZERO_PFN,
+    mapWritable: false,
+    goalLevel: '4K',
+    source: 'hva',
+  };
+}
+
+/**
+ * The fault path proper (kernel-uapi.md §3.1), for a fault in address space 0:
+ * `kvm_mmu_do_page_fault()` finds the memslot, `kvm_mmu_faultin_pfn()` the page and its level,
+ * and the map step installs the SPTE.
+ */
 export function kvmMmuPageFault(k: KernelCtx, vm: Vm, fault: KvmPageFault): FaultOutcome {
-  const { gfn, write, isPrivate } = fault;
-  const flags = isPrivate ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0n;
-  const slot = vm.slotsByGfn[0]!.get(gfn);
+  const flags = fault.isPrivate ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0n;
+  const slot = vm.slotsByGfn[0]!.get(fault.gfn);
   if (slot === undefined) {
     // No memslot: private → memory fault exit; shared → emulated MMIO, and the MMU caches an
     // MMIO SPTE for the gfn (enable_mmio_caching).
-    if (isPrivate) return { kind: 'memfault', errno: 'EFAULT', flags };
-    if (k.profile.mmioCaching) vm.mmioSptes.set(gfn, gfn + 1, vm.memslotGen);
+    if (fault.isPrivate) return { kind: 'memfault', errno: 'EFAULT', flags };
+    if (k.profile.mmioCaching) vm.mmioSptes.set(fault.gfn, fault.gfn + 1, vm.memslotGen);
     return { kind: 'mmio' };
   }
+  fault.slot = slot;
+  const failed = kvmMmuFaultinPfn(k, vm, fault, slot, flags);
+  if (failed !== undefined) return failed;
+  mapFault(k, vm, fault, slot);
+  return { kind: 'ram', pfn: fault.pfn };
+}
+
+/**
+ * `kvm_mmu_faultin_pfn()`: fill in the fault's pfn, writability and level, from guest_memfd
+ * (`kvm_mmu_faultin_pfn_gmem()`) for private faults and gmem-only slots, else from the host
+ * mapping at userspace_addr (`__kvm_mmu_faultin_pfn()` → hva_to_pfn()). Returns the outcome when
+ * the fault cannot be served.
+ */
+function kvmMmuFaultinPfn(
+  k: KernelCtx,
+  vm: Vm,
+  fault: KvmPageFault,
+  slot: Memslot,
+  flags: bigint,
+): FaultOutcome | undefined {
+  const { gfn, write } = fault;
   if (
-    (isPrivate && !(k.mutants.has('private_fault_uses_hva') && !slot.gmemOnly)) ||
+    (fault.isPrivate && !(k.mutants.has('private_fault_uses_hva') && !slot.gmemOnly)) ||
     slot.gmemOnly
   ) {
     // kvm_mmu_faultin_pfn_gmem()
@@ -220,8 +279,11 @@ export function kvmMmuPageFault(k: KernelCtx, vm: Vm, fault: KvmPageFault): Faul
     const r = kvmGmemGetPfn(k, slot, gfn);
     if (!r.ok) return { kind: 'memfault', errno: r.errno, flags };
     // guest_memfd memory is always writable (READONLY is refused for gmem slots); order-0 folios.
-    installSpte(k, vm, slot, gfn, r.pfn, '4K', isPrivate, 'gmem', true);
-    return { kind: 'ram', pfn: r.pfn };
+    fault.pfn = r.pfn;
+    fault.mapWritable = true;
+    fault.goalLevel = '4K';
+    fault.source = 'gmem';
+    return undefined;
   }
   // Shared fault on an hva-backed slot.
   if (write && slot.isReadonly) return { kind: 'mmio' };
@@ -232,16 +294,32 @@ export function kvmMmuPageFault(k: KernelCtx, vm: Vm, fault: KvmPageFault): Faul
     // fault exit (flags 0).
     return { kind: 'memfault', errno: 'EFAULT', flags };
   }
-  const writable = r.writable && !slot.isReadonly && r.pfn !== ZERO_PFN;
+  fault.pfn = r.pfn;
+  fault.mapWritable = r.writable && !slot.isReadonly && r.pfn !== ZERO_PFN;
   // The backing level is the host page-table level of the page (a THP maps 2M).
-  const level = r.pfn === ZERO_PFN ? '4K' : mappingLevel(vm, slot, gfn, k.mm.hostLevel(hvpn));
-  if (level === '2M') {
+  fault.goalLevel = r.pfn === ZERO_PFN ? '4K' : mappingLevel(vm, slot, gfn, k.mm.hostLevel(hvpn));
+  fault.source = 'hva';
+  return undefined;
+}
+
+/** The map step (`kvm_tdp_mmu_map()` / `direct_map()`): one SPTE at the fault's goal level. */
+function mapFault(k: KernelCtx, vm: Vm, fault: KvmPageFault, slot: Memslot): void {
+  const { gfn, pfn, isPrivate, source, mapWritable } = fault;
+  if (fault.goalLevel === '2M') {
     const L = LEVEL_PAGES['2M'];
     const g0 = gfnAlignDown(gfn, L);
-    const basePfn = pfnAdd(r.pfn, -gfnDiff(gfn, g0));
-    installSpte(k, vm, slot, g0, basePfn, '2M', isPrivate, 'hva', writable);
-  } else installSpte(k, vm, slot, gfn, r.pfn, '4K', isPrivate, 'hva', writable);
-  return { kind: 'ram', pfn: r.pfn };
+    installSpte(
+      k,
+      vm,
+      slot,
+      g0,
+      pfnAdd(pfn, -gfnDiff(gfn, g0)),
+      '2M',
+      isPrivate,
+      source,
+      mapWritable,
+    );
+  } else installSpte(k, vm, slot, gfn, pfn, '4K', isPrivate, source, mapWritable);
 }
 
 /**
