@@ -20,7 +20,7 @@ import type { Host } from '../host.js';
 import { GmemFile, VcpuFile, VmFile, type Vm } from '../kvm/objects.js';
 import type { KFile } from '../vfs/file.js';
 import { ShmemObject } from '../mm/host_mm.js';
-import { forEachMapping } from './stage2_coherent.js';
+import type { Mapping } from './types.js';
 import { buildOwnership, ownerOps, type Owner, type Ownership } from './ownership.js';
 
 const NO_FILES: ReadonlySet<GmemFile> = new Set();
@@ -62,12 +62,26 @@ type VmState = {
   depS: number[];
   depE: number[];
   /** guest_memfd files whose pages the ownership map holds. */
-  files: Set<GmemFile>;
+  files: GmemFile[];
   /** Single-frame owners claimed (vCPU pages, coalesced MMIO ring). */
   fixed: Array<{ pfn: number; owner: Owner }>;
   /** vCPUs when `fixed` was taken. */
   fixedVcpus: number;
 };
+
+/** Index of the dependency (w, start, end) among the first n of W/S/E, or -1. */
+function indexOfDep(
+  W: readonly Watch[],
+  S: readonly number[],
+  E: readonly number[],
+  n: number,
+  w: Watch,
+  start: number,
+  end: number,
+): number {
+  for (let i = 0; i < n; i++) if (W[i] === w && S[i] === start && E[i] === end) return i;
+  return -1;
+}
 
 export class ChangeTracker {
   private readonly watches = new Map<RangeMap<unknown>, Watch>();
@@ -206,7 +220,7 @@ export class ChangeTracker {
         depW: [],
         depS: [],
         depE: [],
-        files: new Set(),
+        files: [],
         fixed: [],
         fixedVcpus: -1,
       };
@@ -362,7 +376,7 @@ export class ChangeTracker {
    * that range; the guest_memfd files its memslots bind. A later change there makes the VM
    * dirty. A destroyed VM reads nothing.
    */
-  depend(vm: Vm): void {
+  depend(vm: Vm, mappings: (vm: Vm) => readonly Mapping[]): void {
     const st = this.vmStates[vm.index]!;
     if ((st.flags & REREAD) === 0) return;
     st.flags &= ~REREAD;
@@ -371,12 +385,14 @@ export class ChangeTracker {
     if (!vm.dead) {
       const h = this.h;
       for (const slot of vm.slots.values()) this.depFile(slot.gmem?.file);
-      forEachMapping(vm, (_as, g0, g1, spte, slot) => {
+      const ms = mappings(vm);
+      for (let i = 0; i < ms.length; i++) {
+        const { start: g0, end: g1, spte, slot } = ms[i]!;
         const n = g1 - g0;
         if (spte.base !== 0) this.dep(this.free, spte.base, spte.base + n);
-        if (slot === undefined) return;
+        if (slot === undefined) continue;
         this.depFile(slot.gmem?.file);
-        if (spte.source === 'gmem') return;
+        if (spte.source === 'gmem') continue;
         const hv0 = Number(slot.userspaceAddr >> 12n) + (g0 - slot.baseGfn);
         this.dep(this.vmas, hv0, hv0 + n);
         this.dep(this.anon, hv0, hv0 + n);
@@ -386,7 +402,7 @@ export class ChangeTracker {
             this.dep(this.watch(obj.pages as RangeMap<unknown>, undefined), 0, MAX_KEY);
           else if (obj instanceof GmemFile) this.depFile(obj);
         });
-      });
+      }
     }
     this.nextFiles.length = 0;
     // Usually a re-check reads what the previous one did.
@@ -399,10 +415,17 @@ export class ChangeTracker {
       for (let i = 0; i < n; i++) nextW[i] = undefined as unknown as Watch;
       return;
     }
-    for (let i = 0; i < st.depW.length; i++) {
-      const w = st.depW[i]!;
-      const start = st.depS[i]!;
-      const end = st.depE[i]!;
+    // Drop what is read no more, add what is read now (a range kept from before is added again
+    // when a dropped range of the same map overlapped it).
+    const { depW: prevW, depS: prevS, depE: prevE } = st;
+    const m = prevW.length;
+    const gone: number[] = [];
+    for (let i = 0; i < m; i++) {
+      const w = prevW[i]!;
+      const start = prevS[i]!;
+      const end = prevE[i]!;
+      if (indexOfDep(nextW, nextS, nextE, n, w, start, end) >= 0) continue;
+      gone.push(i);
       if (start === 0 && end === MAX_KEY) {
         w.whole!.delete(vm);
         continue;
@@ -418,6 +441,12 @@ export class ChangeTracker {
       const w = nextW[i]!;
       const start = nextS[i]!;
       const end = nextE[i]!;
+      if (indexOfDep(prevW, prevS, prevE, m, w, start, end) >= 0) {
+        let overlapped = false;
+        for (const j of gone)
+          if (prevW[j] === w && prevS[j]! < end && start < prevE[j]!) overlapped = true;
+        if (!overlapped) continue;
+      }
       if (start === 0 && end === MAX_KEY) {
         (w.whole ??= new Set()).add(vm);
         continue;
@@ -531,20 +560,20 @@ export class ChangeTracker {
     const st = this.vmStates[vm.index]!;
     const files = vm.dead ? NO_FILES : vm.gmemFiles;
     // Usually the VM has the files it had.
-    let same = st.files.size === files.size;
-    if (same) for (const f of files) if (!st.files.has(f)) same = false;
+    let same = st.files.length === files.size;
+    if (same) for (const f of files) if (!st.files.includes(f)) same = false;
     if (!same) {
       for (const f of st.files)
         if (!files.has(f)) this.deactivate(this.fileWatch(f.pages as RangeMap<unknown>, f));
       for (const f of files)
-        if (!st.files.has(f))
+        if (!st.files.includes(f))
           this.activate(this.fileWatch(f.pages as RangeMap<unknown>, f), (start, v) => ({
             kind: 'gmem',
             file: f,
             base: start,
             state: (v as unknown as { state: string }).state,
           }));
-      st.files = new Set(files);
+      st.files = [...files];
     }
     // The single-frame pages change only when the VM gets a vCPU or dies.
     let frames = vm.sharedPages.length;

@@ -14,7 +14,8 @@ import type { Vm } from '../kvm/objects.js';
 import { buildOwnership, type Ownership } from './ownership.js';
 import { slotFileLive } from './slot_file_live.js';
 import { stage2Coherent } from './stage2_coherent.js';
-import type { CheckState, HostAccess, Invariant, PerVm, Violation } from './types.js';
+import type { CheckState, HostAccess, Invariant, Mapping, PerVm, Violation } from './types.js';
+import { mappingList } from './stage2_coherent.js';
 import { vmRefcount } from './vm_refcount.js';
 import { zeroBeforeUse } from './zero_before_use.js';
 
@@ -71,6 +72,10 @@ export class InvariantChecker {
   readonly invariants: readonly Invariant[];
   private tracker: ChangeTracker | undefined;
   private state!: TrackedState;
+  /** The result of the last check when it saw no host access and no stale read. */
+  private last: Violation[] | undefined = undefined;
+  /** The allocator's count at the last check. */
+  private lastAllocated = -1;
   /** Steps still checked in full before change tracking starts (-1: never). */
   private fullSteps: number;
   /**
@@ -148,12 +153,22 @@ export class InvariantChecker {
     st.hostAccesses = this.accesses;
     if (this.accesses.length !== 0) this.accesses = [];
     st.staleReads = this.host.frames.takeStaleReads();
-    st.own = undefined;
-    if (t.update()) {
+    st.reset();
+    const changed = t.update();
+    const allocated = this.host.frames.allocated;
+    const clean = st.hostAccesses.length === 0 && st.staleReads.length === 0;
+    // Nothing an invariant reads changed since a check that saw no host access and no stale
+    // read (allocating a fresh frame moves only the allocator's count): the same result.
+    if (!changed && clean && this.last !== undefined && allocated === this.lastAllocated) {
+      st.hostAccesses = NO_ACCESSES;
+      st.staleReads = NO_PFNS;
+      return this.last.length === 0 ? [] : this.last.slice();
+    }
+    if (changed) {
       for (let i = 0; i < t.changedCount; i++) {
         const vm = t.changedVms[i]!;
         this.recheck(vm, true, st);
-        t.depend(vm);
+        t.depend(vm, st.mappingsOf);
       }
       for (let i = 0; i < t.usedCount; i++) this.recheck(t.usedVms[i]!, false, st);
     }
@@ -175,7 +190,9 @@ export class InvariantChecker {
     }
     st.hostAccesses = NO_ACCESSES;
     st.staleReads = NO_PFNS;
-    st.own = undefined;
+    st.reset();
+    this.last = clean ? out.slice() : undefined;
+    this.lastAllocated = allocated;
     return out;
   }
 
@@ -196,6 +213,10 @@ class TrackedState implements CheckState {
   staleReads: readonly Pfn[] = NO_PFNS;
   /** The ownership map of this check, once asked for. */
   own: Ownership | undefined = undefined;
+  /** The mappings of the VM checked last in this check (VMs are checked one after the other). */
+  private mapVm: Vm | undefined = undefined;
+  private mapList: readonly Mapping[] = [];
+  readonly mappingsOf = (vm: Vm): readonly Mapping[] => this.mappings(vm);
 
   constructor(
     readonly host: Host,
@@ -204,6 +225,21 @@ class TrackedState implements CheckState {
 
   ownership(): Ownership {
     return (this.own ??= this.t.ownership() ?? buildOwnership(this.host));
+  }
+
+  mappings(vm: Vm): readonly Mapping[] {
+    if (this.mapVm !== vm) {
+      this.mapList = mappingList(vm);
+      this.mapVm = vm;
+    }
+    return this.mapList;
+  }
+
+  /** A new check: the model may have changed since the last one. */
+  reset(): void {
+    this.own = undefined;
+    this.mapVm = undefined;
+    this.mapList = [];
   }
 
   ownedOnFree(): number | undefined {

@@ -11,6 +11,7 @@ import {
   hx,
   type CheckState,
   type Invariant,
+  type Mapping,
   type PerVm,
   type Violation,
 } from './types.js';
@@ -96,6 +97,29 @@ export function forEachMapping(
   }
 }
 
+/** The VM's mappings in `forEachMapping` order. */
+export function mappingList(vm: Vm): Mapping[] {
+  const out: Mapping[] = [];
+  forEachMapping(vm, (as, start, end, spte, slot) => {
+    out.push({ as, start, end, spte, slot });
+  });
+  return out;
+}
+
+/** `forEachMapping`, over the check's list of the VM's mappings when it keeps one. */
+export function eachMapping(
+  vm: Vm,
+  s: CheckState,
+  cb: (as: number, start: number, end: number, spte: Spte, slot: Memslot | undefined) => void,
+): void {
+  const ms = s.mappings?.(vm);
+  if (ms === undefined) return forEachMapping(vm, cb);
+  for (let i = 0; i < ms.length; i++) {
+    const m = ms[i]!;
+    cb(m.as, m.start, m.end, m.spte, m.slot);
+  }
+}
+
 function shift(s: Spte, d: number): Spte {
   return d === 0 ? s : { ...s, base: (s.base + d) as Spte['base'] };
 }
@@ -147,7 +171,7 @@ function hostMismatch(h: Host, hv0: number, n: number, spte: Spte): string | und
 function stage2Vm(vm: Vm, s: CheckState): Violation[] {
   const out: Violation[] = [];
   const h = s.host;
-  forEachMapping(vm, (_as, g0, g1, spte, slot) => {
+  eachMapping(vm, s, (_as, g0, g1, spte, slot) => {
     if (slot === undefined)
       return fail(
         out,
