@@ -57,7 +57,8 @@ const REREAD = 4;
 
 type VmState = {
   flags: number;
-  /** Dependencies registered by the VM's last check: depW[i] over [depS[i], depE[i]). */
+  /** Dependencies registered by the VM's last check: depW[i] over [depS[i], depE[i]), i < depN. */
+  depN: number;
   depW: Watch[];
   depS: number[];
   depE: number[];
@@ -136,11 +137,12 @@ export class ChangeTracker {
   /** The exact ownership map as `Ownership` (one object; `ownedFrames` is read when asked). */
   private readonly own: Ownership;
   /** Scratch of `depend`: the dependencies being collected. */
-  private readonly nextW: Watch[] = [];
-  private readonly nextS: number[] = [];
-  private readonly nextE: number[] = [];
+  private nextW: Watch[] = [];
+  private nextS: number[] = [];
+  private nextE: number[] = [];
   private nextN = 0;
   private readonly nextFiles: GmemFile[] = [];
+  private nextFilesN = 0;
   /** Scratch of `count`: claim counts per segment. */
   private readonly segS: number[] = [];
   private readonly segE: number[] = [];
@@ -217,6 +219,7 @@ export class ChangeTracker {
     if (st === undefined)
       this.vmStates[vm.index] = st = {
         flags: 0,
+        depN: 0,
         depW: [],
         depS: [],
         depE: [],
@@ -363,8 +366,9 @@ export class ChangeTracker {
 
   /** The pages and bindings of a guest_memfd file the VM's checks read, once. */
   private depFile(f: GmemFile | null | undefined): void {
-    if (f === null || f === undefined || this.nextFiles.includes(f)) return;
-    this.nextFiles.push(f);
+    if (f === null || f === undefined) return;
+    for (let i = 0; i < this.nextFilesN; i++) if (this.nextFiles[i] === f) return;
+    this.nextFiles[this.nextFilesN++] = f;
     this.dep(this.fileWatch(f.pages as RangeMap<unknown>, f), 0, MAX_KEY);
     this.dep(this.fileWatch(f.bindings as RangeMap<unknown>, f), 0, MAX_KEY);
   }
@@ -381,7 +385,7 @@ export class ChangeTracker {
     if ((st.flags & REREAD) === 0) return;
     st.flags &= ~REREAD;
     this.nextN = 0;
-    this.nextFiles.length = 0;
+    this.nextFilesN = 0;
     if (!vm.dead) {
       const h = this.h;
       for (const slot of vm.slots.values()) this.depFile(slot.gmem?.file);
@@ -404,11 +408,11 @@ export class ChangeTracker {
         });
       }
     }
-    this.nextFiles.length = 0;
+    this.nextFilesN = 0;
     // Usually a re-check reads what the previous one did.
     const n = this.nextN;
     const { nextW, nextS, nextE } = this;
-    let same = st.depW.length === n;
+    let same = st.depN === n;
     for (let i = 0; same && i < n; i++)
       same = st.depW[i] === nextW[i] && st.depS[i] === nextS[i] && st.depE[i] === nextE[i];
     if (same) {
@@ -418,7 +422,7 @@ export class ChangeTracker {
     // Drop what is read no more, add what is read now (a range kept from before is added again
     // when a dropped range of the same map overlapped it).
     const { depW: prevW, depS: prevS, depE: prevE } = st;
-    const m = prevW.length;
+    const m = st.depN;
     const gone: number[] = [];
     for (let i = 0; i < m; i++) {
       const w = prevW[i]!;
@@ -462,10 +466,14 @@ export class ChangeTracker {
       if (cur < end) gaps.push({ start: cur, end });
       for (const g of gaps) deps.set(g.start, g.end, [vm]);
     }
-    st.depW = nextW.slice(0, n);
-    st.depS = nextS.slice(0, n);
-    st.depE = nextE.slice(0, n);
-    for (let i = 0; i < n; i++) nextW[i] = undefined as unknown as Watch;
+    // The collected arrays become the VM's; its previous ones collect the next VM's.
+    st.depN = n;
+    st.depW = nextW;
+    st.depS = nextS;
+    st.depE = nextE;
+    this.nextW = prevW;
+    this.nextS = prevS;
+    this.nextE = prevE;
   }
 
   // --- ownership --------------------------------------------------------------------------------

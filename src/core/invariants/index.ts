@@ -191,7 +191,7 @@ export class InvariantChecker {
     st.hostAccesses = NO_ACCESSES;
     st.staleReads = NO_PFNS;
     st.reset();
-    this.last = clean ? out.slice() : undefined;
+    this.last = !clean ? undefined : out.length === 0 ? NO_VIOLATIONS : out.slice();
     this.lastAllocated = allocated;
     return out;
   }
