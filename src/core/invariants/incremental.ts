@@ -587,25 +587,29 @@ export class ChangeTracker {
     let frames = vm.sharedPages.length;
     if (vm.vcpus.size !== 0) for (const vc of vm.vcpus.values()) frames += vc.pages.length;
     if (!vm.dead && frames === st.fixed.length && st.fixedVcpus === vm.vcpus.size) return;
-    for (const x of st.fixed) this.unclaim(x.pfn, 1);
-    st.fixed = [];
+    const prev = st.fixed;
+    const next: Array<{ pfn: number; owner: Owner }> = [];
+    st.fixed = next;
     st.fixedVcpus = vm.vcpus.size;
-    if (vm.dead) return;
-    for (const p of vm.sharedPages)
-      st.fixed.push({ pfn: p, owner: { kind: 'vcpu', vm, base: 0, what: 'coalesced MMIO ring' } });
-    for (const vc of vm.vcpus.values())
-      vc.pages.forEach((p, i) =>
-        st.fixed.push({
-          pfn: p,
-          owner: {
-            kind: 'vcpu',
-            vm,
-            base: 0,
-            what: `vcpu ${vc.id} ${i === 0 ? 'kvm_run' : 'PIO'} page`,
-          },
-        }),
-      );
-    for (const x of st.fixed) {
+    if (!vm.dead) {
+      // An entry that is still there (same place, frame and owner) stays claimed; a new vCPU
+      // only adds its pages after those of the others.
+      const add = (pfn: number, what: string): void => {
+        const o = prev[next.length];
+        next.push(
+          o !== undefined && o.pfn === pfn && o.owner.kind === 'vcpu' && o.owner.what === what
+            ? o
+            : { pfn, owner: { kind: 'vcpu', vm, base: 0, what } },
+        );
+      };
+      for (const p of vm.sharedPages) add(p, 'coalesced MMIO ring');
+      for (const vc of vm.vcpus.values())
+        vc.pages.forEach((p, i) => add(p, `vcpu ${vc.id} ${i === 0 ? 'kvm_run' : 'PIO'} page`));
+    }
+    for (let i = 0; i < prev.length; i++) if (next[i] !== prev[i]) this.unclaim(prev[i]!.pfn, 1);
+    for (let i = 0; i < next.length; i++) {
+      const x = next[i]!;
+      if (x === prev[i]) continue;
       if (x.pfn === 0) this.zeroClaims = 1;
       this.claim(x.pfn, 1, x.owner);
     }
