@@ -6,9 +6,11 @@
  * attributes, guest_memfd pages and bindings, the VMM's VMAs and anonymous pages, shmem pages,
  * the allocator's free list) or VM state that changes only through a file of that VM (fd
  * lookups and file releases, reported by the Host). RangeMaps report the key range of every
- * mutation (`onChange`); the tracker queues them and, at the next check:
- * - marks dirty the VM that owns a changed map, and every VM whose last check read the changed
- *   range (dependencies: the userspace_addr range and the frames behind its stage-2 mappings);
+ * mutation (`onChange`): a change to a VM's own maps (stage-2, memslots, attributes) marks the
+ * VM dirty at once; changes to the others are queued and, at the next check, the tracker:
+ * - marks dirty the VM that owns a changed map (its guest_memfd), and every VM whose last check
+ *   read the changed range (dependencies: the userspace_addr range and the frames behind its
+ *   stage-2 mappings);
  * - re-applies the changed range of each ownership source (anonymous memory, reachable shmem
  *   objects, guest_memfd files of live VMs, vCPU and coalesced-MMIO pages) to the ownership map,
  *   the way the page cache and the page allocator move a folio between owners.
