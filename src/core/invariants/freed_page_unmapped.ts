@@ -1,7 +1,7 @@
 /**
  * freed-page-unmapped: a freed page is mapped nowhere.
  */
-import { forEachMapping } from './stage2_coherent.js';
+import { eachMapping } from './stage2_coherent.js';
 import type { Vm } from '../kvm/objects.js';
 import {
   checkEveryVm,
@@ -19,7 +19,7 @@ const perVm: PerVm = {
   vm(vm: Vm, s: CheckState): Violation[] {
     const out: Violation[] = [];
     const f = s.host.frames;
-    forEachMapping(vm, (_as, g0, g1, spte) => {
+    eachMapping(vm, s, (_as, g0, g1, spte) => {
       if (spte.base === 0) return;
       if (f.anyFree(spte.base, g1 - g0))
         out.push({

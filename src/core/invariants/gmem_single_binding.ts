@@ -2,6 +2,7 @@
  * gmem-single-binding: a guest_memfd index is bound to at most one memslot, and bindings and
  * memslots agree.
  */
+import { MAX_KEY } from '../base/ranges/range_map.js';
 import type { Vm } from '../kvm/objects.js';
 import {
   checkEveryVm,
@@ -18,39 +19,36 @@ const perVm: PerVm = {
   vm(vm: Vm, _s: CheckState): Violation[] {
     const out: Violation[] = [];
     for (const f of vm.gmemFiles) {
-      for (const b of f.bindings.entries()) {
-        const slot = b.value;
+      if (f.bindings.size === 0) continue;
+      f.bindings.forEachIn(0, MAX_KEY, (start, _end, slot) => {
         const live = vm.slots.get(slot.key) === slot;
         if (!live || slot.gmem === null || slot.gmem.file !== f)
           out.push({
             invariant: 'gmem-single-binding',
-            object: `guest_memfd #${f.ino} index ${hx(b.start)}`,
+            object: `guest_memfd #${f.ino} index ${hx(start)}`,
             message: `index bound to memslot ${slot.id}, which ${live ? 'no longer points at this file' : 'no longer exists'}`,
-            focus: { ino: f.ino, index: b.start, vm: vm.index },
+            focus: { ino: f.ino, index: start, vm: vm.index },
           });
-      }
+      });
     }
     for (const slot of vm.slots.values()) {
       const g = slot.gmem;
       if (g === null || g.file === null || g.file.released) continue;
+      // One binding piece over exactly [pgoff, pgoff + npages): the stored entry at pgoff
+      // reaches the end.
+      const at = slot.npages > 0 ? g.file.bindings.entryAt(g.pgoff) : undefined;
+      if (at !== undefined && at.end >= g.pgoff + slot.npages && at.value === slot) continue;
       const pieces = g.file.bindings.piecesIn(g.pgoff, g.pgoff + slot.npages);
-      const whole =
-        pieces.length === 1 &&
-        pieces[0]!.start === g.pgoff &&
-        pieces[0]!.end === g.pgoff + slot.npages &&
-        pieces[0]!.value === slot;
-      if (!whole) {
-        const other = pieces.find((p) => p.value !== slot);
-        out.push({
-          invariant: 'gmem-single-binding',
-          object: `vm${vm.index} memslot ${slot.id}`,
-          message:
-            other !== undefined
-              ? `guest_memfd #${g.file.ino} index ${hx(other.start)} of memslot ${slot.id} is bound to memslot ${other.value.id} too (overlapping bindings)`
-              : `memslot ${slot.id} has guest_memfd indexes without a binding`,
-          focus: { vm: vm.index, slot: slot.id, ino: g.file.ino, index: other?.start ?? g.pgoff },
-        });
-      }
+      const other = pieces.find((p) => p.value !== slot);
+      out.push({
+        invariant: 'gmem-single-binding',
+        object: `vm${vm.index} memslot ${slot.id}`,
+        message:
+          other !== undefined
+            ? `guest_memfd #${g.file.ino} index ${hx(other.start)} of memslot ${slot.id} is bound to memslot ${other.value.id} too (overlapping bindings)`
+            : `memslot ${slot.id} has guest_memfd indexes without a binding`,
+        focus: { vm: vm.index, slot: slot.id, ino: g.file.ino, index: other?.start ?? g.pgoff },
+      });
     }
     return out;
   },

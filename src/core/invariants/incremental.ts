@@ -6,70 +6,118 @@
  * attributes, guest_memfd pages and bindings, the VMM's VMAs and anonymous pages, shmem pages,
  * the allocator's free list) or VM state that changes only through a file of that VM (fd
  * lookups and file releases, reported by the Host). RangeMaps report the key range of every
- * mutation (`onChange`); the tracker queues them and, at the next check:
- * - marks dirty the VM that owns a changed map, and every VM whose last check read the changed
- *   range (dependencies: the userspace_addr range and the frames behind its stage-2 mappings);
+ * mutation (`onChange`): a change to a VM's own maps (stage-2, memslots, attributes) marks the
+ * VM dirty at once; changes to the others are queued and, at the next check, the tracker:
+ * - marks dirty the VM that owns a changed map (its guest_memfd), and every VM whose last check
+ *   read the changed range (dependencies: the userspace_addr range and the frames behind its
+ *   stage-2 mappings);
  * - re-applies the changed range of each ownership source (anonymous memory, reachable shmem
  *   objects, guest_memfd files of live VMs, vCPU and coalesced-MMIO pages) to the ownership map,
  *   the way the page cache and the page allocator move a folio between owners.
  * A frame claimed twice (or an extent at pfn 0, which `buildOwnership` skips) makes the map
  * inexact: checks then use `buildOwnership` until no frame is claimed twice again.
  */
-import { MAX_KEY, RangeMap, type RangeEntry } from '../base/ranges/range_map.js';
+import { MAX_KEY, RangeMap } from '../base/ranges/range_map.js';
 import type { Host } from '../host.js';
 import { GmemFile, VcpuFile, VmFile, type Vm } from '../kvm/objects.js';
 import type { KFile } from '../vfs/file.js';
 import { ShmemObject } from '../mm/host_mm.js';
-import { forEachMapping } from './stage2_coherent.js';
+import type { Mapping } from './types.js';
 import { buildOwnership, ownerOps, type Owner, type Ownership } from './ownership.js';
 
 const NO_FILES: ReadonlySet<GmemFile> = new Set();
 
 type AnyMap = RangeMap<{ readonly base: number }>;
 
+/** The owner of the piece of an ownership source that starts at key `start`. */
+type OwnerOf = (start: number, value: { readonly base: number }) => Owner;
+
+/** Owner of a piece of the VMM's private anonymous memory. */
+const anonOwner: OwnerOf = (start) => ({ kind: 'anon', base: start });
+
 /** One watched RangeMap. */
 type Watch = {
   readonly map: RangeMap<unknown>;
-  /** The VM whose own state this map is (stage-2, memslots, attributes, its guest_memfd). */
+  /** The VM whose guest_memfd this map is (its pages or bindings). */
   readonly vm: Vm | undefined;
-  /** A change to this map can change what the VM's checks read (stage-2, memslots). */
-  readonly layout: boolean;
   /** VMs whose last check read a range of this map (created on first use). */
   deps: RangeMap<readonly Vm[]> | undefined;
   /** VMs whose last check read all of this map (created on first use). */
   whole: Set<Vm> | undefined;
   /** This map is an ownership source that is live now. */
   active: boolean;
-  /** Ownership source: the owner of a piece of the map. */
-  owner: ((p: RangeEntry<{ readonly base: number }>) => Owner) | undefined;
+  /** Ownership source: the owner of the piece of the map at `start`. */
+  owner: OwnerOf | undefined;
   /** What the ownership map holds for this source (created on first use). */
   shadow: AnyMap | undefined;
 };
 
+/** VmState.flags: the VM is in the dirty list, the used list; its dependencies may differ. */
+const DIRTY = 1;
+const USED = 2;
+const REREAD = 4;
+
 type VmState = {
-  /** Dependencies registered by the VM's last check. */
-  deps: Array<{ w: Watch; start: number; end: number }>;
+  flags: number;
+  /** Dependencies registered by the VM's last check: depW[i] over [depS[i], depE[i]), i < depN. */
+  depN: number;
+  depW: Watch[];
+  depS: number[];
+  depE: number[];
   /** guest_memfd files whose pages the ownership map holds. */
-  files: Set<GmemFile>;
+  files: GmemFile[];
   /** Single-frame owners claimed (vCPU pages, coalesced MMIO ring). */
   fixed: Array<{ pfn: number; owner: Owner }>;
   /** vCPUs when `fixed` was taken. */
   fixedVcpus: number;
 };
 
+/** Index of the dependency (w, start, end) among the first n of W/S/E, or -1. */
+function indexOfDep(
+  W: readonly Watch[],
+  S: readonly number[],
+  E: readonly number[],
+  n: number,
+  w: Watch,
+  start: number,
+  end: number,
+): number {
+  for (let i = 0; i < n; i++) if (W[i] === w && S[i] === start && E[i] === end) return i;
+  return -1;
+}
+
 export class ChangeTracker {
   private readonly watches = new Map<RangeMap<unknown>, Watch>();
-  private pending: Array<{ readonly w: Watch; start: number; end: number }> = [];
-  /** VMs whose maps, or a range they read, changed. */
-  private readonly dirty = new Set<Vm>();
   /**
-   * Changed VMs whose dependencies may differ now: their stage-2 or memslot maps changed, a
-   * VMA they read changed, or a guest_memfd of theirs was released (others read as before).
+   * Changes queued since the last update: pendW[i] over [pendS[i], pendE[i]), i < pendN. Kept
+   * in parallel arrays that live as long as the tracker (a change is queued inside every
+   * mutation of a watched map: no object per change).
    */
-  private readonly reread = new Set<Vm>();
-  /** VMs one of whose VM or vCPU files an op used (their maps may be unchanged). */
-  private readonly used = new Set<Vm>();
-  private readonly vmStates = new Map<Vm, VmState>();
+  private readonly pendW: Watch[] = [];
+  private readonly pendS: number[] = [];
+  private readonly pendE: number[] = [];
+  private pendN = 0;
+  /**
+   * VMs whose maps, or a range they read, changed (`dirtyN` of them, in the order first marked,
+   * flag DIRTY). Those whose dependencies may differ now have flag REREAD: their stage-2 or
+   * memslot maps changed, a VMA they read changed, or a guest_memfd of theirs was released
+   * (others read as before).
+   */
+  private readonly dirtyL: Vm[] = [];
+  private dirtyN = 0;
+  /** VMs one of whose VM or vCPU files an op used (their maps may be unchanged; flag USED). */
+  private readonly usedL: Vm[] = [];
+  private usedN = 0;
+  /**
+   * What the last `update` found (see there): the first `changedCount` of `changedVms` and the
+   * first `usedCount` of `usedVms` (the arrays are reused from one update to the next).
+   */
+  readonly changedVms: Vm[] = [];
+  changedCount = 0;
+  readonly usedVms: Vm[] = [];
+  usedCount = 0;
+  /** Per VM, by index. */
+  private readonly vmStates: VmState[] = [];
   private seenVms = 0;
   private readonly anon: Watch;
   private readonly vmas: Watch;
@@ -88,6 +136,19 @@ export class ChangeTracker {
   private readonly ownedFree = new RangeMap<true>();
   /** `owners` and `ownedFree` are what buildOwnership would give. */
   private exact = true;
+  /** The exact ownership map as `Ownership` (one object; `ownedFrames` is read when asked). */
+  private readonly own: Ownership;
+  /** Scratch of `depend`: the dependencies being collected. */
+  private nextW: Watch[] = [];
+  private nextS: number[] = [];
+  private nextE: number[] = [];
+  private nextN = 0;
+  private readonly nextFiles: GmemFile[] = [];
+  private nextFilesN = 0;
+  /** Scratch of `count`: claim counts per segment. */
+  private readonly segS: number[] = [];
+  private readonly segE: number[] = [];
+  private readonly segC: number[] = [];
 
   constructor(private readonly h: Host) {
     this.anon = this.watch(h.mm.anon as RangeMap<unknown>, undefined);
@@ -96,24 +157,38 @@ export class ChangeTracker {
     h.frames.watchFree((s, e) => this.queue(this.free, s, e));
     h.watchFiles((f, release) => this.touched(f, release));
     this.vmasShadow = new RangeMap();
+    const owners = (): RangeMap<Owner> => this.owners;
+    const claims = this.claims;
+    this.own = {
+      get owners() {
+        return owners();
+      },
+      doubles: [],
+      get ownedFrames() {
+        return claims.totalCovered();
+      },
+      shmems: this.shmems,
+    };
     this.vmasDiff(0, MAX_KEY);
-    this.activate(this.anon, (p) => ({ kind: 'anon', base: p.start }));
+    this.activate(this.anon, anonOwner);
   }
 
   /** Stop listening (the host may be checked again by another checker). */
   detach(): void {
     for (const w of this.watches.values()) w.map.onChange = undefined;
+    for (const vm of this.h.allVms.slice(0, this.seenVms)) {
+      for (const m of [...vm.stage2, ...vm.slotsByGfn, vm.attrs]) m.onChange = undefined;
+    }
     this.h.frames.watchFree(undefined);
     this.h.watchFiles(undefined);
   }
 
-  private watch(map: RangeMap<unknown>, vm: Vm | undefined, layout = false): Watch {
+  private watch(map: RangeMap<unknown>, vm: Vm | undefined): Watch {
     let w = this.watches.get(map);
     if (w === undefined) {
       const nw: Watch = {
         map,
         vm,
-        layout,
         deps: undefined,
         whole: undefined,
         active: false,
@@ -129,11 +204,46 @@ export class ChangeTracker {
 
   /** Queue a change; a run of touching changes to one map (a fault loop) becomes one range. */
   private queue(w: Watch, s: number, e: number): void {
-    const last = this.pending[this.pending.length - 1];
-    if (last !== undefined && last.w === w && s <= last.end && e >= last.start) {
-      if (s < last.start) last.start = s;
-      if (e > last.end) last.end = e;
-    } else this.pending.push({ w, start: s, end: e });
+    const n = this.pendN;
+    if (n > 0 && this.pendW[n - 1] === w && s <= this.pendE[n - 1]! && e >= this.pendS[n - 1]!) {
+      if (s < this.pendS[n - 1]!) this.pendS[n - 1] = s;
+      if (e > this.pendE[n - 1]!) this.pendE[n - 1] = e;
+    } else {
+      this.pendW[n] = w;
+      this.pendS[n] = s;
+      this.pendE[n] = e;
+      this.pendN = n + 1;
+    }
+  }
+
+  private stateOf(vm: Vm): VmState {
+    let st = this.vmStates[vm.index];
+    if (st === undefined)
+      this.vmStates[vm.index] = st = {
+        flags: 0,
+        depN: 0,
+        depW: [],
+        depS: [],
+        depE: [],
+        files: [],
+        fixed: [],
+        fixedVcpus: -1,
+      };
+    return st;
+  }
+
+  /** Add a VM to the dirty list (`reread`: its dependencies may differ too). */
+  private markDirty(vm: Vm, reread: boolean): void {
+    const st = this.stateOf(vm);
+    if ((st.flags & DIRTY) === 0) this.dirtyL[this.dirtyN++] = vm;
+    st.flags |= reread ? DIRTY | REREAD : DIRTY;
+  }
+
+  private markUsed(vm: Vm): void {
+    const st = this.stateOf(vm);
+    if ((st.flags & USED) !== 0) return;
+    st.flags |= USED;
+    this.usedL[this.usedN++] = vm;
   }
 
   private fileWatch(m: RangeMap<unknown>, f: GmemFile): Watch {
@@ -146,15 +256,14 @@ export class ChangeTracker {
    * (kvm_gmem_release) and may leave the maps as they were.
    */
   private touched(f: KFile, release: boolean): void {
-    if (f instanceof VmFile) this.used.add(f.vm);
-    else if (f instanceof VcpuFile) this.used.add(f.vcpu.vm);
+    if (f instanceof VmFile) this.markUsed(f.vm);
+    else if (f instanceof VcpuFile) this.markUsed(f.vcpu.vm);
     else if (f instanceof GmemFile) {
       if (!release) {
-        this.used.add(f.vm);
+        this.markUsed(f.vm);
         return;
       }
-      this.dirty.add(f.vm);
-      this.reread.add(f.vm);
+      this.markDirty(f.vm, true);
       // Memslots of other VMs never bind a file (kvm_gmem_bind checks gmem->kvm), but a VM's
       // checks may read the file through a mapping of it at userspace_addr.
       for (const m of [f.pages, f.bindings] as RangeMap<unknown>[]) {
@@ -165,49 +274,45 @@ export class ChangeTracker {
   }
 
   private dirtyDeps(w: Watch, s: number, e: number): void {
-    if (w.whole !== undefined) for (const vm of w.whole) this.dirty.add(vm);
+    if (w.whole !== undefined) for (const vm of w.whole) this.markDirty(vm, false);
     if (w.deps === undefined || w.deps.size === 0) return;
     const layout = w === this.vmas;
     w.deps.forEachIn(s, e, (_a, _b, vms) => {
-      for (const vm of vms) {
-        this.dirty.add(vm);
-        if (layout) this.reread.add(vm);
-      }
+      for (const vm of vms) this.markDirty(vm, layout);
     });
   }
 
   /**
-   * Bring everything up to date with the model. Returns the VMs to re-check (in no particular
-   * order): `changed`, whose maps or whose dependencies changed (every check again, then
-   * `depend`), and `used`, the others whose VM or vCPU file an op used (reference counts,
-   * memslot list, bindings: the checks that do not read mappings). A destroyed VM is `changed`.
-   * Undefined when nothing at all changed since the last update.
+   * Bring everything up to date with the model. False when nothing at all changed since the
+   * last update. Else it leaves the VMs to re-check (in no particular order) in `changedVms`,
+   * whose maps or whose dependencies changed (every check again, then `depend`), and in
+   * `usedVms`, the others whose VM or vCPU file an op used (reference counts, memslot list,
+   * bindings: the checks that do not read mappings). A destroyed VM is changed.
    */
-  update(): { changed: Vm[]; used: Vm[] } | undefined {
+  update(): boolean {
     const all = this.h.allVms;
-    if (
-      this.pending.length === 0 &&
-      this.dirty.size === 0 &&
-      this.used.size === 0 &&
-      this.seenVms === all.length
-    )
-      return undefined;
+    this.changedCount = 0;
+    this.usedCount = 0;
+    if (this.pendN === 0 && this.dirtyN === 0 && this.usedN === 0 && this.seenVms === all.length)
+      return false;
     for (; this.seenVms < all.length; this.seenVms++) {
       const vm = all[this.seenVms]!;
-      for (const m of vm.stage2) this.watch(m as RangeMap<unknown>, vm, true);
-      for (const m of vm.slotsByGfn) this.watch(m as RangeMap<unknown>, vm, true);
-      this.watch(vm.attrs as RangeMap<unknown>, vm);
-      this.vmStates.set(vm, { deps: [], files: new Set(), fixed: [], fixedVcpus: -1 });
-      this.dirty.add(vm);
-      this.reread.add(vm);
+      // The VM's own maps: a change makes the VM dirty right away (no other VM reads them);
+      // one of its stage-2 or memslot maps changes what its checks read.
+      const layout = (): void => this.markDirty(vm, true);
+      for (const m of vm.stage2) m.onChange = layout;
+      for (const m of vm.slotsByGfn) m.onChange = layout;
+      vm.attrs.onChange = (): void => this.markDirty(vm, false);
+      this.markDirty(vm, true);
     }
-    const pending = this.pending;
-    this.pending = [];
-    for (const { w, start, end } of pending) {
-      if (w.vm !== undefined) {
-        this.dirty.add(w.vm);
-        if (w.layout) this.reread.add(w.vm);
-      }
+    // Nothing below changes a watched map: no change is queued while the queue is read.
+    const pw = this.pendW;
+    for (let i = 0; i < this.pendN; i++) {
+      const w = pw[i]!;
+      const start = this.pendS[i]!;
+      const end = this.pendE[i]!;
+      pw[i] = undefined as unknown as Watch;
+      if (w.vm !== undefined) this.markDirty(w.vm, false);
       this.dirtyDeps(w, start, end);
       if (w === this.vmas) this.vmasDiff(start, end);
       else if (w === this.free) {
@@ -217,17 +322,33 @@ export class ChangeTracker {
         else if (this.ownedFree.size !== 0) this.ownedFree.delete(start, end);
       } else if (w.active) this.sourceDiff(w, start, end);
     }
-    for (const vm of this.used)
-      if (vm.dead) {
-        this.dirty.add(vm);
-        this.reread.add(vm);
-      }
-    const dirty = [...this.dirty];
-    const used = [...this.used].filter((vm) => !this.dirty.has(vm));
-    this.dirty.clear();
-    this.used.clear();
-    for (const vm of dirty) this.vmOwnership(vm);
-    for (const vm of used) this.vmOwnership(vm);
+    this.pendN = 0;
+    for (let i = 0; i < this.usedN; i++) {
+      const vm = this.usedL[i]!;
+      if (vm.dead) this.markDirty(vm, true);
+    }
+    const dirty = this.changedVms;
+    const used = this.usedVms;
+    let nd = 0;
+    let nu = 0;
+    for (let i = 0; i < this.dirtyN; i++) {
+      const vm = this.dirtyL[i]!;
+      dirty[nd++] = vm;
+      this.vmStates[vm.index]!.flags &= ~(DIRTY | USED);
+    }
+    for (let i = 0; i < this.usedN; i++) {
+      const vm = this.usedL[i]!;
+      const st = this.vmStates[vm.index]!;
+      if ((st.flags & USED) === 0) continue;
+      used[nu++] = vm;
+      st.flags &= ~USED;
+    }
+    this.dirtyN = 0;
+    this.usedN = 0;
+    this.changedCount = nd;
+    this.usedCount = nu;
+    for (let i = 0; i < nd; i++) this.vmOwnership(dirty[i]!);
+    for (let i = 0; i < nu; i++) this.vmOwnership(used[i]!);
     if (!this.exact && this.multi.size === 0 && this.zeroClaims === 0) {
       // No frame is claimed twice any more: the incremental map is exact again.
       this.owners = buildOwnership(this.h).owners;
@@ -235,7 +356,23 @@ export class ChangeTracker {
       this.ownedFree.clear();
       this.refreshOwnedFree(0, MAX_KEY);
     }
-    return { changed: dirty, used };
+    return true;
+  }
+
+  private dep(w: Watch, start: number, end: number): void {
+    const n = this.nextN++;
+    this.nextW[n] = w;
+    this.nextS[n] = start;
+    this.nextE[n] = end;
+  }
+
+  /** The pages and bindings of a guest_memfd file the VM's checks read, once. */
+  private depFile(f: GmemFile | null | undefined): void {
+    if (f === null || f === undefined) return;
+    for (let i = 0; i < this.nextFilesN; i++) if (this.nextFiles[i] === f) return;
+    this.nextFiles[this.nextFilesN++] = f;
+    this.dep(this.fileWatch(f.pages as RangeMap<unknown>, f), 0, MAX_KEY);
+    this.dep(this.fileWatch(f.bindings as RangeMap<unknown>, f), 0, MAX_KEY);
   }
 
   /**
@@ -245,96 +382,107 @@ export class ChangeTracker {
    * that range; the guest_memfd files its memslots bind. A later change there makes the VM
    * dirty. A destroyed VM reads nothing.
    */
-  depend(vm: Vm): void {
-    if (!this.reread.delete(vm)) return;
-    const st = this.vmStates.get(vm)!;
-    const next: Array<{ w: Watch; start: number; end: number }> = [];
+  depend(vm: Vm, mappings: (vm: Vm) => readonly Mapping[]): void {
+    const st = this.vmStates[vm.index]!;
+    if ((st.flags & REREAD) === 0) return;
+    st.flags &= ~REREAD;
+    this.nextN = 0;
+    this.nextFilesN = 0;
     if (!vm.dead) {
       const h = this.h;
-      const files = new Set<GmemFile>();
-      const file = (f: GmemFile | null | undefined): void => {
-        if (f === null || f === undefined || files.has(f)) return;
-        files.add(f);
-        next.push({ w: this.fileWatch(f.pages as RangeMap<unknown>, f), start: 0, end: MAX_KEY });
-        next.push({
-          w: this.fileWatch(f.bindings as RangeMap<unknown>, f),
-          start: 0,
-          end: MAX_KEY,
-        });
-      };
-      for (const slot of vm.slots.values()) file(slot.gmem?.file);
-      forEachMapping(vm, (_as, g0, g1, spte, slot) => {
+      for (const slot of vm.slots.values()) this.depFile(slot.gmem?.file);
+      const ms = mappings(vm);
+      for (let i = 0; i < ms.length; i++) {
+        const { start: g0, end: g1, spte, slot } = ms[i]!;
         const n = g1 - g0;
-        if (spte.base !== 0) next.push({ w: this.free, start: spte.base, end: spte.base + n });
-        if (slot === undefined) return;
-        file(slot.gmem?.file);
-        if (spte.source === 'gmem') return;
+        if (spte.base !== 0) this.dep(this.free, spte.base, spte.base + n);
+        if (slot === undefined) continue;
+        this.depFile(slot.gmem?.file);
+        if (spte.source === 'gmem') continue;
         const hv0 = Number(slot.userspaceAddr >> 12n) + (g0 - slot.baseGfn);
-        next.push({ w: this.vmas, start: hv0, end: hv0 + n });
-        next.push({ w: this.anon, start: hv0, end: hv0 + n });
-        for (const v of h.mm.vmas.piecesIn(hv0, hv0 + n)) {
-          const obj = v.value.obj;
+        this.dep(this.vmas, hv0, hv0 + n);
+        this.dep(this.anon, hv0, hv0 + n);
+        h.mm.vmas.forEachIn(hv0, hv0 + n, (_s, _e, v) => {
+          const obj = v.obj;
           if (obj instanceof ShmemObject)
-            next.push({
-              w: this.watch(obj.pages as RangeMap<unknown>, undefined),
-              start: 0,
-              end: MAX_KEY,
-            });
-          else if (obj instanceof GmemFile) file(obj);
-        }
-      });
+            this.dep(this.watch(obj.pages as RangeMap<unknown>, undefined), 0, MAX_KEY);
+          else if (obj instanceof GmemFile) this.depFile(obj);
+        });
+      }
     }
+    this.nextFilesN = 0;
     // Usually a re-check reads what the previous one did.
-    const prev = st.deps;
-    if (
-      prev.length === next.length &&
-      prev.every(
-        (d, i) => d.w === next[i]!.w && d.start === next[i]!.start && d.end === next[i]!.end,
-      )
-    )
+    const n = this.nextN;
+    const { nextW, nextS, nextE } = this;
+    let same = st.depN === n;
+    for (let i = 0; same && i < n; i++)
+      same = st.depW[i] === nextW[i] && st.depS[i] === nextS[i] && st.depE[i] === nextE[i];
+    if (same) {
+      for (let i = 0; i < n; i++) nextW[i] = undefined as unknown as Watch;
       return;
-    for (const d of prev) {
-      if (d.start === 0 && d.end === MAX_KEY) {
-        d.w.whole!.delete(vm);
+    }
+    // Drop what is read no more, add what is read now (a range kept from before is added again
+    // when a dropped range of the same map overlapped it).
+    const { depW: prevW, depS: prevS, depE: prevE } = st;
+    const m = st.depN;
+    const gone: number[] = [];
+    for (let i = 0; i < m; i++) {
+      const w = prevW[i]!;
+      const start = prevS[i]!;
+      const end = prevE[i]!;
+      if (indexOfDep(nextW, nextS, nextE, n, w, start, end) >= 0) continue;
+      gone.push(i);
+      if (start === 0 && end === MAX_KEY) {
+        w.whole!.delete(vm);
         continue;
       }
-      const deps = d.w.deps!;
-      for (const p of deps.piecesIn(d.start, d.end)) {
+      const deps = w.deps!;
+      for (const p of deps.piecesIn(start, end)) {
         const rest = p.value.filter((x) => x !== vm);
         if (rest.length === 0) deps.delete(p.start, p.end);
         else deps.set(p.start, p.end, rest);
       }
     }
-    for (const d of next) {
-      if (d.start === 0 && d.end === MAX_KEY) {
-        (d.w.whole ??= new Set()).add(vm);
+    for (let i = 0; i < n; i++) {
+      const w = nextW[i]!;
+      const start = nextS[i]!;
+      const end = nextE[i]!;
+      if (indexOfDep(prevW, prevS, prevE, m, w, start, end) >= 0) {
+        let overlapped = false;
+        for (const j of gone)
+          if (prevW[j] === w && prevS[j]! < end && start < prevE[j]!) overlapped = true;
+        if (!overlapped) continue;
+      }
+      if (start === 0 && end === MAX_KEY) {
+        (w.whole ??= new Set()).add(vm);
         continue;
       }
-      const deps = (d.w.deps ??= new RangeMap());
-      let cur = d.start;
+      const deps = (w.deps ??= new RangeMap());
+      let cur = start;
       const gaps: Array<{ start: number; end: number }> = [];
-      for (const p of deps.piecesIn(d.start, d.end)) {
+      for (const p of deps.piecesIn(start, end)) {
         if (p.start > cur) gaps.push({ start: cur, end: p.start });
         if (!p.value.includes(vm)) deps.set(p.start, p.end, [...p.value, vm]);
         cur = p.end;
       }
-      if (cur < d.end) gaps.push({ start: cur, end: d.end });
+      if (cur < end) gaps.push({ start: cur, end });
       for (const g of gaps) deps.set(g.start, g.end, [vm]);
     }
-    st.deps = next;
+    // The collected arrays become the VM's; its previous ones collect the next VM's.
+    st.depN = n;
+    st.depW = nextW;
+    st.depS = nextS;
+    st.depE = nextE;
+    this.nextW = prevW;
+    this.nextS = prevS;
+    this.nextE = prevE;
   }
 
   // --- ownership --------------------------------------------------------------------------------
 
   /** The ownership map, or undefined when it is not exact (use buildOwnership). */
   ownership(): Ownership | undefined {
-    if (!this.exact) return undefined;
-    return {
-      owners: this.owners,
-      doubles: [],
-      ownedFrames: this.claims.totalCovered(),
-      shmems: this.shmems,
-    };
+    return this.exact ? this.own : undefined;
   }
 
   /** memory-accounting's "owned page on the free list" (exact map only). */
@@ -352,7 +500,7 @@ export class ChangeTracker {
     return this.exact;
   }
 
-  private activate(w: Watch, owner: (p: RangeEntry<{ readonly base: number }>) => Owner): void {
+  private activate(w: Watch, owner: OwnerOf): void {
     if (w.active) return;
     w.active = true;
     w.owner = owner;
@@ -362,7 +510,7 @@ export class ChangeTracker {
     w.shadow = map.clone();
     for (const p of w.shadow.entries()) {
       if (p.value.base === 0) this.zeroClaims = 1;
-      this.claim(p.value.base, p.end - p.start, owner(p));
+      this.claim(p.value.base, p.end - p.start, owner(p.start, p.value));
     }
   }
 
@@ -377,18 +525,20 @@ export class ChangeTracker {
   /** Re-apply [s, e) of an ownership source: what the map held there goes, what it holds comes. */
   private sourceDiff(w: Watch, s: number, e: number): void {
     const map = w.map as unknown as AnyMap;
-    let sh = w.shadow;
-    if (sh !== undefined) {
+    const sh = w.shadow;
+    if (sh !== undefined && sh.size !== 0) {
       for (const p of sh.piecesIn(s, e)) this.unclaim(p.value.base, p.end - p.start);
       sh.delete(s, e);
     }
-    for (const p of map.piecesIn(s, e)) {
+    if (map.size === 0) return;
+    const owner = w.owner!;
+    map.forEachIn(s, e, (p0, p1, v) => {
       // buildOwnership skips an extent at pfn 0 (a whole stored entry), never a piece of one.
-      if (map.entryAt(p.start)!.value.base === 0) this.zeroClaims = 1;
-      this.claim(p.value.base, p.end - p.start, w.owner!(p));
-      sh ??= w.shadow = map.emptyLike();
-      sh.set(p.start, p.end, p.value);
-    }
+      // Only the first piece can be clipped (its value shifted to p0); others are stored ones.
+      if ((p0 === s || v.base === 0) && map.entryAt(p0)!.value.base === 0) this.zeroClaims = 1;
+      this.claim(v.base, p1 - p0, owner(p0, v));
+      (w.shadow ??= map.emptyLike()).set(p0, p1, v);
+    });
   }
 
   private vmasDiff(s: number, e: number): void {
@@ -403,7 +553,7 @@ export class ChangeTracker {
       } else {
         this.shmemMapped.set(obj, n);
         this.shmems.add(obj);
-        this.activate(w, (p) => ({ kind: 'shmem', obj, base: p.start }));
+        this.activate(w, (start) => ({ kind: 'shmem', obj, base: start }));
       }
     };
     const gone = this.vmasShadow.piecesIn(s, e);
@@ -417,44 +567,51 @@ export class ChangeTracker {
 
   /** A VM's guest_memfd files and single-frame pages, while it lives. */
   private vmOwnership(vm: Vm): void {
-    const st = this.vmStates.get(vm)!;
+    const st = this.vmStates[vm.index]!;
     const files = vm.dead ? NO_FILES : vm.gmemFiles;
-    for (const f of st.files)
-      if (!files.has(f)) this.deactivate(this.fileWatch(f.pages as RangeMap<unknown>, f));
-    for (const f of files)
-      if (!st.files.has(f))
-        this.activate(this.fileWatch(f.pages as RangeMap<unknown>, f), (p) => ({
-          kind: 'gmem',
-          file: f,
-          base: p.start,
-          state: (p.value as unknown as { state: string }).state,
-        }));
-    let same = st.files.size === files.size;
-    if (same) for (const f of files) if (!st.files.has(f)) same = false;
-    if (!same) st.files = new Set(files);
+    // Usually the VM has the files it had.
+    let same = st.files.length === files.size;
+    if (same) for (const f of files) if (!st.files.includes(f)) same = false;
+    if (!same) {
+      for (const f of st.files)
+        if (!files.has(f)) this.deactivate(this.fileWatch(f.pages as RangeMap<unknown>, f));
+      for (const f of files)
+        if (!st.files.includes(f))
+          this.activate(this.fileWatch(f.pages as RangeMap<unknown>, f), (start, v) => ({
+            kind: 'gmem',
+            file: f,
+            base: start,
+            state: (v as unknown as { state: string }).state,
+          }));
+      st.files = [...files];
+    }
     // The single-frame pages change only when the VM gets a vCPU or dies.
     let frames = vm.sharedPages.length;
-    for (const vc of vm.vcpus.values()) frames += vc.pages.length;
+    if (vm.vcpus.size !== 0) for (const vc of vm.vcpus.values()) frames += vc.pages.length;
     if (!vm.dead && frames === st.fixed.length && st.fixedVcpus === vm.vcpus.size) return;
-    for (const x of st.fixed) this.unclaim(x.pfn, 1);
-    st.fixed = [];
+    const prev = st.fixed;
+    const next: Array<{ pfn: number; owner: Owner }> = [];
+    st.fixed = next;
     st.fixedVcpus = vm.vcpus.size;
-    if (vm.dead) return;
-    for (const p of vm.sharedPages)
-      st.fixed.push({ pfn: p, owner: { kind: 'vcpu', vm, base: 0, what: 'coalesced MMIO ring' } });
-    for (const vc of vm.vcpus.values())
-      vc.pages.forEach((p, i) =>
-        st.fixed.push({
-          pfn: p,
-          owner: {
-            kind: 'vcpu',
-            vm,
-            base: 0,
-            what: `vcpu ${vc.id} ${i === 0 ? 'kvm_run' : 'PIO'} page`,
-          },
-        }),
-      );
-    for (const x of st.fixed) {
+    if (!vm.dead) {
+      // An entry that is still there (same place, frame and owner) stays claimed; a new vCPU
+      // only adds its pages after those of the others.
+      const add = (pfn: number, what: string): void => {
+        const o = prev[next.length];
+        next.push(
+          o !== undefined && o.pfn === pfn && o.owner.kind === 'vcpu' && o.owner.what === what
+            ? o
+            : { pfn, owner: { kind: 'vcpu', vm, base: 0, what } },
+        );
+      };
+      for (const p of vm.sharedPages) add(p, 'coalesced MMIO ring');
+      for (const vc of vm.vcpus.values())
+        vc.pages.forEach((p, i) => add(p, `vcpu ${vc.id} ${i === 0 ? 'kvm_run' : 'PIO'} page`));
+    }
+    for (let i = 0; i < prev.length; i++) if (next[i] !== prev[i]) this.unclaim(prev[i]!.pfn, 1);
+    for (let i = 0; i < next.length; i++) {
+      const x = next[i]!;
+      if (x === prev[i]) continue;
       if (x.pfn === 0) this.zeroClaims = 1;
       this.claim(x.pfn, 1, x.owner);
     }
@@ -462,21 +619,47 @@ export class ChangeTracker {
 
   /** Add `d` to the claim count of every frame in [pfn, pfn + n); true if one was claimed before. */
   private count(pfn: number, n: number, d: number): boolean {
-    const segs: Array<{ start: number; end: number; c: number }> = [];
+    const end = pfn + n;
+    const claims = this.claims;
+    // Usually a fresh frame run is claimed, or a run claimed once is released whole.
+    const at = claims.size === 0 ? undefined : claims.entryAt(pfn);
+    if (at === undefined ? !claims.anyIn(pfn, end) : at.end >= end && at.value === 1) {
+      const c = at === undefined ? d : 1 + d;
+      if (c <= 0) claims.delete(pfn, end);
+      else claims.set(pfn, end, c);
+      if (c > 1) this.multi.set(pfn, end, true);
+      else if (this.multi.size !== 0) this.multi.delete(pfn, end);
+      return at !== undefined && d > 0;
+    }
+    const { segS, segE, segC } = this;
+    let k = 0;
     let cur = pfn;
     let shared = false;
-    for (const p of this.claims.piecesIn(pfn, pfn + n)) {
-      if (p.start > cur) segs.push({ start: cur, end: p.start, c: d });
-      segs.push({ start: p.start, end: p.end, c: p.value + d });
-      if (d > 0 || p.value > 1) shared = true;
-      cur = p.end;
+    claims.forEachIn(pfn, end, (s, e, c) => {
+      if (s > cur) {
+        segS[k] = cur;
+        segE[k] = s;
+        segC[k++] = d;
+      }
+      segS[k] = s;
+      segE[k] = e;
+      segC[k++] = c + d;
+      if (d > 0 || c > 1) shared = true;
+      cur = e;
+    });
+    if (cur < end) {
+      segS[k] = cur;
+      segE[k] = end;
+      segC[k++] = d;
     }
-    if (cur < pfn + n) segs.push({ start: cur, end: pfn + n, c: d });
-    for (const g of segs) {
-      if (g.c <= 0) this.claims.delete(g.start, g.end);
-      else this.claims.set(g.start, g.end, g.c);
-      if (g.c > 1) this.multi.set(g.start, g.end, true);
-      else if (this.multi.size !== 0) this.multi.delete(g.start, g.end);
+    for (let i = 0; i < k; i++) {
+      const s = segS[i]!;
+      const e = segE[i]!;
+      const c = segC[i]!;
+      if (c <= 0) claims.delete(s, e);
+      else claims.set(s, e, c);
+      if (c > 1) this.multi.set(s, e, true);
+      else if (this.multi.size !== 0) this.multi.delete(s, e);
     }
     return shared;
   }

@@ -14,7 +14,8 @@ import type { Vm } from '../kvm/objects.js';
 import { buildOwnership, type Ownership } from './ownership.js';
 import { slotFileLive } from './slot_file_live.js';
 import { stage2Coherent } from './stage2_coherent.js';
-import type { CheckState, HostAccess, Invariant, Violation } from './types.js';
+import type { CheckState, HostAccess, Invariant, Mapping, PerVm, Violation } from './types.js';
+import { mappingList } from './stage2_coherent.js';
 import { vmRefcount } from './vm_refcount.js';
 import { zeroBeforeUse } from './zero_before_use.js';
 
@@ -43,7 +44,9 @@ function scanOwnedOnFree(h: Host, o: Ownership): number | undefined {
   return undefined;
 }
 
-const NOTHING: { changed: readonly Vm[]; used: readonly Vm[] } = { changed: [], used: [] };
+const NO_ACCESSES: readonly HostAccess[] = [];
+const NO_PFNS: readonly Pfn[] = [];
+const NO_VIOLATIONS: Violation[] = [];
 
 export type CheckerOptions = {
   /**
@@ -68,10 +71,25 @@ export class InvariantChecker {
   private accesses: HostAccess[] = [];
   readonly invariants: readonly Invariant[];
   private tracker: ChangeTracker | undefined;
+  private state!: TrackedState;
+  /** The result of the last check when it saw no host access and no stale read. */
+  private last: Violation[] | undefined = undefined;
+  /** The allocator's count at the last check. */
+  private lastAllocated = -1;
   /** Steps still checked in full before change tracking starts (-1: never). */
   private fullSteps: number;
-  /** Per-VM violations of the last check (VMs without any left out), by invariant. */
-  private readonly perVm = new Map<Invariant, Map<Vm, Violation[]>>();
+  /**
+   * The invariants in order, each with its per-VM form and that form's violations of the last
+   * check (VMs without any left out), once change tracking has started.
+   */
+  private readonly tracked: Array<{
+    readonly inv: Invariant;
+    readonly perVm: PerVm | undefined;
+    readonly byVm: Map<Vm, Violation[]>;
+  }> = [];
+  /** The entries of `tracked` with a per-VM form. */
+  private readonly perVm: Array<{ readonly perVm: PerVm; readonly byVm: Map<Vm, Violation[]> }> =
+    [];
 
   constructor(
     readonly host: Host,
@@ -105,7 +123,12 @@ export class InvariantChecker {
     }
     // The tracker starts from the state as it is: every VM is re-checked at its first update.
     this.tracker = new ChangeTracker(this.host);
-    for (const i of this.invariants) if (i.perVm !== undefined) this.perVm.set(i, new Map());
+    this.state = new TrackedState(this.host, this.tracker);
+    for (const inv of this.invariants) {
+      const t = { inv, perVm: inv.perVm, byVm: new Map<Vm, Violation[]>() };
+      this.tracked.push(t);
+      if (t.perVm !== undefined) this.perVm.push({ perVm: t.perVm, byVm: t.byVm });
+    }
     return this.changed(this.tracker);
   }
 
@@ -126,36 +149,34 @@ export class InvariantChecker {
   }
 
   private changed(t: ChangeTracker): Violation[] {
-    const { accesses, staleReads } = this.observed();
-    const { changed, used } = t.update() ?? NOTHING;
-    let own: Ownership | undefined;
-    const state: CheckState = {
-      host: this.host,
-      hostAccesses: accesses,
-      staleReads,
-      ownership: () => (own ??= t.ownership() ?? buildOwnership(this.host)),
-      ownedOnFree: () =>
-        t.isExact ? t.ownedOnFree() : scanOwnedOnFree(this.host, state.ownership()),
-    };
-    const recheck = (vm: Vm, all: boolean): void => {
-      for (const [inv, byVm] of this.perVm) {
-        const p = inv.perVm!;
-        if (!all && p.mappings) continue;
-        const v = p.vms === 'live' && vm.dead ? [] : p.vm(vm, state);
-        if (v.length > 0) byVm.set(vm, v);
-        else byVm.delete(vm);
-      }
-    };
-    for (const vm of changed) {
-      recheck(vm, true);
-      t.depend(vm);
+    const st = this.state;
+    st.hostAccesses = this.accesses;
+    if (this.accesses.length !== 0) this.accesses = [];
+    st.staleReads = this.host.frames.takeStaleReads();
+    st.reset();
+    const changed = t.update();
+    const allocated = this.host.frames.allocated;
+    const clean = st.hostAccesses.length === 0 && st.staleReads.length === 0;
+    // Nothing an invariant reads changed since a check that saw no host access and no stale
+    // read (allocating a fresh frame moves only the allocator's count): the same result.
+    if (!changed && clean && this.last !== undefined && allocated === this.lastAllocated) {
+      st.hostAccesses = NO_ACCESSES;
+      st.staleReads = NO_PFNS;
+      return this.last.length === 0 ? [] : this.last.slice();
     }
-    for (const vm of used) recheck(vm, false);
+    if (changed) {
+      for (let i = 0; i < t.changedCount; i++) {
+        const vm = t.changedVms[i]!;
+        this.recheck(vm, true, st);
+        t.depend(vm, st.mappingsOf);
+      }
+      for (let i = 0; i < t.usedCount; i++) this.recheck(t.usedVms[i]!, false, st);
+    }
     const out: Violation[] = [];
-    for (const inv of this.invariants) {
-      const byVm = this.perVm.get(inv);
-      if (byVm === undefined) {
-        for (const v of inv.check(state)) out.push(v);
+    for (const { inv, perVm, byVm } of this.tracked) {
+      if (perVm === undefined) {
+        const vs = inv.check(st);
+        for (let i = 0; i < vs.length; i++) out.push(vs[i]!);
         continue;
       }
       // VMs are created in index order; the host lists them that way.
@@ -164,9 +185,64 @@ export class InvariantChecker {
         for (const vm of vms) for (const v of byVm.get(vm)!) out.push(v);
       }
       // The host part (the VMM's page tables) can only fail when an owned frame is free.
-      const host = inv.perVm!.host;
-      if (host !== undefined && !t.noOwnedFree()) for (const v of host(state)) out.push(v);
+      const host = perVm.host;
+      if (host !== undefined && !t.noOwnedFree()) for (const v of host(st)) out.push(v);
     }
+    st.hostAccesses = NO_ACCESSES;
+    st.staleReads = NO_PFNS;
+    st.reset();
+    this.last = !clean ? undefined : out.length === 0 ? NO_VIOLATIONS : out.slice();
+    this.lastAllocated = allocated;
     return out;
+  }
+
+  /** Re-run the per-VM invariants for one VM (`all`: those reading mappings too). */
+  private recheck(vm: Vm, all: boolean, st: CheckState): void {
+    for (const { perVm: p, byVm } of this.perVm) {
+      if (!all && p.mappings) continue;
+      const v = p.vms === 'live' && vm.dead ? NO_VIOLATIONS : p.vm(vm, st);
+      if (v.length > 0) byVm.set(vm, v);
+      else if (byVm.size !== 0) byVm.delete(vm);
+    }
+  }
+}
+
+/** The CheckState of the change-driven checker: one object, its step fields set per check. */
+class TrackedState implements CheckState {
+  hostAccesses: readonly HostAccess[] = NO_ACCESSES;
+  staleReads: readonly Pfn[] = NO_PFNS;
+  /** The ownership map of this check, once asked for. */
+  own: Ownership | undefined = undefined;
+  /** The mappings of the VM checked last in this check (VMs are checked one after the other). */
+  private mapVm: Vm | undefined = undefined;
+  private mapList: readonly Mapping[] = [];
+  readonly mappingsOf = (vm: Vm): readonly Mapping[] => this.mappings(vm);
+
+  constructor(
+    readonly host: Host,
+    private readonly t: ChangeTracker,
+  ) {}
+
+  ownership(): Ownership {
+    return (this.own ??= this.t.ownership() ?? buildOwnership(this.host));
+  }
+
+  mappings(vm: Vm): readonly Mapping[] {
+    if (this.mapVm !== vm) {
+      this.mapList = mappingList(vm);
+      this.mapVm = vm;
+    }
+    return this.mapList;
+  }
+
+  /** A new check: the model may have changed since the last one. */
+  reset(): void {
+    this.own = undefined;
+    this.mapVm = undefined;
+    this.mapList = [];
+  }
+
+  ownedOnFree(): number | undefined {
+    return this.t.isExact ? this.t.ownedOnFree() : scanOwnedOnFree(this.host, this.ownership());
   }
 }

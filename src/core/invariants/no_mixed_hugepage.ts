@@ -2,7 +2,7 @@
  * no-mixed-hugepage: no huge stage-2 mapping spans mixed attributes or memslot edges.
  */
 import { LEVEL_PAGES } from '../base/units.js';
-import { forEachMapping } from './stage2_coherent.js';
+import { eachMapping } from './stage2_coherent.js';
 import type { Vm } from '../kvm/objects.js';
 import {
   checkEveryVm,
@@ -16,9 +16,9 @@ import {
 const perVm: PerVm = {
   vms: 'live',
   mappings: true,
-  vm(vm: Vm, _s: CheckState): Violation[] {
+  vm(vm: Vm, s: CheckState): Violation[] {
     const out: Violation[] = [];
-    forEachMapping(vm, (_as, g0, g1, spte, slot) => {
+    eachMapping(vm, s, (_as, g0, g1, spte, slot) => {
       if (spte.level === '4K') return;
       const L = LEVEL_PAGES[spte.level];
       for (let f = Math.floor(g0 / L) * L; f < g1; f += L) {

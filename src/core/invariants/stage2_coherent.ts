@@ -1,6 +1,7 @@
 /**
  * stage2-coherent: every stage-2 mapping points at the page the current state selects.
  */
+import { MAX_KEY, type RangeMap } from '../base/ranges/range_map.js';
 import type { Memslot, Spte, Vm } from '../kvm/objects.js';
 import { ShmemObject, ZERO_PFN } from '../mm/host_mm.js';
 import type { Host } from '../host.js';
@@ -10,6 +11,7 @@ import {
   hx,
   type CheckState,
   type Invariant,
+  type Mapping,
   type PerVm,
   type Violation,
 } from './types.js';
@@ -21,40 +23,57 @@ export function hostBacking(
   e: number,
 ): Array<{ start: number; end: number; pfn: number | undefined; writable: boolean }> {
   const out: Array<{ start: number; end: number; pfn: number | undefined; writable: boolean }> = [];
+  forEachHostBacking(h, s, e, (start, end, pfn, writable) => {
+    out.push({ start, end, pfn, writable });
+  });
+  return out;
+}
+
+/**
+ * `hostBacking` as a visit, in order: `cb` gets each run of host pages [start, end) with the
+ * frame of its first page (`undefined`: no page) and whether the mapping is writable; returning
+ * false stops the visit.
+ */
+export function forEachHostBacking(
+  h: Host,
+  s: number,
+  e: number,
+  cb: (start: number, end: number, pfn: number | undefined, writable: boolean) => void | boolean,
+): void {
   let cur = s;
-  for (const v of h.mm.vmas.piecesIn(s, e)) {
-    if (v.start > cur) out.push({ start: cur, end: v.start, pfn: undefined, writable: false });
-    const w = (v.value.prot & 2) !== 0;
-    const vma = v.value;
-    const fileRange = (pages: {
-      piecesIn(
-        a: number,
-        b: number,
-      ): Array<{ start: number; end: number; value: { base: number } }>;
-    }): void => {
-      let c = v.start;
-      for (const p of pages.piecesIn(vma.base, vma.base + (v.end - v.start))) {
-        const hs = v.start + (p.start - vma.base);
-        if (hs > c) out.push({ start: c, end: hs, pfn: undefined, writable: w });
-        out.push({ start: hs, end: hs + (p.end - p.start), pfn: p.value.base, writable: w });
-        c = hs + (p.end - p.start);
-      }
-      if (c < v.end) out.push({ start: c, end: v.end, pfn: undefined, writable: w });
+  let stop = false;
+  const emit = (start: number, end: number, pfn: number | undefined, w: boolean): boolean => {
+    if (cb(start, end, pfn, w) === false) stop = true;
+    return !stop;
+  };
+  h.mm.vmas.forEachIn(s, e, (vs, ve, vma) => {
+    if (vs > cur && !emit(cur, vs, undefined, false)) return false;
+    const w = (vma.prot & 2) !== 0;
+    const fileRange = (pages: RangeMap<{ readonly base: number }>): void => {
+      let c = vs;
+      pages.forEachIn(vma.base, vma.base + (ve - vs), (ps, pe, pv) => {
+        const hs = vs + (ps - vma.base);
+        if (hs > c && !emit(c, hs, undefined, w)) return false;
+        if (!emit(hs, hs + (pe - ps), pv.base, w)) return false;
+        c = hs + (pe - ps);
+        return true;
+      });
+      if (!stop && c < ve) emit(c, ve, undefined, w);
     };
-    if (vma.kind === 'anon') fileRange({ piecesIn: (a, b) => h.mm.anon.piecesIn(a, b) });
+    if (vma.kind === 'anon') fileRange(h.mm.anon);
     else if (vma.obj instanceof ShmemObject) fileRange(vma.obj.pages);
     else if (vma.obj instanceof GmemFile) fileRange(vma.obj.pages);
     else if (vma.obj instanceof VcpuFile) {
-      for (let p = v.start; p < v.end; p++) {
+      for (let p = vs; p < ve; p++) {
         const copy = vma.shared ? undefined : h.mm.anon.get(p);
-        const pfn = copy?.base ?? vma.obj.pageAt(vma.base + (p - v.start));
-        out.push({ start: p, end: p + 1, pfn, writable: w });
+        const pfn = copy?.base ?? vma.obj.pageAt(vma.base + (p - vs));
+        if (!emit(p, p + 1, pfn, w)) break;
       }
     }
-    cur = v.end;
-  }
-  if (cur < e) out.push({ start: cur, end: e, pfn: undefined, writable: false });
-  return out;
+    cur = ve;
+    return !stop;
+  });
+  if (!stop && cur < e) emit(cur, e, undefined, false);
 }
 
 /** Visit every stage-2 extent of a VM clipped to memslots; `slot` undefined for pieces outside any slot. */
@@ -62,17 +81,43 @@ export function forEachMapping(
   vm: Vm,
   cb: (as: number, start: number, end: number, spte: Spte, slot: Memslot | undefined) => void,
 ): void {
-  vm.stage2.forEach((s2, as) => {
-    for (const m of s2.entries()) {
-      let cur = m.start;
-      for (const p of vm.slotsByGfn[as]!.piecesIn(m.start, m.end)) {
-        if (p.start > cur) cb(as, cur, p.start, shift(m.value, cur - m.start), undefined);
-        cb(as, p.start, p.end, shift(m.value, p.start - m.start), p.value);
-        cur = p.end;
-      }
-      if (cur < m.end) cb(as, cur, m.end, shift(m.value, cur - m.start), undefined);
-    }
+  for (let as = 0; as < vm.stage2.length; as++) {
+    const s2 = vm.stage2[as]!;
+    if (s2.size === 0) continue;
+    const slots = vm.slotsByGfn[as]!;
+    s2.forEachIn(0, MAX_KEY, (m0, m1, spte) => {
+      let cur = m0;
+      slots.forEachIn(m0, m1, (p0, p1, slot) => {
+        if (p0 > cur) cb(as, cur, p0, shift(spte, cur - m0), undefined);
+        cb(as, p0, p1, shift(spte, p0 - m0), slot);
+        cur = p1;
+      });
+      if (cur < m1) cb(as, cur, m1, shift(spte, cur - m0), undefined);
+    });
+  }
+}
+
+/** The VM's mappings in `forEachMapping` order. */
+export function mappingList(vm: Vm): Mapping[] {
+  const out: Mapping[] = [];
+  forEachMapping(vm, (as, start, end, spte, slot) => {
+    out.push({ as, start, end, spte, slot });
   });
+  return out;
+}
+
+/** `forEachMapping`, over the check's list of the VM's mappings when it keeps one. */
+export function eachMapping(
+  vm: Vm,
+  s: CheckState,
+  cb: (as: number, start: number, end: number, spte: Spte, slot: Memslot | undefined) => void,
+): void {
+  const ms = s.mappings?.(vm);
+  if (ms === undefined) return forEachMapping(vm, cb);
+  for (let i = 0; i < ms.length; i++) {
+    const m = ms[i]!;
+    cb(m.as, m.start, m.end, m.spte, m.slot);
+  }
 }
 
 function shift(s: Spte, d: number): Spte {
@@ -81,84 +126,163 @@ function shift(s: Spte, d: number): Spte {
 
 const STAGE2 = 'stage2-coherent';
 
+function fail(out: Violation[], vm: Vm, g0: number, g1: number, spte: Spte, msg: string): void {
+  out.push({
+    invariant: STAGE2,
+    object: `vm${vm.index} gfn ${hx(g0)}${g1 - g0 > 1 ? `..${hx(g1 - 1)}` : ''}`,
+    message: msg,
+    focus: { vm: vm.index, gfn: g0, pfn: spte.base },
+  });
+}
+
+/** Some key in [s, e) has a value without `bit`. */
+function anyWithout(m: RangeMap<number>, s: number, e: number, bit: number): boolean {
+  let found = false;
+  m.forEachIn(s, e, (_s, _e, v) => {
+    if ((v & bit) === 0) found = true;
+    return !found;
+  });
+  return found;
+}
+
+/** What is wrong with a mapping of host pages [hv0, hv0 + n) by `spte`, if anything. */
+function hostMismatch(h: Host, hv0: number, n: number, spte: Spte): string | undefined {
+  let msg: string | undefined;
+  forEachHostBacking(h, hv0, hv0 + n, (start, _end, pfn, writable) => {
+    const expect = spte.base === ZERO_PFN ? ZERO_PFN : spte.base + (start - hv0);
+    if (spte.base === ZERO_PFN) {
+      if (pfn !== undefined)
+        msg = `read-only zero-page mapping where the host now has a page (pfn ${hx(pfn)})`;
+      else if (spte.writable) msg = `writable mapping of the shared zero page`;
+      return msg === undefined;
+    }
+    if (pfn === undefined)
+      msg = `mapping at host page ${hx(start)} which has no page (stale after munmap/MADV_DONTNEED/truncate)`;
+    else if (pfn !== expect)
+      msg = `mapping points at pfn ${hx(expect)} but host page ${hx(start)} is pfn ${hx(pfn)}`;
+    else if (spte.writable && !writable)
+      msg = `writable mapping where the host mapping is read-only`;
+    return msg === undefined;
+  });
+  return msg;
+}
+
 /** One VM's stage-2 mappings against its memslots, attributes, bindings and host mappings. */
 function stage2Vm(vm: Vm, s: CheckState): Violation[] {
   const out: Violation[] = [];
   const h = s.host;
-  forEachMapping(vm, (as, g0, g1, spte, slot) => {
-    const fail = (msg: string): void => {
-      out.push({
-        invariant: STAGE2,
-        object: `vm${vm.index} gfn ${hx(g0)}${g1 - g0 > 1 ? `..${hx(g1 - 1)}` : ''}`,
-        message: msg,
-        focus: { vm: vm.index, gfn: g0, pfn: spte.base },
-      });
-    };
+  eachMapping(vm, s, (_as, g0, g1, spte, slot) => {
     if (slot === undefined)
-      return fail(`mapping of a gfn that no memslot covers (stale after a memslot delete or move)`);
+      return fail(
+        out,
+        vm,
+        g0,
+        g1,
+        spte,
+        `mapping of a gfn that no memslot covers (stale after a memslot delete or move)`,
+      );
     const n = g1 - g0;
     const privateAttr = vm.spec.privateFaultSource === 'attributes' && vm.attrs.anyIn(g0, g1);
     if (spte.private) {
-      if (!vm.attrs.covers(g0, g1) || vm.attrs.piecesIn(g0, g1).some((p) => (p.value & 8) === 0))
+      if (!vm.attrs.covers(g0, g1) || anyWithout(vm.attrs, g0, g1, 8))
         return fail(
+          out,
+          vm,
+          g0,
+          g1,
+          spte,
           `private mapping of a gfn whose attribute is shared (stale after a conversion to shared)`,
         );
       if (spte.source !== 'gmem')
-        return fail(`private mapping backed by userspace_addr instead of guest_memfd`);
+        return fail(
+          out,
+          vm,
+          g0,
+          g1,
+          spte,
+          `private mapping backed by userspace_addr instead of guest_memfd`,
+        );
     } else if (privateAttr)
-      return fail(`shared mapping of a PRIVATE gfn (stale after a conversion to private)`);
+      return fail(
+        out,
+        vm,
+        g0,
+        g1,
+        spte,
+        `shared mapping of a PRIVATE gfn (stale after a conversion to private)`,
+      );
     if (spte.source === 'gmem') {
       if (!spte.private && !slot.gmemOnly)
-        return fail(`shared mapping backed by guest_memfd in a slot that is not gmem-only`);
+        return fail(
+          out,
+          vm,
+          g0,
+          g1,
+          spte,
+          `shared mapping backed by guest_memfd in a slot that is not gmem-only`,
+        );
       const g = slot.gmem;
       if (g === null || g.file === null || g.file.released)
         return fail(
+          out,
+          vm,
+          g0,
+          g1,
+          spte,
           `mapping backed by a guest_memfd that is no longer bound (stale after release)`,
         );
       const idx0 = g0 - slot.baseGfn + g.pgoff;
-      const b = g.file.bindings.piecesIn(idx0, idx0 + n);
-      if (b.length !== 1 || b[0]!.start !== idx0 || b[0]!.end !== idx0 + n || b[0]!.value !== slot)
-        return fail(`mapping of guest_memfd indexes not bound to this memslot`);
-      const pages = g.file.pages.piecesIn(idx0, idx0 + n);
-      if (pages.length !== 1 || pages[0]!.start !== idx0 || pages[0]!.end !== idx0 + n)
+      // One binding piece and one page extent over exactly [idx0, idx0 + n): the stored entry
+      // at idx0 reaches idx0 + n (touching equal entries are always coalesced).
+      const b = g.file.bindings.entryAt(idx0);
+      if (b === undefined || b.end < idx0 + n || b.value !== slot)
         return fail(
+          out,
+          vm,
+          g0,
+          g1,
+          spte,
+          `mapping of guest_memfd indexes not bound to this memslot`,
+        );
+      const page = g.file.pages.entryAt(idx0);
+      if (page === undefined || page.end < idx0 + n)
+        return fail(
+          out,
+          vm,
+          g0,
+          g1,
+          spte,
           `mapping of guest_memfd #${g.file.ino} index ${hx(idx0)} whose page is gone (stale after a hole punch)`,
         );
-      if (pages[0]!.value.base !== spte.base)
+      const pfn = page.value.base + (idx0 - page.start);
+      if (pfn !== spte.base)
         return fail(
-          `mapping points at pfn ${hx(spte.base)} but guest_memfd #${g.file.ino} index ${hx(idx0)} is pfn ${hx(pages[0]!.value.base)}`,
+          out,
+          vm,
+          g0,
+          g1,
+          spte,
+          `mapping points at pfn ${hx(spte.base)} but guest_memfd #${g.file.ino} index ${hx(idx0)} is pfn ${hx(pfn)}`,
         );
-      if (pages[0]!.value.state !== 'prepared')
-        return fail(`mapping of a guest_memfd page that was never prepared (not zeroed)`);
+      if (page.value.state !== 'prepared')
+        return fail(
+          out,
+          vm,
+          g0,
+          g1,
+          spte,
+          `mapping of a guest_memfd page that was never prepared (not zeroed)`,
+        );
       return;
     }
     // userspace_addr-backed mapping.
     if (slot.gmemOnly && h.arch.guestMemoryAccess === 'stage2')
-      return fail(`mapping of a gmem-only slot backed by userspace_addr`);
-    if (spte.writable && slot.isReadonly) return fail(`writable mapping of a READONLY memslot`);
+      return fail(out, vm, g0, g1, spte, `mapping of a gmem-only slot backed by userspace_addr`);
+    if (spte.writable && slot.isReadonly)
+      return fail(out, vm, g0, g1, spte, `writable mapping of a READONLY memslot`);
     const hv0 = Number(slot.userspaceAddr >> 12n) + (g0 - slot.baseGfn);
-    for (const p of hostBacking(h, hv0, hv0 + n)) {
-      const expect = spte.base === ZERO_PFN ? ZERO_PFN : spte.base + (p.start - hv0);
-      if (spte.base === ZERO_PFN) {
-        if (p.pfn !== undefined)
-          return fail(
-            `read-only zero-page mapping where the host now has a page (pfn ${hx(p.pfn)})`,
-          );
-        if (spte.writable) return fail(`writable mapping of the shared zero page`);
-        continue;
-      }
-      if (p.pfn === undefined)
-        return fail(
-          `mapping at host page ${hx(p.start)} which has no page (stale after munmap/MADV_DONTNEED/truncate)`,
-        );
-      if (p.pfn !== expect)
-        return fail(
-          `mapping points at pfn ${hx(expect)} but host page ${hx(p.start)} is pfn ${hx(p.pfn)}`,
-        );
-      if (spte.writable && !p.writable)
-        return fail(`writable mapping where the host mapping is read-only`);
-    }
-    void as;
+    const bad = hostMismatch(h, hv0, n, spte);
+    if (bad !== undefined) fail(out, vm, g0, g1, spte, bad);
   });
   return out;
 }

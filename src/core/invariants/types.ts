@@ -8,7 +8,7 @@ import type { Host } from '../host.js';
 import type { KernelProfile } from '../profiles/profile.js';
 import type { Pfn } from '../base/units.js';
 import type { Ownership } from './ownership.js';
-import type { Vm } from '../kvm/objects.js';
+import type { Memslot, Spte, Vm } from '../kvm/objects.js';
 
 /** What a violation points at, so that explanations can describe the state around it. */
 export type Focus = {
@@ -45,6 +45,20 @@ export type CheckState = {
   ownership(): Ownership;
   /** Start of the first owner extent (in pfn order) with a frame on the free list, if any. */
   ownedOnFree(): number | undefined;
+  /**
+   * The VM's stage-2 mappings as `forEachMapping` visits them, listed once for all the checks
+   * of the VM in this check (the change-driven checker); without it, each check walks them.
+   */
+  mappings?(vm: Vm): readonly Mapping[];
+};
+
+/** One stage-2 extent clipped to a memslot (`slot` undefined outside every memslot). */
+export type Mapping = {
+  readonly as: number;
+  readonly start: number;
+  readonly end: number;
+  readonly spte: Spte;
+  readonly slot: Memslot | undefined;
 };
 
 /**
