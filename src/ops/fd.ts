@@ -6,7 +6,7 @@ import { fdText } from '../trace/text.js';
 import type { FdArg, ResultLine } from '../trace/types.js';
 import { fail, fileFd } from '../backends/model_args.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
-import type { KvmBackend } from '../backends/kvm/backend.js';
+import type { KvmOpContext } from '../backends/kvm/context.js';
 import type { GenState } from '../fuzz/gen_state.js';
 import type { OpFamily, OpSpec } from './spec.js';
 
@@ -35,9 +35,9 @@ export const close: OpSpec<CloseOp> = {
 };
 
 // ---------------------------------------------------------------------------------------------
-// /dev/kvm execution (KvmBackend's machinery: its libc, trace state and fd policy)
+// /dev/kvm execution (the real backend's machinery, KvmOpContext: its libc, trace state and fd policy)
 
-function kvmClose(k: KvmBackend, fd: number): ResultLine {
+function kvmClose(k: KvmOpContext, fd: number): ResultLine {
   const t = k.st;
   const r = k.c.close(fd);
   if (r.ret < 0) return kvmFail(r.errno);

@@ -21,7 +21,7 @@ import { BackendRefusal, type FdArg, type ResultLine } from '../trace/types.js';
 import { fail, fileFd, ioctlFd } from '../backends/model_args.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
 import { cInt, cS64, cU64 } from '../backends/kvm/libc.js';
-import type { KvmBackend } from '../backends/kvm/backend.js';
+import type { KvmOpContext } from '../backends/kvm/context.js';
 import { fallocateAllocates, MAX_POPULATE_BYTES } from '../backends/kvm/rules.js';
 import { STAT_SIZE, unpackStat } from '../backends/kvm/structs.js';
 import { MiB, NO_VM, PAGE, vmArg, type GenState } from '../fuzz/gen_state.js';
@@ -265,10 +265,10 @@ export const fstat: OpSpec<FstatOp> = {
 };
 
 // ---------------------------------------------------------------------------------------------
-// /dev/kvm execution (KvmBackend's machinery: its libc, trace state and fd policy)
+// /dev/kvm execution (the real backend's machinery, KvmOpContext: its libc, trace state and fd policy)
 
 /** pread(2) into the trace's scratch buffer (never the Node heap: the kernel writes there). */
-function kvmPread(k: KvmBackend, fd: number, len: bigint, off: bigint): ResultLine {
+function kvmPread(k: KvmOpContext, fd: number, len: bigint, off: bigint): ResultLine {
   if (len > MAX_READ_BYTES) throw new BackendRefusal(`pread of ${len} bytes: too large to report`);
   const scratch = k.st.m.scratch;
   const r = k.c.preadAt(fd, scratch, len, off);

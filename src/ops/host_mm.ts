@@ -31,7 +31,7 @@ import {
 } from '../trace/types.js';
 import { fail, fileFd } from '../backends/model_args.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
-import type { KvmBackend } from '../backends/kvm/backend.js';
+import type { KvmOpContext } from '../backends/kvm/context.js';
 import { arena, type Interval } from '../backends/kvm/arena.js';
 import { hostHasPku } from '../backends/kvm/host_facts.js';
 import { mappingAt } from '../backends/kvm/maps.js';
@@ -342,7 +342,7 @@ export const poke: OpSpec<PokeOp> = {
 };
 
 // ---------------------------------------------------------------------------------------------
-// /dev/kvm execution (KvmBackend's machinery: its libc, trace state and fd policy)
+// /dev/kvm execution (the real backend's machinery, KvmOpContext: its libc, trace state and fd policy)
 
 const MAP_ANONYMOUS = 0x20;
 const MAP_FIXED_NOREPLACE = 0x100000;
@@ -358,7 +358,7 @@ const PIPE_CHUNK = 16 * 4096;
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
 
 function kvmMmap(
-  k: KvmBackend,
+  k: KvmOpContext,
   fdArg: ResolvedFd | null,
   length: bigint,
   prot: bigint,
@@ -401,7 +401,7 @@ function kvmMmap(
   return out(ok(), { createdAddr: addr });
 }
 
-function kvmVmaOp(k: KvmBackend, op: VmaOp): ResultLine {
+function kvmVmaOp(k: KvmOpContext, op: VmaOp): ResultLine {
   const addr = addrOf(op.addr);
   const len = cU64(op.length);
   // A range that wraps past 2^64 is rejected by the kernel's argument checks before any VMA is
@@ -436,7 +436,7 @@ function kvmVmaOp(k: KvmBackend, op: VmaOp): ResultLine {
 let drainBuf: Buffer | undefined;
 
 /** Empty the pipe (after an op, or after a transfer that left bytes in it). */
-function drain(k: KvmBackend, rfd: number): void {
+function drain(k: KvmOpContext, rfd: number): void {
   const b = (drainBuf ??= Buffer.alloc(PIPE_CHUNK));
   while (k.c.read(rfd, b, b.length).ret > 0n);
 }
@@ -449,7 +449,7 @@ function pipeFailed(op: 'peek' | 'poke', call: string, errno: number): never {
 }
 
 /** Which signal a CPU access to the faulting page would raise, from the kernel's own view. */
-function classifyFault(k: KvmBackend, page: bigint, need: 'r' | 'w'): 'SIGSEGV' | 'SIGBUS' {
+function classifyFault(k: KvmOpContext, page: bigint, need: 'r' | 'w'): 'SIGSEGV' | 'SIGBUS' {
   const m = mappingAt(page, k.st.m.proc.maps());
   if (m === undefined) return 'SIGSEGV';
   // x86 access_error(): a write needs VM_WRITE; a read is allowed on any accessible VMA (read,
@@ -481,7 +481,7 @@ function step(a: bigint, left: number, careful: boolean): number {
  * the pipe (copy_from_user() in pipe_write(): a fault is EFAULT or a short count, never a
  * signal), then read(2) the bytes back into the result.
  */
-function kvmPeek(k: KvmBackend, addr: bigint, len: bigint): ResultLine {
+function kvmPeek(k: KvmOpContext, addr: bigint, len: bigint): ResultLine {
   if (len === 0n) return ok({ value: '' });
   if (len > MAX_READ_BYTES) throw new BackendRefusal(`peek of ${len} bytes: too large to report`);
   const [rfd, wfd] = k.st.m.pipe;
@@ -521,7 +521,7 @@ function kvmPeek(k: KvmBackend, addr: bigint, len: bigint): ResultLine {
  * buffers it copied, and leaves the rest in the pipe: a transfer that stops early is followed
  * by draining the pipe, so the next one starts from the trace's bytes at the right offset.
  */
-function kvmPoke(k: KvmBackend, addr: bigint, bytes: Uint8Array): ResultLine {
+function kvmPoke(k: KvmOpContext, addr: bigint, bytes: Uint8Array): ResultLine {
   const n = bytes.length;
   if (n === 0) return ok();
   const [rfd, wfd] = k.st.m.pipe;

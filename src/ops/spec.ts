@@ -12,7 +12,7 @@ import type { Host } from '../core/host.js';
 import type { FieldReader } from '../trace/field_reader.js';
 import type { Style } from '../trace/text.js';
 import type { OpOutcome, ResolveOp } from '../trace/types.js';
-import type { KvmBackend } from '../backends/kvm/backend.js';
+import type { KvmOpContext } from '../backends/kvm/context.js';
 import type { RefusalEnv } from '../backends/kvm/rules.js';
 import type { IntervalSet } from '../backends/kvm/arena.js';
 import type { GenState } from '../fuzz/gen_state.js';
@@ -54,7 +54,7 @@ export interface OpSpec<O extends { readonly op: string }> {
   /** Run the resolved op on the model host. */
   runModel(h: Host, op: ResolveOp<OpCommon & O>): OpOutcome;
   /** Run the resolved op on /dev/kvm (the backend has checked refusals already). */
-  runKvm(k: KvmBackend, op: ResolveOp<OpCommon & O>): OpOutcome;
+  runKvm(k: KvmOpContext, op: ResolveOp<OpCommon & O>): OpOutcome;
   /**
    * The length a successful op places at the mmap arena cursor (trace-format.md, Addresses), or
    * undefined when it places nothing; absent for ops that never map.

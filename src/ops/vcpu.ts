@@ -20,7 +20,7 @@ import { KVM_IOCTL, TRACE_CODE_GPA, TRACE_CODE_SLOT } from '../core/base/uapi.js
 import { toU64 } from '../core/base/units.js';
 import { exitToTrace, fail, ioctlFd } from '../backends/model_args.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
-import type { KvmBackend, VmInfo } from '../backends/kvm/backend.js';
+import type { KvmOpContext, VmInfo } from '../backends/kvm/context.js';
 import { EAGAIN, EFAULT, EHWPOISON, EINTR, MAP_FAILED } from '../backends/kvm/libc.js';
 import { PAGE } from '../backends/kvm/rules.js';
 import {
@@ -204,7 +204,7 @@ export const run: OpSpec<RunOp> = {
 };
 
 // ---------------------------------------------------------------------------------------------
-// /dev/kvm execution (KvmBackend's machinery: its libc, trace state and fd policy)
+// /dev/kvm execution (the real backend's machinery, KvmOpContext: its libc, trace state and fd policy)
 
 const PROT_READ = 1;
 const PROT_WRITE = 2;
@@ -216,7 +216,7 @@ const RUN_MAX_RETRIES = 10_000;
 const RUN_MAX_EXITS_FLOOR = 100_000;
 const SIGURG = 23;
 
-function kvmCreateVcpu(k: KvmBackend, vmFd: number, id: bigint): OpOutcome {
+function kvmCreateVcpu(k: KvmOpContext, vmFd: number, id: bigint): OpOutcome {
   const t = k.st;
   const r = k.c.ioctlInt(vmFd, KVM_IOCTL.KVM_CREATE_VCPU, id);
   if (r.ret < 0) return out(kvmFail(r.errno));
@@ -245,7 +245,7 @@ function kvmCreateVcpu(k: KvmBackend, vmFd: number, id: bigint): OpOutcome {
  * share the page: each run writes its program there before its first KVM_RUN, and runs do not
  * overlap.
  */
-function ensureCodeSlot(k: KvmBackend, vm: VmInfo): boolean {
+function ensureCodeSlot(k: KvmOpContext, vm: VmInfo): boolean {
   if (vm.codeSlot) return true;
   if (vm.fd < 0) return false;
   const region = packMemoryRegion({
@@ -259,13 +259,13 @@ function ensureCodeSlot(k: KvmBackend, vm: VmInfo): boolean {
   return vm.codeSlot;
 }
 
-function writeCode(k: KvmBackend, page: bigint, code: Uint8Array): void {
+function writeCode(k: KvmOpContext, page: bigint, code: Uint8Array): void {
   const b = Buffer.alloc(CODE_PAGE_SIZE, 0xf4); // hlt everywhere after the batch
   b.set(code, 0);
   k.c.copyIn(page, b);
 }
 
-function setupVcpu(k: KvmBackend, fd: number): number {
+function setupVcpu(k: KvmOpContext, fd: number): number {
   const c = k.c;
   const sregs = Buffer.alloc(KVM_SREGS_SIZE);
   let r = c.ioctlBuf(fd, KVM_IOCTL.KVM_GET_SREGS, sregs);
@@ -285,7 +285,7 @@ function setupVcpu(k: KvmBackend, fd: number): number {
   return resetRip(k, fd);
 }
 
-function resetRip(k: KvmBackend, fd: number): number {
+function resetRip(k: KvmOpContext, fd: number): number {
   const r = k.c.ioctlBuf(fd, KVM_IOCTL.KVM_SET_REGS, packRegs({ rip: TRACE_CODE_GPA, rflags: 2n }));
   return r.ret < 0 ? r.errno : 0;
 }
@@ -294,7 +294,7 @@ function resetRip(k: KvmBackend, fd: number): number {
  * Arm (ms > 0) or disarm (0) the KVM_RUN watchdog: a POSIX timer that sends SIGURG to this
  * thread after `ms`, then every 50 ms, so a guest that never exits makes KVM_RUN return EINTR.
  */
-function armWatchdog(k: KvmBackend, ms: number): void {
+function armWatchdog(k: KvmOpContext, ms: number): void {
   if (k.timer === undefined) {
     if (ms === 0) return;
     const r = k.c.timerCreateThread(k.c.gettid(), SIGURG);
@@ -305,7 +305,7 @@ function armWatchdog(k: KvmBackend, ms: number): void {
   else k.c.timerSettime(k.timer, 0n, 0n);
 }
 
-function kvmRun(k: KvmBackend, vcpuArg: ResolvedFd, prog: CompiledProgram): ResultLine {
+function kvmRun(k: KvmOpContext, vcpuArg: ResolvedFd, prog: CompiledProgram): ResultLine {
   const c = k.c;
   const fd = k.ioctlFd(vcpuArg);
   const vcpu = k.st.vcpus.get(fd);

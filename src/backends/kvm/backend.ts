@@ -13,6 +13,7 @@ import { kvmRefusalOf, OPS } from '../../ops/registry.js';
 import { hostHasPku } from './host_facts.js';
 import { O_CLOEXEC, O_NONBLOCK, O_RDWR, cInt, libc, MAP_FAILED, type SysResult } from './libc.js';
 import { ProcFiles } from './maps.js';
+import type { KvmOpContext, Machinery, Mapping, TraceState } from './context.js';
 import { PAGE, type RefusalEnv } from './rules.js';
 import { STAT_SIZE, unpackStat } from './structs.js';
 
@@ -30,51 +31,9 @@ const MAP_NORESERVE = 0x4000;
 /** Largest peek / pread result the backend turns into hex (the parser's limit). */
 const MAX_READ_BYTES = 16n << 20n;
 
-export type VmInfo = {
-  /** The VM fd while the trace holds it open, else -1. */
-  fd: number;
-  hadVcpu: boolean;
-  codeSlot: boolean;
-};
-
-type VcpuInfo = {
-  readonly fd: number;
-  readonly vm: VmInfo;
-  readonly run: bigint;
-  readonly runSize: number;
-};
-
-type Mapping = { readonly addr: bigint; readonly len: bigint };
-
-/**
- * What the backend itself needs to run any op, acquired in begin() before the first op, so a
- * trace that uses up the process's descriptors or address space cannot starve the backend.
- */
-type Machinery = {
-  /** The pipe peek / poke copy through (O_NONBLOCK): read end, write end. */
-  readonly pipe: readonly [number, number];
-  /** /proc/self/maps and /proc/self/pagemap, held open. */
-  readonly proc: ProcFiles;
-  /** The guest code page (one anonymous page): every VM's slot 32763 maps it. */
-  readonly codePage: bigint;
-  /** MAX_READ_BYTES of NORESERVE anonymous memory that pread reads into. */
-  readonly scratch: bigint;
-};
-
-export type TraceState = {
-  kvmFd: number;
-  readonly owned: Set<number>;
-  readonly vms: Map<number, VmInfo>;
-  readonly vcpus: Map<number, VcpuInfo>;
-  /** Backend-owned mappings (kvm_run areas, code page, pread scratch), kernel-chosen addresses. */
-  readonly internal: Mapping[];
-  cursor: bigint;
-  readonly m: Machinery;
-};
-
 const noop = (): void => {};
 
-export class KvmBackend implements Backend {
+export class KvmBackend implements Backend, KvmOpContext {
   readonly name = 'kvm';
   readonly c = libc();
   private t: TraceState | undefined;
