@@ -3,9 +3,32 @@
  * functions): the PRNG, the live handles, the value pools and `push`. The generator class
  * (src/fuzz/trace_gen.ts) implements it; the weights loop there picks which generator runs.
  */
-import type { AddrArg, FdArg, ResultLine, TraceOpInput } from '../trace/types.js';
+import type { KernelProfile } from '../core/profiles/profile.js';
+import type { AddrArg, FdArg, ResultLine } from '../trace/types.js';
 import type { Prng } from './prng.js';
-import type { GenOptions } from './trace_gen.js';
+
+export type GenOptions = {
+  /** Allow VM types and attribute values that only a private-memory profile accepts. */
+  readonly privateMemory?: boolean;
+  /** Number of ops (default 40). */
+  readonly ops?: number;
+  /**
+   * Profile of the lockstep model that tells the generator which ops succeeded (so later ops
+   * use live handles) — default: no feedback.
+   */
+  readonly feedback?: KernelProfile;
+  /**
+   * Only emit ops the real backend runs (no raw address ranges over the process's memory).
+   * Needs `feedback`: the ranges are checked on the resolved op.
+   */
+  readonly realSafe?: boolean;
+};
+
+/** An op as a generator emits it, of any family: its name, its optional handle, its fields. */
+export type OpInputBase = { readonly op: string; readonly as?: string };
+
+/** Ops of the body types `Body` (an op family's) as a generator emits them: no source line. */
+export type OpInput<Body> = Body extends unknown ? Body & { readonly as?: string } : never;
 
 export const MiB = 1n << 20n;
 export const PAGE = 4096n;
@@ -28,7 +51,11 @@ export type SlotH = {
   map?: MapH;
 };
 
-export interface GenState {
+/**
+ * `I` is the ops the holder may push: a family's generators take `GenState<OpInput<TheirOps>>`
+ * (so the ops they build are type-checked), the generator class implements it for every op.
+ */
+export interface GenState<I extends OpInputBase = OpInputBase> {
   readonly r: Prng;
   readonly opts: GenOptions;
   readonly vms: string[];
@@ -44,7 +71,7 @@ export interface GenState {
    * Emit an op. With feedback, run it on the lockstep model and return its result; ops the real
    * backend would refuse are dropped (undefined).
    */
-  push(op: TraceOpInput): ResultLine | undefined;
+  push(op: I): ResultLine | undefined;
   // value pools
   page(maxPages: number): bigint;
   edgeU64(): bigint;

@@ -18,7 +18,6 @@ import type {
 } from '../trace/types.js';
 import { HandleTable, resolveOp, stepTrace } from '../trace/runner.js';
 import { ModelBackend } from '../backends/model.js';
-import type { KernelProfile } from '../core/profiles/profile.js';
 import { MMAP_ARENA_BASE, MMAP_ARENA_END, TASK_SIZE_MAX } from '../core/mm/host_layout.js';
 import { OP_GENERATORS, OPS } from '../ops/registry.js';
 import type { HostRange } from '../ops/spec.js';
@@ -33,6 +32,7 @@ import {
   CODE_GFN,
   MiB,
   PAGE,
+  type GenOptions,
   type GenState,
   type GmemH,
   type MapH,
@@ -40,22 +40,7 @@ import {
 } from './gen_state.js';
 import { Prng } from './prng.js';
 
-export type GenOptions = {
-  /** Allow VM types and attribute values that only a private-memory profile accepts. */
-  readonly privateMemory?: boolean;
-  /** Number of ops (default 40). */
-  readonly ops?: number;
-  /**
-   * Profile of the lockstep model that tells the generator which ops succeeded (so later ops
-   * use live handles) — default: no feedback.
-   */
-  readonly feedback?: KernelProfile;
-  /**
-   * Only emit ops the real backend runs (no raw address ranges over the process's memory).
-   * Needs `feedback`: the ranges are checked on the resolved op.
-   */
-  readonly realSafe?: boolean;
-};
+export type { GenOptions } from './gen_state.js';
 
 /** Host address ranges of an op that the real backend checks before running it. */
 export function hostRanges(op: ResolvedOp): HostRange[] {
@@ -71,7 +56,7 @@ export function rangeIsSafe(x: { start: bigint; end: bigint }): boolean {
   return x.start >= TASK_SIZE_MAX;
 }
 
-export class TraceGenerator implements GenState {
+export class TraceGenerator implements GenState<TraceOpInput> {
   readonly r: Prng;
   private n = 0;
   readonly vms: string[] = [];

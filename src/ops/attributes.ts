@@ -8,7 +8,7 @@ import { ATTRIBUTE_BITS, bitNames, fdText, hex, offsetText, sizeText } from '../
 import type { FdArg } from '../trace/types.js';
 import { fail, ioctlFd } from '../backends/model_args.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
-import { PAGE, type GenState } from '../fuzz/gen_state.js';
+import { PAGE, type GenState, type OpInput } from '../fuzz/gen_state.js';
 import type { OpFamily, OpSpec } from './spec.js';
 
 export type SetMemoryAttributesOp = {
@@ -20,6 +20,9 @@ export type SetMemoryAttributesOp = {
   readonly flags: bigint;
 };
 export type AttributesFamilyOp = SetMemoryAttributesOp;
+
+/** The generator state as this family's fuzz generators use it (they push its ops). */
+type Gen = GenState<OpInput<AttributesFamilyOp>>;
 
 // The op's uAPI struct (x86-64, little-endian, as in include/uapi/linux/kvm.h; fields truncated
 // like a C assignment, reserved bytes zero).
@@ -89,7 +92,7 @@ export const setMemoryAttributes: OpSpec<SetMemoryAttributesOp> = {
 // ---------------------------------------------------------------------------------------------
 // Fuzz generators
 
-export function genSetAttributes(g: GenState): void {
+export function genSetAttributes(g: Gen): void {
   const attributes = g.r.weighted<bigint>([
     [5, 8n],
     [4, 0n],
@@ -115,7 +118,7 @@ export function genSetAttributes(g: GenState): void {
 
 /** Set [gpa, gpa+size) of `vm` to `attributes` (scenarios). */
 export function genAttributesOf(
-  g: GenState,
+  g: Gen,
   vm: string,
   address: bigint,
   size: bigint,

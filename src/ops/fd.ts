@@ -7,11 +7,14 @@ import type { FdArg, ResultLine } from '../trace/types.js';
 import { fail, fileFd } from '../backends/model_args.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
 import type { KvmOpContext } from '../backends/kvm/context.js';
-import type { GenState } from '../fuzz/gen_state.js';
+import type { GenState, OpInput } from '../fuzz/gen_state.js';
 import type { OpFamily, OpSpec } from './spec.js';
 
 export type CloseOp = { readonly op: 'close'; readonly fd: FdArg };
 export type FdFamilyOp = CloseOp;
+
+/** The generator state as this family's fuzz generators use it (they push its ops). */
+type Gen = GenState<OpInput<FdFamilyOp>>;
 
 export const close: OpSpec<CloseOp> = {
   name: 'close',
@@ -56,7 +59,7 @@ function kvmClose(k: KvmOpContext, fd: number): ResultLine {
 // Fuzz generators
 
 /** close(fd); a closed handle is remembered (later ops may still use it: EBADF cases). */
-export function genClose(g: GenState, fd: FdArg): void {
+export function genClose(g: Gen, fd: FdArg): void {
   g.push({ op: 'close', fd });
   if (fd.kind === 'handle') g.closed.add(fd.name);
 }

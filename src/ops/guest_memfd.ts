@@ -24,8 +24,8 @@ import { cInt, cS64, cU64 } from '../backends/kvm/libc.js';
 import type { KvmOpContext } from '../backends/kvm/context.js';
 import { fallocateAllocates, MAX_POPULATE_BYTES } from '../backends/kvm/rules.js';
 import { STAT_SIZE, unpackStat } from '../backends/kvm/structs.js';
-import { MiB, NO_VM, PAGE, vmArg, type GenState } from '../fuzz/gen_state.js';
-import { genClose } from './fd.js';
+import { MiB, NO_VM, PAGE, vmArg, type GenState, type OpInput } from '../fuzz/gen_state.js';
+import { genClose, type FdFamilyOp } from './fd.js';
 import type { OpFamily, OpSpec } from './spec.js';
 
 export type CreateGuestMemfdOp = {
@@ -57,6 +57,9 @@ export type PwriteOp = {
 export type FstatOp = { readonly op: 'fstat'; readonly fd: FdArg };
 export type GuestMemfdFamilyOp =
   CreateGuestMemfdOp | FallocateOp | FtruncateOp | PreadOp | PwriteOp | FstatOp;
+
+/** The generator state as this family's fuzz generators use it (they push its ops and close). */
+type Gen = GenState<OpInput<GuestMemfdFamilyOp | FdFamilyOp>>;
 
 // The op's uAPI struct (x86-64, little-endian, as in include/uapi/linux/kvm.h; fields truncated
 // like a C assignment, reserved bytes zero).
@@ -281,7 +284,7 @@ function kvmPread(k: KvmOpContext, fd: number, len: bigint, off: bigint): Result
 // ---------------------------------------------------------------------------------------------
 // Fuzz generators
 
-function gmemSize(g: GenState): bigint {
+function gmemSize(g: Gen): bigint {
   return g.r.weighted<bigint>([
     [6, BigInt(1 + g.r.int(8)) * PAGE],
     [3, BigInt(1 + g.r.int(4)) * 2n * MiB],
@@ -289,7 +292,7 @@ function gmemSize(g: GenState): bigint {
   ]);
 }
 
-export function genCreateGmem(g: GenState): void {
+export function genCreateGmem(g: Gen): void {
   const name = g.name('g');
   const vm = g.vms.length > 0 ? g.r.pick(g.vms) : NO_VM;
   const size = gmemSize(g);
@@ -313,7 +316,7 @@ export function genCreateGmem(g: GenState): void {
 }
 
 /** A guest_memfd of `size` bytes on `vm` (scenarios); `as` is its handle. */
-export function genGmemOf(g: GenState, vm: string, size: bigint, flags: bigint, as: string): void {
+export function genGmemOf(g: Gen, vm: string, size: bigint, flags: bigint, as: string): void {
   g.push({
     op: 'KVM_CREATE_GUEST_MEMFD',
     vm: { kind: 'handle', name: vm },
@@ -323,7 +326,7 @@ export function genGmemOf(g: GenState, vm: string, size: bigint, flags: bigint, 
   });
 }
 
-export function genFallocate(g: GenState): void {
+export function genFallocate(g: Gen): void {
   const gm = g.gmems.length > 0 ? g.r.pick(g.gmems) : undefined;
   const size = gm && gm.size > 0n && gm.size <= 64n * MiB ? gm.size : 65536n;
   const mode = BigInt(
@@ -356,7 +359,7 @@ export function genFallocate(g: GenState): void {
 }
 
 /** fallocate of one page of guest_memfd `gmem` at `offset` (scenarios). */
-export function genFallocatePage(g: GenState, gmem: string, offset: bigint): void {
+export function genFallocatePage(g: Gen, gmem: string, offset: bigint): void {
   g.push({
     op: 'fallocate',
     fd: { kind: 'handle', name: gmem },
@@ -366,10 +369,10 @@ export function genFallocatePage(g: GenState, gmem: string, offset: bigint): voi
   });
 }
 
-function genFstat(g: GenState, fd: FdArg): void {
+function genFstat(g: Gen, fd: FdArg): void {
   g.push({ op: 'fstat', fd });
 }
-function genPread(g: GenState, fd: FdArg): void {
+function genPread(g: Gen, fd: FdArg): void {
   g.push({
     op: 'pread',
     fd,
@@ -377,7 +380,7 @@ function genPread(g: GenState, fd: FdArg): void {
     offset: g.r.pick([0n, 4096n, -1n]),
   });
 }
-function genPwrite(g: GenState, fd: FdArg): void {
+function genPwrite(g: Gen, fd: FdArg): void {
   g.push({
     op: 'pwrite',
     fd,
@@ -385,12 +388,12 @@ function genPwrite(g: GenState, fd: FdArg): void {
     offset: g.r.pick([0n, 4096n, -1n]),
   });
 }
-function genFtruncate(g: GenState, fd: FdArg): void {
+function genFtruncate(g: Gen, fd: FdArg): void {
   g.push({ op: 'ftruncate', fd, length: g.r.pick([0n, 4096n, 8192n, -1n]) });
 }
 
 /** One file syscall on a guest_memfd (mostly) or any fd: fstat, pread, pwrite, ftruncate, close. */
-const FILE_OPS: ReadonlyArray<(g: GenState, fd: FdArg) => void> = [
+const FILE_OPS: ReadonlyArray<(g: Gen, fd: FdArg) => void> = [
   genFstat,
   genFstat,
   genPread,
@@ -399,7 +402,7 @@ const FILE_OPS: ReadonlyArray<(g: GenState, fd: FdArg) => void> = [
   genClose,
 ];
 
-export function genFileOp(g: GenState): void {
+export function genFileOp(g: Gen): void {
   const fd = g.r.chance(0.6) ? g.gmemFd() : g.anyFd();
   g.r.pick(FILE_OPS)(g, fd);
 }

@@ -46,7 +46,7 @@ import {
   vmaRangeWraps,
   type RefusalEnv,
 } from '../backends/kvm/rules.js';
-import { MiB, PAGE, type GenState, type MapH } from '../fuzz/gen_state.js';
+import { MiB, PAGE, type GenState, type OpInput, type MapH } from '../fuzz/gen_state.js';
 import type { HostRange, OpFamily, OpSpec } from './spec.js';
 
 export type MmapOp = {
@@ -74,6 +74,9 @@ export type MadviseOp = {
 export type PeekOp = { readonly op: 'peek'; readonly addr: AddrArg; readonly len: bigint };
 export type PokeOp = { readonly op: 'poke'; readonly addr: AddrArg; readonly bytes: Uint8Array };
 export type HostMmFamilyOp = MmapOp | MunmapOp | MprotectOp | MadviseOp | PeekOp | PokeOp;
+
+/** The generator state as this family's fuzz generators use it (they push its ops). */
+type Gen = GenState<OpInput<HostMmFamilyOp>>;
 
 /** A resolved munmap, mprotect or madvise. */
 export type VmaOp = Extract<ResolvedOp, { op: 'munmap' | 'mprotect' | 'madvise' }>;
@@ -557,7 +560,7 @@ function kvmPoke(k: KvmOpContext, addr: bigint, bytes: Uint8Array): ResultLine {
 // ---------------------------------------------------------------------------------------------
 // Fuzz generators
 
-export function genMmap(g: GenState): void {
+export function genMmap(g: Gen): void {
   const name = g.name('m');
   let fd: FdArg | null;
   let kind: MapH['kind'];
@@ -645,17 +648,17 @@ export function genMmap(g: GenState): void {
 }
 
 /** An anonymous read-write mapping of `length` (MAP_SHARED 1 or MAP_PRIVATE 2), named `as`. */
-export function genAnonMap(g: GenState, length: bigint, flags: bigint, as: string): void {
+export function genAnonMap(g: Gen, length: bigint, flags: bigint, as: string): void {
   g.push({ op: 'mmap', fd: null, length, prot: 3n, flags, offset: 0n, as });
 }
 
 /** madvise(advice) over the whole mapping `map` of `length` (scenarios). */
-export function genMadviseMap(g: GenState, map: string, length: bigint, advice: bigint): void {
+export function genMadviseMap(g: Gen, map: string, length: bigint, advice: bigint): void {
   g.push({ op: 'madvise', addr: { kind: 'handle', name: map, offset: 0n }, length, advice });
 }
 
 /** Read or write struct kvm_run fields through a vCPU mapping. */
-export function genRunPage(g: GenState): void {
+export function genRunPage(g: Gen): void {
   const m = g.maps.filter((x) => x.kind === 'other');
   if (m.length === 0) return genPeekPoke(g);
   const map = g.r.pick(m);
@@ -686,7 +689,7 @@ export function genRunPage(g: GenState): void {
     });
 }
 
-export function genPeekPoke(g: GenState): void {
+export function genPeekPoke(g: Gen): void {
   const { addr } = g.mapAddr();
   const n = g.r.pick([1, 2, 4, 8, 16]);
   if (g.r.chance(0.5)) g.push({ op: 'peek', addr, len: BigInt(n) });
@@ -694,11 +697,11 @@ export function genPeekPoke(g: GenState): void {
 }
 
 /** poke of `bytes` at `map`+`offset` (scenarios). */
-export function genPokeAt(g: GenState, map: string, offset: bigint, bytes: Uint8Array): void {
+export function genPokeAt(g: Gen, map: string, offset: bigint, bytes: Uint8Array): void {
   g.push({ op: 'poke', addr: { kind: 'handle', name: map, offset }, bytes });
 }
 
-export function genMemOp(g: GenState): void {
+export function genMemOp(g: Gen): void {
   const { addr, map } = g.mapAddr(0n);
   const len = g.r.weighted<bigint>([
     [6, map ? map.len : 4096n],

@@ -11,7 +11,15 @@ import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
 import { cU64 } from '../backends/kvm/libc.js';
 import { addrOf, rangeRefusal, slotRejectedEarly, type RefusalEnv } from '../backends/kvm/rules.js';
 import { packMemoryRegion, packMemoryRegion2 } from '../backends/kvm/structs.js';
-import { CODE_GFN, MiB, NO_VM, PAGE, vmArg, type GenState } from '../fuzz/gen_state.js';
+import {
+  CODE_GFN,
+  MiB,
+  NO_VM,
+  PAGE,
+  vmArg,
+  type GenState,
+  type OpInput,
+} from '../fuzz/gen_state.js';
 import type { HostRange, OpFamily, OpSpec } from './spec.js';
 
 type RegionFields = {
@@ -30,6 +38,9 @@ export type SetUserMemoryRegion2Op = {
     readonly guest_memfd_offset: bigint;
   };
 export type MemslotFamilyOp = SetUserMemoryRegionOp | SetUserMemoryRegion2Op;
+
+/** The generator state as this family's fuzz generators use it (they push its ops). */
+type Gen = GenState<OpInput<MemslotFamilyOp>>;
 
 const REGION_FIELDS = ['vm', 'slot', 'flags', 'guest_phys_addr', 'memory_size', 'userspace_addr'];
 
@@ -179,7 +190,7 @@ export const setUserMemoryRegion2: OpSpec<SetUserMemoryRegion2Op> = {
 // ---------------------------------------------------------------------------------------------
 // Fuzz generators
 
-function slotId(g: GenState): bigint {
+function slotId(g: Gen): bigint {
   return g.r.weighted<bigint>([
     [12, BigInt(g.r.int(6))],
     [2, 10n],
@@ -187,7 +198,7 @@ function slotId(g: GenState): bigint {
   ]);
 }
 
-export function genRegion(g: GenState, v2: boolean): void {
+export function genRegion(g: Gen, v2: boolean): void {
   const vm = g.vms.length > 0 ? g.r.pick(g.vms) : NO_VM;
   const slot = slotId(g);
   const existing = g.slots.filter((s) => s.vm === vm);
@@ -279,7 +290,7 @@ export function genRegion(g: GenState, v2: boolean): void {
 }
 
 function emitRegion(
-  g: GenState,
+  g: Gen,
   v2: boolean,
   vm: string,
   slot: bigint,
@@ -311,7 +322,7 @@ function emitRegion(
 
 /** A guest_memfd slot (flags KVM_MEM_GUEST_MEMFD) of `size` at `gpa`, backed by mapping `map`. */
 export function genGmemSlot(
-  g: GenState,
+  g: Gen,
   vm: string,
   slot: bigint,
   gpa: bigint,

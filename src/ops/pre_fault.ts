@@ -8,8 +8,8 @@ import { fdText, hex, offsetText, sizeText } from '../trace/text.js';
 import type { FdArg } from '../trace/types.js';
 import { ioctlFd } from '../backends/model_args.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
-import { PAGE, type GenState } from '../fuzz/gen_state.js';
-import { genCreateVcpu } from './vcpu.js';
+import { PAGE, type GenState, type OpInput } from '../fuzz/gen_state.js';
+import { genCreateVcpu, type VcpuFamilyOp } from './vcpu.js';
 import type { OpFamily, OpSpec } from './spec.js';
 
 export type PreFaultMemoryOp = {
@@ -20,6 +20,9 @@ export type PreFaultMemoryOp = {
   readonly flags: bigint;
 };
 export type PreFaultFamilyOp = PreFaultMemoryOp;
+
+/** The generator state as this family's fuzz generators use it (they push its ops and create vCPUs). */
+type Gen = GenState<OpInput<PreFaultFamilyOp | VcpuFamilyOp>>;
 
 // The op's uAPI struct (x86-64, little-endian, as in include/uapi/linux/kvm.h; fields truncated
 // like a C assignment, reserved bytes zero).
@@ -78,7 +81,7 @@ export const preFaultMemory: OpSpec<PreFaultMemoryOp> = {
 // ---------------------------------------------------------------------------------------------
 // Fuzz generators
 
-export function genPreFault(g: GenState): void {
+export function genPreFault(g: Gen): void {
   if (g.vcpus.length === 0) return genCreateVcpu(g);
   const gpa = g.r.chance(0.8) ? g.guestGpa() & ~4095n : g.edgeU64();
   const size = g.r.weighted<bigint>([
@@ -95,7 +98,7 @@ export function genPreFault(g: GenState): void {
 }
 
 /** Pre-fault one page at `gpa` on vCPU `cpu` (scenarios). */
-export function genPreFaultPage(g: GenState, cpu: string, gpa: bigint): void {
+export function genPreFaultPage(g: Gen, cpu: string, gpa: bigint): void {
   g.push({
     op: 'KVM_PRE_FAULT_MEMORY',
     vcpu: { kind: 'handle', name: cpu },

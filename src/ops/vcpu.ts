@@ -47,7 +47,7 @@ import {
   compileGuest,
   type CompiledProgram,
 } from '../backends/kvm/guest_code.js';
-import { NO_VM, vmArg, type GenState } from '../fuzz/gen_state.js';
+import { NO_VM, vmArg, type GenState, type OpInput } from '../fuzz/gen_state.js';
 import type { OpFamily, OpSpec } from './spec.js';
 
 export type CreateVcpuOp = {
@@ -61,6 +61,9 @@ export type RunOp = {
   readonly guest: readonly GuestStep[];
 };
 export type VcpuFamilyOp = CreateVcpuOp | RunOp;
+
+/** The generator state as this family's fuzz generators use it (they push its ops). */
+type Gen = GenState<OpInput<VcpuFamilyOp>>;
 
 /** Largest guest program (steps per KVM_RUN). */
 export const MAX_GUEST_STEPS = 100_000;
@@ -416,7 +419,7 @@ function kvmRun(k: KvmOpContext, vcpuArg: ResolvedFd, prog: CompiledProgram): Re
 // ---------------------------------------------------------------------------------------------
 // Fuzz generators
 
-export function genCreateVcpu(g: GenState): void {
+export function genCreateVcpu(g: Gen): void {
   const vm = g.vms.length > 0 ? g.r.pick(g.vms) : NO_VM;
   const name = g.name('cpu');
   const id = g.r.weighted<bigint>([
@@ -435,7 +438,7 @@ export function genCreateVcpu(g: GenState): void {
   g.fdNames.push(name);
 }
 
-export function genRun(g: GenState): void {
+export function genRun(g: Gen): void {
   if (g.vcpus.length === 0) return genCreateVcpu(g);
   const v = g.r.pick(g.vcpus);
   const steps: GuestStep[] = [];
@@ -454,12 +457,12 @@ export function genRun(g: GenState): void {
 }
 
 /** vCPU 0 of `vm`, named `as` (scenarios). */
-export function genVcpuOf(g: GenState, vm: string, as: string): void {
+export function genVcpuOf(g: Gen, vm: string, as: string): void {
   g.push({ op: 'KVM_CREATE_VCPU', vm: { kind: 'handle', name: vm }, id: 0n, as });
 }
 
 /** KVM_RUN of `steps` on vCPU `cpu` (scenarios). */
-export function genRunOn(g: GenState, cpu: string, steps: GuestStep[]): void {
+export function genRunOn(g: Gen, cpu: string, steps: GuestStep[]): void {
   g.push({ op: 'KVM_RUN', vcpu: { kind: 'handle', name: cpu }, guest: steps });
 }
 

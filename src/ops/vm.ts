@@ -8,7 +8,7 @@ import { CAP_NAMES, fdText, hex, VM_TYPES } from '../trace/text.js';
 import type { FdArg } from '../trace/types.js';
 import { fail, ioctlFd } from '../backends/model_args.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
-import type { GenState } from '../fuzz/gen_state.js';
+import type { GenState, OpInput } from '../fuzz/gen_state.js';
 import type { OpFamily, OpSpec } from './spec.js';
 
 /** `fd` (an addition; default the "kvm" handle) is the /dev/kvm fd the ioctl goes to. */
@@ -31,6 +31,9 @@ export type EnableCapOp = {
   readonly args: readonly bigint[];
 };
 export type VmFamilyOp = CreateVmOp | CheckExtensionOp | EnableCapOp;
+
+/** The generator state as this family's fuzz generators use it (they push its ops). */
+type Gen = GenState<OpInput<VmFamilyOp>>;
 
 // The op's uAPI struct (x86-64, little-endian, as in include/uapi/linux/kvm.h; fields truncated
 // like a C assignment, reserved bytes zero).
@@ -169,7 +172,7 @@ export const enableCap: OpSpec<EnableCapOp> = {
 // ---------------------------------------------------------------------------------------------
 // Fuzz generators (src/fuzz/trace_gen.ts calls them with its state; PRNG calls in fixed order)
 
-export function genCreateVm(g: GenState): void {
+export function genCreateVm(g: Gen): void {
   const name = g.name('vm');
   const type = g.r.weighted<bigint>([
     [12, 0n],
@@ -188,7 +191,7 @@ export function genCreateVm(g: GenState): void {
 }
 
 /** KVM_CREATE_VM of a SW_PROTECTED VM; its handle, or undefined when the profile refuses it. */
-export function genCreateProtectedVm(g: GenState, prefix: string): string | undefined {
+export function genCreateProtectedVm(g: Gen, prefix: string): string | undefined {
   const vm = g.name(prefix);
   const r = g.push({
     op: 'KVM_CREATE_VM',
@@ -201,7 +204,7 @@ export function genCreateProtectedVm(g: GenState, prefix: string): string | unde
   return vm;
 }
 
-export function genCheckExtension(g: GenState): void {
+export function genCheckExtension(g: Gen): void {
   const cap = g.r.weighted<bigint>([
     [6, BigInt(g.r.pick([3, 10, 118, 201, 231, 232, 233, 234, 235, 236, 244]))],
     [3, BigInt(g.r.int(262))],
