@@ -7,7 +7,7 @@
  */
 import type { Result } from '../core/base/result.js';
 import { bytesToHex } from '../trace/format.js';
-import type { Exit, ResolvedFd, ResultLine } from '../trace/types.js';
+import type { Exit, ResolvedFd, ResultLine } from '../trace/base_types.js';
 import type { RunExit } from '../core/arch/x86/kvm_run.js';
 
 /** fd number the model uses for "a number that is not open". */

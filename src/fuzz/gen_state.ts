@@ -4,7 +4,7 @@
  * (src/fuzz/trace_gen.ts) implements it; the weights loop there picks which generator runs.
  */
 import type { KernelProfile } from '../core/profiles/profile.js';
-import type { AddrArg, FdArg, ResultLine } from '../trace/types.js';
+import type { AddrArg, FdArg, ResultLine } from '../trace/base_types.js';
 import type { Prng } from './prng.js';
 
 export type GenOptions = {

@@ -5,7 +5,7 @@ import { KVM_IOCTL } from '../core/base/uapi.js';
 import { toU64 } from '../core/base/units.js';
 import { withAs } from '../trace/field_reader.js';
 import { ATTRIBUTE_BITS, bitNames, fdText, hex, offsetText, sizeText } from '../trace/text.js';
-import type { FdArg } from '../trace/types.js';
+import type { FdArg } from '../trace/base_types.js';
 import { fail, ioctlFd } from '../backends/model_args.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
 import { PAGE, type GenState, type OpInput } from '../fuzz/gen_state.js';

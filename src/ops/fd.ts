@@ -3,7 +3,7 @@
  */
 import { withAs } from '../trace/field_reader.js';
 import { fdText } from '../trace/text.js';
-import type { FdArg, ResultLine } from '../trace/types.js';
+import type { FdArg, ResultLine } from '../trace/base_types.js';
 import { fail, fileFd } from '../backends/model_args.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
 import type { KvmOpContext } from '../backends/kvm/context.js';

@@ -17,7 +17,7 @@ import {
   offsetText,
   sizeText,
 } from '../trace/text.js';
-import { BackendRefusal, type FdArg, type ResultLine } from '../trace/types.js';
+import { BackendRefusal, type FdArg, type ResultLine } from '../trace/base_types.js';
 import { fail, fileFd, ioctlFd } from '../backends/model_args.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
 import { cInt, cS64, cU64 } from '../backends/kvm/libc.js';

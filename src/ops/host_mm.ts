@@ -26,9 +26,9 @@ import {
   type FdArg,
   type OpOutcome,
   type ResolvedFd,
-  type ResolvedOp,
+  type ResolveOp,
   type ResultLine,
-} from '../trace/types.js';
+} from '../trace/base_types.js';
 import { fail, fileFd } from '../backends/model_args.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
 import type { KvmOpContext } from '../backends/kvm/context.js';
@@ -47,7 +47,7 @@ import {
   type RefusalEnv,
 } from '../backends/kvm/rules.js';
 import { MiB, PAGE, type GenState, type OpInput, type MapH } from '../fuzz/gen_state.js';
-import type { HostRange, OpFamily, OpSpec } from './spec.js';
+import type { HostRange, OpCommon, OpFamily, OpSpec } from './spec.js';
 
 export type MmapOp = {
   readonly op: 'mmap';
@@ -79,7 +79,7 @@ export type HostMmFamilyOp = MmapOp | MunmapOp | MprotectOp | MadviseOp | PeekOp
 type Gen = GenState<OpInput<HostMmFamilyOp>>;
 
 /** A resolved munmap, mprotect or madvise. */
-export type VmaOp = Extract<ResolvedOp, { op: 'munmap' | 'mprotect' | 'madvise' }>;
+export type VmaOp = ResolveOp<OpCommon & (MunmapOp | MprotectOp | MadviseOp)>;
 
 const MAP_HUGETLB_BIT = BigInt(MAP_HUGETLB);
 const MADV_HWPOISON = 100n;

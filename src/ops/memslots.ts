@@ -5,7 +5,7 @@ import { KVM_IOCTL } from '../core/base/uapi.js';
 import { toU32, toU64 } from '../core/base/units.js';
 import { withAs, type FieldReader } from '../trace/field_reader.js';
 import { addrText, bitNames, fdText, MEM_FLAGS, offsetText, sizeText } from '../trace/text.js';
-import type { AddrArg, FdArg, ResultLine } from '../trace/types.js';
+import type { AddrArg, FdArg, ResultLine } from '../trace/base_types.js';
 import { CLOSED_FD, fail, ioctlFd } from '../backends/model_args.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
 import { cU64 } from '../backends/kvm/libc.js';

@@ -4,9 +4,11 @@
  * lookup per op). An op added to a family needs no change here; a new family is one line in
  * `FAMILIES` and one in `AnyOpBody`.
  *
- * `TraceOp` is the union of the families' op types.
+ * `TraceOp` is the union of the families' op types. The registry stands above the families and
+ * the building blocks they use (which never import it, nor TraceOp) and below the modules that
+ * dispatch through it (README, Architecture: Op families).
  */
-import type { ResolvedOp } from '../trace/types.js';
+import type { ResolveOp } from '../trace/base_types.js';
 import type { RefusalEnv } from '../backends/kvm/rules.js';
 import type { OpCommon, OpGenerator, OpSpec } from './spec.js';
 import { VM_FAMILY, type VmFamilyOp } from './vm.js';
@@ -57,7 +59,7 @@ export const OP_GENERATORS: readonly OpGenerator[] = FAMILIES.flatMap((f) => f.g
 export const OPS: ReadonlyMap<string, AnyOpSpec> = new Map(OP_LIST.map((s) => [s.name, s]));
 
 /** The real backend's reason to refuse `op` in `env`, or undefined when it runs it. */
-export function kvmRefusalOf(op: ResolvedOp, env: RefusalEnv): string | undefined {
+export function kvmRefusalOf(op: ResolveOp<TraceOp>, env: RefusalEnv): string | undefined {
   const s = OPS.get(op.op)!;
   return s.kvmRefusal === undefined ? undefined : s.kvmRefusal(op, env);
 }

@@ -11,7 +11,7 @@
 import type { Host } from '../core/host.js';
 import type { FieldReader } from '../trace/field_reader.js';
 import type { Style } from '../trace/text.js';
-import type { OpOutcome, ResolveOp } from '../trace/types.js';
+import type { OpOutcome, ResolveOp } from '../trace/base_types.js';
 import type { KvmOpContext } from '../backends/kvm/context.js';
 import type { RefusalEnv } from '../backends/kvm/rules.js';
 import type { IntervalSet } from '../backends/kvm/arena.js';

@@ -13,7 +13,7 @@ import {
   type OpOutcome,
   type ResolvedFd,
   type ResultLine,
-} from '../trace/types.js';
+} from '../trace/base_types.js';
 import { bytesToHex } from '../trace/format.js';
 import { errnoName } from '../core/base/errno.js';
 import { KVM_IOCTL, TRACE_CODE_GPA, TRACE_CODE_SLOT } from '../core/base/uapi.js';

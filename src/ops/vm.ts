@@ -5,7 +5,7 @@ import { KVM_IOCTL } from '../core/base/uapi.js';
 import { toU32, toU64 } from '../core/base/units.js';
 import { checkWidth, parseInteger, withAs } from '../trace/field_reader.js';
 import { CAP_NAMES, fdText, hex, VM_TYPES } from '../trace/text.js';
-import type { FdArg } from '../trace/types.js';
+import type { FdArg } from '../trace/base_types.js';
 import { fail, ioctlFd } from '../backends/model_args.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
 import type { GenState, OpInput } from '../fuzz/gen_state.js';

@@ -3,7 +3,7 @@
  * read through it, with the C width checks and the `file:line: field: message` errors. The op
  * families (src/ops) read their fields with it; src/trace/parse.ts holds the line-level parser.
  */
-import type { AddrArg, FdArg } from './types.js';
+import type { AddrArg, FdArg } from './base_types.js';
 import { JsonNumber } from './json.js';
 import { didYouMean, quote } from './suggest.js';
 import { evaluate } from './constants.js';

@@ -2,7 +2,7 @@
  * Result-line and trace-line serialisation. Integers at or below 2^53 are JSON numbers, larger
  * ones "0x..." strings, as the contract writes them.
  */
-import type { AddrArg, Exit, FdArg, GuestStep, ResultLine, TraceOp } from './types.js';
+import type { AddrArg, Exit, FdArg, GuestStep, ResultLine } from './base_types.js';
 
 const SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
@@ -109,10 +109,13 @@ function stepToJson(s: GuestStep): Record<string, unknown> {
   }
 }
 
+/** A parsed op of any family: its name, its optional handle and its fields. */
+type AnyOp = { readonly op: string; readonly as?: string };
+
 /** Serialise a parsed op back to a trace line (round-trips through parseOpObject). */
-export function opToJson(op: TraceOp): Record<string, unknown> {
+export function opToJson(op: AnyOp): Record<string, unknown> {
   const o: Record<string, unknown> = { op: op.op };
-  for (const [k, v] of Object.entries(op)) {
+  for (const [k, v] of Object.entries(op as object)) {
     if (k === 'op' || k === 'line' || k === 'as') continue;
     if (v === null) o[k] = null;
     else if (typeof v === 'bigint') o[k] = jsonInt(v);
@@ -130,6 +133,6 @@ export function opToJson(op: TraceOp): Record<string, unknown> {
   return o;
 }
 
-export function formatOp(op: TraceOp): string {
+export function formatOp(op: AnyOp): string {
   return JSON.stringify(opToJson(op));
 }

@@ -4,7 +4,7 @@
  * (src/ops) render their arguments with them. Pure (no Node APIs).
  */
 import { KVM_CAP } from '../core/base/uapi.js';
-import type { AddrArg, FdArg } from './types.js';
+import type { AddrArg, FdArg } from './base_types.js';
 
 // ---------------------------------------------------------------------------------------------
 // Symbolic tables

@@ -6,7 +6,7 @@
  */
 import type { Libc } from './libc.js';
 import type { ProcFiles } from './maps.js';
-import type { ResolvedFd } from '../../trace/types.js';
+import type { ResolvedFd } from '../../trace/base_types.js';
 
 export type VmInfo = {
   /** The VM fd while the trace holds it open, else -1. */

@@ -14,7 +14,7 @@
  * ends with `out 0x12, al` (a continuation marker: the VMM loads the next batch and restarts at
  * the top of the page).
  */
-import type { GuestStep } from '../../trace/types.js';
+import type { GuestStep } from '../../trace/base_types.js';
 import type { Segment } from './structs.js';
 
 export const PORT_LOAD = 0x10;

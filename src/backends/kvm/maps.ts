@@ -9,7 +9,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { errnoName } from '../../core/base/errno.js';
-import { BackendRefusal } from '../../trace/types.js';
+import { BackendRefusal } from '../../trace/base_types.js';
 import { O_CLOEXEC, libc } from './libc.js';
 
 export type MapsEntry = {

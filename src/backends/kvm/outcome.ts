@@ -1,6 +1,6 @@
 /** Result-line helpers of the real-KVM backend and the op families' /dev/kvm execution. */
 import { errnoName } from '../../core/base/errno.js';
-import type { OpOutcome, ResultLine } from '../../trace/types.js';
+import type { OpOutcome, ResultLine } from '../../trace/base_types.js';
 
 export const ok = (extra: Record<string, unknown> = {}): ResultLine =>
   ({ ok: true, ...extra }) as ResultLine;

@@ -15,7 +15,7 @@ import {
   mmapPlacedLength,
 } from '../../core/mm/host_layout.js';
 import { MAP_ANONYMOUS } from '../../core/base/uapi.js';
-import type { ResolvedFd } from '../../trace/types.js';
+import type { ResolvedFd } from '../../trace/base_types.js';
 import type { Interval } from './arena.js';
 import { cInt, cU64 } from './libc.js';
 import type { MapsEntry } from './maps.js';

@@ -1,0 +1,109 @@
+/**
+ * The trace contract's (../shared/spec/trace-format.md) types that do not depend on the op list:
+ * fd and address fields, guest steps, result lines, resolved fds and a backend's outcome. The op
+ * families (src/ops) and the building blocks below the registry import them from here; the
+ * types made from the op list (`TraceOp`, `ResolvedOp`, ...) are in ./types.ts, above the
+ * registry.
+ */
+
+/** An fd field: a handle name, or a raw integer fd number. */
+export type FdArg =
+  | { readonly kind: 'handle'; readonly name: string }
+  | { readonly kind: 'raw'; readonly value: bigint };
+
+/** An address field: `handle`, `handle+OFFSET`, or a raw integer address. */
+export type AddrArg =
+  | { readonly kind: 'handle'; readonly name: string; readonly offset: bigint }
+  | { readonly kind: 'raw'; readonly value: bigint };
+
+/** One step of a guest program run by KVM_RUN. */
+export type GuestStep =
+  | { readonly kind: 'store'; readonly gpa: bigint; readonly bytes: Uint8Array }
+  | { readonly kind: 'load'; readonly gpa: bigint; readonly size: 1 | 2 | 4 }
+  /** Addition to the contract: `{"hypercall":{"nr":12,"args":[gpa,npages,attrs]}}` issues vmcall. */
+  | {
+      readonly kind: 'hypercall';
+      readonly nr: bigint;
+      readonly args: readonly [bigint, bigint, bigint];
+    };
+
+/** One entry of a KVM_RUN result's `exits` list. */
+export type Exit =
+  | { readonly reason: 'LOAD'; readonly gpa: bigint; readonly hex: string }
+  | {
+      readonly reason: 'MMIO';
+      readonly gpa: bigint;
+      readonly len: number;
+      readonly is_write: true;
+      readonly hex: string;
+    }
+  | {
+      readonly reason: 'MMIO';
+      readonly gpa: bigint;
+      readonly len: number;
+      readonly is_write: false;
+    }
+  | {
+      readonly reason: 'MEMORY_FAULT';
+      readonly gpa: bigint;
+      readonly size: bigint;
+      readonly flags: bigint;
+    }
+  | { readonly reason: 'HYPERCALL'; readonly nr: bigint; readonly args: readonly bigint[] }
+  /** Addition: the value a hypercall step left in RAX when no exit happened or after it. */
+  | { readonly reason: 'HYPERCALL_RET'; readonly hex: string }
+  | { readonly reason: 'HLT' }
+  /** Additions for runs that end abnormally. */
+  | { readonly reason: 'SHUTDOWN' }
+  | { readonly reason: 'INTERNAL_ERROR'; readonly suberror: number }
+  | { readonly reason: 'UNKNOWN'; readonly exit_reason: number };
+
+/** A result line. Field order does not matter; compare parsed objects. */
+export type ResultLine =
+  | {
+      readonly ok: true;
+      readonly value?: bigint | string;
+      readonly exits?: readonly Exit[];
+      readonly remaining?: { readonly gpa: bigint; readonly size: bigint };
+      readonly stat?: { readonly size: bigint; readonly blocks: bigint };
+    }
+  | {
+      readonly ok: false;
+      readonly errno: string;
+      readonly exits?: readonly Exit[];
+      readonly remaining?: { readonly gpa: bigint; readonly size: bigint };
+    }
+  | { readonly ok: false; readonly fault: 'SIGBUS' | 'SIGSEGV' };
+
+/**
+ * An fd argument after handle resolution. `obj` carries the backend's own fd number for a handle
+ * (or -1 when the handle is unbound or closed); `raw` is an integer written in the trace, which
+ * by contract never names one of the trace's objects.
+ */
+export type ResolvedFd =
+  { readonly kind: 'obj'; readonly fd: number } | { readonly kind: 'raw'; readonly value: bigint };
+
+/** What a backend returns for one op: the result line and, for creating ops, the new object. */
+export type OpOutcome = {
+  readonly result: ResultLine;
+  readonly createdFd?: number;
+  readonly createdAddr?: bigint;
+};
+
+// Non-distributive checks: the raw variants of FdArg and AddrArg are identical.
+type ResolveField<V> = [V] extends [AddrArg]
+  ? bigint
+  : [V] extends [FdArg]
+    ? ResolvedFd
+    : [V] extends [FdArg | null]
+      ? ResolvedFd | null
+      : V;
+export type ResolveOp<O> = O extends unknown
+  ? { readonly [K in keyof O]: ResolveField<O[K]> }
+  : never;
+
+/**
+ * Thrown by a backend that refuses to run an op it cannot run safely (for example a raw address
+ * that overlaps the backend process's own memory). Replay reports it as an input error.
+ */
+export class BackendRefusal extends Error {}
