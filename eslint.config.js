@@ -2,13 +2,72 @@
 //   cli -> backends -> scenario -> trace -> core
 // The op families (src/ops) stand beside this stack: each holds one op family's parser, text,
 // model and /dev/kvm execution and fuzz generators, and the generic code of trace, backends and
-// fuzz dispatches through src/ops/registry.ts. A family imports core, trace's building blocks
-// and the kvm backend's helpers, never cli.
+// fuzz dispatches through src/ops/registry.ts. Across trace, backends, fuzz and ops the op layers
+// are, bottom up (README, Architecture: Op families):
+//   1. building blocks (BUILDING_BLOCKS): import core and one another only;
+//   2. the families (src/ops/* but registry.ts): import core, the building blocks, spec.ts and
+//      one another;
+//   3. src/ops/registry.ts: lists the families and composes TraceOp;
+//   4. the dispatching modules (trace/types, parse, strace, runner; the backends; trace_gen,
+//      shrink; cli): import the registry.
+// Layers 1 and 2 may not import layers 3 and 4 (belowRegistry), so the op imports have no circle.
 // src/core is pure: no node:* modules, no clocks, no unseeded randomness; inside it, base/
 // imports nothing else of core.
 import tseslint from 'typescript-eslint';
 
 const nodeBuiltins = ['node:*', 'fs', 'path', 'os', 'child_process', 'process', 'crypto', 'util'];
+
+/** The op layers' bottom: modules that know no op list (no TraceOp, no registry, no family). */
+const BUILDING_BLOCKS = [
+  'src/trace/base_types.ts',
+  'src/trace/field_reader.ts',
+  'src/trace/text.ts',
+  'src/trace/format.ts',
+  'src/trace/json.ts',
+  'src/trace/suggest.ts',
+  'src/trace/constants.ts',
+  'src/backends/model_args.ts',
+  'src/backends/kvm/context.ts',
+  'src/backends/kvm/outcome.ts',
+  'src/backends/kvm/libc.ts',
+  'src/backends/kvm/structs.ts',
+  'src/backends/kvm/rules.ts',
+  'src/backends/kvm/arena.ts',
+  'src/backends/kvm/maps.ts',
+  'src/backends/kvm/host_facts.ts',
+  'src/backends/kvm/guest_code.ts',
+  'src/fuzz/gen_state.ts',
+  'src/fuzz/prng.ts',
+];
+const TRACE_BLOCKS = BUILDING_BLOCKS.filter((f) => f.startsWith('src/trace/'));
+const BACKEND_BLOCKS = BUILDING_BLOCKS.filter((f) => f.startsWith('src/backends/'));
+const FUZZ_BLOCKS = BUILDING_BLOCKS.filter((f) => f.startsWith('src/fuzz/'));
+
+/**
+ * Below the registry: every project import is restricted but core's and the building blocks'
+ * (by file name: the building blocks' names are unique in src), plus `also` (gitignore patterns,
+ * applied after). The registry, TraceOp (trace/types.ts) and the dispatching modules stay out.
+ */
+const belowRegistry = (also = []) => ({
+  group: [
+    '**/*.js',
+    '!**/core/**/*.js',
+    ...BUILDING_BLOCKS.map((f) => `!**/${f.slice(f.lastIndexOf('/') + 1, -3)}.js`),
+    ...also,
+  ],
+  message:
+    'below the op registry (README, Architecture: Op families): import core and the building blocks ' +
+    '(families also spec.ts and one another), never the registry, trace/types.ts or a module that ' +
+    'dispatches through the registry.',
+});
+const tracePatterns = [
+  { group: nodeBuiltins, message: 'src/trace is pure.' },
+  {
+    group: ['**/backends/**', '**/cli/**', '**/scenario/**'],
+    message: 'trace imports only core.',
+  },
+];
+const noCli = (who) => ({ group: ['**/cli/**'], message: `${who} do not import cli.` });
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'scripts/**', 'conformance/**'] },
@@ -165,13 +224,7 @@ export default tseslint.config(
       'no-restricted-imports': [
         'error',
         {
-          patterns: [
-            { group: nodeBuiltins, message: 'src/trace is pure.' },
-            {
-              group: ['**/backends/**', '**/cli/**', '**/scenario/**'],
-              message: 'trace imports only core.',
-            },
-          ],
+          patterns: tracePatterns,
         },
       ],
     },
@@ -193,18 +246,40 @@ export default tseslint.config(
   {
     files: ['src/ops/**/*.ts'],
     rules: {
-      'no-restricted-imports': [
-        'error',
-        { patterns: [{ group: ['**/cli/**'], message: 'op families do not import cli.' }] },
-      ],
+      'no-restricted-imports': ['error', { patterns: [noCli('op families')] }],
     },
   },
   {
     files: ['src/backends/**/*.ts'],
     rules: {
+      'no-restricted-imports': ['error', { patterns: [noCli('backends')] }],
+    },
+  },
+  // The op layers (see the top): blocks of the same rule replace the ones above for these files,
+  // so each repeats its folder's patterns.
+  {
+    files: TRACE_BLOCKS,
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [...tracePatterns, belowRegistry()] }],
+    },
+  },
+  {
+    files: BACKEND_BLOCKS,
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [noCli('backends'), belowRegistry()] }],
+    },
+  },
+  {
+    files: FUZZ_BLOCKS,
+    rules: { 'no-restricted-imports': ['error', { patterns: [belowRegistry()] }] },
+  },
+  {
+    files: ['src/ops/**/*.ts'],
+    ignores: ['src/ops/registry.ts'],
+    rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: [{ group: ['**/cli/**'], message: 'backends do not import cli.' }] },
+        { patterns: [noCli('op families'), belowRegistry(['!./*.js', './registry.js'])] },
       ],
     },
   },
