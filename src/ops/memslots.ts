@@ -5,7 +5,8 @@ import { KVM_IOCTL } from '../core/base/uapi.js';
 import { toU32, toU64 } from '../core/base/units.js';
 import { withAs, type FieldReader } from '../trace/field_reader.js';
 import { addrText, bitNames, fdText, MEM_FLAGS, offsetText, sizeText } from '../trace/text.js';
-import type { AddrArg, FdArg, ResultLine } from '../trace/base_types.js';
+import type { AddrArg, FdArg, ResolveOp, ResultLine } from '../trace/base_types.js';
+import type { KvmUserspaceMemoryRegion2 } from '../core/kvm/memslots.js';
 import { CLOSED_FD, fail, ioctlFd } from '../backends/model_args.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
 import { cU64 } from '../backends/kvm/libc.js';
@@ -100,6 +101,25 @@ function regionRanges(op: ResolvedRegion): HostRange[] {
   ];
 }
 
+/**
+ * The struct as the model's ioctl receives it: every field truncated to its C type (`__u32 slot,
+ * flags`, `__u64` addresses and sizes), the resolved userspace_addr, and guest_memfd_offset (0 for
+ * the v1 struct, which has none).
+ */
+function modelRegion(
+  op: Omit<ResolveOp<SetUserMemoryRegionOp>, 'op'>,
+  guestMemfdOffset: bigint,
+): KvmUserspaceMemoryRegion2 {
+  return {
+    slot: toU32(op.slot),
+    flags: toU32(op.flags),
+    guest_phys_addr: toU64(op.guest_phys_addr),
+    memory_size: toU64(op.memory_size),
+    userspace_addr: op.userspace_addr,
+    guest_memfd_offset: guestMemfdOffset,
+  };
+}
+
 export const setUserMemoryRegion: OpSpec<SetUserMemoryRegionOp> = {
   name: 'KVM_SET_USER_MEMORY_REGION',
   fields: REGION_FIELDS,
@@ -111,14 +131,7 @@ export const setUserMemoryRegion: OpSpec<SetUserMemoryRegionOp> = {
   },
   timelineValue: regionTimelineValue,
   runModel(h, op) {
-    const region = {
-      slot: toU32(op.slot),
-      flags: toU32(op.flags),
-      guest_phys_addr: toU64(op.guest_phys_addr),
-      memory_size: toU64(op.memory_size),
-      userspace_addr: op.userspace_addr,
-      guest_memfd_offset: 0n,
-    };
+    const region = modelRegion(op, 0n);
     const r = h.kvmSetUserMemoryRegion(ioctlFd(op.vm), region, CLOSED_FD, true);
     return { result: r.ok ? { ok: true } : fail(r) };
   },
@@ -155,14 +168,7 @@ export const setUserMemoryRegion2: OpSpec<SetUserMemoryRegion2Op> = {
   },
   timelineValue: regionTimelineValue,
   runModel(h, op) {
-    const region = {
-      slot: toU32(op.slot),
-      flags: toU32(op.flags),
-      guest_phys_addr: toU64(op.guest_phys_addr),
-      memory_size: toU64(op.memory_size),
-      userspace_addr: op.userspace_addr,
-      guest_memfd_offset: toU64(op.guest_memfd_offset),
-    };
+    const region = modelRegion(op, toU64(op.guest_memfd_offset));
     let gfd = CLOSED_FD;
     const g = op.guest_memfd;
     if (g.kind === 'obj') gfd = g.fd < 0 ? CLOSED_FD : g.fd;

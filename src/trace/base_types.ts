@@ -5,6 +5,7 @@
  * types made from the op list (`TraceOp`, `ResolvedOp`, ...) are in ./types.ts, above the
  * registry.
  */
+import type { GuestProgramStep } from '../core/arch/x86/kvm_run.js';
 
 /** An fd field: a handle name, or a raw integer fd number. */
 export type FdArg =
@@ -16,16 +17,12 @@ export type AddrArg =
   | { readonly kind: 'handle'; readonly name: string; readonly offset: bigint }
   | { readonly kind: 'raw'; readonly value: bigint };
 
-/** One step of a guest program run by KVM_RUN. */
-export type GuestStep =
-  | { readonly kind: 'store'; readonly gpa: bigint; readonly bytes: Uint8Array }
-  | { readonly kind: 'load'; readonly gpa: bigint; readonly size: 1 | 2 | 4 }
-  /** Addition to the contract: `{"hypercall":{"nr":12,"args":[gpa,npages,attrs]}}` issues vmcall. */
-  | {
-      readonly kind: 'hypercall';
-      readonly nr: bigint;
-      readonly args: readonly [bigint, bigint, bigint];
-    };
+/**
+ * One step of a guest program run by KVM_RUN: the model's own step type (store, load, and — an
+ * addition to the contract — `{"hypercall":{"nr":12,"args":[gpa,npages,attrs]}}`, which issues
+ * vmcall).
+ */
+export type GuestStep = GuestProgramStep;
 
 /** One entry of a KVM_RUN result's `exits` list. */
 export type Exit =
