@@ -9,6 +9,7 @@
  *   file pins KVM, not the other way round); it is destroyed when the last reference goes.
  */
 import { RangeMap, extentOps } from '../base/ranges/range_map.js';
+import { ExtentMap, type ExtentShape } from '../base/ranges/extent_map.js';
 import type { VmTypeSpec } from '../profiles/profile.js';
 import type { MmuNotifier } from '../mm/mmu_notifier.js';
 import { KFile, type FileVmaKind } from '../vfs/file.js';
@@ -112,7 +113,7 @@ export class VcpuFile extends KFile {
 export class GmemFile extends KFile {
   readonly kind = 'gmem' as const;
   /** Pages by index: absent (no entry) | allocated | prepared | poisoned. */
-  readonly pages: RangeMap<GmemExtent> = new RangeMap<GmemExtent>(gmemExtentOps);
+  readonly pages: ExtentMap<GmemExtent> = new ExtentMap<GmemExtent>(gmemExtentOps, gmemExtentShape);
   /** Bindings by index: which memslot each index is bound to (`gmem->bindings`). */
   readonly bindings: RangeMap<Memslot> = new RangeMap<Memslot>();
   /** mtime/ctime bumps (file_modified on successful fallocate). */
@@ -234,6 +235,29 @@ export const spteOps = extentOps<Spte>(
 );
 export const gmemExtentOps = extentOps<GmemExtent>((a, b) => a.state === b.state);
 
+/** Spte shapes for ExtentMap: every field but base, as a small integer (matches spteOps). */
+export const spteShape: ExtentShape<Spte> = {
+  key: (v) =>
+    (v.level === '4K' ? 0 : v.level === '2M' ? 8 : 16) +
+    (v.private ? 4 : 0) +
+    (v.source === 'gmem' ? 2 : 0) +
+    (v.writable ? 1 : 0),
+  joinsFrom: (base) => base !== ZERO_PFN,
+  // Field order as installSpte writes it.
+  make: (t, base) => ({
+    base: base as Pfn,
+    level: t.level,
+    private: t.private,
+    source: t.source,
+    writable: t.writable,
+  }),
+};
+/** GmemExtent shapes for ExtentMap (matches gmemExtentOps). */
+export const gmemExtentShape: ExtentShape<GmemExtent> = {
+  key: (v) => (v.state === 'allocated' ? 0 : v.state === 'prepared' ? 1 : 2),
+  make: (t, base) => ({ base: base as Pfn, state: t.state }),
+};
+
 export class Vcpu {
   constructor(
     readonly vm: Vm,
@@ -267,7 +291,7 @@ export class Vm {
   /** Memory attributes by gfn (absent = 0 = shared). */
   readonly attrs: RangeMap<number>;
   /** Stage-2 mappings, per address space. */
-  readonly stage2: RangeMap<Spte>[];
+  readonly stage2: ExtentMap<Spte>[];
   readonly vcpus = new Map<bigint, Vcpu>();
   /** guest_memfd files created for this VM and not yet released (`kvm_gmem` list). */
   readonly gmemFiles = new Set<GmemFile>();
@@ -307,7 +331,7 @@ export class Vm {
     this.stage2 = [];
     for (let i = 0; i < spec.nrAddressSpaces; i++) {
       this.slotsByGfn.push(new RangeMap<Memslot>());
-      this.stage2.push(new RangeMap<Spte>(spteOps));
+      this.stage2.push(new ExtentMap<Spte>(spteOps, spteShape));
     }
     this.attrs = new RangeMap<number>();
   }

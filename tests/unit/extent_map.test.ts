@@ -1,0 +1,350 @@
+/**
+ * Tests for src/core/base/ranges/extent_map.ts: an ExtentMap must answer every query exactly as a
+ * RangeMap with the same ops does (same entries, pieces and counts, values equal field by field),
+ * on random operation sequences that make chunks dense (many single-key writes with unrelated
+ * bases), sparse again (range writes and deletes), and cross chunk boundaries.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { RangeMap, extentOps, MAX_KEY } from '../../src/core/base/ranges/range_map.js';
+import { ExtentMap, type ExtentShape } from '../../src/core/base/ranges/extent_map.js';
+import {
+  spteOps,
+  spteShape,
+  gmemExtentOps,
+  gmemExtentShape,
+  type Spte,
+  type GmemExtent,
+} from '../../src/core/kvm/objects.js';
+import type { Pfn } from '../../src/core/base/units.js';
+
+type Ext = { readonly base: number; readonly tag: number };
+const extOps = extentOps<Ext>((a, b) => a.tag === b.tag);
+const extShape: ExtentShape<Ext> = { key: (v) => v.tag };
+
+type Op<V> = { kind: 'set'; s: number; e: number; v: V } | { kind: 'del'; s: number; e: number };
+
+interface Pair<V extends { readonly base: number }> {
+  ref: RangeMap<V>;
+  m: ExtentMap<V>;
+  refChanges: Array<[number, number]>;
+  changes: Array<[number, number]>;
+}
+
+function pair<V extends { readonly base: number }>(
+  ops: ConstructorParameters<typeof ExtentMap<V>>[0],
+  shape: ExtentShape<V>,
+  tuning?: { densify: number; sparse: number },
+): Pair<V> {
+  const p: Pair<V> = {
+    ref: new RangeMap<V>(ops),
+    m: new ExtentMap<V>(ops, shape, tuning),
+    refChanges: [],
+    changes: [],
+  };
+  p.ref.onChange = (s, e) => p.refChanges.push([s, e]);
+  p.m.onChange = (s, e) => p.changes.push([s, e]);
+  return p;
+}
+
+function apply<V extends { readonly base: number }>(p: Pair<V>, op: Op<V>): void {
+  if (op.kind === 'set') {
+    p.ref.set(op.s, op.e, op.v);
+    p.m.set(op.s, op.e, op.v);
+  } else {
+    p.ref.delete(op.s, op.e);
+    p.m.delete(op.s, op.e);
+  }
+}
+
+/** Every query of the two maps agrees (values compared by their JSON text: fields and order). */
+function assertSame<V extends { readonly base: number }>(
+  ref: RangeMap<V>,
+  m: ExtentMap<V>,
+  keyMax: number,
+  queries: Array<[number, number]>,
+  probeStep = 1,
+): void {
+  m.checkInvariants();
+  const j = (x: unknown): string => JSON.stringify(x ?? null);
+  assert.equal(j([...m.entries()]), j([...ref.entries()]), 'entries');
+  assert.equal(m.size, ref.size, 'size');
+  assert.equal(m.totalCovered(), ref.totalCovered(), 'totalCovered');
+  assert.equal(j(m.first()), j(ref.first()), 'first');
+  assert.equal(j(m.last()), j(ref.last()), 'last');
+  for (let k = 0; k <= keyMax + 2; k += probeStep) {
+    assert.equal(j(m.get(k)), j(ref.get(k)), `get(${k})`);
+    assert.equal(j(m.entryAt(k)), j(ref.entryAt(k)), `entryAt(${k})`);
+    assert.equal(j(m.floorEntry(k)), j(ref.floorEntry(k)), `floorEntry(${k})`);
+    assert.equal(j(m.ceilEntry(k)), j(ref.ceilEntry(k)), `ceilEntry(${k})`);
+  }
+  for (const [s, e] of [
+    ...queries,
+    [0, keyMax + 3] as [number, number],
+    [0, MAX_KEY] as [number, number],
+  ]) {
+    assert.equal(j(m.piecesIn(s, e)), j(ref.piecesIn(s, e)), `piecesIn(${s}, ${e})`);
+    const a: unknown[] = [];
+    const b: unknown[] = [];
+    m.forEachIn(s, e, (x, y, v) => {
+      a.push([x, y, v]);
+      return a.length < 3;
+    });
+    ref.forEachIn(s, e, (x, y, v) => {
+      b.push([x, y, v]);
+      return b.length < 3;
+    });
+    assert.equal(j(a), j(b), `forEachIn early stop (${s}, ${e})`);
+    assert.deepEqual(m.gapsIn(s, e), ref.gapsIn(s, e), `gapsIn(${s}, ${e})`);
+    assert.equal(m.countIn(s, e), ref.countIn(s, e), `countIn(${s}, ${e})`);
+    assert.equal(m.anyIn(s, e), ref.anyIn(s, e), `anyIn(${s}, ${e})`);
+    assert.equal(m.covers(s, e), ref.covers(s, e), `covers(${s}, ${e})`);
+  }
+}
+
+const KEYS = 3 * 512;
+
+/** Mostly single-key writes with unrelated bases (they make chunks dense), some runs. */
+function opArb<V>(value: fc.Arbitrary<V>, keyMax = KEYS): fc.Arbitrary<Op<V>> {
+  const key = fc.integer({ min: 0, max: keyMax });
+  return fc.oneof(
+    {
+      weight: 12,
+      arbitrary: fc.tuple(key, value).map(([s, v]): Op<V> => ({ kind: 'set', s, e: s + 1, v })),
+    },
+    {
+      weight: 2,
+      arbitrary: fc
+        .tuple(key, fc.integer({ min: 1, max: 700 }), value)
+        .map(([s, l, v]): Op<V> => ({ kind: 'set', s, e: s + l, v })),
+    },
+    { weight: 2, arbitrary: key.map((s): Op<V> => ({ kind: 'del', s, e: s + 1 })) },
+    {
+      weight: 1,
+      arbitrary: fc
+        .tuple(key, fc.integer({ min: 1, max: 700 }))
+        .map(([s, l]): Op<V> => ({ kind: 'del', s, e: s + l })),
+    },
+  );
+}
+
+const queryArb = fc
+  .tuple(fc.integer({ min: 0, max: KEYS + 2 }), fc.integer({ min: 0, max: KEYS + 2 }))
+  .map(([a, b]): [number, number] => (a <= b ? [a, b] : [b, a]));
+
+// Bases: small (so that runs continue often) or large and random (never continue).
+const extVal = fc
+  .tuple(fc.integer({ min: 0, max: 3000 }), fc.integer({ min: 0, max: 1 }))
+  .map(([b, t]) => Object.freeze({ base: b, tag: t }));
+const spteVal = fc
+  .tuple(
+    fc.integer({ min: 0, max: 3000 }),
+    fc.constantFrom<Spte['level']>('4K', '2M', '1G'),
+    fc.boolean(),
+    fc.constantFrom<Spte['source']>('gmem', 'hva'),
+    fc.boolean(),
+  )
+  .map(([b, level, priv, source, writable]): Spte =>
+    Object.freeze({ base: b as Pfn, level, private: priv, source, writable }),
+  );
+const gmemVal = fc
+  .tuple(
+    fc.integer({ min: 0, max: 3000 }),
+    fc.constantFrom<GmemExtent['state']>('allocated', 'prepared', 'poisoned'),
+  )
+  .map(([b, state]): GmemExtent => Object.freeze({ base: b as Pfn, state }));
+
+/** A run of single-key writes whose bases continue (the sequential fault pattern), from s. */
+function seqOps<V>(s: number, n: number, mk: (base: number) => V, base: number): Op<V>[] {
+  const out: Op<V>[] = [];
+  for (let i = 0; i < n; i++) out.push({ kind: 'set', s: s + i, e: s + i + 1, v: mk(base + i) });
+  return out;
+}
+
+const FC = { seed: 7, numRuns: 50 };
+
+describe('ExtentMap vs RangeMap (random operation sequences)', () => {
+  for (const [name, ops, shape, val] of [
+    ['ext', extOps, extShape, extVal],
+    ['spte', spteOps, spteShape, spteVal],
+    ['gmem', gmemExtentOps, gmemExtentShape, gmemVal],
+  ] as const) {
+    for (const tuning of [undefined, { densify: 3, sparse: 1 }]) {
+      it(`${name} values, ${tuning ? 'low thresholds' : 'default thresholds'}: every query agrees`, () => {
+        fc.assert(
+          fc.property(
+            fc.array(opArb<unknown>(val as fc.Arbitrary<unknown>), {
+              minLength: 50,
+              maxLength: 400,
+            }),
+            fc.array(queryArb, { maxLength: 6 }),
+            (ops0, queries) => {
+              const p = pair(
+                ops as unknown as ConstructorParameters<typeof ExtentMap<{ base: number }>>[0],
+                shape as unknown as ExtentShape<{ base: number }>,
+                tuning,
+              );
+              // A base that does not join (the zero page) is only ever set one key at a time.
+              const opsList = (ops0 as Op<{ base: number }>[]).map((op) =>
+                op.kind === 'set' && op.e > op.s + 1 && op.v.base === 0
+                  ? { ...op, v: { ...op.v, base: 1 } }
+                  : op,
+              );
+              for (let i = 0; i < opsList.length; i++) {
+                apply(p, opsList[i]!);
+                if (i % 50 === 49) assertSame(p.ref, p.m, KEYS, [], 7);
+              }
+              assertSame(p.ref, p.m, KEYS, queries);
+              assert.deepEqual(p.changes, p.refChanges, 'onChange calls');
+            },
+          ),
+          FC,
+        );
+      });
+    }
+  }
+
+  it('dense chunks appear for scattered single keys and runs across chunks coalesce', () => {
+    const p = pair(extOps, extShape);
+    // Scatter: every 3rd key of chunk 1 with unrelated bases -> dense.
+    for (let k = 512; k < 1024; k += 3)
+      apply(p, { kind: 'set', s: k, e: k + 1, v: { base: 10_000 + k * 7, tag: 0 } });
+    assert.ok(p.m.denseChunks() >= 1, 'chunk 1 is dense');
+    assertSame(p.ref, p.m, KEYS, [[500, 1100]]);
+    // A run that crosses from the tree (chunk 0) through the dense chunk into chunk 2.
+    for (const op of seqOps(400, 800, (b) => ({ base: b, tag: 0 }), 50_000)) apply(p, op);
+    assertSame(p.ref, p.m, KEYS, [
+      [399, 1201],
+      [512, 1024],
+    ]);
+    assert.equal(p.m.size, 1);
+    // Punch single keys in the dense chunk.
+    for (const k of [600, 601, 900]) apply(p, { kind: 'del', s: k, e: k + 1 });
+    assertSame(p.ref, p.m, KEYS, [[0, 2000]]);
+    p.m.clear();
+    p.ref.clear();
+    assertSame(p.ref, p.m, KEYS, []);
+    assert.equal(p.m.denseChunks(), 0);
+  });
+
+  it('random-order fill: dense chunks; sequential fill: none (memory stays with the tree)', () => {
+    const n = 1 << 14;
+    const seq = new ExtentMap<Ext>(extOps, extShape);
+    for (let k = 0; k < n; k++) seq.set(k, k + 1, { base: 1000 + k, tag: 0 });
+    assert.equal(seq.denseChunks(), 0);
+    assert.equal(seq.size, 1);
+    const rnd = new ExtentMap<Ext>(extOps, extShape);
+    const ref = new RangeMap<Ext>(extOps);
+    let x = 12345;
+    const order = Array.from({ length: n }, (_, i) => i);
+    for (let i = n - 1; i > 0; i--) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      const j = (x >>> 0) % (i + 1);
+      [order[i], order[j]] = [order[j]!, order[i]!];
+    }
+    order.forEach((k, t) => {
+      rnd.set(k, k + 1, { base: 1000 + t, tag: 0 });
+      ref.set(k, k + 1, { base: 1000 + t, tag: 0 });
+    });
+    assert.equal(rnd.denseChunks(), n / 512);
+    assertSame(ref, rnd, n, [[100, 5000]], 97);
+    // Huge-page-sized writes over whole chunks free them.
+    rnd.set(0, n, { base: 7, tag: 1 });
+    ref.set(0, n, { base: 7, tag: 1 });
+    assert.equal(rnd.denseChunks(), 0);
+    assertSame(ref, rnd, n, [], 97);
+  });
+
+  it('clone and emptyLike', () => {
+    fc.assert(
+      fc.property(
+        fc.array(opArb(extVal), { maxLength: 300 }),
+        fc.array(opArb(extVal), { maxLength: 100 }),
+        (before, after) => {
+          const p = pair(extOps, extShape, { densify: 3, sparse: 1 });
+          for (const op of before) apply(p, op);
+          const c = p.m.clone();
+          const cref = p.ref.clone();
+          assert.ok(c instanceof ExtentMap);
+          assert.ok(p.m.emptyLike() instanceof ExtentMap);
+          assert.equal(p.m.emptyLike().size, 0);
+          for (const op of after) apply(p, op);
+          for (const op of after.slice(0, 20)) {
+            if (op.kind === 'set') {
+              c.delete(op.s, op.e);
+              cref.delete(op.s, op.e);
+            }
+          }
+          assertSame(p.ref, p.m, KEYS, [], 5);
+          assertSame(cref, c, KEYS, [], 5);
+        },
+      ),
+      { seed: 3, numRuns: 60 },
+    );
+  });
+
+  it('overrides every public RangeMap method', () => {
+    const names = Object.getOwnPropertyNames(RangeMap.prototype).filter((n) => n !== 'constructor');
+    const own = new Set(Object.getOwnPropertyNames(ExtentMap.prototype));
+    const priv = new Set([
+      'reset',
+      'allocLeaf',
+      'freeLeaf',
+      'allocInternal',
+      'freeInternal',
+      'findLeaf',
+      'resizeHints',
+      'descend',
+      'dropFinger',
+      'leafFloor',
+      'entryAtSlot',
+      'shiftValue',
+      'firstLeaf',
+      'placeFree',
+      'deleteRange',
+      'parentOf',
+      'setParent',
+      'firstKey',
+      'childIndex',
+      'propagateLeafFirstKey',
+      'propagateUp',
+      'insertSlot',
+      'removeSlots',
+      'insertAt',
+      'insertChild',
+      'insertChildSlot',
+      'removeAt',
+      'removeLeaf',
+      'removeChild',
+      'maybeMergeLeaf',
+      'absorb',
+    ]);
+    const missing = names.filter((n) => !priv.has(n) && !own.has(n));
+    assert.deepEqual(missing, []);
+  });
+
+  it('throws on mutation inside forEachIn and entries()', () => {
+    const m = new ExtentMap<Ext>(extOps, extShape);
+    for (let k = 0; k < 100; k++) m.set(k * 2, k * 2 + 1, { base: k * 5, tag: 0 });
+    assert.throws(() => m.forEachIn(0, 300, () => m.delete(0, 1)));
+    assert.throws(() => {
+      for (const e of m.entries()) m.set(e.start, e.end, { base: 1, tag: 1 });
+    });
+    assert.throws(() => m.set(-1, 2, { base: 0, tag: 0 }), RangeError);
+    const s2 = new ExtentMap<Spte>(spteOps, spteShape);
+    const zero: Spte = {
+      base: 0 as Pfn,
+      level: '4K',
+      private: false,
+      source: 'hva',
+      writable: false,
+    };
+    assert.throws(() => s2.set(5, 7, zero), RangeError);
+    s2.set(5, 6, zero);
+    s2.set(6, 7, { ...zero, base: 1 as Pfn });
+    assert.equal(s2.size, 2, 'the zero page never continues into the next frame');
+  });
+});
