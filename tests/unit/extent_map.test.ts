@@ -258,6 +258,46 @@ describe('ExtentMap vs RangeMap (random operation sequences)', () => {
     assertSame(ref, rnd, n, [], 97);
   });
 
+  it('keys near 2^53 and far apart: chunk arithmetic at the top of the key space', () => {
+    const p = pair(extOps, extShape, { densify: 3, sparse: 1 });
+    const tops = [MAX_KEY - 3 * 512, 2 ** 40 + 100, 7 * 512 - 2];
+    let x = 99;
+    const rnd = (n: number): number => {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      return (x >>> 0) % n;
+    };
+    for (let i = 0; i < 3000; i++) {
+      const t = tops[rnd(3)]!;
+      const s = Math.min(t + rnd(3 * 512), MAX_KEY - 1);
+      const r = rnd(20);
+      if (r < 14)
+        apply(p, { kind: 'set', s, e: s + 1, v: { base: rnd(4) * 1000 + rnd(600), tag: rnd(2) } });
+      else if (r < 16) {
+        const e = Math.min(s + 1 + rnd(900), MAX_KEY);
+        apply(p, { kind: 'set', s, e, v: { base: 1 + rnd(5000), tag: rnd(2) } });
+      } else if (r < 19) apply(p, { kind: 'del', s, e: s + 1 });
+      else apply(p, { kind: 'del', s, e: Math.min(s + 1 + rnd(900), MAX_KEY) });
+    }
+    p.m.checkInvariants();
+    const j = (v: unknown): string => JSON.stringify(v ?? null);
+    assert.equal(j([...p.m.entries()]), j([...p.ref.entries()]));
+    assert.equal(p.m.size, p.ref.size);
+    assert.equal(p.m.totalCovered(), p.ref.totalCovered());
+    assert.equal(j(p.m.last()), j(p.ref.last()));
+    for (const t of tops) {
+      for (let k = t - 2; k < Math.min(t + 3 * 512 + 2, MAX_KEY + 1); k += 3) {
+        assert.equal(j(p.m.get(k)), j(p.ref.get(k)), `get(${k})`);
+        assert.equal(j(p.m.entryAt(k)), j(p.ref.entryAt(k)), `entryAt(${k})`);
+        assert.equal(j(p.m.floorEntry(k)), j(p.ref.floorEntry(k)), `floorEntry(${k})`);
+        assert.equal(j(p.m.ceilEntry(k)), j(p.ref.ceilEntry(k)), `ceilEntry(${k})`);
+      }
+      assert.equal(j(p.m.piecesIn(t, t + 1600)), j(p.ref.piecesIn(t, t + 1600)));
+      assert.deepEqual(p.m.gapsIn(t, t + 1600), p.ref.gapsIn(t, t + 1600));
+    }
+  });
+
   it('clone and emptyLike', () => {
     fc.assert(
       fc.property(
