@@ -60,6 +60,22 @@ const belowRegistry = (also = []) => ({
     '(families also spec.ts and one another), never the registry, trace/types.ts or a module that ' +
     'dispatches through the registry.',
 });
+/** src/core's own import rules: pure, and it imports only core. */
+const corePure = [
+  { group: nodeBuiltins, message: 'src/core is pure: no Node APIs.' },
+  {
+    group: ['**/trace/**', '**/backends/**', '**/cli/**', '**/scenario/**'],
+    message: 'core imports only core.',
+  },
+];
+/**
+ * A layering rule for a folder of core. A later block of the same rule replaces the earlier ones
+ * for its files, so each keeps core's own rules (corePure) beside its layer's.
+ */
+const coreLayer = (files, group, message) => ({
+  files,
+  rules: { 'no-restricted-imports': ['error', { patterns: [...corePure, { group, message }] }] },
+});
 const tracePatterns = [
   { group: nodeBuiltins, message: 'src/trace is pure.' },
   {
@@ -87,13 +103,7 @@ export default tseslint.config(
       'no-restricted-imports': [
         'error',
         {
-          patterns: [
-            { group: nodeBuiltins, message: 'src/core is pure: no Node APIs.' },
-            {
-              group: ['**/trace/**', '**/backends/**', '**/cli/**', '**/scenario/**'],
-              message: 'core imports only core.',
-            },
-          ],
+          patterns: corePure,
         },
       ],
       'no-restricted-globals': [
@@ -109,115 +119,45 @@ export default tseslint.config(
     },
   },
   // Inside core, base/ is the ground floor: it imports nothing else of core.
-  {
-    files: ['src/core/base/*.ts'],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            { group: nodeBuiltins, message: 'src/core is pure: no Node APIs.' },
-            { group: ['../*', '../**'], message: 'core/base imports only core/base.' },
-          ],
-        },
-      ],
-    },
-  },
-  {
-    files: ['src/core/base/*/**/*.ts'],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            { group: nodeBuiltins, message: 'src/core is pure: no Node APIs.' },
-            { group: ['../../*', '../../**'], message: 'core/base imports only core/base.' },
-          ],
-        },
-      ],
-    },
-  },
+  coreLayer(['src/core/base/*.ts'], ['../*', '../**'], 'core/base imports only core/base.'),
+  coreLayer(
+    ['src/core/base/*/**/*.ts'],
+    ['../../*', '../../**'],
+    'core/base imports only core/base.',
+  ),
   // mm and vfs never import KVM: KVM reaches them through their seams (vm_operations installed
   // by a file's ->mmap(), mmu notifiers registered on the mm).
-  {
-    files: ['src/core/mm/**/*.ts', 'src/core/vfs/**/*.ts'],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            { group: nodeBuiltins, message: 'src/core is pure: no Node APIs.' },
-            {
-              group: ['../kvm/*', '../kvm/**', '../arch/*', '../arch/**', '../host.js'],
-              message: 'mm and vfs do not import KVM or arch code.',
-            },
-          ],
-        },
-      ],
-    },
-  },
+  coreLayer(
+    ['src/core/mm/**/*.ts', 'src/core/vfs/**/*.ts'],
+    ['../kvm/*', '../kvm/**', '../arch/*', '../arch/**', '../host.js'],
+    'mm and vfs do not import KVM or arch code.',
+  ),
   // Generic KVM code reaches arch code only through its ops (kvm/arch_ops.ts, KernelCtx.arch).
-  {
-    files: ['src/core/kvm/**/*.ts'],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            { group: nodeBuiltins, message: 'src/core is pure: no Node APIs.' },
-            {
-              group: ['../arch/*', '../arch/**', '../../arch/*', '../../arch/**'],
-              message: 'generic KVM code calls arch code only through KernelCtx.arch.',
-            },
-          ],
-        },
-      ],
-    },
-  },
+  coreLayer(
+    ['src/core/kvm/**/*.ts'],
+    ['../arch/*', '../arch/**', '../../arch/*', '../../arch/**'],
+    'generic KVM code calls arch code only through KernelCtx.arch.',
+  ),
   // A platform is per-frame state below the kernel: it imports only core/base.
-  {
-    files: ['src/core/platform/**/*.ts'],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            { group: nodeBuiltins, message: 'src/core is pure: no Node APIs.' },
-            {
-              group: [
-                '../*.js',
-                '../kvm/**',
-                '../mm/**',
-                '../vfs/**',
-                '../arch/**',
-                '../profiles/**',
-                '../invariants/**',
-              ],
-              message: 'a platform imports only core/base.',
-            },
-          ],
-        },
-      ],
-    },
-  },
+  coreLayer(
+    ['src/core/platform/**/*.ts'],
+    [
+      '../*.js',
+      '../kvm/**',
+      '../mm/**',
+      '../vfs/**',
+      '../arch/**',
+      '../profiles/**',
+      '../invariants/**',
+    ],
+    'a platform imports only core/base.',
+  ),
   // x86 code reaches the vendor modules (vmx/, svm/, pvm/) only through kvm_x86_ops (x86Ops()).
-  {
-    files: ['src/core/arch/x86/*.ts'],
-    rules: {
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            { group: nodeBuiltins, message: 'src/core is pure: no Node APIs.' },
-            {
-              group: ['./vmx/*', './svm/*', './pvm/*', './tdx/*', './sev/*'],
-              message: 'x86 code calls the vendor module only through x86Ops(k) (kvm_x86_ops).',
-            },
-          ],
-        },
-      ],
-    },
-  },
+  coreLayer(
+    ['src/core/arch/x86/*.ts'],
+    ['./vmx/*', './svm/*', './pvm/*', './tdx/*', './sev/*'],
+    'x86 code calls the vendor module only through x86Ops(k) (kvm_x86_ops).',
+  ),
   {
     files: ['src/trace/**/*.ts'],
     rules: {
