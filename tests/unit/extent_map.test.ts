@@ -8,7 +8,11 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { RangeMap, extentOps, MAX_KEY } from '../../src/core/base/ranges/range_map.js';
-import { ExtentMap, type ExtentShape } from '../../src/core/base/ranges/extent_map.js';
+import {
+  ChunkOffsets,
+  ExtentMap,
+  type ExtentShape,
+} from '../../src/core/base/ranges/extent_map.js';
 import {
   spteOps,
   spteShape,
@@ -100,6 +104,8 @@ function assertSame<V extends { readonly base: number }>(
     assert.equal(m.countIn(s, e), ref.countIn(s, e), `countIn(${s}, ${e})`);
     assert.equal(m.anyIn(s, e), ref.anyIn(s, e), `anyIn(${s}, ${e})`);
     assert.equal(m.covers(s, e), ref.covers(s, e), `covers(${s}, ${e})`);
+    for (const limit of [1, 3, Infinity])
+      assert.equal(m.entriesIn(s, e, limit), ref.entriesIn(s, e, limit), `entriesIn(${s}, ${e})`);
   }
 }
 
@@ -137,6 +143,18 @@ const queryArb = fc
 const extVal = fc
   .tuple(fc.integer({ min: 0, max: 3000 }), fc.integer({ min: 0, max: 1 }))
   .map(([b, t]) => Object.freeze({ base: b, tag: t }));
+// Bases the dense chunks cannot pack (negative, at and past 2^37, fractional) among small ones.
+const extWideVal = fc
+  .tuple(
+    fc.oneof(
+      fc.integer({ min: 0, max: 3000 }),
+      fc.integer({ min: 2 ** 37 - 800, max: 2 ** 37 + 800 }),
+      fc.integer({ min: -3000, max: -1 }),
+      fc.constantFrom(2 ** 45, 0.5, 2 ** 52),
+    ),
+    fc.integer({ min: 0, max: 1 }),
+  )
+  .map(([b, t]) => Object.freeze({ base: b, tag: t }));
 const spteVal = fc
   .tuple(
     fc.integer({ min: 0, max: 3000 }),
@@ -167,6 +185,7 @@ const FC = { seed: 7, numRuns: 50 };
 describe('ExtentMap vs RangeMap (random operation sequences)', () => {
   for (const [name, ops, shape, val] of [
     ['ext', extOps, extShape, extVal],
+    ['ext-wide', extOps, extShape, extWideVal],
     ['spte', spteOps, spteShape, spteVal],
     ['gmem', gmemExtentOps, gmemExtentShape, gmemVal],
   ] as const) {
@@ -342,6 +361,7 @@ describe('ExtentMap vs RangeMap (random operation sequences)', () => {
       'leafFloor',
       'entryAtSlot',
       'shiftValue',
+      'extendHot',
       'firstLeaf',
       'placeFree',
       'deleteRange',
@@ -386,5 +406,69 @@ describe('ExtentMap vs RangeMap (random operation sequences)', () => {
     s2.set(5, 6, zero);
     s2.set(6, 7, { ...zero, base: 1 as Pfn });
     assert.equal(s2.size, 2, 'the zero page never continues into the next frame');
+  });
+});
+
+describe('ChunkOffsets (the dense chunks index)', () => {
+  it('agrees with a Map over random sets and deletes, including huge and colliding indexes', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.tuple(
+            fc.boolean(),
+            fc.oneof(
+              fc.integer({ min: 0, max: 300 }),
+              fc.integer({ min: 2 ** 40, max: 2 ** 40 + 50 }),
+              // Indexes that differ only above bit 32 hash alike in the low word.
+              fc.integer({ min: 0, max: 20 }).map((i) => i * 2 ** 32 + 7),
+            ),
+            fc.integer({ min: 0, max: 1 << 20 }),
+          ),
+          { maxLength: 600 },
+        ),
+        (ops) => {
+          const t = new ChunkOffsets();
+          const ref = new Map<number, number>();
+          for (const [del, c, off] of ops) {
+            if (del) {
+              t.delete(c);
+              ref.delete(c);
+            } else {
+              t.set(c, off);
+              ref.set(c, off);
+            }
+            for (const k of [c, c + 1, 0, 2 ** 40]) assert.equal(t.get(k), ref.get(k) ?? -1);
+          }
+          for (const [k, v] of ref) assert.equal(t.get(k), v);
+        },
+      ),
+      { seed: 11, numRuns: 200 },
+    );
+  });
+
+  it('agrees with a Map on a small, full table (probe runs wrap around the end)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 0, max: 9 })), {
+          minLength: 200,
+          maxLength: 2000,
+        }),
+        (ops) => {
+          const t = new ChunkOffsets();
+          const ref = new Map<number, number>();
+          ops.forEach(([del, c], n) => {
+            if (del) {
+              t.delete(c);
+              ref.delete(c);
+            } else {
+              t.set(c, n);
+              ref.set(c, n);
+            }
+            for (let k = 0; k <= 9; k++) assert.equal(t.get(k), ref.get(k) ?? -1);
+          });
+        },
+      ),
+      { seed: 12, numRuns: 100 },
+    );
   });
 });

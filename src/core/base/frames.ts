@@ -128,7 +128,7 @@ export class FrameStore {
   /** Write bytes into frame `pfn` at byte `off`. */
   write(pfn: Pfn, off: number, src: Uint8Array, srcOff = 0, len = src.length - srcOff): void {
     if (len === PAGE_SIZE && this.stale.size !== 0) this.stale.delete(pfn, pfn + 1);
-    let d = this.data.get(pfn);
+    let d = this.data.size === 0 ? undefined : this.data.get(pfn);
     if (d === undefined) {
       let allZero = true;
       for (let i = 0; i < len; i++) {

@@ -70,8 +70,18 @@ export function u64CheckedAdd(a: bigint, b: bigint): bigint | undefined {
 export function isPageAligned(v: bigint): boolean {
   return (v & PAGE_MASK_N) === 0n;
 }
+/**
+ * Below 2^53 a non-negative bigint converts to a double exactly, and page arithmetic on doubles
+ * (a division by 4096 and a floor) gives what the bigint shift and mask give, without allocating a
+ * bigint: the hot paths (one guest access per KVM_RUN step) take that way.
+ */
+const EXACT_N = 1n << 53n;
 /** The byte offset of an address inside its page (`offset_in_page()`). */
 export function offsetInPage(v: bigint): number {
+  if (v >= 0n && v < EXACT_N) {
+    const n = Number(v);
+    return n - Math.floor(n / 4096) * 4096;
+  }
   return Number(v & PAGE_MASK_N);
 }
 /** `PAGE_ALIGN()` of a length or address on unbounded integers (callers check for u64 overflow). */
@@ -98,6 +108,7 @@ export function pagesToBytes(n: number): bigint {
 
 // Guest-physical: gpa_to_gfn(), gfn_to_gpa().
 export function gpaToGfn(gpa: Gpa): Gfn {
+  if (gpa >= 0n && gpa < EXACT_N) return Math.floor(Number(gpa) / 4096) as Gfn;
   return Number(gpa >> 12n) as Gfn;
 }
 export function gfnToGpa(gfn: Gfn): Gpa {

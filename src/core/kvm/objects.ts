@@ -232,8 +232,24 @@ export const spteOps = extentOps<Spte>(
     a.private === b.private &&
     a.source === b.source &&
     a.writable === b.writable,
+  makeSpte,
 );
-export const gmemExtentOps = extentOps<GmemExtent>((a, b) => a.state === b.state);
+export const gmemExtentOps = extentOps<GmemExtent>((a, b) => a.state === b.state, makeGmemExtent);
+
+/** An Spte of t's kind at another base, fields in the order installSpte writes them. */
+function makeSpte(t: Spte, base: number): Spte {
+  return {
+    base: base as Pfn,
+    level: t.level,
+    private: t.private,
+    source: t.source,
+    writable: t.writable,
+  };
+}
+/** A GmemExtent of t's state at another base (fields in the order every writer uses). */
+function makeGmemExtent(t: GmemExtent, base: number): GmemExtent {
+  return { base: base as Pfn, state: t.state };
+}
 
 /** Spte shapes for ExtentMap: every field but base, as a small integer (matches spteOps). */
 export const spteShape: ExtentShape<Spte> = {
@@ -243,19 +259,12 @@ export const spteShape: ExtentShape<Spte> = {
     (v.source === 'gmem' ? 2 : 0) +
     (v.writable ? 1 : 0),
   joinsFrom: (base) => base !== ZERO_PFN,
-  // Field order as installSpte writes it.
-  make: (t, base) => ({
-    base: base as Pfn,
-    level: t.level,
-    private: t.private,
-    source: t.source,
-    writable: t.writable,
-  }),
+  make: makeSpte,
 };
 /** GmemExtent shapes for ExtentMap (matches gmemExtentOps). */
 export const gmemExtentShape: ExtentShape<GmemExtent> = {
   key: (v) => (v.state === 'allocated' ? 0 : v.state === 'prepared' ? 1 : 2),
-  make: (t, base) => ({ base: base as Pfn, state: t.state }),
+  make: makeGmemExtent,
 };
 
 export class Vcpu {

@@ -313,12 +313,14 @@ export function kvmRunProgram(
     exits.push({ reason: 'INTERNAL_ERROR', suberror: 1 });
     return { exits };
   }
+  // The exits of one access (reused from step to step: most accesses have none).
+  const pieces: RunExit[] = [];
   for (const s of steps) {
     if (s.kind === 'store' || s.kind === 'load') {
       const write = s.kind === 'store';
       // Stores only read their bytes (MMIO exits copy them).
       const buf = write ? s.bytes : new Uint8Array(s.size);
-      const pieces: RunExit[] = [];
+      if (pieces.length !== 0) pieces.length = 0;
       const fault = guestAccess(k, vm, asGpa(s.gpa), buf, write, pieces);
       for (const x of pieces) {
         if (x.reason === 'MMIO') {

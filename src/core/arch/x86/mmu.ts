@@ -277,9 +277,9 @@ function kvmMmuFaultinPfn(
     // kvm_mmu_faultin_pfn_gmem()
     if (!slot.isGuestMemfd) return { kind: 'memfault', errno: 'EFAULT', flags };
     const r = kvmGmemGetPfn(k, slot, gfn);
-    if (!r.ok) return { kind: 'memfault', errno: r.errno, flags };
+    if (typeof r === 'string') return { kind: 'memfault', errno: r, flags };
     // guest_memfd memory is always writable (READONLY is refused for gmem slots); order-0 folios.
-    fault.pfn = r.pfn;
+    fault.pfn = r;
     fault.mapWritable = true;
     fault.goalLevel = '4K';
     fault.source = 'gmem';

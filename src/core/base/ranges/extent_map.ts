@@ -15,8 +15,11 @@
  * 2 MiB frame of pages. Each chunk is either
  * - in tree mode (the default): its keys live in `tree`, an ordinary RangeMap with the same ops,
  *   where long runs stay single entries (a sequentially filled 2^19-page slot is one entry); or
- * - dense: a {@link Chunk} holds per key the `base` (Float64Array) and a shape id (Uint16Array, 0 =
- *   absent) into an interned table of shapes (every field but `base`; `ExtentShape.key`).
+ * - dense: a {@link Chunk} holds per key one double, `base * 2^16 + sid` (0 = absent), where sid
+ *   (>= 1) names the value's shape in an interned table (every field but `base`;
+ *   `ExtentShape.key`). Key k+1 continues key k's run iff its double is k's plus 2^16 (same shape,
+ *   base + 1) and k's base joins. Only bases in [0, 2^37) pack exactly (2^37 * 2^16 = 2^53): a
+ *   chunk never holds another (a write of one moves the chunk back to the tree first).
  * `tree` never holds a key of a dense chunk. A tree-mode chunk becomes dense when a single-key
  * `set` that starts a new tree entry leaves DENSIFY tree entries in the chunk (random-order
  * faults); a dense chunk is freed when it empties, when a range write covers it whole, and goes
@@ -61,14 +64,14 @@ export interface ExtentShape<V extends { readonly base: number }> {
 /** Keys per chunk (a 2 MiB frame of 4 KiB pages). */
 const CHUNK = 512;
 /** A chunk becomes dense when a non-merging single-key set leaves this many tree entries in it. */
-const DENSIFY = 32;
+const DENSIFY = 8;
 /** A dense chunk with at most this many runs after a range operation goes back to the tree. */
 const SPARSE = 4;
 
 /**
- * One dense chunk. Its keys live in the map's slab at [off, off + 2 * CHUNK): key i's base at
- * off + 2i and its shape id (0 = no value) at off + 2i + 1, so a lookup touches one cache line
- * and no per-chunk array object. The number of keys with a value is cn[off / SLOT].
+ * One dense chunk. Its keys live in the map's slab at [off, off + CHUNK): key i's packed value
+ * (see pack()) at off + i, so a lookup reads one double and no per-chunk array object. The number
+ * of keys with a value is cn[off / SLOT].
  */
 class Chunk {
   constructor(
@@ -80,12 +83,108 @@ class Chunk {
 const EMPTY_F64 = new Float64Array(0);
 const EMPTY_I32 = new Int32Array(0);
 /** Slab slots per chunk. */
-const SLOT = 2 * CHUNK;
+const SLOT = CHUNK;
+/** Packed values: base * SID_SPAN + sid. */
+const SID_SPAN = 65536;
+/** 1 / SID_SPAN (exact: a power of two), so unpacking multiplies instead of dividing. */
+const INV_SPAN = 1 / SID_SPAN;
+/** Bases below this pack exactly into a double (PACK_LIMIT * SID_SPAN = 2^53). */
+const PACK_LIMIT = 2 ** 37;
+
+/** The slab's double for a value of shape `sid` (>= 1) with base `base` (packable). */
+function pack(base: number, sid: number): number {
+  return base * SID_SPAN + sid;
+}
+/** The base of a packed value. */
+function baseOf(x: number): number {
+  return Math.floor(x * INV_SPAN);
+}
+/** The shape id of a packed value (0 for 0: absent); not `%`, which is a slow fmod call. */
+function sidOfPacked(x: number): number {
+  return x - Math.floor(x * INV_SPAN) * SID_SPAN;
+}
+/** Can bases base .. base + n - 1 be packed? */
+function packable(base: number, n: number): boolean {
+  return base >= 0 && base + n <= PACK_LIMIT && Math.floor(base) === base;
+}
 const alwaysJoins = (): boolean => true;
 
 function checkRange(start: number, end: number): void {
   if (!(Number.isInteger(start) && Number.isInteger(end) && start >= 0 && end <= MAX_KEY)) {
     throw new RangeError(`RangeMap: invalid key range [${start}, ${end})`);
+  }
+}
+
+/**
+ * Slab offsets of the dense chunks by chunk index: an open-addressing hash table (linear probing,
+ * backward-shift deletion), sized to the number of dense chunks. A lookup is a multiply and
+ * usually one probe of two typed arrays, where a Map costs a hash-table walk. Exported for tests.
+ */
+export class ChunkOffsets {
+  /** Chunk index per slot, -1 = empty. */
+  private keys = new Float64Array(8).fill(-1);
+  private vals = new Int32Array(8);
+  private bits = 3;
+  private n = 0;
+
+  /** The home slot of chunk index c (a non-negative integer below 2^53 / CHUNK). */
+  private home(c: number): number {
+    return Math.imul((c | 0) ^ ((c / 4294967296) | 0), 0x9e3779b1) >>> (32 - this.bits);
+  }
+
+  /** The slab offset of chunk c, or -1. */
+  get(c: number): number {
+    const keys = this.keys;
+    const mask = keys.length - 1;
+    for (let i = this.home(c); ; i = (i + 1) & mask) {
+      const k = keys[i]!;
+      if (k === c) return this.vals[i]!;
+      if (k === -1) return -1;
+    }
+  }
+
+  set(c: number, off: number): void {
+    if (2 * (this.n + 1) > this.keys.length) this.grow();
+    const keys = this.keys;
+    const mask = keys.length - 1;
+    let i = this.home(c);
+    while (keys[i] !== -1 && keys[i] !== c) i = (i + 1) & mask;
+    if (keys[i] === -1) this.n++;
+    keys[i] = c;
+    this.vals[i] = off;
+  }
+
+  delete(c: number): void {
+    const keys = this.keys;
+    const vals = this.vals;
+    const mask = keys.length - 1;
+    let i = this.home(c);
+    while (keys[i] !== c) {
+      if (keys[i] === -1) return;
+      i = (i + 1) & mask;
+    }
+    this.n--;
+    // Backward shift: move up every later entry of the probe run whose home is not in (i, j].
+    for (let j = (i + 1) & mask; keys[j] !== -1; j = (j + 1) & mask) {
+      const h = this.home(keys[j]!);
+      const stays = i < j ? h > i && h <= j : h > i || h <= j;
+      if (!stays) {
+        keys[i] = keys[j]!;
+        vals[i] = vals[j]!;
+        i = j;
+      }
+    }
+    keys[i] = -1;
+  }
+
+  private grow(): void {
+    const oldK = this.keys;
+    const oldV = this.vals;
+    this.bits++;
+    this.keys = new Float64Array(1 << this.bits).fill(-1);
+    this.vals = new Int32Array(1 << this.bits);
+    this.n = 0;
+    for (let i = 0; i < oldK.length; i++) if (oldK[i] !== -1) this.set(oldK[i]!, oldV[i]!);
   }
 }
 
@@ -111,7 +210,7 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
   /** Keys with a value, per slab slot (chunk off / SLOT). */
   private cn = EMPTY_I32;
   /** Slab offsets of the dense chunks by chunk index (the hot paths' lookup). */
-  private offs = new Map<number, number>();
+  private offs = new ChunkOffsets();
   /** One-entry cache of offs (chunk index -> offset or -1). */
   private lastOc = -1;
   private lastOff = -1;
@@ -192,7 +291,7 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
   /** Slab offset of dense chunk c, or -1 (tree mode). */
   private chunkOff(c: number): number {
     if (c === this.lastOc) return this.lastOff;
-    const off = this.offs.get(c) ?? -1;
+    const off = this.offs.get(c);
     this.lastOc = c;
     this.lastOff = off;
     return off;
@@ -202,7 +301,7 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
   private addChunk(c: number): Chunk {
     let off = this.slabFree.pop();
     if (off === undefined) {
-      const per = 2 * CHUNK;
+      const per = SLOT;
       if (this.slabUsed + per > this.slab.length) {
         const grown = new Float64Array(Math.max(per, this.slab.length * 2));
         grown.set(this.slab);
@@ -230,7 +329,7 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
     this.order.delete(ch.index, ch.index + 1);
     this.denseCovered -= this.cn[ch.off / SLOT]!;
     this.cn[ch.off / SLOT] = 0;
-    this.slab.fill(0, ch.off, ch.off + 2 * CHUNK);
+    this.slab.fill(0, ch.off, ch.off + SLOT);
     this.slabFree.push(ch.off);
     this.lastC = -1;
   }
@@ -241,10 +340,10 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
     const c = Math.floor(k / CHUNK);
     const off = this.chunkOff(c);
     if (off >= 0) {
-      const i = off + 2 * (k - c * CHUNK);
-      const sid = this.slab[i + 1]!;
-      if (sid !== 0) this.pBase = this.slab[i]!;
-      return sid;
+      const x = this.slab[off + (k - c * CHUNK)]!;
+      if (x === 0) return 0;
+      this.pBase = baseOf(x);
+      return sidOfPacked(x);
     }
     const v = this.tree.get(k);
     if (v === undefined) return 0;
@@ -255,6 +354,11 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
   /** Does key k+1 (base rb, shape rs) continue the run of key k (base lb, shape ls)? */
   private joins(lb: number, ls: number, rb: number, rs: number): boolean {
     return ls !== 0 && ls === rs && rb === lb + 1 && this.joinsFrom(lb);
+  }
+
+  /** joins() on two packed slab values (xl nonzero). */
+  private joinsPacked(xl: number, xr: number): boolean {
+    return xr === xl + SID_SPAN && this.joinsFrom(baseOf(xl));
   }
 
   /** Is key k the first key of a maximal entry? */
@@ -284,21 +388,17 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
         const sd = this.slab;
         const so = ch.off;
         for (let i = lo; i < hi;) {
-          const s = sd[so + 2 * i + 1]!;
-          if (s === 0) {
+          const x = sd[so + i]!;
+          if (x === 0) {
             i++;
             continue;
           }
           let j = i + 1;
-          while (
-            j < hi &&
-            this.joins(sd[so + 2 * (j - 1)]!, s, sd[so + 2 * j]!, sd[so + 2 * j + 1]!)
-          )
-            j++;
+          while (j < hi && this.joinsPacked(sd[so + j - 1]!, sd[so + j]!)) j++;
           out.s.push(c0 + i);
           out.e.push(c0 + j);
-          out.base.push(sd[so + 2 * i]!);
-          out.sid.push(s);
+          out.base.push(baseOf(x));
+          out.sid.push(sidOfPacked(x));
           out.v.push(undefined);
           i = j;
         }
@@ -340,23 +440,25 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
 
   /** Number of tree entries overlapping chunk c, counting up to `limit`. */
   private treeEntriesIn(c: number, limit: number): number {
-    let n = 0;
-    this.tree.forEachIn(c * CHUNK, (c + 1) * CHUNK, () => ++n < limit);
-    return n;
+    return this.tree.entriesIn(c * CHUNK, (c + 1) * CHUNK, limit);
   }
 
-  /** Move chunk c's keys from the tree into a new dense chunk. */
+  /** A single-key write added a tree entry in chunk c: densify it once it holds DENSIFY. */
+  private maybeDensify(c: number): void {
+    if (this.treeEntriesIn(c, this.densifyAt) >= this.densifyAt) this.densify(c);
+  }
+
+  /** Move chunk c's keys from the tree into a new dense chunk (unless a base cannot pack). */
   private densify(c: number): void {
     const c0 = c * CHUNK;
     const pieces = this.tree.piecesIn(c0, c0 + CHUNK);
+    for (const p of pieces) if (!packable(p.value.base, p.end - p.start)) return;
     const ch = this.addChunk(c);
     for (const p of pieces) {
       const sid = this.sidOf(p.value);
-      const b0 = p.value.base;
-      for (let k = p.start; k < p.end; k++) {
-        this.slab[ch.off + 2 * (k - c0) + 1] = sid;
-        this.slab[ch.off + 2 * (k - c0)] = b0 + (k - p.start);
-      }
+      const x0 = pack(p.value.base, sid);
+      for (let k = p.start; k < p.end; k++)
+        this.slab[ch.off + (k - c0)] = x0 + (k - p.start) * SID_SPAN;
       this.cn[ch.off / SLOT] += p.end - p.start;
     }
     this.denseCovered += this.cn[ch.off / SLOT]!;
@@ -372,9 +474,23 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
     const c0 = ch.index * CHUNK;
     const r = this.raw(c0, c0 + CHUNK);
     if (r.s.length > this.sparseAt) return;
+    this.toTree(ch, r);
+  }
+
+  /** Move a dense chunk's runs `r` (all of them: raw() over the chunk) back to the tree. */
+  private toTree(ch: Chunk, r: Raw<V>): void {
     this.dropChunk(ch);
     for (let i = 0; i < r.s.length; i++) {
       this.tree.set(r.s[i]!, r.e[i]!, this.make(r.sid[i]!, r.base[i]!));
+    }
+  }
+
+  /** Move every dense chunk overlapping keys [start, end) back to the tree. */
+  private treeOnly(start: number, end: number): void {
+    if (this.order.size === 0) return;
+    for (const p of this.order.piecesIn(Math.floor(start / CHUNK), Math.ceil(end / CHUNK))) {
+      const c0 = p.value.index * CHUNK;
+      this.toTree(p.value, this.raw(c0, c0 + CHUNK));
     }
   }
 
@@ -390,13 +506,12 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
   }
 
   override get(k: number): V | undefined {
-    if (!(k >= 0 && k < MAX_KEY)) return this.tree.get(k);
+    if (this.chunks.size === 0 || !(k >= 0 && k < MAX_KEY)) return this.tree.get(k);
     const c = Math.floor(k / CHUNK);
     const off = this.chunkOff(c);
     if (off < 0) return this.tree.get(k);
-    const i = off + 2 * (k - c * CHUNK);
-    const sid = this.slab[i + 1]!;
-    return sid === 0 ? undefined : this.make(sid, this.slab[i]!);
+    const x = this.slab[off + (k - c * CHUNK)]!;
+    return x === 0 ? undefined : this.make(sidOfPacked(x), baseOf(x));
   }
 
   /** The raw piece containing key k: [s, e) with value v at s. */
@@ -411,20 +526,12 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
     let i = k - c0;
     const sd = this.slab;
     const so = ch.off;
-    const sid = sd[so + 2 * i + 1]!;
-    if (sid === 0) return undefined;
+    if (sd[so + i] === 0) return undefined;
     let j = i + 1;
-    while (
-      i > 0 &&
-      this.joins(sd[so + 2 * (i - 1)]!, sd[so + 2 * (i - 1) + 1]!, sd[so + 2 * i]!, sid)
-    )
-      i--;
-    while (
-      j < CHUNK &&
-      this.joins(sd[so + 2 * (j - 1)]!, sid, sd[so + 2 * j]!, sd[so + 2 * j + 1]!)
-    )
-      j++;
-    return { s: c0 + i, e: c0 + j, v: this.make(sid, sd[so + 2 * i]!) };
+    while (i > 0 && sd[so + i - 1] !== 0 && this.joinsPacked(sd[so + i - 1]!, sd[so + i]!)) i--;
+    while (j < CHUNK && this.joinsPacked(sd[so + j - 1]!, sd[so + j]!)) j++;
+    const x = sd[so + i]!;
+    return { s: c0 + i, e: c0 + j, v: this.make(sidOfPacked(x), baseOf(x)) };
   }
 
   /** Does key k (base kb, shape ks) continue into key k+1? */
@@ -468,7 +575,7 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
         const c0 = ch.index * CHUNK;
         if (best >= 0 && c0 >= best) break;
         for (let i = Math.max(0, x - c0); i < CHUNK; i++) {
-          if (this.slab[ch.off + 2 * i + 1] !== 0) {
+          if (this.slab[ch.off + i] !== 0) {
             if (best < 0 || c0 + i < best) best = c0 + i;
             return best;
           }
@@ -492,7 +599,7 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
         const c0 = ch.index * CHUNK;
         if (c0 + CHUNK - 1 <= best) break;
         for (let i = Math.min(CHUNK, x - c0) - 1; i >= 0; i--) {
-          if (this.slab[ch.off + 2 * i + 1] !== 0) return Math.max(best, c0 + i);
+          if (this.slab[ch.off + i] !== 0) return Math.max(best, c0 + i);
         }
         c = ch.index - 1;
       }
@@ -569,6 +676,12 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
     }
   }
 
+  override entriesIn(start: number, end: number, limit: number): number {
+    let n = 0;
+    if (limit > 0) this.forEachIn(start, end, () => ++n < limit);
+    return n;
+  }
+
   override piecesIn(start: number, end: number): RangeEntry<V>[] {
     const out: RangeEntry<V>[] = [];
     this.forEachIn(start, end, (s, e, value) => {
@@ -603,7 +716,7 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
       const c0 = ch.index * CHUNK;
       const hi = Math.min(end, c0 + CHUNK) - c0;
       for (let i = Math.max(0, Math.ceil(start) - c0); i < hi; i++) {
-        if (this.slab[ch.off + 2 * i + 1] !== 0) {
+        if (this.slab[ch.off + i] !== 0) {
           found = true;
           return false;
         }
@@ -622,7 +735,7 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
       const lo = Math.max(0, Math.ceil(start) - c0);
       const hi = Math.min(end, c0 + CHUNK) - c0;
       if (lo <= 0 && hi >= CHUNK) total += this.cn[ch.off / SLOT]!;
-      else for (let i = lo; i < hi; i++) if (this.slab[ch.off + 2 * i + 1] !== 0) total++;
+      else for (let i = lo; i < hi; i++) if (this.slab[ch.off + i] !== 0) total++;
     });
     return total;
   }
@@ -639,6 +752,19 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
   // Mutation
 
   override set(start: number, end: number, v: V): void {
+    if (end === start + 1 && this.chunks.size === 0) {
+      // One key and no dense chunk anywhere (sequential faults): the tree's entry count is
+      // ours; only the densify rule below is added.
+      checkRange(start, end);
+      this.ver++;
+      this.onChange?.(start, end);
+      const before = this.tree.size;
+      this.tree.set(start, end, v);
+      const grown = this.tree.size - before;
+      this.cnt += grown;
+      if (grown > 0) this.maybeDensify(Math.floor(start / CHUNK));
+      return;
+    }
     checkRange(start, end);
     if (!(start < end)) return;
     if (end > start + 1 && !this.joinsFrom(v.base)) {
@@ -650,20 +776,24 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
     this.ver++;
     this.onChange?.(start, end);
     const c = Math.floor(start / CHUNK);
-    if (end === start + 1) {
-      const i = start - c * CHUNK;
+    // A base that cannot pack: the chunks it lands in go back to the tree first.
+    if (!packable(v.base, end - start)) this.treeOnly(start, end);
+    else if (end === start + 1) {
       const off = this.chunkOff(c);
       if (off >= 0) {
-        this.denseSet1(off, i, start, v);
+        this.denseSet1(off, start - c * CHUNK, start, v);
         return;
       }
+    }
+    if (end === start + 1) {
+      const i = start - c * CHUNK;
       if ((i !== 0 || this.chunkOff(c - 1) < 0) && (i !== CHUNK - 1 || this.chunkOff(c + 1) < 0)) {
         // Keys start - 1 .. start + 1 are all in the tree: its entry count moves with ours.
         const before = this.tree.size;
         this.tree.set(start, end, v);
         const grown = this.tree.size - before;
         this.cnt += grown;
-        if (grown > 0 && this.treeEntriesIn(c, this.densifyAt) >= this.densifyAt) this.densify(c);
+        if (grown > 0) this.maybeDensify(c);
         return;
       }
     }
@@ -680,18 +810,17 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
           this.dropChunk(ch);
           continue;
         }
-        // A partly covered chunk: the first and/or the last one.
-        const sid = this.sidOf(v);
+        // A partly covered chunk: the first and/or the last one (v's bases pack: see above).
+        const x0 = pack(v.base, this.sidOf(v));
         const lo = Math.max(start, c0);
         const hi = Math.min(end, c0 + CHUNK);
         for (let k = lo; k < hi; k++) {
-          const i = k - c0;
-          if (this.slab[ch.off + 2 * i + 1] === 0) {
+          const i = ch.off + (k - c0);
+          if (this.slab[i] === 0) {
             this.cn[ch.off / SLOT]++;
             this.denseCovered++;
           }
-          this.slab[ch.off + 2 * i + 1] = sid;
-          this.slab[ch.off + 2 * i] = v.base + (k - start);
+          this.slab[i] = x0 + (k - start) * SID_SPAN;
         }
         if (c0 <= start) ts = Math.max(ts, c0 + CHUNK);
         if (c0 + CHUNK >= end) te = Math.min(te, c0);
@@ -703,15 +832,19 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
     this.cnt += this.startsIn(start, Math.min(end + 1, MAX_KEY)) - before;
   }
 
-  /** Set one key of a dense chunk (the random-order fault path: no allocation, no search). */
+  /**
+   * Set one key of a dense chunk to `v`, whose base packs (the random-order fault path: no
+   * allocation, no search).
+   */
   private denseSet1(so: number, i: number, k: number, v: V): void {
     const sd = this.slab;
     const jf = this.joinsFrom;
     let ls: number;
     let lb: number;
     if (i > 0) {
-      ls = sd[so + 2 * (i - 1) + 1]!;
-      lb = sd[so + 2 * (i - 1)]!;
+      const x = sd[so + i - 1]!;
+      ls = sidOfPacked(x);
+      lb = baseOf(x);
     } else {
       ls = this.probe(k - 1);
       lb = this.pBase;
@@ -719,14 +852,16 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
     let rs: number;
     let rb: number;
     if (i < CHUNK - 1) {
-      rs = sd[so + 2 * (i + 1) + 1]!;
-      rb = sd[so + 2 * (i + 1)]!;
+      const x = sd[so + i + 1]!;
+      rs = sidOfPacked(x);
+      rb = baseOf(x);
     } else {
       rs = this.probe(k + 1);
       rb = this.pBase;
     }
-    const os = sd[so + 2 * i + 1]!;
-    const ob = sd[so + 2 * i]!;
+    const xo = sd[so + i]!;
+    const os = sidOfPacked(xo);
+    const ob = baseOf(xo);
     const ns = this.sidOf(v);
     const nb = v.base;
     // Run starts at k and k + 1 before and after (see joins()).
@@ -741,8 +876,7 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
     }
     if (!(ls === ns && nb === lb + 1 && jf(lb))) d++;
     if (rs !== 0 && !(rs === ns && rb === nb + 1 && jf(nb))) d++;
-    sd[so + 2 * i + 1] = ns;
-    sd[so + 2 * i] = nb;
+    sd[so + i] = pack(nb, ns);
     this.cnt += d;
   }
 
@@ -756,10 +890,9 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
       const ch = this.chunk(c);
       if (ch !== undefined) {
         const i = start - c * CHUNK;
-        if (this.slab[ch.off + 2 * i + 1] === 0) return;
+        if (this.slab[ch.off + i] === 0) return;
         const before = (this.isStart(start) ? 1 : 0) + (this.isStart(end) ? 1 : 0);
-        this.slab[ch.off + 2 * i + 1] = 0;
-        this.slab[ch.off + 2 * i] = 0;
+        this.slab[ch.off + i] = 0;
         this.denseCovered--;
         this.cnt += (this.isStart(end) ? 1 : 0) - before;
         if (--this.cn[ch.off / SLOT]! === 0) this.dropChunk(ch);
@@ -779,9 +912,8 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
         const hi = Math.min(end, c0 + CHUNK);
         for (let k = Math.max(start, c0); k < hi; k++) {
           const i = k - c0;
-          if (this.slab[ch.off + 2 * i + 1] !== 0) {
-            this.slab[ch.off + 2 * i + 1] = 0;
-            this.slab[ch.off + 2 * i] = 0;
+          if (this.slab[ch.off + i] !== 0) {
+            this.slab[ch.off + i] = 0;
             this.cn[ch.off / SLOT]--;
             this.denseCovered--;
           }
@@ -799,7 +931,7 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
     this.chunks = new Map();
     this.slab = EMPTY_F64;
     this.cn = EMPTY_I32;
-    this.offs = new Map();
+    this.offs = new ChunkOffsets();
     this.lastOc = -1;
     this.slabFree = [];
     this.slabUsed = 0;
@@ -820,7 +952,7 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
     for (const p of this.order.entries()) {
       const ch = p.value;
       const nc = m.addChunk(ch.index);
-      m.slab.set(this.slab.subarray(ch.off, ch.off + 2 * CHUNK), nc.off);
+      m.slab.set(this.slab.subarray(ch.off, ch.off + SLOT), nc.off);
       m.cn[nc.off / SLOT] = this.cn[ch.off / SLOT]!;
     }
     m.cnt = this.cnt;
@@ -860,10 +992,13 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
       if (ch.index !== c || this.order.get(c) !== ch) fail(`chunk ${c} not indexed`);
       let n = 0;
       for (let i = 0; i < CHUNK; i++) {
-        if (this.slab[ch.off + 2 * i + 1] !== 0) {
+        const x = this.slab[ch.off + i]!;
+        if (x !== 0) {
           n++;
-          if (this.slab[ch.off + 2 * i + 1]! > this.tmpl.length) fail('unknown shape');
-        } else if (this.slab[ch.off + 2 * i] !== 0) fail('stale base');
+          const sid = sidOfPacked(x);
+          if (!(sid >= 1 && sid <= this.tmpl.length)) fail('unknown shape');
+          if (!packable(baseOf(x), 1)) fail('base out of the packed range');
+        }
       }
       if (n !== this.cn[ch.off / SLOT]) fail(`chunk ${c} count != ${n}`);
       if (n === 0) fail(`empty chunk ${c}`);

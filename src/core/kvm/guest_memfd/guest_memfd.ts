@@ -374,22 +374,20 @@ export function kvmGmemRelease(k: KernelCtx, f: GmemFile): Vm {
   return f.vm;
 }
 
-export type GmemPfn =
-  { readonly ok: true; readonly pfn: Pfn } | { readonly ok: false; readonly errno: Errno };
-
 /**
- * `kvm_gmem_get_pfn()`: the guest_memfd side of a guest fault at `gfn` in `slot`.
- * EFAULT: file released (or not the slot's); EIO: binding mismatch; EHWPOISON: poisoned folio;
- * an arch prepare failure: its errno.
+ * `kvm_gmem_get_pfn()`: the guest_memfd side of a guest fault at `gfn` in `slot`: the frame (a
+ * number), or the errno the kernel returns (a string; the fault hot path allocates no result
+ * object). EFAULT: file released (or not the slot's); EIO: binding mismatch; EHWPOISON: poisoned
+ * folio; an arch prepare failure: its errno.
  * A folio that is not up-to-date is zeroed and prepared (arch hook) before it is returned.
  */
-export function kvmGmemGetPfn(k: KernelCtx, slot: Memslot, gfn: Gfn): GmemPfn {
+export function kvmGmemGetPfn(k: KernelCtx, slot: Memslot, gfn: Gfn): Pfn | Errno {
   const g = slot.gmem;
-  if (g === null || g.file === null || g.file.released) return { ok: false, errno: 'EFAULT' };
+  if (g === null || g.file === null || g.file.released) return 'EFAULT';
   const f = g.file;
   const index = gfnToGmemIndex(slot, g.pgoff, gfn);
-  if (f.bindings.get(index) !== slot) return { ok: false, errno: 'EIO' };
+  if (f.bindings.get(index) !== slot) return 'EIO';
   const pfn = getPreparedFolio(k, f, index, 'guest_fault', gfn);
-  if (typeof pfn === 'number') return { ok: true, pfn };
-  return { ok: false, errno: pfn === 'poisoned' ? 'EHWPOISON' : pfn.prepareFailed };
+  if (typeof pfn === 'number') return pfn;
+  return pfn === 'poisoned' ? 'EHWPOISON' : pfn.prepareFailed;
 }
