@@ -362,6 +362,7 @@ describe('ExtentMap vs RangeMap (random operation sequences)', () => {
       'entryAtSlot',
       'shiftValue',
       'extendHot',
+      'slotAfter',
       'firstLeaf',
       'placeFree',
       'deleteRange',

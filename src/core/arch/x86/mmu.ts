@@ -196,12 +196,12 @@ export function guestTranslate(k: KernelCtx, vm: Vm, gfn: Gfn, write: boolean): 
       vm.mmioSptes.delete(gfn, gfn + 1);
     }
   }
-  return kvmMmuPageFault(k, vm, newPageFault(gfn, write, kvmMmuFaultIsPrivate(vm, gfn)));
+  return kvmMmuDoPageFault(k, vm, gfn, write, kvmMmuFaultIsPrivate(vm, gfn));
 }
 
 /**
  * `struct kvm_page_fault` (arch/x86/kvm/mmu/mmu_internal.h), the fields this model uses: built
- * once where a fault enters the MMU (`newPageFault()`: a guest access, a pre-fault) and passed
+ * once where a fault enters the MMU (`kvmMmuDoPageFault()`: a guest access, a pre-fault) and passed
  * through every stage; the inputs are fixed, the stages fill in the rest as the kernel's do.
  */
 export type KvmPageFault = {
@@ -232,6 +232,45 @@ export function newPageFault(gfn: Gfn, write: boolean, isPrivate: boolean): KvmP
     goalLevel: '4K',
     source: 'hva',
   };
+}
+
+/** A fault record whose inputs can be set again (the reused one). */
+type ReusableFault = { -readonly [F in keyof KvmPageFault]: KvmPageFault[F] };
+/**
+ * The fault record kvmMmuDoPageFault() reuses: the kernel's lives on its stack; here one object
+ * stands for it, since a fault runs to completion before the next starts (the model is
+ * single-threaded), which saves an allocation per fault. While it is lent out it is undefined, so
+ * a fault started inside another (none today) gets a fresh record and the two never share fields.
+ * Nothing keeps a record after the fault returns (outcomes and events copy what they need).
+ */
+let spareFault: ReusableFault | undefined = newPageFault(asGfn(0), false, false);
+
+/**
+ * `kvm_mmu_do_page_fault()`: build the fault record for a fault at gfn (a guest access or a
+ * pre-fault) and run the fault path on it.
+ */
+export function kvmMmuDoPageFault(
+  k: KernelCtx,
+  vm: Vm,
+  gfn: Gfn,
+  write: boolean,
+  isPrivate: boolean,
+): FaultOutcome {
+  const f = spareFault;
+  if (f === undefined) return kvmMmuPageFault(k, vm, newPageFault(gfn, write, isPrivate));
+  spareFault = undefined;
+  f.gfn = gfn;
+  f.write = write;
+  f.isPrivate = isPrivate;
+  f.slot = undefined;
+  f.pfn = ZERO_PFN;
+  f.mapWritable = false;
+  f.goalLevel = '4K';
+  f.source = 'hva';
+  const out = kvmMmuPageFault(k, vm, f);
+  f.slot = undefined; // hold no memslot between faults
+  spareFault = f;
+  return out;
 }
 
 /**

@@ -9,7 +9,7 @@ import type { Errno } from '../../base/errno.js';
 import type { PreFaultRange } from '../../kvm/arch_ops.js';
 import type { Vcpu } from '../../kvm/objects.js';
 import { LEVEL_PAGES, asGpa, gpaToGfn, pagesToBytes } from '../../base/units.js';
-import { kvmMmuFaultIsPrivate, kvmMmuPageFault, newPageFault } from './mmu.js';
+import { kvmMmuDoPageFault, kvmMmuFaultIsPrivate } from './mmu.js';
 
 /** One step: the bytes of the range now mapped (> 0), or an errno. */
 export function kvmArchVcpuPreFaultMemory(
@@ -29,7 +29,7 @@ export function kvmArchVcpuPreFaultMemory(
   if (vm.stage2[0]!.entryAt(gfn) === undefined) {
     const isPrivate =
       !k.mutants.has('prefault_ignores_attributes') && kvmMmuFaultIsPrivate(vm, gfn);
-    const out = kvmMmuPageFault(k, vm, newPageFault(gfn, false, isPrivate));
+    const out = kvmMmuDoPageFault(k, vm, gfn, false, isPrivate);
     if (out.kind === 'mmio') return 'ENOENT';
     if (out.kind === 'memfault') return out.errno;
   }

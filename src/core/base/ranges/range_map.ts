@@ -457,10 +457,16 @@ export class RangeMap<V> {
   get(k: number): V | undefined {
     const lk = this.lk;
     const h = this.hot;
-    if (h >= 0 && k >= lk[2 * h] && k < lk[2 * h + 1]) {
+    if (h >= 0 && k >= lk[2 * h]) {
       const st = lk[2 * h];
-      const hv = this.lv[h] as V;
-      return st === k ? hv : this.ops.shift(hv, k - st);
+      if (k < lk[2 * h + 1]) {
+        const hv = this.lv[h] as V;
+        return st === k ? hv : this.ops.shift(hv, k - st);
+      }
+      // Past the hot entry: k has no value if the entry after it starts beyond k (the next
+      // sequential fault's lookup).
+      const nx = this.slotAfter(h);
+      if (nx < 0 || lk[2 * nx] > k) return undefined;
     }
     const leaf = this.findLeaf(k);
     const i = this.leafFloor(leaf, k);
@@ -700,19 +706,21 @@ export class RangeMap<V> {
     if (h < 0) return false;
     const lk = this.lk;
     if (lk[2 * h + 1] !== start) return false;
-    const leaf = Math.floor(h / LEAF_MAX);
-    let next: number;
-    if (h - leaf * LEAF_MAX + 1 < this.lmeta[leaf * L_META + L_COUNT]) next = h + 1;
-    else {
-      const nl = this.lmeta[leaf * L_META + L_NEXT];
-      next = nl === NIL ? -1 : nl * LEAF_MAX;
-    }
+    const next = this.slotAfter(h);
     // The next entry must start past `end` (at `end` it might coalesce too: the slow path).
     if (next >= 0 && lk[2 * next] <= end) return false;
     if (!this.ops.canMerge(this.lv[h] as V, start - lk[2 * h], v)) return false;
     lk[2 * h + 1] = end;
     this.covered += end - start;
     return true;
+  }
+
+  /** The slot of the entry after the one in slot s (the next leaf's first), or -1. */
+  private slotAfter(s: number): number {
+    const leaf = Math.floor(s / LEAF_MAX);
+    if (s - leaf * LEAF_MAX + 1 < this.lmeta[leaf * L_META + L_COUNT]) return s + 1;
+    const nl = this.lmeta[leaf * L_META + L_NEXT];
+    return nl === NIL ? -1 : nl * LEAF_MAX;
   }
 
   /**
