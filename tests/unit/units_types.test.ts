@@ -14,6 +14,9 @@ import {
   asPfn,
   asPgOff,
   bytesToPgOff,
+  exactGpaOffset,
+  exactGpaToGfn,
+  gpaExact,
   gfnAdd,
   gfnAlignDown,
   gfnAlignUp,
@@ -109,5 +112,25 @@ describe('units: conversions', () => {
     assert.equal(offsetInPage(0x1fffn), 0xfff);
     assert.equal(pageAlignUp(1n), 4096n);
     assert.equal(pageAlignUp(4096n), 4096n);
+  });
+  test('gpaToGfn and offsetInPage take double arithmetic below 2^53 and agree with the shift and mask everywhere', () => {
+    const edges = [0n, 1n, 4095n, 4096n, (1n << 53n) - 4097n, (1n << 53n) - 1n, 1n << 53n];
+    for (const e of [
+      ...edges,
+      (1n << 53n) + 1n,
+      (1n << 53n) + 4095n,
+      (1n << 64n) - 1n,
+      -1n,
+      -4097n,
+    ])
+      for (const v of [e, e + 1n, e - 1n]) {
+        assert.equal(gpaToGfn(asGpa(v)), Number(v >> 12n), `gfn of ${v}`);
+        assert.equal(offsetInPage(v), Number(v & 4095n), `offset of ${v}`);
+        const n = gpaExact(asGpa(v));
+        if (v >= 0n && v < 1n << 53n) {
+          assert.equal(exactGpaToGfn(n), Number(v >> 12n), `exact gfn of ${v}`);
+          assert.equal(exactGpaOffset(n), Number(v & 4095n), `exact offset of ${v}`);
+        } else assert.equal(n, -1, `${v} is not exact`);
+      }
   });
 });

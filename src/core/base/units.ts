@@ -73,15 +73,15 @@ export function isPageAligned(v: bigint): boolean {
 /**
  * Below 2^53 a non-negative bigint converts to a double exactly, and page arithmetic on doubles
  * (a division by 4096 and a floor) gives what the bigint shift and mask give, without allocating a
- * bigint: the hot paths (one guest access per KVM_RUN step) take that way.
+ * bigint: the hot paths (one guest access per KVM_RUN step) take that way. The range check is made
+ * on the converted double (cheaper than bigint comparisons): a bigint of 2^53 or more converts to
+ * 2^53 or more, a negative one to a negative double.
  */
-const EXACT_N = 1n << 53n;
+const EXACT_MAX = Number.MAX_SAFE_INTEGER;
 /** The byte offset of an address inside its page (`offset_in_page()`). */
 export function offsetInPage(v: bigint): number {
-  if (v >= 0n && v < EXACT_N) {
-    const n = Number(v);
-    return n - Math.floor(n / 4096) * 4096;
-  }
+  const n = Number(v);
+  if (n >= 0 && n <= EXACT_MAX) return n - Math.floor(n / 4096) * 4096;
   return Number(v & PAGE_MASK_N);
 }
 /** `PAGE_ALIGN()` of a length or address on unbounded integers (callers check for u64 overflow). */
@@ -108,8 +108,27 @@ export function pagesToBytes(n: number): bigint {
 
 // Guest-physical: gpa_to_gfn(), gfn_to_gpa().
 export function gpaToGfn(gpa: Gpa): Gfn {
-  if (gpa >= 0n && gpa < EXACT_N) return Math.floor(Number(gpa) / 4096) as Gfn;
+  const n = Number(gpa);
+  if (n >= 0 && n <= EXACT_MAX) return Math.floor(n / 4096) as Gfn;
   return Number(gpa >> 12n) as Gfn;
+}
+/**
+ * The gpa as a double when that is exact (0 <= gpa < 2^53), else -1. A caller that needs both
+ * the gfn and the offset converts once (a bigint-to-double conversion is a runtime call) and
+ * takes them with `exactGpaToGfn` and `exactGpaOffset`; for -1 it uses `gpaToGfn` and
+ * `offsetInPage`.
+ */
+export function gpaExact(gpa: Gpa): number {
+  const n = Number(gpa);
+  return n >= 0 && n <= EXACT_MAX ? n : -1;
+}
+/** `gpa_to_gfn()` of a gpa from `gpaExact` (not -1). */
+export function exactGpaToGfn(n: number): Gfn {
+  return Math.floor(n / 4096) as Gfn;
+}
+/** `offset_in_page()` of a gpa from `gpaExact` (not -1). */
+export function exactGpaOffset(n: number): number {
+  return n - Math.floor(n / 4096) * 4096;
 }
 export function gfnToGpa(gfn: Gfn): Gpa {
   return (BigInt(gfn) << 12n) as Gpa;

@@ -36,8 +36,11 @@ import {
   PAGE_SIZE,
   asGpa,
   bytesToPagesN,
+  exactGpaOffset,
+  exactGpaToGfn,
   gfnToGpa,
   gpaAdd,
+  gpaExact,
   gpaToGfn,
   isPageAligned,
   offsetInPage,
@@ -117,9 +120,10 @@ function guestAccess(
 ): Errno | undefined {
   const translate = x86Ops(k).translate;
   // Fast path: an access inside one page (the common case) needs no piece list.
-  const off = offsetInPage(gpa);
+  const n = gpaExact(gpa);
+  const off = n >= 0 ? exactGpaOffset(n) : offsetInPage(gpa);
   if (off + buf.length <= 4096) {
-    const gfn = gpaToGfn(gpa);
+    const gfn = n >= 0 ? exactGpaToGfn(n) : gpaToGfn(gpa);
     const o = translate(k, vm, gfn, write);
     if (o.kind === 'ram') {
       if (write) k.frames.write(o.pfn, off, buf, 0, buf.length);
