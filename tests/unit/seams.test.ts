@@ -32,6 +32,7 @@ import {
   ok,
   setRegion,
   store,
+  vmOf,
   type Ctx,
 } from './helpers.js';
 
@@ -223,6 +224,7 @@ describe('the platform: one host-access check per frame', () => {
 describe('the guest_memfd backing design', () => {
   test('host faults ask the backing whether an index is shareable', () => {
     const evenOnly: GmemBacking = {
+      ...GMEM_LINUX_6_18,
       name: 'even-only',
       hostFaultAllowed: (_f, i) => i % 2 === 0,
       hostFaultAllowedRun: (_f, i, count) => (i % 2 === 0 ? Math.min(count, 1) : 0),
@@ -240,5 +242,154 @@ describe('the guest_memfd backing design', () => {
     const ua2 = mmapFd(d, createGmem(d, vm2, SIZE, GMEM_MMAP), SIZE);
     assert.deepEqual(d.h.peek(ua2, 1), { ok: false, fault: 'SIGBUS' });
     assert.equal(d.h.gmemBacking, GMEM_LINUX_6_18);
+  });
+});
+
+describe('the guest_memfd backing: folio order and conversion check', () => {
+  type OrderCall = { ino: number; index: number };
+
+  function orderLog(order: (index: number) => number, calls: OrderCall[]): GmemBacking {
+    return {
+      ...GMEM_LINUX_6_18,
+      name: 'order-log',
+      folioOrder: (f, index) => (calls.push({ ino: f.ino, index }), order(index)),
+    };
+  }
+
+  test('kvm_gmem_get_folio asks the folio order of each absent index it allocates', () => {
+    const calls: OrderCall[] = [];
+    const c = host({ gmemBacking: orderLog(() => 0, calls) });
+    const { vcpu, gmem } = privateGuest(c);
+    const ino = gmemOf(c, gmem).ino;
+    // Guest faults on absent indices 3 and 1; the second store to index 3 allocates nothing.
+    const r = c.h.kvmRun(vcpu, [store(0x3000n, 'aa'), store(0x1000n, 'bb'), store(0x3008n, 'cc')]);
+    assert.equal(r.errno, undefined);
+    assert.deepEqual(calls, [
+      { ino, index: 3 },
+      { ino, index: 1 },
+    ]);
+    // fallocate asks once per absent run, at its first index: [0,1) and [2,3) and [4,8).
+    calls.length = 0;
+    ok(c.h.fallocate(gmem, 1, 0n, SIZE));
+    assert.deepEqual(
+      calls.map((x) => x.index),
+      [0, 2, 4],
+    );
+    // Host faults on a shared file: the fault and populate paths ask too.
+    calls.length = 0;
+    const vm = createVm(c, DEFAULT_VM);
+    const shared = createGmem(c, vm, SIZE, GMEM_SHARED);
+    const ua = mmapFd(c, shared, SIZE);
+    assert.ok(c.h.poke(ua + 0x5000n, new Uint8Array([1])).ok);
+    ok(c.h.madvise(ua, SIZE, 23 /* MADV_POPULATE_WRITE */));
+    assert.deepEqual(
+      calls.map((x) => x.index),
+      [5, 0, 6],
+    );
+    assert.equal(new Set(calls.map((x) => x.ino)).size, 1);
+  });
+
+  test('an order the model cannot represent stops the allocation with a clear error', () => {
+    const calls: OrderCall[] = [];
+    const c = host({ gmemBacking: orderLog((i) => (i === 2 ? 9 : 0), calls) });
+    const { vcpu, gmem } = privateGuest(c);
+    const f = gmemOf(c, gmem);
+    assert.equal(c.h.kvmRun(vcpu, [store(0x1000n, 'aa')]).errno, undefined);
+    assert.throws(
+      () => c.h.kvmRun(vcpu, [store(0x2000n, 'bb')]),
+      /backing 'order-log': kvm_gmem_get_folio\(\) at index 2 of inode \d+ wants an order-9 folio; the model represents order-0 folios only/,
+    );
+    assert.equal(f.pages.get(2), undefined, 'nothing was allocated at index 2');
+    assert.throws(() => c.h.fallocate(gmem, 1, 0x2000n, 0x1000n), /order-9 folio/);
+    assert.equal(f.pages.get(2), undefined);
+  });
+
+  type ConvertCall = { ino: number; start: number; end: number; toPrivate: boolean };
+
+  function convertLog(
+    calls: ConvertCall[],
+    refuse?: (start: number) => { errno: Errno; index: number } | undefined,
+  ): GmemBacking {
+    return {
+      ...GMEM_LINUX_6_18,
+      name: 'convert-log',
+      canConvert: (f, start, end, toPrivate) => {
+        calls.push({ ino: f.ino, start, end, toPrivate });
+        const r = refuse?.(start);
+        return r === undefined ? undefined : { errno: r.errno, index: r.index as never };
+      },
+    };
+  }
+
+  /** A SW_PROTECTED VM: slot 0 at GPA 1 MiB bound to file pages [2, 10), slot 1 anonymous after it. */
+  function boundVm(c: Ctx): { vm: number; ino: number } {
+    const vm = createVm(c, SW_PROTECTED_VM);
+    const gmem = createGmem(c, vm, 16n * 4096n);
+    ok(
+      setRegion(c, vm, {
+        flags: MEM_GUEST_MEMFD,
+        gpa: 0x10_0000n,
+        size: SIZE,
+        uaddr: mmapAnon(c, SIZE),
+        gmem,
+        offset: 0x2000n,
+      }),
+    );
+    ok(
+      setRegion(c, vm, { slot: 1n, gpa: 0x10_0000n + SIZE, size: SIZE, uaddr: mmapAnon(c, SIZE) }),
+    );
+    return { vm, ino: gmemOf(c, gmem).ino };
+  }
+
+  const attrs = (address: bigint, size: bigint, attributes: bigint) => ({
+    address,
+    size,
+    attributes,
+    flags: 0n,
+  });
+
+  test('an attribute change asks the backing for the guest_memfd-bound ranges it covers', () => {
+    const calls: ConvertCall[] = [];
+    const c = host({ gmemBacking: convertLog(calls) });
+    const { vm, ino } = boundVm(c);
+    // GPA [1 MiB + 3 pages, 1 MiB + 12 pages): slot 0's gfns 3..8 (file 5..10), then slot 1.
+    ok(c.h.kvmSetMemoryAttributes(vm, attrs(0x10_3000n, 9n * 4096n, ATTR_PRIVATE)));
+    assert.deepEqual(calls, [{ ino, start: 5, end: 10, toPrivate: true }]);
+    // Unchanged attributes are a no-op before the check; back to shared asks with toPrivate false.
+    calls.length = 0;
+    ok(c.h.kvmSetMemoryAttributes(vm, attrs(0x10_3000n, 4096n, ATTR_PRIVATE)));
+    assert.deepEqual(calls, []);
+    ok(c.h.kvmSetMemoryAttributes(vm, attrs(0x10_4000n, 4096n, 0n)));
+    assert.deepEqual(calls, [{ ino, start: 6, end: 7, toPrivate: false }]);
+    // A range with no guest_memfd binding never asks.
+    calls.length = 0;
+    ok(c.h.kvmSetMemoryAttributes(vm, attrs(0x10_0000n + SIZE, 4096n, ATTR_PRIVATE)));
+    assert.deepEqual(calls, []);
+  });
+
+  test("a refusal fails KVM_SET_MEMORY_ATTRIBUTES with the backing's errno and changes nothing", () => {
+    const calls: ConvertCall[] = [];
+    const c = host({
+      gmemBacking: convertLog(calls, (start) => ({ errno: 'EAGAIN', index: start + 1 })),
+    });
+    const { vm, ino } = boundVm(c);
+    const r = c.h.kvmSetMemoryAttributes(vm, attrs(0x10_0000n, SIZE, ATTR_PRIVATE));
+    assert.deepEqual(r, {
+      ok: false,
+      errno: 'EAGAIN',
+      check: `set_mem_attributes: guest_memfd backing 'convert-log' refused the conversion at index 3 of inode ${ino}`,
+    });
+    const v = vmOf(c, vm);
+    assert.equal(v.attrs.get(0x100), undefined, 'attributes unchanged');
+    assert.equal(v.mmuInvalidateSeq, 0, 'no invalidation started');
+  });
+
+  test("6.18's backing never refuses and allocates order-0 folios", () => {
+    const c = host({});
+    const { vm } = boundVm(c);
+    ok(c.h.kvmSetMemoryAttributes(vm, attrs(0x10_0000n, SIZE, ATTR_PRIVATE)));
+    const f = [...vmOf(c, vm).gmemFiles][0]!;
+    assert.equal(GMEM_LINUX_6_18.folioOrder(f, 0 as never), 0);
+    assert.equal(GMEM_LINUX_6_18.canConvert(f, 0 as never, 8 as never, true), undefined);
   });
 });

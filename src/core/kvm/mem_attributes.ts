@@ -8,7 +8,7 @@
  * converting 1 GiB costs.
  */
 import type { KernelCtx } from '../ctx.js';
-import type { Vm } from './objects.js';
+import { gfnToGmemIndex, type Vm } from './objects.js';
 import { err, OK_VOID, type Result } from '../base/result.js';
 import { asGfn, asGpa, gpaAdd, gpaToGfn, isPageAligned, type Gfn } from '../base/units.js';
 import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../base/uapi.js';
@@ -69,6 +69,33 @@ export function kvmVmIoctlSetMemAttributes(
   return kvmVmSetMemAttributes(k, vm, start, end, Number(a.attributes));
 }
 
+/** The first refusal of the backing's `canConvert()` over the bound ranges of [start, end). */
+function gmemConversionRefused(
+  k: KernelCtx,
+  vm: Vm,
+  start: Gfn,
+  end: Gfn,
+  toPrivate: boolean,
+): Result<never> | undefined {
+  for (let as = 0; as < vm.slotsByGfn.length; as++) {
+    for (const p of vm.slotsByGfn[as]!.piecesIn(start, end)) {
+      const slot = p.value;
+      const file = slot.gmem?.file;
+      if (file === undefined || file === null) continue;
+      const from = gfnToGmemIndex(slot, slot.gmem!.pgoff, asGfn(p.start));
+      const to = gfnToGmemIndex(slot, slot.gmem!.pgoff, asGfn(p.end));
+      const r = k.gmemBacking.canConvert(file, from, to, toPrivate);
+      if (r !== undefined)
+        return err(
+          r.errno,
+          `set_mem_attributes: guest_memfd backing '${k.gmemBacking.name}' refused the ` +
+            `conversion at index ${r.index} of inode ${file.ino}`,
+        );
+    }
+  }
+  return undefined;
+}
+
 /**
  * `kvm_vm_set_mem_attributes()`: no-op when the range already has the value; otherwise for every
  * memslot overlapping the range, zap the old kind (x86 without mirror roots zaps everything in the
@@ -82,6 +109,12 @@ export function kvmVmSetMemAttributes(
   attrs: number,
 ): Result<undefined> {
   if (rangeHasAttributes(vm, start, end, attrs)) return OK_VOID;
+  // The guest_memfd backing's conversion check, for each guest_memfd-bound memslot range the
+  // change covers, before anything changes. 6.18 has no such step (attributes live in the VM and
+  // guest_memfd is not asked: its backing always allows); in-place conversion refuses here while
+  // a folio to be made private still has extra references.
+  const refused = gmemConversionRefused(k, vm, start, end, (attrs & PRIVATE_ATTR) !== 0);
+  if (refused !== undefined) return refused;
   // Pre-set handler: kvm_arch_pre_set_memory_attributes() for each memslot range.
   let zapped = 0;
   if (!k.mutants.has('attr_change_no_zap')) {

@@ -8,8 +8,16 @@
  * index in the file (host faults allowed only on shared indices), and HugeTLB-backed files add
  * folio orders and splitting.
  */
+import type { Errno } from '../../base/errno.js';
 import type { GmemFile } from '../objects.js';
 import type { PgOff } from '../../base/units.js';
+
+/**
+ * Why a design refuses a shared→private conversion (in-place conversion: a folio in the range
+ * still has references beyond guest_memfd's own, e.g. a host mapping or a GUP pin): the errno
+ * (EAGAIN: userspace drops the references and retries) and the first index it refused at.
+ */
+export type GmemConvertRefusal = { readonly errno: Errno; readonly index: PgOff };
 
 export interface GmemBacking {
   /** The design's name (profile part `gmem`). */
@@ -24,11 +32,38 @@ export interface GmemBacking {
    * (MADV_POPULATE_*): a range form of `hostFaultAllowed`.
    */
   hostFaultAllowedRun(f: GmemFile, index: PgOff, count: number): number;
+  /**
+   * The order of the folio `kvm_gmem_get_folio()` allocates at the absent `index` (0: one page).
+   * Asked where the file allocates: a guest or host fault on an absent index, and each absent
+   * run fallocate or populate fills (at its first index). The model represents order-0 folios
+   * only: any other answer stops the run with a "not representable" error.
+   */
+  folioOrder(f: GmemFile, index: PgOff): number;
+  /**
+   * Whether the memory attributes of the file's indices [start, end) may change (`toPrivate`:
+   * whether the new attributes include PRIVATE). Asked by KVM_SET_MEMORY_ATTRIBUTES for each
+   * guest_memfd-bound memslot range the change covers, before anything is zapped; a refusal
+   * fails the ioctl with its errno and changes nothing. In-place conversion refuses to make a
+   * range private while a folio has extra references (EAGAIN and the index).
+   */
+  canConvert(
+    f: GmemFile,
+    start: PgOff,
+    end: PgOff,
+    toPrivate: boolean,
+  ): GmemConvertRefusal | undefined;
 }
 
-/** Linux 6.18: INIT_SHARED makes the whole file host-faultable; anything else never is. */
+/**
+ * Linux 6.18: INIT_SHARED makes the whole file host-faultable; anything else never is.
+ * `kvm_gmem_get_folio()` allocates order-0 folios only ("TODO: Support huge pages"), and a
+ * memory attribute change never asks guest_memfd: attributes live in the VM
+ * (`kvm_vm_set_mem_attributes()`), so nothing refuses a conversion.
+ */
 export const GMEM_LINUX_6_18: GmemBacking = {
   name: 'linux-6.18',
   hostFaultAllowed: (f) => f.initShared,
   hostFaultAllowedRun: (f, _index, count) => (f.initShared ? count : 0),
+  folioOrder: () => 0,
+  canConvert: () => undefined,
 };

@@ -153,6 +153,21 @@ export function kvmGmemInvalidate(
 }
 
 /**
+ * `kvm_gmem_get_folio()`'s folio order at the absent `index`, as the backing design decides it
+ * (6.18: always 0, `__filemap_get_folio()` without an order). The model keeps order-0 folios
+ * only, so a design asking for larger ones stops here with an error naming it: not an errno
+ * the kernel would return, a limit of the model.
+ */
+function checkFolioOrder(k: KernelCtx, f: GmemFile, index: PgOff): void {
+  const order = k.gmemBacking.folioOrder(f, index);
+  if (order !== 0)
+    throw new Error(
+      `guest_memfd backing '${k.gmemBacking.name}': kvm_gmem_get_folio() at index ${index} of ` +
+        `inode ${f.ino} wants an order-${order} folio; the model represents order-0 folios only`,
+    );
+}
+
+/**
  * `filemap_grab_folio()` over [start, end): a new, not up-to-date folio for every absent index
  * (contents not zeroed: that happens when the folio is prepared).
  */
@@ -164,6 +179,7 @@ function allocateAbsent(
   via: 'fallocate' | 'host_fault',
 ): void {
   for (const gap of f.pages.gapsIn(start, end)) {
+    checkFolioOrder(k, f, asPgOff(gap.start));
     let idx = gap.start;
     for (const run of k.frames.alloc(gap.end - gap.start)) {
       f.pages.set(idx, idx + run.count, { base: run.base, state: 'allocated' });
@@ -223,6 +239,7 @@ function getPreparedFolio(
     f.pages.set(index, index + 1, { base: ex.base, state: 'prepared' });
     return ex.base;
   }
+  checkFolioOrder(k, f, index);
   const pfn = k.frames.allocOne();
   if (zero) k.frames.zero(pfn, 1);
   if (k.events.enabled) {
