@@ -34,9 +34,11 @@ import { GmemFile, KvmDevFile, StdFile, Vcpu, VcpuFile, Vm, VmFile } from './kvm
 import { kvmVcpuPreFaultMemory, type PreFaultResult } from './kvm/pre_fault.js';
 import { vmTypeSpec, vmTypesMask, type KernelProfile } from './profiles/profile.js';
 import { err, ok, OK_VOID, type Result } from './base/result.js';
+import type { UserPtr } from './base/uaccess.js';
 import { kvmRunProgram, type GuestProgramStep, type RunResult } from './arch/x86/kvm_run.js';
 import {
   KVM_CAP,
+  KVM_IOCTL,
   TRACE_CODE_GPA,
   TRACE_CODE_SLOT,
   MAP_ANONYMOUS,
@@ -61,6 +63,35 @@ export type HostOptions = {
   /** Replace the guest_memfd backing design (experimental designs, tests of the seam). */
   readonly gmemBacking?: GmemBacking;
 };
+
+/**
+ * The pointer argument of an ioctl as the VMM passes it: NULL, or a buffer of the caller's own
+ * outside the trace's memory (the real backend's copy of the struct), which the kernel reads and
+ * writes through copy_from_user() / copy_to_user() without faulting.
+ */
+export type IoctlArg =
+  { readonly kind: 'null' } | { readonly kind: 'buffer'; readonly bytes: Uint8Array };
+
+/** The kernel's view of an `IoctlArg` (`void __user *argp`). */
+function userPtrOf(arg: IoctlArg): UserPtr {
+  if (arg.kind === 'null')
+    return { isNull: true, copyFromUser: () => undefined, copyToUser: () => false };
+  const b = arg.bytes;
+  return {
+    isNull: false,
+    // A read past the buffer would see the caller's neighbouring memory; the vendors read no
+    // more than their struct, which the caller sizes, so the rest reads as zeros here.
+    copyFromUser: (len) => {
+      const out = new Uint8Array(len);
+      out.set(b.subarray(0, Math.min(len, b.length)));
+      return out;
+    },
+    copyToUser: (bytes) => {
+      b.set(bytes.subarray(0, Math.min(bytes.length, b.length)));
+      return true;
+    },
+  };
+}
 
 export type FileStat = {
   readonly size: bigint;
@@ -436,6 +467,21 @@ export class Host implements KernelCtx {
       return OK_VOID;
     }
     return err('EINVAL', 'kvm_vm_ioctl_enable_cap: capability not modelled');
+  }
+
+  /**
+   * KVM_MEMORY_ENCRYPT_OP on a VM or vCPU fd. Generic `kvm_vm_ioctl()` / `kvm_vcpu_ioctl()` have
+   * no case for it: it reaches the arch's `kvm_arch_vm_ioctl()` / `kvm_arch_vcpu_ioctl()`, which
+   * pass it to the vendor's `mem_enc_ioctl` / `vcpu_mem_enc_ioctl` (-ENOTTY without one). On
+   * /dev/kvm and other files it is their unknown-ioctl answer.
+   */
+  kvmMemoryEncryptOp(fd: Fd, arg: IoctlArg): Result<undefined> {
+    const f = this.fds.get(fd);
+    if (f === undefined) return err('EBADF', 'fd not open');
+    const ioctl = KVM_IOCTL.KVM_MEMORY_ENCRYPT_OP;
+    if (f instanceof VmFile) return this.arch.vmIoctl(this, f.vm, ioctl, userPtrOf(arg));
+    if (f instanceof VcpuFile) return this.arch.vcpuIoctl(this, f.vcpu, ioctl, userPtrOf(arg));
+    return Host.unknownIoctl(f);
   }
 
   // -----------------------------------------------------------------------------------------------

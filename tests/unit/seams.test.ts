@@ -6,7 +6,12 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Host, type HostOptions } from '../../src/core/host.js';
+import { Host, type HostOptions, type IoctlArg } from '../../src/core/host.js';
+import { composeProfile } from '../../src/core/profiles/compose.js';
+import { OK_VOID, type Result } from '../../src/core/base/result.js';
+import type { UserPtr } from '../../src/core/base/uaccess.js';
+import { SVM_OPS } from '../../src/core/arch/x86/svm/svm.js';
+import { sevMemEncIoctl } from '../../src/core/arch/x86/svm/sev.js';
 import { getProfile } from '../../src/core/profiles/index.js';
 import type { Errno } from '../../src/core/base/errno.js';
 import { asHva, hvaToHvpn, hvpnAdd, type Pfn } from '../../src/core/base/units.js';
@@ -26,6 +31,7 @@ import {
   createGmem,
   createVcpu,
   createVm,
+  fails,
   gmemOf,
   mmapAnon,
   mmapFd,
@@ -391,5 +397,141 @@ describe('the guest_memfd backing: folio order and conversion check', () => {
     const f = [...vmOf(c, vm).gmemFiles][0]!;
     assert.equal(GMEM_LINUX_6_18.folioOrder(f, 0 as never), 0);
     assert.equal(GMEM_LINUX_6_18.canConvert(f, 0 as never, 8 as never, true), undefined);
+  });
+});
+
+describe('kvm_x86_ops: mem_enc_ioctl (KVM_MEMORY_ENCRYPT_OP)', () => {
+  type EncCall = { vm?: number; vcpu?: bigint; isNull: boolean; id?: number };
+  const cmd = (id: number): IoctlArg => {
+    const bytes = new Uint8Array(24);
+    new DataView(bytes.buffer).setUint32(0, id, true);
+    return { kind: 'buffer', bytes };
+  };
+  const NULL_ARG: IoctlArg = { kind: 'null' };
+  const idOf = (p: UserPtr): number | undefined => {
+    const b = p.copyFromUser(24);
+    return b === undefined ? undefined : new DataView(b.buffer).getUint32(0, true);
+  };
+
+  test('the VM ioctl reaches the vendor with the VM and the pointer; its result is the answer', () => {
+    const calls: EncCall[] = [];
+    let answer: Result<undefined> = { ok: false, errno: 'EPERM', check: 'instrumented' };
+    const c = host({
+      vendorOps: vendorWith({
+        memEncIoctl: (_k, vm, argp) => {
+          calls.push({
+            vm: vm.index,
+            isNull: argp.isNull,
+            id: argp.isNull ? undefined : idOf(argp),
+          });
+          return answer;
+        },
+        vcpuMemEncIoctl: (_k, vcpu, argp) => {
+          calls.push({ vcpu: vcpu.id, isNull: argp.isNull });
+          return OK_VOID;
+        },
+      }),
+    });
+    createVm(c, DEFAULT_VM);
+    const vm = createVm(c, DEFAULT_VM);
+    fails(c.h.kvmMemoryEncryptOp(vm, cmd(7)), 'EPERM');
+    answer = OK_VOID;
+    ok(c.h.kvmMemoryEncryptOp(vm, NULL_ARG));
+    ok(c.h.kvmMemoryEncryptOp(createVcpu(c, vm, 3n), cmd(1)));
+    assert.deepEqual(calls, [
+      { vm: 1, isNull: false, id: 7 },
+      { vm: 1, isNull: true, id: undefined },
+      { vcpu: 3n, isNull: false },
+    ]);
+    // /dev/kvm (kvm_arch_dev_ioctl: EINVAL), a guest_memfd (no ioctls: ENOTTY), a closed fd.
+    calls.length = 0;
+    fails(c.h.kvmMemoryEncryptOp(c.kvm, cmd(7)), 'EINVAL');
+    fails(c.h.kvmMemoryEncryptOp(createGmem(c, vm, SIZE), cmd(7)), 'ENOTTY');
+    fails(c.h.kvmMemoryEncryptOp(999, cmd(7)), 'EBADF');
+    assert.deepEqual(calls, []);
+  });
+
+  test('without the vendor op (a NULL static call) both ioctls are ENOTTY', () => {
+    const c = host({
+      vendorOps: { ...VMX_OPS, memEncIoctl: undefined, vcpuMemEncIoctl: undefined },
+    });
+    const vm = createVm(c, DEFAULT_VM);
+    fails(c.h.kvmMemoryEncryptOp(vm, cmd(0)), 'ENOTTY');
+    fails(c.h.kvmMemoryEncryptOp(createVcpu(c, vm), NULL_ARG), 'ENOTTY');
+  });
+
+  test('each vendor on a VM that is not confidential: VMX, PVM, SVM without SEV', () => {
+    const answers = (profile: string, vendorOps?: KvmX86Ops): string[] => {
+      const c = host(vendorOps === undefined ? {} : { vendorOps }, profile);
+      const vm = createVm(c, DEFAULT_VM);
+      const cpu = createVcpu(c, vm);
+      return [
+        c.h.kvmMemoryEncryptOp(vm, NULL_ARG),
+        c.h.kvmMemoryEncryptOp(vm, cmd(2)),
+        c.h.kvmMemoryEncryptOp(cpu, NULL_ARG),
+      ].map((r) => (r.ok ? 'ok' : r.errno));
+    };
+    // vt_mem_enc_ioctl: !is_td → ENOTTY; vt_vcpu_mem_enc_ioctl: !is_td_vcpu → EINVAL.
+    assert.deepEqual(answers('linux-6.18'), ['ENOTTY', 'ENOTTY', 'EINVAL']);
+    // pvm_x86_ops sets neither op (as the development machines' kernel answers).
+    assert.deepEqual(answers('linux-6.18-pvm'), ['ENOTTY', 'ENOTTY', 'ENOTTY']);
+    // svm: sev_mem_enc_ioctl without sev_enabled → ENOTTY; no vcpu_mem_enc_ioctl.
+    assert.deepEqual(answers('linux-6.18', SVM_OPS), ['ENOTTY', 'ENOTTY', 'ENOTTY']);
+  });
+
+  /** linux-6.18 facts on kvm_amd whose KVM_CAP_VM_TYPES offers SEV (and SEV-ES when `es`). */
+  function sevHost(es: boolean): Ctx {
+    const base = getProfile('linux-6.18')!;
+    const system = [...base.facts.caps.system];
+    system[235] = (system[235] ?? 0) | 4 | (es ? 8 : 0);
+    const p = composeProfile(
+      { name: 'amd-sev', description: 'test' },
+      { ...base.facts, kvmModule: 'kvm_amd', caps: { ...base.facts.caps, system } },
+    );
+    const h = new Host(p);
+    return { h, kvm: h.openDevKvm() };
+  }
+
+  test('sev_mem_enc_ioctl with SEV enabled: its order of checks on a VM that is not an SEV guest', () => {
+    const c = sevHost(false);
+    const vm = createVm(c, DEFAULT_VM);
+    const r = (a: IoctlArg): string => {
+      const x = c.h.kvmMemoryEncryptOp(vm, a);
+      return x.ok ? 'ok' : x.errno;
+    };
+    assert.equal(r(NULL_ARG), 'ok', '!argp: 0 before anything is copied');
+    assert.equal(r(cmd(2)), 'ENOTTY', 'LAUNCH_START: !sev_guest');
+    assert.equal(r(cmd(13)), 'EINVAL', 'RECEIVE_UPDATE_DATA: !sev_guest is EINVAL');
+    assert.equal(r(cmd(22)), 'EINVAL', 'INIT2: !need_init');
+    assert.equal(r(cmd(1)), 'ENOTTY', 'ES_INIT without sev_es_enabled');
+    assert.equal(r(cmd(10)), 'EINVAL', 'SEND_UPDATE_VMSA: no case in the switch');
+    assert.equal(r(cmd(0xffff_ffff)), 'EINVAL', 'unknown id');
+    assert.throws(() => r(cmd(0)), /SEV guests are not modelled/);
+    const es = sevHost(true);
+    const sw = createVm(es, SW_PROTECTED_VM);
+    fails(es.h.kvmMemoryEncryptOp(sw, cmd(1)), 'EINVAL', 'ES_INIT on SW_PROTECTED: vm_type');
+    fails(es.h.kvmMemoryEncryptOp(sw, cmd(0)), 'EINVAL', 'INIT on SW_PROTECTED: vm_type');
+  });
+
+  test('sev_mem_enc_ioctl: copy_from_user faults first; copy_to_user only for a handled command', () => {
+    const c = sevHost(false);
+    const vm = vmOf(c, createVm(c, DEFAULT_VM));
+    const ptr = (id: number, readable: boolean, writable: boolean): UserPtr => ({
+      isNull: false,
+      copyFromUser: () => (readable ? (cmd(id) as { bytes: Uint8Array }).bytes : undefined),
+      copyToUser: () => writable,
+    });
+    const errno = (p: UserPtr): string => {
+      const x = sevMemEncIoctl(c.h, vm, p);
+      return x.ok ? 'ok' : x.errno;
+    };
+    assert.equal(errno(ptr(2, false, false)), 'EFAULT');
+    assert.equal(
+      errno(ptr(2, true, false)),
+      'EFAULT',
+      'the handler said ENOTTY; the copy back wins',
+    );
+    assert.equal(errno(ptr(999, true, false)), 'EINVAL', 'the default skips the copy back');
+    assert.equal(errno(ptr(2, true, true)), 'ENOTTY');
   });
 });

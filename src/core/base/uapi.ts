@@ -22,6 +22,8 @@ export const KVM_IOCTL = {
   KVM_SET_MEMORY_ATTRIBUTES: 0x4020aed2,
   KVM_CREATE_GUEST_MEMFD: 0xc040aed4,
   KVM_PRE_FAULT_MEMORY: 0xc040aed5,
+  /** _IOWR(KVMIO, 0xba, unsigned long): the argument is a pointer to the vendor's command struct. */
+  KVM_MEMORY_ENCRYPT_OP: 0xc008aeba,
 } as const;
 
 /** KVM_CAP_* ids used by the model (the profile holds values for every id). */

@@ -6,6 +6,8 @@
  */
 import type { Errno } from '../base/errno.js';
 import type { ZapSource } from '../base/events.js';
+import type { Result } from '../base/result.js';
+import type { UserPtr } from '../base/uaccess.js';
 import type { Gfn, Pfn } from '../base/units.js';
 import type { Memslot, Vcpu, Vm } from './objects.js';
 
@@ -70,4 +72,12 @@ export interface KvmArchOps<K> {
    * (`kvm_gmem_free_folio()`), before the page allocator gets them back.
    */
   gmemInvalidate(k: K, start: Pfn, end: Pfn): void;
+  /**
+   * `kvm_arch_vm_ioctl()`: a VM ioctl generic `kvm_vm_ioctl()` has no case for, with its
+   * `void __user *` argument; an ioctl the arch does not know gets its default (x86: -ENOTTY).
+   * The model routes KVM_MEMORY_ENCRYPT_OP here.
+   */
+  vmIoctl(k: K, vm: Vm, ioctl: number, argp: UserPtr): Result<undefined>;
+  /** `kvm_arch_vcpu_ioctl()` likewise for a vCPU ioctl (x86's default: -EINVAL). */
+  vcpuIoctl(k: K, vcpu: Vcpu, ioctl: number, argp: UserPtr): Result<undefined>;
 }

@@ -5,8 +5,11 @@
  */
 import type { KernelCtx } from '../../ctx.js';
 import type { Errno } from '../../base/errno.js';
+import { err, type Result } from '../../base/result.js';
+import type { UserPtr } from '../../base/uaccess.js';
+import { KVM_IOCTL } from '../../base/uapi.js';
 import type { Gfn, Pfn } from '../../base/units.js';
-import type { Vm } from '../../kvm/objects.js';
+import type { Vcpu, Vm } from '../../kvm/objects.js';
 import {
   kvmFlushRemoteTlbs,
   kvmMmuInvalidateGfnRange,
@@ -36,6 +39,8 @@ export function x86ArchOps(vendor: KvmX86Ops): X86ArchOps {
     allocMemslotMetadata: kvmMmuInitMemslotMemoryAttributes,
     gmemPrepare: kvmArchGmemPrepare,
     gmemInvalidate: kvmArchGmemInvalidate,
+    vmIoctl: kvmArchVmIoctl,
+    vcpuIoctl: kvmArchVcpuIoctl,
   };
 }
 
@@ -54,4 +59,45 @@ function kvmArchGmemPrepare(
 /** `kvm_arch_gmem_invalidate()`: `kvm_x86_call(gmem_invalidate)` when the vendor has one. */
 function kvmArchGmemInvalidate(k: KernelCtx, start: Pfn, end: Pfn): void {
   x86Ops(k).gmemInvalidate?.(k, start, end);
+}
+
+/**
+ * `kvm_arch_vm_ioctl()` (arch/x86/kvm/x86.c) for the VM ioctls the model routes to it:
+ * KVM_MEMORY_ENCRYPT_OP is -ENOTTY when the vendor has no `mem_enc_ioctl`, else the vendor's
+ * result; any other is the switch's default, -ENOTTY.
+ */
+function kvmArchVmIoctl(k: KernelCtx, vm: Vm, ioctl: number, argp: UserPtr): Result<undefined> {
+  switch (ioctl) {
+    case KVM_IOCTL.KVM_MEMORY_ENCRYPT_OP: {
+      const vendor = x86Ops(k);
+      if (vendor.memEncIoctl === undefined)
+        return err('ENOTTY', `KVM_MEMORY_ENCRYPT_OP: ${vendor.name} has no mem_enc_ioctl`);
+      return vendor.memEncIoctl(k, vm, argp);
+    }
+    default:
+      return err('ENOTTY', 'kvm_arch_vm_ioctl: unknown ioctl');
+  }
+}
+
+/**
+ * `kvm_arch_vcpu_ioctl()` for the vCPU ioctls the model routes to it: KVM_MEMORY_ENCRYPT_OP is
+ * -ENOTTY when the vendor has no `vcpu_mem_enc_ioctl`, else the vendor's result; any other is
+ * the switch's default, -EINVAL.
+ */
+function kvmArchVcpuIoctl(
+  k: KernelCtx,
+  vcpu: Vcpu,
+  ioctl: number,
+  argp: UserPtr,
+): Result<undefined> {
+  switch (ioctl) {
+    case KVM_IOCTL.KVM_MEMORY_ENCRYPT_OP: {
+      const vendor = x86Ops(k);
+      if (vendor.vcpuMemEncIoctl === undefined)
+        return err('ENOTTY', `KVM_MEMORY_ENCRYPT_OP: ${vendor.name} has no vcpu_mem_enc_ioctl`);
+      return vendor.vcpuMemEncIoctl(k, vcpu, argp);
+    }
+    default:
+      return err('EINVAL', 'kvm_arch_vcpu_ioctl: unknown ioctl');
+  }
 }

@@ -10,10 +10,12 @@
  */
 import type { KernelCtx } from '../../ctx.js';
 import type { Errno } from '../../base/errno.js';
+import type { Result } from '../../base/result.js';
+import type { UserPtr } from '../../base/uaccess.js';
 import type { KvmModule } from '../../profiles/facts.js';
 import type { Gfn, Pfn } from '../../base/units.js';
 import type { FaultOutcome, KvmArchOps } from '../../kvm/arch_ops.js';
-import type { Vm } from '../../kvm/objects.js';
+import type { Vcpu, Vm } from '../../kvm/objects.js';
 
 export interface KvmX86Ops {
   /** The vendor module (`/sys/module/<name>`). */
@@ -44,6 +46,17 @@ export interface KvmX86Ops {
    * (`kvm_gmem_free_folio()`), so the platform must make them host-owned again. Optional.
    */
   gmemInvalidate?(k: KernelCtx, start: Pfn, end: Pfn): void;
+  /**
+   * `kvm_x86_ops.mem_enc_ioctl`: KVM_MEMORY_ENCRYPT_OP on a VM fd, `argp` the user's pointer to
+   * the vendor's command struct (`vt_mem_enc_ioctl` → `tdx_vm_ioctl()` for a TD,
+   * `sev_mem_enc_ioctl`). Optional: NULL makes the ioctl -ENOTTY (`kvm_arch_vm_ioctl()`).
+   */
+  memEncIoctl?(k: KernelCtx, vm: Vm, argp: UserPtr): Result<undefined>;
+  /**
+   * `kvm_x86_ops.vcpu_mem_enc_ioctl`: KVM_MEMORY_ENCRYPT_OP on a vCPU fd (TDX's per-vCPU
+   * commands). Optional: NULL makes the ioctl -ENOTTY (`kvm_arch_vcpu_ioctl()`).
+   */
+  vcpuMemEncIoctl?(k: KernelCtx, vcpu: Vcpu, argp: UserPtr): Result<undefined>;
 }
 
 /** The x86 implementation of the generic arch ops, with the vendor module it was built for. */

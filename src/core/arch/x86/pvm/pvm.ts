@@ -5,6 +5,11 @@
  * guest memory with uaccess on the memslot's userspace_addr — also for gmem-only slots — and turns
  * every access it cannot complete into KVM_EXIT_MMIO; and a VMCALL is never completed, so the
  * vCPU spins on it until a signal.
+ *
+ * `pvm_x86_ops` sets neither `mem_enc_ioctl` nor `vcpu_mem_enc_ioctl` (virt-pvm/linux
+ * arch/x86/kvm/pvm/pvm.c): KVM_MEMORY_ENCRYPT_OP is -ENOTTY on VM and vCPU fds whatever the
+ * argument (NULL, a command struct, an unmapped pointer), as the development machines' kernel
+ * answers.
  */
 import type { KvmX86Ops } from '../x86_ops.js';
 import { emulatedTranslate } from '../mmu.js';
