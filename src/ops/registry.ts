@@ -19,6 +19,7 @@ import { VCPU_FAMILY, type VcpuFamilyOp } from './vcpu.js';
 import { PRE_FAULT_FAMILY, type PreFaultFamilyOp } from './pre_fault.js';
 import { HOST_MM_FAMILY, type HostMmFamilyOp } from './host_mm.js';
 import { FD_FAMILY, type FdFamilyOp } from './fd.js';
+import { MEM_ENC_FAMILY, type MemEncFamilyOp } from './mem_enc.js';
 
 /** The ops of every family (each op's own fields and its name). */
 export type AnyOpBody =
@@ -29,7 +30,8 @@ export type AnyOpBody =
   | VcpuFamilyOp
   | PreFaultFamilyOp
   | HostMmFamilyOp
-  | FdFamilyOp;
+  | FdFamilyOp
+  | MemEncFamilyOp;
 
 /** A parsed, validated trace op (../shared/spec/trace-format.md): the families' op types. */
 export type TraceOp = OpCommon & AnyOpBody;
@@ -47,6 +49,7 @@ export const FAMILIES = [
   PRE_FAULT_FAMILY,
   HOST_MM_FAMILY,
   FD_FAMILY,
+  MEM_ENC_FAMILY,
 ] as const;
 
 /** Every op, family by family ("did you mean" picks the first of equally close names). */

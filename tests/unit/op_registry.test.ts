@@ -34,6 +34,7 @@ const SAMPLE: Record<string, unknown> = {
   guest: [{ load: { gpa: 4096 } }],
   args: [1],
   len: 8,
+  argp: 'cmd',
 };
 const sample = (field: string): unknown => SAMPLE[field] ?? 4096;
 

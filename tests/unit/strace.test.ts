@@ -164,6 +164,11 @@ const CASES: Record<OpName, [Record<string, unknown>, ResultLine, string]> = {
     { ok: false, fault: 'SIGBUS' },
     'poke(shared, "deadbeef") = SIGBUS',
   ],
+  KVM_MEMORY_ENCRYPT_OP: [
+    { op: 'KVM_MEMORY_ENCRYPT_OP', fd: 'vm4', id: 2 },
+    { ok: false, errno: 'ENOTTY' },
+    'KVM_MEMORY_ENCRYPT_OP(vm4, {id=0x2}) = -1 ENOTTY',
+  ],
 };
 
 describe('strace renderer', () => {
