@@ -108,7 +108,9 @@ export const memoryEncryptOp: OpSpec<MemoryEncryptOp> = {
 
 /**
  * KVM_MEMORY_ENCRYPT_OP on a VM (mostly), a vCPU or any fd, with a NULL pointer or a command:
- * the SEV command ids, ids the vendors' switches have no case for, and edge values.
+ * the SEV command ids, ids the vendors' switches have no case for, and edge values. Never
+ * KVM_SEV_INIT/ES_INIT (0, 1): on an SEV host they would start an SEV guest, which neither the
+ * model (it stops with an error) nor the real backend (it refuses them on kvm_amd) does.
  */
 export function genMemoryEncryptOp(g: Gen): void {
   const fd = g.r.weighted<FdArg>([
@@ -121,7 +123,7 @@ export function genMemoryEncryptOp(g: Gen): void {
     [6, BigInt(2 + g.r.int(21))],
     [2, g.r.pick([100n, 101n, 102n])],
     [2, BigInt(g.r.int(1 << 16))],
-    [1, g.r.pick([0n, 1n, 0xffff_ffffn])],
+    [1, g.r.pick([23n, 99n, 0xffff_ffffn])],
   ]);
   g.push({ op: 'KVM_MEMORY_ENCRYPT_OP', fd, argp, id });
 }
