@@ -5,10 +5,11 @@
  * the pointer as NULL or as the backend's own struct with a command id. Only what a VM that is not
  * a confidential guest reaches is modelled: SEV and TDX command sets come with their platforms.
  */
-import { KVM_IOCTL } from '../core/base/uapi.js';
+import { KVM_IOCTL, KVM_X86_SEV_VM } from '../core/base/uapi.js';
+import { sevVmTypeOffered } from '../core/arch/x86/svm/sev.js';
 import { withAs } from '../trace/field_reader.js';
 import { fdText, hex } from '../trace/text.js';
-import type { FdArg } from '../trace/base_types.js';
+import { BackendRefusal, type FdArg } from '../trace/base_types.js';
 import { fail, ioctlFd } from '../backends/model_args.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
 import { kvmModule } from '../backends/kvm/host_facts.js';
@@ -81,6 +82,17 @@ export const memoryEncryptOp: OpSpec<MemoryEncryptOp> = {
     a.push(fdText(op.fd), op.argp === null ? 'NULL' : `{id=${hex(op.id)}}`);
   },
   runModel(h, op) {
+    // On a host profile that offers SEV, KVM_SEV_INIT/ES_INIT would turn a DEFAULT VM into an
+    // SEV guest, which the model does not represent yet: it says so instead of answering.
+    if (
+      op.argp !== null &&
+      STARTS_SEV_GUEST.has(op.id) &&
+      h.profile.parts.vendor === 'kvm_amd' &&
+      sevVmTypeOffered(h, KVM_X86_SEV_VM)
+    )
+      throw new BackendRefusal(
+        `KVM_MEMORY_ENCRYPT_OP: command id ${op.id} (KVM_SEV_INIT/ES_INIT) on this SEV host profile would make the VM an SEV guest; the model does not represent SEV guests yet`,
+      );
     const r = h.kvmMemoryEncryptOp(
       ioctlFd(op.fd),
       op.argp === null ? { kind: 'null' } : { kind: 'buffer', bytes: packMemEncCmd(op.id) },

@@ -5,6 +5,10 @@
  * checks when and with what the generic code calls it.
  */
 import { describe, test } from 'node:test';
+import { ModelBackend } from '../../src/backends/model.js';
+import { parseTrace } from '../../src/trace/parse.js';
+import { runTrace } from '../../src/trace/runner.js';
+import { BackendRefusal } from '../../src/trace/base_types.js';
 import assert from 'node:assert/strict';
 import { Host, type HostOptions, type IoctlArg } from '../../src/core/host.js';
 import { composeProfile } from '../../src/core/profiles/compose.js';
@@ -511,6 +515,22 @@ describe('kvm_x86_ops: mem_enc_ioctl (KVM_MEMORY_ENCRYPT_OP)', () => {
     const sw = createVm(es, SW_PROTECTED_VM);
     fails(es.h.kvmMemoryEncryptOp(sw, cmd(1)), 'EINVAL', 'ES_INIT on SW_PROTECTED: vm_type');
     fails(es.h.kvmMemoryEncryptOp(sw, cmd(0)), 'EINVAL', 'INIT on SW_PROTECTED: vm_type');
+  });
+
+  test('the trace op refuses KVM_SEV_INIT on an SEV host profile (the model keeps running)', () => {
+    const p = sevHost(false).h.profile;
+    const run = (id: number): unknown =>
+      runTrace(
+        parseTrace(
+          `{"op":"KVM_CREATE_VM","type":0,"as":"vm"}\n{"op":"KVM_MEMORY_ENCRYPT_OP","fd":"vm","id":${id}}\n`,
+        ).ops,
+        new ModelBackend(p),
+      );
+    assert.throws(
+      () => run(0),
+      (e) => e instanceof BackendRefusal && /SEV guests yet/.test(e.message),
+    );
+    assert.doesNotThrow(() => run(2));
   });
 
   test('sev_mem_enc_ioctl: copy_from_user faults first; copy_to_user only for a handled command', () => {

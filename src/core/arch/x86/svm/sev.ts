@@ -87,7 +87,7 @@ const NOT_SEV_GUEST: ReadonlyMap<number, Errno> = new Map<number, Errno>([
  * KVM_CAP_VM_TYPES, so the kernel's facts tell: the probed capability value, not the model's
  * VM-type table (which has no SEV types yet).
  */
-function sevVmTypeOffered(k: KernelCtx, type: bigint): boolean {
+export function sevVmTypeOffered(k: KernelCtx, type: bigint): boolean {
   const types = k.profile.facts.caps.system[KVM_CAP.KVM_CAP_VM_TYPES] ?? 0;
   return (BigInt(types) & (1n << type)) !== 0n;
 }
