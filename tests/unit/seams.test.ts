@@ -21,6 +21,7 @@ import type { Errno } from '../../src/core/base/errno.js';
 import { asHva, hvaToHvpn, hvpnAdd, type Pfn } from '../../src/core/base/units.js';
 import type { KvmX86Ops } from '../../src/core/arch/x86/x86_ops.js';
 import { VMX_OPS } from '../../src/core/arch/x86/vmx/main.js';
+import { kvmMaxPrivateMappingLevel } from '../../src/core/arch/x86/mmu.js';
 import { PVM_OPS } from '../../src/core/arch/x86/pvm/pvm.js';
 import { GMEM_LINUX_6_18, type GmemBacking } from '../../src/core/kvm/guest_memfd/backing.js';
 import type { Platform } from '../../src/core/platform/platform.js';
@@ -155,6 +156,45 @@ describe('kvm_x86_ops: gmem_prepare and gmem_invalidate', () => {
     ok(c.h.fallocate(gmem, Number(PUNCH), 0n, SIZE), 'punch');
     const freed = ranges.flatMap(([s, e]) => Array.from({ length: e - s }, (_, i) => s + i));
     assert.deepEqual(freed.sort(), [pfn0, pfn5].sort());
+  });
+});
+
+describe('kvm_x86_ops: gmem_max_mapping_level', () => {
+  test('order-0 guest_memfd folios map at 4K without asking the vendor (6.18)', () => {
+    let asked = 0;
+    const c = host({ vendorOps: vendorWith({ gmemMaxMappingLevel: () => (asked++, 0) }) });
+    const { vcpu } = privateGuest(c);
+    assert.equal(c.h.kvmRun(vcpu, [store(0x2000n, 'aa')]).errno, undefined);
+    assert.equal([...c.h.vms][0]!.stage2[0]!.get(2)!.level, '4K');
+    assert.equal(asked, 0);
+  });
+
+  test('kvm_max_private_mapping_level: order and slot cap first, then the vendor may lower it', () => {
+    const calls: Array<[number, Pfn]> = [];
+    let answer: '4K' | '2M' | 0 = 0;
+    const c = host({
+      vendorOps: vendorWith({
+        gmemMaxMappingLevel: (_k, vm, pfn) => (calls.push([vm.index, pfn]), answer),
+      }),
+    });
+    const vm = vmOf(c, createVm(c, SW_PROTECTED_VM));
+    const pfn = 1024 as Pfn;
+    const lvl = (max: '4K' | '2M' | '1G', order: number): string =>
+      kvmMaxPrivateMappingLevel(c.h, vm, pfn, max, order);
+    assert.equal(lvl('1G', 0), '4K');
+    assert.equal(lvl('1G', 8), '4K');
+    assert.equal(lvl('4K', 18), '4K');
+    assert.equal(calls.length, 0, 'a 4K answer needs no vendor');
+    assert.equal(lvl('1G', 9), '2M', 'vendor without a limit of its own');
+    assert.equal(lvl('1G', 18), '1G');
+    assert.equal(lvl('2M', 18), '2M', 'the slot caps the level');
+    answer = '4K';
+    assert.equal(lvl('1G', 18), '4K', 'TDX: tdx_gmem_max_mapping_level is 4K');
+    answer = '2M';
+    assert.equal(lvl('1G', 18), '2M');
+    assert.equal(lvl('2M', 9), '2M');
+    assert.deepEqual(calls.at(-1), [vm.index, pfn]);
+    assert.equal(calls.length, 6);
   });
 });
 

@@ -13,6 +13,7 @@ import type { FaultOutcome } from '../../kvm/arch_ops.js';
 import { kvmMemIsPrivate } from '../../kvm/mem_attributes.js';
 import type { ZapSource } from '../../base/events.js';
 import { kvmGmemGetPfn } from '../../kvm/guest_memfd/guest_memfd.js';
+import { x86Ops } from './x86_ops.js';
 import {
   gfnToHvpnMemslot,
   hvpnToGfnMemslot,
@@ -317,10 +318,11 @@ function kvmMmuFaultinPfn(
     if (!slot.isGuestMemfd) return { kind: 'memfault', errno: 'EFAULT', flags };
     const r = kvmGmemGetPfn(k, slot, gfn);
     if (typeof r === 'string') return { kind: 'memfault', errno: r, flags };
-    // guest_memfd memory is always writable (READONLY is refused for gmem slots); order-0 folios.
+    // guest_memfd memory is always writable (READONLY is refused for gmem slots). guest_memfd
+    // hands out order-0 folios (its backing's folioOrder; the model stops on any other).
     fault.pfn = r;
     fault.mapWritable = true;
-    fault.goalLevel = '4K';
+    fault.goalLevel = kvmMaxPrivateMappingLevel(k, vm, r, '1G', 0);
     fault.source = 'gmem';
     return undefined;
   }
@@ -339,6 +341,33 @@ function kvmMmuFaultinPfn(
   fault.goalLevel = r.pfn === ZERO_PFN ? '4K' : mappingLevel(vm, slot, gfn, k.mm.hostLevel(hvpn));
   fault.source = 'hva';
   return undefined;
+}
+
+/** `kvm_max_level_for_order()`: the largest level a folio of 2^order pages can be mapped at. */
+function kvmMaxLevelForOrder(order: number): MappingLevel {
+  if (order >= 18) return '1G';
+  if (order >= 9) return '2M';
+  return '4K';
+}
+
+/**
+ * `kvm_max_private_mapping_level()`: the level a guest_memfd frame may be mapped at, given the
+ * folio's order and the level the slot allows: 4K ends it (the vendor is not asked), else the
+ * vendor's `gmem_max_mapping_level` may lower it (0: no limit of its own).
+ */
+export function kvmMaxPrivateMappingLevel(
+  k: KernelCtx,
+  vm: Vm,
+  pfn: Pfn,
+  maxLevel: MappingLevel,
+  maxOrder: number,
+): MappingLevel {
+  const byOrder = kvmMaxLevelForOrder(maxOrder);
+  let level = LEVEL_PAGES[byOrder] < LEVEL_PAGES[maxLevel] ? byOrder : maxLevel;
+  if (level === '4K') return '4K';
+  const req = x86Ops(k).gmemMaxMappingLevel?.(k, vm, pfn) ?? 0;
+  if (req !== 0 && LEVEL_PAGES[req] < LEVEL_PAGES[level]) level = req;
+  return level;
 }
 
 /** The map step (`kvm_tdp_mmu_map()` / `direct_map()`): one SPTE at the fault's goal level. */

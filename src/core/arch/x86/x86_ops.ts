@@ -13,7 +13,7 @@ import type { Errno } from '../../base/errno.js';
 import type { Result } from '../../base/result.js';
 import type { UserPtr } from '../../base/uaccess.js';
 import type { KvmModule } from '../../profiles/facts.js';
-import type { Gfn, Pfn } from '../../base/units.js';
+import type { Gfn, MappingLevel, Pfn } from '../../base/units.js';
 import type { FaultOutcome, KvmArchOps } from '../../kvm/arch_ops.js';
 import type { Vcpu, Vm } from '../../kvm/objects.js';
 
@@ -46,6 +46,14 @@ export interface KvmX86Ops {
    * (`kvm_gmem_free_folio()`), so the platform must make them host-owned again. Optional.
    */
   gmemInvalidate?(k: KernelCtx, start: Pfn, end: Pfn): void;
+  /**
+   * `kvm_x86_ops.gmem_max_mapping_level` (6.18's name for `private_max_mapping_level`): the
+   * largest level the platform lets a guest_memfd frame be mapped at (`sev_gmem_max_mapping_level`
+   * from the RMP entry, `tdx_gmem_max_mapping_level`: 4K), or 0 for no limit of its own.
+   * Optional (RET0). Asked only for a folio large enough for a huge mapping
+   * (`kvm_max_private_mapping_level()`).
+   */
+  gmemMaxMappingLevel?(k: KernelCtx, vm: Vm, pfn: Pfn): MappingLevel | 0;
   /**
    * `kvm_x86_ops.mem_enc_ioctl`: KVM_MEMORY_ENCRYPT_OP on a VM fd, `argp` the user's pointer to
    * the vendor's command struct (`vt_mem_enc_ioctl` → `tdx_vm_ioctl()` for a TD,
