@@ -232,12 +232,7 @@ function getPreparedFolio(
     if (ex.state === 'poisoned') return 'poisoned';
     if (zero) k.frames.zero(ex.base, 1);
     k.events.push({ kind: 'gmem_zero', ino: f.ino, start: index, end: pgoffAdd(index, 1), via });
-    if (gfn !== undefined) {
-      const e = k.arch.gmemPrepare(k, f.vm, ex.base, gfn, 0);
-      if (e !== undefined) return { prepareFailed: e };
-    }
-    f.pages.set(index, index + 1, { base: ex.base, state: 'prepared' });
-    return ex.base;
+    return prepareFolio(k, f, index, ex.base, gfn, false);
   }
   checkFolioOrder(k, f, index);
   const pfn = k.frames.allocOne();
@@ -246,10 +241,26 @@ function getPreparedFolio(
     k.events.push({ kind: 'gmem_alloc', ino: f.ino, start: index, end: pgoffAdd(index, 1), via });
     k.events.push({ kind: 'gmem_zero', ino: f.ino, start: index, end: pgoffAdd(index, 1), via });
   }
+  return prepareFolio(k, f, index, pfn, gfn, true);
+}
+
+/**
+ * The tail of `kvm_gmem_prepare_folio()` for a zeroed folio: the arch prepare hook (guest faults
+ * only), then `kvm_gmem_mark_prepared()`. A folio that was absent (`inserted`) goes into the file
+ * here: as prepared, or as allocated when the hook fails (zeroed again on the next try).
+ */
+function prepareFolio(
+  k: KernelCtx,
+  f: GmemFile,
+  index: PgOff,
+  pfn: Pfn,
+  gfn: Gfn | undefined,
+  inserted: boolean,
+): Pfn | { readonly prepareFailed: Errno } {
   if (gfn !== undefined) {
     const e = k.arch.gmemPrepare(k, f.vm, pfn, gfn, 0);
     if (e !== undefined) {
-      f.pages.set(index, index + 1, { base: pfn, state: 'allocated' });
+      if (inserted) f.pages.set(index, index + 1, { base: pfn, state: 'allocated' });
       return { prepareFailed: e };
     }
   }
