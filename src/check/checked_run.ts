@@ -17,6 +17,9 @@ export type StepViolations = {
   readonly violations: readonly Violation[];
 };
 
+/** Traces up to this long are checked in full after every op (the checker's default). */
+const FULL_CHECK_OPS = 64;
+
 /** A violation is the same one as after the previous op when invariant and object match. */
 const violationKey = (v: Violation): string => `${v.invariant}\0${v.object}`;
 
@@ -66,7 +69,10 @@ export function* checkedRunSteps<P>(
 ): Generator<P, CheckedSteps, boolean | undefined> {
   const backend = new ModelBackend(profile, { mutants: o.mutants ?? [], events: false });
   const t = new HandleTable(backend.begin());
-  const checker = new InvariantChecker(backend.host, o.only);
+  // A trace known to be long is checked change-driven from its first op: the change tracking
+  // is cheapest to set up on the empty model, and full checks of its first ops would cost more.
+  const long = Array.isArray(ops) && (ops as readonly TraceOp[]).length > FULL_CHECK_OPS;
+  const checker = new InvariantChecker(backend.host, o.only, long ? { incremental: true } : {});
   const ran: TraceOp[] = [];
   const results: ResultLine[] = [];
   const failures: StepViolations[] = [];

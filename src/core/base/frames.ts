@@ -16,6 +16,9 @@ import { PAGE_SIZE, asPfn, type Pfn } from './units.js';
 
 export type FrameRun = { readonly base: Pfn; readonly count: number };
 
+/** No stale read since the last call (shared, never mutated). */
+const NO_PFNS: readonly Pfn[] = [];
+
 export class FrameStore {
   private nextFresh = 1;
   private readonly free = new RangeMap<true>();
@@ -81,8 +84,9 @@ export class FrameStore {
   private staleReads: Pfn[] = [];
 
   /** The stale frames read since the last call (for the zero-before-use invariant). */
-  takeStaleReads(): Pfn[] {
+  takeStaleReads(): readonly Pfn[] {
     const r = this.staleReads;
+    if (r.length === 0) return NO_PFNS;
     this.staleReads = [];
     return r;
   }

@@ -1,11 +1,12 @@
 /**
  * freed-page-unmapped: a freed page is mapped nowhere.
  */
-import { eachMapping } from './stage2_coherent.js';
+import { mappingsOf } from './stage2_coherent.js';
 import type { Vm } from '../kvm/objects.js';
 import {
   checkEveryVm,
   hx,
+  NO_VIOLATIONS,
   type CheckState,
   type Invariant,
   type PerVm,
@@ -17,33 +18,35 @@ const perVm: PerVm = {
   mappings: true,
   // Stage-2 mappings of one VM.
   vm(vm: Vm, s: CheckState): Violation[] {
-    const out: Violation[] = [];
+    let out: Violation[] | undefined;
     const f = s.host.frames;
-    eachMapping(vm, s, (_as, g0, g1, spte) => {
-      if (spte.base === 0) return;
+    const ms = mappingsOf(vm, s);
+    for (let i = 0; i < ms.length; i++) {
+      const { start: g0, end: g1, spte } = ms[i]!;
+      if (spte.base === 0) continue;
       if (f.anyFree(spte.base, g1 - g0))
-        out.push({
+        (out ??= []).push({
           invariant: 'freed-page-unmapped',
           object: `vm${vm.index} gfn ${hx(g0)}`,
           message: `stage-2 mapping points at freed page(s) from pfn ${hx(spte.base)}`,
           focus: { vm: vm.index, gfn: g0, pfn: spte.base },
         });
-    });
-    return out;
+    }
+    return out ?? NO_VIOLATIONS;
   },
   // The VMM's own page tables (private anonymous memory).
   host(s: CheckState): Violation[] {
-    const out: Violation[] = [];
+    let out: Violation[] | undefined;
     const f = s.host.frames;
     for (const e of s.host.mm.anon.entries())
       if (f.anyFree(e.value.base, e.end - e.start))
-        out.push({
+        (out ??= []).push({
           invariant: 'freed-page-unmapped',
           object: `host page ${hx(e.start)}`,
           message: `a VMM page table entry points at a freed page (pfn ${hx(e.value.base)})`,
           focus: { pfn: e.value.base },
         });
-    return out;
+    return out ?? NO_VIOLATIONS;
   },
 };
 

@@ -3,27 +3,48 @@
  * memslots agree.
  */
 import { MAX_KEY } from '../base/ranges/range_map.js';
-import type { Vm } from '../kvm/objects.js';
+import type { GmemFile, Memslot, Vm } from '../kvm/objects.js';
 import {
   checkEveryVm,
   hx,
+  NO_VIOLATIONS,
   type CheckState,
   type Invariant,
   type PerVm,
   type Violation,
 } from './types.js';
 
+/** The VM and file `boundElsewhere` looks at, and what it found (no closure per scan). */
+let scanVm: Vm | undefined;
+let scanFile: GmemFile | undefined;
+let scanBad = false;
+
+/** A binding naming a memslot that is gone or does not point back at the file: stop. */
+function boundElsewhere(_start: number, _end: number, slot: Memslot): boolean {
+  if (scanVm!.slots.get(slot.key) === slot && slot.gmem !== null && slot.gmem.file === scanFile)
+    return true;
+  scanBad = true;
+  return false;
+}
+
 const perVm: PerVm = {
   vms: 'live',
   mappings: false,
   vm(vm: Vm, _s: CheckState): Violation[] {
-    const out: Violation[] = [];
+    let out: Violation[] | undefined;
     for (const f of vm.gmemFiles) {
       if (f.bindings.size === 0) continue;
+      // Usually every binding is fine: look without collecting first.
+      scanVm = vm;
+      scanFile = f;
+      scanBad = false;
+      f.bindings.forEachIn(0, MAX_KEY, boundElsewhere);
+      scanVm = scanFile = undefined;
+      if (!scanBad) continue;
       f.bindings.forEachIn(0, MAX_KEY, (start, _end, slot) => {
         const live = vm.slots.get(slot.key) === slot;
         if (!live || slot.gmem === null || slot.gmem.file !== f)
-          out.push({
+          (out ??= []).push({
             invariant: 'gmem-single-binding',
             object: `guest_memfd #${f.ino} index ${hx(start)}`,
             message: `index bound to memslot ${slot.id}, which ${live ? 'no longer points at this file' : 'no longer exists'}`,
@@ -40,7 +61,7 @@ const perVm: PerVm = {
       if (at !== undefined && at.end >= g.pgoff + slot.npages && at.value === slot) continue;
       const pieces = g.file.bindings.piecesIn(g.pgoff, g.pgoff + slot.npages);
       const other = pieces.find((p) => p.value !== slot);
-      out.push({
+      (out ??= []).push({
         invariant: 'gmem-single-binding',
         object: `vm${vm.index} memslot ${slot.id}`,
         message:
@@ -50,7 +71,7 @@ const perVm: PerVm = {
         focus: { vm: vm.index, slot: slot.id, ino: g.file.ino, index: other?.start ?? g.pgoff },
       });
     }
-    return out;
+    return out ?? NO_VIOLATIONS;
   },
 };
 

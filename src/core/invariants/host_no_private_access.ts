@@ -2,7 +2,7 @@
  * host-no-private-access: the VMM never reads or writes a private guest page, through any path.
  */
 import { describeOwner } from './ownership.js';
-import type { Invariant, Violation } from './types.js';
+import { NO_VIOLATIONS, type Invariant, type Violation } from './types.js';
 
 export const hostNoPrivateAccess: Invariant = {
   name: 'host-no-private-access',
@@ -14,7 +14,7 @@ export const hostNoPrivateAccess: Invariant = {
   origin:
     'kernel-uapi.md §1.3, §2.3; the 2022 "fd-based private memory" design goal; vmm-ecosystem.md §6 I1.',
   check(s) {
-    if (s.hostAccesses.length === 0) return [];
+    if (s.hostAccesses.length === 0) return NO_VIOLATIONS;
     const o = s.ownership();
     const out: Violation[] = [];
     for (const a of s.hostAccesses) {

@@ -48,9 +48,21 @@ type Watch = {
   active: boolean;
   /** Ownership source: the owner of the piece of the map at `start`. */
   owner: OwnerOf | undefined;
-  /** What the ownership map holds for this source (created on first use). */
-  shadow: AnyMap | undefined;
+  /**
+   * Key ranges of this (active) source changed since the last update, sorted and disjoint:
+   * [pend[2i], pend[2i + 1]). Their frames were unclaimed before the change (the map's
+   * `onChange` runs before the mutation); the update claims what they hold now. Elsewhere the
+   * ownership map holds what the source holds.
+   */
+  readonly pend: number[];
+  /** All of the source is pending (too many ranges): the update claims all of it. */
+  pendAll: boolean;
+  /** In the tracker's list of sources with pending ranges. */
+  pendListed: boolean;
 };
+
+/** Pending ranges a source keeps before it is wholly pending (bounds the work per change). */
+const PEND_MAX = 16;
 
 /** VmState.flags: the VM is in the dirty list, the used list; its dependencies may differ. */
 const DIRTY = 1;
@@ -145,6 +157,9 @@ export class ChangeTracker {
   private nextN = 0;
   private readonly nextFiles: GmemFile[] = [];
   private nextFilesN = 0;
+  /** Ownership sources with pending ranges (`pendSourcesN` of them). */
+  private readonly pendSources: Watch[] = [];
+  private pendSourcesN = 0;
   /** Scratch of `count`: claim counts per segment. */
   private readonly segS: number[] = [];
   private readonly segE: number[] = [];
@@ -193,9 +208,14 @@ export class ChangeTracker {
         whole: undefined,
         active: false,
         owner: undefined,
-        shadow: undefined,
+        pend: [],
+        pendAll: false,
+        pendListed: false,
       };
-      map.onChange = (s, e): void => this.queue(nw, s, e);
+      map.onChange = (s, e): void => {
+        this.queue(nw, s, e);
+        if (nw.active) this.beforeSourceChange(nw, s, e);
+      };
       this.watches.set(map, nw);
       w = nw;
     }
@@ -306,6 +326,19 @@ export class ChangeTracker {
       this.markDirty(vm, true);
     }
     // Nothing below changes a watched map: no change is queued while the queue is read.
+    // The ownership sources first: claim what their changed ranges hold now.
+    for (let i = 0; i < this.pendSourcesN; i++) {
+      const w = this.pendSources[i]!;
+      this.pendSources[i] = undefined as unknown as Watch;
+      if (w.active) {
+        if (w.pendAll) this.claimIn(w, 0, MAX_KEY);
+        else for (let j = 0; j < w.pend.length; j += 2) this.claimIn(w, w.pend[j]!, w.pend[j + 1]!);
+      }
+      w.pend.length = 0;
+      w.pendAll = false;
+      w.pendListed = false;
+    }
+    this.pendSourcesN = 0;
     const pw = this.pendW;
     for (let i = 0; i < this.pendN; i++) {
       const w = pw[i]!;
@@ -320,7 +353,7 @@ export class ChangeTracker {
         if (!this.exact) continue;
         if (this.h.frames.anyFree(start, end - start)) this.refreshOwnedFree(start, end);
         else if (this.ownedFree.size !== 0) this.ownedFree.delete(start, end);
-      } else if (w.active) this.sourceDiff(w, start, end);
+      }
     }
     this.pendN = 0;
     for (let i = 0; i < this.usedN; i++) {
@@ -504,41 +537,116 @@ export class ChangeTracker {
     if (w.active) return;
     w.active = true;
     w.owner = owner;
-    w.shadow = undefined;
+    w.pend.length = 0;
+    w.pendAll = false;
     const map = w.map as unknown as AnyMap;
     if (map.size === 0) return;
-    w.shadow = map.clone();
-    for (const p of w.shadow.entries()) {
+    for (const p of map.entries()) {
       if (p.value.base === 0) this.zeroClaims = 1;
       this.claim(p.value.base, p.end - p.start, owner(p.start, p.value));
     }
   }
 
+  /** Unclaim what the source holds, except its pending ranges (unclaimed already). */
   private deactivate(w: Watch): void {
     if (!w.active) return;
     w.active = false;
-    const sh = w.shadow;
-    w.shadow = undefined;
-    if (sh !== undefined) for (const p of sh.entries()) this.unclaim(p.value.base, p.end - p.start);
+    if (!w.pendAll) {
+      const P = w.pend;
+      let cur = 0;
+      for (let j = 0; j < P.length; j += 2) {
+        this.unclaimIn(w, cur, P[j]!);
+        cur = P[j + 1]!;
+      }
+      this.unclaimIn(w, cur, MAX_KEY);
+    }
+    w.pend.length = 0;
+    w.pendAll = false;
   }
 
-  /** Re-apply [s, e) of an ownership source: what the map held there goes, what it holds comes. */
-  private sourceDiff(w: Watch, s: number, e: number): void {
+  /** Unclaim the frames the source holds in [s, e) (as claimed: nothing there is pending). */
+  private unclaimIn(w: Watch, s: number, e: number): void {
     const map = w.map as unknown as AnyMap;
-    const sh = w.shadow;
-    if (sh !== undefined && sh.size !== 0) {
-      for (const p of sh.piecesIn(s, e)) this.unclaim(p.value.base, p.end - p.start);
-      sh.delete(s, e);
-    }
+    if (s >= e || map.size === 0) return;
+    map.forEachIn(s, e, this.unclaimPiece);
+  }
+
+  private readonly unclaimPiece = (p0: number, p1: number, v: { readonly base: number }): void =>
+    this.unclaim(v.base, p1 - p0);
+
+  /** Claim the frames the source holds in [s, e) now. */
+  private claimIn(w: Watch, s: number, e: number): void {
+    const map = w.map as unknown as AnyMap;
     if (map.size === 0) return;
-    const owner = w.owner!;
-    map.forEachIn(s, e, (p0, p1, v) => {
-      // buildOwnership skips an extent at pfn 0 (a whole stored entry), never a piece of one.
-      // Only the first piece can be clipped (its value shifted to p0); others are stored ones.
-      if ((p0 === s || v.base === 0) && map.entryAt(p0)!.value.base === 0) this.zeroClaims = 1;
-      this.claim(v.base, p1 - p0, owner(p0, v));
-      (w.shadow ??= map.emptyLike()).set(p0, p1, v);
-    });
+    this.claimW = w;
+    this.claimS = s;
+    map.forEachIn(s, e, this.claimPiece);
+    this.claimW = undefined;
+  }
+
+  private claimW: Watch | undefined = undefined;
+  private claimS = 0;
+  private readonly claimPiece = (p0: number, p1: number, v: { readonly base: number }): void => {
+    const w = this.claimW!;
+    const map = w.map as unknown as AnyMap;
+    // buildOwnership skips an extent at pfn 0 (a whole stored entry), never a piece of one.
+    // Only the first piece can be clipped (its value shifted to p0); others are stored ones.
+    if ((p0 === this.claimS || v.base === 0) && map.entryAt(p0)!.value.base === 0)
+      this.zeroClaims = 1;
+    this.claim(v.base, p1 - p0, w.owner!(p0, v));
+  };
+
+  /**
+   * [s, e) of an active ownership source is about to change (the map's `onChange` runs before
+   * the mutation): unclaim what it holds in the parts not pending yet, and make [s, e) pending.
+   */
+  private beforeSourceChange(w: Watch, s: number, e: number): void {
+    if (w.pendAll) return;
+    if (!w.pendListed) {
+      w.pendListed = true;
+      this.pendSources[this.pendSourcesN++] = w;
+    }
+    const P = w.pend;
+    const n = P.length;
+    if (n === 0) {
+      this.unclaimIn(w, s, e);
+      P.push(s, e);
+      return;
+    }
+    // A fault loop: [s, e) continues or lies inside the last range.
+    if (s >= P[n - 2]! && s <= P[n - 1]!) {
+      if (e > P[n - 1]!) {
+        this.unclaimIn(w, P[n - 1]!, e);
+        P[n - 1] = e;
+      }
+      return;
+    }
+    if (n >= 2 * PEND_MAX) {
+      // Too many ranges: unclaim all that is still claimed, and claim all at the update.
+      let cur = 0;
+      for (let j = 0; j < n; j += 2) {
+        this.unclaimIn(w, cur, P[j]!);
+        cur = P[j + 1]!;
+      }
+      this.unclaimIn(w, cur, MAX_KEY);
+      P.length = 0;
+      w.pendAll = true;
+      return;
+    }
+    // The ranges that overlap or touch [s, e) are [i, j) (pairs); unclaim the gaps between them.
+    let i = 0;
+    while (i < n && P[i + 1]! < s) i += 2;
+    let j = i;
+    let cur = s;
+    while (j < n && P[j]! <= e) {
+      if (P[j]! > cur) this.unclaimIn(w, cur, P[j]!);
+      if (P[j + 1]! > cur) cur = P[j + 1]!;
+      j += 2;
+    }
+    if (cur < e) this.unclaimIn(w, cur, e);
+    const ns = j > i && P[i]! < s ? P[i]! : s;
+    const ne = j > i && P[j - 1]! > e ? P[j - 1]! : e;
+    P.splice(i, j - i, ns, ne);
   }
 
   private vmasDiff(s: number, e: number): void {

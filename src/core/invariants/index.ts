@@ -14,7 +14,15 @@ import type { Vm } from '../kvm/objects.js';
 import { buildOwnership, type Ownership } from './ownership.js';
 import { slotFileLive } from './slot_file_live.js';
 import { stage2Coherent } from './stage2_coherent.js';
-import type { CheckState, HostAccess, Invariant, Mapping, PerVm, Violation } from './types.js';
+import {
+  NO_VIOLATIONS,
+  type CheckState,
+  type HostAccess,
+  type Invariant,
+  type Mapping,
+  type PerVm,
+  type Violation,
+} from './types.js';
 import { mappingList } from './stage2_coherent.js';
 import { vmRefcount } from './vm_refcount.js';
 import { zeroBeforeUse } from './zero_before_use.js';
@@ -46,7 +54,6 @@ function scanOwnedOnFree(h: Host, o: Ownership): number | undefined {
 
 const NO_ACCESSES: readonly HostAccess[] = [];
 const NO_PFNS: readonly Pfn[] = [];
-const NO_VIOLATIONS: Violation[] = [];
 
 export type CheckerOptions = {
   /**
@@ -108,7 +115,7 @@ export class InvariantChecker {
   }
 
   /** The step's observations (cleared). */
-  private observed(): { accesses: HostAccess[]; staleReads: Pfn[] } {
+  private observed(): { accesses: HostAccess[]; staleReads: readonly Pfn[] } {
     const accesses = this.accesses;
     this.accesses = [];
     return { accesses, staleReads: this.host.frames.takeStaleReads() };

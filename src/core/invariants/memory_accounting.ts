@@ -2,7 +2,7 @@
  * memory-accounting: every allocated frame has exactly one owner, no owned frame is on the free
  * list, and the allocator's count equals the owned frames (no leak, no double free).
  */
-import type { Invariant, Violation } from './types.js';
+import { NO_VIOLATIONS, type Invariant, type Violation } from './types.js';
 
 export const memoryAccounting: Invariant = {
   name: 'memory-accounting',
@@ -15,9 +15,9 @@ export const memoryAccounting: Invariant = {
     'issue #4 ("memory accounting (pages allocated in guest_memfd and in shared backing, per VM) is exact"); double-consumption reports in vmm-ecosystem.md §0 and §5.1.',
   check(s) {
     const o = s.ownership();
-    const out: Violation[] = [];
+    let out: Violation[] | undefined;
     for (const d of o.doubles)
-      out.push({
+      (out ??= []).push({
         invariant: this.name,
         object: `pfn 0x${d.pfn.toString(16)}`,
         message: `page owned twice: by ${d.a} and by ${d.b}`,
@@ -25,7 +25,7 @@ export const memoryAccounting: Invariant = {
       });
     const onFree = s.ownedOnFree();
     if (onFree !== undefined)
-      out.push({
+      (out ??= []).push({
         invariant: this.name,
         object: `pfn 0x${onFree.toString(16)}`,
         message: `an owned page is on the free list (owner still uses a freed page)`,
@@ -33,12 +33,12 @@ export const memoryAccounting: Invariant = {
       });
     const alloc = s.host.frames.allocated;
     if (alloc !== o.ownedFrames)
-      out.push({
+      (out ??= []).push({
         invariant: this.name,
         object: 'host memory',
         message: `${alloc} pages allocated but ${o.ownedFrames} owned (${alloc > o.ownedFrames ? `${alloc - o.ownedFrames} leaked` : `${o.ownedFrames - alloc} owned without being allocated`})`,
         focus: {},
       });
-    return out;
+    return out ?? NO_VIOLATIONS;
   },
 };

@@ -2,11 +2,12 @@
  * no-mixed-hugepage: no huge stage-2 mapping spans mixed attributes or memslot edges.
  */
 import { LEVEL_PAGES } from '../base/units.js';
-import { eachMapping } from './stage2_coherent.js';
+import { mappingsOf } from './stage2_coherent.js';
 import type { Vm } from '../kvm/objects.js';
 import {
   checkEveryVm,
   hx,
+  NO_VIOLATIONS,
   type CheckState,
   type Invariant,
   type PerVm,
@@ -17,9 +18,11 @@ const perVm: PerVm = {
   vms: 'live',
   mappings: true,
   vm(vm: Vm, s: CheckState): Violation[] {
-    const out: Violation[] = [];
-    eachMapping(vm, s, (_as, g0, g1, spte, slot) => {
-      if (spte.level === '4K') return;
+    let out: Violation[] | undefined;
+    const ms = mappingsOf(vm, s);
+    for (let i = 0; i < ms.length; i++) {
+      const { start: g0, end: g1, spte, slot } = ms[i]!;
+      if (spte.level === '4K') continue;
       const L = LEVEL_PAGES[spte.level];
       for (let f = Math.floor(g0 / L) * L; f < g1; f += L) {
         const bad =
@@ -31,17 +34,17 @@ const perVm: PerVm = {
                 ? 'spans different attributes'
                 : undefined;
         if (bad !== undefined) {
-          out.push({
+          (out ??= []).push({
             invariant: 'no-mixed-hugepage',
             object: `vm${vm.index} ${spte.level} frame at gfn ${hx(f)}`,
             message: `huge mapping ${bad}`,
             focus: { vm: vm.index, gfn: f },
           });
-          return;
+          break;
         }
       }
-    });
-    return out;
+    }
+    return out ?? NO_VIOLATIONS;
   },
 };
 

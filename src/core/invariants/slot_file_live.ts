@@ -4,6 +4,7 @@
 import type { Vm } from '../kvm/objects.js';
 import {
   checkEveryVm,
+  NO_VIOLATIONS,
   type CheckState,
   type Invariant,
   type PerVm,
@@ -14,18 +15,18 @@ const perVm: PerVm = {
   vms: 'live',
   mappings: false,
   vm(vm: Vm, _s: CheckState): Violation[] {
-    const out: Violation[] = [];
+    let out: Violation[] | undefined;
     for (const slot of vm.slots.values()) {
       const f = slot.gmem?.file;
       if (f !== undefined && f !== null && f.released)
-        out.push({
+        (out ??= []).push({
           invariant: 'slot-file-live',
           object: `vm${vm.index} memslot ${slot.id}`,
           message: `memslot still points at guest_memfd #${f.ino}, which was released`,
           focus: { vm: vm.index, slot: slot.id, ino: f.ino },
         });
     }
-    return out;
+    return out ?? NO_VIOLATIONS;
   },
 };
 

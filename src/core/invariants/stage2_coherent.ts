@@ -9,6 +9,7 @@ import { GmemFile, VcpuFile } from '../kvm/objects.js';
 import {
   checkEveryVm,
   hx,
+  NO_VIOLATIONS,
   type CheckState,
   type Invariant,
   type Mapping,
@@ -106,6 +107,11 @@ export function mappingList(vm: Vm): Mapping[] {
   return out;
 }
 
+/** The VM's mappings in `forEachMapping` order: the check's list when it keeps one. */
+export function mappingsOf(vm: Vm, s: CheckState): readonly Mapping[] {
+  return s.mappings?.(vm) ?? mappingList(vm);
+}
+
 /** `forEachMapping`, over the check's list of the VM's mappings when it keeps one. */
 export function eachMapping(
   vm: Vm,
@@ -167,124 +173,70 @@ function hostMismatch(h: Host, hv0: number, n: number, spte: Spte): string | und
   return msg;
 }
 
+/**
+ * What is wrong with one stage-2 mapping of `vm` (gfns [g0, g1) by `spte` in `slot`), if
+ * anything.
+ */
+function stage2Mismatch(
+  vm: Vm,
+  h: Host,
+  g0: number,
+  g1: number,
+  spte: Spte,
+  slot: Memslot | undefined,
+): string | undefined {
+  if (slot === undefined)
+    return `mapping of a gfn that no memslot covers (stale after a memslot delete or move)`;
+  const n = g1 - g0;
+  const privateAttr = vm.spec.privateFaultSource === 'attributes' && vm.attrs.anyIn(g0, g1);
+  if (spte.private) {
+    if (!vm.attrs.covers(g0, g1) || anyWithout(vm.attrs, g0, g1, 8))
+      return `private mapping of a gfn whose attribute is shared (stale after a conversion to shared)`;
+    if (spte.source !== 'gmem')
+      return `private mapping backed by userspace_addr instead of guest_memfd`;
+  } else if (privateAttr)
+    return `shared mapping of a PRIVATE gfn (stale after a conversion to private)`;
+  if (spte.source === 'gmem') {
+    if (!spte.private && !slot.gmemOnly)
+      return `shared mapping backed by guest_memfd in a slot that is not gmem-only`;
+    const g = slot.gmem;
+    if (g === null || g.file === null || g.file.released)
+      return `mapping backed by a guest_memfd that is no longer bound (stale after release)`;
+    const idx0 = g0 - slot.baseGfn + g.pgoff;
+    // One binding piece and one page extent over exactly [idx0, idx0 + n): the stored entry
+    // at idx0 reaches idx0 + n (touching equal entries are always coalesced).
+    const b = g.file.bindings.entryAt(idx0);
+    if (b === undefined || b.end < idx0 + n || b.value !== slot)
+      return `mapping of guest_memfd indexes not bound to this memslot`;
+    const page = g.file.pages.entryAt(idx0);
+    if (page === undefined || page.end < idx0 + n)
+      return `mapping of guest_memfd #${g.file.ino} index ${hx(idx0)} whose page is gone (stale after a hole punch)`;
+    const pfn = page.value.base + (idx0 - page.start);
+    if (pfn !== spte.base)
+      return `mapping points at pfn ${hx(spte.base)} but guest_memfd #${g.file.ino} index ${hx(idx0)} is pfn ${hx(pfn)}`;
+    if (page.value.state !== 'prepared')
+      return `mapping of a guest_memfd page that was never prepared (not zeroed)`;
+    return undefined;
+  }
+  // userspace_addr-backed mapping.
+  if (slot.gmemOnly && h.arch.guestMemoryAccess === 'stage2')
+    return `mapping of a gmem-only slot backed by userspace_addr`;
+  if (spte.writable && slot.isReadonly) return `writable mapping of a READONLY memslot`;
+  const hv0 = Number(slot.userspaceAddr >> 12n) + (g0 - slot.baseGfn);
+  return hostMismatch(h, hv0, n, spte);
+}
+
 /** One VM's stage-2 mappings against its memslots, attributes, bindings and host mappings. */
 function stage2Vm(vm: Vm, s: CheckState): Violation[] {
-  const out: Violation[] = [];
+  let out: Violation[] | undefined;
   const h = s.host;
-  eachMapping(vm, s, (_as, g0, g1, spte, slot) => {
-    if (slot === undefined)
-      return fail(
-        out,
-        vm,
-        g0,
-        g1,
-        spte,
-        `mapping of a gfn that no memslot covers (stale after a memslot delete or move)`,
-      );
-    const n = g1 - g0;
-    const privateAttr = vm.spec.privateFaultSource === 'attributes' && vm.attrs.anyIn(g0, g1);
-    if (spte.private) {
-      if (!vm.attrs.covers(g0, g1) || anyWithout(vm.attrs, g0, g1, 8))
-        return fail(
-          out,
-          vm,
-          g0,
-          g1,
-          spte,
-          `private mapping of a gfn whose attribute is shared (stale after a conversion to shared)`,
-        );
-      if (spte.source !== 'gmem')
-        return fail(
-          out,
-          vm,
-          g0,
-          g1,
-          spte,
-          `private mapping backed by userspace_addr instead of guest_memfd`,
-        );
-    } else if (privateAttr)
-      return fail(
-        out,
-        vm,
-        g0,
-        g1,
-        spte,
-        `shared mapping of a PRIVATE gfn (stale after a conversion to private)`,
-      );
-    if (spte.source === 'gmem') {
-      if (!spte.private && !slot.gmemOnly)
-        return fail(
-          out,
-          vm,
-          g0,
-          g1,
-          spte,
-          `shared mapping backed by guest_memfd in a slot that is not gmem-only`,
-        );
-      const g = slot.gmem;
-      if (g === null || g.file === null || g.file.released)
-        return fail(
-          out,
-          vm,
-          g0,
-          g1,
-          spte,
-          `mapping backed by a guest_memfd that is no longer bound (stale after release)`,
-        );
-      const idx0 = g0 - slot.baseGfn + g.pgoff;
-      // One binding piece and one page extent over exactly [idx0, idx0 + n): the stored entry
-      // at idx0 reaches idx0 + n (touching equal entries are always coalesced).
-      const b = g.file.bindings.entryAt(idx0);
-      if (b === undefined || b.end < idx0 + n || b.value !== slot)
-        return fail(
-          out,
-          vm,
-          g0,
-          g1,
-          spte,
-          `mapping of guest_memfd indexes not bound to this memslot`,
-        );
-      const page = g.file.pages.entryAt(idx0);
-      if (page === undefined || page.end < idx0 + n)
-        return fail(
-          out,
-          vm,
-          g0,
-          g1,
-          spte,
-          `mapping of guest_memfd #${g.file.ino} index ${hx(idx0)} whose page is gone (stale after a hole punch)`,
-        );
-      const pfn = page.value.base + (idx0 - page.start);
-      if (pfn !== spte.base)
-        return fail(
-          out,
-          vm,
-          g0,
-          g1,
-          spte,
-          `mapping points at pfn ${hx(spte.base)} but guest_memfd #${g.file.ino} index ${hx(idx0)} is pfn ${hx(pfn)}`,
-        );
-      if (page.value.state !== 'prepared')
-        return fail(
-          out,
-          vm,
-          g0,
-          g1,
-          spte,
-          `mapping of a guest_memfd page that was never prepared (not zeroed)`,
-        );
-      return;
-    }
-    // userspace_addr-backed mapping.
-    if (slot.gmemOnly && h.arch.guestMemoryAccess === 'stage2')
-      return fail(out, vm, g0, g1, spte, `mapping of a gmem-only slot backed by userspace_addr`);
-    if (spte.writable && slot.isReadonly)
-      return fail(out, vm, g0, g1, spte, `writable mapping of a READONLY memslot`);
-    const hv0 = Number(slot.userspaceAddr >> 12n) + (g0 - slot.baseGfn);
-    const bad = hostMismatch(h, hv0, n, spte);
-    if (bad !== undefined) fail(out, vm, g0, g1, spte, bad);
-  });
-  return out;
+  const ms = mappingsOf(vm, s);
+  for (let i = 0; i < ms.length; i++) {
+    const m = ms[i]!;
+    const bad = stage2Mismatch(vm, h, m.start, m.end, m.spte, m.slot);
+    if (bad !== undefined) fail((out ??= []), vm, m.start, m.end, m.spte, bad);
+  }
+  return out ?? NO_VIOLATIONS;
 }
 
 const stage2PerVm: PerVm = { vms: 'live', mappings: true, vm: stage2Vm };

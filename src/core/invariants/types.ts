@@ -29,6 +29,12 @@ export type Violation = {
   readonly focus: Focus;
 };
 
+/**
+ * The empty result shared by checks that found nothing (never mutated: a check that finds a
+ * violation returns an array of its own).
+ */
+export const NO_VIOLATIONS: Violation[] = [];
+
 /** Page accesses by the host during one step (VMM loads/stores, GUP, KVM uaccess). */
 export type HostAccess = {
   readonly pfn: Pfn;

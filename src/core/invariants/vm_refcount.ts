@@ -4,6 +4,7 @@
 import type { Vm } from '../kvm/objects.js';
 import {
   checkEveryVm,
+  NO_VIOLATIONS,
   type CheckState,
   type Invariant,
   type PerVm,
@@ -35,7 +36,7 @@ const perVm: PerVm = {
           focus: { vm: vm.index },
         },
       ];
-    return [];
+    return NO_VIOLATIONS;
   },
 };
 

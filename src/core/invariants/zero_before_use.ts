@@ -2,7 +2,7 @@
  * zero-before-use: a page's previous contents are never observed by its next user.
  */
 import { describeOwner } from './ownership.js';
-import type { Invariant, Violation } from './types.js';
+import { NO_VIOLATIONS, type Invariant, type Violation } from './types.js';
 
 export const zeroBeforeUse: Invariant = {
   name: 'zero-before-use',
@@ -14,7 +14,7 @@ export const zeroBeforeUse: Invariant = {
   origin:
     'kernel-uapi.md §1.3 ("every page first becomes visible as all-zero"); COCONUT-SVSM page-scrubbing discussions (vmm-ecosystem.md §3.3).',
   check(s) {
-    if (s.staleReads.length === 0) return [];
+    if (s.staleReads.length === 0) return NO_VIOLATIONS;
     const o = s.ownership();
     const out: Violation[] = [];
     const seen = new Set<number>();
