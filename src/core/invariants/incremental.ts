@@ -24,6 +24,7 @@ import type { KFile } from '../vfs/file.js';
 import { ShmemObject } from '../mm/host_mm.js';
 import type { Mapping } from './types.js';
 import { buildOwnership, ownerOps, type Owner, type Ownership } from './ownership.js';
+import { mappingList } from './stage2_coherent.js';
 
 const NO_FILES: ReadonlySet<GmemFile> = new Set();
 
@@ -41,7 +42,7 @@ type Watch = {
   /** The VM whose guest_memfd this map is (its pages or bindings). */
   readonly vm: Vm | undefined;
   /** VMs whose last check read a range of this map (created on first use). */
-  deps: RangeMap<readonly Vm[]> | undefined;
+  deps: RangeMap<VmList> | undefined;
   /** VMs whose last check read all of this map (created on first use). */
   whole: Set<Vm> | undefined;
   /** This map is an ownership source that is live now. */
@@ -64,6 +65,25 @@ type Watch = {
 /** Pending ranges a source keeps before it is wholly pending (bounds the work per change). */
 const PEND_MAX = 16;
 
+/** The VMs that read a range: one VM, or several (arrays are never mutated: pieces share them). */
+type VmList = Vm | readonly Vm[];
+
+/** `list` without `vm` (undefined: none left). */
+function withoutVm(list: VmList, vm: Vm): VmList | undefined {
+  if (!Array.isArray(list)) return list === vm ? undefined : list;
+  const vms = list as readonly Vm[];
+  if (!vms.includes(vm)) return list;
+  const rest = vms.filter((x) => x !== vm);
+  return rest.length === 0 ? undefined : rest.length === 1 ? rest[0]! : rest;
+}
+
+/** `list` with `vm` (the same list when it has it). */
+function withVm(list: VmList, vm: Vm): VmList {
+  if (!Array.isArray(list)) return list === vm ? list : [list as Vm, vm];
+  const vms = list as readonly Vm[];
+  return vms.includes(vm) ? list : [...vms, vm];
+}
+
 /** VmState.flags: the VM is in the dirty list, the used list; its dependencies may differ. */
 const DIRTY = 1;
 const USED = 2;
@@ -82,6 +102,11 @@ type VmState = {
   fixed: Array<{ pfn: number; owner: Owner }>;
   /** vCPUs when `fixed` was taken. */
   fixedVcpus: number;
+  /**
+   * The VM's mappings (`mappingList`), kept until one of its stage-2 or memslot maps changes:
+   * the list reads nothing else (its sptes and memslots are the maps' values).
+   */
+  maps: readonly Mapping[] | undefined;
 };
 
 /** Index of the dependency (w, start, end) among the first n of W/S/E, or -1. */
@@ -160,6 +185,27 @@ export class ChangeTracker {
   /** Ownership sources with pending ranges (`pendSourcesN` of them). */
   private readonly pendSources: Watch[] = [];
   private pendSourcesN = 0;
+  /** Scratch of `depend`: indexes of the dependencies dropped. */
+  private readonly gone: number[] = [];
+  /** Scratch of `collect`: the pieces of a dependency map over a range. */
+  private readonly colS: number[] = [];
+  private readonly colE: number[] = [];
+  private readonly colV: VmList[] = [];
+  private colN = 0;
+  private readonly colPiece = (s: number, e: number, v: VmList): void => {
+    const n = this.colN++;
+    this.colS[n] = s;
+    this.colE[n] = e;
+    this.colV[n] = v;
+  };
+
+  /** The pieces of `deps` over [s, e) into colS/colE/colV; their number. */
+  private collect(deps: RangeMap<VmList>, s: number, e: number): number {
+    this.colN = 0;
+    deps.forEachIn(s, e, this.colPiece);
+    return this.colN;
+  }
+
   /** Scratch of `count`: claim counts per segment. */
   private readonly segS: number[] = [];
   private readonly segE: number[] = [];
@@ -248,8 +294,15 @@ export class ChangeTracker {
         files: [],
         fixed: [],
         fixedVcpus: -1,
+        maps: undefined,
       };
     return st;
+  }
+
+  /** The VM's stage-2 mappings in `forEachMapping` order (see VmState.maps). */
+  mappingsOf(vm: Vm): readonly Mapping[] {
+    const st = this.stateOf(vm);
+    return (st.maps ??= mappingList(vm));
   }
 
   /** Add a VM to the dirty list (`reread`: its dependencies may differ too). */
@@ -296,11 +349,16 @@ export class ChangeTracker {
   private dirtyDeps(w: Watch, s: number, e: number): void {
     if (w.whole !== undefined) for (const vm of w.whole) this.markDirty(vm, false);
     if (w.deps === undefined || w.deps.size === 0) return;
-    const layout = w === this.vmas;
-    w.deps.forEachIn(s, e, (_a, _b, vms) => {
-      for (const vm of vms) this.markDirty(vm, layout);
-    });
+    this.dirtyLayout = w === this.vmas;
+    w.deps.forEachIn(s, e, this.dirtyList);
   }
+
+  /** Whether `dirtyList` marks its VMs for a re-read of their dependencies. */
+  private dirtyLayout = false;
+  private readonly dirtyList = (_a: number, _b: number, vms: VmList): void => {
+    if (!Array.isArray(vms)) this.markDirty(vms as Vm, this.dirtyLayout);
+    else for (const vm of vms as readonly Vm[]) this.markDirty(vm, this.dirtyLayout);
+  };
 
   /**
    * Bring everything up to date with the model. False when nothing at all changed since the
@@ -318,8 +376,12 @@ export class ChangeTracker {
     for (; this.seenVms < all.length; this.seenVms++) {
       const vm = all[this.seenVms]!;
       // The VM's own maps: a change makes the VM dirty right away (no other VM reads them);
-      // one of its stage-2 or memslot maps changes what its checks read.
-      const layout = (): void => this.markDirty(vm, true);
+      // one of its stage-2 or memslot maps changes what its checks read, and its mappings.
+      const st = this.stateOf(vm);
+      const layout = (): void => {
+        st.maps = undefined;
+        this.markDirty(vm, true);
+      };
       for (const m of vm.stage2) m.onChange = layout;
       for (const m of vm.slotsByGfn) m.onChange = layout;
       vm.attrs.onChange = (): void => this.markDirty(vm, false);
@@ -399,6 +461,14 @@ export class ChangeTracker {
     this.nextE[n] = end;
   }
 
+  /** The object a VMA maps over a range the VM's checks read (a `forEachIn` callback). */
+  private readonly depVma = (_s: number, _e: number, v: { readonly obj: unknown }): void => {
+    const obj = v.obj;
+    if (obj instanceof ShmemObject)
+      this.dep(this.watch(obj.pages as RangeMap<unknown>, undefined), 0, MAX_KEY);
+    else if (obj instanceof GmemFile) this.depFile(obj);
+  };
+
   /** The pages and bindings of a guest_memfd file the VM's checks read, once. */
   private depFile(f: GmemFile | null | undefined): void {
     if (f === null || f === undefined) return;
@@ -435,12 +505,7 @@ export class ChangeTracker {
         const hv0 = Number(slot.userspaceAddr >> 12n) + (g0 - slot.baseGfn);
         this.dep(this.vmas, hv0, hv0 + n);
         this.dep(this.anon, hv0, hv0 + n);
-        h.mm.vmas.forEachIn(hv0, hv0 + n, (_s, _e, v) => {
-          const obj = v.obj;
-          if (obj instanceof ShmemObject)
-            this.dep(this.watch(obj.pages as RangeMap<unknown>, undefined), 0, MAX_KEY);
-          else if (obj instanceof GmemFile) this.depFile(obj);
-        });
+        h.mm.vmas.forEachIn(hv0, hv0 + n, this.depVma);
       }
     }
     this.nextFilesN = 0;
@@ -458,7 +523,8 @@ export class ChangeTracker {
     // when a dropped range of the same map overlapped it).
     const { depW: prevW, depS: prevS, depE: prevE } = st;
     const m = st.depN;
-    const gone: number[] = [];
+    const gone = this.gone;
+    gone.length = 0;
     for (let i = 0; i < m; i++) {
       const w = prevW[i]!;
       const start = prevS[i]!;
@@ -470,10 +536,13 @@ export class ChangeTracker {
         continue;
       }
       const deps = w.deps!;
-      for (const p of deps.piecesIn(start, end)) {
-        const rest = p.value.filter((x) => x !== vm);
-        if (rest.length === 0) deps.delete(p.start, p.end);
-        else deps.set(p.start, p.end, rest);
+      const k = this.collect(deps, start, end);
+      const { colS, colE, colV } = this;
+      for (let q = 0; q < k; q++) {
+        const rest = withoutVm(colV[q]!, vm);
+        if (rest === undefined) deps.delete(colS[q]!, colE[q]!);
+        else if (rest !== colV[q]) deps.set(colS[q]!, colE[q]!, rest);
+        colV[q] = undefined as unknown as VmList;
       }
     }
     for (let i = 0; i < n; i++) {
@@ -491,15 +560,20 @@ export class ChangeTracker {
         continue;
       }
       const deps = (w.deps ??= new RangeMap());
+      // The pieces there get the VM added, the gaps between them get the VM alone.
+      const k = this.collect(deps, start, end);
+      const { colS, colE, colV } = this;
       let cur = start;
-      const gaps: Array<{ start: number; end: number }> = [];
-      for (const p of deps.piecesIn(start, end)) {
-        if (p.start > cur) gaps.push({ start: cur, end: p.start });
-        if (!p.value.includes(vm)) deps.set(p.start, p.end, [...p.value, vm]);
-        cur = p.end;
+      for (let q = 0; q < k; q++) {
+        const ps = colS[q]!;
+        const pe = colE[q]!;
+        if (ps > cur) deps.set(cur, ps, vm);
+        const more = withVm(colV[q]!, vm);
+        if (more !== colV[q]) deps.set(ps, pe, more);
+        colV[q] = undefined as unknown as VmList;
+        cur = pe;
       }
-      if (cur < end) gaps.push({ start: cur, end });
-      for (const g of gaps) deps.set(g.start, g.end, [vm]);
+      if (cur < end) deps.set(cur, end, vm);
     }
     // The collected arrays become the VM's; its previous ones collect the next VM's.
     st.depN = n;

@@ -23,7 +23,6 @@ import {
   type PerVm,
   type Violation,
 } from './types.js';
-import { mappingList } from './stage2_coherent.js';
 import { vmRefcount } from './vm_refcount.js';
 import { zeroBeforeUse } from './zero_before_use.js';
 
@@ -220,9 +219,6 @@ class TrackedState implements CheckState {
   staleReads: readonly Pfn[] = NO_PFNS;
   /** The ownership map of this check, once asked for. */
   own: Ownership | undefined = undefined;
-  /** The mappings of the VM checked last in this check (VMs are checked one after the other). */
-  private mapVm: Vm | undefined = undefined;
-  private mapList: readonly Mapping[] = [];
   readonly mappingsOf = (vm: Vm): readonly Mapping[] => this.mappings(vm);
 
   constructor(
@@ -235,18 +231,12 @@ class TrackedState implements CheckState {
   }
 
   mappings(vm: Vm): readonly Mapping[] {
-    if (this.mapVm !== vm) {
-      this.mapList = mappingList(vm);
-      this.mapVm = vm;
-    }
-    return this.mapList;
+    return this.t.mappingsOf(vm);
   }
 
   /** A new check: the model may have changed since the last one. */
   reset(): void {
     this.own = undefined;
-    this.mapVm = undefined;
-    this.mapList = [];
   }
 
   ownedOnFree(): number | undefined {
