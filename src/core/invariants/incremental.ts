@@ -84,6 +84,20 @@ function withVm(list: VmList, vm: Vm): VmList {
   return vms.includes(vm) ? list : [...vms, vm];
 }
 
+/**
+ * A single-frame page a VM claims: the coalesced MMIO ring (`vcpu` undefined) or a vCPU's
+ * kvm_run page (`run`) or PIO page; the owner's `what` follows from them.
+ */
+type FixedPage = {
+  readonly pfn: number;
+  readonly owner: Owner;
+  readonly vcpu: bigint | undefined;
+  readonly run: boolean;
+};
+
+/** A piece of a VMA as the tracker reads it. */
+type VmaPiece = { readonly obj: unknown };
+
 /** VmState.flags: the VM is in the dirty list, the used list; its dependencies may differ. */
 const DIRTY = 1;
 const USED = 2;
@@ -99,7 +113,7 @@ type VmState = {
   /** guest_memfd files whose pages the ownership map holds. */
   files: GmemFile[];
   /** Single-frame owners claimed (vCPU pages, coalesced MMIO ring). */
-  fixed: Array<{ pfn: number; owner: Owner }>;
+  fixed: FixedPage[];
   /** vCPUs when `fixed` was taken. */
   fixedVcpus: number;
   /**
@@ -159,7 +173,7 @@ export class ChangeTracker {
   private readonly anon: Watch;
   private readonly vmas: Watch;
   private readonly free: Watch;
-  private readonly vmasShadow: RangeMap<{ readonly obj: unknown }>;
+  private readonly vmasShadow: RangeMap<VmaPiece>;
   /** Pages of each shmem object mapped by some VMA (reachable objects). */
   private readonly shmemMapped = new Map<ShmemObject, number>();
   private readonly shmems = new Set<ShmemObject>();
@@ -723,29 +737,63 @@ export class ChangeTracker {
     P.splice(i, j - i, ns, ne);
   }
 
-  private vmasDiff(s: number, e: number): void {
-    const bump = (obj: unknown, d: number): void => {
-      if (!(obj instanceof ShmemObject)) return;
-      const n = (this.shmemMapped.get(obj) ?? 0) + d;
-      const w = this.watch(obj.pages as RangeMap<unknown>, undefined);
-      if (n === 0) {
-        this.shmemMapped.delete(obj);
-        this.shmems.delete(obj);
-        this.deactivate(w);
-      } else {
-        this.shmemMapped.set(obj, n);
-        this.shmems.add(obj);
-        this.activate(w, (start) => ({ kind: 'shmem', obj, base: start }));
-      }
-    };
-    const gone = this.vmasShadow.piecesIn(s, e);
-    this.vmasShadow.delete(s, e);
-    const now = this.h.mm.vmas.piecesIn(s, e);
-    for (const p of now) this.vmasShadow.set(p.start, p.end, p.value);
-    // Count the new mappings first so an object mapped both before and after stays live.
-    for (const p of now) bump(p.value.obj, p.end - p.start);
-    for (const p of gone) bump(p.value.obj, -(p.end - p.start));
+  /** `d` more pages of `obj` mapped by some VMA: a shmem object is a source while mapped. */
+  private bump(obj: unknown, d: number): void {
+    if (!(obj instanceof ShmemObject)) return;
+    const n = (this.shmemMapped.get(obj) ?? 0) + d;
+    const w = this.watch(obj.pages as RangeMap<unknown>, undefined);
+    if (n === 0) {
+      this.shmemMapped.delete(obj);
+      this.shmems.delete(obj);
+      this.deactivate(w);
+    } else {
+      this.shmemMapped.set(obj, n);
+      this.shmems.add(obj);
+      if (!w.active) this.activate(w, (start) => ({ kind: 'shmem', obj, base: start }));
+    }
   }
+
+  private vmasDiff(s: number, e: number): void {
+    // The pieces there before (gS/gE/gO) and now (nS/nE/nO), in the scratch arrays.
+    const { gS, gE, gO, nS, nE, nO } = this;
+    this.vmaS = gS;
+    this.vmaE = gE;
+    this.vmaO = gO;
+    this.vmaN = 0;
+    if (this.vmasShadow.size !== 0) this.vmasShadow.forEachIn(s, e, this.vmaPiece);
+    const ng = this.vmaN;
+    if (ng !== 0) this.vmasShadow.delete(s, e);
+    this.vmaS = nS;
+    this.vmaE = nE;
+    this.vmaO = nO;
+    this.vmaN = 0;
+    this.h.mm.vmas.forEachIn(s, e, this.vmaPiece);
+    const nn = this.vmaN;
+    for (let i = 0; i < nn; i++) this.vmasShadow.set(nS[i]!, nE[i]!, nO[i]!);
+    // Count the new mappings first so an object mapped both before and after stays live.
+    for (let i = 0; i < nn; i++) this.bump(nO[i]!.obj, nE[i]! - nS[i]!);
+    for (let i = 0; i < ng; i++) this.bump(gO[i]!.obj, -(gE[i]! - gS[i]!));
+    for (let i = 0; i < nn; i++) nO[i] = undefined;
+    for (let i = 0; i < ng; i++) gO[i] = undefined;
+  }
+
+  /** Scratch of `vmasDiff`: VMA pieces (start, end, value). */
+  private readonly gS: number[] = [];
+  private readonly gE: number[] = [];
+  private readonly gO: Array<VmaPiece | undefined> = [];
+  private readonly nS: number[] = [];
+  private readonly nE: number[] = [];
+  private readonly nO: Array<VmaPiece | undefined> = [];
+  private vmaS: number[] = this.gS;
+  private vmaE: number[] = this.gE;
+  private vmaO: Array<VmaPiece | undefined> = this.gO;
+  private vmaN = 0;
+  private readonly vmaPiece = (s: number, e: number, v: VmaPiece): void => {
+    const n = this.vmaN++;
+    this.vmaS[n] = s;
+    this.vmaE[n] = e;
+    this.vmaO[n] = v;
+  };
 
   /** A VM's guest_memfd files and single-frame pages, while it lives. */
   private vmOwnership(vm: Vm): void {
@@ -772,23 +820,48 @@ export class ChangeTracker {
     if (vm.vcpus.size !== 0) for (const vc of vm.vcpus.values()) frames += vc.pages.length;
     if (!vm.dead && frames === st.fixed.length && st.fixedVcpus === vm.vcpus.size) return;
     const prev = st.fixed;
-    const next: Array<{ pfn: number; owner: Owner }> = [];
+    const next: FixedPage[] = [];
     st.fixed = next;
     st.fixedVcpus = vm.vcpus.size;
     if (!vm.dead) {
       // An entry that is still there (same place, frame and owner) stays claimed; a new vCPU
       // only adds its pages after those of the others.
-      const add = (pfn: number, what: string): void => {
+      // (The owner's `what` is the same exactly when `vcpu` and `run` are.)
+      for (const p of vm.sharedPages) {
         const o = prev[next.length];
         next.push(
-          o !== undefined && o.pfn === pfn && o.owner.kind === 'vcpu' && o.owner.what === what
+          o !== undefined && o.pfn === p && o.vcpu === undefined
             ? o
-            : { pfn, owner: { kind: 'vcpu', vm, base: 0, what } },
+            : {
+                pfn: p,
+                owner: { kind: 'vcpu', vm, base: 0, what: 'coalesced MMIO ring' },
+                vcpu: undefined,
+                run: false,
+              },
         );
-      };
-      for (const p of vm.sharedPages) add(p, 'coalesced MMIO ring');
-      for (const vc of vm.vcpus.values())
-        vc.pages.forEach((p, i) => add(p, `vcpu ${vc.id} ${i === 0 ? 'kvm_run' : 'PIO'} page`));
+      }
+      for (const vc of vm.vcpus.values()) {
+        const pages = vc.pages;
+        for (let i = 0; i < pages.length; i++) {
+          const p = pages[i]!;
+          const o = prev[next.length];
+          next.push(
+            o !== undefined && o.pfn === p && o.vcpu === vc.id && o.run === (i === 0)
+              ? o
+              : {
+                  pfn: p,
+                  owner: {
+                    kind: 'vcpu',
+                    vm,
+                    base: 0,
+                    what: `vcpu ${vc.id} ${i === 0 ? 'kvm_run' : 'PIO'} page`,
+                  },
+                  vcpu: vc.id,
+                  run: i === 0,
+                },
+          );
+        }
+      }
     }
     for (let i = 0; i < prev.length; i++) if (next[i] !== prev[i]) this.unclaim(prev[i]!.pfn, 1);
     for (let i = 0; i < next.length; i++) {
