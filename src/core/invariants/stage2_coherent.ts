@@ -98,12 +98,56 @@ export function forEachMapping(
   }
 }
 
+/**
+ * State of `mappingList` while it walks a VM (module-level, so that the walk allocates no
+ * closure): the list, the address space and its memslots, the stage-2 extent being clipped.
+ */
+let mlOut: Mapping[] = [];
+let mlAs = 0;
+let mlSlots: RangeMap<Memslot> | undefined;
+let mlM0 = 0;
+let mlSpte: Spte | undefined;
+let mlCur = 0;
+
+/** `forEachMapping`'s inner visit: one memslot piece of the stage-2 extent at mlM0. */
+function mlSlotPiece(p0: number, p1: number, slot: Memslot): void {
+  const spte = mlSpte!;
+  if (p0 > mlCur)
+    mlOut.push({
+      as: mlAs,
+      start: mlCur,
+      end: p0,
+      spte: shift(spte, mlCur - mlM0),
+      slot: undefined,
+    });
+  mlOut.push({ as: mlAs, start: p0, end: p1, spte: shift(spte, p0 - mlM0), slot });
+  mlCur = p1;
+}
+
+/** `forEachMapping`'s outer visit: one stage-2 extent, clipped to memslots. */
+function mlExtent(m0: number, m1: number, spte: Spte): void {
+  mlM0 = m0;
+  mlSpte = spte;
+  mlCur = m0;
+  mlSlots!.forEachIn(m0, m1, mlSlotPiece);
+  if (mlCur < m1)
+    mlOut.push({ as: mlAs, start: mlCur, end: m1, spte: shift(spte, mlCur - m0), slot: undefined });
+}
+
 /** The VM's mappings in `forEachMapping` order. */
 export function mappingList(vm: Vm): Mapping[] {
   const out: Mapping[] = [];
-  forEachMapping(vm, (as, start, end, spte, slot) => {
-    out.push({ as, start, end, spte, slot });
-  });
+  mlOut = out;
+  for (let as = 0; as < vm.stage2.length; as++) {
+    const s2 = vm.stage2[as]!;
+    if (s2.size === 0) continue;
+    mlAs = as;
+    mlSlots = vm.slotsByGfn[as]!;
+    s2.forEachIn(0, MAX_KEY, mlExtent);
+  }
+  mlOut = [];
+  mlSlots = undefined;
+  mlSpte = undefined;
   return out;
 }
 
@@ -153,6 +197,31 @@ function anyWithout(m: RangeMap<number>, s: number, e: number, bit: number): boo
 
 /** What is wrong with a mapping of host pages [hv0, hv0 + n) by `spte`, if anything. */
 function hostMismatch(h: Host, hv0: number, n: number, spte: Spte): string | undefined {
+  // Usually one VMA and one page extent back the whole range with the very frames: nothing is
+  // wrong (what the visit below finds too, as one run).
+  if (spte.base !== ZERO_PFN) {
+    const ve = h.mm.vmas.entryAt(hv0);
+    if (ve !== undefined && ve.end >= hv0 + n) {
+      const vma = ve.value;
+      const pages: RangeMap<{ readonly base: number }> | undefined =
+        vma.kind === 'anon'
+          ? h.mm.anon
+          : vma.obj instanceof ShmemObject || vma.obj instanceof GmemFile
+            ? vma.obj.pages
+            : undefined;
+      if (pages !== undefined) {
+        const k0 = vma.base + (hv0 - ve.start);
+        const pe = pages.entryAt(k0);
+        if (
+          pe !== undefined &&
+          pe.end >= k0 + n &&
+          pe.value.base + (k0 - pe.start) === spte.base &&
+          !(spte.writable && (vma.prot & 2) === 0)
+        )
+          return undefined;
+      }
+    }
+  }
   let msg: string | undefined;
   forEachHostBacking(h, hv0, hv0 + n, (start, _end, pfn, writable) => {
     const expect = spte.base === ZERO_PFN ? ZERO_PFN : spte.base + (start - hv0);
