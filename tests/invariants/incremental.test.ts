@@ -146,10 +146,10 @@ describe('the incremental ownership map = buildOwnership after every op', () => 
       return x % n;
     };
     let nextPfn = 1_000_000;
-    for (let step = 0; step < 300; step++) {
-      const changes = 1 + rnd(step % 10 === 0 ? 60 : 6);
+    for (let step = 0; step < 600; step++) {
+      const changes = 1 + rnd(step % 10 === 0 ? 60 : 15);
       for (let k = 0; k < changes; k++) {
-        const s = 0x10000 + rnd(400);
+        const s = 0x10000 + rnd(step % 2 === 0 ? 150 : 400);
         const e = s + 1 + rnd(12);
         if (rnd(3) === 0) host.mm.anon.delete(s, e);
         else {

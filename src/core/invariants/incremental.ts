@@ -56,6 +56,8 @@ type Watch = {
    * ownership map holds what the source holds.
    */
   readonly pend: number[];
+  /** Used length of `pend` (twice the number of ranges). */
+  pendN: number;
   /** All of the source is pending (too many ranges): the update claims all of it. */
   pendAll: boolean;
   /** In the tracker's list of sources with pending ranges. */
@@ -269,6 +271,7 @@ export class ChangeTracker {
         active: false,
         owner: undefined,
         pend: [],
+        pendN: 0,
         pendAll: false,
         pendListed: false,
       };
@@ -408,9 +411,9 @@ export class ChangeTracker {
       this.pendSources[i] = undefined as unknown as Watch;
       if (w.active) {
         if (w.pendAll) this.claimIn(w, 0, MAX_KEY);
-        else for (let j = 0; j < w.pend.length; j += 2) this.claimIn(w, w.pend[j]!, w.pend[j + 1]!);
+        else for (let j = 0; j < w.pendN; j += 2) this.claimIn(w, w.pend[j]!, w.pend[j + 1]!);
       }
-      w.pend.length = 0;
+      w.pendN = 0;
       w.pendAll = false;
       w.pendListed = false;
     }
@@ -538,13 +541,13 @@ export class ChangeTracker {
     const { depW: prevW, depS: prevS, depE: prevE } = st;
     const m = st.depN;
     const gone = this.gone;
-    gone.length = 0;
+    let goneN = 0;
     for (let i = 0; i < m; i++) {
       const w = prevW[i]!;
       const start = prevS[i]!;
       const end = prevE[i]!;
       if (indexOfDep(nextW, nextS, nextE, n, w, start, end) >= 0) continue;
-      gone.push(i);
+      gone[goneN++] = i;
       if (start === 0 && end === MAX_KEY) {
         w.whole!.delete(vm);
         continue;
@@ -565,8 +568,10 @@ export class ChangeTracker {
       const end = nextE[i]!;
       if (indexOfDep(prevW, prevS, prevE, m, w, start, end) >= 0) {
         let overlapped = false;
-        for (const j of gone)
+        for (let g = 0; g < goneN; g++) {
+          const j = gone[g]!;
           if (prevW[j] === w && prevS[j]! < end && start < prevE[j]!) overlapped = true;
+        }
         if (!overlapped) continue;
       }
       if (start === 0 && end === MAX_KEY) {
@@ -625,7 +630,7 @@ export class ChangeTracker {
     if (w.active) return;
     w.active = true;
     w.owner = owner;
-    w.pend.length = 0;
+    w.pendN = 0;
     w.pendAll = false;
     const map = w.map as unknown as AnyMap;
     if (map.size === 0) return;
@@ -642,13 +647,13 @@ export class ChangeTracker {
     if (!w.pendAll) {
       const P = w.pend;
       let cur = 0;
-      for (let j = 0; j < P.length; j += 2) {
+      for (let j = 0; j < w.pendN; j += 2) {
         this.unclaimIn(w, cur, P[j]!);
         cur = P[j + 1]!;
       }
       this.unclaimIn(w, cur, MAX_KEY);
     }
-    w.pend.length = 0;
+    w.pendN = 0;
     w.pendAll = false;
   }
 
@@ -695,10 +700,12 @@ export class ChangeTracker {
       this.pendSources[this.pendSourcesN++] = w;
     }
     const P = w.pend;
-    const n = P.length;
+    const n = w.pendN;
     if (n === 0) {
       this.unclaimIn(w, s, e);
-      P.push(s, e);
+      P[0] = s;
+      P[1] = e;
+      w.pendN = 2;
       return;
     }
     // A fault loop: [s, e) continues or lies inside the last range.
@@ -717,7 +724,7 @@ export class ChangeTracker {
         cur = P[j + 1]!;
       }
       this.unclaimIn(w, cur, MAX_KEY);
-      P.length = 0;
+      w.pendN = 0;
       w.pendAll = true;
       return;
     }
@@ -734,7 +741,16 @@ export class ChangeTracker {
     if (cur < e) this.unclaimIn(w, cur, e);
     const ns = j > i && P[i]! < s ? P[i]! : s;
     const ne = j > i && P[j - 1]! > e ? P[j - 1]! : e;
-    P.splice(i, j - i, ns, ne);
+    // Ranges [i, j) become the one range [ns, ne).
+    if (j === i) {
+      for (let k = n - 1; k >= i; k--) P[k + 2] = P[k]!;
+    } else if (j - i > 2) {
+      const d = j - i - 2;
+      for (let k = j; k < n; k++) P[k - d] = P[k]!;
+    }
+    P[i] = ns;
+    P[i + 1] = ne;
+    w.pendN = n - (j - i) + 2;
   }
 
   /** `d` more pages of `obj` mapped by some VMA: a shmem object is a source while mapped. */
