@@ -104,6 +104,12 @@ type VmaPiece = { readonly obj: unknown };
 const DIRTY = 1;
 const USED = 2;
 const REREAD = 4;
+/**
+ * The VM's files, vCPUs, single-frame pages or life may differ (see `vmOwnership`): they change
+ * only in ops that look up one of its files (KVM_CREATE_GUEST_MEMFD and KVM_CREATE_VCPU on the
+ * VM fd) or release one (guest_memfd release, VM destruction), or when the VM is created.
+ */
+const FILES = 8;
 
 type VmState = {
   flags: number;
@@ -331,6 +337,7 @@ export class ChangeTracker {
 
   private markUsed(vm: Vm): void {
     const st = this.stateOf(vm);
+    st.flags |= FILES;
     if ((st.flags & USED) !== 0) return;
     st.flags |= USED;
     this.usedL[this.usedN++] = vm;
@@ -354,6 +361,7 @@ export class ChangeTracker {
         return;
       }
       this.markDirty(f.vm, true);
+      this.vmStates[f.vm.index]!.flags |= FILES;
       // Memslots of other VMs never bind a file (kvm_gmem_bind checks gmem->kvm), but a VM's
       // checks may read the file through a mapping of it at userspace_addr.
       for (const m of [f.pages, f.bindings] as RangeMap<unknown>[]) {
@@ -403,6 +411,7 @@ export class ChangeTracker {
       for (const m of vm.slotsByGfn) m.onChange = layout;
       vm.attrs.onChange = (): void => this.markDirty(vm, false);
       this.markDirty(vm, true);
+      st.flags |= FILES;
     }
     // Nothing below changes a watched map: no change is queued while the queue is read.
     // The ownership sources first: claim what their changed ranges hold now.
@@ -684,7 +693,8 @@ export class ChangeTracker {
     const map = w.map as unknown as AnyMap;
     // buildOwnership skips an extent at pfn 0 (a whole stored entry), never a piece of one.
     // Only the first piece can be clipped (its value shifted to p0); others are stored ones.
-    if ((p0 === this.claimS || v.base === 0) && map.entryAt(p0)!.value.base === 0)
+    // (The stored entry's base is v.base - (p0 - its start): never 0 when v.base > p0.)
+    if ((v.base === 0 || (p0 === this.claimS && v.base <= p0)) && map.entryAt(p0)!.value.base === 0)
       this.zeroClaims = 1;
     this.claim(v.base, p1 - p0, w.owner!(p0, v));
   };
@@ -811,9 +821,14 @@ export class ChangeTracker {
     this.vmaO[n] = v;
   };
 
-  /** A VM's guest_memfd files and single-frame pages, while it lives. */
+  /**
+   * A VM's guest_memfd files and single-frame pages, while it lives: brought up to date when
+   * they may differ (flag FILES).
+   */
   private vmOwnership(vm: Vm): void {
     const st = this.vmStates[vm.index]!;
+    if ((st.flags & FILES) === 0) return;
+    st.flags &= ~FILES;
     const files = vm.dead ? NO_FILES : vm.gmemFiles;
     // Usually the VM has the files it had.
     let same = st.files.length === files.size;
