@@ -185,9 +185,12 @@ export class ChangeTracker {
   /** Pages of each shmem object mapped by some VMA (reachable objects). */
   private readonly shmemMapped = new Map<ShmemObject, number>();
   private readonly shmems = new Set<ShmemObject>();
-  /** Claims per frame. */
+  /**
+   * Claims per frame, counted while the map is not exact (some frame was claimed twice); while
+   * exact, `owners` holds the claimed frames.
+   */
   private readonly claims = new RangeMap<number>();
-  /** Frames claimed more than once. */
+  /** Frames claimed more than once (while not exact). */
   private readonly multi = new RangeMap<true>();
   private zeroClaims = 0;
   private owners = new RangeMap<Owner>(ownerOps);
@@ -241,14 +244,13 @@ export class ChangeTracker {
     h.watchFiles((f, release) => this.touched(f, release));
     this.vmasShadow = new RangeMap();
     const owners = (): RangeMap<Owner> => this.owners;
-    const claims = this.claims;
     this.own = {
       get owners() {
         return owners();
       },
       doubles: [],
       get ownedFrames() {
-        return claims.totalCovered();
+        return owners().totalCovered();
       },
       shmems: this.shmems,
     };
@@ -343,9 +345,18 @@ export class ChangeTracker {
     this.usedL[this.usedN++] = vm;
   }
 
-  private fileWatch(m: RangeMap<unknown>, f: GmemFile): Watch {
-    return this.watch(m, f.vm);
+  /** The watch of a guest_memfd file's pages, by inode number (found without hashing). */
+  private pagesWatch(f: GmemFile): Watch {
+    return (this.pagesByIno[f.ino] ??= this.watch(f.pages as RangeMap<unknown>, f.vm));
   }
+
+  /** The watch of a guest_memfd file's bindings, by inode number. */
+  private bindingsWatch(f: GmemFile): Watch {
+    return (this.bindingsByIno[f.ino] ??= this.watch(f.bindings as RangeMap<unknown>, f.vm));
+  }
+
+  private readonly pagesByIno: Array<Watch | undefined> = [];
+  private readonly bindingsByIno: Array<Watch | undefined> = [];
 
   /**
    * An op used a file, or its last reference may be going (`release`). Using a file changes
@@ -474,6 +485,7 @@ export class ChangeTracker {
       // No frame is claimed twice any more: the incremental map is exact again.
       this.owners = buildOwnership(this.h).owners;
       this.exact = true;
+      this.claims.clear();
       this.ownedFree.clear();
       this.refreshOwnedFree(0, MAX_KEY);
     }
@@ -500,8 +512,8 @@ export class ChangeTracker {
     if (f === null || f === undefined) return;
     for (let i = 0; i < this.nextFilesN; i++) if (this.nextFiles[i] === f) return;
     this.nextFiles[this.nextFilesN++] = f;
-    this.dep(this.fileWatch(f.pages as RangeMap<unknown>, f), 0, MAX_KEY);
-    this.dep(this.fileWatch(f.bindings as RangeMap<unknown>, f), 0, MAX_KEY);
+    this.dep(this.pagesWatch(f), 0, MAX_KEY);
+    this.dep(this.bindingsWatch(f), 0, MAX_KEY);
   }
 
   /**
@@ -834,11 +846,10 @@ export class ChangeTracker {
     let same = st.files.length === files.size;
     if (same) for (const f of files) if (!st.files.includes(f)) same = false;
     if (!same) {
-      for (const f of st.files)
-        if (!files.has(f)) this.deactivate(this.fileWatch(f.pages as RangeMap<unknown>, f));
+      for (const f of st.files) if (!files.has(f)) this.deactivate(this.pagesWatch(f));
       for (const f of files)
         if (!st.files.includes(f))
-          this.activate(this.fileWatch(f.pages as RangeMap<unknown>, f), (start, v) => ({
+          this.activate(this.pagesWatch(f), (start, v) => ({
             kind: 'gmem',
             file: f,
             base: start,
@@ -952,18 +963,29 @@ export class ChangeTracker {
 
   private claim(pfn: number, n: number, o: Owner): void {
     if (n <= 0) return;
-    if (this.count(pfn, n, 1)) this.exact = false;
-    if (!this.exact) return;
-    this.owners.set(pfn, pfn + n, o);
-    if (this.h.frames.anyFree(pfn, n)) this.refreshOwnedFree(pfn, pfn + n);
+    if (this.exact) {
+      const end = pfn + n;
+      // While exact, the owned frames are the claimed ones, each claimed once.
+      if (!this.owners.anyIn(pfn, end)) {
+        this.owners.set(pfn, end, o);
+        if (this.h.frames.anyFree(pfn, n)) this.refreshOwnedFree(pfn, end);
+        return;
+      }
+      // A frame claimed twice: count the claims per frame until none is shared again.
+      this.exact = false;
+      for (const e of this.owners.entries()) this.claims.set(e.start, e.end, 1);
+    }
+    this.count(pfn, n, 1);
   }
 
   private unclaim(pfn: number, n: number): void {
     if (n <= 0) return;
-    if (this.count(pfn, n, -1)) this.exact = false;
-    if (!this.exact) return;
-    this.owners.delete(pfn, pfn + n);
-    if (this.ownedFree.size !== 0) this.ownedFree.delete(pfn, pfn + n);
+    if (this.exact) {
+      this.owners.delete(pfn, pfn + n);
+      if (this.ownedFree.size !== 0) this.ownedFree.delete(pfn, pfn + n);
+      return;
+    }
+    this.count(pfn, n, -1);
   }
 
   private refreshOwnedFree(s: number, e: number): void {
