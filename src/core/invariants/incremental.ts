@@ -842,25 +842,34 @@ export class ChangeTracker {
     if ((st.flags & FILES) === 0) return;
     st.flags &= ~FILES;
     const files = vm.dead ? NO_FILES : vm.gmemFiles;
-    // Usually the VM has the files it had.
-    let same = st.files.length === files.size;
-    if (same) for (const f of files) if (!st.files.includes(f)) same = false;
-    if (!same) {
-      for (const f of st.files) if (!files.has(f)) this.deactivate(this.pagesWatch(f));
-      for (const f of files)
-        if (!st.files.includes(f))
-          this.activate(this.pagesWatch(f), (start, v) => ({
-            kind: 'gmem',
-            file: f,
-            base: start,
-            state: (v as unknown as { state: string }).state,
-          }));
-      st.files = [...files];
-    }
+    // Usually the VM has the files it had (as many, each of them still there).
+    const had = st.files;
+    let same = had.length === files.size;
+    for (let i = 0; same && i < had.length; i++) same = files.has(had[i]!);
+    if (!same) this.vmFiles(st, files);
     // The single-frame pages change only when the VM gets a vCPU or dies.
     let frames = vm.sharedPages.length;
     if (vm.vcpus.size !== 0) for (const vc of vm.vcpus.values()) frames += vc.pages.length;
     if (!vm.dead && frames === st.fixed.length && st.fixedVcpus === vm.vcpus.size) return;
+    this.vmFixed(vm, st);
+  }
+
+  /** The VM's guest_memfd files are now `files`: sources come and go. */
+  private vmFiles(st: VmState, files: ReadonlySet<GmemFile>): void {
+    for (const f of st.files) if (!files.has(f)) this.deactivate(this.pagesWatch(f));
+    for (const f of files)
+      if (!st.files.includes(f))
+        this.activate(this.pagesWatch(f), (start, v) => ({
+          kind: 'gmem',
+          file: f,
+          base: start,
+          state: (v as unknown as { state: string }).state,
+        }));
+    st.files = [...files];
+  }
+
+  /** The VM's single-frame pages (coalesced MMIO ring, vCPU pages) are claimed anew. */
+  private vmFixed(vm: Vm, st: VmState): void {
     const prev = st.fixed;
     const next: FixedPage[] = [];
     st.fixed = next;
