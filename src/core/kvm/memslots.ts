@@ -174,6 +174,7 @@ export function kvmSetMemoryRegion(
   }
   k.arch.allocMemslotMetadata(k, vm, slot);
   vm.slots.set(key, slot);
+  vm.updateHvaSpan();
   vm.slotsByGfn[asId]!.set(slot.baseGfn, slot.endGfn, slot);
   vm.nrMemslotPages += npages;
   vm.mmuPagesSized = true;
@@ -191,6 +192,7 @@ export function kvmDeleteMemslot(
 ): void {
   k.arch.flushShadowMemslot(k, vm, old, source);
   vm.slots.delete(old.key);
+  vm.updateHvaSpan();
   vm.slotsByGfn[old.asId]!.delete(old.baseGfn, old.endGfn);
   vm.nrMemslotPages -= old.npages;
   vm.mmuPagesSized = true;

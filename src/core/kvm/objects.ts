@@ -170,23 +170,40 @@ export class Memslot {
   gmemOnly = false;
   /** Hugepage tracking, per level (2M, 1G). Empty for VMs without private memory. */
   lpage: LpageInfo[] = [];
+  /** The host virtual page of userspace_addr (converted once: the fault and notifier paths use it). */
+  readonly userspaceHvpn: Hvpn;
+  /** The low uAPI flag bits as a number (bigint masks allocate; the fault path reads them). */
+  private flagBits: number;
+  private flagsValue: bigint;
   constructor(
     readonly asId: number,
     readonly id: number,
     public baseGfn: Gfn,
     readonly npages: number,
     /** uAPI flags (LOG_DIRTY_PAGES, READONLY, GUEST_MEMFD). */
-    public flags: bigint,
+    flags: bigint,
     readonly userspaceAddr: Hva,
-  ) {}
+  ) {
+    this.flagsValue = flags;
+    this.flagBits = Number(flags & 0xffn);
+    this.userspaceHvpn = hvaToHvpn(userspaceAddr);
+  }
+  /** uAPI flags (LOG_DIRTY_PAGES, READONLY, GUEST_MEMFD). */
+  get flags(): bigint {
+    return this.flagsValue;
+  }
+  set flags(v: bigint) {
+    this.flagsValue = v;
+    this.flagBits = Number(v & 0xffn);
+  }
   get endGfn(): Gfn {
     return gfnAdd(this.baseGfn, this.npages);
   }
   get isGuestMemfd(): boolean {
-    return (this.flags & 4n) !== 0n;
+    return (this.flagBits & 4) !== 0;
   }
   get isReadonly(): boolean {
-    return (this.flags & 2n) !== 0n;
+    return (this.flagBits & 2) !== 0;
   }
   get key(): number {
     return (this.asId << 16) | this.id;
@@ -195,11 +212,11 @@ export class Memslot {
 
 /** `__gfn_to_hva_memslot()`: the host virtual page behind gfn in a memslot's userspace range. */
 export function gfnToHvpnMemslot(slot: Memslot, gfn: Gfn): Hvpn {
-  return hvpnAdd(hvaToHvpn(slot.userspaceAddr), gfnDiff(gfn, slot.baseGfn));
+  return hvpnAdd(slot.userspaceHvpn, gfnDiff(gfn, slot.baseGfn));
 }
 /** `hva_to_gfn_memslot()`: the gfn a host virtual page of a memslot's userspace range maps. */
 export function hvpnToGfnMemslot(slot: Memslot, hvpn: Hvpn): Gfn {
-  return gfnAdd(slot.baseGfn, hvpnDiff(hvpn, hvaToHvpn(slot.userspaceAddr)));
+  return gfnAdd(slot.baseGfn, hvpnDiff(hvpn, slot.userspaceHvpn));
 }
 /** `kvm_gmem_get_index()`: the guest_memfd index behind gfn in a bound memslot. */
 export function gfnToGmemIndex(slot: Memslot, pgoff: PgOff, gfn: Gfn): PgOff {
@@ -295,6 +312,15 @@ export class Vm {
   dead = false;
   /** Memslots by (as_id << 16 | id). */
   readonly slots = new Map<number, Memslot>();
+  /**
+   * Every memslot's userspace range lies in host virtual pages [hvaSpanStart, hvaSpanEnd) (empty
+   * without memslots): an mmu_notifier invalidation outside it concerns no memslot of this VM, so
+   * the notifier skips the walk (the kernel's per-VM interval tree lookup finds nothing either).
+   * Recomputed by `updateHvaSpan()` whenever a memslot is added or removed (a MOVE keeps the
+   * userspace range).
+   */
+  hvaSpanStart = 0;
+  hvaSpanEnd = 0;
   /** Per address space: gfn → memslot (for lookup and overlap checks). */
   readonly slotsByGfn: RangeMap<Memslot>[];
   /** Memory attributes by gfn (absent = 0 = shared). */
@@ -343,5 +369,18 @@ export class Vm {
       this.stage2.push(new ExtentMap<Spte>(spteOps, spteShape));
     }
     this.attrs = new RangeMap<number>();
+  }
+
+  /** Recompute [hvaSpanStart, hvaSpanEnd) from the memslots. */
+  updateHvaSpan(): void {
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const slot of this.slots.values()) {
+      const ua = slot.userspaceHvpn;
+      if (ua < lo) lo = ua;
+      if (ua + slot.npages > hi) hi = ua + slot.npages;
+    }
+    this.hvaSpanStart = lo === Infinity ? 0 : lo;
+    this.hvaSpanEnd = hi === -Infinity ? 0 : hi;
   }
 }

@@ -31,7 +31,6 @@ import {
   gfnAlignUp,
   gfnDiff,
   gpaToGfn,
-  hvaToHvpn,
   pfnAdd,
   type Gfn,
   type Hvpn,
@@ -107,9 +106,14 @@ export function kvmMmuInvalidateGfnRange(
  */
 export function kvmMmuNotifierInvalidate(k: KernelCtx, vm: Vm, s: Hvpn, e: Hvpn): void {
   if (vm.dead) return;
+  if (s >= vm.hvaSpanEnd || e <= vm.hvaSpanStart) {
+    // No memslot's userspace range reaches [s, e).
+    vm.mmuInvalidateSeq++;
+    return;
+  }
   let any = false;
   for (const slot of vm.slots.values()) {
-    const ua = hvaToHvpn(slot.userspaceAddr);
+    const ua = slot.userspaceHvpn;
     const lo = s > ua ? s : ua;
     const hi = Math.min(e, ua + slot.npages);
     if (lo >= hi) continue;
@@ -410,7 +414,7 @@ export function lpageAllowed(vm: Vm, slot: Memslot, gfn: Gfn, level: '2M' | '1G'
   // Head/tail frames that stick out of the slot are disallowed.
   if (f0 < slot.baseGfn || f0 + L > slot.endGfn) return false;
   // base_gfn and userspace_addr misaligned at this level: every frame disallowed.
-  if ((slot.baseGfn - hvaToHvpn(slot.userspaceAddr)) % L !== 0) return false;
+  if ((slot.baseGfn - slot.userspaceHvpn) % L !== 0) return false;
   // KVM_LPAGE_MIXED_FLAG (only tracked for VMs with private memory).
   if (vm.spec.hasPrivateMem) {
     const info = slot.lpage.find((x) => x.pages === L);
