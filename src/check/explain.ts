@@ -59,7 +59,7 @@ function focusLines(h: Host, f: Focus): string[] {
             `  guest_memfd #${gm.file.ino} index ${hx(idx)}: ${p === undefined ? 'absent' : `${p.state}, pfn ${hx(p.base)}`}`,
           );
         } else if (gm === null) {
-          const hv = Number(slot.userspaceAddr >> 12n) + (g - slot.baseGfn);
+          const hv = slot.userspaceHvpn + (g - slot.baseGfn);
           const b = hostBacking(h, hv, hv + 1)[0];
           out.push(
             `  host page ${hx(hv)}: ${b?.pfn === undefined ? 'no page' : `pfn ${hx(b.pfn)}`}`,

@@ -218,6 +218,7 @@ export class Host implements KernelCtx {
     for (const s2 of vm.stage2) s2.clear();
     for (const sbg of vm.slotsByGfn) sbg.clear();
     vm.slots.clear();
+    vm.updateHvaSpan();
     for (const vcpu of vm.vcpus.values()) for (const p of vcpu.pages) this.frames.release(p, 1);
     for (const p of vm.sharedPages) this.frames.release(p, 1);
     this.vms.delete(vm);

@@ -568,9 +568,37 @@ describe('kvm_x86_ops: mem_enc_ioctl (KVM_MEMORY_ENCRYPT_OP)', () => {
       );
     assert.throws(
       () => run(0),
-      (e) => e instanceof BackendRefusal && /SEV guests yet/.test(e.message),
+      (e) => e instanceof BackendRefusal && /SEV guests are not modelled yet/.test(e.message),
     );
     assert.doesNotThrow(() => run(2));
+    // Only where the kernel would make an SEV guest: a SW_PROTECTED VM answers EINVAL, a vCPU fd
+    // ENOTTY (svm has no vcpu_mem_enc_ioctl), a closed fd EBADF.
+    const other = JSON.stringify(
+      runTrace(
+        parseTrace(
+          [
+            `{"op":"KVM_CREATE_VM","type":1,"as":"sw"}`,
+            `{"op":"KVM_MEMORY_ENCRYPT_OP","fd":"sw","id":0}`,
+            `{"op":"KVM_CREATE_VM","type":0,"as":"vm"}`,
+            `{"op":"KVM_CREATE_VCPU","vm":"vm","id":0,"as":"cpu"}`,
+            `{"op":"KVM_MEMORY_ENCRYPT_OP","fd":"cpu","id":0}`,
+            `{"op":"KVM_MEMORY_ENCRYPT_OP","fd":99,"id":0}`,
+          ].join('\n'),
+        ).ops,
+        new ModelBackend(p),
+      ),
+    );
+    assert.equal(
+      other,
+      JSON.stringify([
+        { ok: true },
+        { ok: false, errno: 'EINVAL' },
+        { ok: true },
+        { ok: true },
+        { ok: false, errno: 'ENOTTY' },
+        { ok: false, errno: 'EBADF' },
+      ]),
+    );
   });
 
   test('sev_mem_enc_ioctl: copy_from_user faults first; copy_to_user only for a handled command', () => {

@@ -80,9 +80,8 @@ export function isPageAligned(v: bigint): boolean {
 const EXACT_MAX = Number.MAX_SAFE_INTEGER;
 /** The byte offset of an address inside its page (`offset_in_page()`). */
 export function offsetInPage(v: bigint): number {
-  const n = Number(v);
-  if (n >= 0 && n <= EXACT_MAX) return n - Math.floor(n / 4096) * 4096;
-  return Number(v & PAGE_MASK_N);
+  const n = gpaExact(v as Gpa);
+  return n >= 0 ? exactGpaOffset(n) : Number(v & PAGE_MASK_N);
 }
 /** `PAGE_ALIGN()` of a length or address on unbounded integers (callers check for u64 overflow). */
 export function pageAlignUp(v: bigint): bigint {
@@ -108,9 +107,8 @@ export function pagesToBytes(n: number): bigint {
 
 // Guest-physical: gpa_to_gfn(), gfn_to_gpa().
 export function gpaToGfn(gpa: Gpa): Gfn {
-  const n = Number(gpa);
-  if (n >= 0 && n <= EXACT_MAX) return Math.floor(n / 4096) as Gfn;
-  return Number(gpa >> 12n) as Gfn;
+  const n = gpaExact(gpa);
+  return n >= 0 ? exactGpaToGfn(n) : (Number(gpa >> 12n) as Gfn);
 }
 /**
  * The gpa as a double when that is exact (0 <= gpa < 2^53), else -1. A caller that needs both

@@ -540,7 +540,7 @@ export class ChangeTracker {
         if (slot === undefined) continue;
         this.depFile(slot.gmem?.file);
         if (spte.source === 'gmem') continue;
-        const hv0 = Number(slot.userspaceAddr >> 12n) + (g0 - slot.baseGfn);
+        const hv0 = slot.userspaceHvpn + (g0 - slot.baseGfn);
         this.dep(this.vmas, hv0, hv0 + n);
         this.dep(this.anon, hv0, hv0 + n);
         h.mm.vmas.forEachIn(hv0, hv0 + n, this.depVma);

@@ -291,7 +291,7 @@ function stage2Mismatch(
   if (slot.gmemOnly && h.arch.guestMemoryAccess === 'stage2')
     return `mapping of a gmem-only slot backed by userspace_addr`;
   if (spte.writable && slot.isReadonly) return `writable mapping of a READONLY memslot`;
-  const hv0 = Number(slot.userspaceAddr >> 12n) + (g0 - slot.baseGfn);
+  const hv0 = slot.userspaceHvpn + (g0 - slot.baseGfn);
   return hostMismatch(h, hv0, n, spte);
 }
 

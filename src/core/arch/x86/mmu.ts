@@ -272,10 +272,12 @@ export function kvmMmuDoPageFault(
   f.mapWritable = false;
   f.goalLevel = '4K';
   f.source = 'hva';
-  const out = kvmMmuPageFault(k, vm, f);
-  f.slot = undefined; // hold no memslot between faults
-  spareFault = f;
-  return out;
+  try {
+    return kvmMmuPageFault(k, vm, f);
+  } finally {
+    f.slot = undefined; // hold no memslot between faults
+    spareFault = f;
+  }
 }
 
 /**

@@ -443,6 +443,18 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
     return this.tree.entriesIn(c * CHUNK, (c + 1) * CHUNK, limit);
   }
 
+  /**
+   * Set key k (in chunk c) in the tree when keys k - 1 .. k + 1 all live in the tree, so the
+   * tree's entry count moves with ours; densify the chunk once it holds DENSIFY entries.
+   */
+  private treeSet1(k: number, v: V, c: number): void {
+    const before = this.tree.size;
+    this.tree.set(k, k + 1, v);
+    const grown = this.tree.size - before;
+    this.cnt += grown;
+    if (grown > 0) this.maybeDensify(c);
+  }
+
   /** A single-key write added a tree entry in chunk c: densify it once it holds DENSIFY. */
   private maybeDensify(c: number): void {
     if (this.treeEntriesIn(c, this.densifyAt) >= this.densifyAt) this.densify(c);
@@ -758,11 +770,7 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
       checkRange(start, end);
       this.ver++;
       this.onChange?.(start, end);
-      const before = this.tree.size;
-      this.tree.set(start, end, v);
-      const grown = this.tree.size - before;
-      this.cnt += grown;
-      if (grown > 0) this.maybeDensify(Math.floor(start / CHUNK));
+      this.treeSet1(start, v, Math.floor(start / CHUNK));
       return;
     }
     checkRange(start, end);
@@ -788,12 +796,7 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
     if (end === start + 1) {
       const i = start - c * CHUNK;
       if ((i !== 0 || this.chunkOff(c - 1) < 0) && (i !== CHUNK - 1 || this.chunkOff(c + 1) < 0)) {
-        // Keys start - 1 .. start + 1 are all in the tree: its entry count moves with ours.
-        const before = this.tree.size;
-        this.tree.set(start, end, v);
-        const grown = this.tree.size - before;
-        this.cnt += grown;
-        if (grown > 0) this.maybeDensify(c);
+        this.treeSet1(start, v, c);
         return;
       }
     }

@@ -8,6 +8,7 @@
  * `prepared` (up-to-date); punch hole and release return indices to absent. So every page is
  * first seen as zeros, and content persists until a hole is punched.
  */
+import { NotModelled } from '../../base/not_modelled.js';
 import type { KernelCtx } from '../../ctx.js';
 import { GmemFile, gfnToGmemIndex, gmemIndexToGfn, type Memslot, type Vm } from '../objects.js';
 import { err, ok, OK_VOID, type Result } from '../../base/result.js';
@@ -161,7 +162,7 @@ export function kvmGmemInvalidate(
 function checkFolioOrder(k: KernelCtx, f: GmemFile, index: PgOff): void {
   const order = k.gmemBacking.folioOrder(f, index);
   if (order !== 0)
-    throw new Error(
+    throw new NotModelled(
       `guest_memfd backing '${k.gmemBacking.name}': kvm_gmem_get_folio() at index ${index} of ` +
         `inode ${f.ino} wants an order-${order} folio; the model represents order-0 folios only`,
     );

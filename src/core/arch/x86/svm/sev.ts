@@ -7,6 +7,7 @@
  * that would make a VM an SEV guest (KVM_SEV_INIT, KVM_SEV_ES_INIT on a DEFAULT VM) are refused
  * with an error naming the limit. SEV-SNP's RMP work (gmem_prepare, gmem_invalidate) comes here.
  */
+import { NotModelled } from '../../../base/not_modelled.js';
 import type { KernelCtx } from '../../../ctx.js';
 import type { Errno } from '../../../base/errno.js';
 import { err, OK_VOID, type Result } from '../../../base/result.js';
@@ -87,7 +88,7 @@ const NOT_SEV_GUEST: ReadonlyMap<number, Errno> = new Map<number, Errno>([
  * KVM_CAP_VM_TYPES, so the kernel's facts tell: the probed capability value, not the model's
  * VM-type table (which has no SEV types yet).
  */
-export function sevVmTypeOffered(k: KernelCtx, type: bigint): boolean {
+function sevVmTypeOffered(k: KernelCtx, type: bigint): boolean {
   const types = k.profile.facts.caps.system[KVM_CAP.KVM_CAP_VM_TYPES] ?? 0;
   return (BigInt(types) & (1n << type)) !== 0n;
 }
@@ -110,17 +111,16 @@ export function sevMemEncIoctl(k: KernelCtx, vm: Vm, argp: UserPtr): Result<unde
   switch (id) {
     case KVM_SEV.ES_INIT:
     case KVM_SEV.INIT:
-      if (id === KVM_SEV.ES_INIT && !sevVmTypeOffered(k, KVM_X86_SEV_ES_VM)) {
-        r = err('ENOTTY', 'sev_mem_enc_ioctl: KVM_SEV_ES_INIT without sev_es_enabled');
-        break;
-      }
+      // `r = -ENOTTY; goto out`: past the copy back.
+      if (id === KVM_SEV.ES_INIT && !sevVmTypeOffered(k, KVM_X86_SEV_ES_VM))
+        return err('ENOTTY', 'sev_mem_enc_ioctl: KVM_SEV_ES_INIT without sev_es_enabled');
       // sev_guest_init(): only a DEFAULT VM may become an SEV guest this way.
       if (vm.type !== KVM_X86_DEFAULT_VM) {
         r = err('EINVAL', 'sev_guest_init: vm_type != KVM_X86_DEFAULT_VM');
         break;
       }
-      throw new Error(
-        'sev_guest_init() on a DEFAULT VM would make it an SEV guest: SEV guests are not modelled',
+      throw new NotModelled(
+        'sev_guest_init() on a DEFAULT VM would make it an SEV guest: SEV guests are not modelled yet',
       );
     case KVM_SEV.INIT2:
       // sev_guest_init2(): need_init is set only for the SEV VM types.
