@@ -4,7 +4,8 @@
  * in the x86 fault path) is handleMmFault() with `cpu` false (memory.ts), through HostMm.fault().
  */
 import { asHvpn, asPgOff, hvpnAdd, type Hvpn } from '../base/units.js';
-import { type KFile } from '../vfs/file.js';
+import { type KFile, type PageExtent } from '../vfs/file.js';
+import type { RangeMap } from '../base/ranges/range_map.js';
 import { VMA_HUGETLB, type MmStruct } from './mm_types.js';
 import { PROT_EXEC, PROT_WRITE } from '../base/uapi.js';
 import { ShmemObject } from './shmem.js';
@@ -17,6 +18,20 @@ import { notePteTable } from './pgtable.js';
  * for ranges (so a populated terabyte costs what its extents cost). Returns the first page that
  * could not be faulted in (e when all were).
  */
+/** Back the keys of `gap` in `pages` with newly allocated, zeroed frames (in allocator runs). */
+function fillGap(
+  mm: MmStruct,
+  pages: RangeMap<PageExtent>,
+  gap: { readonly start: number; readonly end: number },
+): void {
+  let p = gap.start;
+  for (const run of mm.k.frames.alloc(gap.end - gap.start)) {
+    mm.k.frames.zero(run.base, run.count);
+    pages.set(p, p + run.count, { base: run.base });
+    p += run.count;
+  }
+}
+
 export function populate(mm: MmStruct, s: Hvpn, e: Hvpn, write: boolean): Hvpn {
   const v = mm.vmas.get(s);
   if (v === undefined) return s;
@@ -41,12 +56,7 @@ export function populate(mm: MmStruct, s: Hvpn, e: Hvpn, write: boolean): Hvpn {
         if (gaps.length > 0) {
           mm.notifiers.invalidateRangeStart(s, end);
           for (const gap of gaps) {
-            let p = gap.start;
-            for (const run of mm.k.frames.alloc(gap.end - gap.start)) {
-              mm.k.frames.zero(run.base, run.count);
-              mm.anon.set(p, p + run.count, { base: run.base });
-              p += run.count;
-            }
+            fillGap(mm, mm.anon, gap);
             mm.k.events.push({
               kind: 'anon_alloc',
               hvpn: asHvpn(gap.start),
@@ -62,12 +72,7 @@ export function populate(mm: MmStruct, s: Hvpn, e: Hvpn, write: boolean): Hvpn {
       const obj = v.obj as ShmemObject;
       const last = hvpnAdd(s, Math.min(end - s, Math.max(0, obj.npages - v.base)));
       for (const gap of obj.pages.gapsIn(v.base, v.base + (last - s))) {
-        let p = gap.start;
-        for (const run of mm.k.frames.alloc(gap.end - gap.start)) {
-          mm.k.frames.zero(run.base, run.count);
-          obj.pages.set(p, p + run.count, { base: run.base });
-          p += run.count;
-        }
+        fillGap(mm, obj.pages, gap);
         mm.k.events.push({
           kind: 'shmem_alloc',
           obj: obj.id,

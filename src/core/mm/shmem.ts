@@ -5,7 +5,7 @@
  * its pages when the last mapping goes.
  */
 import type { MmCtx } from './mm_ctx.js';
-import { RangeMap } from '../base/ranges/range_map.js';
+import { RangeMap, type RangeEntry } from '../base/ranges/range_map.js';
 import { asPgOff, type PgOff } from '../base/units.js';
 import { pageExtentOps, type PageExtent } from '../vfs/file.js';
 
@@ -24,28 +24,18 @@ export function shmemPunch(k: MmCtx, obj: ShmemObject, start: PgOff, end: PgOff)
   const pieces = obj.pages.piecesIn(start, end);
   if (pieces.length === 0) return;
   obj.pages.delete(start, end);
-  for (const p of pieces) {
-    k.frames.release(p.value.base, p.end - p.start);
-    k.events.push({
-      kind: 'shmem_free',
-      obj: obj.id,
-      start: asPgOff(p.start),
-      end: asPgOff(p.end),
-    });
-  }
+  for (const p of pieces) freeShmemPages(k, obj, p);
+}
+
+/** The frames of one piece of a shmem object go back to the allocator (`shmem_free` event). */
+function freeShmemPages(k: MmCtx, obj: ShmemObject, p: RangeEntry<PageExtent>): void {
+  k.frames.release(p.value.base, p.end - p.start);
+  k.events.push({ kind: 'shmem_free', obj: obj.id, start: asPgOff(p.start), end: asPgOff(p.end) });
 }
 
 export function putShmem(k: MmCtx, obj: ShmemObject, pages: number): void {
   obj.mappedPages -= pages;
   if (obj.mappedPages > 0) return;
-  for (const p of obj.pages.entries()) {
-    k.frames.release(p.value.base, p.end - p.start);
-    k.events.push({
-      kind: 'shmem_free',
-      obj: obj.id,
-      start: asPgOff(p.start),
-      end: asPgOff(p.end),
-    });
-  }
+  for (const p of obj.pages.entries()) freeShmemPages(k, obj, p);
   obj.pages.clear();
 }

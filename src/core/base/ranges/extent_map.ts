@@ -694,24 +694,13 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
     return n;
   }
 
+  // RangeMap's piecesIn and gapsIn only walk this.forEachIn, which is ours: they serve as they are.
   override piecesIn(start: number, end: number): RangeEntry<V>[] {
-    const out: RangeEntry<V>[] = [];
-    this.forEachIn(start, end, (s, e, value) => {
-      out.push({ start: s, end: e, value });
-    });
-    return out;
+    return super.piecesIn(start, end);
   }
 
   override gapsIn(start: number, end: number): Array<{ start: number; end: number }> {
-    const out: Array<{ start: number; end: number }> = [];
-    if (!(start < end)) return out;
-    let pos = start;
-    this.forEachIn(start, end, (s, e) => {
-      if (s > pos) out.push({ start: pos, end: s });
-      pos = e;
-    });
-    if (pos < end) out.push({ start: pos, end });
-    return out;
+    return super.gapsIn(start, end);
   }
 
   override covers(start: number, end: number): boolean {
