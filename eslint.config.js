@@ -15,7 +15,18 @@
 // imports nothing else of core.
 import tseslint from 'typescript-eslint';
 
-const nodeBuiltins = ['node:*', 'fs', 'path', 'os', 'child_process', 'process', 'crypto', 'util'];
+// Bare module names, anchored ('/crypto'), so that a project folder of the same name (core/base/crypto)
+// is not taken for the Node module.
+const nodeBuiltins = [
+  'node:*',
+  '/fs',
+  '/path',
+  '/os',
+  '/child_process',
+  '/process',
+  '/crypto',
+  '/util',
+];
 
 /** The op layers' bottom: modules that know no op list (no TraceOp, no registry, no family). */
 const BUILDING_BLOCKS = [
