@@ -52,10 +52,23 @@ function pair<V extends { readonly base: number }>(
   return p;
 }
 
+/**
+ * Overwrite every field of a scratch record the map was lent (`setTransient`), so that a map
+ * which kept it instead of a copy shows values no write ever stored.
+ */
+function clobber(scratch: Record<string, unknown>): void {
+  for (const key of Object.keys(scratch)) scratch[key] = key === 'base' ? -12345 : 'clobbered';
+}
+
 function apply<V extends { readonly base: number }>(p: Pair<V>, op: Op<V>): void {
   if (op.kind === 'set') {
     p.ref.set(op.s, op.e, op.v);
-    p.m.set(op.s, op.e, op.v);
+    // Odd starts go through setTransient with a scratch copy that is clobbered afterwards.
+    if ((op.s & 1) === 1) {
+      const scratch = { ...op.v } as Record<string, unknown>;
+      p.m.setTransient(op.s, op.e, scratch as unknown as V);
+      clobber(scratch);
+    } else p.m.set(op.s, op.e, op.v);
   } else {
     p.ref.delete(op.s, op.e);
     p.m.delete(op.s, op.e);
@@ -345,6 +358,28 @@ describe('ExtentMap vs RangeMap (random operation sequences)', () => {
     );
   });
 
+  it('setTransient keeps copies: a sequential run extends in place, other writes store a copy', () => {
+    for (const m of [new RangeMap<Ext>(extOps), new ExtentMap<Ext>(extOps, extShape)]) {
+      const scratch = { base: 100, tag: 1 };
+      for (let k = 0; k < 8; k++) {
+        scratch.base = 100 + k;
+        scratch.tag = 1;
+        m.setTransient(k, k + 1, scratch);
+      }
+      scratch.base = 7;
+      scratch.tag = 2;
+      m.setTransient(20, 22, scratch);
+      clobber(scratch);
+      assert.deepEqual(
+        [...m.entries()].map((e) => [e.start, e.end, e.value.base, e.value.tag]),
+        [
+          [0, 8, 100, 1],
+          [20, 22, 7, 2],
+        ],
+      );
+    }
+  });
+
   it('overrides every public RangeMap method', () => {
     const names = Object.getOwnPropertyNames(RangeMap.prototype).filter((n) => n !== 'constructor');
     const own = new Set(Object.getOwnPropertyNames(ExtentMap.prototype));
@@ -362,6 +397,7 @@ describe('ExtentMap vs RangeMap (random operation sequences)', () => {
       'entryAtSlot',
       'shiftValue',
       'extendHot',
+      'setSlow',
       'slotAfter',
       'firstLeaf',
       'placeFree',

@@ -14,15 +14,24 @@ import type { Memslot, Vcpu, Vm } from './objects.js';
 /** KVM_PRE_FAULT_MEMORY's in/out range (`struct kvm_pre_fault_memory`). */
 export type PreFaultRange = { gpa: bigint; size: bigint };
 
-/** What a stage-2 page fault resolved to (`kvm_mmu_do_page_fault()` → RET_PF_*). */
-export type FaultOutcome =
-  | { readonly kind: 'ram'; readonly pfn: Pfn }
+/**
+ * What a stage-2 page fault resolved to (`kvm_mmu_do_page_fault()` → RET_PF_*): the frame that
+ * backs the page (a number, so the fault path allocates no result object), or why there is none
+ * (`FaultExit`).
+ */
+export type FaultOutcome = Pfn | FaultExit;
+
+/** Why a guest access has no frame: emulated MMIO, or a memory fault exit with its errno. */
+export type FaultExit =
   | { readonly kind: 'mmio' }
   | {
       readonly kind: 'memfault';
       readonly errno: Errno;
       readonly flags: bigint;
     };
+
+/** The MMIO outcome (one shared object: it carries nothing else). */
+export const FAULT_MMIO: FaultExit = Object.freeze({ kind: 'mmio' });
 
 /** `K` is the kernel context the ops receive (KernelCtx; generic so that this file needs no import of it). */
 export interface KvmArchOps<K> {

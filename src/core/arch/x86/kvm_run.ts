@@ -125,9 +125,9 @@ function guestAccess(
   if (off + buf.length <= 4096) {
     const gfn = n >= 0 ? exactGpaToGfn(n) : gpaToGfn(gpa);
     const o = translate(k, vm, gfn, write);
-    if (o.kind === 'ram') {
-      if (write) k.frames.write(o.pfn, off, buf, 0, buf.length);
-      else k.frames.read(o.pfn, off, buf, 0, buf.length);
+    if (typeof o === 'number') {
+      if (write) k.frames.write(o, off, buf, 0, buf.length);
+      else k.frames.read(o, off, buf, 0, buf.length);
       return undefined;
     }
     if (o.kind === 'memfault') {
@@ -144,23 +144,24 @@ function guestAccess(
   }
   const pieces = splitPages(gpa, buf.length);
   for (const p of pieces) {
-    p.out = translate(k, vm, p.gfn, write);
-    if (p.out.kind === 'memfault') {
+    const o = translate(k, vm, p.gfn, write);
+    p.out = o;
+    if (typeof o !== 'number' && o.kind === 'memfault') {
       exits.push({
         reason: 'MEMORY_FAULT',
         gpa: gfnToGpa(p.gfn),
         size: 4096n,
-        flags: p.out.flags,
+        flags: o.flags,
       });
-      return p.out.errno;
+      return o.errno;
     }
   }
   for (const p of pieces) {
     const o = p.out!;
     const off = offsetInPage(p.gpa);
-    if (o.kind === 'ram') {
-      if (write) k.frames.write(o.pfn, off, buf, p.off, p.len);
-      else k.frames.read(o.pfn, off, buf, p.off, p.len);
+    if (typeof o === 'number') {
+      if (write) k.frames.write(o, off, buf, p.off, p.len);
+      else k.frames.read(o, off, buf, p.off, p.len);
     } else if (write) {
       exits.push({
         reason: 'MMIO',
@@ -319,14 +320,17 @@ export function kvmRunProgram(
   }
   // The exits of one access (reused from step to step: most accesses have none).
   const pieces: RunExit[] = [];
-  for (const s of steps) {
+  for (let si = 0; si < steps.length; si++) {
+    const s = steps[si]!;
     if (s.kind === 'store' || s.kind === 'load') {
       const write = s.kind === 'store';
       // Stores only read their bytes (MMIO exits copy them).
       const buf = write ? s.bytes : new Uint8Array(s.size);
       if (pieces.length !== 0) pieces.length = 0;
       const fault = guestAccess(k, vm, asGpa(s.gpa), buf, write, pieces);
-      for (const x of pieces) {
+      // An index loop: `for...of` here allocated an iterator per step.
+      for (let i = 0; i < pieces.length; i++) {
+        const x = pieces[i]!;
         if (x.reason === 'MMIO') {
           exits.push(x);
           e = exitMmio(x.gpa, x.len, x.isWrite, x.bytes);

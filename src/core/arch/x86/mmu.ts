@@ -9,7 +9,7 @@
  * forgets a zap becomes visible as a stale mapping — which is what the invariants check.
  */
 import type { KernelCtx } from '../../ctx.js';
-import type { FaultOutcome } from '../../kvm/arch_ops.js';
+import { FAULT_MMIO, type FaultExit, type FaultOutcome } from '../../kvm/arch_ops.js';
 import { kvmMemIsPrivate } from '../../kvm/mem_attributes.js';
 import type { ZapSource } from '../../base/events.js';
 import { kvmGmemGetPfn } from '../../kvm/guest_memfd/guest_memfd.js';
@@ -160,15 +160,15 @@ const APIC_DEFAULT_GFN = gpaToGfn(asGpa(APIC_DEFAULT_PHYS_BASE));
 export function emulatedTranslate(k: KernelCtx, vm: Vm, gfn: Gfn, write: boolean): FaultOutcome {
   // vcpu_is_mmio_gpa(): the default APIC page is MMIO to the emulator ("for APIC access vmexit"),
   // whatever memslot covers it; without an in-kernel LAPIC the access exits to userspace.
-  if (gfn === APIC_DEFAULT_GFN) return { kind: 'mmio' };
+  if (gfn === APIC_DEFAULT_GFN) return FAULT_MMIO;
   const slot = vm.slotsByGfn[0]!.get(gfn);
-  if (slot === undefined) return { kind: 'mmio' };
-  if (write && slot.isReadonly) return { kind: 'mmio' };
+  if (slot === undefined) return FAULT_MMIO;
+  if (write && slot.isReadonly) return FAULT_MMIO;
   const hvpn = gfnToHvpnMemslot(slot, gfn);
   const r = k.mm.fault(hvpn, write, true);
-  if ('signal' in r) return { kind: 'mmio' };
-  if (hostAccessFrame(k, r.pfn, write, 'kvm-uaccess') !== undefined) return { kind: 'mmio' };
-  return { kind: 'ram', pfn: r.pfn };
+  if ('signal' in r) return FAULT_MMIO;
+  if (hostAccessFrame(k, r.pfn, write, 'kvm-uaccess') !== undefined) return FAULT_MMIO;
+  return r.pfn;
 }
 
 /** The outcome of resolving one guest page for an access. */
@@ -191,13 +191,13 @@ export function kvmMmuFaultIsPrivate(vm: Vm, gfn: Gfn): boolean {
 export function guestTranslate(k: KernelCtx, vm: Vm, gfn: Gfn, write: boolean): FaultOutcome {
   const s2 = vm.stage2[0]!;
   const m = s2.get(gfn);
-  if (m !== undefined && (!write || m.writable)) return { kind: 'ram', pfn: m.base };
+  if (m !== undefined && (!write || m.writable)) return m.base;
   // A cached MMIO SPTE: a reserved-bit fault, handled as MMIO (never private) while the memslot
   // generation it was created in is current; a stale one is dropped and the fault taken anew.
   if (vm.mmioSptes.size !== 0) {
     const gen = vm.mmioSptes.get(gfn);
     if (gen !== undefined) {
-      if (gen === vm.memslotGen) return { kind: 'mmio' };
+      if (gen === vm.memslotGen) return FAULT_MMIO;
       vm.mmioSptes.delete(gfn, gfn + 1);
     }
   }
@@ -293,13 +293,13 @@ export function kvmMmuPageFault(k: KernelCtx, vm: Vm, fault: KvmPageFault): Faul
     // MMIO SPTE for the gfn (enable_mmio_caching).
     if (fault.isPrivate) return { kind: 'memfault', errno: 'EFAULT', flags };
     if (k.profile.mmioCaching) vm.mmioSptes.set(fault.gfn, fault.gfn + 1, vm.memslotGen);
-    return { kind: 'mmio' };
+    return FAULT_MMIO;
   }
   fault.slot = slot;
   const failed = kvmMmuFaultinPfn(k, vm, fault, slot, flags);
   if (failed !== undefined) return failed;
   mapFault(k, vm, fault, slot);
-  return { kind: 'ram', pfn: fault.pfn };
+  return fault.pfn;
 }
 
 /**
@@ -314,7 +314,7 @@ function kvmMmuFaultinPfn(
   fault: KvmPageFault,
   slot: Memslot,
   flags: bigint,
-): FaultOutcome | undefined {
+): FaultExit | undefined {
   const { gfn, write } = fault;
   if (
     (fault.isPrivate && !(k.mutants.has('private_fault_uses_hva') && !slot.gmemOnly)) ||
@@ -333,7 +333,7 @@ function kvmMmuFaultinPfn(
     return undefined;
   }
   // Shared fault on an hva-backed slot.
-  if (write && slot.isReadonly) return { kind: 'mmio' };
+  if (write && slot.isReadonly) return FAULT_MMIO;
   const hvpn = gfnToHvpnMemslot(slot, gfn);
   const r = k.mm.fault(hvpn, write, false);
   if ('signal' in r || hostAccessFrame(k, r.pfn, write, 'gup') !== undefined) {
@@ -425,6 +425,15 @@ export function lpageAllowed(vm: Vm, slot: Memslot, gfn: Gfn, level: '2M' | '1G'
   return true;
 }
 
+/** The SPTE installSpte hands to the stage-2 map (which copies it if it keeps it). */
+const scratchSpte: { -readonly [F in keyof Spte]: Spte[F] } = {
+  base: ZERO_PFN,
+  level: '4K',
+  private: false,
+  source: 'hva',
+  writable: false,
+};
+
 function installSpte(
   k: KernelCtx,
   vm: Vm,
@@ -437,8 +446,14 @@ function installSpte(
   writable: boolean,
 ): void {
   const n = LEVEL_PAGES[level];
-  const spte: Spte = { base: pfn, level, private: priv, source, writable };
-  vm.stage2[slot.asId]!.set(gfn, gfn + n, spte);
+  // The map keeps a copy only when it stores a new entry (an in-place extension keeps nothing).
+  const spte = scratchSpte;
+  spte.base = pfn;
+  spte.level = level;
+  spte.private = priv;
+  spte.source = source;
+  spte.writable = writable;
+  vm.stage2[slot.asId]!.setTransient(gfn, gfn + n, spte);
   if (!k.events.enabled) return; // no event object per fault when nobody records them
   k.events.push({
     kind: 'spte_install',

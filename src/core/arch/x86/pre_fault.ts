@@ -30,8 +30,7 @@ export function kvmArchVcpuPreFaultMemory(
     const isPrivate =
       !k.mutants.has('prefault_ignores_attributes') && kvmMmuFaultIsPrivate(vm, gfn);
     const out = kvmMmuDoPageFault(k, vm, gfn, false, isPrivate);
-    if (out.kind === 'mmio') return 'ENOENT';
-    if (out.kind === 'memfault') return out.errno;
+    if (typeof out !== 'number') return out.kind === 'mmio' ? 'ENOENT' : out.errno;
   }
   const m = vm.stage2[0]!.entryAt(gfn);
   const level = m?.value.level ?? '4K';

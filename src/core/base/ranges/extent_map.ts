@@ -267,7 +267,8 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
       sid = this.tmpl.length + 1;
       if (sid > 0xffff) throw new Error('ExtentMap: too many shapes');
       this.sidByKey[k] = sid;
-      this.tmpl.push(v);
+      // A copy: v may be a caller's scratch record (setTransient).
+      this.tmpl.push(this.xops.shift(v, 0));
     }
     return sid;
   }
@@ -447,9 +448,10 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
    * Set key k (in chunk c) in the tree when keys k - 1 .. k + 1 all live in the tree, so the
    * tree's entry count moves with ours; densify the chunk once it holds DENSIFY entries.
    */
-  private treeSet1(k: number, v: V, c: number): void {
+  private treeSet1(k: number, v: V, c: number, transient = false): void {
     const before = this.tree.size;
-    this.tree.set(k, k + 1, v);
+    if (transient) this.tree.setTransient(k, k + 1, v);
+    else this.tree.set(k, k + 1, v);
     const grown = this.tree.size - before;
     this.cnt += grown;
     if (grown > 0) this.maybeDensify(c);
@@ -751,6 +753,34 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
 
   // ---------------------------------------------------------------------------------------------
   // Mutation
+
+  /**
+   * RangeMap's `setTransient`: a single-key write that lands in a dense chunk keeps no object and
+   * one that extends a tree entry in place keeps none either; every other write stores a copy.
+   */
+  override setTransient(start: number, end: number, v: V): void {
+    if (end === start + 1 && packable(v.base, 1)) {
+      const c = Math.floor(start / CHUNK);
+      if (this.chunks.size === 0 || this.chunkOff(c) < 0) {
+        const i = start - c * CHUNK;
+        if (
+          this.chunks.size === 0 ||
+          ((i !== 0 || this.chunkOff(c - 1) < 0) && (i !== CHUNK - 1 || this.chunkOff(c + 1) < 0))
+        ) {
+          // Keys k - 1 .. k + 1 all live in the tree (see set()).
+          checkRange(start, end);
+          this.ver++;
+          this.onChange?.(start, end);
+          this.treeSet1(start, v, c, true);
+          return;
+        }
+      } else {
+        this.set(start, end, v);
+        return;
+      }
+    }
+    this.set(start, end, this.xops.shift(v, 0));
+  }
 
   override set(start: number, end: number, v: V): void {
     if (end === start + 1 && this.chunks.size === 0) {

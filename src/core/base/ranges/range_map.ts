@@ -672,6 +672,26 @@ export class RangeMap<V> {
     this.version++;
     this.onChange?.(start, end);
     if (this.extendHot(start, end, v)) return;
+    this.setSlow(start, end, v);
+  }
+
+  /**
+   * `set` for a value object the caller reuses after the call (a scratch record on a hot path):
+   * the map keeps only a copy (`ops.shift(v, 0)`), made when the write does not just extend the
+   * hot entry, so extending an entry in place allocates nothing. (For extent values: plainOps'
+   * shift is the identity, so a plain value is kept as given.)
+   */
+  setTransient(start: number, end: number, v: V): void {
+    checkRange(start, end);
+    if (!(start < end)) return;
+    this.version++;
+    this.onChange?.(start, end);
+    if (this.extendHot(start, end, v)) return;
+    this.setSlow(start, end, this.ops.shift(v, 0));
+  }
+
+  /** The rest of `set` once the hot entry could not simply be extended. */
+  private setSlow(start: number, end: number, v: V): void {
     this.hot = -1;
     let leaf = this.findLeaf(start);
     let i = this.leafFloor(leaf, start);

@@ -10,10 +10,18 @@
  */
 import { NotModelled } from '../../base/not_modelled.js';
 import type { KernelCtx } from '../../ctx.js';
-import { GmemFile, gfnToGmemIndex, gmemIndexToGfn, type Memslot, type Vm } from '../objects.js';
+import {
+  GmemFile,
+  gfnToGmemIndex,
+  gmemIndexToGfn,
+  type GmemExtent,
+  type Memslot,
+  type Vm,
+} from '../objects.js';
 import { err, ok, OK_VOID, type Result } from '../../base/result.js';
 import type { Errno } from '../../base/errno.js';
 import {
+  asPfn,
   asPgOff,
   bytesToPagesN,
   bytesToPgOff,
@@ -250,6 +258,12 @@ function getPreparedFolio(
  * only), then `kvm_gmem_mark_prepared()`. A folio that was absent (`inserted`) goes into the file
  * here: as prepared, or as allocated when the hook fails (zeroed again on the next try).
  */
+/** The record prepareFolio() hands to the page map (which copies it if it keeps it). */
+const scratchExtent: { -readonly [F in keyof GmemExtent]: GmemExtent[F] } = {
+  base: asPfn(0),
+  state: 'prepared',
+};
+
 function prepareFolio(
   k: KernelCtx,
   f: GmemFile,
@@ -265,7 +279,11 @@ function prepareFolio(
       return { prepareFailed: e };
     }
   }
-  f.pages.set(index, index + 1, { base: pfn, state: 'prepared' });
+  // The page map copies the record only when it stores a new entry.
+  const e = scratchExtent;
+  e.base = pfn;
+  e.state = 'prepared';
+  f.pages.setTransient(index, index + 1, e);
   return pfn;
 }
 
