@@ -35,7 +35,7 @@ import { guestTranslate } from '../src/core/arch/x86/mmu.js';
 import { asGfn } from '../src/core/base/units.js';
 import type { Vm } from '../src/core/kvm/objects.js';
 import { getProfile } from '../src/core/profiles/index.js';
-import type { GuestProgramStep } from '../src/core/arch/x86/kvm_run.js';
+import { guestStore, type GuestProgramStep } from '../src/core/arch/x86/kvm_run.js';
 import {
   GUEST_MEMFD_FLAG_MMAP,
   KVM_MEM_GUEST_MEMFD,
@@ -110,8 +110,7 @@ export function storePrograms(gfns: Uint32Array): GuestProgramStep[][] {
   for (let i = 0; i < gfns.length; i += STEPS_PER_RUN) {
     const steps: GuestProgramStep[] = [];
     const end = Math.min(gfns.length, i + STEPS_PER_RUN);
-    for (let j = i; j < end; j++)
-      steps.push({ kind: 'store', gpa: BigInt(gfns[j]!) << 12n, bytes: ZERO_BYTE });
+    for (let j = i; j < end; j++) steps.push(guestStore(BigInt(gfns[j]!) << 12n, ZERO_BYTE));
     runs.push(steps);
   }
   return runs;

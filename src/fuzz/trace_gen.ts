@@ -18,6 +18,7 @@ import type {
 } from '../trace/types.js';
 import { HandleTable, resolveOp, stepTrace } from '../trace/runner.js';
 import { ModelBackend } from '../backends/model.js';
+import { guestLoad, guestStore } from '../core/arch/x86/kvm_run.js';
 import { MMAP_ARENA_BASE, MMAP_ARENA_END, TASK_SIZE_MAX } from '../core/mm/host_layout.js';
 import { OP_GENERATORS, OPS } from '../ops/registry.js';
 import type { HostRange } from '../ops/spec.js';
@@ -312,11 +313,7 @@ export class TraceGenerator implements GenState<TraceOpInput> {
         const steps: GuestStep[] = [];
         for (let j = 0; j < 1 + this.r.int(3); j++) {
           const a = gpa + BigInt(this.r.int(Number(size) - 4));
-          steps.push(
-            this.r.chance(0.5)
-              ? { kind: 'store', gpa: a, bytes: this.r.bytes(4) }
-              : { kind: 'load', gpa: a, size: 4 },
-          );
+          steps.push(this.r.chance(0.5) ? guestStore(a, this.r.bytes(4)) : guestLoad(a, 4));
         }
         genRunOn(this, cpu, steps);
       } else if (choice === 4) {
@@ -351,8 +348,8 @@ export class TraceGenerator implements GenState<TraceOpInput> {
     const frame = priv & ~(2n * MiB - 1n);
     let other = frame + BigInt(this.r.int(512)) * PAGE;
     if (other === priv) other = frame + ((priv - frame + PAGE) % (2n * MiB));
-    genRunOn(this, cpu, [{ kind: 'store', gpa: gpa + other, bytes: this.r.bytes(4) }]);
-    if (this.r.chance(0.5)) genRunOn(this, cpu, [{ kind: 'load', gpa: gpa + priv, size: 4 }]);
+    genRunOn(this, cpu, [guestStore(gpa + other, this.r.bytes(4))]);
+    if (this.r.chance(0.5)) genRunOn(this, cpu, [guestLoad(gpa + priv, 4)]);
   }
 
   /** One step: a walk, or a generator of some op family picked by weight. */

@@ -18,6 +18,7 @@ import { bytesToHex } from '../trace/format.js';
 import { errnoName } from '../core/base/errno.js';
 import { KVM_IOCTL, TRACE_CODE_GPA, TRACE_CODE_SLOT } from '../core/base/uapi.js';
 import { toU64 } from '../core/base/units.js';
+import { guestLoad, guestStore } from '../core/arch/x86/kvm_run.js';
 import { exitToTrace, fail, ioctlFd } from '../backends/model_args.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
 import type { KvmOpContext, VmInfo } from '../backends/kvm/context.js';
@@ -110,7 +111,7 @@ function parseGuest(r: FieldReader): GuestStep[] {
         sr.fail('hex', `a store writes 1, 2 or 4 bytes, not ${bytes.length}`);
       if (gpa < 0n || gpa + BigInt(bytes.length) > 1n << 32n)
         sr.fail('gpa', 'guest programs access GPAs below 4 GiB');
-      steps.push({ kind: 'store', gpa, bytes });
+      steps.push(guestStore(gpa, bytes));
     } else if (kind === 'load') {
       const gpa = sr.int('gpa', 64);
       const size = sr.int('size', 64, 4n);
@@ -118,7 +119,7 @@ function parseGuest(r: FieldReader): GuestStep[] {
         sr.fail('size', 'a load reads 1, 2 or 4 bytes');
       if (gpa < 0n || gpa + size > 1n << 32n)
         sr.fail('gpa', 'guest programs access GPAs below 4 GiB');
-      steps.push({ kind: 'load', gpa, size: Number(size) as 1 | 2 | 4 });
+      steps.push(guestLoad(gpa, Number(size) as 1 | 2 | 4));
     } else {
       const nr = sr.int('nr', 64);
       const a: unknown = sr.has('args') ? (body as Obj)['args'] : [];
@@ -446,8 +447,8 @@ export function genRun(g: Gen): void {
   for (let i = 0; i < n; i++) {
     const gpa = g.guestGpa();
     const size = g.r.pick([1, 2, 4, 4, 4] as const);
-    if (g.r.chance(0.5)) steps.push({ kind: 'load', gpa, size });
-    else steps.push({ kind: 'store', gpa, bytes: g.r.bytes(size) });
+    if (g.r.chance(0.5)) steps.push(guestLoad(gpa, size));
+    else steps.push(guestStore(gpa, g.r.bytes(size)));
   }
   g.push({
     op: 'KVM_RUN',

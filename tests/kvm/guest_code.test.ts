@@ -23,18 +23,19 @@ import { packCreateGuestMemfd } from '../../src/ops/guest_memfd.js';
 import { packEnableCap } from '../../src/ops/vm.js';
 import { packPreFaultMemory, unpackPreFaultMemory } from '../../src/ops/pre_fault.js';
 import { IntervalSet } from '../../src/backends/kvm/arena.js';
+import { guestLoad, guestStore } from '../../src/core/arch/x86/kvm_run.js';
 
 const hex = (b: Uint8Array | number[]): string => Buffer.from(b).toString('hex');
 
 test('stores, loads and hypercalls encode as the contract says', () => {
   const st = (gpa: bigint, h: string) =>
-    encodeStep({ kind: 'store', gpa, bytes: Uint8Array.from(Buffer.from(h, 'hex')) });
+    encodeStep(guestStore(gpa, Uint8Array.from(Buffer.from(h, 'hex'))));
   assert.equal(hex(st(0x12345678n, 'aa')), 'c60578563412aa');
   assert.equal(hex(st(0x10n, 'aabb')), '66c70510000000aabb');
   assert.equal(hex(st(0xfffff000n, 'deadbeef')), 'c70500f0ffffdeadbeef');
-  assert.equal(hex(encodeStep({ kind: 'load', gpa: 0x100000n, size: 1 })), 'a000001000e610');
-  assert.equal(hex(encodeStep({ kind: 'load', gpa: 0x100000n, size: 2 })), '66a10000100066e710');
-  assert.equal(hex(encodeStep({ kind: 'load', gpa: 0x100000n, size: 4 })), 'a100001000e710');
+  assert.equal(hex(encodeStep(guestLoad(0x100000n, 1))), 'a000001000e610');
+  assert.equal(hex(encodeStep(guestLoad(0x100000n, 2))), '66a10000100066e710');
+  assert.equal(hex(encodeStep(guestLoad(0x100000n, 4))), 'a100001000e710');
   assert.equal(
     hex(encodeStep({ kind: 'hypercall', nr: 12n, args: [0x1000n, 1n, 0x10n] })),
     'b80c000000' + 'bb00100000' + 'b901000000' + 'ba10000000' + '0f01c1' + 'e711',
@@ -43,11 +44,7 @@ test('stores, loads and hypercalls encode as the contract says', () => {
 });
 
 test('long programs split into page-sized batches ending in the continuation marker', () => {
-  const steps = Array.from({ length: 1000 }, (_, i) => ({
-    kind: 'load' as const,
-    gpa: BigInt(i * 4),
-    size: 4 as const,
-  }));
+  const steps = Array.from({ length: 1000 }, (_, i) => guestLoad(BigInt(i * 4), 4));
   const p = compileGuest(steps);
   assert.equal(p.loads.length, 1000);
   assert.ok(p.batches.length >= 2);

@@ -11,6 +11,7 @@ import { arena } from '../../src/backends/kvm/arena.js';
 import { compileGuest } from '../../src/backends/kvm/guest_code.js';
 import { readMaps } from '../../src/backends/kvm/maps.js';
 import { backendOrSkip, backendWith, L, memslotOp, runLines, type Json } from './helpers.js';
+import { guestLoad, guestStore, type GuestProgramStep } from '../../src/core/arch/x86/kvm_run.js';
 
 const hex = (v: bigint): string => '0x' + v.toString(16);
 
@@ -442,12 +443,12 @@ test('KVM_RUN: a program longer than one code page runs in batches', (t) => {
   assert.deepEqual(r[5], { ok: true, value: '010002bb' });
 });
 
-function storeStep(s: Json): { kind: 'store'; gpa: bigint; bytes: Uint8Array } {
+function storeStep(s: Json): GuestProgramStep {
   const st = s['store'] as { gpa: number; hex: string };
-  return { kind: 'store', gpa: BigInt(st.gpa), bytes: Uint8Array.from(Buffer.from(st.hex, 'hex')) };
+  return guestStore(BigInt(st.gpa), Uint8Array.from(Buffer.from(st.hex, 'hex')));
 }
-function loadStep(s: Json): { kind: 'load'; gpa: bigint; size: 4 } {
-  return { kind: 'load', gpa: BigInt((s['load'] as { gpa: number }).gpa), size: 4 };
+function loadStep(s: Json): GuestProgramStep {
+  return guestLoad(BigInt((s['load'] as { gpa: number }).gpa), 4);
 }
 
 test('KVM_RUN: ENOEXEC while the trace blocks the code slot, normal again once it is free', (t) => {

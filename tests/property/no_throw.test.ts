@@ -10,6 +10,7 @@ import { ModelBackend } from '../../src/backends/model.js';
 import { getProfile } from '../../src/core/profiles/index.js';
 import { HandleTable, stepTrace } from '../../src/trace/runner.js';
 import type { AddrArg, FdArg, GuestStep, TraceOp, TraceOpInput } from '../../src/trace/types.js';
+import { guestLoad, guestStore } from '../../src/core/arch/x86/kvm_run.js';
 
 const SEED = 20261122;
 
@@ -77,13 +78,13 @@ const bytes = fc.uint8Array({ minLength: 0, maxLength: 24 });
 const step: fc.Arbitrary<GuestStep> = fc.oneof(
   fc
     .tuple(fc.bigInt({ min: 0n, max: 0xffff_fffbn }), fc.constantFrom(1, 2, 4))
-    .map(([gpa, n]): GuestStep => ({ kind: 'store', gpa, bytes: new Uint8Array(n).fill(0xab) })),
+    .map(([gpa, n]): GuestStep => guestStore(gpa, new Uint8Array(n).fill(0xab))),
   fc
     .tuple(
       fc.bigInt({ min: 0n, max: 0xffff_fffbn }),
       fc.constantFrom(1 as const, 2 as const, 4 as const),
     )
-    .map(([gpa, size]): GuestStep => ({ kind: 'load', gpa, size })),
+    .map(([gpa, size]): GuestStep => guestLoad(gpa, size)),
   fc
     .tuple(big, big, big, big)
     .map(([nr, a, b, c]): GuestStep => ({ kind: 'hypercall', nr, args: [a, b, c] })),

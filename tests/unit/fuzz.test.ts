@@ -41,6 +41,7 @@ import {
   type TraceOp,
 } from '../../src/trace/types.js';
 import { backendOrSkip, liveKernelOf } from '../kvm/helpers.js';
+import { guestLoad, guestStore } from '../../src/core/arch/x86/kvm_run.js';
 
 const LINUX = getProfile('linux-6.18')!;
 const PVM = getProfile('linux-6.18-pvm')!;
@@ -439,11 +440,8 @@ describe('shrink', () => {
   });
 
   test('guest steps of KVM_RUN are removed down to the one that matters', () => {
-    const steps: GuestStep[] = Array.from(
-      { length: 12 },
-      (_, i) => ({ kind: 'load', gpa: BigInt(i * 4), size: 4 }) as GuestStep,
-    );
-    steps[7] = { kind: 'store', gpa: 0x1000n, bytes: Uint8Array.of(1, 2, 3, 4) };
+    const steps: GuestStep[] = Array.from({ length: 12 }, (_, i) => guestLoad(BigInt(i * 4), 4));
+    steps[7] = guestStore(0x1000n, Uint8Array.of(1, 2, 3, 4));
     const ops: TraceOp[] = [
       ...caps([1, 2, 3]),
       { op: 'KVM_RUN', vcpu: { kind: 'handle', name: 'cpu' }, guest: steps, line: 4 },

@@ -8,7 +8,11 @@ import { Host } from '../../src/core/host.js';
 import { getProfile } from '../../src/core/profiles/index.js';
 import type { Result } from '../../src/core/base/result.js';
 import { GmemFile, VcpuFile, VmFile, type Vm, type Vcpu } from '../../src/core/kvm/objects.js';
-import type { GuestProgramStep } from '../../src/core/arch/x86/kvm_run.js';
+import {
+  guestLoad as loadStep,
+  guestStore as storeStep,
+  type GuestProgramStep,
+} from '../../src/core/arch/x86/kvm_run.js';
 import type { MemoryRegionChange } from '../../src/core/kvm/memslots.js';
 import { exitToTrace } from '../../src/backends/model.js';
 import {
@@ -180,16 +184,8 @@ export function createVcpu(c: Ctx, vm: number, id = 0n): number {
   return ok(c.h.kvmCreateVcpu(vm, id), 'KVM_CREATE_VCPU');
 }
 
-export const load = (gpa: bigint, size: 1 | 2 | 4 = 4): GuestProgramStep => ({
-  kind: 'load',
-  gpa,
-  size,
-});
-export const store = (gpa: bigint, hex: string): GuestProgramStep => ({
-  kind: 'store',
-  gpa,
-  bytes: bytes(hex),
-});
+export const load = (gpa: bigint, size: 1 | 2 | 4 = 4): GuestProgramStep => loadStep(gpa, size);
+export const store = (gpa: bigint, hex: string): GuestProgramStep => storeStep(gpa, bytes(hex));
 
 /** Run a guest program and return [errno, compact exits]. */
 export function runGuest(
