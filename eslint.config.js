@@ -169,6 +169,38 @@ export default tseslint.config(
     ['./vmx/*', './svm/*', './pvm/*', './tdx/*', './sev/*'],
     'x86 code calls the vendor module only through x86Ops(k) (kvm_x86_ops).',
   ),
+  // The VMM's side of a confidential launch (src/vmm: firmware parsing, VMSAs, launch plans) is
+  // pure like the core, so a browser can measure too: no Node APIs, and it imports only core.
+  {
+    files: ['src/vmm/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: nodeBuiltins, message: 'src/vmm is pure: no Node APIs.' },
+            {
+              group: [
+                '**/trace/**',
+                '**/backends/**',
+                '**/cli/**',
+                '**/scenario/**',
+                '**/ops/**',
+                '**/fuzz/**',
+                '**/check/**',
+              ],
+              message: 'vmm imports only core.',
+            },
+          ],
+        },
+      ],
+      'no-restricted-globals': [
+        'error',
+        { name: 'process', message: 'src/vmm has no Node APIs' },
+        { name: 'Buffer', message: 'src/vmm has no Node APIs' },
+      ],
+    },
+  },
   {
     files: ['src/trace/**/*.ts'],
     rules: {

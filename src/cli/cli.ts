@@ -29,6 +29,7 @@ const probeMain: Main = async (a, o) => (await import('./probe.js')).probeMain(a
 const inspectMain: Main = async (a, o) => (await import('./inspect.js')).inspectMain(a, o);
 const conformanceMain: Main = async (a, o) =>
   (await import('./conformance.js')).conformanceMain(a, o);
+const measureMain: Main = async (a, o) => (await import('./measure.js')).measureCommand(a, o);
 
 type Command = {
   readonly summary: string;
@@ -65,6 +66,10 @@ const COMMANDS: Record<string, Command> = {
   conformance: {
     summary: 'check the model (or this kernel) against results recorded on /dev/kvm',
     run: conformanceMain,
+  },
+  measure: {
+    summary: "compute an SEV-SNP guest's launch digest from its firmware (sev-snp-measure options)",
+    run: measureMain,
   },
 };
 

@@ -2,12 +2,16 @@
 /**
  * gmemlab's entry point. It imports nothing statically, so that a failure to load the CLI itself
  * (no file descriptors left while Node reads the modules) is reported in one line, not as an
- * uncaught exception; then it runs the CLI (cli.ts).
+ * uncaught exception; then it runs the CLI (cli.ts), or for `gmemlab measure` that command alone
+ * (measure.ts), whose process start is most of its run time.
  */
 import('./resources.js')
   .then(async (r) => {
     try {
-      (await import('./cli.js')).start();
+      // `gmemlab measure` is one short computation: it starts without the rest of the CLI.
+      if (process.argv[2] === 'measure')
+        (await import('./measure.js')).start(process.argv.slice(3));
+      else (await import('./cli.js')).start();
     } catch (e) {
       if (!r.reportResourceError(e)) throw e;
     }

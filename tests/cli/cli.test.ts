@@ -38,6 +38,7 @@ const COMMANDS = [
   'fuzz',
   'probe',
   'conformance',
+  'measure',
 ] as const;
 
 type Run = { readonly status: number | null; readonly stdout: string; readonly stderr: string };
