@@ -28,6 +28,7 @@ import { benchFaults } from './faults.bench.js';
 import { benchFfi } from './ffi.bench.js';
 import { benchDifferential } from './differential.bench.js';
 import { benchCheck, benchCheckLong } from './check.bench.js';
+import { benchMeasure } from './measure.bench.js';
 import { benchMemslots } from './memslots.bench.js';
 import { PROFILE_TARGETS } from './profile.js';
 import { benchRangeMap } from './range_map.bench.js';
@@ -72,6 +73,10 @@ const GROUPS: Record<string, { what: string; run: () => BenchRow[] | Promise<Ben
   bigio: {
     what: '16 MiB peek/poke vs smaller ones (target within 1.5x per byte) and peak memory (< 8x)',
     run: () => benchBigIo(),
+  },
+  measure: {
+    what: 'gmemlab measure snp on a 2 MiB OVMF image, spawned, process start included (target < 0.2 s)',
+    run: () => benchMeasure(),
   },
   differential: {
     what: 'differential fuzzing ops compared per second, model vs /dev/kvm (target >= 2,000/s)',

@@ -153,8 +153,10 @@ export class Sha256 {
 
   /** The 32-byte digest of everything given so far; the state is left as it was. */
   digest(): Uint8Array {
-    const h = new Int32Array(this.h);
-    const last = new Uint8Array(128);
+    const h = DIGEST_STATE;
+    h.set(this.h);
+    const last = DIGEST_TAIL;
+    last.fill(0);
     last.set(this.buf.subarray(0, this.bufLen));
     last[this.bufLen] = 0x80;
     // Padding (FIPS 180-4 §5.1.1): 0x80, zeros, then the length in bits as a 64-bit big-endian.
@@ -168,6 +170,10 @@ export class Sha256 {
   }
 }
 
+/** Scratch for digest() (the functions here are not re-entrant). */
+const DIGEST_STATE = new Int32Array(8);
+const DIGEST_TAIL = new Uint8Array(128);
+
 function writeU32BE(b: Uint8Array, off: number, v: number): void {
   b[off] = v >>> 24;
   b[off + 1] = (v >>> 16) & 0xff;
@@ -175,7 +181,9 @@ function writeU32BE(b: Uint8Array, off: number, v: number): void {
   b[off + 3] = v & 0xff;
 }
 
+const ONE_SHOT = new Sha256();
+
 /** One-shot SHA-256 of `bytes`. */
 export function sha256(bytes: Uint8Array): Uint8Array {
-  return new Sha256().update(bytes).digest();
+  return ONE_SHOT.reset().update(bytes).digest();
 }

@@ -247,8 +247,10 @@ export class Sha384 {
 
   /** The 48-byte digest of everything given so far; the state is left as it was. */
   digest(): Uint8Array {
-    const h = new Int32Array(this.h);
-    const last = new Uint8Array(256);
+    const h = DIGEST_STATE;
+    h.set(this.h);
+    const last = DIGEST_TAIL;
+    last.fill(0);
     last.set(this.buf.subarray(0, this.bufLen));
     last[this.bufLen] = 0x80;
     // Padding (FIPS 180-4 §5.1.2): 0x80, zeros, then the length in bits as a 128-bit big-endian.
@@ -264,6 +266,10 @@ export class Sha384 {
   }
 }
 
+/** Scratch for digest() (the functions here are not re-entrant). */
+const DIGEST_STATE = new Int32Array(16);
+const DIGEST_TAIL = new Uint8Array(256);
+
 function writeU32BE(b: Uint8Array, off: number, v: number): void {
   b[off] = v >>> 24;
   b[off + 1] = (v >>> 16) & 0xff;
@@ -271,7 +277,9 @@ function writeU32BE(b: Uint8Array, off: number, v: number): void {
   b[off + 3] = v & 0xff;
 }
 
+const ONE_SHOT = new Sha384();
+
 /** One-shot SHA-384 of `bytes`. */
 export function sha384(bytes: Uint8Array): Uint8Array {
-  return new Sha384().update(bytes).digest();
+  return ONE_SHOT.reset().update(bytes).digest();
 }
