@@ -26,7 +26,11 @@ import { cpuSignature, VCPU_TYPES } from '../../src/vmm/snp/vcpu_types.js';
 import { buildSnpLaunchPlan, planPageCount } from '../../src/vmm/snp/launch_plan.js';
 import { DigestLauncher, planStepLabels, runLaunchPlan } from '../../src/vmm/snp/measure.js';
 import { kernelHashes, sevHashTable } from '../../src/vmm/snp/sev_hashes.js';
-import { SNP_PAGE_TYPE_NAME } from '../../src/core/platform/sev_snp/launch_digest.js';
+import {
+  SNP_PAGE_TYPE,
+  SNP_PAGE_TYPE_NAME,
+  SnpLaunchDigest,
+} from '../../src/core/platform/sev_snp/launch_digest.js';
 import { toHex } from '../../src/core/base/crypto/hex.js';
 
 /** dist/tests/unit/ → the repository root. */
@@ -680,6 +684,25 @@ describe('OVMF footer table and SEV metadata', () => {
     assert.equal(seen[0], '1@fffff000');
     const direct = runLaunchPlan(qemu, new DigestLauncher());
     assert.equal(toHex(direct), digestOf(['--ovmf', AMDSEV, '--vcpus', '2', ...EPYC_V4]));
+  });
+});
+
+describe('DigestLauncher', () => {
+  test('repeated pages reuse their hash; a page differing in its last byte does not', () => {
+    const a = new Uint8Array(4096).fill(0xff);
+    const b = a.slice();
+    b[4095] = 0xfe;
+    const pages = [a, a.slice(), b, b, a];
+    const launcher = new DigestLauncher();
+    const direct = new SnpLaunchDigest();
+    const buf = new Uint8Array(4096);
+    pages.forEach((p, i) => {
+      // The same buffer, rewritten between calls, as a VMM reusing its staging page would.
+      buf.set(p);
+      launcher.launchUpdate(BigInt(i * 4096), SNP_PAGE_TYPE.NORMAL, buf);
+      direct.update(SNP_PAGE_TYPE.NORMAL, BigInt(i * 4096), p);
+    });
+    assert.equal(toHex(launcher.launchFinish([])), direct.hex());
   });
 });
 
