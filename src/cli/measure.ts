@@ -474,7 +474,7 @@ export function measureMain(argv: readonly string[], out: (s: string) => void): 
                   digest: toHex(s.digest),
                   what,
                 })
-              : `${String(s.index + 1).padStart(5)} ${type.padEnd(10)} ` +
+              : `${String(s.index + 1).padStart(6)} ${type.padEnd(10)} ` +
                   `0x${s.gpa.toString(16).padStart(12, '0')} ${toHex(s.contentsHash)} ` +
                   `${toHex(s.digest)} ${what}`,
           );
@@ -525,10 +525,13 @@ function printReport(
   summary: Record<string, unknown>,
   trace = false,
 ): void {
-  if (trace && !json)
+  if (trace && !json) {
     out(
-      '# step type       gpa            contents (SHA-384, zeros if unmeasured) digest after, what',
+      `# step ${'type'.padEnd(10)} ${'gpa'.padEnd(14)} ` +
+        `${'contents (SHA-384 of the page; zeros: not measured)'.padEnd(96)} ` +
+        `${'digest after'.padEnd(96)} what`,
     );
+  }
   for (const l of r.lines) out(l);
   const d = encodeDigest(r.digest, format);
   if (json) out(JSON.stringify({ ...summary, format, digest: d }));
@@ -543,7 +546,11 @@ export function measureCommand(argv: readonly string[], out: (s: string) => void
   try {
     return measureMain(argv, out);
   } catch (e) {
-    const json = argv.includes('--json') && !argv.slice(0, argv.indexOf('--json')).includes('--');
+    // --json (or -j, alone or bundled) before any `--`, as the option parser reads it.
+    const end = argv.indexOf('--');
+    const json = (end >= 0 ? argv.slice(0, end) : argv).some(
+      (a) => a === '--json' || /^-[A-Za-z]*j[A-Za-z]*$/.test(a),
+    );
     if (e instanceof UsageError || e instanceof MeasureInputError) {
       if (json) {
         const err: Record<string, unknown> = { command: 'measure' };
