@@ -163,6 +163,20 @@ export default tseslint.config(
     ],
     'a platform imports only core/base.',
   ),
+  // A platform's own folder (platform/sev_snp/) imports core/base and its platform's interface.
+  coreLayer(
+    ['src/core/platform/*/**/*.ts'],
+    [
+      '../../*.js',
+      '../../kvm/**',
+      '../../mm/**',
+      '../../vfs/**',
+      '../../arch/**',
+      '../../profiles/**',
+      '../../invariants/**',
+    ],
+    'a platform imports only core/base and platform/platform.ts.',
+  ),
   // x86 code reaches the vendor modules (vmx/, svm/, pvm/) only through kvm_x86_ops (x86Ops()).
   coreLayer(
     ['src/core/arch/x86/*.ts'],

@@ -12,6 +12,7 @@ import { VMX_OPS } from './arch/x86/vmx/main.js';
 import { SVM_OPS } from './arch/x86/svm/svm.js';
 import { PVM_OPS } from './arch/x86/pvm/pvm.js';
 import { NO_PLATFORM, type Platform } from './platform/platform.js';
+import { SevSnpPlatform } from './platform/sev_snp/platform.js';
 import { GMEM_LINUX_6_18, type GmemBacking } from './kvm/guest_memfd/backing.js';
 
 /** The vendor modules an x86 /dev/kvm can be backed by. */
@@ -21,7 +22,14 @@ const X86_VENDORS: Readonly<Record<KvmModule, KvmX86Ops>> = {
   kvm_pvm: PVM_OPS,
 };
 
-const PLATFORMS: Readonly<Record<ProfileParts['platform'], Platform>> = { none: NO_PLATFORM };
+/**
+ * A platform per host: the RMP is per-host state, so a `sev-snp` host gets its own; 'none' has no
+ * state and stays the one shared NO_PLATFORM.
+ */
+const PLATFORMS: Readonly<Record<ProfileParts['platform'], () => Platform>> = {
+  none: () => NO_PLATFORM,
+  'sev-snp': () => new SevSnpPlatform(),
+};
 
 const GMEM_DESIGNS: Readonly<Record<ProfileParts['gmem'], GmemBacking>> = {
   'linux-6.18': GMEM_LINUX_6_18,
@@ -40,7 +48,7 @@ export type KernelParts = {
 export function assembleKernel(parts: ProfileParts, vendor?: KvmX86Ops): KernelParts {
   return {
     arch: x86ArchOps(vendor ?? X86_VENDORS[parts.vendor]),
-    platform: PLATFORMS[parts.platform],
+    platform: PLATFORMS[parts.platform](),
     gmemBacking: GMEM_DESIGNS[parts.gmem],
   };
 }

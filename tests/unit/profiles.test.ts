@@ -48,10 +48,10 @@ describe('capability names', () => {
 });
 
 describe('profiles composed from facts', () => {
-  test('the three named profiles differ exactly where their kernels do', () => {
+  test('the named profiles differ exactly where their kernels do', () => {
     assert.deepEqual(
       PROFILES.map((p) => p.name),
-      ['linux-6.18', 'linux-6.18-pvm', 'linux-6.18-pvm-nogmem'],
+      ['linux-6.18', 'linux-6.18-pvm', 'linux-6.18-pvm-nogmem', 'linux-6.18-snp'],
     );
     assert.equal(PVM.guestMemfdConfig, true);
     assert.equal(NOGMEM.guestMemfdConfig, false);

@@ -3,9 +3,9 @@
  * derived here from a fact a live kernel shows (`gmemlab probe`), so a named profile and a profile
  * file saved by `gmemlab probe --save` are built the same way.
  */
-import { KVM_CAP } from '../base/uapi.js';
+import { KVM_CAP, KVM_X86_SEV_ES_VM, KVM_X86_SEV_VM, KVM_X86_SNP_VM } from '../base/uapi.js';
 import { CAP_TABLE_MAX, kernelVersion, type KernelFacts } from './facts.js';
-import type { KernelProfile, VmTypeSpec } from './profile.js';
+import type { KernelProfile, ProfileParts, VmTypeSpec } from './profile.js';
 
 /** KVM_INTERNAL_MEM_SLOTS on x86 (TSS, identity map, APIC access): KVM_MEM_SLOTS_NUM - user slots. */
 const X86_INTERNAL_MEM_SLOTS = 3;
@@ -26,7 +26,13 @@ function capMap(values: readonly number[]): Map<number, bigint> {
 
 /**
  * The VM types a kernel offers (`kvm_is_vm_type_supported()`): DEFAULT always; SW_PROTECTED with
- * CONFIG_KVM_SW_PROTECTED_VM and the TDP MMU.
+ * CONFIG_KVM_SW_PROTECTED_VM and the TDP MMU; on kvm_amd with NPT, SEV, SEV_ES and SNP when
+ * `sev_set_cpu_caps()` added them to `kvm_caps.supported_vm_types` (the facts' KVM_CAP_VM_TYPES:
+ * sev_hardware_setup() enabled them on this CPU and firmware). What each type means is
+ * `kvm_arch_init_vm()` then `svm_vm_init()`: SEV_ES and SNP have protected state (no READONLY
+ * memslots: KVM_CAP_READONLY_MEM reads 0 on their VM fds), SNP has private memory (one memslot
+ * address space, INIT_SHARED not offered, the PRIVATE attribute) and `pre_fault_allowed` only after
+ * SNP_LAUNCH_FINISH; SEV and SEV_ES keep `pre_fault_allowed = !has_private_mem`.
  */
 function vmTypes(f: KernelFacts): Map<bigint, VmTypeSpec> {
   const gmemFlags = f.kconfig.guestMemfd
@@ -56,6 +62,36 @@ function vmTypes(f: KernelFacts): Map<bigint, VmTypeSpec> {
       memAttributes: f.kconfig.genericMemoryAttributes ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0n,
       nrAddressSpaces: 1,
     });
+  const offered = BigInt(f.caps.system[KVM_CAP.KVM_CAP_VM_TYPES] ?? 0);
+  if (f.kvmModule === 'kvm_amd' && f.mmu === 'tdp') {
+    const noReadonly = new Map<number, bigint>([[KVM_CAP.KVM_CAP_READONLY_MEM, 0n]]);
+    const sevLike = (name: string, protectedState: boolean): VmTypeSpec => ({
+      name,
+      hasPrivateMem: false,
+      hasProtectedState: protectedState,
+      preFaultAllowedAtCreate: true,
+      privateFaultSource: 'never',
+      gmemFlags,
+      memAttributes: 0n,
+      nrAddressSpaces: f.kconfig.smm ? 2 : 1,
+      ...(protectedState ? { capOverrides: noReadonly } : {}),
+    });
+    if ((offered & (1n << KVM_X86_SEV_VM)) !== 0n) types.set(KVM_X86_SEV_VM, sevLike('SEV', false));
+    if ((offered & (1n << KVM_X86_SEV_ES_VM)) !== 0n)
+      types.set(KVM_X86_SEV_ES_VM, sevLike('SEV_ES', true));
+    if ((offered & (1n << KVM_X86_SNP_VM)) !== 0n)
+      types.set(KVM_X86_SNP_VM, {
+        name: 'SNP',
+        hasPrivateMem: true,
+        hasProtectedState: true,
+        preFaultAllowedAtCreate: false,
+        privateFaultSource: 'access',
+        gmemFlags: gmemFlags & GMEM_FLAG_MMAP,
+        memAttributes: f.kconfig.genericMemoryAttributes ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0n,
+        nrAddressSpaces: 1,
+        capOverrides: noReadonly,
+      });
+  }
   return types;
 }
 
@@ -66,8 +102,21 @@ export type ProfileIdentity = {
   readonly checkedAgainst?: string;
 };
 
+/**
+ * The platform under the kernel: an SEV-SNP host when kvm_amd offers the SNP VM type (which
+ * `sev_hardware_setup()` does only when the CPU has SNP, the RMP is set up and the firmware is
+ * initialised: `cc_platform_has(CC_ATTR_HOST_SEV_SNP)`), else none.
+ */
+function platformOf(
+  f: KernelFacts,
+  types: ReadonlyMap<bigint, VmTypeSpec>,
+): ProfileParts['platform'] {
+  return f.kvmModule === 'kvm_amd' && types.has(KVM_X86_SNP_VM) ? 'sev-snp' : 'none';
+}
+
 export function composeProfile(id: ProfileIdentity, f: KernelFacts): KernelProfile {
   const sys = f.caps.system;
+  const types = vmTypes(f);
   const pvm = f.kvmModule === 'kvm_pvm';
   const v = kernelVersion(f.release);
   const userMemSlots = sys[KVM_CAP.KVM_CAP_NR_MEMSLOTS] ?? 0;
@@ -76,7 +125,7 @@ export function composeProfile(id: ProfileIdentity, f: KernelFacts): KernelProfi
     description: id.description,
     ...(id.checkedAgainst !== undefined ? { checkedAgainst: id.checkedAgainst } : {}),
     facts: f,
-    vmTypes: vmTypes(f),
+    vmTypes: types,
     tdpEnabled: f.mmu === 'tdp',
     memoryAttributesConfig: f.kconfig.genericMemoryAttributes,
     guestMemfdConfig: f.kconfig.guestMemfd,
@@ -99,8 +148,8 @@ export function composeProfile(id: ProfileIdentity, f: KernelFacts): KernelProfi
     ksm: f.host.ksm,
     mmioCaching: !pvm,
     execOnlyPkey: f.host.pku,
-    // What Host assembles the kernel from (core/assemble.ts): the vendor module is a fact; no
-    // confidential-computing platform and the 6.18 guest_memfd are what every kernel met has.
-    parts: { arch: 'x86', vendor: f.kvmModule, platform: 'none', gmem: 'linux-6.18' },
+    // What Host assembles the kernel from (core/assemble.ts): the vendor module is a fact, the
+    // platform follows from the VM types (SEV-SNP), the 6.18 guest_memfd is what every kernel has.
+    parts: { arch: 'x86', vendor: f.kvmModule, platform: platformOf(f, types), gmem: 'linux-6.18' },
   };
 }

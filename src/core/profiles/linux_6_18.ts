@@ -11,6 +11,16 @@
  * - `linux-6.18`: x86 with the TDP MMU, VM types DEFAULT and SW_PROTECTED, memory attributes
  *   compiled in, pre-fault available, SMM. Derived from the PVM facts plus the spec's per-config
  *   values; not checked against a live kernel (the development machines cannot run it).
+ * - `linux-6.18-snp`: an AMD EPYC host with SEV-SNP enabled (kvm_amd, NPT/TDP MMU), VM types
+ *   DEFAULT, SW_PROTECTED, SEV, SEV_ES and SNP. No such machine exists here, so its facts are
+ *   synthesized from `linux-6.18`'s (same kernel build and Kconfig) with what the AMD module
+ *   changes, each from the kernel source (arch/x86/kvm/x86.c `kvm_vm_ioctl_check_extension()`,
+ *   svm/sev.c `sev_set_cpu_caps()`): KVM_CAP_VM_TYPES = 0x1f (DEFAULT, SW_PROTECTED, and the
+ *   three SEV types `sev_set_cpu_caps()` adds), KVM_CAP_VM_COPY_ENC_CONTEXT_FROM and
+ *   KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM = 1 (`kvm_x86_ops.vm_copy_enc_context_from` /
+ *   `vm_move_enc_context_from` are set by kvm_amd with CONFIG_KVM_AMD_SEV). The CPU-dependent caps
+ *   (KVM_CAP_NR_VCPUS, KVM_CAP_TSC_DEADLINE_TIMER, KVM_CAP_X86_DISABLE_EXITS, KVM_CAP_XSAVE2)
+ *   and the host facts stay those of the development machines.
  */
 import { KVM_CAP } from '../base/uapi.js';
 import { composeProfile } from './compose.js';
@@ -113,4 +123,30 @@ export const LINUX_6_18: KernelProfile = composeProfile(
       'Linux 6.18 on x86 with the TDP MMU: DEFAULT and SW_PROTECTED VMs, memory attributes, pre-fault, SMM',
   },
   LINUX_6_18_FACTS,
+);
+
+/** The SEV VM types `sev_set_cpu_caps()` adds on an SNP host: SEV (2), SEV_ES (3), SNP (4). */
+const SNP_HOST_CAPS: ReadonlyArray<readonly [number, number]> = [
+  [KVM_CAP.KVM_CAP_VM_TYPES, 0x1f],
+  [KVM_CAP.KVM_CAP_VM_COPY_ENC_CONTEXT_FROM, 1],
+  [KVM_CAP.KVM_CAP_VM_MOVE_ENC_CONTEXT_FROM, 1],
+];
+
+export const LINUX_6_18_SNP_FACTS: KernelFacts = {
+  ...LINUX_6_18_FACTS,
+  release: '6.18',
+  kvmModule: 'kvm_amd',
+  caps: {
+    system: withCaps(LINUX_6_18_FACTS.caps.system, SNP_HOST_CAPS),
+    vm: withCaps(LINUX_6_18_FACTS.caps.vm, SNP_HOST_CAPS),
+  },
+};
+
+export const LINUX_6_18_SNP: KernelProfile = composeProfile(
+  {
+    name: 'linux-6.18-snp',
+    description:
+      'Linux 6.18 on an AMD SEV-SNP host (kvm_amd, NPT): DEFAULT, SW_PROTECTED, SEV, SEV_ES and SNP VMs, the RMP and SNP firmware; synthesized facts',
+  },
+  LINUX_6_18_SNP_FACTS,
 );

@@ -14,8 +14,12 @@ export interface VmTypeSpec {
   readonly hasProtectedState: boolean;
   /** `kvm->arch.pre_fault_allowed` at creation (SNP/TDX set it only after finalisation). */
   readonly preFaultAllowedAtCreate: boolean;
-  /** How the fault path decides `fault.is_private`: from attributes (SW_PROTECTED), never (DEFAULT). */
-  readonly privateFaultSource: 'never' | 'attributes';
+  /**
+   * How the fault path decides `fault.is_private`: from attributes (SW_PROTECTED), never
+   * (DEFAULT, SEV, SEV-ES), or from the access itself (SNP: the guest's C-bit, which the NPF
+   * handler turns into PFERR_PRIVATE_ACCESS; attributes only decide whether that is a conversion).
+   */
+  readonly privateFaultSource: 'never' | 'attributes' | 'access';
   /** KVM_CAP_GUEST_MEMFD_FLAGS on a VM of this type (`kvm_gmem_get_supported_flags()`). */
   readonly gmemFlags: bigint;
   /** KVM_CAP_MEMORY_ATTRIBUTES on a VM of this type (`kvm_supported_mem_attributes()`). */
@@ -88,15 +92,15 @@ export interface KernelProfile {
  *   /dev/kvm (`kvm_x86_ops`: kvm_intel, kvm_amd, or the PVM module, whose guest accesses are
  *   emulated through userspace_addr and whose VMCALL never completes);
  * - `platform`: the confidential-computing platform's per-frame state and its host-access check
- *   ('none': the host may touch every frame; SEV-SNP's RMP, TDX's PAMT and pKVM's ownership plug
- *   in here);
+ *   ('none': the host may touch every frame; 'sev-snp': an AMD SEV-SNP host, whose RMP and SNP
+ *   firmware are per-host state; TDX's PAMT and pKVM's ownership plug in here);
  * - `gmem`: the guest_memfd backing design (folio shareability for host faults; in-place
  *   conversion and HugeTLB folios plug in here).
  */
 export interface ProfileParts {
   readonly arch: 'x86';
   readonly vendor: KvmModule;
-  readonly platform: 'none';
+  readonly platform: 'none' | 'sev-snp';
   readonly gmem: 'linux-6.18';
 }
 

@@ -1,0 +1,29 @@
+/**
+ * An AMD SEV-SNP host as the model's platform (platform/platform.ts): the RMP (rmp.ts) and the
+ * PSP's SNP firmware (firmware.ts), per host — each `Host` assembled for a `sev-snp` profile gets
+ * its own (core/assemble.ts).
+ *
+ * The host-access check is the RMP's: a host write to an assigned frame is an RMP #PF, which a
+ * user access (the VMM's store, KVM's uaccess through userspace_addr, get_user_pages() for a
+ * write) receives as SIGBUS; reads are not blocked. These paths go through the VMM's page tables
+ * (4K mappings in the model), not the kernel's direct map, so only the frame's own entry counts;
+ * the direct map's 2 MiB rule is `Rmp.hostWriteFaults(pfn, true)`.
+ */
+import type { Pfn } from '../../base/units.js';
+import type { HostAccessPath, Platform } from '../platform.js';
+import { Rmp } from './rmp.js';
+
+export class SevSnpPlatform implements Platform {
+  readonly name = 'sev-snp';
+  readonly rmp = new Rmp();
+  get sevSnp(): { readonly rmp: Rmp } {
+    return this;
+  }
+  /** Only an assigned frame can refuse a host access: none, none to check. */
+  get guardsHostAccess(): boolean {
+    return this.rmp.runs > 0;
+  }
+  hostAccess(pfn: Pfn, write: boolean, _path: HostAccessPath): 'SIGBUS' | undefined {
+    return write && this.rmp.hostWriteFaults(pfn, false) ? 'SIGBUS' : undefined;
+  }
+}
