@@ -1,7 +1,8 @@
 /**
  * AMD SEV-SNP in the model: the `linux-6.18-snp` profile (VM types, capabilities, the per-host
  * platform), the RMP (every RMPUPDATE / PSMASH transition and failure, the direct-map split, the
- * host-access check).
+ * host-access check), the SNP firmware's guest context (SNP_LAUNCH_START/ACTIVATE/LAUNCH_UPDATE/
+ * LAUNCH_FINISH, PAGE_RECLAIM: checks, effects, the launch digest).
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,7 +17,14 @@ import {
   Rmp,
   type RmpEntry,
 } from '../../src/core/platform/sev_snp/rmp.js';
-import { asPfn } from '../../src/core/base/units.js';
+import { asPfn, type Pfn } from '../../src/core/base/units.js';
+import { FrameStore } from '../../src/core/base/frames.js';
+import {
+  SEV_RET,
+  snpCpuidCorrect,
+  snpSecretsPage,
+} from '../../src/core/platform/sev_snp/firmware.js';
+import { SNP_PAGE_TYPE, SnpLaunchDigest } from '../../src/core/platform/sev_snp/launch_digest.js';
 import {
   DEFAULT_VM,
   SW_PROTECTED_VM,
@@ -240,5 +248,162 @@ describe('RMP', () => {
     assert.equal(plat.hostAccess(p(9), true, 'vmm'), 'SIGBUS');
     assert.equal(plat.hostAccess(p(9), false, 'vmm'), undefined);
     assert.equal(plat.hostAccess(p(10), true, 'kvm-uaccess'), undefined);
+  });
+});
+
+describe('SNP firmware', () => {
+  const PAGE = 4096;
+  function fw(): { plat: SevSnpPlatform; frames: FrameStore; h: number } {
+    const plat = new SevSnpPlatform();
+    const frames = new FrameStore();
+    return { plat, frames, h: plat.firmware.gctxCreate() };
+  }
+  const POLICY = 0x30000n;
+
+  test('SNP_LAUNCH_START: policy checks, then LAUNCH', () => {
+    const { plat, h } = fw();
+    const f = plat.firmware;
+    const g = new Uint8Array(16);
+    assert.equal(f.launchStart(99, POLICY, g), SEV_RET.INVALID_GUEST);
+    assert.equal(f.launchStart(h, 0x10000n, g), SEV_RET.INVALID_PARAM, 'no MBO bit');
+    assert.equal(f.launchStart(h, POLICY | 0x0200n, g), SEV_RET.POLICY_FAILURE, 'ABI 2.0');
+    assert.equal(f.launchStart(h, POLICY | 0x0138n, g), SEV_RET.POLICY_FAILURE, 'ABI 1.56');
+    assert.equal(f.launchStart(h, 0x20000n, g), SEV_RET.POLICY_FAILURE, 'SMT clear, SMT on');
+    assert.equal(f.context(h)!.state, 'INIT');
+    assert.equal(f.launchStart(h, POLICY | 0x0137n, g), SEV_RET.SUCCESS, 'ABI 1.55');
+    assert.equal(f.context(h)!.state, 'LAUNCH');
+    assert.equal(f.launchStart(h, POLICY, g), SEV_RET.INVALID_GUEST_STATE);
+  });
+
+  test('SNP_ACTIVATE binds one ASID per context', () => {
+    const { plat, h } = fw();
+    const f = plat.firmware;
+    const h2 = f.gctxCreate();
+    assert.equal(f.activate(h, 0), SEV_RET.INVALID_ASID);
+    assert.equal(f.activate(h, 1), SEV_RET.SUCCESS);
+    assert.equal(f.activate(h2, 1), SEV_RET.ASID_OWNED);
+    assert.equal(f.activate(h2, 2), SEV_RET.SUCCESS);
+    assert.equal(f.decommission(h), SEV_RET.SUCCESS);
+    assert.equal(f.activate(f.gctxCreate(), 1), SEV_RET.SUCCESS, 'free again');
+  });
+
+  test('SNP_LAUNCH_UPDATE: per-page checks in order', () => {
+    const { plat, frames, h } = fw();
+    const f = plat.firmware;
+    const pfn = frames.allocOne();
+    assert.equal(f.launchUpdate(frames, h, pfn, '4K', 1), SEV_RET.INVALID_GUEST_STATE);
+    f.launchStart(h, POLICY, new Uint8Array(16));
+    assert.equal(f.launchUpdate(frames, h, pfn, '4K', 1), SEV_RET.INACTIVE);
+    f.activate(h, 5);
+    assert.equal(f.launchUpdate(frames, h, pfn, '4K', 7), SEV_RET.INVALID_PARAM);
+    assert.equal(f.launchUpdate(frames, h, pfn, '2M', 1), SEV_RET.INVALID_PAGE_SIZE);
+    assert.equal(f.launchUpdate(frames, h, pfn, '4K', 1), SEV_RET.INVALID_PAGE_STATE, 'shared');
+    plat.rmp.makePrivate(pfn, 0x1000n, '4K', 5, false);
+    assert.equal(f.launchUpdate(frames, h, pfn, '4K', 1), SEV_RET.INVALID_PAGE_STATE, 'mutable');
+    plat.rmp.makeShared(pfn, '4K');
+    plat.rmp.makePrivate(pfn, 0x1000n, '4K', 6, true);
+    assert.equal(f.launchUpdate(frames, h, pfn, '4K', 1), SEV_RET.INVALID_PAGE_OWNER);
+    assert.equal(f.context(h)!.measured.length, 0);
+  });
+
+  test('SNP_LAUNCH_UPDATE effects and the digest (vector S-A, then a chain)', () => {
+    const { plat, frames, h } = fw();
+    const f = plat.firmware;
+    f.launchStart(h, POLICY, new Uint8Array(16).fill(0xab));
+    f.activate(h, 5);
+    const pages = frames.alloc(6)[0]!;
+    const pfn = (i: number): Pfn => asPfn(pages.base + i);
+    const pre = (i: number, gpa: bigint): void => {
+      assert.equal(plat.rmp.makePrivate(pfn(i), gpa, '4K', 5, true), RMP_RET.SUCCESS);
+    };
+    frames.zero(pfn(0), 1);
+    pre(0, 0n);
+    assert.equal(f.launchUpdate(frames, h, pfn(0), '4K', SNP_PAGE_TYPE.NORMAL), SEV_RET.SUCCESS);
+    assert.equal(
+      f.context(h)!.digest.hex(),
+      '9d13634b6014bb21cf059b2dc694e7bff01a8a7137041100cd2b695f3d10fb687267b97808b27f8f471d943bc6f53a20',
+    );
+    assert.deepEqual(
+      plat.rmp.lookup(pfn(0)),
+      entry({ assigned: true, gpa: 0n, asid: 5, validated: true }),
+    );
+    // ZERO zeroes the page whatever it held.
+    frames.write(pfn(1), 0, new Uint8Array([1, 2, 3]));
+    pre(1, 0x1000n);
+    assert.equal(f.launchUpdate(frames, h, pfn(1), '4K', SNP_PAGE_TYPE.ZERO), SEV_RET.SUCCESS);
+    assert.equal(frames.hasData(pfn(1)), false);
+    // SECRETS: the firmware's layout.
+    pre(2, 0x3000n);
+    assert.equal(f.launchUpdate(frames, h, pfn(2), '4K', SNP_PAGE_TYPE.SECRETS), SEV_RET.SUCCESS);
+    const sec = new Uint8Array(PAGE);
+    frames.read(pfn(2), 0, sec);
+    assert.deepEqual([...sec.subarray(0, 4)], [3, 0, 0, 0]);
+    assert.deepEqual([...sec.subarray(0x10, 0x20)], new Array(16).fill(0xab));
+    assert.deepEqual(sec, snpSecretsPage(f.context(h)!));
+    // CPUID: a valid (empty) table passes.
+    frames.zero(pfn(3), 1);
+    pre(3, 0x4000n);
+    assert.equal(f.launchUpdate(frames, h, pfn(3), '4K', SNP_PAGE_TYPE.CPUID), SEV_RET.SUCCESS);
+    // VMSA: the VMSA bit.
+    frames.zero(pfn(4), 1);
+    pre(4, 0xfffffffff000n);
+    assert.equal(f.launchUpdate(frames, h, pfn(4), '4K', SNP_PAGE_TYPE.VMSA), SEV_RET.SUCCESS);
+    assert.equal(plat.rmp.lookup(pfn(4)).vmsa, true);
+    // The same pages fed to SnpLaunchDigest directly.
+    const d = new SnpLaunchDigest();
+    const zero = new Uint8Array(PAGE);
+    d.update(SNP_PAGE_TYPE.NORMAL, 0n, zero);
+    d.update(SNP_PAGE_TYPE.ZERO, 0x1000n, undefined);
+    d.update(SNP_PAGE_TYPE.SECRETS, 0x3000n, undefined);
+    d.update(SNP_PAGE_TYPE.CPUID, 0x4000n, undefined);
+    d.update(SNP_PAGE_TYPE.VMSA, 0xfffffffff000n, zero);
+    assert.equal(f.context(h)!.digest.hex(), d.hex());
+    assert.deepEqual(
+      f.context(h)!.measured.map((m) => m.type),
+      [1, 3, 5, 6, 2],
+    );
+    assert.equal(f.launchFinish(h, new Uint8Array(32)), SEV_RET.SUCCESS);
+    assert.equal(f.context(h)!.state, 'RUNNING');
+    pre(5, 0x5000n);
+    assert.equal(
+      f.launchUpdate(frames, h, pfn(5), '4K', SNP_PAGE_TYPE.NORMAL),
+      SEV_RET.INVALID_GUEST_STATE,
+    );
+    assert.equal(f.launchFinish(h, new Uint8Array(32)), SEV_RET.INVALID_GUEST_STATE);
+  });
+
+  test('CPUID: a bad table is INVALID_PARAM, corrected in the page, left Pre-Guest; reclaim', () => {
+    const { plat, frames, h } = fw();
+    const f = plat.firmware;
+    f.launchStart(h, POLICY, new Uint8Array(16));
+    f.activate(h, 5);
+    const pfn = frames.allocOne();
+    const table = new Uint8Array(PAGE);
+    table[0] = 2; // count
+    table[16 + 48 + 40] = 0xee; // entry 1's reserved field
+    table[8] = 1; // header reserved2
+    frames.write(pfn, 0, table);
+    plat.rmp.makePrivate(pfn, 0x4000n, '4K', 5, true);
+    const before = f.context(h)!.digest.hex();
+    assert.equal(f.launchUpdate(frames, h, pfn, '4K', SNP_PAGE_TYPE.CPUID), SEV_RET.INVALID_PARAM);
+    assert.equal(f.context(h)!.digest.hex(), before, 'not measured');
+    const got = new Uint8Array(PAGE);
+    frames.read(pfn, 0, got);
+    assert.equal(got[16 + 48 + 40], 0);
+    assert.equal(got[8], 0);
+    assert.equal(got[0], 2);
+    assert.deepEqual(
+      plat.rmp.lookup(pfn),
+      entry({ assigned: true, immutable: true, gpa: 0x4000n, asid: 5 }),
+    );
+    // count > 64 is clamped.
+    const big = new Uint8Array(PAGE);
+    big[0] = 65;
+    assert.equal(snpCpuidCorrect(big)![0], 64);
+    assert.equal(snpCpuidCorrect(new Uint8Array(PAGE)), undefined);
+    assert.equal(f.pageReclaim(pfn), SEV_RET.SUCCESS);
+    assert.equal(plat.rmp.lookup(pfn).immutable, false);
+    assert.equal(plat.rmp.makeShared(pfn, '4K'), RMP_RET.SUCCESS);
+    assert.equal(f.pageReclaim(pfn), SEV_RET.INVALID_PAGE_STATE);
   });
 });

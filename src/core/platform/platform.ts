@@ -13,6 +13,7 @@
  * The platform keeps its per-frame state itself, as ranges of frames.
  */
 import type { Pfn } from '../base/units.js';
+import type { SnpFirmware } from './sev_snp/firmware.js';
 import type { Rmp } from './sev_snp/rmp.js';
 
 /** Who touches a frame on the host's behalf. */
@@ -35,7 +36,7 @@ export interface Platform {
    * An AMD SEV-SNP host's hardware (platform/sev_snp/): the RMP and the PSP's SNP firmware, which
    * kvm_amd's SEV code drives (arch/x86/svm/sev.ts). Absent on every other platform.
    */
-  readonly sevSnp?: { readonly rmp: Rmp };
+  readonly sevSnp?: { readonly rmp: Rmp; readonly firmware: SnpFirmware };
 }
 
 /**

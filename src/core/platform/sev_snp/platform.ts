@@ -11,12 +11,14 @@
  */
 import type { Pfn } from '../../base/units.js';
 import type { HostAccessPath, Platform } from '../platform.js';
+import { SnpFirmware } from './firmware.js';
 import { Rmp } from './rmp.js';
 
 export class SevSnpPlatform implements Platform {
   readonly name = 'sev-snp';
   readonly rmp = new Rmp();
-  get sevSnp(): { readonly rmp: Rmp } {
+  readonly firmware = new SnpFirmware(this.rmp);
+  get sevSnp(): { readonly rmp: Rmp; readonly firmware: SnpFirmware } {
     return this;
   }
   /** Only an assigned frame can refuse a host access: none, none to check. */
