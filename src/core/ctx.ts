@@ -8,6 +8,7 @@ import type { GmemBacking } from './kvm/guest_memfd/backing.js';
 import type { Vm } from './kvm/objects.js';
 import type { HostMm } from './mm/host_mm.js';
 import type { MmCtx } from './mm/mm_ctx.js';
+import type { KFile } from './vfs/file.js';
 
 export interface KernelCtx extends MmCtx {
   /** The VMM process's address space. */
@@ -18,4 +19,6 @@ export interface KernelCtx extends MmCtx {
   readonly arch: KvmArchOps<KernelCtx>;
   /** The guest_memfd backing design (shareability of a file's folios). */
   readonly gmemBacking: GmemBacking;
+  /** The open file behind an fd of the VMM (`fdget()`), or undefined when it is not open. */
+  fdFile(fd: number): KFile | undefined;
 }

@@ -36,6 +36,8 @@ import { vmTypeSpec, vmTypesMask, type KernelProfile } from './profiles/profile.
 import { err, ok, OK_VOID, type Result } from './base/result.js';
 import type { UserPtr } from './base/uaccess.js';
 import { kvmRunProgram, type GuestProgramStep, type RunResult } from './arch/x86/kvm_run.js';
+import { SevDevFile } from './arch/x86/svm/sev_dev.js';
+import { sevSetVcpuVmsa } from './arch/x86/svm/sev_snp.js';
 import {
   KVM_CAP,
   KVM_IOCTL,
@@ -170,6 +172,11 @@ export class Host implements KernelCtx {
     return this.fds.get(fd);
   }
 
+  /** KernelCtx's `fdget()`. */
+  fdFile(fd: Fd): KFile | undefined {
+    return this.fds.get(fd);
+  }
+
   /** Be told every file an op looks up by fd or releases (the invariant checker). */
   watchFiles(cb: ((f: KFile, release: boolean) => void) | undefined): void {
     this.fds.touched = cb;
@@ -219,6 +226,7 @@ export class Host implements KernelCtx {
     for (const sbg of vm.slotsByGfn) sbg.clear();
     vm.slots.clear();
     vm.updateHvaSpan();
+    this.arch.destroyVm?.(this, vm);
     for (const vcpu of vm.vcpus.values()) for (const p of vcpu.pages) this.frames.release(p, 1);
     for (const p of vm.sharedPages) this.frames.release(p, 1);
     this.vms.delete(vm);
@@ -233,6 +241,15 @@ export class Host implements KernelCtx {
   /** open("/dev/kvm", O_RDWR). */
   openDevKvm(): Fd {
     return this.allocFd(new KvmDevFile(this.nextIno++));
+  }
+
+  /**
+   * open("/dev/sev", O_RDWR): the PSP's device, whose fd the SNP launch commands name
+   * (`kvm_sev_cmd.sev_fd`). ENOENT on a host without SEV (no such device).
+   */
+  openDevSev(): Result<Fd> {
+    if (this.platform.sevSnp === undefined) return err('ENOENT', 'no /dev/sev on this host');
+    return ok(this.allocFd(new SevDevFile(this.nextIno++)));
   }
 
   /** Common VM-ioctl preamble: `kvm_vm_ioctl()` on a VM fd. */
@@ -492,6 +509,17 @@ export class Host implements KernelCtx {
     const t = this.ioctlTarget(fd, 'vcpu');
     if (!t.ok) return t;
     return ok((t.value as VcpuFile).vcpu);
+  }
+
+  /**
+   * The model's stand-in for the register ioctls (KVM_SET_REGS/SREGS/FPU) of a vCPU of an SEV-ES
+   * or SNP VM: its 4 KiB VMSA image, which SNP_LAUNCH_FINISH syncs and measures
+   * (arch/x86/svm/sev_snp.ts). EINVAL for a VM without protected state or once it was measured.
+   */
+  sevSetVcpuVmsa(fd: Fd, image: Uint8Array): Result<undefined> {
+    const t = this.vcpuOf(fd);
+    if (!t.ok) return t;
+    return sevSetVcpuVmsa(this, t.value, image);
   }
 
   /** KVM_PRE_FAULT_MEMORY on a vCPU fd. The range is always copied back. */

@@ -35,8 +35,13 @@ import {
   ok,
   setRegion,
   vmOf,
+  vcpuOf,
+  createVcpu,
+  MEM_GUEST_MEMFD,
   type Ctx,
 } from './helpers.js';
+import type { Result } from '../../src/core/base/result.js';
+import { snpDefaultVmsa, snpGuestContext } from '../../src/core/arch/x86/svm/sev_snp.js';
 
 const SNP = getProfile('linux-6.18-snp')!;
 const SEV_VM = 2n;
@@ -405,5 +410,297 @@ describe('SNP firmware', () => {
     assert.equal(plat.rmp.lookup(pfn).immutable, false);
     assert.equal(plat.rmp.makeShared(pfn, '4K'), RMP_RET.SUCCESS);
     assert.equal(f.pageReclaim(pfn), SEV_RET.INVALID_PAGE_STATE);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// KVM's SNP flow through KVM_MEMORY_ENCRYPT_OP
+
+const ID = {
+  INIT: 0,
+  ES_INIT: 1,
+  LAUNCH_START: 2,
+  INIT2: 22,
+  START: 100,
+  UPDATE: 101,
+  FINISH: 102,
+};
+
+type Snp = { c: Ctx; vm: number; sev: number; params: bigint; uaddr: bigint };
+
+/** An SNP VM with a 16-page private guest_memfd slot at GPA 0 backed by `uaddr` for shared. */
+function snpVm(pages = 16n): Snp {
+  const c = snpHost();
+  const sev = ok(c.h.openDevSev(), 'open /dev/sev');
+  const vm = createVm(c, SNP_VM);
+  const size = pages * 4096n;
+  const gmem = createGmem(c, vm, size, 0n);
+  const uaddr = mmapAnon(c, size);
+  ok(setRegion(c, vm, { flags: MEM_GUEST_MEMFD, size, uaddr, gmem }));
+  ok(c.h.kvmSetMemoryAttributes(vm, { address: 0n, size, attributes: 8n, flags: 0n }));
+  const params = mmapAnon(c, 0x2000n);
+  return { c, vm, sev, params, uaddr };
+}
+
+/** KVM_MEMORY_ENCRYPT_OP with `struct kvm_sev_cmd` {id, data, error 0, sev_fd}. */
+function encOp(
+  s: Snp,
+  id: number,
+  data: Uint8Array | bigint | undefined,
+  sevFd = s.sev,
+  fd = s.vm,
+): { r: Result<undefined>; error: number } {
+  let addr = 0n;
+  if (data instanceof Uint8Array) {
+    addr = s.params;
+    assert.ok(s.c.h.poke(addr, data).ok);
+  } else if (data !== undefined) addr = data;
+  const cmd = new Uint8Array(24);
+  const dv = new DataView(cmd.buffer);
+  dv.setUint32(0, id, true);
+  dv.setBigUint64(8, addr, true);
+  dv.setInt32(20, sevFd, true);
+  const r = s.c.h.kvmMemoryEncryptOp(fd, { kind: 'buffer', bytes: cmd });
+  return { r, error: dv.getUint32(16, true) };
+}
+
+const init2 = (features = 0n, flags = 0, ghcb = 0): Uint8Array => {
+  const b = new Uint8Array(48);
+  const dv = new DataView(b.buffer);
+  dv.setBigUint64(0, features, true);
+  dv.setUint32(8, flags, true);
+  dv.setUint16(12, ghcb, true);
+  return b;
+};
+const start = (policy = 0x30000n, flags = 0): Uint8Array => {
+  const b = new Uint8Array(64);
+  const dv = new DataView(b.buffer);
+  dv.setBigUint64(0, policy, true);
+  dv.setUint16(24, flags, true);
+  return b;
+};
+const update = (gfn: bigint, uaddr: bigint, len: bigint, type: number, flags = 0): Uint8Array => {
+  const b = new Uint8Array(64);
+  const dv = new DataView(b.buffer);
+  dv.setBigUint64(0, gfn, true);
+  dv.setBigUint64(8, uaddr, true);
+  dv.setBigUint64(16, len, true);
+  b[24] = type;
+  dv.setUint16(26, flags, true);
+  return b;
+};
+const finish = (flags = 0, hostData = 0): Uint8Array => {
+  const b = new Uint8Array(88);
+  new DataView(b.buffer).setUint16(54, flags, true);
+  b.fill(hostData, 19, 51);
+  return b;
+};
+/** The kvm_sev_snp_launch_update the kernel wrote back. */
+function progress(s: Snp): { gfn: bigint; uaddr: bigint; len: bigint } {
+  const b = s.c.h.peek(s.params, 24);
+  assert.ok(b.ok);
+  const dv = new DataView(b.data!.buffer);
+  return {
+    gfn: dv.getBigUint64(0, true),
+    uaddr: dv.getBigUint64(8, true),
+    len: dv.getBigUint64(16, true),
+  };
+}
+
+describe('KVM SNP flow', () => {
+  test('KVM_SEV_INIT2: checks in order, then an SNP guest', () => {
+    const s = snpVm();
+    fails(encOp(s, ID.INIT, undefined).r, 'EINVAL', 'legacy INIT on an SNP VM');
+    fails(encOp(s, ID.ES_INIT, undefined).r, 'EINVAL', 'legacy ES_INIT on an SNP VM');
+    fails(encOp(s, ID.INIT2, 0x1000n).r, 'EFAULT', 'unmapped data');
+    fails(encOp(s, ID.INIT2, init2(0n, 1)).r, 'EINVAL', 'flags');
+    fails(encOp(s, ID.INIT2, init2(1n)).r, 'EINVAL', "SNP_ACTIVE is KVM's to set");
+    fails(encOp(s, ID.INIT2, init2(0n, 0, 3)).r, 'EINVAL', 'ghcb_version 3');
+    ok(encOp(s, ID.INIT2, init2(0x20n, 0, 2)).r);
+    fails(encOp(s, ID.INIT2, init2()).r, 'EPERM', 'twice: an SNP guest takes only SNP commands');
+    fails(encOp(s, ID.LAUNCH_START, undefined).r, 'EPERM', 'legacy command on an SNP guest');
+    // vCPUs first: EINVAL.
+    const s2 = snpVm();
+    createVcpu(s2.c, s2.vm);
+    fails(encOp(s2, ID.INIT2, init2()).r, 'EINVAL', 'created_vcpus');
+    // DEFAULT and SW_PROTECTED VMs: INIT2 is EINVAL (!need_init).
+    const d = createVm(s.c, DEFAULT_VM);
+    fails(encOp(s, ID.INIT2, init2(), s.sev, d).r, 'EINVAL');
+    // SEV: no vmsa_features, no ghcb_version.
+    const sevVm = createVm(s.c, SEV_VM);
+    fails(encOp(s, ID.INIT2, init2(0x20n), s.sev, sevVm).r, 'EINVAL');
+    fails(encOp(s, ID.INIT2, init2(0n, 0, 1), s.sev, sevVm).r, 'EINVAL');
+    ok(encOp(s, ID.INIT2, init2(), s.sev, sevVm).r);
+    // SNP commands on an SEV guest answer as on any non-SNP VM.
+    fails(encOp(s, ID.START, start(), s.sev, sevVm).r, 'ENOTTY');
+    fails(encOp(s, ID.UPDATE, update(0n, 0n, 0n, 1), s.sev, sevVm).r, 'EINVAL');
+    fails(encOp(s, ID.FINISH, finish(), s.sev, sevVm).r, 'ENOTTY');
+  });
+
+  test('KVM_SEV_SNP_LAUNCH_START: policy checks in order, /dev/sev, one context', () => {
+    const s = snpVm();
+    fails(encOp(s, ID.START, start()).r, 'ENOTTY', 'before INIT2');
+    ok(encOp(s, ID.INIT2, init2()).r);
+    fails(encOp(s, ID.START, 0x1000n).r, 'EFAULT');
+    fails(encOp(s, ID.START, start(0x30000n, 1)).r, 'EINVAL', 'flags');
+    fails(encOp(s, ID.START, start(0x30000n | (1n << 18n))).r, 'EINVAL', 'MIGRATE_MA not valid');
+    fails(encOp(s, ID.START, start(0x10000n)).r, 'EINVAL', 'no RSVD_MBO');
+    fails(encOp(s, ID.START, start(), s.vm).r, 'ENOTTY', 'sev_fd is not /dev/sev');
+    const fw = encOp(s, ID.START, start(0x20000n));
+    fails(fw.r, 'EIO', 'firmware: SMT clear');
+    assert.equal(fw.error, SEV_RET.POLICY_FAILURE);
+    ok(encOp(s, ID.START, start()).r);
+    fails(encOp(s, ID.START, start()).r, 'EINVAL', 'a second context');
+  });
+
+  test('LAUNCH_UPDATE, vCPUs and LAUNCH_FINISH end to end: the digest equals SnpLaunchDigest fed the same pages', () => {
+    const s = snpVm();
+    const h = s.c.h;
+    fails(encOp(s, ID.UPDATE, update(0n, s.uaddr, 0x1000n, 1)).r, 'EINVAL', 'no context');
+    ok(encOp(s, ID.INIT2, init2(0x20n)).r);
+    ok(encOp(s, ID.START, start()).r);
+    // Source pages in the VMM: page 0 pattern, page 1 zeros.
+    const src = mmapAnon(s.c, 0x4000n);
+    const pat = new Uint8Array(4096).map((_, i) => i & 0xff);
+    assert.ok(h.poke(src, pat).ok);
+    // Checks before populate.
+    fails(encOp(s, ID.UPDATE, update(0n, src, 0x800n, 1)).r, 'EINVAL', 'len not aligned');
+    fails(encOp(s, ID.UPDATE, update(0n, src, 0x1000n, 2)).r, 'EINVAL', 'VMSA type');
+    fails(encOp(s, ID.UPDATE, update(0n, src, 0x1000n, 1, 1)).r, 'EINVAL', 'flags');
+    fails(encOp(s, ID.UPDATE, update(100n, src, 0x1000n, 1)).r, 'EINVAL', 'no memslot');
+    fails(encOp(s, ID.UPDATE, update(0n, src, 0n, 1)).r, 'EIO', 'len 0: populate EINVAL');
+    // NORMAL x2 at gfn 0..1.
+    ok(encOp(s, ID.UPDATE, update(0n, src, 0x2000n, 1)).r);
+    assert.deepEqual(progress(s), { gfn: 2n, uaddr: src + 0x2000n, len: 0n });
+    // Again: the folios are prepared: EEXIST inside populate, EIO with error 0.
+    const again = encOp(s, ID.UPDATE, update(0n, src, 0x1000n, 1));
+    fails(again.r, 'EIO');
+    assert.equal(again.error, 0);
+    // ZERO at gfn 2 (uaddr ignored and not advanced), SECRETS at 3, CPUID at 4.
+    ok(encOp(s, ID.UPDATE, update(2n, 0xdeadn, 0x1000n, 3)).r);
+    assert.deepEqual(progress(s), { gfn: 3n, uaddr: 0xdeadn, len: 0n });
+    ok(encOp(s, ID.UPDATE, update(3n, src + 0x1000n, 0x1000n, 5)).r);
+    ok(encOp(s, ID.UPDATE, update(4n, src + 0x1000n, 0x1000n, 6)).r);
+    // Attributes shared at gfn 6: populate stops there; gfn 5 done, progress written back.
+    ok(
+      h.kvmSetMemoryAttributes(s.vm, {
+        address: 0x6000n,
+        size: 0x1000n,
+        attributes: 0n,
+        flags: 0n,
+      }),
+    );
+    ok(encOp(s, ID.UPDATE, update(5n, src + 0x1000n, 0x2000n, 4)).r);
+    assert.deepEqual(progress(s), { gfn: 6n, uaddr: src + 0x2000n, len: 0x1000n });
+    // The RMP after the updates: validated, not immutable, the guest's ASID and GPA.
+    const vmo = vmOf(s.c, s.vm);
+    const gf = [...vmo.gmemFiles][0]!;
+    const rmp = (h.platform as SevSnpPlatform).rmp;
+    for (let i = 0; i < 6; i++) {
+      const e = rmp.lookup(gf.pages.get(i)!.base);
+      assert.equal(e.assigned && e.validated && !e.immutable, true, `gfn ${i}`);
+      assert.equal(e.gpa, BigInt(i) * 0x1000n);
+    }
+    // __kvm_gmem_get_pfn() allocated gfn 6's folio before the attribute check: not prepared.
+    assert.equal(gf.pages.get(6)!.state, 'allocated');
+    assert.equal(rmp.lookup(gf.pages.get(6)!.base).assigned, false);
+    // vCPUs after INIT2; their VMSAs.
+    const v0 = createVcpu(s.c, s.vm, 0n);
+    const v1 = createVcpu(s.c, s.vm, 1n);
+    const img1 = snpDefaultVmsa();
+    img1[0x178] = 0x04; // another RIP for the AP
+    ok(h.sevSetVcpuVmsa(v1, img1));
+    fails(h.sevSetVcpuVmsa(v1, new Uint8Array(10)), 'EINVAL');
+    fails(encOp(s, ID.FINISH, finish(1)).r, 'EINVAL', 'flags');
+    assert.equal(vmo.preFaultAllowed, false);
+    ok(encOp(s, ID.FINISH, finish(0, 0x5a)).r);
+    assert.equal(vmo.preFaultAllowed, true);
+    fails(h.sevSetVcpuVmsa(v0, snpDefaultVmsa()), 'EINVAL', 'guest_state_protected');
+    // The same pages fed to SnpLaunchDigest.
+    const d = new SnpLaunchDigest();
+    const zero = new Uint8Array(4096);
+    d.update(1, 0n, pat);
+    d.update(1, 0x1000n, zero);
+    d.update(3, 0x2000n, undefined);
+    d.update(5, 0x3000n, undefined);
+    d.update(6, 0x4000n, undefined);
+    d.update(4, 0x5000n, undefined);
+    const vmsa = (img: Uint8Array): Uint8Array => {
+      const p2 = new Uint8Array(img);
+      new DataView(p2.buffer).setBigUint64(0x3b0, 0x21n, true);
+      return p2;
+    };
+    d.update(2, 0xfffffffff000n, vmsa(snpDefaultVmsa()));
+    d.update(2, 0xfffffffff000n, vmsa(img1));
+    const ctx = snpGuestContext(h, vmo)!;
+    assert.equal(Buffer.from(ctx.digest.value()).toString('hex'), d.hex());
+    assert.equal(ctx.state, 'RUNNING');
+    assert.deepEqual(ctx.hostData, new Uint8Array(32).fill(0x5a));
+    // The VMSA frames: private at INITIAL_VMSA_GPA with the VMSA bit.
+    const v1pfn = vcpuOf(s.c, v1).pages[2]!;
+    assert.deepEqual(
+      rmp.lookup(v1pfn),
+      entry({ assigned: true, gpa: 0xfffffffff000n, asid: 1, validated: true, vmsa: true }),
+    );
+    // After finish: updates refused by the firmware, pre-fault allowed.
+    const late2 = encOp(s, ID.UPDATE, update(7n, src, 0x1000n, 1));
+    fails(late2.r, 'EIO');
+    assert.equal(late2.error, SEV_RET.INVALID_GUEST_STATE);
+    assert.equal(rmp.lookup(gf.pages.get(7)!.base).assigned, false, 'reclaimed');
+  });
+
+  test('a bad CPUID page: EIO, INVALID_PARAM, the corrected table copied back, the page shared again', () => {
+    const s = snpVm();
+    ok(encOp(s, ID.INIT2, init2()).r);
+    ok(encOp(s, ID.START, start()).r);
+    const src = mmapAnon(s.c, 0x1000n);
+    const table = new Uint8Array(4096);
+    table[0] = 1;
+    table[16 + 40] = 0x77;
+    assert.ok(s.c.h.poke(src, table).ok);
+    const r = encOp(s, ID.UPDATE, update(0n, src, 0x1000n, 6));
+    fails(r.r, 'EIO');
+    assert.equal(r.error, SEV_RET.INVALID_PARAM);
+    const back = s.c.h.peek(src, 4096);
+    assert.ok(back.ok);
+    assert.equal(back.data![16 + 40], 0);
+    assert.equal(back.data![0], 1);
+    const gf = [...vmOf(s.c, s.vm).gmemFiles][0]!;
+    assert.equal(
+      (s.c.h.platform as SevSnpPlatform).rmp.lookup(gf.pages.get(0)!.base).assigned,
+      false,
+    );
+    assert.equal(gf.pages.get(0)!.state, 'allocated', 'not prepared');
+  });
+
+  test('a bad sev_fd fails LAUNCH_UPDATE with EIO and leaves the page shared', () => {
+    const s = snpVm();
+    ok(encOp(s, ID.INIT2, init2()).r);
+    ok(encOp(s, ID.START, start()).r);
+    const r = encOp(s, ID.UPDATE, update(0n, 0n, 0x1000n, 3), 99);
+    fails(r.r, 'EIO');
+    const gf = [...vmOf(s.c, s.vm).gmemFiles][0]!;
+    assert.equal((s.c.h.platform as SevSnpPlatform).rmp.runs, 0);
+    assert.equal(gf.pages.get(0)!.state, 'allocated');
+  });
+
+  test('punching the guest_memfd returns its frames to the hypervisor; destroying the VM frees everything', () => {
+    const s = snpVm(4n);
+    const h = s.c.h;
+    ok(encOp(s, ID.INIT2, init2()).r);
+    ok(encOp(s, ID.START, start()).r);
+    ok(encOp(s, ID.UPDATE, update(0n, 0n, 0x4000n, 3)).r);
+    createVcpu(s.c, s.vm);
+    ok(encOp(s, ID.FINISH, finish()).r);
+    const rmp = (h.platform as SevSnpPlatform).rmp;
+    assert.equal(rmp.anyAssigned(0, 1 << 20), true);
+    const gmemFd = [...h.openFds()].find(([, f]) => f.kind === 'gmem')![0];
+    ok(h.fallocate(gmemFd, 3, 0n, 0x2000n));
+    const gf = [...vmOf(s.c, s.vm).gmemFiles][0]!;
+    assert.equal(rmp.lookup(gf.pages.get(2)!.base).assigned, true);
+    for (const [fd, f] of [...h.openFds()])
+      if (f.kind !== 'std' && f.kind !== 'kvm') ok(h.close(fd));
+    assert.equal(h.vms.size, 0);
+    assert.equal(rmp.runs, 0, 'every frame back in the hypervisor state');
   });
 });

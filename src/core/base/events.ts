@@ -41,7 +41,7 @@ export type ModelEvent =
       readonly ino: number;
       readonly start: PgOff;
       readonly end: PgOff;
-      readonly via: 'fallocate' | 'guest_fault' | 'host_fault';
+      readonly via: 'fallocate' | 'guest_fault' | 'host_fault' | 'populate';
     }
   | {
       readonly kind: 'gmem_zero';

@@ -89,4 +89,10 @@ export interface KvmArchOps<K> {
   vmIoctl(k: K, vm: Vm, ioctl: number, argp: UserPtr): Result<undefined>;
   /** `kvm_arch_vcpu_ioctl()` likewise for a vCPU ioctl (x86's default: -EINVAL). */
   vcpuIoctl(k: K, vcpu: Vcpu, ioctl: number, argp: UserPtr): Result<undefined>;
+  /**
+   * `kvm_arch_destroy_vm()` as far as the arch's own per-VM state goes (x86: the vendor's
+   * `vm_destroy` and vCPU frees), called when the last reference goes, before the vCPUs' pages
+   * are freed. Optional: nothing to do.
+   */
+  destroyVm?(k: K, vm: Vm): void;
 }

@@ -41,6 +41,7 @@ export function x86ArchOps(vendor: KvmX86Ops): X86ArchOps {
     gmemInvalidate: kvmArchGmemInvalidate,
     vmIoctl: kvmArchVmIoctl,
     vcpuIoctl: kvmArchVcpuIoctl,
+    ...(vendor.vmDestroy !== undefined ? { destroyVm: vendor.vmDestroy } : {}),
   };
 }
 

@@ -65,6 +65,12 @@ export interface KvmX86Ops {
    * commands). Optional: NULL makes the ioctl -ENOTTY (`kvm_arch_vcpu_ioctl()`).
    */
   vcpuMemEncIoctl?(k: KernelCtx, vcpu: Vcpu, argp: UserPtr): Result<undefined>;
+  /**
+   * `kvm_x86_ops.vm_destroy` with the vCPU frees of `kvm_arch_destroy_vm()` (`sev_vm_destroy()`,
+   * `sev_free_vcpu()`: VMSA frames back to the hypervisor, the SNP context decommissioned, the
+   * ASID freed). Optional.
+   */
+  vmDestroy?(k: KernelCtx, vm: Vm): void;
 }
 
 /** The x86 implementation of the generic arch ops, with the vendor module it was built for. */

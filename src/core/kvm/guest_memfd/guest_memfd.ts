@@ -18,6 +18,7 @@ import {
   type Memslot,
   type Vm,
 } from '../objects.js';
+import { rangeHasAttributes } from '../mem_attributes.js';
 import { err, ok, OK_VOID, type Result } from '../../base/result.js';
 import type { Errno } from '../../base/errno.js';
 import {
@@ -25,6 +26,7 @@ import {
   asPgOff,
   bytesToPagesN,
   bytesToPgOff,
+  gfnAdd,
   isPageAligned,
   pagesToBytes,
   pfnAdd,
@@ -437,4 +439,86 @@ export function kvmGmemGetPfn(k: KernelCtx, slot: Memslot, gfn: Gfn): Pfn | Errn
   const pfn = getPreparedFolio(k, f, index, 'guest_fault', gfn);
   if (typeof pfn === 'number') return pfn;
   return pfn === 'poisoned' ? 'EHWPOISON' : pfn.prepareFailed;
+}
+
+/**
+ * The arch callback of `kvm_gmem_populate()` (`kvm_gmem_populate_cb`): fill and prepare the folio
+ * of 2^order pages at `pfn` for gfns from `gfn`, from the user source `src` (undefined: NULL).
+ * An errno fails the page; undefined lets guest_memfd mark the folio prepared.
+ */
+export type GmemPostPopulate = (
+  gfn: Gfn,
+  pfn: Pfn,
+  src: bigint | undefined,
+  order: number,
+) => Errno | undefined;
+
+/**
+ * `kvm_gmem_populate()` (virt/kvm/guest_memfd.c, 6.18): the arch population path
+ * (SNP_LAUNCH_UPDATE, TDX INIT_MEM_REGION; kernel-uapi.md §3.7). `npages` <= 0 is EINVAL; the
+ * gfn's memslot must have guest_memfd (EINVAL) whose file is alive (EFAULT); the count is clipped
+ * to the slot. Then per page, in order: `__kvm_gmem_get_pfn()` (EFAULT: not the slot's file;
+ * EIO: binding mismatch; EHWPOISON), the folio allocated if absent but not zeroed (the callback
+ * writes it); an up-to-date (prepared) folio is EEXIST; the gfn must be PRIVATE by attributes
+ * (EINVAL); then the callback, and the folio is marked prepared when it succeeds. Returns how
+ * many pages were populated, or the first page's error when none was. (No signal is ever
+ * pending in the model: no EINTR.)
+ */
+export function kvmGmemPopulate(
+  k: KernelCtx,
+  vm: Vm,
+  startGfn: Gfn,
+  src: bigint | undefined,
+  npages: number,
+  postPopulate: GmemPostPopulate,
+): number | Errno {
+  if (npages <= 0) return 'EINVAL';
+  const slot = vm.slotsByGfn[0]!.get(startGfn);
+  if (slot === undefined || !slot.isGuestMemfd) return 'EINVAL';
+  const g = slot.gmem;
+  if (g === null || g.file === null || g.file.released) return 'EFAULT';
+  const f = g.file;
+  const n = Math.min(slot.npages - (startGfn - slot.baseGfn), npages);
+  let ret: Errno | undefined;
+  let i = 0;
+  for (; i < n; i++) {
+    const gfn = gfnAdd(startGfn, i);
+    const index = gfnToGmemIndex(slot, g.pgoff, gfn);
+    // __kvm_gmem_get_pfn()
+    if (f.bindings.get(index) !== slot) {
+      ret = 'EIO';
+      break;
+    }
+    let ex = f.pages.get(index);
+    if (ex === undefined) {
+      checkFolioOrder(k, f, index);
+      ex = { base: k.frames.allocOne(), state: 'allocated' };
+      f.pages.set(index, index + 1, ex);
+      k.events.push({
+        kind: 'gmem_alloc',
+        ino: f.ino,
+        start: index,
+        end: pgoffAdd(index, 1),
+        via: 'populate',
+      });
+    }
+    if (ex.state === 'poisoned') {
+      ret = 'EHWPOISON';
+      break;
+    }
+    if (ex.state === 'prepared') {
+      ret = 'EEXIST';
+      break;
+    }
+    // kvm_range_has_memory_attributes(gfn, gfn + 1, PRIVATE, PRIVATE) at order 0.
+    if (!rangeHasAttributes(vm, gfn, gfnAdd(gfn, 1), 8)) {
+      ret = 'EINVAL';
+      break;
+    }
+    ret = postPopulate(gfn, ex.base, src === undefined ? undefined : src + BigInt(i) * 4096n, 0);
+    if (ret !== undefined) break;
+    // kvm_gmem_mark_prepared()
+    f.pages.set(index, index + 1, { base: ex.base, state: 'prepared' });
+  }
+  return ret !== undefined && i === 0 ? ret : i;
 }

@@ -1,24 +1,50 @@
 /**
- * AMD SEV (arch/x86/kvm/svm/sev.c), as far as a VM that is not an SEV guest reaches it:
- * `sev_mem_enc_ioctl()`, the KVM_MEMORY_ENCRYPT_OP handler of kvm_amd (CONFIG_KVM_AMD_SEV). The
- * model has no SEV guests yet (no profile offers the SEV VM types, KVM_CAP_VM_COPY_ENC_CONTEXT_FROM
- * and the migration caps are not modelled), so `sev_guest(kvm)`, `sev_es_guest(kvm)`,
- * `sev_snp_guest(kvm)` and `is_mirroring_enc_context(kvm)` are false for every VM; the commands
- * that would make a VM an SEV guest (KVM_SEV_INIT, KVM_SEV_ES_INIT on a DEFAULT VM) are refused
- * with an error naming the limit. SEV-SNP's RMP work (gmem_prepare, gmem_invalidate) comes here.
+ * AMD SEV (arch/x86/kvm/svm/sev.c): `sev_mem_enc_ioctl()`, the KVM_MEMORY_ENCRYPT_OP handler of
+ * kvm_amd (CONFIG_KVM_AMD_SEV), the per-VM SEV state (`struct kvm_sev_info`) and guest
+ * initialisation (`sev_guest_init()`, `sev_guest_init2()`, `__sev_guest_init()`). SEV-SNP's launch
+ * commands, its guest_memfd hooks and the VMSAs are in sev_snp.ts.
+ *
+ * Modelled: VMs of the SEV VM types (2, 3, 4) created on a host that offers them
+ * (`svm_vm_init()` sets `need_init` for them), KVM_SEV_INIT2 for all three, and the whole SNP
+ * launch flow. Not modelled (an error naming the limit, which the trace op turns into a
+ * refusal): the legacy SEV / SEV-ES launch commands past their guest check (LAUNCH_START,
+ * LAUNCH_UPDATE_DATA, ...), KVM_SEV_INIT/ES_INIT on a DEFAULT VM (which would make it an SEV
+ * guest), mirror VMs (KVM_CAP_VM_COPY_ENC_CONTEXT_FROM) and migration.
+ *
+ * The host's SEV facts (what `sev_hardware_setup()` read from CPUID 0x8000001F and the firmware)
+ * are fixed for the model: ASIDs 1..99 for SEV-ES and SNP guests and 100..509 for SEV guests
+ * (`min_sev_asid` = 100, `max_sev_asid` = 509, an EPYC 7003 with the BIOS's SEV-ES ASID space
+ * limit at 100), firmware initialised, DebugSwap supported (`sev_supported_vmsa_features` =
+ * SVM_SEV_FEAT_DEBUG_SWAP).
  */
 import { NotModelled } from '../../../base/not_modelled.js';
 import type { KernelCtx } from '../../../ctx.js';
 import type { Errno } from '../../../base/errno.js';
 import { err, OK_VOID, type Result } from '../../../base/result.js';
-import { readU32, type UserPtr } from '../../../base/uaccess.js';
+import type { UserPtr } from '../../../base/uaccess.js';
 import {
   KVM_CAP,
   KVM_X86_DEFAULT_VM,
   KVM_X86_SEV_ES_VM,
   KVM_X86_SEV_VM,
+  KVM_X86_SNP_VM,
 } from '../../../base/uapi.js';
 import type { Vm } from '../../../kvm/objects.js';
+import { snpLaunchFinish, snpLaunchStart, snpLaunchUpdate } from './sev_snp.js';
+import {
+  GHCB_VERSION_DEFAULT,
+  GHCB_VERSION_MAX,
+  KVM_SEV_INIT_SIZE,
+  KvmSevCmd,
+  SEV_SUPPORTED_VMSA_FEATURES,
+  SVM_SEV_FEAT,
+  copyFromUserAddr,
+  sevAsidNew,
+  sevEsGuest,
+  sevGuest,
+  sevSnpGuest,
+  toKvmSevInfo,
+} from './sev_common.js';
 
 /** sizeof(struct kvm_sev_cmd): u32 id, u32 pad0, u64 data, u32 error, u32 sev_fd. */
 export const KVM_SEV_CMD_SIZE = 24;
@@ -54,7 +80,79 @@ export const KVM_SEV = {
 } as const;
 
 /**
- * What each command handler of the switch answers first for a VM that is not an SEV guest: its
+ * `sev_enabled` / `sev_es_enabled` after `sev_hardware_setup()`: the module parameter, the CPU
+ * and the PSP all allow it. `sev_set_cpu_caps()` then adds the SEV (SEV-ES) VM type to
+ * KVM_CAP_VM_TYPES, so the kernel's facts tell (the probed capability value).
+ */
+function sevVmTypeOffered(k: KernelCtx, type: bigint): boolean {
+  const types = k.profile.facts.caps.system[KVM_CAP.KVM_CAP_VM_TYPES] ?? 0;
+  return (BigInt(types) & (1n << type)) !== 0n;
+}
+
+/**
+ * `__sev_guest_init()`: checks in the kernel's order (vCPUs already created, flags, vmsa_features
+ * outside what the type allows, ghcb_version, already active), then the ASID, the platform
+ * (initialised in the model) and, for SNP, the guest-request pages; `need_init` is cleared.
+ */
+function sevGuestInitCommon(
+  k: KernelCtx,
+  vm: Vm,
+  init: { vmsaFeatures: bigint; flags: number; ghcbVersion: number },
+  vmType: bigint,
+): Result<undefined> {
+  const s = toKvmSevInfo(vm);
+  const esActive = vmType !== KVM_X86_SEV_VM;
+  const validVmsaFeatures = esActive ? SEV_SUPPORTED_VMSA_FEATURES : 0n;
+  if (vm.createdVcpus > 0) return err('EINVAL', '__sev_guest_init: vCPUs already created');
+  if (init.flags !== 0) return err('EINVAL', '__sev_guest_init: flags != 0');
+  if ((init.vmsaFeatures & ~validVmsaFeatures) !== 0n)
+    return err('EINVAL', '__sev_guest_init: unsupported vmsa_features');
+  if (init.ghcbVersion > GHCB_VERSION_MAX || (!esActive && init.ghcbVersion !== 0))
+    return err('EINVAL', '__sev_guest_init: bad ghcb_version');
+  if (s.active) return err('EINVAL', '__sev_guest_init: already active');
+  s.active = true;
+  s.esActive = esActive;
+  s.vmsaFeatures = init.vmsaFeatures;
+  s.ghcbVersion = init.ghcbVersion;
+  if (s.esActive && s.ghcbVersion === 0) s.ghcbVersion = GHCB_VERSION_DEFAULT;
+  if (vmType === KVM_X86_SNP_VM) s.vmsaFeatures |= SVM_SEV_FEAT.SNP_ACTIVE;
+  const asid = sevAsidNew(k, s);
+  if (typeof asid !== 'number') {
+    s.vmsaFeatures = 0n;
+    s.esActive = false;
+    s.active = false;
+    return err(asid, '__sev_guest_init: sev_asid_new');
+  }
+  s.asid = asid;
+  s.needInit = false;
+  return OK_VOID;
+}
+
+/**
+ * `sev_guest_init2()`: only a VM of an SEV type that is not initialised yet (`need_init`), then
+ * `struct kvm_sev_init` from `data` (-EFAULT), then `__sev_guest_init()` with the VM's type.
+ */
+function sevGuestInit2(k: KernelCtx, vm: Vm, cmd: KvmSevCmd): Result<undefined> {
+  if (!toKvmSevInfo(vm).needInit) return err('EINVAL', 'sev_guest_init2: !sev->need_init');
+  if (vm.type !== KVM_X86_SEV_VM && vm.type !== KVM_X86_SEV_ES_VM && vm.type !== KVM_X86_SNP_VM)
+    return err('EINVAL', 'sev_guest_init2: not an SEV VM type');
+  const b = copyFromUserAddr(k, cmd.data, KVM_SEV_INIT_SIZE);
+  if (b === undefined) return err('EFAULT', 'sev_guest_init2: copy_from_user(kvm_sev_init)');
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  return sevGuestInitCommon(
+    k,
+    vm,
+    {
+      vmsaFeatures: v.getBigUint64(0, true),
+      flags: v.getUint32(8, true),
+      ghcbVersion: v.getUint16(12, true),
+    },
+    vm.type,
+  );
+}
+
+/**
+ * What each legacy command handler answers first for a VM that is not an SEV guest: its
  * `sev_guest()` / `sev_es_guest()` / `sev_snp_guest()` check. Most are -ENOTTY;
  * `sev_receive_update_data()` and `snp_launch_update()` say -EINVAL. Ids not listed (and
  * SEND/RECEIVE_UPDATE_VMSA, CERT_EXPORT, which the switch has no case for) take its default.
@@ -77,36 +175,40 @@ const NOT_SEV_GUEST: ReadonlyMap<number, Errno> = new Map<number, Errno>([
   [KVM_SEV.RECEIVE_START, 'ENOTTY'],
   [KVM_SEV.RECEIVE_UPDATE_DATA, 'EINVAL'],
   [KVM_SEV.RECEIVE_FINISH, 'ENOTTY'],
-  [KVM_SEV.SNP_LAUNCH_START, 'ENOTTY'],
-  [KVM_SEV.SNP_LAUNCH_UPDATE, 'EINVAL'],
-  [KVM_SEV.SNP_LAUNCH_FINISH, 'ENOTTY'],
 ]);
 
 /**
- * `sev_enabled` / `sev_es_enabled` after `sev_hardware_setup()`: the module parameter, the CPU
- * and the PSP all allow it. `sev_set_cpu_caps()` then adds the SEV (SEV-ES) VM type to
- * KVM_CAP_VM_TYPES, so the kernel's facts tell: the probed capability value, not the model's
- * VM-type table (which has no SEV types yet).
+ * A legacy SEV / SEV-ES command: its guest check answers as the kernel does; past it (the VM is
+ * an SEV guest) the legacy launch and migration flows are not modelled.
  */
-function sevVmTypeOffered(k: KernelCtx, type: bigint): boolean {
-  const types = k.profile.facts.caps.system[KVM_CAP.KVM_CAP_VM_TYPES] ?? 0;
-  return (BigInt(types) & (1n << type)) !== 0n;
+function legacyCommand(vm: Vm, id: number): Result<undefined> | undefined {
+  const e = NOT_SEV_GUEST.get(id);
+  if (e === undefined) return undefined;
+  if (!sevGuest(vm))
+    return err(e, `sev_mem_enc_ioctl: command ${id} on a VM that is not an SEV guest`);
+  if (id === KVM_SEV.LAUNCH_UPDATE_VMSA && !sevEsGuest(vm))
+    return err('ENOTTY', 'sev_launch_update_vmsa: !sev_es_guest');
+  throw new NotModelled(
+    `KVM_MEMORY_ENCRYPT_OP command ${id} on an SEV/SEV-ES guest: the legacy SEV launch and migration commands are not modelled`,
+  );
 }
 
 /**
- * `sev_mem_enc_ioctl()` for a VM that is not an SEV guest: -ENOTTY without SEV; a NULL
- * argument is 0 (nothing to do); the command struct is copied in (-EFAULT); the mirror and SNP
- * checks never apply; then the switch: the INIT commands and the handlers' guest checks, an
- * unknown id -EINVAL (which skips the copy back); a handled command copies the struct back
- * (-EFAULT when that faults, whatever the handler said).
+ * `sev_mem_enc_ioctl()`: -ENOTTY without SEV; a NULL argument is 0 (nothing to do); the command
+ * struct is copied in (-EFAULT); an SNP guest takes only the SNP commands (-EPERM, past the copy
+ * back); then the switch, an unknown id -EINVAL (past the copy back); a handled command copies
+ * the struct back, with the firmware's `error` (-EFAULT when that faults, whatever the handler
+ * said). Mirror VMs are not modelled (`is_mirroring_enc_context()` is false).
  */
 export function sevMemEncIoctl(k: KernelCtx, vm: Vm, argp: UserPtr): Result<undefined> {
   if (!sevVmTypeOffered(k, KVM_X86_SEV_VM)) return err('ENOTTY', 'sev_mem_enc_ioctl: !sev_enabled');
   if (argp.isNull) return OK_VOID;
-  const cmd = argp.copyFromUser(KVM_SEV_CMD_SIZE);
-  if (cmd === undefined) return err('EFAULT', 'sev_mem_enc_ioctl: copy_from_user(sev_cmd)');
-  // is_mirroring_enc_context(kvm) and sev_snp_guest(kvm): false (no SEV guests in the model).
-  const id = readU32(cmd, 0);
+  const raw = argp.copyFromUser(KVM_SEV_CMD_SIZE);
+  if (raw === undefined) return err('EFAULT', 'sev_mem_enc_ioctl: copy_from_user(sev_cmd)');
+  const cmd = new KvmSevCmd(raw);
+  const id = cmd.id;
+  if (sevSnpGuest(vm) && id < KVM_SEV.SNP_LAUNCH_START)
+    return err('EPERM', 'sev_mem_enc_ioctl: only SNP commands on an SNP guest');
   let r: Result<undefined>;
   switch (id) {
     case KVM_SEV.ES_INIT:
@@ -114,7 +216,8 @@ export function sevMemEncIoctl(k: KernelCtx, vm: Vm, argp: UserPtr): Result<unde
       // `r = -ENOTTY; goto out`: past the copy back.
       if (id === KVM_SEV.ES_INIT && !sevVmTypeOffered(k, KVM_X86_SEV_ES_VM))
         return err('ENOTTY', 'sev_mem_enc_ioctl: KVM_SEV_ES_INIT without sev_es_enabled');
-      // sev_guest_init(): only a DEFAULT VM may become an SEV guest this way.
+      // sev_guest_init(): only a DEFAULT VM may become an SEV guest this way; the new VM types
+      // must use KVM_SEV_INIT2.
       if (vm.type !== KVM_X86_DEFAULT_VM) {
         r = err('EINVAL', 'sev_guest_init: vm_type != KVM_X86_DEFAULT_VM');
         break;
@@ -123,15 +226,23 @@ export function sevMemEncIoctl(k: KernelCtx, vm: Vm, argp: UserPtr): Result<unde
         'sev_guest_init() on a DEFAULT VM would make it an SEV guest: SEV guests are not modelled yet',
       );
     case KVM_SEV.INIT2:
-      // sev_guest_init2(): need_init is set only for the SEV VM types.
-      r = err('EINVAL', 'sev_guest_init2: !sev->need_init');
+      r = sevGuestInit2(k, vm, cmd);
+      break;
+    case KVM_SEV.SNP_LAUNCH_START:
+      r = snpLaunchStart(k, vm, cmd);
+      break;
+    case KVM_SEV.SNP_LAUNCH_UPDATE:
+      r = snpLaunchUpdate(k, vm, cmd);
+      break;
+    case KVM_SEV.SNP_LAUNCH_FINISH:
+      r = snpLaunchFinish(k, vm, cmd);
       break;
     default: {
-      const e = NOT_SEV_GUEST.get(id);
-      if (e === undefined) return err('EINVAL', `sev_mem_enc_ioctl: unknown command id ${id}`);
-      r = err(e, `sev_mem_enc_ioctl: command ${id} on a VM that is not an SEV guest`);
+      const l = legacyCommand(vm, id);
+      if (l === undefined) return err('EINVAL', `sev_mem_enc_ioctl: unknown command id ${id}`);
+      r = l;
     }
   }
-  if (!argp.copyToUser(cmd)) return err('EFAULT', 'sev_mem_enc_ioctl: copy_to_user(sev_cmd)');
+  if (!argp.copyToUser(cmd.bytes)) return err('EFAULT', 'sev_mem_enc_ioctl: copy_to_user(sev_cmd)');
   return r;
 }
