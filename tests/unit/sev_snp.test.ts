@@ -17,7 +17,7 @@ import {
   Rmp,
   type RmpEntry,
 } from '../../src/core/platform/sev_snp/rmp.js';
-import { asPfn, type Pfn } from '../../src/core/base/units.js';
+import { asGfn, asPfn, type Pfn } from '../../src/core/base/units.js';
 import { FrameStore } from '../../src/core/base/frames.js';
 import {
   SEV_RET,
@@ -41,7 +41,12 @@ import {
   type Ctx,
 } from './helpers.js';
 import type { Result } from '../../src/core/base/result.js';
-import { snpDefaultVmsa, snpGuestContext } from '../../src/core/arch/x86/svm/sev_snp.js';
+import {
+  sevGmemMaxMappingLevel,
+  snpDefaultVmsa,
+  snpGuestContext,
+} from '../../src/core/arch/x86/svm/sev_snp.js';
+import { kvmMmuFaultIsPrivate } from '../../src/core/arch/x86/mmu.js';
 
 const SNP = getProfile('linux-6.18-snp')!;
 const SEV_VM = 2n;
@@ -702,5 +707,34 @@ describe('KVM SNP flow', () => {
       if (f.kind !== 'std' && f.kind !== 'kvm') ok(h.close(fd));
     assert.equal(h.vms.size, 0);
     assert.equal(rmp.runs, 0, 'every frame back in the hypervisor state');
+  });
+});
+
+describe('SNP runtime private faults', () => {
+  test('pre-fault only after LAUNCH_FINISH; a private pre-fault makes the frame private at 4K (sev_gmem_prepare)', () => {
+    const s = snpVm(8n);
+    const h = s.c.h;
+    ok(encOp(s, ID.INIT2, init2()).r);
+    ok(encOp(s, ID.START, start()).r);
+    ok(encOp(s, ID.UPDATE, update(0n, 0n, 0x1000n, 3)).r);
+    const v = createVcpu(s.c, s.vm);
+    assert.equal(h.kvmPreFaultMemory(v, 0x3000n, 0x1000n, 0n).errno, 'EOPNOTSUPP');
+    ok(encOp(s, ID.FINISH, finish()).r);
+    assert.equal(h.kvmPreFaultMemory(v, 0x3000n, 0x1000n, 0n).errno, undefined);
+    const vmo = vmOf(s.c, s.vm);
+    const gf = [...vmo.gmemFiles][0]!;
+    const pfn = gf.pages.get(3)!.base;
+    assert.equal(gf.pages.get(3)!.state, 'prepared');
+    assert.deepEqual(
+      (h.platform as SevSnpPlatform).rmp.lookup(pfn),
+      entry({ assigned: true, gpa: 0x3000n, asid: 1 }),
+      'assigned, not validated, mutable: the guest must PVALIDATE',
+    );
+    assert.equal(vmo.stage2[0]!.get(3)!.private, true);
+    assert.equal(sevGmemMaxMappingLevel(h, vmo, pfn), '4K');
+    assert.equal(sevGmemMaxMappingLevel(h, vmo, asPfn(999999)), '4K');
+    // The fault path's private bit comes from the access on SNP, from attributes elsewhere.
+    assert.equal(kvmMmuFaultIsPrivate(vmo, asGfn(3)), false, 'a shared access');
+    assert.equal(kvmMmuFaultIsPrivate(vmo, asGfn(3), true), true, 'C-bit set');
   });
 });

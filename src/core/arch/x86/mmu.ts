@@ -175,12 +175,26 @@ export function emulatedTranslate(k: KernelCtx, vm: Vm, gfn: Gfn, write: boolean
 export type { FaultOutcome } from '../../kvm/arch_ops.js';
 
 /**
- * Whether a fault on gfn is private (`fault->is_private`). `kvm_mmu_page_fault()` sets
- * PFERR_PRIVATE_ACCESS for a software-protected VM when the gfn's attributes say PRIVATE (they are
- * the source of truth there); DEFAULT VMs never fault privately.
+ * Whether a fault on gfn is private (`fault->is_private`, the PFERR_PRIVATE_ACCESS bit).
+ * `kvm_mmu_page_fault()` sets it for a software-protected VM when the gfn's attributes say
+ * PRIVATE (they are the source of truth there); on SNP the hardware reports it with the access
+ * (`npf_interception()`: PFERR_GUEST_ENC_MASK, the guest's C-bit, becomes PFERR_PRIVATE_ACCESS),
+ * and the attributes only decide whether the access is an implicit conversion (memory-fault
+ * exit); DEFAULT (and SEV, SEV-ES) VMs never fault privately. `encrypted` is the access's C-bit
+ * (no guest step sets it yet: every access so far is shared).
  */
-export function kvmMmuFaultIsPrivate(vm: Vm, gfn: Gfn): boolean {
-  return vm.spec.privateFaultSource === 'attributes' && kvmMemIsPrivate(vm, gfn);
+export function kvmMmuFaultIsPrivate(vm: Vm, gfn: Gfn, encrypted = false): boolean {
+  const src = vm.spec.privateFaultSource;
+  if (src === 'attributes') return kvmMemIsPrivate(vm, gfn);
+  return src === 'access' && encrypted;
+}
+
+/**
+ * `kvm_arch_vcpu_pre_fault_memory()`'s private bit: PFERR_PRIVATE_ACCESS when the VM has private
+ * memory and the gfn is PRIVATE by attributes (for every private-memory VM type alike).
+ */
+export function kvmPreFaultIsPrivate(vm: Vm, gfn: Gfn): boolean {
+  return vm.spec.hasPrivateMem && kvmMemIsPrivate(vm, gfn);
 }
 
 /**
@@ -188,7 +202,13 @@ export function kvmMmuFaultIsPrivate(vm: Vm, gfn: Gfn): boolean {
  * sufficient, otherwise take the fault (`kvm_mmu_page_fault` → `kvm_mmu_faultin_pfn` →
  * `__kvm_mmu_faultin_pfn`), install the mapping and return the frame.
  */
-export function guestTranslate(k: KernelCtx, vm: Vm, gfn: Gfn, write: boolean): FaultOutcome {
+export function guestTranslate(
+  k: KernelCtx,
+  vm: Vm,
+  gfn: Gfn,
+  write: boolean,
+  encrypted = false,
+): FaultOutcome {
   const s2 = vm.stage2[0]!;
   const m = s2.get(gfn);
   if (m !== undefined && (!write || m.writable)) return m.base;
@@ -201,7 +221,7 @@ export function guestTranslate(k: KernelCtx, vm: Vm, gfn: Gfn, write: boolean): 
       vm.mmioSptes.delete(gfn, gfn + 1);
     }
   }
-  return kvmMmuDoPageFault(k, vm, gfn, write, kvmMmuFaultIsPrivate(vm, gfn));
+  return kvmMmuDoPageFault(k, vm, gfn, write, kvmMmuFaultIsPrivate(vm, gfn, encrypted));
 }
 
 /**
@@ -212,7 +232,11 @@ export function guestTranslate(k: KernelCtx, vm: Vm, gfn: Gfn, write: boolean): 
 export type KvmPageFault = {
   readonly gfn: Gfn;
   readonly write: boolean;
-  /** `fault->is_private`: served by guest_memfd. */
+  /**
+   * `fault->is_private`: served by guest_memfd. Its source is the VM type's
+   * (`VmTypeSpec.privateFaultSource`): the attributes (SW_PROTECTED), the access's C-bit (SNP:
+   * PFERR_PRIVATE_ACCESS from the NPF error code), never (DEFAULT, SEV, SEV-ES).
+   */
   readonly isPrivate: boolean;
   /** `fault->slot`: the memslot of gfn (set by `kvm_mmu_do_page_fault()`). */
   slot: Memslot | undefined;

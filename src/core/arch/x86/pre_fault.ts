@@ -9,7 +9,7 @@ import type { Errno } from '../../base/errno.js';
 import type { PreFaultRange } from '../../kvm/arch_ops.js';
 import type { Vcpu } from '../../kvm/objects.js';
 import { LEVEL_PAGES, asGpa, gpaToGfn, pagesToBytes } from '../../base/units.js';
-import { kvmMmuDoPageFault, kvmMmuFaultIsPrivate } from './mmu.js';
+import { kvmMmuDoPageFault, kvmPreFaultIsPrivate } from './mmu.js';
 
 /** One step: the bytes of the range now mapped (> 0), or an errno. */
 export function kvmArchVcpuPreFaultMemory(
@@ -28,7 +28,7 @@ export function kvmArchVcpuPreFaultMemory(
   // A gfn that is already mapped is a spurious fault: the existing mapping's level counts.
   if (vm.stage2[0]!.entryAt(gfn) === undefined) {
     const isPrivate =
-      !k.mutants.has('prefault_ignores_attributes') && kvmMmuFaultIsPrivate(vm, gfn);
+      !k.mutants.has('prefault_ignores_attributes') && kvmPreFaultIsPrivate(vm, gfn);
     const out = kvmMmuDoPageFault(k, vm, gfn, false, isPrivate);
     if (typeof out !== 'number') return out.kind === 'mmio' ? 'ENOENT' : out.errno;
   }

@@ -27,8 +27,11 @@ export interface KvmX86Ops {
    * module with guest paging off).
    */
   readonly guestMemoryAccess: 'stage2' | 'emulated';
-  /** Resolve one guest page access of a running vCPU (address space 0). */
-  translate(k: KernelCtx, vm: Vm, gfn: Gfn, write: boolean): FaultOutcome;
+  /**
+   * Resolve one guest page access of a running vCPU (address space 0). `encrypted`: the access's
+   * encryption bit (SEV-SNP's C-bit; absent: a shared access).
+   */
+  translate(k: KernelCtx, vm: Vm, gfn: Gfn, write: boolean, encrypted?: boolean): FaultOutcome;
   /**
    * What VMCALL does: 'emulate' = the exit handler runs `kvm_emulate_hypercall()`; 'spin' = the
    * instruction never completes (the PVM module), so the vCPU re-executes it until a signal ends
