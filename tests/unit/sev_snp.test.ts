@@ -41,7 +41,9 @@ import {
   type Ctx,
 } from './helpers.js';
 import type { Result } from '../../src/core/base/result.js';
+import type { KernelCtx } from '../../src/core/ctx.js';
 import {
+  sevGmemInvalidate,
   sevGmemMaxMappingLevel,
   snpDefaultVmsa,
   snpGuestContext,
@@ -736,5 +738,30 @@ describe('SNP runtime private faults', () => {
     // The fault path's private bit comes from the access on SNP, from attributes elsewhere.
     assert.equal(kvmMmuFaultIsPrivate(vmo, asGfn(3)), false, 'a shared access');
     assert.equal(kvmMmuFaultIsPrivate(vmo, asGfn(3), true), true, 'C-bit set');
+  });
+});
+
+describe('sev_gmem_invalidate', () => {
+  const kOf = (plat: SevSnpPlatform): KernelCtx => ({ platform: plat }) as unknown as KernelCtx;
+
+  test('a whole 2M entry goes back with one 2M update; a partial range PSMASHes first', () => {
+    const plat = new SevSnpPlatform();
+    const rmp = plat.rmp;
+    rmp.makePrivate(p(1024), 0x400000n, '2M', 3, false);
+    sevGmemInvalidate(kOf(plat), p(1024), p(1024 + 512));
+    assert.equal(rmp.runs, 0);
+    assert.equal(rmp.directMapSplit(p(1024)), false, 'a 2M update does not split the direct map');
+    rmp.makePrivate(p(1024), 0x400000n, '2M', 3, false);
+    sevGmemInvalidate(kOf(plat), p(1024 + 10), p(1024 + 12));
+    assert.equal(rmp.lookup(p(1024 + 10)).assigned, false);
+    assert.equal(rmp.lookup(p(1024 + 11)).assigned, false);
+    assert.deepEqual(
+      rmp.lookup(p(1024 + 12)),
+      entry({ assigned: true, gpa: 0x40c000n, asid: 3 }),
+      'the rest split to 4K, still private',
+    );
+    // Frames never assigned are skipped; a host without SNP does nothing.
+    sevGmemInvalidate(kOf(plat), p(5), p(9));
+    sevGmemInvalidate({ platform: NO_PLATFORM } as unknown as KernelCtx, p(5), p(9));
   });
 });
