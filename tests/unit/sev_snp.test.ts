@@ -42,6 +42,7 @@ import {
 } from './helpers.js';
 import type { Result } from '../../src/core/base/result.js';
 import type { KernelCtx } from '../../src/core/ctx.js';
+import { InvariantChecker } from '../../src/core/invariants/index.js';
 import {
   sevGmemInvalidate,
   sevGmemMaxMappingLevel,
@@ -763,5 +764,38 @@ describe('sev_gmem_invalidate', () => {
     // Frames never assigned are skipped; a host without SNP does nothing.
     sevGmemInvalidate(kOf(plat), p(5), p(9));
     sevGmemInvalidate({ platform: NO_PLATFORM } as unknown as KernelCtx, p(5), p(9));
+  });
+});
+
+describe('SNP launch under the invariant checker', () => {
+  test('every invariant holds after every step of a launch, a private pre-fault, a punch and teardown', () => {
+    const s = snpVm(8n);
+    const h = s.c.h;
+    const checker = new InvariantChecker(h, undefined, { incremental: false });
+    const step = (what: string): void => assert.deepEqual(checker.check(), [], what);
+    step('setup');
+    ok(encOp(s, ID.INIT2, init2(0x20n)).r);
+    step('INIT2');
+    ok(encOp(s, ID.START, start()).r);
+    step('LAUNCH_START');
+    const src = mmapAnon(s.c, 0x2000n);
+    assert.ok(h.poke(src, new Uint8Array(0x2000).fill(7)).ok);
+    step('poke');
+    ok(encOp(s, ID.UPDATE, update(0n, src, 0x2000n, 1)).r);
+    step('LAUNCH_UPDATE NORMAL');
+    ok(encOp(s, ID.UPDATE, update(2n, 0n, 0x1000n, 3)).r);
+    step('LAUNCH_UPDATE ZERO');
+    const v = createVcpu(s.c, s.vm);
+    step('vCPU');
+    ok(encOp(s, ID.FINISH, finish()).r);
+    step('LAUNCH_FINISH');
+    assert.equal(h.kvmPreFaultMemory(v, 0x5000n, 0x1000n, 0n).errno, undefined);
+    step('pre-fault');
+    const gmemFd = [...h.openFds()].find(([, f]) => f.kind === 'gmem')![0];
+    ok(h.fallocate(gmemFd, 3, 0n, 0x2000n));
+    step('punch');
+    for (const [fd, f] of [...h.openFds()])
+      if (f.kind !== 'std' && f.kind !== 'kvm') ok(h.close(fd));
+    step('teardown');
   });
 });

@@ -202,7 +202,8 @@ export function snpLaunchUpdate(k: KernelCtx, vm: Vm, cmd: KvmSevCmd): Result<un
   const slot = gfnStart < 2n ** 52n ? vm.slotsByGfn[0]!.get(Number(gfnStart)) : undefined;
   if (slot === undefined || !slot.isGuestMemfd)
     return err('EINVAL', 'snp_launch_update: memslot cannot be private');
-  const src = type === T.ZERO ? undefined : uaddr;
+  // u64_to_user_ptr(): a zero uaddr is NULL (post-populate then refuses a non-ZERO page).
+  const src = type === T.ZERO || uaddr === 0n ? undefined : uaddr;
   let fwError = 0;
   const handle = sev.snpContext;
   const hw = snpHw(k);
