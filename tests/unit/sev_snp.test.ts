@@ -43,6 +43,7 @@ import {
 import type { Result } from '../../src/core/base/result.js';
 import type { KernelCtx } from '../../src/core/ctx.js';
 import { InvariantChecker } from '../../src/core/invariants/index.js';
+import { NotModelled } from '../../src/core/base/not_modelled.js';
 import {
   sevGmemInvalidate,
   sevGmemMaxMappingLevel,
@@ -565,7 +566,9 @@ describe('KVM SNP flow', () => {
     const s = snpVm();
     const h = s.c.h;
     fails(encOp(s, ID.UPDATE, update(0n, s.uaddr, 0x1000n, 1)).r, 'EINVAL', 'no context');
+    fails(encOp(s, ID.FINISH, finish()).r, 'ENOTTY', 'not an SNP guest yet');
     ok(encOp(s, ID.INIT2, init2(0x20n)).r);
+    fails(encOp(s, ID.FINISH, finish()).r, 'EINVAL', 'no context');
     ok(encOp(s, ID.START, start()).r);
     // Source pages in the VMM: page 0 pattern, page 1 zeros.
     const src = mmapAnon(s.c, 0x4000n);
@@ -620,10 +623,13 @@ describe('KVM SNP flow', () => {
     ok(h.sevSetVcpuVmsa(v1, img1));
     fails(h.sevSetVcpuVmsa(v1, new Uint8Array(10)), 'EINVAL');
     fails(encOp(s, ID.FINISH, finish(1)).r, 'EINVAL', 'flags');
+    fails(encOp(s, ID.FINISH, 0x1000n).r, 'EFAULT');
     assert.equal(vmo.preFaultAllowed, false);
     ok(encOp(s, ID.FINISH, finish(0, 0x5a)).r);
     assert.equal(vmo.preFaultAllowed, true);
     fails(h.sevSetVcpuVmsa(v0, snpDefaultVmsa()), 'EINVAL', 'guest_state_protected');
+    // A second LAUNCH_FINISH would write the guest-owned VMSA: the kernel takes an RMP #PF.
+    assert.throws(() => encOp(s, ID.FINISH, finish()), NotModelled);
     // The same pages fed to SnpLaunchDigest.
     const d = new SnpLaunchDigest();
     const zero = new Uint8Array(4096);

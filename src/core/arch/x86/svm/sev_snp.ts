@@ -21,6 +21,7 @@
  * (INIT2's features | SNP_ACTIVE). The VMSA frame is allocated with the image (the kernel's
  * `sev_es_vcpu_create()` allocates it with the vCPU) and freed with the VM.
  */
+import { NotModelled } from '../../../base/not_modelled.js';
 import type { KernelCtx } from '../../../ctx.js';
 import type { Errno } from '../../../base/errno.js';
 import { err, OK_VOID, type Result } from '../../../base/result.js';
@@ -226,7 +227,12 @@ export function snpLaunchUpdate(k: KernelCtx, vm: Vm, cmd: KvmSevCmd): Result<un
           ret = 'EFAULT';
           break;
         }
-        // kmap_local_pfn(): the direct map, split for any private 4K neighbour.
+        // kmap_local_pfn(): the direct map, split for any private 4K neighbour (a 2M-mapped
+        // assigned neighbour would be an RMP #PF in the kernel).
+        if (hw.rmp.hostWriteFaults(pf, true))
+          throw new NotModelled(
+            `sev_gmem_post_populate() would write frame ${pf} through a 2M direct-map mapping that overlaps an assigned frame: an RMP #PF in the kernel, which the model does not represent`,
+          );
         k.frames.write(pf, 0, data);
       }
       const g = gfnToGpa(asGfn(gfn + i));
@@ -377,6 +383,12 @@ function snpLaunchUpdateVmsa(k: KernelCtx, vm: Vm, cmd: KvmSevCmd): Result<undef
     const pfn = s.vmsaPfn!;
     const page = new Uint8Array(s.image);
     put(page, 0x3b0, 8, sev.vmsaFeatures);
+    // The sync writes the VMSA through the direct map: a VMSA already given to the guest (a
+    // second LAUNCH_FINISH) is assigned, and the kernel would take an RMP #PF there.
+    if (hw.rmp.hostWriteFaults(pfn, true))
+      throw new NotModelled(
+        `sev_es_sync_vmsa() would write vCPU ${vcpu.id}'s VMSA while the RMP assigns it to the guest: the host takes an RMP #PF (a kernel oops), which the model does not represent`,
+      );
     k.frames.write(pfn, 0, page);
     if (hw.rmp.makePrivate(pfn, INITIAL_VMSA_GPA, '4K', sev.asid, true) !== RMP_RET.SUCCESS)
       return err('EFAULT', 'snp_launch_update_vmsa: rmp_make_private');
