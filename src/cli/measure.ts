@@ -1,8 +1,10 @@
 /**
  * `gmemlab measure snp`: the SEV-SNP launch digest of a firmware image, with virtee/sev-snp-measure's
- * options. The VMM's launch sequence (src/vmm/snp/launch_plan.ts) runs through a launcher
- * (src/vmm/snp/measure.ts) onto the SNP firmware's digest chain
- * (src/core/platform/sev_snp/launch_digest.ts); `--trace` prints every measured page.
+ * options. The VMM's launch sequence (src/vmm/snp/launch_plan.ts) runs through the model's KVM
+ * (src/vmm/snp/model_launcher.ts: an SNP VM of linux-6.18-snp, INIT2, guest_memfd memslots,
+ * SNP_LAUNCH_START/UPDATE/FINISH); the digest is the model firmware's, and `--trace` prints every
+ * page from the firmware's own log. With --snp-ovmf-hash (a digest no firmware can be seeded with)
+ * the chain continues directly (src/vmm/snp/measure.ts, DigestLauncher).
  *
  * Process start matters here (a measurement is one short command): main.ts loads this module
  * without the rest of the CLI, and this module loads only node:fs, node:crypto, the option parser
@@ -29,7 +31,18 @@ import {
   type SnpLaunchPlan,
   type SnpMode,
 } from '../vmm/snp/launch_plan.js';
-import { DigestLauncher, planStepLabels, runLaunchPlan } from '../vmm/snp/measure.js';
+import {
+  DigestLauncher,
+  planStepLabels,
+  runLaunchPlan,
+  type SnpMeasuredPage,
+} from '../vmm/snp/measure.js';
+import {
+  ModelLaunchError,
+  ModelLauncher,
+  modelLayoutFor,
+  SNP_MEASURE_PROFILE,
+} from '../vmm/snp/model_launcher.js';
 import { sevEsLaunchDigest, sevLaunchDigest } from '../vmm/snp/sev_legacy.js';
 
 const EXIT_OK = 0;
@@ -47,10 +60,12 @@ export const MEASURE_HELP = `usage: gmemlab measure snp --ovmf FILE --vcpus N (-
                          --vcpu-family F --vcpu-model M --vcpu-stepping S) [options]
 
 Compute the AMD SEV-SNP launch digest (the attestation report's MEASUREMENT) of a guest launched
-with this firmware, as the VMM launches it: the firmware pages, the sections its SEV metadata asks
-for (secrets, CPUID, zero pages, the kernel-hashes page), then one VMSA per vCPU, each through
-SNP_LAUNCH_UPDATE's PAGE_INFO digest chain. The options are virtee/sev-snp-measure's. The digest
-is the last line of output.
+with this firmware, as QEMU launches it, on the model's KVM (profile linux-6.18-snp): an SNP VM,
+KVM_SEV_INIT2, guest_memfd memslots, SNP_LAUNCH_START, one SNP_LAUNCH_UPDATE per run of the
+firmware pages and of the sections its SEV metadata asks for (secrets, CPUID, zero pages, the
+kernel-hashes page), then SNP_LAUNCH_FINISH measuring one VMSA per vCPU; the digest is read from
+the model firmware's guest context. The options are virtee/sev-snp-measure's. The digest is the
+last line of output.
 
   --ovmf FILE              the firmware image (OVMF.fd), mapped to end at 4 GiB
   --vcpus N                number of vCPUs (1..${MAX_VCPUS}); one VMSA each
@@ -65,6 +80,7 @@ is the last line of output.
   --initrd FILE            its initrd (needs --kernel)
   --append CMDLINE         its command line (needs --kernel)
   --snp-ovmf-hash HEX      start from this precomputed firmware digest instead of hashing --ovmf
+                           (a firmware cannot be seeded: the chain then continues directly)
   --mode MODE              snp (default); snp:ovmf-hash (only the firmware pages: the digest for
                            --snp-ovmf-hash); snp:svsm (COCONUT-SVSM, needs --svsm and --vars-size
                            or --vars-file); sev and seves (the SHA-256 launch digests of SEV and
@@ -73,8 +89,9 @@ is the last line of output.
   --vars-size N            size in bytes of the firmware's variable store (below the firmware)
   --vars-file FILE         the variable store file, for its size
   --output-format FORMAT   hex (default) or base64
-  --trace                  print every measured page: step, type, GPA, contents hash (SHA-384 of
-                           the page, zeros for unmeasured types), digest after it, and what it is
+  --trace                  print every measured page from the firmware's log: step, type, GPA,
+                           contents hash (SHA-384 of the page, zeros for unmeasured types), digest
+                           after it, and what it is
   --json                   print one JSON object (after one per page with --trace)
 
 Exit codes: 0 ok, 2 usage or input error (a bad image is named with FILE:OFFSET).`;
@@ -463,30 +480,46 @@ export function measureMain(argv: readonly string[], out: (s: string) => void): 
   );
   const lines: string[] = [];
   const label = planStepLabels(plan);
-  const launcher = new DigestLauncher({
-    seed,
-    trace: trace
-      ? (s) => {
-          const type = SNP_PAGE_TYPE_NAME[s.type];
-          const what = label(s.index);
-          lines.push(
-            json
-              ? JSON.stringify({
-                  step: s.index + 1,
-                  type,
-                  gpa: hexN(s.gpa),
-                  contents: toHex(s.contentsHash),
-                  digest: toHex(s.digest),
-                  what,
-                })
-              : `${String(s.index + 1).padStart(6)} ${type.padEnd(10)} ` +
-                  `0x${s.gpa.toString(16).padStart(12, '0')} ${toHex(s.contentsHash)} ` +
-                  `${toHex(s.digest)} ${what}`,
-          );
-        }
-      : undefined,
-  });
-  const digest = runLaunchPlan(plan, launcher);
+  const traceLine = (s: SnpMeasuredPage): void => {
+    const type = SNP_PAGE_TYPE_NAME[s.type];
+    const what = label(s.index);
+    lines.push(
+      json
+        ? JSON.stringify({
+            step: s.index + 1,
+            type,
+            gpa: hexN(s.gpa),
+            contents: toHex(s.contentsHash),
+            digest: toHex(s.digest),
+            what,
+          })
+        : `${String(s.index + 1).padStart(6)} ${type.padEnd(10)} ` +
+            `0x${s.gpa.toString(16).padStart(12, '0')} ${toHex(s.contentsHash)} ` +
+            `${toHex(s.digest)} ${what}`,
+    );
+  };
+  let digest: Uint8Array;
+  if (seed === undefined) {
+    // The model's KVM and firmware: the VMM's launch on a linux-6.18-snp host; the trace is the
+    // firmware's own log of what it measured.
+    const launcher = withLaunch(
+      () =>
+        new ModelLauncher({
+          guestFeatures: mode === 'snp:svsm' ? 1n : guestFeatures,
+          layout: modelLayoutFor(plan, ovmf.bytes.length),
+        }),
+    );
+    digest = withLaunch(() => runLaunchPlan(plan, launcher));
+    if (trace) for (const s of launcher.measuredPages()) traceLine(s);
+    summary['engine'] = `model (${SNP_MEASURE_PROFILE})`;
+  } else {
+    // A firmware's digest cannot be seeded: --snp-ovmf-hash continues the chain directly.
+    digest = runLaunchPlan(
+      plan,
+      new DigestLauncher({ seed, trace: trace ? traceLine : undefined }),
+    );
+    summary['engine'] = 'digest chain (seeded)';
+  }
   if (mode !== 'snp:ovmf-hash') {
     Object.assign(summary, {
       vcpus,
@@ -514,6 +547,17 @@ function withImages<T>(paths: { ovmf: string; svsm: string }, f: () => T): T {
     if (e instanceof FirmwareImageError)
       throw imageError(e, e.image === 'svsm' ? paths.svsm : paths.ovmf);
     if (e instanceof RangeError) throw new UsageError(e.message);
+    throw e;
+  }
+}
+
+/** A launch the model's KVM refuses is an input error, with the call and its errno. */
+function withLaunch<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof ModelLaunchError)
+      throw new MeasureInputError(`the model's KVM refuses the launch: ${e.message}`);
     throw e;
   }
 }

@@ -20,6 +20,7 @@ import type { Host } from './host.js';
 import type { RangeMap } from './base/ranges/range_map.js';
 import { GmemFile, VcpuFile, gfnToHvpnMemslot, type Memslot, type Vm } from './kvm/objects.js';
 import { ShmemObject } from './mm/shmem.js';
+import { snpGuestContext } from './arch/x86/svm/sev_snp.js';
 import {
   VMA_ACCOUNT,
   VMA_DONTDUMP,
@@ -179,6 +180,43 @@ export type Snapshot = {
     readonly free: number;
     readonly highWater: number;
   };
+  /** The SEV-SNP platform's state, on a host that has one (absent otherwise). */
+  readonly sevSnp?: SevSnpSnapshot;
+};
+
+/** An SNP guest context of the PSP firmware (one per SNP VM past SNP_LAUNCH_START). */
+export type SnpGuestSnapshot = {
+  /** The VM's index (VmSnapshot.index). */
+  readonly vm: number;
+  /** The firmware's guest-context handle. */
+  readonly handle: number;
+  readonly state: 'INIT' | 'LAUNCH' | 'RUNNING';
+  /** The ASID SNP_ACTIVATE bound (0: none). */
+  readonly asid: number;
+  /** The guest policy, "0x...". */
+  readonly policy: string;
+  /** The launch digest so far (the MEASUREMENT once RUNNING), 96 hex digits. */
+  readonly launchDigest: string;
+  /** Pages SNP_LAUNCH_UPDATE measured (VMSAs included). */
+  readonly measuredPages: number;
+};
+
+/** A run of frames whose RMP entries are assigned alike (by pfn; Hypervisor frames are absent). */
+export type RmpRange = PageRange & {
+  readonly assigned: boolean;
+  readonly size: '4K' | '2M';
+  readonly immutable: boolean;
+  readonly validated: boolean;
+  readonly vmsa: boolean;
+  readonly asid: number;
+  /** RMP.GPA of the run's first frame, "0x...". */
+  readonly gpa: string;
+};
+
+export type SevSnpSnapshot = {
+  readonly guests: readonly SnpGuestSnapshot[];
+  /** The RMP's assigned entries, by pfn. */
+  readonly rmp: readonly RmpRange[];
 };
 
 const PRIVATE_ATTR = Number(KVM_MEMORY_ATTRIBUTE_PRIVATE);
@@ -450,5 +488,37 @@ export function snapshot(h: Host): Snapshot {
       free: h.frames.highWater - h.frames.allocated,
       highWater: h.frames.highWater,
     },
+    ...(h.platform.sevSnp === undefined ? {} : { sevSnp: sevSnpSnapshot(h, vms) }),
   };
+}
+
+/** The SEV-SNP platform: every VM's firmware guest context, and the RMP's assigned runs. */
+function sevSnpSnapshot(h: Host, vms: readonly Vm[]): SevSnpSnapshot {
+  const guests: SnpGuestSnapshot[] = [];
+  for (const v of vms) {
+    if (!h.vms.has(v)) continue;
+    const ctx = snpGuestContext(h, v);
+    if (ctx === undefined) continue;
+    guests.push({
+      vm: v.index,
+      handle: ctx.handle,
+      state: ctx.state,
+      asid: ctx.asid,
+      policy: hex(ctx.policy),
+      launchDigest: ctx.digest.hex(),
+      measuredPages: ctx.measured.length,
+    });
+  }
+  const rmp = h.platform.sevSnp!.rmp.dump().map(({ start, end, entry: e }): RmpRange => ({
+    start,
+    end,
+    assigned: e.assigned,
+    size: e.size,
+    immutable: e.immutable,
+    validated: e.validated,
+    vmsa: e.vmsa,
+    asid: e.asid,
+    gpa: hex(e.gpa),
+  }));
+  return { guests, rmp };
 }

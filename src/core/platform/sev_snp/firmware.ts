@@ -40,6 +40,7 @@
  */
 import type { FrameStore } from '../../base/frames.js';
 import type { Pfn } from '../../base/units.js';
+import { sha384 } from '../../base/crypto/sha384.js';
 import { SnpLaunchDigest, SNP_PAGE_TYPE, type SnpPageType } from './launch_digest.js';
 import type { Rmp } from './rmp.js';
 
@@ -88,9 +89,22 @@ export interface SnpGuestContext {
   readonly digest: SnpLaunchDigest;
   /** SNP_LAUNCH_FINISH's HOST_DATA (attested, not measured). */
   hostData: Uint8Array | undefined;
-  /** The pages measured so far, in order: (type, GPA) — for invariants and `--trace`. */
-  readonly measured: Array<{ readonly type: number; readonly gpa: bigint }>;
+  /** The pages measured so far, in order — for invariants and `--trace`. */
+  readonly measured: SnpMeasuredEntry[];
 }
+
+/** One page of the firmware's launch log: what SNP_LAUNCH_UPDATE put in the digest. */
+export interface SnpMeasuredEntry {
+  readonly type: number;
+  /** The GPA in PAGE_INFO (the RMP entry's). */
+  readonly gpa: bigint;
+  /** PAGE_INFO.CONTENTS: SHA-384 of the page for NORMAL and VMSA pages, else 48 zero bytes. */
+  readonly contentsHash: Uint8Array;
+  /** The launch digest after this page. */
+  readonly digest: Uint8Array;
+}
+
+const ZERO_HASH = new Uint8Array(48);
 
 /** Bytes in a CPUID table entry and the table's maximum entry count. */
 const CPUID_ENTRY_SIZE = 48;
@@ -258,8 +272,9 @@ export class SnpFirmware {
       default:
         break;
     }
-    ctx.digest.update(pageType as SnpPageType, e.gpa, contents);
-    ctx.measured.push({ type: pageType, gpa: e.gpa });
+    const contentsHash = contents === undefined ? ZERO_HASH : sha384(contents);
+    ctx.digest.updateHashed(pageType as SnpPageType, e.gpa, contentsHash);
+    ctx.measured.push({ type: pageType, gpa: e.gpa, contentsHash, digest: ctx.digest.value() });
     this.rmp.setFlags(pfn, {
       validated: true,
       immutable: false,
