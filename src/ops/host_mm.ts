@@ -484,7 +484,7 @@ function step(a: bigint, left: number, careful: boolean): number {
  * the pipe (copy_from_user() in pipe_write(): a fault is EFAULT or a short count, never a
  * signal), then read(2) the bytes back into the result.
  */
-function kvmPeek(k: KvmOpContext, addr: bigint, len: bigint): ResultLine {
+export function kvmPeek(k: KvmOpContext, addr: bigint, len: bigint): ResultLine {
   if (len === 0n) return ok({ value: '' });
   if (len > MAX_READ_BYTES) throw new BackendRefusal(`peek of ${len} bytes: too large to report`);
   const [rfd, wfd] = k.st.m.pipe;
@@ -524,7 +524,7 @@ function kvmPeek(k: KvmOpContext, addr: bigint, len: bigint): ResultLine {
  * buffers it copied, and leaves the rest in the pipe: a transfer that stops early is followed
  * by draining the pipe, so the next one starts from the trace's bytes at the right offset.
  */
-function kvmPoke(k: KvmOpContext, addr: bigint, bytes: Uint8Array): ResultLine {
+export function kvmPoke(k: KvmOpContext, addr: bigint, bytes: Uint8Array): ResultLine {
   const n = bytes.length;
   if (n === 0) return ok();
   const [rfd, wfd] = k.st.m.pipe;

@@ -1,32 +1,93 @@
 /**
  * Op family: memory encryption — KVM_MEMORY_ENCRYPT_OP, the vendor's command ioctl on a VM (or
- * vCPU) fd. Its argument points to the vendor's command struct (`struct kvm_sev_cmd` on kvm_amd,
- * `struct kvm_tdx_cmd` on kvm_intel: both 24 bytes with the u32 command id first); the trace gives
- * the pointer as NULL or as the backend's own struct with a command id. Only what a VM that is not
- * a confidential guest reaches is modelled: SEV and TDX command sets come with their platforms.
+ * vCPU) fd, and `open` of /dev/sev, the PSP device SEV commands name. The ioctl's argument points
+ * to the vendor's command struct (`struct kvm_sev_cmd` on kvm_amd, `struct kvm_tdx_cmd` on
+ * kvm_intel: both 24 bytes with the u32 command id first); the trace gives the pointer as NULL or
+ * as the backend's own struct with a command id, and for the SEV-SNP launch commands (KVM_SEV_INIT2,
+ * KVM_SEV_SNP_LAUNCH_START/UPDATE/FINISH) optionally `sev_fd` and a `data` object: the command's
+ * own struct, which the op writes at `data_addr` (the VMM's memory) before the ioctl and reads
+ * back after it (trace-format.md, "SEV-SNP commands").
  */
 import { KVM_IOCTL } from '../core/base/uapi.js';
 import { NotModelled } from '../core/base/not_modelled.js';
 import { withAs } from '../trace/field_reader.js';
 import { fdText, hex } from '../trace/text.js';
-import { BackendRefusal, type FdArg } from '../trace/base_types.js';
+import { BackendRefusal, type FdArg, type ResolvedFd } from '../trace/base_types.js';
 import { fail, ioctlFd } from '../backends/model_args.js';
+import { O_CLOEXEC, O_RDWR } from '../backends/kvm/libc.js';
+import { addrOf, rangeRefusal } from '../backends/kvm/rules.js';
+import { kvmPeek, kvmPoke } from './host_mm.js';
+import type { AddrArg, ResultLine, SevCmdResult } from '../trace/base_types.js';
+import { FieldReader } from '../trace/field_reader.js';
+import { addrText, bytesHex } from '../trace/text.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
 import { kvmModule } from '../backends/kvm/host_facts.js';
 import type { GenState, OpInput } from '../fuzz/gen_state.js';
 import type { OpFamily, OpSpec } from './spec.js';
 
+/** The SEV command ids that take a `data` object, and the struct each names. */
+export const SEV_DATA_CMDS = {
+  22: 'KVM_SEV_INIT2',
+  100: 'KVM_SEV_SNP_LAUNCH_START',
+  101: 'KVM_SEV_SNP_LAUNCH_UPDATE',
+  102: 'KVM_SEV_SNP_LAUNCH_FINISH',
+} as const;
+
+/**
+ * A command's struct, its fields named as in the uAPI (arch/x86/include/uapi/asm/kvm.h); address
+ * fields are AddrArg in a parsed trace and bigint once resolved.
+ */
+export type SevCmdData<A = AddrArg> =
+  | {
+      readonly cmd: 'KVM_SEV_INIT2';
+      readonly vmsa_features: bigint;
+      readonly flags: bigint;
+      readonly ghcb_version: bigint;
+    }
+  | {
+      readonly cmd: 'KVM_SEV_SNP_LAUNCH_START';
+      readonly policy: bigint;
+      readonly gosvw: Uint8Array;
+      readonly flags: bigint;
+    }
+  | {
+      readonly cmd: 'KVM_SEV_SNP_LAUNCH_UPDATE';
+      readonly gfn_start: bigint;
+      readonly uaddr: A;
+      readonly len: bigint;
+      readonly type: bigint;
+      readonly flags: bigint;
+    }
+  | {
+      readonly cmd: 'KVM_SEV_SNP_LAUNCH_FINISH';
+      readonly id_block_uaddr: A;
+      readonly id_auth_uaddr: A;
+      readonly id_block_en: bigint;
+      readonly auth_key_en: bigint;
+      readonly vcek_disabled: bigint;
+      readonly host_data: Uint8Array;
+      readonly flags: bigint;
+    };
+
 /**
  * `argp`: null (a NULL pointer) or "cmd" (default: a pointer to the backend's 24-byte command
- * struct, `id` first, every other field 0). `id` is the struct's u32 command id.
+ * struct, `id` first, every other field 0). `id` is the struct's u32 command id. Additions for the
+ * SNP launch: `sev_fd` (kvm_sev_cmd.sev_fd, default 0) and `data` with `data_addr` (the struct
+ * kvm_sev_cmd.data points to, and where the VMM keeps it).
  */
 export type MemoryEncryptOp = {
   readonly op: 'KVM_MEMORY_ENCRYPT_OP';
   readonly fd: FdArg;
   readonly argp: 'cmd' | null;
   readonly id: bigint;
+  readonly sev_fd?: FdArg;
+  readonly data?: SevCmdData;
+  readonly data_addr?: AddrArg;
 };
-export type MemEncFamilyOp = MemoryEncryptOp;
+
+/** open(path, O_RDWR | O_CLOEXEC): only /dev/sev (/dev/kvm is the predefined handle "kvm"). */
+export type OpenOp = { readonly op: 'open'; readonly path: '/dev/sev' };
+export type MemEncFamilyOp = MemoryEncryptOp | OpenOp;
 
 /** The generator state as this family's fuzz generators use it (they push its ops). */
 type Gen = GenState<OpInput<MemEncFamilyOp>>;
@@ -39,10 +100,190 @@ type Gen = GenState<OpInput<MemEncFamilyOp>>;
  */
 export const MEM_ENC_CMD_SIZE = 24;
 
-export function packMemEncCmd(id: bigint): Uint8Array {
+export function packMemEncCmd(id: bigint, data = 0n, sevFd = 0): Uint8Array {
   const b = new Uint8Array(MEM_ENC_CMD_SIZE);
-  new DataView(b.buffer).setUint32(0, Number(BigInt.asUintN(32, id)), true);
+  const v = new DataView(b.buffer);
+  v.setUint32(0, Number(BigInt.asUintN(32, id)), true);
+  v.setBigUint64(8, BigInt.asUintN(64, data), true);
+  v.setUint32(20, sevFd >>> 0, true);
   return b;
+}
+
+/** The size of each command's struct (struct kvm_sev_init, kvm_sev_snp_launch_*). */
+const SEV_DATA_SIZE: Readonly<Record<SevCmdData['cmd'], number>> = {
+  KVM_SEV_INIT2: 48,
+  KVM_SEV_SNP_LAUNCH_START: 64,
+  KVM_SEV_SNP_LAUNCH_UPDATE: 64,
+  KVM_SEV_SNP_LAUNCH_FINISH: 88,
+};
+
+/** The fields of each command's `data` object, in struct order. */
+const SEV_DATA_FIELDS: Readonly<Record<SevCmdData['cmd'], readonly string[]>> = {
+  KVM_SEV_INIT2: ['vmsa_features', 'flags', 'ghcb_version'],
+  KVM_SEV_SNP_LAUNCH_START: ['policy', 'gosvw', 'flags'],
+  KVM_SEV_SNP_LAUNCH_UPDATE: ['gfn_start', 'uaddr', 'len', 'type', 'flags'],
+  KVM_SEV_SNP_LAUNCH_FINISH: [
+    'id_block_uaddr',
+    'id_auth_uaddr',
+    'id_block_en',
+    'auth_key_en',
+    'vcek_disabled',
+    'host_data',
+    'flags',
+  ],
+};
+
+/** The struct's bytes (x86-64, little-endian; padding 0). */
+export function packSevData(d: SevCmdData<bigint>): Uint8Array {
+  const b = new Uint8Array(SEV_DATA_SIZE[d.cmd]);
+  const v = new DataView(b.buffer);
+  const u64 = (off: number, x: bigint): void => v.setBigUint64(off, BigInt.asUintN(64, x), true);
+  const u32 = (off: number, x: bigint): void =>
+    v.setUint32(off, Number(BigInt.asUintN(32, x)), true);
+  const u16 = (off: number, x: bigint): void =>
+    v.setUint16(off, Number(BigInt.asUintN(16, x)), true);
+  switch (d.cmd) {
+    case 'KVM_SEV_INIT2': // u64 vmsa_features; u32 flags; u16 ghcb_version; u16 pad1; u32 pad2[8]
+      u64(0, d.vmsa_features);
+      u32(8, d.flags);
+      u16(12, d.ghcb_version);
+      break;
+    case 'KVM_SEV_SNP_LAUNCH_START': // u64 policy; u8 gosvw[16]; u16 flags; u8 pad0[6]; u64 pad1[4]
+      u64(0, d.policy);
+      b.set(d.gosvw, 8);
+      u16(24, d.flags);
+      break;
+    case 'KVM_SEV_SNP_LAUNCH_UPDATE': // u64 gfn_start, uaddr, len; u8 type, pad0; u16 flags; ...
+      u64(0, d.gfn_start);
+      u64(8, d.uaddr);
+      u64(16, d.len);
+      b[24] = Number(d.type & 0xffn);
+      u16(26, d.flags);
+      break;
+    case 'KVM_SEV_SNP_LAUNCH_FINISH': // u64 id_block_uaddr, id_auth_uaddr; u8 id_block_en,
+      // auth_key_en, vcek_disabled, host_data[32], pad0[3]; u16 flags; u64 pad1[4]
+      u64(0, d.id_block_uaddr);
+      u64(8, d.id_auth_uaddr);
+      b[16] = Number(d.id_block_en & 0xffn);
+      b[17] = Number(d.auth_key_en & 0xffn);
+      b[18] = Number(d.vcek_disabled & 0xffn);
+      b.set(d.host_data, 19);
+      u16(54, d.flags);
+      break;
+  }
+  return b;
+}
+
+/** Read a command's `data` object (file:line:data.FIELD errors). */
+function parseSevData(r: FieldReader, id: bigint): SevCmdData {
+  const v = r.obj['data'];
+  const cmd = SEV_DATA_CMDS[Number(id) as keyof typeof SEV_DATA_CMDS] as
+    SevCmdData['cmd'] | undefined;
+  if (cmd === undefined || BigInt(Number(id)) !== id)
+    r.fail(
+      'id',
+      `id ${id} takes no data object: one is modelled for KVM_SEV_INIT2 (22), KVM_SEV_SNP_LAUNCH_START (100), KVM_SEV_SNP_LAUNCH_UPDATE (101) and KVM_SEV_SNP_LAUNCH_FINISH (102)`,
+    );
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    r.fail('data', `expected an object: the fields of ${cmd}'s struct`);
+  const d = new FieldReader(r.file, r.line, v as Record<string, unknown>, 'data.');
+  d.only(SEV_DATA_FIELDS[cmd], `${cmd}'s data`);
+  const bytes = (field: string, n: number): Uint8Array => {
+    if (!d.has(field)) return new Uint8Array(n);
+    const b = d.hexBytes(field);
+    if (b.length > n) d.fail(field, `at most ${n} bytes`);
+    const out = new Uint8Array(n);
+    out.set(b);
+    return out;
+  };
+  const addr = (field: string): AddrArg =>
+    d.has(field) ? d.addr(field) : { kind: 'raw', value: 0n };
+  // A u8 or u16 field: read as an integer, then its width checked.
+  const small = (field: string, bits: 8 | 16, dflt?: bigint): bigint => {
+    const x = d.int(field, 32, dflt);
+    if (x < 0n || x >= 1n << BigInt(bits))
+      d.fail(field, `${x} does not fit the struct's u${bits} (0..${(1 << bits) - 1})`);
+    return x;
+  };
+  switch (cmd) {
+    case 'KVM_SEV_INIT2':
+      return {
+        cmd,
+        vmsa_features: d.int('vmsa_features', 64, 0n),
+        flags: d.int('flags', 32, 0n),
+        ghcb_version: small('ghcb_version', 16, 0n),
+      };
+    case 'KVM_SEV_SNP_LAUNCH_START':
+      return {
+        cmd,
+        policy: d.int('policy', 64, 0n),
+        gosvw: bytes('gosvw', 16),
+        flags: small('flags', 16, 0n),
+      };
+    case 'KVM_SEV_SNP_LAUNCH_UPDATE':
+      return {
+        cmd,
+        gfn_start: d.int('gfn_start', 64),
+        uaddr: addr('uaddr'),
+        len: d.int('len', 64),
+        type: small('type', 8),
+        flags: small('flags', 16, 0n),
+      };
+    case 'KVM_SEV_SNP_LAUNCH_FINISH':
+      return {
+        cmd,
+        id_block_uaddr: addr('id_block_uaddr'),
+        id_auth_uaddr: addr('id_auth_uaddr'),
+        id_block_en: small('id_block_en', 8, 0n),
+        auth_key_en: small('auth_key_en', 8, 0n),
+        vcek_disabled: small('vcek_disabled', 8, 0n),
+        host_data: bytes('host_data', 32),
+        flags: small('flags', 16, 0n),
+      };
+  }
+}
+
+/** The strace-style text of a `data` object: `{policy=0x30000, flags=0}`. */
+function sevDataText(d: SevCmdData): string {
+  const parts: string[] = [];
+  for (const f of SEV_DATA_FIELDS[d.cmd]) {
+    const x = (d as unknown as Record<string, unknown>)[f];
+    if (x instanceof Uint8Array) parts.push(`${f}=${bytesHex(x)}`);
+    else if (typeof x === 'bigint') parts.push(`${f}=${hex(x)}`);
+    else parts.push(`${f}=${addrText(x as AddrArg)}`);
+  }
+  return `{${parts.join(', ')}}`;
+}
+
+/** What KVM wrote back: kvm_sev_cmd.error, and LAUNCH_UPDATE's progress from the struct. */
+function sevReadBack(
+  cmd: Uint8Array,
+  d: SevCmdData<bigint>,
+  struct: Uint8Array | undefined,
+): SevCmdResult {
+  const error = BigInt(new DataView(cmd.buffer).getUint32(16, true));
+  if (d.cmd !== 'KVM_SEV_SNP_LAUNCH_UPDATE' || struct === undefined) return { error };
+  const v = new DataView(struct.buffer, struct.byteOffset, struct.byteLength);
+  return {
+    error,
+    progress: {
+      gfn_start: v.getBigUint64(0, true),
+      uaddr: v.getBigUint64(8, true),
+      len: v.getBigUint64(16, true),
+    },
+  };
+}
+
+function withSev(r: ResultLine, sev: SevCmdResult): ResultLine {
+  return 'fault' in r ? r : { ...r, sev };
+}
+
+/**
+ * The resolved `sev_fd` as the u32 kvm_sev_cmd.sev_fd holds it (0 when absent). The runner
+ * resolves it like every fd field; the op's type names the optional field unresolved.
+ */
+function sevFdOf(fd: unknown, num: (f: ResolvedFd) => number): number {
+  return fd === undefined ? 0 : num(fd as ResolvedFd);
 }
 
 /** KVM_SEV_INIT and KVM_SEV_ES_INIT: on an SEV host they make a DEFAULT VM an SEV guest. */
@@ -57,7 +298,7 @@ function onKvmAmd(): boolean {
 
 export const memoryEncryptOp: OpSpec<MemoryEncryptOp> = {
   name: 'KVM_MEMORY_ENCRYPT_OP',
-  fields: ['fd', 'argp', 'id'],
+  fields: ['fd', 'argp', 'id', 'sev_fd', 'data', 'data_addr'],
   parse(r, line, as) {
     // ioctl(vm, KVM_MEMORY_ENCRYPT_OP, void *argp): argp NULL or a struct whose first field is
     // the __u32 command id.
@@ -67,30 +308,65 @@ export const memoryEncryptOp: OpSpec<MemoryEncryptOp> = {
       if (v === null) argp = null;
       else if (v !== 'cmd') r.fail('argp', 'expected null (a NULL pointer) or "cmd" (the struct)');
     }
-    return withAs(
-      {
-        line,
-        op: 'KVM_MEMORY_ENCRYPT_OP',
-        fd: r.fd('fd'),
-        argp,
-        id: r.int('id', 32, 0n),
-      },
-      as,
-    );
+    const id = r.int('id', 32, 0n);
+    const o: MemoryEncryptOp & { line: number } = {
+      line,
+      op: 'KVM_MEMORY_ENCRYPT_OP',
+      fd: r.fd('fd'),
+      argp,
+      id,
+    };
+    const extra: { sev_fd?: FdArg; data?: SevCmdData; data_addr?: AddrArg } = {};
+    if (r.has('sev_fd')) {
+      if (argp === null) r.fail('sev_fd', 'argp is null: there is no struct to hold sev_fd');
+      extra.sev_fd = r.fd('sev_fd');
+    }
+    if (r.has('data')) {
+      if (argp === null) r.fail('data', 'argp is null: there is no struct to point to data');
+      extra.data = parseSevData(r, id);
+      if (!r.has('data_addr'))
+        r.fail('data_addr', 'data needs data_addr: where the VMM keeps the struct');
+      extra.data_addr = r.addr('data_addr');
+    } else if (r.has('data_addr')) r.fail('data', 'data_addr is given without a data object');
+    return withAs({ ...o, ...extra }, as);
   },
   renderArgs(op, a) {
-    a.push(fdText(op.fd), op.argp === null ? 'NULL' : `{id=${hex(op.id)}}`);
+    if (op.argp === null) {
+      a.push(fdText(op.fd), 'NULL');
+      return;
+    }
+    let s = `{id=${hex(op.id)}`;
+    if (op.data !== undefined && op.data_addr !== undefined)
+      s += `, data=${addrText(op.data_addr)} ${sevDataText(op.data)}`;
+    if (op.sev_fd !== undefined) s += `, sev_fd=${fdText(op.sev_fd)}`;
+    a.push(fdText(op.fd), `${s}}`);
   },
   runModel(h, op) {
     // Where the kernel would go on to make an SEV guest (KVM_SEV_INIT/ES_INIT on a DEFAULT VM of
     // an SEV host profile), the model says so instead of answering; every earlier check (fd,
     // vendor, VM type) answers as the kernel does.
     try {
-      const r = h.kvmMemoryEncryptOp(
-        ioctlFd(op.fd),
-        op.argp === null ? { kind: 'null' } : { kind: 'buffer', bytes: packMemEncCmd(op.id) },
-      );
-      return { result: r.ok ? { ok: true } : fail(r) };
+      const sevFd = sevFdOf(op.sev_fd, ioctlFd);
+      if (op.data === undefined || op.data_addr === undefined || op.argp === null) {
+        const r = h.kvmMemoryEncryptOp(
+          ioctlFd(op.fd),
+          op.argp === null
+            ? { kind: 'null' }
+            : { kind: 'buffer', bytes: packMemEncCmd(op.id, 0n, sevFd) },
+        );
+        return { result: r.ok ? { ok: true } : fail(r) };
+      }
+      // The VMM fills its struct, points kvm_sev_cmd.data at it, and reads both back.
+      const d = op.data as unknown as SevCmdData<bigint>;
+      const struct = packSevData(d);
+      const at = op.data_addr as unknown as bigint;
+      const w = h.poke(at, struct);
+      if (!w.ok) return { result: { ok: false, fault: w.fault! } };
+      const cmd = packMemEncCmd(op.id, at, sevFd);
+      const r = h.kvmMemoryEncryptOp(ioctlFd(op.fd), { kind: 'buffer', bytes: cmd });
+      const back = h.peek(at, struct.length);
+      const sev = sevReadBack(cmd, d, back.ok ? back.data : undefined);
+      return { result: withSev(r.ok ? { ok: true } : fail(r), sev) };
     } catch (e) {
       if (e instanceof NotModelled)
         throw new BackendRefusal(`KVM_MEMORY_ENCRYPT_OP id ${op.id}: ${e.message}`);
@@ -100,13 +376,39 @@ export const memoryEncryptOp: OpSpec<MemoryEncryptOp> = {
   runKvm(k, op) {
     const fd = k.ioctlFd(op.fd);
     const req = KVM_IOCTL.KVM_MEMORY_ENCRYPT_OP;
-    const r =
-      op.argp === null
-        ? k.c.ioctlInt(fd, req, 0n)
-        : k.c.ioctlBuf(fd, req, Buffer.from(packMemEncCmd(op.id)));
-    return out(r.ret < 0 ? kvmFail(r.errno) : ok());
+    const sevFd = sevFdOf(op.sev_fd, (f) => k.ioctlFd(f));
+    if (op.argp === null) {
+      const r = k.c.ioctlInt(fd, req, 0n);
+      return out(r.ret < 0 ? kvmFail(r.errno) : ok());
+    }
+    if (op.data === undefined || op.data_addr === undefined) {
+      const r = k.c.ioctlBuf(fd, req, Buffer.from(packMemEncCmd(op.id, 0n, sevFd)));
+      return out(r.ret < 0 ? kvmFail(r.errno) : ok());
+    }
+    const d = op.data as unknown as SevCmdData<bigint>;
+    const struct = packSevData(d);
+    const addr = addrOf(op.data_addr);
+    const w = kvmPoke(k, addr, struct);
+    if ('fault' in w) return out(w);
+    const cmd = packMemEncCmd(op.id, addr, sevFd);
+    const buf = Buffer.from(cmd);
+    const r = k.c.ioctlBuf(fd, req, buf);
+    cmd.set(buf);
+    const back = kvmPeek(k, addr, BigInt(struct.length));
+    const bytes =
+      back.ok && typeof back.value === 'string' ? Buffer.from(back.value, 'hex') : undefined;
+    const sev = sevReadBack(cmd, d, bytes === undefined ? undefined : new Uint8Array(bytes));
+    return out(withSev(r.ret < 0 ? kvmFail(r.errno) : ok(), sev));
   },
-  kvmRefusal(op) {
+  kvmRefusal(op, env) {
+    if (op.data !== undefined && onKvmAmd())
+      return `KVM_MEMORY_ENCRYPT_OP: ${op.data.cmd} would start or launch an SEV guest on this kvm_amd host; the backend starts no confidential guests; refusing to run it`;
+    if (op.data !== undefined && op.data_addr !== undefined) {
+      const addr = addrOf(op.data_addr);
+      const n = BigInt(SEV_DATA_SIZE[op.data.cmd]);
+      const why = rangeRefusal(addr, addr + n, 'KVM_MEMORY_ENCRYPT_OP data', env);
+      if (why !== undefined) return why;
+    }
     if (op.argp !== null && STARTS_SEV_GUEST.has(op.id) && onKvmAmd())
       return `KVM_MEMORY_ENCRYPT_OP: command id ${op.id} (KVM_SEV_INIT/ES_INIT) would make a DEFAULT VM an SEV guest on this kvm_amd host; the backend starts no confidential guests; refusing to run it`;
     return undefined;
@@ -138,9 +440,38 @@ export function genMemoryEncryptOp(g: Gen): void {
   g.push({ op: 'KVM_MEMORY_ENCRYPT_OP', fd, argp, id });
 }
 
+export const openDev: OpSpec<OpenOp> = {
+  name: 'open',
+  fields: ['path'],
+  binds: 'fd',
+  parse(r, line, as) {
+    // open(path, O_RDWR | O_CLOEXEC), as a VMM opens the PSP device for the SEV commands.
+    const path = r.str('path');
+    if (path !== '/dev/sev')
+      r.fail(
+        'path',
+        `${JSON.stringify(path)}: traces open only "/dev/sev" (the PSP device SEV commands name in sev_fd); /dev/kvm is the predefined handle "kvm"`,
+      );
+    return withAs({ line, op: 'open' as const, path: '/dev/sev' as const }, as);
+  },
+  renderArgs(op, a) {
+    a.push(JSON.stringify(op.path), 'O_RDWR|O_CLOEXEC');
+  },
+  runModel(h) {
+    const r = h.openDevSev();
+    return r.ok ? { result: { ok: true }, createdFd: r.value } : { result: fail(r) };
+  },
+  runKvm(k, op) {
+    const r = k.c.open(op.path, O_RDWR | O_CLOEXEC);
+    if (r.ret < 0) return out(kvmFail(r.errno));
+    k.st.owned.add(r.ret);
+    return out(ok(), { createdFd: r.ret });
+  },
+};
+
 /** The mem_enc family: its ops and fuzz generators (weights among every family's generators). */
 export const MEM_ENC_FAMILY: OpFamily<MemEncFamilyOp> = {
   name: 'mem_enc',
-  ops: [memoryEncryptOp],
+  ops: [memoryEncryptOp, openDev],
   generators: [[1, genMemoryEncryptOp]],
 };

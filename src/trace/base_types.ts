@@ -63,14 +63,26 @@ export type ResultLine =
       readonly exits?: readonly Exit[];
       readonly remaining?: { readonly gpa: bigint; readonly size: bigint };
       readonly stat?: { readonly size: bigint; readonly blocks: bigint };
+      readonly sev?: SevCmdResult;
     }
   | {
       readonly ok: false;
       readonly errno: string;
       readonly exits?: readonly Exit[];
       readonly remaining?: { readonly gpa: bigint; readonly size: bigint };
+      readonly sev?: SevCmdResult;
     }
   | { readonly ok: false; readonly fault: 'SIGBUS' | 'SIGSEGV' };
+
+/**
+ * What a KVM_MEMORY_ENCRYPT_OP with a `data` struct reads back (addition): `kvm_sev_cmd.error`,
+ * the firmware status KVM wrote (0: none), and for KVM_SEV_SNP_LAUNCH_UPDATE the progress KVM
+ * wrote back into the struct (gfn_start, uaddr and len after the pages it populated).
+ */
+export type SevCmdResult = {
+  readonly error: bigint;
+  readonly progress?: { readonly gfn_start: bigint; readonly uaddr: bigint; readonly len: bigint };
+};
 
 /**
  * An fd argument after handle resolution. `obj` carries the backend's own fd number for a handle

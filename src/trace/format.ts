@@ -49,6 +49,12 @@ export function resultToJson(r: ResultLine): Record<string, unknown> {
   if (r.remaining !== undefined)
     o['remaining'] = { gpa: jsonInt(r.remaining.gpa), size: jsonInt(r.remaining.size) };
   if (r.exits !== undefined) o['exits'] = r.exits.map(exitToJson);
+  if (r.sev !== undefined) {
+    o['error'] = jsonInt(r.sev.error);
+    const p = r.sev.progress;
+    if (p !== undefined)
+      o['data'] = { gfn_start: jsonInt(p.gfn_start), uaddr: jsonInt(p.uaddr), len: jsonInt(p.len) };
+  }
   return o;
 }
 
@@ -122,14 +128,27 @@ export function opToJson(op: AnyOp): Record<string, unknown> {
     else if (v instanceof Uint8Array) o['hex'] = bytesToHex(v);
     else if (k === 'guest') o[k] = (v as GuestStep[]).map(stepToJson);
     else if (k === 'args') o[k] = (v as bigint[]).map(jsonInt);
+    else if (k === 'data') o[k] = sevDataToJson(v as Record<string, unknown>);
     else if (typeof v === 'object' && 'kind' in v && (v.kind === 'handle' || v.kind === 'raw')) {
       o[k] =
-        'offset' in v || k === 'addr' || k === 'userspace_addr'
+        'offset' in v || k === 'addr' || k === 'userspace_addr' || k === 'data_addr'
           ? addrToJson(v as AddrArg)
           : fdToJson(v as FdArg);
     } else o[k] = v;
   }
   if (op.as !== undefined) o['as'] = op.as;
+  return o;
+}
+
+/** A KVM_MEMORY_ENCRYPT_OP `data` object (its `cmd` tag is the op's id, not a field). */
+function sevDataToJson(d: Record<string, unknown>): Record<string, unknown> {
+  const o: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(d)) {
+    if (k === 'cmd') continue;
+    if (typeof v === 'bigint') o[k] = jsonInt(v);
+    else if (v instanceof Uint8Array) o[k] = bytesToHex(v);
+    else o[k] = addrToJson(v as AddrArg);
+  }
   return o;
 }
 

@@ -6,7 +6,14 @@
  */
 import type { AddrArg, FdArg, TraceOp } from './types.js';
 import { isNeedableFact, NEEDABLE_FACTS, type NeedableFact } from '../core/profiles/facts.js';
-import { ADDR_FIELDS, bindsKind, FD_FIELDS, OP_NAMES } from './fields.js';
+import {
+  ADDR_FIELDS,
+  bindsKind,
+  DATA_ADDR_FIELDS,
+  dataObject,
+  FD_FIELDS,
+  OP_NAMES,
+} from './fields.js';
 import { JsonNumber, JsonSyntaxError, parseJsonLine } from './json.js';
 import { closest, didYouMean, quote } from './suggest.js';
 import {
@@ -92,6 +99,9 @@ export class HandleScope {
     const o = op as unknown as Record<string, FdArg | AddrArg | null | undefined>;
     for (const k of FD_FIELDS) this.check(file, op, k, o[k], 'fd');
     for (const k of ADDR_FIELDS) this.check(file, op, k, o[k], 'map');
+    const data = dataObject(op) as Record<string, AddrArg | undefined> | undefined;
+    if (data !== undefined)
+      for (const k of DATA_ADDR_FIELDS) this.check(file, op, `data.${k}`, data[k], 'map');
     this.record(op);
   }
 

@@ -15,7 +15,7 @@ import type {
   TraceOp,
 } from './types.js';
 import { toU64 } from '../core/base/units.js';
-import { ADDR_FIELDS, bindsKind, FD_FIELDS } from './fields.js';
+import { ADDR_FIELDS, bindsKind, DATA_ADDR_FIELDS, dataObject, FD_FIELDS } from './fields.js';
 import { OPS } from '../ops/registry.js';
 
 type Handle = { readonly kind: 'fd'; fd: number } | { readonly kind: 'map'; readonly addr: bigint };
@@ -69,6 +69,15 @@ export function resolveOp(op: TraceOp, t: HandleTable): ResolvedOp {
   for (const k of ADDR_FIELDS) {
     const v = src[k];
     if (v !== undefined && v !== null) o[k] = t.addr(v as AddrArg);
+  }
+  const data = dataObject(op);
+  if (data !== undefined) {
+    const d = { ...data };
+    for (const k of DATA_ADDR_FIELDS) {
+      const v = data[k];
+      if (v !== undefined && v !== null) d[k] = t.addr(v as AddrArg);
+    }
+    o['data'] = d;
   }
   return o as ResolvedOp;
 }

@@ -83,6 +83,12 @@ function resultExtras(r: ResultLine, style: Style): string {
     s += `  remaining: gpa ${hex(r.remaining.gpa)} size ${sizeText(r.remaining.size)}`;
   if (r.ok && r.stat !== undefined)
     s += `  {size=${sizeText(r.stat.size)}, blocks=${r.stat.blocks}}`;
+  if (r.sev !== undefined) {
+    if (r.sev.error !== 0n || !r.ok) s += `  error=${hex(r.sev.error)}`;
+    const p = r.sev.progress;
+    if (p !== undefined)
+      s += `  {gfn_start=${hex(p.gfn_start)}, uaddr=${hex(p.uaddr)}, len=${sizeText(p.len)}}`;
+  }
   return s;
 }
 

@@ -4,7 +4,7 @@
  * handle passes -1, a mapping handle address 0), so writing the raw value instead keeps every
  * result the same and makes the trace valid input again.
  */
-import { ADDR_FIELDS, FD_FIELDS } from './fields.js';
+import { ADDR_FIELDS, DATA_ADDR_FIELDS, dataObject, FD_FIELDS } from './fields.js';
 import { HandleScope } from './parse.js';
 import type { AddrArg, FdArg, TraceOp } from './types.js';
 
@@ -27,6 +27,15 @@ export function rawForUnboundHandles(ops: readonly TraceOp[]): TraceOp[] {
         out[k] = { kind: 'raw', value: (v as { offset: bigint }).offset } satisfies AddrArg;
       }
     }
+    const data = dataObject(op) as Record<string, AddrArg | undefined> | undefined;
+    if (data !== undefined)
+      for (const k of DATA_ADDR_FIELDS) {
+        const v = data[k];
+        if (v?.kind === 'handle' && scope.kindOf(v.name) !== 'map') {
+          out ??= { ...op };
+          out['data'] = { ...(out['data'] as object), [k]: { kind: 'raw', value: v.offset } };
+        }
+      }
     scope.record(op);
     return (out ?? op) as TraceOp;
   });

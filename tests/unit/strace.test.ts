@@ -164,6 +164,11 @@ const CASES: Record<OpName, [Record<string, unknown>, ResultLine, string]> = {
     { ok: false, fault: 'SIGBUS' },
     'poke(shared, "deadbeef") = SIGBUS',
   ],
+  open: [
+    { op: 'open', path: '/dev/sev', as: 'sev' },
+    { ok: false, errno: 'ENOENT' },
+    'open("/dev/sev", O_RDWR|O_CLOEXEC) = -1 ENOENT',
+  ],
   KVM_MEMORY_ENCRYPT_OP: [
     { op: 'KVM_MEMORY_ENCRYPT_OP', fd: 'vm4', id: 2 },
     { ok: false, errno: 'ENOTTY' },

@@ -44,6 +44,7 @@ const LINES: Record<OpName, string> = {
   peek: '{"op":"peek","addr":"m+16","len":4}',
   poke: '{"op":"poke","addr":"m+0x10","hex":"deadbeef"}',
   KVM_MEMORY_ENCRYPT_OP: '{"op":"KVM_MEMORY_ENCRYPT_OP","fd":"vm","argp":null,"id":2}',
+  open: '{"op":"open","path":"/dev/sev","as":"sev"}',
 };
 
 /** Lines that name no handle (raw fds), for tests of whole traces. */
