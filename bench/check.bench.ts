@@ -16,11 +16,16 @@
  * Long traces (checking must grow linearly with trace length, issue 10): one generated trace
  * per length, `generateTrace(1, { ops: N, feedback: linux-6.18, privateMemory: true })` for N =
  * 2,500, 5,000, 10,000 and 20,000 (untimed, not parsed again: the ops are run as generated).
- * Timed, interleaved, best of 3 after a warm-up on the shortest trace: unchecked as
- * `gmemlab replay` runs it (events on) and checked as `gmemlab check` runs it. Reported per
- * length: the slowdown checked/unchecked (target <= 1.3), and once: checked time per op at
- * 20,000 ops / time per op at 2,500 ops (linear checking: near 1; the unchecked model's own
- * growth is reported next to it for comparison).
+ * Unchecked as `gmemlab replay` runs it (events on), checked as `gmemlab check` runs it.
+ * Timed in process CPU time (user + system, so time the process spends waiting for a core that
+ * another process holds is not counted; its GC threads are), after a warm-up of 3 runs of each on
+ * the shortest trace, as interleaved pairs (unchecked, then checked, back to back): at least 5
+ * pairs per length and at least 50,000 ops of each per length (20 pairs at 2,500 ops, where one
+ * run takes ~50 ms and a single scheduler or GC hiccup would decide a best-of-3). Reported per
+ * length: the slowdown checked/unchecked as the ratio of the two medians (target <= 1.3; the
+ * note gives the ratio of the two minima and the median of the pairs' ratios too), and once: checked time per op at 20,000 ops /
+ * time per op at 2,500 ops (medians; linear checking: near 1; the unchecked model's own growth
+ * is reported next to it for comparison).
  */
 import { ModelBackend } from '../src/backends/model.js';
 import { runChecked } from '../src/check/checked_run.js';
@@ -91,44 +96,71 @@ export function benchCheck(): BenchRow[] {
 
 export const LONG_TRACE_OPS = [2_500, 5_000, 10_000, 20_000] as const;
 
+/** Process CPU time in seconds (user + system, all threads). */
+function cpuNow(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
 function once(ops: readonly TraceOp[], checked: boolean): number {
   const profile = getProfile('linux-6.18')!;
-  const t0 = now();
+  const t0 = cpuNow();
   const n = checked
     ? runChecked(ops, profile).ran
     : runTrace(ops, new ModelBackend(profile)).length;
-  const dt = now() - t0;
+  const dt = cpuNow() - t0;
   if (n !== ops.length) throw new Error('bench: a long trace stopped early');
   return dt;
 }
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Interleaved (unchecked, checked) pairs per length: at least 5, and 50,000 ops of each. */
+const pairsFor = (n: number): number => Math.max(5, Math.ceil(50_000 / n));
 
 export function benchCheckLong(): BenchRow[] {
   const profile = getProfile('linux-6.18')!;
   const traces = LONG_TRACE_OPS.map((n) =>
     generateTrace(1, { ops: n, feedback: profile, privateMemory: true }),
   );
-  once(traces[0]!, false);
-  once(traces[0]!, true);
+  for (let r = 0; r < 3; r++) {
+    once(traces[0]!, false);
+    once(traces[0]!, true);
+  }
   const plain: number[] = [];
   const checked: number[] = [];
+  const ratio: number[] = [];
+  const notes: string[] = [];
   for (const ops of traces) {
-    let p = Infinity;
-    let c = Infinity;
-    for (let r = 0; r < 3; r++) {
-      p = Math.min(p, once(ops, false));
-      c = Math.min(c, once(ops, true));
+    const p: number[] = [];
+    const c: number[] = [];
+    const q: number[] = [];
+    for (let r = 0; r < pairsFor(ops.length); r++) {
+      const tp = once(ops, false);
+      const tc = once(ops, true);
+      p.push(tp);
+      c.push(tc);
+      q.push(tc / tp);
     }
-    plain.push(p);
-    checked.push(c);
+    plain.push(median(p));
+    checked.push(median(c));
+    ratio.push(median(c) / median(p));
+    notes.push(
+      `${p.length} pairs; median CPU s unchecked ${median(p).toFixed(3)}, checked ${median(c).toFixed(3)}; ratio of minima ${(Math.min(...c) / Math.min(...p)).toFixed(2)}, median pair ratio ${median(q).toFixed(2)} (${Math.min(...q).toFixed(2)}-${Math.max(...q).toFixed(2)})`,
+    );
   }
   const rows: BenchRow[] = traces.map((ops, i) =>
     row(
       'check',
       `slowdown of checked replay, one ${LONG_TRACE_OPS[i]!.toLocaleString('en-US')}-op trace`,
-      checked[i]! / plain[i]!,
+      ratio[i]!,
       'x',
       { text: '<= 1.3', ok: (v) => v <= 1.3 },
-      `generateTrace(1, { ops: ${LONG_TRACE_OPS[i]}, feedback, privateMemory }): ${ops.length} ops; unchecked ${plain[i]!.toFixed(3)} s, checked ${checked[i]!.toFixed(3)} s (best of 3)`,
+      `generateTrace(1, { ops: ${LONG_TRACE_OPS[i]}, feedback, privateMemory }): ${ops.length} ops; ${notes[i]!}`,
     ),
   );
   const last = traces.length - 1;
