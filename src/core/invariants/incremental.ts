@@ -106,8 +106,8 @@ const USED = 2;
 const REREAD = 4;
 /**
  * The VM's files, vCPUs, single-frame pages or life may differ (see `vmOwnership`): they change
- * only in ops that look up one of its files (KVM_CREATE_GUEST_MEMFD and KVM_CREATE_VCPU on the
- * VM fd) or release one (guest_memfd release, VM destruction), or when the VM is created.
+ * only in ops that look up its VM fd (KVM_CREATE_GUEST_MEMFD and KVM_CREATE_VCPU) or release
+ * one of its files (guest_memfd release, VM destruction), or when the VM is created.
  */
 const FILES = 8;
 
@@ -164,7 +164,7 @@ export class ChangeTracker {
    */
   private readonly dirtyL: Vm[] = [];
   private dirtyN = 0;
-  /** VMs one of whose VM or vCPU files an op used (their maps may be unchanged; flag USED). */
+  /** VMs whose VM fd an op used or one of whose files it released (maps may be unchanged; flag USED). */
   private readonly usedL: Vm[] = [];
   private usedN = 0;
   /**
@@ -362,15 +362,19 @@ export class ChangeTracker {
    * An op used a file, or its last reference may be going (`release`). Using a file changes
    * no map by itself; the release of a guest_memfd clears `slot->gmem.file` of its memslots
    * (kvm_gmem_release) and may leave the maps as they were.
+   *
+   * What the used-VM checks read (the VM's reference count, files, vCPUs, memslot list and
+   * bindings) changes only in ioctls on the VM fd (KVM_CREATE_VCPU, KVM_CREATE_GUEST_MEMFD,
+   * memslot changes, which bind and unbind guest_memfd ranges) and in releases: an op on a vCPU
+   * fd (KVM_RUN, KVM_PRE_FAULT_MEMORY) or a guest_memfd fd (fallocate, mmap, read, fstat) that
+   * releases nothing leaves them as they were (its map changes are reported as such).
    */
   private touched(f: KFile, release: boolean): void {
     if (f instanceof VmFile) this.markUsed(f.vm);
-    else if (f instanceof VcpuFile) this.markUsed(f.vcpu.vm);
-    else if (f instanceof GmemFile) {
-      if (!release) {
-        this.markUsed(f.vm);
-        return;
-      }
+    else if (f instanceof VcpuFile) {
+      if (release) this.markUsed(f.vcpu.vm);
+    } else if (f instanceof GmemFile) {
+      if (!release) return;
       this.markDirty(f.vm, true);
       this.vmStates[f.vm.index]!.flags |= FILES;
       // Memslots of other VMs never bind a file (kvm_gmem_bind checks gmem->kvm), but a VM's
@@ -400,7 +404,7 @@ export class ChangeTracker {
    * Bring everything up to date with the model. False when nothing at all changed since the
    * last update. Else it leaves the VMs to re-check (in no particular order) in `changedVms`,
    * whose maps or whose dependencies changed (every check again, then `depend`), and in
-   * `usedVms`, the others whose VM or vCPU file an op used (reference counts, memslot list,
+   * `usedVms`, the others whose VM fd an op used or one of whose files it released (reference counts, memslot list,
    * bindings: the checks that do not read mappings). A destroyed VM is changed.
    */
   update(): boolean {

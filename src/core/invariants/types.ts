@@ -77,8 +77,9 @@ export type PerVm = {
   readonly vms: 'live' | 'all';
   /**
    * Reads the VM's stage-2 mappings (and what they point at): re-run only when one of the VM's
-   * maps, or a range they read, changed. Otherwise it is also re-run whenever an op used one of
-   * the VM's files (reference counts, the memslot list, bindings).
+   * maps, or a range they read, changed. Otherwise it is also re-run whenever an op used the
+   * VM's fd or released one of its files (reference counts, the memslot list, bindings change
+   * only then).
    */
   readonly mappings: boolean;
   vm(vm: Vm, s: CheckState): Violation[];
