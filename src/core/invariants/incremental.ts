@@ -503,13 +503,27 @@ export class ChangeTracker {
     this.nextE[n] = end;
   }
 
-  /** The object a VMA maps over a range the VM's checks read (a `forEachIn` callback). */
-  private readonly depVma = (_s: number, _e: number, v: { readonly obj: unknown }): void => {
-    const obj = v.obj;
+  /** The object a VMA maps over a range the VM's checks read. */
+  private depVma(obj: unknown): void {
     if (obj instanceof ShmemObject)
       this.dep(this.watch(obj.pages as RangeMap<unknown>, undefined), 0, MAX_KEY);
     else if (obj instanceof GmemFile) this.depFile(obj);
-  };
+  }
+
+  /**
+   * `depVma` for every VMA over host pages [s, e), in order. The stored VMAs are read as they
+   * are: only the object they map matters, so no piece is clipped (`forEachIn` would copy the
+   * VMA to shift its file offset).
+   */
+  private depVmas(s: number, e: number): void {
+    const vmas = this.h.mm.vmas;
+    let v = vmas.entryAt(s) ?? vmas.ceilEntry(s);
+    while (v !== undefined && v.start < e) {
+      this.depVma(v.value.obj);
+      if (v.end >= e) break;
+      v = vmas.ceilEntry(v.end);
+    }
+  }
 
   /** The pages and bindings of a guest_memfd file the VM's checks read, once. */
   private depFile(f: GmemFile | null | undefined): void {
@@ -534,7 +548,6 @@ export class ChangeTracker {
     this.nextN = 0;
     this.nextFilesN = 0;
     if (!vm.dead) {
-      const h = this.h;
       for (const slot of vm.slots.values()) this.depFile(slot.gmem?.file);
       const ms = mappings(vm);
       for (let i = 0; i < ms.length; i++) {
@@ -547,7 +560,7 @@ export class ChangeTracker {
         const hv0 = slot.userspaceHvpn + (g0 - slot.baseGfn);
         this.dep(this.vmas, hv0, hv0 + n);
         this.dep(this.anon, hv0, hv0 + n);
-        h.mm.vmas.forEachIn(hv0, hv0 + n, this.depVma);
+        this.depVmas(hv0, hv0 + n);
       }
     }
     this.nextFilesN = 0;
@@ -809,7 +822,14 @@ export class ChangeTracker {
     this.vmaE = nE;
     this.vmaO = nO;
     this.vmaN = 0;
-    this.h.mm.vmas.forEachIn(s, e, this.vmaPiece);
+    // The stored VMAs, clipped to [s, e) but not copied (only the object they map is read).
+    const vmas = this.h.mm.vmas;
+    let v = vmas.entryAt(s) ?? vmas.ceilEntry(s);
+    while (v !== undefined && v.start < e) {
+      this.vmaPiece(v.start < s ? s : v.start, v.end > e ? e : v.end, v.value);
+      if (v.end >= e) break;
+      v = vmas.ceilEntry(v.end);
+    }
     const nn = this.vmaN;
     for (let i = 0; i < nn; i++) this.vmasShadow.set(nS[i]!, nE[i]!, nO[i]!);
     // Count the new mappings first so an object mapped both before and after stays live.
