@@ -164,7 +164,10 @@ export class ChangeTracker {
    */
   private readonly dirtyL: Vm[] = [];
   private dirtyN = 0;
-  /** VMs whose VM fd an op used or one of whose files it released (maps may be unchanged; flag USED). */
+  /**
+   * VMs whose VM fd an op used or one of whose files it released (maps may be unchanged; flag
+   * USED).
+   */
   private readonly usedL: Vm[] = [];
   private usedN = 0;
   /**
@@ -173,6 +176,12 @@ export class ChangeTracker {
    */
   readonly changedVms: Vm[] = [];
   changedCount = 0;
+  /**
+   * Per entry of `changedVms`: whether the VM's own state (what the checks that do not read
+   * mappings read) may differ too, i.e. whether it was also used, released a file or is new
+   * (flag FILES); otherwise only its maps or what they read changed.
+   */
+  readonly changedOwn: boolean[] = [];
   readonly usedVms: Vm[] = [];
   usedCount = 0;
   /** Per VM, by index. */
@@ -403,9 +412,15 @@ export class ChangeTracker {
   /**
    * Bring everything up to date with the model. False when nothing at all changed since the
    * last update. Else it leaves the VMs to re-check (in no particular order) in `changedVms`,
-   * whose maps or whose dependencies changed (every check again, then `depend`), and in
-   * `usedVms`, the others whose VM fd an op used or one of whose files it released (reference counts, memslot list,
-   * bindings: the checks that do not read mappings). A destroyed VM is changed.
+   * whose maps or whose dependencies changed (the checks reading mappings again, the others
+   * too where `changedOwn` says so, then `depend`), and in `usedVms`, the others whose VM fd an
+   * op used or one of whose files it released (reference counts, memslot list, bindings: the
+   * checks that do not read mappings). A destroyed VM is changed.
+   *
+   * What the checks that do not read mappings read (the VM's reference count, files, vCPUs,
+   * memslot list, bindings and the released state of its files) changes only in ops on the VM
+   * fd, in releases and when the VM is created, all of which set FILES: a VM that is changed
+   * only because its maps or what they read changed keeps those checks' last results.
    */
   update(): boolean {
     const all = this.h.allVms;
@@ -467,10 +482,13 @@ export class ChangeTracker {
     const used = this.usedVms;
     let nd = 0;
     let nu = 0;
+    const own = this.changedOwn;
     for (let i = 0; i < this.dirtyN; i++) {
       const vm = this.dirtyL[i]!;
+      const st = this.vmStates[vm.index]!;
+      own[nd] = (st.flags & FILES) !== 0;
       dirty[nd++] = vm;
-      this.vmStates[vm.index]!.flags &= ~(DIRTY | USED);
+      st.flags &= ~(DIRTY | USED);
     }
     for (let i = 0; i < this.usedN; i++) {
       const vm = this.usedL[i]!;

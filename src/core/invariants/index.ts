@@ -173,10 +173,10 @@ export class InvariantChecker {
     if (changed) {
       for (let i = 0; i < t.changedCount; i++) {
         const vm = t.changedVms[i]!;
-        this.recheck(vm, true, st);
+        this.recheck(vm, true, t.changedOwn[i]!, st);
         t.depend(vm, st.mappingsOf);
       }
-      for (let i = 0; i < t.usedCount; i++) this.recheck(t.usedVms[i]!, false, st);
+      for (let i = 0; i < t.usedCount; i++) this.recheck(t.usedVms[i]!, false, true, st);
     }
     const out: Violation[] = [];
     for (const { inv, perVm, byVm } of this.tracked) {
@@ -202,10 +202,13 @@ export class InvariantChecker {
     return out;
   }
 
-  /** Re-run the per-VM invariants for one VM (`all`: those reading mappings too). */
-  private recheck(vm: Vm, all: boolean, st: CheckState): void {
+  /**
+   * Re-run per-VM invariants for one VM: those reading mappings (`maps`), the others (`own`);
+   * the rest keep their last result.
+   */
+  private recheck(vm: Vm, maps: boolean, own: boolean, st: CheckState): void {
     for (const { perVm: p, byVm } of this.perVm) {
-      if (!all && p.mappings) continue;
+      if (p.mappings ? !maps : !own) continue;
       const v = p.vms === 'live' && vm.dead ? NO_VIOLATIONS : p.vm(vm, st);
       if (v.length > 0) byVm.set(vm, v);
       else if (byVm.size !== 0) byVm.delete(vm);

@@ -77,9 +77,9 @@ export type PerVm = {
   readonly vms: 'live' | 'all';
   /**
    * Reads the VM's stage-2 mappings (and what they point at): re-run only when one of the VM's
-   * maps, or a range they read, changed. Otherwise it is also re-run whenever an op used the
-   * VM's fd or released one of its files (reference counts, the memslot list, bindings change
-   * only then).
+   * maps, or a range they read, changed. Otherwise it is re-run only when an op used the VM's
+   * fd or released one of its files, or the VM is new (reference counts, the memslot list and
+   * bindings change only then).
    */
   readonly mappings: boolean;
   vm(vm: Vm, s: CheckState): Violation[];
