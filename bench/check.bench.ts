@@ -23,9 +23,9 @@
  * pairs per length and at least 50,000 ops of each per length (20 pairs at 2,500 ops, where one
  * run takes ~50 ms and a single scheduler or GC hiccup would decide a best-of-3). Reported per
  * length: the slowdown checked/unchecked as the ratio of the two medians (target <= 1.3; the
- * note gives the ratio of the two minima and the median of the pairs' ratios too), and once: checked time per op at 20,000 ops /
- * time per op at 2,500 ops (medians; linear checking: near 1; the unchecked model's own growth
- * is reported next to it for comparison).
+ * note gives the ratio of the two minima and the median of the pairs' ratios too), and once:
+ * checked time per op at 20,000 ops / time per op at 2,500 ops (medians; linear checking: near
+ * 1; the unchecked model's own growth is reported next to it for comparison).
  */
 import { ModelBackend } from '../src/backends/model.js';
 import { runChecked } from '../src/check/checked_run.js';
