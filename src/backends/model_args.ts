@@ -49,5 +49,15 @@ export function exitToTrace(e: RunExit): Exit {
       return { reason: 'INTERNAL_ERROR', suberror: e.suberror };
     case 'SHUTDOWN':
       return { reason: 'SHUTDOWN' };
+    case 'PVALIDATE':
+      return { reason: 'PVALIDATE', gpa: e.gpa, ret: e.ret, cf: e.cf };
+    case 'VC':
+      return { reason: 'VC', gpa: e.gpa, error_code: e.errorCode };
+    case 'SYSTEM_EVENT':
+      return { reason: 'SYSTEM_EVENT', type: e.type, data: e.data };
+    case 'GHCB_MSR':
+      return { reason: 'GHCB_MSR', value: e.value };
+    case 'PSC':
+      return { reason: 'PSC', ret: e.ret, cur_entry: e.curEntry, cur_pages: e.curPages };
   }
 }

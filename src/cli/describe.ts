@@ -1,7 +1,7 @@
 /** Compact, readable renderings of ops, results and exits for timelines. */
 import { jsonInt, resultToJson } from '../trace/format.js';
 import type { AddrArg, FdArg, GuestStep, ResultLine, TraceOp } from '../trace/types.js';
-import { bytesToHex } from '../trace/format.js';
+import { bytesToHex, stepSnpText } from '../trace/format.js';
 import { humanSize } from '../trace/strace.js';
 import { OPS } from '../ops/registry.js';
 
@@ -25,11 +25,13 @@ function addr(a: AddrArg): string {
 function step(s: GuestStep): string {
   switch (s.kind) {
     case 'store':
-      return `store ${bytesToHex(s.bytes)}→0x${s.gpa.toString(16)}`;
+      return `store ${bytesToHex(s.bytes)}→0x${s.gpa.toString(16)}${s.enc ? ' c=1' : ''}`;
     case 'load':
-      return `load${s.size}@0x${s.gpa.toString(16)}`;
+      return `load${s.size}@0x${s.gpa.toString(16)}${s.enc ? ' c=1' : ''}`;
     case 'hypercall':
       return `hypercall ${s.nr}(${s.args.map((a) => '0x' + a.toString(16)).join(', ')})`;
+    default:
+      return stepSnpText(s);
   }
 }
 
@@ -38,7 +40,7 @@ export function describeOp(op: TraceOp): string {
   const parts: string[] = [op.op];
   const spec = OPS.get(op.op)!;
   for (const [k, v] of Object.entries(op)) {
-    if (k === 'op' || k === 'line' || k === 'as') continue;
+    if (k === 'op' || k === 'line' || k === 'as' || v === undefined) continue;
     if (spec.timelineHides?.(k, v) === true) continue;
     if (v === null) parts.push(`${k}=anon`);
     else if (typeof v === 'bigint') {
@@ -112,6 +114,16 @@ export function describeExits(r: ResultLine): string[] {
         return `exit INTERNAL_ERROR suberror=${e.suberror}`;
       case 'UNKNOWN':
         return `exit reason ${e.exit_reason}`;
+      case 'PVALIDATE':
+        return `pvalidate gpa=0x${e.gpa.toString(16)} → rax=${e.ret} CF=${e.cf}`;
+      case 'VC':
+        return `guest #VC gpa=0x${e.gpa.toString(16)} error_code=0x${e.error_code.toString(16)}`;
+      case 'SYSTEM_EVENT':
+        return `exit SYSTEM_EVENT type=${e.type} data=[${e.data.map((a) => '0x' + a.toString(16)).join(', ')}]`;
+      case 'GHCB_MSR':
+        return `GHCB MSR = 0x${e.value.toString(16)}`;
+      case 'PSC':
+        return `PSC sw_exit_info_2=0x${e.ret.toString(16)} cur_entry=${e.cur_entry}`;
       default:
         return `exit ${e.reason}`;
     }

@@ -31,11 +31,30 @@ import type { HostAccessPath, Platform } from './platform/platform.js';
 import { MutantSet } from './base/mutants.js';
 import type { KFile } from './vfs/file.js';
 import { GmemFile, KvmDevFile, StdFile, Vcpu, VcpuFile, Vm, VmFile } from './kvm/objects.js';
+import type { Memslot } from './kvm/objects.js';
 import { kvmVcpuPreFaultMemory, type PreFaultResult } from './kvm/pre_fault.js';
 import { vmTypeSpec, vmTypesMask, type KernelProfile } from './profiles/profile.js';
 import { err, ok, OK_VOID, type Result } from './base/result.js';
 import type { UserPtr } from './base/uaccess.js';
-import { kvmRunProgram, type GuestProgramStep, type RunResult } from './arch/x86/kvm_run.js';
+import {
+  kvmRunProgram,
+  type GuestProgramStep,
+  type MapGpaRangeVmm,
+  type RunResult,
+} from './arch/x86/kvm_run.js';
+import { ERRNO_NUMBERS } from './base/errno.js';
+
+/**
+ * The model VMM's answer to KVM_HC_MAP_GPA_RANGE exits during one KVM_RUN (the KVM_RUN op's
+ * `map_gpa_range`): an integer written to `hypercall.ret` with nothing else done (absent: 0, the
+ * trace backend's behaviour before SNP), 'convert' (KVM_SET_MEMORY_ATTRIBUTES of the range,
+ * PRIVATE for KVM_MAP_GPA_RANGE_ENCRYPTED, else shared; then 0, or the errno number when the
+ * ioctl fails), or 'convert+discard' (after converting, the copy no longer in use is dropped, as
+ * QEMU's `kvm_convert_memory()` does: the shared copy with madvise(MADV_DONTNEED) on the
+ * memslot's userspace_addr range for a conversion to private, the private copy with
+ * fallocate(PUNCH_HOLE | KEEP_SIZE) on the guest_memfd for a conversion to shared).
+ */
+export type MapGpaRangePolicy = bigint | 'convert' | 'convert+discard';
 import { SevDevFile } from './arch/x86/svm/sev_dev.js';
 import { sevSetVcpuVmsa } from './arch/x86/svm/sev_snp.js';
 import {
@@ -530,7 +549,7 @@ export class Host implements KernelCtx {
   }
 
   /** KVM_RUN with a trace guest program. ENOEXEC when the code page cannot be put in place. */
-  kvmRun(fd: Fd, steps: readonly GuestProgramStep[]): RunResult {
+  kvmRun(fd: Fd, steps: readonly GuestProgramStep[], policy?: MapGpaRangePolicy): RunResult {
     const t = this.vcpuOf(fd);
     if (!t.ok) return { errno: t.errno, exits: [] };
     const vm = t.value.vm;
@@ -540,7 +559,46 @@ export class Host implements KernelCtx {
     // A trace that deleted the code slot itself: instruction fetch hits MMIO, emulation fails.
     const code = vm.slots.get(TRACE_CODE_SLOT);
     const inPlace = code !== undefined && code.baseGfn === gpaToGfn(asGpa(TRACE_CODE_GPA));
-    return kvmRunProgram(this, t.value, steps, inPlace);
+    const vmm = policy === undefined ? undefined : this.mapGpaRangeVmm(policy);
+    return kvmRunProgram(this, t.value, steps, inPlace, vmm);
+  }
+
+  /** The VMM side of a KVM_HC_MAP_GPA_RANGE exit under `policy` (MapGpaRangePolicy). */
+  private mapGpaRangeVmm(policy: MapGpaRangePolicy): MapGpaRangeVmm {
+    if (typeof policy === 'bigint') return () => policy;
+    const discard = policy === 'convert+discard';
+    return (vm, [gpa, npages, attrs]) => {
+      const toPrivate = (attrs & (1n << 4n)) !== 0n; // KVM_MAP_GPA_RANGE_ENCRYPTED
+      const size = npages << 12n;
+      const r = kvmVmIoctlSetMemAttributes(this, vm, {
+        address: gpa,
+        size,
+        attributes: toPrivate ? 8n : 0n,
+        flags: 0n,
+      });
+      if (!r.ok) return BigInt(ERRNO_NUMBERS[r.errno]);
+      if (!discard) return 0n;
+      const g0 = Number(gpa >> 12n);
+      const g1 = g0 + Number(npages);
+      const slots = new Set<Memslot>();
+      vm.slotsByGfn[0]!.forEachIn(g0, g1, (_s, _e, v) => void slots.add(v));
+      for (const slot of slots) {
+        const s = Math.max(g0, slot.baseGfn);
+        const end = Math.min(g1, slot.baseGfn + slot.npages);
+        if (end <= s) continue;
+        const len = BigInt(end - s) << 12n;
+        if (toPrivate) {
+          // The shared copy: madvise(MADV_DONTNEED) (QEMU: ram_block_discard_range()).
+          const hva = BigInt(slot.userspaceAddr) + (BigInt(s - slot.baseGfn) << 12n);
+          this.mm.madvise(asHva(hva), len, 4);
+        } else if (slot.gmem?.file != null) {
+          // The private copy (QEMU: ram_block_discard_guest_memfd_range()).
+          const off = BigInt(slot.gmem.pgoff + (s - slot.baseGfn)) << 12n;
+          this.vfsFallocate(slot.gmem.file, 0x03, off, len, 'fallocate');
+        }
+      }
+      return 0n;
+    };
   }
 
   // -----------------------------------------------------------------------------------------------

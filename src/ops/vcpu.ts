@@ -19,6 +19,9 @@ import { errnoName } from '../core/base/errno.js';
 import { KVM_IOCTL, TRACE_CODE_GPA, TRACE_CODE_SLOT } from '../core/base/uapi.js';
 import { toU64 } from '../core/base/units.js';
 import { guestLoad, guestStore } from '../core/arch/x86/kvm_run.js';
+import { VMGEXIT_PSC_MAX_COUNT } from '../core/arch/x86/svm/sev_guest.js';
+import type { MapGpaRangePolicy } from '../core/host.js';
+import { stepSnpText } from '../trace/format.js';
 import { exitToTrace, fail, ioctlFd } from '../backends/model_args.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
 import type { KvmOpContext, VmInfo } from '../backends/kvm/context.js';
@@ -60,6 +63,12 @@ export type RunOp = {
   readonly op: 'KVM_RUN';
   readonly vcpu: FdArg;
   readonly guest: readonly GuestStep[];
+  /**
+   * What the VMM does with a KVM_HC_MAP_GPA_RANGE exit (absent: answers 0 and changes nothing):
+   * an integer it answers without acting, 'convert' (KVM_SET_MEMORY_ATTRIBUTES, then 0), or
+   * 'convert+discard' (also drops the copy no longer in use, as QEMU does).
+   */
+  readonly map_gpa_range?: MapGpaRangePolicy | undefined;
 };
 export type VcpuFamilyOp = CreateVcpuOp | RunOp;
 
@@ -70,10 +79,89 @@ type Gen = GenState<OpInput<VcpuFamilyOp>>;
 export const MAX_GUEST_STEPS = 100_000;
 
 const STEP_FIELDS: Readonly<Record<string, readonly string[]>> = {
-  store: ['gpa', 'hex'],
-  load: ['gpa', 'size'],
+  store: ['gpa', 'hex', 'c'],
+  load: ['gpa', 'size', 'c'],
   hypercall: ['nr', 'args'],
+  pvalidate: ['gpa', 'size', 'validate'],
+  psc_msr: ['gfn', 'op'],
+  psc: ['cur_entry', 'end_entry', 'entries'],
 };
+const STEP_KINDS = 'store, load, hypercall, pvalidate, psc_msr or psc';
+const PSC_ENTRY_FIELDS = ['cur_page', 'gfn', 'op', 'pagesize'];
+
+/** A C-bit field: 0 (shared, the default) or 1 (private). */
+function cBit(sr: FieldReader): boolean {
+  const c = sr.int('c', 64, 0n);
+  if (c !== 0n && c !== 1n) sr.fail('c', 'the C-bit is 0 (shared) or 1 (private)');
+  return c === 1n;
+}
+
+/** A PSC operation: 1/"private", 2/"shared", 3/"psmash", 4/"unsmash" (any 4-bit value). */
+function pscOp(sr: FieldReader): number {
+  const raw = sr.obj['op'];
+  if (typeof raw === 'string') {
+    const i = ['private', 'shared', 'psmash', 'unsmash'].indexOf(raw);
+    if (i < 0)
+      sr.fail('op', `expected private, shared, psmash, unsmash or 1..15, not ${quote(raw)}`);
+    return i + 1;
+  }
+  const v = sr.int('op', 64);
+  if (v < 0n || v > 15n) sr.fail('op', 'a page-state operation is 4 bits (0..15)');
+  return Number(v);
+}
+
+/** A page size field: "4K"/0 or "2M"/1 (default 4K). */
+function pageSizeField(sr: FieldReader, field: string): 0 | 1 {
+  const raw = sr.obj[field];
+  if (raw === undefined) return 0;
+  if (raw === '4K') return 0;
+  if (raw === '2M') return 1;
+  if (typeof raw === 'string') sr.fail(field, `expected "4K" or "2M", not ${quote(raw)}`);
+  const v = sr.int(field, 64);
+  if (v !== 0n && v !== 1n) sr.fail(field, 'expected "4K" (0) or "2M" (1)');
+  return v === 1n ? 1 : 0;
+}
+
+function parsePsc(sr: FieldReader, body: Obj): GuestStep {
+  const list: unknown = body['entries'];
+  if (!Array.isArray(list)) return sr.fail('entries', 'expected a list of PSC entries');
+  if (list.length > VMGEXIT_PSC_MAX_COUNT)
+    sr.fail('entries', `at most ${VMGEXIT_PSC_MAX_COUNT} entries (VMGEXIT_PSC_MAX_COUNT)`);
+  const entries = list.map((raw: unknown, j: number) => {
+    const at = `entries[${j}]`;
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw) || raw instanceof JsonNumber)
+      return sr.fail(at, 'expected an object such as {"gfn":256,"op":"private"}');
+    const er = new FieldReader(sr.file, sr.line, raw as Obj, `${sr.prefix}${at}.`);
+    er.only(PSC_ENTRY_FIELDS, 'a PSC entry');
+    const gfn = er.int('gfn', 64);
+    if (gfn < 0n || gfn >= 1n << 40n) er.fail('gfn', 'a PSC entry holds a 40-bit gfn');
+    const curPage = er.int('cur_page', 64, 0n);
+    if (curPage < 0n || curPage > 4095n) er.fail('cur_page', 'cur_page is 12 bits (0..4095)');
+    return {
+      curPage: Number(curPage),
+      gfn,
+      op: pscOp(er),
+      pageSize: pageSizeField(er, 'pagesize'),
+    };
+  });
+  const curEntry = sr.int('cur_entry', 64, 0n);
+  if (curEntry < 0n || curEntry > 0xffffn) sr.fail('cur_entry', 'cur_entry is a u16');
+  const endEntry = sr.int('end_entry', 64, BigInt(Math.max(entries.length - 1, 0)));
+  if (endEntry < 0n || endEntry > 0xffffn) sr.fail('end_entry', 'end_entry is a u16');
+  return { kind: 'psc', curEntry: Number(curEntry), endEntry: Number(endEntry), entries };
+}
+
+/** The KVM_RUN op's `map_gpa_range` field. */
+function parseMapGpaRange(r: FieldReader): MapGpaRangePolicy {
+  const raw = r.obj['map_gpa_range'];
+  if (raw === 'convert' || raw === 'convert+discard') return raw;
+  if (typeof raw === 'string')
+    r.fail(
+      'map_gpa_range',
+      `expected "convert", "convert+discard" or an integer, not ${quote(raw)}`,
+    );
+  return r.int('map_gpa_range', 64);
+}
 
 function parseGuest(r: FieldReader): GuestStep[] {
   const v = r.obj['guest'];
@@ -86,13 +174,13 @@ function parseGuest(r: FieldReader): GuestStep[] {
       r.fail(at, 'expected an object such as {"load":{"gpa":4096}}');
     const step = raw as Obj;
     const keys = Object.keys(step);
-    if (keys.length !== 1) r.fail(at, 'a step has exactly one key: store, load or hypercall');
+    if (keys.length !== 1) r.fail(at, `a step has exactly one key: ${STEP_KINDS}`);
     const kind = keys[0]!;
     const known = STEP_FIELDS[kind];
     if (known === undefined)
       r.fail(
         at,
-        `unknown step kind ${quote(kind)} (store, load or hypercall)${didYouMean(kind, Object.keys(STEP_FIELDS))}`,
+        `unknown step kind ${quote(kind)} (${STEP_KINDS})${didYouMean(kind, Object.keys(STEP_FIELDS))}`,
       );
     const body = step[kind];
     if (
@@ -111,7 +199,7 @@ function parseGuest(r: FieldReader): GuestStep[] {
         sr.fail('hex', `a store writes 1, 2 or 4 bytes, not ${bytes.length}`);
       if (gpa < 0n || gpa + BigInt(bytes.length) > 1n << 32n)
         sr.fail('gpa', 'guest programs access GPAs below 4 GiB');
-      steps.push(guestStore(gpa, bytes));
+      steps.push(guestStore(gpa, bytes, cBit(sr)));
     } else if (kind === 'load') {
       const gpa = sr.int('gpa', 64);
       const size = sr.int('size', 64, 4n);
@@ -119,7 +207,21 @@ function parseGuest(r: FieldReader): GuestStep[] {
         sr.fail('size', 'a load reads 1, 2 or 4 bytes');
       if (gpa < 0n || gpa + size > 1n << 32n)
         sr.fail('gpa', 'guest programs access GPAs below 4 GiB');
-      steps.push(guestLoad(gpa, Number(size) as 1 | 2 | 4));
+      steps.push(guestLoad(gpa, Number(size) as 1 | 2 | 4, cBit(sr)));
+    } else if (kind === 'pvalidate') {
+      const gpa = sr.int('gpa', 64);
+      if (gpa < 0n || gpa >= 1n << 52n) sr.fail('gpa', 'a guest physical address below 2^52');
+      const size = pageSizeField(sr, 'size') === 1 ? '2M' : '4K';
+      const raw = (body as Obj)['validate'];
+      if (raw !== undefined && typeof raw !== 'boolean')
+        sr.fail('validate', 'expected true (validate) or false (rescind)');
+      steps.push({ kind: 'pvalidate', gpa, size, validate: raw !== false });
+    } else if (kind === 'psc_msr') {
+      const gfn = sr.int('gfn', 64);
+      if (gfn < 0n || gfn >= 1n << 40n) sr.fail('gfn', 'the GHCB MSR request holds a 40-bit gfn');
+      steps.push({ kind: 'psc_msr', gfn, op: pscOp(sr) });
+    } else if (kind === 'psc') {
+      steps.push(parsePsc(sr, body as Obj));
     } else {
       const nr = sr.int('nr', 64);
       const a: unknown = sr.has('args') ? (body as Obj)['args'] : [];
@@ -140,11 +242,13 @@ function stepText(s: GuestStep, style: Style): string {
   const arrow = style.ascii ? '->' : '→';
   switch (s.kind) {
     case 'store':
-      return `store ${bytesHex(s.bytes)} ${arrow} ${hex(s.gpa)}`;
+      return `store ${bytesHex(s.bytes)} ${arrow} ${hex(s.gpa)}${s.enc ? ' c=1' : ''}`;
     case 'load':
-      return `load${s.size} ${hex(s.gpa)}`;
+      return `load${s.size} ${hex(s.gpa)}${s.enc ? ' c=1' : ''}`;
     case 'hypercall':
       return `vmcall ${s.nr}(${s.args.map(hex).join(', ')})`;
+    default:
+      return stepSnpText(s);
   }
 }
 
@@ -172,10 +276,18 @@ export const createVcpu: OpSpec<CreateVcpuOp> = {
 
 export const run: OpSpec<RunOp> = {
   name: 'KVM_RUN',
-  fields: ['vcpu', 'guest'],
+  fields: ['vcpu', 'guest', 'map_gpa_range'],
   parse(r, line, as) {
+    // map_gpa_range is always a key (the field list's contract) but undefined when absent, so
+    // formatted traces and timelines stay as they were without it.
     return withAs(
-      { line, op: 'KVM_RUN', vcpu: r.fd('vcpu'), guest: r.has('guest') ? parseGuest(r) : [] },
+      {
+        line,
+        op: 'KVM_RUN',
+        vcpu: r.fd('vcpu'),
+        guest: r.has('guest') ? parseGuest(r) : [],
+        map_gpa_range: r.has('map_gpa_range') ? parseMapGpaRange(r) : undefined,
+      },
       as,
     );
   },
@@ -189,7 +301,7 @@ export const run: OpSpec<RunOp> = {
     }
   },
   runModel(h, op) {
-    const r = h.kvmRun(ioctlFd(op.vcpu), op.guest);
+    const r = h.kvmRun(ioctlFd(op.vcpu), op.guest, op.map_gpa_range);
     const exits = r.exits.map(exitToTrace);
     return {
       result: r.errno === undefined ? { ok: true, exits } : { ok: false, errno: r.errno, exits },
@@ -204,6 +316,17 @@ export const run: OpSpec<RunOp> = {
   },
   runKvm(k, op) {
     return out(kvmRun(k, op.vcpu, compileGuest(op.guest)));
+  },
+  kvmRefusal(op) {
+    const i = op.guest.findIndex(
+      (s) =>
+        s.kind === 'pvalidate' || s.kind === 'psc' || s.kind === 'psc_msr' || ('enc' in s && s.enc),
+    );
+    if (i >= 0)
+      return `KVM_RUN: guest[${i}] is an SEV-SNP guest step (${op.guest[i]!.kind}${op.guest[i]!.kind === 'store' || op.guest[i]!.kind === 'load' ? ' with c=1' : ''}); the kvm backend starts no SEV-SNP guests (no SEV on this machine's backend), so it cannot run it`;
+    if (op.map_gpa_range !== undefined && op.map_gpa_range !== 0n)
+      return `KVM_RUN: map_gpa_range ${typeof op.map_gpa_range === 'bigint' ? op.map_gpa_range.toString() : op.map_gpa_range}: the kvm backend's VMM answers KVM_HC_MAP_GPA_RANGE with 0 only`;
+    return undefined;
   },
 };
 
@@ -454,6 +577,8 @@ export function genRun(g: Gen): void {
     op: 'KVM_RUN',
     vcpu: g.r.chance(0.95) ? { kind: 'handle', name: v.name } : g.anyFd(),
     guest: steps,
+    // The parser's key for an absent field (a parsed trace equals the generated one).
+    map_gpa_range: undefined,
   });
 }
 
@@ -464,7 +589,12 @@ export function genVcpuOf(g: Gen, vm: string, as: string): void {
 
 /** KVM_RUN of `steps` on vCPU `cpu` (scenarios). */
 export function genRunOn(g: Gen, cpu: string, steps: GuestStep[]): void {
-  g.push({ op: 'KVM_RUN', vcpu: { kind: 'handle', name: cpu }, guest: steps });
+  g.push({
+    op: 'KVM_RUN',
+    vcpu: { kind: 'handle', name: cpu },
+    guest: steps,
+    map_gpa_range: undefined,
+  });
 }
 
 /** The vcpu family: its ops and fuzz generators (weights among every family's generators). */

@@ -104,6 +104,11 @@ const EXIT_KEYS: Readonly<Record<string, readonly string[]>> = {
   SHUTDOWN: [],
   INTERNAL_ERROR: ['suberror'],
   UNKNOWN: ['exit_reason'],
+  PVALIDATE: ['gpa', 'ret', 'cf'],
+  VC: ['gpa', 'error_code'],
+  SYSTEM_EVENT: ['type', 'data'],
+  GHCB_MSR: ['value'],
+  PSC: ['ret', 'cur_entry', 'cur_pages'],
 };
 const ALL_EXIT_KEYS = [...new Set(Object.values(EXIT_KEYS).flat())];
 

@@ -53,7 +53,23 @@ export type Exit =
   /** Additions for runs that end abnormally. */
   | { readonly reason: 'SHUTDOWN' }
   | { readonly reason: 'INTERNAL_ERROR'; readonly suberror: number }
-  | { readonly reason: 'UNKNOWN'; readonly exit_reason: number };
+  | { readonly reason: 'UNKNOWN'; readonly exit_reason: number }
+  /** SEV-SNP guest additions (trace-format.md "SEV-SNP guest steps"). */
+  | {
+      readonly reason: 'PVALIDATE';
+      readonly gpa: bigint;
+      readonly ret: number;
+      readonly cf: number;
+    }
+  | { readonly reason: 'VC'; readonly gpa: bigint; readonly error_code: bigint }
+  | { readonly reason: 'SYSTEM_EVENT'; readonly type: number; readonly data: readonly bigint[] }
+  | { readonly reason: 'GHCB_MSR'; readonly value: bigint }
+  | {
+      readonly reason: 'PSC';
+      readonly ret: bigint;
+      readonly cur_entry: number;
+      readonly cur_pages: readonly number[];
+    };
 
 /** A result line. Field order does not matter; compare parsed objects. */
 export type ResultLine =

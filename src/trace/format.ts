@@ -107,11 +107,46 @@ function addrToJson(a: AddrArg): string | number {
 function stepToJson(s: GuestStep): Record<string, unknown> {
   switch (s.kind) {
     case 'store':
-      return { store: { gpa: jsonInt(s.gpa), hex: bytesToHex(s.bytes) } };
+      return s.enc
+        ? { store: { gpa: jsonInt(s.gpa), hex: bytesToHex(s.bytes), c: 1 } }
+        : { store: { gpa: jsonInt(s.gpa), hex: bytesToHex(s.bytes) } };
     case 'load':
-      return { load: { gpa: jsonInt(s.gpa), size: s.size } };
+      return s.enc
+        ? { load: { gpa: jsonInt(s.gpa), size: s.size, c: 1 } }
+        : { load: { gpa: jsonInt(s.gpa), size: s.size } };
     case 'hypercall':
       return { hypercall: { nr: jsonInt(s.nr), args: s.args.map(jsonInt) } };
+    case 'pvalidate':
+      return { pvalidate: { gpa: jsonInt(s.gpa), size: s.size, validate: s.validate } };
+    case 'psc_msr':
+      return { psc_msr: { gfn: jsonInt(s.gfn), op: s.op } };
+    case 'psc':
+      return {
+        psc: {
+          cur_entry: s.curEntry,
+          end_entry: s.endEntry,
+          entries: s.entries.map((e) => ({
+            cur_page: e.curPage,
+            gfn: jsonInt(e.gfn),
+            op: e.op,
+            pagesize: e.pageSize,
+          })),
+        },
+      };
+  }
+}
+
+/** Short text of an SEV-SNP guest step (describe, timelines). */
+export function stepSnpText(s: GuestStep): string {
+  switch (s.kind) {
+    case 'pvalidate':
+      return `pvalidate${s.size === '2M' ? '2M' : ''}(${s.validate ? 'validate' : 'rescind'})@0x${s.gpa.toString(16)}`;
+    case 'psc_msr':
+      return `psc_msr gfn=0x${s.gfn.toString(16)} op=${s.op}`;
+    case 'psc':
+      return `psc ${s.entries.length} entries [${s.curEntry}..${s.endEntry}]`;
+    default:
+      return s.kind;
   }
 }
 
@@ -122,7 +157,7 @@ type AnyOp = { readonly op: string; readonly as?: string };
 export function opToJson(op: AnyOp): Record<string, unknown> {
   const o: Record<string, unknown> = { op: op.op };
   for (const [k, v] of Object.entries(op as object)) {
-    if (k === 'op' || k === 'line' || k === 'as') continue;
+    if (k === 'op' || k === 'line' || k === 'as' || v === undefined) continue;
     if (v === null) o[k] = null;
     else if (typeof v === 'bigint') o[k] = jsonInt(v);
     else if (v instanceof Uint8Array) o['hex'] = bytesToHex(v);

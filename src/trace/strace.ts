@@ -64,6 +64,16 @@ export function renderExit(e: Exit, style: Style = PLAIN): string {
       return `INTERNAL_ERROR suberror ${e.suberror}`;
     case 'UNKNOWN':
       return `exit reason ${e.exit_reason}`;
+    case 'PVALIDATE':
+      return `PVALIDATE ${hex(e.gpa)} = ${e.ret} CF=${e.cf}`;
+    case 'VC':
+      return `#VC ${hex(e.gpa)} error ${hex(e.error_code)}`;
+    case 'SYSTEM_EVENT':
+      return `SYSTEM_EVENT type ${e.type} (${e.data.map(hex).join(', ')})`;
+    case 'GHCB_MSR':
+      return `GHCB MSR = ${hex(e.value)}`;
+    case 'PSC':
+      return `PSC = ${hex(e.ret)} cur_entry ${e.cur_entry}`;
     default:
       return e.reason;
   }

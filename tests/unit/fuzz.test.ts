@@ -227,7 +227,7 @@ describe('trace_gen', () => {
         }
         if (op.op === 'KVM_RUN')
           for (const s of op.guest)
-            if (s.kind !== 'hypercall') {
+            if (s.kind === 'store' || s.kind === 'load') {
               const size = s.kind === 'store' ? BigInt(s.bytes.length) : BigInt(s.size);
               assert.ok(
                 s.gpa + size <= 0xfffff000n || s.gpa >= 0x1_0000_0000n,

@@ -159,7 +159,8 @@ describe('field values and defaults', () => {
       TraceOp,
       { op: 'KVM_RUN' }
     >;
-    assert.deepEqual(run.guest, [{ kind: 'load', gpa: 0n, gpaNum: 0, size: 4 }]);
+    assert.deepEqual(run.guest, [{ kind: 'load', gpa: 0n, gpaNum: 0, size: 4, enc: false }]);
+    assert.equal(run.map_gpa_range, undefined);
     const norun = parse('{"op":"KVM_RUN","vcpu":"cpu"}') as Extract<TraceOp, { op: 'KVM_RUN' }>;
     assert.deepEqual(norun.guest, []);
     const mm = parse('{"op":"mmap","fd":null,"length":4096,"prot":3,"flags":2}') as Extract<

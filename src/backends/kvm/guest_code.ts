@@ -71,6 +71,9 @@ export function encodeStep(s: GuestStep): number[] {
         0xe7,
         PORT_HYPERCALL_RET, // out 0x11, eax
       ];
+    default:
+      // The SEV-SNP guest steps: refused before a run (the KVM_RUN op's kvmRefusal).
+      throw new RangeError(`the kvm backend does not compile ${s.kind} steps (SEV-SNP guests)`);
   }
 }
 

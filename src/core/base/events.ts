@@ -16,7 +16,9 @@ export type ZapSource =
   | 'memslot_delete'
   | 'memslot_move'
   | 'mmu_notifier'
-  | 'vm_destroy';
+  | 'vm_destroy'
+  /** `sev_handle_rmp_fault()`'s `kvm_zap_gfn_range()` after a PSMASH. */
+  | 'rmp_fault';
 
 export type ModelEvent =
   | {

@@ -87,6 +87,9 @@ export const KVM_EXIT_INTERNAL_ERROR = 17;
 export const KVM_EXIT_MEMORY_FAULT = 39;
 
 export const KVM_HC_MAP_GPA_RANGE = 12;
+/** KVM_EXIT_SYSTEM_EVENT and its KVM_SYSTEM_EVENT_SEV_TERM type (include/uapi/linux/kvm.h). */
+export const KVM_EXIT_SYSTEM_EVENT = 24;
+export const KVM_SYSTEM_EVENT_SEV_TERM = 6;
 
 /** x86 memslot limits. */
 export const KVM_USER_MEM_SLOTS = 32764;

@@ -12,7 +12,7 @@
  */
 import type { KernelCtx } from '../../ctx.js';
 import type { FaultOutcome } from './mmu.js';
-import { x86Ops } from './x86_ops.js';
+import { x86Ops, type PscEntry, type SnpGuestOps } from './x86_ops.js';
 import type { Vcpu, Vm } from '../../kvm/objects.js';
 import {
   KVM_EXIT_HLT,
@@ -23,6 +23,9 @@ import {
   KVM_EXIT_MMIO,
   KVM_EXIT_SHUTDOWN,
   KVM_HC_MAP_GPA_RANGE,
+  KVM_MEMORY_EXIT_FLAG_PRIVATE,
+  KVM_EXIT_SYSTEM_EVENT,
+  KVM_SYSTEM_EVENT_SEV_TERM,
 } from '../../base/uapi.js';
 import {
   FrameView,
@@ -59,28 +62,55 @@ export type GuestProgramStep =
       readonly gpa: bigint;
       readonly gpaNum: number;
       readonly bytes: Uint8Array;
+      /** The C-bit of the guest PTE (SEV-SNP: a private access); false elsewhere. */
+      readonly enc: boolean;
     }
   | {
       readonly kind: 'load';
       readonly gpa: bigint;
       readonly gpaNum: number;
       readonly size: 1 | 2 | 4;
+      readonly enc: boolean;
     }
   | {
       readonly kind: 'hypercall';
       readonly nr: bigint;
       readonly args: readonly [bigint, bigint, bigint];
+    }
+  /** SEV-SNP PVALIDATE of the page at `gpa`. */
+  | {
+      readonly kind: 'pvalidate';
+      readonly gpa: bigint;
+      readonly size: '4K' | '2M';
+      readonly validate: boolean;
+    }
+  /** SEV-SNP page-state change by GHCB MSR protocol: the request's GFN and operation. */
+  | { readonly kind: 'psc_msr'; readonly gfn: bigint; readonly op: number }
+  /** SEV-SNP page-state change NAE event with a descriptor (copied per run: KVM updates it). */
+  | {
+      readonly kind: 'psc';
+      readonly curEntry: number;
+      readonly endEntry: number;
+      readonly entries: readonly PscEntry[];
     };
 
-/** A guest store of `bytes` (1, 2 or 4) at `gpa`. */
-export function guestStore(gpa: bigint, bytes: Uint8Array): GuestProgramStep {
-  return { kind: 'store', gpa, gpaNum: gpaExact(asGpa(gpa)), bytes };
+/** A guest store of `bytes` (1, 2 or 4) at `gpa`; `enc`: the C-bit (SEV-SNP). */
+export function guestStore(gpa: bigint, bytes: Uint8Array, enc = false): GuestProgramStep {
+  return { kind: 'store', gpa, gpaNum: gpaExact(asGpa(gpa)), bytes, enc };
 }
 
-/** A guest load of `size` bytes at `gpa`. */
-export function guestLoad(gpa: bigint, size: 1 | 2 | 4): GuestProgramStep {
-  return { kind: 'load', gpa, gpaNum: gpaExact(asGpa(gpa)), size };
+/** A guest load of `size` bytes at `gpa`; `enc`: the C-bit (SEV-SNP). */
+export function guestLoad(gpa: bigint, size: 1 | 2 | 4, enc = false): GuestProgramStep {
+  return { kind: 'load', gpa, gpaNum: gpaExact(asGpa(gpa)), size, enc };
 }
+
+/**
+ * The VMM's handling of a KVM_HC_MAP_GPA_RANGE exit (`args`: gpa, npages, attributes): it may
+ * act on the VM (convert, discard) and returns what it writes to `hypercall.ret`. The default
+ * answers 0 and does nothing.
+ */
+export type MapGpaRangeVmm = (vm: Vm, args: readonly [bigint, bigint, bigint]) => bigint;
+const VMM_RETURN_0: MapGpaRangeVmm = () => 0n;
 
 export type RunExit =
   | { readonly reason: 'LOAD'; readonly gpa: bigint; readonly bytes: Uint8Array }
@@ -103,7 +133,22 @@ export type RunExit =
   /** Emulation failure (KVM_INTERNAL_ERROR_EMULATION = 1), e.g. fetching code from MMIO. */
   | { readonly reason: 'INTERNAL_ERROR'; readonly suberror: number }
   /** Triple fault. */
-  | { readonly reason: 'SHUTDOWN' };
+  | { readonly reason: 'SHUTDOWN' }
+  /** SEV-SNP PVALIDATE's result: RAX and rFLAGS.CF. */
+  | { readonly reason: 'PVALIDATE'; readonly gpa: bigint; readonly ret: number; readonly cf: 0 | 1 }
+  /** A #VC the SNP guest took (error code = the exit code, 0x404: page not validated). */
+  | { readonly reason: 'VC'; readonly gpa: bigint; readonly errorCode: bigint }
+  /** KVM_EXIT_SYSTEM_EVENT (SEV termination: type 6, data[0] = the GHCB MSR). */
+  | { readonly reason: 'SYSTEM_EVENT'; readonly type: number; readonly data: readonly bigint[] }
+  /** The GHCB MSR value an SNP guest reads back after a GHCB MSR protocol request. */
+  | { readonly reason: 'GHCB_MSR'; readonly value: bigint }
+  /** A PSC NAE event's result: SW_EXITINFO2 and the descriptor as KVM left it. */
+  | {
+      readonly reason: 'PSC';
+      readonly ret: bigint;
+      readonly curEntry: number;
+      readonly curPages: readonly number[];
+    };
 
 export type RunResult = { readonly errno?: Errno; readonly exits: RunExit[] };
 
@@ -204,12 +249,125 @@ function guestAccess(
   return undefined;
 }
 
+/**
+ * A data access of an SEV-SNP guest (`enc`: the C-bit of its PTE): each page is walked through
+ * the nested mapping (faulting it in with PFERR_PRIVATE_ACCESS from the C-bit) and then passes
+ * the RMP check (svm/sev_guest.ts `snpCheckAccess()`). Returns undefined (done), the errno of a
+ * memory-fault exit, the GPA of a page that raised #VC (a bigint), or 'spin' when the access
+ * re-faults forever. Nothing is written unless every page passed.
+ */
+function snpGuestAccess(
+  k: KernelCtx,
+  snp: SnpGuestOps,
+  vm: Vm,
+  gpa: Gpa,
+  buf: Uint8Array,
+  write: boolean,
+  enc: boolean,
+  exits: RunExit[],
+): Errno | bigint | 'spin' | undefined {
+  const translate = x86Ops(k).translate;
+  const pieces = splitPages(gpa, buf.length);
+  for (const p of pieces) {
+    // One retry per page after sev_handle_rmp_fault() PSMASHed an entry (then the entry is 4K).
+    for (let attempt = 0; ; attempt++) {
+      const o = translate(k, vm, p.gfn, write, enc);
+      if (typeof o !== 'number') {
+        if (o.kind === 'memfault') {
+          exits.push({ reason: 'MEMORY_FAULT', gpa: gfnToGpa(p.gfn), size: 4096n, flags: o.flags });
+          return o.errno;
+        }
+        p.out = o;
+        break;
+      }
+      const level = vm.stage2[0]!.get(p.gfn)?.level ?? '4K';
+      const c = snp.checkAccess(k, vm, p.gfn, o, level, enc);
+      if (c === 'ok') {
+        p.out = o;
+        break;
+      }
+      if (c === 'vc') return p.gpa;
+      if (c === 'memfault') {
+        // kvm_mmu_page_fault() → kvm_mmu_faultin_pfn(): the private/shared mismatch.
+        const flags = enc ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0n;
+        exits.push({ reason: 'MEMORY_FAULT', gpa: gfnToGpa(p.gfn), size: 4096n, flags });
+        return 'EFAULT';
+      }
+      if (c === 'spin' || attempt > 0) return 'spin';
+    }
+  }
+  for (const p of pieces) {
+    const o = p.out!;
+    const off = offsetInPage(p.gpa);
+    if (typeof o === 'number') {
+      if (write) k.frames.write(o, off, buf, p.off, p.len);
+      else k.frames.read(o, off, buf, p.off, p.len);
+    } else if (write) {
+      exits.push({
+        reason: 'MMIO',
+        gpa: p.gpa,
+        len: p.len,
+        isWrite: true,
+        bytes: buf.slice(p.off, p.off + p.len),
+      });
+    } else {
+      exits.push({ reason: 'MMIO', gpa: p.gpa, len: p.len, isWrite: false });
+      buf.fill(0, p.off, p.off + p.len);
+    }
+  }
+  return undefined;
+}
+
+/**
+ * One PVALIDATE step of an SNP guest: the operand check (the address aligned to the size, else
+ * FAIL_INPUT), the nested walk of the page as a C=1 access (a memory-fault exit ends the run:
+ * returns its errno), then the RMP checks (`snpPvalidate()`); the result is a PVALIDATE exit
+ * entry. 'spin': the instruction re-faults forever.
+ */
+function pvalidateStep(
+  k: KernelCtx,
+  snp: SnpGuestOps,
+  vm: Vm,
+  gpa: bigint,
+  size: '4K' | '2M',
+  validate: boolean,
+  exits: RunExit[],
+): Errno | 'spin' | undefined {
+  const align = size === '2M' ? 0x20_0000n : 0x1000n;
+  if (gpa % align !== 0n) {
+    exits.push({ reason: 'PVALIDATE', gpa, ret: snp.pvalidateFailInput, cf: 0 });
+    return undefined;
+  }
+  const gfn = gpaToGfn(asGpa(gpa));
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const o = x86Ops(k).translate(k, vm, gfn, false, true);
+    if (typeof o !== 'number') {
+      // A C=1 walk never ends in MMIO: a private fault without a memslot is a memory fault.
+      const flags = o.kind === 'memfault' ? o.flags : KVM_MEMORY_EXIT_FLAG_PRIVATE;
+      exits.push({ reason: 'MEMORY_FAULT', gpa: gfnToGpa(gfn), size: 4096n, flags });
+      return o.kind === 'memfault' ? o.errno : 'EFAULT';
+    }
+    const r = snp.pvalidate(k, vm, gfn, o, size, validate);
+    if (r.kind === 'done') {
+      exits.push({ reason: 'PVALIDATE', gpa, ret: r.ret, cf: r.cf });
+      return undefined;
+    }
+    if (r.kind === 'memfault') {
+      const flags = KVM_MEMORY_EXIT_FLAG_PRIVATE;
+      exits.push({ reason: 'MEMORY_FAULT', gpa: gfnToGpa(gfn), size: 4096n, flags });
+      return 'EFAULT';
+    }
+    if (r.kind === 'spin') return 'spin';
+  }
+  return 'spin';
+}
+
 /** `kvm_emulate_hypercall()` in 32-bit protected mode at CPL 0: the value left in EAX. */
 function emulateHypercall(
   vm: Vm,
   nr: bigint,
   a: readonly [bigint, bigint, bigint],
-  exits: RunExit[],
+  toVmm: (args: readonly [bigint, bigint, bigint]) => bigint,
 ): bigint {
   // Not in 64-bit mode: arguments are truncated to 32 bits.
   const n = nr & 0xffff_ffffn;
@@ -223,10 +381,8 @@ function emulateHypercall(
     if ((vm.hypercallExitEnabled & (1n << 12n)) !== 0n) {
       const gfn = bytesToPagesN(a0);
       if (!isPageAligned(a0) || a1 === 0n || gfn + a1 <= gfn) ret = -KVM_EINVAL;
-      else {
-        exits.push({ reason: 'HYPERCALL', nr: n, args: [a0, a1, a2] });
-        ret = 0n; // the VMM completes the exit with hypercall.ret = 0
-      }
+      // complete_hypercall_exit(): EAX is what the VMM wrote to hypercall.ret.
+      else ret = toVmm([a0, a1, a2]);
     }
   }
   return ret & 0xffff_ffffn;
@@ -246,6 +402,7 @@ export function kvmRunProgram(
   vcpu: Vcpu,
   steps: readonly GuestProgramStep[],
   codeInPlace = true,
+  vmm: MapGpaRangeVmm = VMM_RETURN_0,
 ): RunResult {
   const vm = vcpu.vm;
   vcpu.runs++;
@@ -312,6 +469,24 @@ export function kvmRunProgram(
     if (!isWrite) run.write(RUN.mmio_data, new Uint8Array(8));
     return enter();
   };
+  const memoryFaultExit = (x: Extract<RunExit, { reason: 'MEMORY_FAULT' }>): void => {
+    run.writeUint(RUN.exit_reason, 4, BigInt(KVM_EXIT_MEMORY_FAULT));
+    run.writeUint(RUN.memory_fault_flags, 8, x.flags);
+    run.writeUint(RUN.memory_fault_gpa, 8, x.gpa);
+    run.writeUint(RUN.memory_fault_size, 8, x.size);
+    leave();
+  };
+  // sev_handle_vmgexit_msr_protocol(), GHCB_MSR_TERM_REQ: KVM_EXIT_SYSTEM_EVENT of type
+  // KVM_SYSTEM_EVENT_SEV_TERM, ndata 1, data[0] = the GHCB MSR; KVM_RUN returns 0.
+  const sevTerminate = (msr: bigint): RunResult => {
+    run.writeUint(RUN.exit_reason, 4, BigInt(KVM_EXIT_SYSTEM_EVENT));
+    run.writeUint(RUN.system_event_type, 4, BigInt(KVM_SYSTEM_EVENT_SEV_TERM));
+    run.writeUint(RUN.system_event_ndata, 4, 1n);
+    run.writeUint(RUN.system_event_data, 8, msr);
+    leave();
+    exits.push({ reason: 'SYSTEM_EVENT', type: KVM_SYSTEM_EVENT_SEV_TERM, data: [msr] });
+    return { exits };
+  };
   const exitOut = (port: number, data: Uint8Array): Errno | undefined => {
     run.writeUint(RUN.exit_reason, 4, BigInt(KVM_EXIT_IO));
     run.writeUint(RUN.io_direction, 1, 1n);
@@ -323,6 +498,25 @@ export function kvmRunProgram(
     leave();
     return enter();
   };
+
+  // A KVM_HC_MAP_GPA_RANGE exit (a vmcall, or an SNP page-state change forwarded by
+  // snp_begin_psc*()): the VMM sees it, acts and writes hypercall.ret; the next KVM_RUN's entry
+  // check may fail (then `pending` ends the run after the step).
+  let pending: Errno | undefined;
+  const toVmm = (args: readonly [bigint, bigint, bigint]): bigint => {
+    const nr = BigInt(KVM_HC_MAP_GPA_RANGE);
+    exits.push({ reason: 'HYPERCALL', nr, args });
+    run.writeUint(RUN.exit_reason, 4, BigInt(KVM_EXIT_HYPERCALL));
+    run.writeUint(RUN.hypercall_nr, 8, nr);
+    args.forEach((a, i) => run.writeUint(RUN.hypercall_args + 8 * i, 8, a));
+    run.writeUint(RUN.hypercall_flags, 8, 0n);
+    leave();
+    const ret = vmm(vm, args) & 0xffff_ffff_ffff_ffffn;
+    run.writeUint(RUN.hypercall_ret, 8, ret);
+    pending ??= enter();
+    return ret;
+  };
+  const snp = x86Ops(k).snpGuest?.(vm);
 
   let e = enter();
   if (e !== undefined) return { errno: e, exits };
@@ -353,7 +547,20 @@ export function kvmRunProgram(
       // Stores only read their bytes (MMIO exits copy them).
       const buf = write ? s.bytes : new Uint8Array(s.size);
       if (pieces.length !== 0) pieces.length = 0;
-      const fault = guestAccess(k, vm, asGpa(s.gpa), s.gpaNum, buf, write, pieces);
+      const fault = snp
+        ? snpGuestAccess(k, snp, vm, asGpa(s.gpa), buf, write, s.enc, pieces)
+        : guestAccess(k, vm, asGpa(s.gpa), s.gpaNum, buf, write, pieces);
+      if (fault === 'spin') {
+        leave();
+        return { errno: 'EINTR', exits };
+      }
+      if (typeof fault === 'bigint') {
+        // #VC: the guest's handler cannot handle it and terminates through the GHCB MSR
+        // protocol (Linux: "Unhandled #VC exception", sev_es_terminate(SEV_TERM_SET_GEN,
+        // GHCB_SEV_ES_GEN_REQ)); KVM: sev_handle_vmgexit_msr_protocol(), GHCB_MSR_TERM_REQ.
+        exits.push({ reason: 'VC', gpa: fault, errorCode: snp!.vcPageNotValidated });
+        return sevTerminate(snp!.termUnhandledVc);
+      }
       // An index loop: `for...of` here allocated an iterator per step.
       for (let i = 0; i < pieces.length; i++) {
         const x = pieces[i]!;
@@ -363,11 +570,7 @@ export function kvmRunProgram(
           if (e !== undefined) return { errno: e, exits };
         } else if (x.reason === 'MEMORY_FAULT') {
           exits.push(x);
-          run.writeUint(RUN.exit_reason, 4, BigInt(KVM_EXIT_MEMORY_FAULT));
-          run.writeUint(RUN.memory_fault_flags, 8, x.flags);
-          run.writeUint(RUN.memory_fault_gpa, 8, x.gpa);
-          run.writeUint(RUN.memory_fault_size, 8, x.size);
-          leave();
+          memoryFaultExit(x);
         }
       }
       if (fault !== undefined) return { errno: fault, exits };
@@ -376,25 +579,53 @@ export function kvmRunProgram(
         e = exitOut(0x10, buf);
         if (e !== undefined) return { errno: e, exits };
       }
+    } else if (s.kind === 'pvalidate' || s.kind === 'psc_msr' || s.kind === 'psc') {
+      // Not an SNP guest: PVALIDATE is #UD, the GHCB MSR write #GP; the program sets up no IDT,
+      // so the exception triple-faults.
+      if (snp === undefined) {
+        run.writeUint(RUN.exit_reason, 4, BigInt(KVM_EXIT_SHUTDOWN));
+        leave();
+        exits.push({ reason: 'SHUTDOWN' });
+        return { exits };
+      }
+      if (s.kind === 'pvalidate') {
+        const r = pvalidateStep(k, snp, vm, s.gpa, s.size, s.validate, exits);
+        if (r === 'spin') {
+          leave();
+          return { errno: 'EINTR', exits };
+        }
+        if (r !== undefined) {
+          const x = exits[exits.length - 1] as Extract<RunExit, { reason: 'MEMORY_FAULT' }>;
+          memoryFaultExit(x);
+          return { errno: r, exits };
+        }
+      } else if (s.kind === 'psc_msr') {
+        const value = snp.pscMsr(vm, s.gfn, s.op, toVmm);
+        if (pending !== undefined) return { errno: pending, exits };
+        exits.push({ reason: 'GHCB_MSR', value });
+      } else {
+        const desc = {
+          curEntry: s.curEntry,
+          endEntry: s.endEntry,
+          entries: s.entries.map((x) => ({ ...x })),
+        };
+        const ret = snp.psc(vm, desc, toVmm);
+        if (pending !== undefined) return { errno: pending, exits };
+        exits.push({
+          reason: 'PSC',
+          ret,
+          curEntry: desc.curEntry,
+          curPages: desc.entries.map((x) => x.curPage),
+        });
+      }
     } else {
       // PVM never completes a vmcall: the vCPU spins until the backend's watchdog signal.
       if (x86Ops(k).vmcall === 'spin') {
         leave();
         return { errno: 'EINTR', exits };
       }
-      const before = exits.length;
-      const eax = emulateHypercall(vm, s.nr, s.args, exits);
-      if (exits.length > before) {
-        const h = exits[exits.length - 1] as Extract<RunExit, { reason: 'HYPERCALL' }>;
-        run.writeUint(RUN.exit_reason, 4, BigInt(KVM_EXIT_HYPERCALL));
-        run.writeUint(RUN.hypercall_nr, 8, h.nr);
-        h.args.forEach((a, i) => run.writeUint(RUN.hypercall_args + 8 * i, 8, a));
-        run.writeUint(RUN.hypercall_flags, 8, 0n);
-        leave();
-        run.writeUint(RUN.hypercall_ret, 8, 0n);
-        e = enter();
-        if (e !== undefined) return { errno: e, exits };
-      }
+      const eax = emulateHypercall(vm, s.nr, s.args, toVmm);
+      if (pending !== undefined) return { errno: pending, exits };
       const b = new Uint8Array(4);
       for (let i = 0; i < 4; i++) b[i] = Number((eax >> BigInt(8 * i)) & 0xffn);
       exits.push({ reason: 'HYPERCALL_RET', bytes: b });

@@ -37,6 +37,10 @@ export const RUN = {
   internal_suberror: 32,
   internal_ndata: 36,
   internal_data: 40,
+  /** struct { __u32 type; __u32 ndata; __u64 data[16]; } system_event. */
+  system_event_type: 32,
+  system_event_ndata: 36,
+  system_event_data: 40,
   kvm_valid_regs: 288,
   kvm_dirty_regs: 296,
   /** struct kvm_sync_regs: regs (144 bytes), sregs (312), events (64). */

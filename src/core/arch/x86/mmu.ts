@@ -181,7 +181,7 @@ export type { FaultOutcome } from '../../kvm/arch_ops.js';
  * (`npf_interception()`: PFERR_GUEST_ENC_MASK, the guest's C-bit, becomes PFERR_PRIVATE_ACCESS),
  * and the attributes only decide whether the access is an implicit conversion (memory-fault
  * exit); DEFAULT (and SEV, SEV-ES) VMs never fault privately. `encrypted` is the access's C-bit
- * (no guest step sets it yet: every access so far is shared).
+ * (a guest step's `c`, given only on an SNP guest: `npf_interception()` checks `sev_snp_guest()`).
  */
 export function kvmMmuFaultIsPrivate(vm: Vm, gfn: Gfn, encrypted = false): boolean {
   const src = vm.spec.privateFaultSource;
@@ -311,6 +311,12 @@ export function kvmMmuDoPageFault(
  */
 export function kvmMmuPageFault(k: KernelCtx, vm: Vm, fault: KvmPageFault): FaultOutcome {
   const flags = fault.isPrivate ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0n;
+  // kvm_mmu_faultin_pfn(): a private/shared mismatch with the gfn's attributes is an implicit
+  // conversion the VMM must perform (kvm_mmu_prepare_memory_fault_exit(), -EFAULT), checked before
+  // the memslot lookup's no-slot handling. Only an SNP access can mismatch: SW_PROTECTED takes
+  // its private bit from the attributes, and DEFAULT/SEV/SEV-ES VMs cannot set PRIVATE.
+  if (vm.spec.privateFaultSource === 'access' && fault.isPrivate !== kvmMemIsPrivate(vm, fault.gfn))
+    return { kind: 'memfault', errno: 'EFAULT', flags };
   const slot = vm.slotsByGfn[0]!.get(fault.gfn);
   if (slot === undefined) {
     // No memslot: private → memory fault exit; shared → emulated MMIO, and the MMU caches an

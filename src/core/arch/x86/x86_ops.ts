@@ -17,6 +17,81 @@ import type { Gfn, MappingLevel, Pfn } from '../../base/units.js';
 import type { FaultOutcome, KvmArchOps } from '../../kvm/arch_ops.js';
 import type { Vcpu, Vm } from '../../kvm/objects.js';
 
+/** One PSC descriptor entry (`struct psc_entry`, arch/x86/include/asm/sev-common.h). */
+export type PscEntry = {
+  curPage: number;
+  readonly gfn: bigint;
+  readonly op: number;
+  readonly pageSize: 0 | 1;
+};
+
+/** A PSC descriptor (`struct psc_buffer`: the header's cur_entry/end_entry and the entries). */
+export type PscDesc = {
+  curEntry: number;
+  readonly endEntry: number;
+  readonly entries: PscEntry[];
+};
+
+/**
+ * A KVM_HC_MAP_GPA_RANGE exit to the VMM (`args`: gpa, npages, attributes): returns the value
+ * the VMM wrote to `hypercall.ret`.
+ */
+export type MapGpaRangeExit = (args: readonly [bigint, bigint, bigint]) => bigint;
+
+/** What the RMP check of one SNP guest page access gives (svm/sev_guest.ts). */
+export type SnpAccessCheck =
+  /** The access proceeds. */
+  | 'ok'
+  /** #VC: C=1 on an unvalidated page. */
+  | 'vc'
+  /** #NPF (RMP) that KVM fixed (PSMASH and zap): the guest retries the access. */
+  | 'retry'
+  /** #NPF (RMP) for which the fault path gives a KVM_EXIT_MEMORY_FAULT (implicit conversion). */
+  | 'memfault'
+  /** #NPF (RMP) that KVM cannot resolve: the guest re-faults until the VMM interrupts it. */
+  | 'spin';
+
+/** The outcome of one PVALIDATE after the nested walk. */
+export type PvalidateResult =
+  | { readonly kind: 'done'; readonly ret: number; readonly cf: 0 | 1 }
+  | { readonly kind: 'retry' }
+  /** #NPF (RMP) on a gfn that is not PRIVATE: the implicit-conversion memory-fault exit. */
+  | { readonly kind: 'memfault' }
+  | { readonly kind: 'spin' };
+
+/**
+ * The SEV-SNP guest side of KVM_RUN (kvm_amd's svm/sev_guest.ts): the RMP check of an access,
+ * PVALIDATE, and the page-state change VMGEXITs KVM forwards to the VMM.
+ */
+export interface SnpGuestOps {
+  checkAccess(
+    k: KernelCtx,
+    vm: Vm,
+    gfn: Gfn,
+    pfn: Pfn,
+    level: MappingLevel,
+    enc: boolean,
+  ): SnpAccessCheck;
+  pvalidate(
+    k: KernelCtx,
+    vm: Vm,
+    gfn: Gfn,
+    pfn: Pfn,
+    size: '4K' | '2M',
+    validate: boolean,
+  ): PvalidateResult;
+  /** A GHCB MSR protocol PSC request for `gfn` / `op`: the GHCB MSR value the guest reads back. */
+  pscMsr(vm: Vm, gfn: bigint, op: number, exit: MapGpaRangeExit): bigint;
+  /** A PSC NAE event on `desc` (updated in place): SW_EXITINFO2. */
+  psc(vm: Vm, desc: PscDesc, exit: MapGpaRangeExit): bigint;
+  /** The #VC error code of a C=1 access to an unvalidated page. */
+  readonly vcPageNotValidated: bigint;
+  /** The GHCB MSR of the termination request a guest sends after an unhandled #VC. */
+  readonly termUnhandledVc: bigint;
+  /** PVALIDATE's FAIL_INPUT (a misaligned address). */
+  readonly pvalidateFailInput: number;
+}
+
 export interface KvmX86Ops {
   /** The vendor module (`/sys/module/<name>`). */
   readonly name: KvmModule;
@@ -74,6 +149,11 @@ export interface KvmX86Ops {
    * ASID freed). Optional.
    */
   vmDestroy?(k: KernelCtx, vm: Vm): void;
+  /**
+   * The SEV-SNP guest side for `vm` when it is an SNP guest (`sev_snp_guest()`; kvm_amd), else
+   * undefined: its guest steps run as a normal guest's. Optional.
+   */
+  snpGuest?(vm: Vm): SnpGuestOps | undefined;
 }
 
 /** The x86 implementation of the generic arch ops, with the vendor module it was built for. */

@@ -15,6 +15,7 @@ import {
   sevGmemPrepare,
   sevVmDestroy,
 } from './sev_snp.js';
+import { sevSnpGuestOps } from './sev_guest.js';
 
 export const SVM_OPS: KvmX86Ops = {
   name: 'kvm_amd',
@@ -26,4 +27,5 @@ export const SVM_OPS: KvmX86Ops = {
   gmemInvalidate: sevGmemInvalidate,
   gmemMaxMappingLevel: sevGmemMaxMappingLevel,
   vmDestroy: sevVmDestroy,
+  snpGuest: sevSnpGuestOps,
 };
