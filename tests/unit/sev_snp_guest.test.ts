@@ -373,6 +373,14 @@ describe('SNP guest: the VMM policy for MAP_GPA_RANGE', () => {
     assert.equal(file.pages.get(0), undefined, 'punched');
     // The frame went back to the hypervisor (sev_gmem_invalidate()).
     assert.equal(rmpOf(g).runs, 0);
+    // To private with discard: the shared copy is dropped (MADV_DONTNEED reads back zeros).
+    assert.equal(run(g, [storeC(BASE, 'aabbccdd', 0)]).errno, undefined);
+    const before = g.c.h.peek(g.uaddr, 4);
+    assert.equal(Buffer.from(before.ok ? before.data! : []).toString('hex'), 'aabbccdd');
+    const r4 = run(g, [pscMsr(GFN0, 1)], 'convert+discard');
+    assert.deepEqual(r4.exits.slice(-2), [{ reason: 'GHCB_MSR', value: 0x15n }, HLT]);
+    const after = g.c.h.peek(g.uaddr, 4);
+    assert.equal(Buffer.from(after.ok ? after.data! : []).toString('hex'), '00000000');
   });
 });
 
