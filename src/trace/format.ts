@@ -29,6 +29,21 @@ function exitToJson(e: Exit): Record<string, unknown> {
       };
     case 'HYPERCALL':
       return { reason: e.reason, nr: jsonInt(e.nr), args: e.args.map(jsonInt) };
+    case 'PVALIDATE':
+      return { reason: e.reason, gpa: jsonInt(e.gpa), ret: e.ret, cf: e.cf };
+    case 'VC':
+      return { reason: e.reason, gpa: jsonInt(e.gpa), error_code: jsonInt(e.error_code) };
+    case 'SYSTEM_EVENT':
+      return { reason: e.reason, type: e.type, data: e.data.map(jsonInt) };
+    case 'GHCB_MSR':
+      return { reason: e.reason, value: jsonInt(e.value) };
+    case 'PSC':
+      return {
+        reason: e.reason,
+        ret: jsonInt(e.ret),
+        cur_entry: e.cur_entry,
+        cur_pages: [...e.cur_pages],
+      };
     default:
       return { ...e };
   }

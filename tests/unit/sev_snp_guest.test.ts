@@ -28,6 +28,13 @@ import { parseTrace } from '../../src/trace/parse.js';
 import { formatOp } from '../../src/trace/format.js';
 import { OPS } from '../../src/ops/registry.js';
 import { InvariantChecker } from '../../src/core/invariants/index.js';
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runTrace } from '../../src/trace/runner.js';
+import { ModelBackend } from '../../src/backends/model.js';
+import { getProfile } from '../../src/core/profiles/index.js';
+import { formatResult } from '../../src/trace/format.js';
 
 const SNP_VM = 4n;
 const BASE = 0x10_0000n; // GPA of the guest_memfd slot
@@ -385,6 +392,21 @@ describe('SNP guest: the VMM policy for MAP_GPA_RANGE', () => {
 });
 
 describe('SNP guest steps in traces', () => {
+  test("the document's SNP page conversion runs with the documented results", () => {
+    const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+    const doc = readFileSync(join(root, 'docs/trace-format.md'), 'utf8');
+    const at = doc.indexOf("An SNP guest's page conversion");
+    assert.ok(at >= 0, 'the example is in docs/trace-format.md');
+    const blocks = [...doc.slice(at).matchAll(/```jsonl\n([\s\S]*?)\n```/g)].map((m) => m[1]!);
+    const p = parseTrace(blocks[0]!, 't.jsonl');
+    assert.deepEqual(
+      p.errors.map((e) => e.message),
+      [],
+    );
+    const b = new ModelBackend(getProfile('linux-6.18-snp')!, { events: false });
+    assert.deepEqual(runTrace(p.ops, b).map(formatResult), blocks[1]!.split('\n'));
+  });
+
   const line = (guest: unknown, extra = ''): string =>
     `{"op":"KVM_RUN","vcpu":5${extra},"guest":${JSON.stringify(guest)}}`;
 
