@@ -5,7 +5,7 @@ import { ModelBackend } from '../backends/model.js';
 import { InvariantChecker, type Violation } from '../core/invariants/index.js';
 import type { KernelProfile } from '../core/profiles/profile.js';
 import { HandleTable, stepTrace } from '../trace/runner.js';
-import type { ResultLine, TraceOp } from '../trace/types.js';
+import { BackendRefusal, type ResultLine, type TraceOp } from '../trace/types.js';
 import { ObjectNames } from './names.js';
 
 export type StepViolations = {
@@ -44,6 +44,12 @@ export type CheckOptions = {
   readonly only?: readonly string[];
   /** Run only the first `limit` ops. */
   readonly limit?: number;
+  /**
+   * An op the model refuses to run (BackendRefusal: where the kernel would go somewhere the
+   * model does not represent, e.g. an RMP #PF in the kernel after a seeded bug) ends the run
+   * before that op instead of throwing (fuzzing).
+   */
+  readonly endAtRefusal?: boolean;
 };
 
 export type CheckedSteps = CheckedRun & {
@@ -83,8 +89,14 @@ export function* checkedRunSteps<P>(
   for (const op of ops) {
     if (ran.length >= limit) break;
     const i = ran.length;
+    let result: ResultLine;
+    try {
+      result = stepTrace(op, backend, t);
+    } catch (e) {
+      if (o.endAtRefusal === true && e instanceof BackendRefusal) break;
+      throw e;
+    }
     ran.push(op);
-    const result = stepTrace(op, backend, t);
     if (o.keepResults === true) results.push(result);
     names.note(op, t, backend.host);
     const all = checker.check();

@@ -5,7 +5,8 @@
 import { runChecked } from '../check/checked_run.js';
 import { describeFocus } from '../check/explain.js';
 import { INVARIANTS } from '../core/invariants/index.js';
-import { MUTANTS } from '../core/base/mutants.js';
+import { MUTANTS, mutantsFor } from '../core/base/mutants.js';
+import type { KernelProfile } from '../core/profiles/profile.js';
 import { parseScenario } from '../scenario/scenario.js';
 import { formatOp, formatResult } from '../trace/format.js';
 import type { TraceOp } from '../trace/types.js';
@@ -25,7 +26,7 @@ import {
 import { loadProfile, resolveProfile, scenarioKernel } from './backends.js';
 
 export const CHECK_HELP = `usage: gmemlab check [--kernel PROFILE] [--mutant NAME[,NAME]] [--format text|json] FILE...
-       gmemlab check --list
+       gmemlab check --list [--kernel PROFILE]
 
 Run traces (.jsonl) or scenarios (.yaml) on the model with every security invariant checked after
 every op. For each violation: which invariant, which object (by the file's handle names), the op
@@ -39,7 +40,8 @@ and violations.
   --format F         text (default) or json: one JSON object per file, then
                      {summary: {files, ops, violations, files_with_violations}}
   --json, -j         the same as --format json
-  --list             print the invariant catalogue and the mutants
+  --list             print the invariant catalogue and the mutants that apply to the profile
+                     (--kernel, else the default profile: linux-6.18-snp adds the SEV-SNP ones)
 
 Exit codes: 0 no violation, 1 a violation, 2 usage or input error.`;
 
@@ -79,16 +81,22 @@ export function parseMutants(v: string | undefined): string[] {
   return names;
 }
 
-export function listCatalogue(out: (s: string) => void): void {
+/** The invariants the checker evaluates on `profile`. */
+export function invariantsFor(profile: KernelProfile): typeof INVARIANTS {
+  return INVARIANTS.filter((i) => i.appliesTo?.(profile) ?? true);
+}
+
+/** The catalogue as it applies to `profile`: its invariants and the mutants its code can reach. */
+export function listCatalogue(out: (s: string) => void, profile: KernelProfile): void {
   out('Invariants (checked after every op):');
-  for (const i of INVARIANTS) {
+  for (const i of invariantsFor(profile)) {
     out(`\n  ${i.name} — ${i.title}`);
     out(`    ${i.statement}`);
     out(`    upheld by: ${i.mechanism}`);
     out(`    from: ${i.origin}`);
   }
   out('\nMutants (--mutant NAME: injected bugs the invariants must catch):');
-  for (const m of MUTANTS) out(`  ${m.name.padEnd(32)} ${m.bug}`);
+  for (const m of mutantsFor(profile.parts.platform)) out(`  ${m.name.padEnd(32)} ${m.bug}`);
 }
 
 const plural = (n: number, what: string): string => `${n} ${what}${n === 1 ? '' : 's'}`;
@@ -121,7 +129,7 @@ export async function checkMain(
   const style = styleFor();
   const say = (s: string): void => out(styled(s, style));
   if (p.opts.has('list')) {
-    listCatalogue(say);
+    listCatalogue(say, await resolveProfile(optString(p, 'kernel')));
     return EXIT_OK;
   }
   const json = chooseFormat(p, 'text') === 'json';
@@ -157,7 +165,7 @@ export async function checkMain(
       );
     } else if (r.failures.length === 0) {
       say(
-        `${file}: ${ops.length} ops, ${INVARIANTS.length} invariants checked after each — ${paint('no violation', 'green', style)} (${profile.name}${mutants.length > 0 ? `, mutants ${mutants.join(',')}` : ''})`,
+        `${file}: ${ops.length} ops, ${invariantsFor(profile).length} invariants checked after each — ${paint('no violation', 'green', style)} (${profile.name}${mutants.length > 0 ? `, mutants ${mutants.join(',')}` : ''})`,
       );
     } else {
       const first = r.failures[0]!;

@@ -150,7 +150,7 @@ export class Host implements KernelCtx {
   readonly gmemBacking: GmemBacking;
   /** Every VM ever created, destroyed ones included (for the reference-count invariant). */
   readonly allVms: Vm[] = [];
-  observe?: (pfn: Pfn, write: boolean, path: HostAccessPath) => void;
+  observe?: (pfn: Pfn, write: boolean, path: HostAccessPath, refused: boolean) => void;
   private readonly fds = new FdTable();
   private nextIno = 100;
   private nextVmIndex = 0;
@@ -163,6 +163,8 @@ export class Host implements KernelCtx {
     const parts = assembleKernel(profile.parts, opts.vendorOps);
     this.arch = parts.arch;
     this.platform = opts.platform ?? parts.platform;
+    const snp = this.platform.sevSnp;
+    if (snp !== undefined && this.mutants.names.length > 0) snp.rmp.mutants = this.mutants;
     this.gmemBacking = opts.gmemBacking ?? parts.gmemBacking;
     this.events.enabled = opts.events ?? true;
     this.mm = new HostMm(this);

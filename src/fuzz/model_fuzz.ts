@@ -96,7 +96,12 @@ export function breaks(
   mutants: readonly string[],
   name: string,
 ): boolean {
-  const r = runChecked(ops, profile, { mutants, stopAtFirst: true, only: [name] });
+  const r = runChecked(ops, profile, {
+    mutants,
+    stopAtFirst: true,
+    only: [name],
+    endAtRefusal: true,
+  });
   return r.failures.length > 0;
 }
 
@@ -111,7 +116,7 @@ function* breaksSteps(
   const r = yield* checkedRunSteps(
     ops,
     profile,
-    { mutants, stopAtFirst: true, only: [name] },
+    { mutants, stopAtFirst: true, only: [name], endAtRefusal: true },
     {
       phase,
     },
@@ -134,7 +139,7 @@ export function* modelFuzzSteps(o: ModelFuzzOptions): Steps<ModelFuzzResult> {
     const r = yield* checkedRunSteps(
       gen.stream(),
       o.profile,
-      { mutants, stopAtFirst: true, keepResults: true },
+      { mutants, stopAtFirst: true, keepResults: true, endAtRefusal: true },
       {
         phase: 'fuzz' as const,
         onOp: () => {

@@ -17,6 +17,7 @@ import type {
   TraceOpInput,
 } from '../trace/types.js';
 import { HandleTable, resolveOp, stepTrace } from '../trace/runner.js';
+import { BackendRefusal } from '../trace/base_types.js';
 import { ModelBackend } from '../backends/model.js';
 import { guestLoad, guestStore } from '../core/arch/x86/kvm_run.js';
 import { MMAP_ARENA_BASE, MMAP_ARENA_END, TASK_SIZE_MAX } from '../core/mm/host_layout.js';
@@ -29,6 +30,14 @@ import { genAttributesOf } from '../ops/attributes.js';
 import { genRunOn, genVcpuOf } from '../ops/vcpu.js';
 import { genPreFaultPage } from '../ops/pre_fault.js';
 import { genAnonMap, genMadviseMap, genPokeAt } from '../ops/host_mm.js';
+import { genClose } from '../ops/fd.js';
+import {
+  genOpenSev,
+  genSnpInit2,
+  genSnpLaunchFinish,
+  genSnpLaunchStart,
+  genSnpLaunchUpdate,
+} from '../ops/mem_enc.js';
 import {
   CODE_GFN,
   MiB,
@@ -99,7 +108,15 @@ export class TraceGenerator implements GenState<TraceOpInput> {
       )
         return undefined;
       this.out.push(full);
-      return stepTrace(full, this.model, this.table);
+      try {
+        return stepTrace(full, this.model, this.table);
+      } catch (e) {
+        // An op the model refuses to run (where the kernel would go somewhere it does not
+        // model, e.g. an RMP #PF in the kernel) is dropped like one the real backend refuses.
+        if (!(e instanceof BackendRefusal)) throw e;
+        this.out.pop();
+        return undefined;
+      }
     }
     this.out.push(full);
     return { ok: true };
@@ -352,8 +369,99 @@ export class TraceGenerator implements GenState<TraceOpInput> {
     if (this.r.chance(0.5)) genRunOn(this, cpu, [guestLoad(gpa + priv, 4)]);
   }
 
+  /**
+   * An SEV-SNP VMM walk (profiles with the sev-snp platform only): an SNP VM (type 4), /dev/sev,
+   * a guest_memfd slot with PRIVATE attributes, KVM_SEV_INIT2, SNP_LAUNCH_START, LAUNCH_UPDATEs
+   * of every page type (valid and invalid, some over pages already added), vCPUs, LAUNCH_FINISH,
+   * then pre-faults, more updates, guest runs, attribute changes, punches and closes — the
+   * sequences where the RMP must follow guest_memfd.
+   */
+  private snpScenario(): void {
+    const r = this.r;
+    const vm = genCreateProtectedVm(this, 'svm', 4n);
+    if (vm === undefined) return;
+    this.fdNames.push(vm);
+    const sev = this.name('sev');
+    if (!genOpenSev(this, sev)) return;
+    this.fdNames.push(sev);
+    const pages = BigInt(2 + r.int(7));
+    const size = pages * PAGE;
+    const g = this.name('sg');
+    genGmemOf(this, vm, size, 0n, g);
+    const gm: GmemH = { name: g, vm, size, flags: 0n };
+    this.gmems.push(gm);
+    this.fdNames.push(g);
+    const m = this.name('sm');
+    genAnonMap(this, size, 2n, m);
+    const map: MapH = { name: m, len: size, kind: 'anon' };
+    this.maps.push(map);
+    // The VMM's command structs and its staging pages for LAUNCH_UPDATE.
+    const params = this.name('sp');
+    genAnonMap(this, PAGE, 2n, params);
+    const src = this.name('ss');
+    genAnonMap(this, 2n * PAGE, 2n, src);
+    const poke = (bytes: Uint8Array): void => genPokeAt(this, src, 0n, bytes);
+    const gpa = 0x4000_0000n + BigInt(r.int(8)) * 0x20_0000n;
+    const slotId = BigInt(r.int(4));
+    genGmemSlot(this, vm, slotId, gpa, size, m, g);
+    this.slots.push({ vm, slot: slotId, gpa, size, gmem: gm, map });
+    if (r.chance(0.9)) genAttributesOf(this, vm, gpa, size, 8n);
+    else genAttributesOf(this, vm, gpa, BigInt(1 + r.int(Number(pages))) * PAGE, 8n);
+    const cpus: string[] = [];
+    const vcpu = (): void => {
+      const cpu = this.name('scpu');
+      genVcpuOf(this, vm, cpu, BigInt(cpus.length));
+      cpus.push(cpu);
+      this.vcpus.push({ name: cpu, vm });
+      this.fdNames.push(cpu);
+    };
+    if (r.chance(0.03)) vcpu();
+    if (r.chance(0.97)) genSnpInit2(this, vm, sev, params);
+    if (r.chance(0.97)) genSnpLaunchStart(this, vm, sev, params);
+    const gfn0 = gpa / PAGE;
+    const update = (): void => {
+      const at = BigInt(r.int(Number(pages)));
+      const n = r.chance(0.8) ? 1n : BigInt(1 + r.int(Number(pages - at)));
+      genSnpLaunchUpdate(this, vm, sev, params, gfn0 + at, n < 2n ? n : 2n, src, poke);
+    };
+    for (let i = 1 + r.int(Number(pages)); i > 0; i--) update();
+    for (let i = r.int(3); i > 0; i--) vcpu();
+    // A second LAUNCH_FINISH after one that measured VMSAs is refused by the model (the kernel
+    // would write the guest-owned VMSA: an RMP #PF), so it follows only a failed one.
+    let finished = r.chance(0.85) && genSnpLaunchFinish(this, vm, sev, params);
+    for (let i = 2 + r.int(9); i > 0; i--) {
+      const page = BigInt(r.int(Number(pages)));
+      const choice = r.int(12);
+      if (choice <= 2 && cpus.length > 0) {
+        genPreFaultPage(this, r.pick(cpus), gpa + page * PAGE);
+      } else if (choice <= 4) {
+        genFallocatePage(this, g, page * PAGE);
+      } else if (choice === 5) {
+        update();
+      } else if (choice === 6 && cpus.length > 0) {
+        const a = gpa + page * PAGE + BigInt(r.int(4092));
+        genRunOn(this, r.pick(cpus), [r.chance(0.5) ? guestStore(a, r.bytes(4)) : guestLoad(a, 4)]);
+      } else if (choice === 7) {
+        genAttributesOf(this, vm, gpa + page * PAGE, PAGE, r.chance(0.5) ? 8n : 0n);
+      } else if (choice === 8) {
+        genPokeAt(this, src, 0n, r.bytes(4));
+      } else if (choice === 9 && r.chance(0.3)) {
+        genClose(this, { kind: 'handle', name: g });
+      } else if (choice === 10 && !finished && r.chance(0.5)) {
+        finished = genSnpLaunchFinish(this, vm, sev, params);
+      } else if (choice === 11 && r.chance(0.2)) {
+        genClose(this, { kind: 'handle', name: r.chance(0.5) ? vm : sev });
+      }
+    }
+  }
+
   /** One step: a walk, or a generator of some op family picked by weight. */
   private step(): void {
+    // SEV-SNP walks only where the profile has the platform (no PRNG draw elsewhere).
+    if (this.opts.feedback?.parts.platform === 'sev-snp' && this.r.chance(0.12)) {
+      this.snpScenario();
+      return;
+    }
     if (this.opts.privateMemory === true && this.r.chance(0.08)) {
       if (this.r.chance(0.25)) this.hugepageScenario();
       else this.privateScenario();

@@ -469,6 +469,142 @@ export const openDev: OpSpec<OpenOp> = {
   },
 };
 
+/** open("/dev/sev") as `as` (an SNP VMM's first step); whether it succeeded. */
+export function genOpenSev(g: Gen, as: string): boolean {
+  const r = g.push({ op: 'open', path: '/dev/sev', as });
+  return r?.ok === true;
+}
+
+/**
+ * One SEV command as a VMM issues it: its struct (`data`) kept at `params` (the VMM's memory,
+ * `data_addr`), KVM_MEMORY_ENCRYPT_OP on `vm` with `sev_fd`.
+ */
+export function genSevCommand(
+  g: Gen,
+  vm: string,
+  sev: string,
+  params: string,
+  data: SevCmdData,
+): ResultLine | undefined {
+  const id =
+    data.cmd === 'KVM_SEV_INIT2'
+      ? 22n
+      : data.cmd === 'KVM_SEV_SNP_LAUNCH_START'
+        ? 100n
+        : data.cmd === 'KVM_SEV_SNP_LAUNCH_UPDATE'
+          ? 101n
+          : 102n;
+  return g.push({
+    op: 'KVM_MEMORY_ENCRYPT_OP',
+    fd: { kind: 'handle', name: vm },
+    argp: 'cmd',
+    id,
+    sev_fd: { kind: 'handle', name: sev },
+    data,
+    data_addr: { kind: 'handle', name: params, offset: 0n },
+  });
+}
+
+/** KVM_SEV_INIT2 of an SNP VM: mostly valid (vmsa_features 0 or DEBUG_SWAP, GHCB 0 or 2). */
+export function genSnpInit2(g: Gen, vm: string, sev: string, params: string): boolean {
+  const vmsa_features = g.r.weighted<bigint>([
+    [8, 0n],
+    [4, 0x20n],
+    [1, g.r.pick([1n, 2n, 1n << 63n])],
+  ]);
+  const ghcb_version = g.r.weighted<bigint>([
+    [8, 0n],
+    [4, 2n],
+    [1, g.r.pick([1n, 3n])],
+  ]);
+  const flags = g.r.chance(0.05) ? 1n : 0n;
+  const r = genSevCommand(g, vm, sev, params, {
+    cmd: 'KVM_SEV_INIT2',
+    vmsa_features,
+    flags,
+    ghcb_version,
+  });
+  return r?.ok === true;
+}
+
+/** KVM_SEV_SNP_LAUNCH_START: the usual policy (SMT, RSVD_MBO), sometimes a refused one. */
+export function genSnpLaunchStart(g: Gen, vm: string, sev: string, params: string): boolean {
+  const policy = g.r.weighted<bigint>([
+    [12, 0x30000n],
+    [2, 0x30000n | BigInt(g.r.int(56))],
+    [1, g.r.pick([0n, 0x10000n, 0x20000n, 0x3_0200n, 0x1_0000_0000n, 0x8_0000n | 0x30000n])],
+  ]);
+  const flags = g.r.chance(0.05) ? 1n : 0n;
+  const r = genSevCommand(g, vm, sev, params, {
+    cmd: 'KVM_SEV_SNP_LAUNCH_START',
+    policy,
+    gosvw: new Uint8Array(16),
+    flags,
+  });
+  return r?.ok === true;
+}
+
+/**
+ * KVM_SEV_SNP_LAUNCH_UPDATE of `pages` pages at `gfn` from the staging mapping `src`: every
+ * page type (a CPUID table the firmware accepts or corrects, written first by `poke`), sometimes
+ * an invalid length, type, flags or a NULL source.
+ */
+export function genSnpLaunchUpdate(
+  g: Gen,
+  vm: string,
+  sev: string,
+  params: string,
+  gfn: bigint,
+  pages: bigint,
+  src: string,
+  poke: (bytes: Uint8Array) => void,
+): ResultLine | undefined {
+  const type = g.r.weighted<bigint>([
+    [8, 1n],
+    [3, 3n],
+    [2, 4n],
+    [2, 5n],
+    [2, 6n],
+    [1, g.r.pick([0n, 2n, 7n, 255n])],
+  ]);
+  if (type === 6n) {
+    // A CPUID table: empty (valid), or a count over 64 the firmware corrects.
+    const t = new Uint8Array(16);
+    new DataView(t.buffer).setUint32(0, g.r.chance(0.6) ? 0 : 65 + g.r.int(4), true);
+    poke(t);
+  } else if (g.r.chance(0.5)) poke(g.r.bytes(8));
+  const len = g.r.chance(0.95) ? pages * 4096n : pages * 4096n + BigInt(1 + g.r.int(4095));
+  const uaddr: AddrArg =
+    (type === 3n && g.r.chance(0.5)) || g.r.chance(0.03)
+      ? { kind: 'raw', value: 0n }
+      : { kind: 'handle', name: src, offset: 0n };
+  const flags = g.r.chance(0.03) ? 1n : 0n;
+  return genSevCommand(g, vm, sev, params, {
+    cmd: 'KVM_SEV_SNP_LAUNCH_UPDATE',
+    gfn_start: gfn,
+    uaddr,
+    len,
+    type,
+    flags,
+  });
+}
+
+/** KVM_SEV_SNP_LAUNCH_FINISH without an ID block (flags sometimes invalid). */
+export function genSnpLaunchFinish(g: Gen, vm: string, sev: string, params: string): boolean {
+  const flags = g.r.chance(0.05) ? 1n : 0n;
+  const r = genSevCommand(g, vm, sev, params, {
+    cmd: 'KVM_SEV_SNP_LAUNCH_FINISH',
+    id_block_uaddr: { kind: 'raw', value: 0n },
+    id_auth_uaddr: { kind: 'raw', value: 0n },
+    id_block_en: 0n,
+    auth_key_en: 0n,
+    vcek_disabled: 0n,
+    host_data: g.r.chance(0.3) ? g.r.bytes(32) : new Uint8Array(32),
+    flags,
+  });
+  return r?.ok === true;
+}
+
 /** The mem_enc family: its ops and fuzz generators (weights among every family's generators). */
 export const MEM_ENC_FAMILY: OpFamily<MemEncFamilyOp> = {
   name: 'mem_enc',

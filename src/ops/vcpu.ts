@@ -583,8 +583,8 @@ export function genRun(g: Gen): void {
 }
 
 /** vCPU 0 of `vm`, named `as` (scenarios). */
-export function genVcpuOf(g: Gen, vm: string, as: string): void {
-  g.push({ op: 'KVM_CREATE_VCPU', vm: { kind: 'handle', name: vm }, id: 0n, as });
+export function genVcpuOf(g: Gen, vm: string, as: string, id = 0n): void {
+  g.push({ op: 'KVM_CREATE_VCPU', vm: { kind: 'handle', name: vm }, id, as });
 }
 
 /** KVM_RUN of `steps` on vCPU `cpu` (scenarios). */

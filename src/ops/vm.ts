@@ -191,12 +191,12 @@ export function genCreateVm(g: Gen): void {
 }
 
 /** KVM_CREATE_VM of a SW_PROTECTED VM; its handle, or undefined when the profile refuses it. */
-export function genCreateProtectedVm(g: Gen, prefix: string): string | undefined {
+export function genCreateProtectedVm(g: Gen, prefix: string, type = 1n): string | undefined {
   const vm = g.name(prefix);
   const r = g.push({
     op: 'KVM_CREATE_VM',
     fd: { kind: 'handle', name: 'kvm' },
-    type: 1n,
+    type,
     as: vm,
   });
   if (r?.ok !== true) return undefined;

@@ -8,7 +8,9 @@ import type { Host } from '../core/host.js';
 import { ObjectNames } from '../check/names.js';
 import { resultToJson } from '../trace/format.js';
 import { HandleTable, stepTrace } from '../trace/runner.js';
-import type { Backend, ResultLine } from '../trace/types.js';
+import type { Backend, FdArg, ResultLine, TraceOp } from '../trace/types.js';
+import { VmFile } from '../core/kvm/objects.js';
+import { snpGuestContext } from '../core/arch/x86/svm/sev_snp.js';
 import {
   EFFECT_KEYS,
   type EffectKey,
@@ -309,6 +311,8 @@ export function checkExpectation(
   e: Expectation,
   r: ResultLine,
   effects: Record<EffectKey, number> | undefined,
+  /** The SNP launch digest of the op's VM after the step (undefined: none, or no model). */
+  launchDigest?: () => string | undefined,
 ): string[] {
   const f: string[] = [];
   const j = resultToJson(r);
@@ -355,6 +359,15 @@ export function checkExpectation(
       if (got === undefined || big(got[sk]) !== sv)
         f.push(`expected ${k}.${sk} ${String(sv)}, got ${JSON.stringify(got?.[sk])}`);
   }
+  if (e.launch_digest !== undefined) {
+    const got = launchDigest?.();
+    if (launchDigest === undefined)
+      f.push('launch_digest cannot be checked on this backend (no model)');
+    else if (got !== e.launch_digest)
+      f.push(
+        `expected launch digest ${e.launch_digest.slice(0, 16)}…, got ${got === undefined ? 'no SNP guest context' : got}`,
+      );
+  }
   if (e.effects !== undefined) {
     if (effects === undefined)
       f.push('effects cannot be checked on this backend (no model events)');
@@ -364,6 +377,16 @@ export function checkExpectation(
           f.push(`expected effect ${k} = ${v}, got ${effects[k as EffectKey]}`);
   }
   return f;
+}
+
+/** The SNP launch digest of the VM an op's `fd` names (KVM_MEMORY_ENCRYPT_OP), if it has one. */
+function launchDigestOf(h: Host, t: HandleTable, op: TraceOp): string | undefined {
+  const fdArg = (op as { fd?: unknown }).fd as FdArg | undefined | null;
+  if (fdArg === undefined || fdArg === null) return undefined;
+  const fd = t.fd(fdArg);
+  if (fd.kind !== 'obj') return undefined;
+  const f = h.file(fd.fd);
+  return f instanceof VmFile ? snpGuestContext(h, f.vm)?.digest.hex() : undefined;
 }
 
 /** Run every step on a fresh trace context of `backend`. */
@@ -387,8 +410,15 @@ export function runScenario(s: Scenario, backend: Backend, opts: RunOptions = {}
       if (opts.host !== undefined) names.note(step.op, t, opts.host());
       const ev = opts.drainEvents?.();
       const sum = ev === undefined ? undefined : summarizeEvents(ev, names);
+      const host = opts.host;
+      const digest =
+        host === undefined
+          ? undefined
+          : (): string | undefined => launchDigestOf(host(), t, step.op);
       const failures =
-        step.expect === undefined ? [] : checkExpectation(step.expect, result, sum?.effects);
+        step.expect === undefined
+          ? []
+          : checkExpectation(step.expect, result, sum?.effects, digest);
       if (step.expect !== undefined) checked++;
       if (failures.length > 0) failed++;
       outcomes.push({

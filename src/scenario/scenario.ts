@@ -64,6 +64,8 @@ export type Expectation = {
   readonly remaining?: { readonly gpa?: bigint; readonly size?: bigint };
   readonly stat?: { readonly size?: bigint; readonly blocks?: bigint };
   readonly effects?: Readonly<Partial<Record<EffectKey, number>>>;
+  /** SEV-SNP: the launch digest (96 hex digits) of the op's VM after the step (model only). */
+  readonly launch_digest?: string;
 };
 
 export type ScenarioStep =
@@ -90,9 +92,37 @@ export type ParsedScenario = { readonly scenario?: Scenario; readonly errors: Tr
 
 const STEP_KEYS = ['say', 'do', 'as', 'expect', 'section'];
 const TOP_KEYS = ['name', 'description', 'kernel', 'steps'];
-const EXPECT_KEYS = ['ok', 'errno', 'fault', 'value', 'exits', 'remaining', 'stat', 'effects'];
+const EXPECT_KEYS = [
+  'ok',
+  'errno',
+  'fault',
+  'value',
+  'exits',
+  'remaining',
+  'stat',
+  'effects',
+  'launch_digest',
+];
 /** Fields whose string values may be handle names: kept as written when not an expression. */
-const NAME_FIELDS = new Set(['vm', 'fd', 'vcpu', 'guest_memfd', 'addr', 'userspace_addr']);
+const NAME_FIELDS = new Set([
+  'vm',
+  'fd',
+  'vcpu',
+  'guest_memfd',
+  'addr',
+  'userspace_addr',
+  // KVM_MEMORY_ENCRYPT_OP: the /dev/sev fd, where the struct is kept, its address fields.
+  'sev_fd',
+  'data_addr',
+  'uaddr',
+  'id_block_uaddr',
+  'id_auth_uaddr',
+]);
+/**
+ * Fields whose values are text passed to the trace parser as written: `open`'s path, and the
+ * byte fields of the SNP command structs (hex).
+ */
+const TEXT_FIELDS = new Set(['path', 'gosvw', 'host_data']);
 /** Exit reasons and the keys each exit has (besides `reason`). */
 const EXIT_KEYS: Readonly<Record<string, readonly string[]>> = {
   LOAD: ['gpa', 'hex'],
@@ -156,7 +186,7 @@ function describe(v: unknown): string {
 }
 
 function kindOf(key: string): Kind {
-  return key === 'hex' ? 'hex' : NAME_FIELDS.has(key) ? 'name' : 'int';
+  return key === 'hex' || TEXT_FIELDS.has(key) ? 'hex' : NAME_FIELDS.has(key) ? 'name' : 'int';
 }
 
 /** Why `s` is not an integer (the expression error, without repeating `s`). */
@@ -364,6 +394,11 @@ function parseExpect(v: unknown, fail: Fail): Expectation {
         e.effects = m;
         break;
       }
+      case 'launch_digest':
+        if (typeof x !== 'string' || !/^[0-9a-fA-F]{96}$/.test(x))
+          fail(f, 'expected the 48-byte SNP launch digest as 96 hex digits');
+        e.launch_digest = x.toLowerCase();
+        break;
       default:
         fail(f, unknownKey(k, EXPECT_KEYS));
     }

@@ -689,7 +689,7 @@ describe('gmemlab check', () => {
     expectStatus(r, 0, 'check clean');
     assert.equal(
       r.stdout,
-      `check/short.jsonl: ${SHORT_LINUX.length} ops, ${INVARIANTS.length} invariants checked after each — no violation (linux-6.18)\n` +
+      `check/short.jsonl: ${SHORT_LINUX.length} ops, 9 invariants checked after each — no violation (linux-6.18)\n` +
         `1 file, ${SHORT_LINUX.length} ops, 0 violations (no file with violations)\n`,
     );
     const p = gmemlab(['check', '--kernel', 'linux-6.18-pvm', f], tmp);
@@ -740,15 +740,26 @@ describe('gmemlab check', () => {
     assert.deepEqual(short.violations, []);
   });
 
-  test('--list: the invariant catalogue and every mutant', () => {
-    const r = gmemlab(['check', '--list']);
+  test('--list: the invariant catalogue and every mutant of the profile', () => {
+    const r = gmemlab(['check', '--list', '--kernel', 'linux-6.18']);
     expectStatus(r, 0, 'check --list');
     const headings = outLines(r.stdout).filter((l) => /^ {2}[a-z0-9-]+ — /.test(l));
     assert.equal(headings.length, 9);
-    assert.equal(INVARIANTS.length, 9);
-    for (const i of INVARIANTS) assert.ok(headings.includes(`  ${i.name} — ${i.title}`), i.name);
+    const generic = INVARIANTS.filter((i) => i.appliesTo === undefined);
+    assert.equal(generic.length, 9);
+    for (const i of generic) assert.ok(headings.includes(`  ${i.name} — ${i.title}`), i.name);
     assert.match(r.stdout, /^Mutants \(--mutant NAME/m);
-    for (const m of MUTANTS) assert.match(r.stdout, new RegExp(`^ {2}${m.name} +\\S`, 'm'), m.name);
+    for (const m of MUTANTS) {
+      const listed = new RegExp(`^ {2}${m.name} +\\S`, 'm').test(r.stdout);
+      assert.equal(listed, m.platform === undefined, m.name);
+    }
+    // An SEV-SNP profile adds its invariants and mutants.
+    const s = gmemlab(['check', '--list', '--kernel', 'linux-6.18-snp']);
+    expectStatus(s, 0, 'check --list --kernel linux-6.18-snp');
+    const all = outLines(s.stdout).filter((l) => /^ {2}[a-z0-9-]+ — /.test(l));
+    assert.equal(all.length, INVARIANTS.length);
+    assert.equal(INVARIANTS.length, 13);
+    for (const m of MUTANTS) assert.match(s.stdout, new RegExp(`^ {2}${m.name} +\\S`, 'm'), m.name);
   });
 
   test('an unknown mutant or a malformed file: exit 2', () => {

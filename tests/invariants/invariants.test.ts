@@ -17,7 +17,6 @@ import { parseScenario } from '../../src/scenario/scenario.js';
 import { shrinkTrace } from '../../src/fuzz/shrink.js';
 
 const SEED = 1;
-const profile = getProfile('linux-6.18')!;
 
 function walk(dir: string, ext: string, out: string[] = []): string[] {
   for (const n of readdirSync(dir)) {
@@ -31,6 +30,8 @@ function walk(dir: string, ext: string, out: string[] = []): string[] {
 describe(`every mutant is caught by model-based fuzzing (seed ${SEED}, at most 40,000 ops each)`, () => {
   for (const m of MUTANTS) {
     test(m.name, () => {
+      // A platform's mutants are fuzzed on a profile of that platform.
+      const profile = getProfile(m.platform === 'sev-snp' ? 'linux-6.18-snp' : 'linux-6.18')!;
       const r = runModelFuzz({
         seed: SEED,
         profile,
@@ -51,7 +52,7 @@ describe(`every mutant is caught by model-based fuzzing (seed ${SEED}, at most 4
 });
 
 describe('no false alarm on the faithful model', () => {
-  for (const name of ['linux-6.18', 'linux-6.18-pvm']) {
+  for (const name of ['linux-6.18', 'linux-6.18-pvm', 'linux-6.18-snp']) {
     test(`model-based fuzzing, 60,000 ops on ${name} (seed ${SEED})`, () => {
       const r = runModelFuzz({
         seed: SEED,

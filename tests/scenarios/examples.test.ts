@@ -49,6 +49,7 @@ for (const file of files) {
     const backend = new ModelBackend(profile);
     const run = runScenario(scenario, backend, {
       drainEvents: () => backend.host.events.drain(),
+      host: () => backend.host,
     });
     const failures: string[] = [];
     for (const o of run.outcomes) {

@@ -44,6 +44,7 @@ import type { Result } from '../../src/core/base/result.js';
 import type { KernelCtx } from '../../src/core/ctx.js';
 import { InvariantChecker } from '../../src/core/invariants/index.js';
 import { NotModelled } from '../../src/core/base/not_modelled.js';
+import { NO_MUTANTS } from '../../src/core/base/mutants.js';
 import {
   sevGmemInvalidate,
   sevGmemMaxMappingLevel,
@@ -749,7 +750,8 @@ describe('SNP runtime private faults', () => {
 });
 
 describe('sev_gmem_invalidate', () => {
-  const kOf = (plat: SevSnpPlatform): KernelCtx => ({ platform: plat }) as unknown as KernelCtx;
+  const kOf = (plat: SevSnpPlatform): KernelCtx =>
+    ({ platform: plat, mutants: NO_MUTANTS }) as unknown as KernelCtx;
 
   test('a whole 2M entry goes back with one 2M update; a partial range PSMASHes first', () => {
     const plat = new SevSnpPlatform();

@@ -11,6 +11,11 @@ export type MutantInfo = {
   readonly bug: string;
   /** The kernel function it lives in and the real bug or slip it is modelled on. */
   readonly modelledOn: string;
+  /**
+   * The platform whose code it lives in (a profile's `parts.platform`): only profiles of that
+   * platform reach it, so only they list and fuzz it. Absent: every profile.
+   */
+  readonly platform?: 'sev-snp';
 };
 
 export const MUTANTS: readonly MutantInfo[] = [
@@ -102,7 +107,40 @@ export const MUTANTS: readonly MutantInfo[] = [
     bug: 'closing the VM fd destroys the VM while guest_memfd files still reference it',
     modelledOn: 'kvm_gmem_create() without kvm_get_kvm() (the file must pin the VM)',
   },
+  {
+    name: 'snp_invalidate_keeps_assigned',
+    bug: 'sev_gmem_invalidate() leaves the frames of a truncated guest_memfd range assigned in the RMP',
+    modelledOn:
+      'sev_gmem_invalidate() without rmp_make_shared() (the folio is freed while the RMP still assigns it: the next owner takes an RMP #PF)',
+    platform: 'sev-snp',
+  },
+  {
+    name: 'snp_rmp_no_direct_map_split',
+    bug: "rmp_make_private() of a 4K frame does not split the host's 2 MiB direct-map mapping first",
+    modelledOn:
+      'rmpupdate() without adjust_direct_map() (a kernel write through the 2M mapping to a shared neighbour takes an RMP #PF)',
+    platform: 'sev-snp',
+  },
+  {
+    name: 'snp_fw_update_after_finish',
+    bug: 'the SNP firmware accepts SNP_LAUNCH_UPDATE after SNP_LAUNCH_FINISH',
+    modelledOn:
+      'SNP_LAUNCH_UPDATE without its guest-state (LAUNCH) check: pages measured into a digest already attested as final',
+    platform: 'sev-snp',
+  },
+  {
+    name: 'snp_launch_update_keeps_failed_page',
+    bug: 'a page whose SNP_LAUNCH_UPDATE the firmware refused stays private (assigned, Pre-Guest) after the failed command',
+    modelledOn:
+      "sev_gmem_post_populate()'s fw_err path without snp_page_reclaim(): the page stays assigned and immutable while KVM reports the failure, and leaks when the gmem page is freed",
+    platform: 'sev-snp',
+  },
 ];
+
+/** The mutants a profile of `platform` can reach (its own platform's and the generic ones). */
+export function mutantsFor(platform: string): readonly MutantInfo[] {
+  return MUTANTS.filter((m) => m.platform === undefined || m.platform === platform);
+}
 
 export type MutantName = string;
 

@@ -4,6 +4,7 @@
  */
 import type { Host } from '../host.js';
 import type { Pfn } from '../base/units.js';
+import type { Rmp } from '../platform/sev_snp/rmp.js';
 import { freedPageUnmapped } from './freed_page_unmapped.js';
 import { gmemSingleBinding } from './gmem_single_binding.js';
 import { hostNoPrivateAccess } from './host_no_private_access.js';
@@ -13,6 +14,10 @@ import { ChangeTracker } from './incremental.js';
 import type { Vm } from '../kvm/objects.js';
 import { buildOwnership, type Ownership } from './ownership.js';
 import { slotFileLive } from './slot_file_live.js';
+import { snpLaunchMeasured } from './snp_launch_measured.js';
+import { snpNoHostWrite } from './snp_no_host_write.js';
+import { snpReclaimBeforeReuse } from './snp_reclaim_before_reuse.js';
+import { snpRmpOwner } from './snp_rmp_owner.js';
 import { stage2Coherent } from './stage2_coherent.js';
 import {
   NO_VIOLATIONS,
@@ -38,6 +43,11 @@ export const INVARIANTS: readonly Invariant[] = [
   zeroBeforeUse,
   vmRefcount,
   memoryAccounting,
+  // AMD SEV-SNP (profiles whose platform is 'sev-snp').
+  snpRmpOwner,
+  snpNoHostWrite,
+  snpLaunchMeasured,
+  snpReclaimBeforeReuse,
 ];
 
 export function invariantByName(name: string): Invariant | undefined {
@@ -82,6 +92,9 @@ export class InvariantChecker {
   private last: Violation[] | undefined = undefined;
   /** The allocator's count at the last check. */
   private lastAllocated = -1;
+  /** The SEV-SNP host's RMP (undefined on other platforms) and its generation at the last check. */
+  private readonly rmp: Rmp | undefined;
+  private lastRmpGen = 0;
   /** Steps still checked in full before change tracking starts (-1: never). */
   private fullSteps: number;
   /**
@@ -105,9 +118,18 @@ export class InvariantChecker {
     this.invariants = INVARIANTS.filter(
       (i) => (i.appliesTo?.(host.profile) ?? true) && (only === undefined || only.includes(i.name)),
     );
-    host.observe = (pfn: Pfn, write: boolean, path: HostAccess['path']): void => {
-      this.accesses.push({ pfn, write, path });
-    };
+    const rmp = host.platform.sevSnp?.rmp;
+    this.rmp = rmp;
+    host.observe =
+      rmp === undefined
+        ? (pfn: Pfn, write: boolean, path: HostAccess['path']): void => {
+            this.accesses.push({ pfn, write, path });
+          }
+        : (pfn: Pfn, write: boolean, path: HostAccess['path'], refused: boolean): void => {
+            // The RMP as the access found it (the platform's check changes no state).
+            const assigned = rmp.lookup(pfn).assigned;
+            this.accesses.push({ pfn, write, path, refused, assigned });
+          };
     host.frames.takeStaleReads();
     const inc = o.incremental ?? 64;
     this.fullSteps = inc === false ? -1 : inc === true ? 0 : inc;
@@ -163,9 +185,17 @@ export class InvariantChecker {
     const changed = t.update();
     const allocated = this.host.frames.allocated;
     const clean = st.hostAccesses.length === 0 && st.staleReads.length === 0;
+    // On SEV-SNP the RMP (and the firmware state changed with it) is read too.
+    const rmpGen = this.rmp === undefined ? 0 : this.rmp.generation;
     // Nothing an invariant reads changed since a check that saw no host access and no stale
     // read (allocating a fresh frame moves only the allocator's count): the same result.
-    if (!changed && clean && this.last !== undefined && allocated === this.lastAllocated) {
+    if (
+      !changed &&
+      clean &&
+      this.last !== undefined &&
+      allocated === this.lastAllocated &&
+      rmpGen === this.lastRmpGen
+    ) {
       st.hostAccesses = NO_ACCESSES;
       st.staleReads = NO_PFNS;
       return this.last.length === 0 ? [] : this.last.slice();
@@ -199,6 +229,7 @@ export class InvariantChecker {
     st.reset();
     this.last = !clean ? undefined : out.length === 0 ? NO_VIOLATIONS : out.slice();
     this.lastAllocated = allocated;
+    this.lastRmpGen = rmpGen;
     return out;
   }
 

@@ -40,6 +40,12 @@ export type HostAccess = {
   readonly pfn: Pfn;
   readonly write: boolean;
   readonly path: 'vmm' | 'gup' | 'kvm-uaccess';
+  /**
+   * On a platform with per-frame state (SEV-SNP): whether the platform refused the access, and
+   * whether the frame was assigned to a guest when it was made (absent on other platforms).
+   */
+  readonly refused?: boolean;
+  readonly assigned?: boolean;
 };
 
 /** Everything an invariant may look at after a step. */

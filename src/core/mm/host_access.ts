@@ -18,6 +18,7 @@ export function hostAccessFrame(
   write: boolean,
   path: HostAccessPath,
 ): 'SIGBUS' | 'SIGSEGV' | undefined {
-  k.observe?.(pfn, write, path);
-  return k.platform.guardsHostAccess ? k.platform.hostAccess(pfn, write, path) : undefined;
+  const r = k.platform.guardsHostAccess ? k.platform.hostAccess(pfn, write, path) : undefined;
+  k.observe?.(pfn, write, path, r !== undefined);
+  return r;
 }

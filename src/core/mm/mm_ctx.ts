@@ -25,7 +25,7 @@ export interface MmCtx {
    * Observer of page accesses on behalf of the host (the invariant checker sets it): the VMM's own
    * loads/stores, get_user_pages() by KVM, and KVM's uaccess through userspace_addr.
    */
-  observe?: (pfn: Pfn, write: boolean, path: HostAccessPath) => void;
+  observe?: (pfn: Pfn, write: boolean, path: HostAccessPath, refused: boolean) => void;
   /** Drop one mapping reference (pages) of a file; releases it when the last reference goes. */
   putFileMapping(file: KFile, pages: number): void;
   /** Take mapping references on a file. */

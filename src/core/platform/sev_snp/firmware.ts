@@ -238,7 +238,8 @@ export class SnpFirmware {
   ): SevRet {
     const ctx = this.contexts.get(handle);
     if (ctx === undefined) return SEV_RET.INVALID_GUEST;
-    if (ctx.state !== 'LAUNCH') return SEV_RET.INVALID_GUEST_STATE;
+    if (ctx.state !== 'LAUNCH' && !this.rmp.mutants.has('snp_fw_update_after_finish'))
+      return SEV_RET.INVALID_GUEST_STATE;
     if (ctx.asid === 0) return SEV_RET.INACTIVE;
     if (!Number.isInteger(pageType) || pageType < 1 || pageType > 6) return SEV_RET.INVALID_PARAM;
     if (pageSize !== '4K') return SEV_RET.INVALID_PAGE_SIZE;

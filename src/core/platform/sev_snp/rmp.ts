@@ -32,6 +32,7 @@
  */
 import { RangeMap, extentOps } from '../../base/ranges/range_map.js';
 import type { Pfn } from '../../base/units.js';
+import { NO_MUTANTS, type MutantSet } from '../../base/mutants.js';
 
 /** Frames per 2 MiB entry (PTRS_PER_PMD). */
 export const RMP_PAGES_2M = 512;
@@ -126,6 +127,14 @@ export class Rmp {
   /** 2 MiB direct-map regions (by pfn / 512) that `adjust_direct_map()` split to 4K. */
   private readonly splitDirectMap = new RangeMap<true>();
 
+  /** Injected bugs (the host's; set by Host): the seeded-bug benchmark only. */
+  mutants: MutantSet = NO_MUTANTS;
+  /** Bumped by every change to an entry (the invariant checker's change test). */
+  private changes = 0;
+  get generation(): number {
+    return this.changes;
+  }
+
   /** Number of stored runs (0: every frame is in the Hypervisor state). */
   get runs(): number {
     return this.entries.size;
@@ -165,7 +174,7 @@ export class Rmp {
    * 2 MiB direct-map mapping of the frame to 4K (a 2 MiB RMPUPDATE covers the mapping whole).
    */
   private adjustDirectMap(pfn: number, size: RmpPageSize): void {
-    if (size === '2M') return;
+    if (size === '2M' || this.mutants.has('snp_rmp_no_direct_map_split')) return;
     const r = Math.floor(pfn / RMP_PAGES_2M);
     this.splitDirectMap.set(r, r + 1, true);
   }
@@ -195,6 +204,7 @@ export class Rmp {
       return RMP_RET.FAIL_OVERLAP;
     }
     this.adjustDirectMap(pfn, state.size);
+    this.changes++;
     if (!state.assigned) {
       this.entries.delete(start, end);
       return RMP_RET.SUCCESS;
@@ -231,6 +241,7 @@ export class Rmp {
     const e = this.entries.entryAt(pfn);
     if (e === undefined || e.value.size !== '2M') return RMP_RET.FAIL_INUSE;
     const v = this.entries.get(pfn)!;
+    this.changes++;
     this.entries.set(pfn, pfn + RMP_PAGES_2M, {
       base: v.base,
       size: '4K',
@@ -254,6 +265,7 @@ export class Rmp {
     const start = v.size === '2M' ? align2m(pfn) : pfn;
     const end = v.size === '2M' ? start + RMP_PAGES_2M : pfn + 1;
     const base = v.base + (start - e.start);
+    this.changes++;
     this.entries.set(start, end, {
       base,
       size: v.size,

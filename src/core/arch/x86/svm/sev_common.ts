@@ -38,6 +38,24 @@ export interface KvmSevInfo {
   snpContext: number | undefined;
   /** `sev->fd`: the /dev/sev fd LAUNCH_START used (sev_issue_cmd() for later commands). */
   fd: number;
+  /**
+   * The SNP_LAUNCH_UPDATE commands KVM completed for this guest, in order: what the launch
+   * digest must cover (the snp-launch-measured invariant recomputes it from this log). Not
+   * kernel state: the model's record of the commands sev_gmem_post_populate() and
+   * snp_launch_update_vmsa() issued, with the SHA-384 of the page contents KVM handed over for
+   * the types the firmware hashes.
+   */
+  readonly snpLaunchLog: SnpLaunchRecord[];
+  /** Length of `snpLaunchLog` when SNP_LAUNCH_FINISH succeeded (-1: not finished). */
+  snpLaunchFinishedAt: number;
+}
+
+/** One completed SNP_LAUNCH_UPDATE (see KvmSevInfo.snpLaunchLog). */
+export interface SnpLaunchRecord {
+  readonly type: number;
+  readonly gpa: bigint;
+  /** SHA-384 of the page KVM copied in (NORMAL) or synced (VMSA); undefined for other types. */
+  readonly hash: Uint8Array | undefined;
 }
 
 const SEV_INFO = new WeakMap<Vm, KvmSevInfo>();
@@ -57,6 +75,8 @@ export function toKvmSevInfo(vm: Vm): KvmSevInfo {
       policy: 0n,
       snpContext: undefined,
       fd: -1,
+      snpLaunchLog: [],
+      snpLaunchFinishedAt: -1,
     };
     SEV_INFO.set(vm, s);
   }

@@ -22,6 +22,7 @@
  * `sev_es_vcpu_create()` allocates it with the vCPU) and freed with the VM.
  */
 import { NotModelled } from '../../../base/not_modelled.js';
+import { sha384 } from '../../../base/crypto/sha384.js';
 import type { KernelCtx } from '../../../ctx.js';
 import type { Errno } from '../../../base/errno.js';
 import { err, OK_VOID, type Result } from '../../../base/result.js';
@@ -221,8 +222,9 @@ export function snpLaunchUpdate(k: KernelCtx, vm: Vm, cmd: KvmSevCmd): Result<un
         ret = 'EEXIST';
         break;
       }
+      let data: Uint8Array | undefined;
       if (p !== undefined) {
-        const data = copyFromUserAddr(k, p + BigInt(i * PAGE), PAGE);
+        data = copyFromUserAddr(k, p + BigInt(i * PAGE), PAGE);
         if (data === undefined) {
           ret = 'EFAULT';
           break;
@@ -247,7 +249,9 @@ export function snpLaunchUpdate(k: KernelCtx, vm: Vm, cmd: KvmSevCmd): Result<un
       if (r.ret !== 0) {
         if (r.ret === 'EIO') fwError = r.fwError ?? 0;
         // fw_err: reclaim this page; a CPUID page the firmware corrected goes back to userspace.
-        if (snpPageReclaim(k, pf) && type === T.CPUID && fwError === SEV_RET.INVALID_PARAM) {
+        const reclaimed =
+          !k.mutants.has('snp_launch_update_keeps_failed_page') && snpPageReclaim(k, pf);
+        if (reclaimed && type === T.CPUID && fwError === SEV_RET.INVALID_PARAM) {
           const fixed = new Uint8Array(PAGE);
           k.frames.read(pf, 0, fixed);
           copyToUserAddr(k, p! + BigInt(i * PAGE), fixed);
@@ -256,6 +260,11 @@ export function snpLaunchUpdate(k: KernelCtx, vm: Vm, cmd: KvmSevCmd): Result<un
         ret = r.ret;
         break;
       }
+      sev.snpLaunchLog.push({
+        type,
+        gpa: g,
+        hash: type === T.NORMAL && data !== undefined ? sha384(data) : undefined,
+      });
     }
     if (ret !== undefined)
       for (let j = 0; j < nPrivate; j++) hw.rmp.makeShared((pfn + j) as Pfn, '4K');
@@ -400,6 +409,7 @@ function snpLaunchUpdateVmsa(k: KernelCtx, vm: Vm, cmd: KvmSevCmd): Result<undef
       snpPageReclaim(k, pfn);
       return err(r.ret, `snp_launch_update_vmsa: SNP_LAUNCH_UPDATE of vCPU ${vcpu.id}'s VMSA`);
     }
+    sev.snpLaunchLog.push({ type: SNP_PAGE_TYPE_VMSA, gpa: INITIAL_VMSA_GPA, hash: sha384(page) });
     s.guestStateProtected = true;
   }
   return OK_VOID;
@@ -440,6 +450,7 @@ export function snpLaunchFinish(k: KernelCtx, vm: Vm, cmd: KvmSevCmd): Result<un
     reportFw(cmd, f);
     return err(f.ret, 'snp_launch_finish: SNP_LAUNCH_FINISH failed');
   }
+  sev.snpLaunchFinishedAt = sev.snpLaunchLog.length;
   vm.preFaultAllowed = true;
   return OK_VOID;
 }
@@ -492,7 +503,7 @@ export function sevGmemPrepare(
  */
 export function sevGmemInvalidate(k: KernelCtx, start: Pfn, end: Pfn): void {
   const rmp = k.platform.sevSnp?.rmp;
-  if (rmp === undefined) return;
+  if (rmp === undefined || k.mutants.has('snp_invalidate_keeps_assigned')) return;
   for (let pfn = start as number; pfn < end;) {
     const e = rmp.lookup(pfn as Pfn);
     const use2m =

@@ -1,0 +1,236 @@
+/**
+ * The SEV-SNP invariants (snp-rmp-owner, snp-no-host-write, snp-launch-measured,
+ * snp-reclaim-before-reuse): each holds through a faithful SNP launch, pre-fault, punch and
+ * teardown, and each reports a state that breaks it (a good and a bad example per invariant).
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Host } from '../../src/core/host.js';
+import { getProfile } from '../../src/core/profiles/index.js';
+import { InvariantChecker, type Violation } from '../../src/core/invariants/index.js';
+import { toKvmSevInfo } from '../../src/core/arch/x86/svm/sev_common.js';
+import type { Pfn } from '../../src/core/base/units.js';
+import type { Vm } from '../../src/core/kvm/objects.js';
+import { packMemEncCmd, packSevData } from '../../src/ops/mem_enc.js';
+
+const SNP_CMD = { INIT2: 22n, LAUNCH_START: 100n, LAUNCH_UPDATE: 101n, LAUNCH_FINISH: 102n };
+const packSevInit2 = (vmsa_features: bigint): Uint8Array =>
+  packSevData({ cmd: 'KVM_SEV_INIT2', vmsa_features, flags: 0n, ghcb_version: 0n });
+const packSnpLaunchStart = (policy: bigint): Uint8Array =>
+  packSevData({ cmd: 'KVM_SEV_SNP_LAUNCH_START', policy, gosvw: new Uint8Array(16), flags: 0n });
+const packSnpLaunchUpdate = (gfn: bigint, uaddr: bigint, len: bigint, type: number): Uint8Array =>
+  packSevData({
+    cmd: 'KVM_SEV_SNP_LAUNCH_UPDATE',
+    gfn_start: gfn,
+    uaddr,
+    len,
+    type: BigInt(type),
+    flags: 0n,
+  });
+const packSnpLaunchFinish = (): Uint8Array =>
+  packSevData({
+    cmd: 'KVM_SEV_SNP_LAUNCH_FINISH',
+    id_block_uaddr: 0n,
+    id_auth_uaddr: 0n,
+    id_block_en: 0n,
+    auth_key_en: 0n,
+    vcek_disabled: 0n,
+    host_data: new Uint8Array(32),
+    flags: 0n,
+  });
+
+const PAGE = 4096n;
+const GPA = 0x4000_0000n;
+const SNP_INVARIANTS = [
+  'snp-rmp-owner',
+  'snp-no-host-write',
+  'snp-launch-measured',
+  'snp-reclaim-before-reuse',
+];
+
+function okv<T>(r: { ok: true; value: T } | { ok: false; errno: string }, what: string): T {
+  if (!r.ok) assert.fail(`${what}: ${r.errno}`);
+  return r.value;
+}
+
+/** An SNP VM with a 4-page guest_memfd slot, launched (2 NORMAL pages, 1 vCPU), checked throughout. */
+function launched(mutants: string[] = []): {
+  h: Host;
+  checker: InvariantChecker;
+  vm: Vm;
+  gmem: number;
+  vcpu: number;
+  src: bigint;
+  cmd: (id: bigint, data: Uint8Array) => boolean;
+  check: () => Violation[];
+} {
+  const h = new Host(getProfile('linux-6.18-snp')!, { mutants });
+  const checker = new InvariantChecker(h, undefined, { incremental: true });
+  const check = (): Violation[] => checker.check();
+  const kvm = h.openDevKvm();
+  const sev = okv(h.openDevSev(), '/dev/sev');
+  const vmFd = okv(h.kvmCreateVm(kvm, 4n), 'KVM_CREATE_VM');
+  const params = okv(h.mmap(null, PAGE, 3, 0x22, 0n), 'mmap params');
+  const src = okv(h.mmap(null, 2n * PAGE, 3, 0x22, 0n), 'mmap src');
+  const shared = okv(h.mmap(null, 4n * PAGE, 3, 0x22, 0n), 'mmap shared');
+  const gmem = okv(h.kvmCreateGuestMemfd(vmFd, 4n * PAGE, 0n), 'guest_memfd');
+  okv(
+    h.kvmSetUserMemoryRegion(
+      vmFd,
+      {
+        slot: 0n,
+        flags: 4n,
+        guest_phys_addr: GPA,
+        memory_size: 4n * PAGE,
+        userspace_addr: shared,
+        guest_memfd_offset: 0n,
+      },
+      gmem,
+      false,
+    ),
+    'memslot',
+  );
+  okv(
+    h.kvmSetMemoryAttributes(vmFd, { address: GPA, size: 4n * PAGE, attributes: 8n, flags: 0n }),
+    'attributes',
+  );
+  const cmd = (id: bigint, data: Uint8Array): boolean => {
+    assert.ok(h.poke(params, data).ok);
+    return h.kvmMemoryEncryptOp(vmFd, {
+      kind: 'buffer',
+      bytes: packMemEncCmd(id, params, sev),
+    }).ok;
+  };
+  assert.ok(cmd(SNP_CMD.INIT2, packSevInit2(0n)));
+  assert.deepEqual(check(), []);
+  assert.ok(cmd(SNP_CMD.LAUNCH_START, packSnpLaunchStart(0x30000n)));
+  assert.ok(h.poke(src, new Uint8Array(8192).fill(0xa5)).ok);
+  assert.ok(cmd(SNP_CMD.LAUNCH_UPDATE, packSnpLaunchUpdate(GPA / PAGE, src, 2n * PAGE, 1)));
+  assert.deepEqual(check(), []);
+  const vcpu = okv(h.kvmCreateVcpu(vmFd, 0n), 'vCPU');
+  assert.ok(cmd(SNP_CMD.LAUNCH_FINISH, packSnpLaunchFinish()));
+  assert.deepEqual(check(), []);
+  const vm = [...h.vms][0]!;
+  return { h, checker, vm, gmem, vcpu, src, cmd, check };
+}
+
+const names = (vs: readonly Violation[]): string[] => [...new Set(vs.map((v) => v.invariant))];
+
+describe('SEV-SNP invariants: good examples', () => {
+  test('a launch, a private pre-fault, a punch and teardown break none', () => {
+    const { h, gmem, vcpu, check } = launched();
+    const pf = h.kvmPreFaultMemory(vcpu, GPA + 2n * PAGE, PAGE, 0n);
+    assert.equal(pf.errno, undefined);
+    assert.deepEqual(check(), []);
+    assert.ok(h.fallocate(gmem, 3, 0n, PAGE).ok);
+    assert.deepEqual(check(), []);
+    assert.ok(h.close(gmem).ok);
+    assert.ok(h.close(vcpu).ok);
+    assert.deepEqual(check(), []);
+  });
+  test('the SNP invariants apply to linux-6.18-snp only', () => {
+    const snp = new InvariantChecker(new Host(getProfile('linux-6.18-snp')!));
+    const plain = new InvariantChecker(new Host(getProfile('linux-6.18')!));
+    for (const n of SNP_INVARIANTS) {
+      assert.ok(
+        snp.invariants.some((i) => i.name === n),
+        n,
+      );
+      assert.ok(!plain.invariants.some((i) => i.name === n), n);
+    }
+  });
+});
+
+describe('SEV-SNP invariants: bad examples', () => {
+  test('snp-rmp-owner: a page mapped private at a GPA its RMP entry does not name, or anon memory assigned', () => {
+    const { h, vm, vcpu, check } = launched();
+    const rmp = h.platform.sevSnp!.rmp;
+    // A private pre-fault assigns and maps gfn 0x40002 (sev_gmem_prepare)...
+    assert.equal(h.kvmPreFaultMemory(vcpu, GPA + 2n * PAGE, PAGE, 0n).errno, undefined);
+    assert.deepEqual(check(), []);
+    const run = rmp.dump().find((x) => x.entry.gpa === GPA + 2n * PAGE)!;
+    // ...then its entry is rewritten with another GPA (an RMPUPDATE with the wrong gfn).
+    assert.equal(rmp.makeShared(run.start, '4K'), 0);
+    assert.equal(
+      rmp.makePrivate(run.start, GPA + 3n * PAGE, '4K', toKvmSevInfo(vm).asid, false),
+      0,
+    );
+    const v = check();
+    assert.deepEqual(names(v), ['snp-rmp-owner']);
+    assert.match(
+      v[0]!.message,
+      /mapped private at gfn 0x40002 but its RMP entry says GPA 0x40003000/,
+    );
+    // A frame of the VMM's anonymous memory assigned to the guest.
+    const anon = [...h.mm.anon.entries()][0]!.value.base as Pfn;
+    assert.equal(rmp.makePrivate(anon, 0n, '4K', toKvmSevInfo(vm).asid, false), 0);
+    assert.match(
+      check()
+        .map((x) => x.message)
+        .join('\n'),
+      /anonymous memory at host page/,
+    );
+  });
+  test('snp-no-host-write: a VMM write the platform let through to an assigned frame', () => {
+    const { h, check } = launched();
+    const rmp = h.platform.sevSnp!.rmp;
+    const anon = [...h.mm.anon.entries()][0]!;
+    // The observer reports what the access found: assigned, not refused.
+    h.observe!(anon.value.base as Pfn, true, 'vmm', false);
+    assert.deepEqual(check(), []);
+    assert.equal(rmp.makePrivate(anon.value.base as Pfn, 0n, '4K', 1, false), 0);
+    h.observe!(anon.value.base as Pfn, true, 'vmm', false);
+    const v = check().filter((x) => x.invariant === 'snp-no-host-write');
+    assert.equal(v.length, 1);
+    assert.match(v[0]!.message, /reached a frame assigned to a guest/);
+    // Refused writes and reads are fine.
+    h.observe!(anon.value.base as Pfn, true, 'vmm', true);
+    h.observe!(anon.value.base as Pfn, false, 'vmm', false);
+    assert.deepEqual(
+      check().filter((x) => x.invariant === 'snp-no-host-write'),
+      [],
+    );
+  });
+  test('snp-no-host-write: a 4K assignment without the direct-map split (mutant)', () => {
+    const h = new Host(getProfile('linux-6.18-snp')!, { mutants: ['snp_rmp_no_direct_map_split'] });
+    const checker = new InvariantChecker(h, ['snp-no-host-write']);
+    const pfn = h.frames.allocOne();
+    h.platform.sevSnp!.rmp.makePrivate(pfn, 0n, '4K', 1, false);
+    const v = checker.check();
+    assert.equal(v.length, 1);
+    assert.match(v[0]!.message, /never split/);
+  });
+  test('snp-launch-measured: a page measured that KVM never added, and one after FINISH', () => {
+    const { vm, checker } = launched();
+    const log = toKvmSevInfo(vm).snpLaunchLog;
+    const extra = log.pop()!;
+    // (The log is edited behind the change-driven checker's back: check everything.)
+    let v = checker.fullCheck();
+    assert.deepEqual(names(v), ['snp-launch-measured']);
+    assert.match(v[0]!.message, /is not the digest of the 2 page\(s\)/);
+    log.push(extra);
+    assert.deepEqual(checker.fullCheck(), []);
+    const { h: h2, vm: vm2, cmd, src, check: check2 } = launched(['snp_fw_update_after_finish']);
+    void h2;
+    assert.ok(cmd(SNP_CMD.LAUNCH_UPDATE, packSnpLaunchUpdate(GPA / PAGE + 3n, src, PAGE, 1)));
+    v = check2();
+    assert.deepEqual(names(v), ['snp-launch-measured']);
+    assert.match(v[0]!.message, /1 page\(s\) were measured after SNP_LAUNCH_FINISH/);
+    assert.equal(toKvmSevInfo(vm2).snpLaunchLog.length, 4);
+  });
+  test('snp-launch-measured: faithful, an update after FINISH is refused and measures nothing', () => {
+    const { cmd, src, check } = launched();
+    assert.ok(!cmd(SNP_CMD.LAUNCH_UPDATE, packSnpLaunchUpdate(GPA / PAGE + 3n, src, PAGE, 1)));
+    assert.deepEqual(check(), []);
+  });
+  test('snp-reclaim-before-reuse: a punched page freed while still assigned (mutant)', () => {
+    const { h, gmem, check } = launched(['snp_invalidate_keeps_assigned']);
+    assert.ok(h.fallocate(gmem, 3, 0n, PAGE).ok);
+    const v = check();
+    assert.ok(names(v).includes('snp-reclaim-before-reuse'), JSON.stringify(v));
+    assert.match(
+      v.find((x) => x.invariant === 'snp-reclaim-before-reuse')!.message,
+      /freed while the RMP still assigns it to ASID 1 at GPA 0x40000000/,
+    );
+  });
+});
