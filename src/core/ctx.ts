@@ -21,4 +21,28 @@ export interface KernelCtx extends MmCtx {
   readonly gmemBacking: GmemBacking;
   /** The open file behind an fd of the VMM (`fdget()`), or undefined when it is not open. */
   fdFile(fd: number): KFile | undefined;
+  /** Observer of an SEV-SNP guest's private accesses and PVALIDATEs (the invariant checker). */
+  snpGuestObserver?: SnpGuestObserver;
+}
+
+/**
+ * What an SEV-SNP guest did to its memory during a KVM_RUN, shown to the invariant checker as it
+ * happens (the RMP is read by the observer at that moment).
+ */
+export interface SnpGuestObserver {
+  /** A data access with the C-bit set completed on frame `pfn` (gfn `gfn` of `vm`). */
+  access(vm: Vm, gfn: number, pfn: number, write: boolean): void;
+  /**
+   * PVALIDATE of `pfn` completed with `ret` and `cf`; `before`: the entry's validated bit before
+   * the instruction.
+   */
+  pvalidate(
+    vm: Vm,
+    gfn: number,
+    pfn: number,
+    validate: boolean,
+    before: boolean,
+    ret: number,
+    cf: number,
+  ): void;
 }

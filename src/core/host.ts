@@ -10,7 +10,7 @@
  * defaults for unknown requests (EINVAL, ENOTTY, EINVAL); guest_memfd and other files have no
  * ioctls (ENOTTY).
  */
-import type { KernelCtx } from './ctx.js';
+import type { KernelCtx, SnpGuestObserver } from './ctx.js';
 import { EventLog } from './base/events.js';
 import { FrameStore } from './base/frames.js';
 import { kvmGmemCreate, kvmGmemFallocate, kvmGmemRelease } from './kvm/guest_memfd/guest_memfd.js';
@@ -151,6 +151,7 @@ export class Host implements KernelCtx {
   /** Every VM ever created, destroyed ones included (for the reference-count invariant). */
   readonly allVms: Vm[] = [];
   observe?: (pfn: Pfn, write: boolean, path: HostAccessPath, refused: boolean) => void;
+  snpGuestObserver?: SnpGuestObserver;
   private readonly fds = new FdTable();
   private nextIno = 100;
   private nextVmIndex = 0;

@@ -46,6 +46,8 @@ const SNP_INVARIANTS = [
   'snp-no-host-write',
   'snp-launch-measured',
   'snp-reclaim-before-reuse',
+  'snp-guest-validated',
+  'snp-validate-once',
 ];
 
 function okv<T>(r: { ok: true; value: T } | { ok: false; errno: string }, what: string): T {
@@ -232,5 +234,38 @@ describe('SEV-SNP invariants: bad examples', () => {
       v.find((x) => x.invariant === 'snp-reclaim-before-reuse')!.message,
       /freed while the RMP still assigns it to ASID 1 at GPA 0x40000000/,
     );
+  });
+  test('snp-guest-validated: a private access that completed on an unvalidated page', () => {
+    const { h, vm, vcpu, check } = launched();
+    const rmp = h.platform.sevSnp!.rmp;
+    // A launched page is validated (LAUNCH_UPDATE): a private load of it is fine.
+    const launchedPfn = rmp.dump().find((x) => x.entry.gpa === GPA)!.start;
+    h.snpGuestObserver!.access(vm, Number(GPA / PAGE), launchedPfn, false);
+    assert.deepEqual(check(), []);
+    // A page pre-faulted after the launch is assigned but not validated.
+    assert.equal(h.kvmPreFaultMemory(vcpu, GPA + 2n * PAGE, PAGE, 0n).errno, undefined);
+    const fresh = rmp.dump().find((x) => x.entry.gpa === GPA + 2n * PAGE)!.start;
+    assert.equal(rmp.lookup(fresh).validated, false);
+    h.snpGuestObserver!.access(vm, Number(GPA / PAGE) + 2, fresh, true);
+    const v = check();
+    assert.deepEqual(names(v), ['snp-guest-validated']);
+    assert.match(v[0]!.message, /private guest store completed on frame .* has not validated/);
+  });
+  test('snp-validate-once: a PVALIDATE that validated an already-validated page', () => {
+    const { h, vm, check } = launched();
+    const rmp = h.platform.sevSnp!.rmp;
+    const pfn = rmp.dump().find((x) => x.entry.gpa === GPA)!.start;
+    // Validated already: NOUPDATE (CF = 1) is the faithful answer...
+    h.snpGuestObserver!.pvalidate(vm, Number(GPA / PAGE), pfn, true, true, 0, 1);
+    assert.deepEqual(check(), []);
+    // ...a rescind, then a validate, each change the bit once...
+    h.snpGuestObserver!.pvalidate(vm, Number(GPA / PAGE), pfn, false, true, 0, 0);
+    h.snpGuestObserver!.pvalidate(vm, Number(GPA / PAGE), pfn, true, false, 0, 0);
+    assert.deepEqual(check(), []);
+    // ...but a second validation reported as a change is a violation.
+    h.snpGuestObserver!.pvalidate(vm, Number(GPA / PAGE), pfn, true, true, 0, 0);
+    const v = check();
+    assert.deepEqual(names(v), ['snp-validate-once']);
+    assert.match(v[0]!.message, /validated frame .* again/);
   });
 });

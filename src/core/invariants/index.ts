@@ -5,6 +5,7 @@
 import type { Host } from '../host.js';
 import type { Pfn } from '../base/units.js';
 import type { Rmp } from '../platform/sev_snp/rmp.js';
+import { toKvmSevInfo } from '../arch/x86/svm/sev_common.js';
 import { freedPageUnmapped } from './freed_page_unmapped.js';
 import { gmemSingleBinding } from './gmem_single_binding.js';
 import { hostNoPrivateAccess } from './host_no_private_access.js';
@@ -14,15 +15,19 @@ import { ChangeTracker } from './incremental.js';
 import type { Vm } from '../kvm/objects.js';
 import { buildOwnership, type Ownership } from './ownership.js';
 import { slotFileLive } from './slot_file_live.js';
+import { snpGuestValidated } from './snp_guest_validated.js';
 import { snpLaunchMeasured } from './snp_launch_measured.js';
 import { snpNoHostWrite } from './snp_no_host_write.js';
 import { snpReclaimBeforeReuse } from './snp_reclaim_before_reuse.js';
 import { snpRmpOwner } from './snp_rmp_owner.js';
+import { snpValidateOnce } from './snp_validate_once.js';
 import { stage2Coherent } from './stage2_coherent.js';
 import {
   NO_VIOLATIONS,
   type CheckState,
+  type GuestPrivateAccess,
   type HostAccess,
+  type PvalidateRecord,
   type Invariant,
   type Mapping,
   type PerVm,
@@ -48,6 +53,8 @@ export const INVARIANTS: readonly Invariant[] = [
   snpNoHostWrite,
   snpLaunchMeasured,
   snpReclaimBeforeReuse,
+  snpGuestValidated,
+  snpValidateOnce,
 ];
 
 export function invariantByName(name: string): Invariant | undefined {
@@ -63,6 +70,8 @@ function scanOwnedOnFree(h: Host, o: Ownership): number | undefined {
 
 const NO_ACCESSES: readonly HostAccess[] = [];
 const NO_PFNS: readonly Pfn[] = [];
+const NO_GUEST: readonly GuestPrivateAccess[] = [];
+const NO_PVALIDATE: readonly PvalidateRecord[] = [];
 
 export type CheckerOptions = {
   /**
@@ -130,16 +139,50 @@ export class InvariantChecker {
             const assigned = rmp.lookup(pfn).assigned;
             this.accesses.push({ pfn, write, path, refused, assigned });
           };
+    if (rmp !== undefined) {
+      // SEV-SNP guests: what each private access and PVALIDATE found in the RMP.
+      host.snpGuestObserver = {
+        access: (vm, gfn, pfn, write): void => {
+          const e = rmp.lookup(pfn as Pfn);
+          this.guestAccesses.push({
+            vm: vm.index,
+            gfn,
+            pfn,
+            write,
+            assigned: e.assigned,
+            asid: e.asid,
+            guestAsid: toKvmSevInfo(vm).asid,
+            validated: e.validated,
+          });
+        },
+        pvalidate: (vm, gfn, pfn, validate, before, ret, cf): void => {
+          this.pvalidates.push({ vm: vm.index, gfn, pfn, validate, before, ret, cf });
+        },
+      };
+    }
     host.frames.takeStaleReads();
     const inc = o.incremental ?? 64;
     this.fullSteps = inc === false ? -1 : inc === true ? 0 : inc;
   }
 
+  /** SEV-SNP guests' private accesses and PVALIDATEs during the step. */
+  private guestAccesses: GuestPrivateAccess[] = [];
+  private pvalidates: PvalidateRecord[] = [];
+
   /** The step's observations (cleared). */
-  private observed(): { accesses: HostAccess[]; staleReads: readonly Pfn[] } {
+  private observed(): {
+    accesses: HostAccess[];
+    staleReads: readonly Pfn[];
+    guestAccesses: readonly GuestPrivateAccess[];
+    pvalidates: readonly PvalidateRecord[];
+  } {
     const accesses = this.accesses;
     this.accesses = [];
-    return { accesses, staleReads: this.host.frames.takeStaleReads() };
+    const guestAccesses = this.guestAccesses.length === 0 ? NO_GUEST : this.guestAccesses;
+    if (this.guestAccesses.length !== 0) this.guestAccesses = [];
+    const pvalidates = this.pvalidates.length === 0 ? NO_PVALIDATE : this.pvalidates;
+    if (this.pvalidates.length !== 0) this.pvalidates = [];
+    return { accesses, staleReads: this.host.frames.takeStaleReads(), guestAccesses, pvalidates };
   }
 
   /** Check after a step; clears the step's observations. */
@@ -162,12 +205,14 @@ export class InvariantChecker {
 
   /** Every invariant over the whole state (what `check` computes, without shortcuts). */
   fullCheck(): Violation[] {
-    const { accesses, staleReads } = this.observed();
+    const { accesses, staleReads, guestAccesses, pvalidates } = this.observed();
     let own: Ownership | undefined;
     const state: CheckState = {
       host: this.host,
       hostAccesses: accesses,
       staleReads,
+      guestAccesses,
+      pvalidates,
       ownership: () => (own ??= buildOwnership(this.host)),
       ownedOnFree: () => scanOwnedOnFree(this.host, state.ownership()),
     };
@@ -181,10 +226,22 @@ export class InvariantChecker {
     st.hostAccesses = this.accesses;
     if (this.accesses.length !== 0) this.accesses = [];
     st.staleReads = this.host.frames.takeStaleReads();
+    if (this.guestAccesses.length !== 0) {
+      st.guestAccesses = this.guestAccesses;
+      this.guestAccesses = [];
+    }
+    if (this.pvalidates.length !== 0) {
+      st.pvalidates = this.pvalidates;
+      this.pvalidates = [];
+    }
     st.reset();
     const changed = t.update();
     const allocated = this.host.frames.allocated;
-    const clean = st.hostAccesses.length === 0 && st.staleReads.length === 0;
+    const clean =
+      st.hostAccesses.length === 0 &&
+      st.staleReads.length === 0 &&
+      st.guestAccesses.length === 0 &&
+      st.pvalidates.length === 0;
     // On SEV-SNP the RMP (and the firmware state changed with it) is read too.
     const rmpGen = this.rmp === undefined ? 0 : this.rmp.generation;
     // Nothing an invariant reads changed since a check that saw no host access and no stale
@@ -198,6 +255,8 @@ export class InvariantChecker {
     ) {
       st.hostAccesses = NO_ACCESSES;
       st.staleReads = NO_PFNS;
+      st.guestAccesses = NO_GUEST;
+      st.pvalidates = NO_PVALIDATE;
       return this.last.length === 0 ? [] : this.last.slice();
     }
     if (changed) {
@@ -226,6 +285,8 @@ export class InvariantChecker {
     }
     st.hostAccesses = NO_ACCESSES;
     st.staleReads = NO_PFNS;
+    st.guestAccesses = NO_GUEST;
+    st.pvalidates = NO_PVALIDATE;
     st.reset();
     this.last = !clean ? undefined : out.length === 0 ? NO_VIOLATIONS : out.slice();
     this.lastAllocated = allocated;
@@ -251,6 +312,8 @@ export class InvariantChecker {
 class TrackedState implements CheckState {
   hostAccesses: readonly HostAccess[] = NO_ACCESSES;
   staleReads: readonly Pfn[] = NO_PFNS;
+  guestAccesses: readonly GuestPrivateAccess[] = NO_GUEST;
+  pvalidates: readonly PvalidateRecord[] = NO_PVALIDATE;
   /** The ownership map of this check, once asked for. */
   own: Ownership | undefined = undefined;
   readonly mappingsOf = (vm: Vm): readonly Mapping[] => this.mappings(vm);

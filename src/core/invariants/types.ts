@@ -48,11 +48,37 @@ export type HostAccess = {
   readonly assigned?: boolean;
 };
 
+/** A completed SEV-SNP guest access with the C-bit set, as the RMP was when it happened. */
+export type GuestPrivateAccess = {
+  readonly vm: number;
+  readonly gfn: number;
+  readonly pfn: number;
+  readonly write: boolean;
+  readonly assigned: boolean;
+  readonly asid: number;
+  readonly guestAsid: number;
+  readonly validated: boolean;
+};
+
+/** A completed SEV-SNP PVALIDATE: the entry's validated bit before it, and what it returned. */
+export type PvalidateRecord = {
+  readonly vm: number;
+  readonly gfn: number;
+  readonly pfn: number;
+  readonly validate: boolean;
+  readonly before: boolean;
+  readonly ret: number;
+  readonly cf: number;
+};
+
 /** Everything an invariant may look at after a step. */
 export type CheckState = {
   readonly host: Host;
   readonly hostAccesses: readonly HostAccess[];
   readonly staleReads: readonly Pfn[];
+  /** SEV-SNP guests' private accesses and PVALIDATEs during the step (empty elsewhere). */
+  readonly guestAccesses: readonly GuestPrivateAccess[];
+  readonly pvalidates: readonly PvalidateRecord[];
   /** Frame ownership, built on first use during a check. */
   ownership(): Ownership;
   /** Start of the first owner extent (in pfn order) with a frame on the free list, if any. */
