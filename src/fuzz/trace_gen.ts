@@ -27,7 +27,7 @@ import { genCreateProtectedVm, genCreateVm } from '../ops/vm.js';
 import { genCreateGmem, genFallocatePage, genGmemOf } from '../ops/guest_memfd.js';
 import { genGmemSlot } from '../ops/memslots.js';
 import { genAttributesOf } from '../ops/attributes.js';
-import { genRunOn, genVcpuOf } from '../ops/vcpu.js';
+import { genRunOn, genSnpGuestRun, genVcpuOf } from '../ops/vcpu.js';
 import { genPreFaultPage } from '../ops/pre_fault.js';
 import { genAnonMap, genMadviseMap, genPokeAt } from '../ops/host_mm.js';
 import { genClose } from '../ops/fd.js';
@@ -439,8 +439,8 @@ export class TraceGenerator implements GenState<TraceOpInput> {
       } else if (choice === 5) {
         update();
       } else if (choice === 6 && cpus.length > 0) {
-        const a = gpa + page * PAGE + BigInt(r.int(4092));
-        genRunOn(this, r.pick(cpus), [r.chance(0.5) ? guestStore(a, r.bytes(4)) : guestLoad(a, 4)]);
+        // The guest: private and shared accesses, PVALIDATE, page-state changes.
+        genSnpGuestRun(this, r.pick(cpus), gpa, Number(pages));
       } else if (choice === 7) {
         genAttributesOf(this, vm, gpa + page * PAGE, PAGE, r.chance(0.5) ? 8n : 0n);
       } else if (choice === 8) {

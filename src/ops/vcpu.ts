@@ -597,6 +597,44 @@ export function genRunOn(g: Gen, cpu: string, steps: GuestStep[]): void {
   });
 }
 
+/**
+ * A KVM_RUN of an SEV-SNP guest over [gpa, gpa + pages pages) (SNP walks): 1-4 steps among
+ * private (C=1) and shared loads and stores, PVALIDATE (validate or rescind, mostly 4K) and GHCB
+ * MSR page-state changes (to private or shared), with a MAP_GPA_RANGE policy of the VMM (none,
+ * convert, convert+discard).
+ */
+export function genSnpGuestRun(g: Gen, cpu: string, gpa: bigint, pages: number): void {
+  const steps: GuestStep[] = [];
+  for (let i = 1 + g.r.int(4); i > 0; i--) {
+    const page = gpa + BigInt(g.r.int(pages)) * 4096n;
+    const choice = g.r.int(8);
+    if (choice <= 2) {
+      const a = page + BigInt(g.r.int(4093));
+      const enc = g.r.chance(0.75);
+      steps.push(g.r.chance(0.5) ? guestStore(a, g.r.bytes(4), enc) : guestLoad(a, 4, enc));
+    } else if (choice <= 5) {
+      steps.push({
+        kind: 'pvalidate',
+        gpa: g.r.chance(0.95) ? page : page + 8n,
+        size: g.r.chance(0.9) ? '4K' : '2M',
+        validate: g.r.chance(0.75),
+      });
+    } else {
+      steps.push({ kind: 'psc_msr', gfn: page >> 12n, op: g.r.chance(0.1) ? 3 : 1 + g.r.int(2) });
+    }
+  }
+  g.push({
+    op: 'KVM_RUN',
+    vcpu: { kind: 'handle', name: cpu },
+    guest: steps,
+    map_gpa_range: g.r.weighted<MapGpaRangePolicy | undefined>([
+      [2, undefined],
+      [2, 'convert'],
+      [1, 'convert+discard'],
+    ]),
+  });
+}
+
 /** The vcpu family: its ops and fuzz generators (weights among every family's generators). */
 export const VCPU_FAMILY: OpFamily<VcpuFamilyOp> = {
   name: 'vcpu',

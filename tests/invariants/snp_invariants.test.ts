@@ -9,6 +9,7 @@ import { Host } from '../../src/core/host.js';
 import { getProfile } from '../../src/core/profiles/index.js';
 import { InvariantChecker, type Violation } from '../../src/core/invariants/index.js';
 import { toKvmSevInfo } from '../../src/core/arch/x86/svm/sev_common.js';
+import { guestLoad, guestStore } from '../../src/core/arch/x86/kvm_run.js';
 import type { Pfn } from '../../src/core/base/units.js';
 import type { Vm } from '../../src/core/kvm/objects.js';
 import { packMemEncCmd, packSevData } from '../../src/ops/mem_enc.js';
@@ -140,6 +141,30 @@ describe('SEV-SNP invariants: good examples', () => {
       );
       assert.ok(!plain.invariants.some((i) => i.name === n), n);
     }
+  });
+});
+
+describe('SEV-SNP guest: real runs break no invariant', () => {
+  test('private loads of launched pages, PVALIDATE of a fresh page, NOUPDATE, #VC', () => {
+    const { h, vcpu, check } = launched();
+    // A launched (validated) page: a private load completes.
+    let r = h.kvmRun(vcpu, [guestLoad(GPA, 4, true)]);
+    assert.equal(r.errno, undefined, String(r.errno) + r.exits.map((e) => e.reason).join(','));
+    assert.deepEqual(check(), []);
+    // Validating it again is NOUPDATE (CF = 1).
+    r = h.kvmRun(vcpu, [{ kind: 'pvalidate', gpa: GPA, size: '4K', validate: true }]);
+    assert.deepEqual(
+      r.exits.find((e) => e.reason === 'PVALIDATE'),
+      { reason: 'PVALIDATE', gpa: GPA, ret: 0, cf: 1 },
+    );
+    assert.deepEqual(check(), []);
+    // A page never added: the first private store faults it in unvalidated → #VC.
+    r = h.kvmRun(vcpu, [guestStore(GPA + 2n * PAGE, new Uint8Array(4), true)]);
+    assert.ok(
+      r.exits.some((e) => e.reason === 'VC'),
+      r.exits.map((e) => e.reason).join(','),
+    );
+    assert.deepEqual(check(), []);
   });
 });
 

@@ -135,6 +135,20 @@ export const MUTANTS: readonly MutantInfo[] = [
       "sev_gmem_post_populate()'s fw_err path without snp_page_reclaim(): the page stays assigned and immutable while KVM reports the failure, and leaks when the gmem page is freed",
     platform: 'sev-snp',
   },
+  {
+    name: 'snp_vc_not_raised',
+    bug: 'a private (C=1) guest access to an assigned page the guest has not validated completes instead of raising #VC',
+    modelledOn:
+      'the RMP access check without its Validated test (the guest consumes a page the hypervisor assigned or swapped behind its back)',
+    platform: 'sev-snp',
+  },
+  {
+    name: 'snp_pvalidate_no_noupdate',
+    bug: 'PVALIDATE of a page already in the requested state reports a change (CF = 0) instead of NOUPDATE',
+    modelledOn:
+      "PVALIDATE without its 'already validated' test: a guest cannot detect a second validation of one assignment",
+    platform: 'sev-snp',
+  },
 ];
 
 /** The mutants a profile of `platform` can reach (its own platform's and the generic ones). */

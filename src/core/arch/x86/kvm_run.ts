@@ -300,6 +300,8 @@ function snpGuestAccess(
     const o = p.out!;
     const off = offsetInPage(p.gpa);
     if (typeof o === 'number') {
+      // The access happens now: the checker sees what the RMP says of the frame (C=1 only).
+      if (enc) k.snpGuestObserver?.access(vm, p.gfn, o, write);
       if (write) k.frames.write(o, off, buf, p.off, p.len);
       else k.frames.read(o, off, buf, p.off, p.len);
     } else if (write) {
@@ -347,8 +349,12 @@ function pvalidateStep(
       exits.push({ reason: 'MEMORY_FAULT', gpa: gfnToGpa(gfn), size: 4096n, flags });
       return o.kind === 'memfault' ? o.errno : 'EFAULT';
     }
+    // The entry's validated bit before the instruction, for the checker.
+    const obs = k.snpGuestObserver;
+    const before = obs !== undefined && k.platform.sevSnp!.rmp.lookup(o).validated;
     const r = snp.pvalidate(k, vm, gfn, o, size, validate);
     if (r.kind === 'done') {
+      obs?.pvalidate(vm, gfn, o, validate, before, r.ret, r.cf);
       exits.push({ reason: 'PVALIDATE', gpa, ret: r.ret, cf: r.cf });
       return undefined;
     }

@@ -104,7 +104,7 @@ export function snpCheckAccess(
     if (!kvmMemIsPrivate(vm, gfn)) return 'memfault';
     return sevHandleRmpFault(k, vm, gfn, pfn) ? 'retry' : 'spin';
   }
-  return e.validated ? 'ok' : 'vc';
+  return e.validated || k.mutants.has('snp_vc_not_raised') ? 'ok' : 'vc';
 }
 
 /**
@@ -152,7 +152,8 @@ export function snpPvalidate(
     return { kind: 'done', ret: PVALIDATE_RET.FAIL_SIZEMISMATCH, cf: 0 };
   if (size === '4K' && e.size === '2M')
     return sevHandleRmpFault(k, vm, gfn, pfn) ? { kind: 'retry' } : { kind: 'spin' };
-  if (e.validated === validate) return { kind: 'done', ret: PVALIDATE_RET.SUCCESS, cf: 1 };
+  if (e.validated === validate && !k.mutants.has('snp_pvalidate_no_noupdate'))
+    return { kind: 'done', ret: PVALIDATE_RET.SUCCESS, cf: 1 };
   rmp.setFlags(pfn, { validated: validate });
   return { kind: 'done', ret: PVALIDATE_RET.SUCCESS, cf: 0 };
 }
