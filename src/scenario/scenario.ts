@@ -117,6 +117,8 @@ const NAME_FIELDS = new Set([
   'uaddr',
   'id_block_uaddr',
   'id_auth_uaddr',
+  // KVM_RUN's VMM policy: "convert" / "convert+discard" kept as written, else an integer.
+  'map_gpa_range',
 ]);
 /**
  * Fields whose values are text passed to the trace parser as written: `open`'s path, and the
