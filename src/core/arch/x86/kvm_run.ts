@@ -48,6 +48,7 @@ import {
   isPageAligned,
   offsetInPage,
   type Gfn,
+  type Pfn,
   type Gpa,
 } from '../../base/units.js';
 
@@ -227,10 +228,27 @@ function guestAccess(
       return o.errno;
     }
   }
+  completePieces(k, pieces, buf, write, exits);
+  return undefined;
+}
+
+/**
+ * The data movement of an access whose every page resolved: RAM pages are read or written (each
+ * reported to `onRam` first), MMIO pages become MMIO exit entries (a load's bytes read as zeros).
+ */
+function completePieces(
+  k: KernelCtx,
+  pieces: readonly Piece[],
+  buf: Uint8Array,
+  write: boolean,
+  exits: RunExit[],
+  onRam?: (p: Piece, pfn: Pfn) => void,
+): void {
   for (const p of pieces) {
     const o = p.out!;
     const off = offsetInPage(p.gpa);
     if (typeof o === 'number') {
+      onRam?.(p, o);
       if (write) k.frames.write(o, off, buf, p.off, p.len);
       else k.frames.read(o, off, buf, p.off, p.len);
     } else if (write) {
@@ -246,7 +264,6 @@ function guestAccess(
       buf.fill(0, p.off, p.off + p.len);
     }
   }
-  return undefined;
 }
 
 /**
@@ -296,27 +313,16 @@ function snpGuestAccess(
       if (c === 'spin' || attempt > 0) return 'spin';
     }
   }
-  for (const p of pieces) {
-    const o = p.out!;
-    const off = offsetInPage(p.gpa);
-    if (typeof o === 'number') {
-      // The access happens now: the checker sees what the RMP says of the frame (C=1 only).
-      if (enc) k.snpGuestObserver?.access(vm, p.gfn, o, write);
-      if (write) k.frames.write(o, off, buf, p.off, p.len);
-      else k.frames.read(o, off, buf, p.off, p.len);
-    } else if (write) {
-      exits.push({
-        reason: 'MMIO',
-        gpa: p.gpa,
-        len: p.len,
-        isWrite: true,
-        bytes: buf.slice(p.off, p.off + p.len),
-      });
-    } else {
-      exits.push({ reason: 'MMIO', gpa: p.gpa, len: p.len, isWrite: false });
-      buf.fill(0, p.off, p.off + p.len);
-    }
-  }
+  // The access happens now: the checker sees what the RMP says of each frame (C=1 only).
+  const obs = enc ? k.snpGuestObserver : undefined;
+  completePieces(
+    k,
+    pieces,
+    buf,
+    write,
+    exits,
+    obs === undefined ? undefined : (p, pfn) => obs.access(vm, p.gfn, pfn, write),
+  );
   return undefined;
 }
 
