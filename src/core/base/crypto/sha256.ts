@@ -7,6 +7,7 @@
  *
  * No allocation in the compression loop; whole 64-byte input blocks are read in place.
  */
+import { MdHash, type MdParams } from './md_hash.js';
 
 /** SHA-256 round constants (FIPS 180-4 §4.2.2). */
 const K = new Int32Array([
@@ -94,91 +95,24 @@ function compressBlock(h: Int32Array, m: Uint8Array, off: number): void {
   h[7] = hh;
 }
 
+const SHA256_PARAMS: MdParams = {
+  iv: IV256,
+  blockBytes: 64,
+  lengthBytes: 8,
+  digestBytes: 32,
+  compress,
+};
+
 /** Streaming SHA-256: `update()` any number of times, then `digest()` (which may be repeated). */
-export class Sha256 {
-  private readonly h = new Int32Array(8);
-  private readonly buf = new Uint8Array(64);
-  private bufLen = 0;
-  /** Bytes hashed so far (exact as a double up to 2^53 bytes). */
-  private total = 0;
-
+export class Sha256 extends MdHash {
   constructor() {
-    this.h.set(IV256);
+    super(SHA256_PARAMS);
   }
 
-  /** Start over, as a new instance. */
-  reset(): this {
-    this.h.set(IV256);
-    this.bufLen = 0;
-    this.total = 0;
-    return this;
-  }
-
-  /** A copy of the state so far. */
+  /** A copy of the state so far (hash a common prefix once, finish it several ways). */
   clone(): Sha256 {
-    const c = new Sha256();
-    c.h.set(this.h);
-    c.buf.set(this.buf);
-    c.bufLen = this.bufLen;
-    c.total = this.total;
-    return c;
+    return this.copyInto(new Sha256());
   }
-
-  update(data: Uint8Array): this {
-    let off = 0;
-    let n = data.length;
-    this.total += n;
-    if (this.bufLen > 0) {
-      const take = Math.min(64 - this.bufLen, n);
-      this.buf.set(data.subarray(0, take), this.bufLen);
-      this.bufLen += take;
-      off += take;
-      n -= take;
-      if (this.bufLen < 64) return this;
-      compress(this.h, this.buf, 0, 1);
-      this.bufLen = 0;
-    }
-    const blocks = n >>> 6;
-    if (blocks > 0) {
-      compress(this.h, data, off, blocks);
-      off += blocks * 64;
-      n -= blocks * 64;
-    }
-    if (n > 0) {
-      this.buf.set(data.subarray(off, off + n), 0);
-      this.bufLen = n;
-    }
-    return this;
-  }
-
-  /** The 32-byte digest of everything given so far; the state is left as it was. */
-  digest(): Uint8Array {
-    const h = DIGEST_STATE;
-    h.set(this.h);
-    const last = DIGEST_TAIL;
-    last.fill(0);
-    last.set(this.buf.subarray(0, this.bufLen));
-    last[this.bufLen] = 0x80;
-    // Padding (FIPS 180-4 §5.1.1): 0x80, zeros, then the length in bits as a 64-bit big-endian.
-    const len = this.bufLen + 1 + 8 <= 64 ? 64 : 128;
-    writeU32BE(last, len - 8, Math.floor(this.total / 0x2000_0000));
-    writeU32BE(last, len - 4, (this.total * 8) % 0x1_0000_0000);
-    compress(h, last, 0, len / 64);
-    const out = new Uint8Array(32);
-    for (let i = 0; i < 8; i++) writeU32BE(out, i * 4, h[i]! >>> 0);
-    return out;
-  }
-}
-
-/** Scratch for digest() (the functions here are not re-entrant). */
-const DIGEST_STATE = new Int32Array(8);
-const DIGEST_TAIL = new Uint8Array(128);
-
-function writeU32BE(b: Uint8Array, off: number, v: number): void {
-  b[off] = v >>> 24;
-  b[off + 1] = (v >>> 16) & 0xff;
-  b[off + 2] = (v >>> 8) & 0xff;
-  b[off + 3] = v & 0xff;
 }
 
 const ONE_SHOT = new Sha256();

@@ -9,6 +9,7 @@
  * BigInt, no allocation in the compression loop. Input bytes are read straight from the caller's
  * array (no copy) for every whole 128-byte block.
  */
+import { MdHash, type MdParams } from './md_hash.js';
 
 /** SHA-512 round constants (FIPS 180-4 §4.2.3), hi/lo halves interleaved. */
 const K = new Int32Array([
@@ -188,93 +189,24 @@ function compressBlock(h: Int32Array, m: Uint8Array, off: number): void {
   h[15] = hl;
 }
 
+const SHA384_PARAMS: MdParams = {
+  iv: IV384,
+  blockBytes: 128,
+  lengthBytes: 16,
+  digestBytes: 48,
+  compress,
+};
+
 /** Streaming SHA-384: `update()` any number of times, then `digest()` (which may be repeated). */
-export class Sha384 {
-  private readonly h = new Int32Array(16);
-  private readonly buf = new Uint8Array(128);
-  private bufLen = 0;
-  /** Bytes hashed so far (exact as a double up to 2^53 bytes). */
-  private total = 0;
-
+export class Sha384 extends MdHash {
   constructor() {
-    this.h.set(IV384);
-  }
-
-  /** Start over, as a new instance. */
-  reset(): this {
-    this.h.set(IV384);
-    this.bufLen = 0;
-    this.total = 0;
-    return this;
+    super(SHA384_PARAMS);
   }
 
   /** A copy of the state so far (hash a common prefix once, finish it several ways). */
   clone(): Sha384 {
-    const c = new Sha384();
-    c.h.set(this.h);
-    c.buf.set(this.buf);
-    c.bufLen = this.bufLen;
-    c.total = this.total;
-    return c;
+    return this.copyInto(new Sha384());
   }
-
-  update(data: Uint8Array): this {
-    let off = 0;
-    let n = data.length;
-    this.total += n;
-    if (this.bufLen > 0) {
-      const take = Math.min(128 - this.bufLen, n);
-      this.buf.set(data.subarray(0, take), this.bufLen);
-      this.bufLen += take;
-      off += take;
-      n -= take;
-      if (this.bufLen < 128) return this;
-      compress(this.h, this.buf, 0, 1);
-      this.bufLen = 0;
-    }
-    const blocks = n >>> 7;
-    if (blocks > 0) {
-      compress(this.h, data, off, blocks);
-      off += blocks * 128;
-      n -= blocks * 128;
-    }
-    if (n > 0) {
-      this.buf.set(data.subarray(off, off + n), 0);
-      this.bufLen = n;
-    }
-    return this;
-  }
-
-  /** The 48-byte digest of everything given so far; the state is left as it was. */
-  digest(): Uint8Array {
-    const h = DIGEST_STATE;
-    h.set(this.h);
-    const last = DIGEST_TAIL;
-    last.fill(0);
-    last.set(this.buf.subarray(0, this.bufLen));
-    last[this.bufLen] = 0x80;
-    // Padding (FIPS 180-4 §5.1.2): 0x80, zeros, then the length in bits as a 128-bit big-endian.
-    const len = this.bufLen + 1 + 16 <= 128 ? 128 : 256;
-    const bitsHi = Math.floor(this.total / 0x2000_0000); // total * 8 / 2^32
-    const bitsLo = (this.total * 8) % TWO32;
-    writeU32BE(last, len - 8, bitsHi);
-    writeU32BE(last, len - 4, bitsLo);
-    compress(h, last, 0, len / 128);
-    const out = new Uint8Array(48);
-    for (let i = 0; i < 12; i++) writeU32BE(out, i * 4, h[i]! >>> 0);
-    return out;
-  }
-}
-
-/** Scratch for digest() (the functions here are not re-entrant). */
-const DIGEST_STATE = new Int32Array(16);
-const DIGEST_TAIL = new Uint8Array(256);
-
-function writeU32BE(b: Uint8Array, off: number, v: number): void {
-  b[off] = v >>> 24;
-  b[off + 1] = (v >>> 16) & 0xff;
-  b[off + 2] = (v >>> 8) & 0xff;
-  b[off + 3] = v & 0xff;
 }
 
 const ONE_SHOT = new Sha384();
