@@ -9,8 +9,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseFirmwareImage, type FirmwareImage } from '../../src/vmm/snp/ovmf.js';
 import { buildSnpLaunchPlan, type SnpLaunchPlan } from '../../src/vmm/snp/launch_plan.js';
 import { DigestLauncher, runLaunchPlan, type SnpMeasuredPage } from '../../src/vmm/snp/measure.js';
@@ -23,15 +21,9 @@ import {
 import { kernelHashes } from '../../src/vmm/snp/sev_hashes.js';
 import type { VmmType } from '../../src/vmm/snp/vmsa.js';
 import { toHex } from '../../src/core/base/crypto/hex.js';
+import { AMDSEV, OVMFX64, SVSM, SVSM_OVMF } from './snp_fixtures.js';
 import { InvariantChecker } from '../../src/core/invariants/index.js';
 import { snapshot } from '../../src/core/inspect.js';
-
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-const FIX = join(ROOT, 'tests/fixtures/sev-snp-measure');
-const AMDSEV = join(FIX, 'ovmf_AmdSev_suffix.bin');
-const OVMFX64 = join(FIX, 'ovmf_OvmfX64_suffix.bin');
-const SVSM = join(FIX, 'svsm.bin');
-const SVSM_OVMF = join(FIX, 'svsm_ovmf.fd');
 
 /** Run `plan` on the model with every invariant checked after every KVM call. */
 function launchOnModel(

@@ -9,9 +9,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { UsageError } from '../../src/cli/args.js';
 import { measureMain, MeasureInputError } from '../../src/cli/measure.js';
 import {
@@ -32,14 +31,8 @@ import {
   SnpLaunchDigest,
 } from '../../src/core/platform/sev_snp/launch_digest.js';
 import { toHex } from '../../src/core/base/crypto/hex.js';
+import { AMDSEV, OVMFX64, SVSM, SVSM_OVMF } from './snp_fixtures.js';
 
-/** dist/tests/unit/ → the repository root. */
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-const FIX = join(ROOT, 'tests/fixtures/sev-snp-measure');
-const AMDSEV = join(FIX, 'ovmf_AmdSev_suffix.bin');
-const OVMFX64 = join(FIX, 'ovmf_OvmfX64_suffix.bin');
-const SVSM = join(FIX, 'svsm.bin');
-const SVSM_OVMF = join(FIX, 'svsm_ovmf.fd');
 const OVMF_HASH =
   '086e2e9149ebf45abdc3445fba5b2da8270bdbb04094d7a2c37faaa4b24af3aa16aff8c374c2a55c467a50da6d466b74';
 
