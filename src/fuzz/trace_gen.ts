@@ -23,7 +23,7 @@ import { guestLoad, guestStore } from '../core/arch/x86/kvm_run.js';
 import { MMAP_ARENA_BASE, MMAP_ARENA_END, TASK_SIZE_MAX } from '../core/mm/host_layout.js';
 import { OP_GENERATORS, OPS } from '../ops/registry.js';
 import type { HostRange } from '../ops/spec.js';
-import { genCreateProtectedVm, genCreateVm } from '../ops/vm.js';
+import { genCreateProtectedVm, genCreateVm, genEnableCapOf } from '../ops/vm.js';
 import { genCreateGmem, genFallocatePage, genGmemOf } from '../ops/guest_memfd.js';
 import { genGmemSlot } from '../ops/memslots.js';
 import { genAttributesOf } from '../ops/attributes.js';
@@ -371,7 +371,8 @@ export class TraceGenerator implements GenState<TraceOpInput> {
 
   /**
    * An SEV-SNP VMM walk (profiles with the sev-snp platform only): an SNP VM (type 4), /dev/sev,
-   * a guest_memfd slot with PRIVATE attributes, KVM_SEV_INIT2, SNP_LAUNCH_START, LAUNCH_UPDATEs
+   * a guest_memfd slot with PRIVATE attributes, (mostly) KVM_HC_MAP_GPA_RANGE exits enabled,
+   * KVM_SEV_INIT2, SNP_LAUNCH_START, LAUNCH_UPDATEs
    * of every page type (valid and invalid, some over pages already added), vCPUs, LAUNCH_FINISH,
    * then pre-faults, more updates, guest runs, attribute changes, punches and closes — the
    * sequences where the RMP must follow guest_memfd.
@@ -407,6 +408,9 @@ export class TraceGenerator implements GenState<TraceOpInput> {
     this.slots.push({ vm, slot: slotId, gpa, size, gmem: gm, map });
     if (r.chance(0.9)) genAttributesOf(this, vm, gpa, size, 8n);
     else genAttributesOf(this, vm, gpa, BigInt(1 + r.int(Number(pages))) * PAGE, 8n);
+    // Most VMMs take the guest's page-state changes: KVM_CAP_EXIT_HYPERCALL for
+    // KVM_HC_MAP_GPA_RANGE (12), without which KVM fails every PSC request itself.
+    if (r.chance(0.8)) genEnableCapOf(this, vm, 201n, [r.chance(0.95) ? 1n << 12n : 0n]);
     const cpus: string[] = [];
     const vcpu = (): void => {
       const cpu = this.name('scpu');
@@ -439,7 +443,8 @@ export class TraceGenerator implements GenState<TraceOpInput> {
       } else if (choice === 5) {
         update();
       } else if (choice === 6 && cpus.length > 0) {
-        // The guest: private and shared accesses, PVALIDATE, page-state changes.
+        // The guest: private and shared accesses, PVALIDATE, page-state changes (GHCB MSR
+        // protocol and PSC descriptors).
         genSnpGuestRun(this, r.pick(cpus), gpa, Number(pages));
       } else if (choice === 7) {
         genAttributesOf(this, vm, gpa + page * PAGE, PAGE, r.chance(0.5) ? 8n : 0n);

@@ -599,15 +599,15 @@ export function genRunOn(g: Gen, cpu: string, steps: GuestStep[]): void {
 
 /**
  * A KVM_RUN of an SEV-SNP guest over [gpa, gpa + pages pages) (SNP walks): 1-4 steps among
- * private (C=1) and shared loads and stores, PVALIDATE (validate or rescind, mostly 4K) and GHCB
- * MSR page-state changes (to private or shared), with a MAP_GPA_RANGE policy of the VMM (none,
- * convert, convert+discard).
+ * private (C=1) and shared loads and stores, PVALIDATE (validate or rescind, mostly 4K), GHCB
+ * MSR page-state changes (to private or shared) and PSC descriptors (`genPscStep`), with a
+ * MAP_GPA_RANGE policy of the VMM (none, convert, convert+discard).
  */
 export function genSnpGuestRun(g: Gen, cpu: string, gpa: bigint, pages: number): void {
   const steps: GuestStep[] = [];
   for (let i = 1 + g.r.int(4); i > 0; i--) {
     const page = gpa + BigInt(g.r.int(pages)) * 4096n;
-    const choice = g.r.int(8);
+    const choice = g.r.int(10);
     if (choice <= 2) {
       const a = page + BigInt(g.r.int(4093));
       const enc = g.r.chance(0.75);
@@ -619,8 +619,10 @@ export function genSnpGuestRun(g: Gen, cpu: string, gpa: bigint, pages: number):
         size: g.r.chance(0.9) ? '4K' : '2M',
         validate: g.r.chance(0.75),
       });
-    } else {
+    } else if (choice <= 7) {
       steps.push({ kind: 'psc_msr', gfn: page >> 12n, op: g.r.chance(0.1) ? 3 : 1 + g.r.int(2) });
+    } else {
+      steps.push(genPscStep(g, gpa >> 12n, pages));
     }
   }
   g.push({
@@ -633,6 +635,68 @@ export function genSnpGuestRun(g: Gen, cpu: string, gpa: bigint, pages: number):
       [1, 'convert+discard'],
     ]),
   });
+}
+
+/** A PSC entry as the step holds it (`struct psc_entry`). */
+type PscStepEntry = Extract<GuestStep, { kind: 'psc' }>['entries'][number];
+
+/**
+ * A PSC descriptor step (the PSC NAE event) for a guest whose slot holds gfns [gfn0, gfn0 +
+ * pages): 1..253 entries (mostly a few), most continuing the previous entry's range with the same
+ * operation (KVM merges those into one KVM_HC_MAP_GPA_RANGE exit), some switching between private
+ * and shared at the next gfn (adjacent, not merged), PSMASH/UNSMASH entries, 2M entries (some
+ * partly done, some with an unaligned gfn), entries just outside the slot, already completed
+ * entries, and rarely an invalid one (an undefined operation, cur_page beyond the entry's pages)
+ * or an invalid header (cur_entry past end_entry, end_entry ≥ 253, end_entry past the list).
+ * Only SNP walks call it (`snpScenario`), so other profiles' traces are unchanged.
+ */
+export function genPscStep(g: Gen, gfn0: bigint, pages: number): GuestStep {
+  const r = g.r;
+  const n = r.weighted<number>([
+    [12, 1 + r.int(4)],
+    [4, 5 + r.int(12)],
+    [1, VMGEXIT_PSC_MAX_COUNT - r.int(8)],
+  ]);
+  const entries: PscStepEntry[] = [];
+  let op = 1 + r.int(2);
+  let next = gfn0 + BigInt(r.int(pages));
+  for (let i = 0; i < n; i++) {
+    // The operation: mostly the previous one (merged), else the other of private/shared.
+    op = r.weighted<number>([
+      [12, op],
+      [5, op === 1 ? 2 : op === 2 ? 1 : 1 + r.int(2)],
+      [1, 3 + r.int(2)],
+      [0.2, r.pick([0, 5, 15])],
+    ]);
+    const huge = r.chance(0.06);
+    // The gfn: mostly where the previous entry ended, else anywhere in or just outside the slot.
+    let gfn = r.weighted<bigint>([
+      [12, next],
+      [3, gfn0 + BigInt(r.int(pages))],
+      [1, r.pick([gfn0 - 1n, gfn0 + BigInt(pages), gfn0 + BigInt(pages) + 1n])],
+      [0.3, BigInt(r.int(1 << 20))],
+    ]);
+    if (huge) gfn = r.chance(0.9) ? gfn0 - (gfn0 % 512n) : gfn | 1n;
+    if (gfn < 0n) gfn = 0n;
+    const npages = huge ? 512 : 1;
+    const curPage = r.weighted<number>([
+      [20, 0],
+      [1, npages],
+      [huge ? 2 : 0, r.chance(0.5) ? 1 + r.int(511) : 512 - 1 - r.int(Math.min(pages, 8))],
+      [0.3, npages + 1 + r.int(4095 - npages)],
+    ]);
+    entries.push({ curPage, gfn, op, pageSize: huge ? 1 : 0 });
+    next = gfn + BigInt(npages);
+  }
+  let curEntry = 0;
+  let endEntry = n - 1;
+  const hdr = r.int(40);
+  if (hdr === 0) curEntry = endEntry + 1 + r.int(3);
+  else if (hdr === 1) endEntry = r.pick([VMGEXIT_PSC_MAX_COUNT, 0xffff]);
+  else if (hdr === 2) endEntry = Math.min(n + r.int(4), VMGEXIT_PSC_MAX_COUNT - 1);
+  else if (hdr <= 5 && n > 1) curEntry = 1 + r.int(n - 1);
+  else if (hdr <= 7 && n > 1) endEntry = r.int(n);
+  return { kind: 'psc', curEntry, endEntry, entries };
 }
 
 /** The vcpu family: its ops and fuzz generators (weights among every family's generators). */

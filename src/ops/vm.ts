@@ -204,6 +204,11 @@ export function genCreateProtectedVm(g: Gen, prefix: string, type = 1n): string 
   return vm;
 }
 
+/** KVM_ENABLE_CAP of `cap` with `args` on VM `vm` (walks: an SNP VMM enabling its exits). */
+export function genEnableCapOf(g: Gen, vm: string, cap: bigint, args: readonly bigint[]): void {
+  g.push({ op: 'KVM_ENABLE_CAP', fd: { kind: 'handle', name: vm }, cap, flags: 0n, args });
+}
+
 export function genCheckExtension(g: Gen): void {
   const cap = g.r.weighted<bigint>([
     [6, BigInt(g.r.pick([3, 10, 118, 201, 231, 232, 233, 234, 235, 236, 244]))],
