@@ -45,4 +45,34 @@ export interface SnpGuestObserver {
     ret: number,
     cf: number,
   ): void;
+  /** A PSC descriptor request (the PSC NAE event) was handled: what the guest passed, the exits. */
+  psc(vm: Vm, p: PscObservation): void;
 }
+
+/** One entry of a PSC descriptor (`struct psc_entry`). */
+export type PscObservedEntry = {
+  readonly curPage: number;
+  readonly gfn: bigint;
+  readonly op: number;
+  readonly pageSize: 0 | 1;
+};
+
+/**
+ * A PSC descriptor request as the checker sees it: the descriptor the guest passed, every
+ * KVM_HC_MAP_GPA_RANGE exit KVM raised for it with the descriptor's cur_page values at the moment
+ * of that exit (KVM marks an exit's entries done only after the VMM answered), and the
+ * descriptor's cur_page values and SW_EXITINFO2 when the guest resumed.
+ */
+export type PscObservation = {
+  readonly curEntry: number;
+  readonly endEntry: number;
+  readonly entries: readonly PscObservedEntry[];
+  readonly exits: readonly {
+    readonly args: readonly [bigint, bigint, bigint];
+    /** The VMM's answer (hypercall.ret). */
+    readonly ret: bigint;
+    readonly curPages: readonly number[];
+  }[];
+  readonly curPages: readonly number[];
+  readonly ret: bigint;
+};

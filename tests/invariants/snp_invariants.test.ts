@@ -49,6 +49,7 @@ const SNP_INVARIANTS = [
   'snp-reclaim-before-reuse',
   'snp-guest-validated',
   'snp-validate-once',
+  'snp-psc-exit-matches-request',
 ];
 
 function okv<T>(r: { ok: true; value: T } | { ok: false; errno: string }, what: string): T {

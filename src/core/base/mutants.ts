@@ -149,6 +149,13 @@ export const MUTANTS: readonly MutantInfo[] = [
       "PVALIDATE without its 'already validated' test: a guest cannot detect a second validation of one assignment",
     platform: 'sev-snp',
   },
+  {
+    name: 'snp_psc_merge_mixed_ops',
+    bug: 'a PSC descriptor request merges adjacent entries into one KVM_HC_MAP_GPA_RANGE exit without comparing their operations, so a shared request rides along in a private exit (or a private one in a shared exit, or in a PSMASH run that completes without any exit)',
+    modelledOn:
+      "snp_begin_psc() without its `entry.operation != entry_start.operation` test when extending the range: the VMM converts the guest's page the wrong way (or not at all) while KVM marks the entry done in the guest's descriptor",
+    platform: 'sev-snp',
+  },
 ];
 
 /** The mutants a profile of `platform` can reach (its own platform's and the generic ones). */

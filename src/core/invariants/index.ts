@@ -16,6 +16,7 @@ import type { Vm } from '../kvm/objects.js';
 import { buildOwnership, type Ownership } from './ownership.js';
 import { slotFileLive } from './slot_file_live.js';
 import { snpGuestValidated } from './snp_guest_validated.js';
+import { snpPscExitMatchesRequest } from './snp_psc_exit_matches_request.js';
 import { snpLaunchMeasured } from './snp_launch_measured.js';
 import { snpNoHostWrite } from './snp_no_host_write.js';
 import { snpReclaimBeforeReuse } from './snp_reclaim_before_reuse.js';
@@ -28,6 +29,7 @@ import {
   type GuestPrivateAccess,
   type HostAccess,
   type PvalidateRecord,
+  type PscRecord,
   type Invariant,
   type Mapping,
   type PerVm,
@@ -55,6 +57,7 @@ export const INVARIANTS: readonly Invariant[] = [
   snpReclaimBeforeReuse,
   snpGuestValidated,
   snpValidateOnce,
+  snpPscExitMatchesRequest,
 ];
 
 export function invariantByName(name: string): Invariant | undefined {
@@ -72,6 +75,7 @@ const NO_ACCESSES: readonly HostAccess[] = [];
 const NO_PFNS: readonly Pfn[] = [];
 const NO_GUEST: readonly GuestPrivateAccess[] = [];
 const NO_PVALIDATE: readonly PvalidateRecord[] = [];
+const NO_PSC: readonly PscRecord[] = [];
 
 export type CheckerOptions = {
   /**
@@ -140,7 +144,8 @@ export class InvariantChecker {
             this.accesses.push({ pfn, write, path, refused, assigned });
           };
     if (rmp !== undefined) {
-      // SEV-SNP guests: what each private access and PVALIDATE found in the RMP.
+      // SEV-SNP guests: what each private access and PVALIDATE found in the RMP, and each PSC
+      // descriptor request with the exits KVM raised for it.
       host.snpGuestObserver = {
         access: (vm, gfn, pfn, write): void => {
           const e = rmp.lookup(pfn as Pfn);
@@ -158,6 +163,9 @@ export class InvariantChecker {
         pvalidate: (vm, gfn, pfn, validate, before, ret, cf): void => {
           this.pvalidates.push({ vm: vm.index, gfn, pfn, validate, before, ret, cf });
         },
+        psc: (vm, p): void => {
+          this.pscs.push({ ...p, vm: vm.index });
+        },
       };
     }
     host.frames.takeStaleReads();
@@ -165,9 +173,10 @@ export class InvariantChecker {
     this.fullSteps = inc === false ? -1 : inc === true ? 0 : inc;
   }
 
-  /** SEV-SNP guests' private accesses and PVALIDATEs during the step. */
+  /** SEV-SNP guests' private accesses, PVALIDATEs and PSC descriptor requests during the step. */
   private guestAccesses: GuestPrivateAccess[] = [];
   private pvalidates: PvalidateRecord[] = [];
+  private pscs: PscRecord[] = [];
 
   /** The step's observations (cleared). */
   private observed(): {
@@ -175,6 +184,7 @@ export class InvariantChecker {
     staleReads: readonly Pfn[];
     guestAccesses: readonly GuestPrivateAccess[];
     pvalidates: readonly PvalidateRecord[];
+    pscs: readonly PscRecord[];
   } {
     const accesses = this.accesses;
     this.accesses = [];
@@ -182,7 +192,15 @@ export class InvariantChecker {
     if (this.guestAccesses.length !== 0) this.guestAccesses = [];
     const pvalidates = this.pvalidates.length === 0 ? NO_PVALIDATE : this.pvalidates;
     if (this.pvalidates.length !== 0) this.pvalidates = [];
-    return { accesses, staleReads: this.host.frames.takeStaleReads(), guestAccesses, pvalidates };
+    const pscs = this.pscs.length === 0 ? NO_PSC : this.pscs;
+    if (this.pscs.length !== 0) this.pscs = [];
+    return {
+      accesses,
+      staleReads: this.host.frames.takeStaleReads(),
+      guestAccesses,
+      pvalidates,
+      pscs,
+    };
   }
 
   /** Check after a step; clears the step's observations. */
@@ -205,7 +223,7 @@ export class InvariantChecker {
 
   /** Every invariant over the whole state (what `check` computes, without shortcuts). */
   fullCheck(): Violation[] {
-    const { accesses, staleReads, guestAccesses, pvalidates } = this.observed();
+    const { accesses, staleReads, guestAccesses, pvalidates, pscs } = this.observed();
     let own: Ownership | undefined;
     const state: CheckState = {
       host: this.host,
@@ -213,6 +231,7 @@ export class InvariantChecker {
       staleReads,
       guestAccesses,
       pvalidates,
+      pscs,
       ownership: () => (own ??= buildOwnership(this.host)),
       ownedOnFree: () => scanOwnedOnFree(this.host, state.ownership()),
     };
@@ -234,6 +253,10 @@ export class InvariantChecker {
       st.pvalidates = this.pvalidates;
       this.pvalidates = [];
     }
+    if (this.pscs.length !== 0) {
+      st.pscs = this.pscs;
+      this.pscs = [];
+    }
     st.reset();
     const changed = t.update();
     const allocated = this.host.frames.allocated;
@@ -241,7 +264,8 @@ export class InvariantChecker {
       st.hostAccesses.length === 0 &&
       st.staleReads.length === 0 &&
       st.guestAccesses.length === 0 &&
-      st.pvalidates.length === 0;
+      st.pvalidates.length === 0 &&
+      st.pscs.length === 0;
     // On SEV-SNP the RMP (and the firmware state changed with it) is read too.
     const rmpGen = this.rmp === undefined ? 0 : this.rmp.generation;
     // Nothing an invariant reads changed since a check that saw no host access and no stale
@@ -257,6 +281,7 @@ export class InvariantChecker {
       st.staleReads = NO_PFNS;
       st.guestAccesses = NO_GUEST;
       st.pvalidates = NO_PVALIDATE;
+      st.pscs = NO_PSC;
       return this.last.length === 0 ? [] : this.last.slice();
     }
     if (changed) {
@@ -287,6 +312,7 @@ export class InvariantChecker {
     st.staleReads = NO_PFNS;
     st.guestAccesses = NO_GUEST;
     st.pvalidates = NO_PVALIDATE;
+    st.pscs = NO_PSC;
     st.reset();
     this.last = !clean ? undefined : out.length === 0 ? NO_VIOLATIONS : out.slice();
     this.lastAllocated = allocated;
@@ -314,6 +340,7 @@ class TrackedState implements CheckState {
   staleReads: readonly Pfn[] = NO_PFNS;
   guestAccesses: readonly GuestPrivateAccess[] = NO_GUEST;
   pvalidates: readonly PvalidateRecord[] = NO_PVALIDATE;
+  pscs: readonly PscRecord[] = NO_PSC;
   /** The ownership map of this check, once asked for. */
   own: Ownership | undefined = undefined;
   readonly mappingsOf = (vm: Vm): readonly Mapping[] => this.mappings(vm);

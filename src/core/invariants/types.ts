@@ -4,6 +4,7 @@
  * every step and reports violations as values (never throws). Platform work adds invariants by
  * adding modules to the registry (index.ts) with an `appliesTo` predicate.
  */
+import type { PscObservation } from '../ctx.js';
 import type { Host } from '../host.js';
 import type { KernelProfile } from '../profiles/profile.js';
 import type { Pfn } from '../base/units.js';
@@ -71,6 +72,9 @@ export type PvalidateRecord = {
   readonly cf: number;
 };
 
+/** A PSC descriptor request of an SEV-SNP guest (the PSC NAE event), as KVM handled it. */
+export type PscRecord = PscObservation & { readonly vm: number };
+
 /** Everything an invariant may look at after a step. */
 export type CheckState = {
   readonly host: Host;
@@ -79,6 +83,8 @@ export type CheckState = {
   /** SEV-SNP guests' private accesses and PVALIDATEs during the step (empty elsewhere). */
   readonly guestAccesses: readonly GuestPrivateAccess[];
   readonly pvalidates: readonly PvalidateRecord[];
+  /** SEV-SNP guests' PSC descriptor requests during the step (empty elsewhere). */
+  readonly pscs: readonly PscRecord[];
   /** Frame ownership, built on first use during a check. */
   ownership(): Ownership;
   /** Start of the first owner extent (in pfn order) with a frame on the free list, if any. */

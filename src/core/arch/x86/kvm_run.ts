@@ -621,7 +621,32 @@ export function kvmRunProgram(
           endEntry: s.endEntry,
           entries: s.entries.map((x) => ({ ...x })),
         };
-        const ret = snp.psc(vm, desc, toVmm);
+        const obs = k.snpGuestObserver;
+        let ret: bigint;
+        if (obs === undefined) ret = snp.psc(k, vm, desc, toVmm);
+        else {
+          // The checker sees the descriptor as KVM left it at each exit and at the end.
+          const curPages = (): number[] => desc.entries.map((x) => x.curPage);
+          const seen: Array<{
+            args: readonly [bigint, bigint, bigint];
+            ret: bigint;
+            curPages: number[];
+          }> = [];
+          ret = snp.psc(k, vm, desc, (args) => {
+            const at = curPages();
+            const r = toVmm(args);
+            seen.push({ args, ret: r, curPages: at });
+            return r;
+          });
+          obs.psc(vm, {
+            curEntry: s.curEntry,
+            endEntry: s.endEntry,
+            entries: s.entries,
+            exits: seen,
+            curPages: curPages(),
+            ret,
+          });
+        }
         if (pending !== undefined) return { errno: pending, exits };
         exits.push({
           reason: 'PSC',

@@ -83,7 +83,7 @@ export interface SnpGuestOps {
   /** A GHCB MSR protocol PSC request for `gfn` / `op`: the GHCB MSR value the guest reads back. */
   pscMsr(vm: Vm, gfn: bigint, op: number, exit: MapGpaRangeExit): bigint;
   /** A PSC NAE event on `desc` (updated in place): SW_EXITINFO2. */
-  psc(vm: Vm, desc: PscDesc, exit: MapGpaRangeExit): bigint;
+  psc(k: KernelCtx, vm: Vm, desc: PscDesc, exit: MapGpaRangeExit): bigint;
   /** The #VC error code of a C=1 access to an unvalidated page. */
   readonly vcPageNotValidated: bigint;
   /** The GHCB MSR of the termination request a guest sends after an unhandled #VC. */

@@ -183,7 +183,7 @@ export function snpPscMsr(vm: Vm, msr: bigint, exit: MapGpaRangeExit): bigint {
  * cur_entry (`__snp_complete_one_psc()`); PSMASH/UNSMASH entries complete without an exit.
  * Returns SW_EXITINFO2 (0 or a VMGEXIT_PSC_ERROR_*). `desc` is updated in place.
  */
-export function snpPsc(vm: Vm, desc: PscDesc, exit: MapGpaRangeExit): bigint {
+export function snpPsc(k: KernelCtx, vm: Vm, desc: PscDesc, exit: MapGpaRangeExit): bigint {
   const entries = desc.entries;
   if ((vm.hypercallExitEnabled & (1n << 12n)) === 0n) return VMGEXIT_PSC_ERROR_GENERIC;
   for (;;) {
@@ -221,10 +221,13 @@ export function snpPsc(vm: Vm, desc: PscDesc, exit: MapGpaRangeExit): bigint {
     const pscIdx = idx;
     let inflight = 1;
     // Adjacent entries with the same operation that continue the range join this exit.
+    // (Mutant snp_psc_merge_mixed_ops: the operation is not compared, so an entry of the other
+    // operation rides along in this exit, with this exit's attribute.)
+    const mixOps = k.mutants.has('snp_psc_merge_mixed_ops');
     while (++idx <= idxEnd) {
       const en = entries[idx] ?? { curPage: 0, gfn: 0n, op: 0, pageSize: 0 };
       if (
-        en.op !== start.op ||
+        (en.op !== start.op && !mixOps) ||
         en.gfn !== start.gfn + BigInt(npages) ||
         en.curPage !== 0 ||
         (en.pageSize === 1) !== psc2m
