@@ -19,7 +19,7 @@ import {
   sevEsResetEip,
   sevHashTableArea,
 } from '../../src/vmm/snp/ovmf.js';
-import { guidBytes, guidText } from '../../src/vmm/snp/guid.js';
+import { guidBytes, guidText } from '../../src/vmm/firmware/guid.js';
 import { BSP_RESET_EIP, vmsaPage } from '../../src/vmm/snp/vmsa.js';
 import { cpuSignature, VCPU_TYPES } from '../../src/vmm/snp/vcpu_types.js';
 import { buildSnpLaunchPlan, planPageCount } from '../../src/vmm/snp/launch_plan.js';

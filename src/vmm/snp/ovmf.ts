@@ -9,14 +9,25 @@
  * including the 18-byte header, GUID}) and `OvmfPkg/ResetVector/X64/OvmfSevMetadata.asm` (header
  * "ASEV", u32 size, u32 version 1, u32 count, then {u32 gpa, u32 size, u32 type} per section);
  * QEMU `hw/i386/pc_sysfw_ovmf.c` (`pc_system_parse_ovmf_flash`, `pc_system_ovmf_table_find`) and
- * `target/i386/sev.c` read them the same way, as does virtee/sev-snp-measure `ovmf.py`.
+ * `target/i386/sev.c` read them the same way, as does virtee/sev-snp-measure `ovmf.py`. The
+ * footer-table walk itself is shared with TDX: src/vmm/firmware/guid_table.ts.
  *
  * Pure code (no Node APIs): a browser can measure too. Bad images are reported as
  * FirmwareImageError with the byte offset of the bad field, never as a crash.
  */
-import { guidBytes, guidText } from './guid.js';
+import {
+  FirmwareImageError,
+  OVMF_TABLE_FOOTER_GUID,
+  parseGuidTable,
+  sameBytes,
+  u32,
+  type FooterEntry,
+} from '../firmware/guid_table.js';
 
-export const OVMF_TABLE_FOOTER_GUID = '96b582de-1fb2-45f7-baea-a366c55a082d';
+// The footer-table walk is shared with TDX (src/vmm/firmware/guid_table.ts); re-exported here for
+// the SEV code and its tests.
+export { FirmwareImageError, OVMF_TABLE_FOOTER_GUID, type FooterEntry };
+
 export const SEV_ES_RESET_BLOCK_GUID = '00f771de-1a7e-4fcb-890e-68c77e2fb44e';
 export const OVMF_SEV_METADATA_GUID = 'dc886566-984a-4798-a75e-5585a7bf67cc';
 export const SEV_HASH_TABLE_RV_GUID = '7255371f-3a3b-4b04-927b-1da6efa8d454';
@@ -39,32 +50,8 @@ export const SEV_SECTION_NAME: Readonly<Record<number, string>> = {
   0x10: 'SNP_KERNEL_HASHES',
 };
 
-/** The table's footer: its last entry ends this many bytes before the end of the image. */
-const FOOTER_END_GAP = 0x20;
-/** Each entry's header, after its data: u16 length (header included), then the GUID. */
-const ENTRY_HEADER = 2 + 16;
 const METADATA_HEADER = 16;
 const METADATA_SECTION = 12;
-
-/** A malformed firmware image: `offset` is the byte offset in the file of what is wrong. */
-export class FirmwareImageError extends Error {
-  constructor(
-    message: string,
-    readonly offset: number | undefined,
-    /** Which image, where more than one is read ('ovmf', 'svsm'); set by the launch plan. */
-    readonly image?: string,
-  ) {
-    super(message);
-  }
-}
-
-/** One entry of the GUIDed footer table. */
-export interface FooterEntry {
-  readonly guid: string;
-  /** File offset of the entry's data (its header follows the data). */
-  readonly offset: number;
-  readonly data: Uint8Array;
-}
 
 /** One section of the SEV metadata. */
 export interface SevMetadataSection {
@@ -92,93 +79,18 @@ export interface FirmwareImage {
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
 
-function u16(b: Uint8Array, off: number): number {
-  return b[off]! | (b[off + 1]! << 8);
-}
-
-function u32(b: Uint8Array, off: number): number {
-  return (b[off]! | (b[off + 1]! << 8) | (b[off + 2]! << 16) | (b[off + 3]! << 24)) >>> 0;
-}
-
-function sameBytes(a: Uint8Array, off: number, b: Uint8Array): boolean {
-  for (let i = 0; i < b.length; i++) if (a[off + i] !== b[i]) return false;
-  return true;
-}
-
-const FOOTER_GUID_BYTES = guidBytes(OVMF_TABLE_FOOTER_GUID);
 /** The SEV metadata signature, "ASEV". */
 const ASEV = new Uint8Array([0x41, 0x53, 0x45, 0x56]);
 
 /** Parse the footer table and the SEV metadata of a firmware image (the bytes are not copied). */
 export function parseFirmwareImage(bytes: Uint8Array): FirmwareImage {
-  const size = bytes.length;
-  if (size < FOOTER_END_GAP + ENTRY_HEADER) {
-    throw new FirmwareImageError(
-      `image is ${size} bytes, too small to hold an OVMF footer table ` +
-        `(its footer entry ends ${FOOTER_END_GAP} bytes before the end: at least ` +
-        `${FOOTER_END_GAP + ENTRY_HEADER} bytes)`,
-      0,
-    );
-  }
-  const footerOffset = size - FOOTER_END_GAP - ENTRY_HEADER;
-  const footerGuid = guidText(bytes, footerOffset + 2);
-  const table = new Map<string, FooterEntry>();
-  if (!sameBytes(bytes, footerOffset + 2, FOOTER_GUID_BYTES)) {
-    return {
-      bytes,
-      hasFooterTable: false,
-      footerOffset,
-      footerGuid,
-      table,
-      sevMetadata: undefined,
-    };
-  }
-  const tableLen = u16(bytes, footerOffset);
-  if (tableLen < ENTRY_HEADER) {
-    throw new FirmwareImageError(
-      `OVMF footer table (GUID ${OVMF_TABLE_FOOTER_GUID}): length ${tableLen} is smaller than ` +
-        `its own ${ENTRY_HEADER}-byte header`,
-      footerOffset,
-    );
-  }
-  const tableStart = footerOffset - (tableLen - ENTRY_HEADER);
-  if (tableStart < 0) {
-    throw new FirmwareImageError(
-      `OVMF footer table (GUID ${OVMF_TABLE_FOOTER_GUID}): length ${tableLen} reaches ` +
-        `${-tableStart} bytes before the start of the image`,
-      footerOffset,
-    );
-  }
-  // Entries are walked backwards from the footer: each entry's header follows its data.
-  let end = footerOffset;
-  while (end - tableStart >= ENTRY_HEADER) {
-    const hdr = end - ENTRY_HEADER;
-    const len = u16(bytes, hdr);
-    const guid = guidText(bytes, hdr + 2);
-    if (len < ENTRY_HEADER) {
-      throw new FirmwareImageError(
-        `OVMF footer table entry ${guid}: length ${len} is smaller than its ${ENTRY_HEADER}-byte header`,
-        hdr,
-      );
-    }
-    if (len > end - tableStart) {
-      throw new FirmwareImageError(
-        `OVMF footer table entry ${guid}: length ${len} runs past the start of the table ` +
-          `(${hex(tableStart)}, ${end - tableStart} bytes left)`,
-        hdr,
-      );
-    }
-    const offset = end - len;
-    table.set(guid, { guid, offset, data: bytes.subarray(offset, hdr) });
-    end = offset;
-  }
+  const t = parseGuidTable(bytes);
   return {
     bytes,
-    hasFooterTable: true,
-    footerOffset,
-    footerGuid,
-    table,
-    sevMetadata: parseSevMetadata(bytes, table.get(OVMF_SEV_METADATA_GUID)),
+    ...t,
+    sevMetadata: t.hasFooterTable
+      ? parseSevMetadata(bytes, t.table.get(OVMF_SEV_METADATA_GUID))
+      : undefined,
   };
 }
 

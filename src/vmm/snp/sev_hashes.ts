@@ -16,7 +16,7 @@
  * Pure code (no Node APIs).
  */
 import { sha256 } from '../../core/base/crypto/sha256.js';
-import { guidBytes } from './guid.js';
+import { guidBytes } from '../firmware/guid.js';
 
 export const SEV_HASH_TABLE_HEADER_GUID = '9438d606-4f22-4cc9-b479-a793d411fd21';
 export const SEV_KERNEL_ENTRY_GUID = '4de79437-abd2-427f-b835-d5b172d2045b';
