@@ -68,7 +68,8 @@ const COMMANDS: Record<string, Command> = {
     run: conformanceMain,
   },
   measure: {
-    summary: "compute an SEV-SNP guest's launch digest from its firmware (sev-snp-measure options)",
+    summary:
+      "compute an SEV-SNP guest's launch digest (sev-snp-measure options) or a TD's MRTD from its firmware",
     run: measureMain,
   },
 };

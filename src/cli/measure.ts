@@ -1,6 +1,7 @@
 /**
  * `gmemlab measure snp`: the SEV-SNP launch digest of a firmware image, with virtee/sev-snp-measure's
- * options. The VMM's launch sequence (src/vmm/snp/launch_plan.ts) runs through the model's KVM
+ * options (`gmemlab measure tdx`, a TD's MRTD, is measure_tdx.ts: this module parses its options
+ * and hands it over). The VMM's launch sequence (src/vmm/snp/launch_plan.ts) runs through the model's KVM
  * (src/vmm/snp/model_launcher.ts: an SNP VM of linux-6.18-snp, INIT2, guest_memfd memslots,
  * SNP_LAUNCH_START/UPDATE/FINISH); the digest is the model firmware's, and `--trace` prints every
  * page from the firmware's own log. With --snp-ovmf-hash (a digest no firmware can be seeded with)
@@ -44,6 +45,7 @@ import {
   SNP_MEASURE_PROFILE,
 } from '../vmm/snp/model_launcher.js';
 import { sevEsLaunchDigest, sevLaunchDigest } from '../vmm/snp/sev_legacy.js';
+import { measureTdx, TDX_HELP, TDX_OPTIONS } from './measure_tdx.js';
 
 const EXIT_OK = 0;
 const EXIT_USAGE = 2;
@@ -94,7 +96,8 @@ last line of output.
                            after it, and what it is
   --json                   print one JSON object (after one per page with --trace)
 
-Exit codes: 0 ok, 2 usage or input error (a bad image is named with FILE:OFFSET).`;
+Exit codes: 0 ok, 2 usage or input error (a bad image is named with FILE:OFFSET).
+(gmemlab measure tdx --help: the MRTD of an Intel TDX guest.)`;
 
 const SPEC = {
   ovmf: 'string',
@@ -349,17 +352,23 @@ const hexN = (n: number | bigint): string => `0x${n.toString(16)}`;
  * UsageError; bad files throw MeasureInputError.
  */
 export function measureMain(argv: readonly string[], out: (s: string) => void): number {
-  const p = parseArgs(argv, SPEC);
+  const p = parseArgs(argv, { ...SPEC, ...TDX_OPTIONS });
   if (p.opts.has('help')) {
-    out(MEASURE_HELP);
+    out(p.positionals[0] === 'tdx' ? TDX_HELP : MEASURE_HELP);
     return EXIT_OK;
   }
   const [platform, ...extra] = p.positionals;
   if (platform === undefined)
-    throw new UsageError('name the platform to measure: gmemlab measure snp ...');
-  if (platform !== 'snp')
-    throw new UsageError(`unknown platform "${platform}" (gmemlab measure knows snp)`);
+    throw new UsageError('name the platform to measure: gmemlab measure snp|tdx ...');
+  if (platform !== 'snp' && platform !== 'tdx')
+    throw new UsageError(`unknown platform "${platform}" (gmemlab measure knows snp and tdx)`);
   if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"`);
+  if (platform === 'tdx')
+    return measureTdx(p, out, {
+      readWhole,
+      inputError: (m, file, offset) => new MeasureInputError(m, file, offset),
+    });
+  if (p.opts.has('two-pass')) throw new UsageError('--two-pass goes with gmemlab measure tdx');
 
   const modeText = optString(p, 'mode');
   let mode: Mode;

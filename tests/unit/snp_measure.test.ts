@@ -833,7 +833,7 @@ describe('malformed images: FirmwareImageError with the offset of the bad field'
 describe('usage errors', () => {
   const cases: readonly (readonly [readonly string[], RegExp])[] = [
     [[], /name the platform/],
-    [['tdx'], /unknown platform "tdx"/],
+    [['sgx'], /unknown platform "sgx"/],
     [['snp'], /--ovmf FILE is required/],
     [['snp', '--ovmf', AMDSEV, ...EPYC_V4], /--vcpus N is required/],
     [['snp', '--ovmf', AMDSEV, '--vcpus', '1'], /needs the vCPU signature/],

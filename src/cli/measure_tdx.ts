@@ -1,0 +1,159 @@
+/**
+ * `gmemlab measure tdx`: the MRTD of a TD built from a TDVF firmware image (OVMF with TDVF metadata,
+ * or td-shim). The VMM's build sequence (src/vmm/tdx/launch_plan.ts: the TDVF sections in order,
+ * KVM_TDX_INIT_MEM_REGION with or without the measure flag, single or two pass) runs through a
+ * TdxLauncher (src/vmm/tdx/measure.ts); today that is MrtdLauncher, the TDX module's MRTD
+ * accumulation over its own private pages (src/core/platform/tdx/mrtd.ts), until the model's KVM
+ * has the TDX flow for a model launcher.
+ *
+ * measure.ts parses the options (its spec includes TDX_OPTIONS) and hands `measure tdx` here with
+ * its file reader and error type, so this module loads only the measurement code.
+ */
+import { optString, UsageError, type ParsedArgs } from './args.js';
+import { toHex } from '../core/base/crypto/hex.js';
+import { FirmwareImageError } from '../vmm/firmware/guid_table.js';
+import { parseTdvfImage, TDVF_SECTION_NAME, type TdvfImage } from '../vmm/tdx/tdvf.js';
+import {
+  buildTdxLaunchPlan,
+  tdxPlanCounts,
+  tdxPlanLocator,
+  type TdxLaunchPlan,
+} from '../vmm/tdx/launch_plan.js';
+import {
+  MrtdLauncher,
+  runTdxLaunchPlan,
+  TdxLaunchError,
+  type TdxMeasureOp,
+} from '../vmm/tdx/measure.js';
+
+/** The options of `measure tdx` that `measure snp` does not have (merged into measure's spec). */
+export const TDX_OPTIONS = { 'two-pass': 'bool' } as const;
+
+/** The options `measure tdx` takes (of the merged spec). */
+const TDX_TAKES = new Set(['ovmf', 'two-pass', 'output-format', 'trace', 'json', 'help']);
+
+export const TDX_HELP = `usage: gmemlab measure tdx --ovmf FILE [--two-pass] [--output-format hex|base64] [--trace] [--json]
+
+Compute the MRTD (the TD's build-time measurement, in its TD report and quote) of an Intel TDX guest
+built from this firmware, as the VMM builds it: the sections of the firmware's TDVF metadata in
+order, each added with KVM_TDX_INIT_MEM_REGION (TDH.MEM.PAGE.ADD per page) and, when the section
+has the MR.EXTEND attribute, measured (16 x TDH.MR.EXTEND per page); PAGE.AUG sections are
+skipped; then KVM_TDX_FINALIZE_VM (TDH.MR.FINALIZE). The MRTD is the last line of output.
+
+  --ovmf FILE              the firmware: an OVMF image with TDVF metadata (found through the OVMF
+                           footer GUID table) or a td-shim image (metadata pointer at end - 0x20)
+  --two-pass               the older order (KVM TDX v19-era stacks, dstack-mr's two_pass_add_pages):
+                           per section, every PAGE.ADD, then every MR.EXTEND; default: single pass,
+                           upstream KVM's order (per page: PAGE.ADD, then its 16 MR.EXTENDs)
+  --output-format FORMAT   hex (default) or base64
+  --trace                  print every PAGE.ADD and MR.EXTEND: step, operation, GPA, section, and
+                           for MR.EXTEND the file offset of the 256 measured bytes ("zeros" beyond
+                           the section's raw data)
+  --json                   print one JSON object (after one per operation with --trace)
+
+Exit codes: 0 ok, 2 usage or input error (a bad image is named with FILE:OFFSET).`;
+
+/** What measure.ts lends this command: its file reader and its input-error type. */
+export interface MeasureIo {
+  readWhole(path: string, opt: string): Uint8Array;
+  inputError(message: string, file?: string, offset?: number): Error;
+}
+
+const hexN = (n: number | bigint): string => `0x${n.toString(16)}`;
+
+/** Run `gmemlab measure tdx` with parsed options; prints through `out`. */
+export function measureTdx(p: ParsedArgs, out: (s: string) => void, io: MeasureIo): number {
+  for (const name of p.opts.keys()) {
+    if (!TDX_TAKES.has(name))
+      throw new UsageError(`--${name} is an option of measure snp, not of measure tdx`);
+  }
+  const format = optString(p, 'output-format') ?? 'hex';
+  if (format !== 'hex' && format !== 'base64')
+    throw new UsageError(`--output-format expects hex or base64, got "${format}"`);
+  const path = optString(p, 'ovmf');
+  if (path === undefined) throw new UsageError('--ovmf FILE is required');
+  const json = p.opts.has('json');
+  const trace = p.opts.has('trace');
+  const twoPass = p.opts.has('two-pass');
+
+  const bytes = io.readWhole(path, 'ovmf');
+  let img: TdvfImage;
+  try {
+    img = parseTdvfImage(bytes);
+  } catch (e) {
+    if (e instanceof FirmwareImageError) {
+      const where = e.offset === undefined ? path : `${path}:0x${e.offset.toString(16)}`;
+      throw io.inputError(`${where}: ${e.message}`, path, e.offset);
+    }
+    throw e;
+  }
+  const plan = buildTdxLaunchPlan(img, { twoPass });
+  const lines: string[] = [];
+  const locate = tdxPlanLocator(plan);
+  const traceLine = (op: TdxMeasureOp): void => {
+    const at = locate(op.gpa);
+    const section = at?.region.section;
+    const source =
+      op.op === 'PAGE.ADD' ? undefined : at?.fileOffset === undefined ? null : at.fileOffset;
+    if (json) {
+      lines.push(
+        JSON.stringify({
+          step: op.index + 1,
+          op: op.op,
+          gpa: hexN(op.gpa),
+          section: section?.index,
+          type: section === undefined ? undefined : TDVF_SECTION_NAME[section.type],
+          ...(source === undefined ? {} : { offset: source === null ? null : hexN(source) }),
+        }),
+      );
+    } else {
+      const what = section === undefined ? '?' : `${section.index} ${at!.region.what}`;
+      const src = source === undefined ? '' : source === null ? 'zeros' : hexN(source);
+      lines.push(
+        `${String(op.index + 1).padStart(7)} ${op.op.padEnd(9)} ` +
+          `0x${op.gpa.toString(16).padStart(12, '0')} ${what.padEnd(16)} ${src}`.trimEnd(),
+      );
+    }
+  };
+  let mrtd: Uint8Array;
+  try {
+    mrtd = runTdxLaunchPlan(plan, new MrtdLauncher({ trace: trace ? traceLine : undefined }));
+  } catch (e) {
+    if (e instanceof TdxLaunchError)
+      throw io.inputError(`${path}: the TDX module refuses the build: ${e.message}`, path);
+    throw e;
+  }
+  if (trace && !json) out(`#  step op        gpa            section          measured bytes at`);
+  for (const l of lines) out(l);
+  const d = format === 'base64' ? Buffer.from(mrtd).toString('base64') : toHex(mrtd);
+  if (json) out(JSON.stringify({ ...summary(path, img, plan), format, mrtd: d }));
+  else out(d);
+  return 0;
+}
+
+function summary(path: string, img: TdvfImage, plan: TdxLaunchPlan): Record<string, unknown> {
+  const counts = tdxPlanCounts(plan);
+  return {
+    platform: 'tdx',
+    firmware: {
+      file: path,
+      size: img.bytes.length,
+      format: img.format,
+      metadata: hexN(img.descriptorOffset),
+    },
+    order: plan.order,
+    sections: plan.sections.map(({ section: s, action }) => ({
+      index: s.index,
+      type: TDVF_SECTION_NAME[s.type],
+      gpa: hexN(s.gpa),
+      size: hexN(s.memSize),
+      dataOffset: hexN(s.dataOffset),
+      rawSize: hexN(s.rawSize),
+      attributes: hexN(s.attributes),
+      action,
+    })),
+    pageAdds: counts.pageAdds,
+    mrExtends: counts.mrExtends,
+    engine: 'TDX module MRTD (direct)',
+  };
+}
