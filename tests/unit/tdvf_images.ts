@@ -103,3 +103,23 @@ export const T3_MRTD =
   'fae252d5477406d8d3b78e4e479a6474c7b1bdfb524b48455603a2e8cddc2ec7b3e1eef31ccb55abf2dcd47fe2d3f128';
 export const T4_MRTD =
   '1036204caf092814c0813aae131cd6c8f121aac208910d7a3fbed5c5241301210045844e87a226412cc961ddc38bf488';
+
+/**
+ * Four sections in a non-sorted GPA order, raw data covering whole sections (a pattern page then
+ * a zero page; a page of 7s), an unmeasured TEMP_MEM and a PAGE.AUG section: the MRTD td-shim's
+ * `td_shim_tee_info_hash.py` (commit 125eeab, single pass) prints for this image built either way.
+ */
+export const MIXED_SECTIONS: readonly SectionSpec[] = [
+  {
+    type: 0,
+    attributes: 1,
+    gpa: 0xffffe000n,
+    pages: 2,
+    raw: Uint8Array.from({ length: 8192 }, (_, i) => (i < 4096 ? i & 0xff : 0)),
+  },
+  { type: 3, attributes: 0, gpa: 0x800000n, pages: 3 },
+  { type: 1, attributes: 0, gpa: 0xffffc000n, pages: 1, raw: new Uint8Array(4096).fill(7) },
+  { type: 4, attributes: 2, gpa: 0x900000n, pages: 1 },
+];
+export const MIXED_MRTD =
+  '763e4a74389aea5394baaa4a30abe5078fc69490de83081b01ff5d845b567a498f4a2950806e91f26c6d2120873d3b75';

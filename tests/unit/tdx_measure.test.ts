@@ -29,6 +29,8 @@ import {
   T5_MRTD,
   T5_SECTIONS,
   TWO_PAGE_SECTIONS,
+  MIXED_MRTD,
+  MIXED_SECTIONS,
   type SectionSpec,
 } from './tdvf_images.js';
 
@@ -59,6 +61,11 @@ describe('TDVF metadata', () => {
       assert.equal(mrtdOf(bytes, true), T5_MRTD);
     });
   }
+
+  test("four mixed sections: td-shim's Python tool's MRTD, from both image formats", () => {
+    assert.equal(mrtdOf(buildTdvfImage(MIXED_SECTIONS).bytes), MIXED_MRTD);
+    assert.equal(mrtdOf(buildTdvfImage(MIXED_SECTIONS, 'td-shim').bytes), MIXED_MRTD);
+  });
 
   test('T3 and T4 as an image: single pass and two pass per section; zero fill beyond RawDataSize', () => {
     const { bytes } = buildTdvfImage(TWO_PAGE_SECTIONS);
