@@ -29,6 +29,7 @@ import { benchFfi } from './ffi.bench.js';
 import { benchDifferential } from './differential.bench.js';
 import { benchCheck, benchCheckLong } from './check.bench.js';
 import { benchMeasure } from './measure.bench.js';
+import { benchMeasureTdx } from './measure_tdx.bench.js';
 import { benchMemslots } from './memslots.bench.js';
 import { PROFILE_TARGETS } from './profile.js';
 import { benchRangeMap } from './range_map.bench.js';
@@ -77,6 +78,10 @@ const GROUPS: Record<string, { what: string; run: () => BenchRow[] | Promise<Ben
   measure: {
     what: 'gmemlab measure snp on a 2 MiB OVMF image, spawned, process start included (target < 0.2 s)',
     run: () => benchMeasure(),
+  },
+  'measure-tdx': {
+    what: 'gmemlab measure tdx on a 2 MiB TDVF image, spawned, process start included (target < 0.2 s)',
+    run: () => benchMeasureTdx(),
   },
   differential: {
     what: 'differential fuzzing ops compared per second, model vs /dev/kvm (target >= 2,000/s)',
