@@ -8,10 +8,13 @@
 import('./resources.js')
   .then(async (r) => {
     try {
-      // `gmemlab measure` is one short computation: it starts without the rest of the CLI.
-      if (process.argv[2] === 'measure')
-        (await import('./measure.js')).start(process.argv.slice(3));
-      else (await import('./cli.js')).start();
+      // `gmemlab measure` is one short computation: it starts without the rest of the CLI
+      // (`measure tdx` also without measure snp's model stack, unless its entry declines).
+      if (process.argv[2] === 'measure') {
+        const argv = process.argv.slice(3);
+        if (argv[0] !== 'tdx' || !(await import('./measure_tdx.js')).start(argv))
+          (await import('./measure.js')).start(argv);
+      } else (await import('./cli.js')).start();
     } catch (e) {
       if (!r.reportResourceError(e)) throw e;
     }

@@ -8,11 +8,10 @@
  * the chain continues directly (src/vmm/snp/measure.ts, DigestLauncher).
  *
  * Process start matters here (a measurement is one short command): main.ts loads this module
- * without the rest of the CLI, and this module loads only node:fs, node:crypto, the option parser
- * and the measurement code.
+ * without the rest of the CLI, and this module loads only node:crypto, the option parser, the
+ * commands' shared I/O (measure_io.ts, node:fs) and the measurement code.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readSync, realpathSync, writeSync } from 'node:fs';
 import { optString, parseArgs, UsageError, type ParsedArgs } from './args.js';
 import { Sha256 } from '../core/base/crypto/sha256.js';
 import { fromHex, toHex } from '../core/base/crypto/hex.js';
@@ -46,15 +45,21 @@ import {
 } from '../vmm/snp/model_launcher.js';
 import { sevEsLaunchDigest, sevLaunchDigest } from '../vmm/snp/sev_legacy.js';
 import { measureTdx, TDX_HELP, TDX_OPTIONS } from './measure_tdx.js';
+import {
+  MAX_IMAGE_BYTES,
+  MeasureInputError,
+  readChunks,
+  readWhole,
+  runMeasureCommand,
+  startMeasure,
+} from './measure_io.js';
+
+export { MeasureInputError };
 
 const EXIT_OK = 0;
-const EXIT_USAGE = 2;
-const EXIT_PIPE_CLOSED = 141;
 
 /** KVM_MAX_VCPUS on x86. */
 const MAX_VCPUS = 4096;
-/** Largest firmware or SVSM image read (a flash image is a few MiB; its GPA is below 4 GiB). */
-const MAX_IMAGE_BYTES = 256 << 20;
 /** Largest kernel or initrd hashed (they are hashed as they are read, not held). */
 const MAX_BLOB_BYTES = 4 * 2 ** 30;
 
@@ -123,17 +128,6 @@ const SPEC = {
   help: 'bool',
 } as const;
 
-/** A bad input file: `file` and, for a malformed image, the byte offset. */
-export class MeasureInputError extends Error {
-  constructor(
-    message: string,
-    readonly file?: string,
-    readonly offset?: number,
-  ) {
-    super(message);
-  }
-}
-
 type Mode = SnpMode | 'sev' | 'seves';
 
 const MODES: Readonly<Record<string, Mode>> = {
@@ -200,99 +194,6 @@ function vcpuSignature(p: ParsedArgs): bigint | undefined {
 
 // ------------------------------------------------------------------------------------------------
 // Files
-
-const fsCode = (e: unknown): string =>
-  (e as NodeJS.ErrnoException).code ?? (e as Error).message ?? String(e);
-
-/** Whether a character device is /dev/null (read as empty); other devices never end. */
-function isDevNull(path: string): boolean {
-  try {
-    return realpathSync(path) === '/dev/null';
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Read a file (regular, pipe, or /dev/null) in chunks, each passed to `chunk`; at most `max`
- * bytes. Returns the size.
- */
-function readChunks(
-  path: string,
-  opt: string,
-  max: number,
-  chunk: (b: Uint8Array, off: number) => void,
-  sizeHint?: (n: number) => void,
-): number {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (e) {
-    throw new MeasureInputError(`--${opt} ${path}: cannot open: ${fsCode(e)}`, path);
-  }
-  try {
-    const st = fstatSync(fd);
-    if (st.isDirectory()) throw new MeasureInputError(`--${opt} ${path}: is a directory`, path);
-    if (st.isCharacterDevice() && isDevNull(path)) {
-      sizeHint?.(0);
-      return 0;
-    }
-    if (!st.isFile() && !st.isFIFO() && !st.isSocket()) {
-      throw new MeasureInputError(`--${opt} ${path}: not a regular file or a pipe`, path);
-    }
-    if (st.isFile()) {
-      if (st.size > max)
-        throw new MeasureInputError(`--${opt} ${path}: ${st.size} bytes, more than ${max}`, path);
-      sizeHint?.(st.size);
-    }
-    const buf = new Uint8Array(Math.min(1 << 20, st.isFile() ? Math.max(st.size, 1) : 1 << 20));
-    let total = 0;
-    for (;;) {
-      let n: number;
-      try {
-        n = readSync(fd, buf, 0, buf.length, null);
-      } catch (e) {
-        throw new MeasureInputError(`--${opt} ${path}: cannot read: ${fsCode(e)}`, path);
-      }
-      if (n === 0) break;
-      if (total + n > max)
-        throw new MeasureInputError(`--${opt} ${path}: more than ${max} bytes`, path);
-      chunk(buf.subarray(0, n), total);
-      total += n;
-    }
-    return total;
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** A whole file's bytes (firmware images). */
-function readWhole(path: string, opt: string): Uint8Array {
-  let out = new Uint8Array(0);
-  let parts: Uint8Array[] | undefined;
-  let size = -1;
-  const total = readChunks(
-    path,
-    opt,
-    MAX_IMAGE_BYTES,
-    (b, off) => {
-      if (size >= 0 && off + b.length <= size) out.set(b, off);
-      else (parts ??= [out.subarray(0, off)]).push(b.slice());
-    },
-    (n) => {
-      size = n;
-      out = new Uint8Array(n);
-    },
-  );
-  if (parts === undefined) return total === out.length ? out : out.subarray(0, total);
-  const all = new Uint8Array(total);
-  let o = 0;
-  for (const p of parts) {
-    all.set(p, o);
-    o += p.length;
-  }
-  return all;
-}
 
 /**
  * SHA-256 of a file, hashed as it is read. The VMM hashes the kernel, initrd and command line with
@@ -363,11 +264,7 @@ export function measureMain(argv: readonly string[], out: (s: string) => void): 
   if (platform !== 'snp' && platform !== 'tdx')
     throw new UsageError(`unknown platform "${platform}" (gmemlab measure knows snp and tdx)`);
   if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"`);
-  if (platform === 'tdx')
-    return measureTdx(p, out, {
-      readWhole,
-      inputError: (m, file, offset) => new MeasureInputError(m, file, offset),
-    });
+  if (platform === 'tdx') return measureTdx(p, out);
   if (p.opts.has('two-pass')) throw new UsageError('--two-pass goes with gmemlab measure tdx');
 
   const modeText = optString(p, 'mode');
@@ -598,80 +495,16 @@ function printReport(
 
 /**
  * `gmemlab measure` as a command: errors are printed here (text, or JSON with --json) with exit
- * code 2, in the same words the CLI uses for other commands.
+ * code 2, in the same words the CLI uses for other commands (measure_io.ts).
  */
 export function measureCommand(argv: readonly string[], out: (s: string) => void): number {
-  try {
-    return measureMain(argv, out);
-  } catch (e) {
-    // --json (or -j, alone or bundled) before any `--`, as the option parser reads it.
-    const end = argv.indexOf('--');
-    const json = (end >= 0 ? argv.slice(0, end) : argv).some(
-      (a) => a === '--json' || /^-[A-Za-z]*j[A-Za-z]*$/.test(a),
-    );
-    if (e instanceof UsageError || e instanceof MeasureInputError) {
-      if (json) {
-        const err: Record<string, unknown> = { command: 'measure' };
-        if (e instanceof MeasureInputError && e.file !== undefined) err['file'] = e.file;
-        if (e instanceof MeasureInputError && e.offset !== undefined) err['offset'] = e.offset;
-        err['message'] = e.message;
-        process.stderr.write(`${JSON.stringify({ error: err })}\n`);
-      } else if (e instanceof UsageError)
-        process.stderr.write(`gmemlab measure: ${e.message}\n(see gmemlab measure --help)\n`);
-      else process.stderr.write(`gmemlab measure: ${e.message}\n`);
-      return EXIT_USAGE;
-    }
-    throw e;
-  }
+  return runMeasureCommand(argv, out, measureMain);
 }
-
-class PipeClosed extends Error {}
 
 /**
  * Entry for `gmemlab measure` from main.ts, without the rest of the CLI: output is gathered and
- * written with one synchronous write (in 64 KiB pieces for long traces).
+ * written with one synchronous write (in 64 KiB pieces for long traces; measure_io.ts).
  */
 export function start(argv: readonly string[]): void {
-  let buf: string[] = [];
-  let size = 0;
-  const flush = (): void => {
-    if (buf.length === 0) return;
-    const data = Buffer.from(buf.join(''), 'utf8');
-    buf = [];
-    size = 0;
-    let off = 0;
-    while (off < data.length) {
-      try {
-        off += writeSync(1, data, off, data.length - off);
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        if (code === 'EAGAIN') {
-          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
-          continue;
-        }
-        if (code === 'EPIPE') throw new PipeClosed();
-        throw e;
-      }
-    }
-  };
-  try {
-    process.exitCode = measureCommand(argv, (s) => {
-      buf.push(s, '\n');
-      size += s.length + 1;
-      if (size >= 1 << 16) flush();
-    });
-    flush();
-  } catch (e) {
-    if (e instanceof PipeClosed) {
-      process.exitCode = EXIT_PIPE_CLOSED;
-      return;
-    }
-    const code = (e as NodeJS.ErrnoException).code;
-    if (typeof code === 'string') {
-      process.stderr.write(`gmemlab measure: cannot write standard output: ${code}\n`);
-      process.exitCode = EXIT_USAGE;
-      return;
-    }
-    throw e;
-  }
+  startMeasure(argv, measureCommand);
 }

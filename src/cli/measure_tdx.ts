@@ -6,10 +6,14 @@
  * accumulation over its own private pages (src/core/platform/tdx/mrtd.ts), until the model's KVM
  * has the TDX flow for a model launcher.
  *
- * measure.ts parses the options (its spec includes TDX_OPTIONS) and hands `measure tdx` here with
- * its file reader and error type, so this module loads only the measurement code.
+ * Two ways in: measure.ts parses the options of `gmemlab measure` (its spec includes TDX_OPTIONS)
+ * and hands `measure tdx` to measureTdx(); and main.ts starts `gmemlab measure tdx ...` here
+ * directly (start()), without loading measure.ts and the SNP model stack (process start is most
+ * of a measurement), falling back to measure.ts for a command line this entry does not take (an
+ * option of measure snp), so that its messages are the same.
  */
-import { optString, UsageError, type ParsedArgs } from './args.js';
+import { optString, parseArgs, UsageError, type ParsedArgs } from './args.js';
+import { MeasureInputError, readWhole, runMeasureCommand, startMeasure } from './measure_io.js';
 import { toHex } from '../core/base/crypto/hex.js';
 import { FirmwareImageError } from '../vmm/firmware/guid_table.js';
 import { parseTdvfImage, TDVF_SECTION_NAME, type TdvfImage } from '../vmm/tdx/tdvf.js';
@@ -53,16 +57,10 @@ skipped; then KVM_TDX_FINALIZE_VM (TDH.MR.FINALIZE). The MRTD is the last line o
 
 Exit codes: 0 ok, 2 usage or input error (a bad image is named with FILE:OFFSET).`;
 
-/** What measure.ts lends this command: its file reader and its input-error type. */
-export interface MeasureIo {
-  readWhole(path: string, opt: string): Uint8Array;
-  inputError(message: string, file?: string, offset?: number): Error;
-}
-
 const hexN = (n: number | bigint): string => `0x${n.toString(16)}`;
 
 /** Run `gmemlab measure tdx` with parsed options; prints through `out`. */
-export function measureTdx(p: ParsedArgs, out: (s: string) => void, io: MeasureIo): number {
+export function measureTdx(p: ParsedArgs, out: (s: string) => void): number {
   for (const name of p.opts.keys()) {
     if (!TDX_TAKES.has(name))
       throw new UsageError(`--${name} is an option of measure snp, not of measure tdx`);
@@ -76,14 +74,14 @@ export function measureTdx(p: ParsedArgs, out: (s: string) => void, io: MeasureI
   const trace = p.opts.has('trace');
   const twoPass = p.opts.has('two-pass');
 
-  const bytes = io.readWhole(path, 'ovmf');
+  const bytes = readWhole(path, 'ovmf');
   let img: TdvfImage;
   try {
     img = parseTdvfImage(bytes);
   } catch (e) {
     if (e instanceof FirmwareImageError) {
       const where = e.offset === undefined ? path : `${path}:0x${e.offset.toString(16)}`;
-      throw io.inputError(`${where}: ${e.message}`, path, e.offset);
+      throw new MeasureInputError(`${where}: ${e.message}`, path, e.offset);
     }
     throw e;
   }
@@ -120,7 +118,7 @@ export function measureTdx(p: ParsedArgs, out: (s: string) => void, io: MeasureI
     mrtd = runTdxLaunchPlan(plan, new MrtdLauncher({ trace: trace ? traceLine : undefined }));
   } catch (e) {
     if (e instanceof TdxLaunchError)
-      throw io.inputError(`${path}: the TDX module refuses the build: ${e.message}`, path);
+      throw new MeasureInputError(`${path}: the TDX module refuses the build: ${e.message}`, path);
     throw e;
   }
   if (trace && !json) out(`#  step op        gpa            section          measured bytes at`);
@@ -156,4 +154,42 @@ function summary(path: string, img: TdvfImage, plan: TdxLaunchPlan): Record<stri
     mrExtends: counts.mrExtends,
     engine: 'TDX module MRTD (direct)',
   };
+}
+
+/** The options of `gmemlab measure tdx` alone (the direct entry's spec). */
+const TDX_SPEC = {
+  ovmf: 'string',
+  'output-format': 'string',
+  trace: 'bool',
+  json: 'bool',
+  help: 'bool',
+  ...TDX_OPTIONS,
+} as const;
+
+/**
+ * Entry for `gmemlab measure tdx ...` from main.ts. Returns false, having done nothing, when the
+ * command line is not one this entry takes (an unknown option, perhaps one of measure snp's; no
+ * `tdx` first): main.ts then runs measure.ts, which says what is wrong.
+ */
+export function start(argv: readonly string[]): boolean {
+  let p: ParsedArgs;
+  try {
+    p = parseArgs(argv, TDX_SPEC);
+  } catch (e) {
+    if (e instanceof UsageError) return false;
+    throw e;
+  }
+  if (p.positionals[0] !== 'tdx') return false;
+  startMeasure(argv, (a, out) =>
+    runMeasureCommand(a, out, () => {
+      if (p.opts.has('help')) {
+        out(TDX_HELP);
+        return 0;
+      }
+      const extra = p.positionals[1];
+      if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}"`);
+      return measureTdx(p, out);
+    }),
+  );
+  return true;
 }

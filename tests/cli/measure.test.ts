@@ -150,6 +150,15 @@ describe('gmemlab measure tdx (process)', () => {
         assert.equal(u.status, 2, args.join(' '));
         assert.match(u.stderr, /^gmemlab measure: .*\n\(see gmemlab measure --help\)\n$/);
       }
+      // An option of measure snp: the direct tdx entry declines, measure.ts says what is wrong.
+      assert.equal(
+        gmemlab(['measure', 'tdx', '--ovmf', f, '--vcpus', '1']).stderr,
+        'gmemlab measure: --vcpus is an option of measure snp, not of measure tdx\n' +
+          '(see gmemlab measure --help)\n',
+      );
+      const h = gmemlab(['measure', 'tdx', '--help']);
+      assert.equal(h.status, 0);
+      assert.match(h.stdout, /^usage: gmemlab measure tdx --ovmf FILE/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
