@@ -16,7 +16,7 @@
  * on the same image (best of 10), for comparison.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -74,9 +74,32 @@ export function synthTdvf(): Uint8Array {
   return img;
 }
 
+/**
+ * CPU seconds (user + system) of this process's waited-for children so far (Linux
+ * /proc/self/stat cutime + cstime), or undefined elsewhere: less sensitive to a loaded machine
+ * than wall time.
+ */
+function childCpu(): number | undefined {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Fields 16 and 17 of proc(5), counted from the state (field 3) at index 0.
+    return (Number(f[13]) + Number(f[14])) / CLK_TCK;
+  } catch {
+    return undefined;
+  }
+}
+
+const CLK_TCK = ((): number => {
+  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
+  const n = Number(r.stdout?.trim());
+  return Number.isFinite(n) && n > 0 ? n : 100;
+})();
+
 function spawnBest(cmd: string, args: readonly string[], n: number) {
   const times: number[] = [];
   let out = '';
+  const cpu0 = childCpu();
   for (let i = 0; i < n; i++) {
     const t0 = now();
     const r = spawnSync(cmd, args, { encoding: 'utf8' });
@@ -85,7 +108,13 @@ function spawnBest(cmd: string, args: readonly string[], n: number) {
     out = r.stdout;
   }
   times.sort((a, b) => a - b);
-  return { best: times[0]!, median: times[Math.floor(n / 2)]!, out: out.trim().split('\n').at(-1) };
+  const cpu1 = childCpu();
+  return {
+    best: times[0]!,
+    median: times[Math.floor(n / 2)]!,
+    out: out.trim().split('\n').at(-1),
+    cpu: cpu0 === undefined || cpu1 === undefined ? undefined : (cpu1 - cpu0) / n,
+  };
 }
 
 function bestOf(n: number, f: () => void): number {
@@ -138,6 +167,19 @@ export function benchMeasureTdx(): BenchRow[] {
       ),
       row('measure-tdx', 'measure tdx --two-pass in-process, warm (best of 5)', two, 's'),
     ];
+    if (cli.cpu !== undefined && node.cpu !== undefined) {
+      rows.push(
+        row(
+          'measure-tdx',
+          'gmemlab measure tdx, spawned: CPU time per run (mean of 10)',
+          cli.cpu,
+          's',
+          undefined,
+          `user + system of the child (/proc/self/stat cutime + cstime), less sensitive to load ` +
+            `than wall time; bare node -e 0: ${node.cpu.toFixed(3)} s`,
+        ),
+      );
+    }
     if (!ok) rows.push(row('measure-tdx', 'MRTD matches td-shim', 0, 'bool', atMost(0)));
     const py = process.env['GMEMLAB_TD_SHIM_PY'];
     if (py !== undefined && existsSync(py)) {
@@ -149,7 +191,8 @@ export function benchMeasureTdx(): BenchRow[] {
           r.best,
           's',
           undefined,
-          `median ${r.median.toFixed(3)} s; MRTD ${r.out === EXPECTED ? 'as expected' : 'DIFFERS'}`,
+          `median ${r.median.toFixed(3)} s; CPU ${r.cpu?.toFixed(3) ?? '?'} s per run; ` +
+            `MRTD ${r.out === EXPECTED ? 'as expected' : 'DIFFERS'}`,
         ),
       );
     }
