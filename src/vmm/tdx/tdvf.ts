@@ -110,11 +110,6 @@ export function tdvfSectionLabel(s: { index: number; type: number }): string {
   return `TDVF section ${s.index} (${TDVF_SECTION_NAME[s.type] ?? `type ${s.type}`})`;
 }
 
-/** Whether a section's pages are added before finalize (PAGE.ADD) at all. */
-export function tdvfSectionIsAdded(s: TdvfSection): boolean {
-  return s.memSize > 0n && (s.attributes & TDVF_ATTR.PAGE_AUG) === 0;
-}
-
 const TDVF = new Uint8Array([0x54, 0x44, 0x56, 0x46]);
 const TDX_METADATA_GUID_BYTES = guidBytes(TDX_METADATA_GUID);
 

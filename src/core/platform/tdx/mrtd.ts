@@ -30,8 +30,6 @@ import { Sha384 } from '../../base/crypto/sha384.js';
 export const TDX_MRTD_BLOCK = 128;
 /** TDH.MR.EXTEND measures 256 bytes per call. */
 export const TDX_MR_EXTEND_CHUNK = 256;
-/** The MRTD is a SHA-384 digest. */
-export const TDX_MRTD_SIZE = 48;
 
 /** ASCII bytes of a string (the API names in the blocks). */
 function ascii(s: string): Uint8Array {
