@@ -3,7 +3,7 @@
  * gmemlab's entry point. It imports nothing statically, so that a failure to load the CLI itself
  * (no file descriptors left while Node reads the modules) is reported in one line, not as an
  * uncaught exception; then it runs the CLI (cli.ts), or for `gmemlab measure` that command alone
- * (measure.ts), whose process start is most of its run time.
+ * (measure.ts; `measure tdx`: measure_tdx.ts), whose process start is most of its run time.
  */
 import('./resources.js')
   .then(async (r) => {
