@@ -15,6 +15,7 @@
 import type { Pfn } from '../base/units.js';
 import type { SnpFirmware } from './sev_snp/firmware.js';
 import type { Rmp } from './sev_snp/rmp.js';
+import type { TdxModule } from './tdx/module.js';
 
 /** Who touches a frame on the host's behalf. */
 export type HostAccessPath = 'vmm' | 'gup' | 'kvm-uaccess';
@@ -37,6 +38,11 @@ export interface Platform {
    * kvm_amd's SEV code drives (arch/x86/svm/sev.ts). Absent on every other platform.
    */
   readonly sevSnp?: { readonly rmp: Rmp; readonly firmware: SnpFirmware };
+  /**
+   * An Intel TDX host's TDX module (platform/tdx/), which kvm_intel's TDX code drives
+   * (arch/x86/vmx/tdx.ts). Absent on every other platform.
+   */
+  readonly tdx?: { readonly module: TdxModule };
 }
 
 /**
