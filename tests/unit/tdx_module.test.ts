@@ -7,6 +7,7 @@
  * mismatch, not present), the guest access check, teardown and reclaim, and a property test: random
  * SEAMCALL sequences keep the module consistent and failing calls change nothing.
  */
+import { createHash, type Hash } from 'node:crypto';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FrameStore } from '../../src/core/base/frames.js';
@@ -744,6 +745,84 @@ function snapshot(r: Rig): string {
     typeof v === 'bigint' ? v.toString() : v,
   );
 }
+
+/** A test-only MRTD from platforms.md §1.7's block layout, on node:crypto's streaming SHA-384. */
+class Sha384Mrtd implements TdMrtd {
+  private readonly h: Hash = createHash('sha384');
+  private block(name: string, gpa: bigint): Buffer {
+    const b = Buffer.alloc(128);
+    b.write(name, 0, 'ascii');
+    b.writeBigUInt64LE(gpa, 16);
+    return b;
+  }
+  pageAdd(gpa: bigint): void {
+    this.h.update(this.block('MEM.PAGE.ADD', gpa));
+  }
+  mrExtend(gpa: bigint, chunk: Uint8Array): void {
+    this.h.update(this.block('MR.EXTEND', gpa));
+    this.h.update(chunk);
+  }
+  finalize(): Uint8Array {
+    return new Uint8Array(this.h.digest());
+  }
+}
+
+describe('TDX module: the MRTD call order reproduces the spec vectors', () => {
+  function mrtd(pages: Uint8Array[], base: bigint, twoPass: boolean): string {
+    const frames = new FrameStore();
+    const m = new TdxModule(frames, () => new Sha384Mrtd());
+    const tdr = frames.allocOne();
+    eq(m.tdhMngCreate(tdr, 32), TDX.SUCCESS);
+    eq(m.tdhMngKeyConfig(tdr), TDX.SUCCESS);
+    for (let i = 0; i < 6; i++) eq(m.tdhMngAddcx(tdr, frames.allocOne()), TDX.SUCCESS);
+    eq(m.tdhMngInit(tdr, PARAMS), TDX.SUCCESS);
+    const v = frames.allocOne();
+    eq(m.tdhVpCreate(tdr, v), TDX.SUCCESS);
+    for (let i = 0; i < 5; i++) eq(m.tdhVpAddcx(v, frames.allocOne()), TDX.SUCCESS);
+    eq(m.tdhVpInit(v), TDX.SUCCESS);
+    for (let l = 3; l >= 1; l--) {
+      const size = 4096n * 512n ** BigInt(l);
+      eq(m.tdhMemSeptAdd(tdr, (base / size) * size, l, frames.allocOne()), TDX.SUCCESS);
+    }
+    const extend = (gpa: bigint): void => {
+      for (let i = 0n; i < 16n; i++) eq(m.tdhMrExtend(tdr, gpa + i * 256n), TDX.SUCCESS);
+    };
+    pages.forEach((bytes, i) => {
+      const src = frames.allocOne();
+      frames.write(src, 0, bytes);
+      const gpa = base + BigInt(i) * 4096n;
+      eq(m.tdhMemPageAdd(tdr, gpa, frames.allocOne(), src), TDX.SUCCESS);
+      if (!twoPass && bytes.length > 0) extend(gpa);
+    });
+    if (twoPass) pages.forEach((_b, i) => extend(base + BigInt(i) * 4096n));
+    eq(m.tdhMrFinalize(tdr), TDX.SUCCESS);
+    return Buffer.from(m.td(tdr)!.mrtd!).toString('hex');
+  }
+  const zero = new Uint8Array(4096);
+  const pattern = Uint8Array.from({ length: 4096 }, (_v, i) => i & 0xff);
+  test('T1: PAGE.ADD(0)', () => {
+    assert.equal(
+      mrtd([new Uint8Array(0)], 0n, false),
+      '8f3e9a8aca6784eab874f7aa4dda5d49104a88047f1f86695ef2a88f5691a90e34aac48ce45ffa1f5a23c7d62980d570',
+    );
+  });
+  test('T2: PAGE.ADD(0) + 16 x MR.EXTEND of a zero page', () => {
+    assert.equal(
+      mrtd([zero], 0n, false),
+      '236f0efa607ff8843f1855d7ef80dc3dda8fb455787a186b8787212951eab0096e3193bb26f817c2b63c21f5e10f9938',
+    );
+  });
+  test('T3 / T4: two pages at 0xFFFFE000, single and two pass', () => {
+    assert.equal(
+      mrtd([pattern, zero], 0xffffe000n, false),
+      'fae252d5477406d8d3b78e4e479a6474c7b1bdfb524b48455603a2e8cddc2ec7b3e1eef31ccb55abf2dcd47fe2d3f128',
+    );
+    assert.equal(
+      mrtd([pattern, zero], 0xffffe000n, true),
+      '1036204caf092814c0813aae131cd6c8f121aac208910d7a3fbed5c5241301210045844e87a226412cc961ddc38bf488',
+    );
+  });
+});
 
 describe('TDX module: property — random SEAMCALL sequences', () => {
   test('stay consistent (PAMT owner ⇔ S-EPT, CHLDCNT = pages owned); failures change nothing', () => {
