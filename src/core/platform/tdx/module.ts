@@ -52,7 +52,6 @@ import {
   SEAMCALL_LEAF as LEAF,
   SEPT_STATE_INFO,
   SeptTree,
-  indexAt,
   pagesAtLevel,
   septAllowed,
   type SeptEntry,
@@ -1064,9 +1063,4 @@ export class TdxModule {
     }
     return errs;
   }
-}
-
-/** The S-EPT index of a GPA at a level (for callers and tests). */
-export function septIndex(gpa: bigint, level: number): number {
-  return indexAt(Number(gpa >> 12n), level);
 }

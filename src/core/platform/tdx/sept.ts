@@ -267,16 +267,6 @@ export class SeptTree {
     return !this.levels[child]!.anyIn(index * 512, index * 512 + 512);
   }
 
-  /** Every non-FREE entry at every level (inspection, the consistency checks, tests). */
-  entries(): SeptEntry[] {
-    const out: SeptEntry[] = [];
-    this.levels.forEach((m, level) => {
-      for (const r of m.entries())
-        for (let i = r.start; i < r.end; i++) out.push(this.entry(level, i));
-    });
-    return out;
-  }
-
   /** Each stored run (level, [start, end) of indices, state, first frame): ranges, not entries. */
   runs(): Array<{ level: number; start: number; end: number; state: SeptState; pfn: number }> {
     const out: Array<{ level: number; start: number; end: number; state: SeptState; pfn: number }> =
