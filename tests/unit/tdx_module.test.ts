@@ -308,6 +308,58 @@ describe('TDX module: building the TD image', () => {
   });
 });
 
+describe('TDX module: each guard in order, one operand fixed at a time', () => {
+  test('TDH.MEM.PAGE.AUG (2M, RUNNABLE)', () => {
+    const r = new Rig().create().init().vcpuReady().finalize();
+    const gpa = 0x4000_0000n;
+    r.tables(gpa, 2);
+    eq(r.m.tdhMemSeptAdd(r.tdr, gpa, 1, r.page()), TDX.SUCCESS);
+    const free2m = gpa + 0x20_0000n;
+    const page = r.page2m();
+    const owned = r.page2m();
+    eq(r.m.tdhMemPageAug(r.tdr, gpa + 0x1000n, 0, asPfn(owned + 7)), TDX.SUCCESS);
+    const steps: Array<[() => bigint, bigint]> = [
+      [() => r.m.tdhMemPageAug(r.vcpu, 1n, 2, r.tdr), TDX.PAGE_METADATA_INCORRECT + OP.RDX],
+      [() => r.m.tdhMemPageAug(r.tdr, 1n, 2, r.tdr), TDX.OPERAND_INVALID + OP.RCX],
+      [() => r.m.tdhMemPageAug(r.tdr, free2m + 0x1000n, 1, r.tdr), TDX.OPERAND_INVALID + OP.RCX],
+      [
+        () => r.m.tdhMemPageAug(r.tdr, free2m | (1n << 47n), 1, r.tdr),
+        TDX.OPERAND_INVALID + OP.RCX,
+      ],
+      [() => r.m.tdhMemPageAug(r.tdr, 1n << 40n, 1, r.tdr), TDX.EPT_WALK_FAILED + OP.RCX],
+      [() => r.m.tdhMemPageAug(r.tdr, gpa, 1, r.tdr), TDX.EPT_ENTRY_STATE_INCORRECT + OP.RCX],
+      [() => r.m.tdhMemPageAug(r.tdr, free2m, 1, asPfn(page + 1)), TDX.OPERAND_INVALID + OP.R8],
+      [() => r.m.tdhMemPageAug(r.tdr, free2m, 1, owned), TDX.PAGE_METADATA_INCORRECT + OP.R8],
+      [() => r.m.tdhMemPageAug(r.tdr, free2m, 1, page), TDX.SUCCESS],
+    ];
+    steps.forEach(([run, want], i) => eq(run(), want, `step ${i}`));
+    assert.equal(r.state(free2m, 1), 'PENDING');
+    r.consistent();
+  });
+  test('TDH.MEM.PAGE.REMOVE (RUNNABLE)', () => {
+    const r = new Rig().create().init().vcpuReady();
+    const gpa = 0x4000_0000n;
+    r.tables(gpa);
+    eq(r.m.tdhMemPageAdd(r.tdr, gpa, r.page(), r.page()), TDX.SUCCESS);
+    r.finalize();
+    const steps: Array<[() => bigint, bigint]> = [
+      [() => r.m.tdhMemPageRemove(r.page(), 1n, 3), TDX.PAGE_METADATA_INCORRECT + OP.RDX],
+      [() => r.m.tdhMemPageRemove(r.tdr, gpa, 3), TDX.OPERAND_INVALID + OP.RCX],
+      [() => r.m.tdhMemPageRemove(r.tdr, gpa + 0x800n, 0), TDX.OPERAND_INVALID + OP.RCX],
+      [() => r.m.tdhMemPageRemove(r.tdr, 1n << 40n, 0), TDX.EPT_WALK_FAILED + OP.RCX],
+      [() => r.m.tdhMemPageRemove(r.tdr, gpa + 0x1000n, 0), TDX.EPT_ENTRY_STATE_INCORRECT + OP.RCX],
+      [() => r.m.tdhMemPageRemove(r.tdr, gpa, 1), TDX.EPT_ENTRY_STATE_INCORRECT + OP.RCX],
+      [() => r.m.tdhMemPageRemove(r.tdr, gpa, 0), TDX.GPA_RANGE_NOT_BLOCKED + OP.RCX],
+      [() => r.m.tdhMemRangeBlock(r.tdr, gpa, 0), TDX.SUCCESS],
+      [() => r.m.tdhMemPageRemove(r.tdr, gpa, 0), TDX.TLB_TRACKING_NOT_DONE + OP.RCX],
+      [() => r.m.tdhMemTrack(r.tdr), TDX.SUCCESS],
+      [() => r.m.tdhMemPageRemove(r.tdr, gpa, 0), TDX.SUCCESS],
+    ];
+    steps.forEach(([run, want], i) => eq(run(), want, `step ${i}`));
+    r.consistent();
+  });
+});
+
 /** Put the level-`level` entry of `gpa` in `state` through SEAMCALLs (TD INITIALIZED). */
 function prepare(r: Rig, gpa: bigint, level: number, state: SeptState): void {
   if (level === 0) {
