@@ -4,8 +4,9 @@
  * op_state table (§1.4) driven through real calls, the transitions (S-EPT entry states, PAMT,
  * CHLDCNT, epochs), BLOCK → TRACK → REMOVE with a vCPU still in the old epoch, PAGE.REMOVE before
  * and after finalize, SEPT.REMOVE with a child present, ACCEPT (4K, 2M, already accepted, size
- * mismatch, not present), the guest access check, teardown and reclaim, and a property test: random
- * SEAMCALL sequences keep the module consistent and failing calls change nothing.
+ * mismatch, not present), the guest access check, teardown and reclaim, the spec's MRTD vectors
+ * T1-T4 from the module's calls (with tdx/mrtd.ts's TdxMrtd and a node:crypto one), and a property
+ * test: random SEAMCALL sequences keep the module consistent and failing calls change nothing.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { describe, test } from 'node:test';
@@ -16,6 +17,7 @@ import { Prng } from '../../src/fuzz/prng.js';
 import { NO_PLATFORM } from '../../src/core/platform/platform.js';
 import { TdxModule, type TdMrtd, type TdParams } from '../../src/core/platform/tdx/module.js';
 import { TdxPlatform } from '../../src/core/platform/tdx/platform.js';
+import { TdxMrtd } from '../../src/core/platform/tdx/mrtd.js';
 import { PT } from '../../src/core/platform/tdx/pamt.js';
 import { SEPT_STATE_INFO, type SeptState } from '../../src/core/platform/tdx/sept.js';
 import { TD_ATTR, type OpState } from '../../src/core/platform/tdx/td.js';
@@ -820,9 +822,21 @@ class Sha384Mrtd implements TdMrtd {
 }
 
 describe('TDX module: the MRTD call order reproduces the spec vectors', () => {
+  // Both MRTDs: the test's node:crypto one from §1.7's layout and the model's (tdx/mrtd.ts).
+  const factories: Array<() => TdMrtd> = [() => new Sha384Mrtd(), () => new TdxMrtd()];
   function mrtd(pages: Uint8Array[], base: bigint, twoPass: boolean): string {
+    const out = factories.map((f) => mrtdWith(f, pages, base, twoPass));
+    assert.equal(out[0], out[1], 'node:crypto and TdxMrtd agree');
+    return out[0]!;
+  }
+  function mrtdWith(
+    factory: () => TdMrtd,
+    pages: Uint8Array[],
+    base: bigint,
+    twoPass: boolean,
+  ): string {
     const frames = new FrameStore();
-    const m = new TdxModule(frames, () => new Sha384Mrtd());
+    const m = new TdxModule(frames, factory);
     const tdr = frames.allocOne();
     eq(m.tdhMngCreate(tdr, 32), TDX.SUCCESS);
     eq(m.tdhMngKeyConfig(tdr), TDX.SUCCESS);
