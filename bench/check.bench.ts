@@ -22,8 +22,10 @@
  * the shortest trace, as interleaved pairs (unchecked, then checked, back to back): at least 5
  * pairs per length and at least 50,000 ops of each per length (20 pairs at 2,500 ops, where one
  * run takes ~50 ms and a single scheduler or GC hiccup would decide a best-of-3). Reported per
- * length: the slowdown checked/unchecked as the ratio of the two medians (target <= 1.3; the
- * note gives the ratio of the two minima and the median of the pairs' ratios too), and once:
+ * length: the slowdown checked/unchecked as the ratio of the two medians (no target: this is the
+ * checker's share of the model's own time, without process start, parsing and output; the
+ * issue's 1.3x target is on the commands end to end, check_cli.bench.ts. The note gives the
+ * ratio of the two minima and the median of the pairs' ratios too), and once:
  * checked time per op at 20,000 ops / time per op at 2,500 ops (medians; linear checking: near
  * 1; the unchecked model's own growth is reported next to it for comparison).
  */
@@ -156,10 +158,10 @@ export function benchCheckLong(): BenchRow[] {
   const rows: BenchRow[] = traces.map((ops, i) =>
     row(
       'check',
-      `slowdown of checked replay, one ${LONG_TRACE_OPS[i]!.toLocaleString('en-US')}-op trace`,
+      `model only, in process: checked / unchecked run, one ${LONG_TRACE_OPS[i]!.toLocaleString('en-US')}-op trace`,
       ratio[i]!,
       'x',
-      { text: '<= 1.3', ok: (v) => v <= 1.3 },
+      undefined,
       `generateTrace(1, { ops: ${LONG_TRACE_OPS[i]}, feedback, privateMemory }): ${ops.length} ops; ${notes[i]!}`,
     ),
   );

@@ -28,6 +28,7 @@ import { benchFaults } from './faults.bench.js';
 import { benchFfi } from './ffi.bench.js';
 import { benchDifferential } from './differential.bench.js';
 import { benchCheck, benchCheckLong } from './check.bench.js';
+import { benchCheckCli } from './check_cli.bench.js';
 import { benchMeasure } from './measure.bench.js';
 import { benchMeasureTdx } from './measure_tdx.bench.js';
 import { benchMemslots } from './memslots.bench.js';
@@ -60,8 +61,8 @@ const GROUPS: Record<string, { what: string; run: () => BenchRow[] | Promise<Ben
     run: () => benchStream(),
   },
   check: {
-    what: 'replay with every invariant checked vs unchecked (target within 3x; long traces 1.3x)',
-    run: () => [...benchCheck(), ...benchCheckLong()],
+    what: 'replay with every invariant checked vs unchecked (target within 3x; gmemlab check vs replay 1.3x)',
+    run: () => [...benchCheck(), ...benchCheckLong(), ...benchCheckCli()],
   },
   rangemap: {
     what: 'RangeMap micro-benchmarks (bench/range_map.bench.ts)',

@@ -62,10 +62,74 @@ export type CheckedSteps = CheckedRun & {
 };
 
 /**
+ * One checked run's state and its per-op step: run the op on the model, note the names it bound,
+ * check the invariants, and record the violations it caused. Shared by the stepped generator
+ * (fuzzers) and the plain loop of `runChecked`, which calls it without a generator's resumption
+ * around every op.
+ */
+class CheckedRunner {
+  readonly backend: ModelBackend;
+  private readonly t: HandleTable;
+  private readonly checker: InvariantChecker;
+  readonly ran: TraceOp[] = [];
+  readonly results: ResultLine[] = [];
+  readonly failures: StepViolations[] = [];
+  readonly names = new ObjectNames();
+  private standing = new Set<string>();
+
+  constructor(
+    ops: Iterable<TraceOp>,
+    profile: KernelProfile,
+    private readonly o: CheckOptions & { readonly keepResults?: boolean },
+  ) {
+    this.backend = new ModelBackend(profile, { mutants: o.mutants ?? [], events: false });
+    this.t = new HandleTable(this.backend.begin());
+    // A trace known to be long is checked change-driven from its first op: the change tracking
+    // is cheapest to set up on the empty model, and full checks of its first ops would cost more.
+    const long = Array.isArray(ops) && (ops as readonly TraceOp[]).length > FULL_CHECK_OPS;
+    this.checker = new InvariantChecker(
+      this.backend.host,
+      o.only,
+      long ? { incremental: true } : {},
+    );
+  }
+
+  /**
+   * Run and check one op: 'end' when the run ends before it (a refusal with `endAtRefusal`),
+   * 'broke' when it broke an invariant, else 'ok'.
+   */
+  step(op: TraceOp): 'ok' | 'broke' | 'end' {
+    const i = this.ran.length;
+    let result: ResultLine;
+    try {
+      result = stepTrace(op, this.backend, this.t);
+    } catch (e) {
+      if (this.o.endAtRefusal === true && e instanceof BackendRefusal) return 'end';
+      throw e;
+    }
+    this.ran.push(op);
+    if (this.o.keepResults === true) this.results.push(result);
+    this.names.note(op, this.t, this.backend.host);
+    const all = this.checker.check();
+    if (all.length === 0 && this.standing.size === 0) return 'ok';
+    const v = all.filter((x) => !this.standing.has(violationKey(x)));
+    this.standing = new Set(all.map(violationKey));
+    if (v.length === 0) return 'ok';
+    this.failures.push({ index: i, op, result, violations: v });
+    return 'broke';
+  }
+
+  done(stopped: boolean): CheckedSteps {
+    const { ran, results, failures, backend, names } = this;
+    return { ran: ran.length, ops: ran, results, failures, backend, names, stopped };
+  }
+}
+
+/**
  * The checked run, stepped: run `ops` (any iterable, so a trace can be generated while it runs)
  * on a fresh model with the invariants checked after every op. With `pause`, it yields
  * `pause.phase` after each op (after calling `pause.onOp`), and a `true` sent back stops it at
- * that op boundary; without, it never yields. The one loop behind `runChecked` and the fuzzers.
+ * that op boundary; without, it never yields. The loop behind the fuzzers.
  */
 export function* checkedRunSteps<P>(
   ops: Iterable<TraceOp>,
@@ -73,63 +137,32 @@ export function* checkedRunSteps<P>(
   o: CheckOptions & { readonly keepResults?: boolean } = {},
   pause?: { readonly phase: P; readonly onOp?: () => void },
 ): Generator<P, CheckedSteps, boolean | undefined> {
-  const backend = new ModelBackend(profile, { mutants: o.mutants ?? [], events: false });
-  const t = new HandleTable(backend.begin());
-  // A trace known to be long is checked change-driven from its first op: the change tracking
-  // is cheapest to set up on the empty model, and full checks of its first ops would cost more.
-  const long = Array.isArray(ops) && (ops as readonly TraceOp[]).length > FULL_CHECK_OPS;
-  const checker = new InvariantChecker(backend.host, o.only, long ? { incremental: true } : {});
-  const ran: TraceOp[] = [];
-  const results: ResultLine[] = [];
-  const failures: StepViolations[] = [];
-  const names = new ObjectNames();
+  const r = new CheckedRunner(ops, profile, o);
   const limit = o.limit ?? Infinity;
-  let standing = new Set<string>();
-  let stopped = false;
   for (const op of ops) {
-    if (ran.length >= limit) break;
-    const i = ran.length;
-    let result: ResultLine;
-    try {
-      result = stepTrace(op, backend, t);
-    } catch (e) {
-      if (o.endAtRefusal === true && e instanceof BackendRefusal) break;
-      throw e;
-    }
-    ran.push(op);
-    if (o.keepResults === true) results.push(result);
-    names.note(op, t, backend.host);
-    const all = checker.check();
-    let broke = false;
-    if (all.length > 0 || standing.size > 0) {
-      const v = all.filter((x) => !standing.has(violationKey(x)));
-      standing = new Set(all.map(violationKey));
-      if (v.length > 0) {
-        failures.push({ index: i, op, result, violations: v });
-        broke = true;
-      }
-    }
+    if (r.ran.length >= limit) break;
+    const s = r.step(op);
+    if (s === 'end') break;
     if (pause !== undefined) {
       pause.onOp?.();
-      if ((yield pause.phase) === true) {
-        stopped = true;
-        break;
-      }
+      if ((yield pause.phase) === true) return r.done(true);
     }
-    if (broke && o.stopAtFirst === true) break;
+    if (s === 'broke' && o.stopAtFirst === true) break;
   }
-  return { ran: ran.length, ops: ran, results, failures, backend, names, stopped };
+  return r.done(false);
 }
 
-/** Run a whole checked run (see checkedRunSteps). */
+/** Run a whole checked run (as checkedRunSteps without pauses, in a plain loop). */
 export function runChecked(
   ops: readonly TraceOp[],
   profile: KernelProfile,
   o: CheckOptions = {},
 ): CheckedRun {
-  const g = checkedRunSteps<never>(ops, profile, o);
-  for (;;) {
-    const r = g.next(false);
-    if (r.done === true) return r.value;
+  const r = new CheckedRunner(ops, profile, o);
+  const n = Math.min(ops.length, o.limit ?? Infinity);
+  for (let i = 0; i < n; i++) {
+    const s = r.step(ops[i]!);
+    if (s === 'end' || (s === 'broke' && o.stopAtFirst === true)) break;
   }
+  return r.done(false);
 }
