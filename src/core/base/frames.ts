@@ -60,9 +60,41 @@ export class FrameStore {
     this.free.onChange = cb;
   }
 
+  /**
+   * The releases since the log was last cleared, as (base, count) pairs, while someone keeps the
+   * log (the invariant checker: a frame the host touched and that was released later in the
+   * same step may belong to someone else by the time the step is checked).
+   */
+  private releaseLog: number[] | undefined = undefined;
+
+  /** Start (true) or stop keeping the release log. */
+  logReleases(on: boolean): void {
+    this.releaseLog = on ? [] : undefined;
+  }
+
+  /** The release log's current position (0 when no log is kept). */
+  get releaseMark(): number {
+    return this.releaseLog === undefined ? 0 : this.releaseLog.length;
+  }
+
+  /** Whether `pfn` was released at or after log position `mark`. */
+  releasedSince(pfn: number, mark: number): boolean {
+    const log = this.releaseLog;
+    if (log === undefined) return false;
+    for (let i = mark; i < log.length; i += 2)
+      if (pfn >= log[i]! && pfn < log[i]! + log[i + 1]!) return true;
+    return false;
+  }
+
+  /** Empty the release log (positions start again at 0). */
+  clearReleaseLog(): void {
+    if (this.releaseLog !== undefined && this.releaseLog.length !== 0) this.releaseLog.length = 0;
+  }
+
   /** Return frames to the allocator. Contents stay (physical memory is not cleared on free). */
   release(base: Pfn, count: number): void {
     if (count <= 0) return;
+    if (this.releaseLog !== undefined) this.releaseLog.push(base, count);
     this.free.set(base, base + count, true);
     this.allocated -= count;
     // Frames that still hold data are "stale" until their next owner zeroes (or overwrites) them.

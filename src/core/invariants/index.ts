@@ -133,15 +133,17 @@ export class InvariantChecker {
     );
     const rmp = host.platform.sevSnp?.rmp;
     this.rmp = rmp;
+    const frames = host.frames;
+    frames.logReleases(true);
     host.observe =
       rmp === undefined
         ? (pfn: Pfn, write: boolean, path: HostAccess['path']): void => {
-            this.accesses.push({ pfn, write, path });
+            this.accesses.push({ pfn, write, path, mark: frames.releaseMark });
           }
         : (pfn: Pfn, write: boolean, path: HostAccess['path'], refused: boolean): void => {
             // The RMP as the access found it (the platform's check changes no state).
             const assigned = rmp.lookup(pfn).assigned;
-            this.accesses.push({ pfn, write, path, refused, assigned });
+            this.accesses.push({ pfn, write, path, refused, assigned, mark: frames.releaseMark });
           };
     if (rmp !== undefined) {
       // SEV-SNP guests: what each private access and PVALIDATE found in the RMP, and each PSC
@@ -179,6 +181,20 @@ export class InvariantChecker {
   private pscs: PscRecord[] = [];
 
   /** The step's observations (cleared). */
+  /**
+   * Mark the step's host accesses to frames released after them (a frame freed and handed to
+   * another owner within one op: e.g. a KVM_RUN whose VMM discards the shared page the guest's
+   * store went to, then serves a private fault with the same frame), and empty the release log.
+   */
+  private markFreedLater(accesses: HostAccess[]): void {
+    const frames = this.host.frames;
+    for (let i = 0; i < accesses.length; i++) {
+      const a = accesses[i]!;
+      if (frames.releasedSince(a.pfn, a.mark ?? 0)) a.freedLater = true;
+    }
+    frames.clearReleaseLog();
+  }
+
   private observed(): {
     accesses: HostAccess[];
     staleReads: readonly Pfn[];
@@ -188,6 +204,7 @@ export class InvariantChecker {
   } {
     const accesses = this.accesses;
     this.accesses = [];
+    this.markFreedLater(accesses);
     const guestAccesses = this.guestAccesses.length === 0 ? NO_GUEST : this.guestAccesses;
     if (this.guestAccesses.length !== 0) this.guestAccesses = [];
     const pvalidates = this.pvalidates.length === 0 ? NO_PVALIDATE : this.pvalidates;
@@ -244,6 +261,7 @@ export class InvariantChecker {
     const st = this.state;
     st.hostAccesses = this.accesses;
     if (this.accesses.length !== 0) this.accesses = [];
+    this.markFreedLater(st.hostAccesses as HostAccess[]);
     st.staleReads = this.host.frames.takeStaleReads();
     if (this.guestAccesses.length !== 0) {
       st.guestAccesses = this.guestAccesses;

@@ -47,6 +47,14 @@ export type HostAccess = {
    */
   readonly refused?: boolean;
   readonly assigned?: boolean;
+  /** The frames' release-log position when the access was made (the checker's). */
+  readonly mark?: number;
+  /**
+   * The frame was released after the access, in the same step, and may have another owner by
+   * the time the step is checked: checks of the owner as it is then do not apply to it (set by
+   * the checker before the invariants run).
+   */
+  freedLater?: boolean;
 };
 
 /** A completed SEV-SNP guest access with the C-bit set, as the RMP was when it happened. */
