@@ -105,6 +105,8 @@ export interface SnpMeasuredEntry {
 }
 
 const ZERO_HASH = new Uint8Array(48);
+/** The page SNP_LAUNCH_UPDATE reads to hash (used only within one call). */
+const PAGE_SCRATCH = new Uint8Array(4096);
 
 /** Bytes in a CPUID table entry and the table's maximum entry count. */
 const CPUID_ENTRY_SIZE = 48;
@@ -251,7 +253,8 @@ export class SnpFirmware {
     switch (pageType) {
       case SNP_PAGE_TYPE.NORMAL:
       case SNP_PAGE_TYPE.VMSA:
-        contents = new Uint8Array(PAGE);
+        // Read into one scratch page: the contents are only hashed, right below.
+        contents = PAGE_SCRATCH;
         frames.read(pfn, 0, contents);
         break;
       case SNP_PAGE_TYPE.ZERO:

@@ -6,6 +6,7 @@
  */
 import type { KernelCtx } from '../../../ctx.js';
 import type { Errno } from '../../../base/errno.js';
+import { sha384 } from '../../../base/crypto/sha384.js';
 import { readU32 } from '../../../base/uaccess.js';
 import { KVM_X86_SEV_ES_VM, KVM_X86_SEV_VM, KVM_X86_SNP_VM } from '../../../base/uapi.js';
 import { asHva } from '../../../base/units.js';
@@ -56,6 +57,33 @@ export interface SnpLaunchRecord {
   readonly gpa: bigint;
   /** SHA-384 of the page KVM copied in (NORMAL) or synced (VMSA); undefined for other types. */
   readonly hash: Uint8Array | undefined;
+}
+
+/**
+ * A log record that keeps the page KVM handed over (its own copy, never written again) and
+ * hashes it when first asked: the firmware already hashed the page for the digest, and only the
+ * snp-launch-measured invariant reads this hash, so a launch nobody checks hashes each page once.
+ */
+export class SnpLaunchRecordOf implements SnpLaunchRecord {
+  private page: Uint8Array | undefined;
+  private digest: Uint8Array | undefined;
+
+  constructor(
+    readonly type: number,
+    readonly gpa: bigint,
+    /** The page's 4096 bytes (NORMAL, VMSA), else undefined. */
+    page: Uint8Array | undefined,
+  ) {
+    this.page = page;
+  }
+
+  get hash(): Uint8Array | undefined {
+    if (this.page !== undefined) {
+      this.digest = sha384(this.page);
+      this.page = undefined;
+    }
+    return this.digest;
+  }
 }
 
 const SEV_INFO = new WeakMap<Vm, KvmSevInfo>();

@@ -22,7 +22,6 @@
  * `sev_es_vcpu_create()` allocates it with the vCPU) and freed with the VM.
  */
 import { NotModelled } from '../../../base/not_modelled.js';
-import { sha384 } from '../../../base/crypto/sha384.js';
 import type { KernelCtx } from '../../../ctx.js';
 import type { Errno } from '../../../base/errno.js';
 import { err, OK_VOID, type Result } from '../../../base/result.js';
@@ -41,6 +40,7 @@ import {
   copyToUserAddr,
   sevAsidFree,
   sevSnpGuest,
+  SnpLaunchRecordOf,
   toKvmSevInfo,
   type KvmSevCmd,
 } from './sev_common.js';
@@ -260,11 +260,9 @@ export function snpLaunchUpdate(k: KernelCtx, vm: Vm, cmd: KvmSevCmd): Result<un
         ret = r.ret;
         break;
       }
-      sev.snpLaunchLog.push({
-        type,
-        gpa: g,
-        hash: type === T.NORMAL && data !== undefined ? sha384(data) : undefined,
-      });
+      sev.snpLaunchLog.push(
+        new SnpLaunchRecordOf(type, g, type === T.NORMAL && data !== undefined ? data : undefined),
+      );
     }
     if (ret !== undefined)
       for (let j = 0; j < nPrivate; j++) hw.rmp.makeShared((pfn + j) as Pfn, '4K');
@@ -409,7 +407,7 @@ function snpLaunchUpdateVmsa(k: KernelCtx, vm: Vm, cmd: KvmSevCmd): Result<undef
       snpPageReclaim(k, pfn);
       return err(r.ret, `snp_launch_update_vmsa: SNP_LAUNCH_UPDATE of vCPU ${vcpu.id}'s VMSA`);
     }
-    sev.snpLaunchLog.push({ type: SNP_PAGE_TYPE_VMSA, gpa: INITIAL_VMSA_GPA, hash: sha384(page) });
+    sev.snpLaunchLog.push(new SnpLaunchRecordOf(SNP_PAGE_TYPE_VMSA, INITIAL_VMSA_GPA, page));
     s.guestStateProtected = true;
   }
   return OK_VOID;
