@@ -78,7 +78,10 @@ export interface ModelLauncherOptions {
   readonly layout: ModelLayout;
   /** SNP_LAUNCH_START's policy (default QEMU_SNP_DEFAULT_POLICY). */
   readonly policy?: bigint;
-  /** Called after every KVM call that succeeded, with its name (tests check invariants here). */
+  /**
+   * Called after every KVM call that succeeded, with its name (tests check invariants here). The
+   * host records model events only when this is given: nothing else reads them.
+   */
   readonly afterCall?: (host: Host, what: string) => void;
 }
 
@@ -123,7 +126,7 @@ export class ModelLauncher implements SnpLauncher {
     this.afterCall = o.afterCall;
     const profile = getProfile(SNP_MEASURE_PROFILE);
     if (profile === undefined) throw new Error(`profile ${SNP_MEASURE_PROFILE} missing`);
-    const h = (this.host = new Host(profile));
+    const h = (this.host = new Host(profile, { events: o.afterCall !== undefined }));
     const kvm = h.openDevKvm();
     this.sevFd = must(h.openDevSev(), 'open("/dev/sev")');
     this.vmFd = must(h.kvmCreateVm(kvm, KVM_X86_SNP_VM), 'KVM_CREATE_VM(KVM_X86_SNP_VM)');
