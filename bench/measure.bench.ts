@@ -12,8 +12,9 @@
  *
  * Reported:
  * - the spawned command's wall time, best of 10 (the target) and median, checked against the
- *   digest sev-snp-measure gives for the same image;
- * - a bare `node -e 0` (best of 5), for what process start alone costs here;
+ *   digest sev-snp-measure gives for the same image, and its CPU time per run (user + system,
+ *   Linux only), which a quiet machine's wall time approaches;
+ * - a bare `node -e 0` (best of 5), for what process start alone costs here (its CPU time too);
  * - in-process: the pure-TypeScript SHA-384 of 2 MiB, first call of a process (JIT not warm, in a
  *   child process) and warm (best of 5), and the whole measurement warm (plan + digest, best of 5);
  * - with GMEMLAB_SEV_SNP_MEASURE=DIR (a checkout of virtee/sev-snp-measure), its CLI on the same
@@ -45,9 +46,32 @@ function synthOvmf(): Uint8Array {
   return img;
 }
 
+/**
+ * CPU seconds (user + system) of this process's waited-for children so far (Linux
+ * /proc/self/stat cutime + cstime), or undefined elsewhere: less sensitive to a loaded machine
+ * than wall time (as in measure_tdx.bench.ts).
+ */
+function childCpu(): number | undefined {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Fields 16 and 17 of proc(5), counted from the state (field 3) at index 0.
+    return (Number(f[13]) + Number(f[14])) / CLK_TCK;
+  } catch {
+    return undefined;
+  }
+}
+
+const CLK_TCK = ((): number => {
+  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
+  const n = Number(r.stdout?.trim());
+  return Number.isFinite(n) && n > 0 ? n : 100;
+})();
+
 function spawnBest(cmd: string, args: readonly string[], n: number, cwd?: string) {
   const times: number[] = [];
   let out = '';
+  const cpu0 = childCpu();
   for (let i = 0; i < n; i++) {
     const t0 = now();
     const r = spawnSync(cmd, args, { encoding: 'utf8', cwd });
@@ -56,7 +80,13 @@ function spawnBest(cmd: string, args: readonly string[], n: number, cwd?: string
     out = r.stdout;
   }
   times.sort((a, b) => a - b);
-  return { best: times[0]!, median: times[Math.floor(n / 2)]!, out: out.trim().split('\n').at(-1) };
+  const cpu1 = childCpu();
+  return {
+    best: times[0]!,
+    median: times[Math.floor(n / 2)]!,
+    out: out.trim().split('\n').at(-1),
+    cpu: cpu0 === undefined || cpu1 === undefined ? undefined : (cpu1 - cpu0) / n,
+  };
 }
 
 function bestOf(n: number, f: () => void): number {
@@ -130,6 +160,19 @@ export function benchMeasure(): BenchRow[] {
         'read the image, parse, plan, 547 pages through the digest chain',
       ),
     ];
+    if (cli.cpu !== undefined && node.cpu !== undefined) {
+      rows.push(
+        row(
+          'measure',
+          'gmemlab measure snp, spawned: CPU time per run (mean of 10)',
+          cli.cpu,
+          's',
+          undefined,
+          `user + system of the child (/proc/self/stat cutime + cstime), less sensitive to load ` +
+            `than wall time; bare node -e 0: ${node.cpu.toFixed(3)} s`,
+        ),
+      );
+    }
     if (!ok) rows.push(row('measure', 'digest matches sev-snp-measure', 0, 'bool', atMost(0)));
     const ssm = process.env['GMEMLAB_SEV_SNP_MEASURE'];
     if (ssm !== undefined && existsSync(join(ssm, 'sev-snp-measure.py'))) {
