@@ -284,6 +284,32 @@ export const gmemExtentShape: ExtentShape<GmemExtent> = {
   make: makeGmemExtent,
 };
 
+/**
+ * The page-fault counters of x86's `struct kvm_vcpu_stat` (arch/x86/include/asm/kvm_host.h), read
+ * by userspace through the vCPU's binary stats fd (KVM_GET_STATS_FD) or summed over every vCPU in
+ * debugfs (`/sys/kernel/debug/kvm/pf_taken`, ...). Bumped where 6.18 bumps them: in
+ * `kvm_mmu_page_fault()`, the handler of a guest's stage-2 fault (#NPF / EPT violation), never by
+ * KVM_PRE_FAULT_MEMORY (`kvm_tdp_map_page()` counts nothing) nor by the instruction emulator's
+ * uaccess path (no stage-2 fault).
+ */
+export type KvmVcpuStat = {
+  /** Faults that reached the MMU's fault path (`RET_PF_INVALID` after the MMIO-SPTE check). */
+  pf_taken: number;
+  /** Of those, faults that installed a mapping (`RET_PF_FIXED`). */
+  pf_fixed: number;
+  /** Faults handed to the emulator (`RET_PF_EMULATE`: MMIO). */
+  pf_emulate: number;
+  /** Faults that found the mapping already there (`RET_PF_SPURIOUS`). */
+  pf_spurious: number;
+};
+
+export const KVM_VCPU_STAT_NAMES: readonly (keyof KvmVcpuStat)[] = [
+  'pf_taken',
+  'pf_fixed',
+  'pf_emulate',
+  'pf_spurious',
+];
+
 export class Vcpu {
   constructor(
     readonly vm: Vm,
@@ -302,6 +328,8 @@ export class Vcpu {
   cr8 = 0n;
   /** MSR_IA32_APICBASE: 0xfee00000 | enable | BSP for vCPU 0 (until KVM_SET_SREGS changes it). */
   apicBase: bigint;
+  /** `vcpu->stat`: its page-fault counters. */
+  readonly stat: KvmVcpuStat = { pf_taken: 0, pf_fixed: 0, pf_emulate: 0, pf_spurious: 0 };
 }
 
 /** The trace contract's code page: slot 32763 at GPA 0xFFFFF000, created with the first vCPU. */

@@ -13,7 +13,7 @@
 import type { KernelCtx } from '../../ctx.js';
 import type { FaultOutcome } from './mmu.js';
 import { x86Ops, type PscEntry, type SnpGuestOps } from './x86_ops.js';
-import type { Vcpu, Vm } from '../../kvm/objects.js';
+import type { KvmVcpuStat, Vcpu, Vm } from '../../kvm/objects.js';
 import {
   KVM_EXIT_HLT,
   KVM_EXIT_HYPERCALL,
@@ -180,7 +180,7 @@ function splitPages(gpa: Gpa, len: number): Piece[] {
 /**
  * One guest data access at `gpa` (`n`: the same as a double, or -1 when that is not exact).
  * Returns the exits it produced and, for a memory fault, the errno that ends the run. `buf` is
- * filled for loads.
+ * filled for loads. `stat`: the vCPU's fault counters.
  */
 function guestAccess(
   k: KernelCtx,
@@ -190,13 +190,14 @@ function guestAccess(
   buf: Uint8Array,
   write: boolean,
   exits: RunExit[],
+  stat: KvmVcpuStat,
 ): Errno | undefined {
   const translate = x86Ops(k).translate;
   // Fast path: an access inside one page (the common case) needs no piece list.
   const off = n >= 0 ? exactGpaOffset(n) : offsetInPage(gpa);
   if (off + buf.length <= 4096) {
     const gfn = n >= 0 ? exactGpaToGfn(n) : gpaToGfn(gpa);
-    const o = translate(k, vm, gfn, write);
+    const o = translate(k, vm, gfn, write, false, stat);
     if (typeof o === 'number') {
       if (write) k.frames.write(o, off, buf, 0, buf.length);
       else k.frames.read(o, off, buf, 0, buf.length);
@@ -216,7 +217,7 @@ function guestAccess(
   }
   const pieces = splitPages(gpa, buf.length);
   for (const p of pieces) {
-    const o = translate(k, vm, p.gfn, write);
+    const o = translate(k, vm, p.gfn, write, false, stat);
     p.out = o;
     if (typeof o !== 'number' && o.kind === 'memfault') {
       exits.push({
@@ -282,13 +283,14 @@ function snpGuestAccess(
   write: boolean,
   enc: boolean,
   exits: RunExit[],
+  stat: KvmVcpuStat,
 ): Errno | bigint | 'spin' | undefined {
   const translate = x86Ops(k).translate;
   const pieces = splitPages(gpa, buf.length);
   for (const p of pieces) {
     // One retry per page after sev_handle_rmp_fault() PSMASHed an entry (then the entry is 4K).
     for (let attempt = 0; ; attempt++) {
-      const o = translate(k, vm, p.gfn, write, enc);
+      const o = translate(k, vm, p.gfn, write, enc, stat);
       if (typeof o !== 'number') {
         if (o.kind === 'memfault') {
           exits.push({ reason: 'MEMORY_FAULT', gpa: gfnToGpa(p.gfn), size: 4096n, flags: o.flags });
@@ -304,6 +306,7 @@ function snpGuestAccess(
         break;
       }
       if (c === 'vc') return p.gpa;
+      rmpFaultStat(stat, c);
       if (c === 'memfault') {
         // kvm_mmu_page_fault() → kvm_mmu_faultin_pfn(): the private/shared mismatch.
         const flags = enc ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0n;
@@ -327,6 +330,19 @@ function snpGuestAccess(
 }
 
 /**
+ * The fault counters of an #NPF with the RMP bit on a page whose nested mapping is present
+ * (`npf_interception()` → `kvm_mmu_page_fault()`): pf_taken, and pf_spurious when the fault path
+ * finds the mapping it would install already there (`tdp_mmu_map_handle_target_level()`:
+ * RET_PF_SPURIOUS) before `sev_handle_rmp_fault()` runs ('retry', 'spin'); a private/shared
+ * mismatch ('memfault') ends in -EFAULT, which counts nothing more. A guest that re-faults forever
+ * ('spin') counts its first fault (the run ends there).
+ */
+function rmpFaultStat(stat: KvmVcpuStat, c: 'retry' | 'memfault' | 'spin'): void {
+  stat.pf_taken++;
+  if (c !== 'memfault') stat.pf_spurious++;
+}
+
+/**
  * One PVALIDATE step of an SNP guest: the operand check (the address aligned to the size, else
  * FAIL_INPUT), the nested walk of the page as a C=1 access (a memory-fault exit ends the run:
  * returns its errno), then the RMP checks (`snpPvalidate()`); the result is a PVALIDATE exit
@@ -340,6 +356,7 @@ function pvalidateStep(
   size: '4K' | '2M',
   validate: boolean,
   exits: RunExit[],
+  stat: KvmVcpuStat,
 ): Errno | 'spin' | undefined {
   const align = size === '2M' ? 0x20_0000n : 0x1000n;
   if (gpa % align !== 0n) {
@@ -348,7 +365,7 @@ function pvalidateStep(
   }
   const gfn = gpaToGfn(asGpa(gpa));
   for (let attempt = 0; attempt < 2; attempt++) {
-    const o = x86Ops(k).translate(k, vm, gfn, false, true);
+    const o = x86Ops(k).translate(k, vm, gfn, false, true, stat);
     if (typeof o !== 'number') {
       // A C=1 walk never ends in MMIO: a private fault without a memslot is a memory fault.
       const flags = o.kind === 'memfault' ? o.flags : KVM_MEMORY_EXIT_FLAG_PRIVATE;
@@ -364,6 +381,7 @@ function pvalidateStep(
       exits.push({ reason: 'PVALIDATE', gpa, ret: r.ret, cf: r.cf });
       return undefined;
     }
+    rmpFaultStat(stat, r.kind);
     if (r.kind === 'memfault') {
       const flags = KVM_MEMORY_EXIT_FLAG_PRIVATE;
       exits.push({ reason: 'MEMORY_FAULT', gpa: gfnToGpa(gfn), size: 4096n, flags });
@@ -560,8 +578,8 @@ export function kvmRunProgram(
       const buf = write ? s.bytes : new Uint8Array(s.size);
       if (pieces.length !== 0) pieces.length = 0;
       const fault = snp
-        ? snpGuestAccess(k, snp, vm, asGpa(s.gpa), buf, write, s.enc, pieces)
-        : guestAccess(k, vm, asGpa(s.gpa), s.gpaNum, buf, write, pieces);
+        ? snpGuestAccess(k, snp, vm, asGpa(s.gpa), buf, write, s.enc, pieces, vcpu.stat)
+        : guestAccess(k, vm, asGpa(s.gpa), s.gpaNum, buf, write, pieces, vcpu.stat);
       if (fault === 'spin') {
         leave();
         return { errno: 'EINTR', exits };
@@ -601,7 +619,7 @@ export function kvmRunProgram(
         return { exits };
       }
       if (s.kind === 'pvalidate') {
-        const r = pvalidateStep(k, snp, vm, s.gpa, s.size, s.validate, exits);
+        const r = pvalidateStep(k, snp, vm, s.gpa, s.size, s.validate, exits, vcpu.stat);
         if (r === 'spin') {
           leave();
           return { errno: 'EINTR', exits };

@@ -17,6 +17,7 @@ import { x86Ops } from './x86_ops.js';
 import {
   gfnToHvpnMemslot,
   hvpnToGfnMemslot,
+  type KvmVcpuStat,
   type Memslot,
   type Spte,
   type Vm,
@@ -200,7 +201,8 @@ export function kvmPreFaultIsPrivate(vm: Vm, gfn: Gfn): boolean {
 /**
  * A guest access to `gfn` (address space 0): use the stage-2 mapping when present and
  * sufficient, otherwise take the fault (`kvm_mmu_page_fault` → `kvm_mmu_faultin_pfn` →
- * `__kvm_mmu_faultin_pfn`), install the mapping and return the frame.
+ * `__kvm_mmu_faultin_pfn`), install the mapping and return the frame. `stat`: the faulting
+ * vCPU's counters (`vcpu->stat`), bumped as `kvm_mmu_page_fault()` bumps them.
  */
 export function guestTranslate(
   k: KernelCtx,
@@ -208,12 +210,14 @@ export function guestTranslate(
   gfn: Gfn,
   write: boolean,
   encrypted = false,
+  stat?: KvmVcpuStat,
 ): FaultOutcome {
   const s2 = vm.stage2[0]!;
   const m = s2.get(gfn);
   if (m !== undefined && (!write || m.writable)) return m.base;
   // A cached MMIO SPTE: a reserved-bit fault, handled as MMIO (never private) while the memslot
   // generation it was created in is current; a stale one is dropped and the fault taken anew.
+  // (handle_mmio_page_fault(): RET_PF_EMULATE goes straight to the emulator, no stat counted.)
   if (vm.mmioSptes.size !== 0) {
     const gen = vm.mmioSptes.get(gfn);
     if (gen !== undefined) {
@@ -221,7 +225,15 @@ export function guestTranslate(
       vm.mmioSptes.delete(gfn, gfn + 1);
     }
   }
-  return kvmMmuDoPageFault(k, vm, gfn, write, kvmMmuFaultIsPrivate(vm, gfn, encrypted));
+  if (stat === undefined)
+    return kvmMmuDoPageFault(k, vm, gfn, write, kvmMmuFaultIsPrivate(vm, gfn, encrypted));
+  // kvm_mmu_page_fault(): RET_PF_INVALID → vcpu->stat.pf_taken++, kvm_mmu_do_page_fault(), then
+  // pf_fixed / pf_emulate by its result (an error, such as a memory-fault exit, counts nothing).
+  stat.pf_taken++;
+  const out = kvmMmuDoPageFault(k, vm, gfn, write, kvmMmuFaultIsPrivate(vm, gfn, encrypted));
+  if (typeof out === 'number') stat.pf_fixed++;
+  else if (out.kind === 'mmio') stat.pf_emulate++;
+  return out;
 }
 
 /**

@@ -15,7 +15,7 @@ import type { UserPtr } from '../../base/uaccess.js';
 import type { KvmModule } from '../../profiles/facts.js';
 import type { Gfn, MappingLevel, Pfn } from '../../base/units.js';
 import type { FaultOutcome, KvmArchOps } from '../../kvm/arch_ops.js';
-import type { Vcpu, Vm } from '../../kvm/objects.js';
+import type { KvmVcpuStat, Vcpu, Vm } from '../../kvm/objects.js';
 
 /** One PSC descriptor entry (`struct psc_entry`, arch/x86/include/asm/sev-common.h). */
 export type PscEntry = {
@@ -104,9 +104,17 @@ export interface KvmX86Ops {
   readonly guestMemoryAccess: 'stage2' | 'emulated';
   /**
    * Resolve one guest page access of a running vCPU (address space 0). `encrypted`: the access's
-   * encryption bit (SEV-SNP's C-bit; absent: a shared access).
+   * encryption bit (SEV-SNP's C-bit; absent: a shared access). `stat`: the vCPU's counters, which
+   * a stage-2 fault bumps (`kvm_mmu_page_fault()`); the emulated path takes no such fault.
    */
-  translate(k: KernelCtx, vm: Vm, gfn: Gfn, write: boolean, encrypted?: boolean): FaultOutcome;
+  translate(
+    k: KernelCtx,
+    vm: Vm,
+    gfn: Gfn,
+    write: boolean,
+    encrypted?: boolean,
+    stat?: KvmVcpuStat,
+  ): FaultOutcome;
   /**
    * What VMCALL does: 'emulate' = the exit handler runs `kvm_emulate_hypercall()`; 'spin' = the
    * instruction never completes (the PVM module), so the vCPU re-executes it until a signal ends
