@@ -35,8 +35,53 @@ function step(s: GuestStep): string {
   }
 }
 
-/** `KVM_SET_USER_MEMORY_REGION2 vm slot=0 gpa=0x0 size=2MiB …` */
-export function describeOp(op: TraceOp): string {
+/**
+ * Longest guest program and exit list the timeline shows in full when the step's program was
+ * written with repetitions (scenario-format.md, "Repetition"): a longer one shows its head and
+ * tail around a count of what it leaves out. Programs written out in full are shown in full.
+ */
+const FULL_GUEST_STEPS = 16;
+const FULL_EXITS = 32;
+
+/** The items of a long list: the first `head`, a line for the rest, the last `tail`. */
+function elide<T>(
+  xs: readonly T[],
+  head: number,
+  tail: number,
+  show: (x: T) => string,
+  middle: (left: readonly T[]) => string,
+): string[] {
+  return [
+    ...xs.slice(0, head).map(show),
+    middle(xs.slice(head, xs.length - tail)),
+    ...xs.slice(xs.length - tail).map(show),
+  ];
+}
+
+/** `psc_msr ×1012, GHCB_MSR ×1012`: how many of each kind, in order of first appearance. */
+function tally(kinds: readonly string[]): string {
+  const n = new Map<string, number>();
+  for (const k of kinds) n.set(k, (n.get(k) ?? 0) + 1);
+  return [...n].map(([k, c]) => `${k} ×${c}`).join(', ');
+}
+
+function guestText(g: readonly GuestStep[], elideLong: boolean): string {
+  if (!elideLong || g.length <= FULL_GUEST_STEPS) return `[${g.map(step).join('; ')}]`;
+  const parts = elide(
+    g,
+    4,
+    2,
+    step,
+    (left) => `… ${left.length} more: ${tally(left.map((x) => x.kind))} …`,
+  );
+  return `[${parts.join('; ')}] (${g.length} steps)`;
+}
+
+/**
+ * `KVM_SET_USER_MEMORY_REGION2 vm slot=0 gpa=0x0 size=2MiB …`. `elideLong`: shorten a long guest
+ * program (one written with repetitions).
+ */
+export function describeOp(op: TraceOp, elideLong = false): string {
   const parts: string[] = [op.op];
   const spec = OPS.get(op.op)!;
   for (const [k, v] of Object.entries(op)) {
@@ -56,7 +101,7 @@ export function describeOp(op: TraceOp): string {
       parts.push(`${name}=${val}`);
     } else if (v instanceof Uint8Array)
       parts.push(`hex=${bytesToHex(v).slice(0, 24)}${v.length > 12 ? '…' : ''}`);
-    else if (k === 'guest') parts.push(`[${(v as GuestStep[]).map(step).join('; ')}]`);
+    else if (k === 'guest') parts.push(guestText(v as GuestStep[], elideLong));
     else if (k === 'args')
       parts.push(`args=[${(v as bigint[]).map((x) => '0x' + x.toString(16)).join(',')}]`);
     else if (typeof v === 'object' && v !== null && 'kind' in v) {
@@ -93,10 +138,27 @@ export function describeResult(r: ResultLine): string {
   return [head, ...extra].join(' ');
 }
 
-/** One line per exit of a KVM_RUN result. */
-export function describeExits(r: ResultLine): string[] {
+/**
+ * One line per exit of a KVM_RUN result; with `elideLong`, a long list shows its head and tail
+ * and a count of the rest.
+ */
+export function describeExits(r: ResultLine, elideLong = false): string[] {
   if ('fault' in r || r.exits === undefined) return [];
-  return r.exits.map((e) => {
+  const exits = r.exits;
+  if (!elideLong || exits.length <= FULL_EXITS) return exits.map(describeExit);
+  return elide(
+    exits,
+    8,
+    4,
+    describeExit,
+    (left) => `… ${left.length} more exits: ${tally(left.map((e) => e.reason))} …`,
+  );
+}
+
+type TraceExit = NonNullable<Extract<ResultLine, { exits?: unknown }>['exits']>[number];
+
+function describeExit(e: TraceExit): string {
+  {
     switch (e.reason) {
       case 'LOAD':
         return `exit LOAD gpa=0x${e.gpa.toString(16)} → ${e.hex}`;
@@ -127,5 +189,5 @@ export function describeExits(r: ResultLine): string[] {
       default:
         return `exit ${e.reason}`;
     }
-  });
+  }
 }

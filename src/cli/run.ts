@@ -5,7 +5,7 @@
 import { ModelBackend } from '../backends/model.js';
 import { parseScenario, type Scenario } from '../scenario/scenario.js';
 import { runScenario, type ScenarioRun } from '../scenario/run.js';
-import { resultToJson } from '../trace/format.js';
+import { formatOp, resultToJson } from '../trace/format.js';
 import { BackendRefusal, type Backend } from '../trace/types.js';
 import { optString, parseArgs, UsageError } from './args.js';
 import { describeExits, describeOp, describeResult } from './describe.js';
@@ -21,7 +21,7 @@ import { chooseFormat, FORMAT_OPTIONS, styled, styleFor } from './output.js';
 import { paint, PLAIN, type Style } from '../trace/strace.js';
 import { isKvm, openBackend, precheckOnKvm, scenarioKernel } from './backends.js';
 
-export const RUN_HELP = `usage: gmemlab run [--kernel PROFILE] [--backend model|kvm] [--format text|json] [-q] SCENARIO.yaml...
+export const RUN_HELP = `usage: gmemlab run [--kernel PROFILE] [--backend model|kvm] [--format text|json] [-q] [--print-trace] SCENARIO.yaml...
 
 Run scenario files (YAML walkthroughs, see README "Scenarios") and print a timeline: each step,
 its result, what changed in the model (mappings zapped, pages allocated/zeroed/freed, exits), and
@@ -34,6 +34,8 @@ whether it met its expectation.
                      changed" as records ({kind, vm, gmem, count, ranges, ...})
   --json, -j         the same as --format json
   --quiet, -q        print only failures and the summary line
+  --print-trace      run nothing: print each scenario's ops as a trace (JSONL, what
+                     "gmemlab replay" reads), with every repetition expanded
 
 The timeline is coloured on a terminal (not with NO_COLOR) and ASCII-only when the locale is not
 UTF-8. Objects are called by the scenario's handle names: "vm (vm0)", "gmem (guest_memfd #105)".
@@ -96,10 +98,11 @@ export function formatTimeline(run: ScenarioRun, quiet: boolean, style: Style = 
         : failed
           ? paint('✗', 'red', style)
           : paint('✓', 'green', style);
-    lines.push(`${mark} ${String(o.index).padStart(2)}  ${describeOp(o.step.op)}`);
+    const elide = o.step.repeated !== undefined;
+    lines.push(`${mark} ${String(o.index).padStart(2)}  ${describeOp(o.step.op, elide)}`);
     lines.push(`       → ${describeResult(o.result)}`);
     if (o.step.say !== undefined) lines.push(`       ${o.step.say}`);
-    for (const x of describeExits(o.result)) lines.push(`         ${x}`);
+    for (const x of describeExits(o.result, elide)) lines.push(`         ${x}`);
     for (const c of o.changes) lines.push(`         • ${c}`);
     for (const f of o.failures) lines.push(`       ✗ ${s.file}:${o.step.line}: ${f}`);
   }
@@ -143,6 +146,7 @@ export async function runMain(argv: readonly string[], out: (s: string) => void)
     backend: 'string',
     ...FORMAT_OPTIONS,
     quiet: 'bool',
+    'print-trace': 'bool',
     help: 'bool',
   });
   if (p.opts.has('help')) {
@@ -150,6 +154,15 @@ export async function runMain(argv: readonly string[], out: (s: string) => void)
     return EXIT_OK;
   }
   if (p.positionals.length === 0) throw new UsageError('run needs a scenario file');
+  if (p.opts.has('print-trace')) {
+    // Every file is read before anything is printed (a malformed one prints nothing).
+    const all = p.positionals.map(loadScenario);
+    for (const s of all) {
+      if (all.length > 1) out(`# ${s.file}`);
+      for (const x of s.steps) if (x.kind === 'op') out(formatOp(x.op));
+    }
+    return EXIT_OK;
+  }
   const json = chooseFormat(p, 'text') === 'json';
   const style = styleFor();
   let failed = 0;

@@ -82,6 +82,11 @@ export interface OpSpec<O extends { readonly op: string }> {
   timelineValue?(field: string, v: bigint): string | undefined;
   timelineHides?(field: string, v: unknown): boolean;
   /**
+   * Fields holding a list in which a scenario may write repetitions (scenario/repeat.ts,
+   * scenario-format.md "Repetition"), expanded before the op is parsed: KVM_RUN's guest program.
+   */
+  readonly scenarioRepeats?: readonly string[];
+  /**
    * The arena bookkeeping the real backend does when the op succeeds (placing a mapping at the
    * cursor, dropping an unmapped range), applied to `book`: precheck.ts mirrors the backend
    * with it on a model replay.

@@ -277,6 +277,8 @@ export const createVcpu: OpSpec<CreateVcpuOp> = {
 export const run: OpSpec<RunOp> = {
   name: 'KVM_RUN',
   fields: ['vcpu', 'guest', 'map_gpa_range'],
+  // A scenario's guest program may repeat steps (and a psc step's entries), see scenario-format.md.
+  scenarioRepeats: ['guest'],
   parse(r, line, as) {
     // map_gpa_range is always a key (the field list's contract) but undefined when absent, so
     // formatted traces and timelines stay as they were without it.

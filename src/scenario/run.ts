@@ -9,7 +9,7 @@ import { ObjectNames } from '../check/names.js';
 import { resultToJson } from '../trace/format.js';
 import { HandleTable, stepTrace } from '../trace/runner.js';
 import type { Backend, FdArg, ResultLine, TraceOp } from '../trace/types.js';
-import { VmFile } from '../core/kvm/objects.js';
+import { KVM_VCPU_STAT_NAMES, VmFile, type KvmVcpuStat, type Vcpu } from '../core/kvm/objects.js';
 import { snpGuestContext } from '../core/arch/x86/svm/sev_snp.js';
 import {
   EFFECT_KEYS,
@@ -313,6 +313,8 @@ export function checkExpectation(
   effects: Record<EffectKey, number> | undefined,
   /** The SNP launch digest of the op's VM after the step (undefined: none, or no model). */
   launchDigest?: () => string | undefined,
+  /** What the step added to the vCPU stats of the model (undefined: no model). */
+  kvmStats?: KvmVcpuStat,
 ): string[] {
   const f: string[] = [];
   const j = resultToJson(r);
@@ -351,6 +353,16 @@ export function checkExpectation(
         }
       });
   }
+  if (e.exit_counts !== undefined) {
+    const got = (j['exits'] as Array<Record<string, unknown>> | undefined) ?? [];
+    const n = new Map<unknown, number>();
+    for (const x of got) n.set(x['reason'], (n.get(x['reason']) ?? 0) + 1);
+    for (const [reason, want] of Object.entries(e.exit_counts))
+      if ((n.get(reason) ?? 0) !== want)
+        f.push(
+          `expected ${want} ${reason} exit${want === 1 ? '' : 's'}, got ${n.get(reason) ?? 0}`,
+        );
+  }
   for (const k of ['remaining', 'stat'] as const) {
     const want = e[k];
     if (want === undefined) continue;
@@ -367,6 +379,13 @@ export function checkExpectation(
       f.push(
         `expected launch digest ${e.launch_digest.slice(0, 16)}…, got ${got === undefined ? 'no SNP guest context' : got}`,
       );
+  }
+  if (e.kvm_stats !== undefined) {
+    if (kvmStats === undefined) f.push('kvm_stats cannot be checked on this backend (no model)');
+    else
+      for (const [k, v] of Object.entries(e.kvm_stats))
+        if (kvmStats[k as keyof KvmVcpuStat] !== v)
+          f.push(`expected kvm stat ${k} +${v}, got +${kvmStats[k as keyof KvmVcpuStat]}`);
   }
   if (e.effects !== undefined) {
     if (effects === undefined)
@@ -389,6 +408,27 @@ function launchDigestOf(h: Host, t: HandleTable, op: TraceOp): string | undefine
   return f instanceof VmFile ? snpGuestContext(h, f.vm)?.digest.hex() : undefined;
 }
 
+/** Every vCPU's stats (a copy): the model's `struct kvm_vcpu_stat`s. */
+function vcpuStats(h: Host): Map<Vcpu, KvmVcpuStat> {
+  const m = new Map<Vcpu, KvmVcpuStat>();
+  for (const vm of h.vms) for (const v of vm.vcpus.values()) m.set(v, { ...v.stat });
+  return m;
+}
+
+/**
+ * What a step added to the vCPU stats, summed over the vCPUs alive after it (as debugfs sums
+ * `pf_taken` over every vCPU of every VM); a vCPU created by the step counts from zero, one that
+ * went away with its VM during the step is not counted.
+ */
+function statsDelta(before: Map<Vcpu, KvmVcpuStat>, after: Map<Vcpu, KvmVcpuStat>): KvmVcpuStat {
+  const d: KvmVcpuStat = { pf_taken: 0, pf_fixed: 0, pf_emulate: 0, pf_spurious: 0 };
+  for (const [v, a] of after) {
+    const b = before.get(v);
+    for (const k of KVM_VCPU_STAT_NAMES) d[k] += a[k] - (b?.[k] ?? 0);
+  }
+  return d;
+}
+
 /** Run every step on a fresh trace context of `backend`. */
 export function runScenario(s: Scenario, backend: Backend, opts: RunOptions = {}): ScenarioRun {
   const outcomes: Array<StepOutcome | SectionOutcome> = [];
@@ -406,7 +446,11 @@ export function runScenario(s: Scenario, backend: Backend, opts: RunOptions = {}
         continue;
       }
       index++;
+      const wantStats = step.expect?.kvm_stats !== undefined && opts.host !== undefined;
+      const statsBefore = wantStats ? vcpuStats(opts.host!()) : undefined;
       const result = stepTrace(step.op, backend, t);
+      const stats =
+        statsBefore === undefined ? undefined : statsDelta(statsBefore, vcpuStats(opts.host!()));
       if (opts.host !== undefined) names.note(step.op, t, opts.host());
       const ev = opts.drainEvents?.();
       const sum = ev === undefined ? undefined : summarizeEvents(ev, names);
@@ -418,7 +462,7 @@ export function runScenario(s: Scenario, backend: Backend, opts: RunOptions = {}
       const failures =
         step.expect === undefined
           ? []
-          : checkExpectation(step.expect, result, sum?.effects, digest);
+          : checkExpectation(step.expect, result, sum?.effects, digest, stats);
       if (step.expect !== undefined) checked++;
       if (failures.length > 0) failed++;
       outcomes.push({

@@ -39,10 +39,13 @@ import {
 } from 'yaml';
 import { ERRNO_NUMBERS, isErrnoName } from '../core/base/errno.js';
 import { isOpName, OP_FIELDS, OP_NAMES } from '../trace/fields.js';
+import { OPS } from '../ops/registry.js';
 import { HandleScope, parseOpObject, TraceInputError } from '../trace/parse.js';
 import { didYouMean, quote } from '../trace/suggest.js';
 import type { TraceOp } from '../trace/types.js';
 import { evaluate, MAX_LITERAL_DIGITS } from '../trace/constants.js';
+import { Repeater, sourceField, type Origin, type RepeatBudget } from './repeat.js';
+import { KVM_VCPU_STAT_NAMES, type KvmVcpuStat } from '../core/kvm/objects.js';
 
 export type EffectKey =
   'zapped' | 'tlb_flushes' | 'gmem_allocated' | 'gmem_zeroed' | 'gmem_freed' | 'mapped';
@@ -66,6 +69,13 @@ export type Expectation = {
   readonly effects?: Readonly<Partial<Record<EffectKey, number>>>;
   /** SEV-SNP: the launch digest (96 hex digits) of the op's VM after the step (model only). */
   readonly launch_digest?: string;
+  /** How many exits of each named reason `KVM_RUN` reported (reasons not named are not checked). */
+  readonly exit_counts?: Readonly<Record<string, number>>;
+  /**
+   * By how much the step raised the vCPU page-fault counters, summed over every vCPU of the
+   * model (`struct kvm_vcpu_stat`; model only).
+   */
+  readonly kvm_stats?: Readonly<Partial<KvmVcpuStat>>;
 };
 
 export type ScenarioStep =
@@ -76,6 +86,8 @@ export type ScenarioStep =
       readonly say?: string;
       readonly op: TraceOp;
       readonly expect?: Expectation;
+      /** The guest program was written with repetitions (repeat.ts). */
+      readonly repeated?: true;
     };
 
 export type Scenario = {
@@ -102,6 +114,8 @@ const EXPECT_KEYS = [
   'stat',
   'effects',
   'launch_digest',
+  'exit_counts',
+  'kvm_stats',
 ];
 /** Fields whose string values may be handle names: kept as written when not an expression. */
 const NAME_FIELDS = new Set([
@@ -258,6 +272,8 @@ function convertValue(v: unknown, field: string, kind: Kind, fail: Fail): unknow
 export const MAX_SCENARIO_REPEAT_BYTES = 64n << 20n;
 /** Bytes expanded so far by the scenario being parsed (parsing is synchronous). */
 let repeated = 0n;
+/** Items made by the `repeat` items of the scenario being parsed. */
+let repeatBudget: RepeatBudget = { made: 0 };
 
 /** `{repeat: "aa", count: 4096}` → a hex string. */
 function repeatHex(o: Record<string, unknown>, field: string, fail: Fail): string {
@@ -396,6 +412,28 @@ function parseExpect(v: unknown, fail: Fail): Expectation {
         e.effects = m;
         break;
       }
+      case 'exit_counts':
+      case 'kvm_stats': {
+        if (!isPlainObject(x)) fail(f, 'expected a map of counts');
+        const known: readonly string[] =
+          k === 'exit_counts' ? Object.keys(EXIT_KEYS) : KVM_VCPU_STAT_NAMES;
+        const m: Record<string, number> = {};
+        for (const [sk, sv] of Object.entries(x)) {
+          const sf = `${f}.${fieldName(sk)}`;
+          if (!known.includes(sk))
+            fail(
+              sf,
+              k === 'exit_counts' ? unknown('exit reason', sk, known) : unknownKey(sk, known),
+            );
+          const n = toBig(sv, sf, fail);
+          if (n < 0n || n > BigInt(Number.MAX_SAFE_INTEGER))
+            fail(sf, 'expected a count (a non-negative integer up to 2^53)');
+          m[sk] = Number(n);
+        }
+        if (k === 'exit_counts') e.exit_counts = m;
+        else e.kvm_stats = m;
+        break;
+      }
       case 'launch_digest':
         if (typeof x !== 'string' || !/^[0-9a-fA-F]{96}$/.test(x))
           fail(f, 'expected the 48-byte SNP launch digest as 96 hex digits');
@@ -483,6 +521,7 @@ export function parseScenario(text: string, file = '<scenario>'): ParsedScenario
 
 function parseScenarioText(text: string, file: string): ParsedScenario {
   repeated = 0n;
+  repeatBudget = { made: 0 };
   const lc = new LineCounter();
   // Pretty errors quote the source around the error, which costs memory with deep nesting.
   const doc = parseDocument(text, {
@@ -623,7 +662,18 @@ function parseStep(
   const say = m['say'];
   if (say !== undefined && typeof say !== 'string') failAt('say', 'expected one line of text');
   const obj: Record<string, unknown> = { op: opName };
-  for (const k of fields) if (hasOwn(m, k)) obj[k] = convertValue(m[k], k, kindOf(k), failAt);
+  // A list field such as KVM_RUN's guest program may hold repetitions (repeat.ts): expanded here,
+  // and the origin of each expanded item kept to locate the trace parser's errors at their source.
+  let origins: { readonly field: string; readonly list: Origin[] } | undefined;
+  for (const k of fields) {
+    if (!hasOwn(m, k)) continue;
+    if (OPS.get(opName)?.scenarioRepeats?.includes(k) === true) {
+      const convert = (v: unknown, f: string): unknown => convertValue(v, f, 'int', failAt);
+      const x = new Repeater(convert, failAt, repeatBudget).guest(m[k], k);
+      obj[k] = x.items;
+      origins = { field: k, list: x.origins };
+    } else obj[k] = convertValue(m[k], k, kindOf(k), failAt);
+  }
   if (m['as'] !== undefined) obj['as'] = m['as'];
   let op: TraceOp;
   try {
@@ -632,8 +682,11 @@ function parseStep(
     scope.visit(file, op);
   } catch (e) {
     if (!(e instanceof TraceInputError)) throw e;
-    // Re-locate the parser's error at the line of its field.
-
+    // Re-locate the parser's error at the line of its field (in the source of a repeated step).
+    if (origins !== undefined) {
+      const s = sourceField(e.field, origins.field, origins.list);
+      return failAt(s.field, e.detail + s.note);
+    }
     return failAt(e.field, e.detail);
   }
   const expect = m['expect'] === undefined ? undefined : parseExpect(m['expect'], failAt);
@@ -643,5 +696,10 @@ function parseStep(
     ...(typeof say === 'string' ? { say } : {}),
     op,
     ...(expect ? { expect } : {}),
+    ...(origins?.list.some(
+      (o) => o.reps.length > 0 || o.entries?.some((x) => x.reps.length > 0),
+    ) === true
+      ? { repeated: true as const }
+      : {}),
   };
 }
