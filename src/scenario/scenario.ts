@@ -169,8 +169,13 @@ export const MAX_DEPTH = 64;
 const MAX_REPEAT_BYTES = 16n << 20n;
 
 type Fail = (field: string, message: string) => never;
-/** How a field's string values are read: integers, handle names (or integers), or hex bytes. */
-type Kind = 'int' | 'name' | 'hex';
+/**
+ * How a field's string values are read: integers, handle names (or integers), hex bytes, or a
+ * page-state change's operation (its names, or an integer).
+ */
+type Kind = 'int' | 'name' | 'hex' | 'psc_op';
+/** The names a PSC operation (`op` of `psc_msr` and of PSC entries) may be written with. */
+const PSC_OP_NAMES = ['private', 'shared', 'psmash', 'unsmash'];
 
 const hasOwn = (o: object, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k);
 
@@ -202,6 +207,7 @@ function describe(v: unknown): string {
 }
 
 function kindOf(key: string): Kind {
+  if (key === 'op') return 'psc_op';
   return key === 'hex' || TEXT_FIELDS.has(key) ? 'hex' : NAME_FIELDS.has(key) ? 'name' : 'int';
 }
 
@@ -245,6 +251,16 @@ function convertValue(v: unknown, field: string, kind: Kind, fail: Fail): unknow
   if (typeof v === 'bigint') return traceInt(v, field, fail);
   if (typeof v === 'string') {
     if (kind === 'hex') return v;
+    if (kind === 'psc_op') {
+      if (PSC_OP_NAMES.includes(v)) return v;
+      // PRIVATE and SHARED are constants of other meanings (memory attributes): not operations.
+      const r = PSC_OP_NAMES.includes(v.toLowerCase()) ? undefined : evaluate(v);
+      if (r !== undefined && 'value' in r) return traceInt(r.value, field, fail);
+      return fail(
+        field,
+        `${quote(v)}: expected a page-state operation (${PSC_OP_NAMES.join(', ')}) or an integer${didYouMean(v.toLowerCase(), PSC_OP_NAMES)}`,
+      );
+    }
     // A handle name is not an expression: no need to explain why.
     const r = evaluate(v, kind !== 'name');
     if ('value' in r) return traceInt(r.value, field, fail);

@@ -136,6 +136,29 @@ describe('repetition: expands to the explicit list', () => {
     assert.equal(st.kind === 'op' && st.repeated, true);
   });
 
+  test('a PSC operation by name, as in traces; PRIVATE (a memory attribute, 8) is an error', () => {
+    assert.deepEqual(
+      traceOf(
+        RUN +
+          '      - psc_msr: { gfn: 1, op: shared }\n      - psc: { entries: [{ gfn: 2, op: private }, { gfn: 3, op: psmash }] }\n',
+      ),
+      traceOf(
+        RUN +
+          '      - psc_msr: { gfn: 1, op: 2 }\n      - psc: { entries: [{ gfn: 2, op: 1 }, { gfn: 3, op: 3 }] }\n',
+      ),
+    );
+    assert.equal(
+      guestError('      - psc_msr: { gfn: 1, op: PRIVATE }\n'),
+      's.yaml:6: guest[0].psc_msr.op: "PRIVATE": expected a page-state operation (private, shared, psmash, unsmash) or an integer (did you mean "private"?)',
+    );
+    assert.equal(
+      guestError(
+        '      - repeat: 2\n        stride: { op: 1 }\n        step: { psc_msr: { gfn: 1, op: private } }\n',
+      ),
+      's.yaml:7: guest[0].stride.op: op is not an integer in psc_msr ("private"), so it cannot be stepped',
+    );
+  });
+
   test('a hex {repeat, count} value is still a byte string, not a repetition', () => {
     assert.deepEqual(
       traceOf(RUN + '      - store: { gpa: 0, hex: { repeat: "ab", count: 2 } }\n'),
