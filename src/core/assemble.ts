@@ -13,6 +13,9 @@ import { SVM_OPS } from './arch/x86/svm/svm.js';
 import { PVM_OPS } from './arch/x86/pvm/pvm.js';
 import { NO_PLATFORM, type Platform } from './platform/platform.js';
 import { SevSnpPlatform } from './platform/sev_snp/platform.js';
+import { TdxPlatform } from './platform/tdx/platform.js';
+import { TdxMrtd } from './platform/tdx/mrtd.js';
+import type { FrameStore } from './base/frames.js';
 import { GMEM_LINUX_6_18, type GmemBacking } from './kvm/guest_memfd/backing.js';
 
 /** The vendor modules an x86 /dev/kvm can be backed by. */
@@ -23,12 +26,15 @@ const X86_VENDORS: Readonly<Record<KvmModule, KvmX86Ops>> = {
 };
 
 /**
- * A platform per host: the RMP is per-host state, so a `sev-snp` host gets its own; 'none' has no
- * state and stays the one shared NO_PLATFORM.
+ * A platform per host: the RMP is per-host state, so a `sev-snp` host gets its own; a `tdx` host
+ * gets its own TDX module (PAMT, TDs), over the host's frames (PAGE.ADD copies, ACCEPT zeroes,
+ * MR.EXTEND reads them) with the SHA-384 MRTD of tdx/mrtd.ts; 'none' has no state and stays the
+ * one shared NO_PLATFORM.
  */
-const PLATFORMS: Readonly<Record<ProfileParts['platform'], () => Platform>> = {
+const PLATFORMS: Readonly<Record<ProfileParts['platform'], (frames: FrameStore) => Platform>> = {
   none: () => NO_PLATFORM,
   'sev-snp': () => new SevSnpPlatform(),
+  tdx: (frames) => new TdxPlatform(frames, () => new TdxMrtd()),
 };
 
 const GMEM_DESIGNS: Readonly<Record<ProfileParts['gmem'], GmemBacking>> = {
@@ -42,13 +48,18 @@ export type KernelParts = {
 };
 
 /**
- * The implementations for `parts`. `vendor` replaces the vendor module's ops (tests and platform
- * work use it to run the model with an instrumented `kvm_x86_ops`).
+ * The implementations for `parts`, on the host's frame store `frames`. `vendor` replaces the
+ * vendor module's ops (tests and platform work use it to run the model with an instrumented
+ * `kvm_x86_ops`).
  */
-export function assembleKernel(parts: ProfileParts, vendor?: KvmX86Ops): KernelParts {
+export function assembleKernel(
+  parts: ProfileParts,
+  frames: FrameStore,
+  vendor?: KvmX86Ops,
+): KernelParts {
   return {
     arch: x86ArchOps(vendor ?? X86_VENDORS[parts.vendor]),
-    platform: PLATFORMS[parts.platform](),
+    platform: PLATFORMS[parts.platform](frames),
     gmemBacking: GMEM_DESIGNS[parts.gmem],
   };
 }

@@ -12,6 +12,7 @@
  */
 import type { KernelCtx, SnpGuestObserver } from './ctx.js';
 import { EventLog } from './base/events.js';
+import { NotModelled } from './base/not_modelled.js';
 import { FrameStore } from './base/frames.js';
 import { kvmGmemCreate, kvmGmemFallocate, kvmGmemRelease } from './kvm/guest_memfd/guest_memfd.js';
 import { HostMm } from './mm/host_mm.js';
@@ -57,6 +58,8 @@ import { ERRNO_NUMBERS } from './base/errno.js';
 export type MapGpaRangePolicy = bigint | 'convert' | 'convert+discard';
 import { SevDevFile } from './arch/x86/svm/sev_dev.js';
 import { sevSetVcpuVmsa } from './arch/x86/svm/sev_snp.js';
+import { isTd, tdxEnableSplitIrqchip } from './arch/x86/vmx/tdx.js';
+import type { X86ArchOps } from './arch/x86/x86_ops.js';
 import {
   KVM_CAP,
   KVM_IOCTL,
@@ -71,6 +74,8 @@ import { PAGE_SIZE, asGpa, asHva, gpaToGfn, type Hvpn, type Pfn } from './base/u
 
 /** Where the model keeps each VM's trace code page: outside the trace arena, below TASK_SIZE. */
 const CODE_PAGE_BASE = 0x7f00_0000_0000n;
+/** KVM_CAP_SPLIT_IRQCHIP (include/uapi/linux/kvm.h). */
+const KVM_CAP_SPLIT_IRQCHIP = 121;
 
 export type HostOptions = {
   /** Injected bugs (seeded-bug benchmark). */
@@ -161,7 +166,7 @@ export class Host implements KernelCtx {
     opts: HostOptions = {},
   ) {
     this.mutants = new MutantSet(opts.mutants ?? []);
-    const parts = assembleKernel(profile.parts, opts.vendorOps);
+    const parts = assembleKernel(profile.parts, this.frames, opts.vendorOps);
     this.arch = parts.arch;
     this.platform = opts.platform ?? parts.platform;
     const snp = this.platform.sevSnp;
@@ -431,8 +436,11 @@ export class Host implements KernelCtx {
     if (!t.ok) return t;
     const vm = t.value;
     if (id >= this.profile.maxVcpuIds) return err('EINVAL', 'create_vcpu: id >= KVM_MAX_VCPU_IDS');
-    if (vm.createdVcpus >= this.profile.maxVcpus)
+    if (vm.createdVcpus >= (vm.spec.maxVcpus ?? this.profile.maxVcpus))
       return err('EINVAL', 'create_vcpu: too many vCPUs');
+    // kvm_arch_vcpu_create() → kvm_x86_ops.vcpu_create (tdx_vcpu_create() for a TD).
+    const refused = (this.arch as X86ArchOps).vendor.vcpuCreate?.(this, vm);
+    if (refused !== undefined) return err(refused, 'create_vcpu: vcpu_create');
     if (vm.vcpus.has(id)) return err('EEXIST', 'create_vcpu: id already exists');
     vm.createdVcpus++;
     const vcpu = new Vcpu(vm, id, vm.vcpus.size);
@@ -506,6 +514,12 @@ export class Host implements KernelCtx {
       f.vm.hypercallExitEnabled = a0;
       return OK_VOID;
     }
+    // KVM_CAP_SPLIT_IRQCHIP is modelled for TDs only (what tdx_vcpu_create() requires); its
+    // in-kernel LAPIC has no other effect in the model, since TD vCPUs do not run yet.
+    if (cap === BigInt(KVM_CAP_SPLIT_IRQCHIP) && isTd(f.vm)) {
+      const e = tdxEnableSplitIrqchip(f.vm, args[0] ?? 0n);
+      return e === undefined ? OK_VOID : err(e, 'KVM_CAP_SPLIT_IRQCHIP');
+    }
     return err('EINVAL', 'kvm_vm_ioctl_enable_cap: capability not modelled');
   }
 
@@ -556,6 +570,10 @@ export class Host implements KernelCtx {
     const t = this.vcpuOf(fd);
     if (!t.ok) return { errno: t.errno, exits: [] };
     const vm = t.value.vm;
+    if (isTd(vm))
+      throw new NotModelled(
+        'KVM_RUN of a TD vCPU (TDH.VP.ENTER, TDCALLs, private faults from the guest) is not modelled yet',
+      );
     // The backend retries a code slot it could not create; if it still cannot, it does not run.
     if (vm.codeSlot !== 'present' && !this.ensureCodeSlot(vm))
       return { errno: 'ENOEXEC', exits: [] };

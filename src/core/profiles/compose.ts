@@ -3,7 +3,13 @@
  * derived here from a fact a live kernel shows (`gmemlab probe`), so a named profile and a profile
  * file saved by `gmemlab probe --save` are built the same way.
  */
-import { KVM_CAP, KVM_X86_SEV_ES_VM, KVM_X86_SEV_VM, KVM_X86_SNP_VM } from '../base/uapi.js';
+import {
+  KVM_CAP,
+  KVM_X86_SEV_ES_VM,
+  KVM_X86_SEV_VM,
+  KVM_X86_SNP_VM,
+  KVM_X86_TDX_VM,
+} from '../base/uapi.js';
 import { CAP_TABLE_MAX, kernelVersion, type KernelFacts } from './facts.js';
 import type { KernelProfile, ProfileParts, VmTypeSpec } from './profile.js';
 
@@ -15,6 +21,8 @@ const X86_64_TASK_SIZE_MAX = 0x7fff_ffff_f000n;
 const X86_MAX_GFN_EXCLUSIVE = 2 ** 40;
 const GMEM_FLAG_MMAP = 1n;
 const KVM_MEMORY_ATTRIBUTE_PRIVATE = 8n;
+/** KVM_CAP_X86_SMM (include/uapi/linux/kvm.h). */
+const KVM_CAP_X86_SMM = 117;
 
 function capMap(values: readonly number[]): Map<number, bigint> {
   const m = new Map<number, bigint>();
@@ -32,7 +40,14 @@ function capMap(values: readonly number[]): Map<number, bigint> {
  * `kvm_arch_init_vm()` then `svm_vm_init()`: SEV_ES and SNP have protected state (no READONLY
  * memslots: KVM_CAP_READONLY_MEM reads 0 on their VM fds), SNP has private memory (one memslot
  * address space, INIT_SHARED not offered, the PRIVATE attribute) and `pre_fault_allowed` only after
- * SNP_LAUNCH_FINISH; SEV and SEV_ES keep `pre_fault_allowed = !has_private_mem`.
+ * SNP_LAUNCH_FINISH; SEV and SEV_ES keep `pre_fault_allowed = !has_private_mem`. On kvm_intel
+ * with the TDP MMU, TDX (5) when the facts offer it (`tdx_bringup()` succeeded; EPT, the TDP MMU
+ * and MMIO caching are its prerequisites): `tdx_vm_init()` gives it protected state and private
+ * memory (so: no READONLY memslots, INIT_SHARED not offered, one address space, the PRIVATE
+ * attribute), `pre_fault_allowed` only after KVM_TDX_FINALIZE_VM, and `kvm->max_vcpus` capped at
+ * `num_present_cpus()` (the facts' KVM_CAP_NR_VCPUS), which KVM_CAP_MAX_VCPUS reads on its VM fd;
+ * KVM_CAP_X86_SMM reads 0 there (`vt_has_emulated_msr()` → `tdx_has_emulated_msr(MSR_IA32_SMBASE)`
+ * is false). Private faults come from the access (the GPA's shared bit), as on SNP.
  */
 function vmTypes(f: KernelFacts): Map<bigint, VmTypeSpec> {
   const gmemFlags = f.kconfig.guestMemfd
@@ -92,6 +107,29 @@ function vmTypes(f: KernelFacts): Map<bigint, VmTypeSpec> {
         capOverrides: noReadonly,
       });
   }
+  if (f.kvmModule === 'kvm_intel' && f.mmu === 'tdp' && (offered & (1n << KVM_X86_TDX_VM)) !== 0n) {
+    const maxVcpus = Math.min(
+      f.caps.system[KVM_CAP.KVM_CAP_MAX_VCPUS] ?? 0,
+      f.caps.system[KVM_CAP.KVM_CAP_NR_VCPUS] ?? 0,
+    );
+    types.set(KVM_X86_TDX_VM, {
+      name: 'TDX',
+      hasPrivateMem: true,
+      hasProtectedState: true,
+      preFaultAllowedAtCreate: false,
+      privateFaultSource: 'access',
+      gmemFlags: gmemFlags & GMEM_FLAG_MMAP,
+      memAttributes: f.kconfig.genericMemoryAttributes ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0n,
+      nrAddressSpaces: 1,
+      maxVcpus,
+      mirroredTdp: true,
+      capOverrides: new Map<number, bigint>([
+        [KVM_CAP.KVM_CAP_READONLY_MEM, 0n],
+        [KVM_CAP.KVM_CAP_MAX_VCPUS, BigInt(maxVcpus)],
+        [KVM_CAP_X86_SMM, 0n],
+      ]),
+    });
+  }
   return types;
 }
 
@@ -105,13 +143,16 @@ export type ProfileIdentity = {
 /**
  * The platform under the kernel: an SEV-SNP host when kvm_amd offers the SNP VM type (which
  * `sev_hardware_setup()` does only when the CPU has SNP, the RMP is set up and the firmware is
- * initialised: `cc_platform_has(CC_ATTR_HOST_SEV_SNP)`), else none.
+ * initialised: `cc_platform_has(CC_ATTR_HOST_SEV_SNP)`); an Intel TDX host when kvm_intel offers
+ * the TDX VM type (`tdx_bringup()` found the TDX module and enabled it); else none.
  */
 function platformOf(
   f: KernelFacts,
   types: ReadonlyMap<bigint, VmTypeSpec>,
 ): ProfileParts['platform'] {
-  return f.kvmModule === 'kvm_amd' && types.has(KVM_X86_SNP_VM) ? 'sev-snp' : 'none';
+  if (f.kvmModule === 'kvm_amd' && types.has(KVM_X86_SNP_VM)) return 'sev-snp';
+  if (f.kvmModule === 'kvm_intel' && types.has(KVM_X86_TDX_VM)) return 'tdx';
+  return 'none';
 }
 
 export function composeProfile(id: ProfileIdentity, f: KernelFacts): KernelProfile {

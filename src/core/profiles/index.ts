@@ -3,7 +3,13 @@
  * adding its facts and a `composeProfile` call here; callers ask for a profile by name, or load a
  * profile file (`profile_file.ts`) that `gmemlab probe --save` wrote.
  */
-import { LINUX_6_18, LINUX_6_18_PVM, LINUX_6_18_PVM_NOGMEM, LINUX_6_18_SNP } from './linux_6_18.js';
+import {
+  LINUX_6_18,
+  LINUX_6_18_PVM,
+  LINUX_6_18_PVM_NOGMEM,
+  LINUX_6_18_SNP,
+  LINUX_6_18_TDX,
+} from './linux_6_18.js';
 import type { NeedableFact } from './facts.js';
 import type { KernelProfile } from './profile.js';
 
@@ -12,6 +18,7 @@ export const PROFILES: readonly KernelProfile[] = [
   LINUX_6_18_PVM,
   LINUX_6_18_PVM_NOGMEM,
   LINUX_6_18_SNP,
+  LINUX_6_18_TDX,
 ];
 
 /**

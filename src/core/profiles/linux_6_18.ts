@@ -21,6 +21,11 @@
  *   `vm_move_enc_context_from` are set by kvm_amd with CONFIG_KVM_AMD_SEV). The CPU-dependent caps
  *   (KVM_CAP_NR_VCPUS, KVM_CAP_TSC_DEADLINE_TIMER, KVM_CAP_X86_DISABLE_EXITS, KVM_CAP_XSAVE2)
  *   and the host facts stay those of the development machines.
+ * - `linux-6.18-tdx`: an Intel host with TDX enabled (kvm_intel with `enable_tdx`, EPT/TDP MMU, a
+ *   TDX module loaded), VM types DEFAULT, SW_PROTECTED and TDX. Synthesized likewise from
+ *   `linux-6.18`'s facts with what `tdx_bringup()` changes: KVM_CAP_VM_TYPES = 0x23 (`vt_hardware_setup()`
+ *   adds KVM_X86_TDX_VM to `kvm_caps.supported_vm_types` when TDX came up). What differs on a TD's
+ *   VM fd is the VM type's (profiles/compose.ts); the host facts stay the development machines'.
  */
 import { KVM_CAP } from '../base/uapi.js';
 import { composeProfile } from './compose.js';
@@ -149,4 +154,26 @@ export const LINUX_6_18_SNP: KernelProfile = composeProfile(
       'Linux 6.18 on an AMD SEV-SNP host (kvm_amd, NPT): DEFAULT, SW_PROTECTED, SEV, SEV_ES and SNP VMs, the RMP and SNP firmware; synthesized facts',
   },
   LINUX_6_18_SNP_FACTS,
+);
+
+/** The TDX VM type `vt_hardware_setup()` adds when `tdx_bringup()` enabled TDX: bit 5. */
+const TDX_HOST_CAPS: ReadonlyArray<readonly [number, number]> = [[KVM_CAP.KVM_CAP_VM_TYPES, 0x23]];
+
+export const LINUX_6_18_TDX_FACTS: KernelFacts = {
+  ...LINUX_6_18_FACTS,
+  release: '6.18',
+  kvmModule: 'kvm_intel',
+  caps: {
+    system: withCaps(LINUX_6_18_FACTS.caps.system, TDX_HOST_CAPS),
+    vm: withCaps(LINUX_6_18_FACTS.caps.vm, TDX_HOST_CAPS),
+  },
+};
+
+export const LINUX_6_18_TDX: KernelProfile = composeProfile(
+  {
+    name: 'linux-6.18-tdx',
+    description:
+      'Linux 6.18 on an Intel TDX host (kvm_intel, EPT): DEFAULT, SW_PROTECTED and TDX VMs, the TDX module with its PAMT and S-EPT; synthesized facts',
+  },
+  LINUX_6_18_TDX_FACTS,
 );

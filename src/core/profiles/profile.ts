@@ -26,6 +26,16 @@ export interface VmTypeSpec {
   readonly memAttributes: bigint;
   /** `kvm_arch_nr_memslot_as_ids()`. */
   readonly nrAddressSpaces: number;
+  /**
+   * `kvm->max_vcpus` when the type lowers it below KVM_MAX_VCPUS (TDX: `tdx_vm_init()` caps it at
+   * `num_present_cpus()`); absent: the profile's `maxVcpus`.
+   */
+  readonly maxVcpus?: number;
+  /**
+   * `kvm_has_mirrored_tdp()`: private SPTEs live in a mirror root whose changes the vendor
+   * propagates to the platform's page table (TDX: the S-EPT). Absent: false.
+   */
+  readonly mirroredTdp?: boolean;
   /** Capability values that differ from the profile's VM-fd table for this type. */
   readonly capOverrides?: ReadonlyMap<number, bigint>;
 }
@@ -93,14 +103,15 @@ export interface KernelProfile {
  *   emulated through userspace_addr and whose VMCALL never completes);
  * - `platform`: the confidential-computing platform's per-frame state and its host-access check
  *   ('none': the host may touch every frame; 'sev-snp': an AMD SEV-SNP host, whose RMP and SNP
- *   firmware are per-host state; TDX's PAMT and pKVM's ownership plug in here);
+ *   firmware are per-host state; 'tdx': an Intel TDX host, whose TDX module (PAMT, TDs, S-EPT)
+ *   is per-host state; pKVM's ownership plugs in here);
  * - `gmem`: the guest_memfd backing design (folio shareability for host faults; in-place
  *   conversion and HugeTLB folios plug in here).
  */
 export interface ProfileParts {
   readonly arch: 'x86';
   readonly vendor: KvmModule;
-  readonly platform: 'none' | 'sev-snp';
+  readonly platform: 'none' | 'sev-snp' | 'tdx';
   readonly gmem: 'linux-6.18';
 }
 

@@ -12,6 +12,7 @@ import type { KernelCtx } from '../../ctx.js';
 import { FAULT_MMIO, type FaultExit, type FaultOutcome } from '../../kvm/arch_ops.js';
 import { kvmMemIsPrivate } from '../../kvm/mem_attributes.js';
 import type { ZapSource } from '../../base/events.js';
+import type { Errno } from '../../base/errno.js';
 import { kvmGmemGetPfn } from '../../kvm/guest_memfd/guest_memfd.js';
 import { x86Ops } from './x86_ops.js';
 import {
@@ -56,6 +57,7 @@ export function kvmUnmapGfnRange(
   const s2 = vm.stage2[as];
   if (as === 0 && vm.mmioSptes.size !== 0) vm.mmioSptes.delete(start, end);
   if (s2 === undefined || end <= start || s2.size === 0) return 0;
+  if (vm.spec.mirroredTdp === true) return unmapGfnRangeMirrored(k, vm, as, start, end, source);
   let zs = start;
   let ze = end;
   const first = s2.entryAt(start);
@@ -71,6 +73,55 @@ export function kvmUnmapGfnRange(
   const n = s2.countIn(zs, ze);
   if (n === 0) return 0;
   s2.delete(zs, ze);
+  k.events.push({ kind: 'zap', vm: vm.index, as, start: zs, end: ze, pages: n, source });
+  return n;
+}
+
+/**
+ * `kvm_unmap_gfn_range()` on a VM with a mirror root (a TD): the range's `attr_filter` picks the
+ * roots (`kvm_gfn_range_filter` → `kvm_tdp_mmu_unmap_gfn_range()`): a guest_memfd invalidation
+ * zaps the private (mirror) SPTEs only (KVM_FILTER_PRIVATE: a TD's guest_memfd is never
+ * INIT_SHARED), an mmu_notifier event the shared ones only (KVM_FILTER_SHARED), every other
+ * source both. Each private leaf goes through the vendor's `remove_external_spte` first (TDX:
+ * BLOCK, TRACK, REMOVE). A TD's private SPTEs are 4K; a shared huge SPTE overlapping the range is
+ * zapped whole.
+ */
+function unmapGfnRangeMirrored(
+  k: KernelCtx,
+  vm: Vm,
+  as: number,
+  start: Gfn,
+  end: Gfn,
+  source: ZapSource,
+): number {
+  const s2 = vm.stage2[as]!;
+  const privateOnly =
+    source === 'punch_hole' ||
+    source === 'madv_remove' ||
+    source === 'gmem_release' ||
+    source === 'memory_failure';
+  const sharedOnly = source === 'mmu_notifier';
+  const first = s2.entryAt(start);
+  const last = s2.entryAt(end - 1);
+  const zs = first !== undefined ? gfnAlignDown(start, LEVEL_PAGES[first.value.level]) : start;
+  const ze = last !== undefined ? gfnAlignUp(end, LEVEL_PAGES[last.value.level]) : end;
+  const victims = s2.piecesIn(zs, ze).filter((p) => (p.value.private ? !sharedOnly : !privateOnly));
+  if (victims.length === 0) return 0;
+  const vendor = x86Ops(k);
+  let n = 0;
+  for (const p of victims) {
+    if (p.value.private && vendor.removeExternalSpte !== undefined)
+      for (let g = p.start; g < p.end; g++)
+        vendor.removeExternalSpte(
+          k,
+          vm,
+          asGfn(g),
+          p.value.level,
+          pfnAdd(p.value.base, g - p.start),
+        );
+    s2.delete(p.start, p.end);
+    n += p.end - p.start;
+  }
   k.events.push({ kind: 'zap', vm: vm.index, as, start: zs, end: ze, pages: n, source });
   return n;
 }
@@ -137,6 +188,14 @@ export function kvmZapForSlotChange(
   source: 'memslot_delete' | 'memslot_move',
 ): void {
   if (k.mutants.has(source === 'memslot_delete' ? 'delete_leaves_sptes' : 'move_no_zap')) return;
+  if (vm.spec.mirroredTdp === true) {
+    // kvm_memslot_flush_zap_all() is false for a TD: only the slot's range is zapped
+    // (kvm_mmu_zap_memslot()), so the TD's other private pages stay.
+    const z = kvmUnmapGfnRange(k, vm, slot.asId, slot.baseGfn, slot.endGfn, source);
+    if (z > 0) kvmFlushRemoteTlbs(k, vm, source);
+    vm.mmuInvalidateSeq++;
+    return;
+  }
   let n = 0;
   for (let as = 0; as < vm.stage2.length; as++) {
     const s2 = vm.stage2[as]!;
@@ -340,7 +399,8 @@ export function kvmMmuPageFault(k: KernelCtx, vm: Vm, fault: KvmPageFault): Faul
   fault.slot = slot;
   const failed = kvmMmuFaultinPfn(k, vm, fault, slot, flags);
   if (failed !== undefined) return failed;
-  mapFault(k, vm, fault, slot);
+  const bad = mapFault(k, vm, fault, slot);
+  if (bad !== undefined) return { kind: 'memfault', errno: bad, flags };
   return fault.pfn;
 }
 
@@ -418,9 +478,17 @@ export function kvmMaxPrivateMappingLevel(
   return level;
 }
 
-/** The map step (`kvm_tdp_mmu_map()` / `direct_map()`): one SPTE at the fault's goal level. */
-function mapFault(k: KernelCtx, vm: Vm, fault: KvmPageFault, slot: Memslot): void {
+/**
+ * The map step (`kvm_tdp_mmu_map()` / `direct_map()`): one SPTE at the fault's goal level. On a
+ * VM with a mirror root a private SPTE is first propagated by the vendor
+ * (`set_external_spte_present()`); its errno fails the fault and nothing is installed.
+ */
+function mapFault(k: KernelCtx, vm: Vm, fault: KvmPageFault, slot: Memslot): Errno | undefined {
   const { gfn, pfn, isPrivate, source, mapWritable } = fault;
+  if (isPrivate && vm.spec.mirroredTdp === true) {
+    const e = x86Ops(k).setExternalSpte?.(k, vm, gfn, fault.goalLevel, pfn);
+    if (e !== undefined) return e;
+  }
   if (fault.goalLevel === '2M') {
     const L = LEVEL_PAGES['2M'];
     const g0 = gfnAlignDown(gfn, L);
@@ -436,6 +504,7 @@ function mapFault(k: KernelCtx, vm: Vm, fault: KvmPageFault, slot: Memslot): voi
       mapWritable,
     );
   } else installSpte(k, vm, slot, gfn, pfn, '4K', isPrivate, source, mapWritable);
+  return undefined;
 }
 
 /**

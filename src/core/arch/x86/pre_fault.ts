@@ -10,6 +10,7 @@ import type { PreFaultRange } from '../../kvm/arch_ops.js';
 import type { Vcpu } from '../../kvm/objects.js';
 import { LEVEL_PAGES, asGpa, gpaToGfn, pagesToBytes } from '../../base/units.js';
 import { kvmMmuDoPageFault, kvmPreFaultIsPrivate } from './mmu.js';
+import { x86Ops } from './x86_ops.js';
 
 /** One step: the bytes of the range now mapped (> 0), or an errno. */
 export function kvmArchVcpuPreFaultMemory(
@@ -19,6 +20,9 @@ export function kvmArchVcpuPreFaultMemory(
 ): bigint | Errno {
   const vm = vcpu.vm;
   if (!vm.preFaultAllowed) return 'EOPNOTSUPP';
+  // kvm_is_gfn_alias(): a GPA with a TD's shared bit set.
+  const direct = x86Ops(k).gfnDirectBits?.(vm) ?? 0n;
+  if (direct !== 0n && (BigInt.asUintN(64, r.gpa >> 12n) & direct) !== 0n) return 'EINVAL';
   // kvm_mmu_reload(): with shadow paging, the MMU has no pages until the first memslot commit.
   if (!k.profile.tdpEnabled && !vm.mmuPagesSized) return 'ENOSPC';
   // kvm_tdp_map_page(): only the TDP MMU is indexed by GPA.

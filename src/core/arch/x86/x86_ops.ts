@@ -152,6 +152,35 @@ export interface KvmX86Ops {
    */
   vcpuMemEncIoctl?(k: KernelCtx, vcpu: Vcpu, argp: UserPtr): Result<undefined>;
   /**
+   * `kvm_x86_ops.vcpu_create`'s refusals for `vm` (`tdx_vcpu_create()`: a TD must be initialized,
+   * -EIO, and have a split irqchip, -EINVAL), checked by KVM_CREATE_VCPU after the vCPU count and
+   * before the id's uniqueness. Optional: no refusal.
+   */
+  vcpuCreate?(k: KernelCtx, vm: Vm): Errno | undefined;
+  /**
+   * The TDP MMU's mirror root (`kvm_has_mirrored_tdp()`: VM types with `mirroredTdp`) installing a
+   * private leaf: `link_external_spt` for each missing level, then `set_external_spte`
+   * (`tdx_sept_link_private_spt()`, `tdx_sept_set_private_spte()`). An errno fails the fault (the
+   * SPTE is not installed). Called only for VMs whose type has a mirror root.
+   */
+  setExternalSpte?(
+    k: KernelCtx,
+    vm: Vm,
+    gfn: Gfn,
+    level: MappingLevel,
+    pfn: Pfn,
+  ): Errno | undefined;
+  /**
+   * `kvm_gfn_direct_bits(kvm)` (`kvm->arch.gfn_direct_bits`): gfn bits that make a GPA an alias of
+   * another (a TD's shared bit, set by KVM_TDX_INIT_VM). Optional: 0.
+   */
+  gfnDirectBits?(vm: Vm): bigint;
+  /**
+   * The mirror root dropping a present private leaf (`remove_external_spte` →
+   * `tdx_sept_remove_private_spte()`), before the SPTE goes.
+   */
+  removeExternalSpte?(k: KernelCtx, vm: Vm, gfn: Gfn, level: MappingLevel, pfn: Pfn): void;
+  /**
    * `kvm_x86_ops.vm_destroy` with the vCPU frees of `kvm_arch_destroy_vm()` (`sev_vm_destroy()`,
    * `sev_free_vcpu()`: VMSA frames back to the hypervisor, the SNP context decommissioned, the
    * ASID freed). Optional.
