@@ -6,7 +6,9 @@
  * as the backend's own struct with a command id, and for the SEV-SNP launch commands (KVM_SEV_INIT2,
  * KVM_SEV_SNP_LAUNCH_START/UPDATE/FINISH) optionally `sev_fd` and a `data` object: the command's
  * own struct, which the op writes at `data_addr` (the VMM's memory) before the ioctl and reads
- * back after it (trace-format.md, "SEV-SNP commands").
+ * back after it (trace-format.md, "SEV-SNP commands"). The TDX commands with a struct
+ * (KVM_TDX_CAPABILITIES, KVM_TDX_INIT_VM, KVM_TDX_INIT_MEM_REGION) take a `data` object the same
+ * way, and `flags` (kvm_tdx_cmd.flags) (trace-format.md, "TDX commands").
  */
 import { KVM_IOCTL } from '../core/base/uapi.js';
 import { NotModelled } from '../core/base/not_modelled.js';
@@ -17,7 +19,7 @@ import { fail, ioctlFd } from '../backends/model_args.js';
 import { O_CLOEXEC, O_RDWR } from '../backends/kvm/libc.js';
 import { addrOf, rangeRefusal } from '../backends/kvm/rules.js';
 import { kvmPeek, kvmPoke } from './host_mm.js';
-import type { AddrArg, ResultLine, SevCmdResult } from '../trace/base_types.js';
+import type { AddrArg, ResultLine, SevCmdResult, TdxCmdResult } from '../trace/base_types.js';
 import { FieldReader } from '../trace/field_reader.js';
 import { addrText, bytesHex } from '../trace/text.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
@@ -32,6 +34,221 @@ export const SEV_DATA_CMDS = {
   101: 'KVM_SEV_SNP_LAUNCH_UPDATE',
   102: 'KVM_SEV_SNP_LAUNCH_FINISH',
 } as const;
+
+/** The TDX command ids that take a `data` object, and the struct each names. */
+export const TDX_DATA_CMDS = {
+  0: 'KVM_TDX_CAPABILITIES',
+  1: 'KVM_TDX_INIT_VM',
+  3: 'KVM_TDX_INIT_MEM_REGION',
+} as const;
+
+/** One `struct kvm_cpuid_entry2` of KVM_TDX_INIT_VM's CPUID (its padding 0). */
+export type TdxCpuidEntry = {
+  readonly function: bigint;
+  readonly index: bigint;
+  readonly flags: bigint;
+  readonly eax: bigint;
+  readonly ebx: bigint;
+  readonly ecx: bigint;
+  readonly edx: bigint;
+};
+const CPUID_FIELDS = ['function', 'index', 'flags', 'eax', 'ebx', 'ecx', 'edx'] as const;
+
+/**
+ * A TDX command's struct, fields named as in the uAPI: `struct kvm_tdx_capabilities` (only
+ * `cpuid.nent` is the VMM's: `nent`, the room for entries), `struct kvm_tdx_init_vm` (its
+ * `cpuid.entries` as `cpuid`), `struct kvm_tdx_init_mem_region`.
+ */
+export type TdxCmdData<A = AddrArg> =
+  | { readonly cmd: 'KVM_TDX_CAPABILITIES'; readonly nent: bigint }
+  | {
+      readonly cmd: 'KVM_TDX_INIT_VM';
+      readonly attributes: bigint;
+      readonly xfam: bigint;
+      readonly mrconfigid: Uint8Array;
+      readonly mrowner: Uint8Array;
+      readonly mrownerconfig: Uint8Array;
+      readonly cpuid: readonly TdxCpuidEntry[];
+    }
+  | {
+      readonly cmd: 'KVM_TDX_INIT_MEM_REGION';
+      readonly source_addr: A;
+      readonly gpa: bigint;
+      readonly nr_pages: bigint;
+    };
+
+/** The fields of each TDX command's `data` object, in struct order. */
+const TDX_DATA_FIELDS: Readonly<Record<TdxCmdData['cmd'], readonly string[]>> = {
+  KVM_TDX_CAPABILITIES: ['nent'],
+  KVM_TDX_INIT_VM: ['attributes', 'xfam', 'mrconfigid', 'mrowner', 'mrownerconfig', 'cpuid'],
+  KVM_TDX_INIT_MEM_REGION: ['source_addr', 'gpa', 'nr_pages'],
+};
+
+/** Whether a `data` object is a TDX command's. */
+export function isTdxData<A>(d: SevCmdData<A> | TdxCmdData<A>): d is TdxCmdData<A> {
+  return d.cmd.startsWith('KVM_TDX_');
+}
+
+/** The bytes a TDX command's struct takes in VMM memory (with room for the CPUID entries). */
+function tdxDataSize(d: TdxCmdData<unknown>): number {
+  switch (d.cmd) {
+    case 'KVM_TDX_CAPABILITIES':
+      return 2056 + 40 * Number(d.nent);
+    case 'KVM_TDX_INIT_VM':
+      return 264 + 40 * d.cpuid.length;
+    case 'KVM_TDX_INIT_MEM_REGION':
+      return 24;
+  }
+}
+
+/** The struct's bytes (x86-64, little-endian; reserved fields and padding 0). */
+export function packTdxData(d: TdxCmdData<bigint>): Uint8Array {
+  const b = new Uint8Array(tdxDataSize(d));
+  const v = new DataView(b.buffer);
+  const u64 = (off: number, x: bigint): void => v.setBigUint64(off, BigInt.asUintN(64, x), true);
+  const u32 = (off: number, x: bigint): void =>
+    v.setUint32(off, Number(BigInt.asUintN(32, x)), true);
+  switch (d.cmd) {
+    case 'KVM_TDX_CAPABILITIES': // ...; u64 reserved[250]; struct kvm_cpuid2 { u32 nent, padding; }
+      u32(2048, d.nent);
+      break;
+    case 'KVM_TDX_INIT_VM': // u64 attributes, xfam, mrconfigid[6], mrowner[6], mrownerconfig[6],
+      // reserved[12]; struct kvm_cpuid2 { u32 nent, padding; struct kvm_cpuid_entry2 entries[]; }
+      u64(0, d.attributes);
+      u64(8, d.xfam);
+      b.set(d.mrconfigid, 16);
+      b.set(d.mrowner, 64);
+      b.set(d.mrownerconfig, 112);
+      u32(256, BigInt(d.cpuid.length));
+      d.cpuid.forEach((e, i) => CPUID_FIELDS.forEach((f, j) => u32(264 + 40 * i + 4 * j, e[f])));
+      break;
+    case 'KVM_TDX_INIT_MEM_REGION': // u64 source_addr, gpa, nr_pages
+      u64(0, d.source_addr);
+      u64(8, d.gpa);
+      u64(16, d.nr_pages);
+      break;
+  }
+  return b;
+}
+
+/** Read a TDX command's `data` object (file:line:data.FIELD errors). */
+function parseTdxData(r: FieldReader, cmd: TdxCmdData['cmd']): TdxCmdData {
+  const v = r.obj['data'];
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    r.fail('data', `expected an object: the fields of ${cmd}'s struct`);
+  const d = new FieldReader(r.file, r.line, v as Record<string, unknown>, 'data.');
+  d.only(TDX_DATA_FIELDS[cmd], `${cmd}'s data`);
+  const digest = (field: string): Uint8Array => {
+    const out = new Uint8Array(48);
+    if (!d.has(field)) return out;
+    const b = d.hexBytes(field);
+    if (b.length > 48) d.fail(field, 'at most 48 bytes (a SHA-384 digest)');
+    out.set(b);
+    return out;
+  };
+  switch (cmd) {
+    case 'KVM_TDX_CAPABILITIES': {
+      const nent = d.int('nent', 32, 0n);
+      if (nent > 256n)
+        d.fail('nent', `${nent}: the model's VMM keeps room for at most 256 entries`);
+      return { cmd, nent };
+    }
+    case 'KVM_TDX_INIT_VM': {
+      const raw = d.has('cpuid') ? d.obj['cpuid'] : [];
+      if (!Array.isArray(raw)) d.fail('cpuid', 'expected an array of CPUID entry objects');
+      const list = raw as unknown[];
+      if (list.length > 256) d.fail('cpuid', `${list.length} entries: at most 256`);
+      const cpuid = list.map((e, i): TdxCpuidEntry => {
+        if (typeof e !== 'object' || e === null || Array.isArray(e))
+          d.fail('cpuid', `entry ${i}: expected an object {function, index, flags, eax, ...}`);
+        const er = new FieldReader(
+          r.file,
+          r.line,
+          e as Record<string, unknown>,
+          `data.cpuid.${i}.`,
+        );
+        er.only(CPUID_FIELDS, 'a kvm_cpuid_entry2');
+        return {
+          function: er.int('function', 32),
+          index: er.int('index', 32, 0n),
+          flags: er.int('flags', 32, 0n),
+          eax: er.int('eax', 32, 0n),
+          ebx: er.int('ebx', 32, 0n),
+          ecx: er.int('ecx', 32, 0n),
+          edx: er.int('edx', 32, 0n),
+        };
+      });
+      return {
+        cmd,
+        attributes: d.int('attributes', 64, 0n),
+        xfam: d.int('xfam', 64, 0n),
+        mrconfigid: digest('mrconfigid'),
+        mrowner: digest('mrowner'),
+        mrownerconfig: digest('mrownerconfig'),
+        cpuid,
+      };
+    }
+    case 'KVM_TDX_INIT_MEM_REGION':
+      return {
+        cmd,
+        source_addr: d.has('source_addr') ? d.addr('source_addr') : { kind: 'raw', value: 0n },
+        gpa: d.int('gpa', 64),
+        nr_pages: d.int('nr_pages', 64),
+      };
+  }
+}
+
+/** The strace-style text of a TDX `data` object. */
+function tdxDataText(d: TdxCmdData): string {
+  const parts: string[] = [];
+  for (const f of TDX_DATA_FIELDS[d.cmd]) {
+    const x = (d as unknown as Record<string, unknown>)[f];
+    if (x instanceof Uint8Array) parts.push(`${f}=${bytesHex(x)}`);
+    else if (typeof x === 'bigint') parts.push(`${f}=${hex(x)}`);
+    else if (Array.isArray(x))
+      parts.push(
+        `${f}=[${(x as TdxCpuidEntry[])
+          .map((e) => `{${CPUID_FIELDS.map((g) => `${g}=${hex(e[g])}`).join(', ')}}`)
+          .join(', ')}]`,
+      );
+    else parts.push(`${f}=${addrText(x as AddrArg)}`);
+  }
+  return `{${parts.join(', ')}}`;
+}
+
+/**
+ * What KVM wrote back for a TDX command: `kvm_tdx_cmd.hw_error` (VM commands only: the vCPU
+ * ioctl does not copy the struct back), KVM_TDX_CAPABILITIES' answer, KVM_TDX_INIT_MEM_REGION's
+ * progress.
+ */
+function tdxReadBack(
+  cmd: Uint8Array,
+  d: TdxCmdData<bigint>,
+  struct: Uint8Array | undefined,
+): TdxCmdResult {
+  const hw_error = new DataView(cmd.buffer).getBigUint64(16, true);
+  if (struct === undefined) return { hw_error };
+  const v = new DataView(struct.buffer, struct.byteOffset, struct.byteLength);
+  if (d.cmd === 'KVM_TDX_CAPABILITIES')
+    return {
+      hw_error,
+      caps: {
+        supported_attrs: v.getBigUint64(0, true),
+        supported_xfam: v.getBigUint64(8, true),
+        nent: BigInt(v.getUint32(2048, true)),
+      },
+    };
+  if (d.cmd === 'KVM_TDX_INIT_MEM_REGION')
+    return {
+      hw_error,
+      progress: {
+        source_addr: v.getBigUint64(0, true),
+        gpa: v.getBigUint64(8, true),
+        nr_pages: v.getBigUint64(16, true),
+      },
+    };
+  return { hw_error };
+}
 
 /**
  * A command's struct, its fields named as in the uAPI (arch/x86/include/uapi/asm/kvm.h); address
@@ -81,7 +298,9 @@ export type MemoryEncryptOp = {
   readonly argp: 'cmd' | null;
   readonly id: bigint;
   readonly sev_fd?: FdArg;
-  readonly data?: SevCmdData;
+  /** Addition: `kvm_tdx_cmd.flags` (u32; absent: 0). */
+  readonly flags?: bigint;
+  readonly data?: SevCmdData | TdxCmdData;
   readonly data_addr?: AddrArg;
 };
 
@@ -100,10 +319,11 @@ type Gen = GenState<OpInput<MemEncFamilyOp>>;
  */
 export const MEM_ENC_CMD_SIZE = 24;
 
-export function packMemEncCmd(id: bigint, data = 0n, sevFd = 0): Uint8Array {
+export function packMemEncCmd(id: bigint, data = 0n, sevFd = 0, flags = 0n): Uint8Array {
   const b = new Uint8Array(MEM_ENC_CMD_SIZE);
   const v = new DataView(b.buffer);
   v.setUint32(0, Number(BigInt.asUintN(32, id)), true);
+  v.setUint32(4, Number(BigInt.asUintN(32, flags)), true);
   v.setBigUint64(8, BigInt.asUintN(64, data), true);
   v.setUint32(20, sevFd >>> 0, true);
   return b;
@@ -175,14 +395,17 @@ export function packSevData(d: SevCmdData<bigint>): Uint8Array {
 }
 
 /** Read a command's `data` object (file:line:data.FIELD errors). */
-function parseSevData(r: FieldReader, id: bigint): SevCmdData {
+function parseSevData(r: FieldReader, id: bigint): SevCmdData | TdxCmdData {
   const v = r.obj['data'];
+  const tdx = TDX_DATA_CMDS[Number(id) as keyof typeof TDX_DATA_CMDS] as
+    TdxCmdData['cmd'] | undefined;
+  if (tdx !== undefined && BigInt(Number(id)) === id) return parseTdxData(r, tdx);
   const cmd = SEV_DATA_CMDS[Number(id) as keyof typeof SEV_DATA_CMDS] as
     SevCmdData['cmd'] | undefined;
   if (cmd === undefined || BigInt(Number(id)) !== id)
     r.fail(
       'id',
-      `id ${id} takes no data object: one is modelled for KVM_SEV_INIT2 (22), KVM_SEV_SNP_LAUNCH_START (100), KVM_SEV_SNP_LAUNCH_UPDATE (101) and KVM_SEV_SNP_LAUNCH_FINISH (102)`,
+      `id ${id} takes no data object: one is modelled for KVM_SEV_INIT2 (22), KVM_SEV_SNP_LAUNCH_START (100), KVM_SEV_SNP_LAUNCH_UPDATE (101) and KVM_SEV_SNP_LAUNCH_FINISH (102), and for KVM_TDX_CAPABILITIES (0), KVM_TDX_INIT_VM (1) and KVM_TDX_INIT_MEM_REGION (3)`,
     );
   if (typeof v !== 'object' || v === null || Array.isArray(v))
     r.fail('data', `expected an object: the fields of ${cmd}'s struct`);
@@ -278,6 +501,28 @@ function withSev(r: ResultLine, sev: SevCmdResult): ResultLine {
   return 'fault' in r ? r : { ...r, sev };
 }
 
+function withTdx(r: ResultLine, tdx: TdxCmdResult): ResultLine {
+  return 'fault' in r ? r : { ...r, tdx };
+}
+
+/** The struct of a `data` object and its size. */
+function packData(d: SevCmdData<bigint> | TdxCmdData<bigint>): Uint8Array {
+  return isTdxData(d) ? packTdxData(d) : packSevData(d);
+}
+function dataSize(d: SevCmdData | TdxCmdData): number {
+  return isTdxData(d) ? tdxDataSize(d) : SEV_DATA_SIZE[d.cmd];
+}
+function readBack(
+  cmd: Uint8Array,
+  d: SevCmdData<bigint> | TdxCmdData<bigint>,
+  struct: Uint8Array | undefined,
+  r: ResultLine,
+): ResultLine {
+  return isTdxData(d)
+    ? withTdx(r, tdxReadBack(cmd, d, struct))
+    : withSev(r, sevReadBack(cmd, d, struct));
+}
+
 /**
  * The resolved `sev_fd` as the u32 kvm_sev_cmd.sev_fd holds it (0 when absent). The runner
  * resolves it like every fd field; the op's type names the optional field unresolved.
@@ -298,7 +543,7 @@ function onKvmAmd(): boolean {
 
 export const memoryEncryptOp: OpSpec<MemoryEncryptOp> = {
   name: 'KVM_MEMORY_ENCRYPT_OP',
-  fields: ['fd', 'argp', 'id', 'sev_fd', 'data', 'data_addr'],
+  fields: ['fd', 'argp', 'id', 'sev_fd', 'flags', 'data', 'data_addr'],
   parse(r, line, as) {
     // ioctl(vm, KVM_MEMORY_ENCRYPT_OP, void *argp): argp NULL or a struct whose first field is
     // the __u32 command id.
@@ -316,10 +561,19 @@ export const memoryEncryptOp: OpSpec<MemoryEncryptOp> = {
       argp,
       id,
     };
-    const extra: { sev_fd?: FdArg; data?: SevCmdData; data_addr?: AddrArg } = {};
+    const extra: {
+      sev_fd?: FdArg;
+      flags?: bigint;
+      data?: SevCmdData | TdxCmdData;
+      data_addr?: AddrArg;
+    } = {};
     if (r.has('sev_fd')) {
       if (argp === null) r.fail('sev_fd', 'argp is null: there is no struct to hold sev_fd');
       extra.sev_fd = r.fd('sev_fd');
+    }
+    if (r.has('flags')) {
+      if (argp === null) r.fail('flags', 'argp is null: there is no struct to hold flags');
+      extra.flags = r.int('flags', 32);
     }
     if (r.has('data')) {
       if (argp === null) r.fail('data', 'argp is null: there is no struct to point to data');
@@ -336,8 +590,9 @@ export const memoryEncryptOp: OpSpec<MemoryEncryptOp> = {
       return;
     }
     let s = `{id=${hex(op.id)}`;
+    if (op.flags !== undefined) s += `, flags=${hex(op.flags)}`;
     if (op.data !== undefined && op.data_addr !== undefined)
-      s += `, data=${addrText(op.data_addr)} ${sevDataText(op.data)}`;
+      s += `, data=${addrText(op.data_addr)} ${isTdxData(op.data) ? tdxDataText(op.data) : sevDataText(op.data)}`;
     if (op.sev_fd !== undefined) s += `, sev_fd=${fdText(op.sev_fd)}`;
     a.push(fdText(op.fd), `${s}}`);
   },
@@ -347,26 +602,28 @@ export const memoryEncryptOp: OpSpec<MemoryEncryptOp> = {
     // vendor, VM type) answers as the kernel does.
     try {
       const sevFd = sevFdOf(op.sev_fd, ioctlFd);
+      const flags = op.flags ?? 0n;
       if (op.data === undefined || op.data_addr === undefined || op.argp === null) {
         const r = h.kvmMemoryEncryptOp(
           ioctlFd(op.fd),
           op.argp === null
             ? { kind: 'null' }
-            : { kind: 'buffer', bytes: packMemEncCmd(op.id, 0n, sevFd) },
+            : { kind: 'buffer', bytes: packMemEncCmd(op.id, 0n, sevFd, flags) },
         );
         return { result: r.ok ? { ok: true } : fail(r) };
       }
-      // The VMM fills its struct, points kvm_sev_cmd.data at it, and reads both back.
-      const d = op.data as unknown as SevCmdData<bigint>;
-      const struct = packSevData(d);
+      // The VMM fills its struct, points the command's data at it, and reads both back.
+      const d = op.data as unknown as SevCmdData<bigint> | TdxCmdData<bigint>;
+      const struct = packData(d);
       const at = op.data_addr as unknown as bigint;
       const w = h.poke(at, struct);
       if (!w.ok) return { result: { ok: false, fault: w.fault! } };
-      const cmd = packMemEncCmd(op.id, at, sevFd);
+      const cmd = packMemEncCmd(op.id, at, sevFd, flags);
       const r = h.kvmMemoryEncryptOp(ioctlFd(op.fd), { kind: 'buffer', bytes: cmd });
       const back = h.peek(at, struct.length);
-      const sev = sevReadBack(cmd, d, back.ok ? back.data : undefined);
-      return { result: withSev(r.ok ? { ok: true } : fail(r), sev) };
+      return {
+        result: readBack(cmd, d, back.ok ? back.data : undefined, r.ok ? { ok: true } : fail(r)),
+      };
     } catch (e) {
       if (e instanceof NotModelled)
         throw new BackendRefusal(`KVM_MEMORY_ENCRYPT_OP id ${op.id}: ${e.message}`);
@@ -377,35 +634,44 @@ export const memoryEncryptOp: OpSpec<MemoryEncryptOp> = {
     const fd = k.ioctlFd(op.fd);
     const req = KVM_IOCTL.KVM_MEMORY_ENCRYPT_OP;
     const sevFd = sevFdOf(op.sev_fd, (f) => k.ioctlFd(f));
+    const flags = op.flags ?? 0n;
     if (op.argp === null) {
       const r = k.c.ioctlInt(fd, req, 0n);
       return out(r.ret < 0 ? kvmFail(r.errno) : ok());
     }
     if (op.data === undefined || op.data_addr === undefined) {
-      const r = k.c.ioctlBuf(fd, req, Buffer.from(packMemEncCmd(op.id, 0n, sevFd)));
+      const r = k.c.ioctlBuf(fd, req, Buffer.from(packMemEncCmd(op.id, 0n, sevFd, flags)));
       return out(r.ret < 0 ? kvmFail(r.errno) : ok());
     }
-    const d = op.data as unknown as SevCmdData<bigint>;
-    const struct = packSevData(d);
+    const d = op.data as unknown as SevCmdData<bigint> | TdxCmdData<bigint>;
+    const struct = packData(d);
     const addr = addrOf(op.data_addr);
     const w = kvmPoke(k, addr, struct);
     if ('fault' in w) return out(w);
-    const cmd = packMemEncCmd(op.id, addr, sevFd);
+    const cmd = packMemEncCmd(op.id, addr, sevFd, flags);
     const buf = Buffer.from(cmd);
     const r = k.c.ioctlBuf(fd, req, buf);
     cmd.set(buf);
     const back = kvmPeek(k, addr, BigInt(struct.length));
     const bytes =
       back.ok && typeof back.value === 'string' ? Buffer.from(back.value, 'hex') : undefined;
-    const sev = sevReadBack(cmd, d, bytes === undefined ? undefined : new Uint8Array(bytes));
-    return out(withSev(r.ret < 0 ? kvmFail(r.errno) : ok(), sev));
+    return out(
+      readBack(
+        cmd,
+        d,
+        bytes === undefined ? undefined : new Uint8Array(bytes),
+        r.ret < 0 ? kvmFail(r.errno) : ok(),
+      ),
+    );
   },
   kvmRefusal(op, env) {
-    if (op.data !== undefined && onKvmAmd())
+    if (op.data !== undefined && isTdxData(op.data) && kvmModule() === 'kvm_intel')
+      return `KVM_MEMORY_ENCRYPT_OP: ${op.data.cmd} would initialize or build a TD on this kvm_intel host; the backend starts no confidential guests; refusing to run it`;
+    if (op.data !== undefined && !isTdxData(op.data) && onKvmAmd())
       return `KVM_MEMORY_ENCRYPT_OP: ${op.data.cmd} would start or launch an SEV guest on this kvm_amd host; the backend starts no confidential guests; refusing to run it`;
     if (op.data !== undefined && op.data_addr !== undefined) {
       const addr = addrOf(op.data_addr);
-      const n = BigInt(SEV_DATA_SIZE[op.data.cmd]);
+      const n = BigInt(dataSize(op.data));
       const why = rangeRefusal(addr, addr + n, 'KVM_MEMORY_ENCRYPT_OP data', env);
       if (why !== undefined) return why;
     }

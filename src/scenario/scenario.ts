@@ -131,6 +131,7 @@ const NAME_FIELDS = new Set([
   'uaddr',
   'id_block_uaddr',
   'id_auth_uaddr',
+  'source_addr',
   // KVM_RUN's VMM policy: "convert" / "convert+discard" kept as written, else an integer.
   'map_gpa_range',
 ]);

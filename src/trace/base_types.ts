@@ -80,6 +80,7 @@ export type ResultLine =
       readonly remaining?: { readonly gpa: bigint; readonly size: bigint };
       readonly stat?: { readonly size: bigint; readonly blocks: bigint };
       readonly sev?: SevCmdResult;
+      readonly tdx?: TdxCmdResult;
     }
   | {
       readonly ok: false;
@@ -87,6 +88,7 @@ export type ResultLine =
       readonly exits?: readonly Exit[];
       readonly remaining?: { readonly gpa: bigint; readonly size: bigint };
       readonly sev?: SevCmdResult;
+      readonly tdx?: TdxCmdResult;
     }
   | { readonly ok: false; readonly fault: 'SIGBUS' | 'SIGSEGV' };
 
@@ -98,6 +100,26 @@ export type ResultLine =
 export type SevCmdResult = {
   readonly error: bigint;
   readonly progress?: { readonly gfn_start: bigint; readonly uaddr: bigint; readonly len: bigint };
+};
+
+/**
+ * What a KVM_MEMORY_ENCRYPT_OP with a TDX `data` struct reads back (addition):
+ * `kvm_tdx_cmd.hw_error` (the TDX module status KVM wrote; 0 when none, and always 0 for the vCPU
+ * commands, whose struct KVM does not copy back), KVM_TDX_CAPABILITIES' answer, and
+ * KVM_TDX_INIT_MEM_REGION's progress (source_addr, gpa, nr_pages after the pages it added).
+ */
+export type TdxCmdResult = {
+  readonly hw_error: bigint;
+  readonly caps?: {
+    readonly supported_attrs: bigint;
+    readonly supported_xfam: bigint;
+    readonly nent: bigint;
+  };
+  readonly progress?: {
+    readonly source_addr: bigint;
+    readonly gpa: bigint;
+    readonly nr_pages: bigint;
+  };
 };
 
 /**

@@ -19,8 +19,16 @@ export function isOpName(s: string): s is OpName {
 /** The fields that name an fd (a handle or a raw number), and those that name an address. */
 export const FD_FIELDS = ['fd', 'vm', 'vcpu', 'guest_memfd', 'sev_fd'] as const;
 export const ADDR_FIELDS = ['addr', 'userspace_addr', 'data_addr'] as const;
-/** Address fields inside an op's `data` object (KVM_MEMORY_ENCRYPT_OP's SNP command structs). */
-export const DATA_ADDR_FIELDS = ['uaddr', 'id_block_uaddr', 'id_auth_uaddr'] as const;
+/**
+ * Address fields inside an op's `data` object (KVM_MEMORY_ENCRYPT_OP's SNP command structs and
+ * KVM_TDX_INIT_MEM_REGION's `source_addr`).
+ */
+export const DATA_ADDR_FIELDS = [
+  'uaddr',
+  'id_block_uaddr',
+  'id_auth_uaddr',
+  'source_addr',
+] as const;
 
 /** The op's `data` object when it has one (the struct a KVM_MEMORY_ENCRYPT_OP command points to). */
 export function dataObject(op: object): Record<string, unknown> | undefined {

@@ -70,6 +70,23 @@ export function resultToJson(r: ResultLine): Record<string, unknown> {
     if (p !== undefined)
       o['data'] = { gfn_start: jsonInt(p.gfn_start), uaddr: jsonInt(p.uaddr), len: jsonInt(p.len) };
   }
+  if (r.tdx !== undefined) {
+    o['hw_error'] = jsonInt(r.tdx.hw_error);
+    const c = r.tdx.caps;
+    if (c !== undefined)
+      o['data'] = {
+        supported_attrs: jsonInt(c.supported_attrs),
+        supported_xfam: jsonInt(c.supported_xfam),
+        nent: jsonInt(c.nent),
+      };
+    const p = r.tdx.progress;
+    if (p !== undefined)
+      o['data'] = {
+        source_addr: jsonInt(p.source_addr),
+        gpa: jsonInt(p.gpa),
+        nr_pages: jsonInt(p.nr_pages),
+      };
+  }
   return o;
 }
 
@@ -197,6 +214,11 @@ function sevDataToJson(d: Record<string, unknown>): Record<string, unknown> {
     if (k === 'cmd') continue;
     if (typeof v === 'bigint') o[k] = jsonInt(v);
     else if (v instanceof Uint8Array) o[k] = bytesToHex(v);
+    else if (Array.isArray(v))
+      // KVM_TDX_INIT_VM's CPUID entries: objects of integers.
+      o[k] = v.map((e: Record<string, bigint>) =>
+        Object.fromEntries(Object.entries(e).map(([f, x]) => [f, jsonInt(x)])),
+      );
     else o[k] = addrToJson(v as AddrArg);
   }
   return o;

@@ -99,6 +99,15 @@ function resultExtras(r: ResultLine, style: Style): string {
     if (p !== undefined)
       s += `  {gfn_start=${hex(p.gfn_start)}, uaddr=${hex(p.uaddr)}, len=${sizeText(p.len)}}`;
   }
+  if (r.tdx !== undefined) {
+    if (r.tdx.hw_error !== 0n) s += `  hw_error=${hex(r.tdx.hw_error)}`;
+    const c = r.tdx.caps;
+    if (c !== undefined)
+      s += `  {supported_attrs=${hex(c.supported_attrs)}, supported_xfam=${hex(c.supported_xfam)}, nent=${c.nent}}`;
+    const p = r.tdx.progress;
+    if (p !== undefined)
+      s += `  {source_addr=${hex(p.source_addr)}, gpa=${hex(p.gpa)}, nr_pages=${p.nr_pages}}`;
+  }
   return s;
 }
 
