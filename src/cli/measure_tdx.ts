@@ -2,9 +2,11 @@
  * `gmemlab measure tdx`: the MRTD of a TD built from a TDVF firmware image (OVMF with TDVF metadata,
  * or td-shim). The VMM's build sequence (src/vmm/tdx/launch_plan.ts: the TDVF sections in order,
  * KVM_TDX_INIT_MEM_REGION with or without the measure flag, single or two pass) runs through a
- * TdxLauncher (src/vmm/tdx/measure.ts); today that is MrtdLauncher, the TDX module's MRTD
- * accumulation over its own private pages (src/core/platform/tdx/mrtd.ts), until the model's KVM
- * has the TDX flow for a model launcher.
+ * TdxLauncher (src/vmm/tdx/measure.ts): the single-pass order (upstream KVM) runs on the model
+ * (ModelTdxLauncher, src/vmm/tdx/model_launcher.ts: a TD on the model's linux-6.18-tdx KVM, the
+ * MRTD read from the TDX module's TDCS after KVM_TDX_FINALIZE_VM); the two-pass order of the older
+ * stacks, which 6.18 KVM cannot issue (no separate MR.EXTEND ioctl), runs through MrtdLauncher,
+ * the TDX module's MRTD accumulation over its own private pages (src/core/platform/tdx/mrtd.ts).
  *
  * Two ways in: measure.ts parses the options of `gmemlab measure` (its spec includes TDX_OPTIONS)
  * and hands `measure tdx` to measureTdx(); and main.ts starts `gmemlab measure tdx ...` here
@@ -27,8 +29,10 @@ import {
   MrtdLauncher,
   runTdxLaunchPlan,
   TdxLaunchError,
+  type TdxLauncher,
   type TdxMeasureOp,
 } from '../vmm/tdx/measure.js';
+import { ModelTdxLauncher, TDX_MEASURE_PROFILE } from '../vmm/tdx/model_launcher.js';
 
 /** The options of `measure tdx` that `measure snp` does not have (merged into measure's spec). */
 export const TDX_OPTIONS = { 'two-pass': 'bool' } as const;
@@ -115,7 +119,11 @@ export function measureTdx(p: ParsedArgs, out: (s: string) => void): number {
   };
   let mrtd: Uint8Array;
   try {
-    mrtd = runTdxLaunchPlan(plan, new MrtdLauncher({ trace: trace ? traceLine : undefined }));
+    const opts = { trace: trace ? traceLine : undefined };
+    const launcher: TdxLauncher = twoPass
+      ? new MrtdLauncher(opts)
+      : new ModelTdxLauncher(plan, opts);
+    mrtd = runTdxLaunchPlan(plan, launcher);
   } catch (e) {
     if (e instanceof TdxLaunchError)
       throw new MeasureInputError(`${path}: the TDX module refuses the build: ${e.message}`, path);
@@ -152,7 +160,8 @@ function summary(path: string, img: TdvfImage, plan: TdxLaunchPlan): Record<stri
     })),
     pageAdds: counts.pageAdds,
     mrExtends: counts.mrExtends,
-    engine: 'TDX module MRTD (direct)',
+    engine:
+      plan.order === 'two-pass' ? 'TDX module MRTD (direct)' : `model (${TDX_MEASURE_PROFILE})`,
   };
 }
 

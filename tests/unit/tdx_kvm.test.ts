@@ -19,6 +19,7 @@ import { TDX } from '../../src/core/platform/tdx/status.js';
 import type { TdxModule } from '../../src/core/platform/tdx/module.js';
 import { KVM_TDX, toKvmTdx, tdxTdMrtd } from '../../src/core/arch/x86/vmx/tdx.js';
 import { kvmMmuDoPageFault } from '../../src/core/arch/x86/mmu.js';
+import { InvariantChecker } from '../../src/core/invariants/index.js';
 import {
   ATTR_PRIVATE,
   MEM_GUEST_MEMFD,
@@ -572,6 +573,8 @@ describe('after finalize: pre-fault (PAGE.AUG) and private zaps', () => {
     for (const fd of [td.vcpu, td.vm, gmem]) ok(c.h.close(fd));
     assert.equal(m.allTds().length, 0, 'the TDR was reclaimed');
     assert.deepEqual(m.checkConsistency(), []);
+    // Every page KVM gave the module came back (memory accounting: no leak, no double free).
+    assert.deepEqual(new InvariantChecker(c.h, undefined, { incremental: false }).check(), []);
     // Only the VMM's own mappings (parameters, memslot, sources) are still allocated.
     const td2 = new Td(c);
     ok(td2.initVm().r);

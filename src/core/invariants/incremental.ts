@@ -890,7 +890,7 @@ export class ChangeTracker {
     for (let i = 0; same && i < had.length; i++) same = files.has(had[i]!);
     if (!same) this.vmFiles(st, files);
     // The single-frame pages change only when the VM gets a vCPU or dies.
-    let frames = vm.sharedPages.length;
+    let frames = vm.sharedPages.length + vm.archPages.length;
     if (vm.vcpus.size !== 0) for (const vc of vm.vcpus.values()) frames += vc.pages.length;
     if (!vm.dead && frames === st.fixed.length && st.fixedVcpus === vm.vcpus.size) return;
     this.vmFixed(vm, st);
@@ -928,6 +928,24 @@ export class ChangeTracker {
             : {
                 pfn: p,
                 owner: { kind: 'vcpu', vm, base: 0, what: 'coalesced MMIO ring' },
+                vcpu: undefined,
+                run: false,
+              },
+        );
+      }
+      for (const p of vm.archPages) {
+        const o = prev[next.length];
+        next.push(
+          o !== undefined && o.pfn === p && o.vcpu === undefined
+            ? o
+            : {
+                pfn: p,
+                owner: {
+                  kind: 'vcpu',
+                  vm,
+                  base: 0,
+                  what: 'arch page (TDX control or S-EPT page)',
+                },
                 vcpu: undefined,
                 run: false,
               },

@@ -91,6 +91,9 @@ export function buildOwnership(h: Host): Ownership {
     vm.sharedPages.forEach((p) =>
       claim(p, 1, { kind: 'vcpu', vm, base: 0, what: 'coalesced MMIO ring' }),
     );
+    vm.archPages.forEach((p) =>
+      claim(p, 1, { kind: 'vcpu', vm, base: 0, what: 'arch page (TDX control or S-EPT page)' }),
+    );
     for (const vc of vm.vcpus.values())
       vc.pages.forEach((p, i) =>
         claim(p, 1, {

@@ -374,6 +374,12 @@ export class Vm {
   mmuPagesSized = false;
   /** Frames shared by all vCPUs' mmap areas: [coalesced MMIO ring]. */
   readonly sharedPages: Pfn[] = [];
+  /**
+   * Frames the arch's per-VM state holds for the platform (a TD's TDR, TDCS, S-EPT, TDVPR and TDCX
+   * pages, given to the TDX module): owned by the VM until the arch frees them (never by the
+   * generic teardown: a page the platform cannot give back is leaked, as the kernel leaks it).
+   */
+  readonly archPages: Pfn[] = [];
   /** Cached MMIO SPTEs by gfn, tagged with the memslot generation they were created in. */
   readonly mmioSptes = new RangeMap<number>();
   /** The memslot generation: bumped by every memslot change, which makes MMIO SPTEs stale. */

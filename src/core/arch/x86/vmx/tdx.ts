@@ -247,9 +247,18 @@ function hkidFree(k: KernelCtx, t: KvmTdx): void {
   t.hkid = -1;
 }
 
-/** A page KVM allocates for the module (`alloc_page(GFP_KERNEL)`). */
-function allocPage(k: KernelCtx): Pfn {
-  return k.frames.allocOne();
+/** A page KVM allocates for the module (`alloc_page(GFP_KERNEL)`), held by the VM. */
+function allocPage(k: KernelCtx, vm: Vm): Pfn {
+  const p = k.frames.allocOne();
+  vm.archPages.push(p);
+  return p;
+}
+
+/** `__free_page()` of a page `allocPage()` gave the VM. */
+function freePage(k: KernelCtx, vm: Vm, p: Pfn): void {
+  const i = vm.archPages.lastIndexOf(p);
+  if (i >= 0) vm.archPages.splice(i, 1);
+  k.frames.release(p, 1);
 }
 
 /** `tdx_clear_page()`: MOVDIR64B zeroes (and unpoisons) the page. */
@@ -463,15 +472,15 @@ function tdxTdInitModule(
   const hkid = keyidAlloc(k, m);
   if (typeof hkid === 'string') return hkid;
   t.hkid = hkid;
-  const tdr = allocPage(k);
+  const tdr = allocPage(k, vm);
   const tdcs: Pfn[] = [];
-  for (let i = 0; i < m.config.tdcsPages; i++) tdcs.push(allocPage(k));
+  for (let i = 0; i < m.config.tdcsPages; i++) tdcs.push(allocPage(k, vm));
   t.tdr = tdr;
   let err = m.tdhMngCreate(tdr, hkid);
   if (err !== TDX.SUCCESS) {
     // WARN_ON_ONCE(err): free_packages → free the pages and the HKID.
-    k.frames.release(tdr, 1);
-    for (const p2 of tdcs) k.frames.release(p2, 1);
+    freePage(k, vm, tdr);
+    for (const p2 of tdcs) freePage(k, vm, p2);
     t.tdr = undefined;
     hkidFree(k, t);
     return 'EIO';
@@ -479,7 +488,7 @@ function tdxTdInitModule(
   err = m.tdhMngKeyConfig(tdr);
   if (err !== TDX.SUCCESS) {
     kvmBugOn(vm, t);
-    for (const p2 of tdcs) k.frames.release(p2, 1);
+    for (const p2 of tdcs) freePage(k, vm, p2);
     tdTeardown(k, vm, t);
     return 'EIO';
   }
@@ -487,7 +496,7 @@ function tdxTdInitModule(
   for (let i = 0; i < tdcs.length; i++) {
     err = m.tdhMngAddcx(tdr, tdcs[i]!);
     if (err !== TDX.SUCCESS) {
-      for (const p2 of tdcs.slice(i)) k.frames.release(p2, 1);
+      for (const p2 of tdcs.slice(i)) freePage(k, vm, p2);
       t.tdcs = tdcs.slice(0, i);
       tdTeardown(k, vm, t);
       return 'EIO';
@@ -643,20 +652,20 @@ function tdxTdVcpuInit(k: KernelCtx, vcpu: Vcpu): Errno | undefined {
   const t = toKvmTdx(vm);
   const v = toVcpuTdx(vcpu);
   const m = tdxModule(k);
-  const tdvpr = allocPage(k);
+  const tdvpr = allocPage(k, vm);
   const tdcx: Pfn[] = [];
-  for (let i = 0; i < m.config.tdvpsPages - 1; i++) tdcx.push(allocPage(k));
+  for (let i = 0; i < m.config.tdvpsPages - 1; i++) tdcx.push(allocPage(k, vm));
   v.tdvpr = tdvpr;
   if (m.tdhVpCreate(t.tdr!, tdvpr) !== TDX.SUCCESS) {
     kvmBugOn(vm, t);
-    for (const p of [tdvpr, ...tdcx]) k.frames.release(p, 1);
+    for (const p of [tdvpr, ...tdcx]) freePage(k, vm, p);
     v.tdvpr = undefined;
     return 'EIO';
   }
   for (let i = 0; i < tdcx.length; i++) {
     if (m.tdhVpAddcx(tdvpr, tdcx[i]!) !== TDX.SUCCESS) {
       kvmBugOn(vm, t);
-      for (const p of tdcx.slice(i)) k.frames.release(p, 1);
+      for (const p of tdcx.slice(i)) freePage(k, vm, p);
       return 'EIO';
     }
     v.tdcx.push(tdcx[i]!);
@@ -850,10 +859,10 @@ export function tdxSetPrivateSpte(
     const idx = indexAt(gfn, l);
     const key = septKey(l, idx);
     if (t.septPages.has(key)) continue;
-    const page = allocPage(k);
+    const page = allocPage(k, vm);
     const gpa = BigInt(idx * pagesAtLevel(l)) << 12n;
     if (m.tdhMemSeptAdd(t.tdr!, gpa, l, page) !== TDX.SUCCESS) {
-      k.frames.release(page, 1);
+      freePage(k, vm, page);
       kvmBugOn(vm, t);
       return 'EIO';
     }
@@ -987,10 +996,10 @@ function releaseHkid(k: KernelCtx, vm: Vm, t: KvmTdx): void {
 }
 
 /** `tdx_reclaim_page()` + free: false when the page had to be leaked. */
-function reclaimAndFree(k: KernelCtx, m: TdxModule, pfn: Pfn): boolean {
+function reclaimAndFree(k: KernelCtx, vm: Vm, m: TdxModule, pfn: Pfn): boolean {
   if (m.tdhPhymemPageReclaim(pfn) !== TDX.SUCCESS) return false;
   tdxClearPage(k, m, pfn);
-  k.frames.release(pfn, 1);
+  freePage(k, vm, pfn);
   return true;
 }
 
@@ -998,7 +1007,7 @@ function reclaimAndFree(k: KernelCtx, m: TdxModule, pfn: Pfn): boolean {
 function reclaimTdControlPages(k: KernelCtx, vm: Vm, t: KvmTdx): void {
   if (isHkidAssigned(t)) return;
   const m = tdxModule(k);
-  for (const p of t.tdcs) reclaimAndFree(k, m, p);
+  for (const p of t.tdcs) reclaimAndFree(k, vm, m, p);
   t.tdcs = [];
   if (t.tdr === undefined) return;
   if (m.tdhPhymemPageReclaim(t.tdr) !== TDX.SUCCESS) return;
@@ -1007,7 +1016,7 @@ function reclaimTdControlPages(k: KernelCtx, vm: Vm, t: KvmTdx): void {
     return;
   }
   tdxClearPage(k, m, t.tdr);
-  k.frames.release(t.tdr, 1);
+  freePage(k, vm, t.tdr);
   t.tdr = undefined;
 }
 
@@ -1032,14 +1041,14 @@ export function tdxVmDestroy(k: KernelCtx, vm: Vm): void {
     const v = VCPU_TDX.get(vcpu);
     if (v === undefined || !hkidGone) continue;
     // tdx_vcpu_free()
-    for (const p of v.tdcx) reclaimAndFree(k, m, p);
+    for (const p of v.tdcx) reclaimAndFree(k, vm, m, p);
     v.tdcx = [];
-    if (v.tdvpr !== undefined) reclaimAndFree(k, m, v.tdvpr);
+    if (v.tdvpr !== undefined) reclaimAndFree(k, vm, m, v.tdvpr);
     v.tdvpr = undefined;
     v.state = 'VCPU_TD_STATE_UNINITIALIZED';
   }
   if (hkidGone) {
-    for (const p of t.septPages.values()) reclaimAndFree(k, m, p);
+    for (const p of t.septPages.values()) reclaimAndFree(k, vm, m, p);
     t.septPages.clear();
   }
   reclaimTdControlPages(k, vm, t);
