@@ -577,6 +577,11 @@ export const memoryEncryptOp: OpSpec<MemoryEncryptOp> = {
     }
     if (r.has('data')) {
       if (argp === null) r.fail('data', 'argp is null: there is no struct to point to data');
+      if (!r.has('id'))
+        r.fail(
+          'id',
+          'a data object needs the command id it is the struct of (id has no default here)',
+        );
       extra.data = parseSevData(r, id);
       if (!r.has('data_addr'))
         r.fail('data_addr', 'data needs data_addr: where the VMM keeps the struct');

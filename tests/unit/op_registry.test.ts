@@ -43,7 +43,11 @@ const SAMPLE: Record<string, unknown> = {
   path: '/dev/sev',
 };
 /** Fields whose absence leaves the struct field out: the op parses without them. */
-const OPTIONAL = new Set(['KVM_MEMORY_ENCRYPT_OP.sev_fd', 'KVM_MEMORY_ENCRYPT_OP.data']);
+const OPTIONAL = new Set([
+  'KVM_MEMORY_ENCRYPT_OP.sev_fd',
+  'KVM_MEMORY_ENCRYPT_OP.flags',
+  'KVM_MEMORY_ENCRYPT_OP.data',
+]);
 const sample = (field: string): unknown => SAMPLE[field] ?? 4096;
 
 /** An op object with every field of `name` set. */
