@@ -1,6 +1,7 @@
 /**
  * Op family: pre-faulting — KVM_PRE_FAULT_MEMORY.
  */
+import { refuseNotModelled } from './not_modelled.js';
 import { KVM_IOCTL } from '../core/base/uapi.js';
 import { toU64 } from '../core/base/units.js';
 import { withAs } from '../trace/field_reader.js';
@@ -63,7 +64,9 @@ export const preFaultMemory: OpSpec<PreFaultMemoryOp> = {
     if (op.flags !== 0n) a.push(`flags=${hex(op.flags)}`);
   },
   runModel(h, op) {
-    const r = h.kvmPreFaultMemory(ioctlFd(op.vcpu), toU64(op.gpa), toU64(op.size), toU64(op.flags));
+    const r = refuseNotModelled('KVM_PRE_FAULT_MEMORY', () =>
+      h.kvmPreFaultMemory(ioctlFd(op.vcpu), toU64(op.gpa), toU64(op.size), toU64(op.flags)),
+    );
     const remaining = { gpa: r.remaining.gpa, size: r.remaining.size };
     return {
       result:

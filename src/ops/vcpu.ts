@@ -1,6 +1,7 @@
 /**
  * Op family: vCPUs and guest runs — KVM_CREATE_VCPU, KVM_RUN (with its guest program steps).
  */
+import { refuseNotModelled } from './not_modelled.js';
 import { checkWidth, FieldReader, parseInteger, withAs, type Obj } from '../trace/field_reader.js';
 import { JsonNumber } from '../trace/json.js';
 import { didYouMean, quote } from '../trace/suggest.js';
@@ -303,7 +304,9 @@ export const run: OpSpec<RunOp> = {
     }
   },
   runModel(h, op) {
-    const r = h.kvmRun(ioctlFd(op.vcpu), op.guest, op.map_gpa_range);
+    const r = refuseNotModelled('KVM_RUN', () =>
+      h.kvmRun(ioctlFd(op.vcpu), op.guest, op.map_gpa_range),
+    );
     const exits = r.exits.map(exitToTrace);
     return {
       result: r.errno === undefined ? { ok: true, exits } : { ok: false, errno: r.errno, exits },

@@ -19,6 +19,7 @@ import { packMemEncCmd, packTdxData } from '../../src/ops/mem_enc.js';
 import { VmFile } from '../../src/core/kvm/objects.js';
 import { tdxTdMrtd, toKvmTdx } from '../../src/core/arch/x86/vmx/tdx.js';
 import { TdxMrtd } from '../../src/core/platform/tdx/mrtd.js';
+import { BackendRefusal } from '../../src/trace/base_types.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const DOC = readFileSync(join(ROOT, 'docs/trace-format.md'), 'utf8');
@@ -71,6 +72,28 @@ describe('TDX trace ops', () => {
       assert.deepEqual({ ...again, line: 0 }, { ...op, line: 0 });
     }
     void VmFile;
+  });
+
+  test('KVM_RUN of a TD vCPU and a shared pre-fault without the shared bit are refused, not answered', () => {
+    const { trace } = docExample();
+    const lines = trace.split('\n');
+    for (const extra of [
+      '{"op":"KVM_RUN","vcpu":"cpu0","guest":[{"load":{"gpa":0}}]}',
+      '{"op":"KVM_SET_MEMORY_ATTRIBUTES","vm":"vm","address":"0x10000","size":"0x1000","attributes":0,"flags":0}',
+    ]) {
+      const text = [
+        ...lines,
+        extra,
+        '{"op":"KVM_PRE_FAULT_MEMORY","vcpu":"cpu0","gpa":"0x10000","size":"0x1000","flags":0}',
+      ].join('\n');
+      const p = parseTrace(text, 't.jsonl');
+      assert.deepEqual(p.errors, []);
+      const b = new ModelBackend(getProfile('linux-6.18-tdx')!, { events: false });
+      assert.throws(
+        () => runTrace(p.ops, b),
+        (e: unknown) => e instanceof BackendRefusal && /not modelled/.test(e.message),
+      );
+    }
   });
 
   test('bad TDX fields are file:line:field errors', () => {
