@@ -338,7 +338,9 @@ describe('KVM_TDX_* on the VM fd (tdx_vm_ioctl)', () => {
     const f = td.finalize();
     fails(f.r, 'EIO', 'no vCPU: TDH.MR.FINALIZE fails, a KVM bug');
     assert.equal(f.hwError, TDX.NO_VCPUS, 'hw_error is the module status');
-    assert.equal(vmOf(c, td.vm).dead, true, 'KVM_BUG_ON marks the VM dead');
+    assert.equal(toKvmTdx(vmOf(c, td.vm)).bugged, true, 'KVM_BUG_ON: the VM is bugged');
+    fails(td.finalize().r, 'EIO', 'a bugged VM answers -EIO');
+    fails(td.cmd(td.vm, KVM_TDX.CAPABILITIES, 0n).r, 'EIO');
     const td2 = new Td(c);
     td2.boot();
     const r = td2.finalize();
@@ -504,7 +506,7 @@ describe('KVM_TDX_* on a vCPU fd (tdx_vcpu_ioctl)', () => {
     // tdx_is_sept_zap_err_due_to_premap() takes as a premap: the count drops.
     ok(setRegion(c, td.vm, { slot: 0n, size: 0n }), 'memslot delete');
     assert.equal(t.nrPremapped, 0);
-    assert.equal(vm.dead, false);
+    assert.equal(t.bugged, false);
     // The added page at 4 was removed too (INITIALIZED: no BLOCK/TRACK needed, KVM blocks anyway).
     const mtd = mod(c).td(t.tdr!)!;
     assert.equal(mtd.sept.walk(4, 0).entry.state, 'FREE');
@@ -554,7 +556,7 @@ describe('after finalize: pre-fault (PAGE.AUG) and private zaps', () => {
     ok(c.h.fallocate(gmem, 3, 0n, 0x1000n), 'punch');
     assert.equal(mtd.sept.walk(0, 0).entry.state, 'FREE');
     assert.equal(m.pamt.get(pfn0).pt, PT.NDA);
-    assert.equal(vm.dead, false);
+    assert.equal(t.bugged, false);
     // KVM_RUN of a TD vCPU is a later piece.
     assert.throws(() => c.h.kvmRun(td.vcpu, []), NotModelled);
   });

@@ -139,7 +139,7 @@ export interface KvmTdx {
   readonly leaves: Map<number, Pfn>;
   /** `irqchip_split(kvm)`: KVM_CAP_SPLIT_IRQCHIP was enabled (TDX needs an in-kernel LAPIC). */
   irqchipSplit: boolean;
-  /** The VM is bugged (`KVM_BUG_ON`): every later ioctl is -EIO. */
+  /** The VM is bugged (`KVM_BUG_ON`): its TDX commands and KVM_CREATE_VCPU are -EIO. */
   bugged: boolean;
 }
 
@@ -218,12 +218,17 @@ function tdxModule(k: KernelCtx): TdxModule {
 }
 
 /**
- * `KVM_BUG_ON()`: the condition is a kernel bug; the VM is marked bugged (dead: its ioctls are
- * -EIO from now on), and the caller's error returns.
+ * `KVM_BUG_ON()`: the condition is a kernel bug; the VM is bugged and dead (`kvm_vm_bugged()`:
+ * `vm_dead`), so KVM answers its VM and vCPU ioctls -EIO from then on. The model applies that to
+ * the TD's own commands and KVM_CREATE_VCPU (`KvmTdx.bugged`); the generic ioctls do not check it.
  */
-function kvmBugOn(vm: Vm, t: KvmTdx): void {
+function kvmBugOn(_vm: Vm, t: KvmTdx): void {
   t.bugged = true;
-  vm.dead = true;
+}
+
+/** Whether `vm` is a TD that KVM_BUG_ON marked dead. */
+export function tdxVmBugged(vm: Vm): boolean {
+  return isTd(vm) && TDX_STATE.get(vm)?.bugged === true;
 }
 
 /** The host's TDX HKIDs in use (`tdx_guest_keyid_pool`), per host. */
@@ -590,6 +595,7 @@ function tdxTdFinalize(k: KernelCtx, vm: Vm, cmd: KvmTdxCmd): Result<undefined> 
  * command copies the struct back (with `hw_error`; -EFAULT when that faults).
  */
 export function tdxVmIoctl(k: KernelCtx, vm: Vm, argp: UserPtr): Result<undefined> {
+  if (tdxVmBugged(vm)) return err('EIO', 'kvm_vm_ioctl: kvm->vm_dead (KVM_BUG_ON)');
   if (!isTd(vm)) return err('ENOTTY', 'vt_mem_enc_ioctl: !is_td(kvm)');
   const raw = argp.copyFromUser(KVM_TDX_CMD_SIZE);
   if (raw === undefined) return err('EFAULT', 'tdx_vm_ioctl: copy_from_user(tdx_cmd)');
@@ -624,6 +630,7 @@ export function tdxVmIoctl(k: KernelCtx, vm: Vm, argp: UserPtr): Result<undefine
 export function tdxVcpuCreate(_k: KernelCtx, vm: Vm): Errno | undefined {
   if (!isTd(vm)) return undefined;
   const t = toKvmTdx(vm);
+  if (t.bugged) return 'EIO';
   if (t.state !== 'TD_STATE_INITIALIZED') return 'EIO';
   if (!t.irqchipSplit) return 'EINVAL';
   return undefined;
@@ -806,6 +813,7 @@ function tdxVcpuInitMemRegion(k: KernelCtx, vcpu: Vcpu, cmd: KvmTdxCmd): Result<
  * zero (-EINVAL); then the command (unknown: -EINVAL). The struct is not copied back.
  */
 export function tdxVcpuIoctl(k: KernelCtx, vcpu: Vcpu, argp: UserPtr): Result<undefined> {
+  if (tdxVmBugged(vcpu.vm)) return err('EIO', 'kvm_vcpu_ioctl: kvm->vm_dead (KVM_BUG_ON)');
   if (!isTd(vcpu.vm)) return err('EINVAL', 'vt_vcpu_mem_enc_ioctl: !is_td_vcpu(vcpu)');
   const t = toKvmTdx(vcpu.vm);
   if (!isHkidAssigned(t) || t.state === 'TD_STATE_RUNNABLE')
@@ -841,8 +849,9 @@ function septKey(level: number, index: number): number {
  * through are linked first (`tdp_mmu_link_sp()` → `tdx_sept_link_private_spt()`:
  * TDH.MEM.SEPT.ADD of a new page at each missing level, root-most first), then the leaf
  * (`tdx_sept_set_private_spte()`: TDH.MEM.PAGE.AUG once the TD is RUNNABLE, else the leaf is
- * only premapped, `tdx_mem_page_record_premap_cnt()`). A SEAMCALL failure is a kernel bug: the VM
- * is bugged and the fault fails (-EIO; OPERAND_BUSY cannot happen on the model's one CPU).
+ * only premapped, `tdx_mem_page_record_premap_cnt()`). Every failure here is a KVM_BUG_ON: the
+ * SPTE is not set, the fault retries and `kvm_tdp_map_page()` then sees the VM dead: -EIO
+ * (OPERAND_BUSY cannot happen on the model's one CPU).
  */
 export function tdxSetPrivateSpte(
   k: KernelCtx,
@@ -871,7 +880,7 @@ export function tdxSetPrivateSpte(
   // tdx_sept_set_private_spte(): TODO: large pages.
   if (level !== '4K') {
     kvmBugOn(vm, t);
-    return 'EINVAL';
+    return 'EIO';
   }
   if (t.state === 'TD_STATE_RUNNABLE') {
     // tdx_mem_page_aug()
