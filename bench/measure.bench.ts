@@ -27,7 +27,8 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sha384 } from '../src/core/base/crypto/sha384.js';
 import { measureMain } from '../src/cli/measure.js';
-import { atMost, now, row, type BenchRow } from './util.js';
+import { atMost, row, type BenchRow } from './util.js';
+import { bestOf, spawnBest } from './spawn.js';
 
 const DIST = resolve(fileURLToPath(import.meta.url), '..', '..');
 const CLI = join(DIST, 'src', 'cli', 'main.js');
@@ -44,59 +45,6 @@ function synthOvmf(): Uint8Array {
   for (let i = 0; i < SIZE - 4096; i++) img[i] = (i * 31 + (i >> 12)) & 0xff;
   img.set(readFileSync(SUFFIX), SIZE - 4096);
   return img;
-}
-
-/**
- * CPU seconds (user + system) of this process's waited-for children so far (Linux
- * /proc/self/stat cutime + cstime), or undefined elsewhere: less sensitive to a loaded machine
- * than wall time (as in measure_tdx.bench.ts).
- */
-function childCpu(): number | undefined {
-  try {
-    const stat = readFileSync('/proc/self/stat', 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // Fields 16 and 17 of proc(5), counted from the state (field 3) at index 0.
-    return (Number(f[13]) + Number(f[14])) / CLK_TCK;
-  } catch {
-    return undefined;
-  }
-}
-
-const CLK_TCK = ((): number => {
-  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
-  const n = Number(r.stdout?.trim());
-  return Number.isFinite(n) && n > 0 ? n : 100;
-})();
-
-function spawnBest(cmd: string, args: readonly string[], n: number, cwd?: string) {
-  const times: number[] = [];
-  let out = '';
-  const cpu0 = childCpu();
-  for (let i = 0; i < n; i++) {
-    const t0 = now();
-    const r = spawnSync(cmd, args, { encoding: 'utf8', cwd });
-    times.push(now() - t0);
-    if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: exit ${r.status}: ${r.stderr}`);
-    out = r.stdout;
-  }
-  times.sort((a, b) => a - b);
-  const cpu1 = childCpu();
-  return {
-    best: times[0]!,
-    median: times[Math.floor(n / 2)]!,
-    out: out.trim().split('\n').at(-1),
-    cpu: cpu0 === undefined || cpu1 === undefined ? undefined : (cpu1 - cpu0) / n,
-  };
-}
-
-function bestOf(n: number, f: () => void): number {
-  let b = Infinity;
-  for (let i = 0; i < n; i++) {
-    const t0 = now();
-    f();
-    b = Math.min(b, now() - t0);
-  }
-  return b;
 }
 
 export function benchMeasure(): BenchRow[] {

@@ -15,8 +15,7 @@
  * `node -e 0` in the same run (best of 5); single and two pass in-process, warm (best of 5); with GMEMLAB_TD_SHIM_PY=FILE (that script), its time
  * on the same image (best of 10), for comparison.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,7 +23,8 @@ import { measureMain } from '../src/cli/measure.js';
 import { guidBytes } from '../src/vmm/firmware/guid.js';
 import { OVMF_TABLE_FOOTER_GUID } from '../src/vmm/firmware/guid_table.js';
 import { TDX_METADATA_GUID, TDX_METADATA_OFFSET_GUID } from '../src/vmm/tdx/tdvf.js';
-import { atMost, now, row, type BenchRow } from './util.js';
+import { atMost, row, type BenchRow } from './util.js';
+import { bestOf, spawnBest } from './spawn.js';
 
 const DIST = resolve(fileURLToPath(import.meta.url), '..', '..');
 const CLI = join(DIST, 'src', 'cli', 'main.js');
@@ -72,59 +72,6 @@ export function synthTdvf(): Uint8Array {
   v.setUint16(footer, 18 + 22, true);
   img.set(guidBytes(OVMF_TABLE_FOOTER_GUID), footer + 2);
   return img;
-}
-
-/**
- * CPU seconds (user + system) of this process's waited-for children so far (Linux
- * /proc/self/stat cutime + cstime), or undefined elsewhere: less sensitive to a loaded machine
- * than wall time.
- */
-function childCpu(): number | undefined {
-  try {
-    const stat = readFileSync('/proc/self/stat', 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // Fields 16 and 17 of proc(5), counted from the state (field 3) at index 0.
-    return (Number(f[13]) + Number(f[14])) / CLK_TCK;
-  } catch {
-    return undefined;
-  }
-}
-
-const CLK_TCK = ((): number => {
-  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
-  const n = Number(r.stdout?.trim());
-  return Number.isFinite(n) && n > 0 ? n : 100;
-})();
-
-function spawnBest(cmd: string, args: readonly string[], n: number) {
-  const times: number[] = [];
-  let out = '';
-  const cpu0 = childCpu();
-  for (let i = 0; i < n; i++) {
-    const t0 = now();
-    const r = spawnSync(cmd, args, { encoding: 'utf8' });
-    times.push(now() - t0);
-    if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: exit ${r.status}: ${r.stderr}`);
-    out = r.stdout;
-  }
-  times.sort((a, b) => a - b);
-  const cpu1 = childCpu();
-  return {
-    best: times[0]!,
-    median: times[Math.floor(n / 2)]!,
-    out: out.trim().split('\n').at(-1),
-    cpu: cpu0 === undefined || cpu1 === undefined ? undefined : (cpu1 - cpu0) / n,
-  };
-}
-
-function bestOf(n: number, f: () => void): number {
-  let b = Infinity;
-  for (let i = 0; i < n; i++) {
-    const t0 = now();
-    f();
-    b = Math.min(b, now() - t0);
-  }
-  return b;
 }
 
 export function benchMeasureTdx(): BenchRow[] {
