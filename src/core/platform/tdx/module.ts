@@ -231,6 +231,12 @@ export class TdxModule {
     this.out.rdx = BigInt(level) | (BigInt(inf.publicState) << 8n);
   }
 
+  /** A failure on an S-EPT entry: its details in the output registers, `status` + RCX. */
+  private septFail(status: bigint, e: SeptEntry, level: number): Fail {
+    this.septDetails(e, level);
+    return withOperand(status, OP.RCX);
+  }
+
   /**
    * `lock_sept_check_and_walk_private_gpa()`: GPA validity, then the walk to `level`; the entry
    * reached or the status.
@@ -238,11 +244,40 @@ export class TdxModule {
   private walkTo(td: Td, gpa: bigint, level: number): SeptEntry | Fail {
     if (!this.gpaValid(td, gpa)) return withOperand(TDX.OPERAND_INVALID, OP.RCX);
     const w = td.sept.walk(Number(gpa >> 12n), level);
-    if (w.level !== level) {
-      this.septDetails(w.entry, w.level);
-      return withOperand(TDX.EPT_WALK_FAILED, OP.RCX);
-    }
+    if (w.level !== level) return this.septFail(TDX.EPT_WALK_FAILED, w.entry, w.level);
     return w.entry;
+  }
+
+  /**
+   * The operands of an S-EPT SEAMCALL (`tdh_mem_*.c`) in the module's order: the TDR (RDX) and
+   * state check for `leaf` (`tdFor`), `verify_page_info_input()` with the leaf's level range
+   * (`max` 'PWL': the TD's page-walk length) and the walk to the level (`walkTo`); the TD and
+   * the entry reached, or the status.
+   */
+  private septOperands(
+    tdr: number,
+    leaf: number,
+    gpa: bigint,
+    level: number,
+    min: number,
+    max: number | 'PWL',
+  ): { td: Td; e: SeptEntry } | Fail {
+    const td = this.tdFor(tdr, OP.RDX, leaf);
+    if (typeof td === 'bigint') return td;
+    const pi = this.pageInfo(gpa, level, min, max === 'PWL' ? td.pwl : max);
+    if (pi !== undefined) return pi;
+    const e = this.walkTo(td, gpa, level);
+    if (typeof e === 'bigint') return e;
+    return { td, e };
+  }
+
+  /**
+   * `sept_state_is_seamcall_leaf_allowed()` for `leaf` (and the leaf's own condition on the
+   * entry, `also`): else EPT_ENTRY_STATE_INCORRECT + RCX with the entry's details.
+   */
+  private septStateCheck(leaf: number, e: SeptEntry, level: number, also = true): Fail | undefined {
+    if (septAllowed(leaf, e.state) && also) return undefined;
+    return this.septFail(TDX.EPT_ENTRY_STATE_INCORRECT, e, level);
   }
 
   /** `is_tlb_tracked()`: the blocking epoch is over for every vCPU. */
@@ -254,6 +289,32 @@ export class TdxModule {
   /** The PAMT entry of the page an S-EPT entry points to (leaf: its page; non-leaf: the S-EPT page). */
   private entryPage(e: SeptEntry): { pfn: number; pamt: PamtEntry } {
     return { pfn: e.pfn, pamt: this.pamt.get(e.pfn) };
+  }
+
+  /**
+   * Whether both the entry's state (its SEPT_STATE_INFO `tlbTrackingRequired`) and the TD's
+   * op_state (`op_state_is_tlb_tracking_required()`) require TLB tracking.
+   */
+  private trackingRequired(td: Td, e: SeptEntry): boolean {
+    return SEPT_STATE_INFO[e.state].tlbTrackingRequired && opStateTlbTracking(td.opState);
+  }
+
+  /** `is_tlb_tracked()` for the epoch in which the entry's page was blocked (its PAMT BEPOCH). */
+  private entryTracked(td: Td, e: SeptEntry): boolean {
+    return this.tlbTracked(td, this.entryPage(e).pamt.bepoch);
+  }
+
+  /**
+   * The removals' TLB-tracking check (PAGE.REMOVE, SEPT.REMOVE): when the entry's state and the
+   * op_state require tracking, the entry is blocked (GPA_RANGE_NOT_BLOCKED + RCX with the
+   * entry's details) and its blocking epoch is over (TLB_TRACKING_NOT_DONE + RCX).
+   */
+  private blockedAndTracked(td: Td, e: SeptEntry, level: number): Fail | undefined {
+    if (!this.trackingRequired(td, e)) return undefined;
+    if (!SEPT_STATE_INFO[e.state].anyBlocked)
+      return this.septFail(TDX.GPA_RANGE_NOT_BLOCKED, e, level);
+    if (!this.entryTracked(td, e)) return withOperand(TDX.TLB_TRACKING_NOT_DONE, OP.RCX);
+    return undefined;
   }
 
   private setPoisonFree(pfn: number, pages: number): void {
@@ -519,16 +580,11 @@ export class TdxModule {
    */
   tdhMemSeptAdd(tdr: Pfn, gpa: bigint, level: number, page: Pfn): bigint {
     this.reset();
-    const td = this.tdFor(tdr, OP.RDX, LEAF.TDH_MEM_SEPT_ADD);
-    if (typeof td === 'bigint') return td;
-    const pi = this.pageInfo(gpa, level, 1, td.pwl);
-    if (pi !== undefined) return pi;
-    const e = this.walkTo(td, gpa, level);
-    if (typeof e === 'bigint') return e;
-    if (!septAllowed(LEAF.TDH_MEM_SEPT_ADD, e.state) || e.state !== 'FREE') {
-      this.septDetails(e, level);
-      return withOperand(TDX.EPT_ENTRY_STATE_INCORRECT, OP.RCX);
-    }
+    const op = this.septOperands(tdr, LEAF.TDH_MEM_SEPT_ADD, gpa, level, 1, 'PWL');
+    if (typeof op === 'bigint') return op;
+    const { td, e } = op;
+    const s = this.septStateCheck(LEAF.TDH_MEM_SEPT_ADD, e, level, e.state === 'FREE');
+    if (s !== undefined) return s;
     const f = this.page4k(page, PT.NDA, OP.R8);
     if (f !== undefined) return f;
     this.pamt.set(page, { pt: PT.EPT, owner: tdr, bepoch: 0, size: '4K' });
@@ -545,16 +601,11 @@ export class TdxModule {
    */
   tdhMemPageAdd(tdr: Pfn, gpa: bigint, page: Pfn, source: Pfn): bigint {
     this.reset();
-    const td = this.tdFor(tdr, OP.RDX, LEAF.TDH_MEM_PAGE_ADD);
-    if (typeof td === 'bigint') return td;
-    const pi = this.pageInfo(gpa, 0, 0, 0);
-    if (pi !== undefined) return pi;
-    const e = this.walkTo(td, gpa, 0);
-    if (typeof e === 'bigint') return e;
-    if (!septAllowed(LEAF.TDH_MEM_PAGE_ADD, e.state)) {
-      this.septDetails(e, 0);
-      return withOperand(TDX.EPT_ENTRY_STATE_INCORRECT, OP.RCX);
-    }
+    const op = this.septOperands(tdr, LEAF.TDH_MEM_PAGE_ADD, gpa, 0, 0, 0);
+    if (typeof op === 'bigint') return op;
+    const { td, e } = op;
+    const s = this.septStateCheck(LEAF.TDH_MEM_PAGE_ADD, e, 0);
+    if (s !== undefined) return s;
     const f = this.page4k(page, PT.NDA, OP.R8);
     if (f !== undefined) return f;
     // The source is read with KeyID 0: a frame the module owns reads as zeros (platform.ts).
@@ -577,16 +628,11 @@ export class TdxModule {
    */
   tdhMemPageAug(tdr: Pfn, gpa: bigint, level: number, page: Pfn): bigint {
     this.reset();
-    const td = this.tdFor(tdr, OP.RDX, LEAF.TDH_MEM_PAGE_AUG);
-    if (typeof td === 'bigint') return td;
-    const pi = this.pageInfo(gpa, level, 0, 1);
-    if (pi !== undefined) return pi;
-    const e = this.walkTo(td, gpa, level);
-    if (typeof e === 'bigint') return e;
-    if (!septAllowed(LEAF.TDH_MEM_PAGE_AUG, e.state)) {
-      this.septDetails(e, level);
-      return withOperand(TDX.EPT_ENTRY_STATE_INCORRECT, OP.RCX);
-    }
+    const op = this.septOperands(tdr, LEAF.TDH_MEM_PAGE_AUG, gpa, level, 0, 1);
+    if (typeof op === 'bigint') return op;
+    const { td, e } = op;
+    const s = this.septStateCheck(LEAF.TDH_MEM_PAGE_AUG, e, level);
+    if (s !== undefined) return s;
     const pages = pagesAtLevel(level);
     if (page % pages !== 0) return withOperand(TDX.OPERAND_INVALID, OP.R8);
     if (level === 0) {
@@ -616,10 +662,7 @@ export class TdxModule {
     const gfn = Number(gpa >> 12n);
     const w = td.sept.walk(gfn, 0);
     const inf = SEPT_STATE_INFO[w.entry.state];
-    if (!inf.leaf || !inf.rwx) {
-      this.septDetails(w.entry, w.level);
-      return withOperand(TDX.EPT_ENTRY_NOT_PRESENT, OP.RCX);
-    }
+    if (!inf.leaf || !inf.rwx) return this.septFail(TDX.EPT_ENTRY_NOT_PRESENT, w.entry, w.level);
     if (!septAllowed(LEAF.TDH_MR_EXTEND, w.entry.state)) return TDX.EPT_ENTRY_NOT_PRESENT;
     const pfn = w.entry.pfn + (gfn % pagesAtLevel(w.level));
     const chunk = new Uint8Array(256);
@@ -651,19 +694,16 @@ export class TdxModule {
    */
   tdhMemRangeBlock(tdr: Pfn, gpa: bigint, level: number): bigint {
     this.reset();
-    const td = this.tdFor(tdr, OP.RDX, LEAF.TDH_MEM_RANGE_BLOCK);
-    if (typeof td === 'bigint') return td;
-    const pi = this.pageInfo(gpa, level, 0, td.pwl);
-    if (pi !== undefined) return pi;
-    const e = this.walkTo(td, gpa, level);
-    if (typeof e === 'bigint') return e;
+    const op = this.septOperands(tdr, LEAF.TDH_MEM_RANGE_BLOCK, gpa, level, 0, 'PWL');
+    if (typeof op === 'bigint') return op;
+    const { td, e } = op;
     if (!septAllowed(LEAF.TDH_MEM_RANGE_BLOCK, e.state)) {
-      this.septDetails(e, level);
-      return withOperand(
+      return this.septFail(
         SEPT_STATE_INFO[e.state].anyBlocked
           ? TDX.GPA_RANGE_ALREADY_BLOCKED
           : TDX.EPT_ENTRY_STATE_INCORRECT,
-        OP.RCX,
+        e,
+        level,
       );
     }
     const blocked: SeptState =
@@ -698,26 +738,15 @@ export class TdxModule {
    */
   tdhMemPageRemove(tdr: Pfn, gpa: bigint, level: number): bigint {
     this.reset();
-    const td = this.tdFor(tdr, OP.RDX, LEAF.TDH_MEM_PAGE_REMOVE);
-    if (typeof td === 'bigint') return td;
-    const pi = this.pageInfo(gpa, level, 0, 2);
-    if (pi !== undefined) return pi;
-    const e = this.walkTo(td, gpa, level);
-    if (typeof e === 'bigint') return e;
-    const inf = SEPT_STATE_INFO[e.state];
-    if (!inf.leaf || !septAllowed(LEAF.TDH_MEM_PAGE_REMOVE, e.state)) {
-      this.septDetails(e, level);
-      return withOperand(TDX.EPT_ENTRY_STATE_INCORRECT, OP.RCX);
-    }
+    const op = this.septOperands(tdr, LEAF.TDH_MEM_PAGE_REMOVE, gpa, level, 0, 2);
+    if (typeof op === 'bigint') return op;
+    const { td, e } = op;
+    const leaf = SEPT_STATE_INFO[e.state].leaf;
+    const s = this.septStateCheck(LEAF.TDH_MEM_PAGE_REMOVE, e, level, leaf);
+    if (s !== undefined) return s;
+    const t = this.blockedAndTracked(td, e, level);
+    if (t !== undefined) return t;
     const p = this.entryPage(e);
-    if (inf.tlbTrackingRequired && opStateTlbTracking(td.opState)) {
-      if (!inf.anyBlocked) {
-        this.septDetails(e, level);
-        return withOperand(TDX.GPA_RANGE_NOT_BLOCKED, OP.RCX);
-      }
-      if (!this.tlbTracked(td, p.pamt.bepoch))
-        return withOperand(TDX.TLB_TRACKING_NOT_DONE, OP.RCX);
-    }
     td.sept.set(level, e.index, 'FREE', -1);
     td.chldcnt -= pagesAtLevel(level);
     this.pamt.set(p.pfn, { ...PAMT_NDA, size: p.pamt.size });
@@ -733,30 +762,16 @@ export class TdxModule {
    */
   tdhMemSeptRemove(tdr: Pfn, gpa: bigint, level: number): bigint {
     this.reset();
-    const td = this.tdFor(tdr, OP.RDX, LEAF.TDH_MEM_SEPT_REMOVE);
-    if (typeof td === 'bigint') return td;
-    const pi = this.pageInfo(gpa, level, 1, td.pwl);
-    if (pi !== undefined) return pi;
-    const e = this.walkTo(td, gpa, level);
-    if (typeof e === 'bigint') return e;
-    if (!septAllowed(LEAF.TDH_MEM_SEPT_REMOVE, e.state)) {
-      this.septDetails(e, level);
-      return withOperand(TDX.EPT_ENTRY_STATE_INCORRECT, OP.RCX);
-    }
-    const inf = SEPT_STATE_INFO[e.state];
+    const op = this.septOperands(tdr, LEAF.TDH_MEM_SEPT_REMOVE, gpa, level, 1, 'PWL');
+    if (typeof op === 'bigint') return op;
+    const { td, e } = op;
+    const s = this.septStateCheck(LEAF.TDH_MEM_SEPT_REMOVE, e, level);
+    if (s !== undefined) return s;
+    const t = this.blockedAndTracked(td, e, level);
+    if (t !== undefined) return t;
+    if (!td.sept.childrenFree(level, e.index))
+      return this.septFail(TDX.EPT_PAGE_NOT_FREE, e, level);
     const p = this.entryPage(e);
-    if (inf.tlbTrackingRequired && opStateTlbTracking(td.opState)) {
-      if (!inf.anyBlocked) {
-        this.septDetails(e, level);
-        return withOperand(TDX.GPA_RANGE_NOT_BLOCKED, OP.RCX);
-      }
-      if (!this.tlbTracked(td, p.pamt.bepoch))
-        return withOperand(TDX.TLB_TRACKING_NOT_DONE, OP.RCX);
-    }
-    if (!td.sept.childrenFree(level, e.index)) {
-      this.septDetails(e, level);
-      return withOperand(TDX.EPT_PAGE_NOT_FREE, OP.RCX);
-    }
     td.sept.set(level, e.index, 'FREE', -1);
     td.chldcnt--;
     this.pamt.set(p.pfn, PAMT_NDA);
@@ -772,21 +787,13 @@ export class TdxModule {
    */
   tdhMemRangeUnblock(tdr: Pfn, gpa: bigint, level: number): bigint {
     this.reset();
-    const td = this.tdFor(tdr, OP.RDX, LEAF.TDH_MEM_RANGE_UNBLOCK);
-    if (typeof td === 'bigint') return td;
-    const pi = this.pageInfo(gpa, level, 0, td.pwl);
-    if (pi !== undefined) return pi;
-    const e = this.walkTo(td, gpa, level);
-    if (typeof e === 'bigint') return e;
-    if (!septAllowed(LEAF.TDH_MEM_RANGE_UNBLOCK, e.state)) {
-      this.septDetails(e, level);
-      return withOperand(TDX.EPT_ENTRY_STATE_INCORRECT, OP.RCX);
-    }
-    const inf = SEPT_STATE_INFO[e.state];
-    if (inf.tlbTrackingRequired && opStateTlbTracking(td.opState)) {
-      if (!this.tlbTracked(td, this.entryPage(e).pamt.bepoch))
-        return withOperand(TDX.TLB_TRACKING_NOT_DONE, OP.SEPT_TREE);
-    }
+    const op = this.septOperands(tdr, LEAF.TDH_MEM_RANGE_UNBLOCK, gpa, level, 0, 'PWL');
+    if (typeof op === 'bigint') return op;
+    const { td, e } = op;
+    const s = this.septStateCheck(LEAF.TDH_MEM_RANGE_UNBLOCK, e, level);
+    if (s !== undefined) return s;
+    if (this.trackingRequired(td, e) && !this.entryTracked(td, e))
+      return withOperand(TDX.TLB_TRACKING_NOT_DONE, OP.SEPT_TREE);
     const unblocked: SeptState =
       e.state === 'NL_BLOCKED' ? 'NL_MAPPED' : e.state === 'BLOCKED' ? 'MAPPED' : 'PENDING';
     td.sept.set(level, e.index, unblocked, e.pfn);
