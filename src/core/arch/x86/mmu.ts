@@ -42,6 +42,18 @@ import {
 import { APIC_DEFAULT_PHYS_BASE, KVM_MEMORY_EXIT_FLAG_PRIVATE } from '../../base/uapi.js';
 import { hostAccessFrame } from '../../mm/host_access.js';
 
+/** A zap's start: `start`, or the first gfn of the mapping that covers it (a huge one is zapped whole). */
+function zapStart(s2: Vm['stage2'][number], start: Gfn): Gfn {
+  const first = s2.entryAt(start);
+  return first === undefined ? start : gfnAlignDown(start, LEVEL_PAGES[first.value.level]);
+}
+
+/** A zap's end: `end`, or the end of the mapping that covers `end - 1` (a huge one is zapped whole). */
+function zapEnd(s2: Vm['stage2'][number], end: Gfn): Gfn {
+  const last = s2.entryAt(end - 1);
+  return last === undefined ? end : gfnAlignUp(end, LEVEL_PAGES[last.value.level]);
+}
+
 /**
  * Zap stage-2 mappings of gfns [start, end) in address space `as` (`kvm_unmap_gfn_range`). A
  * huge mapping that overlaps the range is zapped whole. Returns the number of pages unmapped.
@@ -58,18 +70,8 @@ export function kvmUnmapGfnRange(
   if (as === 0 && vm.mmioSptes.size !== 0) vm.mmioSptes.delete(start, end);
   if (s2 === undefined || end <= start || s2.size === 0) return 0;
   if (vm.spec.mirroredTdp === true) return unmapGfnRangeMirrored(k, vm, as, start, end, source);
-  let zs = start;
-  let ze = end;
-  const first = s2.entryAt(start);
-  if (first !== undefined && first.value.level !== '4K') {
-    const L = LEVEL_PAGES[first.value.level];
-    zs = gfnAlignDown(start, L);
-  }
-  const last = s2.entryAt(end - 1);
-  if (last !== undefined && last.value.level !== '4K') {
-    const L = LEVEL_PAGES[last.value.level];
-    ze = gfnAlignUp(end, L);
-  }
+  const zs = zapStart(s2, start);
+  const ze = zapEnd(s2, end);
   const n = s2.countIn(zs, ze);
   if (n === 0) return 0;
   s2.delete(zs, ze);
@@ -101,10 +103,8 @@ function unmapGfnRangeMirrored(
     source === 'gmem_release' ||
     source === 'memory_failure';
   const sharedOnly = source === 'mmu_notifier';
-  const first = s2.entryAt(start);
-  const last = s2.entryAt(end - 1);
-  const zs = first !== undefined ? gfnAlignDown(start, LEVEL_PAGES[first.value.level]) : start;
-  const ze = last !== undefined ? gfnAlignUp(end, LEVEL_PAGES[last.value.level]) : end;
+  const zs = zapStart(s2, start);
+  const ze = zapEnd(s2, end);
   const victims = s2.piecesIn(zs, ze).filter((p) => (p.value.private ? !sharedOnly : !privateOnly));
   if (victims.length === 0) return 0;
   const vendor = x86Ops(k);
