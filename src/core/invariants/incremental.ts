@@ -920,37 +920,16 @@ export class ChangeTracker {
       // An entry that is still there (same place, frame and owner) stays claimed; a new vCPU
       // only adds its pages after those of the others.
       // (The owner's `what` is the same exactly when `vcpu` and `run` are.)
-      for (const p of vm.sharedPages) {
+      const vmPage = (p: number, what: string): void => {
         const o = prev[next.length];
         next.push(
           o !== undefined && o.pfn === p && o.vcpu === undefined
             ? o
-            : {
-                pfn: p,
-                owner: { kind: 'vcpu', vm, base: 0, what: 'coalesced MMIO ring' },
-                vcpu: undefined,
-                run: false,
-              },
+            : { pfn: p, owner: { kind: 'vcpu', vm, base: 0, what }, vcpu: undefined, run: false },
         );
-      }
-      for (const p of vm.archPages) {
-        const o = prev[next.length];
-        next.push(
-          o !== undefined && o.pfn === p && o.vcpu === undefined
-            ? o
-            : {
-                pfn: p,
-                owner: {
-                  kind: 'vcpu',
-                  vm,
-                  base: 0,
-                  what: 'arch page (TDX control or S-EPT page)',
-                },
-                vcpu: undefined,
-                run: false,
-              },
-        );
-      }
+      };
+      for (const p of vm.sharedPages) vmPage(p, 'coalesced MMIO ring');
+      for (const p of vm.archPages) vmPage(p, 'arch page (TDX control or S-EPT page)');
       for (const vc of vm.vcpus.values()) {
         const pages = vc.pages;
         for (let i = 0; i < pages.length; i++) {
