@@ -78,6 +78,18 @@ function vmTypes(f: KernelFacts): Map<bigint, VmTypeSpec> {
       nrAddressSpaces: 1,
     });
   const offered = BigInt(f.caps.system[KVM_CAP.KVM_CAP_VM_TYPES] ?? 0);
+  // SNP and TDX: private memory and protected state, `pre_fault_allowed` only once the launch is
+  // finished, private faults from the access.
+  const privateProtected = (name: string): VmTypeSpec => ({
+    name,
+    hasPrivateMem: true,
+    hasProtectedState: true,
+    preFaultAllowedAtCreate: false,
+    privateFaultSource: 'access',
+    gmemFlags: gmemFlags & GMEM_FLAG_MMAP,
+    memAttributes: f.kconfig.genericMemoryAttributes ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0n,
+    nrAddressSpaces: 1,
+  });
   if (f.kvmModule === 'kvm_amd' && f.mmu === 'tdp') {
     const noReadonly = new Map<number, bigint>([[KVM_CAP.KVM_CAP_READONLY_MEM, 0n]]);
     const sevLike = (name: string, protectedState: boolean): VmTypeSpec => ({
@@ -95,17 +107,7 @@ function vmTypes(f: KernelFacts): Map<bigint, VmTypeSpec> {
     if ((offered & (1n << KVM_X86_SEV_ES_VM)) !== 0n)
       types.set(KVM_X86_SEV_ES_VM, sevLike('SEV_ES', true));
     if ((offered & (1n << KVM_X86_SNP_VM)) !== 0n)
-      types.set(KVM_X86_SNP_VM, {
-        name: 'SNP',
-        hasPrivateMem: true,
-        hasProtectedState: true,
-        preFaultAllowedAtCreate: false,
-        privateFaultSource: 'access',
-        gmemFlags: gmemFlags & GMEM_FLAG_MMAP,
-        memAttributes: f.kconfig.genericMemoryAttributes ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0n,
-        nrAddressSpaces: 1,
-        capOverrides: noReadonly,
-      });
+      types.set(KVM_X86_SNP_VM, { ...privateProtected('SNP'), capOverrides: noReadonly });
   }
   if (f.kvmModule === 'kvm_intel' && f.mmu === 'tdp' && (offered & (1n << KVM_X86_TDX_VM)) !== 0n) {
     const maxVcpus = Math.min(
@@ -113,14 +115,7 @@ function vmTypes(f: KernelFacts): Map<bigint, VmTypeSpec> {
       f.caps.system[KVM_CAP.KVM_CAP_NR_VCPUS] ?? 0,
     );
     types.set(KVM_X86_TDX_VM, {
-      name: 'TDX',
-      hasPrivateMem: true,
-      hasProtectedState: true,
-      preFaultAllowedAtCreate: false,
-      privateFaultSource: 'access',
-      gmemFlags: gmemFlags & GMEM_FLAG_MMAP,
-      memAttributes: f.kconfig.genericMemoryAttributes ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0n,
-      nrAddressSpaces: 1,
+      ...privateProtected('TDX'),
       maxVcpus,
       mirroredTdp: true,
       capOverrides: new Map<number, bigint>([
