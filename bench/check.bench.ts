@@ -37,7 +37,7 @@ import { runTrace } from '../src/trace/runner.js';
 import type { TraceOp } from '../src/trace/types.js';
 import { makeCorpus } from './replay.bench.js';
 import { generateTrace } from '../src/fuzz/trace_gen.js';
-import { now, row, type BenchRow } from './util.js';
+import { now, median, row, type BenchRow } from './util.js';
 
 function pass(traces: readonly TraceOp[][], checked: boolean): number {
   const profile = getProfile('linux-6.18')!;
@@ -113,12 +113,6 @@ function once(ops: readonly TraceOp[], checked: boolean): number {
   const dt = cpuNow() - t0;
   if (n !== ops.length) throw new Error('bench: a long trace stopped early');
   return dt;
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 /** Interleaved (unchecked, checked) pairs per length: at least 5, and 50,000 ops of each. */

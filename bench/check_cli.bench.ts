@@ -24,7 +24,7 @@ import { getProfile } from '../src/core/profiles/index.js';
 import { generateTrace } from '../src/fuzz/trace_gen.js';
 import { formatOp } from '../src/trace/format.js';
 import { LONG_TRACE_OPS } from './check.bench.js';
-import { row, type BenchRow } from './util.js';
+import { median, row, type BenchRow } from './util.js';
 
 const DIST = resolve(fileURLToPath(import.meta.url), '..', '..');
 const CLI = join(DIST, 'src', 'cli', 'main.js');
@@ -37,12 +37,6 @@ process.on('exit', () => {
   fs.writeFileSync(process.env.GMEMLAB_BENCH_CPU_OUT, String((u.user + u.system) / 1e6));
 });
 `;
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 /** CPU seconds of one `gmemlab <command> <file>` run. */
 function cpuOf(dir: string, command: 'replay' | 'check', file: string): number {

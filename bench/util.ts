@@ -45,6 +45,13 @@ export function row(
   return r;
 }
 
+/** The median of `xs` (the mean of the two middle values for an even count). */
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
 /** Monotonic clock in seconds. */
 export function now(): number {
   return Number(process.hrtime.bigint()) / 1e9;
