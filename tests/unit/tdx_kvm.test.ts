@@ -315,6 +315,24 @@ describe('KVM_TDX_* on the VM fd (tdx_vm_ioctl)', () => {
     assert.equal(t52.hkid, 33);
   });
 
+  test('memslots: after INIT_VM a slot whose last gfn has the shared bit is EINVAL (kvm_is_gfn_alias)', () => {
+    const c = tdxHost();
+    const td = new Td(c);
+    const shared = 1n << 47n;
+    const uaddr = mmapAnon(c, 0x2000n);
+    const region = (slot: bigint, gpa: bigint, size = 0x1000n) =>
+      setRegion(c, td.vm, { slot, flags: 0n, gpa, size, uaddr });
+    // Before INIT_VM the TD has no direct bits: the same GPA is an ordinary one.
+    ok(region(0n, shared), 'a slot at the shared bit before INIT_VM');
+    ok(region(0n, shared, 0n), 'deleted');
+    ok(td.initVm().r, 'INIT_VM (GPAW 48: shared bit 47)');
+    fails(region(1n, shared), 'EINVAL', 'CREATE whose last gfn is an alias');
+    fails(region(1n, shared - 0x1000n, 0x2000n), 'EINVAL', 'CREATE ending past the shared bit');
+    ok(region(1n, shared - 0x1000n), 'CREATE ending just below the shared bit');
+    fails(region(1n, shared), 'EINVAL', 'MOVE onto an alias');
+    ok(region(1n, 0x10000n), 'MOVE below it');
+  });
+
   test('KVM_CREATE_VCPU on a TD: split irqchip required; at most num_present_cpus vCPUs', () => {
     const c = tdxHost();
     const td = new Td(c);

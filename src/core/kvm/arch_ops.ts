@@ -71,6 +71,11 @@ export interface KvmArchOps<K> {
    */
   allocMemslotMetadata(k: K, vm: Vm, slot: Memslot): void;
   /**
+   * `kvm_arch_prepare_memory_region()`'s checks of a memslot being created or moved, whose last
+   * gfn is `last`: why the arch refuses it (-EINVAL), or undefined.
+   */
+  memslotLastGfnInvalid(k: K, vm: Vm, last: Gfn): string | undefined;
+  /**
    * `kvm_arch_gmem_prepare()`: called by guest_memfd when a folio is first used for a guest fault
    * (`__kvm_gmem_prepare_folio()`, after zeroing, before it is marked up-to-date), with the gfn
    * it is about to be mapped at. An errno fails the fault with it; undefined is success.

@@ -151,8 +151,8 @@ export function kvmSetMemoryRegion(
     const o = old!;
     // kvm_invalidate_memslot(): zap first, then kvm_arch_prepare_memory_region().
     k.arch.flushShadowMemslot(k, vm, o, 'memslot_move');
-    if (baseGfn + npages - 1 > k.profile.maxGfnExclusive - 1)
-      return err('EINVAL', 'kvm_arch_prepare_memory_region: beyond max gfn');
+    const invalid = k.arch.memslotLastGfnInvalid(k, vm, gfnAdd(baseGfn, npages - 1));
+    if (invalid !== undefined) return err('EINVAL', invalid);
     vm.memslotGen++;
     vm.slotsByGfn[asId]!.delete(o.baseGfn, o.endGfn);
     o.baseGfn = baseGfn;
@@ -167,10 +167,11 @@ export function kvmSetMemoryRegion(
     const r = kvmGmemBind(k, vm, slot, gmemFd(), mem.guest_memfd_offset);
     if (!r.ok) return r;
   }
-  // kvm_arch_prepare_memory_region(): the last gfn must be addressable by the MMU.
-  if (baseGfn + npages - 1 > k.profile.maxGfnExclusive - 1) {
+  // kvm_arch_prepare_memory_region(): the last gfn must be addressable by the MMU and no alias.
+  const invalid = k.arch.memslotLastGfnInvalid(k, vm, gfnAdd(baseGfn, npages - 1));
+  if (invalid !== undefined) {
     if (isGmem) kvmGmemUnbind(k, slot);
-    return err('EINVAL', 'kvm_arch_prepare_memory_region: beyond max gfn');
+    return err('EINVAL', invalid);
   }
   k.arch.allocMemslotMetadata(k, vm, slot);
   vm.slots.set(key, slot);

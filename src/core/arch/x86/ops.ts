@@ -37,12 +37,26 @@ export function x86ArchOps(vendor: KvmX86Ops): X86ArchOps {
     preSetMemoryAttributes: kvmArchPreSetMemoryAttributes,
     postSetMemoryAttributes: kvmArchPostSetMemoryAttributes,
     allocMemslotMetadata: kvmMmuInitMemslotMemoryAttributes,
+    memslotLastGfnInvalid: kvmArchMemslotLastGfnInvalid,
     gmemPrepare: kvmArchGmemPrepare,
     gmemInvalidate: kvmArchGmemInvalidate,
     vmIoctl: kvmArchVmIoctl,
     vcpuIoctl: kvmArchVcpuIoctl,
     ...(vendor.vmDestroy !== undefined ? { destroyVm: vendor.vmDestroy } : {}),
   };
+}
+
+/**
+ * `kvm_arch_prepare_memory_region()` for KVM_MR_CREATE / KVM_MR_MOVE: the last gfn must be
+ * addressable by the MMU (`kvm_mmu_max_gfn()`) and must not have a bit of the VM's direct bits
+ * (`kvm_is_gfn_alias()`: a TD's shared bit, once KVM_TDX_INIT_VM set it), else -EINVAL.
+ */
+function kvmArchMemslotLastGfnInvalid(k: KernelCtx, vm: Vm, last: Gfn): string | undefined {
+  if (last > k.profile.maxGfnExclusive - 1) return 'kvm_arch_prepare_memory_region: beyond max gfn';
+  const direct = x86Ops(k).gfnDirectBits?.(vm) ?? 0n;
+  if (direct !== 0n && (BigInt(last) & direct) !== 0n)
+    return 'kvm_arch_prepare_memory_region: last gfn has a direct bit (kvm_is_gfn_alias)';
+  return undefined;
 }
 
 /** `kvm_arch_gmem_prepare()`: `kvm_x86_call(gmem_prepare)` when the vendor has one, else 0. */
