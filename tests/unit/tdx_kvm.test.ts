@@ -254,10 +254,30 @@ describe('KVM_TDX_* on the VM fd (tdx_vm_ioctl)', () => {
     const caps = new Uint8Array(2056);
     new DataView(caps.buffer).setUint32(2048, 2, true);
     fails(td.cmd(td.vm, KVM_TDX.CAPABILITIES, caps).r, 'E2BIG', 'nent 2');
+    // Only cpuid.nent is read: the struct's first page unmapped, nent on the next one, is E2BIG.
+    const two = mmapAnon(c, 0x2000n);
+    ok(c.h.munmap(two, 0x1000n), 'munmap the first page');
+    assert.ok(c.h.poke(two + 0x1000n, new Uint8Array(4)).ok);
+    fails(td.cmd(td.vm, KVM_TDX.CAPABILITIES, two + 0x1000n - 2048n).r, 'E2BIG', 'nent 0');
     new DataView(caps.buffer).setUint32(2048, 64, true);
+    // What the VMM left in the struct does not come back: KVM copies out a zeroed one.
+    caps.fill(0xff, 16, 24);
+    caps.fill(0xff, 32, 2048);
+    caps.fill(0xff, 2052, 2056);
     ok(td.cmd(td.vm, KVM_TDX.CAPABILITIES, caps).r);
     const out = td.readParams(2056 + 6 * 40);
     const v = new DataView(out.buffer, out.byteOffset);
+    assert.equal(v.getBigUint64(16, true), 0n, 'kernel_tdvmcallinfo_1_r11');
+    assert.equal(
+      v.getBigUint64(24, true),
+      2n,
+      'user_tdvmcallinfo_1_r11: SetupEventNotifyInterrupt',
+    );
+    assert.ok(
+      out.subarray(32, 2048).every((b) => b === 0),
+      'r12 words and reserved[] zero',
+    );
+    assert.equal(v.getUint32(2052, true), 0, 'cpuid.padding');
     assert.equal(v.getBigUint64(0, true), 1n << 28n, 'supported_attrs: SEPT_VE_DISABLE');
     assert.equal(v.getBigUint64(8, true), 0x2e7n, 'supported_xfam');
     assert.equal(v.getUint32(2048, true), 6, 'nent');

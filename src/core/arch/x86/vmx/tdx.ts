@@ -362,18 +362,21 @@ function tdCpuidEntry(i: number): Uint8Array {
 }
 
 /**
- * `tdx_get_capabilities()`: flags 0 (-EINVAL); `struct kvm_tdx_capabilities` from `data`
- * (-EFAULT); room for every config leaf (`cpuid.nent`, else -E2BIG); the supported attributes,
- * XFAM, the TDVMCALLs userspace handles and the configurable CPUID leaves are written back
- * (-EFAULT), the entries after the header.
+ * `tdx_get_capabilities()` (6.18, since "Don't leak kernel bytes" in 6.17): flags 0 (-EINVAL);
+ * `cpuid.nent` read alone with get_user() (-EFAULT); room for every config leaf (else -E2BIG);
+ * then a zeroed `struct kvm_tdx_capabilities` (kzalloc) filled by `init_kvm_tdx_caps()` (the
+ * supported attributes, XFAM, the TDVMCALLs userspace handles, the configurable CPUID leaves) is
+ * copied out whole (-EFAULT), so every other field and reserved byte reads back 0, then the
+ * entries after the header (-EFAULT).
  */
 function tdxGetCapabilities(k: KernelCtx, cmd: KvmTdxCmd): Result<undefined> {
   if (cmd.flags !== 0) return err('EINVAL', 'tdx_get_capabilities: flags != 0');
-  const caps = copyFromUserAddr(k, cmd.data, KVM_TDX_CAPABILITIES_SIZE);
-  if (caps === undefined) return err('EFAULT', 'tdx_get_capabilities: copy_from_user(caps)');
+  const nent = copyFromUserAddr(k, cmd.data + 2048n, 4);
+  if (nent === undefined) return err('EFAULT', 'tdx_get_capabilities: get_user(cpuid.nent)');
   const n = TDX_CPUID_CONFIG.length;
-  if (u32(caps, 2048) < n) return err('E2BIG', 'tdx_get_capabilities: cpuid.nent too small');
-  // init_kvm_tdx_caps()
+  if (u32(nent, 0) < n) return err('E2BIG', 'tdx_get_capabilities: cpuid.nent too small');
+  // init_kvm_tdx_caps() on the kzalloc'ed struct.
+  const caps = new Uint8Array(KVM_TDX_CAPABILITIES_SIZE);
   putU64(caps, 0, supportedAttrs());
   putU64(caps, 8, supportedXfam());
   putU64(caps, 24, TDVMCALLINFO_SETUP_EVENT_NOTIFY_INTERRUPT);
