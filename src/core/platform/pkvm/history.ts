@@ -1,0 +1,284 @@
+/**
+ * The hypercall history of each physical page and the pure function that recomputes the page's
+ * expected state from it alone (platforms.md §3.3 "Hypercall history view", §3.6): the same idea
+ * as the Cambridge ghost specification of pKVM (rems-project/linux
+ * `arch/arm64/kvm/hyp/nvhe/ghost/ghost_spec.c`), where a C function per hypercall
+ * (`compute_new_abstract_state_handle___pkvm_host_share_hyp`, ...) computes the expected abstract
+ * post-state from the pre-state and the call, and a diff flags any mismatch with the abstraction
+ * of the real page tables. Here the "call data" is the record of a call that succeeded; the fold
+ * below is the spec, `PkvmHyp` (hyp.ts) the implementation, and oracle.ts compares the two.
+ *
+ * The fold does not re-run the implementation's checks: it applies each call's documented effect
+ * (§3.3) and reports a *problem* whenever the call's documented precondition does not hold in the
+ * state it computed so far (a history the spec says could not have succeeded).
+ *
+ * Storage: one list of events per page the history touched (a Map keyed by pfn), so memory is
+ * proportional to what happened, never to the size of memory.
+ */
+import {
+  PKVM_ID_GUEST,
+  PKVM_ID_HYP,
+  PKVM_NOPAGE,
+  PKVM_PAGE_OWNED,
+  PKVM_PAGE_SHARED_BORROWED,
+  PKVM_PAGE_SHARED_OWNED,
+  PKVM_POISON,
+  PKVM_STATE_NAMES,
+  type PkvmGuestState,
+  type PkvmPageState,
+} from './memory.js';
+
+/** One successful call, as it concerns one page. */
+export type PageEvent =
+  | { readonly op: 'host_share_hyp' }
+  | { readonly op: 'host_unshare_hyp' }
+  | { readonly op: 'host_donate_hyp' }
+  | { readonly op: 'hyp_donate_host' }
+  | { readonly op: 'hyp_pin' }
+  | { readonly op: 'hyp_unpin' }
+  | { readonly op: 'host_share_ffa' }
+  | { readonly op: 'host_unshare_ffa' }
+  | { readonly op: 'host_share_guest'; readonly handle: number; readonly gfn: number }
+  | { readonly op: 'host_unshare_guest'; readonly handle: number; readonly gfn: number }
+  | { readonly op: 'host_donate_guest'; readonly handle: number; readonly gfn: number }
+  | { readonly op: 'guest_share_host'; readonly handle: number; readonly gfn: number }
+  | { readonly op: 'guest_unshare_host'; readonly handle: number; readonly gfn: number }
+  | { readonly op: 'host_reclaim_page_guest'; readonly handle: number; readonly gfn: number }
+  | { readonly op: 'host_force_reclaim_page_guest'; readonly handle: number; readonly gfn: number }
+  /** `__pkvm_finalize_teardown_vm()` destroyed a guest stage-2 that still mapped the page. */
+  | { readonly op: 'guest_stage2_destroyed'; readonly handle: number; readonly gfn: number };
+
+/** A guest's view of a page: which VM, at which gfn, in which state. */
+export interface GuestView {
+  readonly handle: number;
+  readonly gfn: number;
+  readonly state: PkvmGuestState;
+}
+
+/** The host stage-2 annotation of a page the host does not own. */
+export interface Annotation {
+  readonly owner: number;
+  readonly handle: number;
+  readonly gfn: number;
+}
+
+/** What the history says a page looks like. */
+export interface ExpectedPage {
+  readonly host: PkvmPageState;
+  readonly hyp: PkvmPageState;
+  /** Guest mappings of the page, sorted by (handle, gfn). */
+  readonly guests: readonly GuestView[];
+  readonly shareGuestCount: number;
+  readonly pins: number;
+  /** Shared with the secure world over FF-A (no counterpart state in the hypervisor). */
+  readonly ffa: boolean;
+  /** The annotation the host stage-2 must hold (host NOPAGE), or undefined. */
+  readonly annotation: Annotation | undefined;
+  /** Whether the last guest-to-host return of the page required it zeroed (reclaims). */
+  readonly mustBeZero: boolean;
+  /** Preconditions the history broke, in order ("event 3 host_share_hyp: host is NOPAGE"). */
+  readonly problems: readonly string[];
+}
+
+/** The initial owner of a page: the host, or the hypervisor (its own memory at boot). */
+export type InitialOwner = 'host' | 'hyp';
+
+function sortGuests(g: GuestView[]): GuestView[] {
+  return g.sort((a, b) => a.handle - b.handle || a.gfn - b.gfn);
+}
+
+const n = (s: number): string => PKVM_STATE_NAMES[s] ?? String(s);
+
+/**
+ * The expected state of a page after `events`, computed from the history alone (the "ghost"
+ * post-state of each call from its pre-state). Pure.
+ */
+export function expectedPage(events: readonly PageEvent[], initial: InitialOwner): ExpectedPage {
+  let host: PkvmPageState = initial === 'host' ? PKVM_PAGE_OWNED : PKVM_NOPAGE;
+  let hyp: PkvmPageState = initial === 'host' ? PKVM_NOPAGE : PKVM_PAGE_OWNED;
+  let guests: GuestView[] = [];
+  let count = 0;
+  let pins = 0;
+  let ffa = false;
+  let annotation: Annotation | undefined =
+    initial === 'host' ? undefined : { owner: PKVM_ID_HYP, handle: 0, gfn: 0 };
+  let mustBeZero = false;
+  const problems: string[] = [];
+
+  events.forEach((ev, i) => {
+    const need = (cond: boolean, what: string): void => {
+      if (!cond) problems.push(`event ${i} ${ev.op}: ${what}`);
+    };
+    const findGuest = (handle: number, gfn: number): GuestView | undefined =>
+      guests.find((g) => g.handle === handle && g.gfn === gfn);
+    const setGuest = (handle: number, gfn: number, state: PkvmGuestState | undefined): void => {
+      guests = guests.filter((g) => !(g.handle === handle && g.gfn === gfn));
+      if (state !== undefined) guests.push({ handle, gfn, state });
+    };
+    switch (ev.op) {
+      case 'host_share_hyp':
+        need(host === PKVM_PAGE_OWNED, `host is ${n(host)}, not OWNED`);
+        need(hyp === PKVM_NOPAGE, `hyp is ${n(hyp)}, not NOPAGE`);
+        host = PKVM_PAGE_SHARED_OWNED;
+        hyp = PKVM_PAGE_SHARED_BORROWED;
+        break;
+      case 'host_unshare_hyp':
+        need(host === PKVM_PAGE_SHARED_OWNED, `host is ${n(host)}, not SHARED_OWNED`);
+        need(hyp === PKVM_PAGE_SHARED_BORROWED, `hyp is ${n(hyp)}, not SHARED_BORROWED`);
+        need(pins === 0, `pinned ${pins} times`);
+        host = PKVM_PAGE_OWNED;
+        hyp = PKVM_NOPAGE;
+        break;
+      case 'host_donate_hyp':
+        need(host === PKVM_PAGE_OWNED, `host is ${n(host)}, not OWNED`);
+        need(hyp === PKVM_NOPAGE, `hyp is ${n(hyp)}, not NOPAGE`);
+        host = PKVM_NOPAGE;
+        hyp = PKVM_PAGE_OWNED;
+        annotation = { owner: PKVM_ID_HYP, handle: 0, gfn: 0 };
+        break;
+      case 'hyp_donate_host':
+        need(hyp === PKVM_PAGE_OWNED, `hyp is ${n(hyp)}, not OWNED`);
+        need(host === PKVM_NOPAGE, `host is ${n(host)}, not NOPAGE`);
+        host = PKVM_PAGE_OWNED;
+        hyp = PKVM_NOPAGE;
+        annotation = undefined;
+        mustBeZero = false;
+        break;
+      case 'hyp_pin':
+        need(host === PKVM_PAGE_SHARED_OWNED && hyp === PKVM_PAGE_SHARED_BORROWED, 'not shared');
+        pins++;
+        break;
+      case 'hyp_unpin':
+        need(pins > 0, 'not pinned');
+        pins--;
+        break;
+      case 'host_share_ffa':
+        need(host === PKVM_PAGE_OWNED, `host is ${n(host)}, not OWNED`);
+        host = PKVM_PAGE_SHARED_OWNED;
+        ffa = true;
+        break;
+      case 'host_unshare_ffa':
+        need(host === PKVM_PAGE_SHARED_OWNED, `host is ${n(host)}, not SHARED_OWNED`);
+        need(ffa, 'not shared over FF-A');
+        host = PKVM_PAGE_OWNED;
+        ffa = false;
+        break;
+      case 'host_share_guest':
+        need(
+          host === PKVM_PAGE_OWNED || (host === PKVM_PAGE_SHARED_OWNED && count > 0),
+          `host is ${n(host)} with ${count} guest shares`,
+        );
+        need(findGuest(ev.handle, ev.gfn) === undefined, 'guest gfn already mapped');
+        host = PKVM_PAGE_SHARED_OWNED;
+        count++;
+        setGuest(ev.handle, ev.gfn, PKVM_PAGE_SHARED_BORROWED);
+        mustBeZero = false;
+        break;
+      case 'host_unshare_guest':
+        need(
+          findGuest(ev.handle, ev.gfn)?.state === PKVM_PAGE_SHARED_BORROWED,
+          'guest does not borrow it',
+        );
+        need(host === PKVM_PAGE_SHARED_OWNED && count > 0, `host is ${n(host)}, count ${count}`);
+        setGuest(ev.handle, ev.gfn, undefined);
+        count--;
+        if (count === 0) host = PKVM_PAGE_OWNED;
+        break;
+      case 'host_donate_guest':
+        need(host === PKVM_PAGE_OWNED, `host is ${n(host)}, not OWNED`);
+        need(findGuest(ev.handle, ev.gfn) === undefined, 'guest gfn already mapped');
+        host = PKVM_NOPAGE;
+        annotation = { owner: PKVM_ID_GUEST, handle: ev.handle, gfn: ev.gfn };
+        setGuest(ev.handle, ev.gfn, PKVM_PAGE_OWNED);
+        mustBeZero = false;
+        break;
+      case 'guest_share_host':
+        need(findGuest(ev.handle, ev.gfn)?.state === PKVM_PAGE_OWNED, 'guest does not own it');
+        need(host === PKVM_NOPAGE, `host is ${n(host)}, not NOPAGE`);
+        setGuest(ev.handle, ev.gfn, PKVM_PAGE_SHARED_OWNED);
+        host = PKVM_PAGE_SHARED_BORROWED;
+        annotation = undefined;
+        break;
+      case 'guest_unshare_host':
+        need(
+          findGuest(ev.handle, ev.gfn)?.state === PKVM_PAGE_SHARED_OWNED,
+          'guest has not shared it',
+        );
+        need(host === PKVM_PAGE_SHARED_BORROWED, `host is ${n(host)}, not SHARED_BORROWED`);
+        setGuest(ev.handle, ev.gfn, PKVM_PAGE_OWNED);
+        host = PKVM_NOPAGE;
+        annotation = { owner: PKVM_ID_GUEST, handle: ev.handle, gfn: ev.gfn };
+        break;
+      case 'host_reclaim_page_guest': {
+        const g = findGuest(ev.handle, ev.gfn);
+        need(g !== undefined, 'guest does not map it');
+        if (g?.state === PKVM_PAGE_OWNED) {
+          need(host === PKVM_NOPAGE, `host is ${n(host)}, not NOPAGE`);
+          host = PKVM_PAGE_OWNED;
+          annotation = undefined;
+          mustBeZero = true;
+        } else if (g?.state === PKVM_PAGE_SHARED_OWNED) {
+          need(host === PKVM_PAGE_SHARED_BORROWED, `host is ${n(host)}, not SHARED_BORROWED`);
+          host = PKVM_PAGE_OWNED;
+        } else need(g?.state === PKVM_POISON, `guest state ${n(g?.state ?? PKVM_NOPAGE)}`);
+        setGuest(ev.handle, ev.gfn, undefined);
+        break;
+      }
+      case 'host_force_reclaim_page_guest':
+        need(findGuest(ev.handle, ev.gfn)?.state === PKVM_PAGE_OWNED, 'guest does not own it');
+        need(host === PKVM_NOPAGE, `host is ${n(host)}, not NOPAGE`);
+        setGuest(ev.handle, ev.gfn, PKVM_POISON);
+        host = PKVM_PAGE_OWNED;
+        annotation = undefined;
+        mustBeZero = true;
+        break;
+      case 'guest_stage2_destroyed': {
+        const g = findGuest(ev.handle, ev.gfn);
+        need(g !== undefined, 'guest does not map it');
+        if (g?.state === PKVM_PAGE_SHARED_BORROWED) {
+          // The share is never returned: the count stays (the kernel leaks it the same way).
+        }
+        setGuest(ev.handle, ev.gfn, undefined);
+        break;
+      }
+    }
+  });
+  return {
+    host,
+    hyp,
+    guests: sortGuests(guests),
+    shareGuestCount: count,
+    pins,
+    ffa,
+    annotation: host === PKVM_NOPAGE ? annotation : undefined,
+    mustBeZero,
+    problems,
+  };
+}
+
+/** The per-page history: every successful call, in order, for each page it touched. */
+export class PkvmHistory {
+  private readonly pages = new Map<number, PageEvent[]>();
+  /** Number of events recorded (all pages). */
+  events = 0;
+
+  /** Append `ev(i)` to the history of page `pfn + i` for i in [0, pages). */
+  record(pfn: number, pages: number, ev: (i: number) => PageEvent): void {
+    for (let i = 0; i < pages; i++) {
+      let h = this.pages.get(pfn + i);
+      if (h === undefined) this.pages.set(pfn + i, (h = []));
+      h.push(ev(i));
+      this.events++;
+    }
+  }
+
+  /** The history of `pfn` (empty if nothing happened to it). */
+  of(pfn: number): readonly PageEvent[] {
+    return this.pages.get(pfn) ?? [];
+  }
+
+  /** Every page with a history, ascending. */
+  touched(): number[] {
+    return [...this.pages.keys()].sort((a, b) => a - b);
+  }
+}
