@@ -122,6 +122,8 @@ interface Row {
   readonly want: number;
   readonly setup?: (r: Rig) => void;
   readonly call: (r: Rig) => number;
+  /** After a success: (pfn, VM handle, gfn) → the expected "host hyp [guest]" triple. */
+  readonly then?: (r: Rig) => Array<[number, number | undefined, number | undefined, string]>;
 }
 
 /** Run a table: every failing row changes nothing; the history and the invariants stay clean. */
@@ -140,6 +142,9 @@ function table(title: string, rows: readonly Row[], config: Partial<PkvmHypConfi
         const ret = row.call(r);
         assert.equal(retName(ret), retName(row.want));
         if (row.want !== 0) assert.equal(r.snapshot(), before, 'a failing call changed state');
+        else
+          for (const [pfn, handle, gfn, want] of row.then?.(r) ?? [])
+            assert.equal(r.triple(pfn, handle, gfn), want, `page ${pfn}`);
         r.clean('after the call');
       });
   });
@@ -165,7 +170,12 @@ table('__pkvm_host_share_hyp(pfn)', [
     setup: (r) => assert.equal(r.h.hostShareFfa(A, 1), 0),
     call: (r) => r.h.hostShareHyp(A),
   },
-  { name: 'a host-owned page', want: 0, call: (r) => r.h.hostShareHyp(A) },
+  {
+    name: 'a host-owned page',
+    want: 0,
+    call: (r) => r.h.hostShareHyp(A),
+    then: () => [[A, undefined, undefined, 'SHARED_OWNED SHARED_BORROWED']],
+  },
 ]);
 
 table('__pkvm_host_unshare_hyp(pfn)', [
@@ -194,6 +204,7 @@ table('__pkvm_host_unshare_hyp(pfn)', [
       r.h.hypUnpinSharedMem(A, 1);
     },
     call: (r) => r.h.hostUnshareHyp(A),
+    then: () => [[A, undefined, undefined, 'OWNED NOPAGE']],
   },
 ]);
 
@@ -209,13 +220,22 @@ table('__pkvm_host_donate_hyp(pfn, nr_pages) and __pkvm_hyp_donate_host', [
     want: E.EINVAL,
     call: (r) => r.h.hostDonateHyp(4094, 4),
   },
-  { name: 'donate_hyp: four host pages', want: 0, call: (r) => r.h.hostDonateHyp(A, 4) },
+  {
+    name: 'donate_hyp: four host pages',
+    want: 0,
+    call: (r) => r.h.hostDonateHyp(A, 4),
+    then: () => [
+      [A, undefined, undefined, 'NOPAGE OWNED'],
+      [A + 3, undefined, undefined, 'NOPAGE OWNED'],
+    ],
+  },
   { name: 'hyp_donate_host: a host page', want: E.EPERM, call: (r) => r.h.hypDonateHost(A, 1) },
   {
     name: 'hyp_donate_host: a donated page',
     want: 0,
     setup: (r) => assert.equal(r.h.hostDonateHyp(A, 1), 0),
     call: (r) => r.h.hypDonateHost(A, 1),
+    then: () => [[A, undefined, undefined, 'OWNED NOPAGE']],
   },
 ]);
 
@@ -226,6 +246,7 @@ table('hyp_pin_shared_mem / __pkvm_host_share_ffa / __pkvm_host_unshare_ffa', [
     want: 0,
     setup: (r) => assert.equal(r.h.hostShareHyp(A), 0),
     call: (r) => r.h.hypPinSharedMem(A, 1),
+    then: () => [[A, undefined, undefined, 'SHARED_OWNED SHARED_BORROWED']],
   },
   {
     name: 'share_ffa: a page shared with the hyp',
@@ -233,13 +254,22 @@ table('hyp_pin_shared_mem / __pkvm_host_share_ffa / __pkvm_host_unshare_ffa', [
     setup: (r) => assert.equal(r.h.hostShareHyp(A), 0),
     call: (r) => r.h.hostShareFfa(A, 1),
   },
-  { name: 'share_ffa: a host page', want: 0, call: (r) => r.h.hostShareFfa(A, 2) },
+  {
+    name: 'share_ffa: a host page',
+    want: 0,
+    call: (r) => r.h.hostShareFfa(A, 2),
+    then: () => [
+      [A, undefined, undefined, 'SHARED_OWNED NOPAGE'],
+      [A + 1, undefined, undefined, 'SHARED_OWNED NOPAGE'],
+    ],
+  },
   { name: 'unshare_ffa: not shared', want: E.EPERM, call: (r) => r.h.hostUnshareFfa(A, 1) },
   {
     name: 'unshare_ffa: shared',
     want: 0,
     setup: (r) => assert.equal(r.h.hostShareFfa(A, 1), 0),
     call: (r) => r.h.hostUnshareFfa(A, 1),
+    then: () => [[A, undefined, undefined, 'OWNED NOPAGE']],
   },
 ]);
 
@@ -331,11 +361,20 @@ table(
       },
       call: (r) => r.h.hostShareGuest(r.N, 0, A, 0, 1, RWX),
     },
-    { name: 'one page', want: 0, call: (r) => r.h.hostShareGuest(r.N, 0, A, 3, 1, RWX) },
+    {
+      name: 'one page',
+      want: 0,
+      call: (r) => r.h.hostShareGuest(r.N, 0, A, 3, 1, RWX),
+      then: (r) => [[A, r.N, 3, 'SHARED_OWNED NOPAGE SHARED_BORROWED']],
+    },
     {
       name: 'a PMD block',
       want: 0,
       call: (r) => r.h.hostShareGuest(r.N, 0, BLK, 512, 512, RWX),
+      then: (r) => [
+        [BLK, r.N, 512, 'SHARED_OWNED NOPAGE SHARED_BORROWED'],
+        [BLK + 511, r.N, 1023, 'SHARED_OWNED NOPAGE SHARED_BORROWED'],
+      ],
     },
   ],
   { shareGuestCountMax: 2 },
@@ -360,12 +399,17 @@ table('__pkvm_host_unshare_guest(gfn, nr_pages, vm)', [
     want: 0,
     setup: (r) => assert.equal(r.h.hostShareGuest(r.N, 0, A, 3, 1, RWX), 0),
     call: (r) => r.h.hostUnshareGuest(r.N, 3, 1),
+    then: (r) => [[A, r.N, 3, 'OWNED NOPAGE NOPAGE']],
   },
   {
     name: 'a PMD block',
     want: 0,
     setup: (r) => assert.equal(r.h.hostShareGuest(r.N, 0, BLK, 512, 512, RWX), 0),
     call: (r) => r.h.hostUnshareGuest(r.N, 512, 512),
+    then: (r) => [
+      [BLK, r.N, 512, 'OWNED NOPAGE NOPAGE'],
+      [BLK + 511, r.N, 1023, 'OWNED NOPAGE NOPAGE'],
+    ],
   },
 ]);
 
@@ -397,7 +441,12 @@ table('__pkvm_host_donate_guest(pfn, gfn, vcpu) (protected guest; later tree)', 
     },
     call: (r) => r.h.hostDonateGuest(r.P, 0, A, 0),
   },
-  { name: 'a host page', want: 0, call: (r) => r.h.hostDonateGuest(r.P, 0, A, 4) },
+  {
+    name: 'a host page',
+    want: 0,
+    call: (r) => r.h.hostDonateGuest(r.P, 0, A, 4),
+    then: (r) => [[A, r.P, 4, 'NOPAGE NOPAGE OWNED']],
+  },
 ]);
 
 /** A protected guest with gfn 4 → page A donated. */
@@ -442,6 +491,7 @@ table('__pkvm_guest_share_host / __pkvm_guest_unshare_host (the guest’s MEM_SH
     want: 0,
     setup: donated,
     call: (r) => r.h.guestShareHost(r.P, 4),
+    then: (r) => [[A, r.P, 4, 'SHARED_BORROWED NOPAGE SHARED_OWNED']],
   },
   {
     name: 'unshare: not shared',
@@ -457,6 +507,7 @@ table('__pkvm_guest_share_host / __pkvm_guest_unshare_host (the guest’s MEM_SH
       assert.equal(r.h.guestShareHost(r.P, 4), 0);
     },
     call: (r) => r.h.guestUnshareHost(r.P, 4),
+    then: (r) => [[A, r.P, 4, 'NOPAGE NOPAGE OWNED']],
   },
 ]);
 
@@ -499,6 +550,7 @@ table(
         assert.equal(r.h.startTeardownVm(r.P), 0);
       },
       call: (r) => r.h.reclaimDyingGuestPage(r.P, 4),
+      then: (r) => [[A, r.P, 4, 'OWNED NOPAGE NOPAGE']],
     },
     {
       name: 'reclaim: a page the guest shares with the host',
@@ -509,6 +561,7 @@ table(
         assert.equal(r.h.startTeardownVm(r.P), 0);
       },
       call: (r) => r.h.reclaimDyingGuestPage(r.P, 4),
+      then: (r) => [[A, r.P, 4, 'OWNED NOPAGE NOPAGE']],
     },
     { name: 'finalize: not dying', want: E.EINVAL, call: (r) => r.h.finalizeTeardownVm(r.P) },
     {
@@ -542,6 +595,7 @@ table('__pkvm_host_force_reclaim_page_guest(phys)', [
     want: 0,
     setup: donated,
     call: (r) => r.h.hostForceReclaimPageGuest(A),
+    then: (r) => [[A, r.P, 4, 'OWNED NOPAGE POISON']],
   },
 ]);
 
