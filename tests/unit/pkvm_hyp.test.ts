@@ -156,6 +156,11 @@ const BLK = 1024; // a 2 MiB-aligned host block [1024, 1536)
 
 table('__pkvm_host_share_hyp(pfn)', [
   { name: 'a page outside memory', want: E.EPERM, call: (r) => r.h.hostShareHyp(MMIO_PFN) },
+  {
+    name: 'a pfn past the PA limit (no pfn_range_is_valid() here)',
+    want: E.EPERM,
+    call: (r) => r.h.hostShareHyp(2 ** 36),
+  },
   { name: 'a MEMBLOCK_NOMAP page', want: E.EPERM, call: (r) => r.h.hostShareHyp(NOMAP_PFN) },
   { name: 'the hypervisor’s own page', want: E.EPERM, call: (r) => r.h.hostShareHyp(17) },
   {
@@ -214,6 +219,11 @@ table('__pkvm_host_donate_hyp(pfn, nr_pages) and __pkvm_hyp_donate_host', [
     want: E.EPERM,
     setup: (r) => assert.equal(r.h.hostShareHyp(A + 2), 0),
     call: (r) => r.h.hostDonateHyp(A, 4),
+  },
+  {
+    name: 'donate_hyp: a range past the PA limit (pfn_range_is_valid)',
+    want: E.EINVAL,
+    call: (r) => r.h.hostDonateHyp(2 ** 36 - 1, 2),
   },
   {
     name: 'donate_hyp: a range leaving its memory region',
@@ -293,6 +303,11 @@ table(
       name: 'prot beyond RWX',
       want: E.EINVAL,
       call: (r) => r.h.hostShareGuest(r.N, 0, A, 0, 1, 8),
+    },
+    {
+      name: 'a pfn past the PA limit',
+      want: E.EINVAL,
+      call: (r) => r.h.hostShareGuest(r.N, 0, 2 ** 36, 0, 1, RWX),
     },
     {
       name: 'nr_pages neither 1 nor a PMD block',

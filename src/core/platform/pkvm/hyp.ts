@@ -12,7 +12,9 @@
  *   `__pkvm_host_unshare_guest` (with `nr_pages` and `__guest_check_transition_size()`),
  *   `host_stage2_idmap`, `host_stage2_adjust_range`, `host_stage2_set_owner_locked`,
  *   `__host_check_page_state_range`, `__guest_check_page_state_range`,
- *   `check_range_allowed_memory`; `hyp-main.c` for the handlers (`handle___pkvm_host_share_guest`
+ *   `check_range_allowed_memory`, `pfn_range_is_valid` (Vincent Donnefort's "Check range args for
+ *   pKVM mem transitions", posted 2025-10-16 during the 6.18 rc cycle; taken as part of v6.18, not
+ *   checked against the tag); `hyp-main.c` for the handlers (`handle___pkvm_host_share_guest`
  *   refills the vCPU's memcache first, `pkvm_refill_memcache()` / `refill_memcache()`).
  * - v6.18 has no donation to protected guests. Those pieces follow the later mainline series as
  *   platforms.md §3 describes it: Will Deacon's "protected guest memory" series (2026-01, v2
@@ -86,6 +88,8 @@ export interface PkvmHypConfig {
   readonly shareGuestCountMax: number;
   /** What a host access to a page it does not own does (see the module comment). */
   readonly hostAbort: 'inject' | 'panic';
+  /** The host stage-2's PA size in bits (`kvm_phys_shift()`), the limit of `pfn_range_is_valid()`. */
+  readonly physShift: number;
 }
 
 export const PKVM_HYP_DEFAULTS: PkvmHypConfig = {
@@ -94,6 +98,7 @@ export const PKVM_HYP_DEFAULTS: PkvmHypConfig = {
   stage2Levels: 4,
   shareGuestCountMax: 0xffff_ffff,
   hostAbort: 'inject',
+  physShift: 48,
 };
 
 /** `HANDLE_OFFSET` (pkvm.c): VM handles are table index + 0x1000. */
@@ -262,6 +267,15 @@ export class PkvmHyp {
     return 0;
   }
 
+  /**
+   * `pfn_range_is_valid()` (v6.18, "Check range args for pKVM mem transitions", 2025-10): the
+   * range lies below the PA limit, without overflow (an empty range passes).
+   */
+  pfnRangeIsValid(pfn: number, nrPages: number): boolean {
+    const limit = 2 ** (this.config.physShift - 12);
+    return pfn >= 0 && pfn < limit && limit - pfn >= nrPages;
+  }
+
   // ---- page-state checks and updates -----------------------------------------------------------
 
   /** `__host_check_page_state_range()`: allowed memory, then every page's host state. */
@@ -360,10 +374,11 @@ export class PkvmHyp {
 
   /**
    * `__pkvm_host_donate_hyp(pfn, nr_pages)` (EL2-internal: no host hypercall; the memcache refill
-   * and VM creation call it): host OWNED, hyp NOPAGE → hyp OWNED (mapped at EL2), host NOPAGE with
+   * and VM creation call it): `pfn_range_is_valid()` (-EINVAL), host OWNED, hyp NOPAGE → hyp OWNED (mapped at EL2), host NOPAGE with
    * a hyp annotation.
    */
   hostDonateHyp(pfn: number, pages: number): number {
+    if (!this.pfnRangeIsValid(pfn, pages)) return E.EINVAL;
     let ret = this.hostCheckPageStateRange(pfn, pages, PKVM_PAGE_OWNED);
     if (ret !== 0) return ret;
     ret = this.hypCheckPageStateRange(pfn, pages, PKVM_NOPAGE);
@@ -375,11 +390,12 @@ export class PkvmHyp {
   }
 
   /**
-   * `__pkvm_hyp_donate_host(pfn, nr_pages)` (EL2-internal): hyp OWNED, host NOPAGE (-EPERM; the
+   * `__pkvm_hyp_donate_host(pfn, nr_pages)` (EL2-internal): `pfn_range_is_valid()` (-EINVAL), hyp OWNED, host NOPAGE (-EPERM; the
    * hyp check runs first and has no memory check) → hyp NOPAGE (unmapped), host OWNED. It clears
    * nothing: callers that must, zero first.
    */
   hypDonateHost(pfn: number, pages: number): number {
+    if (!this.pfnRangeIsValid(pfn, pages)) return E.EINVAL;
     let ret = this.hypCheckPageStateRange(pfn, pages, PKVM_PAGE_OWNED);
     if (ret !== 0) return ret;
     ret = this.hostCheckPageStateRange(pfn, pages, PKVM_NOPAGE);
@@ -417,9 +433,13 @@ export class PkvmHyp {
     this.rec(pfn, pages, () => ({ op: 'hyp_unpin' }));
   }
 
-  /** `__pkvm_host_share_ffa(pfn, nr_pages)`: host OWNED → SHARED_OWNED (no other side). */
+  /**
+   * `__pkvm_host_share_ffa(pfn, nr_pages)`: `pfn_range_is_valid()` (-EINVAL), host OWNED →
+   * SHARED_OWNED (no other side).
+   */
   hostShareFfa(pfn: number, pages: number): number {
     this.lastReclaimed = [];
+    if (!this.pfnRangeIsValid(pfn, pages)) return E.EINVAL;
     const ret = this.hostCheckPageStateRange(pfn, pages, PKVM_PAGE_OWNED);
     if (ret !== 0) return ret;
     this.hostSetPageStateRange(pfn, pages, PKVM_PAGE_SHARED_OWNED);
@@ -435,6 +455,7 @@ export class PkvmHyp {
    */
   hostUnshareFfa(pfn: number, pages: number): number {
     this.lastReclaimed = [];
+    if (!this.pfnRangeIsValid(pfn, pages)) return E.EINVAL;
     const ret = this.hostCheckPageStateRange(pfn, pages, PKVM_PAGE_SHARED_OWNED);
     if (ret !== 0) return ret;
     this.hostSetPageStateRange(pfn, pages, PKVM_PAGE_OWNED);
@@ -572,7 +593,7 @@ export class PkvmHyp {
   /**
    * `handle___pkvm_host_share_guest()` + `__pkvm_host_share_guest(pfn, gfn, nr_pages, vcpu, prot)`:
    * a loaded vCPU of a non-protected VM (-EINVAL), the memcache refill; then prot within RWX
-   * (-EINVAL), the transition size (-EINVAL), allowed memory (-EINVAL/-EPERM), the guest range
+   * (-EINVAL), `pfn_range_is_valid()` (-EINVAL), the transition size (-EINVAL), allowed memory (-EINVAL/-EPERM), the guest range
    * NOPAGE (-EPERM), each host page OWNED, or SHARED_OWNED with a non-zero count below U32_MAX
    * (-EBUSY at the maximum, -EPERM for a page shared with the hypervisor or FF-A), enough memcache
    * (-ENOMEM) → host SHARED_OWNED, count + 1 per page, guest SHARED_BORROWED with `prot`.
@@ -592,6 +613,7 @@ export class PkvmHyp {
     let ret = this.refill(vcpu);
     if (ret !== 0) return ret;
     if ((prot & ~KVM_PGTABLE_PROT_RWX) !== 0) return E.EINVAL;
+    if (!this.pfnRangeIsValid(pfn, nrPages)) return E.EINVAL;
     const size = this.transitionSize(pfn, gfn, nrPages);
     if (size < 0) return size;
     ret = this.checkRangeAllowedMemory(pfn, pfn + size);
