@@ -684,6 +684,26 @@ describe('the effect of each successful transition on the (host, hyp, guest) tri
   });
 });
 
+describe('memory is ranges, never pages', () => {
+  test('a million-page donation is a few runs in every structure, the oracle included', () => {
+    const r = new Rig({ memory: [{ base: 0, pages: 2 ** 22 }], hypReserved: [] });
+    assert.equal(r.h.hostDonateHyp(2 ** 20, 2 ** 20), 0);
+    assert.equal(r.h.hypDonateHost(2 ** 20 + 5, 10), 0);
+    assert.equal(r.h.hostShareFfa(2 ** 21, 2 ** 20), 0);
+    assert.ok(r.h.vmemmap.size <= 4, `vmemmap runs ${r.h.vmemmap.size}`);
+    assert.ok(r.h.hostS2.runs().length <= 3, 'host stage-2 runs');
+    assert.ok(r.h.history.runs().length <= 4, 'history runs');
+    assert.equal(r.h.history.of(2 ** 20 + 7).length, 2);
+    // A fault past the donation maps a whole 1 GiB block.
+    assert.deepEqual(r.h.handleHostMemAbort(3 * 2 ** 20 + 5), {
+      kind: 'mapped',
+      start: 3 * 2 ** 20,
+      end: 3 * 2 ** 20 + 2 ** 18,
+    });
+    r.clean();
+  });
+});
+
 describe('host stage-2 faults (handle_host_mem_abort)', () => {
   test('the lazy identity map: the largest empty block inside the memory region', () => {
     const r = new Rig();

@@ -12,9 +12,10 @@
  * (§3.3) and reports a *problem* whenever the call's documented precondition does not hold in the
  * state it computed so far (a history the spec says could not have succeeded).
  *
- * Storage: one list of events per page the history touched (a Map keyed by pfn), so memory is
- * proportional to what happened, never to the size of memory.
+ * Storage: ranges of pages sharing one immutable list of calls (`PkvmHistory`), so memory is
+ * proportional to the calls and the runs they cut, never to the size of memory.
  */
+import { RangeMap } from '../../base/ranges/range_map.js';
 import {
   PKVM_ID_GUEST,
   PKVM_ID_HYP,
@@ -256,29 +257,60 @@ export function expectedPage(events: readonly PageEvent[], initial: InitialOwner
   };
 }
 
-/** The per-page history: every successful call, in order, for each page it touched. */
+/** One recorded call: the event as its first page `pfn0` saw it (gfns advance with the page). */
+interface HistoryNode {
+  readonly ev: PageEvent;
+  readonly pfn0: number;
+  readonly prev: HistoryNode | undefined;
+}
+
+/** A run of pages sharing one history (the newest call first, as an immutable list). */
+type HistoryRun = { readonly head: HistoryNode };
+
+/**
+ * The per-page history: every successful call, in order, for each page it touched — stored as
+ * ranges of pages that share one immutable list of calls (a call over n pages appends one node
+ * per stored run it covers, never one per page), so a donation of a million pages costs what a
+ * donation of one does.
+ */
 export class PkvmHistory {
-  private readonly pages = new Map<number, PageEvent[]>();
-  /** Number of events recorded (all pages). */
+  private readonly map = new RangeMap<HistoryRun>({
+    shift: (v) => v,
+    canMerge: (a, _len, b) => a.head === b.head,
+  });
+  /** Number of calls recorded. */
   events = 0;
 
-  /** Append `ev(i)` to the history of page `pfn + i` for i in [0, pages). */
-  record(pfn: number, pages: number, ev: (i: number) => PageEvent): void {
-    for (let i = 0; i < pages; i++) {
-      let h = this.pages.get(pfn + i);
-      if (h === undefined) this.pages.set(pfn + i, (h = []));
-      h.push(ev(i));
-      this.events++;
+  /**
+   * Append `ev` to the history of pages [pfn, pfn + pages); for page `pfn + i` the event's gfn
+   * (when it has one) is `ev.gfn + i`.
+   */
+  record(pfn: number, pages: number, ev: PageEvent): void {
+    const end = pfn + pages;
+    const pieces: Array<{ start: number; end: number; prev: HistoryNode | undefined }> = [];
+    let pos = pfn;
+    this.map.forEachIn(pfn, end, (s, e, v) => {
+      if (s > pos) pieces.push({ start: pos, end: s, prev: undefined });
+      pieces.push({ start: s, end: e, prev: v.head });
+      pos = e;
+    });
+    if (pos < end) pieces.push({ start: pos, end, prev: undefined });
+    for (const p of pieces) this.map.set(p.start, p.end, { head: { ev, pfn0: pfn, prev: p.prev } });
+    this.events++;
+  }
+
+  /** The history of `pfn`, oldest first (empty if nothing happened to it). */
+  of(pfn: number): PageEvent[] {
+    const out: PageEvent[] = [];
+    for (let n = this.map.get(pfn)?.head; n !== undefined; n = n.prev) {
+      const ev = n.ev;
+      out.push('gfn' in ev ? { ...ev, gfn: ev.gfn + (pfn - n.pfn0) } : ev);
     }
+    return out.reverse();
   }
 
-  /** The history of `pfn` (empty if nothing happened to it). */
-  of(pfn: number): readonly PageEvent[] {
-    return this.pages.get(pfn) ?? [];
-  }
-
-  /** Every page with a history, ascending. */
-  touched(): number[] {
-    return [...this.pages.keys()].sort((a, b) => a - b);
+  /** The runs of pages that have a history (each run shares one list of calls). */
+  runs(): Array<{ start: number; end: number }> {
+    return [...this.map.entries()].map((r) => ({ start: r.start, end: r.end }));
   }
 }

@@ -217,7 +217,7 @@ export class PkvmHyp {
     return this.config.hypReserved.some((r) => pfn >= r.base && pfn < r.base + r.pages);
   }
 
-  private rec(pfn: number, pages: number, ev: (i: number) => PageEvent): void {
+  private rec(pfn: number, pages: number, ev: PageEvent): void {
     this.history.record(pfn, pages, ev);
   }
 
@@ -351,7 +351,7 @@ export class PkvmHyp {
     if (ret !== 0) return ret;
     this.vmemmap.setHyp(pfn, pfn + 1, PKVM_PAGE_SHARED_BORROWED);
     this.hostSetPageStateRange(pfn, 1, PKVM_PAGE_SHARED_OWNED);
-    this.rec(pfn, 1, () => ({ op: 'host_share_hyp' }));
+    this.rec(pfn, 1, { op: 'host_share_hyp' });
     return 0;
   }
 
@@ -368,7 +368,7 @@ export class PkvmHyp {
     if (this.vmemmap.get(pfn).refcount !== 0) return E.EBUSY;
     this.vmemmap.setHyp(pfn, pfn + 1, PKVM_NOPAGE);
     this.hostSetPageStateRange(pfn, 1, PKVM_PAGE_OWNED);
-    this.rec(pfn, 1, () => ({ op: 'host_unshare_hyp' }));
+    this.rec(pfn, 1, { op: 'host_unshare_hyp' });
     return 0;
   }
 
@@ -385,7 +385,7 @@ export class PkvmHyp {
     if (ret !== 0) return ret;
     this.vmemmap.setHyp(pfn, pfn + pages, PKVM_PAGE_OWNED);
     this.must(this.hostStage2SetOwnerLocked(pfn, pages, PKVM_ID_HYP), 'host_stage2_set_owner');
-    this.rec(pfn, pages, () => ({ op: 'host_donate_hyp' }));
+    this.rec(pfn, pages, { op: 'host_donate_hyp' });
     return 0;
   }
 
@@ -402,7 +402,7 @@ export class PkvmHyp {
     if (ret !== 0) return ret;
     this.vmemmap.setHyp(pfn, pfn + pages, PKVM_NOPAGE);
     this.must(this.hostStage2SetOwnerLocked(pfn, pages, PKVM_ID_HOST), 'host_stage2_set_owner');
-    this.rec(pfn, pages, () => ({ op: 'hyp_donate_host' }));
+    this.rec(pfn, pages, { op: 'hyp_donate_host' });
     return 0;
   }
 
@@ -417,7 +417,7 @@ export class PkvmHyp {
     ret = this.hypCheckPageStateRange(pfn, pages, PKVM_PAGE_SHARED_BORROWED);
     if (ret !== 0) return ret;
     this.vmemmap.update(pfn, pfn + pages, (p) => ({ ...p, refcount: p.refcount + 1 }));
-    this.rec(pfn, pages, () => ({ op: 'hyp_pin' }));
+    this.rec(pfn, pages, { op: 'hyp_pin' });
     return 0;
   }
 
@@ -430,7 +430,7 @@ export class PkvmHyp {
     if (this.vmemmap.firstFailing(pfn, pfn + pages, (p) => p.refcount > 0) !== undefined)
       throw new PkvmHypPanic('BUG_ON(!p->refcount) in hyp_page_ref_dec()');
     this.vmemmap.update(pfn, pfn + pages, (p) => ({ ...p, refcount: p.refcount - 1 }));
-    this.rec(pfn, pages, () => ({ op: 'hyp_unpin' }));
+    this.rec(pfn, pages, { op: 'hyp_unpin' });
   }
 
   /**
@@ -444,7 +444,7 @@ export class PkvmHyp {
     if (ret !== 0) return ret;
     this.hostSetPageStateRange(pfn, pages, PKVM_PAGE_SHARED_OWNED);
     this.ffaShared.set(pfn, pfn + pages, true);
-    this.rec(pfn, pages, () => ({ op: 'host_share_ffa' }));
+    this.rec(pfn, pages, { op: 'host_share_ffa' });
     return 0;
   }
 
@@ -460,7 +460,7 @@ export class PkvmHyp {
     if (ret !== 0) return ret;
     this.hostSetPageStateRange(pfn, pages, PKVM_PAGE_OWNED);
     this.ffaShared.delete(pfn, pfn + pages);
-    this.rec(pfn, pages, () => ({ op: 'host_unshare_ffa' }));
+    this.rec(pfn, pages, { op: 'host_unshare_ffa' });
     return 0;
   }
 
@@ -642,7 +642,7 @@ export class PkvmHyp {
       shareGuestCount: p.shareGuestCount + 1,
     }));
     vm.stage2.map(gfn, pfn, size, PKVM_PAGE_SHARED_BORROWED, prot, this.tableAlloc(vm, vcpu));
-    this.rec(pfn, size, (i) => ({ op: 'host_share_guest', handle, gfn: gfn + i }));
+    this.rec(pfn, size, { op: 'host_share_guest', handle, gfn });
     return 0;
   }
 
@@ -677,7 +677,7 @@ export class PkvmHyp {
       const c = p.shareGuestCount - 1;
       return { ...p, shareGuestCount: c, host: c === 0 ? PKVM_PAGE_OWNED : p.host };
     });
-    this.rec(pfn, size, (i) => ({ op: 'host_unshare_guest', handle, gfn: gfn + i }));
+    this.rec(pfn, size, { op: 'host_unshare_guest', handle, gfn });
     return 0;
   }
 
@@ -704,7 +704,7 @@ export class PkvmHyp {
     if (ret !== 0) return ret;
     this.must(this.hostStage2SetGuestOwner(pfn, handle, gfn), 'set_owner_metadata');
     vm.stage2.map(gfn, pfn, 1, PKVM_PAGE_OWNED, KVM_PGTABLE_PROT_RWX, this.tableAlloc(vm, vcpu));
-    this.rec(pfn, 1, () => ({ op: 'host_donate_guest', handle, gfn }));
+    this.rec(pfn, 1, { op: 'host_donate_guest', handle, gfn });
     return 0;
   }
 
@@ -738,7 +738,7 @@ export class PkvmHyp {
       throw new PkvmHypPanic('stage-2 map of an existing leaf allocated a table');
     });
     this.hostSetPageStateRange(pte.pfn, 1, PKVM_PAGE_SHARED_BORROWED);
-    this.rec(pte.pfn, 1, () => ({ op: 'guest_share_host', handle, gfn }));
+    this.rec(pte.pfn, 1, { op: 'guest_share_host', handle, gfn });
     return 0;
   }
 
@@ -759,7 +759,7 @@ export class PkvmHyp {
     vm.stage2.map(gfn, pte.pfn, 1, PKVM_PAGE_OWNED, KVM_PGTABLE_PROT_RWX, () => {
       throw new PkvmHypPanic('stage-2 map of an existing leaf allocated a table');
     });
-    this.rec(pte.pfn, 1, () => ({ op: 'guest_unshare_host', handle, gfn }));
+    this.rec(pte.pfn, 1, { op: 'guest_unshare_host', handle, gfn });
     return 0;
   }
 
@@ -853,7 +853,7 @@ export class PkvmHyp {
     if (leaf.state === PKVM_PAGE_OWNED)
       this.must(this.hostStage2SetOwnerLocked(pfn, 1, PKVM_ID_HOST), 'host_stage2_set_owner');
     else this.vmemmap.setHost(pfn, pfn + 1, PKVM_PAGE_OWNED);
-    this.rec(pfn, 1, () => ({ op: 'host_reclaim_page_guest', handle, gfn }));
+    this.rec(pfn, 1, { op: 'host_reclaim_page_guest', handle, gfn });
     return 0;
   }
 
@@ -878,11 +878,11 @@ export class PkvmHyp {
     this.frames.zero(asPfn(pfn), 1);
     this.lastReclaimed.push(pfn);
     this.must(this.hostStage2SetOwnerLocked(pfn, 1, PKVM_ID_HOST), 'host_stage2_set_owner');
-    this.rec(pfn, 1, () => ({
+    this.rec(pfn, 1, {
       op: 'host_force_reclaim_page_guest',
       handle: pte.handle,
       gfn: pte.gfn,
-    }));
+    });
     return 0;
   }
 
@@ -899,11 +899,11 @@ export class PkvmHyp {
     if (vm === undefined) return E.ENOENT;
     if (!vm.dying) return E.EINVAL;
     for (const r of vm.stage2.leafRuns())
-      this.rec(r.leaf.base, r.end - r.start, (i) => ({
+      this.rec(r.leaf.base, r.end - r.start, {
         op: 'guest_stage2_destroyed',
         handle,
-        gfn: r.start + i,
-      }));
+        gfn: r.start,
+      });
     const back = [
       ...vm.stage2.destroy(),
       ...vm.pool,
