@@ -59,5 +59,15 @@ export function exitToTrace(e: RunExit): Exit {
       return { reason: 'GHCB_MSR', value: e.value };
     case 'PSC':
       return { reason: 'PSC', ret: e.ret, cur_entry: e.curEntry, cur_pages: e.curPages };
+    case 'ACCEPT':
+      return { reason: 'ACCEPT', gpa: e.gpa, status: e.status };
+    case 'TDVMCALL':
+      return e.r11 === undefined
+        ? { reason: 'TDVMCALL', status: e.status }
+        : { reason: 'TDVMCALL', status: e.status, r11: e.r11 };
+    case 'VE':
+      return { reason: 'VE', gpa: e.gpa };
+    case 'EPT_VIOLATION':
+      return { reason: 'EPT_VIOLATION', gpa: e.gpa };
   }
 }

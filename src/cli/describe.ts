@@ -25,9 +25,9 @@ function addr(a: AddrArg): string {
 function step(s: GuestStep): string {
   switch (s.kind) {
     case 'store':
-      return `store ${bytesToHex(s.bytes)}→0x${s.gpa.toString(16)}${s.enc ? ' c=1' : ''}`;
+      return `store ${bytesToHex(s.bytes)}→0x${s.gpa.toString(16)}${s.enc ? ' c=1' : ''}${s.shared ? ' shared' : ''}`;
     case 'load':
-      return `load${s.size}@0x${s.gpa.toString(16)}${s.enc ? ' c=1' : ''}`;
+      return `load${s.size}@0x${s.gpa.toString(16)}${s.enc ? ' c=1' : ''}${s.shared ? ' shared' : ''}`;
     case 'hypercall':
       return `hypercall ${s.nr}(${s.args.map((a) => '0x' + a.toString(16)).join(', ')})`;
     default:
@@ -186,6 +186,14 @@ function describeExit(e: TraceExit): string {
         return `GHCB MSR = 0x${e.value.toString(16)}`;
       case 'PSC':
         return `PSC sw_exit_info_2=0x${e.ret.toString(16)} cur_entry=${e.cur_entry}`;
+      case 'ACCEPT':
+        return `tdg.mem.page.accept gpa=0x${e.gpa.toString(16)} → status=0x${e.status.toString(16)}`;
+      case 'TDVMCALL':
+        return `tdvmcall → r10=0x${e.status.toString(16)}${e.r11 === undefined ? '' : ` r11=0x${e.r11.toString(16)}`}`;
+      case 'VE':
+        return `guest #VE gpa=0x${e.gpa.toString(16)}`;
+      case 'EPT_VIOLATION':
+        return `TD exit EPT violation gpa=0x${e.gpa.toString(16)} (guest access before accepting: VM dead)`;
       default:
         return `exit ${e.reason}`;
     }

@@ -23,6 +23,45 @@ export interface KernelCtx extends MmCtx {
   fdFile(fd: number): KFile | undefined;
   /** Observer of an SEV-SNP guest's private accesses and PVALIDATEs (the invariant checker). */
   snpGuestObserver?: SnpGuestObserver;
+  /** Observer of a TD guest's accesses, ACCEPTs and MapGPAs (the invariant checker). */
+  tdxGuestObserver?: TdxGuestObserver;
+}
+
+/**
+ * What a TD guest did to its memory during a KVM_RUN, shown to the invariant checker as it
+ * happens (the S-EPT state is read from the TDX module at that moment; platform/tdx/sept.ts
+ * state names).
+ */
+export interface TdxGuestObserver {
+  /**
+   * A data access completed on frame `pfn` at gfn `gfn` of `vm` (the GFN without the shared
+   * bit). `shared`: through a shared-bit GPA (the shared EPT); `septState`: the S-EPT leaf state
+   * of `gfn` when the access happened (a private access completes only on MAPPED).
+   */
+  access(
+    vm: Vm,
+    gfn: number,
+    pfn: number,
+    write: boolean,
+    shared: boolean,
+    septState: string,
+  ): void;
+  /**
+   * TDG.MEM.PAGE.ACCEPT of `gfn` at S-EPT `level` (0: 4K, 1: 2M) returned `status` to the guest;
+   * the S-EPT leaf state of `gfn` before and after.
+   */
+  accept(vm: Vm, gfn: number, level: number, status: bigint, before: string, after: string): void;
+  /**
+   * A TDG.VP.VMCALL<MapGPA> of [gpa, gpa + size) completed with `status`: each
+   * KVM_HC_MAP_GPA_RANGE exit (args, the VMM's hypercall.ret).
+   */
+  mapGpa(
+    vm: Vm,
+    gpa: bigint,
+    size: bigint,
+    exits: readonly { readonly args: readonly [bigint, bigint, bigint]; readonly ret: bigint }[],
+    status: bigint,
+  ): void;
 }
 
 /**

@@ -10,9 +10,8 @@
  * defaults for unknown requests (EINVAL, ENOTTY, EINVAL); guest_memfd and other files have no
  * ioctls (ENOTTY).
  */
-import type { KernelCtx, SnpGuestObserver } from './ctx.js';
+import type { KernelCtx, SnpGuestObserver, TdxGuestObserver } from './ctx.js';
 import { EventLog } from './base/events.js';
-import { NotModelled } from './base/not_modelled.js';
 import { FrameStore } from './base/frames.js';
 import { kvmGmemCreate, kvmGmemFallocate, kvmGmemRelease } from './kvm/guest_memfd/guest_memfd.js';
 import { HostMm } from './mm/host_mm.js';
@@ -58,7 +57,7 @@ import { ERRNO_NUMBERS } from './base/errno.js';
 export type MapGpaRangePolicy = bigint | 'convert' | 'convert+discard';
 import { SevDevFile } from './arch/x86/svm/sev_dev.js';
 import { sevSetVcpuVmsa } from './arch/x86/svm/sev_snp.js';
-import { isTd, tdxEnableSplitIrqchip } from './arch/x86/vmx/tdx.js';
+import { isTd, tdxEnableSplitIrqchip, tdxVmDead } from './arch/x86/vmx/tdx.js';
 import type { X86ArchOps } from './arch/x86/x86_ops.js';
 import {
   KVM_CAP,
@@ -157,6 +156,7 @@ export class Host implements KernelCtx {
   readonly allVms: Vm[] = [];
   observe?: (pfn: Pfn, write: boolean, path: HostAccessPath, refused: boolean) => void;
   snpGuestObserver?: SnpGuestObserver;
+  tdxGuestObserver?: TdxGuestObserver;
   private readonly fds = new FdTable();
   private nextIno = 100;
   private nextVmIndex = 0;
@@ -284,6 +284,7 @@ export class Host implements KernelCtx {
     const f = this.fds.get(fd);
     if (f === undefined) return err('EBADF', 'fd not open');
     if (!(f instanceof VmFile)) return 'not-vm';
+    if (tdxVmDead(f.vm)) return err('EIO', 'kvm_vm_ioctl: kvm->vm_dead');
     return ok(f.vm);
   }
 
@@ -344,7 +345,10 @@ export class Host implements KernelCtx {
     const f = this.fds.get(fd);
     if (f === undefined) return err('EBADF', 'fd not open');
     if (f.kind === 'kvm') return ok(this.capValue(undefined, cap));
-    if (f instanceof VmFile) return ok(this.capValue(f.vm, cap));
+    if (f instanceof VmFile) {
+      if (tdxVmDead(f.vm)) return err('EIO', 'kvm_vm_ioctl: kvm->vm_dead');
+      return ok(this.capValue(f.vm, cap));
+    }
     return Host.unknownIoctl(f);
   }
 
@@ -381,6 +385,7 @@ export class Host implements KernelCtx {
     const f = this.fds.get(fd);
     if (f === undefined) return err('EBADF', 'fd not open');
     if (!(f instanceof VmFile)) return Host.unknownIoctl(f);
+    if (tdxVmDead(f.vm)) return err('EIO', 'kvm_vm_ioctl: kvm->vm_dead');
     if (!this.profile.guestMemfdConfig) return Host.unknownIoctl(f);
     const r = kvmGmemCreate(this, f.vm, size, flags, this.nextIno++);
     if (!r.ok) return r;
@@ -502,9 +507,12 @@ export class Host implements KernelCtx {
   kvmEnableCap(fd: Fd, cap: bigint, flags: bigint, args: readonly bigint[]): Result<undefined> {
     const f = this.fds.get(fd);
     if (f === undefined) return err('EBADF', 'fd not open');
-    if (f instanceof VcpuFile)
+    if (f instanceof VcpuFile) {
+      if (tdxVmDead(f.vcpu.vm)) return err('EIO', 'kvm_vcpu_ioctl: kvm->vm_dead');
       return err('EINVAL', 'KVM_ENABLE_CAP on a vCPU: capability not supported');
+    }
     if (!(f instanceof VmFile)) return Host.unknownIoctl(f);
+    if (tdxVmDead(f.vm)) return err('EIO', 'kvm_vm_ioctl: kvm->vm_dead');
     if (flags !== 0n) return err('EINVAL', 'kvm_vm_ioctl_enable_cap: flags != 0');
     if (cap === BigInt(KVM_CAP.KVM_CAP_EXIT_HYPERCALL)) {
       const mask = this.profile.systemCaps.get(KVM_CAP.KVM_CAP_EXIT_HYPERCALL) ?? 0n;
@@ -515,7 +523,8 @@ export class Host implements KernelCtx {
       return OK_VOID;
     }
     // KVM_CAP_SPLIT_IRQCHIP is modelled for TDs only (what tdx_vcpu_create() requires); its
-    // in-kernel LAPIC has no other effect in the model, since TD vCPUs do not run yet.
+    // in-kernel LAPIC's only effect in the model is that a TD's KVM_RUN does not read
+    // kvm_run->cr8 (kvm_run.ts).
     if (cap === BigInt(KVM_CAP_SPLIT_IRQCHIP) && isTd(f.vm)) {
       const e = tdxEnableSplitIrqchip(f.vm, args[0] ?? 0n);
       return e === undefined ? OK_VOID : err(e, 'KVM_CAP_SPLIT_IRQCHIP');
@@ -544,7 +553,9 @@ export class Host implements KernelCtx {
   private vcpuOf(fd: Fd): Result<Vcpu> {
     const t = this.ioctlTarget(fd, 'vcpu');
     if (!t.ok) return t;
-    return ok((t.value as VcpuFile).vcpu);
+    const vcpu = (t.value as VcpuFile).vcpu;
+    if (tdxVmDead(vcpu.vm)) return err('EIO', 'kvm_vcpu_ioctl: kvm->vm_dead');
+    return ok(vcpu);
   }
 
   /**
@@ -570,17 +581,15 @@ export class Host implements KernelCtx {
     const t = this.vcpuOf(fd);
     if (!t.ok) return { errno: t.errno, exits: [] };
     const vm = t.value.vm;
-    if (isTd(vm))
-      throw new NotModelled(
-        'KVM_RUN of a TD vCPU (TDH.VP.ENTER, TDCALLs, private faults from the guest) is not modelled yet',
-      );
+    const vmm = policy === undefined ? undefined : this.mapGpaRangeVmm(policy);
+    // A TD runs its own code from its private memory: the trace's code page plays no part.
+    if (isTd(vm)) return kvmRunProgram(this, t.value, steps, true, vmm);
     // The backend retries a code slot it could not create; if it still cannot, it does not run.
     if (vm.codeSlot !== 'present' && !this.ensureCodeSlot(vm))
       return { errno: 'ENOEXEC', exits: [] };
     // A trace that deleted the code slot itself: instruction fetch hits MMIO, emulation fails.
     const code = vm.slots.get(TRACE_CODE_SLOT);
     const inPlace = code !== undefined && code.baseGfn === gpaToGfn(asGpa(TRACE_CODE_GPA));
-    const vmm = policy === undefined ? undefined : this.mapGpaRangeVmm(policy);
     return kvmRunProgram(this, t.value, steps, inPlace, vmm);
   }
 

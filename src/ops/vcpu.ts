@@ -80,14 +80,16 @@ type Gen = GenState<OpInput<VcpuFamilyOp>>;
 export const MAX_GUEST_STEPS = 100_000;
 
 const STEP_FIELDS: Readonly<Record<string, readonly string[]>> = {
-  store: ['gpa', 'hex', 'c'],
-  load: ['gpa', 'size', 'c'],
+  store: ['gpa', 'hex', 'c', 'shared'],
+  load: ['gpa', 'size', 'c', 'shared'],
   hypercall: ['nr', 'args'],
   pvalidate: ['gpa', 'size', 'validate'],
   psc_msr: ['gfn', 'op'],
   psc: ['cur_entry', 'end_entry', 'entries'],
+  accept: ['gpa', 'size'],
+  map_gpa: ['gpa', 'size', 'shared'],
 };
-const STEP_KINDS = 'store, load, hypercall, pvalidate, psc_msr or psc';
+const STEP_KINDS = 'store, load, hypercall, pvalidate, psc_msr, psc, accept or map_gpa';
 const PSC_ENTRY_FIELDS = ['cur_page', 'gfn', 'op', 'pagesize'];
 
 /** A C-bit field: 0 (shared, the default) or 1 (private). */
@@ -95,6 +97,22 @@ function cBit(sr: FieldReader): boolean {
   const c = sr.int('c', 64, 0n);
   if (c !== 0n && c !== 1n) sr.fail('c', 'the C-bit is 0 (shared) or 1 (private)');
   return c === 1n;
+}
+
+/** The TDX shared-bit field: 0 (private, the default) or 1 (the guest sets the TD's shared bit). */
+function sharedBit(sr: FieldReader): boolean {
+  const v = sr.int('shared', 64, 0n);
+  if (v !== 0n && v !== 1n) sr.fail('shared', 'the shared bit is 0 (private) or 1 (shared)');
+  return v === 1n;
+}
+
+/** An access's C-bit and shared bit: at most one of them (SEV-SNP's and TDX's). */
+function accessBits(sr: FieldReader): [boolean, boolean] {
+  const c = cBit(sr);
+  const shared = sharedBit(sr);
+  if (c && shared)
+    sr.fail('shared', 'c (the SEV-SNP C-bit) and shared (the TDX shared bit) exclude each other');
+  return [c, shared];
 }
 
 /** A PSC operation: 1/"private", 2/"shared", 3/"psmash", 4/"unsmash" (any 4-bit value). */
@@ -200,7 +218,8 @@ function parseGuest(r: FieldReader): GuestStep[] {
         sr.fail('hex', `a store writes 1, 2 or 4 bytes, not ${bytes.length}`);
       if (gpa < 0n || gpa + BigInt(bytes.length) > 1n << 32n)
         sr.fail('gpa', 'guest programs access GPAs below 4 GiB');
-      steps.push(guestStore(gpa, bytes, cBit(sr)));
+      const [c, shared] = accessBits(sr);
+      steps.push(guestStore(gpa, bytes, c, shared));
     } else if (kind === 'load') {
       const gpa = sr.int('gpa', 64);
       const size = sr.int('size', 64, 4n);
@@ -208,7 +227,8 @@ function parseGuest(r: FieldReader): GuestStep[] {
         sr.fail('size', 'a load reads 1, 2 or 4 bytes');
       if (gpa < 0n || gpa + size > 1n << 32n)
         sr.fail('gpa', 'guest programs access GPAs below 4 GiB');
-      steps.push(guestLoad(gpa, Number(size) as 1 | 2 | 4, cBit(sr)));
+      const [c, shared] = accessBits(sr);
+      steps.push(guestLoad(gpa, Number(size) as 1 | 2 | 4, c, shared));
     } else if (kind === 'pvalidate') {
       const gpa = sr.int('gpa', 64);
       if (gpa < 0n || gpa >= 1n << 52n) sr.fail('gpa', 'a guest physical address below 2^52');
@@ -223,6 +243,19 @@ function parseGuest(r: FieldReader): GuestStep[] {
       steps.push({ kind: 'psc_msr', gfn, op: pscOp(sr) });
     } else if (kind === 'psc') {
       steps.push(parsePsc(sr, body as Obj));
+    } else if (kind === 'accept') {
+      // TDG.MEM.PAGE.ACCEPT: RCX = the GPA | the S-EPT level (the module checks the GPA).
+      const gpa = sr.int('gpa', 64);
+      if (gpa < 0n || gpa >= 1n << 52n) sr.fail('gpa', 'a guest physical address below 2^52');
+      const size = pageSizeField(sr, 'size') === 1 ? '2M' : '4K';
+      steps.push({ kind: 'accept', gpa, size });
+    } else if (kind === 'map_gpa') {
+      // TDG.VP.VMCALL<MapGPA>: R12 = the start GPA, R13 = the size (KVM checks both).
+      const gpa = sr.int('gpa', 64);
+      if (gpa < 0n || gpa >= 1n << 52n) sr.fail('gpa', 'a guest physical address below 2^52');
+      const size = sr.int('size', 64);
+      if (size < 0n) sr.fail('size', 'a size is an unsigned 64-bit integer');
+      steps.push({ kind: 'map_gpa', gpa, size, shared: sharedBit(sr) });
     } else {
       const nr = sr.int('nr', 64);
       const a: unknown = sr.has('args') ? (body as Obj)['args'] : [];
@@ -243,9 +276,9 @@ function stepText(s: GuestStep, style: Style): string {
   const arrow = style.ascii ? '->' : '→';
   switch (s.kind) {
     case 'store':
-      return `store ${bytesHex(s.bytes)} ${arrow} ${hex(s.gpa)}${s.enc ? ' c=1' : ''}`;
+      return `store ${bytesHex(s.bytes)} ${arrow} ${hex(s.gpa)}${s.enc ? ' c=1' : ''}${s.shared ? ' shared' : ''}`;
     case 'load':
-      return `load${s.size} ${hex(s.gpa)}${s.enc ? ' c=1' : ''}`;
+      return `load${s.size} ${hex(s.gpa)}${s.enc ? ' c=1' : ''}${s.shared ? ' shared' : ''}`;
     case 'hypercall':
       return `vmcall ${s.nr}(${s.args.map(hex).join(', ')})`;
     default:
@@ -327,6 +360,11 @@ export const run: OpSpec<RunOp> = {
       (s) =>
         s.kind === 'pvalidate' || s.kind === 'psc' || s.kind === 'psc_msr' || ('enc' in s && s.enc),
     );
+    const j = op.guest.findIndex(
+      (s) => s.kind === 'accept' || s.kind === 'map_gpa' || ('shared' in s && s.shared),
+    );
+    if (j >= 0 && (i < 0 || j < i))
+      return `KVM_RUN: guest[${j}] is a TDX guest step (${op.guest[j]!.kind}${op.guest[j]!.kind === 'store' || op.guest[j]!.kind === 'load' ? ' with shared=1' : ''}); the kvm backend starts no TDs (no TDX on this machine's backend), so it cannot run it`;
     if (i >= 0)
       return `KVM_RUN: guest[${i}] is an SEV-SNP guest step (${op.guest[i]!.kind}${op.guest[i]!.kind === 'store' || op.guest[i]!.kind === 'load' ? ' with c=1' : ''}); the kvm backend starts no SEV-SNP guests (no SEV on this machine's backend), so it cannot run it`;
     if (op.map_gpa_range !== undefined && op.map_gpa_range !== 0n)

@@ -156,6 +156,10 @@ const EXIT_KEYS: Readonly<Record<string, readonly string[]>> = {
   SYSTEM_EVENT: ['type', 'data'],
   GHCB_MSR: ['value'],
   PSC: ['ret', 'cur_entry', 'cur_pages'],
+  ACCEPT: ['gpa', 'status'],
+  TDVMCALL: ['status', 'r11'],
+  VE: ['gpa'],
+  EPT_VIOLATION: ['gpa'],
 };
 const ALL_EXIT_KEYS = [...new Set(Object.values(EXIT_KEYS).flat())];
 

@@ -69,7 +69,12 @@ export type Exit =
       readonly ret: bigint;
       readonly cur_entry: number;
       readonly cur_pages: readonly number[];
-    };
+    }
+  /** TDX guest additions (trace-format.md "TDX guest steps"). */
+  | { readonly reason: 'ACCEPT'; readonly gpa: bigint; readonly status: bigint }
+  | { readonly reason: 'TDVMCALL'; readonly status: bigint; readonly r11?: bigint }
+  | { readonly reason: 'VE'; readonly gpa: bigint }
+  | { readonly reason: 'EPT_VIOLATION'; readonly gpa: bigint };
 
 /** A result line. Field order does not matter; compare parsed objects. */
 export type ResultLine =

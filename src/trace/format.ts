@@ -44,6 +44,15 @@ function exitToJson(e: Exit): Record<string, unknown> {
         cur_entry: e.cur_entry,
         cur_pages: [...e.cur_pages],
       };
+    case 'ACCEPT':
+      return { reason: e.reason, gpa: jsonInt(e.gpa), status: jsonInt(e.status) };
+    case 'TDVMCALL':
+      return e.r11 === undefined
+        ? { reason: e.reason, status: jsonInt(e.status) }
+        : { reason: e.reason, status: jsonInt(e.status), r11: jsonInt(e.r11) };
+    case 'VE':
+    case 'EPT_VIOLATION':
+      return { reason: e.reason, gpa: jsonInt(e.gpa) };
     default:
       return { ...e };
   }
@@ -141,11 +150,19 @@ function stepToJson(s: GuestStep): Record<string, unknown> {
     case 'store':
       return s.enc
         ? { store: { gpa: jsonInt(s.gpa), hex: bytesToHex(s.bytes), c: 1 } }
-        : { store: { gpa: jsonInt(s.gpa), hex: bytesToHex(s.bytes) } };
+        : s.shared
+          ? { store: { gpa: jsonInt(s.gpa), hex: bytesToHex(s.bytes), shared: 1 } }
+          : { store: { gpa: jsonInt(s.gpa), hex: bytesToHex(s.bytes) } };
     case 'load':
       return s.enc
         ? { load: { gpa: jsonInt(s.gpa), size: s.size, c: 1 } }
-        : { load: { gpa: jsonInt(s.gpa), size: s.size } };
+        : s.shared
+          ? { load: { gpa: jsonInt(s.gpa), size: s.size, shared: 1 } }
+          : { load: { gpa: jsonInt(s.gpa), size: s.size } };
+    case 'accept':
+      return { accept: { gpa: jsonInt(s.gpa), size: s.size } };
+    case 'map_gpa':
+      return { map_gpa: { gpa: jsonInt(s.gpa), size: jsonInt(s.size), shared: s.shared ? 1 : 0 } };
     case 'hypercall':
       return { hypercall: { nr: jsonInt(s.nr), args: s.args.map(jsonInt) } };
     case 'pvalidate':
@@ -177,6 +194,10 @@ export function stepSnpText(s: GuestStep): string {
       return `psc_msr gfn=0x${s.gfn.toString(16)} op=${s.op}`;
     case 'psc':
       return `psc ${s.entries.length} entries [${s.curEntry}..${s.endEntry}]`;
+    case 'accept':
+      return `accept${s.size === '2M' ? '2M' : ''}@0x${s.gpa.toString(16)}`;
+    case 'map_gpa':
+      return `map_gpa 0x${s.gpa.toString(16)}+0x${s.size.toString(16)} → ${s.shared ? 'shared' : 'private'}`;
     default:
       return s.kind;
   }

@@ -74,6 +74,14 @@ export function renderExit(e: Exit, style: Style = PLAIN): string {
       return `GHCB MSR = ${hex(e.value)}`;
     case 'PSC':
       return `PSC = ${hex(e.ret)} cur_entry ${e.cur_entry}`;
+    case 'ACCEPT':
+      return `ACCEPT ${hex(e.gpa)} = ${hex(e.status)}`;
+    case 'TDVMCALL':
+      return `TDVMCALL = ${hex(e.status)}${e.r11 === undefined ? '' : ` r11 ${hex(e.r11)}`}`;
+    case 'VE':
+      return `#VE ${hex(e.gpa)}`;
+    case 'EPT_VIOLATION':
+      return `EPT violation ${hex(e.gpa)} (guest access before accepting)`;
     default:
       return e.reason;
   }

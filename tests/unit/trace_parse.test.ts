@@ -159,7 +159,9 @@ describe('field values and defaults', () => {
       TraceOp,
       { op: 'KVM_RUN' }
     >;
-    assert.deepEqual(run.guest, [{ kind: 'load', gpa: 0n, gpaNum: 0, size: 4, enc: false }]);
+    assert.deepEqual(run.guest, [
+      { kind: 'load', gpa: 0n, gpaNum: 0, size: 4, enc: false, shared: false },
+    ]);
     assert.equal(run.map_gpa_range, undefined);
     const norun = parse('{"op":"KVM_RUN","vcpu":"cpu"}') as Extract<TraceOp, { op: 'KVM_RUN' }>;
     assert.deepEqual(norun.guest, []);

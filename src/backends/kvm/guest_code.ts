@@ -72,8 +72,10 @@ export function encodeStep(s: GuestStep): number[] {
         PORT_HYPERCALL_RET, // out 0x11, eax
       ];
     default:
-      // The SEV-SNP guest steps: refused before a run (the KVM_RUN op's kvmRefusal).
-      throw new RangeError(`the kvm backend does not compile ${s.kind} steps (SEV-SNP guests)`);
+      // The SEV-SNP and TDX guest steps: refused before a run (the KVM_RUN op's kvmRefusal).
+      throw new RangeError(
+        `the kvm backend does not compile ${s.kind} steps (SEV-SNP and TDX guests)`,
+      );
   }
 }
 

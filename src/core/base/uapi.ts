@@ -90,6 +90,8 @@ export const KVM_HC_MAP_GPA_RANGE = 12;
 /** KVM_EXIT_SYSTEM_EVENT and its KVM_SYSTEM_EVENT_SEV_TERM type (include/uapi/linux/kvm.h). */
 export const KVM_EXIT_SYSTEM_EVENT = 24;
 export const KVM_SYSTEM_EVENT_SEV_TERM = 6;
+/** KVM_SYSTEM_EVENT_TDX_FATAL: a TD's TDG.VP.VMCALL<ReportFatalError>. */
+export const KVM_SYSTEM_EVENT_TDX_FATAL = 7;
 
 /** x86 memslot limits. */
 export const KVM_USER_MEM_SLOTS = 32764;

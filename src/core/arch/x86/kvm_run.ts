@@ -12,7 +12,15 @@
  */
 import type { KernelCtx } from '../../ctx.js';
 import type { FaultOutcome } from './mmu.js';
-import { x86Ops, type PscEntry, type SnpGuestOps } from './x86_ops.js';
+import {
+  x86Ops,
+  type PscEntry,
+  type SnpGuestOps,
+  type TdxAccessResult,
+  type TdxGuestOps,
+} from './x86_ops.js';
+import { NotModelled } from '../../base/not_modelled.js';
+import { FAULT_MMIO } from '../../kvm/arch_ops.js';
 import type { KvmVcpuStat, Vcpu, Vm } from '../../kvm/objects.js';
 import {
   KVM_EXIT_HLT,
@@ -26,6 +34,7 @@ import {
   KVM_MEMORY_EXIT_FLAG_PRIVATE,
   KVM_EXIT_SYSTEM_EVENT,
   KVM_SYSTEM_EVENT_SEV_TERM,
+  KVM_SYSTEM_EVENT_TDX_FATAL,
 } from '../../base/uapi.js';
 import {
   FrameView,
@@ -65,6 +74,8 @@ export type GuestProgramStep =
       readonly bytes: Uint8Array;
       /** The C-bit of the guest PTE (SEV-SNP: a private access); false elsewhere. */
       readonly enc: boolean;
+      /** The guest PTE sets the TD's shared GPA bit (TDX: a shared access); false elsewhere. */
+      readonly shared: boolean;
     }
   | {
       readonly kind: 'load';
@@ -72,6 +83,7 @@ export type GuestProgramStep =
       readonly gpaNum: number;
       readonly size: 1 | 2 | 4;
       readonly enc: boolean;
+      readonly shared: boolean;
     }
   | {
       readonly kind: 'hypercall';
@@ -85,6 +97,18 @@ export type GuestProgramStep =
       readonly size: '4K' | '2M';
       readonly validate: boolean;
     }
+  /** TDX TDG.MEM.PAGE.ACCEPT of the page at `gpa` (a private GPA). */
+  | { readonly kind: 'accept'; readonly gpa: bigint; readonly size: '4K' | '2M' }
+  /**
+   * TDX TDG.VP.VMCALL<MapGPA> of [gpa, gpa + size), `shared`: the guest sets the TD's shared bit
+   * in the start GPA (a conversion to shared), else converts to private.
+   */
+  | {
+      readonly kind: 'map_gpa';
+      readonly gpa: bigint;
+      readonly size: bigint;
+      readonly shared: boolean;
+    }
   /** SEV-SNP page-state change by GHCB MSR protocol: the request's GFN and operation. */
   | { readonly kind: 'psc_msr'; readonly gfn: bigint; readonly op: number }
   /** SEV-SNP page-state change NAE event with a descriptor (copied per run: KVM updates it). */
@@ -95,14 +119,27 @@ export type GuestProgramStep =
       readonly entries: readonly PscEntry[];
     };
 
-/** A guest store of `bytes` (1, 2 or 4) at `gpa`; `enc`: the C-bit (SEV-SNP). */
-export function guestStore(gpa: bigint, bytes: Uint8Array, enc = false): GuestProgramStep {
-  return { kind: 'store', gpa, gpaNum: gpaExact(asGpa(gpa)), bytes, enc };
+/**
+ * A guest store of `bytes` (1, 2 or 4) at `gpa`; `enc`: the C-bit (SEV-SNP); `shared`: the TD's
+ * shared bit (TDX).
+ */
+export function guestStore(
+  gpa: bigint,
+  bytes: Uint8Array,
+  enc = false,
+  shared = false,
+): GuestProgramStep {
+  return { kind: 'store', gpa, gpaNum: gpaExact(asGpa(gpa)), bytes, enc, shared };
 }
 
-/** A guest load of `size` bytes at `gpa`; `enc`: the C-bit (SEV-SNP). */
-export function guestLoad(gpa: bigint, size: 1 | 2 | 4, enc = false): GuestProgramStep {
-  return { kind: 'load', gpa, gpaNum: gpaExact(asGpa(gpa)), size, enc };
+/** A guest load of `size` bytes at `gpa`; `enc`: the C-bit (SEV-SNP); `shared`: TDX's shared bit. */
+export function guestLoad(
+  gpa: bigint,
+  size: 1 | 2 | 4,
+  enc = false,
+  shared = false,
+): GuestProgramStep {
+  return { kind: 'load', gpa, gpaNum: gpaExact(asGpa(gpa)), size, enc, shared };
 }
 
 /**
@@ -143,6 +180,17 @@ export type RunExit =
   | { readonly reason: 'SYSTEM_EVENT'; readonly type: number; readonly data: readonly bigint[] }
   /** The GHCB MSR value an SNP guest reads back after a GHCB MSR protocol request. */
   | { readonly reason: 'GHCB_MSR'; readonly value: bigint }
+  /** TDG.MEM.PAGE.ACCEPT's result: the TDX module's status (RAX) the guest reads. */
+  | { readonly reason: 'ACCEPT'; readonly gpa: bigint; readonly status: bigint }
+  /** A TDG.VP.VMCALL's result: R10 (status) and, when it failed, R11. */
+  | { readonly reason: 'TDVMCALL'; readonly status: bigint; readonly r11?: bigint }
+  /** A #VE the TD guest took (an access to a PENDING page with SEPT_VE_DISABLE clear). */
+  | { readonly reason: 'VE'; readonly gpa: bigint }
+  /**
+   * A TD exit KVM answered with `kvm_vm_dead()`: an EPT violation on a PENDING private page
+   * ("Guest access before accepting"); KVM_RUN fails with EIO.
+   */
+  | { readonly reason: 'EPT_VIOLATION'; readonly gpa: bigint }
   /** A PSC NAE event's result: SW_EXITINFO2 and the descriptor as KVM left it. */
   | {
       readonly reason: 'PSC';
@@ -343,6 +391,33 @@ function rmpFaultStat(stat: KvmVcpuStat, c: 'retry' | 'memfault' | 'spin'): void
 }
 
 /**
+ * A data access of a TD guest (`shared`: the guest PTE sets the shared bit): each page through the
+ * TDX module's check and KVM's EPT-violation handling (vmx/tdx_guest.ts). Returns undefined (every
+ * page resolved: the access happened, RAM pieces moved and MMIO pieces as exits), or the result of
+ * the page that ended it. Nothing is written unless every page resolved.
+ */
+function tdxGuestAccess(
+  k: KernelCtx,
+  tdx: TdxGuestOps,
+  vcpu: Vcpu,
+  gpa: Gpa,
+  buf: Uint8Array,
+  write: boolean,
+  shared: boolean,
+  exits: RunExit[],
+): Exclude<TdxAccessResult, { kind: 'ok' | 'mmio' }> | undefined {
+  const pieces = splitPages(gpa, buf.length);
+  for (const p of pieces) {
+    const r = tdx.access(k, vcpu, p.gpa, write, shared, vcpu.stat);
+    if (r.kind === 'ok') p.out = r.pfn;
+    else if (r.kind === 'mmio') p.out = FAULT_MMIO;
+    else return r;
+  }
+  completePieces(k, pieces, buf, write, exits);
+  return undefined;
+}
+
+/**
  * One PVALIDATE step of an SNP guest: the operand check (the address aligned to the size, else
  * FAIL_INPUT), the nested walk of the page as a C=1 access (a memory-fault exit ends the run:
  * returns its errno), then the RMP checks (`snpPvalidate()`); the result is a PVALIDATE exit
@@ -439,9 +514,12 @@ export function kvmRunProgram(
   const run = new FrameView(k.frames, vcpu.pages[0]!);
   const pio = new FrameView(k.frames, vcpu.pages[1]!);
   const exits: RunExit[] = [];
+  const tdx = x86Ops(k).tdxGuest?.(vm);
 
-  // post_kvm_run_save(): what every KVM_RUN ioctl leaves in kvm_run on its way out.
+  // post_kvm_run_save(): what every KVM_RUN ioctl leaves in kvm_run on its way out (a TD vCPU
+  // has left the TD by then).
   const leave = (): void => {
+    if (tdx !== undefined) tdx.exit(k, vcpu);
     run.writeUint(RUN.if_flag, 1, 0n);
     run.writeUint(RUN.cr8, 8, vcpu.cr8);
     run.writeUint(RUN.apic_base, 8, vcpu.apicBase);
@@ -466,14 +544,19 @@ export function kvmRunProgram(
     else {
       // sync_regs() runs before the TPR and immediate_exit checks, so its effects (and the
       // cleared dirty bits) stay even when this KVM_RUN then fails.
+      if (tdx !== undefined && dirty !== 0n)
+        throw new NotModelled(
+          'KVM_CAP_SYNC_REGS state written for a TD vCPU (sync_regs() of a guest with protected state)',
+        );
       if ((dirty & KVM_SYNC_X86_REGS) !== 0n) badRip = true;
       if ((dirty & KVM_SYNC_X86_SREGS) !== 0n) {
         vcpu.apicBase = run.readUint(RUN.sync_sregs_apic_base, 8);
         shutdown = true;
       }
       if (dirty !== 0n) run.writeUint(RUN.kvm_dirty_regs, 8, 0n);
-      // Without an in-kernel LAPIC, kvm_run->cr8 is written to the guest's TPR (4 bits).
-      const cr8 = run.readUint(RUN.cr8, 8);
+      // Without an in-kernel LAPIC, kvm_run->cr8 is written to the guest's TPR (4 bits). A TD's
+      // vCPU has one (tdx_vcpu_create() requires it): kvm_run->cr8 is not read.
+      const cr8 = tdx === undefined ? run.readUint(RUN.cr8, 8) : vcpu.cr8;
       if ((cr8 & ~0xfn) !== 0n) e = 'EINVAL';
       else {
         vcpu.cr8 = cr8;
@@ -482,6 +565,12 @@ export function kvmRunProgram(
     }
     if (e !== undefined) leave();
     return e;
+  };
+  // The next KVM_RUN after a userspace exit: its entry checks, then (a TD) TDH.VP.ENTER.
+  const reenter = (): Errno | undefined => {
+    const r = enter();
+    if (r === undefined && tdx !== undefined && tdx.enter(k, vcpu) !== 0n) return 'EIO';
+    return r;
   };
   const exitMmio = (
     gpa: bigint,
@@ -497,7 +586,7 @@ export function kvmRunProgram(
     leave();
     // The backend completes MMIO reads with zeros.
     if (!isWrite) run.write(RUN.mmio_data, new Uint8Array(8));
-    return enter();
+    return reenter();
   };
   const memoryFaultExit = (x: Extract<RunExit, { reason: 'MEMORY_FAULT' }>): void => {
     run.writeUint(RUN.exit_reason, 4, BigInt(KVM_EXIT_MEMORY_FAULT));
@@ -508,14 +597,47 @@ export function kvmRunProgram(
   };
   // sev_handle_vmgexit_msr_protocol(), GHCB_MSR_TERM_REQ: KVM_EXIT_SYSTEM_EVENT of type
   // KVM_SYSTEM_EVENT_SEV_TERM, ndata 1, data[0] = the GHCB MSR; KVM_RUN returns 0.
-  const sevTerminate = (msr: bigint): RunResult => {
+  const systemEvent = (type: number, data: readonly bigint[]): RunResult => {
     run.writeUint(RUN.exit_reason, 4, BigInt(KVM_EXIT_SYSTEM_EVENT));
-    run.writeUint(RUN.system_event_type, 4, BigInt(KVM_SYSTEM_EVENT_SEV_TERM));
-    run.writeUint(RUN.system_event_ndata, 4, 1n);
-    run.writeUint(RUN.system_event_data, 8, msr);
+    run.writeUint(RUN.system_event_type, 4, BigInt(type));
+    run.writeUint(RUN.system_event_ndata, 4, BigInt(data.length));
+    data.forEach((d, i) => run.writeUint(RUN.system_event_data + 8 * i, 8, d));
     leave();
-    exits.push({ reason: 'SYSTEM_EVENT', type: KVM_SYSTEM_EVENT_SEV_TERM, data: [msr] });
+    exits.push({ reason: 'SYSTEM_EVENT', type, data });
     return { exits };
+  };
+  const sevTerminate = (msr: bigint): RunResult => systemEvent(KVM_SYSTEM_EVENT_SEV_TERM, [msr]);
+  // A TD guest's #VE it cannot handle: the guest reports a fatal error as Linux's tdx_panic()
+  // does (TDG.VP.VMCALL<ReportFatalError>, R12 = 0, no message registers); KVM:
+  // tdx_report_fatal_error(), KVM_EXIT_SYSTEM_EVENT of type KVM_SYSTEM_EVENT_TDX_FATAL with
+  // data[0] = R12, data[1] = R13; KVM_RUN returns 0.
+  const tdxFatal = (): RunResult => systemEvent(KVM_SYSTEM_EVENT_TDX_FATAL, [0n, 0n]);
+  // An error that ends a TD vCPU's run without an exit (KVM_RUN fails).
+  const fail = (errno: Errno): RunResult => {
+    leave();
+    return { errno, exits };
+  };
+  // The end of a TD access or ACCEPT that did not complete.
+  const tdxEnd = (r: Exclude<TdxAccessResult, { kind: 'ok' | 'mmio' }>): RunResult => {
+    switch (r.kind) {
+      case 'memfault': {
+        const x = { reason: 'MEMORY_FAULT', gpa: r.gpa, size: 4096n, flags: r.flags } as const;
+        exits.push(x);
+        memoryFaultExit(x);
+        return { errno: r.errno, exits };
+      }
+      case 've':
+        exits.push({ reason: 'VE', gpa: r.gpa });
+        return tdxFatal();
+      case 'dead':
+        // tdx_handle_ept_violation(): "Guest access before accepting", kvm_vm_dead(), -EIO.
+        exits.push({ reason: 'EPT_VIOLATION', gpa: r.gpa });
+        return fail('EIO');
+      case 'error':
+        return fail(r.errno);
+      case 'spin':
+        return fail('EINTR');
+    }
   };
   const exitOut = (port: number, data: Uint8Array): Errno | undefined => {
     run.writeUint(RUN.exit_reason, 4, BigInt(KVM_EXIT_IO));
@@ -526,7 +648,7 @@ export function kvmRunProgram(
     run.writeUint(RUN.io_data_offset, 8, 4096n);
     pio.write(0, data);
     leave();
-    return enter();
+    return reenter();
   };
 
   // A KVM_HC_MAP_GPA_RANGE exit (a vmcall, or an SNP page-state change forwarded by
@@ -539,7 +661,8 @@ export function kvmRunProgram(
     run.writeUint(RUN.exit_reason, 4, BigInt(KVM_EXIT_HYPERCALL));
     run.writeUint(RUN.hypercall_nr, 8, nr);
     args.forEach((a, i) => run.writeUint(RUN.hypercall_args + 8 * i, 8, a));
-    run.writeUint(RUN.hypercall_flags, 8, 0n);
+    // __tdx_map_gpa(): KVM_EXIT_HYPERCALL_LONG_MODE (a TD runs in 64-bit mode).
+    run.writeUint(RUN.hypercall_flags, 8, tdx === undefined ? 0n : 1n);
     leave();
     const ret = vmm(vm, args) & 0xffff_ffff_ffff_ffffn;
     run.writeUint(RUN.hypercall_ret, 8, ret);
@@ -550,6 +673,27 @@ export function kvmRunProgram(
 
   let e = enter();
   if (e !== undefined) return { errno: e, exits };
+  if (tdx !== undefined) {
+    // vt_vcpu_pre_run() → tdx_vcpu_pre_run(), then tdx_vcpu_run(): TDH.VP.ENTER. The TD's code is
+    // its own (in its private memory): the trace's code page and sync registers play no part.
+    const pre = tdx.preRun(k, vcpu);
+    if (pre !== undefined) return fail(pre);
+    const st = tdx.enter(k, vcpu);
+    if (st !== 0n) {
+      // tdx_handle_exit(): a VP.ENTER error is an unhandled exit (KVM_EXIT_INTERNAL_ERROR,
+      // KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON, data[0] = the status).
+      run.writeUint(RUN.exit_reason, 4, BigInt(KVM_EXIT_INTERNAL_ERROR));
+      run.writeUint(RUN.internal_suberror, 4, 4n);
+      run.writeUint(RUN.internal_ndata, 4, 2n);
+      run.writeUint(RUN.internal_data, 8, st);
+      run.writeUint(RUN.internal_data + 8, 8, 0n);
+      leave();
+      exits.push({ reason: 'INTERNAL_ERROR', suberror: 4 });
+      return { exits };
+    }
+    codeInPlace = true;
+    shutdown = false;
+  }
   // Zero REGS start the fetch at RIP 0 (in either mode), so an unbacked GPA 0 fails emulation
   // before a zero CS limit could fault; only SREGS alone leave RIP beyond that limit.
   if (shutdown && !badRip) {
@@ -577,9 +721,16 @@ export function kvmRunProgram(
       // Stores only read their bytes (MMIO exits copy them).
       const buf = write ? s.bytes : new Uint8Array(s.size);
       if (pieces.length !== 0) pieces.length = 0;
-      const fault = snp
-        ? snpGuestAccess(k, snp, vm, asGpa(s.gpa), buf, write, s.enc, pieces, vcpu.stat)
-        : guestAccess(k, vm, asGpa(s.gpa), s.gpaNum, buf, write, pieces, vcpu.stat);
+      if (tdx !== undefined) {
+        const r = tdxGuestAccess(k, tdx, vcpu, asGpa(s.gpa), buf, write, s.shared, pieces);
+        if (r !== undefined) return tdxEnd(r);
+      }
+      const fault =
+        tdx !== undefined
+          ? undefined
+          : snp
+            ? snpGuestAccess(k, snp, vm, asGpa(s.gpa), buf, write, s.enc, pieces, vcpu.stat)
+            : guestAccess(k, vm, asGpa(s.gpa), s.gpaNum, buf, write, pieces, vcpu.stat);
       if (fault === 'spin') {
         leave();
         return { errno: 'EINTR', exits };
@@ -608,6 +759,28 @@ export function kvmRunProgram(
         exits.push({ reason: 'LOAD', gpa: s.gpa, bytes: buf });
         e = exitOut(0x10, buf);
         if (e !== undefined) return { errno: e, exits };
+      }
+    } else if (s.kind === 'accept' || s.kind === 'map_gpa') {
+      // Not a TD: TDCALL is #UD, which triple-faults (no IDT).
+      if (tdx === undefined) {
+        run.writeUint(RUN.exit_reason, 4, BigInt(KVM_EXIT_SHUTDOWN));
+        leave();
+        exits.push({ reason: 'SHUTDOWN' });
+        return { exits };
+      }
+      if (s.kind === 'accept') {
+        const r = tdx.accept(k, vcpu, s.gpa, s.size, vcpu.stat);
+        if (r.kind !== 'status') return tdxEnd(r);
+        exits.push({ reason: 'ACCEPT', gpa: s.gpa, status: r.status });
+      } else {
+        const gpa = s.shared ? s.gpa | tdx.sharedBit(vm) : s.gpa;
+        const r = tdx.mapGpa(k, vcpu, gpa, s.size, toVmm, () => pending !== undefined);
+        if (r === undefined) return { errno: pending, exits };
+        exits.push(
+          r.status === 0n
+            ? { reason: 'TDVMCALL', status: r.status }
+            : { reason: 'TDVMCALL', status: r.status, r11: r.r11 },
+        );
       }
     } else if (s.kind === 'pvalidate' || s.kind === 'psc_msr' || s.kind === 'psc') {
       // Not an SNP guest: PVALIDATE is #UD, the GHCB MSR write #GP; the program sets up no IDT,
@@ -674,6 +847,8 @@ export function kvmRunProgram(
         });
       }
     } else {
+      if (tdx !== undefined)
+        throw new NotModelled('a VMCALL instruction in a TD guest (the trace hypercall step)');
       // PVM never completes a vmcall: the vCPU spins until the backend's watchdog signal.
       if (x86Ops(k).vmcall === 'spin') {
         leave();

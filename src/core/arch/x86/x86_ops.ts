@@ -92,6 +92,89 @@ export interface SnpGuestOps {
   readonly pvalidateFailInput: number;
 }
 
+/** What the CPU and the TDX module did with one TD guest access (vmx/tdx_guest.ts). */
+export type TdxAccessResult =
+  /** The access proceeds on `pfn` (a MAPPED private page, or the shared EPT's frame). */
+  | { readonly kind: 'ok'; readonly pfn: Pfn }
+  /** A shared access that KVM's fault path turned into emulated MMIO (no memslot). */
+  | { readonly kind: 'mmio' }
+  /** KVM_EXIT_MEMORY_FAULT at `gpa` (KVM_RUN fails with `errno`). */
+  | {
+      readonly kind: 'memfault';
+      readonly gpa: bigint;
+      readonly flags: bigint;
+      readonly errno: Errno;
+    }
+  /** A PENDING private page with SEPT_VE_DISABLE clear: #VE in the guest. */
+  | { readonly kind: 've'; readonly gpa: bigint }
+  /**
+   * A PENDING private page with SEPT_VE_DISABLE set: the EPT violation KVM treats as "Guest
+   * access before accepting" (`kvm_vm_dead()`, KVM_RUN -EIO).
+   */
+  | { readonly kind: 'dead'; readonly gpa: bigint }
+  /** An error of KVM's own (a failed PAGE.AUG, TDH.VP.ENTER): KVM_RUN fails with `errno`. */
+  | { readonly kind: 'error'; readonly errno: Errno }
+  /** The guest re-faults without progress until the VMM interrupts it (EINTR). */
+  | { readonly kind: 'spin' };
+
+/** What TDG.MEM.PAGE.ACCEPT gave the guest after KVM handled the TD exits it caused. */
+export type TdxAcceptResult =
+  | { readonly kind: 'status'; readonly status: bigint }
+  | Extract<TdxAccessResult, { kind: 'memfault' | 'error' | 'spin' }>;
+
+/** The result a TDG.VP.VMCALL<MapGPA> gave the guest: R10 (status) and R11. */
+export type TdvmcallResult = { readonly status: bigint; readonly r11: bigint };
+
+/**
+ * The TDX guest side of KVM_RUN (kvm_intel's vmx/tdx_guest.ts): `tdx_vcpu_pre_run()`, entering and
+ * leaving the TD (TDH.VP.ENTER, a TD exit), a guest access through the S-EPT or the shared EPT
+ * with KVM's EPT-violation handling, TDG.MEM.PAGE.ACCEPT, TDG.VP.VMCALL<MapGPA> and
+ * <ReportFatalError>.
+ */
+export interface TdxGuestOps {
+  /** `tdx_vcpu_pre_run()`: the errno KVM_RUN returns, or undefined to run. */
+  preRun(k: KernelCtx, vcpu: Vcpu): Errno | undefined;
+  /** TDH.VP.ENTER (`tdx_vcpu_run()`): the module's status (0: the vCPU runs in the TD). */
+  enter(k: KernelCtx, vcpu: Vcpu): bigint;
+  /** A TD exit to KVM that goes on to userspace (the vCPU leaves the TD). */
+  exit(k: KernelCtx, vcpu: Vcpu): void;
+  /** One guest access to one page at `gpa` (`shared`: the guest PTE sets the shared bit). */
+  access(
+    k: KernelCtx,
+    vcpu: Vcpu,
+    gpa: bigint,
+    write: boolean,
+    shared: boolean,
+    stat: KvmVcpuStat,
+  ): TdxAccessResult;
+  /** TDG.MEM.PAGE.ACCEPT of `gpa` at `size`. */
+  accept(
+    k: KernelCtx,
+    vcpu: Vcpu,
+    gpa: bigint,
+    size: '4K' | '2M',
+    stat: KvmVcpuStat,
+  ): TdxAcceptResult;
+  /**
+   * TDG.VP.VMCALL<MapGPA> of [gpa, gpa + size) (`gpa` as the guest passes it, shared bit
+   * included): `tdx_map_gpa()`'s checks, then KVM_HC_MAP_GPA_RANGE exits of at most 2 MiB each
+   * through `exit`, completed by `tdx_complete_vmcall_map_gpa()`. `stop`: after an exit, whether
+   * the next KVM_RUN failed before completing it (the run ends there).
+   */
+  mapGpa(
+    k: KernelCtx,
+    vcpu: Vcpu,
+    gpa: bigint,
+    size: bigint,
+    exit: MapGpaRangeExit,
+    stop: () => boolean,
+  ): TdvmcallResult | undefined;
+  /** The shared-bit of the TD's GPAs (bit 47 or 51). */
+  sharedBit(vm: Vm): bigint;
+  /** Whether `kvm_vm_dead()` was called on the TD (its ioctls are -EIO). */
+  dead(vm: Vm): boolean;
+}
+
 export interface KvmX86Ops {
   /** The vendor module (`/sys/module/<name>`). */
   readonly name: KvmModule;
@@ -191,6 +274,11 @@ export interface KvmX86Ops {
    * undefined: its guest steps run as a normal guest's. Optional.
    */
   snpGuest?(vm: Vm): SnpGuestOps | undefined;
+  /**
+   * The TDX guest side for `vm` when it is a TD (`is_td(kvm)`; kvm_intel), else undefined: its
+   * guest steps run as a normal guest's. Optional.
+   */
+  tdxGuest?(vm: Vm): TdxGuestOps | undefined;
 }
 
 /** The x86 implementation of the generic arch ops, with the vendor module it was built for. */

@@ -20,6 +20,7 @@ import {
   tdxVmDestroy,
   tdxVmIoctl,
 } from './tdx.js';
+import { tdxGuest } from './tdx_guest.js';
 
 export const VMX_OPS: KvmX86Ops = {
   name: 'kvm_intel',
@@ -38,4 +39,6 @@ export const VMX_OPS: KvmX86Ops = {
   removeExternalSpte: tdxRemovePrivateSpte,
   // vt_vm_destroy() (with vt_vm_pre_destroy() and the vCPU frees): a TD's teardown.
   vmDestroy: tdxVmDestroy,
+  // KVM_RUN of a TD vCPU (vt_vcpu_pre_run(), vt_vcpu_run(), vt_handle_exit() → tdx_*).
+  tdxGuest,
 };

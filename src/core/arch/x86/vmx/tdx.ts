@@ -27,9 +27,10 @@
  * ones: the model does not check CPUID values, which the module would). The host is one package
  * with every CPU online (no -EIO for an offline package) and the misc cgroup has room.
  *
- * Not modelled (an error naming the limit): KVM_TDX_GET_CPUID (TDH.MNG.RD of the TD's CPUID), and
- * KVM_RUN of a TD vCPU (TDH.VP.ENTER, the guest's TDCALLs, MapGPA, private faults from the guest):
- * those are the next pieces of issue 12.
+ * KVM_RUN of a TD vCPU (TDH.VP.ENTER, the guest's accesses, TDG.MEM.PAGE.ACCEPT, MapGPA, KVM's
+ * EPT-violation handling) is vmx/tdx_guest.ts.
+ *
+ * Not modelled (an error naming the limit): KVM_TDX_GET_CPUID (TDH.MNG.RD of the TD's CPUID).
  */
 import { NotModelled } from '../../../base/not_modelled.js';
 import type { KernelCtx } from '../../../ctx.js';
@@ -141,6 +142,11 @@ export interface KvmTdx {
   irqchipSplit: boolean;
   /** The VM is bugged (`KVM_BUG_ON`): its TDX commands and KVM_CREATE_VCPU are -EIO. */
   bugged: boolean;
+  /**
+   * `kvm_vm_dead()` from a TD vCPU's run ("Guest access before accepting"): `kvm->vm_dead`, so
+   * `kvm_vm_ioctl()` and `kvm_vcpu_ioctl()` answer every ioctl of the VM and its vCPUs -EIO.
+   */
+  vmDead: boolean;
 }
 
 /** `struct vcpu_tdx`. */
@@ -179,6 +185,7 @@ export function toKvmTdx(vm: Vm): KvmTdx {
       leaves: new Map(),
       irqchipSplit: false,
       bugged: false,
+      vmDead: false,
     };
     TDX_STATE.set(vm, t);
   }
@@ -206,12 +213,12 @@ export function kvmGfnDirectBits(vm: Vm): bigint {
 }
 
 /** `vt_is_tdx_private_gpa()`: not an alias (the shared bit clear). */
-function isPrivateGpa(t: KvmTdx, gpa: bigint): boolean {
+export function isPrivateGpa(t: KvmTdx, gpa: bigint): boolean {
   return (gpa & (t.gfnDirectBits << 12n)) === 0n;
 }
 
 /** The TDX module of this host (every host whose profile offers TDs has one). */
-function tdxModule(k: KernelCtx): TdxModule {
+export function tdxModule(k: KernelCtx): TdxModule {
   const m = k.platform.tdx?.module;
   if (m === undefined) throw new Error('TD on a host without the TDX platform');
   return m;
@@ -226,9 +233,20 @@ function kvmBugOn(_vm: Vm, t: KvmTdx): void {
   t.bugged = true;
 }
 
-/** Whether `vm` is a TD that KVM_BUG_ON marked dead. */
+/** Whether `vm` is a TD that KVM_BUG_ON marked dead, or that `kvm_vm_dead()` killed. */
 export function tdxVmBugged(vm: Vm): boolean {
-  return isTd(vm) && TDX_STATE.get(vm)?.bugged === true;
+  if (!isTd(vm)) return false;
+  const t = TDX_STATE.get(vm);
+  return t !== undefined && (t.bugged || t.vmDead);
+}
+
+/**
+ * Whether `vm` is a TD that a vCPU's run killed (`kvm_vm_dead()`): `kvm->vm_dead`, checked first
+ * by `kvm_vm_ioctl()` and `kvm_vcpu_ioctl()` (-EIO). (A KVM_BUG_ON sets it as well in the kernel;
+ * the model applies that one to the TD's own commands and KVM_CREATE_VCPU only, `tdxVmBugged()`.)
+ */
+export function tdxVmDead(vm: Vm): boolean {
+  return isTd(vm) && TDX_STATE.get(vm)?.vmDead === true;
 }
 
 /** The host's TDX HKIDs in use (`tdx_guest_keyid_pool`), per host. */
