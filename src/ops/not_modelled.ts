@@ -1,5 +1,5 @@
 /**
- * Where the model says a kernel path is not modelled (`NotModelled`, e.g. KVM_RUN of a TD vCPU),
+ * Where the model says a kernel path is not modelled (`NotModelled`, e.g. KVM_TDX_GET_CPUID),
  * the op refuses to run (a `BackendRefusal` naming the op and the limit) instead of answering, as
  * KVM_MEMORY_ENCRYPT_OP does for its commands.
  */

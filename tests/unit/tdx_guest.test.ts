@@ -26,8 +26,13 @@ import {
   type RunExit,
 } from '../../src/core/arch/x86/kvm_run.js';
 import type { TdxGuestObserver } from '../../src/core/ctx.js';
-import { parseTrace } from '../../src/trace/parse.js';
-import { formatOp } from '../../src/trace/format.js';
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseOpObject, parseTrace } from '../../src/trace/parse.js';
+import { formatOp, formatResult } from '../../src/trace/format.js';
+import { runTrace } from '../../src/trace/runner.js';
+import { ModelBackend } from '../../src/backends/model.js';
 import { OPS } from '../../src/ops/registry.js';
 import {
   ATTR_PRIVATE,
@@ -400,7 +405,40 @@ describe('KVM_RUN of a TD vCPU', () => {
   });
 });
 
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+const DOC = readFileSync(join(ROOT, 'docs/trace-format.md'), 'utf8');
+
+/** The first two jsonl blocks after `heading` in docs/trace-format.md: a trace, its results. */
+function docBlocks(heading: string): { trace: string; results: string[] } {
+  const at = DOC.indexOf(heading);
+  assert.ok(at >= 0, `${heading} is in docs/trace-format.md`);
+  const blocks = [...DOC.slice(at).matchAll(/```jsonl\n([\s\S]*?)\n```/g)].map((m) => m[1]!);
+  return { trace: blocks[0]!, results: blocks[1]!.split('\n') };
+}
+
 describe('TDX guest steps in traces', () => {
+  test("the document's TD guest run, after its TD build, gives the documented results", () => {
+    const build = docBlocks('A TD build (`gmemlab replay --kernel linux-6.18-tdx`');
+    const run = docBlocks("A TD's guest run (`gmemlab replay --kernel linux-6.18-tdx`");
+    const p = parseTrace(`${build.trace}\n${run.trace}`, 't.jsonl');
+    assert.deepEqual(
+      p.errors.map((e) => e.message),
+      [],
+    );
+    const b = new ModelBackend(getProfile('linux-6.18-tdx')!, { events: false });
+    const got = runTrace(p.ops, b).map(formatResult);
+    assert.deepEqual(got.slice(0, build.results.length), build.results);
+    assert.deepEqual(got.slice(build.results.length), run.results);
+    for (const op of p.ops.filter((o) => o.op === 'KVM_RUN')) {
+      const again = parseOpObject(
+        't.jsonl',
+        1,
+        JSON.parse(formatOp(op)) as Record<string, unknown>,
+      );
+      assert.deepEqual({ ...again, line: 0 }, { ...op, line: 0 });
+    }
+  });
+
   const run = (guest: string): string => `{"op":"KVM_RUN","vcpu":3,"guest":${guest}}`;
 
   test('parse and format round trip; field errors at file:line', () => {
