@@ -26,6 +26,9 @@ import {
   type RunExit,
 } from '../../src/core/arch/x86/kvm_run.js';
 import type { TdxGuestObserver } from '../../src/core/ctx.js';
+import { InvariantChecker } from '../../src/core/invariants/index.js';
+import { runChecked } from '../../src/check/checked_run.js';
+import type { TdxGuestRecord } from '../../src/core/invariants/types.js';
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -395,6 +398,24 @@ describe('KVM_RUN of a TD vCPU', () => {
     ]);
   });
 
+  test("the invariant checker records the TD guest's steps for the step's check, in order", () => {
+    const td = buildTd();
+    const chk = new InvariantChecker(td.c.h);
+    assert.ok(td.c.h.tdxGuestObserver !== undefined);
+    td.c.h.kvmRun(
+      td.vcpu,
+      [accept(0x1000n), ld(0x1000n), mapGpa(0x1000n, 0x1000n, true), st(0x1000n, '01', true)],
+      'convert',
+    );
+    const recs = (chk as unknown as { tdxGuest: TdxGuestRecord[] }).tdxGuest;
+    assert.deepEqual(
+      recs.map((r) => `${r.kind}${r.kind === 'access' ? ` ${r.shared} ${r.septState}` : ''}`),
+      ['accept', 'access false MAPPED', 'map_gpa', 'access true FREE'],
+    );
+    assert.deepEqual(chk.check(), []);
+    assert.deepEqual((chk as unknown as { tdxGuest: TdxGuestRecord[] }).tdxGuest, []);
+  });
+
   test('a non-TD VM: ACCEPT and MapGPA are TDCALL, #UD, a triple fault', () => {
     const h = new Host(getProfile('linux-6.18-tdx')!);
     const c: Ctx = { h, kvm: h.openDevKvm() };
@@ -427,6 +448,10 @@ describe('TDX guest steps in traces', () => {
     );
     const b = new ModelBackend(getProfile('linux-6.18-tdx')!, { events: false });
     const got = runTrace(p.ops, b).map(formatResult);
+    // Every invariant holds after every op of the same trace.
+    const checked = runChecked(p.ops, getProfile('linux-6.18-tdx')!);
+    assert.equal(checked.ran, p.ops.length);
+    assert.deepEqual(checked.failures, []);
     assert.deepEqual(got.slice(0, build.results.length), build.results);
     assert.deepEqual(got.slice(build.results.length), run.results);
     for (const op of p.ops.filter((o) => o.op === 'KVM_RUN')) {

@@ -30,6 +30,7 @@ import {
   type HostAccess,
   type PvalidateRecord,
   type PscRecord,
+  type TdxGuestRecord,
   type Invariant,
   type Mapping,
   type PerVm,
@@ -76,6 +77,7 @@ const NO_PFNS: readonly Pfn[] = [];
 const NO_GUEST: readonly GuestPrivateAccess[] = [];
 const NO_PVALIDATE: readonly PvalidateRecord[] = [];
 const NO_PSC: readonly PscRecord[] = [];
+const NO_TDX: readonly TdxGuestRecord[] = [];
 
 export type CheckerOptions = {
   /**
@@ -170,6 +172,20 @@ export class InvariantChecker {
         },
       };
     }
+    if (host.platform.tdx !== undefined)
+      // TD guests: each access (frame, shared or private, the S-EPT state it met), ACCEPT and
+      // MapGPA, in order. No invariant reads them yet.
+      host.tdxGuestObserver = {
+        access: (vm, gfn, pfn, write, shared, septState): void => {
+          this.tdxGuest.push({ kind: 'access', vm: vm.index, gfn, pfn, write, shared, septState });
+        },
+        accept: (vm, gfn, level, status, before, after): void => {
+          this.tdxGuest.push({ kind: 'accept', vm: vm.index, gfn, level, status, before, after });
+        },
+        mapGpa: (vm, gpa, size, exits, status): void => {
+          this.tdxGuest.push({ kind: 'map_gpa', vm: vm.index, gpa, size, exits, status });
+        },
+      };
     host.frames.takeStaleReads();
     const inc = o.incremental ?? 64;
     this.fullSteps = inc === false ? -1 : inc === true ? 0 : inc;
@@ -179,6 +195,8 @@ export class InvariantChecker {
   private guestAccesses: GuestPrivateAccess[] = [];
   private pvalidates: PvalidateRecord[] = [];
   private pscs: PscRecord[] = [];
+  /** TD guests' accesses, ACCEPTs and MapGPAs during the step. */
+  private tdxGuest: TdxGuestRecord[] = [];
 
   /** The step's observations (cleared). */
   /**
@@ -201,6 +219,7 @@ export class InvariantChecker {
     guestAccesses: readonly GuestPrivateAccess[];
     pvalidates: readonly PvalidateRecord[];
     pscs: readonly PscRecord[];
+    tdxGuest: readonly TdxGuestRecord[];
   } {
     const accesses = this.accesses;
     this.accesses = [];
@@ -211,12 +230,15 @@ export class InvariantChecker {
     if (this.pvalidates.length !== 0) this.pvalidates = [];
     const pscs = this.pscs.length === 0 ? NO_PSC : this.pscs;
     if (this.pscs.length !== 0) this.pscs = [];
+    const tdxGuest = this.tdxGuest.length === 0 ? NO_TDX : this.tdxGuest;
+    if (this.tdxGuest.length !== 0) this.tdxGuest = [];
     return {
       accesses,
       staleReads: this.host.frames.takeStaleReads(),
       guestAccesses,
       pvalidates,
       pscs,
+      tdxGuest,
     };
   }
 
@@ -240,7 +262,7 @@ export class InvariantChecker {
 
   /** Every invariant over the whole state (what `check` computes, without shortcuts). */
   fullCheck(): Violation[] {
-    const { accesses, staleReads, guestAccesses, pvalidates, pscs } = this.observed();
+    const { accesses, staleReads, guestAccesses, pvalidates, pscs, tdxGuest } = this.observed();
     let own: Ownership | undefined;
     const state: CheckState = {
       host: this.host,
@@ -249,6 +271,7 @@ export class InvariantChecker {
       guestAccesses,
       pvalidates,
       pscs,
+      tdxGuest,
       ownership: () => (own ??= buildOwnership(this.host)),
       ownedOnFree: () => scanOwnedOnFree(this.host, state.ownership()),
     };
@@ -275,6 +298,10 @@ export class InvariantChecker {
       st.pscs = this.pscs;
       this.pscs = [];
     }
+    if (this.tdxGuest.length !== 0) {
+      st.tdxGuest = this.tdxGuest;
+      this.tdxGuest = [];
+    }
     st.reset();
     const changed = t.update();
     const allocated = this.host.frames.allocated;
@@ -283,7 +310,8 @@ export class InvariantChecker {
       st.staleReads.length === 0 &&
       st.guestAccesses.length === 0 &&
       st.pvalidates.length === 0 &&
-      st.pscs.length === 0;
+      st.pscs.length === 0 &&
+      st.tdxGuest.length === 0;
     // On SEV-SNP the RMP (and the firmware state changed with it) is read too.
     const rmpGen = this.rmp === undefined ? 0 : this.rmp.generation;
     // Nothing an invariant reads changed since a check that saw no host access and no stale
@@ -300,6 +328,7 @@ export class InvariantChecker {
       st.guestAccesses = NO_GUEST;
       st.pvalidates = NO_PVALIDATE;
       st.pscs = NO_PSC;
+      st.tdxGuest = NO_TDX;
       return this.last.length === 0 ? [] : this.last.slice();
     }
     if (changed) {
@@ -331,6 +360,7 @@ export class InvariantChecker {
     st.guestAccesses = NO_GUEST;
     st.pvalidates = NO_PVALIDATE;
     st.pscs = NO_PSC;
+    st.tdxGuest = NO_TDX;
     st.reset();
     this.last = !clean ? undefined : out.length === 0 ? NO_VIOLATIONS : out.slice();
     this.lastAllocated = allocated;
@@ -359,6 +389,7 @@ class TrackedState implements CheckState {
   guestAccesses: readonly GuestPrivateAccess[] = NO_GUEST;
   pvalidates: readonly PvalidateRecord[] = NO_PVALIDATE;
   pscs: readonly PscRecord[] = NO_PSC;
+  tdxGuest: readonly TdxGuestRecord[] = NO_TDX;
   /** The ownership map of this check, once asked for. */
   own: Ownership | undefined = undefined;
   readonly mappingsOf = (vm: Vm): readonly Mapping[] => this.mappings(vm);

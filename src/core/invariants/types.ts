@@ -83,6 +83,43 @@ export type PvalidateRecord = {
 /** A PSC descriptor request of an SEV-SNP guest (the PSC NAE event), as KVM handled it. */
 export type PscRecord = PscObservation & { readonly vm: number };
 
+/**
+ * What a TD guest did during a step, in order (`KernelCtx.tdxGuestObserver`): a completed access
+ * (`shared`: through a shared-bit GPA; `septState`: the S-EPT leaf state of the gfn when it
+ * happened), a TDG.MEM.PAGE.ACCEPT (status, S-EPT state before and after), a completed
+ * TDG.VP.VMCALL<MapGPA> (its KVM_HC_MAP_GPA_RANGE exits and TDVMCALL status).
+ */
+export type TdxGuestRecord =
+  | {
+      readonly kind: 'access';
+      readonly vm: number;
+      readonly gfn: number;
+      readonly pfn: number;
+      readonly write: boolean;
+      readonly shared: boolean;
+      readonly septState: string;
+    }
+  | {
+      readonly kind: 'accept';
+      readonly vm: number;
+      readonly gfn: number;
+      readonly level: number;
+      readonly status: bigint;
+      readonly before: string;
+      readonly after: string;
+    }
+  | {
+      readonly kind: 'map_gpa';
+      readonly vm: number;
+      readonly gpa: bigint;
+      readonly size: bigint;
+      readonly exits: readonly {
+        readonly args: readonly [bigint, bigint, bigint];
+        readonly ret: bigint;
+      }[];
+      readonly status: bigint;
+    };
+
 /** Everything an invariant may look at after a step. */
 export type CheckState = {
   readonly host: Host;
@@ -93,6 +130,8 @@ export type CheckState = {
   readonly pvalidates: readonly PvalidateRecord[];
   /** SEV-SNP guests' PSC descriptor requests during the step (empty elsewhere). */
   readonly pscs: readonly PscRecord[];
+  /** TD guests' accesses, ACCEPTs and MapGPAs during the step, in order (empty elsewhere). */
+  readonly tdxGuest: readonly TdxGuestRecord[];
   /** Frame ownership, built on first use during a check. */
   ownership(): Ownership;
   /** Start of the first owner extent (in pfn order) with a frame on the free list, if any. */
