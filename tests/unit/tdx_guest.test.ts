@@ -13,6 +13,7 @@ import { Host } from '../../src/core/host.js';
 import { getProfile } from '../../src/core/profiles/index.js';
 import { KVM_CAP } from '../../src/core/base/uapi.js';
 import { asGfn } from '../../src/core/base/units.js';
+import { NotModelled } from '../../src/core/base/not_modelled.js';
 import { PT } from '../../src/core/platform/tdx/pamt.js';
 import { TDX } from '../../src/core/platform/tdx/status.js';
 import { TD_ATTR } from '../../src/core/platform/tdx/td.js';
@@ -361,6 +362,11 @@ describe('KVM_RUN of a TD vCPU', () => {
     const spte = vmOf(td.c, td.vm).stage2[0]!.get(asGfn(6));
     assert.equal(spte?.private, false);
     assert.equal(spte?.source, 'hva');
+    // A private access to the gfn the shared EPT maps: the mirror root has no leaf; the fault
+    // meets the shared attribute (an implicit conversion).
+    const q = h.kvmRun(td.vcpu, [ld(0x6000n)]);
+    assert.equal(q.errno, 'EFAULT');
+    assert.deepEqual(q.exits, [{ reason: 'MEMORY_FAULT', gpa: 0x6000n, size: 4096n, flags: 8n }]);
     const p = h.kvmRun(td.vcpu, [ld(0x7000n, true)]);
     assert.equal(p.errno, 'EFAULT');
     assert.deepEqual(p.exits, [{ reason: 'MEMORY_FAULT', gpa: 0x7000n, size: 4096n, flags: 0n }]);
@@ -414,6 +420,22 @@ describe('KVM_RUN of a TD vCPU', () => {
     );
     assert.deepEqual(chk.check(), []);
     assert.deepEqual((chk as unknown as { tdxGuest: TdxGuestRecord[] }).tdxGuest, []);
+  });
+
+  test('not modelled in a TD: a VMCALL step (refused, the vCPU out of the TD)', () => {
+    const td = buildTd();
+    assert.throws(
+      () => td.c.h.kvmRun(td.vcpu, [{ kind: 'hypercall', nr: 1n, args: [0n, 0n, 0n] }]),
+      NotModelled,
+    );
+    assert.equal(
+      [
+        ...mod(td.c)
+          .td(toKvmTdx(vmOf(td.c, td.vm)).tdr!)!
+          .vcpus.values(),
+      ][0]!.inGuest,
+      false,
+    );
   });
 
   test('a non-TD VM: ACCEPT and MapGPA are TDCALL, #UD, a triple fault', () => {

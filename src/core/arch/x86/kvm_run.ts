@@ -847,8 +847,10 @@ export function kvmRunProgram(
         });
       }
     } else {
-      if (tdx !== undefined)
+      if (tdx !== undefined) {
+        tdx.exit(k, vcpu); // the vCPU leaves the TD as the run stops
         throw new NotModelled('a VMCALL instruction in a TD guest (the trace hypercall step)');
+      }
       // PVM never completes a vmcall: the vCPU spins until the backend's watchdog signal.
       if (x86Ops(k).vmcall === 'spin') {
         leave();

@@ -95,7 +95,7 @@ function privateFault(
   gfn: Gfn,
   stat: KvmVcpuStat,
 ): Extract<TdxAccessResult, { kind: 'memfault' | 'error' }> | undefined {
-  const o = guestTranslate(k, vcpu.vm, gfn, true, true, stat);
+  const o = faultIn(k, vcpu.vm, gfn, true, true, stat);
   if (typeof o !== 'number') {
     // A private fault never ends in MMIO: without a memslot it is a memory fault too.
     const flags = o.kind === 'memfault' ? o.flags : KVM_MEMORY_EXIT_FLAG_PRIVATE;
@@ -111,10 +111,31 @@ function reenter(m: TdxModule, vcpu: Vcpu): { kind: 'error'; errno: Errno } | un
 }
 
 /**
+ * A fault of `gfn` through the mirror root (`priv`) or the shared EPT. The model keeps one stage-2
+ * map per VM for both roots: a leaf of the other kind at that GFN is not in the root this access
+ * walks, so the access takes the fault as the kernel does (`kvm_mmu_page_fault()`, counted as
+ * there), where the private/shared mismatch with the attributes is KVM_EXIT_MEMORY_FAULT.
+ */
+function faultIn(
+  k: KernelCtx,
+  vm: Vm,
+  gfn: Gfn,
+  write: boolean,
+  priv: boolean,
+  stat: KvmVcpuStat,
+): FaultOutcome {
+  const e = vm.stage2[0]!.get(gfn);
+  if (e === undefined || e.private === priv) return guestTranslate(k, vm, gfn, write, priv, stat);
+  stat.pf_taken++;
+  const o = kvmMmuDoPageFault(k, vm, gfn, write, priv);
+  if (typeof o === 'number') stat.pf_fixed++;
+  else if (o.kind === 'mmio') stat.pf_emulate++;
+  return o;
+}
+
+/**
  * A shared access (the shared bit set): the shared EPT, which KVM fills like a normal VM's
- * stage 2 (`kvm_tdp_mmu_map()` on the direct root) for the GFN without the shared bit. The model
- * keeps one stage-2 map per VM: a private leaf at that GFN is not in the shared EPT, so the access
- * faults as a shared one (a mismatch with the PRIVATE attribute: KVM_EXIT_MEMORY_FAULT).
+ * stage 2 (`kvm_tdp_mmu_map()` on the direct root) for the GFN without the shared bit.
  */
 function sharedAccess(
   k: KernelCtx,
@@ -123,13 +144,7 @@ function sharedAccess(
   write: boolean,
   stat: KvmVcpuStat,
 ): TdxAccessResult {
-  const e = vm.stage2[0]!.get(gfn);
-  let o: FaultOutcome;
-  if (e !== undefined && e.private) {
-    stat.pf_taken++;
-    o = kvmMmuDoPageFault(k, vm, gfn, write, false);
-    if (typeof o === 'number') stat.pf_fixed++;
-  } else o = guestTranslate(k, vm, gfn, write, false, stat);
+  const o = faultIn(k, vm, gfn, write, false, stat);
   if (typeof o === 'number') return { kind: 'ok', pfn: o };
   if (o.kind === 'mmio') return { kind: 'mmio' };
   return { kind: 'memfault', gpa: BigInt(gfn) << 12n, flags: o.flags, errno: o.errno };
