@@ -57,7 +57,7 @@ import { ERRNO_NUMBERS } from './base/errno.js';
 export type MapGpaRangePolicy = bigint | 'convert' | 'convert+discard';
 import { SevDevFile } from './arch/x86/svm/sev_dev.js';
 import { sevSetVcpuVmsa } from './arch/x86/svm/sev_snp.js';
-import { isTd, tdxEnableSplitIrqchip, tdxVmDead } from './arch/x86/vmx/tdx.js';
+import { isTd, tdxEnableSplitIrqchip } from './arch/x86/vmx/tdx.js';
 import type { X86ArchOps } from './arch/x86/x86_ops.js';
 import {
   KVM_CAP,
@@ -284,7 +284,7 @@ export class Host implements KernelCtx {
     const f = this.fds.get(fd);
     if (f === undefined) return err('EBADF', 'fd not open');
     if (!(f instanceof VmFile)) return 'not-vm';
-    if (tdxVmDead(f.vm)) return err('EIO', 'kvm_vm_ioctl: kvm->vm_dead');
+    if (f.vm.vmDead) return err('EIO', 'kvm_vm_ioctl: kvm->vm_dead');
     return ok(f.vm);
   }
 
@@ -346,7 +346,7 @@ export class Host implements KernelCtx {
     if (f === undefined) return err('EBADF', 'fd not open');
     if (f.kind === 'kvm') return ok(this.capValue(undefined, cap));
     if (f instanceof VmFile) {
-      if (tdxVmDead(f.vm)) return err('EIO', 'kvm_vm_ioctl: kvm->vm_dead');
+      if (f.vm.vmDead) return err('EIO', 'kvm_vm_ioctl: kvm->vm_dead');
       return ok(this.capValue(f.vm, cap));
     }
     return Host.unknownIoctl(f);
@@ -385,7 +385,7 @@ export class Host implements KernelCtx {
     const f = this.fds.get(fd);
     if (f === undefined) return err('EBADF', 'fd not open');
     if (!(f instanceof VmFile)) return Host.unknownIoctl(f);
-    if (tdxVmDead(f.vm)) return err('EIO', 'kvm_vm_ioctl: kvm->vm_dead');
+    if (f.vm.vmDead) return err('EIO', 'kvm_vm_ioctl: kvm->vm_dead');
     if (!this.profile.guestMemfdConfig) return Host.unknownIoctl(f);
     const r = kvmGmemCreate(this, f.vm, size, flags, this.nextIno++);
     if (!r.ok) return r;
@@ -508,11 +508,11 @@ export class Host implements KernelCtx {
     const f = this.fds.get(fd);
     if (f === undefined) return err('EBADF', 'fd not open');
     if (f instanceof VcpuFile) {
-      if (tdxVmDead(f.vcpu.vm)) return err('EIO', 'kvm_vcpu_ioctl: kvm->vm_dead');
+      if (f.vcpu.vm.vmDead) return err('EIO', 'kvm_vcpu_ioctl: kvm->vm_dead');
       return err('EINVAL', 'KVM_ENABLE_CAP on a vCPU: capability not supported');
     }
     if (!(f instanceof VmFile)) return Host.unknownIoctl(f);
-    if (tdxVmDead(f.vm)) return err('EIO', 'kvm_vm_ioctl: kvm->vm_dead');
+    if (f.vm.vmDead) return err('EIO', 'kvm_vm_ioctl: kvm->vm_dead');
     if (flags !== 0n) return err('EINVAL', 'kvm_vm_ioctl_enable_cap: flags != 0');
     if (cap === BigInt(KVM_CAP.KVM_CAP_EXIT_HYPERCALL)) {
       const mask = this.profile.systemCaps.get(KVM_CAP.KVM_CAP_EXIT_HYPERCALL) ?? 0n;
@@ -542,8 +542,14 @@ export class Host implements KernelCtx {
     const f = this.fds.get(fd);
     if (f === undefined) return err('EBADF', 'fd not open');
     const ioctl = KVM_IOCTL.KVM_MEMORY_ENCRYPT_OP;
-    if (f instanceof VmFile) return this.arch.vmIoctl(this, f.vm, ioctl, userPtrOf(arg));
-    if (f instanceof VcpuFile) return this.arch.vcpuIoctl(this, f.vcpu, ioctl, userPtrOf(arg));
+    if (f instanceof VmFile) {
+      if (f.vm.vmDead) return err('EIO', 'kvm_vm_ioctl: kvm->vm_dead');
+      return this.arch.vmIoctl(this, f.vm, ioctl, userPtrOf(arg));
+    }
+    if (f instanceof VcpuFile) {
+      if (f.vcpu.vm.vmDead) return err('EIO', 'kvm_vcpu_ioctl: kvm->vm_dead');
+      return this.arch.vcpuIoctl(this, f.vcpu, ioctl, userPtrOf(arg));
+    }
     return Host.unknownIoctl(f);
   }
 
@@ -554,7 +560,7 @@ export class Host implements KernelCtx {
     const t = this.ioctlTarget(fd, 'vcpu');
     if (!t.ok) return t;
     const vcpu = (t.value as VcpuFile).vcpu;
-    if (tdxVmDead(vcpu.vm)) return err('EIO', 'kvm_vcpu_ioctl: kvm->vm_dead');
+    if (vcpu.vm.vmDead) return err('EIO', 'kvm_vcpu_ioctl: kvm->vm_dead');
     return ok(vcpu);
   }
 

@@ -373,12 +373,33 @@ describe('KVM_TDX_* on the VM fd (tdx_vm_ioctl)', () => {
     const td = new Td(c);
     fails(td.finalize().r, 'EINVAL', 'before INIT_VM');
     ok(td.initVm().r);
+    // A vCPU created but never KVM_TDX_INIT_VCPU'ed is none for the module.
+    ok(c.h.kvmEnableCap(td.vm, KVM_CAP_SPLIT_IRQCHIP, 0n, [24n]), 'SPLIT_IRQCHIP');
+    const cpu = ok(c.h.kvmCreateVcpu(td.vm, 0n), 'KVM_CREATE_VCPU');
     const f = td.finalize();
     fails(f.r, 'EIO', 'no vCPU: TDH.MR.FINALIZE fails, a KVM bug');
     assert.equal(f.hwError, TDX.NO_VCPUS, 'hw_error is the module status');
-    assert.equal(toKvmTdx(vmOf(c, td.vm)).bugged, true, 'KVM_BUG_ON: the VM is bugged');
+    assert.equal(vmOf(c, td.vm).vmBugged, true, 'KVM_BUG_ON: the VM is bugged');
     fails(td.finalize().r, 'EIO', 'a bugged VM answers -EIO');
     fails(td.cmd(td.vm, KVM_TDX.CAPABILITIES, 0n).r, 'EIO');
+    // kvm_vm_ioctl() / kvm_vcpu_ioctl() check kvm->vm_dead first, for every ioctl of the VM.
+    fails(
+      c.h.kvmCheckExtension(td.vm, BigInt(KVM_CAP.KVM_CAP_GUEST_MEMFD_FLAGS)),
+      'EIO',
+      'KVM_CHECK_EXTENSION',
+    );
+    fails(c.h.kvmCreateGuestMemfd(td.vm, 0x1000n, 0n), 'EIO', 'KVM_CREATE_GUEST_MEMFD');
+    const ram = mmapAnon(c, 0x1000n);
+    fails(setRegion(c, td.vm, { slot: 0n, gpa: 0n, size: 0x1000n, uaddr: ram }), 'EIO', 'memslot');
+    fails(
+      c.h.kvmSetMemoryAttributes(td.vm, { address: 0n, size: 0x1000n, attributes: 8n, flags: 0n }),
+      'EIO',
+      'KVM_SET_MEMORY_ATTRIBUTES',
+    );
+    fails(c.h.kvmCreateVcpu(td.vm, 1n), 'EIO', 'KVM_CREATE_VCPU');
+    fails(td.cmd(cpu, KVM_TDX.INIT_VCPU, 0n).r, 'EIO', 'a vCPU command (kvm_vcpu_ioctl)');
+    assert.equal(c.h.kvmRun(cpu, []).errno, 'EIO', 'KVM_RUN');
+    ok(c.h.close(cpu), 'close still works');
     const td2 = new Td(c);
     td2.boot();
     const r = td2.finalize();
@@ -544,7 +565,7 @@ describe('KVM_TDX_* on a vCPU fd (tdx_vcpu_ioctl)', () => {
     // tdx_is_sept_zap_err_due_to_premap() takes as a premap: the count drops.
     ok(setRegion(c, td.vm, { slot: 0n, size: 0n }), 'memslot delete');
     assert.equal(t.nrPremapped, 0);
-    assert.equal(t.bugged, false);
+    assert.equal(vmOf(c, td.vm).vmBugged, false);
     // The added page at 4 was removed too (INITIALIZED: no BLOCK/TRACK needed, KVM blocks anyway).
     const mtd = mod(c).td(t.tdr!)!;
     assert.equal(mtd.sept.walk(4, 0).entry.state, 'FREE');
@@ -594,7 +615,7 @@ describe('after finalize: pre-fault (PAGE.AUG) and private zaps', () => {
     ok(c.h.fallocate(gmem, 3, 0n, 0x1000n), 'punch');
     assert.equal(mtd.sept.walk(0, 0).entry.state, 'FREE');
     assert.equal(m.pamt.get(pfn0).pt, PT.NDA);
-    assert.equal(t.bugged, false);
+    assert.equal(vmOf(c, td.vm).vmBugged, false);
     // KVM_RUN of the TD vCPU (tdx_guest.test.ts has the guest side): an empty program halts.
     assert.deepEqual(c.h.kvmRun(td.vcpu, []).exits, [{ reason: 'HLT' }]);
   });

@@ -338,6 +338,13 @@ export type CodeSlotState = 'none' | 'present' | 'failed';
 export class Vm {
   refs = 0;
   dead = false;
+  /**
+   * `kvm->vm_dead`: `kvm_vm_dead()` ran (or a KVM_BUG_ON): `kvm_vm_ioctl()` and `kvm_vcpu_ioctl()`
+   * answer every ioctl of the VM and its vCPUs -EIO from then on (closing the fds still works).
+   */
+  vmDead = false;
+  /** `kvm->vm_bugged`: a KVM_BUG_ON fired (`kvm_vm_bugged()`, which also makes the VM dead). */
+  vmBugged = false;
   /** Memslots by (as_id << 16 | id). */
   readonly slots = new Map<number, Memslot>();
   /**
@@ -417,4 +424,15 @@ export class Vm {
     this.hvaSpanStart = lo === Infinity ? 0 : lo;
     this.hvaSpanEnd = hi === -Infinity ? 0 : hi;
   }
+}
+
+/** `kvm_vm_dead()` (include/linux/kvm_host.h): the VM answers no more ioctls (-EIO). */
+export function kvmVmDead(vm: Vm): void {
+  vm.vmDead = true;
+}
+
+/** `kvm_vm_bugged()`, what `KVM_BUG_ON()` calls when its condition holds: bugged and dead. */
+export function kvmVmBugged(vm: Vm): void {
+  vm.vmBugged = true;
+  kvmVmDead(vm);
 }

@@ -46,7 +46,7 @@ import {
   type MappingLevel,
   type Pfn,
 } from '../../../base/units.js';
-import type { Vcpu, Vm } from '../../../kvm/objects.js';
+import { kvmVmBugged, type Vcpu, type Vm } from '../../../kvm/objects.js';
 import { kvmGmemPopulate } from '../../../kvm/guest_memfd/guest_memfd.js';
 import type { TdxModule } from '../../../platform/tdx/module.js';
 import { TD_ATTR, TD_ATTR_FIXED0, TD_CONFIG_FLAGS } from '../../../platform/tdx/td.js';
@@ -140,13 +140,6 @@ export interface KvmTdx {
   readonly leaves: Map<number, Pfn>;
   /** `irqchip_split(kvm)`: KVM_CAP_SPLIT_IRQCHIP was enabled (TDX needs an in-kernel LAPIC). */
   irqchipSplit: boolean;
-  /** The VM is bugged (`KVM_BUG_ON`): its TDX commands and KVM_CREATE_VCPU are -EIO. */
-  bugged: boolean;
-  /**
-   * `kvm_vm_dead()` from a TD vCPU's run ("Guest access before accepting"): `kvm->vm_dead`, so
-   * `kvm_vm_ioctl()` and `kvm_vcpu_ioctl()` answer every ioctl of the VM and its vCPUs -EIO.
-   */
-  vmDead: boolean;
 }
 
 /** `struct vcpu_tdx`. */
@@ -184,8 +177,6 @@ export function toKvmTdx(vm: Vm): KvmTdx {
       septPages: new Map(),
       leaves: new Map(),
       irqchipSplit: false,
-      bugged: false,
-      vmDead: false,
     };
     TDX_STATE.set(vm, t);
   }
@@ -225,28 +216,11 @@ export function tdxModule(k: KernelCtx): TdxModule {
 }
 
 /**
- * `KVM_BUG_ON()`: the condition is a kernel bug; the VM is bugged and dead (`kvm_vm_bugged()`:
- * `vm_dead`), so KVM answers its VM and vCPU ioctls -EIO from then on. The model applies that to
- * the TD's own commands and KVM_CREATE_VCPU (`KvmTdx.bugged`); the generic ioctls do not check it.
+ * `KVM_BUG_ON()`: the condition is a kernel bug; the VM is bugged and dead (`kvm_vm_bugged()`), so
+ * KVM answers its VM and vCPU ioctls -EIO from then on (the generic ioctl entry checks `vm_dead`).
  */
-function kvmBugOn(_vm: Vm, t: KvmTdx): void {
-  t.bugged = true;
-}
-
-/** Whether `vm` is a TD that KVM_BUG_ON marked dead, or that `kvm_vm_dead()` killed. */
-export function tdxVmBugged(vm: Vm): boolean {
-  if (!isTd(vm)) return false;
-  const t = TDX_STATE.get(vm);
-  return t !== undefined && (t.bugged || t.vmDead);
-}
-
-/**
- * Whether `vm` is a TD that a vCPU's run killed (`kvm_vm_dead()`): `kvm->vm_dead`, checked first
- * by `kvm_vm_ioctl()` and `kvm_vcpu_ioctl()` (-EIO). (A KVM_BUG_ON sets it as well in the kernel;
- * the model applies that one to the TD's own commands and KVM_CREATE_VCPU only, `tdxVmBugged()`.)
- */
-export function tdxVmDead(vm: Vm): boolean {
-  return isTd(vm) && TDX_STATE.get(vm)?.vmDead === true;
+function kvmBugOn(vm: Vm, _t: KvmTdx): void {
+  kvmVmBugged(vm);
 }
 
 /** The host's TDX HKIDs in use (`tdx_guest_keyid_pool`), per host. */
@@ -616,7 +590,6 @@ function tdxTdFinalize(k: KernelCtx, vm: Vm, cmd: KvmTdxCmd): Result<undefined> 
  * command copies the struct back (with `hw_error`; -EFAULT when that faults).
  */
 export function tdxVmIoctl(k: KernelCtx, vm: Vm, argp: UserPtr): Result<undefined> {
-  if (tdxVmBugged(vm)) return err('EIO', 'kvm_vm_ioctl: kvm->vm_dead (KVM_BUG_ON)');
   if (!isTd(vm)) return err('ENOTTY', 'vt_mem_enc_ioctl: !is_td(kvm)');
   const raw = argp.copyFromUser(KVM_TDX_CMD_SIZE);
   if (raw === undefined) return err('EFAULT', 'tdx_vm_ioctl: copy_from_user(tdx_cmd)');
@@ -651,7 +624,6 @@ export function tdxVmIoctl(k: KernelCtx, vm: Vm, argp: UserPtr): Result<undefine
 export function tdxVcpuCreate(_k: KernelCtx, vm: Vm): Errno | undefined {
   if (!isTd(vm)) return undefined;
   const t = toKvmTdx(vm);
-  if (t.bugged) return 'EIO';
   if (t.state !== 'TD_STATE_INITIALIZED') return 'EIO';
   if (!t.irqchipSplit) return 'EINVAL';
   return undefined;
@@ -834,7 +806,6 @@ function tdxVcpuInitMemRegion(k: KernelCtx, vcpu: Vcpu, cmd: KvmTdxCmd): Result<
  * zero (-EINVAL); then the command (unknown: -EINVAL). The struct is not copied back.
  */
 export function tdxVcpuIoctl(k: KernelCtx, vcpu: Vcpu, argp: UserPtr): Result<undefined> {
-  if (tdxVmBugged(vcpu.vm)) return err('EIO', 'kvm_vcpu_ioctl: kvm->vm_dead (KVM_BUG_ON)');
   if (!isTd(vcpu.vm)) return err('EINVAL', 'vt_vcpu_mem_enc_ioctl: !is_td_vcpu(vcpu)');
   const t = toKvmTdx(vcpu.vm);
   if (!isHkidAssigned(t) || t.state === 'TD_STATE_RUNNABLE')

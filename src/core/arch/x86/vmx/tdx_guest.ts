@@ -35,7 +35,7 @@ import { NotModelled } from '../../../base/not_modelled.js';
 import { KVM_MEMORY_EXIT_FLAG_PRIVATE } from '../../../base/uapi.js';
 import { asGfn, type Gfn, type Pfn } from '../../../base/units.js';
 import type { FaultOutcome } from '../../../kvm/arch_ops.js';
-import type { KvmVcpuStat, Vcpu, Vm } from '../../../kvm/objects.js';
+import { kvmVmDead, type KvmVcpuStat, type Vcpu, type Vm } from '../../../kvm/objects.js';
 import type { TdxModule } from '../../../platform/tdx/module.js';
 import type { SeptState } from '../../../platform/tdx/sept.js';
 import { TDX } from '../../../platform/tdx/status.js';
@@ -185,7 +185,7 @@ function access(
       case 'ept-violation': {
         if (r.pending) {
           // tdx_is_sept_violation_unexpected_pending(): "Guest access before accepting"
-          t.vmDead = true;
+          kvmVmDead(vm);
           return { kind: 'dead', gpa: r.gpa };
         }
         const f = privateFault(k, m, vcpu, gfn, stat);
@@ -312,7 +312,7 @@ const TDX_GUEST: TdxGuestOps = {
     return toKvmTdx(vm).gfnDirectBits << 12n;
   },
   dead(vm) {
-    return toKvmTdx(vm).vmDead;
+    return vm.vmDead;
   },
 };
 
