@@ -17,6 +17,7 @@
  * max/min of the two sizes.
  */
 import { Host } from '../src/core/host.js';
+import { ALL_PARTS } from '../src/core/all_parts.js';
 import { getProfile } from '../src/core/profiles/index.js';
 import {
   KVM_MEM_GUEST_MEMFD,
@@ -36,7 +37,7 @@ const REPS = 5;
 type Variant = 'whole' | 'whole+slot' | 'chunk+slot';
 
 function setup(size: bigint, v: Variant): { host: Host; vmFd: number } {
-  const host = new Host(getProfile('linux-6.18')!, { events: false });
+  const host = new Host(getProfile('linux-6.18')!, { parts: ALL_PARTS, events: false });
   const kvm = host.openDevKvm();
   const vmFd = must(host.kvmCreateVm(kvm, KVM_X86_SW_PROTECTED_VM), 'KVM_CREATE_VM');
   for (let i = 0; i < BACKGROUND; i++) {

@@ -17,6 +17,7 @@
  * with --expose-gc; run.ts does that). Build time is wall time of the whole build.
  */
 import { Host } from '../src/core/host.js';
+import { ALL_PARTS } from '../src/core/all_parts.js';
 import { getProfile } from '../src/core/profiles/index.js';
 import {
   KVM_MEM_GUEST_MEMFD,
@@ -73,7 +74,7 @@ type Built = { host: Host; slots: number; seconds: number };
 
 function build(order: 'slots-first' | 'attrs-first'): Built {
   const t0 = now();
-  const host = new Host(getProfile('linux-6.18')!, { events: false });
+  const host = new Host(getProfile('linux-6.18')!, { parts: ALL_PARTS, events: false });
   const kvm = host.openDevKvm();
   const vmFd = must(host.kvmCreateVm(kvm, KVM_X86_SW_PROTECTED_VM), 'KVM_CREATE_VM');
   const gmem = must(

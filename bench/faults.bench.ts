@@ -25,12 +25,13 @@
  *
  * Orders: sequential gfns (every range map stays one coalesced extent) and a random permutation
  * (pfns are handed out in touch order, so stage-2 and the guest_memfd page map grow to N entries).
- * Events: off (`new Host(p, { events: false })`) and on (the log is drained after every KVM_RUN /
+ * Events: off (`new Host(p, { parts: ALL_PARTS, events: false })`) and on (the log is drained after every KVM_RUN /
  * every 4096 faults, as a consumer would). One extra row repeats the random fault path on a
  * 2^16-page VM: random order is bound by memory latency, so its rate depends on the maps' size.
  * Each figure: best of 3 (sequential) or 2 (random) fresh VMs after a warm-up on a small VM.
  */
 import { Host } from '../src/core/host.js';
+import { ALL_PARTS } from '../src/core/all_parts.js';
 import { guestTranslate } from '../src/core/arch/x86/mmu.js';
 import { asGfn } from '../src/core/base/units.js';
 import type { Vm } from '../src/core/kvm/objects.js';
@@ -55,7 +56,7 @@ export const STEPS_PER_RUN = 4096;
 /** A fresh host with a SW_PROTECTED VM, an N-page guest_memfd slot at GPA 0 and one vCPU. */
 export function setupFaultVm(pages: number, kind: SlotKind, events: boolean): FaultVm {
   const profile = getProfile('linux-6.18')!;
-  const host = new Host(profile, { events });
+  const host = new Host(profile, { parts: ALL_PARTS, events });
   const kvm = host.openDevKvm();
   const vmFd = must(host.kvmCreateVm(kvm, KVM_X86_SW_PROTECTED_VM), 'KVM_CREATE_VM');
   const size = BigInt(pages) * 4096n;

@@ -7,11 +7,12 @@
  * slot, so the ratio stays below 3 (log growth and cache misses; a quadratic slot table would give 8).
  */
 import { Host } from '../src/core/host.js';
+import { ALL_PARTS } from '../src/core/all_parts.js';
 import { getProfile } from '../src/core/profiles/index.js';
 import { atMost, must, now, row, type BenchRow } from './util.js';
 
 function createSlots(n: number): number {
-  const host = new Host(getProfile('linux-6.18-pvm')!, { events: false });
+  const host = new Host(getProfile('linux-6.18-pvm')!, { parts: ALL_PARTS, events: false });
   const vm = must(host.kvmCreateVm(host.openDevKvm(), 0n), 'KVM_CREATE_VM');
   const region = (slot: number) => ({
     slot: BigInt(slot),

@@ -7,6 +7,7 @@
  * backend applies the same policy so that a trace can never touch the process's own files.
  */
 import { Host, type HostOptions } from '../core/host.js';
+import { ALL_PARTS } from '../core/all_parts.js';
 import type { KernelProfile } from '../core/profiles/profile.js';
 import type { Backend, OpOutcome, ResolvedOp } from '../trace/types.js';
 import { OPS } from '../ops/registry.js';
@@ -25,7 +26,7 @@ export class ModelBackend implements Backend {
   }
 
   begin(): number {
-    this.host = new Host(this.profile, this.opts);
+    this.host = new Host(this.profile, { ...this.opts, parts: ALL_PARTS });
     return this.host.openDevKvm();
   }
 

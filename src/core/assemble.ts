@@ -1,45 +1,28 @@
 /**
  * Assembling a kernel from its profile's parts (`KernelProfile.parts`): the arch ops with the
  * vendor module's `kvm_x86_ops`, the confidential-computing platform, and the guest_memfd backing
- * design. Each part is an implementation behind one of the kernel's seams, so a new platform or
- * design is one more entry here, not a switch in its callers.
+ * design. Each part is an implementation behind one of the kernel's seams, registered by the module
+ * that carries it, so a new vendor or platform is one more registration, not a switch in its
+ * callers, and this file imports none of them.
+ *
+ * The kernel's module boundary, mirrored: kvm.ko knows no vendor; kvm_intel and kvm_amd are
+ * separate modules that hand their `kvm_x86_ops` to kvm.ko when they load
+ * (`kvm_x86_vendor_init()` from `vmx_init()` / `svm_init()`), and the platforms under them are the
+ * TDX host code (arch/x86/virt/vmx/tdx) and the PSP driver (drivers/crypto/ccp, /dev/sev). Here a
+ * `KernelModule` (arch/x86/modules.ts) is such a module's registration (arch/x86/vmx/parts.ts,
+ * svm/parts.ts, pvm/parts.ts), and a `KernelPartsRegistry` is the set of modules loaded on a
+ * host, which `Host` receives (`HostInit.parts`): all of them (core/all_parts.ts, what the CLI's
+ * replay, check, run and fuzz use), or only the ones a command needs (`gmemlab measure snp`:
+ * kvm_amd and ccp; `measure tdx`: kvm_intel and the TDX host), so the other vendor's code is
+ * never loaded.
  */
 import type { ProfileParts } from './profiles/profile.js';
-import type { KvmModule } from './profiles/facts.js';
 import { x86ArchOps } from './arch/x86/ops.js';
 import type { KvmX86Ops, X86ArchOps } from './arch/x86/x86_ops.js';
-import { VMX_OPS } from './arch/x86/vmx/main.js';
-import { SVM_OPS } from './arch/x86/svm/svm.js';
-import { PVM_OPS } from './arch/x86/pvm/pvm.js';
-import { NO_PLATFORM, type Platform } from './platform/platform.js';
-import { SevSnpPlatform } from './platform/sev_snp/platform.js';
-import { TdxPlatform } from './platform/tdx/platform.js';
-import { TdxMrtd } from './platform/tdx/mrtd.js';
+import type { KernelPartsRegistry } from './arch/x86/modules.js';
+import type { Platform } from './platform/platform.js';
 import type { FrameStore } from './base/frames.js';
-import { GMEM_LINUX_6_18, type GmemBacking } from './kvm/guest_memfd/backing.js';
-
-/** The vendor modules an x86 /dev/kvm can be backed by. */
-const X86_VENDORS: Readonly<Record<KvmModule, KvmX86Ops>> = {
-  kvm_intel: VMX_OPS,
-  kvm_amd: SVM_OPS,
-  kvm_pvm: PVM_OPS,
-};
-
-/**
- * A platform per host: the RMP is per-host state, so a `sev-snp` host gets its own; a `tdx` host
- * gets its own TDX module (PAMT, TDs), over the host's frames (PAGE.ADD copies, ACCEPT zeroes,
- * MR.EXTEND reads them) with the SHA-384 MRTD of tdx/mrtd.ts; 'none' has no state and stays the
- * one shared NO_PLATFORM.
- */
-const PLATFORMS: Readonly<Record<ProfileParts['platform'], (frames: FrameStore) => Platform>> = {
-  none: () => NO_PLATFORM,
-  'sev-snp': () => new SevSnpPlatform(),
-  tdx: (frames) => new TdxPlatform(frames, () => new TdxMrtd()),
-};
-
-const GMEM_DESIGNS: Readonly<Record<ProfileParts['gmem'], GmemBacking>> = {
-  'linux-6.18': GMEM_LINUX_6_18,
-};
+import type { GmemBacking } from './kvm/guest_memfd/backing.js';
 
 export type KernelParts = {
   readonly arch: X86ArchOps;
@@ -48,18 +31,26 @@ export type KernelParts = {
 };
 
 /**
- * The implementations for `parts`, on the host's frame store `frames`. `vendor` replaces the
- * vendor module's ops (tests and platform work use it to run the model with an instrumented
- * `kvm_x86_ops`).
+ * The implementations for `parts` from `registry`, on the host's frame store `frames`. `vendor`
+ * replaces the vendor module's ops (tests and platform work use it to run the model with an
+ * instrumented `kvm_x86_ops`). A part the registry lacks is an error naming it (a host whose
+ * profile needs a module that was not loaded).
  */
 export function assembleKernel(
+  registry: KernelPartsRegistry,
   parts: ProfileParts,
   frames: FrameStore,
   vendor?: KvmX86Ops,
 ): KernelParts {
-  return {
-    arch: x86ArchOps(vendor ?? X86_VENDORS[parts.vendor]),
-    platform: PLATFORMS[parts.platform](frames),
-    gmemBacking: GMEM_DESIGNS[parts.gmem],
-  };
+  const missing = (what: string): Error =>
+    new Error(
+      `the kernel's parts registry (${registry.modules.join(', ') || 'kvm.ko alone'}) has no ${what}`,
+    );
+  const ops = vendor ?? registry.x86Vendors.get(parts.vendor);
+  if (ops === undefined) throw missing(`x86 vendor module ${parts.vendor}`);
+  const platform = registry.platforms.get(parts.platform);
+  if (platform === undefined) throw missing(`platform ${parts.platform}`);
+  const gmemBacking = registry.gmemDesigns.get(parts.gmem);
+  if (gmemBacking === undefined) throw missing(`guest_memfd design ${parts.gmem}`);
+  return { arch: x86ArchOps(ops), platform: platform(frames), gmemBacking };
 }

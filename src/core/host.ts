@@ -24,6 +24,7 @@ import {
 } from './kvm/memslots.js';
 import { kvmMmuNotifierInvalidate } from './arch/x86/mmu.js';
 import { assembleKernel } from './assemble.js';
+import type { HostHooks, KernelPartsRegistry } from './arch/x86/modules.js';
 import type { KvmArchOps } from './kvm/arch_ops.js';
 import type { KvmX86Ops } from './arch/x86/x86_ops.js';
 import type { GmemBacking } from './kvm/guest_memfd/backing.js';
@@ -55,13 +56,11 @@ import { ERRNO_NUMBERS } from './base/errno.js';
  * fallocate(PUNCH_HOLE | KEEP_SIZE) on the guest_memfd for a conversion to shared).
  */
 export type MapGpaRangePolicy = bigint | 'convert' | 'convert+discard';
-import { SevDevFile } from './arch/x86/svm/sev_dev.js';
-import { sevSetVcpuVmsa } from './arch/x86/svm/sev_snp.js';
-import { isTd, tdxEnableSplitIrqchip } from './arch/x86/vmx/tdx.js';
 import type { X86ArchOps } from './arch/x86/x86_ops.js';
 import {
   KVM_CAP,
   KVM_IOCTL,
+  KVM_X86_TDX_VM,
   TRACE_CODE_GPA,
   TRACE_CODE_SLOT,
   MAP_ANONYMOUS,
@@ -88,6 +87,12 @@ export type HostOptions = {
   /** Replace the guest_memfd backing design (experimental designs, tests of the seam). */
   readonly gmemBacking?: GmemBacking;
 };
+
+/**
+ * What a Host is made with: its options and the kernel modules loaded on it (core/assemble.ts;
+ * core/all_parts.ts's ALL_PARTS for every one the model has).
+ */
+export type HostInit = HostOptions & { readonly parts: KernelPartsRegistry };
 
 /**
  * The pointer argument of an ioctl as the VMM passes it: NULL, or a buffer of the caller's own
@@ -158,15 +163,18 @@ export class Host implements KernelCtx {
   snpGuestObserver?: SnpGuestObserver;
   tdxGuestObserver?: TdxGuestObserver;
   private readonly fds = new FdTable();
+  /** The entry points of the loaded modules beyond their seams' ops (core/assemble.ts). */
+  private readonly hooks: HostHooks;
   private nextIno = 100;
   private nextVmIndex = 0;
 
   constructor(
     readonly profile: KernelProfile,
-    opts: HostOptions = {},
+    opts: HostInit,
   ) {
     this.mutants = new MutantSet(opts.mutants ?? []);
-    const parts = assembleKernel(profile.parts, this.frames, opts.vendorOps);
+    const parts = assembleKernel(opts.parts, profile.parts, this.frames, opts.vendorOps);
+    this.hooks = opts.parts.host;
     this.arch = parts.arch;
     this.platform = opts.platform ?? parts.platform;
     const snp = this.platform.sevSnp;
@@ -275,8 +283,10 @@ export class Host implements KernelCtx {
    * (`kvm_sev_cmd.sev_fd`). ENOENT on a host without SEV (no such device).
    */
   openDevSev(): Result<Fd> {
-    if (this.platform.sevSnp === undefined) return err('ENOENT', 'no /dev/sev on this host');
-    return ok(this.allocFd(new SevDevFile(this.nextIno++)));
+    const open = this.hooks.openSevDevice;
+    if (this.platform.sevSnp === undefined || open === undefined)
+      return err('ENOENT', 'no /dev/sev on this host');
+    return ok(this.allocFd(open(this.nextIno++)));
   }
 
   /** Common VM-ioctl preamble: `kvm_vm_ioctl()` on a VM fd. */
@@ -525,8 +535,9 @@ export class Host implements KernelCtx {
     // KVM_CAP_SPLIT_IRQCHIP is modelled for TDs only (what tdx_vcpu_create() requires); its
     // in-kernel LAPIC's only effect in the model is that a TD's KVM_RUN does not read
     // kvm_run->cr8 (kvm_run.ts).
-    if (cap === BigInt(KVM_CAP_SPLIT_IRQCHIP) && isTd(f.vm)) {
-      const e = tdxEnableSplitIrqchip(f.vm, args[0] ?? 0n);
+    const splitTd = this.hooks.tdxEnableSplitIrqchip;
+    if (cap === BigInt(KVM_CAP_SPLIT_IRQCHIP) && f.vm.type === KVM_X86_TDX_VM && splitTd) {
+      const e = splitTd(f.vm, args[0] ?? 0n);
       return e === undefined ? OK_VOID : err(e, 'KVM_CAP_SPLIT_IRQCHIP');
     }
     return err('EINVAL', 'kvm_vm_ioctl_enable_cap: capability not modelled');
@@ -572,7 +583,9 @@ export class Host implements KernelCtx {
   sevSetVcpuVmsa(fd: Fd, image: Uint8Array): Result<undefined> {
     const t = this.vcpuOf(fd);
     if (!t.ok) return t;
-    return sevSetVcpuVmsa(this, t.value, image);
+    const set = this.hooks.sevSetVcpuVmsa;
+    if (set === undefined) return err('EINVAL', 'VMSA image: no SEV-ES support loaded (kvm_amd)');
+    return set(this, t.value, image);
   }
 
   /** KVM_PRE_FAULT_MEMORY on a vCPU fd. The range is always copied back. */
@@ -589,7 +602,7 @@ export class Host implements KernelCtx {
     const vm = t.value.vm;
     const vmm = policy === undefined ? undefined : this.mapGpaRangeVmm(policy);
     // A TD runs its own code from its private memory: the trace's code page plays no part.
-    if (isTd(vm)) return kvmRunProgram(this, t.value, steps, true, vmm);
+    if (vm.type === KVM_X86_TDX_VM) return kvmRunProgram(this, t.value, steps, true, vmm);
     // The backend retries a code slot it could not create; if it still cannot, it does not run.
     if (vm.codeSlot !== 'present' && !this.ensureCodeSlot(vm))
       return { errno: 'ENOEXEC', exits: [] };

@@ -6,6 +6,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Host } from '../../src/core/host.js';
+import { ALL_PARTS } from '../../src/core/all_parts.js';
 import { getProfile } from '../../src/core/profiles/index.js';
 import { InvariantChecker, type Violation } from '../../src/core/invariants/index.js';
 import { toKvmSevInfo } from '../../src/core/arch/x86/svm/sev_common.js';
@@ -70,7 +71,7 @@ function launched(mutants: string[] = []): {
   cmd: (id: bigint, data: Uint8Array) => boolean;
   check: () => Violation[];
 } {
-  const h = new Host(getProfile('linux-6.18-snp')!, { mutants });
+  const h = new Host(getProfile('linux-6.18-snp')!, { parts: ALL_PARTS, mutants });
   const checker = new InvariantChecker(h, undefined, { incremental: true });
   const check = (): Violation[] => checker.check();
   const kvm = h.openDevKvm();
@@ -135,8 +136,8 @@ describe('SEV-SNP invariants: good examples', () => {
     assert.deepEqual(check(), []);
   });
   test('the SNP invariants apply to linux-6.18-snp only', () => {
-    const snp = new InvariantChecker(new Host(getProfile('linux-6.18-snp')!));
-    const plain = new InvariantChecker(new Host(getProfile('linux-6.18')!));
+    const snp = new InvariantChecker(new Host(getProfile('linux-6.18-snp')!, { parts: ALL_PARTS }));
+    const plain = new InvariantChecker(new Host(getProfile('linux-6.18')!, { parts: ALL_PARTS }));
     for (const n of SNP_INVARIANTS) {
       assert.ok(
         snp.invariants.some((i) => i.name === n),
@@ -222,7 +223,10 @@ describe('SEV-SNP invariants: bad examples', () => {
     );
   });
   test('snp-no-host-write: a 4K assignment without the direct-map split (mutant)', () => {
-    const h = new Host(getProfile('linux-6.18-snp')!, { mutants: ['snp_rmp_no_direct_map_split'] });
+    const h = new Host(getProfile('linux-6.18-snp')!, {
+      parts: ALL_PARTS,
+      mutants: ['snp_rmp_no_direct_map_split'],
+    });
     const checker = new InvariantChecker(h, ['snp-no-host-write']);
     const pfn = h.frames.allocOne();
     h.platform.sevSnp!.rmp.makePrivate(pfn, 0n, '4K', 1, false);

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { Host } from '../../src/core/host.js';
+import { ALL_PARTS } from '../../src/core/all_parts.js';
 import { getProfile } from '../../src/core/profiles/index.js';
 import type { Result } from '../../src/core/base/result.js';
 import { GmemFile, VcpuFile, VmFile, type Vm, type Vcpu } from '../../src/core/kvm/objects.js';
@@ -79,7 +80,7 @@ export type Ctx = { readonly h: Host; readonly kvm: number };
 export function newHost(profile = 'linux-6.18'): Ctx {
   const p = getProfile(profile);
   assert.ok(p, `profile ${profile} exists`);
-  const h = new Host(p);
+  const h = new Host(p, { parts: ALL_PARTS });
   return { h, kvm: h.openDevKvm() };
 }
 

@@ -11,6 +11,7 @@ import { runTrace } from '../../src/trace/runner.js';
 import { BackendRefusal } from '../../src/trace/base_types.js';
 import assert from 'node:assert/strict';
 import { Host, type HostOptions, type IoctlArg } from '../../src/core/host.js';
+import { ALL_PARTS } from '../../src/core/all_parts.js';
 import { composeProfile } from '../../src/core/profiles/compose.js';
 import { OK_VOID, type Result } from '../../src/core/base/result.js';
 import type { UserPtr } from '../../src/core/base/uaccess.js';
@@ -51,7 +52,7 @@ const PAGES = 8n;
 const SIZE = PAGES * 4096n;
 
 function host(opts: HostOptions, profile = 'linux-6.18'): Ctx {
-  const h = new Host(getProfile(profile)!, opts);
+  const h = new Host(getProfile(profile)!, { ...opts, parts: ALL_PARTS });
   return { h, kvm: h.openDevKvm() };
 }
 
@@ -532,7 +533,7 @@ describe('kvm_x86_ops: mem_enc_ioctl (KVM_MEMORY_ENCRYPT_OP)', () => {
       { name: 'amd-sev', description: 'test' },
       { ...base.facts, kvmModule: 'kvm_amd', caps: { ...base.facts.caps, system } },
     );
-    const h = new Host(p);
+    const h = new Host(p, { parts: ALL_PARTS });
     return { h, kvm: h.openDevKvm() };
   }
 
@@ -621,5 +622,30 @@ describe('kvm_x86_ops: mem_enc_ioctl (KVM_MEMORY_ENCRYPT_OP)', () => {
     );
     assert.equal(errno(ptr(999, true, false)), 'EINVAL', 'the default skips the copy back');
     assert.equal(errno(ptr(2, true, true)), 'ENOTTY');
+  });
+});
+
+describe('the kernel parts registry (core/assemble.ts)', () => {
+  test('a host gets the vendor and platform its registry has, and names a missing one', async () => {
+    const { SNP_MEASURE_PARTS } = await import('../../src/vmm/snp/model_launcher.js');
+    const { TDX_MEASURE_PARTS } = await import('../../src/vmm/tdx/model_launcher.js');
+    assert.deepEqual(SNP_MEASURE_PARTS.modules, ['kvm_amd', 'ccp']);
+    assert.deepEqual(TDX_MEASURE_PARTS.modules, ['kvm_intel', 'tdx_host']);
+    const snp = new Host(getProfile('linux-6.18-snp')!, { parts: SNP_MEASURE_PARTS });
+    assert.equal(snp.platform.name, 'sev-snp');
+    assert.ok(snp.openDevSev().ok);
+    assert.throws(
+      () => new Host(getProfile('linux-6.18-tdx')!, { parts: SNP_MEASURE_PARTS }),
+      /has no x86 vendor module kvm_intel/,
+    );
+    const tdx = new Host(getProfile('linux-6.18-tdx')!, { parts: TDX_MEASURE_PARTS });
+    assert.equal(tdx.platform.name, 'tdx');
+    assert.throws(
+      () => new Host(getProfile('linux-6.18-snp')!, { parts: TDX_MEASURE_PARTS }),
+      /has no x86 vendor module kvm_amd/,
+    );
+    // Every module the model has, each registered once.
+    assert.deepEqual(ALL_PARTS.modules, ['kvm_intel', 'kvm_amd', 'kvm_pvm', 'ccp', 'tdx_host']);
+    assert.deepEqual([...ALL_PARTS.platforms.keys()].sort(), ['none', 'sev-snp', 'tdx']);
   });
 });

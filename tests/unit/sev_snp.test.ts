@@ -7,6 +7,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Host } from '../../src/core/host.js';
+import { ALL_PARTS } from '../../src/core/all_parts.js';
 import { getProfile } from '../../src/core/profiles/index.js';
 import { KVM_CAP } from '../../src/core/base/uapi.js';
 import { NO_PLATFORM } from '../../src/core/platform/platform.js';
@@ -59,7 +60,7 @@ const SEV_ES_VM = 3n;
 const SNP_VM = 4n;
 
 function snpHost(): Ctx {
-  const h = new Host(SNP);
+  const h = new Host(SNP, { parts: ALL_PARTS });
   return { h, kvm: h.openDevKvm() };
 }
 
@@ -138,11 +139,11 @@ describe('profile linux-6.18-snp', () => {
   });
 
   test('each host gets its own platform; other profiles share NO_PLATFORM', () => {
-    const a = new Host(SNP);
-    const b = new Host(SNP);
+    const a = new Host(SNP, { parts: ALL_PARTS });
+    const b = new Host(SNP, { parts: ALL_PARTS });
     assert.ok(a.platform instanceof SevSnpPlatform);
     assert.notEqual(a.platform, b.platform);
-    assert.equal(new Host(getProfile('linux-6.18')!).platform, NO_PLATFORM);
+    assert.equal(new Host(getProfile('linux-6.18')!, { parts: ALL_PARTS }).platform, NO_PLATFORM);
   });
 
   test('an SNP VM takes guest_memfd without INIT_SHARED', () => {

@@ -23,6 +23,7 @@ import type { GuestProgramStep } from '../../src/core/arch/x86/kvm_run.js';
 import type { PscEntry } from '../../src/core/arch/x86/x86_ops.js';
 import { exitToTrace } from '../../src/backends/model_args.js';
 import { Host } from '../../src/core/host.js';
+import { ALL_PARTS } from '../../src/core/all_parts.js';
 import {
   createGmem,
   createVcpu,
@@ -283,7 +284,7 @@ function snpGuest(mutants: string[] = []): {
   run: (steps: GuestProgramStep[]) => Array<Record<string, unknown>>;
   violations: () => string[];
 } {
-  const h = new Host(SNP, { mutants });
+  const h = new Host(SNP, { parts: ALL_PARTS, mutants });
   const cc = { h, kvm: h.openDevKvm() };
   const checker = new InvariantChecker(h, [INV], { incremental: true });
   const vm = createVm(cc, 4n);

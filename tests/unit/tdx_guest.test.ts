@@ -10,6 +10,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Host } from '../../src/core/host.js';
+import { ALL_PARTS } from '../../src/core/all_parts.js';
 import { getProfile } from '../../src/core/profiles/index.js';
 import { KVM_CAP } from '../../src/core/base/uapi.js';
 import { asGfn } from '../../src/core/base/units.js';
@@ -78,7 +79,7 @@ type Td = { c: Ctx; vm: number; vcpu: number; gmem: number };
  * unless `exitHypercall` is false.
  */
 function buildTd(o: { attributes?: bigint; finalize?: boolean; exitHypercall?: boolean } = {}): Td {
-  const h = new Host(getProfile('linux-6.18-tdx')!);
+  const h = new Host(getProfile('linux-6.18-tdx')!, { parts: ALL_PARTS });
   const c: Ctx = { h, kvm: h.openDevKvm() };
   const vm = createVm(c, TDX_VM);
   const params = mmapAnon(c, 0x10000n);
@@ -439,7 +440,7 @@ describe('KVM_RUN of a TD vCPU', () => {
   });
 
   test('a non-TD VM: ACCEPT and MapGPA are TDCALL, #UD, a triple fault', () => {
-    const h = new Host(getProfile('linux-6.18-tdx')!);
+    const h = new Host(getProfile('linux-6.18-tdx')!, { parts: ALL_PARTS });
     const c: Ctx = { h, kvm: h.openDevKvm() };
     const vm = createVm(c, 0n);
     const vcpu = ok(h.kvmCreateVcpu(vm, 0n));

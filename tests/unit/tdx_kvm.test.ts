@@ -9,6 +9,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Host } from '../../src/core/host.js';
+import { ALL_PARTS } from '../../src/core/all_parts.js';
 import { getProfile } from '../../src/core/profiles/index.js';
 import { KVM_CAP } from '../../src/core/base/uapi.js';
 import { asGfn } from '../../src/core/base/units.js';
@@ -52,7 +53,7 @@ const T3 =
 const hex = (b: Uint8Array | undefined): string => Buffer.from(b ?? []).toString('hex');
 
 function tdxHost(): Ctx {
-  const h = new Host(TDXP);
+  const h = new Host(TDXP, { parts: ALL_PARTS });
   return { h, kvm: h.openDevKvm() };
 }
 
@@ -198,7 +199,7 @@ describe('profile linux-6.18-tdx', () => {
     // Every host has its own module.
     assert.notEqual(tdxHost().h.platform, c.h.platform);
     // linux-6.18's hosts have no platform.
-    assert.equal(new Host(getProfile('linux-6.18')!).platform.name, 'none');
+    assert.equal(new Host(getProfile('linux-6.18')!, { parts: ALL_PARTS }).platform.name, 'none');
   });
 
   test('capabilities per VM type as 6.18 answers them', () => {

@@ -23,6 +23,8 @@
  * firmware status KVM wrote back. Pure: imports only the core.
  */
 import { Host } from '../../core/host.js';
+import { kernelParts } from '../../core/arch/x86/modules.js';
+import { CCP_SEV, KVM_AMD } from '../../core/arch/x86/svm/parts.js';
 import { getProfile } from '../../core/profiles/index.js';
 import { VmFile } from '../../core/kvm/objects.js';
 import { snpGuestContext } from '../../core/arch/x86/svm/sev_snp.js';
@@ -101,6 +103,12 @@ export function modelLayoutFor(plan: SnpLaunchPlan, flashSize: number): ModelLay
   return { ramSize: ramEnd, flashBase };
 }
 
+/**
+ * The modules an SNP launch needs: kvm_amd and the PSP driver (core/assemble.ts), so that a
+ * launch never loads kvm_intel, the TDX host or the PVM module.
+ */
+export const SNP_MEASURE_PARTS = kernelParts(KVM_AMD, CCP_SEV);
+
 /** The model's KVM driven as QEMU drives KVM for an SNP launch (see the module comment). */
 export class ModelLauncher implements SnpLauncher {
   readonly host: Host;
@@ -126,7 +134,10 @@ export class ModelLauncher implements SnpLauncher {
     this.afterCall = o.afterCall;
     const profile = getProfile(SNP_MEASURE_PROFILE);
     if (profile === undefined) throw new Error(`profile ${SNP_MEASURE_PROFILE} missing`);
-    const h = (this.host = new Host(profile, { events: o.afterCall !== undefined }));
+    const h = (this.host = new Host(profile, {
+      parts: SNP_MEASURE_PARTS,
+      events: o.afterCall !== undefined,
+    }));
     const kvm = h.openDevKvm();
     this.sevFd = must(h.openDevSev(), 'open("/dev/sev")');
     this.vmFd = must(h.kvmCreateVm(kvm, KVM_X86_SNP_VM), 'KVM_CREATE_VM(KVM_X86_SNP_VM)');

@@ -30,6 +30,8 @@
  * wrote back. Pure: imports only the core.
  */
 import { Host } from '../../core/host.js';
+import { kernelParts } from '../../core/arch/x86/modules.js';
+import { KVM_INTEL, TDX_HOST } from '../../core/arch/x86/vmx/parts.js';
 import { getProfile } from '../../core/profiles/index.js';
 import { VmFile } from '../../core/kvm/objects.js';
 import { KVM_TDX, tdxTdMrtd } from '../../core/arch/x86/vmx/tdx.js';
@@ -44,6 +46,11 @@ const TWO_MIB = 0x20_0000n;
 
 /** The profile a TD build runs on. */
 export const TDX_MEASURE_PROFILE = 'linux-6.18-tdx';
+/**
+ * The modules a TD build needs: kvm_intel and the TDX host (core/assemble.ts), so that a build
+ * never loads kvm_amd, the PSP driver or the PVM module.
+ */
+export const TDX_MEASURE_PARTS = kernelParts(KVM_INTEL, TDX_HOST);
 /** QEMU's default machine RAM (`-m 128M`): the low memslot is at least this big. */
 const QEMU_DEFAULT_RAM = 128n << 20n;
 const KVM_X86_TDX_VM = 5n;
@@ -110,7 +117,7 @@ export class ModelTdxLauncher implements TdxLauncher {
     this.afterCall = o.afterCall;
     const profile = getProfile(TDX_MEASURE_PROFILE);
     if (profile === undefined) throw new Error(`profile ${TDX_MEASURE_PROFILE} missing`);
-    const h = (this.host = new Host(profile, { events: false }));
+    const h = (this.host = new Host(profile, { parts: TDX_MEASURE_PARTS, events: false }));
     const kvm = h.openDevKvm();
     this.vmFd = must(h.kvmCreateVm(kvm, KVM_X86_TDX_VM), 'KVM_CREATE_VM(KVM_X86_TDX_VM)');
     this.params = must(

@@ -1,7 +1,7 @@
 /**
  * An AMD SEV-SNP host as the model's platform (platform/platform.ts): the RMP (rmp.ts) and the
  * PSP's SNP firmware (firmware.ts), per host — each `Host` assembled for a `sev-snp` profile gets
- * its own (core/assemble.ts).
+ * its own (core/assemble.ts; registered as CCP_SEV by arch/x86/svm/parts.ts).
  *
  * The host-access check is the RMP's: a host write to an assigned frame is an RMP #PF, which a
  * user access (the VMM's store, KVM's uaccess through userspace_addr, get_user_pages() for a

@@ -1,8 +1,8 @@
 /**
  * An Intel TDX host as the model's platform (platform/platform.ts): the TDX module (module.ts) with
- * its PAMT, per host. Not yet assembled into any profile: the KVM TDX flow (arch/x86/vmx/tdx.ts)
- * and the `linux-6.18-tdx` profile come next and will create it with the host's frame store and
- * the MRTD implementation (tdx/mrtd.ts).
+ * its PAMT, per host: each `Host` assembled for a `tdx` profile (`linux-6.18-tdx`) gets its own,
+ * with the host's frame store and the MRTD implementation (tdx/mrtd.ts) (core/assemble.ts;
+ * registered as TDX_HOST by arch/x86/vmx/parts.ts).
  *
  * **Host access to frames the module owns** (PT_REG, PT_EPT, PT_TDR, PT_TDCX, PT_TDVPR;
  * platforms.md §1.6). The host never takes a fault for them: TDX does not check host accesses
