@@ -17,7 +17,7 @@
  *
  * Pure code (no Node APIs).
  */
-import { TdxMrtd, TDX_MR_EXTEND_CHUNK } from '../../core/platform/tdx/mrtd.js';
+import { TdxMrtd, TDX_MR_EXTEND_CHUNK, type Sha384Stream } from '../../core/platform/tdx/mrtd.js';
 import type { TdxLaunchPlan } from './launch_plan.js';
 
 const PAGE = 4096;
@@ -61,14 +61,21 @@ const hex = (n: bigint): string => `0x${n.toString(16)}`;
 
 /** The TDX module's MRTD, fed directly, over its own copy of the TD's private pages. */
 export class MrtdLauncher implements TdxLauncher {
-  private readonly mrtd = new TdxMrtd();
+  private readonly mrtd: TdxMrtd;
   /** The TD's private pages by GPA (all-zero pages share one buffer). */
   private readonly pages = new Map<bigint, Uint8Array>();
   private readonly trace: ((op: TdxMeasureOp) => void) | undefined;
   private index = 0;
 
-  constructor(opts: { readonly trace?: (op: TdxMeasureOp) => void } = {}) {
+  /** `sha384`: the SHA-384 the MRTD runs (default: core/base/crypto's). */
+  constructor(
+    opts: {
+      readonly trace?: (op: TdxMeasureOp) => void;
+      readonly sha384?: () => Sha384Stream;
+    } = {},
+  ) {
     this.trace = opts.trace;
+    this.mrtd = new TdxMrtd(opts.sha384?.());
   }
 
   initMemRegion(gpa: bigint, page: Uint8Array, measure: boolean): void {

@@ -31,11 +31,11 @@
  */
 import { Host } from '../../core/host.js';
 import { kernelParts } from '../../core/arch/x86/modules.js';
-import { KVM_INTEL, TDX_HOST } from '../../core/arch/x86/vmx/parts.js';
+import { KVM_INTEL, TDX_HOST, tdxHost } from '../../core/arch/x86/vmx/parts.js';
 import { getProfile } from '../../core/profiles/index.js';
 import { VmFile } from '../../core/kvm/objects.js';
 import { KVM_TDX, tdxTdMrtd } from '../../core/arch/x86/vmx/tdx.js';
-import { TDX_MR_EXTEND_CHUNK } from '../../core/platform/tdx/mrtd.js';
+import { TDX_MR_EXTEND_CHUNK, type Sha384Stream } from '../../core/platform/tdx/mrtd.js';
 import { TdxLaunchError, type TdxLauncher, type TdxMeasureOp } from './measure.js';
 import type { TdxLaunchPlan } from './launch_plan.js';
 
@@ -95,6 +95,11 @@ export interface ModelTdxLauncherOptions {
   readonly trace?: (op: TdxMeasureOp) => void;
   /** Called after every KVM call that succeeded, with its name (tests check invariants here). */
   readonly afterCall?: (host: Host, what: string) => void;
+  /**
+   * The SHA-384 the TDX module's MRTD runs (default: core/base/crypto's; the CLI passes Node's).
+   * The blocks and their order are the model's either way.
+   */
+  readonly sha384?: () => Sha384Stream;
 }
 
 /** The model's KVM driven as QEMU drives KVM for a TD build (see the module comment). */
@@ -117,7 +122,10 @@ export class ModelTdxLauncher implements TdxLauncher {
     this.afterCall = o.afterCall;
     const profile = getProfile(TDX_MEASURE_PROFILE);
     if (profile === undefined) throw new Error(`profile ${TDX_MEASURE_PROFILE} missing`);
-    const h = (this.host = new Host(profile, { parts: TDX_MEASURE_PARTS, events: false }));
+    const h = (this.host = new Host(profile, {
+      parts: o.sha384 === undefined ? TDX_MEASURE_PARTS : kernelParts(KVM_INTEL, tdxHost(o.sha384)),
+      events: false,
+    }));
     const kvm = h.openDevKvm();
     this.vmFd = must(h.kvmCreateVm(kvm, KVM_X86_TDX_VM), 'KVM_CREATE_VM(KVM_X86_TDX_VM)');
     this.params = must(

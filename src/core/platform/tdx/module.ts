@@ -146,6 +146,8 @@ export class TdxModule {
   private readonly poison = new RangeMap<true>();
   /** Output registers of the last SEAMCALL. */
   out: SeamcallOut = { rcx: 0n, rdx: 0n, r8: 0n };
+  /** The 256 bytes TDH.MR.EXTEND reads from the TD's page (valid during the MRTD's update only). */
+  private readonly extendChunk = new Uint8Array(256);
   readonly config: TdxModuleConfig;
 
   constructor(
@@ -665,7 +667,7 @@ export class TdxModule {
     if (!inf.leaf || !inf.rwx) return this.septFail(TDX.EPT_ENTRY_NOT_PRESENT, w.entry, w.level);
     if (!septAllowed(LEAF.TDH_MR_EXTEND, w.entry.state)) return TDX.EPT_ENTRY_NOT_PRESENT;
     const pfn = w.entry.pfn + (gfn % pagesAtLevel(w.level));
-    const chunk = new Uint8Array(256);
+    const chunk = this.extendChunk;
     this.frames.read(asPfn(pfn), Number(gpa % 4096n), chunk);
     td.mrtdCtx!.mrExtend(gpa, chunk);
     return TDX.SUCCESS;

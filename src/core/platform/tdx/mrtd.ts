@@ -22,9 +22,20 @@
  * state machine, which drives this engine; here only the accumulation. `TdxMrtd` has exactly the
  * members of the `TdMrtd` interface the TDX module model declares, so it can be injected there.
  *
- * Pure: no Node APIs (SHA-384 in TypeScript, core/base/crypto).
+ * Pure: no Node APIs (SHA-384 in TypeScript, core/base/crypto). The SHA-384 itself can be handed
+ * in (`Sha384Stream`): a host with a native SHA-384 (the CLI: Node's) measures with it, the
+ * blocks and their order staying this module's.
  */
 import { Sha384 } from '../../base/crypto/sha384.js';
+
+/**
+ * A streaming SHA-384 (FIPS 180-4): `update()` in order, `digest()` once. core/base/crypto's
+ * `Sha384` is one.
+ */
+export interface Sha384Stream {
+  update(bytes: Uint8Array): unknown;
+  digest(): Uint8Array;
+}
 
 /** SHA-384 block size: every update the module makes is whole 128-byte blocks. */
 export const TDX_MRTD_BLOCK = 128;
@@ -53,14 +64,16 @@ export function tdxMrtdHeaderBlock(
   return into;
 }
 
+const U64_END = 1n << 64n;
+
+/** `v`, checked to be a u64 (a GPA). */
+function u64(v: bigint): bigint {
+  if (v < 0n || v >= U64_END) throw new RangeError(`GPA 0x${v.toString(16)} is not a u64`);
+  return v;
+}
+
 function writeU64LE(b: Uint8Array, off: number, v: bigint): void {
-  if (v < 0n || v >= 1n << 64n) throw new RangeError(`GPA 0x${v.toString(16)} is not a u64`);
-  const lo = Number(v & 0xffff_ffffn);
-  const hi = Number(v >> 32n);
-  for (let i = 0; i < 4; i++) {
-    b[off + i] = (lo >>> (8 * i)) & 0xff;
-    b[off + 4 + i] = (hi >>> (8 * i)) & 0xff;
-  }
+  new DataView(b.buffer, b.byteOffset, b.byteLength).setBigUint64(off, u64(v), true);
 }
 
 /**
@@ -68,15 +81,24 @@ function writeU64LE(b: Uint8Array, off: number, v: bigint): void {
  * TDH.MR.FINALIZE do to it. Structurally a `TdMrtd`.
  */
 export class TdxMrtd {
-  private readonly ctx = new Sha384();
-  /** Scratch for the header block (each operation rewrites it whole). */
-  private readonly block = new Uint8Array(TDX_MRTD_BLOCK);
+  /**
+   * The header block of each operation, made once: an operation rewrites only its GPA (bytes
+   * 16-23; the rest stays as `tdxMrtdHeaderBlock` made it).
+   */
+  private readonly addBlock = tdxMrtdHeaderBlock('MEM.PAGE.ADD', 0n);
+  private readonly extendBlock = tdxMrtdHeaderBlock('MR.EXTEND', 0n);
+  private readonly addView = new DataView(this.addBlock.buffer);
+  private readonly extendView = new DataView(this.extendBlock.buffer);
   private finalized = false;
+
+  /** `ctx`: the SHA-384 the context runs (default: core/base/crypto's). */
+  constructor(private readonly ctx: Sha384Stream = new Sha384()) {}
 
   /** TDH.MEM.PAGE.ADD (`tdh_mem_page_add`): one block naming the page's GPA. */
   pageAdd(gpa: bigint): void {
     this.live('TDH.MEM.PAGE.ADD');
-    this.ctx.update(tdxMrtdHeaderBlock('MEM.PAGE.ADD', gpa, this.block));
+    this.addView.setBigUint64(GPA_OFFSET, u64(gpa), true);
+    this.ctx.update(this.addBlock);
   }
 
   /**
@@ -90,7 +112,8 @@ export class TdxMrtd {
         `TDH.MR.EXTEND measures ${TDX_MR_EXTEND_CHUNK} bytes, got ${chunk.length}`,
       );
     }
-    this.ctx.update(tdxMrtdHeaderBlock('MR.EXTEND', gpa, this.block));
+    this.extendView.setBigUint64(GPA_OFFSET, u64(gpa), true);
+    this.ctx.update(this.extendBlock);
     this.ctx.update(chunk);
   }
 

@@ -15,6 +15,7 @@ import { SEAMCALL_LEAF, SeptTree } from './sept.js';
  */
 export interface TdMrtd {
   pageAdd(gpa: bigint): void;
+  /** `chunk` is the module's scratch copy of the page's 256 bytes: valid during the call only. */
   mrExtend(gpa: bigint, chunk: Uint8Array /* 256 bytes */): void;
   finalize(): Uint8Array /* 48 bytes */;
 }

@@ -6,7 +6,7 @@
  */
 import type { KernelModule } from '../modules.js';
 import { TdxPlatform } from '../../../platform/tdx/platform.js';
-import { TdxMrtd } from '../../../platform/tdx/mrtd.js';
+import { TdxMrtd, type Sha384Stream } from '../../../platform/tdx/mrtd.js';
 import { VMX_OPS } from './main.js';
 import { tdxEnableSplitIrqchip } from './tdx.js';
 
@@ -18,9 +18,17 @@ export const KVM_INTEL: KernelModule = {
 
 /**
  * The TDX host (arch/x86/virt/vmx/tdx): a `tdx` host gets its own TDX module (PAMT, TDs), over
- * the host's frames (PAGE.ADD copies, ACCEPT zeroes, MR.EXTEND reads them).
+ * the host's frames (PAGE.ADD copies, ACCEPT zeroes, MR.EXTEND reads them), each TD's MRTD
+ * running `sha384()` (default: core/base/crypto's SHA-384).
  */
-export const TDX_HOST: KernelModule = {
-  name: 'tdx_host',
-  platform: { name: 'tdx', create: (frames) => new TdxPlatform(frames, () => new TdxMrtd()) },
-};
+export function tdxHost(sha384?: () => Sha384Stream): KernelModule {
+  return {
+    name: 'tdx_host',
+    platform: {
+      name: 'tdx',
+      create: (frames) => new TdxPlatform(frames, () => new TdxMrtd(sha384?.())),
+    },
+  };
+}
+
+export const TDX_HOST: KernelModule = tdxHost();
