@@ -24,7 +24,7 @@
  */
 import { Host } from '../../core/host.js';
 import { kernelParts } from '../../core/arch/x86/modules.js';
-import { CCP_SEV, KVM_AMD } from '../../core/arch/x86/svm/parts.js';
+import { CCP_SEV, ccpSev, KVM_AMD } from '../../core/arch/x86/svm/parts.js';
 import { getProfile } from '../../core/profiles/index.js';
 import { VmFile } from '../../core/kvm/objects.js';
 import { snpGuestContext } from '../../core/arch/x86/svm/sev_snp.js';
@@ -85,6 +85,11 @@ export interface ModelLauncherOptions {
    * host records model events only when this is given: nothing else reads them.
    */
   readonly afterCall?: (host: Host, what: string) => void;
+  /**
+   * The one-shot SHA-384 the model's SNP firmware measures with (default: core/base/crypto's; the
+   * CLI passes Node's). What is measured, and in which order, is the model's either way.
+   */
+  readonly sha384?: (bytes: Uint8Array) => Uint8Array;
 }
 
 /**
@@ -135,7 +140,7 @@ export class ModelLauncher implements SnpLauncher {
     const profile = getProfile(SNP_MEASURE_PROFILE);
     if (profile === undefined) throw new Error(`profile ${SNP_MEASURE_PROFILE} missing`);
     const h = (this.host = new Host(profile, {
-      parts: SNP_MEASURE_PARTS,
+      parts: o.sha384 === undefined ? SNP_MEASURE_PARTS : kernelParts(KVM_AMD, ccpSev(o.sha384)),
       events: o.afterCall !== undefined,
     }));
     const kvm = h.openDevKvm();

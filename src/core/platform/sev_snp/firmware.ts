@@ -172,7 +172,11 @@ export class SnpFirmware {
   /** Host facts the policy check reads: SMT is enabled on the host. */
   readonly hostSmt = true;
 
-  constructor(private readonly rmp: Rmp) {}
+  /** `hash`: the one-shot SHA-384 the firmware measures with (default core/base/crypto's). */
+  constructor(
+    private readonly rmp: Rmp,
+    private readonly hash: (bytes: Uint8Array) => Uint8Array = sha384,
+  ) {}
 
   context(handle: number): SnpGuestContext | undefined {
     return this.contexts.get(handle);
@@ -187,7 +191,7 @@ export class SnpFirmware {
       asid: 0,
       policy: 0n,
       gosvw: new Uint8Array(16),
-      digest: new SnpLaunchDigest(),
+      digest: new SnpLaunchDigest(undefined, this.hash),
       hostData: undefined,
       measured: [],
     });
@@ -276,7 +280,7 @@ export class SnpFirmware {
       default:
         break;
     }
-    const contentsHash = contents === undefined ? ZERO_HASH : sha384(contents);
+    const contentsHash = contents === undefined ? ZERO_HASH : this.hash(contents);
     ctx.digest.updateHashed(pageType as SnpPageType, e.gpa, contentsHash);
     ctx.measured.push({ type: pageType, gpa: e.gpa, contentsHash, digest: ctx.digest.value() });
     this.rmp.setFlags(pfn, {

@@ -67,8 +67,14 @@ export class SnpLaunchDigest {
   private readonly info = new Uint8Array(PAGE_INFO_SIZE);
   private readonly view = new DataView(this.info.buffer);
 
-  /** `initial`: a digest to continue from (48 bytes, e.g. `--snp-ovmf-hash`); default zeros. */
-  constructor(initial?: Uint8Array) {
+  /**
+   * `initial`: a digest to continue from (48 bytes, e.g. `--snp-ovmf-hash`); default zeros.
+   * `hash`: the one-shot SHA-384 it runs (default core/base/crypto's; a host may pass a native one).
+   */
+  constructor(
+    initial?: Uint8Array,
+    private readonly hash: (bytes: Uint8Array) => Uint8Array = sha384,
+  ) {
     if (initial !== undefined) {
       if (initial.length !== SNP_LD_SIZE) {
         throw new RangeError(
@@ -92,7 +98,7 @@ export class SnpLaunchDigest {
             `got ${contents === undefined ? 'none' : contents.length}`,
         );
       }
-      this.extend(type, gpa, sha384(contents));
+      this.extend(type, gpa, this.hash(contents));
     } else {
       this.extend(type, gpa, ZERO_HASH);
     }
@@ -131,7 +137,7 @@ export class SnpLaunchDigest {
     info[0x66] = 0; // VMPL1_PERMS
     info[0x67] = 0;
     this.view.setBigUint64(0x68, gpa, true);
-    info.set(sha384(info), 0);
+    info.set(this.hash(info), 0);
   }
 
   /** The digest so far (a copy, 48 bytes). */

@@ -17,7 +17,11 @@ import { Rmp } from './rmp.js';
 export class SevSnpPlatform implements Platform {
   readonly name = 'sev-snp';
   readonly rmp = new Rmp();
-  readonly firmware = new SnpFirmware(this.rmp);
+  readonly firmware: SnpFirmware;
+  /** `sha384`: the one-shot SHA-384 the firmware measures with (default core/base/crypto's). */
+  constructor(sha384?: (bytes: Uint8Array) => Uint8Array) {
+    this.firmware = new SnpFirmware(this.rmp, sha384);
+  }
   get sevSnp(): { readonly rmp: Rmp; readonly firmware: SnpFirmware } {
     return this;
   }

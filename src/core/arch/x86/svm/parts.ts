@@ -16,9 +16,16 @@ export const KVM_AMD: KernelModule = {
   host: { sevSetVcpuVmsa },
 };
 
-/** The PSP (ccp): a `sev-snp` host gets its own RMP and SNP firmware, and /dev/sev. */
-export const CCP_SEV: KernelModule = {
-  name: 'ccp',
-  platform: { name: 'sev-snp', create: () => new SevSnpPlatform() },
-  host: { openSevDevice: (ino) => new SevDevFile(ino) },
-};
+/**
+ * The PSP (ccp): a `sev-snp` host gets its own RMP and SNP firmware, and /dev/sev; the firmware
+ * measures with `sha384` (default: core/base/crypto's SHA-384).
+ */
+export function ccpSev(sha384?: (bytes: Uint8Array) => Uint8Array): KernelModule {
+  return {
+    name: 'ccp',
+    platform: { name: 'sev-snp', create: () => new SevSnpPlatform(sha384) },
+    host: { openSevDevice: (ino) => new SevDevFile(ino) },
+  };
+}
+
+export const CCP_SEV: KernelModule = ccpSev();
