@@ -1,6 +1,6 @@
 /**
  * `npm run bench:mutants`: the seeded-bug benchmark. For every mutant, fuzz the mutated model
- * (profile linux-6.18; linux-6.18-snp for the SEV-SNP mutants) until an invariant catches it or
+ * (profile linux-6.18; linux-6.18-snp for the SEV-SNP mutants, linux-6.18-tdx for the TDX ones) until an invariant catches it or
  * 60 s pass, and print a table: mutant,
  * found, time and ops to detection, length of the minimized trace, invariant.
  * Target: every mutant found within 60 s, median under 5 s.
@@ -23,7 +23,13 @@ function main(): void {
   const limitMs = 60_000;
   const rows: Row[] = [];
   for (const m of MUTANTS) {
-    const profile = getProfile(m.platform === 'sev-snp' ? 'linux-6.18-snp' : 'linux-6.18')!;
+    const profile = getProfile(
+      m.platform === 'sev-snp'
+        ? 'linux-6.18-snp'
+        : m.platform === 'tdx'
+          ? 'linux-6.18-tdx'
+          : 'linux-6.18',
+    )!;
     const t0 = performance.now();
     const r = runModelFuzz({
       seed: 1,

@@ -15,7 +15,7 @@ export type MutantInfo = {
    * The platform whose code it lives in (a profile's `parts.platform`): only profiles of that
    * platform reach it, so only they list and fuzz it. Absent: every profile.
    */
-  readonly platform?: 'sev-snp';
+  readonly platform?: 'sev-snp' | 'tdx';
 };
 
 export const MUTANTS: readonly MutantInfo[] = [
@@ -155,6 +155,34 @@ export const MUTANTS: readonly MutantInfo[] = [
     modelledOn:
       "snp_begin_psc() without its `entry.operation != entry_start.operation` test when extending the range: the VMM converts the guest's page the wrong way (or not at all) while KVM marks the entry done in the guest's descriptor",
     platform: 'sev-snp',
+  },
+  {
+    name: 'tdx_zap_no_track',
+    bug: 'zapping a private leaf of a RUNNABLE TD blocks it but skips TDH.MEM.TRACK, so the module refuses TDH.MEM.PAGE.REMOVE (TLB tracking not done): the VM is bugged and guest_memfd frees the page while the S-EPT still maps it',
+    modelledOn:
+      'tdx_sept_remove_private_spte() without tdx_track() between tdx_sept_zap_private_spte() (BLOCK) and tdx_sept_drop_private_spte() (REMOVE): stale TLB entries of the blocked page',
+    platform: 'tdx',
+  },
+  {
+    name: 'tdx_measure_skips_extend',
+    bug: 'KVM_TDX_INIT_MEM_REGION with KVM_TDX_MEASURE_MEMORY_REGION adds the page (PAGE.ADD) but never MR.EXTENDs its contents',
+    modelledOn:
+      'tdx_gmem_post_populate() losing its TDH.MR.EXTEND loop: the MRTD attests the GPAs of the firmware but not its contents',
+    platform: 'tdx',
+  },
+  {
+    name: 'tdx_extend_two_pass',
+    bug: "KVM_TDX_INIT_MEM_REGION MR.EXTENDs the measured pages only after the region's last PAGE.ADD (ADD all, then EXTEND all) instead of after each page",
+    modelledOn:
+      'the two-pass ADD/EXTEND order of older TDX QEMU/KVM stacks (platforms.md §1.7 ordering pitfall): the MRTD differs from the single-pass one verifiers of upstream KVM expect',
+    platform: 'tdx',
+  },
+  {
+    name: 'tdx_page_add_swapped',
+    bug: "KVM_TDX_INIT_MEM_REGION passes TDH.MEM.PAGE.ADD the source page as the target and the guest_memfd page as the source: the TD's S-EPT maps the VMM's page while KVM's mirror maps the guest_memfd one",
+    modelledOn:
+      "a swapped operand pair in tdx_gmem_post_populate()'s tdh_mem_page_add(&kvm_tdx->td, gpa, pfn_to_page(pfn), src_page, ...) call: the VMM keeps writing a page the TD now owns",
+    platform: 'tdx',
   },
 ];
 

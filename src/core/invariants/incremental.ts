@@ -381,7 +381,10 @@ export class ChangeTracker {
   private touched(f: KFile, release: boolean): void {
     if (f instanceof VmFile) this.markUsed(f.vm);
     else if (f instanceof VcpuFile) {
-      if (release) this.markUsed(f.vcpu.vm);
+      // A TD's vCPU ioctls allocate pages for the TDX module (KVM_TDX_INIT_VCPU's TDVPR and
+      // TDCX pages, the S-EPT pages a pre-fault or guest fault links): the VM's single-frame
+      // pages are re-read after any op on the vCPU fd of a VM that has such pages.
+      if (release || f.vcpu.vm.archPages.length !== 0) this.markUsed(f.vcpu.vm);
     } else if (f instanceof GmemFile) {
       if (!release) return;
       this.markDirty(f.vm, true);

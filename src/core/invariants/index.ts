@@ -23,6 +23,11 @@ import { snpReclaimBeforeReuse } from './snp_reclaim_before_reuse.js';
 import { snpRmpOwner } from './snp_rmp_owner.js';
 import { snpValidateOnce } from './snp_validate_once.js';
 import { stage2Coherent } from './stage2_coherent.js';
+import { tdxMrtdMeasured } from './tdx_mrtd_measured.js';
+import { tdxPrivateOwner } from './tdx_private_owner.js';
+import { tdxRemoveBeforeReuse } from './tdx_remove_before_reuse.js';
+import { tdxSharedEptNoPrivate } from './tdx_shared_ept_no_private.js';
+import type { TdxModule } from '../platform/tdx/module.js';
 import {
   NO_VIOLATIONS,
   type CheckState,
@@ -59,6 +64,11 @@ export const INVARIANTS: readonly Invariant[] = [
   snpGuestValidated,
   snpValidateOnce,
   snpPscExitMatchesRequest,
+  // Intel TDX (profiles whose platform is 'tdx').
+  tdxPrivateOwner,
+  tdxRemoveBeforeReuse,
+  tdxSharedEptNoPrivate,
+  tdxMrtdMeasured,
 ];
 
 export function invariantByName(name: string): Invariant | undefined {
@@ -110,6 +120,9 @@ export class InvariantChecker {
   /** The SEV-SNP host's RMP (undefined on other platforms) and its generation at the last check. */
   private readonly rmp: Rmp | undefined;
   private lastRmpGen = 0;
+  /** The TDX host's module (undefined on other platforms) and its generation at the last check. */
+  private readonly tdx: TdxModule | undefined;
+  private lastTdxGen = 0;
   /** Steps still checked in full before change tracking starts (-1: never). */
   private fullSteps: number;
   /**
@@ -135,6 +148,7 @@ export class InvariantChecker {
     );
     const rmp = host.platform.sevSnp?.rmp;
     this.rmp = rmp;
+    this.tdx = host.platform.tdx?.module;
     const frames = host.frames;
     frames.logReleases(true);
     host.observe =
@@ -314,6 +328,8 @@ export class InvariantChecker {
       st.tdxGuest.length === 0;
     // On SEV-SNP the RMP (and the firmware state changed with it) is read too.
     const rmpGen = this.rmp === undefined ? 0 : this.rmp.generation;
+    // On TDX the module's state (PAMT, S-EPT, TDs) likewise.
+    const tdxGen = this.tdx === undefined ? 0 : this.tdx.generation;
     // Nothing an invariant reads changed since a check that saw no host access and no stale
     // read (allocating a fresh frame moves only the allocator's count): the same result.
     if (
@@ -321,7 +337,8 @@ export class InvariantChecker {
       clean &&
       this.last !== undefined &&
       allocated === this.lastAllocated &&
-      rmpGen === this.lastRmpGen
+      rmpGen === this.lastRmpGen &&
+      tdxGen === this.lastTdxGen
     ) {
       st.hostAccesses = NO_ACCESSES;
       st.staleReads = NO_PFNS;
@@ -365,6 +382,7 @@ export class InvariantChecker {
     this.last = !clean ? undefined : out.length === 0 ? NO_VIOLATIONS : out.slice();
     this.lastAllocated = allocated;
     this.lastRmpGen = rmpGen;
+    this.lastTdxGen = tdxGen;
     return out;
   }
 

@@ -149,6 +149,12 @@ export class TdxModule {
   /** The 256 bytes TDH.MR.EXTEND reads from the TD's page (valid during the MRTD's update only). */
   private readonly extendChunk = new Uint8Array(256);
   readonly config: TdxModuleConfig;
+  /**
+   * Bumped by every SEAMCALL, TDG.MEM.PAGE.ACCEPT and TD exit (whether or not it changed
+   * anything): the change-driven invariant checker re-reads the module's state (PAMT, S-EPT,
+   * TD fields) only when it moved, as it does with the SEV-SNP RMP's generation.
+   */
+  generation = 0;
 
   constructor(
     private readonly frames: FrameStore,
@@ -176,6 +182,7 @@ export class TdxModule {
   // ---- common checks (src/common/helpers/helpers.c) -------------------------------------------
 
   private reset(): void {
+    this.generation++;
     this.out = { rcx: 0n, rdx: 0n, r8: 0n };
   }
 
@@ -548,6 +555,7 @@ export class TdxModule {
    * (`revert_tlb_tracking_state()` on the exit path). Returns false if the vCPU was not running.
    */
   tdExit(tdvpr: Pfn): boolean {
+    this.generation++;
     const td = this.tds.get(this.pamt.get(tdvpr).owner);
     const vcpu = td?.vcpus.get(tdvpr);
     if (td === undefined || vcpu === undefined || !vcpu.inGuest) return false;
@@ -921,6 +929,7 @@ export class TdxModule {
    * and becomes MAPPED.
    */
   tdgMemPageAccept(tdvpr: Pfn, gpa: bigint, level: number): TdgResult {
+    this.generation++;
     const { td } = this.runningVcpu(tdvpr);
     const pi = this.pageInfo(gpa, level, 0, 1);
     if (pi !== undefined || !this.gpaValid(td, gpa))

@@ -83,6 +83,17 @@ export class Pamt {
     return ok;
   }
 
+  /** The first frame of [start, end) that is not PT_NDA, with its entry (undefined: none). */
+  firstAssignedIn(start: number, end: number): { pfn: number; entry: PamtEntry } | undefined {
+    if (this.map.size === 0 || !this.map.anyIn(start, end)) return undefined;
+    let out: { pfn: number; entry: PamtEntry } | undefined;
+    this.map.forEachIn(start, end, (s, _e, v) => {
+      out ??= { pfn: s, entry: v };
+      return false;
+    });
+    return out;
+  }
+
   /** Number of stored runs (0: every frame is PT_NDA). */
   get runs(): number {
     return this.map.size;

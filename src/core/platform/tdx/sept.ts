@@ -267,6 +267,23 @@ export class SeptTree {
     return !this.levels[child]!.anyIn(index * 512, index * 512 + 512);
   }
 
+  /**
+   * The level-0 (4 KiB) entries over guest frames [start, end) that are not FREE, as runs clipped
+   * to the range: `cb(s, e, pfn, state)` with `pfn` the frame entry `s` points to (the rest of the
+   * run point to the frames after it).
+   */
+  leafPiecesIn(
+    start: number,
+    end: number,
+    cb: (s: number, e: number, pfn: number, state: SeptState) => void,
+  ): void {
+    const m = this.levels[0]!;
+    if (m.size === 0) return;
+    m.forEachIn(start, end, (s, e, v) => {
+      cb(s, e, v.base, v.state);
+    });
+  }
+
   /** Each stored run (level, [start, end) of indices, state, first frame): ranges, not entries. */
   runs(): Array<{ level: number; start: number; end: number; state: SeptState; pfn: number }> {
     const out: Array<{ level: number; start: number; end: number; state: SeptState; pfn: number }> =

@@ -140,6 +140,23 @@ export interface KvmTdx {
   readonly leaves: Map<number, Pfn>;
   /** `irqchip_split(kvm)`: KVM_CAP_SPLIT_IRQCHIP was enabled (TDX needs an in-kernel LAPIC). */
   irqchipSplit: boolean;
+  /**
+   * The model's record (not kernel state) of the pages KVM_TDX_INIT_MEM_REGION added, in order:
+   * each page's GPA once its TDH.MEM.PAGE.ADD succeeded, whether the command asked for
+   * KVM_TDX_MEASURE_MEMORY_REGION, and then the 4096 bytes of the source page as KVM handed it
+   * over (what the module copies with the TD's key). The `tdx-mrtd-measured` invariant
+   * recomputes the MRTD from it.
+   */
+  readonly mrtdLog: TdxMrtdRecord[];
+}
+
+/** One page of `KvmTdx.mrtdLog`. */
+export interface TdxMrtdRecord {
+  readonly gpa: bigint;
+  /** Added with KVM_TDX_MEASURE_MEMORY_REGION: its 16 chunks are to be MR.EXTENDed. */
+  readonly measured: boolean;
+  /** The source page's bytes (measured pages only). */
+  readonly contents: Uint8Array | undefined;
 }
 
 /** `struct vcpu_tdx`. */
@@ -177,10 +194,16 @@ export function toKvmTdx(vm: Vm): KvmTdx {
       septPages: new Map(),
       leaves: new Map(),
       irqchipSplit: false,
+      mrtdLog: [],
     };
     TDX_STATE.set(vm, t);
   }
   return t;
+}
+
+/** The TD's KVM state if it has any yet (never creates it: for checks that only read). */
+export function kvmTdxIfAny(vm: Vm): KvmTdx | undefined {
+  return isTd(vm) ? TDX_STATE.get(vm) : undefined;
 }
 
 /** `to_tdx(vcpu)`. */
@@ -710,6 +733,7 @@ function tdxGmemPostPopulate(
   gfn: Gfn,
   pfn: Pfn,
   src: bigint | undefined,
+  deferred: bigint[] | undefined,
 ): Errno | undefined {
   const vm = vcpu.vm;
   const t = toKvmTdx(vm);
@@ -726,14 +750,33 @@ function tdxGmemPostPopulate(
     if (typeof r !== 'number') return r.kind === 'mmio' ? 'ENOENT' : r.errno;
   }
   const gpa = BigInt(gfn) << 12n;
-  const err = m.tdhMemPageAdd(t.tdr!, gpa, pfn, srcPfn);
+  const err = k.mutants.has('tdx_page_add_swapped')
+    ? m.tdhMemPageAdd(t.tdr!, gpa, srcPfn, pfn)
+    : m.tdhMemPageAdd(t.tdr!, gpa, pfn, srcPfn);
   if (err !== TDX.SUCCESS) return tdxStatusCode(err) === TDX.OPERAND_BUSY ? 'EBUSY' : 'EIO';
+  const measured = (flags & KVM_TDX_MEASURE_MEMORY_REGION) !== 0;
+  t.mrtdLog.push({ gpa, measured, contents: measured ? hostView(k, m, srcPfn) : undefined });
   if (t.nrPremapped === 0) kvmBugOn(vm, t);
   else t.nrPremapped--;
-  if ((flags & KVM_TDX_MEASURE_MEMORY_REGION) !== 0)
-    for (let i = 0; i < PAGE; i += TDX_EXTENDMR_CHUNKSIZE)
-      if (m.tdhMrExtend(t.tdr!, gpa + BigInt(i)) !== TDX.SUCCESS) return 'EIO';
+  if (measured && !k.mutants.has('tdx_measure_skips_extend')) {
+    if (deferred !== undefined) deferred.push(gpa);
+    else if (!tdxExtendPage(m, t, gpa)) return 'EIO';
+  }
   return undefined;
+}
+
+/** The 16 TDH.MR.EXTENDs of the page at `gpa` (false: one failed). */
+function tdxExtendPage(m: TdxModule, t: KvmTdx, gpa: bigint): boolean {
+  for (let i = 0; i < PAGE; i += TDX_EXTENDMR_CHUNKSIZE)
+    if (m.tdhMrExtend(t.tdr!, gpa + BigInt(i)) !== TDX.SUCCESS) return false;
+  return true;
+}
+
+/** A host page's bytes as the host reads them (KeyID 0: a frame the module owns reads zeros). */
+function hostView(k: KernelCtx, m: TdxModule, pfn: Pfn): Uint8Array {
+  const b = new Uint8Array(PAGE);
+  if (!m.owns(pfn)) k.frames.read(pfn, 0, b);
+  return b;
 }
 
 /**
@@ -771,13 +814,14 @@ function tdxVcpuInitMemRegion(k: KernelCtx, vcpu: Vcpu, cmd: KvmTdxCmd): Result<
   )
     return err('EINVAL', 'tdx_vcpu_init_mem_region: source, gpa or nr_pages');
   let ret: Errno | undefined;
+  const deferred = k.mutants.has('tdx_extend_two_pass') ? ([] as bigint[]) : undefined;
   while (nrPages !== 0n) {
     // signal_pending(current): no signal is ever pending in the model.
     const gfn = gpa >> 12n;
     const n =
       gfn < BigInt(k.profile.maxGfnExclusive)
         ? kvmGmemPopulate(k, vm, asGfn(Number(gfn)), sourceAddr, 1, (g, pfn, src) =>
-            tdxGmemPostPopulate(k, vcpu, cmd.flags, g, pfn, src),
+            tdxGmemPostPopulate(k, vcpu, cmd.flags, g, pfn, src, deferred),
           )
         : 'EINVAL';
     if (typeof n === 'string') {
@@ -792,6 +836,8 @@ function tdxVcpuInitMemRegion(k: KernelCtx, vcpu: Vcpu, cmd: KvmTdxCmd): Result<
     gpa += 4096n;
     nrPages--;
   }
+  if (deferred !== undefined)
+    for (const g of deferred) if (!tdxExtendPage(tdxModule(k), t, g)) ret ??= 'EIO';
   putU64(region, 0, sourceAddr);
   putU64(region, 8, gpa);
   putU64(region, 16, nrPages);
@@ -932,7 +978,7 @@ export function tdxRemovePrivateSpte(
     return;
   }
   // tdx_track()
-  if (t.state === 'TD_STATE_RUNNABLE') {
+  if (t.state === 'TD_STATE_RUNNABLE' && !k.mutants.has('tdx_zap_no_track')) {
     if (m.tdhMemTrack(tdr) !== TDX.SUCCESS) kvmBugOn(vm, t);
     // kvm_make_all_cpus_request(KVM_REQ_OUTSIDE_GUEST_MODE): no TD vCPU runs in the model.
   }

@@ -1,0 +1,79 @@
+/**
+ * What the TDX invariants share: the TDX module of a host whose platform is `tdx`, the live TDs
+ * with their KVM state and module TD, and a per-VM result cache keyed by what a per-TD check
+ * reads (the VM's stage-2 mapping list, which the change-driven checker keeps until one of the
+ * VM's maps changes, the module's generation and KVM's TDX counters), so that a TD is re-checked
+ * only after an op that could have changed its verdict.
+ */
+import type { Host } from '../host.js';
+import { kvmTdxIfAny, type KvmTdx } from '../arch/x86/vmx/tdx.js';
+import type { TdxModule } from '../platform/tdx/module.js';
+import type { Td } from '../platform/tdx/td.js';
+import type { Vm } from '../kvm/objects.js';
+import type { Mapping, Violation } from './types.js';
+
+/** The host's TDX module (undefined on other platforms). */
+export function tdxModuleOf(h: Host): TdxModule | undefined {
+  return h.platform.tdx?.module;
+}
+
+/** A live TD whose TDR the module still has, outside teardown: its KVM and module state. */
+export type LiveTd = { readonly vm: Vm; readonly t: KvmTdx; readonly td: Td };
+
+/** The TD of `vm` (undefined: not a TD, not initialized, or its keys are being released). */
+export function liveTd(m: TdxModule, vm: Vm): LiveTd | undefined {
+  const t = kvmTdxIfAny(vm);
+  if (t?.tdr === undefined) return undefined;
+  const td = m.td(t.tdr);
+  if (td === undefined || td.lifecycle === 'TD_TEARDOWN' || td.lifecycle === 'TD_BLOCKED')
+    return undefined;
+  return { vm, t, td };
+}
+
+/** A per-VM result and the inputs it was computed from. */
+type Cached = {
+  readonly maps: readonly Mapping[] | undefined;
+  readonly gen: number;
+  readonly premapped: number;
+  readonly state: string;
+  readonly leaves: number;
+  readonly septPages: number;
+  readonly out: Violation[];
+};
+
+/**
+ * One invariant's per-VM cache: `get` answers the last result when none of its inputs moved
+ * (`maps` undefined, as in a full check, never matches: the check runs).
+ */
+export class TdCache {
+  private readonly byVm = new WeakMap<Vm, Cached>();
+
+  get(x: LiveTd, maps: readonly Mapping[] | undefined, gen: number): Violation[] | undefined {
+    const c = this.byVm.get(x.vm);
+    if (
+      c === undefined ||
+      maps === undefined ||
+      c.maps !== maps ||
+      c.gen !== gen ||
+      c.premapped !== x.t.nrPremapped ||
+      c.state !== x.t.state ||
+      c.leaves !== x.t.leaves.size ||
+      c.septPages !== x.t.septPages.size
+    )
+      return undefined;
+    return c.out;
+  }
+
+  set(x: LiveTd, maps: readonly Mapping[] | undefined, gen: number, out: Violation[]): void {
+    if (maps === undefined) return;
+    this.byVm.set(x.vm, {
+      maps,
+      gen,
+      premapped: x.t.nrPremapped,
+      state: x.t.state,
+      leaves: x.t.leaves.size,
+      septPages: x.t.septPages.size,
+      out,
+    });
+  }
+}
