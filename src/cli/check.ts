@@ -41,7 +41,8 @@ and violations.
                      {summary: {files, ops, violations, files_with_violations}}
   --json, -j         the same as --format json
   --list             print the invariant catalogue and the mutants that apply to the profile
-                     (--kernel, else the default profile: linux-6.18-snp adds the SEV-SNP ones)
+                     (--kernel, else the default profile: linux-6.18-snp adds the SEV-SNP
+                     ones, linux-6.18-tdx the TDX ones)
 
 Exit codes: 0 no violation, 1 a violation, 2 usage or input error.`;
 

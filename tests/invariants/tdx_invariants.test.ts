@@ -17,6 +17,9 @@ import { runChecked } from '../../src/check/checked_run.js';
 import { parseTrace } from '../../src/trace/parse.js';
 import { HandleTable, stepTrace } from '../../src/trace/runner.js';
 import type { TraceOp } from '../../src/trace/types.js';
+import { kvmMmuDoPageFault } from '../../src/core/arch/x86/mmu.js';
+import { asGfn } from '../../src/core/base/units.js';
+import { toKvmTdx } from '../../src/core/arch/x86/vmx/tdx.js';
 
 const TDX = getProfile('linux-6.18-tdx')!;
 const TDX_INVARIANTS = [
@@ -208,5 +211,26 @@ describe('TDX invariants', () => {
     assert.equal(v.length, 2, v.join('\n'));
     assert.match(v[0]!, /nr_premapped is 0 but 1 private leaf/);
     assert.match(v[1]!, /mirror root has 3 private leaves but its record .* has 2/);
+  });
+
+  test('tdx-private-owner: a premapped leaf is allowed before finalize only', () => {
+    const b = new ModelBackend(TDX, { events: false });
+    const t = new HandleTable(b.begin());
+    for (const op of ops(BUILD.slice(0, 13))) stepTrace(op, b, t);
+    const checker = new InvariantChecker(b.host, TDX_INVARIANTS, { incremental: false });
+    const vm = [...b.host.vms][0]!;
+    // A private fault before finalize (what INIT_MEM_REGION's kvm_tdp_map_page() does before its
+    // PAGE.ADD) leaves the leaf premapped: counted in nr_premapped, no S-EPT entry.
+    assert.equal(typeof kvmMmuDoPageFault(b.host, vm, asGfn(5), false, true), 'number');
+    assert.equal(toKvmTdx(vm).nrPremapped, 1);
+    assert.deepEqual(checker.check(), []);
+    // A TD made RUNNABLE with it (what a FINALIZE that ignored nr_premapped would leave).
+    toKvmTdx(vm).state = 'TD_STATE_RUNNABLE';
+    const v = checker.check();
+    assert.deepEqual(
+      v.map((x) => [x.invariant, x.object]),
+      [['tdx-private-owner', 'vm0 gfn 0x5']],
+    );
+    assert.match(v[0]!.message, /RUNNABLE but 1 private leaf/);
   });
 });
