@@ -67,6 +67,9 @@ export class FrameStore {
    */
   private releaseLog: number[] | undefined = undefined;
 
+  /** Releases so far (a change counter: the invariant checker's caches compare it). */
+  releases = 0;
+
   /** Start (true) or stop keeping the release log. */
   logReleases(on: boolean): void {
     this.releaseLog = on ? [] : undefined;
@@ -94,6 +97,7 @@ export class FrameStore {
   /** Return frames to the allocator. Contents stay (physical memory is not cleared on free). */
   release(base: Pfn, count: number): void {
     if (count <= 0) return;
+    this.releases++;
     if (this.releaseLog !== undefined) this.releaseLog.push(base, count);
     this.free.set(base, base + count, true);
     this.allocated -= count;

@@ -2,8 +2,8 @@
  * What the TDX invariants share: the TDX module of a host whose platform is `tdx`, the live TDs
  * with their KVM state and module TD, and a per-VM result cache keyed by what a per-TD check
  * reads (the VM's stage-2 mapping list, which the change-driven checker keeps until one of the
- * VM's maps changes, the module's generation and KVM's TDX counters), so that a TD is re-checked
- * only after an op that could have changed its verdict.
+ * VM's maps changes, the PAMT's and the S-EPT's versions and KVM's TDX counters), so that a TD is
+ * re-checked only after an op that could have changed its verdict.
  */
 import type { Host } from '../host.js';
 import { kvmTdxIfAny, type KvmTdx } from '../arch/x86/vmx/tdx.js';
@@ -32,8 +32,9 @@ export function liveTd(m: TdxModule, vm: Vm): LiveTd | undefined {
 
 /** A per-VM result and the inputs it was computed from. */
 type Cached = {
-  readonly maps: readonly Mapping[] | undefined;
-  readonly gen: number;
+  readonly maps: readonly Mapping[];
+  readonly pamt: number;
+  readonly sept: number;
   readonly premapped: number;
   readonly state: string;
   readonly leaves: number;
@@ -42,19 +43,21 @@ type Cached = {
 };
 
 /**
- * One invariant's per-VM cache: `get` answers the last result when none of its inputs moved
- * (`maps` undefined, as in a full check, never matches: the check runs).
+ * One invariant's per-TD cache: `get` answers the last result when none of its inputs moved —
+ * the VM's mapping list (`maps` undefined, as in a full check, never matches: the check runs),
+ * the PAMT's and the TD's S-EPT's versions, and KVM's TDX counters.
  */
 export class TdCache {
   private readonly byVm = new WeakMap<Vm, Cached>();
 
-  get(x: LiveTd, maps: readonly Mapping[] | undefined, gen: number): Violation[] | undefined {
+  get(m: TdxModule, x: LiveTd, maps: readonly Mapping[] | undefined): Violation[] | undefined {
     const c = this.byVm.get(x.vm);
     if (
       c === undefined ||
       maps === undefined ||
       c.maps !== maps ||
-      c.gen !== gen ||
+      c.pamt !== m.pamt.version ||
+      c.sept !== x.td.sept.version ||
       c.premapped !== x.t.nrPremapped ||
       c.state !== x.t.state ||
       c.leaves !== x.t.leaves.size ||
@@ -64,11 +67,12 @@ export class TdCache {
     return c.out;
   }
 
-  set(x: LiveTd, maps: readonly Mapping[] | undefined, gen: number, out: Violation[]): void {
+  set(m: TdxModule, x: LiveTd, maps: readonly Mapping[] | undefined, out: Violation[]): void {
     if (maps === undefined) return;
     this.byVm.set(x.vm, {
       maps,
-      gen,
+      pamt: m.pamt.version,
+      sept: x.td.sept.version,
       premapped: x.t.nrPremapped,
       state: x.t.state,
       leaves: x.t.leaves.size,

@@ -19,7 +19,7 @@ const septKey = (level: number, index: number): number => level * 2 ** 40 + inde
 function checkTd(m: TdxModule, x: LiveTd, s: CheckState): Violation[] {
   const { vm, t, td } = x;
   const maps = mappingsOf(vm, s);
-  const hit = cache.get(x, s.mappings === undefined ? undefined : maps, m.generation);
+  const hit = cache.get(m, x, s.mappings === undefined ? undefined : maps);
   if (hit !== undefined) return hit;
   let out: Violation[] | undefined;
   const bad = (gfn: number | undefined, message: string, pfn?: number): void => {
@@ -155,7 +155,7 @@ function checkTd(m: TdxModule, x: LiveTd, s: CheckState): Violation[] {
       `KVM's mirror root has ${mirror} private leaves but its record of present leaves (which teardown zaps) has ${t.leaves.size}`,
     );
   const res = out ?? NO_VIOLATIONS;
-  cache.set(x, s.mappings === undefined ? undefined : maps, m.generation, res);
+  cache.set(m, x, s.mappings === undefined ? undefined : maps, res);
   return res;
 }
 

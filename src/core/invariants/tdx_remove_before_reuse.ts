@@ -7,9 +7,23 @@ import { PT, PT_NAMES } from '../platform/tdx/pamt.js';
 import type { Vm } from '../kvm/objects.js';
 import { describeOwner } from './ownership.js';
 import { tdxModuleOf } from './tdx_common.js';
+import type { TdxModule } from '../platform/tdx/module.js';
 import { hx, NO_VIOLATIONS, type Invariant, type Violation } from './types.js';
 
 const NAME = 'tdx-remove-before-reuse';
+
+/** The last verdict per module (change-driven checks only) and what it was computed from. */
+const last = new WeakMap<
+  TdxModule,
+  {
+    pamt: number;
+    releases: number;
+    allocated: number;
+    vms: number;
+    created: number;
+    out: Violation[];
+  }
+>();
 
 export const tdxRemoveBeforeReuse: Invariant = {
   name: NAME,
@@ -24,33 +38,46 @@ export const tdxRemoveBeforeReuse: Invariant = {
   check(s) {
     const m = tdxModuleOf(s.host);
     if (m === undefined || m.pamt.runs === 0) return NO_VIOLATIONS;
+    // What the verdict reads moves only with the PAMT, a frame release or allocation, or a VM's
+    // death (frames change owners only through the allocator in the model).
+    const f = s.host.frames;
+    const tracked = s.mappings !== undefined;
+    const key = last.get(m);
+    if (
+      tracked &&
+      key !== undefined &&
+      key.pamt === m.pamt.version &&
+      key.releases === f.releases &&
+      key.allocated === f.allocated &&
+      key.vms === s.host.vms.size &&
+      key.created === s.host.allVms.length
+    )
+      return key.out;
     // The VM each TDR belongs to (live VMs only: a dead VM holds nothing).
     const vmOf = new Map<number, Vm>();
     for (const vm of s.host.vms) {
       const t = kvmTdxIfAny(vm);
       if (t?.tdr !== undefined) vmOf.set(t.tdr, vm);
     }
-    const f = s.host.frames;
     let out: Violation[] | undefined;
     const bad = (pfn: number, message: string): void => {
       (out ??= []).push({ invariant: NAME, object: `pfn ${hx(pfn)}`, message, focus: { pfn } });
     };
-    let own: ReturnType<typeof s.ownership> | undefined;
-    for (const r of m.pamt.dump()) {
-      const e = r.entry;
-      const tdr = e.pt === PT.TDR ? r.start : e.owner;
+    const owners = s.ownership().owners;
+    m.pamt.forEachRun((start, end, e) => {
+      const tdr = e.pt === PT.TDR ? start : e.owner;
       const what = `${PT_NAMES[e.pt]} of TDR ${hx(tdr)}`;
-      if (f.anyFree(r.start, r.end - r.start)) {
-        const pfn = f.freeIn(r.start, r.end)[0]!.start;
+      if (f.anyFree(start, end - start)) {
+        const pfn = f.freeIn(start, end)[0]!.start;
         bad(
           pfn,
           `frame ${hx(pfn)} is on the host's free list while the TDX module still has it as ${what} (never removed or reclaimed)`,
         );
-        continue;
+        return;
       }
+      if (!owners.anyIn(start, end)) return;
       const vm = vmOf.get(tdr);
-      own ??= s.ownership();
-      for (const p of own.owners.piecesIn(r.start, r.end)) {
+      for (const p of owners.piecesIn(start, end)) {
         const o = p.value;
         const ok =
           vm !== undefined &&
@@ -64,7 +91,17 @@ export const tdxRemoveBeforeReuse: Invariant = {
         );
         break;
       }
-    }
-    return out ?? NO_VIOLATIONS;
+    });
+    const res = out ?? NO_VIOLATIONS;
+    if (tracked)
+      last.set(m, {
+        pamt: m.pamt.version,
+        releases: f.releases,
+        allocated: f.allocated,
+        vms: s.host.vms.size,
+        created: s.host.allVms.length,
+        out: res,
+      });
+    return res;
   },
 };

@@ -29,7 +29,7 @@ export const tdxSharedEptNoPrivate: Invariant = {
       if (x === undefined) continue;
       const maps = mappingsOf(vm, s);
       const tracked = s.mappings === undefined ? undefined : maps;
-      let v = cache.get(x, tracked, m.generation);
+      let v = cache.get(m, x, tracked);
       if (v === undefined) {
         let found: Violation[] | undefined;
         for (const mp of maps) {
@@ -45,7 +45,7 @@ export const tdxSharedEptNoPrivate: Invariant = {
           });
         }
         v = found ?? NO_VIOLATIONS;
-        cache.set(x, tracked, m.generation, v);
+        cache.set(m, x, tracked, v);
       }
       if (v.length !== 0) (out ??= []).push(...v);
     }

@@ -9,7 +9,7 @@
  * directly assigned) with owner 0. Every frame of the model's host is inside a TDMR (the model
  * has no memory outside the PAMT, so `TDX_OPERAND_ADDR_RANGE_ERROR` is never returned).
  */
-import { RangeMap, type RangeValueOps } from '../../base/ranges/range_map.js';
+import { MAX_KEY, RangeMap, type RangeValueOps } from '../../base/ranges/range_map.js';
 
 /** PAMT page types (`page_type_t`, pamt_manager.h). */
 export const PT = {
@@ -52,6 +52,8 @@ const pamtOps: RangeValueOps<PamtEntry> = {
 
 export class Pamt {
   private readonly map = new RangeMap<PamtEntry>(pamtOps);
+  /** Bumped by every `set` (the invariant checker re-reads the PAMT only when it moved). */
+  version = 0;
 
   /** `pamt_walk()`: the entry covering `pfn` (a 2 MiB entry for any of its frames). */
   get(pfn: number): PamtEntry {
@@ -66,6 +68,7 @@ export class Pamt {
   /** Set the entry of the 4 KiB page `pfn`, or of the 2 MiB page starting at `pfn`. */
   set(pfn: number, e: PamtEntry): void {
     const end = pfn + (e.size === '2M' ? 512 : 1);
+    this.version++;
     if (e.pt === PT.NDA) this.map.delete(pfn, end);
     else this.map.set(pfn, end, e);
   }
@@ -104,6 +107,11 @@ export class Pamt {
     let n = 0;
     for (const r of this.map.entries()) if (r.value.owner === tdr) n += r.end - r.start;
     return n;
+  }
+
+  /** Calls `cb` for every stored run in pfn order (no copies). */
+  forEachRun(cb: (start: number, end: number, e: PamtEntry) => void): void {
+    if (this.map.size !== 0) this.map.forEachIn(0, MAX_KEY, cb);
   }
 
   /** Every stored run (inspection, tests, the consistency checks). */

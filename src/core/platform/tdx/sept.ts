@@ -217,6 +217,8 @@ export class SeptTree {
    * there are few of them).
    */
   private readonly levels: Array<RangeMap<SeptRun>> = [];
+  /** Bumped by every `set` (the invariant checker re-reads the tree only when it moved). */
+  version = 0;
 
   constructor(readonly pwl: number) {
     for (let l = 0; l <= pwl; l++) {
@@ -244,6 +246,7 @@ export class SeptTree {
   /** Write (`level`, `index`) (FREE deletes it). */
   set(level: number, index: number, state: SeptState, pfn: number): void {
     const m = this.levels[level]!;
+    this.version++;
     if (state === 'FREE') m.delete(index, index + 1);
     else m.set(index, index + 1, { base: pfn, state });
   }
