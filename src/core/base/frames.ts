@@ -80,6 +80,11 @@ export class FrameStore {
     return this.releaseLog === undefined ? 0 : this.releaseLog.length;
   }
 
+  /** The release log: (base, count) pairs since it was last cleared (empty when not kept). */
+  releasedRanges(): readonly number[] {
+    return this.releaseLog ?? NO_PFNS;
+  }
+
   /** Whether `pfn` was released at or after log position `mark`. */
   releasedSince(pfn: number, mark: number): boolean {
     const log = this.releaseLog;

@@ -218,13 +218,13 @@ export class InvariantChecker {
    * another owner within one op: e.g. a KVM_RUN whose VMM discards the shared page the guest's
    * store went to, then serves a private fault with the same frame), and empty the release log.
    */
-  private markFreedLater(accesses: HostAccess[]): void {
+  private markFreedLater(accesses: HostAccess[], clear = true): void {
     const frames = this.host.frames;
     for (let i = 0; i < accesses.length; i++) {
       const a = accesses[i]!;
       if (frames.releasedSince(a.pfn, a.mark ?? 0)) a.freedLater = true;
     }
-    frames.clearReleaseLog();
+    if (clear) frames.clearReleaseLog();
   }
 
   private observed(): {
@@ -298,7 +298,8 @@ export class InvariantChecker {
     const st = this.state;
     st.hostAccesses = this.accesses;
     if (this.accesses.length !== 0) this.accesses = [];
-    this.markFreedLater(st.hostAccesses as HostAccess[]);
+    // The release log stays until the invariants ran (`CheckState.releasedRanges`).
+    this.markFreedLater(st.hostAccesses as HostAccess[], false);
     st.staleReads = this.host.frames.takeStaleReads();
     if (this.guestAccesses.length !== 0) {
       st.guestAccesses = this.guestAccesses;
@@ -346,6 +347,7 @@ export class InvariantChecker {
       st.pvalidates = NO_PVALIDATE;
       st.pscs = NO_PSC;
       st.tdxGuest = NO_TDX;
+      this.host.frames.clearReleaseLog();
       return this.last.length === 0 ? [] : this.last.slice();
     }
     if (changed) {
@@ -383,6 +385,7 @@ export class InvariantChecker {
     this.lastAllocated = allocated;
     this.lastRmpGen = rmpGen;
     this.lastTdxGen = tdxGen;
+    this.host.frames.clearReleaseLog();
     return out;
   }
 
@@ -392,7 +395,7 @@ export class InvariantChecker {
    */
   private recheck(vm: Vm, maps: boolean, own: boolean, st: CheckState): void {
     for (const { perVm: p, byVm } of this.perVm) {
-      if (p.mappings ? !maps : !own) continue;
+      if (p.mappings ? !maps && !(own && p.own === true) : !own) continue;
       const v = p.vms === 'live' && vm.dead ? NO_VIOLATIONS : p.vm(vm, st);
       if (v.length > 0) byVm.set(vm, v);
       else if (byVm.size !== 0) byVm.delete(vm);
@@ -428,6 +431,10 @@ class TrackedState implements CheckState {
   /** A new check: the model may have changed since the last one. */
   reset(): void {
     this.own = undefined;
+  }
+
+  releasedRanges(): readonly number[] {
+    return this.host.frames.releasedRanges();
   }
 
   ownedOnFree(): number | undefined {

@@ -6,7 +6,7 @@
  * re-checked only after an op that could have changed its verdict.
  */
 import type { Host } from '../host.js';
-import { kvmTdxIfAny, type KvmTdx } from '../arch/x86/vmx/tdx.js';
+import { isTd, kvmTdxIfAny, type KvmTdx } from '../arch/x86/vmx/tdx.js';
 import type { TdxModule } from '../platform/tdx/module.js';
 import type { Td } from '../platform/tdx/td.js';
 import type { Vm } from '../kvm/objects.js';
@@ -15,6 +15,18 @@ import type { Mapping, Violation } from './types.js';
 /** The host's TDX module (undefined on other platforms). */
 export function tdxModuleOf(h: Host): TdxModule | undefined {
   return h.platform.tdx?.module;
+}
+
+/** The host's live TD VMs, in creation order: re-listed only when a VM was created or died. */
+const TD_VMS = new WeakMap<Host, { created: number; live: number; list: Vm[] }>();
+
+export function liveTdVms(h: Host): readonly Vm[] {
+  const c = TD_VMS.get(h);
+  if (c !== undefined && c.created === h.allVms.length && c.live === h.vms.size) return c.list;
+  const list: Vm[] = [];
+  for (const vm of h.vms) if (isTd(vm)) list.push(vm);
+  TD_VMS.set(h, { created: h.allVms.length, live: h.vms.size, list });
+  return list;
 }
 
 /** A live TD whose TDR the module still has, outside teardown: its KVM and module state. */

@@ -10,7 +10,7 @@
 import { Sha384 } from '../base/crypto/sha384.js';
 import type { TdxMrtdRecord } from '../arch/x86/vmx/tdx.js';
 import { liveTd, tdxModuleOf } from './tdx_common.js';
-import { NO_VIOLATIONS, type Invariant, type Violation } from './types.js';
+import { checkEveryVm, NO_VIOLATIONS, type Invariant } from './types.js';
 
 const NAME = 'tdx-mrtd-measured';
 
@@ -52,29 +52,33 @@ export const tdxMrtdMeasured: Invariant = {
   origin:
     'platforms.md §1.5 (INIT_MEM_REGION), §1.7 (MRTD formula, the single/two-pass ordering pitfall), Appendix B.1-B.3; issue 12 item 6 ("the MRTD covers exactly the pages added with the measure flag, in order").',
   appliesTo: (p) => p.parts.platform === 'tdx',
-  check(s) {
-    const m = tdxModuleOf(s.host);
-    if (m === undefined) return NO_VIOLATIONS;
-    let out: Violation[] | undefined;
-    for (const vm of s.host.vms) {
-      const x = liveTd(m, vm);
+  perVm: {
+    vms: 'live',
+    mappings: false,
+    vm(vm, s) {
+      const m = tdxModuleOf(s.host);
+      const x = m === undefined ? undefined : liveTd(m, vm);
       const mrtd = x?.td.mrtd;
-      if (x === undefined || mrtd === undefined) continue;
+      if (x === undefined || mrtd === undefined) return NO_VIOLATIONS;
       const log = x.t.mrtdLog;
       let v = VERDICT.get(mrtd);
       if (v === undefined || v.n !== log.length) {
         const want = hex(expectedMrtd(log));
         VERDICT.set(mrtd, (v = { n: log.length, want: want === hex(mrtd) ? undefined : want }));
       }
-      if (v.want === undefined) continue;
+      if (v.want === undefined) return NO_VIOLATIONS;
       const measured = log.filter((r) => r.measured).length;
-      (out ??= []).push({
-        invariant: NAME,
-        object: `vm${vm.index} MRTD`,
-        message: `the TD's MRTD ${hex(mrtd).slice(0, 16)}... is not the measurement of the ${log.length} page(s) KVM_TDX_INIT_MEM_REGION added (${measured} with the measure flag), single pass in order: ${v.want.slice(0, 16)}...`,
-        focus: { vm: vm.index },
-      });
-    }
-    return out ?? NO_VIOLATIONS;
+      return [
+        {
+          invariant: NAME,
+          object: `vm${vm.index} MRTD`,
+          message: `the TD's MRTD ${hex(mrtd).slice(0, 16)}... is not the measurement of the ${log.length} page(s) KVM_TDX_INIT_MEM_REGION added (${measured} with the measure flag), single pass in order: ${v.want.slice(0, 16)}...`,
+          focus: { vm: vm.index },
+        },
+      ];
+    },
+  },
+  check(s) {
+    return checkEveryVm(this.perVm!, s);
   },
 };

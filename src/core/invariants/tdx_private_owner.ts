@@ -8,7 +8,14 @@ import { SEPT_STATE_INFO, pagesAtLevel } from '../platform/tdx/sept.js';
 import { mappingsOf } from './stage2_coherent.js';
 import { liveTd, tdxModuleOf, TdCache, type LiveTd } from './tdx_common.js';
 import type { TdxModule } from '../platform/tdx/module.js';
-import { hx, NO_VIOLATIONS, type CheckState, type Invariant, type Violation } from './types.js';
+import {
+  checkEveryVm,
+  hx,
+  NO_VIOLATIONS,
+  type CheckState,
+  type Invariant,
+  type Violation,
+} from './types.js';
 
 const NAME = 'tdx-private-owner';
 const cache = new TdCache();
@@ -169,16 +176,17 @@ export const tdxPrivateOwner: Invariant = {
   origin:
     'platforms.md §1.1, §1.3, §1.5, Appendix A.1; issue 12 item 6 ("a private GPA maps at most one frame and that frame belongs to this TD").',
   appliesTo: (p) => p.parts.platform === 'tdx',
+  perVm: {
+    vms: 'live',
+    mappings: true,
+    own: true,
+    vm(vm, s) {
+      const m = tdxModuleOf(s.host);
+      const x = m === undefined ? undefined : liveTd(m, vm);
+      return x === undefined ? NO_VIOLATIONS : checkTd(m!, x, s);
+    },
+  },
   check(s) {
-    const m = tdxModuleOf(s.host);
-    if (m === undefined) return NO_VIOLATIONS;
-    let out: Violation[] | undefined;
-    for (const vm of s.host.vms) {
-      const x = liveTd(m, vm);
-      if (x === undefined) continue;
-      const v = checkTd(m, x, s);
-      if (v.length !== 0) (out ??= []).push(...v);
-    }
-    return out ?? NO_VIOLATIONS;
+    return checkEveryVm(this.perVm!, s);
   },
 };

@@ -5,7 +5,7 @@
 import { PT_NAMES } from '../platform/tdx/pamt.js';
 import { mappingsOf } from './stage2_coherent.js';
 import { liveTd, tdxModuleOf, TdCache } from './tdx_common.js';
-import { hx, NO_VIOLATIONS, type Invariant, type Violation } from './types.js';
+import { checkEveryVm, hx, NO_VIOLATIONS, type Invariant, type Violation } from './types.js';
 
 const NAME = 'tdx-shared-ept-no-private';
 const cache = new TdCache();
@@ -20,35 +20,38 @@ export const tdxSharedEptNoPrivate: Invariant = {
   origin:
     'platforms.md §1.1 (shared EPT), §1.2 (shared bit), §1.6 (host access to private memory); issue 12 item 6 ("no private page is reachable through a shared-bit GPA").',
   appliesTo: (p) => p.parts.platform === 'tdx',
-  check(s) {
-    const m = tdxModuleOf(s.host);
-    if (m === undefined || m.pamt.runs === 0) return NO_VIOLATIONS;
-    let out: Violation[] | undefined;
-    for (const vm of s.host.vms) {
+  perVm: {
+    vms: 'live',
+    mappings: true,
+    own: true,
+    vm(vm, s) {
+      const m = tdxModuleOf(s.host);
+      if (m === undefined || m.pamt.runs === 0) return NO_VIOLATIONS;
       const x = liveTd(m, vm);
-      if (x === undefined) continue;
+      if (x === undefined) return NO_VIOLATIONS;
       const maps = mappingsOf(vm, s);
       const tracked = s.mappings === undefined ? undefined : maps;
-      let v = cache.get(m, x, tracked);
-      if (v === undefined) {
-        let found: Violation[] | undefined;
-        for (const mp of maps) {
-          if (mp.spte.private) continue;
-          const a = m.pamt.firstAssignedIn(mp.spte.base, mp.spte.base + (mp.end - mp.start));
-          if (a === undefined) continue;
-          const gfn = mp.start + (a.pfn - mp.spte.base);
-          (found ??= []).push({
-            invariant: NAME,
-            object: `vm${vm.index} gfn ${hx(gfn)}`,
-            message: `the TD's shared EPT maps gfn ${hx(gfn)} (shared-bit GPA) to frame ${hx(a.pfn)}, which the TDX module has as ${PT_NAMES[a.entry.pt]} of TDR ${hx(a.entry.owner === 0 ? a.pfn : a.entry.owner)}`,
-            focus: { vm: vm.index, gfn, pfn: a.pfn },
-          });
-        }
-        v = found ?? NO_VIOLATIONS;
-        cache.set(m, x, tracked, v);
+      const hit = cache.get(m, x, tracked);
+      if (hit !== undefined) return hit;
+      let found: Violation[] | undefined;
+      for (const mp of maps) {
+        if (mp.spte.private) continue;
+        const a = m.pamt.firstAssignedIn(mp.spte.base, mp.spte.base + (mp.end - mp.start));
+        if (a === undefined) continue;
+        const gfn = mp.start + (a.pfn - mp.spte.base);
+        (found ??= []).push({
+          invariant: NAME,
+          object: `vm${vm.index} gfn ${hx(gfn)}`,
+          message: `the TD's shared EPT maps gfn ${hx(gfn)} (shared-bit GPA) to frame ${hx(a.pfn)}, which the TDX module has as ${PT_NAMES[a.entry.pt]} of TDR ${hx(a.entry.owner === 0 ? a.pfn : a.entry.owner)}`,
+          focus: { vm: vm.index, gfn, pfn: a.pfn },
+        });
       }
-      if (v.length !== 0) (out ??= []).push(...v);
-    }
-    return out ?? NO_VIOLATIONS;
+      const v = found ?? NO_VIOLATIONS;
+      cache.set(m, x, tracked, v);
+      return v;
+    },
+  },
+  check(s) {
+    return checkEveryVm(this.perVm!, s);
   },
 };

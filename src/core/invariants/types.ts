@@ -141,6 +141,11 @@ export type CheckState = {
    * of the VM in this check (the change-driven checker); without it, each check walks them.
    */
   mappings?(vm: Vm): readonly Mapping[];
+  /**
+   * The frames released during the step, as (base, count) pairs (the change-driven checker;
+   * a full check has none and reads the whole state).
+   */
+  releasedRanges?(): readonly number[];
 };
 
 /** One stage-2 extent clipped to a memslot (`slot` undefined outside every memslot). */
@@ -167,6 +172,12 @@ export type PerVm = {
    * bindings change only then).
    */
   readonly mappings: boolean;
+  /**
+   * With `mappings`: re-run also when the VM's own state may differ (as the checks that do not
+   * read mappings are): a TD's checks read the TDX module's state for it, which its VM and vCPU
+   * fd ioctls change without always changing its maps.
+   */
+  readonly own?: boolean;
   vm(vm: Vm, s: CheckState): Violation[];
   host?(s: CheckState): Violation[];
 };

@@ -54,6 +54,20 @@ export class Pamt {
   private readonly map = new RangeMap<PamtEntry>(pamtOps);
   /** Bumped by every `set` (the invariant checker re-reads the PAMT only when it moved). */
   version = 0;
+  /**
+   * The frame ranges `set` since the last `takeChanges()`, as (start, end) pairs, up to a bound
+   * (past it only "too many" is kept, so a host nobody checks keeps no growing log).
+   */
+  private changes: number[] = [];
+  private changesOverflow = false;
+
+  /** The ranges set since the last call (undefined: too many to list), and forget them. */
+  takeChanges(): readonly number[] | undefined {
+    const c = this.changesOverflow ? undefined : this.changes;
+    this.changes = [];
+    this.changesOverflow = false;
+    return c;
+  }
 
   /** `pamt_walk()`: the entry covering `pfn` (a 2 MiB entry for any of its frames). */
   get(pfn: number): PamtEntry {
@@ -69,6 +83,10 @@ export class Pamt {
   set(pfn: number, e: PamtEntry): void {
     const end = pfn + (e.size === '2M' ? 512 : 1);
     this.version++;
+    if (!this.changesOverflow) {
+      if (this.changes.length >= 256) this.changesOverflow = true;
+      else this.changes.push(pfn, end);
+    }
     if (e.pt === PT.NDA) this.map.delete(pfn, end);
     else this.map.set(pfn, end, e);
   }
@@ -109,9 +127,13 @@ export class Pamt {
     return n;
   }
 
-  /** Calls `cb` for every stored run in pfn order (no copies). */
-  forEachRun(cb: (start: number, end: number, e: PamtEntry) => void): void {
-    if (this.map.size !== 0) this.map.forEachIn(0, MAX_KEY, cb);
+  /** Calls `cb` for every stored run over [start, end) (default: all), clipped, in pfn order. */
+  forEachRun(
+    cb: (start: number, end: number, e: PamtEntry) => void,
+    start = 0,
+    end = MAX_KEY,
+  ): void {
+    if (this.map.size !== 0) this.map.forEachIn(start, end, cb);
   }
 
   /** Every stored run (inspection, tests, the consistency checks). */
