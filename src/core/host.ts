@@ -179,6 +179,8 @@ export class Host implements KernelCtx {
     this.platform = opts.platform ?? parts.platform;
     const snp = this.platform.sevSnp;
     if (snp !== undefined && this.mutants.names.length > 0) snp.rmp.mutants = this.mutants;
+    const tdx = this.platform.tdx;
+    if (tdx !== undefined && this.mutants.names.length > 0) tdx.module.mutants = this.mutants;
     this.gmemBacking = opts.gmemBacking ?? parts.gmemBacking;
     this.events.enabled = opts.events ?? true;
     this.mm = new HostMm(this);

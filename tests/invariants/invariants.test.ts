@@ -31,7 +31,13 @@ describe(`every mutant is caught by model-based fuzzing (seed ${SEED}, at most 4
   for (const m of MUTANTS) {
     test(m.name, () => {
       // A platform's mutants are fuzzed on a profile of that platform.
-      const profile = getProfile(m.platform === 'sev-snp' ? 'linux-6.18-snp' : 'linux-6.18')!;
+      const profile = getProfile(
+        m.platform === 'sev-snp'
+          ? 'linux-6.18-snp'
+          : m.platform === 'tdx'
+            ? 'linux-6.18-tdx'
+            : 'linux-6.18',
+      )!;
       const r = runModelFuzz({
         seed: SEED,
         profile,

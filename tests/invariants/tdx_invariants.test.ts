@@ -27,7 +27,13 @@ const TDX_INVARIANTS = [
   'tdx-remove-before-reuse',
   'tdx-shared-ept-no-private',
   'tdx-mrtd-measured',
+  'tdx-guest-accepted',
 ];
+/** The TD's guest: accept the pre-faulted page, store and load it, load an added page. */
+const GUEST_RUN =
+  '{"op":"KVM_RUN","vcpu":"cpu0","guest":[{"accept":{"gpa":"0x3000"}},{"store":{"gpa":"0x3000","hex":"11223344"}},{"load":{"gpa":"0x3000"}},{"load":{"gpa":0}},{"accept":{"gpa":"0x3000"}}]}';
+/** The TD's guest loads the pre-faulted page without accepting it. */
+const LOAD_PENDING = '{"op":"KVM_RUN","vcpu":"cpu0","guest":[{"load":{"gpa":"0x3000"}}]}';
 
 /**
  * A TD build (docs/trace-format.md's example, shortened): a 2 MiB private guest_memfd slot, one
@@ -119,6 +125,7 @@ describe('TDX invariants', () => {
         'tdx_measure_skips_extend',
         'tdx_extend_two_pass',
         'tdx_page_add_swapped',
+        'tdx_pending_access_allowed',
       ],
     );
     assert.equal(
@@ -127,10 +134,21 @@ describe('TDX invariants', () => {
     );
   });
 
-  test('hold through a faithful TD build, AUG, punches (BLOCK, TRACK, REMOVE) and teardown', () => {
-    assert.deepEqual(caught([...BUILD, ...ZAPS]), []);
+  test('hold through a faithful TD build, AUG, a guest run, punches (BLOCK, TRACK, REMOVE) and teardown', () => {
+    assert.deepEqual(caught([...BUILD, GUEST_RUN, ...ZAPS]), []);
     // The same ops checked incrementally from the first op agree with a full check.
-    assert.ok(lockstep([...BUILD, ...ZAPS], []).every((v) => v.length === 0));
+    assert.ok(lockstep([...BUILD, GUEST_RUN, ...ZAPS], []).every((v) => v.length === 0));
+    // A load before accept (SEPT_VE_DISABLE set): the VM is dead, nothing consumed.
+    assert.deepEqual(caught([...BUILD, LOAD_PENDING]), []);
+  });
+
+  test('tdx_pending_access_allowed: the guest loads a page it never accepted', () => {
+    const c = caught([...BUILD, LOAD_PENDING], ['tdx_pending_access_allowed']);
+    assert.deepEqual(c, [[BUILD.length, 'tdx-guest-accepted']]);
+    const r = runChecked(ops([...BUILD, LOAD_PENDING]), TDX, {
+      mutants: ['tdx_pending_access_allowed'],
+    });
+    assert.match(r.failures[0]!.violations[0]!.message, /PENDING \(not accepted\)/);
   });
 
   test('tdx_zap_no_track: the punched page is freed while the S-EPT maps it (blocked)', () => {
@@ -166,7 +184,7 @@ describe('TDX invariants', () => {
 
   test('each mutant: the change-driven checker reports what a full check reports', () => {
     for (const m of mutantsFor('tdx').filter((x) => x.platform === 'tdx')) {
-      const seen = lockstep([...BUILD, ...ZAPS.slice(0, 4)], [m.name]);
+      const seen = lockstep([...BUILD, LOAD_PENDING, GUEST_RUN, ...ZAPS.slice(0, 4)], [m.name]);
       assert.ok(
         seen.some((v) => v.some((x) => TDX_INVARIANTS.includes(x.invariant))),
         `${m.name} is seen`,

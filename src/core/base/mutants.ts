@@ -184,6 +184,13 @@ export const MUTANTS: readonly MutantInfo[] = [
       "a swapped operand pair in tdx_gmem_post_populate()'s tdh_mem_page_add(&kvm_tdx->td, gpa, pfn_to_page(pfn), src_page, ...) call: the VMM keeps writing a page the TD now owns",
     platform: 'tdx',
   },
+  {
+    name: 'tdx_pending_access_allowed',
+    bug: "the CPU's S-EPT check lets a TD guest's private access to a PENDING page (AUGed, never accepted) complete instead of raising #VE or an EPT-violation exit",
+    modelledOn:
+      "a PENDING leaf translated as if it had RWX (the TDX module's guest_accessible_leaf / the walk's permission check missing PENDING): the guest consumes a page the VMM swapped in behind its back, the attack ACCEPT exists to stop",
+    platform: 'tdx',
+  },
 ];
 
 /** The mutants a profile of `platform` can reach (its own platform's and the generic ones). */

@@ -24,6 +24,8 @@ import { snpRmpOwner } from './snp_rmp_owner.js';
 import { snpValidateOnce } from './snp_validate_once.js';
 import { stage2Coherent } from './stage2_coherent.js';
 import { tdxMrtdMeasured } from './tdx_mrtd_measured.js';
+import { tdxGuestAccepted } from './tdx_guest_accepted.js';
+import { tdxSeptLeaf } from './tdx_common.js';
 import { tdxPrivateOwner } from './tdx_private_owner.js';
 import { tdxRemoveBeforeReuse } from './tdx_remove_before_reuse.js';
 import { tdxSharedEptNoPrivate } from './tdx_shared_ept_no_private.js';
@@ -69,6 +71,7 @@ export const INVARIANTS: readonly Invariant[] = [
   tdxRemoveBeforeReuse,
   tdxSharedEptNoPrivate,
   tdxMrtdMeasured,
+  tdxGuestAccepted,
 ];
 
 export function invariantByName(name: string): Invariant | undefined {
@@ -186,12 +189,25 @@ export class InvariantChecker {
         },
       };
     }
-    if (host.platform.tdx !== undefined)
-      // TD guests: each access (frame, shared or private, the S-EPT state it met), ACCEPT and
-      // MapGPA, in order. No invariant reads them yet.
+    const tdxModule = host.platform.tdx?.module;
+    if (tdxModule !== undefined)
+      // TD guests: each access (frame, shared or private, the S-EPT leaf it met), ACCEPT and
+      // MapGPA, in order (tdx-guest-accepted reads the accesses and ACCEPTs).
       host.tdxGuestObserver = {
         access: (vm, gfn, pfn, write, shared, septState): void => {
-          this.tdxGuest.push({ kind: 'access', vm: vm.index, gfn, pfn, write, shared, septState });
+          // A private access: the S-EPT leaf as the checker reads it from the module now (its
+          // state and frame), not as the access path reports it.
+          const leaf = shared ? undefined : tdxSeptLeaf(tdxModule!, vm, gfn);
+          this.tdxGuest.push({
+            kind: 'access',
+            vm: vm.index,
+            gfn,
+            pfn,
+            write,
+            shared,
+            septState: leaf?.state ?? septState,
+            ...(leaf === undefined ? {} : { septPfn: leaf.pfn }),
+          });
         },
         accept: (vm, gfn, level, status, before, after): void => {
           this.tdxGuest.push({ kind: 'accept', vm: vm.index, gfn, level, status, before, after });

@@ -9,6 +9,7 @@ import type { Host } from '../host.js';
 import { isTd, kvmTdxIfAny, type KvmTdx } from '../arch/x86/vmx/tdx.js';
 import type { TdxModule } from '../platform/tdx/module.js';
 import type { Td } from '../platform/tdx/td.js';
+import { SEPT_STATE_INFO, pagesAtLevel } from '../platform/tdx/sept.js';
 import type { Vm } from '../kvm/objects.js';
 import type { Mapping, Violation } from './types.js';
 
@@ -27,6 +28,24 @@ export function liveTdVms(h: Host): readonly Vm[] {
   for (const vm of h.vms) if (isTd(vm)) list.push(vm);
   TD_VMS.set(h, { created: h.allVms.length, live: h.vms.size, list });
   return list;
+}
+
+/**
+ * The S-EPT leaf the walk of `gfn` reaches in `vm`'s TD: its state and the frame it maps at
+ * `gfn` (-1 when it maps none); undefined when the VM has no TD in the module.
+ */
+export function tdxSeptLeaf(
+  m: TdxModule,
+  vm: Vm,
+  gfn: number,
+): { state: string; pfn: number } | undefined {
+  const t = kvmTdxIfAny(vm);
+  const td = t?.tdr === undefined ? undefined : m.td(t.tdr);
+  if (td === undefined) return undefined;
+  const w = td.sept.walk(gfn, 0);
+  const e = w.entry;
+  const leaf = SEPT_STATE_INFO[e.state].leaf;
+  return { state: e.state, pfn: leaf ? e.pfn + (gfn % pagesAtLevel(w.level)) : -1 };
 }
 
 /** A live TD whose TDR the module still has, outside teardown: its KVM and module state. */

@@ -98,6 +98,8 @@ export type TdxGuestRecord =
       readonly write: boolean;
       readonly shared: boolean;
       readonly septState: string;
+      /** A private access: the frame the S-EPT leaf maps at the gfn (-1: none). */
+      readonly septPfn?: number;
     }
   | {
       readonly kind: 'accept';

@@ -44,6 +44,7 @@
  * host's MOVDIR64B clear (`movdir64bClear`) removes the poison.
  */
 import type { FrameStore } from '../../base/frames.js';
+import { NO_MUTANTS, type MutantSet } from '../../base/mutants.js';
 import { RangeMap } from '../../base/ranges/range_map.js';
 import { asPfn, type Pfn } from '../../base/units.js';
 import { PAMT_NDA, PT, Pamt, type PageType, type PamtEntry } from './pamt.js';
@@ -155,6 +156,8 @@ export class TdxModule {
    * TD fields) only when it moved, as it does with the SEV-SNP RMP's generation.
    */
   generation = 0;
+  /** Seeded bugs in the module (the Host sets its set when it has any; base/mutants.ts). */
+  mutants: MutantSet = NO_MUTANTS;
 
   constructor(
     private readonly frames: FrameStore,
@@ -976,7 +979,10 @@ export class TdxModule {
     const gfn = Number(gpa >> 12n);
     const w = td.sept.walk(gfn, 0);
     const state = w.entry.state;
-    if (state === 'MAPPED') {
+    if (
+      state === 'MAPPED' ||
+      (state === 'PENDING' && this.mutants.has('tdx_pending_access_allowed'))
+    ) {
       const pfn = asPfn(w.entry.pfn + (gfn % pagesAtLevel(w.level)));
       if (this.poison.size !== 0 && this.poison.get(pfn) === true) {
         this.tdExit(tdvpr);
