@@ -191,6 +191,13 @@ export const MUTANTS: readonly MutantInfo[] = [
       "a PENDING leaf translated as if it had RWX (the TDX module's guest_accessible_leaf / the walk's permission check missing PENDING): the guest consumes a page the VMM swapped in behind its back, the attack ACCEPT exists to stop",
     platform: 'tdx',
   },
+  {
+    name: 'tdx_map_gpa_keeps_shared_bit',
+    bug: "a TD's MapGPA to shared is forwarded to the VMM as KVM_HC_MAP_GPA_RANGE with the GPA's shared bit still set",
+    modelledOn:
+      '__tdx_map_gpa() without gpa_to_gfn(tdx->map_gpa_next) & ~kvm_gfn_direct_bits() (the uAPI promises GPAs without the shared bit): the VMM converts pages the guest did not name, or none',
+    platform: 'tdx',
+  },
 ];
 
 /** The mutants a profile of `platform` can reach (its own platform's and the generic ones). */

@@ -25,6 +25,7 @@ import { snpValidateOnce } from './snp_validate_once.js';
 import { stage2Coherent } from './stage2_coherent.js';
 import { tdxMrtdMeasured } from './tdx_mrtd_measured.js';
 import { tdxGuestAccepted } from './tdx_guest_accepted.js';
+import { tdxMapGpaExitMatchesRequest } from './tdx_map_gpa_exit.js';
 import { tdxSeptLeaf } from './tdx_common.js';
 import { tdxPrivateOwner } from './tdx_private_owner.js';
 import { tdxRemoveBeforeReuse } from './tdx_remove_before_reuse.js';
@@ -72,6 +73,7 @@ export const INVARIANTS: readonly Invariant[] = [
   tdxSharedEptNoPrivate,
   tdxMrtdMeasured,
   tdxGuestAccepted,
+  tdxMapGpaExitMatchesRequest,
 ];
 
 export function invariantByName(name: string): Invariant | undefined {

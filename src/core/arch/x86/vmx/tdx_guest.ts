@@ -255,7 +255,7 @@ function mapGpa(
   if (gpa % 4096n !== 0n || size % 4096n !== 0n)
     return { status: TDVMCALL_STATUS.ALIGN_ERROR, r11: gpa };
   const priv = isPrivateGpa(t, gpa);
-  const strip = ~(t.gfnDirectBits << 12n);
+  const strip = k.mutants.has('tdx_map_gpa_keeps_shared_bit') ? ~0n : ~(t.gfnDirectBits << 12n);
   const observed: Array<{ args: readonly [bigint, bigint, bigint]; ret: bigint }> = [];
   const done = (r: TdvmcallResult): TdvmcallResult => {
     k.tdxGuestObserver?.mapGpa(vm, gpa, size, observed, r.status);
