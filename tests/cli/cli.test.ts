@@ -757,9 +757,22 @@ describe('gmemlab check', () => {
     const s = gmemlab(['check', '--list', '--kernel', 'linux-6.18-snp']);
     expectStatus(s, 0, 'check --list --kernel linux-6.18-snp');
     const all = outLines(s.stdout).filter((l) => /^ {2}[a-z0-9-]+ — /.test(l));
-    assert.equal(all.length, INVARIANTS.length);
-    assert.equal(INVARIANTS.length, 16);
-    for (const m of MUTANTS) assert.match(s.stdout, new RegExp(`^ {2}${m.name} +\\S`, 'm'), m.name);
+    assert.equal(all.length, 16);
+    assert.equal(INVARIANTS.length, 22);
+    for (const m of MUTANTS) {
+      const listed = new RegExp(`^ {2}${m.name} +\\S`, 'm').test(s.stdout);
+      assert.equal(listed, m.platform === undefined || m.platform === 'sev-snp', m.name);
+    }
+    // So does a TDX profile, its own.
+    const x = gmemlab(['check', '--list', '--kernel', 'linux-6.18-tdx']);
+    expectStatus(x, 0, 'check --list --kernel linux-6.18-tdx');
+    const tdx = outLines(x.stdout).filter((l) => /^ {2}[a-z0-9-]+ — /.test(l));
+    assert.equal(tdx.length, 15);
+    assert.ok(tdx.every((l) => !l.startsWith('  snp-')));
+    for (const m of MUTANTS) {
+      const listed = new RegExp(`^ {2}${m.name} +\\S`, 'm').test(x.stdout);
+      assert.equal(listed, m.platform === undefined || m.platform === 'tdx', m.name);
+    }
   });
 
   test('an unknown mutant or a malformed file: exit 2', () => {
