@@ -37,6 +37,11 @@ import {
   genSnpLaunchFinish,
   genSnpLaunchStart,
   genSnpLaunchUpdate,
+  genTdxCapabilities,
+  genTdxFinalize,
+  genTdxInitMemRegion,
+  genTdxInitVcpu,
+  genTdxInitVm,
 } from '../ops/mem_enc.js';
 import {
   CODE_GFN,
@@ -460,11 +465,222 @@ export class TraceGenerator implements GenState<TraceOpInput> {
     }
   }
 
+  /**
+   * A TD walk (profiles with the tdx platform only): a TD (type 5), KVM_TDX_CAPABILITIES,
+   * KVM_TDX_INIT_VM (valid, or refused and then mostly retried valid), one or two guest_memfd
+   * memslots made PRIVATE (whole, partly, or with a misaligned request first), a split irqchip,
+   * vCPUs with KVM_TDX_INIT_VCPU (sometimes missing or twice), pre-faults before finalize,
+   * KVM_TDX_INIT_MEM_REGION with and without the measure flag (valid, over added pages,
+   * unaligned, zero or wrapping lengths, outside the slots, with the shared bit, over shared
+   * gfns, sources in the VMM's staging map or the slot's shared backing, unmapped), FINALIZE
+   * (sometimes early, twice, or never), then pre-faults (PAGE.AUG), attribute flips, punches,
+   * memslot deletes, more commands and closes of the guest_memfd, vCPU and VM fds in varied
+   * order — the sequences where the S-EPT, the PAMT and KVM's mirror must follow guest_memfd.
+   */
+  private tdxScenario(): void {
+    const r = this.r;
+    const vm = genCreateProtectedVm(this, 'tvm', 5n);
+    if (vm === undefined) return;
+    this.fdNames.push(vm);
+    // The VMM's command structs (KVM_TDX_CAPABILITIES takes 2056 bytes + its CPUID entries).
+    const params = this.name('tp');
+    genAnonMap(this, 2n * PAGE, 2n, params);
+    // The staging pages INIT_MEM_REGION copies from.
+    const srcPages = 4n;
+    const src = this.name('ts');
+    genAnonMap(this, srcPages * PAGE, 2n, src);
+    const cpus: string[] = [];
+    const vcpu = (): string => {
+      const cpu = this.name('tcpu');
+      genVcpuOf(this, vm, cpu, BigInt(cpus.length));
+      cpus.push(cpu);
+      this.vcpus.push({ name: cpu, vm });
+      this.fdNames.push(cpu);
+      return cpu;
+    };
+    if (r.chance(0.9)) genTdxCapabilities(this, vm, params);
+    // A vCPU before INIT_VM is -EIO (rarely).
+    if (r.chance(0.03)) vcpu();
+    let init = r.chance(0.97)
+      ? genTdxInitVm(this, vm, params)
+      : { ok: false, sharedBit: 1n << 47n };
+    if (!init.ok && r.chance(0.8)) init = genTdxInitVm(this, vm, params, true);
+    const shared = init.sharedBit;
+    // Memory: slot A, sometimes slot B (its own guest_memfd, or the same one further on),
+    // adjacent to A or 2 MiB further.
+    type TdSlot = { slot: bigint; gpa: bigint; pages: bigint; map: string; gmem: string };
+    const tdSlots: TdSlot[] = [];
+    const gmemFlags = r.chance(0.1) ? 1n : 0n;
+    const pagesA = BigInt(2 + r.int(7));
+    const two = r.chance(0.3);
+    const pagesB = two ? BigInt(1 + r.int(4)) : 0n;
+    const sameGmem = two && r.chance(0.4);
+    const g = this.name('tg');
+    const gsize = (sameGmem ? pagesA + pagesB : pagesA) * PAGE;
+    genGmemOf(this, vm, gsize, gmemFlags, g);
+    const gmA: GmemH = { name: g, vm, size: gsize, flags: gmemFlags };
+    const gmemNames = [g];
+    this.gmems.push(gmA);
+    this.fdNames.push(g);
+    const gpa = 0x4000_0000n + BigInt(r.int(8)) * 0x20_0000n;
+    const slotA = BigInt(r.int(4));
+    const addSlot = (slot: bigint, at: bigint, pages: bigint, gm: GmemH, offset: bigint): void => {
+      const m = this.name('tm');
+      genAnonMap(this, pages * PAGE, 2n, m);
+      const map: MapH = { name: m, len: pages * PAGE, kind: 'anon' };
+      this.maps.push(map);
+      const res = genGmemSlot(this, vm, slot, at, pages * PAGE, m, gm.name, offset);
+      if (res?.ok !== true) return;
+      tdSlots.push({ slot, gpa: at, pages, map: m, gmem: gm.name });
+      this.slots.push({ vm, slot, gpa: at, size: pages * PAGE, gmem: gm, map });
+    };
+    addSlot(slotA, gpa, pagesA, gmA, 0n);
+    if (two) {
+      let gmB = gmA;
+      if (!sameGmem) {
+        const g2 = this.name('tg');
+        genGmemOf(this, vm, pagesB * PAGE, gmemFlags, g2);
+        gmB = { name: g2, vm, size: pagesB * PAGE, flags: gmemFlags };
+        gmemNames.push(g2);
+        this.gmems.push(gmB);
+        this.fdNames.push(g2);
+      }
+      const at = r.chance(0.6) ? gpa + pagesA * PAGE : gpa + 0x20_0000n;
+      addSlot(slotA + 1n, at, pagesB, gmB, sameGmem ? pagesA * PAGE : 0n);
+    }
+    // A page of the slots' GPA space (index into A then B), and its GPA.
+    const total = pagesA + pagesB;
+    const gpaOf = (page: bigint): bigint =>
+      page < pagesA
+        ? gpa + page * PAGE
+        : (tdSlots[1]?.gpa ?? gpa + pagesA * PAGE) + (page - pagesA) * PAGE;
+    const anyPage = (): bigint => BigInt(r.int(Number(total)));
+    // PRIVATE attributes: over every slot (mostly), over part of them, or a misaligned request
+    // (-EINVAL) first.
+    const attrs = r.int(10);
+    if (attrs === 0) genAttributesOf(this, vm, gpa + 0x800n, pagesA * PAGE, 8n);
+    if (attrs <= 7) {
+      for (const s of tdSlots) genAttributesOf(this, vm, s.gpa, s.pages * PAGE, 8n);
+    } else {
+      const at = anyPage();
+      genAttributesOf(this, vm, gpaOf(at), BigInt(1 + r.int(Number(total - at))) * PAGE, 8n);
+    }
+    // QEMU's kernel-irqchip=split (a TD vCPU needs it), sometimes with too many pins first.
+    if (r.chance(0.05)) genEnableCapOf(this, vm, 121n, [49n]);
+    if (r.chance(0.95)) genEnableCapOf(this, vm, 121n, [24n]);
+    const initVcpu = (cpu: string): boolean => genTdxInitVcpu(this, cpu, params);
+    for (let i = 1 + r.int(2); i > 0; i--) {
+      const cpu = vcpu();
+      if (r.chance(0.9)) initVcpu(cpu);
+      if (r.chance(0.05)) initVcpu(cpu);
+    }
+    const cpuFd = (): string => (cpus.length > 0 && r.chance(0.97) ? r.pick(cpus) : vm);
+    // Before finalize pre-faulting is refused (-EOPNOTSUPP).
+    if (cpus.length > 0 && r.chance(0.3)) genPreFaultPage(this, r.pick(cpus), gpaOf(anyPage()));
+    const added = new Set<bigint>();
+    let finalized = false;
+    const finalize = (): void => {
+      if (genTdxFinalize(this, vm, params)) finalized = true;
+    };
+    const region = (): void => {
+      const kind = r.weighted<number>([
+        [10, 0], // valid
+        [2, 1], // over an added page
+        [1, 2], // unaligned GPA or source
+        [1, 3], // zero or wrapping nr_pages
+        [1, 4], // outside the slots
+        [1, 5], // the shared bit
+        [1, 6], // an unmapped source
+      ]);
+      let at = anyPage();
+      if (kind === 1 && added.size > 0) at = r.pick([...added]);
+      let n = r.chance(0.7) ? 1n : BigInt(1 + r.int(Math.min(3, Number(total - at))));
+      let g0 = gpaOf(at);
+      // The source: the staging map (mostly), or the slot's own shared backing.
+      const slotMap = tdSlots.length > 0 && r.chance(0.2) ? r.pick(tdSlots) : undefined;
+      let source: AddrArg = slotMap
+        ? { kind: 'handle', name: slotMap.map, offset: 0n }
+        : { kind: 'handle', name: src, offset: BigInt(r.int(Number(srcPages))) * PAGE };
+      if (kind === 2) {
+        if (r.chance(0.5)) g0 += BigInt(1 + r.int(4095));
+        else source = { kind: 'handle', name: src, offset: BigInt(1 + r.int(4095)) };
+      } else if (kind === 3) n = r.pick([0n, (1n << 64n) - 1n, 1n << 52n]);
+      else if (kind === 4)
+        g0 = r.pick([gpa - PAGE, gpaOf(total - 1n) + PAGE, 0x1_0000_0000n, gpa + 0x40_0000n]);
+      else if (kind === 5) g0 |= shared;
+      else if (kind === 6) source = { kind: 'raw', value: r.pick([0n, 4096n]) };
+      if (r.chance(0.4)) genPokeAt(this, src, 0n, r.bytes(8));
+      const res = genTdxInitMemRegion(this, cpuFd(), params, source, g0, n);
+      if (res?.ok === true && kind === 0) for (let i = 0n; i < n; i++) added.add(at + i);
+    };
+    // FINALIZE sometimes before any page was added.
+    if (r.chance(0.08)) finalize();
+    for (let i = r.int(Number(total) + 1); i > 0; i--) region();
+    if (r.chance(0.85)) finalize();
+    if (r.chance(0.1)) finalize();
+    for (let i = 3 + r.int(10); i > 0; i--) {
+      const page = anyPage();
+      const choice = r.int(14);
+      if (choice <= 2 && cpus.length > 0) {
+        // After finalize a private GPA is AUGed (PENDING); with the shared bit -EINVAL.
+        genPreFaultPage(this, r.pick(cpus), gpaOf(page) | (r.chance(0.15) ? shared : 0n));
+      } else if (choice === 3) {
+        region();
+      } else if (choice === 4) {
+        genAttributesOf(
+          this,
+          vm,
+          gpaOf(page),
+          BigInt(1 + r.int(Number(total - page))) * PAGE,
+          r.chance(0.5) ? 0n : 8n,
+        );
+      } else if (choice === 5) {
+        // Punch (mostly) or allocate the guest_memfd page behind it.
+        if (page < pagesA || sameGmem || gmemNames.length < 2)
+          genFallocatePage(this, g, page * PAGE);
+        else genFallocatePage(this, gmemNames[1]!, (page - pagesA) * PAGE);
+      } else if (choice === 6) {
+        if (!finalized || r.chance(0.3)) finalize();
+      } else if (choice === 7 && tdSlots.length > 0 && r.chance(0.3)) {
+        const s = r.pick(tdSlots);
+        genGmemSlot(this, vm, s.slot, s.gpa, 0n, s.map, s.gmem);
+        this.slots = this.slots.filter((x) => !(x.vm === vm && x.slot === s.slot));
+        tdSlots.splice(tdSlots.indexOf(s), 1);
+      } else if (choice === 8 && r.chance(0.3)) {
+        genClose(this, { kind: 'handle', name: r.pick(gmemNames) });
+      } else if (choice === 9 && cpus.length > 0 && r.chance(0.2)) {
+        genClose(this, { kind: 'handle', name: r.pick(cpus) });
+      } else if (choice === 10 && r.chance(0.15)) {
+        genClose(this, { kind: 'handle', name: vm });
+      } else if (choice === 11) {
+        const s = tdSlots.length > 0 ? r.pick(tdSlots) : undefined;
+        if (s !== undefined)
+          genPokeAt(this, s.map, BigInt(r.int(Number(s.pages))) * PAGE, r.bytes(4));
+        else genPokeAt(this, src, 0n, r.bytes(4));
+      } else if (choice === 12) {
+        // INIT_VCPU again (-EINVAL), or a vCPU created late (after finalize: -EIO).
+        if (cpus.length > 0 && r.chance(0.6)) initVcpu(r.pick(cpus));
+        else if (cpus.length < 2) vcpu();
+      } else if (choice === 13 && r.chance(0.3)) {
+        // Teardown: every fd of the TD closed, in a random order.
+        const fds = [vm, ...cpus, ...gmemNames];
+        while (fds.length > 0)
+          genClose(this, { kind: 'handle', name: fds.splice(r.int(fds.length), 1)[0]! });
+        return;
+      }
+    }
+  }
+
   /** One step: a walk, or a generator of some op family picked by weight. */
   private step(): void {
     // SEV-SNP walks only where the profile has the platform (no PRNG draw elsewhere).
     if (this.opts.feedback?.parts.platform === 'sev-snp' && this.r.chance(0.12)) {
       this.snpScenario();
+      return;
+    }
+    // TD walks only where the profile has the tdx platform (no PRNG draw elsewhere).
+    if (this.opts.feedback?.parts.platform === 'tdx' && this.r.chance(0.12)) {
+      this.tdxScenario();
       return;
     }
     if (this.opts.privateMemory === true && this.r.chance(0.08)) {

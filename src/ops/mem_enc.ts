@@ -876,6 +876,183 @@ export function genSnpLaunchFinish(g: Gen, vm: string, sev: string, params: stri
   return r?.ok === true;
 }
 
+// ---------------------------------------------------------------------------------------------
+// TDX fuzz generators (the TD walk, `tdxScenario` in src/fuzz/trace_gen.ts; linux-6.18-tdx only)
+
+/** The `kvm_tdx_cmd_id` of each TDX command the generators issue. */
+const TDX_CMD_ID = {
+  KVM_TDX_CAPABILITIES: 0n,
+  KVM_TDX_INIT_VM: 1n,
+  KVM_TDX_INIT_VCPU: 2n,
+  KVM_TDX_INIT_MEM_REGION: 3n,
+  KVM_TDX_FINALIZE_VM: 4n,
+} as const;
+
+/**
+ * One TDX command as a VMM issues it: KVM_MEMORY_ENCRYPT_OP on `fd` (the TD's VM fd for the
+ * VM-scope commands, a vCPU fd for INIT_VCPU and INIT_MEM_REGION), `flags` (kvm_tdx_cmd.flags)
+ * when not 0, and for the commands with a struct its `data` kept at `params` (the VMM's memory).
+ */
+export function genTdxCommand(
+  g: Gen,
+  fd: string,
+  cmd: keyof typeof TDX_CMD_ID,
+  params: string,
+  data?: TdxCmdData,
+  flags = 0n,
+): ResultLine | undefined {
+  return g.push({
+    op: 'KVM_MEMORY_ENCRYPT_OP',
+    fd: { kind: 'handle', name: fd },
+    argp: 'cmd',
+    id: TDX_CMD_ID[cmd],
+    ...(flags !== 0n ? { flags } : {}),
+    ...(data !== undefined
+      ? { data, data_addr: { kind: 'handle', name: params, offset: 0n } }
+      : {}),
+  });
+}
+
+/**
+ * KVM_TDX_CAPABILITIES: room for the configurable CPUID leaves (the model's module has 6), and
+ * sometimes too little room (-E2BIG) or flags (-EINVAL).
+ */
+export function genTdxCapabilities(g: Gen, vm: string, params: string): void {
+  const nent = g.r.weighted<bigint>([
+    [10, 8n],
+    [3, 6n],
+    [2, BigInt(g.r.int(6))],
+    [1, 64n],
+  ]);
+  genTdxCommand(
+    g,
+    vm,
+    'KVM_TDX_CAPABILITIES',
+    params,
+    { cmd: 'KVM_TDX_CAPABILITIES', nent },
+    g.r.chance(0.03) ? 1n : 0n,
+  );
+}
+
+/**
+ * KVM_TDX_INIT_VM: mostly as QEMU sends it (attributes 0 or SEPT_VE_DISABLE, XFAM x87|SSE or
+ * more of the host's features, CPUID 0x80000008 with GPAW 48 or 52, sometimes leaves 0x1 and 0x7
+ * and the MR* digests), sometimes refused: attributes KVM does not support, XFAM beyond the
+ * host's, no or a bad GPAW, a leaf the module does not configure, TSX/WAITPKG in leaf 7, flags.
+ * Whether it succeeded, and the TD's shared bit as a GPA bit (47 for GPAW 48, 51 for 52).
+ */
+export function genTdxInitVm(
+  g: Gen,
+  vm: string,
+  params: string,
+  valid = false,
+): { ok: boolean; sharedBit: bigint } {
+  const r = g.r;
+  const bad = !valid && r.chance(0.25);
+  const what = bad ? r.int(7) : -1;
+  const attributes =
+    what === 0
+      ? r.pick([1n, 1n << 29n, 1n << 30n, 1n << 63n, 1n << 5n])
+      : r.chance(0.4)
+        ? 0n
+        : 1n << 28n;
+  const xfam =
+    what === 1 ? r.pick([0x100n, 0x40000n, 0x2e7n | (1n << 9n)]) : r.pick([3n, 3n, 7n, 0x2e7n]);
+  const gpaw = r.chance(0.3) ? 52 : 48;
+  const eax =
+    what === 2 ? r.pick([0x3000n, 0x2f0000n, 0x400000n, 0x360000n]) : BigInt(gpaw << 16) | 0x30n;
+  const entry = (fn: bigint, index = 0n, ebx = 0n, ecx = 0n, a = 0n): TdxCpuidEntry => ({
+    function: fn,
+    index,
+    flags: 0n,
+    eax: a,
+    ebx,
+    ecx,
+    edx: 0n,
+  });
+  const cpuid: TdxCpuidEntry[] = [];
+  if (what !== 3) cpuid.push(entry(0x80000008n, 0n, 0n, 0n, eax));
+  if (r.chance(0.3)) cpuid.push(entry(0x1n, 0n, 0n, 0x80000000n));
+  if (what === 4) cpuid.push(entry(0x7n, 0n, r.chance(0.5) ? 1n << 4n : 1n << 11n, 0n));
+  else if (what === 5) cpuid.push(entry(0x2n));
+  else if (r.chance(0.2)) cpuid.push(entry(0x7n, 0n, 1n << 0n, r.chance(0.2) ? 1n << 5n : 0n));
+  const digest = (): Uint8Array => (r.chance(0.2) ? r.bytes(48) : new Uint8Array(48));
+  const res = genTdxCommand(
+    g,
+    vm,
+    'KVM_TDX_INIT_VM',
+    params,
+    {
+      cmd: 'KVM_TDX_INIT_VM',
+      attributes,
+      xfam,
+      mrconfigid: digest(),
+      mrowner: digest(),
+      mrownerconfig: digest(),
+      cpuid,
+    },
+    what === 6 ? 1n : 0n,
+  );
+  return { ok: res?.ok === true, sharedBit: 1n << BigInt(gpaw - 1) };
+}
+
+/** KVM_TDX_INIT_VCPU on vCPU `cpu` (flags sometimes set: -EINVAL). */
+export function genTdxInitVcpu(g: Gen, cpu: string, params: string): boolean {
+  const r = genTdxCommand(
+    g,
+    cpu,
+    'KVM_TDX_INIT_VCPU',
+    params,
+    undefined,
+    g.r.chance(0.03) ? 1n : 0n,
+  );
+  return r?.ok === true;
+}
+
+/**
+ * KVM_TDX_INIT_MEM_REGION on vCPU `cpu` (or the VM fd: an unknown VM command, -EINVAL): `nr_pages`
+ * pages at `gpa` from `source`, with KVM_TDX_MEASURE_MEMORY_REGION (mostly), without it, or with
+ * an unknown flag (-EINVAL).
+ */
+export function genTdxInitMemRegion(
+  g: Gen,
+  cpu: string,
+  params: string,
+  source: AddrArg,
+  gpa: bigint,
+  nr_pages: bigint,
+): ResultLine | undefined {
+  const flags = g.r.weighted<bigint>([
+    [6, 1n],
+    [4, 0n],
+    [0.3, g.r.pick([2n, 3n, 1n << 31n])],
+  ]);
+  return genTdxCommand(
+    g,
+    cpu,
+    'KVM_TDX_INIT_MEM_REGION',
+    params,
+    { cmd: 'KVM_TDX_INIT_MEM_REGION', source_addr: source, gpa, nr_pages },
+    flags,
+  );
+}
+
+/**
+ * KVM_TDX_FINALIZE_VM on `fd` (sometimes with flags, which `tdx_td_finalize()` does not look at);
+ * whether it succeeded.
+ */
+export function genTdxFinalize(g: Gen, fd: string, params: string): boolean {
+  const r = genTdxCommand(
+    g,
+    fd,
+    'KVM_TDX_FINALIZE_VM',
+    params,
+    undefined,
+    g.r.chance(0.03) ? 1n : 0n,
+  );
+  return r?.ok === true;
+}
+
 /** The mem_enc family: its ops and fuzz generators (weights among every family's generators). */
 export const MEM_ENC_FAMILY: OpFamily<MemEncFamilyOp> = {
   name: 'mem_enc',

@@ -326,7 +326,10 @@ function emitRegion(
   return g.push({ op: 'KVM_SET_USER_MEMORY_REGION', ...base });
 }
 
-/** A guest_memfd slot (flags KVM_MEM_GUEST_MEMFD) of `size` at `gpa`, backed by mapping `map`. */
+/**
+ * A guest_memfd slot (flags KVM_MEM_GUEST_MEMFD) of `size` at `gpa`, backed by mapping `map` and
+ * by `gmem` from `offset` (size 0: the slot's deletion); the result.
+ */
 export function genGmemSlot(
   g: Gen,
   vm: string,
@@ -335,8 +338,9 @@ export function genGmemSlot(
   size: bigint,
   map: string,
   gmem: string,
-): void {
-  g.push({
+  offset = 0n,
+): ResultLine | undefined {
+  return g.push({
     op: 'KVM_SET_USER_MEMORY_REGION2',
     vm: { kind: 'handle', name: vm },
     slot,
@@ -345,7 +349,7 @@ export function genGmemSlot(
     memory_size: size,
     userspace_addr: { kind: 'handle', name: map, offset: 0n },
     guest_memfd: { kind: 'handle', name: gmem },
-    guest_memfd_offset: 0n,
+    guest_memfd_offset: offset,
   });
 }
 

@@ -376,7 +376,8 @@ export class ChangeTracker {
    * bindings) changes only in ioctls on the VM fd (KVM_CREATE_VCPU, KVM_CREATE_GUEST_MEMFD,
    * memslot changes, which bind and unbind guest_memfd ranges) and in releases: an op on a vCPU
    * fd (KVM_RUN, KVM_PRE_FAULT_MEMORY) or a guest_memfd fd (fallocate, mmap, read, fstat) that
-   * releases nothing leaves them as they were (its map changes are reported as such).
+   * releases nothing leaves them as they were (its map changes are reported as such) — except
+   * a TD's arch pages (`Vm.archPages`), which its vCPU ioctls add to.
    */
   private touched(f: KFile, release: boolean): void {
     if (f instanceof VmFile) this.markUsed(f.vm);
@@ -892,7 +893,7 @@ export class ChangeTracker {
     let same = had.length === files.size;
     for (let i = 0; same && i < had.length; i++) same = files.has(had[i]!);
     if (!same) this.vmFiles(st, files);
-    // The single-frame pages change only when the VM gets a vCPU or dies.
+    // The single-frame pages change only when the VM gets a vCPU, arch pages (a TD) or dies.
     let frames = vm.sharedPages.length + vm.archPages.length;
     if (vm.vcpus.size !== 0) for (const vc of vm.vcpus.values()) frames += vc.pages.length;
     if (!vm.dead && frames === st.fixed.length && st.fixedVcpus === vm.vcpus.size) return;
