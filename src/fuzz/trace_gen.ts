@@ -27,7 +27,7 @@ import { genCreateProtectedVm, genCreateVm, genEnableCapOf } from '../ops/vm.js'
 import { genCreateGmem, genFallocatePage, genGmemOf } from '../ops/guest_memfd.js';
 import { genGmemSlot } from '../ops/memslots.js';
 import { genAttributesOf } from '../ops/attributes.js';
-import { genRunOn, genSnpGuestRun, genVcpuOf } from '../ops/vcpu.js';
+import { genRunOn, genSnpGuestRun, genTdxGuestRun, genVcpuOf } from '../ops/vcpu.js';
 import { genPreFaultPage } from '../ops/pre_fault.js';
 import { genAnonMap, genMadviseMap, genPokeAt } from '../ops/host_mm.js';
 import { genClose } from '../ops/fd.js';
@@ -473,9 +473,10 @@ export class TraceGenerator implements GenState<TraceOpInput> {
    * KVM_TDX_INIT_MEM_REGION with and without the measure flag (valid, over added pages,
    * unaligned, zero or wrapping lengths, outside the slots, with the shared bit, over shared
    * gfns, sources in the VMM's staging map or the slot's shared backing, unmapped), FINALIZE
-   * (sometimes early, twice, or never), then pre-faults (PAGE.AUG), attribute flips, punches,
-   * memslot deletes, more commands and closes of the guest_memfd, vCPU and VM fds in varied
-   * order — the sequences where the S-EPT, the PAMT and KVM's mirror must follow guest_memfd.
+   * (sometimes early, twice, or never), then guest runs (`genTdxGuestRun`: private and
+   * shared-bit accesses, ACCEPT, MapGPA answered by the VMM's policy; KVM_HC_MAP_GPA_RANGE exits
+   * mostly enabled), pre-faults (PAGE.AUG), attribute flips, punches, memslot deletes, more
+   * commands and closes of the guest_memfd, vCPU and VM fds in varied order — the sequences where the S-EPT, the PAMT and KVM's mirror must follow guest_memfd.
    */
   private tdxScenario(): void {
     const r = this.r;
@@ -568,6 +569,9 @@ export class TraceGenerator implements GenState<TraceOpInput> {
     // QEMU's kernel-irqchip=split (a TD vCPU needs it), sometimes with too many pins first.
     if (r.chance(0.05)) genEnableCapOf(this, vm, 121n, [49n]);
     if (r.chance(0.95)) genEnableCapOf(this, vm, 121n, [24n]);
+    // Most VMMs take the guest's MapGPA requests: KVM_CAP_EXIT_HYPERCALL for KVM_HC_MAP_GPA_RANGE
+    // (without it KVM answers TDVMCALL_STATUS_SUBFUNC_UNSUPPORTED).
+    if (r.chance(0.8)) genEnableCapOf(this, vm, 201n, [1n << 12n]);
     const initVcpu = (cpu: string): boolean => genTdxInitVcpu(this, cpu, params);
     for (let i = 1 + r.int(2); i > 0; i--) {
       const cpu = vcpu();
@@ -578,6 +582,8 @@ export class TraceGenerator implements GenState<TraceOpInput> {
     // Before finalize pre-faulting is refused (-EOPNOTSUPP).
     if (cpus.length > 0 && r.chance(0.3)) genPreFaultPage(this, r.pick(cpus), gpaOf(anyPage()));
     const added = new Set<bigint>();
+    // GPAs of pages the guest may use: added by INIT_MEM_REGION or accepted (as the walk believes).
+    const ready = new Set<bigint>();
     let finalized = false;
     const finalize = (): void => {
       if (genTdxFinalize(this, vm, params)) finalized = true;
@@ -611,7 +617,11 @@ export class TraceGenerator implements GenState<TraceOpInput> {
       else if (kind === 6) source = { kind: 'raw', value: r.pick([0n, 4096n]) };
       if (r.chance(0.4)) genPokeAt(this, src, 0n, r.bytes(8));
       const res = genTdxInitMemRegion(this, cpuFd(), params, source, g0, n);
-      if (res?.ok === true && kind === 0) for (let i = 0n; i < n; i++) added.add(at + i);
+      if (res?.ok === true && kind === 0)
+        for (let i = 0n; i < n; i++) {
+          added.add(at + i);
+          ready.add(gpaOf(at + i));
+        }
     };
     // FINALIZE sometimes before any page was added.
     if (r.chance(0.08)) finalize();
@@ -620,7 +630,7 @@ export class TraceGenerator implements GenState<TraceOpInput> {
     if (r.chance(0.1)) finalize();
     for (let i = 3 + r.int(10); i > 0; i--) {
       const page = anyPage();
-      const choice = r.int(14);
+      const choice = r.int(18);
       if (choice <= 2 && cpus.length > 0) {
         // After finalize a private GPA is AUGed (PENDING); with the shared bit -EINVAL.
         genPreFaultPage(this, r.pick(cpus), gpaOf(page) | (r.chance(0.15) ? shared : 0n));
@@ -667,6 +677,21 @@ export class TraceGenerator implements GenState<TraceOpInput> {
         while (fds.length > 0)
           genClose(this, { kind: 'handle', name: fds.splice(r.int(fds.length), 1)[0]! });
         return;
+      } else if (choice >= 14 && cpus.length > 0) {
+        // The guest: private and shared-bit accesses, ACCEPT, MapGPA (KVM_RUN of a TD vCPU).
+        const s = tdSlots.length > 0 ? r.pick(tdSlots) : undefined;
+        const res = genTdxGuestRun(
+          this,
+          r.pick(cpus),
+          s?.gpa ?? gpa,
+          Number(s?.pages ?? total),
+          ready,
+        );
+        // As QEMU answers a KVM_EXIT_MEMORY_FAULT (kvm_convert_memory()): the page converted
+        // to what the guest asked for (mostly), before the next run.
+        const f = res !== undefined && 'exits' in res ? res.exits?.at(-1) : undefined;
+        if (f?.reason === 'MEMORY_FAULT' && r.chance(0.7))
+          genAttributesOf(this, vm, f.gpa & ~(PAGE - 1n), PAGE, f.flags & 8n);
       }
     }
   }

@@ -680,6 +680,90 @@ export function genSnpGuestRun(g: Gen, cpu: string, gpa: bigint, pages: number):
   });
 }
 
+/**
+ * A KVM_RUN of a TD's guest over [gpa, gpa + pages pages) (TD walks): 1-5 steps among private
+ * loads and stores (mostly on `ready` pages: those the walk added or its guest accepted, which it
+ * updates), shared-bit ones, TDG.MEM.PAGE.ACCEPT (4K mostly, 2M over the 4K mappings 6.18
+ * makes, misaligned, sometimes twice in a row), ACCEPT followed by an access to the page, and
+ * TDG.VP.VMCALL<MapGPA> both ways (runs of pages, 2 MiB, unaligned sizes, past the slot) alone
+ * or as a round trip, with a MAP_GPA_RANGE policy of the VMM (none, convert, convert+discard).
+ * The run's result.
+ */
+export function genTdxGuestRun(
+  g: Gen,
+  cpu: string,
+  gpa: bigint,
+  pages: number,
+  ready: Set<bigint>,
+): ResultLine | undefined {
+  const r = g.r;
+  const steps: GuestStep[] = [];
+  const access = (page: bigint, shared: boolean): void => {
+    const at = page + BigInt(r.int(4093));
+    steps.push(
+      r.chance(0.5) ? guestStore(at, r.bytes(4), false, shared) : guestLoad(at, 4, false, shared),
+    );
+  };
+  const accept = (page: bigint): void => {
+    steps.push({ kind: 'accept', gpa: page, size: '4K' });
+    ready.add(page);
+  };
+  for (let i = 1 + r.int(5); i > 0; i--) {
+    const page = gpa + BigInt(r.int(pages)) * 4096n;
+    const choice = r.weighted<number>([
+      [4, 0], // a private access
+      [1, 1], // a shared-bit access
+      [3, 2], // ACCEPT
+      [2, 3], // MapGPA
+      [1, 4], // ACCEPT, then use the page
+      [1, 5], // a conversion round trip
+    ]);
+    if (choice === 0) {
+      access(ready.size > 0 && r.chance(0.75) ? r.pick([...ready]) : page, false);
+    } else if (choice === 1) {
+      access(page, true);
+    } else if (choice === 2) {
+      const two = r.chance(0.12);
+      let at = two ? page & ~0x1f_ffffn : page;
+      if (r.chance(0.04)) at += 8n;
+      const step: GuestStep = { kind: 'accept', gpa: at, size: two ? '2M' : '4K' };
+      steps.push(step);
+      if (r.chance(0.15)) steps.push(step);
+      if (!two) ready.add(at);
+    } else if (choice === 3) {
+      const size = r.weighted<bigint>([
+        [8, BigInt(1 + r.int(Math.min(4, pages))) * 4096n],
+        [1, 0x20_0000n],
+        [1, r.pick([0n, 0x800n, 4096n * BigInt(pages + 1)])],
+      ]);
+      const shared = r.chance(0.5);
+      steps.push({ kind: 'map_gpa', gpa: r.chance(0.97) ? page : page + 0x800n, size, shared });
+      if (shared) for (let p = page; p < page + size; p += 4096n) ready.delete(p);
+    } else if (choice === 4) {
+      // What a Linux guest does with new memory: accept, then use it.
+      accept(page);
+      access(page, false);
+    } else {
+      // To shared, used through the shared bit, back to private (and accepted, mostly).
+      steps.push({ kind: 'map_gpa', gpa: page, size: 4096n, shared: true });
+      ready.delete(page);
+      access(page, true);
+      steps.push({ kind: 'map_gpa', gpa: page, size: 4096n, shared: false });
+      if (r.chance(0.8)) accept(page);
+    }
+  }
+  return g.push({
+    op: 'KVM_RUN',
+    vcpu: { kind: 'handle', name: cpu },
+    guest: steps,
+    map_gpa_range: r.weighted<MapGpaRangePolicy | undefined>([
+      [1, undefined],
+      [3, 'convert'],
+      [1, 'convert+discard'],
+    ]),
+  });
+}
+
 /** A PSC entry as the step holds it (`struct psc_entry`). */
 type PscStepEntry = Extract<GuestStep, { kind: 'psc' }>['entries'][number];
 

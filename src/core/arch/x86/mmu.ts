@@ -14,6 +14,7 @@ import { kvmMemIsPrivate } from '../../kvm/mem_attributes.js';
 import type { ZapSource } from '../../base/events.js';
 import type { Errno } from '../../base/errno.js';
 import { kvmGmemGetPfn } from '../../kvm/guest_memfd/guest_memfd.js';
+import { NotModelled } from '../../base/not_modelled.js';
 import { x86Ops } from './x86_ops.js';
 import {
   gfnToHvpnMemslot,
@@ -424,6 +425,15 @@ function kvmMmuFaultinPfn(
   ) {
     // kvm_mmu_faultin_pfn_gmem()
     if (!slot.isGuestMemfd) return { kind: 'memfault', errno: 'EFAULT', flags };
+    // A TD's shared fault on a gmem-only slot (a GUEST_MEMFD_FLAG_MMAP file, which 6.18 accepts
+    // for a TD): the shared EPT would map guest_memfd's page, and a punch or release of that page
+    // zaps only the mirror root (a TD's guest_memfd invalidations are KVM_FILTER_PRIVATE), so the
+    // shared SPTE would outlive the page. kernel-uapi.md §3.6 leaves the case unspecified: the
+    // model does not answer.
+    if (!fault.isPrivate && vm.spec.mirroredTdp === true)
+      throw new NotModelled(
+        `a TD's shared fault at gfn 0x${gfn.toString(16)} on a gmem-only memslot (an MMAP guest_memfd) is not modelled: unspecified in 6.18`,
+      );
     const r = kvmGmemGetPfn(k, slot, gfn);
     if (typeof r === 'string') return { kind: 'memfault', errno: r, flags };
     // guest_memfd memory is always writable (READONLY is refused for gmem slots). guest_memfd
