@@ -9,14 +9,25 @@ import { ObjectNames } from '../check/names.js';
 import { resultToJson } from '../trace/format.js';
 import { HandleTable, stepTrace } from '../trace/runner.js';
 import type { Backend, FdArg, ResultLine, TraceOp } from '../trace/types.js';
-import { KVM_VCPU_STAT_NAMES, VmFile, type KvmVcpuStat, type Vcpu } from '../core/kvm/objects.js';
+import {
+  GmemFile,
+  KVM_VCPU_STAT_NAMES,
+  VcpuFile,
+  VmFile,
+  type KvmVcpuStat,
+  type Vcpu,
+  type Vm,
+} from '../core/kvm/objects.js';
 import { snpGuestContext } from '../core/arch/x86/svm/sev_snp.js';
+import { isTd, tdxTdMrtd, toKvmTdx } from '../core/arch/x86/vmx/tdx.js';
+import type { SeptStateName } from '../core/platform/tdx/sept.js';
 import {
   EFFECT_KEYS,
   type EffectKey,
   type Expectation,
   type Scenario,
   type ScenarioStep,
+  type TdExpectation,
 } from './scenario.js';
 
 export type OpStep = Extract<ScenarioStep, { kind: 'op' }>;
@@ -315,6 +326,8 @@ export function checkExpectation(
   launchDigest?: () => string | undefined,
   /** What the step added to the vCPU stats of the model (undefined: no model). */
   kvmStats?: KvmVcpuStat,
+  /** The TD the op names, as the model has it after the step (undefined: no model). */
+  tdState?: () => TdState | string,
 ): string[] {
   const f: string[] = [];
   const j = resultToJson(r);
@@ -380,6 +393,17 @@ export function checkExpectation(
         `expected launch digest ${e.launch_digest.slice(0, 16)}…, got ${got === undefined ? 'no SNP guest context' : got}`,
       );
   }
+  if (e.hw_error !== undefined) {
+    const got = j['hw_error'];
+    if (got === undefined)
+      f.push(`expected hw_error ${hexInt(e.hw_error)}, got a result without hw_error: ${show()}`);
+    else if (big(got) !== e.hw_error)
+      f.push(`expected hw_error ${hexInt(e.hw_error)}, got ${hexInt(big(got) ?? 0n)}`);
+  }
+  if (e.td !== undefined) {
+    if (tdState === undefined) f.push('td cannot be checked on this backend (no model)');
+    else f.push(...checkTd(e.td, tdState()));
+  }
   if (e.kvm_stats !== undefined) {
     if (kvmStats === undefined) f.push('kvm_stats cannot be checked on this backend (no model)');
     else
@@ -396,6 +420,83 @@ export function checkExpectation(
           f.push(`expected effect ${k} = ${v}, got ${effects[k as EffectKey]}`);
   }
   return f;
+}
+
+const hexInt = (v: bigint): string => '0x' + v.toString(16);
+
+/** A TD as `expect.td` sees it (KVM's `struct kvm_tdx` and the TDX module's TD). */
+export type TdState = {
+  readonly state: string;
+  readonly nr_premapped: number;
+  readonly bugged: boolean;
+  readonly epoch: number | undefined;
+  readonly mrtd: string | undefined;
+  readonly sept: (gpa: bigint) => { state: SeptStateName; level: number } | undefined;
+};
+
+function checkTd(want: TdExpectation, got: TdState | string): string[] {
+  if (typeof got === 'string') return [`expected a TD: ${got}`];
+  const f: string[] = [];
+  if (want.state !== undefined && got.state !== want.state)
+    f.push(`expected TD state ${want.state}, got ${got.state}`);
+  for (const k of ['nr_premapped', 'epoch'] as const)
+    if (want[k] !== undefined && got[k] !== want[k])
+      f.push(`expected TD ${k} ${want[k]}, got ${got[k] ?? 'none (no TD in the TDX module)'}`);
+  if (want.bugged !== undefined && got.bugged !== want.bugged)
+    f.push(`expected the TD ${want.bugged ? '' : 'not '}bugged (KVM_BUG_ON), got ${got.bugged}`);
+  if (want.mrtd !== undefined && got.mrtd !== want.mrtd)
+    f.push(
+      `expected MRTD ${want.mrtd.slice(0, 16)}…, got ${got.mrtd ?? 'none (TDH.MR.FINALIZE has not succeeded)'}`,
+    );
+  for (const { gpa, state } of want.sept ?? []) {
+    const s = got.sept(gpa);
+    if (s?.state !== state)
+      f.push(
+        `expected S-EPT entry of GPA ${hexInt(gpa)} ${state}, got ${s === undefined ? 'none (no TD in the TDX module)' : `${s.state} (level ${s.level})`}`,
+      );
+  }
+  return f;
+}
+
+/**
+ * The TD an op names (its `fd`, `vm` or `vcpu`, else the handle it creates: a VM, vCPU or
+ * guest_memfd fd of a TD) after the step, or why there is none.
+ */
+function tdStateOf(h: Host, t: HandleTable, op: TraceOp): TdState | string {
+  let vm: Vm | undefined;
+  const o = op as Record<string, unknown>;
+  const args = (['fd', 'vm', 'vcpu'] as const).map((k) => o[k] as FdArg | undefined | null);
+  // KVM_CREATE_VM names the VM it makes only by `as`.
+  if (typeof o['as'] === 'string') args.push({ kind: 'handle', name: o['as'] });
+  for (const arg of args) {
+    if (arg === undefined || arg === null) continue;
+    const fd = t.fd(arg);
+    if (fd.kind !== 'obj') continue;
+    const file = h.file(fd.fd);
+    if (file instanceof VmFile || file instanceof GmemFile) vm = file.vm;
+    else if (file instanceof VcpuFile) vm = file.vcpu.vm;
+    if (vm !== undefined) break;
+  }
+  if (vm === undefined) return 'the op names no open VM, vCPU or guest_memfd fd';
+  if (!isTd(vm)) return 'the VM the op names is not a TD';
+  const kt = toKvmTdx(vm);
+  const mtd = kt.tdr === undefined ? undefined : h.platform.tdx?.module.td(kt.tdr);
+  const mrtd = tdxTdMrtd(h, vm);
+  return {
+    state: kt.state.replace(/^TD_STATE_/, ''),
+    nr_premapped: kt.nrPremapped,
+    bugged: vm.vmBugged,
+    epoch: mtd?.epoch,
+    mrtd:
+      mrtd === undefined
+        ? undefined
+        : [...mrtd].map((b) => b.toString(16).padStart(2, '0')).join(''),
+    sept: (gpa) => {
+      if (mtd === undefined) return undefined;
+      const w = mtd.sept.walk(Number(gpa >> 12n), 0);
+      return { state: w.entry.state, level: w.level };
+    },
+  };
 }
 
 /** The SNP launch digest of the VM an op's `fd` names (KVM_MEMORY_ENCRYPT_OP), if it has one. */
@@ -459,10 +560,12 @@ export function runScenario(s: Scenario, backend: Backend, opts: RunOptions = {}
         host === undefined
           ? undefined
           : (): string | undefined => launchDigestOf(host(), t, step.op);
+      const td =
+        host === undefined ? undefined : (): TdState | string => tdStateOf(host(), t, step.op);
       const failures =
         step.expect === undefined
           ? []
-          : checkExpectation(step.expect, result, sum?.effects, digest, stats);
+          : checkExpectation(step.expect, result, sum?.effects, digest, stats, td);
       if (step.expect !== undefined) checked++;
       if (failures.length > 0) failed++;
       outcomes.push({

@@ -21,8 +21,10 @@
  *
  * `expect` maps may hold: ok, errno, fault, value (hex string, integer, or {repeat, count}),
  * exits (a list; each entry matches the actual exit at the same position on the keys it names),
- * remaining {gpa, size}, stat {size, blocks}, and effects {zapped, tlb_flushes, gmem_allocated,
- * gmem_zeroed, gmem_freed, mapped} counted from the model's events (model backend only).
+ * remaining {gpa, size}, stat {size, blocks}, effects {zapped, tlb_flushes, gmem_allocated,
+ * gmem_zeroed, gmem_freed, mapped} counted from the model's events (model backend only),
+ * launch_digest, exit_counts, kvm_stats, and for TDX hw_error (the result's) and td {state,
+ * nr_premapped, bugged, epoch, mrtd, sept} (the model's TD after the step).
  *
  * Every problem is reported as `file:line: field: message`.
  */
@@ -46,6 +48,7 @@ import type { TraceOp } from '../trace/types.js';
 import { evaluate, MAX_LITERAL_DIGITS } from '../trace/constants.js';
 import { Repeater, sourceField, type Origin, type RepeatBudget } from './repeat.js';
 import { KVM_VCPU_STAT_NAMES, type KvmVcpuStat } from '../core/kvm/objects.js';
+import { SEPT_STATES, type SeptStateName } from '../core/platform/tdx/sept.js';
 
 export type EffectKey =
   'zapped' | 'tlb_flushes' | 'gmem_allocated' | 'gmem_zeroed' | 'gmem_freed' | 'mapped';
@@ -76,6 +79,27 @@ export type Expectation = {
    * model (`struct kvm_vcpu_stat`; model only).
    */
   readonly kvm_stats?: Readonly<Partial<KvmVcpuStat>>;
+  /** TDX: `kvm_tdx_cmd.hw_error` as KVM wrote it back (the result's `hw_error`). */
+  readonly hw_error?: bigint;
+  /** TDX: the state of the TD the op names, after the step (model only). */
+  readonly td?: TdExpectation;
+};
+
+/** KVM's `kvm_tdx->state` without its `TD_STATE_` prefix. */
+export const TD_STATES = ['UNINITIALIZED', 'INITIALIZED', 'RUNNABLE'] as const;
+export const TD_KEYS = ['state', 'nr_premapped', 'bugged', 'epoch', 'mrtd', 'sept'] as const;
+
+/** What `expect.td` asserts about a TD (any subset; docs/scenario-format.md). */
+export type TdExpectation = {
+  readonly state?: (typeof TD_STATES)[number];
+  readonly nr_premapped?: number;
+  readonly bugged?: boolean;
+  /** TD_EPOCH of the TDX module (TDH.MEM.TRACK advances it). */
+  readonly epoch?: number;
+  /** The MRTD after KVM_TDX_FINALIZE_VM, 96 hex digits. */
+  readonly mrtd?: string;
+  /** GPA → the state of its S-EPT entry (where the module's walk for the 4K entry stops). */
+  readonly sept?: ReadonlyArray<{ readonly gpa: bigint; readonly state: SeptStateName }>;
 };
 
 export type ScenarioStep =
@@ -116,6 +140,8 @@ const EXPECT_KEYS = [
   'launch_digest',
   'exit_counts',
   'kvm_stats',
+  'hw_error',
+  'td',
 ];
 /** Fields whose string values may be handle names: kept as written when not an expression. */
 const NAME_FIELDS = new Set([
@@ -460,11 +486,82 @@ function parseExpect(v: unknown, fail: Fail): Expectation {
           fail(f, 'expected the 48-byte SNP launch digest as 96 hex digits');
         e.launch_digest = x.toLowerCase();
         break;
+      case 'hw_error':
+        e.hw_error = toBig(x, f, fail);
+        break;
+      case 'td':
+        e.td = parseTdExpect(x, f, fail);
+        break;
       default:
         fail(f, unknownKey(k, EXPECT_KEYS));
     }
   }
   return e;
+}
+
+/** A count for an expectation: a non-negative integer up to 2^53. */
+function count(v: unknown, f: string, fail: Fail): number {
+  const n = toBig(v, f, fail);
+  if (n < 0n || n > BigInt(Number.MAX_SAFE_INTEGER))
+    fail(f, 'expected a count (a non-negative integer up to 2^53)');
+  return Number(n);
+}
+
+/** `expect.td`: a map of TD_KEYS. */
+function parseTdExpect(x: unknown, f: string, fail: Fail): TdExpectation {
+  if (!isPlainObject(x))
+    return fail(f, 'expected a map (state, nr_premapped, bugged, epoch, mrtd, sept)');
+  const td: { -readonly [K in keyof TdExpectation]: TdExpectation[K] } = {};
+  for (const [k, v] of Object.entries(x)) {
+    const sf = `${f}.${fieldName(k)}`;
+    switch (k) {
+      case 'state':
+        if (typeof v !== 'string' || !(TD_STATES as readonly string[]).includes(v))
+          fail(
+            sf,
+            typeof v === 'string'
+              ? unknown('TD state', v, TD_STATES)
+              : `expected a TD state (${TD_STATES.join(', ')})`,
+          );
+        td.state = v as (typeof TD_STATES)[number];
+        break;
+      case 'nr_premapped':
+      case 'epoch':
+        td[k] = count(v, sf, fail);
+        break;
+      case 'bugged':
+        if (typeof v !== 'boolean') fail(sf, 'expected true or false');
+        td.bugged = v;
+        break;
+      case 'mrtd':
+        if (typeof v !== 'string' || !/^[0-9a-fA-F]{96}$/.test(v))
+          fail(sf, 'expected the 48-byte MRTD as 96 hex digits');
+        td.mrtd = v.toLowerCase();
+        break;
+      case 'sept': {
+        if (!isPlainObject(v)) fail(sf, 'expected a map of GPAs to S-EPT entry states');
+        const list: Array<{ gpa: bigint; state: SeptStateName }> = [];
+        for (const [g, st] of Object.entries(v)) {
+          const gf = `${sf}.${fieldName(g)}`;
+          const gpa = toBig(g, gf, fail);
+          if (gpa < 0n || gpa >= 1n << 64n) fail(gf, 'expected a GPA (a 64-bit value)');
+          if (typeof st !== 'string' || !(SEPT_STATES as readonly string[]).includes(st))
+            fail(
+              gf,
+              typeof st === 'string'
+                ? unknown('S-EPT state', st, SEPT_STATES)
+                : 'expected an S-EPT entry state such as PENDING',
+            );
+          list.push({ gpa, state: st as SeptStateName });
+        }
+        td.sept = list;
+        break;
+      }
+      default:
+        fail(sf, unknownKey(k, TD_KEYS));
+    }
+  }
+  return td;
 }
 
 /** A problem found in the YAML structure, at a node. */
