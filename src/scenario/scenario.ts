@@ -207,6 +207,8 @@ type Fail = (field: string, message: string) => never;
 type Kind = 'int' | 'name' | 'hex' | 'psc_op';
 /** The names a PSC operation (`op` of `psc_msr` and of PSC entries) may be written with. */
 const PSC_OP_NAMES = ['private', 'shared', 'psmash', 'unsmash'];
+/** The page sizes of a TDX guest `accept` step (trace-format.md, "TDX guest steps"). */
+const ACCEPT_SIZES = ['4K', '2M'];
 
 const hasOwn = (o: object, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k);
 
@@ -282,6 +284,8 @@ function convertValue(v: unknown, field: string, kind: Kind, fail: Fail): unknow
   if (typeof v === 'bigint') return traceInt(v, field, fail);
   if (typeof v === 'string') {
     if (kind === 'hex') return v;
+    // A TDX guest `accept` step's page size is a level name ("4K", "2M"), not a byte count.
+    if (ACCEPT_SIZES.includes(v) && /(^|\.)accept\.size$/.test(field)) return v;
     if (kind === 'psc_op') {
       if (PSC_OP_NAMES.includes(v)) return v;
       // PRIVATE and SHARED are constants of other meanings (memory attributes): not operations.

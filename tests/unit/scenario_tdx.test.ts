@@ -84,6 +84,31 @@ describe('scenario expectations for TDX', () => {
     ]);
   });
 
+  test("a guest accept's size is the level name, 4K or 2M, where other sizes are bytes", () => {
+    const p = parseScenario(
+      HEAD +
+        '  - do: KVM_RUN\n    vcpu: 3\n    guest:\n' +
+        '      - accept: { gpa: 2 GiB, size: 2M }\n' +
+        '      - repeat: 2\n        stride: { gpa: 4 KiB }\n        step: { accept: { gpa: 2 GiB, size: 4K } }\n' +
+        '      - load: { gpa: 2 GiB, size: 4 }\n',
+      's.yaml',
+    );
+    assert.deepEqual(
+      p.errors.map((e) => e.message),
+      [],
+    );
+    const st = p.scenario!.steps[0]!;
+    assert.ok(st.kind === 'op' && st.op.op === 'KVM_RUN');
+    assert.deepEqual(
+      st.op.guest.map((g) => (g.kind === 'accept' ? `${g.size}@${g.gpa}` : g.kind)),
+      ['2M@2147483648', '4K@2147483648', '4K@2147487744', 'load'],
+    );
+    assert.deepEqual(
+      errors('  - do: KVM_RUN\n    vcpu: 3\n    guest:\n      - accept: { gpa: 0, size: 2 MiB }\n'),
+      ['s.yaml:7: guest[0].accept.size: expected "4K" (0) or "2M" (1)'],
+    );
+  });
+
   test('td and hw_error pass on what the model holds', () => {
     assert.deepEqual(
       failures(
