@@ -429,6 +429,7 @@ export type TdState = {
   readonly state: string;
   readonly nr_premapped: number;
   readonly bugged: boolean;
+  readonly dead: boolean;
   readonly epoch: number | undefined;
   readonly mrtd: string | undefined;
   readonly sept: (gpa: bigint) => { state: SeptStateName; level: number } | undefined;
@@ -444,6 +445,8 @@ function checkTd(want: TdExpectation, got: TdState | string): string[] {
       f.push(`expected TD ${k} ${want[k]}, got ${got[k] ?? 'none (no TD in the TDX module)'}`);
   if (want.bugged !== undefined && got.bugged !== want.bugged)
     f.push(`expected the TD ${want.bugged ? '' : 'not '}bugged (KVM_BUG_ON), got ${got.bugged}`);
+  if (want.dead !== undefined && got.dead !== want.dead)
+    f.push(`expected the TD ${want.dead ? '' : 'not '}dead (kvm->vm_dead), got ${got.dead}`);
   if (want.mrtd !== undefined && got.mrtd !== want.mrtd)
     f.push(
       `expected MRTD ${want.mrtd.slice(0, 16)}…, got ${got.mrtd ?? 'none (TDH.MR.FINALIZE has not succeeded)'}`,
@@ -486,6 +489,7 @@ function tdStateOf(h: Host, t: HandleTable, op: TraceOp): TdState | string {
     state: kt.state.replace(/^TD_STATE_/, ''),
     nr_premapped: kt.nrPremapped,
     bugged: vm.vmBugged,
+    dead: vm.vmDead,
     epoch: mtd?.epoch,
     mrtd:
       mrtd === undefined

@@ -24,7 +24,7 @@
  * remaining {gpa, size}, stat {size, blocks}, effects {zapped, tlb_flushes, gmem_allocated,
  * gmem_zeroed, gmem_freed, mapped} counted from the model's events (model backend only),
  * launch_digest, exit_counts, kvm_stats, and for TDX hw_error (the result's) and td {state,
- * nr_premapped, bugged, epoch, mrtd, sept} (the model's TD after the step).
+ * nr_premapped, bugged, dead, epoch, mrtd, sept} (the model's TD after the step).
  *
  * Every problem is reported as `file:line: field: message`.
  */
@@ -87,13 +87,23 @@ export type Expectation = {
 
 /** KVM's `kvm_tdx->state` without its `TD_STATE_` prefix. */
 export const TD_STATES = ['UNINITIALIZED', 'INITIALIZED', 'RUNNABLE'] as const;
-export const TD_KEYS = ['state', 'nr_premapped', 'bugged', 'epoch', 'mrtd', 'sept'] as const;
+export const TD_KEYS = [
+  'state',
+  'nr_premapped',
+  'bugged',
+  'dead',
+  'epoch',
+  'mrtd',
+  'sept',
+] as const;
 
 /** What `expect.td` asserts about a TD (any subset; docs/scenario-format.md). */
 export type TdExpectation = {
   readonly state?: (typeof TD_STATES)[number];
   readonly nr_premapped?: number;
   readonly bugged?: boolean;
+  /** `kvm->vm_dead`: every ioctl of the VM and its vCPUs is -EIO (a KVM_BUG_ON, `kvm_vm_dead()`). */
+  readonly dead?: boolean;
   /** TD_EPOCH of the TDX module (TDH.MEM.TRACK advances it). */
   readonly epoch?: number;
   /** The MRTD after KVM_TDX_FINALIZE_VM, 96 hex digits. */
@@ -514,7 +524,7 @@ function count(v: unknown, f: string, fail: Fail): number {
 /** `expect.td`: a map of TD_KEYS. */
 function parseTdExpect(x: unknown, f: string, fail: Fail): TdExpectation {
   if (!isPlainObject(x))
-    return fail(f, 'expected a map (state, nr_premapped, bugged, epoch, mrtd, sept)');
+    return fail(f, 'expected a map (state, nr_premapped, bugged, dead, epoch, mrtd, sept)');
   const td: { -readonly [K in keyof TdExpectation]: TdExpectation[K] } = {};
   for (const [k, v] of Object.entries(x)) {
     const sf = `${f}.${fieldName(k)}`;
@@ -534,8 +544,9 @@ function parseTdExpect(x: unknown, f: string, fail: Fail): TdExpectation {
         td[k] = count(v, sf, fail);
         break;
       case 'bugged':
+      case 'dead':
         if (typeof v !== 'boolean') fail(sf, 'expected true or false');
-        td.bugged = v;
+        td[k] = v;
         break;
       case 'mrtd':
         if (typeof v !== 'string' || !/^[0-9a-fA-F]{96}$/.test(v))

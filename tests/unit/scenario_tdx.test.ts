@@ -1,7 +1,7 @@
 /**
  * The TDX expectations of scenarios (docs/scenario-format.md, `hw_error` and `td`): their
  * file:line:field errors for bad input, and what they compare on the model (KVM's TD state,
- * nr_premapped, KVM_BUG_ON, the TDX module's epoch, S-EPT entry states and MRTD), passing and
+ * nr_premapped, KVM_BUG_ON and vm_dead, the TDX module's epoch, S-EPT entry states and MRTD), passing and
  * failing with messages that say what came instead.
  */
 import { describe, test } from 'node:test';
@@ -74,7 +74,7 @@ describe('scenario expectations for TDX', () => {
       's.yaml:7: expect.td.bugged: expected true or false',
     ]);
     assert.deepEqual(err('      td: 3\n'), [
-      's.yaml:7: expect.td: expected a map (state, nr_premapped, bugged, epoch, mrtd, sept)',
+      's.yaml:7: expect.td: expected a map (state, nr_premapped, bugged, dead, epoch, mrtd, sept)',
     ]);
     assert.deepEqual(err('      hw_eror: 0\n'), [
       's.yaml:7: expect.hw_eror: unknown key (did you mean "hw_error"?)',
@@ -119,7 +119,7 @@ describe('scenario expectations for TDX', () => {
           '    flags: 1',
           '    data: { source_addr: params, gpa: 2 GiB, nr_pages: 1 }',
           '    data_addr: params',
-          '    expect: { ok: true, hw_error: 0, td: { state: INITIALIZED, nr_premapped: 0, bugged: false, epoch: 0, sept: { 2 GiB: MAPPED, 2 GiB + 4 KiB: FREE } } }',
+          '    expect: { ok: true, hw_error: 0, td: { state: INITIALIZED, nr_premapped: 0, bugged: false, dead: false, epoch: 0, sept: { 2 GiB: MAPPED, 2 GiB + 4 KiB: FREE } } }',
           '  - do: KVM_MEMORY_ENCRYPT_OP',
           '    fd: vm',
           '    id: 4',
@@ -162,7 +162,7 @@ describe('scenario expectations for TDX', () => {
           '    vcpu: cpu',
           '    gpa: 2 GiB',
           '    size: 4 KiB',
-          '    expect: { ok: true, td: { nr_premapped: 1, bugged: true, sept: { 2 GiB: MAPPED } } }',
+          '    expect: { ok: true, td: { nr_premapped: 1, bugged: true, dead: true, sept: { 2 GiB: MAPPED } } }',
           '  - do: KVM_CREATE_VM',
           '    type: DEFAULT',
           '    as: dflt',
@@ -180,6 +180,7 @@ describe('scenario expectations for TDX', () => {
         '11: expected MRTD 0000000000000000…, got 38b060a751ac96384cd9327eb1b1e36a21fdb71114be07434c0cc7bf63f6e1da274edebfe76f65fbd51ad2f14898b95b',
         '12: expected TD nr_premapped 1, got 0',
         '12: expected the TD bugged (KVM_BUG_ON), got false',
+        '12: expected the TD dead (kvm->vm_dead), got false',
         '12: expected S-EPT entry of GPA 0x80000000 MAPPED, got PENDING (level 0)',
         '13: expected a TD: the VM the op names is not a TD',
         '14: expected a TD: the op names no open VM, vCPU or guest_memfd fd',
