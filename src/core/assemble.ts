@@ -20,12 +20,14 @@ import type { ProfileParts } from './profiles/profile.js';
 import { x86ArchOps } from './arch/x86/ops.js';
 import type { KvmX86Ops, X86ArchOps } from './arch/x86/x86_ops.js';
 import type { KernelPartsRegistry } from './arch/x86/modules.js';
+import type { KvmArchOps } from './kvm/arch_ops.js';
+import type { KernelCtx } from './ctx.js';
 import type { Platform } from './platform/platform.js';
 import type { FrameStore } from './base/frames.js';
 import type { GmemBacking } from './kvm/guest_memfd/backing.js';
 
 export type KernelParts = {
-  readonly arch: X86ArchOps;
+  readonly arch: X86ArchOps | KvmArchOps<KernelCtx>;
   readonly platform: Platform;
   readonly gmemBacking: GmemBacking;
 };
@@ -46,11 +48,18 @@ export function assembleKernel(
     new Error(
       `the kernel's parts registry (${registry.modules.join(', ') || 'kvm.ko alone'}) has no ${what}`,
     );
-  const ops = vendor ?? registry.x86Vendors.get(parts.vendor);
-  if (ops === undefined) throw missing(`x86 vendor module ${parts.vendor}`);
   const platform = registry.platforms.get(parts.platform);
   if (platform === undefined) throw missing(`platform ${parts.platform}`);
   const gmemBacking = registry.gmemDesigns.get(parts.gmem);
   if (gmemBacking === undefined) throw missing(`guest_memfd design ${parts.gmem}`);
+  if (parts.arch === 'arm64') {
+    // arm64: the arch ops are made for the host's platform (pKVM's hypervisor).
+    const arm64 = registry.arches.get('arm64');
+    if (arm64 === undefined) throw missing('arm64 KVM (kvm_arm64)');
+    const p = platform(frames);
+    return { arch: arm64(p), platform: p, gmemBacking };
+  }
+  const ops = vendor ?? registry.x86Vendors.get(parts.vendor);
+  if (ops === undefined) throw missing(`x86 vendor module ${parts.vendor}`);
   return { arch: x86ArchOps(ops), platform: platform(frames), gmemBacking };
 }

@@ -44,6 +44,7 @@ import {
   type RunResult,
 } from './arch/x86/kvm_run.js';
 import { ERRNO_NUMBERS } from './base/errno.js';
+import { arm64KvmRun } from './arch/arm64/run.js';
 
 /**
  * The model VMM's answer to KVM_HC_MAP_GPA_RANGE exits during one KVM_RUN (the KVM_RUN op's
@@ -343,7 +344,9 @@ export class Host implements KernelCtx {
     vm.mmuNotifier = {
       invalidateRangeStart: (s: Hvpn, e: Hvpn): void => {
         if (this.mutants.has('mmu_notifier_missing')) return;
-        kvmMmuNotifierInvalidate(this, vm, s, e);
+        if (this.arch.mmuNotifierInvalidate !== undefined)
+          this.arch.mmuNotifierInvalidate(this, vm, s, e);
+        else kvmMmuNotifierInvalidate(this, vm, s, e);
       },
     };
     this.mm.notifiers.register(vm.mmuNotifier);
@@ -441,8 +444,17 @@ export class Host implements KernelCtx {
     const t = this.vmOf(fd);
     if (t === 'not-vm') return Host.unknownIoctl(this.fds.get(fd)!);
     if (!t.ok) return t;
-    if (!this.profile.memoryAttributesConfig)
+    if (!this.profile.memoryAttributesConfig) {
+      // Without the config the ioctl reaches kvm_arch_vm_ioctl(): -ENOTTY on x86, -EINVAL on arm64.
+      if (this.profile.parts.arch === 'arm64')
+        return this.arch.vmIoctl(
+          this,
+          t.value,
+          KVM_IOCTL.KVM_SET_MEMORY_ATTRIBUTES,
+          userPtrOf({ kind: 'null' }),
+        );
       return err('ENOTTY', 'KVM_SET_MEMORY_ATTRIBUTES: CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES off');
+    }
     return kvmVmIoctlSetMemAttributes(this, t.value, a);
   }
 
@@ -456,7 +468,7 @@ export class Host implements KernelCtx {
     if (vm.createdVcpus >= (vm.spec.maxVcpus ?? this.profile.maxVcpus))
       return err('EINVAL', 'create_vcpu: too many vCPUs');
     // kvm_arch_vcpu_create() → kvm_x86_ops.vcpu_create (tdx_vcpu_create() for a TD).
-    const refused = (this.arch as X86ArchOps).vendor.vcpuCreate?.(this, vm);
+    const refused = (this.arch as Partial<X86ArchOps>).vendor?.vcpuCreate?.(this, vm);
     if (refused !== undefined) return err(refused, 'create_vcpu: vcpu_create');
     if (vm.vcpus.has(id)) return err('EEXIST', 'create_vcpu: id already exists');
     vm.createdVcpus++;
@@ -526,6 +538,9 @@ export class Host implements KernelCtx {
     if (!(f instanceof VmFile)) return Host.unknownIoctl(f);
     if (f.vm.vmDead) return err('EIO', 'kvm_vm_ioctl: kvm->vm_dead');
     if (flags !== 0n) return err('EINVAL', 'kvm_vm_ioctl_enable_cap: flags != 0');
+    // arm64's kvm_vm_ioctl_enable_cap(): none of the model's capabilities (EXIT_HYPERCALL is x86).
+    if (this.profile.parts.arch === 'arm64')
+      return err('EINVAL', 'kvm_vm_ioctl_enable_cap: capability not modelled on arm64');
     if (cap === BigInt(KVM_CAP.KVM_CAP_EXIT_HYPERCALL)) {
       const mask = this.profile.systemCaps.get(KVM_CAP.KVM_CAP_EXIT_HYPERCALL) ?? 0n;
       const a0 = args[0] ?? 0n;
@@ -566,6 +581,20 @@ export class Host implements KernelCtx {
     return Host.unknownIoctl(f);
   }
 
+  /**
+   * An arch ioctl generic KVM has no case for (arm64: KVM_ARM_PREFERRED_TARGET on a VM fd,
+   * KVM_ARM_VCPU_INIT and KVM_ARM_VCPU_FINALIZE on a vCPU fd; KVM_SET_TSS_ADDR): the arch's
+   * `kvm_arch_vm_ioctl()` / `kvm_arch_vcpu_ioctl()` with the argument; on /dev/kvm and other
+   * files their unknown-ioctl answer.
+   */
+  kvmArchIoctl(fd: Fd, ioctl: number, arg: IoctlArg): Result<undefined> {
+    const f = this.fds.get(fd);
+    if (f === undefined) return err('EBADF', 'fd not open');
+    if (f instanceof VmFile) return this.arch.vmIoctl(this, f.vm, ioctl, userPtrOf(arg));
+    if (f instanceof VcpuFile) return this.arch.vcpuIoctl(this, f.vcpu, ioctl, userPtrOf(arg));
+    return Host.unknownIoctl(f);
+  }
+
   // -----------------------------------------------------------------------------------------------
   // vCPU ioctls
 
@@ -594,6 +623,8 @@ export class Host implements KernelCtx {
   kvmPreFaultMemory(fd: Fd, gpa: bigint, size: bigint, flags: bigint): PreFaultResult {
     const t = this.vcpuOf(fd);
     if (!t.ok) return { errno: t.errno, remaining: { gpa, size } };
+    // arm64 6.18 has no KVM_PRE_FAULT_MEMORY: kvm_arch_vcpu_ioctl()'s default.
+    if (this.profile.parts.arch === 'arm64') return { errno: 'EINVAL', remaining: { gpa, size } };
     return kvmVcpuPreFaultMemory(this, t.value, gpa, size, flags);
   }
 
@@ -602,6 +633,7 @@ export class Host implements KernelCtx {
     const t = this.vcpuOf(fd);
     if (!t.ok) return { errno: t.errno, exits: [] };
     const vm = t.value.vm;
+    if (this.profile.parts.arch === 'arm64') return arm64KvmRun(this, t.value, steps);
     const vmm = policy === undefined ? undefined : this.mapGpaRangeVmm(policy);
     // A TD runs its own code from its private memory: the trace's code page plays no part.
     if (vm.type === KVM_X86_TDX_VM) return kvmRunProgram(this, t.value, steps, true, vmm);

@@ -6,9 +6,9 @@
  */
 import type { Errno } from '../base/errno.js';
 import type { ZapSource } from '../base/events.js';
-import type { Result } from '../base/result.js';
+import type { Err, Result } from '../base/result.js';
 import type { UserPtr } from '../base/uaccess.js';
-import type { Gfn, Pfn } from '../base/units.js';
+import type { Gfn, Hvpn, Pfn } from '../base/units.js';
 import type { Memslot, Vcpu, Vm } from './objects.js';
 
 /** KVM_PRE_FAULT_MEMORY's in/out range (`struct kvm_pre_fault_memory`). */
@@ -75,6 +75,18 @@ export interface KvmArchOps<K> {
    * gfn is `last`: why the arch refuses it (-EINVAL), or undefined.
    */
   memslotLastGfnInvalid(k: K, vm: Vm, last: Gfn): string | undefined;
+  /**
+   * The rest of `kvm_arch_prepare_memory_region()` for a memslot `slot` being created or moved to
+   * [base, base + npages), after `memslotLastGfnInvalid()`: the arch's refusal with its errno
+   * (arm64: -EFAULT past the IPA limit, -EINVAL for a guest_memfd slot that is not gmem-only), or
+   * undefined. Optional: nothing more to check (x86).
+   */
+  prepareMemoryRegion?(k: K, vm: Vm, slot: Memslot, base: Gfn, npages: number): Err | undefined;
+  /**
+   * `kvm_mmu_notifier_invalidate_range_start()` for host virtual pages [s, e) as this arch runs
+   * it. Optional: x86's (arch/x86/mmu.ts), which the host installs when absent.
+   */
+  mmuNotifierInvalidate?(k: K, vm: Vm, s: Hvpn, e: Hvpn): void;
   /**
    * `kvm_arch_gmem_prepare()`: called by guest_memfd when a folio is first used for a guest fault
    * (`__kvm_gmem_prepare_folio()`, after zeroing, before it is marked up-to-date), with the gfn

@@ -153,6 +153,8 @@ export function kvmSetMemoryRegion(
     k.arch.flushShadowMemslot(k, vm, o, 'memslot_move');
     const invalid = k.arch.memslotLastGfnInvalid(k, vm, gfnAdd(baseGfn, npages - 1));
     if (invalid !== undefined) return err('EINVAL', invalid);
+    const refused = k.arch.prepareMemoryRegion?.(k, vm, o, baseGfn, npages);
+    if (refused !== undefined) return refused;
     vm.memslotGen++;
     vm.slotsByGfn[asId]!.delete(o.baseGfn, o.endGfn);
     o.baseGfn = baseGfn;
@@ -172,6 +174,11 @@ export function kvmSetMemoryRegion(
   if (invalid !== undefined) {
     if (isGmem) kvmGmemUnbind(k, slot);
     return err('EINVAL', invalid);
+  }
+  const refused = k.arch.prepareMemoryRegion?.(k, vm, slot, baseGfn, npages);
+  if (refused !== undefined) {
+    if (isGmem) kvmGmemUnbind(k, slot);
+    return refused;
   }
   k.arch.allocMemslotMetadata(k, vm, slot);
   vm.slots.set(key, slot);

@@ -10,12 +10,15 @@
  * ('kvm-uaccess'). A platform that forbids the access names the fault the host takes (on SNP a
  * host write to an assigned frame is an RMP #PF, delivered to a user access as SIGBUS).
  *
- * The platform keeps its per-frame state itself, as ranges of frames.
+ * The platform keeps its per-frame state itself, as ranges of frames. (pKVM's check may build the
+ * host stage-2 identity map the hypervisor keeps lazily — a cache of what the host owns, never
+ * an ownership change; see platform/pkvm/platform.ts.)
  */
 import type { Pfn } from '../base/units.js';
 import type { SnpFirmware } from './sev_snp/firmware.js';
 import type { Rmp } from './sev_snp/rmp.js';
 import type { TdxModule } from './tdx/module.js';
+import type { PkvmHyp } from './pkvm/hyp.js';
 
 /** Who touches a frame on the host's behalf. */
 export type HostAccessPath = 'vmm' | 'gup' | 'kvm-uaccess';
@@ -43,6 +46,11 @@ export interface Platform {
    * (arch/x86/vmx/tdx.ts). Absent on every other platform.
    */
   readonly tdx?: { readonly module: TdxModule };
+  /**
+   * An arm64 pKVM host's EL2 hypervisor (platform/pkvm/): page ownership for host, hyp and
+   * guests, which arm64 KVM drives through its hypercalls (arch/arm64/). Absent elsewhere.
+   */
+  readonly pkvm?: { readonly hyp: PkvmHyp };
 }
 
 /**

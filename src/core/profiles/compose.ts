@@ -10,8 +10,8 @@ import {
   KVM_X86_SNP_VM,
   KVM_X86_TDX_VM,
 } from '../base/uapi.js';
-import { CAP_TABLE_MAX, kernelVersion, type KernelFacts } from './facts.js';
-import type { KernelProfile, ProfileParts, VmTypeSpec } from './profile.js';
+import { CAP_TABLE_MAX, kernelVersion, type KernelFacts, type X86KvmModule } from './facts.js';
+import type { KernelProfile, VmTypeSpec } from './profile.js';
 
 /** KVM_INTERNAL_MEM_SLOTS on x86 (TSS, identity map, APIC access): KVM_MEM_SLOTS_NUM - user slots. */
 const X86_INTERNAL_MEM_SLOTS = 3;
@@ -24,7 +24,7 @@ const KVM_MEMORY_ATTRIBUTE_PRIVATE = 8n;
 /** KVM_CAP_X86_SMM (include/uapi/linux/kvm.h). */
 const KVM_CAP_X86_SMM = 117;
 
-function capMap(values: readonly number[]): Map<number, bigint> {
+export function capMap(values: readonly number[]): Map<number, bigint> {
   const m = new Map<number, bigint>();
   values.forEach((v, i) => {
     if (v !== 0 && i <= CAP_TABLE_MAX) m.set(i, BigInt(v));
@@ -144,10 +144,17 @@ export type ProfileIdentity = {
 function platformOf(
   f: KernelFacts,
   types: ReadonlyMap<bigint, VmTypeSpec>,
-): ProfileParts['platform'] {
+): 'none' | 'sev-snp' | 'tdx' {
   if (f.kvmModule === 'kvm_amd' && types.has(KVM_X86_SNP_VM)) return 'sev-snp';
   if (f.kvmModule === 'kvm_intel' && types.has(KVM_X86_TDX_VM)) return 'tdx';
   return 'none';
+}
+
+/** The x86 vendor module of `f` (arm64 kernels are composed by profiles/arm64.ts). */
+function x86Module(f: KernelFacts): X86KvmModule {
+  if (f.kvmModule === 'kvm_arm64')
+    throw new Error('composeProfile: arm64 facts (use composeArm64Profile)');
+  return f.kvmModule;
 }
 
 export function composeProfile(id: ProfileIdentity, f: KernelFacts): KernelProfile {
@@ -186,6 +193,11 @@ export function composeProfile(id: ProfileIdentity, f: KernelFacts): KernelProfi
     execOnlyPkey: f.host.pku,
     // What Host assembles the kernel from (core/assemble.ts): the vendor module is a fact, the
     // platform follows from the VM types (SEV-SNP), the 6.18 guest_memfd is what every kernel has.
-    parts: { arch: 'x86', vendor: f.kvmModule, platform: platformOf(f, types), gmem: 'linux-6.18' },
+    parts: {
+      arch: 'x86',
+      vendor: x86Module(f),
+      platform: platformOf(f, types),
+      gmem: 'linux-6.18',
+    },
   };
 }

@@ -13,8 +13,14 @@
 /** Highest capability id the tables hold (ids above read 0 on every kernel met so far). */
 export const CAP_TABLE_MAX = 260;
 
-/** `/sys/module/<name>`: which KVM vendor module backs /dev/kvm. */
-export type KvmModule = 'kvm_intel' | 'kvm_amd' | 'kvm_pvm';
+/**
+ * `/sys/module/<name>`: which KVM vendor module backs /dev/kvm. arm64 has no vendor module (KVM is
+ * built in, `kvm-arm.mode` picks nVHE, VHE or protected): 'kvm_arm64' names it.
+ */
+export type KvmModule = X86KvmModule | 'kvm_arm64';
+
+/** The x86 vendor modules (`kvm_x86_ops`). */
+export type X86KvmModule = 'kvm_intel' | 'kvm_amd' | 'kvm_pvm';
 
 /** Transparent hugepage policy of the host (/sys/kernel/mm/transparent_hugepage/enabled). */
 export type ThpMode = 'always' | 'madvise' | 'never';
@@ -54,7 +60,7 @@ export interface HostFacts {
 export interface KernelFacts {
   /** `uname -r` the facts were read from (or, for a profile not checked live, its version). */
   readonly release: string;
-  readonly arch: 'x86_64';
+  readonly arch: 'x86_64' | 'aarch64';
   readonly kvmModule: KvmModule;
   /** TDP (EPT/NPT) or shadow paging (`tdp_enabled`; KVM_CAP_PRE_FAULT_MEMORY is 1 only with TDP). */
   readonly mmu: 'tdp' | 'shadow';
@@ -62,6 +68,11 @@ export interface KernelFacts {
   /** KVM_CHECK_EXTENSION values by cap id, 0..CAP_TABLE_MAX, on /dev/kvm and on a DEFAULT VM fd. */
   readonly caps: { readonly system: readonly number[]; readonly vm: readonly number[] };
   readonly host: HostFacts;
+  /**
+   * arm64 only: `kvm-arm.mode` (pKVM is 'protected') and `kvm_ipa_limit`, the largest stage-2
+   * IPA size in bits (KVM_CAP_ARM_VM_IPA_SIZE).
+   */
+  readonly arm64?: { readonly mode: 'nvhe' | 'vhe' | 'protected'; readonly ipaLimit: number };
 }
 
 /** (major, minor) of a release string such as `6.18.44-fc-v1252`; undefined if unreadable. */

@@ -10,6 +10,7 @@ import {
   LINUX_6_18_SNP,
   LINUX_6_18_TDX,
 } from './linux_6_18.js';
+import { LINUX_6_18_ARM64_PKVM } from './arm64.js';
 import type { NeedableFact } from './facts.js';
 import type { KernelProfile } from './profile.js';
 
@@ -19,6 +20,7 @@ export const PROFILES: readonly KernelProfile[] = [
   LINUX_6_18_PVM_NOGMEM,
   LINUX_6_18_SNP,
   LINUX_6_18_TDX,
+  LINUX_6_18_ARM64_PKVM,
 ];
 
 /**

@@ -38,9 +38,14 @@ export interface VmTypeSpec {
   readonly mirroredTdp?: boolean;
   /** Capability values that differ from the profile's VM-fd table for this type. */
   readonly capOverrides?: ReadonlyMap<number, bigint>;
+  /**
+   * arm64: what the type's bits decode to (`kvm_arch_init_vm()`): the stage-2 IPA size in bits
+   * (`kvm_init_ipa_range()`) and `KVM_VM_TYPE_ARM_PROTECTED` (a pKVM protected VM). Absent on x86.
+   */
+  readonly arm64?: { readonly ipaBits: number; readonly protected: boolean };
 }
 
-import type { KernelFacts, KvmModule, ThpMode } from './facts.js';
+import type { KernelFacts, ThpMode, X86KvmModule } from './facts.js';
 
 export type { ThpMode } from './facts.js';
 
@@ -51,8 +56,13 @@ export interface KernelProfile {
   readonly checkedAgainst?: string;
   /** The kernel and host facts this profile was composed from (`composeProfile`). */
   readonly facts: KernelFacts;
-  /** Supported VM types by number. */
+  /** Supported VM types by number (arm64: the canonical ones; `vmTypeOf` decodes every type). */
   readonly vmTypes: ReadonlyMap<bigint, VmTypeSpec>;
+  /**
+   * A type decoder for kernels whose VM type is a bit field rather than a list (arm64: IPA size |
+   * PROTECTED, `kvm_arch_init_vm()`): the spec, or undefined for -EINVAL. Absent: `vmTypes` alone.
+   */
+  readonly vmTypeOf?: (type: bigint) => VmTypeSpec | undefined;
   /** TDP MMU (EPT/NPT) vs shadow paging: decides KVM_PRE_FAULT_MEMORY and mapping levels. */
   readonly tdpEnabled: boolean;
   /** CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES: without it KVM_SET_MEMORY_ATTRIBUTES is ENOTTY. */
@@ -104,24 +114,35 @@ export interface KernelProfile {
  * - `platform`: the confidential-computing platform's per-frame state and its host-access check
  *   ('none': the host may touch every frame; 'sev-snp': an AMD SEV-SNP host, whose RMP and SNP
  *   firmware are per-host state; 'tdx': an Intel TDX host, whose TDX module (PAMT, TDs, S-EPT)
- *   is per-host state; pKVM's ownership plugs in here);
+ *   is per-host state; 'pkvm': an arm64 host in protected mode, whose EL2 hypervisor owns the
+ *   page-ownership state of every frame);
  * - `gmem`: the guest_memfd backing design (folio shareability for host faults; in-place
  *   conversion and HugeTLB folios plug in here).
+ *
+ * arm64 ('arm64', vendor 'kvm_arm64') has no vendor module: its arch ops are arch/arm64/.
  */
-export interface ProfileParts {
-  readonly arch: 'x86';
-  readonly vendor: KvmModule;
-  readonly platform: 'none' | 'sev-snp' | 'tdx';
-  readonly gmem: 'linux-6.18';
-}
+export type ProfileParts =
+  | {
+      readonly arch: 'x86';
+      readonly vendor: X86KvmModule;
+      readonly platform: 'none' | 'sev-snp' | 'tdx';
+      readonly gmem: 'linux-6.18';
+    }
+  | {
+      readonly arch: 'arm64';
+      readonly vendor: 'kvm_arm64';
+      readonly platform: 'none' | 'pkvm';
+      readonly gmem: 'linux-6.18';
+    };
 
 /** The spec of VM type `type` on `p`, or undefined when the profile does not offer it. */
 export function vmTypeSpec(p: KernelProfile, type: bigint): VmTypeSpec | undefined {
-  return p.vmTypes.get(type);
+  return p.vmTypeOf !== undefined ? p.vmTypeOf(type) : p.vmTypes.get(type);
 }
 
-/** KVM_CAP_VM_TYPES: bitmask of supported types. */
+/** KVM_CAP_VM_TYPES: bitmask of supported types (x86 only: arm64's check_extension has no case, 0). */
 export function vmTypesMask(p: KernelProfile): bigint {
+  if (p.parts.arch !== 'x86') return 0n;
   let m = 0n;
   for (const t of p.vmTypes.keys()) m |= 1n << t;
   return m;

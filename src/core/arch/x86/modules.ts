@@ -9,6 +9,7 @@ import type { ProfileParts } from '../../profiles/profile.js';
 import type { KvmModule } from '../../profiles/facts.js';
 import type { KernelCtx } from '../../ctx.js';
 import type { KvmX86Ops } from './x86_ops.js';
+import type { KvmArchOps } from '../../kvm/arch_ops.js';
 import { NO_PLATFORM, type Platform } from '../../platform/platform.js';
 import type { FrameStore } from '../../base/frames.js';
 import type { Errno } from '../../base/errno.js';
@@ -45,6 +46,14 @@ export interface KernelModule {
     readonly create: (frames: FrameStore) => Platform;
   };
   readonly host?: HostHooks;
+  /**
+   * An architecture's KVM built into the kernel (no vendor module): its arch ops, made for the
+   * host's platform (arm64: arch/arm64/parts.ts).
+   */
+  readonly arch?: {
+    readonly name: 'arm64';
+    readonly create: (platform: Platform) => KvmArchOps<KernelCtx>;
+  };
 }
 
 /** The modules loaded on a host, as `assembleKernel` and `Host` look them up. */
@@ -54,6 +63,8 @@ export interface KernelPartsRegistry {
   readonly x86Vendors: ReadonlyMap<KvmModule, KvmX86Ops>;
   readonly platforms: ReadonlyMap<ProfileParts['platform'], (frames: FrameStore) => Platform>;
   readonly gmemDesigns: ReadonlyMap<ProfileParts['gmem'], GmemBacking>;
+  /** Built-in arch KVMs other than x86 (arm64), by arch. */
+  readonly arches: ReadonlyMap<'arm64', (platform: Platform) => KvmArchOps<KernelCtx>>;
   readonly host: HostHooks;
 }
 
@@ -68,7 +79,13 @@ export function kernelParts(...modules: readonly KernelModule[]): KernelPartsReg
     ['none', () => NO_PLATFORM],
   ]);
   const host: Record<string, unknown> = {};
+  const arches = new Map<'arm64', (platform: Platform) => KvmArchOps<KernelCtx>>();
   for (const m of modules) {
+    const a = m.arch;
+    if (a !== undefined) {
+      if (arches.has(a.name)) throw new Error(`arch ${a.name} registered twice`);
+      arches.set(a.name, a.create);
+    }
     const v = m.x86Vendor;
     if (v !== undefined) {
       if (x86Vendors.has(v.name)) throw new Error(`kvm_x86_ops of ${v.name} registered twice`);
@@ -89,6 +106,7 @@ export function kernelParts(...modules: readonly KernelModule[]): KernelPartsReg
     x86Vendors,
     platforms,
     gmemDesigns: new Map([['linux-6.18', GMEM_LINUX_6_18]]),
+    arches,
     host: host as HostHooks,
   };
 }

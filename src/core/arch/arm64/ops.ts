@@ -1,0 +1,169 @@
+/**
+ * arm64's implementation of the arch operations generic KVM calls (kvm/arch_ops.ts): the stage-2
+ * of arch/arm64/kvm/mmu.c (mmu.ts), driven through the pKVM hypervisor on a protected-mode host
+ * (pkvm.ts), and the arch ioctls of arch/arm64/kvm/arm.c (KVM_ARM_PREFERRED_TARGET on the VM fd,
+ * KVM_ARM_VCPU_INIT and KVM_ARM_VCPU_FINALIZE on a vCPU fd). arm64 has no vendor module.
+ */
+import type { KernelCtx } from '../../ctx.js';
+import { err, OK_VOID, type Result } from '../../base/result.js';
+import type { UserPtr } from '../../base/uaccess.js';
+import type { Vcpu, Vm } from '../../kvm/objects.js';
+import type { KvmArchOps } from '../../kvm/arch_ops.js';
+import type { Platform } from '../../platform/platform.js';
+import { arm64MmuNotifierInvalidate, arm64PrepareMemoryRegion, arm64UnmapGfnRange } from './mmu.js';
+import { pkvmDestroyHypVm, pkvmGmemInvalidate } from './pkvm.js';
+import { newArm64State, type Arm64State } from './state.js';
+import {
+  KVM_ARM_IOCTL,
+  KVM_ARM_TARGET_GENERIC_V8,
+  KVM_ARM_VCPU_EL1_32BIT,
+  KVM_ARM_VCPU_HAS_EL2,
+  KVM_ARM_VCPU_HAS_EL2_E2H0,
+  KVM_ARM_VCPU_SVE,
+  KVM_VCPU_INIT_SIZE,
+  KVM_VCPU_VALID_FEATURES,
+} from './uapi.js';
+
+export type Arm64ArchOps = KvmArchOps<KernelCtx> & { readonly arm64: Arm64State };
+
+/** The arch ops of an arm64 host with `platform` ('pkvm' in protected mode). */
+export function arm64ArchOps(platform: Platform): Arm64ArchOps {
+  const hyp = platform.pkvm?.hyp;
+  return {
+    arm64: newArm64State(),
+    guestMemoryAccess: 'stage2',
+    unmapGfnRange: arm64UnmapGfnRange,
+    // kvm_flush_remote_tlbs(): the model keeps no TLBs.
+    flushRemoteTlbs: (_k, vm, source) => {
+      vm.tlbFlushes.set(source, (vm.tlbFlushes.get(source) ?? 0) + 1);
+    },
+    invalidateGfnRange: (k, vm, as, start, end, source) => {
+      arm64UnmapGfnRange(k, vm, as, start, end, source);
+      vm.mmuInvalidateSeq++;
+    },
+    // kvm_arch_flush_shadow_memslot(): the slot's range only (arm64 has no zap-all quirk).
+    flushShadowMemslot: (k, vm, slot, source) => {
+      arm64UnmapGfnRange(k, vm, slot.asId, slot.baseGfn, slot.endGfn, source);
+      vm.mmuInvalidateSeq++;
+    },
+    // No KVM_PRE_FAULT_MEMORY on arm64 6.18 (the host refuses it before reaching here).
+    vcpuPreFaultMemory: () => 'EINVAL',
+    // No memory attributes on arm64 6.18.
+    preSetMemoryAttributes: () => 0,
+    postSetMemoryAttributes: () => undefined,
+    allocMemslotMetadata: () => undefined,
+    memslotLastGfnInvalid: () => undefined,
+    prepareMemoryRegion: arm64PrepareMemoryRegion,
+    // No kvm_arch_gmem_prepare() on arm64.
+    gmemPrepare: () => undefined,
+    gmemInvalidate: (_k, start, end) => {
+      if (hyp !== undefined) pkvmGmemInvalidate(hyp, start, end);
+    },
+    vmIoctl: kvmArchVmIoctl,
+    vcpuIoctl: kvmArchVcpuIoctl,
+    mmuNotifierInvalidate: arm64MmuNotifierInvalidate,
+    destroyVm: (k, vm) => {
+      if (hyp !== undefined) pkvmDestroyHypVm(k, hyp, vm);
+    },
+  };
+}
+
+function arm64(k: KernelCtx): Arm64State {
+  return (k.arch as Arm64ArchOps).arm64;
+}
+
+/**
+ * `kvm_arch_vm_ioctl()` (arm.c): KVM_ARM_PREFERRED_TARGET copies out a `struct kvm_vcpu_init`
+ * with target GENERIC_V8 and no features (`kvm_vcpu_preferred_target()`; -EFAULT when the copy
+ * fails); everything the arch does not know — KVM_SET_TSS_ADDR, KVM_MEMORY_ENCRYPT_OP — is the
+ * default, -EINVAL.
+ */
+function kvmArchVmIoctl(_k: KernelCtx, _vm: Vm, ioctl: number, argp: UserPtr): Result<undefined> {
+  if (ioctl === KVM_ARM_IOCTL.KVM_ARM_PREFERRED_TARGET) {
+    const out = new Uint8Array(KVM_VCPU_INIT_SIZE);
+    new DataView(out.buffer).setUint32(0, KVM_ARM_TARGET_GENERIC_V8, true);
+    if (argp.isNull || !argp.copyToUser(out))
+      return err('EFAULT', 'KVM_ARM_PREFERRED_TARGET: copy_to_user');
+    return OK_VOID;
+  }
+  return err('EINVAL', 'kvm_arch_vm_ioctl: unknown ioctl (arm64 default)');
+}
+
+/**
+ * `kvm_arch_vcpu_ioctl()` (arm.c): KVM_ARM_VCPU_INIT (`kvm_arch_vcpu_ioctl_vcpu_init()`) and
+ * KVM_ARM_VCPU_FINALIZE; any other is the default, -EINVAL.
+ */
+function kvmArchVcpuIoctl(
+  k: KernelCtx,
+  vcpu: Vcpu,
+  ioctl: number,
+  argp: UserPtr,
+): Result<undefined> {
+  switch (ioctl) {
+    case KVM_ARM_IOCTL.KVM_ARM_VCPU_INIT: {
+      const b = argp.isNull ? undefined : argp.copyFromUser(KVM_VCPU_INIT_SIZE);
+      if (b === undefined) return err('EFAULT', 'KVM_ARM_VCPU_INIT: copy_from_user');
+      const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+      const features: number[] = [];
+      for (let i = 0; i < 7; i++) features.push(dv.getUint32(4 + 4 * i, true));
+      return kvmArmVcpuInit(k, vcpu, dv.getInt32(0, true), features);
+    }
+    case KVM_ARM_IOCTL.KVM_ARM_VCPU_FINALIZE: {
+      const b = argp.isNull ? undefined : argp.copyFromUser(4);
+      if (b === undefined) return err('EFAULT', 'KVM_ARM_VCPU_FINALIZE: copy_from_user');
+      const what = new DataView(b.buffer, b.byteOffset, 4).getInt32(0, true);
+      // kvm_arm_vcpu_finalize(): SVE only, and only once, for a vCPU that has it.
+      const s = arm64(k).vcpu(vcpu);
+      if (what !== KVM_ARM_VCPU_SVE || s.target < 0 || (s.features & (1 << KVM_ARM_VCPU_SVE)) === 0)
+        return err('EINVAL', 'KVM_ARM_VCPU_FINALIZE: not SVE, or SVE not enabled');
+      if (s.finalized) return err('EPERM', 'KVM_ARM_VCPU_FINALIZE: already finalized');
+      s.finalized = true;
+      return OK_VOID;
+    }
+    default:
+      return err('EINVAL', 'kvm_arch_vcpu_ioctl: unknown ioctl (arm64 default)');
+  }
+}
+
+/**
+ * `kvm_arch_vcpu_ioctl_vcpu_init()` → `kvm_vcpu_set_target()`: the target must be GENERIC_V8 (or
+ * the host CPU's, which the model's host reports as GENERIC_V8) (-EINVAL);
+ * `kvm_vcpu_init_check_features()`: an unknown feature bit, or any bit in features[1..6], is
+ * -ENOENT; EL1_32BIT is -EINVAL (the synthesized host has no AArch32 EL1, and protected VMs never
+ * allow it); HAS_EL2 is -EINVAL (no nested virtualisation; pKVM refuses it too), as is
+ * HAS_EL2_E2H0 without HAS_EL2. A first init sets the target; the VM's first init fixes the
+ * features every vCPU must use (`__kvm_vcpu_set_target()`: -EINVAL on a difference); a repeated
+ * init with other features is -EINVAL (`kvm_vcpu_init_changed()`), with the same ones a reset.
+ * SVE leaves the vCPU unfinalized: KVM_RUN is -EPERM until KVM_ARM_VCPU_FINALIZE.
+ */
+export function kvmArmVcpuInit(
+  k: KernelCtx,
+  vcpu: Vcpu,
+  target: number,
+  features: readonly number[],
+): Result<undefined> {
+  if (target !== KVM_ARM_TARGET_GENERIC_V8) return err('EINVAL', 'kvm_vcpu_set_target: target');
+  const f0 = features[0] ?? 0;
+  if ((f0 & ~KVM_VCPU_VALID_FEATURES) !== 0 || features.slice(1).some((f) => f !== 0))
+    return err('ENOENT', 'kvm_vcpu_init_check_features: unknown feature');
+  if ((f0 & (1 << KVM_ARM_VCPU_EL1_32BIT)) !== 0)
+    return err('EINVAL', 'kvm_vcpu_init_check_features: EL1_32BIT unsupported');
+  if ((f0 & (1 << KVM_ARM_VCPU_HAS_EL2)) !== 0)
+    return err('EINVAL', 'kvm_vcpu_init_check_features: HAS_EL2 without nested virtualisation');
+  if ((f0 & (1 << KVM_ARM_VCPU_HAS_EL2_E2H0)) !== 0)
+    return err('EINVAL', 'kvm_vcpu_init_check_features: HAS_EL2_E2H0 without HAS_EL2');
+  const vs = arm64(k).vm(vcpu.vm);
+  const s = arm64(k).vcpu(vcpu);
+  if (s.target < 0) {
+    if (vs.features !== undefined && vs.features !== f0)
+      return err('EINVAL', '__kvm_vcpu_set_target: features differ from the VM configuration');
+    vs.features = f0;
+    s.target = target;
+    s.features = f0;
+    s.finalized = (f0 & (1 << KVM_ARM_VCPU_SVE)) === 0;
+    return OK_VOID;
+  }
+  if (s.features !== f0) return err('EINVAL', 'kvm_vcpu_init_changed');
+  // kvm_reset_vcpu(): registers only, nothing the model keeps.
+  return OK_VOID;
+}

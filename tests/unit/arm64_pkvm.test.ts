@@ -1,0 +1,305 @@
+/**
+ * The arm64 pKVM profile `linux-6.18-arm64-pkvm` (src/core/profiles/arm64.ts, src/core/arch/arm64/,
+ * src/core/platform/pkvm/platform.ts): profile facts, KVM_CREATE_VM types, capabilities per VM
+ * type, KVM_ARM_VCPU_INIT and KVM_RUN errno tables, the x86-only ioctls, a protected VM whose
+ * guest_memfd pages are donated by its stage-2 faults (the hypervisor's state, oracle and
+ * invariants checked after every step), a non-protected VM's pages shared, the VMM touching a
+ * donated page (SIGSEGV through the host stage-2 abort), and teardown reclaiming and zeroing
+ * every page.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Host, type IoctlArg } from '../../src/core/host.js';
+import { ALL_PARTS } from '../../src/core/all_parts.js';
+import { getProfile, profileNames } from '../../src/core/profiles/index.js';
+import { vmTypeSpec } from '../../src/core/profiles/profile.js';
+import {
+  GUEST_MEMFD_FLAG_INIT_SHARED,
+  GUEST_MEMFD_FLAG_MMAP,
+  KVM_CAP,
+  KVM_IOCTL,
+  KVM_MEM_GUEST_MEMFD,
+  MAP_ANONYMOUS,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  PROT_READ,
+  PROT_WRITE,
+} from '../../src/core/base/uapi.js';
+import { KVM_ARM_IOCTL, KVM_VM_TYPE_ARM_PROTECTED } from '../../src/core/arch/arm64/uapi.js';
+import { guestLoad, guestStore } from '../../src/core/arch/x86/kvm_run.js';
+import { checkHistory } from '../../src/core/platform/pkvm/oracle.js';
+import { checkPkvmInvariants } from '../../src/core/platform/pkvm/invariants.js';
+import {
+  PKVM_NOPAGE,
+  PKVM_PAGE_OWNED,
+  PKVM_PAGE_SHARED_BORROWED,
+  PKVM_PAGE_SHARED_OWNED,
+} from '../../src/core/platform/pkvm/memory.js';
+import type { PkvmHyp } from '../../src/core/platform/pkvm/hyp.js';
+import type { Result } from '../../src/core/base/result.js';
+
+const P = getProfile('linux-6.18-arm64-pkvm')!;
+const PAGE = 4096n;
+const RW = PROT_READ | PROT_WRITE;
+
+function ok<T>(r: Result<T>): T {
+  if (!r.ok) assert.fail(`expected success, got ${r.errno} (${r.check})`);
+  return r.value;
+}
+
+function initArg(target: number, f0 = 0, rest: number[] = []): IoctlArg {
+  const b = new Uint8Array(32);
+  const dv = new DataView(b.buffer);
+  dv.setUint32(0, target, true);
+  dv.setUint32(4, f0, true);
+  rest.forEach((v, i) => dv.setUint32(8 + 4 * i, v, true));
+  return { kind: 'buffer', bytes: b };
+}
+
+function hypOf(h: Host): PkvmHyp {
+  return h.platform.pkvm!.hyp;
+}
+
+/** The hypervisor's oracle and the six invariants agree with its stepwise state. */
+function checked(h: Host, what: string): void {
+  const hyp = hypOf(h);
+  assert.deepEqual(checkHistory(hyp), [], `oracle after ${what}`);
+  assert.deepEqual(checkPkvmInvariants(hyp), [], `invariants after ${what}`);
+}
+
+/** A VM of `type` with one initialised vCPU and a gmem-only guest_memfd slot of `pages` at gpa 0. */
+function vmWithGmem(type: bigint, pages: bigint) {
+  const h = new Host(P, { parts: ALL_PARTS });
+  const kvm = h.openDevKvm();
+  const vm = ok(h.kvmCreateVm(kvm, type));
+  const gmem = ok(
+    h.kvmCreateGuestMemfd(vm, pages * PAGE, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED),
+  );
+  const slot = {
+    slot: 0n,
+    flags: KVM_MEM_GUEST_MEMFD,
+    guest_phys_addr: 0n,
+    memory_size: pages * PAGE,
+    userspace_addr: 0n,
+    guest_memfd_offset: 0n,
+  };
+  ok(h.kvmSetUserMemoryRegion(vm, slot, gmem, false));
+  const vcpu = ok(h.kvmCreateVcpu(vm, 0n));
+  ok(h.kvmArchIoctl(vcpu, KVM_ARM_IOCTL.KVM_ARM_VCPU_INIT, initArg(5)));
+  return { h, kvm, vm, gmem, vcpu };
+}
+
+describe('arm64 pKVM profile', () => {
+  test('is listed with its parts and facts', () => {
+    assert.ok(profileNames().includes('linux-6.18-arm64-pkvm'));
+    assert.deepEqual(P.parts, {
+      arch: 'arm64',
+      vendor: 'kvm_arm64',
+      platform: 'pkvm',
+      gmem: 'linux-6.18',
+    });
+    assert.equal(P.facts.arch, 'aarch64');
+    assert.equal(P.facts.arm64?.mode, 'protected');
+    assert.equal(P.memSlotsNum, 32767);
+    assert.equal(P.memoryAttributesConfig, false);
+  });
+
+  test('KVM_CREATE_VM types: IPA size ignored under pKVM, PROTECTED accepted, other bits EINVAL', () => {
+    const rows: Array<[bigint, string | undefined, boolean?]> = [
+      [0n, undefined, false],
+      [40n, undefined, false],
+      [20n, undefined, false], // below ARM64_MIN_PARANGE_BITS: pKVM ignores the size
+      [255n, undefined, false],
+      [KVM_VM_TYPE_ARM_PROTECTED, undefined, true],
+      [KVM_VM_TYPE_ARM_PROTECTED | 44n, undefined, true],
+      [0x100n, 'EINVAL'],
+      [1n << 32n, 'EINVAL'],
+      [1n << 30n, 'EINVAL'],
+    ];
+    for (const [type, errno, prot] of rows) {
+      const h = new Host(P, { parts: ALL_PARTS });
+      const r = h.kvmCreateVm(h.openDevKvm(), type);
+      if (errno === undefined) {
+        assert.ok(r.ok, `type ${type.toString(16)}`);
+        const spec = vmTypeSpec(P, type)!;
+        assert.equal(spec.arm64?.protected, prot);
+        assert.equal(spec.arm64?.ipaBits, 48);
+      } else assert.equal(r.ok ? undefined : r.errno, errno, `type ${type.toString(16)}`);
+    }
+  });
+
+  test('capabilities: generic caps on every VM, arch caps filtered on a protected VM, no VM_TYPES', () => {
+    const h = new Host(P, { parts: ALL_PARTS });
+    const kvm = h.openDevKvm();
+    const np = ok(h.kvmCreateVm(kvm, 0n));
+    const pv = ok(h.kvmCreateVm(kvm, KVM_VM_TYPE_ARM_PROTECTED));
+    const cap = (fd: number, c: number) => ok(h.kvmCheckExtension(fd, BigInt(c)));
+    for (const fd of [kvm, np, pv]) {
+      assert.equal(cap(fd, KVM_CAP.KVM_CAP_GUEST_MEMFD), 1n);
+      assert.equal(cap(fd, KVM_CAP.KVM_CAP_GUEST_MEMFD_FLAGS), 3n);
+      assert.equal(cap(fd, KVM_CAP.KVM_CAP_MEMORY_ATTRIBUTES), 0n);
+      assert.equal(cap(fd, KVM_CAP.KVM_CAP_VM_TYPES), 0n);
+      assert.equal(cap(fd, KVM_CAP.KVM_CAP_PRE_FAULT_MEMORY), 0n);
+      assert.equal(cap(fd, 165), 48n); // KVM_CAP_ARM_VM_IPA_SIZE: allowed for protected VMs
+    }
+    assert.equal(cap(np, 126), 1n); // KVM_CAP_ARM_PMU_V3
+    assert.equal(cap(pv, 126), 0n); // not in kvm_pvm_ext_allowed()
+    assert.equal(cap(pv, KVM_CAP.KVM_CAP_READONLY_MEM), 0n);
+  });
+
+  test('x86-only ioctls and pre-fault answer as arm64 does (EINVAL)', () => {
+    const { h, vm, vcpu } = vmWithGmem(0n, 4n);
+    const NULL: IoctlArg = { kind: 'null' };
+    assert.equal(h.kvmArchIoctl(vm, KVM_ARM_IOCTL.KVM_SET_TSS_ADDR, NULL).ok, false);
+    const attrs = h.kvmSetMemoryAttributes(vm, {
+      address: 0n,
+      size: PAGE,
+      attributes: 8n,
+      flags: 0n,
+    });
+    assert.equal(attrs.ok ? undefined : attrs.errno, 'EINVAL');
+    const enc = h.kvmMemoryEncryptOp(vm, NULL);
+    assert.equal(enc.ok ? undefined : enc.errno, 'EINVAL');
+    assert.equal(h.kvmPreFaultMemory(vcpu, 0n, PAGE, 0n).errno, 'EINVAL');
+    const cap = h.kvmEnableCap(vm, BigInt(KVM_CAP.KVM_CAP_EXIT_HYPERCALL), 0n, [0n]);
+    assert.equal(cap.ok ? undefined : cap.errno, 'EINVAL');
+    void KVM_IOCTL;
+  });
+
+  test('KVM_ARM_PREFERRED_TARGET reports GENERIC_V8', () => {
+    const h = new Host(P, { parts: ALL_PARTS });
+    const vm = ok(h.kvmCreateVm(h.openDevKvm(), 0n));
+    const buf = new Uint8Array(32).fill(0xff);
+    ok(h.kvmArchIoctl(vm, KVM_ARM_IOCTL.KVM_ARM_PREFERRED_TARGET, { kind: 'buffer', bytes: buf }));
+    assert.equal(new DataView(buf.buffer).getUint32(0, true), 5);
+    assert.ok(buf.subarray(4).every((b) => b === 0));
+  });
+
+  test('KVM_ARM_VCPU_INIT and KVM_RUN errno table', () => {
+    const rows: Array<[string, IoctlArg, string | undefined]> = [
+      ['target 0', initArg(0), 'EINVAL'],
+      ['unknown feature bit 9', initArg(5, 1 << 9), 'ENOENT'],
+      ['features[1] set', initArg(5, 0, [1]), 'ENOENT'],
+      ['EL1_32BIT', initArg(5, 1 << 1), 'EINVAL'],
+      ['HAS_EL2', initArg(5, 1 << 7), 'EINVAL'],
+      ['PSCI_0_2', initArg(5, 1 << 2), undefined],
+      ['NULL', { kind: 'null' }, 'EFAULT'],
+    ];
+    for (const [what, arg, errno] of rows) {
+      const h = new Host(P, { parts: ALL_PARTS });
+      const vm = ok(h.kvmCreateVm(h.openDevKvm(), 0n));
+      const vcpu = ok(h.kvmCreateVcpu(vm, 0n));
+      const r = h.kvmArchIoctl(vcpu, KVM_ARM_IOCTL.KVM_ARM_VCPU_INIT, arg);
+      assert.equal(r.ok ? undefined : r.errno, errno, what);
+    }
+    // KVM_RUN before INIT: ENOEXEC; SVE before FINALIZE: EPERM; features must match across vCPUs.
+    const h = new Host(P, { parts: ALL_PARTS });
+    const vm = ok(h.kvmCreateVm(h.openDevKvm(), 0n));
+    const v0 = ok(h.kvmCreateVcpu(vm, 0n));
+    assert.equal(h.kvmRun(v0, []).errno, 'ENOEXEC');
+    ok(h.kvmArchIoctl(v0, KVM_ARM_IOCTL.KVM_ARM_VCPU_INIT, initArg(5, 1 << 4)));
+    assert.equal(h.kvmRun(v0, []).errno, 'EPERM');
+    const sve = new Uint8Array(4);
+    new DataView(sve.buffer).setInt32(0, 4, true);
+    ok(h.kvmArchIoctl(v0, KVM_ARM_IOCTL.KVM_ARM_VCPU_FINALIZE, { kind: 'buffer', bytes: sve }));
+    assert.equal(h.kvmRun(v0, []).errno, undefined);
+    const v1 = ok(h.kvmCreateVcpu(vm, 1n));
+    const r = h.kvmArchIoctl(v1, KVM_ARM_IOCTL.KVM_ARM_VCPU_INIT, initArg(5, 0));
+    assert.equal(r.ok ? undefined : r.errno, 'EINVAL');
+    const again = h.kvmArchIoctl(v0, KVM_ARM_IOCTL.KVM_ARM_VCPU_INIT, initArg(5, 1 << 2));
+    assert.equal(again.ok ? undefined : again.errno, 'EINVAL');
+  });
+
+  test('memslots: a guest_memfd slot must be gmem-only (EINVAL); past the IPA size is EFAULT', () => {
+    const h = new Host(P, { parts: ALL_PARTS });
+    const vm = ok(h.kvmCreateVm(h.openDevKvm(), 0n));
+    const gmem = ok(h.kvmCreateGuestMemfd(vm, 4n * PAGE, 0n));
+    const slot = {
+      slot: 0n,
+      flags: KVM_MEM_GUEST_MEMFD,
+      guest_phys_addr: 0n,
+      memory_size: 4n * PAGE,
+      userspace_addr: 0n,
+      guest_memfd_offset: 0n,
+    };
+    const r = h.kvmSetUserMemoryRegion(vm, slot, gmem, false);
+    assert.equal(r.ok ? undefined : r.errno, 'EINVAL');
+    const ua = ok(h.mmap(null, PAGE, RW, MAP_PRIVATE | MAP_ANONYMOUS, 0n));
+    const far = h.kvmSetUserMemoryRegion(
+      vm,
+      { ...slot, flags: 0n, guest_phys_addr: 1n << 48n, memory_size: PAGE, userspace_addr: ua },
+      0,
+      false,
+    );
+    assert.equal(far.ok ? undefined : far.errno, 'EFAULT');
+  });
+
+  test('a protected VM: stage-2 faults donate guest_memfd pages; the VMM touching one gets SIGSEGV; teardown reclaims and zeroes', () => {
+    const { h, vm, gmem, vcpu } = vmWithGmem(KVM_VM_TYPE_ARM_PROTECTED, 4n);
+    const hyp = hypOf(h);
+    // The VMM writes the image through its guest_memfd mapping before the guest runs.
+    const ua = ok(h.mmap(gmem, 4n * PAGE, RW, MAP_SHARED, 0n));
+    assert.equal(h.poke(ua + PAGE, new Uint8Array([0x5a])).ok, true);
+    checked(h, 'setup');
+    // Store to page 0, load from page 1: each fault donates the page.
+    const r = h.kvmRun(vcpu, [guestStore(0x10n, new Uint8Array([1, 2, 3, 4])), guestLoad(PAGE, 1)]);
+    assert.equal(r.errno, undefined);
+    assert.deepEqual(
+      r.exits.map((e) => e.reason),
+      ['LOAD'],
+    );
+    assert.deepEqual([...(r.exits[0] as { bytes: Uint8Array }).bytes], [0x5a]);
+    checked(h, 'donating run');
+    const handle = [...hyp.vms.keys()][0]!;
+    const hvm = hyp.vms.get(handle)!;
+    assert.equal(hvm.isProtected, true);
+    const pfns = [0, 1].map((g) => hvm.stage2.leaf(g)!.pfn);
+    for (const p of pfns) {
+      assert.equal(hyp.vmemmap.get(p).host, PKVM_NOPAGE);
+      assert.equal(hvm.stage2.state(pfns.indexOf(p)), PKVM_PAGE_OWNED);
+    }
+    // The VMM touches a donated page: the hypervisor injects a stage-2 abort, the task SIGSEGV.
+    const touch = h.peek(ua, 4);
+    assert.equal(touch.ok ? undefined : touch.fault, 'SIGSEGV');
+    // A page not donated is still the host's.
+    assert.equal(h.peek(ua + 2n * PAGE, 1).ok, true);
+    checked(h, 'host touch');
+    // Teardown: close everything; every donated page comes back zeroed, the hyp's pages too.
+    ok(h.munmap(ua, 4n * PAGE));
+    for (const fd of [vcpu, vm, gmem]) ok(h.close(fd));
+    assert.equal(hyp.vms.size, 0);
+    for (const p of pfns) {
+      const v = hyp.vmemmap.get(p);
+      assert.equal(v.host, PKVM_PAGE_OWNED, `pfn ${p} is the host's`);
+      const b = new Uint8Array(4096);
+      h.frames.read(p as never, 0, b);
+      assert.ok(
+        b.every((x) => x === 0),
+        `pfn ${p} zeroed`,
+      );
+    }
+    checked(h, 'teardown');
+  });
+
+  test('a non-protected VM: faults share pages; guest_memfd release unshares them', () => {
+    const { h, vm, gmem, vcpu } = vmWithGmem(0n, 2n);
+    const hyp = hypOf(h);
+    const r = h.kvmRun(vcpu, [guestStore(0n, new Uint8Array([7]))]);
+    assert.equal(r.errno, undefined);
+    checked(h, 'sharing run');
+    const hvm = [...hyp.vms.values()][0]!;
+    const pfn = hvm.stage2.leaf(0)!.pfn;
+    assert.equal(hyp.vmemmap.get(pfn).host, PKVM_PAGE_SHARED_OWNED);
+    assert.equal(hyp.vmemmap.get(pfn).shareGuestCount, 1);
+    assert.equal(hvm.stage2.state(0), PKVM_PAGE_SHARED_BORROWED);
+    // The host still reaches a page it only shared.
+    const ua = ok(h.mmap(gmem, 2n * PAGE, RW, MAP_SHARED, 0n));
+    const seen = h.peek(ua, 1);
+    assert.deepEqual(seen.ok ? [...(seen.data ?? [])] : undefined, [7]);
+    ok(h.munmap(ua, 2n * PAGE));
+    for (const fd of [vcpu, vm, gmem]) ok(h.close(fd));
+    assert.equal(hyp.vms.size, 0);
+    assert.equal(hyp.vmemmap.get(pfn).shareGuestCount, 0);
+    checked(h, 'teardown');
+  });
+});
