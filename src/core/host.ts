@@ -590,8 +590,14 @@ export class Host implements KernelCtx {
   kvmArchIoctl(fd: Fd, ioctl: number, arg: IoctlArg): Result<undefined> {
     const f = this.fds.get(fd);
     if (f === undefined) return err('EBADF', 'fd not open');
-    if (f instanceof VmFile) return this.arch.vmIoctl(this, f.vm, ioctl, userPtrOf(arg));
-    if (f instanceof VcpuFile) return this.arch.vcpuIoctl(this, f.vcpu, ioctl, userPtrOf(arg));
+    if (f instanceof VmFile) {
+      if (f.vm.vmDead) return err('EIO', 'kvm_vm_ioctl: kvm->vm_dead');
+      return this.arch.vmIoctl(this, f.vm, ioctl, userPtrOf(arg));
+    }
+    if (f instanceof VcpuFile) {
+      if (f.vcpu.vm.vmDead) return err('EIO', 'kvm_vcpu_ioctl: kvm->vm_dead');
+      return this.arch.vcpuIoctl(this, f.vcpu, ioctl, userPtrOf(arg));
+    }
     return Host.unknownIoctl(f);
   }
 

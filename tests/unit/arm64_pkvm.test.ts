@@ -143,7 +143,10 @@ describe('arm64 pKVM profile', () => {
       assert.equal(cap(fd, 165), 48n); // KVM_CAP_ARM_VM_IPA_SIZE: allowed for protected VMs
     }
     assert.equal(cap(np, 126), 1n); // KVM_CAP_ARM_PMU_V3
-    assert.equal(cap(pv, 126), 0n); // not in kvm_pvm_ext_allowed()
+    assert.equal(cap(pv, 126), 0n); // not in kvm_pkvm_ext_allowed()
+    assert.equal(cap(np, 170), 1n); // KVM_CAP_ARM_SVE
+    assert.equal(cap(pv, 170), 0n);
+    assert.equal(cap(pv, 171), 1n); // KVM_CAP_ARM_PTRAUTH_ADDRESS: allowed
     assert.equal(cap(pv, KVM_CAP.KVM_CAP_READONLY_MEM), 0n);
   });
 

@@ -9,15 +9,21 @@
  *   requested size and uses `kvm_ipa_limit`, so every size 0..255 is accepted; elsewhere 0 means
  *   `KVM_PHYS_SHIFT` (40, -EINVAL above the limit) and any other size must lie in
  *   [ARM64_MIN_PARANGE_BITS, kvm_ipa_limit].
- * - PROTECTED: `pkvm_init_host_vm()` records it (`kvm->arch.pkvm.is_protected`). Without pKVM the
- *   model refuses it (-EINVAL) [unverified: the model's reading].
+ * - PROTECTED: v6.18 has no `KVM_VM_TYPE_ARM_PROTECTED` (its uapi kvm.h stops at the IPA size
+ *   byte, and `kvm_init_ipa_range()` refuses any other bit with -EINVAL; nothing in 6.18 sets
+ *   `kvm->arch.pkvm.is_protected`). The flag, bit 31 as Android has it, comes with the 2026
+ *   protected-guest-memory series that this profile follows for protected VMs:
+ *   `pkvm_init_host_vm()` records it (and warns once and taints the kernel, TAINT_USER);
+ *   `kvm_arch_init_vm()` refuses it with -EINVAL when pKVM is not enabled.
  * - Capabilities: generic ones (guest_memfd, memslots, USER_MEMORY2) are answered by
  *   `kvm_vm_ioctl_check_extension_generic()` before the arch sees the request; arm64's own
- *   (`kvm_vm_ioctl_check_extension()`) read 0 on a protected VM's fd unless
- *   `kvm_pvm_ext_allowed()` lets them through (IRQCHIP, PSCI, PSCI_0_2, NR_VCPUS, MAX_VCPUS,
- *   MAX_VCPU_ID, MSI_DEVID, ARM_VM_IPA_SIZE; SVE and pointer auth when the host has them).
- *   There is no KVM_CAP_ARM_PROTECTED_VM in mainline (an Android-only capability); KVM_CAP_VM_TYPES
- *   is x86-only (0).
+ *   (`kvm_vm_ioctl_check_extension()`) read 0 on a protected VM's fd unless the allow-list lets
+ *   them through — the later tree's `kvm_pkvm_ext_allowed()`: IRQCHIP, PSCI, PSCI_0_2, NR_VCPUS,
+ *   MAX_VCPUS, MAX_VCPU_ID, MSI_DEVID, ARM_VM_IPA_SIZE and the two pointer-auth caps (v6.18's
+ *   `kvm_pvm_ext_allowed()` also had PMU_V3 and SVE, but no VM could be protected there). There
+ *   is no KVM_CAP_ARM_PROTECTED_VM in mainline (an Android capability); KVM_CAP_VM_TYPES is
+ *   x86-only (0). [Not modelled: `kvm_pkvm_ioctl_allowed()`, which refuses a protected VM's VM
+ *   ioctls whose capability is not on the list.]
  * - guest_memfd (6.18, S11 "KVM: arm64: Enable support for guest_memfd backed memory"):
  *   KVM_CAP_GUEST_MEMFD 1; KVM_CAP_GUEST_MEMFD_FLAGS MMAP | INIT_SHARED on every VM
  *   (`kvm_arch_supports_gmem_init_shared()` is the weak default, true: arm64 has no private
@@ -67,7 +73,7 @@ export const ARM64_CAP = {
   KVM_CAP_ARM_PTRAUTH_GENERIC: 172,
 } as const;
 
-/** The arch capabilities `kvm_pvm_ext_allowed()` lets through on a protected VM's fd. */
+/** The arch capabilities the later tree's `kvm_pkvm_ext_allowed()` lets through on a protected VM's fd. */
 const PVM_ALLOWED_CAPS: ReadonlySet<number> = new Set([
   ARM64_CAP.KVM_CAP_IRQCHIP,
   ARM64_CAP.KVM_CAP_ARM_PSCI,
@@ -77,7 +83,6 @@ const PVM_ALLOWED_CAPS: ReadonlySet<number> = new Set([
   KVM_CAP.KVM_CAP_MAX_VCPU_ID,
   ARM64_CAP.KVM_CAP_MSI_DEVID,
   ARM64_CAP.KVM_CAP_ARM_VM_IPA_SIZE,
-  ARM64_CAP.KVM_CAP_ARM_SVE,
   ARM64_CAP.KVM_CAP_ARM_PTRAUTH_ADDRESS,
   ARM64_CAP.KVM_CAP_ARM_PTRAUTH_GENERIC,
 ]);

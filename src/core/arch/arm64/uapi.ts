@@ -5,7 +5,10 @@
 
 /** `KVM_VM_TYPE_ARM_IPA_SIZE_MASK`: the low byte of the KVM_CREATE_VM type is the IPA size in bits. */
 export const KVM_VM_TYPE_ARM_IPA_SIZE_MASK = 0xffn;
-/** `KVM_VM_TYPE_ARM_PROTECTED`: a pKVM protected VM. */
+/**
+ * `KVM_VM_TYPE_ARM_PROTECTED`: a pKVM protected VM. Not in v6.18's uapi (there the bit is -EINVAL):
+ * it comes with the 2026 protected-guest-memory series (bit 31, as Android's).
+ */
 export const KVM_VM_TYPE_ARM_PROTECTED = 1n << 31n;
 /** `KVM_VM_TYPE_ARM_MASK`: every bit a type may have. */
 export const KVM_VM_TYPE_ARM_MASK = KVM_VM_TYPE_ARM_IPA_SIZE_MASK | KVM_VM_TYPE_ARM_PROTECTED;
