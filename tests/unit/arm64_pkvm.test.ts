@@ -13,6 +13,7 @@ import { Host, type IoctlArg } from '../../src/core/host.js';
 import { ALL_PARTS } from '../../src/core/all_parts.js';
 import { getProfile, profileNames } from '../../src/core/profiles/index.js';
 import { vmTypeSpec } from '../../src/core/profiles/profile.js';
+import { profileFromJson, profileToJson } from '../../src/core/profiles/profile_file.js';
 import {
   GUEST_MEMFD_FLAG_INIT_SHARED,
   GUEST_MEMFD_FLAG_MMAP,
@@ -102,6 +103,17 @@ describe('arm64 pKVM profile', () => {
     assert.equal(P.facts.arm64?.mode, 'protected');
     assert.equal(P.memSlotsNum, 32767);
     assert.equal(P.memoryAttributesConfig, false);
+    // Every accepted type value is listed (the IPA size byte, with and without PROTECTED).
+    assert.equal(P.vmTypes.size, 512);
+    assert.equal(P.vmTypes.get(0n), P.vmTypes.get(40n));
+  });
+
+  test('round-trips through a profile file (the arm64 facts included)', () => {
+    const q = profileFromJson(profileToJson({ ...P, name: 'arm-copy' }), 'x.json');
+    assert.deepEqual(q.facts.arm64, { mode: 'protected', ipaLimit: 48 });
+    assert.deepEqual(q.parts, P.parts);
+    const bad = profileToJson({ ...P, name: 'arm-copy' }).replace('"aarch64"', '"x86_64"');
+    assert.throws(() => profileFromJson(bad, 'x.json'), /aarch64 goes with kvm_module kvm_arm64/);
   });
 
   test('KVM_CREATE_VM types: IPA size ignored under pKVM, PROTECTED accepted, other bits EINVAL', () => {
@@ -304,5 +316,56 @@ describe('arm64 pKVM profile', () => {
     assert.equal(hyp.vms.size, 0);
     assert.equal(hyp.vmemmap.get(pfn).shareGuestCount, 0);
     checked(h, 'teardown');
+  });
+
+  test('a protected guest: HYP_MEMINFO, MEM_SHARE (donating first when the page is missing) and MEM_UNSHARE', () => {
+    const { h, gmem, vcpu } = vmWithGmem(KVM_VM_TYPE_ARM_PROTECTED, 4n);
+    const hyp = hypOf(h);
+    const ua = ok(h.mmap(gmem, 4n * PAGE, RW, MAP_SHARED, 0n));
+    const x0 = (e: unknown): bigint =>
+      new DataView((e as { bytes: Uint8Array }).bytes.buffer).getBigInt64(0, true);
+    const hvcStep = (nr: number, a1 = 0n) => ({
+      kind: 'hypercall' as const,
+      nr: BigInt(nr),
+      args: [a1, 0n, 0n] as const,
+    });
+    // HYP_MEMINFO: the granule; MEM_SHARE of gfn 2, never touched: donated, then shared.
+    const r = h.kvmRun(vcpu, [
+      hvcStep(0xc6000002),
+      hvcStep(0xc6000003, 2n * PAGE),
+      guestStore(2n * PAGE, new Uint8Array([9])),
+    ]);
+    assert.equal(r.errno, undefined);
+    assert.deepEqual(
+      r.exits.map((e) => x0(e)),
+      [4096n, 0n],
+    );
+    checked(h, 'share');
+    const hvm = [...hyp.vms.values()][0]!;
+    const pfn = hvm.stage2.leaf(2)!.pfn;
+    assert.equal(hvm.stage2.state(2), PKVM_PAGE_SHARED_OWNED);
+    assert.equal(hyp.vmemmap.get(pfn).host, PKVM_PAGE_SHARED_BORROWED);
+    // The VMM reads the shared page (the virtio ring).
+    const seen = h.peek(ua + 2n * PAGE, 1);
+    assert.deepEqual(seen.ok ? [...(seen.data ?? [])] : undefined, [9]);
+    // MEM_UNSHARE: the page is the guest's alone again; the VMM's touch is an abort.
+    const u = h.kvmRun(vcpu, [hvcStep(0xc6000004, 2n * PAGE), hvcStep(0xc6000004, 3n * PAGE)]);
+    assert.deepEqual(
+      u.exits.map((e) => x0(e)),
+      [0n, -3n],
+    );
+    assert.equal(hvm.stage2.state(2), PKVM_PAGE_OWNED);
+    const touch = h.peek(ua + 2n * PAGE, 1);
+    assert.equal(touch.ok ? undefined : touch.fault, 'SIGSEGV');
+    checked(h, 'unshare');
+  });
+
+  test('a non-protected guest: the vendor calls reach the host, which does not support them', () => {
+    const { h, vcpu } = vmWithGmem(0n, 2n);
+    const r = h.kvmRun(vcpu, [{ kind: 'hypercall', nr: 0xc6000003n, args: [0n, 0n, 0n] }]);
+    assert.equal(r.errno, undefined);
+    const b = (r.exits[0] as { bytes: Uint8Array }).bytes;
+    assert.equal(new DataView(b.buffer).getBigInt64(0, true), -1n);
+    checked(h, 'np hvc');
   });
 });

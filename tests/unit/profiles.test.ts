@@ -51,7 +51,14 @@ describe('profiles composed from facts', () => {
   test('the named profiles differ exactly where their kernels do', () => {
     assert.deepEqual(
       PROFILES.map((p) => p.name),
-      ['linux-6.18', 'linux-6.18-pvm', 'linux-6.18-pvm-nogmem', 'linux-6.18-snp', 'linux-6.18-tdx'],
+      [
+        'linux-6.18',
+        'linux-6.18-pvm',
+        'linux-6.18-pvm-nogmem',
+        'linux-6.18-snp',
+        'linux-6.18-tdx',
+        'linux-6.18-arm64-pkvm',
+      ],
     );
     assert.equal(PVM.guestMemfdConfig, true);
     assert.equal(NOGMEM.guestMemfdConfig, false);

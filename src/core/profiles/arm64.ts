@@ -100,8 +100,8 @@ const ARCH_CAPS: readonly number[] = [
 const GMEM_FLAGS_ARM64 = 3n;
 
 /**
- * The decoder of KVM_CREATE_VM's type on an arm64 kernel with facts `f` (see the module comment);
- * one spec object per (IPA size, protected) pair.
+ * The VM types of an arm64 kernel with facts `f` (see the module comment): every type value
+ * `kvm_arch_init_vm()` accepts, by value, with one spec object per (IPA size, protected) pair.
  */
 function arm64VmTypes(f: KernelFacts, vmCaps: ReadonlyMap<number, bigint>) {
   const a = f.arm64!;
@@ -143,12 +143,14 @@ function arm64VmTypes(f: KernelFacts, vmCaps: ReadonlyMap<number, bigint>) {
     if (asked > a.ipaLimit || asked < ARM64_MIN_PARANGE_BITS) return undefined;
     return spec(asked, prot);
   };
-  const canonical = new Map<bigint, VmTypeSpec>();
-  for (const t of pkvm ? [0n, KVM_VM_TYPE_ARM_PROTECTED] : [0n]) {
-    const s = decode(t);
-    if (s !== undefined) canonical.set(t, s);
-  }
-  return { decode, canonical };
+  // Every accepted type value: the IPA size byte with and without PROTECTED.
+  const all = new Map<bigint, VmTypeSpec>();
+  for (const prot of [0n, KVM_VM_TYPE_ARM_PROTECTED])
+    for (let size = 0n; size <= KVM_VM_TYPE_ARM_IPA_SIZE_MASK; size++) {
+      const s = decode(prot | size);
+      if (s !== undefined) all.set(prot | size, s);
+    }
+  return all;
 }
 
 /** TASK_SIZE of arm64 with 48-bit VAs. */
@@ -161,15 +163,14 @@ export function composeArm64Profile(id: ProfileIdentity, f: KernelFacts): Kernel
     throw new Error('composeArm64Profile: not arm64 facts');
   const sys = f.caps.system;
   const vmCaps = capMap(f.caps.vm);
-  const { decode, canonical } = arm64VmTypes(f, vmCaps);
+  const types = arm64VmTypes(f, vmCaps);
   const userMemSlots = sys[KVM_CAP.KVM_CAP_NR_MEMSLOTS] ?? 0;
   return {
     name: id.name,
     description: id.description,
     ...(id.checkedAgainst !== undefined ? { checkedAgainst: id.checkedAgainst } : {}),
     facts: f,
-    vmTypes: canonical,
-    vmTypeOf: decode,
+    vmTypes: types,
     tdpEnabled: true,
     memoryAttributesConfig: f.kconfig.genericMemoryAttributes,
     guestMemfdConfig: f.kconfig.guestMemfd,

@@ -56,13 +56,11 @@ export interface KernelProfile {
   readonly checkedAgainst?: string;
   /** The kernel and host facts this profile was composed from (`composeProfile`). */
   readonly facts: KernelFacts;
-  /** Supported VM types by number (arm64: the canonical ones; `vmTypeOf` decodes every type). */
-  readonly vmTypes: ReadonlyMap<bigint, VmTypeSpec>;
   /**
-   * A type decoder for kernels whose VM type is a bit field rather than a list (arm64: IPA size |
-   * PROTECTED, `kvm_arch_init_vm()`): the spec, or undefined for -EINVAL. Absent: `vmTypes` alone.
+   * Supported VM types by number (arm64: every accepted value of the bit field, IPA size |
+   * PROTECTED, each mapping to the spec of what it decodes to).
    */
-  readonly vmTypeOf?: (type: bigint) => VmTypeSpec | undefined;
+  readonly vmTypes: ReadonlyMap<bigint, VmTypeSpec>;
   /** TDP MMU (EPT/NPT) vs shadow paging: decides KVM_PRE_FAULT_MEMORY and mapping levels. */
   readonly tdpEnabled: boolean;
   /** CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES: without it KVM_SET_MEMORY_ATTRIBUTES is ENOTTY. */
@@ -137,7 +135,7 @@ export type ProfileParts =
 
 /** The spec of VM type `type` on `p`, or undefined when the profile does not offer it. */
 export function vmTypeSpec(p: KernelProfile, type: bigint): VmTypeSpec | undefined {
-  return p.vmTypeOf !== undefined ? p.vmTypeOf(type) : p.vmTypes.get(type);
+  return p.vmTypes.get(type);
 }
 
 /** KVM_CAP_VM_TYPES: bitmask of supported types (x86 only: arm64's check_extension has no case, 0). */

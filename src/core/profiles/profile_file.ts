@@ -22,6 +22,7 @@ import { capId, capName } from '../base/cap_names.js';
 import { KVM_CAP } from '../base/uapi.js';
 import { getProfile } from './index.js';
 import { composeProfile } from './compose.js';
+import { composeArm64Profile } from './arm64.js';
 import { CAP_TABLE_MAX, type KernelFacts, type KvmModule, type ThpMode } from './facts.js';
 import type { KernelProfile } from './profile.js';
 
@@ -57,6 +58,9 @@ export function profileToJson(p: KernelProfile): string {
         smm: f.kconfig.smm,
       },
       caps: { system: capsToJson(f.caps.system), vm: capsToJson(f.caps.vm) },
+      ...(f.arm64 !== undefined
+        ? { arm64: { mode: f.arm64.mode, ipa_limit: f.arm64.ipaLimit } }
+        : {}),
       host: {
         thp: f.host.thp,
         ram_pages: f.host.ramPages,
@@ -162,15 +166,12 @@ export function profileFromJson(text: string, file: string): KernelProfile {
     top['checked_against'] === undefined
       ? undefined
       : r.str(top['checked_against'], 'checked_against');
-  const f = r.obj(top['facts'], 'facts', [
-    'release',
-    'arch',
-    'kvm_module',
-    'mmu',
-    'kconfig',
-    'caps',
-    'host',
-  ]);
+  const f = r.obj(
+    top['facts'],
+    'facts',
+    ['release', 'arch', 'kvm_module', 'mmu', 'kconfig', 'caps', 'host'],
+    ['arm64'],
+  );
   const k = r.obj(f['kconfig'], 'facts.kconfig', [
     'guest_memfd',
     'generic_memory_attributes',
@@ -190,11 +191,12 @@ export function profileFromJson(text: string, file: string): KernelProfile {
   ]);
   const facts: KernelFacts = {
     release: r.str(f['release'], 'facts.release'),
-    arch: r.oneOf(f['arch'], 'facts.arch', ['x86_64'] as const),
+    arch: r.oneOf(f['arch'], 'facts.arch', ['x86_64', 'aarch64'] as const),
     kvmModule: r.oneOf<KvmModule>(f['kvm_module'], 'facts.kvm_module', [
       'kvm_intel',
       'kvm_amd',
       'kvm_pvm',
+      'kvm_arm64',
     ]),
     mmu: r.oneOf(f['mmu'], 'facts.mmu', ['tdp', 'shadow'] as const),
     kconfig: {
@@ -220,7 +222,15 @@ export function profileFromJson(text: string, file: string): KernelProfile {
       ksm: r.bool(h['ksm'], 'facts.host.ksm'),
       aslr: r.bool(h['aslr'], 'facts.host.aslr'),
     },
+    ...(f['arm64'] !== undefined ? { arm64: arm64Facts(r, f['arm64']) } : {}),
   };
+  // arm64 facts go with an arm64 kernel, and only there (its VM types and caps are arm64's).
+  const arm = facts.arch === 'aarch64';
+  if (arm !== (facts.kvmModule === 'kvm_arm64') || arm !== (facts.arm64 !== undefined))
+    r.fail(
+      'facts.arch',
+      'aarch64 goes with kvm_module kvm_arm64 and the arm64 facts, and only with them',
+    );
   // Facts that contradict each other: each Kconfig switch and the MMU kind show in a capability.
   const sys = facts.caps.system;
   const agree = (field: string, shown: string, holds: boolean, cap: number, why: string): void => {
@@ -234,20 +244,31 @@ export function profileFromJson(text: string, file: string): KernelProfile {
     KVM_CAP.KVM_CAP_GUEST_MEMFD,
     'non-zero exactly with guest_memfd',
   );
-  agree(
-    'facts.mmu',
-    facts.mmu,
-    facts.mmu === 'tdp',
-    KVM_CAP.KVM_CAP_PRE_FAULT_MEMORY,
-    'non-zero exactly with tdp',
-  );
+  // (x86 only: arm64 always has its stage-2 and 6.18 has no KVM_PRE_FAULT_MEMORY there.)
+  if (!arm)
+    agree(
+      'facts.mmu',
+      facts.mmu,
+      facts.mmu === 'tdp',
+      KVM_CAP.KVM_CAP_PRE_FAULT_MEMORY,
+      'non-zero exactly with tdp',
+    );
   if (!facts.kconfig.genericMemoryAttributes && sys[KVM_CAP.KVM_CAP_MEMORY_ATTRIBUTES]! !== 0)
     r.fail(
       'facts.kconfig.generic_memory_attributes',
       `is false, but KVM_CAP_MEMORY_ATTRIBUTES on /dev/kvm is ${sys[KVM_CAP.KVM_CAP_MEMORY_ATTRIBUTES]}`,
     );
-  return composeProfile(
-    { name, description, ...(checked !== undefined ? { checkedAgainst: checked } : {}) },
-    facts,
-  );
+  const id = { name, description, ...(checked !== undefined ? { checkedAgainst: checked } : {}) };
+  return arm ? composeArm64Profile(id, facts) : composeProfile(id, facts);
+}
+
+/** `facts.arm64`: `kvm-arm.mode` and `kvm_ipa_limit`. */
+function arm64Facts(r: Reader, v: unknown): NonNullable<KernelFacts['arm64']> {
+  const a = r.obj(v, 'facts.arm64', ['mode', 'ipa_limit']);
+  const ipaLimit = r.uint(a['ipa_limit'], 'facts.arm64.ipa_limit');
+  if (ipaLimit < 32 || ipaLimit > 52) r.fail('facts.arm64.ipa_limit', 'expected 32..52 (bits)');
+  return {
+    mode: r.oneOf(a['mode'], 'facts.arm64.mode', ['nvhe', 'vhe', 'protected'] as const),
+    ipaLimit,
+  };
 }

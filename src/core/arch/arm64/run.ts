@@ -5,8 +5,19 @@
  * on pKVM the first run creates the hypervisor's VM and vCPU (`pkvm_create_hyp_vm()`,
  * `pkvm_create_hyp_vcpu()`). Each access takes the stage-2 path of mmu.ts: a mapped page is
  * read or written, an MMIO access exits (KVM_EXIT_MMIO ends the run), an error fails the run
- * (with KVM_EXIT_MEMORY_FAULT first for guest_memfd's). Hypercalls (HVC: PSCI, the pKVM vendor
- * calls) and the x86-only steps are not modelled on arm64 yet.
+ * (with KVM_EXIT_MEMORY_FAULT first for guest_memfd's).
+ *
+ * A `hypercall` step is an HVC #0 with x0 = `nr` (the SMCCC function id) and x1..x3 = `args`; the
+ * guest's x0 afterwards is reported as a HYPERCALL_RET exit (8 bytes, little-endian). On pKVM the
+ * hypervisor sees it first (`kvm_handle_pvm_hvc64()`, platform/pkvm/hyp.ts): a protected guest's
+ * HYP_MEMINFO, MEM_SHARE and MEM_UNSHARE are handled at EL2 (a MEM_SHARE of a gfn with no page
+ * exits to the host as a data abort at that gfn — the host's fault path donates the page — and the
+ * guest retries the call); a successful share or unshare also exits to the host, which resumes
+ * the guest without telling the VMM [the model's reading: the later tree's host handling of that
+ * exit is not modelled]. Every other call (and every call of a non-protected VM, or without pKVM)
+ * reaches the host's `kvm_smccc_call_handler()`, which answers SMCCC_RET_NOT_SUPPORTED for what the
+ * model does not implement (PSCI, the host's vendor calls: not modelled). The x86-only steps are
+ * refused (NotModelled).
  */
 import type { KernelCtx } from '../../ctx.js';
 import { NotModelled } from '../../base/not_modelled.js';
@@ -16,6 +27,46 @@ import type { GuestProgramStep, RunExit, RunResult } from '../x86/kvm_run.js';
 import { kvmHandleGuestAbort } from './mmu.js';
 import { pkvmCreateHypVcpu, pkvmHyp } from './pkvm.js';
 import { arm64State } from './state.js';
+import type { Errno } from '../../base/errno.js';
+import { SMCCC_RET_NOT_SUPPORTED } from '../../platform/pkvm/hyp.js';
+
+/** The guest's x0 after an HVC, as the HYPERCALL_RET exit reports it. */
+function x0Exit(x0: number, exits: RunExit[]): void {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigInt64(0, BigInt(x0), true);
+  exits.push({ reason: 'HYPERCALL_RET', bytes: b });
+}
+
+/** An HVC of `vcpu` (see the module comment): undefined, or the errno that ends KVM_RUN. */
+function hvc(
+  k: KernelCtx,
+  vcpu: Vcpu,
+  nr: bigint,
+  args: readonly bigint[],
+  exits: RunExit[],
+): Errno | undefined {
+  const hyp = pkvmHyp(k);
+  const handle = arm64State(k).vm(vcpu.vm).handle;
+  const idx = arm64State(k).vcpu(vcpu).hypIdx;
+  if (hyp === undefined || handle === undefined || idx === undefined) {
+    x0Exit(SMCCC_RET_NOT_SUPPORTED, exits);
+    return undefined;
+  }
+  const func = Number(BigInt.asUintN(32, nr));
+  const a = args.map((v) => Number(BigInt.asUintN(53, v)));
+  let r = hyp.guestHvc(handle, idx, func, a);
+  if (r.kind === 'mem-abort') {
+    // The host's data abort handling at the gfn (a donation), then the guest's retry.
+    const f = kvmHandleGuestAbort(k, vcpu, asGfn(r.gfn), false);
+    if (f.kind === 'error') return f.errno;
+    if (f.kind === 'mmio') return 'ENOSYS'; // io_mem_abort() without a valid syndrome
+    r = hyp.guestHvc(handle, idx, func, a);
+  }
+  if (r.kind === 'ret') x0Exit(r.a0, exits);
+  else if (r.kind === 'to-host' || r.kind === 'mem-abort') x0Exit(SMCCC_RET_NOT_SUPPORTED, exits);
+  else return 'EINVAL';
+  return undefined;
+}
 
 export function arm64KvmRun(
   k: KernelCtx,
@@ -33,6 +84,11 @@ export function arm64KvmRun(
     if (e !== undefined) return { errno: e, exits };
   }
   for (const step of steps) {
+    if (step.kind === 'hypercall') {
+      const e = hvc(k, vcpu, step.nr, step.args, exits);
+      if (e !== undefined) return { errno: e, exits };
+      continue;
+    }
     if (step.kind !== 'load' && step.kind !== 'store')
       throw new NotModelled(`KVM_RUN on arm64: the ${step.kind} step is not modelled`);
     const write = step.kind === 'store';
