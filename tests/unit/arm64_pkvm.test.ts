@@ -26,7 +26,7 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from '../../src/core/base/uapi.js';
-import { KVM_ARM_IOCTL, KVM_VM_TYPE_ARM_PROTECTED } from '../../src/core/arch/arm64/uapi.js';
+import { KVM_ARM_IOCTL, KVM_VM_TYPE_ARM_PROTECTED } from '../../src/core/base/uapi_arm64.js';
 import { guestLoad, guestStore } from '../../src/core/arch/x86/kvm_run.js';
 import { checkHistory } from '../../src/core/platform/pkvm/oracle.js';
 import { checkPkvmInvariants } from '../../src/core/platform/pkvm/invariants.js';
@@ -210,6 +210,9 @@ describe('arm64 pKVM profile', () => {
     // KVM_RUN before INIT: ENOEXEC; SVE before FINALIZE: EPERM; features must match across vCPUs.
     const h = new Host(P, { parts: ALL_PARTS });
     const vm = ok(h.kvmCreateVm(h.openDevKvm(), 0n));
+    // KVM_CREATE_VCPU: an id at or past KVM_MAX_VCPU_IDS (512 on arm64) is EINVAL.
+    const big = h.kvmCreateVcpu(vm, 512n);
+    assert.equal(big.ok ? undefined : big.errno, 'EINVAL');
     const v0 = ok(h.kvmCreateVcpu(vm, 0n));
     assert.equal(h.kvmRun(v0, []).errno, 'ENOEXEC');
     ok(h.kvmArchIoctl(v0, KVM_ARM_IOCTL.KVM_ARM_VCPU_INIT, initArg(5, 1 << 4)));

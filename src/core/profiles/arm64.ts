@@ -41,7 +41,7 @@ import {
   KVM_VM_TYPE_ARM_IPA_SIZE_MASK,
   KVM_VM_TYPE_ARM_MASK,
   KVM_VM_TYPE_ARM_PROTECTED,
-} from '../arch/arm64/uapi.js';
+} from '../base/uapi_arm64.js';
 import { capMap, type ProfileIdentity } from './compose.js';
 import type { KernelFacts } from './facts.js';
 import type { KernelProfile, VmTypeSpec } from './profile.js';

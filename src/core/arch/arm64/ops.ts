@@ -22,7 +22,7 @@ import {
   KVM_ARM_VCPU_SVE,
   KVM_VCPU_INIT_SIZE,
   KVM_VCPU_VALID_FEATURES,
-} from './uapi.js';
+} from '../../base/uapi_arm64.js';
 
 export type Arm64ArchOps = KvmArchOps<KernelCtx> & { readonly arm64: Arm64State };
 
