@@ -14,7 +14,9 @@
  * host, which `Host` receives (`HostInit.parts`): all of them (core/all_parts.ts, what the CLI's
  * replay, check, run and fuzz use), or only the ones a command needs (`gmemlab measure snp`:
  * kvm_amd and ccp; `measure tdx`: kvm_intel and the TDX host), so the other vendor's code is
- * never loaded.
+ * never loaded. arm64 has no vendor module: its KVM is built in, registered as an arch part
+ * ('kvm_arm64', arch/arm64/parts.ts) whose ops are made for the host's platform (pKVM's
+ * hypervisor, registered as 'pkvm_hyp').
  */
 import type { ProfileParts } from './profiles/profile.js';
 import { x86ArchOps } from './arch/x86/ops.js';
@@ -48,18 +50,22 @@ export function assembleKernel(
     new Error(
       `the kernel's parts registry (${registry.modules.join(', ') || 'kvm.ko alone'}) has no ${what}`,
     );
-  const platform = registry.platforms.get(parts.platform);
-  if (platform === undefined) throw missing(`platform ${parts.platform}`);
-  const gmemBacking = registry.gmemDesigns.get(parts.gmem);
-  if (gmemBacking === undefined) throw missing(`guest_memfd design ${parts.gmem}`);
   if (parts.arch === 'arm64') {
-    // arm64: the arch ops are made for the host's platform (pKVM's hypervisor).
+    // arm64 has no vendor module: its arch ops are made for the host's platform (pKVM's hypervisor).
     const arm64 = registry.arches.get('arm64');
     if (arm64 === undefined) throw missing('arm64 KVM (kvm_arm64)');
+    const platform = registry.platforms.get(parts.platform);
+    if (platform === undefined) throw missing(`platform ${parts.platform}`);
+    const gmemBacking = registry.gmemDesigns.get(parts.gmem);
+    if (gmemBacking === undefined) throw missing(`guest_memfd design ${parts.gmem}`);
     const p = platform(frames);
     return { arch: arm64(p), platform: p, gmemBacking };
   }
   const ops = vendor ?? registry.x86Vendors.get(parts.vendor);
   if (ops === undefined) throw missing(`x86 vendor module ${parts.vendor}`);
+  const platform = registry.platforms.get(parts.platform);
+  if (platform === undefined) throw missing(`platform ${parts.platform}`);
+  const gmemBacking = registry.gmemDesigns.get(parts.gmem);
+  if (gmemBacking === undefined) throw missing(`guest_memfd design ${parts.gmem}`);
   return { arch: x86ArchOps(ops), platform: platform(frames), gmemBacking };
 }

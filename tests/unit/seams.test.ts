@@ -645,7 +645,21 @@ describe('the kernel parts registry (core/assemble.ts)', () => {
       /has no x86 vendor module kvm_amd/,
     );
     // Every module the model has, each registered once.
-    assert.deepEqual(ALL_PARTS.modules, ['kvm_intel', 'kvm_amd', 'kvm_pvm', 'ccp', 'tdx_host']);
-    assert.deepEqual([...ALL_PARTS.platforms.keys()].sort(), ['none', 'sev-snp', 'tdx']);
+    assert.deepEqual(ALL_PARTS.modules, [
+      'kvm_intel',
+      'kvm_amd',
+      'kvm_pvm',
+      'ccp',
+      'tdx_host',
+      'kvm_arm64',
+      'pkvm_hyp',
+    ]);
+    assert.deepEqual([...ALL_PARTS.platforms.keys()].sort(), ['none', 'pkvm', 'sev-snp', 'tdx']);
+    assert.deepEqual([...ALL_PARTS.arches.keys()], ['arm64']);
+    // An arm64 profile on a registry without arm64's KVM.
+    assert.throws(
+      () => new Host(getProfile('linux-6.18-arm64-pkvm')!, { parts: TDX_MEASURE_PARTS }),
+      /has no arm64 KVM \(kvm_arm64\)/,
+    );
   });
 });
