@@ -24,7 +24,7 @@
  *   is no KVM_CAP_ARM_PROTECTED_VM in mainline (an Android capability); KVM_CAP_VM_TYPES is
  *   x86-only (0). [Not modelled: `kvm_pkvm_ioctl_allowed()`, which refuses a protected VM's VM
  *   ioctls whose capability is not on the list.]
- * - guest_memfd (6.18, S11 "KVM: arm64: Enable support for guest_memfd backed memory"):
+ * - guest_memfd (6.18, commit 32e200bd6 "KVM: arm64: Enable support for guest_memfd backed memory"):
  *   KVM_CAP_GUEST_MEMFD 1; KVM_CAP_GUEST_MEMFD_FLAGS MMAP | INIT_SHARED on every VM
  *   (`kvm_arch_supports_gmem_init_shared()` is the weak default, true: arm64 has no private
  *   memory attribute); no memory attributes (no CONFIG_KVM_GENERIC_MEMORY_ATTRIBUTES) and no
