@@ -5,7 +5,7 @@
  * found, time and ops to detection, length of the minimized trace, invariant.
  * Target: every mutant found within 60 s, median under 5 s.
  */
-import { MUTANTS } from '../src/core/base/mutants.js';
+import { MUTANTS, mutantFuzzProfile } from '../src/core/base/mutants.js';
 import { getProfile } from '../src/core/profiles/index.js';
 import { runModelFuzz } from '../src/fuzz/model_fuzz.js';
 
@@ -23,13 +23,7 @@ function main(): void {
   const limitMs = 60_000;
   const rows: Row[] = [];
   for (const m of MUTANTS) {
-    const profile = getProfile(
-      m.platform === 'sev-snp'
-        ? 'linux-6.18-snp'
-        : m.platform === 'tdx'
-          ? 'linux-6.18-tdx'
-          : 'linux-6.18',
-    )!;
+    const profile = getProfile(mutantFuzzProfile(m))!;
     const t0 = performance.now();
     const r = runModelFuzz({
       seed: 1,

@@ -567,18 +567,7 @@ export class Host implements KernelCtx {
    * /dev/kvm and other files it is their unknown-ioctl answer.
    */
   kvmMemoryEncryptOp(fd: Fd, arg: IoctlArg): Result<undefined> {
-    const f = this.fds.get(fd);
-    if (f === undefined) return err('EBADF', 'fd not open');
-    const ioctl = KVM_IOCTL.KVM_MEMORY_ENCRYPT_OP;
-    if (f instanceof VmFile) {
-      if (f.vm.vmDead) return err('EIO', 'kvm_vm_ioctl: kvm->vm_dead');
-      return this.arch.vmIoctl(this, f.vm, ioctl, userPtrOf(arg));
-    }
-    if (f instanceof VcpuFile) {
-      if (f.vcpu.vm.vmDead) return err('EIO', 'kvm_vcpu_ioctl: kvm->vm_dead');
-      return this.arch.vcpuIoctl(this, f.vcpu, ioctl, userPtrOf(arg));
-    }
-    return Host.unknownIoctl(f);
+    return this.kvmArchIoctl(fd, KVM_IOCTL.KVM_MEMORY_ENCRYPT_OP, arg);
   }
 
   /**

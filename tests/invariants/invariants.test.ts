@@ -7,7 +7,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { MUTANTS } from '../../src/core/base/mutants.js';
+import { MUTANTS, mutantFuzzProfile } from '../../src/core/base/mutants.js';
 import { INVARIANTS } from '../../src/core/invariants/index.js';
 import { getProfile } from '../../src/core/profiles/index.js';
 import { runModelFuzz } from '../../src/fuzz/model_fuzz.js';
@@ -41,13 +41,7 @@ describe(`every mutant is caught by model-based fuzzing (seed ${SEED}, at most 4
       m.platform === 'tdx' && !tdxWalk ? 'the trace generator has no TDX walk yet' : false;
     test(m.name, { skip }, () => {
       // A platform's mutants are fuzzed on a profile of that platform.
-      const profile = getProfile(
-        m.platform === 'sev-snp'
-          ? 'linux-6.18-snp'
-          : m.platform === 'tdx'
-            ? 'linux-6.18-tdx'
-            : 'linux-6.18',
-      )!;
+      const profile = getProfile(mutantFuzzProfile(m))!;
       const r = runModelFuzz({
         seed: SEED,
         profile,

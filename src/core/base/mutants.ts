@@ -18,6 +18,16 @@ export type MutantInfo = {
   readonly platform?: 'sev-snp' | 'tdx';
 };
 
+/**
+ * The profile a mutant is fuzzed on (the seeded-bug benchmark and its tests): one of its
+ * platform's, else linux-6.18.
+ */
+export function mutantFuzzProfile(m: MutantInfo): string {
+  if (m.platform === 'sev-snp') return 'linux-6.18-snp';
+  if (m.platform === 'tdx') return 'linux-6.18-tdx';
+  return 'linux-6.18';
+}
+
 export const MUTANTS: readonly MutantInfo[] = [
   {
     name: 'punch_no_zap',
