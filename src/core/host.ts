@@ -44,7 +44,7 @@ import {
   type RunResult,
 } from './arch/x86/kvm_run.js';
 import { ERRNO_NUMBERS } from './base/errno.js';
-import { arm64KvmRun } from './arch/arm64/run.js';
+import type { Arm64ArchOps } from './arch/arm64/ops.js';
 
 /**
  * The model VMM's answer to KVM_HC_MAP_GPA_RANGE exits during one KVM_RUN (the KVM_RUN op's
@@ -628,7 +628,8 @@ export class Host implements KernelCtx {
     const t = this.vcpuOf(fd);
     if (!t.ok) return { errno: t.errno, exits: [] };
     const vm = t.value.vm;
-    if (this.profile.parts.arch === 'arm64') return arm64KvmRun(this, t.value, steps);
+    if (this.profile.parts.arch === 'arm64')
+      return (this.arch as Arm64ArchOps).vcpuRun(this, t.value, steps);
     const vmm = policy === undefined ? undefined : this.mapGpaRangeVmm(policy);
     // A TD runs its own code from its private memory: the trace's code page plays no part.
     if (vm.type === KVM_X86_TDX_VM) return kvmRunProgram(this, t.value, steps, true, vmm);

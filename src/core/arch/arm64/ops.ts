@@ -13,6 +13,7 @@ import type { Platform } from '../../platform/platform.js';
 import { arm64MmuNotifierInvalidate, arm64PrepareMemoryRegion, arm64UnmapGfnRange } from './mmu.js';
 import { pkvmDestroyHypVm, pkvmGmemInvalidate } from './pkvm.js';
 import { newArm64State, type Arm64State } from './state.js';
+import { arm64KvmRun } from './run.js';
 import {
   KVM_ARM_IOCTL,
   KVM_ARM_TARGET_GENERIC_V8,
@@ -24,13 +25,21 @@ import {
   KVM_VCPU_VALID_FEATURES,
 } from '../../base/uapi_arm64.js';
 
-export type Arm64ArchOps = KvmArchOps<KernelCtx> & { readonly arm64: Arm64State };
+export type Arm64ArchOps = KvmArchOps<KernelCtx> & {
+  readonly arm64: Arm64State;
+  /**
+   * `kvm_arch_vcpu_ioctl_run()` of arm64 (arch/arm64/run.ts): reached through the ops, so that a
+   * host without arm64 parts never loads arm64 code.
+   */
+  readonly vcpuRun: typeof arm64KvmRun;
+};
 
 /** The arch ops of an arm64 host with `platform` ('pkvm' in protected mode). */
 export function arm64ArchOps(platform: Platform): Arm64ArchOps {
   const hyp = platform.pkvm?.hyp;
   return {
     arm64: newArm64State(),
+    vcpuRun: arm64KvmRun,
     guestMemoryAccess: 'stage2',
     unmapGfnRange: arm64UnmapGfnRange,
     // kvm_flush_remote_tlbs(): the model keeps no TLBs.
