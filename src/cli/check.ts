@@ -9,7 +9,7 @@ import { MUTANTS, mutantsFor } from '../core/base/mutants.js';
 import type { KernelProfile } from '../core/profiles/profile.js';
 import { parseScenario } from '../scenario/scenario.js';
 import { formatOp, formatResult } from '../trace/format.js';
-import type { TraceOp } from '../trace/types.js';
+import { BackendRefusal, type TraceOp } from '../trace/types.js';
 import { renderOp, renderResult, paint } from '../trace/strace.js';
 import { optString, parseArgs, UsageError } from './args.js';
 import { chooseFormat, FORMAT_OPTIONS, styled, styleFor } from './output.js';
@@ -142,7 +142,16 @@ export async function checkMain(
   for (const file of p.positionals) {
     const { ops, kernel } = await loadOps(file);
     const profile = await resolveProfile(optString(p, 'kernel') ?? kernel);
-    const r = runChecked(ops, profile, { mutants });
+    let r: ReturnType<typeof runChecked>;
+    try {
+      r = runChecked(ops, profile, { mutants });
+    } catch (e) {
+      // An op the model refuses to run (where the kernel would go somewhere it does not
+      // represent): the file cannot be checked past it, as replay reports it.
+      if (e instanceof BackendRefusal)
+        throw new InputError(`${file}: ${e.message} (at run time; the check stopped here)`);
+      throw e;
+    }
     const { names } = r;
     const count = r.failures.reduce((n, f) => n + f.violations.length, 0);
     totalOps += ops.length;

@@ -697,6 +697,24 @@ describe('gmemlab check', () => {
     assert.match(p.stdout, /no violation \(linux-6\.18-pvm\)\n1 file, /);
   });
 
+  test('an op the model refuses: exit 2 with the file and the refusal, no internal error', () => {
+    const f = put(
+      'check/refused.jsonl',
+      [
+        '{"op":"KVM_CREATE_VM","type":0,"as":"vm"}',
+        '{"op":"open","path":"/dev/sev","as":"sev"}',
+        '{"op":"KVM_MEMORY_ENCRYPT_OP","fd":"vm","id":0,"sev_fd":"sev"}',
+      ].join('\n') + '\n',
+    );
+    const r = gmemlab(['check', '--kernel', 'linux-6.18-snp', f], tmp);
+    expectStatus(r, 2, 'check refused');
+    assert.match(
+      r.stderr,
+      /^gmemlab check: check\/refused\.jsonl: KVM_MEMORY_ENCRYPT_OP id 0: .*SEV guests are not modelled yet \(at run time; the check stopped here\)\n$/,
+    );
+    assert.doesNotMatch(r.stderr, /internal error/);
+  });
+
   test('--mutant punch_no_zap on the demo: exit 1 naming the invariant, the op and the state', () => {
     const r = gmemlab(['check', '--mutant', 'punch_no_zap', 'examples/demo.yaml']);
     expectStatus(r, 1, 'check mutant');
