@@ -15,7 +15,6 @@ import { runChecked } from '../../src/check/checked_run.js';
 import { parseTrace } from '../../src/trace/parse.js';
 import { parseScenario } from '../../src/scenario/scenario.js';
 import { shrinkTrace } from '../../src/fuzz/shrink.js';
-import { generateTrace } from '../../src/fuzz/trace_gen.js';
 
 const SEED = 1;
 
@@ -28,18 +27,9 @@ function walk(dir: string, ext: string, out: string[] = []): string[] {
   return out;
 }
 
-/** Whether the trace generator builds TDs on linux-6.18-tdx (the TDX fuzz walk). */
-const tdxWalk = generateTrace(SEED, {
-  ops: 400,
-  feedback: getProfile('linux-6.18-tdx')!,
-  privateMemory: true,
-}).some((op) => op.op === 'KVM_CREATE_VM' && (op as { type?: unknown }).type === 5n);
-
 describe(`every mutant is caught by model-based fuzzing (seed ${SEED}, at most 40,000 ops each)`, () => {
   for (const m of MUTANTS) {
-    const skip =
-      m.platform === 'tdx' && !tdxWalk ? 'the trace generator has no TDX walk yet' : false;
-    test(m.name, { skip }, () => {
+    test(m.name, () => {
       // A platform's mutants are fuzzed on a profile of that platform.
       const profile = getProfile(mutantFuzzProfile(m))!;
       const r = runModelFuzz({
