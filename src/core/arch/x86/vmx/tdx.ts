@@ -42,6 +42,7 @@ import {
   asGfn,
   asHva,
   asHvpn,
+  gfnToGpa,
   type Gfn,
   type MappingLevel,
   type Pfn,
@@ -226,9 +227,14 @@ export function kvmGfnDirectBits(vm: Vm): bigint {
   return isTd(vm) ? (TDX_STATE.get(vm)?.gfnDirectBits ?? 0n) : 0n;
 }
 
+/** The TD's shared GPA bit (`gfn_to_gpa(kvm_gfn_direct_bits(kvm))`: bit 47 or 51, 0 before INIT_VM). */
+export function tdxSharedGpaBit(t: KvmTdx): bigint {
+  return gfnToGpa(asGfn(Number(t.gfnDirectBits)));
+}
+
 /** `vt_is_tdx_private_gpa()`: not an alias (the shared bit clear). */
 export function isPrivateGpa(t: KvmTdx, gpa: bigint): boolean {
-  return (gpa & (t.gfnDirectBits << 12n)) === 0n;
+  return (gpa & tdxSharedGpaBit(t)) === 0n;
 }
 
 /** The TDX module of this host (every host whose profile offers TDs has one). */
@@ -749,7 +755,7 @@ function tdxGmemPostPopulate(
     const r = kvmMmuDoPageFault(k, vm, gfn, false, true);
     if (typeof r !== 'number') return r.kind === 'mmio' ? 'ENOENT' : r.errno;
   }
-  const gpa = BigInt(gfn) << 12n;
+  const gpa = gfnToGpa(gfn);
   const err = k.mutants.has('tdx_page_add_swapped')
     ? m.tdhMemPageAdd(t.tdr!, gpa, srcPfn, pfn)
     : m.tdhMemPageAdd(t.tdr!, gpa, pfn, srcPfn);
@@ -922,7 +928,7 @@ export function tdxSetPrivateSpte(
   }
   if (t.state === 'TD_STATE_RUNNABLE') {
     // tdx_mem_page_aug()
-    if (m.tdhMemPageAug(t.tdr!, BigInt(gfn) << 12n, 0, pfn) !== TDX.SUCCESS) {
+    if (m.tdhMemPageAug(t.tdr!, gfnToGpa(gfn), 0, pfn) !== TDX.SUCCESS) {
       kvmBugOn(vm, t);
       return 'EIO';
     }
@@ -961,7 +967,7 @@ export function tdxRemovePrivateSpte(
     return;
   }
   const m = tdxModule(k);
-  const gpa = BigInt(gfn) << 12n;
+  const gpa = gfnToGpa(gfn);
   const tdr = t.tdr!;
   const block = m.tdhMemRangeBlock(tdr, gpa, 0);
   if (block !== TDX.SUCCESS) {

@@ -33,7 +33,7 @@ import type { KernelCtx } from '../../../ctx.js';
 import type { Errno } from '../../../base/errno.js';
 import { NotModelled } from '../../../base/not_modelled.js';
 import { KVM_MEMORY_EXIT_FLAG_PRIVATE } from '../../../base/uapi.js';
-import { asGfn, type Gfn, type Pfn } from '../../../base/units.js';
+import { asGfn, asGpa, gfnToGpa, gpaToGfn, type Gfn, type Pfn } from '../../../base/units.js';
 import type { FaultOutcome } from '../../../kvm/arch_ops.js';
 import { kvmVmDead, type KvmVcpuStat, type Vcpu, type Vm } from '../../../kvm/objects.js';
 import type { TdxModule } from '../../../platform/tdx/module.js';
@@ -47,7 +47,15 @@ import type {
   TdxAccessResult,
   TdxGuestOps,
 } from '../x86_ops.js';
-import { isPrivateGpa, isTd, toKvmTdx, toVcpuTdx, tdxModule, type KvmTdx } from './tdx.js';
+import {
+  isPrivateGpa,
+  isTd,
+  tdxModule,
+  tdxSharedGpaBit,
+  toKvmTdx,
+  toVcpuTdx,
+  type KvmTdx,
+} from './tdx.js';
 
 /** `TDVMCALL_STATUS_*` (arch/x86/include/asm/shared/tdx.h): R10 of a completed TDG.VP.VMCALL. */
 export const TDVMCALL_STATUS = {
@@ -100,7 +108,7 @@ function privateFault(
     // A private fault never ends in MMIO: without a memslot it is a memory fault too.
     const flags = o.kind === 'memfault' ? o.flags : KVM_MEMORY_EXIT_FLAG_PRIVATE;
     const errno: Errno = o.kind === 'memfault' ? o.errno : 'EFAULT';
-    return { kind: 'memfault', gpa: BigInt(gfn) << 12n, flags, errno };
+    return { kind: 'memfault', gpa: gfnToGpa(gfn), flags, errno };
   }
   return reenter(m, vcpu);
 }
@@ -147,7 +155,7 @@ function sharedAccess(
   const o = faultIn(k, vm, gfn, write, false, stat);
   if (typeof o === 'number') return { kind: 'ok', pfn: o };
   if (o.kind === 'mmio') return { kind: 'mmio' };
-  return { kind: 'memfault', gpa: BigInt(gfn) << 12n, flags: o.flags, errno: o.errno };
+  return { kind: 'memfault', gpa: gfnToGpa(gfn), flags: o.flags, errno: o.errno };
 }
 
 function access(
@@ -162,8 +170,8 @@ function access(
   const t = toKvmTdx(vm);
   const m = tdxModule(k);
   const tdvpr = tdvprOf(vcpu);
-  const a = shared ? gpa | (t.gfnDirectBits << 12n) : gpa;
-  const gfn = asGfn(Number(gpa >> 12n));
+  const a = shared ? gpa | tdxSharedGpaBit(t) : gpa;
+  const gfn = gpaToGfn(asGpa(gpa));
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     const r = m.guestAccess(tdvpr, a, write);
     switch (r.kind) {
@@ -255,7 +263,7 @@ function mapGpa(
   if (gpa % 4096n !== 0n || size % 4096n !== 0n)
     return { status: TDVMCALL_STATUS.ALIGN_ERROR, r11: gpa };
   const priv = isPrivateGpa(t, gpa);
-  const strip = k.mutants.has('tdx_map_gpa_keeps_shared_bit') ? ~0n : ~(t.gfnDirectBits << 12n);
+  const strip = k.mutants.has('tdx_map_gpa_keeps_shared_bit') ? ~0n : ~tdxSharedGpaBit(t);
   const observed: Array<{ args: readonly [bigint, bigint, bigint]; ret: bigint }> = [];
   const done = (r: TdvmcallResult): TdvmcallResult => {
     k.tdxGuestObserver?.mapGpa(vm, gpa, size, observed, r.status);
@@ -309,7 +317,7 @@ const TDX_GUEST: TdxGuestOps = {
   accept,
   mapGpa,
   sharedBit(vm) {
-    return toKvmTdx(vm).gfnDirectBits << 12n;
+    return tdxSharedGpaBit(toKvmTdx(vm));
   },
   dead(vm) {
     return vm.vmDead;
