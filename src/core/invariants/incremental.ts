@@ -377,15 +377,18 @@ export class ChangeTracker {
    * memslot changes, which bind and unbind guest_memfd ranges) and in releases: an op on a vCPU
    * fd (KVM_RUN, KVM_PRE_FAULT_MEMORY) or a guest_memfd fd (fallocate, mmap, read, fstat) that
    * releases nothing leaves them as they were (its map changes are reported as such) — except
-   * a TD's arch pages (`Vm.archPages`), which its vCPU ioctls add to.
+   * a TD's or an arm64 VM's arch pages (`Vm.archPages`), which its vCPU ioctls add to.
    */
   private touched(f: KFile, release: boolean): void {
     if (f instanceof VmFile) this.markUsed(f.vm);
     else if (f instanceof VcpuFile) {
       // A TD's vCPU ioctls allocate pages for the TDX module (KVM_TDX_INIT_VCPU's TDVPR and
       // TDCX pages, the S-EPT pages a pre-fault or guest fault links): the VM's single-frame
-      // pages are re-read after any op on the vCPU fd of a VM that has such pages.
-      if (release || f.vcpu.vm.archPages.length !== 0) this.markUsed(f.vcpu.vm);
+      // pages are re-read after any op on the vCPU fd of a VM that has such pages. An arm64
+      // VM's vCPU ioctls add them from none: a pKVM VM's first KVM_RUN donates the hyp VM,
+      // pgd and vCPU pages (`pkvm_create_hyp_vm()`), each stage-2 fault tops up the memcache.
+      const vm = f.vcpu.vm;
+      if (release || vm.archPages.length !== 0 || vm.spec.arm64 !== undefined) this.markUsed(vm);
     } else if (f instanceof GmemFile) {
       if (!release) return;
       this.markDirty(f.vm, true);

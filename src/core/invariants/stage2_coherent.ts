@@ -259,7 +259,13 @@ function stage2Mismatch(
   const n = g1 - g0;
   const privateAttr = vm.spec.privateFaultSource === 'attributes' && vm.attrs.anyIn(g0, g1);
   if (spte.private) {
-    if (!vm.attrs.covers(g0, g1) || anyWithout(vm.attrs, g0, g1, 8))
+    // A VM type without attribute-driven private memory (privateFaultSource 'never': a pKVM
+    // protected VM, whose pages are private through the hypervisor's stage-2 ownership, not
+    // through KVM_SET_MEMORY_ATTRIBUTES) has no attribute to agree with.
+    if (
+      vm.spec.privateFaultSource !== 'never' &&
+      (!vm.attrs.covers(g0, g1) || anyWithout(vm.attrs, g0, g1, 8))
+    )
       return `private mapping of a gfn whose attribute is shared (stale after a conversion to shared)`;
     if (spte.source !== 'gmem')
       return `private mapping backed by userspace_addr instead of guest_memfd`;
