@@ -52,14 +52,16 @@ export function kvmHandleGuestAbort(
   write: boolean,
 ): Arm64Abort {
   const vm = vcpu.vm;
-  const m = vm.stage2[0]!.get(gfn);
-  if (m !== undefined && (!write || m.writable)) return { kind: 'ok', pfn: m.base };
+  // The guest's stage-2 is the hypervisor's: a poisoned entry faults whatever the host's
+  // record of the guest's mappings says.
   const hyp = pkvmHyp(k);
   const handle = hyp === undefined ? undefined : arm64State(k).vm(vm).handle;
   if (hyp !== undefined && handle !== undefined) {
     const leaf = hyp.vms.get(handle)?.stage2.leaf(gfn);
     if (leaf?.state === PKVM_POISON) return { kind: 'error', errno: 'EFAULT', memoryFault: false };
   }
+  const m = vm.stage2[0]!.get(gfn);
+  if (m !== undefined && (!write || m.writable)) return { kind: 'ok', pfn: m.base };
   const slot = vm.slotsByGfn[0]!.get(gfn);
   if (slot === undefined || (write && slot.isReadonly)) return { kind: 'mmio' };
   let pfn: Pfn;

@@ -65,8 +65,8 @@ export function arm64ArchOps(platform: Platform): Arm64ArchOps {
     prepareMemoryRegion: arm64PrepareMemoryRegion,
     // No kvm_arch_gmem_prepare() on arm64.
     gmemPrepare: () => undefined,
-    gmemInvalidate: (_k, start, end) => {
-      if (hyp !== undefined) pkvmGmemInvalidate(hyp, start, end);
+    gmemInvalidate: (k, start, end) => {
+      if (hyp !== undefined) pkvmGmemInvalidate(k, hyp, start, end);
     },
     vmIoctl: kvmArchVmIoctl,
     vcpuIoctl: kvmArchVcpuIoctl,

@@ -148,13 +148,17 @@ export function pkvmStage2Unmap(
  * Frames [start, end) leave guest_memfd (`kvm_gmem_free_folio()`) on a pKVM host: a page still
  * donated to a protected guest is taken back first with `__pkvm_host_force_reclaim_page_guest`
  * (zeroed; the guest's entry poisoned), so the page allocator never gets a page the host cannot
- * touch. [Model's choice: neither v6.18 nor the 2026 series backs protected guests with
- * guest_memfd; the series pins VMM pages instead.]
+ * touch; the host's record of that guest mapping goes with it (the guest's next access at the
+ * gfn takes the poison fault). [Model's choice: neither v6.18 nor the 2026 series backs
+ * protected guests with guest_memfd; the series pins VMM pages instead.]
  */
-export function pkvmGmemInvalidate(hyp: PkvmHyp, start: Pfn, end: Pfn): void {
+export function pkvmGmemInvalidate(k: KernelCtx, hyp: PkvmHyp, start: Pfn, end: Pfn): void {
   for (let p = start; p < end; p++) {
     const h = hyp.hostS2.get(p);
-    if (h?.t === 'annot' && h.owner === PKVM_ID_GUEST) hyp.hostForceReclaimPageGuest(asPfn(p));
+    if (h?.t !== 'annot' || h.owner !== PKVM_ID_GUEST) continue;
+    if (hyp.hostForceReclaimPageGuest(asPfn(p)) !== 0) continue;
+    for (const vm of k.vms)
+      if (arm64State(k).vm(vm).handle === h.handle) vm.stage2[0]!.delete(h.gfn, h.gfn + 1);
   }
 }
 
