@@ -20,6 +20,7 @@ import { PRE_FAULT_FAMILY, type PreFaultFamilyOp } from './pre_fault.js';
 import { HOST_MM_FAMILY, type HostMmFamilyOp } from './host_mm.js';
 import { FD_FAMILY, type FdFamilyOp } from './fd.js';
 import { MEM_ENC_FAMILY, type MemEncFamilyOp } from './mem_enc.js';
+import { ARM64_FAMILY, type Arm64FamilyOp } from './arm64.js';
 
 /** The ops of every family (each op's own fields and its name). */
 export type AnyOpBody =
@@ -31,7 +32,8 @@ export type AnyOpBody =
   | PreFaultFamilyOp
   | HostMmFamilyOp
   | FdFamilyOp
-  | MemEncFamilyOp;
+  | MemEncFamilyOp
+  | Arm64FamilyOp;
 
 /** A parsed, validated trace op (../shared/spec/trace-format.md): the families' op types. */
 export type TraceOp = OpCommon & AnyOpBody;
@@ -50,6 +52,7 @@ export const FAMILIES = [
   HOST_MM_FAMILY,
   FD_FAMILY,
   MEM_ENC_FAMILY,
+  ARM64_FAMILY,
 ] as const;
 
 /** Every op, family by family ("did you mean" picks the first of equally close names). */

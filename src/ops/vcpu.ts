@@ -279,12 +279,23 @@ function stepText(s: GuestStep, style: Style): string {
       return `store ${bytesHex(s.bytes)} ${arrow} ${hex(s.gpa)}${s.enc ? ' c=1' : ''}${s.shared ? ' shared' : ''}`;
     case 'load':
       return `load${s.size} ${hex(s.gpa)}${s.enc ? ' c=1' : ''}${s.shared ? ' shared' : ''}`;
-    case 'hypercall':
+    case 'hypercall': {
+      // pKVM's vendor hypercalls of a protected guest (an arm64 HVC with x0 = the SMCCC id).
+      const hvc = PKVM_HVC_NAMES.get(s.nr);
+      if (hvc !== undefined) return `hvc ${hvc}(${s.args.map(hex).join(', ')})`;
       return `vmcall ${s.nr}(${s.args.map(hex).join(', ')})`;
+    }
     default:
       return stepSnpText(s);
   }
 }
+
+/** The SMCCC function ids of pKVM's vendor hypercalls, by value (strace text). */
+const PKVM_HVC_NAMES: ReadonlyMap<bigint, string> = new Map([
+  [0xc6000002n, 'HYP_MEMINFO'],
+  [0xc6000003n, 'MEM_SHARE'],
+  [0xc6000004n, 'MEM_UNSHARE'],
+]);
 
 const MAX_STEPS = 3;
 

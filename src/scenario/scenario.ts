@@ -172,10 +172,12 @@ const NAME_FIELDS = new Set([
   'map_gpa_range',
 ]);
 /**
- * Fields whose values are text passed to the trace parser as written: `open`'s path, and the
- * byte fields of the SNP command structs (hex).
+ * Fields whose values are text passed to the trace parser as written: `open`'s path, the
+ * byte fields of the SNP command structs (hex), and the arm64 vCPU fields whose names the op
+ * reads itself (KVM_ARM_VCPU_INIT's `target` and `features` list, KVM_ARM_VCPU_FINALIZE's
+ * `feature`: `GENERIC_V8`, `[PSCI_0_2, SVE]`; YAML numbers still become integers).
  */
-const TEXT_FIELDS = new Set(['path', 'gosvw', 'host_data']);
+const TEXT_FIELDS = new Set(['path', 'gosvw', 'host_data', 'target', 'features', 'feature']);
 /** Exit reasons and the keys each exit has (besides `reason`). */
 const EXIT_KEYS: Readonly<Record<string, readonly string[]>> = {
   LOAD: ['gpa', 'hex'],

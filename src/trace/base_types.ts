@@ -86,6 +86,8 @@ export type ResultLine =
       readonly stat?: { readonly size: bigint; readonly blocks: bigint };
       readonly sev?: SevCmdResult;
       readonly tdx?: TdxCmdResult;
+      /** KVM_ARM_PREFERRED_TARGET: the `struct kvm_vcpu_init` the kernel filled (addition). */
+      readonly init?: VcpuInitResult;
     }
   | {
       readonly ok: false;
@@ -96,6 +98,15 @@ export type ResultLine =
       readonly tdx?: TdxCmdResult;
     }
   | { readonly ok: false; readonly fault: 'SIGBUS' | 'SIGSEGV' };
+
+/**
+ * A `struct kvm_vcpu_init` as a result carries it: the target, and the bits set in `features[7]`
+ * in ascending order, each a feature name (`PSCI_0_2`, for the bits v6.18 defines) or a bit number.
+ */
+export type VcpuInitResult = {
+  readonly target: bigint;
+  readonly features: readonly (string | number)[];
+};
 
 /**
  * What a KVM_MEMORY_ENCRYPT_OP with a `data` struct reads back (addition): `kvm_sev_cmd.error`,

@@ -32,6 +32,15 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from '../core/base/uapi.js';
+import {
+  KVM_VM_TYPE_ARM_IPA_SIZE_MASK,
+  KVM_VM_TYPE_ARM_PROTECTED,
+} from '../core/base/uapi_arm64.js';
+import {
+  ARM_SMCCC_VENDOR_HYP_KVM_HYP_MEMINFO_FUNC_ID,
+  ARM_SMCCC_VENDOR_HYP_KVM_MEM_SHARE_FUNC_ID,
+  ARM_SMCCC_VENDOR_HYP_KVM_MEM_UNSHARE_FUNC_ID,
+} from '../core/platform/pkvm/hyp.js';
 import { didYouMean, quote } from './suggest.js';
 
 const C: Record<string, bigint> = {
@@ -43,6 +52,13 @@ const C: Record<string, bigint> = {
   SEV_ES: 3n,
   SNP: 4n,
   TDX: 5n,
+  /**
+   * arm64 (linux-6.18-arm64-pkvm): the protected-VM flag of the type (bit 31, the 2026 series),
+   * and the mask of its IPA-size byte (`ARM_PROTECTED | 40`: protected, 40-bit IPA).
+   */
+  ARM_PROTECTED: KVM_VM_TYPE_ARM_PROTECTED,
+  KVM_VM_TYPE_ARM_PROTECTED,
+  KVM_VM_TYPE_ARM_IPA_SIZE_MASK,
   GUEST_MEMFD_FLAG_MMAP,
   GUEST_MEMFD_FLAG_INIT_SHARED,
   MMAP: GUEST_MEMFD_FLAG_MMAP,
@@ -59,6 +75,17 @@ const C: Record<string, bigint> = {
   /** KVM_HC_MAP_GPA_RANGE attribute bit: encrypted/private. */
   KVM_MAP_GPA_RANGE_ENCRYPTED: 1n << 4n,
   KVM_MAP_GPA_RANGE_DECRYPTED: 0n,
+  /** pKVM's vendor hypercalls of a protected guest (SMCCC function ids, HVC64 vendor-hyp). */
+  HYP_MEMINFO: BigInt(ARM_SMCCC_VENDOR_HYP_KVM_HYP_MEMINFO_FUNC_ID),
+  MEM_SHARE: BigInt(ARM_SMCCC_VENDOR_HYP_KVM_MEM_SHARE_FUNC_ID),
+  MEM_UNSHARE: BigInt(ARM_SMCCC_VENDOR_HYP_KVM_MEM_UNSHARE_FUNC_ID),
+  ARM_SMCCC_VENDOR_HYP_KVM_HYP_MEMINFO_FUNC_ID: BigInt(
+    ARM_SMCCC_VENDOR_HYP_KVM_HYP_MEMINFO_FUNC_ID,
+  ),
+  ARM_SMCCC_VENDOR_HYP_KVM_MEM_SHARE_FUNC_ID: BigInt(ARM_SMCCC_VENDOR_HYP_KVM_MEM_SHARE_FUNC_ID),
+  ARM_SMCCC_VENDOR_HYP_KVM_MEM_UNSHARE_FUNC_ID: BigInt(
+    ARM_SMCCC_VENDOR_HYP_KVM_MEM_UNSHARE_FUNC_ID,
+  ),
   PROT_NONE: BigInt(PROT_NONE),
   PROT_READ: BigInt(PROT_READ),
   PROT_WRITE: BigInt(PROT_WRITE),

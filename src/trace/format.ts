@@ -70,6 +70,8 @@ export function resultToJson(r: ResultLine): Record<string, unknown> {
     o['value'] = typeof r.value === 'bigint' ? jsonInt(r.value) : r.value;
   if (r.ok && r.stat !== undefined)
     o['stat'] = { size: jsonInt(r.stat.size), blocks: jsonInt(r.stat.blocks) };
+  if (r.ok && r.init !== undefined)
+    o['init'] = { target: jsonInt(r.init.target), features: [...r.init.features] };
   if (r.remaining !== undefined)
     o['remaining'] = { gpa: jsonInt(r.remaining.gpa), size: jsonInt(r.remaining.size) };
   if (r.exits !== undefined) o['exits'] = r.exits.map(exitToJson);

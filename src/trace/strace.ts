@@ -13,6 +13,7 @@ import { MMAP_ARENA_BASE, nextArenaCursor } from '../core/mm/host_layout.js';
 import type { Exit, ResultLine, TraceOp } from './types.js';
 import { bindsKind } from './fields.js';
 import { OPS } from '../ops/registry.js';
+import { targetText } from '../ops/arm64.js';
 import {
   ATTRIBUTE_BITS,
   bitNames,
@@ -101,6 +102,8 @@ function resultExtras(r: ResultLine, style: Style): string {
     s += `  remaining: gpa ${hex(r.remaining.gpa)} size ${sizeText(r.remaining.size)}`;
   if (r.ok && r.stat !== undefined)
     s += `  {size=${sizeText(r.stat.size)}, blocks=${r.stat.blocks}}`;
+  if (r.ok && r.init !== undefined)
+    s += `  {target=${targetText(r.init.target)}, features=[${r.init.features.join(', ')}]}`;
   if (r.sev !== undefined) {
     if (r.sev.error !== 0n || !r.ok) s += `  error=${hex(r.sev.error)}`;
     const p = r.sev.progress;

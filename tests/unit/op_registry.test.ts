@@ -41,6 +41,8 @@ const SAMPLE: Record<string, unknown> = {
   data: { gfn_start: 1, uaddr: 4096, len: 4096, type: 1 },
   data_addr: 4096,
   path: '/dev/sev',
+  // KVM_ARM_VCPU_INIT: a list of feature names or bit numbers.
+  features: ['PSCI_0_2'],
 };
 /** Fields whose absence leaves the struct field out: the op parses without them. */
 const OPTIONAL = new Set([

@@ -164,6 +164,21 @@ const CASES: Record<OpName, [Record<string, unknown>, ResultLine, string]> = {
     { ok: false, fault: 'SIGBUS' },
     'poke(shared, "deadbeef") = SIGBUS',
   ],
+  KVM_ARM_PREFERRED_TARGET: [
+    { op: 'KVM_ARM_PREFERRED_TARGET', vm: 'vm4' },
+    { ok: true, init: { target: 5n, features: [] } },
+    'KVM_ARM_PREFERRED_TARGET(vm4) = 0  {target=GENERIC_V8, features=[]}',
+  ],
+  KVM_ARM_VCPU_INIT: [
+    { op: 'KVM_ARM_VCPU_INIT', vcpu: 'cpu', features: ['SVE', 'KVM_ARM_VCPU_PSCI_0_2', 33] },
+    OK,
+    'KVM_ARM_VCPU_INIT(cpu, {target=GENERIC_V8, features=[PSCI_0_2, SVE, bit 33]}) = 0',
+  ],
+  KVM_ARM_VCPU_FINALIZE: [
+    { op: 'KVM_ARM_VCPU_FINALIZE', vcpu: 'cpu', feature: 'SVE' },
+    { ok: false, errno: 'EPERM' },
+    'KVM_ARM_VCPU_FINALIZE(cpu, [SVE]) = -1 EPERM',
+  ],
   open: [
     { op: 'open', path: '/dev/sev', as: 'sev' },
     { ok: false, errno: 'ENOENT' },

@@ -45,6 +45,10 @@ const LINES: Record<OpName, string> = {
   poke: '{"op":"poke","addr":"m+0x10","hex":"deadbeef"}',
   KVM_MEMORY_ENCRYPT_OP: '{"op":"KVM_MEMORY_ENCRYPT_OP","fd":"vm","argp":null,"id":2}',
   open: '{"op":"open","path":"/dev/sev","as":"sev"}',
+  KVM_ARM_PREFERRED_TARGET: '{"op":"KVM_ARM_PREFERRED_TARGET","vm":"vm"}',
+  KVM_ARM_VCPU_INIT:
+    '{"op":"KVM_ARM_VCPU_INIT","vcpu":"cpu","target":5,"features":["PSCI_0_2","SVE",40]}',
+  KVM_ARM_VCPU_FINALIZE: '{"op":"KVM_ARM_VCPU_FINALIZE","vcpu":"cpu","feature":4}',
 };
 
 /** Lines that name no handle (raw fds), for tests of whole traces. */

@@ -20,6 +20,9 @@ import {
   KVM_ARM_VCPU_EL1_32BIT,
   KVM_ARM_VCPU_HAS_EL2,
   KVM_ARM_VCPU_HAS_EL2_E2H0,
+  KVM_ARM_VCPU_POWER_OFF,
+  KVM_ARM_VCPU_PTRAUTH_ADDRESS,
+  KVM_ARM_VCPU_PTRAUTH_GENERIC,
   KVM_ARM_VCPU_SVE,
   KVM_VCPU_INIT_SIZE,
   KVM_VCPU_VALID_FEATURES,
@@ -118,12 +121,14 @@ function kvmArchVcpuIoctl(
       return kvmArmVcpuInit(k, vcpu, dv.getInt32(0, true), features);
     }
     case KVM_ARM_IOCTL.KVM_ARM_VCPU_FINALIZE: {
+      // An uninitialised vCPU is -ENOEXEC before the argument is read (`!kvm_vcpu_initialized()`).
+      const s = arm64(k).vcpu(vcpu);
+      if (s.target < 0) return err('ENOEXEC', 'KVM_ARM_VCPU_FINALIZE: vCPU not initialized');
       const b = argp.isNull ? undefined : argp.copyFromUser(4);
-      if (b === undefined) return err('EFAULT', 'KVM_ARM_VCPU_FINALIZE: copy_from_user');
+      if (b === undefined) return err('EFAULT', 'KVM_ARM_VCPU_FINALIZE: get_user');
       const what = new DataView(b.buffer, b.byteOffset, 4).getInt32(0, true);
       // kvm_arm_vcpu_finalize(): SVE only, and only once, for a vCPU that has it.
-      const s = arm64(k).vcpu(vcpu);
-      if (what !== KVM_ARM_VCPU_SVE || s.target < 0 || (s.features & (1 << KVM_ARM_VCPU_SVE)) === 0)
+      if (what !== KVM_ARM_VCPU_SVE || (s.features & (1 << KVM_ARM_VCPU_SVE)) === 0)
         return err('EINVAL', 'KVM_ARM_VCPU_FINALIZE: not SVE, or SVE not enabled');
       if (s.finalized) return err('EPERM', 'KVM_ARM_VCPU_FINALIZE: already finalized');
       s.finalized = true;
@@ -135,12 +140,15 @@ function kvmArchVcpuIoctl(
 }
 
 /**
- * `kvm_arch_vcpu_ioctl_vcpu_init()` → `kvm_vcpu_set_target()`: the target must be GENERIC_V8 (or
+ * `kvm_arch_vcpu_ioctl_vcpu_init()` → `kvm_vcpu_set_target()`: POWER_OFF is ephemeral (cleared
+ * before anything else: it only starts this vCPU powered off, and is no part of the feature set
+ * compared below); the target must be GENERIC_V8 (or
  * the host CPU's, which the model's host reports as GENERIC_V8) (-EINVAL);
  * `kvm_vcpu_init_check_features()`: an unknown feature bit, or any bit in features[1..6], is
  * -ENOENT; EL1_32BIT is -EINVAL (the synthesized host has no AArch32 EL1, and protected VMs never
  * allow it); HAS_EL2 is -EINVAL (no nested virtualisation; pKVM refuses it too), as is
- * HAS_EL2_E2H0 without HAS_EL2. A first init sets the target; the VM's first init fixes the
+ * HAS_EL2_E2H0 without HAS_EL2; PTRAUTH_ADDRESS and PTRAUTH_GENERIC must come together
+ * (-EINVAL). A first init sets the target; the VM's first init fixes the
  * features every vCPU must use (`__kvm_vcpu_set_target()`: -EINVAL on a difference); a repeated
  * init with other features is -EINVAL (`kvm_vcpu_init_changed()`), with the same ones a reset.
  * SVE leaves the vCPU unfinalized: KVM_RUN is -EPERM until KVM_ARM_VCPU_FINALIZE.
@@ -151,8 +159,9 @@ export function kvmArmVcpuInit(
   target: number,
   features: readonly number[],
 ): Result<undefined> {
+  // kvm_arch_vcpu_ioctl_vcpu_init(): "Treat the power-off vCPU feature as ephemeral".
+  const f0 = (features[0] ?? 0) & ~(1 << KVM_ARM_VCPU_POWER_OFF);
   if (target !== KVM_ARM_TARGET_GENERIC_V8) return err('EINVAL', 'kvm_vcpu_set_target: target');
-  const f0 = features[0] ?? 0;
   if ((f0 & ~KVM_VCPU_VALID_FEATURES) !== 0 || features.slice(1).some((f) => f !== 0))
     return err('ENOENT', 'kvm_vcpu_init_check_features: unknown feature');
   if ((f0 & (1 << KVM_ARM_VCPU_EL1_32BIT)) !== 0)
@@ -161,6 +170,8 @@ export function kvmArmVcpuInit(
     return err('EINVAL', 'kvm_vcpu_init_check_features: HAS_EL2 without nested virtualisation');
   if ((f0 & (1 << KVM_ARM_VCPU_HAS_EL2_E2H0)) !== 0)
     return err('EINVAL', 'kvm_vcpu_init_check_features: HAS_EL2_E2H0 without HAS_EL2');
+  if (((f0 >> KVM_ARM_VCPU_PTRAUTH_ADDRESS) & 1) !== ((f0 >> KVM_ARM_VCPU_PTRAUTH_GENERIC) & 1))
+    return err('EINVAL', 'kvm_vcpu_init_check_features: PTRAUTH_ADDRESS without PTRAUTH_GENERIC');
   const vs = arm64(k).vm(vcpu.vm);
   const s = arm64(k).vcpu(vcpu);
   if (s.target < 0) {
@@ -170,9 +181,9 @@ export function kvmArmVcpuInit(
     s.target = target;
     s.features = f0;
     s.finalized = (f0 & (1 << KVM_ARM_VCPU_SVE)) === 0;
-    return OK_VOID;
-  }
-  if (s.features !== f0) return err('EINVAL', 'kvm_vcpu_init_changed');
-  // kvm_reset_vcpu(): registers only, nothing the model keeps.
+  } else if (s.features !== f0) return err('EINVAL', 'kvm_vcpu_init_changed');
+  // kvm_reset_vcpu(): registers only, nothing the model keeps. Then "the start in power-off
+  // case": mp_state STOPPED with POWER_OFF, else RUNNABLE.
+  s.poweredOff = ((features[0] ?? 0) & (1 << KVM_ARM_VCPU_POWER_OFF)) !== 0;
   return OK_VOID;
 }

@@ -83,6 +83,10 @@ export function arm64KvmRun(
     const e = pkvmCreateHypVcpu(k, hyp, vcpu);
     if (e !== undefined) return { errno: e, exits };
   }
+  // A vCPU initialised with POWER_OFF is not runnable (`kvm_arch_vcpu_runnable()`): KVM_RUN
+  // sleeps in `vcpu_req_sleep()` until a PSCI CPU_ON from another vCPU (not modelled) or a
+  // signal, which ends it with -EINTR (the trace's watchdog, as for a spinning guest).
+  if (s.poweredOff) return { errno: 'EINTR', exits };
   for (const step of steps) {
     if (step.kind === 'hypercall') {
       const e = hvc(k, vcpu, step.nr, step.args, exits);

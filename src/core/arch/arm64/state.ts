@@ -22,6 +22,11 @@ export interface Arm64VcpuState {
   features: number;
   /** `kvm_arm_vcpu_is_finalized()`: false only while SVE awaits KVM_ARM_VCPU_FINALIZE. */
   finalized: boolean;
+  /**
+   * `vcpu->arch.mp_state` is KVM_MP_STATE_STOPPED: the last KVM_ARM_VCPU_INIT asked for
+   * POWER_OFF (`__kvm_arm_vcpu_power_off()`); an init without it makes the vCPU runnable.
+   */
+  poweredOff: boolean;
   /** The vCPU's index at EL2 once `pkvm_create_hyp_vcpu()` ran. */
   hypIdx: number | undefined;
 }
@@ -44,7 +49,16 @@ export function newArm64State(): Arm64State {
     vcpu(vcpu) {
       let s = vcpus.get(vcpu);
       if (s === undefined)
-        vcpus.set(vcpu, (s = { target: -1, features: 0, finalized: true, hypIdx: undefined }));
+        vcpus.set(
+          vcpu,
+          (s = {
+            target: -1,
+            features: 0,
+            finalized: true,
+            poweredOff: false,
+            hypIdx: undefined,
+          }),
+        );
       return s;
     },
   };
