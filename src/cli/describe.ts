@@ -4,6 +4,7 @@ import type { AddrArg, FdArg, GuestStep, ResultLine, TraceOp } from '../trace/ty
 import { bytesToHex, stepSnpText } from '../trace/format.js';
 import { humanSize } from '../trace/strace.js';
 import { OPS } from '../ops/registry.js';
+import { targetText } from '../ops/arm64.js';
 
 const SIZE_FIELDS = new Set([
   'size',
@@ -22,14 +23,25 @@ function addr(a: AddrArg): string {
   if (a.kind === 'raw') return '0x' + a.value.toString(16);
   return a.offset === 0n ? a.name : `${a.name}+0x${a.offset.toString(16)}`;
 }
+/** The SMCCC function ids of pKVM's vendor hypercalls, by value. */
+const PKVM_HVC_NAMES: ReadonlyMap<bigint, string> = new Map([
+  [0xc6000002n, 'HYP_MEMINFO'],
+  [0xc6000003n, 'MEM_SHARE'],
+  [0xc6000004n, 'MEM_UNSHARE'],
+]);
+
 function step(s: GuestStep): string {
   switch (s.kind) {
     case 'store':
       return `store ${bytesToHex(s.bytes)}→0x${s.gpa.toString(16)}${s.enc ? ' c=1' : ''}${s.shared ? ' shared' : ''}`;
     case 'load':
       return `load${s.size}@0x${s.gpa.toString(16)}${s.enc ? ' c=1' : ''}${s.shared ? ' shared' : ''}`;
-    case 'hypercall':
-      return `hypercall ${s.nr}(${s.args.map((a) => '0x' + a.toString(16)).join(', ')})`;
+    case 'hypercall': {
+      const args = s.args.map((a) => '0x' + a.toString(16)).join(', ');
+      // pKVM's vendor hypercalls (an arm64 HVC with x0 = the SMCCC function id).
+      const hvc = PKVM_HVC_NAMES.get(s.nr);
+      return hvc !== undefined ? `hvc ${hvc}(${args})` : `hypercall ${s.nr}(${args})`;
+    }
     default:
       return stepSnpText(s);
   }
@@ -104,6 +116,8 @@ export function describeOp(op: TraceOp, elideLong = false): string {
     else if (k === 'guest') parts.push(guestText(v as GuestStep[], elideLong));
     else if (k === 'args')
       parts.push(`args=[${(v as bigint[]).map((x) => '0x' + x.toString(16)).join(',')}]`);
+    // KVM_ARM_VCPU_INIT's feature list (names and bit numbers).
+    else if (k === 'features') parts.push(`features=[${(v as unknown[]).join(',')}]`);
     else if (typeof v === 'object' && v !== null && 'kind' in v) {
       const a = v as FdArg | AddrArg;
       parts.push(
@@ -134,6 +148,9 @@ export function describeResult(r: ResultLine): string {
     const st = j['stat'] as { size: number | string; blocks: number | string };
     extra.push(`size=${st.size} blocks=${st.blocks}`);
   }
+  // KVM_ARM_PREFERRED_TARGET: the struct kvm_vcpu_init the kernel filled.
+  if (r.ok && r.init !== undefined)
+    extra.push(`target=${targetText(r.init.target)} features=[${r.init.features.join(',')}]`);
   const head = r.ok ? 'ok' : r.errno;
   return [head, ...extra].join(' ');
 }
@@ -171,7 +188,8 @@ function describeExit(e: TraceExit): string {
       case 'HYPERCALL':
         return `exit HYPERCALL nr=${e.nr} args=[${e.args.map((a) => '0x' + a.toString(16)).join(', ')}]`;
       case 'HYPERCALL_RET':
-        return `hypercall returned eax=${e.hex}`;
+        // 4 bytes of EAX on x86; 8 bytes of x0 after an arm64 HVC.
+        return `hypercall returned ${e.hex.length === 16 ? 'x0' : 'eax'}=${e.hex}`;
       case 'INTERNAL_ERROR':
         return `exit INTERNAL_ERROR suberror=${e.suberror}`;
       case 'UNKNOWN':

@@ -69,7 +69,11 @@ export const createVm: OpSpec<CreateVmOp> = {
     a.push(fdText(op.fd), `type=${VM_TYPES[Number(op.type)] ?? op.type.toString()}`);
   },
   timelineValue(field, v) {
-    return field === 'type' ? (VM_TYPES[Number(v)] ?? undefined) : undefined;
+    if (field !== 'type') return undefined;
+    // arm64: the protected-VM bit with the IPA size byte (linux-6.18-arm64-pkvm).
+    if ((v & ~0xffn) === 0x8000_0000n)
+      return (v & 0xffn) === 0n ? 'ARM_PROTECTED' : `ARM_PROTECTED|${v & 0xffn}`;
+    return VM_TYPES[Number(v)] ?? undefined;
   },
   timelineHides(field) {
     return field === 'fd';

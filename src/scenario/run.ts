@@ -21,10 +21,19 @@ import {
 import { snpGuestContext } from '../core/arch/x86/svm/sev_snp.js';
 import { isTd, tdxTdMrtd, toKvmTdx } from '../core/arch/x86/vmx/tdx.js';
 import type { SeptStateName } from '../core/platform/tdx/sept.js';
+import { gfnToGmemIndex, gfnToHvpnMemslot } from '../core/kvm/objects.js';
+import { ShmemObject } from '../core/mm/shmem.js';
+import { asGfn, asHvpn, type Pfn } from '../core/base/units.js';
+import { arm64State } from '../core/arch/arm64/state.js';
+import { checkHistory } from '../core/platform/pkvm/oracle.js';
+import { checkPkvmInvariants } from '../core/platform/pkvm/invariants.js';
+import { PKVM_NOPAGE, PKVM_STATE_NAMES } from '../core/platform/pkvm/memory.js';
+import type { PkvmHyp, PkvmVm } from '../core/platform/pkvm/hyp.js';
 import {
   EFFECT_KEYS,
   type EffectKey,
   type Expectation,
+  type PkvmExpectation,
   type Scenario,
   type ScenarioStep,
   type TdExpectation,
@@ -328,6 +337,8 @@ export function checkExpectation(
   kvmStats?: KvmVcpuStat,
   /** The TD the op names, as the model has it after the step (undefined: no model). */
   tdState?: () => TdState | string,
+  /** The pKVM hypervisor's view after the step (undefined: no model). */
+  pkvmState?: () => PkvmState | string,
 ): string[] {
   const f: string[] = [];
   const j = resultToJson(r);
@@ -403,6 +414,10 @@ export function checkExpectation(
   if (e.td !== undefined) {
     if (tdState === undefined) f.push('td cannot be checked on this backend (no model)');
     else f.push(...checkTd(e.td, tdState()));
+  }
+  if (e.pkvm !== undefined) {
+    if (pkvmState === undefined) f.push('pkvm cannot be checked on this backend (no model)');
+    else f.push(...checkPkvm(e.pkvm, pkvmState()));
   }
   if (e.kvm_stats !== undefined) {
     if (kvmStats === undefined) f.push('kvm_stats cannot be checked on this backend (no model)');
@@ -503,6 +518,167 @@ function tdStateOf(h: Host, t: HandleTable, op: TraceOp): TdState | string {
   };
 }
 
+/**
+ * The pKVM hypervisor as `expect.pkvm` sees it after a step: its VM count, each page an entry
+ * names (`page()`: the frame and its `struct hyp_page`, the guest state in the op's VM, whether
+ * it is all zero; or why there is no such page), and the differences its history oracle and its
+ * six invariants find.
+ */
+export type PkvmState = {
+  readonly vms: number;
+  readonly page: (want: PkvmExpectation) => PkvmPageView | string;
+  readonly oracle: readonly string[];
+  readonly invariants: readonly string[];
+};
+
+export type PkvmPageView = {
+  readonly what: string;
+  readonly pfn: number;
+  readonly host: string;
+  readonly hyp: string;
+  /** In the guest stage-2 of the VM the op names; undefined when the op names no VM. */
+  readonly guest: string | undefined;
+  readonly share_count: number;
+  readonly pins: number;
+  readonly zero: boolean;
+};
+
+function checkPkvm(want: readonly PkvmExpectation[], got: PkvmState | string): string[] {
+  if (typeof got === 'string') return [`expected a pKVM host: ${got}`];
+  const f: string[] = [];
+  for (const w of want) {
+    if (w.vms !== undefined && got.vms !== w.vms)
+      f.push(`expected the hypervisor to hold ${w.vms} VM(s), got ${got.vms}`);
+    if (w.gpa === undefined && w.uaddr === undefined) continue;
+    const p = got.page(w);
+    if (typeof p === 'string') {
+      f.push(`expected a page: ${p}`);
+      continue;
+    }
+    const at = `${p.what} (pfn ${hexInt(BigInt(p.pfn))})`;
+    for (const k of ['host', 'hyp', 'guest'] as const) {
+      const v = w[k];
+      if (v === undefined) continue;
+      if (k === 'guest' && p.guest === undefined)
+        f.push(`${at}: expected guest ${v}: the op names no VM whose stage-2 to read`);
+      else if (p[k] !== v) f.push(`${at}: expected ${k} ${v}, got ${p[k]}`);
+    }
+    for (const k of ['share_count', 'pins'] as const)
+      if (w[k] !== undefined && p[k] !== w[k]) f.push(`${at}: expected ${k} ${w[k]}, got ${p[k]}`);
+    if (w.zero !== undefined && p.zero !== w.zero)
+      f.push(
+        `${at}: expected ${w.zero ? 'all zero' : 'not all zero'}, got ${p.zero ? 'all zero' : 'data'}`,
+      );
+  }
+  // The hypercall-history oracle and the invariants hold whenever the hypervisor is asserted.
+  for (const d of got.oracle) f.push(`pKVM history oracle: ${d}`);
+  for (const v of got.invariants) f.push(`pKVM invariant ${v}`);
+  return f;
+}
+
+/** The frame behind host virtual page `hvpn` without faulting: anon, shmem or guest_memfd. */
+function hostFrameAt(h: Host, hvpn: number): Pfn | undefined {
+  for (const p of h.mm.vmas.piecesIn(hvpn, hvpn + 1)) {
+    const v = p.value;
+    if (!v.shared) {
+      const a = h.mm.anon.get(hvpn);
+      if (a !== undefined) return a.base;
+    }
+    if (v.obj instanceof ShmemObject || v.obj instanceof GmemFile)
+      return v.obj.pages.get(v.base + (hvpn - p.start))?.base;
+  }
+  return undefined;
+}
+
+/** The VM an op names (its `fd`, `vm` or `vcpu`, else the handle it creates), if open. */
+function vmOfOp(h: Host, t: HandleTable, op: TraceOp): Vm | undefined {
+  const o = op as Record<string, unknown>;
+  const args = (['fd', 'vm', 'vcpu'] as const).map((k) => o[k] as FdArg | undefined | null);
+  if (typeof o['as'] === 'string') args.push({ kind: 'handle', name: o['as'] });
+  for (const arg of args) {
+    if (arg === undefined || arg === null) continue;
+    const fd = t.fd(arg);
+    if (fd.kind !== 'obj') continue;
+    const file = h.file(fd.fd);
+    if (file instanceof VmFile || file instanceof GmemFile) return file.vm;
+    if (file instanceof VcpuFile) return file.vcpu.vm;
+  }
+  return undefined;
+}
+
+/** The hypervisor's VM of `vm` (after its first KVM_RUN), if it has one. */
+function hypVmOf(h: Host, hyp: PkvmHyp, vm: Vm): PkvmVm | undefined {
+  const handle = arm64State(h).vm(vm).handle;
+  return handle === undefined ? undefined : hyp.vms.get(handle);
+}
+
+/** `expect.pkvm`'s view of the model after a step (see PkvmState), or why there is none. */
+function pkvmStateOf(h: Host, t: HandleTable, op: TraceOp): PkvmState | string {
+  const hyp = h.platform.pkvm?.hyp;
+  if (hyp === undefined) return `the profile ${h.profile.name} has no pKVM hypervisor`;
+  const vm = vmOfOp(h, t, op);
+  const hvm = vm === undefined ? undefined : hypVmOf(h, hyp, vm);
+  const name = (s: number): string => PKVM_STATE_NAMES[s] ?? String(s);
+  const view = (what: string, pfn: number, guest: string | undefined): PkvmPageView => {
+    const hp = hyp.vmemmap.get(pfn);
+    const b = new Uint8Array(4096);
+    h.frames.read(pfn as Pfn, 0, b);
+    return {
+      what,
+      pfn,
+      host: name(hp.host),
+      hyp: name(hp.hyp),
+      guest,
+      share_count: hp.shareGuestCount,
+      pins: hp.refcount,
+      zero: b.every((x) => x === 0),
+    };
+  };
+  const page = (w: PkvmExpectation): PkvmPageView | string => {
+    if (w.gpa !== undefined) {
+      const what = `gpa ${hexInt(w.gpa)}`;
+      if (vm === undefined) return `${what}: the op names no open VM, vCPU or guest_memfd fd`;
+      const gfn = Number(w.gpa >> 12n);
+      const leaf = hvm?.stage2.leaf(gfn);
+      if (leaf !== undefined) return view(what, leaf.pfn, name(leaf.state));
+      // Not in the guest's stage-2: the page its memslot would fault in (if there is one yet).
+      const slot = vm.slotsByGfn[0]?.get(asGfn(gfn));
+      if (slot === undefined) return `${what}: no memslot of the VM holds it`;
+      const g = slot.gmem;
+      const pfn =
+        slot.isGuestMemfd && g !== null && g.file !== null
+          ? g.file.pages.get(gfnToGmemIndex(slot, g.pgoff, asGfn(gfn)))?.base
+          : hostFrameAt(h, gfnToHvpnMemslot(slot, asGfn(gfn)));
+      if (pfn === undefined) return `${what}: its memslot has no page there yet`;
+      return view(what, pfn, name(PKVM_NOPAGE));
+    }
+    const u = w.uaddr!;
+    const addr = t.addr(u);
+    const what = `uaddr ${u.kind === 'raw' ? hexInt(addr) : `${u.name}${u.offset === 0n ? '' : `+${hexInt(u.offset)}`}`}`;
+    const pfn = hostFrameAt(h, asHvpn(Number(addr >> 12n)));
+    if (pfn === undefined)
+      return `${what}: the VMM has no page there (not mapped, or never touched)`;
+    // The op's VM's stage-2 entry for the frame, if it maps it.
+    let guest: string | undefined;
+    if (vm !== undefined) {
+      guest = name(PKVM_NOPAGE);
+      for (const r of hvm?.stage2.leafRuns() ?? [])
+        if (pfn >= r.leaf.base && pfn < r.leaf.base + (r.end - r.start)) guest = name(r.leaf.state);
+    }
+    return view(what, pfn, guest);
+  };
+  return {
+    vms: hyp.vms.size,
+    page,
+    oracle: checkHistory(hyp).map(
+      (d) => `pfn ${hexInt(BigInt(d.pfn))}: ${d.field} expected ${d.expected}, got ${d.actual}`,
+    ),
+    invariants: checkPkvmInvariants(hyp).map(
+      (v) => `${v.invariant}: pfn ${hexInt(BigInt(v.pfn))}: ${v.reason}`,
+    ),
+  };
+}
+
 /** The SNP launch digest of the VM an op's `fd` names (KVM_MEMORY_ENCRYPT_OP), if it has one. */
 function launchDigestOf(h: Host, t: HandleTable, op: TraceOp): string | undefined {
   const fdArg = (op as { fd?: unknown }).fd as FdArg | undefined | null;
@@ -566,10 +742,12 @@ export function runScenario(s: Scenario, backend: Backend, opts: RunOptions = {}
           : (): string | undefined => launchDigestOf(host(), t, step.op);
       const td =
         host === undefined ? undefined : (): TdState | string => tdStateOf(host(), t, step.op);
+      const pkvm =
+        host === undefined ? undefined : (): PkvmState | string => pkvmStateOf(host(), t, step.op);
       const failures =
         step.expect === undefined
           ? []
-          : checkExpectation(step.expect, result, sum?.effects, digest, stats, td);
+          : checkExpectation(step.expect, result, sum?.effects, digest, stats, td, pkvm);
       if (step.expect !== undefined) checked++;
       if (failures.length > 0) failed++;
       outcomes.push({

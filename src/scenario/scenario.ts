@@ -23,8 +23,9 @@
  * exits (a list; each entry matches the actual exit at the same position on the keys it names),
  * remaining {gpa, size}, stat {size, blocks}, effects {zapped, tlb_flushes, gmem_allocated,
  * gmem_zeroed, gmem_freed, mapped} counted from the model's events (model backend only),
- * launch_digest, exit_counts, kvm_stats, and for TDX hw_error (the result's) and td {state,
- * nr_premapped, bugged, dead, epoch, mrtd, sept} (the model's TD after the step).
+ * launch_digest, exit_counts, kvm_stats, for TDX hw_error (the result's) and td {state,
+ * nr_premapped, bugged, dead, epoch, mrtd, sept} (the model's TD after the step), and for pKVM
+ * pkvm {gpa | uaddr, host, hyp, guest, share_count, pins, zero, vms} (the hypervisor's pages).
  *
  * Every problem is reported as `file:line: field: message`.
  */
@@ -83,6 +84,51 @@ export type Expectation = {
   readonly hw_error?: bigint;
   /** TDX: the state of the TD the op names, after the step (model only). */
   readonly td?: TdExpectation;
+  /**
+   * pKVM: pages as the hypervisor holds them after the step, one entry per page (model only);
+   * the hypervisor's history oracle and its six invariants are checked with them.
+   */
+  readonly pkvm?: readonly PkvmExpectation[];
+};
+
+/** The states of `enum pkvm_page_state` (host and hyp), and a guest's (POISON: force-reclaimed). */
+export const PKVM_STATES = ['OWNED', 'SHARED_OWNED', 'SHARED_BORROWED', 'NOPAGE'] as const;
+export const PKVM_GUEST_STATES = [...PKVM_STATES, 'POISON'] as const;
+export type PkvmStateName = (typeof PKVM_GUEST_STATES)[number];
+export const PKVM_KEYS = [
+  'gpa',
+  'uaddr',
+  'host',
+  'hyp',
+  'guest',
+  'share_count',
+  'pins',
+  'zero',
+  'vms',
+] as const;
+
+/**
+ * What one entry of `expect.pkvm` asserts (any subset; docs/scenario-format.md): the page at
+ * `gpa` of the VM the op names, or the one the VMM maps at `uaddr`, and the hypervisor's count
+ * of VMs.
+ */
+export type PkvmExpectation = {
+  readonly gpa?: bigint;
+  /** A mapping handle with an offset (`ring+0x1000`) or an address, resolved when checked. */
+  readonly uaddr?:
+    | { readonly kind: 'handle'; readonly name: string; readonly offset: bigint }
+    | { readonly kind: 'raw'; readonly value: bigint };
+  readonly host?: PkvmStateName;
+  readonly hyp?: PkvmStateName;
+  readonly guest?: PkvmStateName;
+  /** `hyp_page.host_share_guest_count`. */
+  readonly share_count?: number;
+  /** `hyp_page.refcount`: hyp pins. */
+  readonly pins?: number;
+  /** Every byte of the page is 0. */
+  readonly zero?: boolean;
+  /** How many VMs the hypervisor holds (`vm_table`). */
+  readonly vms?: number;
 };
 
 /** KVM's `kvm_tdx->state` without its `TD_STATE_` prefix. */
@@ -152,6 +198,7 @@ const EXPECT_KEYS = [
   'kvm_stats',
   'hw_error',
   'td',
+  'pkvm',
 ];
 /** Fields whose string values may be handle names: kept as written when not an expression. */
 const NAME_FIELDS = new Set([
@@ -508,6 +555,11 @@ function parseExpect(v: unknown, fail: Fail): Expectation {
       case 'td':
         e.td = parseTdExpect(x, f, fail);
         break;
+      case 'pkvm':
+        e.pkvm = Array.isArray(x)
+          ? x.map((p, i) => parsePkvmExpect(p, `${f}[${i}]`, fail))
+          : [parsePkvmExpect(x, f, fail)];
+        break;
       default:
         fail(f, unknownKey(k, EXPECT_KEYS));
     }
@@ -579,6 +631,87 @@ function parseTdExpect(x: unknown, f: string, fail: Fail): TdExpectation {
     }
   }
   return td;
+}
+
+/** An address of `expect.pkvm.uaddr`: `handle`, `handle+OFFSET` or an integer (expressions too). */
+function pkvmAddr(v: unknown, f: string, fail: Fail): NonNullable<PkvmExpectation['uaddr']> {
+  if (typeof v === 'bigint') return { kind: 'raw', value: checkDigits(v, f, fail) };
+  if (typeof v !== 'string')
+    return fail(
+      f,
+      `expected a mapping handle (ring, ring+0x1000) or an address, got ${describe(v)}`,
+    );
+  const r = evaluate(v, false);
+  if ('value' in r) return { kind: 'raw', value: r.value };
+  const plus = v.indexOf('+');
+  const name = (plus < 0 ? v : v.slice(0, plus)).trim();
+  if (!/^[A-Za-z_][A-Za-z0-9_.-]*$/.test(name))
+    return fail(f, `${quote(v)}: expected a mapping handle (ring, ring+0x1000) or an address`);
+  if (plus < 0) return { kind: 'handle', name, offset: 0n };
+  const off = evaluate(v.slice(plus + 1));
+  if ('error' in off) return fail(f, expressionError(v.slice(plus + 1).trim(), off.error));
+  return { kind: 'handle', name, offset: off.value };
+}
+
+/** One entry of `expect.pkvm`: a map of PKVM_KEYS. */
+function parsePkvmExpect(x: unknown, f: string, fail: Fail): PkvmExpectation {
+  if (!isPlainObject(x))
+    return fail(
+      f,
+      'expected a map (gpa or uaddr, host, hyp, guest, share_count, pins, zero; vms), or a list of them',
+    );
+  const p: { -readonly [K in keyof PkvmExpectation]: PkvmExpectation[K] } = {};
+  const state = (v: unknown, sf: string, guest: boolean): PkvmStateName => {
+    const known: readonly string[] = guest ? PKVM_GUEST_STATES : PKVM_STATES;
+    if (typeof v !== 'string' || !known.includes(v))
+      fail(
+        sf,
+        typeof v === 'string'
+          ? unknown('page state', v, known)
+          : `expected a page state (${known.join(', ')})`,
+      );
+    return v as PkvmStateName;
+  };
+  for (const [k, v] of Object.entries(x)) {
+    const sf = `${f}.${fieldName(k)}`;
+    switch (k) {
+      case 'gpa': {
+        const g = toBig(v, sf, fail);
+        if (g < 0n || g >= 1n << 64n) fail(sf, 'expected a GPA (a 64-bit value)');
+        p.gpa = g;
+        break;
+      }
+      case 'uaddr':
+        p.uaddr = pkvmAddr(v, sf, fail);
+        break;
+      case 'host':
+      case 'hyp':
+        p[k] = state(v, sf, false);
+        break;
+      case 'guest':
+        p.guest = state(v, sf, true);
+        break;
+      case 'share_count':
+      case 'pins':
+      case 'vms':
+        p[k] = count(v, sf, fail);
+        break;
+      case 'zero':
+        if (typeof v !== 'boolean') fail(sf, 'expected true or false');
+        p.zero = v;
+        break;
+      default:
+        fail(sf, unknownKey(k, PKVM_KEYS));
+    }
+  }
+  if (p.gpa !== undefined && p.uaddr !== undefined)
+    fail(`${f}.uaddr`, 'a page is named by gpa or by uaddr, not both');
+  const pageKeys = (['host', 'hyp', 'guest', 'share_count', 'pins', 'zero'] as const).filter(
+    (k) => p[k] !== undefined,
+  );
+  if (pageKeys.length > 0 && p.gpa === undefined && p.uaddr === undefined)
+    fail(`${f}.${pageKeys[0]}`, 'which page? name it with gpa (of the VM the op names) or uaddr');
+  return p;
 }
 
 /** A problem found in the YAML structure, at a node. */

@@ -267,7 +267,10 @@ function stage2Mismatch(
       (!vm.attrs.covers(g0, g1) || anyWithout(vm.attrs, g0, g1, 8))
     )
       return `private mapping of a gfn whose attribute is shared (stale after a conversion to shared)`;
-    if (spte.source !== 'gmem')
+    // A pKVM protected VM's page from an ordinary memslot is the VMM's page, donated to the guest
+    // (the 2026 series' pkvm_mem_abort(): pinned, then __pkvm_host_donate_guest): checked below
+    // against the host mapping like any userspace_addr-backed mapping.
+    if (spte.source !== 'gmem' && vm.spec.privateFaultSource !== 'never')
       return `private mapping backed by userspace_addr instead of guest_memfd`;
   } else if (privateAttr)
     return `shared mapping of a PRIVATE gfn (stale after a conversion to private)`;
