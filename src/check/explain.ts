@@ -9,6 +9,7 @@ import { hostBacking } from '../core/invariants/stage2_coherent.js';
 import { ZERO_PFN } from '../core/base/units.js';
 import { GUEST_MEMFD_FLAG_INIT_SHARED } from '../core/base/uapi.js';
 import type { ObjectNames } from './names.js';
+import { pkvmHistoryText, pkvmPageState } from '../core/invariants/pkvm_common.js';
 
 const hx = (n: number | bigint): string => '0x' + n.toString(16);
 
@@ -100,6 +101,12 @@ function focusLines(h: Host, f: Focus): string[] {
     out.push(
       `pfn ${hx(f.pfn)}: ${h.frames.isFree(f.pfn) ? 'free' : 'allocated'}, owner ${own === undefined ? 'none' : describeOwner(own)}${h.frames.hasData(f.pfn as never) ? ', holds data' : ', all zeros'}`,
     );
+    // pKVM: the page's state at EL2 and its call history (the oracle's input).
+    const hyp = h.platform.pkvm?.hyp;
+    if (hyp !== undefined) {
+      out.push(`pKVM pfn ${hx(f.pfn)}: ${pkvmPageState(hyp, f.pfn)}`);
+      out.push(`  history: ${pkvmHistoryText(hyp, f.pfn)}`);
+    }
   }
   return out;
 }

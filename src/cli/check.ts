@@ -42,7 +42,7 @@ and violations.
   --json, -j         the same as --format json
   --list             print the invariant catalogue and the mutants that apply to the profile
                      (--kernel, else the default profile: linux-6.18-snp adds the SEV-SNP
-                     ones, linux-6.18-tdx the TDX ones)
+                     ones, linux-6.18-tdx the TDX ones, linux-6.18-arm64-pkvm the pKVM ones)
 
 Exit codes: 0 no violation, 1 a violation, 2 usage or input error.`;
 

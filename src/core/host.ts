@@ -182,6 +182,8 @@ export class Host implements KernelCtx {
     if (snp !== undefined && this.mutants.names.length > 0) snp.rmp.mutants = this.mutants;
     const tdx = this.platform.tdx;
     if (tdx !== undefined && this.mutants.names.length > 0) tdx.module.mutants = this.mutants;
+    const pkvm = this.platform.pkvm;
+    if (pkvm !== undefined && this.mutants.names.length > 0) pkvm.hyp.mutants = this.mutants;
     this.gmemBacking = opts.gmemBacking ?? parts.gmemBacking;
     this.events.enabled = opts.events ?? true;
     this.mm = new HostMm(this);

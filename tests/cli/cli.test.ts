@@ -776,7 +776,7 @@ describe('gmemlab check', () => {
     expectStatus(s, 0, 'check --list --kernel linux-6.18-snp');
     const all = outLines(s.stdout).filter((l) => /^ {2}[a-z0-9-]+ — /.test(l));
     assert.equal(all.length, 16);
-    assert.equal(INVARIANTS.length, 22);
+    assert.equal(INVARIANTS.length, 29);
     for (const m of MUTANTS) {
       const listed = new RegExp(`^ {2}${m.name} +\\S`, 'm').test(s.stdout);
       assert.equal(listed, m.platform === undefined || m.platform === 'sev-snp', m.name);
@@ -790,6 +790,16 @@ describe('gmemlab check', () => {
     for (const m of MUTANTS) {
       const listed = new RegExp(`^ {2}${m.name} +\\S`, 'm').test(x.stdout);
       assert.equal(listed, m.platform === undefined || m.platform === 'tdx', m.name);
+    }
+    // And the pKVM profile, its own: the six of platforms.md §3.5 and the history oracle.
+    const k = gmemlab(['check', '--list', '--kernel', 'linux-6.18-arm64-pkvm']);
+    expectStatus(k, 0, 'check --list --kernel linux-6.18-arm64-pkvm');
+    const pk = outLines(k.stdout).filter((l) => /^ {2}[a-z0-9-]+ — /.test(l));
+    assert.equal(pk.length, 16);
+    assert.equal(pk.filter((l) => l.startsWith('  pkvm-')).length, 7);
+    for (const m of MUTANTS) {
+      const listed = new RegExp(`^ {2}${m.name} +\\S`, 'm').test(k.stdout);
+      assert.equal(listed, m.platform === undefined || m.platform === 'pkvm', m.name);
     }
   });
 

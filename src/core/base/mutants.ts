@@ -15,7 +15,7 @@ export type MutantInfo = {
    * The platform whose code it lives in (a profile's `parts.platform`): only profiles of that
    * platform reach it, so only they list and fuzz it. Absent: every profile.
    */
-  readonly platform?: 'sev-snp' | 'tdx';
+  readonly platform?: 'sev-snp' | 'tdx' | 'pkvm';
 };
 
 /**
@@ -25,6 +25,7 @@ export type MutantInfo = {
 export function mutantFuzzProfile(m: MutantInfo): string {
   if (m.platform === 'sev-snp') return 'linux-6.18-snp';
   if (m.platform === 'tdx') return 'linux-6.18-tdx';
+  if (m.platform === 'pkvm') return 'linux-6.18-arm64-pkvm';
   return 'linux-6.18';
 }
 
@@ -207,6 +208,62 @@ export const MUTANTS: readonly MutantInfo[] = [
     modelledOn:
       '__tdx_map_gpa() without gpa_to_gfn(tdx->map_gpa_next) & ~kvm_gfn_direct_bits() (the uAPI promises GPAs without the shared bit): the VMM converts pages the guest did not name, or none',
     platform: 'tdx',
+  },
+  {
+    name: 'pkvm_share_guest_no_count',
+    bug: 'sharing a host page that is already shared with a non-protected guest with another guest (or gfn) does not count the second share',
+    modelledOn:
+      '__pkvm_host_share_guest() without its host_share_guest_count++ for a SHARED_OWNED page (mem_protect.c, v6.18): the first unshare returns the page to the host while the other guest still maps it',
+    platform: 'pkvm',
+  },
+  {
+    name: 'pkvm_unshare_guest_early_owned',
+    bug: 'unsharing a page from one non-protected guest returns it to the host (OWNED) while other guests still borrow it',
+    modelledOn:
+      '__pkvm_host_unshare_guest() setting the host state OWNED without its `if (!page->host_share_guest_count)` test (mem_protect.c, v6.18)',
+    platform: 'pkvm',
+  },
+  {
+    name: 'pkvm_poison_page_no_zero',
+    bug: "a guest page the hypervisor takes back for the host (a dying guest's reclaim, a forced reclaim) is not cleared: the host gets it with the guest's data",
+    modelledOn:
+      "hyp_poison_page() without its memset (the later tree's __pkvm_host_reclaim_page_guest() and __pkvm_host_force_reclaim_page_guest() both call it before host_stage2_set_owner_locked(PKVM_ID_HOST)): a protected guest's secrets reach the host",
+    platform: 'pkvm',
+  },
+  {
+    name: 'pkvm_donate_keeps_host_map',
+    bug: 'donating a page to a protected guest sets the host state NOPAGE but leaves the host stage-2 entry as it was (no donation annotation; a valid idmap stays valid)',
+    modelledOn:
+      '__pkvm_host_donate_guest() without host_stage2_set_owner_metadata_locked(): the host keeps (or re-faults) access to a page the guest owns',
+    platform: 'pkvm',
+  },
+  {
+    name: 'pkvm_memcache_admit_no_donate',
+    bug: "the vCPU memcache refill takes the host's pages for guest page tables without donating them to the hypervisor",
+    modelledOn:
+      "refill_memcache()/admit_host_page() without __pkvm_host_donate_hyp() (hyp-main.c): the host can rewrite the guest's stage-2 page tables",
+    platform: 'pkvm',
+  },
+  {
+    name: 'pkvm_mem_unshare_owned',
+    bug: "a protected guest's MEM_UNSHARE of a page it owns and never shared succeeds",
+    modelledOn:
+      '__pkvm_guest_unshare_host() without its guest SHARED_OWNED / host SHARED_BORROWED checks: the call succeeds where the spec forbids it (only the history oracle sees it: the stepwise state does not move)',
+    platform: 'pkvm',
+  },
+  {
+    name: 'pkvm_host_abort_maps_guest_page',
+    bug: 'a host stage-2 fault on a page donated to a guest maps it in the host instead of injecting an abort',
+    modelledOn:
+      "host_stage2_idmap()/host_stage2_adjust_range() treating a DONATION annotation as an empty entry (handle_host_mem_abort()): the host reads a protected guest's memory",
+    platform: 'pkvm',
+  },
+  {
+    name: 'pkvm_force_reclaim_no_poison',
+    bug: "a forced reclaim returns a protected guest's page to the host without poisoning the guest's stage-2 entry",
+    modelledOn:
+      '__pkvm_host_force_reclaim_page_guest() without the KVM_GUEST_INVALID_PTE_TYPE_POISONED annotation: guest and host both own the page',
+    platform: 'pkvm',
   },
 ];
 

@@ -30,6 +30,14 @@ import { tdxSeptLeaf } from './tdx_common.js';
 import { tdxPrivateOwner } from './tdx_private_owner.js';
 import { tdxRemoveBeforeReuse } from './tdx_remove_before_reuse.js';
 import { tdxSharedEptNoPrivate } from './tdx_shared_ept_no_private.js';
+import { pkvmOneOwner } from './pkvm_one_owner.js';
+import { pkvmBorrowersMatch } from './pkvm_borrowers_match.js';
+import { pkvmHostStage2Exact } from './pkvm_host_stage2_exact.js';
+import { pkvmProtectedUnmapped } from './pkvm_protected_unmapped.js';
+import { pkvmGuestTablesHypOwned } from './pkvm_guest_tables_hyp_owned.js';
+import { pkvmReclaimZeroed } from './pkvm_reclaim_zeroed.js';
+import { pkvmHistoryAgrees } from './pkvm_history_agrees.js';
+import type { PkvmHyp } from '../platform/pkvm/hyp.js';
 import type { TdxModule } from '../platform/tdx/module.js';
 import {
   NO_VIOLATIONS,
@@ -74,6 +82,14 @@ export const INVARIANTS: readonly Invariant[] = [
   tdxMrtdMeasured,
   tdxGuestAccepted,
   tdxMapGpaExitMatchesRequest,
+  // arm64 pKVM (profiles whose platform is 'pkvm'): platforms.md §3.5 and the history oracle.
+  pkvmOneOwner,
+  pkvmBorrowersMatch,
+  pkvmHostStage2Exact,
+  pkvmProtectedUnmapped,
+  pkvmGuestTablesHypOwned,
+  pkvmReclaimZeroed,
+  pkvmHistoryAgrees,
 ];
 
 export function invariantByName(name: string): Invariant | undefined {
@@ -128,6 +144,9 @@ export class InvariantChecker {
   /** The TDX host's module (undefined on other platforms) and its generation at the last check. */
   private readonly tdx: TdxModule | undefined;
   private lastTdxGen = 0;
+  /** The pKVM host's hypervisor (undefined on other platforms) and its version at the last check. */
+  private readonly pkvm: PkvmHyp | undefined;
+  private lastPkvmGen = 0;
   /** Steps still checked in full before change tracking starts (-1: never). */
   private fullSteps: number;
   /**
@@ -154,6 +173,7 @@ export class InvariantChecker {
     const rmp = host.platform.sevSnp?.rmp;
     this.rmp = rmp;
     this.tdx = host.platform.tdx?.module;
+    this.pkvm = host.platform.pkvm?.hyp;
     const frames = host.frames;
     frames.logReleases(true);
     host.observe =
@@ -349,6 +369,8 @@ export class InvariantChecker {
     const rmpGen = this.rmp === undefined ? 0 : this.rmp.generation;
     // On TDX the module's state (PAMT, S-EPT, TDs) likewise.
     const tdxGen = this.tdx === undefined ? 0 : this.tdx.generation;
+    // On pKVM the hypervisor's state likewise.
+    const pkvmGen = this.pkvm === undefined ? 0 : this.pkvm.version;
     // Nothing an invariant reads changed since a check that saw no host access and no stale
     // read (allocating a fresh frame moves only the allocator's count): the same result.
     if (
@@ -357,7 +379,8 @@ export class InvariantChecker {
       this.last !== undefined &&
       allocated === this.lastAllocated &&
       rmpGen === this.lastRmpGen &&
-      tdxGen === this.lastTdxGen
+      tdxGen === this.lastTdxGen &&
+      pkvmGen === this.lastPkvmGen
     ) {
       st.hostAccesses = NO_ACCESSES;
       st.staleReads = NO_PFNS;
@@ -403,6 +426,7 @@ export class InvariantChecker {
     this.lastAllocated = allocated;
     this.lastRmpGen = rmpGen;
     this.lastTdxGen = tdxGen;
+    this.lastPkvmGen = pkvmGen;
     this.host.frames.clearReleaseLog();
     return out;
   }

@@ -17,7 +17,13 @@
  */
 import { RangeMap, extentOps } from '../../base/ranges/range_map.js';
 import { S2_LAST_LEVEL, S2_LEVEL_PAGES } from './host_stage2.js';
-import { PKVM_NOPAGE, PKVM_POISON, type PkvmGuestState, type PkvmPageState } from './memory.js';
+import {
+  PKVM_NOPAGE,
+  PKVM_POISON,
+  type OnChange,
+  type PkvmGuestState,
+  type PkvmPageState,
+} from './memory.js';
 
 /** `KVM_PGTABLE_PROT_{X,W,R}`. */
 export const KVM_PGTABLE_PROT_X = 1;
@@ -54,6 +60,23 @@ const tableOps = { shift: (v: TableRef) => v, canMerge: () => false };
 
 export class GuestStage2 {
   private readonly leaves = new RangeMap<GuestLeaf>(leafOps);
+  /**
+   * Told the pfn range of every leaf a write replaces or installs (PkvmHyp's change log: the
+   * guest's view of those pages changed).
+   */
+  onChange: OnChange | undefined = undefined;
+  /** Bumped by every leaf write (the invariants' pfn-to-guest index is rebuilt when it moved). */
+  version = 0;
+
+  /** Tell `onChange` the pfns of the leaves in [gfn, gfn + n). */
+  private changed(gfn: number, n: number): void {
+    this.version++;
+    const cb = this.onChange;
+    if (cb === undefined) return;
+    this.leaves.forEachIn(gfn, gfn + n, (s, e, v) => {
+      cb(v.base, v.base + (e - s));
+    });
+  }
   /** Tables at levels 1..3 (index 0 unused: the root), keyed by `gfn / pages covered`. */
   private readonly tables: Array<RangeMap<TableRef>> = [];
 
@@ -127,6 +150,8 @@ export class GuestStage2 {
       if (this.tables[l]!.get(idx) === undefined)
         this.tables[l]!.set(idx, idx + 1, { pfn: alloc() });
     }
+    this.changed(gfn, pages);
+    this.onChange?.(pfn, pfn + pages);
     this.leaves.set(gfn, gfn + pages, { base: pfn, state, prot, pages });
   }
 
@@ -134,6 +159,7 @@ export class GuestStage2 {
   poison(gfn: number): void {
     const l = this.leaf(gfn);
     if (l === undefined) return;
+    this.changed(gfn, 1);
     this.leaves.set(gfn, gfn + 1, { base: l.pfn, state: PKVM_POISON, prot: 0, pages: 1 });
   }
 
@@ -142,6 +168,7 @@ export class GuestStage2 {
    * is freed with `free` (`guest_s2_put_page()`: into the VM's pool), deepest level first.
    */
   unmap(gfn: number, n: number, free: (pfn: number) => void): void {
+    this.changed(gfn, n);
     this.leaves.delete(gfn, gfn + n);
     for (let l = S2_LAST_LEVEL; l >= 1; l--) {
       const span = S2_LEVEL_PAGES[l - 1]!;
@@ -179,6 +206,7 @@ export class GuestStage2 {
   /** `kvm_pgtable_stage2_destroy()`: every leaf and table goes; the table pages are returned. */
   destroy(): number[] {
     const pfns = this.tablePfns();
+    this.changed(0, Number.MAX_SAFE_INTEGER);
     this.leaves.clear();
     for (const t of this.tables) t.clear();
     return pfns;

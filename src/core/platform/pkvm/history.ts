@@ -10,7 +10,12 @@
  *
  * The fold does not re-run the implementation's checks: it applies each call's documented effect
  * (§3.3) and reports a *problem* whenever the call's documented precondition does not hold in the
- * state it computed so far (a history the spec says could not have succeeded).
+ * state it computed so far (a history the spec says could not have succeeded) — the page's own
+ * states, and the VM's: the history also keeps each VM's life (created protected or not, dying,
+ * gone) in the same order as the page calls, so a call the VM's state forbids (a donation to a
+ * non-protected VM, a share with a protected one, a reclaim before the teardown started, a call
+ * on a VM that is gone) is reported too. A call is allowed only when the spec says it may
+ * proceed; its post-state is computed from the pre-state.
  *
  * Storage: ranges of pages sharing one immutable list of calls (`PkvmHistory`), so memory is
  * proportional to the calls and the runs they cut, never to the size of memory.
@@ -25,6 +30,7 @@ import {
   PKVM_PAGE_SHARED_OWNED,
   PKVM_POISON,
   PKVM_STATE_NAMES,
+  runBoundariesIn,
   type PkvmGuestState,
   type PkvmPageState,
 } from './memory.js';
@@ -84,6 +90,23 @@ export interface ExpectedPage {
 /** The initial owner of a page: the host, or the hypervisor (its own memory at boot). */
 export type InitialOwner = 'host' | 'hyp';
 
+/** A page event with its place in the hypervisor's order of calls (`PkvmHistory.of`). */
+export type SeqEvent = PageEvent & { readonly seq?: number };
+
+/** A VM as the history knows it at one point of the order of calls. */
+export interface VmAt {
+  readonly isProtected: boolean;
+  readonly dying: boolean;
+}
+
+/** What the fold needs beyond a page's own events. */
+export interface FoldContext {
+  /** The VM `handle` names just before call `seq` (undefined: none); absent: not checked. */
+  readonly vmAt?: (handle: number, seq: number) => VmAt | undefined;
+  /** The largest `host_share_guest_count` (`U32_MAX`). */
+  readonly shareGuestCountMax?: number;
+}
+
 function sortGuests(g: GuestView[]): GuestView[] {
   return g.sort((a, b) => a.handle - b.handle || a.gfn - b.gfn);
 }
@@ -94,7 +117,11 @@ const n = (s: number): string => PKVM_STATE_NAMES[s] ?? String(s);
  * The expected state of a page after `events`, computed from the history alone (the "ghost"
  * post-state of each call from its pre-state). Pure.
  */
-export function expectedPage(events: readonly PageEvent[], initial: InitialOwner): ExpectedPage {
+export function expectedPage(
+  events: readonly SeqEvent[],
+  initial: InitialOwner,
+  ctx: FoldContext = {},
+): ExpectedPage {
   let host: PkvmPageState = initial === 'host' ? PKVM_PAGE_OWNED : PKVM_NOPAGE;
   let hyp: PkvmPageState = initial === 'host' ? PKVM_NOPAGE : PKVM_PAGE_OWNED;
   let guests: GuestView[] = [];
@@ -115,6 +142,23 @@ export function expectedPage(events: readonly PageEvent[], initial: InitialOwner
     const setGuest = (handle: number, gfn: number, state: PkvmGuestState | undefined): void => {
       guests = guests.filter((g) => !(g.handle === handle && g.gfn === gfn));
       if (state !== undefined) guests.push({ handle, gfn, state });
+    };
+    // The VM's state when the call ran (pkvm_load_hyp_vcpu(), get_vm_by_handle(), the
+    // protected-VM tests of the handlers): `want` lists what the call needs.
+    const vmNeeds = (handle: number, want: { protected?: boolean; dying?: boolean }): void => {
+      if (ctx.vmAt === undefined || ev.seq === undefined) return;
+      const vm = ctx.vmAt(handle, ev.seq);
+      if (vm === undefined) {
+        problems.push(`event ${i} ${ev.op}: VM handle ${handle} does not exist`);
+        return;
+      }
+      if (want.protected !== undefined)
+        need(
+          vm.isProtected === want.protected,
+          `VM ${handle} is ${vm.isProtected ? '' : 'not '}protected`,
+        );
+      if (want.dying !== undefined)
+        need(vm.dying === want.dying, `VM ${handle} is ${vm.dying ? '' : 'not '}dying`);
     };
     switch (ev.op) {
       case 'host_share_hyp':
@@ -170,6 +214,11 @@ export function expectedPage(events: readonly PageEvent[], initial: InitialOwner
           `host is ${n(host)} with ${count} guest shares`,
         );
         need(findGuest(ev.handle, ev.gfn) === undefined, 'guest gfn already mapped');
+        need(
+          count < (ctx.shareGuestCountMax ?? Number.MAX_SAFE_INTEGER),
+          `host_share_guest_count ${count} at its maximum`,
+        );
+        vmNeeds(ev.handle, { protected: false, dying: false });
         host = PKVM_PAGE_SHARED_OWNED;
         count++;
         setGuest(ev.handle, ev.gfn, PKVM_PAGE_SHARED_BORROWED);
@@ -181,6 +230,7 @@ export function expectedPage(events: readonly PageEvent[], initial: InitialOwner
           'guest does not borrow it',
         );
         need(host === PKVM_PAGE_SHARED_OWNED && count > 0, `host is ${n(host)}, count ${count}`);
+        vmNeeds(ev.handle, { protected: false });
         setGuest(ev.handle, ev.gfn, undefined);
         count--;
         if (count === 0) host = PKVM_PAGE_OWNED;
@@ -188,6 +238,7 @@ export function expectedPage(events: readonly PageEvent[], initial: InitialOwner
       case 'host_donate_guest':
         need(host === PKVM_PAGE_OWNED, `host is ${n(host)}, not OWNED`);
         need(findGuest(ev.handle, ev.gfn) === undefined, 'guest gfn already mapped');
+        vmNeeds(ev.handle, { protected: true, dying: false });
         host = PKVM_NOPAGE;
         annotation = { owner: PKVM_ID_GUEST, handle: ev.handle, gfn: ev.gfn };
         setGuest(ev.handle, ev.gfn, PKVM_PAGE_OWNED);
@@ -196,6 +247,7 @@ export function expectedPage(events: readonly PageEvent[], initial: InitialOwner
       case 'guest_share_host':
         need(findGuest(ev.handle, ev.gfn)?.state === PKVM_PAGE_OWNED, 'guest does not own it');
         need(host === PKVM_NOPAGE, `host is ${n(host)}, not NOPAGE`);
+        vmNeeds(ev.handle, { protected: true, dying: false });
         setGuest(ev.handle, ev.gfn, PKVM_PAGE_SHARED_OWNED);
         host = PKVM_PAGE_SHARED_BORROWED;
         annotation = undefined;
@@ -206,6 +258,7 @@ export function expectedPage(events: readonly PageEvent[], initial: InitialOwner
           'guest has not shared it',
         );
         need(host === PKVM_PAGE_SHARED_BORROWED, `host is ${n(host)}, not SHARED_BORROWED`);
+        vmNeeds(ev.handle, { protected: true, dying: false });
         setGuest(ev.handle, ev.gfn, PKVM_PAGE_OWNED);
         host = PKVM_NOPAGE;
         annotation = { owner: PKVM_ID_GUEST, handle: ev.handle, gfn: ev.gfn };
@@ -213,6 +266,7 @@ export function expectedPage(events: readonly PageEvent[], initial: InitialOwner
       case 'host_reclaim_page_guest': {
         const g = findGuest(ev.handle, ev.gfn);
         need(g !== undefined, 'guest does not map it');
+        vmNeeds(ev.handle, { dying: true });
         if (g?.state === PKVM_PAGE_OWNED) {
           need(host === PKVM_NOPAGE, `host is ${n(host)}, not NOPAGE`);
           host = PKVM_PAGE_OWNED;
@@ -221,13 +275,17 @@ export function expectedPage(events: readonly PageEvent[], initial: InitialOwner
         } else if (g?.state === PKVM_PAGE_SHARED_OWNED) {
           need(host === PKVM_PAGE_SHARED_BORROWED, `host is ${n(host)}, not SHARED_BORROWED`);
           host = PKVM_PAGE_OWNED;
-        } else need(g?.state === PKVM_POISON, `guest state ${n(g?.state ?? PKVM_NOPAGE)}`);
+        } else if (g !== undefined)
+          // SHARED_BORROWED (a non-protected VM's page) and POISON (a forced reclaim's entry)
+          // are -EPERM: only a page the guest owns comes back this way.
+          need(false, `guest state ${n(g.state)}, not OWNED or SHARED_OWNED`);
         setGuest(ev.handle, ev.gfn, undefined);
         break;
       }
       case 'host_force_reclaim_page_guest':
         need(findGuest(ev.handle, ev.gfn)?.state === PKVM_PAGE_OWNED, 'guest does not own it');
         need(host === PKVM_NOPAGE, `host is ${n(host)}, not NOPAGE`);
+        vmNeeds(ev.handle, {});
         setGuest(ev.handle, ev.gfn, PKVM_POISON);
         host = PKVM_PAGE_OWNED;
         annotation = undefined;
@@ -236,6 +294,7 @@ export function expectedPage(events: readonly PageEvent[], initial: InitialOwner
       case 'guest_stage2_destroyed': {
         const g = findGuest(ev.handle, ev.gfn);
         need(g !== undefined, 'guest does not map it');
+        vmNeeds(ev.handle, { dying: true });
         if (g?.state === PKVM_PAGE_SHARED_BORROWED) {
           // The share is never returned: the count stays (the kernel leaks it the same way).
         }
@@ -261,7 +320,18 @@ export function expectedPage(events: readonly PageEvent[], initial: InitialOwner
 interface HistoryNode {
   readonly ev: PageEvent;
   readonly pfn0: number;
+  /** Its place in the order of every call and VM event. */
+  readonly seq: number;
   readonly prev: HistoryNode | undefined;
+}
+
+/** One VM's life: created (protected or not) at `born`, dying from `dying`, gone from `gone`. */
+interface VmLife {
+  readonly handle: number;
+  readonly isProtected: boolean;
+  readonly born: number;
+  dying: number;
+  gone: number;
 }
 
 /** A run of pages sharing one history (the newest call first, as an immutable list). */
@@ -280,6 +350,42 @@ export class PkvmHistory {
   });
   /** Number of calls recorded. */
   events = 0;
+  /** The next place in the order of calls and VM events. */
+  private seq = 0;
+  /** Every VM's life, by handle (a handle is reused after a VM is gone: newest last). */
+  private readonly lives = new Map<number, VmLife[]>();
+
+  /** `__pkvm_init_vm()` made VM `handle`. */
+  vmCreated(handle: number, isProtected: boolean): void {
+    const l = this.lives.get(handle) ?? [];
+    l.push({ handle, isProtected, born: this.seq++, dying: Infinity, gone: Infinity });
+    this.lives.set(handle, l);
+  }
+
+  /** `__pkvm_start_teardown_vm()` on VM `handle`. */
+  vmDying(handle: number): void {
+    const v = this.lives.get(handle)?.at(-1);
+    if (v !== undefined && v.gone === Infinity) v.dying = this.seq++;
+  }
+
+  /** `__pkvm_finalize_teardown_vm()`: VM `handle` is gone. */
+  vmGone(handle: number): void {
+    const v = this.lives.get(handle)?.at(-1);
+    if (v !== undefined && v.gone === Infinity) v.gone = this.seq++;
+  }
+
+  /** The VM `handle` named just before call `seq`, or undefined. */
+  vmAt(handle: number, seq: number): VmAt | undefined {
+    const l = this.lives.get(handle);
+    if (l === undefined) return undefined;
+    for (let i = l.length - 1; i >= 0; i--) {
+      const v = l[i]!;
+      if (v.born > seq) continue;
+      if (v.gone < seq) return undefined;
+      return { isProtected: v.isProtected, dying: v.dying < seq };
+    }
+    return undefined;
+  }
 
   /**
    * Append `ev` to the history of pages [pfn, pfn + pages); for page `pfn + i` the event's gfn
@@ -295,7 +401,9 @@ export class PkvmHistory {
       pos = e;
     });
     if (pos < end) pieces.push({ start: pos, end, prev: undefined });
-    for (const p of pieces) this.map.set(p.start, p.end, { head: { ev, pfn0: pfn, prev: p.prev } });
+    const seq = this.seq++;
+    for (const p of pieces)
+      this.map.set(p.start, p.end, { head: { ev, pfn0: pfn, seq, prev: p.prev } });
     this.events++;
   }
 
@@ -307,6 +415,23 @@ export class PkvmHistory {
       out.push('gfn' in ev ? { ...ev, gfn: ev.gfn + (pfn - n.pfn0) } : ev);
     }
     return out.reverse();
+  }
+
+  /** The history of `pfn` with each call's place in the order (`expectedPage` with `vmAt`). */
+  ofWithSeq(pfn: number): SeqEvent[] {
+    const out: SeqEvent[] = [];
+    for (let n = this.map.get(pfn)?.head; n !== undefined; n = n.prev) {
+      const ev = n.ev;
+      out.push(
+        'gfn' in ev ? { ...ev, gfn: ev.gfn + (pfn - n.pfn0), seq: n.seq } : { ...ev, seq: n.seq },
+      );
+    }
+    return out.reverse();
+  }
+
+  /** The run boundaries in [s, e] (`runBoundariesIn`). */
+  boundariesIn(s: number, e: number, add: (p: number) => void): void {
+    runBoundariesIn(this.map, s, e, add);
   }
 
   /** The runs of pages that have a history (each run shares one list of calls). */

@@ -23,7 +23,7 @@
  * that the kernel keeps after its last entry went away is not remembered here.
  */
 import { RangeMap, type RangeValueOps } from '../../base/ranges/range_map.js';
-import { PKVM_ID_GUEST, PKVM_ID_HYP } from './memory.js';
+import { PKVM_ID_GUEST, PKVM_ID_HYP, runBoundariesIn, type OnChange } from './memory.js';
 
 /** 4 KiB pages per entry at stage-2 levels 0..3 (4 KiB granule). */
 export const S2_LEVEL_PAGES = [2 ** 27, 2 ** 18, 512, 1] as const;
@@ -54,6 +54,8 @@ const hostPteOps: RangeValueOps<HostPte> = {
 
 export class HostStage2 {
   private readonly map = new RangeMap<HostPte>(hostPteOps);
+  /** Told every range an entry write changes, broken blocks included (PkvmHyp's change log). */
+  onChange: OnChange | undefined = undefined;
 
   /** The entry of `pfn` (undefined: an empty PTE). */
   get(pfn: number): HostPte | undefined {
@@ -87,17 +89,22 @@ export class HostStage2 {
       const bs = s - (s % v.pages);
       if (bs < start || bs + v.pages > end) cut.push([bs, bs + v.pages]);
     });
-    for (const [s, e] of cut) this.map.delete(s, e);
+    for (const [s, e] of cut) {
+      this.onChange?.(s, e);
+      this.map.delete(s, e);
+    }
   }
 
   /** Install a valid identity mapping of [start, end) as one mapping of `pages`-page blocks. */
   map_(start: number, end: number, pages: number, mmio: boolean): void {
+    this.onChange?.(start, end);
     this.breakBlocks(start, end);
     this.map.set(start, end, { t: 'map', pages, mmio });
   }
 
   /** Page-level annotations of [start, end) for `owner` (guest: `handle`, first `gfn`). */
   annotate(start: number, end: number, owner: number, handle = 0, gfn = 0): void {
+    this.onChange?.(start, end);
     this.breakBlocks(start, end);
     if (owner === PKVM_ID_HYP) this.map.set(start, end, { t: 'annot', owner, handle: 0, gfn: 0 });
     else this.map.set(start, end, { t: 'annot', owner, handle, gfn });
@@ -105,6 +112,7 @@ export class HostStage2 {
 
   /** Write empty (zero) entries over [start, end): the host's next access maps them again. */
   clear(start: number, end: number): void {
+    this.onChange?.(start, end);
     this.breakBlocks(start, end);
     this.map.delete(start, end);
   }
@@ -112,6 +120,11 @@ export class HostStage2 {
   /** Every stored run (inspection, the invariants). */
   runs(): Array<{ start: number; end: number; pte: HostPte }> {
     return [...this.map.entries()].map((r) => ({ start: r.start, end: r.end, pte: r.value }));
+  }
+
+  /** The run boundaries in [s, e] (`runBoundariesIn`). */
+  boundariesIn(s: number, e: number, add: (p: number) => void): void {
+    runBoundariesIn(this.map, s, e, add);
   }
 
   /** The stored pieces of [start, end) (clipped). */

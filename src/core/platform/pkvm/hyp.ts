@@ -50,6 +50,7 @@
  * stage-2 pool running out (`host_stage2_try()`), guest MMIO guard, MEM_RELINQUISH (Android).
  */
 import type { FrameStore } from '../../base/frames.js';
+import { NO_MUTANTS, type MutantSet } from '../../base/mutants.js';
 import { asPfn } from '../../base/units.js';
 import { RangeMap } from '../../base/ranges/range_map.js';
 import { GuestStage2, KVM_PGTABLE_PROT_RWX } from './guest_stage2.js';
@@ -107,6 +108,37 @@ export const PKVM_HANDLE_OFFSET = 0x1000;
 export const KVM_MAX_PVMS = 255;
 /** Pages of a PMD block (`kvm_granule_size(KVM_PGTABLE_LAST_LEVEL - 1)`). */
 export const PMD_PAGES = 512;
+
+/**
+ * What changed in the hypervisor's state since the last `takeChanges()` (the change-driven
+ * invariant checker): the pfn ranges whose page state, host stage-2 entry, guest mappings, FF-A
+ * share or history moved, and the VMs whose own pages (struct, pgd, vCPU, page tables, pool,
+ * memcaches) or life may have. `since` is the `version` the log starts at.
+ */
+export interface PkvmChanges {
+  readonly since: number;
+  /** (start, end) pairs; undefined: too many to list (everything may have changed). */
+  readonly ranges: readonly number[] | undefined;
+  readonly vms: ReadonlySet<number>;
+}
+
+/**
+ * A page the host regained access to (`host_stage2_set_owner_locked(PKVM_ID_HOST)`: a reclaim,
+ * a forced reclaim, `__pkvm_hyp_donate_host()`) that still held data at that moment.
+ */
+export interface PkvmDirtyHandover {
+  readonly pfn: number;
+  /** The call that gave it back. */
+  readonly what: string;
+  /** The guest it came from (VM handle, gfn), when a guest owned it. */
+  readonly handle?: number;
+  readonly gfn?: number;
+}
+
+/** Ranges kept in the change log before it only says "too many". */
+const CHANGE_LOG_MAX = 512;
+/** Dirty handovers kept (each is a violation: a faithful model records none). */
+const HANDOVER_LOG_MAX = 64;
 
 /** A kernel BUG/WARN at EL2: the hypervisor panics (the model throws). */
 export class PkvmHypPanic extends Error {
@@ -195,7 +227,19 @@ export class PkvmHyp {
   readonly ffaShared = new RangeMap<true>();
   /** Pages a reclaim zeroed and returned to the host in the last call (invariant 6). */
   lastReclaimed: number[] = [];
+  /** Pages handed back to the host with data in them, ever (invariant 6; bounded). */
+  readonly dirtyHandovers: PkvmDirtyHandover[] = [];
   readonly config: PkvmHypConfig;
+  /** Seeded bugs (the Host sets its set when it has any; base/mutants.ts). */
+  mutants: MutantSet = NO_MUTANTS;
+  /** Bumped by every change of the state (the invariant checker re-reads it only when it moved). */
+  version = 0;
+  private changeBase = 0;
+  private changed: number[] = [];
+  private changedOverflow = false;
+  private changedVms = new Set<number>();
+  /** The call handing pages back (each such call sets it first), for the handover log. */
+  private handoverCtx: { what: string; handle?: number; gfn?: number } = { what: '' };
   private readonly vmSlots: Array<number | undefined> = [];
 
   constructor(
@@ -203,6 +247,9 @@ export class PkvmHyp {
     config: Partial<PkvmHypConfig> = {},
   ) {
     this.config = { ...PKVM_HYP_DEFAULTS, ...config };
+    const note = (start: number, end: number): void => this.noteChange(start, end);
+    this.vmemmap.onChange = note;
+    this.hostS2.onChange = note;
     // __pkvm_init() / fix_host_ownership(): the hypervisor's own memory is hyp-owned and
     // annotated in the host stage-2.
     for (const r of this.config.hypReserved) {
@@ -218,7 +265,62 @@ export class PkvmHyp {
   }
 
   private rec(pfn: number, pages: number, ev: PageEvent): void {
+    this.noteChange(pfn, pfn + pages);
     this.history.record(pfn, pages, ev);
+  }
+
+  // ---- the change log (the invariant checker's; no kernel counterpart) ---------------------------
+
+  /** Pages [start, end) changed. */
+  noteChange(start: number, end: number): void {
+    this.version++;
+    if (this.changedOverflow) return;
+    const c = this.changed;
+    const n = c.length;
+    // Extend the last range when this one touches it (a teardown walks pages in order).
+    if (n > 0 && start <= c[n - 1]! && end >= c[n - 2]!) {
+      c[n - 2] = Math.min(c[n - 2]!, start);
+      c[n - 1] = Math.max(c[n - 1]!, end);
+      return;
+    }
+    if (n >= 2 * CHANGE_LOG_MAX) this.changedOverflow = true;
+    else c.push(start, end);
+  }
+
+  /** VM `handle`'s own pages or life changed. */
+  noteVm(handle: number): void {
+    this.version++;
+    this.changedVms.add(handle);
+  }
+
+  /** What changed since the last call, and forget it. */
+  takeChanges(): PkvmChanges {
+    const r: PkvmChanges = {
+      since: this.changeBase,
+      ranges: this.changedOverflow ? undefined : this.changed,
+      vms: this.changedVms,
+    };
+    this.changed = [];
+    this.changedOverflow = false;
+    this.changedVms = new Set();
+    this.changeBase = this.version;
+    return r;
+  }
+
+  /** The host regains [pfn, pfn + pages): a page still holding data is logged (invariant 6). */
+  private handover(pfn: number, pages: number): void {
+    if (this.dirtyHandovers.length >= HANDOVER_LOG_MAX) return;
+    for (let p = pfn; p < pfn + pages; p++)
+      if (this.frames.hasData(asPfn(p))) {
+        const c = this.handoverCtx;
+        this.dirtyHandovers.push({
+          pfn: p,
+          what: c.what,
+          ...(c.handle === undefined ? {} : { handle: c.handle, gfn: c.gfn! + (p - pfn) }),
+        });
+        this.noteChange(p, p + 1);
+        return;
+      }
   }
 
   // ---- memory ranges (find_mem_range() and friends) -------------------------------------------
@@ -313,6 +415,7 @@ export class PkvmHyp {
   private hostStage2SetOwnerLocked(pfn: number, pages: number, owner: number): number {
     if (!this.rangeIsMemory(pfn, pfn + pages)) return E.EPERM;
     if (owner === PKVM_ID_HOST) {
+      this.handover(pfn, pages);
       this.hostS2.clear(pfn, pfn + pages);
       this.vmemmap.setHost(pfn, pfn + pages, PKVM_PAGE_OWNED);
     } else {
@@ -331,6 +434,16 @@ export class PkvmHyp {
     this.hostS2.annotate(pfn, pfn + 1, PKVM_ID_GUEST, handle, gfn);
     this.vmemmap.setHost(pfn, pfn + 1, PKVM_NOPAGE);
     return 0;
+  }
+
+  /**
+   * `hyp_poison_page()` (2026 series): a guest page the host takes back is cleared first (the
+   * hypervisor maps it in its fixmap, memsets it and flushes it to the PoC).
+   */
+  private hypPoisonPage(pfn: number): void {
+    // Seeded bug: the page is not cleared (the host gets the guest's data).
+    if (this.mutants.has('pkvm_poison_page_no_zero')) return;
+    this.frames.zero(asPfn(pfn), 1);
   }
 
   private must(ret: number, what: string): void {
@@ -443,6 +556,7 @@ export class PkvmHyp {
     const ret = this.hostCheckPageStateRange(pfn, pages, PKVM_PAGE_OWNED);
     if (ret !== 0) return ret;
     this.hostSetPageStateRange(pfn, pages, PKVM_PAGE_SHARED_OWNED);
+    this.noteChange(pfn, pfn + pages);
     this.ffaShared.set(pfn, pfn + pages, true);
     this.rec(pfn, pages, { op: 'host_share_ffa' });
     return 0;
@@ -459,6 +573,7 @@ export class PkvmHyp {
     const ret = this.hostCheckPageStateRange(pfn, pages, PKVM_PAGE_SHARED_OWNED);
     if (ret !== 0) return ret;
     this.hostSetPageStateRange(pfn, pages, PKVM_PAGE_OWNED);
+    this.noteChange(pfn, pfn + pages);
     this.ffaShared.delete(pfn, pfn + pages);
     this.rec(pfn, pages, { op: 'host_unshare_ffa' });
     return 0;
@@ -480,6 +595,7 @@ export class PkvmHyp {
     for (const p of [...vmPages, ...pgdPages]) {
       const ret = this.hostDonateHyp(p, 1);
       if (ret !== 0) {
+        this.handoverCtx = { what: '__pkvm_init_vm (failed)' };
         for (const q of done) {
           this.frames.zero(asPfn(q), 1);
           this.must(this.hypDonateHost(q, 1), '__pkvm_hyp_donate_host');
@@ -490,6 +606,8 @@ export class PkvmHyp {
     }
     const handle = idx + PKVM_HANDLE_OFFSET;
     this.vmSlots[idx] = handle;
+    const stage2 = new GuestStage2();
+    stage2.onChange = (start, end) => this.noteChange(start, end);
     this.vms.set(handle, {
       handle,
       isProtected,
@@ -497,9 +615,11 @@ export class PkvmHyp {
       vmPages: [...vmPages],
       pgdPages: [...pgdPages],
       vcpus: [],
-      stage2: new GuestStage2(),
+      stage2,
       pool: [],
     });
+    this.history.vmCreated(handle, isProtected);
+    this.noteVm(handle);
     return handle;
   }
 
@@ -511,6 +631,7 @@ export class PkvmHyp {
     if (vm.dying) return E.EINVAL;
     const ret = this.hostDonateHyp(page, 1);
     if (ret !== 0) return ret;
+    this.noteVm(handle);
     const idx = vm.vcpus.length;
     vm.vcpus.push({ idx, page, hostMemcache: [], memcache: [] });
     return idx;
@@ -519,7 +640,10 @@ export class PkvmHyp {
   /** The host's `topup_hyp_memcache()`: host pages pushed on the vCPU's host memcache (no EL2 call). */
   hostTopupMemcache(handle: number, vcpuIdx: number, pages: readonly number[]): void {
     const v = this.vms.get(handle)?.vcpus[vcpuIdx];
-    if (v !== undefined) v.hostMemcache.push(...pages);
+    if (v !== undefined) {
+      this.noteVm(handle);
+      v.hostMemcache.push(...pages);
+    }
   }
 
   /** `pkvm_load_hyp_vcpu()` as the handlers see it: a live vCPU of a VM that is not dying. */
@@ -527,6 +651,8 @@ export class PkvmHyp {
     const vm = this.vms.get(handle);
     const vcpu = vm?.vcpus[vcpuIdx];
     if (vm === undefined || vcpu === undefined || vm.dying) return undefined;
+    // Whatever the call does next may change the VM's own pages (memcache, tables).
+    this.noteVm(handle);
     return { vm, vcpu };
   }
 
@@ -541,7 +667,9 @@ export class PkvmHyp {
     while (vcpu.memcache.length < min) {
       const head = vcpu.hostMemcache[vcpu.hostMemcache.length - 1];
       if (head === undefined) return E.ENOMEM;
-      if (this.hostDonateHyp(head, 1) !== 0) return E.ENOMEM;
+      // Seeded bug: admit_host_page() takes the page without __pkvm_host_donate_hyp().
+      if (!this.mutants.has('pkvm_memcache_admit_no_donate') && this.hostDonateHyp(head, 1) !== 0)
+        return E.ENOMEM;
       vcpu.hostMemcache.pop();
       vcpu.memcache.push(head);
     }
@@ -554,7 +682,9 @@ export class PkvmHyp {
    */
   refillMemcache(handle: number, vcpuIdx: number): number {
     const v = this.vms.get(handle)?.vcpus[vcpuIdx];
-    return v === undefined ? E.EINVAL : this.refill(v);
+    if (v === undefined) return E.EINVAL;
+    this.noteVm(handle);
+    return this.refill(v);
   }
 
   /** `kvm_mmu_cache_min_pages()`: stage-2 levels - 1. */
@@ -636,10 +766,12 @@ export class PkvmHyp {
     if (bad !== 0) return bad;
     ret = this.guestCheckPgtableMemcache(vcpu);
     if (ret !== 0) return ret;
+    // Seeded bug: a page already shared with a guest is shared again without counting it.
+    const noCount = this.mutants.has('pkvm_share_guest_no_count');
     this.vmemmap.update(pfn, pfn + size, (p) => ({
       ...p,
       host: PKVM_PAGE_SHARED_OWNED,
-      shareGuestCount: p.shareGuestCount + 1,
+      shareGuestCount: p.shareGuestCount + (noCount && p.shareGuestCount > 0 ? 0 : 1),
     }));
     vm.stage2.map(gfn, pfn, size, PKVM_PAGE_SHARED_BORROWED, prot, this.tableAlloc(vm, vcpu));
     this.rec(pfn, size, { op: 'host_share_guest', handle, gfn });
@@ -657,6 +789,7 @@ export class PkvmHyp {
     this.lastReclaimed = [];
     const vm = this.vms.get(handle);
     if (vm === undefined || vm.isProtected) return E.EINVAL;
+    this.noteVm(handle);
     const size = this.transitionSize(0, gfn, nrPages);
     if (size < 0) return size;
     const leaf = vm.stage2.leaf(gfn);
@@ -673,9 +806,11 @@ export class PkvmHyp {
     });
     if (bad !== 0) return bad;
     vm.stage2.unmap(gfn, size, (t) => vm.pool.push(t));
+    // Seeded bug: the page goes back to the host at the first unshare, whatever the count.
+    const early = this.mutants.has('pkvm_unshare_guest_early_owned');
     this.vmemmap.update(pfn, pfn + size, (p) => {
       const c = p.shareGuestCount - 1;
-      return { ...p, shareGuestCount: c, host: c === 0 ? PKVM_PAGE_OWNED : p.host };
+      return { ...p, shareGuestCount: c, host: c === 0 || early ? PKVM_PAGE_OWNED : p.host };
     });
     this.rec(pfn, size, { op: 'host_unshare_guest', handle, gfn });
     return 0;
@@ -702,7 +837,11 @@ export class PkvmHyp {
     if (vm.stage2.state(gfn) !== PKVM_NOPAGE) return E.EPERM;
     ret = this.guestCheckPgtableMemcache(vcpu);
     if (ret !== 0) return ret;
-    this.must(this.hostStage2SetGuestOwner(pfn, handle, gfn), 'set_owner_metadata');
+    // Seeded bug: the host state says NOPAGE but its stage-2 entry is left as it was (a valid
+    // idmap the host keeps using, or an empty entry the next host fault maps again).
+    if (this.mutants.has('pkvm_donate_keeps_host_map'))
+      this.vmemmap.setHost(pfn, pfn + 1, PKVM_NOPAGE);
+    else this.must(this.hostStage2SetGuestOwner(pfn, handle, gfn), 'set_owner_metadata');
     vm.stage2.map(gfn, pfn, 1, PKVM_PAGE_OWNED, KVM_PGTABLE_PROT_RWX, this.tableAlloc(vm, vcpu));
     this.rec(pfn, 1, { op: 'host_donate_guest', handle, gfn });
     return 0;
@@ -753,8 +892,11 @@ export class PkvmHyp {
     if (vm === undefined) return E.EINVAL;
     const pte = this.validGuestPte(vm, gfn);
     if (typeof pte === 'number') return pte;
-    if (pte.state !== PKVM_PAGE_SHARED_OWNED) return E.EPERM;
-    if (this.hostCheckPageStateRange(pte.pfn, 1, PKVM_PAGE_SHARED_BORROWED) !== 0) return E.EPERM;
+    // Seeded bug: the state checks skipped (a page the guest owns and never shared is "unshared").
+    if (!this.mutants.has('pkvm_mem_unshare_owned')) {
+      if (pte.state !== PKVM_PAGE_SHARED_OWNED) return E.EPERM;
+      if (this.hostCheckPageStateRange(pte.pfn, 1, PKVM_PAGE_SHARED_BORROWED) !== 0) return E.EPERM;
+    }
     this.must(this.hostStage2SetGuestOwner(pte.pfn, handle, gfn), 'set_owner_metadata');
     vm.stage2.map(gfn, pte.pfn, 1, PKVM_PAGE_OWNED, KVM_PGTABLE_PROT_RWX, () => {
       throw new PkvmHypPanic('stage-2 map of an existing leaf allocated a table');
@@ -825,6 +967,8 @@ export class PkvmHyp {
     if (vm === undefined) return E.ENOENT;
     if (vm.dying) return E.EINVAL;
     vm.dying = true;
+    this.history.vmDying(handle);
+    this.noteVm(handle);
     return 0;
   }
 
@@ -839,12 +983,14 @@ export class PkvmHyp {
     this.lastReclaimed = [];
     const vm = this.vms.get(handle);
     if (vm === undefined || !vm.dying) return E.EINVAL;
+    this.noteVm(handle);
     const leaf = vm.stage2.leaf(gfn);
     if (leaf === undefined) return E.EPERM;
+    this.handoverCtx = { what: '__pkvm_reclaim_dying_guest_page', handle, gfn };
     const pfn = leaf.pfn;
     if (leaf.state === PKVM_PAGE_OWNED) {
       this.must(this.hostCheckPageStateRange(pfn, 1, PKVM_NOPAGE), 'host state NOPAGE');
-      this.frames.zero(asPfn(pfn), 1);
+      this.hypPoisonPage(pfn);
       this.lastReclaimed.push(pfn);
     } else if (leaf.state === PKVM_PAGE_SHARED_OWNED) {
       this.must(this.hostCheckPageStateRange(pfn, 1, PKVM_PAGE_SHARED_BORROWED), 'host state');
@@ -874,8 +1020,14 @@ export class PkvmHyp {
     const vm = this.vms.get(pte.handle);
     if (vm === undefined) return E.EAGAIN;
     if (vm.stage2.state(pte.gfn) !== PKVM_PAGE_OWNED) return E.EPERM;
-    vm.stage2.poison(pte.gfn);
-    this.frames.zero(asPfn(pfn), 1);
+    this.handoverCtx = {
+      what: '__pkvm_host_force_reclaim_page_guest',
+      handle: pte.handle,
+      gfn: pte.gfn,
+    };
+    // Seeded bug: the guest's entry is left valid (the guest keeps the page the host gets back).
+    if (!this.mutants.has('pkvm_force_reclaim_no_poison')) vm.stage2.poison(pte.gfn);
+    this.hypPoisonPage(pfn);
     this.lastReclaimed.push(pfn);
     this.must(this.hostStage2SetOwnerLocked(pfn, 1, PKVM_ID_HOST), 'host_stage2_set_owner');
     this.rec(pfn, 1, {
@@ -898,6 +1050,8 @@ export class PkvmHyp {
     const vm = this.vms.get(handle);
     if (vm === undefined) return E.ENOENT;
     if (!vm.dying) return E.EINVAL;
+    this.noteVm(handle);
+    this.handoverCtx = { what: '__pkvm_finalize_teardown_vm' };
     for (const r of vm.stage2.leafRuns())
       this.rec(r.leaf.base, r.end - r.start, {
         op: 'guest_stage2_destroyed',
@@ -917,6 +1071,7 @@ export class PkvmHyp {
     }
     this.vms.delete(handle);
     this.vmSlots[handle - PKVM_HANDLE_OFFSET] = undefined;
+    this.history.vmGone(handle);
     return 0;
   }
 
@@ -931,7 +1086,12 @@ export class PkvmHyp {
     const range = this.findMemRange(pfn);
     const pte = this.hostS2.get(pfn);
     if (pte?.t === 'map') return { ret: E.EAGAIN, start: pfn, end: pfn };
-    if (pte?.t === 'annot') return { ret: E.EPERM, start: pfn, end: pfn };
+    // Seeded bug: an annotation naming a guest is not refused (the host maps the guest's page).
+    if (
+      pte?.t === 'annot' &&
+      !(pte.owner === PKVM_ID_GUEST && this.mutants.has('pkvm_host_abort_maps_guest_page'))
+    )
+      return { ret: E.EPERM, start: pfn, end: pfn };
     for (let level = this.hostS2.emptyLeafLevel(pfn); level <= S2_LAST_LEVEL; level++) {
       if (level === 0) continue; // kvm_level_supports_block_mapping()
       const g = S2_LEVEL_PAGES[level]!;

@@ -97,9 +97,32 @@ const hypPageOps: RangeValueOps<HypPage> = {
   canMerge: (a, _len, b) => samePage(a, b),
 };
 
+/** A callback told every range of frames a structure changed (the hypervisor's change log). */
+export type OnChange = (start: number, end: number) => void;
+
+/**
+ * The run boundaries of `m` (unclipped starts and ends of its stored entries) that lie in
+ * [s, e] (both ends included), each passed to `add`: the cuts a segment walk over `m` uses.
+ */
+export function runBoundariesIn<V>(
+  m: RangeMap<V>,
+  s: number,
+  e: number,
+  add: (p: number) => void,
+): void {
+  const at = m.entryAt(s);
+  if (at !== undefined ? at.start === s : s > 0 && m.entryAt(s - 1) !== undefined) add(s);
+  m.forEachIn(s, e + 1, (cs, ce) => {
+    if (cs > s) add(cs);
+    if (ce <= e) add(ce);
+  });
+}
+
 /** The hypervisor's vmemmap (`hyp_vmemmap`): one `struct hyp_page` per memory frame, as ranges. */
 export class HypVmemmap {
   private readonly map = new RangeMap<HypPage>(hypPageOps);
+  /** Told every range `update` rewrites (PkvmHyp's change log). */
+  onChange: OnChange | undefined = undefined;
 
   /** `hyp_phys_to_page(pfn)`. */
   get(pfn: number): HypPage {
@@ -108,6 +131,7 @@ export class HypVmemmap {
 
   /** Rewrite every page of [start, end) with `f(old)` (one write per stored run). */
   update(start: number, end: number, f: (p: HypPage) => HypPage): void {
+    this.onChange?.(start, end);
     const pieces: Array<{ start: number; end: number; value: HypPage }> = [];
     let pos = start;
     this.map.forEachIn(start, end, (s, e, v) => {
@@ -175,5 +199,10 @@ export class HypVmemmap {
   /** Number of stored runs. */
   get size(): number {
     return this.map.size;
+  }
+
+  /** The run boundaries in [s, e] (`runBoundariesIn`). */
+  boundariesIn(s: number, e: number, add: (p: number) => void): void {
+    runBoundariesIn(this.map, s, e, add);
   }
 }

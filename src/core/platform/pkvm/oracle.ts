@@ -3,13 +3,15 @@
  * history touched, recompute the expected (host, hyp, guest) triple, share count, pins and host
  * stage-2 annotation from the history alone (`expectedPage()`, history.ts) and compare it with the
  * stepwise state of `PkvmHyp`; pages the history never touched must still be in their boot state.
- * It works on segments of pages, never page by page over memory.
+ * It works on segments of pages, never page by page over memory, and can be limited to the
+ * segments of some pfn ranges (`PkvmScope`: the change-driven checker's, after a step that
+ * touched only those).
  * Any difference is returned (never thrown), ghost-spec style: the spec's post-state against the
  * abstraction of the implementation's.
  */
 import type { PkvmHyp } from './hyp.js';
 import { expectedPage, type Annotation, type GuestView } from './history.js';
-import { PKVM_NOPAGE, PKVM_STATE_NAMES } from './memory.js';
+import { PKVM_NOPAGE, PKVM_STATE_NAMES, runBoundariesIn } from './memory.js';
 
 /** One disagreement between the history and the stepwise state. */
 export interface OracleDiff {
@@ -21,7 +23,7 @@ export interface OracleDiff {
 }
 
 /** A guest mapping of a pfn range, from one VM's stage-2. */
-interface GuestRun {
+export interface GuestRun {
   readonly pfn: number;
   readonly end: number;
   readonly handle: number;
@@ -44,6 +46,78 @@ export function guestRuns(hyp: PkvmHyp): GuestRun[] {
   return out.sort((a, b) => a.pfn - b.pfn);
 }
 
+/**
+ * The guests' mappings by pfn: the boundaries of every guest run, and for each segment between
+ * two boundaries the runs covering it. Built from the VMs' stage-2s (`GuestIndex.of` keeps one
+ * per hypervisor until a guest stage-2 changes); lookups are binary searches.
+ */
+export class GuestIndex {
+  /** Sorted distinct run boundaries. */
+  private readonly cuts: number[];
+  /** The runs covering [cuts[i], cuts[i + 1]). */
+  private readonly cover: GuestRun[][];
+
+  constructor(runs: readonly GuestRun[]) {
+    const set = new Set<number>();
+    for (const r of runs) set.add(r.pfn).add(r.end);
+    this.cuts = [...set].sort((a, b) => a - b);
+    this.cover = this.cuts.map(() => []);
+    for (const r of runs)
+      for (let i = this.at(r.pfn); i >= 0 && i < this.cuts.length && this.cuts[i]! < r.end; i++)
+        this.cover[i]!.push(r);
+  }
+
+  private static readonly cache = new WeakMap<PkvmHyp, { key: string; index: GuestIndex }>();
+
+  /** The index of `hyp`'s guests now (rebuilt only when a VM or a guest stage-2 changed). */
+  static of(hyp: PkvmHyp): GuestIndex {
+    let key = '';
+    for (const vm of hyp.vms.values()) key += `${vm.handle}:${vm.stage2.version},`;
+    const c = GuestIndex.cache.get(hyp);
+    if (c !== undefined && c.key === key) return c.index;
+    const index = new GuestIndex(guestRuns(hyp));
+    GuestIndex.cache.set(hyp, { key, index });
+    return index;
+  }
+
+  /** The index of the last boundary <= pfn (-1: none). */
+  private at(pfn: number): number {
+    let lo = 0;
+    let hi = this.cuts.length - 1;
+    let r = -1;
+    while (lo <= hi) {
+      const m = (lo + hi) >> 1;
+      if (this.cuts[m]! <= pfn) {
+        r = m;
+        lo = m + 1;
+      } else hi = m - 1;
+    }
+    return r;
+  }
+
+  /** The guest views of `pfn`, sorted by (handle, gfn). */
+  viewsOf(pfn: number): GuestView[] {
+    const i = this.at(pfn);
+    if (i < 0) return [];
+    const out: GuestView[] = [];
+    for (const r of this.cover[i]!)
+      if (pfn < r.end)
+        out.push({ handle: r.handle, gfn: r.gfn + (pfn - r.pfn), state: r.state as never });
+    return out.sort((a, b) => a.handle - b.handle || a.gfn - b.gfn);
+  }
+
+  /** The boundaries in [s, e]. */
+  boundariesIn(s: number, e: number, add: (p: number) => void): void {
+    for (let i = Math.max(0, this.at(s)); i < this.cuts.length && this.cuts[i]! <= e; i++)
+      if (this.cuts[i]! >= s) add(this.cuts[i]!);
+  }
+
+  /** Every boundary. */
+  all(): readonly number[] {
+    return this.cuts;
+  }
+}
+
 /** The guest views of `pfn` from `runs`, sorted by (handle, gfn). */
 export function guestViewsOf(runs: readonly GuestRun[], pfn: number): GuestView[] {
   const out: GuestView[] = [];
@@ -62,6 +136,51 @@ export function annotationOf(hyp: PkvmHyp, pfn: number): Annotation | undefined 
   return { owner: pte.owner, handle: pte.handle, gfn: pte.gfn };
 }
 
+/**
+ * Which pages a check looks at: `ranges` ((start, end) pairs): only the segments that start in
+ * one of them or at its end (the only ones a change confined to those ranges can have changed
+ * or created); absent: every segment.
+ */
+export interface PkvmScope {
+  readonly ranges?: readonly number[];
+}
+
+/**
+ * The segment starts of `hyp`'s state in `scope`, sorted: the boundaries of every run of every
+ * structure — the history, the vmemmap, the host stage-2, the guests' mappings, the FF-A shares
+ * and the boot reservations. Over a segment every structure is uniform (gfns advance with the
+ * page), so its first page stands for it.
+ */
+export function segmentPoints(hyp: PkvmHyp, guests: GuestIndex, scope: PkvmScope = {}): number[] {
+  const cuts = new Set<number>();
+  const add = (p: number): void => {
+    cuts.add(p);
+  };
+  const r = scope.ranges;
+  if (r === undefined) {
+    for (const x of hyp.history.runs()) cuts.add(x.start).add(x.end);
+    for (const x of hyp.vmemmap.runs()) cuts.add(x.start).add(x.end);
+    for (const x of hyp.hostS2.runs()) cuts.add(x.start).add(x.end);
+    for (const x of guests.all()) cuts.add(x);
+    for (const x of hyp.ffaShared.entries()) cuts.add(x.start).add(x.end);
+    for (const x of hyp.config.hypReserved) cuts.add(x.base).add(x.base + x.pages);
+  } else
+    for (let i = 0; i < r.length; i += 2) {
+      const s = r[i]!;
+      const e = r[i + 1]!;
+      hyp.history.boundariesIn(s, e, add);
+      hyp.vmemmap.boundariesIn(s, e, add);
+      hyp.hostS2.boundariesIn(s, e, add);
+      guests.boundariesIn(s, e, add);
+      runBoundariesIn(hyp.ffaShared, s, e, add);
+      for (const x of hyp.config.hypReserved) {
+        if (x.base >= s && x.base <= e) cuts.add(x.base);
+        if (x.base + x.pages >= s && x.base + x.pages <= e) cuts.add(x.base + x.pages);
+      }
+    }
+  return [...cuts].sort((a, b) => a - b);
+}
+
 const st = (s: number): string => PKVM_STATE_NAMES[s] ?? String(s);
 const gv = (g: readonly GuestView[]): string =>
   g.map((x) => `${x.handle}:${x.gfn}:${st(x.state)}`).join(',') || '-';
@@ -69,13 +188,17 @@ const an = (a: Annotation | undefined): string =>
   a === undefined ? '-' : `owner ${a.owner} handle ${a.handle} gfn ${a.gfn}`;
 
 /** Compare one page's expected state (from its history) with the stepwise state. */
-function comparePage(
+export function comparePage(
   hyp: PkvmHyp,
-  runs: readonly GuestRun[],
+  guests: GuestIndex,
   pfn: number,
   out: OracleDiff[],
 ): void {
-  const exp = expectedPage(hyp.history.of(pfn), hyp.hypAtBoot(pfn) ? 'hyp' : 'host');
+  const events = hyp.history.ofWithSeq(pfn);
+  const exp = expectedPage(events, hyp.hypAtBoot(pfn) ? 'hyp' : 'host', {
+    vmAt: (h, seq) => hyp.history.vmAt(h, seq),
+    shareGuestCountMax: hyp.config.shareGuestCountMax,
+  });
   const p = hyp.vmemmap.get(pfn);
   const push = (field: OracleDiff['field'], expected: string, actual: string): void => {
     if (expected !== actual) out.push({ pfn, field, expected, actual });
@@ -83,7 +206,7 @@ function comparePage(
   for (const pr of exp.problems) out.push({ pfn, field: 'history', expected: 'valid', actual: pr });
   push('host', st(exp.host), st(p.host));
   push('hyp', st(exp.hyp), st(p.hyp));
-  push('guests', gv(exp.guests), gv(guestViewsOf(runs, pfn)));
+  push('guests', gv(exp.guests), gv(guests.viewsOf(pfn)));
   push('shareGuestCount', String(exp.shareGuestCount), String(p.shareGuestCount));
   push('pins', String(exp.pins), String(p.refcount));
   push('ffa', String(exp.ffa), String(hyp.ffaShared.get(pfn) === true));
@@ -92,24 +215,16 @@ function comparePage(
 }
 
 /**
- * The oracle's check, over segments of pfns in which every structure is uniform (the boundaries
- * of the history runs, vmemmap runs, host stage-2 runs, guest leaf runs, FF-A runs and the boot
- * reservations): each segment's first page is compared — its history's expected state against
- * the stepwise state — and stands for the segment (gfns advance with the page on both sides).
- * Pages without a history must be in their boot state. Returns the differences (empty: the
- * history and the state agree). Cost: the number of runs, never the size of memory.
+ * The oracle's check, over segments of pfns in which every structure is uniform
+ * (`segmentPoints()`): each segment's first page is compared — its history's expected state,
+ * and whether each of its calls was allowed, against the stepwise state — and stands for the
+ * segment. Pages without a history must be in their boot state. Returns the differences (empty:
+ * the history and the state agree). Cost: the number of runs (in `scope`), never the size of
+ * memory.
  */
-export function checkHistory(hyp: PkvmHyp): OracleDiff[] {
+export function checkHistory(hyp: PkvmHyp, scope: PkvmScope = {}): OracleDiff[] {
   const out: OracleDiff[] = [];
-  const runs = guestRuns(hyp);
-  const cuts = new Set<number>();
-  for (const r of hyp.history.runs()) cuts.add(r.start).add(r.end);
-  for (const r of hyp.vmemmap.runs()) cuts.add(r.start).add(r.end);
-  for (const r of hyp.hostS2.runs()) if (r.pte.t === 'annot') cuts.add(r.start).add(r.end);
-  for (const r of runs) cuts.add(r.pfn).add(r.end);
-  for (const r of hyp.ffaShared.entries()) cuts.add(r.start).add(r.end);
-  for (const r of hyp.config.hypReserved) cuts.add(r.base).add(r.base + r.pages);
-  const points = [...cuts].sort((a, b) => a - b);
-  for (let i = 0; i + 1 < points.length; i++) comparePage(hyp, runs, points[i]!, out);
+  const guests = GuestIndex.of(hyp);
+  for (const p of segmentPoints(hyp, guests, scope)) comparePage(hyp, guests, p, out);
   return out;
 }
