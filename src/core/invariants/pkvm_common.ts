@@ -61,8 +61,11 @@ class PkvmResults {
   readonly points = new RangeMap<PointResult>({ shift: (v) => v, canMerge: () => false });
   /** Invariant 5's violations per VM handle (VMs without any left out). */
   readonly vms = new Map<number, PkvmViolation[]>();
-  /** Every VM's own pages (pfn → handle), and each VM's list (to take them out again). */
-  readonly own = new RangeMap<number>({ shift: (v) => v, canMerge: (a, _l, b) => a === b });
+  /**
+   * Every VM's own pages (pfn → the handles holding it: one, unless a bug gave a page to two),
+   * and each VM's list (to take them out again).
+   */
+  readonly own = new RangeMap<readonly number[]>({ shift: (v) => v, canMerge: () => false });
   readonly ownOf = new Map<number, number[]>();
   /** The result per invariant (PKVM_INVARIANT_NAMES order). */
   out: Violation[][] = [];
@@ -86,13 +89,20 @@ function evalPoints(hyp: PkvmHyp, r: PkvmResults, points: readonly number[]): vo
 
 /** Re-evaluate invariant 5 for VM `handle` and re-index its own pages. */
 function evalVm(hyp: PkvmHyp, r: PkvmResults, handle: number): void {
-  for (const p of r.ownOf.get(handle) ?? []) if (r.own.get(p) === handle) r.own.delete(p, p + 1);
+  for (const p of r.ownOf.get(handle) ?? []) {
+    const hs = r.own.get(p)?.filter((x) => x !== handle);
+    if (hs === undefined || hs.length === 0) r.own.delete(p, p + 1);
+    else r.own.set(p, p + 1, hs);
+  }
   r.ownOf.delete(handle);
   r.vms.delete(handle);
   const vm = hyp.vms.get(handle);
   if (vm === undefined) return;
   const pages = vmOwnPages(vm).map(([p]) => p);
-  for (const p of pages) r.own.set(p, p + 1, handle);
+  for (const p of pages) {
+    const hs = r.own.get(p) ?? [];
+    if (!hs.includes(handle)) r.own.set(p, p + 1, [...hs, handle]);
+  }
   r.ownOf.set(handle, pages);
   const out: PkvmViolation[] = [];
   checkVmPages(hyp, vm, out);
@@ -121,8 +131,8 @@ function evalChanged(
     const s = ranges[i]!;
     const e = ranges[i + 1]!;
     r.points.delete(s, e + 1);
-    r.own.forEachIn(s, e, (_s, _e, handle) => {
-      dirtyVms.add(handle);
+    r.own.forEachIn(s, e, (_s, _e, hs) => {
+      for (const handle of hs) dirtyVms.add(handle);
     });
   }
   evalPoints(hyp, r, segmentPoints(hyp, GuestIndex.of(hyp), { ranges }));

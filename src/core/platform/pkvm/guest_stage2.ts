@@ -15,11 +15,12 @@
  *   missing tables from the VM's hyp pool first, else from the vCPU's memcache (pages the host
  *   donated); an unmap frees a table whose last entry went, back into the VM's pool.
  */
-import { RangeMap, extentOps } from '../../base/ranges/range_map.js';
+import { RangeMap, extentOps, type RangeValueOps } from '../../base/ranges/range_map.js';
 import { S2_LAST_LEVEL, S2_LEVEL_PAGES } from './host_stage2.js';
 import {
   PKVM_NOPAGE,
   PKVM_POISON,
+  runBoundariesIn,
   type OnChange,
   type PkvmGuestState,
   type PkvmPageState,
@@ -54,12 +55,31 @@ const leafOps = extentOps<GuestLeaf>(
   (t, base) => ({ base, state: t.state, prot: t.prot, pages: t.pages }),
 );
 
+/** One mapping of a page by this guest, in the reverse map (the gfn advances with the pfn). */
+export interface PfnRef {
+  readonly gfn: number;
+  readonly state: PkvmGuestState;
+}
+
+const pfnRefOps: RangeValueOps<readonly PfnRef[]> = {
+  shift: (v, d) => v.map((x) => ({ gfn: x.gfn + d, state: x.state })),
+  canMerge: (a, len, b) =>
+    a.length === b.length &&
+    a.every((x, i) => b[i]!.gfn === x.gfn + len && b[i]!.state === x.state),
+};
+
 /** A table page's pfn, per table index. */
 type TableRef = { readonly pfn: number };
 const tableOps = { shift: (v: TableRef) => v, canMerge: () => false };
 
 export class GuestStage2 {
   private readonly leaves = new RangeMap<GuestLeaf>(leafOps);
+  /**
+   * The reverse map, pfn → the gfns mapping it (usually one; a non-protected guest may be given
+   * one page at two gfns): the model's, for the invariants (the hypervisor has none; its
+   * donation annotations name one gfn per page).
+   */
+  private readonly byPfn = new RangeMap<readonly PfnRef[]>(pfnRefOps);
   /**
    * Told the pfn range of every leaf a write replaces or installs (PkvmHyp's change log: the
    * guest's view of those pages changed).
@@ -68,14 +88,59 @@ export class GuestStage2 {
   /** Bumped by every leaf write (the invariants' pfn-to-guest index is rebuilt when it moved). */
   version = 0;
 
-  /** Tell `onChange` the pfns of the leaves in [gfn, gfn + n). */
+  /**
+   * The leaves in [gfn, gfn + n) are about to be replaced or removed: tell `onChange` their
+   * pfns, and take them out of the reverse map.
+   */
   private changed(gfn: number, n: number): void {
     this.version++;
     const cb = this.onChange;
-    if (cb === undefined) return;
+    const old: Array<[number, number, number]> = [];
     this.leaves.forEachIn(gfn, gfn + n, (s, e, v) => {
-      cb(v.base, v.base + (e - s));
+      old.push([s, e, v.base]);
     });
+    for (const [s, e, base] of old) {
+      cb?.(base, base + (e - s));
+      const pieces: Array<[number, number, readonly PfnRef[]]> = [];
+      this.byPfn.forEachIn(base, base + (e - s), (ps, pe, l) => {
+        pieces.push([ps, pe, l.filter((x) => x.gfn !== s + (ps - base))]);
+      });
+      for (const [ps, pe, l] of pieces)
+        if (l.length === 0) this.byPfn.delete(ps, pe);
+        else this.byPfn.set(ps, pe, l);
+    }
+  }
+
+  /** Add gfns [gfn, gfn + n) → pfns [pfn, pfn + n) with `state` to the reverse map. */
+  private addRefs(gfn: number, pfn: number, n: number, state: PkvmGuestState): void {
+    const pieces: Array<[number, number, readonly PfnRef[]]> = [];
+    let pos = pfn;
+    this.byPfn.forEachIn(pfn, pfn + n, (ps, pe, l) => {
+      if (ps > pos) pieces.push([pos, ps, []]);
+      pieces.push([ps, pe, l]);
+      pos = pe;
+    });
+    if (pos < pfn + n) pieces.push([pos, pfn + n, []]);
+    for (const [ps, pe, l] of pieces)
+      this.byPfn.set(ps, pe, [...l, { gfn: gfn + (ps - pfn), state }]);
+  }
+
+  /** The guest's mappings of `pfn` (gfn and state), from the reverse map. */
+  refsAt(pfn: number): readonly PfnRef[] {
+    return this.byPfn.get(pfn) ?? [];
+  }
+
+  /** The reverse map's run boundaries in [s, e] (`runBoundariesIn`). */
+  pfnBoundariesIn(s: number, e: number, add: (p: number) => void): void {
+    runBoundariesIn(this.byPfn, s, e, add);
+  }
+
+  /** Every run boundary of the reverse map. */
+  pfnBoundaries(add: (p: number) => void): void {
+    for (const r of this.byPfn.entries()) {
+      add(r.start);
+      add(r.end);
+    }
   }
   /** Tables at levels 1..3 (index 0 unused: the root), keyed by `gfn / pages covered`. */
   private readonly tables: Array<RangeMap<TableRef>> = [];
@@ -152,6 +217,7 @@ export class GuestStage2 {
     }
     this.changed(gfn, pages);
     this.onChange?.(pfn, pfn + pages);
+    this.addRefs(gfn, pfn, pages, state);
     this.leaves.set(gfn, gfn + pages, { base: pfn, state, prot, pages });
   }
 
@@ -160,6 +226,7 @@ export class GuestStage2 {
     const l = this.leaf(gfn);
     if (l === undefined) return;
     this.changed(gfn, 1);
+    this.addRefs(gfn, l.pfn, 1, PKVM_POISON);
     this.leaves.set(gfn, gfn + 1, { base: l.pfn, state: PKVM_POISON, prot: 0, pages: 1 });
   }
 
@@ -207,6 +274,7 @@ export class GuestStage2 {
   destroy(): number[] {
     const pfns = this.tablePfns();
     this.changed(0, Number.MAX_SAFE_INTEGER);
+    this.byPfn.clear();
     this.leaves.clear();
     for (const t of this.tables) t.clear();
     return pfns;

@@ -47,74 +47,35 @@ export function guestRuns(hyp: PkvmHyp): GuestRun[] {
 }
 
 /**
- * The guests' mappings by pfn: the boundaries of every guest run, and for each segment between
- * two boundaries the runs covering it. Built from the VMs' stage-2s (`GuestIndex.of` keeps one
- * per hypervisor until a guest stage-2 changes); lookups are binary searches.
+ * The guests' mappings by pfn, from the live VMs' reverse maps (`GuestStage2.refsAt`): the views
+ * of a page, and the boundaries of the runs over which they are uniform. Lookups are O(VMs ·
+ * log runs); nothing is rebuilt when a guest stage-2 changes.
  */
 export class GuestIndex {
-  /** Sorted distinct run boundaries. */
-  private readonly cuts: number[];
-  /** The runs covering [cuts[i], cuts[i + 1]). */
-  private readonly cover: GuestRun[][];
+  private constructor(private readonly hyp: PkvmHyp) {}
 
-  constructor(runs: readonly GuestRun[]) {
-    const set = new Set<number>();
-    for (const r of runs) set.add(r.pfn).add(r.end);
-    this.cuts = [...set].sort((a, b) => a - b);
-    this.cover = this.cuts.map(() => []);
-    for (const r of runs)
-      for (let i = this.at(r.pfn); i >= 0 && i < this.cuts.length && this.cuts[i]! < r.end; i++)
-        this.cover[i]!.push(r);
-  }
-
-  private static readonly cache = new WeakMap<PkvmHyp, { key: string; index: GuestIndex }>();
-
-  /** The index of `hyp`'s guests now (rebuilt only when a VM or a guest stage-2 changed). */
+  /** The index of `hyp`'s guests. */
   static of(hyp: PkvmHyp): GuestIndex {
-    let key = '';
-    for (const vm of hyp.vms.values()) key += `${vm.handle}:${vm.stage2.version},`;
-    const c = GuestIndex.cache.get(hyp);
-    if (c !== undefined && c.key === key) return c.index;
-    const index = new GuestIndex(guestRuns(hyp));
-    GuestIndex.cache.set(hyp, { key, index });
-    return index;
-  }
-
-  /** The index of the last boundary <= pfn (-1: none). */
-  private at(pfn: number): number {
-    let lo = 0;
-    let hi = this.cuts.length - 1;
-    let r = -1;
-    while (lo <= hi) {
-      const m = (lo + hi) >> 1;
-      if (this.cuts[m]! <= pfn) {
-        r = m;
-        lo = m + 1;
-      } else hi = m - 1;
-    }
-    return r;
+    return new GuestIndex(hyp);
   }
 
   /** The guest views of `pfn`, sorted by (handle, gfn). */
   viewsOf(pfn: number): GuestView[] {
-    const i = this.at(pfn);
-    if (i < 0) return [];
     const out: GuestView[] = [];
-    for (const r of this.cover[i]!)
-      if (pfn < r.end)
-        out.push({ handle: r.handle, gfn: r.gfn + (pfn - r.pfn), state: r.state as never });
+    for (const vm of this.hyp.vms.values())
+      for (const r of vm.stage2.refsAt(pfn))
+        out.push({ handle: vm.handle, gfn: r.gfn, state: r.state });
     return out.sort((a, b) => a.handle - b.handle || a.gfn - b.gfn);
   }
 
   /** The boundaries in [s, e]. */
   boundariesIn(s: number, e: number, add: (p: number) => void): void {
-    for (let i = Math.max(0, this.at(s)); i < this.cuts.length && this.cuts[i]! <= e; i++)
-      if (this.cuts[i]! >= s) add(this.cuts[i]!);
+    for (const vm of this.hyp.vms.values()) vm.stage2.pfnBoundariesIn(s, e, add);
   }
 
   /** Every boundary. */
-  all(): readonly number[] {
-    return this.cuts;
+  all(add: (p: number) => void): void {
+    for (const vm of this.hyp.vms.values()) vm.stage2.pfnBoundaries(add);
   }
 }
 
@@ -161,7 +122,7 @@ export function segmentPoints(hyp: PkvmHyp, guests: GuestIndex, scope: PkvmScope
     for (const x of hyp.history.runs()) cuts.add(x.start).add(x.end);
     for (const x of hyp.vmemmap.runs()) cuts.add(x.start).add(x.end);
     for (const x of hyp.hostS2.runs()) cuts.add(x.start).add(x.end);
-    for (const x of guests.all()) cuts.add(x);
+    guests.all(add);
     for (const x of hyp.ffaShared.entries()) cuts.add(x.start).add(x.end);
     for (const x of hyp.config.hypReserved) cuts.add(x.base).add(x.base + x.pages);
   } else
