@@ -133,57 +133,62 @@ export function expectedPage(
   let mustBeZero = false;
   const problems: string[] = [];
 
-  events.forEach((ev, i) => {
-    const need = (cond: boolean, what: string): void => {
-      if (!cond) problems.push(`event ${i} ${ev.op}: ${what}`);
-    };
-    const findGuest = (handle: number, gfn: number): GuestView | undefined =>
-      guests.find((g) => g.handle === handle && g.gfn === gfn);
-    const setGuest = (handle: number, gfn: number, state: PkvmGuestState | undefined): void => {
-      guests = guests.filter((g) => !(g.handle === handle && g.gfn === gfn));
-      if (state !== undefined) guests.push({ handle, gfn, state });
-    };
-    // The VM's state when the call ran (pkvm_load_hyp_vcpu(), get_vm_by_handle(), the
-    // protected-VM tests of the handlers): `want` lists what the call needs.
-    const vmNeeds = (handle: number, want: { protected?: boolean; dying?: boolean }): void => {
-      if (ctx.vmAt === undefined || ev.seq === undefined) return;
-      const vm = ctx.vmAt(handle, ev.seq);
-      if (vm === undefined) {
-        problems.push(`event ${i} ${ev.op}: VM handle ${handle} does not exist`);
-        return;
-      }
-      if (want.protected !== undefined)
-        need(
-          vm.isProtected === want.protected,
-          `VM ${handle} is ${vm.isProtected ? '' : 'not '}protected`,
-        );
-      if (want.dying !== undefined)
-        need(vm.dying === want.dying, `VM ${handle} is ${vm.dying ? '' : 'not '}dying`);
-    };
+  // The call being folded (the helpers below read it).
+  let ev: SeqEvent = { op: 'hyp_pin' };
+  let i = 0;
+  /** Record a problem unless `cond` (the message is built only then). */
+  const need = (cond: boolean, what: string | (() => string)): void => {
+    if (!cond) problems.push(`event ${i} ${ev.op}: ${typeof what === 'string' ? what : what()}`);
+  };
+  const findGuest = (handle: number, gfn: number): GuestView | undefined =>
+    guests.find((g) => g.handle === handle && g.gfn === gfn);
+  const setGuest = (handle: number, gfn: number, state: PkvmGuestState | undefined): void => {
+    guests = guests.filter((g) => !(g.handle === handle && g.gfn === gfn));
+    if (state !== undefined) guests.push({ handle, gfn, state });
+  };
+  // The VM's state when the call ran (pkvm_load_hyp_vcpu(), get_vm_by_handle(), the
+  // protected-VM tests of the handlers): `want` lists what the call needs.
+  const vmNeeds = (handle: number, want: { protected?: boolean; dying?: boolean }): void => {
+    if (ctx.vmAt === undefined || ev.seq === undefined) return;
+    const vm = ctx.vmAt(handle, ev.seq);
+    if (vm === undefined) {
+      problems.push(`event ${i} ${ev.op}: VM handle ${handle} does not exist`);
+      return;
+    }
+    if (want.protected !== undefined)
+      need(
+        vm.isProtected === want.protected,
+        () => `VM ${handle} is ${vm.isProtected ? '' : 'not '}protected`,
+      );
+    if (want.dying !== undefined)
+      need(vm.dying === want.dying, () => `VM ${handle} is ${vm.dying ? '' : 'not '}dying`);
+  };
+  for (i = 0; i < events.length; i++) {
+    ev = events[i]!;
     switch (ev.op) {
       case 'host_share_hyp':
-        need(host === PKVM_PAGE_OWNED, `host is ${n(host)}, not OWNED`);
-        need(hyp === PKVM_NOPAGE, `hyp is ${n(hyp)}, not NOPAGE`);
+        need(host === PKVM_PAGE_OWNED, () => `host is ${n(host)}, not OWNED`);
+        need(hyp === PKVM_NOPAGE, () => `hyp is ${n(hyp)}, not NOPAGE`);
         host = PKVM_PAGE_SHARED_OWNED;
         hyp = PKVM_PAGE_SHARED_BORROWED;
         break;
       case 'host_unshare_hyp':
-        need(host === PKVM_PAGE_SHARED_OWNED, `host is ${n(host)}, not SHARED_OWNED`);
-        need(hyp === PKVM_PAGE_SHARED_BORROWED, `hyp is ${n(hyp)}, not SHARED_BORROWED`);
-        need(pins === 0, `pinned ${pins} times`);
+        need(host === PKVM_PAGE_SHARED_OWNED, () => `host is ${n(host)}, not SHARED_OWNED`);
+        need(hyp === PKVM_PAGE_SHARED_BORROWED, () => `hyp is ${n(hyp)}, not SHARED_BORROWED`);
+        need(pins === 0, () => `pinned ${pins} times`);
         host = PKVM_PAGE_OWNED;
         hyp = PKVM_NOPAGE;
         break;
       case 'host_donate_hyp':
-        need(host === PKVM_PAGE_OWNED, `host is ${n(host)}, not OWNED`);
-        need(hyp === PKVM_NOPAGE, `hyp is ${n(hyp)}, not NOPAGE`);
+        need(host === PKVM_PAGE_OWNED, () => `host is ${n(host)}, not OWNED`);
+        need(hyp === PKVM_NOPAGE, () => `hyp is ${n(hyp)}, not NOPAGE`);
         host = PKVM_NOPAGE;
         hyp = PKVM_PAGE_OWNED;
         annotation = { owner: PKVM_ID_HYP, handle: 0, gfn: 0 };
         break;
       case 'hyp_donate_host':
-        need(hyp === PKVM_PAGE_OWNED, `hyp is ${n(hyp)}, not OWNED`);
-        need(host === PKVM_NOPAGE, `host is ${n(host)}, not NOPAGE`);
+        need(hyp === PKVM_PAGE_OWNED, () => `hyp is ${n(hyp)}, not OWNED`);
+        need(host === PKVM_NOPAGE, () => `host is ${n(host)}, not NOPAGE`);
         host = PKVM_PAGE_OWNED;
         hyp = PKVM_NOPAGE;
         annotation = undefined;
@@ -198,12 +203,12 @@ export function expectedPage(
         pins--;
         break;
       case 'host_share_ffa':
-        need(host === PKVM_PAGE_OWNED, `host is ${n(host)}, not OWNED`);
+        need(host === PKVM_PAGE_OWNED, () => `host is ${n(host)}, not OWNED`);
         host = PKVM_PAGE_SHARED_OWNED;
         ffa = true;
         break;
       case 'host_unshare_ffa':
-        need(host === PKVM_PAGE_SHARED_OWNED, `host is ${n(host)}, not SHARED_OWNED`);
+        need(host === PKVM_PAGE_SHARED_OWNED, () => `host is ${n(host)}, not SHARED_OWNED`);
         need(ffa, 'not shared over FF-A');
         host = PKVM_PAGE_OWNED;
         ffa = false;
@@ -211,12 +216,12 @@ export function expectedPage(
       case 'host_share_guest':
         need(
           host === PKVM_PAGE_OWNED || (host === PKVM_PAGE_SHARED_OWNED && count > 0),
-          `host is ${n(host)} with ${count} guest shares`,
+          () => `host is ${n(host)} with ${count} guest shares`,
         );
         need(findGuest(ev.handle, ev.gfn) === undefined, 'guest gfn already mapped');
         need(
           count < (ctx.shareGuestCountMax ?? Number.MAX_SAFE_INTEGER),
-          `host_share_guest_count ${count} at its maximum`,
+          () => `host_share_guest_count ${count} at its maximum`,
         );
         vmNeeds(ev.handle, { protected: false, dying: false });
         host = PKVM_PAGE_SHARED_OWNED;
@@ -229,14 +234,17 @@ export function expectedPage(
           findGuest(ev.handle, ev.gfn)?.state === PKVM_PAGE_SHARED_BORROWED,
           'guest does not borrow it',
         );
-        need(host === PKVM_PAGE_SHARED_OWNED && count > 0, `host is ${n(host)}, count ${count}`);
+        need(
+          host === PKVM_PAGE_SHARED_OWNED && count > 0,
+          () => `host is ${n(host)}, count ${count}`,
+        );
         vmNeeds(ev.handle, { protected: false });
         setGuest(ev.handle, ev.gfn, undefined);
         count--;
         if (count === 0) host = PKVM_PAGE_OWNED;
         break;
       case 'host_donate_guest':
-        need(host === PKVM_PAGE_OWNED, `host is ${n(host)}, not OWNED`);
+        need(host === PKVM_PAGE_OWNED, () => `host is ${n(host)}, not OWNED`);
         need(findGuest(ev.handle, ev.gfn) === undefined, 'guest gfn already mapped');
         vmNeeds(ev.handle, { protected: true, dying: false });
         host = PKVM_NOPAGE;
@@ -246,7 +254,7 @@ export function expectedPage(
         break;
       case 'guest_share_host':
         need(findGuest(ev.handle, ev.gfn)?.state === PKVM_PAGE_OWNED, 'guest does not own it');
-        need(host === PKVM_NOPAGE, `host is ${n(host)}, not NOPAGE`);
+        need(host === PKVM_NOPAGE, () => `host is ${n(host)}, not NOPAGE`);
         vmNeeds(ev.handle, { protected: true, dying: false });
         setGuest(ev.handle, ev.gfn, PKVM_PAGE_SHARED_OWNED);
         host = PKVM_PAGE_SHARED_BORROWED;
@@ -257,7 +265,7 @@ export function expectedPage(
           findGuest(ev.handle, ev.gfn)?.state === PKVM_PAGE_SHARED_OWNED,
           'guest has not shared it',
         );
-        need(host === PKVM_PAGE_SHARED_BORROWED, `host is ${n(host)}, not SHARED_BORROWED`);
+        need(host === PKVM_PAGE_SHARED_BORROWED, () => `host is ${n(host)}, not SHARED_BORROWED`);
         vmNeeds(ev.handle, { protected: true, dying: false });
         setGuest(ev.handle, ev.gfn, PKVM_PAGE_OWNED);
         host = PKVM_NOPAGE;
@@ -268,23 +276,23 @@ export function expectedPage(
         need(g !== undefined, 'guest does not map it');
         vmNeeds(ev.handle, { dying: true });
         if (g?.state === PKVM_PAGE_OWNED) {
-          need(host === PKVM_NOPAGE, `host is ${n(host)}, not NOPAGE`);
+          need(host === PKVM_NOPAGE, () => `host is ${n(host)}, not NOPAGE`);
           host = PKVM_PAGE_OWNED;
           annotation = undefined;
           mustBeZero = true;
         } else if (g?.state === PKVM_PAGE_SHARED_OWNED) {
-          need(host === PKVM_PAGE_SHARED_BORROWED, `host is ${n(host)}, not SHARED_BORROWED`);
+          need(host === PKVM_PAGE_SHARED_BORROWED, () => `host is ${n(host)}, not SHARED_BORROWED`);
           host = PKVM_PAGE_OWNED;
         } else if (g !== undefined)
           // SHARED_BORROWED (a non-protected VM's page) and POISON (a forced reclaim's entry)
           // are -EPERM: only a page the guest owns comes back this way.
-          need(false, `guest state ${n(g.state)}, not OWNED or SHARED_OWNED`);
+          need(false, () => `guest state ${n(g.state)}, not OWNED or SHARED_OWNED`);
         setGuest(ev.handle, ev.gfn, undefined);
         break;
       }
       case 'host_force_reclaim_page_guest':
         need(findGuest(ev.handle, ev.gfn)?.state === PKVM_PAGE_OWNED, 'guest does not own it');
-        need(host === PKVM_NOPAGE, `host is ${n(host)}, not NOPAGE`);
+        need(host === PKVM_NOPAGE, () => `host is ${n(host)}, not NOPAGE`);
         vmNeeds(ev.handle, {});
         setGuest(ev.handle, ev.gfn, PKVM_POISON);
         host = PKVM_PAGE_OWNED;
@@ -302,7 +310,7 @@ export function expectedPage(
         break;
       }
     }
-  });
+  }
   return {
     host,
     hyp,
