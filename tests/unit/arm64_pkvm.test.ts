@@ -372,3 +372,55 @@ describe('arm64 pKVM profile', () => {
     checked(h, 'np hvc');
   });
 });
+
+describe("arm64 pKVM: the independent review's findings (issue 13)", () => {
+  const errnoOf = (r: Result<unknown>) => (r.ok ? undefined : r.errno);
+
+  test("F1: KVM_ARM_VCPU_POWER_OFF is ephemeral (not part of the VM feature set); a powered-off vCPU's KVM_RUN sleeps (EINTR)", () => {
+    const h = new Host(P, { parts: ALL_PARTS });
+    const vm = ok(h.kvmCreateVm(h.openDevKvm(), 0n));
+    const v0 = ok(h.kvmCreateVcpu(vm, 0n));
+    const v1 = ok(h.kvmCreateVcpu(vm, 1n));
+    // Secondaries start powered off, the boot vCPU does not (QEMU's pattern).
+    ok(h.kvmArchIoctl(v1, KVM_ARM_IOCTL.KVM_ARM_VCPU_INIT, initArg(5, 1 << 0)));
+    ok(h.kvmArchIoctl(v0, KVM_ARM_IOCTL.KVM_ARM_VCPU_INIT, initArg(5, 0)));
+    // Re-init without POWER_OFF: a reset, same features.
+    ok(h.kvmArchIoctl(v1, KVM_ARM_IOCTL.KVM_ARM_VCPU_INIT, initArg(5, 0)));
+    ok(h.kvmArchIoctl(v0, KVM_ARM_IOCTL.KVM_ARM_VCPU_INIT, initArg(5, 1 << 0)));
+    // v0 is now stopped: its KVM_RUN sleeps until a signal (EINTR, the trace's watchdog).
+    assert.equal(h.kvmRun(v0, []).errno, 'EINTR');
+    assert.equal(h.kvmRun(v1, []).errno, undefined);
+  });
+
+  test('F2: PTRAUTH_ADDRESS and PTRAUTH_GENERIC must come together (EINVAL)', () => {
+    for (const [f0, errno] of [
+      [1 << 5, 'EINVAL'],
+      [1 << 6, 'EINVAL'],
+      [(1 << 5) | (1 << 6), undefined],
+    ] as const) {
+      const h = new Host(P, { parts: ALL_PARTS });
+      const vm = ok(h.kvmCreateVm(h.openDevKvm(), KVM_VM_TYPE_ARM_PROTECTED));
+      const v = ok(h.kvmCreateVcpu(vm, 0n));
+      assert.equal(
+        errnoOf(h.kvmArchIoctl(v, KVM_ARM_IOCTL.KVM_ARM_VCPU_INIT, initArg(5, f0))),
+        errno,
+        `features ${f0}`,
+      );
+    }
+  });
+
+  test('F3: KVM_ARM_VCPU_FINALIZE before KVM_ARM_VCPU_INIT is ENOEXEC, before reading the argument', () => {
+    const h = new Host(P, { parts: ALL_PARTS });
+    const vm = ok(h.kvmCreateVm(h.openDevKvm(), 0n));
+    const v = ok(h.kvmCreateVcpu(vm, 0n));
+    const sve = new Uint8Array(4);
+    new DataView(sve.buffer).setInt32(0, 4, true);
+    const fin = (arg: IoctlArg) =>
+      errnoOf(h.kvmArchIoctl(v, KVM_ARM_IOCTL.KVM_ARM_VCPU_FINALIZE, arg));
+    assert.equal(fin({ kind: 'buffer', bytes: sve }), 'ENOEXEC');
+    assert.equal(fin({ kind: 'null' }), 'ENOEXEC');
+    ok(h.kvmArchIoctl(v, KVM_ARM_IOCTL.KVM_ARM_VCPU_INIT, initArg(5, 0)));
+    assert.equal(fin({ kind: 'null' }), 'EFAULT');
+    assert.equal(fin({ kind: 'buffer', bytes: sve }), 'EINVAL'); // no SVE on this vCPU
+  });
+});

@@ -49,3 +49,8 @@ export const KVM_ARM_IOCTL = {
 /** `KVM_EXIT_MMIO` and `KVM_EXIT_MEMORY_FAULT` (exit_reason values). */
 export const KVM_EXIT_MMIO = 6;
 export const KVM_EXIT_MEMORY_FAULT = 39;
+
+/** arm64 capability ids KVM_ARM_VCPU_INIT's feature mask follows (include/uapi/linux/kvm.h). */
+export const KVM_CAP_ARM_PMU_V3 = 126;
+export const KVM_CAP_ARM_SVE = 170;
+export const KVM_CAP_ARM_PTRAUTH_ADDRESS = 171;

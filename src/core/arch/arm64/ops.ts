@@ -17,9 +17,13 @@ import { arm64KvmRun } from './run.js';
 import {
   KVM_ARM_IOCTL,
   KVM_ARM_TARGET_GENERIC_V8,
+  KVM_CAP_ARM_PMU_V3,
+  KVM_CAP_ARM_PTRAUTH_ADDRESS,
+  KVM_CAP_ARM_SVE,
   KVM_ARM_VCPU_EL1_32BIT,
   KVM_ARM_VCPU_HAS_EL2,
   KVM_ARM_VCPU_HAS_EL2_E2H0,
+  KVM_ARM_VCPU_PMU_V3,
   KVM_ARM_VCPU_POWER_OFF,
   KVM_ARM_VCPU_PTRAUTH_ADDRESS,
   KVM_ARM_VCPU_PTRAUTH_GENERIC,
@@ -140,14 +144,33 @@ function kvmArchVcpuIoctl(
 }
 
 /**
+ * `system_supported_vcpu_features()` of the synthesized host: every valid feature but EL1_32BIT
+ * (no ARM64_HAS_32BIT_EL1) and HAS_EL2 / HAS_EL2_E2H0 (no nested virtualisation); PMU_V3, SVE and
+ * the two pointer-auth features follow the host's capabilities (KVM_CAP_ARM_PMU_V3,
+ * KVM_CAP_ARM_SVE, KVM_CAP_ARM_PTRAUTH_*: 1 on the profile's /dev/kvm).
+ */
+function systemSupportedVcpuFeatures(k: KernelCtx): number {
+  const caps = k.profile.systemCaps;
+  let f = KVM_VCPU_VALID_FEATURES;
+  f &= ~(1 << KVM_ARM_VCPU_EL1_32BIT);
+  f &= ~(1 << KVM_ARM_VCPU_HAS_EL2);
+  f &= ~(1 << KVM_ARM_VCPU_HAS_EL2_E2H0);
+  if ((caps.get(KVM_CAP_ARM_PMU_V3) ?? 0n) === 0n) f &= ~(1 << KVM_ARM_VCPU_PMU_V3);
+  if ((caps.get(KVM_CAP_ARM_SVE) ?? 0n) === 0n) f &= ~(1 << KVM_ARM_VCPU_SVE);
+  if ((caps.get(KVM_CAP_ARM_PTRAUTH_ADDRESS) ?? 0n) === 0n)
+    f &= ~((1 << KVM_ARM_VCPU_PTRAUTH_ADDRESS) | (1 << KVM_ARM_VCPU_PTRAUTH_GENERIC));
+  return f;
+}
+
+/**
  * `kvm_arch_vcpu_ioctl_vcpu_init()` → `kvm_vcpu_set_target()`: POWER_OFF is ephemeral (cleared
  * before anything else: it only starts this vCPU powered off, and is no part of the feature set
  * compared below); the target must be GENERIC_V8 (or
  * the host CPU's, which the model's host reports as GENERIC_V8) (-EINVAL);
  * `kvm_vcpu_init_check_features()`: an unknown feature bit, or any bit in features[1..6], is
- * -ENOENT; EL1_32BIT is -EINVAL (the synthesized host has no AArch32 EL1, and protected VMs never
- * allow it); HAS_EL2 is -EINVAL (no nested virtualisation; pKVM refuses it too), as is
- * HAS_EL2_E2H0 without HAS_EL2; PTRAUTH_ADDRESS and PTRAUTH_GENERIC must come together
+ * -ENOENT; a feature outside `system_supported_vcpu_features()` is -EINVAL (EL1_32BIT: the
+ * synthesized host has no AArch32 EL1; HAS_EL2 / HAS_EL2_E2H0: no nested virtualisation);
+ * PTRAUTH_ADDRESS and PTRAUTH_GENERIC must come together
  * (-EINVAL). A first init sets the target; the VM's first init fixes the
  * features every vCPU must use (`__kvm_vcpu_set_target()`: -EINVAL on a difference); a repeated
  * init with other features is -EINVAL (`kvm_vcpu_init_changed()`), with the same ones a reset.
@@ -164,12 +187,8 @@ export function kvmArmVcpuInit(
   if (target !== KVM_ARM_TARGET_GENERIC_V8) return err('EINVAL', 'kvm_vcpu_set_target: target');
   if ((f0 & ~KVM_VCPU_VALID_FEATURES) !== 0 || features.slice(1).some((f) => f !== 0))
     return err('ENOENT', 'kvm_vcpu_init_check_features: unknown feature');
-  if ((f0 & (1 << KVM_ARM_VCPU_EL1_32BIT)) !== 0)
-    return err('EINVAL', 'kvm_vcpu_init_check_features: EL1_32BIT unsupported');
-  if ((f0 & (1 << KVM_ARM_VCPU_HAS_EL2)) !== 0)
-    return err('EINVAL', 'kvm_vcpu_init_check_features: HAS_EL2 without nested virtualisation');
-  if ((f0 & (1 << KVM_ARM_VCPU_HAS_EL2_E2H0)) !== 0)
-    return err('EINVAL', 'kvm_vcpu_init_check_features: HAS_EL2_E2H0 without HAS_EL2');
+  if ((f0 & ~systemSupportedVcpuFeatures(k)) !== 0)
+    return err('EINVAL', 'kvm_vcpu_init_check_features: feature the system does not support');
   if (((f0 >> KVM_ARM_VCPU_PTRAUTH_ADDRESS) & 1) !== ((f0 >> KVM_ARM_VCPU_PTRAUTH_GENERIC) & 1))
     return err('EINVAL', 'kvm_vcpu_init_check_features: PTRAUTH_ADDRESS without PTRAUTH_GENERIC');
   const vs = arm64(k).vm(vcpu.vm);
