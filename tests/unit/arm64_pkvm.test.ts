@@ -423,4 +423,52 @@ describe("arm64 pKVM: the independent review's findings (issue 13)", () => {
     assert.equal(fin({ kind: 'null' }), 'EFAULT');
     assert.equal(fin({ kind: 'buffer', bytes: sve }), 'EINVAL'); // no SVE on this vCPU
   });
+
+  test("F4 F5 F11: the cap table is 6.18's two switches; generic caps escape the protected-VM filter; no MULTI_ADDRESS_SPACE", () => {
+    const h = new Host(P, { parts: ALL_PARTS });
+    const kvm = h.openDevKvm();
+    const np = ok(h.kvmCreateVm(kvm, 0n));
+    const pv = ok(h.kvmCreateVm(kvm, KVM_VM_TYPE_ARM_PROTECTED));
+    const cap = (fd: number, c: number) => ok(h.kvmCheckExtension(fd, BigInt(c)));
+    // kvm_vm_ioctl_check_extension_generic(): the same on every fd, protected or not.
+    const generic: Array<[number, bigint]> = [
+      [25, 4096n], // IRQ_ROUTING
+      [32, 1n], // IRQFD
+      [77, 1n], // SIGNAL_MSI
+      [89, 1n], // DEVICE_CTRL
+      [98, 1n], // ENABLE_CAP_VM
+      [105, 1n], // CHECK_EXTENSION_VM
+      [30, 1n], // JOIN_MEMORY_REGIONS_WORKS
+      [40, 1n], // INTERNAL_ERROR_DATA
+      [182, 1n], // HALT_POLL
+      [203, 1n], // BINARY_STATS_FD
+      [162, 1n], // COALESCED_PIO
+      [168, 3n], // MANUAL_DIRTY_LOG_PROTECT2
+      [223, 65536n * 16n], // DIRTY_LOG_RING_ACQ_REL
+      [225, 1n], // DIRTY_LOG_RING_WITH_BITMAP
+      [192, 0n], // DIRTY_LOG_RING (TSO only)
+      [KVM_CAP.KVM_CAP_MULTI_ADDRESS_SPACE, 0n], // KVM_MAX_NR_ADDRESS_SPACES is 1
+    ];
+    for (const [c, v] of generic)
+      for (const fd of [kvm, np, pv]) assert.equal(cap(fd, c), v, `cap ${c} on fd ${fd}`);
+    // arm.c: answered on /dev/kvm and a non-protected VM, filtered to 0 on a protected one.
+    const arch: Array<[number, bigint]> = [
+      [14, 1n], // MP_STATE
+      [21, 1n], // DESTROY_MEMORY_REGION_WORKS
+      [23, 1n], // SET_GUEST_DEBUG
+      [41, 1n], // VCPU_EVENTS
+      [144, 1n], // ARM_USER_IRQ
+      [195, 0x30003n], // SET_GUEST_DEBUG2
+      [198, 1n], // PTP_KVM
+      [229, 0x40201000n], // ARM_SUPPORTED_BLOCK_SIZES
+      [230, 1n], // ARM_SUPPORTED_REG_MASK_RANGES
+    ];
+    for (const [c, v] of arch) {
+      assert.equal(cap(kvm, c), v, `cap ${c} on /dev/kvm`);
+      assert.equal(cap(np, c), v, `cap ${c} on a VM`);
+      assert.equal(cap(pv, c), 0n, `cap ${c} on a protected VM`);
+    }
+    assert.equal(cap(kvm, 148), 0n); // KVM_CAP_HYPERV_SYNIC2 is not arm64's
+    assert.equal(cap(pv, 0), 1n); // IRQCHIP: on the allow-list
+  });
 });
