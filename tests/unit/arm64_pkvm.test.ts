@@ -471,4 +471,32 @@ describe("arm64 pKVM: the independent review's findings (issue 13)", () => {
     assert.equal(cap(kvm, 148), 0n); // KVM_CAP_HYPERV_SYNIC2 is not arm64's
     assert.equal(cap(pv, 0), 1n); // IRQCHIP: on the allow-list
   });
+
+  test('F12: guest HVC arguments are full 64-bit registers (reserved bits and high IPA bits count)', () => {
+    const { h, vcpu } = vmWithGmem(KVM_VM_TYPE_ARM_PROTECTED, 8n);
+    const hyp = hypOf(h);
+    const x0 = (e: unknown): bigint =>
+      new DataView((e as { bytes: Uint8Array }).bytes.buffer).getBigInt64(0, true);
+    const hvcStep = (nr: number, args: readonly [bigint, bigint, bigint]) => ({
+      kind: 'hypercall' as const,
+      nr: BigInt(nr),
+      args,
+    });
+    const r = h.kvmRun(vcpu, [
+      hvcStep(0xc6000003, [0x2000n, 1n << 56n, 0n]), // MEM_SHARE, a2 non-zero
+      hvcStep(0xc6000002, [1n << 60n, 0n, 0n]), // HYP_MEMINFO, a1 non-zero
+      hvcStep(0xc6000003, [(1n << 60n) + 0x3000n, 0n, 0n]), // an IPA past the IPA size
+      hvcStep(0xc6000004, [(1n << 63n) + 0x3000n, 0n, 0n]), // MEM_UNSHARE, same
+    ]);
+    assert.equal(r.errno, undefined);
+    assert.deepEqual(
+      r.exits.map((e) => x0(e)),
+      [-3n, -3n, -3n, -3n],
+    );
+    // Nothing was donated or shared: gfns 2 and 3 have no page.
+    const hvm = [...hyp.vms.values()][0]!;
+    assert.equal(hvm.stage2.leaf(2), undefined);
+    assert.equal(hvm.stage2.leaf(3), undefined);
+    checked(h, 'hvc');
+  });
 });

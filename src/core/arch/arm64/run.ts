@@ -53,7 +53,8 @@ function hvc(
     return undefined;
   }
   const func = Number(BigInt.asUintN(32, nr));
-  const a = args.map((v) => Number(BigInt.asUintN(53, v)));
+  // x1..x3 as the guest left them: full 64-bit registers.
+  const a = args.map((v) => BigInt.asUintN(64, v));
   let r = hyp.guestHvc(handle, idx, func, a);
   if (r.kind === 'mem-abort') {
     // The host's data abort handling at the gfn (a donation), then the guest's retry.

@@ -848,10 +848,13 @@ export class PkvmHyp {
   }
 
   /**
-   * `get_valid_guest_pte()` (later tree): poisoned (-EHWPOISON), invalid (-ENOENT), not a
-   * last-level leaf (-E2BIG); the pfn (allowed memory, WARN).
+   * `get_valid_guest_pte()` (later tree): the walk of an IPA at or past the guest's `ia_bits`
+   * fails (`kvm_pgtable_walk()`: -ERANGE; under pKVM a guest's IPA size is `kvm_ipa_limit`, the
+   * host stage-2's `physShift`), then poisoned (-EHWPOISON), invalid (-ENOENT), not a last-level
+   * leaf (-E2BIG); the pfn (allowed memory, WARN).
    */
   private validGuestPte(vm: PkvmVm, gfn: number): { pfn: number; state: number } | number {
+    if (gfn >= 2 ** (this.config.physShift - 12)) return E.ERANGE;
     const leaf = vm.stage2.leaf(gfn);
     if (leaf?.state === PKVM_POISON) return E.EHWPOISON;
     if (leaf === undefined) return E.ENOENT;
@@ -909,36 +912,45 @@ export class PkvmHyp {
    * A protected guest's HVC (`kvm_handle_pvm_hvc64()`): HYP_MEMINFO (no arguments, else
    * INVALID_PARAMETER; returns the protection granule, 4096), MEM_SHARE (`pkvm_memshare_call()`:
    * a1 = IPA, a2 = a3 = 0; success exits to the host, -ENOENT becomes a data abort the host
-   * resolves before the guest retries, anything else INVALID_PARAMETER), MEM_UNSHARE (same,
-   * without the abort case). Other calls, and every call of a non-protected VM, go to the host.
+   * resolves before the guest retries, anything else — an IPA past the guest's IPA size too —
+   * INVALID_PARAMETER), MEM_UNSHARE (same, without the abort case). Other calls, and every call of
+   * a non-protected VM, go to the host. `args` are the guest's x1..x3, full 64-bit registers
+   * (`smccc_get_arg1..3()`): any bit of a reserved argument makes it non-zero.
    * [unverified: MEM_UNSHARE's argument checks mirror MEM_SHARE's.]
    */
-  guestHvc(handle: number, vcpuIdx: number, func: number, args: readonly number[]): GuestHvcResult {
+  guestHvc(
+    handle: number,
+    vcpuIdx: number,
+    func: number,
+    args: readonly (number | bigint)[],
+  ): GuestHvcResult {
     this.lastReclaimed = [];
     const l = this.loadedVcpu(handle, vcpuIdx);
     if (l === undefined) return { kind: 'not-running' };
     if (!l.vm.isProtected) return { kind: 'to-host' };
-    const [a1 = 0, a2 = 0, a3 = 0] = args;
+    const [a1 = 0n, a2 = 0n, a3 = 0n] = args.map((v) => BigInt.asUintN(64, BigInt(v)));
     const invalid: GuestHvcResult = {
       kind: 'ret',
       a0: SMCCC_RET_INVALID_PARAMETER,
       exitToHost: false,
     };
+    // The IPA's page number: below 2^52, an exact Number.
+    const ipaGfn = (ipa: bigint): number => Number(ipa >> 12n);
     switch (func) {
       case ARM_SMCCC_VENDOR_HYP_KVM_HYP_MEMINFO_FUNC_ID:
-        if (a1 !== 0 || a2 !== 0 || a3 !== 0) return invalid;
+        if (a1 !== 0n || a2 !== 0n || a3 !== 0n) return invalid;
         return { kind: 'ret', a0: 4096, exitToHost: false };
       case ARM_SMCCC_VENDOR_HYP_KVM_MEM_SHARE_FUNC_ID: {
-        if (a2 !== 0 || a3 !== 0) return invalid;
-        const gfn = Math.floor(a1 / 4096);
+        if (a2 !== 0n || a3 !== 0n) return invalid;
+        const gfn = ipaGfn(a1);
         const err = this.guestShareHost(handle, gfn);
         if (err === 0) return { kind: 'ret', a0: SMCCC_RET_SUCCESS, exitToHost: true };
         if (err === E.ENOENT) return { kind: 'mem-abort', gfn };
         return invalid;
       }
       case ARM_SMCCC_VENDOR_HYP_KVM_MEM_UNSHARE_FUNC_ID: {
-        if (a2 !== 0 || a3 !== 0) return invalid;
-        const err = this.guestUnshareHost(handle, Math.floor(a1 / 4096));
+        if (a2 !== 0n || a3 !== 0n) return invalid;
+        const err = this.guestUnshareHost(handle, ipaGfn(a1));
         if (err === 0) return { kind: 'ret', a0: SMCCC_RET_SUCCESS, exitToHost: true };
         return invalid;
       }

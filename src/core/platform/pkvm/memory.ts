@@ -54,6 +54,7 @@ export const E = {
   EEXIST: -ERRNO_NUMBERS.EEXIST,
   EINVAL: -ERRNO_NUMBERS.EINVAL,
   EHWPOISON: -ERRNO_NUMBERS.EHWPOISON,
+  ERANGE: -ERRNO_NUMBERS.ERANGE,
 } as const;
 
 /** "-EPERM" for -1, "0" for 0 (messages and test titles). */
