@@ -31,6 +31,7 @@ import { guestLoad, guestStore } from '../../src/core/arch/x86/kvm_run.js';
 import { checkHistory } from '../../src/core/platform/pkvm/oracle.js';
 import { checkPkvmInvariants } from '../../src/core/platform/pkvm/invariants.js';
 import {
+  PKVM_POISON,
   PKVM_NOPAGE,
   PKVM_PAGE_OWNED,
   PKVM_PAGE_SHARED_BORROWED,
@@ -498,5 +499,50 @@ describe("arm64 pKVM: the independent review's findings (issue 13)", () => {
     assert.equal(hvm.stage2.leaf(2), undefined);
     assert.equal(hvm.stage2.leaf(3), undefined);
     checked(h, 'hvc');
+  });
+
+  test('F10: after a forced reclaim the protected guest never reaches the reclaimed frame (KVM_RUN EFAULT)', () => {
+    const { h, vm, gmem, vcpu } = vmWithGmem(KVM_VM_TYPE_ARM_PROTECTED, 16n);
+    const hyp = hypOf(h);
+    assert.equal(h.kvmRun(vcpu, [guestStore(PAGE, new Uint8Array([0xaa, 0xbb]))]).errno, undefined);
+    const hvm = [...hyp.vms.values()][0]!;
+    const pfn = hvm.stage2.leaf(1)!.pfn;
+    // PUNCH_HOLE: the page leaves guest_memfd; the hypervisor force-reclaims it (poisoned entry).
+    ok(h.fallocate(gmem, 3, 0n, 16n * PAGE));
+    assert.equal(hvm.stage2.state(1), PKVM_POISON);
+    checked(h, 'forced reclaim');
+    const load = h.kvmRun(vcpu, [guestLoad(PAGE, 2)]);
+    assert.equal(load.errno, 'EFAULT');
+    assert.deepEqual(load.exits, []);
+    assert.equal(h.kvmRun(vcpu, [guestStore(PAGE, new Uint8Array([1]))]).errno, 'EFAULT');
+    checked(h, 'guest access to the poisoned gfn');
+    const b = new Uint8Array(4096);
+    h.frames.read(pfn as never, 0, b);
+    assert.ok(
+      b.every((x) => x === 0),
+      'the reclaimed frame stays zeroed',
+    );
+    // A second slot whose page may reuse the frame: the poisoned gfn still reads nothing.
+    const g2 = ok(
+      h.kvmCreateGuestMemfd(vm, 4n * PAGE, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED),
+    );
+    ok(
+      h.kvmSetUserMemoryRegion(
+        vm,
+        {
+          slot: 1n,
+          flags: KVM_MEM_GUEST_MEMFD,
+          guest_phys_addr: 0x100000n,
+          memory_size: 4n * PAGE,
+          userspace_addr: 0n,
+          guest_memfd_offset: 0n,
+        },
+        g2,
+        false,
+      ),
+    );
+    assert.equal(h.kvmRun(vcpu, [guestStore(0x100000n, new Uint8Array([0x55]))]).errno, undefined);
+    assert.equal(h.kvmRun(vcpu, [guestLoad(PAGE, 1)]).errno, 'EFAULT');
+    checked(h, 'second slot');
   });
 });

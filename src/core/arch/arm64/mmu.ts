@@ -42,8 +42,10 @@ export type Arm64Abort =
  * (`kvm_gmem_get_pfn()`; its errno with a memory fault exit) or `user_mem_abort()` (the page at
  * userspace_addr, `__kvm_faultin_pfn()`: -EFAULT when there is none), then the stage-2 map
  * (`KVM_PGT_FN(kvm_pgtable_stage2_map)`: on pKVM the share or donate hypercall, whose errno
- * fails KVM_RUN). A protected guest's poisoned entry (forced reclaim) fails KVM_RUN with -EFAULT
- * (`__pkvm_vcpu_in_poison_fault()`).
+ * fails KVM_RUN). A protected guest's poisoned entry (forced reclaim) faults whatever the host's
+ * record says, and the map fails KVM_RUN with -EFAULT (`__pkvm_vcpu_in_poison_fault()`) after the
+ * page was faulted in [model's reading for guest_memfd backing: the later tree's protected-VM
+ * fault path, `pkvm_mem_abort()`, pins the VMM's page before the map in the same order].
  */
 export function kvmHandleGuestAbort(
   k: KernelCtx,
@@ -52,16 +54,18 @@ export function kvmHandleGuestAbort(
   write: boolean,
 ): Arm64Abort {
   const vm = vcpu.vm;
-  // The guest's stage-2 is the hypervisor's: a poisoned entry faults whatever the host's
-  // record of the guest's mappings says.
   const hyp = pkvmHyp(k);
   const handle = hyp === undefined ? undefined : arm64State(k).vm(vm).handle;
-  if (hyp !== undefined && handle !== undefined) {
-    const leaf = hyp.vms.get(handle)?.stage2.leaf(gfn);
-    if (leaf?.state === PKVM_POISON) return { kind: 'error', errno: 'EFAULT', memoryFault: false };
-  }
+  // On pKVM the guest's accesses walk the stage-2 the hypervisor keeps, not the host's record of
+  // it: a poisoned entry (a forced reclaim zeroed and freed the page) is invalid, so the access
+  // faults to the host whatever the record says. (The later tree's host keeps its
+  // `pkvm_mapping` after a forced reclaim; the model's `pkvmGmemInvalidate()` drops the record.)
+  const poisoned =
+    hyp !== undefined &&
+    handle !== undefined &&
+    hyp.vms.get(handle)?.stage2.leaf(gfn)?.state === PKVM_POISON;
   const m = vm.stage2[0]!.get(gfn);
-  if (m !== undefined && (!write || m.writable)) return { kind: 'ok', pfn: m.base };
+  if (!poisoned && m !== undefined && (!write || m.writable)) return { kind: 'ok', pfn: m.base };
   const slot = vm.slotsByGfn[0]!.get(gfn);
   if (slot === undefined || (write && slot.isReadonly)) return { kind: 'mmio' };
   let pfn: Pfn;
@@ -83,6 +87,10 @@ export function kvmHandleGuestAbort(
     writable = r.writable && !slot.isReadonly;
     source = 'hva';
   }
+  // The host's fault path has the page, and (in the later tree) `pkvm_pgtable_stage2_map()`
+  // finds its `pkvm_mapping` still there: it asks `__pkvm_vcpu_in_poison_fault`, whose non-zero answer is
+  // -EFAULT, which `kvm_handle_guest_abort()` returns and which ends KVM_RUN.
+  if (poisoned) return { kind: 'error', errno: 'EFAULT', memoryFault: false };
   if (hyp !== undefined) {
     // A permission fault on an existing mapping (a write after a read mapped it read-only)
     // relaxes it in place (`kvm_pgtable_stage2_relax_perms()`; not a new share) [not modelled:
