@@ -545,4 +545,21 @@ describe("arm64 pKVM: the independent review's findings (issue 13)", () => {
     assert.equal(h.kvmRun(vcpu, [guestLoad(PAGE, 1)]).errno, 'EFAULT');
     checked(h, 'second slot');
   });
+
+  test('F14: an access past the IPA limit is an exception injected into the guest (no MMIO exit): refused as not modelled', () => {
+    for (const type of [0n, KVM_VM_TYPE_ARM_PROTECTED]) {
+      const { h, vcpu } = vmWithGmem(type, 2n);
+      assert.throws(() => h.kvmRun(vcpu, [guestLoad(1n << 48n, 4)]), /kvm_inject_size_fault/);
+      assert.throws(
+        () => h.kvmRun(vcpu, [guestStore(1n << 50n, new Uint8Array([1]))]),
+        /kvm_inject_size_fault/,
+      );
+      // Just below the limit, outside any memslot: an MMIO exit as before.
+      const r = h.kvmRun(vcpu, [guestLoad((1n << 48n) - PAGE, 4)]);
+      assert.deepEqual(
+        r.exits.map((e) => e.reason),
+        ['MMIO'],
+      );
+    }
+  });
 });

@@ -30,6 +30,12 @@ export type Arm64Abort =
   /** `io_mem_abort()`: no memslot, or a write to a READONLY one: KVM_EXIT_MMIO. */
   | { readonly kind: 'mmio' }
   /**
+   * The translation fault lies past the IPA space: KVM injects an exception into the guest and
+   * re-enters it, no exit — `kvm_inject_size_fault()` at or past the host's IPA limit ('size'),
+   * `kvm_inject_sea()` between the VM's IPA size and that limit ('sea').
+   */
+  | { readonly kind: 'inject'; readonly fault: 'size' | 'sea' }
+  /**
    * KVM_RUN fails with `errno`; `memoryFault`: `kvm_prepare_memory_fault_exit()` filled
    * KVM_EXIT_MEMORY_FAULT first (guest_memfd's errors, in `gmem_abort()`).
    */
@@ -37,7 +43,8 @@ export type Arm64Abort =
 
 /**
  * `kvm_handle_guest_abort()` for a data access of `vcpu` at gfn (a translation fault, or a
- * permission fault on a write to a read-only mapping): the memslot (`gfn_to_memslot()`; none, or
+ * permission fault on a write to a read-only mapping): an IPA past the VM's IPA space injects an
+ * exception into the guest (see `Arm64Abort`); the memslot (`gfn_to_memslot()`; none, or
  * a write to a READONLY slot: `io_mem_abort()`), then `gmem_abort()` for a guest_memfd slot
  * (`kvm_gmem_get_pfn()`; its errno with a memory fault exit) or `user_mem_abort()` (the page at
  * userspace_addr, `__kvm_faultin_pfn()`: -EFAULT when there is none), then the stage-2 map
@@ -54,6 +61,12 @@ export function kvmHandleGuestAbort(
   write: boolean,
 ): Arm64Abort {
   const vm = vcpu.vm;
+  // kvm_handle_guest_abort(), translation faults: "Beyond sanitised PARange (which is the IPA
+  // limit)", then "Falls between the IPA range and the PARange?".
+  const ipaLimit = k.profile.facts.arm64?.ipaLimit ?? 48;
+  if (gfn >= 2 ** (ipaLimit - 12)) return { kind: 'inject', fault: 'size' };
+  if (gfn >= 2 ** ((vm.spec.arm64?.ipaBits ?? ipaLimit) - 12))
+    return { kind: 'inject', fault: 'sea' };
   const hyp = pkvmHyp(k);
   const handle = hyp === undefined ? undefined : arm64State(k).vm(vm).handle;
   // On pKVM the guest's accesses walk the stage-2 the hypervisor keeps, not the host's record of

@@ -4,8 +4,11 @@
  * -ENOEXEC) and finalized (SVE without KVM_ARM_VCPU_FINALIZE: -EPERM, `kvm_vcpu_first_run_init()`);
  * on pKVM the first run creates the hypervisor's VM and vCPU (`pkvm_create_hyp_vm()`,
  * `pkvm_create_hyp_vcpu()`). Each access takes the stage-2 path of mmu.ts: a mapped page is
- * read or written, an MMIO access exits (KVM_EXIT_MMIO ends the run), an error fails the run
- * (with KVM_EXIT_MEMORY_FAULT first for guest_memfd's).
+ * read or written, an MMIO access exits (KVM_EXIT_MMIO ends the run; the trace's plain loads and
+ * stores always have a valid syndrome, so `io_mem_abort()`'s -ENOSYS / KVM_EXIT_ARM_NISV for one
+ * without does not arise), an error fails the run (with KVM_EXIT_MEMORY_FAULT first for
+ * guest_memfd's), and an access past the IPA space is an exception KVM injects into the guest
+ * without an exit, which the model refuses (NotModelled; see `injected()`).
  *
  * A `hypercall` step is an HVC #0 with x0 = `nr` (the SMCCC function id) and x1..x3 = `args`; the
  * guest's x0 afterwards is reported as a HYPERCALL_RET exit (8 bytes, little-endian). On pKVM the
@@ -37,6 +40,22 @@ function x0Exit(x0: number, exits: RunExit[]): void {
   exits.push({ reason: 'HYPERCALL_RET', bytes: b });
 }
 
+/**
+ * A guest access past the IPA space: KVM injects an exception and re-enters the guest, with no
+ * exit and nothing the VMM sees (`kvm_inject_size_fault()`, `kvm_inject_sea()`). What the guest
+ * does next is its own exception handler's business, which a trace's guest program does not
+ * describe: the model refuses the run rather than guess (not an MMIO exit, as it once said).
+ */
+function injected(fault: 'size' | 'sea'): NotModelled {
+  return new NotModelled(
+    `KVM_RUN on arm64: an access past the IPA space; KVM injects ${
+      fault === 'size'
+        ? 'an address size fault (kvm_inject_size_fault)'
+        : 'a synchronous external abort (kvm_inject_sea)'
+    } into the guest and re-enters it without an exit: the guest's exception handling is not modelled`,
+  );
+}
+
 /** An HVC of `vcpu` (see the module comment): undefined, or the errno that ends KVM_RUN. */
 function hvc(
   k: KernelCtx,
@@ -61,6 +80,7 @@ function hvc(
     const f = kvmHandleGuestAbort(k, vcpu, asGfn(r.gfn), false);
     if (f.kind === 'error') return f.errno;
     if (f.kind === 'mmio') return 'ENOSYS'; // io_mem_abort() without a valid syndrome
+    if (f.kind === 'inject') throw injected(f.fault);
     r = hyp.guestHvc(handle, idx, func, a);
   }
   if (r.kind === 'ret') x0Exit(r.a0, exits);
@@ -104,6 +124,7 @@ export function arm64KvmRun(
       throw new NotModelled('KVM_RUN on arm64: an access across a page boundary');
     const gfn = asGfn(Number(step.gpa / BigInt(PAGE_SIZE)));
     const a = kvmHandleGuestAbort(k, vcpu, gfn, write);
+    if (a.kind === 'inject') throw injected(a.fault);
     if (a.kind === 'mmio') {
       exits.push({
         reason: 'MMIO',
