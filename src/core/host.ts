@@ -334,7 +334,10 @@ export class Host implements KernelCtx {
     if (!t.ok) return t;
     const spec = vmTypeSpec(this.profile, type);
     if (spec === undefined) return err('EINVAL', 'kvm_arch_init_vm: unsupported VM type');
-    const vm = new Vm(this.nextVmIndex++, type, spec);
+    const vm = new Vm(this.nextVmIndex, type, spec);
+    const refused = this.arch.initVm?.(this, vm);
+    if (refused !== undefined) return err(refused, 'kvm_arch_init_vm');
+    this.nextVmIndex++;
     vm.refs = 1;
     // kvm_coalesced_mmio_init(): the ring page every vCPU maps at page 2.
     const ring = this.frames.allocOne();

@@ -562,4 +562,56 @@ describe("arm64 pKVM: the independent review's findings (issue 13)", () => {
       );
     }
   });
+
+  test('F15: KVM_CREATE_VM reserves the hypervisor handle: the 256th VM is ENOMEM; a VM that never ran gives its handle back', () => {
+    const h = new Host(P, { parts: ALL_PARTS });
+    const kvm = h.openDevKvm();
+    const vms: number[] = [];
+    for (let i = 0; i < 255; i++)
+      vms.push(ok(h.kvmCreateVm(kvm, i % 2 === 0 ? 0n : KVM_VM_TYPE_ARM_PROTECTED)));
+    assert.equal(errnoOf(h.kvmCreateVm(kvm, 0n)), 'ENOMEM');
+    // One VM runs (its hyp VM fills the reserved handle); another is closed without running.
+    const v = ok(h.kvmCreateVcpu(vms[0]!, 0n));
+    ok(h.kvmArchIoctl(v, KVM_ARM_IOCTL.KVM_ARM_VCPU_INIT, initArg(5)));
+    assert.equal(h.kvmRun(v, []).errno, undefined);
+    assert.equal(hypOf(h).vms.size, 1);
+    assert.equal(errnoOf(h.kvmCreateVm(kvm, 0n)), 'ENOMEM');
+    ok(h.close(vms[1]!));
+    const again = ok(h.kvmCreateVm(kvm, KVM_VM_TYPE_ARM_PROTECTED));
+    assert.equal(errnoOf(h.kvmCreateVm(kvm, 0n)), 'ENOMEM');
+    // The VM that ran gives its handle back at teardown too.
+    ok(h.close(v));
+    ok(h.close(vms[0]!));
+    assert.equal(hypOf(h).vms.size, 0);
+    ok(h.kvmCreateVm(kvm, 0n));
+    void again;
+    checked(h, 'handles');
+  });
+
+  test("F7: a vCPU created after the VM's first KVM_RUN gets no hyp vCPU: its KVM_RUN is EINVAL", () => {
+    for (const type of [0n, KVM_VM_TYPE_ARM_PROTECTED]) {
+      const h = new Host(P, { parts: ALL_PARTS });
+      const vm = ok(h.kvmCreateVm(h.openDevKvm(), type));
+      const v0 = ok(h.kvmCreateVcpu(vm, 0n));
+      const v1 = ok(h.kvmCreateVcpu(vm, 1n));
+      for (const v of [v0, v1]) ok(h.kvmArchIoctl(v, KVM_ARM_IOCTL.KVM_ARM_VCPU_INIT, initArg(5)));
+      // v1 runs first: vcpu_idx 1 is below created_vcpus (2), so it gets its slot.
+      assert.equal(h.kvmRun(v1, []).errno, undefined);
+      assert.equal(h.kvmRun(v0, []).errno, undefined);
+      const v2 = ok(h.kvmCreateVcpu(vm, 2n));
+      ok(h.kvmArchIoctl(v2, KVM_ARM_IOCTL.KVM_ARM_VCPU_INIT, initArg(5)));
+      assert.equal(h.kvmRun(v2, []).errno, 'EINVAL');
+      assert.equal(h.kvmRun(v2, []).errno, 'EINVAL');
+      const hvm = [...hypOf(h).vms.values()][0]!;
+      assert.equal(hvm.createdVcpus, 2);
+      assert.deepEqual(
+        hvm.vcpus.map((c) => c.idx),
+        [0, 1],
+      );
+      checked(h, 'late vCPU');
+      for (const fd of [v0, v1, v2, vm]) ok(h.close(fd));
+      assert.equal(hypOf(h).vms.size, 0);
+      checked(h, 'teardown');
+    }
+  });
 });

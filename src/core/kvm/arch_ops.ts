@@ -112,4 +112,10 @@ export interface KvmArchOps<K> {
    * are freed. Optional: nothing to do.
    */
   destroyVm?(k: K, vm: Vm): void;
+  /**
+   * The arch part of `kvm_arch_init_vm()` at KVM_CREATE_VM, after the type was accepted (arm64 on
+   * a pKVM host: `pkvm_init_host_vm()` reserves the VM's hypervisor handle): an errno fails the
+   * create. None: nothing to do.
+   */
+  initVm?(k: K, vm: Vm): Errno | undefined;
 }

@@ -11,7 +11,7 @@ import type { Vcpu, Vm } from '../../kvm/objects.js';
 import type { KvmArchOps } from '../../kvm/arch_ops.js';
 import type { Platform } from '../../platform/platform.js';
 import { arm64MmuNotifierInvalidate, arm64PrepareMemoryRegion, arm64UnmapGfnRange } from './mmu.js';
-import { pkvmDestroyHypVm, pkvmGmemInvalidate } from './pkvm.js';
+import { hypErrno, pkvmDestroyHypVm, pkvmGmemInvalidate } from './pkvm.js';
 import { newArm64State, type Arm64State } from './state.js';
 import { arm64KvmRun } from './run.js';
 import {
@@ -78,6 +78,15 @@ export function arm64ArchOps(platform: Platform): Arm64ArchOps {
     vmIoctl: kvmArchVmIoctl,
     vcpuIoctl: kvmArchVcpuIoctl,
     mmuNotifierInvalidate: arm64MmuNotifierInvalidate,
+    // kvm_arch_init_vm() → pkvm_init_host_vm(): reserve the VM's hypervisor handle (-ENOMEM when
+    // all KVM_MAX_PVMS entries are taken).
+    initVm: (k, vm) => {
+      if (hyp === undefined) return undefined;
+      const handle = hyp.reserveVm();
+      if (handle < 0) return hypErrno(handle);
+      arm64(k).vm(vm).reserved = handle;
+      return undefined;
+    },
     destroyVm: (k, vm) => {
       if (hyp !== undefined) pkvmDestroyHypVm(k, hyp, vm);
     },

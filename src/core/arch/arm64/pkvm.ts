@@ -3,9 +3,11 @@
  * a protected-mode host asks the EL2 hypervisor (platform/pkvm/hyp.ts), with the host pages it
  * gives it.
  *
+ * - `pkvm_init_host_vm()` (KVM_CREATE_VM, v6.18): `__pkvm_reserve_vm` reserves the VM's handle
+ *   (-ENOMEM past KVM_MAX_PVMS); a VM destroyed before it ran gives it back (`__pkvm_unreserve_vm`).
  * - `pkvm_create_hyp_vm()` (first KVM_RUN of any vCPU, from `kvm_arch_vcpu_run_pid_change()`):
  *   the host allocates the hyp VM struct and the stage-2 pgd and `__pkvm_init_vm()` takes them
- *   (donated to the hypervisor); `pkvm_create_hyp_vcpu()` likewise with the hyp vCPU struct
+ *   (donated to the hypervisor) into the reserved handle, sized for the vCPUs created so far; `pkvm_create_hyp_vcpu()` likewise with the hyp vCPU struct
  *   (`__pkvm_init_vcpu()`). The model gives each one page (the kernel's sizes: `PKVM_HYP_VM_SIZE`
  *   plus a pointer per vCPU, `kvm_pgtable_stage2_pgd_size()`, `PKVM_HYP_VCPU_SIZE`, page aligned).
  * - `topup_hyp_memcache()` before a stage-2 map: the host pushes pages on the vCPU's memcache
@@ -61,17 +63,21 @@ export function pkvmCreateHypVcpu(k: KernelCtx, hyp: PkvmHyp, vcpu: Vcpu): Errno
   const vm = vcpu.vm;
   const vs = arm64State(k).vm(vm);
   if (vs.handle === undefined) {
+    // The hyp VM is sized for the vCPUs created so far (`host_kvm->created_vcpus`): a vCPU
+    // created after this point never gets a hyp vCPU (its KVM_RUN fails -EINVAL below).
     const handle = hyp.initVm(
       vm.spec.arm64?.protected ?? false,
       [hostPage(k, vm)],
       [hostPage(k, vm)],
+      { ...(vs.reserved !== undefined ? { reserved: vs.reserved } : {}), nrVcpus: vm.createdVcpus },
     );
     if (handle < 0) return hypErrno(handle);
     vs.handle = handle;
   }
   const cs = arm64State(k).vcpu(vcpu);
   if (cs.hypIdx === undefined) {
-    const idx = hyp.initVcpu(vs.handle, hostPage(k, vm));
+    // __pkvm_init_vcpu() takes the host's vcpu_idx.
+    const idx = hyp.initVcpu(vs.handle, hostPage(k, vm), vcpu.index);
     if (idx < 0) return hypErrno(idx);
     cs.hypIdx = idx;
   }
@@ -184,7 +190,12 @@ export function pkvmDestroyHypVm(k: KernelCtx, hyp: PkvmHyp, vm: Vm): void {
       hyp.finalizeTeardownVm(handle);
     }
     arm64State(k).vm(vm).handle = undefined;
+  } else {
+    // A VM that never ran: `__pkvm_unreserve_vm` frees the handle KVM_CREATE_VM reserved.
+    const reserved = arm64State(k).vm(vm).reserved;
+    if (reserved !== undefined) hyp.unreserveVm(reserved);
   }
+  arm64State(k).vm(vm).reserved = undefined;
   // free_hyp_memcache() and the VM/vCPU/pgd pages: every page KVM gave the hypervisor is the
   // host's again (the hypervisor zeroed it), or was never taken.
   for (const p of vm.archPages) k.frames.release(p, 1);

@@ -9,6 +9,11 @@ export interface Arm64VmState {
   /** `kvm->arch.pkvm.handle` once `pkvm_create_hyp_vm()` ran (first KVM_RUN), else undefined. */
   handle: number | undefined;
   /**
+   * The handle `pkvm_init_host_vm()` reserved at KVM_CREATE_VM on a pKVM host (v6.18:
+   * `__pkvm_reserve_vm`), which `__pkvm_init_vm()` fills; undefined without pKVM.
+   */
+  reserved: number | undefined;
+  /**
    * KVM_ARCH_FLAG_VCPU_FEATURES_CONFIGURED: the features of the first KVM_ARM_VCPU_INIT, which
    * every later vCPU must repeat (`__kvm_vcpu_set_target()`: -EINVAL otherwise).
    */
@@ -43,7 +48,8 @@ export function newArm64State(): Arm64State {
   return {
     vm(vm) {
       let s = vms.get(vm);
-      if (s === undefined) vms.set(vm, (s = { handle: undefined, features: undefined }));
+      if (s === undefined)
+        vms.set(vm, (s = { handle: undefined, reserved: undefined, features: undefined }));
       return s;
     },
     vcpu(vcpu) {

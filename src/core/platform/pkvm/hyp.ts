@@ -43,7 +43,7 @@
  * nothing until all passed; the commits that the kernel wraps in WARN_ON() (EL2 WARN is a hyp
  * panic) throw `PkvmHypPanic` here if they could fail.
  *
- * **Not modelled:** concurrency and locks (one CPU), VM reservation (`__pkvm_reserve_vm`), vCPU
+ * **Not modelled:** concurrency and locks (one CPU), vCPU
  * load/put (a vCPU of a live VM counts as loaded; a dying VM's vCPUs cannot load), permissions
  * relax / wrprotect / young, FF-A descriptors (the model keeps its own set of FF-A-shared pages
  * in place of the secure world's), hyp text mappings (`fix_host_ownership()`), the host
@@ -164,6 +164,8 @@ export interface PkvmVm {
   readonly handle: number;
   readonly isProtected: boolean;
   dying: boolean;
+  /** `kvm.created_vcpus`: the host's vCPU count when `__pkvm_init_vm()` ran (the vCPU bound). */
+  readonly createdVcpus: number;
   /** The VM struct pages and the pgd pages donated at `__pkvm_init_vm()`. */
   readonly vmPages: readonly number[];
   readonly pgdPages: readonly number[];
@@ -240,7 +242,8 @@ export class PkvmHyp {
   private changedVms = new Set<number>();
   /** The call handing pages back (each such call sets it first), for the handover log. */
   private handoverCtx: { what: string; handle?: number; gfn?: number } = { what: '' };
-  private readonly vmSlots: Array<number | undefined> = [];
+  /** `vm_table`: a handle, RESERVED_ENTRY ('reserved'), or free. */
+  private readonly vmSlots: Array<number | 'reserved' | undefined> = [];
 
   constructor(
     readonly frames: FrameStore,
@@ -582,29 +585,76 @@ export class PkvmHyp {
   // ---- VMs and vCPUs (pkvm.c) ---------------------------------------------------------------------
 
   /**
-   * `__pkvm_init_vm()`: a free slot (-ENOMEM), the VM struct pages and the pgd pages donated to
-   * the hypervisor (`map_donated_memory()`; a failure gives the VM pages back and returns the
-   * donation's errno). Returns the handle (> 0) or the errno.
+   * `__pkvm_reserve_vm()` → `allocate_vm_table_entry()` (v6.18, Fuad Tabba's "Reserve pKVM
+   * handle during pkvm_init_host_vm()": `kvm_arch_init_vm()` reserves an entry for every VM of a
+   * pKVM host at KVM_CREATE_VM): the first free entry of `vm_table`, marked RESERVED_ENTRY; -ENOMEM
+   * when all KVM_MAX_PVMS are taken. Returns the handle (entry index + HANDLE_OFFSET).
    */
-  initVm(isProtected: boolean, vmPages: readonly number[], pgdPages: readonly number[]): number {
+  reserveVm(): number {
     this.lastReclaimed = [];
     let idx = this.vmSlots.findIndex((s) => s === undefined);
     if (idx < 0) idx = this.vmSlots.length;
     if (idx >= KVM_MAX_PVMS) return E.ENOMEM;
+    this.vmSlots[idx] = 'reserved';
+    return idx + PKVM_HANDLE_OFFSET;
+  }
+
+  /**
+   * `__pkvm_unreserve_vm(handle)` (the host's `pkvm_destroy_hyp_vm()` for a VM whose hyp VM was
+   * never created): a RESERVED_ENTRY is freed; anything else is left alone.
+   */
+  unreserveVm(handle: number): void {
+    this.lastReclaimed = [];
+    const idx = handle - PKVM_HANDLE_OFFSET;
+    if (this.vmSlots[idx] === 'reserved') this.vmSlots[idx] = undefined;
+  }
+
+  /**
+   * `__pkvm_init_vm()`: `nr_vcpus` is the host's `created_vcpus` when it is called (below 1:
+   * -EINVAL); the VM struct pages and the pgd pages are donated to the hypervisor first
+   * (`map_donated_memory()`: any failure is -ENOMEM, and the pages donated so far go back);
+   * then `insert_vm_table_entry()` fills the handle `kvm_arch_init_vm()` reserved (not a
+   * RESERVED_ENTRY: -EINVAL, the pages go back). Without `reserved` (the hypervisor's own tests)
+   * an entry is reserved first, and `nrVcpus` defaults to no bound. Returns the handle (> 0) or the
+   * errno.
+   */
+  initVm(
+    isProtected: boolean,
+    vmPages: readonly number[],
+    pgdPages: readonly number[],
+    opts: { readonly reserved?: number; readonly nrVcpus?: number } = {},
+  ): number {
+    this.lastReclaimed = [];
+    const nrVcpus = opts.nrVcpus ?? Number.POSITIVE_INFINITY;
+    if (nrVcpus < 1) return E.EINVAL;
     const done: number[] = [];
+    const giveBack = (): void => {
+      this.handoverCtx = { what: '__pkvm_init_vm (failed)' };
+      for (const q of done) {
+        this.frames.zero(asPfn(q), 1);
+        this.must(this.hypDonateHost(q, 1), '__pkvm_hyp_donate_host');
+      }
+    };
     for (const p of [...vmPages, ...pgdPages]) {
-      const ret = this.hostDonateHyp(p, 1);
-      if (ret !== 0) {
-        this.handoverCtx = { what: '__pkvm_init_vm (failed)' };
-        for (const q of done) {
-          this.frames.zero(asPfn(q), 1);
-          this.must(this.hypDonateHost(q, 1), '__pkvm_hyp_donate_host');
-        }
-        return ret;
+      if (this.hostDonateHyp(p, 1) !== 0) {
+        giveBack();
+        return E.ENOMEM;
       }
       done.push(p);
     }
-    const handle = idx + PKVM_HANDLE_OFFSET;
+    let handle = opts.reserved;
+    if (handle === undefined) {
+      handle = this.reserveVm();
+      if (handle < 0) {
+        giveBack();
+        return handle;
+      }
+    }
+    const idx = handle - PKVM_HANDLE_OFFSET;
+    if (idx < 0 || idx >= KVM_MAX_PVMS || this.vmSlots[idx] !== 'reserved') {
+      giveBack();
+      return E.EINVAL;
+    }
     this.vmSlots[idx] = handle;
     const stage2 = new GuestStage2();
     stage2.onChange = (start, end) => this.noteChange(start, end);
@@ -612,6 +662,7 @@ export class PkvmHyp {
       handle,
       isProtected,
       dying: false,
+      createdVcpus: nrVcpus,
       vmPages: [...vmPages],
       pgdPages: [...pgdPages],
       vcpus: [],
@@ -623,17 +674,31 @@ export class PkvmHyp {
     return handle;
   }
 
-  /** `__pkvm_init_vcpu()`: the VM (-ENOENT), the vCPU page donated. Returns the vCPU index. */
-  initVcpu(handle: number, page: number): number {
+  /**
+   * `__pkvm_init_vcpu()`: the vCPU page donated first (-ENOMEM), the VM (-ENOENT), not dying
+   * (-EINVAL), then the host's `vcpu_idx` (`vcpuIdx`; by default the next free one) below the VM's
+   * `created_vcpus` at `__pkvm_init_vm()` and not taken (-EINVAL); on failure the page goes back
+   * (`unmap_donated_memory()`). Returns the vCPU index.
+   */
+  initVcpu(handle: number, page: number, vcpuIdx?: number): number {
     this.lastReclaimed = [];
+    if (this.hostDonateHyp(page, 1) !== 0) return E.ENOMEM;
     const vm = this.vms.get(handle);
-    if (vm === undefined) return E.ENOENT;
-    if (vm.dying) return E.EINVAL;
-    const ret = this.hostDonateHyp(page, 1);
-    if (ret !== 0) return ret;
+    const idx = vcpuIdx ?? vm?.vcpus.length ?? 0;
+    const ret =
+      vm === undefined
+        ? E.ENOENT
+        : vm.dying || idx >= vm.createdVcpus || vm.vcpus[idx] !== undefined
+          ? E.EINVAL
+          : 0;
+    if (vm === undefined || ret !== 0) {
+      this.handoverCtx = { what: '__pkvm_init_vcpu (failed)' };
+      this.frames.zero(asPfn(page), 1);
+      this.must(this.hypDonateHost(page, 1), '__pkvm_hyp_donate_host');
+      return ret;
+    }
     this.noteVm(handle);
-    const idx = vm.vcpus.length;
-    vm.vcpus.push({ idx, page, hostMemcache: [], memcache: [] });
+    vm.vcpus[idx] = { idx, page, hostMemcache: [], memcache: [] };
     return idx;
   }
 
