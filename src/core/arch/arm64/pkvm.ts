@@ -29,11 +29,7 @@ import { asPfn, type Pfn } from '../../base/units.js';
 import type { Vcpu, Vm } from '../../kvm/objects.js';
 import { KVM_PGTABLE_PROT_R, KVM_PGTABLE_PROT_W } from '../../platform/pkvm/guest_stage2.js';
 import type { PkvmHyp } from '../../platform/pkvm/hyp.js';
-import {
-  PKVM_ID_GUEST,
-  PKVM_PAGE_OWNED,
-  PKVM_PAGE_SHARED_OWNED,
-} from '../../platform/pkvm/memory.js';
+import { PKVM_ID_GUEST } from '../../platform/pkvm/memory.js';
 import { arm64State } from './state.js';
 
 /** The hypervisor of `k`'s platform, or undefined when the host is not in protected mode. */
@@ -180,11 +176,10 @@ export function pkvmDestroyHypVm(k: KernelCtx, hyp: PkvmHyp, vm: Vm): void {
       hyp.startTeardownVm(handle);
       for (const r of hvm.stage2.leafRuns()) {
         for (let g = r.start; g < r.end; g++) {
-          const st = hvm.stage2.state(g);
-          if (hvm.isProtected) {
-            if (st === PKVM_PAGE_OWNED || st === PKVM_PAGE_SHARED_OWNED)
-              hyp.reclaimDyingGuestPage(handle, g);
-          } else hyp.hostUnshareGuest(handle, g, 1);
+          // Every page the host mapped, poisoned ones included (the host keeps its
+          // `pkvm_mapping` after a forced reclaim; the hypervisor answers 0 for those).
+          if (hvm.isProtected) hyp.reclaimDyingGuestPage(handle, g);
+          else hyp.hostUnshareGuest(handle, g, 1);
         }
       }
       hyp.finalizeTeardownVm(handle);

@@ -1051,29 +1051,33 @@ export class PkvmHyp {
 
   /**
    * `__pkvm_reclaim_dying_guest_page(handle, gfn)`: a dying VM (-EINVAL), then
-   * `__pkvm_host_reclaim_page_guest(vm, gfn)`: the guest's state at gfn — OWNED (host NOPAGE,
-   * asserted): the page is poisoned (zeroed, `hyp_poison_page()`); SHARED_OWNED (host
-   * SHARED_BORROWED, asserted); anything else (SHARED_BORROWED, NOPAGE, POISON) -EPERM — then
-   * the guest entry unmapped and the page the host's (OWNED).
+   * `__pkvm_host_reclaim_page_guest(gfn, vm)` (later tree): the entry through
+   * `get_valid_guest_pte()` — invalid (-ENOENT), not a last-level leaf (-E2BIG), poisoned
+   * (-EHWPOISON, which the function turns into 0: `return ret && ret != -EHWPOISON ? ret : 0`,
+   * Fuad Tabba's 2026-04 patch context; a forced reclaim already gave that page back, so nothing
+   * changes [unverified: whether the poisoned entry is cleared]); then the guest's state — OWNED
+   * (host NOPAGE, asserted): the page is poisoned (zeroed, `hyp_poison_page()`); SHARED_OWNED
+   * (host SHARED_BORROWED, asserted); anything else (SHARED_BORROWED) -EPERM — then the guest
+   * entry unmapped and the page the host's (OWNED).
    */
   reclaimDyingGuestPage(handle: number, gfn: number): number {
     this.lastReclaimed = [];
     const vm = this.vms.get(handle);
     if (vm === undefined || !vm.dying) return E.EINVAL;
     this.noteVm(handle);
-    const leaf = vm.stage2.leaf(gfn);
-    if (leaf === undefined) return E.EPERM;
+    const pte = this.validGuestPte(vm, gfn);
+    if (typeof pte === 'number') return pte === E.EHWPOISON ? 0 : pte;
     this.handoverCtx = { what: '__pkvm_reclaim_dying_guest_page', handle, gfn };
-    const pfn = leaf.pfn;
-    if (leaf.state === PKVM_PAGE_OWNED) {
+    const pfn = pte.pfn;
+    if (pte.state === PKVM_PAGE_OWNED) {
       this.must(this.hostCheckPageStateRange(pfn, 1, PKVM_NOPAGE), 'host state NOPAGE');
       this.hypPoisonPage(pfn);
       this.lastReclaimed.push(pfn);
-    } else if (leaf.state === PKVM_PAGE_SHARED_OWNED) {
+    } else if (pte.state === PKVM_PAGE_SHARED_OWNED) {
       this.must(this.hostCheckPageStateRange(pfn, 1, PKVM_PAGE_SHARED_BORROWED), 'host state');
     } else return E.EPERM;
     vm.stage2.unmap(gfn, 1, (t) => vm.pool.push(t));
-    if (leaf.state === PKVM_PAGE_OWNED)
+    if (pte.state === PKVM_PAGE_OWNED)
       this.must(this.hostStage2SetOwnerLocked(pfn, 1, PKVM_ID_HOST), 'host_stage2_set_owner');
     else this.vmemmap.setHost(pfn, pfn + 1, PKVM_PAGE_OWNED);
     this.rec(pfn, 1, { op: 'host_reclaim_page_guest', handle, gfn });
