@@ -614,4 +614,58 @@ describe("arm64 pKVM: the independent review's findings (issue 13)", () => {
       checked(h, 'teardown');
     }
   });
+
+  test('F8: the host answers SMCCC_VERSION, ARCH_FEATURES, the KVM vendor UID and KVM_FEATURES, PSCI_VERSION/FEATURES; a protected guest gets the EL2 answers', () => {
+    const x0s = (h: Host, vcpu: number, calls: Array<[number, bigint?]>) => {
+      const r = h.kvmRun(
+        vcpu,
+        calls.map(([nr, a1 = 0n]) => ({
+          kind: 'hypercall' as const,
+          nr: BigInt(nr),
+          args: [a1, 0n, 0n] as const,
+        })),
+      );
+      assert.equal(r.errno, undefined);
+      return r.exits.map((e) =>
+        new DataView((e as { bytes: Uint8Array }).bytes.buffer).getBigInt64(0, true),
+      );
+    };
+    const common: Array<[number, bigint?]> = [
+      [0x80000000], // SMCCC_VERSION
+      [0x80000001, 0xc5000020n], // ARCH_FEATURES(PV_TIME_FEATURES)
+      [0x80000001, 0x12345n], // ARCH_FEATURES(unknown)
+      [0x8600ff01], // VENDOR_HYP_CALL_UID
+      [0x86000000], // VENDOR_HYP_KVM_FEATURES
+      [0x84000000], // PSCI_VERSION (a PSCI 0.1 vCPU)
+    ];
+    {
+      const { h, vcpu } = vmWithGmem(0n, 2n);
+      assert.deepEqual(x0s(h, vcpu, common), [0x10001n, 0n, -1n, 0xb66fb428n, 3n, -1n]);
+      assert.throws(() => x0s(h, vcpu, [[0x86000001]]), /PTP/);
+    }
+    {
+      // A PSCI 0.2+ vCPU: PSCI 1.3.
+      const h = new Host(P, { parts: ALL_PARTS });
+      const vm = ok(h.kvmCreateVm(h.openDevKvm(), 0n));
+      const v = ok(h.kvmCreateVcpu(vm, 0n));
+      ok(h.kvmArchIoctl(v, KVM_ARM_IOCTL.KVM_ARM_VCPU_INIT, initArg(5, 1 << 2)));
+      assert.deepEqual(
+        x0s(h, v, [
+          [0x84000000], // PSCI_VERSION
+          [0x8400000a, 0xc4000003n], // PSCI_FEATURES(CPU_ON64)
+          [0x8400000a, 0x8400000en], // PSCI_FEATURES(SYSTEM_SUSPEND): not enabled
+          [0x84000006], // MIGRATE_INFO_TYPE
+          [0x84000007], // MIGRATE_INFO_UP_CPU: not implemented
+        ]),
+        [0x10003n, 0n, -1n, 2n, -1n],
+      );
+      assert.throws(() => x0s(h, v, [[0xc4000003, 1n]]), /CPU_ON/);
+    }
+    {
+      const { h, vcpu } = vmWithGmem(KVM_VM_TYPE_ARM_PROTECTED, 2n);
+      assert.deepEqual(x0s(h, vcpu, common.slice(0, 5)), [0x10001n, 0n, -1n, 0xb66fb428n, 0x1dn]);
+      assert.throws(() => x0s(h, vcpu, [[0x84000000]]), /protected VM/);
+      checked(h, 'pv hvc');
+    }
+  });
 });

@@ -17,10 +17,12 @@
  * exits to the host as a data abort at that gfn — the host's fault path donates the page — and the
  * guest retries the call); a successful share or unshare also exits to the host, which resumes
  * the guest without telling the VMM [the model's reading: the later tree's host handling of that
- * exit is not modelled]. Every other call (and every call of a non-protected VM, or without pKVM)
- * reaches the host's `kvm_smccc_call_handler()`, which answers SMCCC_RET_NOT_SUPPORTED for what the
- * model does not implement (PSCI, the host's vendor calls: not modelled). The x86-only steps are
- * refused (NotModelled).
+ * exit is not modelled]; SMCCC_VERSION, the KVM vendor UID and KVM_FEATURES (with the pKVM
+ * bits) are also answered at EL2 for a protected guest. Every other call (and every call of a
+ * non-protected VM, or without pKVM) reaches the host's `kvm_smccc_call_handler()`
+ * (hypercalls.ts: SMCCC, vendor and PSCI answers, or NotModelled where the answer needs state the
+ * model lacks); a protected guest's PSCI calls are refused (EL2's in the pKVM trees). The x86-only
+ * steps are refused (NotModelled).
  */
 import type { KernelCtx } from '../../ctx.js';
 import { NotModelled } from '../../base/not_modelled.js';
@@ -32,11 +34,12 @@ import { pkvmCreateHypVcpu, pkvmHyp } from './pkvm.js';
 import { arm64State } from './state.js';
 import type { Errno } from '../../base/errno.js';
 import { SMCCC_RET_NOT_SUPPORTED } from '../../platform/pkvm/hyp.js';
+import { isPsciCall, kvmSmcccCallHandler } from './hypercalls.js';
 
 /** The guest's x0 after an HVC, as the HYPERCALL_RET exit reports it. */
-function x0Exit(x0: number, exits: RunExit[]): void {
+function x0Exit(x0: bigint, exits: RunExit[]): void {
   const b = new Uint8Array(8);
-  new DataView(b.buffer).setBigInt64(0, BigInt(x0), true);
+  new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, x0), true);
   exits.push({ reason: 'HYPERCALL_RET', bytes: b });
 }
 
@@ -67,13 +70,21 @@ function hvc(
   const hyp = pkvmHyp(k);
   const handle = arm64State(k).vm(vcpu.vm).handle;
   const idx = arm64State(k).vcpu(vcpu).hypIdx;
-  if (hyp === undefined || handle === undefined || idx === undefined) {
-    x0Exit(SMCCC_RET_NOT_SUPPORTED, exits);
-    return undefined;
-  }
+  // The function id is W0 (`smccc_get_function()` is a u32); x1..x3 as the guest left them:
+  // full 64-bit registers.
   const func = Number(BigInt.asUintN(32, nr));
-  // x1..x3 as the guest left them: full 64-bit registers.
   const a = args.map((v) => BigInt.asUintN(64, v));
+  const host = (): undefined => {
+    // A protected guest's PSCI calls are the hypervisor's in the pKVM trees (pkvm_handle_psci());
+    // the mainline form is not in the sources read.
+    if (vcpu.vm.spec.arm64?.protected === true && isPsciCall(func))
+      throw new NotModelled(
+        'HVC on arm64: PSCI of a protected VM (handled at EL2) is not modelled',
+      );
+    x0Exit(kvmSmcccCallHandler(k, vcpu, func, a[0] ?? 0n), exits);
+    return undefined;
+  };
+  if (hyp === undefined || handle === undefined || idx === undefined) return host();
   let r = hyp.guestHvc(handle, idx, func, a);
   if (r.kind === 'mem-abort') {
     // The host's data abort handling at the gfn (a donation), then the guest's retry.
@@ -83,8 +94,9 @@ function hvc(
     if (f.kind === 'inject') throw injected(f.fault);
     r = hyp.guestHvc(handle, idx, func, a);
   }
-  if (r.kind === 'ret') x0Exit(r.a0, exits);
-  else if (r.kind === 'to-host' || r.kind === 'mem-abort') x0Exit(SMCCC_RET_NOT_SUPPORTED, exits);
+  if (r.kind === 'ret') x0Exit(BigInt(r.a0), exits);
+  else if (r.kind === 'to-host') return host();
+  else if (r.kind === 'mem-abort') x0Exit(BigInt(SMCCC_RET_NOT_SUPPORTED), exits);
   else return 'EINVAL';
   return undefined;
 }

@@ -190,6 +190,10 @@ export type HostAbortResult =
 export const ARM_SMCCC_VENDOR_HYP_KVM_HYP_MEMINFO_FUNC_ID = 0xc6000002;
 export const ARM_SMCCC_VENDOR_HYP_KVM_MEM_SHARE_FUNC_ID = 0xc6000003;
 export const ARM_SMCCC_VENDOR_HYP_KVM_MEM_UNSHARE_FUNC_ID = 0xc6000004;
+/** `ARM_SMCCC_VERSION_FUNC_ID`, `ARM_SMCCC_VENDOR_HYP_CALL_UID_FUNC_ID`, `..._KVM_FEATURES_FUNC_ID`. */
+export const ARM_SMCCC_VERSION_FUNC_ID = 0x80000000;
+export const ARM_SMCCC_VENDOR_HYP_CALL_UID_FUNC_ID = 0x8600ff01;
+export const ARM_SMCCC_VENDOR_HYP_KVM_FEATURES_FUNC_ID = 0x86000000;
 export const SMCCC_RET_SUCCESS = 0;
 export const SMCCC_RET_NOT_SUPPORTED = -1;
 export const SMCCC_RET_INVALID_PARAMETER = -3;
@@ -974,7 +978,8 @@ export class PkvmHyp {
   }
 
   /**
-   * A protected guest's HVC (`kvm_handle_pvm_hvc64()`): HYP_MEMINFO (no arguments, else
+   * A protected guest's HVC (`kvm_handle_pvm_hvc64()`): SMCCC_VERSION (1.1), the KVM vendor UID
+   * (x0 = its word 0) and KVM_FEATURES (FEATURES | HYP_MEMINFO | MEM_SHARE | MEM_UNSHARE), HYP_MEMINFO (no arguments, else
    * INVALID_PARAMETER; returns the protection granule, 4096), MEM_SHARE (`pkvm_memshare_call()`:
    * a1 = IPA, a2 = a3 = 0; success exits to the host, -ENOENT becomes a data abort the host
    * resolves before the guest retries, anything else — an IPA past the guest's IPA size too —
@@ -1002,6 +1007,15 @@ export class PkvmHyp {
     // The IPA's page number: below 2^52, an exact Number.
     const ipaGfn = (ipa: bigint): number => Number(ipa >> 12n);
     switch (func) {
+      // Answered at EL2 for a protected guest (the pKVM series' kvm_handle_pvm_hvc64(), 2022
+      // posting, [PATCH 87/89]; [unverified: the 2026 mainline form]): x0 only.
+      case ARM_SMCCC_VERSION_FUNC_ID:
+        return { kind: 'ret', a0: 0x10001, exitToHost: false };
+      case ARM_SMCCC_VENDOR_HYP_CALL_UID_FUNC_ID:
+        return { kind: 'ret', a0: 0xb66fb428, exitToHost: false };
+      case ARM_SMCCC_VENDOR_HYP_KVM_FEATURES_FUNC_ID:
+        // FEATURES | HYP_MEMINFO | MEM_SHARE | MEM_UNSHARE (bits 0, 2, 3, 4).
+        return { kind: 'ret', a0: 0x1d, exitToHost: false };
       case ARM_SMCCC_VENDOR_HYP_KVM_HYP_MEMINFO_FUNC_ID:
         if (a1 !== 0n || a2 !== 0n || a3 !== 0n) return invalid;
         return { kind: 'ret', a0: 4096, exitToHost: false };
