@@ -489,7 +489,9 @@ export class Host implements KernelCtx {
     const vf = new VcpuFile(this.nextIno++, vcpu);
     vcpu.file = vf;
     const vfd = this.allocFd(vf);
-    if (vm.codeSlot === 'none') this.ensureCodeSlot(vm);
+    // arm64 VMs get no code page: the model interprets their guest programs itself and there is
+    // no arm64 real backend that would compile them into guest memory (docs/trace-format.md).
+    if (vm.codeSlot === 'none' && this.profile.parts.arch !== 'arm64') this.ensureCodeSlot(vm);
     return ok(vfd);
   }
 

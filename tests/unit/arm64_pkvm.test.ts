@@ -668,4 +668,37 @@ describe("arm64 pKVM: the independent review's findings (issue 13)", () => {
       checked(h, 'pv hvc');
     }
   });
+
+  test('F9: arm64 VMs get no x86 trace code page (slot 32763 at 0xFFFFF000)', () => {
+    for (const type of [0n, KVM_VM_TYPE_ARM_PROTECTED]) {
+      const { h, vm, vcpu } = vmWithGmem(type, 2n);
+      const hyp = hypOf(h);
+      // The page is MMIO to the guest, not the VMM's memory (nothing donated or shared).
+      const r = h.kvmRun(vcpu, [guestLoad(0xfffff000n, 4)]);
+      assert.deepEqual(
+        r.exits.map((e) => e.reason),
+        ['MMIO'],
+      );
+      const hvm = [...hyp.vms.values()][0]!;
+      assert.equal(hvm.stage2.leaf(0xfffff), undefined);
+      // The trace may use slot 32763 itself.
+      const ua = ok(h.mmap(null, PAGE, RW, MAP_PRIVATE | MAP_ANONYMOUS, 0n));
+      ok(
+        h.kvmSetUserMemoryRegion(
+          vm,
+          {
+            slot: 32763n,
+            flags: 0n,
+            guest_phys_addr: 0x10000n,
+            memory_size: PAGE,
+            userspace_addr: ua,
+            guest_memfd_offset: 0n,
+          },
+          0,
+          false,
+        ),
+      );
+      checked(h, 'no code page');
+    }
+  });
 });
