@@ -9,7 +9,8 @@
 import { Host, type HostOptions } from '../core/host.js';
 import { ALL_PARTS } from '../core/all_parts.js';
 import type { KernelProfile } from '../core/profiles/profile.js';
-import type { Backend, OpOutcome, ResolvedOp } from '../trace/types.js';
+import { BackendRefusal, type Backend, type OpOutcome, type ResolvedOp } from '../trace/types.js';
+import { NotModelled } from '../core/base/not_modelled.js';
 import { OPS } from '../ops/registry.js';
 
 export { exitToTrace, fileFd, ioctlFd } from './model_args.js';
@@ -35,6 +36,14 @@ export class ModelBackend implements Backend {
   }
 
   exec(op: ResolvedOp): OpOutcome {
-    return OPS.get(op.op)!.runModel(this.host, op);
+    try {
+      return OPS.get(op.op)!.runModel(this.host, op);
+    } catch (e) {
+      // A kernel path the model does not represent, reached by any op (e.g. a punch that would
+      // free a page a pKVM guest shares): a refusal naming the op, as the ops that expect one
+      // (KVM_RUN, KVM_PRE_FAULT_MEMORY, KVM_MEMORY_ENCRYPT_OP) make it themselves.
+      if (e instanceof NotModelled) throw new BackendRefusal(`${op.op}: ${e.message}`);
+      throw e;
+    }
   }
 }

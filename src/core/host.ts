@@ -13,7 +13,12 @@
 import type { KernelCtx, SnpGuestObserver, TdxGuestObserver } from './ctx.js';
 import { EventLog } from './base/events.js';
 import { FrameStore } from './base/frames.js';
-import { kvmGmemCreate, kvmGmemFallocate, kvmGmemRelease } from './kvm/guest_memfd/guest_memfd.js';
+import {
+  kvmGmemCreate,
+  kvmGmemEvict,
+  kvmGmemFallocate,
+  kvmGmemRelease,
+} from './kvm/guest_memfd/guest_memfd.js';
 import { HostMm } from './mm/host_mm.js';
 import type { UserAccess } from './mm/memory.js';
 import { kvmVmIoctlSetMemAttributes } from './kvm/mem_attributes.js';
@@ -241,7 +246,20 @@ export class Host implements KernelCtx {
     this.fds.touched?.(f, true);
     if (f.released || f.fdRefs > 0 || f.mappedPages > 0) return;
     if (f instanceof GmemFile) {
-      this.putVm(kvmGmemRelease(this, f));
+      // __fput(): ->release() (kvm_gmem_release(), ending in kvm_put_kvm()), then the inode's
+      // eviction frees the pages. On pKVM the order shows: a VM whose last reference was the
+      // file is torn down first, reclaiming what its guest owns or shares. Elsewhere the model
+      // keeps its earlier order (pages freed, then the VM put): the same states, and the event
+      // order existing outputs have [the kernel's order would move vm_destroy before gmem_free
+      // in two example outputs].
+      const vm = kvmGmemRelease(this, f);
+      if (this.platform.pkvm !== undefined) {
+        this.putVm(vm);
+        kvmGmemEvict(this, f);
+      } else {
+        kvmGmemEvict(this, f);
+        this.putVm(vm);
+      }
       return;
     }
     f.released = true;

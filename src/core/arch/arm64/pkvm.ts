@@ -29,7 +29,8 @@ import { asPfn, type Pfn } from '../../base/units.js';
 import type { Vcpu, Vm } from '../../kvm/objects.js';
 import { KVM_PGTABLE_PROT_R, KVM_PGTABLE_PROT_W } from '../../platform/pkvm/guest_stage2.js';
 import type { PkvmHyp } from '../../platform/pkvm/hyp.js';
-import { PKVM_ID_GUEST } from '../../platform/pkvm/memory.js';
+import { PKVM_ID_GUEST, PKVM_PAGE_SHARED_BORROWED } from '../../platform/pkvm/memory.js';
+import { NotModelled } from '../../base/not_modelled.js';
 import { arm64State } from './state.js';
 
 /** The hypervisor of `k`'s platform, or undefined when the host is not in protected mode. */
@@ -155,6 +156,15 @@ export function pkvmStage2Unmap(
  * protected guests with guest_memfd; the series pins VMM pages instead.]
  */
 export function pkvmGmemInvalidate(k: KernelCtx, hyp: PkvmHyp, start: Pfn, end: Pfn): void {
+  // A page a protected guest shares with the host (MEM_SHARE: host SHARED_BORROWED) cannot be
+  // taken back (forced reclaim wants a donated page, host NOPAGE): the later tree pins a
+  // protected guest's pages until teardown, and the model has no pins.
+  for (let p = start; p < end; p++)
+    if (hyp.vmemmap.get(p).host === PKVM_PAGE_SHARED_BORROWED)
+      throw new NotModelled(
+        `pfn ${p} leaves guest_memfd while a protected guest shares it with the host: the later ` +
+          'tree pins such pages until teardown; the model has no pins',
+      );
   for (let p = start; p < end; p++) {
     const h = hyp.hostS2.get(p);
     if (h?.t !== 'annot' || h.owner !== PKVM_ID_GUEST) continue;

@@ -388,9 +388,9 @@ export function kvmGmemUnbind(k: KernelCtx, slot: Memslot): void {
 }
 
 /**
- * `kvm_gmem_release()` then inode eviction: clear `gmem.file` in every bound slot, zap all bound
- * ranges, drop the VM reference. The inode (and its memory) goes with the file in 6.18.
- * Returns the VM whose reference was dropped.
+ * `kvm_gmem_release()`: clear `gmem.file` in every bound slot, zap all bound ranges; returns the
+ * VM whose reference it drops (`kvm_put_kvm()`, the caller's). The inode (and its memory) goes
+ * with the file in 6.18, after the release: `kvmGmemEvict()`.
  */
 export function kvmGmemRelease(k: KernelCtx, f: GmemFile): Vm {
   f.released = true;
@@ -417,10 +417,18 @@ export function kvmGmemRelease(k: KernelCtx, f: GmemFile): Vm {
   f.bindings.clear();
   f.vm.gmemFiles.delete(f);
   k.events.push({ kind: 'gmem_release', ino: f.ino, vm: f.vm.index });
-  // The inode is evicted with its only file: truncate_inode_pages_final().
+  return f.vm;
+}
+
+/**
+ * The inode's eviction with its only file (`__fput()`: `dput()` → `iput()` after `->release()`):
+ * `truncate_inode_pages_final()`. After `kvm_gmem_release()`'s `kvm_put_kvm()`, so a VM whose last
+ * reference was the file is destroyed before the file's pages are freed (on pKVM: its teardown
+ * reclaims what the guest owns before guest_memfd frees the pages).
+ */
+export function kvmGmemEvict(k: KernelCtx, f: GmemFile): void {
   const last = f.pages.last();
   if (last !== undefined) truncatePages(k, f, asPgOff(0), asPgOff(last.end), 'inode_evict');
-  return f.vm;
 }
 
 /**
