@@ -54,6 +54,7 @@ import {
   type SlotH,
 } from './gen_state.js';
 import { Prng } from './prng.js';
+import { pkvmWalk } from './pkvm_walk.js';
 
 export type { GenOptions } from './gen_state.js';
 
@@ -82,8 +83,8 @@ export class TraceGenerator implements GenState<TraceOpInput> {
   readonly fdNames: string[] = ['kvm'];
   readonly closed = new Set<string>();
   private out: TraceOp[] = [];
-  private readonly model?: ModelBackend;
-  private readonly table?: HandleTable;
+  private model?: ModelBackend;
+  private table?: HandleTable;
 
   constructor(
     seed: number,
@@ -120,11 +121,25 @@ export class TraceGenerator implements GenState<TraceOpInput> {
         // model, e.g. an RMP #PF in the kernel) is dropped like one the real backend refuses.
         if (!(e instanceof BackendRefusal)) throw e;
         this.out.pop();
+        this.resync();
         return undefined;
       }
     }
     this.out.push(full);
     return { ok: true };
+  }
+
+  /**
+   * After a refusal: the refused op may have changed the lockstep model before it stopped (a
+   * guest program's first steps, an munmap whose file release was refused), so the model is
+   * made again from the ops kept, and the feedback stays what a replay of the trace sees.
+   */
+  private resync(): void {
+    const opts = this.opts.feedback!;
+    this.model!.end();
+    this.model = new ModelBackend(opts, { events: false });
+    this.table = new HandleTable(this.model.begin());
+    for (const op of this.out) stepTrace(op, this.model, this.table);
   }
 
   /** Generate a whole trace. */
@@ -706,6 +721,13 @@ export class TraceGenerator implements GenState<TraceOpInput> {
     // TD walks only where the profile has the tdx platform (no PRNG draw elsewhere).
     if (this.opts.feedback?.parts.platform === 'tdx' && this.r.chance(0.12)) {
       this.tdxScenario();
+      return;
+    }
+    // pKVM walks only where the profile has the pkvm platform (no PRNG draw elsewhere). Most of
+    // the generic generators' ops are x86 ones arm64 answers -EINVAL, so the walks take most
+    // of a pKVM trace.
+    if (this.opts.feedback?.parts.platform === 'pkvm' && this.r.chance(0.3)) {
+      pkvmWalk(this);
       return;
     }
     if (this.opts.privateMemory === true && this.r.chance(0.08)) {

@@ -26,9 +26,10 @@ import {
 import { checkWidth, parseInteger, withAs, type FieldReader } from '../trace/field_reader.js';
 import { didYouMean, quote } from '../trace/suggest.js';
 import { fdText } from '../trace/text.js';
-import type { FdArg, VcpuInitResult } from '../trace/base_types.js';
+import type { FdArg, ResultLine, VcpuInitResult } from '../trace/base_types.js';
 import { fail, ioctlFd } from '../backends/model_args.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
+import type { GenState, OpInput } from '../fuzz/gen_state.js';
 import type { OpFamily, OpSpec } from './spec.js';
 
 /** `KVM_ARM_TARGET_*` (arch/arm64/include/uapi/asm/kvm.h): the names a `target` may use. */
@@ -310,9 +311,30 @@ export const armVcpuFinalize: OpSpec<ArmVcpuFinalizeOp> = {
   },
 };
 
+// ---------------------------------------------------------------------------------------------
+// Fuzz generators (the pKVM walk, src/fuzz/pkvm_walk.ts, calls them)
+
+/** The generator state as this family's fuzz generators use it (they push its ops). */
+type Gen = GenState<OpInput<Arm64FamilyOp>>;
+
+/** KVM_ARM_VCPU_INIT of vCPU `cpu` with `features` (canonical: names, numbers for unknown bits). */
+export function genArmVcpuInit(
+  g: Gen,
+  cpu: string,
+  target: bigint,
+  features: readonly ArmFeature[],
+): ResultLine | undefined {
+  return g.push({ op: 'KVM_ARM_VCPU_INIT', vcpu: { kind: 'handle', name: cpu }, target, features });
+}
+
+/** KVM_ARM_VCPU_FINALIZE of vCPU `cpu` for `feature` (SVE: 4). */
+export function genArmVcpuFinalize(g: Gen, cpu: string, feature: bigint): ResultLine | undefined {
+  return g.push({ op: 'KVM_ARM_VCPU_FINALIZE', vcpu: { kind: 'handle', name: cpu }, feature });
+}
+
 /**
- * The arm64 family: its ops, and no fuzz generators yet (the model-based fuzzer does not make
- * arm64 VMs; README "pKVM (in progress)").
+ * The arm64 family: its ops, and no generators in the weights loop (arm64 VMs come from the pKVM
+ * walk, on profiles with the pkvm platform only).
  */
 export const ARM64_FAMILY: OpFamily<Arm64FamilyOp> = {
   name: 'arm64',

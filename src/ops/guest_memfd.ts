@@ -315,9 +315,15 @@ export function genCreateGmem(g: Gen): void {
   g.fdNames.push(name);
 }
 
-/** A guest_memfd of `size` bytes on `vm` (scenarios); `as` is its handle. */
-export function genGmemOf(g: Gen, vm: string, size: bigint, flags: bigint, as: string): void {
-  g.push({
+/** A guest_memfd of `size` bytes on `vm` (scenarios); `as` is its handle; the result. */
+export function genGmemOf(
+  g: Gen,
+  vm: string,
+  size: bigint,
+  flags: bigint,
+  as: string,
+): ResultLine | undefined {
+  return g.push({
     op: 'KVM_CREATE_GUEST_MEMFD',
     vm: { kind: 'handle', name: vm },
     size,
@@ -367,6 +373,17 @@ export function genFallocatePage(g: Gen, gmem: string, offset: bigint): void {
     offset,
     len: PAGE,
   });
+}
+
+/** fallocate(`mode`) of [offset, offset + len) of guest_memfd `gmem` (walks). */
+export function genFallocateAt(
+  g: Gen,
+  gmem: string,
+  mode: bigint,
+  offset: bigint,
+  len: bigint,
+): ResultLine | undefined {
+  return g.push({ op: 'fallocate', fd: { kind: 'handle', name: gmem }, mode, offset, len });
 }
 
 function genFstat(g: Gen, fd: FdArg): void {

@@ -652,6 +652,32 @@ export function genAnonMap(g: Gen, length: bigint, flags: bigint, as: string): v
   g.push({ op: 'mmap', fd: null, length, prot: 3n, flags, offset: 0n, as });
 }
 
+/** mmap(`fd` or anonymous, `length`, PROT_READ|PROT_WRITE, `flags`, 0) named `as` (walks). */
+export function genMmapOf(
+  g: Gen,
+  fd: FdArg | null,
+  length: bigint,
+  flags: bigint,
+  as: string,
+): ResultLine | undefined {
+  return g.push({ op: 'mmap', fd, length, prot: 3n, flags, offset: 0n, as });
+}
+
+/** munmap of [map + offset, + length) (walks). */
+export function genMunmapAt(
+  g: Gen,
+  map: string,
+  offset: bigint,
+  length: bigint,
+): ResultLine | undefined {
+  return g.push({ op: 'munmap', addr: { kind: 'handle', name: map, offset }, length });
+}
+
+/** peek of `len` bytes at `map`+`offset` (walks). */
+export function genPeekAt(g: Gen, map: string, offset: bigint, len: bigint): void {
+  g.push({ op: 'peek', addr: { kind: 'handle', name: map, offset }, len });
+}
+
 /** madvise(advice) over the whole mapping `map` of `length` (scenarios). */
 export function genMadviseMap(g: Gen, map: string, length: bigint, advice: bigint): void {
   g.push({ op: 'madvise', addr: { kind: 'handle', name: map, offset: 0n }, length, advice });

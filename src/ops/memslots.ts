@@ -353,6 +353,24 @@ export function genGmemSlot(
   });
 }
 
+/**
+ * A memslot of `size` at `gpa` (size 0: its deletion) with `flags`, backed by `ua` and, with
+ * KVM_SET_USER_MEMORY_REGION2 (`v2`), by guest_memfd `gmem` from offset 0 (walks); the result.
+ */
+export function genRegionOf(
+  g: Gen,
+  v2: boolean,
+  vm: string,
+  slot: bigint,
+  flags: bigint,
+  gpa: bigint,
+  size: bigint,
+  ua: AddrArg,
+  gmem: FdArg,
+): ResultLine | undefined {
+  return emitRegion(g, v2, vm, slot, flags, gpa, size, ua, gmem, 0n);
+}
+
 /** The memslots family: its ops and fuzz generators (weights among every family's generators). */
 export const MEMSLOT_FAMILY: OpFamily<MemslotFamilyOp> = {
   name: 'memslots',

@@ -637,13 +637,13 @@ export function genRun(g: Gen): void {
 }
 
 /** vCPU 0 of `vm`, named `as` (scenarios). */
-export function genVcpuOf(g: Gen, vm: string, as: string, id = 0n): void {
-  g.push({ op: 'KVM_CREATE_VCPU', vm: { kind: 'handle', name: vm }, id, as });
+export function genVcpuOf(g: Gen, vm: string, as: string, id = 0n): ResultLine | undefined {
+  return g.push({ op: 'KVM_CREATE_VCPU', vm: { kind: 'handle', name: vm }, id, as });
 }
 
 /** KVM_RUN of `steps` on vCPU `cpu` (scenarios). */
-export function genRunOn(g: Gen, cpu: string, steps: GuestStep[]): void {
-  g.push({
+export function genRunOn(g: Gen, cpu: string, steps: GuestStep[]): ResultLine | undefined {
+  return g.push({
     op: 'KVM_RUN',
     vcpu: { kind: 'handle', name: cpu },
     guest: steps,

@@ -5,7 +5,7 @@ import { KVM_IOCTL } from '../core/base/uapi.js';
 import { toU32, toU64 } from '../core/base/units.js';
 import { checkWidth, parseInteger, withAs } from '../trace/field_reader.js';
 import { CAP_NAMES, fdText, hex, VM_TYPES } from '../trace/text.js';
-import type { FdArg } from '../trace/base_types.js';
+import type { FdArg, ResultLine } from '../trace/base_types.js';
 import { fail, ioctlFd } from '../backends/model_args.js';
 import { fail as kvmFail, ok, out } from '../backends/kvm/outcome.js';
 import type { GenState, OpInput } from '../fuzz/gen_state.js';
@@ -206,6 +206,11 @@ export function genCreateProtectedVm(g: Gen, prefix: string, type = 1n): string 
   if (r?.ok !== true) return undefined;
   g.vms.push(vm);
   return vm;
+}
+
+/** KVM_CREATE_VM of `type` named `as` (walks that keep their VMs to themselves); the result. */
+export function genCreateVmOf(g: Gen, type: bigint, as: string): ResultLine | undefined {
+  return g.push({ op: 'KVM_CREATE_VM', fd: { kind: 'handle', name: 'kvm' }, type, as });
 }
 
 /** KVM_ENABLE_CAP of `cap` with `args` on VM `vm` (walks: an SNP VMM enabling its exits). */
