@@ -120,7 +120,7 @@ const NOT_DRIVEN_BY_KVM = [
   'refillMemcache',
   'guestAccess',
 ];
-/** Helpers of the class that are checks or queries, not transitions. */
+/** Helpers of the class that are checks, queries or bookkeeping, not transitions. */
 const QUERIES = [
   'hypAtBoot',
   'rec',
@@ -140,6 +140,13 @@ const QUERIES = [
   'tableAlloc',
   'transitionSize',
   'validGuestPte',
+  // The change log the checker's pKVM invariants read.
+  'noteChange',
+  'noteVm',
+  'takeChanges',
+  'handover',
+  // hyp_poison_page(): the clearing step of reclaim and forced reclaim (counted through them).
+  'hypPoisonPage',
 ];
 
 /** An outcome key of a hypervisor call: the method and what it returned. */
