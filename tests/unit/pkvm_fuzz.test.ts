@@ -82,6 +82,8 @@ function lockstepViolations(ops: readonly TraceOp[]): number {
  * stage-2 faults): each must be called by the walks, with the outcomes listed.
  */
 const REACHED = [
+  'reserveVm',
+  'unreserveVm',
   'initVm',
   'initVcpu',
   'hostTopupMemcache',
