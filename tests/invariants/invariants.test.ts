@@ -15,7 +15,6 @@ import { runChecked } from '../../src/check/checked_run.js';
 import { parseTrace } from '../../src/trace/parse.js';
 import { parseScenario } from '../../src/scenario/scenario.js';
 import { shrinkTrace } from '../../src/fuzz/shrink.js';
-import { generateTrace } from '../../src/fuzz/trace_gen.js';
 
 const SEED = 1;
 
@@ -28,22 +27,9 @@ function walk(dir: string, ext: string, out: string[] = []): string[] {
   return out;
 }
 
-/**
- * Whether the trace generator builds arm64 VMs on linux-6.18-arm64-pkvm (the pKVM fuzz walk):
- * transitional, until the walk lands (the pKVM mutants are proven by
- * tests/invariants/pkvm_invariants.test.ts meanwhile); then this skip goes, as the TDX one did.
- */
-const pkvmWalk = generateTrace(SEED, {
-  ops: 400,
-  feedback: getProfile('linux-6.18-arm64-pkvm')!,
-  privateMemory: true,
-}).some((op) => (op.op as string) === 'KVM_ARM_VCPU_INIT');
-
 describe(`every mutant is caught by model-based fuzzing (seed ${SEED}, at most 40,000 ops each)`, () => {
   for (const m of MUTANTS) {
-    const skip =
-      m.platform === 'pkvm' && !pkvmWalk ? 'the trace generator has no pKVM walk yet' : false;
-    test(m.name, { skip }, () => {
+    test(m.name, () => {
       // A platform's mutants are fuzzed on a profile of that platform.
       const profile = getProfile(mutantFuzzProfile(m))!;
       const r = runModelFuzz({
