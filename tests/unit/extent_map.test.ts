@@ -11,6 +11,8 @@ import { RangeMap, extentOps, MAX_KEY } from '../../src/core/base/ranges/range_m
 import {
   ChunkOffsets,
   ExtentMap,
+  PACK_LIMIT,
+  SID_MAX,
   type ExtentShape,
 } from '../../src/core/base/ranges/extent_map.js';
 import {
@@ -156,17 +158,23 @@ const queryArb = fc
 const extVal = fc
   .tuple(fc.integer({ min: 0, max: 3000 }), fc.integer({ min: 0, max: 1 }))
   .map(([b, t]) => Object.freeze({ base: b, tag: t }));
-// Bases the dense chunks cannot pack (negative, at and past 2^37, fractional) among small ones.
+// Bases the dense chunks cannot pack (negative, at and past PACK_LIMIT = 2^26, where a packed
+// int32 would reach 2^31, fractional) among small ones.
 const extWideVal = fc
   .tuple(
     fc.oneof(
       fc.integer({ min: 0, max: 3000 }),
+      fc.integer({ min: PACK_LIMIT - 800, max: PACK_LIMIT + 800 }),
       fc.integer({ min: 2 ** 37 - 800, max: 2 ** 37 + 800 }),
       fc.integer({ min: -3000, max: -1 }),
       fc.constantFrom(2 ** 45, 0.5, 2 ** 52),
     ),
     fc.integer({ min: 0, max: 1 }),
   )
+  .map(([b, t]) => Object.freeze({ base: b, tag: t }));
+// More shapes than a packed value holds (tags 0 .. SID_MAX + 8): the later ones stay in the tree.
+const extManyShapesVal = fc
+  .tuple(fc.integer({ min: 0, max: 3000 }), fc.integer({ min: 0, max: SID_MAX + 8 }))
   .map(([b, t]) => Object.freeze({ base: b, tag: t }));
 const spteVal = fc
   .tuple(
@@ -199,6 +207,7 @@ describe('ExtentMap vs RangeMap (random operation sequences)', () => {
   for (const [name, ops, shape, val] of [
     ['ext', extOps, extShape, extVal],
     ['ext-wide', extOps, extShape, extWideVal],
+    ['ext-many-shapes', extOps, extShape, extManyShapesVal],
     ['spte', spteOps, spteShape, spteVal],
     ['gmem', gmemExtentOps, gmemExtentShape, gmemVal],
   ] as const) {
@@ -258,6 +267,55 @@ describe('ExtentMap vs RangeMap (random operation sequences)', () => {
     p.ref.clear();
     assertSame(p.ref, p.m, KEYS, []);
     assert.equal(p.m.denseChunks(), 0);
+  });
+
+  it('packing boundary: bases up to PACK_LIMIT - 1 and shape ids up to SID_MAX stay dense, the next ones go to the tree', () => {
+    assert.equal(PACK_LIMIT, 2 ** 26);
+    assert.equal(SID_MAX, 31);
+    // Scattered bases just below the limit (the last key's base is PACK_LIMIT - 1): dense.
+    const p = pair(extOps, extShape);
+    const top = (k: number): number => PACK_LIMIT - 1 - (511 - (k - 512)) * 3;
+    for (let k = 512; k < 1024; k += 3)
+      apply(p, { kind: 'set', s: k, e: k + 1, v: { base: top(k), tag: 0 } });
+    apply(p, { kind: 'set', s: 1023, e: 1024, v: { base: PACK_LIMIT - 1, tag: 0 } });
+    assert.equal(p.m.denseChunks(), 1);
+    assertSame(p.ref, p.m, KEYS, [[500, 1100]]);
+    // Base PACK_LIMIT (a packed value of 2^31) does not fit: the chunk moves back to the tree.
+    apply(p, { kind: 'set', s: 700, e: 701, v: { base: PACK_LIMIT, tag: 0 } });
+    assert.equal(p.m.denseChunks(), 0);
+    assertSame(p.ref, p.m, KEYS, [[500, 1100]]);
+    // ... and never becomes dense again while it holds that value.
+    for (let k = 513; k < 1024; k += 3)
+      apply(p, { kind: 'set', s: k, e: k + 1, v: { base: 5 * k, tag: 1 } });
+    assert.equal(p.m.denseChunks(), 0);
+    assertSame(p.ref, p.m, KEYS, [[500, 1100]]);
+    // Removing it lets the chunk densify on the next new tree entry.
+    apply(p, { kind: 'del', s: 700, e: 701 });
+    apply(p, { kind: 'set', s: 514, e: 515, v: { base: 1, tag: 1 } });
+    assert.equal(p.m.denseChunks(), 1);
+    assertSame(p.ref, p.m, KEYS, [[500, 1100]]);
+    // A run whose bases reach PACK_LIMIT (the last key's base does not fit) stays in the tree.
+    apply(p, { kind: 'set', s: 600, e: 610, v: { base: PACK_LIMIT - 9, tag: 0 } });
+    assert.equal(p.m.denseChunks(), 0);
+    assertSame(p.ref, p.m, KEYS, [[500, 1100]]);
+
+    // Shapes: the first SID_MAX interned shapes pack, a later one keeps its chunk in the tree.
+    const q = pair(extOps, extShape);
+    for (let t = 0; t < SID_MAX; t++)
+      apply(q, { kind: 'set', s: 2 * t, e: 2 * t + 1, v: { base: 100 * t, tag: t } });
+    assert.equal(q.m.denseChunks(), 1);
+    assertSame(q.ref, q.m, KEYS, [[0, 600]]);
+    apply(q, { kind: 'set', s: 101, e: 102, v: { base: 7, tag: SID_MAX } });
+    assert.equal(q.m.denseChunks(), 0);
+    assertSame(q.ref, q.m, KEYS, [[0, 600]]);
+    // In another chunk, the 32nd shape never densifies; the packable shapes there do.
+    for (let k = 1024; k < 1100; k += 2)
+      apply(q, { kind: 'set', s: k, e: k + 1, v: { base: k * 3, tag: SID_MAX + 1 } });
+    assert.equal(q.m.denseChunks(), 0);
+    for (let k = 513; k < 600; k += 2)
+      apply(q, { kind: 'set', s: k, e: k + 1, v: { base: k * 3, tag: 5 } });
+    assert.equal(q.m.denseChunks(), 1);
+    assertSame(q.ref, q.m, KEYS, [[0, 1600]]);
   });
 
   it('random-order fill: dense chunks; sequential fill: none (memory stays with the tree)', () => {

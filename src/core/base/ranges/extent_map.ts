@@ -15,16 +15,18 @@
  * 2 MiB frame of pages. Each chunk is either
  * - in tree mode (the default): its keys live in `tree`, an ordinary RangeMap with the same ops,
  *   where long runs stay single entries (a sequentially filled 2^19-page slot is one entry); or
- * - dense: a {@link Chunk} holds per key one double, `base * 2^16 + sid` (0 = absent), where sid
- *   (>= 1) names the value's shape in an interned table (every field but `base`;
- *   `ExtentShape.key`). Key k+1 continues key k's run iff its double is k's plus 2^16 (same shape,
- *   base + 1) and k's base joins. Only bases in [0, 2^37) pack exactly (2^37 * 2^16 = 2^53): a
- *   chunk never holds another (a write of one moves the chunk back to the tree first).
+ * - dense: a {@link Chunk} holds per key one int32, `base * 2^5 + sid` (0 = absent), where sid
+ *   (1 <= sid <= SID_MAX = 31) names the value's shape in an interned table (every field but
+ *   `base`; `ExtentShape.key`). Key k+1 continues key k's run iff its int32 is k's plus 2^5 (same
+ *   shape, base + 1) and k's base joins. Only bases in [0, 2^26) with a shape id up to 31 pack
+ *   (2^26 * 2^5 = 2^31, so a packed value is a non-negative int32): a chunk never holds another
+ *   value (a write of one moves the chunk back to the tree first, and a chunk holding one never
+ *   becomes dense).
  * `tree` never holds a key of a dense chunk. A tree-mode chunk becomes dense when a single-key
  * `set` that starts a new tree entry leaves DENSIFY tree entries in the chunk (random-order
  * faults); a dense chunk is freed when it empties, when a range write covers it whole, and goes
  * back to the tree when a range operation leaves at most SPARSE runs in it. Memory therefore
- * stays proportional to the entries: a dense chunk (~5 KiB) exists only while it holds keys, and
+ * stays proportional to the entries: a dense chunk (~2 KiB) exists only while it holds keys, and
  * only after DENSIFY separate entries were stored in it.
  *
  * Entries reported to callers are the maximal runs over both stores: a run may continue from a
@@ -70,7 +72,7 @@ const SPARSE = 4;
 
 /**
  * One dense chunk. Its keys live in the map's slab at [off, off + CHUNK): key i's packed value
- * (see pack()) at off + i, so a lookup reads one double and no per-chunk array object. The number
+ * (see pack()) at off + i, so a lookup reads one int32 and no per-chunk array object. The number
  * of keys with a value is cn[off / SLOT].
  */
 class Chunk {
@@ -80,28 +82,33 @@ class Chunk {
   ) {}
 }
 
-const EMPTY_F64 = new Float64Array(0);
 const EMPTY_I32 = new Int32Array(0);
 /** Slab slots per chunk. */
 const SLOT = CHUNK;
-/** Packed values: base * SID_SPAN + sid. */
-const SID_SPAN = 65536;
-/** 1 / SID_SPAN (exact: a power of two), so unpacking multiplies instead of dividing. */
-const INV_SPAN = 1 / SID_SPAN;
-/** Bases below this pack exactly into a double (PACK_LIMIT * SID_SPAN = 2^53). */
-const PACK_LIMIT = 2 ** 37;
+/** Bits of a packed value that hold the shape id: packed values are base * SID_SPAN + sid. */
+const SID_BITS = 5;
+const SID_SPAN = 1 << SID_BITS;
+/** The largest shape id that packs (a map with more shapes keeps the others in the tree). */
+export const SID_MAX = SID_SPAN - 1;
+/**
+ * Bases below this pack into a non-negative int32 (PACK_LIMIT * SID_SPAN = 2^31): the slab is an
+ * Int32Array, half the memory (and the cache and TLB footprint) of doubles. Frame numbers and
+ * file offsets stay far below it in practice (2^26 pages: 256 GiB); a value beyond it keeps its
+ * chunk in the tree.
+ */
+export const PACK_LIMIT = 2 ** (31 - SID_BITS);
 
-/** The slab's double for a value of shape `sid` (>= 1) with base `base` (packable). */
+/** The slab's int32 for a value of shape `sid` (1 <= sid <= SID_MAX) with base `base` (packable). */
 function pack(base: number, sid: number): number {
   return base * SID_SPAN + sid;
 }
 /** The base of a packed value. */
 function baseOf(x: number): number {
-  return Math.floor(x * INV_SPAN);
+  return x >> SID_BITS;
 }
-/** The shape id of a packed value (0 for 0: absent); not `%`, which is a slow fmod call. */
+/** The shape id of a packed value (0 for 0: absent). */
 function sidOfPacked(x: number): number {
-  return x - Math.floor(x * INV_SPAN) * SID_SPAN;
+  return x & SID_MAX;
 }
 /** Can bases base .. base + n - 1 be packed? */
 function packable(base: number, n: number): boolean {
@@ -204,7 +211,7 @@ interface Raw<V> {
 export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> {
   private tree: RangeMap<V>;
   /** Storage of the dense chunks (see Chunk); slots are reused, grown by doubling. */
-  private slab = EMPTY_F64;
+  private slab = EMPTY_I32;
   private slabFree: number[] = [];
   private slabUsed = 0;
   /** Keys with a value, per slab slot (chunk off / SLOT). */
@@ -273,6 +280,11 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
     return sid;
   }
 
+  /** Can `v`'s shape and bases v.base .. v.base + n - 1 be packed into the slab? */
+  private packs(v: V, n: number): boolean {
+    return packable(v.base, n) && this.sidOf(v) <= SID_MAX;
+  }
+
   /** The value of shape `sid` with base `base`. */
   private make(sid: number, base: number): V {
     const t = this.tmpl[sid - 1]!;
@@ -304,7 +316,7 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
     if (off === undefined) {
       const per = SLOT;
       if (this.slabUsed + per > this.slab.length) {
-        const grown = new Float64Array(Math.max(per, this.slab.length * 2));
+        const grown = new Int32Array(Math.max(per, this.slab.length * 2));
         grown.set(this.slab);
         this.slab = grown;
         const cn = new Int32Array(grown.length / SLOT);
@@ -466,7 +478,7 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
   private densify(c: number): void {
     const c0 = c * CHUNK;
     const pieces = this.tree.piecesIn(c0, c0 + CHUNK);
-    for (const p of pieces) if (!packable(p.value.base, p.end - p.start)) return;
+    for (const p of pieces) if (!this.packs(p.value, p.end - p.start)) return;
     const ch = this.addChunk(c);
     for (const p of pieces) {
       const sid = this.sidOf(p.value);
@@ -761,7 +773,8 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
   override setTransient(start: number, end: number, v: V): void {
     if (end === start + 1 && packable(v.base, 1)) {
       const c = Math.floor(start / CHUNK);
-      if (this.chunks.size === 0 || this.chunkOff(c) < 0) {
+      const off = this.chunks.size === 0 ? -1 : this.chunkOff(c);
+      if (off < 0) {
         const i = start - c * CHUNK;
         if (
           this.chunks.size === 0 ||
@@ -775,8 +788,15 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
           return;
         }
       } else {
-        this.set(start, end, v);
-        return;
+        const sid = this.sidOf(v);
+        if (sid <= SID_MAX) {
+          // A key of a dense chunk (random-order faults): set()'s dense path, keeping nothing.
+          checkRange(start, end);
+          this.ver++;
+          this.onChange?.(start, end);
+          this.denseSet1(off, start - c * CHUNK, start, v.base, sid);
+          return;
+        }
       }
     }
     this.set(start, end, this.xops.shift(v, 0));
@@ -804,11 +824,11 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
     this.onChange?.(start, end);
     const c = Math.floor(start / CHUNK);
     // A base that cannot pack: the chunks it lands in go back to the tree first.
-    if (!packable(v.base, end - start)) this.treeOnly(start, end);
+    if (!this.packs(v, end - start)) this.treeOnly(start, end);
     else if (end === start + 1) {
       const off = this.chunkOff(c);
       if (off >= 0) {
-        this.denseSet1(off, start - c * CHUNK, start, v);
+        this.denseSet1(off, start - c * CHUNK, start, v.base, this.sidOf(v));
         return;
       }
     }
@@ -855,10 +875,10 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
   }
 
   /**
-   * Set one key of a dense chunk to `v`, whose base packs (the random-order fault path: no
-   * allocation, no search).
+   * Set key k (index i of the dense chunk at slab offset so) to the value of shape `ns` with base
+   * `nb`, which pack (the random-order fault path: no allocation, no search).
    */
-  private denseSet1(so: number, i: number, k: number, v: V): void {
+  private denseSet1(so: number, i: number, k: number, nb: number, ns: number): void {
     const sd = this.slab;
     const jf = this.joinsFrom;
     let ls: number;
@@ -884,8 +904,6 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
     const xo = sd[so + i]!;
     const os = sidOfPacked(xo);
     const ob = baseOf(xo);
-    const ns = this.sidOf(v);
-    const nb = v.base;
     // Run starts at k and k + 1 before and after (see joins()).
     let d = 0;
     if (os !== 0) {
@@ -951,7 +969,7 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
     this.onChange?.(0, MAX_KEY);
     this.tree.clear();
     this.chunks = new Map();
-    this.slab = EMPTY_F64;
+    this.slab = EMPTY_I32;
     this.cn = EMPTY_I32;
     this.offs = new ChunkOffsets();
     this.lastOc = -1;
