@@ -773,8 +773,7 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
   override setTransient(start: number, end: number, v: V): void {
     if (end === start + 1 && packable(v.base, 1)) {
       const c = Math.floor(start / CHUNK);
-      const off = this.chunks.size === 0 ? -1 : this.chunkOff(c);
-      if (off < 0) {
+      if (this.chunks.size === 0 || this.chunkOff(c) < 0) {
         const i = start - c * CHUNK;
         if (
           this.chunks.size === 0 ||
@@ -787,19 +786,23 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
           this.treeSet1(start, v, c, true);
           return;
         }
-      } else {
-        const sid = this.sidOf(v);
-        if (sid <= SID_MAX) {
-          // A key of a dense chunk (random-order faults): set()'s dense path, keeping nothing.
-          checkRange(start, end);
-          this.ver++;
-          this.onChange?.(start, end);
-          this.denseSet1(off, start - c * CHUNK, start, v.base, sid);
-          return;
-        }
-      }
+      } else if (this.denseSetTransient(start, c, v)) return;
     }
     this.set(start, end, this.xops.shift(v, 0));
+  }
+
+  /**
+   * setTransient of key k in dense chunk c (random-order faults): set()'s dense path, keeping
+   * nothing. False (nothing done) when v's shape does not pack.
+   */
+  private denseSetTransient(k: number, c: number, v: V): boolean {
+    const sid = this.sidOf(v);
+    if (sid > SID_MAX) return false;
+    checkRange(k, k + 1);
+    this.ver++;
+    this.onChange?.(k, k + 1);
+    this.denseSet1(this.chunkOff(c), k - c * CHUNK, k, v.base, sid);
+    return true;
   }
 
   override set(start: number, end: number, v: V): void {
