@@ -7,7 +7,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { kvmVcpuPreFaultMemory } from '../../src/core/kvm/pre_fault.js';
 import { Vcpu, Vm } from '../../src/core/kvm/objects.js';
-import { LINUX_6_18_PVM } from '../../src/core/profiles/linux_6_18.js';
+import { getProfile } from '../../src/core/profiles/index.js';
 import {
   ATTR_PRIVATE,
   GMEM_SHARED,
@@ -99,7 +99,7 @@ describe('linux-6.18-pvm (shadow paging) [verified §7]', () => {
     // Unreachable through Host (creating a vCPU creates the trace code slot), so the vCPU is
     // built directly.
     const c = newHost('linux-6.18-pvm');
-    const vm = new Vm(99, 0n, LINUX_6_18_PVM.vmTypes.get(0n)!);
+    const vm = new Vm(99, 0n, getProfile('linux-6.18-pvm')!.vmTypes.get(0n)!);
     const vcpu = new Vcpu(vm, 0n, 0);
     const r = kvmVcpuPreFaultMemory(c.h, vcpu, MiB, PAGE, 0n);
     assert.deepEqual(r, { errno: 'ENOSPC', remaining: { gpa: MiB, size: PAGE } });

@@ -10,7 +10,7 @@ import { composeProfile } from '../../src/core/profiles/compose.js';
 import {
   getProfile,
   PROFILE_FLIPS,
-  PROFILES,
+  allProfiles,
   REFERENCE_PROFILE,
 } from '../../src/core/profiles/index.js';
 import { matchProfile } from '../../src/core/profiles/match.js';
@@ -50,7 +50,7 @@ describe('capability names', () => {
 describe('profiles composed from facts', () => {
   test('the named profiles differ exactly where their kernels do', () => {
     assert.deepEqual(
-      PROFILES.map((p) => p.name),
+      allProfiles().map((p) => p.name),
       [
         'linux-6.18',
         'linux-6.18-pvm',
@@ -102,7 +102,7 @@ describe('profile files', () => {
       message:
         'x.json: name: "linux-6.18-pvm" is the name of a built-in profile; a profile file needs its own',
     });
-    for (const named of PROFILES) {
+    for (const named of allProfiles()) {
       const p = { ...named, name: `${named.name}-copy` };
       const q = profileFromJson(profileToJson(p), 'x.json');
       assert.deepEqual(q.facts, {
@@ -211,7 +211,7 @@ describe('matching facts with profiles', () => {
     host: { ...f.host, ...host },
   });
   test('each named profile matches its own facts; host facts only warn', () => {
-    for (const p of PROFILES) assert.equal(matchProfile(p.facts).profile?.name, p.name);
+    for (const p of allProfiles()) assert.equal(matchProfile(p.facts).profile?.name, p.name);
     const m = matchProfile(withHost(NOGMEM.facts, { pku: false, ramPages: 1 }));
     assert.equal(m.profile?.name, 'linux-6.18-pvm-nogmem');
     assert.equal(m.hostDifferences.length, 2);

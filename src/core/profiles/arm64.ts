@@ -50,7 +50,7 @@ import {
   KVM_VM_TYPE_ARM_MASK,
   KVM_VM_TYPE_ARM_PROTECTED,
 } from '../base/uapi_arm64.js';
-import { capMap, type ProfileIdentity } from './compose.js';
+import { capMap, type NamedFacts, type ProfileIdentity } from './compose.js';
 import type { KernelFacts } from './facts.js';
 import type { KernelProfile, VmTypeSpec } from './profile.js';
 
@@ -387,11 +387,11 @@ export const LINUX_6_18_ARM64_PKVM_FACTS: KernelFacts = {
   arm64: { mode: 'protected', ipaLimit: ARM64_IPA_LIMIT },
 };
 
-export const LINUX_6_18_ARM64_PKVM: KernelProfile = composeArm64Profile(
-  {
+export const LINUX_6_18_ARM64_PKVM: NamedFacts = {
+  id: {
     name: 'linux-6.18-arm64-pkvm',
     description:
       'Linux 6.18 on arm64 with pKVM (kvm-arm.mode=protected): VM types ARM (IPA size) and ARM_PROTECTED, guest_memfd (MMAP|INIT_SHARED, gmem-only slots), the pKVM hypervisor owning every page; protected-guest memory as the 2026 series; synthesized facts',
   },
-  LINUX_6_18_ARM64_PKVM_FACTS,
-);
+  facts: LINUX_6_18_ARM64_PKVM_FACTS,
+};

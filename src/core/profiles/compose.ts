@@ -136,6 +136,13 @@ export type ProfileIdentity = {
 };
 
 /**
+ * A named profile before composition: its identity and kernel facts. The registry
+ * (profiles/index.ts) composes one when it is first asked for, so that a command that needs one
+ * profile (`gmemlab measure`) does not compose them all at load time.
+ */
+export type NamedFacts = { readonly id: ProfileIdentity; readonly facts: KernelFacts };
+
+/**
  * The platform under the kernel: an SEV-SNP host when kvm_amd offers the SNP VM type (which
  * `sev_hardware_setup()` does only when the CPU has SNP, the RMP is set up and the firmware is
  * initialised: `cc_platform_has(CC_ATTR_HOST_SEV_SNP)`); an Intel TDX host when kvm_intel offers

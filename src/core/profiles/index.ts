@@ -1,7 +1,8 @@
 /**
  * The profile registry. Adding a kernel (a new build, a platform VM type, an in-flight design) is
- * adding its facts and a `composeProfile` call here; callers ask for a profile by name, or load a
- * profile file (`profile_file.ts`) that `gmemlab probe --save` wrote.
+ * adding its facts and identity (a `NamedFacts`) to the list here, which composes it
+ * (`composeProfile`, `composeArm64Profile`) when first asked for; callers ask for a profile by
+ * name, or load a profile file (`profile_file.ts`) that `gmemlab probe --save` wrote.
  */
 import {
   LINUX_6_18,
@@ -10,11 +11,13 @@ import {
   LINUX_6_18_SNP,
   LINUX_6_18_TDX,
 } from './linux_6_18.js';
-import { LINUX_6_18_ARM64_PKVM } from './arm64.js';
+import { composeArm64Profile, LINUX_6_18_ARM64_PKVM } from './arm64.js';
+import { composeProfile, type NamedFacts } from './compose.js';
 import type { NeedableFact } from './facts.js';
 import type { KernelProfile } from './profile.js';
 
-export const PROFILES: readonly KernelProfile[] = [
+/** The named profiles, in this order; each is composed once, when first asked for. */
+const NAMED: readonly NamedFacts[] = [
   LINUX_6_18,
   LINUX_6_18_PVM,
   LINUX_6_18_PVM_NOGMEM,
@@ -22,6 +25,8 @@ export const PROFILES: readonly KernelProfile[] = [
   LINUX_6_18_TDX,
   LINUX_6_18_ARM64_PKVM,
 ];
+
+const composed = new Map<string, KernelProfile>();
 
 /**
  * The profile a command uses when it is given none and there is no usable /dev/kvm (or the live
@@ -41,12 +46,28 @@ export const PROFILE_FLIPS: ReadonlyArray<{
 /** The profile the conformance suite's `NAME.expected.jsonl` files were recorded on. */
 export const REFERENCE_PROFILE = 'linux-6.18-pvm';
 
+/** The named profile `name` (the same object on every call), or undefined. */
 export function getProfile(name: string): KernelProfile | undefined {
-  return PROFILES.find((p) => p.name === name);
+  let p = composed.get(name);
+  if (p === undefined) {
+    const n = NAMED.find((x) => x.id.name === name);
+    if (n === undefined) return undefined;
+    p =
+      n.facts.kvmModule === 'kvm_arm64'
+        ? composeArm64Profile(n.id, n.facts)
+        : composeProfile(n.id, n.facts);
+    composed.set(name, p);
+  }
+  return p;
 }
 
 export function profileNames(): string[] {
-  return PROFILES.map((p) => p.name);
+  return NAMED.map((n) => n.id.name);
+}
+
+/** Every named profile, in the registry's order. */
+export function allProfiles(): readonly KernelProfile[] {
+  return NAMED.map((n) => getProfile(n.id.name)!);
 }
 
 export type { KernelProfile, VmTypeSpec } from './profile.js';

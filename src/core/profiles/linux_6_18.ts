@@ -28,9 +28,8 @@
  *   VM fd is the VM type's (profiles/compose.ts); the host facts stay the development machines'.
  */
 import { KVM_CAP } from '../base/uapi.js';
-import { composeProfile } from './compose.js';
+import type { NamedFacts } from './compose.js';
 import type { HostFacts, KernelFacts } from './facts.js';
-import type { KernelProfile } from './profile.js';
 import { PVM_SYSTEM_CAPS, PVM_VM_CAPS } from './pvm_caps.js';
 
 /** A cap table with some values replaced. */
@@ -101,34 +100,34 @@ export const LINUX_6_18_FACTS: KernelFacts = {
   },
 };
 
-export const LINUX_6_18_PVM: KernelProfile = composeProfile(
-  {
+export const LINUX_6_18_PVM: NamedFacts = {
+  id: {
     name: 'linux-6.18-pvm',
     description:
       'Linux 6.18 on the development machines: PVM /dev/kvm, shadow paging, DEFAULT VMs only, no memory attributes, guest_memfd',
     checkedAgainst: '6.18.44-fc-v769',
   },
-  LINUX_6_18_PVM_FACTS,
-);
+  facts: LINUX_6_18_PVM_FACTS,
+};
 
-export const LINUX_6_18_PVM_NOGMEM: KernelProfile = composeProfile(
-  {
+export const LINUX_6_18_PVM_NOGMEM: NamedFacts = {
+  id: {
     name: 'linux-6.18-pvm-nogmem',
     description:
       'Linux 6.18 PVM /dev/kvm built without guest_memfd (KVM_CREATE_GUEST_MEMFD is ENOTTY); otherwise as linux-6.18-pvm',
     checkedAgainst: '6.18.44-fc-v1252',
   },
-  LINUX_6_18_PVM_NOGMEM_FACTS,
-);
+  facts: LINUX_6_18_PVM_NOGMEM_FACTS,
+};
 
-export const LINUX_6_18: KernelProfile = composeProfile(
-  {
+export const LINUX_6_18: NamedFacts = {
+  id: {
     name: 'linux-6.18',
     description:
       'Linux 6.18 on x86 with the TDP MMU: DEFAULT and SW_PROTECTED VMs, memory attributes, pre-fault, SMM',
   },
-  LINUX_6_18_FACTS,
-);
+  facts: LINUX_6_18_FACTS,
+};
 
 /** The SEV VM types `sev_set_cpu_caps()` adds on an SNP host: SEV (2), SEV_ES (3), SNP (4). */
 const SNP_HOST_CAPS: ReadonlyArray<readonly [number, number]> = [
@@ -147,14 +146,14 @@ export const LINUX_6_18_SNP_FACTS: KernelFacts = {
   },
 };
 
-export const LINUX_6_18_SNP: KernelProfile = composeProfile(
-  {
+export const LINUX_6_18_SNP: NamedFacts = {
+  id: {
     name: 'linux-6.18-snp',
     description:
       'Linux 6.18 on an AMD SEV-SNP host (kvm_amd, NPT): DEFAULT, SW_PROTECTED, SEV, SEV_ES and SNP VMs, the RMP and SNP firmware; synthesized facts',
   },
-  LINUX_6_18_SNP_FACTS,
-);
+  facts: LINUX_6_18_SNP_FACTS,
+};
 
 /** The TDX VM type `vt_hardware_setup()` adds when `tdx_bringup()` enabled TDX: bit 5. */
 const TDX_HOST_CAPS: ReadonlyArray<readonly [number, number]> = [[KVM_CAP.KVM_CAP_VM_TYPES, 0x23]];
@@ -169,11 +168,11 @@ export const LINUX_6_18_TDX_FACTS: KernelFacts = {
   },
 };
 
-export const LINUX_6_18_TDX: KernelProfile = composeProfile(
-  {
+export const LINUX_6_18_TDX: NamedFacts = {
+  id: {
     name: 'linux-6.18-tdx',
     description:
       'Linux 6.18 on an Intel TDX host (kvm_intel, EPT): DEFAULT, SW_PROTECTED and TDX VMs, the TDX module with its PAMT and S-EPT; synthesized facts',
   },
-  LINUX_6_18_TDX_FACTS,
-);
+  facts: LINUX_6_18_TDX_FACTS,
+};

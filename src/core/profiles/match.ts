@@ -5,7 +5,7 @@
 import { capName } from '../base/cap_names.js';
 import { KVM_CAP } from '../base/uapi.js';
 import { CAP_TABLE_MAX, type KernelFacts } from './facts.js';
-import { PROFILES } from './index.js';
+import { allProfiles } from './index.js';
 import type { KernelProfile } from './profile.js';
 
 /**
@@ -81,7 +81,7 @@ export type ProfileMatch = {
 
 export function matchProfile(
   f: KernelFacts,
-  profiles: readonly KernelProfile[] = PROFILES,
+  profiles: readonly KernelProfile[] = allProfiles(),
 ): ProfileMatch {
   const reasons = new Map<string, string[]>();
   for (const p of profiles) {
