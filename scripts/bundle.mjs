@@ -249,7 +249,16 @@ export function bundle(entry) {
     out.push(lines.join('\n'));
   }
   out.push(`return ${id.get(entryFile)};`, '})', '');
-  const body = out.join('\n');
+  // ASCII only (main.ts reads the bundle as one-byte text, which V8 also scans faster): every
+  // other character is escaped, which means the same in strings, templates, regular
+  // expressions and identifiers, and nothing in comments.
+  const text = out.join('\n');
+  if (/\\[^\x00-\x7f]/.test(text))
+    throw new BundleError(`${entry}: a backslash before a non-ASCII character`);
+  const body = text.replace(
+    /[^\x00-\x7f]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
   const hash = createHash('sha256').update(body).digest('hex');
   return { text: `${BUNDLE_TAG}${hash}\n${body}`, modules: order.length };
 }

@@ -23,12 +23,16 @@ const BUNDLE_TAG = '// gmemlab bundle sha256:';
  * itself refuses a cache of another V8 version or flags: the script is then compiled as usual).
  */
 async function measureEntry(name: 'snp' | 'tdx'): Promise<MeasureEntry> {
-  const { readFileSync, statSync } = await import('node:fs');
+  // Built-ins through require: an ESM import of node:fs makes its module facade, which reads
+  // every export (streams included).
+  const require = (await import('node:module')).createRequire(import.meta.url);
+  const { readFileSync, statSync } = require('node:fs') as typeof import('node:fs');
   const bundle = new URL(`./measure_${name}.bundle.js`, import.meta.url);
   let text: string | undefined;
   try {
     const built = statSync(new URL('../../.tsbuildinfo', import.meta.url)).mtimeMs;
-    if (statSync(bundle).mtimeMs >= built) text = readFileSync(bundle, 'utf8');
+    // The bundle is ASCII (scripts/bundle.mjs escapes the rest): read as one-byte text.
+    if (statSync(bundle).mtimeMs >= built) text = readFileSync(bundle, 'latin1');
   } catch {
     // No bundle, or no build info: the modules.
   }
@@ -42,17 +46,14 @@ async function measureEntry(name: 'snp' | 'tdx'): Promise<MeasureEntry> {
   } catch {
     // No cache: compiled as usual.
   }
-  const [{ Script }, { createRequire }, { fileURLToPath }] = await Promise.all([
-    import('node:vm'),
-    import('node:module'),
-    import('node:url'),
-  ]);
+  const { Script } = require('node:vm') as typeof import('node:vm');
+  const { fileURLToPath } = require('node:url') as typeof import('node:url');
   const script = new Script(text, {
     filename: fileURLToPath(bundle),
     ...(cachedData !== undefined ? { cachedData } : {}),
   });
   const run = script.runInThisContext() as (require: (id: string) => unknown) => MeasureEntry;
-  return run(createRequire(import.meta.url));
+  return run(require);
 }
 
 import('./resources.js')

@@ -12,7 +12,7 @@
  * module loads only node:crypto, the option parser, the commands' shared I/O (measure_io.ts,
  * node:fs) and the measurement code.
  */
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import { optString, parseArgs, UsageError, type ParsedArgs } from './args.js';
 import { Sha256 } from '../core/base/crypto/sha256.js';
 import { fromHex, toHex } from '../core/base/crypto/hex.js';
@@ -54,9 +54,12 @@ import {
   startMeasure,
 } from './measure_io.js';
 
-/** One-shot SHA-384 through node:crypto. */
+/**
+ * One-shot SHA-384 through node:crypto (`crypto.hash`: no Hash object per call, which costs more
+ * than hashing a page in a short process; about 1,100 calls for a 2 MiB firmware).
+ */
 const nodeSha384 = (bytes: Uint8Array): Uint8Array =>
-  new Uint8Array(createHash('sha384').update(bytes).digest());
+  new Uint8Array(hash('sha384', bytes, 'buffer'));
 
 const EXIT_OK = 0;
 

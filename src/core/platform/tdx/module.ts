@@ -133,6 +133,11 @@ export type TdGuestAccess =
 
 const PAGE_BYTES = 4096;
 const MAX_PA_BITS = 52n;
+/** The shared bit with GPAW 52 (bit 51) and with GPAW 48 (bit 47). */
+const SHARED_BIT_GPAW52 = 1n << 51n;
+const SHARED_BIT_GPAW48 = 1n << 47n;
+/** GPA bits 48-51 (beyond GPAW 48). */
+const GPA_BITS_48_51 = 0xfn << 48n;
 
 type Fail = bigint;
 
@@ -179,7 +184,7 @@ export class TdxModule {
 
   /** The shared-bit of the TD's GPAs: 51 with GPAW 52, else 47 (`tdx_td_init()`). */
   sharedBit(td: Td): bigint {
-    return td.gpaw52 ? 1n << 51n : 1n << 47n;
+    return td.gpaw52 ? SHARED_BIT_GPAW52 : SHARED_BIT_GPAW48;
   }
 
   // ---- common checks (src/common/helpers/helpers.c) -------------------------------------------
@@ -230,9 +235,12 @@ export class TdxModule {
 
   /** `check_gpa_validity(gpa, gpaw, PRIVATE_ONLY)`. */
   gpaValid(td: Td, gpa: bigint): boolean {
+    // Below the shared bit, at most 47 bits: every check passes (compared without computing a
+    // BigInt per check: this runs for every MR.EXTEND).
+    if (gpa >= 0n && gpa < SHARED_BIT_GPAW48) return true;
     if ((gpa & this.sharedBit(td)) !== 0n) return false;
     if (gpa >> MAX_PA_BITS !== 0n) return false;
-    if (!td.gpaw52 && (gpa & (0xfn << 48n)) !== 0n) return false;
+    if (!td.gpaw52 && (gpa & GPA_BITS_48_51) !== 0n) return false;
     return true;
   }
 
