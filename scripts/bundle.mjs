@@ -1,24 +1,31 @@
 #!/usr/bin/env node
 /**
- * Build step after tsc (`npm run build`): `gmemlab measure snp` and `measure tdx` as one file each,
- * dist/src/cli/measure_{snp,tdx}.bundle.js, made of the very modules tsc emitted for them.
+ * Build step after tsc (`npm run build`): `gmemlab measure snp` and `measure tdx` as one script
+ * each, dist/src/cli/measure_{snp,tdx}.bundle.js, made of the very modules tsc emitted for them,
+ * with V8's code cache of a run of it (measure_{snp,tdx}.bundle.cache).
  *
- * Why: a measurement is one short command whose time is mostly Node's start and loading its code,
- * and Node's ESM loader spends about half a millisecond per module (resolve, stat, read, compile,
- * link) on the ~80 modules of each. One file loads in about a third of that time (issue 11/12:
- * `measure` under 0.2 s end to end). main.ts starts a bundle when it is at least as new as tsc's
- * last build (dist/.tsbuildinfo), else the modules, so a bare `tsc` never runs stale code.
+ * Why: a measurement is one short command whose time is mostly Node's start and loading its code
+ * (issues 11 and 12: `measure` under 0.2 s end to end). Node's ESM loader spends about half a
+ * millisecond per module (resolve, stat, read, compile, link) on the ~80 modules of each, and a
+ * cold run parses and compiles every function it calls. main.ts runs a bundle when it is at least
+ * as new as tsc's last build (dist/.tsbuildinfo), else the modules, so a bare `tsc` never runs
+ * stale code; and it hands V8 the cache when the cache names the bundle's SHA-256 (the bundle's
+ * first line); V8 itself refuses a cache of another V8 version or other flags.
  *
- * How, without a bundler dependency: every module of an entry's static import graph (relative
- * specifiers only; `node:` built-ins are imported once at the top of the bundle) becomes a
- * function run once, in ESM evaluation order (depth-first, imports in source order, a module
- * after its imports): its import declarations turn into constants read from its dependencies'
- * export objects, `export` modifiers are dropped, and it returns its exports. The module text is
- * otherwise what tsc emitted (same names, same messages). That is exact for ESM semantics when
- * every import is fully evaluated before its importer reads it, and an exported binding never
- * changes after its module ran, so the script refuses what would break that: an import circle,
- * an exported `let`/`var`, `export default`, dynamic `import()` or `import.meta` (relative to
- * another file), and bare package imports.
+ * How, without a bundler dependency (the TypeScript parser of the typescript devDependency reads
+ * tsc's output): every module of an entry's static import graph (relative specifiers; `node:`
+ * built-ins come through the `require` the script is called with) becomes a function run once,
+ * in ESM evaluation order (depth-first, imports in source order, a module after its imports): its
+ * import declarations turn into constants read from its dependencies' export objects (frozen,
+ * null prototype, keys sorted: as namespace objects), `export` modifiers are dropped, and it
+ * returns its exports. The module text is otherwise what tsc emitted (same names, same messages;
+ * characters outside ASCII escaped). That is exact for ESM semantics when every import is fully
+ * evaluated before its importer reads it, and an exported binding never changes after its module
+ * ran, so the script refuses what would break that: an import circle, an exported `let`/`var`,
+ * `export default`, dynamic `import()` or `import.meta` (relative to another file), and package
+ * imports. Then it runs each bundle once on a fixture of the tests and checks that it prints what
+ * the modules print (measure.ts's measureMain) before writing the cache of that run. Any failure
+ * leaves no bundle and fails the build.
  */
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -235,9 +242,11 @@ export function bundle(entry) {
         );
     }
     lines.push(m.body);
+    // The exports object stands for the module namespace: null prototype, frozen, keys in code
+    // unit order (as a namespace object lists them).
     const props = [];
     for (const s of m.stars) props.push(`...${id.get(s)}`);
-    for (const [n, e] of m.exports)
+    for (const [n, e] of [...m.exports].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
       props.push(
         e.local !== undefined
           ? n === e.local
@@ -245,7 +254,13 @@ export function bundle(entry) {
             : `${n}: ${e.local}`
           : `${n}: ${id.get(e.dep)}.${e.name}`,
       );
-    lines.push(`return Object.freeze({ __proto__: null, ${props.join(', ')} });`, '})();');
+    const obj = `{ __proto__: null, ${props.join(', ')} }`;
+    lines.push(
+      m.stars.length === 0
+        ? `return Object.freeze(${obj});`
+        : `const __e = ${obj};\nreturn Object.freeze(Object.setPrototypeOf(Object.fromEntries(Object.keys(__e).sort().map((k) => [k, __e[k]])), null));`,
+      '})();',
+    );
     out.push(lines.join('\n'));
   }
   out.push(`return ${id.get(entryFile)};`, '})', '');
@@ -317,14 +332,20 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     for (const entry of ENTRIES) {
       const file = join(DIST, entry.replace(/\.js$/, '.bundle.js'));
       const cache = file.replace(/\.js$/, '.cache');
+      // A failed build leaves no bundle (main.ts then runs the modules).
+      rmSync(file, { force: true });
       rmSync(cache, { force: true });
-      const { text } = bundle(entry);
-      writeFileSync(file, text);
-      const data = await train(file, text, runs[entry]);
-      writeFileSync(
-        cache,
-        Buffer.concat([Buffer.from(text.slice(BUNDLE_TAG.length, BUNDLE_TAG.length + 64)), data]),
-      );
+      try {
+        const { text } = bundle(entry);
+        writeFileSync(file, text);
+        const data = await train(file, text, runs[entry]);
+        const hash = Buffer.from(text.slice(BUNDLE_TAG.length, BUNDLE_TAG.length + 64));
+        writeFileSync(cache, Buffer.concat([hash, data]));
+      } catch (e) {
+        rmSync(file, { force: true });
+        rmSync(cache, { force: true });
+        throw e;
+      }
     }
   } catch (e) {
     if (!(e instanceof BundleError)) throw e;
