@@ -1,5 +1,7 @@
 /**
- * Op family: memory attributes — KVM_SET_MEMORY_ATTRIBUTES.
+ * Op family: memory attributes — KVM_SET_MEMORY_ATTRIBUTES (the VM ioctl) and
+ * KVM_SET_MEMORY_ATTRIBUTES2 (the guest_memfd ioctl of the in-place conversion series,
+ * kernel-uapi.md §6.1).
  */
 import { KVM_IOCTL } from '../core/base/uapi.js';
 import { toU64 } from '../core/base/units.js';
@@ -19,7 +21,20 @@ export type SetMemoryAttributesOp = {
   readonly attributes: bigint;
   readonly flags: bigint;
 };
-export type AttributesFamilyOp = SetMemoryAttributesOp;
+/**
+ * KVM_SET_MEMORY_ATTRIBUTES2 on a guest_memfd fd: struct kvm_memory_attributes2 with its byte
+ * `offset` into the file; `reserved` is reserved[0] (the other ten are zero).
+ */
+export type SetMemoryAttributes2Op = {
+  readonly op: 'KVM_SET_MEMORY_ATTRIBUTES2';
+  readonly fd: FdArg;
+  readonly offset: bigint;
+  readonly size: bigint;
+  readonly attributes: bigint;
+  readonly flags: bigint;
+  readonly reserved: bigint;
+};
+export type AttributesFamilyOp = SetMemoryAttributesOp | SetMemoryAttributes2Op;
 
 /** The generator state as this family's fuzz generators use it (they push its ops). */
 type Gen = GenState<OpInput<AttributesFamilyOp>>;
@@ -89,6 +104,91 @@ export const setMemoryAttributes: OpSpec<SetMemoryAttributesOp> = {
   },
 };
 
+/**
+ * struct kvm_memory_attributes2 (128 bytes): offset (union with address), size, attributes,
+ * flags, error_offset (out), reserved[11].
+ */
+export function packMemoryAttributes2(
+  offset: bigint,
+  size: bigint,
+  attributes: bigint,
+  flags: bigint,
+  reserved0: bigint,
+): Buffer {
+  const b = Buffer.alloc(128);
+  b.writeBigUInt64LE(u64(offset), 0);
+  b.writeBigUInt64LE(u64(size), 8);
+  b.writeBigUInt64LE(u64(attributes), 16);
+  b.writeBigUInt64LE(u64(flags), 24);
+  b.writeBigUInt64LE(0n, 32);
+  b.writeBigUInt64LE(u64(reserved0), 40);
+  return b;
+}
+
+/** The errnos after which kvm_gmem_set_attributes() copies the struct (with error_offset) back. */
+const WRITES_BACK = new Set(['EAGAIN', 'ENOMEM']);
+
+export const setMemoryAttributes2: OpSpec<SetMemoryAttributes2Op> = {
+  name: 'KVM_SET_MEMORY_ATTRIBUTES2',
+  fields: ['fd', 'offset', 'size', 'attributes', 'flags', 'reserved'],
+  parse(r, line, as) {
+    // struct kvm_memory_attributes2: __u64 offset, size, attributes, flags, error_offset,
+    // reserved[11]
+    return withAs(
+      {
+        line,
+        op: 'KVM_SET_MEMORY_ATTRIBUTES2',
+        fd: r.fd('fd'),
+        offset: r.int('offset', 64),
+        size: r.int('size', 64),
+        attributes: r.int('attributes', 64),
+        flags: r.int('flags', 64, 0n),
+        reserved: r.int('reserved', 64, 0n),
+      },
+      as,
+    );
+  },
+  renderArgs(op, a) {
+    a.push(
+      fdText(op.fd),
+      `offset=${offsetText(op.offset)}`,
+      `size=${sizeText(op.size)}`,
+      bitNames(op.attributes, ATTRIBUTE_BITS, 'SHARED'),
+    );
+    if (op.flags !== 0n) a.push(`flags=${hex(op.flags)}`);
+    if (op.reserved !== 0n) a.push(`reserved=${hex(op.reserved)}`);
+  },
+  timelineValue(field, v) {
+    return field === 'attributes' ? bitNames(v, ATTRIBUTE_BITS, 'SHARED') : undefined;
+  },
+  runModel(h, op) {
+    const reserved = Array.from({ length: 11 }, (_, i) => (i === 0 ? toU64(op.reserved) : 0n));
+    const r = h.kvmSetMemoryAttributes2(ioctlFd(op.fd), {
+      offset: toU64(op.offset),
+      size: toU64(op.size),
+      attributes: toU64(op.attributes),
+      flags: toU64(op.flags),
+      reserved,
+    });
+    if (r.result.ok) return { result: { ok: true } };
+    return {
+      result:
+        r.errorOffset === undefined
+          ? fail(r.result)
+          : { ok: false, errno: r.result.errno, error_offset: r.errorOffset },
+    };
+  },
+  runKvm(k, op) {
+    const buf = packMemoryAttributes2(op.offset, op.size, op.attributes, op.flags, op.reserved);
+    const r = k.c.ioctlBuf(k.ioctlFd(op.fd), KVM_IOCTL.KVM_SET_MEMORY_ATTRIBUTES2, buf);
+    if (r.ret >= 0) return out(ok());
+    const f = kvmFail(r.errno);
+    if (!f.ok && 'errno' in f && WRITES_BACK.has(f.errno))
+      return out(kvmFail(r.errno, { error_offset: buf.readBigUInt64LE(32) }));
+    return out(f);
+  },
+};
+
 // ---------------------------------------------------------------------------------------------
 // Fuzz generators
 
@@ -137,6 +237,6 @@ export function genAttributesOf(
 /** The attributes family: its ops and fuzz generators (weights among every family's generators). */
 export const ATTRIBUTES_FAMILY: OpFamily<AttributesFamilyOp> = {
   name: 'attributes',
-  ops: [setMemoryAttributes],
+  ops: [setMemoryAttributes, setMemoryAttributes2],
   generators: [[2, genSetAttributes]],
 };

@@ -411,6 +411,15 @@ export function checkExpectation(
     else if (big(got) !== e.hw_error)
       f.push(`expected hw_error ${hexInt(e.hw_error)}, got ${hexInt(big(got) ?? 0n)}`);
   }
+  if (e.error_offset !== undefined) {
+    const got = j['error_offset'];
+    if (got === undefined)
+      f.push(
+        `expected error_offset ${hexInt(e.error_offset)}, got a result without error_offset: ${show()}`,
+      );
+    else if (big(got) !== e.error_offset)
+      f.push(`expected error_offset ${hexInt(e.error_offset)}, got ${hexInt(big(got) ?? 0n)}`);
+  }
   if (e.td !== undefined) {
     if (tdState === undefined) f.push('td cannot be checked on this backend (no model)');
     else f.push(...checkTd(e.td, tdState()));

@@ -82,6 +82,8 @@ export type Expectation = {
   readonly kvm_stats?: Readonly<Partial<KvmVcpuStat>>;
   /** TDX: `kvm_tdx_cmd.hw_error` as KVM wrote it back (the result's `hw_error`). */
   readonly hw_error?: bigint;
+  /** KVM_SET_MEMORY_ATTRIBUTES2: the `error_offset` KVM wrote back (the result's). */
+  readonly error_offset?: bigint;
   /** TDX: the state of the TD the op names, after the step (model only). */
   readonly td?: TdExpectation;
   /**
@@ -197,6 +199,7 @@ const EXPECT_KEYS = [
   'exit_counts',
   'kvm_stats',
   'hw_error',
+  'error_offset',
   'td',
   'pkvm',
 ];
@@ -551,6 +554,9 @@ function parseExpect(v: unknown, fail: Fail): Expectation {
         break;
       case 'hw_error':
         e.hw_error = toBig(x, f, fail);
+        break;
+      case 'error_offset':
+        e.error_offset = toBig(x, f, fail);
         break;
       case 'td':
         e.td = parseTdExpect(x, f, fail);

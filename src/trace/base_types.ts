@@ -96,6 +96,11 @@ export type ResultLine =
       readonly remaining?: { readonly gpa: bigint; readonly size: bigint };
       readonly sev?: SevCmdResult;
       readonly tdx?: TdxCmdResult;
+      /**
+       * KVM_SET_MEMORY_ATTRIBUTES2: `error_offset` as the kernel wrote it back into
+       * `struct kvm_memory_attributes2` (EAGAIN and ENOMEM only; addition).
+       */
+      readonly error_offset?: bigint;
     }
   | { readonly ok: false; readonly fault: 'SIGBUS' | 'SIGSEGV' };
 

@@ -75,6 +75,7 @@ export function resultToJson(r: ResultLine): Record<string, unknown> {
   if (r.remaining !== undefined)
     o['remaining'] = { gpa: jsonInt(r.remaining.gpa), size: jsonInt(r.remaining.size) };
   if (r.exits !== undefined) o['exits'] = r.exits.map(exitToJson);
+  if (!r.ok && r.error_offset !== undefined) o['error_offset'] = jsonInt(r.error_offset);
   if (r.sev !== undefined) {
     o['error'] = jsonInt(r.sev.error);
     const p = r.sev.progress;

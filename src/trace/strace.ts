@@ -104,6 +104,7 @@ function resultExtras(r: ResultLine, style: Style): string {
     s += `  {size=${sizeText(r.stat.size)}, blocks=${r.stat.blocks}}`;
   if (r.ok && r.init !== undefined)
     s += `  {target=${targetText(r.init.target)}, features=[${r.init.features.join(', ')}]}`;
+  if (!r.ok && r.error_offset !== undefined) s += `  error_offset=${hex(r.error_offset)}`;
   if (r.sev !== undefined) {
     if (r.sev.error !== 0n || !r.ok) s += `  error=${hex(r.sev.error)}`;
     const p = r.sev.progress;

@@ -58,6 +58,8 @@ describe('profiles composed from facts', () => {
         'linux-6.18-snp',
         'linux-6.18-tdx',
         'linux-6.18-arm64-pkvm',
+        'linux-next-gmem',
+        'linux-next-gmem-vmattr',
       ],
     );
     assert.equal(PVM.guestMemfdConfig, true);

@@ -82,6 +82,17 @@ const CASES: Record<OpName, [Record<string, unknown>, ResultLine, string]> = {
     { ok: false, errno: 'ENOTTY' },
     'KVM_SET_MEMORY_ATTRIBUTES(vm4, gpa=0x80000000, size=4 KiB, PRIVATE) = -1 ENOTTY',
   ],
+  KVM_SET_MEMORY_ATTRIBUTES2: [
+    {
+      op: 'KVM_SET_MEMORY_ATTRIBUTES2',
+      fd: 'g',
+      offset: '0x3000',
+      size: 4096,
+      attributes: 8,
+    },
+    { ok: false, errno: 'EAGAIN', error_offset: 12288n },
+    'KVM_SET_MEMORY_ATTRIBUTES2(g, offset=0x3000, size=4 KiB, PRIVATE) = -1 EAGAIN  error_offset=0x3000',
+  ],
   KVM_CREATE_VCPU: [
     { op: 'KVM_CREATE_VCPU', vm: 'vm4', id: 0, as: 'cpu' },
     OK,

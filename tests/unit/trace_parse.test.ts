@@ -25,6 +25,8 @@ const LINES: Record<OpName, string> = {
     '{"op":"KVM_SET_USER_MEMORY_REGION2","vm":"vm","slot":0,"flags":4,"guest_phys_addr":0,"memory_size":8192,"userspace_addr":"m","guest_memfd":"g","guest_memfd_offset":4096}',
   KVM_SET_MEMORY_ATTRIBUTES:
     '{"op":"KVM_SET_MEMORY_ATTRIBUTES","vm":"vm","address":"0xfffffffffffff000","size":4096,"attributes":8,"flags":0}',
+  KVM_SET_MEMORY_ATTRIBUTES2:
+    '{"op":"KVM_SET_MEMORY_ATTRIBUTES2","fd":"g","offset":4096,"size":4096,"attributes":8,"flags":0,"reserved":0}',
   KVM_CREATE_VCPU: '{"op":"KVM_CREATE_VCPU","vm":"vm","id":0,"as":"cpu"}',
   KVM_PRE_FAULT_MEMORY:
     '{"op":"KVM_PRE_FAULT_MEMORY","vcpu":"cpu","gpa":1048576,"size":8192,"flags":0}',

@@ -246,6 +246,8 @@ const DEFINED: ReadonlyArray<readonly [number, string]> = [
   [242, 'KVM_CAP_RISCV_MP_STATE_RESET'],
   [243, 'KVM_CAP_ARM_CACHEABLE_PFNMAP_SUPPORTED'],
   [244, 'KVM_CAP_GUEST_MEMFD_FLAGS'],
+  // The in-place conversion series (kernel-uapi.md §6.1), not in 6.18.
+  [249, 'KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES'],
 ];
 
 function buildTable(): Array<string | undefined> {

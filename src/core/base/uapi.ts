@@ -20,6 +20,11 @@ export const KVM_IOCTL = {
   KVM_SET_SREGS: 0x4138ae84,
   KVM_ENABLE_CAP: 0x4068aea3,
   KVM_SET_MEMORY_ATTRIBUTES: 0x4020aed2,
+  /**
+   * _IOWR(KVMIO, 0xd2, struct kvm_memory_attributes2) (128 bytes): a guest_memfd ioctl of the
+   * in-place conversion series (kernel-uapi.md §6.1), not in 6.18.
+   */
+  KVM_SET_MEMORY_ATTRIBUTES2: 0xc080aed2,
   KVM_CREATE_GUEST_MEMFD: 0xc040aed4,
   KVM_PRE_FAULT_MEMORY: 0xc040aed5,
   /** _IOWR(KVMIO, 0xba, unsigned long): the argument is a pointer to the vendor's command struct. */
@@ -48,6 +53,8 @@ export const KVM_CAP = {
   KVM_CAP_VM_TYPES: 235,
   KVM_CAP_PRE_FAULT_MEMORY: 236,
   KVM_CAP_GUEST_MEMFD_FLAGS: 244,
+  /** The in-place conversion series (kernel-uapi.md §6.1): KVM_SET_MEMORY_ATTRIBUTES2 exists. */
+  KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES: 249,
 } as const;
 
 export const KVM_API_VERSION = 12;

@@ -31,6 +31,9 @@ import {
   type Pfn,
 } from '../base/units.js';
 
+/** KVM_MEMORY_ATTRIBUTE_PRIVATE as a number (range-map value of `GmemFile.attrs`). */
+export const GMEM_ATTR_PRIVATE = 8;
+
 /** State of one guest_memfd page (a folio; always order 0 in 6.18). */
 export type GmemPageState = 'allocated' | 'prepared' | 'poisoned';
 
@@ -118,6 +121,14 @@ export class GmemFile extends KFile {
   readonly bindings: RangeMap<Memslot> = new RangeMap<Memslot>();
   /** mtime/ctime bumps (file_modified on successful fallocate). */
   modifications = 0;
+  /**
+   * The in-place conversion series' per-inode attributes (`gmem_inode->attributes`, a maple tree
+   * over every index `[0, i_size / 4K)`, kernel-uapi.md §6.1): the indices whose attributes are
+   * PRIVATE (value KVM_MEMORY_ATTRIBUTE_PRIVATE), absent = shared (0). Set at creation by
+   * `kvm_gmem_init_inode()`: all private unless INIT_SHARED. Only the 'inplace-v7' guest_memfd
+   * design reads or changes it (6.18's file has no such state).
+   */
+  readonly attrs: RangeMap<number> = new RangeMap<number>();
   constructor(
     ino: number,
     readonly vm: Vm,
@@ -128,6 +139,7 @@ export class GmemFile extends KFile {
     readonly flags: bigint,
   ) {
     super(ino);
+    if (!this.initShared && npages > 0) this.attrs.set(0, npages, GMEM_ATTR_PRIVATE);
   }
   override get hasMmap(): boolean {
     return true;

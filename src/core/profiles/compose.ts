@@ -53,6 +53,15 @@ function vmTypes(f: KernelFacts): Map<bigint, VmTypeSpec> {
   const gmemFlags = f.kconfig.guestMemfd
     ? BigInt(f.caps.vm[KVM_CAP.KVM_CAP_GUEST_MEMFD_FLAGS] ?? 0)
     : 0n;
+  const perGmem = perGmemAttributes(f);
+  // kvm_arch_supports_gmem_init_shared() (x86, in-place conversion series v7 patch 19): INIT_SHARED
+  // for a VM with private memory only when attributes are per guest_memfd (`!vm_memory_attributes
+  // || !kvm_arch_has_private_mem(kvm)`); 6.18: only for VMs without private memory.
+  const privateGmemFlags = perGmem ? gmemFlags : gmemFlags & GMEM_FLAG_MMAP;
+  // KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES on a VM (`kvm_supported_mem_attributes(kvm)`: PRIVATE
+  // iff kvm_arch_has_private_mem()), only with per-guest_memfd attributes.
+  const gmemAttrs = (hasPrivateMem: boolean): { gmemMemAttributes?: bigint } =>
+    perGmem ? { gmemMemAttributes: hasPrivateMem ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0n } : {};
   const types = new Map<bigint, VmTypeSpec>();
   types.set(0n, {
     name: 'DEFAULT',
@@ -64,6 +73,7 @@ function vmTypes(f: KernelFacts): Map<bigint, VmTypeSpec> {
     memAttributes: 0n,
     // kvm_arch_nr_memslot_as_ids(): SMM gives VMs without private memory a second address space.
     nrAddressSpaces: f.kconfig.smm ? 2 : 1,
+    ...gmemAttrs(false),
   });
   if (f.kconfig.swProtectedVm && f.mmu === 'tdp')
     types.set(1n, {
@@ -72,10 +82,11 @@ function vmTypes(f: KernelFacts): Map<bigint, VmTypeSpec> {
       hasProtectedState: false,
       preFaultAllowedAtCreate: true,
       privateFaultSource: 'attributes',
-      // kvm_gmem_get_supported_flags(): INIT_SHARED only for VMs without private memory.
-      gmemFlags: gmemFlags & GMEM_FLAG_MMAP,
+      // kvm_gmem_get_supported_flags(): INIT_SHARED only for VMs without private memory (6.18).
+      gmemFlags: privateGmemFlags,
       memAttributes: f.kconfig.genericMemoryAttributes ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0n,
       nrAddressSpaces: 1,
+      ...gmemAttrs(true),
     });
   const offered = BigInt(f.caps.system[KVM_CAP.KVM_CAP_VM_TYPES] ?? 0);
   // SNP and TDX: private memory and protected state, `pre_fault_allowed` only once the launch is
@@ -86,9 +97,10 @@ function vmTypes(f: KernelFacts): Map<bigint, VmTypeSpec> {
     hasProtectedState: true,
     preFaultAllowedAtCreate: false,
     privateFaultSource: 'access',
-    gmemFlags: gmemFlags & GMEM_FLAG_MMAP,
+    gmemFlags: privateGmemFlags,
     memAttributes: f.kconfig.genericMemoryAttributes ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0n,
     nrAddressSpaces: 1,
+    ...gmemAttrs(true),
   });
   if (f.kvmModule === 'kvm_amd' && f.mmu === 'tdp') {
     const noReadonly = new Map<number, bigint>([[KVM_CAP.KVM_CAP_READONLY_MEM, 0n]]);
@@ -101,6 +113,7 @@ function vmTypes(f: KernelFacts): Map<bigint, VmTypeSpec> {
       gmemFlags,
       memAttributes: 0n,
       nrAddressSpaces: f.kconfig.smm ? 2 : 1,
+      ...gmemAttrs(false),
       ...(protectedState ? { capOverrides: noReadonly } : {}),
     });
     if ((offered & (1n << KVM_X86_SEV_VM)) !== 0n) types.set(KVM_X86_SEV_VM, sevLike('SEV', false));
@@ -126,6 +139,17 @@ function vmTypes(f: KernelFacts): Map<bigint, VmTypeSpec> {
     });
   }
   return types;
+}
+
+/**
+ * Whether memory attributes live in guest_memfd (in-place conversion series v7, kernel-uapi.md
+ * §6.1): the series is in the kernel and `kvm.vm_memory_attributes` is 0 (it is false outright
+ * without CONFIG_KVM_VM_MEMORY_ATTRIBUTES, which the facts' `genericMemoryAttributes` stands for:
+ * `#define vm_memory_attributes false`).
+ */
+function perGmemAttributes(f: KernelFacts): boolean {
+  if (f.kconfig.gmemMemoryAttributes !== true) return false;
+  return !f.kconfig.genericMemoryAttributes || f.kvmParams?.vmMemoryAttributes === false;
 }
 
 export type ProfileIdentity = {
@@ -170,6 +194,7 @@ export function composeProfile(id: ProfileIdentity, f: KernelFacts): KernelProfi
   const pvm = f.kvmModule === 'kvm_pvm';
   const v = kernelVersion(f.release);
   const userMemSlots = sys[KVM_CAP.KVM_CAP_NR_MEMSLOTS] ?? 0;
+  const perGmem = perGmemAttributes(f);
   return {
     name: id.name,
     description: id.description,
@@ -177,7 +202,9 @@ export function composeProfile(id: ProfileIdentity, f: KernelFacts): KernelProfi
     facts: f,
     vmTypes: types,
     tdpEnabled: f.mmu === 'tdp',
-    memoryAttributesConfig: f.kconfig.genericMemoryAttributes,
+    // KVM_SET_MEMORY_ATTRIBUTES on the VM: CONFIG_KVM_(GENERIC|VM)_MEMORY_ATTRIBUTES, and on
+    // in-place conversion kernels `vm_memory_attributes` (else ENOTTY, KVM_CAP_MEMORY_ATTRIBUTES 0).
+    memoryAttributesConfig: f.kconfig.genericMemoryAttributes && !perGmem,
     guestMemfdConfig: f.kconfig.guestMemfd,
     systemCaps: capMap(sys),
     vmCaps: capMap(f.caps.vm),
@@ -204,7 +231,8 @@ export function composeProfile(id: ProfileIdentity, f: KernelFacts): KernelProfi
       arch: 'x86',
       vendor: x86Module(f),
       platform: platformOf(f, types),
-      gmem: 'linux-6.18',
+      gmem: f.kconfig.gmemMemoryAttributes === true ? 'inplace-v7' : 'linux-6.18',
     },
+    ...(perGmem ? { gmemMemoryAttributes: true } : {}),
   };
 }

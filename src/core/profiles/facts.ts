@@ -34,6 +34,28 @@ export interface KernelConfig {
   readonly swProtectedVm: boolean;
   /** CONFIG_KVM_SMM: DEFAULT VMs have two memslot address spaces. */
   readonly smm: boolean;
+  /**
+   * The in-place conversion series (kernel-uapi.md §6.1, S8 v7): guest_memfd tracks memory
+   * attributes per file (CONFIG_KVM_MEMORY_ATTRIBUTES with guest_memfd), host faults are allowed
+   * only on shared indices, and KVM_SET_MEMORY_ATTRIBUTES2 exists on guest_memfd fds. Absent:
+   * false (every kernel up to 6.18).
+   */
+  readonly gmemMemoryAttributes?: boolean;
+}
+
+/**
+ * KVM module parameters that change the uAPI (`/sys/module/kvm/parameters/`), read-only (0444),
+ * so fixed for the life of the module.
+ */
+export interface KvmModuleParams {
+  /**
+   * `kvm.vm_memory_attributes` (the in-place conversion series, with
+   * CONFIG_KVM_VM_MEMORY_ATTRIBUTES): true (the default) keeps the per-VM attributes of 6.18
+   * (KVM_SET_MEMORY_ATTRIBUTES on the VM; the guest_memfd ioctl is ENOTTY and
+   * KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES 0); false moves them into guest_memfd (the VM ioctl is
+   * ENOTTY and KVM_CAP_MEMORY_ATTRIBUTES 0; KVM looks attributes up through the file).
+   */
+  readonly vmMemoryAttributes: boolean;
 }
 
 export interface HostFacts {
@@ -73,6 +95,8 @@ export interface KernelFacts {
    * IPA size in bits (KVM_CAP_ARM_VM_IPA_SIZE).
    */
   readonly arm64?: { readonly mode: 'nvhe' | 'vhe' | 'protected'; readonly ipaLimit: number };
+  /** KVM module parameters that change the uAPI; absent: the kernel has none of them. */
+  readonly kvmParams?: KvmModuleParams;
 }
 
 /** (major, minor) of a release string such as `6.18.44-fc-v1252`; undefined if unreadable. */

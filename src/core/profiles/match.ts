@@ -47,6 +47,18 @@ export function compareFacts(p: KernelProfile, f: KernelFacts): FactDifferences 
     pf.kconfig.swProtectedVm,
   );
   say(kernel, 'SMM (CONFIG_KVM_SMM)', f.kconfig.smm, pf.kconfig.smm);
+  say(
+    kernel,
+    'per-guest_memfd memory attributes (the in-place conversion series)',
+    f.kconfig.gmemMemoryAttributes ?? false,
+    pf.kconfig.gmemMemoryAttributes ?? false,
+  );
+  say(
+    kernel,
+    'kvm.vm_memory_attributes',
+    f.kvmParams?.vmMemoryAttributes,
+    pf.kvmParams?.vmMemoryAttributes,
+  );
   for (const [where, live, prof] of [
     ['/dev/kvm', f.caps.system, pf.caps.system],
     ['a DEFAULT VM', f.caps.vm, pf.caps.vm],

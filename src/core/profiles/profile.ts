@@ -24,6 +24,13 @@ export interface VmTypeSpec {
   readonly gmemFlags: bigint;
   /** KVM_CAP_MEMORY_ATTRIBUTES on a VM of this type (`kvm_supported_mem_attributes()`). */
   readonly memAttributes: bigint;
+  /**
+   * In-place conversion kernels with per-guest_memfd attributes (`vm_memory_attributes=0`):
+   * KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES on a VM of this type, the attributes
+   * KVM_SET_MEMORY_ATTRIBUTES2 accepts (`kvm_supported_mem_attributes()`: PRIVATE iff the VM
+   * has private memory). Absent: 0 (the cap reads the profile's VM-fd table).
+   */
+  readonly gmemMemAttributes?: bigint;
   /** `kvm_arch_nr_memslot_as_ids()`. */
   readonly nrAddressSpaces: number;
   /**
@@ -102,6 +109,13 @@ export interface KernelProfile {
   readonly execOnlyPkey: boolean;
   /** The implementations the model is assembled from for this kernel (core/assemble.ts). */
   readonly parts: ProfileParts;
+  /**
+   * In-place conversion kernels (kernel-uapi.md §6.1) with `kvm.vm_memory_attributes=0`:
+   * memory attributes live in guest_memfd (KVM_SET_MEMORY_ATTRIBUTES2 on the file; KVM's
+   * attribute lookups go gfn → memslot → guest_memfd index). Absent: false (per-VM attributes,
+   * as in 6.18; the guest_memfd ioctl is ENOTTY).
+   */
+  readonly gmemMemoryAttributes?: boolean;
 }
 
 /**
@@ -114,8 +128,9 @@ export interface KernelProfile {
  *   firmware are per-host state; 'tdx': an Intel TDX host, whose TDX module (PAMT, TDs, S-EPT)
  *   is per-host state; 'pkvm': an arm64 host in protected mode, whose EL2 hypervisor owns the
  *   page-ownership state of every frame);
- * - `gmem`: the guest_memfd backing design (folio shareability for host faults; in-place
- *   conversion and HugeTLB folios plug in here).
+ * - `gmem`: the guest_memfd backing design (folio shareability for host faults): 'linux-6.18',
+ *   or 'inplace-v7', the in-place conversion series v7 (per-index shared/private state in the
+ *   file, kernel-uapi.md §6.1); HugeTLB folios plug in here next.
  *
  * arm64 ('arm64', vendor 'kvm_arm64') has no vendor module: its arch ops are arch/arm64/.
  */
@@ -124,7 +139,7 @@ export type ProfileParts =
       readonly arch: 'x86';
       readonly vendor: X86KvmModule;
       readonly platform: 'none' | 'sev-snp' | 'tdx';
-      readonly gmem: 'linux-6.18';
+      readonly gmem: 'linux-6.18' | 'inplace-v7';
     }
   | {
       readonly arch: 'arm64';

@@ -56,7 +56,13 @@ export function profileToJson(p: KernelProfile): string {
         generic_memory_attributes: f.kconfig.genericMemoryAttributes,
         sw_protected_vm: f.kconfig.swProtectedVm,
         smm: f.kconfig.smm,
+        ...(f.kconfig.gmemMemoryAttributes !== undefined
+          ? { gmem_memory_attributes: f.kconfig.gmemMemoryAttributes }
+          : {}),
       },
+      ...(f.kvmParams !== undefined
+        ? { kvm_params: { vm_memory_attributes: f.kvmParams.vmMemoryAttributes } }
+        : {}),
       caps: { system: capsToJson(f.caps.system), vm: capsToJson(f.caps.vm) },
       ...(f.arm64 !== undefined
         ? { arm64: { mode: f.arm64.mode, ipa_limit: f.arm64.ipaLimit } }
@@ -170,14 +176,14 @@ export function profileFromJson(text: string, file: string): KernelProfile {
     top['facts'],
     'facts',
     ['release', 'arch', 'kvm_module', 'mmu', 'kconfig', 'caps', 'host'],
-    ['arm64'],
+    ['arm64', 'kvm_params'],
   );
-  const k = r.obj(f['kconfig'], 'facts.kconfig', [
-    'guest_memfd',
-    'generic_memory_attributes',
-    'sw_protected_vm',
-    'smm',
-  ]);
+  const k = r.obj(
+    f['kconfig'],
+    'facts.kconfig',
+    ['guest_memfd', 'generic_memory_attributes', 'sw_protected_vm', 'smm'],
+    ['gmem_memory_attributes'],
+  );
   const c = r.obj(f['caps'], 'facts.caps', ['system', 'vm']);
   const h = r.obj(f['host'], 'facts.host', [
     'thp',
@@ -207,6 +213,14 @@ export function profileFromJson(text: string, file: string): KernelProfile {
       ),
       swProtectedVm: r.bool(k['sw_protected_vm'], 'facts.kconfig.sw_protected_vm'),
       smm: r.bool(k['smm'], 'facts.kconfig.smm'),
+      ...(k['gmem_memory_attributes'] !== undefined
+        ? {
+            gmemMemoryAttributes: r.bool(
+              k['gmem_memory_attributes'],
+              'facts.kconfig.gmem_memory_attributes',
+            ),
+          }
+        : {}),
     },
     caps: {
       system: r.caps(c['system'], 'facts.caps.system'),
@@ -223,6 +237,7 @@ export function profileFromJson(text: string, file: string): KernelProfile {
       aslr: r.bool(h['aslr'], 'facts.host.aslr'),
     },
     ...(f['arm64'] !== undefined ? { arm64: arm64Facts(r, f['arm64']) } : {}),
+    ...(f['kvm_params'] !== undefined ? { kvmParams: kvmParams(r, f['kvm_params']) } : {}),
   };
   // arm64 facts go with an arm64 kernel, and only there (its VM types and caps are arm64's).
   const arm = facts.arch === 'aarch64';
@@ -260,6 +275,14 @@ export function profileFromJson(text: string, file: string): KernelProfile {
     );
   const id = { name, description, ...(checked !== undefined ? { checkedAgainst: checked } : {}) };
   return arm ? composeArm64Profile(id, facts) : composeProfile(id, facts);
+}
+
+/** `facts.kvm_params`: the KVM module parameters that change the uAPI. */
+function kvmParams(r: Reader, v: unknown): NonNullable<KernelFacts['kvmParams']> {
+  const a = r.obj(v, 'facts.kvm_params', ['vm_memory_attributes']);
+  return {
+    vmMemoryAttributes: r.bool(a['vm_memory_attributes'], 'facts.kvm_params.vm_memory_attributes'),
+  };
 }
 
 /** `facts.arm64`: `kvm-arm.mode` and `kvm_ipa_limit`. */

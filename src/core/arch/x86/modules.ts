@@ -16,7 +16,11 @@ import type { Errno } from '../../base/errno.js';
 import type { Result } from '../../base/result.js';
 import type { KFile } from '../../vfs/file.js';
 import type { Vcpu, Vm } from '../../kvm/objects.js';
-import { GMEM_LINUX_6_18, type GmemBacking } from '../../kvm/guest_memfd/backing.js';
+import {
+  GMEM_INPLACE_V7,
+  GMEM_LINUX_6_18,
+  type GmemBacking,
+} from '../../kvm/guest_memfd/backing.js';
 
 /**
  * What a module adds to the host's system calls beyond its seam's ops: the model's entry points
@@ -105,7 +109,10 @@ export function kernelParts(...modules: readonly KernelModule[]): KernelPartsReg
     modules: modules.map((m) => m.name),
     x86Vendors,
     platforms,
-    gmemDesigns: new Map([['linux-6.18', GMEM_LINUX_6_18]]),
+    gmemDesigns: new Map([
+      ['linux-6.18', GMEM_LINUX_6_18],
+      ['inplace-v7', GMEM_INPLACE_V7],
+    ]),
     arches,
     host: host as HostHooks,
   };

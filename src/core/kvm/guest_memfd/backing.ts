@@ -67,3 +67,29 @@ export const GMEM_LINUX_6_18: GmemBacking = {
   folioOrder: () => 0,
   canConvert: () => undefined,
 };
+
+/**
+ * The in-place conversion series v7 (kernel-uapi.md §6.1, S8: googleprodkernel/linux-cc
+ * guest_memfd-inplace-conversion-v7, lore 20260522-gmem-inplace-conversion-v7): shareability is
+ * per index, from the file's attributes (`GmemFile.attrs`, the inode's maple tree), whatever
+ * `kvm.vm_memory_attributes` says. `kvm_gmem_fault_user_mapping()` (v7 patch 01) maps an index
+ * only while `kvm_gmem_is_shared_mem()`; otherwise the folio is -EACCES, the fault SIGBUS. With
+ * per-VM attributes (`vm_memory_attributes=1`) the file's attributes never change after
+ * creation, so this is 6.18's INIT_SHARED rule again. Folios stay order 0. The per-VM
+ * KVM_SET_MEMORY_ATTRIBUTES never asks guest_memfd (v7 adds no such check to
+ * `kvm_vm_set_mem_attributes()`); conversions in the file are `kvm_gmem_set_attributes()`
+ * (guest_memfd/attributes.ts), whose own "safe for conversion" check is
+ * `gmemSafeForConversion()` there.
+ */
+export const GMEM_INPLACE_V7: GmemBacking = {
+  name: 'inplace-v7',
+  hostFaultAllowed: (f, index) => f.attrs.get(index) === undefined,
+  hostFaultAllowedRun: (f, index, count) => {
+    if (f.attrs.get(index) !== undefined) return 0;
+    const next = f.attrs.ceilEntry(index);
+    if (next === undefined) return count;
+    return Math.max(0, Math.min(count, next.start - index));
+  },
+  folioOrder: () => 0,
+  canConvert: () => undefined,
+};

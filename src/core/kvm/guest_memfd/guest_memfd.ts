@@ -19,6 +19,7 @@ import {
   type Vm,
 } from '../objects.js';
 import { rangeHasAttributes } from '../mem_attributes.js';
+import { gmemSyncKvmAttributes } from './attributes.js';
 import { err, ok, OK_VOID, type Result } from '../../base/result.js';
 import type { Errno } from '../../base/errno.js';
 import {
@@ -366,6 +367,9 @@ export function kvmGmemBind(
   slot.gmemOnly = file.mmapAllowed;
   file.bindings.set(start, end, slot);
   k.events.push({ kind: 'gmem_bind', ino: file.ino, vm: vm.index, slot: slot.id, start, end });
+  // In-place conversion with per-guest_memfd attributes: KVM now sees the file's attributes at
+  // the slot's gfns (the new memslot's hugepage metadata is computed from them next).
+  gmemSyncKvmAttributes(k, slot, start, end, true, false);
   return OK_VOID;
 }
 
@@ -375,6 +379,8 @@ export function kvmGmemUnbind(k: KernelCtx, slot: Memslot): void {
   if (g === null || g.file === null || g.file.released) return;
   const start = g.pgoff;
   const end = pgoffAdd(start, slot.npages);
+  // Per-guest_memfd attributes: without the binding the gfns are shared to KVM (no memslot).
+  gmemSyncKvmAttributes(k, slot, start, end, false, false);
   g.file.bindings.delete(start, end);
   k.events.push({
     kind: 'gmem_unbind',
@@ -393,6 +399,11 @@ export function kvmGmemUnbind(k: KernelCtx, slot: Memslot): void {
  * with the file in 6.18, after the release: `kvmGmemEvict()`.
  */
 export function kvmGmemRelease(k: KernelCtx, f: GmemFile): Vm {
+  // Per-guest_memfd attributes: a memslot whose file is gone reads shared
+  // (kvm_gmem_get_memory_attributes(): no file → 0).
+  if (k.profile.gmemMemoryAttributes === true && !k.mutants.has('release_keeps_slot_file'))
+    for (const b of f.bindings.entries())
+      gmemSyncKvmAttributes(k, b.value, asPgOff(b.start), asPgOff(b.end), false);
   f.released = true;
   const slots = new Set<Memslot>();
   for (const b of f.bindings.entries()) slots.add(b.value);
