@@ -26,7 +26,7 @@ import type { HostRange } from '../ops/spec.js';
 import { genCreateProtectedVm, genCreateVm, genEnableCapOf } from '../ops/vm.js';
 import { genCreateGmem, genFallocatePage, genGmemOf } from '../ops/guest_memfd.js';
 import { genGmemSlot } from '../ops/memslots.js';
-import { genAttributesOf } from '../ops/attributes.js';
+import { genAttributes2Of, genAttributesOf } from '../ops/attributes.js';
 import { genRunOn, genSnpGuestRun, genTdxGuestRun, genVcpuOf } from '../ops/vcpu.js';
 import { genPreFaultPage } from '../ops/pre_fault.js';
 import { genAnonMap, genMadviseMap, genPokeAt } from '../ops/host_mm.js';
@@ -310,6 +310,63 @@ export class TraceGenerator implements GenState<TraceOpInput> {
    * memory, attribute conversions, guest accesses on both sides, punches and pre-faults — the
    * sequences where stage-2 invalidation matters.
    */
+  /**
+   * The in-place conversion series with per-guest_memfd attributes (kernel-uapi.md §6.1): a
+   * SW_PROTECTED VM whose memslot's userspace_addr is an mmap of its own guest_memfd (MMAP, maybe
+   * INIT_SHARED), then conversions with KVM_SET_MEMORY_ATTRIBUTES2 mixed with guest accesses,
+   * VMM loads and stores through the mapping (SIGBUS on private indices), and hole punches.
+   */
+  private inplaceScenario(): void {
+    const vm = genCreateProtectedVm(this, 'ivm');
+    if (vm === undefined) return;
+    this.fdNames.push(vm);
+    const pages = BigInt(1 + this.r.int(8));
+    const size = pages * PAGE;
+    const g = this.name('ig');
+    const gflags = this.r.chance(0.5) ? 3n : 1n;
+    genGmemOf(this, vm, size, gflags, g);
+    const gm: GmemH = { name: g, vm, size, flags: gflags };
+    this.gmems.push(gm);
+    this.fdNames.push(g);
+    const m = this.name('im');
+    this.push({
+      op: 'mmap',
+      fd: { kind: 'handle', name: g },
+      length: size,
+      prot: 3n,
+      flags: 1n,
+      offset: 0n,
+      as: m,
+    });
+    const map: MapH = { name: m, len: size, kind: 'gmem', gmem: gm };
+    this.maps.push(map);
+    const gpa = 0x4000_0000n + BigInt(this.r.int(8)) * 0x20_0000n;
+    const slotId = BigInt(this.r.int(4));
+    genGmemSlot(this, vm, slotId, gpa, size, m, g);
+    this.slots.push({ vm, slot: slotId, gpa, size, gmem: gm, map });
+    const cpu = this.name('icpu');
+    genVcpuOf(this, vm, cpu);
+    this.vcpus.push({ name: cpu, vm });
+    this.fdNames.push(cpu);
+    const n = 4 + this.r.int(10);
+    for (let i = 0; i < n; i++) {
+      const page = BigInt(this.r.int(Number(pages)));
+      const choice = this.r.int(8);
+      if (choice <= 2) genAttributes2Of(this, g, size);
+      else if (choice <= 4) {
+        const steps: GuestStep[] = [];
+        for (let j = 0; j < 1 + this.r.int(3); j++) {
+          const a = gpa + BigInt(this.r.int(Number(size) - 4));
+          steps.push(this.r.chance(0.5) ? guestStore(a, this.r.bytes(4)) : guestLoad(a, 4));
+        }
+        genRunOn(this, cpu, steps);
+      } else if (choice === 5) genFallocatePage(this, g, page * PAGE);
+      else if (choice === 6) genPokeAt(this, m, page * PAGE, this.r.bytes(4));
+      else
+        this.push({ op: 'peek', addr: { kind: 'handle', name: m, offset: page * PAGE }, len: 4n });
+    }
+  }
+
   private privateScenario(): void {
     const vm = genCreateProtectedVm(this, 'pvm');
     if (vm === undefined) return;
@@ -728,6 +785,12 @@ export class TraceGenerator implements GenState<TraceOpInput> {
     // of a pKVM trace.
     if (this.opts.feedback?.parts.platform === 'pkvm' && this.r.chance(0.3)) {
       pkvmWalk(this);
+      return;
+    }
+    // In-place conversion walks only where attributes live in guest_memfd (no PRNG draw
+    // elsewhere).
+    if (this.opts.feedback?.gmemMemoryAttributes === true && this.r.chance(0.06)) {
+      this.inplaceScenario();
       return;
     }
     if (this.opts.privateMemory === true && this.r.chance(0.08)) {

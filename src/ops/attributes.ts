@@ -216,6 +216,51 @@ export function genSetAttributes(g: Gen): void {
   });
 }
 
+/**
+ * KVM_SET_MEMORY_ATTRIBUTES2 on guest_memfd `gmem` (the in-place conversion walk): mostly a valid
+ * page range of a file of `size` bytes, PRIVATE or shared; now and then a field out of range,
+ * flags or reserved set.
+ */
+export function genAttributes2Of(g: Gen, gmem: string, size: bigint): void {
+  const pages = Number(size / PAGE);
+  const first = g.r.int(pages);
+  let offset = BigInt(first) * PAGE;
+  let len = BigInt(1 + g.r.int(pages - first)) * PAGE;
+  let flags = 0n;
+  let reserved = 0n;
+  let attributes = g.r.chance(0.55) ? 8n : 0n;
+  if (g.r.chance(0.1)) {
+    switch (g.r.int(6)) {
+      case 0:
+        flags = 1n;
+        break;
+      case 1:
+        reserved = 1n;
+        break;
+      case 2:
+        attributes = g.r.pick([16n, 9n, 1n << 63n]);
+        break;
+      case 3:
+        offset += 1n;
+        break;
+      case 4:
+        len = g.r.pick([0n, size, (1n << 64n) - PAGE]);
+        break;
+      default:
+        offset = size;
+    }
+  }
+  g.push({
+    op: 'KVM_SET_MEMORY_ATTRIBUTES2',
+    fd: { kind: 'handle', name: gmem },
+    offset,
+    size: len,
+    attributes,
+    flags,
+    reserved,
+  });
+}
+
 /** Set [gpa, gpa+size) of `vm` to `attributes` (scenarios). */
 export function genAttributesOf(
   g: Gen,

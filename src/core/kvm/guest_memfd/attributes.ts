@@ -161,7 +161,7 @@ export function kvmGmemSetAttributesRange(
   // of [start, end) in every bound memslot. The filter (kvm_gmem_get_invalidate_filter(), patch
   // 16: PRIVATE, SHARED or both from the attributes in range) restricts the zap only for VMs with
   // mirrored page tables; x86 without them zaps the whole range, as the model does.
-  for (const b of f.bindings.piecesIn(start, end)) {
+  for (const b of k.mutants.has('attr_change_no_zap') ? [] : f.bindings.piecesIn(start, end)) {
     const slot = b.value;
     if (slot.gmem === null) continue;
     const pgoff = slot.gmem.pgoff;
