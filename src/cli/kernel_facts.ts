@@ -4,6 +4,7 @@
  * empty guest program, KVM_SET_MEMORY_ATTRIBUTES, KVM_PRE_FAULT_MEMORY) and the facts its answers
  * show. Matching them with profiles is core/profiles/match.ts.
  */
+import { readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { CAP_TABLE_MAX, type KernelFacts } from '../core/profiles/facts.js';
 import { KVM_CAP } from '../core/base/uapi.js';
@@ -91,11 +92,28 @@ export function probe(b: Backend): ProbeAnswers {
 }
 
 /**
+ * `kvm.vm_memory_attributes` (the in-place conversion series with CONFIG_KVM_VM_MEMORY_ATTRIBUTES,
+ * a read-only bool parameter: Y or N), or undefined where the kernel has no such parameter.
+ */
+function vmMemoryAttributesParam(): boolean | undefined {
+  try {
+    const v = readFileSync('/sys/module/kvm/parameters/vm_memory_attributes', 'utf8').trim();
+    return v === 'Y' || v === '1';
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * The kernel facts the answers show. Each Kconfig switch is read off the ioctl it adds: ENOTTY
- * means the ioctl is not compiled in.
+ * means the ioctl is not compiled in. The in-place conversion series shows in its module
+ * parameter or, without CONFIG_KVM_VM_MEMORY_ATTRIBUTES, in KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES.
  */
 export function factsFromAnswers(a: ProbeAnswers): KernelFacts {
   const caps = (t: readonly number[]): number[] => t.map((v) => (v < 0 ? 0 : v));
+  const param = vmMemoryAttributesParam();
+  const series =
+    param !== undefined || (a.systemCaps[KVM_CAP.KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES] ?? 0) > 0;
   return {
     release: a.kernel,
     arch: 'x86_64',
@@ -107,7 +125,9 @@ export function factsFromAnswers(a: ProbeAnswers): KernelFacts {
       genericMemoryAttributes: a.memoryAttributes !== 'ENOTTY',
       swProtectedVm: a.vmTypes['1'] === 'ok',
       smm: (a.vmCaps[KVM_CAP.KVM_CAP_MULTI_ADDRESS_SPACE] ?? 0) > 1,
+      ...(series ? { gmemMemoryAttributes: true } : {}),
     },
+    ...(param !== undefined ? { kvmParams: { vmMemoryAttributes: param } } : {}),
     caps: { system: caps(a.systemCaps), vm: caps(a.vmCaps) },
     host: readHostFacts(),
   };

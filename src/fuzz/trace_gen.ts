@@ -29,7 +29,7 @@ import { genGmemSlot } from '../ops/memslots.js';
 import { genAttributes2Of, genAttributesOf } from '../ops/attributes.js';
 import { genRunOn, genSnpGuestRun, genTdxGuestRun, genVcpuOf } from '../ops/vcpu.js';
 import { genPreFaultPage } from '../ops/pre_fault.js';
-import { genAnonMap, genMadviseMap, genPokeAt } from '../ops/host_mm.js';
+import { genAnonMap, genFileMap, genMadviseMap, genPeekAt, genPokeAt } from '../ops/host_mm.js';
 import { genClose } from '../ops/fd.js';
 import {
   genOpenSev,
@@ -329,15 +329,7 @@ export class TraceGenerator implements GenState<TraceOpInput> {
     this.gmems.push(gm);
     this.fdNames.push(g);
     const m = this.name('im');
-    this.push({
-      op: 'mmap',
-      fd: { kind: 'handle', name: g },
-      length: size,
-      prot: 3n,
-      flags: 1n,
-      offset: 0n,
-      as: m,
-    });
+    genFileMap(this, g, size, m);
     const map: MapH = { name: m, len: size, kind: 'gmem', gmem: gm };
     this.maps.push(map);
     const gpa = 0x4000_0000n + BigInt(this.r.int(8)) * 0x20_0000n;
@@ -362,8 +354,7 @@ export class TraceGenerator implements GenState<TraceOpInput> {
         genRunOn(this, cpu, steps);
       } else if (choice === 5) genFallocatePage(this, g, page * PAGE);
       else if (choice === 6) genPokeAt(this, m, page * PAGE, this.r.bytes(4));
-      else
-        this.push({ op: 'peek', addr: { kind: 'handle', name: m, offset: page * PAGE }, len: 4n });
+      else genPeekAt(this, m, page * PAGE, 4n);
     }
   }
 

@@ -673,7 +673,20 @@ export function genMunmapAt(
   return g.push({ op: 'munmap', addr: { kind: 'handle', name: map, offset }, length });
 }
 
-/** peek of `len` bytes at `map`+`offset` (walks). */
+/** A read-write MAP_SHARED mapping of `length` of the file `fd` from offset 0, named `as` (walks). */
+export function genFileMap(g: Gen, fd: string, length: bigint, as: string): void {
+  g.push({
+    op: 'mmap',
+    fd: { kind: 'handle', name: fd },
+    length,
+    prot: 3n,
+    flags: 1n,
+    offset: 0n,
+    as,
+  });
+}
+
+/** A VMM load of `len` bytes at `offset` into mapping `map` (walks). */
 export function genPeekAt(g: Gen, map: string, offset: bigint, len: bigint): void {
   g.push({ op: 'peek', addr: { kind: 'handle', name: map, offset }, len });
 }
