@@ -271,3 +271,53 @@ describe('conversions: host faults per index, unmapping, contents kept', () => {
     fails(r, 'EEXIST');
   });
 });
+
+describe("compose: the series' facts on other kernels", () => {
+  test('INIT_SHARED is offered to the CoCo types too once attributes are per guest_memfd', async () => {
+    const { composeProfile } = await import('../../src/core/profiles/compose.js');
+    const { LINUX_6_18_SNP_FACTS, LINUX_6_18_TDX_FACTS } =
+      await import('../../src/core/profiles/linux_6_18.js');
+    for (const [facts, type] of [
+      [LINUX_6_18_SNP_FACTS, 4n],
+      [LINUX_6_18_TDX_FACTS, 5n],
+    ] as const) {
+      const series = { ...facts.kconfig, gmemMemoryAttributes: true };
+      const off = composeProfile(
+        { name: 't0', description: '' },
+        { ...facts, kconfig: series, kvmParams: { vmMemoryAttributes: false } },
+      );
+      const on = composeProfile(
+        { name: 't1', description: '' },
+        { ...facts, kconfig: series, kvmParams: { vmMemoryAttributes: true } },
+      );
+      assert.equal(off.vmTypes.get(type)!.gmemFlags, 3n);
+      assert.equal(off.vmTypes.get(type)!.gmemMemAttributes, 8n);
+      assert.equal(off.memoryAttributesConfig, false);
+      assert.equal(off.gmemMemoryAttributes, true);
+      assert.equal(off.parts.gmem, 'inplace-v7');
+      assert.equal(on.vmTypes.get(type)!.gmemFlags, 1n);
+      assert.equal(on.vmTypes.get(type)!.gmemMemAttributes, undefined);
+      assert.equal(on.memoryAttributesConfig, true);
+      assert.equal(on.gmemMemoryAttributes, undefined);
+      assert.equal(on.parts.gmem, 'inplace-v7');
+    }
+  });
+
+  test('without CONFIG_KVM_VM_MEMORY_ATTRIBUTES the parameter does not exist: attributes are per file', async () => {
+    const { composeProfile } = await import('../../src/core/profiles/compose.js');
+    const { LINUX_6_18_FACTS } = await import('../../src/core/profiles/linux_6_18.js');
+    const p = composeProfile(
+      { name: 't', description: '' },
+      {
+        ...LINUX_6_18_FACTS,
+        kconfig: {
+          ...LINUX_6_18_FACTS.kconfig,
+          genericMemoryAttributes: false,
+          gmemMemoryAttributes: true,
+        },
+      },
+    );
+    assert.equal(p.gmemMemoryAttributes, true);
+    assert.equal(p.vmTypes.get(1n)!.gmemFlags, 3n);
+  });
+});
