@@ -41,6 +41,9 @@ import type { GmemBacking } from './kvm/guest_memfd/backing.js';
 import type { HostAccessPath, Platform } from './platform/platform.js';
 import { MutantSet } from './base/mutants.js';
 import type { KFile } from './vfs/file.js';
+import { PipeFile, PipeInode } from './vfs/pipe.js';
+import { vmsplice } from './vfs/splice.js';
+import { NotModelled } from './base/not_modelled.js';
 import { GmemFile, KvmDevFile, StdFile, Vcpu, VcpuFile, Vm, VmFile } from './kvm/objects.js';
 import type { Memslot } from './kvm/objects.js';
 import { kvmVcpuPreFaultMemory, type PreFaultResult } from './kvm/pre_fault.js';
@@ -78,6 +81,11 @@ import {
   MAP_PRIVATE,
   PROT_READ,
   PROT_WRITE,
+  O_CLOEXEC,
+  O_DIRECT,
+  O_DIRECT_ARM64,
+  O_NONBLOCK,
+  O_NOTIFICATION_PIPE,
 } from './base/uapi.js';
 import { PAGE_SIZE, asGpa, asHva, gpaToGfn, type Hvpn, type Pfn } from './base/units.js';
 
@@ -276,6 +284,7 @@ export class Host implements KernelCtx {
     }
     if (f instanceof VmFile) this.putVm(f.vm);
     else if (f instanceof VcpuFile) this.putVm(f.vcpu.vm);
+    else if (f instanceof PipeFile) f.release(this.frames);
   }
 
   /** kvm_put_kvm(): the last reference destroys the VM. */
@@ -842,6 +851,30 @@ export class Host implements KernelCtx {
     if (f instanceof GmemFile) return ok({ size: f.size, blocks: 0n, mode: 0o100600, ino: f.ino });
     if (f.kind === 'kvm') return ok({ size: 0n, blocks: 0n, mode: 0o020600, ino: f.ino });
     return ok({ size: 0n, blocks: 0n, mode: 0o600, ino: f.ino });
+  }
+
+  /**
+   * pipe2(2) (fs/pipe.c `do_pipe2()`): flags other than O_CLOEXEC, O_NONBLOCK, O_DIRECT and
+   * O_NOTIFICATION_PIPE are EINVAL; the read end takes the lowest free fd, the write end the next.
+   * O_CLOEXEC, O_NONBLOCK and O_DIRECT change nothing the model observes (vmsplice follows
+   * SPLICE_F_NONBLOCK only); a notification pipe (watch_queue) is not modelled.
+   */
+  pipe2(flags: number): Result<readonly [Fd, Fd]> {
+    const direct = this.profile.parts.arch === 'arm64' ? O_DIRECT_ARM64 : O_DIRECT;
+    if ((flags & ~(O_CLOEXEC | O_NONBLOCK | direct | O_NOTIFICATION_PIPE)) !== 0)
+      return err('EINVAL', 'do_pipe2: unknown flags');
+    if ((flags & O_NOTIFICATION_PIPE) !== 0)
+      throw new NotModelled('pipe2(O_NOTIFICATION_PIPE): watch_queue pipes are not modelled');
+    const inode = new PipeInode();
+    const r = this.allocFd(new PipeFile(this.nextIno, inode, false));
+    const w = this.allocFd(new PipeFile(this.nextIno++, inode, true));
+    return ok([r, w] as const);
+  }
+
+  /** vmsplice(2) with one iovec {addr, len} (vfs/splice.ts). */
+  vmsplice(fd: Fd, addr: bigint, len: bigint, flags: number): Result<number> {
+    const f = this.fds.get(fd);
+    return vmsplice(this.mm, f, asHva(addr), len, flags);
   }
 
   /** close(2). */

@@ -21,6 +21,7 @@ import { HOST_MM_FAMILY, type HostMmFamilyOp } from './host_mm.js';
 import { FD_FAMILY, type FdFamilyOp } from './fd.js';
 import { MEM_ENC_FAMILY, type MemEncFamilyOp } from './mem_enc.js';
 import { ARM64_FAMILY, type Arm64FamilyOp } from './arm64.js';
+import { PIPE_FAMILY, type PipeFamilyOp } from './pipe.js';
 
 /** The ops of every family (each op's own fields and its name). */
 export type AnyOpBody =
@@ -33,7 +34,8 @@ export type AnyOpBody =
   | HostMmFamilyOp
   | FdFamilyOp
   | MemEncFamilyOp
-  | Arm64FamilyOp;
+  | Arm64FamilyOp
+  | PipeFamilyOp;
 
 /** A parsed, validated trace op (../shared/spec/trace-format.md): the families' op types. */
 export type TraceOp = OpCommon & AnyOpBody;
@@ -53,6 +55,7 @@ export const FAMILIES = [
   FD_FAMILY,
   MEM_ENC_FAMILY,
   ARM64_FAMILY,
+  PIPE_FAMILY,
 ] as const;
 
 /** Every op, family by family ("did you mean" picks the first of equally close names). */

@@ -45,6 +45,11 @@ export interface OpSpec<O extends { readonly op: string }> {
   /** What the op's `as` binds: an fd handle or a mapping handle; absent: it creates nothing. */
   readonly binds?: 'fd' | 'map';
   /**
+   * The handle name a second fd the op creates binds (pipe2's write end: the op's `write_as`
+   * field), besides `as`; absent for ops that create one object at most.
+   */
+  secondHandle?(op: OpCommon & O): string | undefined;
+  /**
    * Read the op's fields (unknown fields and `as` have been checked); the C width of every
    * integer field follows the uAPI struct or syscall argument it fills (cited per op).
    */

@@ -155,6 +155,8 @@ export type ResolvedFd =
 export type OpOutcome = {
   readonly result: ResultLine;
   readonly createdFd?: number;
+  /** A second fd the op creates (pipe2's write end), bound to the op's `secondHandle`. */
+  readonly createdFd2?: number;
   readonly createdAddr?: bigint;
 };
 

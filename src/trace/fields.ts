@@ -38,6 +38,17 @@ export function dataObject(op: object): Record<string, unknown> | undefined {
     : undefined;
 }
 
+/** The fd handle a second fd the op creates binds (pipe2's `write_as`), if any. */
+export function secondHandleOf(op: { readonly op: OpName }): string | undefined {
+  const s = OPS.get(op.op)!;
+  return s.secondHandle === undefined ? undefined : s.secondHandle(op as never);
+}
+
+/** Whether the op fills an fd array rather than returning the fd it creates (pipe2: 0). */
+export function createsFdArray(op: OpName): boolean {
+  return OPS.get(op)!.secondHandle !== undefined;
+}
+
 /** What an op's `as` binds: an fd handle, a mapping handle, or nothing (the op creates nothing). */
 export function bindsKind(op: OpName): 'fd' | 'map' | undefined {
   return OPS.get(op)!.binds;

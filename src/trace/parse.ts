@@ -9,6 +9,7 @@ import { isNeedableFact, NEEDABLE_FACTS, type NeedableFact } from '../core/profi
 import {
   ADDR_FIELDS,
   bindsKind,
+  secondHandleOf,
   DATA_ADDR_FIELDS,
   dataObject,
   FD_FIELDS,
@@ -114,6 +115,8 @@ export class HandleScope {
   record(op: TraceOp): void {
     if (op.as !== undefined)
       this.names.set(op.as, { kind: bindsKind(op.op) ?? 'fd', line: op.line });
+    const second = secondHandleOf(op);
+    if (second !== undefined) this.names.set(second, { kind: 'fd', line: op.line });
   }
 
   private check(

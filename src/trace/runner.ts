@@ -15,7 +15,14 @@ import type {
   TraceOp,
 } from './types.js';
 import { toU64 } from '../core/base/units.js';
-import { ADDR_FIELDS, bindsKind, DATA_ADDR_FIELDS, dataObject, FD_FIELDS } from './fields.js';
+import {
+  ADDR_FIELDS,
+  bindsKind,
+  DATA_ADDR_FIELDS,
+  dataObject,
+  FD_FIELDS,
+  secondHandleOf,
+} from './fields.js';
 import { OPS } from '../ops/registry.js';
 
 type Handle = { readonly kind: 'fd'; fd: number } | { readonly kind: 'map'; readonly addr: bigint };
@@ -96,6 +103,11 @@ export function stepTrace(op: TraceOp, backend: Backend, t: HandleTable): Result
       if (r.ok && outcome.createdAddr !== undefined) t.bindMap(op.as, outcome.createdAddr);
       else t.unbind(op.as, 'map');
     }
+  }
+  const second = secondHandleOf(op);
+  if (second !== undefined) {
+    if (r.ok && outcome.createdFd2 !== undefined) t.bindFd(second, outcome.createdFd2);
+    else t.unbind(second, 'fd');
   }
   if (r.ok) {
     const spec = OPS.get(op.op)!;

@@ -11,7 +11,7 @@
  */
 import { MMAP_ARENA_BASE, nextArenaCursor } from '../core/mm/host_layout.js';
 import type { Exit, ResultLine, TraceOp } from './types.js';
-import { bindsKind } from './fields.js';
+import { bindsKind, createsFdArray } from './fields.js';
 import { OPS } from '../ops/registry.js';
 import { targetText } from '../ops/arm64.js';
 import {
@@ -140,7 +140,8 @@ export function renderResult(
     let v: string;
     if (typeof r.value === 'string') v = dataText(r.value, style);
     else if (typeof r.value === 'bigint') v = r.value.toString();
-    else if (bindsKind(op.op) !== undefined && op.as !== undefined) v = handleName(op.as);
+    else if (bindsKind(op.op) !== undefined && op.as !== undefined && !createsFdArray(op.op))
+      v = handleName(op.as);
     else v = '0';
     if (addr !== undefined && bindsKind(op.op) === 'map')
       v = op.as === undefined ? hex(addr) : `${v} @ ${hex(addr)}`;

@@ -200,6 +200,16 @@ const CASES: Record<OpName, [Record<string, unknown>, ResultLine, string]> = {
     { ok: false, errno: 'ENOTTY' },
     'KVM_MEMORY_ENCRYPT_OP(vm4, {id=0x2}) = -1 ENOTTY',
   ],
+  pipe2: [
+    { op: 'pipe2', flags: 0x80000, as: 'pr', write_as: 'pw' },
+    OK,
+    'pipe2([pr, pw], O_CLOEXEC) = 0',
+  ],
+  vmsplice: [
+    { op: 'vmsplice', fd: 'pw', addr: 'shared', len: 4096, flags: 2 },
+    { ok: true, value: 4096n },
+    'vmsplice(pw, [{iov_base=shared, iov_len=4096}], 1, SPLICE_F_NONBLOCK) = 4096',
+  ],
 };
 
 describe('strace renderer', () => {

@@ -51,6 +51,8 @@ const LINES: Record<OpName, string> = {
   KVM_ARM_VCPU_INIT:
     '{"op":"KVM_ARM_VCPU_INIT","vcpu":"cpu","target":5,"features":["PSCI_0_2","SVE",40]}',
   KVM_ARM_VCPU_FINALIZE: '{"op":"KVM_ARM_VCPU_FINALIZE","vcpu":"cpu","feature":4}',
+  pipe2: '{"op":"pipe2","flags":524288,"write_as":"pw","as":"pr"}',
+  vmsplice: '{"op":"vmsplice","fd":"pw","addr":"m","len":4096,"flags":2}',
 };
 
 /** Lines that name no handle (raw fds), for tests of whole traces. */

@@ -71,6 +71,7 @@ function bindLibc(k: Koffi) {
     pwrite: d('pwrite', 'int64_t', ['int', 'void *', 'uint64_t', 'int64_t']),
     fstat: d('fstat', 'int', ['int', 'void *']),
     pipe2: d('pipe2', 'int', ['void *', 'int']),
+    vmsplice: d('vmsplice', 'int64_t', ['int', 'void *', 'uint64_t', 'unsigned int']),
     read: d('read', 'int64_t', ['int', 'void *', 'uint64_t']),
     readTo: d('read', 'int64_t', ['int', 'uint64_t', 'uint64_t']),
     write: d('write', 'int64_t', ['int', 'void *', 'uint64_t']),
@@ -160,6 +161,13 @@ class Libc {
     const b = Buffer.alloc(8);
     const r = this.r(this.f.pipe2(b, flags));
     return { ret: [b.readInt32LE(0), b.readInt32LE(4)], errno: r.ret === -1 ? r.errno : 0 };
+  }
+  /** vmsplice(2) with one iovec {base, len}. */
+  vmsplice(fd: number, base: bigint, len: bigint, flags: number): SysResult<bigint> {
+    const iov = Buffer.alloc(16);
+    iov.writeBigUInt64LE(BigInt.asUintN(64, base), 0);
+    iov.writeBigUInt64LE(BigInt.asUintN(64, len), 8);
+    return this.r64(this.f.vmsplice(fd, iov, 1n, flags >>> 0));
   }
   read(fd: number, buf: Buffer, count: number): SysResult<bigint> {
     return this.r64(this.f.read(fd, buf, BigInt(count)));

@@ -11,10 +11,22 @@
  * (clear_highpage on first use of a guest_memfd folio, anonymous page faults), which is exactly
  * the behaviour the "every page is first seen as zeros" invariant checks.
  */
-import { RangeMap } from './ranges/range_map.js';
+import { RangeMap, extentOps } from './ranges/range_map.js';
 import { PAGE_SIZE, asPfn, type Pfn } from './units.js';
 
 export type FrameRun = { readonly base: Pfn; readonly count: number };
+
+/** A run of frames held only by references (`FrameStore.held`): value base = the first pfn. */
+export type HeldExtent = { readonly base: number };
+const heldOps = extentOps<HeldExtent>(() => true);
+
+/**
+ * Which count a reference adds to (include/linux/mm.h, mm/gup.c): `ref` is a plain reference
+ * (`get_page()`/`folio_get()`, FOLL_GET, `iov_iter_get_pages2()` as vmsplice takes them, the
+ * per-CPU LRU-add batch's own), `pin` a FOLL_PIN pin (`try_grab_folio()`: a small folio's
+ * refcount grows by GUP_PIN_COUNTING_BIAS, a large folio's `_pincount` by one).
+ */
+export type FrameRefKind = 'ref' | 'pin';
 
 /** No stale read since the last call (shared, never mutated). */
 const NO_PFNS: readonly Pfn[] = [];
@@ -99,9 +111,84 @@ export class FrameStore {
     if (this.releaseLog !== undefined && this.releaseLog.length !== 0) this.releaseLog.length = 0;
   }
 
+  /**
+   * Page references beyond the owner's own, per frame run (the model keeps what is observable of
+   * `struct page`'s `_refcount`: the count of extra references, and of FOLL_PIN pins, whose
+   * GUP_PIN_COUNTING_BIAS makes `folio_maybe_dma_pinned()` true). Both maps are empty unless a
+   * trace takes references (vmsplice, VFIO_IOMMU_MAP_DMA), so nothing else pays for them.
+   */
+  readonly refs = new RangeMap<number>();
+  readonly pins = new RangeMap<number>();
+  /**
+   * Frames their owner has freed (munmap, punch, truncation: `folio_put()` of the owner's
+   * reference) while references remained: `put_page()` frees a page only at refcount zero, so
+   * the frame lives on, with its contents, until the last reference drops (then it is released).
+   * The invariants count these as owned by the references.
+   */
+  readonly held = new RangeMap<HeldExtent>(heldOps);
+
+  /** Take one reference of `kind` on each of `count` frames from `base`. */
+  getRefs(base: Pfn, count: number, kind: FrameRefKind): void {
+    addCount(kind === 'pin' ? this.pins : this.refs, base, base + count, 1);
+  }
+
+  /**
+   * Drop one reference of `kind` on each of `count` frames from `base` (`put_page()`,
+   * `unpin_user_pages()`); frames whose owner freed them and that have no reference left are
+   * released now (`__folio_put()` at refcount zero).
+   */
+  putRefs(base: Pfn, count: number, kind: FrameRefKind): void {
+    addCount(kind === 'pin' ? this.pins : this.refs, base, base + count, -1);
+    if (this.held.size === 0 || !this.held.anyIn(base, base + count)) return;
+    for (const h of this.held.piecesIn(base, base + count)) {
+      // The runs of [h.start, h.end) without a reference of either kind.
+      const busy = new RangeMap<true>();
+      for (const p of this.refs.piecesIn(h.start, h.end)) busy.set(p.start, p.end, true);
+      for (const p of this.pins.piecesIn(h.start, h.end)) busy.set(p.start, p.end, true);
+      for (const g of busy.gapsIn(h.start, h.end)) {
+        this.held.delete(g.start, g.end);
+        this.release(asPfn(g.start), g.end - g.start);
+      }
+    }
+  }
+
+  /** The first frame of [base, base + count) with a reference beyond its owner's, if any. */
+  firstReferenced(base: number, count: number): number | undefined {
+    let first: number | undefined;
+    for (const m of [this.refs, this.pins]) {
+      if (m.size === 0) continue;
+      const p = m.piecesIn(base, base + count)[0];
+      if (p !== undefined && (first === undefined || p.start < first)) first = p.start;
+    }
+    return first;
+  }
+
+  /** `folio_maybe_dma_pinned()` of one frame (a FOLL_PIN pin is held). */
+  maybeDmaPinned(pfn: number): boolean {
+    return this.pins.size !== 0 && this.pins.get(pfn) !== undefined;
+  }
+
+  /** Frames held only by references (freed by their owner), for accounting. */
+  get heldFrames(): number {
+    return this.held.size === 0 ? 0 : this.held.totalCovered();
+  }
+
   /** Return frames to the allocator. Contents stay (physical memory is not cleared on free). */
   release(base: Pfn, count: number): void {
     if (count <= 0) return;
+    // put_page() by the owner: a frame with other references stays allocated until they drop.
+    if (
+      (this.refs.size !== 0 || this.pins.size !== 0) &&
+      this.firstReferenced(base, count) !== undefined
+    ) {
+      const busy = new RangeMap<true>();
+      for (const p of this.refs.piecesIn(base, base + count)) busy.set(p.start, p.end, true);
+      for (const p of this.pins.piecesIn(base, base + count)) busy.set(p.start, p.end, true);
+      for (const b of busy.entries()) this.held.set(b.start, b.end, { base: b.start });
+      for (const g of busy.gapsIn(base, base + count))
+        this.release(asPfn(g.start), g.end - g.start);
+      return;
+    }
     this.releases++;
     if (this.releaseLog !== undefined) this.releaseLog.push(base, count);
     this.free.set(base, base + count, true);
@@ -218,5 +305,21 @@ export class FrameStore {
   /** Number of frames ever handed out (the high-water mark of physical memory). */
   get highWater(): number {
     return this.nextFresh - 1;
+  }
+}
+
+/** Add `d` to the count of every key of [s, e) in `m` (absent = 0; a count of 0 is removed). */
+function addCount(m: RangeMap<number>, s: number, e: number, d: number): void {
+  const pieces: Array<[number, number, number]> = [];
+  let at = s;
+  for (const p of m.piecesIn(s, e)) {
+    if (p.start > at) pieces.push([at, p.start, d]);
+    pieces.push([p.start, p.end, p.value + d]);
+    at = p.end;
+  }
+  if (at < e) pieces.push([at, e, d]);
+  for (const [a, b, v] of pieces) {
+    if (v <= 0) m.delete(a, b);
+    else m.set(a, b, v);
   }
 }

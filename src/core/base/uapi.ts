@@ -196,3 +196,12 @@ export const LEGACY_MAP_MASK =
   MAP_32BIT |
   MAP_HUGE_2MB |
   MAP_HUGE_1GB;
+
+/** open(2)/pipe2(2) flags (include/uapi/asm-generic/fcntl.h; O_DIRECT differs on arm64). */
+export const O_NONBLOCK = 0o4000;
+export const O_CLOEXEC = 0o2000000;
+/** O_DIRECT: x86 (asm-generic) value; arm64's is `O_DIRECT_ARM64` (arch/arm64/include/uapi/asm/fcntl.h). */
+export const O_DIRECT = 0o40000;
+export const O_DIRECT_ARM64 = 0o200000;
+/** O_NOTIFICATION_PIPE (include/uapi/linux/watch_queue.h): O_EXCL. */
+export const O_NOTIFICATION_PIPE = 0o200;

@@ -36,6 +36,9 @@ type OwnerOf = (start: number, value: { readonly base: number }) => Owner;
 /** Owner of a piece of the VMM's private anonymous memory. */
 const anonOwner: OwnerOf = (start) => ({ kind: 'anon', base: start });
 
+/** Owner of frames held only by page references (`FrameStore.held`, keyed by pfn). */
+const heldOwner: OwnerOf = (start) => ({ kind: 'held', base: start });
+
 /** One watched RangeMap. */
 type Watch = {
   readonly map: RangeMap<unknown>;
@@ -265,6 +268,8 @@ export class ChangeTracker {
     };
     this.vmasDiff(0, MAX_KEY);
     this.activate(this.anon, anonOwner);
+    // Frames freed by their owner while page references remain (vmsplice, GUP pins).
+    this.activate(this.watch(h.frames.held as RangeMap<unknown>, undefined), heldOwner);
   }
 
   /** Stop listening (the host may be checked again by another checker). */

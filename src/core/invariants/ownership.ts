@@ -17,7 +17,9 @@ export type Owner =
     }
   | { readonly kind: 'anon'; readonly base: number }
   | { readonly kind: 'shmem'; readonly obj: ShmemObject; readonly base: number }
-  | { readonly kind: 'vcpu'; readonly vm: Vm; readonly base: number; readonly what: string };
+  | { readonly kind: 'vcpu'; readonly vm: Vm; readonly base: number; readonly what: string }
+  /** A frame its owner freed while page references (vmsplice, GUP pins) remain (frames.held). */
+  | { readonly kind: 'held'; readonly base: number };
 
 /** Owner extents over pfns: `base` is the owner-side index (file index, host virtual page) of the extent's first frame. */
 export const ownerOps = extentOps<Owner>((a, b) => {
@@ -28,6 +30,7 @@ export const ownerOps = extentOps<Owner>((a, b) => {
     case 'shmem':
       return a.obj === (b as typeof a).obj;
     case 'anon':
+    case 'held':
       return true;
     case 'vcpu':
       return false;
@@ -53,6 +56,8 @@ export function describeOwner(o: Owner, pfnOffset = 0): string {
       return `shared anonymous object ${o.obj.id} page 0x${(o.base + pfnOffset).toString(16)}`;
     case 'vcpu':
       return `vm${o.vm.index} ${o.what}`;
+    case 'held':
+      return `page references only (pfn 0x${(o.base + pfnOffset).toString(16)}, freed by its owner, pinned or referenced)`;
   }
 }
 
@@ -72,6 +77,8 @@ export function buildOwnership(h: Host): Ownership {
   };
   for (const e of h.mm.anon.entries())
     claim(e.value.base, e.end - e.start, { kind: 'anon', base: e.start });
+  for (const e of h.frames.held.entries())
+    claim(e.value.base, e.end - e.start, { kind: 'held', base: e.start });
   const shmems = new Set<ShmemObject>();
   for (const v of h.mm.vmas.entries())
     if (v.value.obj instanceof ShmemObject) shmems.add(v.value.obj);

@@ -12,6 +12,7 @@ import { ShmemObject } from './shmem.js';
 import { handleMmFault } from './memory.js';
 import { markAnonVma } from './rmap.js';
 import { notePteTable } from './pgtable.js';
+import type { FrameRun } from '../base/frames.js';
 
 /**
  * Fault in [s, e) of one VMA in page order, as get_user_pages() does, without a per-page loop
@@ -93,4 +94,55 @@ export function populate(mm: MmStruct, s: Hvpn, e: Hvpn, write: boolean): Hvpn {
       return end;
     }
   }
+}
+
+/** FOLL_* flags of get_user_pages() that the model distinguishes (include/linux/mm_types.h). */
+export type GupFlags = {
+  /** FOLL_WRITE: fault the pages in writable (a COW break on private mappings). */
+  readonly write: boolean;
+  /** FOLL_PIN (pin_user_pages*()) rather than FOLL_GET (get_user_pages*()). */
+  readonly pin: boolean;
+  /** FOLL_LONGTERM: the pin outlives the syscall (VFIO, io_uring fixed buffers). */
+  readonly longterm: boolean;
+};
+
+/**
+ * `__get_user_pages()` with FOLL_GET or FOLL_PIN over `n` pages from `start`: each page is
+ * faulted in as get_user_pages() does (KVM's hva_to_pfn() rules: `handleMmFault()` with `cpu`
+ * false) and one reference of the asked kind taken on its frame (`try_grab_folio()`: FOLL_GET
+ * adds 1 to the refcount, FOLL_PIN adds GUP_PIN_COUNTING_BIAS; the model keeps the counts
+ * apart, `FrameStore.refs` / `.pins`). Stops at the first page that cannot be faulted in, as
+ * __get_user_pages() returns the pages it got. Returns the frames as runs (consecutive pfns
+ * merged) and how many pages it got.
+ *
+ * FOLL_LONGTERM (`check_and_migrate_movable_pages()`): a folio that is not long-term pinnable
+ * (ZONE_MOVABLE, CMA, fsdax) is migrated first or the pin refused. The modelled host has no
+ * movable zone, no CMA and no DAX, so every folio is long-term pinnable where it is and nothing
+ * migrates; `check_vma_flags()` refuses secretmem and fsdax VMAs, which the model has not.
+ */
+export function gupRange(
+  mm: MmStruct,
+  start: Hvpn,
+  n: number,
+  f: GupFlags,
+): { readonly runs: FrameRun[]; readonly got: number } {
+  const runs: FrameRun[] = [];
+  let got = 0;
+  for (let i = 0; i < n; i++) {
+    const r = handleMmFault(mm, hvpnAdd(start, i), f.write, false);
+    if ('signal' in r) break;
+    if (f.write && !r.writable) break;
+    mm.k.frames.getRefs(r.pfn, 1, f.pin ? 'pin' : 'ref');
+    const last = runs[runs.length - 1];
+    if (last !== undefined && last.base + last.count === r.pfn)
+      runs[runs.length - 1] = { base: last.base, count: last.count + 1 };
+    else runs.push({ base: r.pfn, count: 1 });
+    got++;
+  }
+  return { runs, got };
+}
+
+/** `unpin_user_pages()` / `put_page()` of runs `gupRange()` returned. */
+export function gupRelease(mm: MmStruct, runs: readonly FrameRun[], pin: boolean): void {
+  for (const r of runs) mm.k.frames.putRefs(r.base, r.count, pin ? 'pin' : 'ref');
 }
