@@ -44,6 +44,19 @@ import type { KFile } from './vfs/file.js';
 import { PipeFile, PipeInode } from './vfs/pipe.js';
 import { vmsplice } from './vfs/splice.js';
 import { NotModelled } from './base/not_modelled.js';
+import {
+  VFIO_DMA_UNMAP_FLAG_ALL,
+  VFIO_DMA_UNMAP_MINSZ,
+  VFIO_GROUP_ID,
+  VfioContainerFile,
+  VfioGroupFile,
+  type VfioIommu,
+  vfioDma,
+  vfioGroupSetContainer,
+  vfioMapDma,
+  vfioSetIommu,
+  vfioUnmapDma,
+} from './vfio/vfio.js';
 import { GmemFile, KvmDevFile, StdFile, Vcpu, VcpuFile, Vm, VmFile } from './kvm/objects.js';
 import type { Memslot } from './kvm/objects.js';
 import { kvmVcpuPreFaultMemory, type PreFaultResult } from './kvm/pre_fault.js';
@@ -176,6 +189,8 @@ export class Host implements KernelCtx {
   readonly platform: Platform;
   /** The guest_memfd backing design. */
   readonly gmemBacking: GmemBacking;
+  /** The IOMMU domains of VFIO containers whose IOMMU is set (for the invariants). */
+  readonly iommuDomains = new Set<VfioIommu>();
   /** Every VM ever created, destroyed ones included (for the reference-count invariant). */
   readonly allVms: Vm[] = [];
   observe?: (pfn: Pfn, write: boolean, path: HostAccessPath, refused: boolean) => void;
@@ -285,6 +300,99 @@ export class Host implements KernelCtx {
     if (f instanceof VmFile) this.putVm(f.vm);
     else if (f instanceof VcpuFile) this.putVm(f.vcpu.vm);
     else if (f instanceof PipeFile) f.release(this.frames);
+    else if (f instanceof VfioGroupFile) {
+      // vfio_group_fops_release() → __vfio_group_unset_container(): the last group leaving a
+      // container detaches its IOMMU driver (vfio_iommu_type1_release(): unmap and unpin all).
+      const c = f.container;
+      f.container = undefined;
+      if (c !== undefined) {
+        c.groups.delete(f);
+        if (c.groups.size === 0) this.vfioTeardown(c);
+      }
+    } else if (f instanceof VfioContainerFile && f.groups.size === 0) this.vfioTeardown(f);
+  }
+
+  /** `vfio_iommu_type1_release()`: every DMA mapping unmapped and unpinned, the IOMMU gone. */
+  private vfioTeardown(c: VfioContainerFile): void {
+    if (c.iommu === undefined) return;
+    vfioUnmapDma(this.mm, c, {
+      argsz: VFIO_DMA_UNMAP_MINSZ,
+      flags: BigInt(VFIO_DMA_UNMAP_FLAG_ALL),
+      iova: 0n,
+      size: 0n,
+    });
+    this.iommuDomains.delete(c.iommu);
+    c.iommu = undefined;
+  }
+
+  /**
+   * open("/dev/vfio/vfio") (a container) or open("/dev/vfio/<group>"): the modelled host has
+   * one IOMMU group, VFIO_GROUP_ID, with a device bound to vfio-pci; another group is ENOENT.
+   */
+  openVfio(path: string): Result<Fd> {
+    if (path === '/dev/vfio/vfio') return ok(this.allocFd(new VfioContainerFile(this.nextIno++)));
+    if (path === `/dev/vfio/${VFIO_GROUP_ID}`) {
+      // vfio_group_fops_open(): a group is opened once at a time (EBUSY).
+      for (const f of this.fds.values())
+        if (f instanceof VfioGroupFile && f.group === VFIO_GROUP_ID)
+          return err('EBUSY', 'vfio_group_fops_open: group already open');
+      return ok(this.allocFd(new VfioGroupFile(this.nextIno++, VFIO_GROUP_ID)));
+    }
+    return err('ENOENT', 'no such VFIO group');
+  }
+
+  /** VFIO_GROUP_SET_CONTAINER on a group fd. */
+  vfioGroupSetContainer(fd: Fd, containerFd: Fd): Result<undefined> {
+    const f = this.fds.get(fd);
+    if (f === undefined) return err('EBADF', 'fd not open');
+    if (!(f instanceof VfioGroupFile)) return err('ENOTTY', 'not a VFIO group');
+    return vfioGroupSetContainer(f, this.fds.get(containerFd));
+  }
+
+  /** The container of a container ioctl, or its errno. */
+  private vfioContainer(fd: Fd): Result<VfioContainerFile> {
+    const f = this.fds.get(fd);
+    if (f === undefined) return err('EBADF', 'fd not open');
+    if (!(f instanceof VfioContainerFile)) return err('ENOTTY', 'not a VFIO container');
+    return ok(f);
+  }
+
+  /** VFIO_SET_IOMMU on a container fd (`teeIo`: a private-capable device's domain). */
+  vfioSetIommu(fd: Fd, type: bigint, teeIo: boolean): Result<undefined> {
+    const c = this.vfioContainer(fd);
+    if (!c.ok) return c;
+    const r = vfioSetIommu(c.value, type, teeIo);
+    if (r.ok) this.iommuDomains.add(c.value.iommu!);
+    return r;
+  }
+
+  /** VFIO_IOMMU_MAP_DMA on a container fd. */
+  vfioMapDma(
+    fd: Fd,
+    a: { argsz: bigint; flags: bigint; vaddr: bigint; iova: bigint; size: bigint },
+  ): Result<undefined> {
+    const c = this.vfioContainer(fd);
+    return c.ok ? vfioMapDma(this.mm, c.value, a) : c;
+  }
+
+  /** VFIO_IOMMU_UNMAP_DMA on a container fd: the bytes unmapped. */
+  vfioUnmapDma(
+    fd: Fd,
+    a: { argsz: bigint; flags: bigint; iova: bigint; size: bigint },
+  ): Result<bigint> {
+    const c = this.vfioContainer(fd);
+    return c.ok ? vfioUnmapDma(this.mm, c.value, a, this.mutants) : c;
+  }
+
+  /** The device's DMA at `iova` through the container's domain (`write` null: a read). */
+  vfioDma(
+    fd: Fd,
+    iova: bigint,
+    len: number,
+    write: Uint8Array | null,
+  ): Result<Uint8Array | undefined> {
+    const c = this.vfioContainer(fd);
+    return c.ok ? vfioDma(this.mm, c.value, iova, len, write) : c;
   }
 
   /** kvm_put_kvm(): the last reference destroys the VM. */

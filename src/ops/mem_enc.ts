@@ -304,8 +304,16 @@ export type MemoryEncryptOp = {
   readonly data_addr?: AddrArg;
 };
 
-/** open(path, O_RDWR | O_CLOEXEC): only /dev/sev (/dev/kvm is the predefined handle "kvm"). */
-export type OpenOp = { readonly op: 'open'; readonly path: '/dev/sev' };
+/**
+ * open(path, O_RDWR | O_CLOEXEC): /dev/sev, or VFIO's /dev/vfio/vfio (a container) and
+ * /dev/vfio/<group> (src/ops/vfio.ts); /dev/kvm is the predefined handle "kvm".
+ */
+export type OpenOp = { readonly op: 'open'; readonly path: string };
+
+/** The VFIO paths a trace may open. */
+export function isVfioPath(path: string): boolean {
+  return path === '/dev/vfio/vfio' || /^\/dev\/vfio\/[0-9]+$/.test(path);
+}
 export type MemEncFamilyOp = MemoryEncryptOp | OpenOp;
 
 /** The generator state as this family's fuzz generators use it (they push its ops). */
@@ -718,18 +726,18 @@ export const openDev: OpSpec<OpenOp> = {
   parse(r, line, as) {
     // open(path, O_RDWR | O_CLOEXEC), as a VMM opens the PSP device for the SEV commands.
     const path = r.str('path');
-    if (path !== '/dev/sev')
+    if (path !== '/dev/sev' && !isVfioPath(path))
       r.fail(
         'path',
-        `${JSON.stringify(path)}: traces open only "/dev/sev" (the PSP device SEV commands name in sev_fd); /dev/kvm is the predefined handle "kvm"`,
+        `${JSON.stringify(path)}: traces open only "/dev/sev" (the PSP device SEV commands name in sev_fd) and VFIO's "/dev/vfio/vfio" and "/dev/vfio/<group>"; /dev/kvm is the predefined handle "kvm"`,
       );
-    return withAs({ line, op: 'open' as const, path: '/dev/sev' as const }, as);
+    return withAs({ line, op: 'open' as const, path }, as);
   },
   renderArgs(op, a) {
     a.push(JSON.stringify(op.path), 'O_RDWR|O_CLOEXEC');
   },
-  runModel(h) {
-    const r = h.openDevSev();
+  runModel(h, op) {
+    const r = op.path === '/dev/sev' ? h.openDevSev() : h.openVfio(op.path);
     return r.ok ? { result: { ok: true }, createdFd: r.value } : { result: fail(r) };
   },
   runKvm(k, op) {
@@ -738,7 +746,14 @@ export const openDev: OpSpec<OpenOp> = {
     k.st.owned.add(r.ret);
     return out(ok(), { createdFd: r.ret });
   },
+  kvmRefusal(op) {
+    return isVfioPath(op.path) ? VFIO_REFUSAL : undefined;
+  },
 };
+
+/** Why the real backend refuses VFIO ops. */
+export const VFIO_REFUSAL =
+  'VFIO: the real backend does not run VFIO ops (no /dev/vfio on the development hosts: no IOMMU group with a device bound to vfio-pci)';
 
 /** open("/dev/sev") as `as` (an SNP VMM's first step); whether it succeeded. */
 export function genOpenSev(g: Gen, as: string): boolean {

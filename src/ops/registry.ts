@@ -22,6 +22,7 @@ import { FD_FAMILY, type FdFamilyOp } from './fd.js';
 import { MEM_ENC_FAMILY, type MemEncFamilyOp } from './mem_enc.js';
 import { ARM64_FAMILY, type Arm64FamilyOp } from './arm64.js';
 import { PIPE_FAMILY, type PipeFamilyOp } from './pipe.js';
+import { VFIO_FAMILY, type VfioFamilyOp } from './vfio.js';
 
 /** The ops of every family (each op's own fields and its name). */
 export type AnyOpBody =
@@ -35,7 +36,8 @@ export type AnyOpBody =
   | FdFamilyOp
   | MemEncFamilyOp
   | Arm64FamilyOp
-  | PipeFamilyOp;
+  | PipeFamilyOp
+  | VfioFamilyOp;
 
 /** A parsed, validated trace op (../shared/spec/trace-format.md): the families' op types. */
 export type TraceOp = OpCommon & AnyOpBody;
@@ -56,6 +58,7 @@ export const FAMILIES = [
   MEM_ENC_FAMILY,
   ARM64_FAMILY,
   PIPE_FAMILY,
+  VFIO_FAMILY,
 ] as const;
 
 /** Every op, family by family ("did you mean" picks the first of equally close names). */

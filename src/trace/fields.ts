@@ -17,7 +17,7 @@ export function isOpName(s: string): s is OpName {
 }
 
 /** The fields that name an fd (a handle or a raw number), and those that name an address. */
-export const FD_FIELDS = ['fd', 'vm', 'vcpu', 'guest_memfd', 'sev_fd'] as const;
+export const FD_FIELDS = ['fd', 'vm', 'vcpu', 'guest_memfd', 'sev_fd', 'container'] as const;
 export const ADDR_FIELDS = ['addr', 'userspace_addr', 'data_addr'] as const;
 /**
  * Address fields inside an op's `data` object (KVM_MEMORY_ENCRYPT_OP's SNP command structs and

@@ -43,12 +43,17 @@ const SAMPLE: Record<string, unknown> = {
   path: '/dev/sev',
   // KVM_ARM_VCPU_INIT: a list of feature names or bit numbers.
   features: ['PSCI_0_2'],
+  // pipe2's write end handle; VFIO_GROUP_SET_CONTAINER's container fd; VFIO_SET_IOMMU's flag.
+  write_as: 'w',
+  container: -1,
+  tee_io: 0,
 };
 /** Fields whose absence leaves the struct field out: the op parses without them. */
 const OPTIONAL = new Set([
   'KVM_MEMORY_ENCRYPT_OP.sev_fd',
   'KVM_MEMORY_ENCRYPT_OP.flags',
   'KVM_MEMORY_ENCRYPT_OP.data',
+  'pipe2.write_as',
 ]);
 const sample = (field: string): unknown => SAMPLE[field] ?? 4096;
 
@@ -136,6 +141,7 @@ describe('op registry', () => {
       'KVM_CREATE_VCPU',
       'mmap',
       'open',
+      'pipe2',
     ]);
     for (const s of OP_LIST) {
       const o = { ...fullObject(s.name), as: 'x' };
@@ -146,7 +152,7 @@ describe('op registry', () => {
           (e: unknown) =>
             e instanceof TraceInputError &&
             e.detail ===
-              `${s.name} creates nothing to name (only KVM_CREATE_VM, KVM_CREATE_GUEST_MEMFD, KVM_CREATE_VCPU, mmap and open take "as")`,
+              `${s.name} creates nothing to name (only KVM_CREATE_VM, KVM_CREATE_GUEST_MEMFD, KVM_CREATE_VCPU, mmap, open and pipe2 take "as")`,
         );
     }
   });
@@ -167,6 +173,8 @@ describe('op registry', () => {
     const src = join(root, 'src');
     // Modules that use ops as data (they build traces), and the FFI symbol table.
     const users = new Set(['src/cli/kernel_facts.ts', 'src/backends/kvm/libc.ts']);
+    // backend.ts names the pipe2 syscall of its own peek/poke pipe in a setup error.
+    const syscallNames = new Set(['src/backends/kvm/backend.ts: pipe2']);
     const files: string[] = [];
     const walk = (d: string): void => {
       for (const n of readdirSync(d)) {
@@ -186,7 +194,11 @@ describe('op registry', () => {
       const text = readFileSync(p, 'utf8');
       for (const [name, home] of owner) {
         if (rel === home) continue;
-        if (text.includes(`'${name}'`) || text.includes(`"${name}"`)) bad.push(`${rel}: ${name}`);
+        if (
+          (text.includes(`'${name}'`) || text.includes(`"${name}"`)) &&
+          !syscallNames.has(`${rel}: ${name}`)
+        )
+          bad.push(`${rel}: ${name}`);
       }
     }
     assert.deepEqual(bad, []);

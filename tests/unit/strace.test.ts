@@ -210,6 +210,36 @@ const CASES: Record<OpName, [Record<string, unknown>, ResultLine, string]> = {
     { ok: true, value: 4096n },
     'vmsplice(pw, [{iov_base=shared, iov_len=4096}], 1, SPLICE_F_NONBLOCK) = 4096',
   ],
+  VFIO_GROUP_SET_CONTAINER: [
+    { op: 'VFIO_GROUP_SET_CONTAINER', fd: 'gmem', container: 'vm4' },
+    OK,
+    'VFIO_GROUP_SET_CONTAINER(gmem, [vm4]) = 0',
+  ],
+  VFIO_SET_IOMMU: [
+    { op: 'VFIO_SET_IOMMU', fd: 'vm4', type: 3, tee_io: 1 },
+    OK,
+    'VFIO_SET_IOMMU(vm4, VFIO_TYPE1v2_IOMMU, tee_io) = 0',
+  ],
+  VFIO_IOMMU_MAP_DMA: [
+    { op: 'VFIO_IOMMU_MAP_DMA', fd: 'vm4', flags: 3, addr: 'shared', iova: 0x100000, size: 4096 },
+    OK,
+    'VFIO_IOMMU_MAP_DMA(vm4, {flags=VFIO_DMA_MAP_FLAG_READ|VFIO_DMA_MAP_FLAG_WRITE, vaddr=shared, iova=0x100000, size=0x1000}) = 0',
+  ],
+  VFIO_IOMMU_UNMAP_DMA: [
+    { op: 'VFIO_IOMMU_UNMAP_DMA', fd: 'vm4', iova: 0x100000, size: 4096 },
+    { ok: true, value: 4096n },
+    'VFIO_IOMMU_UNMAP_DMA(vm4, {flags=0, iova=0x100000, size=0x1000}) = 4096',
+  ],
+  dma_read: [
+    { op: 'dma_read', fd: 'vm4', iova: 0x100000, len: 2 },
+    { ok: true, value: 'aabb' },
+    'dma_read(vm4, 0x100000, 2) = "aabb"',
+  ],
+  dma_write: [
+    { op: 'dma_write', fd: 'vm4', iova: 0x100000, hex: 'aabb' },
+    OK,
+    'dma_write(vm4, 0x100000, "aabb") = 0',
+  ],
 };
 
 describe('strace renderer', () => {

@@ -53,6 +53,14 @@ const LINES: Record<OpName, string> = {
   KVM_ARM_VCPU_FINALIZE: '{"op":"KVM_ARM_VCPU_FINALIZE","vcpu":"cpu","feature":4}',
   pipe2: '{"op":"pipe2","flags":524288,"write_as":"pw","as":"pr"}',
   vmsplice: '{"op":"vmsplice","fd":"pw","addr":"m","len":4096,"flags":2}',
+  VFIO_GROUP_SET_CONTAINER: '{"op":"VFIO_GROUP_SET_CONTAINER","fd":"g","container":"vm"}',
+  VFIO_SET_IOMMU: '{"op":"VFIO_SET_IOMMU","fd":"vm","type":3,"tee_io":1}',
+  VFIO_IOMMU_MAP_DMA:
+    '{"op":"VFIO_IOMMU_MAP_DMA","fd":"vm","argsz":32,"flags":3,"addr":"m","iova":1048576,"size":4096}',
+  VFIO_IOMMU_UNMAP_DMA:
+    '{"op":"VFIO_IOMMU_UNMAP_DMA","fd":"vm","argsz":24,"flags":0,"iova":1048576,"size":4096}',
+  dma_read: '{"op":"dma_read","fd":"vm","iova":1048576,"len":4}',
+  dma_write: '{"op":"dma_write","fd":"vm","iova":1048576,"hex":"aabb"}',
 };
 
 /** Lines that name no handle (raw fds), for tests of whole traces. */

@@ -29,7 +29,7 @@ export const hostNoPrivateAccess: Invariant = {
       out.push({
         invariant: this.name,
         object: `guest_memfd #${own.file.ino} index 0x${own.base.toString(16)}`,
-        message: `host ${a.write ? 'write to' : 'read of'} a private page (${describeOwner(own)}) through ${a.path === 'vmm' ? 'a VMM mapping' : a.path === 'gup' ? 'get_user_pages' : "KVM's uaccess"}`,
+        message: `host ${a.write ? 'write to' : 'read of'} a private page (${describeOwner(own)}) through ${a.path === 'vmm' ? 'a VMM mapping' : a.path === 'gup' ? 'get_user_pages' : a.path === 'dma' ? 'a device DMA (IOMMU)' : "KVM's uaccess"}`,
         focus: { ino: own.file.ino, index: own.base, pfn: a.pfn },
       });
     }

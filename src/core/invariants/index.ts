@@ -53,6 +53,7 @@ import {
   type Violation,
 } from './types.js';
 import { vmRefcount } from './vm_refcount.js';
+import { iommuNoPrivate, noPrivateWithReferences } from './pins_iommu.js';
 import { zeroBeforeUse } from './zero_before_use.js';
 
 export type { Focus, Invariant, Violation } from './types.js';
@@ -90,6 +91,9 @@ export const INVARIANTS: readonly Invariant[] = [
   pkvmGuestTablesHypOwned,
   pkvmReclaimZeroed,
   pkvmHistoryAgrees,
+  // Page pins and IOMMU domains (profiles with a guest_memfd design beyond 6.18's).
+  iommuNoPrivate,
+  noPrivateWithReferences,
 ];
 
 export function invariantByName(name: string): Invariant | undefined {

@@ -24,7 +24,7 @@ export const snpNoHostWrite: Invariant = {
       (out ??= []).push({
         invariant: 'snp-no-host-write',
         object: `pfn ${hx(a.pfn)}`,
-        message: `a host write through ${a.path === 'vmm' ? 'a VMM mapping' : a.path === 'gup' ? 'get_user_pages' : "KVM's uaccess"} reached a frame assigned to a guest (the RMP check let it through)`,
+        message: `a host write through ${a.path === 'vmm' ? 'a VMM mapping' : a.path === 'gup' ? 'get_user_pages' : a.path === 'dma' ? 'a device DMA (IOMMU)' : "KVM's uaccess"} reached a frame assigned to a guest (the RMP check let it through)`,
         focus: { pfn: a.pfn },
       });
     }

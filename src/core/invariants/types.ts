@@ -10,6 +10,7 @@ import type { KernelProfile } from '../profiles/profile.js';
 import type { Pfn } from '../base/units.js';
 import type { Ownership } from './ownership.js';
 import type { Memslot, Spte, Vm } from '../kvm/objects.js';
+import type { HostAccessPath } from '../platform/platform.js';
 
 /** What a violation points at, so that explanations can describe the state around it. */
 export type Focus = {
@@ -40,7 +41,7 @@ export const NO_VIOLATIONS: Violation[] = [];
 export type HostAccess = {
   readonly pfn: Pfn;
   readonly write: boolean;
-  readonly path: 'vmm' | 'gup' | 'kvm-uaccess';
+  readonly path: HostAccessPath;
   /**
    * On a platform with per-frame state (SEV-SNP): whether the platform refused the access, and
    * whether the frame was assigned to a guest when it was made (absent on other platforms).

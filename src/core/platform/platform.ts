@@ -21,7 +21,8 @@ import type { TdxModule } from './tdx/module.js';
 import type { PkvmHyp } from './pkvm/hyp.js';
 
 /** Who touches a frame on the host's behalf. */
-export type HostAccessPath = 'vmm' | 'gup' | 'kvm-uaccess';
+/** 'dma': a device's access through an IOMMU domain (VFIO), made on the host's behalf. */
+export type HostAccessPath = 'vmm' | 'gup' | 'kvm-uaccess' | 'dma';
 
 export interface Platform {
   /** The platform's name ('none', later 'sev-snp', 'tdx', 'pkvm'). */

@@ -1,0 +1,135 @@
+/**
+ * VFIO type1 (core/vfio/vfio.ts): a container, the model host's IOMMU group, MAP_DMA pins the
+ * vaddr's pages long-term and maps them by IOVA, the device's DMA goes through the domain, and a
+ * page the VMM discards while it is DMA-mapped lives on: the device keeps reaching the old frame
+ * (the stale-DMA sequence of vmm-ecosystem.md §1.1) until UNMAP_DMA unpins it. Checked runs.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { getProfile } from '../../src/core/profiles/index.js';
+import { parseTrace } from '../../src/trace/parse.js';
+import { checkedRunSteps } from '../../src/check/checked_run.js';
+import { resultToJson } from '../../src/trace/format.js';
+
+const X86 = getProfile('linux-6.18')!;
+
+function run(lines: readonly object[]): {
+  results: string[];
+  violations: string[];
+  held: number;
+  pins: number;
+} {
+  const p = parseTrace(lines.map((l) => JSON.stringify(l)).join('\n') + '\n', 't.jsonl');
+  assert.deepEqual(
+    p.errors.map((e) => e.message),
+    [],
+  );
+  const g = checkedRunSteps(p.ops, X86, { keepResults: true });
+  let n = g.next();
+  while (n.done !== true) n = g.next();
+  const r = n.value;
+  return {
+    results: r.results.map((x) => JSON.stringify(resultToJson(x))),
+    violations: r.failures.flatMap((f) => f.violations.map((v) => `${v.invariant}: ${v.message}`)),
+    held: r.backend.host.frames.heldFrames,
+    pins: r.backend.host.frames.pins.size,
+  };
+}
+
+const SETUP = [
+  { op: 'open', path: '/dev/vfio/vfio', as: 'c' },
+  { op: 'open', path: '/dev/vfio/0', as: 'g' },
+  { op: 'VFIO_GROUP_SET_CONTAINER', fd: 'g', container: 'c' },
+  { op: 'VFIO_SET_IOMMU', fd: 'c', type: 3 },
+  { op: 'mmap', fd: null, length: 8192, prot: 3, flags: 0x22, offset: 0, as: 'm' },
+];
+
+describe('VFIO type1', () => {
+  test('a discarded DMA-mapped page lives on: the device reaches the old frame until UNMAP_DMA', () => {
+    const r = run([
+      ...SETUP,
+      { op: 'poke', addr: 'm', hex: 'aa' },
+      { op: 'VFIO_IOMMU_MAP_DMA', fd: 'c', flags: 3, addr: 'm', iova: 0x100000, size: 8192 },
+      { op: 'dma_read', fd: 'c', iova: 0x100000, len: 1 },
+      { op: 'madvise', addr: 'm', length: 8192, advice: 4 },
+      { op: 'poke', addr: 'm', hex: 'bb' },
+      { op: 'dma_read', fd: 'c', iova: 0x100000, len: 1 },
+      { op: 'dma_write', fd: 'c', iova: 0x100000, hex: 'cc' },
+      { op: 'peek', addr: 'm', len: 1 },
+      { op: 'VFIO_IOMMU_UNMAP_DMA', fd: 'c', iova: 0x100000, size: 8192 },
+      { op: 'dma_read', fd: 'c', iova: 0x100000, len: 1 },
+    ]);
+    assert.deepEqual(r.violations, []);
+    assert.deepEqual(r.results.slice(5), [
+      '{"ok":true}',
+      '{"ok":true}',
+      '{"ok":true,"value":"aa"}',
+      '{"ok":true}',
+      '{"ok":true}',
+      '{"ok":true,"value":"aa"}',
+      '{"ok":true}',
+      '{"ok":true,"value":"bb"}',
+      '{"ok":true,"value":8192}',
+      '{"ok":false,"errno":"EFAULT"}',
+    ]);
+    assert.equal(r.held, 0);
+    assert.equal(r.pins, 0);
+  });
+
+  test('errnos of the container, group and type1 ioctls', () => {
+    const r = run([
+      { op: 'open', path: '/dev/vfio/vfio', as: 'c' },
+      { op: 'VFIO_SET_IOMMU', fd: 'c', type: 3 },
+      { op: 'open', path: '/dev/vfio/0', as: 'g' },
+      { op: 'open', path: '/dev/vfio/0', as: 'g2' },
+      { op: 'open', path: '/dev/vfio/7', as: 'g7' },
+      { op: 'VFIO_IOMMU_MAP_DMA', fd: 'c', flags: 3, addr: 0, iova: 0, size: 4096 },
+      { op: 'VFIO_GROUP_SET_CONTAINER', fd: 'g', container: 'g' },
+      { op: 'VFIO_GROUP_SET_CONTAINER', fd: 'g', container: 'c' },
+      { op: 'VFIO_GROUP_SET_CONTAINER', fd: 'g', container: 'c' },
+      { op: 'VFIO_SET_IOMMU', fd: 'c', type: 2 },
+      { op: 'VFIO_SET_IOMMU', fd: 'c', type: 3 },
+      { op: 'VFIO_SET_IOMMU', fd: 'c', type: 3 },
+      { op: 'mmap', fd: null, length: 8192, prot: 3, flags: 0x22, offset: 0, as: 'm' },
+      { op: 'VFIO_IOMMU_MAP_DMA', fd: 'c', flags: 0, addr: 'm', iova: 0, size: 4096 },
+      { op: 'VFIO_IOMMU_MAP_DMA', fd: 'c', flags: 3, addr: 'm', iova: 0x800, size: 4096 },
+      { op: 'VFIO_IOMMU_MAP_DMA', fd: 'c', flags: 3, addr: 'm', iova: 0xfee00000, size: 4096 },
+      { op: 'VFIO_IOMMU_MAP_DMA', fd: 'c', argsz: 8, flags: 3, addr: 'm', iova: 0, size: 4096 },
+      { op: 'VFIO_IOMMU_MAP_DMA', fd: 'c', flags: 3, addr: 'm+0x2000', iova: 0, size: 4096 },
+      { op: 'VFIO_IOMMU_MAP_DMA', fd: 'c', flags: 3, addr: 'm', iova: 0, size: 8192 },
+      { op: 'VFIO_IOMMU_MAP_DMA', fd: 'c', flags: 1, addr: 'm', iova: 4096, size: 4096 },
+      { op: 'dma_write', fd: 'c', iova: 0x10000, hex: '01' },
+      { op: 'VFIO_IOMMU_UNMAP_DMA', fd: 'c', iova: 0, size: 4096 },
+      { op: 'VFIO_IOMMU_UNMAP_DMA', fd: 'c', flags: 2, iova: 0, size: 0 },
+      { op: 'close', fd: 'g' },
+    ]);
+    assert.deepEqual(r.violations, []);
+    assert.deepEqual(r.results, [
+      '{"ok":true}',
+      '{"ok":false,"errno":"EINVAL"}',
+      '{"ok":true}',
+      '{"ok":false,"errno":"EBUSY"}',
+      '{"ok":false,"errno":"ENOENT"}',
+      '{"ok":false,"errno":"EINVAL"}',
+      '{"ok":false,"errno":"EINVAL"}',
+      '{"ok":true}',
+      '{"ok":false,"errno":"EINVAL"}',
+      '{"ok":false,"errno":"ENODEV"}',
+      '{"ok":true}',
+      '{"ok":false,"errno":"EINVAL"}',
+      '{"ok":true}',
+      '{"ok":false,"errno":"EINVAL"}',
+      '{"ok":false,"errno":"EINVAL"}',
+      '{"ok":false,"errno":"EINVAL"}',
+      '{"ok":false,"errno":"EINVAL"}',
+      '{"ok":false,"errno":"EFAULT"}',
+      '{"ok":true}',
+      '{"ok":false,"errno":"EEXIST"}',
+      '{"ok":false,"errno":"EFAULT"}',
+      '{"ok":false,"errno":"EINVAL"}',
+      '{"ok":true,"value":8192}',
+      '{"ok":true}',
+    ]);
+    assert.equal(r.pins, 0);
+  });
+});
