@@ -97,7 +97,8 @@ export function listCatalogue(out: (s: string) => void, profile: KernelProfile):
     out(`    from: ${i.origin}`);
   }
   out('\nMutants (--mutant NAME: injected bugs the invariants must catch):');
-  for (const m of mutantsFor(profile.parts.platform)) out(`  ${m.name.padEnd(32)} ${m.bug}`);
+  for (const m of mutantsFor(profile.parts.platform, profile.parts.gmem))
+    out(`  ${m.name.padEnd(32)} ${m.bug}`);
 }
 
 const plural = (n: number, what: string): string => `${n} ${what}${n === 1 ? '' : 's'}`;

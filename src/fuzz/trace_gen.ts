@@ -31,6 +31,8 @@ import { genRunOn, genSnpGuestRun, genTdxGuestRun, genVcpuOf } from '../ops/vcpu
 import { genPreFaultPage } from '../ops/pre_fault.js';
 import { genAnonMap, genFileMap, genMadviseMap, genPeekAt, genPokeAt } from '../ops/host_mm.js';
 import { genClose } from '../ops/fd.js';
+import { genPipe, genVmspliceAt } from '../ops/pipe.js';
+import { genDma, genMapDma, genUnmapDma, genVfioSetup } from '../ops/vfio.js';
 import {
   genOpenSev,
   genSnpInit2,
@@ -340,9 +342,45 @@ export class TraceGenerator implements GenState<TraceOpInput> {
     genVcpuOf(this, vm, cpu);
     this.vcpus.push({ name: cpu, vm });
     this.fdNames.push(cpu);
+    // Page references and the IOMMU (issue 14 items 2, 3): a pipe for vmsplice references and,
+    // in one walk of two, a VFIO container whose IOMMU maps pages of the mapping by IOVA
+    // (IOVA = the file offset), so conversions meet pins.
+    let pipe: { rd: string; wr: string } | undefined;
+    const vfio = this.r.chance(0.5) ? this.name('ivc') : undefined;
+    const vfioOk =
+      vfio !== undefined && genVfioSetup(this, vfio, this.name('ivg'), this.r.chance(0.25));
+    const dma: bigint[] = [];
     const n = 4 + this.r.int(10);
     for (let i = 0; i < n; i++) {
       const page = BigInt(this.r.int(Number(pages)));
+      const pin = this.r.int(10);
+      if (pin === 0) {
+        // vmsplice one page into the pipe (pin_pages() of elevated_refcount).
+        if (pipe === undefined) {
+          const p = { rd: this.name('ipr'), wr: this.name('ipw') };
+          if (genPipe(this, p.rd, p.wr)) pipe = p;
+        }
+        if (pipe !== undefined) genVmspliceAt(this, pipe.wr, m, page * PAGE, PAGE);
+        continue;
+      }
+      if (pin === 1 && pipe !== undefined) {
+        // unpin_pages(): close both ends.
+        genClose(this, { kind: 'handle', name: pipe.wr });
+        genClose(this, { kind: 'handle', name: pipe.rd });
+        pipe = undefined;
+        continue;
+      }
+      if (pin <= 3 && vfioOk) {
+        // Map a page, unmap one the walk mapped (or any page), or DMA at a mapped IOVA.
+        const k = this.r.int(4);
+        const at = dma.length > 0 && this.r.chance(0.75) ? dma[this.r.int(dma.length)]! : page;
+        if (k === 0) {
+          genMapDma(this, vfio, m, page * PAGE, page * PAGE, PAGE);
+          dma.push(page);
+        } else if (k === 1) genUnmapDma(this, vfio, at * PAGE, PAGE);
+        else genDma(this, vfio, at * PAGE, k === 2 ? null : this.r.bytes(4));
+        continue;
+      }
       const choice = this.r.int(8);
       if (choice <= 2) genAttributes2Of(this, g, size);
       else if (choice <= 4) {

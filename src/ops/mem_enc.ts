@@ -755,6 +755,11 @@ export const openDev: OpSpec<OpenOp> = {
 export const VFIO_REFUSAL =
   'VFIO: the real backend does not run VFIO ops (no /dev/vfio on the development hosts: no IOMMU group with a device bound to vfio-pci)';
 
+/** open(path) as `as` (a device node: /dev/sev, the VFIO ones); whether it succeeded. */
+export function genOpen(g: GenState<OpInput<OpenOp>>, path: string, as: string): boolean {
+  return g.push({ op: 'open', path, as })?.ok === true;
+}
+
 /** open("/dev/sev") as `as` (an SNP VMM's first step); whether it succeeded. */
 export function genOpenSev(g: Gen, as: string): boolean {
   const r = g.push({ op: 'open', path: '/dev/sev', as });

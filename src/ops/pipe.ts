@@ -18,6 +18,7 @@ import { addrOf, rangeRefusal } from '../backends/kvm/rules.js';
 import { cU64 } from '../backends/kvm/libc.js';
 import { refuseNotModelled } from './not_modelled.js';
 import type { OpFamily, OpSpec } from './spec.js';
+import type { GenState, OpInput } from '../fuzz/gen_state.js';
 
 export type Pipe2Op = {
   readonly op: 'pipe2';
@@ -165,3 +166,24 @@ export const PIPE_FAMILY: OpFamily<PipeFamilyOp> = {
   ops: [pipe2, vmsplice],
   generators: [],
 };
+
+// ---------------------------------------------------------------------------------------------
+// Fuzz generators (used by the in-place conversion walk, src/fuzz/trace_gen.ts)
+
+type Gen = GenState<OpInput<PipeFamilyOp>>;
+
+/** pipe2(0) binding the read end to `rd` and the write end to `wr`; whether it succeeded. */
+export function genPipe(g: Gen, rd: string, wr: string): boolean {
+  return g.push({ op: 'pipe2', flags: 0n, as: rd, write_as: wr })?.ok === true;
+}
+
+/** vmsplice(wr, {map+offset, len}, SPLICE_F_NONBLOCK): references on the pages. */
+export function genVmspliceAt(g: Gen, wr: string, map: string, offset: bigint, len: bigint): void {
+  g.push({
+    op: 'vmsplice',
+    fd: { kind: 'handle', name: wr },
+    addr: { kind: 'handle', name: map, offset },
+    len,
+    flags: BigInt(SPLICE_F_NONBLOCK),
+  });
+}

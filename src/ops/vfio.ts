@@ -12,7 +12,8 @@ import { withAs } from '../trace/field_reader.js';
 import { addrText, bitNames, bytesHex, dataText, fdText, type BitTable } from '../trace/text.js';
 import { BackendRefusal, type AddrArg, type FdArg } from '../trace/base_types.js';
 import { fail, fileFd } from '../backends/model_args.js';
-import { VFIO_REFUSAL } from './mem_enc.js';
+import { genOpen, VFIO_REFUSAL, type OpenOp } from './mem_enc.js';
+import type { GenState, OpInput } from '../fuzz/gen_state.js';
 import type { OpFamily, OpSpec } from './spec.js';
 
 export type VfioGroupSetContainerOp = {
@@ -261,3 +262,53 @@ export const VFIO_FAMILY: OpFamily<VfioFamilyOp> = {
   ops: [vfioGroupSetContainer, vfioSetIommu, vfioMapDma, vfioUnmapDma, dmaRead, dmaWrite],
   generators: [],
 };
+
+// ---------------------------------------------------------------------------------------------
+// Fuzz generators (used by the in-place conversion walk, src/fuzz/trace_gen.ts)
+
+type Gen = GenState<OpInput<VfioFamilyOp | OpenOp>>;
+
+const fdH = (name: string): FdArg => ({ kind: 'handle', name });
+
+/**
+ * A VMM's VFIO setup: open the container `c` and group 0 as `grp`, attach, VFIO_SET_IOMMU type1v2
+ * (maybe TEE-IO); whether the IOMMU is set.
+ */
+export function genVfioSetup(g: Gen, c: string, grp: string, teeIo: boolean): boolean {
+  if (!genOpen(g, '/dev/vfio/vfio', c)) return false;
+  genOpen(g, '/dev/vfio/0', grp);
+  g.push({ op: 'VFIO_GROUP_SET_CONTAINER', fd: fdH(grp), container: fdH(c) });
+  const r = g.push({ op: 'VFIO_SET_IOMMU', fd: fdH(c), type: 3n, tee_io: teeIo ? 1n : 0n });
+  return r?.ok === true;
+}
+
+/** VFIO_IOMMU_MAP_DMA of [map+offset, +size) at `iova`, read/write. */
+export function genMapDma(
+  g: Gen,
+  c: string,
+  map: string,
+  offset: bigint,
+  iova: bigint,
+  size: bigint,
+): void {
+  g.push({
+    op: 'VFIO_IOMMU_MAP_DMA',
+    fd: fdH(c),
+    argsz: 32n,
+    flags: 3n,
+    addr: { kind: 'handle', name: map, offset },
+    iova,
+    size,
+  });
+}
+
+/** VFIO_IOMMU_UNMAP_DMA of [iova, +size). */
+export function genUnmapDma(g: Gen, c: string, iova: bigint, size: bigint): void {
+  g.push({ op: 'VFIO_IOMMU_UNMAP_DMA', fd: fdH(c), argsz: 24n, flags: 0n, iova, size });
+}
+
+/** The device's read or write of a few bytes at `iova`. */
+export function genDma(g: Gen, c: string, iova: bigint, write: Uint8Array | null): void {
+  if (write === null) g.push({ op: 'dma_read', fd: fdH(c), iova, len: 4n });
+  else g.push({ op: 'dma_write', fd: fdH(c), iova, bytes: write });
+}

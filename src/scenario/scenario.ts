@@ -220,14 +220,26 @@ const NAME_FIELDS = new Set([
   'source_addr',
   // KVM_RUN's VMM policy: "convert" / "convert+discard" kept as written, else an integer.
   'map_gpa_range',
+  // VFIO_GROUP_SET_CONTAINER's container fd.
+  'container',
 ]);
 /**
  * Fields whose values are text passed to the trace parser as written: `open`'s path, the
  * byte fields of the SNP command structs (hex), and the arm64 vCPU fields whose names the op
  * reads itself (KVM_ARM_VCPU_INIT's `target` and `features` list, KVM_ARM_VCPU_FINALIZE's
- * `feature`: `GENERIC_V8`, `[PSCI_0_2, SVE]`; YAML numbers still become integers).
+ * `feature`: `GENERIC_V8`, `[PSCI_0_2, SVE]`; YAML numbers still become integers), and pipe2's
+ * `write_as` handle name.
  */
-const TEXT_FIELDS = new Set(['path', 'gosvw', 'host_data', 'target', 'features', 'feature']);
+const TEXT_FIELDS = new Set([
+  'path',
+  'gosvw',
+  'host_data',
+  'target',
+  'features',
+  'feature',
+  // pipe2's second handle name (the write end).
+  'write_as',
+]);
 /** Exit reasons and the keys each exit has (besides `reason`). */
 const EXIT_KEYS: Readonly<Record<string, readonly string[]>> = {
   LOAD: ['gpa', 'hex'],

@@ -16,6 +16,11 @@ export type MutantInfo = {
    * platform reach it, so only they list and fuzz it. Absent: every profile.
    */
   readonly platform?: 'sev-snp' | 'tdx' | 'pkvm';
+  /**
+   * The guest_memfd design whose code it lives in (a profile's `parts.gmem`): only profiles with
+   * that design reach it, so only they list and fuzz it. Absent: every design.
+   */
+  readonly gmem?: 'inplace-v7';
 };
 
 /**
@@ -26,6 +31,7 @@ export function mutantFuzzProfile(m: MutantInfo): string {
   if (m.platform === 'sev-snp') return 'linux-6.18-snp';
   if (m.platform === 'tdx') return 'linux-6.18-tdx';
   if (m.platform === 'pkvm') return 'linux-6.18-arm64-pkvm';
+  if (m.gmem === 'inplace-v7') return 'linux-next-gmem';
   return 'linux-6.18';
 }
 
@@ -265,11 +271,32 @@ export const MUTANTS: readonly MutantInfo[] = [
       '__pkvm_host_force_reclaim_page_guest() without the KVM_GUEST_INVALID_PTE_TYPE_POISONED annotation: guest and host both own the page',
     platform: 'pkvm',
   },
+  {
+    name: 'conversion_ignores_pin',
+    bug: 'KVM_SET_MEMORY_ATTRIBUTES2 makes a range private while a folio in it is pinned or referenced',
+    modelledOn:
+      'kvm_gmem_set_attributes() without kvm_gmem_is_safe_for_conversion() (in-place conversion v7): a long-term pin (VFIO) or a vmsplice reference keeps reaching a page that is now private',
+    gmem: 'inplace-v7',
+  },
+  {
+    name: 'iommu_unmap_keeps_mapping',
+    bug: 'VFIO_IOMMU_UNMAP_DMA unpins the pages but leaves the IOMMU mapping',
+    modelledOn:
+      'vfio_unmap_unpin() unpinning without iommu_unmap(): the device keeps reaching frames that are freed and reused (the stale-DMA bug)',
+    gmem: 'inplace-v7',
+  },
 ];
 
-/** The mutants a profile of `platform` can reach (its own platform's and the generic ones). */
-export function mutantsFor(platform: string): readonly MutantInfo[] {
-  return MUTANTS.filter((m) => m.platform === undefined || m.platform === platform);
+/**
+ * The mutants a profile of `platform` and guest_memfd design `gmem` can reach (its own
+ * platform's and design's, and the generic ones).
+ */
+export function mutantsFor(platform: string, gmem = 'linux-6.18'): readonly MutantInfo[] {
+  return MUTANTS.filter(
+    (m) =>
+      (m.platform === undefined || m.platform === platform) &&
+      (m.gmem === undefined || m.gmem === gmem),
+  );
 }
 
 export type MutantName = string;

@@ -116,17 +116,33 @@ export function kvmGmemRangeHasAttributes(
  * (`lru_add_drain_all()`) and the folio re-checked. Returns the index to report (`max(start,
  * folio->index)`) for the first folio still elevated, or undefined when the range is safe.
  *
- * The seam for page references and pins (issue 14 item 2): the model holds no reference on a
- * guest_memfd folio beyond the file's own yet (host mappings were unmapped by the caller, and
- * there is no GUP pin, vmsplice or IOMMU mapping), so every range is safe.
+ * Page references and pins (issue 14 item 2) are the frame store's (`FrameStore.refs` / `.pins`:
+ * vmsplice references, GUP and VFIO pins); host mappings were unmapped by the caller, so they do
+ * not count. The model's folios are order 0: the first elevated folio's index is the index to
+ * report. The model keeps no per-CPU LRU-add batch references (a folio's batch reference is
+ * dropped by the drain before the re-check in the kernel too), so the drain changes nothing and
+ * the re-check gives the first check's answer.
  */
 export function gmemSafeForConversion(
-  _k: KernelCtx,
-  _f: GmemFile,
-  _start: PgOff,
-  _end: PgOff,
+  k: KernelCtx,
+  f: GmemFile,
+  start: PgOff,
+  end: PgOff,
 ): PgOff | undefined {
-  return undefined;
+  const frames = k.frames;
+  if (frames.refs.size === 0 && frames.pins.size === 0) return undefined;
+  // Injected bug: the conversion ignores the references (a pinned page goes private).
+  if (k.mutants.has('conversion_ignores_pin')) return undefined;
+  const firstElevated = (): PgOff | undefined => {
+    for (const p of f.pages.piecesIn(start, end)) {
+      const pfn = frames.firstReferenced(p.value.base, p.end - p.start);
+      if (pfn !== undefined) return asPgOff(p.start + (pfn - p.value.base));
+    }
+    return undefined;
+  };
+  if (firstElevated() === undefined) return undefined;
+  // lru_add_drain_all(), once, then the folios are checked again.
+  return firstElevated();
 }
 
 /**
