@@ -147,8 +147,10 @@ export const vmsplice: OpSpec<VmspliceOp> = {
   },
   kvmRefusal(op, env) {
     // The real process would sleep on a full (or, reading, empty) pipe: the backend cannot know
-    // the pipe's fill without tracking it, so it runs only non-blocking vmsplice.
-    if ((BigInt.asUintN(32, op.flags) & BigInt(SPLICE_F_NONBLOCK)) === 0n)
+    // the pipe's fill without tracking it, so it runs only non-blocking vmsplice (or one whose
+    // unknown flags make it EINVAL before anything).
+    const flags = BigInt.asUintN(32, op.flags);
+    if ((flags & ~0xfn) === 0n && (flags & BigInt(SPLICE_F_NONBLOCK)) === 0n)
       return 'vmsplice without SPLICE_F_NONBLOCK may sleep in the backend process; refusing to run it';
     const len = cU64(op.len);
     const addr = addrOf(op.addr);
