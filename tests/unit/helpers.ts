@@ -15,7 +15,11 @@ import {
   type GuestProgramStep,
 } from '../../src/core/arch/x86/kvm_run.js';
 import type { MemoryRegionChange } from '../../src/core/kvm/memslots.js';
-import { exitToTrace } from '../../src/backends/model.js';
+import { exitToTrace, type ModelBackend } from '../../src/backends/model.js';
+import { parseTrace } from '../../src/trace/parse.js';
+import { checkedRunSteps } from '../../src/check/checked_run.js';
+import { resultToJson } from '../../src/trace/format.js';
+import type { KernelProfile } from '../../src/core/profiles/profile.js';
 import {
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
@@ -223,4 +227,29 @@ export function js(v: unknown): string {
 /** Number of stage-2 pages mapped in [gfnStart, gfnEnd) of address space 0. */
 export function mappedPages(vm: Vm, gfnStart: number, gfnEnd: number): number {
   return vm.stage2[0]!.countIn(gfnStart, gfnEnd);
+}
+
+/**
+ * Run trace `lines` (op objects, parsed as a .jsonl file: no parse error allowed) with every
+ * invariant checked after every op on `profile`: each op's result line as JSON, each violation as
+ * `invariant: message`, and the backend left at the end.
+ */
+export function runCheckedLines(
+  lines: readonly object[],
+  profile: KernelProfile,
+): { results: string[]; violations: string[]; backend: ModelBackend } {
+  const p = parseTrace(lines.map((l) => JSON.stringify(l)).join('\n') + '\n', 't.jsonl');
+  assert.deepEqual(
+    p.errors.map((e) => e.message),
+    [],
+  );
+  const g = checkedRunSteps(p.ops, profile, { keepResults: true });
+  let n = g.next();
+  while (n.done !== true) n = g.next();
+  const r = n.value;
+  return {
+    results: r.results.map((x) => JSON.stringify(resultToJson(x))),
+    violations: r.failures.flatMap((f) => f.violations.map((v) => `${v.invariant}: ${v.message}`)),
+    backend: r.backend as ModelBackend,
+  };
 }

@@ -7,33 +7,13 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { getProfile } from '../../src/core/profiles/index.js';
-import { parseTrace } from '../../src/trace/parse.js';
-import { checkedRunSteps } from '../../src/check/checked_run.js';
-import { resultToJson } from '../../src/trace/format.js';
+import { runCheckedLines } from './helpers.js';
 import { FrameStore } from '../../src/core/base/frames.js';
-import type { ModelBackend } from '../../src/backends/model.js';
 
 const X86 = getProfile('linux-6.18')!;
 
-function run(lines: readonly object[]): {
-  results: string[];
-  violations: string[];
-  backend: ModelBackend;
-} {
-  const p = parseTrace(lines.map((l) => JSON.stringify(l)).join('\n') + '\n', 't.jsonl');
-  assert.deepEqual(
-    p.errors.map((e) => e.message),
-    [],
-  );
-  const g = checkedRunSteps(p.ops, X86, { keepResults: true });
-  let n = g.next();
-  while (n.done !== true) n = g.next();
-  const r = n.value;
-  return {
-    results: r.results.map((x) => JSON.stringify(resultToJson(x))),
-    violations: r.failures.flatMap((f) => f.violations.map((v) => `${v.invariant}: ${v.message}`)),
-    backend: r.backend as ModelBackend,
-  };
+function run(lines: readonly object[]): ReturnType<typeof runCheckedLines> {
+  return runCheckedLines(lines, X86);
 }
 
 const MAP = { op: 'mmap', fd: null, length: 8192, prot: 3, flags: 2, offset: 0, as: 'm' };

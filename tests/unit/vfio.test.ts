@@ -7,9 +7,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { getProfile } from '../../src/core/profiles/index.js';
-import { parseTrace } from '../../src/trace/parse.js';
-import { checkedRunSteps } from '../../src/check/checked_run.js';
-import { resultToJson } from '../../src/trace/format.js';
+import { runCheckedLines } from './helpers.js';
 
 const X86 = getProfile('linux-6.18')!;
 
@@ -19,20 +17,12 @@ function run(lines: readonly object[]): {
   held: number;
   pins: number;
 } {
-  const p = parseTrace(lines.map((l) => JSON.stringify(l)).join('\n') + '\n', 't.jsonl');
-  assert.deepEqual(
-    p.errors.map((e) => e.message),
-    [],
-  );
-  const g = checkedRunSteps(p.ops, X86, { keepResults: true });
-  let n = g.next();
-  while (n.done !== true) n = g.next();
-  const r = n.value;
+  const { results, violations, backend } = runCheckedLines(lines, X86);
   return {
-    results: r.results.map((x) => JSON.stringify(resultToJson(x))),
-    violations: r.failures.flatMap((f) => f.violations.map((v) => `${v.invariant}: ${v.message}`)),
-    held: r.backend.host.frames.heldFrames,
-    pins: r.backend.host.frames.pins.size,
+    results,
+    violations,
+    held: backend.host.frames.heldFrames,
+    pins: backend.host.frames.pins.size,
   };
 }
 
