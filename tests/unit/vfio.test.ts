@@ -10,14 +10,18 @@ import { getProfile } from '../../src/core/profiles/index.js';
 import { runCheckedLines } from './helpers.js';
 
 const X86 = getProfile('linux-6.18')!;
+const NEXT = getProfile('linux-next-gmem')!;
 
-function run(lines: readonly object[]): {
+function run(
+  lines: readonly object[],
+  profile = X86,
+): {
   results: string[];
   violations: string[];
   held: number;
   pins: number;
 } {
-  const { results, violations, backend } = runCheckedLines(lines, X86);
+  const { results, violations, backend } = runCheckedLines(lines, profile);
   return {
     results,
     violations,
@@ -119,6 +123,54 @@ describe('VFIO type1', () => {
       '{"ok":false,"errno":"EINVAL"}',
       '{"ok":true,"value":8192}',
       '{"ok":true}',
+    ]);
+    assert.equal(r.pins, 0);
+  });
+
+  test('type1 v1: an UNMAP_DMA from inside a mapping unmaps nothing (size 0), the pin stays (review F1)', () => {
+    // vfio_dma_do_unmap(): `if (!iommu->v2 && iova > dma->iova) break;` — so the guest_memfd page
+    // stays pinned and IOMMU-mapped, and the conversion to private refuses (EAGAIN).
+    const r = run(
+      [
+        { op: 'KVM_CREATE_VM', fd: 'kvm', type: 1, as: 'vm' },
+        { op: 'KVM_CREATE_GUEST_MEMFD', vm: 'vm', size: 16384, flags: 3, as: 'gmem' },
+        { op: 'mmap', fd: 'gmem', length: 16384, prot: 3, flags: 1, offset: 0, as: 'mem' },
+        { op: 'open', path: '/dev/vfio/vfio', as: 'c' },
+        { op: 'open', path: '/dev/vfio/0', as: 'g' },
+        { op: 'VFIO_GROUP_SET_CONTAINER', fd: 'g', container: 'c' },
+        { op: 'VFIO_SET_IOMMU', fd: 'c', type: 1 },
+        { op: 'VFIO_IOMMU_MAP_DMA', fd: 'c', flags: 3, addr: 'mem', iova: 0, size: 8192 },
+        {
+          op: 'VFIO_IOMMU_MAP_DMA',
+          fd: 'c',
+          flags: 3,
+          addr: 'mem+0x2000',
+          iova: 0x4000,
+          size: 4096,
+        },
+        { op: 'VFIO_IOMMU_UNMAP_DMA', fd: 'c', iova: 0x1000, size: 0x4000 },
+        { op: 'dma_read', fd: 'c', iova: 0, len: 1 },
+        { op: 'dma_read', fd: 'c', iova: 0x4000, len: 1 },
+        {
+          op: 'KVM_SET_MEMORY_ATTRIBUTES2',
+          fd: 'gmem',
+          offset: 0,
+          size: 8192,
+          attributes: 8,
+          flags: 0,
+          reserved: 0,
+        },
+        { op: 'VFIO_IOMMU_UNMAP_DMA', fd: 'c', iova: 0, size: 0x5000 },
+      ],
+      NEXT,
+    );
+    assert.deepEqual(r.violations, []);
+    assert.deepEqual(r.results.slice(9), [
+      '{"ok":true,"value":0}',
+      '{"ok":true,"value":"00"}',
+      '{"ok":true,"value":"00"}',
+      '{"ok":false,"errno":"EAGAIN","error_offset":0}',
+      '{"ok":true,"value":12288}',
     ]);
     assert.equal(r.pins, 0);
   });

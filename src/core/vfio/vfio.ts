@@ -243,14 +243,18 @@ export function vfioUnmapDma(
     if (last !== undefined && last.end !== e)
       return err('EINVAL', 'vfio_dma_do_unmap: v2 range ends inside a mapping');
   }
-  // while ((dma = vfio_find_dma(iommu, iova, size))) vfio_remove_dma(): v1 removes every
-  // mapping the range touches, whole.
+  // n = vfio_find_dma_first_node(); while (n) { ... vfio_remove_dma(); n = rb_next(n); }: the
+  // mappings the range touches are removed whole, in IOVA order. v1 (`!iommu->v2 && iova >
+  // dma->iova`) stops at the first one that starts before `iova`: an unmap from inside a mapping
+  // returns success with zero bytes unmapped and leaves it mapped and pinned (only the first
+  // mapping found can start before `iova`, so v1 then removes nothing).
   let unmapped = 0n;
   for (const d of iommu.dmas.piecesIn(s, e)) {
     const ent = iommu.dmas.entryAt(d.start);
     if (ent === undefined) continue;
     const ds = ent.start;
     const de = ent.end;
+    if (!iommu.v2 && ds < s) break;
     // vfio_unmap_unpin(): unmap from the domain, unpin every page.
     for (const p of iommu.iopt.piecesIn(ds, de)) {
       if (mutants?.has('iommu_unmap_keeps_mapping') !== true) iommu.iopt.delete(p.start, p.end);
