@@ -8,6 +8,10 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { getProfile } from '../../src/core/profiles/index.js';
 import { runCheckedLines } from './helpers.js';
+import { iommuNoPrivate } from '../../src/core/invariants/pins_iommu.js';
+import { buildOwnership } from '../../src/core/invariants/ownership.js';
+import type { CheckState } from '../../src/core/invariants/types.js';
+import { ZERO_PFN } from '../../src/core/base/units.js';
 
 const X86 = getProfile('linux-6.18')!;
 const NEXT = getProfile('linux-next-gmem')!;
@@ -173,5 +177,51 @@ describe('VFIO type1', () => {
       '{"ok":true,"value":12288}',
     ]);
     assert.equal(r.pins, 0);
+  });
+
+  test('a read-only long-term pin of untouched private memory unshares: the device sees later CPU writes (review F7)', () => {
+    // gup_must_unshare(): the shared zero page (and a MAP_PRIVATE file page) is never long-term
+    // pinned in a COW mapping; FAULT_FLAG_UNSHARE maps a private anonymous page first.
+    const r = run([
+      ...SETUP,
+      { op: 'mmap', fd: null, length: 8192, prot: 1, flags: 0x22, offset: 0, as: 'ro' },
+      { op: 'VFIO_IOMMU_MAP_DMA', fd: 'c', flags: 1, addr: 'm', iova: 0, size: 8192 },
+      { op: 'VFIO_IOMMU_MAP_DMA', fd: 'c', flags: 1, addr: 'ro', iova: 0x10000, size: 8192 },
+      { op: 'poke', addr: 'm', hex: 'abcd' },
+      { op: 'dma_read', fd: 'c', iova: 0, len: 2 },
+      { op: 'dma_read', fd: 'c', iova: 0x10000, len: 2 },
+      { op: 'peek', addr: 'ro', len: 2 },
+      { op: 'VFIO_IOMMU_UNMAP_DMA', fd: 'c', flags: 2, iova: 0, size: 0 },
+    ]);
+    assert.deepEqual(r.violations, []);
+    assert.deepEqual(r.results.slice(5), [
+      '{"ok":true}',
+      '{"ok":true}',
+      '{"ok":true}',
+      '{"ok":true}',
+      '{"ok":true,"value":"abcd"}',
+      '{"ok":true,"value":"0000"}',
+      '{"ok":true,"value":"0000"}',
+      '{"ok":true,"value":16384}',
+    ]);
+    assert.equal(r.pins, 0);
+  });
+
+  test('iommu-no-private: an IOMMU entry to the shared zero page is a violation (review F7)', () => {
+    const r = runCheckedLines(
+      [...SETUP, { op: 'VFIO_IOMMU_MAP_DMA', fd: 'c', flags: 1, addr: 'm', iova: 0, size: 4096 }],
+      NEXT,
+    );
+    assert.deepEqual(r.violations, []);
+    const host = r.backend.host;
+    const state = {
+      host,
+      ownership: () => buildOwnership(host),
+    } as unknown as CheckState;
+    assert.deepEqual(iommuNoPrivate.check(state), []);
+    const [d] = [...host.iommuDomains];
+    assert.notEqual(d!.iopt.get(0)!.base, ZERO_PFN);
+    d!.iopt.set(0, 1, { base: ZERO_PFN });
+    assert.match(iommuNoPrivate.check(state)[0]!.message, /shared zero page/);
   });
 });

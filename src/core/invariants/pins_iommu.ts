@@ -5,7 +5,10 @@
  * - iommu-no-private: no guest_memfd index that is private is mapped by an IOMMU domain (unless
  *   the domain is a private-capable TEE-IO device's), and every frame an IOMMU domain maps is
  *   pinned (an IOMMU entry to an unpinned frame is the stale-DMA bug: the frame may be freed
- *   and reused while the device still reaches it).
+ *   and reused while the device still reaches it). Nor does it map the shared zero page: a
+ *   read-only long-term pin of an untouched private page unshares it first (`gup_must_unshare()`,
+ *   FAULT_FLAG_UNSHARE), so the device reads the page the process maps and sees its later writes
+ *   (review F7: a zero-page pin is stale from the process's first write on).
  * - no-private-with-references: no private guest_memfd index has a folio with references beyond
  *   guest_memfd's own (pins, vmsplice references): the conversion to private refuses while they
  *   are held, and no new one can be taken on a private index (host faults SIGBUS), so a
@@ -14,6 +17,7 @@
 import type { Owner } from './ownership.js';
 import type { KernelProfile } from '../profiles/profile.js';
 import { NO_VIOLATIONS, hx, type Invariant, type Violation } from './types.js';
+import { ZERO_PFN } from '../base/units.js';
 
 /** Profiles with a guest_memfd design beyond 6.18's (in-place conversion). */
 function nextGmem(p: KernelProfile): boolean {
@@ -34,7 +38,7 @@ export const iommuNoPrivate: Invariant = {
   name: 'iommu-no-private',
   title: 'No IOMMU domain maps private memory or an unpinned page',
   statement:
-    'Every frame an IOMMU domain (a VFIO type1 container) maps is pinned, and none is a guest_memfd page whose index is private — unless the domain belongs to a private-capable (TEE-IO) device.',
+    'Every frame an IOMMU domain (a VFIO type1 container) maps is pinned, none is the shared zero page, and none is a guest_memfd page whose index is private — unless the domain belongs to a private-capable (TEE-IO) device.',
   mechanism:
     'VFIO_IOMMU_MAP_DMA pins each page with FOLL_LONGTERM before mapping it (vfio_pin_pages_remote) and UNMAP_DMA unmaps before unpinning (vfio_unmap_unpin); a private guest_memfd index has no host mapping to pin, and the in-place conversion refuses to make a pinned folio private (kvm_gmem_is_safe_for_conversion: EAGAIN).',
   origin:
@@ -52,6 +56,15 @@ export const iommuNoPrivate: Invariant = {
         for (let i = 0; i < n; i++) {
           const pfn = e.value.base + i;
           const iova = BigInt(e.start + i) << 12n;
+          if (pfn === ZERO_PFN) {
+            (out ??= []).push({
+              invariant: this.name,
+              object: `IOVA ${hx(iova)}`,
+              message: `the IOMMU maps the shared zero page at IOVA ${hx(iova)} (a long-term pin must unshare it: gup_must_unshare)`,
+              focus: { pfn },
+            });
+            continue;
+          }
           if (!frames.maybeDmaPinned(pfn)) {
             (out ??= []).push({
               invariant: this.name,

@@ -6,13 +6,15 @@
 import { asHvpn, asPgOff, hvpnAdd, type Hvpn } from '../base/units.js';
 import { type KFile, type PageExtent } from '../vfs/file.js';
 import type { RangeMap } from '../base/ranges/range_map.js';
-import { VMA_HUGETLB, type MmStruct } from './mm_types.js';
+import { VMA_HUGETLB, type MmStruct, type Vma } from './mm_types.js';
 import { PROT_EXEC, PROT_WRITE } from '../base/uapi.js';
 import { ShmemObject } from './shmem.js';
 import { handleMmFault } from './memory.js';
 import { markAnonVma } from './rmap.js';
 import { notePteTable } from './pgtable.js';
+import { splitThp } from './huge_memory.js';
 import type { FrameRun } from '../base/frames.js';
+import type { Pfn } from '../base/units.js';
 
 /**
  * Fault in [s, e) of one VMA in page order, as get_user_pages() does, without a per-page loop
@@ -128,9 +130,16 @@ export function gupRange(
 ): { readonly runs: FrameRun[]; readonly got: number } {
   const runs: FrameRun[] = [];
   let got = 0;
+  const roLongterm = f.pin && f.longterm && !f.write;
   for (let i = 0; i < n; i++) {
-    const r = handleMmFault(mm, hvpnAdd(start, i), f.write, false);
+    const p = hvpnAdd(start, i);
+    let r = handleMmFault(mm, p, f.write, false);
     if ('signal' in r) break;
+    if (roLongterm) {
+      const v = mm.vmas.get(p)!;
+      if (mustUnshare(mm, p, v)) r = unshareFault(mm, p, v);
+      if ('signal' in r) break;
+    }
     if (f.write && !r.writable) break;
     mm.k.frames.getRefs(r.pfn, 1, f.pin ? 'pin' : 'ref');
     const last = runs[runs.length - 1];
@@ -140,6 +149,50 @@ export function gupRange(
     got++;
   }
   return { runs, got };
+}
+
+/**
+ * `gup_must_unshare()` for a read-only FOLL_PIN | FOLL_LONGTERM (mm/internal.h): a page that is
+ * not an exclusive anonymous page — the shared zero page of an untouched private anonymous page,
+ * the file page a MAP_PRIVATE mapping reads until its first write — must not be pinned in a COW
+ * mapping (`is_cow_mapping()`: private anonymous memory, a MAP_PRIVATE vCPU mapping; shared
+ * mappings and shmem are not), or the pin would stop being the page the process maps at its
+ * next write ("Don't share zero page or file pages for longterm pinning"). Every anonymous page
+ * the model maps is exclusive (no fork), so only those two cases unshare.
+ */
+function mustUnshare(mm: MmStruct, p: Hvpn, v: Vma): boolean {
+  if (v.kind !== 'anon' && !(v.kind === 'vcpu' && !v.shared)) return false;
+  return mm.anon.get(p) === undefined;
+}
+
+/**
+ * follow_page_pte() → -EMLINK → faultin_page() with FAULT_FLAG_UNSHARE → do_wp_page() →
+ * wp_page_copy(): a new private anonymous page (zeroed for the zero page, a copy of the file
+ * page) replaces the shared one, even in a read-only VMA (an unshare is not a write). In a
+ * writable VMA that is what a write fault does (THP included), so it runs as one.
+ */
+function unshareFault(
+  mm: MmStruct,
+  p: Hvpn,
+  v: Vma,
+): { pfn: Pfn; writable: boolean } | { signal: 'SIGSEGV' | 'SIGBUS' } {
+  if ((v.prot & PROT_WRITE) !== 0) return handleMmFault(mm, p, true, false);
+  const q = hvpnAdd(p, 1);
+  let src: Pfn | undefined;
+  if (v.kind === 'vcpu') {
+    const f = (v.obj as KFile).vmOps!.fault(v.base);
+    if ('signal' in f) return f;
+    src = f.pfn;
+  } else if (mm.hugeZero.size !== 0 && mm.hugeZero.get(p) !== undefined) splitThp(mm, p, q);
+  notePteTable(mm, p, q);
+  mm.notifiers.invalidateRangeStart(p, q);
+  const pfn = mm.k.frames.allocOne();
+  if (src === undefined) mm.k.frames.zero(pfn, 1);
+  else mm.k.frames.copy(src, pfn);
+  mm.anon.set(p, q, { base: pfn });
+  markAnonVma(mm, p);
+  mm.k.events.push({ kind: 'anon_alloc', hvpn: p, pages: 1 });
+  return { pfn, writable: false };
 }
 
 /** `unpin_user_pages()` / `put_page()` of runs `gupRange()` returned. */
