@@ -225,6 +225,7 @@ export function composeArm64Profile(id: ProfileIdentity, f: KernelFacts): Kernel
     thp: f.host.thp,
     readonlyMem: (sys[KVM_CAP.KVM_CAP_READONLY_MEM] ?? 0) !== 0,
     gmemBindOverlapErrno: 'EINVAL',
+    gmemBindOffsetUnsigned: false,
     maxMapCount: f.host.maxMapCount,
     ksm: f.host.ksm,
     mmioCaching: false,

@@ -221,6 +221,8 @@ export function composeProfile(id: ProfileIdentity, f: KernelFacts): KernelProfi
     // kvm_gmem_bind(): an already bound range is EINVAL up to 6.18, EEXIST after.
     gmemBindOverlapErrno:
       v !== undefined && (v[0] > 6 || (v[0] === 6 && v[1] > 18)) ? 'EEXIST' : 'EINVAL',
+    // kvm_gmem_bind(): the offset + size check is signed loff_t up to 6.18, unsigned after.
+    gmemBindOffsetUnsigned: v !== undefined && (v[0] > 6 || (v[0] === 6 && v[1] > 18)),
     maxMapCount: f.host.maxMapCount,
     ksm: f.host.ksm,
     mmioCaching: !pvm,

@@ -18,8 +18,8 @@
  *   ioctl is ENOTTY and cap 249 reads 0; a file's attributes never change after creation, so host
  *   faults follow INIT_SHARED as in 6.18.
  * Both have the series' per-index host-fault rule and the §6.6 changes (an overlapping binding is
- * EEXIST; the bind offset is unsigned, which the uAPI cannot tell apart from 6.18's signed check:
- * kvm_set_memory_region() rejects an offset + size that wraps before kvm_gmem_bind() looks).
+ * EEXIST; the bind offset and size are unsigned, so an offset whose offset + size passes 2^63 is
+ * EINVAL where 6.18's signed loff_t check wraps negative and binds it: `gmemBindOffsetUnsigned`).
  *
  * The CoCo VM types (SNP, TDX) are not offered: their launch paths' in-place population
  * (optional SNP_LAUNCH_UPDATE `uaddr`, TDX INIT_MEM_REGION source, patches 20-21) and the

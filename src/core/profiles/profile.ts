@@ -99,6 +99,12 @@ export interface KernelProfile {
    * (kernel-uapi.md §6.6).
    */
   readonly gmemBindOverlapErrno: 'EINVAL' | 'EEXIST';
+  /**
+   * `kvm_gmem_bind()`'s range check: 6.18 computes `offset + size > i_size` in signed loff_t (a
+   * sum past 2^63 wraps negative and passes, kernel-uapi.md §7.1); newer kernels take the offset
+   * and size as unsigned (§6.6), so such an offset is EINVAL.
+   */
+  readonly gmemBindOffsetUnsigned: boolean;
   /** Largest /proc/sys/vm/max_map_count (number of VMAs). */
   readonly maxMapCount: number;
   /** CONFIG_KSM: MADV_MERGEABLE/UNMERGEABLE are EINVAL without it. */

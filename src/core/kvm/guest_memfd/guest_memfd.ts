@@ -353,11 +353,16 @@ export function kvmGmemBind(
   if (file === undefined) return err('EBADF', 'kvm_gmem_bind: fd not open');
   if (file === 'other') return err('EINVAL', 'kvm_gmem_bind: not a guest_memfd');
   if (file.vm !== vm) return err('EINVAL', 'kvm_gmem_bind: guest_memfd belongs to another VM');
-  const soff = BigInt.asIntN(64, offset);
   const size = pagesToBytes(slot.npages);
-  // `offset + size > i_size_read(inode)` is computed in loff_t: the kernel builds with
-  // -fno-strict-overflow, so a sum past 2^63 wraps negative and passes the check.
-  if (soff < 0n || !isPageAligned(soff) || BigInt.asIntN(64, soff + size) > file.size)
+  // Up to 6.18 `offset + size > i_size_read(inode)` is computed in loff_t: the kernel builds
+  // with -fno-strict-overflow, so a sum past 2^63 wraps negative and passes the check. Later
+  // kernels take offset and size as unsigned (no negative check; a u64 wrap was refused by
+  // kvm_set_memory_region() before, so the sum is exact here).
+  const soff = k.profile.gmemBindOffsetUnsigned
+    ? BigInt.asUintN(64, offset)
+    : BigInt.asIntN(64, offset);
+  const end64 = k.profile.gmemBindOffsetUnsigned ? soff + size : BigInt.asIntN(64, soff + size);
+  if (soff < 0n || !isPageAligned(soff) || end64 > file.size)
     return err('EINVAL', 'kvm_gmem_bind: offset out of range');
   const start = bytesToPgOff(soff);
   const end = pgoffAdd(start, slot.npages);
