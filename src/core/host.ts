@@ -345,15 +345,35 @@ export class Host implements KernelCtx {
   vfioGroupSetContainer(fd: Fd, containerFd: Fd): Result<undefined> {
     const f = this.fds.get(fd);
     if (f === undefined) return err('EBADF', 'fd not open');
-    if (!(f instanceof VfioGroupFile)) return err('ENOTTY', 'not a VFIO group');
+    if (!(f instanceof VfioGroupFile)) return Host.vfioIoctlElsewhere(f);
     return vfioGroupSetContainer(f, this.fds.get(containerFd));
   }
 
-  /** The container of a container ioctl, or its errno. */
-  private vfioContainer(fd: Fd): Result<VfioContainerFile> {
+  /**
+   * A VFIO ioctl on a file it is not for: a container's `vfio_fops_unl_ioctl()` answers an
+   * unknown cmd -EINVAL, or passes it to its IOMMU driver once one is set (type1's ioctl: -ENOTTY);
+   * a group's `vfio_group_fops_unl_ioctl()` -ENOTTY; KVM's and other files as for any unknown
+   * ioctl (`unknownIoctl()`: /dev/kvm and vCPU fds -EINVAL, VM fds -ENOTTY).
+   */
+  private static vfioIoctlElsewhere(f: KFile): Result<never> {
+    if (f instanceof VfioContainerFile)
+      return f.iommu === undefined
+        ? err('EINVAL', 'vfio_fops_unl_ioctl: unknown ioctl, no IOMMU driver')
+        : err('ENOTTY', 'vfio_iommu_type1_ioctl: unknown ioctl');
+    if (f instanceof VfioGroupFile)
+      return err('ENOTTY', 'vfio_group_fops_unl_ioctl: unknown ioctl');
+    return Host.unknownIoctl(f);
+  }
+
+  /**
+   * The container of a container ioctl (`ioctl`), or of the device's DMA (a model step, which
+   * answers ENOTTY on any other file), or its errno.
+   */
+  private vfioContainer(fd: Fd, ioctl = true): Result<VfioContainerFile> {
     const f = this.fds.get(fd);
     if (f === undefined) return err('EBADF', 'fd not open');
-    if (!(f instanceof VfioContainerFile)) return err('ENOTTY', 'not a VFIO container');
+    if (!(f instanceof VfioContainerFile))
+      return ioctl ? Host.vfioIoctlElsewhere(f) : err('ENOTTY', 'not a VFIO container');
     return ok(f);
   }
 
@@ -391,7 +411,7 @@ export class Host implements KernelCtx {
     len: number,
     write: Uint8Array | null,
   ): Result<Uint8Array | undefined> {
-    const c = this.vfioContainer(fd);
+    const c = this.vfioContainer(fd, false);
     return c.ok ? vfioDma(this.mm, c.value, iova, len, write) : c;
   }
 

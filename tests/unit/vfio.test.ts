@@ -109,7 +109,7 @@ describe('VFIO type1', () => {
       '{"ok":false,"errno":"EBUSY"}',
       '{"ok":false,"errno":"ENOENT"}',
       '{"ok":false,"errno":"EINVAL"}',
-      '{"ok":false,"errno":"EINVAL"}',
+      '{"ok":false,"errno":"EBADFD"}',
       '{"ok":true}',
       '{"ok":false,"errno":"EINVAL"}',
       '{"ok":false,"errno":"ENODEV"}',
@@ -223,5 +223,95 @@ describe('VFIO type1', () => {
     assert.notEqual(d!.iopt.get(0)!.base, ZERO_PFN);
     d!.iopt.set(0, 1, { base: ZERO_PFN });
     assert.match(iommuNoPrivate.check(state)[0]!.message, /shared zero page/);
+  });
+
+  test('errnos from the review: EBADFD, VFIO_UNMAP_ALL, VADDR ENOENT, EOVERFLOW, wrong fds (F2-F6, F10)', () => {
+    const r = run([
+      { op: 'KVM_CREATE_VM', fd: 'kvm', type: 1, as: 'vm' },
+      { op: 'KVM_CREATE_VCPU', vm: 'vm', id: 0, as: 'cpu' },
+      { op: 'mmap', fd: null, length: 16384, prot: 3, flags: 0x22, offset: 0, as: 'm' },
+      { op: 'open', path: '/dev/vfio/vfio', as: 'c' },
+      { op: 'open', path: '/dev/vfio/0', as: 'g' },
+      // F10: VFIO ioctls on /dev/kvm and vCPU fds are EINVAL, on a VM fd ENOTTY.
+      { op: 'VFIO_IOMMU_MAP_DMA', fd: 'kvm', flags: 3, addr: 0, iova: 0, size: 4096 },
+      { op: 'VFIO_IOMMU_MAP_DMA', fd: 'cpu', flags: 3, addr: 0, iova: 0, size: 4096 },
+      { op: 'VFIO_IOMMU_MAP_DMA', fd: 'vm', flags: 3, addr: 0, iova: 0, size: 4096 },
+      { op: 'VFIO_SET_IOMMU', fd: 'kvm', type: 3 },
+      { op: 'VFIO_GROUP_SET_CONTAINER', fd: 'kvm', container: 'vm' },
+      // F5: a group ioctl on the container: EINVAL before VFIO_SET_IOMMU; a container ioctl on
+      // the group: ENOTTY.
+      { op: 'VFIO_GROUP_SET_CONTAINER', fd: 'c', container: 'c' },
+      { op: 'VFIO_SET_IOMMU', fd: 'g', type: 3 },
+      // F2: a file that is not a container is EBADFD.
+      { op: 'VFIO_GROUP_SET_CONTAINER', fd: 'g', container: 'vm' },
+      { op: 'VFIO_GROUP_SET_CONTAINER', fd: 'g', container: 'c' },
+      // F3: VFIO_UNMAP_ALL is an extension, not a type type1 opens: EINVAL; 6 ENODEV.
+      { op: 'VFIO_SET_IOMMU', fd: 'c', type: 9 },
+      { op: 'VFIO_SET_IOMMU', fd: 'c', type: 6 },
+      { op: 'VFIO_SET_IOMMU', fd: 'c', type: 3 },
+      // F5 after SET_IOMMU: type1's ioctl answers ENOTTY.
+      { op: 'VFIO_GROUP_SET_CONTAINER', fd: 'c', container: 'c' },
+      // F4: VADDR without a mapping ENOENT, over one EINVAL.
+      { op: 'VFIO_IOMMU_MAP_DMA', fd: 'c', flags: 4, addr: 'm', iova: 0x10000, size: 8192 },
+      { op: 'VFIO_IOMMU_MAP_DMA', fd: 'c', flags: 3, addr: 'm', iova: 0x10000, size: 8192 },
+      { op: 'VFIO_IOMMU_MAP_DMA', fd: 'c', flags: 4, addr: 'm', iova: 0x10000, size: 8192 },
+      // F6: a wrap is EOVERFLOW, before the prot check; size 0 stays EINVAL.
+      {
+        op: 'VFIO_IOMMU_MAP_DMA',
+        fd: 'c',
+        flags: 3,
+        addr: 'm',
+        iova: '0xfffffffffffff000',
+        size: 8192,
+      },
+      {
+        op: 'VFIO_IOMMU_MAP_DMA',
+        fd: 'c',
+        flags: 0,
+        addr: 'm',
+        iova: '0xfffffffffffff000',
+        size: 8192,
+      },
+      { op: 'VFIO_IOMMU_MAP_DMA', fd: 'c', flags: 0, addr: 'm', iova: 0, size: 0 },
+      { op: 'VFIO_IOMMU_UNMAP_DMA', fd: 'c', iova: '0xfffffffffffff000', size: 8192 },
+      { op: 'VFIO_IOMMU_UNMAP_DMA', fd: 'c', flags: 2, iova: 0, size: 0 },
+    ]);
+    assert.deepEqual(r.violations, []);
+    assert.deepEqual(r.results.slice(5), [
+      '{"ok":false,"errno":"EINVAL"}',
+      '{"ok":false,"errno":"EINVAL"}',
+      '{"ok":false,"errno":"ENOTTY"}',
+      '{"ok":false,"errno":"EINVAL"}',
+      '{"ok":false,"errno":"EINVAL"}',
+      '{"ok":false,"errno":"EINVAL"}',
+      '{"ok":false,"errno":"ENOTTY"}',
+      '{"ok":false,"errno":"EBADFD"}',
+      '{"ok":true}',
+      '{"ok":false,"errno":"EINVAL"}',
+      '{"ok":false,"errno":"ENODEV"}',
+      '{"ok":true}',
+      '{"ok":false,"errno":"ENOTTY"}',
+      '{"ok":false,"errno":"ENOENT"}',
+      '{"ok":true}',
+      '{"ok":false,"errno":"EINVAL"}',
+      '{"ok":false,"errno":"EOVERFLOW"}',
+      '{"ok":false,"errno":"EOVERFLOW"}',
+      '{"ok":false,"errno":"EINVAL"}',
+      '{"ok":false,"errno":"EOVERFLOW"}',
+      '{"ok":true,"value":8192}',
+    ]);
+    assert.equal(r.pins, 0);
+  });
+
+  test('UNMAP_DMA with VADDR or a dirty bitmap is not modelled (no fake errno) (review F4)', () => {
+    assert.throws(
+      () =>
+        run([
+          ...SETUP,
+          { op: 'VFIO_IOMMU_MAP_DMA', fd: 'c', flags: 3, addr: 'm', iova: 0, size: 4096 },
+          { op: 'VFIO_IOMMU_UNMAP_DMA', fd: 'c', flags: 4, iova: 0, size: 4096 },
+        ]),
+      /not modelled|NotModelled|VADDR/i,
+    );
   });
 });

@@ -15,10 +15,12 @@
  * `struct vfio_dma` extents) and `iopt` (the IOMMU page table: IOVA page → pfn).
  *
  * Not modelled: RLIMIT_MEMLOCK accounting (the VMM is taken to have CAP_IPC_LOCK: `lock_cap`),
- * dirty tracking, VFIO_DMA_MAP_FLAG_VADDR (EINVAL here... see mapDma), iommufd, more than one
+ * dirty tracking and live update (UNMAP_DMA with VFIO_DMA_UNMAP_FLAG_VADDR is NotModelled, so
+ * MAP_DMA with VFIO_DMA_MAP_FLAG_VADDR never finds a vaddr-invalid mapping), iommufd, more than one
  * group or domain, and devices' own regions (BARs, interrupts).
  */
 import { KFile } from '../vfs/file.js';
+import { NotModelled } from '../base/not_modelled.js';
 import { RangeMap, extentOps } from '../base/ranges/range_map.js';
 import { err, ok, type Result } from '../base/result.js';
 import { asHvpn, type Pfn } from '../base/units.js';
@@ -29,6 +31,8 @@ import { hostAccessFrame } from '../mm/host_access.js';
 /** include/uapi/linux/vfio.h */
 export const VFIO_TYPE1_IOMMU = 1;
 export const VFIO_TYPE1v2_IOMMU = 3;
+/** VFIO_UNMAP_ALL: an extension type1 announces, not an IOMMU type it opens. */
+export const VFIO_UNMAP_ALL = 9;
 export const VFIO_DMA_MAP_FLAG_READ = 1;
 export const VFIO_DMA_MAP_FLAG_WRITE = 2;
 export const VFIO_DMA_MAP_FLAG_VADDR = 4;
@@ -100,16 +104,18 @@ export function iommuDomains(files: Iterable<unknown>): VfioIommu[] {
 }
 
 /**
- * VFIO_GROUP_SET_CONTAINER (`vfio_group_ioctl_set_container()`): the container fd must be a
- * container (EINVAL), the group must have none yet (EINVAL); a container whose IOMMU is set
- * attaches the group's device to its domain.
+ * VFIO_GROUP_SET_CONTAINER (`vfio_group_ioctl_set_container()`): the fd must be open (EBADF),
+ * the group must have no container yet (EINVAL), and the fd must be a container
+ * (`vfio_container_from_file()`; an iommufd would attach through iommufd's compat layer, not
+ * modelled): any other file is "not recognized", EBADFD (EINVAL before the iommufd rework of
+ * 6.2). A container whose IOMMU is set attaches the group's device to its domain.
  */
 export function vfioGroupSetContainer(g: VfioGroupFile, c: KFile | undefined): Result<undefined> {
   if (c === undefined) return err('EBADF', 'vfio_group_ioctl_set_container: fdget');
   if (g.container !== undefined)
     return err('EINVAL', 'vfio_group_ioctl_set_container: group has a container');
   if (!(c instanceof VfioContainerFile))
-    return err('EINVAL', 'vfio_container_from_file: not a container');
+    return err('EBADFD', 'vfio_group_ioctl_set_container: the fd is not recognized');
   g.container = c;
   c.groups.add(g);
   return ok(undefined);
@@ -117,8 +123,10 @@ export function vfioGroupSetContainer(g: VfioGroupFile, c: KFile | undefined): R
 
 /**
  * VFIO_SET_IOMMU (`vfio_ioctl_set_iommu()`): a container without a group, or with an IOMMU
- * driver already, is EINVAL; a type no driver supports is ENODEV (type1 supports
- * VFIO_TYPE1_IOMMU and VFIO_TYPE1v2_IOMMU).
+ * driver already, is EINVAL; each driver is asked `ops->ioctl(NULL, VFIO_CHECK_EXTENSION, type)`
+ * and a type none supports is ENODEV. type1 says yes to VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU and
+ * VFIO_UNMAP_ALL (`vfio_iommu_type1_check_extension()`), but its `open()` accepts only the two
+ * IOMMU types (`default: return ERR_PTR(-EINVAL)`): VFIO_UNMAP_ALL is EINVAL.
  */
 export function vfioSetIommu(
   c: VfioContainerFile,
@@ -127,6 +135,8 @@ export function vfioSetIommu(
 ): Result<undefined> {
   if (c.groups.size === 0 || c.iommu !== undefined)
     return err('EINVAL', 'vfio_ioctl_set_iommu: no group, or an IOMMU driver already set');
+  if (type === BigInt(VFIO_UNMAP_ALL))
+    return err('EINVAL', 'vfio_iommu_type1_open: VFIO_UNMAP_ALL is not an IOMMU type');
   if (type !== BigInt(VFIO_TYPE1_IOMMU) && type !== BigInt(VFIO_TYPE1v2_IOMMU))
     return err('ENODEV', 'vfio_ioctl_set_iommu: no driver for this type');
   c.iommu = new VfioIommu(type === BigInt(VFIO_TYPE1v2_IOMMU), teeIo);
@@ -139,7 +149,10 @@ function iommuOf(c: VfioContainerFile): VfioIommu | undefined {
 }
 
 /**
- * VFIO_IOMMU_MAP_DMA (`vfio_iommu_type1_map_dma()` → `vfio_dma_do_map()`), in the kernel's order.
+ * VFIO_IOMMU_MAP_DMA (`vfio_iommu_type1_map_dma()` → `vfio_dma_do_map()`), in the kernel's order
+ * (since "vfio/type1: sanitize for overflow using check_*_overflow()", vfio-v6.18-rc4: size 0
+ * EINVAL and an IOVA or vaddr wrap EOVERFLOW come before the prot/VADDR and alignment checks).
+ * The u64 → size_t/dma_addr_t truncation check (EOVERFLOW) cannot fail on x86-64.
  */
 export function vfioMapDma(
   mm: MmStruct,
@@ -155,21 +168,26 @@ export function vfioMapDma(
     return err('EINVAL', 'vfio_iommu_type1_map_dma: argsz or flags');
   const setVaddr = (a.flags & BigInt(VFIO_DMA_MAP_FLAG_VADDR)) !== 0n;
   const prot = Number(a.flags & 3n);
+  if (a.size === 0n) return err('EINVAL', 'vfio_dma_do_map: size 0');
+  const U64 = (1n << 64n) - 1n;
+  if (a.iova + a.size - 1n > U64 || a.vaddr + a.size - 1n > U64)
+    return err('EOVERFLOW', 'vfio_dma_do_map: check_add_overflow() of the IOVA or vaddr');
   if ((prot !== 0 && setVaddr) || (prot === 0 && !setVaddr))
     return err('EINVAL', 'vfio_dma_do_map: prot and VADDR');
   // pgsize = the smallest page size of the domain's bitmap (4 KiB).
-  if (a.size === 0n || ((a.size | a.iova | a.vaddr) & 0xfffn) !== 0n)
-    return err('EINVAL', 'vfio_dma_do_map: size 0 or unaligned');
-  const U64 = (1n << 64n) - 1n;
-  if (a.iova + a.size - 1n > U64 || a.vaddr + a.size - 1n > U64)
-    return err('EINVAL', 'vfio_dma_do_map: IOVA or vaddr wraps');
+  if (((a.size | a.iova | a.vaddr) & 0xfffn) !== 0n)
+    return err('EINVAL', 'vfio_dma_do_map: unaligned');
   const s = Number(a.iova >> 12n);
   const n = Number(a.size >> 12n);
   const e = s + n;
   const found = iommu.dmas.anyIn(s, e);
   if (setVaddr) {
-    // Updating the vaddr of a live mapping (live update) is not modelled.
-    return err('EINVAL', 'vfio_dma_do_map: VFIO_DMA_MAP_FLAG_VADDR is not modelled');
+    // `dma = vfio_find_dma(); if (!dma) -ENOENT; else if (!dma->vaddr_invalid || ...) -EINVAL`:
+    // the model has no vaddr-invalid mapping (UNMAP_DMA with VFIO_DMA_UNMAP_FLAG_VADDR is not
+    // modelled), so an overlapping mapping is always EINVAL.
+    return found
+      ? err('EINVAL', 'vfio_dma_do_map: VADDR on a mapping whose vaddr is valid')
+      : err('ENOENT', 'vfio_dma_do_map: VADDR without a mapping');
   }
   if (found) return err('EEXIST', 'vfio_dma_do_map: vfio_find_dma() found an overlap');
   if (iommu.dmaAvail === 0) return err('ENOSPC', 'vfio_dma_do_map: dma_entry_limit reached');
@@ -218,7 +236,17 @@ export function vfioUnmapDma(
   if (a.argsz < VFIO_DMA_UNMAP_MINSZ || (a.flags & ~mask) !== 0n)
     return err('EINVAL', 'vfio_iommu_type1_unmap_dma: argsz or flags');
   if ((a.flags & BigInt(VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP | VFIO_DMA_UNMAP_FLAG_VADDR)) !== 0n)
-    return err('EINVAL', 'vfio_dma_do_unmap: dirty bitmap / VADDR are not modelled');
+  // Dirty tracking and live update (marking the vaddr invalid) are not modelled; the kernel's
+  // answers (a size, or EINVAL for combinations) are not faked.
+  {
+    // vfio_iommu_type1_unmap_dma(): a dirty bitmap with UNMAP_ALL or VADDR is EINVAL.
+    if (
+      (a.flags & BigInt(VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP)) !== 0n &&
+      (a.flags & BigInt(VFIO_DMA_UNMAP_FLAG_ALL | VFIO_DMA_UNMAP_FLAG_VADDR)) !== 0n
+    )
+      return err('EINVAL', 'vfio_iommu_type1_unmap_dma: dirty bitmap with ALL or VADDR');
+    throw new NotModelled('VFIO_IOMMU_UNMAP_DMA with GET_DIRTY_BITMAP or VADDR');
+  }
   const all = (a.flags & BigInt(VFIO_DMA_UNMAP_FLAG_ALL)) !== 0n;
   let iova = a.iova;
   let size = a.size;
@@ -230,7 +258,7 @@ export function vfioUnmapDma(
     return err('EINVAL', 'vfio_dma_do_unmap: size 0 or unaligned');
   if ((iova & 0xfffn) !== 0n) return err('EINVAL', 'vfio_dma_do_unmap: iova unaligned');
   if (!all && iova + size - 1n > (1n << 64n) - 1n)
-    return err('EINVAL', 'vfio_dma_do_unmap: range wraps');
+    return err('EOVERFLOW', 'vfio_dma_do_unmap: check_add_overflow() of the range');
   const MAXK = 2 ** 52;
   const s = Number(iova >> 12n);
   const e = all ? MAXK : Math.min(MAXK, Number((iova + size) >> 12n));
