@@ -107,4 +107,24 @@ describe('vmsplice references', () => {
       '{"ok":false,"errno":"EINVAL"}',
     ]);
   });
+
+  test('vmsplice GUPs 16 pages a batch: a batch past the free slots is faulted in, then dropped (review F9)', () => {
+    // iter_to_pipe(): 20 pages of shared anonymous memory into an empty 16-slot pipe return 16
+    // pages' bytes, and the second batch (4 pages) was faulted in (allocated) before add_to_pipe()
+    // found the ring full and put it back.
+    const alloc = (len: number): { results: string[]; allocated: number } => {
+      const r = run([
+        { op: 'mmap', fd: null, length: 20 * 4096, prot: 3, flags: 0x21, offset: 0, as: 'm' },
+        PIPE,
+        { op: 'vmsplice', fd: 'pw', addr: 'm', len, flags: 2 },
+      ]);
+      assert.deepEqual(r.violations, []);
+      return { results: r.results.slice(2), allocated: r.backend.host.frames.allocated };
+    };
+    const a16 = alloc(16 * 4096);
+    const a20 = alloc(20 * 4096);
+    assert.deepEqual(a16.results, ['{"ok":true,"value":65536}']);
+    assert.deepEqual(a20.results, ['{"ok":true,"value":65536}']);
+    assert.equal(a20.allocated - a16.allocated, 4);
+  });
 });

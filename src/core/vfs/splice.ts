@@ -12,7 +12,7 @@ import { asHva, hvaToHvpn, offsetInPage, PAGE_SIZE, type Hva } from '../base/uni
 import type { KFile } from './file.js';
 import { PipeFile } from './pipe.js';
 import type { MmStruct } from '../mm/mm_types.js';
-import { gupRange } from '../mm/gup.js';
+import { gupRange, gupRelease } from '../mm/gup.js';
 import { cpuAccess } from '../mm/memory.js';
 
 /** SPLICE_F_* (include/linux/splice.h). */
@@ -63,19 +63,45 @@ export function vmsplice(
         'vmsplice would sleep: the pipe is full and SPLICE_F_NONBLOCK is not set',
       );
     }
-    // iter_to_pipe(): iov_iter_get_pages2() (get_user_pages_fast() without FOLL_WRITE: the pipe
-    // reads the pages) of as many pages as the ring has free slots, one buffer per page.
+    // iter_to_pipe(): `while (iov_iter_count(from))`, iov_iter_get_pages2() (get_user_pages_fast()
+    // without FOLL_WRITE: the pipe reads the pages) of up to 16 pages at a time, whatever the
+    // ring's free slots, then one buffer per page by add_to_pipe(); on a full ring the rest of
+    // the batch is put back (put_page(), iov_iter_revert()) and the call returns what it added.
+    // So a batch past the free slots is still faulted in (allocated), then dropped.
+    const BATCH = 16;
     let done = 0;
     let at = addr;
     const end = addr + n;
-    while (at < end && !pipe.full) {
-      const off = offsetInPage(at);
-      const chunk = Math.min(Number(end - at), PAGE_SIZE - off);
-      const r = gupRange(mm, hvaToHvpn(at), 1, { write: false, pin: false, longterm: false });
+    out: while (at < end) {
+      const first = hvaToHvpn(at);
+      const pages = Number(((end - 1n) >> 12n) - BigInt(first)) + 1;
+      const r = gupRange(mm, first, Math.min(BATCH, pages), {
+        write: false,
+        pin: false,
+        longterm: false,
+      });
       if (r.got === 0) break;
-      pipe.bufs.push({ pfn: r.runs[0]!.base, offset: off, len: chunk });
-      done += chunk;
-      at = asHva(at + BigInt(chunk));
+      for (let ri = 0; ri < r.runs.length; ri++) {
+        const run = r.runs[ri]!;
+        for (let i = 0; i < run.count; i++) {
+          if (pipe.full) {
+            gupRelease(
+              mm,
+              [{ base: (run.base + i) as typeof run.base, count: run.count - i }],
+              false,
+            );
+            gupRelease(mm, r.runs.slice(ri + 1), false);
+            break out;
+          }
+          const off = offsetInPage(at);
+          const chunk = Math.min(Number(end - at), PAGE_SIZE - off);
+          pipe.bufs.push({ pfn: (run.base + i) as typeof run.base, offset: off, len: chunk });
+          done += chunk;
+          at = asHva(at + BigInt(chunk));
+        }
+      }
+      // A short batch: the next iov_iter_get_pages2() starts at the page that failed, and fails.
+      if (r.got < Math.min(BATCH, pages)) break;
     }
     // iov_iter_get_pages2() failing on the first page: -EFAULT.
     if (done === 0) return err('EFAULT', 'iter_to_pipe: iov_iter_get_pages2() got no page');
