@@ -35,6 +35,12 @@ export class FrameStore {
   private nextFresh = 1;
   private readonly free = new RangeMap<true>();
   private readonly data = new Map<number, Uint8Array>();
+  /**
+   * Every pfn with an entry in `data` is below this bound (raised when an entry is added, never
+   * lowered): frames at or above it read as zeros without a Map lookup (the fault path's fresh
+   * frames).
+   */
+  private dataEnd = 0;
   /** Frames currently allocated (for accounting invariants). */
   allocated = 0;
 
@@ -60,9 +66,10 @@ export class FrameStore {
 
   /** Allocate one frame (the fault path's common case). */
   allocOne(): Pfn {
-    const f = this.free.first();
     this.allocated++;
-    if (f === undefined) return asPfn(this.nextFresh++);
+    // No free run (a host that has freed nothing yet): the next fresh frame.
+    if (this.free.size === 0) return asPfn(this.nextFresh++);
+    const f = this.free.first()!;
     this.free.delete(f.start, f.start + 1);
     return asPfn(f.start);
   }
@@ -237,7 +244,7 @@ export class FrameStore {
   /** clear_highpage() on `count` frames starting at `base`. */
   zero(base: Pfn, count: number): void {
     if (this.stale.size !== 0) this.stale.delete(base, base + count);
-    if (this.data.size === 0) return;
+    if (this.data.size === 0 || base >= this.dataEnd) return;
     if (count === 1) {
       this.data.delete(base);
       return;
@@ -252,7 +259,7 @@ export class FrameStore {
   /** Copy `out.length` bytes of frame `pfn` starting at byte `off` into `out`. */
   read(pfn: Pfn, off: number, out: Uint8Array, outOff = 0, len = out.length - outOff): void {
     if (this.stale.size !== 0 && this.stale.get(pfn) !== undefined) this.staleReads.push(pfn);
-    const d = this.data.get(pfn);
+    const d = pfn >= this.dataEnd ? undefined : this.data.get(pfn);
     if (d === undefined) out.fill(0, outOff, outOff + len);
     else out.set(d.subarray(off, off + len), outOff);
   }
@@ -260,7 +267,7 @@ export class FrameStore {
   /** Write bytes into frame `pfn` at byte `off`. */
   write(pfn: Pfn, off: number, src: Uint8Array, srcOff = 0, len = src.length - srcOff): void {
     if (len === PAGE_SIZE && this.stale.size !== 0) this.stale.delete(pfn, pfn + 1);
-    let d = this.data.size === 0 ? undefined : this.data.get(pfn);
+    let d = this.data.size === 0 || pfn >= this.dataEnd ? undefined : this.data.get(pfn);
     if (d === undefined) {
       let allZero = true;
       for (let i = 0; i < len; i++) {
@@ -271,7 +278,7 @@ export class FrameStore {
       }
       if (allZero) return;
       d = new Uint8Array(PAGE_SIZE);
-      this.data.set(pfn, d);
+      this.setData(pfn, d);
     }
     d.set(src.subarray(srcOff, srcOff + len), off);
   }
@@ -281,7 +288,7 @@ export class FrameStore {
     let d = this.data.get(pfn);
     if (d === undefined) {
       d = new Uint8Array(PAGE_SIZE);
-      this.data.set(pfn, d);
+      this.setData(pfn, d);
     }
     return d;
   }
@@ -294,7 +301,13 @@ export class FrameStore {
     }
     const d = this.data.get(from);
     if (d === undefined) this.data.delete(to);
-    else this.data.set(to, d.slice());
+    else this.setData(to, d.slice());
+  }
+
+  /** Store frame `pfn`'s contents. */
+  private setData(pfn: number, d: Uint8Array): void {
+    this.data.set(pfn, d);
+    if (pfn >= this.dataEnd) this.dataEnd = pfn + 1;
   }
 
   /** Whether frame `pfn` holds any non-zero byte. */
