@@ -23,7 +23,7 @@ import {
   type Spte,
   type GmemExtent,
 } from '../../src/core/kvm/objects.js';
-import type { Pfn } from '../../src/core/base/units.js';
+import { ZERO_PFN, type Pfn } from '../../src/core/base/units.js';
 
 type Ext = { readonly base: number; readonly tag: number };
 const extOps = extentOps<Ext>((a, b) => a.tag === b.tag);
@@ -436,6 +436,62 @@ describe('ExtentMap vs RangeMap (random operation sequences)', () => {
         ],
       );
     }
+  });
+
+  it('setTransient of sequential keys (the fault path): same entries as RangeMap, with and without the shape key', () => {
+    // Keys mostly one after another with continuing bases (the tree's hot entry grows in place),
+    // mixed with base jumps, the zero page (never continues a run), shape changes, gaps and
+    // rewrites of earlier keys.
+    const step = fc.record({
+      gap: fc.oneof({ weight: 8, arbitrary: fc.constant(0) }, fc.integer({ min: -3, max: 4 })),
+      base: fc.oneof(
+        { weight: 8, arbitrary: fc.constant('next' as const) },
+        { weight: 1, arbitrary: fc.constant('zero' as const) },
+        fc.integer({ min: 1, max: 60 }),
+      ),
+      level: fc.constantFrom<Spte['level']>('4K', '4K', '2M'),
+      private: fc.boolean(),
+      writable: fc.oneof({ weight: 6, arbitrary: fc.constant(true) }, fc.constant(false)),
+      keyed: fc.boolean(),
+      lookup: fc.oneof({ weight: 3, arbitrary: fc.constant(true) }, fc.constant(false)),
+    });
+    fc.assert(
+      fc.property(fc.array(step, { minLength: 1, maxLength: 120 }), (steps) => {
+        const p = pair<Spte>(spteOps, spteShape);
+        const scratch: { -readonly [F in keyof Spte]: Spte[F] } = {
+          base: 0 as Pfn,
+          level: '4K',
+          private: false,
+          source: 'gmem',
+          writable: true,
+        };
+        let k = 10;
+        let base = 1000;
+        for (const st of steps) {
+          k = Math.max(0, k + st.gap);
+          base = st.base === 'next' ? base + 1 : st.base === 'zero' ? ZERO_PFN : st.base * 7;
+          scratch.base = base as Pfn;
+          scratch.level = st.level;
+          scratch.private = st.private;
+          scratch.writable = st.writable;
+          // The fault path looks the key up (a miss) before it installs it.
+          if (st.lookup) assert.equal(JSON.stringify(p.m.get(k)), JSON.stringify(p.ref.get(k)));
+          p.ref.set(k, k + 1, { ...scratch });
+          p.m.setTransient(k, k + 1, scratch, st.keyed ? spteShape.key(scratch) : undefined);
+          k++;
+        }
+        clobber(scratch);
+        assertSame(p.ref, p.m, k + 4, [[0, k + 4]]);
+        assert.deepEqual(p.changes, p.refChanges, 'onChange ranges');
+      }),
+      { seed: 11, numRuns: 200 },
+    );
+    // The hot-entry hooks of an ExtentMap itself offer nothing to extend.
+    const m = new ExtentMap<Ext>(extOps, extShape);
+    m.set(0, 4, { base: 1, tag: 0 });
+    assert.equal(m.hotRunEndingAt(4, 5), -1);
+    assert.throws(() => m.hotValue());
+    assert.throws(() => m.extendHotTo(4, 5));
   });
 
   it('overrides every public RangeMap method', () => {

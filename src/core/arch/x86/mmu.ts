@@ -19,6 +19,7 @@ import { x86Ops } from './x86_ops.js';
 import {
   gfnToHvpnMemslot,
   hvpnToGfnMemslot,
+  spteShape,
   type KvmVcpuStat,
   type Memslot,
   type Spte,
@@ -574,7 +575,7 @@ function installSpte(
   spte.private = priv;
   spte.source = source;
   spte.writable = writable;
-  vm.stage2[slot.asId]!.setTransient(gfn, gfn + n, spte);
+  vm.stage2[slot.asId]!.setTransient(gfn, gfn + n, spte, spteShape.key(spte));
   if (!k.events.enabled) return; // no event object per fault when nobody records them
   k.events.push({
     kind: 'spte_install',

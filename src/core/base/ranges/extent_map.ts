@@ -240,6 +240,13 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
   private lastCh: Chunk | undefined = undefined;
   /** Base found by the last probe(). */
   private pBase = 0;
+  /**
+   * The last tree value setTransient's fast path looked at (a stored value: immutable), with its
+   * shape key and whether a run continues past its base (`joinsFrom`).
+   */
+  private hotV: V | undefined = undefined;
+  private hotKey = -1;
+  private hotJoins = false;
 
   /** DENSIFY and SPARSE for this map (tests lower them to exercise the transitions). */
   private readonly densifyAt: number;
@@ -769,8 +776,44 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
   /**
    * RangeMap's `setTransient`: a single-key write that lands in a dense chunk keeps no object and
    * one that extends a tree entry in place keeps none either; every other write stores a copy.
+   * `shapeKey`: `shape.key(v)` when the caller has it at hand (saves the call on the sequential
+   * path); it must be exactly that.
    */
-  override setTransient(start: number, end: number, v: V): void {
+  override setTransient(start: number, end: number, v: V, shapeKey?: number): void {
+    if (end === start + 1 && this.chunks.size === 0) {
+      // Sequential faults: the key after the tree's hot entry, which v continues. The tree would
+      // ask ops.canMerge(hot value, length, v); for extent ops under the shape contract that is
+      // the base continuing, the same shape and joinsFrom of the entry's first base (spteOps'
+      // canMerge refuses a left value at the zero page), decided here without a call through
+      // the ops (from the tree's code, shared by every map, that call is a generic one). The
+      // entry count is unchanged: the new key joins an entry.
+      const hs = this.tree.hotRunEndingAt(start, end);
+      if (hs >= 0) {
+        const hv = this.tree.hotValue();
+        if (hv !== this.hotV) {
+          // Stored values are immutable: their shape is computed once per entry.
+          this.hotV = hv;
+          this.hotKey = this.shape.key(hv);
+          this.hotJoins = this.joinsFrom(hv.base);
+        }
+        if (
+          v.base === hv.base + (start - hs) &&
+          this.hotJoins &&
+          (shapeKey ?? this.shape.key(v)) === this.hotKey
+        ) {
+          checkRange(start, end);
+          this.ver++;
+          this.onChange?.(start, end);
+          this.tree.extendHotTo(start, end);
+          return;
+        }
+      }
+    }
+    this.setTransientSlow(start, end, v);
+  }
+
+  /** setTransient when v does not simply continue the tree's hot entry. */
+  private setTransientSlow(start: number, end: number, v: V): void {
     if (end === start + 1 && packable(v.base, 1)) {
       const c = Math.floor(start / CHUNK);
       if (this.chunks.size === 0 || this.chunkOff(c) < 0) {
@@ -1003,6 +1046,20 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
     m.sidByKey = this.sidByKey.slice();
     m.tmpl = this.tmpl.slice();
     return m;
+  }
+
+  // The hot-entry hooks are for the map that owns a tree (this one calls them on its own): an
+  // ExtentMap keeps no hot entry of its own, so it never offers one to extend.
+  override hotRunEndingAt(_start: number, _end: number): number {
+    return -1;
+  }
+
+  override hotValue(): V {
+    throw new Error('ExtentMap: no hot entry (hotRunEndingAt is always -1)');
+  }
+
+  override extendHotTo(_start: number, _end: number): void {
+    throw new Error('ExtentMap: no hot entry (hotRunEndingAt is always -1)');
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -210,8 +210,15 @@ export class RangeMap<V> {
    */
   onChange: ((start: number, end: number) => void) | undefined = undefined;
 
+  /**
+   * `ops` is {@link plainOps}, whose shift is the identity: `get` returns the stored value without
+   * calling it (a call through `ops` from this shared code is a generic call on every lookup).
+   */
+  private readonly plain: boolean;
+
   /** @param ops how values shift and coalesce; default {@link plainOps}. */
   constructor(private readonly ops: RangeValueOps<V> = plainOps) {
+    this.plain = ops === plainOps;
     this.reset();
   }
 
@@ -461,7 +468,7 @@ export class RangeMap<V> {
       const st = lk[2 * h];
       if (k < lk[2 * h + 1]) {
         const hv = this.lv[h] as V;
-        return st === k ? hv : this.ops.shift(hv, k - st);
+        return st === k || this.plain ? hv : this.ops.shift(hv, k - st);
       }
       // Past the hot entry: k has no value if the entry after it starts beyond k (the next
       // sequential fault's lookup).
@@ -476,7 +483,7 @@ export class RangeMap<V> {
     if (lk[2 * s + 1] <= k) return undefined;
     const start = lk[2 * s];
     const v = this.lv[s] as V;
-    return start === k ? v : this.ops.shift(v, k - start);
+    return start === k || this.plain ? v : this.ops.shift(v, k - start);
   }
 
   /** The stored entry containing k (unclipped), or undefined. */
@@ -733,6 +740,40 @@ export class RangeMap<V> {
     lk[2 * h + 1] = end;
     this.covered += end - start;
     return true;
+  }
+
+  /**
+   * For a caller that decides merging itself (ExtentMap's sequential writes, without a call
+   * through `ops`): the start key of the hot entry when it ends exactly at `start` and the entry
+   * after it starts beyond `end` — `extendHot`'s conditions but the merge — else -1. Then
+   * `hotValue()` is the entry's value, and `extendHotTo(start, end)` is what `set(start, end, v)`
+   * does for a v that `ops.canMerge(hotValue(), start - hotStart, v)` accepts.
+   */
+  hotRunEndingAt(start: number, end: number): number {
+    const h = this.hot;
+    if (h < 0) return -1;
+    const lk = this.lk;
+    if (lk[2 * h + 1] !== start) return -1;
+    const next = this.slotAfter(h);
+    if (next >= 0 && lk[2 * next] <= end) return -1;
+    return lk[2 * h]!;
+  }
+
+  /** The hot entry's value (only after `hotRunEndingAt` returned a key). */
+  hotValue(): V {
+    return this.lv[this.hot] as V;
+  }
+
+  /**
+   * `set(start, end, v)` for a v that continues the hot entry, which `hotRunEndingAt(start, end)`
+   * just accepted (no other call in between): the entry grows to `end` in place.
+   */
+  extendHotTo(start: number, end: number): void {
+    checkRange(start, end);
+    this.version++;
+    this.onChange?.(start, end);
+    this.lk[2 * this.hot + 1] = end;
+    this.covered += end - start;
   }
 
   /** The slot of the entry after the one in slot s (the next leaf's first), or -1. */

@@ -13,6 +13,7 @@ import type { KernelCtx } from '../../ctx.js';
 import {
   GmemFile,
   gfnToGmemIndex,
+  gmemExtentShape,
   gmemIndexToGfn,
   type GmemExtent,
   type Memslot,
@@ -266,6 +267,8 @@ const scratchExtent: { -readonly [F in keyof GmemExtent]: GmemExtent[F] } = {
   base: asPfn(0),
   state: 'prepared',
 };
+/** The page map's shape key of a prepared folio's record (what the map would compute). */
+const PREPARED_SHAPE = gmemExtentShape.key(scratchExtent);
 
 function prepareFolio(
   k: KernelCtx,
@@ -286,7 +289,7 @@ function prepareFolio(
   const e = scratchExtent;
   e.base = pfn;
   e.state = 'prepared';
-  f.pages.setTransient(index, index + 1, e);
+  f.pages.setTransient(index, index + 1, e, PREPARED_SHAPE);
   return pfn;
 }
 
