@@ -443,7 +443,11 @@ describe('ExtentMap vs RangeMap (random operation sequences)', () => {
     // mixed with base jumps, the zero page (never continues a run), shape changes, gaps and
     // rewrites of earlier keys.
     const step = fc.record({
-      gap: fc.oneof({ weight: 8, arbitrary: fc.constant(0) }, fc.integer({ min: -3, max: 4 })),
+      gap: fc.oneof(
+        { weight: 8, arbitrary: fc.constant(0) },
+        fc.integer({ min: -3, max: 4 }),
+        fc.integer({ min: -600, max: 600 }),
+      ),
       base: fc.oneof(
         { weight: 8, arbitrary: fc.constant('next' as const) },
         { weight: 1, arbitrary: fc.constant('zero' as const) },
@@ -456,34 +460,40 @@ describe('ExtentMap vs RangeMap (random operation sequences)', () => {
       lookup: fc.oneof({ weight: 3, arbitrary: fc.constant(true) }, fc.constant(false)),
     });
     fc.assert(
-      fc.property(fc.array(step, { minLength: 1, maxLength: 120 }), (steps) => {
-        const p = pair<Spte>(spteOps, spteShape);
-        const scratch: { -readonly [F in keyof Spte]: Spte[F] } = {
-          base: 0 as Pfn,
-          level: '4K',
-          private: false,
-          source: 'gmem',
-          writable: true,
-        };
-        let k = 10;
-        let base = 1000;
-        for (const st of steps) {
-          k = Math.max(0, k + st.gap);
-          base = st.base === 'next' ? base + 1 : st.base === 'zero' ? ZERO_PFN : st.base * 7;
-          scratch.base = base as Pfn;
-          scratch.level = st.level;
-          scratch.private = st.private;
-          scratch.writable = st.writable;
-          // The fault path looks the key up (a miss) before it installs it.
-          if (st.lookup) assert.equal(JSON.stringify(p.m.get(k)), JSON.stringify(p.ref.get(k)));
-          p.ref.set(k, k + 1, { ...scratch });
-          p.m.setTransient(k, k + 1, scratch, st.keyed ? spteShape.key(scratch) : undefined);
-          k++;
-        }
-        clobber(scratch);
-        assertSame(p.ref, p.m, k + 4, [[0, k + 4]]);
-        assert.deepEqual(p.changes, p.refChanges, 'onChange ranges');
-      }),
+      fc.property(
+        fc.array(step, { minLength: 1, maxLength: 120 }),
+        fc.boolean(),
+        (steps, dense) => {
+          // dense: low thresholds, so scattered writes make chunks dense (the random-order path,
+          // where the shape key goes to the slab write).
+          const p = pair<Spte>(spteOps, spteShape, dense ? { densify: 2, sparse: 1 } : undefined);
+          const scratch: { -readonly [F in keyof Spte]: Spte[F] } = {
+            base: 0 as Pfn,
+            level: '4K',
+            private: false,
+            source: 'gmem',
+            writable: true,
+          };
+          let k = 10;
+          let base = 1000;
+          for (const st of steps) {
+            k = Math.max(0, k + st.gap);
+            base = st.base === 'next' ? base + 1 : st.base === 'zero' ? ZERO_PFN : st.base * 7;
+            scratch.base = base as Pfn;
+            scratch.level = st.level;
+            scratch.private = st.private;
+            scratch.writable = st.writable;
+            // The fault path looks the key up (a miss) before it installs it.
+            if (st.lookup) assert.equal(JSON.stringify(p.m.get(k)), JSON.stringify(p.ref.get(k)));
+            p.ref.set(k, k + 1, { ...scratch });
+            p.m.setTransient(k, k + 1, scratch, st.keyed ? spteShape.key(scratch) : undefined);
+            k++;
+          }
+          clobber(scratch);
+          assertSame(p.ref, p.m, k + 4, [[0, k + 4]]);
+          assert.deepEqual(p.changes, p.refChanges, 'onChange ranges');
+        },
+      ),
       { seed: 11, numRuns: 200 },
     );
     // The hot-entry hooks of an ExtentMap itself offer nothing to extend.

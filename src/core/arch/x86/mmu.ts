@@ -420,10 +420,8 @@ function kvmMmuFaultinPfn(
   flags: bigint,
 ): FaultExit | undefined {
   const { gfn, write } = fault;
-  if (
-    (fault.isPrivate && !(k.mutants.has('private_fault_uses_hva') && !slot.gmemOnly)) ||
-    slot.gmemOnly
-  ) {
+  // (A gmem-only slot is decided first: the mutant only matters to other slots.)
+  if (slot.gmemOnly || (fault.isPrivate && !k.mutants.has('private_fault_uses_hva'))) {
     // kvm_mmu_faultin_pfn_gmem()
     if (!slot.isGuestMemfd) return { kind: 'memfault', errno: 'EFAULT', flags };
     // A TD's shared fault on a gmem-only slot (a GUEST_MEMFD_FLAG_MMAP file, which 6.18 accepts

@@ -274,8 +274,8 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
   // ---------------------------------------------------------------------------------------------
   // Shapes, chunks and per-key probes
 
-  private sidOf(v: V): number {
-    const k = this.shape.key(v);
+  /** v's shape id (interned on first sight); `k`: its shape key when the caller has it. */
+  private sidOf(v: V, k: number = this.shape.key(v)): number {
     let sid = this.sidByKey[k];
     if (sid === undefined) {
       sid = this.tmpl.length + 1;
@@ -809,11 +809,11 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
         }
       }
     }
-    this.setTransientSlow(start, end, v);
+    this.setTransientSlow(start, end, v, shapeKey);
   }
 
   /** setTransient when v does not simply continue the tree's hot entry. */
-  private setTransientSlow(start: number, end: number, v: V): void {
+  private setTransientSlow(start: number, end: number, v: V, shapeKey: number | undefined): void {
     if (end === start + 1 && packable(v.base, 1)) {
       const c = Math.floor(start / CHUNK);
       if (this.chunks.size === 0 || this.chunkOff(c) < 0) {
@@ -829,7 +829,7 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
           this.treeSet1(start, v, c, true);
           return;
         }
-      } else if (this.denseSetTransient(start, c, v)) return;
+      } else if (this.denseSetTransient(start, c, v, shapeKey)) return;
     }
     this.set(start, end, this.xops.shift(v, 0));
   }
@@ -838,8 +838,8 @@ export class ExtentMap<V extends { readonly base: number }> extends RangeMap<V> 
    * setTransient of key k in dense chunk c (random-order faults): set()'s dense path, keeping
    * nothing. False (nothing done) when v's shape does not pack.
    */
-  private denseSetTransient(k: number, c: number, v: V): boolean {
-    const sid = this.sidOf(v);
+  private denseSetTransient(k: number, c: number, v: V, shapeKey: number | undefined): boolean {
+    const sid = this.sidOf(v, shapeKey);
     if (sid > SID_MAX) return false;
     checkRange(k, k + 1);
     this.ver++;
