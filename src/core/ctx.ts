@@ -9,6 +9,7 @@ import type { Vm } from './kvm/objects.js';
 import type { HostMm } from './mm/host_mm.js';
 import type { MmCtx } from './mm/mm_ctx.js';
 import type { KFile } from './vfs/file.js';
+import type { PgOff } from './base/units.js';
 
 export interface KernelCtx extends MmCtx {
   /** The VMM process's address space. */
@@ -21,6 +22,11 @@ export interface KernelCtx extends MmCtx {
   readonly gmemBacking: GmemBacking;
   /** The open file behind an fd of the VMM (`fdget()`), or undefined when it is not open. */
   fdFile(fd: number): KFile | undefined;
+  /**
+   * `unmap_mapping_range()` of a file's pages [startPgoff, endPgoff) in every process's address
+   * space that maps it (the VMM's and any forked child's).
+   */
+  unmapMappingRange(file: KFile, startPgoff: PgOff, endPgoff: PgOff): void;
   /** Observer of an SEV-SNP guest's private accesses and PVALIDATEs (the invariant checker). */
   snpGuestObserver?: SnpGuestObserver;
   /** Observer of a TD guest's accesses, ACCEPTs and MapGPAs (the invariant checker). */

@@ -100,7 +100,15 @@ import {
   O_NONBLOCK,
   O_NOTIFICATION_PIPE,
 } from './base/uapi.js';
-import { PAGE_SIZE, asGpa, asHva, gpaToGfn, type Hvpn, type Pfn } from './base/units.js';
+import {
+  PAGE_SIZE,
+  asGpa,
+  asHva,
+  gpaToGfn,
+  type Hvpn,
+  type PgOff,
+  type Pfn,
+} from './base/units.js';
 
 /** Where the model keeps each VM's trace code page: outside the trace arena, below TASK_SIZE. */
 const CODE_PAGE_BASE = 0x7f00_0000_0000n;
@@ -177,11 +185,33 @@ class FdTable extends Map<Fd, KFile> {
   }
 }
 
+/**
+ * A process of the VMM (`struct task_struct` as the model needs it): its address space
+ * (`->mm`) and fd table (`->files`). The trace's VMM is the first; `fork` makes more. A process
+ * that exited keeps its slot (a zombie) until its parent reaps it with `wait`.
+ */
+export class Proc {
+  /** The exit status once the process exited (a zombie until reaped), else undefined. */
+  exitStatus: number | undefined = undefined;
+  reaped = false;
+  constructor(
+    readonly pid: number,
+    readonly mm: HostMm,
+    readonly fds: FdTable,
+    readonly parent: Proc | undefined,
+  ) {}
+}
+
 export class Host implements KernelCtx {
   readonly frames = new FrameStore();
   readonly events = new EventLog();
   readonly mutants: MutantSet;
-  readonly mm: HostMm;
+  /**
+   * The address space of the process issuing the current call (`current->mm`): the VMM's, or a
+   * forked child's while `asProc()` runs one of its calls. KVM uses the VMM's: VM and vCPU
+   * ioctls from another mm are EIO (`kvm->mm != current->mm`).
+   */
+  mm: HostMm;
   readonly vms = new Set<Vm>();
   /** The arch operations generic KVM code calls: x86 (the only arch modelled so far). */
   readonly arch: KvmArchOps<KernelCtx>;
@@ -196,7 +226,15 @@ export class Host implements KernelCtx {
   observe?: (pfn: Pfn, write: boolean, path: HostAccessPath, refused: boolean) => void;
   snpGuestObserver?: SnpGuestObserver;
   tdxGuestObserver?: TdxGuestObserver;
-  private readonly fds = new FdTable();
+  /** The fd table of the process issuing the current call (`current->files`). */
+  private fds = new FdTable();
+  /** Every process by pid: the VMM (`root`) and the children forks made, exited ones included. */
+  readonly procs = new Map<number, Proc>();
+  /** The trace's VMM: the process that owns every VM (`kvm->mm`). */
+  readonly root: Proc;
+  /** The process issuing the current call (`current`). */
+  private cur: Proc;
+  private nextPid = 1;
   /** The entry points of the loaded modules beyond their seams' ops (core/assemble.ts). */
   private readonly hooks: HostHooks;
   private nextIno = 100;
@@ -220,6 +258,9 @@ export class Host implements KernelCtx {
     this.gmemBacking = opts.gmemBacking ?? parts.gmemBacking;
     this.events.enabled = opts.events ?? true;
     this.mm = new HostMm(this);
+    this.root = new Proc(this.nextPid++, this.mm, this.fds, undefined);
+    this.procs.set(this.root.pid, this.root);
+    this.cur = this.root;
     // stdin, stdout, stderr: open, but not KVM objects.
     for (let i = 0; i < 3; i++) this.install(i, new StdFile(this.nextIno++));
   }
@@ -252,7 +293,7 @@ export class Host implements KernelCtx {
 
   /** Be told every file an op looks up by fd or releases (the invariant checker). */
   watchFiles(cb: ((f: KFile, release: boolean) => void) | undefined): void {
-    this.fds.touched = cb;
+    for (const p of this.procs.values()) p.fds.touched = cb;
   }
 
   /** Every open fd and its file (for explanations and invariants). */
@@ -330,6 +371,7 @@ export class Host implements KernelCtx {
    * one IOMMU group, VFIO_GROUP_ID, with a device bound to vfio-pci; another group is ENOENT.
    */
   openVfio(path: string): Result<Fd> {
+    this.vfioFromChild();
     if (path === '/dev/vfio/vfio') return ok(this.allocFd(new VfioContainerFile(this.nextIno++)));
     if (path === `/dev/vfio/${VFIO_GROUP_ID}`) {
       // vfio_group_fops_open(): a group is opened once at a time (EBUSY).
@@ -343,10 +385,19 @@ export class Host implements KernelCtx {
 
   /** VFIO_GROUP_SET_CONTAINER on a group fd. */
   vfioGroupSetContainer(fd: Fd, containerFd: Fd): Result<undefined> {
+    this.vfioFromChild();
     const f = this.fds.get(fd);
     if (f === undefined) return err('EBADF', 'fd not open');
     if (!(f instanceof VfioGroupFile)) return Host.vfioIoctlElsewhere(f);
     return vfioGroupSetContainer(f, this.fds.get(containerFd));
+  }
+
+  /**
+   * VFIO from a forked child is not modelled: a DMA mapping pins through the mapper's mm
+   * (`vfio_dma->mm`), and the model keeps VFIO on the VMM's.
+   */
+  private vfioFromChild(): void {
+    if (this.cur !== this.root) throw new NotModelled('VFIO from a forked child');
   }
 
   /**
@@ -370,6 +421,7 @@ export class Host implements KernelCtx {
    * answers ENOTTY on any other file), or its errno.
    */
   private vfioContainer(fd: Fd, ioctl = true): Result<VfioContainerFile> {
+    this.vfioFromChild();
     const f = this.fds.get(fd);
     if (f === undefined) return err('EBADF', 'fd not open');
     if (!(f instanceof VfioContainerFile))
@@ -436,6 +488,132 @@ export class Host implements KernelCtx {
   }
 
   // -----------------------------------------------------------------------------------------------
+  // processes: fork, exit, wait
+
+  /** Whether a process other than the VMM was ever forked (the invariant checker's cue). */
+  get forked(): boolean {
+    return this.procs.size > 1;
+  }
+
+  /** Every address space of a live process (the VMM's first). */
+  allMms(): HostMm[] {
+    const out: HostMm[] = [];
+    for (const p of this.procs.values()) if (p.exitStatus === undefined) out.push(p.mm);
+    return out;
+  }
+
+  /** The pid of the process whose address space is `mm` (0: none). */
+  procPid(mm: HostMm): number {
+    for (const p of this.procs.values()) if (p.mm === mm) return p.pid;
+    return 0;
+  }
+
+  /**
+   * `unmap_mapping_range()` of a file's pages [startPgoff, endPgoff) in every address space that
+   * maps it (the file's i_mmap tree spans processes: a forked child's mappings too).
+   */
+  unmapMappingRange(file: KFile, startPgoff: PgOff, endPgoff: PgOff): void {
+    if (this.procs.size === 1) this.root.mm.unmapMappingRange(file, startPgoff, endPgoff);
+    else HostMm.unmapMappingRangeAll(this.allMms(), file, startPgoff, endPgoff);
+  }
+
+  /**
+   * Run `f` as process `pid` (`current` is that process: its mm and fd table); a pid that names
+   * no live process is not modelled (the trace names an exited or unknown process).
+   */
+  asProc<T>(pid: number, f: () => T): T {
+    const p = this.procs.get(pid);
+    if (p === undefined || p.exitStatus !== undefined)
+      throw new NotModelled(
+        p === undefined
+          ? 'no such process (its fork failed or never ran)'
+          : 'the process has exited: it issues no more calls',
+      );
+    const prev = this.cur;
+    this.switchTo(p);
+    try {
+      return f();
+    } finally {
+      this.switchTo(prev);
+    }
+  }
+
+  private switchTo(p: Proc): void {
+    this.cur = p;
+    this.mm = p.mm;
+    this.fds = p.fds;
+  }
+
+  /**
+   * fork(2) (kernel/fork.c `copy_process()`): a child of the current process with a copy of its
+   * address space (`dup_mmap()`, mm/fork.ts: shared mappings shared, VM_DONTCOPY VMAs left out,
+   * VM_WIPEONFORK VMAs empty, private pages copy-on-write — not modelled for the child) and of its
+   * fd table (`dup_fd()`: the same open files, each with one more reference). The child's pid.
+   * The child has no KVM: its VM and vCPU ioctls are EIO, and creating a VM from it (a VM whose
+   * mm is the child's) is not modelled.
+   */
+  fork(): Result<number> {
+    const parent = this.cur;
+    const fds = new FdTable();
+    fds.touched = parent.fds.touched;
+    // dup_fd(): every open fd, with a reference on its file (get_file()).
+    for (const [fd, f] of Map.prototype.entries.call(parent.fds) as IterableIterator<[Fd, KFile]>) {
+      fds.set(fd, f);
+      f.fdRefs++;
+    }
+    const mm = new HostMm(this);
+    mm.dupFrom(parent.mm);
+    const child = new Proc(this.nextPid++, mm, fds, parent);
+    this.procs.set(child.pid, child);
+    this.events.push({ kind: 'proc_fork', parent: parent.pid, child: child.pid });
+    return ok(child.pid);
+  }
+
+  /**
+   * exit(2) of the current process (`do_exit()`): its address space goes (`exit_mm()` →
+   * `mmput()` → `exit_mmap()`: every mapping's pages and file references dropped), then its fd
+   * table (`exit_files()`: every fd closed, files released on their last reference). The VMM
+   * itself cannot exit in a trace (the trace is its life): not modelled.
+   */
+  exit(status: number): Result<undefined> {
+    const p = this.cur;
+    if (p === this.root)
+      throw new NotModelled('exit of the VMM process: the trace is its life (exit a child)');
+    p.mm.exitMmap();
+    for (const fd of [...Map.prototype.keys.call(p.fds)] as Fd[]) {
+      const f = Map.prototype.get.call(p.fds, fd) as KFile;
+      p.fds.delete(fd);
+      f.fdRefs--;
+      this.maybeRelease(f);
+    }
+    p.exitStatus = status & 0xff;
+    this.events.push({ kind: 'proc_exit', pid: p.pid, status: p.exitStatus });
+    return OK_VOID;
+  }
+
+  /**
+   * waitpid(pid, &status, 0) by the current process: reaps its exited child and returns the
+   * status word (WIFEXITED: `status << 8`); ECHILD for a process that is not its child or was
+   * reaped. Waiting for a child that has not exited would block the sequential trace forever:
+   * not modelled.
+   */
+  waitpid(pid: number): Result<number> {
+    const c = this.procs.get(pid);
+    if (c === undefined || c.parent !== this.cur || c.reaped)
+      return err('ECHILD', 'wait4: not a child of the caller');
+    if (c.exitStatus === undefined)
+      throw new NotModelled('waitpid on a child that has not exited would block the trace');
+    c.reaped = true;
+    return ok(c.exitStatus << 8);
+  }
+
+  /** `kvm->mm != current->mm`: the VM and vCPU ioctl preamble's EIO from another process. */
+  private notKvmMm(which: 'vm' | 'vcpu'): Result<never> | undefined {
+    if (this.cur === this.root) return undefined;
+    return err('EIO', `kvm_${which}_ioctl: kvm->mm != current->mm`);
+  }
+
+  // -----------------------------------------------------------------------------------------------
   // /dev/kvm
 
   /** open("/dev/kvm", O_RDWR). */
@@ -459,6 +637,8 @@ export class Host implements KernelCtx {
     const f = this.fds.get(fd);
     if (f === undefined) return err('EBADF', 'fd not open');
     if (!(f instanceof VmFile)) return 'not-vm';
+    const other = this.notKvmMm('vm');
+    if (other !== undefined) return other;
     if (f.vm.vmDead) return err('EIO', 'kvm_vm_ioctl: kvm->vm_dead');
     return ok(f.vm);
   }
@@ -492,6 +672,9 @@ export class Host implements KernelCtx {
   kvmCreateVm(fd: Fd, type: bigint): Result<Fd> {
     const t = this.ioctlTarget(fd, 'kvm');
     if (!t.ok) return t;
+    // kvm_create_vm() takes current->mm as the VM's mm: a VM of a forked child is not modelled.
+    if (this.cur !== this.root)
+      throw new NotModelled('KVM_CREATE_VM from a forked child (a VM of another mm)');
     const spec = vmTypeSpec(this.profile, type);
     if (spec === undefined) return err('EINVAL', 'kvm_arch_init_vm: unsupported VM type');
     const vm = new Vm(this.nextVmIndex, type, spec);
@@ -526,6 +709,8 @@ export class Host implements KernelCtx {
     if (f === undefined) return err('EBADF', 'fd not open');
     if (f.kind === 'kvm') return ok(this.capValue(undefined, cap));
     if (f instanceof VmFile) {
+      const other = this.notKvmMm('vm');
+      if (other !== undefined) return other;
       if (f.vm.vmDead) return err('EIO', 'kvm_vm_ioctl: kvm->vm_dead');
       return ok(this.capValue(f.vm, cap));
     }
@@ -569,6 +754,8 @@ export class Host implements KernelCtx {
     const f = this.fds.get(fd);
     if (f === undefined) return err('EBADF', 'fd not open');
     if (!(f instanceof VmFile)) return Host.unknownIoctl(f);
+    const other = this.notKvmMm('vm');
+    if (other !== undefined) return other;
     if (f.vm.vmDead) return err('EIO', 'kvm_vm_ioctl: kvm->vm_dead');
     if (!this.profile.guestMemfdConfig) return Host.unknownIoctl(f);
     const r = kvmGmemCreate(this, f.vm, size, flags, this.nextIno++);
@@ -651,6 +838,8 @@ export class Host implements KernelCtx {
       return kvmGmemSetAttributes(this, f, a);
     }
     if (f instanceof VmFile) {
+      const other = this.notKvmMm('vm');
+      if (other !== undefined) return { result: other };
       if (f.vm.vmDead) return { result: err('EIO', 'kvm_vm_ioctl: kvm->vm_dead') };
       return {
         result: this.arch.vmIoctl(
@@ -740,10 +929,14 @@ export class Host implements KernelCtx {
     const f = this.fds.get(fd);
     if (f === undefined) return err('EBADF', 'fd not open');
     if (f instanceof VcpuFile) {
+      const other = this.notKvmMm('vcpu');
+      if (other !== undefined) return other;
       if (f.vcpu.vm.vmDead) return err('EIO', 'kvm_vcpu_ioctl: kvm->vm_dead');
       return err('EINVAL', 'KVM_ENABLE_CAP on a vCPU: capability not supported');
     }
     if (!(f instanceof VmFile)) return Host.unknownIoctl(f);
+    const other = this.notKvmMm('vm');
+    if (other !== undefined) return other;
     if (f.vm.vmDead) return err('EIO', 'kvm_vm_ioctl: kvm->vm_dead');
     if (flags !== 0n) return err('EINVAL', 'kvm_vm_ioctl_enable_cap: flags != 0');
     // arm64's kvm_vm_ioctl_enable_cap(): none of the model's capabilities (EXIT_HYPERCALL is x86).
@@ -788,10 +981,14 @@ export class Host implements KernelCtx {
     const f = this.fds.get(fd);
     if (f === undefined) return err('EBADF', 'fd not open');
     if (f instanceof VmFile) {
+      const other = this.notKvmMm('vm');
+      if (other !== undefined) return other;
       if (f.vm.vmDead) return err('EIO', 'kvm_vm_ioctl: kvm->vm_dead');
       return this.arch.vmIoctl(this, f.vm, ioctl, userPtrOf(arg));
     }
     if (f instanceof VcpuFile) {
+      const other = this.notKvmMm('vcpu');
+      if (other !== undefined) return other;
       if (f.vcpu.vm.vmDead) return err('EIO', 'kvm_vcpu_ioctl: kvm->vm_dead');
       return this.arch.vcpuIoctl(this, f.vcpu, ioctl, userPtrOf(arg));
     }
@@ -805,6 +1002,8 @@ export class Host implements KernelCtx {
     const t = this.ioctlTarget(fd, 'vcpu');
     if (!t.ok) return t;
     const vcpu = (t.value as VcpuFile).vcpu;
+    const other = this.notKvmMm('vcpu');
+    if (other !== undefined) return other;
     if (vcpu.vm.vmDead) return err('EIO', 'kvm_vcpu_ioctl: kvm->vm_dead');
     return ok(vcpu);
   }

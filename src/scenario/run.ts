@@ -304,6 +304,8 @@ export function summarizeEvents(
         break;
       case 'invalidate':
       case 'exit':
+      case 'proc_fork':
+      case 'proc_exit':
         break;
     }
   }

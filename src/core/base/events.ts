@@ -115,7 +115,10 @@ export type ModelEvent =
       readonly attributes: bigint;
     }
   | { readonly kind: 'vm_destroy'; readonly vm: number }
-  | { readonly kind: 'exit'; readonly vm: number; readonly vcpu: number; readonly reason: string };
+  | { readonly kind: 'exit'; readonly vm: number; readonly vcpu: number; readonly reason: string }
+  /** fork(2) made process `child` of `parent`; process `pid` exited with `status`. */
+  | { readonly kind: 'proc_fork'; readonly parent: number; readonly child: number }
+  | { readonly kind: 'proc_exit'; readonly pid: number; readonly status: number };
 
 export class EventLog {
   private buf: ModelEvent[] = [];

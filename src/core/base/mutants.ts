@@ -279,6 +279,13 @@ export const MUTANTS: readonly MutantInfo[] = [
     gmem: 'inplace-v7',
   },
   {
+    name: 'conversion_unmaps_current_mm',
+    bug: 'KVM_SET_MEMORY_ATTRIBUTES2 to private unmaps the range from the calling process only',
+    modelledOn:
+      'a conversion that zaps the caller’s page tables (current->mm) instead of unmap_mapping_pages() over the file’s i_mmap: a forked child keeps a PTE to a page that is now private (the case forked_accesses tests)',
+    gmem: 'inplace-v7',
+  },
+  {
     name: 'iommu_unmap_keeps_mapping',
     bug: 'VFIO_IOMMU_UNMAP_DMA unpins the pages but leaves the IOMMU mapping',
     modelledOn:

@@ -34,18 +34,20 @@ const perVm: PerVm = {
     }
     return out ?? NO_VIOLATIONS;
   },
-  // The VMM's own page tables (private anonymous memory).
+  // The host page tables of private anonymous memory: the VMM's and every forked child's.
   host(s: CheckState): Violation[] {
     let out: Violation[] | undefined;
     const f = s.host.frames;
-    for (const e of s.host.mm.anon.entries())
-      if (f.anyFree(e.value.base, e.end - e.start))
-        (out ??= []).push({
-          invariant: 'freed-page-unmapped',
-          object: `host page ${hx(e.start)}`,
-          message: `a VMM page table entry points at a freed page (pfn ${hx(e.value.base)})`,
-          focus: { pfn: e.value.base },
-        });
+    const mms = s.host.forked ? s.host.allMms() : [s.host.mm];
+    for (const mm of mms)
+      for (const e of mm.anon.entries())
+        if (f.anyFree(e.value.base, e.end - e.start))
+          (out ??= []).push({
+            invariant: 'freed-page-unmapped',
+            object: `host page ${hx(e.start)}${mm === s.host.mm ? '' : ` of process ${s.host.procPid(mm)}`}`,
+            message: `a VMM page table entry points at a freed page (pfn ${hx(e.value.base)})`,
+            focus: { pfn: e.value.base },
+          });
     return out ?? NO_VIOLATIONS;
   },
 };

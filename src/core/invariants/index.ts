@@ -54,6 +54,7 @@ import {
 } from './types.js';
 import { vmRefcount } from './vm_refcount.js';
 import { iommuNoPrivate, noPrivateWithReferences } from './pins_iommu.js';
+import { hostPteNoPrivate } from './host_pte_no_private.js';
 import { zeroBeforeUse } from './zero_before_use.js';
 
 export type { Focus, Invariant, Violation } from './types.js';
@@ -94,6 +95,8 @@ export const INVARIANTS: readonly Invariant[] = [
   // Page pins and IOMMU domains (profiles with a guest_memfd design beyond 6.18's).
   iommuNoPrivate,
   noPrivateWithReferences,
+  // Host page tables of every process (fork) on the same profiles.
+  hostPteNoPrivate,
 ];
 
 export function invariantByName(name: string): Invariant | undefined {
@@ -300,6 +303,18 @@ export class InvariantChecker {
 
   /** Check after a step; clears the step's observations. */
   check(): Violation[] {
+    // A forked child's address space and fd table are not change-tracked: once a trace has
+    // forked, every step is checked in full (fork traces are short: scenarios, the in-place walk).
+    if (this.host.forked) {
+      if (this.tracker !== undefined) {
+        this.tracker.detach();
+        this.tracker = undefined;
+        this.tracked.length = 0;
+        this.perVm.length = 0;
+      }
+      this.fullSteps = -1;
+      return this.fullCheck();
+    }
     if (this.tracker !== undefined) return this.changed(this.tracker);
     if (this.fullSteps !== 0) {
       if (this.fullSteps > 0) this.fullSteps--;

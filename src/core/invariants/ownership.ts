@@ -75,13 +75,18 @@ export function buildOwnership(h: Host): Ownership {
     owners.set(pfn, pfn + n, o);
     ownedFrames += n;
   };
-  for (const e of h.mm.anon.entries())
-    claim(e.value.base, e.end - e.start, { kind: 'anon', base: e.start });
+  // Every process's private pages (the VMM's, and a forked child's own: fork shares none in the
+  // model), then the shmem objects any of them maps, each once.
+  const mms = h.forked ? h.allMms() : [h.mm];
+  for (const mm of mms)
+    for (const e of mm.anon.entries())
+      claim(e.value.base, e.end - e.start, { kind: 'anon', base: e.start });
   for (const e of h.frames.held.entries())
     claim(e.value.base, e.end - e.start, { kind: 'held', base: e.start });
   const shmems = new Set<ShmemObject>();
-  for (const v of h.mm.vmas.entries())
-    if (v.value.obj instanceof ShmemObject) shmems.add(v.value.obj);
+  for (const mm of mms)
+    for (const v of mm.vmas.entries())
+      if (v.value.obj instanceof ShmemObject) shmems.add(v.value.obj);
   for (const o of shmems)
     for (const e of o.pages.entries())
       claim(e.value.base, e.end - e.start, { kind: 'shmem', obj: o, base: e.start });

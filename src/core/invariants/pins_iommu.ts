@@ -20,7 +20,7 @@ import { NO_VIOLATIONS, hx, type Invariant, type Violation } from './types.js';
 import { ZERO_PFN } from '../base/units.js';
 
 /** Profiles with a guest_memfd design beyond 6.18's (in-place conversion). */
-function nextGmem(p: KernelProfile): boolean {
+export function nextGmem(p: KernelProfile): boolean {
   return (p.parts.gmem as string) !== 'linux-6.18';
 }
 

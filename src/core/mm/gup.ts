@@ -9,7 +9,7 @@ import type { RangeMap } from '../base/ranges/range_map.js';
 import { VMA_HUGETLB, type MmStruct, type Vma } from './mm_types.js';
 import { PROT_EXEC, PROT_WRITE } from '../base/uapi.js';
 import { ShmemObject } from './shmem.js';
-import { handleMmFault } from './memory.js';
+import { handleMmFault, refuseCowAccess } from './memory.js';
 import { markAnonVma } from './rmap.js';
 import { notePteTable } from './pgtable.js';
 import { splitThp } from './huge_memory.js';
@@ -38,6 +38,7 @@ function fillGap(
 export function populate(mm: MmStruct, s: Hvpn, e: Hvpn, write: boolean): Hvpn {
   const v = mm.vmas.get(s);
   if (v === undefined) return s;
+  if (!v.shared) refuseCowAccess(mm, s, e);
   // populate_vma_page_range() reads with FOLL_FORCE, so write-only mappings populate too;
   // PROT_NONE does not, nor does an execute-only mapping whose protection key forbids reads
   // [verified with MADV_COLLAPSE]. madvise(POPULATE_*) checked the permissions before.

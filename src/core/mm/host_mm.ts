@@ -17,15 +17,33 @@
  *   rmap.ts         anon_vma_prepare() (mm/rmap.c)
  *   pgtable.ts      page-table pages of anonymous memory
  *   mmu_notifier.ts secondary MMUs (mm/mmu_notifier.c)
+ *   fork.ts         a forked child's address space and its end (dup_mmap(), exit_mmap())
  */
 import type { KFile } from '../vfs/file.js';
 import type { Result } from '../base/result.js';
-import type { Hva, Hvpn, PgOff, Pfn } from '../base/units.js';
+import {
+  asHvpn,
+  bytesToPagesN,
+  hvaToHvpn,
+  pageAlignUp,
+  type Hva,
+  type Hvpn,
+  type PgOff,
+  type Pfn,
+} from '../base/units.js';
 import { MmStruct, type Vma } from './mm_types.js';
 import { doMmap, vmMunmap } from './mmap.js';
 import { doMprotect } from './mprotect.js';
 import { doMadvise } from './madvise.js';
-import { cpuAccess, handleMmFault, unmapMappingRange, type UserAccess } from './memory.js';
+import {
+  cpuAccess,
+  handleMmFault,
+  refuseCowAccess,
+  unmapMappingRange,
+  unmapMappingRangeAll,
+  type UserAccess,
+} from './memory.js';
+import { dupMmap, exitMmap } from './fork.js';
 import { populate } from './gup.js';
 import { hostLevel } from './huge_memory.js';
 import { markAnonVma } from './rmap.js';
@@ -60,14 +78,41 @@ export class HostMm extends MmStruct {
     return doMprotect(this, addr, length, prot);
   }
 
-  /** madvise(2). */
+  /**
+   * madvise(2). In a forked child, advice over private pages fork left copy-on-write is not
+   * modelled (mm/fork.ts).
+   */
   madvise(addr: Hva, length: bigint, advice: number): Result<undefined> {
+    if (this.cowFromParent.size !== 0 && length > 0n) {
+      const s = hvaToHvpn(addr);
+      refuseCowAccess(this, s, asHvpn(s + Number(bytesToPagesN(pageAlignUp(length)))));
+    }
     return doMadvise(this, addr, length, advice);
   }
 
   /** `unmap_mapping_range()` of file pages [startPgoff, endPgoff) (guest_memfd truncation). */
   unmapMappingRange(obj: KFile, startPgoff: PgOff, endPgoff: PgOff): void {
     unmapMappingRange(this, obj, startPgoff, endPgoff);
+  }
+
+  /** `unmap_mapping_range()` over this and the other address spaces `mms` (fork). */
+  static unmapMappingRangeAll(
+    mms: readonly HostMm[],
+    obj: KFile,
+    startPgoff: PgOff,
+    endPgoff: PgOff,
+  ): void {
+    unmapMappingRangeAll(mms, obj, startPgoff, endPgoff);
+  }
+
+  /** `dup_mmap()`: this (empty) address space becomes a forked child's copy of `parent`. */
+  dupFrom(parent: HostMm): void {
+    dupMmap(parent, this);
+  }
+
+  /** `exit_mmap()`: the process exits, every mapping goes. */
+  exitMmap(): void {
+    exitMmap(this);
   }
 
   /**

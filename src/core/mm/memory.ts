@@ -29,6 +29,18 @@ import { markAnonVma } from './rmap.js';
 import { notePteTable } from './pgtable.js';
 import { splitThp, thpAllowed, tryThp } from './huge_memory.js';
 import { hostAccessFrame } from './host_access.js';
+import { NotModelled } from '../base/not_modelled.js';
+
+/**
+ * The model's refusal of an access to a private page that fork left copy-on-write between two
+ * address spaces (mm/fork.ts: the model keeps each frame in one address space), or nothing.
+ */
+export function refuseCowAccess(mm: MmStruct, s: Hvpn, e: Hvpn): void {
+  if (mm.cowFromParent.size === 0 || !mm.cowFromParent.anyIn(s, e)) return;
+  throw new NotModelled(
+    'a private page shared copy-on-write with the parent since fork (dup_mmap() → copy_page_range()) is not modelled: the model keeps each frame in one address space',
+  );
+}
 
 export type UserAccess =
   | { readonly ok: true; readonly data?: Uint8Array }
@@ -49,6 +61,7 @@ export function handleMmFault(
   const v = mm.vmas.get(hvpn);
   if (v === undefined) return { signal: 'SIGSEGV' };
   if (mm.guards.size !== 0 && mm.guards.get(hvpn) !== undefined) return { signal: 'SIGSEGV' };
+  if (!v.shared) refuseCowAccess(mm, hvpn, hvpnAdd(hvpn, 1));
   if (write) {
     if ((v.prot & PROT_WRITE) === 0) return { signal: 'SIGSEGV' };
   } else if (cpu) {
@@ -176,28 +189,45 @@ export function unmapMappingRange(
   startPgoff: PgOff,
   endPgoff: PgOff,
 ): void {
+  unmapMappingRangeAll([mm], obj, startPgoff, endPgoff);
+}
+
+/**
+ * `unmap_mapping_range()` over every address space: the file's i_mmap tree holds the VMAs of
+ * every mm that maps it (a forked child's included), and each one's PTEs go, with that mm's
+ * notifiers called.
+ */
+export function unmapMappingRangeAll(
+  mms: readonly MmStruct[],
+  obj: KFile,
+  startPgoff: PgOff,
+  endPgoff: PgOff,
+): void {
   if (obj.mappedPages === 0) return;
-  const views: Array<{ s: Hvpn; e: Hvpn; lo: PgOff }> = [];
+  const views: Array<{ mm: MmStruct; s: Hvpn; e: Hvpn; lo: PgOff }> = [];
   // unmap_mapping_folio() runs only for folios mapped somewhere, and it drops guard markers
   // (ZAP_FLAG_DROP_MARKER) over the folio in every mapping of the file [verified].
   const mapped = new RangeMap<true>();
-  for (const v of mm.vmas.entries()) {
-    if (v.value.obj !== obj) continue;
-    const lo = startPgoff > v.value.base ? startPgoff : v.value.base;
-    const hi = Math.min(endPgoff, v.value.base + (v.end - v.start));
-    if (lo >= hi) continue;
-    const start = asHvpn(v.start);
-    const view = {
-      s: hvpnAdd(start, pgoffDiff(lo, v.value.base)),
-      e: hvpnAdd(start, hi - v.value.base),
-      lo,
-    };
-    views.push(view);
-    if (mm.gmemPtes.size !== 0)
-      for (const p of mm.gmemPtes.piecesIn(view.s, view.e))
-        mapped.set(lo + (p.start - view.s), lo + (p.end - view.s), true);
-  }
+  for (const mm of mms)
+    for (const v of mm.vmas.entries()) {
+      if (v.value.obj !== obj) continue;
+      const lo = startPgoff > v.value.base ? startPgoff : v.value.base;
+      const hi = Math.min(endPgoff, v.value.base + (v.end - v.start));
+      if (lo >= hi) continue;
+      const start = asHvpn(v.start);
+      const view = {
+        mm,
+        s: hvpnAdd(start, pgoffDiff(lo, v.value.base)),
+        e: hvpnAdd(start, hi - v.value.base),
+        lo,
+      };
+      views.push(view);
+      if (mm.gmemPtes.size !== 0)
+        for (const p of mm.gmemPtes.piecesIn(view.s, view.e))
+          mapped.set(lo + (p.start - view.s), lo + (p.end - view.s), true);
+    }
   for (const view of views) {
+    const mm = view.mm;
     mm.notifiers.invalidateRangeStart(view.s, view.e);
     if (mm.gmemPtes.size !== 0) mm.gmemPtes.delete(view.s, view.e);
     if (mm.guards.size === 0 || mapped.size === 0) continue;

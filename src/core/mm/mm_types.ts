@@ -106,6 +106,13 @@ export class MmStruct {
   readonly anonVmas = new RangeMap<true>();
   /** Pages of guest_memfd mappings whose PTE is present (a fault or populate mapped the folio). */
   readonly gmemPtes = new RangeMap<true>();
+  /**
+   * A forked child's private pages that fork made copy-on-write with its parent's (dup_mmap() →
+   * copy_page_range() write-protects both PTEs and shares the frame). The model does not share
+   * frames between address spaces: the child's access to such a page is refused as not modelled
+   * (mm/fork.ts). Empty in a process that was not forked.
+   */
+  readonly cowFromParent = new RangeMap<true>();
   /** Next address the trace arena hands out. */
   cursor: Hva = asHva(MMAP_ARENA_BASE);
   nextShmemId = 1;

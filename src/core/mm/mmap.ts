@@ -280,6 +280,7 @@ export function unmapRange(mm: MmStruct, s: Hvpn, e: Hvpn): void {
   mm.guards.delete(s, e);
   mm.anonVmas.delete(s, e);
   mm.gmemPtes.delete(s, e);
+  if (mm.cowFromParent.size !== 0) mm.cowFromParent.delete(s, e);
   for (const p of pieces) {
     const n = p.end - p.start;
     const v = p.value;

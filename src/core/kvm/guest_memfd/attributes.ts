@@ -163,8 +163,10 @@ export function kvmGmemSetAttributesRange(
   const toPrivate = (attrs & GMEM_ATTR_PRIVATE) !== 0;
   if (toPrivate) {
     // unmap_mapping_pages(): no host page table maps the range any more, in every process that
-    // mapped the file. It stays unmapped even when the check below refuses.
-    k.mm.unmapMappingRange(f, start, end);
+    // mapped the file (a forked child's too). It stays unmapped even when the check below
+    // refuses. Injected bug: only the calling process's mappings go.
+    if (k.mutants.has('conversion_unmaps_current_mm')) k.mm.unmapMappingRange(f, start, end);
+    else k.unmapMappingRange(f, start, end);
     const bad = gmemSafeForConversion(k, f, start, end);
     if (bad !== undefined)
       return {

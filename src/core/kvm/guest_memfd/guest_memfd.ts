@@ -123,8 +123,9 @@ function truncatePages(
   const pieces = f.pages.piecesIn(start, end);
   if (pieces.length === 0) return;
   // truncate_cleanup_folio(): a folio still mapped by the VMM is unmapped first, and the PTE
-  // zap notifies KVM (stage-2 mappings made through userspace_addr go with it).
-  for (const p of pieces) k.mm.unmapMappingRange(f, asPgOff(p.start), asPgOff(p.end));
+  // zap notifies KVM (stage-2 mappings made through userspace_addr go with it); every process
+  // mapping the file loses its PTEs (a forked child's too).
+  for (const p of pieces) k.unmapMappingRange(f, asPgOff(p.start), asPgOff(p.end));
   f.pages.delete(start, end);
   for (const p of pieces) {
     if (!k.mutants.has('punch_keeps_frames')) {
