@@ -37,7 +37,11 @@ export class ModelBackend implements Backend {
 
   exec(op: ResolvedOp): OpOutcome {
     try {
-      return OPS.get(op.op)!.runModel(this.host, op);
+      const spec = OPS.get(op.op)!;
+      // An op of a forked child (`proc`): run with the child as `current`.
+      const proc = (op as { proc?: number }).proc;
+      if (proc !== undefined) return this.host.asProc(proc, () => spec.runModel(this.host, op));
+      return spec.runModel(this.host, op);
     } catch (e) {
       // A kernel path the model does not represent, reached by any op (e.g. a punch that would
       // free a page a pKVM guest shares): a refusal naming the op, as the ops that expect one

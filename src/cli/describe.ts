@@ -118,6 +118,8 @@ export function describeOp(op: TraceOp, elideLong = false): string {
       parts.push(`args=[${(v as bigint[]).map((x) => '0x' + x.toString(16)).join(',')}]`);
     // KVM_ARM_VCPU_INIT's feature list (names and bit numbers).
     else if (k === 'features') parts.push(`features=[${(v as unknown[]).join(',')}]`);
+    // The process fields (a forked child's handle): `proc=child`, wait's `child=child`.
+    else if (k === 'proc' || k === 'child') parts.push(`${k}=${String(v)}`);
     else if (typeof v === 'object' && v !== null && 'kind' in v) {
       const a = v as FdArg | AddrArg;
       parts.push(

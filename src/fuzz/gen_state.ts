@@ -25,10 +25,12 @@ export type GenOptions = {
 };
 
 /** An op as a generator emits it, of any family: its name, its optional handle, its fields. */
-export type OpInputBase = { readonly op: string; readonly as?: string };
+export type OpInputBase = { readonly op: string; readonly as?: string; readonly proc?: string };
 
 /** Ops of the body types `Body` (an op family's) as a generator emits them: no source line. */
-export type OpInput<Body> = Body extends unknown ? Body & { readonly as?: string } : never;
+export type OpInput<Body> = Body extends unknown
+  ? Body & { readonly as?: string; readonly proc?: string }
+  : never;
 
 export const MiB = 1n << 20n;
 export const PAGE = 4096n;

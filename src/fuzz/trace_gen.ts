@@ -33,6 +33,7 @@ import { genAnonMap, genFileMap, genMadviseMap, genPeekAt, genPokeAt } from '../
 import { genClose } from '../ops/fd.js';
 import { genPipe, genVmspliceAt } from '../ops/pipe.js';
 import { genDma, genMapDma, genUnmapDma, genVfioSetup } from '../ops/vfio.js';
+import { genExitWait, genFork } from '../ops/process.js';
 import {
   genOpenSev,
   genSnpInit2,
@@ -350,6 +351,15 @@ export class TraceGenerator implements GenState<TraceOpInput> {
     const vfioOk =
       vfio !== undefined && genVfioSetup(this, vfio, this.name('ivg'), this.r.chance(0.25));
     const dma: bigint[] = [];
+    // fork (issue 14 item 1, forked_accesses): in one walk of four a child shares the mapping
+    // (and may map the file itself); its loads and stores go through its own page tables, which
+    // the parent's conversions and punches must unmap.
+    const child = this.r.chance(0.25) ? genFork(this) : undefined;
+    let childMap = m;
+    if (child !== undefined && this.r.chance(0.5)) {
+      childMap = this.name('icm');
+      genFileMap(this, g, size, childMap, child);
+    }
     const n = 4 + this.r.int(10);
     for (let i = 0; i < n; i++) {
       const page = BigInt(this.r.int(Number(pages)));
@@ -391,9 +401,15 @@ export class TraceGenerator implements GenState<TraceOpInput> {
         }
         genRunOn(this, cpu, steps);
       } else if (choice === 5) genFallocatePage(this, g, page * PAGE);
-      else if (choice === 6) genPokeAt(this, m, page * PAGE, this.r.bytes(4));
-      else genPeekAt(this, m, page * PAGE, 4n);
+      else {
+        const byChild = child !== undefined && this.r.chance(0.5);
+        const at = byChild ? childMap : m;
+        const who = byChild ? child : undefined;
+        if (choice === 6) genPokeAt(this, at, page * PAGE, this.r.bytes(4), who);
+        else genPeekAt(this, at, page * PAGE, 4n, who);
+      }
     }
+    if (child !== undefined && this.r.chance(0.5)) genExitWait(this, child);
   }
 
   private privateScenario(): void {

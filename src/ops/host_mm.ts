@@ -673,10 +673,14 @@ export function genMunmapAt(
   return g.push({ op: 'munmap', addr: { kind: 'handle', name: map, offset }, length });
 }
 
-/** A read-write MAP_SHARED mapping of `length` of the file `fd` from offset 0, named `as` (walks). */
-export function genFileMap(g: Gen, fd: string, length: bigint, as: string): void {
+/**
+ * A read-write MAP_SHARED mapping of `length` of the file `fd` from offset 0, named `as` (walks);
+ * made by process `proc` (a forked child's handle) when given.
+ */
+export function genFileMap(g: Gen, fd: string, length: bigint, as: string, proc?: string): void {
   g.push({
     op: 'mmap',
+    ...(proc === undefined ? {} : { proc }),
     fd: { kind: 'handle', name: fd },
     length,
     prot: 3n,
@@ -686,9 +690,14 @@ export function genFileMap(g: Gen, fd: string, length: bigint, as: string): void
   });
 }
 
-/** A VMM load of `len` bytes at `offset` into mapping `map` (walks). */
-export function genPeekAt(g: Gen, map: string, offset: bigint, len: bigint): void {
-  g.push({ op: 'peek', addr: { kind: 'handle', name: map, offset }, len });
+/** A VMM load of `len` bytes at `offset` into mapping `map` (walks); by `proc` when given. */
+export function genPeekAt(g: Gen, map: string, offset: bigint, len: bigint, proc?: string): void {
+  g.push({
+    op: 'peek',
+    ...(proc === undefined ? {} : { proc }),
+    addr: { kind: 'handle', name: map, offset },
+    len,
+  });
 }
 
 /** madvise(advice) over the whole mapping `map` of `length` (scenarios). */
@@ -736,8 +745,19 @@ export function genPeekPoke(g: Gen): void {
 }
 
 /** poke of `bytes` at `map`+`offset` (scenarios). */
-export function genPokeAt(g: Gen, map: string, offset: bigint, bytes: Uint8Array): void {
-  g.push({ op: 'poke', addr: { kind: 'handle', name: map, offset }, bytes });
+export function genPokeAt(
+  g: Gen,
+  map: string,
+  offset: bigint,
+  bytes: Uint8Array,
+  proc?: string,
+): void {
+  g.push({
+    op: 'poke',
+    ...(proc === undefined ? {} : { proc }),
+    addr: { kind: 'handle', name: map, offset },
+    bytes,
+  });
 }
 
 export function genMemOp(g: Gen): void {

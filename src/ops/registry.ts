@@ -23,6 +23,7 @@ import { MEM_ENC_FAMILY, type MemEncFamilyOp } from './mem_enc.js';
 import { ARM64_FAMILY, type Arm64FamilyOp } from './arm64.js';
 import { PIPE_FAMILY, type PipeFamilyOp } from './pipe.js';
 import { VFIO_FAMILY, type VfioFamilyOp } from './vfio.js';
+import { PROCESS_FAMILY, type ProcessFamilyOp } from './process.js';
 
 /** The ops of every family (each op's own fields and its name). */
 export type AnyOpBody =
@@ -37,7 +38,8 @@ export type AnyOpBody =
   | MemEncFamilyOp
   | Arm64FamilyOp
   | PipeFamilyOp
-  | VfioFamilyOp;
+  | VfioFamilyOp
+  | ProcessFamilyOp;
 
 /** A parsed, validated trace op (../shared/spec/trace-format.md): the families' op types. */
 export type TraceOp = OpCommon & AnyOpBody;
@@ -59,6 +61,7 @@ export const FAMILIES = [
   ARM64_FAMILY,
   PIPE_FAMILY,
   VFIO_FAMILY,
+  PROCESS_FAMILY,
 ] as const;
 
 /** Every op, family by family ("did you mean" picks the first of equally close names). */
@@ -72,6 +75,10 @@ export const OPS: ReadonlyMap<string, AnyOpSpec> = new Map(OP_LIST.map((s) => [s
 
 /** The real backend's reason to refuse `op` in `env`, or undefined when it runs it. */
 export function kvmRefusalOf(op: ResolveOp<TraceOp>, env: RefusalEnv): string | undefined {
+  // The backend runs the trace in its own Node process, which cannot fork (a forked Node child
+  // runs no JavaScript): no `fork` happened, so no op can be a child's.
+  if ((op as { proc?: number }).proc !== undefined)
+    return `${op.op}: an op of a forked process (proc) cannot run on /dev/kvm: the backend cannot fork`;
   const s = OPS.get(op.op)!;
   return s.kvmRefusal === undefined ? undefined : s.kvmRefusal(op, env);
 }

@@ -17,8 +17,11 @@ import type { RefusalEnv } from '../backends/kvm/rules.js';
 import type { IntervalSet } from '../backends/kvm/arena.js';
 import type { GenState } from '../fuzz/gen_state.js';
 
-/** The fields every trace op has besides its own: its source line and the optional handle name. */
-export type OpCommon = { readonly line: number; readonly as?: string };
+/**
+ * The fields every trace op has besides its own: its source line, the optional handle name, and
+ * the optional process that issues it (`proc`: a handle a `fork` bound; absent: the VMM).
+ */
+export type OpCommon = { readonly line: number; readonly as?: string; readonly proc?: string };
 
 /** The real backend's arena bookkeeping as precheck.ts keeps it. */
 export type ArenaBook = {
@@ -42,8 +45,11 @@ export interface OpSpec<O extends { readonly op: string }> {
   readonly name: O['op'];
   /** The fields the op takes (besides `op` and `as`), in struct order. */
   readonly fields: readonly string[];
-  /** What the op's `as` binds: an fd handle or a mapping handle; absent: it creates nothing. */
-  readonly binds?: 'fd' | 'map';
+  /**
+   * What the op's `as` binds: an fd handle, a mapping handle or a process (fork); absent: it
+   * creates nothing.
+   */
+  readonly binds?: 'fd' | 'map' | 'proc';
   /**
    * The handle name a second fd the op creates binds (pipe2's write end: the op's `write_as`
    * field), besides `as`; absent for ops that create one object at most.

@@ -184,7 +184,7 @@ export type Scenario = {
 
 export type ParsedScenario = { readonly scenario?: Scenario; readonly errors: TraceInputError[] };
 
-const STEP_KEYS = ['say', 'do', 'as', 'expect', 'section'];
+const STEP_KEYS = ['say', 'do', 'as', 'proc', 'expect', 'section'];
 const TOP_KEYS = ['name', 'description', 'kernel', 'steps'];
 const EXPECT_KEYS = [
   'ok',
@@ -239,6 +239,8 @@ const TEXT_FIELDS = new Set([
   'feature',
   // pipe2's second handle name (the write end).
   'write_as',
+  // wait's process handle (a name a fork bound).
+  'child',
 ]);
 /** Exit reasons and the keys each exit has (besides `reason`). */
 const EXIT_KEYS: Readonly<Record<string, readonly string[]>> = {
@@ -961,6 +963,8 @@ function parseStep(
     } else obj[k] = convertValue(m[k], k, kindOf(k), failAt);
   }
   if (m['as'] !== undefined) obj['as'] = m['as'];
+  // The process that issues the op (a handle a `fork` step bound); absent: the VMM.
+  if (m['proc'] !== undefined) obj['proc'] = m['proc'];
   let op: TraceOp;
   try {
     op = parseOpObject(file, line, obj);

@@ -158,6 +158,8 @@ export type OpOutcome = {
   /** A second fd the op creates (pipe2's write end), bound to the op's `secondHandle`. */
   readonly createdFd2?: number;
   readonly createdAddr?: bigint;
+  /** The process a `fork` creates (its pid), bound to the op's `as`. */
+  readonly createdPid?: number;
 };
 
 // Non-distributive checks: the raw variants of FdArg and AddrArg are identical.
@@ -168,8 +170,9 @@ type ResolveField<V> = [V] extends [AddrArg]
     : [V] extends [FdArg | null]
       ? ResolvedFd | null
       : V;
+/** An op after handle resolution; its process fields (`proc`, `child`) are pids (-1: unbound). */
 export type ResolveOp<O> = O extends unknown
-  ? { readonly [K in keyof O]: ResolveField<O[K]> }
+  ? { readonly [K in keyof O]: K extends 'proc' | 'child' ? number : ResolveField<O[K]> }
   : never;
 
 /**

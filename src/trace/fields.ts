@@ -19,6 +19,8 @@ export function isOpName(s: string): s is OpName {
 /** The fields that name an fd (a handle or a raw number), and those that name an address. */
 export const FD_FIELDS = ['fd', 'vm', 'vcpu', 'guest_memfd', 'sev_fd', 'container'] as const;
 export const ADDR_FIELDS = ['addr', 'userspace_addr', 'data_addr'] as const;
+/** The fields that name a process (a handle `fork` bound): any op's `proc`, wait's `child`. */
+export const PROC_FIELDS = ['proc', 'child'] as const;
 /**
  * Address fields inside an op's `data` object (KVM_MEMORY_ENCRYPT_OP's SNP command structs and
  * KVM_TDX_INIT_MEM_REGION's `source_addr`).
@@ -49,7 +51,10 @@ export function createsFdArray(op: OpName): boolean {
   return OPS.get(op)!.secondHandle !== undefined;
 }
 
-/** What an op's `as` binds: an fd handle, a mapping handle, or nothing (the op creates nothing). */
-export function bindsKind(op: OpName): 'fd' | 'map' | undefined {
+/**
+ * What an op's `as` binds: an fd handle, a mapping handle, a process (fork), or nothing (the op
+ * creates nothing).
+ */
+export function bindsKind(op: OpName): 'fd' | 'map' | 'proc' | undefined {
   return OPS.get(op)!.binds;
 }

@@ -207,13 +207,14 @@ export function stepSnpText(s: GuestStep): string {
 }
 
 /** A parsed op of any family: its name, its optional handle and its fields. */
-type AnyOp = { readonly op: string; readonly as?: string };
+type AnyOp = { readonly op: string; readonly as?: string; readonly proc?: string };
 
 /** Serialise a parsed op back to a trace line (round-trips through parseOpObject). */
 export function opToJson(op: AnyOp): Record<string, unknown> {
   const o: Record<string, unknown> = { op: op.op };
+  if (op.proc !== undefined) o['proc'] = op.proc;
   for (const [k, v] of Object.entries(op as object)) {
-    if (k === 'op' || k === 'line' || k === 'as' || v === undefined) continue;
+    if (k === 'op' || k === 'line' || k === 'as' || k === 'proc' || v === undefined) continue;
     if (v === null) o[k] = null;
     else if (typeof v === 'bigint') o[k] = jsonInt(v);
     else if (v instanceof Uint8Array) o['hex'] = bytesToHex(v);

@@ -14,6 +14,7 @@ import {
   dataObject,
   FD_FIELDS,
   OP_NAMES,
+  PROC_FIELDS,
 } from './fields.js';
 import { JsonNumber, JsonSyntaxError, parseJsonLine } from './json.js';
 import { closest, didYouMean, quote } from './suggest.js';
@@ -65,8 +66,9 @@ export function parseOpObject(file: string, line: number, obj: unknown): TraceOp
   const op = r.str('op');
   const spec = OPS.get(op);
   if (spec === undefined) return r.fail('op', `unknown op ${quote(op)}${didYouMean(op, OP_NAMES)}`);
-  r.only(['op', 'as', ...spec.fields], op);
+  r.only(['op', 'as', 'proc', ...spec.fields], op);
   const as = r.optStr('as');
+  const proc = r.optStr('proc');
   if (as !== undefined && (isNumeric(as) || /^-?0x/i.test(as) || as.includes('+') || as === 'kvm'))
     r.fail(
       'as',
@@ -76,8 +78,15 @@ export function parseOpObject(file: string, line: number, obj: unknown): TraceOp
     );
   if (as !== undefined && spec.binds === undefined)
     r.fail('as', `${op} creates nothing to name (only ${BINDING_OPS} take "as")`);
-  return spec.parse(r, line, as);
+  const parsed = spec.parse(r, line, as);
+  // The issuing process goes first after `op` (the formatter writes it there).
+  if (proc === undefined) return parsed;
+  const { op: name, ...rest } = parsed;
+  return { op: name, proc, ...rest } as TraceOp;
 }
+
+/** A handle kind in messages. */
+const KIND_TEXT = { fd: 'an fd', map: 'a mapping', proc: 'a process' } as const;
 
 /** True for lines that produce no op and no result: empty, `#...` or `//...`. */
 export function isSkippedLine(text: string): boolean {
@@ -91,7 +100,7 @@ export function isSkippedLine(text: string): boolean {
  * kind. `kvm` is predefined.
  */
 export class HandleScope {
-  private readonly names = new Map<string, { kind: 'fd' | 'map'; line: number }>([
+  private readonly names = new Map<string, { kind: 'fd' | 'map' | 'proc'; line: number }>([
     ['kvm', { kind: 'fd', line: 0 }],
   ]);
 
@@ -103,11 +112,15 @@ export class HandleScope {
     const data = dataObject(op) as Record<string, AddrArg | undefined> | undefined;
     if (data !== undefined)
       for (const k of DATA_ADDR_FIELDS) this.check(file, op, `data.${k}`, data[k], 'map');
+    for (const k of PROC_FIELDS) {
+      const v = (op as unknown as Record<string, string | undefined>)[k];
+      if (v !== undefined) this.check(file, op, k, { kind: 'handle', name: v }, 'proc');
+    }
     this.record(op);
   }
 
-  /** What `name` names so far: an fd, a mapping, or nothing. */
-  kindOf(name: string): 'fd' | 'map' | undefined {
+  /** What `name` names so far: an fd, a mapping, a process, or nothing. */
+  kindOf(name: string): 'fd' | 'map' | 'proc' | undefined {
     return this.names.get(name)?.kind;
   }
 
@@ -124,7 +137,7 @@ export class HandleScope {
     op: TraceOp,
     field: string,
     v: FdArg | AddrArg | null | undefined,
-    want: 'fd' | 'map',
+    want: 'fd' | 'map' | 'proc',
   ): void {
     if (v === undefined || v === null || v.kind !== 'handle') return;
     const h = this.names.get(v.name);
@@ -142,9 +155,7 @@ export class HandleScope {
         file,
         op.line,
         field,
-        h.kind === 'fd'
-          ? `${quote(v.name)} names an fd (${h.line === 0 ? 'predefined' : `created at line ${h.line}`}), not a mapping`
-          : `${quote(v.name)} names a mapping (created at line ${h.line}), not an fd`,
+        `${quote(v.name)} names ${KIND_TEXT[h.kind]} (${h.line === 0 ? 'predefined' : `created at line ${h.line}`}), not ${KIND_TEXT[want]}`,
       );
   }
 }

@@ -2,7 +2,8 @@
  * Runs parsed trace ops on a backend, keeping the contract's handle table: `"kvm"` is the open
  * /dev/kvm; `as` binds the created fd or mapping; a failed creating op leaves its handle unbound
  * (fd -1, address 0); `close` unbinds an fd handle (-1); `munmap` leaves a mapping handle's
- * address in place.
+ * address in place. A `fork` binds a process handle (its pid; -1 when the fork failed), which
+ * an op's `proc` field resolves to.
  */
 import type {
   AddrArg,
@@ -21,11 +22,15 @@ import {
   DATA_ADDR_FIELDS,
   dataObject,
   FD_FIELDS,
+  PROC_FIELDS,
   secondHandleOf,
 } from './fields.js';
 import { OPS } from '../ops/registry.js';
 
-type Handle = { readonly kind: 'fd'; fd: number } | { readonly kind: 'map'; readonly addr: bigint };
+type Handle =
+  | { readonly kind: 'fd'; fd: number }
+  | { readonly kind: 'map'; readonly addr: bigint }
+  | { readonly kind: 'proc'; readonly pid: number };
 
 export class HandleTable {
   private readonly handles = new Map<string, Handle>();
@@ -47,6 +52,16 @@ export class HandleTable {
     return toU64(base + arg.offset);
   }
 
+  /** The pid a process handle names (-1: unbound). */
+  proc(name: string): number {
+    const h = this.handles.get(name);
+    return h !== undefined && h.kind === 'proc' ? h.pid : -1;
+  }
+
+  bindProc(name: string, pid: number): void {
+    this.handles.set(name, { kind: 'proc', pid });
+  }
+
   bindFd(name: string, fd: number): void {
     this.handles.set(name, { kind: 'fd', fd });
   }
@@ -58,8 +73,9 @@ export class HandleTable {
     for (const h of this.handles.values()) if (h.kind === 'fd' && h.fd === fd) h.fd = -1;
   }
   /** A handle whose creating op failed is unbound. */
-  unbind(name: string, kind: 'fd' | 'map'): void {
+  unbind(name: string, kind: 'fd' | 'map' | 'proc'): void {
     if (kind === 'fd') this.handles.set(name, { kind: 'fd', fd: -1 });
+    else if (kind === 'proc') this.handles.set(name, { kind: 'proc', pid: -1 });
     else this.handles.set(name, { kind: 'map', addr: 0n });
   }
 }
@@ -86,6 +102,10 @@ export function resolveOp(op: TraceOp, t: HandleTable): ResolvedOp {
     }
     o['data'] = d;
   }
+  for (const k of PROC_FIELDS) {
+    const v = (op as unknown as Record<string, string | undefined>)[k];
+    if (v !== undefined) o[k] = t.proc(v);
+  }
   return o as ResolvedOp;
 }
 
@@ -102,6 +122,9 @@ export function stepTrace(op: TraceOp, backend: Backend, t: HandleTable): Result
     } else if (binds === 'map') {
       if (r.ok && outcome.createdAddr !== undefined) t.bindMap(op.as, outcome.createdAddr);
       else t.unbind(op.as, 'map');
+    } else if (binds === 'proc') {
+      if (r.ok && outcome.createdPid !== undefined) t.bindProc(op.as, outcome.createdPid);
+      else t.unbind(op.as, 'proc');
     }
   }
   const second = secondHandleOf(op);
@@ -109,7 +132,8 @@ export function stepTrace(op: TraceOp, backend: Backend, t: HandleTable): Result
     if (r.ok && outcome.createdFd2 !== undefined) t.bindFd(second, outcome.createdFd2);
     else t.unbind(second, 'fd');
   }
-  if (r.ok) {
+  // A close in a forked child closes the child's fd only: the handle keeps naming the parent's.
+  if (r.ok && op.proc === undefined) {
     const spec = OPS.get(op.op)!;
     const closed = spec.closedFd === undefined ? undefined : spec.closedFd(resolved);
     if (closed !== undefined) t.closed(closed);

@@ -37,7 +37,8 @@ export * from './text.js';
 export function renderOp(op: TraceOp, style: Style = PLAIN): string {
   const a: string[] = [];
   OPS.get(op.op)!.renderArgs(op, a, style);
-  const s = `${op.op}(${a.join(', ')})`;
+  // strace -f's `[pid N]` prefix: a forked child's op names its process handle.
+  const s = `${op.proc === undefined ? '' : `[${op.proc}] `}${op.op}(${a.join(', ')})`;
   return style.ascii ? toAscii(s) : s;
 }
 

@@ -240,6 +240,9 @@ const CASES: Record<OpName, [Record<string, unknown>, ResultLine, string]> = {
     OK,
     'dma_write(vm4, 0x100000, "aabb") = 0',
   ],
+  fork: [{ op: 'fork', as: 'child' }, OK, 'fork() = child'],
+  exit: [{ op: 'exit', proc: 'child', status: 0 }, OK, '[child] exit(0) = 0'],
+  wait: [{ op: 'wait', child: 'child' }, { ok: true, value: 0n }, 'wait(child, [status], 0) = 0'],
 };
 
 describe('strace renderer', () => {

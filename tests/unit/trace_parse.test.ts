@@ -61,6 +61,9 @@ const LINES: Record<OpName, string> = {
     '{"op":"VFIO_IOMMU_UNMAP_DMA","fd":"vm","argsz":24,"flags":0,"iova":1048576,"size":4096}',
   dma_read: '{"op":"dma_read","fd":"vm","iova":1048576,"len":4}',
   dma_write: '{"op":"dma_write","fd":"vm","iova":1048576,"hex":"aabb"}',
+  fork: '{"op":"fork","as":"child"}',
+  exit: '{"op":"exit","proc":"child","status":0}',
+  wait: '{"op":"wait","child":"child"}',
 };
 
 /** Lines that name no handle (raw fds), for tests of whole traces. */
