@@ -356,7 +356,9 @@ export class Host implements KernelCtx {
   /** `vfio_iommu_type1_release()`: every DMA mapping unmapped and unpinned, the IOMMU gone. */
   private vfioTeardown(c: VfioContainerFile): void {
     if (c.iommu === undefined) return;
-    vfioUnmapDma(this.mm, c, {
+    // The DMA mappings were made in the VMM's mm (VFIO from a child is not modelled), whichever
+    // process drops the last reference.
+    vfioUnmapDma(this.root.mm, c, {
       argsz: VFIO_DMA_UNMAP_MINSZ,
       flags: BigInt(VFIO_DMA_UNMAP_FLAG_ALL),
       iova: 0n,
@@ -483,7 +485,8 @@ export class Host implements KernelCtx {
     for (const p of vm.sharedPages) this.frames.release(p, 1);
     this.vms.delete(vm);
     // kvm_destroy_vm() → mmu_notifier_unregister()
-    if (vm.mmuNotifier !== undefined) this.mm.notifiers.unregister(vm.mmuNotifier);
+    // (kvm->mm, the VMM's: the last reference may go in a forked child's close or exit.)
+    if (vm.mmuNotifier !== undefined) this.root.mm.notifiers.unregister(vm.mmuNotifier);
     this.events.push({ kind: 'vm_destroy', vm: vm.index });
   }
 

@@ -17,6 +17,7 @@ import { resolveOp, HandleTable } from '../../src/trace/runner.js';
 import { rawForUnboundHandles } from '../../src/trace/unbound.js';
 import { formatOp } from '../../src/trace/format.js';
 import { runCheckedLines } from './helpers.js';
+import { generateTrace } from '../../src/fuzz/trace_gen.js';
 import type { RefusalEnv } from '../../src/backends/kvm/rules.js';
 
 const X86 = getProfile('linux-6.18')!;
@@ -291,5 +292,61 @@ describe('fork in traces: parsing, the real backend, the shrinker', () => {
       rawForUnboundHandles(ops).map((o) => formatOp(o)),
       ['{"op":"peek","addr":0,"len":1}'],
     );
+  });
+});
+
+describe('fork in the fuzz generator', () => {
+  test('the in-place walk forks on linux-next-gmem only: never on the 6.18 profiles the differential fuzzer uses', () => {
+    const forks = (profile: string, realSafe: boolean): number => {
+      const p = getProfile(profile)!;
+      let n = 0;
+      for (let seed = 1; seed <= 60; seed++)
+        for (const op of generateTrace(seed, {
+          ops: 80,
+          feedback: p,
+          realSafe,
+          privateMemory: p.memoryAttributesConfig,
+        }))
+          if (op.op === 'fork' || op.proc !== undefined) n++;
+      return n;
+    };
+    assert.equal(forks('linux-6.18', false), 0);
+    assert.equal(forks('linux-6.18-pvm', true), 0);
+    assert.ok(forks('linux-next-gmem', false) > 0);
+  });
+});
+
+describe('fork: the vCPU mapping', () => {
+  test('the child reads kvm_run through its copy of the vCPU mapping; its KVM_RUN is EIO', () => {
+    const r = runCheckedLines(
+      [
+        { op: 'KVM_CREATE_VM', type: 0, as: 'vm' },
+        { op: 'KVM_CREATE_VCPU', vm: 'vm', id: 0, as: 'cpu' },
+        { op: 'mmap', fd: 'cpu', length: 4096, prot: 1, flags: 1, offset: 0, as: 'run' },
+        { op: 'KVM_RUN', vcpu: 'cpu', guest: [] },
+        { op: 'fork', as: 'c' },
+        { op: 'peek', addr: 'run+8', len: 4 },
+        { op: 'peek', proc: 'c', addr: 'run+8', len: 4 },
+        { op: 'KVM_RUN', proc: 'c', vcpu: 'cpu', guest: [] },
+        {
+          op: 'mmap',
+          proc: 'c',
+          fd: 'cpu',
+          length: 4096,
+          prot: 1,
+          flags: 1,
+          offset: 0,
+          as: 'crun',
+        },
+        { op: 'peek', proc: 'c', addr: 'crun+8', len: 4 },
+      ],
+      X86,
+    );
+    assert.deepEqual(r.violations, []);
+    assert.match(r.results[5]!, /"ok":true,"value":"[0-9a-f]{8}"/);
+    assert.equal(r.results[6], r.results[5], 'the same kvm_run page');
+    assert.equal(r.results[7], '{"ok":false,"errno":"EIO","exits":[]}');
+    assert.equal(r.results[8], '{"ok":true}', 'kvm_vcpu_mmap() has no mm check');
+    assert.equal(r.results[9], r.results[5]);
   });
 });
