@@ -60,7 +60,7 @@ const CASES: ReadonlyArray<readonly [string, string, number, string, string]> = 
     '  - do: close\n    fd: g\n    zzzzzz: 1\n',
     5,
     'zzzzzz',
-    'unknown key (known: say, do, as, expect, fd)',
+    'unknown key (known: say, do, as, proc, expect, fd)',
   ],
   [
     'unknown op',
@@ -328,7 +328,7 @@ const CASES: ReadonlyArray<readonly [string, string, number, string, string]> = 
     '  - do: KVM_CREATE_VM\n    <<: { type: 1 }\n',
     4,
     '<<',
-    'unknown key (known: say, do, as, expect, fd, type)',
+    'unknown key (known: say, do, as, proc, expect, fd, type)',
   ],
   [
     'a map as a key',
