@@ -18,8 +18,8 @@
  * (wp_page_copy()). The model keeps a frame in one address space only, so it does not share
  * them: the parent keeps its pages as they are (what it reads and writes is unchanged; only the
  * frame it would move to on its next write differs), and the child's access to a page that was
- * present at fork is refused as not modelled (`cowFromParent`, memory.ts's refuseCowAccess(), called by handle_mm_fault() and
- * populate()).
+ * present at fork is refused as not modelled (`cowFromParent`: memory.ts's refuseCowAccess(),
+ * called by handle_mm_fault(), populate() and madvise()).
  * The child's private pages that were not present at fork (zero-page reads, untouched pages)
  * behave as in the kernel: a read sees zeros, a write allocates.
  *

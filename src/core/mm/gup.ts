@@ -38,7 +38,7 @@ function fillGap(
 export function populate(mm: MmStruct, s: Hvpn, e: Hvpn, write: boolean): Hvpn {
   const v = mm.vmas.get(s);
   if (v === undefined) return s;
-  if (!v.shared) refuseCowAccess(mm, s, e);
+  if (!v.shared && mm.cowFromParent.size !== 0) refuseCowAccess(mm, s, e);
   // populate_vma_page_range() reads with FOLL_FORCE, so write-only mappings populate too;
   // PROT_NONE does not, nor does an execute-only mapping whose protection key forbids reads
   // [verified with MADV_COLLAPSE]. madvise(POPULATE_*) checked the permissions before.

@@ -61,7 +61,7 @@ export function handleMmFault(
   const v = mm.vmas.get(hvpn);
   if (v === undefined) return { signal: 'SIGSEGV' };
   if (mm.guards.size !== 0 && mm.guards.get(hvpn) !== undefined) return { signal: 'SIGSEGV' };
-  if (!v.shared) refuseCowAccess(mm, hvpn, hvpnAdd(hvpn, 1));
+  if (!v.shared && mm.cowFromParent.size !== 0) refuseCowAccess(mm, hvpn, hvpnAdd(hvpn, 1));
   if (write) {
     if ((v.prot & PROT_WRITE) === 0) return { signal: 'SIGSEGV' };
   } else if (cpu) {
