@@ -60,6 +60,8 @@ describe('profiles composed from facts', () => {
         'linux-6.18-arm64-pkvm',
         'linux-next-gmem',
         'linux-next-gmem-vmattr',
+        'linux-next-gmem-snp',
+        'linux-next-gmem-tdx',
       ],
     );
     assert.equal(PVM.guestMemfdConfig, true);

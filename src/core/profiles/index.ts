@@ -13,7 +13,12 @@ import {
 } from './linux_6_18.js';
 import { composeArm64Profile, LINUX_6_18_ARM64_PKVM } from './arm64.js';
 import { composeProfile, type NamedFacts } from './compose.js';
-import { LINUX_NEXT_GMEM, LINUX_NEXT_GMEM_VMATTR } from './linux_next_gmem.js';
+import {
+  LINUX_NEXT_GMEM,
+  LINUX_NEXT_GMEM_SNP,
+  LINUX_NEXT_GMEM_TDX,
+  LINUX_NEXT_GMEM_VMATTR,
+} from './linux_next_gmem.js';
 import type { NeedableFact } from './facts.js';
 import type { KernelProfile } from './profile.js';
 
@@ -27,6 +32,8 @@ const NAMED: readonly NamedFacts[] = [
   LINUX_6_18_ARM64_PKVM,
   LINUX_NEXT_GMEM,
   LINUX_NEXT_GMEM_VMATTR,
+  LINUX_NEXT_GMEM_SNP,
+  LINUX_NEXT_GMEM_TDX,
 ];
 
 const composed = new Map<string, KernelProfile>();

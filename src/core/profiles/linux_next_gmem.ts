@@ -21,15 +21,27 @@
  * EEXIST; the bind offset and size are unsigned, so an offset whose offset + size passes 2^63 is
  * EINVAL where 6.18's signed loff_t check wraps negative and binds it: `gmemBindOffsetUnsigned`).
  *
- * The CoCo VM types (SNP, TDX) are not offered: their launch paths' in-place population
- * (optional SNP_LAUNCH_UPDATE `uaddr`, TDX INIT_MEM_REGION source, patches 20-21) and the
- * private-only folio preparation (patch 07) are not modelled yet. Everything else (caps, host
- * facts) is `linux-6.18`'s.
+ * Two more compose the series' facts with the 6.18 confidential-computing hosts
+ * (`linux-6.18-snp`, `linux-6.18-tdx`: same vendor module, caps and platform), both with
+ * `vm_memory_attributes=0`, which is what lets a CoCo VM convert in place:
+ * - `linux-next-gmem-snp`: an SEV-SNP host. INIT_SHARED is offered to SNP VMs (patch 19,
+ *   `kvm_arch_supports_gmem_init_shared()`); SNP_LAUNCH_UPDATE's `uaddr` is optional (patch 20:
+ *   0 measures the guest_memfd page as it is, i.e. what the VMM wrote through its mmap while the
+ *   page was shared); only private folios are prepared (patch 07: `sev_gmem_prepare()` makes a
+ *   page private in the RMP on a private fault only), and a conversion to shared gives the page
+ *   back to the hypervisor in the RMP (patch 11, `sev_gmem_invalidate()`).
+ * - `linux-next-gmem-tdx`: an Intel TDX host. KVM_TDX_INIT_MEM_REGION's `source_addr` is
+ *   optional (patch 21: 0 uses the guest_memfd page itself as TDH.MEM.PAGE.ADD's source); a
+ *   conversion to shared zaps the private S-EPT leaf (BLOCK, TRACK, PAGE.REMOVE, WBINVD, clear).
+ * The series sits on kvm/next after 6.20's "KVM guest_memfd changes": `kvm_gmem_populate()` no
+ * longer tracks preparation (SNP's RMP does), which these profiles' guest_memfd design
+ * ('inplace-v7', guest_memfd/backing.ts) follows; the 6.18 profiles keep 6.18's populate.
+ * Everything else (caps, host facts) is that of the 6.18 profile each one composes.
  */
 import { KVM_CAP } from '../base/uapi.js';
 import type { NamedFacts } from './compose.js';
 import type { KernelFacts } from './facts.js';
-import { LINUX_6_18_FACTS } from './linux_6_18.js';
+import { LINUX_6_18_FACTS, LINUX_6_18_SNP_FACTS, LINUX_6_18_TDX_FACTS } from './linux_6_18.js';
 
 /** A cap table with some values replaced. */
 function withCaps(
@@ -49,7 +61,7 @@ const PRIVATE = 8;
  * patches 04 and 13), on /dev/kvm (kvm = NULL: `kvm_supported_mem_attributes(NULL)` is PRIVATE)
  * and on a DEFAULT VM (no private memory: 0 either way).
  */
-function nextGmemFacts(vmMemoryAttributes: boolean): KernelFacts {
+function nextGmemFacts(base: KernelFacts, vmMemoryAttributes: boolean): KernelFacts {
   const sys: ReadonlyArray<readonly [number, number]> = vmMemoryAttributes
     ? [
         [KVM_CAP.KVM_CAP_MEMORY_ATTRIBUTES, PRIVATE],
@@ -60,13 +72,13 @@ function nextGmemFacts(vmMemoryAttributes: boolean): KernelFacts {
         [KVM_CAP.KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES, PRIVATE],
       ];
   return {
-    ...LINUX_6_18_FACTS,
+    ...base,
     release: '7.1-gmem-inplace-v7',
-    kconfig: { ...LINUX_6_18_FACTS.kconfig, gmemMemoryAttributes: true },
+    kconfig: { ...base.kconfig, gmemMemoryAttributes: true },
     kvmParams: { vmMemoryAttributes },
     caps: {
-      system: withCaps(LINUX_6_18_FACTS.caps.system, sys),
-      vm: withCaps(LINUX_6_18_FACTS.caps.vm, [
+      system: withCaps(base.caps.system, sys),
+      vm: withCaps(base.caps.vm, [
         [KVM_CAP.KVM_CAP_MEMORY_ATTRIBUTES, 0],
         [KVM_CAP.KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES, 0],
       ]),
@@ -74,8 +86,10 @@ function nextGmemFacts(vmMemoryAttributes: boolean): KernelFacts {
   };
 }
 
-export const LINUX_NEXT_GMEM_FACTS: KernelFacts = nextGmemFacts(false);
-export const LINUX_NEXT_GMEM_VMATTR_FACTS: KernelFacts = nextGmemFacts(true);
+export const LINUX_NEXT_GMEM_FACTS: KernelFacts = nextGmemFacts(LINUX_6_18_FACTS, false);
+export const LINUX_NEXT_GMEM_VMATTR_FACTS: KernelFacts = nextGmemFacts(LINUX_6_18_FACTS, true);
+export const LINUX_NEXT_GMEM_SNP_FACTS: KernelFacts = nextGmemFacts(LINUX_6_18_SNP_FACTS, false);
+export const LINUX_NEXT_GMEM_TDX_FACTS: KernelFacts = nextGmemFacts(LINUX_6_18_TDX_FACTS, false);
 
 export const LINUX_NEXT_GMEM: NamedFacts = {
   id: {
@@ -93,4 +107,22 @@ export const LINUX_NEXT_GMEM_VMATTR: NamedFacts = {
       'as linux-next-gmem with kvm.vm_memory_attributes=1: per-VM attributes as in 6.18 (the guest_memfd ioctl is ENOTTY); synthesized facts',
   },
   facts: LINUX_NEXT_GMEM_VMATTR_FACTS,
+};
+
+export const LINUX_NEXT_GMEM_SNP: NamedFacts = {
+  id: {
+    name: 'linux-next-gmem-snp',
+    description:
+      'as linux-next-gmem (kvm.vm_memory_attributes=0) on an AMD SEV-SNP host (kvm_amd, NPT, the RMP and SNP firmware): SNP VMs with INIT_SHARED, in-place conversion and SNP_LAUNCH_UPDATE without uaddr (populate in place); synthesized facts',
+  },
+  facts: LINUX_NEXT_GMEM_SNP_FACTS,
+};
+
+export const LINUX_NEXT_GMEM_TDX: NamedFacts = {
+  id: {
+    name: 'linux-next-gmem-tdx',
+    description:
+      'as linux-next-gmem (kvm.vm_memory_attributes=0) on an Intel TDX host (kvm_intel, EPT, the TDX module): TDs with INIT_SHARED, in-place conversion and KVM_TDX_INIT_MEM_REGION without source_addr (populate in place); synthesized facts',
+  },
+  facts: LINUX_NEXT_GMEM_TDX_FACTS,
 };
