@@ -24,6 +24,7 @@ import type { UserAccess } from './mm/memory.js';
 import { kvmVmIoctlSetMemAttributes } from './kvm/mem_attributes.js';
 import {
   kvmGmemSetAttributes,
+  kvmGmemSetAttributesRange,
   type GmemSetAttributesOutcome,
   type KvmMemoryAttributes2,
 } from './kvm/guest_memfd/attributes.js';
@@ -57,7 +58,16 @@ import {
   vfioSetIommu,
   vfioUnmapDma,
 } from './vfio/vfio.js';
-import { GmemFile, KvmDevFile, StdFile, Vcpu, VcpuFile, Vm, VmFile } from './kvm/objects.js';
+import {
+  GMEM_ATTR_PRIVATE,
+  GmemFile,
+  KvmDevFile,
+  StdFile,
+  Vcpu,
+  VcpuFile,
+  Vm,
+  VmFile,
+} from './kvm/objects.js';
 import type { Memslot } from './kvm/objects.js';
 import { kvmVcpuPreFaultMemory, type PreFaultResult } from './kvm/pre_fault.js';
 import { vmTypeSpec, vmTypesMask, type KernelProfile } from './profiles/profile.js';
@@ -104,6 +114,7 @@ import {
   PAGE_SIZE,
   asGpa,
   asHva,
+  asPgOff,
   gpaToGfn,
   type Hvpn,
   type PgOff,
@@ -1059,6 +1070,10 @@ export class Host implements KernelCtx {
     return (vm, [gpa, npages, attrs]) => {
       const toPrivate = (attrs & (1n << 4n)) !== 0n; // KVM_MAP_GPA_RANGE_ENCRYPTED
       const size = npages << 12n;
+      // Attributes in guest_memfd (in-place conversion, vm_memory_attributes=0): the VMM converts
+      // with KVM_SET_MEMORY_ATTRIBUTES2 on each bound file, in place (nothing to discard).
+      if (this.profile.gmemMemoryAttributes === true)
+        return this.mapGpaRangeInPlace(vm, gpa, npages, toPrivate);
       const r = kvmVmIoctlSetMemAttributes(this, vm, {
         address: gpa,
         size,
@@ -1088,6 +1103,43 @@ export class Host implements KernelCtx {
       }
       return 0n;
     };
+  }
+
+  /**
+   * The model VMM's conversion for a KVM_HC_MAP_GPA_RANGE exit when attributes live in
+   * guest_memfd (QEMU's `kvm_convert_memory()` with in-place conversion): KVM_SET_MEMORY_ATTRIBUTES2
+   * on the guest_memfd of every memslot the range covers, for the file range it binds; 0, or the
+   * first failure's errno number (EAGAIN while a folio is referenced, EINVAL where no guest_memfd
+   * backs the range). The memory is converted in place, so there is no other copy to discard.
+   */
+  private mapGpaRangeInPlace(vm: Vm, gpa: bigint, npages: bigint, toPrivate: boolean): bigint {
+    const g0 = Number(gpa >> 12n);
+    const g1 = g0 + Number(npages);
+    let at = g0;
+    const runs: [Memslot, number, number][] = [];
+    vm.slotsByGfn[0]!.forEachIn(g0, g1, (s0, e0, slot) => {
+      const s = Math.max(s0, g0);
+      if (s > at) return false;
+      const e = Math.min(e0, g1);
+      runs.push([slot, s, e]);
+      at = e;
+      return true;
+    });
+    if (at < g1) return BigInt(ERRNO_NUMBERS.EINVAL);
+    for (const [slot, s, e] of runs) {
+      const f = slot.gmem?.file;
+      if (f == null || f.released) return BigInt(ERRNO_NUMBERS.EINVAL);
+      const start = slot.gmem!.pgoff + (s - slot.baseGfn);
+      const r = kvmGmemSetAttributesRange(
+        this,
+        f,
+        asPgOff(start),
+        asPgOff(start + (e - s)),
+        toPrivate ? GMEM_ATTR_PRIVATE : 0,
+      );
+      if (r !== undefined) return BigInt(ERRNO_NUMBERS[r.errno]);
+    }
+    return 0n;
   }
 
   // -----------------------------------------------------------------------------------------------

@@ -99,11 +99,16 @@ function unmapGfnRangeMirrored(
   source: ZapSource,
 ): number {
   const s2 = vm.stage2[as]!;
+  // With attributes in guest_memfd (in-place conversion) a TD's guest_memfd can hold shared pages
+  // that the shared EPT maps: its invalidations zap both roots (v7 patch 16 takes the filter from
+  // the attributes in range; the merged series, "Invalidate both SHARED and PRIVATE mappings for
+  // in-place conversions", always both — the model does that).
   const privateOnly =
-    source === 'punch_hole' ||
-    source === 'madv_remove' ||
-    source === 'gmem_release' ||
-    source === 'memory_failure';
+    (source === 'punch_hole' ||
+      source === 'madv_remove' ||
+      source === 'gmem_release' ||
+      source === 'memory_failure') &&
+    k.profile.gmemMemoryAttributes !== true;
   const sharedOnly = source === 'mmu_notifier';
   const zs = zapStart(s2, start);
   const ze = zapEnd(s2, end);
@@ -429,7 +434,9 @@ function kvmMmuFaultinPfn(
     // zaps only the mirror root (a TD's guest_memfd invalidations are KVM_FILTER_PRIVATE), so the
     // shared SPTE would outlive the page. kernel-uapi.md §3.6 leaves the case unspecified: the
     // model does not answer.
-    if (!fault.isPrivate && vm.spec.mirroredTdp === true)
+    // With attributes in guest_memfd the invalidations zap the shared root too (above,
+    // unmapGfnRangeMirrored()), so the shared EPT maps guest_memfd's shared page.
+    if (!fault.isPrivate && vm.spec.mirroredTdp === true && k.profile.gmemMemoryAttributes !== true)
       throw new NotModelled(
         `a TD's shared fault at gfn 0x${gfn.toString(16)} on a gmem-only memslot (an MMAP guest_memfd) is not modelled: unspecified in 6.18`,
       );

@@ -52,6 +52,17 @@ export interface GmemBacking {
     end: PgOff,
     toPrivate: boolean,
   ): GmemConvertRefusal | undefined;
+  /**
+   * Who tracks folio preparation. Absent or 'tracked' (6.18): guest_memfd does — a guest fault
+   * runs the arch prepare hook once, when it makes the folio up to date, and
+   * `kvm_gmem_populate()` refuses an up-to-date folio (EEXIST). 'private-by-arch' (kvm/next
+   * after 6.20's "KVM: guest_memfd: Remove preparation tracking", under the in-place series):
+   * `kvm_gmem_get_pfn()` zeroes a folio that is not up to date and then calls the arch hook on
+   * every guest fault, for private indices only (v7 patch 07, "Only prepare folios for private
+   * pages"; SNP's `sev_gmem_prepare()` skips a frame its RMP already assigns), and populate does
+   * not look at up-to-date (SNP's RMP check is its EEXIST).
+   */
+  readonly preparation?: 'tracked' | 'private-by-arch';
 }
 
 /**
@@ -92,4 +103,5 @@ export const GMEM_INPLACE_V7: GmemBacking = {
   },
   folioOrder: () => 0,
   canConvert: () => undefined,
+  preparation: 'private-by-arch',
 };

@@ -242,7 +242,12 @@ function getPreparedFolio(
   const ex = f.pages.get(index);
   const zero = !k.mutants.has('gmem_no_zero_on_prepare');
   if (ex !== undefined) {
-    if (ex.state === 'prepared') return ex.base;
+    if (ex.state === 'prepared') {
+      // Preparation left to the arch (kvm/next): kvm_gmem_get_pfn() prepares an up-to-date
+      // private folio again on every guest fault (SNP: a no-op once the RMP assigns it).
+      if (gfn === undefined || k.gmemBacking.preparation !== 'private-by-arch') return ex.base;
+      return prepareFolio(k, f, index, ex.base, gfn, false);
+    }
     if (ex.state === 'poisoned') return 'poisoned';
     if (zero) k.frames.zero(ex.base, 1);
     k.events.push({ kind: 'gmem_zero', ino: f.ino, start: index, end: pgoffAdd(index, 1), via });
@@ -280,10 +285,17 @@ function prepareFolio(
   inserted: boolean,
 ): Pfn | { readonly prepareFailed: Errno } {
   if (gfn !== undefined) {
-    const e = k.arch.gmemPrepare(k, f.vm, pfn, gfn, 0);
-    if (e !== undefined) {
-      if (inserted) f.pages.set(index, index + 1, { base: pfn, state: 'allocated' });
-      return { prepareFailed: e };
+    // kvm/next (preparation left to the arch): kvm_gmem_get_pfn() marks the zeroed folio up to
+    // date first, then `if (kvm_gmem_is_private_mem(inode, index)) kvm_gmem_prepare_folio()`
+    // (in-place conversion v7 patch 07: a shared folio of a CoCo VM is never prepared).
+    const byArch = k.gmemBacking.preparation === 'private-by-arch';
+    if (!byArch || f.attrs.get(index) !== undefined) {
+      const e = k.arch.gmemPrepare(k, f.vm, pfn, gfn, 0);
+      if (e !== undefined) {
+        if (byArch) f.pages.set(index, index + 1, { base: pfn, state: 'prepared' });
+        else if (inserted) f.pages.set(index, index + 1, { base: pfn, state: 'allocated' });
+        return { prepareFailed: e };
+      }
     }
   }
   // The page map copies the record only when it stores a new entry.
@@ -534,11 +546,16 @@ export function kvmGmemPopulate(
       ret = 'EHWPOISON';
       break;
     }
-    if (ex.state === 'prepared') {
+    // 6.18 tracks preparation here; kvm/next (the in-place series' base) does not: there an
+    // up-to-date folio is populated too (in place, from its current contents), and SNP's RMP
+    // check is the EEXIST (sev_gmem_post_populate()).
+    if (ex.state === 'prepared' && k.gmemBacking.preparation !== 'private-by-arch') {
       ret = 'EEXIST';
       break;
     }
-    // kvm_range_has_memory_attributes(gfn, gfn + 1, PRIVATE, PRIVATE) at order 0.
+    // kvm_range_has_memory_attributes(gfn, gfn + 1, PRIVATE, PRIVATE) at order 0 (v7 patch 06,
+    // kvm_gmem_range_is_private(): the file's attributes with vm_memory_attributes=0, which
+    // vm.attrs mirrors for a bound memslot).
     if (!rangeHasAttributes(vm, gfn, gfnAdd(gfn, 1), 8)) {
       ret = 'EINVAL';
       break;

@@ -204,14 +204,18 @@ export function snpLaunchUpdate(k: KernelCtx, vm: Vm, cmd: KvmSevCmd): Result<un
   const slot = gfnStart < 2n ** 52n ? vm.slotsByGfn[0]!.get(Number(gfnStart)) : undefined;
   if (slot === undefined || !slot.isGuestMemfd)
     return err('EINVAL', 'snp_launch_update: memslot cannot be private');
-  // u64_to_user_ptr(): a zero uaddr is NULL (post-populate then refuses a non-ZERO page).
+  // u64_to_user_ptr(): a zero uaddr is NULL. Post-populate then refuses a non-ZERO page, unless
+  // attributes live in guest_memfd (kvm.vm_memory_attributes=0, in-place conversion v7 patch 20):
+  // there the page is measured as it is, populated in place by the VMM while it was shared.
   const src = type === T.ZERO || uaddr === 0n ? undefined : uaddr;
+  const inPlaceAllowed = k.profile.gmemMemoryAttributes === true;
   let fwError = 0;
   const handle = sev.snpContext;
   const hw = snpHw(k);
   // sev_gmem_post_populate()
   const post = (gfn: Gfn, pfn: Pfn, p: bigint | undefined, order: number): Errno | undefined => {
-    if (type !== T.ZERO && p === undefined) return 'EINVAL';
+    // `if (vm_memory_attributes && type != ZERO && !src_page) return -EINVAL;`
+    if (!inPlaceAllowed && type !== T.ZERO && p === undefined) return 'EINVAL';
     const npages = 1 << order;
     let nPrivate = 0;
     let ret: Errno | undefined;
@@ -237,6 +241,12 @@ export function snpLaunchUpdate(k: KernelCtx, vm: Vm, cmd: KvmSevCmd): Result<un
           );
         k.frames.write(pf, 0, data);
       }
+      // In place (no source page): the firmware measures the page as the VMM left it; the log
+      // keeps a copy of those bytes for the types it hashes.
+      if (p === undefined && type === T.NORMAL) {
+        data = new Uint8Array(PAGE);
+        k.frames.read(pf, 0, data);
+      }
       const g = gfnToGpa(asGfn(gfn + i));
       if (hw.rmp.makePrivate(pf, g, '4K', sev.asid, true) !== RMP_RET.SUCCESS) {
         ret = 'EFAULT';
@@ -251,7 +261,7 @@ export function snpLaunchUpdate(k: KernelCtx, vm: Vm, cmd: KvmSevCmd): Result<un
         // fw_err: reclaim this page; a CPUID page the firmware corrected goes back to userspace.
         const reclaimed =
           !k.mutants.has('snp_launch_update_keeps_failed_page') && snpPageReclaim(k, pf);
-        if (reclaimed && type === T.CPUID && fwError === SEV_RET.INVALID_PARAM) {
+        if (reclaimed && type === T.CPUID && fwError === SEV_RET.INVALID_PARAM && p !== undefined) {
           const fixed = new Uint8Array(PAGE);
           k.frames.read(pf, 0, fixed);
           copyToUserAddr(k, p! + BigInt(i * PAGE), fixed);
@@ -276,7 +286,9 @@ export function snpLaunchUpdate(k: KernelCtx, vm: Vm, cmd: KvmSevCmd): Result<un
   }
   v.setBigUint64(0, gfnStart + BigInt(count), true);
   v.setBigUint64(16, len - BigInt(count) * 4096n, true);
-  if (type !== T.ZERO) v.setBigUint64(8, BigInt.asUintN(64, uaddr + BigInt(count) * 4096n), true);
+  // `if (src && type != ZERO) params.uaddr += count * PAGE_SIZE` (v7 patch 20; 6.18 has no `src
+  // &&`, but a NULL source never gets this far there).
+  if (src !== undefined) v.setBigUint64(8, BigInt.asUintN(64, uaddr + BigInt(count) * 4096n), true);
   if (!copyToUserAddr(k, cmd.data, b))
     return err('EFAULT', 'snp_launch_update: copy_to_user(params)');
   return OK_VOID;

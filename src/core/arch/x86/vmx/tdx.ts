@@ -744,11 +744,21 @@ function tdxGmemPostPopulate(
   const vm = vcpu.vm;
   const t = toKvmTdx(vm);
   const m = tdxModule(k);
-  // get_user_pages_fast(src, 1, 0): a read reference to the source page.
-  if (src === undefined || src >= k.profile.taskSizeMax) return 'EFAULT';
-  const g = k.mm.fault(asHvpn(Number(src >> 12n)), false, false);
-  if ('signal' in g) return 'EFAULT';
-  const srcPfn = g.pfn;
+  // No source with attributes in guest_memfd (kvm.vm_memory_attributes=0, in-place conversion v7
+  // patch 21: `if (!src_page) src_page = pfn_to_page(pfn)`): TDH.MEM.PAGE.ADD takes the
+  // guest_memfd page itself as its source, so the TD gets what the VMM wrote there while the page
+  // was shared. (kvm/next GUPs the source in kvm_gmem_populate() and passes NULL for a NULL
+  // address; 6.18's get_user_pages_fast() of address 0 is EFAULT.)
+  const inPlace = src === 0n && k.profile.gmemMemoryAttributes === true;
+  let srcPfn: Pfn;
+  if (inPlace) srcPfn = pfn;
+  else {
+    // get_user_pages_fast(src, 1, 0): a read reference to the source page.
+    if (src === undefined || src >= k.profile.taskSizeMax) return 'EFAULT';
+    const g = k.mm.fault(asHvpn(Number(src >> 12n)), false, false);
+    if ('signal' in g) return 'EFAULT';
+    srcPfn = g.pfn;
+  }
   // kvm_tdp_map_page(vcpu, gpa, PFERR_GUEST_FINAL_MASK | PFERR_PRIVATE_ACCESS, &level)
   // (RET_PF_EMULATE is -ENOENT; a memory-fault exit is its -EFAULT or the error the fault met.)
   if (vm.stage2[0]!.entryAt(gfn) === undefined) {
@@ -756,12 +766,18 @@ function tdxGmemPostPopulate(
     if (typeof r !== 'number') return r.kind === 'mmio' ? 'ENOENT' : r.errno;
   }
   const gpa = gfnToGpa(gfn);
+  const measured = (flags & KVM_TDX_MEASURE_MEMORY_REGION) !== 0;
+  // In place the source becomes the TD's page: its bytes as the host saw them, read before.
+  const before = inPlace && measured ? hostView(k, m, srcPfn) : undefined;
   const err = k.mutants.has('tdx_page_add_swapped')
     ? m.tdhMemPageAdd(t.tdr!, gpa, srcPfn, pfn)
     : m.tdhMemPageAdd(t.tdr!, gpa, pfn, srcPfn);
   if (err !== TDX.SUCCESS) return tdxStatusCode(err) === TDX.OPERAND_BUSY ? 'EBUSY' : 'EIO';
-  const measured = (flags & KVM_TDX_MEASURE_MEMORY_REGION) !== 0;
-  t.mrtdLog.push({ gpa, measured, contents: measured ? hostView(k, m, srcPfn) : undefined });
+  t.mrtdLog.push({
+    gpa,
+    measured,
+    contents: measured ? (before ?? hostView(k, m, srcPfn)) : undefined,
+  });
   if (t.nrPremapped === 0) kvmBugOn(vm, t);
   else t.nrPremapped--;
   if (measured && !k.mutants.has('tdx_measure_skips_extend')) {
@@ -838,7 +854,9 @@ function tdxVcpuInitMemRegion(k: KernelCtx, vcpu: Vcpu, cmd: KvmTdxCmd): Result<
       ret = 'EIO';
       break;
     }
-    sourceAddr = BigInt.asUintN(64, sourceAddr + 4096n);
+    // `if (region.source_addr) region.source_addr += PAGE_SIZE` (v7 patch 21; a zero source
+    // never gets this far on 6.18).
+    if (sourceAddr !== 0n) sourceAddr = BigInt.asUintN(64, sourceAddr + 4096n);
     gpa += 4096n;
     nrPages--;
   }
