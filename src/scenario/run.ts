@@ -341,6 +341,8 @@ export function checkExpectation(
   tdState?: () => TdState | string,
   /** The pKVM hypervisor's view after the step (undefined: no model). */
   pkvmState?: () => PkvmState | string,
+  /** SEV-SNP: the RMP state of the op's VM's page at a GPA after the step (undefined: no model). */
+  rmpState?: () => ((gpa: bigint) => string) | string,
 ): string[] {
   const f: string[] = [];
   const j = resultToJson(r);
@@ -429,6 +431,16 @@ export function checkExpectation(
   if (e.pkvm !== undefined) {
     if (pkvmState === undefined) f.push('pkvm cannot be checked on this backend (no model)');
     else f.push(...checkPkvm(e.pkvm, pkvmState()));
+  }
+  if (e.rmp !== undefined) {
+    const got = rmpState?.();
+    if (got === undefined) f.push('rmp cannot be checked on this backend (no model)');
+    else if (typeof got === 'string') f.push(`expected an RMP: ${got}`);
+    else
+      for (const w of e.rmp) {
+        const st = got(w.gpa);
+        if (st !== w.state) f.push(`gpa ${hexInt(w.gpa)}: expected RMP ${w.state}, got ${st}`);
+      }
   }
   if (e.kvm_stats !== undefined) {
     if (kvmStats === undefined) f.push('kvm_stats cannot be checked on this backend (no model)');
@@ -700,6 +712,34 @@ function launchDigestOf(h: Host, t: HandleTable, op: TraceOp): string | undefine
   return f instanceof VmFile ? snpGuestContext(h, f.vm)?.digest.hex() : undefined;
 }
 
+/**
+ * `expect.rmp`'s view after a step: the RMP state (RMP_STATES) of the page the op's VM's memslot
+ * holds at a GPA (its guest_memfd page, else the VMM's page at userspace_addr), or why there is
+ * no RMP to read.
+ */
+function rmpStateOf(h: Host, t: HandleTable, op: TraceOp): ((gpa: bigint) => string) | string {
+  const rmp = h.platform.sevSnp?.rmp;
+  if (rmp === undefined) return `the profile ${h.profile.name} has no SEV-SNP RMP`;
+  const vm = vmOfOp(h, t, op);
+  if (vm === undefined) return 'the op names no open VM, vCPU or guest_memfd fd';
+  return (gpa) => {
+    const gfn = asGfn(Number(gpa >> 12n));
+    const slot = vm.slotsByGfn[0]?.get(gfn);
+    if (slot === undefined) return 'no memslot there';
+    const g = slot.gmem;
+    const pfn =
+      slot.isGuestMemfd && g !== null && g.file !== null
+        ? g.file.pages.get(gfnToGmemIndex(slot, g.pgoff, gfn))?.base
+        : hostFrameAt(h, gfnToHvpnMemslot(slot, gfn));
+    if (pfn === undefined) return 'NO_PAGE';
+    const e = rmp.lookup(pfn);
+    if (!e.assigned) return 'HYPERVISOR';
+    if (e.asid === 0) return 'FIRMWARE';
+    if (e.immutable) return 'PRE_GUEST';
+    return e.validated ? 'GUEST_VALID' : 'GUEST_INVALID';
+  };
+}
+
 /** Every vCPU's stats (a copy): the model's `struct kvm_vcpu_stat`s. */
 function vcpuStats(h: Host): Map<Vcpu, KvmVcpuStat> {
   const m = new Map<Vcpu, KvmVcpuStat>();
@@ -755,10 +795,14 @@ export function runScenario(s: Scenario, backend: Backend, opts: RunOptions = {}
         host === undefined ? undefined : (): TdState | string => tdStateOf(host(), t, step.op);
       const pkvm =
         host === undefined ? undefined : (): PkvmState | string => pkvmStateOf(host(), t, step.op);
+      const rmp =
+        host === undefined
+          ? undefined
+          : (): ((gpa: bigint) => string) | string => rmpStateOf(host(), t, step.op);
       const failures =
         step.expect === undefined
           ? []
-          : checkExpectation(step.expect, result, sum?.effects, digest, stats, td, pkvm);
+          : checkExpectation(step.expect, result, sum?.effects, digest, stats, td, pkvm, rmp);
       if (step.expect !== undefined) checked++;
       if (failures.length > 0) failed++;
       outcomes.push({

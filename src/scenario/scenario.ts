@@ -25,7 +25,8 @@
  * gmem_zeroed, gmem_freed, mapped} counted from the model's events (model backend only),
  * launch_digest, exit_counts, kvm_stats, for TDX hw_error (the result's) and td {state,
  * nr_premapped, bugged, dead, epoch, mrtd, sept} (the model's TD after the step), and for pKVM
- * pkvm {gpa | uaddr, host, hyp, guest, share_count, pins, zero, vms} (the hypervisor's pages).
+ * pkvm {gpa | uaddr, host, hyp, guest, share_count, pins, zero, vms} (the hypervisor's pages),
+ * and for SEV-SNP rmp {GPA: state} (the RMP entries of the op's VM's pages).
  *
  * Every problem is reported as `file:line: field: message`.
  */
@@ -91,7 +92,28 @@ export type Expectation = {
    * the hypervisor's history oracle and its six invariants are checked with them.
    */
   readonly pkvm?: readonly PkvmExpectation[];
+  /**
+   * SEV-SNP: the RMP state of the page at each GPA of the VM the op names, after the step (model
+   * only): the frame the guest's memslot holds there (its guest_memfd page).
+   */
+  readonly rmp?: ReadonlyArray<{ readonly gpa: bigint; readonly state: RmpStateName }>;
 };
+
+/**
+ * The RMP states `expect.rmp` names (platforms.md §2.1, the SNP white paper's page states):
+ * HYPERVISOR (not assigned), GUEST_INVALID (assigned to a guest, not validated), GUEST_VALID
+ * (assigned and validated), PRE_GUEST (assigned, immutable: between rmp_make_private() and
+ * SNP_LAUNCH_UPDATE), FIRMWARE (assigned to ASID 0); NO_PAGE: guest_memfd has no page there.
+ */
+export const RMP_STATES = [
+  'HYPERVISOR',
+  'GUEST_INVALID',
+  'GUEST_VALID',
+  'PRE_GUEST',
+  'FIRMWARE',
+  'NO_PAGE',
+] as const;
+export type RmpStateName = (typeof RMP_STATES)[number];
 
 /** The states of `enum pkvm_page_state` (host and hyp), and a guest's (POISON: force-reclaimed). */
 export const PKVM_STATES = ['OWNED', 'SHARED_OWNED', 'SHARED_BORROWED', 'NOPAGE'] as const;
@@ -202,6 +224,7 @@ const EXPECT_KEYS = [
   'error_offset',
   'td',
   'pkvm',
+  'rmp',
 ];
 /** Fields whose string values may be handle names: kept as written when not an expression. */
 const NAME_FIELDS = new Set([
@@ -575,6 +598,25 @@ function parseExpect(v: unknown, fail: Fail): Expectation {
       case 'td':
         e.td = parseTdExpect(x, f, fail);
         break;
+      case 'rmp': {
+        if (!isPlainObject(x)) fail(f, 'expected a map of GPAs to RMP states');
+        const list: Array<{ gpa: bigint; state: RmpStateName }> = [];
+        for (const [g, st] of Object.entries(x)) {
+          const gf = `${f}.${fieldName(g)}`;
+          const gpa = toBig(g, gf, fail);
+          if (gpa < 0n || gpa >= 1n << 64n) fail(gf, 'expected a GPA (a 64-bit value)');
+          if (typeof st !== 'string' || !(RMP_STATES as readonly string[]).includes(st))
+            fail(
+              gf,
+              typeof st === 'string'
+                ? unknown('RMP state', st, RMP_STATES)
+                : `expected an RMP state (${RMP_STATES.join(', ')})`,
+            );
+          list.push({ gpa, state: st as RmpStateName });
+        }
+        e.rmp = list;
+        break;
+      }
       case 'pkvm':
         e.pkvm = Array.isArray(x)
           ? x.map((p, i) => parsePkvmExpect(p, `${f}[${i}]`, fail))
