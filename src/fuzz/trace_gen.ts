@@ -26,7 +26,7 @@ import type { HostRange } from '../ops/spec.js';
 import { genCreateProtectedVm, genCreateVm, genEnableCapOf } from '../ops/vm.js';
 import { genCreateGmem, genFallocatePage, genGmemOf } from '../ops/guest_memfd.js';
 import { genGmemSlot } from '../ops/memslots.js';
-import { genAttributes2Of, genAttributesOf } from '../ops/attributes.js';
+import { genAttributes2Of, genAttributes2Range, genAttributesOf } from '../ops/attributes.js';
 import { genRunOn, genSnpGuestRun, genTdxGuestRun, genVcpuOf } from '../ops/vcpu.js';
 import { genPreFaultPage } from '../ops/pre_fault.js';
 import { genAnonMap, genFileMap, genMadviseMap, genPeekAt, genPokeAt } from '../ops/host_mm.js';
@@ -501,6 +501,11 @@ export class TraceGenerator implements GenState<TraceOpInput> {
    */
   private snpScenario(): void {
     const r = this.r;
+    // Attributes in guest_memfd (the in-place conversion series): the VMM's guest_memfd is
+    // MMAP | INIT_SHARED and mapped as the memslot's userspace_addr, it writes pages in place and
+    // converts them with KVM_SET_MEMORY_ATTRIBUTES2, and LAUNCH_UPDATE mostly takes uaddr 0. A
+    // profile fact: no PRNG draw decides it (the 6.18 walk draws as before).
+    const inPlace = this.opts.feedback?.gmemMemoryAttributes === true;
     const vm = genCreateProtectedVm(this, 'svm', 4n);
     if (vm === undefined) return;
     this.fdNames.push(vm);
@@ -510,13 +515,20 @@ export class TraceGenerator implements GenState<TraceOpInput> {
     const pages = BigInt(2 + r.int(7));
     const size = pages * PAGE;
     const g = this.name('sg');
-    genGmemOf(this, vm, size, 0n, g);
-    const gm: GmemH = { name: g, vm, size, flags: 0n };
+    const gflags = inPlace ? 3n : 0n;
+    genGmemOf(this, vm, size, gflags, g);
+    const gm: GmemH = { name: g, vm, size, flags: gflags };
     this.gmems.push(gm);
     this.fdNames.push(g);
     const m = this.name('sm');
-    genAnonMap(this, size, 2n, m);
-    const map: MapH = { name: m, len: size, kind: 'anon' };
+    let map: MapH;
+    if (inPlace) {
+      genFileMap(this, g, size, m);
+      map = { name: m, len: size, kind: 'gmem', gmem: gm };
+    } else {
+      genAnonMap(this, size, 2n, m);
+      map = { name: m, len: size, kind: 'anon' };
+    }
     this.maps.push(map);
     // The VMM's command structs and its staging pages for LAUNCH_UPDATE.
     const params = this.name('sp');
@@ -528,7 +540,13 @@ export class TraceGenerator implements GenState<TraceOpInput> {
     const slotId = BigInt(r.int(4));
     genGmemSlot(this, vm, slotId, gpa, size, m, g);
     this.slots.push({ vm, slot: slotId, gpa, size, gmem: gm, map });
-    if (r.chance(0.9)) genAttributesOf(this, vm, gpa, size, 8n);
+    if (inPlace) {
+      // The firmware written in place (mostly every page, while shared), then converted: the
+      // whole file, or its first pages.
+      for (let i = 0n; i < pages; i++) if (r.chance(0.8)) genPokeAt(this, m, i * PAGE, r.bytes(8));
+      const n = r.chance(0.85) ? pages : BigInt(1 + r.int(Number(pages)));
+      genAttributes2Range(this, g, 0n, n * PAGE, 8n);
+    } else if (r.chance(0.9)) genAttributesOf(this, vm, gpa, size, 8n);
     else genAttributesOf(this, vm, gpa, BigInt(1 + r.int(Number(pages))) * PAGE, 8n);
     // Most VMMs take the guest's page-state changes: KVM_CAP_EXIT_HYPERCALL for
     // KVM_HC_MAP_GPA_RANGE (12), without which KVM fails every PSC request itself.
@@ -548,7 +566,7 @@ export class TraceGenerator implements GenState<TraceOpInput> {
     const update = (): void => {
       const at = BigInt(r.int(Number(pages)));
       const n = r.chance(0.8) ? 1n : BigInt(1 + r.int(Number(pages - at)));
-      genSnpLaunchUpdate(this, vm, sev, params, gfn0 + at, n < 2n ? n : 2n, src, poke);
+      genSnpLaunchUpdate(this, vm, sev, params, gfn0 + at, n < 2n ? n : 2n, src, poke, inPlace);
     };
     for (let i = 1 + r.int(Number(pages)); i > 0; i--) update();
     for (let i = r.int(3); i > 0; i--) vcpu();
@@ -569,9 +587,13 @@ export class TraceGenerator implements GenState<TraceOpInput> {
         // protocol and PSC descriptors).
         genSnpGuestRun(this, r.pick(cpus), gpa, Number(pages));
       } else if (choice === 7) {
-        genAttributesOf(this, vm, gpa + page * PAGE, PAGE, r.chance(0.5) ? 8n : 0n);
+        const a = r.chance(0.5) ? 8n : 0n;
+        if (inPlace) genAttributes2Range(this, g, page * PAGE, PAGE, a);
+        else genAttributesOf(this, vm, gpa + page * PAGE, PAGE, a);
       } else if (choice === 8) {
-        genPokeAt(this, src, 0n, r.bytes(4));
+        // In place: the VMM writes guest memory through its mapping (SIGBUS where private).
+        if (inPlace && r.chance(0.5)) genPokeAt(this, m, page * PAGE, r.bytes(4));
+        else genPokeAt(this, src, 0n, r.bytes(4));
       } else if (choice === 9 && r.chance(0.3)) {
         genClose(this, { kind: 'handle', name: g });
       } else if (choice === 10 && !finished && r.chance(0.5)) {
@@ -597,6 +619,10 @@ export class TraceGenerator implements GenState<TraceOpInput> {
    */
   private tdxScenario(): void {
     const r = this.r;
+    // Attributes in guest_memfd (as in snpScenario): guest_memfds MMAP | INIT_SHARED (mostly),
+    // each mapped as its memslot's userspace_addr, written in place and converted with
+    // KVM_SET_MEMORY_ATTRIBUTES2; INIT_MEM_REGION mostly with source_addr 0. No draw decides it.
+    const inPlace = this.opts.feedback?.gmemMemoryAttributes === true;
     const vm = genCreateProtectedVm(this, 'tvm', 5n);
     if (vm === undefined) return;
     this.fdNames.push(vm);
@@ -628,11 +654,12 @@ export class TraceGenerator implements GenState<TraceOpInput> {
     // adjacent to A or 2 MiB further.
     type TdSlot = { slot: bigint; gpa: bigint; pages: bigint; map: string; gmem: string };
     const tdSlots: TdSlot[] = [];
-    const gmemFlags = r.chance(0.1) ? 1n : 0n;
+    const gmemFlags = inPlace ? (r.chance(0.9) ? 3n : 0n) : r.chance(0.1) ? 1n : 0n;
     const pagesA = BigInt(2 + r.int(7));
     const two = r.chance(0.3);
     const pagesB = two ? BigInt(1 + r.int(4)) : 0n;
-    const sameGmem = two && r.chance(0.4);
+    // In place each slot maps its own guest_memfd (from offset 0).
+    const sameGmem = two && !inPlace && r.chance(0.4);
     const g = this.name('tg');
     const gsize = (sameGmem ? pagesA + pagesB : pagesA) * PAGE;
     genGmemOf(this, vm, gsize, gmemFlags, g);
@@ -644,8 +671,14 @@ export class TraceGenerator implements GenState<TraceOpInput> {
     const slotA = BigInt(r.int(4));
     const addSlot = (slot: bigint, at: bigint, pages: bigint, gm: GmemH, offset: bigint): void => {
       const m = this.name('tm');
-      genAnonMap(this, pages * PAGE, 2n, m);
-      const map: MapH = { name: m, len: pages * PAGE, kind: 'anon' };
+      let map: MapH;
+      if (inPlace && (gm.flags & 1n) !== 0n) {
+        genFileMap(this, gm.name, pages * PAGE, m);
+        map = { name: m, len: pages * PAGE, kind: 'gmem', gmem: gm };
+      } else {
+        genAnonMap(this, pages * PAGE, 2n, m);
+        map = { name: m, len: pages * PAGE, kind: 'anon' };
+      }
       this.maps.push(map);
       const res = genGmemSlot(this, vm, slot, at, pages * PAGE, m, gm.name, offset);
       if (res?.ok !== true) return;
@@ -675,13 +708,25 @@ export class TraceGenerator implements GenState<TraceOpInput> {
     const anyPage = (): bigint => BigInt(r.int(Number(total)));
     // PRIVATE attributes: over every slot (mostly), over part of them, or a misaligned request
     // (-EINVAL) first.
-    const attrs = r.int(10);
-    if (attrs === 0) genAttributesOf(this, vm, gpa + 0x800n, pagesA * PAGE, 8n);
-    if (attrs <= 7) {
-      for (const s of tdSlots) genAttributesOf(this, vm, s.gpa, s.pages * PAGE, 8n);
+    // In place: the firmware written through the mappings while shared, then the slots converted
+    // with KVM_SET_MEMORY_ATTRIBUTES2 (whole, mostly, or the first pages).
+    if (inPlace) {
+      for (const s of tdSlots) {
+        if (this.maps.find((x) => x.name === s.map)?.kind === 'gmem')
+          for (let i = 0n; i < s.pages; i++)
+            if (r.chance(0.7)) genPokeAt(this, s.map, i * PAGE, r.bytes(8));
+        const n = r.chance(0.85) ? s.pages : BigInt(1 + r.int(Number(s.pages)));
+        genAttributes2Range(this, s.gmem, 0n, n * PAGE, 8n);
+      }
     } else {
-      const at = anyPage();
-      genAttributesOf(this, vm, gpaOf(at), BigInt(1 + r.int(Number(total - at))) * PAGE, 8n);
+      const attrs = r.int(10);
+      if (attrs === 0) genAttributesOf(this, vm, gpa + 0x800n, pagesA * PAGE, 8n);
+      if (attrs <= 7) {
+        for (const s of tdSlots) genAttributesOf(this, vm, s.gpa, s.pages * PAGE, 8n);
+      } else {
+        const at = anyPage();
+        genAttributesOf(this, vm, gpaOf(at), BigInt(1 + r.int(Number(total - at))) * PAGE, 8n);
+      }
     }
     // QEMU's kernel-irqchip=split (a TD vCPU needs it), sometimes with too many pins first.
     if (r.chance(0.05)) genEnableCapOf(this, vm, 121n, [49n]);
@@ -732,6 +777,8 @@ export class TraceGenerator implements GenState<TraceOpInput> {
         g0 = r.pick([gpa - PAGE, gpaOf(total - 1n) + PAGE, 0x1_0000_0000n, gpa + 0x40_0000n]);
       else if (kind === 5) g0 |= shared;
       else if (kind === 6) source = { kind: 'raw', value: r.pick([0n, 4096n]) };
+      // In place: mostly source_addr 0, the guest_memfd page itself (v7 patch 21).
+      if (inPlace && kind !== 2 && kind !== 6 && r.chance(0.6)) source = { kind: 'raw', value: 0n };
       if (r.chance(0.4)) genPokeAt(this, src, 0n, r.bytes(8));
       const res = genTdxInitMemRegion(this, cpuFd(), params, source, g0, n);
       if (res?.ok === true && kind === 0)
@@ -754,13 +801,16 @@ export class TraceGenerator implements GenState<TraceOpInput> {
       } else if (choice === 3) {
         region();
       } else if (choice === 4) {
-        genAttributesOf(
-          this,
-          vm,
-          gpaOf(page),
-          BigInt(1 + r.int(Number(total - page))) * PAGE,
-          r.chance(0.5) ? 0n : 8n,
-        );
+        const len = BigInt(1 + r.int(Number(total - page))) * PAGE;
+        const a = r.chance(0.5) ? 0n : 8n;
+        if (inPlace) {
+          // The guest_memfd behind the page, clipped to its slot.
+          const inA = page < pagesA;
+          const off = inA ? page : page - pagesA;
+          const room = (inA ? pagesA : pagesB) - off;
+          const l = len < room * PAGE ? len : room * PAGE;
+          genAttributes2Range(this, inA ? g : (gmemNames[1] ?? g), off * PAGE, l, a);
+        } else genAttributesOf(this, vm, gpaOf(page), len, a);
       } else if (choice === 5) {
         // Punch (mostly) or allocate the guest_memfd page behind it.
         if (page < pagesA || sameGmem || gmemNames.length < 2)
@@ -807,8 +857,14 @@ export class TraceGenerator implements GenState<TraceOpInput> {
         // As QEMU answers a KVM_EXIT_MEMORY_FAULT (kvm_convert_memory()): the page converted
         // to what the guest asked for (mostly), before the next run.
         const f = res !== undefined && 'exits' in res ? res.exits?.at(-1) : undefined;
-        if (f?.reason === 'MEMORY_FAULT' && r.chance(0.7))
-          genAttributesOf(this, vm, f.gpa & ~(PAGE - 1n), PAGE, f.flags & 8n);
+        if (f?.reason === 'MEMORY_FAULT' && r.chance(0.7)) {
+          const fg = f.gpa & ~(PAGE - 1n);
+          const sl = inPlace
+            ? tdSlots.find((x) => fg >= x.gpa && fg < x.gpa + x.pages * PAGE)
+            : undefined;
+          if (sl !== undefined) genAttributes2Range(this, sl.gmem, fg - sl.gpa, PAGE, f.flags & 8n);
+          else genAttributesOf(this, vm, fg, PAGE, f.flags & 8n);
+        }
       }
     }
   }

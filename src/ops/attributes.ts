@@ -262,6 +262,28 @@ export function genAttributes2Of(g: Gen, gmem: string, size: bigint): void {
 }
 
 /** Set [gpa, gpa+size) of `vm` to `attributes` (scenarios). */
+/**
+ * KVM_SET_MEMORY_ATTRIBUTES2 of [offset, offset + size) of guest_memfd `gmem` to `attributes`
+ * (a VMM's own conversion: the SNP and TDX walks on profiles with attributes in guest_memfd).
+ */
+export function genAttributes2Range(
+  g: Gen,
+  gmem: string,
+  offset: bigint,
+  size: bigint,
+  attributes: bigint,
+): void {
+  g.push({
+    op: 'KVM_SET_MEMORY_ATTRIBUTES2',
+    fd: { kind: 'handle', name: gmem },
+    offset,
+    size,
+    attributes,
+    flags: 0n,
+    reserved: 0n,
+  });
+}
+
 export function genAttributesOf(
   g: Gen,
   vm: string,

@@ -849,6 +849,7 @@ export function genSnpLaunchUpdate(
   pages: bigint,
   src: string,
   poke: (bytes: Uint8Array) => void,
+  inPlace = false,
 ): ResultLine | undefined {
   const type = g.r.weighted<bigint>([
     [8, 1n],
@@ -865,8 +866,10 @@ export function genSnpLaunchUpdate(
     poke(t);
   } else if (g.r.chance(0.5)) poke(g.r.bytes(8));
   const len = g.r.chance(0.95) ? pages * 4096n : pages * 4096n + BigInt(1 + g.r.int(4095));
+  // `inPlace` (attributes in guest_memfd): mostly uaddr 0, the page measured as the VMM wrote it
+  // through its guest_memfd mapping (v7 patch 20); no extra draw otherwise.
   const uaddr: AddrArg =
-    (type === 3n && g.r.chance(0.5)) || g.r.chance(0.03)
+    (inPlace && g.r.chance(0.6)) || (type === 3n && g.r.chance(0.5)) || g.r.chance(0.03)
       ? { kind: 'raw', value: 0n }
       : { kind: 'handle', name: src, offset: 0n };
   const flags = g.r.chance(0.03) ? 1n : 0n;

@@ -499,7 +499,9 @@ export type GmemPostPopulate = (
  * gfn's memslot must have guest_memfd (EINVAL) whose file is alive (EFAULT); the count is clipped
  * to the slot. Then per page, in order: `__kvm_gmem_get_pfn()` (EFAULT: not the slot's file;
  * EIO: binding mismatch; EHWPOISON), the folio allocated if absent but not zeroed (the callback
- * writes it); an up-to-date (prepared) folio is EEXIST; the gfn must be PRIVATE by attributes
+ * writes it); an up-to-date (prepared) folio is EEXIST (6.18 only: the in-place design's kvm/next
+ * base populates it, in place from its contents — `GmemBacking.preparation`); the gfn must be
+ * PRIVATE by attributes
  * (EINVAL); then the callback, and the folio is marked prepared when it succeeds. Returns how
  * many pages were populated, or the first page's error when none was. (No signal is ever
  * pending in the model: no EINTR.)

@@ -173,8 +173,10 @@ function snpPageReclaim(k: KernelCtx, pfn: Pfn): boolean {
  * (-EINVAL), the gfn's memslot can be private (-EINVAL); then `kvm_gmem_populate()` with
  * `sev_gmem_post_populate()`. Any populate error is -EIO with the firmware's status (0 when the
  * failure was not the firmware's) in `error`; otherwise the progress is written back (gfn_start
- * and len advance, uaddr too unless the type is ZERO) (-EFAULT when that faults). The returned
- * detail names populate's own errno.
+ * and len advance, uaddr too unless the type is ZERO or uaddr is 0) (-EFAULT when that faults).
+ * The returned detail names populate's own errno. With attributes in guest_memfd (in-place
+ * conversion v7 patch 20) uaddr 0 populates in place: the page keeps what the VMM wrote into it
+ * while it was shared, and the firmware measures that.
  */
 export function snpLaunchUpdate(k: KernelCtx, vm: Vm, cmd: KvmSevCmd): Result<undefined> {
   const sev = toKvmSevInfo(vm);

@@ -806,8 +806,9 @@ function hostView(k: KernelCtx, m: TdxModule, pfn: Pfn): Uint8Array {
  * KVM_TDX_MEASURE_MEMORY_REGION (-EINVAL); `struct kvm_tdx_init_mem_region` (-EFAULT); source and
  * GPA page aligned, nr_pages non-zero, no wrap, both ends private GPAs (-EINVAL). Then one page
  * at a time: `kvm_gmem_populate()` of one page with `tdx_gmem_post_populate()` (its error ends
- * the loop; a count other than 1 is -EIO), and the struct advances (source_addr, gpa +4096,
- * nr_pages -1). The struct is always written back (-EFAULT), so the caller sees the progress.
+ * the loop; a count other than 1 is -EIO), and the struct advances (source_addr unless 0, gpa
+ * +4096, nr_pages -1). The struct is always written back (-EFAULT), so the caller sees the
+ * progress. With attributes in guest_memfd a source_addr of 0 populates in place (v7 patch 21).
  */
 function tdxVcpuInitMemRegion(k: KernelCtx, vcpu: Vcpu, cmd: KvmTdxCmd): Result<undefined> {
   const vm = vcpu.vm;
