@@ -540,10 +540,21 @@ export class TraceGenerator implements GenState<TraceOpInput> {
     const slotId = BigInt(r.int(4));
     genGmemSlot(this, vm, slotId, gpa, size, m, g);
     this.slots.push({ vm, slot: slotId, gpa, size, gmem: gm, map });
+    // Pages the VMM wrote through its mapping while they were shared (and not punched since):
+    // the ones it launches in place.
+    const written = new Set<bigint>();
+    const allWritten = (at: bigint, n: bigint): boolean => {
+      for (let i = 0n; i < n; i++) if (!written.has(at + i)) return false;
+      return true;
+    };
     if (inPlace) {
       // The firmware written in place (mostly every page, while shared), then converted: the
       // whole file, or its first pages.
-      for (let i = 0n; i < pages; i++) if (r.chance(0.8)) genPokeAt(this, m, i * PAGE, r.bytes(8));
+      for (let i = 0n; i < pages; i++)
+        if (r.chance(0.8)) {
+          genPokeAt(this, m, i * PAGE, r.bytes(8));
+          written.add(i);
+        }
       const n = r.chance(0.85) ? pages : BigInt(1 + r.int(Number(pages)));
       genAttributes2Range(this, g, 0n, n * PAGE, 8n);
     } else if (r.chance(0.9)) genAttributesOf(this, vm, gpa, size, 8n);
@@ -566,7 +577,9 @@ export class TraceGenerator implements GenState<TraceOpInput> {
     const update = (): void => {
       const at = BigInt(r.int(Number(pages)));
       const n = r.chance(0.8) ? 1n : BigInt(1 + r.int(Number(pages - at)));
-      genSnpLaunchUpdate(this, vm, sev, params, gfn0 + at, n < 2n ? n : 2n, src, poke, inPlace);
+      const count = n < 2n ? n : 2n;
+      const w = inPlace ? (allWritten(at, count) ? 'written' : 'unwritten') : undefined;
+      genSnpLaunchUpdate(this, vm, sev, params, gfn0 + at, count, src, poke, w);
     };
     for (let i = 1 + r.int(Number(pages)); i > 0; i--) update();
     for (let i = r.int(3); i > 0; i--) vcpu();
@@ -580,6 +593,7 @@ export class TraceGenerator implements GenState<TraceOpInput> {
         genPreFaultPage(this, r.pick(cpus), gpa + page * PAGE);
       } else if (choice <= 4) {
         genFallocatePage(this, g, page * PAGE);
+        written.delete(page);
       } else if (choice === 5) {
         update();
       } else if (choice === 6 && cpus.length > 0) {
@@ -710,11 +724,22 @@ export class TraceGenerator implements GenState<TraceOpInput> {
     // (-EINVAL) first.
     // In place: the firmware written through the mappings while shared, then the slots converted
     // with KVM_SET_MEMORY_ATTRIBUTES2 (whole, mostly, or the first pages).
+    // Pages (indexes into A then B) the VMM wrote through its mapping while shared and has not
+    // punched since: the ones it populates in place.
+    const written = new Set<bigint>();
+    const allWritten = (at: bigint, n: bigint): boolean => {
+      for (let i = 0n; i < n; i++) if (!written.has(at + i)) return false;
+      return true;
+    };
     if (inPlace) {
       for (const s of tdSlots) {
+        const base = s.gpa === gpa ? 0n : pagesA;
         if (this.maps.find((x) => x.name === s.map)?.kind === 'gmem')
           for (let i = 0n; i < s.pages; i++)
-            if (r.chance(0.7)) genPokeAt(this, s.map, i * PAGE, r.bytes(8));
+            if (r.chance(0.7)) {
+              genPokeAt(this, s.map, i * PAGE, r.bytes(8));
+              written.add(base + i);
+            }
         const n = r.chance(0.85) ? s.pages : BigInt(1 + r.int(Number(s.pages)));
         genAttributes2Range(this, s.gmem, 0n, n * PAGE, 8n);
       }
@@ -776,9 +801,10 @@ export class TraceGenerator implements GenState<TraceOpInput> {
       else if (kind === 4)
         g0 = r.pick([gpa - PAGE, gpaOf(total - 1n) + PAGE, 0x1_0000_0000n, gpa + 0x40_0000n]);
       else if (kind === 5) g0 |= shared;
-      else if (kind === 6) source = { kind: 'raw', value: r.pick([0n, 4096n]) };
+      else if (kind === 6) source = { kind: 'raw', value: inPlace ? 4096n : r.pick([0n, 4096n]) };
       // In place: mostly source_addr 0, the guest_memfd page itself (v7 patch 21).
-      if (inPlace && kind !== 2 && kind !== 6 && r.chance(0.6)) source = { kind: 'raw', value: 0n };
+      if (inPlace && kind !== 2 && kind !== 6 && allWritten(at, n) && r.chance(0.6))
+        source = { kind: 'raw', value: 0n };
       if (r.chance(0.4)) genPokeAt(this, src, 0n, r.bytes(8));
       const res = genTdxInitMemRegion(this, cpuFd(), params, source, g0, n);
       if (res?.ok === true && kind === 0)
@@ -816,6 +842,7 @@ export class TraceGenerator implements GenState<TraceOpInput> {
         if (page < pagesA || sameGmem || gmemNames.length < 2)
           genFallocatePage(this, g, page * PAGE);
         else genFallocatePage(this, gmemNames[1]!, (page - pagesA) * PAGE);
+        written.delete(page);
       } else if (choice === 6) {
         if (!finalized || r.chance(0.3)) finalize();
       } else if (choice === 7 && tdSlots.length > 0 && r.chance(0.3)) {

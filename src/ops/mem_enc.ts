@@ -849,7 +849,7 @@ export function genSnpLaunchUpdate(
   pages: bigint,
   src: string,
   poke: (bytes: Uint8Array) => void,
-  inPlace = false,
+  inPlace?: 'written' | 'unwritten',
 ): ResultLine | undefined {
   const type = g.r.weighted<bigint>([
     [8, 1n],
@@ -866,12 +866,20 @@ export function genSnpLaunchUpdate(
     poke(t);
   } else if (g.r.chance(0.5)) poke(g.r.bytes(8));
   const len = g.r.chance(0.95) ? pages * 4096n : pages * 4096n + BigInt(1 + g.r.int(4095));
-  // `inPlace` (attributes in guest_memfd): mostly uaddr 0, the page measured as the VMM wrote it
-  // through its guest_memfd mapping (v7 patch 20); no extra draw otherwise.
-  const uaddr: AddrArg =
-    (inPlace && g.r.chance(0.6)) || (type === 3n && g.r.chance(0.5)) || g.r.chance(0.03)
-      ? { kind: 'raw', value: 0n }
-      : { kind: 'handle', name: src, offset: 0n };
+  // `inPlace` (attributes in guest_memfd; undefined elsewhere, which draws as before): for pages
+  // the VMM wrote through its guest_memfd mapping, mostly uaddr 0 — the page measured as written
+  // (v7 patch 20); for others uaddr 0 only with ZERO, as a VMM that follows the series'
+  // documented sequence does (in place, v7 would measure whatever the page held: a known issue of
+  // v7, fixed in v8, that tests/unit/coco_inplace.test.ts shows).
+  const zero =
+    inPlace === undefined
+      ? (type === 3n && g.r.chance(0.5)) || g.r.chance(0.03)
+      : inPlace === 'written'
+        ? g.r.chance(0.6) || (type === 3n && g.r.chance(0.5))
+        : type === 3n && g.r.chance(0.5);
+  const uaddr: AddrArg = zero
+    ? { kind: 'raw', value: 0n }
+    : { kind: 'handle', name: src, offset: 0n };
   const flags = g.r.chance(0.03) ? 1n : 0n;
   return genSevCommand(g, vm, sev, params, {
     cmd: 'KVM_SEV_SNP_LAUNCH_UPDATE',
