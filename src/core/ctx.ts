@@ -7,6 +7,7 @@ import type { KvmArchOps } from './kvm/arch_ops.js';
 import type { GmemBacking } from './kvm/guest_memfd/backing.js';
 import type { Vm } from './kvm/objects.js';
 import type { HostMm } from './mm/host_mm.js';
+import type { HugetlbPools } from './mm/hugetlb.js';
 import type { MmCtx } from './mm/mm_ctx.js';
 import type { KFile } from './vfs/file.js';
 import type { PgOff } from './base/units.js';
@@ -20,6 +21,8 @@ export interface KernelCtx extends MmCtx {
   readonly arch: KvmArchOps<KernelCtx>;
   /** The guest_memfd backing design (shareability of a file's folios). */
   readonly gmemBacking: GmemBacking;
+  /** The hstates' free huge pages HugeTLB guest_memfd reserves from (empty without it). */
+  readonly hugetlbPools: HugetlbPools;
   /** The open file behind an fd of the VMM (`fdget()`), or undefined when it is not open. */
   fdFile(fd: number): KFile | undefined;
   /**

@@ -20,6 +20,7 @@ import {
   kvmGmemRelease,
 } from './kvm/guest_memfd/guest_memfd.js';
 import { HostMm } from './mm/host_mm.js';
+import { HugetlbPools } from './mm/hugetlb.js';
 import type { UserAccess } from './mm/memory.js';
 import { kvmVmIoctlSetMemAttributes } from './kvm/mem_attributes.js';
 import {
@@ -230,6 +231,8 @@ export class Host implements KernelCtx {
   readonly platform: Platform;
   /** The guest_memfd backing design. */
   readonly gmemBacking: GmemBacking;
+  /** The hstates' free huge pages for HugeTLB guest_memfd (profile.gmemHugetlb). */
+  readonly hugetlbPools: HugetlbPools;
   /** The IOMMU domains of VFIO containers whose IOMMU is set (for the invariants). */
   readonly iommuDomains = new Set<VfioIommu>();
   /** Every VM ever created, destroyed ones included (for the reference-count invariant). */
@@ -267,6 +270,10 @@ export class Host implements KernelCtx {
     const pkvm = this.platform.pkvm;
     if (pkvm !== undefined && this.mutants.names.length > 0) pkvm.hyp.mutants = this.mutants;
     this.gmemBacking = opts.gmemBacking ?? parts.gmemBacking;
+    this.hugetlbPools = new HugetlbPools(
+      profile.gmemHugetlb?.pages2M ?? 0,
+      profile.gmemHugetlb?.pages1G ?? 0,
+    );
     this.events.enabled = opts.events ?? true;
     this.mm = new HostMm(this);
     this.root = new Proc(this.nextPid++, this.mm, this.fds, undefined);
@@ -764,7 +771,7 @@ export class Host implements KernelCtx {
   // VM ioctls
 
   /** KVM_CREATE_GUEST_MEMFD on a VM fd. */
-  kvmCreateGuestMemfd(fd: Fd, size: bigint, flags: bigint): Result<Fd> {
+  kvmCreateGuestMemfd(fd: Fd, size: bigint, flags: bigint, pageOrder = 0): Result<Fd> {
     const f = this.fds.get(fd);
     if (f === undefined) return err('EBADF', 'fd not open');
     if (!(f instanceof VmFile)) return Host.unknownIoctl(f);
@@ -772,7 +779,7 @@ export class Host implements KernelCtx {
     if (other !== undefined) return other;
     if (f.vm.vmDead) return err('EIO', 'kvm_vm_ioctl: kvm->vm_dead');
     if (!this.profile.guestMemfdConfig) return Host.unknownIoctl(f);
-    const r = kvmGmemCreate(this, f.vm, size, flags, this.nextIno++);
+    const r = kvmGmemCreate(this, f.vm, size, flags, this.nextIno++, pageOrder);
     if (!r.ok) return r;
     return ok(this.allocFd(r.value));
   }

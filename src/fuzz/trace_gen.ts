@@ -24,7 +24,7 @@ import { MMAP_ARENA_BASE, MMAP_ARENA_END, TASK_SIZE_MAX } from '../core/mm/host_
 import { OP_GENERATORS, OPS } from '../ops/registry.js';
 import type { HostRange } from '../ops/spec.js';
 import { genCreateProtectedVm, genCreateVm, genEnableCapOf } from '../ops/vm.js';
-import { genCreateGmem, genFallocatePage, genGmemOf } from '../ops/guest_memfd.js';
+import { genCreateGmem, genFallocateAt, genFallocatePage, genGmemOf } from '../ops/guest_memfd.js';
 import { genGmemSlot } from '../ops/memslots.js';
 import { genAttributes2Of, genAttributes2Range, genAttributesOf } from '../ops/attributes.js';
 import { genRunOn, genSnpGuestRun, genTdxGuestRun, genVcpuOf } from '../ops/vcpu.js';
@@ -410,6 +410,127 @@ export class TraceGenerator implements GenState<TraceOpInput> {
       }
     }
     if (child !== undefined && this.r.chance(0.5)) genExitWait(this, child);
+  }
+
+  /**
+   * HugeTLB-backed guest_memfd on the in-place conversion kernel (kernel-uapi.md §6.2): a
+   * SW_PROTECTED VM whose memslot maps a HUGETLB | MMAP guest_memfd of a few 2M huge pages (one
+   * walk in five: 1G huge pages, whose pool holds only four), sometimes with a create error
+   * (size not a multiple of the huge page, an order without hstate, INIT_SHARED, or more than
+   * the pool: ENOMEM), a memslot sometimes misaligned with the file (no huge guest mappings),
+   * then conversions of single pages and of ranges (splits and merges), guest accesses, VMM
+   * loads and stores through the mapping, vmsplice references, and huge-page fallocates and
+   * punches (and unaligned ones: EINVAL). Accesses go to a few hot pages per huge page, so
+   * conversions, faults and punches meet. Every size is a range: a 1G file costs what a 2M one
+   * does.
+   */
+  private hugetlbScenario(): void {
+    const r = this.r;
+    const vm = genCreateProtectedVm(this, 'hvm');
+    if (vm === undefined) return;
+    this.fdNames.push(vm);
+    const order = r.chance(0.2) ? 18 : 9;
+    const huge = PAGE << BigInt(order);
+    const hpages = BigInt(1 + r.int(order === 18 ? 2 : 4));
+    let size = hpages * huge;
+    let pageOrder = BigInt(order);
+    let flags = 9n; // MMAP | HUGETLB
+    if (r.chance(0.12)) {
+      // A create the kernel refuses (then the walk ends).
+      switch (r.int(5)) {
+        case 0:
+          size += PAGE; // not a multiple of the huge page: EINVAL
+          break;
+        case 1:
+          pageOrder = r.pick([1n, 10n, 0n]); // no hstate (0: HUGETLB without order): EINVAL
+          break;
+        case 2:
+          flags |= 2n; // INIT_SHARED: EINVAL
+          break;
+        case 3:
+          flags = 1n; // page_order without HUGETLB: EINVAL
+          break;
+        default:
+          size = (order === 18 ? 5n : 1025n) * huge; // more than the pool: ENOMEM
+      }
+    }
+    const g = this.name('hg');
+    const created = this.push({
+      op: 'KVM_CREATE_GUEST_MEMFD',
+      vm: { kind: 'handle', name: vm },
+      size,
+      flags,
+      ...(pageOrder !== 0n ? { page_order: pageOrder } : {}),
+      as: g,
+    });
+    if (created?.ok !== true) return;
+    const gm: GmemH = { name: g, vm, size, flags };
+    this.gmems.push(gm);
+    this.fdNames.push(g);
+    const m = this.name('hm');
+    genFileMap(this, g, size, m);
+    const map: MapH = { name: m, len: size, kind: 'gmem', gmem: gm };
+    this.maps.push(map);
+    // 1G-aligned, or (one in five) misaligned with the file by 2M (1G files) or 4K (2M files).
+    const misalign = r.chance(0.2) ? (order === 18 ? 0x20_0000n : PAGE) : 0n;
+    const gpa = 0x4000_0000n * BigInt(1 + r.int(4)) + misalign;
+    const slotId = BigInt(r.int(4));
+    genGmemSlot(this, vm, slotId, gpa, size, m, g);
+    this.slots.push({ vm, slot: slotId, gpa, size, gmem: gm, map });
+    const cpu = this.name('hcpu');
+    genVcpuOf(this, vm, cpu);
+    this.vcpus.push({ name: cpu, vm });
+    this.fdNames.push(cpu);
+    const hugeN = Number(hpages);
+    const perHuge = 1 << order;
+    // A few hot pages in each huge page: its first, second and last, and one at random.
+    const hotIn = (h: number): number => h * perHuge + r.pick([0, 1, perHuge - 1, r.int(perHuge)]);
+    const hot = (): bigint => BigInt(hotIn(r.int(hugeN)));
+    let pipe: { rd: string; wr: string } | undefined;
+    const n = 6 + r.int(14);
+    for (let i = 0; i < n; i++) {
+      const choice = r.int(12);
+      if (choice <= 2) {
+        // Convert one page, or a range inside one huge page or across two.
+        const first = hot();
+        const len =
+          choice === 0 ? 1n : BigInt(1 + r.int(Math.min(perHuge * 2, Number(size / PAGE - first))));
+        this.push({
+          op: 'KVM_SET_MEMORY_ATTRIBUTES2',
+          fd: { kind: 'handle', name: g },
+          offset: first * PAGE,
+          size: len * PAGE,
+          attributes: r.chance(0.5) ? 8n : 0n,
+          flags: 0n,
+          reserved: 0n,
+        });
+      } else if (choice <= 4) {
+        const steps: GuestStep[] = [];
+        for (let j = 0; j < 1 + r.int(3); j++) {
+          const a = gpa + hot() * PAGE + BigInt(r.int(4092));
+          steps.push(r.chance(0.5) ? guestStore(a, r.bytes(4)) : guestLoad(a, 4));
+        }
+        genRunOn(this, cpu, steps);
+      } else if (choice === 5) genPokeAt(this, m, hot() * PAGE, r.bytes(4));
+      else if (choice === 6) genPeekAt(this, m, hot() * PAGE, 4n);
+      else if (choice === 7) {
+        // A huge page allocated or punched (1 in 8 unaligned: EINVAL).
+        const h = BigInt(r.int(hugeN)) * huge;
+        const off = r.chance(0.125) ? PAGE : 0n;
+        genFallocateAt(this, g, r.chance(0.6) ? 3n : 1n, h + off, huge);
+      } else if (choice === 8) {
+        // vmsplice a (shared) page: a reference that blocks going private and punching.
+        if (pipe === undefined) {
+          const p = { rd: this.name('hpr'), wr: this.name('hpw') };
+          if (genPipe(this, p.rd, p.wr)) pipe = p;
+        }
+        if (pipe !== undefined) genVmspliceAt(this, pipe.wr, m, hot() * PAGE, PAGE);
+      } else if (choice === 9 && pipe !== undefined) {
+        genClose(this, { kind: 'handle', name: pipe.wr });
+        genClose(this, { kind: 'handle', name: pipe.rd });
+        pipe = undefined;
+      } else genAttributes2Of(this, g, size);
+    }
   }
 
   private privateScenario(): void {
@@ -918,7 +1039,10 @@ export class TraceGenerator implements GenState<TraceOpInput> {
     // In-place conversion walks only where attributes live in guest_memfd (no PRNG draw
     // elsewhere).
     if (this.opts.feedback?.gmemMemoryAttributes === true && this.r.chance(0.06)) {
-      this.inplaceScenario();
+      // HugeTLB files on kernels that have them (one in three in-place walks).
+      if (this.opts.feedback.gmemHugetlb !== undefined && this.r.chance(0.35))
+        this.hugetlbScenario();
+      else this.inplaceScenario();
       return;
     }
     if (this.opts.privateMemory === true && this.r.chance(0.08)) {

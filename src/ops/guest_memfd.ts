@@ -33,6 +33,11 @@ export type CreateGuestMemfdOp = {
   readonly vm: FdArg;
   readonly size: bigint;
   readonly flags: bigint;
+  /**
+   * HugeTLB guest_memfd (kernel-uapi.md §6.2, the wip tree's `__u8 page_order` at byte 16, where
+   * 6.18 has `reserved[0]`): the huge page order; absent: 0.
+   */
+  readonly page_order?: bigint;
 };
 export type FallocateOp = {
   readonly op: 'fallocate';
@@ -65,20 +70,25 @@ type Gen = GenState<OpInput<GuestMemfdFamilyOp | FdFamilyOp>>;
 // like a C assignment, reserved bytes zero).
 const u64 = (v: bigint): bigint => BigInt.asUintN(64, v);
 
-/** struct kvm_create_guest_memfd (64 bytes): size, flags, reserved[6]. */
-export function packCreateGuestMemfd(size: bigint, flags: bigint): Buffer {
+/**
+ * struct kvm_create_guest_memfd (64 bytes): size, flags, reserved[6]; the HugeTLB wip tree's
+ * `page_order` is the first byte of what 6.18 calls `reserved[0]`.
+ */
+export function packCreateGuestMemfd(size: bigint, flags: bigint, pageOrder = 0n): Buffer {
   const b = Buffer.alloc(64);
   b.writeBigUInt64LE(u64(size), 0);
   b.writeBigUInt64LE(u64(flags), 8);
+  b.writeUInt8(Number(BigInt.asUintN(8, pageOrder)), 16);
   return b;
 }
 
 export const createGuestMemfd: OpSpec<CreateGuestMemfdOp> = {
   name: 'KVM_CREATE_GUEST_MEMFD',
-  fields: ['vm', 'size', 'flags'],
+  fields: ['vm', 'size', 'flags', 'page_order'],
   binds: 'fd',
   parse(r, line, as) {
-    // struct kvm_create_guest_memfd: __u64 size, flags
+    // struct kvm_create_guest_memfd: __u64 size, flags; __u8 page_order (HugeTLB wip tree)
+    const pageOrder = r.int('page_order', 32, 0n);
     return withAs(
       {
         line,
@@ -86,6 +96,7 @@ export const createGuestMemfd: OpSpec<CreateGuestMemfdOp> = {
         vm: r.fd('vm'),
         size: r.int('size', 64),
         flags: r.int('flags', 64, 0n),
+        ...(pageOrder !== 0n ? { page_order: pageOrder } : {}),
       },
       as,
     );
@@ -96,19 +107,25 @@ export const createGuestMemfd: OpSpec<CreateGuestMemfdOp> = {
       `size=${sizeText(op.size)}`,
       `flags=${bitNames(op.flags, GMEM_FLAGS, '0')}`,
     );
+    if (op.page_order !== undefined && op.page_order !== 0n) a.push(`page_order=${op.page_order}`);
   },
   timelineValue(field, v) {
     return field === 'flags' ? bitNames(v, GMEM_FLAGS, '0') : undefined;
   },
   runModel(h, op) {
-    const r = h.kvmCreateGuestMemfd(ioctlFd(op.vm), toU64(op.size), toU64(op.flags));
+    const r = h.kvmCreateGuestMemfd(
+      ioctlFd(op.vm),
+      toU64(op.size),
+      toU64(op.flags),
+      Number(BigInt.asUintN(8, op.page_order ?? 0n)),
+    );
     return r.ok ? { result: { ok: true }, createdFd: r.value } : { result: fail(r) };
   },
   runKvm(k, op) {
     const r = k.c.ioctlBuf(
       k.ioctlFd(op.vm),
       KVM_IOCTL.KVM_CREATE_GUEST_MEMFD,
-      packCreateGuestMemfd(op.size, op.flags),
+      packCreateGuestMemfd(op.size, op.flags, op.page_order ?? 0n),
     );
     if (r.ret < 0) return out(kvmFail(r.errno));
     k.st.owned.add(r.ret);

@@ -46,6 +46,18 @@ export type ModelEvent =
       readonly via: 'fallocate' | 'guest_fault' | 'host_fault' | 'populate';
     }
   | {
+      /**
+       * A HugeTLB guest_memfd huge page [start, end) restructured
+       * (`hugetlb_restructuring_restructure_folio()`): split into order-0 folios (`order` 0) or
+       * merged into one folio of `order`.
+       */
+      readonly kind: 'gmem_restructure';
+      readonly ino: number;
+      readonly start: PgOff;
+      readonly end: PgOff;
+      readonly order: number;
+    }
+  | {
       readonly kind: 'gmem_zero';
       readonly ino: number;
       readonly start: PgOff;
@@ -82,6 +94,18 @@ export type ModelEvent =
       readonly level: '4K' | '2M' | '1G';
       readonly private: boolean;
       readonly source: 'gmem' | 'hva';
+    }
+  | {
+      /**
+       * A huge leaf of [gfn, gfn + pages) split into leaves of `level` mapping the same frames
+       * (`kvm_split_cross_boundary_leafs()`, HugeTLB guest_memfd).
+       */
+      readonly kind: 'spte_split';
+      readonly vm: number;
+      readonly as: number;
+      readonly gfn: Gfn;
+      readonly pages: number;
+      readonly level: '4K' | '2M';
     }
   | {
       readonly kind: 'slot';

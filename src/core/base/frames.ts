@@ -64,6 +64,31 @@ export class FrameStore {
     return runs;
   }
 
+  /**
+   * Allocate `n` physically contiguous frames whose first pfn is a multiple of `n` (a power of
+   * two): a huge page (HugeTLB folios are naturally aligned). The lowest free run that holds such
+   * an aligned block is used, else fresh frames above every frame handed out so far; frames
+   * skipped to reach the alignment go to the free list.
+   */
+  allocAligned(n: number): Pfn {
+    let base: number | undefined;
+    for (const f of this.free.entries()) {
+      const b = Math.ceil(f.start / n) * n;
+      if (b + n <= f.end) {
+        base = b;
+        break;
+      }
+    }
+    if (base === undefined) {
+      base = Math.ceil(this.nextFresh / n) * n;
+      if (base > this.nextFresh) this.free.set(this.nextFresh, base, true);
+      this.nextFresh = base + n;
+    }
+    this.free.delete(base, base + n);
+    this.allocated += n;
+    return asPfn(base);
+  }
+
   /** Allocate one frame (the fault path's common case). */
   allocOne(): Pfn {
     this.allocated++;

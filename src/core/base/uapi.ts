@@ -79,6 +79,18 @@ export const KVM_SET_USER_MEMORY_REGION_V1_FLAGS = KVM_MEM_LOG_DIRTY_PAGES | KVM
 /** guest_memfd flags. */
 export const GUEST_MEMFD_FLAG_MMAP = 1n << 0n;
 export const GUEST_MEMFD_FLAG_INIT_SHARED = 1n << 1n;
+/**
+ * HugeTLB-backed guest_memfd (kernel-uapi.md §6.2; the wip tree on top of in-place conversion,
+ * e.g. AMDESE/linux-kvm's virt/kvm/guest_memfd_hugetlb.c): the folio size is the separate
+ * `page_order` field of struct kvm_create_guest_memfd (a __u8 at byte 16, where `reserved[0]`
+ * was), not RFC v2's bits 63:58 of `flags`. That tree defines the flag as bit 2, the bit
+ * GUEST_MEMFD_FLAG_NO_DIRECT_MAP (v12) also takes; the model's linux-next-gmem profiles carry
+ * both series, so HUGETLB sits at bit 3 here (whichever series lands second is renumbered).
+ */
+export const GUEST_MEMFD_FLAG_HUGETLB = 1n << 3n;
+/** The huge page orders `gmem_hugetlb_valid_order()` accepts on x86-64 (the 2M and 1G hstates). */
+export const GMEM_HUGETLB_ORDER_2M = 9;
+export const GMEM_HUGETLB_ORDER_1G = 18;
 
 export const KVM_MEMORY_ATTRIBUTE_PRIVATE = 1n << 3n;
 export const KVM_MEMORY_EXIT_FLAG_PRIVATE = 1n << 3n;

@@ -50,6 +50,13 @@ export interface KvmArchOps<K> {
    * `kvm_mmu_invalidate_end()`), as guest_memfd's invalidation runs it.
    */
   invalidateGfnRange(k: K, vm: Vm, as: number, start: Gfn, end: Gfn, source: ZapSource): void;
+  /**
+   * `kvm_split_cross_boundary_leafs()` (the HugeTLB guest_memfd wip tree): split every huge
+   * private mapping of address space `as` that crosses `start` or `end` into 4K mappings of the
+   * same frames, so a zap of [start, end) leaves the rest mapped. Absent: the arch maps guest_memfd
+   * at 4K only.
+   */
+  splitHugeLeafs?(k: K, vm: Vm, as: number, start: Gfn, end: Gfn): void;
   /** `kvm_arch_flush_shadow_memslot()`: the zap for a memslot DELETE or MOVE. */
   flushShadowMemslot(k: K, vm: Vm, slot: Memslot, source: 'memslot_delete' | 'memslot_move'): void;
   /**

@@ -129,6 +129,15 @@ export class GmemFile extends KFile {
    * design reads or changes it (6.18's file has no such state).
    */
   readonly attrs: RangeMap<number> = new RangeMap<number>();
+  /**
+   * HugeTLB-backed files (GUEST_MEMFD_FLAG_HUGETLB, kernel-uapi.md §6.2): the order of the folio
+   * each allocated index belongs to, as runs (index range → order), never per page. An allocated
+   * huge page of the file (2^pageOrder indices from a multiple of 2^pageOrder) is either one
+   * folio of order `pageOrder` or, split (`gmem_hugetlb_restructure_folio(..., 0)`), 2^pageOrder
+   * order-0 folios; its frames stay the same contiguous run either way (`pages`). Absent indices
+   * have no entry. Empty for other files (their folios are order 0).
+   */
+  readonly folioOrders: RangeMap<number> = new RangeMap<number>();
   constructor(
     ino: number,
     readonly vm: Vm,
@@ -137,6 +146,11 @@ export class GmemFile extends KFile {
     /** Number of pages below i_size. */
     readonly npages: number,
     readonly flags: bigint,
+    /**
+     * `gmem_inode->page_order`: the huge page order of a HugeTLB file (9: 2M, 18: 1G), the order
+     * of the folios it allocates before any split; 0 for other files.
+     */
+    readonly pageOrder = 0,
   ) {
     super(ino);
     if (!this.initShared && npages > 0) this.attrs.set(0, npages, GMEM_ATTR_PRIVATE);
@@ -163,6 +177,10 @@ export class GmemFile extends KFile {
   }
   get initShared(): boolean {
     return (this.flags & 2n) !== 0n;
+  }
+  /** A HugeTLB-backed file (GUEST_MEMFD_FLAG_HUGETLB with a valid `page_order`). */
+  get hugetlb(): boolean {
+    return this.pageOrder !== 0;
   }
 }
 

@@ -41,6 +41,12 @@ export interface KernelConfig {
    * false (every kernel up to 6.18).
    */
   readonly gmemMemoryAttributes?: boolean;
+  /**
+   * CONFIG_KVM_GUEST_MEMFD_HUGETLB (kernel-uapi.md §6.2; the HugeTLB wip tree on top of in-place
+   * conversion): GUEST_MEMFD_FLAG_HUGETLB and the `page_order` field of KVM_CREATE_GUEST_MEMFD.
+   * Absent: false (every kernel up to 6.18).
+   */
+  readonly gmemHugetlb?: boolean;
 }
 
 /**
@@ -68,6 +74,13 @@ export interface HostFacts {
   readonly maxMapCount: number;
   /** /proc/sys/vm/nr_hugepages: persistent huge pages of the default size in the pool. */
   readonly hugePages: number;
+  /**
+   * Free pages of the 2M and 1G hstates (`/sys/kernel/mm/hugepages/hugepages-*kB/free_hugepages`
+   * minus `resv_hugepages`) that a HugeTLB guest_memfd may reserve at creation. Only the
+   * guest_memfd HugeTLB allocator reads them; hugetlbfs and MAP_HUGETLB keep modelling an empty
+   * pool (`hugePages`). Absent: both 0.
+   */
+  readonly gmemHugetlbPools?: { readonly pages2M: number; readonly pages1G: number };
   /** CPU flag `ospke`: execute-only mappings get a protection key, so reading them faults. */
   readonly pku: boolean;
   /** CONFIG_KSM (/sys/kernel/mm/ksm): MADV_MERGEABLE/UNMERGEABLE are EINVAL without it. */

@@ -55,13 +55,26 @@ function withCaps(
 
 /** KVM_MEMORY_ATTRIBUTE_PRIVATE. */
 const PRIVATE = 8;
+/** GUEST_MEMFD_FLAG_HUGETLB (base/uapi.ts: bit 3 in the model, see there). */
+const GMEM_FLAG_HUGETLB = 8;
+
+/**
+ * The huge pages the synthesized host has free for HugeTLB guest_memfd at boot: 1024 of 2M
+ * (2 GiB) and 4 of 1G (4 GiB). Small on purpose: a guest_memfd reserves its whole size at
+ * creation, so larger files (and several files) meet ENOMEM.
+ */
+const GMEM_HUGETLB_POOLS = { pages2M: 1024, pages1G: 4 } as const;
 
 /**
  * The caps that depend on `vm_memory_attributes` (kvm_vm_ioctl_check_extension_generic(), v7
  * patches 04 and 13), on /dev/kvm (kvm = NULL: `kvm_supported_mem_attributes(NULL)` is PRIVATE)
  * and on a DEFAULT VM (no private memory: 0 either way).
  */
-function nextGmemFacts(base: KernelFacts, vmMemoryAttributes: boolean): KernelFacts {
+function nextGmemFacts(
+  base: KernelFacts,
+  vmMemoryAttributes: boolean,
+  hugetlb: boolean,
+): KernelFacts {
   const sys: ReadonlyArray<readonly [number, number]> = vmMemoryAttributes
     ? [
         [KVM_CAP.KVM_CAP_MEMORY_ATTRIBUTES, PRIVATE],
@@ -71,26 +84,53 @@ function nextGmemFacts(base: KernelFacts, vmMemoryAttributes: boolean): KernelFa
         [KVM_CAP.KVM_CAP_MEMORY_ATTRIBUTES, 0],
         [KVM_CAP.KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES, PRIVATE],
       ];
+  // KVM_CAP_GUEST_MEMFD_FLAGS (kvm_gmem_get_supported_flags()) gains HUGETLB with
+  // CONFIG_KVM_GUEST_MEMFD_HUGETLB, on every VM type (as RFC v2's kvm_gmem_create() offers it).
+  // Only on the profiles without a CoCo platform: the SNP and TDX models keep order-0 folios
+  // (2M RMP entries and 2M PAGE.AUG are not modelled), so those profiles do not offer HugeTLB.
+  const gmemFlags = (v: readonly number[]): number =>
+    (v[KVM_CAP.KVM_CAP_GUEST_MEMFD_FLAGS] ?? 0) | (hugetlb ? GMEM_FLAG_HUGETLB : 0);
+  const caps = base.caps;
   return {
     ...base,
     release: '7.1-gmem-inplace-v7',
-    kconfig: { ...base.kconfig, gmemMemoryAttributes: true },
+    kconfig: {
+      ...base.kconfig,
+      gmemMemoryAttributes: true,
+      ...(hugetlb ? { gmemHugetlb: true } : {}),
+    },
     kvmParams: { vmMemoryAttributes },
     caps: {
-      system: withCaps(base.caps.system, sys),
-      vm: withCaps(base.caps.vm, [
+      system: withCaps(caps.system, [
+        ...sys,
+        [KVM_CAP.KVM_CAP_GUEST_MEMFD_FLAGS, gmemFlags(caps.system)],
+      ]),
+      vm: withCaps(caps.vm, [
         [KVM_CAP.KVM_CAP_MEMORY_ATTRIBUTES, 0],
         [KVM_CAP.KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES, 0],
+        [KVM_CAP.KVM_CAP_GUEST_MEMFD_FLAGS, gmemFlags(caps.vm)],
       ]),
     },
+    ...(hugetlb ? { host: { ...base.host, gmemHugetlbPools: GMEM_HUGETLB_POOLS } } : {}),
   };
 }
 
-export const LINUX_NEXT_GMEM_FACTS: KernelFacts = nextGmemFacts(LINUX_6_18_FACTS, false);
-export const LINUX_NEXT_GMEM_VMATTR_FACTS: KernelFacts = nextGmemFacts(LINUX_6_18_FACTS, true);
-export const LINUX_NEXT_GMEM_SNP_FACTS: KernelFacts = nextGmemFacts(LINUX_6_18_SNP_FACTS, false);
-export const LINUX_NEXT_GMEM_TDX_FACTS: KernelFacts = nextGmemFacts(LINUX_6_18_TDX_FACTS, false);
-
+export const LINUX_NEXT_GMEM_FACTS: KernelFacts = nextGmemFacts(LINUX_6_18_FACTS, false, true);
+export const LINUX_NEXT_GMEM_VMATTR_FACTS: KernelFacts = nextGmemFacts(
+  LINUX_6_18_FACTS,
+  true,
+  true,
+);
+export const LINUX_NEXT_GMEM_SNP_FACTS: KernelFacts = nextGmemFacts(
+  LINUX_6_18_SNP_FACTS,
+  false,
+  false,
+);
+export const LINUX_NEXT_GMEM_TDX_FACTS: KernelFacts = nextGmemFacts(
+  LINUX_6_18_TDX_FACTS,
+  false,
+  false,
+);
 export const LINUX_NEXT_GMEM: NamedFacts = {
   id: {
     name: 'linux-next-gmem',

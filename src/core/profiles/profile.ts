@@ -122,6 +122,13 @@ export interface KernelProfile {
    * as in 6.18; the guest_memfd ioctl is ENOTTY).
    */
   readonly gmemMemoryAttributes?: boolean;
+  /**
+   * HugeTLB-backed guest_memfd (CONFIG_KVM_GUEST_MEMFD_HUGETLB, kernel-uapi.md §6.2): the huge
+   * pages each hstate has free for guest_memfd subpools at boot (orders 9 and 18). Absent: the
+   * kernel has no HugeTLB guest_memfd (GUEST_MEMFD_FLAG_HUGETLB is an unknown flag, `page_order`
+   * a reserved byte nobody reads).
+   */
+  readonly gmemHugetlb?: { readonly pages2M: number; readonly pages1G: number };
 }
 
 /**

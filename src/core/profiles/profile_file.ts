@@ -59,6 +59,7 @@ export function profileToJson(p: KernelProfile): string {
         ...(f.kconfig.gmemMemoryAttributes !== undefined
           ? { gmem_memory_attributes: f.kconfig.gmemMemoryAttributes }
           : {}),
+        ...(f.kconfig.gmemHugetlb !== undefined ? { gmem_hugetlb: f.kconfig.gmemHugetlb } : {}),
       },
       ...(f.kvmParams !== undefined
         ? { kvm_params: { vm_memory_attributes: f.kvmParams.vmMemoryAttributes } }
@@ -76,6 +77,14 @@ export function profileToJson(p: KernelProfile): string {
         pku: f.host.pku,
         ksm: f.host.ksm,
         aslr: f.host.aslr,
+        ...(f.host.gmemHugetlbPools !== undefined
+          ? {
+              gmem_hugetlb_pools: {
+                pages_2m: f.host.gmemHugetlbPools.pages2M,
+                pages_1g: f.host.gmemHugetlbPools.pages1G,
+              },
+            }
+          : {}),
       },
     },
   };
@@ -182,19 +191,15 @@ export function profileFromJson(text: string, file: string): KernelProfile {
     f['kconfig'],
     'facts.kconfig',
     ['guest_memfd', 'generic_memory_attributes', 'sw_protected_vm', 'smm'],
-    ['gmem_memory_attributes'],
+    ['gmem_memory_attributes', 'gmem_hugetlb'],
   );
   const c = r.obj(f['caps'], 'facts.caps', ['system', 'vm']);
-  const h = r.obj(f['host'], 'facts.host', [
-    'thp',
-    'ram_pages',
-    'swap_pages',
-    'max_map_count',
-    'huge_pages',
-    'pku',
-    'ksm',
-    'aslr',
-  ]);
+  const h = r.obj(
+    f['host'],
+    'facts.host',
+    ['thp', 'ram_pages', 'swap_pages', 'max_map_count', 'huge_pages', 'pku', 'ksm', 'aslr'],
+    ['gmem_hugetlb_pools'],
+  );
   const facts: KernelFacts = {
     release: r.str(f['release'], 'facts.release'),
     arch: r.oneOf(f['arch'], 'facts.arch', ['x86_64', 'aarch64'] as const),
@@ -221,6 +226,9 @@ export function profileFromJson(text: string, file: string): KernelProfile {
             ),
           }
         : {}),
+      ...(k['gmem_hugetlb'] !== undefined
+        ? { gmemHugetlb: r.bool(k['gmem_hugetlb'], 'facts.kconfig.gmem_hugetlb') }
+        : {}),
     },
     caps: {
       system: r.caps(c['system'], 'facts.caps.system'),
@@ -235,6 +243,9 @@ export function profileFromJson(text: string, file: string): KernelProfile {
       pku: r.bool(h['pku'], 'facts.host.pku'),
       ksm: r.bool(h['ksm'], 'facts.host.ksm'),
       aslr: r.bool(h['aslr'], 'facts.host.aslr'),
+      ...(h['gmem_hugetlb_pools'] !== undefined
+        ? { gmemHugetlbPools: hugetlbPools(r, h['gmem_hugetlb_pools']) }
+        : {}),
     },
     ...(f['arm64'] !== undefined ? { arm64: arm64Facts(r, f['arm64']) } : {}),
     ...(f['kvm_params'] !== undefined ? { kvmParams: kvmParams(r, f['kvm_params']) } : {}),
@@ -282,6 +293,15 @@ function kvmParams(r: Reader, v: unknown): NonNullable<KernelFacts['kvmParams']>
   const a = r.obj(v, 'facts.kvm_params', ['vm_memory_attributes']);
   return {
     vmMemoryAttributes: r.bool(a['vm_memory_attributes'], 'facts.kvm_params.vm_memory_attributes'),
+  };
+}
+
+/** `facts.host.gmem_hugetlb_pools`: the 2M and 1G hstates' free pages for HugeTLB guest_memfd. */
+function hugetlbPools(r: Reader, v: unknown): NonNullable<KernelFacts['host']['gmemHugetlbPools']> {
+  const a = r.obj(v, 'facts.host.gmem_hugetlb_pools', ['pages_2m', 'pages_1g']);
+  return {
+    pages2M: r.uint(a['pages_2m'], 'facts.host.gmem_hugetlb_pools.pages_2m'),
+    pages1G: r.uint(a['pages_1g'], 'facts.host.gmem_hugetlb_pools.pages_1g'),
   };
 }
 

@@ -13,6 +13,7 @@ import type { Vcpu, Vm } from '../../kvm/objects.js';
 import {
   kvmFlushRemoteTlbs,
   kvmMmuInvalidateGfnRange,
+  kvmSplitCrossBoundaryLeafs,
   kvmUnmapGfnRange,
   kvmZapForSlotChange,
 } from './mmu.js';
@@ -30,6 +31,7 @@ export function x86ArchOps(vendor: KvmX86Ops): X86ArchOps {
     vendor,
     guestMemoryAccess: vendor.guestMemoryAccess,
     unmapGfnRange: kvmUnmapGfnRange,
+    splitHugeLeafs: kvmSplitCrossBoundaryLeafs,
     flushRemoteTlbs: kvmFlushRemoteTlbs,
     invalidateGfnRange: kvmMmuInvalidateGfnRange,
     flushShadowMemslot: kvmZapForSlotChange,

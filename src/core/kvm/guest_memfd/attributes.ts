@@ -37,6 +37,7 @@ import {
   type PgOff,
 } from '../../base/units.js';
 import { GMEM_ATTR_PRIVATE, gmemIndexToGfn, type GmemFile, type Memslot } from '../objects.js';
+import { gmemHugePages, gmemHugetlbRestructure } from './hugetlb.js';
 
 /** struct kvm_memory_attributes2 as the ioctl reads it (after copy_from_user). */
 export type KvmMemoryAttributes2 = {
@@ -133,16 +134,28 @@ export function gmemSafeForConversion(
   if (frames.refs.size === 0 && frames.pins.size === 0) return undefined;
   // Injected bug: the conversion ignores the references (a pinned page goes private).
   if (k.mutants.has('conversion_ignores_pin')) return undefined;
-  const firstElevated = (): PgOff | undefined => {
-    for (const p of f.pages.piecesIn(start, end)) {
-      const pfn = frames.firstReferenced(p.value.base, p.end - p.start);
-      if (pfn !== undefined) return asPgOff(p.start + (pfn - p.value.base));
-    }
-    return undefined;
-  };
-  if (firstElevated() === undefined) return undefined;
+  if (gmemFirstElevated(k, f, start, end) === undefined) return undefined;
   // lru_add_drain_all(), once, then the folios are checked again.
-  return firstElevated();
+  return gmemFirstElevated(k, f, start, end);
+}
+
+/**
+ * The first index of [start, end) whose frame has references beyond guest_memfd's own
+ * (`kvm_gmem_has_safe_refcount()`'s per-folio test, reported at the page), or undefined.
+ */
+export function gmemFirstElevated(
+  k: KernelCtx,
+  f: GmemFile,
+  start: PgOff,
+  end: PgOff,
+): PgOff | undefined {
+  const frames = k.frames;
+  if (frames.refs.size === 0 && frames.pins.size === 0) return undefined;
+  for (const p of f.pages.piecesIn(start, end)) {
+    const pfn = frames.firstReferenced(p.value.base, p.end - p.start);
+    if (pfn !== undefined) return asPgOff(p.start + (pfn - p.value.base));
+  }
+  return undefined;
 }
 
 /**
@@ -159,6 +172,30 @@ export function kvmGmemSetAttributesRange(
 ): { readonly errno: Errno; readonly check: string; readonly index: PgOff } | undefined {
   // Nothing to do if the range already has the requested attributes (patch 12).
   if (kvmGmemRangeHasAttributes(f, start, end, attrs)) return undefined;
+  if (!f.hugetlb) return kvmGmemConvert(k, f, start, end, attrs);
+  // HugeTLB (guest_memfd/hugetlb.ts): "for page_order > 0, convert one huge page at a time"; a
+  // batch that fails ends the ioctl with the batches before it converted.
+  const n = gmemHugePages(f);
+  for (let b: number = start; b < end;) {
+    const be = asPgOff(Math.min((Math.floor(b / n) + 1) * n, end));
+    const r = kvmGmemConvert(k, f, asPgOff(b), be, attrs);
+    if (r !== undefined) return r;
+    b = be;
+  }
+  return undefined;
+}
+
+/**
+ * `kvm_gmem_convert()`: one conversion of [start, end) to `attrs` (the whole range, or on a
+ * HugeTLB file one batch within a huge page).
+ */
+function kvmGmemConvert(
+  k: KernelCtx,
+  f: GmemFile,
+  start: PgOff,
+  end: PgOff,
+  attrs: number,
+): { readonly errno: Errno; readonly check: string; readonly index: PgOff } | undefined {
   // kvm_gmem_mas_preallocate(): the model's range map never fails to allocate (no ENOMEM).
   const toPrivate = (attrs & GMEM_ATTR_PRIVATE) !== 0;
   if (toPrivate) {
@@ -175,6 +212,22 @@ export function kvmGmemSetAttributesRange(
         index: bad,
       };
   }
+  // HugeTLB, to shared: kvm_gmem_split_private() first splits the private huge guest mappings
+  // that cross the range's ends (kvm_split_cross_boundary_leafs()), so the zap below takes only
+  // the converted pages and the rest of the huge page stays mapped at 4K.
+  if (!toPrivate && f.hugetlb)
+    for (const b of f.bindings.piecesIn(start, end)) {
+      const slot = b.value;
+      if (slot.gmem === null) continue;
+      const pgoff = slot.gmem.pgoff;
+      k.arch.splitHugeLeafs?.(
+        k,
+        f.vm,
+        slot.asId,
+        gmemIndexToGfn(slot, pgoff, asPgOff(b.start)),
+        gmemIndexToGfn(slot, pgoff, asPgOff(b.end)),
+      );
+    }
   // From here on the conversion cannot fail. kvm_gmem_invalidate_begin(): zap the guest mappings
   // of [start, end) in every bound memslot. The filter (kvm_gmem_get_invalidate_filter(), patch
   // 16: PRIVATE, SHARED or both from the attributes in range) restricts the zap only for VMs with
@@ -201,6 +254,8 @@ export function kvmGmemSetAttributesRange(
   // mas_store_prealloc()
   if (toPrivate) f.attrs.set(start, end, GMEM_ATTR_PRIVATE);
   else f.attrs.delete(start, end);
+  // HugeTLB: kvm_gmem_restructure() splits (to shared) or merges (all private again).
+  if (f.hugetlb) gmemHugetlbRestructure(k, f, start, end, toPrivate);
   // kvm_gmem_invalidate_end(); KVM's view through kvm_gmem_get_memory_attributes() changes with
   // the file for every binding in range.
   for (const b of f.bindings.piecesIn(start, end))

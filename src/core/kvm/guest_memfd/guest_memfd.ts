@@ -20,7 +20,20 @@ import {
   type Vm,
 } from '../objects.js';
 import { rangeHasAttributes } from '../mem_attributes.js';
-import { gmemSyncKvmAttributes } from './attributes.js';
+import { gmemFirstElevated, gmemSyncKvmAttributes } from './attributes.js';
+import {
+  gmemFolioAt,
+  gmemHugePages,
+  gmemHugeStart,
+  gmemHugetlbAllocFolio,
+  gmemHugetlbMergeRange,
+} from './hugetlb.js';
+import {
+  GMEM_HUGETLB_ORDER_1G,
+  GMEM_HUGETLB_ORDER_2M,
+  GUEST_MEMFD_FLAG_HUGETLB,
+  GUEST_MEMFD_FLAG_INIT_SHARED,
+} from '../../base/uapi.js';
 import { err, ok, OK_VOID, type Result } from '../../base/result.js';
 import type { Errno } from '../../base/errno.js';
 import {
@@ -40,7 +53,9 @@ import {
 
 /**
  * KVM_CREATE_GUEST_MEMFD after copy_from_user: `kvm_gmem_create()` checks in kernel order, then
- * `__kvm_gmem_create()`. `reserved[]` is not checked in 6.18.
+ * `__kvm_gmem_create()`. `reserved[]` is not checked in 6.18. `pageOrder` is the HugeTLB wip
+ * tree's `page_order` byte (kernel-uapi.md §6.2; guest_memfd/hugetlb.ts): read only by kernels
+ * with HugeTLB guest_memfd (`profile.gmemHugetlb`), a reserved byte to the others.
  */
 export function kvmGmemCreate(
   k: KernelCtx,
@@ -48,15 +63,44 @@ export function kvmGmemCreate(
   size: bigint,
   flags: bigint,
   ino: number,
+  pageOrder = 0,
 ): Result<GmemFile> {
   // flags & ~kvm_gmem_get_supported_flags(kvm) → EINVAL
   if ((flags & ~vm.spec.gmemFlags) !== 0n)
     return err('EINVAL', 'kvm_gmem_create: unsupported flags');
-  // size <= 0 as loff_t, or not page aligned → EINVAL
+  let order = 0;
+  if (k.profile.gmemHugetlb !== undefined) {
+    const hugetlb = (flags & GUEST_MEMFD_FLAG_HUGETLB) !== 0n;
+    // args->page_order && !(flags & GUEST_MEMFD_FLAG_HUGETLB) → EINVAL
+    if (pageOrder !== 0 && !hugetlb)
+      return err('EINVAL', 'kvm_gmem_create: page_order without GUEST_MEMFD_FLAG_HUGETLB');
+    if (hugetlb) {
+      // HUGETLB with INIT_SHARED → EINVAL (a fresh file is private: huge folios stay whole).
+      if ((flags & GUEST_MEMFD_FLAG_INIT_SHARED) !== 0n)
+        return err('EINVAL', 'kvm_gmem_create: HUGETLB with INIT_SHARED');
+      // !gmem_hugetlb_valid_order(page_order) → EINVAL (x86-64: the 2M and 1G hstates).
+      if (pageOrder !== GMEM_HUGETLB_ORDER_2M && pageOrder !== GMEM_HUGETLB_ORDER_1G)
+        return err('EINVAL', 'kvm_gmem_create: page_order has no hstate');
+      order = pageOrder;
+    }
+  }
+  // size <= 0 as loff_t, or not aligned to PAGE_SIZE << page_order → EINVAL
   const ssize = BigInt.asIntN(64, size);
-  if (ssize <= 0n || !isPageAligned(ssize))
-    return err('EINVAL', 'kvm_gmem_create: size <= 0 or unaligned');
-  const f = new GmemFile(ino, vm, ssize, Number(bytesToPagesN(ssize)), flags);
+  if (ssize <= 0n || ssize % (4096n << BigInt(order)) !== 0n)
+    return err(
+      'EINVAL',
+      order === 0
+        ? 'kvm_gmem_create: size <= 0 or unaligned'
+        : 'kvm_gmem_create: size <= 0 or not a multiple of the huge page size',
+    );
+  const npages = Number(bytesToPagesN(ssize));
+  // kvm_gmem_init_inode() → gmem_hugetlb_init() → gmem_hugetlb_setup(): the subpool reserves
+  // every huge page of the file now (hugepage_new_subpool(h, hpages, hpages) →
+  // hugetlb_acct_memory()), -ENOMEM when the hstate has fewer free unreserved pages. (The
+  // hugetlb cgroup charge before it is not modelled: no cgroup limits.)
+  if (order !== 0 && !k.hugetlbPools.reserve(order, npages / 2 ** order))
+    return err('ENOMEM', 'gmem_hugetlb_setup: the hstate cannot reserve the file');
+  const f = new GmemFile(ino, vm, ssize, npages, flags, order);
   // kvm_gmem_mmap() installs kvm_gmem_vm_ops: host faults on a mapping come back here.
   f.vmOps = {
     fault: (pgoff) => kvmGmemFaultUserMapping(k, f, pgoff),
@@ -83,6 +127,12 @@ export function kvmGmemFallocate(
     return err('EOPNOTSUPP', 'kvm_gmem_fallocate: mode other than KEEP_SIZE|PUNCH_HOLE');
   if (!isPageAligned(offset) || !isPageAligned(len))
     return err('EINVAL', 'kvm_gmem_fallocate: offset or len not page aligned');
+  // HugeTLB: offset and len must be aligned to PAGE_SIZE << page_order.
+  if (f.hugetlb) {
+    const huge = 4096n << BigInt(f.pageOrder);
+    if (offset % huge !== 0n || len % huge !== 0n)
+      return err('EINVAL', 'kvm_gmem_fallocate: offset or len not huge page aligned');
+  }
   const r =
     (mode & 2) !== 0
       ? kvmGmemPunchHole(k, f, offset, len, via)
@@ -108,6 +158,16 @@ export function kvmGmemPunchHole(
   if (end <= start) return OK_VOID;
   if (!k.mutants.has('punch_no_zap'))
     kvmGmemInvalidate(k, f, start, end, via === 'fallocate' ? 'punch_hole' : 'madv_remove');
+  if (f.hugetlb) {
+    // merge_truncate_range(..., require_merge = true): unmap every host mapping of the range,
+    // then merge its folios, which needs every folio free of extra references
+    // (kvm_gmem_has_safe_refcount()): -EAGAIN otherwise, with the guest and host mappings gone
+    // and nothing freed.
+    k.mm.unmapMappingRange(f, start, end);
+    if (gmemFirstElevated(k, f, start, end) !== undefined)
+      return err('EAGAIN', 'merge_truncate_range: a folio in range has extra references');
+    gmemHugetlbMergeRange(k, f, start, end);
+  }
   truncatePages(k, f, start, end, via === 'fallocate' ? 'punch_hole' : 'madv_remove');
   return OK_VOID;
 }
@@ -127,6 +187,8 @@ function truncatePages(
   // mapping the file loses its PTEs (a forked child's too).
   for (const p of pieces) k.unmapMappingRange(f, asPgOff(p.start), asPgOff(p.end));
   f.pages.delete(start, end);
+  // HugeTLB: whole huge folios leave the file (free_huge_folio() gives each back to the subpool).
+  if (f.hugetlb) f.folioOrders.delete(start, end);
   for (const p of pieces) {
     if (!k.mutants.has('punch_keeps_frames')) {
       // kvm_gmem_free_folio() → kvm_arch_gmem_invalidate(), then the page allocator.
@@ -174,6 +236,9 @@ export function kvmGmemInvalidate(
  */
 function checkFolioOrder(k: KernelCtx, f: GmemFile, index: PgOff): void {
   const order = k.gmemBacking.folioOrder(f, index);
+  // HugeTLB folios are represented (guest_memfd/hugetlb.ts): their allocation takes whole huge
+  // pages, below.
+  if (f.hugetlb && order === f.pageOrder) return;
   if (order !== 0)
     throw new NotModelled(
       `guest_memfd backing '${k.gmemBacking.name}': kvm_gmem_get_folio() at index ${index} of ` +
@@ -192,6 +257,17 @@ function allocateAbsent(
   end: PgOff,
   via: 'fallocate' | 'host_fault',
 ): void {
+  if (f.hugetlb) {
+    // kvm_gmem_get_folio() for each absent index: the whole huge page holding it (an allocated
+    // huge page is never partly absent: punch and truncation take whole huge pages).
+    const n = gmemHugePages(f);
+    for (const gap of f.pages.gapsIn(start, end))
+      for (let h: number = gmemHugeStart(f, gap.start); h < gap.end; h += n) {
+        checkFolioOrder(k, f, asPgOff(h));
+        gmemHugetlbAllocFolio(k, f, h, via);
+      }
+    return;
+  }
   for (const gap of f.pages.gapsIn(start, end)) {
     checkFolioOrder(k, f, asPgOff(gap.start));
     let idx = gap.start;
@@ -239,6 +315,7 @@ function getPreparedFolio(
   via: 'guest_fault' | 'host_fault',
   gfn?: Gfn,
 ): Pfn | 'poisoned' | { readonly prepareFailed: Errno } {
+  if (f.hugetlb) return getPreparedHugetlbFolio(k, f, index, via, gfn);
   const ex = f.pages.get(index);
   const zero = !k.mutants.has('gmem_no_zero_on_prepare');
   if (ex !== undefined) {
@@ -261,6 +338,54 @@ function getPreparedFolio(
     k.events.push({ kind: 'gmem_zero', ino: f.ino, start: index, end: pgoffAdd(index, 1), via });
   }
   return prepareFolio(k, f, index, pfn, gfn, true);
+}
+
+/**
+ * `getPreparedFolio()` for a HugeTLB file: `kvm_gmem_get_folio()` allocates the huge page holding
+ * an absent `index` (split at once unless all private), then the folio holding `index` (the huge
+ * folio, or its own 4K folio after a split) is zeroed if not up to date, prepared by the arch hook
+ * (guest faults: `kvm_gmem_prepare_folio()` with the folio's head and order) and marked up to
+ * date as a whole. The wip tree's `kvm_gmem_get_pfn()` clears only the folio's first page
+ * (`clear_highpage(folio_page(folio, 0))`, kept from the order-0 code); the model zeroes every
+ * page of the folio that is not up to date, as first use must (zero-before-use).
+ */
+function getPreparedHugetlbFolio(
+  k: KernelCtx,
+  f: GmemFile,
+  index: PgOff,
+  via: 'guest_fault' | 'host_fault',
+  gfn?: Gfn,
+): Pfn | 'poisoned' | { readonly prepareFailed: Errno } {
+  let ex = f.pages.get(index);
+  if (ex === undefined) {
+    checkFolioOrder(k, f, index);
+    gmemHugetlbAllocFolio(k, f, index, via);
+    ex = f.pages.get(index)!;
+  }
+  if (ex.state === 'prepared') return ex.base;
+  if (ex.state === 'poisoned') return 'poisoned';
+  const folio = gmemFolioAt(f, index);
+  const zero = !k.mutants.has('gmem_no_zero_on_prepare');
+  const stale = f.pages
+    .piecesIn(folio.start, folio.end)
+    .filter((p) => p.value.state === 'allocated');
+  for (const p of stale) {
+    if (zero) k.frames.zero(p.value.base, p.end - p.start);
+    k.events.push({
+      kind: 'gmem_zero',
+      ino: f.ino,
+      start: asPgOff(p.start),
+      end: asPgOff(p.end),
+      via,
+    });
+  }
+  if (gfn !== undefined) {
+    const off = index - folio.start;
+    const e = k.arch.gmemPrepare(k, f.vm, pfnAdd(ex.base, -off), gfnAdd(gfn, -off), folio.order);
+    if (e !== undefined) return { prepareFailed: e };
+  }
+  for (const p of stale) f.pages.set(p.start, p.end, { base: p.value.base, state: 'prepared' });
+  return ex.base;
 }
 
 /**
@@ -460,7 +585,14 @@ export function kvmGmemRelease(k: KernelCtx, f: GmemFile): Vm {
  */
 export function kvmGmemEvict(k: KernelCtx, f: GmemFile): void {
   const last = f.pages.last();
+  // HugeTLB: merge_truncate_range(..., require_merge = false) merges what it can and truncates
+  // everything; the model's folios always merge here (a folio with extra references is freed by
+  // its last reference, FrameStore.held).
+  if (last !== undefined && f.hugetlb) gmemHugetlbMergeRange(k, f, asPgOff(0), asPgOff(last.end));
   if (last !== undefined) truncatePages(k, f, asPgOff(0), asPgOff(last.end), 'inode_evict');
+  // kvm_gmem_destroy_inode() → gmem_hugetlb_teardown(): the subpool's reservation goes back to
+  // the hstate.
+  if (f.hugetlb) k.hugetlbPools.unreserve(f.pageOrder, f.npages / gmemHugePages(f));
 }
 
 /**
@@ -532,6 +664,11 @@ export function kvmGmemPopulate(
       break;
     }
     let ex = f.pages.get(index);
+    if (ex === undefined && f.hugetlb) {
+      // kvm_gmem_get_folio(): the huge page holding the index (split unless all private).
+      gmemHugetlbAllocFolio(k, f, index, 'populate');
+      ex = f.pages.get(index);
+    }
     if (ex === undefined) {
       checkFolioOrder(k, f, index);
       ex = { base: k.frames.allocOne(), state: 'allocated' };
