@@ -23,6 +23,7 @@ import { isTd, tdxTdMrtd, toKvmTdx } from '../core/arch/x86/vmx/tdx.js';
 import type { SeptStateName } from '../core/platform/tdx/sept.js';
 import { gfnToGmemIndex, gfnToHvpnMemslot } from '../core/kvm/objects.js';
 import { ShmemObject } from '../core/mm/shmem.js';
+import { gmemFolioAt } from '../core/kvm/guest_memfd/hugetlb.js';
 import { asGfn, asHvpn, type Pfn } from '../core/base/units.js';
 import { arm64State } from '../core/arch/arm64/state.js';
 import { checkHistory } from '../core/platform/pkvm/oracle.js';
@@ -33,6 +34,7 @@ import {
   EFFECT_KEYS,
   type EffectKey,
   type Expectation,
+  type HugetlbExpectation,
   type PkvmExpectation,
   type Scenario,
   type ScenarioStep,
@@ -212,6 +214,30 @@ export function summarizeEvents(
           { start: ev.gfn, end: ev.gfn + ev.pages },
         );
         break;
+      case 'spte_split':
+        add(
+          `split:${ev.vm}:${ev.level}`,
+          ev.pages,
+          rng(ev.gfn, ev.gfn + ev.pages),
+          (n, r) =>
+            `vm${ev.vm}: split huge mappings of ${pages(n)} into ${ev.level} ones at gfn ${r}`,
+          { kind: 'spte_split', vm: vmOf(ev.vm), level: ev.level },
+          { start: ev.gfn, end: ev.gfn + ev.pages },
+        );
+        break;
+      case 'gmem_restructure':
+        add(
+          `grestructure:${ev.ino}:${ev.order}`,
+          ev.end - ev.start,
+          rng(ev.start, ev.end),
+          (n, r) =>
+            ev.order === 0
+              ? `guest_memfd #${ev.ino}: huge folio split into 4K folios (${pages(n)}) at index ${r}`
+              : `guest_memfd #${ev.ino}: ${pages(n)} merged into order-${ev.order} folios at index ${r}`,
+          { kind: 'gmem_restructure', gmem: fileOf(ev.ino), order: ev.order },
+          { start: ev.start, end: ev.end },
+        );
+        break;
       case 'anon_alloc':
         add(
           `anon`,
@@ -343,6 +369,8 @@ export function checkExpectation(
   pkvmState?: () => PkvmState | string,
   /** SEV-SNP: the RMP state of the op's VM's page at a GPA after the step (undefined: no model). */
   rmpState?: () => ((gpa: bigint) => string) | string,
+  /** `expect.hugetlb` checked on the model after the step (undefined: no model). */
+  hugetlbCheck?: (w: HugetlbExpectation) => string[],
 ): string[] {
   const f: string[] = [];
   const j = resultToJson(r);
@@ -441,6 +469,10 @@ export function checkExpectation(
         const st = got(w.gpa);
         if (st !== w.state) f.push(`gpa ${hexInt(w.gpa)}: expected RMP ${w.state}, got ${st}`);
       }
+  }
+  if (e.hugetlb !== undefined) {
+    if (hugetlbCheck === undefined) f.push('hugetlb cannot be checked on this backend (no model)');
+    else f.push(...hugetlbCheck(e.hugetlb));
   }
   if (e.kvm_stats !== undefined) {
     if (kvmStats === undefined) f.push('kvm_stats cannot be checked on this backend (no model)');
@@ -629,6 +661,41 @@ function vmOfOp(h: Host, t: HandleTable, op: TraceOp): Vm | undefined {
   return undefined;
 }
 
+/**
+ * `expect.hugetlb` on the model: the guest_memfd it names (`fd`, else the op's), its folio
+ * orders at byte offsets, its VM's stage-2 levels at GPAs, and the hstates' free pages.
+ */
+function checkHugetlb(h: Host, t: HandleTable, op: TraceOp, w: HugetlbExpectation): string[] {
+  const f: string[] = [];
+  if (w.pool_2m !== undefined && h.hugetlbPools.available(9) !== w.pool_2m)
+    f.push(`expected ${w.pool_2m} free 2M huge pages, got ${h.hugetlbPools.available(9)}`);
+  if (w.pool_1g !== undefined && h.hugetlbPools.available(18) !== w.pool_1g)
+    f.push(`expected ${w.pool_1g} free 1G huge pages, got ${h.hugetlbPools.available(18)}`);
+  if (w.folios === undefined && w.levels === undefined) return f;
+  const o = op as Record<string, unknown>;
+  const arg: FdArg | undefined =
+    w.fd !== undefined
+      ? { kind: 'handle', name: w.fd }
+      : ((o['fd'] ?? o['guest_memfd']) as FdArg | undefined);
+  const fd = arg === undefined || arg === null ? undefined : t.fd(arg);
+  const file = fd?.kind === 'obj' ? h.file(fd.fd) : undefined;
+  if (!(file instanceof GmemFile)) return [...f, 'hugetlb: no open guest_memfd (name one with fd)'];
+  for (const x of w.folios ?? []) {
+    const index = Number(x.offset >> 12n);
+    const got = file.pages.get(index) === undefined ? 'absent' : gmemFolioAt(file, index).order;
+    if (got !== x.order)
+      f.push(
+        `expected a folio of order ${String(x.order)} at offset ${hexInt(x.offset)}, got ${String(got)}`,
+      );
+  }
+  for (const x of w.levels ?? []) {
+    const e = file.vm.stage2[0]?.entryAt(Number(x.gpa >> 12n));
+    const got = e === undefined ? 'none' : e.value.level;
+    if (got !== x.level) f.push(`expected gpa ${hexInt(x.gpa)} mapped at ${x.level}, got ${got}`);
+  }
+  return f;
+}
+
 /** The hypervisor's VM of `vm` (after its first KVM_RUN), if it has one. */
 function hypVmOf(h: Host, hyp: PkvmHyp, vm: Vm): PkvmVm | undefined {
   const handle = arm64State(h).vm(vm).handle;
@@ -799,10 +866,24 @@ export function runScenario(s: Scenario, backend: Backend, opts: RunOptions = {}
         host === undefined
           ? undefined
           : (): ((gpa: bigint) => string) | string => rmpStateOf(host(), t, step.op);
+      const hugetlb =
+        host === undefined
+          ? undefined
+          : (w: HugetlbExpectation): string[] => checkHugetlb(host(), t, step.op, w);
       const failures =
         step.expect === undefined
           ? []
-          : checkExpectation(step.expect, result, sum?.effects, digest, stats, td, pkvm, rmp);
+          : checkExpectation(
+              step.expect,
+              result,
+              sum?.effects,
+              digest,
+              stats,
+              td,
+              pkvm,
+              rmp,
+              hugetlb,
+            );
       if (step.expect !== undefined) checked++;
       if (failures.length > 0) failed++;
       outcomes.push({

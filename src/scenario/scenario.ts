@@ -97,6 +97,8 @@ export type Expectation = {
    * only): the frame the guest's memslot holds there (its guest_memfd page).
    */
   readonly rmp?: ReadonlyArray<{ readonly gpa: bigint; readonly state: RmpStateName }>;
+  /** HugeTLB guest_memfd: a file's folios, its VM's guest mapping levels, the pools (model only). */
+  readonly hugetlb?: HugetlbExpectation;
 };
 
 /**
@@ -114,6 +116,21 @@ export const RMP_STATES = [
   'NO_PAGE',
 ] as const;
 export type RmpStateName = (typeof RMP_STATES)[number];
+
+/**
+ * `expect.hugetlb` (model only): after the step, the guest_memfd `fd` (a handle) has, at each
+ * byte offset of `folios`, a folio of that order (0: a 4K folio, e.g. of a split huge page) or
+ * none (`absent`); its VM's stage-2 maps each GPA of `levels` at that level (4K, 2M, 1G) or not
+ * at all (`none`); and the hstates have `pool_2m` / `pool_1g` free unreserved huge pages.
+ */
+export type HugetlbExpectation = {
+  readonly fd?: string;
+  readonly folios?: ReadonlyArray<{ readonly offset: bigint; readonly order: number | 'absent' }>;
+  readonly levels?: ReadonlyArray<{ readonly gpa: bigint; readonly level: string }>;
+  readonly pool_2m?: number;
+  readonly pool_1g?: number;
+};
+export const HUGETLB_KEYS = ['fd', 'folios', 'levels', 'pool_2m', 'pool_1g'] as const;
 
 /** The states of `enum pkvm_page_state` (host and hyp), and a guest's (POISON: force-reclaimed). */
 export const PKVM_STATES = ['OWNED', 'SHARED_OWNED', 'SHARED_BORROWED', 'NOPAGE'] as const;
@@ -225,6 +242,7 @@ const EXPECT_KEYS = [
   'td',
   'pkvm',
   'rmp',
+  'hugetlb',
 ];
 /** Fields whose string values may be handle names: kept as written when not an expression. */
 const NAME_FIELDS = new Set([
@@ -617,6 +635,9 @@ function parseExpect(v: unknown, fail: Fail): Expectation {
         e.rmp = list;
         break;
       }
+      case 'hugetlb':
+        e.hugetlb = parseHugetlbExpect(x, f, fail);
+        break;
       case 'pkvm':
         e.pkvm = Array.isArray(x)
           ? x.map((p, i) => parsePkvmExpect(p, `${f}[${i}]`, fail))
@@ -624,6 +645,56 @@ function parseExpect(v: unknown, fail: Fail): Expectation {
         break;
       default:
         fail(f, unknownKey(k, EXPECT_KEYS));
+    }
+  }
+  return e;
+}
+
+/** `expect.hugetlb`: a map of HUGETLB_KEYS. */
+function parseHugetlbExpect(x: unknown, f: string, fail: Fail): HugetlbExpectation {
+  if (!isPlainObject(x)) return fail(f, 'expected a map (fd, folios, levels, pool_2m, pool_1g)');
+  const e: { -readonly [K in keyof HugetlbExpectation]: HugetlbExpectation[K] } = {};
+  for (const [k, v] of Object.entries(x)) {
+    const sf = `${f}.${fieldName(k)}`;
+    switch (k) {
+      case 'fd':
+        if (typeof v !== 'string') fail(sf, 'expected a guest_memfd handle');
+        e.fd = v;
+        break;
+      case 'folios':
+      case 'levels': {
+        if (!isPlainObject(v))
+          fail(
+            sf,
+            k === 'folios'
+              ? 'expected a map of offsets to orders'
+              : 'expected a map of GPAs to levels',
+          );
+        const list: Array<{ at: bigint; what: string | number }> = [];
+        for (const [a, w] of Object.entries(v)) {
+          const af = `${sf}.${fieldName(a)}`;
+          const at = toBig(a, af, fail);
+          if (at < 0n || at >= 1n << 64n) fail(af, 'expected a 64-bit value');
+          if (k === 'folios') {
+            if (w === 'absent') list.push({ at, what: 'absent' });
+            else list.push({ at, what: count(w, af, fail) });
+          } else {
+            if (typeof w !== 'string' || !['4K', '2M', '1G', 'none'].includes(w))
+              fail(af, 'expected a mapping level: 4K, 2M, 1G or none');
+            list.push({ at, what: w as string });
+          }
+        }
+        if (k === 'folios')
+          e.folios = list.map((l) => ({ offset: l.at, order: l.what as number | 'absent' }));
+        else e.levels = list.map((l) => ({ gpa: l.at, level: l.what as string }));
+        break;
+      }
+      case 'pool_2m':
+      case 'pool_1g':
+        e[k] = count(v, sf, fail);
+        break;
+      default:
+        fail(sf, unknownKey(k, HUGETLB_KEYS));
     }
   }
   return e;

@@ -286,6 +286,20 @@ export const MUTANTS: readonly MutantInfo[] = [
     gmem: 'inplace-v7',
   },
   {
+    name: 'hugetlb_split_loses_page',
+    bug: 'splitting a HugeTLB guest_memfd folio on conversion to shared drops one subpage from the file',
+    modelledOn:
+      'kvm_gmem_restructure() → hugetlb_restructuring_restructure_folio() to order 0 losing the last subpage of the split folio from the page cache: the page is still allocated but no file index owns it (an accounting leak; the index faults in a fresh folio)',
+    gmem: 'inplace-v7',
+  },
+  {
+    name: 'hugetlb_merge_with_shared',
+    bug: 'a conversion to private merges the HugeTLB folio although another index of the huge page is still shared',
+    modelledOn:
+      'kvm_gmem_restructure() deciding to_order from the converted range only, without the all_rest_private check over the rest of the huge page: a huge folio (and huge guest mappings) over a shared index',
+    gmem: 'inplace-v7',
+  },
+  {
     name: 'iommu_unmap_keeps_mapping',
     bug: 'VFIO_IOMMU_UNMAP_DMA unpins the pages but leaves the IOMMU mapping',
     modelledOn:

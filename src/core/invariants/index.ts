@@ -55,6 +55,7 @@ import {
 import { vmRefcount } from './vm_refcount.js';
 import { iommuNoPrivate, noPrivateWithReferences } from './pins_iommu.js';
 import { hostPteNoPrivate } from './host_pte_no_private.js';
+import { hugetlbHugeMapping, hugetlbMergedPrivate, hugetlbSplitAccounted } from './hugetlb.js';
 import { zeroBeforeUse } from './zero_before_use.js';
 
 export type { Focus, Invariant, Violation } from './types.js';
@@ -97,6 +98,10 @@ export const INVARIANTS: readonly Invariant[] = [
   noPrivateWithReferences,
   // Host page tables of every process (fork) on the same profiles.
   hostPteNoPrivate,
+  // HugeTLB guest_memfd (profiles with profile.gmemHugetlb).
+  hugetlbSplitAccounted,
+  hugetlbMergedPrivate,
+  hugetlbHugeMapping,
 ];
 
 export function invariantByName(name: string): Invariant | undefined {
