@@ -24,9 +24,20 @@ import { MMAP_ARENA_BASE, MMAP_ARENA_END, TASK_SIZE_MAX } from '../core/mm/host_
 import { OP_GENERATORS, OPS } from '../ops/registry.js';
 import type { HostRange } from '../ops/spec.js';
 import { genCreateProtectedVm, genCreateVm, genEnableCapOf } from '../ops/vm.js';
-import { genCreateGmem, genFallocateAt, genFallocatePage, genGmemOf } from '../ops/guest_memfd.js';
+import {
+  genCreateGmem,
+  genFallocateAt,
+  genFallocatePage,
+  genGmemOf,
+  genHugetlbGmemOf,
+} from '../ops/guest_memfd.js';
 import { genGmemSlot } from '../ops/memslots.js';
-import { genAttributes2Of, genAttributes2Range, genAttributesOf } from '../ops/attributes.js';
+import {
+  genAttributes2At,
+  genAttributes2Of,
+  genAttributes2Range,
+  genAttributesOf,
+} from '../ops/attributes.js';
 import { genRunOn, genSnpGuestRun, genTdxGuestRun, genVcpuOf } from '../ops/vcpu.js';
 import { genPreFaultPage } from '../ops/pre_fault.js';
 import { genAnonMap, genFileMap, genMadviseMap, genPeekAt, genPokeAt } from '../ops/host_mm.js';
@@ -455,14 +466,7 @@ export class TraceGenerator implements GenState<TraceOpInput> {
       }
     }
     const g = this.name('hg');
-    const created = this.push({
-      op: 'KVM_CREATE_GUEST_MEMFD',
-      vm: { kind: 'handle', name: vm },
-      size,
-      flags,
-      ...(pageOrder !== 0n ? { page_order: pageOrder } : {}),
-      as: g,
-    });
+    const created = genHugetlbGmemOf(this, vm, size, flags, pageOrder, g);
     if (created?.ok !== true) return;
     const gm: GmemH = { name: g, vm, size, flags };
     this.gmems.push(gm);
@@ -495,15 +499,7 @@ export class TraceGenerator implements GenState<TraceOpInput> {
         const first = hot();
         const len =
           choice === 0 ? 1n : BigInt(1 + r.int(Math.min(perHuge * 2, Number(size / PAGE - first))));
-        this.push({
-          op: 'KVM_SET_MEMORY_ATTRIBUTES2',
-          fd: { kind: 'handle', name: g },
-          offset: first * PAGE,
-          size: len * PAGE,
-          attributes: r.chance(0.5) ? 8n : 0n,
-          flags: 0n,
-          reserved: 0n,
-        });
+        genAttributes2At(this, g, first * PAGE, len * PAGE, r.chance(0.5) ? 8n : 0n);
       } else if (choice <= 4) {
         const steps: GuestStep[] = [];
         for (let j = 0; j < 1 + r.int(3); j++) {

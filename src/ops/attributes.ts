@@ -261,6 +261,25 @@ export function genAttributes2Of(g: Gen, gmem: string, size: bigint): void {
   });
 }
 
+/** KVM_SET_MEMORY_ATTRIBUTES2 of [offset, offset + size) of guest_memfd `gmem` (walks). */
+export function genAttributes2At(
+  g: Gen,
+  gmem: string,
+  offset: bigint,
+  size: bigint,
+  attributes: bigint,
+): void {
+  g.push({
+    op: 'KVM_SET_MEMORY_ATTRIBUTES2',
+    fd: { kind: 'handle', name: gmem },
+    offset,
+    size,
+    attributes,
+    flags: 0n,
+    reserved: 0n,
+  });
+}
+
 /** Set [gpa, gpa+size) of `vm` to `attributes` (scenarios). */
 /**
  * KVM_SET_MEMORY_ATTRIBUTES2 of [offset, offset + size) of guest_memfd `gmem` to `attributes`

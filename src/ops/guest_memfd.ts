@@ -349,6 +349,28 @@ export function genGmemOf(
   });
 }
 
+/**
+ * KVM_CREATE_GUEST_MEMFD with a HugeTLB `page_order` (walks on linux-next-gmem; 0 leaves the
+ * field out); the result.
+ */
+export function genHugetlbGmemOf(
+  g: Gen,
+  vm: string,
+  size: bigint,
+  flags: bigint,
+  pageOrder: bigint,
+  as: string,
+): ResultLine | undefined {
+  return g.push({
+    op: 'KVM_CREATE_GUEST_MEMFD',
+    vm: { kind: 'handle', name: vm },
+    size,
+    flags,
+    ...(pageOrder !== 0n ? { page_order: pageOrder } : {}),
+    as,
+  });
+}
+
 export function genFallocate(g: Gen): void {
   const gm = g.gmems.length > 0 ? g.r.pick(g.gmems) : undefined;
   const size = gm && gm.size > 0n && gm.size <= 64n * MiB ? gm.size : 65536n;

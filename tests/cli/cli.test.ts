@@ -776,7 +776,8 @@ describe('gmemlab check', () => {
     expectStatus(s, 0, 'check --list --kernel linux-6.18-snp');
     const all = outLines(s.stdout).filter((l) => /^ {2}[a-z0-9-]+ — /.test(l));
     assert.equal(all.length, 16);
-    assert.equal(INVARIANTS.length, 32);
+    // 32, and the three HugeTLB guest_memfd invariants (linux-next-gmem only).
+    assert.equal(INVARIANTS.length, 35);
     for (const m of MUTANTS) {
       const listed = new RegExp(`^ {2}${m.name} +\\S`, 'm').test(s.stdout);
       assert.equal(
@@ -813,6 +814,13 @@ describe('gmemlab check', () => {
         m.name,
       );
     }
+    // linux-next-gmem: the generic ones, pins/IOMMU and HugeTLB; the inplace-v7 mutants.
+    const n = gmemlab(['check', '--list', '--kernel', 'linux-next-gmem']);
+    expectStatus(n, 0, 'check --list --kernel linux-next-gmem');
+    const next = outLines(n.stdout).filter((l) => /^ {2}[a-z0-9-]+ — /.test(l));
+    assert.equal(next.filter((l) => l.startsWith('  hugetlb-')).length, 3);
+    for (const name of ['hugetlb_split_loses_page', 'hugetlb_merge_with_shared'])
+      assert.match(n.stdout, new RegExp(`^ {2}${name} +\\S`, 'm'), name);
   });
 
   test('an unknown mutant or a malformed file: exit 2', () => {
