@@ -129,3 +129,15 @@ for (const mutant of ['hugetlb_split_loses_page', 'hugetlb_merge_with_shared']) 
     );
   });
 }
+
+test('regression (fuzz seed 678): a folio merged from a split huge page with one used page is zeroed where unused before a 2M mapping', () => {
+  const lines = [
+    ...setup(6 << 20, 9),
+    attrs(2 << 20, 2772992, 0),
+    { op: 'peek', addr: 'm+0x400000', len: 4 },
+    attrs(2 << 20, 2834432, 8),
+    { op: 'KVM_RUN', vcpu: 'cpu', guest: [{ store: { gpa: 0x8040_0c5c, hex: '9cf9e7df' } }] },
+  ];
+  const r = runCheckedLines(lines, NEXT);
+  assert.deepEqual(r.violations, []);
+});

@@ -362,13 +362,19 @@ function getPreparedHugetlbFolio(
     gmemHugetlbAllocFolio(k, f, index, via);
     ex = f.pages.get(index)!;
   }
-  if (ex.state === 'prepared') return ex.base;
   if (ex.state === 'poisoned') return 'poisoned';
   const folio = gmemFolioAt(f, index);
+  if (ex.state === 'prepared' && folio.order === 0) return ex.base;
+  // A huge folio is up to date only when every page of it is: one merged from 4K folios of which
+  // some were never used (a host fault on one shared page of a split huge page, then the page
+  // made private again and merged) has pages still to zero. The sources are silent on the merged
+  // folio's up-to-date flag (hugetlb_restructuring); the model zeroes the pages never zeroed and
+  // keeps the others' contents.
   const zero = !k.mutants.has('gmem_no_zero_on_prepare');
   const stale = f.pages
     .piecesIn(folio.start, folio.end)
     .filter((p) => p.value.state === 'allocated');
+  if (stale.length === 0 && ex.state === 'prepared') return ex.base;
   for (const p of stale) {
     if (zero) k.frames.zero(p.value.base, p.end - p.start);
     k.events.push({
