@@ -159,6 +159,40 @@ export class FrameStore {
    */
   readonly held = new RangeMap<HeldExtent>(heldOps);
 
+  /**
+   * Frames removed from the kernel's direct map (GUEST_MEMFD_FLAG_NO_DIRECT_MAP, kernel-uapi.md
+   * §6.3: `folio_zap_direct_map()` → `set_direct_map_valid_noflush(..., false)`), by pfn. Every
+   * other frame is in the direct map. Empty unless a trace creates such a guest_memfd, so nothing
+   * else pays for it.
+   */
+  readonly noDirectMap = new RangeMap<true>();
+  /** Changes to `noDirectMap` so far (a change counter: the invariant checker compares it). */
+  directMapChanges = 0;
+
+  /** `folio_zap_direct_map()` of `count` frames from `base` (idempotent per frame). */
+  zapDirectMap(base: Pfn, count: number): void {
+    const m = this.noDirectMap;
+    if (
+      m.size !== 0 &&
+      (count === 1 ? m.get(base) !== undefined : m.countIn(base, base + count) === count)
+    )
+      return;
+    m.set(base, base + count, true);
+    this.directMapChanges++;
+  }
+
+  /** `folio_restore_direct_map()` of `count` frames from `base`. */
+  restoreDirectMap(base: Pfn, count: number): void {
+    if (this.noDirectMap.size === 0 || !this.noDirectMap.anyIn(base, base + count)) return;
+    this.noDirectMap.delete(base, base + count);
+    this.directMapChanges++;
+  }
+
+  /** Whether frame `pfn` is in the kernel's direct map. */
+  inDirectMap(pfn: number): boolean {
+    return this.noDirectMap.size === 0 || this.noDirectMap.get(pfn) === undefined;
+  }
+
   /** Take one reference of `kind` on each of `count` frames from `base`. */
   getRefs(base: Pfn, count: number, kind: FrameRefKind): void {
     addCount(kind === 'pin' ? this.pins : this.refs, base, base + count, 1);

@@ -91,6 +91,8 @@ export const GUEST_MEMFD_FLAG_HUGETLB = 1n << 3n;
 /** The huge page orders `gmem_hugetlb_valid_order()` accepts on x86-64 (the 2M and 1G hstates). */
 export const GMEM_HUGETLB_ORDER_2M = 9;
 export const GMEM_HUGETLB_ORDER_1G = 18;
+/** NO_DIRECT_MAP series v12 (kernel-uapi.md §6.3): linux-next-gmem profiles only. */
+export const GUEST_MEMFD_FLAG_NO_DIRECT_MAP = 1n << 2n;
 
 export const KVM_MEMORY_ATTRIBUTE_PRIVATE = 1n << 3n;
 export const KVM_MEMORY_EXIT_FLAG_PRIVATE = 1n << 3n;

@@ -182,6 +182,13 @@ export class GmemFile extends KFile {
   get hugetlb(): boolean {
     return this.pageOrder !== 0;
   }
+  /**
+   * GUEST_MEMFD_FLAG_NO_DIRECT_MAP (bit 2; NO_DIRECT_MAP series v12, kernel-uapi.md §6.3):
+   * `__kvm_gmem_create()` sets AS_NO_DIRECT_MAP on the mapping (`mapping_set_no_direct_map()`).
+   */
+  override get noDirectMap(): boolean {
+    return (this.flags & 4n) !== 0n;
+  }
 }
 
 /** x86 lpage_info for one memslot at one level: frames whose hugepage mapping is disallowed. */

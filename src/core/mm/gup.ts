@@ -87,6 +87,9 @@ export function populate(mm: MmStruct, s: Hvpn, e: Hvpn, write: boolean): Hvpn {
       return last;
     }
     case 'gmem': {
+      // __get_user_pages() → check_vma_flags(): an AS_NO_DIRECT_MAP mapping is -EFAULT
+      // (`vma_has_no_direct_map()`), so nothing is populated (madvise: EFAULT).
+      if ((v.obj as KFile).noDirectMap) return s;
       const n = (v.obj as KFile).vmOps!.populate!(v.base, end - s);
       if (n > 0) mm.gmemPtes.set(s, s + n, true);
       return hvpnAdd(s, n);
@@ -121,7 +124,9 @@ export type GupFlags = {
  * FOLL_LONGTERM (`check_and_migrate_movable_pages()`): a folio that is not long-term pinnable
  * (ZONE_MOVABLE, CMA, fsdax) is migrated first or the pin refused. The modelled host has no
  * movable zone, no CMA and no DAX, so every folio is long-term pinnable where it is and nothing
- * migrates; `check_vma_flags()` refuses secretmem and fsdax VMAs, which the model has not.
+ * migrates; `check_vma_flags()` refuses secretmem and fsdax VMAs, which the model has not, and
+ * (NO_DIRECT_MAP series) VMAs of AS_NO_DIRECT_MAP mappings: a NO_DIRECT_MAP guest_memfd's pages
+ * are never got (`handleMmFault()` with `cpu` false refuses them).
  */
 export function gupRange(
   mm: MmStruct,

@@ -121,6 +121,10 @@ export function handleMmFault(
       return { pfn, writable };
     }
     case 'gmem': {
+      // get_user_pages() → check_vma_flags(): a VMA whose mapping is AS_NO_DIRECT_MAP
+      // (`vma_has_no_direct_map()`, secretmem's check generalised by the NO_DIRECT_MAP series) is
+      // -EFAULT before any fault: GUP never hands out a page the kernel cannot reach.
+      if (!cpu && (v.obj as KFile).noDirectMap) return { signal: 'SIGBUS' };
       // handle_mm_fault() → vma->vm_ops->fault()
       const r = (v.obj as KFile).vmOps!.fault(v.base);
       if ('signal' in r) return r;

@@ -19,9 +19,9 @@ const X86_INTERNAL_MEM_SLOTS = 3;
 const X86_64_TASK_SIZE_MAX = 0x7fff_ffff_f000n;
 /** `kvm_mmu_max_gfn() + 1` for 52-bit guest physical addresses (TDP and shadow paging alike). */
 const X86_MAX_GFN_EXCLUSIVE = 2 ** 40;
-const GMEM_FLAG_MMAP = 1n;
-/** GUEST_MEMFD_FLAG_HUGETLB (base/uapi.ts). */
-const GMEM_FLAG_HUGETLB = 8n;
+const GMEM_FLAG_INIT_SHARED = 2n;
+/** GUEST_MEMFD_FLAG_NO_DIRECT_MAP (NO_DIRECT_MAP series v12, kernel-uapi.md §6.3). */
+const GMEM_FLAG_NO_DIRECT_MAP = 4n;
 const KVM_MEMORY_ATTRIBUTE_PRIVATE = 8n;
 /** KVM_CAP_X86_SMM (include/uapi/linux/kvm.h). */
 const KVM_CAP_X86_SMM = 117;
@@ -59,8 +59,8 @@ function vmTypes(f: KernelFacts): Map<bigint, VmTypeSpec> {
   // kvm_arch_supports_gmem_init_shared() (x86, in-place conversion series v7 patch 19): INIT_SHARED
   // for a VM with private memory only when attributes are per guest_memfd (`!vm_memory_attributes
   // || !kvm_arch_has_private_mem(kvm)`); 6.18: only for VMs without private memory.
-  // HUGETLB (CONFIG_KVM_GUEST_MEMFD_HUGETLB) does not depend on the VM type.
-  const privateGmemFlags = perGmem ? gmemFlags : gmemFlags & (GMEM_FLAG_MMAP | GMEM_FLAG_HUGETLB);
+  // HUGETLB (CONFIG_KVM_GUEST_MEMFD_HUGETLB) and NO_DIRECT_MAP do not depend on it.
+  const privateGmemFlags = perGmem ? gmemFlags : gmemFlags & ~GMEM_FLAG_INIT_SHARED;
   // KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES on a VM (`kvm_supported_mem_attributes(kvm)`: PRIVATE
   // iff kvm_arch_has_private_mem()), only with per-guest_memfd attributes.
   const gmemAttrs = (hasPrivateMem: boolean): { gmemMemAttributes?: bigint } =>
@@ -132,6 +132,8 @@ function vmTypes(f: KernelFacts): Map<bigint, VmTypeSpec> {
     );
     types.set(KVM_X86_TDX_VM, {
       ...privateProtected('TDX'),
+      // kvm_arch_gmem_supports_no_direct_map() (x86, NO_DIRECT_MAP series v12): not for TDX VMs.
+      gmemFlags: privateGmemFlags & ~GMEM_FLAG_NO_DIRECT_MAP,
       maxVcpus,
       mirroredTdp: true,
       capOverrides: new Map<number, bigint>([

@@ -37,6 +37,16 @@
  * longer tracks preparation (SNP's RMP does), which these profiles' guest_memfd design
  * ('inplace-v7', guest_memfd/backing.ts) follows; the 6.18 profiles keep 6.18's populate.
  * Everything else (caps, host facts) is that of the 6.18 profile each one composes.
+ *
+ * Both also carry GUEST_MEMFD_FLAG_NO_DIRECT_MAP (kernel-uapi.md §6.3, source S9: Patrick Roy →
+ * Nikita Kalyazin, "Direct Map Removal Support for guest_memfd" v12, 2026-04-10): flag bit 2, which
+ * `kvm_gmem_get_supported_flags()` adds when `kvm_arch_gmem_supports_no_direct_map()` (x86:
+ * `can_set_direct_map()` and not a TDX VM), so KVM_CAP_GUEST_MEMFD_FLAGS reads
+ * MMAP | INIT_SHARED | NO_DIRECT_MAP (7) on /dev/kvm and on a DEFAULT VM, and per VM type what
+ * composeProfile derives from that.
+ * On the two profiles without a CoCo platform only (as HugeTLB, below): the SNP and TDX
+ * profiles keep 6.18's flags (3), since their populate paths copy into the folio through the
+ * direct map (not modelled with the flag).
  */
 import { KVM_CAP } from '../base/uapi.js';
 import type { NamedFacts } from './compose.js';
@@ -64,6 +74,8 @@ const GMEM_FLAG_HUGETLB = 8;
  * creation, so larger files (and several files) meet ENOMEM.
  */
 const GMEM_HUGETLB_POOLS = { pages2M: 1024, pages1G: 4 } as const;
+/** GUEST_MEMFD_FLAG_NO_DIRECT_MAP (base/uapi.ts: bit 2, NO_DIRECT_MAP series v12). */
+const GMEM_FLAG_NO_DIRECT_MAP = 4;
 
 /**
  * The caps that depend on `vm_memory_attributes` (kvm_vm_ioctl_check_extension_generic(), v7
@@ -85,11 +97,13 @@ function nextGmemFacts(
         [KVM_CAP.KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES, PRIVATE],
       ];
   // KVM_CAP_GUEST_MEMFD_FLAGS (kvm_gmem_get_supported_flags()) gains HUGETLB with
-  // CONFIG_KVM_GUEST_MEMFD_HUGETLB, on every VM type (as RFC v2's kvm_gmem_create() offers it).
+  // CONFIG_KVM_GUEST_MEMFD_HUGETLB, on every VM type (as RFC v2's kvm_gmem_create() offers it),
+  // and NO_DIRECT_MAP (kvm_arch_gmem_supports_no_direct_map(); compose.ts removes it for TDX VMs).
   // Only on the profiles without a CoCo platform: the SNP and TDX models keep order-0 folios
   // (2M RMP entries and 2M PAGE.AUG are not modelled), so those profiles do not offer HugeTLB.
   const gmemFlags = (v: readonly number[]): number =>
-    (v[KVM_CAP.KVM_CAP_GUEST_MEMFD_FLAGS] ?? 0) | (hugetlb ? GMEM_FLAG_HUGETLB : 0);
+    (v[KVM_CAP.KVM_CAP_GUEST_MEMFD_FLAGS] ?? 0) |
+    (hugetlb ? GMEM_FLAG_HUGETLB | GMEM_FLAG_NO_DIRECT_MAP : 0);
   const caps = base.caps;
   return {
     ...base,
@@ -135,7 +149,7 @@ export const LINUX_NEXT_GMEM: NamedFacts = {
   id: {
     name: 'linux-next-gmem',
     description:
-      'kvm/next with the guest_memfd in-place conversion series v7 (2026-05-22), kvm.vm_memory_attributes=0: per-guest_memfd attributes, KVM_SET_MEMORY_ATTRIBUTES2; x86 TDP, DEFAULT and SW_PROTECTED VMs; synthesized facts',
+      'kvm/next with the guest_memfd in-place conversion series v7 (2026-05-22) and NO_DIRECT_MAP v12 (2026-04-10), kvm.vm_memory_attributes=0: per-guest_memfd attributes, KVM_SET_MEMORY_ATTRIBUTES2, GUEST_MEMFD_FLAG_NO_DIRECT_MAP; x86 TDP, DEFAULT and SW_PROTECTED VMs; synthesized facts',
   },
   facts: LINUX_NEXT_GMEM_FACTS,
 };

@@ -59,6 +59,14 @@ export abstract class KFile {
   get noexec(): boolean {
     return false;
   }
+  /**
+   * `mapping_no_direct_map()`: the file's folios are not in the kernel's direct map
+   * (AS_NO_DIRECT_MAP, "mm: introduce AS_NO_DIRECT_MAP" of the NO_DIRECT_MAP series, kernel-uapi.md
+   * §6.3). GUP refuses its VMAs (`check_vma_flags()`: `vma_has_no_direct_map()` → -EFAULT).
+   */
+  get noDirectMap(): boolean {
+    return false;
+  }
   /** A private writable mapping of the file is charged to the commit limit (VM_ACCOUNT). */
   get chargesPrivateWrites(): boolean {
     return true;

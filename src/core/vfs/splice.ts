@@ -124,6 +124,15 @@ export function vmsplice(
   while (done < want && pipe.bufs.length > 0) {
     const b = pipe.bufs[0]!;
     const chunk = Math.min(b.len, want - done);
+    // copy_page_to_iter() reads the page through the kernel's own mapping of it (the direct map
+    // on x86-64). A frame out of the direct map (NO_DIRECT_MAP guest_memfd) would be a kernel page
+    // fault, an oops the model cannot continue from: NotModelled. The kernel never gets there:
+    // GUP refuses AS_NO_DIRECT_MAP VMAs (check_vma_flags()), so vmsplice cannot put such a page
+    // into a pipe (EFAULT above).
+    if (!mm.k.frames.inDirectMap(b.pfn))
+      throw new NotModelled(
+        `pipe_to_user() would read pfn 0x${b.pfn.toString(16)} through the kernel direct map, which no longer maps it (a kernel oops)`,
+      );
     const data = new Uint8Array(chunk);
     mm.k.frames.read(b.pfn, b.offset, data);
     const w = cpuAccess(mm, asHva(addr + BigInt(done)), chunk, data);

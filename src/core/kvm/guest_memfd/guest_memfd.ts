@@ -193,6 +193,10 @@ function truncatePages(
     if (!k.mutants.has('punch_keeps_frames')) {
       // kvm_gmem_free_folio() → kvm_arch_gmem_invalidate(), then the page allocator.
       const base = p.value.base;
+      // NO_DIRECT_MAP: kvm_gmem_folio_restore_direct_map() of a folio that left the direct map
+      // (->free_folio runs when the folio leaves the page cache, whoever still holds a reference).
+      if (f.noDirectMap && !k.mutants.has('nodmap_free_keeps_zapped'))
+        k.frames.restoreDirectMap(base, p.end - p.start);
       k.arch.gmemInvalidate(k, base, pfnAdd(base, p.end - p.start));
       k.frames.release(base, p.end - p.start);
     }
@@ -438,6 +442,20 @@ function prepareFolio(
 }
 
 /**
+ * `kvm_gmem_folio_zap_direct_map()` (NO_DIRECT_MAP series v12, kernel-uapi.md §6.3, "KVM:
+ * guest_memfd: Add flag to remove from direct map"): a folio of a GUEST_MEMFD_FLAG_NO_DIRECT_MAP
+ * file leaves the kernel's direct map right before it is first mapped to the guest
+ * (`kvm_gmem_get_pfn()`) or to host userspace (`kvm_gmem_fault_user_mapping()`); a folio already
+ * removed stays so. Shared and private folios alike; a folio `kvm_gmem_populate()` filled is
+ * removed at its first `kvm_gmem_get_pfn()`. `folio_zap_direct_map()` fails only when splitting a
+ * large direct-map page cannot allocate a page table (-ENOMEM: VM_FAULT_OOM for the host fault,
+ * the error of get_pfn); the model allocates no direct-map page tables, so the zap never fails.
+ */
+function zapDirectMap(k: KernelCtx, f: GmemFile, pfn: Pfn, count: number): void {
+  if (f.noDirectMap) k.frames.zapDirectMap(pfn, count);
+}
+
+/**
  * `kvm_gmem_fault_user_mapping()`: a host page fault on a guest_memfd mapping at page `pgoff`.
  */
 export function kvmGmemFaultUserMapping(
@@ -449,7 +467,9 @@ export function kvmGmemFaultUserMapping(
   if (!k.gmemBacking.hostFaultAllowed(f, pgoff) && !k.mutants.has('gmem_host_fault_ignores_shared'))
     return { signal: 'SIGBUS' };
   const pfn = getPreparedFolio(k, f, pgoff, 'host_fault');
-  return typeof pfn === 'number' ? { pfn } : { signal: 'SIGBUS' };
+  if (typeof pfn !== 'number') return { signal: 'SIGBUS' };
+  zapDirectMap(k, f, pfn, 1);
+  return { pfn };
 }
 
 /**
@@ -471,6 +491,7 @@ export function kvmGmemPopulateUserRange(
   allocateAbsent(k, f, pgoff, end, 'host_fault');
   for (const p of f.pages.piecesIn(pgoff, end)) {
     if (p.value.state === 'poisoned') return p.start - pgoff;
+    zapDirectMap(k, f, p.value.base, p.end - p.start);
     if (p.value.state === 'allocated') {
       if (!k.mutants.has('gmem_no_zero_on_prepare')) k.frames.zero(p.value.base, p.end - p.start);
       f.pages.set(p.start, p.end, { base: p.value.base, state: 'prepared' });
@@ -615,7 +636,10 @@ export function kvmGmemGetPfn(k: KernelCtx, slot: Memslot, gfn: Gfn): Pfn | Errn
   const index = gfnToGmemIndex(slot, g.pgoff, gfn);
   if (f.bindings.get(index) !== slot) return 'EIO';
   const pfn = getPreparedFolio(k, f, index, 'guest_fault', gfn);
-  if (typeof pfn === 'number') return pfn;
+  if (typeof pfn === 'number') {
+    if (!k.mutants.has('nodmap_guest_map_no_zap')) zapDirectMap(k, f, pfn, 1);
+    return pfn;
+  }
   return pfn === 'poisoned' ? 'EHWPOISON' : pfn.prepareFailed;
 }
 
