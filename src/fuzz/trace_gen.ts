@@ -327,7 +327,7 @@ export class TraceGenerator implements GenState<TraceOpInput> {
   /**
    * The in-place conversion series with per-guest_memfd attributes (kernel-uapi.md §6.1): a
    * SW_PROTECTED VM whose memslot's userspace_addr is an mmap of its own guest_memfd (MMAP, maybe
-   * INIT_SHARED), then conversions with KVM_SET_MEMORY_ATTRIBUTES2 mixed with guest accesses,
+   * INIT_SHARED, maybe NO_DIRECT_MAP), then conversions with KVM_SET_MEMORY_ATTRIBUTES2 mixed with guest accesses,
    * VMM loads and stores through the mapping (SIGBUS on private indices), and hole punches.
    */
   private inplaceScenario(): void {
@@ -337,7 +337,9 @@ export class TraceGenerator implements GenState<TraceOpInput> {
     const pages = BigInt(1 + this.r.int(8));
     const size = pages * PAGE;
     const g = this.name('ig');
-    const gflags = this.r.chance(0.5) ? 3n : 1n;
+    // GUEST_MEMFD_FLAG_NO_DIRECT_MAP in one walk of three (NO_DIRECT_MAP series, offered where
+    // the in-place walk runs): folios leave the direct map when first mapped, pins are refused.
+    const gflags = (this.r.chance(0.5) ? 3n : 1n) | (this.r.chance(0.33) ? 4n : 0n);
     genGmemOf(this, vm, size, gflags, g);
     const gm: GmemH = { name: g, vm, size, flags: gflags };
     this.gmems.push(gm);

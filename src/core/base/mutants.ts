@@ -306,6 +306,20 @@ export const MUTANTS: readonly MutantInfo[] = [
       'vfio_unmap_unpin() unpinning without iommu_unmap(): the device keeps reaching frames that are freed and reused (the stale-DMA bug)',
     gmem: 'inplace-v7',
   },
+  {
+    name: 'nodmap_free_keeps_zapped',
+    bug: 'a NO_DIRECT_MAP guest_memfd frees its folios without restoring their direct-map entries',
+    modelledOn:
+      'kvm_gmem_free_folio() without kvm_gmem_folio_restore_direct_map() (NO_DIRECT_MAP series; v6 testing oopsed when the restore did not run): the next owner of the page, or the kernel zeroing it, faults on the missing direct-map entry',
+    gmem: 'inplace-v7',
+  },
+  {
+    name: 'nodmap_guest_map_no_zap',
+    bug: 'kvm_gmem_get_pfn() hands a NO_DIRECT_MAP folio to the KVM MMU without removing it from the direct map',
+    modelledOn:
+      'a zap only in kvm_gmem_fault_user_mapping() (secretmem-style, host faults only) or only for folios get_pfn prepares itself: a folio the guest faults in first, or one kvm_gmem_populate() filled, stays reachable through the direct map while the guest uses it (the series zaps at every get_pfn)',
+    gmem: 'inplace-v7',
+  },
 ];
 
 /**

@@ -56,6 +56,7 @@ import { vmRefcount } from './vm_refcount.js';
 import { iommuNoPrivate, noPrivateWithReferences } from './pins_iommu.js';
 import { hostPteNoPrivate } from './host_pte_no_private.js';
 import { hugetlbHugeMapping, hugetlbMergedPrivate, hugetlbSplitAccounted } from './hugetlb.js';
+import { nodmapFreedInDirectMap, nodmapMappedNotInDirectMap } from './no_direct_map.js';
 import { zeroBeforeUse } from './zero_before_use.js';
 
 export type { Focus, Invariant, Violation } from './types.js';
@@ -102,6 +103,9 @@ export const INVARIANTS: readonly Invariant[] = [
   hugetlbSplitAccounted,
   hugetlbMergedPrivate,
   hugetlbHugeMapping,
+  // GUEST_MEMFD_FLAG_NO_DIRECT_MAP (the same profiles).
+  nodmapFreedInDirectMap,
+  nodmapMappedNotInDirectMap,
 ];
 
 export function invariantByName(name: string): Invariant | undefined {
@@ -159,6 +163,8 @@ export class InvariantChecker {
   /** The pKVM host's hypervisor (undefined on other platforms) and its version at the last check. */
   private readonly pkvm: PkvmHyp | undefined;
   private lastPkvmGen = 0;
+  /** The frames' direct-map change count at the last check (NO_DIRECT_MAP guest_memfd). */
+  private lastDirectMap = 0;
   /** Steps still checked in full before change tracking starts (-1: never). */
   private fullSteps: number;
   /**
@@ -395,6 +401,8 @@ export class InvariantChecker {
     const tdxGen = this.tdx === undefined ? 0 : this.tdx.generation;
     // On pKVM the hypervisor's state likewise.
     const pkvmGen = this.pkvm === undefined ? 0 : this.pkvm.version;
+    // Frames leaving or re-entering the direct map likewise.
+    const directMap = this.host.frames.directMapChanges;
     // Nothing an invariant reads changed since a check that saw no host access and no stale
     // read (allocating a fresh frame moves only the allocator's count): the same result.
     if (
@@ -404,7 +412,8 @@ export class InvariantChecker {
       allocated === this.lastAllocated &&
       rmpGen === this.lastRmpGen &&
       tdxGen === this.lastTdxGen &&
-      pkvmGen === this.lastPkvmGen
+      pkvmGen === this.lastPkvmGen &&
+      directMap === this.lastDirectMap
     ) {
       st.hostAccesses = NO_ACCESSES;
       st.staleReads = NO_PFNS;
@@ -451,6 +460,7 @@ export class InvariantChecker {
     this.lastRmpGen = rmpGen;
     this.lastTdxGen = tdxGen;
     this.lastPkvmGen = pkvmGen;
+    this.lastDirectMap = directMap;
     this.host.frames.clearReleaseLog();
     return out;
   }
