@@ -147,13 +147,17 @@ export function formatMap(snap: Snapshot, names: ObjectNames): string[] {
     const c = g.counts;
     out.push(
       `  ${gmemName(g.ino)}: ${sizeText(BigInt(g.size))}, flags ${g.flags}, ${names.rename(`vm${g.vm}`)}, ${plural(g.fdRefs, 'fd')}, ${plural(g.mappedPages, 'page')} mapped by VMAs; ` +
-        `${c.present} present (${c.allocated} allocated, ${c.prepared} prepared, ${c.poisoned} poisoned)`,
+        `${c.present} present (${c.allocated} allocated, ${c.prepared} prepared, ${c.poisoned} poisoned)` +
+        (c.noDirectMap === undefined ? '' : `, ${c.noDirectMap} out of the direct map`),
     );
     for (const b of g.bindings)
       out.push(
         `    index ${hx(b.start)}-${hx(b.end)} bound to slot ${b.slot}${b.as === 0 ? '' : ` (address space ${b.as})`}`,
       );
-    for (const p of g.pages) out.push(`    index ${hx(p.start)}-${hx(p.end)} ${p.state}`);
+    for (const p of g.pages)
+      out.push(
+        `    index ${hx(p.start)}-${hx(p.end)} ${p.state}${p.directMap === false ? ', not in the direct map' : ''}`,
+      );
   }
   out.push('host VMAs:');
   if (snap.vmas.length === 0) out.push('  none');
@@ -164,7 +168,10 @@ export function formatMap(snap: Snapshot, names: ObjectNames): string[] {
     0,
   );
   out.push(
-    `host pages: ${anon} anonymous, ${shmem} shmem; frames: ${snap.frames.allocated} allocated, ${snap.frames.free} free`,
+    `host pages: ${anon} anonymous, ${shmem} shmem; frames: ${snap.frames.allocated} allocated, ${snap.frames.free} free` +
+      (snap.frames.noDirectMap === undefined
+        ? ''
+        : `, ${snap.frames.noDirectMap} out of the kernel direct map`),
   );
   return out;
 }

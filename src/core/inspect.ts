@@ -118,7 +118,14 @@ export type VmSnapshot = {
   readonly addressSpaces: readonly AddressSpaceSnapshot[];
 };
 
-export type GmemPageRange = PageRange & { readonly state: 'allocated' | 'prepared' | 'poisoned' };
+export type GmemPageRange = PageRange & {
+  readonly state: 'allocated' | 'prepared' | 'poisoned';
+  /**
+   * false: the pages' frames are out of the kernel's direct map (a GUEST_MEMFD_FLAG_NO_DIRECT_MAP
+   * file's folios once mapped to the guest or to host userspace). Absent: in the direct map.
+   */
+  readonly directMap?: false;
+};
 
 /** A live guest_memfd (`struct kvm_gmem` and its inode). */
 export type GmemSnapshot = {
@@ -140,6 +147,8 @@ export type GmemSnapshot = {
     readonly allocated: number;
     readonly prepared: number;
     readonly poisoned: number;
+    /** Pages out of the kernel's direct map (files with GUEST_MEMFD_FLAG_NO_DIRECT_MAP only). */
+    readonly noDirectMap?: number;
   };
 };
 
@@ -174,11 +183,15 @@ export type Snapshot = {
   /** Private anonymous pages present, by host virtual page number (the page table of anon). */
   readonly anonPages: readonly PageRange[];
   readonly shmem: readonly ShmemSnapshot[];
-  /** Physical frames: allocated, free (released, reusable) and ever handed out. */
+  /**
+   * Physical frames: allocated, free (released, reusable) and ever handed out; `noDirectMap`:
+   * frames out of the kernel's direct map (present only when there are some).
+   */
   readonly frames: {
     readonly allocated: number;
     readonly free: number;
     readonly highWater: number;
+    readonly noDirectMap?: number;
   };
   /** The SEV-SNP platform's state, on a host that has one (absent otherwise). */
   readonly sevSnp?: SevSnpSnapshot;
@@ -410,12 +423,51 @@ function vmSnapshot(h: Host, vm: Vm): VmSnapshot {
   };
 }
 
-function gmemSnapshot(f: GmemFile): GmemSnapshot {
+/**
+ * The page ranges of NO_DIRECT_MAP file `f`, split where the frames' direct-map state changes
+ * (`FrameStore.noDirectMap`, by pfn), with the number of pages out of the direct map.
+ */
+function noDirectMapPages(
+  h: Host,
+  f: GmemFile,
+  pages: readonly GmemPageRange[],
+): { pages: GmemPageRange[]; out: number } {
+  const res: GmemPageRange[] = [];
+  let n = 0;
+  const push = (r: GmemPageRange): void => {
+    const last = res[res.length - 1];
+    if (
+      last !== undefined &&
+      last.end === r.start &&
+      last.state === r.state &&
+      last.directMap === r.directMap
+    )
+      res[res.length - 1] = { ...last, end: r.end };
+    else res.push(r);
+  };
+  for (const r of pages)
+    f.pages.forEachIn(r.start, r.end, (s, e, v) => {
+      let at = s;
+      const base: number = v.base;
+      for (const z of h.frames.noDirectMap.piecesIn(base, base + (e - s))) {
+        const zs = s + (z.start - base);
+        const ze = s + (z.end - base);
+        if (zs > at) push({ start: at, end: zs, state: r.state });
+        push({ start: zs, end: ze, state: r.state, directMap: false });
+        n += ze - zs;
+        at = ze;
+      }
+      if (at < e) push({ start: at, end: e, state: r.state });
+    });
+  return { pages: res, out: n };
+}
+
+function gmemSnapshot(h: Host, f: GmemFile): GmemSnapshot {
   let allocated = 0;
   let prepared = 0;
   let poisoned = 0;
   // The inode's page cache (filemap), one range per state.
-  const pages = ranges(
+  let pages = ranges(
     f.pages,
     0,
     ALL,
@@ -427,6 +479,13 @@ function gmemSnapshot(f: GmemFile): GmemSnapshot {
     },
     (a, b) => a.state === b.state,
   );
+  // GUEST_MEMFD_FLAG_NO_DIRECT_MAP: which pages are out of the kernel's direct map.
+  let noDirectMap: { noDirectMap?: number } = {};
+  if (f.noDirectMap) {
+    const d = noDirectMapPages(h, f, pages);
+    pages = d.pages;
+    noDirectMap = { noDirectMap: d.out };
+  }
   return {
     ino: f.ino,
     vm: f.vm.index,
@@ -443,7 +502,13 @@ function gmemSnapshot(f: GmemFile): GmemSnapshot {
       (a, b) => a.as === b.as && a.slot === b.slot,
     ),
     pages,
-    counts: { present: allocated + prepared + poisoned, allocated, prepared, poisoned },
+    counts: {
+      present: allocated + prepared + poisoned,
+      allocated,
+      prepared,
+      poisoned,
+      ...noDirectMap,
+    },
   };
 }
 
@@ -477,7 +542,7 @@ export function snapshot(h: Host): Snapshot {
   return {
     profile: h.profile.name,
     vms: vms.map((v) => vmSnapshot(h, v)),
-    gmemFiles: files.map(gmemSnapshot),
+    gmemFiles: files.map((f) => gmemSnapshot(h, f)),
     vmas,
     anonPages: covered(h.mm.anon),
     shmem: [...shmem.values()]
@@ -487,6 +552,9 @@ export function snapshot(h: Host): Snapshot {
       allocated: h.frames.allocated,
       free: h.frames.highWater - h.frames.allocated,
       highWater: h.frames.highWater,
+      ...(h.frames.noDirectMap.size === 0
+        ? {}
+        : { noDirectMap: h.frames.noDirectMap.totalCovered() }),
     },
     ...(h.platform.sevSnp === undefined ? {} : { sevSnp: sevSnpSnapshot(h, vms) }),
   };

@@ -32,6 +32,7 @@ import { PKVM_NOPAGE, PKVM_STATE_NAMES } from '../core/platform/pkvm/memory.js';
 import type { PkvmHyp, PkvmVm } from '../core/platform/pkvm/hyp.js';
 import {
   EFFECT_KEYS,
+  type DirectMapExpectation,
   type EffectKey,
   type Expectation,
   type HugetlbExpectation,
@@ -371,6 +372,8 @@ export function checkExpectation(
   rmpState?: () => ((gpa: bigint) => string) | string,
   /** `expect.hugetlb` checked on the model after the step (undefined: no model). */
   hugetlbCheck?: (w: HugetlbExpectation) => string[],
+  /** The kernel direct map after the step (undefined: no model). */
+  directMap?: () => DirectMapState,
 ): string[] {
   const f: string[] = [];
   const j = resultToJson(r);
@@ -480,6 +483,10 @@ export function checkExpectation(
       for (const [k, v] of Object.entries(e.kvm_stats))
         if (kvmStats[k as keyof KvmVcpuStat] !== v)
           f.push(`expected kvm stat ${k} +${v}, got +${kvmStats[k as keyof KvmVcpuStat]}`);
+  }
+  if (e.direct_map !== undefined) {
+    if (directMap === undefined) f.push('direct_map cannot be checked on this backend (no model)');
+    else f.push(...checkDirectMap(e.direct_map, directMap()));
   }
   if (e.effects !== undefined) {
     if (effects === undefined)
@@ -629,6 +636,49 @@ function checkPkvm(want: readonly PkvmExpectation[], got: PkvmState | string): s
   for (const d of got.oracle) f.push(`pKVM history oracle: ${d}`);
   for (const v of got.invariants) f.push(`pKVM invariant ${v}`);
   return f;
+}
+
+/**
+ * The kernel direct map as `expect.direct_map` sees it after a step: how many frames are out of
+ * it, and for the page the VMM maps at an address, its frame and whether the direct map has it
+ * (or why there is no page).
+ */
+export type DirectMapState = {
+  readonly removed: number;
+  readonly page: (
+    uaddr: NonNullable<DirectMapExpectation['uaddr']>,
+  ) => { what: string; pfn: number; present: boolean } | string;
+};
+
+function checkDirectMap(want: readonly DirectMapExpectation[], got: DirectMapState): string[] {
+  const f: string[] = [];
+  for (const w of want) {
+    if (w.removed !== undefined && got.removed !== w.removed)
+      f.push(`expected ${w.removed} frame(s) out of the direct map, got ${got.removed}`);
+    if (w.uaddr === undefined || w.present === undefined) continue;
+    const p = got.page(w.uaddr);
+    if (typeof p === 'string') f.push(`expected a page: ${p}`);
+    else if (p.present !== w.present)
+      f.push(
+        `${p.what} (pfn ${hexInt(BigInt(p.pfn))}): expected ${w.present ? 'in' : 'out of'} the direct map, got ${p.present ? 'in' : 'out'}`,
+      );
+  }
+  return f;
+}
+
+/** `expect.direct_map`'s view of the model after a step (see DirectMapState). */
+function directMapStateOf(h: Host, t: HandleTable): DirectMapState {
+  return {
+    removed: h.frames.noDirectMap.totalCovered(),
+    page: (u) => {
+      const addr = t.addr(u);
+      const what = `uaddr ${u.kind === 'raw' ? hexInt(addr) : `${u.name}${u.offset === 0n ? '' : `+${hexInt(u.offset)}`}`}`;
+      const pfn = hostFrameAt(h, asHvpn(Number(addr >> 12n)));
+      if (pfn === undefined)
+        return `${what}: the VMM has no page there (not mapped, or never touched)`;
+      return { what, pfn, present: h.frames.inDirectMap(pfn) };
+    },
+  };
 }
 
 /** The frame behind host virtual page `hvpn` without faulting: anon, shmem or guest_memfd. */
@@ -870,6 +920,8 @@ export function runScenario(s: Scenario, backend: Backend, opts: RunOptions = {}
         host === undefined
           ? undefined
           : (w: HugetlbExpectation): string[] => checkHugetlb(host(), t, step.op, w);
+      const dmap =
+        host === undefined ? undefined : (): DirectMapState => directMapStateOf(host(), t);
       const failures =
         step.expect === undefined
           ? []
@@ -883,6 +935,7 @@ export function runScenario(s: Scenario, backend: Backend, opts: RunOptions = {}
               pkvm,
               rmp,
               hugetlb,
+              dmap,
             );
       if (step.expect !== undefined) checked++;
       if (failures.length > 0) failed++;

@@ -27,6 +27,7 @@
  * nr_premapped, bugged, dead, epoch, mrtd, sept} (the model's TD after the step), and for pKVM
  * pkvm {gpa | uaddr, host, hyp, guest, share_count, pins, zero, vms} (the hypervisor's pages),
  * and for SEV-SNP rmp {GPA: state} (the RMP entries of the op's VM's pages).
+ * and direct_map {uaddr, present; removed} (NO_DIRECT_MAP guest_memfd: the kernel direct map).
  *
  * Every problem is reported as `file:line: field: message`.
  */
@@ -99,6 +100,23 @@ export type Expectation = {
   readonly rmp?: ReadonlyArray<{ readonly gpa: bigint; readonly state: RmpStateName }>;
   /** HugeTLB guest_memfd: a file's folios, its VM's guest mapping levels, the pools (model only). */
   readonly hugetlb?: HugetlbExpectation;
+  /**
+   * NO_DIRECT_MAP guest_memfd: pages in or out of the kernel's direct map after the step, and
+   * how many frames are out of it (model only).
+   */
+  readonly direct_map?: readonly DirectMapExpectation[];
+};
+
+export const DIRECT_MAP_KEYS = ['uaddr', 'present', 'removed'] as const;
+
+/**
+ * One entry of `expect.direct_map`: the frame the VMM maps at `uaddr` is (`present: true`) or is
+ * not in the kernel's direct map; `removed`: how many frames of the host are out of it.
+ */
+export type DirectMapExpectation = {
+  readonly uaddr?: PkvmExpectation['uaddr'];
+  readonly present?: boolean;
+  readonly removed?: number;
 };
 
 /**
@@ -243,6 +261,7 @@ const EXPECT_KEYS = [
   'pkvm',
   'rmp',
   'hugetlb',
+  'direct_map',
 ];
 /** Fields whose string values may be handle names: kept as written when not an expression. */
 const NAME_FIELDS = new Set([
@@ -643,6 +662,11 @@ function parseExpect(v: unknown, fail: Fail): Expectation {
           ? x.map((p, i) => parsePkvmExpect(p, `${f}[${i}]`, fail))
           : [parsePkvmExpect(x, f, fail)];
         break;
+      case 'direct_map':
+        e.direct_map = Array.isArray(x)
+          ? x.map((p, i) => parseDirectMapExpect(p, `${f}[${i}]`, fail))
+          : [parseDirectMapExpect(x, f, fail)];
+        break;
       default:
         fail(f, unknownKey(k, EXPECT_KEYS));
     }
@@ -845,6 +869,36 @@ function parsePkvmExpect(x: unknown, f: string, fail: Fail): PkvmExpectation {
   if (pageKeys.length > 0 && p.gpa === undefined && p.uaddr === undefined)
     fail(`${f}.${pageKeys[0]}`, 'which page? name it with gpa (of the VM the op names) or uaddr');
   return p;
+}
+
+/** One entry of `expect.direct_map`: a map of DIRECT_MAP_KEYS. */
+function parseDirectMapExpect(x: unknown, f: string, fail: Fail): DirectMapExpectation {
+  if (!isPlainObject(x))
+    return fail(f, 'expected a map (uaddr and present; removed), or a list of them');
+  const d: { -readonly [K in keyof DirectMapExpectation]: DirectMapExpectation[K] } = {};
+  for (const [k, v] of Object.entries(x)) {
+    const sf = `${f}.${fieldName(k)}`;
+    switch (k) {
+      case 'uaddr':
+        d.uaddr = pkvmAddr(v, sf, fail);
+        break;
+      case 'present':
+        if (typeof v !== 'boolean') fail(sf, 'expected true or false');
+        d.present = v;
+        break;
+      case 'removed':
+        d.removed = count(v, sf, fail);
+        break;
+      default:
+        fail(sf, unknownKey(k, DIRECT_MAP_KEYS));
+    }
+  }
+  if ((d.uaddr === undefined) !== (d.present === undefined))
+    fail(
+      `${f}.${d.uaddr === undefined ? 'present' : 'uaddr'}`,
+      'a page is asserted with both uaddr (which page) and present (in the direct map or not)',
+    );
+  return d;
 }
 
 /** A problem found in the YAML structure, at a node. */

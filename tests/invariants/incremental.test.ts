@@ -113,6 +113,31 @@ describe('incremental checking = full checking on linux-6.18-snp (SNP walks)', (
   }
 });
 
+describe('incremental checking = full checking on linux-next-gmem (in-place walks, NO_DIRECT_MAP)', () => {
+  const next = getProfile('linux-next-gmem')!;
+  const nextConfigs = [
+    { name: 'faithful model', mutants: [] as string[] },
+    ...MUTANTS.filter((m) => m.gmem === 'inplace-v7').map((m) => ({
+      name: m.name,
+      mutants: [m.name],
+    })),
+  ];
+  for (const c of nextConfigs) {
+    test(c.name, () => {
+      let violations = 0;
+      for (let seed = 1; seed <= 4; seed++) {
+        const ops = generateTrace(seed * 7919 + c.mutants.length, {
+          ops: 400,
+          feedback: next,
+          privateMemory: true,
+        });
+        violations += lockstep(ops, c.mutants, seed <= 2 ? true : seed * 20, next);
+      }
+      if (c.mutants.length === 0) assert.equal(violations, 0);
+    });
+  }
+});
+
 /** The ownership map as comparable rows: extent, owner description. */
 function ownerRows(o: Ownership): string[] {
   const rows: string[] = [];
