@@ -12,6 +12,8 @@ import { KVM_CAP } from '../../src/core/base/uapi.js';
 import { parseTrace } from '../../src/trace/parse.js';
 import { runChecked } from '../../src/check/checked_run.js';
 import { snapshot } from '../../src/core/inspect.js';
+import { composeProfile } from '../../src/core/profiles/compose.js';
+import { LINUX_6_18_TDX_FACTS } from '../../src/core/profiles/linux_6_18.js';
 import { createVm, fails, newHost, ok, runCheckedLines, PAGE } from './helpers.js';
 
 const NEXT = getProfile('linux-next-gmem')!;
@@ -56,6 +58,17 @@ describe('the flag', () => {
       ok(c.h.kvmCreateGuestMemfd(vm, PAGE, 7n));
       fails(c.h.kvmCreateGuestMemfd(vm, PAGE, 8n), 'EINVAL');
     }
+  });
+
+  test('never for a TDX VM (kvm_arch_gmem_supports_no_direct_map()), whatever the kernel offers', () => {
+    const vm = [...LINUX_6_18_TDX_FACTS.caps.vm];
+    vm[KVM_CAP.KVM_CAP_GUEST_MEMFD_FLAGS] = 7;
+    const p = composeProfile(
+      { name: 'tdx-with-nodmap', description: 'test' },
+      { ...LINUX_6_18_TDX_FACTS, caps: { ...LINUX_6_18_TDX_FACTS.caps, vm } },
+    );
+    assert.equal(p.vmTypes.get(0n)!.gmemFlags, 7n);
+    assert.equal(p.vmTypes.get(5n)!.gmemFlags & NO_DIRECT_MAP, 0n);
   });
 });
 
