@@ -44,19 +44,19 @@ function setup(flags: number): object[] {
 const N = setup(0).length;
 
 describe('the flag', () => {
-  test('linux-6.18 refuses bit 2 as before; linux-next-gmem offers it (cap 7 on /dev/kvm and a DEFAULT VM)', () => {
+  test('linux-6.18 refuses bit 2 as before; linux-next-gmem offers it (cap 15 with HUGETLB on /dev/kvm and a DEFAULT VM)', () => {
     const old = newHost('linux-6.18');
     assert.equal(ok(old.h.kvmCheckExtension(old.kvm, CAP_GMEM_FLAGS)), 3n);
     fails(old.h.kvmCreateGuestMemfd(createVm(old), PAGE, NO_DIRECT_MAP), 'EINVAL');
     for (const name of ['linux-next-gmem', 'linux-next-gmem-vmattr']) {
       const c = newHost(name);
-      assert.equal(ok(c.h.kvmCheckExtension(c.kvm, CAP_GMEM_FLAGS)), 7n, name);
+      assert.equal(ok(c.h.kvmCheckExtension(c.kvm, CAP_GMEM_FLAGS)), 15n, name);
       const vm = createVm(c);
-      assert.equal(ok(c.h.kvmCheckExtension(vm, CAP_GMEM_FLAGS)), 7n, name);
+      assert.equal(ok(c.h.kvmCheckExtension(vm, CAP_GMEM_FLAGS)), 15n, name);
       // Alone (no MMAP: a private-only file) or with the others.
       ok(c.h.kvmCreateGuestMemfd(vm, PAGE, NO_DIRECT_MAP));
       ok(c.h.kvmCreateGuestMemfd(vm, PAGE, 7n));
-      fails(c.h.kvmCreateGuestMemfd(vm, PAGE, 8n), 'EINVAL');
+      fails(c.h.kvmCreateGuestMemfd(vm, PAGE, 16n), 'EINVAL');
     }
   });
 
