@@ -70,6 +70,15 @@ import {
   VmFile,
 } from './kvm/objects.js';
 import type { Memslot } from './kvm/objects.js';
+import {
+  KVM_MEM_PRIVATE,
+  RestrictedmemFile,
+  memfdRestricted,
+  memoryFailure,
+  restrictedmemFallocate,
+  restrictedmemForVm,
+  restrictedmemSetSize,
+} from './kvm/restrictedmem.js';
 import { kvmVcpuPreFaultMemory, type PreFaultResult } from './kvm/pre_fault.js';
 import { vmTypeSpec, vmTypesMask, type KernelProfile } from './profiles/profile.js';
 import { err, ok, OK_VOID, type Result } from './base/result.js';
@@ -350,6 +359,16 @@ export class Host implements KernelCtx {
       return;
     }
     f.released = true;
+    // design-2023-restrictedmem: restrictedmem_release() drops the wrapped memfd; here the
+    // restricted file's hold on the pages KVM keeps for it.
+    if (f instanceof RestrictedmemFile) {
+      const inner = f.inner;
+      if (inner !== undefined) {
+        inner.fdRefs--;
+        this.maybeRelease(inner);
+      }
+      return;
+    }
     if (f instanceof VmFile && this.mutants.has('vm_put_early')) {
       // Injected bug: closing the VM fd destroys the VM whatever else still references it.
       f.vm.refs = 1;
@@ -813,6 +832,77 @@ export class Host implements KernelCtx {
     return kvmVmIoctlSetMemoryRegion(this, t.value, mem, lookup, v1);
   }
 
+  /**
+   * KVM_SET_USER_MEMORY_REGION with `struct kvm_userspace_memory_region_ext` (design-2023-
+   * restrictedmem, v10 patch 03): `kvm_vm_ioctl()` reads the flags first and copies the `_ext`
+   * struct only when they have KVM_MEM_PRIVATE; the memslot then takes private memory from
+   * `restricted_fd` at `restricted_offset` (fget → EBADF, not a restricted fd → EINVAL) beside
+   * the shared memory at userspace_addr. On kernels without the series KVM_MEM_PRIVATE is
+   * unknown to the v1 ioctl (EINVAL) and the rest is KVM_SET_USER_MEMORY_REGION.
+   */
+  kvmSetUserMemoryRegionExt(
+    fd: Fd,
+    region: {
+      slot: bigint;
+      flags: bigint;
+      guest_phys_addr: bigint;
+      memory_size: bigint;
+      userspace_addr: bigint;
+    },
+    restrictedOffset: bigint,
+    restrictedFd: number,
+  ): Result<MemoryRegionChange> {
+    const priv = (region.flags & KVM_MEM_PRIVATE) !== 0n;
+    if (this.profile.design !== 'restrictedmem' || !priv)
+      return this.kvmSetUserMemoryRegion(fd, { ...region, guest_memfd_offset: 0n }, 0, true);
+    const t = this.vmOf(fd);
+    if (t === 'not-vm') return Host.unknownIoctl(this.fds.get(fd)!);
+    if (!t.ok) return t;
+    const vm = t.value;
+    let bindErr: Result<never> | undefined;
+    const lookup = (): GmemFdLookup => {
+      const g = this.fds.get(restrictedFd);
+      if (g === undefined) return undefined;
+      if (!(g instanceof RestrictedmemFile)) return 'other';
+      const r = restrictedmemForVm(this, g, vm);
+      if (!r.ok) {
+        bindErr = r;
+        return 'other';
+      }
+      return r.value;
+    };
+    const r = kvmVmIoctlSetMemoryRegion(
+      this,
+      vm,
+      { ...region, guest_memfd_offset: restrictedOffset },
+      lookup,
+      false,
+    );
+    return !r.ok && bindErr !== undefined ? bindErr : r;
+  }
+
+  /** memfd_restricted(2) (design-2023-restrictedmem; ENOSYS on kernels without the series). */
+  memfdRestricted(flags: bigint): Result<Fd> {
+    if (this.profile.design !== 'restrictedmem')
+      return err('ENOSYS', 'memfd_restricted: no such system call');
+    const r = memfdRestricted(flags, this.nextIno++);
+    return r.ok ? ok(this.allocFd(r.value)) : r;
+  }
+
+  /**
+   * A hardware memory error on the page at `offset` of a restricted fd or a guest_memfd (a model
+   * step: `memory_failure()` reaching the file's error handler). EBADF: not open; EINVAL: not
+   * such a file; otherwise ok whether or not a page was there (kvm/restrictedmem.ts).
+   */
+  memoryFailure(fd: Fd, offset: bigint): Result<undefined> {
+    const f = this.fds.get(fd);
+    if (f === undefined) return err('EBADF', 'fd not open');
+    const g = f instanceof RestrictedmemFile ? f.inner : f instanceof GmemFile ? f : null;
+    if (g === null) return err('EINVAL', 'memory_failure: not a restricted fd or guest_memfd');
+    if (g !== undefined) memoryFailure(this, g, offset);
+    return OK_VOID;
+  }
+
   /** KVM_SET_MEMORY_ATTRIBUTES on a VM fd (ENOTTY when the kernel lacks the config). */
   kvmSetMemoryAttributes(
     fd: Fd,
@@ -1192,6 +1282,12 @@ export class Host implements KernelCtx {
       default:
         return err('EOPNOTSUPP', 'vfs_fallocate: invalid mode combination');
     }
+    // design-2023-restrictedmem: a restricted fd is S_IFREG on its pseudo filesystem.
+    if (f instanceof RestrictedmemFile) {
+      if (off + ln > (1n << 63n) - 1n)
+        return err('EFBIG', 'vfs_fallocate: offset + len beyond s_maxbytes');
+      return restrictedmemFallocate(this, f, mode, off, ln);
+    }
     // Only guest_memfd is a regular file among KVM's files (/dev/kvm is a char device, VM and
     // vCPU fds are anonymous inodes without a file type).
     if (!(f instanceof GmemFile)) return err('ENODEV', 'vfs_fallocate: not a regular file');
@@ -1207,6 +1303,7 @@ export class Host implements KernelCtx {
     if (f === undefined) return err('EBADF', 'fd not open');
     if (f.kind === 'std') return err('EBADF', 'ftruncate on a std stream');
     if (f instanceof GmemFile) return err('EINVAL', 'kvm_gmem_setattr: -EINVAL');
+    if (f instanceof RestrictedmemFile) return restrictedmemSetSize(f, length);
     return err('EINVAL', 'do_ftruncate: not a regular file');
   }
 
@@ -1238,6 +1335,12 @@ export class Host implements KernelCtx {
     if (f === undefined) return err('EBADF', 'fd not open');
     if (f.kind === 'std') return err('EBADF', 'fstat on a std stream');
     if (f instanceof GmemFile) return ok({ size: f.size, blocks: 0n, mode: 0o100600, ino: f.ino });
+    // design-2023-restrictedmem: restrictedmem_getattr() forwards to the shmem memfd, which
+    // counts its pages in 512-byte blocks.
+    if (f instanceof RestrictedmemFile) {
+      const pages = f.inner === undefined ? 0 : f.inner.pages.totalCovered();
+      return ok({ size: f.size, blocks: BigInt(pages) * 8n, mode: 0o100600, ino: f.ino });
+    }
     if (f.kind === 'kvm') return ok({ size: 0n, blocks: 0n, mode: 0o020600, ino: f.ino });
     return ok({ size: 0n, blocks: 0n, mode: 0o600, ino: f.ino });
   }

@@ -24,6 +24,7 @@ import { ARM64_FAMILY, type Arm64FamilyOp } from './arm64.js';
 import { PIPE_FAMILY, type PipeFamilyOp } from './pipe.js';
 import { VFIO_FAMILY, type VfioFamilyOp } from './vfio.js';
 import { PROCESS_FAMILY, type ProcessFamilyOp } from './process.js';
+import { DESIGNS_FAMILY, type DesignsFamilyOp } from './designs.js';
 
 /** The ops of every family (each op's own fields and its name). */
 export type AnyOpBody =
@@ -39,7 +40,8 @@ export type AnyOpBody =
   | Arm64FamilyOp
   | PipeFamilyOp
   | VfioFamilyOp
-  | ProcessFamilyOp;
+  | ProcessFamilyOp
+  | DesignsFamilyOp;
 
 /** A parsed, validated trace op (../shared/spec/trace-format.md): the families' op types. */
 export type TraceOp = OpCommon & AnyOpBody;
@@ -62,6 +64,7 @@ export const FAMILIES = [
   PIPE_FAMILY,
   VFIO_FAMILY,
   PROCESS_FAMILY,
+  DESIGNS_FAMILY,
 ] as const;
 
 /** Every op, family by family ("did you mean" picks the first of equally close names). */

@@ -282,6 +282,8 @@ const NAME_FIELDS = new Set([
   'map_gpa_range',
   // VFIO_GROUP_SET_CONTAINER's container fd.
   'container',
+  // KVM_SET_USER_MEMORY_REGION_EXT's restricted fd (design-2023-restrictedmem).
+  'restricted_fd',
 ]);
 /**
  * Fields whose values are text passed to the trace parser as written: `open`'s path, the

@@ -73,11 +73,17 @@ const C: Record<string, bigint> = {
   KVM_MEM_READONLY,
   KVM_MEM_GUEST_MEMFD,
   GUEST_MEMFD: KVM_MEM_GUEST_MEMFD,
+  /** design-2023-restrictedmem (UPM v10): the bit KVM_MEM_GUEST_MEMFD took later. */
+  KVM_MEM_PRIVATE: KVM_MEM_GUEST_MEMFD,
   KVM_MEMORY_ATTRIBUTE_PRIVATE,
   PRIVATE: KVM_MEMORY_ATTRIBUTE_PRIVATE,
   SHARED: 0n,
   KVM_MEMORY_EXIT_FLAG_PRIVATE,
   KVM_HC_MAP_GPA_RANGE: BigInt(KVM_HC_MAP_GPA_RANGE),
+  /** design-2020-protnone-follkvm (the RFC's kvm_para.h, before 12 became MAP_GPA_RANGE). */
+  KVM_HC_ENABLE_MEM_PROTECTED: 12n,
+  KVM_HC_MEM_SHARE: 13n,
+  KVM_HC_MEM_UNSHARE: 14n,
   /** KVM_HC_MAP_GPA_RANGE attribute bit: encrypted/private. */
   KVM_MAP_GPA_RANGE_ENCRYPTED: 1n << 4n,
   KVM_MAP_GPA_RANGE_DECRYPTED: 0n,

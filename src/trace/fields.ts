@@ -17,7 +17,15 @@ export function isOpName(s: string): s is OpName {
 }
 
 /** The fields that name an fd (a handle or a raw number), and those that name an address. */
-export const FD_FIELDS = ['fd', 'vm', 'vcpu', 'guest_memfd', 'sev_fd', 'container'] as const;
+export const FD_FIELDS = [
+  'fd',
+  'vm',
+  'vcpu',
+  'guest_memfd',
+  'sev_fd',
+  'container',
+  'restricted_fd',
+] as const;
 export const ADDR_FIELDS = ['addr', 'userspace_addr', 'data_addr'] as const;
 /** The fields that name a process (a handle `fork` bound): any op's `proc`, wait's `child`. */
 export const PROC_FIELDS = ['proc', 'child'] as const;

@@ -243,6 +243,31 @@ const CASES: Record<OpName, [Record<string, unknown>, ResultLine, string]> = {
   fork: [{ op: 'fork', as: 'child' }, OK, 'fork() = child'],
   exit: [{ op: 'exit', proc: 'child', status: 0 }, OK, '[child] exit(0) = 0'],
   wait: [{ op: 'wait', child: 'child' }, { ok: true, value: 0n }, 'wait(child, [status], 0) = 0'],
+  memfd_restricted: [
+    { op: 'memfd_restricted', flags: 0, as: 'rfd' },
+    { ok: true, fd: 7 } as never,
+    'memfd_restricted(0) = rfd',
+  ],
+  KVM_SET_USER_MEMORY_REGION_EXT: [
+    {
+      op: 'KVM_SET_USER_MEMORY_REGION_EXT',
+      vm: 'vm4',
+      slot: 1,
+      flags: 4,
+      guest_phys_addr: 0x80000000,
+      memory_size: 8192,
+      userspace_addr: 0,
+      restricted_fd: 'vm4',
+      restricted_offset: 0,
+    },
+    OK,
+    'KVM_SET_USER_MEMORY_REGION_EXT(vm4, slot=1, flags=PRIVATE, gpa=0x80000000, size=8 KiB, ua=0x0, restricted_fd=vm4, restricted_offset=0) = 0',
+  ],
+  memory_failure: [
+    { op: 'memory_failure', fd: 'vm4', offset: 4096 },
+    OK,
+    'memory_failure(vm4, 0x1000) = 0',
+  ],
 };
 
 describe('strace renderer', () => {

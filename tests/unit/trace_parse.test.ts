@@ -64,6 +64,10 @@ const LINES: Record<OpName, string> = {
   fork: '{"op":"fork","as":"child"}',
   exit: '{"op":"exit","proc":"child","status":0}',
   wait: '{"op":"wait","child":"child"}',
+  memfd_restricted: '{"op":"memfd_restricted","flags":0,"as":"r"}',
+  KVM_SET_USER_MEMORY_REGION_EXT:
+    '{"op":"KVM_SET_USER_MEMORY_REGION_EXT","vm":"vm","slot":1,"flags":4,"guest_phys_addr":2147483648,"memory_size":4096,"userspace_addr":0,"restricted_offset":0,"restricted_fd":"vm"}',
+  memory_failure: '{"op":"memory_failure","fd":"vm","offset":0}',
 };
 
 /** Lines that name no handle (raw fds), for tests of whole traces. */

@@ -13,6 +13,9 @@ export const hostNoPrivateAccess: Invariant = {
     'guest_memfd has no read/write file operations (pread → ESPIPE), refuses mmap without GUEST_MEMFD_FLAG_MMAP (ENODEV), and its fault handler kvm_gmem_fault_user_mapping() returns VM_FAULT_SIGBUS for files without INIT_SHARED; KVM never GUPs guest_memfd for private faults (kvm_mmu_faultin_pfn_gmem).',
   origin:
     'kernel-uapi.md §1.3, §2.3; the 2022 "fd-based private memory" design goal; vmm-ecosystem.md §6 I1.',
+  // design-2023-restrictedmem defines private memory its own way
+  // (host-no-private-access/restrictedmem).
+  appliesTo: (p) => p.design !== 'restrictedmem',
   check(s) {
     if (s.hostAccesses.length === 0) return NO_VIOLATIONS;
     const o = s.ownership();

@@ -9,6 +9,10 @@ import { toKvmSevInfo } from '../arch/x86/svm/sev_common.js';
 import { freedPageUnmapped } from './freed_page_unmapped.js';
 import { gmemSingleBinding } from './gmem_single_binding.js';
 import { hostNoPrivateAccess } from './host_no_private_access.js';
+import {
+  hostNoPrivateAccessProtnone,
+  hostNoPrivateAccessRestrictedmem,
+} from './host_no_private_access_designs.js';
 import { memoryAccounting } from './memory_accounting.js';
 import { noMixedHugepage } from './no_mixed_hugepage.js';
 import { ChangeTracker } from './incremental.js';
@@ -106,6 +110,10 @@ export const INVARIANTS: readonly Invariant[] = [
   // GUEST_MEMFD_FLAG_NO_DIRECT_MAP (the same profiles).
   nodmapFreedInDirectMap,
   nodmapMappedNotInDirectMap,
+  // The historical designs' own definitions of "the host cannot reach private memory"
+  // (profiles with `design`).
+  hostNoPrivateAccessProtnone,
+  hostNoPrivateAccessRestrictedmem,
 ];
 
 export function invariantByName(name: string): Invariant | undefined {

@@ -7,6 +7,8 @@ import type { KernelCtx } from '../ctx.js';
 import { kvmGmemBind, kvmGmemUnbind } from './guest_memfd/guest_memfd.js';
 import { GmemFile, Memslot, type Vm } from './objects.js';
 import { err, type Result } from '../base/result.js';
+import { errnoName, type Errno } from '../base/errno.js';
+import { kvmProtectNewMemslot } from './mem_protected.js';
 import {
   KVM_MEM_GUEST_MEMFD,
   KVM_MEM_LOG_DIRTY_PAGES,
@@ -53,13 +55,23 @@ export function kvmVmIoctlSetMemoryRegion(
     return err('EINVAL', 'KVM_SET_USER_MEMORY_REGION: v2-only flags');
   if (Number(mem.slot & 0xffffn) >= k.profile.userMemSlots)
     return err('EINVAL', 'kvm_vm_ioctl_set_memory_region: (u16)slot >= KVM_USER_MEM_SLOTS');
-  return kvmSetMemoryRegion(k, vm, mem, gmemFd);
+  const r = kvmSetMemoryRegion(k, vm, mem, gmemFd);
+  // design-2020-protnone-follkvm: the RFC's tail of __kvm_set_memory_region() protects the
+  // range of a memslot created, moved or changed while the VM is protected.
+  if (vm.memProtected && r.ok && r.value !== 'DELETE' && r.value !== 'NONE') {
+    const slot = vm.slots.get(Number(mem.slot >> 16n) * 65536 + Number(mem.slot & 0xffffn));
+    const e = slot === undefined ? 0 : kvmProtectNewMemslot(k, vm, slot);
+    if (e !== 0) return err(errnoName(-e) as Errno, '__kvm_protect_memory');
+  }
+  return r;
 }
 
 /** `check_memory_region_flags()`. */
 function checkMemoryRegionFlags(k: KernelCtx, vm: Vm, flags: bigint): boolean {
   let valid = KVM_MEM_LOG_DIRTY_PAGES;
-  if (k.profile.guestMemfdConfig) valid |= KVM_MEM_GUEST_MEMFD;
+  // design-2023-restrictedmem: KVM_MEM_PRIVATE is the same bit (a restricted fd's binding).
+  if (k.profile.guestMemfdConfig || k.profile.design === 'restrictedmem')
+    valid |= KVM_MEM_GUEST_MEMFD;
   // Dirty logging private memory is not supported.
   if ((flags & KVM_MEM_GUEST_MEMFD) !== 0n) valid &= ~KVM_MEM_LOG_DIRTY_PAGES;
   // READONLY: only if the arch allows it for this VM and the slot is not guest_memfd.

@@ -382,6 +382,12 @@ export class Vm {
   vmDead = false;
   /** `kvm->vm_bugged`: a KVM_BUG_ON fired (`kvm_vm_bugged()`, which also makes the VM dead). */
   vmBugged = false;
+  /**
+   * `kvm->mem_protected` (design-2020-protnone-follkvm): the guest made
+   * KVM_HC_ENABLE_MEM_PROTECTED; every memslot's userspace range is VM_KVM_PROTECTED, and so is
+   * each new or changed memslot's. Never set on other profiles.
+   */
+  memProtected = false;
   /** Memslots by (as_id << 16 | id). */
   readonly slots = new Map<number, Memslot>();
   /**

@@ -6,7 +6,7 @@
 import { asHvpn, asPgOff, hvpnAdd, type Hvpn } from '../base/units.js';
 import { type KFile, type PageExtent } from '../vfs/file.js';
 import type { RangeMap } from '../base/ranges/range_map.js';
-import { VMA_HUGETLB, type MmStruct, type Vma } from './mm_types.js';
+import { VMA_HUGETLB, VMA_KVM_PROTECTED, type MmStruct, type Vma } from './mm_types.js';
 import { PROT_EXEC, PROT_WRITE } from '../base/uapi.js';
 import { ShmemObject } from './shmem.js';
 import { handleMmFault, refuseCowAccess } from './memory.js';
@@ -50,6 +50,9 @@ export function populate(mm: MmStruct, s: Hvpn, e: Hvpn, write: boolean): Hvpn {
     return s;
   // hugetlb: the first fault gets SIGBUS (empty pool).
   if ((v.flags & VMA_HUGETLB) !== 0) return s;
+  // design-2020-protnone-follkvm: populating is a GUP without FOLL_KVM, which
+  // check_vma_flags() refuses on a VM_KVM_PROTECTED VMA (-EFAULT).
+  if ((v.flags & VMA_KVM_PROTECTED) !== 0) return s;
   const g = mm.guards.size === 0 ? undefined : mm.guards.piecesIn(s, e)[0];
   const end = g === undefined ? e : asHvpn(g.start);
   switch (v.kind) {

@@ -7,6 +7,7 @@
  *   mm_types.ts     struct mm_struct, struct vm_area_struct, VM_* flags (include/linux/mm*.h)
  *   mmap.ts         mmap(2), munmap(2), overcommit (mm/mmap.c, mm/vma.c)
  *   mprotect.ts     mprotect(2) (mm/mprotect.c)
+ *   mem_protected.ts VM_KVM_PROTECTED VMAs (design-2020-protnone-follkvm, virt/lib/mem_protected.c)
  *   madvise.ts      madvise(2) (mm/madvise.c)
  *   memory.ts       handle_mm_fault(), peek/poke, zapping, unmap_mapping_range() (mm/memory.c)
  *   gup.ts          populating a range (mm/gup.c)
@@ -34,6 +35,7 @@ import {
 import { MmStruct, type Vma } from './mm_types.js';
 import { doMmap, vmMunmap } from './mmap.js';
 import { doMprotect } from './mprotect.js';
+import { kvmProtectVmas } from './mem_protected.js';
 import { doMadvise } from './madvise.js';
 import {
   cpuAccess,
@@ -117,14 +119,23 @@ export class HostMm extends MmStruct {
 
   /**
    * handle_mm_fault() for one host virtual page: CPU rules when `cpu`, get_user_pages() rules
-   * (KVM's hva_to_pfn()) otherwise.
+   * (KVM's hva_to_pfn()) otherwise. KVM's GUP carries FOLL_KVM, which only a
+   * design-2020-protnone-follkvm kernel knows (it lets KVM through VM_KVM_PROTECTED VMAs).
    */
   fault(
     hvpn: Hvpn,
     write: boolean,
     cpu: boolean,
   ): { pfn: Pfn; writable: boolean } | { signal: 'SIGSEGV' | 'SIGBUS' } {
-    return handleMmFault(this, hvpn, write, cpu);
+    return handleMmFault(this, hvpn, write, cpu, !cpu);
+  }
+
+  /**
+   * Set (`protect`) or clear VM_KVM_PROTECTED on [s, e) (design-2020-protnone-follkvm:
+   * `__kvm_protect_memory()`); 0 or a negative errno.
+   */
+  kvmProtect(s: Hvpn, e: Hvpn, protect: boolean): number {
+    return kvmProtectVmas(this, s, e, protect);
   }
 
   /** A CPU access by the VMM to [addr, addr+len) (peek when `write` is null, else poke). */

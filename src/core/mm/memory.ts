@@ -5,7 +5,7 @@
  * truncation of a mapped file reaches it.
  */
 import { type KFile } from '../vfs/file.js';
-import { VMA_HUGETLB, type MmStruct } from './mm_types.js';
+import { VMA_HUGETLB, VMA_KVM_PROTECTED, type MmStruct } from './mm_types.js';
 import {
   PAGE_SIZE,
   ZERO_PFN,
@@ -50,13 +50,15 @@ export type UserAccess =
  * Resolve one host virtual page for an access. `cpu` selects the CPU page-fault rules (a read
  * is allowed on any of R/W/X, as x86 access_error() does) versus get_user_pages() rules (a read
  * needs VM_READ). Returns the frame (ZERO_PFN for an untouched anonymous page read) or the
- * signal/errno the access gets.
+ * signal/errno the access gets. `follKvm`: a GUP with FOLL_KVM (KVM's hva_to_pfn() on the
+ * design-2020-protnone-follkvm kernel), the only access a VM_KVM_PROTECTED VMA lets through.
  */
 export function handleMmFault(
   mm: MmStruct,
   hvpn: Hvpn,
   write: boolean,
   cpu: boolean,
+  follKvm = false,
 ): { pfn: Pfn; writable: boolean } | { signal: 'SIGSEGV' | 'SIGBUS' } {
   const v = mm.vmas.get(hvpn);
   if (v === undefined) return { signal: 'SIGSEGV' };
@@ -72,6 +74,12 @@ export function handleMmFault(
   const writable = (v.prot & PROT_WRITE) !== 0;
   // hugetlb_no_page(): no huge page can be allocated (empty pool, MAP_NORESERVE).
   if ((v.flags & VMA_HUGETLB) !== 0) return { signal: 'SIGBUS' };
+  // The KVM protected memory extension (RFC v2, Oct 2020): a VM_KVM_PROTECTED VMA keeps its
+  // vm_flags, so access_error() passed above, but its PTEs are PROT_NONE: the user fault ends in
+  // VM_FAULT_SIGBUS (handle_pte_fault()), and check_vma_flags() refuses a GUP without FOLL_KVM
+  // (-EFAULT); KVM's hva_to_pfn_slow() passes FOLL_KVM and gets the page.
+  const kvmProtected = (v.flags & VMA_KVM_PROTECTED) !== 0;
+  if (kvmProtected && !follKvm) return { signal: cpu ? 'SIGBUS' : 'SIGSEGV' };
   switch (v.kind) {
     case 'anon': {
       const ex = mm.anon.get(hvpn);
@@ -80,7 +88,9 @@ export function handleMmFault(
       const pmdNone = mm.pteTables.size === 0 || mm.pteTables.get(hvpn) === undefined;
       const hugeZero = mm.hugeZero.size !== 0 && mm.hugeZero.get(hvpn) !== undefined;
       const h0 = hvpnAlignDown(hvpn, 512);
-      if (!write) {
+      // vma_forbids_zeropage() (the RFC): a protected VMA never maps the shared zero page, which
+      // cannot leave the direct map; a read allocates as a write does.
+      if (!write && !kvmProtected) {
         if (!hugeZero && pmdNone && thpAllowed(mm, hvpn, v)) {
           // do_huge_pmd_anonymous_page() prepares the anon_vma before it maps the zero page.
           markAnonVma(mm, hvpn);

@@ -41,6 +41,14 @@ export const VMA_HUGETLB = 1024;
 export const VMA_HUGETLB_1G = 2048;
 /** VM_DROPPABLE (MAP_DROPPABLE): comes with VM_WIPEONFORK and VM_DONTDUMP, which stay. */
 export const VMA_DROPPABLE = 4096;
+/**
+ * VM_KVM_PROTECTED (design-2020-protnone-follkvm only: the "KVM protected memory extension" RFC
+ * v2, Kirill Shutemov, Oct 2020): guest RAM that a protected VM's KVM turned PROT_NONE in the
+ * VMM's page tables while vm_flags keep VM_READ|VM_WRITE (the NUMA-balancing trick). A CPU access
+ * gets SIGBUS, get_user_pages() without FOLL_KVM -EFAULT; KVM's own GUP (FOLL_KVM) succeeds.
+ * Never set on other profiles.
+ */
+export const VMA_KVM_PROTECTED = 8192;
 
 /**
  * A VMA extent. `base` is the file page offset (vm_pgoff) of the extent's first page; for

@@ -249,5 +249,6 @@ export function composeProfile(id: ProfileIdentity, f: KernelFacts): KernelProfi
           },
         }
       : {}),
+    ...(f.design !== undefined ? { design: f.design } : {}),
   };
 }

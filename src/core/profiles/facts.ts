@@ -110,7 +110,22 @@ export interface KernelFacts {
   readonly arm64?: { readonly mode: 'nvhe' | 'vhe' | 'protected'; readonly ipaLimit: number };
   /** KVM module parameters that change the uAPI; absent: the kernel has none of them. */
   readonly kvmParams?: KvmModuleParams;
+  /**
+   * A historical private-memory design whose series this kernel carries (profiles/designs/):
+   * the model's behaviour switches to the design's uAPI and mm rules. Absent on every real
+   * kernel (`gmemlab probe` never reads one; a live kernel never matches a design profile).
+   */
+  readonly design?: DesignName;
 }
+
+/**
+ * The private-memory designs of the 2020-2024 debate that gmemlab runs as profiles (issue 15;
+ * README "Designs"): PROT_NONE guest RAM with VM_KVM_PROTECTED and FOLL_KVM (2020), a separate mm
+ * that only KVM uses (2020), restrictedmem memslots (2022-23), shmem with exclusive GUP pins
+ * (2024).
+ */
+export type DesignName =
+  'protnone-follkvm' | 'separate-mm' | 'restrictedmem' | 'shmem-exclusive-pin';
 
 /** (major, minor) of a release string such as `6.18.44-fc-v1252`; undefined if unreadable. */
 export function kernelVersion(release: string): readonly [number, number] | undefined {

@@ -19,6 +19,7 @@ import {
   LINUX_NEXT_GMEM_TDX,
   LINUX_NEXT_GMEM_VMATTR,
 } from './linux_next_gmem.js';
+import { DESIGN_2020_PROTNONE_FOLLKVM, DESIGN_2023_RESTRICTEDMEM } from './designs.js';
 import type { NeedableFact } from './facts.js';
 import type { KernelProfile } from './profile.js';
 
@@ -34,6 +35,9 @@ const NAMED: readonly NamedFacts[] = [
   LINUX_NEXT_GMEM_VMATTR,
   LINUX_NEXT_GMEM_SNP,
   LINUX_NEXT_GMEM_TDX,
+  // The historical private-memory designs (designs.ts), last: no live kernel matches them.
+  DESIGN_2020_PROTNONE_FOLLKVM,
+  DESIGN_2023_RESTRICTEDMEM,
 ];
 
 const composed = new Map<string, KernelProfile>();

@@ -97,6 +97,8 @@ export function matchProfile(
 ): ProfileMatch {
   const reasons = new Map<string, string[]>();
   for (const p of profiles) {
+    // A design profile models a series that never landed: no live kernel is one.
+    if (p.design !== undefined) continue;
     const d = compareFacts(p, f);
     if (d.kernel.length === 0) return { profile: p, hostDifferences: d.host, reasons };
     reasons.set(p.name, d.kernel);

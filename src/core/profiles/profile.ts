@@ -52,7 +52,7 @@ export interface VmTypeSpec {
   readonly arm64?: { readonly ipaBits: number; readonly protected: boolean };
 }
 
-import type { KernelFacts, ThpMode, X86KvmModule } from './facts.js';
+import type { DesignName, KernelFacts, ThpMode, X86KvmModule } from './facts.js';
 
 export type { ThpMode } from './facts.js';
 
@@ -129,6 +129,11 @@ export interface KernelProfile {
    * a reserved byte nobody reads).
    */
   readonly gmemHugetlb?: { readonly pages2M: number; readonly pages1G: number };
+  /**
+   * The historical private-memory design this kernel carries (`KernelFacts.design`,
+   * profiles/designs/); absent on every real kernel.
+   */
+  readonly design?: DesignName;
 }
 
 /**

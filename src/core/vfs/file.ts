@@ -9,7 +9,17 @@ import { extentOps } from '../base/ranges/range_map.js';
 import { err, type Result } from '../base/result.js';
 import type { PgOff, Pfn } from '../base/units.js';
 
-export type FileKind = 'kvm' | 'vm' | 'vcpu' | 'gmem' | 'std' | 'sev' | 'pipe' | 'vfio';
+export type FileKind =
+  | 'kvm'
+  | 'vm'
+  | 'vcpu'
+  | 'gmem'
+  | 'std'
+  | 'sev'
+  | 'pipe'
+  | 'vfio'
+  /** design-2023-restrictedmem: a memfd_restricted() file (kvm/restrictedmem.ts). */
+  | 'restrictedmem';
 
 /** The kind of VMA a file's ->mmap() makes (mm keeps per-kind page-table state). */
 export type FileVmaKind = 'gmem' | 'vcpu';

@@ -21,6 +21,7 @@ import {
 } from './x86_ops.js';
 import { NotModelled } from '../../base/not_modelled.js';
 import { FAULT_MMIO } from '../../kvm/arch_ops.js';
+import { kvmProtectedMemHypercall } from '../../kvm/mem_protected.js';
 import type { KvmVcpuStat, Vcpu, Vm } from '../../kvm/objects.js';
 import {
   KVM_EXIT_HLT,
@@ -469,6 +470,7 @@ function pvalidateStep(
 
 /** `kvm_emulate_hypercall()` in 32-bit protected mode at CPL 0: the value left in EAX. */
 function emulateHypercall(
+  k: KernelCtx,
   vm: Vm,
   nr: bigint,
   a: readonly [bigint, bigint, bigint],
@@ -480,7 +482,14 @@ function emulateHypercall(
   const a1 = a[1] & 0xffff_ffffn;
   const a2 = a[2] & 0xffff_ffffn;
   let ret = -KVM_ENOSYS;
-  if (n === 1n)
+  // design-2020-protnone-follkvm: the RFC's KVM_HC_ENABLE_MEM_PROTECTED (12, before
+  // KVM_HC_MAP_GPA_RANGE took the number), KVM_HC_MEM_SHARE and KVM_HC_MEM_UNSHARE.
+  const prot =
+    k.profile.design === 'protnone-follkvm'
+      ? kvmProtectedMemHypercall(k, vm, n, a0, a1)
+      : undefined;
+  if (prot !== undefined) ret = prot;
+  else if (n === 1n)
     ret = 0n; // KVM_HC_VAPIC_POLL_IRQ
   else if (n === BigInt(KVM_HC_MAP_GPA_RANGE)) {
     if ((vm.hypercallExitEnabled & (1n << 12n)) !== 0n) {
@@ -856,7 +865,7 @@ export function kvmRunProgram(
         leave();
         return { errno: 'EINTR', exits };
       }
-      const eax = emulateHypercall(vm, s.nr, s.args, toVmm);
+      const eax = emulateHypercall(k, vm, s.nr, s.args, toVmm);
       if (pending !== undefined) return { errno: pending, exits };
       const b = new Uint8Array(4);
       for (let i = 0; i < 4; i++) b[i] = Number((eax >> BigInt(8 * i)) & 0xffn);

@@ -1,0 +1,91 @@
+/**
+ * "The host cannot reach private memory" as each historical design defines it (issue 15: every
+ * design runs with its own definition, so a forbidden access that the design lets happen shows as
+ * a violation, never silently). The base invariant (host_no_private_access.ts) defines private
+ * memory as guest_memfd pages; a design that keeps guest memory elsewhere defines it here.
+ *
+ * - host-no-private-access/protnone-follkvm (design-2020-protnone-follkvm): private memory is
+ *   the VMM's own guest RAM in a VM_KVM_PROTECTED VMA. KVM may reach it (the design's FOLL_KVM
+ *   GUP maps it into the guest, and KVM's own copies go through FOLL_KVM too); the VMM's loads and
+ *   stores and a device's DMA may not. The mm refuses the VMM (SIGBUS) and new GUP pins
+ *   (-EFAULT), but a page pinned and DMA-mapped before the guest enabled protection stays
+ *   reachable by the device: that DMA is a violation.
+ * - host-no-private-access/restrictedmem (design-2023-restrictedmem): private memory is every
+ *   page of a restricted fd, whatever its attributes (shared memory lives at userspace_addr,
+ *   never in the fd), and nothing on the host reaches it: not the VMM (no mmap, no read), not
+ *   GUP (no mapping to pin), not KVM's uaccess (private faults go to the fd), not a device. On
+ *   this profile every guest_memfd file object is a restricted fd's pages (kvm/restrictedmem.ts:
+ *   KVM_CREATE_GUEST_MEMFD does not exist there), so the base invariant's guest_memfd test
+ *   becomes "any page of the file"; the base invariant stands aside on this profile.
+ */
+import type { Host } from '../host.js';
+import { VMA_KVM_PROTECTED } from '../mm/mm_types.js';
+import { NO_VIOLATIONS, hx, type Invariant, type Violation } from './types.js';
+
+/** Whether host virtual page `hvpn` lies in a VM_KVM_PROTECTED VMA. */
+function kvmProtectedAt(h: Host, hvpn: number): boolean {
+  const v = h.mm.vmas.get(hvpn);
+  return v !== undefined && (v.flags & VMA_KVM_PROTECTED) !== 0;
+}
+
+export const hostNoPrivateAccessProtnone: Invariant = {
+  name: 'host-no-private-access/protnone-follkvm',
+  title: 'design-2020-protnone-follkvm: the host never touches protected guest RAM',
+  statement:
+    "No page of the VMM's guest RAM that lies in a VM_KVM_PROTECTED VMA (a protected VM's memory the guest has not shared) is read or written by a VMM load or store or by a device's DMA; only KVM reaches it (get_user_pages() with FOLL_KVM, KVM's own copies).",
+  mechanism:
+    "The KVM protected memory extension RFC v2: KVM_HC_ENABLE_MEM_PROTECTED and KVM_HC_MEM_UNSHARE set VM_KVM_PROTECTED on the memslots' VMAs (__kvm_protect_memory → mprotect_fixup, PROT_NONE PTEs); a user fault on them is VM_FAULT_SIGBUS and check_vma_flags() refuses GUP without FOLL_KVM (-EFAULT), so no new pin reaches them. Pins taken before the protection are not revoked.",
+  origin:
+    'seed 002 (the RFCv2 thread, Oct 2020); the RFC\'s cover letter ("any userspace access ... SIGBUS, any GUP access without FOLL_KVM ... -EFAULT"); issue 15 item 1.',
+  appliesTo: (p) => p.design === 'protnone-follkvm',
+  check(s) {
+    if (s.hostAccesses.length === 0) return NO_VIOLATIONS;
+    let out: Violation[] | undefined;
+    let o: ReturnType<typeof s.ownership> | undefined;
+    for (const a of s.hostAccesses) {
+      if (a.freedLater === true) continue;
+      // KVM's own paths are the design's: it maps protected memory into the guest.
+      if (a.path !== 'vmm' && a.path !== 'dma') continue;
+      o ??= s.ownership();
+      const own = o.owners.get(a.pfn);
+      if (own === undefined || own.kind !== 'anon' || !kvmProtectedAt(s.host, own.base)) continue;
+      (out ??= []).push({
+        invariant: this.name,
+        object: `host page ${hx(own.base)}`,
+        message: `${a.path === 'dma' ? 'a device DMA (IOMMU)' : 'a VMM'} ${a.write ? 'write to' : 'read of'} protected guest RAM (anonymous memory at host page ${hx(own.base)}, pfn ${hx(a.pfn)}, in a VM_KVM_PROTECTED VMA)`,
+        focus: { pfn: a.pfn },
+      });
+    }
+    return out ?? NO_VIOLATIONS;
+  },
+};
+
+export const hostNoPrivateAccessRestrictedmem: Invariant = {
+  name: 'host-no-private-access/restrictedmem',
+  title: "design-2023-restrictedmem: the host never touches a restricted fd's pages",
+  statement:
+    "No page of a restricted fd (memfd_restricted()) is read or written on behalf of the host: not by a VMM load or store, not by read(), not by get_user_pages(), not by KVM's uaccess, not by a device's DMA. The private half of a KVM_MEM_PRIVATE memslot is reached only by the guest.",
+  mechanism:
+    "restrictedmem_fops has no mmap, read or write (mmap → ENODEV, pread → ESPIPE), so no host page table and no GUP reaches the pages; KVM gets them with restrictedmem_get_page() for private faults only, and the shared half of the memslot is the VMM's own memory at userspace_addr.",
+  origin:
+    'seed 004 (the UPM v10 thread, Jan 2023: "userspace is restricted to access the bookmarked memory in the fd"); issue 15 item 1.',
+  appliesTo: (p) => p.design === 'restrictedmem',
+  check(s) {
+    if (s.hostAccesses.length === 0) return NO_VIOLATIONS;
+    let out: Violation[] | undefined;
+    let o: ReturnType<typeof s.ownership> | undefined;
+    for (const a of s.hostAccesses) {
+      if (a.freedLater === true) continue;
+      o ??= s.ownership();
+      const own = o.owners.get(a.pfn);
+      if (own === undefined || own.kind !== 'gmem') continue;
+      (out ??= []).push({
+        invariant: this.name,
+        object: `restricted fd #${own.file.ino} page ${hx(own.base)}`,
+        message: `host ${a.write ? 'write to' : 'read of'} a restricted fd's page (#${own.file.ino} index ${hx(own.base)}, pfn ${hx(a.pfn)}) through ${a.path === 'vmm' ? 'a VMM mapping' : a.path === 'gup' ? 'get_user_pages' : a.path === 'dma' ? 'a device DMA (IOMMU)' : "KVM's uaccess"}`,
+        focus: { ino: own.file.ino, index: own.base, pfn: a.pfn },
+      });
+    }
+    return out ?? NO_VIOLATIONS;
+  },
+};

@@ -1,0 +1,126 @@
+/**
+ * design-2023-restrictedmem: the fd-based private memory of the UPM series v10 (Chao Peng et al.,
+ * "KVM: mm: fd-based approach for supporting KVM", 2022-12-02, 9 patches; patch 01 "mm:
+ * Introduce memfd_restricted system call to create restricted user memory" for mm/restrictedmem.c,
+ * patch 03 "KVM: Extend the memslot to support fd-based private memory"; seed 004).
+ *
+ * A restricted fd is a file the VMM can neither map nor read: `memfd_restricted(flags)` makes an
+ * inode on the restrictedmem pseudo filesystem (S_IFREG, so fallocate works) that wraps a shmem
+ * memfd. Its fops are only `release` and `fallocate` (a punch first calls every bound notifier's
+ * `invalidate_start`, then shmem's fallocate, then `invalidate_end`); its inode ops forward
+ * getattr and allow one size change (`restrictedmem_setattr()`: -EPERM once i_size is set,
+ * -EINVAL for an unaligned size). KVM binds a range of it to a memslot (KVM_MEM_PRIVATE with the
+ * `_ext` struct's `restricted_fd`/`restricted_offset`) by registering a `restrictedmem_notifier`,
+ * gets pages with `restrictedmem_get_page()` on private faults, and hears memory errors through
+ * the notifier's `error` op (`restrictedmem_error_page()`, Kirill Shutemov's addition in the v9/v10
+ * thread: the user is told to invalidate, and its next request of the page sees the error).
+ *
+ * How the model holds it: guest_memfd is restrictedmem moved into KVM (Sean Christopherson's
+ * rework of v10 into KVM_CREATE_GUEST_MEMFD, 2023), and the two share the notifier-driven
+ * invalidation, the no-mmap/no-read file and the private fault path. So a restricted fd's pages
+ * live, once the fd is bound, in a guest_memfd file object of the binding VM (`inner`: same inode
+ * number, no flags, private everywhere), which the 6.18 code drives: KVM's fault path
+ * (`kvm_restricted_mem_get_pfn()` ≈ `kvm_gmem_get_pfn()`), the punch's invalidation, the memory
+ * error's. What the model cannot hold this way is not modelled rather than approximated:
+ * allocating (fallocate without PUNCH_HOLE) in a restricted fd no memslot has bound yet, binding
+ * one restricted fd into two VMs, and binding a restricted fd of size 0 (v10 accepts it and fails
+ * faults later). One difference stays: the inner file holds a reference on its VM, as guest_memfd
+ * does, where restrictedmem's notifier held none (a VM whose fds are closed lives until its
+ * restricted fds are closed too).
+ */
+import { NotModelled } from '../base/not_modelled.js';
+import { err, ok, OK_VOID, type Result } from '../base/result.js';
+import { isPageAligned, asPgOff, bytesToPgOff, type PgOff } from '../base/units.js';
+import type { KernelCtx } from '../ctx.js';
+import { KFile } from '../vfs/file.js';
+import { kvmGmemCreate, kvmGmemFallocate, kvmGmemInvalidate } from './guest_memfd/guest_memfd.js';
+import type { GmemFile, Vm } from './objects.js';
+
+/** KVM_MEM_PRIVATE (v10 include/uapi/linux/kvm.h): bit 2, the bit KVM_MEM_GUEST_MEMFD took. */
+export const KVM_MEM_PRIVATE = 4n;
+
+/** A memfd_restricted() file. */
+export class RestrictedmemFile extends KFile {
+  readonly kind = 'restrictedmem' as const;
+  /** i_size of the wrapped memfd: 0 until the one ftruncate() `restrictedmem_setattr()` allows. */
+  size = 0n;
+  /** KVM's hold on the pages once a memslot bound the fd (see the file comment). */
+  inner: GmemFile | undefined;
+  /** The pseudo filesystem's inode is S_IFREG (fallocate needs a regular file). */
+  override get mmapMaxBytes(): bigint {
+    return (1n << 63n) - 1n;
+  }
+}
+
+/** `memfd_restricted(flags)` (v10 patch 01): flags must be 0. */
+export function memfdRestricted(flags: bigint, ino: number): Result<RestrictedmemFile> {
+  if (BigInt.asUintN(32, flags) !== 0n) return err('EINVAL', 'memfd_restricted: flags != 0');
+  return ok(new RestrictedmemFile(ino));
+}
+
+/** `restrictedmem_setattr()` with ATTR_SIZE (ftruncate): once, to a page-aligned size. */
+export function restrictedmemSetSize(f: RestrictedmemFile, length: bigint): Result<undefined> {
+  if (f.size !== 0n) return err('EPERM', 'restrictedmem_setattr: i_size already set');
+  if (!isPageAligned(length)) return err('EINVAL', 'restrictedmem_setattr: size not page aligned');
+  f.size = length;
+  return OK_VOID;
+}
+
+/**
+ * `restrictedmem_fallocate()` after vfs_fallocate()'s generic checks: a punch goes through
+ * `restrictedmem_punch_hole()` (the bound notifiers' invalidate_start, shmem's punch,
+ * invalidate_end: kvmGmemFallocate()'s invalidation and truncation of the bound pages); anything
+ * else goes to shmem. Bound, both follow guest_memfd's checks (KEEP_SIZE, page-aligned): shmem's
+ * growing of i_size and partial-page zeroing are not modelled. Unbound, a punch has nothing to
+ * remove (no page can have been allocated) and an allocation is not modelled.
+ */
+export function restrictedmemFallocate(
+  k: KernelCtx,
+  f: RestrictedmemFile,
+  mode: number,
+  offset: bigint,
+  len: bigint,
+): Result<undefined> {
+  if (f.inner !== undefined) return kvmGmemFallocate(k, f.inner, mode, offset, len, 'fallocate');
+  if ((mode & 2) !== 0) return OK_VOID;
+  throw new NotModelled(
+    "fallocate() allocating in a restricted fd that no memslot has bound yet (design-2023-restrictedmem keeps a restricted fd's pages in its binding VM's structures)",
+  );
+}
+
+/**
+ * The restricted fd's file for KVM's binding (`kvm_restrictedmem_bind()`'s `fget()` and
+ * `file_is_restrictedmem()` have been passed): its pages' home in `vm`, made on the first binding.
+ */
+export function restrictedmemForVm(k: KernelCtx, f: RestrictedmemFile, vm: Vm): Result<GmemFile> {
+  if (f.inner !== undefined) {
+    if (f.inner.vm !== vm)
+      throw new NotModelled('one restricted fd bound into memslots of two VMs');
+    return ok(f.inner);
+  }
+  if (f.size === 0n)
+    throw new NotModelled('binding a restricted fd of size 0 (v10 accepts it; faults fail later)');
+  const r = kvmGmemCreate(k, vm, f.size, 0n, f.ino);
+  if (!r.ok) return r;
+  // The restricted file holds the inner file as an fd would.
+  r.value.fdRefs = 1;
+  f.inner = r.value;
+  return r;
+}
+
+/**
+ * A memory error on the page at `offset` of a restricted fd (`restrictedmem_error_page()` →
+ * each bound notifier's `error` op) or of a guest_memfd (`kvm_gmem_error_folio()`, the same
+ * design kept in 6.18): KVM zaps the guest mappings of the page, and the page stays in the file
+ * poisoned, so the guest's next fault on it fails with -EHWPOISON (a KVM_EXIT_MEMORY_FAULT), as
+ * the thread's reading was ("on the next request of the page the user will see an error"). No
+ * page at `offset`: nothing happens. Returns whether a page was hit.
+ */
+export function memoryFailure(k: KernelCtx, f: GmemFile, offset: bigint): boolean {
+  const index: PgOff = bytesToPgOff(offset);
+  const page = f.pages.get(index);
+  if (page === undefined || page.state === 'poisoned') return false;
+  kvmGmemInvalidate(k, f, index, asPgOff(index + 1), 'memory_failure');
+  f.pages.set(index, index + 1, { ...page, state: 'poisoned' });
+  return true;
+}

@@ -1,0 +1,181 @@
+/**
+ * Op family: the uAPI of the historical private-memory designs (core/profiles/designs.ts) where
+ * it differs from the kernels' the other families model:
+ *
+ * - design-2023-restrictedmem (UPM v10, Chao Peng, Dec 2022): `memfd_restricted(flags)`, the
+ *   system call that creates a restricted fd; `KVM_SET_USER_MEMORY_REGION_EXT`, the
+ *   KVM_SET_USER_MEMORY_REGION ioctl (same number, `_IOW(KVMIO, 0x46, struct
+ *   kvm_userspace_memory_region)`) given the series' `struct kvm_userspace_memory_region_ext`
+ *   {region; __u64 restricted_offset; __u32 restricted_fd; __u32 pad1; __u64 pad2[14]}, which
+ *   KVM reads in full only when the flags have KVM_MEM_PRIVATE; and `memory_failure`, a model
+ *   step (no syscall): a hardware memory error on the page at `offset` of a restricted fd or a
+ *   guest_memfd, as memory_failure() reaches the file's error handler.
+ * - design-2020-protnone-follkvm's uAPI is three guest hypercalls (KVM_RUN's `hypercall` step
+ *   with nr 12, 13, 14) and needs no op of its own.
+ *
+ * The real backend refuses them: the series never landed, so no kernel here has them (and a
+ * memory error cannot be injected from a trace).
+ */
+import { toU32, toU64 } from '../core/base/units.js';
+import { withAs } from '../trace/field_reader.js';
+import { addrText, bitNames, fdText, offsetText, sizeText, type BitTable } from '../trace/text.js';
+import { BackendRefusal, type AddrArg, type FdArg } from '../trace/base_types.js';
+import { CLOSED_FD, fail, fileFd, ioctlFd } from '../backends/model_args.js';
+import { refuseNotModelled } from './not_modelled.js';
+import type { OpFamily, OpSpec } from './spec.js';
+
+export type MemfdRestrictedOp = { readonly op: 'memfd_restricted'; readonly flags: bigint };
+export type SetUserMemoryRegionExtOp = {
+  readonly op: 'KVM_SET_USER_MEMORY_REGION_EXT';
+  readonly vm: FdArg;
+  readonly slot: bigint;
+  readonly flags: bigint;
+  readonly guest_phys_addr: bigint;
+  readonly memory_size: bigint;
+  readonly userspace_addr: AddrArg;
+  readonly restricted_offset: bigint;
+  readonly restricted_fd: FdArg;
+};
+export type MemoryFailureOp = {
+  readonly op: 'memory_failure';
+  readonly fd: FdArg;
+  readonly offset: bigint;
+};
+export type DesignsFamilyOp = MemfdRestrictedOp | SetUserMemoryRegionExtOp | MemoryFailureOp;
+
+/** The v10 memslot flags (KVM_MEM_PRIVATE is the bit KVM_MEM_GUEST_MEMFD took later). */
+const EXT_FLAGS: BitTable = [
+  [1n, 'LOG_DIRTY_PAGES'],
+  [2n, 'READONLY'],
+  [4n, 'PRIVATE'],
+];
+
+const NEVER_LANDED =
+  'a design that never landed upstream (design-2023-restrictedmem): no kernel here has it; model backend only';
+
+function noKvm(): never {
+  throw new BackendRefusal(NEVER_LANDED);
+}
+
+export const memfdRestrictedOp: OpSpec<MemfdRestrictedOp> = {
+  name: 'memfd_restricted',
+  fields: ['flags'],
+  binds: 'fd',
+  parse(r, line, as) {
+    // int memfd_restricted(unsigned int flags)
+    return withAs({ line, op: 'memfd_restricted', flags: r.int('flags', 32, 0n) }, as);
+  },
+  renderArgs(op, a) {
+    a.push(op.flags === 0n ? '0' : `0x${BigInt.asUintN(32, op.flags).toString(16)}`);
+  },
+  runModel(h, op) {
+    const r = h.memfdRestricted(BigInt.asUintN(32, op.flags));
+    return r.ok ? { result: { ok: true }, createdFd: r.value } : { result: fail(r) };
+  },
+  runKvm: noKvm,
+  kvmRefusal: () => NEVER_LANDED,
+};
+
+export const setUserMemoryRegionExt: OpSpec<SetUserMemoryRegionExtOp> = {
+  name: 'KVM_SET_USER_MEMORY_REGION_EXT',
+  fields: [
+    'vm',
+    'slot',
+    'flags',
+    'guest_phys_addr',
+    'memory_size',
+    'userspace_addr',
+    'restricted_offset',
+    'restricted_fd',
+  ],
+  parse(r, line, as) {
+    // struct kvm_userspace_memory_region_ext: struct kvm_userspace_memory_region region
+    // (__u32 slot, flags; __u64 guest_phys_addr, memory_size, userspace_addr);
+    // __u64 restricted_offset; __u32 restricted_fd.
+    return withAs(
+      {
+        line,
+        op: 'KVM_SET_USER_MEMORY_REGION_EXT',
+        vm: r.fd('vm'),
+        slot: r.int('slot', 32),
+        flags: r.int('flags', 32, 0n),
+        guest_phys_addr: r.int('guest_phys_addr', 64),
+        memory_size: r.int('memory_size', 64),
+        userspace_addr: r.addr('userspace_addr'),
+        restricted_offset: r.int('restricted_offset', 64, 0n),
+        restricted_fd: r.fd('restricted_fd', { kind: 'raw', value: 0n }),
+      },
+      as,
+    );
+  },
+  renderArgs(op, a) {
+    a.push(
+      fdText(op.vm),
+      `slot=${op.slot}`,
+      `flags=${bitNames(op.flags, EXT_FLAGS, '0')}`,
+      `gpa=${offsetText(op.guest_phys_addr)}`,
+      `size=${sizeText(op.memory_size)}`,
+      `ua=${addrText(op.userspace_addr)}`,
+    );
+    if ((op.flags & 4n) !== 0n)
+      a.push(
+        `restricted_fd=${fdText(op.restricted_fd)}`,
+        `restricted_offset=${offsetText(op.restricted_offset)}`,
+      );
+  },
+  timelineValue(field, v) {
+    return field === 'flags' ? bitNames(v, EXT_FLAGS, '0') : undefined;
+  },
+  runModel(h, op) {
+    let rfd = CLOSED_FD;
+    const g = op.restricted_fd;
+    if (g.kind === 'obj') rfd = g.fd < 0 ? CLOSED_FD : g.fd;
+    else {
+      const u = toU32(g.value);
+      rfd = u <= 2n ? Number(u) : CLOSED_FD;
+    }
+    const r = refuseNotModelled('KVM_SET_USER_MEMORY_REGION_EXT', () =>
+      h.kvmSetUserMemoryRegionExt(
+        ioctlFd(op.vm),
+        {
+          slot: toU32(op.slot),
+          flags: toU32(op.flags),
+          guest_phys_addr: toU64(op.guest_phys_addr),
+          memory_size: toU64(op.memory_size),
+          userspace_addr: op.userspace_addr,
+        },
+        toU64(op.restricted_offset),
+        rfd,
+      ),
+    );
+    return { result: r.ok ? { ok: true } : fail(r) };
+  },
+  runKvm: noKvm,
+  kvmRefusal: () => NEVER_LANDED,
+};
+
+export const memoryFailureOp: OpSpec<MemoryFailureOp> = {
+  name: 'memory_failure',
+  fields: ['fd', 'offset'],
+  parse(r, line, as) {
+    return withAs({ line, op: 'memory_failure', fd: r.fd('fd'), offset: r.int('offset', 64) }, as);
+  },
+  renderArgs(op, a) {
+    a.push(fdText(op.fd), offsetText(op.offset));
+  },
+  runModel(h, op) {
+    const r = h.memoryFailure(fileFd(op.fd), toU64(op.offset));
+    return { result: r.ok ? { ok: true } : fail(r) };
+  },
+  runKvm(): never {
+    throw new BackendRefusal('memory_failure: a model step (a hardware memory error)');
+  },
+  kvmRefusal: () => 'memory_failure: a model step (a hardware memory error); model backend only',
+};
+
+/** The designs family (no fuzz generator yet). */
+export const DESIGNS_FAMILY: OpFamily<DesignsFamilyOp> = {
+  name: 'designs',
+  ops: [memfdRestrictedOp, setUserMemoryRegionExt, memoryFailureOp],
+  generators: [],
+};
