@@ -70,6 +70,7 @@ import {
   VmFile,
 } from './kvm/objects.js';
 import type { Memslot } from './kvm/objects.js';
+import { kvmExclusivePinsRelease } from './kvm/exclusive_pin.js';
 import {
   KVM_MEM_PRIVATE,
   RestrictedmemFile,
@@ -518,6 +519,8 @@ export class Host implements KernelCtx {
     vm.slots.clear();
     vm.updateHvaSpan();
     this.arch.destroyVm?.(this, vm);
+    // design-2024-shmem-exclusive-pin: KVM's exclusive pins of private pages are dropped.
+    if (vm.exclusivePins !== undefined) kvmExclusivePinsRelease(this, vm);
     for (const vcpu of vm.vcpus.values()) for (const p of vcpu.pages) this.frames.release(p, 1);
     for (const p of vm.sharedPages) this.frames.release(p, 1);
     this.vms.delete(vm);

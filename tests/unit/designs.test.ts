@@ -207,3 +207,48 @@ describe('design-2023-restrictedmem', () => {
     ]);
   });
 });
+
+describe('design-2024-shmem-exclusive-pin', () => {
+  const EXCL = getProfile('design-2024-shmem-exclusive-pin')!;
+  const SHMEM_VM = [
+    { op: 'KVM_CREATE_VM', type: 0, as: 'vm' },
+    { op: 'mmap', fd: null, length: 8192, prot: 3, flags: 0x21, offset: 0, as: 'm' },
+    {
+      op: 'KVM_SET_USER_MEMORY_REGION',
+      vm: 'vm',
+      slot: 1,
+      flags: 0,
+      guest_phys_addr: 0x80000000,
+      memory_size: 8192,
+      userspace_addr: 'm',
+    },
+    { op: 'KVM_CREATE_VCPU', vm: 'vm', id: 0, as: 'cpu' },
+  ];
+
+  test('the VMM reading a private page is not refused on this host: the design’s violation', () => {
+    const v = runCheckedLines(
+      [
+        ...SHMEM_VM,
+        { op: 'poke', addr: 'm', hex: '5e' },
+        {
+          op: 'KVM_RUN',
+          vcpu: 'cpu',
+          guest: [{ hypercall: { nr: 12, args: [0x80000000, 1, 16] } }],
+        },
+        { op: 'peek', addr: 'm', len: 1 },
+        { op: 'close', fd: 'cpu' },
+        { op: 'close', fd: 'vm' },
+      ],
+      EXCL,
+    );
+    assert.equal(v.results[6], '{"ok":true,"value":"5e"}');
+    assert.equal(v.violations.length, 1);
+    assert.match(
+      v.violations[0]!,
+      /^host-no-private-access\/shmem-exclusive-pin: a VMM read of a private guest page/,
+    );
+    // The VM's exclusive pins went with it.
+    assert.equal(v.backend.host.frames.exclusive.size, 0);
+    assert.equal(v.backend.host.frames.pins.size, 0);
+  });
+});

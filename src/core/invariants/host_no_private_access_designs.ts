@@ -17,6 +17,11 @@
  *   this profile every guest_memfd file object is a restricted fd's pages (kvm/restrictedmem.ts:
  *   KVM_CREATE_GUEST_MEMFD does not exist there), so the base invariant's guest_memfd test
  *   becomes "any page of the file"; the base invariant stands aside on this profile.
+ * - host-no-private-access/shmem-exclusive-pin (design-2024-shmem-exclusive-pin): private memory
+ *   is every frame KVM holds with an exclusive pin. KVM's own stage-2 GUP may reach it; a VMM
+ *   load or store, KVM's uaccess and a device's DMA may not. The pin keeps every other pin away
+ *   (so no device can be given the page), but on a host without pKVM's or Gunyah's hypervisor
+ *   nothing stops the VMM's own loads and stores through its mapping: those are violations.
  */
 import type { Host } from '../host.js';
 import { VMA_KVM_PROTECTED } from '../mm/mm_types.js';
@@ -84,6 +89,35 @@ export const hostNoPrivateAccessRestrictedmem: Invariant = {
         object: `restricted fd #${own.file.ino} page ${hx(own.base)}`,
         message: `host ${a.write ? 'write to' : 'read of'} a restricted fd's page (#${own.file.ino} index ${hx(own.base)}, pfn ${hx(a.pfn)}) through ${a.path === 'vmm' ? 'a VMM mapping' : a.path === 'gup' ? 'get_user_pages' : a.path === 'dma' ? 'a device DMA (IOMMU)' : "KVM's uaccess"}`,
         focus: { ino: own.file.ino, index: own.base, pfn: a.pfn },
+      });
+    }
+    return out ?? NO_VIOLATIONS;
+  },
+};
+
+export const hostNoPrivateAccessExclusivePin: Invariant = {
+  name: 'host-no-private-access/shmem-exclusive-pin',
+  title: 'design-2024-shmem-exclusive-pin: the host never touches an exclusively pinned page',
+  statement:
+    "No frame that KVM holds with an exclusive pin (a guest page made private) is read or written by a VMM load or store, by KVM's uaccess or by a device's DMA; only the guest, through KVM's stage-2 mapping, reaches it.",
+  mechanism:
+    'The exclusive GUP pinning RFC: KVM pins a private page with FOLL_PIN | FOLL_LONGTERM | FOLL_EXCLUSIVE, which fails while another pin exists and refuses every later FOLL_PIN (-EBUSY), so no device is given the page; keeping the host CPU away is left to the hypervisor of pKVM or Gunyah (its stage-2 unmaps the page from the host), which this host does not have.',
+  origin:
+    'seed 003 (the June 2024 thread: "who would get the exclusive PIN and for which reason? When would we pin, when would we unpin?"); issue 15 item 1.',
+  appliesTo: (p) => p.design === 'shmem-exclusive-pin',
+  check(s) {
+    if (s.hostAccesses.length === 0) return NO_VIOLATIONS;
+    const excl = s.host.frames.exclusive;
+    if (excl.size === 0) return NO_VIOLATIONS;
+    let out: Violation[] | undefined;
+    for (const a of s.hostAccesses) {
+      if (a.freedLater === true || a.path === 'gup') continue;
+      if (excl.get(a.pfn) === undefined) continue;
+      (out ??= []).push({
+        invariant: this.name,
+        object: `pfn ${hx(a.pfn)}`,
+        message: `${a.path === 'dma' ? 'a device DMA (IOMMU)' : a.path === 'vmm' ? 'a VMM' : "KVM's uaccess"} ${a.write ? 'write to' : 'read of'} a private guest page (pfn ${hx(a.pfn)}, pinned exclusively by KVM): nothing but a hypervisor's stage-2 keeps the host CPU away, and this host has none`,
+        focus: { pfn: a.pfn },
       });
     }
     return out ?? NO_VIOLATIONS;

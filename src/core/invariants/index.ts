@@ -10,6 +10,7 @@ import { freedPageUnmapped } from './freed_page_unmapped.js';
 import { gmemSingleBinding } from './gmem_single_binding.js';
 import { hostNoPrivateAccess } from './host_no_private_access.js';
 import {
+  hostNoPrivateAccessExclusivePin,
   hostNoPrivateAccessProtnone,
   hostNoPrivateAccessRestrictedmem,
 } from './host_no_private_access_designs.js';
@@ -114,6 +115,7 @@ export const INVARIANTS: readonly Invariant[] = [
   // (profiles with `design`).
   hostNoPrivateAccessProtnone,
   hostNoPrivateAccessRestrictedmem,
+  hostNoPrivateAccessExclusivePin,
 ];
 
 export function invariantByName(name: string): Invariant | undefined {

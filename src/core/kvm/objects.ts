@@ -12,7 +12,7 @@ import { RangeMap, extentOps } from '../base/ranges/range_map.js';
 import { ExtentMap, type ExtentShape } from '../base/ranges/extent_map.js';
 import type { VmTypeSpec } from '../profiles/profile.js';
 import type { MmuNotifier } from '../mm/mmu_notifier.js';
-import { KFile, type FileVmaKind } from '../vfs/file.js';
+import { KFile, type FileVmaKind, type PageExtent } from '../vfs/file.js';
 import { err, ok, type Result } from '../base/result.js';
 import {
   ZERO_PFN,
@@ -388,6 +388,12 @@ export class Vm {
    * each new or changed memslot's. Never set on other profiles.
    */
   memProtected = false;
+  /**
+   * design-2024-shmem-exclusive-pin: the guest's private pages, by gfn, each held by KVM's
+   * exclusive long-term pin on the VMM's page (kvm/exclusive_pin.ts). Undefined until the first
+   * conversion; never set on other profiles.
+   */
+  exclusivePins: RangeMap<PageExtent> | undefined;
   /** Memslots by (as_id << 16 | id). */
   readonly slots = new Map<number, Memslot>();
   /**

@@ -113,6 +113,11 @@ export type GupFlags = {
   readonly pin: boolean;
   /** FOLL_LONGTERM: the pin outlives the syscall (VFIO, io_uring fixed buffers). */
   readonly longterm: boolean;
+  /**
+   * FOLL_EXCLUSIVE (design-2024-shmem-exclusive-pin, the "mm/gup: Introduce exclusive GUP
+   * pinning" RFC, Elliot Berman, June 2024): the pin is the folio's only one. Absent: false.
+   */
+  readonly exclusive?: boolean;
 };
 
 /**
@@ -136,10 +141,11 @@ export function gupRange(
   start: Hvpn,
   n: number,
   f: GupFlags,
-): { readonly runs: FrameRun[]; readonly got: number } {
+): { readonly runs: FrameRun[]; readonly got: number; readonly busy?: boolean } {
   const runs: FrameRun[] = [];
   let got = 0;
   const roLongterm = f.pin && f.longterm && !f.write;
+  const frames = mm.k.frames;
   for (let i = 0; i < n; i++) {
     const p = hvpnAdd(start, i);
     let r = handleMmFault(mm, p, f.write, false);
@@ -150,7 +156,18 @@ export function gupRange(
       if ('signal' in r) break;
     }
     if (f.write && !r.writable) break;
-    mm.k.frames.getRefs(r.pfn, 1, f.pin ? 'pin' : 'ref');
+    if (f.pin && (frames.exclusive.size !== 0 || f.exclusive === true)) {
+      // The exclusive-pin RFC's try_grab_folio(): a FOLL_PIN on a folio pinned exclusively, or
+      // a FOLL_EXCLUSIVE pin on a folio already pinned, is refused (-EBUSY); FOLL_GET is not
+      // affected.
+      const excl = frames.exclusive.size !== 0 && frames.exclusive.get(r.pfn) !== undefined;
+      const pinned = frames.pins.size !== 0 && frames.pins.get(r.pfn) !== undefined;
+      // Stops here: the pages before it are returned (a caller asking again at this page
+      // gets -EBUSY, which `busy` tells).
+      if (excl || (f.exclusive === true && pinned)) return { runs, got, busy: true };
+      if (f.exclusive === true) frames.exclusive.set(r.pfn, r.pfn + 1, true);
+    }
+    frames.getRefs(r.pfn, 1, f.pin ? 'pin' : 'ref');
     const last = runs[runs.length - 1];
     if (last !== undefined && last.base + last.count === r.pfn)
       runs[runs.length - 1] = { base: last.base, count: last.count + 1 };
@@ -204,7 +221,18 @@ function unshareFault(
   return { pfn, writable: false };
 }
 
-/** `unpin_user_pages()` / `put_page()` of runs `gupRange()` returned. */
-export function gupRelease(mm: MmStruct, runs: readonly FrameRun[], pin: boolean): void {
-  for (const r of runs) mm.k.frames.putRefs(r.base, r.count, pin ? 'pin' : 'ref');
+/**
+ * `unpin_user_pages()` / `put_page()` of runs `gupRange()` returned (an exclusive pin's release
+ * clears the folio's exclusive state).
+ */
+export function gupRelease(
+  mm: MmStruct,
+  runs: readonly FrameRun[],
+  pin: boolean,
+  exclusive = false,
+): void {
+  for (const r of runs) {
+    if (exclusive) mm.k.frames.exclusive.delete(r.base, r.base + r.count);
+    mm.k.frames.putRefs(r.base, r.count, pin ? 'pin' : 'ref');
+  }
 }

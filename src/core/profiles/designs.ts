@@ -147,3 +147,39 @@ export const DESIGN_2023_RESTRICTEDMEM: NamedFacts = {
     { genericMemoryAttributes: true, swProtectedVm: true },
   ),
 };
+
+/**
+ * design-2024-shmem-exclusive-pin: "mm/gup: Introduce exclusive GUP pinning" (RFC, 5 patches,
+ * Elliot Berman, 2024-06-18, for arm64 pKVM and Qualcomm's Gunyah, with Fuad Tabba's pKVM work;
+ * seed 003), CONFIG_EXCLUSIVE_PIN: guest memory stays shmem of the VMM, and KVM keeps a private
+ * page to itself with an exclusive long-term pin instead of moving it into guest_memfd.
+ *
+ * - uAPI: none of its own. Guest memory is a shmem (memfd or MAP_SHARED|MAP_ANONYMOUS) mapping
+ *   of the VMM registered as an ordinary memslot; the guest converts with KVM_HC_MAP_GPA_RANGE
+ *   (12), which this design's KVM handles itself (kvm/exclusive_pin.ts): 0, or -EBUSY when a page
+ *   is pinned already, -EFAULT when nothing backs it, -EINVAL for a bad range, in RAX.
+ * - mm: FOLL_EXCLUSIVE (mm/gup.ts): an exclusive pin needs a folio with no pin and refuses every
+ *   later FOLL_PIN with -EBUSY (VFIO_IOMMU_MAP_DMA of a private page: EBUSY); FOLL_GET
+ *   (vmsplice) is not affected; conversion to shared drops the pin, to private retakes it; the
+ *   pins go when the VM is destroyed. No page is allocated twice and nothing is copied.
+ * - Points the thread left open, and the reading taken:
+ *   - Who pins, when, and when it unpins (David Hildenbrand's questions): KVM, when the guest
+ *     makes a page private; it unpins when the guest shares it again or the VM goes (the
+ *     authors' pKVM flow).
+ *   - An existing pin (a device mapped the page for DMA while shared): the exclusive pin fails,
+ *     so the conversion fails (-EBUSY to the guest); the VMM must unmap the DMA first.
+ *   - Speculative short-term pins from GUP-fast: not modelled (the model has no concurrency).
+ *   - The host CPU: the RFC relies on pKVM's/Gunyah's hypervisor to unmap private pages from
+ *     the host; on this x86 kernel nothing does, and the design's invariant reports a VMM load or
+ *     store of a private page (the point of running the design here: what the pin alone does).
+ *   - The conversion hypercall: pKVM's MEM_SHARE/MEM_UNSHARE on arm64; on x86 the model uses
+ *     KVM_HC_MAP_GPA_RANGE, handled in KVM.
+ */
+export const DESIGN_2024_SHMEM_EXCLUSIVE_PIN: NamedFacts = {
+  id: {
+    name: 'design-2024-shmem-exclusive-pin',
+    description:
+      'design 2024: shmem guest memory with exclusive GUP pins (Berman/Tabba RFC): a private page is pinned FOLL_EXCLUSIVE by KVM, other pins -EBUSY, conversion drops or retakes the pin; guest converts with hypercall 12 handled in KVM; on linux-6.18 without guest_memfd; synthesized facts',
+  },
+  facts: designFacts('shmem-exclusive-pin', '6.10-exclusive-gup-rfc'),
+};

@@ -19,7 +19,11 @@ import {
   LINUX_NEXT_GMEM_TDX,
   LINUX_NEXT_GMEM_VMATTR,
 } from './linux_next_gmem.js';
-import { DESIGN_2020_PROTNONE_FOLLKVM, DESIGN_2023_RESTRICTEDMEM } from './designs.js';
+import {
+  DESIGN_2020_PROTNONE_FOLLKVM,
+  DESIGN_2023_RESTRICTEDMEM,
+  DESIGN_2024_SHMEM_EXCLUSIVE_PIN,
+} from './designs.js';
 import type { NeedableFact } from './facts.js';
 import type { KernelProfile } from './profile.js';
 
@@ -38,6 +42,7 @@ const NAMED: readonly NamedFacts[] = [
   // The historical private-memory designs (designs.ts), last: no live kernel matches them.
   DESIGN_2020_PROTNONE_FOLLKVM,
   DESIGN_2023_RESTRICTEDMEM,
+  DESIGN_2024_SHMEM_EXCLUSIVE_PIN,
 ];
 
 const composed = new Map<string, KernelProfile>();

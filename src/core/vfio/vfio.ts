@@ -203,8 +203,11 @@ export function vfioMapDma(
   });
   if (r.got < n) {
     // vfio_pin_pages_remote() failed: the pages pinned so far are unpinned, the vfio_dma
-    // removed (-EFAULT from vaddr_get_pfns()).
+    // removed (-EFAULT from vaddr_get_pfns(); design-2024-shmem-exclusive-pin: -EBUSY when a
+    // page is pinned exclusively: pin_user_pages_remote() returns it at that page).
     gupRelease(mm, r.runs, true);
+    if (r.busy === true)
+      return err('EBUSY', 'vfio_pin_pages_remote: the page is pinned exclusively (FOLL_EXCLUSIVE)');
     return err('EFAULT', 'vfio_pin_pages_remote: a page could not be pinned');
   }
   const id = iommu.newId();

@@ -22,6 +22,7 @@ import {
 import { NotModelled } from '../../base/not_modelled.js';
 import { FAULT_MMIO } from '../../kvm/arch_ops.js';
 import { kvmProtectedMemHypercall } from '../../kvm/mem_protected.js';
+import { kvmExclusivePinHypercall } from '../../kvm/exclusive_pin.js';
 import type { KvmVcpuStat, Vcpu, Vm } from '../../kvm/objects.js';
 import {
   KVM_EXIT_HLT,
@@ -483,11 +484,14 @@ function emulateHypercall(
   const a2 = a[2] & 0xffff_ffffn;
   let ret = -KVM_ENOSYS;
   // design-2020-protnone-follkvm: the RFC's KVM_HC_ENABLE_MEM_PROTECTED (12, before
-  // KVM_HC_MAP_GPA_RANGE took the number), KVM_HC_MEM_SHARE and KVM_HC_MEM_UNSHARE.
+  // KVM_HC_MAP_GPA_RANGE took the number), KVM_HC_MEM_SHARE and KVM_HC_MEM_UNSHARE;
+  // design-2024-shmem-exclusive-pin: KVM_HC_MAP_GPA_RANGE handled in KVM (exclusive pins).
   const prot =
     k.profile.design === 'protnone-follkvm'
       ? kvmProtectedMemHypercall(k, vm, n, a0, a1)
-      : undefined;
+      : k.profile.design === 'shmem-exclusive-pin'
+        ? kvmExclusivePinHypercall(k, vm, n, a0, a1, a2)
+        : undefined;
   if (prot !== undefined) ret = prot;
   else if (n === 1n)
     ret = 0n; // KVM_HC_VAPIC_POLL_IRQ
