@@ -76,7 +76,7 @@ describe('design-2020-protnone-follkvm', () => {
     assert.equal(r.violations.length, 1);
     assert.match(
       r.violations[0]!,
-      /^host-no-private-access\/protnone-follkvm: a device DMA \(IOMMU\) read of protected guest RAM/,
+      /^host-no-private-access-protnone-follkvm: a device DMA \(IOMMU\) read of protected guest RAM/,
     );
   });
 
@@ -245,7 +245,7 @@ describe('design-2024-shmem-exclusive-pin', () => {
     assert.equal(v.violations.length, 1);
     assert.match(
       v.violations[0]!,
-      /^host-no-private-access\/shmem-exclusive-pin: a VMM read of a private guest page/,
+      /^host-no-private-access-shmem-exclusive-pin: a VMM read of a private guest page/,
     );
     // The VM's exclusive pins went with it.
     assert.equal(v.backend.host.frames.exclusive.size, 0);

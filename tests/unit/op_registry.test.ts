@@ -150,6 +150,7 @@ describe('op registry', () => {
       'open',
       'pipe2',
       'fork',
+      'memfd_restricted',
     ]);
     for (const s of OP_LIST) {
       const o = { ...fullObject(s.name), as: 'x' };
@@ -160,7 +161,7 @@ describe('op registry', () => {
           (e: unknown) =>
             e instanceof TraceInputError &&
             e.detail ===
-              `${s.name} creates nothing to name (only KVM_CREATE_VM, KVM_CREATE_GUEST_MEMFD, KVM_CREATE_VCPU, mmap, open, pipe2 and fork take "as")`,
+              `${s.name} creates nothing to name (only KVM_CREATE_VM, KVM_CREATE_GUEST_MEMFD, KVM_CREATE_VCPU, mmap, open, pipe2, fork and memfd_restricted take "as")`,
         );
     }
   });

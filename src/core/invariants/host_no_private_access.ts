@@ -14,7 +14,7 @@ export const hostNoPrivateAccess: Invariant = {
   origin:
     'kernel-uapi.md §1.3, §2.3; the 2022 "fd-based private memory" design goal; vmm-ecosystem.md §6 I1.',
   // design-2023-restrictedmem defines private memory its own way
-  // (host-no-private-access/restrictedmem).
+  // (host-no-private-access-restrictedmem).
   appliesTo: (p) => p.design !== 'restrictedmem',
   check(s) {
     if (s.hostAccesses.length === 0) return NO_VIOLATIONS;

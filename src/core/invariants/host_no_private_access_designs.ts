@@ -4,20 +4,20 @@
  * a violation, never silently). The base invariant (host_no_private_access.ts) defines private
  * memory as guest_memfd pages; a design that keeps guest memory elsewhere defines it here.
  *
- * - host-no-private-access/protnone-follkvm (design-2020-protnone-follkvm): private memory is
+ * - host-no-private-access-protnone-follkvm (design-2020-protnone-follkvm): private memory is
  *   the VMM's own guest RAM in a VM_KVM_PROTECTED VMA. KVM may reach it (the design's FOLL_KVM
  *   GUP maps it into the guest, and KVM's own copies go through FOLL_KVM too); the VMM's loads and
  *   stores and a device's DMA may not. The mm refuses the VMM (SIGBUS) and new GUP pins
  *   (-EFAULT), but a page pinned and DMA-mapped before the guest enabled protection stays
  *   reachable by the device: that DMA is a violation.
- * - host-no-private-access/restrictedmem (design-2023-restrictedmem): private memory is every
+ * - host-no-private-access-restrictedmem (design-2023-restrictedmem): private memory is every
  *   page of a restricted fd, whatever its attributes (shared memory lives at userspace_addr,
  *   never in the fd), and nothing on the host reaches it: not the VMM (no mmap, no read), not
  *   GUP (no mapping to pin), not KVM's uaccess (private faults go to the fd), not a device. On
  *   this profile every guest_memfd file object is a restricted fd's pages (kvm/restrictedmem.ts:
  *   KVM_CREATE_GUEST_MEMFD does not exist there), so the base invariant's guest_memfd test
  *   becomes "any page of the file"; the base invariant stands aside on this profile.
- * - host-no-private-access/shmem-exclusive-pin (design-2024-shmem-exclusive-pin): private memory
+ * - host-no-private-access-shmem-exclusive-pin (design-2024-shmem-exclusive-pin): private memory
  *   is every frame KVM holds with an exclusive pin. KVM's own stage-2 GUP may reach it; a VMM
  *   load or store, KVM's uaccess and a device's DMA may not. The pin keeps every other pin away
  *   (so no device can be given the page), but on a host without pKVM's or Gunyah's hypervisor
@@ -34,7 +34,7 @@ function kvmProtectedAt(h: Host, hvpn: number): boolean {
 }
 
 export const hostNoPrivateAccessProtnone: Invariant = {
-  name: 'host-no-private-access/protnone-follkvm',
+  name: 'host-no-private-access-protnone-follkvm',
   title: 'design-2020-protnone-follkvm: the host never touches protected guest RAM',
   statement:
     "No page of the VMM's guest RAM that lies in a VM_KVM_PROTECTED VMA (a protected VM's memory the guest has not shared) is read or written by a VMM load or store or by a device's DMA; only KVM reaches it (get_user_pages() with FOLL_KVM, KVM's own copies).",
@@ -66,7 +66,7 @@ export const hostNoPrivateAccessProtnone: Invariant = {
 };
 
 export const hostNoPrivateAccessRestrictedmem: Invariant = {
-  name: 'host-no-private-access/restrictedmem',
+  name: 'host-no-private-access-restrictedmem',
   title: "design-2023-restrictedmem: the host never touches a restricted fd's pages",
   statement:
     "No page of a restricted fd (memfd_restricted()) is read or written on behalf of the host: not by a VMM load or store, not by read(), not by get_user_pages(), not by KVM's uaccess, not by a device's DMA. The private half of a KVM_MEM_PRIVATE memslot is reached only by the guest.",
@@ -96,7 +96,7 @@ export const hostNoPrivateAccessRestrictedmem: Invariant = {
 };
 
 export const hostNoPrivateAccessExclusivePin: Invariant = {
-  name: 'host-no-private-access/shmem-exclusive-pin',
+  name: 'host-no-private-access-shmem-exclusive-pin',
   title: 'design-2024-shmem-exclusive-pin: the host never touches an exclusively pinned page',
   statement:
     "No frame that KVM holds with an exclusive pin (a guest page made private) is read or written by a VMM load or store, by KVM's uaccess or by a device's DMA; only the guest, through KVM's stage-2 mapping, reaches it.",

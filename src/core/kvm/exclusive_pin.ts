@@ -15,7 +15,7 @@
  * a1 = pages, a2 bit 4 = KVM_MAP_GPA_RANGE_ENCRYPTED for private), which this design's KVM
  * handles itself (as pKVM's hypervisor handles MEM_SHARE/MEM_UNSHARE) instead of exiting to the
  * VMM, and a VMM load or store of a private page is not refused by anything: the design's
- * invariant reports it (host-no-private-access/shmem-exclusive-pin).
+ * invariant reports it (host-no-private-access-shmem-exclusive-pin).
  */
 import { ERRNO_NUMBERS } from '../base/errno.js';
 import { RangeMap } from '../base/ranges/range_map.js';

@@ -86,7 +86,7 @@ function designFacts(
  *   - An MSR instead of the ENABLE hypercall (Vitaly's suggestion): the hypercall, as posted.
  *   - Pages GUP-pinned before the guest enabled protection (a VFIO mapping, a vmsplice): the
  *     RFC does not revoke them; the model keeps them, and the design's invariant
- *     (host-no-private-access/protnone-follkvm) reports a device's DMA to such a page.
+ *     (host-no-private-access-protnone-follkvm) reports a device's DMA to such a page.
  *   - The direct map: the RFC removes protected pages from it (kvm_unmap_page()) so a kernel
  *     access oopses, and KVM reaches them through FOLL_KVM and a temporary mapping; the model's
  *     KVM accesses (stage-2 GUP, the emulator's uaccess) are KVM's own, which the design allows.
