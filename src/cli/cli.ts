@@ -30,6 +30,7 @@ const inspectMain: Main = async (a, o) => (await import('./inspect.js')).inspect
 const conformanceMain: Main = async (a, o) =>
   (await import('./conformance.js')).conformanceMain(a, o);
 const measureMain: Main = async (a, o) => (await import('./measure.js')).measureCommand(a, o);
+const compareMain: Main = async (a, o) => (await import('./compare.js')).compareMain(a, o);
 
 type Command = {
   readonly summary: string;
@@ -62,6 +63,11 @@ const COMMANDS: Record<string, Command> = {
     summary:
       "read this machine's kernel and host facts, name the matching profile, or save them as one",
     run: probeMain,
+  },
+  compare: {
+    summary:
+      'run a design-neutral workload on every design × VMM policy and compare memory, exits and access outcomes',
+    run: compareMain,
   },
   conformance: {
     summary: 'check the model (or this kernel) against results recorded on /dev/kvm',

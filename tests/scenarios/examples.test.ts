@@ -1,7 +1,8 @@
 /**
  * Every scenario under examples/ (recursively; `pending/` directories hold scenarios whose
- * expectations the model does not meet yet and are skipped) must run on the model of its own
- * kernel profile with all expectations met. One test per file.
+ * expectations the model does not meet yet and are skipped; `workloads/` holds `gmemlab compare`
+ * workloads, tested by tests/unit/compare.test.ts) must run on the model of its own kernel
+ * profile with all expectations met. One test per file.
  *
  * Tests run from the repository root (compiled to dist/tests/...), so examples/ is found through
  * process.cwd().
@@ -22,7 +23,7 @@ function findScenarios(dir: string, out: string[] = []): string[] {
   for (const name of readdirSync(dir).sort()) {
     const p = join(dir, name);
     if (statSync(p).isDirectory()) {
-      if (name !== 'pending') findScenarios(p, out);
+      if (name !== 'pending' && name !== 'workloads') findScenarios(p, out);
     } else if (name.endsWith('.yaml') || name.endsWith('.yml')) out.push(p);
   }
   return out;

@@ -1,0 +1,315 @@
+/**
+ * VMM adapters for the guest_memfd designs the model runs today:
+ *
+ * - `linux-6.18`: guest_memfd holds private memory; shared memory is separate, at the memslot's
+ *   `userspace_addr` (anonymous memory); conversions are the per-VM KVM_SET_MEMORY_ATTRIBUTES
+ *   after the guest's KVM_HC_MAP_GPA_RANGE exit, and the VMM may discard the copy it no longer
+ *   needs (QEMU's `kvm_convert_memory()`: MADV_DONTNEED of the shared range on to-private,
+ *   FALLOC_FL_PUNCH_HOLE of the private range on to-shared). SW_PROTECTED VM.
+ * - `linux-next-gmem`: the in-place conversion series (v7): one guest_memfd with
+ *   GUEST_MEMFD_FLAG_MMAP is mmapped as `userspace_addr`, the file keeps shared/private per index
+ *   and KVM_SET_MEMORY_ATTRIBUTES2 on the guest_memfd converts; one copy, so the discard knobs
+ *   have nothing to drop; a conversion to private refuses while a page is pinned or referenced
+ *   (`kvm_gmem_is_safe_for_conversion()`).
+ *
+ * Both lower the same way otherwise (see ./../adapter.ts): guest accesses are KVM_RUN guest
+ * programs, host accesses peek/poke of the VMM's mapping, a GUP-style access (vhost, O_DIRECT)
+ * is vmsplice of the VMM's mapping into a pipe (`iov_iter_get_pages2()`, FOLL_GET: the model's
+ * user-visible GUP), devices are a VFIO type1v2 container (MAP_DMA pins with FOLL_LONGTERM).
+ */
+import { at, num, type DesignAdapter, type Lowerer, type TraceBuilder } from '../adapter.js';
+import type { Policy } from '../policy.js';
+import { actionSteps, type ActionStep, type Workload } from '../workload.js';
+
+/** Where guest RAM starts (GPA); RAM is at most 2 GiB (workload.ts), below the code page. */
+export const RAM_GPA = 0x4000_0000n;
+const PAGE = 4096n;
+/** KVM_HC_MAP_GPA_RANGE's attribute bit for encrypted (private) memory. */
+const MAP_GPA_RANGE_ENCRYPTED = 0x10;
+/** KVM_CAP_EXIT_HYPERCALL's argument: exit to userspace for KVM_HC_MAP_GPA_RANGE (bit 12). */
+const EXIT_MAP_GPA_RANGE = 1 << 12;
+
+const NO_VFIO = 'the policy assigns no VFIO device to a confidential guest';
+
+type Variant = 'separate' | 'inplace';
+
+/** The state one run keeps: what is open, what the device has mapped. */
+class GmemLowerer implements Lowerer {
+  private pipe = false;
+  private vfio = false;
+  /** DMA mappings (offset, size) the VMM made for the workload's dma_map steps. */
+  private dma: Array<{ at: bigint; size: bigint }> = [];
+  private readonly usesDma: boolean;
+
+  constructor(
+    private readonly v: Variant,
+    private readonly w: Workload,
+    private readonly p: Policy,
+  ) {
+    this.usesDma = actionSteps(w.steps).some((s) => s.action.kind.startsWith('dma_'));
+  }
+
+  private get ram(): bigint {
+    return this.w.ram.private + this.w.ram.shared;
+  }
+
+  private vfioSetup(b: TraceBuilder): void {
+    if (this.vfio) return;
+    this.vfio = true;
+    b.op({ op: 'open', path: '/dev/vfio/vfio', as: 'container' });
+    b.op({ op: 'open', path: '/dev/vfio/0', as: 'group' });
+    b.op({ op: 'VFIO_GROUP_SET_CONTAINER', fd: 'group', container: 'container' });
+    b.op({ op: 'VFIO_SET_IOMMU', fd: 'container', type: 3, tee_io: 0 });
+  }
+
+  private convert(b: TraceBuilder, off: bigint, size: bigint, toPrivate: boolean): void {
+    const gpa = RAM_GPA + off;
+    // The guest's request: KVM_HC_MAP_GPA_RANGE, which exits to the VMM (KVM_EXIT_HYPERCALL).
+    b.op({
+      op: 'KVM_RUN',
+      vcpu: 'cpu',
+      guest: [
+        {
+          hypercall: {
+            nr: 12,
+            args: [num(gpa), num(size / PAGE), toPrivate ? MAP_GPA_RANGE_ENCRYPTED : 0],
+          },
+        },
+      ],
+    });
+    if (toPrivate && this.p.vfio === 'shared') {
+      // QEMU's RamDiscardManager listener: VFIO unmaps a range before it goes private.
+      const keep: typeof this.dma = [];
+      for (const m of this.dma) {
+        if (m.at < off + size && off < m.at + m.size)
+          b.op({
+            op: 'VFIO_IOMMU_UNMAP_DMA',
+            fd: 'container',
+            argsz: 24,
+            flags: 0,
+            iova: num(m.at),
+            size: num(m.size),
+          });
+        else keep.push(m);
+      }
+      this.dma = keep;
+    }
+    const attributes = toPrivate ? 8 : 0;
+    if (this.v === 'separate') {
+      b.access({
+        op: 'KVM_SET_MEMORY_ATTRIBUTES',
+        vm: 'vm',
+        address: num(gpa),
+        size: num(size),
+        attributes,
+        flags: 0,
+      });
+      if (toPrivate && this.p.discardShared)
+        b.op({ op: 'madvise', addr: at('mem', off), length: num(size), advice: 4 });
+      if (!toPrivate && this.p.punchPrivate)
+        b.op({ op: 'fallocate', fd: 'gmem', mode: 3, offset: num(off), len: num(size) });
+    } else
+      b.access({
+        op: 'KVM_SET_MEMORY_ATTRIBUTES2',
+        fd: 'gmem',
+        offset: num(off),
+        size: num(size),
+        attributes,
+        flags: 0,
+        reserved: 0,
+      });
+  }
+
+  step(s: ActionStep, b: TraceBuilder): void {
+    const a = s.action;
+    const p = this.p;
+    switch (a.kind) {
+      case 'boot': {
+        const ram = num(this.ram);
+        // Firecracker's secret-free layout: no private memory (a default VM on 6.18, where a
+        // private-memory VM's guest_memfd cannot be INIT_SHARED).
+        const vmType = p.allShared && this.v === 'separate' ? 0 : 1;
+        b.op({ op: 'KVM_CREATE_VM', fd: 'kvm', type: vmType, as: 'vm' });
+        if (!p.allShared)
+          b.op({ op: 'KVM_ENABLE_CAP', fd: 'vm', cap: 201, flags: 0, args: [EXIT_MAP_GPA_RANGE] });
+        b.op({ op: 'KVM_CREATE_VCPU', vm: 'vm', id: 0, as: 'cpu' });
+        const gmemMmap = p.allShared || this.v === 'inplace';
+        // GUEST_MEMFD_FLAG_MMAP (1), INIT_SHARED (2).
+        const flags = p.allShared ? 3 : gmemMmap ? 1 : 0;
+        b.op({ op: 'KVM_CREATE_GUEST_MEMFD', vm: 'vm', size: ram, flags, as: 'gmem' });
+        if (gmemMmap)
+          b.op({ op: 'mmap', fd: 'gmem', length: ram, prot: 3, flags: 1, offset: 0, as: 'mem' });
+        // MAP_PRIVATE | MAP_ANONYMOUS: the separate shared memory.
+        else
+          b.op({ op: 'mmap', fd: null, length: ram, prot: 3, flags: 0x22, offset: 0, as: 'mem' });
+        b.op({
+          op: 'KVM_SET_USER_MEMORY_REGION2',
+          vm: 'vm',
+          slot: 0,
+          flags: 4,
+          guest_phys_addr: num(RAM_GPA),
+          memory_size: ram,
+          userspace_addr: 'mem',
+          guest_memfd: 'gmem',
+          guest_memfd_offset: 0,
+        });
+        if (!p.allShared) {
+          if (this.v === 'separate' && a.private > 0n)
+            // Boot-time policy of confidential VMMs: the private part starts private.
+            b.op({
+              op: 'KVM_SET_MEMORY_ATTRIBUTES',
+              vm: 'vm',
+              address: num(RAM_GPA),
+              size: num(a.private),
+              attributes: 8,
+              flags: 0,
+            });
+          if (this.v === 'inplace' && a.shared > 0n)
+            // The file starts private (no INIT_SHARED): the shared part is converted.
+            b.op({
+              op: 'KVM_SET_MEMORY_ATTRIBUTES2',
+              fd: 'gmem',
+              offset: num(a.private),
+              size: num(a.shared),
+              attributes: 0,
+              flags: 0,
+              reserved: 0,
+            });
+        }
+        if (p.prefault)
+          b.op({ op: 'KVM_PRE_FAULT_MEMORY', vcpu: 'cpu', gpa: num(RAM_GPA), size: ram, flags: 0 });
+        if (p.vfio === 'all' && this.usesDma) {
+          this.vfioSetup(b);
+          // All guest RAM mapped for DMA at IOVA = RAM offset: long-term pins of every page.
+          b.op({
+            op: 'VFIO_IOMMU_MAP_DMA',
+            fd: 'container',
+            argsz: 32,
+            flags: 3,
+            addr: 'mem',
+            iova: 0,
+            size: ram,
+          });
+        }
+        return;
+      }
+      case 'share':
+      case 'unshare':
+        if (p.allShared) return b.na('no private memory: the guest bounces I/O through shared RAM');
+        return this.convert(b, a.at, a.size, a.kind === 'unshare');
+      case 'guest_read':
+        return b.access({
+          op: 'KVM_RUN',
+          vcpu: 'cpu',
+          guest: [{ load: { gpa: num(RAM_GPA + a.at), size: a.len } }],
+        });
+      case 'guest_write':
+        return b.access({
+          op: 'KVM_RUN',
+          vcpu: 'cpu',
+          guest: [{ store: { gpa: num(RAM_GPA + a.at), hex: a.hex } }],
+        });
+      case 'host_read':
+        return b.access({ op: 'peek', addr: at('mem', a.at), len: a.len });
+      case 'host_write':
+        return b.access({ op: 'poke', addr: at('mem', a.at), hex: a.hex });
+      case 'gup':
+        if (!this.pipe) {
+          this.pipe = true;
+          b.op({ op: 'pipe2', flags: 0, as: 'pipe_r', write_as: 'pipe_w' });
+        }
+        return b.access({
+          op: 'vmsplice',
+          fd: 'pipe_w',
+          addr: at('mem', a.at),
+          len: num(a.size),
+          flags: 0,
+        });
+      case 'gup_release':
+        if (this.pipe) {
+          this.pipe = false;
+          b.op({ op: 'close', fd: 'pipe_w' });
+          b.op({ op: 'close', fd: 'pipe_r' });
+        }
+        return;
+      case 'dma_map':
+      case 'dma_unmap':
+        if (p.vfio === 'none') return b.na(NO_VFIO);
+        if (p.vfio === 'all') {
+          // Everything is mapped since boot (and stays mapped).
+          if (!this.vfio) this.vfioSetup(b);
+          return;
+        }
+        this.vfioSetup(b);
+        if (a.kind === 'dma_map') {
+          this.dma.push({ at: a.at, size: a.size });
+          return b.access({
+            op: 'VFIO_IOMMU_MAP_DMA',
+            fd: 'container',
+            argsz: 32,
+            flags: 3,
+            addr: at('mem', a.at),
+            iova: num(a.at),
+            size: num(a.size),
+          });
+        }
+        this.dma = this.dma.filter((m) => !(m.at === a.at && m.size === a.size));
+        return b.access({
+          op: 'VFIO_IOMMU_UNMAP_DMA',
+          fd: 'container',
+          argsz: 24,
+          flags: 0,
+          iova: num(a.at),
+          size: num(a.size),
+        });
+      case 'dma_read':
+        if (p.vfio === 'none') return b.na(NO_VFIO);
+        this.vfioSetup(b);
+        return b.access({ op: 'dma_read', fd: 'container', iova: num(a.at), len: a.len });
+      case 'dma_write':
+        if (p.vfio === 'none') return b.na(NO_VFIO);
+        this.vfioSetup(b);
+        return b.access({ op: 'dma_write', fd: 'container', iova: num(a.at), hex: a.hex });
+      case 'teardown':
+        if (this.pipe) {
+          b.op({ op: 'close', fd: 'pipe_w' });
+          b.op({ op: 'close', fd: 'pipe_r' });
+        }
+        if (this.vfio) {
+          b.op({ op: 'close', fd: 'group' });
+          b.op({ op: 'close', fd: 'container' });
+        }
+        b.op({ op: 'munmap', addr: 'mem', length: num(this.ram) });
+        b.op({ op: 'close', fd: 'gmem' });
+        b.op({ op: 'close', fd: 'cpu' });
+        b.op({ op: 'close', fd: 'vm' });
+        return;
+    }
+  }
+}
+
+export const LINUX_6_18: DesignAdapter = {
+  name: 'linux-6.18',
+  profile: 'linux-6.18',
+  summary:
+    'guest_memfd for private memory, separate shared memory at userspace_addr, per-VM KVM_SET_MEMORY_ATTRIBUTES (SW_PROTECTED VM)',
+  origin: 'guest_memfd as merged in 6.8 and kept through 6.18 (seeds 000, 004)',
+  lowerer(w: Workload, p: Policy): Lowerer | string {
+    if (p.shared === 'gmem-mmap' && !p.allShared)
+      return 'a private-memory VM cannot map its guest_memfd shared on 6.18 (no INIT_SHARED for SW_PROTECTED): shared memory is separate';
+    return new GmemLowerer('separate', w, p);
+  },
+};
+
+export const LINUX_NEXT_GMEM: DesignAdapter = {
+  name: 'linux-next-gmem',
+  profile: 'linux-next-gmem',
+  summary:
+    'guest_memfd with in-place conversion: one file, mmapped as userspace_addr, shared/private per index (KVM_SET_MEMORY_ATTRIBUTES2), pins refuse conversion',
+  origin: 'the in-place conversion series v7 (seed 003)',
+  lowerer(w: Workload, p: Policy): Lowerer | string {
+    if (p.shared === 'anon')
+      return 'in-place conversion keeps shared pages in guest_memfd: shared memory from anonymous memory is the 6.18 layout';
+    return new GmemLowerer('inplace', w, p);
+  },
+};

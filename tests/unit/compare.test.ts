@@ -1,0 +1,342 @@
+/**
+ * `gmemlab compare`'s engine (src/compare): the workload parser's errors (file:line: field),
+ * the adapters' lowerings and n/a policies, the memory metrics on small runs, and every shipped
+ * workload (examples/workloads/*.yml) with all its asserted outcomes holding and no invariant
+ * violation.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { lowerWorkload, type Lowerer } from '../../src/compare/adapter.js';
+import { DESIGN_NAMES, designByName } from '../../src/compare/designs.js';
+import {
+  DEFAULT_POLICIES,
+  POLICY_NAMES,
+  policyByName,
+  type Policy,
+} from '../../src/compare/policy.js';
+import { runCompare } from '../../src/compare/run.js';
+import { downsample, formatText, toJson, toSvg } from '../../src/compare/report.js';
+import { parseWorkload, type Workload } from '../../src/compare/workload.js';
+import { parseTrace } from '../../src/trace/parse.js';
+import { formatOp } from '../../src/trace/format.js';
+
+function parse(text: string): ReturnType<typeof parseWorkload> {
+  return parseWorkload(text, 'w.yml', DESIGN_NAMES, POLICY_NAMES);
+}
+
+function workload(text: string): Workload {
+  const p = parse(text);
+  assert.deepEqual(
+    p.errors.map((e) => e.message),
+    [],
+  );
+  return p.workload!;
+}
+
+function policy(name: string): Policy {
+  const p = policyByName(name);
+  assert.ok(typeof p !== 'string', String(p));
+  return p;
+}
+
+function lowerer(design: string, pol: string, w: Workload): Lowerer {
+  const l = designByName(design)!.lowerer(w, policy(pol));
+  assert.ok(typeof l !== 'string', `n/a: ${String(l)}`);
+  return l;
+}
+
+const BASIC = `name: basic
+steps:
+  - boot: { private: 1 MiB, shared: 64 KiB }
+  - guest_write: { at: 0x1000, hex: '5ec2e7ed' }
+  - host_read: { at: 0x1000, len: 4 }
+    expect: { linux-6.18: ok, linux-next-gmem: SIGBUS }
+  - teardown: {}
+`;
+
+describe('workload parsing: every problem at its file:line and field', () => {
+  const cases: Array<[string, string, string]> = [
+    ['steps: []\nname: x\n', 'w.yml:1: steps:', 'expected a list of steps'],
+    ['name: x\nsteps:\n  - guest_read: { at: 0, len: 4 }\n', 'w.yml:3: steps[0]:', 'must be boot'],
+    [
+      'name: x\nsteps:\n  - boot: { private: 1 MiB }\n  - bogus: {}\n',
+      'w.yml:4: steps[1].bogus:',
+      'unknown action',
+    ],
+    [
+      'name: x\nsteps:\n  - boot: { private: 1000 }\n',
+      'w.yml:3: steps[0].boot.private:',
+      'multiple of 4 KiB',
+    ],
+    [
+      'name: x\nsteps:\n  - boot: { private: 1 MiB }\n  - share: { at: 0x800, size: 4 KiB }\n',
+      'w.yml:4: steps[1].share.at:',
+      '4 KiB boundary',
+    ],
+    [
+      'name: x\nsteps:\n  - boot: { private: 1 MiB }\n  - share:\n      at: 0\n      sise: 4 KiB\n',
+      'w.yml:6: steps[1].share.sise:',
+      'unknown field',
+    ],
+    [
+      'name: x\nsteps:\n  - boot: { private: 1 MiB }\n  - guest_read: { at: 0, len: 8 }\n',
+      'w.yml:4: steps[1].guest_read.len:',
+      '1, 2 or 4',
+    ],
+    [
+      'name: x\nsteps:\n  - boot: { private: 1 MiB }\n  - host_read: { at: 0x100000, len: 4 }\n',
+      'w.yml:4: host_read.at:',
+      'outside guest RAM',
+    ],
+    [
+      'name: x\nsteps:\n  - boot: { private: 1 MiB }\n  - host_read: { at: 0xffe, len: 4 }\n',
+      'w.yml:4: host_read.at:',
+      'cross a 4 KiB page',
+    ],
+    [
+      'name: x\nsteps:\n  - boot: { private: 1 MiB }\n  - host_read: { at: 0, len: 4 }\n    expect: { linux-5.4: ok }\n',
+      'w.yml:5: steps[1].expect.linux-5.4:',
+      'unknown design',
+    ],
+    [
+      'name: x\nsteps:\n  - boot: { private: 1 MiB }\n  - host_read: { at: 0, len: 4 }\n    expect:\n      linux-6.18: maybe\n',
+      'w.yml:6: steps[1].expect.linux-6.18:',
+      'expected an outcome',
+    ],
+    [
+      'name: x\nsteps:\n  - boot: { private: 1 MiB }\n  - host_read: { at: 0, len: 4 }\n    expect: { linux-6.18/qemoo: ok }\n',
+      'w.yml:5:',
+      'unknown policy',
+    ],
+    [
+      'name: x\npolicies: [qemu+fast]\nsteps:\n  - boot: { private: 1 MiB }\n',
+      'w.yml:2: policies[0]:',
+      'unknown policy modifier',
+    ],
+    [
+      'name: x\nsteps:\n  - boot: { private: 1 MiB }\n  - repeat: 0\n    steps:\n      - share: { at: 0, size: 4 KiB }\n',
+      'w.yml:4: steps[1].repeat:',
+      'count from 1',
+    ],
+    [
+      'name: x\nsteps:\n  - boot: { private: 1 MiB }\n  - repeat: 2000\n    steps:\n      - repeat: 1000\n        steps:\n          - share: { at: 0, size: 4 KiB }\n',
+      'w.yml:6:',
+      'more than 1000000 times',
+    ],
+    [
+      'name: x\nsteps:\n  - boot: { private: 1 MiB }\n  - teardown: {}\n  - host_read: { at: 0, len: 4 }\n',
+      'w.yml:4: teardown:',
+      'the last step',
+    ],
+    ['name: x\nsteps:\n  - boot: { private: 4 GiB }\n', 'w.yml:3: steps[0].boot:', 'guest RAM'],
+    ['name: x\nsteps:\n  - &a boot: { private: 1 MiB }\n  - *a\n', 'w.yml:', 'aliases'],
+    [
+      'name: x\nsteps:\n  - boot: { private: 1 MiB }\n    host_read: { at: 0, len: 4 }\n',
+      'w.yml:3: steps[0]:',
+      'one action',
+    ],
+    ['name: [x\n', 'w.yml:', 'yaml'],
+  ];
+  for (const [text, where, what] of cases)
+    test(`${where} ${what}`, () => {
+      const p = parse(text);
+      assert.equal(p.workload, undefined);
+      const m = p.errors.map((e) => e.message).join('\n');
+      assert.ok(m.includes(where) && m.includes(what), m);
+    });
+
+  test('a good workload: sizes, hex, expect keys, repeat', () => {
+    const w = workload(BASIC);
+    assert.equal(w.ram.private, 1n << 20n);
+    assert.equal(w.ram.shared, 64n << 10n);
+    const s = w.steps[2]!;
+    assert.ok(s.kind === 'action');
+    assert.equal(s.expect.get('linux-next-gmem'), 'SIGBUS');
+  });
+});
+
+describe('adapters lower a workload into their own uAPI', () => {
+  const w = workload(BASIC);
+  const ops = (d: string, p: string): string[] =>
+    lowerWorkload(w, lowerer(d, p, w)).ops.map((o) => o.op);
+
+  test('linux-6.18: guest_memfd without mmap, anonymous shared memory, KVM_SET_MEMORY_ATTRIBUTES', () => {
+    const low = lowerWorkload(w, lowerer('linux-6.18', 'qemu', w));
+    const text = low.ops.map(formatOp).join('\n');
+    assert.match(text, /"KVM_CREATE_GUEST_MEMFD".*"flags":0/);
+    assert.match(text, /"mmap","fd":null.*"flags":34/);
+    assert.ok(ops('linux-6.18', 'qemu').includes('KVM_SET_MEMORY_ATTRIBUTES'));
+    // The lowering is a valid trace: it parses back.
+    const back = parseTrace(text + '\n', 't.jsonl');
+    assert.equal(back.errors.length, 0);
+    assert.equal(back.ops.length, low.ops.length);
+  });
+
+  test('linux-next-gmem: the guest_memfd mmap is userspace_addr, KVM_SET_MEMORY_ATTRIBUTES2', () => {
+    const text = lowerWorkload(w, lowerer('linux-next-gmem', 'qemu', w))
+      .ops.map(formatOp)
+      .join('\n');
+    assert.match(text, /"mmap","fd":"gmem"/);
+    assert.match(text, /"KVM_SET_MEMORY_ATTRIBUTES2"/);
+    assert.doesNotMatch(text, /"KVM_SET_MEMORY_ATTRIBUTES"/);
+  });
+
+  test('the access op of each step is marked; repeat expands into executions', () => {
+    const r = workload(`name: r
+steps:
+  - boot: { private: 1 MiB }
+  - repeat: 3
+    steps:
+      - share: { at: 0, size: 8 KiB }
+      - unshare: { at: 0, size: 8 KiB }
+`);
+    const low = lowerWorkload(r, lowerer('linux-6.18', 'qemu', r));
+    assert.equal(low.execs.length, 7);
+    assert.deepEqual(low.execs[6]!.iteration, [3]);
+    const conv = low.execs.filter((e) => e.step.action.kind === 'share');
+    assert.ok(conv.every((e) => low.ops[e.access!]!.op === 'KVM_SET_MEMORY_ATTRIBUTES'));
+    // qemu punches the private copy after to-shared, discards the shared one after to-private.
+    assert.ok(low.ops.some((o) => o.op === 'fallocate'));
+    assert.ok(low.ops.some((o) => o.op === 'madvise'));
+    const keep = lowerWorkload(r, lowerer('linux-6.18', 'dragonball', r));
+    assert.ok(!keep.ops.some((o) => o.op === 'fallocate' || o.op === 'madvise'));
+  });
+
+  test('a policy a design cannot express is n/a with the reason', () => {
+    const a = designByName('linux-6.18')!.lowerer(w, policy('qemu+gmem-mmap'));
+    assert.equal(typeof a, 'string');
+    assert.match(a as string, /INIT_SHARED/);
+    const b = designByName('linux-next-gmem')!.lowerer(w, policy('qemu+anon'));
+    assert.equal(typeof b, 'string');
+    const run = runCompare(w, designByName('linux-next-gmem')!, policy('qemu+anon'));
+    assert.equal(run.na, b);
+    // The asserted SIGBUS does not hold where nothing ran.
+    assert.equal(run.failures.length, 1);
+  });
+
+  test('policy names and modifiers', () => {
+    assert.equal(policy('qemu+prefault').prefault, true);
+    assert.equal(policy('qemu+pin-all').vfio, 'all');
+    assert.equal(policy('cloud-hypervisor+keep').punchPrivate, false);
+    assert.match(String(policyByName('qemu+fast')), /unknown policy modifier/);
+    assert.match(String(policyByName('xen')), /unknown policy/);
+    for (const p of DEFAULT_POLICIES) assert.equal(typeof policyByName(p), 'object');
+  });
+});
+
+describe('metrics', () => {
+  const TWO_COPIES = `name: two copies
+steps:
+  - boot: { private: 1 MiB }
+  - guest_write: { at: 0, hex: '5ec2e7ed' }
+  - share: { at: 0, size: 4 KiB }
+  - host_write: { at: 0, hex: '01' }
+  - teardown: {}
+`;
+  const w = workload(TWO_COPIES);
+
+  test('6.18 without discard keeps both copies: double-allocated', () => {
+    const r = runCompare(w, designByName('linux-6.18')!, policy('dragonball'));
+    assert.deepEqual(r.violations, []);
+    assert.equal(r.final.private, 1);
+    assert.equal(r.final.shared, 1);
+    assert.equal(r.final.double, 1);
+    assert.equal(r.exits['HYPERCALL'], 1);
+    assert.ok(r.zaps.events >= 1 && r.tlbFlushes >= 1);
+    // Teardown frees everything.
+    assert.equal(r.afterTeardown!.private + r.afterTeardown!.shared, 0);
+  });
+
+  test('6.18 with QEMU punching the private copy: one copy', () => {
+    const r = runCompare(w, designByName('linux-6.18')!, policy('qemu'));
+    assert.equal(r.final.private, 0);
+    assert.equal(r.final.shared, 1);
+    assert.equal(r.final.double, 0);
+  });
+
+  test('in-place conversion: the same frame changes side', () => {
+    const r = runCompare(w, designByName('linux-next-gmem')!, policy('dragonball'));
+    assert.equal(r.final.private, 0);
+    assert.equal(r.final.shared, 1);
+    assert.equal(r.final.double, 0);
+    assert.equal(r.peak.private, 1);
+  });
+
+  test('pins, GUP references and page-table pages', () => {
+    const v = workload(`name: pins
+steps:
+  - boot: { private: 1 MiB, shared: 64 KiB }
+  - dma_map: { at: 0x100000, size: 8 KiB }
+  - gup: { at: 0x104000, size: 4 KiB }
+  - guest_write: { at: 0x3000, hex: '01' }
+`);
+    const r = runCompare(v, designByName('linux-next-gmem')!, policy('qemu'));
+    assert.equal(r.final.pinned, 2);
+    assert.equal(r.final.referenced, 1);
+    // One 4K leaf (and the trace's code page): PT, PD, PDPT, root per region in use.
+    assert.ok(r.final.mapped >= 1 && r.final.ptPages >= 4, JSON.stringify(r.final));
+  });
+
+  test('a wrong expectation fails with file:line, design/policy and what happened', () => {
+    const bad = workload(BASIC.replace('linux-6.18: ok', 'linux-6.18: SIGBUS'));
+    const r = runCompare(bad, designByName('linux-6.18')!, policy('qemu'));
+    assert.equal(r.failures.length, 1);
+    assert.match(r.failures[0]!, /^w\.yml:5: linux-6\.18\/qemu: host_read expected SIGBUS, got ok/);
+  });
+
+  test('reports: text table, JSON with the same runs, SVG, downsampling', () => {
+    const runs = ['linux-6.18', 'linux-next-gmem'].map((d) =>
+      runCompare(w, designByName(d)!, policy('qemu')),
+    );
+    const text = formatText(w, runs).join('\n');
+    assert.match(text, /double-allocated/);
+    assert.match(text, /every asserted outcome holds/);
+    const j = toJson(w, runs) as { runs: Array<{ design: string }> };
+    assert.deepEqual(
+      j.runs.map((r) => r.design),
+      ['linux-6.18', 'linux-next-gmem'],
+    );
+    assert.match(toSvg(w, runs), /^<svg[^]*<polyline[^]*<\/svg>\n$/);
+    const d = downsample(
+      Array.from({ length: 1000 }, (_, i) => (i === 501 ? 99 : i % 7)),
+      10,
+    );
+    assert.ok(d.length <= 11 && d.some(([, v]) => v === 99));
+  });
+});
+
+describe('the shipped workloads: every asserted outcome holds, no violation', () => {
+  const dir = join(process.cwd(), 'examples', 'workloads');
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.yml'))
+    .sort();
+  test('examples/workloads has the five workloads', () => {
+    assert.deepEqual(files, [
+      '1gib-10pct-shared.yml',
+      'bounce-buffer-10000.yml',
+      'host-reads-private.yml',
+      'vfio-dma-convert.yml',
+      'vhost-odirect-private.yml',
+    ]);
+  });
+  for (const f of files)
+    test(f, () => {
+      const p = parseWorkload(readFileSync(join(dir, f), 'utf8'), f, DESIGN_NAMES, POLICY_NAMES);
+      assert.deepEqual(
+        p.errors.map((e) => e.message),
+        [],
+      );
+      const w = p.workload!;
+      let asserted = 0;
+      for (const d of DESIGN_NAMES)
+        for (const pol of w.policies ?? DEFAULT_POLICIES) {
+          const r = runCompare(w, designByName(d)!, policy(pol));
+          assert.deepEqual(r.failures, [], `${d}/${pol}`);
+          assert.deepEqual(r.violations, [], `${d}/${pol}`);
+          asserted += r.steps.filter((s) => s.expected !== undefined).length;
+        }
+      assert.ok(asserted > 0, 'the workload asserts outcomes');
+    });
+});
