@@ -16,6 +16,7 @@ import {
 } from './io.js';
 import { chooseFormat, FORMAT_OPTIONS } from './output.js';
 import { formatOp } from '../trace/format.js';
+import { MUTANTS } from '../core/base/mutants.js';
 import { lowerWorkload } from '../compare/adapter.js';
 import { DESIGN_NAMES, DESIGNS, designByName } from '../compare/designs.js';
 import {
@@ -49,6 +50,8 @@ against the workload's expect.
   --quiet, -q        print only the outcomes and the verdict
   --print-trace      run nothing: print the trace (JSONL) --design's adapter makes under --policy
   --list             list the designs and policies
+  --mutants M,N      run the model with seeded bugs (gmemlab check --list names them): a design
+                     that then lets the host reach private memory shows violation:INVARIANT
 
 Exit codes: 0 every asserted outcome holds, 1 one did not, 2 usage or input error.`;
 
@@ -77,6 +80,7 @@ export async function compareMain(
     policy: 'string',
     ...FORMAT_OPTIONS,
     svg: 'string',
+    mutants: 'string',
     quiet: 'bool',
     'print-trace': 'bool',
     list: 'bool',
@@ -131,13 +135,20 @@ export async function compareMain(
     }
     return EXIT_OK;
   }
+  const mutants = (optString(p, 'mutants') ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  for (const m of mutants)
+    if (!MUTANTS.some((x) => x.name === m))
+      throw new UsageError(`unknown mutant "${m}" (gmemlab check --list names them)`);
   const json = chooseFormat(p, 'text') === 'json';
   const svg = optString(p, 'svg');
   let failed = false;
   for (const w of workloads) {
     const pols = policies(polSpec ?? (w.policies ?? DEFAULT_POLICIES).join(','));
     const runs: CompareRun[] = [];
-    for (const d of designs) for (const q of pols) runs.push(runCompare(w, d, q));
+    for (const d of designs) for (const q of pols) runs.push(runCompare(w, d, q, { mutants }));
     if (runs.some((r) => r.failures.length > 0)) failed = true;
     if (json) out(JSON.stringify(toJson(w, runs)));
     else {

@@ -121,7 +121,7 @@ export function formatText(w: Workload, runs: readonly CompareRun[], quiet = fal
         exitsText(r.exits),
         `${r.zaps.events} (${r.zaps.pages})`,
         String(r.tlbFlushes),
-        String(r.violations.length),
+        String(r.violationCount),
       ]);
     }
     out.push(...pad(rows).map((l) => `  ${l}`));
@@ -173,8 +173,8 @@ export function formatText(w: Workload, runs: readonly CompareRun[], quiet = fal
       details.push(
         `  ${r.design}/${r.policy}: #${v.stepId} (line ${v.line}) ${v.op}: ${v.invariant}: ${v.object}: ${v.message}`,
       );
-    if (r.violations.length > 5)
-      details.push(`  ${r.design}/${r.policy}: ... ${r.violations.length - 5} more`);
+    if (r.violationCount > 5)
+      details.push(`  ${r.design}/${r.policy}: ... ${r.violationCount - 5} more`);
   }
   if (details.length > 0) out.push('Violations', ...details, '');
   const fails = runs.flatMap((r) => r.failures);
@@ -242,6 +242,7 @@ export function toJson(w: Workload, runs: readonly CompareRun[]): Record<string,
         ...(s.expected !== undefined ? { expected: s.expected, holds: s.mismatches === 0 } : {}),
       })),
       violations: r.violations,
+      violation_count: r.violationCount,
       failures: r.failures,
       memory_over_steps: downsample(r.series.map(both), 200).map(([i, v]) => ({
         exec: i,

@@ -62,7 +62,9 @@ export type CompareRun = {
   readonly zaps: { readonly events: number; readonly pages: number };
   readonly tlbFlushes: number;
   readonly steps: StepOutcome[];
+  /** The first violations (at most MAX_VIOLATION_RECORDS); `violationCount` counts them all. */
   readonly violations: ViolationRecord[];
+  readonly violationCount: number;
   /** Asserted outcomes that did not hold (human-readable). */
   readonly failures: string[];
 };
@@ -111,10 +113,23 @@ export function expectedOutcome(step: ActionStep, d: string, p: string): Outcome
   return step.expect.get(`${d}/${p}`) ?? step.expect.get(d) ?? step.expect.get('*');
 }
 
+/** Violations kept with their details per run (one broken step can break many pages). */
+const MAX_VIOLATION_RECORDS = 20;
+
 const violationKey = (v: Violation): string => `${v.invariant}\0${v.object}`;
 
+export type CompareOptions = {
+  /** Seeded bugs (src/core/base/mutants.ts) to run the model with: tests of the violation path. */
+  readonly mutants?: readonly string[];
+};
+
 /** Lower and run one design × policy (see the module comment). */
-export function runCompare(w: Workload, d: DesignAdapter, policy: Policy): CompareRun {
+export function runCompare(
+  w: Workload,
+  d: DesignAdapter,
+  policy: Policy,
+  o: CompareOptions = {},
+): CompareRun {
   const profile = getProfile(d.profile);
   if (profile === undefined) throw new Error(`design ${d.name}: no model profile ${d.profile}`);
   const lowerer = d.lowerer(w, policy);
@@ -173,11 +188,12 @@ export function runCompare(w: Workload, d: DesignAdapter, policy: Policy): Compa
       tlbFlushes: 0,
       steps: [...steps.values()],
       violations: [],
+      violationCount: 0,
       failures,
     };
   }
   const low: Lowering = lowerWorkload(w, lowerer);
-  const backend = new ModelBackend(profile, { events: true });
+  const backend = new ModelBackend(profile, { events: true, mutants: o.mutants ?? [] });
   const t = new HandleTable(backend.begin());
   const host = backend.host;
   const checker = new InvariantChecker(
@@ -198,6 +214,7 @@ export function runCompare(w: Workload, d: DesignAdapter, policy: Policy): Compa
   let zapPages = 0;
   let tlb = 0;
   const violations: ViolationRecord[] = [];
+  let violationCount = 0;
   host.events.drain();
   for (const ex of low.execs) {
     let outcome: Outcome | undefined;
@@ -225,7 +242,8 @@ export function runCompare(w: Workload, d: DesignAdapter, policy: Policy): Compa
         standing = new Set(all.map(violationKey));
         for (const v of fresh) {
           broke ??= v.invariant;
-          if (violations.length < 100)
+          violationCount++;
+          if (violations.length < MAX_VIOLATION_RECORDS)
             violations.push({
               invariant: v.invariant,
               object: v.object,
@@ -288,6 +306,7 @@ export function runCompare(w: Workload, d: DesignAdapter, policy: Policy): Compa
     tlbFlushes: tlb,
     steps: [...steps.values()],
     violations,
+    violationCount,
     failures,
   };
 }

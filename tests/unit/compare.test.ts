@@ -227,6 +227,7 @@ steps:
 });
 
 describe('metrics', () => {
+  const w0 = workload(BASIC);
   const TWO_COPIES = `name: two copies
 steps:
   - boot: { private: 1 MiB }
@@ -277,6 +278,19 @@ steps:
     assert.equal(r.final.referenced, 1);
     // One 4K leaf (and the trace's code page): PT, PD, PDPT, root per region in use.
     assert.ok(r.final.mapped >= 1 && r.final.ptPages >= 4, JSON.stringify(r.final));
+  });
+
+  test('a design that lets the host reach private memory shows the invariant, not the result', () => {
+    // A seeded bug: the host may fault in private guest_memfd pages (the in-place mmap).
+    const r = runCompare(w0, designByName('linux-next-gmem')!, policy('qemu'), {
+      mutants: ['gmem_host_fault_ignores_shared'],
+    });
+    const read = r.steps.find((s) => s.step.action.kind === 'host_read')!;
+    assert.deepEqual([...read.outcomes.keys()], ['violation:host-no-private-access']);
+    assert.match(read.detail!, /read 5ec2e7ed/);
+    assert.equal(r.failures.length, 1);
+    assert.ok(r.violationCount >= 1);
+    assert.equal(r.violations[0]!.invariant, 'host-no-private-access');
   });
 
   test('a wrong expectation fails with file:line, design/policy and what happened', () => {
