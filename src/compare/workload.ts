@@ -240,7 +240,8 @@ export function parseWorkload(
     else ram = { private: first.action.private, shared: first.action.shared };
   }
   if (p.errors.length === 0) ctx.checkRanges(steps, ram.private + ram.shared, true);
-  if (p.errors.length > 0) return { errors: p.errors };
+  // In file order (a stable sort keeps one line's problems in the order they were found).
+  if (p.errors.length > 0) return { errors: [...p.errors].sort((a, b) => a.line - b.line) };
   return {
     workload: {
       file,

@@ -335,22 +335,36 @@ describe('the shipped workloads: every asserted outcome holds, no violation', ()
       'vhost-odirect-private.yml',
     ]);
   });
+  const readme = readFileSync(join(process.cwd(), 'README.md'), 'utf8');
   for (const f of files)
     test(f, () => {
-      const p = parseWorkload(readFileSync(join(dir, f), 'utf8'), f, DESIGN_NAMES, POLICY_NAMES);
+      const rel = `examples/workloads/${f}`;
+      const p = parseWorkload(readFileSync(join(dir, f), 'utf8'), rel, DESIGN_NAMES, POLICY_NAMES);
       assert.deepEqual(
         p.errors.map((e) => e.message),
         [],
       );
       const w = p.workload!;
       let asserted = 0;
+      const runs = [];
       for (const d of DESIGN_NAMES)
         for (const pol of w.policies ?? DEFAULT_POLICIES) {
           const r = runCompare(w, designByName(d)!, policy(pol));
+          runs.push(r);
           assert.deepEqual(r.failures, [], `${d}/${pol}`);
           assert.deepEqual(r.violations, [], `${d}/${pol}`);
           asserted += r.steps.filter((s) => s.expected !== undefined).length;
         }
       assert.ok(asserted > 0, 'the workload asserts outcomes');
+      // README's table is this output (scripts/compare-readme.mjs writes it).
+      const block = new RegExp(
+        `<!-- compare: ${rel.replace(/[.]/g, '\\.')} -->\n\n\`\`\`text\n([^]*?)\n\`\`\`\n`,
+      ).exec(readme);
+      assert.ok(block !== null, `README.md has no table for ${rel}`);
+      assert.equal(
+        block[1],
+        formatText(w, runs).join('\n'),
+        `README.md's table for ${rel} is stale: npm run build && node scripts/compare-readme.mjs`,
+      );
     });
 });
