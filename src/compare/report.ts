@@ -274,9 +274,9 @@ const esc = (s: string): string =>
 export function toSvg(w: Workload, runs: readonly CompareRun[]): string {
   const designs = [...new Set(runs.map((r) => r.design))];
   const policies = [...new Set(runs.map((r) => r.policy))];
-  const W = 720;
+  const W = 820;
   const H = 240;
-  const M = { l: 70, r: 170, t: 30, b: 40 };
+  const M = { l: 70, r: 270, t: 30, b: 40 };
   const pw = W - M.l - M.r;
   const ph = H - M.t - M.b;
   const maxY = Math.max(1, ...runs.map((r) => r.peakTotal));

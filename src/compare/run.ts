@@ -9,7 +9,7 @@ import { ModelBackend } from '../backends/model.js';
 import { InvariantChecker, type Violation } from '../core/invariants/index.js';
 import { getProfile } from '../core/profiles/index.js';
 import { HandleTable, stepTrace } from '../trace/runner.js';
-import type { ResultLine } from '../trace/types.js';
+import { BackendRefusal, type ResultLine } from '../trace/types.js';
 import { lowerWorkload, type DesignAdapter, type Lowering, type MemorySample } from './adapter.js';
 import { measureGuestMemfd } from './metrics.js';
 import type { Policy } from './policy.js';
@@ -221,9 +221,18 @@ export function runCompare(
     let firstFail: { r: ResultLine; op: string } | undefined;
     let detail: string | undefined;
     let broke: string | undefined;
+    let refused: string | undefined;
     for (let i = ex.firstOp; i < ex.endOp; i++) {
       const op = low.ops[i]!;
-      const r = stepTrace(op, backend, t);
+      let r: ResultLine;
+      try {
+        r = stepTrace(op, backend, t);
+      } catch (e) {
+        // A kernel path the model does not represent: the step is n/a, the run goes on.
+        if (!(e instanceof BackendRefusal)) throw e;
+        refused ??= `not modelled: ${e.message}`;
+        continue;
+      }
       if ('exits' in r && r.exits !== undefined)
         for (const x of r.exits)
           if (!NOT_EXITS.has(x.reason)) exits[x.reason] = (exits[x.reason] ?? 0) + 1;
@@ -260,12 +269,12 @@ export function runCompare(
         detail = `${op.op}${v !== undefined ? `: ${v}` : ''}`;
       } else if (!r.ok && firstFail === undefined) firstFail = { r, op: op.op };
     }
-    if (ex.na !== undefined) {
+    if (ex.na !== undefined || refused !== undefined) {
       outcome = 'n/a';
-      detail = ex.na;
+      detail = ex.na ?? refused;
     } else if (outcome === undefined) {
       outcome = firstFail === undefined ? 'ok' : resultOutcome(firstFail.r);
-      if (firstFail !== undefined) detail = `${firstFail.op} failed`;
+      if (firstFail !== undefined) detail = `${firstFail.op}: ${outcome}`;
     } else if (outcome === 'ok' && firstFail !== undefined && detail !== undefined)
       detail += ` (${firstFail.op}: ${resultOutcome(firstFail.r)})`;
     if (broke !== undefined) outcome = `violation:${broke}`;

@@ -140,7 +140,7 @@ export function normaliseOutcome(s: string): Outcome | undefined {
   const t = s.trim();
   if (t === 'ok' || t === 'allowed') return 'ok';
   if (t === 'n/a' || t === 'SIGBUS' || t === 'SIGSEGV' || t === 'violation') return t;
-  if (/^violation:[a-z0-9_-]+$/.test(t)) return t;
+  if (/^violation:[a-z0-9_/-]+$/.test(t)) return t;
   if (isErrnoName(t)) return t;
   return undefined;
 }
