@@ -38,7 +38,10 @@ const SPLIT = 'hugetlb-split-accounted';
 
 const splitPerVm: PerVm = {
   vms: 'live',
-  mappings: false,
+  // Re-run whenever the VM is dirty: a change to its files' pages, attributes or folio orders
+  // (watched by the change-driven checker) marks it so.
+  mappings: true,
+  own: true,
   vm(vm: Vm): Violation[] {
     let out: Violation[] | undefined;
     const bad = (f: GmemFile, h: number, message: string): void => {
@@ -106,7 +109,10 @@ const MERGED = 'hugetlb-merged-private';
 
 const mergedPerVm: PerVm = {
   vms: 'live',
-  mappings: false,
+  // Re-run whenever the VM is dirty: a change to its files' pages, attributes or folio orders
+  // (watched by the change-driven checker) marks it so.
+  mappings: true,
+  own: true,
   vm(vm: Vm): Violation[] {
     let out: Violation[] | undefined;
     for (const f of hugetlbFiles(vm))

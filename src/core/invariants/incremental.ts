@@ -912,13 +912,21 @@ export class ChangeTracker {
   private vmFiles(st: VmState, files: ReadonlySet<GmemFile>): void {
     for (const f of st.files) if (!files.has(f)) this.deactivate(this.pagesWatch(f));
     for (const f of files)
-      if (!st.files.includes(f))
+      if (!st.files.includes(f)) {
+        // A HugeTLB file's folio orders and attributes are read by the hugetlb invariants
+        // (hugetlb.ts): a conversion or a split changes them without always changing a map of
+        // the VM (nothing mapped), so their changes mark the file's VM dirty too.
+        if (f.hugetlb) {
+          this.watch(f.attrs as RangeMap<unknown>, f.vm);
+          this.watch(f.folioOrders as RangeMap<unknown>, f.vm);
+        }
         this.activate(this.pagesWatch(f), (start, v) => ({
           kind: 'gmem',
           file: f,
           base: start,
           state: (v as unknown as { state: string }).state,
         }));
+      }
     st.files = [...files];
   }
 
