@@ -32,12 +32,7 @@ import {
   genHugetlbGmemOf,
 } from '../ops/guest_memfd.js';
 import { genGmemSlot } from '../ops/memslots.js';
-import {
-  genAttributes2At,
-  genAttributes2Of,
-  genAttributes2Range,
-  genAttributesOf,
-} from '../ops/attributes.js';
+import { genAttributes2At, genAttributes2Of, genAttributesOf } from '../ops/attributes.js';
 import { genRunOn, genSnpGuestRun, genTdxGuestRun, genVcpuOf } from '../ops/vcpu.js';
 import { genPreFaultPage } from '../ops/pre_fault.js';
 import { genAnonMap, genFileMap, genMadviseMap, genPeekAt, genPokeAt } from '../ops/host_mm.js';
@@ -675,7 +670,7 @@ export class TraceGenerator implements GenState<TraceOpInput> {
           written.add(i);
         }
       const n = r.chance(0.85) ? pages : BigInt(1 + r.int(Number(pages)));
-      genAttributes2Range(this, g, 0n, n * PAGE, 8n);
+      genAttributes2At(this, g, 0n, n * PAGE, 8n);
     } else if (r.chance(0.9)) genAttributesOf(this, vm, gpa, size, 8n);
     else genAttributesOf(this, vm, gpa, BigInt(1 + r.int(Number(pages))) * PAGE, 8n);
     // Most VMMs take the guest's page-state changes: KVM_CAP_EXIT_HYPERCALL for
@@ -721,7 +716,7 @@ export class TraceGenerator implements GenState<TraceOpInput> {
         genSnpGuestRun(this, r.pick(cpus), gpa, Number(pages));
       } else if (choice === 7) {
         const a = r.chance(0.5) ? 8n : 0n;
-        if (inPlace) genAttributes2Range(this, g, page * PAGE, PAGE, a);
+        if (inPlace) genAttributes2At(this, g, page * PAGE, PAGE, a);
         else genAttributesOf(this, vm, gpa + page * PAGE, PAGE, a);
       } else if (choice === 8) {
         // In place: the VMM writes guest memory through its mapping (SIGBUS where private).
@@ -860,7 +855,7 @@ export class TraceGenerator implements GenState<TraceOpInput> {
               written.add(base + i);
             }
         const n = r.chance(0.85) ? s.pages : BigInt(1 + r.int(Number(s.pages)));
-        genAttributes2Range(this, s.gmem, 0n, n * PAGE, 8n);
+        genAttributes2At(this, s.gmem, 0n, n * PAGE, 8n);
       }
     } else {
       const attrs = r.int(10);
@@ -954,7 +949,7 @@ export class TraceGenerator implements GenState<TraceOpInput> {
           const off = inA ? page : page - pagesA;
           const room = (inA ? pagesA : pagesB) - off;
           const l = len < room * PAGE ? len : room * PAGE;
-          genAttributes2Range(this, inA ? g : (gmemNames[1] ?? g), off * PAGE, l, a);
+          genAttributes2At(this, inA ? g : (gmemNames[1] ?? g), off * PAGE, l, a);
         } else genAttributesOf(this, vm, gpaOf(page), len, a);
       } else if (choice === 5) {
         // Punch (mostly) or allocate the guest_memfd page behind it.
@@ -1008,7 +1003,7 @@ export class TraceGenerator implements GenState<TraceOpInput> {
           const sl = inPlace
             ? tdSlots.find((x) => fg >= x.gpa && fg < x.gpa + x.pages * PAGE)
             : undefined;
-          if (sl !== undefined) genAttributes2Range(this, sl.gmem, fg - sl.gpa, PAGE, f.flags & 8n);
+          if (sl !== undefined) genAttributes2At(this, sl.gmem, fg - sl.gpa, PAGE, f.flags & 8n);
           else genAttributesOf(this, vm, fg, PAGE, f.flags & 8n);
         }
       }

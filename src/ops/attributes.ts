@@ -261,7 +261,11 @@ export function genAttributes2Of(g: Gen, gmem: string, size: bigint): void {
   });
 }
 
-/** KVM_SET_MEMORY_ATTRIBUTES2 of [offset, offset + size) of guest_memfd `gmem` (walks). */
+/**
+ * KVM_SET_MEMORY_ATTRIBUTES2 of [offset, offset + size) of guest_memfd `gmem` to `attributes`
+ * (walks: the HugeTLB walk, and a VMM's own conversion in the SNP and TDX walks on profiles with
+ * attributes in guest_memfd).
+ */
 export function genAttributes2At(
   g: Gen,
   gmem: string,
@@ -281,28 +285,6 @@ export function genAttributes2At(
 }
 
 /** Set [gpa, gpa+size) of `vm` to `attributes` (scenarios). */
-/**
- * KVM_SET_MEMORY_ATTRIBUTES2 of [offset, offset + size) of guest_memfd `gmem` to `attributes`
- * (a VMM's own conversion: the SNP and TDX walks on profiles with attributes in guest_memfd).
- */
-export function genAttributes2Range(
-  g: Gen,
-  gmem: string,
-  offset: bigint,
-  size: bigint,
-  attributes: bigint,
-): void {
-  g.push({
-    op: 'KVM_SET_MEMORY_ATTRIBUTES2',
-    fd: { kind: 'handle', name: gmem },
-    offset,
-    size,
-    attributes,
-    flags: 0n,
-    reserved: 0n,
-  });
-}
-
 export function genAttributesOf(
   g: Gen,
   vm: string,
