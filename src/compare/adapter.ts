@@ -83,6 +83,11 @@ export type StepExec = {
   access?: number;
   /** Why the step is not expressible (its outcome is then n/a). */
   na?: string;
+  /**
+   * The access is a guest hypercall the design's KVM answers in RAX (no exit to the VMM): a
+   * negative value there (-EBUSY, -EINVAL) is the step's outcome, as an errno.
+   */
+  rax?: boolean;
 };
 
 export type Lowering = {
@@ -126,6 +131,12 @@ export class TraceBuilder {
   access(o: Record<string, unknown>): void {
     this.op(o);
     this.cur.access = this.ops.length - 1;
+  }
+
+  /** Emit a KVM_RUN whose last hypercall's RAX (0 or -errno) is the step's outcome. */
+  accessHypercall(o: Record<string, unknown>): void {
+    this.access(o);
+    this.cur.rax = true;
   }
 
   /** The step cannot be expressed on this design or policy. */

@@ -80,7 +80,8 @@ class BlockCounter {
   }
 }
 
-function ptPages(vm: Vm): { mapped: number; pt: number } {
+/** Stage-2 leaf pages of `vm` and the page-table pages they need (module comment). */
+export function ptPages(vm: Vm): { mapped: number; pt: number } {
   let mapped = 0;
   let pt = 0;
   for (const s2 of vm.stage2) {

@@ -5,6 +5,7 @@
  * and final), exits by reason, zaps and TLB flushes, pins, and each step's outcome, checked
  * against the workload's `expect`. Pure (no Node APIs): the CLI reads files and prints.
  */
+import { errnoName } from '../core/base/errno.js';
 import { ModelBackend } from '../backends/model.js';
 import { InvariantChecker, type Violation } from '../core/invariants/index.js';
 import { getProfile } from '../core/profiles/index.js';
@@ -108,6 +109,19 @@ function resultValue(r: ResultLine): string | undefined {
   return undefined;
 }
 
+/** The first negative RAX a guest hypercall returned in `r` (HYPERCALL_RET), as an errno. */
+function hypercallErrno(r: ResultLine): Outcome | undefined {
+  if ('fault' in r) return undefined;
+  for (const x of r.exits ?? []) {
+    if (x.reason !== 'HYPERCALL_RET' || typeof x.hex !== 'string') continue;
+    // EAX, little-endian, as the trace reports it.
+    const b = x.hex.match(/../g) ?? [];
+    const v = Number.parseInt(b.slice(0, 4).reverse().join(''), 16) | 0;
+    if (v < 0) return errnoName(-v);
+  }
+  return undefined;
+}
+
 /** The expected outcome of `step` for design `d` under policy `p`: DESIGN/POLICY, DESIGN, `*`. */
 export function expectedOutcome(step: ActionStep, d: string, p: string): Outcome | undefined {
   return step.expect.get(`${d}/${p}`) ?? step.expect.get(d) ?? step.expect.get('*');
@@ -116,7 +130,8 @@ export function expectedOutcome(step: ActionStep, d: string, p: string): Outcome
 /** Violations kept with their details per run (one broken step can break many pages). */
 const MAX_VIOLATION_RECORDS = 20;
 
-const violationKey = (v: Violation): string => `${v.invariant}\0${v.object}`;
+// The message too: a read and then a write of the same page are two violations.
+const violationKey = (v: Violation): string => `${v.invariant}\0${v.object}\0${v.message}`;
 
 export type CompareOptions = {
   /** Seeded bugs (src/core/base/mutants.ts) to run the model with: tests of the violation path. */
@@ -267,6 +282,11 @@ export function runCompare(
         outcome = resultOutcome(r);
         const v = resultValue(r);
         detail = `${op.op}${v !== undefined ? `: ${v}` : ''}`;
+        const e = ex.rax === true && r.ok ? hypercallErrno(r) : undefined;
+        if (e !== undefined) {
+          outcome = e;
+          detail = `${op.op}: hypercall returned -${e}`;
+        }
       } else if (!r.ok && firstFail === undefined) firstFail = { r, op: op.op };
     }
     if (ex.na !== undefined || refused !== undefined) {

@@ -30,7 +30,12 @@ test('compare prints the memory table, the outcomes and the verdict; exit 0', ()
   assert.match(r.out, /Host memory, peak/);
   assert.match(r.out, /linux-next-gmem\s+qemu\s/);
   assert.match(r.out, /SIGBUS ✓/);
-  assert.match(r.out, /peek: read 00000000: linux-6\.18\/qemu/);
+  assert.match(r.out, /peek: read 00000000: [^\n]*linux-6\.18\/qemu/);
+  // The historical designs run too: the 2024 design's VMM read of a private page is a violation.
+  assert.match(
+    r.out,
+    /design-2024-shmem-exclusive-pin\s+qemu\s[^\n]*violation:host-no-private-access-shmem-exclusive-pin ✓/,
+  );
   assert.match(r.out, /every asserted outcome holds/);
 });
 
@@ -84,8 +89,14 @@ test('--json has the runs and outcomes; --svg writes the chart', () => {
     assert.deepEqual(
       j.runs.map((x) => `${x.design}/${x.policy}`),
       [
+        'design-2020-protnone-follkvm/qemu',
+        'design-2020-protnone-follkvm/firecracker',
+        'design-2023-restrictedmem/qemu',
+        'design-2023-restrictedmem/firecracker',
         'linux-6.18/qemu',
         'linux-6.18/firecracker',
+        'design-2024-shmem-exclusive-pin/qemu',
+        'design-2024-shmem-exclusive-pin/firecracker',
         'linux-next-gmem/qemu',
         'linux-next-gmem/firecracker',
       ],

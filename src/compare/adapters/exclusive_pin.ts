@@ -1,0 +1,89 @@
+/**
+ * VMM adapter for design-2024-shmem-exclusive-pin ("mm/gup: Introduce exclusive GUP pinning",
+ * Berman/Tabba RFC, June 2024; profile notes in src/core/profiles/designs.ts). No uAPI of its own:
+ * guest RAM is the VMM's shmem (MAP_SHARED | MAP_ANONYMOUS) in an ordinary memslot of a DEFAULT
+ * VM; the guest converts with KVM_HC_MAP_GPA_RANGE, which this design's KVM handles itself
+ * (an exclusive long-term pin of each page made private, dropped when it is shared again) and
+ * answers in RAX: a negative RAX (-EBUSY for a page a device has pinned) is the step's outcome.
+ * The guest makes its private part private at boot. One copy of every page: the discard knobs
+ * have nothing to drop. Nothing keeps the VMM's own loads and stores off a private page on this
+ * host (pKVM's or Gunyah's hypervisor would): such an access is the design's violation.
+ */
+import { num, type DesignAdapter, type Lowerer, type TraceBuilder } from '../adapter.js';
+import type { Policy } from '../policy.js';
+import type { Workload } from '../workload.js';
+import {
+  forEachSlotHostPage,
+  HistoricalLowerer,
+  measureSlots,
+  PAGE,
+  RAM_GPA,
+} from './historical.js';
+
+const KVM_HC_MAP_GPA_RANGE = 12;
+const MAP_GPA_RANGE_ENCRYPTED = 0x10;
+
+class ExclusivePinLowerer extends HistoricalLowerer {
+  protected boot(b: TraceBuilder, a: { private: bigint; shared: bigint }): void {
+    const ram = num(this.ram);
+    b.op({ op: 'KVM_CREATE_VM', fd: 'kvm', type: 0, as: 'vm' });
+    b.op({ op: 'KVM_CREATE_VCPU', vm: 'vm', id: 0, as: 'cpu' });
+    // MAP_SHARED | MAP_ANONYMOUS: guest RAM is shmem of the VMM.
+    b.op({ op: 'mmap', fd: null, length: ram, prot: 3, flags: 0x21, offset: 0, as: 'mem' });
+    b.op({
+      op: 'KVM_SET_USER_MEMORY_REGION',
+      vm: 'vm',
+      slot: 0,
+      flags: 0,
+      guest_phys_addr: num(RAM_GPA),
+      memory_size: ram,
+      userspace_addr: 'mem',
+    });
+    this.prefault(b);
+    this.vfioMapAll(b);
+    if (this.p.allShared || a.private === 0n) return;
+    // The guest makes its private part private: KVM pins every page of it exclusively.
+    b.accessHypercall(
+      this.hypercall(KVM_HC_MAP_GPA_RANGE, [
+        num(RAM_GPA),
+        num(a.private / PAGE),
+        MAP_GPA_RANGE_ENCRYPTED,
+      ]),
+    );
+  }
+
+  protected convert(b: TraceBuilder, off: bigint, size: bigint, toPrivate: boolean): void {
+    b.accessHypercall(
+      this.hypercall(KVM_HC_MAP_GPA_RANGE, [
+        num(RAM_GPA + off),
+        num(size / PAGE),
+        toPrivate ? MAP_GPA_RANGE_ENCRYPTED : 0,
+      ]),
+    );
+  }
+
+  protected closeDesign(): void {}
+}
+
+export const DESIGN_2024_SHMEM_EXCLUSIVE_PIN: DesignAdapter = {
+  name: 'design-2024-shmem-exclusive-pin',
+  profile: 'design-2024-shmem-exclusive-pin',
+  summary:
+    'guest RAM is shmem of the VMM; a private page is held by an exclusive long-term pin of KVM (other pins EBUSY), conversions are KVM_HC_MAP_GPA_RANGE handled in KVM; one copy',
+  origin: 'the exclusive GUP pinning RFC, Elliot Berman and Fuad Tabba, June 2024 (seed 003)',
+  lowerer(w: Workload, p: Policy): Lowerer | string {
+    if (p.shared === 'gmem-mmap' && !p.allShared)
+      return "no guest_memfd on this design: guest RAM is the VMM's shmem, private pages pinned in place";
+    if (p.shared === 'anon')
+      return 'guest RAM is shmem on this design (private pages are pinned in place): no separate anonymous shared memory';
+    return new ExclusivePinLowerer(w, p);
+  },
+  // Frames KVM pins exclusively are private; the rest of the slot's shmem is shared.
+  measure: (h) =>
+    measureSlots(h, (vm, slot) => {
+      let all = 0;
+      forEachSlotHostPage(h, slot, (s, e) => (all += e - s));
+      const priv = vm.exclusivePins?.countIn(slot.baseGfn, slot.baseGfn + slot.npages) ?? 0;
+      return { priv, shared: all - priv };
+    }),
+};
