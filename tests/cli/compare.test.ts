@@ -136,6 +136,34 @@ test('--print-trace prints a design and policy lowering as a trace the replayer 
   assert.match(na.err, /n\/a: .*INIT_SHARED/);
 });
 
+test('--print-trace of each historical design is a trace the replayer reads; n/a policies exit 2', () => {
+  for (const d of [
+    'design-2020-protnone-follkvm',
+    'design-2023-restrictedmem',
+    'design-2024-shmem-exclusive-pin',
+  ]) {
+    const r = gmemlab(['compare', '--design', d, '--policy', 'qemu', '--print-trace', HOST_READS]);
+    assert.equal(r.status, 0, r.err);
+    const t = parseTrace(r.out, 't.jsonl');
+    assert.deepEqual(t.errors, [], d);
+    assert.ok(
+      t.ops.some((o) => o.op === 'peek'),
+      d,
+    );
+    const na = gmemlab([
+      'compare',
+      '--design',
+      d,
+      '--policy',
+      'qemu+gmem-mmap',
+      '--print-trace',
+      HOST_READS,
+    ]);
+    assert.equal(na.status, 2, d);
+    assert.match(na.err, /n\/a: /);
+  }
+});
+
 test('--list names the designs and the policies', () => {
   const r = gmemlab(['compare', '--list']);
   assert.equal(r.status, 0);

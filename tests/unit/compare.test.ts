@@ -183,6 +183,112 @@ describe('adapters lower a workload into their own uAPI', () => {
     assert.doesNotMatch(text, /"KVM_SET_MEMORY_ATTRIBUTES"/);
   });
 
+  const c = workload(`name: conv
+steps:
+  - boot: { private: 1 MiB, shared: 64 KiB }
+  - share: { at: 0x2000, size: 4 KiB }
+  - dma_map: { at: 0x2000, size: 4 KiB }
+  - unshare: { at: 0x2000, size: 4 KiB }
+  - host_read: { at: 0x1000, len: 4 }
+  - teardown: {}
+`);
+
+  test('design-2020-protnone-follkvm: anonymous RAM, a plain memslot, the guest protects and shares', () => {
+    const low = lowerWorkload(c, lowerer('design-2020-protnone-follkvm', 'qemu', c));
+    const text = low.ops.map(formatOp).join('\n');
+    assert.match(text, /"mmap","fd":null.*"flags":34/);
+    assert.match(text, /"KVM_SET_USER_MEMORY_REGION",/);
+    // KVM_HC_ENABLE_MEM_PROTECTED at boot, MEM_SHARE (13) / MEM_UNSHARE (14) for conversions.
+    assert.match(text, /"hypercall":\{"nr":12,"args":\[0,0,0\]\}/);
+    assert.match(text, /"hypercall":\{"nr":1[34],/);
+    assert.doesNotMatch(text, /GUEST_MEMFD|MEMORY_ATTRIBUTES|madvise|fallocate/);
+    const back = parseTrace(text + '\n', 't.jsonl');
+    assert.deepEqual(back.errors, []);
+    assert.equal(back.ops.length, low.ops.length);
+  });
+
+  test('design-2023-restrictedmem: memfd_restricted, KVM_SET_USER_MEMORY_REGION_EXT, attributes', () => {
+    const low = lowerWorkload(c, lowerer('design-2023-restrictedmem', 'qemu', c));
+    const text = low.ops.map(formatOp).join('\n');
+    assert.match(text, /"memfd_restricted"/);
+    assert.match(text, /"KVM_SET_USER_MEMORY_REGION_EXT".*"restricted_fd":"rfd"/);
+    assert.match(text, /"KVM_SET_MEMORY_ATTRIBUTES"/);
+    // QEMU punches the private copy out of the restricted fd on to-shared.
+    assert.match(text, /"fallocate","fd":"rfd"/);
+    assert.doesNotMatch(text, /GUEST_MEMFD/);
+    const back = parseTrace(text + '\n', 't.jsonl');
+    assert.deepEqual(back.errors, []);
+    assert.equal(back.ops.length, low.ops.length);
+  });
+
+  test('design-2024-shmem-exclusive-pin: shmem RAM, KVM_HC_MAP_GPA_RANGE answered in RAX', () => {
+    const low = lowerWorkload(c, lowerer('design-2024-shmem-exclusive-pin', 'qemu', c));
+    const text = low.ops.map(formatOp).join('\n');
+    assert.match(text, /"mmap","fd":null.*"flags":33/);
+    assert.match(text, /"hypercall":\{"nr":12,/);
+    assert.doesNotMatch(text, /GUEST_MEMFD|MEMORY_ATTRIBUTES|ENABLE_CAP|madvise|fallocate/);
+    const conv = low.execs.filter((e) => e.step.action.kind === 'share');
+    assert.ok(conv.length > 0 && conv.every((e) => e.rax === true));
+    const back = parseTrace(text + '\n', 't.jsonl');
+    assert.deepEqual(back.errors, []);
+    assert.equal(back.ops.length, low.ops.length);
+  });
+
+  test('the historical designs: the policies they cannot express are n/a with the reason', () => {
+    const na = (d: string, p: string): string => {
+      const r = designByName(d)!.lowerer(c, policy(p));
+      assert.equal(typeof r, 'string', `${d}/${p}`);
+      return r as string;
+    };
+    assert.match(na('design-2020-protnone-follkvm', 'qemu+gmem-mmap'), /no guest_memfd/);
+    assert.match(na('design-2023-restrictedmem', 'qemu+gmem-mmap'), /cannot be mmapped/);
+    assert.match(na('design-2024-shmem-exclusive-pin', 'qemu+gmem-mmap'), /no guest_memfd/);
+    assert.match(na('design-2024-shmem-exclusive-pin', 'qemu+anon'), /shmem/);
+    // Firecracker's all-shared layout is plain VMM memory on each; its conversions are n/a.
+    for (const d of [
+      'design-2020-protnone-follkvm',
+      'design-2023-restrictedmem',
+      'design-2024-shmem-exclusive-pin',
+    ]) {
+      assert.equal(typeof designByName(d)!.lowerer(c, policy('firecracker')), 'object', d);
+      const run = runCompare(c, designByName(d)!, policy('firecracker'));
+      const share = run.steps.find((s) => s.step.action.kind === 'share');
+      assert.deepEqual([...share!.outcomes.keys()], ['n/a'], d);
+      // Without a VFIO device the dma steps are n/a.
+      const b = runCompare(c, designByName(d)!, policy('dragonball'));
+      assert.equal(b.na, undefined);
+    }
+  });
+
+  test('measure: protnone counts protected anonymous RAM as private, exclusive-pin its pinned frames', () => {
+    const r = workload(`name: m
+steps:
+  - boot: { private: 64 KiB, shared: 64 KiB }
+  - guest_write: { at: 0x1000, hex: '01' }
+  - guest_write: { at: 0x11000, hex: '02' }
+  - host_read: { at: 0x1000, len: 1 }
+    expect:
+      design-2020-protnone-follkvm: SIGBUS
+      design-2023-restrictedmem: ok
+      design-2024-shmem-exclusive-pin: violation:host-no-private-access-shmem-exclusive-pin
+`);
+    const p = runCompare(r, designByName('design-2020-protnone-follkvm')!, policy('qemu'));
+    assert.deepEqual(p.failures, []);
+    assert.equal(p.final.private, 1);
+    assert.equal(p.final.shared, 1);
+    assert.equal(p.final.double, 0);
+    const x = runCompare(r, designByName('design-2023-restrictedmem')!, policy('qemu'));
+    assert.deepEqual(x.failures, []);
+    // The private page in the restricted fd, the shared page and the VMM's (zero) copy it read.
+    assert.equal(x.final.private, 1);
+    const e = runCompare(r, designByName('design-2024-shmem-exclusive-pin')!, policy('qemu'));
+    assert.deepEqual(e.failures, []);
+    // KVM pinned (and so allocated) all 16 private pages at boot.
+    assert.equal(e.final.private, 16);
+    assert.equal(e.final.shared, 1);
+    assert.equal(e.violationCount, 1);
+  });
+
   test('the access op of each step is marked; repeat expands into executions', () => {
     const r = workload(`name: r
 steps:
