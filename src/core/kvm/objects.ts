@@ -153,8 +153,11 @@ export class GmemFile extends KFile {
     readonly pageOrder = 0,
   ) {
     super(ino);
+    this.nodmap = (flags & 4n) !== 0n;
     if (!this.initShared && npages > 0) this.attrs.set(0, npages, GMEM_ATTR_PRIVATE);
   }
+  /** GUEST_MEMFD_FLAG_NO_DIRECT_MAP, read once: the fault paths ask on every fault. */
+  private readonly nodmap: boolean;
   override get hasMmap(): boolean {
     return true;
   }
@@ -187,7 +190,7 @@ export class GmemFile extends KFile {
    * `__kvm_gmem_create()` sets AS_NO_DIRECT_MAP on the mapping (`mapping_set_no_direct_map()`).
    */
   override get noDirectMap(): boolean {
-    return (this.flags & 4n) !== 0n;
+    return this.nodmap;
   }
 }
 

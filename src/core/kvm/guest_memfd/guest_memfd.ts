@@ -162,8 +162,8 @@ export function kvmGmemPunchHole(
     // merge_truncate_range(..., require_merge = true): unmap every host mapping of the range,
     // then merge its folios, which needs every folio free of extra references
     // (kvm_gmem_has_safe_refcount()): -EAGAIN otherwise, with the guest and host mappings gone
-    // and nothing freed.
-    k.mm.unmapMappingRange(f, start, end);
+    // and nothing freed. Every process's mappings, as truncatePages() and the conversion do.
+    k.unmapMappingRange(f, start, end);
     if (gmemFirstElevated(k, f, start, end) !== undefined)
       return err('EAGAIN', 'merge_truncate_range: a folio in range has extra references');
     gmemHugetlbMergeRange(k, f, start, end);
@@ -637,7 +637,8 @@ export function kvmGmemGetPfn(k: KernelCtx, slot: Memslot, gfn: Gfn): Pfn | Errn
   if (f.bindings.get(index) !== slot) return 'EIO';
   const pfn = getPreparedFolio(k, f, index, 'guest_fault', gfn);
   if (typeof pfn === 'number') {
-    if (!k.mutants.has('nodmap_guest_map_no_zap')) zapDirectMap(k, f, pfn, 1);
+    // Only NO_DIRECT_MAP files zap: test the flag before the mutant set (6.18's fault path).
+    if (f.noDirectMap && !k.mutants.has('nodmap_guest_map_no_zap')) k.frames.zapDirectMap(pfn, 1);
     return pfn;
   }
   return pfn === 'poisoned' ? 'EHWPOISON' : pfn.prepareFailed;
