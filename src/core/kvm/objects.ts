@@ -8,6 +8,11 @@
  * - the VM is referenced by its VM fd's file, every vCPU file and every guest_memfd file (the
  *   file pins KVM, not the other way round); it is destroyed when the last reference goes.
  */
+import {
+  GUEST_MEMFD_FLAG_INIT_SHARED,
+  GUEST_MEMFD_FLAG_MMAP,
+  GUEST_MEMFD_FLAG_NO_DIRECT_MAP,
+} from '../base/uapi.js';
 import { RangeMap, extentOps } from '../base/ranges/range_map.js';
 import { ExtentMap, type ExtentShape } from '../base/ranges/extent_map.js';
 import type { VmTypeSpec } from '../profiles/profile.js';
@@ -153,7 +158,7 @@ export class GmemFile extends KFile {
     readonly pageOrder = 0,
   ) {
     super(ino);
-    this.nodmap = (flags & 4n) !== 0n;
+    this.nodmap = (flags & GUEST_MEMFD_FLAG_NO_DIRECT_MAP) !== 0n;
     if (!this.initShared && npages > 0) this.attrs.set(0, npages, GMEM_ATTR_PRIVATE);
   }
   /** GUEST_MEMFD_FLAG_NO_DIRECT_MAP, read once: the fault paths ask on every fault. */
@@ -176,10 +181,10 @@ export class GmemFile extends KFile {
     return true;
   }
   get mmapAllowed(): boolean {
-    return (this.flags & 1n) !== 0n;
+    return (this.flags & GUEST_MEMFD_FLAG_MMAP) !== 0n;
   }
   get initShared(): boolean {
-    return (this.flags & 2n) !== 0n;
+    return (this.flags & GUEST_MEMFD_FLAG_INIT_SHARED) !== 0n;
   }
   /** A HugeTLB-backed file (GUEST_MEMFD_FLAG_HUGETLB with a valid `page_order`). */
   get hugetlb(): boolean {

@@ -4,6 +4,7 @@
  * are in mmap.ts with the rest of do_mmap(); the hugetlb advice rules in madvise.ts; faults on such
  * a VMA get SIGBUS (memory.ts: hugetlb_no_page() with an empty pool).
  */
+import { GMEM_HUGETLB_ORDER_1G, GMEM_HUGETLB_ORDER_2M } from '../base/uapi.js';
 import { VMA_HUGETLB, VMA_HUGETLB_1G, type Vma } from './mm_types.js';
 import type { Hvpn } from '../base/units.js';
 
@@ -37,8 +38,8 @@ export class HugetlbPools {
   /** Unreserved free huge pages by order. */
   private readonly free = new Map<number, number>();
   constructor(pages2M: number, pages1G: number) {
-    this.free.set(9, pages2M);
-    this.free.set(18, pages1G);
+    this.free.set(GMEM_HUGETLB_ORDER_2M, pages2M);
+    this.free.set(GMEM_HUGETLB_ORDER_1G, pages1G);
   }
   /** Unreserved free huge pages of `order` (0 for an order without an hstate). */
   available(order: number): number {

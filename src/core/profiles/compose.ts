@@ -3,6 +3,7 @@
  * derived here from a fact a live kernel shows (`gmemlab probe`), so a named profile and a profile
  * file saved by `gmemlab probe --save` are built the same way.
  */
+import { GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_NO_DIRECT_MAP } from '../base/uapi.js';
 import {
   KVM_CAP,
   KVM_X86_SEV_ES_VM,
@@ -19,9 +20,6 @@ const X86_INTERNAL_MEM_SLOTS = 3;
 const X86_64_TASK_SIZE_MAX = 0x7fff_ffff_f000n;
 /** `kvm_mmu_max_gfn() + 1` for 52-bit guest physical addresses (TDP and shadow paging alike). */
 const X86_MAX_GFN_EXCLUSIVE = 2 ** 40;
-const GMEM_FLAG_INIT_SHARED = 2n;
-/** GUEST_MEMFD_FLAG_NO_DIRECT_MAP (NO_DIRECT_MAP series v12, kernel-uapi.md §6.3). */
-const GMEM_FLAG_NO_DIRECT_MAP = 4n;
 const KVM_MEMORY_ATTRIBUTE_PRIVATE = 8n;
 /** KVM_CAP_X86_SMM (include/uapi/linux/kvm.h). */
 const KVM_CAP_X86_SMM = 117;
@@ -60,7 +58,7 @@ function vmTypes(f: KernelFacts): Map<bigint, VmTypeSpec> {
   // for a VM with private memory only when attributes are per guest_memfd (`!vm_memory_attributes
   // || !kvm_arch_has_private_mem(kvm)`); 6.18: only for VMs without private memory.
   // HUGETLB (CONFIG_KVM_GUEST_MEMFD_HUGETLB) and NO_DIRECT_MAP do not depend on it.
-  const privateGmemFlags = perGmem ? gmemFlags : gmemFlags & ~GMEM_FLAG_INIT_SHARED;
+  const privateGmemFlags = perGmem ? gmemFlags : gmemFlags & ~GUEST_MEMFD_FLAG_INIT_SHARED;
   // KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES on a VM (`kvm_supported_mem_attributes(kvm)`: PRIVATE
   // iff kvm_arch_has_private_mem()), only with per-guest_memfd attributes.
   const gmemAttrs = (hasPrivateMem: boolean): { gmemMemAttributes?: bigint } =>
@@ -133,7 +131,7 @@ function vmTypes(f: KernelFacts): Map<bigint, VmTypeSpec> {
     types.set(KVM_X86_TDX_VM, {
       ...privateProtected('TDX'),
       // kvm_arch_gmem_supports_no_direct_map() (x86, NO_DIRECT_MAP series v12): not for TDX VMs.
-      gmemFlags: privateGmemFlags & ~GMEM_FLAG_NO_DIRECT_MAP,
+      gmemFlags: privateGmemFlags & ~GUEST_MEMFD_FLAG_NO_DIRECT_MAP,
       maxVcpus,
       mirroredTdp: true,
       capOverrides: new Map<number, bigint>([

@@ -48,7 +48,7 @@
  * profiles keep 6.18's flags (3), since their populate paths copy into the folio through the
  * direct map (not modelled with the flag).
  */
-import { KVM_CAP } from '../base/uapi.js';
+import { GUEST_MEMFD_FLAG_HUGETLB, GUEST_MEMFD_FLAG_NO_DIRECT_MAP, KVM_CAP } from '../base/uapi.js';
 import type { NamedFacts } from './compose.js';
 import type { KernelFacts } from './facts.js';
 import { LINUX_6_18_FACTS, LINUX_6_18_SNP_FACTS, LINUX_6_18_TDX_FACTS } from './linux_6_18.js';
@@ -65,8 +65,6 @@ function withCaps(
 
 /** KVM_MEMORY_ATTRIBUTE_PRIVATE. */
 const PRIVATE = 8;
-/** GUEST_MEMFD_FLAG_HUGETLB (base/uapi.ts: bit 3 in the model, see there). */
-const GMEM_FLAG_HUGETLB = 8;
 
 /**
  * The huge pages the synthesized host has free for HugeTLB guest_memfd at boot: 1024 of 2M
@@ -74,8 +72,6 @@ const GMEM_FLAG_HUGETLB = 8;
  * creation, so larger files (and several files) meet ENOMEM.
  */
 const GMEM_HUGETLB_POOLS = { pages2M: 1024, pages1G: 4 } as const;
-/** GUEST_MEMFD_FLAG_NO_DIRECT_MAP (base/uapi.ts: bit 2, NO_DIRECT_MAP series v12). */
-const GMEM_FLAG_NO_DIRECT_MAP = 4;
 
 /**
  * The caps that depend on `vm_memory_attributes` (kvm_vm_ioctl_check_extension_generic(), v7
@@ -103,7 +99,7 @@ function nextGmemFacts(
   // (2M RMP entries and 2M PAGE.AUG are not modelled), so those profiles do not offer HugeTLB.
   const gmemFlags = (v: readonly number[]): number =>
     (v[KVM_CAP.KVM_CAP_GUEST_MEMFD_FLAGS] ?? 0) |
-    (hugetlb ? GMEM_FLAG_HUGETLB | GMEM_FLAG_NO_DIRECT_MAP : 0);
+    (hugetlb ? Number(GUEST_MEMFD_FLAG_HUGETLB | GUEST_MEMFD_FLAG_NO_DIRECT_MAP) : 0);
   const caps = base.caps;
   return {
     ...base,
