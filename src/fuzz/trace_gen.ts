@@ -24,13 +24,7 @@ import { MMAP_ARENA_BASE, MMAP_ARENA_END, TASK_SIZE_MAX } from '../core/mm/host_
 import { OP_GENERATORS, OPS } from '../ops/registry.js';
 import type { HostRange } from '../ops/spec.js';
 import { genCreateProtectedVm, genCreateVm, genEnableCapOf } from '../ops/vm.js';
-import {
-  genCreateGmem,
-  genFallocateAt,
-  genFallocatePage,
-  genGmemOf,
-  genHugetlbGmemOf,
-} from '../ops/guest_memfd.js';
+import { genCreateGmem, genFallocateAt, genFallocatePage, genGmemOf } from '../ops/guest_memfd.js';
 import { genGmemSlot } from '../ops/memslots.js';
 import { genAttributes2At, genAttributes2Of, genAttributesOf } from '../ops/attributes.js';
 import { genRunOn, genSnpGuestRun, genTdxGuestRun, genVcpuOf } from '../ops/vcpu.js';
@@ -463,7 +457,7 @@ export class TraceGenerator implements GenState<TraceOpInput> {
       }
     }
     const g = this.name('hg');
-    const created = genHugetlbGmemOf(this, vm, size, flags, pageOrder, g);
+    const created = genGmemOf(this, vm, size, flags, g, pageOrder);
     if (created?.ok !== true) return;
     const gm: GmemH = { name: g, vm, size, flags };
     this.gmems.push(gm);

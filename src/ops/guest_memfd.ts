@@ -332,34 +332,17 @@ export function genCreateGmem(g: Gen): void {
   g.fdNames.push(name);
 }
 
-/** A guest_memfd of `size` bytes on `vm` (scenarios); `as` is its handle; the result. */
+/**
+ * A guest_memfd of `size` bytes on `vm` (scenarios and walks); `as` is its handle; a HugeTLB
+ * `pageOrder` (walks on linux-next-gmem; 0 leaves the field out); the result.
+ */
 export function genGmemOf(
   g: Gen,
   vm: string,
   size: bigint,
   flags: bigint,
   as: string,
-): ResultLine | undefined {
-  return g.push({
-    op: 'KVM_CREATE_GUEST_MEMFD',
-    vm: { kind: 'handle', name: vm },
-    size,
-    flags,
-    as,
-  });
-}
-
-/**
- * KVM_CREATE_GUEST_MEMFD with a HugeTLB `page_order` (walks on linux-next-gmem; 0 leaves the
- * field out); the result.
- */
-export function genHugetlbGmemOf(
-  g: Gen,
-  vm: string,
-  size: bigint,
-  flags: bigint,
-  pageOrder: bigint,
-  as: string,
+  pageOrder = 0n,
 ): ResultLine | undefined {
   return g.push({
     op: 'KVM_CREATE_GUEST_MEMFD',
