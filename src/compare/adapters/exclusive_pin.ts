@@ -12,18 +12,12 @@
 import { num, type DesignAdapter, type Lowerer, type TraceBuilder } from '../adapter.js';
 import type { Policy } from '../policy.js';
 import type { Workload } from '../workload.js';
-import {
-  forEachSlotHostPage,
-  HistoricalLowerer,
-  measureSlots,
-  PAGE,
-  RAM_GPA,
-} from './historical.js';
+import { forEachSlotHostPage, VmmLowerer, measureSlots, PAGE, RAM_GPA } from './historical.js';
 
 const KVM_HC_MAP_GPA_RANGE = 12;
 const MAP_GPA_RANGE_ENCRYPTED = 0x10;
 
-class ExclusivePinLowerer extends HistoricalLowerer {
+class ExclusivePinLowerer extends VmmLowerer {
   protected boot(b: TraceBuilder, a: { private: bigint; shared: bigint }): void {
     const ram = num(this.ram);
     b.op({ op: 'KVM_CREATE_VM', fd: 'kvm', type: 0, as: 'vm' });

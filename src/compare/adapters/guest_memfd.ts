@@ -19,50 +19,38 @@
  */
 import { at, num, type DesignAdapter, type Lowerer, type TraceBuilder } from '../adapter.js';
 import type { Policy } from '../policy.js';
-import { actionSteps, type ActionStep, type Workload } from '../workload.js';
+import type { Workload } from '../workload.js';
+import { PAGE, RAM_GPA, VmmLowerer } from './historical.js';
 
-/** Where guest RAM starts (GPA); RAM is at most 2 GiB (workload.ts), below the code page. */
-export const RAM_GPA = 0x4000_0000n;
-const PAGE = 4096n;
+export { RAM_GPA };
 /** KVM_HC_MAP_GPA_RANGE's attribute bit for encrypted (private) memory. */
 const MAP_GPA_RANGE_ENCRYPTED = 0x10;
 /** KVM_CAP_EXIT_HYPERCALL's argument: exit to userspace for KVM_HC_MAP_GPA_RANGE (bit 12). */
 const EXIT_MAP_GPA_RANGE = 1 << 12;
 
-const NO_VFIO = 'the policy assigns no VFIO device to a confidential guest';
-
 type Variant = 'separate' | 'inplace';
 
-/** The state one run keeps: what is open, what the device has mapped. */
-class GmemLowerer implements Lowerer {
-  private pipe = false;
-  private vfio = false;
-  /** DMA mappings (offset, size) the VMM made for the workload's dma_map steps. */
-  private dma: Array<{ at: bigint; size: bigint }> = [];
-  private readonly usesDma: boolean;
-
+/** The state one run keeps: what is open, what the device has mapped (./historical.ts). */
+class GmemLowerer extends VmmLowerer {
   constructor(
     private readonly v: Variant,
-    private readonly w: Workload,
-    private readonly p: Policy,
+    w: Workload,
+    p: Policy,
   ) {
-    this.usesDma = actionSteps(w.steps).some((s) => s.action.kind.startsWith('dma_'));
+    super(w, p);
   }
 
-  private get ram(): bigint {
-    return this.w.ram.private + this.w.ram.shared;
+  /** The guest's request comes first; VFIO unmaps after it (convert). */
+  protected override convertStep(
+    b: TraceBuilder,
+    off: bigint,
+    size: bigint,
+    toPrivate: boolean,
+  ): void {
+    this.convert(b, off, size, toPrivate);
   }
 
-  private vfioSetup(b: TraceBuilder): void {
-    if (this.vfio) return;
-    this.vfio = true;
-    b.op({ op: 'open', path: '/dev/vfio/vfio', as: 'container' });
-    b.op({ op: 'open', path: '/dev/vfio/0', as: 'group' });
-    b.op({ op: 'VFIO_GROUP_SET_CONTAINER', fd: 'group', container: 'container' });
-    b.op({ op: 'VFIO_SET_IOMMU', fd: 'container', type: 3, tee_io: 0 });
-  }
-
-  private convert(b: TraceBuilder, off: bigint, size: bigint, toPrivate: boolean): void {
+  protected convert(b: TraceBuilder, off: bigint, size: bigint, toPrivate: boolean): void {
     const gpa = RAM_GPA + off;
     // The guest's request: KVM_HC_MAP_GPA_RANGE, which exits to the VMM (KVM_EXIT_HYPERCALL).
     b.op({
@@ -77,23 +65,7 @@ class GmemLowerer implements Lowerer {
         },
       ],
     });
-    if (toPrivate && this.p.vfio === 'shared') {
-      // QEMU's RamDiscardManager listener: VFIO unmaps a range before it goes private.
-      const keep: typeof this.dma = [];
-      for (const m of this.dma) {
-        if (m.at < off + size && off < m.at + m.size)
-          b.op({
-            op: 'VFIO_IOMMU_UNMAP_DMA',
-            fd: 'container',
-            argsz: 24,
-            flags: 0,
-            iova: num(m.at),
-            size: num(m.size),
-          });
-        else keep.push(m);
-      }
-      this.dma = keep;
-    }
+    if (toPrivate) this.unmapBeforePrivate(b, off, size);
     const attributes = toPrivate ? 8 : 0;
     if (this.v === 'separate') {
       b.access({
@@ -120,171 +92,64 @@ class GmemLowerer implements Lowerer {
       });
   }
 
-  step(s: ActionStep, b: TraceBuilder): void {
-    const a = s.action;
+  protected boot(b: TraceBuilder, a: { private: bigint; shared: bigint }): void {
     const p = this.p;
-    switch (a.kind) {
-      case 'boot': {
-        const ram = num(this.ram);
-        // Firecracker's secret-free layout: no private memory (a default VM on 6.18, where a
-        // private-memory VM's guest_memfd cannot be INIT_SHARED).
-        const vmType = p.allShared && this.v === 'separate' ? 0 : 1;
-        b.op({ op: 'KVM_CREATE_VM', fd: 'kvm', type: vmType, as: 'vm' });
-        if (!p.allShared)
-          b.op({ op: 'KVM_ENABLE_CAP', fd: 'vm', cap: 201, flags: 0, args: [EXIT_MAP_GPA_RANGE] });
-        b.op({ op: 'KVM_CREATE_VCPU', vm: 'vm', id: 0, as: 'cpu' });
-        const gmemMmap = p.allShared || this.v === 'inplace';
-        // GUEST_MEMFD_FLAG_MMAP (1), INIT_SHARED (2).
-        const flags = p.allShared ? 3 : gmemMmap ? 1 : 0;
-        b.op({ op: 'KVM_CREATE_GUEST_MEMFD', vm: 'vm', size: ram, flags, as: 'gmem' });
-        if (gmemMmap)
-          b.op({ op: 'mmap', fd: 'gmem', length: ram, prot: 3, flags: 1, offset: 0, as: 'mem' });
-        // MAP_PRIVATE | MAP_ANONYMOUS: the separate shared memory.
-        else
-          b.op({ op: 'mmap', fd: null, length: ram, prot: 3, flags: 0x22, offset: 0, as: 'mem' });
+    const ram = num(this.ram);
+    // Firecracker's secret-free layout: no private memory (a default VM on 6.18, where a
+    // private-memory VM's guest_memfd cannot be INIT_SHARED).
+    const vmType = p.allShared && this.v === 'separate' ? 0 : 1;
+    b.op({ op: 'KVM_CREATE_VM', fd: 'kvm', type: vmType, as: 'vm' });
+    if (!p.allShared)
+      b.op({ op: 'KVM_ENABLE_CAP', fd: 'vm', cap: 201, flags: 0, args: [EXIT_MAP_GPA_RANGE] });
+    b.op({ op: 'KVM_CREATE_VCPU', vm: 'vm', id: 0, as: 'cpu' });
+    const gmemMmap = p.allShared || this.v === 'inplace';
+    // GUEST_MEMFD_FLAG_MMAP (1), INIT_SHARED (2).
+    const flags = p.allShared ? 3 : gmemMmap ? 1 : 0;
+    b.op({ op: 'KVM_CREATE_GUEST_MEMFD', vm: 'vm', size: ram, flags, as: 'gmem' });
+    if (gmemMmap)
+      b.op({ op: 'mmap', fd: 'gmem', length: ram, prot: 3, flags: 1, offset: 0, as: 'mem' });
+    // MAP_PRIVATE | MAP_ANONYMOUS: the separate shared memory.
+    else b.op({ op: 'mmap', fd: null, length: ram, prot: 3, flags: 0x22, offset: 0, as: 'mem' });
+    b.op({
+      op: 'KVM_SET_USER_MEMORY_REGION2',
+      vm: 'vm',
+      slot: 0,
+      flags: 4,
+      guest_phys_addr: num(RAM_GPA),
+      memory_size: ram,
+      userspace_addr: 'mem',
+      guest_memfd: 'gmem',
+      guest_memfd_offset: 0,
+    });
+    if (!p.allShared) {
+      if (this.v === 'separate' && a.private > 0n)
+        // Boot-time policy of confidential VMMs: the private part starts private.
         b.op({
-          op: 'KVM_SET_USER_MEMORY_REGION2',
+          op: 'KVM_SET_MEMORY_ATTRIBUTES',
           vm: 'vm',
-          slot: 0,
-          flags: 4,
-          guest_phys_addr: num(RAM_GPA),
-          memory_size: ram,
-          userspace_addr: 'mem',
-          guest_memfd: 'gmem',
-          guest_memfd_offset: 0,
-        });
-        if (!p.allShared) {
-          if (this.v === 'separate' && a.private > 0n)
-            // Boot-time policy of confidential VMMs: the private part starts private.
-            b.op({
-              op: 'KVM_SET_MEMORY_ATTRIBUTES',
-              vm: 'vm',
-              address: num(RAM_GPA),
-              size: num(a.private),
-              attributes: 8,
-              flags: 0,
-            });
-          if (this.v === 'inplace' && a.shared > 0n)
-            // The file starts private (no INIT_SHARED): the shared part is converted.
-            b.op({
-              op: 'KVM_SET_MEMORY_ATTRIBUTES2',
-              fd: 'gmem',
-              offset: num(a.private),
-              size: num(a.shared),
-              attributes: 0,
-              flags: 0,
-              reserved: 0,
-            });
-        }
-        if (p.prefault)
-          b.op({ op: 'KVM_PRE_FAULT_MEMORY', vcpu: 'cpu', gpa: num(RAM_GPA), size: ram, flags: 0 });
-        if (p.vfio === 'all' && this.usesDma) {
-          this.vfioSetup(b);
-          // All guest RAM mapped for DMA at IOVA = RAM offset: long-term pins of every page.
-          b.op({
-            op: 'VFIO_IOMMU_MAP_DMA',
-            fd: 'container',
-            argsz: 32,
-            flags: 3,
-            addr: 'mem',
-            iova: 0,
-            size: ram,
-          });
-        }
-        return;
-      }
-      case 'share':
-      case 'unshare':
-        if (p.allShared) return b.na('no private memory: the guest bounces I/O through shared RAM');
-        return this.convert(b, a.at, a.size, a.kind === 'unshare');
-      case 'guest_read':
-        return b.access({
-          op: 'KVM_RUN',
-          vcpu: 'cpu',
-          guest: [{ load: { gpa: num(RAM_GPA + a.at), size: a.len } }],
-        });
-      case 'guest_write':
-        return b.access({
-          op: 'KVM_RUN',
-          vcpu: 'cpu',
-          guest: [{ store: { gpa: num(RAM_GPA + a.at), hex: a.hex } }],
-        });
-      case 'host_read':
-        return b.access({ op: 'peek', addr: at('mem', a.at), len: a.len });
-      case 'host_write':
-        return b.access({ op: 'poke', addr: at('mem', a.at), hex: a.hex });
-      case 'gup':
-        if (!this.pipe) {
-          this.pipe = true;
-          b.op({ op: 'pipe2', flags: 0, as: 'pipe_r', write_as: 'pipe_w' });
-        }
-        return b.access({
-          op: 'vmsplice',
-          fd: 'pipe_w',
-          addr: at('mem', a.at),
-          len: num(a.size),
+          address: num(RAM_GPA),
+          size: num(a.private),
+          attributes: 8,
           flags: 0,
         });
-      case 'gup_release':
-        if (this.pipe) {
-          this.pipe = false;
-          b.op({ op: 'close', fd: 'pipe_w' });
-          b.op({ op: 'close', fd: 'pipe_r' });
-        }
-        return;
-      case 'dma_map':
-      case 'dma_unmap':
-        if (p.vfio === 'none') return b.na(NO_VFIO);
-        if (p.vfio === 'all') {
-          // Everything is mapped since boot (and stays mapped).
-          if (!this.vfio) this.vfioSetup(b);
-          return;
-        }
-        this.vfioSetup(b);
-        if (a.kind === 'dma_map') {
-          this.dma.push({ at: a.at, size: a.size });
-          return b.access({
-            op: 'VFIO_IOMMU_MAP_DMA',
-            fd: 'container',
-            argsz: 32,
-            flags: 3,
-            addr: at('mem', a.at),
-            iova: num(a.at),
-            size: num(a.size),
-          });
-        }
-        this.dma = this.dma.filter((m) => !(m.at === a.at && m.size === a.size));
-        return b.access({
-          op: 'VFIO_IOMMU_UNMAP_DMA',
-          fd: 'container',
-          argsz: 24,
+      if (this.v === 'inplace' && a.shared > 0n)
+        // The file starts private (no INIT_SHARED): the shared part is converted.
+        b.op({
+          op: 'KVM_SET_MEMORY_ATTRIBUTES2',
+          fd: 'gmem',
+          offset: num(a.private),
+          size: num(a.shared),
+          attributes: 0,
           flags: 0,
-          iova: num(a.at),
-          size: num(a.size),
+          reserved: 0,
         });
-      case 'dma_read':
-        if (p.vfio === 'none') return b.na(NO_VFIO);
-        this.vfioSetup(b);
-        return b.access({ op: 'dma_read', fd: 'container', iova: num(a.at), len: a.len });
-      case 'dma_write':
-        if (p.vfio === 'none') return b.na(NO_VFIO);
-        this.vfioSetup(b);
-        return b.access({ op: 'dma_write', fd: 'container', iova: num(a.at), hex: a.hex });
-      case 'teardown':
-        if (this.pipe) {
-          b.op({ op: 'close', fd: 'pipe_w' });
-          b.op({ op: 'close', fd: 'pipe_r' });
-        }
-        if (this.vfio) {
-          b.op({ op: 'close', fd: 'group' });
-          b.op({ op: 'close', fd: 'container' });
-        }
-        b.op({ op: 'munmap', addr: 'mem', length: num(this.ram) });
-        b.op({ op: 'close', fd: 'gmem' });
-        b.op({ op: 'close', fd: 'cpu' });
-        b.op({ op: 'close', fd: 'vm' });
-        return;
     }
+    this.prefault(b);
+    this.vfioMapAll(b);
+  }
+
+  protected closeDesign(b: TraceBuilder): void {
+    b.op({ op: 'close', fd: 'gmem' });
   }
 }
 

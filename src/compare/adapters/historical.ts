@@ -1,9 +1,10 @@
 /**
- * What the VMM adapters of the historical designs (design-2020-protnone-follkvm,
- * design-2023-restrictedmem, design-2024-shmem-exclusive-pin) lower alike: guest accesses are
+ * What every VMM adapter (the guest_memfd designs of ./guest_memfd.ts and the historical
+ * designs design-2020-protnone-follkvm, design-2023-restrictedmem,
+ * design-2024-shmem-exclusive-pin) lowers alike: guest accesses are
  * KVM_RUN guest programs, host accesses peek/poke of the VMM's mapping of guest RAM (`mem`), a
  * GUP-style access (vhost, O_DIRECT) vmsplice of that mapping (FOLL_GET), devices a VFIO type1v2
- * container (MAP_DMA pins with FOLL_LONGTERM), as ./guest_memfd.ts does for 6.18. Each design
+ * container (MAP_DMA pins with FOLL_LONGTERM). Each design
  * brings its boot and its conversions (`boot`, `convert`) and what its teardown closes.
  */
 import { TRACE_CODE_SLOT } from '../../core/base/uapi.js';
@@ -14,14 +15,13 @@ import { at, num, type Lowerer, type MemorySample, type TraceBuilder } from '../
 import { ptPages } from '../metrics.js';
 import type { Policy } from '../policy.js';
 import { actionSteps, type ActionStep, type Workload } from '../workload.js';
-import { RAM_GPA } from './guest_memfd.js';
-
-export { RAM_GPA };
+/** Where guest RAM starts (GPA); RAM is at most 2 GiB (workload.ts), below the code page. */
+export const RAM_GPA = 0x4000_0000n;
 export const PAGE = 4096n;
 const NO_VFIO = 'the policy assigns no VFIO device to a confidential guest';
 export const NO_PRIVATE = 'no private memory: the guest bounces I/O through shared RAM';
 
-export abstract class HistoricalLowerer implements Lowerer {
+export abstract class VmmLowerer implements Lowerer {
   private pipe = false;
   private vfio = false;
   /** DMA mappings (offset, size) the VMM made for the workload's dma_map steps. */
@@ -106,6 +106,15 @@ export abstract class HistoricalLowerer implements Lowerer {
     return { op: 'KVM_RUN', vcpu: 'cpu', guest: [{ hypercall: { nr, args } }] };
   }
 
+  /**
+   * A share or unshare step: by default VFIO first unmaps what goes private, then the design
+   * converts (a design whose conversion starts with the guest's own request overrides it).
+   */
+  protected convertStep(b: TraceBuilder, off: bigint, size: bigint, toPrivate: boolean): void {
+    if (toPrivate) this.unmapBeforePrivate(b, off, size);
+    this.convert(b, off, size, toPrivate);
+  }
+
   step(s: ActionStep, b: TraceBuilder): void {
     const a = s.action;
     const p = this.p;
@@ -115,8 +124,7 @@ export abstract class HistoricalLowerer implements Lowerer {
       case 'share':
       case 'unshare':
         if (p.allShared) return b.na(NO_PRIVATE);
-        if (a.kind === 'unshare') this.unmapBeforePrivate(b, a.at, a.size);
-        return this.convert(b, a.at, a.size, a.kind === 'unshare');
+        return this.convertStep(b, a.at, a.size, a.kind === 'unshare');
       case 'guest_read':
         return b.access({
           op: 'KVM_RUN',

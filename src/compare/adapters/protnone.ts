@@ -15,13 +15,7 @@ import { num, type DesignAdapter, type Lowerer, type TraceBuilder } from '../ada
 import { VMA_KVM_PROTECTED } from '../../core/mm/mm_types.js';
 import type { Policy } from '../policy.js';
 import type { Workload } from '../workload.js';
-import {
-  forEachSlotHostPage,
-  HistoricalLowerer,
-  measureSlots,
-  PAGE,
-  RAM_GPA,
-} from './historical.js';
+import { forEachSlotHostPage, VmmLowerer, measureSlots, PAGE, RAM_GPA } from './historical.js';
 
 const KVM_HC_ENABLE_MEM_PROTECTED = 12;
 const KVM_HC_MEM_SHARE = 13;
@@ -29,7 +23,7 @@ const KVM_HC_MEM_UNSHARE = 14;
 
 const gfn = (off: bigint): number | string => num((RAM_GPA + off) / PAGE);
 
-class ProtnoneLowerer extends HistoricalLowerer {
+class ProtnoneLowerer extends VmmLowerer {
   protected boot(b: TraceBuilder, a: { private: bigint; shared: bigint }): void {
     const ram = num(this.ram);
     b.op({ op: 'KVM_CREATE_VM', fd: 'kvm', type: 0, as: 'vm' });

@@ -16,7 +16,7 @@ import { num, type DesignAdapter, type Lowerer, type TraceBuilder } from '../ada
 import type { Policy } from '../policy.js';
 import type { Workload } from '../workload.js';
 import { at } from '../adapter.js';
-import { HistoricalLowerer, PAGE, RAM_GPA } from './historical.js';
+import { VmmLowerer, PAGE, RAM_GPA } from './historical.js';
 
 /** KVM_HC_MAP_GPA_RANGE's attribute bit for encrypted (private) memory. */
 const MAP_GPA_RANGE_ENCRYPTED = 0x10;
@@ -26,7 +26,7 @@ const EXIT_MAP_GPA_RANGE = 1 << 12;
 const KVM_MEM_PRIVATE = 4;
 const KVM_MEMORY_ATTRIBUTE_PRIVATE = 8;
 
-class RestrictedmemLowerer extends HistoricalLowerer {
+class RestrictedmemLowerer extends VmmLowerer {
   protected boot(b: TraceBuilder, a: { private: bigint; shared: bigint }): void {
     const ram = num(this.ram);
     const priv = !this.p.allShared;
