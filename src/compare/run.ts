@@ -122,9 +122,13 @@ function hypercallErrno(r: ResultLine): Outcome | undefined {
   return undefined;
 }
 
-/** The expected outcome of `step` for design `d` under policy `p`: DESIGN/POLICY, DESIGN, `*`. */
+/**
+ * The expected outcome of `step` for design `d` under policy `p`, the most specific key first:
+ * DESIGN/POLICY, DESIGN, `*`/POLICY (any design under that policy), `*`.
+ */
 export function expectedOutcome(step: ActionStep, d: string, p: string): Outcome | undefined {
-  return step.expect.get(`${d}/${p}`) ?? step.expect.get(d) ?? step.expect.get('*');
+  const e = step.expect;
+  return e.get(`${d}/${p}`) ?? e.get(d) ?? e.get(`*/${p}`) ?? e.get('*');
 }
 
 /** Violations kept with their details per run (one broken step can break many pages). */

@@ -21,7 +21,7 @@
  *
  * Addresses (`at`) are offsets into guest RAM, sizes page multiples where a range is converted,
  * mapped or pinned. `expect` maps a design (`linux-6.18`), a design and policy
- * (`linux-6.18/qemu`) or `*` to an outcome: `ok` (allowed), an errno name, SIGBUS, SIGSEGV,
+ * (`linux-6.18/qemu`), any design under a policy (`*`/`firecracker`) or `*` to an outcome: `ok` (allowed), an errno name, SIGBUS, SIGSEGV,
  * `violation` or `violation:INVARIANT`, or `n/a`. Every problem is reported as
  * `file:line: field: message`. Pure: no Node APIs.
  */
@@ -76,7 +76,7 @@ export type WorkloadStep =
       readonly line: number;
       readonly action: Action;
       readonly say?: string;
-      /** Key (`DESIGN`, `DESIGN/POLICY` or `*`) → outcome. */
+      /** Key (`DESIGN/POLICY`, `DESIGN`, `*`/`POLICY` or `*`) → outcome. */
       readonly expect: ReadonlyMap<string, Outcome>;
       /** The line of each expect key. */
       readonly expectLines: ReadonlyMap<string, number>;
@@ -398,11 +398,11 @@ class Ctx {
       for (const [k, { node, line: l }] of m) {
         const f = `${path}.expect.${k}`;
         const [d, pol, extra] = k.split('/');
-        if (extra !== undefined || (k !== '*' && !this.designs.includes(d!)))
+        if (extra !== undefined || (d !== '*' && !this.designs.includes(d!)))
           this.p.add(
             l,
             f,
-            `unknown design ${quote(d!)}${didYouMean(d!, this.designs)} (a key is DESIGN, DESIGN/POLICY or *; designs: ${this.designs.join(', ')})`,
+            `unknown design ${quote(d!)}${didYouMean(d!, this.designs)} (a key is DESIGN, DESIGN/POLICY, */POLICY or *; designs: ${this.designs.join(', ')})`,
           );
         else if (pol !== undefined) {
           const why = this.checkPolicy(pol);

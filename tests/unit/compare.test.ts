@@ -16,7 +16,7 @@ import {
   policyByName,
   type Policy,
 } from '../../src/compare/policy.js';
-import { runCompare } from '../../src/compare/run.js';
+import { expectedOutcome, runCompare } from '../../src/compare/run.js';
 import { downsample, formatText, toJson, toSvg } from '../../src/compare/report.js';
 import { parseWorkload, type Workload } from '../../src/compare/workload.js';
 import { parseTrace } from '../../src/trace/parse.js';
@@ -111,6 +111,31 @@ describe('workload parsing: every problem at its file:line and field', () => {
       'unknown policy',
     ],
     [
+      "name: x\nsteps:\n  - boot: { private: 1 MiB }\n  - host_read: { at: 0, len: 4 }\n    expect:\n      '*': ok\n      '*/nope': SIGBUS\n",
+      'w.yml:7: "steps[1].expect.*/nope":',
+      'unknown policy "nope"',
+    ],
+    [
+      "name: x\nsteps:\n  - boot: { private: 1 MiB }\n  - host_read: { at: 0, len: 4 }\n    expect: { '*/firecrackr': n/a }\n",
+      'w.yml:5: "steps[1].expect.*/firecrackr":',
+      '(did you mean "firecracker"?)',
+    ],
+    [
+      "name: x\nsteps:\n  - boot: { private: 1 MiB }\n  - host_read: { at: 0, len: 4 }\n    expect: { '*/qemu+fast': ok }\n",
+      'w.yml:5: "steps[1].expect.*/qemu+fast":',
+      'unknown policy modifier "fast"',
+    ],
+    [
+      "name: x\nsteps:\n  - boot: { private: 1 MiB }\n  - host_read: { at: 0, len: 4 }\n    expect: { 'linux-6.18/*': ok }\n",
+      'w.yml:5: "steps[1].expect.linux-6.18/*":',
+      'unknown policy "*"',
+    ],
+    [
+      "name: x\nsteps:\n  - boot: { private: 1 MiB }\n  - host_read: { at: 0, len: 4 }\n    expect: { 'qemu': ok }\n",
+      'w.yml:5: steps[1].expect.qemu:',
+      'DESIGN, DESIGN/POLICY, */POLICY or *',
+    ],
+    [
       'name: x\npolicies: [qemu+fast]\nsteps:\n  - boot: { private: 1 MiB }\n',
       'w.yml:2: policies[0]:',
       'unknown policy modifier',
@@ -154,6 +179,31 @@ describe('workload parsing: every problem at its file:line and field', () => {
     const s = w.steps[2]!;
     assert.ok(s.kind === 'action');
     assert.equal(s.expect.get('linux-next-gmem'), 'SIGBUS');
+  });
+
+  test('expect precedence: DESIGN/POLICY, then DESIGN, then */POLICY, then *', () => {
+    const w = workload(`name: x
+steps:
+  - boot: { private: 1 MiB }
+  - host_read: { at: 0x1000, len: 4 }
+    expect:
+      '*': ok
+      '*/firecracker': n/a
+      '*/qemu+prefault': EFAULT
+      linux-next-gmem: SIGBUS
+      linux-6.18/firecracker: EAGAIN
+`);
+    const s = w.steps[1]!;
+    assert.ok(s.kind === 'action');
+    const want: Array<[string, string, string]> = [
+      ['linux-6.18', 'firecracker', 'EAGAIN'], // DESIGN/POLICY beats */POLICY
+      ['linux-next-gmem', 'firecracker', 'SIGBUS'], // DESIGN beats */POLICY
+      ['design-2023-restrictedmem', 'firecracker', 'n/a'], // */POLICY beats *
+      ['design-2023-restrictedmem', 'qemu+prefault', 'EFAULT'], // the policy with its modifiers
+      ['design-2023-restrictedmem', 'qemu', 'ok'], // only *
+      ['linux-next-gmem', 'qemu', 'SIGBUS'],
+    ];
+    for (const [d, p, o] of want) assert.equal(expectedOutcome(s, d, p), o, `${d}/${p}`);
   });
 });
 
