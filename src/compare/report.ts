@@ -264,6 +264,8 @@ const COLORS = [
   '#e377c2',
   '#17becf',
 ];
+/** Dash patterns by policy (solid first), so that lines drawn on top of each other show. */
+const DASHES = ['', '7 4', '2 3', '10 3 2 3', '4 4', '1 5'];
 const esc = (s: string): string =>
   s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
@@ -274,9 +276,9 @@ const esc = (s: string): string =>
 export function toSvg(w: Workload, runs: readonly CompareRun[]): string {
   const designs = [...new Set(runs.map((r) => r.design))];
   const policies = [...new Set(runs.map((r) => r.policy))];
-  const W = 820;
+  const W = 860;
   const H = 240;
-  const M = { l: 70, r: 270, t: 30, b: 40 };
+  const M = { l: 70, r: 310, t: 30, b: 40 };
   const pw = W - M.l - M.r;
   const ph = H - M.t - M.b;
   const maxY = Math.max(1, ...runs.map((r) => r.peakTotal));
@@ -297,9 +299,12 @@ export function toSvg(w: Workload, runs: readonly CompareRun[]): string {
       parts.push(
         `<text x="${M.l - 6}" y="${Y(maxY * f)}" text-anchor="end" dy="4">${size(Math.round(maxY * f))}</text>`,
       );
-    parts.push(`<text x="${M.l}" y="${y0 + M.t + ph + 16}">step 1</text>`);
+    parts.push(`<text x="${M.l}" y="${y0 + M.t + ph + 16}">1</text>`);
     parts.push(
-      `<text x="${M.l + pw}" y="${y0 + M.t + ph + 16}" text-anchor="end">${maxX + 1} step executions</text>`,
+      `<text x="${M.l + pw / 2}" y="${y0 + M.t + ph + 16}" text-anchor="middle" fill="#555">workload step executed (repeats counted)</text>`,
+    );
+    parts.push(
+      `<text x="${M.l + pw}" y="${y0 + M.t + ph + 16}" text-anchor="end">${maxX + 1}</text>`,
     );
     let li = 0;
     for (const r of runs.filter((x) => x.design === d)) {
@@ -307,15 +312,19 @@ export function toSvg(w: Workload, runs: readonly CompareRun[]): string {
       const ly = y0 + M.t + 12 + li * 14;
       li++;
       if (r.na !== undefined) {
-        parts.push(`<text x="${M.l + pw + 10}" y="${ly}" fill="#999">${esc(r.policy)}: n/a</text>`);
+        parts.push(`<text x="${M.l + pw + 40}" y="${ly}" fill="#999">${esc(r.policy)}: n/a</text>`);
         continue;
       }
       const pts = downsample(r.series.map(both), 600)
         .map(([i, v]) => `${X(i)},${Y(v)}`)
         .join(' ');
-      parts.push(`<polyline fill="none" stroke="${c}" stroke-width="1.5" points="${pts}"/>`);
+      // Policies often use the same memory: a dash pattern each keeps overlapping lines apart.
+      const dash = DASHES[policies.indexOf(r.policy) % DASHES.length]!;
+      const da = dash === '' ? '' : ` stroke-dasharray="${dash}"`;
       parts.push(
-        `<text x="${M.l + pw + 10}" y="${ly}" fill="${c}">${esc(r.policy)} (peak ${size(r.peakTotal)})</text>`,
+        `<polyline fill="none" stroke="${c}" stroke-width="1.5"${da} points="${pts}"/>`,
+        `<line x1="${M.l + pw + 10}" y1="${ly - 4}" x2="${M.l + pw + 34}" y2="${ly - 4}" stroke="${c}" stroke-width="1.5"${da}/>`,
+        `<text x="${M.l + pw + 40}" y="${ly}" fill="${c}">${esc(r.policy)} (peak ${size(r.peakTotal)})</text>`,
       );
     }
   });

@@ -17,7 +17,7 @@ import {
   type Policy,
 } from '../../src/compare/policy.js';
 import { expectedOutcome, runCompare } from '../../src/compare/run.js';
-import { downsample, formatText, toJson, toSvg } from '../../src/compare/report.js';
+import { downsample, formatText, size, toJson, toSvg } from '../../src/compare/report.js';
 import { parseWorkload, type Workload } from '../../src/compare/workload.js';
 import { parseTrace } from '../../src/trace/parse.js';
 import { formatOp } from '../../src/trace/format.js';
@@ -530,4 +530,114 @@ describe('the shipped workloads: every asserted outcome holds, no violation unle
         `README.md's table for ${rel} is stale: npm run build && node scripts/compare-readme.mjs`,
       );
     });
+});
+
+describe('the SVG chart draws the runs it is given', () => {
+  // Read the chart back: per design panel its frame, scale labels, legend and polylines; map
+  // each polyline's points back to (execution index, bytes) with the frame and the scale.
+  type Panel = {
+    design: string;
+    frame: { x: number; y: number; w: number; h: number };
+    scale: string[];
+    legend: string[];
+    lines: Array<Array<[number, number]>>;
+  };
+  function panels(svg: string): Panel[] {
+    const out: Panel[] = [];
+    const chunks = svg.split(/(?=<text [^>]*font-weight="bold">)/).slice(1);
+    for (const c of chunks) {
+      const design = /font-weight="bold">([^<]*)</.exec(c)![1]!;
+      const f = /<rect x="([\d.]+)" y="([\d.]+)" width="([\d.]+)" height="([\d.]+)"/.exec(c)!;
+      const [x, y, w, h] = f.slice(1, 5).map(Number) as [number, number, number, number];
+      const texts = [...c.matchAll(/<text ([^>]*)>([^<]*)<\/text>/g)];
+      out.push({
+        design,
+        frame: { x, y, w, h },
+        scale: texts.filter((t) => t[1]!.includes('text-anchor="end" dy')).map((t) => t[2]!),
+        legend: texts
+          .filter((t) => /\(peak |: n\/a$/.test(t[2]!))
+          .map((t) => t[2]!.replace(/ \(peak .*\)$/, '').replace(/: n\/a$/, '')),
+        lines: [...c.matchAll(/<polyline [^>]*points="([^"]*)"/g)].map((m) =>
+          m[1]!.split(' ').map((p) => p.split(',').map(Number) as [number, number]),
+        ),
+      });
+    }
+    return out;
+  }
+
+  test('vfio-dma-convert.yml: each line follows its run, on one scale for all designs', () => {
+    const rel = 'examples/workloads/vfio-dma-convert.yml';
+    const p = parseWorkload(
+      readFileSync(join(process.cwd(), rel), 'utf8'),
+      rel,
+      DESIGN_NAMES,
+      POLICY_NAMES,
+    );
+    const w = p.workload!;
+    const runs = DESIGN_NAMES.flatMap((d) =>
+      w.policies!.map((pol) => runCompare(w, designByName(d)!, policy(pol))),
+    );
+    const j = toJson(w, runs) as {
+      runs: Array<{
+        design: string;
+        policy: string;
+        na?: string;
+        peak: { both: number };
+        memory_over_steps: Array<{ exec: number; both: number }>;
+      }>;
+    };
+    const ps = panels(toSvg(w, runs));
+    assert.deepEqual(
+      ps.map((x) => x.design),
+      [...DESIGN_NAMES],
+    );
+    const maxPeak = Math.max(...j.runs.map((r) => r.peak.both));
+    const maxExec = Math.max(...j.runs.map((r) => r.memory_over_steps.length - 1));
+    assert.ok(maxPeak > 0 && maxExec > 0);
+    // Chart value of each run, recovered from its line: [run, [exec, bytes][]].
+    const drawn: Array<[(typeof j.runs)[number], Array<[number, number]>]> = [];
+    for (const panel of ps) {
+      const mine = j.runs.filter((r) => r.design === panel.design);
+      // Legend: every policy in run order; n/a runs draw no line.
+      assert.deepEqual(
+        panel.legend,
+        mine.map((r) => r.policy),
+      );
+      const live = mine.filter((r) => r.na === undefined);
+      assert.equal(panel.lines.length, live.length, panel.design);
+      // The scale: the top label is the largest peak of all runs, the bottom one 0.
+      assert.equal(panel.scale[panel.scale.length - 1], size(maxPeak / 4096), panel.design);
+      assert.equal(panel.scale[0], '0');
+      const { x, y, w: fw, h } = panel.frame;
+      live.forEach((r, i) => {
+        const pts = panel.lines[i]!;
+        for (let k = 1; k < pts.length; k++)
+          assert.ok(pts[k]![0] > pts[k - 1]![0], `${r.design}/${r.policy}: x increases`);
+        const back = pts.map(([px, py]): [number, number] => [
+          Math.round(((px - x) / fw) * maxExec),
+          ((y + h - py) / h) * maxPeak,
+        ]);
+        // Fewer than 200 executions: the JSON series is the whole series, as the line is.
+        assert.equal(back.length, r.memory_over_steps.length, `${r.design}/${r.policy}`);
+        back.forEach(([e, v], k) => {
+          const want = r.memory_over_steps[k]!;
+          assert.equal(e, want.exec, `${r.design}/${r.policy}: point ${k}'s step`);
+          // toFixed(1) pixels: within a tenth of a pixel of the value.
+          assert.ok(
+            Math.abs(v - want.both) <= (0.06 / h) * maxPeak,
+            `${r.design}/${r.policy}: point ${k} is ${v} bytes, the run's is ${want.both}`,
+          );
+        });
+        drawn.push([r, back]);
+      });
+    }
+    // Across designs: each line's highest point is its run's peak, so the lines rank as the
+    // JSON's peaks do (a chart with per-panel scales or swapped lines would not).
+    const tol = (0.06 / ps[0]!.frame.h) * maxPeak;
+    const tops = drawn.map(([r, b]) => [r.peak.both, Math.max(...b.map(([, v]) => v))] as const);
+    assert.ok(new Set(tops.map(([pk]) => pk)).size > 2, 'the runs differ');
+    for (const [pk, top] of tops) assert.ok(Math.abs(pk - top) <= tol, `${top} vs peak ${pk}`);
+    for (const [pa, ta] of tops)
+      for (const [pb, tb] of tops) if (pa > pb) assert.ok(ta > tb, `${ta} > ${tb}`);
+  });
 });
