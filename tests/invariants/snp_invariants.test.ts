@@ -65,6 +65,7 @@ function launched(mutants: string[] = []): {
   h: Host;
   checker: InvariantChecker;
   vm: Vm;
+  vmFd: number;
   gmem: number;
   vcpu: number;
   src: bigint;
@@ -118,7 +119,7 @@ function launched(mutants: string[] = []): {
   assert.ok(cmd(SNP_CMD.LAUNCH_FINISH, packSnpLaunchFinish()));
   assert.deepEqual(check(), []);
   const vm = [...h.vms][0]!;
-  return { h, checker, vm, gmem, vcpu, src, cmd, check };
+  return { h, checker, vm, vmFd, gmem, vcpu, src, cmd, check };
 }
 
 const names = (vs: readonly Violation[]): string[] => [...new Set(vs.map((v) => v.invariant))];
@@ -149,6 +150,58 @@ describe('SEV-SNP invariants: good examples', () => {
 });
 
 describe('SEV-SNP guest: real runs break no invariant', () => {
+  test('a memslot re-bound at another GPA: the prepared page keeps its GPA, the guest spins on it', () => {
+    const { h, vm, vmFd, gmem, vcpu, check } = launched();
+    const rmp = h.platform.sevSnp!.rmp;
+    const NEW = 0x8000_0000n;
+    // The launched page at index 0: assigned at GPA, validated, mapped by the guest's load.
+    let r = h.kvmRun(vcpu, [guestLoad(GPA, 4, true)]);
+    assert.equal(r.errno, undefined);
+    const pfn = vm.stage2[0]!.get(Number(GPA / PAGE))!.base as Pfn;
+    const region = (gpa: bigint, size: bigint, ua: bigint) => ({
+      slot: 0n,
+      flags: 4n,
+      guest_phys_addr: gpa,
+      memory_size: size,
+      userspace_addr: ua,
+      guest_memfd_offset: 0n,
+    });
+    // The VMM deletes the memslot and binds the same guest_memfd range at NEW.
+    const ua = okv(h.mmap(null, 4n * PAGE, 3, 0x22, 0n), 'mmap');
+    assert.ok(h.kvmSetUserMemoryRegion(vmFd, region(GPA, 0n, ua), gmem, false).ok);
+    assert.ok(h.kvmSetUserMemoryRegion(vmFd, region(NEW, 4n * PAGE, ua), gmem, false).ok);
+    assert.ok(
+      h.kvmSetMemoryAttributes(vmFd, { address: NEW, size: 4n * PAGE, attributes: 8n, flags: 0n })
+        .ok,
+    );
+    assert.deepEqual(check(), []);
+    // The guest's private load at NEW: kvm_gmem_get_pfn() finds the folio up to date (no
+    // sev_gmem_prepare()), KVM maps it at NEW, the RMP check fails (GPA mismatch), and
+    // sev_handle_rmp_fault() leaves the 4K entry alone: the access faults forever (EINTR when
+    // the VMM's signal ends KVM_RUN).
+    r = h.kvmRun(vcpu, [guestLoad(NEW, 4, true)]);
+    assert.equal(r.errno, 'EINTR');
+    assert.equal(vm.stage2[0]!.get(Number(NEW / PAGE))?.base, pfn);
+    const e = rmp.lookup(pfn);
+    assert.deepEqual([e.assigned, e.gpa, e.validated], [true, GPA, true]);
+    // Neither the mapping nor the stale entry breaks an invariant (snp-rmp-owner included).
+    assert.deepEqual(check(), []);
+    // PVALIDATE at NEW faults the same way.
+    r = h.kvmRun(vcpu, [{ kind: 'pvalidate', gpa: NEW, size: '4K', validate: true }]);
+    assert.equal(r.errno, 'EINTR');
+    // The VMM discards the page: sev_gmem_invalidate() makes it shared; the next fault prepares
+    // a fresh page at NEW, which the guest must validate before it uses it.
+    assert.ok(h.fallocate(gmem, 3, 0n, PAGE).ok);
+    assert.deepEqual(check(), []);
+    r = h.kvmRun(vcpu, [
+      { kind: 'pvalidate', gpa: NEW, size: '4K', validate: true },
+      guestStore(NEW, new Uint8Array([1, 2, 3, 4]), true),
+    ]);
+    assert.equal(r.errno, undefined, String(r.errno) + r.exits.map((x) => x.reason).join(','));
+    const f = vm.stage2[0]!.get(Number(NEW / PAGE))!.base as Pfn;
+    assert.deepEqual([rmp.lookup(f).assigned, rmp.lookup(f).gpa], [true, NEW]);
+    assert.deepEqual(check(), []);
+  });
   test('private loads of launched pages, PVALIDATE of a fresh page, NOUPDATE, #VC', () => {
     const { h, vcpu, check } = launched();
     // A launched (validated) page: a private load completes.
@@ -173,24 +226,32 @@ describe('SEV-SNP guest: real runs break no invariant', () => {
 });
 
 describe('SEV-SNP invariants: bad examples', () => {
-  test('snp-rmp-owner: a page mapped private at a GPA its RMP entry does not name, or anon memory assigned', () => {
+  test('snp-rmp-owner: a private access completed at a GPA its RMP entry does not name, or anon memory assigned', () => {
     const { h, vm, vcpu, check } = launched();
     const rmp = h.platform.sevSnp!.rmp;
     // A private pre-fault assigns and maps gfn 0x40002 (sev_gmem_prepare)...
     assert.equal(h.kvmPreFaultMemory(vcpu, GPA + 2n * PAGE, PAGE, 0n).errno, undefined);
     assert.deepEqual(check(), []);
     const run = rmp.dump().find((x) => x.entry.gpa === GPA + 2n * PAGE)!;
-    // ...then its entry is rewritten with another GPA (an RMPUPDATE with the wrong gfn).
+    // ...then its entry is rewritten with another GPA (an RMPUPDATE with the wrong gfn). The
+    // state alone is no violation: the CPU's RMP check stops the guest's access there.
     assert.equal(rmp.makeShared(run.start, '4K'), 0);
     assert.equal(
       rmp.makePrivate(run.start, GPA + 3n * PAGE, '4K', toKvmSevInfo(vm).asid, false),
       0,
     );
-    const v = check();
-    assert.deepEqual(names(v), ['snp-rmp-owner']);
+    assert.deepEqual(check(), []);
+    const r = h.kvmRun(vcpu, [guestLoad(GPA + 2n * PAGE, 4, true)]);
+    assert.equal(r.errno, 'EINTR');
+    assert.deepEqual(check(), []);
+    // A CPU that let the access complete (what the access path reports on completion).
+    // (RMPUPDATE cleared the validated bit too: snp-guest-validated reports that.)
+    h.snpGuestObserver!.access(vm, Number((GPA + 2n * PAGE) / PAGE), run.start, false);
+    const v = check().filter((x) => x.invariant === 'snp-rmp-owner');
+    assert.equal(v.length, 1);
     assert.match(
       v[0]!.message,
-      /mapped private at gfn 0x40002 but its RMP entry says GPA 0x40003000/,
+      /private guest load at gfn 0x40002 completed on frame 0x[0-9a-f]+, whose RMP entry says GPA 0x40003000/,
     );
     // A frame of the VMM's anonymous memory assigned to the guest.
     const anon = [...h.mm.anon.entries()][0]!.value.base as Pfn;

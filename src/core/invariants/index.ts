@@ -229,6 +229,7 @@ export class InvariantChecker {
             asid: e.asid,
             guestAsid: toKvmSevInfo(vm).asid,
             validated: e.validated,
+            gpa: e.gpa,
           });
         },
         pvalidate: (vm, gfn, pfn, validate, before, ret, cf): void => {

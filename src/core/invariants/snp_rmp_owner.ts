@@ -1,10 +1,21 @@
 /**
- * snp-rmp-owner: an assigned RMP entry belongs to exactly one guest, and the GPA it names is the
- * gfn the guest maps the frame at through its guest_memfd binding.
+ * snp-rmp-owner: an assigned RMP entry belongs to exactly one guest, and a guest reaches the
+ * frame only at the GPA the entry names.
+ *
+ * The GPA is a property of the guest's accesses, not of the stage-2 state. KVM (6.18 and
+ * linux-next) writes RMP.GPA once, when it prepares a page: `kvm_gmem_get_pfn()` calls
+ * `kvm_gmem_prepare_folio()` → `sev_gmem_prepare()` only for a folio that is not up to date, and
+ * `sev_gmem_prepare()` leaves an already-assigned entry alone. A memslot deleted and created
+ * again at another GPA over the same guest_memfd range therefore leaves the page assigned at the
+ * GPA it was prepared at, and the next private fault at the new gfn maps it there anyway. The
+ * guest's access then fails the CPU's RMP check (GPA mismatch: #NPF with the RMP bit), KVM's
+ * `sev_handle_rmp_fault()` finds a 4K entry and changes nothing, and the access faults again
+ * forever: the guest cannot use the page, the host cannot either (it stays assigned to the
+ * guest's ASID until the file frees it, `sev_gmem_invalidate()`), and nothing leaks. So the
+ * mapping is not a violation; an access completed at a GPA other than the entry's would be.
  */
 import { toKvmSevInfo } from '../arch/x86/svm/sev_common.js';
 import { INITIAL_VMSA_GPA } from '../arch/x86/svm/sev_snp.js';
-import { mappingsOf } from './stage2_coherent.js';
 import { describeOwner } from './ownership.js';
 import { hx, NO_VIOLATIONS, type Invariant, type Violation } from './types.js';
 
@@ -12,17 +23,27 @@ export const snpRmpOwner: Invariant = {
   name: 'snp-rmp-owner',
   title: 'An assigned frame belongs to one SNP guest at one GPA',
   statement:
-    "Every frame the RMP marks assigned belongs to exactly one guest: it is a page of a guest_memfd file of the live SNP VM whose ASID is the entry's ASID, or the VMSA page of one of that VM's vCPUs at INITIAL_VMSA_GPA; never anonymous or shmem memory of the VMM, nor a page of another guest. Where the guest reaches a guest_memfd page through its binding — a private stage-2 mapping of gfn G to the page — the entry's GPA is G. (A page only bound, not mapped, is not held to its binding's GPA: a memslot deleted and bound again elsewhere leaves an uptodate page with the GPA it was prepared at, as in the kernel.)",
+    "Every frame the RMP marks assigned belongs to exactly one guest: it is a page of a guest_memfd file of the live SNP VM whose ASID is the entry's ASID, or the VMSA page of one of that VM's vCPUs at INITIAL_VMSA_GPA; never anonymous or shmem memory of the VMM, nor a page of another guest. A private access the guest completes at gfn G reached a frame whose entry names GPA G. (A stage-2 mapping of gfn G to a page whose entry names another GPA is not a violation: a memslot deleted and created again elsewhere over the same guest_memfd range leaves an up-to-date page with the GPA it was prepared at, KVM maps it at the new gfn, and the guest's access there faults forever instead of completing.)",
   mechanism:
-    'sev_gmem_prepare() and sev_gmem_post_populate() call rmp_make_private(pfn, gfn_to_gpa(gfn), level, sev->asid, ...) with the gfn kvm_gmem_get_pfn()/kvm_gmem_populate() resolved through the binding; snp_launch_update_vmsa() uses INITIAL_VMSA_GPA; sev_gmem_invalidate() (from kvm_gmem_free_folio) and sev_free_vcpu() make frames shared before they leave their owner; ASIDs are unique (sev_asid_new()).',
+    "sev_gmem_prepare() and sev_gmem_post_populate() call rmp_make_private(pfn, gfn_to_gpa(gfn), level, sev->asid, ...) with the gfn kvm_gmem_get_pfn()/kvm_gmem_populate() resolved through the binding (sev_gmem_prepare() skips an entry already assigned); snp_launch_update_vmsa() uses INITIAL_VMSA_GPA; sev_gmem_invalidate() (from kvm_gmem_free_folio) and sev_free_vcpu() make frames shared before they leave their owner; ASIDs are unique (sev_asid_new()); the CPU's RMP check of a C=1 access compares the entry's GPA with the access's (APM vol. 2 \"RMP and VMPL access checks\"), and sev_handle_rmp_fault() does nothing for a mismatched 4K entry.",
   origin:
     'platforms.md §2.1–§2.3, Appendix A.2 (RMP entry fields, RMPUPDATE); issue 11 item 6; arch/x86/kvm/svm/sev.c.',
   appliesTo: (p) => p.parts.platform === 'sev-snp',
   check(s) {
-    const rmp = s.host.platform.sevSnp?.rmp;
-    if (rmp === undefined || rmp.runs === 0) return NO_VIOLATIONS;
-    const o = s.ownership();
     let out: Violation[] | undefined;
+    // The GPA: each private access completed during the step, with the entry as it found it.
+    for (const a of s.guestAccesses) {
+      if (!a.assigned || a.gpa === BigInt(a.gfn) << 12n) continue;
+      (out ??= []).push({
+        invariant: 'snp-rmp-owner',
+        object: `vm${a.vm} gfn ${hx(a.gfn)}`,
+        message: `a private guest ${a.write ? 'store' : 'load'} at gfn ${hx(a.gfn)} completed on frame ${hx(a.pfn)}, whose RMP entry says GPA ${hx(a.gpa)}`,
+        focus: { vm: a.vm, gfn: a.gfn, pfn: a.pfn },
+      });
+    }
+    const rmp = s.host.platform.sevSnp?.rmp;
+    if (rmp === undefined || rmp.runs === 0) return out ?? NO_VIOLATIONS;
+    const o = s.ownership();
     const bad = (pfn: number, message: string): void => {
       (out ??= []).push({
         invariant: 'snp-rmp-owner',
@@ -61,31 +82,11 @@ export const snpRmpOwner: Invariant = {
         }
         const f = own.file;
         const sev = toKvmSevInfo(f.vm);
-        if (f.vm.dead || sev.asid !== e.asid) {
+        if (f.vm.dead || sev.asid !== e.asid)
           bad(
             p.start,
             `frame ${what} is ${describeOwner(own)} of vm${f.vm.index} (ASID ${sev.asid}), another guest`,
           );
-          continue;
-        }
-        // The entry's GPA against the binding of the page's index: only for the pages the
-        // guest reached through their binding in this VM's stage-2 (see the statement).
-        for (const m of mappingsOf(f.vm, s)) {
-          if (!m.spte.private || m.slot === undefined || m.slot.gmem?.file !== f) continue;
-          const lo = Math.max(m.spte.base, p.start);
-          const hi = Math.min(m.spte.base + (m.end - m.start), p.end);
-          for (let pfn = lo; pfn < hi; pfn++) {
-            const gfn = m.start + (pfn - m.spte.base);
-            const gpa = rmp.lookup(pfn as never).gpa;
-            if (BigInt(gfn) << 12n !== gpa) {
-              bad(
-                pfn,
-                `${describeOwner(own, pfn - p.start)} is mapped private at gfn ${hx(gfn)} but its RMP entry says GPA ${hx(gpa)}`,
-              );
-              break;
-            }
-          }
-        }
       }
       if (cur < run.end) unowned(cur, run.end, what);
     }

@@ -68,6 +68,8 @@ export type GuestPrivateAccess = {
   readonly asid: number;
   readonly guestAsid: number;
   readonly validated: boolean;
+  /** The entry's GPA (RMP.GPA) when the access happened. */
+  readonly gpa: bigint;
 };
 
 /** A completed SEV-SNP PVALIDATE: the entry's validated bit before it, and what it returned. */
