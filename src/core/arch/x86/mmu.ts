@@ -18,6 +18,7 @@ import { gmemFolioAt } from '../../kvm/guest_memfd/hugetlb.js';
 import { NotModelled } from '../../base/not_modelled.js';
 import { x86Ops } from './x86_ops.js';
 import {
+  gfnToGmemIndex,
   gfnToHvpnMemslot,
   hvpnToGfnMemslot,
   spteShape,
@@ -482,17 +483,16 @@ function kvmMmuFaultinPfn(
     if (!f.hugetlb) fault.goalLevel = kvmMaxPrivateMappingLevel(k, vm, r, '1G', 0);
     else {
       // HugeTLB guest_memfd: `__kvm_gmem_get_pfn()`'s max_order is the folio's order (a split
-      // huge page's folios are order 0); kvm_mmu_hugepage_adjust() then caps the level by the
-      // slot's lpage_info (slot ends, userspace_addr alignment, mixed attributes) and by the
-      // base_gfn / gmem pgoff alignment at that level (guest_memfd hugepages are disallowed
-      // where the gfn and the file index are misaligned: a huge guest frame would straddle two
-      // folios).
-      const order = gmemFolioAt(f, gfnToGmemIndexOf(slot, gfn)).order;
+      // huge page's folios are order 0); `kvm_mmu_max_mapping_level()` then caps the level by
+      // the slot's lpage_info (slot ends, mixed attributes) with the alignment rule anchored at
+      // the gmem pgoff instead of userspace_addr (see mappingLevel()), and
+      // `kvm_gmem_max_mapping_level()` by the folio's order and the vendor.
+      const order = gmemFolioAt(f, gfnToGmemIndex(slot, slot.gmem!.pgoff, gfn)).order;
       fault.goalLevel = kvmMaxPrivateMappingLevel(
         k,
         vm,
         r,
-        gmemSlotMaxLevel(vm, slot, gfn, order),
+        mappingLevel(vm, slot, gfn, kvmMaxLevelForOrder(order), slot.gmem!.pgoff),
         order,
       );
     }
@@ -511,41 +511,12 @@ function kvmMmuFaultinPfn(
   fault.pfn = r.pfn;
   fault.mapWritable = r.writable && !slot.isReadonly && r.pfn !== ZERO_PFN;
   // The backing level is the host page-table level of the page (a THP maps 2M).
-  fault.goalLevel = r.pfn === ZERO_PFN ? '4K' : mappingLevel(vm, slot, gfn, k.mm.hostLevel(hvpn));
+  fault.goalLevel =
+    r.pfn === ZERO_PFN
+      ? '4K'
+      : mappingLevel(vm, slot, gfn, k.mm.hostLevel(hvpn), slot.userspaceHvpn);
   fault.source = 'hva';
   return undefined;
-}
-
-/** The file index of `gfn` in a guest_memfd slot. */
-function gfnToGmemIndexOf(slot: Memslot, gfn: Gfn): number {
-  return gfn - slot.baseGfn + slot.gmem!.pgoff;
-}
-
-/**
- * The largest level (at most the folio's, from `order`) at which a guest_memfd page may be mapped
- * around `gfn`: the frame lies inside the slot and its attributes are not mixed (lpage_info), and
- * the slot's base_gfn and guest_memfd pgoff are aligned alike at that level. The last rule takes
- * the place of lpage_info's base_gfn / userspace_addr rule for guest_memfd-served faults: the
- * sources are silent on the final code (the 2025 thread on huge guest_memfd bindings: Ackerley
- * Tng proposed the userspace_addr check for private-capable slots, Yan Zhao objected that
- * userspace_addr need not follow gmem.pgoff and proposed lowering max_order where base_gfn and
- * pgoff are misaligned); the model follows the latter, so a gmem-only slot's mmap address does
- * not matter.
- */
-function gmemSlotMaxLevel(vm: Vm, slot: Memslot, gfn: Gfn, order: number): MappingLevel {
-  for (const level of ['1G', '2M'] as const) {
-    const L = LEVEL_PAGES[level];
-    if (L > 2 ** order) continue;
-    if ((slot.baseGfn - slot.gmem!.pgoff) % L !== 0) continue;
-    const f0 = gfnAlignDown(gfn, L);
-    if (f0 < slot.baseGfn || f0 + L > slot.endGfn) continue;
-    if (vm.spec.hasPrivateMem) {
-      const info = slot.lpage.find((x) => x.pages === L);
-      if (info !== undefined && info.mixed.get(f0 / L) !== undefined) continue;
-    }
-    return level;
-  }
-  return '4K';
 }
 
 /** `kvm_max_level_for_order()`: the largest level a folio of 2^order pages can be mapped at. */
@@ -605,26 +576,52 @@ function mapFault(k: KernelCtx, vm: Vm, fault: KvmPageFault, slot: Memslot): Err
 }
 
 /**
- * `kvm_mmu_max_mapping_level()` capped by the backing level: the largest level whose frame lies
- * inside the memslot, whose gfn/hva alignment agree, and whose attributes are not mixed.
+ * `kvm_mmu_max_mapping_level()`: the largest level, at most `backing`, that lpage_info allows for
+ * the frame around `gfn` (`lpageAllowed()`). `backing` is what the memory behind the gfn allows:
+ * the host page-table level (`host_pfn_mapping_level()`) for hva-served faults, the folio's
+ * order (`kvm_gmem_max_mapping_level()`, before the vendor's cap) for guest_memfd-served ones.
+ *
+ * `anchor` is the page number whose alignment must agree with base_gfn's at the level: the
+ * slot's userspace_addr, as lpage_info computes it at memslot creation
+ * (`kvm_alloc_memslot_metadata()`), or, for a HugeTLB guest_memfd, the binding's pgoff. The
+ * sources are silent on the final code for the latter (the 2025 thread on huge guest_memfd
+ * bindings: Ackerley Tng proposed the userspace_addr check for private-capable slots, Yan Zhao
+ * objected that userspace_addr need not follow gmem.pgoff and proposed lowering max_order where
+ * base_gfn and pgoff are misaligned, since a huge guest frame would straddle two folios); the
+ * model follows the latter, so a gmem-only slot's mmap address does not matter.
  */
-export function mappingLevel(vm: Vm, slot: Memslot, gfn: Gfn, backing: MappingLevel): MappingLevel {
+export function mappingLevel(
+  vm: Vm,
+  slot: Memslot,
+  gfn: Gfn,
+  backing: MappingLevel,
+  anchor: number,
+): MappingLevel {
   if (backing === '4K') return '4K';
   for (const level of ['1G', '2M'] as const) {
     if (LEVEL_PAGES[level] > LEVEL_PAGES[backing]) continue;
-    if (lpageAllowed(vm, slot, gfn, level)) return level;
+    if (lpageAllowed(vm, slot, gfn, level, anchor)) return level;
   }
   return '4K';
 }
 
-/** lpage_info: is a `level` mapping of the frame containing gfn allowed in this slot? */
-export function lpageAllowed(vm: Vm, slot: Memslot, gfn: Gfn, level: '2M' | '1G'): boolean {
+/**
+ * lpage_info (`disallow_lpage`): is a `level` mapping of the frame containing gfn allowed in this
+ * slot, base_gfn aligned like `anchor` (default: userspace_addr's page; see mappingLevel())?
+ */
+export function lpageAllowed(
+  vm: Vm,
+  slot: Memslot,
+  gfn: Gfn,
+  level: '2M' | '1G',
+  anchor: number = slot.userspaceHvpn,
+): boolean {
   const L = LEVEL_PAGES[level];
   const f0 = gfnAlignDown(gfn, L);
   // Head/tail frames that stick out of the slot are disallowed.
   if (f0 < slot.baseGfn || f0 + L > slot.endGfn) return false;
-  // base_gfn and userspace_addr misaligned at this level: every frame disallowed.
-  if ((slot.baseGfn - slot.userspaceHvpn) % L !== 0) return false;
+  // base_gfn and the anchor misaligned at this level: every frame disallowed.
+  if ((slot.baseGfn - anchor) % L !== 0) return false;
   // KVM_LPAGE_MIXED_FLAG (only tracked for VMs with private memory).
   if (vm.spec.hasPrivateMem) {
     const info = slot.lpage.find((x) => x.pages === L);
