@@ -15,6 +15,7 @@ import {
   type SlotRun,
   type VmaSnapshot,
 } from '../core/inspect.js';
+import { KVM_MEMORY_ATTRIBUTE_PRIVATE } from '../core/base/uapi.js';
 import { HandleTable, stepTrace } from '../trace/runner.js';
 import { sizeText } from '../trace/strace.js';
 import { optInt, optString, parseArgs, UsageError } from './args.js';
@@ -29,7 +30,9 @@ Run a trace (.jsonl) or scenario (.yaml) on the model and show its state after t
 after op STEP): for each VM (by the file's handle names, the model id in parentheses) and address
 space, every memslot as a guest-physical range with its backing, split into shared and private
 runs with their allocated, prepared and stage-2 mapped pages; the stage-2 mappings with their
-level; the guest_memfd files; the VMM's VMAs; the frame totals. Ranges are [start, end).
+level; the guest_memfd files (with the folio orders of a HugeTLB file and the file's own
+attributes where guest_memfd holds them); the VMM's VMAs; the frame totals. Ranges are
+[start, end).
 
   --kernel PROFILE   profile: a name, NAME+host or a file from probe --save (default: the
                      scenario's kernel, else this machine's profile, else linux-6.18)
@@ -44,6 +47,7 @@ the SVG file cannot be written).`;
 
 const hx = (n: number | bigint): string => '0x' + n.toString(16);
 const PAGE = 4096n;
+const KVM_MEMORY_ATTRIBUTE_PRIVATE_NUM = Number(KVM_MEMORY_ATTRIBUTE_PRIVATE);
 
 /** `0x80000000-0x80200000 (2 MiB)`: a page range as bytes, end exclusive (as /proc/PID/maps). */
 function pageRange(start: number, end: number): string {
@@ -86,6 +90,23 @@ function slotLine(s: MemslotSnapshot, gmemName: (ino: number) => string): string
       .map((f) => `  ${f}`)
       .join('')}`
   );
+}
+
+/** `2 folios of order 18 (1 GiB each)`: a run of folios of one order. */
+function folioText(order: number, pages: number): string {
+  const n = pages / 2 ** order;
+  const size = sizeText(BigInt(2 ** order) * PAGE);
+  if (n === 1) return `1 folio of order ${order} (${size})`;
+  return Number.isInteger(n)
+    ? `${n} folios of order ${order} (${size} each)`
+    : `folios of order ${order} (${size} each)`;
+}
+
+/** A guest_memfd attribute word: `private`, `shared`, or the bits when others are set. */
+function attributeText(a: number): string {
+  if (a === 0) return 'shared';
+  if (a === KVM_MEMORY_ATTRIBUTE_PRIVATE_NUM) return 'private';
+  return hx(a);
 }
 
 function runLine(r: SlotRun): string {
@@ -145,8 +166,9 @@ export function formatMap(snap: Snapshot, names: ObjectNames): string[] {
   if (snap.gmemFiles.length === 0) out.push('  none');
   for (const g of snap.gmemFiles) {
     const c = g.counts;
+    const order = g.pageOrder === undefined ? '' : `, page order ${g.pageOrder}`;
     out.push(
-      `  ${gmemName(g.ino)}: ${sizeText(BigInt(g.size))}, flags ${g.flags}, ${names.rename(`vm${g.vm}`)}, ${plural(g.fdRefs, 'fd')}, ${plural(g.mappedPages, 'page')} mapped by VMAs; ` +
+      `  ${gmemName(g.ino)}: ${sizeText(BigInt(g.size))}, flags ${g.flags}${order}, ${names.rename(`vm${g.vm}`)}, ${plural(g.fdRefs, 'fd')}, ${plural(g.mappedPages, 'page')} mapped by VMAs; ` +
         `${c.present} present (${c.allocated} allocated, ${c.prepared} prepared, ${c.poisoned} poisoned)` +
         (c.noDirectMap === undefined ? '' : `, ${c.noDirectMap} out of the direct map`),
     );
@@ -158,6 +180,10 @@ export function formatMap(snap: Snapshot, names: ObjectNames): string[] {
       out.push(
         `    index ${hx(p.start)}-${hx(p.end)} ${p.state}${p.directMap === false ? ', not in the direct map' : ''}`,
       );
+    for (const f of g.folios ?? [])
+      out.push(`    index ${hx(f.start)}-${hx(f.end)} ${folioText(f.order, f.end - f.start)}`);
+    for (const a of g.attributes ?? [])
+      out.push(`    index ${hx(a.start)}-${hx(a.end)} attribute ${attributeText(a.attributes)}`);
   }
   out.push('host VMAs:');
   if (snap.vmas.length === 0) out.push('  none');
@@ -192,6 +218,23 @@ const COLOURS = {
   allocated: '#555555',
   mapped: '#27ae60',
 };
+
+/**
+ * `, folios of order 0, 18`: the folio orders behind a guest_memfd-backed run of a slot bound to
+ * a HugeTLB file (its indices from the binding's offset), empty otherwise.
+ */
+function runFolios(snap: Snapshot, s: MemslotSnapshot, r: SlotRun): string {
+  const g = s.guestMemfd;
+  if (r.backing !== 'gmem' || g === null || g.ino === null) return '';
+  const folios = snap.gmemFiles.find((f) => f.ino === g.ino)?.folios;
+  if (folios === undefined) return '';
+  const i0 = g.offset + (r.start - s.baseGfn);
+  const i1 = i0 + (r.end - r.start);
+  const orders = [
+    ...new Set(folios.filter((f) => f.start < i1 && f.end > i0).map((f) => f.order)),
+  ].sort((a, b) => a - b);
+  return orders.length === 0 ? '' : `, folios of order ${orders.join(', ')}`;
+}
 
 /**
  * An SVG picture of the guest-physical map: one band per VM address space, each memslot a box
@@ -254,7 +297,7 @@ export function renderSvg(snap: Snapshot, names: ObjectNames, title: string): st
         const rw = (w * weight(r.end - r.start)) / rt;
         const fill =
           r.backing === 'none' ? COLOURS.none : r.private ? COLOURS.private : COLOURS.shared;
-        const tip = `${r.private ? 'private' : 'shared'} ${pageRange(r.start, r.end)}: allocated ${r.allocated}, prepared ${r.prepared}, mapped ${r.mapped}`;
+        const tip = `${r.private ? 'private' : 'shared'} ${pageRange(r.start, r.end)}: allocated ${r.allocated}, prepared ${r.prepared}, mapped ${r.mapped}${runFolios(snap, s, r)}`;
         o.push(
           `<rect x="${rx.toFixed(1)}" y="${y + 20}" width="${rw.toFixed(1)}" height="28" fill="${fill}"><title>${esc(tip)}</title></rect>`,
         );

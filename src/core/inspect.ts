@@ -127,6 +127,19 @@ export type GmemPageRange = PageRange & {
   readonly directMap?: false;
 };
 
+/** A run of a guest_memfd's indices with one attribute (the in-place conversion series). */
+export type GmemAttributeRange = PageRange & {
+  readonly attributes: number;
+  /** KVM_MEMORY_ATTRIBUTE_PRIVATE is set. */
+  readonly private: boolean;
+};
+
+/** A run of a HugeTLB guest_memfd's allocated indices whose folios are all of one order. */
+export type GmemFolioRange = PageRange & {
+  /** The folio order: the file's page_order (9: 2M, 18: 1G), or 0 once split. */
+  readonly order: number;
+};
+
 /** A live guest_memfd (`struct kvm_gmem` and its inode). */
 export type GmemSnapshot = {
   readonly ino: number;
@@ -141,6 +154,17 @@ export type GmemSnapshot = {
   /** `gmem->bindings`: index ranges and the memslot each is bound to. */
   readonly bindings: ReadonlyArray<PageRange & { readonly as: number; readonly slot: number }>;
   readonly pages: readonly GmemPageRange[];
+  /**
+   * HugeTLB files only (GUEST_MEMFD_FLAG_HUGETLB): `page_order` from KVM_CREATE_GUEST_MEMFD, and
+   * the folio order of every allocated index (runs of one order; absent indices have no folio).
+   */
+  readonly pageOrder?: number;
+  readonly folios?: readonly GmemFolioRange[];
+  /**
+   * Profiles with per-file attributes (in-place conversion, KVM_SET_MEMORY_ATTRIBUTES2): the
+   * file's own attributes over every index `[0, npages)`, shared runs included (attributes 0).
+   */
+  readonly attributes?: readonly GmemAttributeRange[];
   /** Pages by state, and `present` = all of them. */
   readonly counts: {
     readonly present: number;
@@ -462,6 +486,25 @@ function noDirectMapPages(
   return { pages: res, out: n };
 }
 
+/** The file's attributes (`gmem_inode->attributes`) over `[0, npages)`, gaps as shared runs. */
+function gmemAttributes(f: GmemFile): GmemAttributeRange[] {
+  const out: GmemAttributeRange[] = [];
+  const push = (start: number, end: number, attributes: number): void => {
+    const last = out[out.length - 1];
+    if (last !== undefined && last.end === start && last.attributes === attributes)
+      out[out.length - 1] = { ...last, end };
+    else out.push({ start, end, attributes, private: (attributes & PRIVATE_ATTR) !== 0 });
+  };
+  let cur = 0;
+  f.attrs.forEachIn(0, f.npages, (s, e, v) => {
+    if (s > cur) push(cur, s, 0);
+    push(s, e, v);
+    cur = e;
+  });
+  if (cur < f.npages) push(cur, f.npages, 0);
+  return out;
+}
+
 function gmemSnapshot(h: Host, f: GmemFile): GmemSnapshot {
   let allocated = 0;
   let prepared = 0;
@@ -502,6 +545,19 @@ function gmemSnapshot(h: Host, f: GmemFile): GmemSnapshot {
       (a, b) => a.as === b.as && a.slot === b.slot,
     ),
     pages,
+    ...(f.hugetlb
+      ? {
+          pageOrder: f.pageOrder,
+          folios: ranges(
+            f.folioOrders,
+            0,
+            ALL,
+            (s, e, order): GmemFolioRange => ({ start: s, end: e, order }),
+            (a, b) => a.order === b.order,
+          ),
+        }
+      : {}),
+    ...(h.profile.gmemMemoryAttributes === true ? { attributes: gmemAttributes(f) } : {}),
     counts: {
       present: allocated + prepared + poisoned,
       allocated,

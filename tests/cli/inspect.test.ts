@@ -1,7 +1,8 @@
 /**
  * `gmemlab inspect`, run as a user runs it (a child process, the default profile pinned to
  * linux-6.18): the text map of examples/demo.yaml at its end and after op 5, the snapshot as
- * JSON, the SVG picture, and the usage and write errors (exit 2, no stack trace).
+ * JSON, the SVG picture, the folio orders and per-file attributes of a HugeTLB guest_memfd with
+ * in-place conversion (linux-next-gmem), and the usage and write errors (exit 2, no stack trace).
  */
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,6 +16,7 @@ import { tmpdir } from 'node:os';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const MAIN = join(ROOT, 'dist/src/cli/main.js');
 const DEMO = 'examples/demo.yaml';
+const HUGETLB = 'examples/next-gmem/hugetlb_1g_convert.yaml';
 
 type Run = { readonly status: number | null; readonly stdout: string; readonly stderr: string };
 
@@ -139,6 +141,70 @@ describe('gmemlab inspect', () => {
     assert.match(svg, /vm \(vm0\)/);
     assert.match(svg, /stage-2 mapped pages/);
     assert.match(svg, /fill="#c0392b"/, 'a private run');
+  });
+
+  test('a HugeTLB guest_memfd: folio orders and the file attributes per index, split and merged', () => {
+    const file = (at: string): string[] => {
+      const r = gmemlab(['--at', at, HUGETLB]);
+      expectStatus(r, 0, `inspect --at ${at}`);
+      const lines = r.stdout.split('\n');
+      return lines.slice(lines.indexOf('guest_memfd files:'), lines.indexOf('host VMAs:'));
+    };
+    const header =
+      '  gmem (guest_memfd #106): 1 GiB, flags 9, page order 18, vm (vm0), 1 fd, 262144 pages mapped by VMAs; 262144 present (0 allocated, 262144 prepared, 0 poisoned)';
+    const whole = [
+      'guest_memfd files:',
+      header,
+      '    index 0x0-0x40000 bound to slot 1',
+      '    index 0x0-0x40000 prepared',
+      '    index 0x0-0x40000 1 folio of order 18 (1 GiB)',
+      '    index 0x0-0x40000 attribute private',
+    ];
+    // The guest touched its memory: one 1G folio, all private.
+    assert.deepEqual(file('8'), whole);
+    // One page converted to shared (KVM_SET_MEMORY_ATTRIBUTES2): the folio split to 4K.
+    assert.deepEqual(file('13'), [
+      'guest_memfd files:',
+      header,
+      '    index 0x0-0x40000 bound to slot 1',
+      '    index 0x0-0x40000 prepared',
+      '    index 0x0-0x40000 262144 folios of order 0 (4 KiB each)',
+      '    index 0x0-0x1 attribute private',
+      '    index 0x1-0x2 attribute shared',
+      '    index 0x2-0x40000 attribute private',
+    ]);
+    // Back to private: merged into one 1G folio again.
+    assert.deepEqual(file('16'), whole);
+  });
+
+  test('--json: a HugeTLB file has pageOrder, folios and attributes; a 6.18 file has none', () => {
+    const r = gmemlab(['--json', '--at', '13', HUGETLB]);
+    expectStatus(r, 0, '--json hugetlb');
+    const g = (JSON.parse(r.stdout) as { gmemFiles: Array<Record<string, unknown>> }).gmemFiles[0]!;
+    assert.equal(g['pageOrder'], 18);
+    assert.deepEqual(g['folios'], [{ start: 0, end: 262144, order: 0 }]);
+    assert.deepEqual(g['attributes'], [
+      { start: 0, end: 1, attributes: 8, private: true },
+      { start: 1, end: 2, attributes: 0, private: false },
+      { start: 2, end: 262144, attributes: 8, private: true },
+    ]);
+    const d = gmemlab(['--json', '--at', '12', DEMO]);
+    const f = (JSON.parse(d.stdout) as { gmemFiles: Array<Record<string, unknown>> }).gmemFiles[0]!;
+    for (const k of ['pageOrder', 'folios', 'attributes']) assert.ok(!(k in f), k);
+  });
+
+  test('--svg of a HugeTLB guest: each run names the folio orders behind it', () => {
+    const f = join(tmp, 'hugetlb.svg');
+    expectStatus(gmemlab(['--svg', f, '--at', '13', HUGETLB]), 0, '--svg hugetlb');
+    const svg = readFileSync(f, 'utf8');
+    assert.ok(balanced(svg), 'balanced tags');
+    assert.match(
+      svg,
+      /<title>shared 0x40001000-0x40002000 \(4 KiB\): allocated 1, prepared 1, mapped 1, folios of order 0<\/title>/,
+    );
+    const g = join(tmp, 'hugetlb16.svg');
+    expectStatus(gmemlab(['--svg', g, '--at', '16', HUGETLB]), 0, '--svg hugetlb 16');
+    assert.match(readFileSync(g, 'utf8'), /mapped \d+, folios of order 18<\/title>/);
   });
 
   test('--at 999: out of range, a usage error (exit 2)', () => {
