@@ -97,7 +97,7 @@ export function listCatalogue(out: (s: string) => void, profile: KernelProfile):
     out(`    from: ${i.origin}`);
   }
   out('\nMutants (--mutant NAME: injected bugs the invariants must catch):');
-  for (const m of mutantsFor(profile.parts.platform, profile.parts.gmem))
+  for (const m of mutantsFor(profile.parts.platform, profile.parts.gmem, profile.design))
     out(`  ${m.name.padEnd(32)} ${m.bug}`);
 }
 

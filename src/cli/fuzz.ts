@@ -82,7 +82,7 @@ disagreement shrink the trace to a minimal one that still disagrees and write it
 ${EXIT_NOTE} No /dev/kvm is exit code 2.`;
 
 export const MODEL_FUZZ_HELP = `usage: gmemlab fuzz [--seed S] [--time T | --ops N] [--kernel P] [--mutant NAME] [--trace-ops N]
-                    [--out DIR] [--keep-going] [--quiet] [--json]
+                    [--out DIR] [--keep-going] [--design-holes] [--quiet] [--json]
        gmemlab fuzz --differential ...   (gmemlab fuzz --differential --help)
 
 Model-based fuzzing: random operation sequences (mostly valid VMM behaviour, edge values often,
@@ -100,6 +100,9 @@ invariant and written to DIR. Deterministic for a seed.
   --out DIR       where minimized violations go (default fuzz-out/; checked before the run,
                   removed again if the run created it and wrote nothing)
   --keep-going    keep fuzzing after a violation
+  --design-holes  on a historical design's profile (design-*), also make the accesses the
+                  design lets happen and its invariant reports (README "Designs"); without it
+                  the design walks' VMM keeps off them
   --quiet         no progress line
   --json          print the summary (and coverage) as JSON
 
@@ -554,6 +557,7 @@ export async function fuzzModelMain(
     mutant: 'string',
     out: 'string',
     'keep-going': 'bool',
+    'design-holes': 'bool',
     quiet: 'bool',
     json: 'bool',
     help: 'bool',
@@ -565,6 +569,11 @@ export async function fuzzModelMain(
   const b = parseBudget(p, 'ops', 60);
   const profile = await resolveProfile(optString(p, 'kernel'));
   const mutants = parseMutants(optString(p, 'mutant'));
+  const designHoles = p.opts.has('design-holes');
+  if (designHoles && profile.design === undefined)
+    throw new UsageError(
+      `--design-holes needs a historical design's profile (design-*), not ${profile.name}`,
+    );
   const json = p.opts.has('json');
   const quiet = p.opts.has('quiet');
   const keepGoing = p.opts.has('keep-going');
@@ -594,6 +603,7 @@ export async function fuzzModelMain(
         opsPerTrace: b.perTrace,
         keepGoing,
         coverage,
+        ...(designHoles ? { designHoles } : {}),
         // The fuzzer passes the same progress object each time; the driver reads it per op.
         shouldContinue: (pr) => {
           live = pr;
@@ -633,6 +643,7 @@ export async function fuzzModelMain(
       seed: b.seed,
       profile: profile.name,
       mutants,
+      ...(designHoles ? { designHoles } : {}),
       traces: r.progress.traces,
       ops: r.progress.ops,
       opsPerSecond: el > 0 ? Math.round((r.progress.ops * 1000) / el) : 0,

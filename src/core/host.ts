@@ -78,6 +78,7 @@ import {
   memoryFailure,
   restrictedmemFallocate,
   restrictedmemForVm,
+  restrictedmemReadMutant,
   restrictedmemSetSize,
 } from './kvm/restrictedmem.js';
 import { kvmVcpuPreFaultMemory, type PreFaultResult } from './kvm/pre_fault.js';
@@ -1317,6 +1318,8 @@ export class Host implements KernelCtx {
     if (f === undefined) return err('EBADF', 'fd not open');
     if (f.kind === 'std') return err('EBADF', 'pread on a std stream');
     if (f.kind === 'kvm') return err('EINVAL', 'vfs_read: /dev/kvm has no read');
+    if (f instanceof RestrictedmemFile && this.mutants.has('restrictedmem_fd_is_memfd'))
+      return restrictedmemReadMutant(this, f, len, offset);
     void len;
     return err('ESPIPE', 'ksys_pread64: no FMODE_PREAD (anon inode)');
   }

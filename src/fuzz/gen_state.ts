@@ -22,6 +22,12 @@ export type GenOptions = {
    * Needs `feedback`: the ranges are checked on the resolved op.
    */
   readonly realSafe?: boolean;
+  /**
+   * On a historical design's profile, let the design walk make the accesses the design itself
+   * allows and its invariant reports (design_walk.ts: its known holes). Default: the walk's VMM
+   * keeps off them.
+   */
+  readonly designHoles?: boolean;
 };
 
 /** An op as a generator emits it, of any family: its name, its optional handle, its fields. */

@@ -58,6 +58,7 @@ import {
 } from './gen_state.js';
 import { Prng } from './prng.js';
 import { pkvmWalk } from './pkvm_walk.js';
+import { designWalk } from './design_walk.js';
 
 export type { GenOptions } from './gen_state.js';
 
@@ -1021,6 +1022,12 @@ export class TraceGenerator implements GenState<TraceOpInput> {
     // of a pKVM trace.
     if (this.opts.feedback?.parts.platform === 'pkvm' && this.r.chance(0.3)) {
       pkvmWalk(this);
+      return;
+    }
+    // A historical design's walks only on its profile (no PRNG draw elsewhere): most of what
+    // the generic generators make is 6.18 uAPI the design compiled out.
+    if (this.opts.feedback?.design !== undefined && this.r.chance(0.3)) {
+      designWalk(this);
       return;
     }
     // In-place conversion walks only where attributes live in guest_memfd (no PRNG draw

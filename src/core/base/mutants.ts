@@ -21,13 +21,21 @@ export type MutantInfo = {
    * that design reach it, so only they list and fuzz it. Absent: every design.
    */
   readonly gmem?: 'inplace-v7';
+  /**
+   * The historical design whose code it lives in (a profile's `design`): only that design's
+   * profile reaches it, so only it lists and fuzzes it. Absent: every profile.
+   */
+  readonly design?: 'protnone-follkvm' | 'restrictedmem' | 'shmem-exclusive-pin';
 };
 
 /**
- * The profile a mutant is fuzzed on (the seeded-bug benchmark and its tests): one of its
- * platform's, else linux-6.18.
+ * The profile a mutant is fuzzed on (the seeded-bug benchmark and its tests): its design's, one
+ * of its platform's, else linux-6.18.
  */
 export function mutantFuzzProfile(m: MutantInfo): string {
+  if (m.design === 'protnone-follkvm') return 'design-2020-protnone-follkvm';
+  if (m.design === 'restrictedmem') return 'design-2023-restrictedmem';
+  if (m.design === 'shmem-exclusive-pin') return 'design-2024-shmem-exclusive-pin';
   if (m.platform === 'sev-snp') return 'linux-6.18-snp';
   if (m.platform === 'tdx') return 'linux-6.18-tdx';
   if (m.platform === 'pkvm') return 'linux-6.18-arm64-pkvm';
@@ -320,17 +328,43 @@ export const MUTANTS: readonly MutantInfo[] = [
       'a zap only in kvm_gmem_fault_user_mapping() (secretmem-style, host faults only) or only for folios get_pfn prepares itself: a folio the guest faults in first, or one kvm_gmem_populate() filled, stays reachable through the direct map while the guest uses it (the series zaps at every get_pfn)',
     gmem: 'inplace-v7',
   },
+  {
+    name: 'protnone_gup_ignores_kvm_protected',
+    bug: 'get_user_pages() without FOLL_KVM succeeds on a VM_KVM_PROTECTED VMA (design-2020-protnone-follkvm)',
+    modelledOn:
+      "check_vma_flags() without the RFC's VM_KVM_PROTECTED test (KVM protected memory extension RFC v2, Shutemov, Oct 2020): VFIO_IOMMU_MAP_DMA pins protected guest RAM and the device reads and writes it",
+    design: 'protnone-follkvm',
+  },
+  {
+    name: 'restrictedmem_fd_is_memfd',
+    bug: "memfd_restricted() hands out the wrapped shmem memfd's read path: read()/pread() of a restricted fd copy its pages out (design-2023-restrictedmem)",
+    modelledOn:
+      "restrictedmem_file_create() (UPM v10 patch 01, Chao Peng, Dec 2022) installing the memfd's file, or restrictedmem_fops keeping shmem's read_iter: the VMM reads the guest's private memory",
+    design: 'restrictedmem',
+  },
+  {
+    name: 'exclusive_pin_allows_other_pins',
+    bug: 'a FOLL_PIN on a folio KVM pinned exclusively succeeds (design-2024-shmem-exclusive-pin)',
+    modelledOn:
+      "try_grab_folio() without the exclusive GUP pinning RFC's folio_is_exclusive() test (Elliot Berman, June 2024): VFIO_IOMMU_MAP_DMA pins a private page and the device reads and writes it",
+    design: 'shmem-exclusive-pin',
+  },
 ];
 
 /**
- * The mutants a profile of `platform` and guest_memfd design `gmem` can reach (its own
- * platform's and design's, and the generic ones).
+ * The mutants a profile of `platform`, guest_memfd design `gmem` and historical design `design`
+ * can reach (its own platform's and designs', and the generic ones).
  */
-export function mutantsFor(platform: string, gmem = 'linux-6.18'): readonly MutantInfo[] {
+export function mutantsFor(
+  platform: string,
+  gmem = 'linux-6.18',
+  design?: string,
+): readonly MutantInfo[] {
   return MUTANTS.filter(
     (m) =>
       (m.platform === undefined || m.platform === platform) &&
-      (m.gmem === undefined || m.gmem === gmem),
+      (m.gmem === undefined || m.gmem === gmem) &&
+      (m.design === undefined || m.design === design),
   );
 }
 

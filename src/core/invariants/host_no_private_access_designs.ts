@@ -87,7 +87,7 @@ export const hostNoPrivateAccessRestrictedmem: Invariant = {
       (out ??= []).push({
         invariant: this.name,
         object: `restricted fd #${own.file.ino} page ${hx(own.base)}`,
-        message: `host ${a.write ? 'write to' : 'read of'} a restricted fd's page (#${own.file.ino} index ${hx(own.base)}, pfn ${hx(a.pfn)}) through ${a.path === 'vmm' ? 'a VMM mapping' : a.path === 'gup' ? 'get_user_pages' : a.path === 'dma' ? 'a device DMA (IOMMU)' : "KVM's uaccess"}`,
+        message: `host ${a.write ? 'write to' : 'read of'} a restricted fd's page (#${own.file.ino} index ${hx(own.base)}, pfn ${hx(a.pfn)}) through ${a.path === 'vmm' ? 'the VMM (a load or store, or a read())' : a.path === 'gup' ? 'get_user_pages' : a.path === 'dma' ? 'a device DMA (IOMMU)' : "KVM's uaccess"}`,
         focus: { ino: own.file.ino, index: own.base, pfn: a.pfn },
       });
     }

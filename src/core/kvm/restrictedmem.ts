@@ -32,6 +32,7 @@ import { NotModelled } from '../base/not_modelled.js';
 import { err, ok, OK_VOID, type Result } from '../base/result.js';
 import { isPageAligned, asPgOff, bytesToPgOff, type PgOff } from '../base/units.js';
 import type { KernelCtx } from '../ctx.js';
+import { hostAccessFrame } from '../mm/host_access.js';
 import { KFile } from '../vfs/file.js';
 import { kvmGmemCreate, kvmGmemFallocate, kvmGmemInvalidate } from './guest_memfd/guest_memfd.js';
 import type { GmemFile, Vm } from './objects.js';
@@ -123,4 +124,36 @@ export function memoryFailure(k: KernelCtx, f: GmemFile, offset: bigint): boolea
   kvmGmemInvalidate(k, f, index, asPgOff(index + 1), 'memory_failure');
   f.pages.set(index, index + 1, { ...page, state: 'poisoned' });
   return true;
+}
+
+/**
+ * Mutant `restrictedmem_fd_is_memfd` only: pread() of a restricted fd as the wrapped shmem memfd
+ * would answer it (`shmem_file_read_iter()`): up to `len` bytes from `offset`, clipped at i_size,
+ * each page the file holds copied out (a host read of a private page), holes and poisoned pages
+ * read as zeros. The faithful restrictedmem_fops have no read at all (ESPIPE).
+ */
+export function restrictedmemReadMutant(
+  k: KernelCtx,
+  f: RestrictedmemFile,
+  len: bigint,
+  offset: bigint,
+): Result<Uint8Array> {
+  if (offset >= f.size) return ok(new Uint8Array(0));
+  const want = f.size - offset < len ? f.size - offset : len;
+  const n = Number(want < 1n << 20n ? want : 1n << 20n);
+  const out = new Uint8Array(n);
+  for (let done = 0; done < n;) {
+    const pos = offset + BigInt(done);
+    const inPage = Number(pos & 4095n);
+    const chunk = Math.min(4096 - inPage, n - done);
+    const page = f.inner?.pages.get(bytesToPgOff(pos));
+    if (
+      page !== undefined &&
+      page.state !== 'poisoned' &&
+      hostAccessFrame(k, page.base, false, 'vmm') === undefined
+    )
+      k.frames.read(page.base, inPage, out, done, chunk);
+    done += chunk;
+  }
+  return ok(out);
 }

@@ -160,7 +160,10 @@ export function gupRange(
       // The exclusive-pin RFC's try_grab_folio(): a FOLL_PIN on a folio pinned exclusively, or
       // a FOLL_EXCLUSIVE pin on a folio already pinned, is refused (-EBUSY); FOLL_GET is not
       // affected.
-      const excl = frames.exclusive.size !== 0 && frames.exclusive.get(r.pfn) !== undefined;
+      const excl =
+        frames.exclusive.size !== 0 &&
+        frames.exclusive.get(r.pfn) !== undefined &&
+        !(f.exclusive !== true && mm.k.mutants.has('exclusive_pin_allows_other_pins'));
       const pinned = frames.pins.size !== 0 && frames.pins.get(r.pfn) !== undefined;
       // Stops here: the pages before it are returned (a caller asking again at this page
       // gets -EBUSY, which `busy` tells).

@@ -79,7 +79,8 @@ export function handleMmFault(
   // VM_FAULT_SIGBUS (handle_pte_fault()), and check_vma_flags() refuses a GUP without FOLL_KVM
   // (-EFAULT); KVM's hva_to_pfn_slow() passes FOLL_KVM and gets the page.
   const kvmProtected = (v.flags & VMA_KVM_PROTECTED) !== 0;
-  if (kvmProtected && !follKvm) return { signal: cpu ? 'SIGBUS' : 'SIGSEGV' };
+  if (kvmProtected && !follKvm && (cpu || !mm.k.mutants.has('protnone_gup_ignores_kvm_protected')))
+    return { signal: cpu ? 'SIGBUS' : 'SIGSEGV' };
   switch (v.kind) {
     case 'anon': {
       const ex = mm.anon.get(hvpn);
