@@ -1,7 +1,8 @@
 /**
  * `npm run bench:mutants`: the seeded-bug benchmark. For every mutant, fuzz the mutated model
  * (profile linux-6.18; linux-6.18-snp for the SEV-SNP mutants, linux-6.18-tdx for the TDX ones,
- * linux-6.18-arm64-pkvm for the pKVM ones) until an invariant catches it or
+ * linux-6.18-arm64-pkvm for the pKVM ones, linux-next-gmem for the in-place ones, a historical
+ * design's profile for its mutant: `mutantFuzzProfile()`) until an invariant catches it or
  * 60 s pass, and print a table: mutant,
  * found, time and ops to detection, length of the minimized trace, invariant.
  * Target: every mutant found within 60 s, median under 5 s.

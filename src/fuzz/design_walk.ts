@@ -98,25 +98,29 @@ type Base = {
 };
 
 /**
- * VM of `type`, guest RAM mapped with `ramFlags` (in the generator's map pool when `poolRam`),
- * its plain memslot when `plainSlot`, vCPU 0.
+ * VM of `type`, guest RAM mapped with `ramFlags`, its plain memslot when `plainSlot`, vCPU 0. With
+ * `pool` the VM, the RAM and the memslot join the generator's pools (the generic generators then
+ * map, unmap and protect over the RAM and replace or delete the memslot); without, only the
+ * vCPU does, so that the walk knows its VM's memory exactly.
  */
 function setup(
   g: G,
   type: bigint,
   ramFlags: bigint,
   plainSlot: boolean,
-  poolRam = true,
+  pool: boolean,
 ): Base | undefined {
   const r = g.r;
   const vm = g.name('dvm');
   if (genCreateVmOf(g, type, vm)?.ok !== true) return undefined;
-  g.vms.push(vm);
-  g.fdNames.push(vm);
+  if (pool) {
+    g.vms.push(vm);
+    g.fdNames.push(vm);
+  }
   const pages = 2 + r.int(7);
   const ram = g.name('dram');
   const len = BigInt(pages) * PAGE;
-  if (genMmapOf(g, null, len, ramFlags, ram)?.ok === true && poolRam) {
+  if (genMmapOf(g, null, len, ramFlags, ram)?.ok === true && pool) {
     const m: MapH = { name: ram, len, kind: 'anon' };
     g.maps.push(m);
   }
@@ -127,7 +131,7 @@ function setup(
       kind: 'raw',
       value: -1n,
     });
-    if (res?.ok === true) g.slots.push({ vm, slot, gpa, size: len });
+    if (res?.ok === true && pool) g.slots.push({ vm, slot, gpa, size: len });
   }
   const cpu = g.name('dcpu');
   if (genVcpuOf(g, vm, cpu)?.ok === true) {
@@ -172,14 +176,28 @@ function devices(g: G): { vfio?: string; pipe?: string } {
 
 function protnoneWalk(g: G): void {
   const r = g.r;
-  const b = setup(g, r.chance(0.95) ? 0n : 1n, r.chance(0.7) ? 0x22n : 0x21n, true);
+  // Outside the pools unless the walk is to make the hole's accesses: the walk follows which
+  // pages are protected exactly, which another generator's munmap or memslot change would upset.
+  const b = setup(
+    g,
+    r.chance(0.95) ? 0n : 1n,
+    r.chance(0.7) ? 0x22n : 0x21n,
+    true,
+    g.opts.designHoles === true,
+  );
   if (b === undefined) return;
   const gfn0 = b.gpa >> 12n;
-  // What the guest asked, as the VMM (which sees nothing) cannot know but the walk does: a page
-  // is open (not protected) until an ENABLE or an UNSHARE over it ran (or may have: the walk
-  // counts a hypercall whatever its result), and again after a MEM_SHARE of it returned 0.
+  // Which RAM pages are protected, as `__kvm_protect_memory()` leaves them: a hypercall that ran
+  // (its return is in the exits) changes the pages of its range in order up to the first one
+  // the VMM munmapped; ENABLE protects the whole memslot so.
   const open = new Set<number>();
   for (let p = 0; p < b.pages; p++) open.add(p);
+  const gone = new Set<number>();
+  const protect = (first: number, n: number, on: boolean): void => {
+    for (let p = first; p < first + n && !gone.has(p); p++)
+      if (on) open.delete(p);
+      else open.add(p);
+  };
   const isProtected = (p: number): boolean => !open.has(p);
   // Pages pinned into the IOMMU while they were open (their DMA after protection is the
   // design's known hole), and every page the walk mapped for DMA.
@@ -203,7 +221,7 @@ function protnoneWalk(g: G): void {
         if (k <= 3) prog.push(guestAccess(g, b));
         else if (k === 4 || (k === 5 && open.size > 0)) {
           prog.push(hypercall(12n, 0n, 0n));
-          calls.push({ nr: 12n, first: 0, n: 0 });
+          calls.push(undefined);
         } else {
           const nr = k <= 7 ? 13n : 14n;
           const kind = r.weighted<number>([
@@ -226,21 +244,18 @@ function protnoneWalk(g: G): void {
         if (r.chance(0.05)) prog.push(hypercall(r.pick([1n, 11n, 15n, 99n]), 0n, 0n));
       }
       const rets = hypercallRets(genRunOn(g, b.cpu, prog));
-      // Hypercalls in step order: the walk's `calls` are the 12/13/14 ones; match by order
-      // among those (the stray numbers' returns are interleaved, so count only ours).
+      // Hypercalls in step order (every one that ran left its return in an exit); `calls`
+      // holds the walk's 12/13/14 ones: the ranges it follows, undefined for those that change
+      // nothing (past the memslot: -EINVAL first; no pages or no memslot: 0).
       let ri = 0;
       for (const step of prog) {
         if (step.kind !== 'hypercall') continue;
-        const ret = rets[ri++];
+        const ran = rets[ri++] !== undefined;
         if (step.nr < 12n || step.nr > 14n) continue;
         const call = calls.shift();
-        // Protection may be on even when ENABLE failed part way (a hole in a memslot's VMAs).
-        if (step.nr === 12n) open.clear();
-        else if (call !== undefined)
-          for (let p = call.first; p < call.first + call.n; p++) {
-            if (step.nr === 13n && ret === 0) open.add(p);
-            if (step.nr === 14n) open.delete(p);
-          }
+        if (!ran) continue;
+        if (step.nr === 12n) protect(0, b.pages, true);
+        else if (call !== undefined) protect(call.first, call.n, step.nr === 14n);
       }
     } else if (c <= 8) {
       // The VMM's load or store: SIGBUS on a protected page.
@@ -301,20 +316,21 @@ function protnoneWalk(g: G): void {
       const n = 1 + r.int(4);
       const m = g.name('dram');
       if (genMmapOf(g, null, BigInt(n) * PAGE, 0x22n, m)?.ok === true) {
-        g.maps.push({ name: m, len: BigInt(n) * PAGE, kind: 'anon' });
+        const pool = g.opts.designHoles === true;
+        if (pool) g.maps.push({ name: m, len: BigInt(n) * PAGE, kind: 'anon' });
         if (r.chance(0.5)) genPokeAt(g, m, 0n, r.bytes(4));
         const gpa = b.gpa + 0x10_0000n;
         const res = genRegionOf(g, false, b.vm, b.slot + 4n, 0n, gpa, BigInt(n) * PAGE, at0(m), {
           kind: 'raw',
           value: -1n,
         });
-        if (res?.ok === true)
+        if (res?.ok === true && pool)
           g.slots.push({ vm: b.vm, slot: b.slot + 4n, gpa, size: BigInt(n) * PAGE });
         genPeekAt(g, m, 0n, 4n);
       }
     } else if (c === 16) {
       // A hole in the guest RAM's VMAs (a later share over it: -ENOMEM).
-      genMunmapAt(g, b.ram, BigInt(page) * PAGE, PAGE);
+      if (genMunmapAt(g, b.ram, BigInt(page) * PAGE, PAGE)?.ok === true) gone.add(page);
       openPins.delete(page);
     } else if (c === 17 && r.chance(0.3)) {
       genClose(g, h(b.vm));
@@ -329,7 +345,7 @@ function protnoneWalk(g: G): void {
 function restrictedmemWalk(g: G): void {
   const r = g.r;
   // A VM with private memory (SW_PROTECTED stands in); DEFAULT sometimes (KVM_MEM_PRIVATE: EINVAL).
-  const b = setup(g, r.chance(0.9) ? 1n : 0n, 0x22n, false);
+  const b = setup(g, r.chance(0.9) ? 1n : 0n, 0x22n, false, true);
   if (b === undefined) return;
   const size = BigInt(b.pages) * PAGE;
   const rfd = g.name('drfd');
