@@ -84,9 +84,11 @@ function designFacts(
  *   - Reboot (Vitaly Kuznetsov asked what unprotects memory on reset): the RFC has no answer and
  *     none is modelled; `mem_protected` stays set for the VM's life.
  *   - An MSR instead of the ENABLE hypercall (Vitaly's suggestion): the hypercall, as posted.
- *   - Pages GUP-pinned before the guest enabled protection (a VFIO mapping, a vmsplice): the
- *     RFC does not revoke them; the model keeps them, and the design's invariant
- *     (host-no-private-access-protnone-follkvm) reports a device's DMA to such a page.
+ *   - Pages GUP-pinned before the guest enabled protection, or while it had shared them (a VFIO
+ *     mapping, a vmsplice): the RFC revokes no pin when it protects a range (ENABLE or
+ *     UNSHARE); the model keeps them, and the design's invariant
+ *     (host-no-private-access-protnone-follkvm) reports a device's DMA to such a page. The fuzz
+ *     walk keeps off that DMA unless asked (`--design-holes`).
  *   - The direct map: the RFC removes protected pages from it (kvm_unmap_page()) so a kernel
  *     access oopses, and KVM reaches them through FOLL_KVM and a temporary mapping; the model's
  *     KVM accesses (stage-2 GUP, the emulator's uaccess) are KVM's own, which the design allows.
