@@ -772,7 +772,11 @@ describe('gmemlab check', () => {
     assert.match(r.stdout, /^Mutants \(--mutant NAME/m);
     for (const m of MUTANTS) {
       const listed = new RegExp(`^ {2}${m.name} +\\S`, 'm').test(r.stdout);
-      assert.equal(listed, m.platform === undefined && m.gmem === undefined, m.name);
+      assert.equal(
+        listed,
+        m.platform === undefined && m.gmem === undefined && m.design === undefined,
+        m.name,
+      );
     }
     // An SEV-SNP profile adds its invariants and mutants.
     const s = gmemlab(['check', '--list', '--kernel', 'linux-6.18-snp']);
