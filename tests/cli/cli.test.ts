@@ -790,7 +790,9 @@ describe('gmemlab check', () => {
       const listed = new RegExp(`^ {2}${m.name} +\\S`, 'm').test(s.stdout);
       assert.equal(
         listed,
-        (m.platform === undefined || m.platform === 'sev-snp') && m.gmem === undefined,
+        (m.platform === undefined || m.platform === 'sev-snp') &&
+          m.gmem === undefined &&
+          m.design === undefined,
         m.name,
       );
     }
@@ -804,7 +806,9 @@ describe('gmemlab check', () => {
       const listed = new RegExp(`^ {2}${m.name} +\\S`, 'm').test(x.stdout);
       assert.equal(
         listed,
-        (m.platform === undefined || m.platform === 'tdx') && m.gmem === undefined,
+        (m.platform === undefined || m.platform === 'tdx') &&
+          m.gmem === undefined &&
+          m.design === undefined,
         m.name,
       );
     }
@@ -818,7 +822,9 @@ describe('gmemlab check', () => {
       const listed = new RegExp(`^ {2}${m.name} +\\S`, 'm').test(k.stdout);
       assert.equal(
         listed,
-        (m.platform === undefined || m.platform === 'pkvm') && m.gmem === undefined,
+        (m.platform === undefined || m.platform === 'pkvm') &&
+          m.gmem === undefined &&
+          m.design === undefined,
         m.name,
       );
     }
