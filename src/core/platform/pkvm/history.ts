@@ -122,23 +122,57 @@ export function expectedPage(
   initial: InitialOwner,
   ctx: FoldContext = {},
 ): ExpectedPage {
-  let host: PkvmPageState = initial === 'host' ? PKVM_PAGE_OWNED : PKVM_NOPAGE;
-  let hyp: PkvmPageState = initial === 'host' ? PKVM_NOPAGE : PKVM_PAGE_OWNED;
-  let guests: GuestView[] = [];
-  let count = 0;
-  let pins = 0;
-  let ffa = false;
+  return foldPage(events, initial, ctx).expected;
+}
+
+/**
+ * The fold's state after some of a page's events: `expectedPage()` resumes from it when the
+ * history only grew (PkvmHistory.expectedOf), so a check costs the new calls, not the history.
+ */
+interface FoldState {
+  readonly host: PkvmPageState;
+  readonly hyp: PkvmPageState;
+  readonly guests: readonly GuestView[];
+  readonly count: number;
+  readonly pins: number;
+  readonly ffa: boolean;
+  readonly annotation: Annotation | undefined;
+  readonly mustBeZero: boolean;
+  readonly problems: readonly string[];
+  /** Events folded so far (the next event's index in the problems' messages). */
+  readonly folded: number;
+}
+
+/** `expectedPage()` of `from`'s events followed by `events` (from the boot state without `from`). */
+function foldPage(
+  events: readonly SeqEvent[],
+  initial: InitialOwner,
+  ctx: FoldContext,
+  from?: FoldState,
+): { expected: ExpectedPage; state: FoldState } {
+  let host: PkvmPageState = from?.host ?? (initial === 'host' ? PKVM_PAGE_OWNED : PKVM_NOPAGE);
+  let hyp: PkvmPageState = from?.hyp ?? (initial === 'host' ? PKVM_NOPAGE : PKVM_PAGE_OWNED);
+  let guests: GuestView[] = [...(from?.guests ?? [])];
+  let count = from?.count ?? 0;
+  let pins = from?.pins ?? 0;
+  let ffa = from?.ffa ?? false;
   let annotation: Annotation | undefined =
-    initial === 'host' ? undefined : { owner: PKVM_ID_HYP, handle: 0, gfn: 0 };
-  let mustBeZero = false;
-  const problems: string[] = [];
+    from !== undefined
+      ? from.annotation
+      : initial === 'host'
+        ? undefined
+        : { owner: PKVM_ID_HYP, handle: 0, gfn: 0 };
+  let mustBeZero = from?.mustBeZero ?? false;
+  const problems: string[] = [...(from?.problems ?? [])];
+  const base = from?.folded ?? 0;
 
   // The call being folded (the helpers below read it).
   let ev: SeqEvent = { op: 'hyp_pin' };
   let i = 0;
   /** Record a problem unless `cond` (the message is built only then). */
   const need = (cond: boolean, what: string | (() => string)): void => {
-    if (!cond) problems.push(`event ${i} ${ev.op}: ${typeof what === 'string' ? what : what()}`);
+    if (!cond)
+      problems.push(`event ${base + i} ${ev.op}: ${typeof what === 'string' ? what : what()}`);
   };
   const findGuest = (handle: number, gfn: number): GuestView | undefined =>
     guests.find((g) => g.handle === handle && g.gfn === gfn);
@@ -152,7 +186,7 @@ export function expectedPage(
     if (ctx.vmAt === undefined || ev.seq === undefined) return;
     const vm = ctx.vmAt(handle, ev.seq);
     if (vm === undefined) {
-      problems.push(`event ${i} ${ev.op}: VM handle ${handle} does not exist`);
+      problems.push(`event ${base + i} ${ev.op}: VM handle ${handle} does not exist`);
       return;
     }
     if (want.protected !== undefined)
@@ -311,7 +345,19 @@ export function expectedPage(
       }
     }
   }
-  return {
+  const state: FoldState = {
+    host,
+    hyp,
+    guests: [...guests],
+    count,
+    pins,
+    ffa,
+    annotation,
+    mustBeZero,
+    problems: [...problems],
+    folded: base + events.length,
+  };
+  const expected: ExpectedPage = {
     host,
     hyp,
     guests: sortGuests(guests),
@@ -322,6 +368,7 @@ export function expectedPage(
     mustBeZero,
     problems,
   };
+  return { expected, state };
 }
 
 /** One recorded call: the event as its first page `pfn0` saw it (gfns advance with the page). */
@@ -331,6 +378,12 @@ interface HistoryNode {
   /** Its place in the order of every call and VM event. */
   readonly seq: number;
   readonly prev: HistoryNode | undefined;
+  /**
+   * The fold of one page's history up to this call (the last page `expectedOf` folded here), to
+   * resume from: nodes are immutable and the fold of calls already made never changes (a VM's
+   * later life does not change what `vmAt` says of an earlier call).
+   */
+  memo?: { readonly pfn: number; readonly state: FoldState };
 }
 
 /** One VM's life: created (protected or not) at `born`, dying from `dying`, gone from `gone`. */
@@ -435,6 +488,30 @@ export class PkvmHistory {
       );
     }
     return out.reverse();
+  }
+
+  /**
+   * `expectedPage(this.ofWithSeq(pfn), initial, ctx)`, resumed from the last fold of `pfn` on its
+   * history (the memo on a node): the cost is the calls made since, so a page converted 10,000
+   * times is not refolded from its first call at every check. `ctx` must be the same at every
+   * call for one history (the oracle's).
+   */
+  expectedOf(pfn: number, initial: InitialOwner, ctx: FoldContext): ExpectedPage {
+    const head = this.map.get(pfn)?.head;
+    const fresh: HistoryNode[] = [];
+    let n = head;
+    for (; n !== undefined && n.memo?.pfn !== pfn; n = n.prev) fresh.push(n);
+    const events: SeqEvent[] = [];
+    for (let i = fresh.length - 1; i >= 0; i--) {
+      const x = fresh[i]!;
+      const ev = x.ev;
+      events.push(
+        'gfn' in ev ? { ...ev, gfn: ev.gfn + (pfn - x.pfn0), seq: x.seq } : { ...ev, seq: x.seq },
+      );
+    }
+    const r = foldPage(events, initial, ctx, n?.memo?.state);
+    if (head !== undefined) head.memo = { pfn, state: r.state };
+    return r.expected;
   }
 
   /** The run boundaries in [s, e] (`runBoundariesIn`). */

@@ -10,7 +10,7 @@
  * abstraction of the implementation's.
  */
 import type { PkvmHyp } from './hyp.js';
-import { expectedPage, type Annotation, type GuestView } from './history.js';
+import { type Annotation, type GuestView } from './history.js';
 import { PKVM_NOPAGE, PKVM_STATE_NAMES, runBoundariesIn } from './memory.js';
 
 /** One disagreement between the history and the stepwise state. */
@@ -155,8 +155,7 @@ export function comparePage(
   pfn: number,
   out: OracleDiff[],
 ): void {
-  const events = hyp.history.ofWithSeq(pfn);
-  const exp = expectedPage(events, hyp.hypAtBoot(pfn) ? 'hyp' : 'host', {
+  const exp = hyp.history.expectedOf(pfn, hyp.hypAtBoot(pfn) ? 'hyp' : 'host', {
     vmAt: (h, seq) => hyp.history.vmAt(h, seq),
     shareGuestCountMax: hyp.config.shareGuestCountMax,
   });
