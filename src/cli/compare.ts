@@ -17,8 +17,15 @@ import {
 import { chooseFormat, FORMAT_OPTIONS } from './output.js';
 import { formatOp } from '../trace/format.js';
 import { MUTANTS } from '../core/base/mutants.js';
-import { lowerWorkload } from '../compare/adapter.js';
-import { DESIGN_NAMES, DESIGNS, designByName } from '../compare/designs.js';
+import { lowerWorkload, type DesignAdapter } from '../compare/adapter.js';
+import {
+  ADAPTER_GROUPS,
+  ADAPTER_NAMES,
+  adapterByName,
+  DESIGN_NAMES,
+  DESIGNS,
+  PLATFORMS,
+} from '../compare/designs.js';
 import {
   DEFAULT_POLICIES,
   POLICY_NAMES,
@@ -39,7 +46,9 @@ the model, every invariant checked after every op, and print: peak and final hos
 exits by reason, zaps and TLB flushes, and the outcome of every attempted access, checked
 against the workload's expect.
 
-  --designs A,B      designs to run (default: all: ${DESIGN_NAMES.join(', ')})
+  --designs A,B      designs to run (default: the designs: ${DESIGN_NAMES.join(', ')});
+                     the confidential-computing platforms (${PLATFORMS.map((d) => d.name).join(', ')})
+                     by name; group names: designs, platforms, all
   --policies P,Q     VMM policies (default: the workload's policies, else ${DEFAULT_POLICIES.join(', ')});
                      NAME+MOD changes one knob (mods: prefault, no-prefault, keep, discard,
                      pin-all, pin-shared, anon, gmem-mmap)
@@ -49,14 +58,14 @@ against the workload's expect.
                      (with several workloads: FILE gets the workload's base name appended)
   --quiet, -q        print only the outcomes and the verdict
   --print-trace      run nothing: print the trace (JSONL) --design's adapter makes under --policy
-  --list             list the designs and policies
+  --list             list the designs, the platforms and the policies
   --mutants M,N      run the model with seeded bugs (gmemlab check --list names them): a design
                      that then lets the host reach private memory shows violation:INVARIANT
 
 Exit codes: 0 every asserted outcome holds, 1 one did not, 2 usage or input error.`;
 
 export function loadWorkload(path: string): Workload {
-  const p = parseWorkload(readText(path, MAX_SMALL_FILE_BYTES), path, DESIGN_NAMES, POLICY_NAMES);
+  const p = parseWorkload(readText(path, MAX_SMALL_FILE_BYTES), path, ADAPTER_NAMES, POLICY_NAMES);
   if (p.workload === undefined) throw inputErrors(p.errors);
   return p.workload;
 }
@@ -67,6 +76,21 @@ function policies(spec: string): Policy[] {
     if (typeof p === 'string') throw new UsageError(p);
     return p;
   });
+}
+
+/** The adapters `--designs` names: designs, platforms and groups, each once, in the given order. */
+function selectDesigns(names: readonly string[]): DesignAdapter[] {
+  const out: DesignAdapter[] = [];
+  for (const n of names) {
+    const group = ADAPTER_GROUPS.get(n);
+    const d = adapterByName(n);
+    if (group === undefined && d === undefined)
+      throw new UsageError(
+        `unknown design "${n}" (known: ${ADAPTER_NAMES.join(', ')}; groups: ${[...ADAPTER_GROUPS.keys()].join(', ')})`,
+      );
+    for (const x of group ?? [d!]) if (!out.includes(x)) out.push(x);
+  }
+  return out;
 }
 
 export async function compareMain(
@@ -91,8 +115,13 @@ export async function compareMain(
     return EXIT_OK;
   }
   if (p.opts.has('list')) {
+    out('Designs (the default columns):');
     for (const d of DESIGNS)
       out(`design ${d.name} (profile ${d.profile}): ${d.summary}; from ${d.origin}`);
+    out('Platforms (--designs NAME, or --designs platforms / all):');
+    for (const d of PLATFORMS)
+      out(`platform ${d.name} (profile ${d.profile}): ${d.summary}; from ${d.origin}`);
+    out('Policies:');
     for (const n of POLICY_NAMES) {
       const q = policyByName(n) as Policy;
       out(`policy ${n}: ${q.about} [${describeKnobs(q)}]`);
@@ -103,15 +132,7 @@ export async function compareMain(
   const names = (optString(p, 'designs') ?? optString(p, 'design'))
     ?.split(',')
     .map((s) => s.trim());
-  const designs =
-    names === undefined
-      ? [...DESIGNS]
-      : names.map((n) => {
-          const d = designByName(n);
-          if (d === undefined)
-            throw new UsageError(`unknown design "${n}" (known: ${DESIGN_NAMES.join(', ')})`);
-          return d;
-        });
+  const designs = names === undefined ? [...DESIGNS] : selectDesigns(names);
   const polSpec = optString(p, 'policies') ?? optString(p, 'policy');
   const workloads = p.positionals.map(loadWorkload);
   if (p.opts.has('print-trace')) {

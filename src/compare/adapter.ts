@@ -85,9 +85,11 @@ export type StepExec = {
   na?: string;
   /**
    * The access is a guest hypercall the design's KVM answers in RAX (no exit to the VMM): a
-   * negative value there (-EBUSY, -EINVAL) is the step's outcome, as an errno.
+   * negative value there (-EBUSY, -EINVAL) is the step's outcome, as an errno. 'smccc': an arm64
+   * guest's SMCCC call, whose non-zero x0 the guest's kernel turns into -EPERM (pKVM's
+   * MEM_SHARE / MEM_UNSHARE in `arm_smccc_share_unshare_page()`).
    */
-  rax?: boolean;
+  rax?: boolean | 'smccc';
 };
 
 export type Lowering = {
@@ -137,6 +139,12 @@ export class TraceBuilder {
   accessHypercall(o: Record<string, unknown>): void {
     this.access(o);
     this.cur.rax = true;
+  }
+
+  /** Emit a KVM_RUN of SMCCC calls: a non-zero x0 of one is the step's outcome, EPERM. */
+  accessSmccc(o: Record<string, unknown>): void {
+    this.access(o);
+    this.cur.rax = 'smccc';
   }
 
   /** The step cannot be expressed on this design or policy. */

@@ -123,6 +123,21 @@ function hypercallErrno(r: ResultLine): Outcome | undefined {
 }
 
 /**
+ * The first SMCCC call in `r` whose x0 (8 bytes, little-endian) is not SMCCC_RET_SUCCESS: the
+ * guest's share or unshare fails with EPERM (`arm_smccc_share_unshare_page()`); the detail names x0.
+ */
+function smcccFailure(r: ResultLine): { errno: Outcome; x0: bigint } | undefined {
+  if ('fault' in r) return undefined;
+  for (const x of r.exits ?? []) {
+    if (x.reason !== 'HYPERCALL_RET' || typeof x.hex !== 'string') continue;
+    const b = x.hex.match(/../g) ?? [];
+    const x0 = BigInt.asIntN(64, BigInt('0x' + (b.reverse().join('') || '0')));
+    if (x0 !== 0n) return { errno: 'EPERM', x0 };
+  }
+  return undefined;
+}
+
+/**
  * The expected outcome of `step` for design `d` under policy `p`, the most specific key first:
  * DESIGN/POLICY, DESIGN, `*`/POLICY (any design under that policy), `*`.
  */
@@ -290,6 +305,11 @@ export function runCompare(
         if (e !== undefined) {
           outcome = e;
           detail = `${op.op}: hypercall returned -${e}`;
+        }
+        const f = ex.rax === 'smccc' && r.ok ? smcccFailure(r) : undefined;
+        if (f !== undefined) {
+          outcome = f.errno;
+          detail = `${op.op}: SMCCC call returned ${f.x0}, the guest's call fails with -${f.errno}`;
         }
       } else if (!r.ok && firstFail === undefined) firstFail = { r, op: op.op };
     }

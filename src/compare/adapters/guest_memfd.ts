@@ -28,12 +28,16 @@ const MAP_GPA_RANGE_ENCRYPTED = 0x10;
 /** KVM_CAP_EXIT_HYPERCALL's argument: exit to userspace for KVM_HC_MAP_GPA_RANGE (bit 12). */
 const EXIT_MAP_GPA_RANGE = 1 << 12;
 
-type Variant = 'separate' | 'inplace';
+export type Variant = 'separate' | 'inplace';
 
-/** The state one run keeps: what is open, what the device has mapped (./historical.ts). */
-class GmemLowerer extends VmmLowerer {
+/**
+ * The state one run keeps: what is open, what the device has mapped (./historical.ts). The
+ * confidential platforms' adapters (./sev_snp.ts, ./tdx.ts) extend it with their own boot, the
+ * guest's own conversion request and what the guest does after a conversion.
+ */
+export class GmemLowerer extends VmmLowerer {
   constructor(
-    private readonly v: Variant,
+    protected readonly v: Variant,
     w: Workload,
     p: Policy,
   ) {
@@ -50,9 +54,9 @@ class GmemLowerer extends VmmLowerer {
     this.convert(b, off, size, toPrivate);
   }
 
-  protected convert(b: TraceBuilder, off: bigint, size: bigint, toPrivate: boolean): void {
+  /** The guest's conversion request: KVM_HC_MAP_GPA_RANGE, which exits to the VMM. */
+  protected guestRequest(b: TraceBuilder, off: bigint, size: bigint, toPrivate: boolean): void {
     const gpa = RAM_GPA + off;
-    // The guest's request: KVM_HC_MAP_GPA_RANGE, which exits to the VMM (KVM_EXIT_HYPERCALL).
     b.op({
       op: 'KVM_RUN',
       vcpu: 'cpu',
@@ -65,6 +69,20 @@ class GmemLowerer extends VmmLowerer {
         },
       ],
     });
+  }
+
+  /** What the guest does once the VMM converted the range (nothing on a SW_PROTECTED VM). */
+  protected afterConvert(
+    _b: TraceBuilder,
+    _off: bigint,
+    _size: bigint,
+    _toPrivate: boolean,
+  ): void {}
+
+  protected convert(b: TraceBuilder, off: bigint, size: bigint, toPrivate: boolean): void {
+    const gpa = RAM_GPA + off;
+    // The guest's request exits to the VMM (KVM_EXIT_HYPERCALL), which converts.
+    this.guestRequest(b, off, size, toPrivate);
     if (toPrivate) this.unmapBeforePrivate(b, off, size);
     const attributes = toPrivate ? 8 : 0;
     if (this.v === 'separate') {
@@ -90,6 +108,7 @@ class GmemLowerer extends VmmLowerer {
         flags: 0,
         reserved: 0,
       });
+    this.afterConvert(b, off, size, toPrivate);
   }
 
   protected boot(b: TraceBuilder, a: { private: bigint; shared: bigint }): void {
