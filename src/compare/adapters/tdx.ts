@@ -41,6 +41,23 @@ const EXIT_MAP_GPA_RANGE = 1 << 12;
 const KVM_CAP_SPLIT_IRQCHIP = 121;
 
 class TdxLowerer extends ConfidentialLowerer {
+  /** The boot-time private part (bytes from the start of RAM). */
+  private bootPrivate = 0n;
+
+  /**
+   * KVM_PRE_FAULT_MEMORY of the private part only: a TD's shared gfns are reached through the
+   * shared bit, and a pre-fault of one without it (the mirror root) is a path the model refuses.
+   */
+  protected override prefault(b: TraceBuilder): void {
+    if (this.p.prefault && this.bootPrivate > 0n)
+      b.op({
+        op: 'KVM_PRE_FAULT_MEMORY',
+        vcpu: 'cpu',
+        gpa: num(RAM_GPA),
+        size: num(this.bootPrivate),
+        flags: 0,
+      });
+  }
   protected makeReady(gpa: bigint): GuestStep {
     return { accept: { gpa: num(gpa) } };
   }
@@ -122,6 +139,7 @@ class TdxLowerer extends ConfidentialLowerer {
     b.op({ op: 'KVM_MEMORY_ENCRYPT_OP', fd: 'cpu', id: KVM_TDX_INIT_VCPU });
     b.op({ op: 'KVM_MEMORY_ENCRYPT_OP', fd: 'vm', id: KVM_TDX_FINALIZE_VM });
     this.bootView(a);
+    this.bootPrivate = a.private;
     this.prefault(b);
     this.vfioMapAll(b);
   }
