@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { lowerWorkload, type Lowerer } from '../../src/compare/adapter.js';
-import { DESIGN_NAMES, designByName } from '../../src/compare/designs.js';
+import { ADAPTER_NAMES, DESIGN_NAMES, designByName } from '../../src/compare/designs.js';
 import {
   DEFAULT_POLICIES,
   POLICY_NAMES,
@@ -495,7 +495,7 @@ describe('the shipped workloads: every asserted outcome holds, no violation unle
   for (const f of files)
     test(f, () => {
       const rel = `examples/workloads/${f}`;
-      const p = parseWorkload(readFileSync(join(dir, f), 'utf8'), rel, DESIGN_NAMES, POLICY_NAMES);
+      const p = parseWorkload(readFileSync(join(dir, f), 'utf8'), rel, ADAPTER_NAMES, POLICY_NAMES);
       assert.deepEqual(
         p.errors.map((e) => e.message),
         [],
@@ -570,7 +570,7 @@ describe('the SVG chart draws the runs it is given', () => {
     const p = parseWorkload(
       readFileSync(join(process.cwd(), rel), 'utf8'),
       rel,
-      DESIGN_NAMES,
+      ADAPTER_NAMES,
       POLICY_NAMES,
     );
     const w = p.workload!;
