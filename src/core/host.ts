@@ -76,6 +76,7 @@ import {
   RestrictedmemFile,
   memfdRestricted,
   memoryFailure,
+  restrictedmemError,
   restrictedmemFallocate,
   restrictedmemForVm,
   restrictedmemReadMutant,
@@ -840,7 +841,7 @@ export class Host implements KernelCtx {
    * KVM_SET_USER_MEMORY_REGION with `struct kvm_userspace_memory_region_ext` (design-2023-
    * restrictedmem, v10 patch 03): `kvm_vm_ioctl()` reads the flags first and copies the `_ext`
    * struct only when they have KVM_MEM_PRIVATE; the memslot then takes private memory from
-   * `restricted_fd` at `restricted_offset` (fget → EBADF, not a restricted fd → EINVAL) beside
+   * `restricted_fd` at `restricted_offset` (not open or not a restricted fd: EINVAL) beside
    * the shared memory at userspace_addr. On kernels without the series KVM_MEM_PRIVATE is
    * unknown to the v1 ioctl (EINVAL) and the rest is KVM_SET_USER_MEMORY_REGION.
    */
@@ -866,9 +867,13 @@ export class Host implements KernelCtx {
     let bindErr: Result<never> | undefined;
     const lookup = (): GmemFdLookup => {
       const g = this.fds.get(restrictedFd);
-      if (g === undefined) return undefined;
+      // v10: `fget()` finding nothing and a file that is not restricted are one -EINVAL.
+      if (g === undefined) {
+        bindErr = err('EINVAL', '__kvm_set_memory_region: restricted_fd not open (fget)');
+        return 'other';
+      }
       if (!(g instanceof RestrictedmemFile)) return 'other';
-      const r = restrictedmemForVm(this, g, vm);
+      const r = restrictedmemForVm(this, g, vm, restrictedOffset, region.memory_size);
       if (!r.ok) {
         bindErr = r;
         return 'other';
@@ -901,9 +906,13 @@ export class Host implements KernelCtx {
   memoryFailure(fd: Fd, offset: bigint): Result<undefined> {
     const f = this.fds.get(fd);
     if (f === undefined) return err('EBADF', 'fd not open');
-    const g = f instanceof RestrictedmemFile ? f.inner : f instanceof GmemFile ? f : null;
-    if (g === null) return err('EINVAL', 'memory_failure: not a restricted fd or guest_memfd');
-    if (g !== undefined) memoryFailure(this, g, offset);
+    if (f instanceof RestrictedmemFile) {
+      restrictedmemError(f, offset);
+      return OK_VOID;
+    }
+    if (!(f instanceof GmemFile))
+      return err('EINVAL', 'memory_failure: not a restricted fd or guest_memfd');
+    memoryFailure(this, f, offset);
     return OK_VOID;
   }
 

@@ -106,6 +106,67 @@ describe('design-2020-protnone-follkvm', () => {
     assert.match(r.results[9]!, /"reason":"HYPERCALL_RET","hex":"00000000"/);
   });
 
+  test('a VMM touch or a GUP of a never-populated protected page allocates it before failing', () => {
+    const r = runCheckedLines(
+      [
+        ...VM_WITH_RAM,
+        { op: 'pipe2', flags: 0, as: 'pr', write_as: 'pw' },
+        hypercall(12),
+        { op: 'peek', addr: 'm+0x3000', len: 1 },
+        { op: 'vmsplice', fd: 'pw', addr: 'm+0x2000', len: 4096, flags: 2 },
+      ],
+      PROTNONE,
+    );
+    assert.deepEqual(r.results.slice(6), [
+      '{"ok":false,"fault":"SIGBUS"}',
+      '{"ok":false,"errno":"EFAULT"}',
+    ]);
+    // do_anonymous_page() allocated and mapped PROT_NONE (no zero page in a protected VMA) before
+    // the retried access met the PROT_NONE PTE.
+    const mm = r.backend.host.mm;
+    const base = mm.vmas.entries().next().value!.start;
+    assert.equal(mm.anon.countIn(base + 2, base + 4), 2);
+    assert.deepEqual(r.violations, []);
+  });
+
+  test('shmem guest RAM: protected pages are private whoever maps them (DMA pin, forked child)', () => {
+    const SHMEM_RAM = VM_WITH_RAM.map((l) =>
+      'op' in l && l.op === 'mmap' ? { ...l, flags: 0x21 } : l,
+    );
+    const dma = runCheckedLines(
+      [
+        ...SHMEM_RAM,
+        ...VFIO,
+        { op: 'poke', addr: 'm', hex: '5e' },
+        { op: 'VFIO_IOMMU_MAP_DMA', fd: 'c', flags: 3, addr: 'm', iova: 0x100000, size: 4096 },
+        hypercall(12),
+        { op: 'dma_read', fd: 'c', iova: 0x100000, len: 1 },
+      ],
+      PROTNONE,
+    );
+    assert.equal(dma.results[11], '{"ok":true,"value":"5e"}');
+    assert.equal(dma.violations.length, 1);
+    assert.match(dma.violations[0]!, /a device DMA \(IOMMU\) read of protected guest RAM \(shmem/);
+    const fork = runCheckedLines(
+      [
+        ...SHMEM_RAM,
+        { op: 'poke', addr: 'm+0x1000', hex: '5e' },
+        { op: 'fork', as: 'child' },
+        hypercall(12),
+        { op: 'peek', addr: 'm+0x1000', len: 1 },
+        { op: 'peek', proc: 'child', addr: 'm+0x1000', len: 1 },
+      ],
+      PROTNONE,
+    );
+    // The RFC changes current->mm's VMAs only: the child's mapping of the same page reads it.
+    assert.deepEqual(fork.results.slice(7), [
+      '{"ok":false,"fault":"SIGBUS"}',
+      '{"ok":true,"value":"5e"}',
+    ]);
+    assert.equal(fork.violations.length, 1);
+    assert.match(fork.violations[0]!, /a VMM read of protected guest RAM \(shmem/);
+  });
+
   test('on linux-6.18 hypercall 12 is KVM_HC_MAP_GPA_RANGE: -KVM_ENOSYS without the exit cap', () => {
     const r = runCheckedLines(
       [...VM_WITH_RAM, hypercall(12), { op: 'peek', addr: 'm', len: 1 }],
@@ -206,6 +267,72 @@ describe('design-2023-restrictedmem', () => {
       '{"ok":true}',
     ]);
   });
+
+  test('what UPM v10 accepts and the model cannot hold is not modelled, not an errno', () => {
+    const slot = (o: object): object => ({
+      op: 'KVM_SET_USER_MEMORY_REGION_EXT',
+      vm: 'vm',
+      slot: 2,
+      flags: 4,
+      guest_phys_addr: 0xc0000000,
+      memory_size: 16384,
+      userspace_addr: 'shm',
+      restricted_fd: 'r',
+      restricted_offset: 0,
+      ...o,
+    });
+    const refused = (extra: object[]): void =>
+      assert.throws(
+        () => runCheckedLines([...RESTRICTED_SLOT, ...extra], RESTRICTEDMEM),
+        /not modelled|NotModelled|UPM v10/,
+      );
+    // Two memslots binding one range of the fd; a binding past the fd's end.
+    refused([slot({})]);
+    refused([slot({ restricted_offset: 8192 })]);
+    // A flags change of the private memslot without KVM_MEM_PRIVATE.
+    refused([{ ...(RESTRICTED_SLOT[4] as object), flags: 1 }]);
+    // shmem_fallocate() allocating in the restricted fd.
+    refused([{ op: 'fallocate', fd: 'r', mode: 1, offset: 0, len: 4096 }]);
+    // A private fault on a private memslot that logs dirty pages (accepted by v10).
+    refused([
+      { op: 'memfd_restricted', flags: 0, as: 'r2' },
+      { op: 'ftruncate', fd: 'r2', length: 16384 },
+      slot({ flags: 5, restricted_fd: 'r2' }),
+      {
+        op: 'KVM_SET_MEMORY_ATTRIBUTES',
+        vm: 'vm',
+        address: 0xc0000000,
+        size: 4096,
+        attributes: 8,
+        flags: 0,
+      },
+      { op: 'KVM_RUN', vcpu: 'cpu', guest: [{ load: { gpa: 0xc0000000 } }] },
+    ]);
+  });
+
+  test('a memory error: every vCPU of the VM shuts down at its next KVM_RUN, nothing is zapped', () => {
+    const r = runCheckedLines(
+      [
+        ...RESTRICTED_SLOT,
+        { op: 'KVM_CREATE_VCPU', vm: 'vm', id: 1, as: 'cpu1' },
+        { op: 'KVM_RUN', vcpu: 'cpu', guest: [{ store: { gpa: 0x80000000, hex: '5e' } }] },
+        // No page at offset 0x3000: nothing reaches KVM.
+        { op: 'memory_failure', fd: 'r', offset: 0x3000 },
+        { op: 'KVM_RUN', vcpu: 'cpu1', guest: [{ load: { gpa: 0x80000000 } }] },
+        { op: 'memory_failure', fd: 'r', offset: 0 },
+        { op: 'KVM_RUN', vcpu: 'cpu1', guest: [{ load: { gpa: 0x80000000 } }] },
+        { op: 'KVM_RUN', vcpu: 'cpu', guest: [{ load: { gpa: 0x80000000 } }] },
+        { op: 'KVM_RUN', vcpu: 'cpu', guest: [{ load: { gpa: 0x80000000 } }] },
+      ],
+      RESTRICTEDMEM,
+    );
+    assert.match(r.results[10]!, /"reason":"LOAD","gpa":2147483648,"hex":"5e000000"/);
+    assert.match(r.results[12]!, /^\{"ok":true,"exits":\[\{"reason":"SHUTDOWN"\}\]\}$/);
+    assert.match(r.results[13]!, /^\{"ok":true,"exits":\[\{"reason":"SHUTDOWN"\}\]\}$/);
+    // The request is consumed; the page is still mapped and readable by the guest.
+    assert.match(r.results[14]!, /"reason":"LOAD","gpa":2147483648,"hex":"5e000000"/);
+    assert.deepEqual(r.violations, []);
+  });
 });
 
 describe('design-2024-shmem-exclusive-pin', () => {
@@ -250,5 +377,108 @@ describe('design-2024-shmem-exclusive-pin', () => {
     // The VM's exclusive pins went with it.
     assert.equal(v.backend.host.frames.exclusive.size, 0);
     assert.equal(v.backend.host.frames.pins.size, 0);
+  });
+
+  const ANON_VM = SHMEM_VM.map((l) => ('op' in l && l.op === 'mmap' ? { ...l, flags: 0x22 } : l));
+  const convert = (gpa: number, priv: boolean): object => ({
+    op: 'KVM_RUN',
+    vcpu: 'cpu',
+    guest: [{ hypercall: { nr: 12, args: [gpa, 1, priv ? 16 : 0] } }],
+  });
+
+  test('sharing keeps one ordinary pin; going private again needs it alone, on an anonymous page', () => {
+    const r = runCheckedLines(
+      [
+        ...ANON_VM,
+        ...VFIO,
+        convert(0x80000000, true),
+        convert(0x80000000, false),
+        { op: 'VFIO_IOMMU_MAP_DMA', fd: 'c', flags: 3, addr: 'm', iova: 0x100000, size: 4096 },
+        convert(0x80000000, true),
+        { op: 'VFIO_IOMMU_UNMAP_DMA', fd: 'c', iova: 0x100000, size: 4096 },
+        convert(0x80000000, true),
+        { op: 'peek', addr: 'm', len: 1 },
+      ],
+      EXCL,
+    );
+    const rax = (i: number): string =>
+      /"HYPERCALL_RET","hex":"([0-9a-f]+)"/.exec(r.results[i]!)![1]!;
+    assert.equal(rax(8), '00000000');
+    assert.equal(rax(9), '00000000');
+    // KVM's kept pin is still there after the share.
+    assert.equal(r.backend.host.frames.pins.size, 1);
+    assert.equal(r.results[10], '{"ok":true}');
+    // Two pins (KVM's and VFIO's): reexc_user_page() is -EBUSY.
+    assert.equal(rax(11), 'f0ffffff');
+    assert.equal(rax(13), '00000000');
+    // Private again: the VMM's read is the design's violation.
+    assert.equal(r.violations.length, 1);
+    const s = runCheckedLines(
+      [
+        ...SHMEM_VM,
+        convert(0x80000000, true),
+        convert(0x80000000, false),
+        convert(0x80000000, true),
+      ],
+      EXCL,
+    );
+    // Shmem: not PageAnonExclusive, -EINVAL.
+    assert.match(s.results[6]!, /"HYPERCALL_RET","hex":"eaffffff"/);
+  });
+
+  test('exclusivity is per folio: a THP with one private page refuses pins of its other pages', () => {
+    const THP_VM = [
+      { op: 'KVM_CREATE_VM', type: 0, as: 'vm' },
+      { op: 'mmap', fd: null, length: 0x200000, prot: 3, flags: 0x22, offset: 0, as: 'm' },
+      // MADV_HUGEPAGE
+      { op: 'madvise', addr: 'm', length: 0x200000, advice: 14 },
+      {
+        op: 'KVM_SET_USER_MEMORY_REGION',
+        vm: 'vm',
+        slot: 1,
+        flags: 0,
+        guest_phys_addr: 0x80000000,
+        memory_size: 0x200000,
+        userspace_addr: 'm',
+      },
+      { op: 'KVM_CREATE_VCPU', vm: 'vm', id: 0, as: 'cpu' },
+    ];
+    const r = runCheckedLines(
+      [
+        ...THP_VM,
+        ...VFIO,
+        { op: 'poke', addr: 'm', hex: '01' },
+        convert(0x80000000, true),
+        {
+          op: 'VFIO_IOMMU_MAP_DMA',
+          fd: 'c',
+          flags: 3,
+          addr: 'm+0x1000',
+          iova: 0x100000,
+          size: 4096,
+        },
+        // A second private page of the same folio: the folio is pinned exclusively already.
+        convert(0x80001000, true),
+        // The shared page of the THP is the VMM's to touch; the private one is not.
+        { op: 'peek', addr: 'm+0x1000', len: 1 },
+        { op: 'peek', addr: 'm', len: 1 },
+        convert(0x80000000, false),
+        {
+          op: 'VFIO_IOMMU_MAP_DMA',
+          fd: 'c',
+          flags: 3,
+          addr: 'm+0x1000',
+          iova: 0x100000,
+          size: 4096,
+        },
+      ],
+      EXCL,
+    );
+    assert.match(r.results[10]!, /"HYPERCALL_RET","hex":"00000000"/);
+    assert.equal(r.results[11], '{"ok":false,"errno":"EBUSY"}');
+    assert.match(r.results[12]!, /"HYPERCALL_RET","hex":"f0ffffff"/);
+    assert.equal(r.violations.length, 1);
+    assert.match(r.violations[0]!, /a VMM read of a private guest page/);
+    assert.equal(r.results[16], '{"ok":true}');
   });
 });

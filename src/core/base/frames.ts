@@ -152,11 +152,12 @@ export class FrameStore {
   readonly refs = new RangeMap<number>();
   readonly pins = new RangeMap<number>();
   /**
-   * Frames whose one pin is exclusive (design-2024-shmem-exclusive-pin: FOLL_EXCLUSIVE, the
-   * "exclusive GUP pinning" RFC): no other FOLL_PIN may be taken on them. Empty on every other
-   * profile.
+   * Frames of folios pinned exclusively (design-2024-shmem-exclusive-pin: FOLL_EXCLUSIVE, the
+   * "exclusive GUP pinning" RFC), each run one folio, its value the folio's first pfn (so two
+   * adjacent folios stay two runs): no other FOLL_PIN may be taken on any of its pages. Empty on
+   * every other profile.
    */
-  readonly exclusive = new RangeMap<true>();
+  readonly exclusive = new RangeMap<number>();
   /**
    * Frames their owner has freed (munmap, punch, truncation: `folio_put()` of the owner's
    * reference) while references remained: `put_page()` frees a page only at refcount zero, so

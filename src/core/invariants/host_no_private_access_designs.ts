@@ -24,13 +24,30 @@
  *   nothing stops the VMM's own loads and stores through its mapping: those are violations.
  */
 import type { Host } from '../host.js';
+import { RangeMap } from '../base/ranges/range_map.js';
 import { VMA_KVM_PROTECTED } from '../mm/mm_types.js';
+import type { ShmemObject } from '../mm/shmem.js';
 import { NO_VIOLATIONS, hx, type Invariant, type Violation } from './types.js';
 
 /** Whether host virtual page `hvpn` lies in a VM_KVM_PROTECTED VMA. */
 function kvmProtectedAt(h: Host, hvpn: number): boolean {
   const v = h.mm.vmas.get(hvpn);
   return v !== undefined && (v.flags & VMA_KVM_PROTECTED) !== 0;
+}
+
+/**
+ * Whether page `index` of shmem object `obj` is mapped by a VM_KVM_PROTECTED VMA of any live
+ * process (the VMM's guest RAM may be shmem, and the protection is a property of the VMM's VMA,
+ * not of the page: another mapping of the same page stays open).
+ */
+function shmemProtected(h: Host, obj: ShmemObject, index: number): boolean {
+  for (const mm of h.allMms())
+    for (const e of mm.vmas.entries()) {
+      const v = e.value;
+      if (v.obj !== obj || (v.flags & VMA_KVM_PROTECTED) === 0) continue;
+      if (index >= v.base && index < v.base + (e.end - e.start)) return true;
+    }
+  return false;
 }
 
 export const hostNoPrivateAccessProtnone: Invariant = {
@@ -53,11 +70,20 @@ export const hostNoPrivateAccessProtnone: Invariant = {
       if (a.path !== 'vmm' && a.path !== 'dma') continue;
       o ??= s.ownership();
       const own = o.owners.get(a.pfn);
-      if (own === undefined || own.kind !== 'anon' || !kvmProtectedAt(s.host, own.base)) continue;
+      if (own === undefined) continue;
+      let what: string;
+      if (own.kind === 'anon' && kvmProtectedAt(s.host, own.base))
+        what = `anonymous memory at host page ${hx(own.base)}`;
+      else if (own.kind === 'shmem' && shmemProtected(s.host, own.obj, own.base))
+        what = `shmem object ${own.obj.id} page ${hx(own.base)}`;
+      else continue;
       (out ??= []).push({
         invariant: this.name,
-        object: `host page ${hx(own.base)}`,
-        message: `${a.path === 'dma' ? 'a device DMA (IOMMU)' : 'a VMM'} ${a.write ? 'write to' : 'read of'} protected guest RAM (anonymous memory at host page ${hx(own.base)}, pfn ${hx(a.pfn)}, in a VM_KVM_PROTECTED VMA)`,
+        object:
+          own.kind === 'anon'
+            ? `host page ${hx(own.base)}`
+            : `shmem ${own.obj.id} page ${hx(own.base)}`,
+        message: `${a.path === 'dma' ? 'a device DMA (IOMMU)' : 'a VMM'} ${a.write ? 'write to' : 'read of'} protected guest RAM (${what}, pfn ${hx(a.pfn)}, mapped by a VM_KVM_PROTECTED VMA): the RFC protects the VMM's mappings, not the pages`,
         focus: { pfn: a.pfn },
       });
     }
@@ -107,12 +133,18 @@ export const hostNoPrivateAccessExclusivePin: Invariant = {
   appliesTo: (p) => p.design === 'shmem-exclusive-pin',
   check(s) {
     if (s.hostAccesses.length === 0) return NO_VIOLATIONS;
-    const excl = s.host.frames.exclusive;
-    if (excl.size === 0) return NO_VIOLATIONS;
+    // The guest's private pages (KVM's exclusive pins, by pfn): not every frame of an exclusively
+    // pinned folio, whose other pages a THP may give the guest as shared pages.
+    if (s.host.frames.exclusive.size === 0) return NO_VIOLATIONS;
+    const priv = new RangeMap<true>();
+    for (const vm of s.host.vms)
+      if (vm.exclusivePins !== undefined)
+        for (const e of vm.exclusivePins.entries())
+          priv.set(e.value.base, e.value.base + (e.end - e.start), true);
     let out: Violation[] | undefined;
     for (const a of s.hostAccesses) {
       if (a.freedLater === true || a.path === 'gup') continue;
-      if (excl.get(a.pfn) === undefined) continue;
+      if (priv.get(a.pfn) === undefined) continue;
       (out ??= []).push({
         invariant: this.name,
         object: `pfn ${hx(a.pfn)}`,

@@ -28,6 +28,11 @@ export type FaultExit =
       readonly kind: 'memfault';
       readonly errno: Errno;
       readonly flags: bigint;
+      /**
+       * RET_PF_USER (design-2023-restrictedmem, UPM v10's `kvm_do_memory_fault_exit()`): KVM_RUN
+       * returns 0 with the exit instead of failing with `errno`.
+       */
+      readonly user?: true;
     };
 
 /** The MMIO outcome (one shared object: it carries nothing else). */

@@ -19,21 +19,49 @@
  */
 import { ERRNO_NUMBERS } from '../base/errno.js';
 import { RangeMap } from '../base/ranges/range_map.js';
-import { asGfn, gfnAdd, isPageAligned, type Gfn } from '../base/units.js';
+import {
+  asGfn,
+  asPfn,
+  gfnAdd,
+  isPageAligned,
+  type Gfn,
+  type Hvpn,
+  type Pfn,
+} from '../base/units.js';
 import type { KernelCtx } from '../ctx.js';
-import { gupRange, gupRelease } from '../mm/gup.js';
+import { folioPinCount, gupDropExclusive, gupFolioOf, gupRange, gupRelease } from '../mm/gup.js';
 import { pageExtentOps } from '../vfs/file.js';
 import { gfnToHvpnMemslot, type Vm } from './objects.js';
 
 const KVM_MAP_GPA_RANGE_ENCRYPTED = 1n << 4n;
 
-/** Make `gfn` private: KVM's exclusive long-term pin of the VMM's page; 0 or a negative errno. */
+/**
+ * Make `gfn` private, 0 or a negative errno. A page KVM has never pinned: a FOLL_PIN |
+ * FOLL_LONGTERM | FOLL_EXCLUSIVE pin (patch 2/5: -EBUSY while its folio has any pin). A page
+ * shared since it was private, whose ordinary pin KVM kept: `reexc_user_page()` (patch 3/5):
+ * -EINVAL unless it is an exclusive anonymous page (PageAnonExclusive), -EBUSY unless its folio
+ * has exactly that one pin; the new exclusive pin replaces the kept one (see the file comment).
+ */
 function pinPrivate(k: KernelCtx, vm: Vm, gfn: Gfn): number {
   const pins = (vm.exclusivePins ??= new RangeMap(pageExtentOps));
   if (pins.get(gfn) !== undefined) return 0;
   const slot = vm.slotsByGfn[0]!.get(gfn);
   if (slot === undefined) return -ERRNO_NUMBERS.EFAULT;
-  const r = gupRange(k.mm, gfnToHvpnMemslot(slot, gfn), 1, {
+  const hvpn = gfnToHvpnMemslot(slot, gfn);
+  const kept = vm.sharedPins?.get(gfn);
+  if (kept !== undefined) {
+    const pfn = asPfn(kept.base);
+    if (!anonExclusive(k, hvpn, pfn)) return -ERRNO_NUMBERS.EINVAL;
+    const folio = gupFolioOf(k.mm, hvpn, pfn);
+    if (k.frames.exclusive.size !== 0 && k.frames.exclusive.get(pfn) !== undefined)
+      return -ERRNO_NUMBERS.EBUSY;
+    if (folioPinCount(k.mm, folio) !== 1) return -ERRNO_NUMBERS.EBUSY;
+    k.frames.exclusive.set(folio.base, folio.base + folio.count, folio.base);
+    vm.sharedPins!.delete(gfn, gfn + 1);
+    pins.set(gfn, gfn + 1, { base: pfn });
+    return 0;
+  }
+  const r = gupRange(k.mm, hvpn, 1, {
     write: true,
     pin: true,
     longterm: true,
@@ -45,12 +73,29 @@ function pinPrivate(k: KernelCtx, vm: Vm, gfn: Gfn): number {
   return 0;
 }
 
-/** Make `gfn` shared again: the exclusive pin is dropped. */
+/**
+ * PageAnonExclusive of the page KVM pinned: the VMM's private anonymous mapping at `hvpn` maps
+ * it (the model's anonymous pages are exclusive to their mm unless shared with a fork's parent).
+ * A shmem page is not anonymous (see the file comment for what the posted code tests there).
+ */
+function anonExclusive(k: KernelCtx, hvpn: Hvpn, pfn: Pfn): boolean {
+  const v = k.mm.vmas.get(hvpn);
+  if (v === undefined || v.kind !== 'anon') return false;
+  if (k.mm.cowFromParent.size !== 0 && k.mm.cowFromParent.get(hvpn) !== undefined) return false;
+  return k.mm.anon.get(hvpn)?.base === pfn;
+}
+
+/**
+ * Make `gfn` shared again: `unexc_user_page()` drops the exclusive part of KVM's pin; the ordinary
+ * long-term pin stays (patch 3/5: "When a page is shared, the exclusive pin is dropped, but one
+ * normal pin is maintained").
+ */
 function unpinShared(k: KernelCtx, vm: Vm, gfn: Gfn): void {
   const e = vm.exclusivePins?.get(gfn);
   if (e === undefined) return;
   vm.exclusivePins!.delete(gfn, gfn + 1);
-  gupRelease(k.mm, [{ base: e.base, count: 1 }], true, true);
+  gupDropExclusive(k.mm, asPfn(e.base));
+  (vm.sharedPins ??= new RangeMap(pageExtentOps)).set(gfn, gfn + 1, { base: e.base });
 }
 
 /**
@@ -85,11 +130,18 @@ export function kvmExclusivePinHypercall(
   return 0n;
 }
 
-/** `kvm_destroy_vm()`: KVM's exclusive pins go with the VM. */
+/**
+ * `kvm_destroy_vm()`: KVM's pins go with the VM (`unpin_exc_pages()` for private pages,
+ * `unpin_user_pages()` for the ordinary pins kept on pages shared again).
+ */
 export function kvmExclusivePinsRelease(k: KernelCtx, vm: Vm): void {
-  const pins = vm.exclusivePins;
-  if (pins === undefined) return;
-  for (const e of pins.entries())
-    gupRelease(k.mm, [{ base: e.value.base, count: e.end - e.start }], true, true);
-  pins.clear();
+  for (const [pins, exclusive] of [
+    [vm.exclusivePins, true],
+    [vm.sharedPins, false],
+  ] as const) {
+    if (pins === undefined) continue;
+    for (const e of pins.entries())
+      gupRelease(k.mm, [{ base: e.value.base, count: e.end - e.start }], true, exclusive);
+    pins.clear();
+  }
 }

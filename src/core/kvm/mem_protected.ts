@@ -29,7 +29,8 @@ function protectSlot(k: KernelCtx, slot: Memslot, protect: boolean): number {
 
 /**
  * `kvm_protect_memory(kvm, gfn, npages, protect)`: 0 for no pages or a gfn outside every
- * memslot ("Not backed by memory. It's okay."), -EINVAL when the range runs past its memslot
+ * memslot ("Not backed by memory. It's okay."), -ENOMEM for a READONLY memslot (below), -EINVAL
+ * when the range runs past its memslot
  * (the RFC WARNs: "Share range across memory slots?"), else `__kvm_protect_memory()` on the
  * hva range.
  */
@@ -46,6 +47,11 @@ export function kvmProtectMemory(
   // gfn_to_memslot(): address space 0 (the RFC's hypercalls know no SMM address space).
   const slot = vm.slotsByGfn[0]!.get(g);
   if (slot === undefined) return 0;
+  // gfn_to_hva_many() asks for a writable hva: a READONLY memslot gives KVM_HVA_ERR_RO_BAD (a
+  // kernel address) and leaves `numpages` unset. The model takes that stack value to pass the
+  // WARN (else -EINVAL): __kvm_protect_memory() finds no VMA at or after a kernel address,
+  // -ENOMEM, and nothing changes.
+  if (slot.isReadonly) return -ERRNO_NUMBERS.ENOMEM;
   if (BigInt(slot.endGfn - g) < npages) return -ERRNO_NUMBERS.EINVAL;
   const start = gfnToHvpnMemslot(slot, g);
   return k.mm.kvmProtect(start, hvpnAdd(start, Number(npages)), protect);

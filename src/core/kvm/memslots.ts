@@ -3,6 +3,7 @@
  * `kvm_set_memory_region()`, `kvm_set_memslot()`; x86 `kvm_arch_prepare_memory_region()`), in the
  * kernel's check order (kernel-uapi.md §2.5). For errno parity this order *is* the spec.
  */
+import { NotModelled } from '../base/not_modelled.js';
 import type { KernelCtx } from '../ctx.js';
 import { kvmGmemBind, kvmGmemUnbind } from './guest_memfd/guest_memfd.js';
 import { GmemFile, Memslot, type Vm } from './objects.js';
@@ -69,14 +70,16 @@ export function kvmVmIoctlSetMemoryRegion(
 /** `check_memory_region_flags()`. */
 function checkMemoryRegionFlags(k: KernelCtx, vm: Vm, flags: bigint): boolean {
   let valid = KVM_MEM_LOG_DIRTY_PAGES;
-  // design-2023-restrictedmem: KVM_MEM_PRIVATE is the same bit (a restricted fd's binding).
-  if (k.profile.guestMemfdConfig || k.profile.design === 'restrictedmem')
-    valid |= KVM_MEM_GUEST_MEMFD;
+  // design-2023-restrictedmem: KVM_MEM_PRIVATE is the same bit (a restricted fd's binding), and
+  // UPM v10 only adds it to the valid flags: a private memslot may log dirty pages or be
+  // read-only (kvm/restrictedmem.ts: what the private half then does is not modelled).
+  const restricted = k.profile.design === 'restrictedmem';
+  if (k.profile.guestMemfdConfig || restricted) valid |= KVM_MEM_GUEST_MEMFD;
+  const gmem = (flags & KVM_MEM_GUEST_MEMFD) !== 0n && !restricted;
   // Dirty logging private memory is not supported.
-  if ((flags & KVM_MEM_GUEST_MEMFD) !== 0n) valid &= ~KVM_MEM_LOG_DIRTY_PAGES;
+  if (gmem) valid &= ~KVM_MEM_LOG_DIRTY_PAGES;
   // READONLY: only if the arch allows it for this VM and the slot is not guest_memfd.
-  if (k.profile.readonlyMem && !vm.spec.hasProtectedState && (flags & KVM_MEM_GUEST_MEMFD) === 0n)
-    valid |= KVM_MEM_READONLY;
+  if (k.profile.readonlyMem && !vm.spec.hasProtectedState && !gmem) valid |= KVM_MEM_READONLY;
   return (flags & ~valid) === 0n;
 }
 
@@ -136,7 +139,9 @@ export function kvmSetMemoryRegion(
     // nr_memslot_pages + npages must fit an unsigned long: always true for the model's sizes.
   } else {
     // Private memslots are immutable; GUEST_MEMFD cannot be added to an existing slot either.
-    if (isGmem || old.isGuestMemfd) return err('EINVAL', 'guest_memfd memslots are immutable');
+    // (UPM v10 refuses only new flags with KVM_MEM_PRIVATE: below.)
+    if (isGmem || (old.isGuestMemfd && k.profile.design !== 'restrictedmem'))
+      return err('EINVAL', 'guest_memfd memslots are immutable');
     if (
       ua !== old.userspaceAddr ||
       npages !== old.npages ||
@@ -153,6 +158,13 @@ export function kvmSetMemoryRegion(
       if (p.value.id !== id) return err('EEXIST', 'memslot overlaps another slot');
     }
   }
+  // design-2023-restrictedmem: v10 lets a private memslot move or change flags when the new
+  // flags lack KVM_MEM_PRIVATE; the new memslot is not private and kvm_commit_memory_region()
+  // frees the old one with kfree() alone, its restrictedmem notifier still registered.
+  if (old?.isGuestMemfd === true)
+    throw new NotModelled(
+      "a move or flags change of a KVM_MEM_PRIVATE memslot without KVM_MEM_PRIVATE in the new flags (UPM v10 accepts it and leaves the freed memslot on the restricted fd's notifier list)",
+    );
   if (change === 'FLAGS_ONLY') {
     vm.memslotGen++;
     old!.flags = mem.flags;

@@ -365,6 +365,11 @@ export class Vcpu {
   }
   /** Number of KVM_RUN calls (for explanations). */
   runs = 0;
+  /**
+   * KVM_REQ_MEMORY_MCE pending (design-2023-restrictedmem, UPM v10 patch 9/9: a memory error in
+   * a restricted fd bound to this VM): the next KVM_RUN exits with KVM_EXIT_SHUTDOWN.
+   */
+  memoryMceRequest = false;
   /** Frames behind the vCPU mmap area: [kvm_run, pio page] (allocated with the vCPU). */
   readonly pages: Pfn[] = [];
   /** The vCPU fd's file. */
@@ -402,6 +407,12 @@ export class Vm {
    * conversion; never set on other profiles.
    */
   exclusivePins: RangeMap<PageExtent> | undefined;
+  /**
+   * design-2024-shmem-exclusive-pin: pages the guest made private and then shared again, by gfn:
+   * KVM keeps the one ordinary long-term pin the exclusive pin left (`unexc_user_page()`), which
+   * going private again turns back into an exclusive pin (`reexc_user_page()`).
+   */
+  sharedPins: RangeMap<PageExtent> | undefined;
   /** Memslots by (as_id << 16 | id). */
   readonly slots = new Map<number, Memslot>();
   /**

@@ -36,9 +36,31 @@ import { hostAccessFrame } from '../mm/host_access.js';
 import { KFile } from '../vfs/file.js';
 import { kvmGmemCreate, kvmGmemFallocate, kvmGmemInvalidate } from './guest_memfd/guest_memfd.js';
 import type { GmemFile, Vm } from './objects.js';
+import type { FaultExit } from './arch_ops.js';
 
 /** KVM_MEM_PRIVATE (v10 include/uapi/linux/kvm.h): bit 2, the bit KVM_MEM_GUEST_MEMFD took. */
 export const KVM_MEM_PRIVATE = 4n;
+
+/**
+ * UPM v10's KVM_EXIT_MEMORY_FAULT (38; 6.18's is 39, after KVM_EXIT_LOONGARCH_IOCSR took 38) and
+ * its KVM_MEMORY_EXIT_FLAG_PRIVATE (bit 0 of a __u32 `flags` followed by __u32 padding, at the
+ * offset of 6.18's __u64 `flags`, whose PRIVATE is bit 3).
+ */
+export const UPM_V10_EXIT_MEMORY_FAULT = 38;
+export const UPM_V10_MEMORY_EXIT_FLAG_PRIVATE = 1n;
+
+/**
+ * The private-fault exit of UPM v10 patch 8/9: `kvm_faultin_pfn_private()` on a gfn whose
+ * attributes say private but whose memslot cannot be private (no KVM_MEM_PRIVATE, or no memslot)
+ * calls `kvm_do_memory_fault_exit()`, which fills a KVM_EXIT_MEMORY_FAULT and returns
+ * RET_PF_USER; `kvm_mmu_page_fault()` turns that into 0, so KVM_RUN succeeds with the exit.
+ */
+export const UPM_V10_PRIVATE_FAULT_EXIT: FaultExit = Object.freeze({
+  kind: 'memfault',
+  errno: 'EFAULT',
+  flags: UPM_V10_MEMORY_EXIT_FLAG_PRIVATE,
+  user: true,
+});
 
 /** A memfd_restricted() file. */
 export class RestrictedmemFile extends KFile {
@@ -68,12 +90,13 @@ export function restrictedmemSetSize(f: RestrictedmemFile, length: bigint): Resu
 }
 
 /**
- * `restrictedmem_fallocate()` after vfs_fallocate()'s generic checks: a punch goes through
- * `restrictedmem_punch_hole()` (the bound notifiers' invalidate_start, shmem's punch,
- * invalidate_end: kvmGmemFallocate()'s invalidation and truncation of the bound pages); anything
- * else goes to shmem. Bound, both follow guest_memfd's checks (KEEP_SIZE, page-aligned): shmem's
- * growing of i_size and partial-page zeroing are not modelled. Unbound, a punch has nothing to
- * remove (no page can have been allocated) and an allocation is not modelled.
+ * `restrictedmem_fallocate()` after vfs_fallocate()'s generic checks. A punch goes through
+ * `restrictedmem_punch_hole()`, which checks the alignment first (-EINVAL, bound or not), then
+ * runs the bound notifiers' invalidate_start, shmem's punch and invalidate_end: with the fd bound,
+ * kvmGmemFallocate()'s invalidation and truncation of the bound pages; unbound, no page can have
+ * been allocated and nothing is removed. Anything else goes to shmem_fallocate(), which
+ * allocates (and without FALLOC_FL_KEEP_SIZE grows i_size past the size ftruncate() set once):
+ * not modelled.
  */
 export function restrictedmemFallocate(
   k: KernelCtx,
@@ -82,25 +105,47 @@ export function restrictedmemFallocate(
   offset: bigint,
   len: bigint,
 ): Result<undefined> {
-  if (f.inner !== undefined) return kvmGmemFallocate(k, f.inner, mode, offset, len, 'fallocate');
-  if ((mode & 2) !== 0) return OK_VOID;
-  throw new NotModelled(
-    "fallocate() allocating in a restricted fd that no memslot has bound yet (design-2023-restrictedmem keeps a restricted fd's pages in its binding VM's structures)",
-  );
+  if ((mode & 2) === 0)
+    throw new NotModelled(
+      'fallocate() allocating in a restricted fd (UPM v10 passes it to shmem_fallocate(), which allocates and, without FALLOC_FL_KEEP_SIZE, grows i_size; design-2023-restrictedmem keeps the pages in the binding VM)',
+    );
+  if (!isPageAligned(offset) || !isPageAligned(len))
+    return err('EINVAL', 'restrictedmem_punch_hole: offset or len not page aligned');
+  if (f.inner === undefined) return OK_VOID;
+  return kvmGmemFallocate(k, f.inner, mode, offset, len, 'fallocate');
 }
 
 /**
- * The restricted fd's file for KVM's binding (`kvm_restrictedmem_bind()`'s `fget()` and
- * `file_is_restrictedmem()` have been passed): its pages' home in `vm`, made on the first binding.
+ * The restricted fd's file for KVM's binding of [offset, offset + size) to a memslot
+ * (`kvm_restrictedmem_bind()`'s `fget()` and `file_is_restrictedmem()` have been passed): its
+ * pages' home in `vm`, made on the first binding. UPM v10 checks neither the range against the
+ * file's size nor against other memslots' bindings; what the model cannot hold is not modelled:
+ * a range past the end of the file (restrictedmem_get_page() allocates there with SGP_WRITE; the
+ * model's pages live within the file's size), a range another memslot has bound (v10 registers
+ * one notifier per memslot and both memslots map the same pages; the model binds an index to one
+ * memslot), and a second VM.
  */
-export function restrictedmemForVm(k: KernelCtx, f: RestrictedmemFile, vm: Vm): Result<GmemFile> {
+export function restrictedmemForVm(
+  k: KernelCtx,
+  f: RestrictedmemFile,
+  vm: Vm,
+  offset: bigint,
+  size: bigint,
+): Result<GmemFile> {
+  if (f.inner !== undefined && f.inner.vm !== vm)
+    throw new NotModelled('one restricted fd bound into memslots of two VMs');
+  if (offset + size > f.size)
+    throw new NotModelled(
+      `a KVM_MEM_PRIVATE memslot binding a restricted fd past its end (offset ${offset} + size ${size} > i_size ${f.size}): UPM v10 accepts it and allocates there on faults (SGP_WRITE)`,
+    );
   if (f.inner !== undefined) {
-    if (f.inner.vm !== vm)
-      throw new NotModelled('one restricted fd bound into memslots of two VMs');
+    const start = bytesToPgOff(offset);
+    if (f.inner.bindings.anyIn(start, start + Number(size >> 12n)))
+      throw new NotModelled(
+        'two memslots binding the same range of one restricted fd (UPM v10 accepts it: both map the same pages)',
+      );
     return ok(f.inner);
   }
-  if (f.size === 0n)
-    throw new NotModelled('binding a restricted fd of size 0 (v10 accepts it; faults fail later)');
   const r = kvmGmemCreate(k, vm, f.size, 0n, f.ino);
   if (!r.ok) return r;
   // The restricted file holds the inner file as an fd would.
@@ -110,12 +155,10 @@ export function restrictedmemForVm(k: KernelCtx, f: RestrictedmemFile, vm: Vm): 
 }
 
 /**
- * A memory error on the page at `offset` of a restricted fd (`restrictedmem_error_page()` →
- * each bound notifier's `error` op) or of a guest_memfd (`kvm_gmem_error_folio()`, the same
- * design kept in 6.18): KVM zaps the guest mappings of the page, and the page stays in the file
- * poisoned, so the guest's next fault on it fails with -EHWPOISON (a KVM_EXIT_MEMORY_FAULT), as
- * the thread's reading was ("on the next request of the page the user will see an error"). No
- * page at `offset`: nothing happens. Returns whether a page was hit.
+ * A memory error on the page at `offset` of a guest_memfd (`kvm_gmem_error_folio()`, 6.18): KVM
+ * zaps the guest mappings of the page, and the page stays in the file poisoned, so the guest's
+ * next fault on it fails with -EHWPOISON (a KVM_EXIT_MEMORY_FAULT). No page at `offset`: nothing
+ * happens. Returns whether a page was hit.
  */
 export function memoryFailure(k: KernelCtx, f: GmemFile, offset: bigint): boolean {
   const index: PgOff = bytesToPgOff(offset);
@@ -156,4 +199,23 @@ export function restrictedmemReadMutant(
     done += chunk;
   }
   return ok(out);
+}
+
+/**
+ * A memory error on the page at `offset` of a restricted fd (UPM v10 patch 9/9):
+ * `restrictedmem_error_page()` calls the `error` op of every notifier registered on the fd,
+ * whatever range each memslot binds, and KVM's (`kvm_restrictedmem_error()` →
+ * `kvm_arch_memory_mce()`) makes KVM_REQ_MEMORY_MCE on every vCPU of the memslot's VM; each
+ * vCPU's next KVM_RUN sees the request in vcpu_enter_guest() and returns 0 with
+ * KVM_EXIT_SHUTDOWN before the guest runs. Nothing is zapped and KVM records nothing about the
+ * page: what memory_failure() then does to the shmem page (it stays in the page cache, marked
+ * HWPoison) is outside the model, which leaves the page as it was. No page at `offset`, or no
+ * memslot bound: nothing happens. Returns whether a request was made.
+ */
+export function restrictedmemError(f: RestrictedmemFile, offset: bigint): boolean {
+  const inner = f.inner;
+  if (inner === undefined || inner.bindings.size === 0) return false;
+  if (inner.pages.get(bytesToPgOff(offset)) === undefined) return false;
+  for (const vcpu of inner.vm.vcpus.values()) vcpu.memoryMceRequest = true;
+  return true;
 }

@@ -12,9 +12,9 @@ import { ShmemObject } from './shmem.js';
 import { handleMmFault, refuseCowAccess } from './memory.js';
 import { markAnonVma } from './rmap.js';
 import { notePteTable } from './pgtable.js';
-import { splitThp } from './huge_memory.js';
+import { hostLevel, splitThp } from './huge_memory.js';
 import type { FrameRun } from '../base/frames.js';
-import type { Pfn } from '../base/units.js';
+import { pfnAdd, type Pfn } from '../base/units.js';
 
 /**
  * Fault in [s, e) of one VMA in page order, as get_user_pages() does, without a per-page loop
@@ -50,15 +50,24 @@ export function populate(mm: MmStruct, s: Hvpn, e: Hvpn, write: boolean): Hvpn {
     return s;
   // hugetlb: the first fault gets SIGBUS (empty pool).
   if ((v.flags & VMA_HUGETLB) !== 0) return s;
-  // design-2020-protnone-follkvm: populating is a GUP without FOLL_KVM, which
-  // check_vma_flags() refuses on a VM_KVM_PROTECTED VMA (-EFAULT).
-  if ((v.flags & VMA_KVM_PROTECTED) !== 0) return s;
+  // design-2020-protnone-follkvm: a VM_KVM_PROTECTED VMA's PTEs are PROT_NONE, as NUMA hinting
+  // leaves them (the RFC's patch 09; check_vma_flags() is unchanged). Populating is an internal
+  // GUP, which does not honor NUMA hinting faults (no FOLL_HONOR_NUMA_FAULT): a read follows the
+  // PROT_NONE PTEs and populates (the first fault of each page allocates: a protected VMA never
+  // maps the zero page). A write honors them (a PROT_NONE PTE is not writable): the first page's
+  // fault allocates it, the retried fault is do_numa_page()'s SIGBUS, and the populate stops
+  // there (-EFAULT).
+  const kvmProtected = (v.flags & VMA_KVM_PROTECTED) !== 0;
+  if (kvmProtected && write) {
+    handleMmFault(mm, s, true, false);
+    return s;
+  }
   const g = mm.guards.size === 0 ? undefined : mm.guards.piecesIn(s, e)[0];
   const end = g === undefined ? e : asHvpn(g.start);
   switch (v.kind) {
     case 'anon': {
       notePteTable(mm, s, end);
-      if (write) {
+      if (write || kvmProtected) {
         const gaps = mm.anon.gapsIn(s, end);
         if (gaps.length > 0) {
           mm.notifiers.invalidateRangeStart(s, end);
@@ -158,17 +167,21 @@ export function gupRange(
     if (f.write && !r.writable) break;
     if (f.pin && (frames.exclusive.size !== 0 || f.exclusive === true)) {
       // The exclusive-pin RFC's try_grab_folio(): a FOLL_PIN on a folio pinned exclusively, or
-      // a FOLL_EXCLUSIVE pin on a folio already pinned, is refused (-EBUSY); FOLL_GET is not
-      // affected.
+      // a FOLL_EXCLUSIVE pin on a folio that has a pin already, is refused (-EBUSY); FOLL_GET is
+      // not affected. Both are decided per folio (folio_maybe_exclusive_pinned() reads a large
+      // folio's _pincount, a small one's refcount).
       const excl =
         frames.exclusive.size !== 0 &&
         frames.exclusive.get(r.pfn) !== undefined &&
         !(f.exclusive !== true && mm.k.mutants.has('exclusive_pin_allows_other_pins'));
-      const pinned = frames.pins.size !== 0 && frames.pins.get(r.pfn) !== undefined;
       // Stops here: the pages before it are returned (a caller asking again at this page
       // gets -EBUSY, which `busy` tells).
-      if (excl || (f.exclusive === true && pinned)) return { runs, got, busy: true };
-      if (f.exclusive === true) frames.exclusive.set(r.pfn, r.pfn + 1, true);
+      if (excl) return { runs, got, busy: true };
+      if (f.exclusive === true) {
+        const folio = gupFolioOf(mm, p, r.pfn);
+        if (folioPinCount(mm, folio) !== 0) return { runs, got, busy: true };
+        frames.exclusive.set(folio.base, folio.base + folio.count, folio.base);
+      }
     }
     frames.getRefs(r.pfn, 1, f.pin ? 'pin' : 'ref');
     const last = runs[runs.length - 1];
@@ -225,8 +238,8 @@ function unshareFault(
 }
 
 /**
- * `unpin_user_pages()` / `put_page()` of runs `gupRange()` returned (an exclusive pin's release
- * clears the folio's exclusive state).
+ * `unpin_user_pages()` / `put_page()` of runs `gupRange()` returned (`unpin_exc_pages()`: an
+ * exclusive pin's release also clears its folio's exclusive state).
  */
 export function gupRelease(
   mm: MmStruct,
@@ -235,7 +248,42 @@ export function gupRelease(
   exclusive = false,
 ): void {
   for (const r of runs) {
-    if (exclusive) mm.k.frames.exclusive.delete(r.base, r.base + r.count);
+    if (exclusive) for (let i = 0; i < r.count; i++) gupDropExclusive(mm, pfnAdd(r.base, i));
     mm.k.frames.putRefs(r.base, r.count, pin ? 'pin' : 'ref');
   }
+}
+
+/**
+ * The folio of the page at `hvpn`, mapped to frame `pfn`: a THP's 512 frames while a PMD maps it
+ * (the model knows a large anonymous folio by its PMD mapping: after a PMD split its pages count
+ * as small folios), else the one frame.
+ */
+export function gupFolioOf(mm: MmStruct, hvpn: Hvpn, pfn: Pfn): FrameRun {
+  if (hostLevel(mm, hvpn) !== '2M') return { base: pfn, count: 1 };
+  return { base: pfnAdd(pfn, -(hvpn % 512)), count: 512 };
+}
+
+/**
+ * The pins of a folio as the exclusive-pin RFC counts them: a large folio's `_pincount` (every
+ * pin of any of its pages), a small folio's refcount >> GUP_PIN_COUNTING_SHIFT (FOLL_GET
+ * references do not reach it).
+ */
+export function folioPinCount(mm: MmStruct, folio: FrameRun): number {
+  const pins = mm.k.frames.pins;
+  if (pins.size === 0) return 0;
+  let n = 0;
+  for (const p of pins.piecesIn(folio.base, folio.base + folio.count))
+    n += p.value * (p.end - p.start);
+  return n;
+}
+
+/**
+ * `unexc_user_page()` (`gup_put_folio(folio, 0, FOLL_EXCLUSIVE)`): the folio of `pfn` is no
+ * longer pinned exclusively; its pins stay.
+ */
+export function gupDropExclusive(mm: MmStruct, pfn: Pfn): void {
+  const ex = mm.k.frames.exclusive;
+  if (ex.size === 0) return;
+  const e = ex.entryAt(pfn);
+  if (e !== undefined) ex.delete(e.start, e.end);
 }

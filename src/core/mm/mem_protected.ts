@@ -35,10 +35,10 @@ export function kvmProtectVmas(mm: MmStruct, s: Hvpn, e: Hvpn, protect: boolean)
     const flags = protect ? v.flags | VMA_KVM_PROTECTED : v.flags & ~VMA_KVM_PROTECTED;
     // "The VMA has been handled as part of other memslot": nothing to change.
     if (flags !== v.flags) {
-      // mprotect_fixup() → change_protection(): making the PTEs PROT_NONE notifies secondary
-      // MMUs (KVM zaps the guest's mappings, which its next fault rebuilds through FOLL_KVM);
-      // lifting the protection only widens the PTEs.
-      if (protect) mm.notifiers.invalidateRangeStart(cur, pe);
+      // mprotect_fixup() → change_protection() rewrites the PTEs in both directions and
+      // notifies secondary MMUs each time (KVM zaps the guest's mappings, which its next fault
+      // rebuilds).
+      mm.notifiers.invalidateRangeStart(cur, pe);
       // A VMA split inside a THP splits its PMD mapping.
       if (cur % 512 !== 0) splitThp(mm, cur, hvpnAdd(cur, 1));
       if (pe % 512 !== 0) splitThp(mm, hvpnAdd(pe, -1), pe);

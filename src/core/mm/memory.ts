@@ -75,12 +75,22 @@ export function handleMmFault(
   // hugetlb_no_page(): no huge page can be allocated (empty pool, MAP_NORESERVE).
   if ((v.flags & VMA_HUGETLB) !== 0) return { signal: 'SIGBUS' };
   // The KVM protected memory extension (RFC v2, Oct 2020): a VM_KVM_PROTECTED VMA keeps its
-  // vm_flags, so access_error() passed above, but its PTEs are PROT_NONE: the user fault ends in
-  // VM_FAULT_SIGBUS (handle_pte_fault()), and check_vma_flags() refuses a GUP without FOLL_KVM
-  // (-EFAULT); KVM's hva_to_pfn_slow() passes FOLL_KVM and gets the page.
+  // vm_flags, so access_error() passed above, but vm_page_prot is PAGE_NONE (patch 09, as NUMA
+  // hinting makes PTEs): a missing page is allocated and mapped PROT_NONE by the first fault
+  // (do_anonymous_page(), shmem's fault), and the retried access meets the PROT_NONE PTE, which
+  // do_numa_page() turns into VM_FAULT_SIGBUS for a protected VMA. A GUP that honors NUMA
+  // hinting faults (every external get_user_pages() without FOLL_KVM) faults the same way and
+  // fails with -EFAULT; KVM's hva_to_pfn_slow() passes FOLL_KVM, follows the PROT_NONE PTE and
+  // gets the page.
   const kvmProtected = (v.flags & VMA_KVM_PROTECTED) !== 0;
-  if (kvmProtected && !follKvm && (cpu || !mm.k.mutants.has('protnone_gup_ignores_kvm_protected')))
-    return { signal: cpu ? 'SIGBUS' : 'SIGSEGV' };
+  if (
+    kvmProtected &&
+    !follKvm &&
+    (cpu || !mm.k.mutants.has('protnone_gup_ignores_kvm_protected'))
+  ) {
+    const r = handleMmFault(mm, hvpn, write, cpu, true);
+    return 'signal' in r ? r : { signal: cpu ? 'SIGBUS' : 'SIGSEGV' };
+  }
   switch (v.kind) {
     case 'anon': {
       const ex = mm.anon.get(hvpn);

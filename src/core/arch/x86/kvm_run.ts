@@ -23,6 +23,7 @@ import { NotModelled } from '../../base/not_modelled.js';
 import { FAULT_MMIO } from '../../kvm/arch_ops.js';
 import { kvmProtectedMemHypercall } from '../../kvm/mem_protected.js';
 import { kvmExclusivePinHypercall } from '../../kvm/exclusive_pin.js';
+import { UPM_V10_EXIT_MEMORY_FAULT } from '../../kvm/restrictedmem.js';
 import type { KvmVcpuStat, Vcpu, Vm } from '../../kvm/objects.js';
 import {
   KVM_EXIT_HLT,
@@ -241,7 +242,7 @@ function guestAccess(
   write: boolean,
   exits: RunExit[],
   stat: KvmVcpuStat,
-): Errno | undefined {
+): Errno | 'user' | undefined {
   const translate = x86Ops(k).translate;
   // Fast path: an access inside one page (the common case) needs no piece list.
   const off = n >= 0 ? exactGpaOffset(n) : offsetInPage(gpa);
@@ -255,7 +256,7 @@ function guestAccess(
     }
     if (o.kind === 'memfault') {
       exits.push({ reason: 'MEMORY_FAULT', gpa: gfnToGpa(gfn), size: 4096n, flags: o.flags });
-      return o.errno;
+      return o.user === true ? 'user' : o.errno;
     }
     if (write)
       exits.push({ reason: 'MMIO', gpa, len: buf.length, isWrite: true, bytes: buf.slice() });
@@ -276,7 +277,7 @@ function guestAccess(
         size: 4096n,
         flags: o.flags,
       });
-      return o.errno;
+      return o.user === true ? 'user' : o.errno;
     }
   }
   completePieces(k, pieces, buf, write, exits);
@@ -707,6 +708,16 @@ export function kvmRunProgram(
     codeInPlace = true;
     shutdown = false;
   }
+  // design-2023-restrictedmem (UPM v10 patch 9/9): vcpu_enter_guest() finds KVM_REQ_MEMORY_MCE
+  // (a memory error in a bound restricted fd) and returns 0 with KVM_EXIT_SHUTDOWN; the guest
+  // does not run.
+  if (vcpu.memoryMceRequest) {
+    vcpu.memoryMceRequest = false;
+    run.writeUint(RUN.exit_reason, 4, BigInt(KVM_EXIT_SHUTDOWN));
+    leave();
+    exits.push({ reason: 'SHUTDOWN' });
+    return { exits };
+  }
   // Zero REGS start the fetch at RIP 0 (in either mode), so an unbacked GPA 0 fails emulation
   // before a zero CS limit could fault; only SREGS alone leave RIP beyond that limit.
   if (shutdown && !badRip) {
@@ -766,6 +777,12 @@ export function kvmRunProgram(
           exits.push(x);
           memoryFaultExit(x);
         }
+      }
+      if (fault === 'user') {
+        // RET_PF_USER (design-2023-restrictedmem, UPM v10): KVM_RUN returns 0 with the exit,
+        // under v10's exit number.
+        run.writeUint(RUN.exit_reason, 4, BigInt(UPM_V10_EXIT_MEMORY_FAULT));
+        return { exits };
       }
       if (fault !== undefined) return { errno: fault, exits };
       if (!write) {

@@ -15,6 +15,7 @@ import type { ZapSource } from '../../base/events.js';
 import type { Errno } from '../../base/errno.js';
 import { kvmGmemGetPfn } from '../../kvm/guest_memfd/guest_memfd.js';
 import { gmemFolioAt } from '../../kvm/guest_memfd/hugetlb.js';
+import { UPM_V10_PRIVATE_FAULT_EXIT } from '../../kvm/restrictedmem.js';
 import { NotModelled } from '../../base/not_modelled.js';
 import { x86Ops } from './x86_ops.js';
 import {
@@ -43,7 +44,12 @@ import {
   type MappingLevel,
   type Pfn,
 } from '../../base/units.js';
-import { APIC_DEFAULT_PHYS_BASE, KVM_MEMORY_EXIT_FLAG_PRIVATE } from '../../base/uapi.js';
+import {
+  APIC_DEFAULT_PHYS_BASE,
+  KVM_MEM_LOG_DIRTY_PAGES,
+  KVM_MEM_READONLY,
+  KVM_MEMORY_EXIT_FLAG_PRIVATE,
+} from '../../base/uapi.js';
 import { hostAccessFrame } from '../../mm/host_access.js';
 
 /** A zap's start: `start`, or the first gfn of the mapping that covers it (a huge one is zapped whole). */
@@ -432,7 +438,10 @@ export function kvmMmuPageFault(k: KernelCtx, vm: Vm, fault: KvmPageFault): Faul
   if (slot === undefined) {
     // No memslot: private → memory fault exit; shared → emulated MMIO, and the MMU caches an
     // MMIO SPTE for the gfn (enable_mmio_caching).
-    if (fault.isPrivate) return { kind: 'memfault', errno: 'EFAULT', flags };
+    if (fault.isPrivate)
+      return k.profile.design === 'restrictedmem'
+        ? UPM_V10_PRIVATE_FAULT_EXIT
+        : { kind: 'memfault', errno: 'EFAULT', flags };
     if (k.profile.mmioCaching) vm.mmioSptes.set(fault.gfn, fault.gfn + 1, vm.memslotGen);
     return FAULT_MMIO;
   }
@@ -461,7 +470,17 @@ function kvmMmuFaultinPfn(
   // (A gmem-only slot is decided first: the mutant only matters to other slots.)
   if (slot.gmemOnly || (fault.isPrivate && !k.mutants.has('private_fault_uses_hva'))) {
     // kvm_mmu_faultin_pfn_gmem()
-    if (!slot.isGuestMemfd) return { kind: 'memfault', errno: 'EFAULT', flags };
+    if (!slot.isGuestMemfd)
+      return k.profile.design === 'restrictedmem'
+        ? UPM_V10_PRIVATE_FAULT_EXIT
+        : { kind: 'memfault', errno: 'EFAULT', flags };
+    // design-2023-restrictedmem: UPM v10 accepts KVM_MEM_PRIVATE with LOG_DIRTY_PAGES or
+    // READONLY (6.18 refuses both for guest_memfd): v10's private fault then maps the page
+    // read-only and marks it dirty, which the model's private path does not do.
+    if ((slot.flags & (KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY)) !== 0n)
+      throw new NotModelled(
+        'a private fault on a KVM_MEM_PRIVATE memslot with KVM_MEM_LOG_DIRTY_PAGES or KVM_MEM_READONLY (UPM v10 accepts the memslot; dirty logging and read-only mapping of its private half are not modelled)',
+      );
     // A TD's shared fault on a gmem-only slot (a GUEST_MEMFD_FLAG_MMAP file, which 6.18 accepts
     // for a TD): the shared EPT would map guest_memfd's page, and a punch or release of that page
     // zaps only the mirror root (a TD's guest_memfd invalidations are KVM_FILTER_PRIVATE), so the
