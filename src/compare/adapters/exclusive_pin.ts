@@ -1,10 +1,12 @@
 /**
  * VMM adapter for design-2024-shmem-exclusive-pin ("mm/gup: Introduce exclusive GUP pinning",
  * Berman/Tabba RFC, June 2024; profile notes in src/core/profiles/designs.ts). No uAPI of its own:
- * guest RAM is the VMM's shmem (MAP_SHARED | MAP_ANONYMOUS) in an ordinary memslot of a DEFAULT
- * VM; the guest converts with KVM_HC_MAP_GPA_RANGE, which this design's KVM handles itself
- * (an exclusive long-term pin of each page made private, dropped when it is shared again) and
- * answers in RAX: a negative RAX (-EBUSY for a page a device has pinned) is the step's outcome.
+ * guest RAM is the VMM's anonymous memory (MAP_PRIVATE | MAP_ANONYMOUS, as the authors' pKVM
+ * uses: going private a second time needs an exclusive anonymous page) in an ordinary memslot of
+ * a DEFAULT VM; the guest converts with KVM_HC_MAP_GPA_RANGE, which this design's KVM handles
+ * itself (an exclusive long-term pin of each page made private; sharing drops the exclusivity and
+ * keeps one ordinary pin) and answers in RAX: a negative RAX (-EBUSY for a page a device has
+ * pinned) is the step's outcome.
  * The guest makes its private part private at boot. One copy of every page: the discard knobs
  * have nothing to drop. Nothing keeps the VMM's own loads and stores off a private page on this
  * host (pKVM's or Gunyah's hypervisor would): such an access is the design's violation.
@@ -22,8 +24,8 @@ class ExclusivePinLowerer extends VmmLowerer {
     const ram = num(this.ram);
     b.op({ op: 'KVM_CREATE_VM', fd: 'kvm', type: 0, as: 'vm' });
     b.op({ op: 'KVM_CREATE_VCPU', vm: 'vm', id: 0, as: 'cpu' });
-    // MAP_SHARED | MAP_ANONYMOUS: guest RAM is shmem of the VMM.
-    b.op({ op: 'mmap', fd: null, length: ram, prot: 3, flags: 0x21, offset: 0, as: 'mem' });
+    // MAP_PRIVATE | MAP_ANONYMOUS: guest RAM is anonymous memory of the VMM.
+    b.op({ op: 'mmap', fd: null, length: ram, prot: 3, flags: 0x22, offset: 0, as: 'mem' });
     b.op({
       op: 'KVM_SET_USER_MEMORY_REGION',
       vm: 'vm',
@@ -63,16 +65,16 @@ export const DESIGN_2024_SHMEM_EXCLUSIVE_PIN: DesignAdapter = {
   name: 'design-2024-shmem-exclusive-pin',
   profile: 'design-2024-shmem-exclusive-pin',
   summary:
-    'guest RAM is shmem of the VMM; a private page is held by an exclusive long-term pin of KVM (other pins EBUSY), conversions are KVM_HC_MAP_GPA_RANGE handled in KVM; one copy',
+    'guest RAM is anonymous memory of the VMM; a private page is held by an exclusive long-term pin of KVM (other pins EBUSY; sharing keeps an ordinary pin), conversions are KVM_HC_MAP_GPA_RANGE handled in KVM; one copy',
   origin: 'the exclusive GUP pinning RFC, Elliot Berman and Fuad Tabba, June 2024 (seed 003)',
   lowerer(w: Workload, p: Policy): Lowerer | string {
     if (p.shared === 'gmem-mmap' && !p.allShared)
-      return "no guest_memfd on this design: guest RAM is the VMM's shmem, private pages pinned in place";
+      return "no guest_memfd on this design: guest RAM is the VMM's anonymous memory, private pages pinned in place";
     if (p.shared === 'anon')
-      return 'guest RAM is shmem on this design (private pages are pinned in place): no separate anonymous shared memory';
+      return "guest RAM is the VMM's anonymous memory on this design and private pages are pinned in place: no separate shared memory";
     return new ExclusivePinLowerer(w, p);
   },
-  // Frames KVM pins exclusively are private; the rest of the slot's shmem is shared.
+  // Pages KVM pins exclusively are private; the rest of the slot's memory is shared.
   measure: (h) =>
     measureSlots(h, (vm, slot) => {
       let all = 0;

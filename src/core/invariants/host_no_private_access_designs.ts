@@ -5,11 +5,13 @@
  * memory as guest_memfd pages; a design that keeps guest memory elsewhere defines it here.
  *
  * - host-no-private-access-protnone-follkvm (design-2020-protnone-follkvm): private memory is
- *   the VMM's own guest RAM in a VM_KVM_PROTECTED VMA. KVM may reach it (the design's FOLL_KVM
- *   GUP maps it into the guest, and KVM's own copies go through FOLL_KVM too); the VMM's loads and
- *   stores and a device's DMA may not. The mm refuses the VMM (SIGBUS) and new GUP pins
- *   (-EFAULT), but a page pinned and DMA-mapped before the guest enabled protection stays
- *   reachable by the device: that DMA is a violation.
+ *   every page a VM_KVM_PROTECTED VMA maps, anonymous or shmem, whatever else maps or pins it.
+ *   KVM may reach it (the design's FOLL_KVM GUP maps it into the guest, and KVM's own copies go
+ *   through FOLL_KVM too); the VMM's loads and stores and a device's DMA may not. The mm refuses
+ *   the VMM's protected mapping (SIGBUS) and new GUP pins (-EFAULT), but the RFC protects the
+ *   VMM's VMAs, not the pages (its cover letter admits file-backed pages stay reachable): a page
+ *   DMA-mapped before the guest enabled protection, or a shmem page a forked child maps, stays
+ *   reachable, and each such access is a violation (the design's real hole, kept reported).
  * - host-no-private-access-restrictedmem (design-2023-restrictedmem): private memory is every
  *   page of a restricted fd, whatever its attributes (shared memory lives at userspace_addr,
  *   never in the fd), and nothing on the host reaches it: not the VMM (no mmap, no read), not
@@ -18,7 +20,8 @@
  *   KVM_CREATE_GUEST_MEMFD does not exist there), so the base invariant's guest_memfd test
  *   becomes "any page of the file"; the base invariant stands aside on this profile.
  * - host-no-private-access-shmem-exclusive-pin (design-2024-shmem-exclusive-pin): private memory
- *   is every frame KVM holds with an exclusive pin. KVM's own stage-2 GUP may reach it; a VMM
+ *   is every page KVM holds with an exclusive pin (not the other pages of its folio, which the
+ *   pin keeps from devices but which the guest may use as shared pages). KVM's own stage-2 GUP may reach it; a VMM
  *   load or store, KVM's uaccess and a device's DMA may not. The pin keeps every other pin away
  *   (so no device can be given the page), but on a host without pKVM's or Gunyah's hypervisor
  *   nothing stops the VMM's own loads and stores through its mapping: those are violations.
@@ -54,9 +57,9 @@ export const hostNoPrivateAccessProtnone: Invariant = {
   name: 'host-no-private-access-protnone-follkvm',
   title: 'design-2020-protnone-follkvm: the host never touches protected guest RAM',
   statement:
-    "No page of the VMM's guest RAM that lies in a VM_KVM_PROTECTED VMA (a protected VM's memory the guest has not shared) is read or written by a VMM load or store or by a device's DMA; only KVM reaches it (get_user_pages() with FOLL_KVM, KVM's own copies).",
+    "No page that a VM_KVM_PROTECTED VMA maps (a protected VM's memory the guest has not shared, anonymous or shmem) is read or written by a VMM load or store or by a device's DMA, through any mapping or pin; only KVM reaches it (get_user_pages() with FOLL_KVM, KVM's own copies).",
   mechanism:
-    "The KVM protected memory extension RFC v2: KVM_HC_ENABLE_MEM_PROTECTED and KVM_HC_MEM_UNSHARE set VM_KVM_PROTECTED on the memslots' VMAs (__kvm_protect_memory → mprotect_fixup, PROT_NONE PTEs); a user fault on them is VM_FAULT_SIGBUS and check_vma_flags() refuses GUP without FOLL_KVM (-EFAULT), so no new pin reaches them. Pins taken before the protection are not revoked.",
+    "The KVM protected memory extension RFC v2: KVM_HC_ENABLE_MEM_PROTECTED and KVM_HC_MEM_UNSHARE set VM_KVM_PROTECTED on the memslots' VMAs (__kvm_protect_memory → mprotect_fixup, vm_page_prot PAGE_NONE as NUMA hinting makes PTEs); do_numa_page() turns a user fault on them into VM_FAULT_SIGBUS and a GUP that honors NUMA hinting faults into -EFAULT, while FOLL_KVM follows the PTEs. The protection is on the VMM's VMAs, not the pages: pins taken before it and other processes' mappings of shmem guest RAM stay open.",
   origin:
     'seed 002 (the RFCv2 thread, Oct 2020); the RFC\'s cover letter ("any userspace access ... SIGBUS, any GUP access without FOLL_KVM ... -EFAULT"); issue 15 item 1.',
   appliesTo: (p) => p.design === 'protnone-follkvm',
@@ -125,9 +128,9 @@ export const hostNoPrivateAccessExclusivePin: Invariant = {
   name: 'host-no-private-access-shmem-exclusive-pin',
   title: 'design-2024-shmem-exclusive-pin: the host never touches an exclusively pinned page',
   statement:
-    "No frame that KVM holds with an exclusive pin (a guest page made private) is read or written by a VMM load or store, by KVM's uaccess or by a device's DMA; only the guest, through KVM's stage-2 mapping, reaches it.",
+    "No page that KVM holds with an exclusive pin (a guest page made private) is read or written by a VMM load or store, by KVM's uaccess or by a device's DMA; only the guest, through KVM's stage-2 mapping, reaches it.",
   mechanism:
-    'The exclusive GUP pinning RFC: KVM pins a private page with FOLL_PIN | FOLL_LONGTERM | FOLL_EXCLUSIVE, which fails while another pin exists and refuses every later FOLL_PIN (-EBUSY), so no device is given the page; keeping the host CPU away is left to the hypervisor of pKVM or Gunyah (its stage-2 unmaps the page from the host), which this host does not have.',
+    'The exclusive GUP pinning RFC: KVM pins a private page with FOLL_PIN | FOLL_LONGTERM | FOLL_EXCLUSIVE, which fails while its folio has another pin and refuses every later FOLL_PIN of the folio (-EBUSY), so no device is given the page; keeping the host CPU away is left to the hypervisor of pKVM or Gunyah (its stage-2 unmaps the page from the host), which this host does not have.',
   origin:
     'seed 003 (the June 2024 thread: "who would get the exclusive PIN and for which reason? When would we pin, when would we unpin?"); issue 15 item 1.',
   appliesTo: (p) => p.design === 'shmem-exclusive-pin',

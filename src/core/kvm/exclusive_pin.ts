@@ -1,12 +1,16 @@
 /**
  * KVM's half of design-2024-shmem-exclusive-pin: "mm/gup: Introduce exclusive GUP pinning" (RFC,
  * 5 patches, Elliot Berman, 2024-06-18; Fuad Tabba's pKVM series of the same months; seed 003).
- * Guest memory stays ordinary shmem (or anonymous) memory of the VMM, mapped as a memslot's
+ * The RFC has no KVM code: this file is the model's construction from its commit messages.
+ * Guest memory stays the VMM's own memory (anonymous, as pKVM's), mapped as a memslot's
  * userspace_addr; a page the guest makes private is pinned by KVM with FOLL_PIN | FOLL_LONGTERM
  * | FOLL_EXCLUSIVE, which succeeds only if the folio has no other pin and from then on refuses
- * every other pin (-EBUSY: VFIO, O_DIRECT, io_uring), while FOLL_GET references (vmsplice) are
- * not affected. Converting back to shared drops the exclusive pin. The same page serves both
- * states: nothing is allocated twice, and no copy is made.
+ * every other pin of the folio (-EBUSY: VFIO, O_DIRECT, io_uring), while FOLL_GET references
+ * (vmsplice) are not affected. Converting back to shared drops only the exclusivity
+ * (`unexc_user_page()`): KVM keeps one ordinary pin, which `reexc_user_page()` makes exclusive
+ * again when the guest converts the page back, if it is an exclusive anonymous page whose only
+ * pin that is. The same page serves both states: nothing is allocated twice, and no copy is
+ * made.
  *
  * The proposal targets arm64 pKVM and Gunyah, where the hypervisor removes a private page from
  * the host's stage-2, so the VMM's own loads and stores fault; the pin only keeps other kernel

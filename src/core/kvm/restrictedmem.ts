@@ -12,21 +12,21 @@
  * -EINVAL for an unaligned size). KVM binds a range of it to a memslot (KVM_MEM_PRIVATE with the
  * `_ext` struct's `restricted_fd`/`restricted_offset`) by registering a `restrictedmem_notifier`,
  * gets pages with `restrictedmem_get_page()` on private faults, and hears memory errors through
- * the notifier's `error` op (`restrictedmem_error_page()`, Kirill Shutemov's addition in the v9/v10
- * thread: the user is told to invalidate, and its next request of the page sees the error).
+ * the notifier's `error` op (`restrictedmem_error_page()`; v10's KVM answers with a shutdown
+ * request to every vCPU: restrictedmemError() below).
  *
  * How the model holds it: guest_memfd is restrictedmem moved into KVM (Sean Christopherson's
  * rework of v10 into KVM_CREATE_GUEST_MEMFD, 2023), and the two share the notifier-driven
  * invalidation, the no-mmap/no-read file and the private fault path. So a restricted fd's pages
  * live, once the fd is bound, in a guest_memfd file object of the binding VM (`inner`: same inode
  * number, no flags, private everywhere), which the 6.18 code drives: KVM's fault path
- * (`kvm_restricted_mem_get_pfn()` ≈ `kvm_gmem_get_pfn()`), the punch's invalidation, the memory
- * error's. What the model cannot hold this way is not modelled rather than approximated:
- * allocating (fallocate without PUNCH_HOLE) in a restricted fd no memslot has bound yet, binding
- * one restricted fd into two VMs, and binding a restricted fd of size 0 (v10 accepts it and fails
- * faults later). One difference stays: the inner file holds a reference on its VM, as guest_memfd
- * does, where restrictedmem's notifier held none (a VM whose fds are closed lives until its
- * restricted fds are closed too).
+ * (`kvm_restricted_mem_get_pfn()` ≈ `kvm_gmem_get_pfn()`) and the punch's invalidation. What the
+ * model cannot hold this way is not modelled rather than approximated: allocating with fallocate
+ * (shmem_fallocate() in v10), binding one restricted fd into two VMs, binding past the end of the
+ * file (v10 allocates there: restrictedmem_get_page() uses SGP_WRITE), and two memslots binding
+ * one range (v10 maps the same pages into both). One difference stays: the inner file holds a
+ * reference on its VM, as guest_memfd does, where restrictedmem's notifier held none (a VM whose
+ * fds are closed lives until its restricted fds are closed too).
  */
 import { NotModelled } from '../base/not_modelled.js';
 import { err, ok, OK_VOID, type Result } from '../base/result.js';

@@ -6,8 +6,10 @@
  * guest private memory (guest_memfd, memory attributes, SW_PROTECTED VMs) is compiled out.
  * The facts are synthesized; no live kernel matches a design profile (profiles/match.ts).
  *
- * Where a thread left a point open, the profile follows the reading its authors argued for; each
- * profile's notes say which.
+ * Each profile is its series as posted, bugs included. Where a thread left a point open, the
+ * profile follows the reading its authors argued for; where the model departs from the posted
+ * code, the profile's notes say so and why. What the posted code accepts and the model cannot
+ * represent throws NotModelled, never another kernel's errno.
  */
 import { KVM_CAP } from '../base/uapi.js';
 import type { NamedFacts } from './compose.js';
@@ -70,13 +72,27 @@ function designFacts(
  *   KVM_HC_ENABLE_MEM_PROTECTED (12) protects every memslot's userspace range and every later
  *   one; KVM_HC_MEM_SHARE (13, gfn, npages) lifts the protection from a range for I/O;
  *   KVM_HC_MEM_UNSHARE (14) puts it back. Each returns 0 or a negative errno in RAX (-EINVAL for
- *   a range past its memslot, -ENOMEM for a hole in the VMAs). The VMM has no ioctl of its own.
+ *   a range past its memslot, -ENOMEM for a hole in the VMAs, and for 13/14 on a READONLY
+ *   memslot: gfn_to_hva_many() asks for a writable hva and gets KVM_HVA_ERR_RO_BAD, leaving the
+ *   page count unset; the model takes the stack value not to trip the WARN). The VMM has no
+ *   ioctl of its own.
  * - mm: the VMM's VMAs of guest RAM get VM_KVM_PROTECTED through mprotect_fixup() with their
- *   vm_flags unchanged and PROT_NONE PTEs: a VMM load or store is SIGBUS; every get_user_pages()
- *   without FOLL_KVM (vmsplice, VFIO_IOMMU_MAP_DMA, O_DIRECT, MADV_POPULATE_*) is -EFAULT; KVM's
- *   hva_to_pfn() passes FOLL_KVM and maps the page into the guest. A protected VMA never maps
- *   the zero page. The VMM's mprotect() keeps VM_KVM_PROTECTED (it changes VM_READ/WRITE/EXEC
+ *   vm_flags unchanged and vm_page_prot PAGE_NONE (patch 09: the NUMA-hinting mechanism;
+ *   check_vma_flags() is not changed). Each protect and unprotect notifies KVM (change_protection()),
+ *   which zaps the guest's mapping. A VMM load or store is SIGBUS from do_numa_page() (a
+ *   never-populated page is allocated and mapped PROT_NONE first: a protected VMA never maps the
+ *   zero page); a GUP that honors NUMA hinting faults is -EFAULT the same way (every external
+ *   get_user_pages() without FOLL_KVM on this kernel: vmsplice, VFIO_IOMMU_MAP_DMA, O_DIRECT; and
+ *   any FOLL_WRITE, so a populating write); KVM's hva_to_pfn() passes FOLL_KVM, follows the
+ *   PROT_NONE PTE and maps the page into the guest. A GUP that does not honor NUMA hinting faults
+ *   follows the PTEs as FOLL_KVM does: on this kernel the internal populate (MADV_POPULATE_READ
+ *   succeeds on a protected range), in 2020 every FOLL_FORCE GUP (ptrace, /proc/PID/mem, mlock;
+ *   not modelled). The VMM's mprotect() keeps VM_KVM_PROTECTED (it changes VM_READ/WRITE/EXEC
  *   only), so the VMM cannot lift the protection.
+ * - The design's hole, which its cover letter admits: the protection is on the VMM's VMAs, not
+ *   on the pages. A page pinned before the guest enabled protection (a VFIO mapping), or a shmem
+ *   page another process maps (a child forked before), stays reachable; the design's invariant
+ *   counts every page a protected VMA maps as private and reports those accesses.
  * - Points the thread left open, and the reading taken:
  *   - Whether the state "PROT_NONE in the VMM, present in the guest" should exist at all (Andy
  *     Lutomirski: it would become ABI; he preferred an mm only KVM uses, design-2020-separate-mm).
@@ -89,6 +105,9 @@ function designFacts(
  *     UNSHARE); the model keeps them, and the design's invariant
  *     (host-no-private-access-protnone-follkvm) reports a device's DMA to such a page. The fuzz
  *     walk keeps off that DMA unless asked (`--design-holes`).
+ *   - The port to this kernel: the RFC was posted for 5.9, where FOLL_KVM kept GUP from setting
+ *     FOLL_NUMA; on this kernel the same meaning is a GUP without FOLL_HONOR_NUMA_FAULT, which
+ *     internal GUPs (populate) already are. The hypercall numbers are the RFC's.
  *   - The direct map: the RFC removes protected pages from it (kvm_unmap_page()) so a kernel
  *     access oopses, and KVM reaches them through FOLL_KVM and a temporary mapping; the model's
  *     KVM accesses (stage-2 GUP, the emulator's uaccess) are KVM's own, which the design allows.
@@ -111,26 +130,53 @@ export const DESIGN_2020_PROTNONE_FOLLKVM: NamedFacts = {
  *
  * - uAPI: `memfd_restricted(flags)` makes a restricted fd (flags must be 0), sized once with
  *   ftruncate(); KVM_SET_USER_MEMORY_REGION with KVM_MEM_PRIVATE reads the `_ext` struct
- *   (`restricted_offset`, `restricted_fd`: a page-aligned offset that must not wrap, EINVAL;
- *   an fd that is not open, EBADF; not a restricted fd, EINVAL), so one memslot has private
- *   memory in the fd and shared memory at userspace_addr; KVM_SET_MEMORY_ATTRIBUTES (new in v10)
- *   says which half the guest sees, per gfn.
+ *   (`restricted_offset`, `restricted_fd`: a page-aligned offset that must not wrap, EINVAL; an
+ *   fd that is not open or not a restricted fd, one EINVAL), so one memslot has private memory
+ *   in the fd and shared memory at userspace_addr; KVM_SET_MEMORY_ATTRIBUTES (new in v10) says
+ *   which half the guest sees, per gfn. check_memory_region_flags() only adds KVM_MEM_PRIVATE to
+ *   the valid flags: LOG_DIRTY_PAGES and READONLY are accepted beside it (a private fault on such
+ *   a memslot is NotModelled). A modification of a private memslot is refused only when the new
+ *   flags have KVM_MEM_PRIVATE; without it (a move, a flags change) v10 accepts it and
+ *   kvm_commit_memory_region() frees the old memslot with its notifier still registered:
+ *   NotModelled. v10 checks a binding neither against the file's size nor against other
+ *   memslots' bindings: both NotModelled (kvm/restrictedmem.ts).
+ * - Faults: a private gfn whose memslot cannot be private (or that has no memslot) is
+ *   kvm_do_memory_fault_exit() → RET_PF_USER: KVM_RUN returns 0 with KVM_EXIT_MEMORY_FAULT, v10's
+ *   number 38 and KVM_MEMORY_EXIT_FLAG_PRIVATE bit 0 (__u32 flags and padding; 6.18: 39, bit 3).
  * - mm: the restricted fd cannot be mmapped (no ->mmap: ENODEV), read or written (ESPIPE); a hole
- *   punch invalidates the bound memslots through the notifier before the pages go; a memory error
- *   reaches KVM through the notifier's `error` op and the page stays poisoned (the guest's next
- *   fault: -EHWPOISON). Shared memory is ordinary VMM memory at userspace_addr, so a converted
- *   page is allocated twice until the VMM punches the private copy or discards the shared one.
+ *   punch checks its alignment, then invalidates the bound memslots through the notifier before
+ *   the pages go; fallocate() without PUNCH_HOLE goes to shmem (NotModelled). Shared memory is
+ *   ordinary VMM memory at userspace_addr, so a converted page is allocated twice until the VMM
+ *   punches the private copy or discards the shared one.
+ * - A memory error (patch 9/9): the notifier's `error` op is kvm_restrictedmem_error() →
+ *   kvm_arch_memory_mce(): KVM_REQ_MEMORY_MCE on every vCPU of the VM, whose next KVM_RUN
+ *   returns 0 with KVM_EXIT_SHUTDOWN before the guest runs; nothing is zapped. Sean
+ *   Christopherson objected to the synthesized shutdown in review (Jan 2023), and guest_memfd
+ *   later kept Kirill Shutemov's reading (the page stays poisoned, the next fault errors): the
+ *   6.18 profiles model that; this one models v10 as posted.
  * - Points the thread left open, and the reading taken:
  *   - A new ioctl or the `_ext` extension of KVM_SET_USER_MEMORY_REGION (Jarkko Sakkinen asked;
  *     seed 004): Chao Peng argued for the extension (fewer ioctls, shared code): modelled as the
  *     extension, as the `KVM_SET_USER_MEMORY_REGION_EXT` trace op (same ioctl number).
- *   - Which VMs may have private memory: v10 has no VM type for it; the SW_PROTECTED type stands
- *     in (KVM_MEM_PRIVATE needs a VM with private memory, as `kvm_arch_has_private_mem()` asks).
- *   - What a guest sees after a memory error: Kirill Shutemov's reading ("on the next request of
- *     the page the user will see an error"), as 6.18's guest_memfd kept it.
+ *   - Which VMs may have private memory: as posted, none on x86. Patch 6/9's weak
+ *     kvm_arch_has_private_mem() answers false and v10's x86 never overrides it, so x86 refused
+ *     KVM_MEM_PRIVATE on every VM (the TDX and SNP series overrode it). The model's reading: the
+ *     SW_PROTECTED type stands in for a VM with private memory (its private faults take the
+ *     attributes' view); every other VM type refuses KVM_MEM_PRIVATE as v10's x86 did.
+ *   - Memory attributes: v10's uAPI was KVM_CAP_MEMORY_ATTRIBUTES (then 225) answering 1, the mask
+ *     from KVM_GET_SUPPORTED_MEMORY_ATTRIBUTES (_IOR 0xd2), and KVM_SET_MEMORY_ATTRIBUTES (_IOWR
+ *     0xd3) writing the address and size back after partial progress. The profile answers with
+ *     6.18's (the cap and its mask, 8; the ioctl as merged): a departure kept so that the
+ *     attribute conversions every design comparison uses run one code path.
+ *   - fstat: v10's restrictedmem_getattr() hands the restricted file's path to shmem_getattr(),
+ *     which takes the inode from it and so reads the restricted inode as a shmem one (Ackerley
+ *     Tng reported the crash); the model answers with the behaviour the fix gave, the wrapped
+ *     memfd's size and blocks.
  *   - The restricted fd's relation to VMs: v10 allows bindings of one fd into several VMs; the
  *     model binds a restricted fd into one VM (a second is not modelled), and its pages are held
  *     in that VM's structures (kvm/restrictedmem.ts explains, and what it does not model).
+ *   - The page a memory error hit: v10's KVM records nothing about it, and what memory_failure()
+ *     does to the shmem page is outside the model: the page stays as it was.
  * - Otherwise linux-6.18: no KVM_CREATE_GUEST_MEMFD (guest_memfd is what this series became).
  */
 export const DESIGN_2023_RESTRICTEDMEM: NamedFacts = {
@@ -152,22 +198,40 @@ export const DESIGN_2023_RESTRICTEDMEM: NamedFacts = {
 
 /**
  * design-2024-shmem-exclusive-pin: "mm/gup: Introduce exclusive GUP pinning" (RFC, 5 patches,
- * Elliot Berman, 2024-06-18, for arm64 pKVM and Qualcomm's Gunyah, with Fuad Tabba's pKVM work;
- * seed 003), CONFIG_EXCLUSIVE_PIN: guest memory stays shmem of the VMM, and KVM keeps a private
- * page to itself with an exclusive long-term pin instead of moving it into guest_memfd.
+ * Elliot Berman with Fuad Tabba, 2024-06-18, for arm64 pKVM and Qualcomm's Gunyah; seed 003),
+ * CONFIG_EXCLUSIVE_PIN: guest memory stays the VMM's own memory, and KVM keeps a private page to
+ * itself with an exclusive long-term pin instead of moving it into guest_memfd. The name keeps
+ * the thread's question (shmem guest memory); the profile's guest memory is anonymous memory,
+ * which the posted flow needs (below) and which pKVM uses ("We use anonymous memory for pKVM",
+ * Fuad Tabba in the thread).
  *
- * - uAPI: none of its own. Guest memory is a shmem (memfd or MAP_SHARED|MAP_ANONYMOUS) mapping
- *   of the VMM registered as an ordinary memslot; the guest converts with KVM_HC_MAP_GPA_RANGE
- *   (12), which this design's KVM handles itself (kvm/exclusive_pin.ts): 0, or -EBUSY when a page
- *   is pinned already, -EFAULT when nothing backs it, -EINVAL for a bad range, in RAX.
- * - mm: FOLL_EXCLUSIVE (mm/gup.ts): an exclusive pin needs a folio with no pin and refuses every
- *   later FOLL_PIN with -EBUSY (VFIO_IOMMU_MAP_DMA of a private page: EBUSY); FOLL_GET
- *   (vmsplice) is not affected; conversion to shared drops the pin, to private retakes it; the
- *   pins go when the VM is destroyed. No page is allocated twice and nothing is copied.
+ * - The RFC is mm only (mm/gup.c, include/linux/page_ref.h, the gup_test selftest): no KVM code.
+ *   The KVM side here is the model's construction from the RFC's commit messages: who pins,
+ *   when, the hypercall, its RAX errnos and the release at VM destroy are not the authors'.
+ * - uAPI: none of its own. Guest memory is an ordinary memslot over the VMM's memory; the guest
+ *   converts with KVM_HC_MAP_GPA_RANGE (12), which this design's KVM handles itself
+ *   (kvm/exclusive_pin.ts): 0, or in RAX -EBUSY, -EINVAL, -EFAULT (below).
+ * - mm (mm/gup.ts), as the patches intend: FOLL_EXCLUSIVE (patch 2/5) takes a pin only on a folio
+ *   that has none and then refuses every later FOLL_PIN of the folio with -EBUSY (VFIO: EBUSY);
+ *   FOLL_GET (vmsplice) is not affected. Exclusivity is per folio: a large folio's _pincount, a
+ *   small one's refcount. As posted, large_folio_pin_setexc() stores `pins` instead of
+ *   `new_pincount`, so the exclusive bias is never recorded on a large folio and a THP's
+ *   exclusive pin would be an ordinary one: the model takes the intended reading (the whole
+ *   folio exclusive; a second private page of the same THP is -EBUSY).
+ * - Conversions, the authors' flow (patch 3/5's commit message): to private, KVM's exclusive pin
+ *   (-EBUSY when the folio has any pin); to shared, unexc_user_page() drops only the exclusivity
+ *   and one ordinary long-term pin stays; to private again, reexc_user_page(): -EINVAL unless
+ *   the page is PageAnonExclusive, -EBUSY unless that pin is the folio's only one (a device
+ *   mapped the shared page: the VMM must unmap the DMA first), then the kept pin becomes
+ *   exclusive again (the model's KVM keeps one pin per page: reexc's new pin replaces the kept
+ *   one). A shmem page is not anonymous: the second conversion to private is -EINVAL. (With
+ *   CONFIG_DEBUG_VM off, the posted code would test PG_anon_exclusive's alias bit on a shmem
+ *   page, which the first exclusive pin set; the model follows the stated intent.) KVM's pins go
+ *   when the VM is destroyed. No page is allocated twice and nothing is copied.
  * - Points the thread left open, and the reading taken:
  *   - Who pins, when, and when it unpins (David Hildenbrand's questions): KVM, when the guest
- *     makes a page private; it unpins when the guest shares it again or the VM goes (the
- *     authors' pKVM flow).
+ *     makes a page private; it keeps an ordinary pin when the guest shares it again and drops
+ *     everything when the VM goes.
  *   - An existing pin (a device mapped the page for DMA while shared): the exclusive pin fails,
  *     so the conversion fails (-EBUSY to the guest); the VMM must unmap the DMA first.
  *   - Speculative short-term pins from GUP-fast: not modelled (the model has no concurrency).
@@ -181,7 +245,7 @@ export const DESIGN_2024_SHMEM_EXCLUSIVE_PIN: NamedFacts = {
   id: {
     name: 'design-2024-shmem-exclusive-pin',
     description:
-      'design 2024: shmem guest memory with exclusive GUP pins (Berman/Tabba RFC): a private page is pinned FOLL_EXCLUSIVE by KVM, other pins -EBUSY, conversion drops or retakes the pin; guest converts with hypercall 12 handled in KVM; on linux-6.18 without guest_memfd; synthesized facts',
+      "design 2024: exclusive GUP pins (Berman/Tabba RFC) on anonymous guest memory: a private page is pinned FOLL_EXCLUSIVE by KVM (per folio), other pins -EBUSY, sharing keeps an ordinary pin, going private again needs it alone; guest converts with hypercall 12 handled in KVM (the model's construction); on linux-6.18 without guest_memfd; synthesized facts",
   },
   facts: designFacts('shmem-exclusive-pin', '6.10-exclusive-gup-rfc'),
 };
