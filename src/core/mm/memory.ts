@@ -50,8 +50,9 @@ export type UserAccess =
  * Resolve one host virtual page for an access. `cpu` selects the CPU page-fault rules (a read
  * is allowed on any of R/W/X, as x86 access_error() does) versus get_user_pages() rules (a read
  * needs VM_READ). Returns the frame (ZERO_PFN for an untouched anonymous page read) or the
- * signal/errno the access gets. `follKvm`: a GUP with FOLL_KVM (KVM's hva_to_pfn() on the
- * design-2020-protnone-follkvm kernel), the only access a VM_KVM_PROTECTED VMA lets through.
+ * signal/errno the access gets. `follKvm`: a GUP that follows PROT_NONE PTEs (KVM's hva_to_pfn()
+ * with FOLL_KVM on the design-2020-protnone-follkvm kernel), the only fault a VM_KVM_PROTECTED
+ * VMA completes (a populating read follows the PTEs without a fault: gup.ts).
  */
 export function handleMmFault(
   mm: MmStruct,
