@@ -5,6 +5,7 @@
  */
 import type { KvmArchOps } from './kvm/arch_ops.js';
 import type { GmemBacking } from './kvm/guest_memfd/backing.js';
+import type { DesignOps } from './kvm/design_ops.js';
 import type { Vm } from './kvm/objects.js';
 import type { HostMm } from './mm/host_mm.js';
 import type { HugetlbPools } from './mm/hugetlb.js';
@@ -21,6 +22,11 @@ export interface KernelCtx extends MmCtx {
   readonly arch: KvmArchOps<KernelCtx>;
   /** The guest_memfd backing design (shareability of a file's folios). */
   readonly gmemBacking: GmemBacking;
+  /**
+   * The historical private-memory design's hooks into KVM (`kvm/design_ops.ts`, chosen once from
+   * the profile); null on every real kernel.
+   */
+  readonly design: DesignOps | null;
   /** The hstates' free huge pages HugeTLB guest_memfd reserves from (empty without it). */
   readonly hugetlbPools: HugetlbPools;
   /** The open file behind an fd of the VMM (`fdget()`), or undefined when it is not open. */

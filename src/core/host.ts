@@ -20,6 +20,7 @@ import {
   kvmGmemRelease,
 } from './kvm/guest_memfd/guest_memfd.js';
 import { HostMm } from './mm/host_mm.js';
+import { designOpsFor, type DesignOps } from './kvm/design_ops.js';
 import { HugetlbPools } from './mm/hugetlb.js';
 import type { UserAccess } from './mm/memory.js';
 import { kvmVmIoctlSetMemAttributes } from './kvm/mem_attributes.js';
@@ -243,6 +244,8 @@ export class Host implements KernelCtx {
   readonly platform: Platform;
   /** The guest_memfd backing design. */
   readonly gmemBacking: GmemBacking;
+  /** The historical design's hooks into KVM (kvm/design_ops.ts); null on real kernels. */
+  readonly design: DesignOps | null;
   /** The hstates' free huge pages for HugeTLB guest_memfd (profile.gmemHugetlb). */
   readonly hugetlbPools: HugetlbPools;
   /** The IOMMU domains of VFIO containers whose IOMMU is set (for the invariants). */
@@ -282,6 +285,7 @@ export class Host implements KernelCtx {
     const pkvm = this.platform.pkvm;
     if (pkvm !== undefined && this.mutants.names.length > 0) pkvm.hyp.mutants = this.mutants;
     this.gmemBacking = opts.gmemBacking ?? parts.gmemBacking;
+    this.design = designOpsFor(profile);
     this.hugetlbPools = new HugetlbPools(
       profile.gmemHugetlb?.pages2M ?? 0,
       profile.gmemHugetlb?.pages1G ?? 0,
@@ -858,7 +862,7 @@ export class Host implements KernelCtx {
     restrictedFd: number,
   ): Result<MemoryRegionChange> {
     const priv = (region.flags & KVM_MEM_PRIVATE) !== 0n;
-    if (this.profile.design !== 'restrictedmem' || !priv)
+    if (this.design?.restrictedFd !== true || !priv)
       return this.kvmSetUserMemoryRegion(fd, { ...region, guest_memfd_offset: 0n }, 0, true);
     const t = this.vmOf(fd);
     if (t === 'not-vm') return Host.unknownIoctl(this.fds.get(fd)!);
@@ -892,7 +896,7 @@ export class Host implements KernelCtx {
 
   /** memfd_restricted(2) (design-2023-restrictedmem; ENOSYS on kernels without the series). */
   memfdRestricted(flags: bigint): Result<Fd> {
-    if (this.profile.design !== 'restrictedmem')
+    if (this.design?.restrictedFd !== true)
       return err('ENOSYS', 'memfd_restricted: no such system call');
     const r = memfdRestricted(flags, this.nextIno++);
     return r.ok ? ok(this.allocFd(r.value)) : r;

@@ -70,12 +70,14 @@ export function kvmVmIoctlSetMemoryRegion(
 /** `check_memory_region_flags()`. */
 function checkMemoryRegionFlags(k: KernelCtx, vm: Vm, flags: bigint): boolean {
   let valid = KVM_MEM_LOG_DIRTY_PAGES;
-  // design-2023-restrictedmem: KVM_MEM_PRIVATE is the same bit (a restricted fd's binding), and
-  // UPM v10 only adds it to the valid flags: a private memslot may log dirty pages or be
-  // read-only (kvm/restrictedmem.ts: what the private half then does is not modelled).
-  const restricted = k.profile.design === 'restrictedmem';
-  if (k.profile.guestMemfdConfig || restricted) valid |= KVM_MEM_GUEST_MEMFD;
-  const gmem = (flags & KVM_MEM_GUEST_MEMFD) !== 0n && !restricted;
+  if (k.profile.guestMemfdConfig) valid |= KVM_MEM_GUEST_MEMFD;
+  // A design's memslot flags (design-2023-restrictedmem: KVM_MEM_PRIVATE, the same bit as
+  // KVM_MEM_GUEST_MEMFD, a restricted fd's binding). UPM v10 only adds it to the valid flags: a
+  // private memslot may log dirty pages or be read-only (kvm/restrictedmem.ts: what the private
+  // half then does is not modelled).
+  const designFlags = k.design !== null ? k.design.memslotFlags : 0n;
+  valid |= designFlags;
+  const gmem = (flags & KVM_MEM_GUEST_MEMFD & ~designFlags) !== 0n;
   // Dirty logging private memory is not supported.
   if (gmem) valid &= ~KVM_MEM_LOG_DIRTY_PAGES;
   // READONLY: only if the arch allows it for this VM and the slot is not guest_memfd.
@@ -140,7 +142,7 @@ export function kvmSetMemoryRegion(
   } else {
     // Private memslots are immutable; GUEST_MEMFD cannot be added to an existing slot either.
     // (UPM v10 refuses only new flags with KVM_MEM_PRIVATE: below.)
-    if (isGmem || (old.isGuestMemfd && k.profile.design !== 'restrictedmem'))
+    if (isGmem || (old.isGuestMemfd && k.design?.restrictedFd !== true))
       return err('EINVAL', 'guest_memfd memslots are immutable');
     if (
       ua !== old.userspaceAddr ||

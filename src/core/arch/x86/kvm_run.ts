@@ -21,8 +21,6 @@ import {
 } from './x86_ops.js';
 import { NotModelled } from '../../base/not_modelled.js';
 import { FAULT_MMIO } from '../../kvm/arch_ops.js';
-import { kvmProtectedMemHypercall } from '../../kvm/mem_protected.js';
-import { kvmExclusivePinHypercall } from '../../kvm/exclusive_pin.js';
 import { UPM_V10_EXIT_MEMORY_FAULT } from '../../kvm/restrictedmem.js';
 import type { KvmVcpuStat, Vcpu, Vm } from '../../kvm/objects.js';
 import {
@@ -484,15 +482,11 @@ function emulateHypercall(
   const a1 = a[1] & 0xffff_ffffn;
   const a2 = a[2] & 0xffff_ffffn;
   let ret = -KVM_ENOSYS;
-  // design-2020-protnone-follkvm: the RFC's KVM_HC_ENABLE_MEM_PROTECTED (12, before
-  // KVM_HC_MAP_GPA_RANGE took the number), KVM_HC_MEM_SHARE and KVM_HC_MEM_UNSHARE;
-  // design-2024-shmem-exclusive-pin: KVM_HC_MAP_GPA_RANGE handled in KVM (exclusive pins).
-  const prot =
-    k.profile.design === 'protnone-follkvm'
-      ? kvmProtectedMemHypercall(k, vm, n, a0, a1)
-      : k.profile.design === 'shmem-exclusive-pin'
-        ? kvmExclusivePinHypercall(k, vm, n, a0, a1, a2)
-        : undefined;
+  // A design kernel's own hypercalls first (kvm/design_ops.ts): design-2020-protnone-follkvm's
+  // KVM_HC_ENABLE_MEM_PROTECTED (12, before KVM_HC_MAP_GPA_RANGE took the number),
+  // KVM_HC_MEM_SHARE and KVM_HC_MEM_UNSHARE; design-2024-shmem-exclusive-pin's
+  // KVM_HC_MAP_GPA_RANGE handled in KVM (exclusive pins).
+  const prot = k.design?.hypercall?.(k, vm, n, a0, a1, a2);
   if (prot !== undefined) ret = prot;
   else if (n === 1n)
     ret = 0n; // KVM_HC_VAPIC_POLL_IRQ
