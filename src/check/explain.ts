@@ -61,7 +61,7 @@ function focusLines(h: Host, f: Focus): string[] {
           );
         } else if (gm === null) {
           const hv = slot.userspaceHvpn + (g - slot.baseGfn);
-          const b = hostBacking(h, hv, hv + 1)[0];
+          const b = hostBacking(h, hv, hv + 1, vm.guestMm ?? h.mm)[0];
           out.push(
             `  host page ${hx(hv)}: ${b?.pfn === undefined ? 'no page' : `pfn ${hx(b.pfn)}`}`,
           );

@@ -21,6 +21,15 @@ import {
 } from './kvm/guest_memfd/guest_memfd.js';
 import { HostMm } from './mm/host_mm.js';
 import { designOpsFor, type DesignOps } from './kvm/design_ops.js';
+import {
+  AddressSpaceFile,
+  addressSpaceCreate,
+  addressSpaceMmap,
+  addressSpaceMunmap,
+} from './mm/address_space.js';
+import { kvmMapAddressSpace } from './kvm/separate_mm.js';
+import type { ShmemObject } from './mm/shmem.js';
+import type { MmStruct } from './mm/mm_types.js';
 import { HugetlbPools } from './mm/hugetlb.js';
 import type { UserAccess } from './mm/memory.js';
 import { kvmVmIoctlSetMemAttributes } from './kvm/mem_attributes.js';
@@ -129,6 +138,8 @@ import {
   asGpa,
   asHva,
   asPgOff,
+  hvaToHvpn,
+  type Hva,
   gpaToGfn,
   type Hvpn,
   type PgOff,
@@ -246,6 +257,8 @@ export class Host implements KernelCtx {
   readonly gmemBacking: GmemBacking;
   /** The historical design's hooks into KVM (kvm/design_ops.ts); null on real kernels. */
   readonly design: DesignOps | null;
+  /** design-2020-separate-mm: the live address spaces of no process (mm/address_space.ts). */
+  readonly guestMms = new Map<HostMm, AddressSpaceFile>();
   /** The hstates' free huge pages for HugeTLB guest_memfd (profile.gmemHugetlb). */
   readonly hugetlbPools: HugetlbPools;
   /** The IOMMU domains of VFIO containers whose IOMMU is set (for the invariants). */
@@ -348,6 +361,15 @@ export class Host implements KernelCtx {
   private maybeRelease(f: KFile): void {
     this.fds.touched?.(f, true);
     if (f.released || f.fdRefs > 0 || f.mappedPages > 0) return;
+    // design-2020-separate-mm: a VM that resolves its memslots there holds the address space.
+    if (f instanceof AddressSpaceFile) {
+      if (f.vmRefs > 0) return;
+      f.released = true;
+      // The mm goes with its last reference (mmput() → exit_mmap()).
+      f.mm.exitMmap();
+      this.guestMms.delete(f.mm);
+      return;
+    }
     if (f instanceof GmemFile) {
       // __fput(): ->release() (kvm_gmem_release(), ending in kvm_put_kvm()), then the inode's
       // eviction frees the pages. On pKVM the order shows: a VM whose last reference was the
@@ -532,8 +554,16 @@ export class Host implements KernelCtx {
     this.vms.delete(vm);
     // kvm_destroy_vm() → mmu_notifier_unregister()
     // (kvm->mm, the VMM's: the last reference may go in a forked child's close or exit.)
-    if (vm.mmuNotifier !== undefined) this.root.mm.notifiers.unregister(vm.mmuNotifier);
+    // (design-2020-separate-mm: on the VM's address space, which the VM then lets go.)
+    if (vm.mmuNotifier !== undefined)
+      (vm.guestMm ?? this.root.mm).notifiers.unregister(vm.mmuNotifier);
     this.events.push({ kind: 'vm_destroy', vm: vm.index });
+    const as = vm.addressSpace;
+    if (as !== undefined) {
+      vm.addressSpace = undefined;
+      as.vmRefs--;
+      this.maybeRelease(as);
+    }
   }
 
   // -----------------------------------------------------------------------------------------------
@@ -544,11 +574,39 @@ export class Host implements KernelCtx {
     return this.procs.size > 1;
   }
 
-  /** Every address space of a live process (the VMM's first). */
+  /**
+   * Whether an address space other than the VMM's exists or existed: a forked process, or a
+   * live address space of no process (design-2020-separate-mm). The invariant checker's cue.
+   */
+  get manyMms(): boolean {
+    return this.procs.size > 1 || this.guestMms.size > 0;
+  }
+
+  /**
+   * Every address space of a live process (the VMM's first), then the live address spaces of no
+   * process (design-2020-separate-mm).
+   */
   allMms(): HostMm[] {
     const out: HostMm[] = [];
     for (const p of this.procs.values()) if (p.exitStatus === undefined) out.push(p.mm);
+    for (const mm of this.guestMms.keys()) out.push(mm);
     return out;
+  }
+
+  /** MmCtx's `shmemUnmapElsewhere()`: only an address space of no process can share (fork's
+   * children have no secondary MMU, so their PTEs of shmem are not modelled as zapped). */
+  shmemUnmapElsewhere(mm: MmStruct, obj: ShmemObject, start: PgOff, end: PgOff): void {
+    if (this.guestMms.size === 0) return;
+    const others = [...this.guestMms.keys(), this.root.mm].filter((m) => m !== mm);
+    HostMm.unmapMappingRangeAll(others, obj, start, end);
+  }
+
+  /** `mm` named for a message: "process PID", or an address space of no process by its fd's inode. */
+  mmName(mm: HostMm): string {
+    const pid = this.procPid(mm);
+    if (pid !== 0) return `process ${pid}`;
+    const f = this.guestMms.get(mm);
+    return f === undefined ? 'an address space of no process' : `address space #${f.ino}`;
   }
 
   /** The pid of the process whose address space is `mm` (0: none). */
@@ -562,7 +620,7 @@ export class Host implements KernelCtx {
    * maps it (the file's i_mmap tree spans processes: a forked child's mappings too).
    */
   unmapMappingRange(file: KFile, startPgoff: PgOff, endPgoff: PgOff): void {
-    if (this.procs.size === 1) this.root.mm.unmapMappingRange(file, startPgoff, endPgoff);
+    if (!this.manyMms) this.root.mm.unmapMappingRange(file, startPgoff, endPgoff);
     else HostMm.unmapMappingRangeAll(this.allMms(), file, startPgoff, endPgoff);
   }
 
@@ -900,6 +958,72 @@ export class Host implements KernelCtx {
       return err('ENOSYS', 'memfd_restricted: no such system call');
     const r = memfdRestricted(flags, this.nextIno++);
     return r.ok ? ok(this.allocFd(r.value)) : r;
+  }
+
+  /**
+   * address_space_create(2) (design-2020-separate-mm, mm/address_space.ts; ENOSYS on kernels
+   * without the design): an fd owning an empty address space of no process.
+   */
+  addressSpaceCreate(flags: bigint): Result<Fd> {
+    if (this.design?.addressSpaces !== true)
+      return err('ENOSYS', 'address_space_create: no such system call');
+    const r = addressSpaceCreate(this, flags, this.nextIno++);
+    if (!r.ok) return r;
+    this.guestMms.set(r.value.mm, r.value);
+    return ok(this.allocFd(r.value));
+  }
+
+  /** The address space behind `asFd` for its system calls: EBADF, EINVAL (another file). */
+  private addressSpaceOf(name: string, asFd: Fd): Result<AddressSpaceFile> {
+    if (this.design?.addressSpaces !== true) return err('ENOSYS', `${name}: no such system call`);
+    const f = this.fds.get(asFd);
+    if (f === undefined) return err('EBADF', `${name}: fd not open`);
+    if (!(f instanceof AddressSpaceFile)) return err('EINVAL', `${name}: not an address_space fd`);
+    return ok(f);
+  }
+
+  /**
+   * address_space_mmap(2) (design-2020-separate-mm): map [addr, addr + length) of the address
+   * space, private anonymous memory (`src` null) or the caller's shared memory at `src`.
+   */
+  addressSpaceMmap(
+    asFd: Fd,
+    addr: bigint,
+    length: bigint,
+    prot: number,
+    flags: number,
+    src: bigint | null,
+  ): Result<undefined> {
+    const f = this.addressSpaceOf('address_space_mmap', asFd);
+    if (!f.ok) return f;
+    return addressSpaceMmap(
+      f.value.mm,
+      this.mm,
+      asHva(addr),
+      length,
+      prot,
+      flags,
+      src === null ? null : asHva(src),
+    );
+  }
+
+  /** address_space_munmap(2) (design-2020-separate-mm). */
+  addressSpaceMunmap(asFd: Fd, addr: bigint, length: bigint): Result<undefined> {
+    const f = this.addressSpaceOf('address_space_munmap', asFd);
+    return f.ok ? addressSpaceMunmap(f.value.mm, addr, length) : f;
+  }
+
+  /**
+   * KVM_MAP_ADDRESS_SPACE on a VM fd (design-2020-separate-mm, kvm/separate_mm.ts); an unknown
+   * VM ioctl (ENOTTY) on other kernels.
+   */
+  kvmMapAddressSpace(fd: Fd, asFd: Fd): Result<undefined> {
+    const t = this.vmOf(fd);
+    if (t === 'not-vm') return Host.unknownIoctl(this.fds.get(fd)!);
+    if (!t.ok) return t;
+    if (this.design?.addressSpaces !== true)
+      return err('ENOTTY', 'kvm_vm_ioctl: unknown ioctl (KVM_MAP_ADDRESS_SPACE)');
+    return kvmMapAddressSpace(this, t.value, this.fds.get(asFd));
   }
 
   /**
@@ -1428,11 +1552,22 @@ export class Host implements KernelCtx {
 
   /** A VMM read of `len` bytes at `addr`. */
   peek(addr: bigint, len: number): UserAccess {
-    return this.mm.access(asHva(addr), len, null);
+    return this.vmmAccess(asHva(addr), len, null);
   }
 
   /** A VMM write of `bytes` at `addr`. */
   poke(addr: bigint, bytes: Uint8Array): UserAccess {
-    return this.mm.access(asHva(addr), bytes.length, bytes);
+    return this.vmmAccess(asHva(addr), bytes.length, bytes);
+  }
+
+  /** A load or store by the current process, in its own address space. */
+  private vmmAccess(addr: Hva, len: number, bytes: Uint8Array | null): UserAccess {
+    const r = this.mm.access(addr, len, bytes);
+    // Mutant: an address the process has nothing at is served from an address space of no
+    // process (design-2020-separate-mm), as a remote access given the VM's mm would.
+    if (this.guestMms.size !== 0 && this.mutants.has('vmm_access_reaches_guest_mm') && !r.ok)
+      for (const mm of this.guestMms.keys())
+        if (mm.vmaAt(hvaToHvpn(addr)) !== undefined) return mm.access(addr, len, bytes);
+    return r;
   }
 }

@@ -20,6 +20,7 @@ import type { Host } from './host.js';
 import type { RangeMap } from './base/ranges/range_map.js';
 import { GmemFile, VcpuFile, gfnToHvpnMemslot, type Memslot, type Vm } from './kvm/objects.js';
 import { ShmemObject } from './mm/shmem.js';
+import type { HostMm } from './mm/host_mm.js';
 import { snpGuestContext } from './arch/x86/svm/sev_snp.js';
 import {
   VMA_ACCOUNT,
@@ -332,17 +333,17 @@ function gmemCounts(
  * find without faulting (private anon pages and COW copies, shmem and guest_memfd page cache,
  * the vCPU's kvm_run/pio/ring pages: `kvm_vcpu_fault()`).
  */
-function hostPages(h: Host, s: Hvpn, e: Hvpn): number {
+function hostPages(mm: HostMm, s: Hvpn, e: Hvpn): number {
   let n = 0;
-  for (const p of h.mm.vmas.piecesIn(s, e)) {
+  for (const p of mm.vmas.piecesIn(s, e)) {
     const v: Vma = p.value;
     const len = p.end - p.start;
-    if (!v.shared) n += h.mm.anon.countIn(p.start, p.end);
+    if (!v.shared) n += mm.anon.countIn(p.start, p.end);
     if (v.obj instanceof ShmemObject || v.obj instanceof GmemFile)
       n += v.obj.pages.countIn(v.base, v.base + len);
     else if (v.obj instanceof VcpuFile)
       for (let i = v.base; i < Math.min(v.base + len, 3); i++)
-        if (v.shared || h.mm.anon.get(p.start + (i - v.base)) === undefined) n++;
+        if (v.shared || mm.anon.get(p.start + (i - v.base)) === undefined) n++;
   }
   return n;
 }
@@ -381,7 +382,7 @@ function slotRuns(h: Host, vm: Vm, slot: Memslot): SlotRun[] {
       return { ...r, backing: 'gmem', allocated: c.present, prepared: c.prepared, mapped };
     }
     const hv = gfnToHvpnMemslot(slot, asGfn(r.start));
-    const allocated = hostPages(h, hv, hvpnAdd(hv, r.end - r.start));
+    const allocated = hostPages(vm.guestMm ?? h.mm, hv, hvpnAdd(hv, r.end - r.start));
     return { ...r, backing: 'host', allocated, prepared: 0, mapped };
   });
 }

@@ -10,15 +10,34 @@
  *   KVM reads in full only when the flags have KVM_MEM_PRIVATE; and `memory_failure`, a model
  *   step (no syscall): a hardware memory error on the page at `offset` of a restricted fd or a
  *   guest_memfd, as memory_failure() reaches the file's error handler.
+ * - design-2020-separate-mm (Andy Lutomirski's reply in the RFCv2 thread, Oct 2020; the uAPI is
+ *   the model's own reading of his `address_space_create` / `KVM_MAP_ADDRESS_SPACE` sketch):
+ *   `address_space_create(flags)`, an fd owning an address space of no process;
+ *   `address_space_mmap(fd, as_addr, length, prot, flags, src)`, a fixed mapping at `as_addr` of
+ *   that address space, private anonymous memory (`src` null) or the caller's shared memory at
+ *   `src`; `address_space_munmap(fd, as_addr, length)`; and the VM ioctl
+ *   `KVM_MAP_ADDRESS_SPACE(fd)`, after which KVM resolves every memslot's userspace_addr there.
+ *   `as_addr` is an address of the other address space, so it is a plain integer: the trace's
+ *   mapping handles name the VMM's own addresses.
  * - design-2020-protnone-follkvm's uAPI is three guest hypercalls (KVM_RUN's `hypercall` step
  *   with nr 12, 13, 14) and needs no op of its own.
  *
  * The real backend refuses them: the series never landed, so no kernel here has them (and a
  * memory error cannot be injected from a trace).
  */
-import { toU32, toU64 } from '../core/base/units.js';
+import { toS32, toU32, toU64 } from '../core/base/units.js';
 import { withAs } from '../trace/field_reader.js';
-import { addrText, bitNames, fdText, offsetText, sizeText, type BitTable } from '../trace/text.js';
+import {
+  addrText,
+  bitNames,
+  fdText,
+  lengthText,
+  MAP_BITS,
+  offsetText,
+  PROT_BITS,
+  sizeText,
+  type BitTable,
+} from '../trace/text.js';
 import { BackendRefusal, type AddrArg, type FdArg } from '../trace/base_types.js';
 import { CLOSED_FD, fail, fileFd, ioctlFd } from '../backends/model_args.js';
 import { refuseNotModelled } from './not_modelled.js';
@@ -41,7 +60,36 @@ export type MemoryFailureOp = {
   readonly fd: FdArg;
   readonly offset: bigint;
 };
-export type DesignsFamilyOp = MemfdRestrictedOp | SetUserMemoryRegionExtOp | MemoryFailureOp;
+export type AddressSpaceCreateOp = { readonly op: 'address_space_create'; readonly flags: bigint };
+export type AddressSpaceMmapOp = {
+  readonly op: 'address_space_mmap';
+  readonly fd: FdArg;
+  readonly as_addr: bigint;
+  readonly length: bigint;
+  readonly prot: bigint;
+  readonly flags: bigint;
+  /** null: private anonymous memory. */
+  readonly src: AddrArg | null;
+};
+export type AddressSpaceMunmapOp = {
+  readonly op: 'address_space_munmap';
+  readonly fd: FdArg;
+  readonly as_addr: bigint;
+  readonly length: bigint;
+};
+export type KvmMapAddressSpaceOp = {
+  readonly op: 'KVM_MAP_ADDRESS_SPACE';
+  readonly vm: FdArg;
+  readonly fd: FdArg;
+};
+export type DesignsFamilyOp =
+  | MemfdRestrictedOp
+  | SetUserMemoryRegionExtOp
+  | MemoryFailureOp
+  | AddressSpaceCreateOp
+  | AddressSpaceMmapOp
+  | AddressSpaceMunmapOp
+  | KvmMapAddressSpaceOp;
 
 /** The v10 memslot flags (KVM_MEM_PRIVATE is the bit KVM_MEM_GUEST_MEMFD took later). */
 const EXT_FLAGS: BitTable = [
@@ -173,9 +221,137 @@ export const memoryFailureOp: OpSpec<MemoryFailureOp> = {
   kvmRefusal: () => 'memory_failure: a model step (a hardware memory error); model backend only',
 };
 
-/** The designs family (no fuzz generator yet). */
+const SEPARATE_MM_NEVER_LANDED =
+  'a design that never had a series (design-2020-separate-mm, uAPI invented after its sketch): no kernel here has it; model backend only';
+
+function noKvmSeparateMm(): never {
+  throw new BackendRefusal(SEPARATE_MM_NEVER_LANDED);
+}
+
+export const addressSpaceCreateOp: OpSpec<AddressSpaceCreateOp> = {
+  name: 'address_space_create',
+  fields: ['flags'],
+  binds: 'fd',
+  parse(r, line, as) {
+    // int address_space_create(unsigned int flags)
+    return withAs({ line, op: 'address_space_create', flags: r.int('flags', 32, 0n) }, as);
+  },
+  renderArgs(op, a) {
+    a.push(op.flags === 0n ? '0' : `0x${BigInt.asUintN(32, op.flags).toString(16)}`);
+  },
+  runModel(h, op) {
+    const r = h.addressSpaceCreate(BigInt.asUintN(32, op.flags));
+    return r.ok ? { result: { ok: true }, createdFd: r.value } : { result: fail(r) };
+  },
+  runKvm: noKvmSeparateMm,
+  kvmRefusal: () => SEPARATE_MM_NEVER_LANDED,
+};
+
+export const addressSpaceMmapOp: OpSpec<AddressSpaceMmapOp> = {
+  name: 'address_space_mmap',
+  fields: ['fd', 'as_addr', 'length', 'prot', 'flags', 'src'],
+  parse(r, line, as) {
+    // int address_space_mmap(int as_fd, unsigned long as_addr, size_t length, int prot,
+    //                        int flags, void *src)
+    const src = r.obj['src'];
+    return withAs(
+      {
+        line,
+        op: 'address_space_mmap',
+        fd: r.fd('fd'),
+        as_addr: r.int('as_addr', 64),
+        length: r.int('length', 64),
+        prot: r.int('prot', 32),
+        flags: r.int('flags', 32),
+        src: src === undefined || src === null ? null : r.addr('src'),
+      },
+      as,
+    );
+  },
+  renderArgs(op, a) {
+    a.push(
+      fdText(op.fd),
+      offsetText(op.as_addr),
+      lengthText(op.length),
+      bitNames(op.prot, PROT_BITS, 'PROT_NONE', 'PROT_'),
+      bitNames(op.flags, MAP_BITS, '0', 'MAP_'),
+      op.src === null ? 'NULL' : addrText(op.src),
+    );
+  },
+  timelineValue(field, v) {
+    if (field === 'prot') return bitNames(v, PROT_BITS, 'NONE');
+    if (field === 'flags') return bitNames(v, MAP_BITS, '0');
+    return undefined;
+  },
+  runModel(h, op) {
+    const r = h.addressSpaceMmap(
+      fileFd(op.fd),
+      toU64(op.as_addr),
+      toU64(op.length),
+      Number(toS32(op.prot)),
+      Number(toS32(op.flags)),
+      op.src === null ? null : toU64(op.src),
+    );
+    return { result: r.ok ? { ok: true } : fail(r) };
+  },
+  runKvm: noKvmSeparateMm,
+  kvmRefusal: () => SEPARATE_MM_NEVER_LANDED,
+};
+
+export const addressSpaceMunmapOp: OpSpec<AddressSpaceMunmapOp> = {
+  name: 'address_space_munmap',
+  fields: ['fd', 'as_addr', 'length'],
+  parse(r, line, as) {
+    return withAs(
+      {
+        line,
+        op: 'address_space_munmap',
+        fd: r.fd('fd'),
+        as_addr: r.int('as_addr', 64),
+        length: r.int('length', 64),
+      },
+      as,
+    );
+  },
+  renderArgs(op, a) {
+    a.push(fdText(op.fd), offsetText(op.as_addr), lengthText(op.length));
+  },
+  runModel(h, op) {
+    const r = h.addressSpaceMunmap(fileFd(op.fd), toU64(op.as_addr), toU64(op.length));
+    return { result: r.ok ? { ok: true } : fail(r) };
+  },
+  runKvm: noKvmSeparateMm,
+  kvmRefusal: () => SEPARATE_MM_NEVER_LANDED,
+};
+
+export const kvmMapAddressSpaceOp: OpSpec<KvmMapAddressSpaceOp> = {
+  name: 'KVM_MAP_ADDRESS_SPACE',
+  fields: ['vm', 'fd'],
+  parse(r, line, as) {
+    return withAs({ line, op: 'KVM_MAP_ADDRESS_SPACE', vm: r.fd('vm'), fd: r.fd('fd') }, as);
+  },
+  renderArgs(op, a) {
+    a.push(fdText(op.vm), `fd=${fdText(op.fd)}`);
+  },
+  runModel(h, op) {
+    const r = h.kvmMapAddressSpace(ioctlFd(op.vm), fileFd(op.fd));
+    return { result: r.ok ? { ok: true } : fail(r) };
+  },
+  runKvm: noKvmSeparateMm,
+  kvmRefusal: () => SEPARATE_MM_NEVER_LANDED,
+};
+
+/** The designs family (fuzz generators: fuzz/separate_mm_gen.ts for design-2020-separate-mm). */
 export const DESIGNS_FAMILY: OpFamily<DesignsFamilyOp> = {
   name: 'designs',
-  ops: [memfdRestrictedOp, setUserMemoryRegionExt, memoryFailureOp],
+  ops: [
+    memfdRestrictedOp,
+    setUserMemoryRegionExt,
+    memoryFailureOp,
+    addressSpaceCreateOp,
+    addressSpaceMmapOp,
+    addressSpaceMunmapOp,
+    kvmMapAddressSpaceOp,
+  ],
   generators: [],
 };

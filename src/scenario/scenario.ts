@@ -284,6 +284,8 @@ const NAME_FIELDS = new Set([
   'container',
   // KVM_SET_USER_MEMORY_REGION_EXT's restricted fd (design-2023-restrictedmem).
   'restricted_fd',
+  // address_space_mmap's source: the VMM's shared mapping (design-2020-separate-mm).
+  'src',
 ]);
 /**
  * Fields whose values are text passed to the trace parser as written: `open`'s path, the

@@ -165,11 +165,13 @@ export type OpOutcome = {
 // Non-distributive checks: the raw variants of FdArg and AddrArg are identical.
 type ResolveField<V> = [V] extends [AddrArg]
   ? bigint
-  : [V] extends [FdArg]
-    ? ResolvedFd
-    : [V] extends [FdArg | null]
-      ? ResolvedFd | null
-      : V;
+  : [V] extends [AddrArg | null]
+    ? bigint | null
+    : [V] extends [FdArg]
+      ? ResolvedFd
+      : [V] extends [FdArg | null]
+        ? ResolvedFd | null
+        : V;
 /** An op after handle resolution; its process fields (`proc`, `child`) are pids (-1: unbound). */
 export type ResolveOp<O> = O extends unknown
   ? { readonly [K in keyof O]: K extends 'proc' | 'child' ? number : ResolveField<O[K]> }

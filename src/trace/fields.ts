@@ -26,7 +26,7 @@ export const FD_FIELDS = [
   'container',
   'restricted_fd',
 ] as const;
-export const ADDR_FIELDS = ['addr', 'userspace_addr', 'data_addr'] as const;
+export const ADDR_FIELDS = ['addr', 'userspace_addr', 'data_addr', 'src'] as const;
 /** The fields that name a process (a handle `fork` bound): any op's `proc`, wait's `child`. */
 export const PROC_FIELDS = ['proc', 'child'] as const;
 /**

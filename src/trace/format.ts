@@ -223,7 +223,7 @@ export function opToJson(op: AnyOp): Record<string, unknown> {
     else if (k === 'data') o[k] = sevDataToJson(v as Record<string, unknown>);
     else if (typeof v === 'object' && 'kind' in v && (v.kind === 'handle' || v.kind === 'raw')) {
       o[k] =
-        'offset' in v || k === 'addr' || k === 'userspace_addr' || k === 'data_addr'
+        'offset' in v || k === 'addr' || k === 'userspace_addr' || k === 'data_addr' || k === 'src'
           ? addrToJson(v as AddrArg)
           : fdToJson(v as FdArg);
     } else o[k] = v;

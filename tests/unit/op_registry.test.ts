@@ -151,6 +151,7 @@ describe('op registry', () => {
       'pipe2',
       'fork',
       'memfd_restricted',
+      'address_space_create',
     ]);
     for (const s of OP_LIST) {
       const o = { ...fullObject(s.name), as: 'x' };
@@ -161,7 +162,7 @@ describe('op registry', () => {
           (e: unknown) =>
             e instanceof TraceInputError &&
             e.detail ===
-              `${s.name} creates nothing to name (only KVM_CREATE_VM, KVM_CREATE_GUEST_MEMFD, KVM_CREATE_VCPU, mmap, open, pipe2, fork and memfd_restricted take "as")`,
+              `${s.name} creates nothing to name (only KVM_CREATE_VM, KVM_CREATE_GUEST_MEMFD, KVM_CREATE_VCPU, mmap, open, pipe2, fork, memfd_restricted and address_space_create take "as")`,
         );
     }
   });

@@ -268,6 +268,34 @@ const CASES: Record<OpName, [Record<string, unknown>, ResultLine, string]> = {
     OK,
     'memory_failure(vm4, 0x1000) = 0',
   ],
+  address_space_create: [
+    { op: 'address_space_create', flags: 0, as: 'as' },
+    { ok: true, fd: 7 } as never,
+    'address_space_create(0) = as',
+  ],
+  address_space_mmap: [
+    {
+      op: 'address_space_mmap',
+      fd: 'vm4',
+      as_addr: 0x10000,
+      length: 8192,
+      prot: 3,
+      flags: 1,
+      src: 'm5+0x1000',
+    },
+    OK,
+    'address_space_mmap(vm4, 0x10000, 0x2000 (8 KiB), PROT_READ|PROT_WRITE, MAP_SHARED, m5+0x1000) = 0',
+  ],
+  address_space_munmap: [
+    { op: 'address_space_munmap', fd: 'vm4', as_addr: 0x10000, length: 4096 },
+    OK,
+    'address_space_munmap(vm4, 0x10000, 0x1000 (4 KiB)) = 0',
+  ],
+  KVM_MAP_ADDRESS_SPACE: [
+    { op: 'KVM_MAP_ADDRESS_SPACE', vm: 'vm4', fd: 'vm4' },
+    OK,
+    'KVM_MAP_ADDRESS_SPACE(vm4, fd=vm4) = 0',
+  ],
 };
 
 describe('strace renderer', () => {

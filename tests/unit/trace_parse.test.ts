@@ -68,6 +68,11 @@ const LINES: Record<OpName, string> = {
   KVM_SET_USER_MEMORY_REGION_EXT:
     '{"op":"KVM_SET_USER_MEMORY_REGION_EXT","vm":"vm","slot":1,"flags":4,"guest_phys_addr":2147483648,"memory_size":4096,"userspace_addr":0,"restricted_offset":0,"restricted_fd":"vm"}',
   memory_failure: '{"op":"memory_failure","fd":"vm","offset":0}',
+  address_space_create: '{"op":"address_space_create","flags":0,"as":"a"}',
+  address_space_mmap:
+    '{"op":"address_space_mmap","fd":"vm","as_addr":65536,"length":4096,"prot":3,"flags":2,"src":null}',
+  address_space_munmap: '{"op":"address_space_munmap","fd":"vm","as_addr":65536,"length":4096}',
+  KVM_MAP_ADDRESS_SPACE: '{"op":"KVM_MAP_ADDRESS_SPACE","vm":"vm","fd":"vm"}',
 };
 
 /** Lines that name no handle (raw fds), for tests of whole traces. */

@@ -25,7 +25,7 @@ export type MutantInfo = {
    * The historical design whose code it lives in (a profile's `design`): only that design's
    * profile reaches it, so only it lists and fuzzes it. Absent: every profile.
    */
-  readonly design?: 'protnone-follkvm' | 'restrictedmem' | 'shmem-exclusive-pin';
+  readonly design?: 'protnone-follkvm' | 'restrictedmem' | 'shmem-exclusive-pin' | 'separate-mm';
 };
 
 /**
@@ -40,6 +40,7 @@ export function mutantFuzzProfile(m: MutantInfo): string {
   if (m.platform === 'tdx') return 'linux-6.18-tdx';
   if (m.platform === 'pkvm') return 'linux-6.18-arm64-pkvm';
   if (m.gmem === 'inplace-v7') return 'linux-next-gmem';
+  if (m.design === 'separate-mm') return 'design-2020-separate-mm';
   return 'linux-6.18';
 }
 
@@ -348,6 +349,13 @@ export const MUTANTS: readonly MutantInfo[] = [
     modelledOn:
       "try_grab_folio() without the exclusive GUP pinning RFC's folio_is_exclusive() test (Elliot Berman, June 2024): VFIO_IOMMU_MAP_DMA pins a private page and the device reads and writes it",
     design: 'shmem-exclusive-pin',
+  },
+  {
+    name: 'vmm_access_reaches_guest_mm',
+    bug: "a VMM load or store at an address its own mm has nothing at is served from a VM's guest address space (design-2020-separate-mm)",
+    modelledOn:
+      "a remote access (access_remote_vm(), as /proc/PID/mem uses) handed the VM's address space instead of current->mm: the one mistake the separate-mm design leaves for the kernel to make, since the VMM itself can name no address of that mm",
+    design: 'separate-mm',
   },
 ];
 

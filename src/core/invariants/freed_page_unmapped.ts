@@ -34,17 +34,18 @@ const perVm: PerVm = {
     }
     return out ?? NO_VIOLATIONS;
   },
-  // The host page tables of private anonymous memory: the VMM's and every forked child's.
+  // The host page tables of private anonymous memory: the VMM's, every forked child's and every
+  // address space of no process (design-2020-separate-mm).
   host(s: CheckState): Violation[] {
     let out: Violation[] | undefined;
     const f = s.host.frames;
-    const mms = s.host.forked ? s.host.allMms() : [s.host.mm];
+    const mms = s.host.manyMms ? s.host.allMms() : [s.host.mm];
     for (const mm of mms)
       for (const e of mm.anon.entries())
         if (f.anyFree(e.value.base, e.end - e.start))
           (out ??= []).push({
             invariant: 'freed-page-unmapped',
-            object: `host page ${hx(e.start)}${mm === s.host.mm ? '' : ` of process ${s.host.procPid(mm)}`}`,
+            object: `host page ${hx(e.start)}${mm === s.host.mm ? '' : ` of ${s.host.mmName(mm)}`}`,
             message: `a VMM page table entry points at a freed page (pfn ${hx(e.value.base)})`,
             focus: { pfn: e.value.base },
           });

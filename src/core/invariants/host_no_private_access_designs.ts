@@ -12,6 +12,13 @@
  *   VMM's VMAs, not the pages (its cover letter admits file-backed pages stay reachable): a page
  *   DMA-mapped before the guest enabled protection, or a shmem page a forked child maps, stays
  *   reachable, and each such access is a violation (the design's real hole, kept reported).
+ * - host-no-private-access-separate-mm (design-2020-separate-mm): private memory is every
+ *   anonymous page of an address space of no process (address_space_mmap() with no source):
+ *   the design's own definition, "nothing other than KVM will ever reference the PTEs". KVM's
+ *   hva_to_pfn() and uaccess in that mm are the design's path into the guest; a VMM load or
+ *   store, or a device's DMA, reaching such a frame is a violation, and so is an IOMMU mapping of
+ *   one (a device could reach it at any time). Shared memory mapped there from the VMM's own
+ *   MAP_SHARED mapping is the VMM's as well and is not private.
  * - host-no-private-access-restrictedmem (design-2023-restrictedmem): private memory is every
  *   page of a restricted fd, whatever its attributes (shared memory lives at userspace_addr,
  *   never in the fd), and nothing on the host reaches it: not the VMM (no mmap, no read), not
@@ -26,8 +33,8 @@
  *   (so no device can be given the page), but on a host without pKVM's or Gunyah's hypervisor
  *   nothing stops the VMM's own loads and stores through its mapping: those are violations.
  */
+import { RangeMap, extentOps } from '../base/ranges/range_map.js';
 import type { Host } from '../host.js';
-import { RangeMap } from '../base/ranges/range_map.js';
 import { VMA_KVM_PROTECTED } from '../mm/mm_types.js';
 import type { ShmemObject } from '../mm/shmem.js';
 import { NO_VIOLATIONS, hx, type Invariant, type Violation } from './types.js';
@@ -155,6 +162,68 @@ export const hostNoPrivateAccessExclusivePin: Invariant = {
         focus: { pfn: a.pfn },
       });
     }
+    return out ?? NO_VIOLATIONS;
+  },
+};
+
+/** The frames of every anonymous page of an address space of no process, by pfn. */
+function guestMmPrivateFrames(h: Host): RangeMap<{ readonly base: number }> | undefined {
+  let out: RangeMap<{ readonly base: number }> | undefined;
+  for (const mm of h.guestMms.keys())
+    for (const e of mm.anon.entries()) {
+      out ??= new RangeMap<{ readonly base: number }>(hvpnAtOps);
+      out.set(e.value.base, e.value.base + (e.end - e.start), { base: e.start });
+    }
+  return out;
+}
+
+/** pfn extents whose value is the host page (of the guest address space) of their first frame. */
+const hvpnAtOps = extentOps<{ readonly base: number }>(() => true);
+
+export const hostNoPrivateAccessSeparateMm: Invariant = {
+  name: 'host-no-private-access-separate-mm',
+  title:
+    'design-2020-separate-mm: nothing but KVM reaches memory mapped only in a guest address space',
+  statement:
+    "No frame of private memory in an address space of no process (an anonymous page that address_space_mmap() put there) is read or written by a VMM load or store or by a device's DMA, or mapped by an IOMMU domain; only KVM reaches it (hva_to_pfn() and its uaccess in that address space).",
+  mechanism:
+    "Andy Lutomirski's separate mm (reply to the RFCv2, Oct 2020): the memory is mapped only in an mm_struct that no CPU loads in CR3, so no task's page table and no get_user_pages() of a process (vmsplice, VFIO_IOMMU_MAP_DMA, O_DIRECT) can name it; the address-space fd has no read, write or mmap; KVM references the mm as it references the VMM's today.",
+  origin:
+    'seed 002 (Lutomirski, 2020-10-26: "nothing other than KVM will ever reference the PTEs"); issue 15 item 1.',
+  appliesTo: (p) => p.design === 'separate-mm',
+  check(s) {
+    const h = s.host;
+    if (h.guestMms.size === 0) return NO_VIOLATIONS;
+    if (s.hostAccesses.length === 0 && h.iommuDomains.size === 0) return NO_VIOLATIONS;
+    const priv = guestMmPrivateFrames(h);
+    if (priv === undefined) return NO_VIOLATIONS;
+    let out: Violation[] | undefined;
+    for (const a of s.hostAccesses) {
+      if (a.freedLater === true) continue;
+      // KVM's own paths (its GUP and uaccess in the address space) are the design's.
+      if (a.path !== 'vmm' && a.path !== 'dma') continue;
+      const at = priv.entryAt(a.pfn);
+      if (at === undefined) continue;
+      const hv = at.value.base + (a.pfn - at.start);
+      (out ??= []).push({
+        invariant: this.name,
+        object: `pfn ${hx(a.pfn)}`,
+        message: `${a.path === 'dma' ? 'a device DMA (IOMMU)' : 'a VMM'} ${a.write ? 'write to' : 'read of'} private memory of a guest address space (anonymous page at its host page ${hx(hv)}, pfn ${hx(a.pfn)})`,
+        focus: { pfn: a.pfn },
+      });
+    }
+    for (const d of h.iommuDomains)
+      for (const e of d.iopt.entries()) {
+        const hit = priv.piecesIn(e.value.base, e.value.base + (e.end - e.start))[0];
+        if (hit === undefined) continue;
+        const pfn = Math.max(hit.start, e.value.base);
+        (out ??= []).push({
+          invariant: this.name,
+          object: `pfn ${hx(pfn)}`,
+          message: `an IOMMU domain maps private memory of a guest address space (pfn ${hx(pfn)} at IOVA page ${hx(e.start + (pfn - e.value.base))}): a device can reach it`,
+          focus: { pfn },
+        });
+      }
     return out ?? NO_VIOLATIONS;
   },
 };

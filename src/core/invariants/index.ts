@@ -13,6 +13,7 @@ import {
   hostNoPrivateAccessExclusivePin,
   hostNoPrivateAccessProtnone,
   hostNoPrivateAccessRestrictedmem,
+  hostNoPrivateAccessSeparateMm,
 } from './host_no_private_access_designs.js';
 import { memoryAccounting } from './memory_accounting.js';
 import { noMixedHugepage } from './no_mixed_hugepage.js';
@@ -116,6 +117,7 @@ export const INVARIANTS: readonly Invariant[] = [
   hostNoPrivateAccessProtnone,
   hostNoPrivateAccessRestrictedmem,
   hostNoPrivateAccessExclusivePin,
+  hostNoPrivateAccessSeparateMm,
 ];
 
 export function invariantByName(name: string): Invariant | undefined {
@@ -325,9 +327,10 @@ export class InvariantChecker {
 
   /** Check after a step; clears the step's observations. */
   check(): Violation[] {
-    // A forked child's address space and fd table are not change-tracked: once a trace has
-    // forked, every step is checked in full (fork traces are short: scenarios, the in-place walk).
-    if (this.host.forked) {
+    // A forked child's address space and fd table are not change-tracked, nor is an address
+    // space of no process (design-2020-separate-mm): once a trace has one, every step is checked
+    // in full (fork traces are short: scenarios, the in-place walk).
+    if (this.host.manyMms) {
       if (this.tracker !== undefined) {
         this.tracker.detach();
         this.tracker = undefined;

@@ -77,7 +77,7 @@ export function buildOwnership(h: Host): Ownership {
   };
   // Every process's private pages (the VMM's, and a forked child's own: fork shares none in the
   // model), then the shmem objects any of them maps, each once.
-  const mms = h.forked ? h.allMms() : [h.mm];
+  const mms = h.manyMms ? h.allMms() : [h.mm];
   for (const mm of mms)
     for (const e of mm.anon.entries())
       claim(e.value.base, e.end - e.start, { kind: 'anon', base: e.start });

@@ -3,7 +3,7 @@
  */
 import { MAX_KEY, type RangeMap } from '../base/ranges/range_map.js';
 import type { Memslot, Spte, Vm } from '../kvm/objects.js';
-import { ShmemObject, ZERO_PFN } from '../mm/host_mm.js';
+import { ShmemObject, ZERO_PFN, type HostMm } from '../mm/host_mm.js';
 import type { Host } from '../host.js';
 import { GmemFile, VcpuFile } from '../kvm/objects.js';
 import {
@@ -22,11 +22,18 @@ export function hostBacking(
   h: Host,
   s: number,
   e: number,
+  mm: HostMm = h.mm,
 ): Array<{ start: number; end: number; pfn: number | undefined; writable: boolean }> {
   const out: Array<{ start: number; end: number; pfn: number | undefined; writable: boolean }> = [];
-  forEachHostBacking(h, s, e, (start, end, pfn, writable) => {
-    out.push({ start, end, pfn, writable });
-  });
+  forEachHostBacking(
+    h,
+    s,
+    e,
+    (start, end, pfn, writable) => {
+      out.push({ start, end, pfn, writable });
+    },
+    mm,
+  );
   return out;
 }
 
@@ -40,6 +47,7 @@ export function forEachHostBacking(
   s: number,
   e: number,
   cb: (start: number, end: number, pfn: number | undefined, writable: boolean) => void | boolean,
+  mm: HostMm = h.mm,
 ): void {
   let cur = s;
   let stop = false;
@@ -47,7 +55,7 @@ export function forEachHostBacking(
     if (cb(start, end, pfn, w) === false) stop = true;
     return !stop;
   };
-  h.mm.vmas.forEachIn(s, e, (vs, ve, vma) => {
+  mm.vmas.forEachIn(s, e, (vs, ve, vma) => {
     if (vs > cur && !emit(cur, vs, undefined, false)) return false;
     const w = (vma.prot & 2) !== 0;
     const fileRange = (pages: RangeMap<{ readonly base: number }>): void => {
@@ -61,12 +69,12 @@ export function forEachHostBacking(
       });
       if (!stop && c < ve) emit(c, ve, undefined, w);
     };
-    if (vma.kind === 'anon') fileRange(h.mm.anon);
+    if (vma.kind === 'anon') fileRange(mm.anon);
     else if (vma.obj instanceof ShmemObject) fileRange(vma.obj.pages);
     else if (vma.obj instanceof GmemFile) fileRange(vma.obj.pages);
     else if (vma.obj instanceof VcpuFile) {
       for (let p = vs; p < ve; p++) {
-        const copy = vma.shared ? undefined : h.mm.anon.get(p);
+        const copy = vma.shared ? undefined : mm.anon.get(p);
         const pfn = copy?.base ?? vma.obj.pageAt(vma.base + (p - vs));
         if (!emit(p, p + 1, pfn, w)) break;
       }
@@ -196,16 +204,16 @@ function anyWithout(m: RangeMap<number>, s: number, e: number, bit: number): boo
 }
 
 /** What is wrong with a mapping of host pages [hv0, hv0 + n) by `spte`, if anything. */
-function hostMismatch(h: Host, hv0: number, n: number, spte: Spte): string | undefined {
+function hostMismatch(h: Host, mm: HostMm, hv0: number, n: number, spte: Spte): string | undefined {
   // Usually one VMA and one page extent back the whole range with the very frames: nothing is
   // wrong (what the visit below finds too, as one run).
   if (spte.base !== ZERO_PFN) {
-    const ve = h.mm.vmas.entryAt(hv0);
+    const ve = mm.vmas.entryAt(hv0);
     if (ve !== undefined && ve.end >= hv0 + n) {
       const vma = ve.value;
       const pages: RangeMap<{ readonly base: number }> | undefined =
         vma.kind === 'anon'
-          ? h.mm.anon
+          ? mm.anon
           : vma.obj instanceof ShmemObject || vma.obj instanceof GmemFile
             ? vma.obj.pages
             : undefined;
@@ -223,22 +231,28 @@ function hostMismatch(h: Host, hv0: number, n: number, spte: Spte): string | und
     }
   }
   let msg: string | undefined;
-  forEachHostBacking(h, hv0, hv0 + n, (start, _end, pfn, writable) => {
-    const expect = spte.base === ZERO_PFN ? ZERO_PFN : spte.base + (start - hv0);
-    if (spte.base === ZERO_PFN) {
-      if (pfn !== undefined)
-        msg = `read-only zero-page mapping where the host now has a page (pfn ${hx(pfn)})`;
-      else if (spte.writable) msg = `writable mapping of the shared zero page`;
+  forEachHostBacking(
+    h,
+    hv0,
+    hv0 + n,
+    (start, _end, pfn, writable) => {
+      const expect = spte.base === ZERO_PFN ? ZERO_PFN : spte.base + (start - hv0);
+      if (spte.base === ZERO_PFN) {
+        if (pfn !== undefined)
+          msg = `read-only zero-page mapping where the host now has a page (pfn ${hx(pfn)})`;
+        else if (spte.writable) msg = `writable mapping of the shared zero page`;
+        return msg === undefined;
+      }
+      if (pfn === undefined)
+        msg = `mapping at host page ${hx(start)} which has no page (stale after munmap/MADV_DONTNEED/truncate)`;
+      else if (pfn !== expect)
+        msg = `mapping points at pfn ${hx(expect)} but host page ${hx(start)} is pfn ${hx(pfn)}`;
+      else if (spte.writable && !writable)
+        msg = `writable mapping where the host mapping is read-only`;
       return msg === undefined;
-    }
-    if (pfn === undefined)
-      msg = `mapping at host page ${hx(start)} which has no page (stale after munmap/MADV_DONTNEED/truncate)`;
-    else if (pfn !== expect)
-      msg = `mapping points at pfn ${hx(expect)} but host page ${hx(start)} is pfn ${hx(pfn)}`;
-    else if (spte.writable && !writable)
-      msg = `writable mapping where the host mapping is read-only`;
-    return msg === undefined;
-  });
+    },
+    mm,
+  );
   return msg;
 }
 
@@ -301,7 +315,8 @@ function stage2Mismatch(
     return `mapping of a gmem-only slot backed by userspace_addr`;
   if (spte.writable && slot.isReadonly) return `writable mapping of a READONLY memslot`;
   const hv0 = slot.userspaceHvpn + (g0 - slot.baseGfn);
-  return hostMismatch(h, hv0, n, spte);
+  // KVM's hva_to_pfn() mm (design-2020-separate-mm: the VM's address space).
+  return hostMismatch(h, vm.guestMm ?? h.mm, hv0, n, spte);
 }
 
 /** One VM's stage-2 mappings against its memslots, attributes, bindings and host mappings. */

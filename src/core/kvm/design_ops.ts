@@ -35,6 +35,11 @@ export interface DesignOps {
    * (`memfd_restricted()`, KVM_SET_USER_MEMORY_REGION's `_ext` struct).
    */
   readonly restrictedFd: boolean;
+  /**
+   * The design has address spaces of no process (`address_space_create()` and friends,
+   * KVM_MAP_ADDRESS_SPACE: mm/address_space.ts, kvm/separate_mm.ts).
+   */
+  readonly addressSpaces: boolean;
 }
 
 /** design-2020-protnone-follkvm: the RFC's hypercalls 12/13/14 (kvm/mem_protected.ts). */
@@ -43,6 +48,7 @@ const PROTNONE_FOLLKVM_OPS: DesignOps = {
   hypercall: (k, vm, nr, a0, a1) => kvmProtectedMemHypercall(k, vm, nr, a0, a1),
   memslotFlags: 0n,
   restrictedFd: false,
+  addressSpaces: false,
 };
 
 /** design-2023-restrictedmem: KVM_MEM_PRIVATE and the restricted fd (kvm/restrictedmem.ts). */
@@ -50,6 +56,7 @@ const RESTRICTEDMEM_OPS: DesignOps = {
   name: 'restrictedmem',
   memslotFlags: KVM_MEM_PRIVATE,
   restrictedFd: true,
+  addressSpaces: false,
 };
 
 /** design-2024-shmem-exclusive-pin: KVM_HC_MAP_GPA_RANGE handled in KVM (kvm/exclusive_pin.ts). */
@@ -58,10 +65,23 @@ const SHMEM_EXCLUSIVE_PIN_OPS: DesignOps = {
   hypercall: kvmExclusivePinHypercall,
   memslotFlags: 0n,
   restrictedFd: false,
+  addressSpaces: false,
 };
 
-const DESIGN_OPS: Partial<Record<DesignName, DesignOps>> = {
+/**
+ * design-2020-separate-mm: guest memory in an address space only KVM uses
+ * (mm/address_space.ts, kvm/separate_mm.ts); no hypercall, memslot flag or private fd of its own.
+ */
+const SEPARATE_MM_OPS: DesignOps = {
+  name: 'separate-mm',
+  memslotFlags: 0n,
+  restrictedFd: false,
+  addressSpaces: true,
+};
+
+const DESIGN_OPS: Record<DesignName, DesignOps> = {
   'protnone-follkvm': PROTNONE_FOLLKVM_OPS,
+  'separate-mm': SEPARATE_MM_OPS,
   restrictedmem: RESTRICTEDMEM_OPS,
   'shmem-exclusive-pin': SHMEM_EXCLUSIVE_PIN_OPS,
 };
@@ -69,7 +89,5 @@ const DESIGN_OPS: Partial<Record<DesignName, DesignOps>> = {
 /** The design table of a kernel: null for a kernel that carries no design (every real one). */
 export function designOpsFor(profile: KernelProfile): DesignOps | null {
   if (profile.design === undefined) return null;
-  const ops = DESIGN_OPS[profile.design];
-  if (ops === undefined) throw new Error(`design ${profile.design} has no KVM operations`);
-  return ops;
+  return DESIGN_OPS[profile.design];
 }

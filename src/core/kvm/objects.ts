@@ -17,6 +17,8 @@ import { RangeMap, extentOps } from '../base/ranges/range_map.js';
 import { ExtentMap, type ExtentShape } from '../base/ranges/extent_map.js';
 import type { VmTypeSpec } from '../profiles/profile.js';
 import type { MmuNotifier } from '../mm/mmu_notifier.js';
+import type { HostMm } from '../mm/host_mm.js';
+import type { AddressSpaceFile } from '../mm/address_space.js';
 import { KFile, type FileVmaKind, type PageExtent } from '../vfs/file.js';
 import { err, ok, type Result } from '../base/result.js';
 import {
@@ -439,6 +441,14 @@ export class Vm {
   mmuInvalidateSeq = 0;
   /** `kvm->mmu_notifier`: registered on the VMM's mm while the VM lives. */
   mmuNotifier: MmuNotifier | undefined;
+  /**
+   * design-2020-separate-mm: the address space KVM_MAP_ADDRESS_SPACE attached, in which KVM
+   * resolves every memslot's userspace_addr and where its notifier is registered instead of the
+   * VMM's mm (kvm/separate_mm.ts); undefined: the VMM's mm, as on every other kernel.
+   */
+  guestMm: HostMm | undefined;
+  /** design-2020-separate-mm: the address-space file the VM holds (its `vmRefs`). */
+  addressSpace: AddressSpaceFile | undefined;
   preFaultAllowed: boolean;
   codeSlot: CodeSlotState = 'none';
   /** Backing of the trace code page (a host address outside the trace arena). */

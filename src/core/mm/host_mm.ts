@@ -19,6 +19,7 @@
  *   pgtable.ts      page-table pages of anonymous memory
  *   mmu_notifier.ts secondary MMUs (mm/mmu_notifier.c)
  *   fork.ts         a forked child's address space and its end (dup_mmap(), exit_mmap())
+ *   address_space.ts an address space of no process (design-2020-separate-mm)
  */
 import type { KFile } from '../vfs/file.js';
 import type { Result } from '../base/result.js';
@@ -33,6 +34,7 @@ import {
   type Pfn,
 } from '../base/units.js';
 import { MmStruct, type Vma } from './mm_types.js';
+import type { ShmemObject as ShmemObj } from './shmem.js';
 import { doMmap, vmMunmap } from './mmap.js';
 import { doMprotect } from './mprotect.js';
 import { kvmProtectVmas } from './mem_protected.js';
@@ -100,7 +102,7 @@ export class HostMm extends MmStruct {
   /** `unmap_mapping_range()` over this and the other address spaces `mms` (fork). */
   static unmapMappingRangeAll(
     mms: readonly HostMm[],
-    obj: KFile,
+    obj: KFile | ShmemObj,
     startPgoff: PgOff,
     endPgoff: PgOff,
   ): void {

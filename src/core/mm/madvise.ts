@@ -219,6 +219,9 @@ export function madviseVma(
       const len = pagesToBytes(hvpnDiff(e, s));
       if (v.obj instanceof ShmemObject) {
         mm.notifiers.invalidateRangeStart(s, e);
+        // The object's mappings in other address spaces (design-2020-separate-mm: a guest
+        // address space that maps the VMM's shared memory) lose the pages too.
+        mm.k.shmemUnmapElsewhere?.(mm, v.obj, v.base, pgoffAdd(v.base, hvpnDiff(e, s)));
         shmemPunch(mm.k, v.obj, v.base, pgoffAdd(v.base, hvpnDiff(e, s)));
         return OK_VOID;
       }

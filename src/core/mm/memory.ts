@@ -225,7 +225,7 @@ export function unmapMappingRange(
  */
 export function unmapMappingRangeAll(
   mms: readonly MmStruct[],
-  obj: KFile,
+  obj: KFile | ShmemObject,
   startPgoff: PgOff,
   endPgoff: PgOff,
 ): void {

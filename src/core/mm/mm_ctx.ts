@@ -8,7 +8,9 @@ import type { EventLog } from '../base/events.js';
 import type { FrameStore } from '../base/frames.js';
 import type { MutantSet } from '../base/mutants.js';
 import type { Result } from '../base/result.js';
-import type { Pfn } from '../base/units.js';
+import type { PgOff, Pfn } from '../base/units.js';
+import type { MmStruct } from './mm_types.js';
+import type { ShmemObject } from './shmem.js';
 import type { HostAccessPath, Platform } from '../platform/platform.js';
 import type { KernelProfile } from '../profiles/profile.js';
 import type { KFile } from '../vfs/file.js';
@@ -30,6 +32,11 @@ export interface MmCtx {
   putFileMapping(file: KFile, pages: number): void;
   /** Take mapping references on a file. */
   getFileMapping(file: KFile, pages: number): void;
+  /**
+   * `unmap_mapping_range()` of a shmem object's pages [start, end) in the address spaces other
+   * than `mm` that map it (their notifiers hear about it); absent where the kernel has none.
+   */
+  shmemUnmapElsewhere?(mm: MmStruct, obj: ShmemObject, start: PgOff, end: PgOff): void;
   /** `vfs_fallocate()` on a file (used by MADV_REMOVE). */
   vfsFallocate(
     file: KFile,

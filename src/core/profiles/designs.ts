@@ -124,6 +124,62 @@ export const DESIGN_2020_PROTNONE_FOLLKVM: NamedFacts = {
 };
 
 /**
+ * design-2020-separate-mm: guest memory in an mm that only KVM uses. Andy Lutomirski's reply in
+ * the RFCv2 thread ("Re: [RFCv2 00/16] KVM protected memory extension", 2020-10-26; seed 002):
+ * "create an mm_struct that is not loaded in CR3 anywhere. Instead, KVM will reference it, much
+ * as it currently references QEMU's mm_struct, to mirror mappings into the guest"; protected
+ * memory is mapped only there, so nothing but KVM references its PTEs. He points to an earlier
+ * sketch of his (Sept 2020, the `address_space_create` / `KVM_MAP_ADDRESS_SPACE` idea) that is
+ * not among this model's sources: the uAPI is the model's own reading, the least surprising one
+ * in the spirit of those names, and the design never had a series (no code to follow).
+ *
+ * - uAPI (invented, named after the sketch): `address_space_create(flags)` returns an fd owning
+ *   an empty mm of no process (flags must be 0); `address_space_mmap(as_fd, addr, length, prot,
+ *   flags, src)` maps at a fixed address of that mm either private anonymous memory (`src` null,
+ *   MAP_PRIVATE) or the shmem object behind the caller's own MAP_SHARED mapping at `src`
+ *   (MAP_SHARED: the same frames in both mms); `address_space_munmap(as_fd, addr, length)`;
+ *   the VM ioctl `KVM_MAP_ADDRESS_SPACE(as_fd)` makes KVM resolve every memslot's
+ *   userspace_addr in that mm (once, before the first memslot: EEXIST, EBUSY). Memslots are
+ *   ordinary KVM_SET_USER_MEMORY_REGION ones of a DEFAULT VM: no memslot flag, no attributes.
+ * - mm: KVM's hva_to_pfn() (its GUP) and emulator uaccess run in the VM's address space, and its
+ *   mmu_notifier moves there, so an unmap or a remap in that mm zaps the stage-2 mappings. The
+ *   VMM's own accesses only name its own mm (a load or store: SIGSEGV where it has nothing;
+ *   vmsplice, VFIO_IOMMU_MAP_DMA, MADV_POPULATE: EFAULT/ENOMEM as for any unmapped address), and
+ *   the address-space fd has no read, write or mmap (ESPIPE, ENODEV): private memory is out of
+ *   reach without any new check in the mm.
+ * - Points the reply left open, and the reading taken:
+ *   - Per memslot or per VM: per VM (KVM "references it" as it does QEMU's mm, one mm per VM);
+ *     a memslot flag choosing the mm per slot would also fit the reply.
+ *   - Conversion: the guest asks with KVM_HC_MAP_GPA_RANGE, forwarded to the VMM as 6.18's
+ *     KVM_EXIT_HYPERCALL (so this profile keeps KVM_CAP_EXIT_HYPERCALL); the VMM converts by
+ *     remapping the range in the guest address space: its shared memory there to make a page
+ *     shared, private anonymous memory to make it private. Nothing in KVM tracks which is which.
+ *   - Private content across a conversion: lost (the remap frees the anonymous pages; no one can
+ *     copy them, the VMM cannot read them); shared memory the guest leaves stays in the VMM's
+ *     shmem until the VMM discards it (MADV_REMOVE), as 6.18's shared memory does.
+ *   - Devices: VFIO maps the VMM's own memory only, so only shared memory can be DMA-mapped;
+ *     DMA into private memory (a device assigned to a protected guest) has no path.
+ *   - What the VMM may do with the fd: map, unmap and hand it to KVM; no read/write, no mmap,
+ *     no GUP, no /proc view. ptrace-style access (process_vm_readv) names a pid and this mm has
+ *     none.
+ *   - Who references the mm: the fd and each VM that attached it (the mm goes with the last).
+ *   - The direct map and the guest's CPUID: as in the 2020 RFC, not modelled (the host kernel
+ *     keeps its direct map; the invariant is about host mappings and DMA).
+ */
+export const DESIGN_2020_SEPARATE_MM: NamedFacts = {
+  id: {
+    name: 'design-2020-separate-mm',
+    description:
+      "design 2020: guest memory in an mm no process runs in (Lutomirski's reply to the RFCv2): address_space_create/address_space_mmap/address_space_munmap and KVM_MAP_ADDRESS_SPACE (uAPI invented after his sketch), KVM mirrors that mm, the VMM can only name its own; conversions by remapping after the KVM_HC_MAP_GPA_RANGE exit; on linux-6.18 without guest_memfd; synthesized facts",
+  },
+  facts: designFacts(
+    'separate-mm',
+    '5.10-separate-mm-sketch',
+    NO_PRIVATE_MEM_CAPS.filter(([cap]) => cap !== KVM_CAP.KVM_CAP_EXIT_HYPERCALL),
+  ),
+};
+
+/**
  * design-2023-restrictedmem: the unmapped private memory (UPM) series v10, "KVM: mm: fd-based
  * approach for supporting KVM" (Chao Peng, Kirill A. Shutemov et al., 2022-12-02, 9 patches;
  * seed 004 is the patch 03 thread), CONFIG_RESTRICTEDMEM and CONFIG_HAVE_KVM_RESTRICTED_MEM.

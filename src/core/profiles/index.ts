@@ -21,6 +21,7 @@ import {
 } from './linux_next_gmem.js';
 import {
   DESIGN_2020_PROTNONE_FOLLKVM,
+  DESIGN_2020_SEPARATE_MM,
   DESIGN_2023_RESTRICTEDMEM,
   DESIGN_2024_SHMEM_EXCLUSIVE_PIN,
 } from './designs.js';
@@ -41,6 +42,7 @@ const NAMED: readonly NamedFacts[] = [
   LINUX_NEXT_GMEM_TDX,
   // The historical private-memory designs (designs.ts), last: no live kernel matches them.
   DESIGN_2020_PROTNONE_FOLLKVM,
+  DESIGN_2020_SEPARATE_MM,
   DESIGN_2023_RESTRICTEDMEM,
   DESIGN_2024_SHMEM_EXCLUSIVE_PIN,
 ];

@@ -19,7 +19,9 @@ export type FileKind =
   | 'pipe'
   | 'vfio'
   /** design-2023-restrictedmem: a memfd_restricted() file (kvm/restrictedmem.ts). */
-  | 'restrictedmem';
+  | 'restrictedmem'
+  /** design-2020-separate-mm: an address_space_create() fd (mm/address_space.ts). */
+  | 'address_space';
 
 /** The kind of VMA a file's ->mmap() makes (mm keeps per-kind page-table state). */
 export type FileVmaKind = 'gmem' | 'vcpu';

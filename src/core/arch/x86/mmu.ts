@@ -16,6 +16,7 @@ import type { Errno } from '../../base/errno.js';
 import { kvmGmemGetPfn } from '../../kvm/guest_memfd/guest_memfd.js';
 import { gmemFolioAt } from '../../kvm/guest_memfd/hugetlb.js';
 import { UPM_V10_PRIVATE_FAULT_EXIT } from '../../kvm/restrictedmem.js';
+import { kvmHvaMm } from '../../kvm/separate_mm.js';
 import { NotModelled } from '../../base/not_modelled.js';
 import { x86Ops } from './x86_ops.js';
 import {
@@ -271,7 +272,7 @@ export function emulatedTranslate(k: KernelCtx, vm: Vm, gfn: Gfn, write: boolean
   if (slot === undefined) return FAULT_MMIO;
   if (write && slot.isReadonly) return FAULT_MMIO;
   const hvpn = gfnToHvpnMemslot(slot, gfn);
-  const r = k.mm.fault(hvpn, write, true);
+  const r = kvmHvaMm(k, vm).fault(hvpn, write, true);
   if ('signal' in r) return FAULT_MMIO;
   if (hostAccessFrame(k, r.pfn, write, 'kvm-uaccess') !== undefined) return FAULT_MMIO;
   return r.pfn;
@@ -521,7 +522,9 @@ function kvmMmuFaultinPfn(
   // Shared fault on an hva-backed slot.
   if (write && slot.isReadonly) return FAULT_MMIO;
   const hvpn = gfnToHvpnMemslot(slot, gfn);
-  const r = k.mm.fault(hvpn, write, false);
+  // hva_to_pfn() in kvm->mm (design-2020-separate-mm: the VM's address space).
+  const mm = kvmHvaMm(k, vm);
+  const r = mm.fault(hvpn, write, false);
   if ('signal' in r || hostAccessFrame(k, r.pfn, write, 'gup') !== undefined) {
     // hva_to_pfn() failed: KVM_PFN_ERR_FAULT → kvm_handle_error_pfn() → -EFAULT with a memory
     // fault exit (flags 0).
@@ -531,9 +534,7 @@ function kvmMmuFaultinPfn(
   fault.mapWritable = r.writable && !slot.isReadonly && r.pfn !== ZERO_PFN;
   // The backing level is the host page-table level of the page (a THP maps 2M).
   fault.goalLevel =
-    r.pfn === ZERO_PFN
-      ? '4K'
-      : mappingLevel(vm, slot, gfn, k.mm.hostLevel(hvpn), slot.userspaceHvpn);
+    r.pfn === ZERO_PFN ? '4K' : mappingLevel(vm, slot, gfn, mm.hostLevel(hvpn), slot.userspaceHvpn);
   fault.source = 'hva';
   return undefined;
 }
