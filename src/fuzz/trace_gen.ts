@@ -59,6 +59,7 @@ import {
 import { Prng } from './prng.js';
 import { pkvmWalk } from './pkvm_walk.js';
 import { designWalk } from './design_walk.js';
+import { separateMmWalk } from './separate_mm_walk.js';
 
 export type { GenOptions } from './gen_state.js';
 
@@ -1024,9 +1025,18 @@ export class TraceGenerator implements GenState<TraceOpInput> {
       pkvmWalk(this);
       return;
     }
+    // design-2020-separate-mm walks only on that design's profile (no PRNG draw elsewhere).
+    if (this.opts.feedback?.design === 'separate-mm' && this.r.chance(0.3)) {
+      separateMmWalk(this);
+      return;
+    }
     // A historical design's walks only on its profile (no PRNG draw elsewhere): most of what
     // the generic generators make is 6.18 uAPI the design compiled out.
-    if (this.opts.feedback?.design !== undefined && this.r.chance(0.3)) {
+    if (
+      this.opts.feedback?.design !== undefined &&
+      this.opts.feedback.design !== 'separate-mm' &&
+      this.r.chance(0.3)
+    ) {
       designWalk(this);
       return;
     }
