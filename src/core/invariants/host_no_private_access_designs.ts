@@ -16,8 +16,7 @@
  *   anonymous page of an address space of no process (address_space_mmap() with no source):
  *   the design's own definition, "nothing other than KVM will ever reference the PTEs". KVM's
  *   hva_to_pfn() and uaccess in that mm are the design's path into the guest; a VMM load or
- *   store, or a device's DMA, reaching such a frame is a violation, and so is an IOMMU mapping of
- *   one (a device could reach it at any time). Shared memory mapped there from the VMM's own
+ *   store, or a device's DMA, reaching such a frame is a violation. Shared memory mapped there from the VMM's own
  *   MAP_SHARED mapping is the VMM's as well and is not private.
  * - host-no-private-access-restrictedmem (design-2023-restrictedmem): private memory is every
  *   page of a restricted fd, whatever its attributes (shared memory lives at userspace_addr,
@@ -185,7 +184,7 @@ export const hostNoPrivateAccessSeparateMm: Invariant = {
   title:
     'design-2020-separate-mm: nothing but KVM reaches memory mapped only in a guest address space',
   statement:
-    "No frame of private memory in an address space of no process (an anonymous page that address_space_mmap() put there) is read or written by a VMM load or store or by a device's DMA, or mapped by an IOMMU domain; only KVM reaches it (hva_to_pfn() and its uaccess in that address space).",
+    "No frame of private memory in an address space of no process (an anonymous page that address_space_mmap() put there) is read or written by a VMM load or store or by a device's DMA; only KVM reaches it (hva_to_pfn() and its uaccess in that address space).",
   mechanism:
     "Andy Lutomirski's separate mm (reply to the RFCv2, Oct 2020): the memory is mapped only in an mm_struct that no CPU loads in CR3, so no task's page table and no get_user_pages() of a process (vmsplice, VFIO_IOMMU_MAP_DMA, O_DIRECT) can name it; the address-space fd has no read, write or mmap; KVM references the mm as it references the VMM's today.",
   origin:
@@ -194,7 +193,7 @@ export const hostNoPrivateAccessSeparateMm: Invariant = {
   check(s) {
     const h = s.host;
     if (h.guestMms.size === 0) return NO_VIOLATIONS;
-    if (s.hostAccesses.length === 0 && h.iommuDomains.size === 0) return NO_VIOLATIONS;
+    if (s.hostAccesses.length === 0) return NO_VIOLATIONS;
     const priv = guestMmPrivateFrames(h);
     if (priv === undefined) return NO_VIOLATIONS;
     let out: Violation[] | undefined;
@@ -212,18 +211,6 @@ export const hostNoPrivateAccessSeparateMm: Invariant = {
         focus: { pfn: a.pfn },
       });
     }
-    for (const d of h.iommuDomains)
-      for (const e of d.iopt.entries()) {
-        const hit = priv.piecesIn(e.value.base, e.value.base + (e.end - e.start))[0];
-        if (hit === undefined) continue;
-        const pfn = Math.max(hit.start, e.value.base);
-        (out ??= []).push({
-          invariant: this.name,
-          object: `pfn ${hx(pfn)}`,
-          message: `an IOMMU domain maps private memory of a guest address space (pfn ${hx(pfn)} at IOVA page ${hx(e.start + (pfn - e.value.base))}): a device can reach it`,
-          focus: { pfn },
-        });
-      }
     return out ?? NO_VIOLATIONS;
   },
 };
