@@ -10,9 +10,11 @@ import { DESIGN_2023_RESTRICTEDMEM } from './adapters/restrictedmem.js';
 import { LINUX_6_18_SNP, LINUX_NEXT_GMEM_SNP } from './adapters/sev_snp.js';
 import { LINUX_6_18_TDX, LINUX_NEXT_GMEM_TDX } from './adapters/tdx.js';
 import { LINUX_6_18_ARM64_PKVM } from './adapters/pkvm.js';
+import { DESIGN_2020_SEPARATE_MM } from './adapters/separate_mm.js';
 
 export const DESIGNS: readonly DesignAdapter[] = [
   DESIGN_2020_PROTNONE,
+  DESIGN_2020_SEPARATE_MM,
   DESIGN_2023_RESTRICTEDMEM,
   LINUX_6_18,
   DESIGN_2024_SHMEM_EXCLUSIVE_PIN,
