@@ -100,6 +100,8 @@ test('--json has the runs and outcomes; --svg writes the chart', () => {
       [
         'design-2020-protnone-follkvm/qemu',
         'design-2020-protnone-follkvm/firecracker',
+        'design-2020-separate-mm/qemu',
+        'design-2020-separate-mm/firecracker',
         'design-2023-restrictedmem/qemu',
         'design-2023-restrictedmem/firecracker',
         'linux-6.18/qemu',
