@@ -14,8 +14,20 @@
 import type { AddrArg, FdArg, GuestStep, ResultLine, TraceOpInput } from '../trace/types.js';
 import { guestLoad, guestStore } from '../core/arch/x86/kvm_run.js';
 import { KVM_HC_MAP_GPA_RANGE } from '../core/base/uapi.js';
+import {
+  genAddressSpaceCreate,
+  genAddressSpaceMmap,
+  genAddressSpaceMunmap,
+  genKvmMapAddressSpace,
+} from '../ops/designs.js';
 import { genClose } from '../ops/fd.js';
-import { genMmapOf, genPeekAt, genPokeAt } from '../ops/host_mm.js';
+import {
+  genMadviseRange,
+  genMmapOf,
+  genPeekAt,
+  genPokeAt,
+  genVmmAccessAt,
+} from '../ops/host_mm.js';
 import { genRegionOf } from '../ops/memslots.js';
 import { genRunOn, genVcpuOf } from '../ops/vcpu.js';
 import { genCreateVmOf, genEnableCapOf } from '../ops/vm.js';
@@ -45,39 +57,34 @@ export function separateMmWalk(g: G): void {
   if (!ok(genCreateVmOf(g, 0n, vm))) return;
   const as = g.name('sas');
   // address_space_create: flags 0, sometimes an unknown bit (EINVAL).
-  if (r.chance(0.1)) g.push({ op: 'address_space_create', flags: 1n << BigInt(r.int(32)) });
-  if (!ok(g.push({ op: 'address_space_create', flags: 0n, as }))) return;
+  if (r.chance(0.1)) genAddressSpaceCreate(g, 1n << BigInt(r.int(32)));
+  if (!ok(genAddressSpaceCreate(g, 0n, as))) return;
   // The uAPI's errors: the VM fd as the address space (EINVAL), an fd not open (EBADF).
-  if (r.chance(0.15))
-    g.push({
-      op: 'KVM_MAP_ADDRESS_SPACE',
-      vm: handle(vm),
-      fd: r.pick([handle(vm), handle('kvm')]),
-    });
+  if (r.chance(0.15)) genKvmMapAddressSpace(g, handle(vm), r.pick([handle(vm), handle('kvm')]));
   const pages = BigInt(1 + r.int(8));
   const size = pages * PAGE;
   const slot = BigInt(1 + r.int(4));
   // Attached before the memslot (an attach after one is EBUSY, and the slot's address is then
   // the VMM's).
   const late = r.chance(0.1);
-  if (!late) g.push({ op: 'KVM_MAP_ADDRESS_SPACE', vm: handle(vm), fd: handle(as) });
-  if (r.chance(0.1)) g.push({ op: 'KVM_MAP_ADDRESS_SPACE', vm: handle(vm), fd: handle(as) });
+  if (!late) genKvmMapAddressSpace(g, handle(vm), handle(as));
+  if (r.chance(0.1)) genKvmMapAddressSpace(g, handle(vm), handle(as));
   const privMap = (page: bigint, n: bigint): void => {
-    g.push({
-      op: 'address_space_mmap',
-      fd: handle(as),
-      as_addr: AS_BASE + page * PAGE,
-      length: n * PAGE,
-      prot: r.chance(0.9) ? 3n : 1n,
-      flags: r.chance(0.95) ? 2n : r.pick([0n, 3n, 0x20n]),
-      src: null,
-    });
+    genAddressSpaceMmap(
+      g,
+      handle(as),
+      AS_BASE + page * PAGE,
+      n * PAGE,
+      r.chance(0.9) ? 3n : 1n,
+      r.chance(0.95) ? 2n : r.pick([0n, 3n, 0x20n]),
+      null,
+    );
   };
   privMap(0n, pages);
   const sh = g.name('ssh');
   const shared = ok(genMmapOf(g, null, size, 0x21n, sh));
   genRegionOf(g, false, vm, slot, 0n, GPA_BASE, size, raw(AS_BASE), { kind: 'raw', value: 0n });
-  if (late) g.push({ op: 'KVM_MAP_ADDRESS_SPACE', vm: handle(vm), fd: handle(as) });
+  if (late) genKvmMapAddressSpace(g, handle(vm), handle(as));
   const cpu = g.name('scpu');
   if (!ok(genVcpuOf(g, vm, cpu))) return;
   if (r.chance(0.7)) genEnableCapOf(g, vm, KVM_CAP_EXIT_HYPERCALL, [MAP_GPA_RANGE_BIT]);
@@ -106,32 +113,32 @@ export function separateMmWalk(g: G): void {
             });
         }
         if (r.chance(0.5)) genRunOn(g, cpu, prog);
-        else g.push({ op: 'KVM_RUN', vcpu: handle(cpu), guest: prog, map_gpa_range: 0n });
+        // (The VMM's answer to a KVM_HC_MAP_GPA_RANGE exit is 0 either way.)
+        else genRunOn(g, cpu, prog);
         break;
       }
       case 3:
         // To shared: the VMM's shared page mapped over the guest's (the private page goes).
-        g.push({
-          op: 'address_space_mmap',
-          fd: handle(as),
-          as_addr: asAddr,
-          length: PAGE,
-          prot: 3n,
-          flags: 1n,
-          src: shared ? at(sh, page * PAGE) : raw(asAddr),
-        });
+        genAddressSpaceMmap(
+          g,
+          handle(as),
+          asAddr,
+          PAGE,
+          3n,
+          1n,
+          shared ? at(sh, page * PAGE) : raw(asAddr),
+        );
         break;
       case 4:
         // To private: new anonymous memory over the page.
         privMap(page, 1n);
         break;
       case 5:
-        g.push({ op: 'address_space_munmap', fd: handle(as), as_addr: asAddr, length: PAGE });
+        genAddressSpaceMunmap(g, handle(as), asAddr, PAGE);
         break;
       case 6:
         // The VMM reaches for the guest address space's address in its own mm.
-        if (r.chance(0.5)) g.push({ op: 'peek', addr: raw(asAddr), len: 4n });
-        else g.push({ op: 'poke', addr: raw(asAddr), bytes: Uint8Array.of(0xee) });
+        genVmmAccessAt(g, raw(asAddr), !r.chance(0.5));
         break;
       case 7:
         if (!shared) break;
@@ -141,12 +148,12 @@ export function separateMmWalk(g: G): void {
       case 8:
         // Discarding shared memory (QEMU's ram_block_discard_range()).
         if (shared)
-          g.push({
-            op: 'madvise',
-            addr: at(sh, page * PAGE),
-            length: PAGE,
-            advice: r.chance(0.7) ? MADV_REMOVE : MADV_DONTNEED,
-          });
+          genMadviseRange(
+            g,
+            at(sh, page * PAGE),
+            PAGE,
+            r.chance(0.7) ? MADV_REMOVE : MADV_DONTNEED,
+          );
         break;
       case 9:
         // The address-space fd closed: the VM keeps the mm.
@@ -156,15 +163,15 @@ export function separateMmWalk(g: G): void {
         }
         break;
       default:
-        g.push({
-          op: 'address_space_mmap',
-          fd: handle(r.chance(0.8) ? as : vm),
-          as_addr: asAddr + BigInt(r.pick([0, 1, 0x800])),
-          length: r.pick([0n, PAGE, PAGE * pages]),
-          prot: 3n,
-          flags: r.pick([1n, 2n]),
-          src: r.chance(0.5) ? null : raw(asAddr),
-        });
+        genAddressSpaceMmap(
+          g,
+          handle(r.chance(0.8) ? as : vm),
+          asAddr + BigInt(r.pick([0, 1, 0x800])),
+          r.pick([0n, PAGE, PAGE * pages]),
+          3n,
+          r.pick([1n, 2n]),
+          r.chance(0.5) ? null : raw(asAddr),
+        );
     }
   }
   // Teardown, sometimes.

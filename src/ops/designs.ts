@@ -42,6 +42,8 @@ import { BackendRefusal, type AddrArg, type FdArg } from '../trace/base_types.js
 import { CLOSED_FD, fail, fileFd, ioctlFd } from '../backends/model_args.js';
 import { refuseNotModelled } from './not_modelled.js';
 import type { OpFamily, OpSpec } from './spec.js';
+import type { GenState, OpInput } from '../fuzz/gen_state.js';
+import type { ResultLine } from '../trace/base_types.js';
 
 export type MemfdRestrictedOp = { readonly op: 'memfd_restricted'; readonly flags: bigint };
 export type SetUserMemoryRegionExtOp = {
@@ -355,3 +357,38 @@ export const DESIGNS_FAMILY: OpFamily<DesignsFamilyOp> = {
   ],
   generators: [],
 };
+
+// Fuzz helpers of the design-2020-separate-mm walk (src/fuzz/separate_mm_walk.ts).
+type SepGen = GenState<OpInput<DesignsFamilyOp>>;
+
+/** address_space_create(flags), binding `as` when given. */
+export function genAddressSpaceCreate(
+  g: SepGen,
+  flags: bigint,
+  as?: string,
+): ResultLine | undefined {
+  return g.push({ op: 'address_space_create', flags, ...(as === undefined ? {} : { as }) });
+}
+
+/** address_space_mmap of [as_addr, + length) (src null: private anonymous memory). */
+export function genAddressSpaceMmap(
+  g: SepGen,
+  fd: FdArg,
+  as_addr: bigint,
+  length: bigint,
+  prot: bigint,
+  flags: bigint,
+  src: AddrArg | null,
+): void {
+  g.push({ op: 'address_space_mmap', fd, as_addr, length, prot, flags, src });
+}
+
+/** address_space_munmap of [as_addr, + length). */
+export function genAddressSpaceMunmap(g: SepGen, fd: FdArg, as_addr: bigint, length: bigint): void {
+  g.push({ op: 'address_space_munmap', fd, as_addr, length });
+}
+
+/** KVM_MAP_ADDRESS_SPACE of `fd` on VM `vm`. */
+export function genKvmMapAddressSpace(g: SepGen, vm: FdArg, fd: FdArg): void {
+  g.push({ op: 'KVM_MAP_ADDRESS_SPACE', vm, fd });
+}

@@ -810,3 +810,14 @@ export const HOST_MM_FAMILY: OpFamily<HostMmFamilyOp> = {
     [5, genMemOp],
   ],
 };
+
+/** A VMM load (4 bytes) or store (one byte) at `addr`, raw or a handle (the separate-mm walk). */
+export function genVmmAccessAt(g: Gen, addr: AddrArg, store: boolean): void {
+  if (store) g.push({ op: 'poke', addr, bytes: Uint8Array.of(0xee) });
+  else g.push({ op: 'peek', addr, len: 4n });
+}
+
+/** madvise(advice) of [addr, + length) (design-2020-separate-mm walk). */
+export function genMadviseRange(g: Gen, addr: AddrArg, length: bigint, advice: bigint): void {
+  g.push({ op: 'madvise', addr, length, advice });
+}
