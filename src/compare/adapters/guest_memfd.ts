@@ -124,45 +124,8 @@ export class GmemLowerer extends VmmLowerer {
     const gmemMmap = p.allShared || this.v === 'inplace';
     // GUEST_MEMFD_FLAG_MMAP (1), INIT_SHARED (2).
     const flags = p.allShared ? 3 : gmemMmap ? 1 : 0;
-    b.op({ op: 'KVM_CREATE_GUEST_MEMFD', vm: 'vm', size: ram, flags, as: 'gmem' });
-    if (gmemMmap)
-      b.op({ op: 'mmap', fd: 'gmem', length: ram, prot: 3, flags: 1, offset: 0, as: 'mem' });
-    // MAP_PRIVATE | MAP_ANONYMOUS: the separate shared memory.
-    else b.op({ op: 'mmap', fd: null, length: ram, prot: 3, flags: 0x22, offset: 0, as: 'mem' });
-    b.op({
-      op: 'KVM_SET_USER_MEMORY_REGION2',
-      vm: 'vm',
-      slot: 0,
-      flags: 4,
-      guest_phys_addr: num(RAM_GPA),
-      memory_size: ram,
-      userspace_addr: 'mem',
-      guest_memfd: 'gmem',
-      guest_memfd_offset: 0,
-    });
-    if (!p.allShared) {
-      if (this.v === 'separate' && a.private > 0n)
-        // Boot-time policy of confidential VMMs: the private part starts private.
-        b.op({
-          op: 'KVM_SET_MEMORY_ATTRIBUTES',
-          vm: 'vm',
-          address: num(RAM_GPA),
-          size: num(a.private),
-          attributes: 8,
-          flags: 0,
-        });
-      if (this.v === 'inplace' && a.shared > 0n)
-        // The file starts private (no INIT_SHARED): the shared part is converted.
-        b.op({
-          op: 'KVM_SET_MEMORY_ATTRIBUTES2',
-          fd: 'gmem',
-          offset: num(a.private),
-          size: num(a.shared),
-          attributes: 0,
-          flags: 0,
-          reserved: 0,
-        });
-    }
+    gmemRamSlot(b, ram, flags, gmemMmap);
+    if (!p.allShared) gmemRamAttributes(b, this.v, a);
     this.prefault(b);
     this.vfioMapAll(b);
   }
@@ -170,6 +133,67 @@ export class GmemLowerer extends VmmLowerer {
   protected closeDesign(b: TraceBuilder): void {
     b.op({ op: 'close', fd: 'gmem' });
   }
+}
+
+/**
+ * Guest RAM as one guest_memfd of `ram` bytes (`flags`: GUEST_MEMFD_FLAG_*) in memslot 0 at
+ * RAM_GPA, its `userspace_addr` the file's own mmap (`gmemMmap`: in-place conversion, or all
+ * RAM shared) or separate anonymous memory (MAP_PRIVATE | MAP_ANONYMOUS). Shared by the
+ * guest_memfd, SEV-SNP and TDX lowerers.
+ */
+export function gmemRamSlot(
+  b: TraceBuilder,
+  ram: ReturnType<typeof num>,
+  flags: number,
+  gmemMmap: boolean,
+): void {
+  b.op({ op: 'KVM_CREATE_GUEST_MEMFD', vm: 'vm', size: ram, flags, as: 'gmem' });
+  if (gmemMmap)
+    b.op({ op: 'mmap', fd: 'gmem', length: ram, prot: 3, flags: 1, offset: 0, as: 'mem' });
+  else b.op({ op: 'mmap', fd: null, length: ram, prot: 3, flags: 0x22, offset: 0, as: 'mem' });
+  b.op({
+    op: 'KVM_SET_USER_MEMORY_REGION2',
+    vm: 'vm',
+    slot: 0,
+    flags: 4,
+    guest_phys_addr: num(RAM_GPA),
+    memory_size: ram,
+    userspace_addr: 'mem',
+    guest_memfd: 'gmem',
+    guest_memfd_offset: 0,
+  });
+}
+
+/**
+ * The boot-time attributes of a confidential guest's RAM: the private part starts private, the
+ * shared part shared. Separate shared memory (6.18): the per-VM KVM_SET_MEMORY_ATTRIBUTES makes
+ * the private part PRIVATE; in-place conversion: the file starts private (no INIT_SHARED), so
+ * KVM_SET_MEMORY_ATTRIBUTES2 converts the shared part.
+ */
+export function gmemRamAttributes(
+  b: TraceBuilder,
+  v: Variant,
+  a: { private: bigint; shared: bigint },
+): void {
+  if (v === 'separate' && a.private > 0n)
+    b.op({
+      op: 'KVM_SET_MEMORY_ATTRIBUTES',
+      vm: 'vm',
+      address: num(RAM_GPA),
+      size: num(a.private),
+      attributes: 8,
+      flags: 0,
+    });
+  if (v === 'inplace' && a.shared > 0n)
+    b.op({
+      op: 'KVM_SET_MEMORY_ATTRIBUTES2',
+      fd: 'gmem',
+      offset: num(a.private),
+      size: num(a.shared),
+      attributes: 0,
+      flags: 0,
+      reserved: 0,
+    });
 }
 
 export const LINUX_6_18: DesignAdapter = {

@@ -24,7 +24,7 @@ import { num, type DesignAdapter, type Lowerer, type TraceBuilder } from '../ada
 import type { Policy } from '../policy.js';
 import type { Workload } from '../workload.js';
 import { accessArgs, ConfidentialLowerer, type GuestStep } from './confidential.js';
-import { type Variant } from './guest_memfd.js';
+import { gmemRamAttributes, gmemRamSlot, type Variant } from './guest_memfd.js';
 import { PAGE, RAM_GPA } from './historical.js';
 
 /** KVM_X86_SNP_VM. */
@@ -99,21 +99,7 @@ class SnpLowerer extends ConfidentialLowerer {
       data_addr: 'cmd',
     });
     // GUEST_MEMFD_FLAG_MMAP for in-place conversion; SNP takes no other flag.
-    b.op({ op: 'KVM_CREATE_GUEST_MEMFD', vm: 'vm', size: ram, flags: inplace ? 1 : 0, as: 'gmem' });
-    if (inplace)
-      b.op({ op: 'mmap', fd: 'gmem', length: ram, prot: 3, flags: 1, offset: 0, as: 'mem' });
-    else b.op({ op: 'mmap', fd: null, length: ram, prot: 3, flags: 0x22, offset: 0, as: 'mem' });
-    b.op({
-      op: 'KVM_SET_USER_MEMORY_REGION2',
-      vm: 'vm',
-      slot: 0,
-      flags: 4,
-      guest_phys_addr: num(RAM_GPA),
-      memory_size: ram,
-      userspace_addr: 'mem',
-      guest_memfd: 'gmem',
-      guest_memfd_offset: 0,
-    });
+    gmemRamSlot(b, ram, inplace ? 1 : 0, inplace);
     b.op({
       op: 'KVM_ENABLE_CAP',
       fd: 'vm',
@@ -121,25 +107,7 @@ class SnpLowerer extends ConfidentialLowerer {
       flags: 0,
       args: [EXIT_MAP_GPA_RANGE],
     });
-    if (!inplace && a.private > 0n)
-      b.op({
-        op: 'KVM_SET_MEMORY_ATTRIBUTES',
-        vm: 'vm',
-        address: num(RAM_GPA),
-        size: num(a.private),
-        attributes: 8,
-        flags: 0,
-      });
-    if (inplace && a.shared > 0n)
-      b.op({
-        op: 'KVM_SET_MEMORY_ATTRIBUTES2',
-        fd: 'gmem',
-        offset: num(a.private),
-        size: num(a.shared),
-        attributes: 0,
-        flags: 0,
-        reserved: 0,
-      });
+    gmemRamAttributes(b, this.v, a);
     b.op({
       op: 'KVM_MEMORY_ENCRYPT_OP',
       fd: 'vm',

@@ -21,7 +21,7 @@ import { num, type DesignAdapter, type Lowerer, type TraceBuilder } from '../ada
 import type { Policy } from '../policy.js';
 import type { Workload } from '../workload.js';
 import { accessArgs, ConfidentialLowerer, type GuestStep } from './confidential.js';
-import { type Variant } from './guest_memfd.js';
+import { gmemRamAttributes, gmemRamSlot, type Variant } from './guest_memfd.js';
 import { RAM_GPA } from './historical.js';
 import { cocoPolicyNa } from './sev_snp.js';
 
@@ -82,40 +82,8 @@ class TdxLowerer extends ConfidentialLowerer {
     // The VMM's pages for the command structs (MAP_PRIVATE | MAP_ANONYMOUS).
     b.op({ op: 'mmap', fd: null, length: 8192, prot: 3, flags: 0x22, offset: 0, as: 'cmd' });
     b.op({ op: 'KVM_CREATE_VM', fd: 'kvm', type: TDX_VM, as: 'vm' });
-    b.op({ op: 'KVM_CREATE_GUEST_MEMFD', vm: 'vm', size: ram, flags: inplace ? 1 : 0, as: 'gmem' });
-    if (inplace)
-      b.op({ op: 'mmap', fd: 'gmem', length: ram, prot: 3, flags: 1, offset: 0, as: 'mem' });
-    else b.op({ op: 'mmap', fd: null, length: ram, prot: 3, flags: 0x22, offset: 0, as: 'mem' });
-    b.op({
-      op: 'KVM_SET_USER_MEMORY_REGION2',
-      vm: 'vm',
-      slot: 0,
-      flags: 4,
-      guest_phys_addr: num(RAM_GPA),
-      memory_size: ram,
-      userspace_addr: 'mem',
-      guest_memfd: 'gmem',
-      guest_memfd_offset: 0,
-    });
-    if (!inplace && a.private > 0n)
-      b.op({
-        op: 'KVM_SET_MEMORY_ATTRIBUTES',
-        vm: 'vm',
-        address: num(RAM_GPA),
-        size: num(a.private),
-        attributes: 8,
-        flags: 0,
-      });
-    if (inplace && a.shared > 0n)
-      b.op({
-        op: 'KVM_SET_MEMORY_ATTRIBUTES2',
-        fd: 'gmem',
-        offset: num(a.private),
-        size: num(a.shared),
-        attributes: 0,
-        flags: 0,
-        reserved: 0,
-      });
+    gmemRamSlot(b, ram, inplace ? 1 : 0, inplace);
+    gmemRamAttributes(b, this.v, a);
     b.op({
       op: 'KVM_ENABLE_CAP',
       fd: 'vm',
