@@ -63,6 +63,7 @@ describe('profiles composed from facts', () => {
         'linux-next-gmem-snp',
         'linux-next-gmem-tdx',
         'design-2020-protnone-follkvm',
+        'design-2020-separate-mm',
         'design-2023-restrictedmem',
         'design-2024-shmem-exclusive-pin',
       ],
