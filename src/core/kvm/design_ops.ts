@@ -7,12 +7,13 @@
  * in the kernel; the hook comments name the function each patched.
  */
 import type { KernelCtx } from '../ctx.js';
+import type { FaultExit } from './arch_ops.js';
 import type { DesignName } from '../profiles/facts.js';
 import type { KernelProfile } from '../profiles/profile.js';
 import { kvmExclusivePinHypercall } from './exclusive_pin.js';
 import { kvmProtectedMemHypercall } from './mem_protected.js';
 import type { Vm } from './objects.js';
-import { KVM_MEM_PRIVATE } from './restrictedmem.js';
+import { KVM_MEM_PRIVATE, UPM_V10_PRIVATE_FAULT_EXIT } from './restrictedmem.js';
 
 export interface DesignOps {
   readonly name: DesignName;
@@ -40,6 +41,11 @@ export interface DesignOps {
    * KVM_MAP_ADDRESS_SPACE: mm/address_space.ts, kvm/separate_mm.ts).
    */
   readonly addressSpaces: boolean;
+  /**
+   * `kvm_mmu_page_fault()` on a private fault no private memslot serves: the design's own
+   * memory-fault exit (UPM v10: RET_PF_USER, KVM_RUN 0), or undefined for 6.18's -EFAULT exit.
+   */
+  readonly privateFaultExit?: FaultExit;
 }
 
 /** design-2020-protnone-follkvm: the RFC's hypercalls 12/13/14 (kvm/mem_protected.ts). */
@@ -57,6 +63,7 @@ const RESTRICTEDMEM_OPS: DesignOps = {
   memslotFlags: KVM_MEM_PRIVATE,
   restrictedFd: true,
   addressSpaces: false,
+  privateFaultExit: UPM_V10_PRIVATE_FAULT_EXIT,
 };
 
 /** design-2024-shmem-exclusive-pin: KVM_HC_MAP_GPA_RANGE handled in KVM (kvm/exclusive_pin.ts). */

@@ -15,7 +15,6 @@ import type { ZapSource } from '../../base/events.js';
 import type { Errno } from '../../base/errno.js';
 import { kvmGmemGetPfn } from '../../kvm/guest_memfd/guest_memfd.js';
 import { gmemFolioAt } from '../../kvm/guest_memfd/hugetlb.js';
-import { UPM_V10_PRIVATE_FAULT_EXIT } from '../../kvm/restrictedmem.js';
 import { kvmHvaMm } from '../../kvm/separate_mm.js';
 import { NotModelled } from '../../base/not_modelled.js';
 import { x86Ops } from './x86_ops.js';
@@ -440,9 +439,7 @@ export function kvmMmuPageFault(k: KernelCtx, vm: Vm, fault: KvmPageFault): Faul
     // No memslot: private → memory fault exit; shared → emulated MMIO, and the MMU caches an
     // MMIO SPTE for the gfn (enable_mmio_caching).
     if (fault.isPrivate)
-      return k.profile.design === 'restrictedmem'
-        ? UPM_V10_PRIVATE_FAULT_EXIT
-        : { kind: 'memfault', errno: 'EFAULT', flags };
+      return k.design?.privateFaultExit ?? { kind: 'memfault', errno: 'EFAULT', flags };
     if (k.profile.mmioCaching) vm.mmioSptes.set(fault.gfn, fault.gfn + 1, vm.memslotGen);
     return FAULT_MMIO;
   }
@@ -472,9 +469,7 @@ function kvmMmuFaultinPfn(
   if (slot.gmemOnly || (fault.isPrivate && !k.mutants.has('private_fault_uses_hva'))) {
     // kvm_mmu_faultin_pfn_gmem()
     if (!slot.isGuestMemfd)
-      return k.profile.design === 'restrictedmem'
-        ? UPM_V10_PRIVATE_FAULT_EXIT
-        : { kind: 'memfault', errno: 'EFAULT', flags };
+      return k.design?.privateFaultExit ?? { kind: 'memfault', errno: 'EFAULT', flags };
     // design-2023-restrictedmem: UPM v10 accepts KVM_MEM_PRIVATE with LOG_DIRTY_PAGES or
     // READONLY (6.18 refuses both for guest_memfd): v10's private fault then maps the page
     // read-only and marks it dirty, which the model's private path does not do.
