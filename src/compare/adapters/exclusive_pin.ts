@@ -21,22 +21,7 @@ const MAP_GPA_RANGE_ENCRYPTED = 0x10;
 
 class ExclusivePinLowerer extends VmmLowerer {
   protected boot(b: TraceBuilder, a: { private: bigint; shared: bigint }): void {
-    const ram = num(this.ram);
-    b.op({ op: 'KVM_CREATE_VM', fd: 'kvm', type: 0, as: 'vm' });
-    b.op({ op: 'KVM_CREATE_VCPU', vm: 'vm', id: 0, as: 'cpu' });
-    // MAP_PRIVATE | MAP_ANONYMOUS: guest RAM is anonymous memory of the VMM.
-    b.op({ op: 'mmap', fd: null, length: ram, prot: 3, flags: 0x22, offset: 0, as: 'mem' });
-    b.op({
-      op: 'KVM_SET_USER_MEMORY_REGION',
-      vm: 'vm',
-      slot: 0,
-      flags: 0,
-      guest_phys_addr: num(RAM_GPA),
-      memory_size: ram,
-      userspace_addr: 'mem',
-    });
-    this.prefault(b);
-    this.vfioMapAll(b);
+    this.anonRamBoot(b);
     if (this.p.allShared || a.private === 0n) return;
     // The guest makes its private part private: KVM pins every page of it exclusively.
     b.accessHypercall(

@@ -90,6 +90,30 @@ export abstract class VmmLowerer implements Lowerer {
   }
 
   /** KVM_PRE_FAULT_MEMORY of all guest RAM, when the policy pre-faults. */
+  /**
+   * A DEFAULT VM whose guest RAM is the VMM's anonymous memory (MAP_PRIVATE | MAP_ANONYMOUS) in
+   * a plain KVM_SET_USER_MEMORY_REGION memslot at RAM_GPA, then the policy's pre-fault and VFIO
+   * mapping of all RAM: the boot of the designs that keep guest memory in the VMM (2020 protnone,
+   * 2024 exclusive pin).
+   */
+  protected anonRamBoot(b: TraceBuilder): void {
+    const ram = num(this.ram);
+    b.op({ op: 'KVM_CREATE_VM', fd: 'kvm', type: 0, as: 'vm' });
+    b.op({ op: 'KVM_CREATE_VCPU', vm: 'vm', id: 0, as: 'cpu' });
+    b.op({ op: 'mmap', fd: null, length: ram, prot: 3, flags: 0x22, offset: 0, as: 'mem' });
+    b.op({
+      op: 'KVM_SET_USER_MEMORY_REGION',
+      vm: 'vm',
+      slot: 0,
+      flags: 0,
+      guest_phys_addr: num(RAM_GPA),
+      memory_size: ram,
+      userspace_addr: 'mem',
+    });
+    this.prefault(b);
+    this.vfioMapAll(b);
+  }
+
   protected prefault(b: TraceBuilder): void {
     if (this.p.prefault)
       b.op({

@@ -25,22 +25,7 @@ const gfn = (off: bigint): number | string => num((RAM_GPA + off) / PAGE);
 
 class ProtnoneLowerer extends VmmLowerer {
   protected boot(b: TraceBuilder, a: { private: bigint; shared: bigint }): void {
-    const ram = num(this.ram);
-    b.op({ op: 'KVM_CREATE_VM', fd: 'kvm', type: 0, as: 'vm' });
-    b.op({ op: 'KVM_CREATE_VCPU', vm: 'vm', id: 0, as: 'cpu' });
-    // MAP_PRIVATE | MAP_ANONYMOUS: guest RAM is the VMM's own memory.
-    b.op({ op: 'mmap', fd: null, length: ram, prot: 3, flags: 0x22, offset: 0, as: 'mem' });
-    b.op({
-      op: 'KVM_SET_USER_MEMORY_REGION',
-      vm: 'vm',
-      slot: 0,
-      flags: 0,
-      guest_phys_addr: num(RAM_GPA),
-      memory_size: ram,
-      userspace_addr: 'mem',
-    });
-    this.prefault(b);
-    this.vfioMapAll(b);
+    this.anonRamBoot(b);
     if (this.p.allShared) return;
     // The guest's first act: protect all of its memory, then share back the shared part.
     const guest: unknown[] = [{ hypercall: { nr: KVM_HC_ENABLE_MEM_PROTECTED, args: [0, 0, 0] } }];
